@@ -1,0 +1,63 @@
+"""Workload registration messages (registry service) and the record stored in etcd under a lease."""
+
+from __future__ import annotations
+
+from proto.base import Message
+
+
+class Workload(Message):
+    """A running workload with its sidecar, as the proxy registers it."""
+
+    id: str
+    service: str
+    namespace: str = "default"
+    address: str = "127.0.0.1"  # where peers reach the sidecar's inbound listener
+    service_port: int = 80  # the port clients use (`reviews:9080`)
+    inbound_port: int = 15006  # the sidecar's inbound listener, which forwards to the app
+    labels: dict[str, str] = {}
+    service_account: str = "default"
+    locality: str = ""
+    healthy: bool = True
+
+
+class RegisterRequest(Message):
+    workload: Workload
+    ttl: int | None = None  # seconds; None: the registry's default
+
+
+class RegisterReply(Message):
+    ok: bool
+    lease_id: int = 0
+    ttl: int = 0
+    error: str = ""
+
+
+class Heartbeat(Message):
+    workload_id: str
+    namespace: str
+    service: str
+    lease_id: int
+    healthy: bool = True
+
+
+class HeartbeatReply(Message):
+    ok: bool
+    error: str = ""  # "unknown lease": the proxy must register again
+
+
+class DeregisterRequest(Message):
+    workload_id: str
+    namespace: str
+    service: str
+    lease_id: int = 0
+
+
+class EndpointEvent(Message):
+    """Published on registry.events when a workload appears, changes health, or goes away."""
+
+    type: str  # ADDED | MODIFIED | DELETED
+    namespace: str
+    service: str
+    workload_id: str
+    revision: int
+    workload: Workload | None = None

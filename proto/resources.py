@@ -1,0 +1,78 @@
+"""The resource envelope (apiVersion/kind/metadata/spec) and the table of supported kinds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from proto.base import IstioStruct
+from proto.networking import DestinationRuleSpec, ServiceEntrySpec, VirtualServiceSpec, WorkloadEntrySpec
+
+
+class ObjectMeta(IstioStruct):
+    name: str = ""
+    namespace: str = "default"
+    labels: dict[str, str] = {}
+    annotations: dict[str, str] = {}
+    # Written by a Kubernetes API server; accepted so exported YAML applies unchanged, never acted on.
+    resource_version: str | None = None
+    uid: str | None = None
+    generation: int | None = None
+    creation_timestamp: str | None = None
+    managed_fields: list[Any] | None = None
+
+
+class Resource(IstioStruct):
+    api_version: str
+    kind: str
+    metadata: ObjectMeta
+    spec: Any
+
+
+class VirtualService(Resource, kw_only=True):
+    spec: VirtualServiceSpec
+
+
+class DestinationRule(Resource, kw_only=True):
+    spec: DestinationRuleSpec
+
+
+class ServiceEntry(Resource, kw_only=True):
+    spec: ServiceEntrySpec
+
+
+class WorkloadEntry(Resource, kw_only=True):
+    spec: WorkloadEntrySpec
+
+
+class KindInfo(msgspec.Struct, frozen=True):
+    kind: str
+    group: str
+    versions: tuple[str, ...]
+    type: type
+    aliases: tuple[str, ...]
+
+
+NETWORKING_VERSIONS = ("v1", "v1beta1", "v1alpha3")
+
+KINDS: dict[str, KindInfo] = {
+    info.kind: info
+    for info in (
+        KindInfo("VirtualService", "networking.istio.io", NETWORKING_VERSIONS, VirtualService,
+                 ("virtualservice", "virtualservices", "vs")),
+        KindInfo("DestinationRule", "networking.istio.io", NETWORKING_VERSIONS, DestinationRule,
+                 ("destinationrule", "destinationrules", "dr")),
+        KindInfo("ServiceEntry", "networking.istio.io", NETWORKING_VERSIONS, ServiceEntry,
+                 ("serviceentry", "serviceentries", "se")),
+        KindInfo("WorkloadEntry", "networking.istio.io", NETWORKING_VERSIONS, WorkloadEntry,
+                 ("workloadentry", "workloadentries", "we")),
+    )
+}
+
+_ALIASES = {alias: info.kind for info in KINDS.values() for alias in (*info.aliases, info.kind.lower())}
+
+
+def kind_from_alias(text: str) -> str | None:
+    """`vs`, `VirtualServices`, `virtualservice` -> `VirtualService`; None when unknown."""
+    return _ALIASES.get(text.lower())

@@ -1,0 +1,30 @@
+"""Every NATS subject Isthmus uses, in one place. docs/bus.md describes the payloads."""
+
+PREFIX = "isthmus"
+
+# config API (pilot), request/reply, queue group "pilot"
+CONFIG_APPLY = f"{PREFIX}.config.apply"  # payload: YAML/JSON text -> ApplyReply
+CONFIG_DELETE = f"{PREFIX}.config.delete"  # DeleteRequest -> ApplyReply
+CONFIG_GET = f"{PREFIX}.config.get"  # GetRequest -> GetReply
+CONFIG_EVENTS = f"{PREFIX}.config.events"  # ConfigEvent, published
+
+# registry, request/reply, queue group "registry"
+REGISTRY_REGISTER = f"{PREFIX}.registry.register"  # RegisterRequest -> RegisterReply
+REGISTRY_HEARTBEAT = f"{PREFIX}.registry.heartbeat"  # Heartbeat -> HeartbeatReply
+REGISTRY_DEREGISTER = f"{PREFIX}.registry.deregister"  # DeregisterRequest -> HeartbeatReply
+REGISTRY_EVENTS = f"{PREFIX}.registry.events"  # EndpointEvent, published
+
+# push (pilot leader -> proxies), and proxies -> pilot
+XDS_PUSH = f"{PREFIX}.xds.push"  # Push (delta), published
+XDS_SNAPSHOT = f"{PREFIX}.xds.snapshot"  # SnapshotRequest -> Push (full)
+XDS_ACK = f"{PREFIX}.xds.ack"  # Ack, published
+
+# readiness: request/reply, every instance answers
+HEALTH = f"{PREFIX}.health"  # f"{HEALTH}.{service}" -> HealthReply
+
+QUEUE_PILOT = "pilot"
+QUEUE_REGISTRY = "registry"
+
+
+def health_subject(service: str) -> str:
+    return f"{HEALTH}.{service}"

@@ -1,0 +1,62 @@
+"""The admin listener (default 127.0.0.1:15000): /ready, /config_dump, /server_info.
+
+Not the hot path: plain asyncio streams, one request per connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+_json = msgspec.json.Encoder()
+_REASONS = {200: b"OK", 404: b"Not Found", 405: b"Method Not Allowed", 503: b"Service Unavailable", 400: b"Bad Request"}
+
+
+class AdminServer:
+    def __init__(self, host: str, port: int, is_ready: Callable[[], bool],
+                 config_dump: Callable[[], dict[str, Any]], server_info: Callable[[], dict[str, Any]]) -> None:
+        self.host = host
+        self.port = port
+        self.is_ready = is_ready
+        self.config_dump = config_dump
+        self.server_info = server_info
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._handle, self.host, self.port, reuse_address=True)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    def respond(self, method: str, path: str) -> tuple[int, str, bytes]:
+        if method not in ("GET", "HEAD"):
+            return 405, "text/plain", b"only GET\n"
+        path = path.split("?", 1)[0]
+        if path == "/ready":
+            ready = self.is_ready()
+            return (200, "text/plain", b"LIVE\n") if ready else (503, "text/plain", b"NOT READY: no config from pilot yet\n")
+        if path == "/config_dump":
+            return 200, "application/json", _json.encode(self.config_dump()) + b"\n"
+        if path == "/server_info":
+            return 200, "application/json", _json.encode(self.server_info()) + b"\n"
+        return 404, "text/plain", b"unknown admin path; try /ready, /config_dump, /server_info\n"
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
+            parts = head.split(b"\r\n", 1)[0].decode("latin-1").split()
+            if len(parts) != 3:
+                status, ctype, body = 400, "text/plain", b"bad request line\n"
+            else:
+                status, ctype, body = self.respond(parts[0], parts[1])
+            writer.write(b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
+                         % (status, _REASONS.get(status, b""), ctype.encode(), len(body)) + body)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()

@@ -1,0 +1,86 @@
+"""Registers this workload with the registry and keeps its lease alive with heartbeats that carry
+the app's health (a TCP connect probe of the app's port). Registers again when the registry says
+the lease is gone (expired while the bus was away, or etcd was reset)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from proto import subjects
+from proto.registry import DeregisterRequest, Heartbeat, HeartbeatReply, RegisterReply, RegisterRequest, Workload
+from runtime.bus import Bus, BusError
+from runtime.log import get_logger
+
+log = get_logger("proxy.registration")
+
+
+async def probe_tcp(host: str, port: int, timeout: float = 1.0) -> bool:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except (OSError, asyncio.TimeoutError):
+        return False
+    writer.close()
+    return True
+
+
+class Registration:
+    def __init__(self, workload: Workload, app_host: str, app_port: int, ttl: int | None = None,
+                 probe_interval: float = 1.0) -> None:
+        self.workload = workload
+        self.app_host = app_host
+        self.app_port = app_port
+        self.ttl = ttl
+        self.probe_interval = probe_interval
+        self.bus: Bus | None = None
+        self.lease_id = 0
+        self.granted_ttl = 0
+
+    async def run(self, bus: Bus) -> None:
+        self.bus = bus
+        while True:
+            try:
+                if not self.lease_id:
+                    await self._register()
+                await asyncio.sleep(self._beat_interval())
+                await self._heartbeat()
+            except BusError as exc:
+                log.warning("registry unreachable", error=str(exc))
+                await asyncio.sleep(0.5)
+
+    def _beat_interval(self) -> float:
+        ttl = self.granted_ttl or 5
+        return min(self.probe_interval, ttl / 3)
+
+    async def _register(self) -> None:
+        assert self.bus is not None
+        self.workload.healthy = await probe_tcp(self.app_host, self.app_port)
+        reply = await self.bus.call(subjects.REGISTRY_REGISTER, RegisterRequest(workload=self.workload, ttl=self.ttl),
+                                    RegisterReply)
+        if not reply.ok:
+            raise BusError(f"registration refused: {reply.error}")
+        self.lease_id, self.granted_ttl = reply.lease_id, reply.ttl
+        log.info("registered", workload=self.workload.id, lease=self.lease_id, ttl=reply.ttl,
+                 healthy=self.workload.healthy)
+
+    async def _heartbeat(self) -> None:
+        assert self.bus is not None
+        healthy = await probe_tcp(self.app_host, self.app_port)
+        if healthy != self.workload.healthy:
+            log.info("app health changed", healthy=healthy)
+        self.workload.healthy = healthy
+        beat = Heartbeat(workload_id=self.workload.id, namespace=self.workload.namespace,
+                         service=self.workload.service, lease_id=self.lease_id, healthy=healthy)
+        reply = await self.bus.call(subjects.REGISTRY_HEARTBEAT, beat, HeartbeatReply, timeout=2.0)
+        if not reply.ok:
+            log.warning("lease lost, registering again", error=reply.error)
+            self.lease_id = 0
+
+    async def deregister(self) -> None:
+        if self.bus is None or not self.lease_id:
+            return
+        request = DeregisterRequest(workload_id=self.workload.id, namespace=self.workload.namespace,
+                                    service=self.workload.service, lease_id=self.lease_id)
+        try:
+            await self.bus.call(subjects.REGISTRY_DEREGISTER, request, HeartbeatReply, timeout=2.0)
+        except BusError:
+            pass  # the lease expires on its own

@@ -1,0 +1,110 @@
+"""The proxy's config subscription: deltas from xds.push, snapshots on start, reconnect and gaps.
+
+A push applies only if it is the next in sequence of the epoch we hold; anything else (a missed
+push, a new pilot leader) triggers a snapshot request. Deltas that arrive while a snapshot is in
+flight are kept and replayed after it, so none is lost. Every applied push is ACKed, every rejected
+one NACKed with the error; a rejected push leaves the previous config in force. When the bus or
+pilot is away the proxy keeps serving with what it holds (static stability).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from proto import subjects
+from proto.xds import Ack, Push, SnapshotRequest
+from proxy.control.config_state import ConfigRejected, ConfigState
+from runtime.bus import Bus, BusError, decode, encode
+from runtime.log import get_logger
+
+log = get_logger("proxy.xds")
+
+
+class XdsClient:
+    def __init__(self, state: ConfigState, proxy_id: str, service: str, namespace: str,
+                 on_applied: Callable[[], None] | None = None) -> None:
+        self.state = state
+        self.proxy_id = proxy_id
+        self.service = service
+        self.namespace = namespace
+        self.on_applied = on_applied
+        self.bus: Bus | None = None
+        self.epoch = ""
+        self.seq = 0
+        self.synced = asyncio.Event()  # set once a snapshot was applied
+        self._resync = asyncio.Event()
+        self._snapshotting = False
+        self._held: list[Push] = []
+
+    async def attach(self, bus: Bus) -> None:
+        self.bus = bus
+        await bus.listen(subjects.XDS_PUSH, self._on_push)
+        self.request_resync()
+
+    def request_resync(self) -> None:
+        self._resync.set()
+
+    async def run(self) -> None:
+        """Resync loop: fetch a snapshot whenever asked, retrying until pilot answers."""
+        delay = 0.1
+        while True:
+            await self._resync.wait()
+            if self.bus is None:
+                await asyncio.sleep(delay)
+                continue
+            self._snapshotting = True
+            try:
+                data = await self.bus.request(subjects.XDS_SNAPSHOT, encode(SnapshotRequest(proxy_id=self.proxy_id)),
+                                              timeout=5.0)
+                snapshot = decode(data, Push)
+            except (BusError, ValueError) as exc:
+                log.warning("snapshot unavailable, serving last config", error=str(exc))
+                self._snapshotting = False
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            self._resync.clear()
+            delay = 0.1
+            self._snapshotting = False
+            held, self._held = self._held, []
+            await self._apply(snapshot)
+            for push in held:
+                if push.epoch == self.epoch and push.seq > self.seq:
+                    await self._on_push_obj(push)
+
+    async def _on_push(self, data: bytes) -> None:
+        await self._on_push_obj(decode(data, Push))
+
+    async def _on_push_obj(self, push: Push) -> None:
+        if self._snapshotting or self._resync.is_set():
+            self._held.append(push)
+            return
+        if push.epoch != self.epoch or push.seq != self.seq + 1:
+            log.info("push out of sequence, resyncing", have=f"{self.epoch}/{self.seq}", got=f"{push.epoch}/{push.seq}")
+            self._held.append(push)
+            self.request_resync()
+            return
+        await self._apply(push)
+
+    async def _apply(self, push: Push) -> None:
+        error = ""
+        try:
+            self.state.apply(push)
+        except ConfigRejected as exc:
+            error = str(exc)
+            log.warning("push rejected", seq=push.seq, error=error)
+        # The sequence moves on even when a push is rejected: the next delta builds on pilot's view,
+        # and a later snapshot brings everything back in line.
+        self.epoch, self.seq = push.epoch, push.seq
+        if push.full and not error:
+            self.synced.set()
+        if not error and self.on_applied is not None:
+            self.on_applied()
+        if self.bus is not None:
+            ack = Ack(proxy_id=self.proxy_id, epoch=push.epoch, seq=push.seq, version=push.version, ok=not error,
+                      error=error, service=self.service, namespace=self.namespace)
+            try:
+                await self.bus.publish(subjects.XDS_ACK, encode(ack))
+            except Exception as exc:
+                log.debug("ack not sent", error=str(exc))

@@ -1,0 +1,53 @@
+"""Typed failures of the data plane, mapped to HTTP responses in one place (proxy/http/rescue.py).
+
+    ProxyError
+    ├── BadRequest            400  DPE  downstream sent something we cannot parse
+    ├── NoRoute               404  NR   no route or service for the requested host
+    ├── NoHealthyUpstream     503  UH   the cluster has no healthy endpoint
+    ├── UpstreamConnectError  503  UF   connecting to the chosen endpoint failed
+    ├── UpstreamReset         503  UC   the upstream closed or reset mid-exchange
+    └── UpstreamTimeout       504  UT   the upstream did not answer in time
+
+The flag is Envoy's response flag, so access logs read the way Istio users expect.
+"""
+
+from __future__ import annotations
+
+
+class ProxyError(Exception):
+    status: int = 500
+    flag: str = "-"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class BadRequest(ProxyError):
+    status = 400
+    flag = "DPE"
+
+
+class NoRoute(ProxyError):
+    status = 404
+    flag = "NR"
+
+
+class NoHealthyUpstream(ProxyError):
+    status = 503
+    flag = "UH"
+
+
+class UpstreamConnectError(ProxyError):
+    status = 503
+    flag = "UF"
+
+
+class UpstreamReset(ProxyError):
+    status = 503
+    flag = "UC"
+
+
+class UpstreamTimeout(ProxyError):
+    status = 504
+    flag = "UT"

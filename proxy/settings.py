@@ -1,0 +1,50 @@
+"""The sidecar's settings, resolved once from `isthmus proxy run` flags and ISTHMUS_* env vars."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+
+from runtime.settings import DEFAULT_NATS_URL
+
+
+def parse_labels(text: str | None) -> dict[str, str]:
+    """`version=v1,app=reviews` -> {"version": "v1", "app": "reviews"}; raises ValueError on a bad pair."""
+    labels: dict[str, str] = {}
+    for pair in (text or "").split(","):
+        pair = pair.strip()
+        if not pair:
+            continue
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"label {pair!r} is not key=value")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+@dataclass(frozen=True)
+class ProxyOptions:
+    service: str
+    service_port: int
+    app_port: int
+    namespace: str = "default"
+    labels: dict[str, str] = field(default_factory=dict)
+    service_account: str = "default"
+    address: str = "127.0.0.1"  # advertised to peers: where they reach our inbound listener
+    app_host: str = "127.0.0.1"
+    inbound_host: str = "0.0.0.0"
+    inbound_port: int = 15006
+    outbound_host: str = "127.0.0.1"
+    outbound_port: int = 15001
+    admin_port: int = 15000
+    nats_url: str = field(default_factory=lambda: os.environ.get("ISTHMUS_NATS_URL", DEFAULT_NATS_URL))
+    domain_suffix: str = field(default_factory=lambda: os.environ.get("ISTHMUS_DOMAIN_SUFFIX", "svc.cluster.local"))
+    lease_ttl: int | None = None  # None: the registry's default
+    health_interval: float = 1.0  # seconds between probes of the app's port
+    log_level: str = field(default_factory=lambda: os.environ.get("ISTHMUS_LOG_LEVEL", "info"))
+    proxy_id: str = ""
+
+    @property
+    def id(self) -> str:
+        return self.proxy_id or f"{self.service}-{socket.gethostname()}-{self.inbound_port}.{self.namespace}"

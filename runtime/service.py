@@ -1,0 +1,94 @@
+"""What every control-plane service shares: settings, logging, bus, store, readiness, shutdown.
+
+A service subclasses ServiceProcess, implements `start()` (subscribe, spawn tasks) and is run by
+`ServiceProcess.main()`. It answers `isthmus.health.<name>` with ready=True once start() returned,
+and prints one `{"event": "ready"}` log line, which is what `isthmus up` and the tests wait on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from collections.abc import Coroutine
+from typing import Any, ClassVar
+
+from proto.health import HealthReply
+from proto.subjects import health_subject
+from runtime import bus as busmod
+from runtime.log import configure
+from runtime.settings import Settings
+from runtime.store import Store
+
+
+class ServiceProcess:
+    name: ClassVar[str] = "service"
+    uses_store: ClassVar[bool] = True
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.log = configure(settings.log_level, self.name)
+        self.bus: busmod.Bus
+        self.store: Store
+        self.ready = False
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Subscribe and spawn background work. Runs after bus (and store) are connected."""
+
+    async def stop(self) -> None:
+        """Release what start() took (leases, subscriptions)."""
+
+    def is_leader(self) -> bool:
+        return False
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coro)
+        self.tasks.append(task)
+        return task
+
+    async def run(self) -> None:
+        self.bus = await busmod.connect(self.settings.nats_url, f"{self.name}-{self.settings.instance}")
+        if self.uses_store:
+            host, port = self.settings.etcd_host_port
+            self.store = await Store.connect(host, port)
+        await self.start()
+        await self.bus.serve(health_subject(self.name), self._health)
+        await self.bus.flush()
+        self.ready = True
+        self.log.info("ready", instance=self.settings.instance)
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopping.set)
+        await stopping.wait()
+        self.log.info("stopping")
+        await self.stop()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.bus.close()
+        if self.uses_store:
+            await self.store.close()
+
+    async def _health(self, _: bytes) -> bytes:
+        reply = HealthReply(service=self.name, instance=self.settings.instance, ready=self.ready,
+                            leader=self.is_leader())
+        return busmod.encode(reply)
+
+    @classmethod
+    def main(cls, argv: list[str] | None = None) -> None:
+        parser = argparse.ArgumentParser(prog=f"python -m services.{cls.name}")
+        parser.add_argument("--nats", dest="nats_url", help="bus URL (env ISTHMUS_NATS_URL)")
+        parser.add_argument("--etcd", dest="etcd_url", help="etcd URL (env ISTHMUS_ETCD_URL)")
+        parser.add_argument("--lease-ttl", type=int, help="registration TTL seconds (env ISTHMUS_LEASE_TTL)")
+        parser.add_argument("--log-level", help="debug|info|warning|error (env ISTHMUS_LOG_LEVEL)")
+        args = parser.parse_args(argv)
+        settings = Settings.load(**vars(args))
+        try:
+            import uvloop
+
+            uvloop.install()
+        except ImportError:
+            pass
+        asyncio.run(cls(settings).run())

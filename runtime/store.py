@@ -1,0 +1,172 @@
+"""etcd access for the control-plane services (proxies never touch etcd).
+
+    StoreError          etcd unreachable or refused the operation (translated from aetcd here)
+
+Keys are laid out under /isthmus/:
+    /isthmus/config/<Kind>/<namespace>/<name>            an applied resource (JSON)
+    /isthmus/registry/<namespace>/<service>/<id>         a registered workload, under its lease
+    /isthmus/status/proxies/<id>                         what a proxy last ACKed/NACKed
+    /isthmus/leader/<service>                            the leader's instance name, under a lease
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aetcd
+import aetcd.exceptions
+
+from runtime.log import get_logger
+
+log = get_logger("store")
+
+CONFIG_PREFIX = "/isthmus/config/"
+REGISTRY_PREFIX = "/isthmus/registry/"
+STATUS_PREFIX = "/isthmus/status/proxies/"
+LEADER_PREFIX = "/isthmus/leader/"
+
+
+class StoreError(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    key: str
+    value: bytes
+    mod_revision: int
+    create_revision: int
+    lease: int
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    deleted: bool
+    entry: Entry
+
+
+def _entry(kv: object) -> Entry:
+    return Entry(kv.key.decode(), kv.value, kv.mod_revision, kv.create_revision, kv.lease)  # type: ignore[attr-defined]
+
+
+class Store:
+    def __init__(self, client: aetcd.Client) -> None:
+        self.client = client
+
+    @classmethod
+    async def connect(cls, host: str, port: int, wait: float = 30.0) -> "Store":
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            client = aetcd.Client(host=host, port=port, timeout=5)
+            try:
+                await client.connect()
+                await client.status()
+                return cls(client)
+            except Exception as exc:
+                await client.close()
+                if loop.time() > deadline:
+                    raise StoreError(f"cannot reach etcd at {host}:{port}: {exc}") from exc
+                await asyncio.sleep(0.25)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def list(self, prefix: str) -> tuple[list[Entry], int]:
+        """All entries under prefix and the store revision they were read at."""
+        try:
+            result = await self.client.get_prefix(prefix.encode())
+        except aetcd.exceptions.ClientError as exc:
+            raise StoreError(f"listing {prefix}: {exc}") from exc
+        return [_entry(kv) for kv in result], result.header.revision
+
+    async def get(self, key: str) -> Entry | None:
+        try:
+            result = await self.client.get(key.encode())
+        except aetcd.exceptions.ClientError as exc:
+            raise StoreError(f"reading {key}: {exc}") from exc
+        return None if result is None else _entry(result)
+
+    async def put(self, key: str, value: bytes, lease: int = 0) -> int:
+        try:
+            result = await self.client.put(key.encode(), value, lease=lease or None)
+        except aetcd.exceptions.ClientError as exc:
+            raise StoreError(f"writing {key}: {exc}") from exc
+        return result.header.revision
+
+    async def commit(self, puts: dict[str, bytes], deletes: list[str]) -> int:
+        """Write all puts and deletes in one transaction; returns the new revision."""
+        tx = self.client.transactions
+        ops = [tx.put(k.encode(), v) for k, v in puts.items()] + [tx.delete(k.encode()) for k in deletes]
+        if not ops:
+            return 0
+        try:
+            _, responses = await self.client.transaction(compare=[], success=ops, failure=[])
+        except aetcd.exceptions.ClientError as exc:
+            raise StoreError(f"committing {len(ops)} changes: {exc}") from exc
+        revision = 0
+        for response in responses:
+            kind = response.WhichOneof("response")
+            revision = max(revision, getattr(response, kind).header.revision)
+        return revision
+
+    async def delete(self, key: str) -> bool:
+        try:
+            return bool(await self.client.delete(key.encode()))
+        except aetcd.exceptions.ClientError as exc:
+            raise StoreError(f"deleting {key}: {exc}") from exc
+
+    async def watch(self, prefix: str, start_revision: int) -> AsyncIterator[Change]:
+        """Changes under prefix from start_revision on. Raises StoreError when the watch breaks
+        (e.g. the revision was compacted); the caller re-lists and watches again."""
+        try:
+            watch = await self.client.watch_prefix(prefix.encode(), start_revision=start_revision)
+        except aetcd.exceptions.ClientError as exc:
+            raise StoreError(f"watching {prefix}: {exc}") from exc
+        try:
+            async for event in watch:
+                yield Change(event.kind == "DELETE", _entry(event.kv))
+        except aetcd.exceptions.ClientError as exc:
+            raise StoreError(f"watch on {prefix} broke: {exc}") from exc
+        finally:
+            try:
+                await watch.cancel()
+            except Exception:
+                pass
+
+    # leases
+
+    async def grant(self, ttl: int) -> int:
+        try:
+            return (await self.client.lease(ttl)).id
+        except aetcd.exceptions.ClientError as exc:
+            raise StoreError(f"granting a lease: {exc}") from exc
+
+    async def refresh(self, lease_id: int) -> int:
+        """Keep a lease alive; returns its TTL, 0 when the lease no longer exists."""
+        try:
+            reply = await self.client.refresh_lease(lease_id)
+        except aetcd.exceptions.ClientError as exc:
+            raise StoreError(f"refreshing lease {lease_id}: {exc}") from exc
+        return max(0, int(reply.TTL)) if reply is not None else 0
+
+    async def revoke(self, lease_id: int) -> None:
+        try:
+            await self.client.revoke_lease(lease_id)
+        except aetcd.exceptions.ClientError:
+            pass  # already expired: the goal is reached
+
+    async def create_if_absent(self, key: str, value: bytes, lease: int) -> bool:
+        """Atomically create key under lease unless it exists (used for leader election)."""
+        tx = self.client.transactions
+        try:
+            ok, _ = await self.client.transaction(
+                compare=[tx.create(key.encode()) == 0],
+                success=[tx.put(key.encode(), value, lease=lease or None)],
+                failure=[],
+            )
+        except aetcd.exceptions.ClientError as exc:
+            raise StoreError(f"creating {key}: {exc}") from exc
+        return bool(ok)

@@ -1,0 +1,3 @@
+from services.ca.service import CaService
+
+CaService.main()

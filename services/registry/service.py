@@ -1,0 +1,138 @@
+"""The registry: workload registration and health, kept in etcd under leases.
+
+A proxy registers its workload; the registry grants an etcd lease (TTL from the request or the
+default) and stores the workload under it. Heartbeats refresh the lease and carry health; a
+heartbeat for a lease etcd no longer knows answers "unknown lease", so the proxy registers again.
+A proxy that dies stops heartbeating and its endpoint vanishes when the lease expires.
+
+The leader watches the registry prefix and publishes EndpointEvents, so each change is announced
+once however many replicas run. Request handlers are stateless (queue group "registry").
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import ClassVar
+
+from proto import subjects
+from proto.registry import (
+    DeregisterRequest,
+    EndpointEvent,
+    Heartbeat,
+    HeartbeatReply,
+    RegisterReply,
+    RegisterRequest,
+    Workload,
+)
+from runtime.bus import decode, encode
+from runtime.leader import LeaderElection
+from runtime.service import ServiceProcess
+from runtime.store import REGISTRY_PREFIX, StoreError
+
+MAX_TTL = 300
+
+
+def workload_key(namespace: str, service: str, workload_id: str) -> str:
+    return f"{REGISTRY_PREFIX}{namespace}/{service}/{workload_id}"
+
+
+class RegistryService(ServiceProcess):
+    name: ClassVar[str] = "registry"
+
+    async def start(self) -> None:
+        self._publisher: asyncio.Task[None] | None = None
+        self.election = LeaderElection(self.store, self.name, self.settings.instance, ttl=max(2, self.settings.lease_ttl),
+                                       on_elected=self._on_elected)
+        q = subjects.QUEUE_REGISTRY
+        await self.bus.serve(subjects.REGISTRY_REGISTER, self._register, queue=q)
+        await self.bus.serve(subjects.REGISTRY_HEARTBEAT, self._heartbeat, queue=q)
+        await self.bus.serve(subjects.REGISTRY_DEREGISTER, self._deregister, queue=q)
+        self.spawn(self.election.run())
+
+    def is_leader(self) -> bool:
+        return self.election.is_leader
+
+    async def stop(self) -> None:
+        await self.election.resign()
+
+    async def _register(self, data: bytes) -> bytes:
+        request = decode(data, RegisterRequest)
+        workload = request.workload
+        problem = _invalid(workload)
+        if problem:
+            return encode(RegisterReply(ok=False, error=problem))
+        ttl = min(MAX_TTL, max(1, request.ttl or self.settings.lease_ttl))
+        try:
+            lease = await self.store.grant(ttl)
+            await self.store.put(workload_key(workload.namespace, workload.service, workload.id), encode(workload), lease)
+        except StoreError as exc:
+            return encode(RegisterReply(ok=False, error=str(exc)))
+        self.log.info("registered", workload=workload.id, service=workload.service, namespace=workload.namespace,
+                      address=f"{workload.address}:{workload.inbound_port}", ttl=ttl)
+        return encode(RegisterReply(ok=True, lease_id=lease, ttl=ttl))
+
+    async def _heartbeat(self, data: bytes) -> bytes:
+        beat = decode(data, Heartbeat)
+        key = workload_key(beat.namespace, beat.service, beat.workload_id)
+        try:
+            if await self.store.refresh(beat.lease_id) == 0:
+                return encode(HeartbeatReply(ok=False, error="unknown lease"))
+            entry = await self.store.get(key)
+            if entry is None or entry.lease != beat.lease_id:
+                return encode(HeartbeatReply(ok=False, error="unknown lease"))
+            workload = decode(entry.value, Workload)
+            if workload.healthy != beat.healthy:  # write only on a change of health
+                workload.healthy = beat.healthy
+                await self.store.put(key, encode(workload), beat.lease_id)
+        except StoreError as exc:
+            return encode(HeartbeatReply(ok=False, error=str(exc)))
+        return encode(HeartbeatReply(ok=True))
+
+    async def _deregister(self, data: bytes) -> bytes:
+        request = decode(data, DeregisterRequest)
+        try:
+            await self.store.delete(workload_key(request.namespace, request.service, request.workload_id))
+            if request.lease_id:
+                await self.store.revoke(request.lease_id)
+        except StoreError as exc:
+            return encode(HeartbeatReply(ok=False, error=str(exc)))
+        self.log.info("deregistered", workload=request.workload_id)
+        return encode(HeartbeatReply(ok=True))
+
+    async def _on_elected(self) -> None:
+        if self._publisher is None or self._publisher.done():
+            self._publisher = self.spawn(self._publish_events())
+
+    async def _publish_events(self) -> None:
+        """Leader only: turn etcd changes under the registry prefix into EndpointEvents."""
+        while self.election.is_leader:
+            try:
+                _, revision = await self.store.list(REGISTRY_PREFIX)
+                async for change in self.store.watch(REGISTRY_PREFIX, revision + 1):
+                    if not self.election.is_leader:
+                        return
+                    namespace, service, workload_id = change.entry.key[len(REGISTRY_PREFIX):].split("/", 2)
+                    if change.deleted:
+                        event = EndpointEvent(type="DELETED", namespace=namespace, service=service,
+                                              workload_id=workload_id, revision=change.entry.mod_revision)
+                    else:
+                        created = change.entry.create_revision == change.entry.mod_revision
+                        event = EndpointEvent(type="ADDED" if created else "MODIFIED", namespace=namespace,
+                                              service=service, workload_id=workload_id,
+                                              revision=change.entry.mod_revision,
+                                              workload=decode(change.entry.value, Workload))
+                    await self.bus.publish(subjects.REGISTRY_EVENTS, encode(event))
+            except (StoreError, ValueError) as exc:
+                self.log.warning("registry watch restarting", error=str(exc))
+                await asyncio.sleep(0.5)
+
+
+def _invalid(workload: Workload) -> str:
+    if not workload.id or not workload.service or not workload.namespace:
+        return "workload id, service and namespace are required"
+    for part in (workload.id, workload.service, workload.namespace):
+        if "/" in part:
+            return f"{part!r} must not contain '/'"
+    if not (0 < workload.inbound_port < 65536 and 0 < workload.service_port < 65536):
+        return "ports must be 1-65535"
+    return ""
