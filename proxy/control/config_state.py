@@ -1,0 +1,178 @@
+"""The proxy's applied config: pushes in, one immutable routing table out, make before break.
+
+    ConfigRejected   a push the proxy refuses; nothing of it was applied (the proxy NACKs it)
+
+apply(push) is all or nothing: every route is compiled and every cluster checked before anything
+changes. Then, as in istio/istio#12252 (make before break):
+- clusters apply before routes;
+- a route whose destinations name a cluster or subset the proxy does not hold waits as *pending*
+  while the previous route for its host keeps serving; a later push that brings the missing
+  cluster/subset activates it;
+- a cluster update that drops a subset an active route still uses keeps that subset's old definition,
+  and a removed cluster an active route still uses stays, until no active route uses them.
+The new RoutingTable is swapped in with one assignment, so the hot path never sees half a push.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import msgspec
+
+from proto.xds import ClusterConfig, Push, RouteConfig
+from proxy.outbound.balancer import BALANCERS
+from proxy.outbound.route_match import CompiledRoute
+from proxy.outbound.router import RoutingTable, build_table
+
+
+class ConfigRejected(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Pending(NamedTuple):
+    route: RouteConfig
+    missing: tuple[str, ...]  # "cluster <host>" or "subset <name> of <host>"
+
+
+def _check_cluster(cluster: ClusterConfig) -> None:
+    where = f"cluster {cluster.host}"
+    if not cluster.host:
+        raise ConfigRejected("a cluster has an empty host")
+    if cluster.lb not in BALANCERS:
+        raise ConfigRejected(f"{where}: load balancer {cluster.lb!r} is not supported")
+    names = set()
+    for subset in cluster.subsets:
+        if subset.name in names or not subset.name:
+            raise ConfigRejected(f"{where}: subset name {subset.name!r} is empty or repeated")
+        names.add(subset.name)
+        if subset.lb is not None and subset.lb not in BALANCERS:
+            raise ConfigRejected(f"{where}: subset {subset.name}: load balancer {subset.lb!r} is not supported")
+    for port in cluster.ports:
+        if not 1 <= port <= 65535:
+            raise ConfigRejected(f"{where}: port {port} is out of range")
+    for ep in cluster.endpoints:
+        if not ep.address:
+            raise ConfigRejected(f"{where}: an endpoint has no address")
+
+
+def _compile(route: RouteConfig) -> CompiledRoute:
+    try:
+        return CompiledRoute(route)
+    except ValueError as exc:
+        raise ConfigRejected(f"route {route.host}: {exc}") from exc
+
+
+def _missing(route: RouteConfig, clusters: dict[str, ClusterConfig]) -> tuple[str, ...]:
+    missing: list[str] = []
+    for rule in route.rules:
+        for dest in rule.destinations:
+            cluster = clusters.get(dest.host)
+            if cluster is None:
+                what = f"cluster {dest.host}"
+            elif dest.subset and all(s.name != dest.subset for s in cluster.subsets):
+                what = f"subset {dest.subset} of {dest.host}"
+            else:
+                continue
+            if what not in missing:
+                missing.append(what)
+    return tuple(missing)
+
+
+class ConfigState:
+    def __init__(self) -> None:
+        self.epoch = ""
+        self.seq = 0
+        self.version = 0
+        self.desired_clusters: dict[str, ClusterConfig] = {}  # what pilot last said
+        self.desired_routes: dict[str, RouteConfig] = {}
+        self.clusters: dict[str, ClusterConfig] = {}  # in force: desired + what active routes keep alive
+        self.routes: dict[str, RouteConfig] = {}  # in force
+        self.retained: dict[str, tuple[str, ...]] = {}  # host -> ("cluster",) or the subset names kept alive
+        self._pending: dict[str, Pending] = {}
+        # Compiled form of every desired or active route, keyed by id() of its RouteConfig: only live
+        # objects are keys, since desired_routes or routes holds each one.
+        self._compiled: dict[int, CompiledRoute] = {}
+        self.table = RoutingTable({}, {})
+
+    def is_next(self, push: Push) -> bool:
+        """False when a delta does not follow the last applied push: the proxy should ask for a snapshot."""
+        return push.full or (push.epoch == self.epoch and push.seq == self.seq + 1)
+
+    def pending_routes(self) -> dict[str, Pending]:
+        return dict(self._pending)
+
+    def apply(self, push: Push) -> None:
+        """Apply a delta (or a full snapshot); raises ConfigRejected and changes nothing if invalid."""
+        for cluster in push.clusters:
+            _check_cluster(cluster)
+        compiled = {id(r): c for r, c in ((r, _compile(r)) for r in push.routes)}
+        if push.full:
+            clusters = {c.host: c for c in push.clusters}
+            routes = {r.host: r for r in push.routes}
+        else:
+            clusters = {h: c for h, c in self.desired_clusters.items() if h not in push.removed_clusters}
+            clusters.update((c.host, c) for c in push.clusters)
+            routes = {h: r for h, r in self.desired_routes.items() if h not in push.removed_routes}
+            routes.update((r.host, r) for r in push.routes)
+        known = {**self._compiled, **compiled}
+
+        active: dict[str, RouteConfig] = {}
+        pending: dict[str, Pending] = {}
+        for host, route in routes.items():
+            missing = _missing(route, clusters)
+            if not missing or self.routes.get(host) == route:  # complete, or already in force
+                active[host] = route  # (one in force keeps what it uses alive: _keep_alive)
+                continue
+            pending[host] = Pending(route, missing)
+            if host in self.routes:
+                active[host] = self.routes[host]  # the old route keeps serving (make before break)
+
+        effective, retained = self._keep_alive(clusters, active)
+        table = build_table(effective, {h: known[id(r)] for h, r in active.items()}, self.table)
+
+        self.desired_clusters, self.desired_routes = clusters, routes
+        self.clusters, self.routes, self.retained, self._pending = effective, active, retained, pending
+        keep = {id(r) for r in routes.values()} | {id(r) for r in active.values()}
+        self._compiled = {k: v for k, v in known.items() if k in keep}
+        self.epoch, self.seq, self.version = push.epoch, push.seq, max(self.version, push.version)
+        self.table = table
+
+    def _keep_alive(self, clusters: dict[str, ClusterConfig], active: dict[str, RouteConfig]
+                    ) -> tuple[dict[str, ClusterConfig], dict[str, tuple[str, ...]]]:
+        """Desired clusters plus the old clusters and subsets that active routes still use."""
+        effective = dict(clusters)
+        retained: dict[str, tuple[str, ...]] = {}
+        for route in active.values():
+            for rule in route.rules:
+                for dest in rule.destinations:
+                    current, old = effective.get(dest.host), self.clusters.get(dest.host)
+                    if current is None and old is not None:
+                        effective[dest.host] = old
+                        retained[dest.host] = ("cluster",)
+                    elif current is not None and old is not None and dest.subset \
+                            and all(s.name != dest.subset for s in current.subsets):
+                        kept = [s for s in old.subsets if s.name == dest.subset]
+                        if kept:
+                            effective[dest.host] = msgspec.structs.replace(current, subsets=[*current.subsets, *kept])
+                            retained[dest.host] = (*retained.get(dest.host, ()), dest.subset)
+        return effective, retained
+
+    def dump(self) -> dict[str, Any]:
+        """JSON-able view for the admin /config_dump."""
+        clusters = []
+        for host in sorted(self.clusters):
+            item = msgspec.to_builtins(self.clusters[host])  # endpoint ports keep int keys: json encodes them
+            if host in self.retained:
+                item["retained"] = list(self.retained[host])
+            clusters.append(item)
+        return {
+            "epoch": self.epoch,
+            "seq": self.seq,
+            "version": self.version,
+            "clusters": clusters,
+            "routes": [msgspec.to_builtins(self.routes[h]) for h in sorted(self.routes)],
+            "pending": [{"host": h, "version": p.route.version, "source": p.route.source, "missing": list(p.missing)}
+                        for h, p in sorted(self._pending.items())],
+        }

@@ -1,0 +1,3 @@
+from services.pilot.service import PilotService
+
+PilotService.main()

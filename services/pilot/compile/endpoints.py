@@ -1,0 +1,107 @@
+"""Services and their endpoints: from registered workloads and from ServiceEntries.
+
+- A registered workload is an endpoint of `<service>.<namespace>.<suffix>` on its service_port,
+  reached at its address on its sidecar's inbound port.
+- A ServiceEntry's hosts get the SE's ports and, as endpoints, its `endpoints` (STATIC, DNS), the
+  WorkloadEntries and registered workloads of its namespace that its `workloadSelector` selects, or, for
+  DNS/NONE with neither, the host itself on each port.
+- A WorkloadEntry/SE endpoint maps service port P to ports[P's name] if set, else P's targetPort,
+  else P itself.
+A host that a registered service and a ServiceEntry share merges ports and endpoints; when several
+ServiceEntries claim a host, the oldest wins (as for DestinationRules and VirtualServices).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from proto.networking import ServicePort, WorkloadEntrySpec
+from proto.registry import Workload
+from proto.xds import Endpoint
+from services.pilot.compile.hosts import fqdn, service_host
+from services.pilot.compile.state import MeshState, Stored
+
+
+@dataclass
+class Service:
+    host: str
+    ports: set[int] = field(default_factory=set)
+    endpoints: list[Endpoint] = field(default_factory=list)
+    revision: int = 0  # the highest revision among the inputs that produced it
+    service_entry: str = ""  # "ns/name" of the ServiceEntry that claimed the host, if any
+
+
+def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+def workload_endpoint(w: Workload, ports: dict[int, int]) -> Endpoint:
+    return Endpoint(address=w.address, ports=ports, labels=dict(w.labels), healthy=w.healthy, workload=w.id,
+                    locality=w.locality)
+
+
+def entry_endpoint(ep: WorkloadEntrySpec, ports: list[ServicePort], workload: str) -> Endpoint:
+    mapping = {}
+    for port in ports:
+        if port.name and port.name in ep.ports:
+            mapping[port.number] = ep.ports[port.name]
+        else:
+            mapping[port.number] = port.target_port or port.number
+    return Endpoint(address=ep.address or "", ports=mapping, labels=dict(ep.labels), workload=workload,
+                    locality=ep.locality or "", weight=ep.weight or 1)
+
+
+def collect_services(state: MeshState) -> dict[str, Service]:
+    services: dict[str, Service] = {}
+    for _, (w, revision) in sorted(state.workloads.items()):
+        host = service_host(w.service, w.namespace, state.domain_suffix)
+        svc = services.get(host) or services.setdefault(host, Service(host))
+        svc.ports.add(w.service_port)
+        svc.endpoints.append(workload_endpoint(w, {w.service_port: w.inbound_port}))
+        svc.revision = max(svc.revision, revision)
+    for stored in state.of_kind("ServiceEntry"):
+        _add_service_entry(state, stored, services)
+    return services
+
+
+def _add_service_entry(state: MeshState, stored: Stored, services: dict[str, Service]) -> None:
+    se = stored.resource
+    spec, namespace = se.spec, se.metadata.namespace
+    selected, revision = _selected_endpoints(state, stored)
+    for written in spec.hosts:
+        host = fqdn(written, namespace, state.domain_suffix)
+        svc = services.get(host)
+        if svc is not None and svc.service_entry:
+            continue  # an older ServiceEntry owns this host
+        if svc is None:
+            svc = services[host] = Service(host)
+        svc.service_entry = stored.source
+        svc.ports.update(p.number for p in spec.ports)
+        svc.revision = max(svc.revision, revision)
+        if selected or spec.endpoints is not None or spec.workload_selector is not None:
+            svc.endpoints.extend(selected)
+        elif (spec.resolution or "NONE") in ("DNS", "NONE"):
+            ports = {p.number: p.target_port or p.number for p in spec.ports}
+            svc.endpoints.append(Endpoint(address=written.lower(), ports=ports,
+                                          workload=f"ServiceEntry {stored.source}"))
+
+
+def _selected_endpoints(state: MeshState, stored: Stored) -> tuple[list[Endpoint], int]:
+    """The SE's own endpoints plus those its workloadSelector selects, and the highest input revision."""
+    spec, namespace = stored.resource.spec, stored.resource.metadata.namespace
+    revision = stored.revision
+    found = [entry_endpoint(ep, spec.ports, f"ServiceEntry {stored.source}")
+             for ep in spec.endpoints or [] if ep.address]
+    if spec.workload_selector is None:
+        return found, revision
+    selector = spec.workload_selector.labels
+    for entry in state.of_kind("WorkloadEntry"):
+        we = entry.resource
+        if we.metadata.namespace == namespace and we.spec.address and selects(selector, we.spec.labels):
+            found.append(entry_endpoint(we.spec, spec.ports, f"WorkloadEntry {entry.source}"))
+            revision = max(revision, entry.revision)
+    for _, (w, w_revision) in sorted(state.workloads.items()):
+        if w.namespace == namespace and selects(selector, w.labels):
+            found.append(workload_endpoint(w, {p.number: w.inbound_port for p in spec.ports}))
+            revision = max(revision, w_revision)
+    return found, revision

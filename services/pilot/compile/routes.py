@@ -1,0 +1,73 @@
+"""Route generator: one RouteConfig per VirtualService host (Istio's RDS virtual host for it).
+
+Hosts and destination hosts resolve in the VirtualService's namespace (hosts.fqdn). When two
+VirtualServices claim a host, the oldest wins and the other is ignored for that host: Istio merges
+VirtualServices only for gateways. Header names are lower-cased; the header keys Istio ignores in a
+match (uri, scheme, method, authority) are dropped. A lone destination gets weight 100 (it takes all
+traffic whatever its weight); with several, an unset weight is 0.
+"""
+
+from __future__ import annotations
+
+from proto import xds
+from proto.networking import HTTPMatchRequest, HTTPRoute, HTTPRouteDestination, StringMatch
+from proto.xds import HttpRule, RouteConfig, RouteMatch, WeightedDestination
+from services.pilot.compile.hosts import fqdn
+from services.pilot.compile.state import MeshState
+
+IGNORED_HEADER_KEYS = ("uri", "scheme", "method", "authority")
+
+
+def _string_match(sm: StringMatch | None) -> xds.StringMatch | None:
+    if sm is None:
+        return None
+    return xds.StringMatch(exact=sm.exact, prefix=sm.prefix, regex=sm.regex)
+
+
+def _match(m: HTTPMatchRequest) -> RouteMatch:
+    headers = {name.lower(): _string_match(sm) for name, sm in (m.headers or {}).items()
+               if name.lower() not in IGNORED_HEADER_KEYS}
+    return RouteMatch(uri=_string_match(m.uri), method=_string_match(m.method), headers=headers, port=m.port)
+
+
+def _destinations(routes: list[HTTPRouteDestination], namespace: str, suffix: str) -> list[WeightedDestination]:
+    lone = len(routes) == 1
+    return [
+        WeightedDestination(
+            host=fqdn(r.destination.host, namespace, suffix),
+            subset=r.destination.subset,
+            port=r.destination.port.number if r.destination.port else None,
+            weight=100 if lone else (r.weight or 0),
+        )
+        for r in routes
+    ]
+
+
+def _rule(route: HTTPRoute, namespace: str, suffix: str) -> HttpRule:
+    return HttpRule(name=route.name or "", matches=[_match(m) for m in route.match or []],
+                    destinations=_destinations(route.route or [], namespace, suffix))
+
+
+def build_routes(state: MeshState) -> dict[str, RouteConfig]:
+    routes: dict[str, RouteConfig] = {}
+    for stored in state.of_kind("VirtualService"):
+        vs = stored.resource
+        if vs.spec.gateways and "mesh" not in vs.spec.gateways:
+            continue  # bound to gateways only: not sidecar config
+        namespace = vs.metadata.namespace
+        rules = [_rule(r, namespace, state.domain_suffix) for r in vs.spec.http]
+        for written in vs.spec.hosts:
+            host = fqdn(written, namespace, state.domain_suffix)
+            if host not in routes:  # else an older VirtualService owns it
+                routes[host] = RouteConfig(host=host, version=stored.revision, source=stored.source, rules=rules)
+    return routes
+
+
+def referenced_hosts(routes: dict[str, RouteConfig]) -> dict[str, int]:
+    """Destination host -> the highest version among the routes that send to it."""
+    hosts: dict[str, int] = {}
+    for route in routes.values():
+        for rule in route.rules:
+            for dest in rule.destinations:
+                hosts[dest.host] = max(hosts.get(dest.host, 0), route.version)
+    return hosts

@@ -1,0 +1,144 @@
+"""The config API: apply, delete and get Istio-format resources, stored in etcd.
+
+A submission is validated whole (services/pilot/validate.py) and written in one etcd transaction,
+so it is stored entirely or not at all. Resources are stored as their JSON under
+/isthmus/config/<Kind>/<namespace>/<name>; the reply carries the etcd revision that holds them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from proto.config_api import (
+    AppliedResource,
+    ApplyReply,
+    ConfigError,
+    DeleteRequest,
+    GetReply,
+    GetRequest,
+    ResourceRef,
+)
+from proto.resources import KINDS, Resource, kind_from_alias
+from runtime.bus import decode, encode
+from runtime.store import CONFIG_PREFIX, Store, StoreError
+from services.pilot.validate import decode_documents
+
+_json = msgspec.json.Encoder()
+
+
+def config_key(kind: str, namespace: str, name: str) -> str:
+    return f"{CONFIG_PREFIX}{kind}/{namespace}/{name}"
+
+
+def parse_config_key(key: str) -> tuple[str, str, str]:
+    kind, namespace, name = key[len(CONFIG_PREFIX):].split("/", 2)
+    return kind, namespace, name
+
+
+def stored_form(resource: Resource) -> bytes:
+    """What etcd holds: the resource as the user wrote it, minus fields a server would own."""
+    meta = resource.metadata
+    clean = msgspec.structs.replace(meta, resource_version=None, uid=None, generation=None,
+                                    creation_timestamp=None, managed_fields=None)
+    return _json.encode(msgspec.structs.replace(resource, metadata=clean))
+
+
+class ConfigApi:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def apply(self, data: bytes) -> bytes:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return encode(ApplyReply(ok=False, errors=[ConfigError(document=0, message="payload is not UTF-8 text")]))
+        resources, errors, warnings = decode_documents(text)
+        seen: dict[str, int] = {}
+        for index, resource in enumerate(resources, 1):
+            key = config_key(resource.kind, resource.metadata.namespace, resource.metadata.name)
+            if key in seen:
+                errors.append(ConfigError(document=index, kind=resource.kind, name=resource.metadata.name,
+                                          namespace=resource.metadata.namespace, path="metadata.name",
+                                          message=f"duplicate of document {seen[key]} in the same submission"))
+            seen[key] = index
+        if errors:
+            return encode(ApplyReply(ok=False, errors=errors, warnings=warnings))
+        if not resources:
+            return encode(ApplyReply(ok=False, errors=[ConfigError(document=0, message="no documents in the submission")]))
+        puts: dict[str, bytes] = {}
+        results: list[AppliedResource] = []
+        try:
+            for resource in resources:
+                meta = resource.metadata
+                key = config_key(resource.kind, meta.namespace, meta.name)
+                value = stored_form(resource)
+                existing = await self.store.get(key)
+                ref = ResourceRef(kind=resource.kind, name=meta.name, namespace=meta.namespace)
+                if existing is not None and existing.value == value:
+                    results.append(AppliedResource(ref=ref, action="unchanged"))
+                    continue
+                puts[key] = value
+                results.append(AppliedResource(ref=ref, action="created" if existing is None else "configured"))
+            revision = await self.store.commit(puts, []) if puts else 0
+        except StoreError as exc:
+            return encode(ApplyReply(ok=False, errors=[ConfigError(document=0, message=f"store unavailable: {exc}")]))
+        return encode(ApplyReply(ok=True, revision=revision, results=results, warnings=warnings))
+
+    async def delete(self, data: bytes) -> bytes:
+        request = decode(data, DeleteRequest)
+        results: list[AppliedResource] = []
+        deletes: list[str] = []
+        errors: list[ConfigError] = []
+        for index, ref in enumerate(request.resources, 1):
+            kind = kind_from_alias(ref.kind)
+            if kind is None:
+                errors.append(ConfigError(document=index, kind=ref.kind, name=ref.name, namespace=ref.namespace,
+                                          path="kind", message=_unknown_kind(ref.kind)))
+                continue
+            key = config_key(kind, ref.namespace, ref.name)
+            canonical = ResourceRef(kind=kind, name=ref.name, namespace=ref.namespace)
+            try:
+                found = await self.store.get(key) is not None
+            except StoreError as exc:
+                return encode(ApplyReply(ok=False, errors=[ConfigError(document=0, message=f"store unavailable: {exc}")]))
+            results.append(AppliedResource(ref=canonical, action="deleted" if found else "not found"))
+            if found:
+                deletes.append(key)
+        if errors:
+            return encode(ApplyReply(ok=False, errors=errors))
+        try:
+            revision = await self.store.commit({}, deletes) if deletes else 0
+        except StoreError as exc:
+            return encode(ApplyReply(ok=False, errors=[ConfigError(document=0, message=f"store unavailable: {exc}")]))
+        return encode(ApplyReply(ok=True, revision=revision, results=results))
+
+    async def get(self, data: bytes) -> bytes:
+        request = decode(data, GetRequest)
+        kind = kind_from_alias(request.kind)
+        if kind is None:
+            return encode(GetReply(ok=False, error=_unknown_kind(request.kind)))
+        prefix = f"{CONFIG_PREFIX}{kind}/"
+        if request.namespace is not None:
+            prefix += f"{request.namespace}/"
+            if request.name is not None:
+                prefix += request.name
+        try:
+            entries, revision = await self.store.list(prefix)
+        except StoreError as exc:
+            return encode(GetReply(ok=False, error=f"store unavailable: {exc}"))
+        resources: list[dict[str, Any]] = []
+        for entry in entries:
+            _, namespace, name = parse_config_key(entry.key)
+            if request.name is not None and name != request.name:
+                continue  # the prefix also matched longer names
+            document = msgspec.json.decode(entry.value)
+            document["metadata"].setdefault("namespace", namespace)
+            document["metadata"]["resourceVersion"] = str(entry.mod_revision)
+            resources.append(document)
+        return encode(GetReply(ok=True, resources=resources, revision=revision))
+
+
+def _unknown_kind(kind: str) -> str:
+    return f"unknown kind {kind!r}; supported kinds: {', '.join(KINDS)}"

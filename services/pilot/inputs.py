@@ -1,0 +1,124 @@
+"""Pilot's view of the store: config resources and registered workloads, kept current by
+list-then-watch (the Kubernetes informer pattern). After a restart pilot lists at the current
+revision and watches from the next one, so nothing stored is lost; a broken or compacted watch
+re-lists."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import msgspec
+
+from proto.registry import Workload
+from proto.resources import KINDS
+from runtime.log import get_logger
+from runtime.store import CONFIG_PREFIX, REGISTRY_PREFIX, Change, Entry, Store, StoreError
+from services.pilot.compile import MeshState, Stored
+from services.pilot.config_api import parse_config_key
+
+log = get_logger("pilot.inputs")
+
+ResourceKey = tuple[str, str, str]  # kind, namespace, name
+
+
+class Inputs:
+    """Everything compilation reads, with the etcd revision of each item."""
+
+    def __init__(self) -> None:
+        self.resources: dict[ResourceKey, Stored] = {}
+        self.workloads: dict[str, tuple[Workload, int]] = {}
+        self.revision = 0
+
+    def apply_config(self, entry: Entry, deleted: bool) -> tuple[str, ResourceKey] | None:
+        """Returns (event type, key) for a change that took effect; None for an unreadable entry."""
+        key = parse_config_key(entry.key)
+        self.revision = max(self.revision, entry.mod_revision)
+        if deleted:
+            return ("DELETED", key) if self.resources.pop(key, None) is not None else None
+        info = KINDS.get(key[0])
+        if info is None:
+            log.warning("unknown kind in store", key=entry.key)
+            return None
+        try:
+            resource = msgspec.json.decode(entry.value, type=info.type)
+        except msgspec.ValidationError as exc:  # written by something other than the config API
+            log.warning("unreadable resource in store", key=entry.key, error=str(exc))
+            return None
+        existed = key in self.resources
+        self.resources[key] = Stored(resource, entry.mod_revision, entry.create_revision)
+        return ("MODIFIED" if existed else "ADDED", key)
+
+    def apply_workload(self, entry: Entry, deleted: bool) -> None:
+        workload_id = entry.key.rsplit("/", 1)[-1]
+        self.revision = max(self.revision, entry.mod_revision)
+        if deleted:
+            self.workloads.pop(workload_id, None)
+            return
+        try:
+            self.workloads[workload_id] = (msgspec.json.decode(entry.value, type=Workload), entry.mod_revision)
+        except msgspec.ValidationError as exc:
+            log.warning("unreadable workload in store", key=entry.key, error=str(exc))
+
+    def mesh_state(self, domain_suffix: str) -> MeshState:
+        return MeshState.build(self.resources, self.workloads, domain_suffix, self.revision)
+
+
+ConfigListener = Callable[[str, ResourceKey, int], None]
+
+
+class InputWatcher:
+    """Keeps an Inputs current; calls on_change() after every batch of changes."""
+
+    def __init__(self, store: Store, inputs: Inputs, on_change: Callable[[], None],
+                 on_config_event: ConfigListener | None = None) -> None:
+        self.store = store
+        self.inputs = inputs
+        self.on_change = on_change
+        self.on_config_event = on_config_event
+        self.synced = asyncio.Event()
+
+    async def run(self) -> None:
+        await asyncio.gather(self._follow(CONFIG_PREFIX, True), self._follow(REGISTRY_PREFIX, False))
+
+    async def _follow(self, prefix: str, is_config: bool) -> None:
+        listed = False
+        while True:
+            try:
+                entries, revision = await self.store.list(prefix)
+                self._replace(entries, is_config)
+                if not listed:
+                    listed = True
+                    self._mark_listed(prefix)
+                self.on_change()
+                async for change in self.store.watch(prefix, revision + 1):
+                    self._apply(change, is_config)
+                    self.on_change()
+            except StoreError as exc:
+                log.warning("watch restarting", prefix=prefix, error=str(exc))
+                await asyncio.sleep(0.5)
+
+    _listed: set[str] = set()
+
+    def _mark_listed(self, prefix: str) -> None:
+        self._listed = self._listed | {prefix}
+        if len(self._listed) == 2:
+            self.synced.set()
+
+    def _replace(self, entries: list[Entry], is_config: bool) -> None:
+        if is_config:
+            self.inputs.resources.clear()
+            for entry in entries:
+                self.inputs.apply_config(entry, False)
+        else:
+            self.inputs.workloads.clear()
+            for entry in entries:
+                self.inputs.apply_workload(entry, False)
+
+    def _apply(self, change: Change, is_config: bool) -> None:
+        if not is_config:
+            self.inputs.apply_workload(change.entry, change.deleted)
+            return
+        effect = self.inputs.apply_config(change.entry, change.deleted)
+        if effect is not None and self.on_config_event is not None:
+            self.on_config_event(effect[0], effect[1], change.entry.mod_revision)

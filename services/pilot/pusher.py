@@ -1,0 +1,48 @@
+"""Compiled config and its distribution: deltas on xds.push, full snapshots on request.
+
+Pilot recompiles the mesh after a debounce and diffs the result against what it published last,
+so one change becomes one message holding only the resources it touched. Only the leader
+publishes; every push increments `seq` within the leader's `epoch`, so a proxy that misses one
+sees the gap and asks for a snapshot.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from proto.xds import ClusterConfig, Push, RouteConfig
+from services.pilot.compile import MeshState, compile_mesh, diff
+
+
+class Pusher:
+    def __init__(self) -> None:
+        self.clusters: dict[str, ClusterConfig] = {}
+        self.routes: dict[str, RouteConfig] = {}
+        self.epoch = uuid.uuid4().hex[:12]
+        self.seq = 0
+        self.version = 0
+
+    def new_epoch(self) -> Push:
+        """A new leadership term: proxies that see the new epoch resync by snapshot."""
+        self.epoch = uuid.uuid4().hex[:12]
+        self.seq += 1
+        return Push(epoch=self.epoch, seq=self.seq, version=self.version)
+
+    def recompile(self, state: MeshState, revision: int) -> Push | None:
+        """Compile, diff against the last result and return the delta (None when nothing changed)."""
+        clusters, routes = compile_mesh(state, (self.clusters, self.routes))
+        changed_clusters, changed_routes, removed_clusters, removed_routes = diff(
+            self.clusters, self.routes, clusters, routes)
+        self.clusters, self.routes = clusters, routes
+        self.version = max(self.version, revision)
+        if not (changed_clusters or changed_routes or removed_clusters or removed_routes):
+            return None
+        self.seq += 1
+        return Push(epoch=self.epoch, seq=self.seq, version=self.version,
+                    clusters=changed_clusters, routes=changed_routes,
+                    removed_clusters=removed_clusters, removed_routes=removed_routes)
+
+    def snapshot(self) -> Push:
+        return Push(epoch=self.epoch, seq=self.seq, version=self.version, full=True,
+                    clusters=sorted(self.clusters.values(), key=lambda c: c.host),
+                    routes=sorted(self.routes.values(), key=lambda r: r.host))

@@ -1,0 +1,101 @@
+"""Pilot: the config API (Istio's Galley) and config compilation and push (Istio's Pilot).
+
+Every replica serves the config API (queue group "pilot"), keeps its inputs current from etcd and
+compiles; only the leader publishes pushes and config events and answers snapshot requests, so
+proxies see one sequence of pushes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, ClassVar
+
+from proto import subjects
+from proto.config_api import ConfigEvent
+from proto.xds import SnapshotRequest
+from runtime.bus import decode, encode
+from runtime.leader import LeaderElection
+from runtime.service import ServiceProcess
+from services.pilot.config_api import ConfigApi
+from services.pilot.inputs import Inputs, InputWatcher, ResourceKey
+from services.pilot.proxy_status import ProxyStatusRecorder
+from services.pilot.pusher import Pusher
+
+DEBOUNCE_SECONDS = 0.005  # coalesce a burst of etcd events into one compile
+
+
+class PilotService(ServiceProcess):
+    name: ClassVar[str] = "pilot"
+
+    async def start(self) -> None:
+        self.inputs = Inputs()
+        self.pusher = Pusher()
+        self.changed = asyncio.Event()
+        self.pending_events: list[ConfigEvent] = []
+        self.snapshot_sub: Any = None
+        self.api = ConfigApi(self.store)
+        self.status = ProxyStatusRecorder(self.store)
+        self.election = LeaderElection(self.store, self.name, self.settings.instance,
+                                       ttl=max(2, self.settings.lease_ttl),
+                                       on_elected=self._on_elected, on_deposed=self._on_deposed)
+        self.watcher = InputWatcher(self.store, self.inputs, self.changed.set, self._on_config_event)
+        q = subjects.QUEUE_PILOT
+        await self.bus.serve(subjects.CONFIG_APPLY, self.api.apply, queue=q)
+        await self.bus.serve(subjects.CONFIG_DELETE, self.api.delete, queue=q)
+        await self.bus.serve(subjects.CONFIG_GET, self.api.get, queue=q)
+        await self.bus.listen(subjects.XDS_ACK, self.status.on_ack, queue=q)
+        self.spawn(self.watcher.run())
+        await asyncio.wait_for(self.watcher.synced.wait(), timeout=30)
+        self._compile()
+        self.spawn(self._compile_loop())
+        self.spawn(self.status.run())
+        self.spawn(self.election.run())
+
+    def is_leader(self) -> bool:
+        return self.election.is_leader
+
+    async def stop(self) -> None:
+        await self.status.flush()
+        await self.election.resign()
+
+    def _on_config_event(self, type_: str, key: ResourceKey, revision: int) -> None:
+        kind, namespace, name = key
+        self.pending_events.append(ConfigEvent(type=type_, kind=kind, namespace=namespace, name=name,
+                                               revision=revision))
+
+    def _compile(self) -> Any:
+        state = self.inputs.mesh_state(self.settings.domain_suffix)
+        return self.pusher.recompile(state, self.inputs.revision)
+
+    async def _compile_loop(self) -> None:
+        while True:
+            await self.changed.wait()
+            await asyncio.sleep(DEBOUNCE_SECONDS)
+            self.changed.clear()
+            events, self.pending_events = self.pending_events, []
+            try:
+                push = self._compile()
+            except Exception:  # a compiler bug must not stop pilot: keep the last good config
+                self.log.exception("compile failed")
+                continue
+            if not self.election.is_leader:
+                continue
+            if push is not None:
+                await self.bus.publish(subjects.XDS_PUSH, encode(push))
+                self.log.info("pushed", seq=push.seq, version=push.version, clusters=len(push.clusters),
+                              routes=len(push.routes), removed=len(push.removed_clusters) + len(push.removed_routes))
+            for event in events:
+                await self.bus.publish(subjects.CONFIG_EVENTS, encode(event))
+
+    async def _snapshot(self, data: bytes) -> bytes:
+        decode(data, SnapshotRequest)
+        return encode(self.pusher.snapshot())
+
+    async def _on_elected(self) -> None:
+        self.snapshot_sub = await self.bus.serve(subjects.XDS_SNAPSHOT, self._snapshot)
+        await self.bus.publish(subjects.XDS_PUSH, encode(self.pusher.new_epoch()))
+
+    async def _on_deposed(self) -> None:
+        if self.snapshot_sub is not None:
+            await self.snapshot_sub.unsubscribe()
+            self.snapshot_sub = None

@@ -1,0 +1,181 @@
+"""Decode and validate submitted config: YAML or JSON text in, typed resources plus every problem out.
+
+    decode_documents(text) -> (resources, errors, warnings)
+
+One submission may hold many documents (`---`), a Kubernetes `kind: List` with `items`, or a JSON
+array. Each document is checked in three passes, and each pass reports all it finds:
+  1. envelope: a mapping with a supported `apiVersion` (<group>/<version>), a known `kind` and
+     `metadata.name`;
+  2. shape: every field against the msgspec schema (validate_schema), so an unsupported field is an
+     error with its path instead of being ignored;
+  3. semantics: Istio's validation rules per kind (validate_rules).
+A document with errors is never returned in `resources`; the caller rejects the whole submission when
+`errors` is not empty. ConfigError.document is the 1-based position of the document in the stream
+(a List's items share their List's position, and their paths start with `items[i]`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgspec
+import yaml
+
+from proto.config_api import ConfigError
+from proto.resources import KINDS, Resource, kind_from_alias
+from services.pilot.validate_rules import DNS1123_LABEL, DNS1123_SUBDOMAIN, VALIDATORS, Findings
+from services.pilot.validate_schema import check_shape, from_msgspec_error
+
+_ENVELOPE_PATHS = ("apiVersion", "kind", "metadata", "metadata.name", "metadata.namespace")
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
+    """Safe YAML without implicit timestamps: `creationTimestamp: 2024-01-01T00:00:00Z` stays a string."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
+}
+
+
+class _ParseError(Exception):
+    def __init__(self, document: int, message: str) -> None:
+        super().__init__(message)
+        self.document = document
+        self.message = message
+
+
+def _parse(text: str) -> list[Any]:
+    if text.lstrip()[:1] in ("{", "["):
+        try:
+            return [json.loads(text)]
+        except ValueError:
+            pass  # YAML flow style, or broken JSON: the YAML parser reports where
+    docs: list[Any] = []
+    try:
+        for doc in yaml.load_all(text, Loader=_Loader):
+            docs.append(doc)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise _ParseError(len(docs) + 1, f"YAML syntax error{where}: {problem}") from exc
+    return docs
+
+
+def decode_documents(
+    text: str, *, default_namespace: str = "default"
+) -> tuple[list[Resource], list[ConfigError], list[ConfigError]]:
+    """Typed resources, errors and warnings for a YAML/JSON submission; see the module docstring."""
+    resources: list[Resource] = []
+    errors: list[ConfigError] = []
+    warnings: list[ConfigError] = []
+    try:
+        docs = _parse(text)
+    except _ParseError as exc:
+        return [], [ConfigError(document=exc.document, message=exc.message)], []
+    if len(docs) == 1 and isinstance(docs[0], list):  # a JSON array of resources
+        docs = [{"kind": "List", "items": docs[0]}]
+    if all(doc is None for doc in docs):
+        return [], [ConfigError(document=1, message="the submission holds no documents")], []
+    for index, doc in enumerate(docs, start=1):
+        if doc is None:
+            continue  # an empty document, e.g. after a trailing `---`
+        if isinstance(doc, dict) and doc.get("kind") == "List":
+            items = doc.get("items")
+            if not isinstance(items, list):
+                errors.append(ConfigError(document=index, path="items", message="a List needs `items`, a list"))
+                continue
+            for j, item in enumerate(items):
+                found = _decode_one(item, Findings(index, prefix=f"items[{j}]"), default_namespace)
+                _collect(found, resources, errors, warnings)
+        else:
+            _collect(_decode_one(doc, Findings(index), default_namespace), resources, errors, warnings)
+    return resources, errors, warnings
+
+
+def _collect(found: tuple[Findings, Resource | None], resources: list[Resource],
+             errors: list[ConfigError], warnings: list[ConfigError]) -> None:
+    findings, resource = found
+    errors.extend(findings.errors)
+    warnings.extend(findings.warnings)
+    if resource is not None and not findings.errors:
+        resources.append(resource)
+
+
+def _decode_one(doc: Any, f: Findings, default_namespace: str) -> tuple[Findings, Resource | None]:
+    if not isinstance(doc, dict):
+        f.error("", f"a document must be an object (a mapping), got {type(doc).__name__}")
+        return f, None
+    kind, api_version, meta = doc.get("kind"), doc.get("apiVersion"), doc.get("metadata")
+    meta = dict(meta) if isinstance(meta, dict) else meta
+    if isinstance(meta, dict):
+        if meta.get("namespace") in (None, ""):
+            meta["namespace"] = default_namespace
+        f.name = meta.get("name") if isinstance(meta.get("name"), str) else ""
+        f.namespace = meta["namespace"] if isinstance(meta["namespace"], str) else ""
+    info = _check_envelope(kind, api_version, meta, f)
+    if info is None or not isinstance(meta, dict):
+        return f, None
+    body = {**doc, "metadata": meta}
+    if not isinstance(api_version, str):
+        body["apiVersion"] = ""  # reported by the envelope check; keeps the shape and rule checks going
+    for key in ("name", "namespace"):
+        if not isinstance(meta.get(key), str):
+            meta[key] = ""  # likewise
+    if "status" in body:
+        del body["status"]
+        f.warn("status", "status is written by the server; it is ignored")
+    shape = [p for p in check_shape(body, info.type) if p[0] not in _ENVELOPE_PATHS]  # envelope: reported
+    for path, message in shape:
+        f.error(path, message)
+    if shape:
+        return f, None
+    try:
+        resource = msgspec.convert(body, type=info.type)
+    except msgspec.ValidationError as exc:  # the shape check should have caught it; translate anyway
+        f.error(*from_msgspec_error(exc))
+        return f, None
+    VALIDATORS[info.kind](resource.spec, f)  # even after envelope errors: report everything at once
+    return f, (resource if not f.errors else None)
+
+
+def _check_envelope(kind: Any, api_version: Any, meta: Any, f: Findings) -> Any:
+    """The KindInfo when `kind` is supported (even if other envelope fields are wrong), else None."""
+    info = None
+    if kind is None:
+        f.error("kind", "kind is required")
+    elif not isinstance(kind, str) or kind not in KINDS:
+        alias = kind_from_alias(kind) if isinstance(kind, str) else None
+        hint = f" (did you mean `{alias}`?)" if alias else ""
+        f.error("kind", f"unknown kind `{kind}`{hint}; supported kinds: {', '.join(KINDS)}")
+    else:
+        info = KINDS[kind]
+        f.kind = kind
+    if api_version is None:
+        f.error("apiVersion", "apiVersion is required, e.g. networking.istio.io/v1")
+    elif not isinstance(api_version, str) or api_version.count("/") != 1:
+        f.error("apiVersion", f"apiVersion `{api_version}` must be <group>/<version>, e.g. networking.istio.io/v1")
+    elif info is not None:
+        group, version = api_version.split("/")
+        if group != info.group:
+            f.error("apiVersion", f"{info.kind} belongs to API group {info.group}, not `{group}`")
+        elif version not in info.versions:
+            f.error("apiVersion", f"version `{version}` of {group} is not supported; use one of "
+                                  f"{', '.join(info.versions)}")
+    if not isinstance(meta, dict):
+        f.error("metadata" if meta is not None else "metadata.name",
+                "metadata must be an object" if meta is not None else "metadata.name is required")
+        return info
+    name, namespace = meta.get("name"), meta.get("namespace")
+    if name is None or name == "":
+        f.error("metadata.name", "metadata.name is required")
+    elif not isinstance(name, str) or len(name) > 253 or not DNS1123_SUBDOMAIN.match(name):
+        f.error("metadata.name", f"name `{name}` is not a valid DNS-1123 subdomain "
+                                 "(lower-case letters, digits, '-' and '.')")
+    if not isinstance(namespace, str) or len(namespace) > 63 or not DNS1123_LABEL.match(namespace):
+        f.error("metadata.namespace", f"namespace `{namespace}` is not a valid DNS-1123 label")
+    return info

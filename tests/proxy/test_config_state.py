@@ -1,0 +1,167 @@
+"""proxy/control/config_state.py: all-or-nothing pushes, make before break (istio/istio#12252), config dump."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from proto.xds import (
+    ClusterConfig, Endpoint, HttpRule, Push, RouteConfig, RouteMatch, StringMatch, SubsetPolicy, WeightedDestination,
+)
+from proxy.control.config_state import ConfigRejected, ConfigState
+from proxy.errors import NoRoute
+from proxy.outbound.router import MeshRouter
+from proxy.outbound.target import RequestHead
+
+REVIEWS = "reviews.default.svc.cluster.local"
+RATINGS = "ratings.default.svc.cluster.local"
+V1 = SubsetPolicy(name="v1", labels={"version": "v1"})
+V2 = SubsetPolicy(name="v2", labels={"version": "v2"})
+
+
+def cluster(host: str = REVIEWS, version: int = 1, subsets=(V1,), **changes) -> ClusterConfig:
+    endpoints = [Endpoint(address="10.0.0.1", labels={"version": "v1"}),
+                 Endpoint(address="10.0.0.2", labels={"version": "v2"})]
+    return ClusterConfig(**{"host": host, "version": version, "ports": [9080], "subsets": list(subsets),
+                            "endpoints": endpoints, **changes})
+
+
+def route(subset: str, version: int, host: str = REVIEWS, dest_host: str = REVIEWS) -> RouteConfig:
+    return RouteConfig(host=host, version=version, source="default/reviews", rules=[
+        HttpRule(destinations=[WeightedDestination(host=dest_host, subset=subset)])])
+
+
+class Proxy:
+    """A ConfigState fed pushes in sequence, and a router over it."""
+
+    def __init__(self) -> None:
+        self.state = ConfigState()
+        self.router = MeshRouter(self.state)
+        self.seq = 0
+
+    def push(self, full: bool = False, **parts) -> None:
+        self.seq += 1
+        self.state.apply(Push(epoch="e1", seq=self.seq, version=self.seq, full=full, **parts))
+
+    def target(self, host: str = "reviews") -> str:
+        return self.router.pick(RequestHead("GET", host, 9080, "/", [])).address
+
+
+def test_a_full_push_installs_clusters_and_routes_and_the_dump_shows_them():
+    proxy = Proxy()
+    proxy.push(full=True, clusters=[cluster()], routes=[route("v1", 3)])
+    assert proxy.target() == "10.0.0.1"
+    dump = json.loads(json.dumps(proxy.state.dump()))
+    assert (dump["epoch"], dump["seq"]) == ("e1", 1)
+    assert [(c["host"], c["version"]) for c in dump["clusters"]] == [(REVIEWS, 1)]
+    assert [(r["host"], r["version"]) for r in dump["routes"]] == [(REVIEWS, 3)]
+    assert dump["pending"] == []
+
+
+def test_a_delta_adds_replaces_and_removes_only_what_it_names():
+    proxy = Proxy()
+    proxy.push(full=True, clusters=[cluster(subsets=(V1, V2)), cluster(RATINGS)], routes=[route("v1", 3)])
+    proxy.push(routes=[route("v2", 4)], removed_clusters=[RATINGS])
+    assert proxy.target() == "10.0.0.2"
+    assert set(proxy.state.clusters) == {REVIEWS}
+    proxy.push(removed_routes=[REVIEWS])
+    assert proxy.state.routes == {}
+    assert {proxy.target() for _ in range(4)} == {"10.0.0.1", "10.0.0.2"}  # plain cluster routing
+
+
+def test_a_full_push_replaces_everything():
+    proxy = Proxy()
+    proxy.push(full=True, clusters=[cluster(), cluster(RATINGS)], routes=[route("v1", 3)])
+    proxy.push(full=True, clusters=[cluster(RATINGS)])
+    assert set(proxy.state.clusters) == {RATINGS} and proxy.state.routes == {}
+    with pytest.raises(NoRoute):
+        proxy.target()
+
+
+@pytest.mark.parametrize("bad", [
+    {"routes": [RouteConfig(host=REVIEWS, version=9, rules=[HttpRule(
+        matches=[RouteMatch(uri=StringMatch(regex="(unclosed"))],
+        destinations=[WeightedDestination(host=REVIEWS)])])]},
+    {"routes": [RouteConfig(host=REVIEWS, version=9, rules=[HttpRule(destinations=[
+        WeightedDestination(host=REVIEWS, subset="v1", weight=0),
+        WeightedDestination(host=REVIEWS, subset="v2", weight=0)])])]},
+    {"clusters": [cluster(RATINGS, lb="LEAST_REQUEST")]},
+])
+def test_an_invalid_delta_is_rejected_and_changes_nothing(bad):
+    proxy = Proxy()
+    proxy.push(full=True, clusters=[cluster()], routes=[route("v1", 3)])
+    before, table = proxy.state.dump(), proxy.state.table
+    with pytest.raises(ConfigRejected):
+        # the valid cluster in the same push must not be applied either
+        proxy.push(clusters=[cluster(version=5, subsets=(V1, V2)), *bad.get("clusters", [])],
+                   routes=bad.get("routes", []))
+    assert proxy.state.dump() == before
+    assert proxy.state.table is table
+
+
+def test_a_route_to_a_subset_that_arrives_before_its_destination_rule_waits_and_the_old_route_serves():
+    proxy = Proxy()
+    proxy.push(full=True, clusters=[cluster()], routes=[route("v1", 3)])
+    proxy.push(routes=[route("v2", 4)])  # the VirtualService update raced ahead of the DestinationRule
+    assert proxy.target() == "10.0.0.1"
+    assert proxy.state.routes[REVIEWS].version == 3
+    pending = proxy.state.pending_routes()[REVIEWS]
+    assert (pending.route.version, pending.missing) == (4, (f"subset v2 of {REVIEWS}",))
+    assert proxy.state.dump()["pending"][0]["missing"] == [f"subset v2 of {REVIEWS}"]
+
+    proxy.push(clusters=[cluster(version=5, subsets=(V1, V2))])  # the DestinationRule lands
+    assert proxy.target() == "10.0.0.2"
+    assert proxy.state.pending_routes() == {}
+
+
+def test_a_route_to_a_cluster_the_proxy_does_not_hold_yet_waits_for_it():
+    proxy = Proxy()
+    proxy.push(full=True, clusters=[cluster()], routes=[route("v1", 3)])
+    proxy.push(routes=[route("", 4, dest_host=RATINGS)])
+    assert proxy.target() == "10.0.0.1"
+    proxy.push(clusters=[cluster(RATINGS, endpoints=[Endpoint(address="10.9.9.9")])])
+    assert proxy.target() == "10.9.9.9"
+
+
+def test_a_subset_removed_while_an_active_route_uses_it_stays_until_unused():
+    proxy = Proxy()
+    proxy.push(full=True, clusters=[cluster(subsets=(V1, V2))], routes=[route("v2", 3)])
+    proxy.push(clusters=[cluster(version=6, subsets=(V1,))])  # the DR dropped v2; the route still uses it
+    assert proxy.target() == "10.0.0.2"
+    assert proxy.state.retained == {REVIEWS: ("v2",)}
+    assert proxy.state.pending_routes() == {}  # the route in force is not waiting for anything
+    assert proxy.state.clusters[REVIEWS].version == 6  # the new definition, plus the old subset
+    proxy.push(routes=[route("v1", 7)])
+    assert proxy.target() == "10.0.0.1"
+    assert [s.name for s in proxy.state.clusters[REVIEWS].subsets] == ["v1"]
+    assert proxy.state.retained == {}
+
+
+def test_a_removed_cluster_an_active_route_uses_stays_until_unreferenced():
+    proxy = Proxy()
+    proxy.push(full=True, clusters=[cluster(), cluster(RATINGS)], routes=[route("", 3, dest_host=RATINGS)])
+    proxy.push(removed_clusters=[RATINGS])
+    assert RATINGS in proxy.state.clusters and proxy.state.retained == {RATINGS: ("cluster",)}
+    assert proxy.target() in ("10.0.0.1", "10.0.0.2")
+    assert proxy.state.dump()["clusters"][0]["retained"] == ["cluster"]
+    proxy.push(removed_routes=[REVIEWS])
+    assert set(proxy.state.clusters) == {REVIEWS}
+
+
+def test_an_unchanged_cluster_keeps_its_balancer_state_across_pushes():
+    proxy = Proxy()
+    proxy.push(full=True, clusters=[cluster(), cluster(RATINGS)])
+    entry = proxy.state.table.clusters[REVIEWS]
+    proxy.push(clusters=[cluster(RATINGS, version=2)])
+    assert proxy.state.table.clusters[REVIEWS] is entry
+
+
+def test_a_delta_that_skips_a_sequence_number_asks_for_a_snapshot():
+    state = ConfigState()
+    assert not state.is_next(Push(epoch="e1", seq=1, version=1))  # nothing applied yet
+    state.apply(Push(epoch="e1", seq=1, version=1, full=True))
+    assert state.is_next(Push(epoch="e1", seq=2, version=2))
+    assert not state.is_next(Push(epoch="e1", seq=3, version=3))
+    assert not state.is_next(Push(epoch="e2", seq=2, version=3))
+    assert state.is_next(Push(epoch="e2", seq=9, version=3, full=True))

@@ -1,0 +1,149 @@
+"""proxy/outbound/router.py: host resolution, route -> cluster -> subset -> endpoint, typed failures."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+
+from proto.xds import (
+    ClusterConfig, Endpoint, HttpRule, Push, RouteConfig, RouteMatch, StringMatch, SubsetPolicy, WeightedDestination,
+)
+from proxy.control.config_state import ConfigState
+from proxy.errors import NoHealthyUpstream, NoRoute
+from proxy.outbound.router import MeshRouter
+from proxy.outbound.target import RequestHead
+
+REVIEWS = "reviews.default.svc.cluster.local"
+RATINGS = "ratings.shop.svc.cluster.local"
+
+
+def ep(address: str, version: str, healthy: bool = True, port: int | None = 15006) -> Endpoint:
+    return Endpoint(address=address, ports={9080: port} if port else {}, labels={"version": version},
+                    healthy=healthy)
+
+
+def reviews_cluster(**changes) -> ClusterConfig:
+    fields = dict(host=REVIEWS, version=1, ports=[9080],
+                  subsets=[SubsetPolicy(name="v1", labels={"version": "v1"}),
+                           SubsetPolicy(name="v2", labels={"version": "v2"}),
+                           SubsetPolicy(name="v3", labels={"version": "v3"})],
+                  endpoints=[ep("10.0.0.1", "v1"), ep("10.0.0.2", "v1"), ep("10.0.0.3", "v2"),
+                             ep("10.0.0.4", "v3", healthy=False)])
+    fields.update(changes)
+    return ClusterConfig(**fields)
+
+
+def router_for(clusters, routes=(), namespace: str = "default") -> MeshRouter:
+    state = ConfigState()
+    state.apply(Push(epoch="e", seq=1, version=1, full=True, clusters=list(clusters), routes=list(routes)))
+    return MeshRouter(state, namespace=namespace)
+
+
+def head(host: str = "reviews", port: int = 9080, path: str = "/", **headers: str) -> RequestHead:
+    return RequestHead("GET", host, port, path, [(k.replace("_", "-").encode(), v.encode())
+                                                 for k, v in headers.items()])
+
+
+def test_names_resolve_as_a_client_in_the_proxys_namespace_means_them():
+    ratings = ClusterConfig(host=RATINGS, version=1, ports=[9080], endpoints=[ep("10.1.0.1", "v1")])
+    external = ClusterConfig(host="api.example.com", version=1, ports=[443], endpoints=[ep("1.2.3.4", "x")])
+    router = router_for([reviews_cluster(), ratings, external])
+    for host, port, fqdn in (("reviews", 9080, REVIEWS), ("reviews.default", 9080, REVIEWS),
+                             ("reviews.default.svc", 9080, REVIEWS), (REVIEWS, 9080, REVIEWS),
+                             ("Reviews.Default.svc.cluster.local.", 9080, REVIEWS),
+                             ("ratings.shop", 9080, RATINGS), ("api.example.com", 443, "api.example.com")):
+        assert router.pick(head(host, port)).cluster == f"outbound|{port}||{fqdn}", host
+    with pytest.raises(NoRoute):
+        router.pick(head("ratings"))  # ratings lives in shop, not in the proxy's namespace
+
+
+def test_without_a_virtual_service_all_healthy_endpoints_take_turns():
+    router = router_for([reviews_cluster()])
+    picks = [router.pick(head()) for _ in range(6)]
+    assert {t.address for t in picks} == {"10.0.0.1", "10.0.0.2", "10.0.0.3"}  # 10.0.0.4 is unhealthy
+    assert [t.address for t in picks[:3]] == [t.address for t in picks[3:]]  # a cycle
+    assert {(t.port, t.cluster) for t in picks} == {(15006, f"outbound|9080||{REVIEWS}")}
+
+
+def test_a_header_match_routes_to_its_subset():
+    route = RouteConfig(host=REVIEWS, version=2, rules=[
+        HttpRule(matches=[RouteMatch(headers={"end-user": StringMatch(exact="jason")})],
+                 destinations=[WeightedDestination(host=REVIEWS, subset="v2")]),
+        HttpRule(destinations=[WeightedDestination(host=REVIEWS, subset="v1")]),
+    ])
+    router = router_for([reviews_cluster()], [route])
+    jason = router.pick(head(end_user="jason"))
+    assert (jason.address, jason.cluster) == ("10.0.0.3", f"outbound|9080|v2|{REVIEWS}")
+    assert {router.pick(head()).address for _ in range(4)} == {"10.0.0.1", "10.0.0.2"}
+
+
+def test_a_weighted_split_reaches_the_subsets_in_proportion():
+    random.seed(7)
+    cluster = reviews_cluster(endpoints=[ep("10.0.0.1", "v1"), ep("10.0.0.3", "v2"), ep("10.0.0.4", "v3")])
+    route = RouteConfig(host=REVIEWS, version=2, rules=[HttpRule(destinations=[
+        WeightedDestination(host=REVIEWS, subset="v1", weight=80),
+        WeightedDestination(host=REVIEWS, subset="v2", weight=10),
+        WeightedDestination(host=REVIEWS, subset="v3", weight=10)])])
+    router = router_for([cluster], [route])
+    counts = Counter(router.pick(head()).address for _ in range(20_000))
+    for address, share in (("10.0.0.1", 80), ("10.0.0.3", 10), ("10.0.0.4", 10)):
+        assert abs(counts[address] / 200 - share) <= 3, counts
+
+
+def test_an_unknown_host_is_no_route():
+    with pytest.raises(NoRoute, match="nowhere"):
+        router_for([reviews_cluster()]).pick(head("nowhere"))
+
+
+def test_a_port_the_service_does_not_expose_is_no_route():
+    with pytest.raises(NoRoute, match="port 8080"):
+        router_for([reviews_cluster()]).pick(head(port=8080))
+
+
+def test_a_subset_with_only_unhealthy_endpoints_is_no_healthy_upstream_naming_the_cluster():
+    route = RouteConfig(host=REVIEWS, version=2, rules=[HttpRule(destinations=[
+        WeightedDestination(host=REVIEWS, subset="v3")])])
+    with pytest.raises(NoHealthyUpstream, match=rf"outbound\|9080\|v3\|{REVIEWS}"):
+        router_for([reviews_cluster()], [route]).pick(head())
+
+
+def test_a_cluster_without_endpoints_is_no_healthy_upstream():
+    with pytest.raises(NoHealthyUpstream, match=rf"outbound\|9080\|\|{REVIEWS}"):
+        router_for([reviews_cluster(endpoints=[])]).pick(head())
+
+
+def test_no_matching_rule_is_no_route():
+    route = RouteConfig(host=REVIEWS, version=2, rules=[HttpRule(
+        matches=[RouteMatch(uri=StringMatch(prefix="/api"))], destinations=[WeightedDestination(host=REVIEWS)])])
+    with pytest.raises(NoRoute, match="no rule"):
+        router_for([reviews_cluster()], [route]).pick(head(path="/web"))
+
+
+def test_an_endpoint_without_a_port_mapping_is_reached_on_the_service_port():
+    cluster = reviews_cluster(endpoints=[ep("10.0.0.9", "v1", port=None)])
+    assert router_for([cluster]).pick(head()).port == 9080
+
+
+def test_destination_ports_and_single_port_services():
+    ratings = ClusterConfig(host=RATINGS, version=1, ports=[8080], endpoints=[
+        Endpoint(address="10.1.0.1", ports={8080: 18080})])
+    multi = ClusterConfig(host="multi.shop.svc.cluster.local", version=1, ports=[80, 81],
+                          endpoints=[Endpoint(address="10.2.0.1")])
+    route = RouteConfig(host=REVIEWS, version=2, rules=[
+        HttpRule(matches=[RouteMatch(uri=StringMatch(prefix="/ratings"))],
+                 destinations=[WeightedDestination(host=RATINGS)]),
+        HttpRule(destinations=[WeightedDestination(host="multi.shop.svc.cluster.local", port=81)])])
+    router = router_for([reviews_cluster(), ratings, multi], [route])
+    to_ratings = router.pick(head(path="/ratings/1"))
+    assert (to_ratings.port, to_ratings.cluster) == (18080, f"outbound|8080||{RATINGS}")
+    assert router.pick(head()).cluster == "outbound|81||multi.shop.svc.cluster.local"
+
+
+def test_random_balancing_stays_within_the_subset():
+    cluster = reviews_cluster(subsets=[SubsetPolicy(name="v1", labels={"version": "v1"}, lb="RANDOM")])
+    route = RouteConfig(host=REVIEWS, version=2, rules=[HttpRule(destinations=[
+        WeightedDestination(host=REVIEWS, subset="v1")])])
+    router = router_for([cluster], [route])
+    assert {router.pick(head()).address for _ in range(200)} == {"10.0.0.1", "10.0.0.2"}
