@@ -27,7 +27,7 @@ class AppliedResource(Message):
     action: str  # created | configured | unchanged | deleted | not found
 
 
-class ApplyReply(Message):
+class ApplyReply(Message, omit_defaults=False):
     """Reply to config.apply (payload: YAML or JSON text, one or more documents) and config.delete."""
 
     ok: bool
@@ -47,7 +47,7 @@ class GetRequest(Message):
     name: str | None = None
 
 
-class GetReply(Message):
+class GetReply(Message, omit_defaults=False):
     ok: bool
     resources: list[dict[str, Any]] = []
     revision: int = 0

@@ -136,6 +136,8 @@ async def connect(
             await on_reconnect()
 
     async def disconnected() -> None:
+        if held and (held[0].is_draining or held[0].is_closed):
+            return  # our own close(), not an outage
         log.warning("bus disconnected", url=url)
         if on_disconnect:
             await on_disconnect()
@@ -143,6 +145,7 @@ async def connect(
     async def error(exc: Exception) -> None:
         log.debug("bus error", error=str(exc))
 
+    held: list[Client] = []
     loop = asyncio.get_running_loop()
     deadline = None if wait is None else loop.time() + wait
     while True:
@@ -159,6 +162,7 @@ async def connect(
                 disconnected_cb=disconnected,
                 error_cb=error,
             )
+            held.append(client)
             return Bus(client)
         except Exception as exc:
             if deadline is not None and loop.time() > deadline:

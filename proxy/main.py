@@ -1,0 +1,123 @@
+"""The sidecar process: listeners first, then the control plane in the background.
+
+Start-up order matters for static stability: the outbound and inbound listeners and the admin port
+come up before the bus is reached, so a proxy started while the control plane is down serves as soon
+as it has config, and one that loses the control plane keeps serving what it holds. The inbound
+listener forwards every request to the local app; the outbound one routes by the mesh config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import signal
+import time
+from typing import Any
+
+from proto.registry import Workload
+from proxy.admin import AdminServer
+from proxy.control.config_state import ConfigState
+from proxy.control.registration import Registration
+from proxy.control.xds_client import XdsClient
+from proxy.http.server import Listener
+from proxy.http.upstream import ConnectionPool
+from proxy.outbound.router import MeshRouter
+from proxy.outbound.target import RequestHead, Target
+from proxy.settings import ProxyOptions
+from runtime import bus as busmod
+from runtime.log import configure
+
+
+class LocalAppRouter:
+    """The inbound path's router: every request goes to the app beside us."""
+
+    def __init__(self, host: str, port: int, service: str) -> None:
+        self.target = Target(host, port, f"inbound|{port}||{service}")
+
+    def pick(self, head: RequestHead) -> Target:
+        return self.target
+
+
+class Sidecar:
+    def __init__(self, options: ProxyOptions) -> None:
+        self.options = options
+        self.log = configure(options.log_level, "proxy")
+        self.state = ConfigState()
+        self.pool = ConnectionPool()
+        self.router = MeshRouter(self.state, options.namespace, options.domain_suffix)
+        self.xds = XdsClient(self.state, options.id, options.service, options.namespace)
+        workload = Workload(id=options.id, service=options.service, namespace=options.namespace,
+                            address=options.address, service_port=options.service_port,
+                            inbound_port=options.inbound_port, labels=dict(options.labels),
+                            service_account=options.service_account)
+        self.registration = Registration(workload, options.app_host, options.app_port, options.lease_ttl,
+                                         options.health_interval)
+        self.outbound = Listener(options.outbound_host, options.outbound_port, self.router, self.pool, "outbound")
+        self.inbound = Listener(options.inbound_host, options.inbound_port,
+                                LocalAppRouter(options.app_host, options.app_port, options.service),
+                                self.pool, "inbound")
+        self.admin = AdminServer("127.0.0.1", options.admin_port, self.is_ready, self.config_dump, self.server_info)
+        self.bus: busmod.Bus | None = None
+        self.started_at = time.time()
+        self.tasks: list[asyncio.Task[Any]] = []
+
+    def is_ready(self) -> bool:
+        return self.xds.synced.is_set()
+
+    def config_dump(self) -> dict[str, Any]:
+        return {"proxy": self.server_info(), **self.state.dump()}
+
+    def server_info(self) -> dict[str, Any]:
+        o = self.options
+        return {"id": o.id, "service": o.service, "namespace": o.namespace, "labels": o.labels,
+                "outbound": f"{o.outbound_host}:{self.outbound.port}", "inbound": f"{o.inbound_host}:{self.inbound.port}",
+                "app": f"{o.app_host}:{o.app_port}", "bus_connected": bool(self.bus and self.bus.connected),
+                "synced": self.is_ready(), "uptime_s": round(time.time() - self.started_at, 1)}
+
+    async def run(self) -> None:
+        await self.outbound.start()
+        await self.inbound.start()
+        await self.admin.start()
+        self.tasks.append(asyncio.create_task(self._control_plane()))
+        self.tasks.append(asyncio.create_task(self.xds.run()))
+        gc.freeze()  # what start-up allocated is never garbage: keep it out of every collection
+        self.log.info("ready", outbound=self.outbound.port, inbound=self.inbound.port, admin=self.options.admin_port,
+                      service=self.options.service, namespace=self.options.namespace)
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopping.set)
+        await stopping.wait()
+        await self.stop()
+
+    async def _control_plane(self) -> None:
+        self.bus = await busmod.connect(self.options.nats_url, f"proxy-{self.options.id}", wait=None,
+                                        on_reconnect=self._on_reconnect)
+        await self.xds.attach(self.bus)
+        self.tasks.append(asyncio.create_task(self.registration.run(self.bus)))
+
+    async def _on_reconnect(self) -> None:
+        self.xds.request_resync()  # pushes may have been missed while away
+
+    async def stop(self) -> None:
+        self.log.info("stopping")
+        await self.registration.deregister()  # peers stop sending before our listeners close
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.outbound.stop()
+        await self.inbound.stop()
+        await self.admin.stop()
+        self.pool.close()
+        if self.bus is not None:
+            await self.bus.close()
+
+
+def run_proxy(options: ProxyOptions) -> None:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(Sidecar(options).run())

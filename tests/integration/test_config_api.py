@@ -1,0 +1,133 @@
+"""The config API over NATS request/reply, as scripts and the CLI use it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+
+import nats
+import pytest
+
+from tests.integration.conftest import ControlPlane, apply
+
+pytestmark = pytest.mark.asyncio
+
+VS = """apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata:
+  name: ratings
+  namespace: api
+spec:
+  hosts:
+  - ratings
+  http:
+  - route:
+    - destination:
+        host: ratings
+"""
+
+
+async def request(plane: ControlPlane, subject: str, payload: bytes) -> dict:
+    nc = await nats.connect(plane.nats_url)
+    try:
+        return json.loads((await nc.request(subject, payload, timeout=10)).data)
+    finally:
+        await nc.close()
+
+
+async def test_a_five_line_nats_script_applies_a_virtual_service_and_a_watcher_sees_the_event(mesh: ControlPlane) -> None:
+    nc = await nats.connect(mesh.nats_url)
+    events: asyncio.Queue[dict] = asyncio.Queue()
+
+    async def on_event(msg) -> None:  # type: ignore[no-untyped-def]
+        await events.put(json.loads(msg.data))
+
+    await nc.subscribe("isthmus.config.events", cb=on_event)
+    reply = json.loads((await nc.request("isthmus.config.apply", VS.encode(), timeout=10)).data)
+    assert reply["ok"] and reply["results"][0]["action"] in ("created", "configured"), reply
+    event = await asyncio.wait_for(events.get(), 5)
+    assert (event["kind"], event["namespace"], event["name"]) == ("VirtualService", "api", "ratings")
+    assert event["revision"] == reply["revision"]
+    await nc.close()
+
+
+async def test_applying_the_same_document_twice_reports_unchanged(mesh: ControlPlane) -> None:
+    await apply(mesh, VS)
+    again = await apply(mesh, VS)
+    assert again["results"][0]["action"] == "unchanged"
+
+
+async def test_get_returns_the_stored_resource_and_delete_removes_it(mesh: ControlPlane) -> None:
+    await apply(mesh, VS)
+    got = await request(mesh, "isthmus.config.get", b'{"kind": "vs", "namespace": "api", "name": "ratings"}')
+    assert got["ok"] and len(got["resources"]) == 1
+    resource = got["resources"][0]
+    assert resource["apiVersion"] == "networking.istio.io/v1alpha3"
+    assert resource["spec"]["hosts"] == ["ratings"]
+    deleted = await request(mesh, "isthmus.config.delete",
+                            b'{"resources": [{"kind": "VirtualService", "name": "ratings", "namespace": "api"}]}')
+    assert deleted["results"][0]["action"] == "deleted"
+    got = await request(mesh, "isthmus.config.get", b'{"kind": "VirtualService", "namespace": "api"}')
+    assert got["ok"] is True and got["resources"] == []
+
+
+async def test_a_submission_with_one_bad_document_stores_nothing(mesh: ControlPlane) -> None:
+    good = VS.replace("name: ratings\n", "name: details\n", 1)
+    bad = VS.replace("name: ratings\n", "name: broken\n", 1).replace("  http:", "  tcp: []\n  http:")
+    reply = await apply(mesh, good + "---\n" + bad)
+    assert not reply["ok"]
+    assert reply["errors"][0]["document"] == 2 and reply["errors"][0]["path"] == "spec.tcp"
+    got = await request(mesh, "isthmus.config.get", b'{"kind": "vs", "namespace": "api", "name": "details"}')
+    assert got["resources"] == []
+
+
+async def test_an_unknown_kind_is_an_error_naming_it(mesh: ControlPlane) -> None:
+    reply = await apply(mesh, VS.replace("kind: VirtualService", "kind: VirtualServise"))
+    assert not reply["ok"]
+    assert "VirtualServise" in reply["errors"][0]["message"]
+
+
+async def test_a_malformed_request_gets_an_error_reply_and_pilot_keeps_serving(mesh: ControlPlane) -> None:
+    reply = await request(mesh, "isthmus.config.get", b"{not json")
+    assert reply["ok"] is False and "malformed" in reply["error"]
+    assert (await apply(mesh, VS))["ok"]
+
+
+async def test_restarting_pilot_loses_no_stored_config(mesh: ControlPlane) -> None:
+    reply = await apply(mesh, VS.replace("name: ratings\n", "name: durable\n", 1))
+    assert reply["ok"]
+    await mesh.restart_service("pilot")
+    got = await request(mesh, "isthmus.config.get", b'{"kind": "vs", "namespace": "api", "name": "durable"}')
+    assert [r["metadata"]["name"] for r in got["resources"]] == ["durable"]
+
+
+def run_cli(plane: ControlPlane, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "isthmus.cli", "--nats", plane.nats_url, *args],
+                          input=stdin, capture_output=True, text=True, timeout=60)
+
+
+async def test_cli_applies_gets_and_deletes_like_kubectl(mesh: ControlPlane, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "vs.yaml"
+    path.write_text(VS.replace("name: ratings\n", "name: cli\n", 1))
+    applied = await asyncio.to_thread(run_cli, mesh, "apply", "-f", str(path))
+    assert applied.returncode == 0, applied.stderr
+    assert "virtualservice.networking.istio.io/cli" in applied.stdout
+    got = await asyncio.to_thread(run_cli, mesh, "get", "vs", "cli", "-n", "api", "-o", "json")
+    assert got.returncode == 0, got.stderr
+    assert json.loads(got.stdout)["metadata"]["name"] == "cli"
+    empty = await asyncio.to_thread(run_cli, mesh, "get", "virtualservices", "-n", "nothing-here")
+    assert empty.returncode == 0 and empty.stdout.strip() == ""
+    deleted = await asyncio.to_thread(run_cli, mesh, "delete", "VirtualService", "cli", "-n", "api")
+    assert deleted.returncode == 0, deleted.stderr
+    missing = await asyncio.to_thread(run_cli, mesh, "get", "vs", "cli", "-n", "api")
+    assert missing.returncode == 1
+
+
+async def test_cli_rejects_an_invalid_file_with_document_and_path(mesh: ControlPlane) -> None:
+    bad = VS.replace("host: ratings\n", "host: ratings\n      weight: heavy\n")
+    result = await asyncio.to_thread(run_cli, mesh, "apply", "-f", "-", stdin=bad)
+    assert result.returncode == 1
+    assert "spec.http[0].route[0].weight" in result.stderr
+    assert "document 1" in result.stderr

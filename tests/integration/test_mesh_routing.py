@@ -1,0 +1,289 @@
+"""Traffic through real sidecars, configured through the real control plane (nats + etcd + registry
++ pilot), with Istio-format YAML."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+
+import pytest
+
+from tests.integration.conftest import ControlPlane, Sidecar, apply, eventually
+from tests.integration.httpclient import Backend, Client
+
+pytestmark = pytest.mark.asyncio
+_namespaces = itertools.count(1)
+
+
+def destination_rule(ns: str) -> str:
+    return f"""
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: reviews, namespace: {ns}}}
+spec:
+  host: reviews
+  subsets:
+  - {{name: v1, labels: {{version: v1}}}}
+  - {{name: v2, labels: {{version: v2}}}}
+  - {{name: v3, labels: {{version: v3}}}}
+"""
+
+
+def split(ns: str, w1: int, w2: int, w3: int) -> str:
+    return f"""
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews, namespace: {ns}}}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - {{destination: {{host: reviews, subset: v1}}, weight: {w1}}}
+    - {{destination: {{host: reviews, subset: v2}}, weight: {w2}}}
+    - {{destination: {{host: reviews, subset: v3}}, weight: {w3}}}
+"""
+
+
+class Bookinfo:
+    """reviews v1/v2/v3 and a frontend, each with its own sidecar, in a namespace of their own."""
+
+    def __init__(self, mesh: ControlPlane, versions: tuple[str, ...] = ("v1", "v2", "v3")) -> None:
+        self.mesh = mesh
+        self.ns = f"t{next(_namespaces)}"
+        self.versions = versions
+        self.backends: dict[str, Backend] = {}
+        self.sidecars: dict[str, Sidecar] = {}
+
+    async def start(self) -> "Bookinfo":
+        for version in self.versions:
+            backend = await Backend(version).start()
+            self.backends[version] = backend
+            self.sidecars[version] = self.mesh.proxy("reviews", backend.port, 9080, self.ns,
+                                                     f"app=reviews,version={version}")
+        front = await Backend("frontend").start()
+        self.frontend = self.mesh.proxy("frontend", front.port, 9080, self.ns, "app=frontend")
+        for sidecar in [*self.sidecars.values(), self.frontend]:
+            await sidecar.ready()
+        await self.wait_endpoints(len(self.versions))
+        self.client = Client("127.0.0.1", self.frontend.outbound_port)
+        return self
+
+    def endpoints(self) -> int:
+        dump = self.frontend.config_dump()
+        for cluster in dump["clusters"]:
+            if cluster["host"] == f"reviews.{self.ns}.svc.cluster.local":
+                return sum(1 for e in cluster["endpoints"] if e.get("healthy", True))
+        return 0
+
+    async def wait_endpoints(self, count: int, timeout: float = 10.0) -> None:
+        try:
+            await eventually(lambda: self.endpoints() == count, timeout)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; frontend holds {self.frontend.config_dump()}") from None
+
+    def route_version(self) -> int:
+        for route in self.frontend.config_dump()["routes"]:
+            if route["host"] == f"reviews.{self.ns}.svc.cluster.local":
+                return route["version"]
+        return 0
+
+    async def apply(self, text: str) -> dict:
+        reply = await apply(self.mesh, text)
+        assert reply["ok"], reply
+        return reply
+
+    async def converged(self, revision: int) -> None:
+        """The frontend's sidecar holds config at least as new as the given etcd revision."""
+        await eventually(lambda: self.frontend.config_dump()["version"] >= revision)
+
+    async def count(self, n: int, headers: dict[str, str] | None = None) -> collections.Counter[str]:
+        seen: collections.Counter[str] = collections.Counter()
+        for _ in range(n):
+            response = await self.client.request("GET", "http://reviews:9080/reviews", headers)
+            seen[response.text if response.status == 200 else str(response.status)] += 1
+        return seen
+
+    async def stop(self) -> None:
+        await self.client.close()
+        for backend in self.backends.values():
+            await backend.stop()
+
+
+@pytest.fixture
+async def bookinfo(mesh: ControlPlane):  # type: ignore[no-untyped-def]
+    app = await Bookinfo(mesh).start()
+    yield app
+    await app.stop()
+
+
+async def test_weighted_split_80_10_10_lands_within_three_points(bookinfo: Bookinfo) -> None:
+    await bookinfo.apply(destination_rule(bookinfo.ns))
+    reply = await bookinfo.apply(split(bookinfo.ns, 80, 10, 10))
+    await bookinfo.converged(reply["revision"])
+    seen = await bookinfo.count(2000)
+    assert sum(seen.values()) == 2000 and set(seen) <= {"v1", "v2", "v3"}, seen
+    for version, expected in (("v1", 80), ("v2", 10), ("v3", 10)):
+        assert abs(seen[version] / 20 - expected) <= 3, seen
+
+
+async def test_without_a_virtual_service_traffic_spreads_over_all_endpoints(bookinfo: Bookinfo) -> None:
+    seen = await bookinfo.count(300)
+    assert set(seen) == {"v1", "v2", "v3"}, seen
+    assert min(seen.values()) >= 60, seen  # round robin: ~100 each
+
+
+async def test_header_match_routes_jason_to_v2_and_everyone_else_to_v1(bookinfo: Bookinfo) -> None:
+    await bookinfo.apply(destination_rule(bookinfo.ns))
+    reply = await bookinfo.apply(f"""
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {{name: reviews, namespace: {bookinfo.ns}}}
+spec:
+  hosts: [reviews]
+  http:
+  - match:
+    - headers:
+        end-user: {{exact: jason}}
+    route:
+    - destination: {{host: reviews, subset: v2}}
+  - route:
+    - destination: {{host: reviews, subset: v1}}
+""")
+    await bookinfo.converged(reply["revision"])
+    assert await bookinfo.count(50, {"end-user": "jason"}) == {"v2": 50}
+    assert await bookinfo.count(50, {"end-user": "mallory"}) == {"v1": 50}
+    assert await bookinfo.count(50) == {"v1": 50}
+
+
+async def test_a_virtual_service_change_takes_effect_without_restarting_proxies(bookinfo: Bookinfo) -> None:
+    await bookinfo.apply(destination_rule(bookinfo.ns))
+    first = await bookinfo.apply(split(bookinfo.ns, 100, 0, 0))
+    await bookinfo.converged(first["revision"])
+    assert await bookinfo.count(30) == {"v1": 30}
+    pid = bookinfo.frontend.process.pid
+    second = await bookinfo.apply(split(bookinfo.ns, 0, 0, 100))
+    await bookinfo.converged(second["revision"])
+    assert await bookinfo.count(30) == {"v3": 30}
+    assert bookinfo.frontend.process.pid == pid and bookinfo.frontend.process.is_running
+
+
+async def test_host_header_to_the_outbound_port_routes_like_an_explicit_proxy(bookinfo: Bookinfo) -> None:
+    response = await bookinfo.client.request("GET", "/reviews", {"Host": "reviews:9080"})
+    assert response.status == 200 and response.text in {"v1", "v2", "v3"}
+    backend = bookinfo.backends[response.text]
+    method, path, headers = backend.requests[-1]
+    assert (method, path) == ("GET", "/reviews")
+    assert headers.get("x-request-id")
+
+
+async def test_unknown_host_is_404_and_a_service_with_no_healthy_endpoint_is_503(bookinfo: Bookinfo) -> None:
+    response = await bookinfo.client.request("GET", "http://nosuchservice:9080/")
+    assert response.status == 404
+    assert "nosuchservice" in response.text
+    # a subset that selects nothing: the cluster exists but has no endpoint for it
+    await bookinfo.apply(f"""
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: reviews, namespace: {bookinfo.ns}}}
+spec:
+  host: reviews
+  subsets:
+  - {{name: v9, labels: {{version: v9}}}}
+""")
+    reply = await bookinfo.apply(f"""
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews, namespace: {bookinfo.ns}}}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {{host: reviews, subset: v9}}
+""")
+    await bookinfo.converged(reply["revision"])
+    response = await bookinfo.client.request("GET", "http://reviews:9080/")
+    assert response.status == 503
+    assert "v9" in response.text
+
+
+async def test_killing_a_backend_sidecar_removes_its_endpoint_within_the_lease_ttl(bookinfo: Bookinfo) -> None:
+    from tests.integration.conftest import LEASE_TTL
+
+    victim = bookinfo.sidecars["v3"].process
+    victim.popen.kill()  # type: ignore[union-attr]  # SIGKILL: no deregistration, only the lease ends it
+    killed = asyncio.get_running_loop().time()
+    await bookinfo.wait_endpoints(2, timeout=LEASE_TTL + 5)
+    elapsed = asyncio.get_running_loop().time() - killed
+    assert elapsed <= LEASE_TTL + 2, elapsed  # lease TTL plus the watch and push
+    seen = await bookinfo.count(100)
+    assert set(seen) == {"v1", "v2"}, seen
+
+
+async def test_invalid_document_is_rejected_with_its_path_and_the_previous_config_stays(bookinfo: Bookinfo) -> None:
+    await bookinfo.apply(destination_rule(bookinfo.ns))
+    good = await bookinfo.apply(split(bookinfo.ns, 100, 0, 0))
+    await bookinfo.converged(good["revision"])
+    bad = await apply(bookinfo.mesh, split(bookinfo.ns, 0, 0, 100).replace("weight: 100", 'weight: "all"'))
+    assert not bad["ok"]
+    assert bad["errors"][0]["path"] == "spec.http[0].route[2].weight", bad
+    await asyncio.sleep(0.3)  # a push, had there been one, would land by now
+    assert bookinfo.route_version() == good["revision"]
+    assert await bookinfo.count(30) == {"v1": 30}
+
+
+async def test_changing_subsets_under_load_loses_no_request(bookinfo: Bookinfo) -> None:
+    """Make before break (istio/istio#12252): a route to a new subset applied in the same change as
+    the DestinationRule that defines it must never send a request to a subset the proxy lacks."""
+    await bookinfo.apply(f"""
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: reviews, namespace: {bookinfo.ns}}}
+spec:
+  host: reviews
+  subsets:
+  - {{name: v1, labels: {{version: v1}}}}
+""")
+    first = await bookinfo.apply(split(bookinfo.ns, 100, 0, 0).replace(
+        "    - {destination: {host: reviews, subset: v2}, weight: 0}\n"
+        "    - {destination: {host: reviews, subset: v3}, weight: 0}\n", ""))
+    await bookinfo.converged(first["revision"])
+    statuses: collections.Counter[str] = collections.Counter()
+    stop = asyncio.Event()
+
+    async def load() -> None:
+        client = Client("127.0.0.1", bookinfo.frontend.outbound_port)
+        while not stop.is_set():
+            response = await client.request("GET", "http://reviews:9080/")
+            statuses[response.text if response.status == 200 else str(response.status)] += 1
+        await client.close()
+
+    loaders = [asyncio.create_task(load()) for _ in range(4)]
+    for version in ("v2", "v3", "v1"):
+        # the route moves first, to a subset no DestinationRule defines yet; then the subsets are
+        # replaced wholesale, dropping the one the old route used
+        await bookinfo.apply(f"""
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews, namespace: {bookinfo.ns}}}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {{host: reviews, subset: {version}}}
+""")
+        await asyncio.sleep(0.3)
+        await bookinfo.apply(f"""
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: reviews, namespace: {bookinfo.ns}}}
+spec:
+  host: reviews
+  subsets:
+  - {{name: {version}, labels: {{version: {version}}}}}
+""")
+        await asyncio.sleep(0.3)
+    stop.set()
+    await asyncio.gather(*loaders)
+    assert set(statuses) <= {"v1", "v2", "v3"}, statuses
+    assert {"v2", "v3"} <= set(statuses), statuses
