@@ -1,0 +1,326 @@
+"""One proxied request: routes it, streams its body upstream and the response back, answers failures.
+
+The server protocol (proxy/http/server.py) creates an Exchange when a request head is parsed and starts
+it when it reaches the front of the connection's pipeline; the upstream connection
+(proxy/http/upstream.py) calls back with response events. Output to the client is gathered in `out` and
+written once per upstream read, so a small response costs one write. Callbacks, not a task: a task is
+made only to open a new upstream connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from proxy.errors import BadRequest, ProxyError, UpstreamTimeout
+from proxy.http.flow import BUFFERING, PEER_FULL
+from proxy.http.head import CRLF, request_head, write_response_head
+from proxy.http.rescue import rescue
+from proxy.http.upstream import STREAM, UpstreamConnection
+from proxy.outbound.target import RequestHead, Target
+
+if TYPE_CHECKING:
+    from proxy.http.server import HttpProxyProtocol
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+LAST_CHUNK = b"0\r\n\r\n"
+BUFFER_LIMIT = 64 * 1024  # request body held while connecting before we stop reading the client
+
+
+class AccessRecord:
+    """What `on_complete` receives after each request; flag is Envoy's response flag ("-" if none)."""
+
+    __slots__ = ("method", "host", "path", "status", "flag", "cluster", "bytes_sent", "duration_ms")
+
+    def __init__(self, method: str, host: str, path: str, status: int, flag: str, cluster: str,
+                 bytes_sent: int, duration_ms: float) -> None:
+        self.method = method
+        self.host = host
+        self.path = path
+        self.status = status
+        self.flag = flag
+        self.cluster = cluster
+        self.bytes_sent = bytes_sent
+        self.duration_ms = duration_ms
+
+
+class Exchange:
+    __slots__ = (
+        # request
+        "proto", "head", "method", "target", "headers", "drop", "chunked", "http11", "keep_alive",
+        "expect_continue", "is_head", "req_done", "pending", "pending_size", "replay", "error",
+        # upstream
+        "upstream", "conn", "connecting", "retried", "timer",
+        # response
+        "status", "flag", "stream_chunked", "head_sent", "resp_done", "close_after", "out", "bytes_sent",
+        # bookkeeping
+        "started", "released", "t0",
+    )
+
+    def __init__(self, proto: HttpProxyProtocol, head: RequestHead | None, method: bytes, target: bytes,
+                 headers: list[tuple[bytes, bytes]], drop: frozenset[bytes] | None, has_body: bool,
+                 chunked: bool, http11: bool, keep_alive: bool, expect_continue: bool,
+                 error: ProxyError | None = None) -> None:
+        # request
+        self.proto = proto
+        self.head = head
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.drop = drop
+        self.chunked = chunked
+        self.http11 = http11
+        self.keep_alive = keep_alive
+        self.expect_continue = expect_continue
+        self.is_head = method == b"HEAD"
+        self.req_done = not has_body
+        self.pending: list[bytes] = []  # framed body bytes not yet written upstream
+        self.pending_size = 0
+        self.replay: bytes | None = None  # the whole request, if it went out in one write
+        self.error = error
+        # upstream
+        self.upstream: Target | None = None
+        self.conn: UpstreamConnection | None = None
+        self.connecting: asyncio.Task[UpstreamConnection] | None = None
+        self.retried = False
+        self.timer: asyncio.TimerHandle | None = None
+        # response
+        self.status = 0
+        self.flag = "-"
+        self.stream_chunked = False
+        self.head_sent = False
+        self.resp_done = False
+        self.close_after = False
+        self.out: list[bytes] = []
+        self.bytes_sent = 0
+        # bookkeeping
+        self.started = False
+        self.released = False
+        self.t0 = proto.loop.time() if proto.shared.on_complete is not None else 0.0
+
+    # --- request side (called by the server protocol) ---------------------------------------------
+
+    def start(self) -> None:
+        """This request is now first in line: route it and send it."""
+        self.started = True
+        if self.error is not None:
+            self.fail(self.error)
+            return
+        shared = self.proto.shared
+        try:
+            assert self.head is not None
+            self.upstream = target = shared.router.pick(self.head)
+        except Exception as exc:
+            self.fail(exc)
+            return
+        if self.expect_continue and not self.req_done:
+            self.proto.write(CONTINUE)
+        if shared.response_timeout is not None:
+            self.timer = self.proto.loop.call_later(shared.response_timeout, self._on_timeout)
+        conn = shared.pool.take((target.address, target.port))
+        if conn is not None:
+            self._send(conn)
+        else:
+            self._connect()
+
+    def feed_body(self, chunk: bytes) -> None:
+        if self.resp_done:  # answered already (early response or error): drop the rest
+            return
+        if self.chunked:  # one write per chunk rather than three
+            self._to_upstream(b"".join((b"%x\r\n" % len(chunk), chunk, CRLF)))
+        else:
+            self._to_upstream(chunk)
+
+    def feed_end(self) -> None:
+        if self.req_done:
+            return
+        if self.chunked and not self.resp_done:
+            self._to_upstream(LAST_CHUNK)
+        self.req_done = True
+        if self.resp_done:
+            self._release()
+
+    def client_gone(self) -> None:
+        """The client closed: stop the upstream side, log as downstream disconnect."""
+        if self.resp_done:
+            return
+        self.resp_done = True
+        self.flag = "DC"
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self._drop_upstream()
+        self._log()
+
+    # --- response side (called by the upstream connection) ----------------------------------------
+
+    def on_response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]],
+                         drop: frozenset[bytes] | None, framing: int) -> None:
+        self.status = status
+        proto = self.proto
+        close = not self.keep_alive or proto.stopping
+        if framing == STREAM:
+            if self.http11:
+                self.stream_chunked = True
+            else:  # an HTTP/1.0 client cannot read chunked: the end of the body is our close
+                close = True
+        self.close_after = close
+        write_response_head(self.out, status, reason, headers, drop, self.stream_chunked, close)
+
+    def on_response_body(self, body: bytes) -> None:
+        self.bytes_sent += len(body)
+        if self.stream_chunked:
+            self.out += (b"%x\r\n" % len(body), body, CRLF)
+        else:
+            self.out.append(body)
+
+    def on_response_end(self) -> None:
+        if self.resp_done:
+            return
+        self.conn = None
+        self.resp_done = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.stream_chunked:
+            self.out.append(LAST_CHUNK)
+        self.flush()
+        self.proto.gate.resume(PEER_FULL)
+        self._log()
+        if self.req_done or self.close_after:
+            self._release()
+
+    def flush(self) -> None:
+        out = self.out
+        if out:
+            self.head_sent = True
+            self.proto.writelines(out)
+            out.clear()
+
+    def upstream_lost(self, exc: BaseException, retryable: bool) -> None:
+        """The upstream connection failed. A reused idle connection the server closed as we sent is
+        retried once on a fresh one, but only if the whole request is still in hand to resend."""
+        self.conn = None
+        if self.resp_done:
+            return
+        if retryable and self.replay is not None and not self.retried:
+            self.retried = True
+            self._connect()
+            return
+        self.fail(exc)
+
+    # --- failure ----------------------------------------------------------------------------------
+
+    def fail(self, exc: BaseException) -> None:
+        """Answer via rescue if nothing was sent yet, else cut the client connection."""
+        if self.resp_done:
+            return
+        self.resp_done = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self._drop_upstream()
+        proto = self.proto
+        proto.gate.resume(BUFFERING | PEER_FULL)
+        if self.head_sent:
+            self.flag = getattr(exc, "flag", "-")
+            self.close_after = True
+            proto.close()
+        else:
+            self.out.clear()
+            close = (not self.req_done or not self.keep_alive or proto.stopping
+                     or isinstance(exc, BadRequest))
+            self.close_after = close
+            self.status, self.flag, payload = rescue(exc, close)
+            proto.write(payload)
+        self._log()
+        self._release()
+
+    # --- internals --------------------------------------------------------------------------------
+
+    def _to_upstream(self, data: bytes) -> None:
+        conn = self.conn
+        if conn is not None:
+            self.replay = None  # body went out after the first write: no longer safe to resend
+            conn.transport.write(data)
+        else:
+            self.pending.append(data)
+            self.pending_size += len(data)
+            if self.pending_size > BUFFER_LIMIT:
+                self.proto.gate.pause(BUFFERING)
+
+    def _connect(self) -> None:
+        target = self.upstream
+        assert target is not None
+        task = asyncio.ensure_future(self.proto.shared.pool.connect(target.address, target.port))
+        self.connecting = task
+        task.add_done_callback(self._on_connected)
+
+    def _on_connected(self, task: asyncio.Task[UpstreamConnection]) -> None:
+        if task is not self.connecting:  # we gave up on it; hand an unused connection to the pool
+            if not task.cancelled() and task.exception() is None:
+                self.proto.shared.pool.release(task.result())
+            return
+        self.connecting = None
+        exc = task.exception()
+        if exc is not None:
+            self.fail(exc)
+            return
+        self._send(task.result())
+
+    def _send(self, conn: UpstreamConnection) -> None:
+        self.conn = conn
+        conn.attach(self)
+        if self.replay is not None:  # a retry: resend exactly what went out the first time
+            data = self.replay
+        else:
+            parts = request_head(self.method, self.target, self.headers, self.drop, self.chunked)
+            if self.pending:
+                parts += self.pending
+                self.pending = []
+                self.pending_size = 0
+                self.proto.gate.resume(BUFFERING)
+            data = b"".join(parts)
+            if self.req_done:
+                self.replay = data
+        conn.transport.write(data)
+        if self.proto.write_paused:
+            conn.gate.pause(PEER_FULL)
+        if conn.write_paused:
+            self.proto.gate.pause(PEER_FULL)
+
+    def _drop_upstream(self) -> None:
+        conn = self.conn
+        if conn is not None:
+            self.conn = None
+            conn.abort()
+        task = self.connecting
+        if task is not None:
+            self.connecting = None
+            task.cancel()
+
+    def _on_timeout(self) -> None:
+        self.timer = None
+        timeout = self.proto.shared.response_timeout
+        self.fail(UpstreamTimeout(f"upstream request timeout after {timeout:g}s"))
+
+    def _release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.proto.exchange_done(self)
+
+    def _log(self) -> None:
+        on_complete = self.proto.shared.on_complete
+        if on_complete is None:
+            return
+        head = self.head
+        upstream = self.upstream
+        on_complete(AccessRecord(
+            head.method if head is not None else "-",
+            head.host if head is not None else "-",
+            head.path if head is not None else "-",
+            self.status, self.flag,
+            upstream.cluster if upstream is not None else "-",
+            self.bytes_sent,
+            (self.proto.loop.time() - self.t0) * 1000.0,
+        ))

@@ -1,0 +1,156 @@
+"""Request heads for the two listener modes, and the header rules shared by both directions.
+
+Outbound, the app uses us as its HTTP proxy: the destination comes from an absolute-form request target
+(`GET http://reviews:9080/x HTTP/1.1`) or else the Host header, and the request line is rewritten to
+origin-form. Inbound, we front the local app: the path goes through as is, the host is the Host header.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import os
+
+import httptools
+
+from proxy.errors import BadRequest
+
+CRLF = b"\r\n"
+COLON_SP = b": "
+HTTP11 = b" HTTP/1.1\r\n"
+TE_CHUNKED = b"transfer-encoding: chunked\r\n"
+CONNECTION_CLOSE = b"connection: close\r\n"
+
+# Headers that describe one hop only (RFC 9110 7.6.1); transfer-encoding is re-done by us per hop.
+HOP_BY_HOP = frozenset(
+    (b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade", b"transfer-encoding")
+)
+# We answer `Expect: 100-continue` ourselves (as Envoy does by default), so it does not go upstream.
+REQUEST_DROP = HOP_BY_HOP | {b"expect"}
+_CONNECTION_OPTIONS = frozenset((b"close", b"keep-alive", b"upgrade"))
+
+
+class Mode(enum.Enum):
+    OUTBOUND = "outbound"
+    INBOUND = "inbound"
+
+
+def connection_tokens(value: bytes) -> frozenset[bytes] | None:
+    """Extra header names a Connection header declares hop-by-hop, or None (the usual case)."""
+    extra = None
+    for token in value.split(b","):
+        token = token.strip().lower()
+        if token and token not in _CONNECTION_OPTIONS:
+            extra = (extra or frozenset()) | {token}
+    return extra
+
+
+def split_authority(authority: bytes) -> tuple[str, int]:
+    """`host[:port]` or `[v6]:port` -> (host, port); the port defaults to 80."""
+    if authority[:1] == b"[":
+        end = authority.find(b"]")
+        if end < 0 or (len(authority) > end + 1 and authority[end + 1 : end + 2] != b":"):
+            raise BadRequest("invalid host %r" % authority.decode("latin-1"))
+        host, port_b = authority[1:end], authority[end + 2 :]
+    else:
+        host, _, port_b = authority.partition(b":")
+    if not host:
+        raise BadRequest("invalid host %r" % authority.decode("latin-1"))
+    if not port_b:
+        return host.decode("latin-1"), 80
+    if not port_b.isdigit() or not 0 < int(port_b) < 65536:
+        raise BadRequest("invalid port in host %r" % authority.decode("latin-1"))
+    return host.decode("latin-1"), int(port_b)
+
+
+def resolve(mode: Mode, url: bytes, host_header: bytes | None) -> tuple[str, int, bytes, bytes | None]:
+    """(host, port, request-target to send upstream, replacement Host value or None)."""
+    if mode is Mode.OUTBOUND and url[:1] != b"/" and url != b"*":
+        try:
+            parsed = httptools.parse_url(url)
+        except httptools.HttpParserInvalidURLError:
+            raise BadRequest("invalid request target %r" % url.decode("latin-1")) from None
+        if not parsed.host:
+            raise BadRequest("invalid request target %r" % url.decode("latin-1"))
+        port = parsed.port or (443 if parsed.schema.lower() == b"https" else 80)
+        target = parsed.path or b"/"
+        if parsed.query is not None:
+            target += b"?" + parsed.query
+        authority = (b"[%s]" % parsed.host) if b":" in parsed.host else parsed.host
+        if parsed.port:
+            authority += b":%d" % parsed.port
+        # RFC 9112 3.2.2: with an absolute-form target the Host header is replaced by its authority.
+        return parsed.host.decode("latin-1"), port, target, authority
+    if host_header is None:
+        raise BadRequest("missing Host header")
+    host, port = split_authority(host_header)
+    return host, port, url, None
+
+
+def request_head(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]],
+                 drop: frozenset[bytes] | None, chunked: bool) -> list[bytes]:
+    """The upstream request head as parts (joined with the first body bytes by the caller)."""
+    parts = [method, b" ", target, HTTP11]
+    append = parts.append
+    for name, value in headers:
+        if name in REQUEST_DROP or (drop is not None and name in drop):
+            continue
+        append(name)
+        append(COLON_SP)
+        append(value)
+        append(CRLF)
+    if chunked:
+        append(TE_CHUNKED)
+    append(CRLF)
+    return parts
+
+
+# `HTTP/1.1 200 OK\r\n` per (status, reason), filled as upstreams use them; bounded against odd reasons.
+_STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
+
+
+def status_line(status: int, reason: bytes) -> bytes:
+    line = _STATUS_LINES.get((status, reason))
+    if line is None:
+        line = b"HTTP/1.1 %d %s\r\n" % (status, reason)
+        if len(_STATUS_LINES) < 512:
+            _STATUS_LINES[(status, reason)] = line
+    return line
+
+
+def write_response_head(out: list[bytes], status: int, reason: bytes, headers: list[tuple[bytes, bytes]],
+                        drop: frozenset[bytes] | None, chunked: bool, close: bool) -> None:
+    append = out.append
+    append(status_line(status, reason))
+    for name, value in headers:
+        if name in HOP_BY_HOP or (drop is not None and name in drop):
+            continue
+        append(name)
+        append(COLON_SP)
+        append(value)
+        append(CRLF)
+    if chunked:
+        append(TE_CHUNKED)
+    if close:
+        append(CONNECTION_CLOSE)
+    append(CRLF)
+
+
+# x-request-id: a per-process random UUID-shaped prefix plus a counter, instead of uuid4() per request.
+_prefix = b""
+_counter = itertools.count(1)
+
+
+def _reseed() -> None:
+    global _prefix, _counter
+    r = os.urandom(10).hex()
+    _prefix = f"{r[:8]}-{r[8:12]}-4{r[13:16]}-{'89ab'[int(r[16], 16) & 3]}{r[17:20]}-".encode()
+    _counter = itertools.count(1)
+
+
+_reseed()
+os.register_at_fork(after_in_child=_reseed)  # a forked worker must not repeat its parent's ids
+
+
+def new_request_id() -> bytes:
+    return b"%s%012x" % (_prefix, next(_counter))

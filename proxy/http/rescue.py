@@ -1,0 +1,39 @@
+"""The one place a failure becomes an HTTP response (CONVENTIONS 2, after linkerd's ServerRescue).
+
+Stages raise the typed errors of proxy/errors.py; the server calls `rescue` once, writes the bytes it
+returns, and puts the flag in the access-log record (never in a response header: clients should not
+learn about mesh internals beyond the one-line body).
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+from proxy.errors import ProxyError
+
+_CLOSE = b"connection: close\r\n\r\n"
+_KEEP = b"\r\n"
+
+# Status line and fixed headers up to the content-length value, built once per status we can emit.
+_HEADS: dict[int, bytes] = {
+    s: b"HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\ncontent-length: " % (s, HTTPStatus(s).phrase.encode())
+    for s in (400, 403, 404, 405, 408, 413, 429, 431, 500, 502, 503, 504)
+}
+# Body when the raiser gave no detail.
+_DEFAULT_BODY: dict[int, bytes] = {s: HTTPStatus(s).phrase.lower().encode() + b"\n" for s in _HEADS}
+
+
+def rescue(exc: BaseException, close: bool) -> tuple[int, str, bytes]:
+    """(status, access-log flag, complete response bytes) for `exc`; anything untyped is a 500."""
+    if isinstance(exc, ProxyError):
+        status, flag, detail = exc.status, exc.flag, exc.detail
+    else:
+        status, flag, detail = 500, "-", "internal proxy error"
+    head = _HEADS.get(status)
+    if head is None:  # a future ProxyError subclass with a status not listed above
+        head = b"HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\ncontent-length: " % (
+            status,
+            HTTPStatus(status).phrase.encode() if status in HTTPStatus._value2member_map_ else b"Error",
+        )
+    body = (detail.encode("utf-8", "replace") + b"\n") if detail else _DEFAULT_BODY.get(status, b"error\n")
+    return status, flag, b"".join((head, b"%d\r\n" % len(body), _CLOSE if close else _KEEP, body))

@@ -1,0 +1,307 @@
+"""The upstream side: one asyncio.Protocol per connection to an endpoint, and the keep-alive pool.
+
+A connection serves one exchange at a time (no upstream pipelining). It parses the response with
+httptools and hands events to the exchange (proxy/http/exchange.py), which writes them to the client.
+The pool keeps idle connections per (address, port), newest first out, and closes those idle longer
+than `idle_timeout` from a single timer per pool rather than one per connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import deque
+from typing import TYPE_CHECKING
+
+import httptools
+
+from proxy.errors import UpstreamConnectError, UpstreamReset
+from proxy.http.flow import PEER_FULL, ReadGate
+from proxy.http.head import connection_tokens
+
+if TYPE_CHECKING:
+    from proxy.http.exchange import Exchange
+
+Key = tuple[str, int]
+
+# Response framing as the exchange needs to know it.
+NO_BODY = 0  # HEAD, 204, 304
+LENGTH = 1  # content-length: pass through as is
+STREAM = 2  # chunked, or read until the upstream closes: the exchange chooses how to frame it
+
+
+class UpstreamConnection(asyncio.Protocol):
+    __slots__ = (
+        # per-connection
+        "pool", "key", "transport", "parser", "gate", "write_paused", "reused", "closed", "in_pool",
+        "idle_since",
+        # per-exchange
+        "exchange", "got_bytes", "status", "reason", "headers", "until_close", "head_done",
+    )
+
+    def __init__(self, pool: ConnectionPool, key: Key) -> None:
+        # per-connection
+        self.pool = pool
+        self.key = key
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set in connection_made
+        self.parser = httptools.HttpResponseParser(self)
+        self.gate: ReadGate = None  # type: ignore[assignment]
+        self.write_paused = False
+        self.reused = False
+        self.closed = False
+        self.in_pool = False
+        self.idle_since = 0.0
+        # per-exchange
+        self.exchange: Exchange | None = None
+        self.got_bytes = False
+        self.status = 0
+        self.reason = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.until_close = False
+        self.head_done = False  # a HEAD response's headers are all it has
+
+    # --- driven by the exchange -------------------------------------------------------------------
+
+    def attach(self, exchange: Exchange) -> None:
+        self.exchange = exchange
+        self.got_bytes = False
+        self.until_close = False
+        self.status = 0
+
+    def abort(self) -> None:
+        """Give up mid-exchange: the connection's state is unknown, so it is never reused."""
+        self.exchange = None
+        self.closed = True
+        self.transport.abort()
+
+    # --- asyncio.Protocol -------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.gate = ReadGate(self.transport)
+
+    def data_received(self, data: bytes) -> None:
+        exchange = self.exchange
+        if exchange is None:  # nothing asked: a broken or hostile upstream; do not reuse it
+            self.closed = True
+            self.transport.close()
+            return
+        self.got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:  # our own code raised inside a callback
+            self._fail(exc.__context__ or exc)
+            return
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            self._fail(UpstreamReset("upstream sent a malformed response"))
+            return
+        if self.head_done:
+            # llhttp cannot know the request was HEAD and would wait for a body: start a fresh parser.
+            self.head_done = False
+            keep_alive = self.parser.should_keep_alive()
+            self.parser = httptools.HttpResponseParser(self)
+            self._complete(keep_alive)
+        else:
+            exchange.flush()
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too; connection_lost decides what the EOF meant
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.in_pool:
+            self.pool.discard(self)
+        exchange = self.exchange
+        if exchange is None:
+            return
+        self.exchange = None
+        if self.until_close:  # an HTTP/1.0-style response ends when the upstream closes
+            exchange.on_response_end()
+        else:
+            exchange.upstream_lost(
+                UpstreamReset("upstream closed the connection before a complete response"),
+                retryable=self.reused and not self.got_bytes,
+            )
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        if self.exchange is not None:
+            self.exchange.proto.gate.pause(PEER_FULL)
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.exchange is not None:
+            self.exchange.proto.gate.resume(PEER_FULL)
+
+    # --- httptools callbacks ----------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.reason = b""
+        self.headers = []
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        self.status = status = self.parser.get_status_code()
+        if status < 200:  # interim (100 Continue...): we answered the client's Expect ourselves
+            return
+        exchange = self.exchange
+        assert exchange is not None
+        has_length = chunked = False
+        drop = None
+        for name, value in self.headers:
+            if name == b"content-length":
+                has_length = True
+            elif name == b"transfer-encoding":  # `gzip` alone would mean read-until-close
+                chunked = value.rstrip().lower().endswith(b"chunked")
+            elif name == b"connection":
+                drop = connection_tokens(value)
+        if exchange.is_head or status == 204 or status == 304:
+            framing = NO_BODY
+            self.head_done = exchange.is_head
+        elif has_length and not chunked:
+            framing = LENGTH
+        else:
+            framing = STREAM
+            self.until_close = not chunked
+        exchange.on_response_head(status, self.reason, self.headers, drop, framing)
+
+    def on_body(self, body: bytes) -> None:
+        if not self.head_done and self.exchange is not None:
+            self.exchange.on_response_body(body)
+
+    def on_message_complete(self) -> None:
+        if self.status >= 200 and not self.head_done:
+            self._complete(self.parser.should_keep_alive())
+
+    # --- internals --------------------------------------------------------------------------------
+
+    def _complete(self, keep_alive: bool) -> None:
+        exchange = self.exchange
+        if exchange is None:
+            return
+        self.exchange = None
+        self.until_close = False
+        # Reusable only if the whole request went out too (an early answer leaves it half-sent).
+        if keep_alive and exchange.req_done:
+            self.pool.release(self)
+        else:
+            self.closed = True
+            self.transport.close()
+        exchange.on_response_end()
+
+    def _fail(self, exc: BaseException) -> None:
+        exchange = self.exchange
+        self.abort()
+        if exchange is not None:
+            exchange.upstream_lost(exc, retryable=False)
+
+
+class ConnectionPool:
+    """Idle keep-alive upstream connections per (address, port); opens new ones on demand."""
+
+    def __init__(self, *, max_idle_per_key: int = 64, idle_timeout: float = 60.0,
+                 connect_timeout: float = 5.0) -> None:
+        self.max_idle_per_key = max_idle_per_key
+        self.idle_timeout = idle_timeout
+        self.connect_timeout = connect_timeout
+        self.opened = 0  # connections ever opened: a cheap stat, and what tests count
+        self._idle: dict[Key, deque[UpstreamConnection]] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def take(self, key: Key) -> UpstreamConnection | None:
+        """The most recently used idle connection to `key`, or None."""
+        idle = self._idle.get(key)
+        while idle:
+            conn = idle.pop()
+            conn.in_pool = False
+            if not conn.closed and not conn.transport.is_closing():
+                conn.reused = True
+                return conn
+        return None
+
+    async def connect(self, address: str, port: int) -> UpstreamConnection:
+        loop = self._loop = asyncio.get_running_loop()
+        key = (address, port)
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                _, conn = await loop.create_connection(lambda: UpstreamConnection(self, key), address, port)
+        except TimeoutError:
+            raise UpstreamConnectError(
+                f"upstream connect error: {address}:{port}: timed out after {self.connect_timeout:g}s"
+            ) from None
+        except OSError as exc:
+            reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+            raise UpstreamConnectError(f"upstream connect error: {address}:{port}: {reason}") from exc
+        self.opened += 1
+        return conn
+
+    def release(self, conn: UpstreamConnection) -> None:
+        if conn.closed or conn.in_pool:
+            return
+        idle = self._idle.get(conn.key)
+        if idle is None:
+            idle = self._idle[conn.key] = deque()
+        if len(idle) >= self.max_idle_per_key:
+            conn.closed = True
+            conn.transport.close()
+            return
+        conn.gate.clear()  # read while idle, so a close by the peer is noticed and the conn dropped
+        conn.in_pool = True
+        assert self._loop is not None
+        conn.idle_since = self._loop.time()
+        idle.append(conn)
+        if self._sweeper is None:
+            self._sweeper = self._loop.call_later(self.idle_timeout, self._sweep)
+
+    def discard(self, conn: UpstreamConnection) -> None:
+        conn.in_pool = False
+        idle = self._idle.get(conn.key)
+        if idle is not None:
+            try:
+                idle.remove(conn)
+            except ValueError:
+                pass
+
+    def idle_count(self, key: Key | None = None) -> int:
+        if key is not None:
+            return len(self._idle.get(key, ()))
+        return sum(len(q) for q in self._idle.values())
+
+    def close(self) -> None:
+        """Close every idle connection (at shutdown)."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        for idle in self._idle.values():
+            while idle:
+                conn = idle.pop()
+                conn.in_pool = False
+                conn.closed = True
+                conn.transport.close()
+        self._idle.clear()
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        assert self._loop is not None
+        now = self._loop.time()
+        deadline = now - self.idle_timeout
+        oldest = None
+        for key in list(self._idle):
+            idle = self._idle[key]
+            while idle and idle[0].idle_since <= deadline:  # oldest at the left
+                conn = idle.popleft()
+                conn.in_pool = False
+                conn.closed = True
+                conn.transport.close()
+            if not idle:
+                del self._idle[key]
+            elif oldest is None or idle[0].idle_since < oldest:
+                oldest = idle[0].idle_since
+        if oldest is not None:
+            self._sweeper = self._loop.call_later(max(oldest + self.idle_timeout - now, 0.01), self._sweep)

@@ -1,0 +1,66 @@
+"""Request-head rules without sockets: authority parsing, the two modes, hop-by-hop, request ids."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy.errors import BadRequest
+from proxy.http.head import (
+    Mode, connection_tokens, new_request_id, request_head, resolve, split_authority, write_response_head,
+)
+
+
+@pytest.mark.parametrize(("authority", "expected"), [
+    (b"reviews", ("reviews", 80)),
+    (b"reviews:9080", ("reviews", 9080)),
+    (b"[::1]:8080", ("::1", 8080)),
+    (b"[fe80::1]", ("fe80::1", 80)),
+])
+def test_split_authority_reads_host_and_port_with_80_by_default(authority, expected):
+    assert split_authority(authority) == expected
+
+
+@pytest.mark.parametrize("authority", [b"", b":80", b"reviews:http", b"reviews:70000", b"[::1", b"[::1]x"])
+def test_split_authority_rejects_what_is_not_a_host(authority):
+    with pytest.raises(BadRequest):
+        split_authority(authority)
+
+
+def test_outbound_absolute_form_wins_over_the_host_header_and_becomes_origin_form():
+    assert resolve(Mode.OUTBOUND, b"http://reviews:9080/a?b=1", b"other") == ("reviews", 9080, b"/a?b=1",
+                                                                              b"reviews:9080")
+    assert resolve(Mode.OUTBOUND, b"http://reviews", None) == ("reviews", 80, b"/", b"reviews")
+
+
+def test_origin_form_without_a_host_header_is_a_bad_request():
+    with pytest.raises(BadRequest, match="missing Host"):
+        resolve(Mode.OUTBOUND, b"/x", None)
+
+
+def test_inbound_keeps_the_request_target_untouched():
+    assert resolve(Mode.INBOUND, b"http://x/y", b"app:8080") == ("app", 8080, b"http://x/y", None)
+
+
+def test_connection_header_tokens_beyond_the_standard_options_are_hop_by_hop():
+    assert connection_tokens(b"keep-alive, Close") is None
+    assert connection_tokens(b"close, X-Foo ,x-bar") == {b"x-foo", b"x-bar"}
+
+
+def test_request_head_drops_hop_by_hop_and_expect_and_marks_re_chunked_bodies():
+    head = b"".join(request_head(b"POST", b"/p", [
+        (b"host", b"a"), (b"connection", b"x-foo"), (b"x-foo", b"1"), (b"expect", b"100-continue"),
+        (b"transfer-encoding", b"chunked"), (b"te", b"trailers"), (b"x-keep", b"2"),
+    ], frozenset({b"x-foo"}), chunked=True))
+    assert head == b"POST /p HTTP/1.1\r\nhost: a\r\nx-keep: 2\r\ntransfer-encoding: chunked\r\n\r\n"
+
+
+def test_response_head_adds_framing_and_close_when_asked():
+    out: list[bytes] = []
+    write_response_head(out, 200, b"OK", [(b"keep-alive", b"5"), (b"x-a", b"1")], None, True, True)
+    assert b"".join(out) == b"HTTP/1.1 200 OK\r\nx-a: 1\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+
+
+def test_request_ids_are_unique_and_uuid_shaped():
+    ids = {new_request_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all([len(part) for part in i.split(b"-")] == [8, 4, 4, 4, 12] for i in ids)
