@@ -21,21 +21,11 @@ from proxy.control.registration import Registration
 from proxy.control.xds_client import XdsClient
 from proxy.http.server import Listener
 from proxy.http.upstream import ConnectionPool
+from proxy.inbound.local_app import LocalAppRouter
 from proxy.outbound.router import MeshRouter
-from proxy.outbound.target import RequestHead, Target
 from proxy.settings import ProxyOptions
 from runtime import bus as busmod
 from runtime.log import configure
-
-
-class LocalAppRouter:
-    """The inbound path's router: every request goes to the app beside us."""
-
-    def __init__(self, host: str, port: int, service: str) -> None:
-        self.target = Target(host, port, f"inbound|{port}||{service}")
-
-    def pick(self, head: RequestHead) -> Target:
-        return self.target
 
 
 class Sidecar:

@@ -112,12 +112,17 @@ class Bus:
     async def flush(self, timeout: float = 2.0) -> None:
         await self.client.flush(timeout=timeout)
 
-    async def close(self) -> None:
-        if not self.client.is_closed:
+    async def close(self, timeout: float = 2.0) -> None:
+        """Drain (deliver what is in flight), bounded: with the server gone, drain would wait forever."""
+        if self.client.is_closed:
+            return
+        try:
+            await asyncio.wait_for(self.client.drain(), timeout)
+        except Exception:
             try:
-                await self.client.drain()
+                await asyncio.wait_for(self.client.close(), timeout)
             except Exception:
-                await self.client.close()
+                pass
 
 
 async def connect(
@@ -149,8 +154,10 @@ async def connect(
     loop = asyncio.get_running_loop()
     deadline = None if wait is None else loop.time() + wait
     while True:
+        remaining = None if deadline is None else max(0.5, deadline - loop.time())
         try:
-            client = await nats.connect(
+            # nats-py retries a first connect forever when reconnects are unlimited: bound it here
+            client = await asyncio.wait_for(nats.connect(
                 servers=[url],
                 name=name,
                 max_reconnect_attempts=-1,
@@ -161,7 +168,7 @@ async def connect(
                 reconnected_cb=reconnected,
                 disconnected_cb=disconnected,
                 error_cb=error,
-            )
+            ), remaining)
             held.append(client)
             return Bus(client)
         except Exception as exc:

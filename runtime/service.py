@@ -69,7 +69,10 @@ class ServiceProcess:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.bus.close()
         if self.uses_store:
-            await self.store.close()
+            try:
+                await asyncio.wait_for(self.store.close(), 2)
+            except Exception:
+                pass  # etcd already gone: nothing left to release
 
     async def _health(self, _: bytes) -> bytes:
         reply = HealthReply(service=self.name, instance=self.settings.instance, ready=self.ready,

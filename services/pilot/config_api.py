@@ -38,11 +38,14 @@ def parse_config_key(key: str) -> tuple[str, str, str]:
 
 
 def stored_form(resource: Resource) -> bytes:
-    """What etcd holds: the resource as the user wrote it, minus fields a server would own."""
+    """What etcd holds: the resource as the user wrote it, minus fields a server would own, with the
+    namespace always spelled out (so an explicit `namespace: default` and none store the same)."""
     meta = resource.metadata
     clean = msgspec.structs.replace(meta, resource_version=None, uid=None, generation=None,
                                     creation_timestamp=None, managed_fields=None)
-    return _json.encode(msgspec.structs.replace(resource, metadata=clean))
+    document = msgspec.to_builtins(msgspec.structs.replace(resource, metadata=clean))
+    document["metadata"]["namespace"] = meta.namespace
+    return _json.encode(document)
 
 
 class ConfigApi:

@@ -1,0 +1,494 @@
+"""The `isthmus` command: a local mesh (`up`), config (`apply`, `get`, `delete`) and sidecars (`proxy run`).
+
+Every command but `up` talks to the control plane over NATS only; `--nats URL` (or ISTHMUS_NATS_URL)
+says where. docs/cli.md is the user's reference. Exit codes: 0 ok, 1 error (bad input, rejected config,
+not found, control plane unreachable), 2 usage error.
+
+The helpers below the commands (reading -f sources, resolving kinds, formatting tables) are plain
+functions so the demo and the tests can reuse them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
+
+import click
+import yaml
+
+from proto.config_api import ApplyReply, DeleteRequest, GetReply, GetRequest, ResourceRef
+from proto.resources import KINDS, kind_from_alias
+from proto.subjects import CONFIG_APPLY, CONFIG_DELETE, CONFIG_GET
+from runtime.settings import DEFAULT_NATS_URL
+
+T = TypeVar("T")
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+DOCUMENT_SEPARATOR = "\n---\n"
+REQUEST_TIMEOUT = 10.0
+
+
+class CliError(click.ClickException):
+    """A user-facing error: printed as `error: <message>` on stderr, exit code 1."""
+
+    def show(self, file: TextIO | None = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+# ------------------------------------------------------------------------------ reading -f sources
+
+
+def read_manifests(sources: Sequence[str], stdin: TextIO | None = None) -> list[tuple[str, str]]:
+    """(name, text) for every -f source, in order: a file, a directory (its *.yaml, *.yml, *.json,
+    sorted, not recursive) or `-` (stdin, read once). Raises CliError for a missing path."""
+    out: list[tuple[str, str]] = []
+    for source in sources:
+        if source == "-":
+            stream = stdin if stdin is not None else sys.stdin
+            out.append(("<stdin>", stream.read()))
+            continue
+        path = Path(source)
+        if path.is_dir():
+            for child in sorted(path.iterdir()):
+                if child.is_file() and child.suffix.lower() in MANIFEST_SUFFIXES:
+                    out.append((str(child), _read_text(child)))
+        elif path.is_file():
+            out.append((str(path), _read_text(path)))
+        else:
+            raise CliError(f"the path {source!r} does not exist")
+    return out
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read {path}: {exc}") from exc
+
+
+def join_documents(texts: Iterable[str]) -> str:
+    """One multi-document stream, so a submission is applied all-or-nothing in one request.
+
+    Blank sources are skipped; each source's own `---` separators are kept, except a leading one
+    (it only opens the first document, and kept after our separator it would add an empty document
+    and shift the document numbers in error messages).
+    """
+    parts = [_drop_leading_marker(text).strip("\n") for text in texts if text.strip()]
+    return DOCUMENT_SEPARATOR.join(parts) + ("\n" if parts else "")
+
+
+def _drop_leading_marker(text: str) -> str:
+    lines = text.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped == "---":
+            return "".join(lines[:i] + lines[i + 1:])
+        break
+    return text
+
+
+def resolve_kind(text: str) -> str:
+    """`vs`, `VirtualServices`, `dr`, ... -> the canonical kind; CliError listing the kinds otherwise."""
+    kind = kind_from_alias(text)
+    if kind is None:
+        known = ", ".join(f"{k} ({'/'.join(info.aliases[-1:])})" for k, info in KINDS.items())
+        raise CliError(f"unknown resource kind {text!r}; known kinds: {known}")
+    return kind
+
+
+def collect_refs(sources: Sequence[tuple[str, str]]) -> list[ResourceRef]:
+    """The (kind, name, namespace) of every document, parsed locally (YAML, which reads JSON too).
+    `kind: List` documents and JSON arrays contribute their items. Raises CliError naming the source and document."""
+    refs: list[ResourceRef] = []
+    for name, text in sources:
+        try:
+            documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+        except yaml.YAMLError as exc:
+            raise CliError(f"{name}: not valid YAML/JSON: {exc}") from exc
+        for index, doc in enumerate(documents, start=1):
+            if isinstance(doc, list):  # a JSON array of resources
+                items = doc
+            elif isinstance(doc, dict) and doc.get("kind") == "List":
+                items = doc.get("items")
+            else:
+                items = [doc]
+            for item in items or []:
+                refs.append(_ref_of(item, f"{name}: document {index}"))
+    return refs
+
+
+def _ref_of(doc: Any, where: str) -> ResourceRef:
+    if not isinstance(doc, dict):
+        raise CliError(f"{where}: expected a mapping with kind and metadata")
+    kind_text = doc.get("kind")
+    if not isinstance(kind_text, str) or not kind_text:
+        raise CliError(f"{where}: kind is missing")
+    kind = kind_from_alias(kind_text)
+    if kind is None:
+        raise CliError(f"{where}: unknown resource kind {kind_text!r}")
+    meta = doc.get("metadata") or {}
+    name = meta.get("name") if isinstance(meta, dict) else None
+    if not isinstance(name, str) or not name:
+        raise CliError(f"{where}: metadata.name is missing")
+    namespace = meta.get("namespace") or "default"
+    return ResourceRef(kind=kind, name=name, namespace=str(namespace))
+
+
+# ---------------------------------------------------------------------------------- formatting
+
+
+def qualified(kind: str) -> str:
+    """VirtualService -> virtualservice.networking.istio.io (what kubectl prints)."""
+    info = KINDS.get(kind)
+    return f"{kind.lower()}.{info.group}" if info else kind.lower()
+
+
+def format_config_error(error: Any) -> str:
+    """`document 2 (VirtualService default/reviews): spec.http[0].route[1].weight: <message>`."""
+    subject = ""
+    if error.kind or error.name:
+        subject = f" ({error.kind or '?'} {error.namespace or 'default'}/{error.name or '?'})"
+    path = f"{error.path}: " if error.path else ""
+    return f"document {error.document}{subject}: {path}{error.message}"
+
+
+def format_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """Left-aligned columns three spaces apart, like kubectl."""
+    table = [list(headers), *[[str(cell) for cell in row] for row in rows]]
+    widths = [max(len(row[i]) for row in table) for i in range(len(headers))]
+    return "\n".join(
+        "   ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in table
+    )
+
+
+def short_age(created: str, now: datetime | None = None) -> str:
+    """RFC 3339 timestamp -> kubectl-style age (42s, 5m, 3h, 12d, 2y); `<unknown>` if unparsable."""
+    try:
+        then = datetime.fromisoformat(created.replace("Z", "+00:00"))
+    except (ValueError, AttributeError):
+        return "<unknown>"
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=timezone.utc)
+    seconds = max(0, int(((now or datetime.now(timezone.utc)) - then).total_seconds()))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 48 * 3600:
+        return f"{seconds // 3600}h"
+    if seconds < 2 * 365 * 86400:
+        return f"{seconds // 86400}d"
+    return f"{seconds // (365 * 86400)}y"
+
+
+def _host_column(kind: str) -> tuple[str, Callable[[dict[str, Any]], str]]:
+    def joined(field: str) -> Callable[[dict[str, Any]], str]:
+        return lambda spec: ",".join(str(h) for h in spec.get(field) or []) or "-"
+
+    if kind == "DestinationRule":
+        return "HOST", lambda spec: str(spec.get("host") or "-")
+    if kind == "WorkloadEntry":
+        return "ADDRESS", lambda spec: str(spec.get("address") or "-")
+    return "HOSTS", joined("hosts")
+
+
+def render_table(kind: str, resources: Sequence[dict[str, Any]], now: datetime | None = None) -> str:
+    """NAME NAMESPACE HOSTS/HOST AGE (or REVISION when the resources carry no creationTimestamp)."""
+    title, host_of = _host_column(kind)
+    metas = [r.get("metadata") or {} for r in resources]
+    use_age = any(m.get("creationTimestamp") for m in metas)
+    rows = []
+    for resource, meta in sorted(zip(resources, metas), key=lambda rm: (_ns(rm[1]), rm[1].get("name", ""))):
+        if use_age:
+            last = short_age(meta["creationTimestamp"], now) if meta.get("creationTimestamp") else "<unknown>"
+        else:
+            last = str(meta.get("resourceVersion") or "-")
+        rows.append([str(meta.get("name", "")), _ns(meta), host_of(resource.get("spec") or {}), last])
+    return format_table(["NAME", "NAMESPACE", title, "AGE" if use_age else "REVISION"], rows)
+
+
+def _ns(meta: dict[str, Any]) -> str:
+    return str(meta.get("namespace") or "default")
+
+
+def as_list(resources: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Several resources as one document, the way kubectl prints them."""
+    return {"apiVersion": "v1", "kind": "List", "items": list(resources), "metadata": {"resourceVersion": ""}}
+
+
+def render_output(resources: Sequence[dict[str, Any]], output: str, single: bool) -> str:
+    """-o yaml|json: one object when a NAME was asked for, else a `kind: List` (possibly empty)."""
+    obj: Any = resources[0] if single and resources else as_list(resources)
+    if output == "json":
+        return json.dumps(obj, indent=4)
+    return yaml.safe_dump(obj, sort_keys=False, default_flow_style=False).rstrip("\n")
+
+
+def print_apply_reply(reply: ApplyReply, echo: Callable[..., None] = click.echo) -> bool:
+    """kubectl-style result lines on stdout, warnings and errors on stderr; True when ok."""
+    for warning in reply.warnings:
+        echo(f"Warning: {format_config_error(warning)}", err=True)
+    if not reply.ok:
+        for error in reply.errors:
+            echo(f"error: {format_config_error(error)}", err=True)
+        if not reply.errors:
+            echo("error: the control plane rejected the submission (no reason given)", err=True)
+        return False
+    for result in reply.results:
+        echo(f"{qualified(result.ref.kind)}/{result.ref.name} {result.action}")
+    return True
+
+
+# ------------------------------------------------------------------------------------------ bus
+
+
+async def connect_cli(url: str, timeout: float = 3.0) -> Any:
+    """A short-lived connection that fails fast (no reconnect loop) when nothing listens."""
+    import nats
+
+    from runtime.bus import Bus, BusError
+
+    async def quiet(_: Exception) -> None:
+        return None
+
+    try:
+        client = await asyncio.wait_for(
+            nats.connect(servers=[url], name="isthmus-cli", allow_reconnect=False, connect_timeout=2,
+                         max_reconnect_attempts=1, reconnect_time_wait=0.2, error_cb=quiet),
+            timeout,
+        )
+    except Exception as exc:  # refused, timed out, bad URL
+        raise BusError(f"cannot reach the bus at {url}: {exc}") from exc
+    return Bus(client)
+
+
+async def apply_text(bus: Any, text: str, timeout: float = REQUEST_TIMEOUT) -> ApplyReply:
+    """Send one YAML/JSON stream to pilot's config API (what `isthmus apply` does)."""
+    from runtime.bus import decode
+
+    return decode(await bus.request(CONFIG_APPLY, text.encode(), timeout), ApplyReply)
+
+
+def with_bus(nats_url: str, work: Callable[[Any], Awaitable[T]]) -> T:
+    """Connect, run `work(bus)`, close; bus failures become one `error:` line and exit code 1."""
+    from runtime.bus import BusError, BusTimeout
+
+    async def run() -> T:
+        bus = await connect_cli(nats_url)
+        try:
+            return await work(bus)
+        finally:
+            try:
+                await asyncio.wait_for(bus.client.close(), 2)
+            except Exception:
+                pass
+
+    try:
+        return asyncio.run(run())
+    except BusTimeout as exc:
+        raise CliError(f"pilot on {nats_url} did not answer in time ({exc}): is `isthmus up` running?") from exc
+    except BusError as exc:
+        raise CliError(f"cannot reach pilot on {nats_url}: is `isthmus up` running?") from exc
+
+
+# ------------------------------------------------------------------------------------- commands
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--nats", "nats_url", envvar="ISTHMUS_NATS_URL", default=DEFAULT_NATS_URL, show_default=True,
+              metavar="URL", help="The bus (env ISTHMUS_NATS_URL).")
+@click.pass_context
+def cli(ctx: click.Context, nats_url: str) -> None:
+    """Isthmus: Istio's traffic management, security and telemetry for VMs, without Kubernetes."""
+    ctx.obj = {"nats_url": nats_url}
+
+
+def _quiet_logs() -> None:
+    from runtime.log import configure
+
+    configure("error")
+
+
+@cli.command()
+@click.option("--state-dir", type=click.Path(file_okay=False), default=".isthmus", show_default=True,
+              help="Where config, data (etcd) and logs live.")
+@click.option("--nats-port", type=click.IntRange(1, 65535), default=4222, show_default=True)
+@click.option("--etcd-port", type=click.IntRange(1, 65534), default=2379, show_default=True,
+              help="etcd client port; the peer port is this + 1.")
+@click.option("--demo", is_flag=True, help="Also run the bookinfo demo and show live traffic.")
+def up(state_dir: str, nats_port: int, etcd_port: int, demo: bool) -> None:
+    """Run a local control plane (nats-server, etcd, registry, pilot, ca, telemetry) until Ctrl-C."""
+    from isthmus.up import run_up
+
+    sys.exit(run_up(state_dir, nats_port=nats_port, etcd_port=etcd_port, demo=demo))
+
+
+FILES = click.option("-f", "--filename", "files", multiple=True, metavar="FILE|DIR|-",
+                     help="A file, a directory of *.yaml/*.yml/*.json, or - for stdin. Repeatable.")
+
+
+@cli.command()
+@FILES
+@click.pass_obj
+def apply(obj: dict[str, Any], files: tuple[str, ...]) -> None:
+    """Create or update resources from Istio-format YAML/JSON, all or nothing."""
+    if not files:
+        raise click.UsageError("give at least one -f FILE|DIR|-")
+    text = join_documents(text for _, text in read_manifests(files))
+    if not text:
+        raise CliError("no objects passed to apply")
+    _quiet_logs()
+    reply = with_bus(obj["nats_url"], lambda bus: apply_text(bus, text))
+    if not print_apply_reply(reply):
+        sys.exit(1)
+
+
+@cli.command()
+@FILES
+@click.argument("kind_and_names", nargs=-1, metavar="[KIND NAME...]")
+@click.option("-n", "--namespace", default="default", show_default=True)
+@click.option("--ignore-not-found", is_flag=True, help="Do not fail when a resource does not exist.")
+@click.pass_obj
+def delete(obj: dict[str, Any], files: tuple[str, ...], kind_and_names: tuple[str, ...], namespace: str,
+           ignore_not_found: bool) -> None:
+    """Delete the resources named in files (-f), or KIND NAME... in one namespace."""
+    if files and kind_and_names:
+        raise click.UsageError("give either -f FILE or KIND NAME, not both")
+    if files:
+        refs = collect_refs(read_manifests(files))
+        if not refs:
+            raise CliError("no objects passed to delete")
+    elif len(kind_and_names) >= 2:
+        kind = resolve_kind(kind_and_names[0])
+        refs = [ResourceRef(kind=kind, name=name, namespace=namespace) for name in kind_and_names[1:]]
+    else:
+        raise click.UsageError("give -f FILE|DIR|- or KIND NAME")
+    _quiet_logs()
+
+    async def work(bus: Any) -> ApplyReply:
+        return await bus.call(CONFIG_DELETE, DeleteRequest(resources=refs), ApplyReply, REQUEST_TIMEOUT)
+
+    reply = with_bus(obj["nats_url"], work)
+    if not reply.ok:
+        print_apply_reply(reply)
+        sys.exit(1)
+    failed = False
+    for result in reply.results:
+        ref = result.ref
+        if result.action == "not found":
+            if not ignore_not_found:
+                click.echo(f'error: {qualified(ref.kind)} "{ref.name}" not found in namespace {ref.namespace}',
+                           err=True)
+                failed = True
+        else:
+            click.echo(f'{qualified(ref.kind)} "{ref.name}" {result.action}')
+    if failed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("kind")
+@click.argument("name", required=False)
+@click.option("-n", "--namespace", default="default", show_default=True)
+@click.option("-A", "--all-namespaces", is_flag=True, help="List across every namespace.")
+@click.option("-o", "--output", type=click.Choice(["yaml", "json"]), help="Print whole resources.")
+@click.pass_obj
+def get(obj: dict[str, Any], kind: str, name: str | None, namespace: str, all_namespaces: bool,
+        output: str | None) -> None:
+    """List resources of KIND (vs, dr, se, we, or the full name), or show one by NAME."""
+    canonical = resolve_kind(kind)
+    request = GetRequest(kind=canonical, namespace=None if all_namespaces else namespace, name=name)
+    _quiet_logs()
+
+    async def work(bus: Any) -> GetReply:
+        return await bus.call(CONFIG_GET, request, GetReply, REQUEST_TIMEOUT)
+
+    reply = with_bus(obj["nats_url"], work)
+    resources = list(reply.resources)
+    not_found = reply.ok and not resources or not reply.ok and "not found" in reply.error.lower()
+    if name is not None and not_found:
+        where = "any namespace" if all_namespaces else f"namespace {namespace}"
+        raise CliError(f'{qualified(canonical)} "{name}" not found in {where}')
+    if not reply.ok:
+        raise CliError(reply.error or "pilot could not list the resources")
+    if output:
+        click.echo(render_output(resources, output, single=name is not None))
+    elif resources:
+        click.echo(render_table(canonical, resources))
+    elif sys.stderr.isatty():
+        where = "any namespace" if all_namespaces else f"{namespace} namespace"
+        click.echo(f"No resources found in {where}.", err=True)
+
+
+@cli.group()
+def proxy() -> None:
+    """The sidecar proxy."""
+
+
+def _labels(ctx: click.Context, param: click.Parameter, value: str | None) -> dict[str, str]:
+    from proxy.settings import parse_labels
+
+    try:
+        return parse_labels(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+@proxy.command("run")
+@click.option("--service", required=True, help="The service this workload belongs to.")
+@click.option("-n", "--namespace", default="default", show_default=True)
+@click.option("--service-port", type=click.IntRange(1, 65535), required=True,
+              help="The port clients use for the service (reviews:9080).")
+@click.option("--app-port", type=click.IntRange(1, 65535), required=True,
+              help="Where the app listens on 127.0.0.1.")
+@click.option("--labels", callback=_labels, metavar="k=v,k2=v2", help="Workload labels (subsets match these).")
+@click.option("--inbound-port", type=click.IntRange(1, 65535), default=15006, show_default=True)
+@click.option("--outbound-port", type=click.IntRange(1, 65535), default=15001, show_default=True)
+@click.option("--admin-port", type=click.IntRange(1, 65535), default=15000, show_default=True)
+@click.option("--address", default="127.0.0.1", show_default=True,
+              help="The address peers use to reach this workload's inbound port.")
+@click.option("--service-account", default="default", show_default=True)
+@click.option("--lease-ttl", type=click.IntRange(1), help="Seconds the registration lives without heartbeats.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              help="Env ISTHMUS_LOG_LEVEL; default info.")
+@click.pass_obj
+def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: int, app_port: int,
+              labels: dict[str, str], inbound_port: int, outbound_port: int, admin_port: int, address: str,
+              service_account: str, lease_ttl: int | None, log_level: str | None) -> None:
+    """Run a sidecar beside one workload until SIGINT/SIGTERM."""
+    from proxy.settings import ProxyOptions
+
+    extra: dict[str, Any] = {"log_level": log_level} if log_level else {}
+    options = ProxyOptions(
+        service=service,
+        namespace=namespace,
+        service_port=service_port,
+        app_port=app_port,
+        labels=labels,
+        inbound_port=inbound_port,
+        outbound_port=outbound_port,
+        admin_port=admin_port,
+        address=address,
+        service_account=service_account,
+        lease_ttl=lease_ttl,
+        nats_url=obj["nats_url"],
+        **extra,
+    )
+    from proxy.main import run_proxy
+
+    run_proxy(options)
+
+
+def main() -> None:
+    cli(prog_name="isthmus")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""`isthmus up`: a whole control plane on loopback, supervised, until Ctrl-C or SIGTERM.
+
+Start order: nats-server, etcd, then registry, pilot, ca and telemetry (started together, each waited
+on through `isthmus.health.<name>`). A service that crashes later is restarted with backoff. On
+Ctrl-C/SIGTERM/SIGHUP everything is stopped in reverse start order; if `isthmus up` itself is killed,
+the children get SIGTERM from the kernel (see isthmus/launch.py), so nothing outlives it.
+
+    <state-dir>/            default ./.isthmus
+        up.lock             held while an `isthmus up` uses this directory
+        nats/nats.conf      written on every start
+        etcd/               etcd's data: config survives restarts of `isthmus up`
+        logs/<name>.log     one per process (nats, etcd, registry, pilot, ca, telemetry, demo apps...)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from isthmus.launch import (
+    LOOPBACK,
+    SERVICES,
+    LaunchError,
+    ManagedProcess,
+    Supervisor,
+    port_in_use,
+    service_process,
+    start_etcd,
+    start_nats,
+    wait_ready,
+)
+
+NATS_TIMEOUT = 15.0
+ETCD_TIMEOUT = 30.0
+SERVICE_TIMEOUT = 45.0
+
+
+def say(line: str = "") -> None:
+    print(line, flush=True)
+
+
+def warn(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def check_ports(nats_port: int, etcd_port: int) -> str | None:
+    """The first problem with the requested ports, as a message naming the flag to change."""
+    if nats_port in (etcd_port, etcd_port + 1):
+        return f"--nats-port {nats_port} collides with etcd's ports {etcd_port} and {etcd_port + 1}"
+    if port_in_use(nats_port):
+        return f"port {nats_port} is already in use: choose another with --nats-port"
+    if port_in_use(etcd_port):
+        return f"port {etcd_port} is already in use: choose another with --etcd-port"
+    if port_in_use(etcd_port + 1):
+        return f"port {etcd_port + 1} (etcd's peer port, --etcd-port + 1) is already in use: " \
+               "choose another --etcd-port"
+    return None
+
+
+def lock_state_dir(state: Path) -> IO[str] | None:
+    """An exclusive lock on <state>/up.lock, held while the returned file stays open; None if taken."""
+    handle = open(state / "up.lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def run_up(state_dir: str | Path = ".isthmus", *, nats_port: int = 4222, etcd_port: int = 2379,
+           demo: bool = False) -> int:
+    """Run the control plane until a stop signal; returns the exit code."""
+    state = Path(state_dir).resolve()
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "logs").mkdir(exist_ok=True)
+    lock = lock_state_dir(state)
+    if lock is None:
+        pid = (state / "up.lock").read_text().strip() or "?"
+        warn(f"error: another `isthmus up` (pid {pid}) is using {state}: stop it or pass --state-dir")
+        return 1
+    try:
+        say(f"isthmus: state directory {state}")
+        problem = check_ports(nats_port, etcd_port)
+        if problem:
+            warn(f"error: {problem}")
+            return 1
+        from runtime.log import configure
+
+        configure("error")  # this terminal is for people; the services log to their own files
+        return asyncio.run(_main(state, nats_port, etcd_port, demo))
+    finally:
+        lock.close()
+
+
+async def _main(state: Path, nats_port: int, etcd_port: int, demo: bool) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, stop.set)
+    supervisor = Supervisor(report=lambda line: warn(f"isthmus: {line}"))
+    tasks: list[asyncio.Task[Any]] = []
+    code = 0
+    try:
+        startup = asyncio.ensure_future(_start(state, nats_port, etcd_port, supervisor))
+        stopper = asyncio.ensure_future(stop.wait())
+        tasks += [startup, stopper]
+        await asyncio.wait({startup, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if not startup.done():
+            say("isthmus: interrupted during startup")
+            return 0
+        try:
+            nats_url = startup.result()
+        except LaunchError as exc:
+            warn(f"error: {exc}")
+            return 1
+        except Exception as exc:  # anything else that went wrong while starting: still one clear line
+            warn(f"error: startup failed: {type(exc).__name__}: {exc}")
+            return 1
+        _print_ready(state, nats_url, f"http://{LOOPBACK}:{etcd_port}", demo)
+        tasks.append(asyncio.ensure_future(supervisor.run()))
+        if demo:
+            from examples.bookinfo.demo import run_demo
+
+            demo_task = asyncio.ensure_future(run_demo(nats_url, supervisor, state / "logs"))
+            tasks.append(demo_task)
+            await asyncio.wait({demo_task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if demo_task.done() and not demo_task.cancelled() and demo_task.exception() is not None:
+                warn(f"error: the demo failed: {demo_task.exception()}")
+                code = 1
+        else:
+            await stopper
+        return code
+    finally:
+        say("")
+        say("isthmus: stopping")
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for proc in reversed(supervisor.processes):
+            if proc.is_running:
+                say(f"  stopping {proc.name} (pid {proc.pid})")
+        supervisor.stop_all()
+        say("isthmus: stopped")
+
+
+async def _start(state: Path, nats_port: int, etcd_port: int, supervisor: Supervisor) -> str:
+    """Start everything under the supervisor and wait until it is ready; returns the NATS URL."""
+    from runtime.bus import connect
+
+    began = time.monotonic()
+    nats = supervisor.add(start_nats(state, nats_port, wait=False))
+    await nats.wait_ready_async(NATS_TIMEOUT)
+    _started(nats, began)
+    etcd = supervisor.add(start_etcd(state, etcd_port, etcd_port + 1, wait=False))
+    await etcd.wait_ready_async(ETCD_TIMEOUT)
+    _started(etcd, began)
+    assert nats.url and etcd.url
+    try:
+        bus = await asyncio.wait_for(connect(nats.url, "isthmus-up", wait=None), 10)
+    except Exception as exc:
+        raise LaunchError(f"cannot connect to nats-server at {nats.url}: {exc}") from exc
+    procs: list[ManagedProcess] = [
+        supervisor.add(service_process(name, nats.url, etcd.url, state)) for name in SERVICES
+    ]
+    try:
+        for proc in procs:
+            reply = await wait_ready(bus, proc.name, SERVICE_TIMEOUT, process=proc)
+            _started(proc, began, f"instance {reply.instance}")
+    finally:
+        try:
+            await asyncio.wait_for(bus.client.close(), 2)
+        except Exception:
+            pass
+    return nats.url
+
+
+def _started(proc: ManagedProcess, began: float, detail: str = "") -> None:
+    where = proc.url or detail
+    say(f"  {proc.name:<10} ready   pid {proc.pid:<7} {where:<28} ({time.monotonic() - began:.1f}s)")
+
+
+def _print_ready(state: Path, nats_url: str, etcd_url: str, demo: bool) -> None:
+    say("")
+    say("control plane ready")
+    say(f"  NATS:  {nats_url}")
+    say(f"  etcd:  {etcd_url}")
+    say(f"  logs:  {state / 'logs'}/")
+    say("")
+    say("Point the CLI and sidecars at it:")
+    say(f"  export ISTHMUS_NATS_URL={nats_url}")
+    say("Run a sidecar beside an app that listens on 127.0.0.1:9081:")
+    say("  isthmus proxy run --service reviews --service-port 9080 --app-port 9081 "
+        "--labels app=reviews,version=v1")
+    say("Apply config:")
+    say("  isthmus apply -f examples/bookinfo/destination-rule-reviews.yaml")
+    say("")
+    say("Starting the bookinfo demo; Ctrl-C stops everything." if demo else "Ctrl-C stops everything.")

@@ -1,0 +1,231 @@
+"""isthmus/launch.py with the real binaries: nats-server and etcd on free loopback ports, child
+processes that die with their parent, the supervisor's restarts and stop order, service readiness."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import nats
+import pytest
+
+from isthmus.launch import (
+    LaunchError,
+    ManagedProcess,
+    PortInUse,
+    Supervisor,
+    _is_native,
+    etcd_binary,
+    free_port,
+    nats_server_binary,
+    service_argv,
+    start_etcd,
+    start_nats,
+    wait_ready,
+)
+from proto.health import HealthReply
+from runtime import bus as busmod
+
+
+def gone(pid: int, within: float = 5.0) -> bool:
+    """True once no process has this pid (zombies of our own children are reaped by Popen)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                if fh.read().split(") ")[1].startswith("Z"):
+                    return True  # a zombie waiting for a parent that is not us: it no longer runs
+        except OSError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def python(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+@pytest.fixture(scope="module")
+def nats_proc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagedProcess]:
+    proc = start_nats(tmp_path_factory.mktemp("nats"))
+    yield proc
+    proc.stop()
+
+
+# ---------------------------------------------------------------------------------- binaries
+
+
+def test_the_binaries_found_are_native_programs_not_wrapper_scripts() -> None:
+    assert _is_native(Path(nats_server_binary()))
+    assert _is_native(Path(etcd_binary()))
+
+
+def test_service_argv_runs_the_service_module_with_bus_and_store() -> None:
+    assert service_argv("pilot", "nats://n", "http://e", ["--lease-ttl", "2"]) == [
+        sys.executable, "-m", "services.pilot", "--nats", "nats://n", "--etcd", "http://e", "--lease-ttl", "2"]
+
+
+# ------------------------------------------------------------------------------- nats + etcd
+
+
+async def test_nats_answers_on_its_port_with_8mb_payloads_and_is_gone_after_stop(tmp_path: Path) -> None:
+    proc = start_nats(tmp_path)
+    try:
+        assert proc.url == f"nats://127.0.0.1:{proc.url.rsplit(':', 1)[1]}"
+        client = await nats.connect(proc.url)
+        assert client.max_payload == 8 * 1024 * 1024
+        await client.close()
+    finally:
+        proc.stop()
+    assert proc.returncode is not None and gone(proc.pid)
+    assert "listen" in (tmp_path / "nats" / "nats.conf").read_text()
+    assert (tmp_path / "logs" / "nats.log").exists()
+
+
+def test_etcd_is_healthy_on_its_client_port_and_is_gone_after_stop(tmp_path: Path) -> None:
+    proc = start_etcd(tmp_path, unsafe_no_fsync=True)
+    try:
+        with urllib.request.urlopen(f"{proc.url}/health", timeout=2) as resp:
+            assert json.loads(resp.read())["health"] == "true"
+    finally:
+        proc.stop()
+    assert proc.returncode is not None and gone(proc.pid)
+    assert (tmp_path / "etcd" / "member").is_dir()
+
+
+def test_a_taken_port_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        with pytest.raises(PortInUse) as caught:
+            start_nats(tmp_path, port)
+        assert caught.value.port == port
+        with pytest.raises(PortInUse):
+            start_etcd(tmp_path, free_port(), port)
+
+
+# -------------------------------------------------------------------------------- processes
+
+
+def test_a_child_dies_with_its_parent_even_when_the_parent_is_killed(tmp_path: Path) -> None:
+    parent_code = (
+        "import sys, time\n"
+        "from isthmus.launch import ManagedProcess\n"
+        "child = ManagedProcess('sleeper', [sys.executable, '-c', 'import time; time.sleep(60)']).start()\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen(python(parent_code), stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).resolve().parents[2])
+    child_pid = 0
+    try:
+        child_pid = int(parent.stdout.readline())
+        assert not gone(child_pid, within=0.2)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        assert gone(child_pid)
+    finally:
+        parent.kill()
+        parent.wait()
+        if child_pid and not gone(child_pid, within=0):
+            os.kill(child_pid, signal.SIGKILL)  # the test failed: leave nothing behind
+
+
+def test_stop_kills_a_process_that_ignores_sigterm(tmp_path: Path) -> None:
+    code = "import signal, time, sys\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('up', flush=True)\ntime.sleep(60)"
+    proc = ManagedProcess("stubborn", python(code), log_path=tmp_path / "stubborn.log").start()
+    deadline = time.monotonic() + 5
+    while "up" not in proc.log_tail().splitlines() and time.monotonic() < deadline:  # a line of its own
+        time.sleep(0.02)
+    assert proc.stop(timeout=0.3) == -signal.SIGKILL
+    assert not proc.is_running
+
+
+def test_waiting_on_a_process_that_exits_fails_with_its_log_tail(tmp_path: Path) -> None:
+    proc = ManagedProcess("broken", python("print('bad config line 3'); raise SystemExit(2)"),
+                          log_path=tmp_path / "broken.log", probe=lambda: False).start()
+    with pytest.raises(LaunchError, match=r"(?s)broken exited with code 2.*bad config line 3"):
+        proc.wait_ready(5)
+
+
+def test_the_supervisor_restarts_a_crashed_process_after_a_backoff(tmp_path: Path) -> None:
+    reports: list[str] = []
+    supervisor = Supervisor(report=reports.append, backoff_initial=0.2)
+    proc = supervisor.add(ManagedProcess("flaky", python("raise SystemExit(3)"), log_path=tmp_path / "f.log"))
+    try:
+        proc.popen.wait()
+        supervisor.check()
+        assert proc.starts == 1 and "flaky exited with code 3; restarting in 0.2s" in reports[0]
+        time.sleep(0.25)
+        supervisor.check()
+        assert proc.starts == 2
+        proc.popen.wait()
+        supervisor.check()
+        assert "restarting in 0.4s" in reports[-1]  # the second crash in a row waits longer
+    finally:
+        supervisor.stop_all()
+
+
+def test_the_supervisor_stops_everything_in_reverse_start_order_and_restarts_nothing_after(tmp_path: Path) -> None:
+    stopped: list[str] = []
+
+    class Recorded(ManagedProcess):
+        def stop(self, timeout: float = 5.0) -> int | None:
+            stopped.append(self.name)
+            return super().stop(timeout)
+
+    supervisor = Supervisor(report=lambda _: None, backoff_initial=0.0)
+    procs = [supervisor.add(Recorded(name, python("import time; time.sleep(60)"))) for name in ("a", "b", "c")]
+    supervisor.stop_all(timeout=2)
+    assert stopped == ["c", "b", "a"]
+    supervisor.check()
+    assert all(not p.is_running and p.starts == 1 for p in procs)
+
+
+# ------------------------------------------------------------------------------- readiness
+
+
+async def test_wait_ready_returns_the_reply_once_the_service_says_ready(nats_proc: ManagedProcess) -> None:
+    bus = await busmod.connect(nats_proc.url, "test")
+    answers = iter([False, True])
+
+    async def health(_: bytes) -> bytes:
+        return busmod.encode(HealthReply(service="fake", instance="i-1", ready=next(answers, True)))
+
+    try:
+        waiting = asyncio.ensure_future(wait_ready(bus, "fake", timeout=5))
+        await asyncio.sleep(0.2)  # no responders yet: wait_ready keeps polling
+        await bus.serve("isthmus.health.fake", health)
+        reply = await waiting
+        assert reply.ready and reply.instance == "i-1"
+    finally:
+        await bus.close()
+
+
+async def test_wait_ready_fails_as_soon_as_the_service_process_exits(nats_proc: ManagedProcess,
+                                                                    tmp_path: Path) -> None:
+    bus = await busmod.connect(nats_proc.url, "test")
+    proc = ManagedProcess("ghost", python("print('cannot bind'); raise SystemExit(1)"),
+                          log_path=tmp_path / "ghost.log").start()
+    began = time.monotonic()
+    try:
+        with pytest.raises(LaunchError, match=r"(?s)ghost exited with code 1.*cannot bind"):
+            await wait_ready(bus, "ghost", timeout=20, process=proc)
+        assert time.monotonic() - began < 5
+    finally:
+        await bus.close()
