@@ -105,7 +105,7 @@ class Ack(Message):
     namespace: str = ""
 
 
-class ProxyStatus(Message):
+class ProxyStatus(Message, omit_defaults=False):
     """What pilot records per proxy (etcd /isthmus/status/proxies/<id>)."""
 
     proxy_id: str

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.asyncio
 _namespaces = itertools.count(1)
 
 
-def destination_rule(ns: str) -> str:
+def destination_rule(ns: str, versions: tuple[str, ...] = ("v1", "v2", "v3")) -> str:
+    subsets = "".join(f"  - {{name: {v}, labels: {{version: {v}}}}}\n" for v in versions)
     return f"""
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -24,9 +25,19 @@ metadata: {{name: reviews, namespace: {ns}}}
 spec:
   host: reviews
   subsets:
-  - {{name: v1, labels: {{version: v1}}}}
-  - {{name: v2, labels: {{version: v2}}}}
-  - {{name: v3, labels: {{version: v3}}}}
+{subsets}"""
+
+
+def route_to(ns: str, subset: str) -> str:
+    return f"""
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews, namespace: {ns}}}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {{host: reviews, subset: {subset}}}
 """
 
 
@@ -182,25 +193,8 @@ async def test_unknown_host_is_404_and_a_service_with_no_healthy_endpoint_is_503
     assert response.status == 404
     assert "nosuchservice" in response.text
     # a subset that selects nothing: the cluster exists but has no endpoint for it
-    await bookinfo.apply(f"""
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: reviews, namespace: {bookinfo.ns}}}
-spec:
-  host: reviews
-  subsets:
-  - {{name: v9, labels: {{version: v9}}}}
-""")
-    reply = await bookinfo.apply(f"""
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: reviews, namespace: {bookinfo.ns}}}
-spec:
-  hosts: [reviews]
-  http:
-  - route:
-    - destination: {{host: reviews, subset: v9}}
-""")
+    await bookinfo.apply(destination_rule(bookinfo.ns, ("v9",)))
+    reply = await bookinfo.apply(route_to(bookinfo.ns, "v9"))
     await bookinfo.converged(reply["revision"])
     response = await bookinfo.client.request("GET", "http://reviews:9080/")
     assert response.status == 503
@@ -233,20 +227,10 @@ async def test_invalid_document_is_rejected_with_its_path_and_the_previous_confi
 
 
 async def test_changing_subsets_under_load_loses_no_request(bookinfo: Bookinfo) -> None:
-    """Make before break (istio/istio#12252): a route to a new subset applied in the same change as
-    the DestinationRule that defines it must never send a request to a subset the proxy lacks."""
-    await bookinfo.apply(f"""
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: reviews, namespace: {bookinfo.ns}}}
-spec:
-  host: reviews
-  subsets:
-  - {{name: v1, labels: {{version: v1}}}}
-""")
-    first = await bookinfo.apply(split(bookinfo.ns, 100, 0, 0).replace(
-        "    - {destination: {host: reviews, subset: v2}, weight: 0}\n"
-        "    - {destination: {host: reviews, subset: v3}, weight: 0}\n", ""))
+    """Make before break (istio/istio#12252): a route to a subset no DestinationRule defines yet,
+    and a DestinationRule that drops the subset the live route uses, must never cost a request."""
+    await bookinfo.apply(destination_rule(bookinfo.ns, ("v1",)))
+    first = await bookinfo.apply(route_to(bookinfo.ns, "v1"))
     await bookinfo.converged(first["revision"])
     statuses: collections.Counter[str] = collections.Counter()
     stop = asyncio.Event()
@@ -262,26 +246,9 @@ spec:
     for version in ("v2", "v3", "v1"):
         # the route moves first, to a subset no DestinationRule defines yet; then the subsets are
         # replaced wholesale, dropping the one the old route used
-        await bookinfo.apply(f"""
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: reviews, namespace: {bookinfo.ns}}}
-spec:
-  hosts: [reviews]
-  http:
-  - route:
-    - destination: {{host: reviews, subset: {version}}}
-""")
+        await bookinfo.apply(route_to(bookinfo.ns, version))
         await asyncio.sleep(0.3)
-        await bookinfo.apply(f"""
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: reviews, namespace: {bookinfo.ns}}}
-spec:
-  host: reviews
-  subsets:
-  - {{name: {version}, labels: {{version: {version}}}}}
-""")
+        await bookinfo.apply(destination_rule(bookinfo.ns, (version,)))
         await asyncio.sleep(0.3)
     stop.set()
     await asyncio.gather(*loaders)

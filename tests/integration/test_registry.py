@@ -1,0 +1,74 @@
+"""Registration under leases, endpoint events on the bus, and proxy sync status in etcd."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import nats
+import pytest
+
+from runtime.store import STATUS_PREFIX, Store
+from tests.integration.conftest import LEASE_TTL, ControlPlane, eventually
+from tests.integration.httpclient import Backend
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_a_workload_that_stops_heartbeating_is_announced_added_then_deleted(mesh: ControlPlane) -> None:
+    nc = await nats.connect(mesh.nats_url)
+    events: asyncio.Queue[dict] = asyncio.Queue()
+
+    async def on_event(msg) -> None:  # type: ignore[no-untyped-def]
+        event = json.loads(msg.data)
+        if event["service"] == "ephemeral":
+            await events.put(event)
+
+    await nc.subscribe("isthmus.registry.events", cb=on_event)
+    workload = {"id": "ephemeral-1", "service": "ephemeral", "namespace": "reg", "inbound_port": 15999}
+    reply = json.loads((await nc.request("isthmus.registry.register",
+                                         json.dumps({"workload": workload, "ttl": 1}).encode(), timeout=5)).data)
+    assert reply["ok"] and reply["ttl"] == 1
+    added = await asyncio.wait_for(events.get(), 5)
+    assert (added["type"], added["workload_id"]) == ("ADDED", "ephemeral-1")
+    assert added["workload"]["inbound_port"] == 15999
+    deleted = await asyncio.wait_for(events.get(), 5)  # no heartbeat: the 1 s lease runs out
+    assert (deleted["type"], deleted["workload_id"]) == ("DELETED", "ephemeral-1")
+    await nc.close()
+
+
+async def test_a_heartbeat_for_an_expired_lease_asks_the_proxy_to_register_again(mesh: ControlPlane) -> None:
+    nc = await nats.connect(mesh.nats_url)
+    beat = {"workload_id": "gone", "namespace": "reg", "service": "gone", "lease_id": 12345}
+    reply = json.loads((await nc.request("isthmus.registry.heartbeat", json.dumps(beat).encode(), timeout=5)).data)
+    assert reply == {"ok": False, "error": "unknown lease"}
+    await nc.close()
+
+
+async def test_an_invalid_registration_is_refused_with_a_reason(mesh: ControlPlane) -> None:
+    nc = await nats.connect(mesh.nats_url)
+    bad = {"workload": {"id": "a/b", "service": "x", "namespace": "reg"}}
+    reply = json.loads((await nc.request("isthmus.registry.register", json.dumps(bad).encode(), timeout=5)).data)
+    assert reply["ok"] is False and "/" in reply["error"]
+    garbage = json.loads((await nc.request("isthmus.registry.register", b"\x00not json", timeout=5)).data)
+    assert garbage["ok"] is False
+    await nc.close()
+
+
+async def test_pilot_records_each_proxys_ack_in_etcd(mesh: ControlPlane) -> None:
+    backend = await Backend("status").start()
+    sidecar = await mesh.proxy("status-app", backend.port, 9080, "reg").ready()
+    proxy_id = sidecar.config_dump()["proxy"]["id"]
+    version = sidecar.config_dump()["version"]
+    host, port = mesh.etcd_url.removeprefix("http://").split(":")
+    store = await Store.connect(host, int(port))
+
+    async def recorded() -> dict | None:
+        entry = await store.get(f"{STATUS_PREFIX}{proxy_id}")
+        return json.loads(entry.value) if entry else None
+
+    status = await eventually(recorded, timeout=LEASE_TTL + 3)
+    assert status["ok"] is True and status["version"] >= version
+    assert (status["service"], status["namespace"]) == ("status-app", "reg")
+    await store.close()
+    await backend.stop()
