@@ -84,10 +84,13 @@ class Bus:
     async def call(self, subject: str, message: Any, reply_type: type[T], timeout: float = 5.0) -> T:
         return decode(await self.request(subject, encode(message), timeout), reply_type)
 
-    async def serve(self, subject: str, handler: Handler, queue: str = "") -> Any:
-        """Answer requests on subject; the handler's return value is the reply (None: no reply)."""
+    async def serve(self, subject: str, handler: Handler, queue: str = "", concurrency: int = 1) -> Any:
+        """Answer requests on subject; the handler's return value is the reply (None: no reply).
 
-        async def on_msg(msg: Msg) -> None:
+        nats-py runs one subscription's callbacks one after another; with concurrency > 1 up to that
+        many requests are handled at once (for handlers that wait on etcd, like the registry's)."""
+
+        async def answer(msg: Msg) -> None:
             try:
                 reply = await handler(msg.data)
             except Exception as exc:  # a bad request must not kill the service
@@ -95,6 +98,22 @@ class Bus:
                 reply = encode({"ok": False, "error": f"malformed request on {subject}: {exc}"})
             if reply is not None and msg.reply:
                 await msg.respond(reply)
+
+        if concurrency <= 1:
+            return await self.client.subscribe(subject, queue=queue, cb=answer)
+        slots = asyncio.Semaphore(concurrency)
+        running: set[asyncio.Task[None]] = set()
+
+        async def bounded(msg: Msg) -> None:
+            async with slots:
+                await answer(msg)
+
+        async def on_msg(msg: Msg) -> None:
+            await slots.acquire()  # full: stop taking messages, so pending ones queue in the client
+            slots.release()
+            task = asyncio.ensure_future(bounded(msg))
+            running.add(task)
+            task.add_done_callback(running.discard)
 
         return await self.client.subscribe(subject, queue=queue, cb=on_msg)
 

@@ -5,6 +5,7 @@ the lease is gone (expired while the bus was away, or etcd was reset)."""
 from __future__ import annotations
 
 import asyncio
+import random
 
 from proto import subjects
 from proto.registry import DeregisterRequest, Heartbeat, HeartbeatReply, RegisterReply, RegisterRequest, Workload
@@ -45,7 +46,7 @@ class Registration:
                 await self._heartbeat()
             except BusError as exc:
                 log.warning("registry unreachable", error=str(exc))
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(random.uniform(0.25, 1.0))  # jitter: a restarted registry is not stampeded
 
     def _beat_interval(self) -> float:
         ttl = self.granted_ttl or 5

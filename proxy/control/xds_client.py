@@ -10,6 +10,7 @@ pilot is away the proxy keeps serving with what it holds (static stability).
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Callable
 
 from proto import subjects
@@ -61,7 +62,7 @@ class XdsClient:
             except (BusError, ValueError) as exc:
                 log.warning("snapshot unavailable, serving last config", error=str(exc))
                 self._snapshotting = False
-                await asyncio.sleep(delay)
+                await asyncio.sleep(delay * random.uniform(0.5, 1.5))  # jitter: proxies must not retry in step
                 delay = min(delay * 2, 2.0)
                 continue
             self._resync.clear()

@@ -49,16 +49,21 @@ class Inputs:
         self.resources[key] = Stored(resource, entry.mod_revision, entry.create_revision)
         return ("MODIFIED" if existed else "ADDED", key)
 
-    def apply_workload(self, entry: Entry, deleted: bool) -> None:
+    def apply_workload(self, entry: Entry, deleted: bool) -> bool:
+        """Returns whether the workload changed: a re-registration with the same content is not a
+        change, and must not cost a compile and a push to every proxy."""
         workload_id = entry.key.rsplit("/", 1)[-1]
         self.revision = max(self.revision, entry.mod_revision)
         if deleted:
-            self.workloads.pop(workload_id, None)
-            return
+            return self.workloads.pop(workload_id, None) is not None
         try:
-            self.workloads[workload_id] = (msgspec.json.decode(entry.value, type=Workload), entry.mod_revision)
+            workload = msgspec.json.decode(entry.value, type=Workload)
         except msgspec.ValidationError as exc:
             log.warning("unreadable workload in store", key=entry.key, error=str(exc))
+            return False
+        previous = self.workloads.get(workload_id)
+        self.workloads[workload_id] = (workload, entry.mod_revision)
+        return previous is None or previous[0] != workload
 
     def mesh_state(self, domain_suffix: str) -> MeshState:
         return MeshState.build(self.resources, self.workloads, domain_suffix, self.revision)
@@ -67,10 +72,14 @@ class Inputs:
 ConfigListener = Callable[[str, ResourceKey, int], None]
 
 
-class InputWatcher:
-    """Keeps an Inputs current; calls on_change() after every batch of changes."""
+CONFIG = "config"
+ENDPOINTS = "endpoints"
 
-    def __init__(self, store: Store, inputs: Inputs, on_change: Callable[[], None],
+
+class InputWatcher:
+    """Keeps an Inputs current; calls on_change(CONFIG or ENDPOINTS) after every change that matters."""
+
+    def __init__(self, store: Store, inputs: Inputs, on_change: Callable[[str], None],
                  on_config_event: ConfigListener | None = None) -> None:
         self.store = store
         self.inputs = inputs
@@ -90,10 +99,11 @@ class InputWatcher:
                 if not listed:
                     listed = True
                     self._mark_listed(prefix)
-                self.on_change()
+                what = CONFIG if is_config else ENDPOINTS
+                self.on_change(what)
                 async for change in self.store.watch(prefix, revision + 1):
-                    self._apply(change, is_config)
-                    self.on_change()
+                    if self._apply(change, is_config):
+                        self.on_change(what)
             except StoreError as exc:
                 log.warning("watch restarting", prefix=prefix, error=str(exc))
                 await asyncio.sleep(0.5)
@@ -115,10 +125,10 @@ class InputWatcher:
             for entry in entries:
                 self.inputs.apply_workload(entry, False)
 
-    def _apply(self, change: Change, is_config: bool) -> None:
+    def _apply(self, change: Change, is_config: bool) -> bool:
         if not is_config:
-            self.inputs.apply_workload(change.entry, change.deleted)
-            return
+            return self.inputs.apply_workload(change.entry, change.deleted)
         effect = self.inputs.apply_config(change.entry, change.deleted)
         if effect is not None and self.on_config_event is not None:
             self.on_config_event(effect[0], effect[1], change.entry.mod_revision)
+        return effect is not None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 
 from proto.xds import ClusterConfig, Push, RouteConfig
+from runtime.bus import encode
 from services.pilot.compile import MeshState, compile_mesh, diff
 
 
@@ -21,6 +22,8 @@ class Pusher:
         self.epoch = uuid.uuid4().hex[:12]
         self.seq = 0
         self.version = 0
+        self._snapshot_key: tuple[str, int, int] = ("", -1, -1)
+        self._snapshot_cache = b""
 
     def new_epoch(self) -> Push:
         """A new leadership term: proxies that see the new epoch resync by snapshot."""
@@ -41,6 +44,15 @@ class Pusher:
         return Push(epoch=self.epoch, seq=self.seq, version=self.version,
                     clusters=changed_clusters, routes=changed_routes,
                     removed_clusters=removed_clusters, removed_routes=removed_routes)
+
+    def snapshot_bytes(self) -> bytes:
+        """The encoded snapshot, built once per push: a thousand proxies starting together ask for
+        the same bytes."""
+        key = (self.epoch, self.seq, self.version)
+        if self._snapshot_key != key:
+            self._snapshot_cache = encode(self.snapshot())
+            self._snapshot_key = key
+        return self._snapshot_cache
 
     def snapshot(self) -> Push:
         return Push(epoch=self.epoch, seq=self.seq, version=self.version, full=True,

@@ -30,6 +30,7 @@ from runtime.service import ServiceProcess
 from runtime.store import REGISTRY_PREFIX, StoreError
 
 MAX_TTL = 300
+REQUEST_CONCURRENCY = 64
 
 
 def workload_key(namespace: str, service: str, workload_id: str) -> str:
@@ -44,9 +45,10 @@ class RegistryService(ServiceProcess):
         self.election = LeaderElection(self.store, self.name, self.settings.instance, ttl=max(2, self.settings.lease_ttl),
                                        on_elected=self._on_elected)
         q = subjects.QUEUE_REGISTRY
-        await self.bus.serve(subjects.REGISTRY_REGISTER, self._register, queue=q)
-        await self.bus.serve(subjects.REGISTRY_HEARTBEAT, self._heartbeat, queue=q)
-        await self.bus.serve(subjects.REGISTRY_DEREGISTER, self._deregister, queue=q)
+        # each request waits on etcd round trips: handle many at once
+        await self.bus.serve(subjects.REGISTRY_REGISTER, self._register, queue=q, concurrency=REQUEST_CONCURRENCY)
+        await self.bus.serve(subjects.REGISTRY_HEARTBEAT, self._heartbeat, queue=q, concurrency=REQUEST_CONCURRENCY)
+        await self.bus.serve(subjects.REGISTRY_DEREGISTER, self._deregister, queue=q, concurrency=REQUEST_CONCURRENCY)
         self.spawn(self.election.run())
 
     def is_leader(self) -> bool:
