@@ -11,8 +11,90 @@ import json
 
 import pytest
 
+from bench.dataplane.loadgen import parse_hey, parse_hey_csv, parse_wrk, percentile
 from bench.dataplane.run import ROWS, run
 from bench.dataplane.tools import ToolsMissing, ensure_tools
+
+WRK_OUTPUT = """\
+Running 2s test @ http://127.0.0.1:18080/
+  1 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   216.54us  234.89us   4.22ms   94.47%
+    Req/Sec   110.80k    16.45k  127.57k    80.00%
+  Latency Distribution
+     50%  171.00us
+     75%  243.00us
+     90%  368.00us
+     99%    1.07ms
+  220486 requests in 2.00s, 51.73MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 4
+Requests/sec: 110193.69
+Transfer/sec:     25.85MB
+"""
+
+HEY_OUTPUT = """\
+Summary:
+  Total:\t2.0048 secs
+  Slowest:\t0.0029 secs
+  Fastest:\t0.0000 secs
+  Average:\t0.0002 secs
+  Requests/sec:\t997.5862
+
+Latency distribution:
+  10%% in 0.0001 secs
+  50%% in 0.0002 secs
+  90%% in 0.0004 secs
+  99%% in 0.0008 secs
+
+Status code distribution:
+  [200]\t1998 responses
+  [503]\t2 responses
+
+Error distribution:
+  [3]\tGet "http://127.0.0.1:1/": dial tcp 127.0.0.1:1: connect: connection refused
+""".replace("%%", "%")
+
+HEY_CSV = """\
+response-time,DNS+dialup,DNS,Request-write,Response-delay,Response-read,status-code,offset
+0.0006,0.0002,0.0000,0.0000,0.0002,0.0001,200,0.0002
+0.0001,0.0000,0.0000,0.0000,0.0001,0.0000,200,0.0008
+0.0003,0.0000,0.0000,0.0000,0.0001,0.0000,503,0.0009
+"""
+
+
+def test_wrk_output_gives_rps_latency_in_ms_and_every_error() -> None:
+    result = parse_wrk(WRK_OUTPUT)
+    assert result.rps == 110193.69
+    assert result.requests == 220486
+    assert result.duration_s == 2.0
+    assert result.latency_ms["p50"] == pytest.approx(0.171)
+    assert result.latency_ms["p99"] == pytest.approx(1.07)
+    assert result.latency_ms["max"] == pytest.approx(4.22)
+    assert result.errors == 7
+
+
+def test_hey_summary_gives_percentiles_slowest_and_errors() -> None:
+    result = parse_hey(HEY_OUTPUT)
+    assert result.rps == 997.5862
+    assert result.latency_ms["p50"] == pytest.approx(0.2)
+    assert result.latency_ms["p99"] == pytest.approx(0.8)
+    assert result.latency_ms["max"] == pytest.approx(2.9)
+    assert (result.ok, result.errors, result.requests) == (1998, 5, 2003)
+
+
+def test_hey_csv_keeps_2xx_times_and_counts_the_rest() -> None:
+    ok, bad = parse_hey_csv(HEY_CSV)
+    assert ok == pytest.approx([0.6, 0.1])
+    assert bad == 1
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50.0
+    assert percentile(values, 99) == 99.0
+    assert percentile(values, 100) == 100.0
+    assert percentile([3.0], 99.9) == 3.0
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,389 @@
+"""The data-plane benchmark: `run(quick, results_dir, smoke=False) -> dict`.
+
+Rows, measured in one run and alternated (rep 1: every row, rep 2: every row, ...), all with
+`Host: bench-backend:9080` so every request has the same bytes:
+
+    direct          load -> nginx                                        the physical limit
+    isthmus-pair    load -> client sidecar (outbound) -> server sidecar (inbound) -> nginx
+    haproxy-pair    load -> HAProxy -> HAProxy -> nginx                  (nbthread 1, keep-alive both sides)
+    isthmus-single  load -> server sidecar (inbound) -> nginx
+    haproxy-single  load -> HAProxy -> nginx
+
+Per row and repetition: a short wrk warm-up (not recorded); the maximum throughput with wrk (one thread,
+fixed connections, closed loop); latency at a fixed 1,000 rps with hey (10 streams x 100 rps, their
+start spread over the 10 ms period: see loadgen.hey_paced); and for
+every proxy process the CPU seconds (utime+stime from /proc/<pid>/stat) and the peak RSS (VmHWM from
+/proc/<pid>/status, reset before each window through /proc/<pid>/clear_refs) over each of the two runs.
+Figures are the medians over the repetitions, with min-max. Targets are printed PASS/MISS for
+information; nothing fails on them.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.dataplane import loadgen
+from bench.dataplane.procstat import MachineSampler, Sampler
+from bench.dataplane.tools import ensure_tools
+from bench.dataplane.topology import BODY, HOST_HEADER, Pinning, Topology
+
+__all__ = ["run", "ensure_tools", "Plan", "PLANS"]
+
+ROWS = ("direct", "isthmus-pair", "haproxy-pair", "isthmus-single", "haproxy-single")
+ISTHMUS_ROWS = ("isthmus-pair", "isthmus-single")
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    repetitions: int
+    warmup_s: int  # wrk takes whole seconds; 0: no warm-up
+    wrk_s: int
+    hey_s: float | None  # fixed-rate run length; None: hey_requests requests instead
+    hey_requests: int | None = None
+    connections: int = 32  # wrk
+    hey_workers: int = 10
+    hey_rate_per_worker: float = 100.0  # x workers = 1,000 rps
+    pause_s: float = 0.3  # between runs, so one run's tail does not land in the next window
+    fixed_method: str = "paced"  # "paced": loadgen.hey_paced (even arrivals); "hey": one hey -c N -q R
+    retries: int = 0  # re-measure a row whose windows saw other work take > DISTURBED cores ...
+    budget_s: float = 0.0  # ... if the run still ends within this many seconds (estimated)
+
+    @property
+    def fixed_s(self) -> float:
+        return self.hey_s if self.hey_s is not None else (self.hey_requests or 0) / self.fixed_rps
+
+    @property
+    def row_s(self) -> float:
+        """Estimated seconds to measure one row once (tools' start-up included)."""
+        return self.warmup_s + self.wrk_s + self.fixed_s + 2 * self.pause_s + 1.0
+
+    @property
+    def fixed_rps(self) -> float:
+        return self.hey_workers * self.hey_rate_per_worker
+
+
+PLANS = {
+    "smoke": Plan("smoke", 1, warmup_s=0, wrk_s=1, hey_s=None, hey_requests=200, pause_s=0.1),
+    "quick": Plan("quick", 1, warmup_s=1, wrk_s=3, hey_s=3),
+    "full": Plan("full", 3, warmup_s=1, wrk_s=8, hey_s=10, retries=2, budget_s=440),
+}
+DISTURBED = 0.25  # cores of CPU taken by work outside the benchmark during a window
+
+# (key, label, limit, higher is better)
+TARGETS = [
+    ("rps_ratio_single", "one Isthmus proxy core >= 35% of HAProxy single-thread rps", 0.35, True),
+    ("added_p99_ms_pair", "added p99 of the sidecar pair at 1,000 rps <= 1 ms over direct", 1.0, False),
+    ("isthmus_vcpu_1k", "<= 0.15 vCPU per Isthmus proxy at 1,000 rps (worst of the pair)", 0.15, False),
+    ("isthmus_rss_mb_1k", "<= 45 MB RSS per Isthmus proxy at 1,000 rps (worst of the pair)", 45.0, False),
+]
+
+
+# ---------------------------------------------------------------------------------------- measuring
+
+
+class RawLog:
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        if path is not None:
+            path.write_text(f"# isthmus data-plane benchmark, raw tool output, {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+
+    def add(self, title: str, text: str) -> None:
+        if self.path is not None:
+            with open(self.path, "a") as fh:
+                fh.write(f"\n===== {title}\n{text}")
+
+
+def measure_row(name: str, port: int, proxies: list[tuple[str, int]], plan: Plan, pin: Pinning,
+                log: RawLog, rep: int, ours: list[int]) -> dict[str, Any]:
+    """One repetition of one row: flat figures (keys like `rps`, `lat_p99_ms`, `client.vcpu_1k`).
+
+    `ours` are the pids of every process the benchmark started (to tell our CPU from other work's).
+    """
+    url = f"http://127.0.0.1:{port}/"
+    core = pin.load_core
+    if plan.warmup_s > 0:
+        loadgen.wrk(url, connections=plan.connections, duration=plan.warmup_s, host=HOST_HEADER, core=core)
+    out: dict[str, Any] = {}
+
+    machine = MachineSampler(ours).start()
+    samplers = [(role, Sampler(pid).start()) for role, pid in proxies]
+    w = loadgen.wrk(url, connections=plan.connections, duration=plan.wrk_s, host=HOST_HEADER, core=core)
+    windows = [(role, s.stop()) for role, s in samplers]
+    around = machine.stop()
+    out["other_cores_max"] = around.other_cores
+    out["steal_cores_max"] = around.steal_cores
+    log.add(f"rep {rep} {name} wrk", w.raw)
+    out["rps"] = w.rps
+    out["wrk_requests"] = w.requests
+    out["wrk_errors"] = w.errors
+    for pct in ("p50", "p99"):
+        if pct in w.latency_ms:
+            out[f"wrk_{pct}_ms"] = w.latency_ms[pct]
+    for role, win in windows:
+        out[f"{role}.cpu_util_max"] = win.cpu_util  # cores busy at maximum load (1.0: saturated)
+        out[f"{role}.rss_mb_max"] = win.peak_rss_kb / 1024
+        out[f"{role}.cpu_per_1k_max_s"] = win.cpu_s / w.requests * 1000 if w.requests else 0.0
+
+    time.sleep(plan.pause_s)
+    machine = MachineSampler(ours).start()
+    samplers = [(role, Sampler(pid).start()) for role, pid in proxies]
+    if plan.fixed_method == "paced":
+        h = loadgen.hey_paced(url, streams=plan.hey_workers, rate_per_stream=plan.hey_rate_per_worker,
+                              duration=plan.hey_s, requests=plan.hey_requests, host=HOST_HEADER, core=core)
+    else:
+        h = loadgen.hey(url, workers=plan.hey_workers, rate_per_worker=plan.hey_rate_per_worker, duration=plan.hey_s,
+                        requests=plan.hey_requests, host=HOST_HEADER, core=core)
+    windows = [(role, s.stop()) for role, s in samplers]
+    around = machine.stop()
+    out["other_cores_1k"] = around.other_cores
+    out["steal_cores_1k"] = around.steal_cores
+    log.add(f"rep {rep} {name} hey", h.raw)
+    out["fixed_rps"] = h.rps
+    out["fixed_requests"] = h.requests
+    out["fixed_errors"] = h.errors
+    for key in ("p50", "p90", "p99", "p99.9", "max", "avg"):
+        if key in h.latency_ms:
+            out[f"lat_{key}_ms"] = h.latency_ms[key]
+    for role, win in windows:
+        wall = h.duration_s or win.wall_s
+        out[f"{role}.cpu_per_1k_s"] = win.cpu_s / h.requests * 1000 if h.requests else 0.0
+        out[f"{role}.vcpu_1k"] = win.cpu_s / wall if wall else 0.0
+        out[f"{role}.rss_mb_1k"] = win.peak_rss_kb / 1024
+        out[f"{role}.rss_peak_reset"] = win.peak_reset
+    time.sleep(plan.pause_s)
+    return out
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def summarize(reps: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    keys = [k for k in reps[0] if isinstance(reps[0][k], (int, float)) and not isinstance(reps[0][k], bool)]
+    return {k: _spread([float(r[k]) for r in reps if k in r]) for k in keys}
+
+
+def ratios(per_rep: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, float]]:
+    """Per repetition (rows of one rep ran back to back), then median and spread over the repetitions."""
+    found: dict[str, list[float]] = {}
+
+    def add(key: str, value: float) -> None:
+        found.setdefault(key, []).append(value)
+
+    for rows in per_rep:
+        d = rows["direct"]
+        for kind in ("single", "pair"):
+            i, h = rows[f"isthmus-{kind}"], rows[f"haproxy-{kind}"]
+            if h["rps"] > 0:
+                add(f"rps_ratio_{kind}", i["rps"] / h["rps"])
+            for pct in ("p50", "p99"):
+                key = f"lat_{pct}_ms"
+                if key in i and key in d:
+                    add(f"added_{pct}_ms_{kind}", i[key] - d[key])
+                if key in h and key in d:
+                    add(f"haproxy_added_{pct}_ms_{kind}", h[key] - d[key])
+        pair = rows["isthmus-pair"]
+        add("isthmus_vcpu_1k", max(pair["client.vcpu_1k"], pair["server.vcpu_1k"]))
+        add("isthmus_rss_mb_1k", max(pair["client.rss_mb_1k"], pair["server.rss_mb_1k"]))
+        add("isthmus_cpu_per_1k_s", max(pair["client.cpu_per_1k_s"], pair["server.cpu_per_1k_s"]))
+    return {k: _spread(v) for k, v in found.items()}
+
+
+def targets(summary_ratios: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    out = []
+    for key, label, limit, higher in TARGETS:
+        spread = summary_ratios.get(key)
+        value = spread["median"] if spread else None
+        ok = value is not None and (value >= limit if higher else value <= limit)
+        out.append({"key": key, "target": label, "limit": limit, "value": value, "pass": ok})
+    return out
+
+
+# ------------------------------------------------------------------------------------------ printing
+
+
+def _fmt(spread: dict[str, float] | None, digits: int, reps: int) -> str:
+    if spread is None:
+        return "-"
+    text = f"{spread['median']:.{digits}f}"
+    if reps > 1:
+        text += f" ({spread['min']:.{digits}f}-{spread['max']:.{digits}f})"
+    return text
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths]), *[line(r) for r in rows]])
+
+
+def render(result: dict[str, Any]) -> str:
+    reps = result["plan"]["repetitions"]
+    rows = result["rows"]
+    note = "median (min-max) of %d repetitions" % reps if reps > 1 else "1 repetition"
+    parts = [f"Isthmus data plane, mode {result['mode']}, {note}; pinning: {result['env']['pinning']}"]
+    fixed = result["plan"]["fixed_rps"]
+    header = ["row", "max rps (wrk)", "wrk p99 ms", f"rps @{fixed:g}", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors",
+              "other load"]
+    body = []
+    for name in ROWS:
+        s = rows[name]["summary"]
+        errors = sum(int(r.get("wrk_errors", 0)) + int(r.get("fixed_errors", 0)) for r in rows[name]["reps"])
+        body.append([name, _fmt(s.get("rps"), 0, reps), _fmt(s.get("wrk_p99_ms"), 2, reps),
+                     _fmt(s.get("fixed_rps"), 0, reps), _fmt(s.get("lat_p50_ms"), 1, reps),
+                     _fmt(s.get("lat_p90_ms"), 1, reps), _fmt(s.get("lat_p99_ms"), 1, reps),
+                     _fmt(s.get("lat_max_ms"), 1, reps), str(errors),
+                     _fmt(s.get("disturbance"), 2, reps)])
+    parts.append(_table(header, body))
+    header = ["proxy", "CPU cores @max", "CPU s/1k req @max", f"CPU s/1k req @{fixed:g}", f"vCPU @{fixed:g}",
+              f"RSS MB @{fixed:g}", "RSS MB @max"]
+    body = []
+    for name in ROWS:
+        s = rows[name]["summary"]
+        for role in rows[name]["proxies"]:
+            body.append([f"{name} {role}", _fmt(s.get(f"{role}.cpu_util_max"), 2, reps),
+                         _fmt(s.get(f"{role}.cpu_per_1k_max_s"), 3, reps), _fmt(s.get(f"{role}.cpu_per_1k_s"), 3, reps),
+                         _fmt(s.get(f"{role}.vcpu_1k"), 3, reps), _fmt(s.get(f"{role}.rss_mb_1k"), 1, reps),
+                         _fmt(s.get(f"{role}.rss_mb_max"), 1, reps)])
+    parts.append(_table(header, body))
+    r = result["ratios"]
+    body = [
+        ["Isthmus/HAProxy rps, single hop", _fmt(r.get("rps_ratio_single"), 2, reps)],
+        ["Isthmus/HAProxy rps, pair", _fmt(r.get("rps_ratio_pair"), 2, reps)],
+        ["Isthmus pair added p50 ms (vs direct)", _fmt(r.get("added_p50_ms_pair"), 2, reps)],
+        ["Isthmus pair added p99 ms (vs direct)", _fmt(r.get("added_p99_ms_pair"), 2, reps)],
+        ["HAProxy pair added p50 ms (vs direct)", _fmt(r.get("haproxy_added_p50_ms_pair"), 2, reps)],
+        ["HAProxy pair added p99 ms (vs direct)", _fmt(r.get("haproxy_added_p99_ms_pair"), 2, reps)],
+        ["Isthmus single added p50 / p99 ms",
+         f"{_fmt(r.get('added_p50_ms_single'), 2, reps)} / {_fmt(r.get('added_p99_ms_single'), 2, reps)}"],
+    ]
+    parts.append(_table(["ratio", "value"], body))
+    body = [[t["target"], "-" if t["value"] is None else f"{t['value']:.3g}", "PASS" if t["pass"] else "MISS"]
+            for t in result["targets"]]
+    parts.append(_table(["target (informational)", "median", "result"], body))
+    how = ("10 paced hey streams" if result["plan"]["fixed_method"] == "paced" else "one hey, -c/-q")
+    parts.append(f"Latency at fixed rate: {how}, 0.1 ms resolution; each stream waits for its response, so tails "
+                 "suffer coordinated omission. CPU cores @max near 1.0: the proxy core was saturated. "
+                 "`other load`: CPU (cores) that work outside this benchmark took during the row's busiest "
+                 f"window; above {DISTURBED} the row's figures are disturbed.")
+    return "\n\n".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------- run
+
+
+def _version(argv: list[str]) -> str:
+    try:
+        done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return (done.stdout.strip().splitlines() or ["?"])[0]
+
+
+def environment(pin: Pinning) -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "affinity": sorted(os.sched_getaffinity(0)),
+        "loadavg_start": os.getloadavg()[0],
+        "pinning": pin.describe(),
+        "load_core": pin.load_core,
+        "proxy_core": pin.proxy_core,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "wrk": _version(["wrk", "-v"]),
+        "haproxy": _version(["haproxy", "-v"]),
+        "nginx": _version(["nginx", "-v"]),
+        "body_bytes": len(BODY),
+        "host_header": HOST_HEADER,
+    }
+
+
+def run(quick: bool, results_dir: Path, smoke: bool = False) -> dict[str, Any]:
+    """Run every row (quick: 1 repetition, short; full: 3; smoke: tiny loads), print tables, return figures."""
+    plan = PLANS["smoke" if smoke else "quick" if quick else "full"]
+    started = time.monotonic()
+    ensure_tools()
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    log = RawLog(results_dir / "dataplane-raw.log")
+    pin = Pinning.detect()
+    env = environment(pin)
+    work = Path(tempfile.mkdtemp(prefix="isthmus-bench-dataplane-"))
+    keep_work = True
+    per_rep: list[dict[str, dict[str, Any]]] = []
+    proxies: dict[str, list[str]] = {}
+    try:
+        with Topology(work, pin) as topo:
+            setup_s = time.monotonic() - started
+            targets_by_row = topo.rows
+            proxies = {name: [role for role, _ in targets_by_row[name][1]] for name in ROWS}
+            ours = topo.pids()
+            left = plan.repetitions * len(ROWS)  # row measurements still to make, retries aside
+            for rep in range(1, plan.repetitions + 1):
+                rows: dict[str, dict[str, Any]] = {}
+                for name in ROWS:
+                    left -= 1
+                    port, pids = targets_by_row[name]
+                    for proc in topo.mesh.processes + topo.processes:
+                        if not proc.is_running:
+                            raise RuntimeError(f"{proc.name} died during the benchmark:\n{proc.log_tail()}")
+                    attempts = []
+                    while True:
+                        row = measure_row(name, port, pids, plan, pin, log, rep, ours)
+                        row["disturbance"] = max(row["other_cores_max"], row["other_cores_1k"])
+                        attempts.append(row)
+                        ends = time.monotonic() - started + (left + 1) * plan.row_s
+                        if row["disturbance"] <= DISTURBED or len(attempts) > plan.retries or ends > plan.budget_s:
+                            break
+                        print(f"  {name} rep {rep}: other work took {row['disturbance']:.2f} cores; measuring again",
+                              file=sys.stderr)
+                    best = min(attempts, key=lambda r: r["disturbance"])
+                    best["attempts"] = len(attempts)
+                    rows[name] = best
+                per_rep.append(rows)
+        keep_work = False
+    finally:
+        if keep_work:
+            print(f"data-plane benchmark failed; logs kept in {work}/logs and {work}/mesh/logs", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    env["loadavg_end"] = os.getloadavg()[0]
+    result: dict[str, Any] = {
+        "mode": plan.name,
+        "plan": {**asdict(plan), "fixed_rps": plan.fixed_rps},
+        "env": env,
+        "rows": {name: {"proxies": proxies[name],
+                        "summary": summarize([rep[name] for rep in per_rep]),
+                        "reps": [rep[name] for rep in per_rep]} for name in ROWS},
+    }
+    result["ratios"] = ratios(per_rep)
+    result["targets"] = targets(result["ratios"])
+    result["setup_s"] = round(setup_s, 2)
+    result["elapsed_s"] = round(time.monotonic() - started, 2)
+    text = render(result)
+    print(text)
+    print(f"\n(data plane: {result['elapsed_s']:.0f} s, set-up {setup_s:.1f} s; raw tool output in {log.path})")
+    return result
+
+
+if __name__ == "__main__":  # python -m bench.dataplane.run [--full|--smoke] [results_dir, default bench/results/dataplane]
+    args = sys.argv[1:]
+    mode_full, mode_smoke = "--full" in args, "--smoke" in args
+    rest = [a for a in args if not a.startswith("--")]
+    import json
+
+    out_dir = Path(rest[0]) if rest else Path(__file__).resolve().parent.parent / "results" / "dataplane"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = run(quick=not mode_full, results_dir=out_dir, smoke=mode_smoke)
+    (out_dir / "dataplane.json").write_text(json.dumps(figures, indent=1) + "\n")

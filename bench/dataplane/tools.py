@@ -1,0 +1,53 @@
+"""The external programs the data-plane benchmark drives, installed with apt-get where missing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+# program -> Debian package
+TOOLS = {"wrk": "wrk", "hey": "hey", "haproxy": "haproxy", "nginx": "nginx", "taskset": "util-linux"}
+
+
+class ToolsMissing(RuntimeError):
+    pass
+
+
+def which(program: str) -> str | None:
+    # nginx and haproxy live in /usr/sbin, which a non-login PATH may lack
+    return shutil.which(program) or shutil.which(program, path="/usr/sbin:/sbin:/usr/local/sbin")
+
+
+def missing_tools() -> list[str]:
+    return [program for program in TOOLS if which(program) is None]
+
+
+def ensure_tools(install: bool = True) -> dict[str, str]:
+    """Path of every tool; installs what is missing with `apt-get update && apt-get install -y ...`.
+
+    Raises ToolsMissing when some stay missing (no apt-get, not root, no network...), with the reason.
+    """
+    missing = missing_tools()
+    if missing and install:
+        apt = shutil.which("apt-get")
+        if apt is None:
+            raise ToolsMissing(f"missing {', '.join(missing)} and apt-get is not available")
+        sudo: list[str] = []
+        if os.geteuid() != 0:
+            if shutil.which("sudo") is None:
+                raise ToolsMissing(f"missing {', '.join(missing)}; installing them needs root (or sudo)")
+            sudo = ["sudo", "-n"]
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        packages = sorted({TOOLS[p] for p in missing})
+        for argv in ([*sudo, apt, "update"], [*sudo, apt, "install", "-y", "--no-install-recommends", *packages]):
+            done = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                  timeout=600, check=False)
+            if done.returncode != 0:
+                tail = "\n".join(done.stdout.splitlines()[-10:])
+                raise ToolsMissing(f"`{' '.join(argv)}` failed ({done.returncode}):\n{tail}")
+        missing = missing_tools()
+    if missing:
+        raise ToolsMissing(f"missing {', '.join(missing)} (install: apt-get install -y "
+                           f"{' '.join(sorted({TOOLS[p] for p in missing}))})")
+    return {program: which(program) or "" for program in TOOLS}

@@ -1,0 +1,366 @@
+"""What the data-plane benchmark measures, started from scratch on loopback and stopped at the end.
+
+    nginx                  the backend: 1 worker, keep-alive, access_log off, a fixed 98-byte body
+    HAProxy pair           client-side -> server-side -> nginx, `nbthread 1`, keep-alive both sides
+    Isthmus mesh           nats + etcd + registry + pilot, and two sidecars started as a user would
+                           (`python -m isthmus.cli proxy run ...`): `bench-backend` beside nginx and
+                           `bench-client`, configured through the config API (a VirtualService)
+
+Pinning (when the machine has two cores or more): the proxies run on `proxy_core` (taskset -c 1),
+the load generator and nginx share `load_core` (taskset -c 0). The control plane (nats, etcd,
+registry, pilot) is left unpinned: it is idle while we measure (one heartbeat per sidecar a second).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.dataplane.procstat import children
+from isthmus.launch import (
+    LaunchError,
+    ManagedProcess,
+    accepts,
+    free_port,
+    project_env,
+    service_process,
+    start_etcd,
+    start_nats,
+    wait_ready,
+)
+
+BODY = b"isthmus-bench " + b"x" * 83 + b"\n"  # 98 bytes, like a small JSON answer
+SERVICE = "bench-backend"
+SERVICE_PORT = 9080
+HOST_HEADER = f"{SERVICE}:{SERVICE_PORT}"
+NAMESPACE = "default"
+FQDN = f"{SERVICE}.{NAMESPACE}.svc.cluster.local"
+
+
+@dataclass(frozen=True)
+class Pinning:
+    load_core: int | None  # wrk, hey and nginx
+    proxy_core: int | None  # every proxy process
+
+    @classmethod
+    def detect(cls) -> "Pinning":
+        cores = sorted(os.sched_getaffinity(0))
+        if len(cores) < 2:
+            return cls(None, None)
+        return cls(cores[0], cores[1])
+
+    def prefix(self, core: int | None) -> list[str]:
+        return ["taskset", "-c", str(core)] if core is not None else []
+
+    def describe(self) -> str:
+        if self.proxy_core is None:
+            return "none (fewer than 2 cores)"
+        return (f"proxies on core {self.proxy_core}; load generator and nginx (1 worker) on core "
+                f"{self.load_core}; control plane unpinned")
+
+
+def http_get(port: int, host: str = HOST_HEADER, timeout: float = 2.0) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", "/", headers={"Host": host})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def _wait(check, what: str, timeout: float, proc: ManagedProcess | None = None) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        if proc is not None and not proc.is_running:
+            raise LaunchError(f"{what}: {proc.name} exited ({proc.returncode})\n{proc.log_tail()}")
+        try:
+            last = check()
+            if last:
+                return
+        except OSError as exc:
+            last = exc
+        time.sleep(0.05)
+    tail = f"\n{proc.log_tail()}" if proc is not None else ""
+    raise LaunchError(f"{what}: not within {timeout:g}s (last: {last!r}){tail}")
+
+
+def _body_ok(port: int) -> bool:
+    status, body = http_get(port)
+    return status == 200 and body == BODY
+
+
+# ------------------------------------------------------------------------------------------ nginx
+
+NGINX_CONF = """\
+# written by bench/dataplane/topology.py
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    keepalive_timeout 75s;
+    keepalive_requests 10000000;  # the default (1000) would make every client reconnect mid-run
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location / {{
+            default_type text/plain;
+            return 200 "{body}";
+        }}
+    }}
+}}
+"""
+
+
+def start_nginx(work: Path, pin: Pinning) -> tuple[ManagedProcess, int]:
+    d = work / "nginx"
+    d.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    conf = d / "nginx.conf"
+    body = BODY.decode().rstrip("\n") + "\\n"
+    conf.write_text(NGINX_CONF.format(dir=d, port=port, body=body))
+    proc = ManagedProcess("nginx", [*pin.prefix(pin.load_core), "nginx", "-c", str(conf), "-p", str(d),
+                                    "-g", "daemon off;"], log_path=work / "logs" / "nginx.log")
+    proc.start()
+    try:
+        _wait(lambda: _body_ok(port), "nginx serving", 10, proc)
+    except BaseException:
+        proc.stop(2)
+        raise
+    return proc, port
+
+
+# ---------------------------------------------------------------------------------------- haproxy
+
+HAPROXY_CFG = """\
+# written by bench/dataplane/topology.py
+global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    timeout http-keep-alive 60s
+    option http-keep-alive
+    http-reuse always
+frontend fe
+    bind 127.0.0.1:{port}
+    default_backend be
+backend be
+    server upstream 127.0.0.1:{upstream}
+"""
+
+
+def start_haproxy(work: Path, name: str, upstream: int, pin: Pinning) -> tuple[ManagedProcess, int]:
+    port = free_port()
+    cfg = work / f"{name}.cfg"
+    cfg.write_text(HAPROXY_CFG.format(port=port, upstream=upstream))
+    check = ManagedProcess(f"{name}-check", ["haproxy", "-c", "-q", "-f", str(cfg)])
+    check.start()
+    if check.popen is not None and check.popen.wait(10) != 0:
+        raise LaunchError(f"haproxy rejected {cfg}")
+    proc = ManagedProcess(name, [*pin.prefix(pin.proxy_core), "haproxy", "-f", str(cfg), "-db"],
+                          log_path=work / "logs" / f"{name}.log")
+    proc.start()
+    try:
+        _wait(lambda: accepts(port), f"{name} listening", 10, proc)
+    except BaseException:
+        proc.stop(2)
+        raise
+    return proc, port
+
+
+# ---------------------------------------------------------------------------------------- isthmus
+
+VIRTUAL_SERVICE = f"""\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: {SERVICE}, namespace: {NAMESPACE}}}
+spec:
+  hosts: [{SERVICE}]
+  http:
+  - route:
+    - destination: {{host: {SERVICE}}}
+"""
+
+
+class Sidecar:
+    """`python -m isthmus.cli --nats URL proxy run ...`, pinned to the proxy core."""
+
+    def __init__(self, work: Path, nats_url: str, service: str, app_port: int, labels: str, pin: Pinning) -> None:
+        self.service = service
+        self.outbound_port, self.inbound_port, self.admin_port = free_port(), free_port(), free_port()
+        argv = [*pin.prefix(pin.proxy_core), sys.executable, "-m", "isthmus.cli", "--nats", nats_url,
+                "proxy", "run", "--service", service, "--namespace", NAMESPACE,
+                "--service-port", str(SERVICE_PORT), "--app-port", str(app_port),
+                "--inbound-port", str(self.inbound_port), "--outbound-port", str(self.outbound_port),
+                "--admin-port", str(self.admin_port), "--labels", labels, "--log-level", "warning"]
+        self.process = ManagedProcess(f"sidecar-{service}", argv, log_path=work / "logs" / f"sidecar-{service}.log",
+                                      env=project_env())
+
+    @property
+    def pid(self) -> int:
+        assert self.process.pid is not None
+        return self.process.pid
+
+    def admin(self, path: str) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=2)
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
+    def ready(self) -> bool:
+        return self.admin("/ready")[0] == 200
+
+    def routes_to(self, inbound_port: int) -> bool:
+        """The client's view: a route for bench-backend, and its cluster has our server's endpoint, healthy."""
+        dump = json.loads(self.admin("/config_dump")[1])
+        if not any(r.get("host") == FQDN for r in dump.get("routes", [])):
+            return False
+        for cluster in dump.get("clusters", []):
+            if cluster.get("host") == FQDN:
+                return any(ep.get("healthy", True) and inbound_port in (ep.get("ports") or {}).values()
+                           for ep in cluster.get("endpoints", []))
+        return False
+
+
+class Mesh:
+    """The Isthmus control plane and the two sidecars; stop() stops whatever was started."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.processes: list[ManagedProcess] = []
+        self.nats_url = ""
+        self.server: Sidecar | None = None
+        self.client: Sidecar | None = None
+
+    def start(self, app_port: int, pin: Pinning, timeout: float = 60.0) -> "Mesh":
+        nats = start_nats(self.work)
+        self.processes.append(nats)
+        etcd = start_etcd(self.work, unsafe_no_fsync=True)
+        self.processes.append(etcd)
+        self.nats_url, etcd_url = nats.url or "", etcd.url or ""
+        services = {name: service_process(name, self.nats_url, etcd_url, self.work) for name in ("registry", "pilot")}
+        for proc in services.values():
+            self.processes.append(proc.start())
+        # Sidecars start before the services are ready: listeners first, the bus when it answers.
+        self.server = Sidecar(self.work, self.nats_url, SERVICE, app_port, f"app={SERVICE},version=v1", pin)
+        self.client = Sidecar(self.work, self.nats_url, "bench-client", app_port, "app=bench-client", pin)
+        for sidecar in (self.server, self.client):
+            self.processes.append(sidecar.process.start())
+        asyncio.run(self._configure(services, timeout))
+        server, client = self.server, self.client
+        _wait(server.ready, "server sidecar /ready", timeout, server.process)
+        _wait(client.ready, "client sidecar /ready", timeout, client.process)
+        _wait(lambda: client.routes_to(server.inbound_port), "client sidecar holds the route and endpoint",
+              timeout, client.process)
+        _wait(lambda: _body_ok(client.outbound_port), "nginx's body through the sidecar pair", timeout,
+              client.process)
+        _wait(lambda: _body_ok(server.inbound_port), "nginx's body through the server sidecar", timeout,
+              server.process)
+        return self
+
+    async def _configure(self, services: dict[str, ManagedProcess], timeout: float) -> None:
+        from runtime import bus as busmod
+
+        bus = await busmod.connect(self.nats_url, "bench-dataplane")
+        try:
+            for name, proc in services.items():
+                await wait_ready(bus, name, timeout, process=proc)
+            reply = json.loads(await bus.request("isthmus.config.apply", VIRTUAL_SERVICE.encode(), timeout=10))
+            if not reply.get("ok"):
+                raise LaunchError(f"config apply refused the benchmark's VirtualService: {reply}")
+        finally:
+            await bus.close()
+
+    def stop(self) -> None:
+        for proc in reversed(self.processes):
+            proc.stop(5)
+
+
+# --------------------------------------------------------------------------------------- topology
+
+
+class Topology:
+    """Everything the benchmark drives. Use as a context manager: __exit__ stops it all, even on error."""
+
+    def __init__(self, work: Path, pin: Pinning) -> None:
+        self.work = work
+        self.pin = pin
+        self.processes: list[ManagedProcess] = []
+        self.mesh = Mesh(work / "mesh")
+        self.nginx_port = self.haproxy_client_port = self.haproxy_server_port = 0
+        self.haproxy_client: ManagedProcess | None = None
+        self.haproxy_server: ManagedProcess | None = None
+
+    def __enter__(self) -> "Topology":
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.work.mkdir(parents=True, exist_ok=True)
+        nginx, self.nginx_port = start_nginx(self.work, self.pin)
+        self.processes.append(nginx)
+        self.haproxy_server, self.haproxy_server_port = start_haproxy(self.work, "haproxy-server", self.nginx_port,
+                                                                      self.pin)
+        self.processes.append(self.haproxy_server)
+        self.haproxy_client, self.haproxy_client_port = start_haproxy(self.work, "haproxy-client",
+                                                                      self.haproxy_server_port, self.pin)
+        self.processes.append(self.haproxy_client)
+        _wait(lambda: _body_ok(self.haproxy_client_port), "nginx's body through the HAProxy pair", 10)
+        self.mesh.start(self.nginx_port, self.pin)
+
+    def stop(self) -> None:
+        self.mesh.stop()
+        for proc in reversed(self.processes):
+            proc.stop(5)
+
+    def pids(self) -> list[int]:
+        """Every process we started and nginx's worker: the CPU that is ours."""
+        found = []
+        for proc in [*self.processes, *self.mesh.processes]:
+            if proc.pid is not None:
+                found.append(proc.pid)
+                found += children(proc.pid)
+        return found
+
+    @property
+    def rows(self) -> dict[str, tuple[int, list[tuple[str, int]]]]:
+        """row name -> (port the load goes to, [(proxy role, pid)...])"""
+        m = self.mesh
+        assert m.client is not None and m.server is not None
+        assert self.haproxy_client is not None and self.haproxy_server is not None
+        hc, hs = self.haproxy_client.pid, self.haproxy_server.pid
+        assert hc is not None and hs is not None
+        return {
+            "direct": (self.nginx_port, []),
+            "isthmus-pair": (m.client.outbound_port, [("client", m.client.pid), ("server", m.server.pid)]),
+            "haproxy-pair": (self.haproxy_client_port, [("client", hc), ("server", hs)]),
+            "isthmus-single": (m.server.inbound_port, [("server", m.server.pid)]),
+            "haproxy-single": (self.haproxy_server_port, [("server", hs)]),
+        }
