@@ -21,8 +21,15 @@ class StringMatch(Message):
 class RouteMatch(Message):
     uri: StringMatch | None = None
     method: StringMatch | None = None
-    headers: dict[str, StringMatch] = {}  # lower-case header names
+    headers: dict[str, StringMatch] = {}  # lower-case header names; a match with no field: header present
     port: int | None = None
+    scheme: StringMatch | None = None
+    authority: StringMatch | None = None  # the Host header value, as sent
+    query_params: dict[str, StringMatch] = {}  # a match with no field: parameter present
+    without_headers: dict[str, StringMatch] = {}  # none of these may match
+    ignore_uri_case: bool = False  # uri exact and prefix only, as Istio
+    source_labels: dict[str, str] = {}  # the calling proxy's labels must include these
+    source_namespace: str | None = None
 
 
 class WeightedDestination(Message):
@@ -32,10 +39,33 @@ class WeightedDestination(Message):
     weight: int = 100
 
 
+class RetryPolicy(Message):
+    attempts: int = 0  # retries after the first try; 0: retries disabled
+    per_try_timeout_ms: int | None = None
+    retry_on: list[str] = []  # Envoy retry_on conditions (validated by pilot)
+    status_codes: list[int] = []  # for retriable-status-codes
+
+
+# Istio's policy for a route whose VirtualService sets no `retries` (and for services without one):
+# pilot/pkg/networking/core/route/retry DefaultPolicy.
+DEFAULT_RETRY_ON = ("connect-failure", "refused-stream", "unavailable", "cancelled", "retriable-status-codes")
+DEFAULT_RETRY = RetryPolicy(attempts=2, retry_on=list(DEFAULT_RETRY_ON), status_codes=[503])
+
+
+class FaultPolicy(Message):
+    delay_ms: int = 0
+    delay_percent: float = 0.0  # 0..100
+    abort_status: int = 0  # 0: no abort
+    abort_percent: float = 0.0
+
+
 class HttpRule(Message):
     name: str = ""
     matches: list[RouteMatch] = []  # empty: matches every request
     destinations: list[WeightedDestination] = []
+    timeout_ms: int | None = None  # None: no route timeout
+    retry: RetryPolicy | None = None  # None: Istio's default policy (proxy/outbound/retry.py)
+    fault: FaultPolicy | None = None
 
 
 class RouteConfig(Message):
@@ -57,10 +87,39 @@ class Endpoint(Message):
     weight: int = 1
 
 
+class HashPolicy(Message):
+    """Consistent hashing (lb == "CONSISTENT_HASH"): exactly one key source is set."""
+
+    header: str = ""  # lower-case header name
+    cookie: str = ""  # cookie name (hash an existing cookie; generating one is not implemented)
+    cookie_path: str = ""
+    query: str = ""  # query parameter name
+    source_ip: bool = False
+    table: str = "RING_HASH"  # or "MAGLEV"
+    size: int = 1024  # ringHash.minimumRingSize or maglev.tableSize
+
+
+class LocalityPolicy(Message):
+    """localityLbSetting: prefer the caller's locality; fail over by priority when it has nothing healthy."""
+
+    failover: dict[str, str] = {}  # from region -> to region
+
+
+class LbPolicy(Message):
+    """A load balancer beyond its simple name: the hash key and locality settings of one level."""
+
+    lb: str = "ROUND_ROBIN"
+    hash: HashPolicy | None = None
+    locality: LocalityPolicy | None = None
+
+
 class SubsetPolicy(Message):
     name: str
     labels: dict[str, str] = {}
     lb: str | None = None  # None: the cluster's lb
+    hash: HashPolicy | None = None  # with lb == "CONSISTENT_HASH"
+    locality: LocalityPolicy | None = None
+    port_lb: dict[int, LbPolicy] = {}  # portLevelSettings: service port -> policy for that port
 
 
 class ClusterConfig(Message):
@@ -69,8 +128,11 @@ class ClusterConfig(Message):
     host: str
     version: int
     ports: list[int] = []
-    lb: str = "ROUND_ROBIN"
+    lb: str = "ROUND_ROBIN"  # ROUND_ROBIN, RANDOM, LEAST_REQUEST or CONSISTENT_HASH
     subsets: list[SubsetPolicy] = []
+    hash: HashPolicy | None = None  # with lb == "CONSISTENT_HASH"
+    locality: LocalityPolicy | None = None
+    port_lb: dict[int, LbPolicy] = {}  # portLevelSettings: service port -> policy for that port
     endpoints: list[Endpoint] = []
     source: str = ""  # "namespace/name" of the DestinationRule, if any
 

@@ -6,7 +6,8 @@
     ├── NoHealthyUpstream     503  UH   the cluster has no healthy endpoint
     ├── UpstreamConnectError  503  UF   connecting to the chosen endpoint failed
     ├── UpstreamReset         503  UC   the upstream closed or reset mid-exchange
-    └── UpstreamTimeout       504  UT   the upstream did not answer in time
+    ├── UpstreamTimeout       504  UT   the upstream did not answer in time
+    └── FaultAbort            any  FI   a configured fault injection aborted the request
 
 The flag is Envoy's response flag, so access logs read the way Istio users expect.
 """
@@ -51,3 +52,11 @@ class UpstreamReset(ProxyError):
 class UpstreamTimeout(ProxyError):
     status = 504
     flag = "UT"
+
+
+class FaultAbort(ProxyError):
+    flag = "FI"
+
+    def __init__(self, status: int) -> None:
+        super().__init__("fault filter abort")
+        self.status = status

@@ -34,12 +34,12 @@ class Sidecar:
         self.log = configure(options.log_level, "proxy")
         self.state = ConfigState()
         self.pool = ConnectionPool()
-        self.router = MeshRouter(self.state, options.namespace, options.domain_suffix)
+        self.router = MeshRouter(self.state, options.namespace, options.domain_suffix, options.labels, options.locality)
         self.xds = XdsClient(self.state, options.id, options.service, options.namespace)
         workload = Workload(id=options.id, service=options.service, namespace=options.namespace,
                             address=options.address, service_port=options.service_port,
                             inbound_port=options.inbound_port, labels=dict(options.labels),
-                            service_account=options.service_account)
+                            service_account=options.service_account, locality=options.locality)
         self.registration = Registration(workload, options.app_host, options.app_port, options.lease_ttl,
                                          options.health_interval)
         self.outbound = Listener(options.outbound_host, options.outbound_port, self.router, self.pool, "outbound")

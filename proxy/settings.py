@@ -30,6 +30,8 @@ class ProxyOptions:
     app_port: int
     namespace: str = "default"
     labels: dict[str, str] = field(default_factory=dict)
+    # "region/zone/subzone" of this workload: localityLbSetting prefers endpoints near it; "" for none
+    locality: str = field(default_factory=lambda: os.environ.get("ISTHMUS_LOCALITY", ""))
     service_account: str = "default"
     address: str = "127.0.0.1"  # advertised to peers: where they reach our inbound listener
     app_host: str = "127.0.0.1"

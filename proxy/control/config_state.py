@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from proto.xds import ClusterConfig, Push, RouteConfig
-from proxy.outbound.balancer import BALANCERS
+from proxy.outbound.balancer import policy_problem
 from proxy.outbound.route_match import CompiledRoute
 from proxy.outbound.router import RoutingTable, build_table
 
@@ -40,15 +40,20 @@ def _check_cluster(cluster: ClusterConfig) -> None:
     where = f"cluster {cluster.host}"
     if not cluster.host:
         raise ConfigRejected("a cluster has an empty host")
-    if cluster.lb not in BALANCERS:
-        raise ConfigRejected(f"{where}: load balancer {cluster.lb!r} is not supported")
+    policies = [("", cluster.lb, cluster.hash)]
+    policies += [(f" port {port}", p.lb, p.hash) for port, p in cluster.port_lb.items()]
     names = set()
     for subset in cluster.subsets:
         if subset.name in names or not subset.name:
             raise ConfigRejected(f"{where}: subset name {subset.name!r} is empty or repeated")
         names.add(subset.name)
-        if subset.lb is not None and subset.lb not in BALANCERS:
-            raise ConfigRejected(f"{where}: subset {subset.name}: load balancer {subset.lb!r} is not supported")
+        if subset.lb is not None:
+            policies.append((f" subset {subset.name}", subset.lb, subset.hash))
+        policies += [(f" subset {subset.name} port {port}", p.lb, p.hash) for port, p in subset.port_lb.items()]
+    for at, lb, hash_policy in policies:
+        problem = policy_problem(lb, hash_policy)
+        if problem:
+            raise ConfigRejected(f"{where}{at}: {problem}")
     for port in cluster.ports:
         if not 1 <= port <= 65535:
             raise ConfigRejected(f"{where}: port {port} is out of range")

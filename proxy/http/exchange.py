@@ -17,10 +17,12 @@ from proxy.http.flow import BUFFERING, PEER_FULL
 from proxy.http.head import CRLF, request_head, write_response_head
 from proxy.http.rescue import rescue
 from proxy.http.upstream import STREAM, UpstreamConnection
+from proxy.outbound import retry
 from proxy.outbound.target import RequestHead, Target
 
 if TYPE_CHECKING:
     from proxy.http.server import HttpProxyProtocol
+    from proxy.outbound.fault import FaultPolicy
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 LAST_CHUNK = b"0\r\n\r\n"
@@ -51,6 +53,8 @@ class Exchange:
         "expect_continue", "is_head", "req_done", "pending", "pending_size", "replay", "error",
         # upstream
         "upstream", "conn", "connecting", "retried", "timer",
+        # route policy (proxy/outbound/policy.py): timeout, retries, fault
+        "policy", "attempt", "tried", "try_timer",
         # response
         "status", "flag", "stream_chunked", "head_sent", "resp_done", "close_after", "out", "bytes_sent",
         # bookkeeping
@@ -84,6 +88,11 @@ class Exchange:
         self.connecting: asyncio.Task[UpstreamConnection] | None = None
         self.retried = False
         self.timer: asyncio.TimerHandle | None = None
+        # route policy
+        self.policy = None  # the chosen rule's RoutePolicy, from the Target
+        self.attempt = 0  # retries sent so far
+        self.tried: list[tuple[str, int]] | None = None  # endpoints tried, once a retry happens
+        self.try_timer: asyncio.TimerHandle | None = None  # per-try timeout, or the back-off before a retry
         # response
         self.status = 0
         self.flag = "-"
@@ -115,9 +124,29 @@ class Exchange:
             return
         if self.expect_continue and not self.req_done:
             self.proto.write(CONTINUE)
-        if shared.response_timeout is not None:
-            self.timer = self.proto.loop.call_later(shared.response_timeout, self._on_timeout)
-        conn = shared.pool.take((target.address, target.port))
+        policy = self.policy = target.policy
+        if policy is not None and policy.fault is not None and self._inject_fault(policy.fault):
+            return
+        self._go()
+
+    def _go(self) -> None:
+        """Start the response timeout (the route's, else the listener's) and send the first try."""
+        policy = self.policy
+        timeout = self.proto.shared.response_timeout
+        if policy is not None and policy.timeout is not None:
+            timeout = policy.timeout
+        if timeout is not None:
+            self.timer = self.proto.loop.call_later(timeout, self._on_timeout, timeout)
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        target = self.upstream
+        assert target is not None
+        target.acquire()  # in-flight count for LEAST_REQUEST; released when this try ends
+        policy = self.policy
+        if policy is not None and policy.retry is not None and policy.retry.per_try_timeout is not None:
+            self.try_timer = self.proto.loop.call_later(policy.retry.per_try_timeout, self._on_try_timeout)
+        conn = self.proto.shared.pool.take((target.address, target.port))
         if conn is not None:
             self._send(conn)
         else:
@@ -144,11 +173,16 @@ class Exchange:
         """The client closed: stop the upstream side, log as downstream disconnect."""
         if self.resp_done:
             return
+        if self.upstream is not None:
+            self.upstream.release()
         self.resp_done = True
         self.flag = "DC"
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if self.try_timer is not None:
+            self.try_timer.cancel()
+            self.try_timer = None
         self._drop_upstream()
         self._log()
 
@@ -156,6 +190,9 @@ class Exchange:
 
     def on_response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]],
                          drop: frozenset[bytes] | None, framing: int) -> None:
+        policy = self.policy
+        if policy is not None and status >= policy.retry_from and self._retry_response(status):
+            return
         self.status = status
         proto = self.proto
         close = not self.keep_alive or proto.stopping
@@ -177,11 +214,16 @@ class Exchange:
     def on_response_end(self) -> None:
         if self.resp_done:
             return
+        if self.upstream is not None:
+            self.upstream.release()
         self.conn = None
         self.resp_done = True
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if self.try_timer is not None:
+            self.try_timer.cancel()
+            self.try_timer = None
         if self.stream_chunked:
             self.out.append(LAST_CHUNK)
         self.flush()
@@ -207,6 +249,8 @@ class Exchange:
             self.retried = True
             self._connect()
             return
+        if self.policy is not None and self._retry_failure(retry.RESET):
+            return
         self.fail(exc)
 
     # --- failure ----------------------------------------------------------------------------------
@@ -215,10 +259,15 @@ class Exchange:
         """Answer via rescue if nothing was sent yet, else cut the client connection."""
         if self.resp_done:
             return
+        if self.upstream is not None:
+            self.upstream.release()
         self.resp_done = True
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if self.try_timer is not None:
+            self.try_timer.cancel()
+            self.try_timer = None
         self._drop_upstream()
         proto = self.proto
         proto.gate.resume(BUFFERING | PEER_FULL)
@@ -264,6 +313,8 @@ class Exchange:
         self.connecting = None
         exc = task.exception()
         if exc is not None:
+            if self.policy is not None and self._retry_failure(retry.CONNECT_FAILURE):
+                return
             self.fail(exc)
             return
         self._send(task.result())
@@ -299,10 +350,83 @@ class Exchange:
             self.connecting = None
             task.cancel()
 
-    def _on_timeout(self) -> None:
+    def _on_timeout(self, timeout: float) -> None:
         self.timer = None
-        timeout = self.proto.shared.response_timeout
         self.fail(UpstreamTimeout(f"upstream request timeout after {timeout:g}s"))
+
+    # --- route policy: fault, retries (proxy/outbound/fault.py, retry.py) -------------------------
+
+    def _inject_fault(self, fault: FaultPolicy) -> bool:
+        """Delay and/or abort as the rule's fault says; True when it took over the request."""
+        delay = fault.delay_for()
+        abort = fault.abort_for()
+        if delay:
+            self.flag = "DI"
+            self.timer = self.proto.loop.call_later(delay, self._after_delay, abort)
+            return True
+        if abort is not None:
+            self.fail(abort)
+            return True
+        return False
+
+    def _after_delay(self, abort: ProxyError | None) -> None:
+        self.timer = None
+        if abort is not None:
+            self.fail(abort)
+        else:
+            self._go()
+
+    def _retry_response(self, status: int) -> bool:
+        """A response head arrived: retry instead of forwarding it when the policy says so."""
+        policy = self.policy.retry  # type: ignore[union-attr]
+        if (policy is None or self.attempt >= policy.attempts or self.replay is None
+                or not policy.retries_status(status)):
+            return False
+        self._schedule_retry()
+        return True
+
+    def _retry_failure(self, kind: int) -> bool:
+        """No response (connect failure, reset, per-try timeout): retry if allowed and the request can be resent."""
+        policy = self.policy.retry  # type: ignore[union-attr]
+        if (policy is None or self.attempt >= policy.attempts or self.status or self.head_sent
+                or not policy.retries_failure(kind)):
+            return False
+        if self.replay is None and (kind != retry.CONNECT_FAILURE or self.conn is not None):
+            return False  # part of the request went out and is no longer in hand
+        self._schedule_retry()
+        return True
+
+    def _schedule_retry(self) -> None:
+        self.attempt += 1
+        self._drop_upstream()
+        if self.try_timer is not None:
+            self.try_timer.cancel()
+        target = self.upstream
+        assert target is not None
+        target.release()
+        if self.tried is None:
+            self.tried = []
+        self.tried.append((target.address, target.port))
+        self.try_timer = self.proto.loop.call_later(retry.backoff(self.attempt), self._retry_now)
+
+    def _retry_now(self) -> None:
+        self.try_timer = None
+        if self.resp_done:
+            return
+        repick = getattr(self.proto.shared.router, "retry_pick", None)
+        if repick is not None:
+            try:
+                self.upstream = repick(self.upstream, self.head, self.tried)
+            except Exception as exc:
+                self.fail(exc)
+                return
+        self._dispatch()
+
+    def _on_try_timeout(self) -> None:
+        self.try_timer = None
+        if not self._retry_failure(retry.PER_TRY_TIMEOUT):
+            timeout = self.policy.retry.per_try_timeout  # type: ignore[union-attr]
+            self.fail(UpstreamTimeout(f"upstream request timeout after {timeout:g}s (per try)"))
 
     def _release(self) -> None:
         if not self.released:

@@ -53,7 +53,7 @@ class HttpProxyProtocol(asyncio.Protocol):
         "keepalive_handle", "idle_since",
         # per-connection
         "transport", "parser", "gate", "write_paused", "closing", "stopping", "broken", "active",
-        "pipeline", "advancing",
+        "pipeline", "advancing", "client",
         # per-request (the one being parsed)
         "current", "url", "headers",
     )
@@ -77,6 +77,7 @@ class HttpProxyProtocol(asyncio.Protocol):
         self.active: Exchange | None = None
         self.pipeline: deque[Exchange] = deque()
         self.advancing = False
+        self.client = ""  # the peer's IP, once per connection (consistentHash useSourceIp)
         # per-request
         self.current: Exchange | None = None
         self.url = b""
@@ -86,6 +87,8 @@ class HttpProxyProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.client = peer[0] if isinstance(peer, tuple) else ""
         self.gate = ReadGate(self.transport)
         self.shared.connections.add(self)
         self._arm_keepalive()
@@ -186,7 +189,7 @@ class HttpProxyProtocol(asyncio.Protocol):
                 if not has_id:
                     headers.append((b"x-request-id", new_request_id()))
                 head = RequestHead(_METHODS.get(method) or method.decode("latin-1"), host_s, port,
-                                   target.decode("latin-1"), headers)
+                                   target.decode("latin-1"), headers, self.client)
         ex = Exchange(self, head, method, target, headers, drop, has_body, chunked, http11,
                       keep_alive and error is None, expect, error)
         self.current = ex

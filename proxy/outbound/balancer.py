@@ -1,47 +1,232 @@
-"""Endpoint balancers, one per (cluster, subset), built with the routing table over its healthy endpoints.
+"""Endpoint balancers, one per (cluster, subset, port policy), built over the endpoints a pool may use.
 
-ROUND_ROBIN cycles the endpoints from a random starting point (so proxies that start together do not
-all hit the first endpoint); RANDOM picks uniformly. Endpoint weights are not applied yet.
+    ROUND_ROBIN      cycles the endpoints from a random start (proxies that start together spread out)
+    RANDOM           uniform pick
+    LEAST_REQUEST    power of two choices over requests in flight (Envoy's default for LEAST_REQUEST):
+                     two random endpoints, the one with fewer outstanding requests wins. The exchange
+                     reports in-flight requests through acquire(endpoint) / release(endpoint) (via
+                     Target.acquire / Target.release).
+    CONSISTENT_HASH  a key from the request (header, cookie, query parameter or client address) hashed
+                     onto a ring (RING_HASH: at least `size` virtual nodes in all, the same power of
+                     two per endpoint) or
+                     a Maglev table (MAGLEV: `size` slots, a prime); adding or removing one endpoint of N
+                     moves about 1/N of the keys. A request without the key gets a random endpoint, as
+                     Envoy does.
+Endpoint weights are not applied yet. Every balancer has acquire/release; only LEAST_REQUEST counts.
 """
 
 from __future__ import annotations
 
 import itertools
 import random
+from bisect import bisect_left
 from collections.abc import Sequence
+from hashlib import blake2b
 from typing import Protocol
 
-from proto.xds import Endpoint
+from proto.xds import Endpoint, HashPolicy
+from proxy.outbound.route_match import query_value
+from proxy.outbound.target import RequestHead
+
+MAX_RING = 1 << 23  # Envoy's maximum ring size
 
 
 class Balancer(Protocol):
-    def pick(self) -> Endpoint: ...
+    def pick(self, head: RequestHead) -> Endpoint: ...
+
+    def acquire(self, endpoint: Endpoint) -> None: ...
+
+    def release(self, endpoint: Endpoint) -> None: ...
 
 
-class RoundRobin:
+class _NoCount:
+    __slots__ = ()
+
+    def acquire(self, endpoint: Endpoint) -> None:
+        pass
+
+    def release(self, endpoint: Endpoint) -> None:
+        pass
+
+
+class RoundRobin(_NoCount):
     __slots__ = ("endpoints", "_counter")
 
-    def __init__(self, endpoints: Sequence[Endpoint]) -> None:
+    def __init__(self, endpoints: Sequence[Endpoint], policy: HashPolicy | None = None) -> None:
         self.endpoints = tuple(endpoints)
         self._counter = itertools.count(random.randrange(len(self.endpoints)) if self.endpoints else 0)
 
-    def pick(self) -> Endpoint:
+    def pick(self, head: RequestHead | None = None) -> Endpoint:
         return self.endpoints[next(self._counter) % len(self.endpoints)]
 
 
-class RandomPick:
+class RandomPick(_NoCount):
     __slots__ = ("endpoints",)
 
-    def __init__(self, endpoints: Sequence[Endpoint]) -> None:
+    def __init__(self, endpoints: Sequence[Endpoint], policy: HashPolicy | None = None) -> None:
         self.endpoints = tuple(endpoints)
 
-    def pick(self) -> Endpoint:
+    def pick(self, head: RequestHead | None = None) -> Endpoint:
         return self.endpoints[int(random.random() * len(self.endpoints))]
 
 
-BALANCERS: dict[str, type[RoundRobin] | type[RandomPick]] = {"ROUND_ROBIN": RoundRobin, "RANDOM": RandomPick}
+class LeastRequest:
+    """Power of two choices; `active[id(endpoint)]` counts the requests in flight to each endpoint."""
+
+    __slots__ = ("endpoints", "active")
+
+    def __init__(self, endpoints: Sequence[Endpoint], policy: HashPolicy | None = None) -> None:
+        self.endpoints = tuple(endpoints)
+        self.active = {id(ep): 0 for ep in self.endpoints}
+
+    def pick(self, head: RequestHead | None = None) -> Endpoint:
+        endpoints = self.endpoints
+        n = len(endpoints)
+        if n == 1:
+            return endpoints[0]
+        a = int(random.random() * n)
+        b = int(random.random() * (n - 1))
+        if b >= a:
+            b += 1  # two distinct endpoints
+        first, second = endpoints[a], endpoints[b]
+        active = self.active
+        return second if active[id(second)] < active[id(first)] else first
+
+    def acquire(self, endpoint: Endpoint) -> None:
+        key = id(endpoint)
+        if key in self.active:
+            self.active[key] += 1
+
+    def release(self, endpoint: Endpoint) -> None:
+        key = id(endpoint)
+        count = self.active.get(key)
+        if count:
+            self.active[key] = count - 1
 
 
-def make_balancer(lb: str, endpoints: Sequence[Endpoint]) -> Balancer:
+def hash64(data: bytes) -> int:
+    return int.from_bytes(blake2b(data, digest_size=8).digest(), "little")
+
+
+def endpoint_key(ep: Endpoint) -> bytes:
+    """What places an endpoint on the ring: its address and ports, so every proxy builds the same ring."""
+    return f"{ep.address}|{sorted(ep.ports.items())}|{ep.workload}".encode()
+
+
+def _cookie(head: RequestHead, name: bytes) -> bytes | None:
+    for key, value in head.headers:
+        if key == b"cookie":
+            for part in value.split(b";"):
+                k, sep, v = part.strip().partition(b"=")
+                if sep and k == name:
+                    return v
+    return None
+
+
+def hash_key(policy: HashPolicy, head: RequestHead) -> bytes | None:
+    """The request's hash key under `policy`, or None when the request does not carry it."""
+    if policy.header:
+        name = policy.header.encode("latin-1")
+        found = None
+        for key, value in head.headers:
+            if key == name:
+                found = value if found is None else found + b"," + value
+        return found
+    if policy.cookie:
+        return _cookie(head, policy.cookie.encode("latin-1"))
+    if policy.query:
+        value = query_value(head.path, policy.query)
+        return None if value is None else value.encode("latin-1")
+    if policy.source_ip:
+        return head.client.encode("latin-1") if head.client else None
+    return None
+
+
+class ConsistentHash(_NoCount):
+    __slots__ = ("endpoints", "policy", "points", "owners", "table")
+
+    def __init__(self, endpoints: Sequence[Endpoint], policy: HashPolicy | None = None) -> None:
+        self.endpoints = tuple(endpoints)
+        self.policy = policy or HashPolicy()
+        self.points: list[int] = []
+        self.owners: list[int] = []
+        self.table: list[int] = []
+        if self.policy.table == "MAGLEV":
+            self.table = maglev_table([endpoint_key(ep) for ep in self.endpoints], self.policy.size)
+        else:
+            self._build_ring(min(max(self.policy.size, 1), MAX_RING))
+
+    def _build_ring(self, size: int) -> None:
+        n = len(self.endpoints)
+        # ceil(size / n) virtual nodes per endpoint, rounded up to a power of two so that adding or removing
+        # an endpoint rarely changes the count (and so never reshuffles the other endpoints' points)
+        per = 1 << max(0, -(-size // n) - 1).bit_length() if n else 0
+        ring: list[tuple[int, int]] = []
+        for index, ep in enumerate(self.endpoints):
+            base = endpoint_key(ep)
+            for replica in range(per):
+                ring.append((hash64(base + b"_%d" % replica), index))
+        ring.sort()
+        self.points = [h for h, _ in ring]
+        self.owners = [i for _, i in ring]
+
+    def index_for(self, key: bytes) -> int:
+        h = hash64(key)
+        if self.table:
+            return self.table[h % len(self.table)]
+        at = bisect_left(self.points, h)
+        return self.owners[at if at < len(self.points) else 0]
+
+    def pick(self, head: RequestHead | None = None) -> Endpoint:
+        key = hash_key(self.policy, head) if head is not None else None
+        if key is None:
+            return self.endpoints[int(random.random() * len(self.endpoints))]
+        return self.endpoints[self.index_for(key)]
+
+
+def maglev_table(names: list[bytes], size: int) -> list[int]:
+    """Maglev's lookup table (Eisenbud et al., 2016): each slot owned by one backend, shares near-equal."""
+    n = len(names)
+    if n == 0:
+        return []
+    offsets = [hash64(b"o" + name) % size for name in names]
+    skips = [hash64(b"s" + name) % (size - 1) + 1 for name in names]
+    nexts = [0] * n
+    table = [-1] * size
+    filled = 0
+    while True:
+        for i in range(n):
+            c = (offsets[i] + nexts[i] * skips[i]) % size
+            while table[c] >= 0:
+                nexts[i] += 1
+                c = (offsets[i] + nexts[i] * skips[i]) % size
+            table[c] = i
+            nexts[i] += 1
+            filled += 1
+            if filled == size:
+                return table
+
+
+BALANCERS: dict[str, type] = {
+    "ROUND_ROBIN": RoundRobin,
+    "RANDOM": RandomPick,
+    "LEAST_REQUEST": LeastRequest,
+    "CONSISTENT_HASH": ConsistentHash,
+}
+
+
+def make_balancer(lb: str, endpoints: Sequence[Endpoint], policy: HashPolicy | None = None) -> Balancer:
     """Raises KeyError for a policy the proxy does not implement (ConfigState rejects those first)."""
-    return BALANCERS[lb](endpoints)
+    return BALANCERS[lb](endpoints, policy)  # type: ignore[no-any-return]
+
+
+def policy_problem(lb: str, policy: HashPolicy | None) -> str | None:
+    """Why a compiled policy cannot be balanced by this proxy, or None."""
+    if lb not in BALANCERS:
+        return f"load balancer {lb!r} is not supported"
+    if lb == "CONSISTENT_HASH":
+        if policy is None or not (policy.header or policy.cookie or policy.query or policy.source_ip):
+            return "CONSISTENT_HASH needs a hash key (header, cookie, query parameter or source ip)"
+        if policy.table not in ("RING_HASH", "MAGLEV") or policy.size < 1:
+            return f"hash table {policy.table} of size {policy.size} is not supported"
+    return None

@@ -6,7 +6,14 @@ Semantics follow Istio's translation to Envoy route matches:
 - regexes match the whole value (RE2 full match in Envoy; `re.fullmatch` here), compiled once;
 - header names are lower-case; several values of one header are joined with "," before matching
   (as Envoy does); a missing header never matches;
-- `method` matches the request method, `port` the port the request was sent to;
+- `method` matches the request method, `port` the port the request was sent to, `scheme` "http" (the
+  sidecar's outbound listener speaks plain HTTP), `authority` the Host header value as sent (Envoy's
+  `:authority`, so it carries the port when the client wrote one);
+- `ignoreUriCase` makes uri `exact` and `prefix` case-insensitive; `regex` stays case-sensitive (Istio);
+- `queryParams` match the first value of each named parameter, undecoded; a StringMatch with no field
+  (`key: {}`), like a header's, only requires the parameter (header) to be present;
+- `withoutHeaders`: none of the listed header conditions may hold (a missing header holds none);
+- `sourceLabels` must all be among the calling proxy's labels, `sourceNamespace` be its namespace;
 - within a match every condition must hold; a rule with several matches needs any one of them; a rule
   without matches takes every request. The first rule that matches wins.
 A rule picks one of its destinations by weight from a cumulative table (bisect), not per-request math.
@@ -20,18 +27,43 @@ from collections.abc import Callable
 from random import random
 
 from proto.xds import HttpRule, RouteConfig, RouteMatch, StringMatch, WeightedDestination
+from proxy.outbound.policy import compile_policy
 from proxy.outbound.target import RequestHead
 
 Matcher = Callable[[str], bool]
+SCHEME = "http"  # what a sidecar's outbound listener receives
 
 
-def string_matcher(sm: StringMatch) -> Matcher:
-    """Raises ValueError for an empty match or a regex that does not compile."""
+class Caller:
+    """The workload whose proxy routes the request (sourceLabels, sourceNamespace)."""
+
+    __slots__ = ("labels", "namespace")
+
+    def __init__(self, labels: dict[str, str] | None = None, namespace: str = "") -> None:
+        self.labels = labels or {}
+        self.namespace = namespace
+
+
+NO_CALLER = Caller()
+
+
+def _present(value: str) -> bool:
+    return True
+
+
+def string_matcher(sm: StringMatch, ignore_case: bool = False, allow_presence: bool = False) -> Matcher:
+    """Raises ValueError for an empty match (unless `allow_presence`) or a regex that does not compile."""
     if sm.exact is not None:
         exact = sm.exact
+        if ignore_case:
+            folded = exact.lower()
+            return lambda value: value.lower() == folded
         return lambda value: value == exact
     if sm.prefix is not None:
         prefix = sm.prefix
+        if ignore_case:
+            folded = prefix.lower()
+            return lambda value: value.lower().startswith(folded)
         return lambda value: value.startswith(prefix)
     if sm.regex is not None:
         try:
@@ -39,6 +71,8 @@ def string_matcher(sm: StringMatch) -> Matcher:
         except re.error as exc:
             raise ValueError(f"regex {sm.regex!r} does not compile: {exc}") from exc
         return lambda value: pattern.fullmatch(value) is not None
+    if allow_presence:
+        return _present
     raise ValueError("a string match needs one of exact, prefix or regex")
 
 
@@ -58,18 +92,46 @@ def path_without_query(path: str) -> str:
     return path if cut < 0 else path[:cut]
 
 
+def query_value(path: str, name: str) -> str | None:
+    """First value of query parameter `name` in an origin-form path, undecoded; "" for a bare `?name`."""
+    cut = path.find("?")
+    if cut < 0:
+        return None
+    query = path[cut + 1:]
+    frag = query.find("#")
+    if frag >= 0:
+        query = query[:frag]
+    for part in query.split("&"):
+        key, _, value = part.partition("=")
+        if key == name:
+            return value
+    return None
+
+
+def _headers(headers: dict[str, StringMatch]) -> tuple[tuple[bytes, Matcher], ...]:
+    return tuple((name.lower().encode("latin-1"), string_matcher(sm, allow_presence=True))
+                 for name, sm in headers.items())
+
+
 class CompiledMatch:
-    __slots__ = ("uri", "uri_full_path", "method", "headers", "port")
+    __slots__ = ("uri", "uri_full_path", "method", "headers", "port", "scheme", "authority", "query",
+                 "without", "source_labels", "source_namespace")
 
     def __init__(self, match: RouteMatch) -> None:
-        self.uri = string_matcher(match.uri) if match.uri is not None else None
+        self.uri = string_matcher(match.uri, ignore_case=match.ignore_uri_case) if match.uri is not None else None
         self.uri_full_path = match.uri is not None and match.uri.prefix is not None
         self.method = string_matcher(match.method) if match.method is not None else None
-        self.headers = tuple((name.lower().encode("latin-1"), string_matcher(sm))
-                             for name, sm in match.headers.items())
+        self.headers = _headers(match.headers)
         self.port = match.port
+        self.scheme = string_matcher(match.scheme) if match.scheme is not None else None
+        self.authority = string_matcher(match.authority) if match.authority is not None else None
+        self.query = tuple((name, string_matcher(sm, allow_presence=True))
+                           for name, sm in match.query_params.items())
+        self.without = _headers(match.without_headers)
+        self.source_labels = tuple(match.source_labels.items())
+        self.source_namespace = match.source_namespace
 
-    def matches(self, head: RequestHead, path: str) -> bool:
+    def matches(self, head: RequestHead, path: str, caller: Caller = NO_CALLER) -> bool:
         """`path`: head.path without its query string (computed once per request by the caller)."""
         if self.port is not None and head.port != self.port:
             return False
@@ -77,20 +139,42 @@ class CompiledMatch:
             return False
         if self.uri is not None and not self.uri(head.path if self.uri_full_path else path):
             return False
+        if self.scheme is not None and not self.scheme(SCHEME):
+            return False
+        if self.authority is not None:
+            value = header_value(head, b"host")
+            if value is None or not self.authority(value):
+                return False
         for name, matcher in self.headers:
             value = header_value(head, name)
             if value is None or not matcher(value):
                 return False
+        for name, matcher in self.without:
+            value = header_value(head, name)
+            if value is not None and matcher(value):
+                return False
+        for qname, matcher in self.query:
+            qvalue = query_value(head.path, qname)
+            if qvalue is None or not matcher(qvalue):
+                return False
+        if self.source_labels:
+            labels = caller.labels
+            for key, want in self.source_labels:
+                if labels.get(key) != want:
+                    return False
+        if self.source_namespace is not None and caller.namespace != self.source_namespace:
+            return False
         return True
 
 
 class CompiledRule:
-    __slots__ = ("name", "matches", "destinations", "cumulative", "total")
+    __slots__ = ("name", "matches", "destinations", "cumulative", "total", "policy")
 
     def __init__(self, rule: HttpRule) -> None:
         if not rule.destinations:
             raise ValueError("a rule needs at least one destination")
         self.name = rule.name
+        self.policy = compile_policy(rule)  # timeout, retries, fault (proxy/outbound/policy.py)
         self.matches = tuple(CompiledMatch(m) for m in rule.matches)
         self.destinations = tuple(rule.destinations)
         weights = [1 if len(rule.destinations) == 1 else d.weight for d in rule.destinations]
@@ -105,11 +189,11 @@ class CompiledRule:
         if self.total <= 0:
             raise ValueError("destination weights sum to 0")
 
-    def applies(self, head: RequestHead, path: str) -> bool:
+    def applies(self, head: RequestHead, path: str, caller: Caller = NO_CALLER) -> bool:
         if not self.matches:
             return True
         for match in self.matches:
-            if match.matches(head, path):
+            if match.matches(head, path, caller):
                 return True
         return False
 
@@ -134,8 +218,8 @@ class CompiledRoute:
                 raise ValueError(f"rule {rule.name or i}: {exc}") from exc
         self.rules = tuple(rules)
 
-    def rule_for(self, head: RequestHead, path: str) -> CompiledRule | None:
+    def rule_for(self, head: RequestHead, path: str, caller: Caller = NO_CALLER) -> CompiledRule | None:
         for rule in self.rules:
-            if rule.applies(head, path):
+            if rule.applies(head, path, caller):
                 return rule
         return None

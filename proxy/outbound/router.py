@@ -7,33 +7,62 @@ Host resolution follows what a client in the proxy's namespace means by a name, 
 search paths resolve it: `reviews` -> reviews.<proxy ns>.<suffix>, `reviews.other` ->
 reviews.other.<suffix>, `reviews.other.svc` -> reviews.other.svc.<suffix minus "svc.">; a name the
 table holds exactly (an FQDN, a ServiceEntry host, an IP) is taken as is first.
-Healthy endpoints per subset and their balancers are computed when the table is built, never per request.
+Healthy endpoints per subset are computed when the table is built; each balancer on the first request
+that needs it (it depends on the port's policy and this proxy's locality), never again per request.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from proto.xds import ClusterConfig, Endpoint
+from proto.xds import ClusterConfig, Endpoint, LbPolicy
 from proxy.errors import NoHealthyUpstream, NoRoute
 from proxy.outbound.balancer import Balancer, make_balancer
-from proxy.outbound.route_match import CompiledRoute, path_without_query
+from proxy.outbound.locality import preferred
+from proxy.outbound.policy import DEFAULT_POLICY
+from proxy.outbound.route_match import Caller, CompiledRoute, path_without_query
 from proxy.outbound.target import RequestHead, Target
 
 RESOLVE_CACHE_SIZE = 4096
+RETRY_HOST_ATTEMPTS = 5  # Istio: host_selection_retry_max_attempts
 
 
 class Pool:
-    """The healthy endpoints of one subset ("" for the whole cluster) and their balancer."""
+    """The healthy endpoints of one subset ("" for the whole cluster) and their balancers.
 
-    __slots__ = ("host", "subset", "endpoints", "balancer", "_names")
+    Balancers are made on first use, one per load-balancing policy in force (the pool's own, or a
+    portLevelSettings one) and per caller locality, and live as long as the table keeps this cluster.
+    """
 
-    def __init__(self, host: str, subset: str, endpoints: list[Endpoint], lb: str) -> None:
+    __slots__ = ("host", "subset", "endpoints", "policy", "port_policies", "_balancers", "_names")
+
+    def __init__(self, host: str, subset: str, endpoints: list[Endpoint], policy: LbPolicy | str,
+                 port_policies: dict[int, LbPolicy] | None = None) -> None:
         self.host = host
         self.subset = subset
         self.endpoints = tuple(endpoints)
-        self.balancer: Balancer | None = make_balancer(lb, self.endpoints) if self.endpoints else None
+        self.policy = LbPolicy(lb=policy) if isinstance(policy, str) else policy
+        self.port_policies = port_policies or {}
+        self._balancers: dict[tuple[int, str], Balancer | None] = {}
         self._names: dict[int, str] = {}
+
+    @property
+    def balancer(self) -> Balancer | None:
+        """The balancer for ports without their own policy, for a caller with no locality."""
+        return self.balancer_for(0, "")
+
+    def balancer_for(self, port: int, locality: str) -> Balancer | None:
+        """None when the pool has no endpoint to offer."""
+        key = (port if port in self.port_policies else 0, locality)
+        try:
+            return self._balancers[key]
+        except KeyError:
+            pass
+        policy = self.port_policies.get(key[0], self.policy)
+        members = preferred(self.endpoints, locality, policy.locality)
+        balancer = make_balancer(policy.lb, members, policy.hash) if members else None
+        self._balancers[key] = balancer
+        return balancer
 
     def cluster_name(self, port: int) -> str:
         name = self._names.get(port)
@@ -49,10 +78,15 @@ class ClusterEntry:
         self.config = config
         self.ports = frozenset(config.ports)  # empty: the service accepts any port (e.g. a port-less entry)
         healthy = [ep for ep in config.endpoints if ep.healthy]
-        self.pools = {"": Pool(config.host, "", healthy, config.lb)}
+        base = LbPolicy(lb=config.lb, hash=config.hash, locality=config.locality)
+        self.pools = {"": Pool(config.host, "", healthy, base, config.port_lb)}
         for subset in config.subsets:
             members = [ep for ep in healthy if all(ep.labels.get(k) == v for k, v in subset.labels.items())]
-            self.pools[subset.name] = Pool(config.host, subset.name, members, subset.lb or config.lb)
+            if subset.lb is None:  # no policy of its own: the cluster's, port-level settings included
+                policy, ports = base, config.port_lb
+            else:
+                policy, ports = LbPolicy(lb=subset.lb, hash=subset.hash, locality=subset.locality), subset.port_lb
+            self.pools[subset.name] = Pool(config.host, subset.name, members, policy, ports)
 
 
 class RoutingTable:
@@ -83,9 +117,13 @@ class MeshRouter:
     """Router over `source.table`, read once per request: a push swaps the table in one assignment."""
 
     def __init__(self, source: TableSource, namespace: str = "default",
-                 domain_suffix: str = "svc.cluster.local") -> None:
+                 domain_suffix: str = "svc.cluster.local", labels: dict[str, str] | None = None,
+                 locality: str = "") -> None:
         self.source = source
         self.namespace = namespace
+        self.labels = dict(labels or {})  # this workload's labels: VirtualService match sourceLabels
+        self.locality = locality  # this workload's "region/zone/subzone": localityLbSetting
+        self.caller = Caller(self.labels, namespace)
         self.domain_suffix = domain_suffix
         tail = domain_suffix.split(".", 1)
         self._search = (domain_suffix, tail[1]) if len(tail) == 2 else (domain_suffix,)
@@ -124,11 +162,12 @@ class MeshRouter:
         subset = ""
         route = table.routes.get(host)
         if route is not None:
-            rule = route.rule_for(head, path_without_query(head.path))
+            rule = route.rule_for(head, path_without_query(head.path), self.caller)
             if rule is None:
                 raise NoRoute(f"no rule of the VirtualService {route.source} for {host} matches "
                               f"{head.method} {head.path}")
             dest = rule.pick()
+            policy = rule.policy
             host, subset = dest.host, dest.subset or ""
             entry = table.clusters.get(host)
             if entry is None:
@@ -139,12 +178,34 @@ class MeshRouter:
                 (port,) = entry.ports
         else:
             entry = table.clusters[host]
+            policy = DEFAULT_POLICY
         if entry.ports and port not in entry.ports:
             raise NoRoute(f"service {host} does not expose port {port} (ports: {sorted(entry.ports)})")
         pool = entry.pools.get(subset)
         if pool is None:
             raise NoHealthyUpstream(f"cluster outbound|{port}|{subset}|{host}: subset {subset!r} is not defined")
-        if pool.balancer is None:
+        balancer = pool.balancer_for(port, self.locality)
+        if balancer is None:
             raise NoHealthyUpstream(f"no healthy endpoint in cluster {pool.cluster_name(port)}")
-        endpoint = pool.balancer.pick()
-        return Target(endpoint.address, endpoint.ports.get(port, port), pool.cluster_name(port))
+        endpoint = balancer.pick(head)
+        return Target(endpoint.address, endpoint.ports.get(port, port), pool.cluster_name(port), endpoint, balancer,
+                      policy)
+
+    def retry_pick(self, target: Target, head: RequestHead, tried: list[tuple[str, int]]) -> Target:
+        """Another endpoint of `target`'s cluster for a retry: one not in `tried` where the balancer offers
+        one within RETRY_HOST_ATTEMPTS picks (Envoy's previous_hosts predicate, as Istio configures it)."""
+        balancer = target.balancer
+        if balancer is None:
+            return Target(target.address, target.port, target.cluster, policy=target.policy)
+        port = int(target.cluster.split("|", 2)[1])  # outbound|<service port>|<subset>|<host>
+        for _ in range(RETRY_HOST_ATTEMPTS):
+            endpoint = balancer.pick(head)  # type: ignore[attr-defined]
+            address, endpoint_port = endpoint.address, endpoint.ports.get(port, port)
+            if (address, endpoint_port) not in tried:
+                break
+        else:  # the balancer keeps offering tried endpoints (random, hash): take the first untried one
+            for other in getattr(balancer, "endpoints", ()):
+                if (other.address, other.ports.get(port, port)) not in tried:
+                    endpoint, address, endpoint_port = other, other.address, other.ports.get(port, port)
+                    break
+        return Target(address, endpoint_port, target.cluster, endpoint, balancer, target.policy)

@@ -12,14 +12,16 @@ class RequestHead:
     `port` is the explicit port or 80; `path` is origin-form (`/x?y=1`). Header names are lower-case.
     """
 
-    __slots__ = ("method", "host", "port", "path", "headers")
+    __slots__ = ("method", "host", "port", "path", "headers", "client")
 
-    def __init__(self, method: str, host: str, port: int, path: str, headers: list[tuple[bytes, bytes]]) -> None:
+    def __init__(self, method: str, host: str, port: int, path: str, headers: list[tuple[bytes, bytes]],
+                 client: str = "") -> None:
         self.method = method
         self.host = host
         self.port = port
         self.path = path
         self.headers = headers
+        self.client = client  # the downstream peer's IP address ("" if unknown): consistentHash useSourceIp
 
     def header(self, name: bytes) -> bytes | None:
         """First value of a lower-case header name, or None."""
@@ -30,14 +32,37 @@ class RequestHead:
 
 
 class Target:
-    """One chosen endpoint: where to connect, and the cluster it was picked from (for stats/logs)."""
+    """One chosen endpoint: where to connect, and the cluster it was picked from (for stats/logs).
 
-    __slots__ = ("address", "port", "cluster")
+    The exchange reports the request's life to the balancer that chose the endpoint (LEAST_REQUEST counts
+    requests in flight per endpoint): `acquire()` when the request is sent to this target, `release()` once
+    it is over with it (response complete, failed, client gone, or moved to another target by a retry).
+    `release()` without an `acquire()`, or a second `release()`, does nothing.
+    """
 
-    def __init__(self, address: str, port: int, cluster: str) -> None:
+    __slots__ = ("address", "port", "cluster", "endpoint", "balancer", "held", "policy")
+
+    def __init__(self, address: str, port: int, cluster: str, endpoint: object = None,
+                 balancer: object = None, policy: object = None) -> None:
         self.address = address
         self.port = port
         self.cluster = cluster
+        self.endpoint = endpoint  # the proto.xds.Endpoint picked, if a balancer picked it
+        self.balancer = balancer  # the balancer that picked it (has acquire/release)
+        self.held = False
+        # The chosen rule's proxy.outbound.policy.RoutePolicy (timeout, retries, fault), compiled with the
+        # routing table; None: no timeout, retry or fault beyond the listener's own settings.
+        self.policy = policy
+
+    def acquire(self) -> None:
+        if not self.held and self.balancer is not None:
+            self.held = True
+            self.balancer.acquire(self.endpoint)  # type: ignore[attr-defined]
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.balancer.release(self.endpoint)  # type: ignore[attr-defined]
 
 
 class Router(Protocol):
@@ -48,3 +73,7 @@ class Router(Protocol):
     """
 
     def pick(self, head: RequestHead) -> Target: ...
+
+    # Optional (MeshRouter has it): another endpoint of `target`'s cluster for a retry, avoiding the
+    # (address, port) pairs in `tried` where the cluster has another healthy endpoint.
+    # def retry_pick(self, target: Target, tried: list[tuple[str, int]]) -> Target: ...

@@ -15,12 +15,16 @@ import msgspec
 
 from proto.config_api import ConfigError
 from proto.networking import (
-    DestinationRuleSpec, HTTPMatchRequest, HTTPRoute, HTTPRouteDestination, ServiceEntrySpec, StringMatch,
-    TrafficPolicy, VirtualServiceSpec, WorkloadEntrySpec,
+    DestinationRuleSpec, HTTPMatchRequest, HTTPRoute, HTTPRouteDestination, LoadBalancerSettings, ServiceEntrySpec,
+    StringMatch, TrafficPolicy, VirtualServiceSpec, WorkloadEntrySpec,
 )
+from services.pilot.validate_resilience import http_resilience
 
-SUPPORTED_LB = ("ROUND_ROBIN", "RANDOM")
-NOT_YET_LB = ("LEAST_REQUEST", "LEAST_CONN", "PASSTHROUGH", "UNSPECIFIED")
+SUPPORTED_LB = ("ROUND_ROBIN", "RANDOM", "LEAST_REQUEST", "LEAST_CONN", "UNSPECIFIED")
+NOT_YET_LB = ("PASSTHROUGH",)
+HASH_KEYS = ("httpHeaderName", "httpCookie", "useSourceIp", "httpQueryParameterName")
+MAX_RING_SIZE = 1 << 23  # Envoy's maximum ring size
+MAX_MAGLEV_TABLE = 5000011  # Envoy's largest maglev table
 RESOLUTIONS = ("NONE", "STATIC", "DNS")
 NOT_YET_RESOLUTIONS = ("DNS_ROUND_ROBIN",)
 LOCATIONS = ("MESH_EXTERNAL", "MESH_INTERNAL")
@@ -121,9 +125,11 @@ def check_regex(pattern: str, path: str, f: Findings) -> None:
                           "use RE2 syntax (https://github.com/google/re2/wiki/Syntax)")
 
 
-def check_string_match(sm: StringMatch, path: str, f: Findings, allow_empty_prefix: bool = False) -> None:
+def check_string_match(sm: StringMatch, path: str, f: Findings, allow_empty_prefix: bool = False,
+                       allow_presence: bool = False) -> None:
+    """`allow_presence`: a match with no field only asks for presence (headers, queryParams), as in Istio."""
     given = [k for k in ("exact", "prefix", "regex") if getattr(sm, k) is not None]
-    if not given:
+    if not given and not allow_presence:
         f.error(path, "one of `exact`, `prefix` or `regex` is required")
     elif len(given) > 1:
         f.error(path, f"only one of `exact`, `prefix`, `regex` may be set (found {', '.join(given)})")
@@ -160,25 +166,41 @@ def virtual_service(spec: VirtualServiceSpec, f: Findings) -> None:
             f.error(f"{path}.route", "at least one route destination is required")
         else:
             _destinations(route.route, f"{path}.route", f)
+        http_resilience(route, path, f)  # timeout, retries, fault
     _unreachable_rules(spec.http, f)
 
 
 def _http_match(match: HTTPMatchRequest, path: str, f: Findings) -> None:
     if match.uri is not None:
         check_string_match(match.uri, f"{path}.uri", f, allow_empty_prefix=True)
-    if match.method is not None:
-        check_string_match(match.method, f"{path}.method", f)
-    for name, sm in (match.headers or {}).items():
-        hpath = f"{path}.headers[{name}]"
-        if not HEADER_NAME.match(name):
-            f.error(hpath, f"`{name}` is not a valid header name")
-        elif name.lower() in IGNORED_HEADER_KEYS:
-            f.warn(hpath, f"header key `{name}` is ignored (as Istio does); use the `{name.lower()}` match field")
-        elif name != name.lower():
-            f.warn(hpath, f"header names match case-insensitively: `{name}` is matched as `{name.lower()}`")
-        check_string_match(sm, hpath, f)
+    for field in ("scheme", "method", "authority"):
+        sm = getattr(match, field)
+        if sm is not None:
+            check_string_match(sm, f"{path}.{field}", f)
+    for field, headers in (("headers", match.headers), ("withoutHeaders", match.without_headers)):
+        for name, sm in (headers or {}).items():
+            hpath = f"{path}.{field}[{name}]"
+            if not HEADER_NAME.match(name):
+                f.error(hpath, f"`{name}` is not a valid header name")
+            elif name.lower() in IGNORED_HEADER_KEYS:
+                f.warn(hpath, f"header key `{name}` is ignored (as Istio does); use the `{name.lower()}` match field")
+            elif name != name.lower():
+                f.warn(hpath, f"header names match case-insensitively: `{name}` is matched as `{name.lower()}`")
+            check_string_match(sm, hpath, f, allow_presence=True)
+    for name, sm in (match.query_params or {}).items():
+        qpath = f"{path}.queryParams[{name}]"
+        if not name:
+            f.error(qpath, "query parameter name must not be empty")
+        check_string_match(sm, qpath, f, allow_presence=True)
     if match.port is not None:
         check_port(match.port, f"{path}.port", f)
+    check_labels(match.source_labels or {}, f"{path}.sourceLabels", f)
+    if match.source_namespace is not None and not DNS1123_LABEL.match(match.source_namespace):
+        f.error(f"{path}.sourceNamespace", f"`{match.source_namespace}` is not a valid namespace name")
+    gateways = match.gateways or []
+    if gateways and "mesh" not in gateways:
+        f.warn(f"{path}.gateways", f"this match applies only to gateways {', '.join(gateways)}, never to sidecars; "
+                                   "Isthmus runs no gateways, so it is dropped")
 
 
 def _destinations(routes: list[HTTPRouteDestination], path: str, f: Findings) -> None:
@@ -250,20 +272,105 @@ def _subset_name(name: str, path: str, f: Findings) -> None:
         f.error(path, f"subset name `{name}` is invalid (must be a DNS-1123 label)")
 
 
+def _load_balancer(lb: LoadBalancerSettings, path: str, f: Findings) -> None:
+    simple = lb.simple
+    if simple is not None and lb.consistent_hash is not None:
+        f.error(path, "only one of `simple` or `consistentHash` may be set")
+    if simple in NOT_YET_LB:
+        f.error(f"{path}.simple", f"load balancer `{simple}` is not supported yet "
+                                  f"(supported: {', '.join(SUPPORTED_LB)}, consistentHash)")
+    elif simple is not None and simple not in SUPPORTED_LB:
+        f.error(f"{path}.simple", f"unknown load balancer `{simple}` (supported: {', '.join(SUPPORTED_LB)})")
+    elif simple == "LEAST_CONN":
+        f.warn(f"{path}.simple", "LEAST_CONN is deprecated: it is LEAST_REQUEST")
+    if lb.consistent_hash is not None:
+        _consistent_hash(lb, f"{path}.consistentHash", f)
+    loc = lb.locality_lb_setting
+    if loc is not None:
+        seen: set[str] = set()
+        for i, rule in enumerate(loc.failover or []):
+            fpath = f"{path}.localityLbSetting.failover[{i}]"
+            for end, value in (("from", rule.from_), ("to", rule.to)):
+                if not value:
+                    f.error(f"{fpath}.{end}", f"failover `{end}` is required")
+                elif "/" in value or "*" in value:
+                    f.error(f"{fpath}.{end}", "locality failover only supports region to region")
+            if rule.from_ and rule.from_ == rule.to:
+                f.error(fpath, "locality lb setting failover src and dst should not be the same")
+            if rule.from_ in seen:
+                f.error(f"{fpath}.from", f"failover from region `{rule.from_}` is defined twice")
+            seen.add(rule.from_ or "")
+
+
+def _consistent_hash(lb: LoadBalancerSettings, hpath: str, f: Findings) -> None:
+    ch = lb.consistent_hash
+    assert ch is not None
+    keys = [k for k, v in zip(HASH_KEYS, (ch.http_header_name, ch.http_cookie, ch.use_source_ip or None,
+                                          ch.http_query_parameter_name)) if v is not None]
+    if not keys:
+        f.error(hpath, f"a hash key is required: one of {', '.join(HASH_KEYS)}")
+    elif len(keys) > 1:
+        f.error(hpath, f"only one hash key may be set (found {', '.join(keys)})")
+    if ch.http_header_name is not None and not HEADER_NAME.match(ch.http_header_name):
+        f.error(f"{hpath}.httpHeaderName", f"`{ch.http_header_name}` is not a valid header name")
+    if ch.http_query_parameter_name == "":
+        f.error(f"{hpath}.httpQueryParameterName", "query parameter name must not be empty")
+    if ch.http_cookie is not None:
+        cpath = f"{hpath}.httpCookie"
+        if not ch.http_cookie.name:
+            f.error(f"{cpath}.name", "name required for HttpCookie")
+        if ch.http_cookie.ttl is None:
+            f.error(f"{cpath}.ttl", "ttl required for HttpCookie")
+        else:
+            f.error(f"{cpath}.ttl", "httpCookie.ttl is not supported yet: the sidecar does not set the cookie "
+                                    "(hashing an existing cookie is implemented, generating one is not)")
+    tables = [k for k, v in (("ringHash", ch.ring_hash), ("maglev", ch.maglev),
+                             ("minimumRingSize", ch.minimum_ring_size)) if v is not None]
+    if len(tables) > 1:
+        f.error(hpath, f"only one of ringHash, maglev or minimumRingSize may be set (found {', '.join(tables)})")
+    ring = ch.ring_hash.minimum_ring_size if ch.ring_hash is not None else ch.minimum_ring_size
+    if ring is not None and not 1 <= ring <= MAX_RING_SIZE:
+        f.error(f"{hpath}.{'ringHash.minimumRingSize' if ch.ring_hash else 'minimumRingSize'}",
+                f"ring size {ring} is not in 1..{MAX_RING_SIZE}")
+    size = ch.maglev.table_size if ch.maglev is not None else None
+    if size is not None and (not 2 <= size <= MAX_MAGLEV_TABLE or not _is_prime(size)):
+        f.error(f"{hpath}.maglev.tableSize", f"maglev table size {size} must be a prime number "
+                                             f"no larger than {MAX_MAGLEV_TABLE}")
+
+
+def _is_prime(n: int) -> bool:
+    if n < 2:
+        return False
+    i = 2
+    while i * i <= n:
+        if n % i == 0:
+            return False
+        i += 1
+    return True
+
+
 def _traffic_policy(policy: TrafficPolicy | None, path: str, f: Findings) -> None:
     if policy is None:
         return
-    if policy.load_balancer is None:
+    if policy.load_balancer is None and not policy.port_level_settings:
         f.error(path, "traffic policy must have at least one field")
         return
-    simple = policy.load_balancer.simple
-    if simple is None or simple in SUPPORTED_LB:
-        return
-    lb_path = f"{path}.loadBalancer.simple"
-    if simple in NOT_YET_LB:
-        f.error(lb_path, f"load balancer `{simple}` is not supported yet (supported: {', '.join(SUPPORTED_LB)})")
-    else:
-        f.error(lb_path, f"unknown load balancer `{simple}` (supported: {', '.join(SUPPORTED_LB)})")
+    if policy.load_balancer is not None:
+        _load_balancer(policy.load_balancer, f"{path}.loadBalancer", f)
+    ports: set[int] = set()
+    for i, port_policy in enumerate(policy.port_level_settings or []):
+        ppath = f"{path}.portLevelSettings[{i}]"
+        if port_policy.port is None:
+            f.error(f"{ppath}.port", "portTrafficPolicy must have valid port")
+        else:
+            check_port(port_policy.port.number, f"{ppath}.port.number", f)
+            if port_policy.port.number in ports:
+                f.error(f"{ppath}.port.number", f"port {port_policy.port.number} has two port level settings")
+            ports.add(port_policy.port.number)
+        if port_policy.load_balancer is None:
+            f.error(ppath, "port traffic policy must have at least one field")
+        else:
+            _load_balancer(port_policy.load_balancer, f"{ppath}.loadBalancer", f)
 
 
 def destination_rule(spec: DestinationRuleSpec, f: Findings) -> None:

@@ -64,11 +64,12 @@ def test_a_weight_written_as_a_string_is_an_error_at_its_field_path():
 
 def test_an_unsupported_field_is_named_with_its_path():
     text = GOOD_VS.replace("  - route:\n    - destination: {host: reviews, subset: v1}",
-                           "  - timeout: 5s\n    route:\n    - destination: {host: reviews, subset: v1}")
+                           "  - retries: {attempts: 2, retryRemoteLocalities: true}\n    route:\n"
+                           "    - destination: {host: reviews, subset: v1}")
     resources, errors, _ = decode(text)
     assert resources == []
-    error = by_path(errors, "spec.http[1].timeout")
-    assert error.message == "field `timeout` is not supported by Isthmus yet (or is misspelled)"
+    error = by_path(errors, "spec.http[1].retries.retryRemoteLocalities")
+    assert error.message == "field `retryRemoteLocalities` is not supported by Isthmus yet (or is misspelled)"
 
 
 def test_a_misspelled_field_gets_a_suggestion():
@@ -126,7 +127,7 @@ def test_all_errors_of_a_submission_are_reported_at_once_with_document_numbers()
     metadata: {name: b}
     spec:
       host: reviews
-      trafficPolicy: {loadBalancer: {simple: LEAST_REQUEST}}
+      trafficPolicy: {loadBalancer: {simple: PASSTHROUGH}}
       subsets:
       - {name: v1, labels: {version: v1}}
       - {name: v1, labels: {version: v2}}
@@ -185,8 +186,8 @@ def test_a_route_needs_at_least_one_destination():
 
 
 def test_a_string_match_needs_exactly_one_of_exact_prefix_regex():
-    _, errors, _ = decode(GOOD_VS.replace("{exact: jason}", "{}"))
-    assert "one of `exact`, `prefix` or `regex`" in by_path(errors, "spec.http[0].match[0].headers[end-user]").message
+    _, errors, _ = decode(GOOD_VS.replace("headers: {end-user: {exact: jason}}", "method: {}"))
+    assert "one of `exact`, `prefix` or `regex`" in by_path(errors, "spec.http[0].match[0].method").message
     _, errors, _ = decode(GOOD_VS.replace("{exact: jason}", "{exact: jason, prefix: ja}"))
     assert "only one of" in by_path(errors, "spec.http[0].match[0].headers[end-user]").message
 
@@ -328,11 +329,11 @@ def test_an_empty_submission_is_an_error():
 
 def test_msgspec_errors_translate_to_paths_without_the_dollar_prefix():
     doc = {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "a"},
-           "spec": {"hosts": ["a"], "http": [{"timeout": "1s", "route": []}]}}
+           "spec": {"hosts": ["a"], "http": [{"fault": {"abort": {"grpcStatus": "UNAVAILABLE"}}, "route": []}]}}
     with pytest.raises(msgspec.ValidationError) as info:
         msgspec.convert(doc, type=VirtualService)
     assert from_msgspec_error(info.value) == (
-        "spec.http[0].timeout", "field `timeout` is not supported by Isthmus yet (or is misspelled)")
+        "spec.http[0].fault.abort.grpcStatus", "field `grpcStatus` is not supported by Isthmus yet (or is misspelled)")
     doc["spec"]["http"][0] = {"route": [{"destination": {"host": "a"}, "weight": "80"}]}
     with pytest.raises(msgspec.ValidationError) as info:
         msgspec.convert(doc, type=VirtualService)

@@ -8,7 +8,9 @@ from collections import Counter
 import pytest
 
 from proto.xds import HttpRule, RouteConfig, RouteMatch, StringMatch, WeightedDestination
-from proxy.outbound.route_match import CompiledMatch, CompiledRoute, CompiledRule, path_without_query
+from proxy.outbound.route_match import (
+    Caller, CompiledMatch, CompiledRoute, CompiledRule, path_without_query, query_value,
+)
 from proxy.outbound.target import RequestHead
 
 
@@ -109,3 +111,76 @@ def test_a_regex_that_does_not_compile_and_a_zero_weight_sum_are_rejected():
         CompiledRule(HttpRule(destinations=[dest("v1", 0), dest("v2", 0)]))
     with pytest.raises(ValueError, match="exact, prefix or regex"):
         CompiledMatch(RouteMatch(method=StringMatch()))
+
+
+# --- the rest of Istio's HTTPMatchRequest ---------------------------------------------------------
+
+def test_authority_matches_the_host_header_as_sent():
+    m = RouteMatch(authority=StringMatch(prefix="reviews"))
+    assert matches(m, head(host="reviews:9080"))
+    assert not matches(m, head(host="ratings:9080"))
+    assert not matches(RouteMatch(authority=StringMatch(exact="reviews")), head(host="reviews:9080"))
+    assert not matches(m, head())  # no Host header
+
+
+def test_scheme_is_http_on_a_sidecar():
+    assert matches(RouteMatch(scheme=StringMatch(exact="http")), head())
+    assert not matches(RouteMatch(scheme=StringMatch(exact="https")), head())
+
+
+@pytest.mark.parametrize("sm,yes,no", [
+    (StringMatch(exact="v2"), "/x?a=1&version=v2", "/x?version=v22"),
+    (StringMatch(prefix="v"), "/x?version=v3", "/x?version=beta"),
+    (StringMatch(regex="v[0-9]+"), "/x?version=v10#frag", "/x?version=v1x"),
+    (StringMatch(exact=""), "/x?version", "/x?version=v1"),
+    (StringMatch(), "/x?version=anything", "/x?other=v1"),  # no field: the parameter must be present
+])
+def test_query_params_match_the_first_value_of_the_parameter(sm, yes, no):
+    m = RouteMatch(query_params={"version": sm})
+    assert matches(m, head(yes)) and not matches(m, head(no))
+    assert not matches(m, head("/x"))
+
+
+def test_without_headers_requires_that_none_of_them_match():
+    m = RouteMatch(without_headers={"x-canary": StringMatch(exact="true"), "x-debug": StringMatch()})
+    assert matches(m, head())
+    assert matches(m, head(x_canary="false"))
+    assert not matches(m, head(x_canary="true"))
+    assert not matches(m, head(x_debug="1"))  # a field-less match: the header must be absent
+
+
+def test_a_header_match_without_a_field_checks_presence():
+    m = RouteMatch(headers={"x-user": StringMatch()})
+    assert matches(m, head(x_user="")) and matches(m, head(x_user="a"))
+    assert not matches(m, head())
+
+
+def test_ignore_uri_case_folds_exact_and_prefix_but_not_regex():
+    assert matches(RouteMatch(uri=StringMatch(exact="/API"), ignore_uri_case=True), head("/api?q=1"))
+    assert matches(RouteMatch(uri=StringMatch(prefix="/Api"), ignore_uri_case=True), head("/aPI/v1"))
+    assert not matches(RouteMatch(uri=StringMatch(exact="/API")), head("/api"))
+    assert not matches(RouteMatch(uri=StringMatch(regex="/API"), ignore_uri_case=True), head("/api"))
+
+
+def test_source_labels_and_namespace_match_the_calling_workload():
+    m = RouteMatch(source_labels={"app": "frontend", "version": "v1"}, source_namespace="shop")
+    caller = Caller({"app": "frontend", "version": "v1", "extra": "x"}, "shop")
+    request = head()
+    assert CompiledMatch(m).matches(request, "/", caller)
+    assert not CompiledMatch(m).matches(request, "/", Caller({"app": "frontend", "version": "v2"}, "shop"))
+    assert not CompiledMatch(m).matches(request, "/", Caller(caller.labels, "other"))
+    assert not CompiledMatch(m).matches(request, "/")  # no caller known
+
+
+def test_a_route_passes_the_caller_to_its_matches():
+    route = CompiledRoute(RouteConfig(host="reviews", version=1, rules=[
+        HttpRule(name="mine", matches=[RouteMatch(source_labels={"app": "frontend"})], destinations=[dest("v2")]),
+        HttpRule(name="rest", destinations=[dest("v1")])]))
+    assert route.rule_for(head(), "/", Caller({"app": "frontend"})).name == "mine"
+    assert route.rule_for(head(), "/", Caller({"app": "batch"})).name == "rest"
+
+
+def test_query_value_reads_undecoded_first_values():
+    assert query_value("/p?a=1&a=2&b=%20", "a") == "1"
+    assert query_value("/p?a=1&b=%20", "b") == "%20"
+    assert query_value("/p", "a") is None and query_value("/p?ab=1", "a") is None

@@ -8,9 +8,10 @@ from collections import Counter
 import pytest
 
 from proto.xds import (
-    ClusterConfig, Endpoint, HttpRule, Push, RouteConfig, RouteMatch, StringMatch, SubsetPolicy, WeightedDestination,
+    ClusterConfig, Endpoint, HashPolicy, HttpRule, LbPolicy, LocalityPolicy, Push, RouteConfig, RouteMatch, StringMatch,
+    SubsetPolicy, WeightedDestination,
 )
-from proxy.control.config_state import ConfigState
+from proxy.control.config_state import ConfigRejected, ConfigState
 from proxy.errors import NoHealthyUpstream, NoRoute
 from proxy.outbound.router import MeshRouter
 from proxy.outbound.target import RequestHead
@@ -147,3 +148,97 @@ def test_random_balancing_stays_within_the_subset():
         WeightedDestination(host=REVIEWS, subset="v1")])])
     router = router_for([cluster], [route])
     assert {router.pick(head()).address for _ in range(200)} == {"10.0.0.1", "10.0.0.2"}
+
+
+# --- caller identity and load balancing policies --------------------------------------------------
+
+def test_source_labels_route_by_the_proxys_own_labels():
+    routes = [RouteConfig(host=REVIEWS, version=1, rules=[
+        HttpRule(matches=[RouteMatch(source_labels={"app": "frontend"})],
+                 destinations=[WeightedDestination(host=REVIEWS, subset="v2")]),
+        HttpRule(destinations=[WeightedDestination(host=REVIEWS, subset="v1")])])]
+    state = ConfigState()
+    state.apply(Push(epoch="e", seq=1, version=1, full=True, clusters=[reviews_cluster()], routes=routes))
+    assert MeshRouter(state, labels={"app": "frontend"}).pick(head()).cluster == f"outbound|9080|v2|{REVIEWS}"
+    assert MeshRouter(state, labels={"app": "batch"}).pick(head()).cluster == f"outbound|9080|v1|{REVIEWS}"
+
+
+def test_consistent_hash_through_the_router_is_sticky_per_header_value():
+    hashing = reviews_cluster(lb="CONSISTENT_HASH", hash=HashPolicy(header="x-user"),
+                              endpoints=[ep(f"10.0.0.{i}", "v1") for i in range(1, 9)])
+    router = router_for([hashing])
+    for user in ("alice", "bob"):
+        assert len({router.pick(head(x_user=user)).address for _ in range(20)}) == 1
+    assert len({router.pick(head(x_user=f"u{i}")).address for i in range(100)}) > 4
+
+
+def test_target_acquire_and_release_feed_least_request():
+    router = router_for([reviews_cluster(lb="LEAST_REQUEST")])
+    busy = router.pick(head())
+    for _ in range(5):
+        extra = router.pick(head())
+        if extra.address == busy.address:
+            extra.acquire()
+    busy.acquire()
+    picks = {router.pick(head()).address for _ in range(30)}
+    assert picks == {"10.0.0.1", "10.0.0.2", "10.0.0.3"} - {busy.address}
+    held = busy.balancer.active[id(busy.endpoint)]
+    busy.release()
+    busy.release()  # a second release is a no-op
+    assert busy.balancer.active[id(busy.endpoint)] == held - 1
+
+
+def test_port_level_settings_override_the_cluster_policy_for_their_port():
+    cluster = reviews_cluster(ports=[9080, 9090], lb="ROUND_ROBIN",
+                              port_lb={9090: LbPolicy(lb="CONSISTENT_HASH", hash=HashPolicy(header="x-user"))},
+                              endpoints=[ep(f"10.0.0.{i}", "v1") for i in range(1, 6)])
+    router = router_for([cluster])
+    assert len({router.pick(head(port=9090, x_user="alice")).address for _ in range(20)}) == 1
+    assert len({router.pick(head(port=9080, x_user="alice")).address for _ in range(20)}) == 5
+
+
+def test_a_subset_without_a_policy_uses_the_clusters_and_one_with_a_policy_its_own():
+    cluster = reviews_cluster(lb="CONSISTENT_HASH", hash=HashPolicy(header="x-user"),
+                              subsets=[SubsetPolicy(name="v1", labels={"version": "v1"}),
+                                       SubsetPolicy(name="rr", labels={"version": "v1"}, lb="ROUND_ROBIN")],
+                              endpoints=[ep(f"10.0.0.{i}", "v1") for i in range(1, 6)])
+    routes = [RouteConfig(host=REVIEWS, version=1, rules=[
+        HttpRule(matches=[RouteMatch(headers={"x-rr": StringMatch(exact="1")})],
+                 destinations=[WeightedDestination(host=REVIEWS, subset="rr")]),
+        HttpRule(destinations=[WeightedDestination(host=REVIEWS, subset="v1")])])]
+    router = router_for([cluster], routes)
+    assert len({router.pick(head(x_user="alice")).address for _ in range(20)}) == 1
+    assert len({router.pick(head(x_user="alice", x_rr="1")).address for _ in range(20)}) == 5
+
+
+def test_locality_failover_moves_traffic_when_the_local_zone_has_nothing_healthy():
+    def located(address: str, locality: str, healthy: bool = True) -> Endpoint:
+        return Endpoint(address=address, ports={9080: 15006}, locality=locality, healthy=healthy)
+
+    policy = LocalityPolicy(failover={"us-east": "eu-west"})
+    endpoints = [located("10.0.0.1", "us-east/z1"), located("10.0.0.2", "us-east/z2"),
+                 located("10.0.0.3", "eu-west/z1"), located("10.0.0.4", "ap-south/z1")]
+    state = ConfigState()
+    state.apply(Push(epoch="e", seq=1, version=1, full=True,
+                     clusters=[reviews_cluster(locality=policy, endpoints=endpoints)]))
+    router = MeshRouter(state, locality="us-east/z1")
+    assert {router.pick(head()).address for _ in range(20)} == {"10.0.0.1"}
+    endpoints[0] = located("10.0.0.1", "us-east/z1", healthy=False)
+    state.apply(Push(epoch="e", seq=2, version=2, clusters=[reviews_cluster(version=2, locality=policy,
+                                                                            endpoints=endpoints)]))
+    assert {router.pick(head()).address for _ in range(20)} == {"10.0.0.2"}  # same region next
+    endpoints[1] = located("10.0.0.2", "us-east/z2", healthy=False)
+    state.apply(Push(epoch="e", seq=3, version=3, clusters=[reviews_cluster(version=3, locality=policy,
+                                                                            endpoints=endpoints)]))
+    assert {router.pick(head()).address for _ in range(20)} == {"10.0.0.3"}  # then the failover region
+    assert len({MeshRouter(state).pick(head()).address for _ in range(40)}) == 2  # no locality: no preference
+
+
+def test_a_push_with_a_hash_policy_but_no_key_is_rejected():
+    state = ConfigState()
+    with pytest.raises(ConfigRejected, match="hash key"):
+        state.apply(Push(epoch="e", seq=1, version=1, full=True,
+                         clusters=[reviews_cluster(lb="CONSISTENT_HASH")]))
+    with pytest.raises(ConfigRejected, match="port 9090"):
+        state.apply(Push(epoch="e", seq=1, version=1, full=True,
+                         clusters=[reviews_cluster(port_lb={9090: LbPolicy(lb="PASSTHROUGH")})]))

@@ -4,18 +4,23 @@ A cluster exists for every host that has a service (registered workloads, Servic
 DestinationRule names, or that a VirtualService routes to, so a route never waits on a cluster that
 would only ever be empty (the proxy then answers 503 "no healthy upstream", as Envoy does).
 The DestinationRule for a host is the oldest one whose `host`, resolved in its own namespace, is that
-host; it sets the cluster's load balancer (default ROUND_ROBIN) and its subsets.
+host; it sets the cluster's load balancer (default ROUND_ROBIN) and its subsets. Load balancing is
+resolved here, level by level, as Istio merges traffic policies: the cluster carries the top-level
+policy and its portLevelSettings; a subset with a trafficPolicy carries its merged policy per port; a
+subset without one carries none and uses the cluster's.
 """
 
 from __future__ import annotations
 
-from proto.networking import TrafficPolicy
-from proto.xds import ClusterConfig, Endpoint, SubsetPolicy
+from proto.networking import ConsistentHashLB, LoadBalancerSettings, Subset, TrafficPolicy
+from proto.xds import ClusterConfig, Endpoint, HashPolicy, LbPolicy, LocalityPolicy, SubsetPolicy
 from services.pilot.compile.endpoints import Service
 from services.pilot.compile.hosts import fqdn
 from services.pilot.compile.state import MeshState, Stored
 
 DEFAULT_LB = "ROUND_ROBIN"
+RING_SIZE = 1024  # Envoy's default minimum ring size
+MAGLEV_SIZE = 65537  # Envoy's default maglev table size
 
 
 def destination_rules(state: MeshState) -> dict[str, Stored]:
@@ -27,10 +32,63 @@ def destination_rules(state: MeshState) -> dict[str, Stored]:
     return rules
 
 
-def _lb(policy: TrafficPolicy | None) -> str | None:
-    if policy is None or policy.load_balancer is None:
+def _hash(ch: ConsistentHashLB | None) -> HashPolicy | None:
+    if ch is None:
         return None
-    return policy.load_balancer.simple
+    if ch.maglev is not None:
+        table, size = "MAGLEV", ch.maglev.table_size or MAGLEV_SIZE
+    else:
+        ring = ch.ring_hash.minimum_ring_size if ch.ring_hash is not None else ch.minimum_ring_size
+        table, size = "RING_HASH", ring or RING_SIZE
+    cookie = ch.http_cookie
+    return HashPolicy(header=(ch.http_header_name or "").lower(), cookie=cookie.name if cookie else "",
+                      cookie_path=(cookie.path or "") if cookie else "", query=ch.http_query_parameter_name or "",
+                      source_ip=bool(ch.use_source_ip), table=table, size=size)
+
+
+def _policy(settings: LoadBalancerSettings | None) -> LbPolicy:
+    """One level's loadBalancer as the proxy runs it; None (not set) is the default balancer."""
+    if settings is None:
+        return LbPolicy(lb=DEFAULT_LB)
+    hash_policy = _hash(settings.consistent_hash)
+    simple = settings.simple
+    if hash_policy is not None:
+        lb = "CONSISTENT_HASH"
+    elif simple is None or simple == "UNSPECIFIED":
+        lb = DEFAULT_LB
+    else:
+        lb = "LEAST_REQUEST" if simple == "LEAST_CONN" else simple
+    loc = settings.locality_lb_setting
+    locality = None
+    if loc is not None and loc.enabled is not False:
+        locality = LocalityPolicy(failover={f.from_ or "": f.to or "" for f in loc.failover or []})
+    return LbPolicy(lb=lb, hash=hash_policy, locality=locality)
+
+
+def _port_settings(policy: TrafficPolicy | None) -> dict[int, LoadBalancerSettings | None]:
+    return {p.port.number: p.load_balancer for p in (policy.port_level_settings if policy else None) or []
+            if p.port is not None}
+
+
+def _subset(subset: Subset, top: TrafficPolicy | None) -> SubsetPolicy:
+    """Istio's MergeTrafficPolicy: the top level, its port-level settings for the port, then the subset's
+    loadBalancer, then the subset's port-level settings (which replace, never inherit)."""
+    own = subset.traffic_policy
+    if own is None:  # the cluster's policy, port-level settings included
+        return SubsetPolicy(name=subset.name, labels=dict(subset.labels))
+    top_lb = top.load_balancer if top else None
+    top_ports, own_ports = _port_settings(top), _port_settings(own)
+    base = _policy(own.load_balancer if own.load_balancer is not None else top_lb)
+    port_lb: dict[int, LbPolicy] = {}
+    for port in sorted(set(top_ports) | set(own_ports)):
+        settings = top_ports[port] if port in top_ports else top_lb
+        if own.load_balancer is not None:
+            settings = own.load_balancer
+        if port in own_ports:
+            settings = own_ports[port]
+        port_lb[port] = _policy(settings)
+    return SubsetPolicy(name=subset.name, labels=dict(subset.labels), lb=base.lb, hash=base.hash,
+                        locality=base.locality, port_lb=port_lb)
 
 
 def _endpoint_key(ep: Endpoint) -> tuple:
@@ -47,19 +105,23 @@ def build_clusters(state: MeshState, services: dict[str, Service],
         svc = services.get(host)
         rule = rules.get(host)
         version = max(svc.revision if svc else 0, rule.revision if rule else 0, referenced.get(host, 0))
-        lb, subsets, source = DEFAULT_LB, [], ""
+        base, port_lb, subsets, source = LbPolicy(lb=DEFAULT_LB), {}, [], ""
         if rule is not None:
             spec = rule.resource.spec
-            lb = _lb(spec.traffic_policy) or DEFAULT_LB
-            subsets = [SubsetPolicy(name=s.name, labels=dict(s.labels), lb=_lb(s.traffic_policy))
-                       for s in spec.subsets]
+            top = spec.traffic_policy
+            base = _policy(top.load_balancer if top else None)
+            port_lb = {port: _policy(settings) for port, settings in _port_settings(top).items()}
+            subsets = [_subset(s, top) for s in spec.subsets]
             source = rule.source
         clusters[host] = ClusterConfig(
             host=host,
             version=version,
             ports=sorted(svc.ports) if svc else [],
-            lb=lb,
+            lb=base.lb,
             subsets=subsets,
+            hash=base.hash,
+            locality=base.locality,
+            port_lb=port_lb,
             endpoints=sorted(svc.endpoints, key=_endpoint_key) if svc else [],
             source=source,
         )

@@ -4,7 +4,9 @@ Hosts and destination hosts resolve in the VirtualService's namespace (hosts.fqd
 VirtualServices claim a host, the oldest wins and the other is ignored for that host: Istio merges
 VirtualServices only for gateways. Header names are lower-cased; the header keys Istio ignores in a
 match (uri, scheme, method, authority) are dropped. A lone destination gets weight 100 (it takes all
-traffic whatever its weight); with several, an unset weight is 0.
+traffic whatever its weight); with several, an unset weight is 0. A match whose own `gateways` leave
+out `mesh` is dropped (Istio applies it on those gateways only, and Isthmus runs none); a rule left with
+no match is dropped whole, never turned into a catch-all.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from proto import xds
 from proto.networking import HTTPMatchRequest, HTTPRoute, HTTPRouteDestination, StringMatch
 from proto.xds import HttpRule, RouteConfig, RouteMatch, WeightedDestination
 from services.pilot.compile.hosts import fqdn
+from services.pilot.compile.resilience import resilience
 from services.pilot.compile.state import MeshState
 
 IGNORED_HEADER_KEYS = ("uri", "scheme", "method", "authority")
@@ -24,10 +27,23 @@ def _string_match(sm: StringMatch | None) -> xds.StringMatch | None:
     return xds.StringMatch(exact=sm.exact, prefix=sm.prefix, regex=sm.regex)
 
 
+def _headers(headers: dict[str, StringMatch] | None) -> dict[str, xds.StringMatch]:
+    return {name.lower(): xds.StringMatch(exact=sm.exact, prefix=sm.prefix, regex=sm.regex)
+            for name, sm in (headers or {}).items() if name.lower() not in IGNORED_HEADER_KEYS}
+
+
 def _match(m: HTTPMatchRequest) -> RouteMatch:
-    headers = {name.lower(): _string_match(sm) for name, sm in (m.headers or {}).items()
-               if name.lower() not in IGNORED_HEADER_KEYS}
-    return RouteMatch(uri=_string_match(m.uri), method=_string_match(m.method), headers=headers, port=m.port)
+    return RouteMatch(uri=_string_match(m.uri), method=_string_match(m.method), headers=_headers(m.headers),
+                      port=m.port, scheme=_string_match(m.scheme), authority=_string_match(m.authority),
+                      query_params={name: xds.StringMatch(exact=sm.exact, prefix=sm.prefix, regex=sm.regex)
+                                    for name, sm in (m.query_params or {}).items()},
+                      without_headers=_headers(m.without_headers), ignore_uri_case=bool(m.ignore_uri_case),
+                      source_labels=dict(m.source_labels or {}), source_namespace=m.source_namespace)
+
+
+def _for_sidecars(m: HTTPMatchRequest) -> bool:
+    """A match naming gateways overrides the VirtualService's: without `mesh` it never applies to sidecars."""
+    return not m.gateways or "mesh" in m.gateways
 
 
 def _destinations(routes: list[HTTPRouteDestination], namespace: str, suffix: str) -> list[WeightedDestination]:
@@ -43,9 +59,14 @@ def _destinations(routes: list[HTTPRouteDestination], namespace: str, suffix: st
     ]
 
 
-def _rule(route: HTTPRoute, namespace: str, suffix: str) -> HttpRule:
-    return HttpRule(name=route.name or "", matches=[_match(m) for m in route.match or []],
-                    destinations=_destinations(route.route or [], namespace, suffix))
+def _rule(route: HTTPRoute, namespace: str, suffix: str) -> HttpRule | None:
+    """None when every match of the rule is for gateways only (the rule then never applies here)."""
+    sidecar = [m for m in route.match or [] if _for_sidecars(m)]
+    if route.match and not sidecar:
+        return None
+    return HttpRule(name=route.name or "", matches=[_match(m) for m in sidecar],
+                    destinations=_destinations(route.route or [], namespace, suffix),
+                    **resilience(route))  # type: ignore[arg-type]  # timeout, retries, fault
 
 
 def build_routes(state: MeshState) -> dict[str, RouteConfig]:
@@ -55,7 +76,7 @@ def build_routes(state: MeshState) -> dict[str, RouteConfig]:
         if vs.spec.gateways and "mesh" not in vs.spec.gateways:
             continue  # bound to gateways only: not sidecar config
         namespace = vs.metadata.namespace
-        rules = [_rule(r, namespace, state.domain_suffix) for r in vs.spec.http]
+        rules = [rule for rule in (_rule(r, namespace, state.domain_suffix) for r in vs.spec.http) if rule]
         for written in vs.spec.hosts:
             host = fqdn(written, namespace, state.domain_suffix)
             if host not in routes:  # else an older VirtualService owns it

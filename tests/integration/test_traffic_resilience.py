@@ -1,0 +1,186 @@
+"""Timeouts, retries and fault injection through real sidecars, configured with Istio-format YAML."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+
+import pytest
+
+from tests.integration.conftest import ControlPlane, apply, eventually
+from tests.integration.httpclient import Client
+
+pytestmark = pytest.mark.asyncio
+_namespaces = itertools.count(1)
+
+
+class FlakyBackend:
+    """An app that can be told to fail (503) its first `fail_first` requests, stall, or reset every request."""
+
+    def __init__(self, name: str, fail_first: int = 0, stall: bool = False, reset: bool = False) -> None:
+        self.name, self.fail_first, self.stall, self.reset = name, fail_first, stall, reset
+        self.seen = 0
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> "FlakyBackend":
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                self.seen += 1
+                if self.reset:
+                    writer.transport.abort()
+                    return
+                if self.stall:
+                    await reader.read()
+                    return
+                if self.seen <= self.fail_first:
+                    status, body = b"503 Service Unavailable", b"failing"
+                else:
+                    status, body = b"200 OK", self.name.encode()
+                writer.write(b"HTTP/1.1 %s\r\ncontent-length: %d\r\n\r\n%s" % (status, len(body), body))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+
+class Mesh:
+    """`reviews` endpoints (one sidecar per backend) and a frontend sidecar the test calls through."""
+
+    def __init__(self, mesh: ControlPlane) -> None:
+        self.mesh = mesh
+        self.ns = f"res{next(_namespaces)}"
+        self.backends: list[FlakyBackend] = []
+
+    async def start(self, *backends: FlakyBackend) -> "Mesh":
+        sidecars = []
+        for backend in backends:
+            await backend.start()
+            self.backends.append(backend)
+            sidecars.append(self.mesh.proxy("reviews", backend.port, 9080, self.ns, f"app=reviews,name={backend.name}"))
+        self.front = await FlakyBackend("frontend").start()
+        self.frontend = self.mesh.proxy("frontend", self.front.port, 9080, self.ns, "app=frontend")
+        for sidecar in [*sidecars, self.frontend]:
+            await sidecar.ready()
+        await eventually(lambda: self.endpoints() == len(backends))
+        self.client = Client("127.0.0.1", self.frontend.outbound_port)
+        return self
+
+    def endpoints(self) -> int:
+        for cluster in self.frontend.config_dump()["clusters"]:
+            if cluster["host"] == f"reviews.{self.ns}.svc.cluster.local":
+                return sum(1 for e in cluster["endpoints"] if e.get("healthy", True))
+        return 0
+
+    async def route(self, http_fields: str) -> None:
+        reply = await apply(self.mesh, f"""
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews, namespace: {self.ns}}}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {{host: reviews}}
+{http_fields}""")
+        assert reply["ok"], reply
+        await eventually(lambda: self.frontend.config_dump()["version"] >= reply["revision"])
+
+    async def get(self):  # type: ignore[no-untyped-def]
+        return await self.client.request("GET", "http://reviews:9080/r")
+
+    async def stop(self) -> None:
+        await self.client.close()
+        for backend in [*self.backends, self.front]:
+            await backend.stop()
+
+
+@pytest.fixture
+async def reviews(mesh: ControlPlane):  # type: ignore[no-untyped-def]
+    app = Mesh(mesh)
+    yield app
+    await app.stop()
+
+
+async def test_retries_recover_from_a_backend_that_fails_its_first_attempts(reviews: Mesh) -> None:
+    backend = FlakyBackend("ok-after-3", fail_first=3)
+    await reviews.start(backend)
+    await reviews.route("    retries: {attempts: 3, retryOn: 5xx}\n")
+    response = await reviews.get()
+    assert response.status == 200 and response.text == "ok-after-3"
+    assert backend.seen == 4
+
+
+async def test_without_enough_attempts_the_failure_reaches_the_client(reviews: Mesh) -> None:
+    backend = FlakyBackend("ok-after-3", fail_first=3)
+    await reviews.start(backend)
+    await reviews.route("    retries: {attempts: 1, retryOn: 5xx}\n")
+    response = await reviews.get()
+    assert response.status == 503 and backend.seen == 2
+
+
+async def test_a_retry_goes_to_the_other_endpoint(reviews: Mesh) -> None:
+    bad, good = FlakyBackend("bad", reset=True), FlakyBackend("good")
+    await reviews.start(bad, good)
+    # The bad app resets; its own sidecar answers 503 UC, which gateway-error retries. RANDOM balancing
+    # would pick the bad endpoint again half the time, and there is one retry only: every request
+    # succeeds only if each retry avoids the endpoint it already tried.
+    reply = await apply(reviews.mesh, f"""
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: reviews, namespace: {reviews.ns}}}
+spec:
+  host: reviews
+  trafficPolicy: {{loadBalancer: {{simple: RANDOM}}}}
+""")
+    assert reply["ok"], reply
+    await reviews.route("    retries: {attempts: 1, retryOn: gateway-error}\n")
+    statuses = [(await reviews.get()).status for _ in range(40)]
+    assert statuses == [200] * 40
+    assert bad.seen >= 8 and good.seen == 40
+
+
+async def test_a_route_timeout_fires_within_tolerance(reviews: Mesh) -> None:
+    await reviews.start(FlakyBackend("slow", stall=True))
+    await reviews.route("    timeout: 0.5s\n")
+    t0 = time.monotonic()
+    response = await reviews.get()
+    elapsed = time.monotonic() - t0
+    assert response.status == 504 and 0.5 <= elapsed < 1.0, (response.status, elapsed)
+
+
+async def test_a_fifty_percent_abort_aborts_half_of_a_thousand_requests(reviews: Mesh) -> None:
+    backend = FlakyBackend("v1")
+    await reviews.start(backend)
+    await reviews.route("    fault:\n      abort: {httpStatus: 418, percentage: {value: 50}}\n")
+    statuses = [(await reviews.get()).status for _ in range(1000)]
+    aborted = statuses.count(418)
+    assert 450 <= aborted <= 550, aborted
+    assert statuses.count(200) == 1000 - aborted and backend.seen == 1000 - aborted
+
+
+async def test_a_fixed_delay_adds_the_delay(reviews: Mesh) -> None:
+    await reviews.start(FlakyBackend("v1"))
+    base = []
+    for _ in range(3):
+        t0 = time.monotonic()
+        assert (await reviews.get()).status == 200
+        base.append(time.monotonic() - t0)
+    await reviews.route("    fault:\n      delay: {fixedDelay: 400ms, percentage: {value: 100}}\n")
+    t0 = time.monotonic()
+    response = await reviews.get()
+    elapsed = time.monotonic() - t0
+    assert response.status == 200
+    assert 0.4 <= elapsed < 0.4 + max(base) + 0.3, (elapsed, base)
