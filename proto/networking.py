@@ -26,9 +26,21 @@ class Destination(IstioStruct):
     port: PortSelector | None = None
 
 
+class HeaderOperations(IstioStruct):
+    set: dict[str, str] | None = None
+    add: dict[str, str] | None = None
+    remove: list[str] | None = None
+
+
+class Headers(IstioStruct):
+    request: HeaderOperations | None = None
+    response: HeaderOperations | None = None
+
+
 class HTTPRouteDestination(IstioStruct):
     destination: Destination
     weight: int | None = None
+    headers: Headers | None = None
 
 
 class HTTPMatchRequest(IstioStruct):
@@ -79,10 +91,67 @@ class HTTPFaultInjection(IstioStruct):
     abort: FaultAbort | None = None
 
 
+class HTTPBody(IstioStruct, rename={"string_": "string", "bytes_": "bytes"}):
+    string_: str | None = None
+    bytes_: str | None = None  # base64, as protobuf JSON writes bytes
+
+
+class HTTPDirectResponse(IstioStruct):
+    status: int = 0
+    body: HTTPBody | None = None
+
+
+class HTTPRedirect(IstioStruct):
+    uri: str | None = None
+    authority: str | None = None
+    port: int | None = None
+    derive_port: str | None = None  # FROM_PROTOCOL_DEFAULT or FROM_REQUEST_PORT
+    scheme: str | None = None
+    redirect_code: int | None = None  # unset: 301
+
+
+class RegexRewrite(IstioStruct):
+    match: str | None = None
+    rewrite: str | None = None
+
+
+class HTTPRewrite(IstioStruct):
+    uri: str | None = None
+    authority: str | None = None
+    uri_regex_rewrite: RegexRewrite | None = None
+
+
+class CorsPolicy(IstioStruct):
+    """unmatchedPreflights is not declared: rejected."""
+
+    allow_origins: list[StringMatch] | None = None
+    allow_origin: list[str] | None = None  # deprecated: exact origins
+    allow_methods: list[str] | None = None
+    allow_headers: list[str] | None = None
+    expose_headers: list[str] | None = None
+    max_age: str | None = None  # a Duration, whole seconds
+    allow_credentials: bool | None = None
+
+
+class HTTPMirrorPolicy(IstioStruct):
+    destination: Destination
+    percentage: Percent | None = None  # unset: every request
+
+
 class HTTPRoute(IstioStruct):
+    """mirrorPercent (deprecated integer), delegate, ... are not declared: rejected."""
+
     name: str | None = None
     match: list[HTTPMatchRequest] | None = None
     route: list[HTTPRouteDestination] | None = None
+    redirect: HTTPRedirect | None = None
+    direct_response: HTTPDirectResponse | None = None
+    rewrite: HTTPRewrite | None = None
+    headers: Headers | None = None
+    cors_policy: CorsPolicy | None = None
+    mirror: Destination | None = None
+    mirror_percentage: Percent | None = None  # unset: every request
+    mirrors: list[HTTPMirrorPolicy] | None = None
     timeout: str | None = None  # a Duration; unset: no timeout
     retries: HTTPRetry | None = None  # unset: Istio's default retry policy
     fault: HTTPFaultInjection | None = None
@@ -134,13 +203,53 @@ class LoadBalancerSettings(IstioStruct):
     locality_lb_setting: LocalityLoadBalancerSetting | None = None
 
 
+class TCPSettings(IstioStruct):
+    """connectionPool.tcp. Not declared, so rejected: maxConnectionDuration, idleTimeout, tcpKeepalive."""
+
+    max_connections: int | None = None
+    connect_timeout: str | None = None  # a Duration
+
+
+class HTTPSettings(IstioStruct):
+    """connectionPool.http. Not declared, so rejected: http2MaxRequests, maxRequestsPerConnection, maxRetries,
+    idleTimeout, h2UpgradePolicy, useClientProtocol, maxConcurrentStreams."""
+
+    http1_max_pending_requests: int | None = None
+
+
+class ConnectionPoolSettings(IstioStruct):
+    tcp: TCPSettings | None = None
+    http: HTTPSettings | None = None
+
+
+_OUTLIER_NAMES = {"consecutive_5xx_errors": "consecutive5xxErrors",
+                  "consecutive_gateway_errors": "consecutiveGatewayErrors", "interval": "interval",
+                  "base_ejection_time": "baseEjectionTime", "max_ejection_percent": "maxEjectionPercent",
+                  "min_health_percent": "minHealthPercent"}
+
+
+class OutlierDetection(IstioStruct, rename=_OUTLIER_NAMES):
+    """Not declared, so rejected: consecutiveErrors (deprecated), consecutiveLocalOriginFailures,
+    splitExternalLocalOriginErrors."""
+
+    consecutive_5xx_errors: int | None = None
+    consecutive_gateway_errors: int | None = None
+    interval: str | None = None  # a Duration
+    base_ejection_time: str | None = None  # a Duration
+    max_ejection_percent: int | None = None
+    min_health_percent: int | None = None
+
+
 class PortTrafficPolicy(IstioStruct):
     port: PortSelector | None = None
     load_balancer: LoadBalancerSettings | None = None
+    connection_pool: ConnectionPoolSettings | None = None
 
 
 class TrafficPolicy(IstioStruct):
     load_balancer: LoadBalancerSettings | None = None
+    connection_pool: ConnectionPoolSettings | None = None
+    outlier_detection: OutlierDetection | None = None  # port-level outlierDetection is not declared: rejected
     port_level_settings: list[PortTrafficPolicy] | None = None
 
 

@@ -32,11 +32,25 @@ class RouteMatch(Message):
     source_namespace: str | None = None
 
 
+class HeaderOperations(Message):
+    """Istio's HeaderOperations with lower-case names: remove, then set (replaces), then add (appends)."""
+
+    set: dict[str, str] = {}
+    add: dict[str, str] = {}
+    remove: list[str] = []
+
+
+class Headers(Message):
+    request: HeaderOperations | None = None
+    response: HeaderOperations | None = None
+
+
 class WeightedDestination(Message):
     host: str  # FQDN of the destination service
     subset: str | None = None
     port: int | None = None  # None: the port the request was sent to
     weight: int = 100
+    headers: Headers | None = None  # applied before the rule's own
 
 
 class RetryPolicy(Message):
@@ -59,6 +73,43 @@ class FaultPolicy(Message):
     abort_percent: float = 0.0
 
 
+class DirectResponse(Message):
+    status: int
+    body: bytes = b""
+
+
+class Redirect(Message):
+    uri: str | None = None  # replaces the path; the query is kept unless it carries its own
+    authority: str | None = None
+    port: int | None = None
+    derive_port: str = ""  # "", FROM_PROTOCOL_DEFAULT or FROM_REQUEST_PORT
+    scheme: str | None = None
+    code: int = 301
+
+
+class Rewrite(Message):
+    uri: str | None = None  # replaces the matched uri prefix (or the whole path for exact/regex matches)
+    regex: str | None = None  # uriRegexRewrite.match, with:
+    regex_rewrite: str = ""  # its replacement, RE2 style (\1 for group 1)
+    authority: str | None = None
+
+
+class CorsPolicy(Message):
+    allow_origins: list[StringMatch] = []
+    allow_methods: list[str] = []
+    allow_headers: list[str] = []
+    expose_headers: list[str] = []
+    max_age_s: int | None = None
+    allow_credentials: bool = False
+
+
+class MirrorPolicy(Message):
+    host: str  # FQDN of the mirror service
+    subset: str | None = None
+    port: int | None = None
+    percent: float = 100.0
+
+
 class HttpRule(Message):
     name: str = ""
     matches: list[RouteMatch] = []  # empty: matches every request
@@ -66,6 +117,12 @@ class HttpRule(Message):
     timeout_ms: int | None = None  # None: no route timeout
     retry: RetryPolicy | None = None  # None: Istio's default policy (proxy/outbound/retry.py)
     fault: FaultPolicy | None = None
+    direct_response: DirectResponse | None = None  # answered by the sidecar; no destinations
+    redirect: Redirect | None = None  # answered by the sidecar; no destinations
+    rewrite: Rewrite | None = None
+    headers: Headers | None = None
+    cors: CorsPolicy | None = None
+    mirrors: list[MirrorPolicy] = []  # a copy of each request to these, its response dropped
 
 
 class RouteConfig(Message):
@@ -113,6 +170,29 @@ class LbPolicy(Message):
     locality: LocalityPolicy | None = None
 
 
+class PoolLimits(Message):
+    """DestinationRule connectionPool, as the proxy's circuit breaker (proxy/outbound/circuit_breaker.py) runs it.
+
+    0 means no limit (Istio's unset). max_connections caps the requests in flight to the whole upstream
+    cluster (an HTTP/1.1 upstream connection carries one at a time); max_pending caps those waiting for one.
+    """
+
+    max_connections: int = 0
+    max_pending: int = 0
+    connect_timeout_ms: int = 0  # 0: the proxy's own connect timeout
+
+
+class OutlierPolicy(Message):
+    """DestinationRule outlierDetection (proxy/outbound/outlier.py), with Envoy's defaults as Istio leaves them."""
+
+    consecutive_5xx: int = 5  # 0: off
+    consecutive_gateway: int = 0  # 0: off (Envoy does not enforce it unless set)
+    interval_ms: int = 10_000
+    base_ejection_ms: int = 30_000
+    max_ejection_percent: int = 10
+    min_health_percent: int = 0  # below this share of endpoints not ejected, ejections are ignored
+
+
 class SubsetPolicy(Message):
     name: str
     labels: dict[str, str] = {}
@@ -120,6 +200,9 @@ class SubsetPolicy(Message):
     hash: HashPolicy | None = None  # with lb == "CONSISTENT_HASH"
     locality: LocalityPolicy | None = None
     port_lb: dict[int, LbPolicy] = {}  # portLevelSettings: service port -> policy for that port
+    limits: PoolLimits | None = None  # None: the cluster's (limits and port_limits), as with lb
+    port_limits: dict[int, PoolLimits] = {}
+    outlier: OutlierPolicy | None = None  # with lb None: the cluster's
 
 
 class ClusterConfig(Message):
@@ -135,6 +218,9 @@ class ClusterConfig(Message):
     port_lb: dict[int, LbPolicy] = {}  # portLevelSettings: service port -> policy for that port
     endpoints: list[Endpoint] = []
     source: str = ""  # "namespace/name" of the DestinationRule, if any
+    limits: PoolLimits | None = None  # connectionPool; None: no limits
+    port_limits: dict[int, PoolLimits] = {}  # portLevelSettings connectionPool: service port -> limits
+    outlier: OutlierPolicy | None = None  # outlierDetection; None: off
 
 
 class Push(Message):

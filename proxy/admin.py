@@ -1,4 +1,4 @@
-"""The admin listener (default 127.0.0.1:15000): /ready, /config_dump, /server_info.
+"""The admin listener (default 127.0.0.1:15000): /ready, /config_dump, /server_info, /clusters.
 
 Not the hot path: plain asyncio streams, one request per connection.
 """
@@ -17,12 +17,14 @@ _REASONS = {200: b"OK", 404: b"Not Found", 405: b"Method Not Allowed", 503: b"Se
 
 class AdminServer:
     def __init__(self, host: str, port: int, is_ready: Callable[[], bool],
-                 config_dump: Callable[[], dict[str, Any]], server_info: Callable[[], dict[str, Any]]) -> None:
+                 config_dump: Callable[[], dict[str, Any]], server_info: Callable[[], dict[str, Any]],
+                 clusters: Callable[[], Any] | None = None) -> None:
         self.host = host
         self.port = port
         self.is_ready = is_ready
         self.config_dump = config_dump
         self.server_info = server_info
+        self.clusters = clusters  # /clusters: circuit breakers and outlier state per cluster
         self.server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -43,7 +45,9 @@ class AdminServer:
             return 200, "application/json", _json.encode(self.config_dump()) + b"\n"
         if path == "/server_info":
             return 200, "application/json", _json.encode(self.server_info()) + b"\n"
-        return 404, "text/plain", b"unknown admin path; try /ready, /config_dump, /server_info\n"
+        if path == "/clusters" and self.clusters is not None:
+            return 200, "application/json", _json.encode(self.clusters()) + b"\n"
+        return 404, "text/plain", b"unknown admin path; try /ready, /config_dump, /server_info, /clusters\n"
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -7,6 +7,7 @@
     ├── UpstreamConnectError  503  UF   connecting to the chosen endpoint failed
     ├── UpstreamReset         503  UC   the upstream closed or reset mid-exchange
     ├── UpstreamTimeout       504  UT   the upstream did not answer in time
+    ├── Overflow              503  UO   the cluster's circuit breaker is full (connectionPool)
     └── FaultAbort            any  FI   a configured fault injection aborted the request
 
 The flag is Envoy's response flag, so access logs read the way Istio users expect.
@@ -60,3 +61,10 @@ class FaultAbort(ProxyError):
     def __init__(self, status: int) -> None:
         super().__init__("fault filter abort")
         self.status = status
+
+
+class Overflow(ProxyError):
+    """A circuit breaker (DestinationRule connectionPool) is full: no slot and no room to wait."""
+
+    status = 503
+    flag = "UO"

@@ -46,7 +46,8 @@ class Sidecar:
         self.inbound = Listener(options.inbound_host, options.inbound_port,
                                 LocalAppRouter(options.app_host, options.app_port, options.service),
                                 self.pool, "inbound")
-        self.admin = AdminServer("127.0.0.1", options.admin_port, self.is_ready, self.config_dump, self.server_info)
+        self.admin = AdminServer("127.0.0.1", options.admin_port, self.is_ready, self.config_dump, self.server_info,
+                                 self.state.clusters_status)
         self.bus: busmod.Bus | None = None
         self.started_at = time.time()
         self.tasks: list[asyncio.Task[Any]] = []

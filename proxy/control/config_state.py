@@ -54,6 +54,15 @@ def _check_cluster(cluster: ClusterConfig) -> None:
         problem = policy_problem(lb, hash_policy)
         if problem:
             raise ConfigRejected(f"{where}{at}: {problem}")
+    limits = [cluster.limits, *cluster.port_limits.values()]
+    for subset in cluster.subsets:
+        limits += [subset.limits, *subset.port_limits.values()]
+    if any(lim is not None and min(lim.max_connections, lim.max_pending, lim.connect_timeout_ms) < 0
+           for lim in limits):
+        raise ConfigRejected(f"{where}: connection pool limits must be non-negative")
+    for od in [cluster.outlier, *(s.outlier for s in cluster.subsets)]:
+        if od is not None and (od.interval_ms <= 0 or od.base_ejection_ms <= 0):
+            raise ConfigRejected(f"{where}: outlier detection interval and base ejection time must be positive")
     for port in cluster.ports:
         if not 1 <= port <= 65535:
             raise ConfigRejected(f"{where}: port {port} is out of range")
@@ -163,6 +172,29 @@ class ConfigState:
                             effective[dest.host] = msgspec.structs.replace(current, subsets=[*current.subsets, *kept])
                             retained[dest.host] = (*retained.get(dest.host, ()), dest.subset)
         return effective, retained
+
+    def clusters_status(self) -> list[dict[str, Any]]:
+        """JSON-able runtime view for the admin /clusters: per pool, its circuit breakers and endpoints
+        (health, outlier ejection, requests in flight where LEAST_REQUEST counts them)."""
+        out = []
+        for host in sorted(self.table.clusters):
+            for subset, pool in sorted(self.table.clusters[host].pools.items()):
+                counts: dict[int, int] = {}
+                for balancer in pool._balancers.values():
+                    for key, n in (getattr(balancer, "active", None) or {}).items():
+                        counts[key] = counts.get(key, 0) + n
+                endpoints = []
+                for ep in pool.endpoints:
+                    item: dict[str, Any] = {"address": ep.address, "ports": ep.ports, "healthy": ep.healthy}
+                    if id(ep) in counts:
+                        item["in_flight"] = counts[id(ep)]
+                    if pool.outlier is not None:
+                        item.update(pool.outlier.endpoint_stats(ep))
+                    endpoints.append(item)
+                breakers = {pool.cluster_name(port): b.stats() for port, b in sorted(pool.breakers.items()) if b}
+                out.append({"host": host, "subset": subset, "outlier_detection": pool.outlier is not None,
+                            "circuit_breakers": breakers, "endpoints": endpoints})
+        return out
 
     def dump(self) -> dict[str, Any]:
         """JSON-able view for the admin /config_dump."""

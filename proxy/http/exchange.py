@@ -12,17 +12,20 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from proxy.errors import BadRequest, ProxyError, UpstreamTimeout
+from proxy.errors import BadRequest, Overflow, ProxyError, UpstreamTimeout
 from proxy.http.flow import BUFFERING, PEER_FULL
 from proxy.http.head import CRLF, request_head, write_response_head
 from proxy.http.rescue import rescue
 from proxy.http.upstream import STREAM, UpstreamConnection
-from proxy.outbound import retry
+from proxy.outbound import mirror, retry
+from proxy.outbound.route_match import NO_CALLER
 from proxy.outbound.target import RequestHead, Target
 
 if TYPE_CHECKING:
     from proxy.http.server import HttpProxyProtocol
     from proxy.outbound.fault import FaultPolicy
+    from proxy.outbound.mirror import MirrorPolicy
+    from proxy.outbound.policy import RoutePolicy
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 LAST_CHUNK = b"0\r\n\r\n"
@@ -122,9 +125,11 @@ class Exchange:
         except Exception as exc:
             self.fail(exc)
             return
+        policy = self.policy = target.policy
+        if policy is not None and policy.shaped and self._shape(policy):
+            return
         if self.expect_continue and not self.req_done:
             self.proto.write(CONTINUE)
-        policy = self.policy = target.policy
         if policy is not None and policy.fault is not None and self._inject_fault(policy.fault):
             return
         self._go()
@@ -142,6 +147,13 @@ class Exchange:
     def _dispatch(self) -> None:
         target = self.upstream
         assert target is not None
+        if target.breaker is not None:  # connectionPool limits (proxy/outbound/circuit_breaker.py)
+            try:
+                if not target.enter(self._on_admitted):
+                    return  # waiting for a slot; the route timeout still runs
+            except Overflow as exc:
+                self.fail(exc)
+                return
         target.acquire()  # in-flight count for LEAST_REQUEST; released when this try ends
         policy = self.policy
         if policy is not None and policy.retry is not None and policy.retry.per_try_timeout is not None:
@@ -190,9 +202,15 @@ class Exchange:
 
     def on_response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]],
                          drop: frozenset[bytes] | None, framing: int) -> None:
+        target = self.upstream
+        if target is not None and target.outlier is not None:  # outlierDetection: every try's outcome
+            target.outlier.report(target.endpoint, status)
         policy = self.policy
-        if policy is not None and status >= policy.retry_from and self._retry_response(status):
-            return
+        if policy is not None:
+            if status >= policy.retry_from and self._retry_response(status):
+                return
+            if policy.edits_response:  # headers.response, corsPolicy (proxy/outbound/headers.py, cors.py)
+                headers = self._edit_response(policy, headers)
         self.status = status
         proto = self.proto
         close = not self.keep_alive or proto.stopping
@@ -249,6 +267,7 @@ class Exchange:
             self.retried = True
             self._connect()
             return
+        self._report_failure()
         if self.policy is not None and self._retry_failure(retry.RESET):
             return
         self.fail(exc)
@@ -298,10 +317,18 @@ class Exchange:
             if self.pending_size > BUFFER_LIMIT:
                 self.proto.gate.pause(BUFFERING)
 
+    def _on_admitted(self) -> None:
+        if not self.resp_done:
+            self._dispatch()
+
     def _connect(self) -> None:
         target = self.upstream
         assert target is not None
-        task = asyncio.ensure_future(self.proto.shared.pool.connect(target.address, target.port))
+        pool, breaker = self.proto.shared.pool, target.breaker
+        if breaker is not None and breaker.connect_timeout is not None:  # the cluster's tcp.connectTimeout
+            task = asyncio.ensure_future(pool.connect(target.address, target.port, breaker.connect_timeout))
+        else:
+            task = asyncio.ensure_future(pool.connect(target.address, target.port))
         self.connecting = task
         task.add_done_callback(self._on_connected)
 
@@ -313,6 +340,7 @@ class Exchange:
         self.connecting = None
         exc = task.exception()
         if exc is not None:
+            self._report_failure()
             if self.policy is not None and self._retry_failure(retry.CONNECT_FAILURE):
                 return
             self.fail(exc)
@@ -353,6 +381,74 @@ class Exchange:
     def _on_timeout(self, timeout: float) -> None:
         self.timer = None
         self.fail(UpstreamTimeout(f"upstream request timeout after {timeout:g}s"))
+
+    # --- traffic shaping: local answers, rewrite, headers (proxy/outbound/redirect.py, rewrite.py, headers.py)
+
+    def _shape(self, policy: RoutePolicy) -> bool:
+        """Apply the rule's shaping (CORS preflight, local answer, rewrite, request headers); True when the
+        sidecar answered the request itself."""
+        head = self.head
+        assert head is not None
+        if policy.cors is not None:
+            close = not self.req_done or not self.keep_alive or self.proto.stopping
+            preflight = policy.cors.answer_preflight(head, close)
+            if preflight is not None:
+                self._answer(200, preflight, close)
+                return True
+        local = policy.local
+        if local is not None:
+            close = not self.req_done or not self.keep_alive or self.proto.stopping
+            self._answer(*local.respond(head, self.is_head, close), close)
+            return True
+        rewrite = policy.rewrite
+        if rewrite is not None:
+            target = rewrite.target(head, getattr(self.proto.shared.router, "caller", NO_CALLER))
+            if target is not None:
+                self.target = target
+            self.headers = rewrite.headers(self.headers)
+        edit = policy.request_headers
+        if edit is not None:
+            self.headers = edit.apply(self.headers)
+        if policy.mirror is not None:
+            self._mirror(policy.mirror)
+        return False
+
+    def _mirror(self, policy: MirrorPolicy) -> None:
+        """Send a copy of the request (as it goes upstream) to the chosen mirrors once its body is in hand."""
+        chosen = policy.chosen()
+        pick = getattr(self.proto.shared.router, "mirror_pick", None)
+        if not chosen or pick is None or len(_mirror_copies) >= mirror.MAX_IN_FLIGHT:
+            return
+        targets = [t for t in (pick(host, subset, port, self.head) for host, subset, port in chosen) if t is not None]
+        if not targets:
+            return
+        parts = request_head(self.method, self.target, mirror.shadow_headers(self.headers), self.drop, self.chunked)
+        parts.insert(-1, b"connection: close\r\n")  # request_head drops hop-by-hop names
+        copy = mirror.PendingCopy(targets, parts)
+        if not all(copy.add(part) for part in self.pending):
+            return
+        if self.req_done:
+            copy.send()
+        else:  # the rest of the body is copied as it arrives (MirroredExchange), sent at its end
+            _mirror_copies[self] = copy
+            self.__class__ = MirroredExchange
+
+    def _answer(self, status: int, data: bytes, close: bool) -> None:
+        """Write a response the sidecar made itself; nothing goes upstream."""
+        self.resp_done = True
+        self.close_after = close
+        self.status = status
+        self.proto.write(data)
+        self._log()
+        self._release()
+
+    def _edit_response(self, policy: RoutePolicy, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        if policy.response_headers is not None:
+            headers = policy.response_headers.apply(headers)
+        if policy.cors is not None:
+            assert self.head is not None
+            headers = policy.cors.response_headers(self.head, headers)
+        return headers
 
     # --- route policy: fault, retries (proxy/outbound/fault.py, retry.py) -------------------------
 
@@ -422,8 +518,15 @@ class Exchange:
                 return
         self._dispatch()
 
+    def _report_failure(self) -> None:
+        """A try ended without a response (connect failure, reset, per-try timeout): outlierDetection counts it."""
+        target = self.upstream
+        if target is not None and target.outlier is not None:
+            target.outlier.report(target.endpoint, 0)
+
     def _on_try_timeout(self) -> None:
         self.try_timer = None
+        self._report_failure()
         if not self._retry_failure(retry.PER_TRY_TIMEOUT):
             timeout = self.policy.retry.per_try_timeout  # type: ignore[union-attr]
             self.fail(UpstreamTimeout(f"upstream request timeout after {timeout:g}s (per try)"))
@@ -448,3 +551,31 @@ class Exchange:
             self.bytes_sent,
             (self.proto.loop.time() - self.t0) * 1000.0,
         ))
+
+
+# Mirrored requests whose body is still arriving: the copy being built (proxy/outbound/mirror.py).
+_mirror_copies: dict[Exchange, mirror.PendingCopy] = {}
+
+
+class MirroredExchange(Exchange):
+    """An Exchange whose request is mirrored: it also copies the body, and sends the copy at its end.
+    An exchange becomes one (same slots) only when it mirrors, so others never pay for the copy."""
+
+    __slots__ = ()
+
+    def feed_body(self, chunk: bytes) -> None:
+        copy = _mirror_copies.get(self)
+        if copy is not None and not copy.add(b"".join((b"%x\r\n" % len(chunk), chunk, CRLF)) if self.chunked
+                                             else chunk):
+            del _mirror_copies[self]
+        super().feed_body(chunk)
+
+    def feed_end(self) -> None:
+        copy = _mirror_copies.pop(self, None)
+        if copy is not None and not self.req_done and (not self.chunked or copy.add(LAST_CHUNK)):
+            copy.send()
+        super().feed_end()
+
+    def client_gone(self) -> None:
+        _mirror_copies.pop(self, None)
+        super().client_gone()

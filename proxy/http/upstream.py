@@ -225,15 +225,17 @@ class ConnectionPool:
                 return conn
         return None
 
-    async def connect(self, address: str, port: int) -> UpstreamConnection:
+    async def connect(self, address: str, port: int, timeout: float | None = None) -> UpstreamConnection:
+        """`timeout`: the cluster's connectTimeout, else the pool's."""
         loop = self._loop = asyncio.get_running_loop()
         key = (address, port)
+        timeout = timeout or self.connect_timeout
         try:
-            async with asyncio.timeout(self.connect_timeout):
+            async with asyncio.timeout(timeout):
                 _, conn = await loop.create_connection(lambda: UpstreamConnection(self, key), address, port)
         except TimeoutError:
             raise UpstreamConnectError(
-                f"upstream connect error: {address}:{port}: timed out after {self.connect_timeout:g}s"
+                f"upstream connect error: {address}:{port}: timed out after {timeout:g}s"
             ) from None
         except OSError as exc:
             reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)

@@ -27,8 +27,10 @@ from collections.abc import Callable
 from random import random
 
 from proto.xds import HttpRule, RouteConfig, RouteMatch, StringMatch, WeightedDestination
+from proxy.outbound import headers as header_ops
+from proxy.outbound import cors, mirror, redirect, rewrite
 from proxy.outbound.policy import compile_policy
-from proxy.outbound.target import RequestHead
+from proxy.outbound.target import RequestHead, Target
 
 Matcher = Callable[[str], bool]
 SCHEME = "http"  # what a sidecar's outbound listener receives
@@ -168,14 +170,32 @@ class CompiledMatch:
 
 
 class CompiledRule:
-    __slots__ = ("name", "matches", "destinations", "cumulative", "total", "policy")
+    __slots__ = ("name", "matches", "destinations", "cumulative", "total", "policy", "local", "policies")
 
     def __init__(self, rule: HttpRule) -> None:
-        if not rule.destinations:
+        local = redirect.from_rule(rule)  # directResponse or redirect: no destinations
+        if not rule.destinations and local is None:
             raise ValueError("a rule needs at least one destination")
         self.name = rule.name
-        self.policy = compile_policy(rule)  # timeout, retries, fault (proxy/outbound/policy.py)
         self.matches = tuple(CompiledMatch(m) for m in rule.matches)
+        # timeout, retries, fault, local answer, rewrite, headers, cors, mirrors (proxy/outbound/policy.py)
+        rewriter = rewrite.from_rule(rule, self.matches)
+        cors_policy, mirrors = cors.from_rule(rule), mirror.from_rule(rule)
+        self.policy = compile_policy(rule, local, rewriter, header_ops.edits(None, rule.headers), cors_policy,
+                                     mirrors)
+        # With destination-level headers, one policy per destination (the router looks it up); else None.
+        self.policies = None
+        if any(d.headers is not None for d in rule.destinations):
+            self.policies = tuple(compile_policy(rule, None, rewriter, header_ops.edits(d.headers, rule.headers),
+                                                 cors_policy, mirrors)
+                                  for d in rule.destinations)
+        # The Target the router returns for a rule answered by the sidecar itself (no endpoint).
+        self.local = Target("", 0, "-", policy=self.policy) if local is not None else None
+        if local is not None:
+            self.destinations: tuple[WeightedDestination, ...] = ()
+            self.cumulative: list[int] = []
+            self.total = 0
+            return
         self.destinations = tuple(rule.destinations)
         weights = [1 if len(rule.destinations) == 1 else d.weight for d in rule.destinations]
         if any(w < 0 for w in weights):
@@ -196,6 +216,13 @@ class CompiledRule:
             if match.matches(head, path, caller):
                 return True
         return False
+
+    def policy_for(self, dest: WeightedDestination) -> object:
+        """The RoutePolicy of a destination with its own headers (only when `policies` is set)."""
+        for destination, policy in zip(self.destinations, self.policies):  # type: ignore[arg-type]
+            if destination is dest:
+                return policy
+        return self.policy
 
     def pick(self) -> WeightedDestination:
         if len(self.destinations) == 1:

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from proto.xds import ClusterConfig, Endpoint, LbPolicy
+from proto.xds import ClusterConfig, Endpoint, LbPolicy, OutlierPolicy, PoolLimits
 from proxy.errors import NoHealthyUpstream, NoRoute
 from proxy.outbound.balancer import Balancer, make_balancer
+from proxy.outbound.circuit_breaker import Breaker
 from proxy.outbound.locality import preferred
+from proxy.outbound.outlier import Detector
 from proxy.outbound.policy import DEFAULT_POLICY
 from proxy.outbound.route_match import Caller, CompiledRoute, path_without_query
 from proxy.outbound.target import RequestHead, Target
@@ -34,10 +36,12 @@ class Pool:
     portLevelSettings one) and per caller locality, and live as long as the table keeps this cluster.
     """
 
-    __slots__ = ("host", "subset", "endpoints", "policy", "port_policies", "_balancers", "_names")
+    __slots__ = ("host", "subset", "endpoints", "policy", "port_policies", "_balancers", "_names",
+                 "limits", "port_limits", "limited", "breakers", "outlier")
 
     def __init__(self, host: str, subset: str, endpoints: list[Endpoint], policy: LbPolicy | str,
-                 port_policies: dict[int, LbPolicy] | None = None) -> None:
+                 port_policies: dict[int, LbPolicy] | None = None, limits: PoolLimits | None = None,
+                 port_limits: dict[int, PoolLimits] | None = None, outlier: OutlierPolicy | None = None) -> None:
         self.host = host
         self.subset = subset
         self.endpoints = tuple(endpoints)
@@ -45,6 +49,22 @@ class Pool:
         self.port_policies = port_policies or {}
         self._balancers: dict[tuple[int, str], Balancer | None] = {}
         self._names: dict[int, str] = {}
+        # connectionPool: one circuit breaker per cluster (service port), made on first use
+        self.limits = limits
+        self.port_limits = port_limits or {}
+        self.limited = limits is not None or bool(self.port_limits)
+        self.breakers: dict[int, Breaker | None] = {}
+        # outlierDetection: ejected endpoints leave the balancers, which are rebuilt on the next pick
+        self.outlier = Detector(outlier, self.endpoints, self._balancers.clear) if outlier is not None else None
+
+    def breaker_for(self, port: int) -> Breaker | None:
+        try:
+            return self.breakers[port]
+        except KeyError:
+            pass
+        limits = self.port_limits.get(port, self.limits)
+        breaker = self.breakers[port] = Breaker(self.cluster_name(port), limits) if limits is not None else None
+        return breaker
 
     @property
     def balancer(self) -> Balancer | None:
@@ -59,7 +79,8 @@ class Pool:
         except KeyError:
             pass
         policy = self.port_policies.get(key[0], self.policy)
-        members = preferred(self.endpoints, locality, policy.locality)
+        endpoints = self.endpoints if self.outlier is None else self.outlier.usable(self.endpoints)
+        members = preferred(endpoints, locality, policy.locality)
         balancer = make_balancer(policy.lb, members, policy.hash) if members else None
         self._balancers[key] = balancer
         return balancer
@@ -79,14 +100,33 @@ class ClusterEntry:
         self.ports = frozenset(config.ports)  # empty: the service accepts any port (e.g. a port-less entry)
         healthy = [ep for ep in config.endpoints if ep.healthy]
         base = LbPolicy(lb=config.lb, hash=config.hash, locality=config.locality)
-        self.pools = {"": Pool(config.host, "", healthy, base, config.port_lb)}
+        self.pools = {"": Pool(config.host, "", healthy, base, config.port_lb, config.limits, config.port_limits,
+                               config.outlier)}
         for subset in config.subsets:
             members = [ep for ep in healthy if all(ep.labels.get(k) == v for k, v in subset.labels.items())]
             if subset.lb is None:  # no policy of its own: the cluster's, port-level settings included
                 policy, ports = base, config.port_lb
+                limits, port_limits, outlier = config.limits, config.port_limits, config.outlier
             else:
                 policy, ports = LbPolicy(lb=subset.lb, hash=subset.hash, locality=subset.locality), subset.port_lb
-            self.pools[subset.name] = Pool(config.host, subset.name, members, policy, ports)
+                limits, port_limits, outlier = subset.limits, subset.port_limits, subset.outlier
+            self.pools[subset.name] = Pool(config.host, subset.name, members, policy, ports, limits, port_limits,
+                                           outlier)
+
+
+    def inherit(self, old: ClusterEntry) -> None:
+        """Keep the runtime state of `old` (an earlier config of this cluster) that still applies: circuit
+        breakers whose limits did not change (their counts of requests in flight) and outlier state."""
+        for name, pool in self.pools.items():
+            prev = old.pools.get(name)
+            if prev is None:
+                continue
+            for port, breaker in prev.breakers.items():
+                if breaker is not None and pool.port_limits.get(port, pool.limits) == \
+                        prev.port_limits.get(port, prev.limits):
+                    pool.breakers[port] = breaker
+            if pool.outlier is not None and prev.outlier is not None:
+                pool.outlier.inherit(prev.outlier)
 
 
 class RoutingTable:
@@ -103,7 +143,12 @@ def build_table(clusters: dict[str, ClusterConfig], routes: dict[str, CompiledRo
     entries: dict[str, ClusterEntry] = {}
     for host, config in clusters.items():
         old = previous.clusters.get(host) if previous is not None else None
-        entries[host] = old if old is not None and old.config is config else ClusterEntry(config)
+        if old is not None and old.config is config:
+            entries[host] = old
+        else:
+            entries[host] = entry = ClusterEntry(config)
+            if old is not None:
+                entry.inherit(old)
     return RoutingTable(entries, dict(routes))
 
 
@@ -166,8 +211,10 @@ class MeshRouter:
             if rule is None:
                 raise NoRoute(f"no rule of the VirtualService {route.source} for {host} matches "
                               f"{head.method} {head.path}")
+            if rule.local is not None:  # directResponse or redirect: the exchange answers, no endpoint
+                return rule.local
             dest = rule.pick()
-            policy = rule.policy
+            policy = rule.policy if rule.policies is None else rule.policy_for(dest)
             host, subset = dest.host, dest.subset or ""
             entry = table.clusters.get(host)
             if entry is None:
@@ -189,14 +236,30 @@ class MeshRouter:
             raise NoHealthyUpstream(f"no healthy endpoint in cluster {pool.cluster_name(port)}")
         endpoint = balancer.pick(head)
         return Target(endpoint.address, endpoint.ports.get(port, port), pool.cluster_name(port), endpoint, balancer,
-                      policy)
+                      policy, pool.breaker_for(port) if pool.limited else None, pool.outlier)
+
+    def mirror_pick(self, host: str, subset: str, port: int | None, head: RequestHead) -> tuple[str, int] | None:
+        """(address, port) of an endpoint of a mirror destination, or None when it has none (no error:
+        a mirror never fails the request). Only requests on a rule with mirrors call this."""
+        entry = self.source.table.clusters.get(host)
+        if entry is None:
+            return None
+        if port is None:
+            port = next(iter(entry.ports)) if len(entry.ports) == 1 else head.port
+        pool = entry.pools.get(subset)
+        balancer = pool.balancer_for(port, self.locality) if pool is not None else None
+        if balancer is None:
+            return None
+        endpoint = balancer.pick(head)
+        return endpoint.address, endpoint.ports.get(port, port)
 
     def retry_pick(self, target: Target, head: RequestHead, tried: list[tuple[str, int]]) -> Target:
         """Another endpoint of `target`'s cluster for a retry: one not in `tried` where the balancer offers
         one within RETRY_HOST_ATTEMPTS picks (Envoy's previous_hosts predicate, as Istio configures it)."""
         balancer = target.balancer
         if balancer is None:
-            return Target(target.address, target.port, target.cluster, policy=target.policy)
+            return Target(target.address, target.port, target.cluster, policy=target.policy, breaker=target.breaker,
+                          outlier=target.outlier)
         port = int(target.cluster.split("|", 2)[1])  # outbound|<service port>|<subset>|<host>
         for _ in range(RETRY_HOST_ATTEMPTS):
             endpoint = balancer.pick(head)  # type: ignore[attr-defined]
@@ -208,4 +271,5 @@ class MeshRouter:
                 if (other.address, other.ports.get(port, port)) not in tried:
                     endpoint, address, endpoint_port = other, other.address, other.ports.get(port, port)
                     break
-        return Target(address, endpoint_port, target.cluster, endpoint, balancer, target.policy)
+        return Target(address, endpoint_port, target.cluster, endpoint, balancer, target.policy, target.breaker,
+                      target.outlier)

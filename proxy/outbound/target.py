@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from proxy.outbound.circuit_breaker import Breaker
+    from proxy.outbound.outlier import Detector
 
 
 class RequestHead:
@@ -40,10 +46,12 @@ class Target:
     `release()` without an `acquire()`, or a second `release()`, does nothing.
     """
 
-    __slots__ = ("address", "port", "cluster", "endpoint", "balancer", "held", "policy")
+    __slots__ = ("address", "port", "cluster", "endpoint", "balancer", "held", "policy", "breaker", "slot",
+                 "resume", "outlier")
 
     def __init__(self, address: str, port: int, cluster: str, endpoint: object = None,
-                 balancer: object = None, policy: object = None) -> None:
+                 balancer: object = None, policy: object = None, breaker: Breaker | None = None,
+                 outlier: Detector | None = None) -> None:
         self.address = address
         self.port = port
         self.cluster = cluster
@@ -53,6 +61,30 @@ class Target:
         # The chosen rule's proxy.outbound.policy.RoutePolicy (timeout, retries, fault), compiled with the
         # routing table; None: no timeout, retry or fault beyond the listener's own settings.
         self.policy = policy
+        # The cluster's proxy.outbound.circuit_breaker.Breaker (connectionPool limits), None without limits.
+        # slot: 0 none, 1 waiting for one (resume runs on admission), 2 holding one.
+        self.breaker = breaker
+        self.slot = 0
+        self.resume: Callable[[], None] | None = None
+        self.outlier = outlier  # the pool's proxy.outbound.outlier.Detector; the exchange reports each try to it
+
+    def enter(self, resume: Callable[[], None]) -> bool:
+        """Take a slot of the breaker (True), or wait for one (False: `resume` is called soon after it is
+        granted). Raises proxy.errors.Overflow when the cluster is full. Only called with a breaker."""
+        if self.slot == 2:
+            return True
+        if self.breaker.enter(self):  # type: ignore[union-attr]
+            self.slot = 2
+            return True
+        self.slot, self.resume = 1, resume
+        return False
+
+    def admitted(self, breaker: Breaker) -> None:
+        """The breaker granted a slot to this waiting target."""
+        self.slot = 2
+        resume, self.resume = self.resume, None
+        if resume is not None:
+            asyncio.get_running_loop().call_soon(resume)
 
     def acquire(self) -> None:
         if not self.held and self.balancer is not None:
@@ -63,6 +95,13 @@ class Target:
         if self.held:
             self.held = False
             self.balancer.release(self.endpoint)  # type: ignore[attr-defined]
+        if self.slot:
+            if self.slot == 2:
+                self.breaker.leave()  # type: ignore[union-attr]
+            else:
+                self.breaker.forget(self)  # type: ignore[union-attr]
+                self.resume = None
+            self.slot = 0
 
 
 class Router(Protocol):

@@ -15,10 +15,12 @@ import msgspec
 
 from proto.config_api import ConfigError
 from proto.networking import (
-    DestinationRuleSpec, HTTPMatchRequest, HTTPRoute, HTTPRouteDestination, LoadBalancerSettings, ServiceEntrySpec,
-    StringMatch, TrafficPolicy, VirtualServiceSpec, WorkloadEntrySpec,
+    ConnectionPoolSettings, DestinationRuleSpec, HTTPMatchRequest, HTTPRoute, HTTPRouteDestination,
+    LoadBalancerSettings, OutlierDetection, ServiceEntrySpec, StringMatch, TrafficPolicy, VirtualServiceSpec,
+    WorkloadEntrySpec,
 )
-from services.pilot.validate_resilience import http_resilience
+from services.pilot.validate_resilience import duration_ms, http_resilience
+from services.pilot.validate_shaping import http_shaping
 
 SUPPORTED_LB = ("ROUND_ROBIN", "RANDOM", "LEAST_REQUEST", "LEAST_CONN", "UNSPECIFIED")
 NOT_YET_LB = ("PASSTHROUGH",)
@@ -162,10 +164,9 @@ def virtual_service(spec: VirtualServiceSpec, f: Findings) -> None:
         path = f"spec.http[{i}]"
         for j, match in enumerate(route.match or []):
             _http_match(match, f"{path}.match[{j}]", f)
-        if not route.route:
-            f.error(f"{path}.route", "at least one route destination is required")
-        else:
+        if route.route:
             _destinations(route.route, f"{path}.route", f)
+        http_shaping(route, path, f)  # route/redirect/directResponse, rewrite
         http_resilience(route, path, f)  # timeout, retries, fault
     _unreachable_rules(spec.http, f)
 
@@ -349,14 +350,48 @@ def _is_prime(n: int) -> bool:
     return True
 
 
+def _connection_pool(pool: ConnectionPoolSettings, path: str, f: Findings) -> None:
+    """Istio's validateConnectionPool, for the fields Isthmus declares (the others fail at decode)."""
+    if pool.tcp is None and pool.http is None:
+        f.error(path, "connection pool must have at least one field")
+    if pool.tcp is not None:
+        if pool.tcp.max_connections is not None and pool.tcp.max_connections < 0:
+            f.error(f"{path}.tcp.maxConnections", "max connections must be non-negative")
+        if pool.tcp.connect_timeout is not None:
+            duration_ms(pool.tcp.connect_timeout, f"{path}.tcp.connectTimeout", f)
+    if pool.http is not None:
+        pending = pool.http.http1_max_pending_requests
+        if pending is not None and pending < 0:
+            f.error(f"{path}.http.http1MaxPendingRequests", "http1 max pending requests must be non-negative")
+
+
+def _outlier_detection(od: OutlierDetection, path: str, f: Findings) -> None:
+    """Istio's validateOutlierDetection: durations, and percentages in 0..100."""
+    for name, value in (("interval", od.interval), ("baseEjectionTime", od.base_ejection_time)):
+        if value is not None:
+            duration_ms(value, f"{path}.{name}", f)
+    for name, number in (("consecutive5xxErrors", od.consecutive_5xx_errors),
+                         ("consecutiveGatewayErrors", od.consecutive_gateway_errors)):
+        if number is not None and number < 0:
+            f.error(f"{path}.{name}", f"{name} must be non-negative")
+    for name, pct in (("maxEjectionPercent", od.max_ejection_percent), ("minHealthPercent", od.min_health_percent)):
+        if pct is not None and not 0 <= pct <= 100:
+            f.error(f"{path}.{name}", f"percentage {pct} is not in range 0..100")
+
+
 def _traffic_policy(policy: TrafficPolicy | None, path: str, f: Findings) -> None:
     if policy is None:
         return
-    if policy.load_balancer is None and not policy.port_level_settings:
+    if (policy.load_balancer is None and policy.connection_pool is None and policy.outlier_detection is None
+            and not policy.port_level_settings):
         f.error(path, "traffic policy must have at least one field")
         return
     if policy.load_balancer is not None:
         _load_balancer(policy.load_balancer, f"{path}.loadBalancer", f)
+    if policy.connection_pool is not None:
+        _connection_pool(policy.connection_pool, f"{path}.connectionPool", f)
+    if policy.outlier_detection is not None:
+        _outlier_detection(policy.outlier_detection, f"{path}.outlierDetection", f)
     ports: set[int] = set()
     for i, port_policy in enumerate(policy.port_level_settings or []):
         ppath = f"{path}.portLevelSettings[{i}]"
@@ -367,10 +402,12 @@ def _traffic_policy(policy: TrafficPolicy | None, path: str, f: Findings) -> Non
             if port_policy.port.number in ports:
                 f.error(f"{ppath}.port.number", f"port {port_policy.port.number} has two port level settings")
             ports.add(port_policy.port.number)
-        if port_policy.load_balancer is None:
+        if port_policy.load_balancer is None and port_policy.connection_pool is None:
             f.error(ppath, "port traffic policy must have at least one field")
-        else:
+        if port_policy.load_balancer is not None:
             _load_balancer(port_policy.load_balancer, f"{ppath}.loadBalancer", f)
+        if port_policy.connection_pool is not None:
+            _connection_pool(port_policy.connection_pool, f"{ppath}.connectionPool", f)
 
 
 def destination_rule(spec: DestinationRuleSpec, f: Findings) -> None:

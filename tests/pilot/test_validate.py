@@ -182,7 +182,7 @@ def test_a_destination_without_weight_next_to_weighted_ones_is_a_warning():
 def test_a_route_needs_at_least_one_destination():
     text = GOOD_VS.replace("    route:\n    - destination: {host: reviews, subset: v2}", "    route: []")
     _, errors, _ = decode(text)
-    assert "at least one route destination" in by_path(errors, "spec.http[0].route").message
+    assert "HTTP route, redirect or direct_response is required" in by_path(errors, "spec.http[0].route").message
 
 
 def test_a_string_match_needs_exactly_one_of_exact_prefix_regex():

@@ -12,11 +12,16 @@ subset without one carries none and uses the cluster's.
 
 from __future__ import annotations
 
-from proto.networking import ConsistentHashLB, LoadBalancerSettings, Subset, TrafficPolicy
-from proto.xds import ClusterConfig, Endpoint, HashPolicy, LbPolicy, LocalityPolicy, SubsetPolicy
+from proto.networking import (
+    ConnectionPoolSettings, ConsistentHashLB, LoadBalancerSettings, OutlierDetection, Subset, TrafficPolicy,
+)
+from proto.xds import (
+    ClusterConfig, Endpoint, HashPolicy, LbPolicy, LocalityPolicy, OutlierPolicy, PoolLimits, SubsetPolicy,
+)
 from services.pilot.compile.endpoints import Service
 from services.pilot.compile.hosts import fqdn
 from services.pilot.compile.state import MeshState, Stored
+from services.pilot.validate_resilience import parse_duration
 
 DEFAULT_LB = "ROUND_ROBIN"
 RING_SIZE = 1024  # Envoy's default minimum ring size
@@ -65,6 +70,40 @@ def _policy(settings: LoadBalancerSettings | None) -> LbPolicy:
     return LbPolicy(lb=lb, hash=hash_policy, locality=locality)
 
 
+def _limits(pool: ConnectionPoolSettings | None) -> PoolLimits | None:
+    """connectionPool as the proxy's circuit breaker runs it; None: no limits."""
+    if pool is None:
+        return None
+    tcp, http = pool.tcp, pool.http
+    connect_ms = 0
+    if tcp is not None and tcp.connect_timeout:
+        connect_ms = parse_duration(tcp.connect_timeout) // 1_000_000  # validated: whole ms
+    return PoolLimits(max_connections=(tcp.max_connections or 0) if tcp else 0,
+                      max_pending=(http.http1_max_pending_requests or 0) if http else 0,
+                      connect_timeout_ms=connect_ms)
+
+
+def _outlier(od: OutlierDetection | None) -> OutlierPolicy | None:
+    """outlierDetection with Envoy's defaults for what Istio leaves unset; None: off."""
+    if od is None:
+        return None
+    ms = lambda text, default: parse_duration(text) // 1_000_000 if text else default  # noqa: E731
+    default = OutlierPolicy()
+    return OutlierPolicy(
+        consecutive_5xx=od.consecutive_5xx_errors if od.consecutive_5xx_errors is not None else default.consecutive_5xx,
+        consecutive_gateway=od.consecutive_gateway_errors or 0,
+        interval_ms=ms(od.interval, default.interval_ms),
+        base_ejection_ms=ms(od.base_ejection_time, default.base_ejection_ms),
+        max_ejection_percent=od.max_ejection_percent or default.max_ejection_percent,
+        min_health_percent=od.min_health_percent or 0)
+
+
+def _port_pools(policy: TrafficPolicy | None) -> dict[int, ConnectionPoolSettings]:
+    """The portLevelSettings that set a connectionPool: port -> its connectionPool."""
+    return {p.port.number: p.connection_pool for p in (policy.port_level_settings if policy else None) or []
+            if p.port is not None and p.connection_pool is not None}
+
+
 def _port_settings(policy: TrafficPolicy | None) -> dict[int, LoadBalancerSettings | None]:
     return {p.port.number: p.load_balancer for p in (policy.port_level_settings if policy else None) or []
             if p.port is not None}
@@ -87,8 +126,24 @@ def _subset(subset: Subset, top: TrafficPolicy | None) -> SubsetPolicy:
         if port in own_ports:
             settings = own_ports[port]
         port_lb[port] = _policy(settings)
+    # connectionPool merges the same way, in the same order
+    top_pool = top.connection_pool if top else None
+    pool = own.connection_pool if own.connection_pool is not None else top_pool
+    top_cp, own_cp = _port_pools(top), _port_pools(own)
+    port_limits: dict[int, PoolLimits] = {}
+    for port in sorted(set(top_cp) | set(own_cp)):
+        chosen = top_cp.get(port, top_pool)
+        if own.connection_pool is not None:
+            chosen = own.connection_pool
+        if port in own_cp:
+            chosen = own_cp[port]
+        limits = _limits(chosen)
+        if limits is not None:
+            port_limits[port] = limits
     return SubsetPolicy(name=subset.name, labels=dict(subset.labels), lb=base.lb, hash=base.hash,
-                        locality=base.locality, port_lb=port_lb)
+                        locality=base.locality, port_lb=port_lb, limits=_limits(pool), port_limits=port_limits,
+                        outlier=_outlier(own.outlier_detection if own.outlier_detection is not None
+                                         else top.outlier_detection if top else None))
 
 
 def _endpoint_key(ep: Endpoint) -> tuple:
@@ -106,12 +161,17 @@ def build_clusters(state: MeshState, services: dict[str, Service],
         rule = rules.get(host)
         version = max(svc.revision if svc else 0, rule.revision if rule else 0, referenced.get(host, 0))
         base, port_lb, subsets, source = LbPolicy(lb=DEFAULT_LB), {}, [], ""
+        limits, port_limits, outlier = None, {}, None
         if rule is not None:
             spec = rule.resource.spec
             top = spec.traffic_policy
             base = _policy(top.load_balancer if top else None)
             port_lb = {port: _policy(settings) for port, settings in _port_settings(top).items()}
             subsets = [_subset(s, top) for s in spec.subsets]
+            if top is not None:
+                limits = _limits(top.connection_pool)
+                port_limits = {port: _limits(pool) for port, pool in _port_pools(top).items()}
+                outlier = _outlier(top.outlier_detection)
             source = rule.source
         clusters[host] = ClusterConfig(
             host=host,
@@ -124,5 +184,8 @@ def build_clusters(state: MeshState, services: dict[str, Service],
             port_lb=port_lb,
             endpoints=sorted(svc.endpoints, key=_endpoint_key) if svc else [],
             source=source,
+            limits=limits,
+            port_limits=port_limits,
+            outlier=outlier,
         )
     return clusters

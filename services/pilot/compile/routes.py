@@ -16,6 +16,7 @@ from proto.networking import HTTPMatchRequest, HTTPRoute, HTTPRouteDestination, 
 from proto.xds import HttpRule, RouteConfig, RouteMatch, WeightedDestination
 from services.pilot.compile.hosts import fqdn
 from services.pilot.compile.resilience import resilience
+from services.pilot.compile.shaping import headers, mirrors, shaping
 from services.pilot.compile.state import MeshState
 
 IGNORED_HEADER_KEYS = ("uri", "scheme", "method", "authority")
@@ -54,6 +55,7 @@ def _destinations(routes: list[HTTPRouteDestination], namespace: str, suffix: st
             subset=r.destination.subset,
             port=r.destination.port.number if r.destination.port else None,
             weight=100 if lone else (r.weight or 0),
+            headers=headers(r.headers),
         )
         for r in routes
     ]
@@ -66,7 +68,8 @@ def _rule(route: HTTPRoute, namespace: str, suffix: str) -> HttpRule | None:
         return None
     return HttpRule(name=route.name or "", matches=[_match(m) for m in sidecar],
                     destinations=_destinations(route.route or [], namespace, suffix),
-                    **resilience(route))  # type: ignore[arg-type]  # timeout, retries, fault
+                    mirrors=mirrors(route, namespace, suffix),
+                    **resilience(route), **shaping(route))  # type: ignore[arg-type]  # timeout, retries, fault
 
 
 def build_routes(state: MeshState) -> dict[str, RouteConfig]:
@@ -89,6 +92,6 @@ def referenced_hosts(routes: dict[str, RouteConfig]) -> dict[str, int]:
     hosts: dict[str, int] = {}
     for route in routes.values():
         for rule in route.rules:
-            for dest in rule.destinations:
+            for dest in [*rule.destinations, *rule.mirrors]:
                 hosts[dest.host] = max(hosts.get(dest.host, 0), route.version)
     return hosts

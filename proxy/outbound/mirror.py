@@ -1,0 +1,129 @@
+"""Istio's mirror / mirrorPercentage / mirrors of one rule: a fire-and-forget copy of the request.
+
+Compiled once per rule. The copy is what goes upstream (after rewrite and header operations) with its
+Host suffixed `-shadow` before any port (`reviews:9080` -> `reviews-shadow:9080`), as Envoy does, and
+`connection: close`. It is sent to an endpoint of the mirror cluster picked by that cluster's balancer
+once the whole request is in hand, on its own connection; its response is read and dropped. The
+primary request never waits for it and never sees its failures. Bounded: requests whose body exceeds
+MAX_BODY are not mirrored, and at most MAX_IN_FLIGHT copies per process are in flight (more are dropped),
+each cut after TIMEOUT seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from random import random
+from typing import Any
+
+from proto import xds
+
+MAX_BODY = 64 * 1024
+MAX_IN_FLIGHT = 64
+TIMEOUT = 10.0
+Header = tuple[bytes, bytes]
+
+
+class MirrorPolicy:
+    __slots__ = ("targets",)
+
+    def __init__(self, mirrors: list[xds.MirrorPolicy]) -> None:
+        for m in mirrors:
+            if not 0.0 <= m.percent <= 100.0:
+                raise ValueError(f"mirror percentage {m.percent:g} is not within 0..100")
+        self.targets = tuple((m.host, m.subset or "", m.port, m.percent / 100.0) for m in mirrors)
+
+    def chosen(self) -> list[tuple[str, str, int | None]]:
+        """The mirrors this request goes to (each decided with its own random draw)."""
+        return [(host, subset, port) for host, subset, port, ratio in self.targets
+                if ratio >= 1.0 or (ratio > 0.0 and random() < ratio)]
+
+
+def shadow_host(value: bytes) -> bytes:
+    if value.startswith(b"["):
+        end = value.find(b"]")
+        return value[:end + 1] + b"-shadow" + value[end + 1:] if end >= 0 else value + b"-shadow"
+    host, sep, port = value.rpartition(b":")
+    if sep and port.isdigit():
+        return host + b"-shadow:" + port
+    return value + b"-shadow"
+
+
+def shadow_headers(headers: list[Header]) -> list[Header]:
+    out = [(n, shadow_host(v)) if n == b"host" else (n, v) for n, v in headers if n != b"connection"]
+    out.append((b"connection", b"close"))
+    return out
+
+
+class PendingCopy:
+    """A copy waiting for the rest of its request body."""
+
+    __slots__ = ("targets", "parts", "size")
+
+    def __init__(self, targets: list[tuple[str, int]], parts: list[bytes]) -> None:
+        self.targets = targets
+        self.parts = parts
+        self.size = 0
+
+    def add(self, data: bytes) -> bool:
+        """False once the body is over MAX_BODY: the copy is given up."""
+        self.size += len(data)
+        if self.size > MAX_BODY:
+            return False
+        self.parts.append(data)
+        return True
+
+    def send(self) -> None:
+        data = b"".join(self.parts)
+        for address, port in self.targets:
+            Shadows.send(address, port, data)
+
+
+class _Sink(asyncio.Protocol):
+    """Writes the copy, drops whatever comes back, closes on EOF or after TIMEOUT."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: Any) -> None:
+        transport.write(self.data)
+        self.timer = asyncio.get_running_loop().call_later(TIMEOUT, transport.abort)
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+    def eof_received(self) -> bool:
+        return False  # close our side too
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        Shadows.in_flight -= 1
+        if self.timer is not None:
+            self.timer.cancel()
+
+
+class Shadows:
+    """Counts of the copies this process sent (for tests and the admin page)."""
+
+    in_flight = 0
+    sent = 0
+    dropped = 0
+
+    @classmethod
+    def send(cls, address: str, port: int, data: bytes) -> None:
+        if cls.in_flight >= MAX_IN_FLIGHT:
+            cls.dropped += 1
+            return
+        cls.in_flight += 1
+        cls.sent += 1
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(loop.create_connection(lambda: _Sink(data), address, port))
+        task.add_done_callback(cls._connected)
+
+    @classmethod
+    def _connected(cls, task: asyncio.Future[Any]) -> None:
+        if task.cancelled() or task.exception() is not None:  # retrieved: never logged as unhandled
+            cls.in_flight -= 1
+
+
+def from_rule(rule: xds.HttpRule) -> MirrorPolicy | None:
+    return MirrorPolicy(rule.mirrors) if rule.mirrors else None

@@ -1,0 +1,111 @@
+"""proxy/outbound/mirror.py and the exchange's mirroring: copies sent once the body is in hand, never waited on."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+from tests.proxy.http_helpers import Clients, StubRouter, Upstream, keep_alive_echo, read_response, stall
+
+from proto import xds
+from proxy.http import exchange
+from proxy.http.server import Mode, serve
+from proxy.http.upstream import ConnectionPool
+from proxy.outbound import mirror
+from proxy.outbound.policy import compile_policy
+from proxy.outbound.route_match import CompiledRule
+from proxy.outbound.target import Target
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.mark.parametrize("host, shadow", [(b"reviews", b"reviews-shadow"), (b"reviews:9080", b"reviews-shadow:9080"),
+                                          (b"[::1]:80", b"[::1]-shadow:80")])
+def test_the_host_gets_the_shadow_suffix_before_its_port(host, shadow):
+    assert mirror.shadow_host(host) == shadow
+    headers = mirror.shadow_headers([(b"host", host), (b"connection", b"keep-alive"), (b"x", b"1")])
+    assert headers == [(b"host", shadow), (b"x", b"1"), (b"connection", b"close")]
+
+
+def test_percentages_choose_a_share_of_requests_and_unset_means_all():
+    random.seed(7)
+    policy = mirror.MirrorPolicy([xds.MirrorPolicy(host="a", percent=25.0), xds.MirrorPolicy(host="b")])
+    picks = [policy.chosen() for _ in range(2000)]
+    assert all(("b", "", None) in p for p in picks)
+    assert 400 <= sum(("a", "", None) in p for p in picks) <= 600
+
+
+def test_rules_without_mirrors_pay_nothing_and_bad_percentages_are_refused():
+    assert mirror.from_rule(xds.HttpRule(destinations=[xds.WeightedDestination(host="h")])) is None
+    with pytest.raises(ValueError):
+        CompiledRule(xds.HttpRule(destinations=[xds.WeightedDestination(host="h")],
+                                  mirrors=[xds.MirrorPolicy(host="m", percent=120.0)]))
+
+
+class MirrorRouter(StubRouter):
+    def __init__(self, target: Target, shadow: tuple[str, int]) -> None:
+        super().__init__({"h": target})
+        self.shadow = shadow
+
+    def mirror_pick(self, host, subset, port, head):  # type: ignore[no-untyped-def]
+        return self.shadow if host == "m" else None
+
+
+@pytest.fixture
+async def mirrored():
+    pool = ConnectionPool(connect_timeout=2.0)
+    listeners, clients = [], Clients()
+
+    async def start(up: Upstream, shadow: Upstream):
+        policy = compile_policy(xds.HttpRule(destinations=[xds.WeightedDestination(host="h")]),
+                                mirror=mirror.MirrorPolicy([xds.MirrorPolicy(host="m")]))
+        target = Target("127.0.0.1", up.port, "outbound|80||h", policy=policy)
+        listener = await serve("127.0.0.1", 0, MirrorRouter(target, ("127.0.0.1", shadow.port)), pool, Mode.OUTBOUND)
+        listeners.append(listener)
+        return await clients(listener.port)
+
+    yield start
+    await clients.close()
+    for listener in listeners:
+        await listener.stop(grace=0.5)
+    pool.close()
+
+
+async def wait_for(check, timeout: float = 3.0) -> None:  # type: ignore[no-untyped-def]
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not check():
+        assert loop.time() < end, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_copy_with_its_body_reaches_the_mirror_and_a_stalled_mirror_never_delays_the_response(mirrored):
+    async with Upstream(keep_alive_echo) as up, Upstream(stall) as shadow:
+        reader, writer = await mirrored(up, shadow)
+        writer.write(b"POST /p HTTP/1.1\r\nHost: h:80\r\nContent-Length: 10\r\n\r\n")
+        await asyncio.sleep(0.05)  # the body arrives after the request was routed
+        writer.write(b"0123456789")
+        resp = await asyncio.wait_for(read_response(reader), 2.0)
+        assert resp.status == 200 and resp.body == b"0123456789"
+        await wait_for(lambda: len(shadow.requests) == 1)
+        copy = shadow.requests[0]
+        assert copy.line.startswith(b"POST /p ") and copy.body == b"0123456789"
+        assert copy.header(b"host") == b"h-shadow:80" and copy.header(b"connection") == b"close"
+        writer.write(b"GET /g HTTP/1.1\r\nHost: h\r\n\r\n")  # no body: copied at once
+        assert (await asyncio.wait_for(read_response(reader), 2.0)).status == 200
+        await wait_for(lambda: len(shadow.requests) == 2)
+    assert exchange._mirror_copies == {}
+
+
+async def test_a_mirror_that_refuses_connections_does_not_fail_the_request(mirrored):
+    async with Upstream(keep_alive_echo) as up, Upstream(stall) as shadow:
+        port = shadow.port
+    async with Upstream(keep_alive_echo) as up:
+        shadow_gone = Upstream(stall)
+        shadow_gone.port = port  # nothing listens there any more
+        reader, writer = await mirrored(up, shadow_gone)
+        for _ in range(3):
+            writer.write(b"GET /g HTTP/1.1\r\nHost: h\r\n\r\n")
+            assert (await asyncio.wait_for(read_response(reader), 2.0)).status == 200
+    await wait_for(lambda: mirror.Shadows.in_flight == 0)
