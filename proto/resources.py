@@ -8,6 +8,7 @@ import msgspec
 
 from proto.base import IstioStruct
 from proto.networking import DestinationRuleSpec, ServiceEntrySpec, VirtualServiceSpec, WorkloadEntrySpec
+from proto.ratelimit import RateLimitSpec
 
 
 class ObjectMeta(IstioStruct):
@@ -46,6 +47,10 @@ class WorkloadEntry(Resource, kw_only=True):
     spec: WorkloadEntrySpec
 
 
+class RateLimit(Resource, kw_only=True):
+    spec: RateLimitSpec
+
+
 class KindInfo(msgspec.Struct, frozen=True):
     kind: str
     group: str
@@ -55,6 +60,7 @@ class KindInfo(msgspec.Struct, frozen=True):
 
 
 NETWORKING_VERSIONS = ("v1", "v1beta1", "v1alpha3")
+ISTHMUS_GROUP = "isthmus.io"  # Isthmus's own kinds (RateLimit), not Istio's
 
 KINDS: dict[str, KindInfo] = {
     info.kind: info
@@ -67,6 +73,7 @@ KINDS: dict[str, KindInfo] = {
                  ("serviceentry", "serviceentries", "se")),
         KindInfo("WorkloadEntry", "networking.istio.io", NETWORKING_VERSIONS, WorkloadEntry,
                  ("workloadentry", "workloadentries", "we")),
+        KindInfo("RateLimit", ISTHMUS_GROUP, ("v1alpha1",), RateLimit, ("ratelimit", "ratelimits", "rl")),
     )
 }
 

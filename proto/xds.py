@@ -205,6 +205,17 @@ class SubsetPolicy(Message):
     outlier: OutlierPolicy | None = None  # with lb None: the cluster's
 
 
+class RateLimitRule(Message):
+    """A RateLimit (isthmus.io) enforced on the inbound side of the service's workloads its selector picks."""
+
+    name: str  # "namespace/name" of the RateLimit
+    selector: dict[str, str] = {}  # the sidecar enforces it when its own labels include these
+    matches: list[RouteMatch] = []  # any of; empty: every request
+    max_tokens: int = 1
+    tokens_per_fill: int = 1
+    fill_interval_ms: int = 1000
+
+
 class ClusterConfig(Message):
     """Everything a proxy needs to reach one service: ports, subsets, balancing, endpoints."""
 
@@ -221,6 +232,7 @@ class ClusterConfig(Message):
     limits: PoolLimits | None = None  # connectionPool; None: no limits
     port_limits: dict[int, PoolLimits] = {}  # portLevelSettings connectionPool: service port -> limits
     outlier: OutlierPolicy | None = None  # outlierDetection; None: off
+    ratelimits: list[RateLimitRule] = []  # RateLimits on this service's workloads (inbound), oldest first
 
 
 class Push(Message):

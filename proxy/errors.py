@@ -8,6 +8,7 @@
     ├── UpstreamReset         503  UC   the upstream closed or reset mid-exchange
     ├── UpstreamTimeout       504  UT   the upstream did not answer in time
     ├── Overflow              503  UO   the cluster's circuit breaker is full (connectionPool)
+    ├── RateLimited           429  RL   a RateLimit's token bucket is empty (proxy/inbound/ratelimit.py)
     └── FaultAbort            any  FI   a configured fault injection aborted the request
 
 The flag is Envoy's response flag, so access logs read the way Istio users expect.
@@ -19,6 +20,7 @@ from __future__ import annotations
 class ProxyError(Exception):
     status: int = 500
     flag: str = "-"
+    headers: bytes = b""  # extra response header lines ("name: value\r\n" each), written by rescue
 
     def __init__(self, detail: str = "") -> None:
         super().__init__(detail)
@@ -68,3 +70,14 @@ class Overflow(ProxyError):
 
     status = 503
     flag = "UO"
+
+
+class RateLimited(ProxyError):
+    """A RateLimit's token bucket is empty (Envoy's local rate limit); `headers`: the x-ratelimit-* lines."""
+
+    status = 429
+    flag = "RL"
+
+    def __init__(self, headers: bytes = b"") -> None:
+        super().__init__("local_rate_limited")
+        self.headers = headers

@@ -44,7 +44,8 @@ class Sidecar:
                                          options.health_interval)
         self.outbound = Listener(options.outbound_host, options.outbound_port, self.router, self.pool, "outbound")
         self.inbound = Listener(options.inbound_host, options.inbound_port,
-                                LocalAppRouter(options.app_host, options.app_port, options.service),
+                                LocalAppRouter(options.app_host, options.app_port, options.service, self.state,
+                                               options.namespace, options.domain_suffix, options.labels),
                                 self.pool, "inbound")
         self.admin = AdminServer("127.0.0.1", options.admin_port, self.is_ready, self.config_dump, self.server_info,
                                  self.state.clusters_status)

@@ -15,13 +15,15 @@ The new RoutingTable is swapped in with one assignment, so the hot path never se
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import msgspec
 
 from proto.xds import ClusterConfig, Push, RouteConfig
 from proxy.outbound.balancer import policy_problem
-from proxy.outbound.route_match import CompiledRoute
+from proxy.outbound.route_match import CompiledMatch, CompiledRoute
 from proxy.outbound.router import RoutingTable, build_table
 
 
@@ -69,6 +71,14 @@ def _check_cluster(cluster: ClusterConfig) -> None:
     for ep in cluster.endpoints:
         if not ep.address:
             raise ConfigRejected(f"{where}: an endpoint has no address")
+    for rl in cluster.ratelimits:
+        if rl.max_tokens < 1 or rl.tokens_per_fill < 1 or rl.fill_interval_ms < 1:
+            raise ConfigRejected(f"{where}: rate limit {rl.name}: the token bucket needs positive values")
+        for m in rl.matches:
+            try:
+                CompiledMatch(m)
+            except (ValueError, re.error) as exc:
+                raise ConfigRejected(f"{where}: rate limit {rl.name}: {exc}") from exc
 
 
 def _compile(route: RouteConfig) -> CompiledRoute:
@@ -109,6 +119,7 @@ class ConfigState:
         # objects are keys, since desired_routes or routes holds each one.
         self._compiled: dict[int, CompiledRoute] = {}
         self.table = RoutingTable({}, {})
+        self.on_apply: list[Callable[[], None]] = []  # called after each applied push (inbound rate limits)
 
     def is_next(self, push: Push) -> bool:
         """False when a delta does not follow the last applied push: the proxy should ask for a snapshot."""
@@ -152,6 +163,8 @@ class ConfigState:
         self._compiled = {k: v for k, v in known.items() if k in keep}
         self.epoch, self.seq, self.version = push.epoch, push.seq, max(self.version, push.version)
         self.table = table
+        for callback in self.on_apply:
+            callback()
 
     def _keep_alive(self, clusters: dict[str, ClusterConfig], active: dict[str, RouteConfig]
                     ) -> tuple[dict[str, ClusterConfig], dict[str, tuple[str, ...]]]:

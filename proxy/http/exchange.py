@@ -13,8 +13,8 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from proxy.errors import BadRequest, Overflow, ProxyError, UpstreamTimeout
-from proxy.http.flow import BUFFERING, PEER_FULL
-from proxy.http.head import CRLF, request_head, write_response_head
+from proxy.http.flow import BUFFERING, PEER_FULL, PIPELINE
+from proxy.http.head import COLON_SP, CRLF, request_head, status_line, write_response_head
 from proxy.http.rescue import rescue
 from proxy.http.upstream import STREAM, UpstreamConnection
 from proxy.outbound import mirror, retry
@@ -53,7 +53,7 @@ class Exchange:
     __slots__ = (
         # request
         "proto", "head", "method", "target", "headers", "drop", "chunked", "http11", "keep_alive",
-        "expect_continue", "is_head", "req_done", "pending", "pending_size", "replay", "error",
+        "expect_continue", "is_head", "req_done", "pending", "pending_size", "replay", "error", "upgrade",
         # upstream
         "upstream", "conn", "connecting", "retried", "timer",
         # route policy (proxy/outbound/policy.py): timeout, retries, fault
@@ -85,6 +85,7 @@ class Exchange:
         self.pending_size = 0
         self.replay: bytes | None = None  # the whole request, if it went out in one write
         self.error = error
+        self.upgrade: bytes | None = None  # the Upgrade value of a websocket request (set by the server)
         # upstream
         self.upstream: Target | None = None
         self.conn: UpstreamConnection | None = None
@@ -222,6 +223,37 @@ class Exchange:
         self.close_after = close
         write_response_head(self.out, status, reason, headers, drop, self.stream_chunked, close)
 
+    def on_upgrade(self, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        """The upstream switched protocols (101) for a websocket request: forward the head, then relay raw
+        bytes both ways until either side closes. The upstream connection never returns to the pool."""
+        conn = self.conn
+        assert conn is not None
+        if self.upstream is not None:
+            self.upstream.release()
+        for name in ("timer", "try_timer"):
+            timer = getattr(self, name)
+            if timer is not None:
+                timer.cancel()
+                setattr(self, name, None)
+        self.status = 101
+        self.resp_done = True
+        self.close_after = True
+        proto = self.proto
+        out = [status_line(101, reason)]
+        for name, value in headers:  # connection/upgrade are the point here: pass them through
+            out += (name, COLON_SP, value, CRLF)
+        out.append(CRLF)
+        self.flush()
+        proto.writelines(out)
+        self.head_sent = True
+        conn.tunnel = proto
+        proto.tunnel = conn
+        if proto.early:
+            conn.transport.write(proto.early)
+            proto.early = b""
+        proto.gate.resume(PIPELINE | BUFFERING)
+        self._log()
+
     def on_response_body(self, body: bytes) -> None:
         self.bytes_sent += len(body)
         if self.stream_chunked:
@@ -354,6 +386,8 @@ class Exchange:
             data = self.replay
         else:
             parts = request_head(self.method, self.target, self.headers, self.drop, self.chunked)
+            if self.upgrade is not None:  # request_head drops hop-by-hop names; an upgrade needs them
+                parts.insert(-1, b"connection: upgrade\r\nupgrade: %s\r\n" % self.upgrade)
             if self.pending:
                 parts += self.pending
                 self.pending = []

@@ -36,4 +36,5 @@ def rescue(exc: BaseException, close: bool) -> tuple[int, str, bytes]:
             HTTPStatus(status).phrase.encode() if status in HTTPStatus._value2member_map_ else b"Error",
         )
     body = (detail.encode("utf-8", "replace") + b"\n") if detail else _DEFAULT_BODY.get(status, b"error\n")
-    return status, flag, b"".join((head, b"%d\r\n" % len(body), _CLOSE if close else _KEEP, body))
+    extra = exc.headers if isinstance(exc, ProxyError) else b""  # e.g. RateLimited's x-ratelimit-*
+    return status, flag, b"".join((head, b"%d\r\n" % len(body), extra, _CLOSE if close else _KEEP, body))

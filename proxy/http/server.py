@@ -18,7 +18,7 @@ from proxy.errors import BadRequest
 from proxy.http.exchange import AccessRecord, Exchange
 from proxy.http.flow import PEER_FULL, PIPELINE, ReadGate
 from proxy.http.head import Mode, connection_tokens, new_request_id, resolve
-from proxy.http.upstream import ConnectionPool
+from proxy.http.upstream import ConnectionPool, UpstreamConnection
 from proxy.outbound.target import RequestHead, Router
 
 __all__ = ["AccessRecord", "HttpProxyProtocol", "Listener", "Mode", "ServerState", "serve"]
@@ -54,6 +54,8 @@ class HttpProxyProtocol(asyncio.Protocol):
         # per-connection
         "transport", "parser", "gate", "write_paused", "closing", "stopping", "broken", "active",
         "pipeline", "advancing", "client",
+        # websocket tunnel (after the upstream's 101): the upstream connection, and client bytes read early
+        "tunnel", "early",
         # per-request (the one being parsed)
         "current", "url", "headers",
     )
@@ -78,6 +80,8 @@ class HttpProxyProtocol(asyncio.Protocol):
         self.pipeline: deque[Exchange] = deque()
         self.advancing = False
         self.client = ""  # the peer's IP, once per connection (consistentHash useSourceIp)
+        self.tunnel: UpstreamConnection | None = None
+        self.early = b""
         # per-request
         self.current: Exchange | None = None
         self.url = b""
@@ -95,6 +99,8 @@ class HttpProxyProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
+        if self.tunnel is not None:
+            self.tunnel.transport.close()  # after what is buffered for it has been sent
         shared = self.shared
         shared.connections.discard(self)
         if shared.drained is not None and not shared.connections:
@@ -109,16 +115,28 @@ class HttpProxyProtocol(asyncio.Protocol):
         self.current = None
 
     def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.transport.write(data)
+            return
         if self.broken:
             return
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:  # CONNECT or Upgrade: rejected in on_headers_complete
-            self._stop_reading()
+        except httptools.HttpParserUpgrade as exc:  # CONNECT or a non-websocket Upgrade: rejected already
+            ex = self.active or (self.pipeline[-1] if self.pipeline else None)
+            if ex is not None and ex.upgrade is not None and not ex.resp_done:
+                # websocket: bytes after the head wait for the upstream's 101; nothing more is parsed
+                self.early = data[exc.args[0]:] if exc.args else b""
+                self.broken = True
+                self.gate.pause(PIPELINE)
+            else:
+                self._stop_reading()
         except httptools.HttpParserError as exc:
             self._malformed(exc)
 
     def eof_received(self) -> bool | None:
+        if self.tunnel is not None:
+            return None  # either side closing ends the tunnel (connection_lost closes the upstream)
         if self.active is None and not self.pipeline:
             return None
         self.stopping = True  # half-closed after its requests: answer them, then close
@@ -174,7 +192,12 @@ class HttpProxyProtocol(asyncio.Protocol):
         head = None
         error: BadRequest | None = None
         target = self.url
-        if parser.should_upgrade():
+        upgrade = None
+        if parser.should_upgrade() and method == b"GET":
+            upgrade = next((v for n, v in headers if n == b"upgrade"), None)
+            if upgrade is not None and upgrade.strip().lower() != b"websocket":
+                upgrade = None
+        if parser.should_upgrade() and upgrade is None:
             error = BadRequest("CONNECT is not supported: send plain HTTP requests through this proxy"
                                if method == b"CONNECT" else "protocol upgrade is not supported")
         else:
@@ -191,7 +214,8 @@ class HttpProxyProtocol(asyncio.Protocol):
                 head = RequestHead(_METHODS.get(method) or method.decode("latin-1"), host_s, port,
                                    target.decode("latin-1"), headers, self.client)
         ex = Exchange(self, head, method, target, headers, drop, has_body, chunked, http11,
-                      keep_alive and error is None, expect, error)
+                      keep_alive and error is None and upgrade is None, expect, error)
+        ex.upgrade = upgrade
         self.current = ex
         self.pipeline.append(ex)
         if error is not None:

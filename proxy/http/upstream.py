@@ -21,6 +21,7 @@ from proxy.http.head import connection_tokens
 
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
+    from proxy.http.server import HttpProxyProtocol
 
 Key = tuple[str, int]
 
@@ -37,6 +38,8 @@ class UpstreamConnection(asyncio.Protocol):
         "idle_since",
         # per-exchange
         "exchange", "got_bytes", "status", "reason", "headers", "until_close", "head_done",
+        # websocket: the client connection raw bytes are relayed to after a 101 (never pooled again)
+        "tunnel",
     )
 
     def __init__(self, pool: ConnectionPool, key: Key) -> None:
@@ -59,6 +62,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.headers: list[tuple[bytes, bytes]] = []
         self.until_close = False
         self.head_done = False  # a HEAD response's headers are all it has
+        self.tunnel: HttpProxyProtocol | None = None
 
     # --- driven by the exchange -------------------------------------------------------------------
 
@@ -81,6 +85,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.gate = ReadGate(self.transport)
 
     def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.write(data)
+            return
         exchange = self.exchange
         if exchange is None:  # nothing asked: a broken or hostile upstream; do not reuse it
             self.closed = True
@@ -92,7 +99,15 @@ class UpstreamConnection(asyncio.Protocol):
         except httptools.HttpParserCallbackError as exc:  # our own code raised inside a callback
             self._fail(exc.__context__ or exc)
             return
-        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+        except httptools.HttpParserUpgrade as exc:
+            if self.tunnel is not None:  # the 101 was forwarded: what followed it is tunnel data
+                rest = data[exc.args[0]:] if exc.args else b""
+                if rest:
+                    self.tunnel.write(rest)
+                return
+            self._fail(UpstreamReset("upstream sent a malformed response"))
+            return
+        except httptools.HttpParserError:
             self._fail(UpstreamReset("upstream sent a malformed response"))
             return
         if self.head_done:
@@ -109,6 +124,10 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.tunnel is not None:
+            self.exchange = None
+            self.tunnel.close()
+            return
         if self.in_pool:
             self.pool.discard(self)
         exchange = self.exchange
@@ -147,6 +166,9 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.status = status = self.parser.get_status_code()
+        if status == 101 and self.exchange is not None and self.exchange.upgrade is not None:
+            self.exchange.on_upgrade(self.reason, self.headers)
+            return
         if status < 200:  # interim (100 Continue...): we answered the client's Expect ourselves
             return
         exchange = self.exchange

@@ -1,14 +1,54 @@
 """The inbound path's routing stage: every request that reaches the inbound listener goes to the
-app beside the sidecar. (mTLS termination and authorization will sit in front of it here.)"""
+app beside the sidecar. (mTLS termination and authorization will sit in front of it here.)
+
+RateLimits (isthmus.io, proxy/inbound/ratelimit.py) are enforced here: with none for this sidecar,
+`limiter` is None and a request pays that one attribute check.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from proxy.inbound.ratelimit import RateLimiter
 from proxy.outbound.target import RequestHead, Target
+
+if TYPE_CHECKING:
+    from proxy.control.config_state import ConfigState
 
 
 class LocalAppRouter:
-    def __init__(self, host: str, port: int, service: str) -> None:
+    def __init__(self, host: str, port: int, service: str, state: ConfigState | None = None,
+                 namespace: str = "default", domain_suffix: str = "svc.cluster.local",
+                 labels: dict[str, str] | None = None) -> None:
         self.target = Target(host, port, f"inbound|{port}||{service}")
+        self.limiter: RateLimiter | None = None
+        self.host = f"{service}.{namespace}.{domain_suffix}".lower()  # this workload's service (ClusterConfig)
+        self.labels = dict(labels or {})
+        self.state = state
+        if state is not None:
+            state.on_apply.append(self.refresh)
 
     def pick(self, head: RequestHead) -> Target:
-        return self.target
+        limiter = self.limiter
+        if limiter is None:
+            return self.target
+        return limiter.admit(head)
+
+    def refresh(self) -> None:
+        """Rebuild the limiter from the config state's cluster of this workload's service."""
+        assert self.state is not None
+        cluster = self.state.clusters.get(self.host)
+        labels = self.labels
+        rules = [r for r in (cluster.ratelimits if cluster is not None else ())
+                 if all(labels.get(k) == v for k, v in r.selector.items())]
+        if not rules:
+            self.limiter = None
+        elif self.limiter is None or [lim.rule for lim in self.limiter.limits] != rules:
+            self.limiter = RateLimiter(rules, self.target, self.limiter)
+
+    def dump(self) -> list[dict[str, object]]:
+        """The rules in force and their buckets, for the admin /config_dump."""
+        if self.limiter is None:
+            return []
+        return [{"name": lim.rule.name, "max_tokens": lim.bucket.max_tokens, "remaining": lim.bucket.remaining()}
+                for lim in self.limiter.limits]

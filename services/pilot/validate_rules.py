@@ -19,6 +19,7 @@ from proto.networking import (
     LoadBalancerSettings, OutlierDetection, ServiceEntrySpec, StringMatch, TrafficPolicy, VirtualServiceSpec,
     WorkloadEntrySpec,
 )
+from services.pilot.validate_ratelimit import rate_limit
 from services.pilot.validate_resilience import duration_ms, http_resilience
 from services.pilot.validate_shaping import http_shaping
 
@@ -530,4 +531,5 @@ VALIDATORS = {
     "DestinationRule": destination_rule,
     "ServiceEntry": service_entry,
     "WorkloadEntry": workload_entry,
+    "RateLimit": rate_limit,
 }

@@ -15,6 +15,7 @@ import msgspec
 from proto.xds import ClusterConfig, RouteConfig
 from services.pilot.compile.clusters import build_clusters
 from services.pilot.compile.endpoints import collect_services
+from services.pilot.compile.ratelimit import attach_ratelimits
 from services.pilot.compile.routes import build_routes, referenced_hosts
 from services.pilot.compile.state import MeshState
 
@@ -45,7 +46,7 @@ def compile_mesh(
     previous: tuple[dict[str, ClusterConfig], dict[str, RouteConfig]] | None = None,
 ) -> tuple[dict[str, ClusterConfig], dict[str, RouteConfig]]:
     routes = build_routes(state)
-    clusters = build_clusters(state, collect_services(state), referenced_hosts(routes))
+    clusters = attach_ratelimits(state, build_clusters(state, collect_services(state), referenced_hosts(routes)))
     if previous is not None:
         clusters = keep_versions(previous[0], clusters, state.revision)
         routes = keep_versions(previous[1], routes, state.revision)
