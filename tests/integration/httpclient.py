@@ -69,16 +69,15 @@ class Client:
             self.writer = None
 
 
-class Backend:
-    """An app behind a sidecar: answers every request with `name` and counts what it saw."""
+class AppServer:
+    """Base of the test apps: listens on 127.0.0.1:0 and answers each connection's requests with
+    `serve_one` (one request; returns False to close the connection)."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.requests: list[tuple[str, str, dict[str, str]]] = []
+    def __init__(self) -> None:
         self.server: asyncio.Server | None = None
         self.port = 0
 
-    async def start(self) -> "Backend":
+    async def start(self):  # type: ignore[no-untyped-def]
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self.port = self.server.sockets[0].getsockname()[1]
         return self
@@ -87,26 +86,42 @@ class Backend:
         if self.server is not None:
             self.server.close()
 
+    async def serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        raise NotImplementedError  # each app says how it answers
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")
-                method, path, _ = lines[0].split(" ", 2)
-                headers = {}
-                for line in lines[1:]:
-                    if ":" in line:
-                        key, value = line.split(":", 1)
-                        headers[key.strip().lower()] = value.strip()
-                length = int(headers.get("content-length", "0"))
-                if length:
-                    await reader.readexactly(length)
-                self.requests.append((method, path, headers))
-                body = self.name.encode()
-                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: %d\r\n\r\n%s"
-                             % (len(body), body))
-                await writer.drain()
+            while await self.serve_one(reader, writer):
+                pass
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass
         finally:
             writer.close()
+
+
+class Backend(AppServer):
+    """An app behind a sidecar: answers every request with `name` and counts what it saw."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+
+    async def serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        method, path, _ = lines[0].split(" ", 2)
+        headers = {}
+        for line in lines[1:]:
+            if ":" in line:
+                key, value = line.split(":", 1)
+                headers[key.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0"))
+        if length:
+            await reader.readexactly(length)
+        self.requests.append((method, path, headers))
+        body = self.name.encode()
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: %d\r\n\r\n%s"
+                     % (len(body), body))
+        await writer.drain()
+        return True

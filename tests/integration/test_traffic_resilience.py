@@ -9,51 +9,36 @@ import time
 import pytest
 
 from tests.integration.conftest import ControlPlane, apply, eventually
-from tests.integration.httpclient import Client
+from tests.integration.httpclient import AppServer, Client
 
 pytestmark = pytest.mark.asyncio
 _namespaces = itertools.count(1)
 
 
-class FlakyBackend:
+class FlakyBackend(AppServer):
     """An app that can be told to fail (503) its first `fail_first` requests, stall, or reset every request."""
 
     def __init__(self, name: str, fail_first: int = 0, stall: bool = False, reset: bool = False) -> None:
+        super().__init__()
         self.name, self.fail_first, self.stall, self.reset = name, fail_first, stall, reset
         self.seen = 0
-        self.server: asyncio.Server | None = None
-        self.port = 0
 
-    async def start(self) -> "FlakyBackend":
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return self
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                await reader.readuntil(b"\r\n\r\n")
-                self.seen += 1
-                if self.reset:
-                    writer.transport.abort()
-                    return
-                if self.stall:
-                    await reader.read()
-                    return
-                if self.seen <= self.fail_first:
-                    status, body = b"503 Service Unavailable", b"failing"
-                else:
-                    status, body = b"200 OK", self.name.encode()
-                writer.write(b"HTTP/1.1 %s\r\ncontent-length: %d\r\n\r\n%s" % (status, len(body), body))
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.close()
+    async def serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        await reader.readuntil(b"\r\n\r\n")
+        self.seen += 1
+        if self.reset:
+            writer.transport.abort()
+            return False
+        if self.stall:
+            await reader.read()
+            return False
+        if self.seen <= self.fail_first:
+            status, body = b"503 Service Unavailable", b"failing"
+        else:
+            status, body = b"200 OK", self.name.encode()
+        writer.write(b"HTTP/1.1 %s\r\ncontent-length: %d\r\n\r\n%s" % (status, len(body), body))
+        await writer.drain()
+        return True
 
 
 class Mesh:

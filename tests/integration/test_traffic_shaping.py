@@ -8,52 +8,37 @@ import itertools
 import pytest
 
 from tests.integration.conftest import ControlPlane, apply, eventually
-from tests.integration.httpclient import Client
+from tests.integration.httpclient import AppServer, Client
 
 pytestmark = pytest.mark.asyncio
 _namespaces = itertools.count(1)
 
 
-class EchoBackend:
+class EchoBackend(AppServer):
     """An app that answers 200 with `<request target> <host header>` and counts what it saw."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.seen: list[tuple[bytes, bytes]] = []
         self.heads: list[list[bytes]] = []  # each request's header lines, lower-cased
         self.bodies: list[bytes] = []
-        self.server: asyncio.Server | None = None
-        self.port = 0
 
-    async def start(self) -> "EchoBackend":
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return self
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                lines = head.split(b"\r\n")
-                target = lines[0].split(b" ")[1]
-                host = next((line.split(b":", 1)[1].strip() for line in lines[1:]
-                             if line.lower().startswith(b"host:")), b"")
-                self.seen.append((target, host))
-                self.heads.append([line.lower() for line in lines[1:] if line])
-                length = next((int(line.split(b":", 1)[1]) for line in lines[1:]
-                               if line.lower().startswith(b"content-length:")), 0)
-                self.bodies.append(await reader.readexactly(length))
-                body = b"%s %s" % (target, host)
-                writer.write(b"HTTP/1.1 200 OK\r\nserver: echo\r\nx-app: 1\r\ncontent-length: %d\r\n\r\n%s"
-                             % (len(body), body))
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.close()
+    async def serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        target = lines[0].split(b" ")[1]
+        host = next((line.split(b":", 1)[1].strip() for line in lines[1:]
+                     if line.lower().startswith(b"host:")), b"")
+        self.seen.append((target, host))
+        self.heads.append([line.lower() for line in lines[1:] if line])
+        length = next((int(line.split(b":", 1)[1]) for line in lines[1:]
+                       if line.lower().startswith(b"content-length:")), 0)
+        self.bodies.append(await reader.readexactly(length))
+        body = b"%s %s" % (target, host)
+        writer.write(b"HTTP/1.1 200 OK\r\nserver: echo\r\nx-app: 1\r\ncontent-length: %d\r\n\r\n%s"
+                     % (len(body), body))
+        await writer.drain()
+        return True
 
 
 class Mesh:
