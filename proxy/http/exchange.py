@@ -186,16 +186,8 @@ class Exchange:
         """The client closed: stop the upstream side, log as downstream disconnect."""
         if self.resp_done:
             return
-        if self.upstream is not None:
-            self.upstream.release()
-        self.resp_done = True
+        self._finish()
         self.flag = "DC"
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        if self.try_timer is not None:
-            self.try_timer.cancel()
-            self.try_timer = None
         self._drop_upstream()
         self._log()
 
@@ -264,16 +256,8 @@ class Exchange:
     def on_response_end(self) -> None:
         if self.resp_done:
             return
-        if self.upstream is not None:
-            self.upstream.release()
         self.conn = None
-        self.resp_done = True
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        if self.try_timer is not None:
-            self.try_timer.cancel()
-            self.try_timer = None
+        self._finish()
         if self.stream_chunked:
             self.out.append(LAST_CHUNK)
         self.flush()
@@ -310,15 +294,7 @@ class Exchange:
         """Answer via rescue if nothing was sent yet, else cut the client connection."""
         if self.resp_done:
             return
-        if self.upstream is not None:
-            self.upstream.release()
-        self.resp_done = True
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        if self.try_timer is not None:
-            self.try_timer.cancel()
-            self.try_timer = None
+        self._finish()
         self._drop_upstream()
         proto = self.proto
         proto.gate.resume(BUFFERING | PEER_FULL)
@@ -564,6 +540,19 @@ class Exchange:
         if not self._retry_failure(retry.PER_TRY_TIMEOUT):
             timeout = self.policy.retry.per_try_timeout  # type: ignore[union-attr]
             self.fail(UpstreamTimeout(f"upstream request timeout after {timeout:g}s (per try)"))
+
+    def _finish(self) -> None:
+        """The response is settled (complete, failed, or the client left): stop the timers and give
+        the endpoint's in-flight slot back. Runs once; every path that ends an exchange calls it."""
+        self.resp_done = True
+        if self.upstream is not None:
+            self.upstream.release()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.try_timer is not None:
+            self.try_timer.cancel()
+            self.try_timer = None
 
     def _release(self) -> None:
         if not self.released:
