@@ -64,11 +64,12 @@ class Percent(IstioStruct):
 
 
 class HTTPRetry(IstioStruct):
-    """Istio's retryRemoteLocalities, retryIgnorePreviousHosts and backoff are not declared: rejected."""
-
     attempts: int = 0
     per_try_timeout: str | None = None  # a Duration ("2s", "250ms")
     retry_on: str | None = None
+    retry_remote_localities: bool | None = None
+    retry_ignore_previous_hosts: bool | None = None  # unset: true, as Istio's default policy
+    backoff: str | None = None  # a Duration: the base interval of the jittered exponential back-off
 
 
 class FaultDelay(IstioStruct):
@@ -157,16 +158,38 @@ class HTTPRoute(IstioStruct):
     fault: HTTPFaultInjection | None = None
 
 
+class L4MatchAttributes(IstioStruct):
+    """destinationSubnets is not declared: rejected (a sidecar proxies by name, it has no original destination)."""
+
+    port: int | None = None
+    source_labels: dict[str, str] | None = None
+    gateways: list[str] | None = None
+    source_namespace: str | None = None
+
+
+class RouteDestination(IstioStruct):
+    destination: Destination
+    weight: int | None = None
+
+
+class TCPRoute(IstioStruct):
+    match: list[L4MatchAttributes] | None = None
+    route: list[RouteDestination] | None = None
+
+
 class VirtualServiceSpec(IstioStruct):
+    """tls routes, exportTo are not declared: rejected."""
+
     hosts: list[str] = []
     gateways: list[str] | None = None
     http: list[HTTPRoute] = []
+    tcp: list[TCPRoute] = []
 
 
 class HTTPCookie(IstioStruct):
     name: str
     path: str | None = None
-    ttl: str | None = None  # accepted by the schema, rejected by the validator: Set-Cookie is not wired yet
+    ttl: str | None = None  # a Duration: set, the sidecar generates the cookie when absent (0s: a session cookie)
 
 
 class RingHash(IstioStruct):
@@ -203,18 +226,29 @@ class LoadBalancerSettings(IstioStruct):
     locality_lb_setting: LocalityLoadBalancerSetting | None = None
 
 
-class TCPSettings(IstioStruct):
-    """connectionPool.tcp. Not declared, so rejected: maxConnectionDuration, idleTimeout, tcpKeepalive."""
+class TcpKeepalive(IstioStruct):
+    probes: int | None = None  # unset: the OS's (Linux: 9)
+    time: str | None = None  # a Duration, whole seconds; unset: the OS's (Linux: 7200s)
+    interval: str | None = None  # a Duration, whole seconds; unset: the OS's (Linux: 75s)
 
+
+class TCPSettings(IstioStruct):
     max_connections: int | None = None
     connect_timeout: str | None = None  # a Duration
+    tcp_keepalive: TcpKeepalive | None = None
+    max_connection_duration: str | None = None  # a Duration
+    idle_timeout: str | None = None  # a Duration: opaque TCP connections; unset 1h, 0s: none
 
 
 class HTTPSettings(IstioStruct):
-    """connectionPool.http. Not declared, so rejected: http2MaxRequests, maxRequestsPerConnection, maxRetries,
-    idleTimeout, h2UpgradePolicy, useClientProtocol, maxConcurrentStreams."""
+    """connectionPool.http. Not declared, so rejected: h2UpgradePolicy, useClientProtocol, maxConcurrentStreams
+    (Isthmus's upstreams are HTTP/1.1)."""
 
     http1_max_pending_requests: int | None = None
+    http2_max_requests: int | None = None  # requests in flight or waiting, on HTTP/1.1 too (as Istio says)
+    max_requests_per_connection: int | None = None
+    max_retries: int | None = None
+    idle_timeout: str | None = None  # a Duration; unset: 1h
 
 
 class ConnectionPoolSettings(IstioStruct):
@@ -246,11 +280,18 @@ class PortTrafficPolicy(IstioStruct):
     connection_pool: ConnectionPoolSettings | None = None
 
 
+class RetryBudget(IstioStruct):
+    percent: float | None = None  # of active and pending requests; unset: 20
+    min_retry_concurrency: int | None = None  # unset: 3
+    budget_interval: str | None = None  # a Duration; unset: only requests in flight count
+
+
 class TrafficPolicy(IstioStruct):
     load_balancer: LoadBalancerSettings | None = None
     connection_pool: ConnectionPoolSettings | None = None
     outlier_detection: OutlierDetection | None = None  # port-level outlierDetection is not declared: rejected
     port_level_settings: list[PortTrafficPolicy] | None = None
+    retry_budget: RetryBudget | None = None
 
 
 class Subset(IstioStruct):

@@ -58,6 +58,9 @@ class RetryPolicy(Message):
     per_try_timeout_ms: int | None = None
     retry_on: list[str] = []  # Envoy retry_on conditions (validated by pilot)
     status_codes: list[int] = []  # for retriable-status-codes
+    backoff_ms: int = 0  # base interval of the jittered exponential back-off; 0: Envoy's 25 ms
+    ignore_previous_hosts: bool = True  # retries prefer endpoints not tried yet
+    remote_localities: bool = False  # retries move on to the next locality priority (localityLbSetting)
 
 
 # Istio's policy for a route whose VirtualService sets no `retries` (and for services without one):
@@ -125,6 +128,20 @@ class HttpRule(Message):
     mirrors: list[MirrorPolicy] = []  # a copy of each request to these, its response dropped
 
 
+class TcpMatch(Message):
+    port: int | None = None  # the service port the connection was opened to
+    source_labels: dict[str, str] = {}
+    source_namespace: str | None = None
+
+
+class TcpRule(Message):
+    """A VirtualService tcp route: connections (not requests) are split by weight; no subset of the
+    request is looked at, so only the port and the caller can be matched."""
+
+    matches: list[TcpMatch] = []  # empty: every connection
+    destinations: list[WeightedDestination] = []
+
+
 class RouteConfig(Message):
     """Routing for one host (FQDN), compiled from the VirtualService that claims it."""
 
@@ -132,6 +149,7 @@ class RouteConfig(Message):
     version: int
     source: str = ""  # "namespace/name" of the VirtualService
     rules: list[HttpRule] = []
+    tcp: list[TcpRule] = []  # opaque TCP connections to the host (proxy/tcp)
 
 
 class Endpoint(Message):
@@ -148,8 +166,9 @@ class HashPolicy(Message):
     """Consistent hashing (lb == "CONSISTENT_HASH"): exactly one key source is set."""
 
     header: str = ""  # lower-case header name
-    cookie: str = ""  # cookie name (hash an existing cookie; generating one is not implemented)
+    cookie: str = ""  # cookie name
     cookie_path: str = ""
+    cookie_ttl_s: float | None = None  # set: the sidecar generates the cookie when absent (0: session cookie)
     query: str = ""  # query parameter name
     source_ip: bool = False
     table: str = "RING_HASH"  # or "MAGLEV"
@@ -170,6 +189,21 @@ class LbPolicy(Message):
     locality: LocalityPolicy | None = None
 
 
+class RetryBudget(Message):
+    """Envoy's retry budget: retries outstanding at once <= max(min_concurrency, percent of the requests
+    in flight and waiting); with interval_ms, of the requests started in the last interval instead."""
+
+    percent: float = 20.0
+    min_concurrency: int = 3
+    interval_ms: int = 0
+
+
+class Keepalive(Message):
+    time_s: int = 0  # 0: the OS's
+    interval_s: int = 0
+    probes: int = 0
+
+
 class PoolLimits(Message):
     """DestinationRule connectionPool, as the proxy's circuit breaker (proxy/outbound/circuit_breaker.py) runs it.
 
@@ -179,7 +213,15 @@ class PoolLimits(Message):
 
     max_connections: int = 0
     max_pending: int = 0
+    max_requests: int = 0  # http2MaxRequests: requests in flight and waiting together
     connect_timeout_ms: int = 0  # 0: the proxy's own connect timeout
+    max_requests_per_connection: int = 0  # 1: no keep-alive
+    max_retries: int = 0  # retries outstanding at once (unless a retry budget is set)
+    retry_budget: RetryBudget | None = None
+    idle_timeout_ms: int = 0  # http.idleTimeout of pooled upstream connections; 0: the proxy's own
+    max_connection_duration_ms: int = 0  # tcp.maxConnectionDuration; 0: none
+    tcp_idle_timeout_ms: int | None = None  # tcp.idleTimeout of opaque TCP connections; None: 1 h, 0: none
+    keepalive: Keepalive | None = None  # tcp.tcpKeepalive: SO_KEEPALIVE on upstream sockets
 
 
 class OutlierPolicy(Message):

@@ -23,6 +23,7 @@ from proxy.outbound.target import RequestHead, Target
 
 if TYPE_CHECKING:
     from proxy.http.server import HttpProxyProtocol
+    from proxy.outbound.circuit_breaker import Breaker
     from proxy.outbound.fault import FaultPolicy
     from proxy.outbound.mirror import MirrorPolicy
     from proxy.outbound.policy import RoutePolicy
@@ -57,7 +58,7 @@ class Exchange:
         # upstream
         "upstream", "conn", "connecting", "retried", "timer",
         # route policy (proxy/outbound/policy.py): timeout, retries, fault
-        "policy", "attempt", "tried", "try_timer",
+        "policy", "attempt", "tried", "try_timer", "retry_slot",
         # response
         "status", "flag", "stream_chunked", "head_sent", "resp_done", "close_after", "out", "bytes_sent",
         # bookkeeping
@@ -97,6 +98,7 @@ class Exchange:
         self.attempt = 0  # retries sent so far
         self.tried: list[tuple[str, int]] | None = None  # endpoints tried, once a retry happens
         self.try_timer: asyncio.TimerHandle | None = None  # per-try timeout, or the back-off before a retry
+        self.retry_slot: Breaker | None = None  # the cluster breaker whose retry slot this request holds
         # response
         self.status = 0
         self.flag = "-"
@@ -148,7 +150,8 @@ class Exchange:
     def _dispatch(self) -> None:
         target = self.upstream
         assert target is not None
-        if target.breaker is not None:  # connectionPool limits (proxy/outbound/circuit_breaker.py)
+        breaker = target.breaker
+        if breaker is not None:  # connectionPool limits (proxy/outbound/circuit_breaker.py)
             try:
                 if not target.enter(self._on_admitted):
                     return  # waiting for a slot; the route timeout still runs
@@ -159,7 +162,10 @@ class Exchange:
         policy = self.policy
         if policy is not None and policy.retry is not None and policy.retry.per_try_timeout is not None:
             self.try_timer = self.proto.loop.call_later(policy.retry.per_try_timeout, self._on_try_timeout)
-        conn = self.proto.shared.pool.take((target.address, target.port))
+        if breaker is None or breaker.conn_policy is None:
+            conn = self.proto.shared.pool.take((target.address, target.port))
+        else:  # the cluster's own connections (maxRequestsPerConnection, idleTimeout, ...)
+            conn = self.proto.shared.pool.take(breaker.conn_policy.key(target.address, target.port))
         if conn is not None:
             self._send(conn)
         else:
@@ -204,6 +210,9 @@ class Exchange:
                 return
             if policy.edits_response:  # headers.response, corsPolicy (proxy/outbound/headers.py, cors.py)
                 headers = self._edit_response(policy, headers)
+        head = self.head
+        if head is not None and head.set_cookie is not None:  # a generated consistentHash httpCookie
+            headers = [*headers, (b"set-cookie", head.set_cookie)]
         self.status = status
         proto = self.proto
         close = not self.keep_alive or proto.stopping
@@ -222,6 +231,9 @@ class Exchange:
         assert conn is not None
         if self.upstream is not None:
             self.upstream.release()
+        if self.retry_slot is not None:
+            self.retry_slot.retry_done()
+            self.retry_slot = None
         for name in ("timer", "try_timer"):
             timer = getattr(self, name)
             if timer is not None:
@@ -333,8 +345,9 @@ class Exchange:
         target = self.upstream
         assert target is not None
         pool, breaker = self.proto.shared.pool, target.breaker
-        if breaker is not None and breaker.connect_timeout is not None:  # the cluster's tcp.connectTimeout
-            task = asyncio.ensure_future(pool.connect(target.address, target.port, breaker.connect_timeout))
+        if breaker is not None:  # the cluster's tcp.connectTimeout and connection settings
+            task = asyncio.ensure_future(pool.connect(target.address, target.port, breaker.connect_timeout,
+                                                      breaker.conn_policy))
         else:
             task = asyncio.ensure_future(pool.connect(target.address, target.port))
         self.connecting = task
@@ -486,9 +499,19 @@ class Exchange:
         """A response head arrived: retry instead of forwarding it when the policy says so."""
         policy = self.policy.retry  # type: ignore[union-attr]
         if (policy is None or self.attempt >= policy.attempts or self.replay is None
-                or not policy.retries_status(status)):
+                or not policy.retries_status(status) or not self._retry_admitted()):
             return False
         self._schedule_retry()
+        return True
+
+    def _retry_admitted(self) -> bool:
+        """The cluster's maxRetries or retry budget allows this request to retry (it keeps the slot until it ends)."""
+        breaker = self.upstream.breaker  # type: ignore[union-attr]
+        if breaker is None or self.retry_slot is not None:
+            return True
+        if not breaker.may_retry():
+            return False
+        self.retry_slot = breaker
         return True
 
     def _retry_failure(self, kind: int) -> bool:
@@ -499,6 +522,8 @@ class Exchange:
             return False
         if self.replay is None and (kind != retry.CONNECT_FAILURE or self.conn is not None):
             return False  # part of the request went out and is no longer in hand
+        if not self._retry_admitted():
+            return False
         self._schedule_retry()
         return True
 
@@ -513,7 +538,8 @@ class Exchange:
         if self.tried is None:
             self.tried = []
         self.tried.append((target.address, target.port))
-        self.try_timer = self.proto.loop.call_later(retry.backoff(self.attempt), self._retry_now)
+        wait = self.policy.retry.backoff(self.attempt)  # type: ignore[union-attr]
+        self.try_timer = self.proto.loop.call_later(wait, self._retry_now)
 
     def _retry_now(self) -> None:
         self.try_timer = None
@@ -522,7 +548,7 @@ class Exchange:
         repick = getattr(self.proto.shared.router, "retry_pick", None)
         if repick is not None:
             try:
-                self.upstream = repick(self.upstream, self.head, self.tried)
+                self.upstream = repick(self.upstream, self.head, self.tried, self.attempt)
             except Exception as exc:
                 self.fail(exc)
                 return
@@ -547,6 +573,9 @@ class Exchange:
         self.resp_done = True
         if self.upstream is not None:
             self.upstream.release()
+        if self.retry_slot is not None:
+            self.retry_slot.retry_done()
+            self.retry_slot = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None

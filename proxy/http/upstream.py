@@ -3,13 +3,17 @@
 A connection serves one exchange at a time (no upstream pipelining). It parses the response with
 httptools and hands events to the exchange (proxy/http/exchange.py), which writes them to the client.
 The pool keeps idle connections per (address, port), newest first out, and closes those idle longer
-than `idle_timeout` from a single timer per pool rather than one per connection.
+than their idle timeout from a single timer per pool rather than one per connection. A cluster with
+connection settings in its DestinationRule (ConnPolicy: maxRequestsPerConnection, http.idleTimeout,
+tcp.maxConnectionDuration, tcp.tcpKeepalive) gets connections of its own, keyed (address, port, cluster),
+so its rules hold whatever other clusters reach the same endpoint (Envoy's pools are per cluster too).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -23,7 +27,34 @@ if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
     from proxy.http.server import HttpProxyProtocol
 
-Key = tuple[str, int]
+Key = tuple[str, int] | tuple[str, int, str]
+
+
+class ConnPolicy:
+    """A cluster's settings for its upstream connections (DestinationRule connectionPool)."""
+
+    __slots__ = ("cluster", "max_requests", "idle_timeout", "max_duration", "keepalive")
+
+    def __init__(self, cluster: str, max_requests: int = 0, idle_timeout: float = 0.0, max_duration: float = 0.0,
+                 keepalive: tuple[int, int, int] | None = None) -> None:
+        self.cluster = cluster
+        self.max_requests = max_requests  # maxRequestsPerConnection; 0: unlimited, 1: no keep-alive
+        self.idle_timeout = idle_timeout  # seconds; 0: the pool's
+        self.max_duration = max_duration  # seconds since connect; 0: none
+        self.keepalive = keepalive  # (idle seconds, interval seconds, probes), 0: the OS's; None: no SO_KEEPALIVE
+
+    def key(self, address: str, port: int) -> Key:
+        return (address, port, self.cluster)
+
+
+def set_keepalive(sock: socket.socket | object, idle: int, interval: int, probes: int) -> None:
+    """SO_KEEPALIVE, and the times and count that are set (0 leaves the OS's value)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)  # type: ignore[union-attr]
+    for option, value in ((getattr(socket, "TCP_KEEPIDLE", None), idle),
+                          (getattr(socket, "TCP_KEEPINTVL", None), interval),
+                          (getattr(socket, "TCP_KEEPCNT", None), probes)):
+        if option is not None and value:
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)  # type: ignore[union-attr]
 
 # Response framing as the exchange needs to know it.
 NO_BODY = 0  # HEAD, 204, 304
@@ -35,7 +66,7 @@ class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         # per-connection
         "pool", "key", "transport", "parser", "gate", "write_paused", "reused", "closed", "in_pool",
-        "idle_since",
+        "idle_since", "idle_timeout", "limited", "requests_left", "expires",
         # per-exchange
         "exchange", "got_bytes", "status", "reason", "headers", "until_close", "head_done",
         # websocket: the client connection raw bytes are relayed to after a 101 (never pooled again)
@@ -54,6 +85,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.in_pool = False
         self.idle_since = 0.0
+        self.idle_timeout = pool.idle_timeout
+        self.limited = False  # a ConnPolicy caps its requests or its age
+        self.requests_left = 0  # with maxRequestsPerConnection: requests it may still carry
+        self.expires = 0.0  # with maxConnectionDuration: loop time it must close by
         # per-exchange
         self.exchange: Exchange | None = None
         self.got_bytes = False
@@ -209,12 +244,20 @@ class UpstreamConnection(asyncio.Protocol):
         self.exchange = None
         self.until_close = False
         # Reusable only if the whole request went out too (an early answer leaves it half-sent).
-        if keep_alive and exchange.req_done:
+        if keep_alive and exchange.req_done and (not self.limited or self._may_continue()):
             self.pool.release(self)
         else:
             self.closed = True
             self.transport.close()
         exchange.on_response_end()
+
+    def _may_continue(self) -> bool:
+        """After a response: whether maxRequestsPerConnection and maxConnectionDuration allow another."""
+        if self.requests_left:
+            self.requests_left -= 1
+            if not self.requests_left:
+                return False
+        return not self.expires or self.pool.now() < self.expires
 
     def _fail(self, exc: BaseException) -> None:
         exchange = self.exchange
@@ -243,14 +286,22 @@ class ConnectionPool:
             conn = idle.pop()
             conn.in_pool = False
             if not conn.closed and not conn.transport.is_closing():
+                if conn.expires and self.now() >= conn.expires:  # maxConnectionDuration reached while idle
+                    conn.closed = True
+                    conn.transport.close()
+                    continue
                 conn.reused = True
                 return conn
         return None
 
-    async def connect(self, address: str, port: int, timeout: float | None = None) -> UpstreamConnection:
-        """`timeout`: the cluster's connectTimeout, else the pool's."""
+    def now(self) -> float:
+        return (self._loop or asyncio.get_running_loop()).time()
+
+    async def connect(self, address: str, port: int, timeout: float | None = None,
+                      policy: ConnPolicy | None = None) -> UpstreamConnection:
+        """`timeout`: the cluster's connectTimeout, else the pool's; `policy`: the cluster's connection settings."""
         loop = self._loop = asyncio.get_running_loop()
-        key = (address, port)
+        key = (address, port) if policy is None else policy.key(address, port)
         timeout = timeout or self.connect_timeout
         try:
             async with asyncio.timeout(timeout):
@@ -263,7 +314,22 @@ class ConnectionPool:
             reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
             raise UpstreamConnectError(f"upstream connect error: {address}:{port}: {reason}") from exc
         self.opened += 1
+        if policy is not None:
+            self._apply(conn, policy, loop.time())
         return conn
+
+    @staticmethod
+    def _apply(conn: UpstreamConnection, policy: ConnPolicy, now: float) -> None:
+        if policy.idle_timeout:
+            conn.idle_timeout = policy.idle_timeout
+        if policy.max_requests or policy.max_duration:
+            conn.limited = True
+            conn.requests_left = policy.max_requests
+            conn.expires = now + policy.max_duration if policy.max_duration else 0.0
+        if policy.keepalive is not None:
+            sock = conn.transport.get_extra_info("socket")
+            if sock is not None:
+                set_keepalive(sock, *policy.keepalive)
 
     def release(self, conn: UpstreamConnection) -> None:
         if conn.closed or conn.in_pool:
@@ -278,10 +344,13 @@ class ConnectionPool:
         conn.gate.clear()  # read while idle, so a close by the peer is noticed and the conn dropped
         conn.in_pool = True
         assert self._loop is not None
-        conn.idle_since = self._loop.time()
+        conn.idle_since = now = self._loop.time()
         idle.append(conn)
-        if self._sweeper is None:
-            self._sweeper = self._loop.call_later(self.idle_timeout, self._sweep)
+        due = now + conn.idle_timeout
+        if self._sweeper is None or due < self._sweeper.when():
+            if self._sweeper is not None:
+                self._sweeper.cancel()
+            self._sweeper = self._loop.call_at(due, self._sweep)
 
     def discard(self, conn: UpstreamConnection) -> None:
         conn.in_pool = False
@@ -314,18 +383,20 @@ class ConnectionPool:
         self._sweeper = None
         assert self._loop is not None
         now = self._loop.time()
-        deadline = now - self.idle_timeout
-        oldest = None
+        next_due = None
         for key in list(self._idle):
-            idle = self._idle[key]
-            while idle and idle[0].idle_since <= deadline:  # oldest at the left
+            idle = self._idle[key]  # one key's connections share an idle timeout: the oldest is at the left
+            while idle and (idle[0].idle_since + idle[0].idle_timeout <= now
+                            or (idle[0].expires and idle[0].expires <= now)):
                 conn = idle.popleft()
                 conn.in_pool = False
                 conn.closed = True
                 conn.transport.close()
             if not idle:
                 del self._idle[key]
-            elif oldest is None or idle[0].idle_since < oldest:
-                oldest = idle[0].idle_since
-        if oldest is not None:
-            self._sweeper = self._loop.call_later(max(oldest + self.idle_timeout - now, 0.01), self._sweep)
+            else:
+                due = idle[0].idle_since + idle[0].idle_timeout
+                if next_due is None or due < next_due:
+                    next_due = due
+        if next_due is not None:
+            self._sweeper = self._loop.call_at(max(next_due, now + 0.01), self._sweep)

@@ -11,7 +11,12 @@
                      two per endpoint) or
                      a Maglev table (MAGLEV: `size` slots, a prime); adding or removing one endpoint of N
                      moves about 1/N of the keys. A request without the key gets a random endpoint, as
-                     Envoy does.
+                     Envoy does, except for an httpCookie with a ttl: then the sidecar makes up a value,
+                     hashes it, and the response carries it in a Set-Cookie (RequestHead.set_cookie), so
+                     the client's next requests stick to the same endpoint.
+    PASSTHROUGH      no balancing: the request goes to the address the caller asked for (its Host,
+                     resolved by the OS), Istio's "original destination" for a sidecar that is an
+                     explicit proxy.
 Endpoint weights are not applied yet. Every balancer has acquire/release; only LEAST_REQUEST counts.
 """
 
@@ -119,8 +124,19 @@ def _cookie(head: RequestHead, name: bytes) -> bytes | None:
             for part in value.split(b";"):
                 k, sep, v = part.strip().partition(b"=")
                 if sep and k == name:
-                    return v
+                    return v.strip(b'"')  # a generated cookie's value is quoted, as Envoy writes it
     return None
+
+
+def set_cookie(policy: HashPolicy, value: bytes) -> bytes:
+    """The Set-Cookie value for a generated hash cookie, as Envoy writes it (quoted value, HttpOnly)."""
+    parts = [b'%s="%s"' % (policy.cookie.encode("latin-1"), value)]
+    if policy.cookie_ttl_s:  # 0: a session cookie, no Max-Age
+        parts.append(b"Max-Age=%d" % int(policy.cookie_ttl_s))
+    if policy.cookie_path:
+        parts.append(b"Path=" + policy.cookie_path.encode("latin-1"))
+    parts.append(b"HttpOnly")
+    return b"; ".join(parts)
 
 
 def hash_key(policy: HashPolicy, head: RequestHead) -> bytes | None:
@@ -180,8 +196,25 @@ class ConsistentHash(_NoCount):
     def pick(self, head: RequestHead | None = None) -> Endpoint:
         key = hash_key(self.policy, head) if head is not None else None
         if key is None:
-            return self.endpoints[int(random.random() * len(self.endpoints))]
+            if head is None or self.policy.cookie_ttl_s is None or not self.policy.cookie:
+                return self.endpoints[int(random.random() * len(self.endpoints))]
+            key = b"%016x" % random.getrandbits(64)
+            head.set_cookie = set_cookie(self.policy, key)
         return self.endpoints[self.index_for(key)]
+
+
+class Passthrough(_NoCount):
+    """PASSTHROUGH: the endpoint is the host and port the caller asked for; the pool's endpoints are unused."""
+
+    __slots__ = ()
+
+    def __init__(self, endpoints: Sequence[Endpoint] = (), policy: HashPolicy | None = None) -> None:
+        pass
+
+    def pick(self, head: RequestHead | None = None) -> Endpoint:
+        if head is None:
+            raise ValueError("PASSTHROUGH needs the request")
+        return Endpoint(address=head.host, ports={})
 
 
 def maglev_table(names: list[bytes], size: int) -> list[int]:
@@ -212,6 +245,7 @@ BALANCERS: dict[str, type] = {
     "RANDOM": RandomPick,
     "LEAST_REQUEST": LeastRequest,
     "CONSISTENT_HASH": ConsistentHash,
+    "PASSTHROUGH": Passthrough,
 }
 
 

@@ -35,6 +35,15 @@ def priority(local: tuple[str, str, str], endpoint: str, failover: dict[str, str
     return 4
 
 
+def ranked(endpoints: Sequence[Endpoint], local: str, policy: LocalityPolicy) -> list[list[Endpoint]]:
+    """The endpoints grouped by priority, best first, leaving out priorities that have none."""
+    me = split(local)
+    levels: dict[int, list[Endpoint]] = {}
+    for ep in endpoints:
+        levels.setdefault(priority(me, ep.locality, policy.failover), []).append(ep)
+    return [levels[p] for p in sorted(levels)]
+
+
 def preferred(endpoints: Sequence[Endpoint], local: str, policy: LocalityPolicy | None) -> list[Endpoint]:
     """The endpoints of the best priority present (all of them without a policy or a local locality)."""
     if policy is None or not local or not endpoints:

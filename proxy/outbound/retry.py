@@ -13,8 +13,11 @@ Conditions follow Envoy's `retry_on` (router filter, x-envoy-retry-on) as Istio 
 A retry is only sent while nothing of the response reached the client, and only when the request can be
 sent again: nothing was sent yet (connect failure), or the whole request went out in one write and the
 exchange kept it (`Exchange.replay`). A body still streaming when the request was sent is not retried.
-Retries wait Envoy's default back-off (25 ms base, exponential with full jitter, at most 250 ms) and go
-to an endpoint not tried yet where the cluster has one (MeshRouter.retry_pick).
+Retries wait Envoy's back-off (exponential with full jitter from a base interval, `backoff` or 25 ms, to at
+most ten times the base) and go to an endpoint not tried yet where the cluster has one, unless
+retryIgnorePreviousHosts is false; with retryRemoteLocalities, to the next locality priority every second
+try (MeshRouter.retry_pick). A cluster's retry budget or connectionPool.http.maxRetries can refuse a retry
+(proxy/outbound/circuit_breaker.py): the failed response then goes to the client as it is.
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ CONNECT_FAILURE = 1
 RESET = 2
 PER_TRY_TIMEOUT = 3
 
-BACKOFF_BASE = 0.025
-BACKOFF_MAX = 0.25
+BACKOFF_BASE = 0.025  # Envoy's default base interval
+BACKOFF_MAX_FACTOR = 10  # Envoy's default maximum interval: ten times the base
 
 NO_RESPONSE = ("5xx", "gateway-error", "reset")
 NEVER_ON_HTTP1 = ("refused-stream", "unavailable", "cancelled", "deadline-exceeded", "internal",
@@ -39,7 +42,8 @@ CONDITIONS = frozenset(("5xx", "gateway-error", "reset", "connect-failure", "ret
 
 
 class RetryPolicy:
-    __slots__ = ("attempts", "per_try_timeout", "on_reset", "on_connect_failure", "codes", "lowest")
+    __slots__ = ("attempts", "per_try_timeout", "on_reset", "on_connect_failure", "codes", "lowest", "backoff_base",
+                 "ignore_previous_hosts", "remote_localities")
 
     def __init__(self, config: xds.RetryPolicy) -> None:
         """Raises ValueError for a condition the proxy does not implement (pilot rejects those first)."""
@@ -65,6 +69,9 @@ class RetryPolicy:
             codes.update(config.status_codes)
         self.codes = frozenset(codes)
         self.lowest = min(codes, default=1000)  # statuses below it skip the check: one compare per response
+        self.backoff_base = config.backoff_ms / 1000.0 if config.backoff_ms else BACKOFF_BASE
+        self.ignore_previous_hosts = config.ignore_previous_hosts
+        self.remote_localities = config.remote_localities
 
     def retries_failure(self, kind: int) -> bool:
         """Whether a failure without a response (CONNECT_FAILURE, RESET, PER_TRY_TIMEOUT) is retried."""
@@ -72,6 +79,12 @@ class RetryPolicy:
 
     def retries_status(self, status: int) -> bool:
         return status in self.codes
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait before retry number `attempt` (1, 2, ...): Envoy's fully jittered exponential
+        back-off, random in [0, min((2^attempt - 1) * base, 10 * base))."""
+        base = self.backoff_base
+        return random() * min(base * ((1 << attempt) - 1), base * BACKOFF_MAX_FACTOR)
 
 
 def from_config(config: xds.RetryPolicy | None) -> RetryPolicy | None:
@@ -81,11 +94,6 @@ def from_config(config: xds.RetryPolicy | None) -> RetryPolicy | None:
     if config.attempts <= 0:
         return None
     return RetryPolicy(config)
-
-
-def backoff(attempt: int) -> float:
-    """Seconds to wait before retry number `attempt` (1, 2, ...): Envoy's default jittered back-off."""
-    return random() * min(BACKOFF_BASE * ((1 << attempt) - 1), BACKOFF_MAX)
 
 
 DEFAULT = RetryPolicy(xds.DEFAULT_RETRY)

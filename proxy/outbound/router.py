@@ -19,7 +19,7 @@ from proto.xds import ClusterConfig, Endpoint, LbPolicy, OutlierPolicy, PoolLimi
 from proxy.errors import NoHealthyUpstream, NoRoute
 from proxy.outbound.balancer import Balancer, make_balancer
 from proxy.outbound.circuit_breaker import Breaker
-from proxy.outbound.locality import preferred
+from proxy.outbound.locality import preferred, ranked
 from proxy.outbound.outlier import Detector
 from proxy.outbound.policy import DEFAULT_POLICY
 from proxy.outbound.route_match import Caller, CompiledRoute, path_without_query
@@ -36,7 +36,7 @@ class Pool:
     portLevelSettings one) and per caller locality, and live as long as the table keeps this cluster.
     """
 
-    __slots__ = ("host", "subset", "endpoints", "policy", "port_policies", "_balancers", "_names",
+    __slots__ = ("host", "subset", "endpoints", "policy", "port_policies", "_balancers", "_levels", "_names",
                  "limits", "port_limits", "limited", "breakers", "outlier")
 
     def __init__(self, host: str, subset: str, endpoints: list[Endpoint], policy: LbPolicy | str,
@@ -48,6 +48,7 @@ class Pool:
         self.policy = LbPolicy(lb=policy) if isinstance(policy, str) else policy
         self.port_policies = port_policies or {}
         self._balancers: dict[tuple[int, str], Balancer | None] = {}
+        self._levels: dict[tuple[int, str, int], Balancer | None] = {}  # retryRemoteLocalities: by priority
         self._names: dict[int, str] = {}
         # connectionPool: one circuit breaker per cluster (service port), made on first use
         self.limits = limits
@@ -55,7 +56,11 @@ class Pool:
         self.limited = limits is not None or bool(self.port_limits)
         self.breakers: dict[int, Breaker | None] = {}
         # outlierDetection: ejected endpoints leave the balancers, which are rebuilt on the next pick
-        self.outlier = Detector(outlier, self.endpoints, self._balancers.clear) if outlier is not None else None
+        self.outlier = Detector(outlier, self.endpoints, self._forget_balancers) if outlier is not None else None
+
+    def _forget_balancers(self) -> None:
+        self._balancers.clear()
+        self._levels.clear()
 
     def breaker_for(self, port: int) -> Breaker | None:
         try:
@@ -81,8 +86,29 @@ class Pool:
         policy = self.port_policies.get(key[0], self.policy)
         endpoints = self.endpoints if self.outlier is None else self.outlier.usable(self.endpoints)
         members = preferred(endpoints, locality, policy.locality)
-        balancer = make_balancer(policy.lb, members, policy.hash) if members else None
+        balancer = make_balancer(policy.lb, members, policy.hash) if members or policy.lb == "PASSTHROUGH" else None
         self._balancers[key] = balancer
+        return balancer
+
+    def level_balancer(self, port: int, locality: str, attempt: int) -> Balancer | None:
+        """For retry `attempt` with retryRemoteLocalities: Envoy's previous_priorities as Istio sets it
+        (update frequency 2): every two tries the priorities tried so far are left out, so the second
+        retry goes to the next locality priority that has endpoints; past the last one, back to the first."""
+        port_key = port if port in self.port_policies else 0
+        policy = self.port_policies.get(port_key, self.policy)
+        if policy.locality is None or not locality:
+            return self.balancer_for(port, locality)
+        endpoints = self.endpoints if self.outlier is None else self.outlier.usable(self.endpoints)
+        levels = ranked(endpoints, locality, policy.locality)
+        if not levels:
+            return None
+        level = (attempt // 2) % len(levels)
+        key = (port_key, locality, level)
+        try:
+            return self._levels[key]
+        except KeyError:
+            pass
+        balancer = self._levels[key] = make_balancer(policy.lb, levels[level], policy.hash)
         return balancer
 
     def cluster_name(self, port: int) -> str:
@@ -253,14 +279,25 @@ class MeshRouter:
         endpoint = balancer.pick(head)
         return endpoint.address, endpoint.ports.get(port, port)
 
-    def retry_pick(self, target: Target, head: RequestHead, tried: list[tuple[str, int]]) -> Target:
-        """Another endpoint of `target`'s cluster for a retry: one not in `tried` where the balancer offers
-        one within RETRY_HOST_ATTEMPTS picks (Envoy's previous_hosts predicate, as Istio configures it)."""
+    def retry_pick(self, target: Target, head: RequestHead, tried: list[tuple[str, int]], attempt: int = 1) -> Target:
+        """Another endpoint of `target`'s cluster for retry number `attempt`: one not in `tried` where the
+        balancer offers one within RETRY_HOST_ATTEMPTS picks (Envoy's previous_hosts predicate, as Istio
+        configures it, unless retryIgnorePreviousHosts is false); with retryRemoteLocalities, from the
+        locality priority Pool.level_balancer gives."""
         balancer = target.balancer
         if balancer is None:
             return Target(target.address, target.port, target.cluster, policy=target.policy, breaker=target.breaker,
                           outlier=target.outlier)
-        port = int(target.cluster.split("|", 2)[1])  # outbound|<service port>|<subset>|<host>
+        _, port_text, subset, host = target.cluster.split("|", 3)  # outbound|<service port>|<subset>|<host>
+        port = int(port_text)
+        retry = getattr(target.policy, "retry", None)
+        if retry is not None and retry.remote_localities:
+            entry = self.source.table.clusters.get(host)
+            pool = entry.pools.get(subset) if entry is not None else None
+            if pool is not None:
+                balancer = pool.level_balancer(port, self.locality, attempt) or balancer
+        if retry is not None and not retry.ignore_previous_hosts:
+            tried = []
         for _ in range(RETRY_HOST_ATTEMPTS):
             endpoint = balancer.pick(head)  # type: ignore[attr-defined]
             address, endpoint_port = endpoint.address, endpoint.ports.get(port, port)

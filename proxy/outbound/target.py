@@ -18,7 +18,7 @@ class RequestHead:
     `port` is the explicit port or 80; `path` is origin-form (`/x?y=1`). Header names are lower-case.
     """
 
-    __slots__ = ("method", "host", "port", "path", "headers", "client")
+    __slots__ = ("method", "host", "port", "path", "headers", "client", "set_cookie")
 
     def __init__(self, method: str, host: str, port: int, path: str, headers: list[tuple[bytes, bytes]],
                  client: str = "") -> None:
@@ -28,6 +28,7 @@ class RequestHead:
         self.path = path
         self.headers = headers
         self.client = client  # the downstream peer's IP address ("" if unknown): consistentHash useSourceIp
+        self.set_cookie: bytes | None = None  # a hash cookie the balancer generated, for the response
 
     def header(self, name: bytes) -> bytes | None:
         """First value of a lower-case header name, or None."""
@@ -115,4 +116,4 @@ class Router(Protocol):
 
     # Optional (MeshRouter has it): another endpoint of `target`'s cluster for a retry, avoiding the
     # (address, port) pairs in `tried` where the cluster has another healthy endpoint.
-    # def retry_pick(self, target: Target, tried: list[tuple[str, int]]) -> Target: ...
+    # def retry_pick(self, target: Target, head: RequestHead, tried: list[tuple[str, int]], attempt: int) -> Target: ...

@@ -24,9 +24,20 @@ import yaml
 
 from proto.config_api import ConfigError
 from proto.resources import KINDS, Resource, kind_from_alias
-from services.pilot.validate_rules import DNS1123_LABEL, DNS1123_SUBDOMAIN, VALIDATORS, Findings
+from services.pilot.validate_destination import destination_rule
+from services.pilot.validate_ratelimit import rate_limit
+from services.pilot.validate_rules import (
+    DNS1123_LABEL, DNS1123_SUBDOMAIN, Findings, service_entry, virtual_service, workload_entry,
+)
 from services.pilot.validate_schema import check_shape, from_msgspec_error
 
+VALIDATORS = {
+    "VirtualService": virtual_service,
+    "DestinationRule": destination_rule,
+    "ServiceEntry": service_entry,
+    "WorkloadEntry": workload_entry,
+    "RateLimit": rate_limit,
+}
 _ENVELOPE_PATHS = ("apiVersion", "kind", "metadata", "metadata.name", "metadata.namespace")
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 

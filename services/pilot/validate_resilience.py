@@ -5,8 +5,8 @@ Durations are what Istio's YAML accepts (Go's time.ParseDuration, as protobuf js
 decimal numbers with units h, m, s, ms, us, ns, e.g. "1.5s", "250ms", "1m30s". Istio requires at least
 1 ms and whole milliseconds; "0s" on `timeout` is accepted and means no timeout (Envoy's 0).
 Not supported yet (rejected): the retryOn conditions retriable-headers, envoy-ratelimited and
-http3-post-connect-failure. Fields Isthmus does not declare (retryRemoteLocalities, backoff,
-exponentialDelay, grpcStatus, http2Error, ...) are rejected when the document is decoded.
+http3-post-connect-failure. Fields Isthmus does not declare (exponentialDelay, grpcStatus, http2Error,
+...) are rejected when the document is decoded.
 """
 
 from __future__ import annotations
@@ -102,6 +102,8 @@ def _retries(retries: HTTPRetry, path: str, f: Findings) -> None:
         f.warn(path, "http retry policy configured when attempts are set to 0 (disabled)")
     if retries.per_try_timeout is not None:
         duration_ms(retries.per_try_timeout, f"{path}.perTryTimeout", f)
+    if retries.backoff is not None:
+        duration_ms(retries.backoff, f"{path}.backoff", f)
     if retries.retry_on is not None:
         for problem in retry_on(retries.retry_on)[2]:
             f.error(f"{path}.retryOn", problem)

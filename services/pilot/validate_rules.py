@@ -15,19 +15,12 @@ import msgspec
 
 from proto.config_api import ConfigError
 from proto.networking import (
-    ConnectionPoolSettings, DestinationRuleSpec, HTTPMatchRequest, HTTPRoute, HTTPRouteDestination,
-    LoadBalancerSettings, OutlierDetection, ServiceEntrySpec, StringMatch, TrafficPolicy, VirtualServiceSpec,
-    WorkloadEntrySpec,
+    HTTPMatchRequest, HTTPRoute, HTTPRouteDestination, L4MatchAttributes, RouteDestination, ServiceEntrySpec,
+    StringMatch, TCPRoute, VirtualServiceSpec, WorkloadEntrySpec,
 )
-from services.pilot.validate_ratelimit import rate_limit
-from services.pilot.validate_resilience import duration_ms, http_resilience
+from services.pilot.validate_resilience import http_resilience
 from services.pilot.validate_shaping import http_shaping
 
-SUPPORTED_LB = ("ROUND_ROBIN", "RANDOM", "LEAST_REQUEST", "LEAST_CONN", "UNSPECIFIED")
-NOT_YET_LB = ("PASSTHROUGH",)
-HASH_KEYS = ("httpHeaderName", "httpCookie", "useSourceIp", "httpQueryParameterName")
-MAX_RING_SIZE = 1 << 23  # Envoy's maximum ring size
-MAX_MAGLEV_TABLE = 5000011  # Envoy's largest maglev table
 RESOLUTIONS = ("NONE", "STATIC", "DNS")
 NOT_YET_RESOLUTIONS = ("DNS_ROUND_ROBIN",)
 LOCATIONS = ("MESH_EXTERNAL", "MESH_INTERNAL")
@@ -159,8 +152,8 @@ def virtual_service(spec: VirtualServiceSpec, f: Findings) -> None:
     for i, gateway in enumerate(spec.gateways or []):
         if gateway != "mesh":
             f.error(f"spec.gateways[{i}]", f"gateway `{gateway}` is not supported yet (only `mesh`, the sidecars)")
-    if not spec.http:
-        f.error("spec.http", "at least one http route is required (tcp and tls routes are not supported yet)")
+    if not spec.http and not spec.tcp:
+        f.error("spec", "http or tcp must be provided in virtual service (tls routes are not supported yet)")
     for i, route in enumerate(spec.http):
         path = f"spec.http[{i}]"
         for j, match in enumerate(route.match or []):
@@ -170,6 +163,30 @@ def virtual_service(spec: VirtualServiceSpec, f: Findings) -> None:
         http_shaping(route, path, f)  # route/redirect/directResponse, rewrite
         http_resilience(route, path, f)  # timeout, retries, fault
     _unreachable_rules(spec.http, f)
+    for i, tcp in enumerate(spec.tcp):
+        _tcp_route(tcp, f"spec.tcp[{i}]", f)
+
+
+def _tcp_route(route: TCPRoute, path: str, f: Findings) -> None:
+    """Istio's validateTCPRoute: at least one destination; matches on port and caller only."""
+    for j, match in enumerate(route.match or []):
+        _l4_match(match, f"{path}.match[{j}]", f)
+    if not route.route:
+        f.error(f"{path}.route", "TCP route is required")
+        return
+    _destinations(route.route, f"{path}.route", f)
+
+
+def _l4_match(match: L4MatchAttributes, path: str, f: Findings) -> None:
+    if match.port is not None:
+        check_port(match.port, f"{path}.port", f)
+    check_labels(match.source_labels or {}, f"{path}.sourceLabels", f)
+    if match.source_namespace is not None and not DNS1123_LABEL.match(match.source_namespace):
+        f.error(f"{path}.sourceNamespace", f"`{match.source_namespace}` is not a valid namespace name")
+    gateways = match.gateways or []
+    if gateways and "mesh" not in gateways:
+        f.warn(f"{path}.gateways", f"this match applies only to gateways {', '.join(gateways)}, never to sidecars; "
+                                   "Isthmus runs no gateways, so it is dropped")
 
 
 def _http_match(match: HTTPMatchRequest, path: str, f: Findings) -> None:
@@ -205,7 +222,7 @@ def _http_match(match: HTTPMatchRequest, path: str, f: Findings) -> None:
                                    "Isthmus runs no gateways, so it is dropped")
 
 
-def _destinations(routes: list[HTTPRouteDestination], path: str, f: Findings) -> None:
+def _destinations(routes: list[HTTPRouteDestination] | list[RouteDestination], path: str, f: Findings) -> None:
     total = weighted = 0
     for k, dest in enumerate(routes):
         dpath = f"{path}[{k}]"
@@ -265,164 +282,13 @@ def _unreachable_rules(routes: list[HTTPRoute], f: Findings) -> None:
                                       "(all matches used by prior rules)")
 
 
-# --- DestinationRule ------------------------------------------------------------------------------
+# --- DestinationRule (the rest is in validate_destination.py) ----------------------------------------
 
 def _subset_name(name: str, path: str, f: Findings) -> None:
     if not name:
         f.error(path, "subset name cannot be empty")
     elif len(name) > 63 or not HOST_LABEL.match(name):
         f.error(path, f"subset name `{name}` is invalid (must be a DNS-1123 label)")
-
-
-def _load_balancer(lb: LoadBalancerSettings, path: str, f: Findings) -> None:
-    simple = lb.simple
-    if simple is not None and lb.consistent_hash is not None:
-        f.error(path, "only one of `simple` or `consistentHash` may be set")
-    if simple in NOT_YET_LB:
-        f.error(f"{path}.simple", f"load balancer `{simple}` is not supported yet "
-                                  f"(supported: {', '.join(SUPPORTED_LB)}, consistentHash)")
-    elif simple is not None and simple not in SUPPORTED_LB:
-        f.error(f"{path}.simple", f"unknown load balancer `{simple}` (supported: {', '.join(SUPPORTED_LB)})")
-    elif simple == "LEAST_CONN":
-        f.warn(f"{path}.simple", "LEAST_CONN is deprecated: it is LEAST_REQUEST")
-    if lb.consistent_hash is not None:
-        _consistent_hash(lb, f"{path}.consistentHash", f)
-    loc = lb.locality_lb_setting
-    if loc is not None:
-        seen: set[str] = set()
-        for i, rule in enumerate(loc.failover or []):
-            fpath = f"{path}.localityLbSetting.failover[{i}]"
-            for end, value in (("from", rule.from_), ("to", rule.to)):
-                if not value:
-                    f.error(f"{fpath}.{end}", f"failover `{end}` is required")
-                elif "/" in value or "*" in value:
-                    f.error(f"{fpath}.{end}", "locality failover only supports region to region")
-            if rule.from_ and rule.from_ == rule.to:
-                f.error(fpath, "locality lb setting failover src and dst should not be the same")
-            if rule.from_ in seen:
-                f.error(f"{fpath}.from", f"failover from region `{rule.from_}` is defined twice")
-            seen.add(rule.from_ or "")
-
-
-def _consistent_hash(lb: LoadBalancerSettings, hpath: str, f: Findings) -> None:
-    ch = lb.consistent_hash
-    assert ch is not None
-    keys = [k for k, v in zip(HASH_KEYS, (ch.http_header_name, ch.http_cookie, ch.use_source_ip or None,
-                                          ch.http_query_parameter_name)) if v is not None]
-    if not keys:
-        f.error(hpath, f"a hash key is required: one of {', '.join(HASH_KEYS)}")
-    elif len(keys) > 1:
-        f.error(hpath, f"only one hash key may be set (found {', '.join(keys)})")
-    if ch.http_header_name is not None and not HEADER_NAME.match(ch.http_header_name):
-        f.error(f"{hpath}.httpHeaderName", f"`{ch.http_header_name}` is not a valid header name")
-    if ch.http_query_parameter_name == "":
-        f.error(f"{hpath}.httpQueryParameterName", "query parameter name must not be empty")
-    if ch.http_cookie is not None:
-        cpath = f"{hpath}.httpCookie"
-        if not ch.http_cookie.name:
-            f.error(f"{cpath}.name", "name required for HttpCookie")
-        if ch.http_cookie.ttl is None:
-            f.error(f"{cpath}.ttl", "ttl required for HttpCookie")
-        else:
-            f.error(f"{cpath}.ttl", "httpCookie.ttl is not supported yet: the sidecar does not set the cookie "
-                                    "(hashing an existing cookie is implemented, generating one is not)")
-    tables = [k for k, v in (("ringHash", ch.ring_hash), ("maglev", ch.maglev),
-                             ("minimumRingSize", ch.minimum_ring_size)) if v is not None]
-    if len(tables) > 1:
-        f.error(hpath, f"only one of ringHash, maglev or minimumRingSize may be set (found {', '.join(tables)})")
-    ring = ch.ring_hash.minimum_ring_size if ch.ring_hash is not None else ch.minimum_ring_size
-    if ring is not None and not 1 <= ring <= MAX_RING_SIZE:
-        f.error(f"{hpath}.{'ringHash.minimumRingSize' if ch.ring_hash else 'minimumRingSize'}",
-                f"ring size {ring} is not in 1..{MAX_RING_SIZE}")
-    size = ch.maglev.table_size if ch.maglev is not None else None
-    if size is not None and (not 2 <= size <= MAX_MAGLEV_TABLE or not _is_prime(size)):
-        f.error(f"{hpath}.maglev.tableSize", f"maglev table size {size} must be a prime number "
-                                             f"no larger than {MAX_MAGLEV_TABLE}")
-
-
-def _is_prime(n: int) -> bool:
-    if n < 2:
-        return False
-    i = 2
-    while i * i <= n:
-        if n % i == 0:
-            return False
-        i += 1
-    return True
-
-
-def _connection_pool(pool: ConnectionPoolSettings, path: str, f: Findings) -> None:
-    """Istio's validateConnectionPool, for the fields Isthmus declares (the others fail at decode)."""
-    if pool.tcp is None and pool.http is None:
-        f.error(path, "connection pool must have at least one field")
-    if pool.tcp is not None:
-        if pool.tcp.max_connections is not None and pool.tcp.max_connections < 0:
-            f.error(f"{path}.tcp.maxConnections", "max connections must be non-negative")
-        if pool.tcp.connect_timeout is not None:
-            duration_ms(pool.tcp.connect_timeout, f"{path}.tcp.connectTimeout", f)
-    if pool.http is not None:
-        pending = pool.http.http1_max_pending_requests
-        if pending is not None and pending < 0:
-            f.error(f"{path}.http.http1MaxPendingRequests", "http1 max pending requests must be non-negative")
-
-
-def _outlier_detection(od: OutlierDetection, path: str, f: Findings) -> None:
-    """Istio's validateOutlierDetection: durations, and percentages in 0..100."""
-    for name, value in (("interval", od.interval), ("baseEjectionTime", od.base_ejection_time)):
-        if value is not None:
-            duration_ms(value, f"{path}.{name}", f)
-    for name, number in (("consecutive5xxErrors", od.consecutive_5xx_errors),
-                         ("consecutiveGatewayErrors", od.consecutive_gateway_errors)):
-        if number is not None and number < 0:
-            f.error(f"{path}.{name}", f"{name} must be non-negative")
-    for name, pct in (("maxEjectionPercent", od.max_ejection_percent), ("minHealthPercent", od.min_health_percent)):
-        if pct is not None and not 0 <= pct <= 100:
-            f.error(f"{path}.{name}", f"percentage {pct} is not in range 0..100")
-
-
-def _traffic_policy(policy: TrafficPolicy | None, path: str, f: Findings) -> None:
-    if policy is None:
-        return
-    if (policy.load_balancer is None and policy.connection_pool is None and policy.outlier_detection is None
-            and not policy.port_level_settings):
-        f.error(path, "traffic policy must have at least one field")
-        return
-    if policy.load_balancer is not None:
-        _load_balancer(policy.load_balancer, f"{path}.loadBalancer", f)
-    if policy.connection_pool is not None:
-        _connection_pool(policy.connection_pool, f"{path}.connectionPool", f)
-    if policy.outlier_detection is not None:
-        _outlier_detection(policy.outlier_detection, f"{path}.outlierDetection", f)
-    ports: set[int] = set()
-    for i, port_policy in enumerate(policy.port_level_settings or []):
-        ppath = f"{path}.portLevelSettings[{i}]"
-        if port_policy.port is None:
-            f.error(f"{ppath}.port", "portTrafficPolicy must have valid port")
-        else:
-            check_port(port_policy.port.number, f"{ppath}.port.number", f)
-            if port_policy.port.number in ports:
-                f.error(f"{ppath}.port.number", f"port {port_policy.port.number} has two port level settings")
-            ports.add(port_policy.port.number)
-        if port_policy.load_balancer is None and port_policy.connection_pool is None:
-            f.error(ppath, "port traffic policy must have at least one field")
-        if port_policy.load_balancer is not None:
-            _load_balancer(port_policy.load_balancer, f"{ppath}.loadBalancer", f)
-        if port_policy.connection_pool is not None:
-            _connection_pool(port_policy.connection_pool, f"{ppath}.connectionPool", f)
-
-
-def destination_rule(spec: DestinationRuleSpec, f: Findings) -> None:
-    check_host(spec.host, "spec.host", f)
-    _traffic_policy(spec.traffic_policy, "spec.trafficPolicy", f)
-    names: set[str] = set()
-    for i, subset in enumerate(spec.subsets):
-        path = f"spec.subsets[{i}]"
-        _subset_name(subset.name, f"{path}.name", f)
-        if subset.name in names:
-            f.error(f"{path}.name", f"duplicate subset names: {subset.name}")
-        names.add(subset.name)
-        check_labels(subset.labels, f"{path}.labels", f)
-        _traffic_policy(subset.traffic_policy, f"{path}.trafficPolicy", f)
 
 
 # --- ServiceEntry and WorkloadEntry ---------------------------------------------------------------
@@ -525,11 +391,3 @@ def service_entry(spec: ServiceEntrySpec, f: Findings) -> None:
                     f.error("spec.ports", "multiple hosts provided with non-HTTP, non-TLS ports")
                     break
 
-
-VALIDATORS = {
-    "VirtualService": virtual_service,
-    "DestinationRule": destination_rule,
-    "ServiceEntry": service_entry,
-    "WorkloadEntry": workload_entry,
-    "RateLimit": rate_limit,
-}

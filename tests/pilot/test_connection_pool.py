@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from proto.xds import PoolLimits
+from proto.xds import Keepalive, PoolLimits, RetryBudget
 from services.pilot.compile import compile_mesh
 from services.pilot.validate import decode_documents
 from tests.pilot.test_compile_clusters import REVIEWS, WORKLOADS, make_state
@@ -33,7 +33,25 @@ def test_a_connection_pool_with_the_supported_fields_is_accepted():
                        "http: {http1MaxPendingRequests: 1}}}")) == []
 
 
+def test_every_connection_pool_field_istio_documents_for_http1_is_accepted():
+    assert problems(dr("{connectionPool: {tcp: {maxConnections: 1, connectTimeout: 250ms, maxConnectionDuration: 1h,"
+                       " idleTimeout: 0s, tcpKeepalive: {time: 7200s, interval: 75s, probes: 9}},"
+                       " http: {http1MaxPendingRequests: 1, http2MaxRequests: 10, maxRequestsPerConnection: 1,"
+                       " maxRetries: 3, idleTimeout: 30s}}, retryBudget: {percent: 25, minRetryConcurrency: 2,"
+                       " budgetInterval: 10s}}")) == []
+
+
 @pytest.mark.parametrize("policy, path, message", [
+    ("{connectionPool: {tcp: {tcpKeepalive: {time: 1500ms}}}}",
+     "spec.trafficPolicy.connectionPool.tcp.tcpKeepalive.time", "whole seconds"),
+    ("{connectionPool: {tcp: {tcpKeepalive: {probes: 500}}}}",
+     "spec.trafficPolicy.connectionPool.tcp.tcpKeepalive.probes", "0..127"),
+    ("{connectionPool: {http: {maxRequestsPerConnection: -1}}}",
+     "spec.trafficPolicy.connectionPool.http.maxRequestsPerConnection", "non-negative"),
+    ("{connectionPool: {http: {idleTimeout: 0s}}}", "spec.trafficPolicy.connectionPool.http.idleTimeout",
+     "at least 1ms"),
+    ("{retryBudget: {percent: 150}}", "spec.trafficPolicy.retryBudget.percent", "0..100"),
+    ("{retryBudget: {budgetInterval: soon}}", "spec.trafficPolicy.retryBudget.budgetInterval", "not a duration"),
     ("{connectionPool: {}}", "spec.trafficPolicy.connectionPool", "at least one field"),
     ("{connectionPool: {tcp: {maxConnections: -1}}}", "spec.trafficPolicy.connectionPool.tcp.maxConnections",
      "non-negative"),
@@ -50,9 +68,7 @@ def test_bad_connection_pool_values_are_errors_at_their_path(policy: str, path: 
 
 
 @pytest.mark.parametrize("field", [
-    "tcp: {tcpKeepalive: {time: 1s}}", "tcp: {maxConnectionDuration: 1s}", "tcp: {idleTimeout: 1s}",
-    "http: {maxRequestsPerConnection: 1}", "http: {idleTimeout: 1s}", "http: {maxRetries: 1}",
-    "http: {http2MaxRequests: 1}", "http: {maxConcurrentStreams: 1}", "http: {h2UpgradePolicy: UPGRADE}",
+    "http: {maxConcurrentStreams: 1}", "http: {h2UpgradePolicy: UPGRADE}", "http: {useClientProtocol: true}",
 ])
 def test_connection_pool_fields_not_implemented_are_rejected(field: str) -> None:
     found = problems(dr(f"{{connectionPool: {{{field}}}}}"))
@@ -127,6 +143,25 @@ def test_limits_compile_per_level_and_port_as_istio_merges_them():
     assert own.limits == PoolLimits(max_connections=1)
     assert own.port_limits == {9080: PoolLimits(max_connections=1)}
     assert (lbonly.limits, lbonly.port_limits) == (cluster.limits, cluster.port_limits)
+
+
+def test_connection_settings_and_retry_budget_compile_with_istios_defaults():
+    cluster = compiled(dr(
+        "{connectionPool: {tcp: {maxConnectionDuration: 1m, idleTimeout: 0s, tcpKeepalive: {time: 30s, probes: 3}},"
+        " http: {http2MaxRequests: 10, maxRequestsPerConnection: 1, maxRetries: 4, idleTimeout: 2s}},"
+        " retryBudget: {minRetryConcurrency: 5}}",
+        "  subsets:\n"
+        "  - {name: own, labels: {version: v2}, trafficPolicy: {retryBudget: {percent: 50, budgetInterval: 10s}}}\n"))
+    assert cluster.limits == PoolLimits(max_requests=10, max_requests_per_connection=1, max_retries=4,
+                                        idle_timeout_ms=2000, max_connection_duration_ms=60_000,
+                                        tcp_idle_timeout_ms=0, keepalive=Keepalive(time_s=30, probes=3),
+                                        retry_budget=RetryBudget(percent=20.0, min_concurrency=5))
+    # the subset's retryBudget replaces the top level's; its connectionPool is inherited
+    (own,) = cluster.subsets
+    assert own.limits.retry_budget == RetryBudget(percent=50.0, min_concurrency=3, interval_ms=10_000)
+    assert own.limits.max_requests_per_connection == 1
+    budget_only = compiled(dr("{retryBudget: {}}"))
+    assert budget_only.limits == PoolLimits(retry_budget=RetryBudget())
 
 
 def test_without_a_connection_pool_nothing_is_compiled():

@@ -106,7 +106,7 @@ def test_bad_matches_are_errors_with_their_path(match, path, message):
 
 def test_simple_policies_and_their_aliases_compile():
     for simple, lb in (("LEAST_REQUEST", "LEAST_REQUEST"), ("LEAST_CONN", "LEAST_REQUEST"),
-                       ("UNSPECIFIED", "ROUND_ROBIN"), ("RANDOM", "RANDOM")):
+                       ("UNSPECIFIED", "ROUND_ROBIN"), ("RANDOM", "RANDOM"), ("PASSTHROUGH", "PASSTHROUGH")):
         clusters, _ = compiled(dr(f"{{loadBalancer: {{simple: {simple}}}}}"))
         assert clusters[REVIEWS].lb == lb, simple
 
@@ -117,6 +117,8 @@ def test_simple_policies_and_their_aliases_compile():
     ("{useSourceIp: true, ringHash: {minimumRingSize: 64}}", HashPolicy(source_ip=True, size=64)),
     ("{httpHeaderName: x, minimumRingSize: 32}", HashPolicy(header="x", size=32)),
     ("{httpHeaderName: x, maglev: {}}", HashPolicy(header="x", table="MAGLEV", size=65537)),
+    ("{httpCookie: {name: user, path: /, ttl: 1h}}", HashPolicy(cookie="user", cookie_path="/", cookie_ttl_s=3600.0)),
+    ("{httpCookie: {name: user, ttl: 0s}}", HashPolicy(cookie="user", cookie_ttl_s=0.0)),
 ])
 def test_consistent_hash_compiles_its_key_and_table(hash_yaml, expected):
     clusters, _ = compiled(dr(f"{{loadBalancer: {{consistentHash: {hash_yaml}}}}}"))
@@ -124,14 +126,14 @@ def test_consistent_hash_compiles_its_key_and_table(hash_yaml, expected):
 
 
 @pytest.mark.parametrize("policy,path,message", [
-    ("{loadBalancer: {simple: PASSTHROUGH}}", "spec.trafficPolicy.loadBalancer.simple", "not supported yet"),
+    ("{loadBalancer: {simple: MAGIC}}", "spec.trafficPolicy.loadBalancer.simple", "unknown load balancer"),
     ("{loadBalancer: {consistentHash: {}}}", "spec.trafficPolicy.loadBalancer.consistentHash", "hash key"),
     ("{loadBalancer: {consistentHash: {httpHeaderName: x, useSourceIp: true}}}",
      "spec.trafficPolicy.loadBalancer.consistentHash", "only one hash key"),
     ("{loadBalancer: {simple: RANDOM, consistentHash: {httpHeaderName: x}}}", "spec.trafficPolicy.loadBalancer",
      "only one of"),
-    ("{loadBalancer: {consistentHash: {httpCookie: {name: s, ttl: 10s}}}}",
-     "spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.ttl", "not supported yet"),
+    ("{loadBalancer: {consistentHash: {httpCookie: {name: s, ttl: soon}}}}",
+     "spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.ttl", "not a duration"),
     ("{loadBalancer: {consistentHash: {httpCookie: {name: s}}}}",
      "spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.ttl", "ttl required"),
     ("{loadBalancer: {consistentHash: {httpHeaderName: x, maglev: {tableSize: 1000}}}}",

@@ -64,12 +64,12 @@ def test_a_weight_written_as_a_string_is_an_error_at_its_field_path():
 
 def test_an_unsupported_field_is_named_with_its_path():
     text = GOOD_VS.replace("  - route:\n    - destination: {host: reviews, subset: v1}",
-                           "  - retries: {attempts: 2, retryRemoteLocalities: true}\n    route:\n"
+                           "  - retries: {attempts: 2, hedgingPolicy: true}\n    route:\n"
                            "    - destination: {host: reviews, subset: v1}")
     resources, errors, _ = decode(text)
     assert resources == []
-    error = by_path(errors, "spec.http[1].retries.retryRemoteLocalities")
-    assert error.message == "field `retryRemoteLocalities` is not supported by Isthmus yet (or is misspelled)"
+    error = by_path(errors, "spec.http[1].retries.hedgingPolicy")
+    assert error.message == "field `hedgingPolicy` is not supported by Isthmus yet (or is misspelled)"
 
 
 def test_a_misspelled_field_gets_a_suggestion():
@@ -127,7 +127,7 @@ def test_all_errors_of_a_submission_are_reported_at_once_with_document_numbers()
     metadata: {name: b}
     spec:
       host: reviews
-      trafficPolicy: {loadBalancer: {simple: PASSTHROUGH}}
+      trafficPolicy: {loadBalancer: {simple: BEST}}
       subsets:
       - {name: v1, labels: {version: v1}}
       - {name: v1, labels: {version: v2}}
@@ -144,7 +144,7 @@ def test_all_errors_of_a_submission_are_reported_at_once_with_document_numbers()
         (2, "spec.subsets[1].name"),
     } <= found
     assert "not supported yet" in by_path(errors, "spec.gateways[0]").message
-    assert "not supported yet" in by_path(errors, "spec.trafficPolicy.loadBalancer.simple").message
+    assert "unknown load balancer" in by_path(errors, "spec.trafficPolicy.loadBalancer.simple").message
 
 
 def test_shape_errors_in_one_document_are_all_reported():
@@ -256,13 +256,13 @@ def test_destination_rule_subsets_and_lb_are_checked():
       subsets:
       - name: v1
         labels: {version: v1}
-        trafficPolicy: {loadBalancer: {simple: PASSTHROUGH}}
+        trafficPolicy: {loadBalancer: {simple: RANDOM, consistentHash: {httpHeaderName: x}}}
       - name: ""
       - name: v3
         trafficPolicy: {loadBalancer: {simple: FASTEST}}
     """
     _, errors, _ = decode(text)
-    assert "not supported yet" in by_path(errors, "spec.subsets[0].trafficPolicy.loadBalancer.simple").message
+    assert "only one of" in by_path(errors, "spec.subsets[0].trafficPolicy.loadBalancer").message
     assert "cannot be empty" in by_path(errors, "spec.subsets[1].name").message
     assert "unknown load balancer" in by_path(errors, "spec.subsets[2].trafficPolicy.loadBalancer.simple").message
 

@@ -101,9 +101,9 @@ def test_zero_timeout_means_no_timeout():
     ("retries: {attempts: 2, retryOn: '5xx,bogus'}", "spec.http[0].retries.retryOn", "`bogus` is not a valid"),
     ("retries: {attempts: 2, retryOn: '600'}", "spec.http[0].retries.retryOn", "not a valid HTTP status"),
     ("retries: {attempts: 2, retryOn: retriable-headers}", "spec.http[0].retries.retryOn", "not supported yet"),
-    ("retries: {attempts: 2, retryRemoteLocalities: true}", "spec.http[0].retries.retryRemoteLocalities",
-     "not supported by Isthmus yet"),
-    ("retries: {attempts: 2, backoff: 1s}", "spec.http[0].retries.backoff", "not supported by Isthmus yet"),
+    ("retries: {attempts: 2, retryRemoteLocalities: yes please}", "spec.http[0].retries.retryRemoteLocalities",
+     "expected a boolean"),
+    ("retries: {attempts: 2, backoff: 0s}", "spec.http[0].retries.backoff", "at least 1ms"),
     ("fault: {}", "spec.http[0].fault", "abort and/or a delay"),
     ("fault: {abort: {httpStatus: 700, percentage: {value: 1}}}", "spec.http[0].fault.abort.httpStatus",
      "invalid abort http status"),
@@ -130,7 +130,19 @@ def test_a_fault_without_percentage_injects_nothing_and_says_so():
     assert resilience(resources[0].spec.http[0])["fault"].abort_percent == 0.0
 
 
-def test_a_retry_budget_in_a_destination_rule_is_still_rejected():
+def test_retry_backoff_and_host_and_locality_flags_compile():
+    resources, errors, _ = vs("retries: {attempts: 3, backoff: 100ms, retryRemoteLocalities: true, "
+                              "retryIgnorePreviousHosts: false}")
+    assert errors == []
+    retry = resilience(resources[0].spec.http[0])["retry"]
+    assert (retry.backoff_ms, retry.remote_localities, retry.ignore_previous_hosts) == (100, True, False)
+    resources, _, _ = vs("retries: {attempts: 3}")
+    retry = resilience(resources[0].spec.http[0])["retry"]
+    assert (retry.backoff_ms, retry.remote_localities, retry.ignore_previous_hosts) == (0, False, True)
+
+
+def test_a_retry_budget_takes_istios_shape_a_plain_percent():
+    """Istio's retryBudget.percent is a DoubleValue (a plain number), not a Percent message."""
     resources, errors = decode_documents(textwrap.dedent("""
         apiVersion: networking.istio.io/v1
         kind: DestinationRule
@@ -141,4 +153,4 @@ def test_a_retry_budget_in_a_destination_rule_is_still_rejected():
             retryBudget: {percent: {value: 20}, minRetryConcurrency: 3}
         """))[:2]
     assert resources == []
-    assert "not supported by Isthmus yet" in error_at(errors, "spec.trafficPolicy.retryBudget")
+    assert "expected a number" in error_at(errors, "spec.trafficPolicy.retryBudget.percent")

@@ -108,10 +108,39 @@ def test_a_request_without_the_hash_key_gets_any_endpoint():
 
 
 def test_make_balancer_knows_every_supported_policy():
-    for lb in ("ROUND_ROBIN", "RANDOM", "LEAST_REQUEST", "CONSISTENT_HASH"):
+    for lb in ("ROUND_ROBIN", "RANDOM", "LEAST_REQUEST", "CONSISTENT_HASH", "PASSTHROUGH"):
         make_balancer(lb, eps(2), HashPolicy(header="x"))
     with pytest.raises(KeyError):
-        make_balancer("PASSTHROUGH", eps(2))
+        make_balancer("WEIGHTED_MAGIC", eps(2))
+
+
+def test_passthrough_goes_where_the_caller_asked():
+    request = head()
+    request.host = "api.example.com"
+    assert make_balancer("PASSTHROUGH", []).pick(request).address == "api.example.com"
+
+
+def test_a_cookie_with_a_ttl_is_generated_once_and_then_sticks():
+    """Without the cookie the balancer makes one up and asks for a Set-Cookie; the value it set, sent back
+    (quoted, as Envoy writes it), hashes to the endpoint the first request went to."""
+    policy = HashPolicy(cookie="session", cookie_path="/shop", cookie_ttl_s=3600.0)
+    balancer = ConsistentHash(eps(8), policy)
+    first = head()
+    picked = balancer.pick(first)
+    assert first.set_cookie is not None
+    name_value, *attrs = first.set_cookie.split(b"; ")
+    assert name_value.startswith(b'session="') and attrs == [b"Max-Age=3600", b"Path=/shop", b"HttpOnly"]
+    for _ in range(20):
+        again = head(cookie=(b"other=1; " + name_value).decode())
+        assert balancer.pick(again) is picked and again.set_cookie is None
+    session = ConsistentHash(eps(8), HashPolicy(cookie="s", cookie_ttl_s=0.0))
+    request = head()
+    session.pick(request)
+    assert b"Max-Age" not in request.set_cookie  # ttl 0s: a session cookie
+    plain = ConsistentHash(eps(8), HashPolicy(cookie="s"))  # no ttl: hash an existing cookie only
+    request = head()
+    plain.pick(request)
+    assert request.set_cookie is None
 
 
 def test_locality_prefers_the_same_zone_then_region_then_failover_region():

@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from proto.xds import ClusterConfig, Endpoint, PoolLimits, Push, SubsetPolicy
+from proto.xds import ClusterConfig, Endpoint, Keepalive, PoolLimits, Push, RetryBudget, SubsetPolicy
 from proxy.control.config_state import ConfigState
 from proxy.errors import Overflow
-from proxy.outbound.circuit_breaker import Breaker
+from proxy.outbound.circuit_breaker import Breaker, RequestWindow
 from proxy.outbound.router import MeshRouter
 from proxy.outbound.target import RequestHead, Target
 
@@ -28,7 +28,8 @@ def test_requests_beyond_max_connections_wait_and_beyond_max_pending_overflow():
     with pytest.raises(Overflow) as info:
         third.enter(lambda: None)
     assert (info.value.status, info.value.flag) == (503, "UO")
-    assert breaker.stats() == {"max_connections": 1, "max_pending": 1, "active": 1, "pending": 1, "overflows": 1}
+    assert breaker.stats() == {"max_connections": 1, "max_pending": 1, "active": 1, "pending": 1, "overflows": 1,
+                               "retrying": 0, "retry_limit": 0, "retry_overflows": 0}
 
 
 async def test_a_freed_slot_goes_to_the_oldest_waiting_request():
@@ -130,3 +131,60 @@ def test_a_push_keeps_the_breaker_of_a_cluster_whose_limits_did_not_change():
     assert router.pick(head()).breaker is first
     push(3, PoolLimits(max_connections=2), 2)
     assert router.pick(head()).breaker is not first
+
+
+def test_http2_max_requests_counts_in_flight_and_waiting_and_overflows_without_queueing():
+    breaker = Breaker("c", PoolLimits(max_connections=1, max_pending=10, max_requests=2))
+    first, second, third = target(breaker), target(breaker), target(breaker)
+    assert first.enter(lambda: None) is True
+    assert second.enter(lambda: None) is False  # waits: one in flight + one waiting = 2
+    with pytest.raises(Overflow, match="http2MaxRequests"):
+        third.enter(lambda: None)  # the queue has room, maxRequests does not
+
+
+def test_max_retries_caps_requests_retrying_at_once():
+    breaker = Breaker("c", PoolLimits(max_retries=2))
+    assert breaker.may_retry() and breaker.may_retry()
+    assert not breaker.may_retry()
+    breaker.retry_done()
+    assert breaker.may_retry()
+    assert breaker.stats()["retry_overflows"] == 1 and breaker.stats()["retry_limit"] == 2
+
+
+def test_retry_budget_is_a_share_of_active_requests_with_a_floor():
+    """Envoy's example: 20% with a minimum of 3 allows 5 retries with 25 requests active, 3 with 2."""
+    breaker = Breaker("c", PoolLimits(max_retries=1, retry_budget=RetryBudget(percent=20.0, min_concurrency=3)))
+    targets = [target(breaker) for _ in range(25)]
+    for t in targets:
+        assert t.enter(lambda: None)
+    assert breaker.retry_limit() == 5  # the budget replaces maxRetries
+    assert [breaker.may_retry() for _ in range(6)] == [True] * 5 + [False]
+    for t in targets[2:]:
+        t.release()
+    assert breaker.retry_limit() == 3
+
+
+def test_retry_budget_interval_counts_requests_started_in_the_window():
+    window = RequestWindow(1.0)
+    for i in range(50):
+        window.add(100.005 + i * 0.01)  # 50 requests over half a second, 10 per tenth
+    assert window.count(100.6) == 50
+    assert window.count(101.35) == 10  # only the last tenth (100.4..100.5) is within a second
+    assert window.count(105.0) == 0
+    breaker = Breaker("c", PoolLimits(retry_budget=RetryBudget(percent=10.0, min_concurrency=1, interval_ms=60_000)))
+    for _ in range(40):
+        t = target(breaker)
+        t.enter(lambda: None)
+        t.release()  # finished: none in flight, but all 40 started within the interval
+    assert breaker.retry_limit() == 4
+
+
+def test_connection_settings_become_a_conn_policy_only_when_set():
+    assert Breaker("c", PoolLimits(max_connections=5)).conn_policy is None
+    policy = Breaker("outbound|9080||r", PoolLimits(max_requests_per_connection=1, idle_timeout_ms=1500,
+                                                  max_connection_duration_ms=60_000,
+                                                  keepalive=Keepalive(time_s=30, interval_s=5, probes=3))).conn_policy
+    assert policy is not None
+    assert (policy.max_requests, policy.idle_timeout, policy.max_duration, policy.keepalive) == (1, 1.5, 60.0,
+                                                                                                (30, 5, 3))
+    assert policy.key("10.0.0.1", 80) == ("10.0.0.1", 80, "outbound|9080||r")

@@ -86,7 +86,7 @@ def test_a_full_push_replaces_everything():
     {"routes": [RouteConfig(host=REVIEWS, version=9, rules=[HttpRule(destinations=[
         WeightedDestination(host=REVIEWS, subset="v1", weight=0),
         WeightedDestination(host=REVIEWS, subset="v2", weight=0)])])]},
-    {"clusters": [cluster(RATINGS, lb="PASSTHROUGH")]},
+    {"clusters": [cluster(RATINGS, lb="WEIGHTED_MAGIC")]},
 ])
 def test_an_invalid_delta_is_rejected_and_changes_nothing(bad):
     proxy = Proxy()

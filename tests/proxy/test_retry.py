@@ -70,8 +70,16 @@ def test_a_rule_without_policy_fields_shares_the_default_policy():
 
 def test_backoff_is_jittered_exponential_and_capped():
     for attempt, cap in ((1, 0.025), (2, 0.075), (3, 0.175), (10, 0.25)):
-        waits = [retry.backoff(attempt) for _ in range(200)]
+        waits = [retry.DEFAULT.backoff(attempt) for _ in range(200)]
         assert all(0.0 <= w <= cap for w in waits) and max(waits) > cap / 2
+
+
+def test_backoff_base_interval_comes_from_the_route():
+    """HTTPRetry.backoff sets the base; the cap stays ten times the base, as Envoy's default maximum."""
+    slow = retry.RetryPolicy(xds.RetryPolicy(attempts=3, retry_on=["5xx"], backoff_ms=100))
+    for attempt, cap in ((1, 0.1), (2, 0.3), (5, 1.0)):
+        waits = [slow.backoff(attempt) for _ in range(300)]
+        assert all(0.0 <= w <= cap for w in waits) and max(waits) > cap * 0.6
 
 
 # --- the exchange over loopback ------------------------------------------------------------------------
@@ -89,7 +97,7 @@ class TwoEndpointRouter:
     def pick(self, head) -> Target:
         return self._target(self.endpoints[0])
 
-    def retry_pick(self, target: Target, head, tried) -> Target:
+    def retry_pick(self, target: Target, head, tried, attempt=1) -> Target:
         self.retries.append(list(tried))
         for up in self.endpoints:
             if ("127.0.0.1", up.port) not in tried:

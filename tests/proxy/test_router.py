@@ -241,4 +241,4 @@ def test_a_push_with_a_hash_policy_but_no_key_is_rejected():
                          clusters=[reviews_cluster(lb="CONSISTENT_HASH")]))
     with pytest.raises(ConfigRejected, match="port 9090"):
         state.apply(Push(epoch="e", seq=1, version=1, full=True,
-                         clusters=[reviews_cluster(port_lb={9090: LbPolicy(lb="PASSTHROUGH")})]))
+                         clusters=[reviews_cluster(port_lb={9090: LbPolicy(lb="WEIGHTED_MAGIC")})]))

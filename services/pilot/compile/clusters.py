@@ -13,11 +13,13 @@ subset without one carries none and uses the cluster's.
 from __future__ import annotations
 
 from proto.networking import (
-    ConnectionPoolSettings, ConsistentHashLB, LoadBalancerSettings, OutlierDetection, Subset, TrafficPolicy,
+    ConnectionPoolSettings, ConsistentHashLB, LoadBalancerSettings, OutlierDetection, RetryBudget, Subset,
+    TrafficPolicy,
 )
 from proto.xds import (
-    ClusterConfig, Endpoint, HashPolicy, LbPolicy, LocalityPolicy, OutlierPolicy, PoolLimits, SubsetPolicy,
+    ClusterConfig, Endpoint, HashPolicy, Keepalive, LbPolicy, LocalityPolicy, OutlierPolicy, PoolLimits, SubsetPolicy,
 )
+from proto.xds import RetryBudget as BudgetPolicy
 from services.pilot.compile.endpoints import Service
 from services.pilot.compile.hosts import fqdn
 from services.pilot.compile.state import MeshState, Stored
@@ -46,9 +48,11 @@ def _hash(ch: ConsistentHashLB | None) -> HashPolicy | None:
         ring = ch.ring_hash.minimum_ring_size if ch.ring_hash is not None else ch.minimum_ring_size
         table, size = "RING_HASH", ring or RING_SIZE
     cookie = ch.http_cookie
+    ttl = parse_duration(cookie.ttl) / 1e9 if cookie is not None and cookie.ttl is not None else None
     return HashPolicy(header=(ch.http_header_name or "").lower(), cookie=cookie.name if cookie else "",
-                      cookie_path=(cookie.path or "") if cookie else "", query=ch.http_query_parameter_name or "",
-                      source_ip=bool(ch.use_source_ip), table=table, size=size)
+                      cookie_path=(cookie.path or "") if cookie else "", cookie_ttl_s=ttl,
+                      query=ch.http_query_parameter_name or "", source_ip=bool(ch.use_source_ip), table=table,
+                      size=size)
 
 
 def _policy(settings: LoadBalancerSettings | None) -> LbPolicy:
@@ -70,17 +74,42 @@ def _policy(settings: LoadBalancerSettings | None) -> LbPolicy:
     return LbPolicy(lb=lb, hash=hash_policy, locality=locality)
 
 
-def _limits(pool: ConnectionPoolSettings | None) -> PoolLimits | None:
-    """connectionPool as the proxy's circuit breaker runs it; None: no limits."""
-    if pool is None:
+def _ms(text: str | None) -> int:
+    return parse_duration(text) // 1_000_000 if text else 0  # validated: whole ms
+
+
+def _budget(budget: RetryBudget | None) -> BudgetPolicy | None:
+    """Istio's defaults for what a retryBudget leaves unset: 20%, at least 3, requests in flight only."""
+    if budget is None:
         return None
-    tcp, http = pool.tcp, pool.http
-    connect_ms = 0
-    if tcp is not None and tcp.connect_timeout:
-        connect_ms = parse_duration(tcp.connect_timeout) // 1_000_000  # validated: whole ms
-    return PoolLimits(max_connections=(tcp.max_connections or 0) if tcp else 0,
-                      max_pending=(http.http1_max_pending_requests or 0) if http else 0,
-                      connect_timeout_ms=connect_ms)
+    return BudgetPolicy(percent=budget.percent if budget.percent is not None else 20.0,
+                        min_concurrency=budget.min_retry_concurrency if budget.min_retry_concurrency is not None
+                        else 3, interval_ms=_ms(budget.budget_interval))
+
+
+def _limits(pool: ConnectionPoolSettings | None, budget: RetryBudget | None = None) -> PoolLimits | None:
+    """connectionPool (and the level's retryBudget) as the proxy's circuit breaker runs it; None: no limits."""
+    if pool is None and budget is None:
+        return None
+    limits = PoolLimits(retry_budget=_budget(budget))
+    tcp, http = (pool.tcp, pool.http) if pool is not None else (None, None)
+    if tcp is not None:
+        limits.max_connections = tcp.max_connections or 0
+        limits.connect_timeout_ms = _ms(tcp.connect_timeout)
+        limits.max_connection_duration_ms = _ms(tcp.max_connection_duration)
+        if tcp.idle_timeout is not None:
+            limits.tcp_idle_timeout_ms = _ms(tcp.idle_timeout)
+        ka = tcp.tcp_keepalive
+        if ka is not None:
+            limits.keepalive = Keepalive(time_s=_ms(ka.time) // 1000, interval_s=_ms(ka.interval) // 1000,
+                                         probes=ka.probes or 0)
+    if http is not None:
+        limits.max_pending = http.http1_max_pending_requests or 0
+        limits.max_requests = http.http2_max_requests or 0
+        limits.max_requests_per_connection = http.max_requests_per_connection or 0
+        limits.max_retries = http.max_retries or 0
+        limits.idle_timeout_ms = _ms(http.idle_timeout)
+    return limits
 
 
 def _outlier(od: OutlierDetection | None) -> OutlierPolicy | None:
@@ -129,6 +158,7 @@ def _subset(subset: Subset, top: TrafficPolicy | None) -> SubsetPolicy:
     # connectionPool merges the same way, in the same order
     top_pool = top.connection_pool if top else None
     pool = own.connection_pool if own.connection_pool is not None else top_pool
+    budget = own.retry_budget if own.retry_budget is not None else top.retry_budget if top else None
     top_cp, own_cp = _port_pools(top), _port_pools(own)
     port_limits: dict[int, PoolLimits] = {}
     for port in sorted(set(top_cp) | set(own_cp)):
@@ -137,11 +167,12 @@ def _subset(subset: Subset, top: TrafficPolicy | None) -> SubsetPolicy:
             chosen = own.connection_pool
         if port in own_cp:
             chosen = own_cp[port]
-        limits = _limits(chosen)
+        limits = _limits(chosen, budget)
         if limits is not None:
             port_limits[port] = limits
     return SubsetPolicy(name=subset.name, labels=dict(subset.labels), lb=base.lb, hash=base.hash,
-                        locality=base.locality, port_lb=port_lb, limits=_limits(pool), port_limits=port_limits,
+                        locality=base.locality, port_lb=port_lb, limits=_limits(pool, budget),
+                        port_limits=port_limits,
                         outlier=_outlier(own.outlier_detection if own.outlier_detection is not None
                                          else top.outlier_detection if top else None))
 
@@ -169,8 +200,8 @@ def build_clusters(state: MeshState, services: dict[str, Service],
             port_lb = {port: _policy(settings) for port, settings in _port_settings(top).items()}
             subsets = [_subset(s, top) for s in spec.subsets]
             if top is not None:
-                limits = _limits(top.connection_pool)
-                port_limits = {port: _limits(pool) for port, pool in _port_pools(top).items()}
+                limits = _limits(top.connection_pool, top.retry_budget)
+                port_limits = {port: _limits(pool, top.retry_budget) for port, pool in _port_pools(top).items()}
                 outlier = _outlier(top.outlier_detection)
             source = rule.source
         clusters[host] = ClusterConfig(

@@ -4,7 +4,9 @@ Mirrors Istio's translation (pilot/pkg/networking/core/route: retry.ConvertPolic
 - `retries` unset: HttpRule.retry stays None and the proxy applies Istio's default (proto.xds.DEFAULT_RETRY);
   attempts 0: retries disabled; otherwise the default with attempts replaced, perTryTimeout if given, and a
   given retryOn replacing the default conditions. Numbers in retryOn are retriable status codes (and add
-  `retriable-status-codes`).
+  `retriable-status-codes`). `backoff` is the back-off's base interval; `retryIgnorePreviousHosts` unset is
+  true (the default policy's previous-hosts predicate); `retryRemoteLocalities` moves retries to the next
+  locality priority.
 - `timeout` unset or 0s: no timeout.
 - fault percentages: `percentage.value`, else the deprecated integer `percent`, else 0 (nothing injected).
 Inputs have passed validation (services/pilot/validate_resilience.py).
@@ -33,7 +35,9 @@ def _retry(retries: HTTPRetry | None) -> xds.RetryPolicy | None:
             conditions.append("retriable-status-codes")
     per_try = _ms(retries.per_try_timeout) if retries.per_try_timeout is not None else None
     return xds.RetryPolicy(attempts=retries.attempts, per_try_timeout_ms=per_try, retry_on=conditions,
-                           status_codes=codes)
+                           status_codes=codes, backoff_ms=_ms(retries.backoff) if retries.backoff else 0,
+                           ignore_previous_hosts=retries.retry_ignore_previous_hosts is not False,
+                           remote_localities=bool(retries.retry_remote_localities))
 
 
 def _fault(fault: HTTPFaultInjection | None) -> xds.FaultPolicy | None:

@@ -12,8 +12,10 @@ no match is dropped whole, never turned into a catch-all.
 from __future__ import annotations
 
 from proto import xds
-from proto.networking import HTTPMatchRequest, HTTPRoute, HTTPRouteDestination, StringMatch
-from proto.xds import HttpRule, RouteConfig, RouteMatch, WeightedDestination
+from proto.networking import (
+    HTTPMatchRequest, HTTPRoute, HTTPRouteDestination, L4MatchAttributes, RouteDestination, StringMatch, TCPRoute,
+)
+from proto.xds import HttpRule, RouteConfig, RouteMatch, TcpMatch, TcpRule, WeightedDestination
 from services.pilot.compile.hosts import fqdn
 from services.pilot.compile.resilience import resilience
 from services.pilot.compile.shaping import headers, mirrors, shaping
@@ -42,12 +44,13 @@ def _match(m: HTTPMatchRequest) -> RouteMatch:
                       source_labels=dict(m.source_labels or {}), source_namespace=m.source_namespace)
 
 
-def _for_sidecars(m: HTTPMatchRequest) -> bool:
+def _for_sidecars(m: HTTPMatchRequest | L4MatchAttributes) -> bool:
     """A match naming gateways overrides the VirtualService's: without `mesh` it never applies to sidecars."""
     return not m.gateways or "mesh" in m.gateways
 
 
-def _destinations(routes: list[HTTPRouteDestination], namespace: str, suffix: str) -> list[WeightedDestination]:
+def _destinations(routes: list[HTTPRouteDestination] | list[RouteDestination], namespace: str,
+                  suffix: str) -> list[WeightedDestination]:
     lone = len(routes) == 1
     return [
         WeightedDestination(
@@ -55,10 +58,19 @@ def _destinations(routes: list[HTTPRouteDestination], namespace: str, suffix: st
             subset=r.destination.subset,
             port=r.destination.port.number if r.destination.port else None,
             weight=100 if lone else (r.weight or 0),
-            headers=headers(r.headers),
+            headers=headers(r.headers) if isinstance(r, HTTPRouteDestination) else None,
         )
         for r in routes
     ]
+
+
+def _tcp_rule(route: TCPRoute, namespace: str, suffix: str) -> TcpRule | None:
+    sidecar = [m for m in route.match or [] if _for_sidecars(m)]
+    if route.match and not sidecar:
+        return None
+    return TcpRule(matches=[TcpMatch(port=m.port, source_labels=dict(m.source_labels or {}),
+                                     source_namespace=m.source_namespace) for m in sidecar],
+                   destinations=_destinations(route.route or [], namespace, suffix))
 
 
 def _rule(route: HTTPRoute, namespace: str, suffix: str) -> HttpRule | None:
@@ -80,10 +92,12 @@ def build_routes(state: MeshState) -> dict[str, RouteConfig]:
             continue  # bound to gateways only: not sidecar config
         namespace = vs.metadata.namespace
         rules = [rule for rule in (_rule(r, namespace, state.domain_suffix) for r in vs.spec.http) if rule]
+        tcp = [rule for rule in (_tcp_rule(r, namespace, state.domain_suffix) for r in vs.spec.tcp) if rule]
         for written in vs.spec.hosts:
             host = fqdn(written, namespace, state.domain_suffix)
             if host not in routes:  # else an older VirtualService owns it
-                routes[host] = RouteConfig(host=host, version=stored.revision, source=stored.source, rules=rules)
+                routes[host] = RouteConfig(host=host, version=stored.revision, source=stored.source, rules=rules,
+                                           tcp=tcp)
     return routes
 
 
@@ -93,5 +107,8 @@ def referenced_hosts(routes: dict[str, RouteConfig]) -> dict[str, int]:
     for route in routes.values():
         for rule in route.rules:
             for dest in [*rule.destinations, *rule.mirrors]:
+                hosts[dest.host] = max(hosts.get(dest.host, 0), route.version)
+        for tcp in route.tcp:
+            for dest in tcp.destinations:
                 hosts[dest.host] = max(hosts.get(dest.host, 0), route.version)
     return hosts
