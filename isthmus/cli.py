@@ -441,6 +441,24 @@ def _labels(ctx: click.Context, param: click.Parameter, value: str | None) -> di
         raise click.BadParameter(str(exc)) from exc
 
 
+def _tcp_routes(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[tuple[str, int, int], ...]:
+    from proxy.settings import parse_tcp_route
+
+    try:
+        return tuple(parse_tcp_route(v) for v in values)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+def _app_tcp(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[tuple[int, int, int], ...]:
+    from proxy.settings import parse_app_tcp
+
+    try:
+        return tuple(parse_app_tcp(v) for v in values)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
 @proxy.command("run")
 @click.option("--service", required=True, help="The service this workload belongs to.")
 @click.option("-n", "--namespace", default="default", show_default=True)
@@ -458,10 +476,17 @@ def _labels(ctx: click.Context, param: click.Parameter, value: str | None) -> di
 @click.option("--lease-ttl", type=click.IntRange(1), help="Seconds the registration lives without heartbeats.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               help="Env ISTHMUS_LOG_LEVEL; default info.")
+@click.option("--tcp", multiple=True, callback=_tcp_routes, metavar="HOST:PORT=LOCAL_PORT",
+              help="Opaque TCP out: the app connects to 127.0.0.1:LOCAL_PORT to reach HOST:PORT (tcp routes apply). "
+                   "Repeatable.")
+@click.option("--app-tcp", multiple=True, callback=_app_tcp, metavar="SERVICE_PORT=APP_PORT[@INBOUND_PORT]",
+              help="Opaque TCP in: serve the app's APP_PORT as the service's SERVICE_PORT through an inbound TCP "
+                   "listener (any free port unless given). Repeatable.")
 @click.pass_obj
 def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: int, app_port: int,
               labels: dict[str, str], inbound_port: int, outbound_port: int, admin_port: int, address: str,
-              service_account: str, lease_ttl: int | None, log_level: str | None) -> None:
+              service_account: str, lease_ttl: int | None, log_level: str | None,
+              tcp: tuple[tuple[str, int, int], ...], app_tcp: tuple[tuple[int, int, int], ...]) -> None:
     """Run a sidecar beside one workload until SIGINT/SIGTERM."""
     from proxy.settings import ProxyOptions
 
@@ -479,6 +504,8 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
         service_account=service_account,
         lease_ttl=lease_ttl,
         nats_url=obj["nats_url"],
+        tcp_routes=tcp,
+        app_tcp=app_tcp,
         **extra,
     )
     from proxy.main import run_proxy

@@ -14,6 +14,7 @@ class Workload(Message):
     address: str = "127.0.0.1"  # where peers reach the sidecar's inbound listener
     service_port: int = 80  # the port clients use (`reviews:9080`)
     inbound_port: int = 15006  # the sidecar's inbound listener, which forwards to the app
+    tcp_ports: dict[int, int] = {}  # opaque TCP: service port -> the sidecar's inbound TCP listener for it
     labels: dict[str, str] = {}
     service_account: str = "default"
     locality: str = ""

@@ -23,7 +23,9 @@ from proxy.http.server import Listener
 from proxy.http.upstream import ConnectionPool
 from proxy.inbound.local_app import LocalAppRouter
 from proxy.outbound.router import MeshRouter
+from proxy.outbound.target import Target
 from proxy.settings import ProxyOptions
+from proxy.tcp.relay import Picker, TcpListener
 from runtime import bus as busmod
 from runtime.log import configure
 
@@ -47,11 +49,25 @@ class Sidecar:
                                 LocalAppRouter(options.app_host, options.app_port, options.service, self.state,
                                                options.namespace, options.domain_suffix, options.labels),
                                 self.pool, "inbound")
+        # opaque TCP (proxy/tcp/relay.py): outbound per --tcp, inbound per --app-tcp
+        self.tcp_out = [TcpListener(options.outbound_host, local, self._tcp_picker(host, port), f"outbound {host}:{port}")
+                        for host, port, local in options.tcp_routes]
+        self.tcp_in = {service_port: TcpListener(options.inbound_host, listen, self._app_picker(app_port),
+                                                 f"inbound {service_port}")
+                       for service_port, app_port, listen in options.app_tcp}
         self.admin = AdminServer("127.0.0.1", options.admin_port, self.is_ready, self.config_dump, self.server_info,
                                  self.state.clusters_status)
         self.bus: busmod.Bus | None = None
         self.started_at = time.time()
         self.tasks: list[asyncio.Task[Any]] = []
+
+    def _tcp_picker(self, host: str, port: int) -> Picker:
+        tcp_pick = self.router.tcp_pick
+        return lambda client: tcp_pick(host, port, client)
+
+    def _app_picker(self, app_port: int) -> Picker:
+        target = Target(self.options.app_host, app_port, f"inbound|{app_port}||")
+        return lambda client: target
 
     def is_ready(self) -> bool:
         return self.xds.synced.is_set()
@@ -63,12 +79,19 @@ class Sidecar:
         o = self.options
         return {"id": o.id, "service": o.service, "namespace": o.namespace, "labels": o.labels,
                 "outbound": f"{o.outbound_host}:{self.outbound.port}", "inbound": f"{o.inbound_host}:{self.inbound.port}",
-                "app": f"{o.app_host}:{o.app_port}", "bus_connected": bool(self.bus and self.bus.connected),
+                "app": f"{o.app_host}:{o.app_port}",
+                "tcp_outbound": {listener.name: listener.port for listener in self.tcp_out},
+                "tcp_inbound": {port: listener.port for port, listener in self.tcp_in.items()}, "bus_connected": bool(self.bus and self.bus.connected),
                 "synced": self.is_ready(), "uptime_s": round(time.time() - self.started_at, 1)}
 
     async def run(self) -> None:
         await self.outbound.start()
         await self.inbound.start()
+        for listener in self.tcp_out:
+            await listener.start()
+        for service_port, listener in self.tcp_in.items():
+            await listener.start()
+            self.registration.workload.tcp_ports[service_port] = listener.port  # registered with the real port
         await self.admin.start()
         self.tasks.append(asyncio.create_task(self._control_plane()))
         self.tasks.append(asyncio.create_task(self.xds.run()))
@@ -99,6 +122,8 @@ class Sidecar:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.outbound.stop()
         await self.inbound.stop()
+        for listener in [*self.tcp_out, *self.tcp_in.values()]:
+            await listener.stop()
         await self.admin.stop()
         self.pool.close()
         if self.bus is not None:

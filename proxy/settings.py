@@ -23,6 +23,30 @@ def parse_labels(text: str | None) -> dict[str, str]:
     return labels
 
 
+def parse_tcp_route(text: str) -> tuple[str, int, int]:
+    """`db:5432=15432` -> ("db", 5432, 15432); raises ValueError."""
+    target, sep, local = text.partition("=")
+    host, colon, port = target.rpartition(":")
+    if not sep or not colon or not host:
+        raise ValueError(f"{text!r} is not HOST:PORT=LOCAL_PORT")
+    return host, _port(port, text), _port(local, text)
+
+
+def parse_app_tcp(text: str) -> tuple[int, int, int]:
+    """`5432=5433` -> (5432, 5433, 0); `5432=5433@15432` -> (5432, 5433, 15432); raises ValueError."""
+    service, sep, rest = text.partition("=")
+    app, at, listen = rest.partition("@")
+    if not sep:
+        raise ValueError(f"{text!r} is not SERVICE_PORT=APP_PORT[@INBOUND_PORT]")
+    return _port(service, text), _port(app, text), _port(listen, text) if at else 0
+
+
+def _port(value: str, text: str) -> int:
+    if not value.strip().isdigit() or not 1 <= int(value) <= 65535:
+        raise ValueError(f"{value!r} in {text!r} is not a port (1-65535)")
+    return int(value)
+
+
 @dataclass(frozen=True)
 class ProxyOptions:
     service: str
@@ -46,6 +70,10 @@ class ProxyOptions:
     health_interval: float = 1.0  # seconds between probes of the app's port
     log_level: str = field(default_factory=lambda: os.environ.get("ISTHMUS_LOG_LEVEL", "info"))
     proxy_id: str = ""
+    # opaque TCP out: (service host, service port, local port the app connects to)
+    tcp_routes: tuple[tuple[str, int, int], ...] = ()
+    # opaque TCP in: (service port, app port, inbound listener port; 0: any free port)
+    app_tcp: tuple[tuple[int, int, int], ...] = ()
 
     @property
     def id(self) -> str:

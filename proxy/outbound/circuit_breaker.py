@@ -77,7 +77,8 @@ class RequestWindow:
 
 class Breaker:
     __slots__ = ("name", "max_active", "max_pending", "max_requests", "connect_timeout", "active", "waiting",
-                 "overflows", "max_retries", "budget", "window", "retrying", "retry_overflows", "conn_policy")
+                 "overflows", "max_retries", "budget", "window", "retrying", "retry_overflows", "conn_policy",
+                 "tcp_idle_timeout", "max_duration")
 
     def __init__(self, name: str, limits: PoolLimits) -> None:
         self.name = name
@@ -95,6 +96,16 @@ class Breaker:
         self.retrying = 0  # requests holding a retry slot
         self.retry_overflows = 0  # retries refused by maxRetries or the retry budget
         self.conn_policy = conn_policy(name, limits)
+        # opaque TCP connections (proxy/tcp): tcp.idleTimeout (None: the default hour) and maxConnectionDuration
+        self.tcp_idle_timeout = limits.tcp_idle_timeout_ms / 1000.0 if limits.tcp_idle_timeout_ms is not None else None
+        self.max_duration = limits.max_connection_duration_ms / 1000.0
+
+    def open_connection(self) -> None:
+        """An opaque TCP connection takes a slot at once or fails (Envoy's TCP proxy does not queue)."""
+        if self.active >= self.max_active:
+            self.overflows += 1
+            raise Overflow(f"upstream overflow: {self.name} has {self.active} connections (maxConnections)")
+        self.active += 1
 
     def enter(self, target: Target) -> bool:
         """True: go now. False: queued, `target.resume()` runs when a slot frees. Raises Overflow."""

@@ -26,7 +26,7 @@ from bisect import bisect_right
 from collections.abc import Callable
 from random import random
 
-from proto.xds import HttpRule, RouteConfig, RouteMatch, StringMatch, WeightedDestination
+from proto.xds import HttpRule, RouteConfig, RouteMatch, StringMatch, TcpRule, WeightedDestination
 from proxy.outbound import headers as header_ops
 from proxy.outbound import cors, mirror, redirect, rewrite
 from proxy.outbound.policy import compile_policy
@@ -169,6 +169,49 @@ class CompiledMatch:
         return True
 
 
+def cumulative_weights(destinations: list[WeightedDestination]) -> tuple[list[int], int]:
+    """Running sums of the destinations' weights (a lone destination takes everything); raises ValueError."""
+    weights = [1 if len(destinations) == 1 else d.weight for d in destinations]
+    if any(w < 0 for w in weights):
+        raise ValueError(f"negative destination weight in {weights}")
+    cumulative: list[int] = []
+    running = 0
+    for weight in weights:
+        running += weight
+        cumulative.append(running)
+    if running <= 0:
+        raise ValueError("destination weights sum to 0")
+    return cumulative, running
+
+
+class CompiledTcpRule:
+    """A VirtualService tcp route: the port and the caller are all a connection can be matched on."""
+
+    __slots__ = ("matches", "destinations", "cumulative", "total")
+
+    def __init__(self, rule: TcpRule) -> None:
+        if not rule.destinations:
+            raise ValueError("a tcp route needs at least one destination")
+        self.matches = tuple(rule.matches)
+        self.destinations = tuple(rule.destinations)
+        self.cumulative, self.total = cumulative_weights(rule.destinations)
+
+    def applies(self, port: int, caller: Caller) -> bool:
+        if not self.matches:
+            return True
+        for m in self.matches:
+            if ((m.port is None or m.port == port)
+                    and all(caller.labels.get(k) == v for k, v in m.source_labels.items())
+                    and (m.source_namespace is None or m.source_namespace == caller.namespace)):
+                return True
+        return False
+
+    def pick(self) -> WeightedDestination:
+        if len(self.destinations) == 1:
+            return self.destinations[0]
+        return self.destinations[bisect_right(self.cumulative, random() * self.total)]
+
+
 class CompiledRule:
     __slots__ = ("name", "matches", "destinations", "cumulative", "total", "policy", "local", "policies")
 
@@ -197,17 +240,7 @@ class CompiledRule:
             self.total = 0
             return
         self.destinations = tuple(rule.destinations)
-        weights = [1 if len(rule.destinations) == 1 else d.weight for d in rule.destinations]
-        if any(w < 0 for w in weights):
-            raise ValueError(f"negative destination weight in {weights}")
-        self.cumulative: list[int] = []
-        running = 0
-        for weight in weights:
-            running += weight
-            self.cumulative.append(running)
-        self.total = running
-        if self.total <= 0:
-            raise ValueError("destination weights sum to 0")
+        self.cumulative, self.total = cumulative_weights(rule.destinations)
 
     def applies(self, head: RequestHead, path: str, caller: Caller = NO_CALLER) -> bool:
         if not self.matches:
@@ -231,7 +264,7 @@ class CompiledRule:
 
 
 class CompiledRoute:
-    __slots__ = ("host", "version", "source", "rules")
+    __slots__ = ("host", "version", "source", "rules", "tcp")
 
     def __init__(self, route: RouteConfig) -> None:
         self.host = route.host
@@ -244,6 +277,19 @@ class CompiledRoute:
             except ValueError as exc:
                 raise ValueError(f"rule {rule.name or i}: {exc}") from exc
         self.rules = tuple(rules)
+        tcp = []
+        for i, tcp_rule in enumerate(route.tcp):
+            try:
+                tcp.append(CompiledTcpRule(tcp_rule))
+            except ValueError as exc:
+                raise ValueError(f"tcp route {i}: {exc}") from exc
+        self.tcp = tuple(tcp)
+
+    def tcp_rule_for(self, port: int, caller: Caller = NO_CALLER) -> CompiledTcpRule | None:
+        for rule in self.tcp:
+            if rule.applies(port, caller):
+                return rule
+        return None
 
     def rule_for(self, head: RequestHead, path: str, caller: Caller = NO_CALLER) -> CompiledRule | None:
         for rule in self.rules:

@@ -264,6 +264,39 @@ class MeshRouter:
         return Target(endpoint.address, endpoint.ports.get(port, port), pool.cluster_name(port), endpoint, balancer,
                       policy, pool.breaker_for(port) if pool.limited else None, pool.outlier)
 
+    def tcp_pick(self, host: str, port: int, client: str = "") -> Target:
+        """Where an opaque TCP connection to `host:port` goes: the host's first tcp route that matches the
+        port and this caller picks a destination by weight (no tcp route: the host's own cluster), then the
+        destination pool's balancer an endpoint. Raises NoRoute or NoHealthyUpstream."""
+        table = self.source.table
+        fqdn = self.resolve(table, host)
+        if not fqdn:
+            raise NoRoute(f"no service or route for host {host!r}")
+        subset = ""
+        route = table.routes.get(fqdn)
+        rule = route.tcp_rule_for(port, self.caller) if route is not None and route.tcp else None
+        if rule is not None:
+            dest = rule.pick()
+            fqdn, subset = dest.host, dest.subset or ""
+            if dest.port is not None:
+                port = dest.port
+        elif route is not None and route.tcp:
+            raise NoRoute(f"no tcp route of the VirtualService {route.source} for {fqdn} matches port {port}")
+        entry = table.clusters.get(fqdn)
+        if entry is None:
+            raise NoRoute(f"tcp route sends to {fqdn}, which has no cluster")
+        if rule is not None and dest.port is None and len(entry.ports) == 1:
+            (port,) = entry.ports
+        pool = entry.pools.get(subset)
+        if pool is None:
+            raise NoHealthyUpstream(f"cluster outbound|{port}|{subset}|{fqdn}: subset {subset!r} is not defined")
+        balancer = pool.balancer_for(port, self.locality)
+        if balancer is None:
+            raise NoHealthyUpstream(f"no healthy endpoint in cluster {pool.cluster_name(port)}")
+        endpoint = balancer.pick(RequestHead("", host, port, "", [], client))
+        return Target(endpoint.address, endpoint.ports.get(port, port), pool.cluster_name(port), endpoint, balancer,
+                      None, pool.breaker_for(port) if pool.limited else None, pool.outlier)
+
     def mirror_pick(self, host: str, subset: str, port: int | None, head: RequestHead) -> tuple[str, int] | None:
         """(address, port) of an endpoint of a mirror destination, or None when it has none (no error:
         a mirror never fails the request). Only requests on a rule with mirrors call this."""

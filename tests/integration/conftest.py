@@ -58,8 +58,9 @@ class ControlPlane:
         return await self.start_service_async(name)
 
     def proxy(self, service: str, app_port: int, service_port: int = 9080, namespace: str = "default",
-              labels: str = "") -> "Sidecar":
-        sidecar = Sidecar(self, service, app_port, service_port, namespace, labels)
+              labels: str = "", extra: tuple[str, ...] = ()) -> "Sidecar":
+        """`extra`: more `proxy run` arguments (--tcp, --app-tcp, ...)."""
+        sidecar = Sidecar(self, service, app_port, service_port, namespace, labels, extra)
         self.proxies.append(sidecar.process)
         return sidecar
 
@@ -72,7 +73,7 @@ class Sidecar:
     """A real sidecar process started with the CLI, as a user would."""
 
     def __init__(self, plane: ControlPlane, service: str, app_port: int, service_port: int,
-                 namespace: str, labels: str) -> None:
+                 namespace: str, labels: str, extra: tuple[str, ...] = ()) -> None:
         self.outbound_port, self.inbound_port, self.admin_port = free_port(), free_port(), free_port()
         name = f"proxy-{service}-{self.inbound_port}"
         argv = [sys.executable, "-m", "isthmus.cli", "--nats", plane.nats_url, "proxy", "run",
@@ -82,6 +83,7 @@ class Sidecar:
                 "--lease-ttl", str(LEASE_TTL)]
         if labels:
             argv += ["--labels", labels]
+        argv += extra
         self.process = ManagedProcess(name, argv, log_path=plane.state_dir / "logs" / f"{name}.log",
                                       env=project_env())
         self.process.start()

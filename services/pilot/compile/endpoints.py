@@ -57,7 +57,8 @@ def collect_services(state: MeshState) -> dict[str, Service]:
         host = service_host(w.service, w.namespace, state.domain_suffix)
         svc = services.get(host) or services.setdefault(host, Service(host))
         svc.ports.add(w.service_port)
-        svc.endpoints.append(workload_endpoint(w, {w.service_port: w.inbound_port}))
+        svc.ports.update(w.tcp_ports)  # opaque TCP service ports, each to its own inbound TCP listener
+        svc.endpoints.append(workload_endpoint(w, {w.service_port: w.inbound_port, **w.tcp_ports}))
         svc.revision = max(svc.revision, revision)
     for stored in state.of_kind("ServiceEntry"):
         _add_service_entry(state, stored, services)

@@ -1,0 +1,225 @@
+"""Opaque TCP through the mesh: VirtualService `tcp` routes, for a database or any client that is not HTTP.
+
+    TcpListener   one listening port; each accepted connection becomes a Relay
+    Relay         a downstream connection and the upstream one it is paired with, bytes copied both ways
+
+Outbound (`isthmus proxy run --tcp HOST:PORT=LOCAL_PORT`): the app connects to LOCAL_PORT to reach
+HOST:PORT; each connection is routed once, when it opens (MeshRouter.tcp_pick: the host's tcp route by
+weight, then the balancer), and its bytes go to the chosen endpoint's inbound TCP listener. Inbound
+(`--app-tcp SERVICE_PORT=APP_PORT`): the sidecar's TCP listener for that service port relays to the app.
+
+DestinationRule settings that apply to a TCP connection, as Envoy's tcp_proxy applies them:
+tcp.maxConnections (an overflowing connection is closed at once: TCP has no pending queue), connectTimeout,
+tcpKeepalive on the upstream socket, idleTimeout (no byte either way for that long: both sides are closed;
+unset one hour, 0s never) and maxConnectionDuration. A connect failure counts as a gateway error for
+outlierDetection. Half-closes pass through (a client's shutdown(SHUT_WR) reaches the server as EOF).
+Flow control: when one side's write buffer fills, reading from the other side pauses until it drains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from proxy.errors import ProxyError
+from proxy.http.upstream import set_keepalive
+from proxy.outbound.target import Target
+from runtime.log import get_logger
+
+log = get_logger("proxy.tcp")
+
+DEFAULT_IDLE_TIMEOUT = 3600.0  # Istio's default tcp.idleTimeout
+DEFAULT_CONNECT_TIMEOUT = 5.0
+
+# Picks where a new downstream connection goes (raises ProxyError when it cannot go anywhere).
+Picker = Callable[[str], Target]
+
+
+class _Side(asyncio.Protocol):
+    """One connection of a relay; what it reads is written to the other one."""
+
+    __slots__ = ("relay", "transport", "other", "early", "eof")
+
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+        self.transport: asyncio.Transport | None = None
+        self.other: _Side | None = None
+        self.early: list[bytes] = []  # read before the other side was connected
+        self.eof = False  # read EOF before the other side was connected
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.relay.last_active = self.relay.loop.time()
+        other = self.other
+        if other is None or other.transport is None:
+            self.early.append(data)
+        else:
+            other.transport.write(data)
+
+    def eof_received(self) -> bool:
+        other = self.other
+        if other is None or other.transport is None:
+            self.eof = True
+        elif other.transport.can_write_eof():
+            other.transport.write_eof()
+        self.relay.half_closed(self)
+        return True  # keep our write side open: the peer may still answer
+
+    def pause_writing(self) -> None:
+        if self.other is not None and self.other.transport is not None:
+            self.other.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.other is not None and self.other.transport is not None:
+            self.other.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.relay.close()
+
+
+class Relay:
+    """A downstream connection and its upstream: routed once, then bytes both ways until either closes."""
+
+    __slots__ = ("loop", "pick", "down", "up", "target", "holds_slot", "last_active", "timer", "closed",
+                 "connecting", "halves", "on_close")
+
+    def __init__(self, pick: Picker, on_close: Callable[[Relay], None]) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.pick = pick
+        self.down = _Side(self)
+        self.up: _Side | None = None
+        self.target: Target | None = None
+        self.holds_slot = False  # a maxConnections slot of the target's breaker
+        self.last_active = self.loop.time()
+        self.timer: asyncio.TimerHandle | None = None
+        self.closed = False
+        self.connecting: asyncio.Task[None] | None = None
+        self.halves = 0  # sides that read EOF: at two, the relay is done
+        self.on_close = on_close
+
+    def start(self) -> None:
+        self.connecting = self.loop.create_task(self._connect())
+
+    async def _connect(self) -> None:
+        down = self.down
+        peer = down.transport.get_extra_info("peername") if down.transport is not None else None
+        client = peer[0] if isinstance(peer, tuple) else ""
+        try:
+            target = self.target = self.pick(client)
+            breaker = target.breaker
+            if breaker is not None:
+                breaker.open_connection()
+                self.holds_slot = True
+            timeout = breaker.connect_timeout if breaker is not None and breaker.connect_timeout else None
+            up = _Side(self)
+            async with asyncio.timeout(timeout or DEFAULT_CONNECT_TIMEOUT):
+                await self.loop.create_connection(lambda: up, target.address, target.port)
+        except (ProxyError, OSError, TimeoutError) as exc:
+            if self.target is not None and self.target.outlier is not None and not isinstance(exc, ProxyError):
+                self.target.outlier.report(self.target.endpoint, 0)  # a connect failure: a gateway error
+            log.warning("tcp connection not relayed", target=self._where(), error=str(exc) or type(exc).__name__)
+            self.close()
+            return
+        if self.closed:  # the client left while we connected
+            if up.transport is not None:
+                up.transport.close()
+            return
+        if target.outlier is not None:
+            target.outlier.report(target.endpoint, 200)
+        self._attach(up, breaker)
+
+    def _attach(self, up: _Side, breaker: object) -> None:
+        self.up = up
+        down = self.down
+        down.other, up.other = up, down
+        assert up.transport is not None
+        conn_policy = getattr(breaker, "conn_policy", None)
+        if conn_policy is not None and conn_policy.keepalive is not None:
+            sock = up.transport.get_extra_info("socket")
+            if sock is not None:
+                set_keepalive(sock, *conn_policy.keepalive)
+        for src, dst in ((down, up), (up, down)):  # what either side sent before they were paired
+            if dst.transport is None:
+                continue
+            if src.early:
+                dst.transport.writelines(src.early)
+                src.early = []
+            if src.eof and dst.transport.can_write_eof():
+                dst.transport.write_eof()
+        idle = getattr(breaker, "tcp_idle_timeout", None)
+        idle = DEFAULT_IDLE_TIMEOUT if idle is None else idle
+        duration = getattr(breaker, "max_duration", 0.0)
+        if duration:
+            self.loop.call_later(duration, self.close)
+        if idle:
+            self.timer = self.loop.call_later(idle, self._check_idle, idle)
+
+    def _check_idle(self, idle: float) -> None:
+        self.timer = None
+        due = self.last_active + idle
+        if self.loop.time() >= due:
+            log.info("tcp connection idle: closed", target=self._where(), idle_timeout_s=idle)
+            self.close()
+        elif not self.closed:
+            self.timer = self.loop.call_at(due, self._check_idle, idle)
+
+    def half_closed(self, side: _Side) -> None:
+        self.halves += 1
+        if self.halves >= 2:
+            self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.connecting is not None and not self.connecting.done():
+            self.connecting.cancel()
+        for side in (self.down, self.up):
+            if side is not None and side.transport is not None:
+                side.transport.close()
+        if self.holds_slot and self.target is not None and self.target.breaker is not None:
+            self.holds_slot = False
+            self.target.breaker.leave()
+        self.on_close(self)
+
+    def _where(self) -> str:
+        target = self.target
+        return f"{target.address}:{target.port} ({target.cluster})" if target is not None else "-"
+
+
+class TcpListener:
+    """A listening port whose connections are relayed to where `pick` says."""
+
+    def __init__(self, host: str, port: int, pick: Picker, name: str) -> None:
+        self.host = host
+        self.port = port  # the bound port once started (useful with port 0)
+        self.pick = pick
+        self.name = name  # for logs: "outbound reviews:9080" or "inbound 5432"
+        self.relays: set[Relay] = set()
+        self._server: asyncio.Server | None = None
+
+    def _accept(self) -> _Side:
+        relay = Relay(self.pick, self.relays.discard)
+        self.relays.add(relay)
+        relay.loop.call_soon(relay.start)  # once connection_made has given the downstream its transport
+        return relay.down
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._accept, self.host, self.port, reuse_address=True)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        server.close()
+        for relay in list(self.relays):
+            relay.close()
+        await server.wait_closed()
