@@ -473,6 +473,8 @@ def _app_tcp(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
 @click.option("--address", default="127.0.0.1", show_default=True,
               help="The address peers use to reach this workload's inbound port.")
 @click.option("--service-account", default="default", show_default=True)
+@click.option("--locality", envvar="ISTHMUS_LOCALITY", default="", metavar="REGION/ZONE/SUBZONE",
+              help="Where this workload runs, for localityLbSetting (env ISTHMUS_LOCALITY).")
 @click.option("--lease-ttl", type=click.IntRange(1), help="Seconds the registration lives without heartbeats.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               help="Env ISTHMUS_LOG_LEVEL; default info.")
@@ -485,7 +487,7 @@ def _app_tcp(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
 @click.pass_obj
 def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: int, app_port: int,
               labels: dict[str, str], inbound_port: int, outbound_port: int, admin_port: int, address: str,
-              service_account: str, lease_ttl: int | None, log_level: str | None,
+              service_account: str, locality: str, lease_ttl: int | None, log_level: str | None,
               tcp: tuple[tuple[str, int, int], ...], app_tcp: tuple[tuple[int, int, int], ...]) -> None:
     """Run a sidecar beside one workload until SIGINT/SIGTERM."""
     from proxy.settings import ProxyOptions
@@ -502,6 +504,7 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
         admin_port=admin_port,
         address=address,
         service_account=service_account,
+        locality=locality,
         lease_ttl=lease_ttl,
         nats_url=obj["nats_url"],
         tcp_routes=tcp,

@@ -76,6 +76,8 @@ class AppServer:
     def __init__(self) -> None:
         self.server: asyncio.Server | None = None
         self.port = 0
+        self.accepted = 0  # connections accepted so far
+        self.open = 0  # connections open now
 
     async def start(self):  # type: ignore[no-untyped-def]
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -90,12 +92,15 @@ class AppServer:
         raise NotImplementedError  # each app says how it answers
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        self.open += 1
         try:
             while await self.serve_one(reader, writer):
                 pass
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass
         finally:
+            self.open -= 1
             writer.close()
 
 

@@ -10,7 +10,7 @@ from tests.proxy.http_helpers import Clients, StubRouter, Upstream, closed, read
 
 from proxy.errors import UpstreamConnectError
 from proxy.http.server import serve
-from proxy.http.upstream import ConnectionPool
+from proxy.http.upstream import ConnectionPool, ConnPolicy
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -150,3 +150,32 @@ async def test_a_stale_reuse_is_not_retried_when_the_body_was_streamed_after_the
         await proxy.stop(grace=0.5)
         pool.close()
     assert resp.status == 503 and up.accepted == 1
+
+
+async def test_a_cluster_policy_sets_tcp_keepalive_on_the_upstream_socket():
+    """tcpKeepalive (DestinationRule connectionPool.tcp): SO_KEEPALIVE with the given idle, interval, probes."""
+    pool = ConnectionPool()
+    async with Upstream(hold_open) as up:
+        conn = await pool.connect("127.0.0.1", up.port, policy=ConnPolicy("c", keepalive=(30, 5, 3)))
+        sock = conn.transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert [sock.getsockopt(socket.IPPROTO_TCP, opt) for opt in
+                (socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT)] == [30, 5, 3]
+        plain = await pool.connect("127.0.0.1", up.port)
+        assert plain.transport.get_extra_info("socket").getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 0
+        conn.abort()
+        plain.abort()
+
+
+async def test_a_cluster_policy_pools_its_connections_apart_and_ages_them_out():
+    """A ConnPolicy's connections are keyed by cluster; maxConnectionDuration retires one taken too late."""
+    pool = ConnectionPool()
+    async with Upstream(hold_open) as up:
+        policy = ConnPolicy("outbound|80||a", max_duration=0.2)
+        conn = await pool.connect("127.0.0.1", up.port, policy=policy)
+        pool.release(conn)
+        assert pool.take(("127.0.0.1", up.port)) is None  # not shared with clusters without the policy
+        assert pool.take(policy.key("127.0.0.1", up.port)) is conn
+        pool.release(conn)
+        await asyncio.sleep(0.3)
+        assert pool.take(policy.key("127.0.0.1", up.port)) is None and conn.closed
