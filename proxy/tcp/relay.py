@@ -83,8 +83,8 @@ class _Side(asyncio.Protocol):
 class Relay:
     """A downstream connection and its upstream: routed once, then bytes both ways until either closes."""
 
-    __slots__ = ("loop", "pick", "down", "up", "target", "holds_slot", "last_active", "timer", "closed",
-                 "connecting", "halves", "on_close")
+    __slots__ = ("loop", "pick", "down", "up", "target", "holds_slot", "last_active", "timer", "deadline",
+                 "closed", "connecting", "halves", "on_close")
 
     def __init__(self, pick: Picker, on_close: Callable[[Relay], None]) -> None:
         self.loop = asyncio.get_running_loop()
@@ -94,7 +94,8 @@ class Relay:
         self.target: Target | None = None
         self.holds_slot = False  # a maxConnections slot of the target's breaker
         self.last_active = self.loop.time()
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: asyncio.TimerHandle | None = None  # idleTimeout check
+        self.deadline: asyncio.TimerHandle | None = None  # maxConnectionDuration
         self.closed = False
         self.connecting: asyncio.Task[None] | None = None
         self.halves = 0  # sides that read EOF: at two, the relay is done
@@ -153,7 +154,7 @@ class Relay:
         idle = DEFAULT_IDLE_TIMEOUT if idle is None else idle
         duration = getattr(breaker, "max_duration", 0.0)
         if duration:
-            self.loop.call_later(duration, self.close)
+            self.deadline = self.loop.call_later(duration, self.close)
         if idle:
             self.timer = self.loop.call_later(idle, self._check_idle, idle)
 
@@ -175,9 +176,10 @@ class Relay:
         if self.closed:
             return
         self.closed = True
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        for handle in (self.timer, self.deadline):
+            if handle is not None:
+                handle.cancel()
+        self.timer = self.deadline = None
         if self.connecting is not None and not self.connecting.done():
             self.connecting.cancel()
         for side in (self.down, self.up):

@@ -171,3 +171,31 @@ spec:
     writer.close()
     # its slot is free again
     await eventually(lambda: db.session(), timeout=5)
+
+
+async def test_max_connection_duration_closes_a_busy_connection(db: Database) -> None:
+    await db.apply(f"""
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: db, namespace: {db.ns}}}
+spec:
+  host: db
+  trafficPolicy:
+    connectionPool:
+      tcp: {{maxConnectionDuration: 800ms}}
+""")
+    reader, writer = await asyncio.open_connection("127.0.0.1", db.local_port)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.wait_for(reader.readline(), 5)
+    try:
+        while True:  # keep it busy: only the duration can end it
+            writer.write(b"x" * 100)
+            await writer.drain()
+            if not await asyncio.wait_for(reader.read(100), 5):
+                break
+            await asyncio.sleep(0.05)
+    except ConnectionError:
+        pass
+    assert 0.6 <= loop.time() - started <= 4.0
+    writer.close()
