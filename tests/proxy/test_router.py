@@ -242,3 +242,41 @@ def test_a_push_with_a_hash_policy_but_no_key_is_rejected():
     with pytest.raises(ConfigRejected, match="port 9090"):
         state.apply(Push(epoch="e", seq=1, version=1, full=True,
                          clusters=[reviews_cluster(port_lb={9090: LbPolicy(lb="WEIGHTED_MAGIC")})]))
+
+
+def _retry_route(**retry) -> RouteConfig:
+    from proto.xds import RetryPolicy
+    return RouteConfig(host=REVIEWS, version=2, rules=[HttpRule(
+        destinations=[WeightedDestination(host=REVIEWS)],
+        retry=RetryPolicy(attempts=3, retry_on=["5xx"], **retry))])
+
+
+def test_a_retry_avoids_tried_endpoints_unless_retry_ignore_previous_hosts_is_false():
+    cluster = reviews_cluster(lb="RANDOM", endpoints=[ep("10.0.0.1", "v1"), ep("10.0.0.2", "v1")])
+    router = router_for([cluster], [_retry_route()])
+    first = router.pick(head())
+    tried = [(first.address, first.port)]
+    assert all(router.retry_pick(first, head(), tried).address != first.address for _ in range(50))
+    router = router_for([cluster], [_retry_route(ignore_previous_hosts=False)])
+    first = router.pick(head())
+    again = {router.retry_pick(first, head(), [(first.address, first.port)]).address for _ in range(50)}
+    assert again == {"10.0.0.1", "10.0.0.2"}  # the tried one may come back
+
+
+def test_tcp_pick_splits_by_the_tcp_route_and_matches_port_and_caller():
+    from proto.xds import TcpMatch, TcpRule
+    random.seed(3)
+    route = RouteConfig(host=REVIEWS, version=2, tcp=[
+        TcpRule(matches=[TcpMatch(port=9080, source_labels={"app": "api"})],
+                destinations=[WeightedDestination(host=REVIEWS, subset="v1", weight=75),
+                              WeightedDestination(host=REVIEWS, subset="v2", weight=25)]),
+        TcpRule(destinations=[WeightedDestination(host=REVIEWS, subset="v2")])])
+    state = ConfigState()
+    state.apply(Push(epoch="e", seq=1, version=1, full=True, clusters=[reviews_cluster()], routes=[route]))
+    api = MeshRouter(state, labels={"app": "api"})
+    counts = Counter(api.tcp_pick("reviews", 9080).cluster for _ in range(2000))
+    assert 0.7 < counts[f"outbound|9080|v1|{REVIEWS}"] / 2000 < 0.8
+    other = MeshRouter(state, labels={"app": "web"})  # the first rule's sourceLabels do not hold
+    assert {other.tcp_pick("reviews", 9080).cluster for _ in range(20)} == {f"outbound|9080|v2|{REVIEWS}"}
+    with pytest.raises(NoRoute):
+        api.tcp_pick("nowhere", 9080)
