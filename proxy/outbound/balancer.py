@@ -209,7 +209,7 @@ class Passthrough(_NoCount):
     __slots__ = ()
 
     def __init__(self, endpoints: Sequence[Endpoint] = (), policy: HashPolicy | None = None) -> None:
-        pass
+        """Nothing to build: the request names its endpoint."""
 
     def pick(self, head: RequestHead | None = None) -> Endpoint:
         if head is None:

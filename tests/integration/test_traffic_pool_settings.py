@@ -14,6 +14,7 @@ import pytest
 from tests.integration.conftest import ControlPlane, apply, eventually
 from tests.integration.httpclient import Client
 from tests.integration.test_mesh_routing import Bookinfo
+from tests.integration.test_traffic_circuit_breaking import destination_rule
 from tests.integration.test_traffic_resilience import FlakyBackend, Mesh
 
 pytestmark = pytest.mark.asyncio
@@ -27,10 +28,11 @@ async def reviews(mesh: ControlPlane):  # type: ignore[no-untyped-def]
     await app.stop()
 
 
-async def applied(app: Mesh, text: str) -> None:
-    reply = await apply(app.mesh, text)
-    assert reply["ok"], reply
-    await eventually(lambda: app.frontend.config_dump()["version"] >= reply["revision"])
+@pytest.fixture
+async def bookinfo(mesh: ControlPlane):  # type: ignore[no-untyped-def]
+    app = await Bookinfo(mesh).start()
+    yield app
+    await app.stop()
 
 
 def breaker_stats(app: Mesh, host: str) -> dict:
@@ -45,28 +47,12 @@ async def test_a_retry_budget_stops_retries_and_without_one_they_are_sent(review
     await reviews.start(backend)
     await reviews.route("    retries: {attempts: 3, retryOn: 5xx}\n")
     host = f"reviews.{reviews.ns}.svc.cluster.local"
-    await applied(reviews, f"""
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: reviews, namespace: {reviews.ns}}}
-spec:
-  host: reviews
-  trafficPolicy:
-    retryBudget: {{percent: 0, minRetryConcurrency: 0}}
-""")
+    await destination_rule(reviews, "{retryBudget: {percent: 0, minRetryConcurrency: 0}}")
     assert [(await reviews.get()).status for _ in range(5)] == [503] * 5
     assert backend.seen == 5  # no retry was sent: the budget allows none
     assert breaker_stats(reviews, host)["retry_overflows"] == 5
     # Istio's defaults (20%, at least 3 at once): each request is retried 3 times
-    await applied(reviews, f"""
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: reviews, namespace: {reviews.ns}}}
-spec:
-  host: reviews
-  trafficPolicy:
-    retryBudget: {{}}
-""")
+    await destination_rule(reviews, "{retryBudget: {}}")
     assert [(await reviews.get()).status for _ in range(5)] == [503] * 5
     assert backend.seen == 5 + 5 * 4
 
@@ -75,15 +61,7 @@ async def test_max_retries_caps_the_requests_retrying_at_once(reviews: Mesh) -> 
     backend = FlakyBackend("down", fail_first=10**9)
     await reviews.start(backend)
     await reviews.route("    retries: {attempts: 2, retryOn: 5xx}\n")
-    await applied(reviews, f"""
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: reviews, namespace: {reviews.ns}}}
-spec:
-  host: reviews
-  trafficPolicy:
-    connectionPool: {{http: {{maxRetries: 1}}}}
-""")
+    await destination_rule(reviews, "{connectionPool: {http: {maxRetries: 1}}}")
     clients = [Client("127.0.0.1", reviews.frontend.outbound_port) for _ in range(6)]
     try:
         statuses = await asyncio.gather(*(c.request("GET", "http://reviews:9080/r") for c in clients))
@@ -184,13 +162,6 @@ async def test_passthrough_goes_to_the_address_the_caller_asked_for(direct: Dire
     assert (await direct.client.request("GET", url)).text == "other"
     await direct.rule("localhost", "{loadBalancer: {simple: PASSTHROUGH}}")
     assert (await direct.client.request("GET", url)).text == "direct"
-
-
-@pytest.fixture
-async def bookinfo(mesh: ControlPlane):  # type: ignore[no-untyped-def]
-    app = await Bookinfo(mesh).start()
-    yield app
-    await app.stop()
 
 
 async def test_a_hash_cookie_with_a_ttl_is_set_by_the_sidecar_and_then_sticks(bookinfo: Bookinfo) -> None:

@@ -68,6 +68,20 @@ class Database:
                 return sum(1 for e in cluster["endpoints"] if 5432 in map(int, e["ports"]))
         return 0
 
+    async def rule(self, traffic_policy: str = "") -> None:
+        """The db DestinationRule: subsets v1 and v2, and the given trafficPolicy."""
+        policy = f"  trafficPolicy: {traffic_policy}\n" if traffic_policy else ""
+        await self.apply(f"""
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: db, namespace: {self.ns}}}
+spec:
+  host: db
+{policy}  subsets:
+  - {{name: v1, labels: {{version: v1}}}}
+  - {{name: v2, labels: {{version: v2}}}}
+""")
+
     async def apply(self, text: str) -> None:
         reply = await apply(self.mesh, text)
         assert reply["ok"], reply
@@ -90,16 +104,7 @@ class Database:
 @pytest.fixture
 async def db(mesh: ControlPlane):  # type: ignore[no-untyped-def]
     database = await Database(mesh).start()
-    await database.apply(f"""
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: db, namespace: {database.ns}}}
-spec:
-  host: db
-  subsets:
-  - {{name: v1, labels: {{version: v1}}}}
-  - {{name: v2, labels: {{version: v2}}}}
-""")
+    await database.rule()
     yield database
     for server in database.servers.values():
         await server.stop()
@@ -144,19 +149,7 @@ spec:
 
 
 async def test_max_connections_closes_an_overflowing_connection_and_idle_ones_are_closed(db: Database) -> None:
-    await db.apply(f"""
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: db, namespace: {db.ns}}}
-spec:
-  host: db
-  trafficPolicy:
-    connectionPool:
-      tcp: {{maxConnections: 1, idleTimeout: 1s}}
-  subsets:
-  - {{name: v1, labels: {{version: v1}}}}
-  - {{name: v2, labels: {{version: v2}}}}
-""")
+    await db.rule("{connectionPool: {tcp: {maxConnections: 1, idleTimeout: 1s}}}")
     reader, writer = await asyncio.open_connection("127.0.0.1", db.local_port)
     assert (await asyncio.wait_for(reader.readline(), 5)).strip() in (b"v1", b"v2")
     # the cluster is full: a second connection is accepted by the sidecar, then closed with nothing relayed
@@ -174,16 +167,7 @@ spec:
 
 
 async def test_max_connection_duration_closes_a_busy_connection(db: Database) -> None:
-    await db.apply(f"""
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: db, namespace: {db.ns}}}
-spec:
-  host: db
-  trafficPolicy:
-    connectionPool:
-      tcp: {{maxConnectionDuration: 800ms}}
-""")
+    await db.rule("{connectionPool: {tcp: {maxConnectionDuration: 800ms}}}")
     reader, writer = await asyncio.open_connection("127.0.0.1", db.local_port)
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -196,6 +180,6 @@ spec:
                 break
             await asyncio.sleep(0.05)
     except ConnectionError:
-        pass
+        pass  # a reset ends it as well as an EOF
     assert 0.6 <= loop.time() - started <= 4.0
     writer.close()
