@@ -170,14 +170,15 @@ def virtual_service(spec: VirtualServiceSpec, f: Findings) -> None:
 def _tcp_route(route: TCPRoute, path: str, f: Findings) -> None:
     """Istio's validateTCPRoute: at least one destination; matches on port and caller only."""
     for j, match in enumerate(route.match or []):
-        _l4_match(match, f"{path}.match[{j}]", f)
+        _port_and_caller(match, f"{path}.match[{j}]", f)
     if not route.route:
         f.error(f"{path}.route", "TCP route is required")
         return
     _destinations(route.route, f"{path}.route", f)
 
 
-def _l4_match(match: L4MatchAttributes, path: str, f: Findings) -> None:
+def _port_and_caller(match: L4MatchAttributes | HTTPMatchRequest, path: str, f: Findings) -> None:
+    """The match fields tcp and http routes share: port, sourceLabels, sourceNamespace, gateways."""
     if match.port is not None:
         check_port(match.port, f"{path}.port", f)
     check_labels(match.source_labels or {}, f"{path}.sourceLabels", f)
@@ -211,15 +212,7 @@ def _http_match(match: HTTPMatchRequest, path: str, f: Findings) -> None:
         if not name:
             f.error(qpath, "query parameter name must not be empty")
         check_string_match(sm, qpath, f, allow_presence=True)
-    if match.port is not None:
-        check_port(match.port, f"{path}.port", f)
-    check_labels(match.source_labels or {}, f"{path}.sourceLabels", f)
-    if match.source_namespace is not None and not DNS1123_LABEL.match(match.source_namespace):
-        f.error(f"{path}.sourceNamespace", f"`{match.source_namespace}` is not a valid namespace name")
-    gateways = match.gateways or []
-    if gateways and "mesh" not in gateways:
-        f.warn(f"{path}.gateways", f"this match applies only to gateways {', '.join(gateways)}, never to sidecars; "
-                                   "Isthmus runs no gateways, so it is dropped")
+    _port_and_caller(match, path, f)
 
 
 def _destinations(routes: list[HTTPRouteDestination] | list[RouteDestination], path: str, f: Findings) -> None:
