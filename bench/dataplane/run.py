@@ -39,8 +39,9 @@ from bench.dataplane.topology import BODY, HOST_HEADER, Pinning, Topology
 
 __all__ = ["run", "ensure_tools", "Plan", "PLANS"]
 
-ROWS = ("direct", "isthmus-pair", "haproxy-pair", "isthmus-single", "haproxy-single")
-ISTHMUS_ROWS = ("isthmus-pair", "isthmus-single")
+ROWS = ("direct", "isthmus-pair", "haproxy-pair", "isthmus-single", "haproxy-single", "isthmus-tcp-pair",
+        "haproxy-tcp-pair")
+ISTHMUS_ROWS = ("isthmus-pair", "isthmus-single", "isthmus-tcp-pair")
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,7 @@ def ratios(per_rep: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, floa
 
     for rows in per_rep:
         d = rows["direct"]
-        for kind in ("single", "pair"):
+        for kind in ("single", "pair", "tcp-pair"):
             i, h = rows[f"isthmus-{kind}"], rows[f"haproxy-{kind}"]
             if h["rps"] > 0:
                 add(f"rps_ratio_{kind}", i["rps"] / h["rps"])
@@ -267,6 +268,9 @@ def render(result: dict[str, Any]) -> str:
         ["HAProxy pair added p99 ms (vs direct)", _fmt(r.get("haproxy_added_p99_ms_pair"), 2, reps)],
         ["Isthmus single added p50 / p99 ms",
          f"{_fmt(r.get('added_p50_ms_single'), 2, reps)} / {_fmt(r.get('added_p99_ms_single'), 2, reps)}"],
+        ["Isthmus/HAProxy rps, TCP pair (opaque bytes)", _fmt(r.get("rps_ratio_tcp-pair"), 2, reps)],
+        ["Isthmus / HAProxy TCP pair added p99 ms",
+         f"{_fmt(r.get('added_p99_ms_tcp-pair'), 2, reps)} / {_fmt(r.get('haproxy_added_p99_ms_tcp-pair'), 2, reps)}"],
     ]
     parts.append(_table(["ratio", "value"], body))
     body = [[t["target"], "-" if t["value"] is None else f"{t['value']:.3g}", "PASS" if t["pass"] else "MISS"]

@@ -2,9 +2,12 @@
 
     nginx                  the backend: 1 worker, keep-alive, access_log off, a fixed 98-byte body
     HAProxy pair           client-side -> server-side -> nginx, `nbthread 1`, keep-alive both sides
+    HAProxy TCP pair       the same in `mode tcp`: bytes relayed, no HTTP parsing
     Isthmus mesh           nats + etcd + registry + pilot, and two sidecars started as a user would
                            (`python -m isthmus.cli proxy run ...`): `bench-backend` beside nginx and
-                           `bench-client`, configured through the config API (a VirtualService)
+                           `bench-client`, configured through the config API (a VirtualService);
+                           the client also has `--tcp bench-backend:9090=<port>` and the server
+                           `--app-tcp 9090=<nginx>`: the Isthmus TCP pair (HTTP carried as opaque bytes)
 
 Pinning (when the machine has two cores or more): the proxies run on `proxy_core` (taskset -c 1),
 the load generator and nginx share `load_core` (taskset -c 0). The control plane (nats, etcd,
@@ -39,6 +42,7 @@ BODY = b"isthmus-bench " + b"x" * 83 + b"\n"  # 98 bytes, like a small JSON answ
 SERVICE = "bench-backend"
 SERVICE_PORT = 9080
 HOST_HEADER = f"{SERVICE}:{SERVICE_PORT}"
+TCP_SERVICE_PORT = 9090  # bench-backend's opaque TCP port (nginx again, its bytes relayed unparsed)
 NAMESPACE = "default"
 FQDN = f"{SERVICE}.{NAMESPACE}.svc.cluster.local"
 
@@ -151,13 +155,10 @@ global
     nbthread 1
     maxconn 4096
 defaults
-    mode http
+{mode}
     timeout connect 5s
     timeout client 30s
     timeout server 30s
-    timeout http-keep-alive 60s
-    option http-keep-alive
-    http-reuse always
 frontend fe
     bind 127.0.0.1:{port}
     default_backend be
@@ -166,10 +167,16 @@ backend be
 """
 
 
-def start_haproxy(work: Path, name: str, upstream: int, pin: Pinning) -> tuple[ManagedProcess, int]:
+HAPROXY_MODES = {
+    "http": "    mode http\n    timeout http-keep-alive 60s\n    option http-keep-alive\n    http-reuse always",
+    "tcp": "    mode tcp",
+}
+
+
+def start_haproxy(work: Path, name: str, upstream: int, pin: Pinning, mode: str = "http") -> tuple[ManagedProcess, int]:
     port = free_port()
     cfg = work / f"{name}.cfg"
-    cfg.write_text(HAPROXY_CFG.format(port=port, upstream=upstream))
+    cfg.write_text(HAPROXY_CFG.format(port=port, upstream=upstream, mode=HAPROXY_MODES[mode]))
     check = ManagedProcess(f"{name}-check", ["haproxy", "-c", "-q", "-f", str(cfg)])
     check.start()
     if check.popen is not None and check.popen.wait(10) != 0:
@@ -202,14 +209,15 @@ spec:
 class Sidecar:
     """`python -m isthmus.cli --nats URL proxy run ...`, pinned to the proxy core."""
 
-    def __init__(self, work: Path, nats_url: str, service: str, app_port: int, labels: str, pin: Pinning) -> None:
+    def __init__(self, work: Path, nats_url: str, service: str, app_port: int, labels: str, pin: Pinning,
+                 extra: tuple[str, ...] = ()) -> None:
         self.service = service
         self.outbound_port, self.inbound_port, self.admin_port = free_port(), free_port(), free_port()
         argv = [*pin.prefix(pin.proxy_core), sys.executable, "-m", "isthmus.cli", "--nats", nats_url,
                 "proxy", "run", "--service", service, "--namespace", NAMESPACE,
                 "--service-port", str(SERVICE_PORT), "--app-port", str(app_port),
                 "--inbound-port", str(self.inbound_port), "--outbound-port", str(self.outbound_port),
-                "--admin-port", str(self.admin_port), "--labels", labels, "--log-level", "warning"]
+                "--admin-port", str(self.admin_port), "--labels", labels, "--log-level", "warning", *extra]
         self.process = ManagedProcess(f"sidecar-{service}", argv, log_path=work / "logs" / f"sidecar-{service}.log",
                                       env=project_env())
 
@@ -251,6 +259,7 @@ class Mesh:
         self.nats_url = ""
         self.server: Sidecar | None = None
         self.client: Sidecar | None = None
+        self.tcp_port = 0  # the client sidecar's TCP listener for bench-backend:TCP_SERVICE_PORT
 
     def start(self, app_port: int, pin: Pinning, timeout: float = 60.0) -> "Mesh":
         nats = start_nats(self.work)
@@ -262,8 +271,11 @@ class Mesh:
         for proc in services.values():
             self.processes.append(proc.start())
         # Sidecars start before the services are ready: listeners first, the bus when it answers.
-        self.server = Sidecar(self.work, self.nats_url, SERVICE, app_port, f"app={SERVICE},version=v1", pin)
-        self.client = Sidecar(self.work, self.nats_url, "bench-client", app_port, "app=bench-client", pin)
+        self.tcp_port = free_port()
+        self.server = Sidecar(self.work, self.nats_url, SERVICE, app_port, f"app={SERVICE},version=v1", pin,
+                              ("--app-tcp", f"{TCP_SERVICE_PORT}={app_port}"))
+        self.client = Sidecar(self.work, self.nats_url, "bench-client", app_port, "app=bench-client", pin,
+                              ("--tcp", f"{SERVICE}:{TCP_SERVICE_PORT}={self.tcp_port}"))
         for sidecar in (self.server, self.client):
             self.processes.append(sidecar.process.start())
         asyncio.run(self._configure(services, timeout))
@@ -276,6 +288,7 @@ class Mesh:
               client.process)
         _wait(lambda: _body_ok(server.inbound_port), "nginx's body through the server sidecar", timeout,
               server.process)
+        _wait(lambda: _body_ok(self.tcp_port), "nginx's body through the TCP sidecar pair", timeout, client.process)
         return self
 
     async def _configure(self, services: dict[str, ManagedProcess], timeout: float) -> None:
@@ -310,6 +323,7 @@ class Topology:
         self.nginx_port = self.haproxy_client_port = self.haproxy_server_port = 0
         self.haproxy_client: ManagedProcess | None = None
         self.haproxy_server: ManagedProcess | None = None
+        self.haproxy_tcp: dict[str, tuple[ManagedProcess, int]] = {}  # "client"/"server" -> (process, port)
 
     def __enter__(self) -> "Topology":
         try:
@@ -333,6 +347,13 @@ class Topology:
                                                                       self.haproxy_server_port, self.pin)
         self.processes.append(self.haproxy_client)
         _wait(lambda: _body_ok(self.haproxy_client_port), "nginx's body through the HAProxy pair", 10)
+        server = self.haproxy_tcp["server"] = start_haproxy(self.work, "haproxy-tcp-server", self.nginx_port,
+                                                            self.pin, "tcp")
+        self.processes.append(server[0])
+        client = self.haproxy_tcp["client"] = start_haproxy(self.work, "haproxy-tcp-client", server[1], self.pin,
+                                                            "tcp")
+        self.processes.append(client[0])
+        _wait(lambda: _body_ok(client[1]), "nginx's body through the HAProxy TCP pair", 10)
         self.mesh.start(self.nginx_port, self.pin)
 
     def stop(self) -> None:
@@ -363,4 +384,7 @@ class Topology:
             "haproxy-pair": (self.haproxy_client_port, [("client", hc), ("server", hs)]),
             "isthmus-single": (m.server.inbound_port, [("server", m.server.pid)]),
             "haproxy-single": (self.haproxy_server_port, [("server", hs)]),
+            "isthmus-tcp-pair": (m.tcp_port, [("client", m.client.pid), ("server", m.server.pid)]),
+            "haproxy-tcp-pair": (self.haproxy_tcp["client"][1], [("client", self.haproxy_tcp["client"][0].pid or 0),
+                                                                 ("server", self.haproxy_tcp["server"][0].pid or 0)]),
         }
