@@ -55,20 +55,20 @@ class FakeTransport:
 
 
 class _Table:
-    def __init__(self) -> None:
+    def __init__(self, lb: str) -> None:
         from proto.xds import ClusterConfig, Endpoint, HttpRule, RouteConfig, WeightedDestination
         from proxy.outbound.route_match import CompiledRoute
         from proxy.outbound.router import build_table
 
         fqdn = "bench-backend.default.svc.cluster.local"
-        cluster = ClusterConfig(host=fqdn, version=1, ports=[9080],
+        cluster = ClusterConfig(host=fqdn, version=1, ports=[9080], lb=lb,
                                 endpoints=[Endpoint(address="127.0.0.1", ports={9080: 8080})])
         route = RouteConfig(host=fqdn, version=1, source="default/bench-backend",
                             rules=[HttpRule(destinations=[WeightedDestination(host=fqdn)])])
         self.table = build_table({fqdn: cluster}, {fqdn: CompiledRoute(route)})
 
 
-async def drive(mode: str, requests: int, profile: bool) -> float:
+async def drive(mode: str, requests: int, profile: bool, lb: str = "LEAST_REQUEST") -> float:
     from proxy.http.server import HttpProxyProtocol, ServerState
     from proxy.http.head import Mode
     from proxy.http.upstream import ConnectionPool, UpstreamConnection
@@ -80,7 +80,7 @@ async def drive(mode: str, requests: int, profile: bool) -> float:
     if mode == "inbound":
         router = LocalAppRouter("127.0.0.1", 8080, "bench-backend")
     else:  # what the client sidecar holds in the benchmark: bench-backend's cluster and VirtualService
-        router = MeshRouter(_Table(), "default")
+        router = MeshRouter(_Table(lb), "default")
     key = ("127.0.0.1", 8080)
     shared = ServerState(router, pool, Mode(mode), None, None, 60.0)
     proto = HttpProxyProtocol(shared)
@@ -111,11 +111,14 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200_000)
     parser.add_argument("--mode", choices=["inbound", "outbound"], default="inbound")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--lb", choices=["ROUND_ROBIN", "LEAST_REQUEST", "RANDOM"], default="LEAST_REQUEST",
+                        help="the outbound cluster's balancer (pilot's default when a DestinationRule sets none: "
+                             "LEAST_REQUEST)")
     args = parser.parse_args()
     import uvloop
 
     uvloop.install()
-    us = asyncio.run(drive(args.mode, args.requests, args.profile))
+    us = asyncio.run(drive(args.mode, args.requests, args.profile, args.lb))
     print(f"{args.mode}: {us:.2f} us of CPU per proxied request (Python + httptools, no syscalls)")
 
 

@@ -53,7 +53,7 @@ def test_registered_workloads_form_a_cluster_per_service_with_sorted_endpoints()
     clusters, routes = compile_mesh(make_state(workloads=WORKLOADS))
     assert routes == {}
     cluster = clusters[REVIEWS]
-    assert (cluster.ports, cluster.lb, cluster.subsets, cluster.source) == ([9080], "ROUND_ROBIN", [], "")
+    assert (cluster.ports, cluster.lb, cluster.subsets, cluster.source) == ([9080], "LEAST_REQUEST", [], "")
     assert cluster.endpoints == [
         Endpoint(address="10.0.0.1", ports={9080: 15006}, labels={"app": "reviews", "version": "v1"},
                  healthy=False, workload="r1"),

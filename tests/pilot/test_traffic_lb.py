@@ -106,7 +106,7 @@ def test_bad_matches_are_errors_with_their_path(match, path, message):
 
 def test_simple_policies_and_their_aliases_compile():
     for simple, lb in (("LEAST_REQUEST", "LEAST_REQUEST"), ("LEAST_CONN", "LEAST_REQUEST"),
-                       ("UNSPECIFIED", "ROUND_ROBIN"), ("RANDOM", "RANDOM"), ("PASSTHROUGH", "PASSTHROUGH")):
+                       ("UNSPECIFIED", "LEAST_REQUEST"), ("RANDOM", "RANDOM"), ("PASSTHROUGH", "PASSTHROUGH")):
         clusters, _ = compiled(dr(f"{{loadBalancer: {{simple: {simple}}}}}"))
         assert clusters[REVIEWS].lb == lb, simple
 

@@ -4,7 +4,7 @@ A cluster exists for every host that has a service (registered workloads, Servic
 DestinationRule names, or that a VirtualService routes to, so a route never waits on a cluster that
 would only ever be empty (the proxy then answers 503 "no healthy upstream", as Envoy does).
 The DestinationRule for a host is the oldest one whose `host`, resolved in its own namespace, is that
-host; it sets the cluster's load balancer (default ROUND_ROBIN) and its subsets. Load balancing is
+host; it sets the cluster's load balancer (default LEAST_REQUEST, as Istio's) and its subsets. Load balancing is
 resolved here, level by level, as Istio merges traffic policies: the cluster carries the top-level
 policy and its portLevelSettings; a subset with a trafficPolicy carries its merged policy per port; a
 subset without one carries none and uses the cluster's.
@@ -25,7 +25,7 @@ from services.pilot.compile.hosts import fqdn
 from services.pilot.compile.state import MeshState, Stored
 from services.pilot.validate_resilience import parse_duration
 
-DEFAULT_LB = "ROUND_ROBIN"
+DEFAULT_LB = "LEAST_REQUEST"  # Istio's default when a DestinationRule sets none (or UNSPECIFIED)
 RING_SIZE = 1024  # Envoy's default minimum ring size
 MAGLEV_SIZE = 65537  # Envoy's default maglev table size
 
