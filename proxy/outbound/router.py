@@ -232,7 +232,7 @@ class MeshRouter:
         port = head.port
         subset = ""
         route = table.routes.get(host)
-        if route is not None:
+        if route is not None and (route.rules or not route.tcp):  # tcp routes alone leave HTTP to the cluster
             rule = route.rule_for(head, path_without_query(head.path), self.caller)
             if rule is None:
                 raise NoRoute(f"no rule of the VirtualService {route.source} for {host} matches "
@@ -250,7 +250,9 @@ class MeshRouter:
             elif len(entry.ports) == 1:  # Istio: a single-port service needs no port in the destination
                 (port,) = entry.ports
         else:
-            entry = table.clusters[host]
+            entry = table.clusters.get(host)
+            if entry is None:
+                raise NoRoute(f"no http route and no service for host {head.host!r}")
             policy = DEFAULT_POLICY
         if entry.ports and port not in entry.ports:
             raise NoRoute(f"service {host} does not expose port {port} (ports: {sorted(entry.ports)})")

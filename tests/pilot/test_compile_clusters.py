@@ -193,3 +193,12 @@ def test_deleting_the_newest_input_still_moves_the_version_forward():
     after = compile_mesh(make_state([], WORKLOADS, revision=20), previous=before)
     (changed,), _, _, _ = diff(*before, *after)
     assert changed.subsets == [] and changed.version == 20
+
+
+def test_a_workload_serving_opaque_tcp_maps_that_port_to_its_inbound_tcp_listener():
+    """`proxy run --app-tcp 5432=...` registers tcp_ports: the service gains the port, each endpoint maps it."""
+    db = Workload(id="db1", service="db", namespace="prod", address="10.0.0.9", service_port=9080,
+                  inbound_port=15006, tcp_ports={5432: 40001}, labels={"app": "db"})
+    cluster = compile_mesh(make_state(workloads=[(db, 3)]))[0]["db.prod.svc.cluster.local"]
+    assert cluster.ports == [5432, 9080]
+    assert [e.ports for e in cluster.endpoints] == [{9080: 15006, 5432: 40001}]

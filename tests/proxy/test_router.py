@@ -280,3 +280,17 @@ def test_tcp_pick_splits_by_the_tcp_route_and_matches_port_and_caller():
     assert {other.tcp_pick("reviews", 9080).cluster for _ in range(20)} == {f"outbound|9080|v2|{REVIEWS}"}
     with pytest.raises(NoRoute):
         api.tcp_pick("nowhere", 9080)
+
+
+def test_a_virtual_service_with_only_tcp_routes_leaves_http_requests_to_the_cluster():
+    """As Istio: tcp routes apply to opaque TCP traffic; HTTP to the host takes the default route."""
+    from proto.xds import TcpRule
+    route = RouteConfig(host=REVIEWS, version=2, tcp=[TcpRule(destinations=[WeightedDestination(host=REVIEWS,
+                                                                                                 subset="v2")])])
+    router = router_for([reviews_cluster()], [route])
+    assert {router.pick(head()).address for _ in range(20)} == {"10.0.0.1", "10.0.0.2", "10.0.0.3"}
+    orphan = RouteConfig(host="db.default.svc.cluster.local", version=2,
+                         tcp=[TcpRule(destinations=[WeightedDestination(host=REVIEWS)])])
+    router = router_for([reviews_cluster()], [orphan])
+    with pytest.raises(NoRoute, match="no http route"):
+        router.pick(head("db"))

@@ -103,6 +103,8 @@ def _selected_endpoints(state: MeshState, stored: Stored) -> tuple[list[Endpoint
             revision = max(revision, entry.revision)
     for _, (w, w_revision) in sorted(state.workloads.items()):
         if w.namespace == namespace and selects(selector, w.labels):
-            found.append(workload_endpoint(w, {p.number: w.inbound_port for p in spec.ports}))
+            # a port the workload serves as opaque TCP goes to its inbound TCP listener, the rest to its HTTP one
+            ports = {p.number: w.tcp_ports.get(p.number, w.inbound_port) for p in spec.ports}
+            found.append(workload_endpoint(w, ports))
             revision = max(revision, w_revision)
     return found, revision
