@@ -16,12 +16,12 @@ The new RoutingTable is swapped in with one assignment, so the hot path never se
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import msgspec
 
-from proto.xds import ClusterConfig, Push, RouteConfig
+from proto.xds import ClusterConfig, Push, RouteConfig, WeightedDestination
 from proxy.outbound.balancer import policy_problem
 from proxy.outbound.route_match import CompiledMatch, CompiledRoute
 from proxy.outbound.router import RoutingTable, build_table
@@ -88,19 +88,26 @@ def _compile(route: RouteConfig) -> CompiledRoute:
         raise ConfigRejected(f"route {route.host}: {exc}") from exc
 
 
+def _destinations(route: RouteConfig) -> Iterator[WeightedDestination]:
+    """Every destination of a route's http and tcp rules."""
+    for rule in route.rules:
+        yield from rule.destinations
+    for tcp in route.tcp:
+        yield from tcp.destinations
+
+
 def _missing(route: RouteConfig, clusters: dict[str, ClusterConfig]) -> tuple[str, ...]:
     missing: list[str] = []
-    for rule in route.rules:
-        for dest in rule.destinations:
-            cluster = clusters.get(dest.host)
-            if cluster is None:
-                what = f"cluster {dest.host}"
-            elif dest.subset and all(s.name != dest.subset for s in cluster.subsets):
-                what = f"subset {dest.subset} of {dest.host}"
-            else:
-                continue
-            if what not in missing:
-                missing.append(what)
+    for dest in _destinations(route):
+        cluster = clusters.get(dest.host)
+        if cluster is None:
+            what = f"cluster {dest.host}"
+        elif dest.subset and all(s.name != dest.subset for s in cluster.subsets):
+            what = f"subset {dest.subset} of {dest.host}"
+        else:
+            continue
+        if what not in missing:
+            missing.append(what)
     return tuple(missing)
 
 
@@ -172,18 +179,17 @@ class ConfigState:
         effective = dict(clusters)
         retained: dict[str, tuple[str, ...]] = {}
         for route in active.values():
-            for rule in route.rules:
-                for dest in rule.destinations:
-                    current, old = effective.get(dest.host), self.clusters.get(dest.host)
-                    if current is None and old is not None:
-                        effective[dest.host] = old
-                        retained[dest.host] = ("cluster",)
-                    elif current is not None and old is not None and dest.subset \
-                            and all(s.name != dest.subset for s in current.subsets):
-                        kept = [s for s in old.subsets if s.name == dest.subset]
-                        if kept:
-                            effective[dest.host] = msgspec.structs.replace(current, subsets=[*current.subsets, *kept])
-                            retained[dest.host] = (*retained.get(dest.host, ()), dest.subset)
+            for dest in _destinations(route):
+                current, old = effective.get(dest.host), self.clusters.get(dest.host)
+                if current is None and old is not None:
+                    effective[dest.host] = old
+                    retained[dest.host] = ("cluster",)
+                elif current is not None and old is not None and dest.subset \
+                        and all(s.name != dest.subset for s in current.subsets):
+                    kept = [s for s in old.subsets if s.name == dest.subset]
+                    if kept:
+                        effective[dest.host] = msgspec.structs.replace(current, subsets=[*current.subsets, *kept])
+                        retained[dest.host] = (*retained.get(dest.host, ()), dest.subset)
         return effective, retained
 
     def clusters_status(self) -> list[dict[str, Any]]:

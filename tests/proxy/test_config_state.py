@@ -165,3 +165,16 @@ def test_a_delta_that_skips_a_sequence_number_asks_for_a_snapshot():
     assert not state.is_next(Push(epoch="e1", seq=3, version=3))
     assert not state.is_next(Push(epoch="e2", seq=2, version=3))
     assert state.is_next(Push(epoch="e2", seq=9, version=3, full=True))
+
+
+def test_a_tcp_route_to_a_subset_not_held_yet_waits_like_an_http_one():
+    from proto.xds import TcpRule
+    proxy = Proxy()
+    proxy.push(full=True, clusters=[cluster()])
+    tcp = RouteConfig(host=REVIEWS, version=4, source="default/reviews",
+                      tcp=[TcpRule(destinations=[WeightedDestination(host=REVIEWS, subset="v2")])])
+    proxy.push(routes=[tcp])
+    assert proxy.state.pending_routes()[REVIEWS].missing == (f"subset v2 of {REVIEWS}",)
+    proxy.push(clusters=[cluster(version=5, subsets=(V1, V2))])
+    assert proxy.state.pending_routes() == {}
+    assert proxy.router.tcp_pick("reviews", 9080).address == "10.0.0.2"
