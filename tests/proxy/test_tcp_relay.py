@@ -1,0 +1,73 @@
+"""proxy/tcp/relay.py over loopback: what happens to a connection that cannot be relayed, and the
+breaker slot a relayed one holds. (Routing and DestinationRule settings are tested over real sidecars in
+tests/integration/test_traffic_tcp.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from isthmus.launch import free_port
+from proto.xds import PoolLimits
+from proxy.errors import NoRoute
+from proxy.outbound.circuit_breaker import Breaker
+from proxy.outbound.target import Target
+from proxy.tcp.relay import TcpListener
+
+pytestmark = pytest.mark.timeout(30)
+
+
+async def relay_once(pick) -> bytes:  # type: ignore[no-untyped-def]
+    """Open one connection through a listener using `pick`, send a line, half-close, read everything
+    (a close with our line unread reaches us as a reset: that is nothing relayed too)."""
+    listener = TcpListener("127.0.0.1", 0, pick, "test")
+    await listener.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+        writer.write(b"hello\n")
+        writer.write_eof()
+        try:
+            data = await asyncio.wait_for(reader.read(), 5)
+        except ConnectionResetError:
+            data = b""
+        writer.close()
+        return data
+    finally:
+        await listener.stop()
+
+
+async def test_a_connection_with_no_route_is_closed_with_nothing_relayed():
+    def pick(client: str) -> Target:
+        raise NoRoute("no service or route for host 'db'")
+
+    assert await relay_once(pick) == b""
+
+
+async def test_a_refused_upstream_closes_the_client_and_frees_the_breaker_slot():
+    breaker = Breaker("outbound|5432||db", PoolLimits(max_connections=1))
+    port = free_port()  # nothing listens there
+    assert await relay_once(lambda client: Target("127.0.0.1", port, breaker.name, breaker=breaker)) == b""
+    assert breaker.active == 0
+
+
+async def test_a_relayed_connection_holds_a_breaker_slot_until_it_ends():
+    breaker = Breaker("outbound|5432||db", PoolLimits(max_connections=1))
+    held: list[int] = []
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        data = await reader.read()
+        held.append(breaker.active)
+        writer.write(data.upper())
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        got = await relay_once(lambda client: Target("127.0.0.1", port, breaker.name, breaker=breaker))
+    finally:
+        server.close()
+    assert got == b"HELLO\n" and held == [1]
+    await asyncio.sleep(0.05)
+    assert breaker.active == 0
