@@ -16,11 +16,13 @@ _namespaces = itertools.count(1)
 
 
 class FlakyBackend(AppServer):
-    """An app that can be told to fail (503) its first `fail_first` requests, stall, or reset every request."""
+    """An app that can be told to fail (503) its first `fail_first` requests, stall, or reset every request,
+    and to take `delay` seconds over each answer."""
 
-    def __init__(self, name: str, fail_first: int = 0, stall: bool = False, reset: bool = False) -> None:
+    def __init__(self, name: str, fail_first: int = 0, stall: bool = False, reset: bool = False,
+                 delay: float = 0.0) -> None:
         super().__init__()
-        self.name, self.fail_first, self.stall, self.reset = name, fail_first, stall, reset
+        self.name, self.fail_first, self.stall, self.reset, self.delay = name, fail_first, stall, reset, delay
         self.seen = 0
 
     async def serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
@@ -32,6 +34,8 @@ class FlakyBackend(AppServer):
         if self.stall:
             await reader.read()
             return False
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if self.seen <= self.fail_first:
             status, body = b"503 Service Unavailable", b"failing"
         else:
