@@ -34,6 +34,7 @@ from proxy.outbound.route_match import query_value
 from proxy.outbound.target import RequestHead
 
 MAX_RING = 1 << 23  # Envoy's maximum ring size
+MAX_COOKIE_TRIES = 256  # ConsistentHash.cookie_for: enough for an endpoint with 2% of the table (p(miss) < 1%)
 
 
 class Balancer(Protocol):
@@ -201,6 +202,22 @@ class ConsistentHash(_NoCount):
             key = b"%016x" % random.getrandbits(64)
             head.set_cookie = set_cookie(self.policy, key)
         return self.endpoints[self.index_for(key)]
+
+    def cookie_for(self, head: RequestHead, endpoint: Endpoint) -> None:
+        """After a retry moved a request whose cookie this balancer generated to `endpoint`: make the
+        Set-Cookie one that hashes to `endpoint`, so the client sticks to the endpoint that answered.
+        A random value lands on a given endpoint with its share of the table: a few tries suffice."""
+        if head.set_cookie is None:
+            return
+        try:
+            index = self.endpoints.index(endpoint)
+        except ValueError:
+            return
+        for _ in range(MAX_COOKIE_TRIES):
+            key = b"%016x" % random.getrandbits(64)
+            if self.index_for(key) == index:
+                head.set_cookie = set_cookie(self.policy, key)
+                return
 
 
 class Passthrough(_NoCount):

@@ -343,5 +343,9 @@ class MeshRouter:
                 if (other.address, other.ports.get(port, port)) not in tried:
                     endpoint, address, endpoint_port = other, other.address, other.ports.get(port, port)
                     break
+        if head.set_cookie is not None:  # a generated hash cookie must name the endpoint that answers
+            cookie_for = getattr(balancer, "cookie_for", None)
+            if cookie_for is not None:
+                cookie_for(head, endpoint)
         return Target(address, endpoint_port, target.cluster, endpoint, balancer, target.policy, target.breaker,
                       target.outlier)

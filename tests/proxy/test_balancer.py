@@ -159,3 +159,13 @@ def test_locality_prefers_the_same_zone_then_region_then_failover_region():
     assert preferred(pool[3:], "us-east/z1/s1", LocalityPolicy()) == [failover, far]  # no rule: any region
     assert preferred(pool, "", policy) == pool  # a proxy with no locality: no preference
     assert preferred(pool, "us-east/z1/s1", None) == pool  # no localityLbSetting
+
+
+def test_a_generated_cookie_is_remade_for_the_endpoint_a_retry_moved_to():
+    balancer = ConsistentHash(eps(8), HashPolicy(cookie="s", cookie_ttl_s=60.0))
+    request = head()
+    first = balancer.pick(request)
+    other = next(ep for ep in balancer.endpoints if ep is not first)
+    balancer.cookie_for(request, other)
+    value = request.set_cookie.split(b";", 1)[0].decode()
+    assert balancer.pick(head(cookie=value)) is other
