@@ -478,6 +478,9 @@ def _app_tcp(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
 @click.option("--lease-ttl", type=click.IntRange(1), help="Seconds the registration lives without heartbeats.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               help="Env ISTHMUS_LOG_LEVEL; default info.")
+@click.option("--access-log", envvar="ISTHMUS_ACCESS_LOG", default="", metavar="-|PATH",
+              help="Write an access line per request and TCP connection: - for stdout, or a file (env "
+                   "ISTHMUS_ACCESS_LOG). Off by default.")
 @click.option("--tcp", multiple=True, callback=_tcp_routes, metavar="HOST:PORT=LOCAL_PORT",
               help="Opaque TCP out: the app connects to 127.0.0.1:LOCAL_PORT to reach HOST:PORT (tcp routes apply). "
                    "Repeatable.")
@@ -488,7 +491,8 @@ def _app_tcp(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
 def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: int, app_port: int,
               labels: dict[str, str], inbound_port: int, outbound_port: int, admin_port: int, address: str,
               service_account: str, locality: str, lease_ttl: int | None, log_level: str | None,
-              tcp: tuple[tuple[str, int, int], ...], app_tcp: tuple[tuple[int, int, int], ...]) -> None:
+              access_log: str, tcp: tuple[tuple[str, int, int], ...],
+              app_tcp: tuple[tuple[int, int, int], ...]) -> None:
     """Run a sidecar beside one workload until SIGINT/SIGTERM."""
     from proxy.settings import ProxyOptions
 
@@ -509,6 +513,7 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
         nats_url=obj["nats_url"],
         tcp_routes=tcp,
         app_tcp=app_tcp,
+        access_log=access_log,
         **extra,
     )
     from proxy.main import run_proxy

@@ -19,6 +19,7 @@ import ctypes
 import importlib.util
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -52,8 +53,39 @@ class PortInUse(LaunchError):
 # ---------------------------------------------------------------------------------------- ports
 
 
+PORT_FLOOR = 10_000  # free_port's range starts here and ends below the kernel's ephemeral range
+_handed_out: set[int] = set()
+
+
+def _ephemeral_floor() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768  # Linux's default
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now (the kernel's pick)."""
+    """A TCP port on 127.0.0.1 that nothing holds right now, for a process to bind a moment later.
+
+    Picked below the kernel's ephemeral range, so the gap before the bind cannot be lost to a port the
+    kernel hands out meanwhile (an outgoing connection's source port, or another process's bind to port
+    0); never the same port twice in one process. Falls back to the kernel's pick when that range is
+    too small.
+    """
+    top = _ephemeral_floor()
+    if top - PORT_FLOOR >= 1_000:
+        for _ in range(200):
+            port = random.randrange(PORT_FLOOR, top)
+            if port in _handed_out:
+                continue
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                try:
+                    sock.bind((LOOPBACK, port))
+                except OSError:
+                    continue
+            _handed_out.add(port)
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LOOPBACK, 0))
         return sock.getsockname()[1]

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from proto.registry import Workload
+from proxy.access_log import AccessLog
 from proxy.admin import AdminServer
 from proxy.control.config_state import ConfigState
 from proxy.control.registration import Registration
@@ -44,16 +45,21 @@ class Sidecar:
                             service_account=options.service_account, locality=options.locality)
         self.registration = Registration(workload, options.app_host, options.app_port, options.lease_ttl,
                                          options.health_interval)
-        self.outbound = Listener(options.outbound_host, options.outbound_port, self.router, self.pool, "outbound")
+        self.access_log = AccessLog(options.access_log) if options.access_log else None
+        log_for = self.access_log.for_listener if self.access_log is not None else lambda name: None
+        self.outbound = Listener(options.outbound_host, options.outbound_port, self.router, self.pool, "outbound",
+                                 on_complete=log_for("outbound"))
         self.inbound = Listener(options.inbound_host, options.inbound_port,
                                 LocalAppRouter(options.app_host, options.app_port, options.service, self.state,
                                                options.namespace, options.domain_suffix, options.labels),
-                                self.pool, "inbound")
+                                self.pool, "inbound", on_complete=log_for("inbound"))
         # opaque TCP (proxy/tcp/relay.py): outbound per --tcp, inbound per --app-tcp
-        self.tcp_out = [TcpListener(options.outbound_host, local, self._tcp_picker(host, port), f"outbound {host}:{port}")
+        self.tcp_out = [TcpListener(options.outbound_host, local, self._tcp_picker(host, port), f"outbound {host}:{port}",
+                                    f"{host}:{port}", log_for("outbound"))
                         for host, port, local in options.tcp_routes]
         self.tcp_in = {service_port: TcpListener(options.inbound_host, listen, self._app_picker(app_port),
-                                                 f"inbound {service_port}")
+                                                 f"inbound {service_port}", f"{options.app_host}:{app_port}",
+                                                 log_for("inbound"))
                        for service_port, app_port, listen in options.app_tcp}
         self.admin = AdminServer("127.0.0.1", options.admin_port, self.is_ready, self.config_dump, self.server_info,
                                  self.state.clusters_status)
@@ -126,6 +132,8 @@ class Sidecar:
             await listener.stop()
         await self.admin.stop()
         self.pool.close()
+        if self.access_log is not None:
+            self.access_log.close()
         if self.bus is not None:
             await self.bus.close()
 

@@ -70,6 +70,8 @@ class ProxyOptions:
     health_interval: float = 1.0  # seconds between probes of the app's port
     log_level: str = field(default_factory=lambda: os.environ.get("ISTHMUS_LOG_LEVEL", "info"))
     proxy_id: str = ""
+    # access log: "" off, "-" stdout, else a file path (proxy/access_log.py)
+    access_log: str = field(default_factory=lambda: os.environ.get("ISTHMUS_ACCESS_LOG", ""))
     # opaque TCP out: (service host, service port, local port the app connects to)
     tcp_routes: tuple[tuple[str, int, int], ...] = ()
     # opaque TCP in: (service port, app port, inbound listener port; 0: any free port)

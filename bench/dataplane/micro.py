@@ -68,7 +68,7 @@ class _Table:
         self.table = build_table({fqdn: cluster}, {fqdn: CompiledRoute(route)})
 
 
-async def drive(mode: str, requests: int, profile: bool, lb: str = "LEAST_REQUEST") -> float:
+async def drive(mode: str, requests: int, profile: bool, lb: str = "LEAST_REQUEST", access_log: str = "") -> float:
     from proxy.http.server import HttpProxyProtocol, ServerState
     from proxy.http.head import Mode
     from proxy.http.upstream import ConnectionPool, UpstreamConnection
@@ -82,7 +82,11 @@ async def drive(mode: str, requests: int, profile: bool, lb: str = "LEAST_REQUES
     else:  # what the client sidecar holds in the benchmark: bench-backend's cluster and VirtualService
         router = MeshRouter(_Table(lb), "default")
     key = ("127.0.0.1", 8080)
-    shared = ServerState(router, pool, Mode(mode), None, None, 60.0)
+    log = None
+    if access_log:  # `--access-log PATH`: what `proxy run --access-log` adds per request
+        from proxy.access_log import AccessLog
+        log = AccessLog(access_log)
+    shared = ServerState(router, pool, Mode(mode), log.for_listener(mode) if log else None, None, 60.0)
     proto = HttpProxyProtocol(shared)
     proto.connection_made(FakeTransport())  # type: ignore[arg-type]
     conn = UpstreamConnection(pool, key)
@@ -111,6 +115,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200_000)
     parser.add_argument("--mode", choices=["inbound", "outbound"], default="inbound")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--access-log", default="", metavar="PATH",
+                        help="with the sidecar's access log on, written to PATH (/dev/null measures the formatting)")
     parser.add_argument("--lb", choices=["ROUND_ROBIN", "LEAST_REQUEST", "RANDOM"], default="LEAST_REQUEST",
                         help="the outbound cluster's balancer (pilot's default when a DestinationRule sets none: "
                              "LEAST_REQUEST)")
@@ -118,7 +124,7 @@ def main() -> None:
     import uvloop
 
     uvloop.install()
-    us = asyncio.run(drive(args.mode, args.requests, args.profile, args.lb))
+    us = asyncio.run(drive(args.mode, args.requests, args.profile, args.lb, args.access_log))
     print(f"{args.mode}: {us:.2f} us of CPU per proxied request (Python + httptools, no syscalls)")
 
 

@@ -63,7 +63,8 @@ def sidecar_argv(nats_url: str, service: str, version: str, app_port: int, inbou
     return [sys.executable, "-m", "isthmus.cli", "--nats", nats_url, "proxy", "run",
             "--service", service, "--namespace", "default", "--service-port", str(SERVICE_PORT),
             "--app-port", str(app_port), "--labels", f"app={service},version={version}",
-            "--inbound-port", str(inbound), "--outbound-port", str(outbound), "--admin-port", str(admin)]
+            "--inbound-port", str(inbound), "--outbound-port", str(outbound), "--admin-port", str(admin),
+            "--access-log", "-"]  # into the sidecar's log file: flags such as UO or FI show there
 
 
 def start_workloads(nats_url: str, supervisor: Supervisor, log_dir: Path) -> list[Workload]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from proxy.access_log import ListenerLog
 from proxy.errors import ProxyError
 from proxy.http.upstream import set_keepalive
 from proxy.outbound.target import Target
@@ -38,10 +39,11 @@ Picker = Callable[[str], Target]
 class _Side(asyncio.Protocol):
     """One connection of a relay; what it reads is written to the other one."""
 
-    __slots__ = ("relay", "transport", "other", "early", "eof")
+    __slots__ = ("relay", "transport", "other", "early", "eof", "read")
 
     def __init__(self, relay: Relay) -> None:
         self.relay = relay
+        self.read = 0  # bytes read from this connection (for the access log)
         self.transport: asyncio.Transport | None = None
         self.other: _Side | None = None
         self.early: list[bytes] = []  # read before the other side was connected
@@ -52,6 +54,7 @@ class _Side(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.relay.last_active = self.relay.loop.time()
+        self.read += len(data)
         other = self.other
         if other is None or other.transport is None:
             self.early.append(data)
@@ -84,7 +87,7 @@ class Relay:
     """A downstream connection and its upstream: routed once, then bytes both ways until either closes."""
 
     __slots__ = ("loop", "pick", "down", "up", "target", "holds_slot", "last_active", "timer", "deadline",
-                 "closed", "connecting", "halves", "on_close")
+                 "closed", "connecting", "halves", "on_close", "started", "flag")
 
     def __init__(self, pick: Picker, on_close: Callable[[Relay], None]) -> None:
         self.loop = asyncio.get_running_loop()
@@ -100,6 +103,8 @@ class Relay:
         self.connecting: asyncio.Task[None] | None = None
         self.halves = 0  # sides that read EOF: at two, the relay is done
         self.on_close = on_close
+        self.started = self.last_active
+        self.flag = "-"  # Envoy's response flag for the access log: UO, UF, NR, UH, or "-"
 
     def start(self) -> None:
         self.connecting = self.loop.create_task(self._connect())
@@ -119,6 +124,7 @@ class Relay:
             async with asyncio.timeout(timeout or DEFAULT_CONNECT_TIMEOUT):
                 await self.loop.create_connection(lambda: up, target.address, target.port)
         except (ProxyError, OSError, TimeoutError) as exc:
+            self.flag = exc.flag if isinstance(exc, ProxyError) else "UF"
             if self.target is not None and self.target.outlier is not None and not isinstance(exc, ProxyError):
                 self.target.outlier.report(self.target.endpoint, 0)  # a connect failure: a gateway error
             log.warning("tcp connection not relayed", target=self._where(), error=str(exc) or type(exc).__name__)
@@ -190,6 +196,9 @@ class Relay:
             self.target.breaker.leave()
         self.on_close(self)
 
+    def duration_ms(self) -> float:
+        return (self.loop.time() - self.started) * 1000.0
+
     def _where(self) -> str:
         target = self.target
         return f"{target.address}:{target.port} ({target.cluster})" if target is not None else "-"
@@ -198,16 +207,27 @@ class Relay:
 class TcpListener:
     """A listening port whose connections are relayed to where `pick` says."""
 
-    def __init__(self, host: str, port: int, pick: Picker, name: str) -> None:
+    def __init__(self, host: str, port: int, pick: Picker, name: str, target: str = "",
+                 access_log: ListenerLog | None = None) -> None:
         self.host = host
         self.port = port  # the bound port once started (useful with port 0)
         self.pick = pick
         self.name = name  # for logs: "outbound reviews:9080" or "inbound 5432"
+        self.target = target  # what a connection here reaches, for the access log: "db:5432"
+        self.access_log = access_log
         self.relays: set[Relay] = set()
         self._server: asyncio.Server | None = None
 
+    def _closed(self, relay: Relay) -> None:
+        self.relays.discard(relay)
+        if self.access_log is not None:
+            up = relay.up
+            cluster = relay.target.cluster if relay.target is not None else "-"
+            self.access_log.tcp(self.target, relay.flag, up.read if up is not None else 0, relay.down.read,
+                                relay.duration_ms(), cluster)
+
     def _accept(self) -> _Side:
-        relay = Relay(self.pick, self.relays.discard)
+        relay = Relay(self.pick, self._closed)
         self.relays.add(relay)
         relay.loop.call_soon(relay.start)  # once connection_made has given the downstream its transport
         return relay.down

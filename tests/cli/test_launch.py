@@ -229,3 +229,13 @@ async def test_wait_ready_fails_as_soon_as_the_service_process_exits(nats_proc: 
         assert time.monotonic() - began < 5
     finally:
         await bus.close()
+
+
+def test_free_ports_are_distinct_and_below_the_kernels_ephemeral_range():
+    """So a port chosen for a sidecar cannot be taken, before it binds, by an outgoing connection's
+    source port or another bind to port 0 (both come from the ephemeral range)."""
+    from isthmus.launch import _ephemeral_floor
+
+    ports = [free_port() for _ in range(50)]
+    assert len(set(ports)) == 50
+    assert all(10_000 <= p < _ephemeral_floor() for p in ports)

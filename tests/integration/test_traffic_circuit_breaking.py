@@ -62,6 +62,16 @@ async def test_a_full_pool_answers_overflow_fast_while_the_admitted_requests_wai
     # one in flight, one waiting (both end at the route timeout), the other three are turned away at once
     assert len(overflow) == 3 and len(timed_out) == 2, results
     assert max(overflow) < 0.5 and min(timed_out) >= 1.0, results
+    # the frontend sidecar's access log names the overflow with Envoy's flag, and the timeouts with UT
+    cluster = f"outbound|9080||reviews.{reviews.ns}.svc.cluster.local"
+    lines = await eventually(lambda: [line for line in access_lines(reviews) if cluster in line]
+                             if len(access_lines(reviews)) >= 5 else None)
+    flags = sorted(line.split('" ', 1)[1].split()[:2][1] for line in lines)
+    assert flags == ["UO", "UO", "UO", "UT", "UT"], lines
+
+
+def access_lines(app: Mesh) -> list[str]:
+    return app.access_log.read_text().splitlines() if app.access_log.exists() else []
 
 
 async def test_without_limits_every_request_reaches_the_stalling_backend(reviews: Mesh) -> None:

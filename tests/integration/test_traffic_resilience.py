@@ -60,7 +60,9 @@ class Mesh:
             self.backends.append(backend)
             sidecars.append(self.mesh.proxy("reviews", backend.port, 9080, self.ns, f"app=reviews,name={backend.name}"))
         self.front = await FlakyBackend("frontend").start()
-        self.frontend = self.mesh.proxy("frontend", self.front.port, 9080, self.ns, "app=frontend")
+        self.access_log = self.mesh.state_dir / "logs" / f"access-{self.ns}.log"
+        self.frontend = self.mesh.proxy("frontend", self.front.port, 9080, self.ns, "app=frontend",
+                                        ("--access-log", str(self.access_log)))
         for sidecar in [*sidecars, self.frontend]:
             await sidecar.ready()
         await eventually(lambda: self.endpoints() == len(backends))

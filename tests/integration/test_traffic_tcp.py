@@ -55,12 +55,16 @@ class Database:
             server = self.servers[version] = await EchoServer(version).start()
             sidecars.append(self.mesh.proxy("db", server.port, 9080, self.ns, f"app=db,version={version}",
                                             ("--app-tcp", f"5432={server.port}")))
+        self.access_log = self.mesh.state_dir / "logs" / f"access-{self.ns}.log"
         self.client = self.mesh.proxy("api", server.port, 9080, self.ns, "app=api",
-                                      ("--tcp", f"db:5432={self.local_port}"))
+                                      ("--tcp", f"db:5432={self.local_port}", "--access-log", str(self.access_log)))
         for sidecar in [*sidecars, self.client]:
             await sidecar.ready()
         await eventually(lambda: self.endpoints() == 2)
         return self
+
+    def access_lines(self) -> list[str]:
+        return self.access_log.read_text().splitlines() if self.access_log.exists() else []
 
     def endpoints(self) -> int:
         for cluster in self.client.config_dump()["clusters"]:
@@ -130,6 +134,12 @@ spec:
         seen[greeting] += 1
     assert set(seen) == {"v1", "v2"}
     assert 70 <= seen["v1"] <= 130, seen  # 50/50 of 200: more than 4 standard deviations of slack
+    # the client sidecar's access log has a line per connection, with the subset it went to
+    lines = await eventually(lambda: [line for line in db.access_lines() if '"TCP db:5432"' in line]
+                             if len(db.access_lines()) >= 200 else None)
+    v1 = sum(f"outbound|5432|v1|db.{db.ns}.svc.cluster.local" in line for line in lines)
+    assert len(lines) == 200 and v1 == seen["v1"], lines[:3]
+    assert all(' - - ' in line for line in lines)  # no status, no flag: relayed
 
 
 async def test_bytes_pass_unchanged_both_ways_and_a_shift_takes_new_connections(db: Database) -> None:
@@ -152,15 +162,16 @@ async def test_max_connections_closes_an_overflowing_connection_and_idle_ones_ar
     await db.rule("{connectionPool: {tcp: {maxConnections: 1, idleTimeout: 1s}}}")
     reader, writer = await asyncio.open_connection("127.0.0.1", db.local_port)
     assert (await asyncio.wait_for(reader.readline(), 5)).strip() in (b"v1", b"v2")
+    loop = asyncio.get_running_loop()
+    started = loop.time()  # the last byte on this connection
     # the cluster is full: a second connection is accepted by the sidecar, then closed with nothing relayed
     other_reader, other_writer = await asyncio.open_connection("127.0.0.1", db.local_port)
     assert await asyncio.wait_for(other_reader.read(), 5) == b""
     other_writer.close()
+    await eventually(lambda: any('"TCP db:5432" - UO 0/0' in line for line in db.access_lines()))
     # the first one, left idle, is closed after idleTimeout: the client reads EOF
-    loop = asyncio.get_running_loop()
-    started = loop.time()
     assert await asyncio.wait_for(reader.read(), 10) == b""
-    assert 0.5 <= loop.time() - started <= 5.0
+    assert 0.9 <= loop.time() - started <= 5.0
     writer.close()
     # its slot is free again
     await eventually(lambda: db.session(), timeout=5)
