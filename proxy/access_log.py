@@ -3,8 +3,8 @@
 Off unless asked for (`proxy run --access-log -|PATH`, env ISTHMUS_ACCESS_LOG), as Istio's
 meshConfig.accessLogFile: a line nobody reads is per-request work the hot path should not do. A line:
 
-    [2026-11-27T07:55:14.123Z] outbound "GET reviews/reviews" 503 UO 91 0.4ms outbound|9080|v1|reviews.default.svc.cluster.local
-    [2026-11-27T07:55:15.002Z] outbound "TCP db:5432" - - 1520/88 3002.1ms outbound|5432||db.default.svc.cluster.local
+    [2026-11-27T07:55:14.123Z] outbound "GET reviews/r" 503 UO 0 0.4ms outbound|9080|v1|reviews.default.svc...
+    [2026-11-27T07:55:15.002Z] outbound "TCP db:5432" - - 1520/88 3002.1ms outbound|5432||db.default.svc...
 
 status (`-` for TCP), Envoy's response flag (`-` when none: UO overflow, UH no healthy upstream, UF connect
 failure, UT timeout, DI delay, FI abort, RL rate limited, NR no route, ...), response body bytes relayed

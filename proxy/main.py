@@ -54,8 +54,8 @@ class Sidecar:
                                                options.namespace, options.domain_suffix, options.labels),
                                 self.pool, "inbound", on_complete=log_for("inbound"))
         # opaque TCP (proxy/tcp/relay.py): outbound per --tcp, inbound per --app-tcp
-        self.tcp_out = [TcpListener(options.outbound_host, local, self._tcp_picker(host, port), f"outbound {host}:{port}",
-                                    f"{host}:{port}", log_for("outbound"))
+        self.tcp_out = [TcpListener(options.outbound_host, local, self._tcp_picker(host, port),
+                                    f"outbound {host}:{port}", f"{host}:{port}", log_for("outbound"))
                         for host, port, local in options.tcp_routes]
         self.tcp_in = {service_port: TcpListener(options.inbound_host, listen, self._app_picker(app_port),
                                                  f"inbound {service_port}", f"{options.app_host}:{app_port}",
@@ -87,7 +87,8 @@ class Sidecar:
                 "outbound": f"{o.outbound_host}:{self.outbound.port}", "inbound": f"{o.inbound_host}:{self.inbound.port}",
                 "app": f"{o.app_host}:{o.app_port}",
                 "tcp_outbound": {listener.name: listener.port for listener in self.tcp_out},
-                "tcp_inbound": {port: listener.port for port, listener in self.tcp_in.items()}, "bus_connected": bool(self.bus and self.bus.connected),
+                "tcp_inbound": {port: listener.port for port, listener in self.tcp_in.items()},
+                "bus_connected": bool(self.bus and self.bus.connected),
                 "synced": self.is_ready(), "uptime_s": round(time.time() - self.started_at, 1)}
 
     async def run(self) -> None:

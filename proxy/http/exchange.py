@@ -229,18 +229,8 @@ class Exchange(RetrySteps):
         bytes both ways until either side closes. The upstream connection never returns to the pool."""
         conn = self.conn
         assert conn is not None
-        if self.upstream is not None:
-            self.upstream.release()
-        if self.retry_slot is not None:
-            self.retry_slot.retry_done()
-            self.retry_slot = None
-        for name in ("timer", "try_timer"):
-            timer = getattr(self, name)
-            if timer is not None:
-                timer.cancel()
-                setattr(self, name, None)
+        self._finish()  # the route timeout stops at the 101; the endpoint and retry slots are given back
         self.status = 101
-        self.resp_done = True
         self.close_after = True
         proto = self.proto
         out = [status_line(101, reason)]

@@ -277,6 +277,7 @@ class ConnectionPool:
         self.opened = 0  # connections ever opened: a cheap stat, and what tests count
         self._idle: dict[Key, deque[UpstreamConnection]] = {}
         self._sweeper: asyncio.TimerHandle | None = None
+        self._sweep_at = float("inf")  # loop time the sweeper fires at (inf: none scheduled)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def take(self, key: Key) -> UpstreamConnection | None:
@@ -347,9 +348,10 @@ class ConnectionPool:
         conn.idle_since = now = self._loop.time()
         idle.append(conn)
         due = now + conn.idle_timeout
-        if self._sweeper is None or due < self._sweeper.when():
+        if due < self._sweep_at:  # only a shorter idle timeout than any pooled so far moves the sweep
             if self._sweeper is not None:
                 self._sweeper.cancel()
+            self._sweep_at = due
             self._sweeper = self._loop.call_at(due, self._sweep)
 
     def discard(self, conn: UpstreamConnection) -> None:
@@ -370,7 +372,7 @@ class ConnectionPool:
         """Close every idle connection (at shutdown)."""
         if self._sweeper is not None:
             self._sweeper.cancel()
-            self._sweeper = None
+            self._sweeper, self._sweep_at = None, float("inf")
         for idle in self._idle.values():
             while idle:
                 conn = idle.pop()
@@ -380,7 +382,7 @@ class ConnectionPool:
         self._idle.clear()
 
     def _sweep(self) -> None:
-        self._sweeper = None
+        self._sweeper, self._sweep_at = None, float("inf")
         assert self._loop is not None
         now = self._loop.time()
         next_due = None
@@ -399,4 +401,5 @@ class ConnectionPool:
                 if next_due is None or due < next_due:
                     next_due = due
         if next_due is not None:
-            self._sweeper = self._loop.call_at(max(next_due, now + 0.01), self._sweep)
+            self._sweep_at = max(next_due, now + 0.01)
+            self._sweeper = self._loop.call_at(self._sweep_at, self._sweep)

@@ -48,7 +48,4 @@ def preferred(endpoints: Sequence[Endpoint], local: str, policy: LocalityPolicy 
     """The endpoints of the best priority present (all of them without a policy or a local locality)."""
     if policy is None or not local or not endpoints:
         return list(endpoints)
-    me = split(local)
-    ranked = [(priority(me, ep.locality, policy.failover), ep) for ep in endpoints]
-    best = min(p for p, _ in ranked)
-    return [ep for p, ep in ranked if p == best]
+    return ranked(endpoints, local, policy)[0]

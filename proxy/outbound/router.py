@@ -48,7 +48,7 @@ class Pool:
         self.policy = LbPolicy(lb=policy) if isinstance(policy, str) else policy
         self.port_policies = port_policies or {}
         self._balancers: dict[tuple[int, str], Balancer | None] = {}
-        self._levels: dict[tuple[int, str, int], Balancer | None] = {}  # retryRemoteLocalities: by priority
+        self._levels: dict[tuple[int, str], list[Balancer]] = {}  # retryRemoteLocalities: one per priority
         self._names: dict[int, str] = {}
         # connectionPool: one circuit breaker per cluster (service port), made on first use
         self.limits = limits
@@ -98,18 +98,12 @@ class Pool:
         policy = self.port_policies.get(port_key, self.policy)
         if policy.locality is None or not locality:
             return self.balancer_for(port, locality)
-        endpoints = self.endpoints if self.outlier is None else self.outlier.usable(self.endpoints)
-        levels = ranked(endpoints, locality, policy.locality)
-        if not levels:
-            return None
-        level = (attempt // 2) % len(levels)
-        key = (port_key, locality, level)
-        try:
-            return self._levels[key]
-        except KeyError:
-            pass
-        balancer = self._levels[key] = make_balancer(policy.lb, levels[level], policy.hash)
-        return balancer
+        levels = self._levels.get((port_key, locality))
+        if levels is None:  # one balancer per priority present, made once (until outliers change)
+            endpoints = self.endpoints if self.outlier is None else self.outlier.usable(self.endpoints)
+            levels = self._levels[(port_key, locality)] = [make_balancer(policy.lb, members, policy.hash)
+                                                           for members in ranked(endpoints, locality, policy.locality)]
+        return levels[(attempt // 2) % len(levels)] if levels else None
 
     def cluster_name(self, port: int) -> str:
         name = self._names.get(port)
@@ -256,6 +250,11 @@ class MeshRouter:
             policy = DEFAULT_POLICY
         if entry.ports and port not in entry.ports:
             raise NoRoute(f"service {host} does not expose port {port} (ports: {sorted(entry.ports)})")
+        return self._target(entry, host, subset, port, head, policy)
+
+    def _target(self, entry: ClusterEntry, host: str, subset: str, port: int, head: RequestHead,
+                policy: object) -> Target:
+        """The endpoint the balancer of `entry`'s `subset` pool picks for `port`, as a Target."""
         pool = entry.pools.get(subset)
         if pool is None:
             raise NoHealthyUpstream(f"cluster outbound|{port}|{subset}|{host}: subset {subset!r} is not defined")
@@ -289,15 +288,7 @@ class MeshRouter:
             raise NoRoute(f"tcp route sends to {fqdn}, which has no cluster")
         if rule is not None and dest.port is None and len(entry.ports) == 1:
             (port,) = entry.ports
-        pool = entry.pools.get(subset)
-        if pool is None:
-            raise NoHealthyUpstream(f"cluster outbound|{port}|{subset}|{fqdn}: subset {subset!r} is not defined")
-        balancer = pool.balancer_for(port, self.locality)
-        if balancer is None:
-            raise NoHealthyUpstream(f"no healthy endpoint in cluster {pool.cluster_name(port)}")
-        endpoint = balancer.pick(RequestHead("", host, port, "", [], client))
-        return Target(endpoint.address, endpoint.ports.get(port, port), pool.cluster_name(port), endpoint, balancer,
-                      None, pool.breaker_for(port) if pool.limited else None, pool.outlier)
+        return self._target(entry, fqdn, subset, port, RequestHead("", host, port, "", [], client), None)
 
     def mirror_pick(self, host: str, subset: str, port: int | None, head: RequestHead) -> tuple[str, int] | None:
         """(address, port) of an endpoint of a mirror destination, or None when it has none (no error:

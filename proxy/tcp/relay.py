@@ -20,12 +20,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from proxy.access_log import ListenerLog
 from proxy.errors import ProxyError
 from proxy.http.upstream import set_keepalive
 from proxy.outbound.target import Target
 from runtime.log import get_logger
+
+if TYPE_CHECKING:
+    from proxy.outbound.circuit_breaker import Breaker
 
 log = get_logger("proxy.tcp")
 
@@ -138,16 +142,11 @@ class Relay:
             target.outlier.report(target.endpoint, 200)
         self._attach(up, breaker)
 
-    def _attach(self, up: _Side, breaker: object) -> None:
+    def _attach(self, up: _Side, breaker: Breaker | None) -> None:
         self.up = up
         down = self.down
         down.other, up.other = up, down
         assert up.transport is not None
-        conn_policy = getattr(breaker, "conn_policy", None)
-        if conn_policy is not None and conn_policy.keepalive is not None:
-            sock = up.transport.get_extra_info("socket")
-            if sock is not None:
-                set_keepalive(sock, *conn_policy.keepalive)
         for src, dst in ((down, up), (up, down)):  # what either side sent before they were paired
             if dst.transport is None:
                 continue
@@ -156,9 +155,15 @@ class Relay:
                 src.early = []
             if src.eof and dst.transport.can_write_eof():
                 dst.transport.write_eof()
-        idle = getattr(breaker, "tcp_idle_timeout", None)
-        idle = DEFAULT_IDLE_TIMEOUT if idle is None else idle
-        duration = getattr(breaker, "max_duration", 0.0)
+        idle, duration = DEFAULT_IDLE_TIMEOUT, 0.0
+        if breaker is not None:  # the cluster's DestinationRule connectionPool
+            if breaker.conn_policy is not None and breaker.conn_policy.keepalive is not None:
+                sock = up.transport.get_extra_info("socket")
+                if sock is not None:
+                    set_keepalive(sock, *breaker.conn_policy.keepalive)
+            if breaker.tcp_idle_timeout is not None:
+                idle = breaker.tcp_idle_timeout
+            duration = breaker.max_duration
         if duration:
             self.deadline = self.loop.call_later(duration, self.close)
         if idle:

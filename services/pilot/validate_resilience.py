@@ -52,6 +52,11 @@ def parse_duration(text: str) -> int:
     return total
 
 
+def to_ms(text: str | None, default: int = 0) -> int:
+    """Whole milliseconds of a duration that passed validation; `default` when unset."""
+    return parse_duration(text) // 1_000_000 if text else default
+
+
 def duration_ms(text: str, path: str, f: Findings, allow_zero: bool = False) -> int | None:
     """Milliseconds of a valid Istio duration, else None with an error recorded."""
     try:

@@ -23,7 +23,7 @@ from proto.xds import RetryBudget as BudgetPolicy
 from services.pilot.compile.endpoints import Service
 from services.pilot.compile.hosts import fqdn
 from services.pilot.compile.state import MeshState, Stored
-from services.pilot.validate_resilience import parse_duration
+from services.pilot.validate_resilience import parse_duration, to_ms
 
 DEFAULT_LB = "LEAST_REQUEST"  # Istio's default when a DestinationRule sets none (or UNSPECIFIED)
 RING_SIZE = 1024  # Envoy's default minimum ring size
@@ -74,17 +74,13 @@ def _policy(settings: LoadBalancerSettings | None) -> LbPolicy:
     return LbPolicy(lb=lb, hash=hash_policy, locality=locality)
 
 
-def _ms(text: str | None) -> int:
-    return parse_duration(text) // 1_000_000 if text else 0  # validated: whole ms
-
-
 def _budget(budget: RetryBudget | None) -> BudgetPolicy | None:
     """Istio's defaults for what a retryBudget leaves unset: 20%, at least 3, requests in flight only."""
     if budget is None:
         return None
     return BudgetPolicy(percent=budget.percent if budget.percent is not None else 20.0,
                         min_concurrency=budget.min_retry_concurrency if budget.min_retry_concurrency is not None
-                        else 3, interval_ms=_ms(budget.budget_interval))
+                        else 3, interval_ms=to_ms(budget.budget_interval))
 
 
 def _limits(pool: ConnectionPoolSettings | None, budget: RetryBudget | None = None) -> PoolLimits | None:
@@ -95,20 +91,20 @@ def _limits(pool: ConnectionPoolSettings | None, budget: RetryBudget | None = No
     tcp, http = (pool.tcp, pool.http) if pool is not None else (None, None)
     if tcp is not None:
         limits.max_connections = tcp.max_connections or 0
-        limits.connect_timeout_ms = _ms(tcp.connect_timeout)
-        limits.max_connection_duration_ms = _ms(tcp.max_connection_duration)
+        limits.connect_timeout_ms = to_ms(tcp.connect_timeout)
+        limits.max_connection_duration_ms = to_ms(tcp.max_connection_duration)
         if tcp.idle_timeout is not None:
-            limits.tcp_idle_timeout_ms = _ms(tcp.idle_timeout)
+            limits.tcp_idle_timeout_ms = to_ms(tcp.idle_timeout)
         ka = tcp.tcp_keepalive
         if ka is not None:
-            limits.keepalive = Keepalive(time_s=_ms(ka.time) // 1000, interval_s=_ms(ka.interval) // 1000,
+            limits.keepalive = Keepalive(time_s=to_ms(ka.time) // 1000, interval_s=to_ms(ka.interval) // 1000,
                                          probes=ka.probes or 0)
     if http is not None:
         limits.max_pending = http.http1_max_pending_requests or 0
         limits.max_requests = http.http2_max_requests or 0
         limits.max_requests_per_connection = http.max_requests_per_connection or 0
         limits.max_retries = http.max_retries or 0
-        limits.idle_timeout_ms = _ms(http.idle_timeout)
+        limits.idle_timeout_ms = to_ms(http.idle_timeout)
     return limits
 
 
@@ -116,13 +112,12 @@ def _outlier(od: OutlierDetection | None) -> OutlierPolicy | None:
     """outlierDetection with Envoy's defaults for what Istio leaves unset; None: off."""
     if od is None:
         return None
-    ms = lambda text, default: parse_duration(text) // 1_000_000 if text else default  # noqa: E731
     default = OutlierPolicy()
     return OutlierPolicy(
         consecutive_5xx=od.consecutive_5xx_errors if od.consecutive_5xx_errors is not None else default.consecutive_5xx,
         consecutive_gateway=od.consecutive_gateway_errors or 0,
-        interval_ms=ms(od.interval, default.interval_ms),
-        base_ejection_ms=ms(od.base_ejection_time, default.base_ejection_ms),
+        interval_ms=to_ms(od.interval, default.interval_ms),
+        base_ejection_ms=to_ms(od.base_ejection_time, default.base_ejection_ms),
         max_ejection_percent=od.max_ejection_percent or default.max_ejection_percent,
         min_health_percent=od.min_health_percent or 0)
 

@@ -17,7 +17,7 @@ from services.pilot.compile.endpoints import selects
 from services.pilot.compile.hosts import service_host
 from services.pilot.compile.routes import IGNORED_HEADER_KEYS, _string_match
 from services.pilot.compile.state import MeshState
-from services.pilot.validate_resilience import parse_duration
+from services.pilot.validate_resilience import to_ms
 
 
 def _rule(name: str, spec: RateLimitSpec) -> RateLimitRule:
@@ -28,7 +28,7 @@ def _rule(name: str, spec: RateLimitSpec) -> RateLimitRule:
                for m in spec.match]
     return RateLimitRule(name=name, selector=dict(spec.selector.match_labels) if spec.selector else {},
                          matches=matches, max_tokens=bucket.max_tokens, tokens_per_fill=bucket.tokens_per_fill or 1,
-                         fill_interval_ms=parse_duration(bucket.fill_interval) // 1_000_000)
+                         fill_interval_ms=to_ms(bucket.fill_interval))
 
 
 def attach_ratelimits(state: MeshState, clusters: dict[str, ClusterConfig]) -> dict[str, ClusterConfig]:

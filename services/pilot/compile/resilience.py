@@ -16,11 +16,7 @@ from __future__ import annotations
 
 from proto import xds
 from proto.networking import HTTPFaultInjection, HTTPRetry, HTTPRoute
-from services.pilot.validate_resilience import parse_duration, retry_on
-
-
-def _ms(text: str) -> int:
-    return parse_duration(text) // 1_000_000
+from services.pilot.validate_resilience import retry_on, to_ms
 
 
 def _retry(retries: HTTPRetry | None) -> xds.RetryPolicy | None:
@@ -33,9 +29,9 @@ def _retry(retries: HTTPRetry | None) -> xds.RetryPolicy | None:
         conditions, codes, _ = retry_on(retries.retry_on)
         if codes and "retriable-status-codes" not in conditions:
             conditions.append("retriable-status-codes")
-    per_try = _ms(retries.per_try_timeout) if retries.per_try_timeout is not None else None
+    per_try = to_ms(retries.per_try_timeout) if retries.per_try_timeout is not None else None
     return xds.RetryPolicy(attempts=retries.attempts, per_try_timeout_ms=per_try, retry_on=conditions,
-                           status_codes=codes, backoff_ms=_ms(retries.backoff) if retries.backoff else 0,
+                           status_codes=codes, backoff_ms=to_ms(retries.backoff) if retries.backoff else 0,
                            ignore_previous_hosts=retries.retry_ignore_previous_hosts is not False,
                            remote_localities=bool(retries.retry_remote_localities))
 
@@ -45,7 +41,7 @@ def _fault(fault: HTTPFaultInjection | None) -> xds.FaultPolicy | None:
         return None
     out = xds.FaultPolicy()
     if fault.delay is not None and fault.delay.fixed_delay is not None:
-        out.delay_ms = _ms(fault.delay.fixed_delay)
+        out.delay_ms = to_ms(fault.delay.fixed_delay)
         if fault.delay.percentage is not None:
             out.delay_percent = fault.delay.percentage.value
         else:
@@ -58,5 +54,5 @@ def _fault(fault: HTTPFaultInjection | None) -> xds.FaultPolicy | None:
 
 def resilience(route: HTTPRoute) -> dict[str, object]:
     """HttpRule keyword arguments: timeout_ms, retry, fault."""
-    timeout = _ms(route.timeout) if route.timeout is not None else 0
+    timeout = to_ms(route.timeout) if route.timeout is not None else 0
     return {"timeout_ms": timeout or None, "retry": _retry(route.retries), "fault": _fault(route.fault)}
