@@ -527,3 +527,9 @@ class MirroredExchange(Exchange):
     def client_gone(self) -> None:
         _mirror_copies.pop(self, None)
         super().client_gone()
+
+    def _release(self) -> None:
+        # Every way an exchange ends passes here or through client_gone: a request that ends before its
+        # body did (upstream failure, timeout, error) drops its copy and frees its entry.
+        _mirror_copies.pop(self, None)
+        super()._release()
