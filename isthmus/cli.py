@@ -481,6 +481,10 @@ def _app_tcp(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
 @click.option("--access-log", envvar="ISTHMUS_ACCESS_LOG", default="", metavar="-|PATH",
               help="Write an access line per request and TCP connection: - for stdout, or a file (env "
                    "ISTHMUS_ACCESS_LOG). Off by default.")
+@click.option("--retry-buffer-limit", type=click.IntRange(0), envvar="ISTHMUS_RETRY_BUFFER_LIMIT",
+              default=1024 * 1024, show_default=True, metavar="BYTES",
+              help="Request body bytes kept so a retry can resend them; a larger body is not retried "
+                   "(env ISTHMUS_RETRY_BUFFER_LIMIT).")
 @click.option("--tcp", multiple=True, callback=_tcp_routes, metavar="HOST:PORT=LOCAL_PORT",
               help="Opaque TCP out: the app connects to 127.0.0.1:LOCAL_PORT to reach HOST:PORT (tcp routes apply). "
                    "Repeatable.")
@@ -491,7 +495,7 @@ def _app_tcp(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
 def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: int, app_port: int,
               labels: dict[str, str], inbound_port: int, outbound_port: int, admin_port: int, address: str,
               service_account: str, locality: str, lease_ttl: int | None, log_level: str | None,
-              access_log: str, tcp: tuple[tuple[str, int, int], ...],
+              access_log: str, retry_buffer_limit: int, tcp: tuple[tuple[str, int, int], ...],
               app_tcp: tuple[tuple[int, int, int], ...]) -> None:
     """Run a sidecar beside one workload until SIGINT/SIGTERM."""
     from proxy.settings import ProxyOptions
@@ -514,6 +518,7 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
         tcp_routes=tcp,
         app_tcp=app_tcp,
         access_log=access_log,
+        retry_buffer_limit=retry_buffer_limit,
         **extra,
     )
     from proxy.main import run_proxy

@@ -9,6 +9,7 @@
     ├── UpstreamTimeout       504  UT   the upstream did not answer in time
     ├── Overflow              503  UO   the cluster's circuit breaker is full (connectionPool)
     ├── RateLimited           429  RL   a RateLimit's token bucket is empty (proxy/inbound/ratelimit.py)
+    ├── RetryBufferExceeded   507  -    body arriving during a retry back-off outgrew the retry buffer
     └── FaultAbort            any  FI   a configured fault injection aborted the request
 
 The flag is Envoy's response flag, so access logs read the way Istio users expect.
@@ -81,3 +82,10 @@ class RateLimited(ProxyError):
     def __init__(self, headers: bytes = b"") -> None:
         super().__init__("local_rate_limited")
         self.headers = headers
+
+
+class RetryBufferExceeded(ProxyError):
+    """While waiting to retry, the request body outgrew the retry buffer: nothing can be resent (Envoy answers
+    507 with details request_payload_exceeded_retry_buffer_limit and no response flag)."""
+
+    status = 507

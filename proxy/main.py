@@ -20,6 +20,7 @@ from proxy.admin import AdminServer
 from proxy.control.config_state import ConfigState
 from proxy.control.registration import Registration
 from proxy.control.xds_client import XdsClient
+from proxy.http import exchange
 from proxy.http.server import Listener
 from proxy.http.upstream import ConnectionPool
 from proxy.inbound.local_app import LocalAppRouter
@@ -35,6 +36,7 @@ class Sidecar:
     def __init__(self, options: ProxyOptions) -> None:
         self.options = options
         self.log = configure(options.log_level, "proxy")
+        exchange.RETRY_BUFFER_LIMIT = options.retry_buffer_limit  # read by every exchange with a body
         self.state = ConfigState()
         self.pool = ConnectionPool()
         self.router = MeshRouter(self.state, options.namespace, options.domain_suffix, options.labels, options.locality)
