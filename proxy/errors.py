@@ -5,6 +5,8 @@
     ├── NoRoute               404  NR   no route or service for the requested host
     ├── NoHealthyUpstream     503  UH   the cluster has no healthy endpoint
     ├── UpstreamConnectError  503  UF   connecting to the chosen endpoint failed
+    │   └── DnsFailure        503  DF   the name of a host outside the mesh did not resolve
+    ├── BlackHole             502  -    REGISTRY_ONLY: a host the mesh does not know (BlackHoleCluster)
     ├── UpstreamReset         503  UC   the upstream closed or reset mid-exchange
     ├── UpstreamTimeout       504  UT   the upstream did not answer in time
     ├── Overflow              503  UO   the cluster's circuit breaker is full (connectionPool)
@@ -46,6 +48,24 @@ class NoHealthyUpstream(ProxyError):
 class UpstreamConnectError(ProxyError):
     status = 503
     flag = "UF"
+
+
+class DnsFailure(UpstreamConnectError):
+    """A passthrough host's name did not resolve (Envoy's dynamic forward proxy: flag DF)."""
+
+    flag = "DF"
+
+
+class BlackHole(ProxyError):
+    """outboundTrafficPolicy REGISTRY_ONLY and a host the registry does not know. Istio answers such a request
+    from its `block_all` route, a direct response 502, so Envoy sets no response flag (the access log's cluster
+    says BlackHoleCluster); a CONNECT is TCP to Istio, whose BlackHoleCluster has no endpoint: UH."""
+
+    status = 502
+
+    def __init__(self, detail: str = "", flag: str = "-") -> None:
+        super().__init__(detail)
+        self.flag = flag
 
 
 class UpstreamReset(ProxyError):
