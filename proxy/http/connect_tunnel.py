@@ -31,12 +31,14 @@ from proxy.http.rescue import rescue
 from proxy.outbound.passthrough import BLACKHOLE_CLUSTER
 from proxy.outbound.target import Target
 from proxy.tcp.relay import Relay, _Side
+from runtime.log import get_logger
 
 if TYPE_CHECKING:
     from proxy.http.server import HttpProxyProtocol
     from proxy.outbound.circuit_breaker import Breaker
 
 ESTABLISHED = b"HTTP/1.1 200 Connection Established\r\n\r\n"
+log = get_logger("proxy.connect")
 
 
 def parse_authority(authority: bytes) -> tuple[str, int]:
@@ -76,7 +78,9 @@ class ConnectExchange:
         try:
             host, port = parse_authority(self.authority)
             target = proto.shared.router.connect_pick(host, port, proto.client)  # type: ignore[attr-defined]
-        except Exception as exc:  # BadRequest, BlackHole, NoHealthyUpstream...; anything else is a 500
+        except Exception as exc:  # BadRequest, BlackHole, NoHealthyUpstream...; anything else is our bug: 500
+            if not isinstance(exc, ProxyError):
+                log.exception("CONNECT failed", target=self.authority.decode("latin-1"))
             self.fail(exc)
             return
         self.relay = TunnelRelay(self, target)
