@@ -323,11 +323,16 @@ def _quiet_logs() -> None:
 @click.option("--etcd-port", type=click.IntRange(1, 65534), default=2379, show_default=True,
               help="etcd client port; the peer port is this + 1.")
 @click.option("--demo", is_flag=True, help="Also run the bookinfo demo and show live traffic.")
-def up(state_dir: str, nats_port: int, etcd_port: int, demo: bool) -> None:
+@click.option("--outbound-traffic-policy", type=click.Choice(["ALLOW_ANY", "REGISTRY_ONLY"], case_sensitive=False),
+              envvar="ISTHMUS_OUTBOUND_TRAFFIC_POLICY", default="ALLOW_ANY", show_default=True,
+              help="What every sidecar does with hosts outside the mesh registry: pass them through, or 502 "
+                   "(Istio's meshConfig.outboundTrafficPolicy.mode; env ISTHMUS_OUTBOUND_TRAFFIC_POLICY).")
+def up(state_dir: str, nats_port: int, etcd_port: int, demo: bool, outbound_traffic_policy: str) -> None:
     """Run a local control plane (nats-server, etcd, registry, pilot, ca, telemetry) until Ctrl-C."""
     from isthmus.up import run_up
 
-    sys.exit(run_up(state_dir, nats_port=nats_port, etcd_port=etcd_port, demo=demo))
+    sys.exit(run_up(state_dir, nats_port=nats_port, etcd_port=etcd_port, demo=demo,
+                    outbound_traffic_policy=outbound_traffic_policy.upper()))
 
 
 FILES = click.option("-f", "--filename", "files", multiple=True, metavar="FILE|DIR|-",
@@ -481,6 +486,10 @@ def _app_tcp(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
 @click.option("--access-log", envvar="ISTHMUS_ACCESS_LOG", default="", metavar="-|PATH",
               help="Write an access line per request and TCP connection: - for stdout, or a file (env "
                    "ISTHMUS_ACCESS_LOG). Off by default.")
+@click.option("--retry-buffer-limit", type=click.IntRange(0), envvar="ISTHMUS_RETRY_BUFFER_LIMIT",
+              default=1024 * 1024, show_default=True, metavar="BYTES",
+              help="Request body bytes kept so a retry can resend them; a larger body is not retried "
+                   "(env ISTHMUS_RETRY_BUFFER_LIMIT).")
 @click.option("--tcp", multiple=True, callback=_tcp_routes, metavar="HOST:PORT=LOCAL_PORT",
               help="Opaque TCP out: the app connects to 127.0.0.1:LOCAL_PORT to reach HOST:PORT (tcp routes apply). "
                    "Repeatable.")
@@ -491,7 +500,7 @@ def _app_tcp(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
 def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: int, app_port: int,
               labels: dict[str, str], inbound_port: int, outbound_port: int, admin_port: int, address: str,
               service_account: str, locality: str, lease_ttl: int | None, log_level: str | None,
-              access_log: str, tcp: tuple[tuple[str, int, int], ...],
+              access_log: str, retry_buffer_limit: int, tcp: tuple[tuple[str, int, int], ...],
               app_tcp: tuple[tuple[int, int, int], ...]) -> None:
     """Run a sidecar beside one workload until SIGINT/SIGTERM."""
     from proxy.settings import ProxyOptions
@@ -514,6 +523,7 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
         tcp_routes=tcp,
         app_tcp=app_tcp,
         access_log=access_log,
+        retry_buffer_limit=retry_buffer_limit,
         **extra,
     )
     from proxy.main import run_proxy

@@ -79,8 +79,11 @@ def lock_state_dir(state: Path) -> IO[str] | None:
 
 
 def run_up(state_dir: str | Path = ".isthmus", *, nats_port: int = 4222, etcd_port: int = 2379,
-           demo: bool = False) -> int:
-    """Run the control plane until a stop signal; returns the exit code."""
+           demo: bool = False, outbound_traffic_policy: str | None = None) -> int:
+    """Run the control plane until a stop signal; returns the exit code. `outbound_traffic_policy`: pilot's
+    mesh-wide ALLOW_ANY or REGISTRY_ONLY (None: ISTHMUS_OUTBOUND_TRAFFIC_POLICY or ALLOW_ANY)."""
+    if outbound_traffic_policy is not None:  # the services inherit it (pilot reads it; runtime/settings.py)
+        os.environ["ISTHMUS_OUTBOUND_TRAFFIC_POLICY"] = outbound_traffic_policy
     state = Path(state_dir).resolve()
     state.mkdir(parents=True, exist_ok=True)
     (state / "logs").mkdir(exist_ok=True)

@@ -277,6 +277,19 @@ class ClusterConfig(Message):
     ratelimits: list[RateLimitRule] = []  # RateLimits on this service's workloads (inbound), oldest first
 
 
+ALLOW_ANY = "ALLOW_ANY"
+REGISTRY_ONLY = "REGISTRY_ONLY"
+OUTBOUND_TRAFFIC_POLICIES = (ALLOW_ANY, REGISTRY_ONLY)
+
+
+class MeshConfig(Message):
+    """Mesh-wide settings every proxy applies (Istio's meshConfig), set on pilot and carried by every push."""
+
+    # meshConfig.outboundTrafficPolicy.mode: what a sidecar does with a host the registry does not know.
+    # ALLOW_ANY: pass it through (PassthroughCluster); REGISTRY_ONLY: refuse it, 502 (BlackHoleCluster).
+    outbound_traffic_policy: str = ALLOW_ANY
+
+
 class Push(Message):
     """A delta (or, with full=True, the whole config) sent on subject xds.push or as a snapshot reply."""
 
@@ -288,6 +301,9 @@ class Push(Message):
     routes: list[RouteConfig] = []
     removed_clusters: list[str] = []
     removed_routes: list[str] = []
+    # The pilot's mesh settings, on every push; None (a pilot older than the field): a delta changes nothing,
+    # a snapshot means the defaults.
+    mesh: MeshConfig | None = None
 
 
 class SnapshotRequest(Message):

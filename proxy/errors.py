@@ -5,10 +5,13 @@
     ├── NoRoute               404  NR   no route or service for the requested host
     ├── NoHealthyUpstream     503  UH   the cluster has no healthy endpoint
     ├── UpstreamConnectError  503  UF   connecting to the chosen endpoint failed
+    │   └── DnsFailure        503  DF   the name of a host outside the mesh did not resolve
+    ├── BlackHole             502  -    REGISTRY_ONLY: a host the mesh does not know (BlackHoleCluster)
     ├── UpstreamReset         503  UC   the upstream closed or reset mid-exchange
     ├── UpstreamTimeout       504  UT   the upstream did not answer in time
     ├── Overflow              503  UO   the cluster's circuit breaker is full (connectionPool)
     ├── RateLimited           429  RL   a RateLimit's token bucket is empty (proxy/inbound/ratelimit.py)
+    ├── RetryBufferExceeded   507  -    body arriving during a retry back-off outgrew the retry buffer
     └── FaultAbort            any  FI   a configured fault injection aborted the request
 
 The flag is Envoy's response flag, so access logs read the way Istio users expect.
@@ -47,6 +50,24 @@ class UpstreamConnectError(ProxyError):
     flag = "UF"
 
 
+class DnsFailure(UpstreamConnectError):
+    """A passthrough host's name did not resolve (Envoy's dynamic forward proxy: flag DF)."""
+
+    flag = "DF"
+
+
+class BlackHole(ProxyError):
+    """outboundTrafficPolicy REGISTRY_ONLY and a host the registry does not know. Istio answers such a request
+    from its `block_all` route, a direct response 502, so Envoy sets no response flag (the access log's cluster
+    says BlackHoleCluster); a CONNECT is TCP to Istio, whose BlackHoleCluster has no endpoint: UH."""
+
+    status = 502
+
+    def __init__(self, detail: str = "", flag: str = "-") -> None:
+        super().__init__(detail)
+        self.flag = flag
+
+
 class UpstreamReset(ProxyError):
     status = 503
     flag = "UC"
@@ -81,3 +102,10 @@ class RateLimited(ProxyError):
     def __init__(self, headers: bytes = b"") -> None:
         super().__init__("local_rate_limited")
         self.headers = headers
+
+
+class RetryBufferExceeded(ProxyError):
+    """While waiting to retry, the request body outgrew the retry buffer: nothing can be resent (Envoy answers
+    507 with details request_payload_exceeded_retry_buffer_limit and no response flag)."""
+
+    status = 507

@@ -20,9 +20,11 @@ from proxy.admin import AdminServer
 from proxy.control.config_state import ConfigState
 from proxy.control.registration import Registration
 from proxy.control.xds_client import XdsClient
+from proxy.http import exchange
 from proxy.http.server import Listener
 from proxy.http.upstream import ConnectionPool
 from proxy.inbound.local_app import LocalAppRouter
+from proxy.outbound.dns_cache import DnsCache
 from proxy.outbound.router import MeshRouter
 from proxy.outbound.target import Target
 from proxy.settings import ProxyOptions
@@ -35,8 +37,10 @@ class Sidecar:
     def __init__(self, options: ProxyOptions) -> None:
         self.options = options
         self.log = configure(options.log_level, "proxy")
+        exchange.RETRY_BUFFER_LIMIT = options.retry_buffer_limit  # read by every exchange with a body
         self.state = ConfigState()
         self.pool = ConnectionPool()
+        self.pool.resolver = DnsCache()  # names of hosts outside the mesh (passthrough), off the loop
         self.router = MeshRouter(self.state, options.namespace, options.domain_suffix, options.labels, options.locality)
         self.xds = XdsClient(self.state, options.id, options.service, options.namespace)
         workload = Workload(id=options.id, service=options.service, namespace=options.namespace,

@@ -72,6 +72,10 @@ class ProxyOptions:
     proxy_id: str = ""
     # access log: "" off, "-" stdout, else a file path (proxy/access_log.py)
     access_log: str = field(default_factory=lambda: os.environ.get("ISTHMUS_ACCESS_LOG", ""))
+    # request body bytes kept per request so a retry can resend it (Envoy's per_connection_buffer_limit_bytes,
+    # 1 MiB); a larger body streams and is not retried; 0: bodies are never kept
+    retry_buffer_limit: int = field(default_factory=lambda: int(os.environ.get("ISTHMUS_RETRY_BUFFER_LIMIT",
+                                                                               str(1024 * 1024))))
     # opaque TCP out: (service host, service port, local port the app connects to)
     tcp_routes: tuple[tuple[str, int, int], ...] = ()
     # opaque TCP in: (service port, app port, inbound listener port; 0: any free port)

@@ -87,7 +87,10 @@ class ServiceProcess:
         parser.add_argument("--lease-ttl", type=int, help="registration TTL seconds (env ISTHMUS_LEASE_TTL)")
         parser.add_argument("--log-level", help="debug|info|warning|error (env ISTHMUS_LOG_LEVEL)")
         args = parser.parse_args(argv)
-        settings = Settings.load(**vars(args))
+        try:
+            settings = Settings.load(**vars(args))
+        except ValueError as exc:
+            parser.error(str(exc))
         try:
             import uvloop
 

@@ -8,6 +8,7 @@
 | ISTHMUS_LEASE_TTL        | 5                        | seconds a registration lives without heartbeat|
 | ISTHMUS_LOG_LEVEL        | info                     | debug, info, warning, error                   |
 | ISTHMUS_INSTANCE         | <hostname>-<pid>         | this process's name on the bus                |
+| ISTHMUS_OUTBOUND_TRAFFIC_POLICY | ALLOW_ANY         | pilot: meshConfig.outboundTrafficPolicy.mode  |
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ class Settings:
     lease_ttl: int = 5
     log_level: str = "info"
     instance: str = field(default_factory=_instance_name)
+    # pilot: what sidecars do with hosts the registry does not know (ALLOW_ANY or REGISTRY_ONLY), pushed to all
+    outbound_traffic_policy: str = "ALLOW_ANY"
 
     @classmethod
     def load(cls, **flags: Any) -> "Settings":
@@ -46,9 +49,14 @@ class Settings:
             lease_ttl=int(env.get("ISTHMUS_LEASE_TTL", "5")),
             log_level=env.get("ISTHMUS_LOG_LEVEL", "info"),
             instance=env.get("ISTHMUS_INSTANCE") or _instance_name(),
+            outbound_traffic_policy=env.get("ISTHMUS_OUTBOUND_TRAFFIC_POLICY", "ALLOW_ANY").strip().upper(),
         )
         given = {k: v for k, v in flags.items() if v is not None}
-        return replace(base, **given)
+        settings = replace(base, **given)
+        if settings.outbound_traffic_policy not in ("ALLOW_ANY", "REGISTRY_ONLY"):
+            raise ValueError(f"ISTHMUS_OUTBOUND_TRAFFIC_POLICY is {settings.outbound_traffic_policy!r}: "
+                             "use ALLOW_ANY or REGISTRY_ONLY")
+        return settings
 
     @property
     def etcd_host_port(self) -> tuple[str, int]:

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from proto.xds import ClusterConfig, Push, RouteConfig, WeightedDestination
+from proto.xds import OUTBOUND_TRAFFIC_POLICIES, ClusterConfig, MeshConfig, Push, RouteConfig, WeightedDestination
 from proxy.outbound.balancer import policy_problem
 from proxy.outbound.route_match import CompiledMatch, CompiledRoute
 from proxy.outbound.router import RoutingTable, build_table
@@ -126,6 +126,7 @@ class ConfigState:
         # objects are keys, since desired_routes or routes holds each one.
         self._compiled: dict[int, CompiledRoute] = {}
         self.table = RoutingTable({}, {})
+        self.mesh = MeshConfig()  # mesh-wide settings from pilot (outboundTrafficPolicy): MeshRouter reads them
         self.on_apply: list[Callable[[], None]] = []  # called after each applied push (inbound rate limits)
 
     def is_next(self, push: Push) -> bool:
@@ -137,6 +138,10 @@ class ConfigState:
 
     def apply(self, push: Push) -> None:
         """Apply a delta (or a full snapshot); raises ConfigRejected and changes nothing if invalid."""
+        mesh = push.mesh if push.mesh is not None else (MeshConfig() if push.full else self.mesh)
+        if mesh.outbound_traffic_policy not in OUTBOUND_TRAFFIC_POLICIES:
+            raise ConfigRejected(f"mesh: outbound traffic policy {mesh.outbound_traffic_policy!r} is not one of "
+                                 f"{', '.join(OUTBOUND_TRAFFIC_POLICIES)}")
         for cluster in push.clusters:
             _check_cluster(cluster)
         compiled = {id(r): c for r, c in ((r, _compile(r)) for r in push.routes)}
@@ -170,6 +175,7 @@ class ConfigState:
         self._compiled = {k: v for k, v in known.items() if k in keep}
         self.epoch, self.seq, self.version = push.epoch, push.seq, max(self.version, push.version)
         self.table = table
+        self.mesh = mesh
         for callback in self.on_apply:
             callback()
 
@@ -227,6 +233,7 @@ class ConfigState:
             "epoch": self.epoch,
             "seq": self.seq,
             "version": self.version,
+            "mesh": msgspec.to_builtins(self.mesh),
             "clusters": clusters,
             "routes": [msgspec.to_builtins(self.routes[h]) for h in sorted(self.routes)],
             "pending": [{"host": h, "version": p.route.version, "source": p.route.source, "missing": list(p.missing)}

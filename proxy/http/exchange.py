@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from proxy.errors import BadRequest, Overflow, ProxyError, UpstreamTimeout
+from proxy.errors import BadRequest, Overflow, ProxyError, RetryBufferExceeded, UpstreamTimeout
 from proxy.http.flow import BUFFERING, PEER_FULL, PIPELINE
 from proxy.http.head import COLON_SP, CRLF, request_head, status_line, write_response_head
 from proxy.http.rescue import rescue
@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 LAST_CHUNK = b"0\r\n\r\n"
 BUFFER_LIMIT = 64 * 1024  # request body held while connecting before we stop reading the client
+# Request body bytes kept to resend on a retry (Envoy's retry/shadow buffer: the listener's
+# per_connection_buffer_limit_bytes, default 1 MiB). A body over it streams and is not retried.
+# Set once at start-up from `proxy run --retry-buffer-limit` (proxy/main.py); 0 keeps nothing.
+RETRY_BUFFER_LIMIT = 1024 * 1024
 
 
 class AccessRecord:
@@ -54,7 +58,8 @@ class Exchange(RetrySteps):
     __slots__ = (
         # request
         "proto", "head", "method", "target", "headers", "drop", "chunked", "http11", "keep_alive",
-        "expect_continue", "is_head", "req_done", "pending", "pending_size", "replay", "error", "upgrade",
+        "expect_continue", "is_head", "req_done", "pending", "pending_size", "replay", "kept", "kept_size", "error",
+        "upgrade",
         # upstream
         "upstream", "conn", "connecting", "retried", "timer",
         # route policy (proxy/outbound/policy.py): timeout, retries, fault
@@ -83,8 +88,11 @@ class Exchange(RetrySteps):
         self.is_head = method == b"HEAD"
         self.req_done = not has_body
         self.pending: list[bytes] = []  # framed body bytes not yet written upstream
-        self.pending_size = 0
-        self.replay: bytes | None = None  # the whole request, if it went out in one write
+        self.pending_size = 0  # body bytes in `pending` (without chunk framing)
+        self.replay: bytes | None = None  # what went out in the first write, if it can be sent again
+        # Body sent after that first write, kept for a retry while the route retries and it fits in
+        # RETRY_BUFFER_LIMIT (kept_size counts it without chunk framing; set when `kept` is made).
+        self.kept: list[bytes] | None = None
         self.error = error
         self.upgrade: bytes | None = None  # the Upgrade value of a websocket request (set by the server)
         # upstream
@@ -175,15 +183,15 @@ class Exchange(RetrySteps):
         if self.resp_done:  # answered already (early response or error): drop the rest
             return
         if self.chunked:  # one write per chunk rather than three
-            self._to_upstream(b"".join((b"%x\r\n" % len(chunk), chunk, CRLF)))
+            self._to_upstream(b"".join((b"%x\r\n" % len(chunk), chunk, CRLF)), len(chunk))
         else:
-            self._to_upstream(chunk)
+            self._to_upstream(chunk, len(chunk))
 
     def feed_end(self) -> None:
         if self.req_done:
             return
         if self.chunked and not self.resp_done:
-            self._to_upstream(LAST_CHUNK)
+            self._to_upstream(LAST_CHUNK, 0)
         self.req_done = True
         if self.resp_done:
             self._release()
@@ -316,14 +324,26 @@ class Exchange(RetrySteps):
 
     # --- internals --------------------------------------------------------------------------------
 
-    def _to_upstream(self, data: bytes) -> None:
+    def _to_upstream(self, data: bytes, size: int) -> None:
+        """`data`: body bytes as framed upstream; `size`: how many of them are body (chunk framing aside)."""
         conn = self.conn
+        if self.kept is not None:  # a retry may resend it: keep it, up to RETRY_BUFFER_LIMIT
+            self.kept_size += size
+            if self.kept_size <= RETRY_BUFFER_LIMIT:
+                self.kept.append(data)
+                if conn is not None:
+                    conn.transport.write(data)
+                return  # between tries it goes out with the next one
+            self.kept = self.replay = None  # too large to resend: it streams, and is not retried
+            if conn is None:  # waiting to retry and what came meanwhile cannot be kept (Envoy: 507)
+                self.fail(RetryBufferExceeded("exceeded request buffer limit while retrying upstream"))
+                return
         if conn is not None:
             self.replay = None  # body went out after the first write: no longer safe to resend
             conn.transport.write(data)
         else:
             self.pending.append(data)
-            self.pending_size += len(data)
+            self.pending_size += size
             if self.pending_size > BUFFER_LIMIT:
                 self.proto.gate.pause(BUFFERING)
 
@@ -361,12 +381,15 @@ class Exchange(RetrySteps):
     def _send(self, conn: UpstreamConnection) -> None:
         self.conn = conn
         conn.attach(self)
-        if self.replay is not None:  # a retry: resend exactly what went out the first time
+        if self.replay is not None:  # a retry: resend exactly what went out, then what was kept since
             data = self.replay
+            if self.kept:
+                data = b"".join((data, *self.kept))
         else:
             parts = request_head(self.method, self.target, self.headers, self.drop, self.chunked)
             if self.upgrade is not None:  # request_head drops hop-by-hop names; an upgrade needs them
                 parts.insert(-1, b"connection: upgrade\r\nupgrade: %s\r\n" % self.upgrade)
+            in_hand = self.pending_size
             if self.pending:
                 parts += self.pending
                 self.pending = []
@@ -374,7 +397,15 @@ class Exchange(RetrySteps):
                 self.proto.gate.resume(BUFFERING)
             data = b"".join(parts)
             if self.req_done:
-                self.replay = data
+                if in_hand <= RETRY_BUFFER_LIMIT:
+                    self.replay = data
+            else:  # the body is still coming: keep it for a retry if the route retries and it may fit
+                policy = self.policy
+                if policy is not None and policy.retry is not None and in_hand <= RETRY_BUFFER_LIMIT \
+                        and RETRY_BUFFER_LIMIT:
+                    self.replay = data
+                    self.kept = []
+                    self.kept_size = in_hand
         conn.transport.write(data)
         if self.proto.write_paused:
             conn.gate.pause(PEER_FULL)
@@ -527,3 +558,9 @@ class MirroredExchange(Exchange):
     def client_gone(self) -> None:
         _mirror_copies.pop(self, None)
         super().client_gone()
+
+    def _release(self) -> None:
+        # Every way an exchange ends passes here or through client_gone: a request that ends before its
+        # body did (upstream failure, timeout, error) drops its copy and frees its entry.
+        _mirror_copies.pop(self, None)
+        super()._release()

@@ -15,6 +15,7 @@ from typing import Callable
 import httptools
 
 from proxy.errors import BadRequest
+from proxy.http.connect_tunnel import ConnectExchange
 from proxy.http.exchange import AccessRecord, Exchange
 from proxy.http.flow import PEER_FULL, PIPELINE, ReadGate
 from proxy.http.head import Mode, connection_tokens, new_request_id, resolve
@@ -169,6 +170,14 @@ class HttpProxyProtocol(asyncio.Protocol):
             return
         parser = self.parser
         method = parser.get_method()
+        if method == b"CONNECT" and self.mode is Mode.OUTBOUND:  # HTTPS_PROXY tunnels (proxy/http/connect_tunnel.py)
+            tunnel = self.current = ConnectExchange(self, self.url)  # type: ignore[assignment]
+            self.pipeline.append(tunnel)  # type: ignore[arg-type]
+            if self.active is None:
+                self._advance()
+            else:
+                self.gate.pause(PIPELINE)
+            return
         http11 = parser.get_http_version() == "1.1"
         keep_alive = http11 and parser.should_keep_alive()  # HTTP/1.0 clients: close after each
         headers = self.headers

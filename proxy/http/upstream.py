@@ -26,6 +26,7 @@ from proxy.http.head import connection_tokens
 if TYPE_CHECKING:
     from proxy.http.exchange import Exchange
     from proxy.http.server import HttpProxyProtocol
+    from proxy.outbound.dns_cache import DnsCache
 
 Key = tuple[str, int] | tuple[str, int, str]
 
@@ -275,6 +276,9 @@ class ConnectionPool:
         self.idle_timeout = idle_timeout
         self.connect_timeout = connect_timeout
         self.opened = 0  # connections ever opened: a cheap stat, and what tests count
+        # Resolves host names of passthrough targets off the loop, cached (proxy/outbound/dns_cache.py);
+        # None: the loop's create_connection resolves them itself.
+        self.resolver: DnsCache | None = None
         self._idle: dict[Key, deque[UpstreamConnection]] = {}
         self._sweeper: asyncio.TimerHandle | None = None
         self._sweep_at = float("inf")  # loop time the sweeper fires at (inf: none scheduled)
@@ -306,7 +310,10 @@ class ConnectionPool:
         timeout = timeout or self.connect_timeout
         try:
             async with asyncio.timeout(timeout):
-                _, conn = await loop.create_connection(lambda: UpstreamConnection(self, key), address, port)
+                if self.resolver is not None:
+                    _, conn = await self.resolver.connect(loop, lambda: UpstreamConnection(self, key), address, port)
+                else:
+                    _, conn = await loop.create_connection(lambda: UpstreamConnection(self, key), address, port)
         except TimeoutError:
             raise UpstreamConnectError(
                 f"upstream connect error: {address}:{port}: timed out after {timeout:g}s"

@@ -5,8 +5,9 @@ Host suffixed `-shadow` before any port (`reviews:9080` -> `reviews-shadow:9080`
 `connection: close`. It is sent to an endpoint of the mirror cluster picked by that cluster's balancer
 once the whole request is in hand, on its own connection; its response is read and dropped. The
 primary request never waits for it and never sees its failures. Bounded: requests whose body exceeds
-MAX_BODY are not mirrored, and at most MAX_IN_FLIGHT copies per process are in flight (more are dropped),
-each cut after TIMEOUT seconds.
+MAX_BODY are not mirrored, at most MAX_IN_FLIGHT copies per process are in flight (more are dropped),
+each cut after TIMEOUT seconds, and at most MAX_IN_FLIGHT requests per process may be collecting a copy of
+their body at once (the exchange frees that entry on every way a request ends).
 """
 
 from __future__ import annotations
@@ -79,15 +80,14 @@ class PendingCopy:
 
 
 class _Sink(asyncio.Protocol):
-    """Writes the copy, drops whatever comes back, closes on EOF or after TIMEOUT."""
+    """Writes the copy and drops whatever comes back; `done` resolves when the connection is gone."""
 
     def __init__(self, data: bytes) -> None:
         self.data = data
-        self.timer: asyncio.TimerHandle | None = None
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: Any) -> None:
         transport.write(self.data)
-        self.timer = asyncio.get_running_loop().call_later(TIMEOUT, transport.abort)
 
     def data_received(self, data: bytes) -> None:
         pass
@@ -96,17 +96,22 @@ class _Sink(asyncio.Protocol):
         return False  # close our side too
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        Shadows.in_flight -= 1
-        if self.timer is not None:
-            self.timer.cancel()
+        if not self.done.done():
+            self.done.set_result(None)
 
 
 class Shadows:
-    """Counts of the copies this process sent (for tests and the admin page)."""
+    """Counts of the copies this process sent (for tests and the admin page).
+
+    Each copy holds one of MAX_IN_FLIGHT slots from `send` until its task ends, and the task gives it
+    back in a `finally`, so every way a copy can end (connect refused, reset while uploading, the
+    TIMEOUT over connect and exchange, a response, cancellation at shutdown) frees the slot.
+    """
 
     in_flight = 0
     sent = 0
     dropped = 0
+    failed = 0  # copies that could not be delivered (connect failure, timeout): a stat
 
     @classmethod
     def send(cls, address: str, port: int, data: bytes) -> None:
@@ -115,14 +120,22 @@ class Shadows:
             return
         cls.in_flight += 1
         cls.sent += 1
-        loop = asyncio.get_running_loop()
-        task = asyncio.ensure_future(loop.create_connection(lambda: _Sink(data), address, port))
-        task.add_done_callback(cls._connected)
+        asyncio.ensure_future(cls._deliver(address, port, data))
 
     @classmethod
-    def _connected(cls, task: asyncio.Future[Any]) -> None:
-        if task.cancelled() or task.exception() is not None:  # retrieved: never logged as unhandled
+    async def _deliver(cls, address: str, port: int, data: bytes) -> None:
+        transport = None
+        try:
+            async with asyncio.timeout(TIMEOUT):  # one bound over connect, upload and response
+                sink = _Sink(data)
+                transport, _ = await asyncio.get_running_loop().create_connection(lambda: sink, address, port)
+                await sink.done
+        except (OSError, TimeoutError):
+            cls.failed += 1
+        finally:
             cls.in_flight -= 1
+            if transport is not None:
+                transport.abort()  # a no-op once closed; cuts a copy the timeout gave up on
 
 
 def from_rule(rule: xds.HttpRule) -> MirrorPolicy | None:

@@ -11,8 +11,11 @@ Conditions follow Envoy's `retry_on` (router filter, x-envoy-retry-on) as Istio 
                             HTTP/2 stream refusal and gRPC status codes: accepted (Istio's default policy names
                             them) but they never occur on Isthmus's HTTP/1.1 upstreams, so they never trigger.
 A retry is only sent while nothing of the response reached the client, and only when the request can be
-sent again: nothing was sent yet (connect failure), or the whole request went out in one write and the
-exchange kept it (`Exchange.replay`). A body still streaming when the request was sent is not retried.
+sent again: the exchange keeps what it sent (`Exchange.replay`, and `Exchange.kept` for body bytes that
+came after the head went out), for any framing, up to RETRY_BUFFER_LIMIT body bytes (proxy/http/exchange.py,
+Envoy's retry buffer: the listener's per_connection_buffer_limit_bytes, 1 MiB). A body over the limit
+streams on and is not retried; one that outgrows it while a retry waits its back-off is answered 507,
+as Envoy does. A retry while the body is still arriving sends what came so far, then the rest as it comes.
 Retries wait Envoy's back-off (exponential with full jitter from a base interval, `backoff` or 25 ms, to at
 most ten times the base) and go to an endpoint not tried yet where the cluster has one, unless
 retryIgnorePreviousHosts is false; with retryRemoteLocalities, to the next locality priority every second

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from proto.xds import ClusterConfig, Endpoint, LbPolicy, OutlierPolicy, PoolLimits
+from proto.xds import ALLOW_ANY, ClusterConfig, Endpoint, LbPolicy, OutlierPolicy, PoolLimits
 from proxy.errors import NoHealthyUpstream, NoRoute
 from proxy.outbound.balancer import Balancer, make_balancer
 from proxy.outbound.circuit_breaker import Breaker
 from proxy.outbound.locality import preferred, ranked
 from proxy.outbound.outlier import Detector
+from proxy.outbound.passthrough import outside
 from proxy.outbound.policy import DEFAULT_POLICY
 from proxy.outbound.route_match import Caller, CompiledRoute, path_without_query
 from proxy.outbound.target import RequestHead, Target
@@ -221,8 +222,8 @@ class MeshRouter:
     def pick(self, head: RequestHead) -> Target:
         table = self.source.table
         host = self.resolve(table, head.host)
-        if not host:
-            raise NoRoute(f"no service or route for host {head.host!r}")
+        if not host:  # outside the mesh: outboundTrafficPolicy (proxy/outbound/passthrough.py)
+            return outside(self.outbound_policy(), head.host, head.port)
         port = head.port
         subset = ""
         route = table.routes.get(host)
@@ -289,6 +290,19 @@ class MeshRouter:
         if rule is not None and dest.port is None and len(entry.ports) == 1:
             (port,) = entry.ports
         return self._target(entry, fqdn, subset, port, RequestHead("", host, port, "", [], client), None)
+
+    def connect_pick(self, host: str, port: int, client: str = "") -> Target:
+        """Where a CONNECT tunnel to `host:port` goes. A host the registry knows: opaque TCP to it, as Istio
+        treats any TCP to a service (tcp_pick: its tcp routes, balancer and connection limits). Any other:
+        the outboundTrafficPolicy's passthrough, or BlackHole (raised) under REGISTRY_ONLY."""
+        if self.resolve(self.source.table, host):
+            return self.tcp_pick(host, port, client)
+        return outside(self.outbound_policy(), host, port, tunnel=True)
+
+    def outbound_policy(self) -> str:
+        """meshConfig.outboundTrafficPolicy.mode, from the source's mesh settings (ConfigState.mesh)."""
+        mesh = getattr(self.source, "mesh", None)
+        return mesh.outbound_traffic_policy if mesh is not None else ALLOW_ANY
 
     def mirror_pick(self, host: str, subset: str, port: int | None, head: RequestHead) -> tuple[str, int] | None:
         """(address, port) of an endpoint of a mirror destination, or None when it has none (no error:

@@ -35,6 +35,7 @@ log = get_logger("proxy.tcp")
 
 DEFAULT_IDLE_TIMEOUT = 3600.0  # Istio's default tcp.idleTimeout
 DEFAULT_CONNECT_TIMEOUT = 5.0
+EARLY_LIMIT = 64 * 1024  # bytes read from one side before the other is connected; then reading pauses
 
 # Picks where a new downstream connection goes (raises ProxyError when it cannot go anywhere).
 Picker = Callable[[str], Target]
@@ -43,14 +44,15 @@ Picker = Callable[[str], Target]
 class _Side(asyncio.Protocol):
     """One connection of a relay; what it reads is written to the other one."""
 
-    __slots__ = ("relay", "transport", "other", "early", "eof", "read")
+    __slots__ = ("relay", "transport", "other", "early", "early_size", "eof", "read")
 
     def __init__(self, relay: Relay) -> None:
         self.relay = relay
         self.read = 0  # bytes read from this connection (for the access log)
         self.transport: asyncio.Transport | None = None
         self.other: _Side | None = None
-        self.early: list[bytes] = []  # read before the other side was connected
+        self.early: list[bytes] = []  # read before the other side was connected (at most ~EARLY_LIMIT)
+        self.early_size = 0
         self.eof = False  # read EOF before the other side was connected
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -62,6 +64,9 @@ class _Side(asyncio.Protocol):
         other = self.other
         if other is None or other.transport is None:
             self.early.append(data)
+            self.early_size += len(data)
+            if self.early_size > EARLY_LIMIT and self.transport is not None:
+                self.transport.pause_reading()  # resumed once paired
         else:
             other.transport.write(data)
 
@@ -91,7 +96,7 @@ class Relay:
     """A downstream connection and its upstream: routed once, then bytes both ways until either closes."""
 
     __slots__ = ("loop", "pick", "down", "up", "target", "holds_slot", "last_active", "timer", "deadline",
-                 "closed", "connecting", "halves", "on_close", "started", "flag")
+                 "closed", "connecting", "halves", "on_close", "started", "flag", "error")
 
     def __init__(self, pick: Picker, on_close: Callable[[Relay], None]) -> None:
         self.loop = asyncio.get_running_loop()
@@ -109,6 +114,7 @@ class Relay:
         self.on_close = on_close
         self.started = self.last_active
         self.flag = "-"  # Envoy's response flag for the access log: UO, UF, NR, UH, or "-"
+        self.error: BaseException | None = None  # why the upstream could not be reached, if it could not
 
     def start(self) -> None:
         self.connecting = self.loop.create_task(self._connect())
@@ -126,8 +132,9 @@ class Relay:
             timeout = breaker.connect_timeout if breaker is not None and breaker.connect_timeout else None
             up = _Side(self)
             async with asyncio.timeout(timeout or DEFAULT_CONNECT_TIMEOUT):
-                await self.loop.create_connection(lambda: up, target.address, target.port)
+                await self.open(up, target)
         except (ProxyError, OSError, TimeoutError) as exc:
+            self.error = exc
             self.flag = exc.flag if isinstance(exc, ProxyError) else "UF"
             if self.target is not None and self.target.outlier is not None and not isinstance(exc, ProxyError):
                 self.target.outlier.report(self.target.endpoint, 0)  # a connect failure: a gateway error
@@ -142,6 +149,10 @@ class Relay:
             target.outlier.report(target.endpoint, 200)
         self._attach(up, breaker)
 
+    async def open(self, up: _Side, target: Target) -> None:
+        """Connect `up` to the target (a subclass may resolve names its own way)."""
+        await self.loop.create_connection(lambda: up, target.address, target.port)
+
     def _attach(self, up: _Side, breaker: Breaker | None) -> None:
         self.up = up
         down = self.down
@@ -153,6 +164,9 @@ class Relay:
             if src.early:
                 dst.transport.writelines(src.early)
                 src.early = []
+                if src.early_size > EARLY_LIMIT and src.transport is not None:
+                    src.transport.resume_reading()
+                src.early_size = 0
             if src.eof and dst.transport.can_write_eof():
                 dst.transport.write_eof()
         idle, duration = DEFAULT_IDLE_TIMEOUT, 0.0

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import uuid
 
-from proto.xds import ClusterConfig, Push, RouteConfig
+from proto.xds import ClusterConfig, MeshConfig, Push, RouteConfig
 from runtime.bus import encode
 from services.pilot.compile import MeshState, compile_mesh, diff
 
 
 class Pusher:
-    def __init__(self) -> None:
+    def __init__(self, mesh: MeshConfig | None = None) -> None:
+        """`mesh`: the mesh-wide settings (pilot's settings) every push carries to every proxy."""
+        self.mesh = mesh or MeshConfig()
         self.clusters: dict[str, ClusterConfig] = {}
         self.routes: dict[str, RouteConfig] = {}
         self.epoch = uuid.uuid4().hex[:12]
@@ -29,7 +31,7 @@ class Pusher:
         """A new leadership term: proxies that see the new epoch resync by snapshot."""
         self.epoch = uuid.uuid4().hex[:12]
         self.seq += 1
-        return Push(epoch=self.epoch, seq=self.seq, version=self.version)
+        return Push(epoch=self.epoch, seq=self.seq, version=self.version, mesh=self.mesh)
 
     def recompile(self, state: MeshState, revision: int) -> Push | None:
         """Compile, diff against the last result and return the delta (None when nothing changed)."""
@@ -43,7 +45,7 @@ class Pusher:
         self.seq += 1
         return Push(epoch=self.epoch, seq=self.seq, version=self.version,
                     clusters=changed_clusters, routes=changed_routes,
-                    removed_clusters=removed_clusters, removed_routes=removed_routes)
+                    removed_clusters=removed_clusters, removed_routes=removed_routes, mesh=self.mesh)
 
     def snapshot_bytes(self) -> bytes:
         """The encoded snapshot, built once per push: a thousand proxies starting together ask for
@@ -57,4 +59,4 @@ class Pusher:
     def snapshot(self) -> Push:
         return Push(epoch=self.epoch, seq=self.seq, version=self.version, full=True,
                     clusters=sorted(self.clusters.values(), key=lambda c: c.host),
-                    routes=sorted(self.routes.values(), key=lambda r: r.host))
+                    routes=sorted(self.routes.values(), key=lambda r: r.host), mesh=self.mesh)

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from proto import subjects
 from proto.config_api import ConfigEvent
-from proto.xds import SnapshotRequest
+from proto.xds import MeshConfig, SnapshotRequest
 from runtime.bus import decode, encode
 from runtime.leader import LeaderElection
 from runtime.service import ServiceProcess
@@ -33,7 +33,7 @@ class PilotService(ServiceProcess):
 
     async def start(self) -> None:
         self.inputs = Inputs()
-        self.pusher = Pusher()
+        self.pusher = Pusher(MeshConfig(outbound_traffic_policy=self.settings.outbound_traffic_policy))
         self.changed = asyncio.Event()
         self.config_changed = False
         self.pending_events: list[ConfigEvent] = []

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from proto.xds import (
-    ClusterConfig, Endpoint, HttpRule, Push, RouteConfig, RouteMatch, StringMatch, SubsetPolicy, WeightedDestination,
+    ClusterConfig, Endpoint, HttpRule, MeshConfig, Push, RouteConfig, RouteMatch, StringMatch, SubsetPolicy, WeightedDestination,
 )
 from proxy.control.config_state import ConfigRejected, ConfigState
 from proxy.errors import NoRoute
@@ -75,8 +75,21 @@ def test_a_full_push_replaces_everything():
     proxy.push(full=True, clusters=[cluster(), cluster(RATINGS)], routes=[route("v1", 3)])
     proxy.push(full=True, clusters=[cluster(RATINGS)])
     assert set(proxy.state.clusters) == {RATINGS} and proxy.state.routes == {}
-    with pytest.raises(NoRoute):
-        proxy.target()
+    assert proxy.router.pick(RequestHead("GET", "reviews", 9080, "/", [])).cluster == "PassthroughCluster"
+
+
+def test_the_mesh_settings_come_with_pushes_and_a_bad_mode_is_rejected():
+    proxy = Proxy()
+    proxy.push(full=True, clusters=[cluster()], mesh=MeshConfig(outbound_traffic_policy="REGISTRY_ONLY"))
+    assert proxy.state.mesh.outbound_traffic_policy == "REGISTRY_ONLY"
+    assert proxy.router.pick(RequestHead("GET", "example.com", 80, "/", [])).cluster == "BlackHoleCluster"
+    proxy.push(clusters=[cluster(version=2)])  # a delta without mesh settings (an older pilot) keeps them
+    assert proxy.state.dump()["mesh"] == {"outbound_traffic_policy": "REGISTRY_ONLY"}
+    with pytest.raises(ConfigRejected, match="ALLOW_ANY"):
+        proxy.push(mesh=MeshConfig(outbound_traffic_policy="DENY"))
+    assert proxy.state.mesh.outbound_traffic_policy == "REGISTRY_ONLY"
+    proxy.push(full=True, clusters=[cluster()])  # a snapshot without them: the defaults
+    assert proxy.state.mesh.outbound_traffic_policy == "ALLOW_ANY"
 
 
 @pytest.mark.parametrize("bad", [

@@ -117,8 +117,9 @@ async def test_missing_host_in_http11_origin_form_is_400_and_closes(start_proxy,
     assert await closed(reader)
 
 
-async def test_connect_method_is_rejected_with_a_clear_error_and_closed(start_proxy, connect):
-    proxy = await start_proxy(StubRouter({}))
+async def test_connect_method_is_rejected_on_the_inbound_listener_with_a_clear_error_and_closed(start_proxy, connect):
+    """(The outbound listener tunnels CONNECT: tests/proxy/test_connect_tunnel.py.)"""
+    proxy = await start_proxy(StubRouter({}), Mode.INBOUND)
     reader, writer = await connect(proxy.port)
     writer.write(b"CONNECT reviews:443 HTTP/1.1\r\nHost: reviews:443\r\n\r\n")
     resp = await read_response(reader)

@@ -109,3 +109,50 @@ async def test_a_mirror_that_refuses_connections_does_not_fail_the_request(mirro
             writer.write(b"GET /g HTTP/1.1\r\nHost: h\r\n\r\n")
             assert (await asyncio.wait_for(read_response(reader), 2.0)).status == 200
     await wait_for(lambda: mirror.Shadows.in_flight == 0)
+
+
+async def test_a_hundred_mirrored_requests_that_fail_in_every_way_leave_mirroring_working():
+    """Each way a mirrored request or its copy can end frees what it held: an upload cut by the primary's
+    failure, a client gone mid-body, a malformed body, a mirror that refuses. Then a copy still goes out."""
+    pool = ConnectionPool(connect_timeout=2.0)
+    clients = Clients()
+    async with Upstream(keep_alive_echo) as up, Upstream(stall) as shadow:
+        dead = Upstream(stall)
+        async with dead:
+            dead_port = dead.port  # nothing listens there afterwards
+        policy = compile_policy(xds.HttpRule(destinations=[xds.WeightedDestination(host="h")]),
+                                mirror=mirror.MirrorPolicy([xds.MirrorPolicy(host="m")]))
+        router = MirrorRouter(Target("127.0.0.1", dead_port, "outbound|80||h", policy=policy),
+                              ("127.0.0.1", shadow.port))
+        listener = await serve("127.0.0.1", 0, router, pool, Mode.OUTBOUND)
+        try:
+            for i in range(100):
+                reader, writer = await clients(listener.port)
+                kind = i % 3
+                if kind == 0:  # the primary cannot be reached while the body is still coming: 503, closed
+                    writer.write(b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\n0123")
+                    assert (await read_response(reader)).status == 503
+                elif kind == 1:  # the client leaves mid-body
+                    writer.write(b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\n0123")
+                    await asyncio.sleep(0)
+                    writer.transport.abort()
+                else:  # a malformed chunked body
+                    writer.write(b"POST /p HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+                    await asyncio.wait_for(reader.read(), 5.0)  # answered (or not), then closed
+            await wait_for(lambda: not exchange._mirror_copies)
+            # copies that refuse: a mirror with nothing listening, a hundred times
+            router.shadow = ("127.0.0.1", dead_port)
+            router.routes["h"] = Target("127.0.0.1", up.port, "outbound|80||h", policy=policy)
+            reader, writer = await clients(listener.port)
+            for _ in range(100):
+                writer.write(b"GET /g HTTP/1.1\r\nHost: h\r\n\r\n")
+                assert (await read_response(reader)).status == 200
+            await wait_for(lambda: mirror.Shadows.in_flight == 0)
+            router.shadow = ("127.0.0.1", shadow.port)
+            writer.write(b"POST /ok HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nok")
+            assert (await read_response(reader)).status == 200
+            await wait_for(lambda: any(r.line.startswith(b"POST /ok ") for r in shadow.requests))
+        finally:
+            await clients.close()
+            await listener.stop(grace=0.5)
+            pool.close()

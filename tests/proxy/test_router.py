@@ -8,11 +8,11 @@ from collections import Counter
 import pytest
 
 from proto.xds import (
-    ClusterConfig, Endpoint, HashPolicy, HttpRule, LbPolicy, LocalityPolicy, Push, RouteConfig, RouteMatch, StringMatch,
+    ClusterConfig, Endpoint, HashPolicy, HttpRule, LbPolicy, LocalityPolicy, MeshConfig, Push, RouteConfig, RouteMatch, StringMatch,
     SubsetPolicy, WeightedDestination,
 )
 from proxy.control.config_state import ConfigRejected, ConfigState
-from proxy.errors import NoHealthyUpstream, NoRoute
+from proxy.errors import BlackHole, NoHealthyUpstream, NoRoute
 from proxy.outbound.router import MeshRouter
 from proxy.outbound.target import RequestHead
 
@@ -56,8 +56,8 @@ def test_names_resolve_as_a_client_in_the_proxys_namespace_means_them():
                              ("Reviews.Default.svc.cluster.local.", 9080, REVIEWS),
                              ("ratings.shop", 9080, RATINGS), ("api.example.com", 443, "api.example.com")):
         assert router.pick(head(host, port)).cluster == f"outbound|{port}||{fqdn}", host
-    with pytest.raises(NoRoute):
-        router.pick(head("ratings"))  # ratings lives in shop, not in the proxy's namespace
+    # ratings lives in shop, not in the proxy's namespace: a name outside the mesh, passed through
+    assert router.pick(head("ratings")).cluster == "PassthroughCluster"
 
 
 def test_without_a_virtual_service_all_healthy_endpoints_take_turns():
@@ -93,9 +93,29 @@ def test_a_weighted_split_reaches_the_subsets_in_proportion():
         assert abs(counts[address] / 200 - share) <= 3, counts
 
 
-def test_an_unknown_host_is_no_route():
-    with pytest.raises(NoRoute, match="nowhere"):
-        router_for([reviews_cluster()]).pick(head("nowhere"))
+def test_an_unknown_host_passes_through_to_where_the_client_asked_as_istios_allow_any():
+    target = router_for([reviews_cluster()]).pick(head("nowhere.example", 8080))
+    assert (target.address, target.port, target.cluster) == ("nowhere.example", 8080, "PassthroughCluster")
+    assert target.policy.retry is None and target.policy.timeout is None  # Istio's allow_any route
+    assert target.breaker is not None and target.breaker.max_active == 1024  # Envoy's default thresholds
+
+
+def test_under_registry_only_an_unknown_host_is_the_black_hole_and_known_hosts_still_route():
+    router = router_for([reviews_cluster()])
+    router.source.mesh = MeshConfig(outbound_traffic_policy="REGISTRY_ONLY")
+    target = router.pick(head("nowhere.example"))
+    assert target.cluster == "BlackHoleCluster" and target.policy.local.status == 502
+    assert router.pick(head()).cluster == f"outbound|9080||{REVIEWS}"
+    with pytest.raises(BlackHole) as caught:
+        router.connect_pick("nowhere.example", 443)
+    assert (caught.value.status, caught.value.flag) == (502, "UH")
+
+
+def test_a_connect_to_a_mesh_host_is_tcp_to_it_and_to_any_other_host_passes_through():
+    router = router_for([reviews_cluster()])
+    assert router.connect_pick("reviews", 9080).cluster == f"outbound|9080||{REVIEWS}"
+    target = router.connect_pick("api.example.com", 443)
+    assert (target.address, target.port, target.cluster) == ("api.example.com", 443, "PassthroughCluster")
 
 
 def test_a_port_the_service_does_not_expose_is_no_route():

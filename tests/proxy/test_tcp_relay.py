@@ -71,3 +71,47 @@ async def test_a_relayed_connection_holds_a_breaker_slot_until_it_ends():
     assert got == b"HELLO\n" and held == [1]
     await asyncio.sleep(0.05)
     assert breaker.active == 0
+
+
+async def test_bytes_waiting_for_the_upstream_connection_are_bounded_and_all_delivered(monkeypatch):
+    """A client that streams while the upstream is still connecting is read up to EARLY_LIMIT (plus one
+    read), then not read until the two are paired; then everything goes through in order."""
+    from proxy.tcp import relay as relay_module
+
+    connected = asyncio.Event()
+    original_open = relay_module.Relay.open
+
+    async def slow_open(self, up, target):  # type: ignore[no-untyped-def]
+        await connected.wait()
+        await original_open(self, up, target)
+    monkeypatch.setattr(relay_module.Relay, "open", slow_open)
+    received = bytearray()
+
+    async def sink(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            received.extend(data)
+        writer.close()
+
+    server = await asyncio.start_server(sink, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    listener = TcpListener("127.0.0.1", 0, lambda client: Target("127.0.0.1", port, "c"), "test")
+    await listener.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+        payload = bytes(range(256)) * (32 * 1024)  # 8 MiB
+        writer.write(payload)
+        await asyncio.sleep(0.5)
+        (relay,) = listener.relays
+        assert relay.down.early_size <= relay_module.EARLY_LIMIT + 256 * 1024
+        connected.set()
+        await asyncio.wait_for(writer.drain(), 10)
+        writer.write_eof()
+        for _ in range(200):
+            if len(received) == len(payload):
+                break
+            await asyncio.sleep(0.05)
+        assert bytes(received) == payload
+        writer.close()
+    finally:
+        await listener.stop()
+        server.close()

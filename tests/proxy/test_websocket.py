@@ -109,13 +109,16 @@ async def test_a_refused_upgrade_is_an_ordinary_response_then_close(env):
         assert await closed(reader)
 
 
-async def test_connect_and_other_upgrades_stay_rejected(env):
+async def test_other_upgrades_and_inbound_connect_stay_rejected(env):
+    """(CONNECT on the outbound listener is a tunnel: tests/proxy/test_connect_tunnel.py.)"""
     start, clients, pool = env
     async with Upstream(keep_alive_echo) as up:
-        proxy = await start(StubRouter({"chat": up.target}))
-        for raw in (b"CONNECT chat:443 HTTP/1.1\r\nHost: chat:443\r\n\r\n",
-                    b"GET / HTTP/1.1\r\nHost: chat:9080\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"):
-            reader, writer = await clients(proxy.port)
+        outbound = await start(StubRouter({"chat": up.target}))
+        inbound = await start(StubRouter({"chat": up.target}), Mode.INBOUND)
+        for port, raw in ((inbound.port, b"CONNECT chat:443 HTTP/1.1\r\nHost: chat:443\r\n\r\n"),
+                          (outbound.port, b"GET / HTTP/1.1\r\nHost: chat:9080\r\nConnection: Upgrade\r\n"
+                                          b"Upgrade: h2c\r\n\r\n")):
+            reader, writer = await clients(port)
             writer.write(raw)
             assert (await read_response(reader)).status == 400
         assert up.accepted == 0
