@@ -8,6 +8,11 @@
 | ISTHMUS_LEASE_TTL        | 5                        | seconds a registration lives without heartbeat|
 | ISTHMUS_LOG_LEVEL        | info                     | debug, info, warning, error                   |
 | ISTHMUS_INSTANCE         | <hostname>-<pid>         | this process's name on the bus                |
+
+Pilot's bounds on one config submission (ConfigLimits; docs/decisions.md says where each default comes
+from): ISTHMUS_CONFIG_MAX_BYTES (3 MiB), ISTHMUS_CONFIG_MAX_DOCUMENTS (1000), ISTHMUS_CONFIG_MAX_DEPTH
+(100), ISTHMUS_CONFIG_MAX_ITEMS (10000 per list or mapping), ISTHMUS_CONFIG_MAX_NODES (500000 after
+alias expansion), ISTHMUS_CONFIG_DECODE_TIMEOUT (10 s), ISTHMUS_CONFIG_DECODE_MEMORY_MB (1024).
 """
 
 from __future__ import annotations
@@ -22,6 +27,43 @@ DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 DEFAULT_ETCD_URL = "http://127.0.0.1:2379"
 
 
+@dataclass(frozen=True)
+class ConfigLimits:
+    """What one submission to the config API may cost pilot; each limit is refused by name.
+
+    max_bytes: the submission's size (the Kubernetes API server caps request bodies at 3 MiB).
+    max_documents: documents in one submission, counting a List's items.
+    max_depth: nesting of mappings and lists (protobuf's default recursion limit, 100).
+    max_items: entries in one list or mapping (Istio has no hard cap; ten thousand header matches
+        in one route is already far past any real config).
+    max_nodes: scalars, lists and mappings in the whole submission after alias expansion.
+    Aliases are also refused when they make up too much of the expansion (go-yaml's
+    allowedAliasRatio: 99% for small documents down to 10% for huge ones).
+    decode_timeout (seconds) and decode_memory_mb bound the worker process that decodes.
+    """
+
+    max_bytes: int = 3 * 1024 * 1024
+    max_documents: int = 1000
+    max_depth: int = 100
+    max_items: int = 10_000
+    max_nodes: int = 500_000
+    decode_timeout: float = 10.0
+    decode_memory_mb: int = 1024
+
+    @classmethod
+    def from_env(cls) -> "ConfigLimits":
+        env, base = os.environ, cls()
+        return cls(
+            max_bytes=int(env.get("ISTHMUS_CONFIG_MAX_BYTES", base.max_bytes)),
+            max_documents=int(env.get("ISTHMUS_CONFIG_MAX_DOCUMENTS", base.max_documents)),
+            max_depth=int(env.get("ISTHMUS_CONFIG_MAX_DEPTH", base.max_depth)),
+            max_items=int(env.get("ISTHMUS_CONFIG_MAX_ITEMS", base.max_items)),
+            max_nodes=int(env.get("ISTHMUS_CONFIG_MAX_NODES", base.max_nodes)),
+            decode_timeout=float(env.get("ISTHMUS_CONFIG_DECODE_TIMEOUT", base.decode_timeout)),
+            decode_memory_mb=int(env.get("ISTHMUS_CONFIG_DECODE_MEMORY_MB", base.decode_memory_mb)),
+        )
+
+
 def _instance_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -34,6 +76,7 @@ class Settings:
     lease_ttl: int = 5
     log_level: str = "info"
     instance: str = field(default_factory=_instance_name)
+    config_limits: ConfigLimits = field(default_factory=ConfigLimits)
 
     @classmethod
     def load(cls, **flags: Any) -> "Settings":
@@ -46,6 +89,7 @@ class Settings:
             lease_ttl=int(env.get("ISTHMUS_LEASE_TTL", "5")),
             log_level=env.get("ISTHMUS_LOG_LEVEL", "info"),
             instance=env.get("ISTHMUS_INSTANCE") or _instance_name(),
+            config_limits=ConfigLimits.from_env(),
         )
         given = {k: v for k, v in flags.items() if v is not None}
         return replace(base, **given)

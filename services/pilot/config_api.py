@@ -1,12 +1,16 @@
 """The config API: apply, delete and get Istio-format resources, stored in etcd.
 
-A submission is validated whole (services/pilot/validate.py) and written in one etcd transaction,
-so it is stored entirely or not at all. Resources are stored as their JSON under
+A submission is validated whole (services/pilot/validate.py, in a worker process bounded by
+ConfigLimits: services/pilot/decode_worker.py) and written in one etcd transaction, so it is stored
+entirely or not at all. A request whose sender's deadline has passed (runtime/bus.py: the
+Isthmus-Deadline header) is refused just before its transaction, so a change its client gave up on
+never takes effect later. Resources are stored as their JSON under
 /isthmus/config/<Kind>/<namespace>/<name>; the reply carries the etcd revision that holds them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -21,9 +25,14 @@ from proto.config_api import (
     ResourceRef,
 )
 from proto.resources import KINDS, Resource, kind_from_alias
-from runtime.bus import decode, encode
+from runtime.bus import decode, deadline_passed, encode
+from runtime.settings import ConfigLimits
 from runtime.store import CONFIG_PREFIX, Store, StoreError
 from services.pilot.validate import decode_documents
+
+Decoder = Callable[[str], Awaitable[tuple[list[Resource], list[ConfigError], list[ConfigError]]]]
+# what the reply says when the sender's deadline passed before the transaction
+DEADLINE_PASSED = "the request's deadline passed before it was committed (its sender stopped waiting); nothing was changed"
 
 _json = msgspec.json.Encoder()
 
@@ -49,15 +58,32 @@ def stored_form(resource: Resource) -> bytes:
 
 
 class ConfigApi:
-    def __init__(self, store: Store) -> None:
+    """`decoder`: decodes and validates a submission (DecodeWorker.decode in pilot; in-process
+    decode_documents when None). `compile_error(kind, namespace, name)`: why a stored resource did
+    not compile, or None; `get` reports it as the resource's status."""
+
+    def __init__(self, store: Store, decoder: Decoder | None = None, limits: ConfigLimits | None = None,
+                 compile_error: Callable[[str, str, str], str | None] | None = None) -> None:
         self.store = store
+        self.limits = limits or ConfigLimits()
+        self.decoder = decoder or self._decode_here
+        self.compile_error = compile_error or (lambda kind, namespace, name: None)
+
+    async def _decode_here(self, text: str) -> tuple[list[Resource], list[ConfigError], list[ConfigError]]:
+        return decode_documents(text, limits=self.limits)
 
     async def apply(self, data: bytes) -> bytes:
+        if len(data) > self.limits.max_bytes:
+            return encode(ApplyReply(ok=False, errors=[ConfigError(
+                document=0, message=f"the submission is {len(data)} bytes, larger than {self.limits.max_bytes} "
+                                    "(ISTHMUS_CONFIG_MAX_BYTES)")]))
+        if deadline_passed():
+            return encode(ApplyReply(ok=False, error=DEADLINE_PASSED))
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             return encode(ApplyReply(ok=False, errors=[ConfigError(document=0, message="payload is not UTF-8 text")]))
-        resources, errors, warnings = decode_documents(text)
+        resources, errors, warnings = await self.decoder(text)
         seen: dict[str, int] = {}
         for index, resource in enumerate(resources, 1):
             key = config_key(resource.kind, resource.metadata.namespace, resource.metadata.name)
@@ -84,6 +110,8 @@ class ConfigApi:
                     continue
                 puts[key] = value
                 results.append(AppliedResource(ref=ref, action="created" if existing is None else "configured"))
+            if deadline_passed():
+                return encode(ApplyReply(ok=False, error=DEADLINE_PASSED))
             revision = await self.store.commit(puts, []) if puts else 0
         except StoreError as exc:
             return encode(ApplyReply(ok=False, errors=[ConfigError(document=0, message=f"store unavailable: {exc}")]))
@@ -111,6 +139,8 @@ class ConfigApi:
                 deletes.append(key)
         if errors:
             return encode(ApplyReply(ok=False, errors=errors))
+        if deadline_passed():
+            return encode(ApplyReply(ok=False, error=DEADLINE_PASSED))
         try:
             revision = await self.store.commit({}, deletes) if deletes else 0
         except StoreError as exc:
@@ -136,11 +166,24 @@ class ConfigApi:
             _, namespace, name = parse_config_key(entry.key)
             if request.name is not None and name != request.name:
                 continue  # the prefix also matched longer names
-            document = msgspec.json.decode(entry.value)
-            document["metadata"].setdefault("namespace", namespace)
+            try:
+                document = msgspec.json.decode(entry.value)
+                document["metadata"].setdefault("namespace", namespace)
+            except (msgspec.DecodeError, TypeError, KeyError, AttributeError) as exc:  # not written by us
+                document = {"apiVersion": "", "kind": kind, "metadata": {"name": name, "namespace": namespace}}
+                document["status"] = _not_reconciled("Unreadable", f"the stored resource is not readable: {exc}")
+            else:
+                error = self.compile_error(kind, namespace, name)
+                if error is not None:
+                    document["status"] = _not_reconciled("CompileError", error)
             document["metadata"]["resourceVersion"] = str(entry.mod_revision)
             resources.append(document)
         return encode(GetReply(ok=True, resources=resources, revision=revision))
+
+
+def _not_reconciled(reason: str, message: str) -> dict[str, Any]:
+    """Istio's status shape (istio.meta.v1alpha1.IstioStatus): a Reconciled condition that is False."""
+    return {"conditions": [{"type": "Reconciled", "status": "False", "reason": reason, "message": message}]}
 
 
 def _unknown_kind(kind: str) -> str:

@@ -17,6 +17,7 @@ from runtime.bus import decode, encode
 from runtime.leader import LeaderElection
 from runtime.service import ServiceProcess
 from services.pilot.config_api import ConfigApi
+from services.pilot.decode_worker import DecodeWorker
 from services.pilot.inputs import CONFIG, Inputs, InputWatcher, ResourceKey
 from services.pilot.proxy_status import ProxyStatusRecorder
 from services.pilot.pusher import Pusher
@@ -38,7 +39,10 @@ class PilotService(ServiceProcess):
         self.config_changed = False
         self.pending_events: list[ConfigEvent] = []
         self.snapshot_sub: Any = None
-        self.api = ConfigApi(self.store)
+        self.compile_errors: dict[ResourceKey, str] = {}
+        self.decoder = DecodeWorker(self.settings.config_limits)
+        await self.decoder.start()
+        self.api = ConfigApi(self.store, self.decoder.decode, self.settings.config_limits, self._compile_error)
         self.status = ProxyStatusRecorder(self.store)
         self.election = LeaderElection(self.store, self.name, self.settings.instance,
                                        ttl=max(2, self.settings.lease_ttl),
@@ -62,6 +66,11 @@ class PilotService(ServiceProcess):
     async def stop(self) -> None:
         await self.status.flush()
         await self.election.resign()
+        self.decoder.close()
+
+    def _compile_error(self, kind: str, namespace: str, name: str) -> str | None:
+        key = (kind, namespace, name)
+        return self.compile_errors.get(key) or self.inputs.unreadable.get(key)
 
     def _on_change(self, what: str) -> None:
         self.config_changed = self.config_changed or what == CONFIG
@@ -85,9 +94,19 @@ class PilotService(ServiceProcess):
             events, self.pending_events = self.pending_events, []
             try:
                 push = self._compile()
-            except Exception:  # a compiler bug must not stop pilot: keep the last good config
-                self.log.exception("compile failed")
+            except Exception as exc:  # a compiler bug must not stop pilot: keep the last good config
+                error = f"compiling the mesh failed ({type(exc).__name__}: {exc}); proxies keep the last good config"
+                self.log.exception("compile failed", changes=[f"{e.kind} {e.namespace}/{e.name}" for e in events])
+                for event in events:
+                    key = (event.kind, event.namespace, event.name)
+                    if event.type != "DELETED":
+                        self.compile_errors[key] = error
+                    event.compiled, event.error = False, error
+                if self.election.is_leader:
+                    for event in events:
+                        await self.bus.publish(subjects.CONFIG_EVENTS, encode(event))
                 continue
+            self.compile_errors.clear()
             if not self.election.is_leader:
                 continue
             if push is not None:
