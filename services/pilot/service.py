@@ -12,8 +12,9 @@ from typing import Any, ClassVar
 
 from proto import subjects
 from proto.config_api import ConfigEvent
-from proto.xds import SnapshotRequest
-from runtime.bus import decode, encode
+from proto.xds import ProxyStatusReply, ProxyStatusRequest, SnapshotRequest
+from runtime.bus import BusError, decode, encode
+from runtime.store import StoreError
 from runtime.leader import LeaderElection
 from runtime.service import ServiceProcess
 from services.pilot.config_api import ConfigApi
@@ -43,7 +44,8 @@ class PilotService(ServiceProcess):
         self.decoder = DecodeWorker(self.settings.config_limits)
         await self.decoder.start()
         self.api = ConfigApi(self.store, self.decoder.decode, self.settings.config_limits, self._compile_error)
-        self.status = ProxyStatusRecorder(self.store)
+        self.status = ProxyStatusRecorder(self.store, registered=lambda pid: pid in self.inputs.workloads,
+                                          grace=3.0 * self.settings.lease_ttl)
         self.election = LeaderElection(self.store, self.name, self.settings.instance,
                                        ttl=max(2, self.settings.lease_ttl),
                                        on_elected=self._on_elected, on_deposed=self._on_deposed)
@@ -53,6 +55,7 @@ class PilotService(ServiceProcess):
         await self.bus.serve(subjects.CONFIG_DELETE, self.api.delete, queue=q)
         await self.bus.serve(subjects.CONFIG_GET, self.api.get, queue=q)
         await self.bus.listen(subjects.XDS_ACK, self.status.on_ack, queue=q)
+        await self.bus.serve(subjects.XDS_STATUS, self._proxy_status, queue=q)
         self.spawn(self.watcher.run())
         await asyncio.wait_for(self.watcher.synced.wait(), timeout=30)
         self._compile()
@@ -109,12 +112,26 @@ class PilotService(ServiceProcess):
             self.compile_errors.clear()
             if not self.election.is_leader:
                 continue
-            if push is not None:
-                await self.bus.publish(subjects.XDS_PUSH, encode(push))
-                self.log.info("pushed", seq=push.seq, version=push.version, clusters=len(push.clusters),
-                              routes=len(push.routes), removed=len(push.removed_clusters) + len(push.removed_routes))
-            for event in events:
-                await self.bus.publish(subjects.CONFIG_EVENTS, encode(event))
+            try:
+                if push is not None:
+                    await self.bus.publish(subjects.XDS_PUSH, encode(push))
+                    self.log.info("pushed", seq=push.seq, version=push.version, clusters=len(push.clusters),
+                                  routes=len(push.routes),
+                                  removed=len(push.removed_clusters) + len(push.removed_routes))
+                for event in events:
+                    await self.bus.publish(subjects.CONFIG_EVENTS, encode(event))
+            except BusError as exc:  # e.g. larger than max_payload: proxies see the gap and ask for a snapshot
+                self.log.error("push not sent", error=str(exc))
+
+    async def _proxy_status(self, data: bytes) -> bytes:
+        request = decode(data, ProxyStatusRequest)
+        try:
+            proxies = await self.status.stored()
+        except StoreError as exc:
+            return encode(ProxyStatusReply(ok=False, error=f"store unavailable: {exc}"))
+        if request.namespace is not None:
+            proxies = [p for p in proxies if p.namespace == request.namespace]
+        return encode(ProxyStatusReply(ok=True, version=self.pusher.pushed_version, proxies=proxies))
 
     async def _snapshot(self, data: bytes) -> bytes:
         decode(data, SnapshotRequest)
