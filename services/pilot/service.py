@@ -58,7 +58,12 @@ class PilotService(ServiceProcess):
         await self.bus.serve(subjects.XDS_STATUS, self._proxy_status, queue=q)
         self.spawn(self.watcher.run())
         await asyncio.wait_for(self.watcher.synced.wait(), timeout=30)
-        self._compile()
+        try:
+            self._compile()
+        except Exception as exc:  # a stored resource the compiler cannot handle must not stop pilot
+            self.log.exception("compile failed")
+            error = _compile_failure(exc)
+            self.compile_errors = {key: error for key in self.inputs.resources}
         self.spawn(self._compile_loop())
         self.spawn(self.status.run())
         self.spawn(self.election.run())
@@ -98,7 +103,7 @@ class PilotService(ServiceProcess):
             try:
                 push = self._compile()
             except Exception as exc:  # a compiler bug must not stop pilot: keep the last good config
-                error = f"compiling the mesh failed ({type(exc).__name__}: {exc}); proxies keep the last good config"
+                error = _compile_failure(exc)
                 self.log.exception("compile failed", changes=[f"{e.kind} {e.namespace}/{e.name}" for e in events])
                 for event in events:
                     key = (event.kind, event.namespace, event.name)
@@ -106,8 +111,11 @@ class PilotService(ServiceProcess):
                         self.compile_errors[key] = error
                     event.compiled, event.error = False, error
                 if self.election.is_leader:
-                    for event in events:
-                        await self.bus.publish(subjects.CONFIG_EVENTS, encode(event))
+                    try:
+                        for event in events:
+                            await self.bus.publish(subjects.CONFIG_EVENTS, encode(event))
+                    except BusError as error_sending:
+                        self.log.error("config events not sent", error=str(error_sending))
                 continue
             self.compile_errors.clear()
             if not self.election.is_leader:
@@ -124,6 +132,7 @@ class PilotService(ServiceProcess):
                 self.log.error("push not sent", error=str(exc))
 
     async def _proxy_status(self, data: bytes) -> bytes:
+        """xds.status: every proxy's last ACK/NACK and the version pilot pushes now."""
         request = decode(data, ProxyStatusRequest)
         try:
             proxies = await self.status.stored()
@@ -145,3 +154,8 @@ class PilotService(ServiceProcess):
         if self.snapshot_sub is not None:
             await self.snapshot_sub.unsubscribe()
             self.snapshot_sub = None
+
+
+def _compile_failure(exc: Exception) -> str:
+    """What `isthmus get` and config events say about changes that a failed compile left out."""
+    return f"compiling the mesh with this change failed ({type(exc).__name__}: {exc}); proxies keep the last good config"
