@@ -11,8 +11,8 @@
 
 Pilot's bounds on one config submission (ConfigLimits; docs/decisions.md says where each default comes
 from): ISTHMUS_CONFIG_MAX_BYTES (3 MiB), ISTHMUS_CONFIG_MAX_DOCUMENTS (1000), ISTHMUS_CONFIG_MAX_DEPTH
-(100), ISTHMUS_CONFIG_MAX_ITEMS (10000 per list or mapping), ISTHMUS_CONFIG_MAX_NODES (500000 after
-alias expansion), ISTHMUS_CONFIG_DECODE_TIMEOUT (10 s), ISTHMUS_CONFIG_DECODE_MEMORY_MB (1024).
+(100), ISTHMUS_CONFIG_MAX_ITEMS (10000 per list or mapping), ISTHMUS_CONFIG_MAX_NODES (1000000 after
+alias expansion), ISTHMUS_CONFIG_DECODE_TIMEOUT (30 s), ISTHMUS_CONFIG_DECODE_MEMORY_MB (1024).
 """
 
 from __future__ import annotations
@@ -39,15 +39,16 @@ class ConfigLimits:
     max_nodes: scalars, lists and mappings in the whole submission after alias expansion.
     Aliases are also refused when they make up too much of the expansion (go-yaml's
     allowedAliasRatio: 99% for small documents down to 10% for huge ones).
-    decode_timeout (seconds) and decode_memory_mb bound the worker process that decodes.
+    decode_timeout (seconds; a request's own deadline, when sooner, bounds it too) and
+    decode_memory_mb bound the worker process that decodes.
     """
 
     max_bytes: int = 3 * 1024 * 1024
     max_documents: int = 1000
     max_depth: int = 100
     max_items: int = 10_000
-    max_nodes: int = 500_000
-    decode_timeout: float = 10.0
+    max_nodes: int = 1_000_000
+    decode_timeout: float = 30.0
     decode_memory_mb: int = 1024
 
     @classmethod

@@ -10,6 +10,7 @@ never takes effect later. Resources are stored as their JSON under
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,12 +26,13 @@ from proto.config_api import (
     ResourceRef,
 )
 from proto.resources import KINDS, Resource, kind_from_alias
-from runtime.bus import decode, deadline_passed, encode
+from runtime.bus import decode, deadline_passed, encode, request_deadline
 from runtime.settings import ConfigLimits
 from runtime.store import CONFIG_PREFIX, Store, StoreError
 from services.pilot.validate import decode_documents
 
-Decoder = Callable[[str], Awaitable[tuple[list[Resource], list[ConfigError], list[ConfigError]]]]
+# (text, seconds it may take or None) -> (resources, errors, warnings)
+Decoder = Callable[[str, float | None], Awaitable[tuple[list[Resource], list[ConfigError], list[ConfigError]]]]
 # what the reply says when the sender's deadline passed before the transaction
 DEADLINE_PASSED = "the request's deadline passed before it was committed (its sender stopped waiting); nothing was changed"
 
@@ -69,7 +71,8 @@ class ConfigApi:
         self.decoder = decoder or self._decode_here
         self.compile_error = compile_error or (lambda kind, namespace, name: None)
 
-    async def _decode_here(self, text: str) -> tuple[list[Resource], list[ConfigError], list[ConfigError]]:
+    async def _decode_here(self, text: str, timeout: float | None = None
+                           ) -> tuple[list[Resource], list[ConfigError], list[ConfigError]]:
         return decode_documents(text, limits=self.limits)
 
     async def apply(self, data: bytes) -> bytes:
@@ -83,7 +86,8 @@ class ConfigApi:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             return encode(ApplyReply(ok=False, errors=[ConfigError(document=0, message="payload is not UTF-8 text")]))
-        resources, errors, warnings = await self.decoder(text)
+        deadline = request_deadline()
+        resources, errors, warnings = await self.decoder(text, None if deadline is None else deadline - time.time())
         seen: dict[str, int] = {}
         for index, resource in enumerate(resources, 1):
             key = config_key(resource.kind, resource.metadata.namespace, resource.metadata.name)

@@ -69,17 +69,21 @@ class DecodeWorker:
         async with self._lock:
             await asyncio.wrap_future(self._executor().submit(int))
 
-    async def decode(self, text: str) -> Decoded:
+    async def decode(self, text: str, timeout: float | None = None) -> Decoded:
+        """`timeout`: seconds this submission may take (the request's deadline); never more than
+        limits.decode_timeout."""
+        limit = self.limits.decode_timeout if timeout is None else max(0.0, min(timeout, self.limits.decode_timeout))
         async with self._lock:
             future = self._executor().submit(_decode, text, self.limits)
             try:
-                return await asyncio.wait_for(asyncio.wrap_future(future), self.limits.decode_timeout)
+                return await asyncio.wait_for(asyncio.wrap_future(future), limit)
             except asyncio.TimeoutError:
                 self._kill()
-                log.warning("decode timed out: worker replaced", seconds=self.limits.decode_timeout,
-                            size=len(text))
+                log.warning("decode timed out: worker replaced", seconds=limit, size=len(text))
+                what = ("the request's deadline" if limit < self.limits.decode_timeout
+                        else "ISTHMUS_CONFIG_DECODE_TIMEOUT")
                 return [], [ConfigError(document=0, message=f"checking the submission took longer than "
-                                        f"{self.limits.decode_timeout:g}s (ISTHMUS_CONFIG_DECODE_TIMEOUT)")], []
+                                        f"{limit:g}s ({what})")], []
             except BrokenProcessPool:
                 self._kill()
                 log.warning("decode worker died: replaced", size=len(text))
