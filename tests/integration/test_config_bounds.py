@@ -252,3 +252,31 @@ async def test_a_stored_resource_that_does_not_match_its_schema_is_shown_as_unre
         await store.delete(f"{CONFIG_PREFIX}VirtualService/bounds/odd")
         await store.delete(f"{CONFIG_PREFIX}VirtualService/bounds/garbage")
         await store.close()
+
+
+async def test_every_bus_sender_refuses_a_message_over_max_payload_before_sending(mesh: ControlPlane) -> None:
+    bus = await busmod.connect(mesh.nats_url, "test-size")
+    try:
+        limit = bus.max_payload - busmod.HEADER_ALLOWANCE
+        received: list[int] = []
+
+        async def count(data: bytes) -> None:
+            received.append(len(data))
+
+        await bus.listen("isthmus.test.size", count)
+        await bus.publish("isthmus.test.size", b"x" * limit)  # at the limit: sent
+        with pytest.raises(busmod.PayloadTooLarge, match="max_payload"):
+            await bus.publish("isthmus.test.size", b"x" * (limit + 1))
+        with pytest.raises(busmod.PayloadTooLarge):
+            await bus.request("isthmus.test.size", b"x" * (limit + 1))
+
+        async def huge(_: bytes) -> bytes:
+            return b"y" * (limit + 1)
+
+        await bus.serve("isthmus.test.huge", huge)  # a reply too large becomes an error reply with the reason
+        reply = json.loads(await bus.request("isthmus.test.huge", b"{}", timeout=10))
+        assert reply["ok"] is False and "larger than this bus's max_payload" in reply["error"]
+        await bus.flush()
+        await eventually(lambda: received == [limit], timeout=5)
+    finally:
+        await bus.close()
