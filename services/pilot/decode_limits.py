@@ -183,28 +183,41 @@ def check_yaml(text: str, loader: type, limits: ConfigLimits) -> None:
 
 
 def check_tree(value: Any, limits: ConfigLimits, document: int = 1) -> None:
-    """The same limits for a parsed JSON value (JSON has no aliases), walked without recursion."""
+    """The same limits for a parsed JSON value (JSON has no aliases), walked without recursion.
+    Paths are kept as (parent, key) links and spelled out only for an error."""
     nodes = 0
-    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    stack: list[tuple[Any, Any, int]] = [(value, None, 0)]
     while stack:
-        node, path, depth = stack.pop()
+        node, link, depth = stack.pop()
         nodes += 1
         if nodes > limits.max_nodes:
-            raise LimitExceeded(document, path, f"the submission has more than {limits.max_nodes} nodes "
-                                                "(ISTHMUS_CONFIG_MAX_NODES)")
+            raise LimitExceeded(document, _spell(link), f"the submission has more than {limits.max_nodes} "
+                                                        "nodes (ISTHMUS_CONFIG_MAX_NODES)")
         if isinstance(node, dict):
-            children: Any = [(v, f"{path}.{k}" if path else str(k)) for k, v in node.items()]
             what = "entries in one mapping"
         elif isinstance(node, list):
-            children = [(v, f"{path}[{i}]") for i, v in enumerate(node)]
             what = "items in one list"
         else:
             continue
         if depth + 1 > limits.max_depth:
-            raise LimitExceeded(document, path, f"nesting deeper than {limits.max_depth} levels "
-                                                "(ISTHMUS_CONFIG_MAX_DEPTH)")
-        if len(children) > limits.max_items:
-            raise LimitExceeded(document, path, f"more than {limits.max_items} {what} "
-                                                "(ISTHMUS_CONFIG_MAX_ITEMS)")
-        nodes += len(node) if isinstance(node, dict) else 0  # mapping keys are nodes too, as in YAML
-        stack.extend((child, child_path, depth + 1) for child, child_path in children)
+            raise LimitExceeded(document, _spell(link), f"nesting deeper than {limits.max_depth} levels "
+                                                        "(ISTHMUS_CONFIG_MAX_DEPTH)")
+        if len(node) > limits.max_items:
+            raise LimitExceeded(document, _spell(link), f"more than {limits.max_items} {what} "
+                                                        "(ISTHMUS_CONFIG_MAX_ITEMS)")
+        if isinstance(node, dict):
+            nodes += len(node)  # mapping keys are nodes too, as in YAML
+            stack.extend((child, (link, str(key)), depth + 1) for key, child in node.items())
+        else:
+            stack.extend((child, (link, index), depth + 1) for index, child in enumerate(node))
+
+
+def _spell(link: Any) -> str:
+    parts: list[str | int] = []
+    while link is not None:
+        link, key = link
+        parts.append(key)
+    out = ""
+    for key in reversed(parts):
+        out += f"[{key}]" if isinstance(key, int) else (f".{key}" if out else key)
+    return out

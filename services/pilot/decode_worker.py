@@ -44,12 +44,13 @@ def _init_worker(megabytes: int) -> None:
         pass  # a lower hard limit is already in place
 
 
-def _decode(text: str, limits: ConfigLimits) -> Decoded:
+def _decode(text: str, limits: ConfigLimits) -> tuple[Decoded, bool]:
+    """The decoded submission, and whether the worker ran out of memory (then it is replaced)."""
     try:
-        return decode_documents(text, limits=limits)
+        return decode_documents(text, limits=limits), False
     except MemoryError:
-        return [], [ConfigError(document=0, message=f"decoding the submission needed more than "
-                                f"{limits.decode_memory_mb} MiB (ISTHMUS_CONFIG_DECODE_MEMORY_MB)")], []
+        return ([], [ConfigError(document=0, message=f"decoding the submission needed more than "
+                                 f"{limits.decode_memory_mb} MiB (ISTHMUS_CONFIG_DECODE_MEMORY_MB)")], []), True
 
 
 class DecodeWorker:
@@ -76,7 +77,11 @@ class DecodeWorker:
         async with self._lock:
             future = self._executor().submit(_decode, text, self.limits)
             try:
-                return await asyncio.wait_for(asyncio.wrap_future(future), limit)
+                decoded, exhausted = await asyncio.wait_for(asyncio.wrap_future(future), limit)
+                if exhausted:
+                    self._kill()  # a fresh heap for the next submission
+                    log.warning("decode ran out of memory: worker replaced", size=len(text))
+                return decoded
             except asyncio.TimeoutError:
                 self._kill()
                 log.warning("decode timed out: worker replaced", seconds=limit, size=len(text))

@@ -167,3 +167,20 @@ def test_the_decode_worker_gives_up_after_its_timeout_and_serves_the_next_submis
             worker.close()
 
     asyncio.run(run())
+
+
+def test_the_decode_worker_refuses_a_submission_past_its_memory_bound_and_serves_the_next() -> None:
+    async def run() -> None:
+        worker = DecodeWorker(limited(decode_memory_mb=150, max_bytes=100_000_000, max_nodes=10_000_000,
+                                      max_items=10_000_000))
+        try:
+            await worker.start()
+            hungry = "[" + ", ".join(['"abcdefgh"'] * 1_500_000) + "]"
+            _, errors, _ = await worker.decode(hungry)
+            assert "more than 150 MiB (ISTHMUS_CONFIG_DECODE_MEMORY_MB)" in errors[0].message, errors
+            resources, errors, _ = await worker.decode(VS)
+            assert not errors and resources[0].metadata.name == "reviews"
+        finally:
+            worker.close()
+
+    asyncio.run(run())
