@@ -61,15 +61,16 @@ def stored_form(resource: Resource) -> bytes:
 
 class ConfigApi:
     """`decoder`: decodes and validates a submission (DecodeWorker.decode in pilot; in-process
-    decode_documents when None). `compile_error(kind, namespace, name)`: why a stored resource did
-    not compile, or None; `get` reports it as the resource's status."""
+    decode_documents when None). `not_in_effect(kind, namespace, name)`: (reason, message) when a
+    stored resource is not in effect (CompileError, Unreadable), else None; `get` reports it as the
+    resource's status."""
 
     def __init__(self, store: Store, decoder: Decoder | None = None, limits: ConfigLimits | None = None,
-                 compile_error: Callable[[str, str, str], str | None] | None = None) -> None:
+                 not_in_effect: Callable[[str, str, str], tuple[str, str] | None] | None = None) -> None:
         self.store = store
         self.limits = limits or ConfigLimits()
         self.decoder = decoder or self._decode_here
-        self.compile_error = compile_error or (lambda kind, namespace, name: None)
+        self.not_in_effect = not_in_effect or (lambda kind, namespace, name: None)
 
     async def _decode_here(self, text: str, timeout: float | None = None
                            ) -> tuple[list[Resource], list[ConfigError], list[ConfigError]]:
@@ -177,9 +178,9 @@ class ConfigApi:
                 document = {"apiVersion": "", "kind": kind, "metadata": {"name": name, "namespace": namespace}}
                 document["status"] = _not_reconciled("Unreadable", f"the stored resource is not readable: {exc}")
             else:
-                error = self.compile_error(kind, namespace, name)
-                if error is not None:
-                    document["status"] = _not_reconciled("CompileError", error)
+                problem = self.not_in_effect(kind, namespace, name)
+                if problem is not None:
+                    document["status"] = _not_reconciled(*problem)
             document["metadata"]["resourceVersion"] = str(entry.mod_revision)
             resources.append(document)
         return encode(GetReply(ok=True, resources=resources, revision=revision))

@@ -43,7 +43,7 @@ class PilotService(ServiceProcess):
         self.compile_errors: dict[ResourceKey, str] = {}
         self.decoder = DecodeWorker(self.settings.config_limits)
         await self.decoder.start()
-        self.api = ConfigApi(self.store, self.decoder.decode, self.settings.config_limits, self._compile_error)
+        self.api = ConfigApi(self.store, self.decoder.decode, self.settings.config_limits, self._not_in_effect)
         self.status = ProxyStatusRecorder(self.store, registered=lambda pid: pid in self.inputs.workloads,
                                           grace=3.0 * self.settings.lease_ttl)
         self.election = LeaderElection(self.store, self.name, self.settings.instance,
@@ -76,9 +76,13 @@ class PilotService(ServiceProcess):
         await self.election.resign()
         self.decoder.close()
 
-    def _compile_error(self, kind: str, namespace: str, name: str) -> str | None:
+    def _not_in_effect(self, kind: str, namespace: str, name: str) -> tuple[str, str] | None:
         key = (kind, namespace, name)
-        return self.compile_errors.get(key) or self.inputs.unreadable.get(key)
+        if key in self.inputs.unreadable:
+            return "Unreadable", self.inputs.unreadable[key]
+        if key in self.compile_errors:
+            return "CompileError", self.compile_errors[key]
+        return None
 
     def _on_change(self, what: str) -> None:
         self.config_changed = self.config_changed or what == CONFIG

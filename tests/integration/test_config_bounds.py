@@ -244,6 +244,7 @@ async def test_a_stored_resource_that_does_not_match_its_schema_is_shown_as_unre
             return resources[0].get("status") if resources else None
 
         status = await eventually(flagged, timeout=10)
+        assert status["conditions"][0]["reason"] == "Unreadable"
         assert "does not match its schema" in status["conditions"][0]["message"]
         await store.put(f"{CONFIG_PREFIX}VirtualService/bounds/garbage", b"not json")
         [garbage] = await get(mesh, "garbage")
