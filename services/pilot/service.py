@@ -14,9 +14,9 @@ from proto import subjects
 from proto.config_api import ConfigEvent
 from proto.xds import ProxyStatusReply, ProxyStatusRequest, SnapshotRequest
 from runtime.bus import BusError, decode, encode
-from runtime.store import StoreError
 from runtime.leader import LeaderElection
 from runtime.service import ServiceProcess
+from runtime.store import StoreError
 from services.pilot.config_api import ConfigApi
 from services.pilot.decode_worker import DecodeWorker
 from services.pilot.inputs import CONFIG, Inputs, InputWatcher, ResourceKey
