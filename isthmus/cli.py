@@ -231,6 +231,20 @@ def render_output(resources: Sequence[dict[str, Any]], output: str, single: bool
     return yaml.safe_dump(obj, sort_keys=False, default_flow_style=False).rstrip("\n")
 
 
+def not_reconciled(resources: Iterable[dict[str, Any]]) -> list[str]:
+    """`virtualservice.networking.istio.io/reviews (default) did not compile: <why>` for every resource
+    whose status has a Reconciled condition that is False (set by pilot's get)."""
+    lines = []
+    for resource in resources:
+        conditions = (resource.get("status") or {}).get("conditions") or []
+        for condition in conditions:
+            if condition.get("type") == "Reconciled" and condition.get("status") == "False":
+                meta = resource.get("metadata") or {}
+                lines.append(f"{qualified(str(resource.get('kind', '')))}/{meta.get('name', '?')} ({_ns(meta)}) "
+                             f"is stored but not in effect: {condition.get('message', '')}")
+    return lines
+
+
 def print_apply_reply(reply: ApplyReply, echo: Callable[..., None] = click.echo) -> bool:
     """kubectl-style result lines on stdout, warnings and errors on stderr; True when ok."""
     for warning in reply.warnings:
@@ -238,8 +252,8 @@ def print_apply_reply(reply: ApplyReply, echo: Callable[..., None] = click.echo)
     if not reply.ok:
         for error in reply.errors:
             echo(f"error: {format_config_error(error)}", err=True)
-        if not reply.errors:
-            echo("error: the control plane rejected the submission (no reason given)", err=True)
+        if reply.error or not reply.errors:
+            echo(f"error: {reply.error or 'pilot refused the request without saying why'}", err=True)
         return False
     for result in reply.results:
         echo(f"{qualified(result.ref.kind)}/{result.ref.name} {result.action}")
@@ -276,9 +290,12 @@ async def apply_text(bus: Any, text: str, timeout: float = REQUEST_TIMEOUT) -> A
     return decode(await bus.request(CONFIG_APPLY, text.encode(), timeout), ApplyReply)
 
 
-def with_bus(nats_url: str, work: Callable[[Any], Awaitable[T]]) -> T:
-    """Connect, run `work(bus)`, close; bus failures become one `error:` line and exit code 1."""
-    from runtime.bus import BusError, BusTimeout
+def with_bus(nats_url: str, work: Callable[[Any], Awaitable[T]], *, changes: bool = False,
+             timeout: float = REQUEST_TIMEOUT) -> T:
+    """Connect, run `work(bus)`, close; bus failures become one `error:` line and exit code 1.
+    `changes`: the request changes config, so a timeout says it was not (and will not be) applied:
+    pilot refuses a request whose deadline passed (runtime/bus.py, Isthmus-Deadline)."""
+    from runtime.bus import BusError, BusTimeout, NoResponders, PayloadTooLarge
 
     async def run() -> T:
         bus = await connect_cli(nats_url)
@@ -293,7 +310,12 @@ def with_bus(nats_url: str, work: Callable[[Any], Awaitable[T]]) -> T:
     try:
         return asyncio.run(run())
     except BusTimeout as exc:
-        raise CliError(f"pilot on {nats_url} did not answer in time ({exc}): is `isthmus up` running?") from exc
+        outcome = "; the change was not applied and will not be applied later" if changes else ""
+        raise CliError(f"pilot did not answer within {timeout:g}s{outcome}") from exc
+    except NoResponders as exc:
+        raise CliError(f"pilot is not running on {nats_url} (nothing answers): is `isthmus up` running?") from exc
+    except PayloadTooLarge as exc:
+        raise CliError(f"{exc}; nothing was sent: split the files into several applies") from exc
     except BusError as exc:
         raise CliError(f"cannot reach pilot on {nats_url}: is `isthmus up` running?") from exc
 
@@ -304,10 +326,13 @@ def with_bus(nats_url: str, work: Callable[[Any], Awaitable[T]]) -> T:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--nats", "nats_url", envvar="ISTHMUS_NATS_URL", default=DEFAULT_NATS_URL, show_default=True,
               metavar="URL", help="The bus (env ISTHMUS_NATS_URL).")
+@click.option("--request-timeout", type=click.FloatRange(0.1), envvar="ISTHMUS_REQUEST_TIMEOUT",
+              default=REQUEST_TIMEOUT, show_default=True, metavar="SECONDS",
+              help="How long apply/get/delete wait for pilot; a change not committed by then never is.")
 @click.pass_context
-def cli(ctx: click.Context, nats_url: str) -> None:
+def cli(ctx: click.Context, nats_url: str, request_timeout: float) -> None:
     """Isthmus: Istio's traffic management, security and telemetry for VMs, without Kubernetes."""
-    ctx.obj = {"nats_url": nats_url}
+    ctx.obj = {"nats_url": nats_url, "timeout": request_timeout}
 
 
 def _quiet_logs() -> None:
@@ -350,7 +375,8 @@ def apply(obj: dict[str, Any], files: tuple[str, ...]) -> None:
     if not text:
         raise CliError("no objects passed to apply")
     _quiet_logs()
-    reply = with_bus(obj["nats_url"], lambda bus: apply_text(bus, text))
+    timeout = obj.get("timeout", REQUEST_TIMEOUT)
+    reply = with_bus(obj["nats_url"], lambda bus: apply_text(bus, text, timeout), changes=True, timeout=timeout)
     if not print_apply_reply(reply):
         sys.exit(1)
 
@@ -377,10 +403,12 @@ def delete(obj: dict[str, Any], files: tuple[str, ...], kind_and_names: tuple[st
         raise click.UsageError("give -f FILE|DIR|- or KIND NAME")
     _quiet_logs()
 
-    async def work(bus: Any) -> ApplyReply:
-        return await bus.call(CONFIG_DELETE, DeleteRequest(resources=refs), ApplyReply, REQUEST_TIMEOUT)
+    timeout = obj.get("timeout", REQUEST_TIMEOUT)
 
-    reply = with_bus(obj["nats_url"], work)
+    async def work(bus: Any) -> ApplyReply:
+        return await bus.call(CONFIG_DELETE, DeleteRequest(resources=refs), ApplyReply, timeout)
+
+    reply = with_bus(obj["nats_url"], work, changes=True, timeout=timeout)
     if not reply.ok:
         print_apply_reply(reply)
         sys.exit(1)
@@ -412,10 +440,12 @@ def get(obj: dict[str, Any], kind: str, name: str | None, namespace: str, all_na
     request = GetRequest(kind=canonical, namespace=None if all_namespaces else namespace, name=name)
     _quiet_logs()
 
-    async def work(bus: Any) -> GetReply:
-        return await bus.call(CONFIG_GET, request, GetReply, REQUEST_TIMEOUT)
+    timeout = obj.get("timeout", REQUEST_TIMEOUT)
 
-    reply = with_bus(obj["nats_url"], work)
+    async def work(bus: Any) -> GetReply:
+        return await bus.call(CONFIG_GET, request, GetReply, timeout)
+
+    reply = with_bus(obj["nats_url"], work, timeout=timeout)
     resources = list(reply.resources)
     not_found = reply.ok and not resources or not reply.ok and "not found" in reply.error.lower()
     if name is not None and not_found:
@@ -423,6 +453,8 @@ def get(obj: dict[str, Any], kind: str, name: str | None, namespace: str, all_na
         raise CliError(f'{qualified(canonical)} "{name}" not found in {where}')
     if not reply.ok:
         raise CliError(reply.error or "pilot could not list the resources")
+    for line in not_reconciled(resources):
+        click.echo(f"Warning: {line}", err=True)
     if output:
         click.echo(render_output(resources, output, single=name is not None))
     elif resources:
@@ -430,6 +462,32 @@ def get(obj: dict[str, Any], kind: str, name: str | None, namespace: str, all_na
     elif sys.stderr.isatty():
         where = "any namespace" if all_namespaces else f"{namespace} namespace"
         click.echo(f"No resources found in {where}.", err=True)
+
+
+@cli.command("proxy-status")
+@click.option("-n", "--namespace", default=None, help="Only proxies in this namespace (default: all).")
+@click.pass_obj
+def proxy_status(obj: dict[str, Any], namespace: str | None) -> None:
+    """Show each proxy's sync state: SYNCED, STALE or REJECTED (with the proxy's reason)."""
+    from isthmus.proxy_status import HEADERS, rejections, status_rows
+    from proto.subjects import XDS_STATUS
+    from proto.xds import ProxyStatusReply, ProxyStatusRequest
+
+    _quiet_logs()
+    timeout = obj.get("timeout", REQUEST_TIMEOUT)
+
+    async def work(bus: Any) -> ProxyStatusReply:
+        return await bus.call(XDS_STATUS, ProxyStatusRequest(namespace=namespace), ProxyStatusReply, timeout)
+
+    reply = with_bus(obj["nats_url"], work, timeout=timeout)
+    if not reply.ok:
+        raise CliError(reply.error or "pilot could not list the proxies")
+    if not reply.proxies:
+        click.echo("No proxies have reported.", err=True)
+        return
+    click.echo(format_table(HEADERS, status_rows(reply)))
+    for line in rejections(reply):
+        click.echo(f"Warning: {line}", err=True)
 
 
 @cli.group()

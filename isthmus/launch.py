@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 
 from proto.health import HealthReply
@@ -276,6 +276,14 @@ class ManagedProcess:
                 pass
         return self.popen.returncode
 
+    def kill(self) -> None:
+        """SIGKILL: for a process that no longer runs its code (paused, hung), which SIGTERM cannot stop."""
+        if self.popen is not None and self.popen.poll() is None:
+            try:
+                self.popen.kill()
+            except ProcessLookupError:
+                pass
+
     def log_tail(self, lines: int = 30) -> str:
         """The last lines the current run wrote to the log (earlier runs append to the same file)."""
         if not self.log_path or not self.log_path.exists():
@@ -500,8 +508,29 @@ async def wait_ready(
 # ----------------------------------------------------------------------------------- supervisor
 
 
+HealthProbe = Callable[[], Awaitable[bool]]
+
+
+def bus_health_probe(bus: Bus, service: str, timeout: float = 1.0) -> HealthProbe:
+    """True when an instance of `service` answers `isthmus.health.<service>` with ready=True in time."""
+
+    async def probe() -> bool:
+        try:
+            return decode(await bus.request(health_subject(service), b"{}", timeout=timeout), HealthReply).ready
+        except Exception:
+            return False
+
+    return probe
+
+
 class Supervisor:
     """Keeps a list of processes running: restarts crashed ones with backoff, stops all in reverse.
+
+    A process watched with watch_health() is also restarted when it stops answering: after
+    `health_misses` failed probes in a row, `health_interval` seconds apart, it is killed (SIGKILL:
+    a paused or hung process never runs a SIGTERM handler) and then restarted like a crashed one
+    (Kubernetes' liveness probe: periodSeconds, failureThreshold). Misses count only once the
+    process has answered once since it (re)started, or after `health_grace` seconds of startup.
 
     check() does one pass and is what run() repeats; both fork from the calling thread, so call them
     from the main thread (see the module docstring).
@@ -514,7 +543,16 @@ class Supervisor:
         backoff_initial: float = 0.5,
         backoff_max: float = 10.0,
         stable_after: float = 30.0,
+        health_interval: float = 2.0,
+        health_misses: int = 3,
+        health_grace: float = 45.0,
     ) -> None:
+        self.health_interval = health_interval
+        self.health_misses = health_misses
+        self.health_grace = health_grace
+        self._probes: dict[int, HealthProbe] = {}
+        self._missed: dict[int, int] = {}
+        self._answered: dict[int, tuple[int | None, bool]] = {}  # pid -> answered since that start
         self.processes: list[ManagedProcess] = []
         self._restart: dict[int, bool] = {}
         self._failures: dict[int, int] = {}
@@ -567,9 +605,44 @@ class Supervisor:
             self.processes.remove(proc)
         return code
 
+    def watch_health(self, proc: ManagedProcess, probe: HealthProbe) -> None:
+        """Probe proc every health_interval seconds; see the class docstring."""
+        self._probes[id(proc)] = probe
+        self._missed[id(proc)] = 0
+
+    async def check_health(self) -> None:
+        """One round of probes (concurrently); kills a process that missed health_misses in a row."""
+        watched = [p for p in self.processes if id(p) in self._probes and p.is_running]
+        if self.stopping or not watched:
+            return
+        results = await asyncio.gather(*(self._probes[id(p)]() for p in watched), return_exceptions=True)
+        now = time.monotonic()
+        for proc, ok in zip(watched, results):
+            key = id(proc)
+            pid, answered = self._answered.get(key, (None, False))
+            if pid != proc.pid:
+                answered = False  # a new run: it must answer once before misses count (or outlive the grace)
+            if ok is True:
+                self._missed[key] = 0
+                self._answered[key] = (proc.pid, True)
+                continue
+            self._answered[key] = (proc.pid, answered)
+            if not answered and now - proc.started_at < self.health_grace:
+                continue
+            self._missed[key] += 1
+            if self._missed[key] >= self.health_misses and not self.stopping:
+                self.report(f"{proc.name} (pid {proc.pid}) did not answer {self._missed[key]} health checks in a "
+                            f"row, {self.health_interval:g}s apart; killing it to restart it")
+                self._missed[key] = 0
+                proc.kill()
+
     async def run(self, interval: float = 0.5) -> None:
+        next_probe = time.monotonic() + self.health_interval
         while not self.stopping:
             self.check()
+            if time.monotonic() >= next_probe:
+                await self.check_health()
+                next_probe = time.monotonic() + self.health_interval
             await asyncio.sleep(interval)
 
     def stop_all(self, timeout: float = 5.0) -> None:

@@ -29,6 +29,7 @@ from isthmus.launch import (
     LaunchError,
     ManagedProcess,
     Supervisor,
+    bus_health_probe,
     port_in_use,
     service_process,
     start_etcd,
@@ -113,6 +114,7 @@ async def _main(state: Path, nats_port: int, etcd_port: int, demo: bool) -> int:
         loop.add_signal_handler(sig, stop.set)
     supervisor = Supervisor(report=lambda line: warn(f"isthmus: {line}"))
     tasks: list[asyncio.Task[Any]] = []
+    health_bus: Any = None
     code = 0
     try:
         startup = asyncio.ensure_future(_start(state, nats_port, etcd_port, supervisor))
@@ -131,6 +133,7 @@ async def _main(state: Path, nats_port: int, etcd_port: int, demo: bool) -> int:
             warn(f"error: startup failed: {type(exc).__name__}: {exc}")
             return 1
         _print_ready(state, nats_url, f"http://{LOOPBACK}:{etcd_port}", demo)
+        health_bus = await _watch_health(supervisor, nats_url)
         tasks.append(asyncio.ensure_future(supervisor.run()))
         if demo:
             from examples.bookinfo.demo import run_demo
@@ -150,11 +153,28 @@ async def _main(state: Path, nats_port: int, etcd_port: int, demo: bool) -> int:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if health_bus is not None:
+            await health_bus.close()
         for proc in reversed(supervisor.processes):
             if proc.is_running:
                 say(f"  stopping {proc.name} (pid {proc.pid})")
         supervisor.stop_all()
         say("isthmus: stopped")
+
+
+async def _watch_health(supervisor: Supervisor, nats_url: str) -> Any:
+    """A bus connection of our own to probe each service's health subject; returns it (to close)."""
+    from runtime.bus import connect
+
+    try:
+        bus = await asyncio.wait_for(connect(nats_url, "isthmus-up-health", wait=None), 10)
+    except Exception as exc:
+        warn(f"isthmus: services are restarted only when they exit (no bus for health checks: {exc})")
+        return None
+    for proc in supervisor.processes:
+        if proc.name in SERVICES:
+            supervisor.watch_health(proc, bus_health_probe(bus, proc.name))
+    return bus
 
 
 async def _start(state: Path, nats_port: int, etcd_port: int, supervisor: Supervisor) -> str:

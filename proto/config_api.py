@@ -35,6 +35,7 @@ class ApplyReply(Message, omit_defaults=False):
     results: list[AppliedResource] = []
     errors: list[ConfigError] = []
     warnings: list[ConfigError] = []
+    error: str = ""  # a failure that is not about one document (the generic error reply, a deadline)
 
 
 class DeleteRequest(Message):
@@ -62,3 +63,5 @@ class ConfigEvent(Message):
     namespace: str
     name: str
     revision: int
+    compiled: bool = True  # False: stored, but compiling the mesh with it failed; proxies keep the last good config
+    error: str = ""  # why it did not compile

@@ -18,6 +18,7 @@ REGISTRY_EVENTS = f"{PREFIX}.registry.events"  # EndpointEvent, published
 XDS_PUSH = f"{PREFIX}.xds.push"  # Push (delta), published
 XDS_SNAPSHOT = f"{PREFIX}.xds.snapshot"  # SnapshotRequest -> Push (full)
 XDS_ACK = f"{PREFIX}.xds.ack"  # Ack, published
+XDS_STATUS = f"{PREFIX}.xds.status"  # ProxyStatusRequest -> ProxyStatusReply (queue group "pilot"; operators)
 
 # readiness: request/reply, every instance answers
 HEALTH = f"{PREFIX}.health"  # f"{HEALTH}.{service}" -> HealthReply

@@ -335,3 +335,16 @@ class ProxyStatus(Message, omit_defaults=False):
     ok: bool = True
     error: str = ""
     updated_at: float = 0.0
+
+
+class ProxyStatusRequest(Message):
+    """Asks pilot (xds.status) for every proxy's last report; `namespace` None: all."""
+
+    namespace: str | None = None
+
+
+class ProxyStatusReply(Message, omit_defaults=False):
+    ok: bool
+    version: int = 0  # the config version pilot pushes now: a proxy that ACKed less is STALE
+    proxies: list[ProxyStatus] = []
+    error: str = ""

@@ -2,16 +2,31 @@
 
     BusError
     ├── BusTimeout       no reply within the timeout
-    └── NoResponders     nobody subscribes to the subject (the service is not running)
+    ├── NoResponders     nobody subscribes to the subject (the service is not running)
+    └── PayloadTooLarge  the message exceeds the server's max_payload (refused before sending)
 
 nats-py errors are translated here, once. Payloads are JSON (msgspec), so a script with the `nats`
-CLI can read and write every subject. A handler that raises is logged and its message dropped:
-one malformed message never kills a receiver.
+CLI can read and write every subject. A handler that raises never kills a receiver: a request that
+does not decode is answered {"ok": false, "error": "malformed request on <subject>: ..."}, any other
+exception (our bug) is logged with its traceback and answered {"ok": false, "error": "internal
+error ..."}; every reply type carries that `error` text, so clients can show the reason.
+
+Deadlines. Every request() carries the header `Isthmus-Deadline`: the wall-clock time (Unix epoch,
+milliseconds) after which its sender no longer waits for the answer, minus a margin for the work a
+handler does after its last check (a quarter of the timeout, at most 1 s). A handler that changes
+state calls `deadline_passed()` just before committing and refuses when it is true, so a request its
+client gave up on (the service was paused, or queued behind slow work) never takes effect later.
+An absolute time, not a relative budget (gRPC's grpc-timeout), because the budget would restart when
+a paused receiver finally reads the message; the price is that hosts' clocks must agree to well
+within the margin (NTP keeps them within milliseconds). A request without the header (a script
+using the `nats` CLI) has no deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -42,8 +57,49 @@ class NoResponders(BusError):
     pass
 
 
+class PayloadTooLarge(BusError):
+    pass
+
+
+DEADLINE_HEADER = "Isthmus-Deadline"
+HEADER_ALLOWANCE = 128  # bytes the NATS headers we send may take, counted against max_payload
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("isthmus_deadline", default=None)
+
+
+def deadline_margin(timeout: float) -> float:
+    """Seconds before the requester's own timeout at which a handler must stop committing."""
+    return min(1.0, timeout / 4)
+
+
+def request_deadline() -> float | None:
+    """The deadline (Unix time, seconds) of the request being handled in this task, if it sent one."""
+    return _deadline.get()
+
+
+def deadline_passed() -> bool:
+    """True when the request being handled carries a deadline and it has passed."""
+    deadline = _deadline.get()
+    return deadline is not None and time.time() >= deadline
+
+
+def _parse_deadline(headers: dict[str, str] | None) -> float | None:
+    value = headers.get(DEADLINE_HEADER) if headers else None
+    if not value:
+        return None
+    try:
+        return int(value) / 1000
+    except ValueError:
+        return None
+
+
 def encode(message: Any) -> bytes:
     return _encoder.encode(message)
+
+
+def error_reply(message: str) -> bytes:
+    """The generic failure reply: every reply type has `ok` and an `error` text (ApplyReply also
+    lists ConfigErrors), so a client can always show the reason."""
+    return _encoder.encode({"ok": False, "error": message})
 
 
 def decode(data: bytes, type_: type[T]) -> T:
@@ -67,12 +123,31 @@ class Bus:
     def connected(self) -> bool:
         return self.client.is_connected
 
+    @property
+    def max_payload(self) -> int:
+        """The largest message the server accepts (its INFO max_payload), headers included."""
+        return int(self.client.max_payload)
+
+    def check_size(self, subject: str, payload: bytes) -> None:
+        """PayloadTooLarge, naming the sizes, when payload cannot be sent on this bus."""
+        limit = self.max_payload - HEADER_ALLOWANCE
+        if len(payload) > limit:
+            raise PayloadTooLarge(f"the message to {subject} is {len(payload)} bytes; this bus accepts at most "
+                                  f"{limit} (nats-server max_payload {self.max_payload} bytes, less headers)")
+
     async def publish(self, subject: str, payload: bytes) -> None:
+        self.check_size(subject, payload)
         await self.client.publish(subject, payload)
 
     async def request(self, subject: str, payload: bytes, timeout: float = 5.0) -> bytes:
+        """The reply's payload; the request carries its deadline (see the module docstring)."""
+        self.check_size(subject, payload)
+        deadline = time.time() + timeout - deadline_margin(timeout)
+        headers = {DEADLINE_HEADER: str(int(deadline * 1000))}
         try:
-            msg = await self.client.request(subject, payload, timeout=timeout)
+            msg = await self.client.request(subject, payload, timeout=timeout, headers=headers)
+        except nats.errors.MaxPayloadError as exc:
+            raise PayloadTooLarge(f"the message to {subject} exceeds the bus's max_payload") from exc
         except nats.errors.NoRespondersError as exc:
             raise NoResponders(f"nothing answers on {subject}: is the service running?") from exc
         except (nats.errors.TimeoutError, asyncio.TimeoutError) as exc:
@@ -91,12 +166,24 @@ class Bus:
         many requests are handled at once (for handlers that wait on etcd, like the registry's)."""
 
         async def answer(msg: Msg) -> None:
+            token = _deadline.set(_parse_deadline(msg.headers))
             try:
                 reply = await handler(msg.data)
-            except Exception as exc:  # a bad request must not kill the service
-                log.warning("request dropped", subject=subject, error=str(exc))
-                reply = encode({"ok": False, "error": f"malformed request on {subject}: {exc}"})
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:  # a bad request: its sender's fault
+                log.warning("malformed request", subject=subject, error=str(exc))
+                reply = error_reply(f"malformed request on {subject}: {exc}")
+            except Exception as exc:  # our bug: answer, log the traceback, keep serving
+                log.exception("request failed", subject=subject)
+                reply = error_reply(f"internal error on {subject}: {type(exc).__name__}: {exc}")
+            finally:
+                _deadline.reset(token)
             if reply is not None and msg.reply:
+                try:
+                    self.check_size(msg.reply, reply)
+                except PayloadTooLarge as exc:
+                    log.warning("reply too large", subject=subject, size=len(reply))
+                    reply = error_reply(f"the reply on {subject} is {len(reply)} bytes, larger than this bus's "
+                                        f"max_payload ({exc}); ask for less at once")
                 await msg.respond(reply)
 
         if concurrency <= 1:

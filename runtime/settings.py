@@ -9,6 +9,11 @@
 | ISTHMUS_LOG_LEVEL        | info                     | debug, info, warning, error                   |
 | ISTHMUS_INSTANCE         | <hostname>-<pid>         | this process's name on the bus                |
 | ISTHMUS_OUTBOUND_TRAFFIC_POLICY | ALLOW_ANY         | pilot: meshConfig.outboundTrafficPolicy.mode  |
+
+Pilot's bounds on one config submission (ConfigLimits; docs/decisions.md says where each default comes
+from): ISTHMUS_CONFIG_MAX_BYTES (3 MiB), ISTHMUS_CONFIG_MAX_DOCUMENTS (1000), ISTHMUS_CONFIG_MAX_DEPTH
+(100), ISTHMUS_CONFIG_MAX_ITEMS (10000 per list or mapping), ISTHMUS_CONFIG_MAX_NODES (1000000 after
+alias expansion), ISTHMUS_CONFIG_DECODE_TIMEOUT (30 s), ISTHMUS_CONFIG_DECODE_MEMORY_MB (1024).
 """
 
 from __future__ import annotations
@@ -21,6 +26,44 @@ from urllib.parse import urlparse
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 DEFAULT_ETCD_URL = "http://127.0.0.1:2379"
+
+
+@dataclass(frozen=True)
+class ConfigLimits:
+    """What one submission to the config API may cost pilot; each limit is refused by name.
+
+    max_bytes: the submission's size (the Kubernetes API server caps request bodies at 3 MiB).
+    max_documents: documents in one submission, counting a List's items.
+    max_depth: nesting of mappings and lists (protobuf's default recursion limit, 100).
+    max_items: entries in one list or mapping (Istio has no hard cap; ten thousand header matches
+        in one route is already far past any real config).
+    max_nodes: scalars, lists and mappings in the whole submission after alias expansion.
+    Aliases are also refused when they make up too much of the expansion (go-yaml's
+    allowedAliasRatio: 99% for small documents down to 10% for huge ones).
+    decode_timeout (seconds; a request's own deadline, when sooner, bounds it too) and
+    decode_memory_mb bound the worker process that decodes.
+    """
+
+    max_bytes: int = 3 * 1024 * 1024
+    max_documents: int = 1000
+    max_depth: int = 100
+    max_items: int = 10_000
+    max_nodes: int = 1_000_000
+    decode_timeout: float = 30.0
+    decode_memory_mb: int = 1024
+
+    @classmethod
+    def from_env(cls) -> "ConfigLimits":
+        env, base = os.environ, cls()
+        return cls(
+            max_bytes=int(env.get("ISTHMUS_CONFIG_MAX_BYTES", base.max_bytes)),
+            max_documents=int(env.get("ISTHMUS_CONFIG_MAX_DOCUMENTS", base.max_documents)),
+            max_depth=int(env.get("ISTHMUS_CONFIG_MAX_DEPTH", base.max_depth)),
+            max_items=int(env.get("ISTHMUS_CONFIG_MAX_ITEMS", base.max_items)),
+            max_nodes=int(env.get("ISTHMUS_CONFIG_MAX_NODES", base.max_nodes)),
+            decode_timeout=float(env.get("ISTHMUS_CONFIG_DECODE_TIMEOUT", base.decode_timeout)),
+            decode_memory_mb=int(env.get("ISTHMUS_CONFIG_DECODE_MEMORY_MB", base.decode_memory_mb)),
+        )
 
 
 def _instance_name() -> str:
@@ -37,6 +80,7 @@ class Settings:
     instance: str = field(default_factory=_instance_name)
     # pilot: what sidecars do with hosts the registry does not know (ALLOW_ANY or REGISTRY_ONLY), pushed to all
     outbound_traffic_policy: str = "ALLOW_ANY"
+    config_limits: ConfigLimits = field(default_factory=ConfigLimits)
 
     @classmethod
     def load(cls, **flags: Any) -> "Settings":
@@ -50,6 +94,7 @@ class Settings:
             log_level=env.get("ISTHMUS_LOG_LEVEL", "info"),
             instance=env.get("ISTHMUS_INSTANCE") or _instance_name(),
             outbound_traffic_policy=env.get("ISTHMUS_OUTBOUND_TRAFFIC_POLICY", "ALLOW_ANY").strip().upper(),
+            config_limits=ConfigLimits.from_env(),
         )
         given = {k: v for k, v in flags.items() if v is not None}
         settings = replace(base, **given)

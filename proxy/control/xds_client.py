@@ -19,6 +19,8 @@ from proxy.control.config_state import ConfigRejected, ConfigState
 from runtime.bus import Bus, BusError, decode, encode
 from runtime.log import get_logger
 
+MAX_ACK_ERROR = 4096  # characters of a rejection's reason sent in the NACK: it must fit the bus's max_payload
+
 log = get_logger("proxy.xds")
 
 
@@ -104,7 +106,7 @@ class XdsClient:
             self.on_applied()
         if self.bus is not None:
             ack = Ack(proxy_id=self.proxy_id, epoch=push.epoch, seq=push.seq, version=push.version, ok=not error,
-                      error=error, service=self.service, namespace=self.namespace)
+                      error=error[:MAX_ACK_ERROR], service=self.service, namespace=self.namespace)
             try:
                 await self.bus.publish(subjects.XDS_ACK, encode(ack))
             except Exception as exc:

@@ -1,3 +1,4 @@
 from services.pilot.service import PilotService
 
-PilotService.main()
+if __name__ == "__main__":  # the decode worker (multiprocessing "spawn") imports this module again
+    PilotService.main()

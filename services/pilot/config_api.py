@@ -1,12 +1,17 @@
 """The config API: apply, delete and get Istio-format resources, stored in etcd.
 
-A submission is validated whole (services/pilot/validate.py) and written in one etcd transaction,
-so it is stored entirely or not at all. Resources are stored as their JSON under
+A submission is validated whole (services/pilot/validate.py, in a worker process bounded by
+ConfigLimits: services/pilot/decode_worker.py) and written in one etcd transaction, so it is stored
+entirely or not at all. A request whose sender's deadline has passed (runtime/bus.py: the
+Isthmus-Deadline header) is refused just before its transaction, so a change its client gave up on
+never takes effect later. Resources are stored as their JSON under
 /isthmus/config/<Kind>/<namespace>/<name>; the reply carries the etcd revision that holds them.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -21,9 +26,15 @@ from proto.config_api import (
     ResourceRef,
 )
 from proto.resources import KINDS, Resource, kind_from_alias
-from runtime.bus import decode, encode
+from runtime.bus import decode, deadline_passed, encode, request_deadline
+from runtime.settings import ConfigLimits
 from runtime.store import CONFIG_PREFIX, Store, StoreError
 from services.pilot.validate import decode_documents
+
+# (text, seconds it may take or None) -> (resources, errors, warnings)
+Decoder = Callable[[str, float | None], Awaitable[tuple[list[Resource], list[ConfigError], list[ConfigError]]]]
+# what the reply says when the sender's deadline passed before the transaction
+DEADLINE_PASSED = "the request's deadline passed before it was committed (its sender stopped waiting); nothing was changed"
 
 _json = msgspec.json.Encoder()
 
@@ -49,15 +60,35 @@ def stored_form(resource: Resource) -> bytes:
 
 
 class ConfigApi:
-    def __init__(self, store: Store) -> None:
+    """`decoder`: decodes and validates a submission (DecodeWorker.decode in pilot; in-process
+    decode_documents when None). `not_in_effect(kind, namespace, name)`: (reason, message) when a
+    stored resource is not in effect (CompileError, Unreadable), else None; `get` reports it as the
+    resource's status."""
+
+    def __init__(self, store: Store, decoder: Decoder | None = None, limits: ConfigLimits | None = None,
+                 not_in_effect: Callable[[str, str, str], tuple[str, str] | None] | None = None) -> None:
         self.store = store
+        self.limits = limits or ConfigLimits()
+        self.decoder = decoder or self._decode_here
+        self.not_in_effect = not_in_effect or (lambda kind, namespace, name: None)
+
+    async def _decode_here(self, text: str, timeout: float | None = None
+                           ) -> tuple[list[Resource], list[ConfigError], list[ConfigError]]:
+        return decode_documents(text, limits=self.limits)
 
     async def apply(self, data: bytes) -> bytes:
+        if len(data) > self.limits.max_bytes:
+            return encode(ApplyReply(ok=False, errors=[ConfigError(
+                document=0, message=f"the submission is {len(data)} bytes, larger than {self.limits.max_bytes} "
+                                    "(ISTHMUS_CONFIG_MAX_BYTES)")]))
+        if deadline_passed():
+            return encode(ApplyReply(ok=False, error=DEADLINE_PASSED))
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             return encode(ApplyReply(ok=False, errors=[ConfigError(document=0, message="payload is not UTF-8 text")]))
-        resources, errors, warnings = decode_documents(text)
+        deadline = request_deadline()
+        resources, errors, warnings = await self.decoder(text, None if deadline is None else deadline - time.time())
         seen: dict[str, int] = {}
         for index, resource in enumerate(resources, 1):
             key = config_key(resource.kind, resource.metadata.namespace, resource.metadata.name)
@@ -84,6 +115,8 @@ class ConfigApi:
                     continue
                 puts[key] = value
                 results.append(AppliedResource(ref=ref, action="created" if existing is None else "configured"))
+            if deadline_passed():
+                return encode(ApplyReply(ok=False, error=DEADLINE_PASSED))
             revision = await self.store.commit(puts, []) if puts else 0
         except StoreError as exc:
             return encode(ApplyReply(ok=False, errors=[ConfigError(document=0, message=f"store unavailable: {exc}")]))
@@ -111,6 +144,8 @@ class ConfigApi:
                 deletes.append(key)
         if errors:
             return encode(ApplyReply(ok=False, errors=errors))
+        if deadline_passed():
+            return encode(ApplyReply(ok=False, error=DEADLINE_PASSED))
         try:
             revision = await self.store.commit({}, deletes) if deletes else 0
         except StoreError as exc:
@@ -136,11 +171,24 @@ class ConfigApi:
             _, namespace, name = parse_config_key(entry.key)
             if request.name is not None and name != request.name:
                 continue  # the prefix also matched longer names
-            document = msgspec.json.decode(entry.value)
-            document["metadata"].setdefault("namespace", namespace)
+            try:
+                document = msgspec.json.decode(entry.value)
+                document["metadata"].setdefault("namespace", namespace)
+            except (msgspec.DecodeError, TypeError, KeyError, AttributeError) as exc:  # not written by us
+                document = {"apiVersion": "", "kind": kind, "metadata": {"name": name, "namespace": namespace}}
+                document["status"] = _not_reconciled("Unreadable", f"the stored resource is not readable: {exc}")
+            else:
+                problem = self.not_in_effect(kind, namespace, name)
+                if problem is not None:
+                    document["status"] = _not_reconciled(*problem)
             document["metadata"]["resourceVersion"] = str(entry.mod_revision)
             resources.append(document)
         return encode(GetReply(ok=True, resources=resources, revision=revision))
+
+
+def _not_reconciled(reason: str, message: str) -> dict[str, Any]:
+    """Istio's status shape (istio.meta.v1alpha1.IstioStatus): a Reconciled condition that is False."""
+    return {"conditions": [{"type": "Reconciled", "status": "False", "reason": reason, "message": message}]}
 
 
 def _unknown_kind(kind: str) -> str:

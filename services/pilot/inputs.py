@@ -28,12 +28,14 @@ class Inputs:
     def __init__(self) -> None:
         self.resources: dict[ResourceKey, Stored] = {}
         self.workloads: dict[str, tuple[Workload, int]] = {}
+        self.unreadable: dict[ResourceKey, str] = {}  # stored by something else, not in the schema: why
         self.revision = 0
 
     def apply_config(self, entry: Entry, deleted: bool) -> tuple[str, ResourceKey] | None:
         """Returns (event type, key) for a change that took effect; None for an unreadable entry."""
         key = parse_config_key(entry.key)
         self.revision = max(self.revision, entry.mod_revision)
+        self.unreadable.pop(key, None)
         if deleted:
             return ("DELETED", key) if self.resources.pop(key, None) is not None else None
         info = KINDS.get(key[0])
@@ -42,8 +44,9 @@ class Inputs:
             return None
         try:
             resource = msgspec.json.decode(entry.value, type=info.type)
-        except msgspec.ValidationError as exc:  # written by something other than the config API
+        except msgspec.DecodeError as exc:  # written by something other than the config API
             log.warning("unreadable resource in store", key=entry.key, error=str(exc))
+            self.unreadable[key] = f"the stored resource does not match its schema, so it is not compiled: {exc}"
             return None
         existed = key in self.resources
         self.resources[key] = Stored(resource, entry.mod_revision, entry.create_revision)
@@ -118,6 +121,7 @@ class InputWatcher:
     def _replace(self, entries: list[Entry], is_config: bool) -> None:
         if is_config:
             self.inputs.resources.clear()
+            self.inputs.unreadable.clear()
             for entry in entries:
                 self.inputs.apply_config(entry, False)
         else:

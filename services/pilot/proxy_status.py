@@ -1,10 +1,20 @@
 """Proxy sync status: every ACK/NACK is kept in memory and flushed to etcd in batches, so a push to
-a thousand proxies costs one transaction per flush, not a thousand writes."""
+a thousand proxies costs one transaction per flush, not a thousand writes.
+
+Status keys (/isthmus/status/proxies/<id>) do not outlive their proxy: a sweep deletes the key of a
+proxy that is no longer registered (its registration lease expired or it deregistered) once its
+last report is older than `grace` seconds. `statuses()` answers `isthmus proxy-status`: SYNCED (the
+proxy ACKed pilot's current version), STALE (it ACKed an older one), REJECTED (its last report was a
+NACK, with the proxy's error).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
+
+import msgspec
 
 from proto.xds import Ack, ProxyStatus
 from runtime.bus import decode, encode
@@ -13,26 +23,37 @@ from runtime.store import STATUS_PREFIX, Store, StoreError
 
 log = get_logger("pilot.status")
 TXN_OPS = 100
+MAX_ERROR = 4096  # characters of a NACK's error that are kept (a proxy bounds its own; scripts may not)
 
 
 class ProxyStatusRecorder:
-    def __init__(self, store: Store, flush_interval: float = 1.0) -> None:
+    """`registered(proxy_id)`: whether the proxy still has a registration (pilot's view of the registry)."""
+
+    def __init__(self, store: Store, flush_interval: float = 1.0,
+                 registered: Callable[[str], bool] | None = None, grace: float = 60.0) -> None:
         self.store = store
         self.flush_interval = flush_interval
+        self.registered = registered or (lambda proxy_id: True)
+        self.grace = grace
         self.dirty: dict[str, ProxyStatus] = {}
 
     async def on_ack(self, data: bytes) -> None:
         ack = decode(data, Ack)
         if not ack.ok:
-            log.warning("proxy rejected config", proxy=ack.proxy_id, seq=ack.seq, error=ack.error)
+            log.warning("proxy rejected config", proxy=ack.proxy_id, seq=ack.seq, error=ack.error[:MAX_ERROR])
         self.dirty[ack.proxy_id] = ProxyStatus(
             proxy_id=ack.proxy_id, service=ack.service, namespace=ack.namespace, epoch=ack.epoch,
-            seq=ack.seq, version=ack.version, ok=ack.ok, error=ack.error, updated_at=time.time())
+            seq=ack.seq, version=ack.version, ok=ack.ok, error=ack.error[:MAX_ERROR], updated_at=time.time())
 
     async def run(self) -> None:
+        sweep_every = max(1, int(self.grace / 2 / self.flush_interval))
+        rounds = 0
         while True:
             await asyncio.sleep(self.flush_interval)
             await self.flush()
+            rounds += 1
+            if rounds % sweep_every == 0:
+                await self.sweep()
 
     async def flush(self) -> None:
         if not self.dirty:
@@ -46,3 +67,33 @@ class ProxyStatusRecorder:
             log.warning("status flush failed", error=str(exc))
             batch.update(self.dirty)
             self.dirty = batch
+
+    async def stored(self) -> list[ProxyStatus]:
+        """Every proxy's last report: etcd (all replicas' flushes) overlaid with unflushed ones."""
+        entries, _ = await self.store.list(STATUS_PREFIX)
+        found: dict[str, ProxyStatus] = {}
+        for entry in entries:
+            try:
+                status = msgspec.json.decode(entry.value, type=ProxyStatus)
+            except msgspec.DecodeError:
+                continue
+            found[status.proxy_id] = status
+        found.update(self.dirty)
+        return sorted(found.values(), key=lambda s: (s.namespace, s.service, s.proxy_id))
+
+    async def sweep(self) -> int:
+        """Delete status keys of proxies that are gone; returns how many."""
+        try:
+            now = time.time()
+            gone = [f"{STATUS_PREFIX}{s.proxy_id}" for s in await self.stored()
+                    if not self.registered(s.proxy_id) and now - s.updated_at > self.grace]
+            for start in range(0, len(gone), TXN_OPS):
+                await self.store.commit({}, gone[start:start + TXN_OPS])
+        except StoreError as exc:
+            log.warning("status sweep failed", error=str(exc))
+            return 0
+        for key in gone:
+            self.dirty.pop(key[len(STATUS_PREFIX):], None)
+        if gone:
+            log.info("status of departed proxies removed", count=len(gone))
+        return len(gone)

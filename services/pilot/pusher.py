@@ -24,6 +24,7 @@ class Pusher:
         self.epoch = uuid.uuid4().hex[:12]
         self.seq = 0
         self.version = 0
+        self.pushed_version = 0  # the version of the last push that changed something: proxy-status's SYNCED
         self._snapshot_key: tuple[str, int, int] = ("", -1, -1)
         self._snapshot_cache = b""
 
@@ -43,6 +44,7 @@ class Pusher:
         if not (changed_clusters or changed_routes or removed_clusters or removed_routes):
             return None
         self.seq += 1
+        self.pushed_version = self.version
         return Push(epoch=self.epoch, seq=self.seq, version=self.version,
                     clusters=changed_clusters, routes=changed_routes,
                     removed_clusters=removed_clusters, removed_routes=removed_routes, mesh=self.mesh)

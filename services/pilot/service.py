@@ -12,11 +12,13 @@ from typing import Any, ClassVar
 
 from proto import subjects
 from proto.config_api import ConfigEvent
-from proto.xds import MeshConfig, SnapshotRequest
-from runtime.bus import decode, encode
+from proto.xds import MeshConfig, ProxyStatusReply, ProxyStatusRequest, SnapshotRequest
+from runtime.bus import BusError, decode, encode
 from runtime.leader import LeaderElection
 from runtime.service import ServiceProcess
+from runtime.store import StoreError
 from services.pilot.config_api import ConfigApi
+from services.pilot.decode_worker import DecodeWorker
 from services.pilot.inputs import CONFIG, Inputs, InputWatcher, ResourceKey
 from services.pilot.proxy_status import ProxyStatusRecorder
 from services.pilot.pusher import Pusher
@@ -38,8 +40,12 @@ class PilotService(ServiceProcess):
         self.config_changed = False
         self.pending_events: list[ConfigEvent] = []
         self.snapshot_sub: Any = None
-        self.api = ConfigApi(self.store)
-        self.status = ProxyStatusRecorder(self.store)
+        self.compile_errors: dict[ResourceKey, str] = {}
+        self.decoder = DecodeWorker(self.settings.config_limits)
+        await self.decoder.start()
+        self.api = ConfigApi(self.store, self.decoder.decode, self.settings.config_limits, self._not_in_effect)
+        self.status = ProxyStatusRecorder(self.store, registered=lambda pid: pid in self.inputs.workloads,
+                                          grace=3.0 * self.settings.lease_ttl)
         self.election = LeaderElection(self.store, self.name, self.settings.instance,
                                        ttl=max(2, self.settings.lease_ttl),
                                        on_elected=self._on_elected, on_deposed=self._on_deposed)
@@ -49,9 +55,15 @@ class PilotService(ServiceProcess):
         await self.bus.serve(subjects.CONFIG_DELETE, self.api.delete, queue=q)
         await self.bus.serve(subjects.CONFIG_GET, self.api.get, queue=q)
         await self.bus.listen(subjects.XDS_ACK, self.status.on_ack, queue=q)
+        await self.bus.serve(subjects.XDS_STATUS, self._proxy_status, queue=q)
         self.spawn(self.watcher.run())
         await asyncio.wait_for(self.watcher.synced.wait(), timeout=30)
-        self._compile()
+        try:
+            self._compile()
+        except Exception as exc:  # a stored resource the compiler cannot handle must not stop pilot
+            self.log.exception("compile failed")
+            error = _compile_failure(exc)
+            self.compile_errors = {key: error for key in self.inputs.resources}
         self.spawn(self._compile_loop())
         self.spawn(self.status.run())
         self.spawn(self.election.run())
@@ -62,6 +74,15 @@ class PilotService(ServiceProcess):
     async def stop(self) -> None:
         await self.status.flush()
         await self.election.resign()
+        self.decoder.close()
+
+    def _not_in_effect(self, kind: str, namespace: str, name: str) -> tuple[str, str] | None:
+        key = (kind, namespace, name)
+        if key in self.inputs.unreadable:
+            return "Unreadable", self.inputs.unreadable[key]
+        if key in self.compile_errors:
+            return "CompileError", self.compile_errors[key]
+        return None
 
     def _on_change(self, what: str) -> None:
         self.config_changed = self.config_changed or what == CONFIG
@@ -85,17 +106,45 @@ class PilotService(ServiceProcess):
             events, self.pending_events = self.pending_events, []
             try:
                 push = self._compile()
-            except Exception:  # a compiler bug must not stop pilot: keep the last good config
-                self.log.exception("compile failed")
+            except Exception as exc:  # a compiler bug must not stop pilot: keep the last good config
+                error = _compile_failure(exc)
+                self.log.exception("compile failed", changes=[f"{e.kind} {e.namespace}/{e.name}" for e in events])
+                for event in events:
+                    key = (event.kind, event.namespace, event.name)
+                    if event.type != "DELETED":
+                        self.compile_errors[key] = error
+                    event.compiled, event.error = False, error
+                if self.election.is_leader:
+                    try:
+                        for event in events:
+                            await self.bus.publish(subjects.CONFIG_EVENTS, encode(event))
+                    except BusError as error_sending:
+                        self.log.error("config events not sent", error=str(error_sending))
                 continue
+            self.compile_errors.clear()
             if not self.election.is_leader:
                 continue
-            if push is not None:
-                await self.bus.publish(subjects.XDS_PUSH, encode(push))
-                self.log.info("pushed", seq=push.seq, version=push.version, clusters=len(push.clusters),
-                              routes=len(push.routes), removed=len(push.removed_clusters) + len(push.removed_routes))
-            for event in events:
-                await self.bus.publish(subjects.CONFIG_EVENTS, encode(event))
+            try:
+                if push is not None:
+                    await self.bus.publish(subjects.XDS_PUSH, encode(push))
+                    self.log.info("pushed", seq=push.seq, version=push.version, clusters=len(push.clusters),
+                                  routes=len(push.routes),
+                                  removed=len(push.removed_clusters) + len(push.removed_routes))
+                for event in events:
+                    await self.bus.publish(subjects.CONFIG_EVENTS, encode(event))
+            except BusError as exc:  # e.g. larger than max_payload: proxies see the gap and ask for a snapshot
+                self.log.error("push not sent", error=str(exc))
+
+    async def _proxy_status(self, data: bytes) -> bytes:
+        """xds.status: every proxy's last ACK/NACK and the version pilot pushes now."""
+        request = decode(data, ProxyStatusRequest)
+        try:
+            proxies = await self.status.stored()
+        except StoreError as exc:
+            return encode(ProxyStatusReply(ok=False, error=f"store unavailable: {exc}"))
+        if request.namespace is not None:
+            proxies = [p for p in proxies if p.namespace == request.namespace]
+        return encode(ProxyStatusReply(ok=True, version=self.pusher.pushed_version, proxies=proxies))
 
     async def _snapshot(self, data: bytes) -> bytes:
         decode(data, SnapshotRequest)
@@ -109,3 +158,8 @@ class PilotService(ServiceProcess):
         if self.snapshot_sub is not None:
             await self.snapshot_sub.unsubscribe()
             self.snapshot_sub = None
+
+
+def _compile_failure(exc: Exception) -> str:
+    """What `isthmus get` and config events say about changes that a failed compile left out."""
+    return f"compiling the mesh with this change failed ({type(exc).__name__}: {exc}); proxies keep the last good config"

@@ -9,7 +9,9 @@ array. Each document is checked in three passes, and each pass reports all it fi
   2. shape: every field against the msgspec schema (validate_schema), so an unsupported field is an
      error with its path instead of being ignored;
   3. semantics: Istio's validation rules per kind (validate_rules).
-A document with errors is never returned in `resources`; the caller rejects the whole submission when
+Before any of that, the submission is held to ConfigLimits (size, documents, nesting, items,
+expanded nodes, aliasing: services/pilot/decode_limits.py); a submission over a limit gets one error
+naming it and nothing is built from it. A document with errors is never returned in `resources`; the caller rejects the whole submission when
 `errors` is not empty. ConfigError.document is the 1-based position of the document in the stream
 (a List's items share their List's position, and their paths start with `items[i]`).
 """
@@ -24,6 +26,8 @@ import yaml
 
 from proto.config_api import ConfigError
 from proto.resources import KINDS, Resource, kind_from_alias
+from runtime.settings import ConfigLimits
+from services.pilot.decode_limits import LimitExceeded, check_tree, check_yaml
 from services.pilot.validate_destination import destination_rule
 from services.pilot.validate_ratelimit import rate_limit
 from services.pilot.validate_rules import (
@@ -59,12 +63,19 @@ class _ParseError(Exception):
         self.message = message
 
 
-def _parse(text: str) -> list[Any]:
+def _parse(text: str, limits: ConfigLimits) -> list[Any]:
     if text.lstrip()[:1] in ("{", "["):
         try:
-            return [json.loads(text)]
+            value = json.loads(text)
+        except RecursionError:
+            raise LimitExceeded(1, "", f"nesting deeper than {limits.max_depth} levels "
+                                       "(ISTHMUS_CONFIG_MAX_DEPTH)") from None
         except ValueError:
-            pass  # YAML flow style, or broken JSON: the YAML parser reports where
+            value = None  # YAML flow style, or broken JSON: the YAML parser reports where
+        else:
+            check_tree(value, limits)
+            return [value]
+    check_yaml(text, _Loader, limits)
     docs: list[Any] = []
     try:
         for doc in yaml.load_all(text, Loader=_Loader):
@@ -78,18 +89,27 @@ def _parse(text: str) -> list[Any]:
 
 
 def decode_documents(
-    text: str, *, default_namespace: str = "default"
+    text: str, *, default_namespace: str = "default", limits: ConfigLimits | None = None
 ) -> tuple[list[Resource], list[ConfigError], list[ConfigError]]:
-    """Typed resources, errors and warnings for a YAML/JSON submission; see the module docstring."""
+    """Typed resources, errors and warnings for a YAML/JSON submission; see the module docstring.
+    `limits`: ConfigLimits() when None."""
+    limits = limits or ConfigLimits()
     resources: list[Resource] = []
     errors: list[ConfigError] = []
     warnings: list[ConfigError] = []
     try:
-        docs = _parse(text)
+        docs = _parse(text, limits)
     except _ParseError as exc:
         return [], [ConfigError(document=exc.document, message=exc.message)], []
+    except LimitExceeded as exc:
+        return [], [ConfigError(document=exc.document, path=exc.path, message=exc.message)], []
     if len(docs) == 1 and isinstance(docs[0], list):  # a JSON array of resources
         docs = [{"kind": "List", "items": docs[0]}]
+    total = sum(len(d["items"]) if isinstance(d, dict) and d.get("kind") == "List"
+                and isinstance(d.get("items"), list) else 1 for d in docs)
+    if total > limits.max_documents:
+        return [], [ConfigError(document=0, message=f"{total} resources in one submission, more than "
+                                f"{limits.max_documents} (ISTHMUS_CONFIG_MAX_DOCUMENTS)")], []
     if all(doc is None for doc in docs):
         return [], [ConfigError(document=1, message="the submission holds no documents")], []
     for index, doc in enumerate(docs, start=1):

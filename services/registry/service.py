@@ -129,6 +129,9 @@ class RegistryService(ServiceProcess):
                 await asyncio.sleep(0.5)
 
 
+MAX_LABELS = 64  # labels (and opaque TCP ports) per workload: a registration is stored and pushed to every proxy
+
+
 def _invalid(workload: Workload) -> str:
     if not workload.id or not workload.service or not workload.namespace:
         return "workload id, service and namespace are required"
@@ -137,4 +140,18 @@ def _invalid(workload: Workload) -> str:
             return f"{part!r} must not contain '/'"
     if not (0 < workload.inbound_port < 65536 and 0 < workload.service_port < 65536):
         return "ports must be 1-65535"
+    if len(workload.labels) > MAX_LABELS:
+        return f"{len(workload.labels)} labels, more than {MAX_LABELS}"
+    for key, value in workload.labels.items():
+        prefix, _, name = key.rpartition("/")
+        if len(prefix) > 253 or not 0 < len(name) <= 63 or len(value) > 63:
+            return (f"label {key[:80]!r}: Kubernetes' label limits apply (name 1-63 characters with an optional "
+                    "prefix of up to 253, value up to 63)")
+    for field, text in (("id", workload.id), ("service", workload.service), ("namespace", workload.namespace),
+                        ("address", workload.address), ("service_account", workload.service_account),
+                        ("locality", workload.locality)):
+        if len(text) > 253:
+            return f"{field} is {len(text)} characters, more than 253"
+    if len(workload.tcp_ports) > MAX_LABELS:
+        return f"{len(workload.tcp_ports)} TCP ports, more than {MAX_LABELS}"
     return ""

@@ -178,7 +178,7 @@ def fake_bus(monkeypatch: pytest.MonkeyPatch) -> Any:
     def install(reply: Any) -> FakeBus:
         bus = FakeBus(reply)
 
-        def with_bus(nats_url: str, work: Any) -> Any:
+        def with_bus(nats_url: str, work: Any, **_: Any) -> Any:
             bus.url = nats_url  # type: ignore[attr-defined]
             import asyncio
 

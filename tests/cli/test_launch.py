@@ -239,3 +239,46 @@ def test_free_ports_are_distinct_and_below_the_kernels_ephemeral_range():
     ports = [free_port() for _ in range(50)]
     assert len(set(ports)) == 50
     assert all(10_000 <= p < _ephemeral_floor() for p in ports)
+
+
+# --------------------------------------------------------------------------- health supervision
+
+
+def _probe(answers: list[bool]):  # type: ignore[no-untyped-def]
+    async def probe() -> bool:
+        return answers.pop(0) if answers else False
+
+    return probe
+
+
+def test_the_supervisor_kills_a_process_after_three_missed_health_checks_in_a_row(tmp_path: Path) -> None:
+    reports: list[str] = []
+    supervisor = Supervisor(report=reports.append, health_misses=3, health_grace=60)
+    proc = supervisor.add(ManagedProcess("hung", python("import time; time.sleep(60)")))
+    supervisor.watch_health(proc, _probe([True, False, False, True, False, False, False]))
+    try:
+        for _ in range(6):  # answers once, misses two, answers, misses two: still running
+            asyncio.run(supervisor.check_health())
+        assert proc.is_running and not reports
+        asyncio.run(supervisor.check_health())  # the third miss in a row
+        proc.popen.wait(5)
+        assert proc.returncode == -signal.SIGKILL
+        assert "hung (pid" in reports[0] and "did not answer 3 health checks in a row" in reports[0]
+    finally:
+        supervisor.stop_all()
+
+
+def test_a_starting_process_is_not_killed_for_missed_checks_within_its_grace(tmp_path: Path) -> None:
+    supervisor = Supervisor(report=lambda _: None, health_misses=1, health_grace=60)
+    proc = supervisor.add(ManagedProcess("slow", python("import time; time.sleep(60)")))
+    supervisor.watch_health(proc, _probe([]))
+    try:
+        for _ in range(3):
+            asyncio.run(supervisor.check_health())
+        assert proc.is_running
+        supervisor.health_grace = 0  # a process that never answered counts misses once its grace is over
+        asyncio.run(supervisor.check_health())
+        proc.popen.wait(5)
+        assert not proc.is_running
+    finally:
+        supervisor.stop_all()

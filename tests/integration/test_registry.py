@@ -72,3 +72,23 @@ async def test_pilot_records_each_proxys_ack_in_etcd(mesh: ControlPlane) -> None
     assert (status["service"], status["namespace"]) == ("status-app", "reg")
     await store.close()
     await backend.stop()
+
+
+async def test_a_registration_with_oversized_labels_is_refused_by_name(mesh: ControlPlane) -> None:
+    nc = await nats.connect(mesh.nats_url)
+    try:
+        def register(labels: dict[str, str]) -> bytes:
+            return json.dumps({"workload": {"id": "big-1", "service": "big", "labels": labels}}).encode()
+
+        reply = json.loads((await nc.request("isthmus.registry.register", register({"app": "v" * 64}), timeout=10)).data)
+        assert reply["ok"] is False and "label 'app'" in reply["error"], reply
+        many = {f"k{i}": "v" for i in range(65)}
+        reply = json.loads((await nc.request("isthmus.registry.register", register(many), timeout=10)).data)
+        assert reply["ok"] is False and "65 labels, more than 64" in reply["error"], reply
+        at_limit = {f"k{i}": "v" * 63 for i in range(64)}
+        reply = json.loads((await nc.request("isthmus.registry.register", register(at_limit), timeout=10)).data)
+        assert reply["ok"] is True, reply
+        await nc.request("isthmus.registry.deregister", json.dumps(
+            {"workload_id": "big-1", "namespace": "default", "service": "big"}).encode(), timeout=10)
+    finally:
+        await nc.close()

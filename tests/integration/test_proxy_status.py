@@ -1,0 +1,79 @@
+"""`isthmus proxy-status`: pilot's record of each proxy's ACKs and NACKs, read through pilot, and
+status keys that do not outlive their proxy. Real bus, etcd, pilot, registry and sidecar."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+
+import pytest
+
+from runtime.store import CONFIG_PREFIX, STATUS_PREFIX, Store
+from tests.integration.conftest import LEASE_TTL, ControlPlane, eventually
+from tests.integration.httpclient import Backend
+
+pytestmark = pytest.mark.asyncio
+
+
+def proxy_status(plane: ControlPlane, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "isthmus.cli", "--nats", plane.nats_url, "proxy-status", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def row(result: subprocess.CompletedProcess[str], proxy_id: str) -> list[str]:
+    return next(line.split() for line in result.stdout.splitlines() if line.startswith(proxy_id))
+
+
+async def test_proxy_status_shows_synced_then_rejected_with_the_proxys_reason(mesh: ControlPlane) -> None:
+    backend = await Backend("ps").start()
+    sidecar = await mesh.proxy("ps-app", backend.port, 9080, "ps").ready()
+    proxy_id = sidecar.config_dump()["proxy"]["id"]
+    host, port = mesh.etcd_url.removeprefix("http://").split(":")
+    store = await Store.connect(host, int(port))
+    try:
+        async def state(want: str) -> list[str] | None:
+            result = await asyncio.to_thread(proxy_status, mesh, "-n", "ps")
+            assert result.returncode == 0, result.stderr
+            cells = row(result, proxy_id) if proxy_id in result.stdout else None
+            return cells if cells and cells[3] == want else None
+
+        cells = await eventually(lambda: state("SYNCED"), timeout=15, interval=0.5)
+        assert cells[1:3] == ["ps", "ps-app"]
+        # A policy the proxy refuses, written around the config API's validation (as an older pilot's
+        # compiler could produce): the proxy NACKs and proxy-status says so, with the proxy's reason.
+        bad = {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+               "metadata": {"name": "ps-bad", "namespace": "ps"},
+               "spec": {"host": "ps-app", "trafficPolicy": {"connectionPool": {"tcp": {"maxConnections": -1}}}}}
+        await store.put(f"{CONFIG_PREFIX}DestinationRule/ps/ps-bad", json.dumps(bad).encode())
+        await eventually(lambda: state("REJECTED"), timeout=15, interval=0.5)
+        result = await asyncio.to_thread(proxy_status, mesh)
+        assert f"Warning: {proxy_id} rejected version" in result.stderr
+        assert "connection pool limits must be non-negative" in result.stderr, result.stderr
+    finally:
+        await store.delete(f"{CONFIG_PREFIX}DestinationRule/ps/ps-bad")
+        await store.close()
+        await backend.stop()
+
+
+async def test_a_departed_proxys_status_key_is_removed(mesh: ControlPlane) -> None:
+    backend = await Backend("gone").start()
+    sidecar = await mesh.proxy("gone-app", backend.port, 9080, "gone").ready()
+    proxy_id = sidecar.config_dump()["proxy"]["id"]
+    host, port = mesh.etcd_url.removeprefix("http://").split(":")
+    store = await Store.connect(host, int(port))
+    try:
+        await eventually(lambda: store.get(f"{STATUS_PREFIX}{proxy_id}"), timeout=LEASE_TTL + 5)
+        sidecar.process.stop()
+
+        async def removed() -> bool:
+            return await store.get(f"{STATUS_PREFIX}{proxy_id}") is None
+
+        # its registration goes at once (deregister) or after the lease; the status after 3 lease TTLs
+        await eventually(removed, timeout=3 * LEASE_TTL + 20, interval=0.5)
+        result = await asyncio.to_thread(proxy_status, mesh, "-n", "gone")
+        assert proxy_id not in result.stdout
+    finally:
+        await store.close()
+        await backend.stop()
