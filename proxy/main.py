@@ -35,7 +35,7 @@ class Sidecar:
     def __init__(self, options: ProxyOptions) -> None:
         self.options = options
         self.log = configure(options.log_level, "proxy")
-        self.state = ConfigState()
+        self.state = ConfigState(options.pending_grace)
         self.pool = ConnectionPool()
         self.router = MeshRouter(self.state, options.namespace, options.domain_suffix, options.labels, options.locality)
         self.xds = XdsClient(self.state, options.id, options.service, options.namespace)

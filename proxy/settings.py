@@ -72,6 +72,9 @@ class ProxyOptions:
     proxy_id: str = ""
     # access log: "" off, "-" stdout, else a file path (proxy/access_log.py)
     access_log: str = field(default_factory=lambda: os.environ.get("ISTHMUS_ACCESS_LOG", ""))
+    # seconds a route waits for a cluster/subset it names that pilot did not call undefined
+    # (proxy/control/config_state.py; Envoy's initial_fetch_timeout)
+    pending_grace: float = field(default_factory=lambda: float(os.environ.get("ISTHMUS_PENDING_GRACE", "15")))
     # opaque TCP out: (service host, service port, local port the app connects to)
     tcp_routes: tuple[tuple[str, int, int], ...] = ()
     # opaque TCP in: (service port, app port, inbound listener port; 0: any free port)

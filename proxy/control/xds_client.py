@@ -4,7 +4,8 @@ A push applies only if it is the next in sequence of the epoch we hold; anything
 push, a new pilot leader) triggers a snapshot request. Deltas that arrive while a snapshot is in
 flight are kept and replayed after it, so none is lost. Every applied push is ACKed, every rejected
 one NACKed with the error; a rejected push leaves the previous config in force. When the bus or
-pilot is away the proxy keeps serving with what it holds (static stability).
+pilot is away the proxy keeps serving with what it holds (static stability). Routes the state holds
+pending are applied when their grace ends (ConfigState.expire), by one timer the client keeps.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class XdsClient:
         self._resync = asyncio.Event()
         self._snapshotting = False
         self._held: list[Push] = []
+        self._expiry: asyncio.TimerHandle | None = None  # ends the grace of the first pending route
 
     async def attach(self, bus: Bus) -> None:
         self.bus = bus
@@ -88,6 +90,22 @@ class XdsClient:
             return
         await self._apply(push)
 
+    def _schedule_expiry(self) -> None:
+        """One timer at the end of the first pending route's grace (none when nothing waits)."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        deadline = self.state.next_expiry()
+        if deadline is not None:
+            delay = max(0.0, deadline - self.state.clock())
+            self._expiry = asyncio.get_running_loop().call_later(delay, self._expire)
+
+    def _expire(self) -> None:
+        self._expiry = None
+        if self.state.expire() and self.on_applied is not None:
+            self.on_applied()
+        self._schedule_expiry()
+
     async def _apply(self, push: Push) -> None:
         error = ""
         try:
@@ -95,6 +113,7 @@ class XdsClient:
         except ConfigRejected as exc:
             error = str(exc)
             log.warning("push rejected", seq=push.seq, error=error)
+        self._schedule_expiry()
         # The sequence moves on even when a push is rejected: the next delta builds on pilot's view,
         # and a later snapshot brings everything back in line.
         self.epoch, self.seq = push.epoch, push.seq
