@@ -2,7 +2,8 @@
 
 A push applies only if it is the next in sequence of the epoch we hold; anything else (a missed
 push, a new pilot leader) triggers a snapshot request. Deltas that arrive while a snapshot is in
-flight are kept and replayed after it, so none is lost. Every applied push is ACKed, every rejected
+flight are kept (at most MAX_HELD) and replayed after it, so none is lost; one still ahead of the snapshot is
+dropped and another snapshot asked for after a pause (0.1 s doubling to 2 s while it repeats). Every applied push is ACKed, every rejected
 one NACKed with the error; a rejected push leaves the previous config in force. When the bus or
 pilot is away the proxy keeps serving with what it holds (static stability). Routes the state holds
 pending are applied when their grace ends (ConfigState.expire), by one timer the client keeps.
@@ -21,6 +22,8 @@ from runtime.bus import Bus, BusError, decode, encode
 from runtime.log import get_logger
 
 log = get_logger("proxy.xds")
+
+MAX_HELD = 1024  # deltas kept while a snapshot is fetched
 
 
 class XdsClient:
@@ -51,6 +54,7 @@ class XdsClient:
     async def run(self) -> None:
         """Resync loop: fetch a snapshot whenever asked, retrying until pilot answers."""
         delay = 0.1
+        gap_delay = 0.1  # between snapshots while a held push stays ahead of them
         while True:
             await self._resync.wait()
             if self.bus is None:
@@ -72,23 +76,48 @@ class XdsClient:
             self._snapshotting = False
             held, self._held = self._held, []
             await self._apply(snapshot)
-            for push in held:
-                if push.epoch == self.epoch and push.seq > self.seq:
-                    await self._on_push_obj(push)
+            if not await self._replay(held):  # a gap remains past the snapshot: ask again, after a pause
+                await asyncio.sleep(gap_delay * random.uniform(0.5, 1.5))
+                gap_delay = min(gap_delay * 2, 2.0)
+                self.request_resync()
+            else:
+                gap_delay = 0.1
+
+    async def _replay(self, held: list[Push]) -> bool:
+        """Apply the held deltas that follow the snapshot, in order; older ones are dropped. False at the first
+        that does not follow (a gap past the snapshot): it and the rest are dropped too, and the caller asks
+        for another snapshot, which holds them if pilot published them. A push from beyond pilot's view is
+        never applied, and costs one more snapshot, not a loop of them."""
+        later = sorted((p for p in held if p.epoch == self.epoch and p.seq > self.seq), key=lambda p: p.seq)
+        for push in later:
+            if push.seq <= self.seq:
+                continue  # a duplicate
+            if push.seq != self.seq + 1:
+                log.info("a held push is still ahead of the snapshot, resyncing", have=f"{self.epoch}/{self.seq}",
+                         got=f"{push.epoch}/{push.seq}")
+                return False
+            await self._apply(push)
+        return True
 
     async def _on_push(self, data: bytes) -> None:
         await self._on_push_obj(decode(data, Push))
 
     async def _on_push_obj(self, push: Push) -> None:
         if self._snapshotting or self._resync.is_set():
-            self._held.append(push)
+            self._hold(push)
             return
         if push.epoch != self.epoch or push.seq != self.seq + 1:
             log.info("push out of sequence, resyncing", have=f"{self.epoch}/{self.seq}", got=f"{push.epoch}/{push.seq}")
-            self._held.append(push)
+            self._hold(push)
             self.request_resync()
             return
         await self._apply(push)
+
+    def _hold(self, push: Push) -> None:
+        """Keep a delta for after the snapshot; at most MAX_HELD (the oldest go: the snapshot covers them)."""
+        if len(self._held) >= MAX_HELD:
+            del self._held[0]
+        self._held.append(push)
 
     def _schedule_expiry(self) -> None:
         """One timer at the end of the first pending route's grace (none when nothing waits)."""
