@@ -62,7 +62,8 @@ async def test_a_full_pool_answers_overflow_fast_while_the_admitted_requests_wai
     timed_out = [t for s, t in results if s == 504]
     # one in flight, one waiting (both end at the route timeout), the other three are turned away at once
     assert len(overflow) == 3 and len(timed_out) == 2, results
-    assert max(overflow) < 0.5 and min(timed_out) >= 1.0, results
+    # ordering, not a window: every overflow is answered before any admitted request times out
+    assert max(overflow) < min(timed_out) and min(timed_out) >= 1.0, results
     # the frontend sidecar's access log names the overflow with Envoy's flag, and the timeouts with UT
     cluster = f"outbound|9080||reviews.{reviews.ns}.svc.cluster.local"
     lines = await eventually(lambda: [line for line in access_lines(reviews) if cluster in line]
