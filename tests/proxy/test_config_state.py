@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from structlog.testing import capture_logs
 
 from proto.xds import (
     ClusterConfig, Endpoint, HttpRule, Push, RouteConfig, RouteMatch, StringMatch, SubsetPolicy, WeightedDestination,
@@ -273,17 +272,29 @@ def test_a_subset_pilot_marks_undefined_is_not_kept_alive_for_the_route_in_force
         proxy.target()
 
 
-def test_what_is_held_pending_is_logged_once_per_change_and_when_it_applies():
+class Recorder:
+    """Stands in for the module's structlog logger (whose config other tests may have cached)."""
+
+    def __init__(self) -> None:
+        self.events: list[dict] = []
+
+    def __getattr__(self, level: str):  # type: ignore[no-untyped-def]
+        return lambda event, **kw: self.events.append({"event": event, "log_level": level, **kw})
+
+
+def test_what_is_held_pending_is_logged_once_per_change_and_when_it_applies(monkeypatch):
+    import proxy.control.config_state as module
+    logs = Recorder()
+    monkeypatch.setattr(module, "log", logs)
     proxy = Proxy(grace_s=15.0)
     proxy.push(full=True, clusters=[cluster()], routes=[route("v1", 3)])
-    with capture_logs() as logs:
-        proxy.push(routes=[two_rules(undefined=False)])
-        proxy.push(clusters=[cluster(RATINGS)])  # unrelated: the route is still pending, nothing new to say
-        proxy.push(clusters=[cluster(RATINGS, version=2)])
-        proxy.clock.now = 120.0
-        proxy.state.expire()
-    held = [e for e in logs if e["event"].startswith("route held pending")]
-    applied = [e for e in logs if e["event"].startswith("pending route applied after its grace")]
+    proxy.push(routes=[two_rules(undefined=False)])
+    proxy.push(clusters=[cluster(RATINGS)])  # unrelated: the route is still pending, nothing new to say
+    proxy.push(clusters=[cluster(RATINGS, version=2)])
+    proxy.clock.now = 120.0
+    proxy.state.expire()
+    held = [e for e in logs.events if e["event"].startswith("route held pending")]
+    applied = [e for e in logs.events if e["event"].startswith("pending route applied after its grace")]
     assert len(held) == 1 and held[0]["missing"] == f"subset v3 of {REVIEWS}" and held[0]["host"] == REVIEWS
     assert held[0]["log_level"] == "warning" and held[0]["applies_in_s"] == 15.0
     assert len(applied) == 1 and applied[0]["version"] == 4
