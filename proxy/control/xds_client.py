@@ -2,11 +2,12 @@
 
 A push applies only if it is the next in sequence of the epoch we hold; anything else (a missed
 push, a new pilot leader) triggers a snapshot request. Deltas that arrive while a snapshot is in
-flight are kept (at most MAX_HELD) and replayed after it, so none is lost; one still ahead of the snapshot is
-dropped and another snapshot asked for after a pause (0.1 s doubling to 2 s while it repeats). Every applied push is ACKed, every rejected
-one NACKed with the error; a rejected push leaves the previous config in force. When the bus or
-pilot is away the proxy keeps serving with what it holds (static stability). Routes the state holds
-pending are applied when their grace ends (ConfigState.expire), by one timer the client keeps.
+flight are kept (at most MAX_HELD) and replayed after it, so none is lost; one still ahead of the
+snapshot is dropped and another snapshot asked for after a pause (0.1 s, doubling to 2 s while it
+repeats). Every applied push is ACKed, every rejected one NACKed with the error; a rejected push
+leaves the previous config in force. When the bus or pilot is away the proxy keeps serving with what
+it holds (static stability). Routes the state holds pending are applied when their grace ends
+(ConfigState.expire), by one timer the client keeps.
 """
 
 from __future__ import annotations

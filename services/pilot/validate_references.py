@@ -25,7 +25,8 @@ def _subset_refs(vs: Resource) -> Iterator[tuple[str, str, str]]:
     for i, http in enumerate(vs.spec.http or []):
         for j, r in enumerate(http.route or []):
             if r.destination.subset:
-                yield f"spec.http[{i}].route[{j}].destination.subset", fqdn(r.destination.host, ns), r.destination.subset
+                yield (f"spec.http[{i}].route[{j}].destination.subset", fqdn(r.destination.host, ns),
+                       r.destination.subset)
         if http.mirror is not None and http.mirror.subset:
             yield f"spec.http[{i}].mirror.subset", fqdn(http.mirror.host, ns), http.mirror.subset
         for k, m in enumerate(http.mirrors or []):
