@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test up bench clean
+.PHONY: demo test deps up bench clean
 
 $(BIN)/isthmus: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,12 @@ demo: $(BIN)/isthmus
 up: $(BIN)/isthmus
 	$(BIN)/isthmus up
 
-test: $(BIN)/isthmus
+# The data-plane smoke test (tests/bench) drives wrk, hey, haproxy and nginx: `deps` installs the
+# missing ones with apt-get (as root, or with sudo -n) and does nothing when all are there.
+deps: $(BIN)/isthmus
+	$(BIN)/python -m bench.dataplane.tools
+
+test: $(BIN)/isthmus deps
 	$(BIN)/pytest -q
 
 # QUICK=1 for a development run (under two minutes); the full run takes under fifteen.

@@ -539,6 +539,9 @@ def _app_tcp(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
 @click.option("--locality", envvar="ISTHMUS_LOCALITY", default="", metavar="REGION/ZONE/SUBZONE",
               help="Where this workload runs, for localityLbSetting (env ISTHMUS_LOCALITY).")
 @click.option("--lease-ttl", type=click.IntRange(1), help="Seconds the registration lives without heartbeats.")
+@click.option("--pending-grace", type=click.FloatRange(0), envvar="ISTHMUS_PENDING_GRACE", default=15.0,
+              show_default=True, help="Seconds a route waits for a cluster or subset it names before it applies "
+                                      "anyway (requests to what is missing get 503 NC); env ISTHMUS_PENDING_GRACE.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               help="Env ISTHMUS_LOG_LEVEL; default info.")
 @click.option("--access-log", envvar="ISTHMUS_ACCESS_LOG", default="", metavar="-|PATH",
@@ -557,8 +560,9 @@ def _app_tcp(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
 @click.pass_obj
 def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: int, app_port: int,
               labels: dict[str, str], inbound_port: int, outbound_port: int, admin_port: int, address: str,
-              service_account: str, locality: str, lease_ttl: int | None, log_level: str | None,
-              access_log: str, retry_buffer_limit: int, tcp: tuple[tuple[str, int, int], ...],
+              service_account: str, locality: str, lease_ttl: int | None, pending_grace: float,
+              log_level: str | None, access_log: str, retry_buffer_limit: int,
+              tcp: tuple[tuple[str, int, int], ...],
               app_tcp: tuple[tuple[int, int, int], ...]) -> None:
     """Run a sidecar beside one workload until SIGINT/SIGTERM."""
     from proxy.settings import ProxyOptions
@@ -577,6 +581,7 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
         service_account=service_account,
         locality=locality,
         lease_ttl=lease_ttl,
+        pending_grace=pending_grace,
         nats_url=obj["nats_url"],
         tcp_routes=tcp,
         app_tcp=app_tcp,

@@ -51,6 +51,10 @@ class WeightedDestination(Message):
     port: int | None = None  # None: the port the request was sent to
     weight: int = 100
     headers: Headers | None = None  # applied before the rule's own
+    # Pilot's word that no DestinationRule defines `subset` (or no cluster exists for `host`) at this route's
+    # version: the proxy applies the route without waiting for it and answers what picks this destination
+    # with 503 NC, as Envoy does for a route to a cluster CDS never sent (proxy/control/config_state.py).
+    undefined: bool = False
 
 
 class RetryPolicy(Message):

@@ -4,6 +4,7 @@
     ├── BadRequest            400  DPE  downstream sent something we cannot parse
     ├── NoRoute               404  NR   no route or service for the requested host
     ├── NoHealthyUpstream     503  UH   the cluster has no healthy endpoint
+    ├── NoCluster             503  NC   a route sends to a cluster or subset the proxy does not hold
     ├── UpstreamConnectError  503  UF   connecting to the chosen endpoint failed
     │   └── DnsFailure        503  DF   the name of a host outside the mesh did not resolve
     ├── BlackHole             502  -    REGISTRY_ONLY: a host the mesh does not know (BlackHoleCluster)
@@ -43,6 +44,14 @@ class NoRoute(ProxyError):
 class NoHealthyUpstream(ProxyError):
     status = 503
     flag = "UH"
+
+
+class NoCluster(ProxyError):
+    """Envoy's cluster_not_found (response flag NC, 503): the route names a cluster it never received, which
+    is what Istio users see for a VirtualService subset no DestinationRule defines."""
+
+    status = 503
+    flag = "NC"
 
 
 class UpstreamConnectError(ProxyError):

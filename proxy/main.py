@@ -38,7 +38,7 @@ class Sidecar:
         self.options = options
         self.log = configure(options.log_level, "proxy")
         exchange.RETRY_BUFFER_LIMIT = options.retry_buffer_limit  # read by every exchange with a body
-        self.state = ConfigState()
+        self.state = ConfigState(options.pending_grace)
         self.pool = ConnectionPool()
         self.pool.resolver = DnsCache()  # names of hosts outside the mesh (passthrough), off the loop
         self.router = MeshRouter(self.state, options.namespace, options.domain_suffix, options.labels, options.locality)

@@ -76,6 +76,9 @@ class ProxyOptions:
     # 1 MiB); a larger body streams and is not retried; 0: bodies are never kept
     retry_buffer_limit: int = field(default_factory=lambda: int(os.environ.get("ISTHMUS_RETRY_BUFFER_LIMIT",
                                                                                str(1024 * 1024))))
+    # seconds a route waits for a cluster/subset it names that pilot did not call undefined
+    # (proxy/control/config_state.py; Envoy's initial_fetch_timeout)
+    pending_grace: float = field(default_factory=lambda: float(os.environ.get("ISTHMUS_PENDING_GRACE", "15")))
     # opaque TCP out: (service host, service port, local port the app connects to)
     tcp_routes: tuple[tuple[str, int, int], ...] = ()
     # opaque TCP in: (service port, app port, inbound listener port; 0: any free port)

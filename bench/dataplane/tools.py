@@ -51,3 +51,22 @@ def ensure_tools(install: bool = True) -> dict[str, str]:
         raise ToolsMissing(f"missing {', '.join(missing)} (install: apt-get install -y "
                            f"{' '.join(sorted({TOOLS[p] for p in missing}))})")
     return {program: which(program) or "" for program in TOOLS}
+
+
+def main() -> int:
+    """`make deps`: install the missing tools (apt-get, visible), or say what is missing; 0 when all are there."""
+    missing = missing_tools()
+    if missing:
+        print(f"data-plane benchmark tools missing: {', '.join(missing)}; installing with apt-get", flush=True)
+    try:
+        paths = ensure_tools()
+    except ToolsMissing as exc:
+        print(f"error: {exc}", flush=True)
+        return 1
+    if missing:
+        print("installed: " + ", ".join(f"{program} ({path})" for program, path in paths.items() if program in missing))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -7,7 +7,11 @@ changes. Then, as in istio/istio#12252 (make before break):
 - clusters apply before routes;
 - a route whose destinations name a cluster or subset the proxy does not hold waits as *pending*
   while the previous route for its host keeps serving; a later push that brings the missing
-  cluster/subset activates it;
+  cluster/subset activates it. The wait is bounded: a destination pilot marks `undefined` (no
+  DestinationRule defines the subset at that version) is never waited for, and a host pending for
+  `grace_s` (`proxy run --pending-grace`, Envoy's initial_fetch_timeout of 15 s) applies anyway. Either
+  way only requests that pick such a destination fail, 503 NC (proxy/outbound/router.py), as in Envoy
+  for a route whose cluster CDS never sent. Each change of what is pending is logged once;
 - a cluster update that drops a subset an active route still uses keeps that subset's old definition,
   and a removed cluster an active route still uses stays, until no active route uses them.
 The new RoutingTable is swapped in with one assignment, so the hot path never sees half a push.
@@ -16,6 +20,7 @@ The new RoutingTable is swapped in with one assignment, so the hot path never se
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
@@ -25,6 +30,11 @@ from proto.xds import OUTBOUND_TRAFFIC_POLICIES, ClusterConfig, MeshConfig, Push
 from proxy.outbound.balancer import policy_problem
 from proxy.outbound.route_match import CompiledMatch, CompiledRoute
 from proxy.outbound.router import RoutingTable, build_table
+from runtime.log import get_logger
+
+log = get_logger("proxy.config")
+
+PENDING_GRACE_S = 15.0  # Envoy's initial_fetch_timeout: how long a resource is waited for before moving on
 
 
 class ConfigRejected(Exception):
@@ -36,6 +46,7 @@ class ConfigRejected(Exception):
 class Pending(NamedTuple):
     route: RouteConfig
     missing: tuple[str, ...]  # "cluster <host>" or "subset <name> of <host>"
+    since: float = 0.0  # clock time the host started waiting (kept across new versions while it waits)
 
 
 def _check_cluster(cluster: ClusterConfig) -> None:
@@ -97,8 +108,11 @@ def _destinations(route: RouteConfig) -> Iterator[WeightedDestination]:
 
 
 def _missing(route: RouteConfig, clusters: dict[str, ClusterConfig]) -> tuple[str, ...]:
+    """What the route waits for: the clusters and subsets it names that we lack and pilot did not call undefined."""
     missing: list[str] = []
     for dest in _destinations(route):
+        if dest.undefined:
+            continue
         cluster = clusters.get(dest.host)
         if cluster is None:
             what = f"cluster {dest.host}"
@@ -112,7 +126,11 @@ def _missing(route: RouteConfig, clusters: dict[str, ClusterConfig]) -> tuple[st
 
 
 class ConfigState:
-    def __init__(self) -> None:
+    """`grace_s`: the longest a route waits for a missing cluster/subset; `clock`: seconds, monotonic."""
+
+    def __init__(self, grace_s: float = PENDING_GRACE_S, clock: Callable[[], float] = time.monotonic) -> None:
+        self.grace_s = grace_s
+        self.clock = clock
         self.epoch = ""
         self.seq = 0
         self.version = 0
@@ -129,12 +147,12 @@ class ConfigState:
         self.mesh = MeshConfig()  # mesh-wide settings from pilot (outboundTrafficPolicy): MeshRouter reads them
         self.on_apply: list[Callable[[], None]] = []  # called after each applied push (inbound rate limits)
 
-    def is_next(self, push: Push) -> bool:
-        """False when a delta does not follow the last applied push: the proxy should ask for a snapshot."""
-        return push.full or (push.epoch == self.epoch and push.seq == self.seq + 1)
-
     def pending_routes(self) -> dict[str, Pending]:
         return dict(self._pending)
+
+    def next_expiry(self) -> float | None:
+        """Clock time at which the first pending route's grace ends (call expire() then), None if none waits."""
+        return min(p.since for p in self._pending.values()) + self.grace_s if self._pending else None
 
     def apply(self, push: Push) -> None:
         """Apply a delta (or a full snapshot); raises ConfigRejected and changes nothing if invalid."""
@@ -153,8 +171,20 @@ class ConfigState:
             clusters.update((c.host, c) for c in push.clusters)
             routes = {h: r for h, r in self.desired_routes.items() if h not in push.removed_routes}
             routes.update((r.host, r) for r in push.routes)
-        known = {**self._compiled, **compiled}
+        self._install(clusters, routes, {**self._compiled, **compiled})
+        self.epoch, self.seq, self.version = push.epoch, push.seq, max(self.version, push.version)
 
+    def expire(self) -> bool:
+        """Apply the pending routes whose grace has ended (True if any did); the rest keep waiting."""
+        now = self.clock()
+        if not any(now - p.since >= self.grace_s for p in self._pending.values()):
+            return False
+        self._install(self.desired_clusters, self.desired_routes, self._compiled)
+        return True
+
+    def _install(self, clusters: dict[str, ClusterConfig], routes: dict[str, RouteConfig],
+                 known: dict[int, CompiledRoute]) -> None:
+        now = self.clock()
         active: dict[str, RouteConfig] = {}
         pending: dict[str, Pending] = {}
         for host, route in routes.items():
@@ -162,9 +192,24 @@ class ConfigState:
             if not missing or self.routes.get(host) == route:  # complete, or already in force
                 active[host] = route  # (one in force keeps what it uses alive: _keep_alive)
                 continue
-            pending[host] = Pending(route, missing)
+            before = self._pending.get(host)
+            since = before.since if before is not None else now
+            if now - since >= self.grace_s:  # waited long enough: requests to what is missing get 503 NC
+                log.warning("pending route applied after its grace, without what it waits for", host=host,
+                            version=route.version, source=route.source, missing=", ".join(missing),
+                            grace_s=self.grace_s)
+                active[host] = route
+                continue
+            pending[host] = Pending(route, missing, since)
+            if before is None or before.route != route or before.missing != missing:
+                log.warning("route held pending: the previous route serves until what it names arrives",
+                            host=host, version=route.version, source=route.source, missing=", ".join(missing),
+                            applies_in_s=round(since + self.grace_s - now, 1))
             if host in self.routes:
                 active[host] = self.routes[host]  # the old route keeps serving (make before break)
+        for host, before in self._pending.items():
+            if host not in pending and active.get(host) == before.route and _missing(before.route, clusters) == ():
+                log.info("pending route applied: what it waited for arrived", host=host, version=before.route.version)
 
         effective, retained = self._keep_alive(clusters, active)
         table = build_table(effective, {h: known[id(r)] for h, r in active.items()}, self.table)
@@ -173,7 +218,6 @@ class ConfigState:
         self.clusters, self.routes, self.retained, self._pending = effective, active, retained, pending
         keep = {id(r) for r in routes.values()} | {id(r) for r in active.values()}
         self._compiled = {k: v for k, v in known.items() if k in keep}
-        self.epoch, self.seq, self.version = push.epoch, push.seq, max(self.version, push.version)
         self.table = table
         self.mesh = mesh
         for callback in self.on_apply:
@@ -186,6 +230,8 @@ class ConfigState:
         retained: dict[str, tuple[str, ...]] = {}
         for route in active.values():
             for dest in _destinations(route):
+                if dest.undefined:  # pilot says it is gone: nothing to keep alive (requests get 503 NC)
+                    continue
                 current, old = effective.get(dest.host), self.clusters.get(dest.host)
                 if current is None and old is not None:
                     effective[dest.host] = old
@@ -236,6 +282,8 @@ class ConfigState:
             "mesh": msgspec.to_builtins(self.mesh),
             "clusters": clusters,
             "routes": [msgspec.to_builtins(self.routes[h]) for h in sorted(self.routes)],
-            "pending": [{"host": h, "version": p.route.version, "source": p.route.source, "missing": list(p.missing)}
+            "pending": [{"host": h, "version": p.route.version, "source": p.route.source, "missing": list(p.missing),
+                         "applies_in_s": round(max(0.0, p.since + self.grace_s - self.clock()), 3)}
                         for h, p in sorted(self._pending.items())],
+            "pending_grace_s": self.grace_s,
         }

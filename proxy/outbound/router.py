@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from proto.xds import ALLOW_ANY, ClusterConfig, Endpoint, LbPolicy, OutlierPolicy, PoolLimits
-from proxy.errors import NoHealthyUpstream, NoRoute
+from proxy.errors import NoCluster, NoHealthyUpstream, NoRoute
 from proxy.outbound.balancer import Balancer, make_balancer
 from proxy.outbound.circuit_breaker import Breaker
 from proxy.outbound.locality import preferred, ranked
@@ -239,7 +239,7 @@ class MeshRouter:
             host, subset = dest.host, dest.subset or ""
             entry = table.clusters.get(host)
             if entry is None:
-                raise NoRoute(f"route for {route.host} sends to {host}, which has no cluster")
+                raise NoCluster(f"route for {route.host} sends to {host}, which has no cluster")
             if dest.port is not None:
                 port = dest.port
             elif len(entry.ports) == 1:  # Istio: a single-port service needs no port in the destination
@@ -258,7 +258,8 @@ class MeshRouter:
         """The endpoint the balancer of `entry`'s `subset` pool picks for `port`, as a Target."""
         pool = entry.pools.get(subset)
         if pool is None:
-            raise NoHealthyUpstream(f"cluster outbound|{port}|{subset}|{host}: subset {subset!r} is not defined")
+            raise NoCluster(f"cluster outbound|{port}|{subset}|{host} not found: no DestinationRule defines "
+                            f"subset {subset!r}")
         balancer = pool.balancer_for(port, self.locality)
         if balancer is None:
             raise NoHealthyUpstream(f"no healthy endpoint in cluster {pool.cluster_name(port)}")
@@ -269,7 +270,7 @@ class MeshRouter:
     def tcp_pick(self, host: str, port: int, client: str = "") -> Target:
         """Where an opaque TCP connection to `host:port` goes: the host's first tcp route that matches the
         port and this caller picks a destination by weight (no tcp route: the host's own cluster), then the
-        destination pool's balancer an endpoint. Raises NoRoute or NoHealthyUpstream."""
+        destination pool's balancer an endpoint. Raises NoRoute, NoCluster or NoHealthyUpstream."""
         table = self.source.table
         fqdn = self.resolve(table, host)
         if not fqdn:
@@ -286,7 +287,7 @@ class MeshRouter:
             raise NoRoute(f"no tcp route of the VirtualService {route.source} for {fqdn} matches port {port}")
         entry = table.clusters.get(fqdn)
         if entry is None:
-            raise NoRoute(f"tcp route sends to {fqdn}, which has no cluster")
+            raise NoCluster(f"tcp route sends to {fqdn}, which has no cluster")
         if rule is not None and dest.port is None and len(entry.ports) == 1:
             (port,) = entry.ports
         return self._target(entry, fqdn, subset, port, RequestHead("", host, port, "", [], client), None)

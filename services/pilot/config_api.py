@@ -30,6 +30,7 @@ from runtime.bus import decode, deadline_passed, encode, request_deadline
 from runtime.settings import ConfigLimits
 from runtime.store import CONFIG_PREFIX, Store, StoreError
 from services.pilot.validate import decode_documents
+from services.pilot.validate_references import subset_warnings
 
 # (text, seconds it may take or None) -> (resources, errors, warnings)
 Decoder = Callable[[str, float | None], Awaitable[tuple[list[Resource], list[ConfigError], list[ConfigError]]]]
@@ -101,6 +102,7 @@ class ConfigApi:
             return encode(ApplyReply(ok=False, errors=errors, warnings=warnings))
         if not resources:
             return encode(ApplyReply(ok=False, errors=[ConfigError(document=0, message="no documents in the submission")]))
+        warnings += await self._reference_warnings(resources)
         puts: dict[str, bytes] = {}
         results: list[AppliedResource] = []
         try:
@@ -121,6 +123,25 @@ class ConfigApi:
         except StoreError as exc:
             return encode(ApplyReply(ok=False, errors=[ConfigError(document=0, message=f"store unavailable: {exc}")]))
         return encode(ApplyReply(ok=True, revision=revision, results=results, warnings=warnings))
+
+    async def _reference_warnings(self, resources: list[Resource]) -> list[ConfigError]:
+        """Subsets no DestinationRule defines (validate_references); none when the store cannot be read."""
+        if not any(r.kind in ("VirtualService", "DestinationRule") for r in resources):
+            return []
+        stored: list[Resource] = []
+        try:
+            kinds = ["DestinationRule"] + (["VirtualService"] if any(r.kind == "DestinationRule" for r in resources)
+                                           else [])
+            for kind in kinds:
+                entries, _ = await self.store.list(f"{CONFIG_PREFIX}{kind}/")
+                for entry in entries:
+                    try:
+                        stored.append(msgspec.json.decode(entry.value, type=KINDS[kind].type))
+                    except msgspec.ValidationError:
+                        continue  # not written by us; pilot's watcher logs it
+        except StoreError:
+            return []  # the commit that follows reports the store
+        return subset_warnings(resources, stored)
 
     async def delete(self, data: bytes) -> bytes:
         request = decode(data, DeleteRequest)

@@ -10,7 +10,8 @@ import sys
 import nats
 import pytest
 
-from tests.integration.conftest import ControlPlane, apply
+from isthmus.launch import free_port
+from tests.integration.conftest import ControlPlane, Sidecar, apply, eventually
 
 pytestmark = pytest.mark.asyncio
 
@@ -95,12 +96,33 @@ async def test_a_malformed_request_gets_an_error_reply_and_pilot_keeps_serving(m
     assert (await apply(mesh, VS))["ok"]
 
 
-async def test_restarting_pilot_loses_no_stored_config(mesh: ControlPlane) -> None:
-    reply = await apply(mesh, VS.replace("name: ratings\n", "name: durable\n", 1))
+async def test_restarting_pilot_loses_no_config_and_proxies_get_it_from_the_new_pilot(mesh: ControlPlane) -> None:
+    """Through pilot, not etcd: the get API answers, a sidecar started after the restart receives the route
+    compiled from what was stored before it, and one running across the restart follows the new pilot."""
+    durable = VS.replace("name: ratings\n", "name: durable\n", 1).replace("  - ratings\n", "  - durable\n", 1)
+    reply = await apply(mesh, durable)
     assert reply["ok"]
+    host = "durable.api.svc.cluster.local"
+
+    def route_version(sidecar: Sidecar) -> int:
+        return {r["host"]: r["version"] for r in sidecar.config_dump()["routes"]}.get(host, 0)
+
+    before = await mesh.proxy("ratings", free_port(), namespace="api").ready()
+    await eventually(lambda: route_version(before) == reply["revision"])
+    old_epoch = before.config_dump()["epoch"]
+
     await mesh.restart_service("pilot")
     got = await request(mesh, "isthmus.config.get", b'{"kind": "vs", "namespace": "api", "name": "durable"}')
     assert [r["metadata"]["name"] for r in got["resources"]] == ["durable"]
+    after = await mesh.proxy("ratings", free_port(), namespace="api").ready()  # ready: it holds a snapshot
+    assert route_version(after) == reply["revision"]
+    assert after.config_dump()["epoch"] != old_epoch  # from the new pilot's term
+
+    # the new pilot pushes changes, and the sidecar that lived through the restart takes them
+    changed = await apply(mesh, durable.replace("  - route:", "  - timeout: 5s\n    route:"))
+    assert changed["ok"], changed
+    for sidecar in (before, after):
+        await eventually(lambda: route_version(sidecar) == changed["revision"])
 
 
 def run_cli(plane: ControlPlane, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -113,3 +113,51 @@ def test_a_deleted_virtual_service_is_a_removed_route_host():
     _, _, removed_clusters, removed_routes = diff(*before, *after)
     assert removed_routes == ["reviews.prod.svc.cluster.local"]
     assert "ratings.shop.svc.cluster.local" in removed_clusters
+
+
+TWO_RULES = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{uri: {prefix: /v3}}]
+    route: [{destination: {host: reviews, subset: v3}}]
+  - route: [{destination: {host: reviews, subset: v1}}]
+  tcp:
+  - route: [{destination: {host: reviews, subset: v9}}]
+"""
+DR_V1 = """
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: default}
+spec:
+  host: reviews
+  subsets: [{name: v1, labels: {version: v1}}]
+"""
+DR_V1_V3 = DR_V1.replace("subsets: [{name: v1, labels: {version: v1}}]",
+                         "subsets: [{name: v1, labels: {version: v1}}, {name: v3, labels: {version: v3}}]")
+
+
+def _undefined(route: xds.RouteConfig) -> list[tuple[str | None, bool]]:
+    return [(d.subset, d.undefined) for r in [*route.rules, *route.tcp] for d in r.destinations]
+
+
+def test_a_destination_to_a_subset_no_destination_rule_defines_is_marked_undefined():
+    clusters, routes = compile_mesh(state_of((TWO_RULES, 5), (DR_V1, 6)))
+    route = routes["reviews.default.svc.cluster.local"]
+    assert _undefined(route) == [("v3", True), ("v1", False), ("v9", True)]
+    assert [s.name for s in clusters["reviews.default.svc.cluster.local"].subsets] == ["v1"]
+
+
+def test_every_subset_is_undefined_without_a_destination_rule_and_a_later_rule_re_pushes_the_route():
+    previous = compile_mesh(state_of((TWO_RULES, 5)))
+    assert _undefined(previous[1]["reviews.default.svc.cluster.local"]) == [("v3", True), ("v1", True),
+                                                                            ("v9", True)]
+    state = state_of((TWO_RULES, 5), (DR_V1_V3, 8))
+    state.revision = 8
+    clusters, routes = compile_mesh(state, previous)
+    _, changed_routes, _, _ = diff(*previous, clusters, routes)
+    assert [_undefined(r) for r in changed_routes] == [[("v3", False), ("v1", False), ("v9", True)]]
+    assert changed_routes[0].version == 8  # above the route's own revision: proxies see it as newer

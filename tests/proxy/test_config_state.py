@@ -10,7 +10,7 @@ from proto.xds import (
     ClusterConfig, Endpoint, HttpRule, MeshConfig, Push, RouteConfig, RouteMatch, StringMatch, SubsetPolicy, WeightedDestination,
 )
 from proxy.control.config_state import ConfigRejected, ConfigState
-from proxy.errors import NoRoute
+from proxy.errors import NoCluster, NoRoute
 from proxy.outbound.router import MeshRouter
 from proxy.outbound.target import RequestHead
 
@@ -32,11 +32,20 @@ def route(subset: str, version: int, host: str = REVIEWS, dest_host: str = REVIE
         HttpRule(destinations=[WeightedDestination(host=dest_host, subset=subset)])])
 
 
-class Proxy:
-    """A ConfigState fed pushes in sequence, and a router over it."""
-
+class Clock:
     def __init__(self) -> None:
-        self.state = ConfigState()
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Proxy:
+    """A ConfigState fed pushes in sequence, and a router over it (time: self.clock.now, seconds)."""
+
+    def __init__(self, grace_s: float = 15.0) -> None:
+        self.clock = Clock()
+        self.state = ConfigState(grace_s, self.clock)
         self.router = MeshRouter(self.state)
         self.seq = 0
 
@@ -170,16 +179,6 @@ def test_an_unchanged_cluster_keeps_its_balancer_state_across_pushes():
     assert proxy.state.table.clusters[REVIEWS] is entry
 
 
-def test_a_delta_that_skips_a_sequence_number_asks_for_a_snapshot():
-    state = ConfigState()
-    assert not state.is_next(Push(epoch="e1", seq=1, version=1))  # nothing applied yet
-    state.apply(Push(epoch="e1", seq=1, version=1, full=True))
-    assert state.is_next(Push(epoch="e1", seq=2, version=2))
-    assert not state.is_next(Push(epoch="e1", seq=3, version=3))
-    assert not state.is_next(Push(epoch="e2", seq=2, version=3))
-    assert state.is_next(Push(epoch="e2", seq=9, version=3, full=True))
-
-
 def test_a_tcp_route_to_a_subset_not_held_yet_waits_like_an_http_one():
     from proto.xds import TcpRule
     proxy = Proxy()
@@ -191,3 +190,124 @@ def test_a_tcp_route_to_a_subset_not_held_yet_waits_like_an_http_one():
     proxy.push(clusters=[cluster(version=5, subsets=(V1, V2))])
     assert proxy.state.pending_routes() == {}
     assert proxy.router.tcp_pick("reviews", 9080).address == "10.0.0.2"
+
+
+def two_rules(undefined: bool, version: int = 4, subset: str = "v3", dest_host: str = REVIEWS) -> RouteConfig:
+    """/v3 goes to `subset` (marked undefined by pilot or not), everything else to v1."""
+    return RouteConfig(host=REVIEWS, version=version, source="default/reviews", rules=[
+        HttpRule(matches=[RouteMatch(uri=StringMatch(prefix="/v3"))],
+                 destinations=[WeightedDestination(host=dest_host, subset=subset, undefined=undefined)]),
+        HttpRule(destinations=[WeightedDestination(host=REVIEWS, subset="v1")])])
+
+
+def path_target(proxy: Proxy, path: str) -> str:
+    return proxy.router.pick(RequestHead("GET", "reviews", 9080, path, [])).address
+
+
+def test_a_destination_pilot_marks_undefined_is_not_waited_for_and_only_its_rule_gets_503_nc():
+    proxy = Proxy()
+    proxy.push(full=True, clusters=[cluster()], routes=[route("v1", 3)])
+    proxy.push(routes=[two_rules(undefined=True)])
+    assert proxy.state.pending_routes() == {} and proxy.state.routes[REVIEWS].version == 4
+    assert path_target(proxy, "/other") == "10.0.0.1"
+    with pytest.raises(NoCluster, match=rf"outbound\|9080\|v3\|{REVIEWS} not found") as caught:
+        path_target(proxy, "/v3")
+    assert (caught.value.status, caught.value.flag) == (503, "NC")
+
+    # the DestinationRule arrives: pilot re-sends the route unmarked with the cluster that defines v3
+    v3 = SubsetPolicy(name="v3", labels={"version": "v2"})
+    proxy.push(clusters=[cluster(version=5, subsets=(V1, v3))], routes=[two_rules(undefined=False, version=5)])
+    assert path_target(proxy, "/v3") == "10.0.0.2"
+
+
+def test_a_route_to_a_host_without_any_cluster_is_503_nc_for_that_rule_only():
+    proxy = Proxy()
+    proxy.push(full=True, clusters=[cluster()], routes=[two_rules(undefined=True, subset="", dest_host=RATINGS)])
+    assert path_target(proxy, "/x") == "10.0.0.1"
+    with pytest.raises(NoCluster, match=f"sends to {RATINGS}, which has no cluster"):
+        path_target(proxy, "/v3")
+
+
+def test_a_tcp_route_to_a_subset_pilot_marks_undefined_applies_and_its_connections_get_nc():
+    from proto.xds import TcpMatch, TcpRule
+    proxy = Proxy()
+    proxy.push(full=True, clusters=[cluster(ports=[9080, 9090])])
+    tcp = RouteConfig(host=REVIEWS, version=4, source="default/reviews", tcp=[
+        TcpRule(matches=[TcpMatch(port=9090)], destinations=[WeightedDestination(host=REVIEWS, subset="v9",
+                                                                                   undefined=True)]),
+        TcpRule(destinations=[WeightedDestination(host=REVIEWS, subset="v1")])])
+    proxy.push(routes=[tcp])
+    assert proxy.state.pending_routes() == {}
+    assert proxy.router.tcp_pick("reviews", 9080).address == "10.0.0.1"
+    with pytest.raises(NoCluster):
+        proxy.router.tcp_pick("reviews", 9090)
+
+
+def test_a_pending_route_applies_when_its_grace_ends_and_only_what_is_missing_fails():
+    proxy = Proxy(grace_s=15.0)
+    proxy.push(full=True, clusters=[cluster()], routes=[route("v1", 3)])
+    proxy.push(routes=[two_rules(undefined=False)])  # pilot did not say v3 is undefined: wait for it
+    assert proxy.state.pending_routes()[REVIEWS].missing == (f"subset v3 of {REVIEWS}",)
+    assert proxy.state.next_expiry() == 115.0
+    assert proxy.state.dump()["pending"][0]["applies_in_s"] == 15.0
+    proxy.clock.now = 114.9
+    assert proxy.state.expire() is False  # not yet: the old route serves
+    assert path_target(proxy, "/v3") == "10.0.0.1"
+    proxy.clock.now = 115.0
+    assert proxy.state.expire() is True
+    assert proxy.state.pending_routes() == {} and proxy.state.next_expiry() is None
+    assert proxy.state.routes[REVIEWS].version == 4
+    assert path_target(proxy, "/other") == "10.0.0.1"
+    with pytest.raises(NoCluster):
+        path_target(proxy, "/v3")
+
+
+def test_new_versions_of_a_waiting_route_do_not_restart_its_grace():
+    proxy = Proxy(grace_s=15.0)
+    proxy.push(full=True, clusters=[cluster()], routes=[route("v1", 3)])
+    proxy.push(routes=[two_rules(undefined=False, version=4)])
+    proxy.clock.now = 110.0
+    proxy.push(routes=[two_rules(undefined=False, version=5, subset="v4")])
+    assert proxy.state.pending_routes()[REVIEWS].since == 100.0
+    proxy.clock.now = 115.0
+    proxy.push(clusters=[cluster(version=6)])  # any push past the grace applies it too
+    assert proxy.state.routes[REVIEWS].version == 5 and proxy.state.pending_routes() == {}
+
+
+def test_a_subset_pilot_marks_undefined_is_not_kept_alive_for_the_route_in_force():
+    proxy = Proxy()
+    proxy.push(full=True, clusters=[cluster(subsets=(V1, V2))], routes=[route("v2", 3)])
+    marked = RouteConfig(host=REVIEWS, version=6, source="default/reviews", rules=[
+        HttpRule(destinations=[WeightedDestination(host=REVIEWS, subset="v2", undefined=True)])])
+    proxy.push(clusters=[cluster(version=6, subsets=(V1,))], routes=[marked])  # the DR dropped v2
+    assert proxy.state.retained == {}
+    with pytest.raises(NoCluster):
+        proxy.target()
+
+
+class Recorder:
+    """Stands in for the module's structlog logger (whose config other tests may have cached)."""
+
+    def __init__(self) -> None:
+        self.events: list[dict] = []
+
+    def __getattr__(self, level: str):  # type: ignore[no-untyped-def]
+        return lambda event, **kw: self.events.append({"event": event, "log_level": level, **kw})
+
+
+def test_what_is_held_pending_is_logged_once_per_change_and_when_it_applies(monkeypatch):
+    import proxy.control.config_state as module
+    logs = Recorder()
+    monkeypatch.setattr(module, "log", logs)
+    proxy = Proxy(grace_s=15.0)
+    proxy.push(full=True, clusters=[cluster()], routes=[route("v1", 3)])
+    proxy.push(routes=[two_rules(undefined=False)])
+    proxy.push(clusters=[cluster(RATINGS)])  # unrelated: the route is still pending, nothing new to say
+    proxy.push(clusters=[cluster(RATINGS, version=2)])
+    proxy.clock.now = 120.0
+    proxy.state.expire()
+    held = [e for e in logs.events if e["event"].startswith("route held pending")]
+    applied = [e for e in logs.events if e["event"].startswith("pending route applied after its grace")]
+    assert len(held) == 1 and held[0]["missing"] == f"subset v3 of {REVIEWS}" and held[0]["host"] == REVIEWS
+    assert held[0]["log_level"] == "warning" and held[0]["applies_in_s"] == 15.0
+    assert len(applied) == 1 and applied[0]["version"] == 4

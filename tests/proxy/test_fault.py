@@ -115,7 +115,8 @@ async def test_a_fixed_delay_holds_the_request_then_forwards_it(proxy_with):
         writer.write(GET)
         resp = await read_response(reader)
         elapsed = loop.time() - t0
-    assert resp.status == 200 and 0.3 <= elapsed < 0.6
+    # the delay happened (lower bound); the upper one is generous: a loaded 2-core machine stalls
+    assert resp.status == 200 and 0.3 <= elapsed < 3.0, elapsed
     assert proxy_with.records[0].flag == "DI"
 
 

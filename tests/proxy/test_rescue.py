@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from proxy.errors import BadRequest, NoHealthyUpstream, NoRoute, UpstreamConnectError, UpstreamTimeout
+from proxy.errors import BadRequest, NoCluster, NoHealthyUpstream, NoRoute, UpstreamConnectError, UpstreamTimeout
 from proxy.http.rescue import rescue
 
 
@@ -15,6 +15,7 @@ def test_no_route_becomes_404_with_the_detail_as_body():
 
 def test_typed_errors_map_to_their_status_and_flag():
     assert rescue(NoHealthyUpstream("x"), False)[:2] == (503, "UH")
+    assert rescue(NoCluster("x"), False)[:2] == (503, "NC")  # Envoy's cluster_not_found_response_code
     assert rescue(UpstreamConnectError("x"), False)[:2] == (503, "UF")
     assert rescue(UpstreamTimeout("x"), False)[:2] == (504, "UT")
     assert rescue(BadRequest("x"), True)[:2] == (400, "DPE")

@@ -217,7 +217,8 @@ async def test_per_try_timeout_retries_a_stalled_endpoint_elsewhere(proxy_for):
         writer.write(GET)
         resp = await read_response(reader)
         elapsed = loop.time() - t0
-    assert resp.status == 200 and 0.2 <= elapsed < 1.0
+    # the stalled endpoint never answers: only the per-try timeout (then the retry) can end this
+    assert resp.status == 200 and 0.2 <= elapsed < 3.0, elapsed
 
 
 async def test_per_try_timeout_without_retries_left_is_a_504(proxy_for):
@@ -237,18 +238,19 @@ async def test_route_timeout_answers_504_within_tolerance(proxy_for):
         writer.write(GET)
         resp = await read_response(reader)
         elapsed = loop.time() - t0
-    assert resp.status == 504 and 0.3 <= elapsed < 0.6
+    assert resp.status == 504 and 0.3 <= elapsed < 3.0, elapsed  # the upstream never answers
     assert b"0.3s" in resp.body
 
 
 async def test_route_timeout_covers_all_retries(proxy_for):
     async with Upstream(stall) as slow:
-        p = policy(timeout_ms=300, retry=xds.RetryPolicy(attempts=5, per_try_timeout_ms=100, retry_on=["reset"]))
+        # 21 tries of 100 ms would take over 2.1 s: a route timeout restarted per try never ends in 1.5 s
+        p = policy(timeout_ms=300, retry=xds.RetryPolicy(attempts=20, per_try_timeout_ms=100, retry_on=["reset"]))
         reader, writer = await proxy_for(TwoEndpointRouter([slow], p))
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         writer.write(GET)
         resp = await read_response(reader)
         elapsed = loop.time() - t0
-    assert resp.status == 504 and elapsed < 0.6
-    assert len(slow.requests) <= 3
+    assert resp.status == 504 and 0.3 <= elapsed < 1.5, elapsed
+    assert len(slow.requests) <= 4

@@ -16,7 +16,7 @@ from proto.xds import ClusterConfig, RouteConfig
 from services.pilot.compile.clusters import build_clusters
 from services.pilot.compile.endpoints import collect_services
 from services.pilot.compile.ratelimit import attach_ratelimits
-from services.pilot.compile.routes import build_routes, referenced_hosts
+from services.pilot.compile.routes import build_routes, mark_undefined, referenced_hosts
 from services.pilot.compile.state import MeshState
 
 T = TypeVar("T", ClusterConfig, RouteConfig)
@@ -47,6 +47,7 @@ def compile_mesh(
 ) -> tuple[dict[str, ClusterConfig], dict[str, RouteConfig]]:
     routes = build_routes(state)
     clusters = attach_ratelimits(state, build_clusters(state, collect_services(state), referenced_hosts(routes)))
+    routes = mark_undefined(routes, clusters)  # a subset no DestinationRule defines: the proxy need not wait
     if previous is not None:
         clusters = keep_versions(previous[0], clusters, state.revision)
         routes = keep_versions(previous[1], routes, state.revision)

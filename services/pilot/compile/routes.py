@@ -11,6 +11,8 @@ no match is dropped whole, never turned into a catch-all.
 
 from __future__ import annotations
 
+import msgspec
+
 from proto import xds
 from proto.networking import (
     HTTPMatchRequest, HTTPRoute, HTTPRouteDestination, L4MatchAttributes, RouteDestination, StringMatch, TCPRoute,
@@ -112,3 +114,27 @@ def referenced_hosts(routes: dict[str, RouteConfig]) -> dict[str, int]:
             for dest in tcp.destinations:
                 hosts[dest.host] = max(hosts.get(dest.host, 0), route.version)
     return hosts
+
+
+def mark_undefined(routes: dict[str, RouteConfig], clusters: dict[str, xds.ClusterConfig]) -> dict[str, RouteConfig]:
+    """Routes with each destination whose subset no DestinationRule defines (or whose host has no cluster)
+    marked `undefined`, so a proxy applies them at once instead of waiting for the subset (it answers
+    that destination 503 NC, as Envoy does for Istio's route to a subset cluster CDS never sent).
+    Routes with nothing to mark are returned as they were (same objects)."""
+    defined = {host: {s.name for s in c.subsets} for host, c in clusters.items()}
+
+    def mark(dests: list[WeightedDestination]) -> list[WeightedDestination] | None:
+        flags = [d.host not in defined or bool(d.subset and d.subset not in defined[d.host]) for d in dests]
+        if flags == [d.undefined for d in dests]:
+            return None
+        return [msgspec.structs.replace(d, undefined=flag) for d, flag in zip(dests, flags)]
+
+    marked: dict[str, RouteConfig] = {}
+    for host, route in routes.items():
+        rules = [msgspec.structs.replace(r, destinations=d) if (d := mark(r.destinations)) is not None else r
+                 for r in route.rules]
+        tcp = [msgspec.structs.replace(r, destinations=d) if (d := mark(r.destinations)) is not None else r
+               for r in route.tcp]
+        changed = any(a is not b for a, b in zip(rules, route.rules)) or any(a is not b for a, b in zip(tcp, route.tcp))
+        marked[host] = msgspec.structs.replace(route, rules=rules, tcp=tcp) if changed else route
+    return marked
