@@ -171,7 +171,7 @@ class ConfigState:
             clusters.update((c.host, c) for c in push.clusters)
             routes = {h: r for h, r in self.desired_routes.items() if h not in push.removed_routes}
             routes.update((r.host, r) for r in push.routes)
-        self._install(clusters, routes, {**self._compiled, **compiled})
+        self._install(clusters, routes, {**self._compiled, **compiled}, mesh)
         self.epoch, self.seq, self.version = push.epoch, push.seq, max(self.version, push.version)
 
     def expire(self) -> bool:
@@ -179,11 +179,11 @@ class ConfigState:
         now = self.clock()
         if not any(now - p.since >= self.grace_s for p in self._pending.values()):
             return False
-        self._install(self.desired_clusters, self.desired_routes, self._compiled)
+        self._install(self.desired_clusters, self.desired_routes, self._compiled, self.mesh)
         return True
 
     def _install(self, clusters: dict[str, ClusterConfig], routes: dict[str, RouteConfig],
-                 known: dict[int, CompiledRoute]) -> None:
+                 known: dict[int, CompiledRoute], mesh: MeshConfig) -> None:
         now = self.clock()
         active: dict[str, RouteConfig] = {}
         pending: dict[str, Pending] = {}

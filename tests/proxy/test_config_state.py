@@ -10,7 +10,7 @@ from proto.xds import (
     ClusterConfig, Endpoint, HttpRule, MeshConfig, Push, RouteConfig, RouteMatch, StringMatch, SubsetPolicy, WeightedDestination,
 )
 from proxy.control.config_state import ConfigRejected, ConfigState
-from proxy.errors import NoCluster, NoRoute
+from proxy.errors import NoCluster
 from proxy.outbound.router import MeshRouter
 from proxy.outbound.target import RequestHead
 
