@@ -516,9 +516,13 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
         access_log=access_log,
         **extra,
     )
-    from proxy.main import run_proxy
+    from proxy.main import StartError, run_proxy
 
-    run_proxy(options)
+    try:
+        run_proxy(options)
+    except StartError as exc:  # a port in use, an unwritable access log: one line naming the flag
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
 
 
 def main() -> None:
