@@ -191,6 +191,9 @@ def _started(proc: ManagedProcess, began: float, detail: str = "") -> None:
 
 
 def _print_ready(state: Path, nats_url: str, etcd_url: str, demo: bool) -> None:
+    from isthmus.hints import isthmus, shown
+
+    cli = isthmus()  # `.venv/bin/isthmus` unless PATH finds it; the URL comes from the export below
     say("")
     say("control plane ready")
     say(f"  NATS:  {nats_url}")
@@ -200,9 +203,10 @@ def _print_ready(state: Path, nats_url: str, etcd_url: str, demo: bool) -> None:
     say("Point the CLI and sidecars at it:")
     say(f"  export ISTHMUS_NATS_URL={nats_url}")
     say("Run a sidecar beside an app that listens on 127.0.0.1:9081:")
-    say("  isthmus proxy run --service reviews --service-port 9080 --app-port 9081 "
+    say(f"  {cli} proxy run --service reviews --service-port 9080 --app-port 9081 "
         "--labels app=reviews,version=v1")
     say("Apply config:")
-    say("  isthmus apply -f examples/bookinfo/destination-rule-reviews.yaml")
+    examples = Path(__file__).resolve().parent.parent / "examples" / "bookinfo"
+    say(f"  {cli} apply -f {shown(examples / 'destination-rule-reviews.yaml')}")
     say("")
     say("Starting the bookinfo demo; Ctrl-C stops everything." if demo else "Ctrl-C stops everything.")
