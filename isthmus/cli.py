@@ -196,11 +196,14 @@ def _host_column(kind: str) -> tuple[str, Callable[[dict[str, Any]], str]]:
         return "HOST", lambda spec: str(spec.get("host") or "-")
     if kind == "WorkloadEntry":
         return "ADDRESS", lambda spec: str(spec.get("address") or "-")
+    if kind == "RateLimit":  # no hosts: which workloads it selects (none: every workload of its namespace)
+        return "SELECTOR", lambda spec: ",".join(
+            f"{k}={v}" for k, v in sorted(((spec.get("selector") or {}).get("matchLabels") or {}).items())) or "<all>"
     return "HOSTS", joined("hosts")
 
 
 def render_table(kind: str, resources: Sequence[dict[str, Any]], now: datetime | None = None) -> str:
-    """NAME NAMESPACE HOSTS/HOST AGE (or REVISION when the resources carry no creationTimestamp)."""
+    """NAME NAMESPACE HOSTS/HOST/ADDRESS/SELECTOR AGE (or REVISION when the resources carry no creationTimestamp)."""
     title, host_of = _host_column(kind)
     metas = [r.get("metadata") or {} for r in resources]
     use_age = any(m.get("creationTimestamp") for m in metas)
@@ -306,7 +309,8 @@ def with_bus(nats_url: str, work: Callable[[Any], Awaitable[T]]) -> T:
               metavar="URL", help="The bus (env ISTHMUS_NATS_URL).")
 @click.pass_context
 def cli(ctx: click.Context, nats_url: str) -> None:
-    """Isthmus: Istio's traffic management, security and telemetry for VMs, without Kubernetes."""
+    """Isthmus: Istio's traffic management for VMs and bare metal, with Istio's YAML and without Kubernetes.
+    (mTLS, authorization and telemetry are not built yet.)"""
     ctx.obj = {"nats_url": nats_url}
 
 
@@ -402,7 +406,7 @@ def delete(obj: dict[str, Any], files: tuple[str, ...], kind_and_names: tuple[st
 @click.pass_obj
 def get(obj: dict[str, Any], kind: str, name: str | None, namespace: str, all_namespaces: bool,
         output: str | None) -> None:
-    """List resources of KIND (vs, dr, se, we, or the full name), or show one by NAME."""
+    """List resources of KIND (vs, dr, se, we, rl, or the full name), or show one by NAME."""
     canonical = resolve_kind(kind)
     request = GetRequest(kind=canonical, namespace=None if all_namespaces else namespace, name=name)
     _quiet_logs()
