@@ -124,6 +124,8 @@ async def serve(handler: Handler, host: str, port: int) -> asyncio.Server:
                     break
         except (ProtocolError, ConnectionError, asyncio.IncompleteReadError, ValueError):
             pass
+        except asyncio.CancelledError:  # shutting down with a keep-alive connection open: end quietly
+            pass
         finally:
             writer.close()
 
