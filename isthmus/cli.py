@@ -196,11 +196,14 @@ def _host_column(kind: str) -> tuple[str, Callable[[dict[str, Any]], str]]:
         return "HOST", lambda spec: str(spec.get("host") or "-")
     if kind == "WorkloadEntry":
         return "ADDRESS", lambda spec: str(spec.get("address") or "-")
+    if kind == "RateLimit":  # no hosts: which workloads it selects (none: every workload of its namespace)
+        return "SELECTOR", lambda spec: ",".join(
+            f"{k}={v}" for k, v in sorted(((spec.get("selector") or {}).get("matchLabels") or {}).items())) or "<all>"
     return "HOSTS", joined("hosts")
 
 
 def render_table(kind: str, resources: Sequence[dict[str, Any]], now: datetime | None = None) -> str:
-    """NAME NAMESPACE HOSTS/HOST AGE (or REVISION when the resources carry no creationTimestamp)."""
+    """NAME NAMESPACE HOSTS/HOST/ADDRESS/SELECTOR AGE (or REVISION when the resources carry no creationTimestamp)."""
     title, host_of = _host_column(kind)
     metas = [r.get("metadata") or {} for r in resources]
     use_age = any(m.get("creationTimestamp") for m in metas)
@@ -331,7 +334,8 @@ def with_bus(nats_url: str, work: Callable[[Any], Awaitable[T]], *, changes: boo
               help="How long apply/get/delete wait for pilot; a change not committed by then never is.")
 @click.pass_context
 def cli(ctx: click.Context, nats_url: str, request_timeout: float) -> None:
-    """Isthmus: Istio's traffic management, security and telemetry for VMs, without Kubernetes."""
+    """Isthmus: Istio's traffic management for VMs and bare metal, with Istio's YAML and without Kubernetes.
+    (mTLS, authorization and telemetry are not built yet.)"""
     ctx.obj = {"nats_url": nats_url, "timeout": request_timeout}
 
 
@@ -435,7 +439,7 @@ def delete(obj: dict[str, Any], files: tuple[str, ...], kind_and_names: tuple[st
 @click.pass_obj
 def get(obj: dict[str, Any], kind: str, name: str | None, namespace: str, all_namespaces: bool,
         output: str | None) -> None:
-    """List resources of KIND (vs, dr, se, we, or the full name), or show one by NAME."""
+    """List resources of KIND (vs, dr, se, we, rl, or the full name), or show one by NAME."""
     canonical = resolve_kind(kind)
     request = GetRequest(kind=canonical, namespace=None if all_namespaces else namespace, name=name)
     _quiet_logs()
@@ -589,9 +593,13 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
         retry_buffer_limit=retry_buffer_limit,
         **extra,
     )
-    from proxy.main import run_proxy
+    from proxy.main import StartError, run_proxy
 
-    run_proxy(options)
+    try:
+        run_proxy(options)
+    except StartError as exc:  # a port in use, an unwritable access log: one line naming the flag
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
 
 
 def main() -> None:

@@ -51,16 +51,16 @@ def warn(line: str) -> None:
 
 
 def check_ports(nats_port: int, etcd_port: int) -> str | None:
-    """The first problem with the requested ports, as a message naming the flag to change."""
+    """The first problem with the requested ports, as one line that names the flag to change
+    (`--nats-port 4222: address already in use`)."""
     if nats_port in (etcd_port, etcd_port + 1):
-        return f"--nats-port {nats_port} collides with etcd's ports {etcd_port} and {etcd_port + 1}"
+        return f"--nats-port {nats_port}: collides with etcd's ports {etcd_port} and {etcd_port + 1} (--etcd-port)"
     if port_in_use(nats_port):
-        return f"port {nats_port} is already in use: choose another with --nats-port"
+        return f"--nats-port {nats_port}: address already in use"
     if port_in_use(etcd_port):
-        return f"port {etcd_port} is already in use: choose another with --etcd-port"
+        return f"--etcd-port {etcd_port}: address already in use"
     if port_in_use(etcd_port + 1):
-        return f"port {etcd_port + 1} (etcd's peer port, --etcd-port + 1) is already in use: " \
-               "choose another --etcd-port"
+        return f"--etcd-port {etcd_port}: etcd's peer port {etcd_port + 1} (--etcd-port + 1): address already in use"
     return None
 
 
@@ -98,7 +98,7 @@ def run_up(state_dir: str | Path = ".isthmus", *, nats_port: int = 4222, etcd_po
         problem = check_ports(nats_port, etcd_port)
         if problem:
             warn(f"error: {problem}")
-            return 1
+            return 2  # as a usage error: the flag names the fix
         from runtime.log import configure
 
         configure("error")  # this terminal is for people; the services log to their own files
@@ -214,6 +214,9 @@ def _started(proc: ManagedProcess, began: float, detail: str = "") -> None:
 
 
 def _print_ready(state: Path, nats_url: str, etcd_url: str, demo: bool) -> None:
+    from isthmus.hints import isthmus, shown
+
+    cli = isthmus()  # `.venv/bin/isthmus` unless PATH finds it; the URL comes from the export below
     say("")
     say("control plane ready")
     say(f"  NATS:  {nats_url}")
@@ -223,9 +226,10 @@ def _print_ready(state: Path, nats_url: str, etcd_url: str, demo: bool) -> None:
     say("Point the CLI and sidecars at it:")
     say(f"  export ISTHMUS_NATS_URL={nats_url}")
     say("Run a sidecar beside an app that listens on 127.0.0.1:9081:")
-    say("  isthmus proxy run --service reviews --service-port 9080 --app-port 9081 "
+    say(f"  {cli} proxy run --service reviews --service-port 9080 --app-port 9081 "
         "--labels app=reviews,version=v1")
     say("Apply config:")
-    say("  isthmus apply -f examples/bookinfo/destination-rule-reviews.yaml")
+    examples = Path(__file__).resolve().parent.parent / "examples" / "bookinfo"
+    say(f"  {cli} apply -f {shown(examples / 'destination-rule-reviews.yaml')}")
     say("")
     say("Starting the bookinfo demo; Ctrl-C stops everything." if demo else "Ctrl-C stops everything.")

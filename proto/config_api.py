@@ -7,7 +7,9 @@ from typing import Any
 from proto.base import Message
 
 
-class ResourceRef(Message):
+class ResourceRef(Message, omit_defaults=False):
+    """Always carries its namespace on the wire, `default` included (docs/bus.md shows `ref.namespace`)."""
+
     kind: str
     name: str
     namespace: str = "default"

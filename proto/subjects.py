@@ -20,11 +20,15 @@ XDS_SNAPSHOT = f"{PREFIX}.xds.snapshot"  # SnapshotRequest -> Push (full)
 XDS_ACK = f"{PREFIX}.xds.ack"  # Ack, published
 XDS_STATUS = f"{PREFIX}.xds.status"  # ProxyStatusRequest -> ProxyStatusReply (queue group "pilot"; operators)
 
+# ca, request/reply, queue group "ca"
+CA_BUNDLE = f"{PREFIX}.ca.bundle"  # any payload -> TrustBundle (services/ca/service.py)
+
 # readiness: request/reply, every instance answers
 HEALTH = f"{PREFIX}.health"  # f"{HEALTH}.{service}" -> HealthReply
 
 QUEUE_PILOT = "pilot"
 QUEUE_REGISTRY = "registry"
+QUEUE_CA = "ca"
 
 
 def health_subject(service: str) -> str:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from proto.registry import Workload
@@ -33,6 +35,25 @@ from runtime import bus as busmod
 from runtime.log import configure
 
 
+class StartError(Exception):
+    """The sidecar cannot start as asked: a port is taken, the access log cannot be opened. The message is
+    one line that names the flag (`--inbound-port 15006: address already in use`); `proxy run` prints it
+    and exits 2."""
+
+
+def reason(exc: OSError) -> str:
+    """`address already in use` for EADDRINUSE: the OS's words, without asyncio's wrapping."""
+    return os.strerror(exc.errno).lower() if exc.errno else str(exc)
+
+
+async def bind(start: Callable[[], Awaitable[None]], flag: str) -> None:
+    """Run a listener's start(); an OSError (the port is taken, not ours to bind...) becomes a StartError."""
+    try:
+        await start()
+    except OSError as exc:
+        raise StartError(f"{flag}: {reason(exc)}") from exc
+
+
 class Sidecar:
     def __init__(self, options: ProxyOptions) -> None:
         self.options = options
@@ -49,7 +70,10 @@ class Sidecar:
                             service_account=options.service_account, locality=options.locality)
         self.registration = Registration(workload, options.app_host, options.app_port, options.lease_ttl,
                                          options.health_interval)
-        self.access_log = AccessLog(options.access_log) if options.access_log else None
+        try:
+            self.access_log = AccessLog(options.access_log) if options.access_log else None
+        except OSError as exc:
+            raise StartError(f"--access-log {options.access_log}: {reason(exc)}") from exc
         log_for = self.access_log.for_listener if self.access_log is not None else lambda name: None
         self.outbound = Listener(options.outbound_host, options.outbound_port, self.router, self.pool, "outbound",
                                  on_complete=log_for("outbound"))
@@ -95,15 +119,37 @@ class Sidecar:
                 "bus_connected": bool(self.bus and self.bus.connected),
                 "synced": self.is_ready(), "uptime_s": round(time.time() - self.started_at, 1)}
 
-    async def run(self) -> None:
-        await self.outbound.start()
-        await self.inbound.start()
-        for listener in self.tcp_out:
-            await listener.start()
+    def listeners(self) -> list[tuple[str, Any]]:
+        """(the flag that sets its port, listener) for every socket the sidecar binds, in start order."""
+        o = self.options
+        tcp_out = [(f"--tcp {host}:{port}={local}", listener)
+                   for (host, port, local), listener in zip(o.tcp_routes, self.tcp_out)]
+        tcp_in = [(f"--app-tcp {svc}={app}" + (f"@{listen}" if listen else ""), self.tcp_in[svc])
+                  for svc, app, listen in o.app_tcp]
+        return [(f"--outbound-port {o.outbound_port}", self.outbound), (f"--inbound-port {o.inbound_port}", self.inbound),
+                *tcp_out, *tcp_in, (f"--admin-port {o.admin_port}", self.admin)]
+
+    async def start_listeners(self) -> None:
+        """Bind every listener; if one cannot, close those already bound and raise StartError."""
+        started: list[Any] = []
+        try:
+            for flag, listener in self.listeners():
+                await bind(listener.start, flag)
+                started.append(listener)
+        except StartError:
+            for listener in reversed(started):
+                await listener.stop()
+            raise
         for service_port, listener in self.tcp_in.items():
-            await listener.start()
             self.registration.workload.tcp_ports[service_port] = listener.port  # registered with the real port
-        await self.admin.start()
+
+    async def run(self) -> None:
+        try:
+            await self.start_listeners()
+        except StartError:
+            if self.access_log is not None:
+                self.access_log.close()
+            raise
         self.tasks.append(asyncio.create_task(self._control_plane()))
         self.tasks.append(asyncio.create_task(self.xds.run()))
         gc.freeze()  # what start-up allocated is never garbage: keep it out of every collection
@@ -144,6 +190,7 @@ class Sidecar:
 
 
 def run_proxy(options: ProxyOptions) -> None:
+    """Run a sidecar until SIGINT/SIGTERM. Raises StartError (one line naming the flag) when it cannot start."""
     try:
         import uvloop
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -122,6 +123,8 @@ async def serve(handler: Handler, host: str, port: int) -> asyncio.Server:
                 if close:
                     break
         except (ProtocolError, ConnectionError, asyncio.IncompleteReadError, ValueError):
+            pass
+        except asyncio.CancelledError:  # shutting down with a keep-alive connection open: end quietly
             pass
         finally:
             writer.close()
@@ -263,7 +266,13 @@ async def main(args: argparse.Namespace) -> None:
     else:
         client = HttpClient(proxy=args.proxy, timeout=args.timeout)
         handler = frontend_handler(args.version, args.reviews_url, client)
-    server = await serve(handler, args.host, args.port)
+    try:
+        server = await serve(handler, args.host, args.port)
+    except OSError as exc:  # the port is taken: one line naming the flag, as `isthmus proxy run` says it
+        print(f"error: --port {args.port}: {os.strerror(exc.errno).lower() if exc.errno else exc}", file=sys.stderr)
+        if client:
+            await client.close()
+        raise SystemExit(2) from None
     print(json.dumps({"event": "ready", "role": args.role, "version": args.version,
                       "listen": f"{args.host}:{args.port}"}), file=sys.stderr, flush=True)
     stop = asyncio.Event()

@@ -3,267 +3,180 @@ applied through the config API, and live traffic with the share each version get
 
 `isthmus up --demo` runs it once the control plane is ready; against a running control plane:
 
-    python -m examples.bookinfo.demo --nats nats://127.0.0.1:4222
+    .venv/bin/python -m examples.bookinfo.demo [--nats nats://127.0.0.1:4222] [--user jason]
 
-Every app and sidecar is a process of its own (logs in <log-dir>/demo-*.log), started and stopped by
-the same Supervisor as the control plane. The traffic goes to the frontend app, which asks reviews
-through its sidecar's outbound port; the sidecar picks the version by the mesh config. Apply another
-virtual-service-reviews-*.yaml with `isthmus apply -f` while it runs and watch the shares move.
+The first demo on a log directory holds <log-dir>/demo.lock. It starts the four apps and their sidecars,
+starts the mesh config from its own (examples/bookinfo/reset.py: it deletes what an earlier walk-through
+left for its hosts, and says so), applies the DestinationRule and the 80/10/10 VirtualService, and drives
+traffic. A demo started while another holds the lock (or with --client) joins as a client only: its own
+frontend and sidecar (logs demo-<user or client>-*.log), no config change, traffic with `end-user: USER`
+when given, so a route by header shows in its counts while the first demo's stay as they were.
+
+Every app and sidecar is a process of its own (logs in <log-dir>/demo-*.log), started and stopped by the
+same Supervisor as the control plane. The traffic goes to the frontend app, which asks reviews through its
+sidecar's outbound port; the sidecar picks the version by the mesh config.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
+import fcntl
+import os
 import signal
 import sys
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
-from examples.bookinfo.app import HttpClient
-from isthmus.launch import LaunchError, ManagedProcess, Supervisor, free_port, project_env
+from examples.bookinfo import reset
+from examples.bookinfo.traffic import Out, _print, drive_traffic, wait_first_answer
+from examples.bookinfo.workloads import start_workloads, wait_converged, wait_sidecars_ready
+from isthmus import hints
+from isthmus.launch import LaunchError, Supervisor
+from runtime.settings import DEFAULT_NATS_URL
 
 HERE = Path(__file__).resolve().parent
-CONFIG = (HERE / "destination-rule-reviews.yaml", HERE / "virtual-service-reviews-80-10-10.yaml")
-VERSIONS = ("v1", "v2", "v3")
-SERVICE_PORT = 9080
-READY_TIMEOUT = 60.0
-
-Out = Callable[[str], None]
+DEFAULT_LOG_DIR = ".isthmus/logs"
+MAX_CLIENTS = 20  # client demos at once per user name (each takes a lock of its own)
 
 
-def _print(line: str) -> None:
-    print(line, flush=True)
-
-
-@dataclass
-class Workload:
-    service: str
-    version: str
-    app: ManagedProcess
-    sidecar: ManagedProcess
-    app_port: int
-    inbound_port: int
-    outbound_port: int
-    admin_port: int
-
-
-def app_argv(role: str, version: str, port: int, proxy_port: int | None = None) -> list[str]:
-    argv = [sys.executable, "-m", "examples.bookinfo.app", "--role", role, "--version", version, "--port", str(port)]
-    if proxy_port is not None:
-        argv += ["--reviews-url", f"http://reviews:{SERVICE_PORT}/reviews", "--proxy", f"http://127.0.0.1:{proxy_port}"]
-    return argv
-
-
-def sidecar_argv(nats_url: str, service: str, version: str, app_port: int, inbound: int, outbound: int,
-                 admin: int) -> list[str]:
-    return [sys.executable, "-m", "isthmus.cli", "--nats", nats_url, "proxy", "run",
-            "--service", service, "--namespace", "default", "--service-port", str(SERVICE_PORT),
-            "--app-port", str(app_port), "--labels", f"app={service},version={version}",
-            "--inbound-port", str(inbound), "--outbound-port", str(outbound), "--admin-port", str(admin),
-            "--access-log", "-"]  # into the sidecar's log file: flags such as UO or FI show there
-
-
-def start_workloads(nats_url: str, supervisor: Supervisor, log_dir: Path) -> list[Workload]:
-    """The four apps, then their four sidecars (so stopping in reverse takes the sidecars down first)."""
-    env = project_env()
-    plans = [("frontend", "v1"), *(("reviews", v) for v in VERSIONS)]
-    ports = {plan: (free_port(), free_port(), free_port(), free_port()) for plan in plans}
-    apps: dict[tuple[str, str], ManagedProcess] = {}
-    for service, version in plans:
-        app_port, _, outbound, _ = ports[(service, version)]
-        argv = app_argv("frontend" if service == "frontend" else "reviews", version, app_port,
-                        outbound if service == "frontend" else None)
-        apps[(service, version)] = supervisor.add(ManagedProcess(
-            f"{service}-{version}", argv, log_path=log_dir / f"demo-{service}-{version}.log", env=env))
-    workloads = []
-    for service, version in plans:
-        app_port, inbound, outbound, admin = ports[(service, version)]
-        sidecar = supervisor.add(ManagedProcess(
-            f"sidecar-{service}-{version}",
-            sidecar_argv(nats_url, service, version, app_port, inbound, outbound, admin),
-            log_path=log_dir / f"demo-sidecar-{service}-{version}.log", env=env))
-        workloads.append(Workload(service, version, apps[(service, version)], sidecar, app_port, inbound,
-                                  outbound, admin))
-    return workloads
-
-
-async def wait_sidecars_ready(workloads: list[Workload], timeout: float = READY_TIMEOUT) -> None:
-    """Poll every sidecar's admin /ready until it answers 200 (it has config from pilot)."""
-    client = HttpClient(timeout=1.0)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    try:
-        for w in workloads:
-            while True:
-                for proc in (w.app, w.sidecar):
-                    if not proc.is_running:
-                        raise proc._not_ready(f"exited with code {proc.returncode}")
-                try:
-                    if (await client.get(f"http://127.0.0.1:{w.admin_port}/ready")).status == 200:
-                        break
-                except (OSError, asyncio.TimeoutError):
-                    pass
-                if loop.time() > deadline:
-                    raise w.sidecar._not_ready(f"not ready after {timeout:g}s")
-                await asyncio.sleep(0.1)
-    finally:
-        await client.close()
-
-
-async def apply_demo_config(nats_url: str, out: Out = _print) -> None:
-    """Apply the DestinationRule and the 80/10/10 VirtualService, exactly as `isthmus apply -f` does."""
+async def apply_demo_config(nats_url: str, out: Out = _print) -> int:
+    """Start from the demo's own config: delete what an earlier run left for its hosts (reset.py), then
+    apply the DestinationRule and the 80/10/10 VirtualService exactly as `isthmus apply -f` does; print
+    what was reset. Returns the etcd revision that holds the result."""
     import click
 
     from isthmus.cli import apply_text, connect_cli, join_documents, print_apply_reply, read_manifests
 
-    text = join_documents(text for _, text in read_manifests([str(p) for p in CONFIG]))
+    text = join_documents(text for _, text in read_manifests([str(p) for p in reset.CONFIG]))
     bus = await connect_cli(nats_url)
     try:
+        try:
+            deleted, deleted_at = await reset.reset(bus)
+        except RuntimeError as exc:
+            raise LaunchError(str(exc)) from exc
         reply = await apply_text(bus, text)
     finally:
         await bus.client.close()
-    out(f"$ isthmus apply -f {CONFIG[0].name} -f {CONFIG[1].name}")
+    out(f"$ isthmus apply -f {reset.CONFIG[0].name} -f {reset.CONFIG[1].name}")
     if not print_apply_reply(reply, echo=lambda line, err=False: click.echo(f"  {line}", err=err)):
         raise LaunchError("the control plane rejected the demo config")
+    changes = deleted + reset.replaced(reply)
+    if changes:
+        out("started from the demo's own config; reset:")
+        for line in changes:
+            out(f"  {line}")
+    else:
+        out("started from the demo's own config (nothing to reset)")
+    return max(reply.revision, deleted_at)
 
 
-# ------------------------------------------------------------------------------------------ traffic
+# ------------------------------------------------------------------------------------------- locks
 
 
-@dataclass
-class Stats:
-    window: int = 200
-    recent: collections.deque[str] = field(default_factory=collections.deque)
-    totals: collections.Counter[str] = field(default_factory=collections.Counter)
-    sent: int = 0
-
-    def record(self, outcome: str) -> None:
-        self.recent.append(outcome)
-        if len(self.recent) > self.window:
-            self.recent.popleft()
-        self.totals[outcome] += 1
-        self.sent += 1
-
-    def line(self, elapsed: float, rate: float) -> str:
-        recent = collections.Counter(self.recent)
-        n = len(self.recent) or 1
-        shares = "  ".join(f"{v} {100 * recent[v] / n:5.1f}%" for v in VERSIONS)
-        errors_recent = sum(c for k, c in recent.items() if k not in VERSIONS)
-        totals = " ".join(f"{v}={self.totals[v]}" for v in VERSIONS)
-        errors = sum(c for k, c in self.totals.items() if k not in VERSIONS)
-        line = (f"[{elapsed:5.0f}s] last {len(self.recent):>3}: {shares}  err {100 * errors_recent / n:5.1f}%"
-                f"  | total {self.sent} ({totals} errors={errors})  {rate:5.1f} req/s")
-        kinds = [f"{k} x{c}" for k, c in recent.most_common() if k not in VERSIONS]
-        return line + (f"  [{', '.join(kinds[:3])}]" if kinds else "")
-
-
-async def one_request(client: HttpClient, url: str, headers: dict[str, str]) -> str:
-    """The reviews version the frontend got, or a short name for what went wrong."""
+def hold(path: Path) -> IO[str] | None:
+    """An exclusive lock on `path` (with our pid in it), held while the returned file stays open; None if
+    another process holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")
     try:
-        response = await client.get(url, headers)
-    except Exception as exc:
-        return f"frontend {type(exc).__name__}"
-    if response.status != 200:
-        return f"frontend {response.status}"
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def holder(path: Path) -> str:
     try:
-        reviews = response.json().get("reviews") or {}
-    except ValueError:
-        return "frontend bad json"
-    if reviews.get("status") == 200 and reviews.get("version"):
-        return str(reviews["version"])
-    return f"reviews {reviews.get('status', '?')}"
+        return path.read_text().strip() or "?"
+    except OSError:
+        return "?"
 
 
-async def drive_traffic(url: str, *, rate: float = 50.0, concurrency: int = 8, window: int = 200,
-                        headers: dict[str, str] | None = None, out: Out = _print) -> None:
-    """GET url about `rate` times a second with at most `concurrency` in flight, forever (cancel to
-    stop); prints the share of each reviews version once a second."""
-    client = HttpClient(timeout=5.0)
-    stats = Stats(window=window)
-    slots = asyncio.Semaphore(concurrency)
-    loop = asyncio.get_running_loop()
-    in_flight: set[asyncio.Task[None]] = set()
-
-    async def send() -> None:
-        try:
-            stats.record(await one_request(client, url, headers or {}))
-        finally:
-            slots.release()
-
-    async def report() -> None:
-        began = last_time = loop.time()
-        last_sent = 0
-        while True:
-            await asyncio.sleep(1.0)
-            now = loop.time()
-            out(stats.line(now - began, (stats.sent - last_sent) / max(now - last_time, 1e-6)))
-            last_time, last_sent = now, stats.sent
-
-    reporter = asyncio.ensure_future(report())
-    try:
-        tick = loop.time()
-        while True:
-            await slots.acquire()
-            task = asyncio.ensure_future(send())
-            in_flight.add(task)
-            task.add_done_callback(in_flight.discard)
-            tick = max(tick + 1.0 / rate, loop.time() - 1.0)  # after a stall, do not burst to catch up
-            await asyncio.sleep(max(0.0, tick - loop.time()))
-    finally:
-        reporter.cancel()
-        for task in in_flight:
-            task.cancel()
-        await asyncio.gather(reporter, *in_flight, return_exceptions=True)
-        await client.close()
-
-
-async def wait_first_answer(url: str, timeout: float = 30.0) -> str:
-    """Ask until reviews answers through the mesh (pilot's pushes may take a moment to land)."""
-    client = HttpClient(timeout=2.0)
-    deadline = time.monotonic() + timeout
-    outcome = ""
-    try:
-        while time.monotonic() < deadline:
-            outcome = await one_request(client, url, {})
-            if outcome in VERSIONS:
-                return outcome
-            await asyncio.sleep(0.2)
-    finally:
-        await client.close()
-    raise LaunchError(f"no answer from reviews through the mesh within {timeout:g}s (last: {outcome})")
+def client_lock(log_dir: Path, user: str | None) -> tuple[str, IO[str]]:
+    """A name of its own for a client demo (`jason-`, `jason2-`, `client-`...) and the lock that keeps it."""
+    base = "".join(c if c.isalnum() or c in "-_" else "_" for c in (user or "client"))[:40] or "client"
+    for n in range(1, MAX_CLIENTS + 1):
+        name = base if n == 1 else f"{base}{n}"
+        lock = hold(log_dir / f"demo-{name}.lock")
+        if lock is not None:
+            return f"{name}-", lock
+    raise LaunchError(f"{MAX_CLIENTS} client demos as {base} are running already")
 
 
 # --------------------------------------------------------------------------------------------- run
 
 
+def _hints(nats_url: str, url: str, log_dir: Path) -> list[str]:
+    cli = hints.isthmus(nats_url)
+    demo = f"{hints.program('python')} -m examples.bookinfo.demo"
+    if nats_url != DEFAULT_NATS_URL:
+        demo += f" --nats {nats_url}"
+    if log_dir.resolve() != Path(DEFAULT_LOG_DIR).resolve():
+        demo += f" --log-dir {hints.shown(log_dir)}"
+    return [f"  try: curl -s {url}",
+            f"  try: {cli} apply -f {hints.shown(HERE / 'virtual-service-reviews-v1.yaml')}",
+            f"  as user jason, beside this one: {demo} --user jason"]
+
+
 async def run_demo(nats_url: str, supervisor: Supervisor, log_dir: Path, *, rate: float = 50.0,
-                   user: str | None = None, out: Out = _print) -> None:
-    """Start the workloads under `supervisor`, apply the demo config, then drive traffic until cancelled.
-    The caller stops the supervisor's processes."""
+                   user: str | None = None, client: bool = False, out: Out = _print) -> None:
+    """Start the workloads under `supervisor`, start the mesh config from the demo's own, then drive traffic
+    until cancelled. With another demo on `log_dir` running (or `client`), join as a client only. The
+    caller stops the supervisor's processes."""
     log_dir.mkdir(parents=True, exist_ok=True)
-    out("")
-    out("bookinfo demo: starting frontend and reviews v1, v2, v3, each with a sidecar")
-    workloads = start_workloads(nats_url, supervisor, log_dir)
-    for w in workloads:
-        out(f"  {w.service + '-' + w.version:<12} app 127.0.0.1:{w.app_port:<6} sidecar inbound :{w.inbound_port:<6} "
-            f"outbound :{w.outbound_port:<6} admin :{w.admin_port}")
-    await wait_sidecars_ready(workloads)
-    out("  sidecars ready")
-    await apply_demo_config(nats_url, out)
-    frontend = workloads[0]
-    url = f"http://127.0.0.1:{frontend.app_port}/"
-    await wait_first_answer(url)
-    headers = {"end-user": user} if user else {}
-    out("")
-    out(f"traffic: {rate:g} req/s to the frontend at {url}" + (f" as end-user {user}" if user else ""))
-    out(f"  try: curl -s {url}")
-    out(f"  try: isthmus --nats {nats_url} apply -f {HERE / 'virtual-service-reviews-v1.yaml'}")
-    out("")
-    await drive_traffic(url, rate=rate, headers=headers, out=out)
+    lock = None if client else hold(log_dir / "demo.lock")
+    try:
+        if lock is None:
+            await _run_client(nats_url, supervisor, log_dir, rate, user, out)
+            return
+        out("")
+        out("bookinfo demo: starting frontend and reviews v1, v2, v3, each with a sidecar")
+        workloads = start_workloads(nats_url, supervisor, log_dir)
+        for w in workloads:
+            out(f"  {w.service + '-' + w.version:<12} app 127.0.0.1:{w.app_port:<6} sidecar inbound :{w.inbound_port:<6} "
+                f"outbound :{w.outbound_port:<6} admin :{w.admin_port}")
+        await wait_sidecars_ready(workloads)
+        out("  sidecars ready")
+        revision = await apply_demo_config(nats_url, out)
+        await wait_converged(workloads, revision)  # no request runs under what was just reset
+        url = f"http://127.0.0.1:{workloads[0].app_port}/"
+        await wait_first_answer(url)
+        out("")
+        out(f"traffic: {rate:g} req/s to the frontend at {url}" + (f" as end-user {user}" if user else ""))
+        for line in _hints(nats_url, url, log_dir):
+            out(line)
+        out("")
+        await drive_traffic(url, rate=rate, headers={"end-user": user} if user else {}, out=out)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+async def _run_client(nats_url: str, supervisor: Supervisor, log_dir: Path, rate: float, user: str | None,
+                      out: Out) -> None:
+    """A frontend and its sidecar of our own, as one more client of reviews: the config is not touched."""
+    prefix, lock = client_lock(log_dir, user)
+    try:
+        out("")
+        out(f"bookinfo demo: another demo runs on {hints.shown(log_dir)} (pid {holder(log_dir / 'demo.lock')}): "
+            "joining the mesh as a client only; its config is left as it is")
+        [frontend] = start_workloads(nats_url, supervisor, log_dir, [("frontend", "v1")], prefix)
+        out(f"  {prefix}frontend app 127.0.0.1:{frontend.app_port}, sidecar outbound :{frontend.outbound_port}, "
+            f"logs {hints.shown(log_dir)}/demo-{prefix}*.log")
+        await wait_sidecars_ready([frontend])
+        url = f"http://127.0.0.1:{frontend.app_port}/"
+        out("")
+        out(f"traffic: {rate:g} req/s to the frontend at {url}" + (f" as end-user {user}" if user else ""))
+        out("")
+        await drive_traffic(url, rate=rate, headers={"end-user": user} if user else {}, out=out)
+    finally:
+        lock.close()
 
 
 async def _standalone(args: argparse.Namespace) -> int:
@@ -273,7 +186,7 @@ async def _standalone(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
     demo = asyncio.ensure_future(run_demo(args.nats, supervisor, Path(args.log_dir).resolve(), rate=args.rate,
-                                          user=args.user))
+                                          user=args.user, client=args.client))
     watcher = asyncio.ensure_future(supervisor.run())
     stopper = asyncio.ensure_future(stop.wait())
     code = 0
@@ -292,14 +205,15 @@ async def _standalone(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import os
-
     parser = argparse.ArgumentParser(prog="python -m examples.bookinfo.demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--nats", default=os.environ.get("ISTHMUS_NATS_URL", "nats://127.0.0.1:4222"),
+    parser.add_argument("--nats", default=os.environ.get("ISTHMUS_NATS_URL", DEFAULT_NATS_URL),
                         help="the bus (env ISTHMUS_NATS_URL)")
-    parser.add_argument("--log-dir", default=".isthmus/logs", help="where the apps and sidecars log")
+    parser.add_argument("--log-dir", default=DEFAULT_LOG_DIR,
+                        help=f"where the apps and sidecars log, and where demos find each other (default {DEFAULT_LOG_DIR})")
     parser.add_argument("--rate", type=float, default=50.0, help="requests per second (default 50)")
     parser.add_argument("--user", help="send `end-user: USER` (try jason with virtual-service-reviews-jason-v2.yaml)")
+    parser.add_argument("--client", action="store_true",
+                        help="join as a client only (what a demo does anyway while another one runs)")
     args = parser.parse_args(argv)
     sys.exit(asyncio.run(_standalone(args)))
 

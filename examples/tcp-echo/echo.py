@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import os
+import sys
 
 
 async def serve(port: int, prefix: str) -> None:
@@ -19,7 +21,11 @@ async def serve(port: int, prefix: str) -> None:
             await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(echo, "127.0.0.1", port)
+    try:
+        server = await asyncio.start_server(echo, "127.0.0.1", port)
+    except OSError as exc:  # the port is taken: one line naming the flag
+        print(f"error: --port {port}: {os.strerror(exc.errno).lower() if exc.errno else exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     async with server:
         await server.serve_forever()
 

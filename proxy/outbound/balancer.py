@@ -17,7 +17,10 @@
     PASSTHROUGH      no balancing: the request goes to the address the caller asked for (its Host,
                      resolved by the OS), Istio's "original destination" for a sidecar that is an
                      explicit proxy.
-Endpoint weights are not applied yet. Every balancer has acquire/release; only LEAST_REQUEST counts.
+Endpoint weights (WorkloadEntry and ServiceEntry endpoint `weight`, Envoy's load_balancing_weight): when
+they differ, make_balancer takes the weighted ROUND_ROBIN, RANDOM and LEAST_REQUEST of weighted.py, and
+the ring and the Maglev table give each endpoint entries in proportion to its weight. Equal weights cost
+nothing. Every balancer has acquire/release; only LEAST_REQUEST counts.
 """
 
 from __future__ import annotations
@@ -32,8 +35,11 @@ from typing import Protocol
 from proto.xds import Endpoint, HashPolicy
 from proxy.outbound.route_match import query_value
 from proxy.outbound.target import RequestHead
+from proxy.outbound.weighted import (InFlight, WeightedLeastRequest, WeightedRandom, WeightedRoundRobin, normalized,
+                                     weights_differ)
 
 MAX_RING = 1 << 23  # Envoy's maximum ring size
+WEIGHTED_RING_POINTS = 1 << 16  # a weighted ring's points beyond max(2 x minimumRingSize, this) are scaled down
 MAX_COOKIE_TRIES = 256  # ConsistentHash.cookie_for: enough for an endpoint with 2% of the table (p(miss) < 1%)
 
 
@@ -76,7 +82,7 @@ class RandomPick(_NoCount):
         return self.endpoints[int(random.random() * len(self.endpoints))]
 
 
-class LeastRequest:
+class LeastRequest(InFlight):
     """Power of two choices; `active[id(endpoint)]` counts the requests in flight to each endpoint."""
 
     __slots__ = ("endpoints", "active")
@@ -97,17 +103,6 @@ class LeastRequest:
         first, second = endpoints[a], endpoints[b]
         active = self.active
         return second if active[id(second)] < active[id(first)] else first
-
-    def acquire(self, endpoint: Endpoint) -> None:
-        key = id(endpoint)
-        if key in self.active:
-            self.active[key] += 1
-
-    def release(self, endpoint: Endpoint) -> None:
-        key = id(endpoint)
-        count = self.active.get(key)
-        if count:
-            self.active[key] = count - 1
 
 
 def hash64(data: bytes) -> int:
@@ -168,20 +163,26 @@ class ConsistentHash(_NoCount):
         self.points: list[int] = []
         self.owners: list[int] = []
         self.table: list[int] = []
+        weights = normalized([ep.weight for ep in self.endpoints])
         if self.policy.table == "MAGLEV":
-            self.table = maglev_table([endpoint_key(ep) for ep in self.endpoints], self.policy.size)
+            self.table = maglev_table([endpoint_key(ep) for ep in self.endpoints], self.policy.size, weights)
         else:
-            self._build_ring(min(max(self.policy.size, 1), MAX_RING))
+            self._build_ring(min(max(self.policy.size, 1), MAX_RING), weights)
 
-    def _build_ring(self, size: int) -> None:
-        n = len(self.endpoints)
-        # ceil(size / n) virtual nodes per endpoint, rounded up to a power of two so that adding or removing
-        # an endpoint rarely changes the count (and so never reshuffles the other endpoints' points)
-        per = 1 << max(0, -(-size // n) - 1).bit_length() if n else 0
+    def _build_ring(self, size: int, weights: list[int]) -> None:
+        """`weights` normalized (equal weights are all 1): endpoint i gets weights[i] x `per` points."""
+        total = sum(weights)
+        # ceil(size / total) virtual nodes per unit of weight, rounded up to a power of two so that adding or
+        # removing an endpoint rarely changes the count (and so never reshuffles the other endpoints' points)
+        per = 1 << max(0, -(-size // total) - 1).bit_length() if total else 0
+        counts = [w * per for w in weights]
+        cap = min(MAX_RING, max(2 * size, WEIGHTED_RING_POINTS))
+        if total * per > cap:  # extreme weight ratios: scale down, every endpoint keeps a point
+            counts = [max(1, w * cap // total) for w in weights]
         ring: list[tuple[int, int]] = []
         for index, ep in enumerate(self.endpoints):
             base = endpoint_key(ep)
-            for replica in range(per):
+            for replica in range(counts[index]):
                 ring.append((hash64(base + b"_%d" % replica), index))
         ring.sort()
         self.points = [h for h, _ in ring]
@@ -234,18 +235,26 @@ class Passthrough(_NoCount):
         return Endpoint(address=head.host, ports={})
 
 
-def maglev_table(names: list[bytes], size: int) -> list[int]:
-    """Maglev's lookup table (Eisenbud et al., 2016): each slot owned by one backend, shares near-equal."""
+def maglev_table(names: list[bytes], size: int, weights: Sequence[int] | None = None) -> list[int]:
+    """Maglev's lookup table (Eisenbud et al., 2016): each slot owned by one backend, shares near-equal, or
+    proportional to `weights` as Envoy weighs it: in round t a backend takes its next slot only once
+    t x weight has reached the heaviest weight times the slots it holds, so the heaviest fills every round."""
     n = len(names)
     if n == 0:
         return []
+    weights = list(weights) if weights is not None else [1] * n
+    heaviest = max(weights)
+    due = [0] * n  # heaviest x slots taken so far
     offsets = [hash64(b"o" + name) % size for name in names]
     skips = [hash64(b"s" + name) % (size - 1) + 1 for name in names]
     nexts = [0] * n
     table = [-1] * size
     filled = 0
-    while True:
+    for turn in itertools.count(1):
         for i in range(n):
+            if turn * weights[i] < due[i]:
+                continue
+            due[i] += heaviest
             c = (offsets[i] + nexts[i] * skips[i]) % size
             while table[c] >= 0:
                 nexts[i] += 1
@@ -255,6 +264,7 @@ def maglev_table(names: list[bytes], size: int) -> list[int]:
             filled += 1
             if filled == size:
                 return table
+    return table  # not reached: the heaviest backend fills a slot every round
 
 
 BALANCERS: dict[str, type] = {
@@ -266,9 +276,18 @@ BALANCERS: dict[str, type] = {
 }
 
 
+WEIGHTED: dict[str, type] = {
+    "ROUND_ROBIN": WeightedRoundRobin,
+    "RANDOM": WeightedRandom,
+    "LEAST_REQUEST": WeightedLeastRequest,
+}
+
+
 def make_balancer(lb: str, endpoints: Sequence[Endpoint], policy: HashPolicy | None = None) -> Balancer:
-    """Raises KeyError for a policy the proxy does not implement (ConfigState rejects those first)."""
-    return BALANCERS[lb](endpoints, policy)  # type: ignore[no-any-return]
+    """The balancer for `lb` over `endpoints`, weighted when their weights differ (weighted.py).
+    Raises KeyError for a policy the proxy does not implement (ConfigState rejects those first)."""
+    kind = WEIGHTED.get(lb) if weights_differ(endpoints) else None
+    return (kind or BALANCERS[lb])(endpoints, policy)  # type: ignore[no-any-return]
 
 
 def policy_problem(lb: str, policy: HashPolicy | None) -> str | None:

@@ -17,12 +17,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from proto.base import Message
-from proto.subjects import PREFIX
+from proto.subjects import CA_BUNDLE, QUEUE_CA
 from runtime.bus import encode
 from runtime.service import ServiceProcess
 
 ROOT_KEY = "/isthmus/ca/root"
-CA_BUNDLE = f"{PREFIX}.ca.bundle"
 ROOT_LIFETIME = datetime.timedelta(days=3650)
 
 
@@ -69,7 +68,7 @@ class CaService(ServiceProcess):
         entry = await self.store.get(ROOT_KEY)
         assert entry is not None  # just created or already there
         self.root = msgspec.json.decode(entry.value, type=CaRoot)
-        await self.bus.serve(CA_BUNDLE, self._bundle, queue="ca")
+        await self.bus.serve(CA_BUNDLE, self._bundle, queue=QUEUE_CA)
 
     async def _bundle(self, _: bytes) -> bytes:
         return encode(TrustBundle(trust_domain=self.trust_domain, roots_pem=[self.root.cert_pem]))

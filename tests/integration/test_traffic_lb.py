@@ -1,14 +1,19 @@
 """Request matching and load balancing through real sidecars, configured with Istio YAML through the
-real control plane: consistent hashing on a header, and queryParams / authority matches."""
+real control plane: consistent hashing on a header, queryParams / authority matches, endpoint weights."""
 
 from __future__ import annotations
 
+import collections
+import itertools
+
 import pytest
 
-from tests.integration.conftest import ControlPlane
+from tests.integration.conftest import ControlPlane, apply, eventually
+from tests.integration.httpclient import Backend, Client
 from tests.integration.test_mesh_routing import Bookinfo, destination_rule
 
 pytestmark = pytest.mark.asyncio
+_weighted = itertools.count(1)
 
 
 @pytest.fixture
@@ -78,3 +83,69 @@ spec:
     assert await versions_for(bookinfo, "http://reviews:9080/reviews?version=22", 10) == {"v1"}
     assert await versions_for(bookinfo, f"http://reviews.{bookinfo.ns}:9080/reviews", 10) == {"v3"}
     assert await versions_for(bookinfo, "http://reviews:9080/reviews", 10) == {"v1"}
+
+
+WEIGHTED_ENDPOINTS = {
+    "workload entries": """
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: ratings, namespace: {ns}}}
+spec:
+  hosts: [ratings.{ns}.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{{number: 9080, name: http}}]
+  workloadSelector: {{labels: {{app: ratings}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: light, namespace: {ns}}}
+spec: {{address: 127.0.0.1, ports: {{http: {light}}}, labels: {{app: ratings}}, weight: 1}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: heavy, namespace: {ns}}}
+spec: {{address: 127.0.0.1, ports: {{http: {heavy}}}, labels: {{app: ratings}}, weight: 3}}
+""",
+    "service entry endpoints": """
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: ratings, namespace: {ns}}}
+spec:
+  hosts: [ratings.{ns}.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{{number: 9080, name: http}}]
+  endpoints:
+  - {{address: 127.0.0.1, ports: {{http: {light}}}, weight: 1}}
+  - {{address: 127.0.0.1, ports: {{http: {heavy}}}, weight: 3}}
+""",
+}
+
+
+@pytest.mark.parametrize("source", WEIGHTED_ENDPOINTS)
+async def test_endpoint_weights_1_and_3_split_requests_about_25_75(mesh: ControlPlane, source: str) -> None:
+    ns = f"w{next(_weighted)}"
+    light, heavy = await Backend("light").start(), await Backend("heavy").start()
+    client = mesh.proxy("client", light.port, 9080, ns, "app=client")
+    web = Client("127.0.0.1", client.outbound_port)
+    try:
+        await client.ready()
+        reply = await apply(mesh, WEIGHTED_ENDPOINTS[source].format(ns=ns, light=light.port, heavy=heavy.port))
+        assert reply["ok"], reply
+        host = f"ratings.{ns}.svc.cluster.local"
+
+        def endpoints() -> int:
+            return sum(len(c["endpoints"]) for c in client.config_dump()["clusters"] if c["host"] == host)
+
+        await eventually(lambda: endpoints() == 2)
+        seen: collections.Counter[str] = collections.Counter()
+        for _ in range(400):  # the default LEAST_REQUEST; one at a time, so it is weighted round robin
+            response = await web.request("GET", f"http://{host}:9080/")
+            seen[response.text if response.status == 200 else str(response.status)] += 1
+        assert set(seen) == {"light", "heavy"}, seen
+        assert 0.65 <= seen["heavy"] / 400 <= 0.85, seen  # 75% expected; unweighted would give 50%
+    finally:
+        await web.close()
+        await light.stop()
+        await heavy.stop()

@@ -1,0 +1,110 @@
+"""The demo starts from its own known config, and says what it reset.
+
+A walk-through leaves config behind (a RateLimit, a fault, a route by header...); the next demo must not
+start under it. Before it applies its DestinationRule and 80/10/10 VirtualService, the demo deletes every
+resource that would change its traffic and is not its own:
+    VirtualService / DestinationRule / ServiceEntry   naming a demo host (reviews or frontend in the
+                                                      `default` namespace, short, long or `*` form), in
+                                                      any namespace (the oldest claim on a host wins)
+    RateLimit                                         selecting a demo workload (docs/ratelimit.md)
+Its own two resources are replaced by the apply (`configured` when a walk-through had changed them).
+Everything else in the mesh is left alone.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from proto.config_api import ApplyReply, DeleteRequest, GetReply, GetRequest, ResourceRef
+from proto.subjects import CONFIG_DELETE, CONFIG_GET
+from services.pilot.compile.hosts import fqdn
+
+HERE = Path(__file__).resolve().parent
+CONFIG = (HERE / "destination-rule-reviews.yaml", HERE / "virtual-service-reviews-80-10-10.yaml")
+NAMESPACE = "default"
+SERVICES = ("frontend", "reviews")
+WORKLOAD_LABELS = ({"app": "frontend", "version": "v1"},
+                   *({"app": "reviews", "version": v} for v in ("v1", "v2", "v3")))
+OWN = {("DestinationRule", NAMESPACE, "reviews"), ("VirtualService", NAMESPACE, "reviews")}
+KINDS = ("VirtualService", "DestinationRule", "ServiceEntry", "RateLimit")
+TIMEOUT = 10.0
+
+
+
+def demo_hosts(suffix: str | None = None) -> set[str]:
+    suffix = suffix or os.environ.get("ISTHMUS_DOMAIN_SUFFIX", "svc.cluster.local")
+    return {f"{service}.{NAMESPACE}.{suffix}" for service in SERVICES}
+
+
+def names_a_demo_host(written: Iterable[str], namespace: str, hosts: set[str], suffix: str) -> bool:
+    for host in written:
+        full = fqdn(str(host), namespace, suffix)
+        if full in hosts or full == "*" or (full.startswith("*.") and any(h.endswith(full[1:]) for h in hosts)):
+            return True
+    return False
+
+
+def selects_a_demo_workload(spec: dict[str, Any], namespace: str) -> bool:
+    if namespace != NAMESPACE:
+        return False
+    selector = spec.get("selector")
+    wanted = (selector or {}).get("matchLabels") or {}
+    return any(all(labels.get(k) == v for k, v in wanted.items()) for labels in WORKLOAD_LABELS)
+
+
+def leftovers(found: dict[str, list[dict[str, Any]]], suffix: str | None = None) -> list[ResourceRef]:
+    """Of `found` (kind -> resources as `get` returns them), those that would change the demo's traffic
+    and are not its own config, sorted by kind, namespace, name."""
+    suffix = suffix or os.environ.get("ISTHMUS_DOMAIN_SUFFIX", "svc.cluster.local")
+    hosts = demo_hosts(suffix)
+    stale = []
+    for kind, resources in found.items():
+        for resource in resources:
+            meta, spec = resource.get("metadata") or {}, resource.get("spec") or {}
+            namespace, name = str(meta.get("namespace") or NAMESPACE), str(meta.get("name") or "")
+            if (kind, namespace, name) in OWN:
+                continue
+            if kind == "RateLimit":
+                hit = selects_a_demo_workload(spec, namespace)
+            elif kind == "DestinationRule":
+                hit = names_a_demo_host([spec.get("host") or ""], namespace, hosts, suffix)
+            else:
+                hit = names_a_demo_host(spec.get("hosts") or [], namespace, hosts, suffix)
+            if hit:
+                stale.append(ResourceRef(kind=kind, name=name, namespace=namespace))
+    return sorted(stale, key=lambda r: (KINDS.index(r.kind) if r.kind in KINDS else 99, r.namespace, r.name))
+
+
+async def find_leftovers(bus: Any) -> list[ResourceRef]:
+    found: dict[str, list[dict[str, Any]]] = {}
+    for kind in KINDS:
+        reply = await bus.call(CONFIG_GET, GetRequest(kind=kind), GetReply, TIMEOUT)
+        if not reply.ok:
+            raise RuntimeError(f"cannot list {kind}: {reply.error}")
+        found[kind] = list(reply.resources)
+    return leftovers(found)
+
+
+async def reset(bus: Any) -> tuple[list[str], int]:
+    """Delete the leftovers. Returns one line per resource deleted, for the caller to print, and the etcd
+    revision of the deletion (0: nothing to delete)."""
+    stale = await find_leftovers(bus)
+    if not stale:
+        return [], 0
+    reply = await bus.call(CONFIG_DELETE, DeleteRequest(resources=stale), ApplyReply, TIMEOUT)
+    if not reply.ok:
+        reasons = "; ".join(e.message for e in reply.errors) or "no reason given"
+        raise RuntimeError(f"cannot delete what an earlier run left: {reasons}")
+    lines = [f"deleted {r.kind} {r.namespace}/{r.name} (left from an earlier run; it would change the demo's traffic)"
+             for r in stale]
+    return lines, reply.revision
+
+
+def replaced(reply: ApplyReply) -> list[str]:
+    """The demo's own resources that the apply put back (a walk-through had changed them)."""
+    return [f"{r.ref.kind} {r.ref.namespace}/{r.ref.name} was changed since: back to the demo's "
+            f"{'80/10/10 split' if r.ref.kind == 'VirtualService' else 'subsets'}"
+            for r in reply.results if r.action == "configured"]

@@ -1,0 +1,35 @@
+"""`isthmus get` tables: every kind's third column says something about each resource (never a column of `-`),
+and `isthmus --help` promises only what exists."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+
+from isthmus.cli import cli, render_table
+from proto.resources import KINDS
+
+
+def test_a_rate_limit_table_shows_what_each_one_selects() -> None:
+    limits = [{"metadata": {"name": "reviews"}, "spec": {"selector": {"matchLabels": {"version": "v1", "app": "reviews"}}}},
+              {"metadata": {"name": "everyone"}, "spec": {}}]
+    table = render_table("RateLimit", limits).splitlines()
+    assert table[0].split()[2] == "SELECTOR"
+    assert table[1].split()[:3] == ["everyone", "default", "<all>"]
+    assert table[2].split()[:3] == ["reviews", "default", "app=reviews,version=v1"]
+
+
+def test_every_kind_has_a_third_column_filled_from_its_spec() -> None:
+    specs = {"VirtualService": {"hosts": ["reviews"]}, "DestinationRule": {"host": "reviews"},
+             "ServiceEntry": {"hosts": ["api.example.com"]}, "WorkloadEntry": {"address": "10.0.0.1"},
+             "RateLimit": {"selector": {"matchLabels": {"app": "reviews"}}}}
+    assert set(specs) == set(KINDS)  # a new kind needs its column here too
+    for kind, spec in specs.items():
+        row = render_table(kind, [{"metadata": {"name": "x"}, "spec": spec}]).splitlines()[1].split()
+        assert row[2] != "-", kind
+
+
+def test_help_does_not_advertise_security_or_telemetry_as_working() -> None:
+    text = CliRunner().invoke(cli, ["--help"]).output
+    assert "traffic management" in text and "security and telemetry for" not in text
+    assert "not built yet" in text
+    assert "rl" in CliRunner().invoke(cli, ["get", "--help"]).output

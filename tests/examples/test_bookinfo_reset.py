@@ -1,0 +1,57 @@
+"""examples/bookinfo/reset.py: which resources a new demo deletes before it applies its own config."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from examples.bookinfo.reset import leftovers, replaced
+from proto.config_api import AppliedResource, ApplyReply, ResourceRef
+
+
+def res(kind: str, name: str, namespace: str = "default", **spec: Any) -> dict[str, Any]:
+    return {"kind": kind, "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+
+
+def names(found: dict[str, list[dict[str, Any]]]) -> list[str]:
+    return [f"{r.kind} {r.namespace}/{r.name}" for r in leftovers(found, "svc.cluster.local")]
+
+
+def test_a_rate_limit_that_selects_a_demo_workload_is_a_leftover_and_others_are_not() -> None:
+    found = {"RateLimit": [
+        res("RateLimit", "reviews", selector={"matchLabels": {"app": "reviews"}}),
+        res("RateLimit", "v2-only", selector={"matchLabels": {"app": "reviews", "version": "v2"}}),
+        res("RateLimit", "everything"),  # no selector: every workload of its namespace
+        res("RateLimit", "ratings", selector={"matchLabels": {"app": "ratings"}}),
+        res("RateLimit", "elsewhere", "shop", selector={"matchLabels": {"app": "reviews"}}),
+    ]}
+    assert names(found) == ["RateLimit default/everything", "RateLimit default/reviews", "RateLimit default/v2-only"]
+
+
+def test_routes_and_policies_naming_a_demo_host_in_any_form_or_namespace_are_leftovers() -> None:
+    found = {
+        "VirtualService": [
+            res("VirtualService", "reviews", hosts=["reviews"]),  # the demo's own: replaced by its apply
+            res("VirtualService", "reviews-long", "shop", hosts=["reviews.default.svc.cluster.local"]),
+            res("VirtualService", "catch-all", "shop", hosts=["*.default.svc.cluster.local"]),
+            res("VirtualService", "front", hosts=["frontend"]),
+            res("VirtualService", "shop-reviews", "shop", hosts=["reviews"]),  # reviews.shop: not the demo's
+            res("VirtualService", "ratings", hosts=["ratings"]),
+        ],
+        "DestinationRule": [
+            res("DestinationRule", "reviews", host="reviews"),  # the demo's own
+            res("DestinationRule", "reviews-cb", host="reviews.default.svc.cluster.local"),
+            res("DestinationRule", "ratings", host="ratings"),
+        ],
+        "ServiceEntry": [res("ServiceEntry", "reviews-vm", hosts=["reviews.default.svc.cluster.local"]),
+                         res("ServiceEntry", "api", hosts=["api.example.com"])],
+    }
+    assert names(found) == ["VirtualService default/front", "VirtualService shop/catch-all",
+                            "VirtualService shop/reviews-long", "DestinationRule default/reviews-cb",
+                            "ServiceEntry default/reviews-vm"]
+
+
+def test_the_demos_own_resources_changed_by_a_walk_through_are_reported_as_put_back() -> None:
+    reply = ApplyReply(ok=True, results=[
+        AppliedResource(ref=ResourceRef(kind="DestinationRule", name="reviews"), action="unchanged"),
+        AppliedResource(ref=ResourceRef(kind="VirtualService", name="reviews"), action="configured")])
+    assert replaced(reply) == ["VirtualService default/reviews was changed since: back to the demo's 80/10/10 split"]

@@ -1,0 +1,104 @@
+"""The bookinfo demo as a newcomer runs it, against the real control plane: a demo starts from its own
+config whatever an earlier walk-through left (and says what it reset), and a second demo with
+`--user jason` joins as a client only, so the walk-through's "route by header" step shows v2 for jason
+while the first demo's config and logs stay its own."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from isthmus.launch import ManagedProcess, project_env
+from runtime import bus as busmod
+from tests.integration.conftest import ControlPlane, apply, eventually
+
+pytestmark = pytest.mark.asyncio
+ROOT = Path(__file__).resolve().parents[2]
+BOOKINFO = ROOT / "examples" / "bookinfo"
+TOTALS = re.compile(r"total \d+ \(v1=(\d+) v2=(\d+) v3=(\d+) errors=(\d+)\)")
+
+
+def demo(plane: ControlPlane, log_dir: Path, name: str, *extra: str) -> ManagedProcess:
+    argv = [sys.executable, "-m", "examples.bookinfo.demo", "--nats", plane.nats_url, "--log-dir", str(log_dir),
+            "--rate", "20", *extra]
+    return ManagedProcess(name, argv, log_path=log_dir.parent / f"{name}.out", env=project_env(), cwd=ROOT).start()
+
+
+def output(proc: ManagedProcess) -> str:
+    assert proc.log_path is not None
+    return proc.log_path.read_text()
+
+
+def totals(proc: ManagedProcess) -> list[tuple[int, int, int, int]]:
+    """(v1, v2, v3, errors) counted since the demo began, from every status line printed so far."""
+    return [(int(m[1]), int(m[2]), int(m[3]), int(m[4])) for m in TOTALS.finditer(output(proc))]
+
+
+async def counted_next(proc: ManagedProcess, seconds: int, timeout: float = 60.0) -> dict[str, int]:
+    """What the demo counts over its next `seconds` status lines (after the line being printed now)."""
+    start = len(totals(proc)) + 1  # the line under way may count requests from before
+
+    def printed() -> bool:
+        if not proc.is_running:
+            raise AssertionError(f"{proc.name} exited:\n{output(proc)}")
+        return len(totals(proc)) >= start + seconds
+
+    await eventually(printed, timeout)
+    lines = totals(proc)
+    begin, end = lines[start - 1], lines[start - 1 + seconds]
+    return dict(zip(("v1", "v2", "v3", "errors"), (b - a for a, b in zip(begin, end))))
+
+
+async def config_of(plane: ControlPlane, kind: str) -> list[dict]:
+    bus = await busmod.connect(plane.nats_url, "test-demo")
+    try:
+        reply = json.loads(await bus.request("isthmus.config.get", json.dumps({"kind": kind}).encode(), timeout=10))
+    finally:
+        await bus.close()
+    assert reply["ok"], reply
+    return reply["resources"]
+
+
+async def test_a_demo_resets_what_a_walk_through_left_and_a_second_one_joins_as_a_client(
+        mesh: ControlPlane, tmp_path: Path) -> None:
+    # what the walk-through's last steps leave behind: a RateLimit and a fault on the demo's own VirtualService
+    for name in ("destination-rule-reviews.yaml", "virtual-service-reviews-test-abort.yaml", "ratelimit-reviews.yaml"):
+        assert (await apply(mesh, (BOOKINFO / name).read_text()))["ok"]
+    log_dir = tmp_path / "logs"
+    first = demo(mesh, log_dir, "first")
+    second = None
+    try:
+        await eventually(lambda: "traffic:" in output(first) or not first.is_running, 90)
+        said = output(first)
+        assert "deleted RateLimit default/reviews" in said, said
+        assert "VirtualService default/reviews was changed since: back to the demo's 80/10/10 split" in said, said
+        assert await config_of(mesh, "RateLimit") == []
+        counts = await counted_next(first, 2)
+        assert counts["errors"] == 0 and counts["v1"] > 0, output(first)
+        assert totals(first)[0][3] == 0, output(first)  # no 429 from a leftover, from the first second
+
+        jason = (BOOKINFO / "virtual-service-reviews-jason-v2.yaml").read_text()
+        reply = await apply(mesh, jason)
+        assert reply["ok"], reply
+        second = demo(mesh, log_dir, "second", "--user", "jason")
+        await eventually(lambda: "traffic:" in output(second) or not second.is_running, 60)
+        assert "joining the mesh as a client only" in output(second), output(second)
+        jasons = await counted_next(second, 2)
+        assert jasons["v2"] > 0 and jasons["v1"] == jasons["v3"] == jasons["errors"] == 0, output(second)
+        others = await counted_next(first, 2)  # the rest go to v1, as the walk-through says
+        assert others["v1"] > 0 and others["v2"] == others["v3"] == others["errors"] == 0, output(first)
+        [vs] = [r for r in await config_of(mesh, "VirtualService") if r["metadata"]["name"] == "reviews"]
+        assert vs["spec"]["http"][0]["match"][0]["headers"]["end-user"] == {"exact": "jason"}  # not re-applied
+
+        # each demo logs to its own files: the client's sidecar never wrote into the first demo's
+        assert (log_dir / "demo-jason-frontend-v1.log").exists()
+        assert (log_dir / "demo-jason-sidecar-frontend-v1.log").exists()
+        assert (log_dir / "demo-sidecar-frontend-v1.log").read_text().count("--- ") == 1
+    finally:
+        for proc in (second, first):
+            if proc is not None:
+                proc.stop(15)
