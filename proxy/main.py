@@ -36,7 +36,9 @@ class Sidecar:
         self.options = options
         self.log = configure(options.log_level, "proxy")
         self.state = ConfigState()
-        self.pool = ConnectionPool()
+        limits = options.limits
+        self.pool = ConnectionPool(max_head_bytes=limits.max_response_head_bytes,
+                                   max_headers=limits.max_response_headers)
         self.router = MeshRouter(self.state, options.namespace, options.domain_suffix, options.labels, options.locality)
         self.xds = XdsClient(self.state, options.id, options.service, options.namespace)
         workload = Workload(id=options.id, service=options.service, namespace=options.namespace,
@@ -48,18 +50,19 @@ class Sidecar:
         self.access_log = AccessLog(options.access_log) if options.access_log else None
         log_for = self.access_log.for_listener if self.access_log is not None else lambda name: None
         self.outbound = Listener(options.outbound_host, options.outbound_port, self.router, self.pool, "outbound",
-                                 on_complete=log_for("outbound"))
+                                 on_complete=log_for("outbound"), limits=limits)
         self.inbound = Listener(options.inbound_host, options.inbound_port,
                                 LocalAppRouter(options.app_host, options.app_port, options.service, self.state,
                                                options.namespace, options.domain_suffix, options.labels),
-                                self.pool, "inbound", on_complete=log_for("inbound"))
+                                self.pool, "inbound", on_complete=log_for("inbound"), limits=limits)
         # opaque TCP (proxy/tcp/relay.py): outbound per --tcp, inbound per --app-tcp
         self.tcp_out = [TcpListener(options.outbound_host, local, self._tcp_picker(host, port),
-                                    f"outbound {host}:{port}", f"{host}:{port}", log_for("outbound"))
+                                    f"outbound {host}:{port}", f"{host}:{port}", log_for("outbound"),
+                                    limits.max_connections)
                         for host, port, local in options.tcp_routes]
         self.tcp_in = {service_port: TcpListener(options.inbound_host, listen, self._app_picker(app_port),
                                                  f"inbound {service_port}", f"{options.app_host}:{app_port}",
-                                                 log_for("inbound"))
+                                                 log_for("inbound"), limits.max_connections)
                        for service_port, app_port, listen in options.app_tcp}
         self.admin = AdminServer("127.0.0.1", options.admin_port, self.is_ready, self.config_dump, self.server_info,
                                  self.state.clusters_status)
@@ -92,6 +95,7 @@ class Sidecar:
                 "synced": self.is_ready(), "uptime_s": round(time.time() - self.started_at, 1)}
 
     async def run(self) -> None:
+        asyncio.get_running_loop().set_exception_handler(self._loop_error)
         await self.outbound.start()
         await self.inbound.start()
         for listener in self.tcp_out:
@@ -111,6 +115,11 @@ class Sidecar:
             loop.add_signal_handler(sig, stopping.set)
         await stopping.wait()
         await self.stop()
+
+    def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """What escapes a callback or a protocol (a bug of ours): one JSON line with the traceback."""
+        exc = context.get("exception")
+        self.log.error("internal_error", error=context.get("message", ""), exc_info=exc if exc is not None else False)
 
     async def _control_plane(self) -> None:
         self.bus = await busmod.connect(self.options.nats_url, f"proxy-{self.options.id}", wait=None,

@@ -14,6 +14,8 @@ tcpKeepalive on the upstream socket, idleTimeout (no byte either way for that lo
 unset one hour, 0s never) and maxConnectionDuration. A connect failure counts as a gateway error for
 outlierDetection. Half-closes pass through (a client's shutdown(SHUT_WR) reaches the server as EOF).
 Flow control: when one side's write buffer fills, reading from the other side pauses until it drains.
+Bytes a client sends before its upstream is connected are held up to EARLY_LIMIT, then reading pauses.
+A listener holds at most `max_connections` relays (proxy/http/limits.py); more are closed at once.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ log = get_logger("proxy.tcp")
 
 DEFAULT_IDLE_TIMEOUT = 3600.0  # Istio's default tcp.idleTimeout
 DEFAULT_CONNECT_TIMEOUT = 5.0
+EARLY_LIMIT = 64 * 1024  # bytes held per side before its peer is connected; then reading pauses
 
 # Picks where a new downstream connection goes (raises ProxyError when it cannot go anywhere).
 Picker = Callable[[str], Target]
@@ -43,7 +46,7 @@ Picker = Callable[[str], Target]
 class _Side(asyncio.Protocol):
     """One connection of a relay; what it reads is written to the other one."""
 
-    __slots__ = ("relay", "transport", "other", "early", "eof", "read")
+    __slots__ = ("relay", "transport", "other", "early", "early_size", "eof", "read")
 
     def __init__(self, relay: Relay) -> None:
         self.relay = relay
@@ -51,6 +54,7 @@ class _Side(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.other: _Side | None = None
         self.early: list[bytes] = []  # read before the other side was connected
+        self.early_size = 0
         self.eof = False  # read EOF before the other side was connected
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -62,6 +66,9 @@ class _Side(asyncio.Protocol):
         other = self.other
         if other is None or other.transport is None:
             self.early.append(data)
+            self.early_size += len(data)
+            if self.early_size > EARLY_LIMIT and self.transport is not None:
+                self.transport.pause_reading()  # resumed by _attach
         else:
             other.transport.write(data)
 
@@ -153,6 +160,9 @@ class Relay:
             if src.early:
                 dst.transport.writelines(src.early)
                 src.early = []
+                if src.early_size > EARLY_LIMIT and src.transport is not None:
+                    src.transport.resume_reading()
+                src.early_size = 0
             if src.eof and dst.transport.can_write_eof():
                 dst.transport.write_eof()
         idle, duration = DEFAULT_IDLE_TIMEOUT, 0.0
@@ -213,7 +223,7 @@ class TcpListener:
     """A listening port whose connections are relayed to where `pick` says."""
 
     def __init__(self, host: str, port: int, pick: Picker, name: str, target: str = "",
-                 access_log: ListenerLog | None = None) -> None:
+                 access_log: ListenerLog | None = None, max_connections: int = 10_000) -> None:
         self.host = host
         self.port = port  # the bound port once started (useful with port 0)
         self.pick = pick
@@ -221,6 +231,9 @@ class TcpListener:
         self.target = target  # what a connection here reaches, for the access log: "db:5432"
         self.access_log = access_log
         self.relays: set[Relay] = set()
+        self.max_connections = max_connections  # 0: unlimited
+        self.refused = 0
+        self._refused_logged = float("-inf")
         self._server: asyncio.Server | None = None
 
     def _closed(self, relay: Relay) -> None:
@@ -231,7 +244,9 @@ class TcpListener:
             self.access_log.tcp(self.target, relay.flag, up.read if up is not None else 0, relay.down.read,
                                 relay.duration_ms(), cluster)
 
-    def _accept(self) -> _Side:
+    def _accept(self) -> asyncio.Protocol:
+        if self.max_connections and len(self.relays) >= self.max_connections:
+            return _Refused(self)
         relay = Relay(self.pick, self._closed)
         self.relays.add(relay)
         relay.loop.call_soon(relay.start)  # once connection_made has given the downstream its transport
@@ -250,3 +265,20 @@ class TcpListener:
         for relay in list(self.relays):
             relay.close()
         await server.wait_closed()
+
+
+class _Refused(asyncio.Protocol):
+    """A connection over the listener's max_connections: closed at once, logged at most every 10 s."""
+
+    def __init__(self, listener: TcpListener) -> None:
+        self.listener = listener
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
+        listener = self.listener
+        listener.refused += 1
+        now = asyncio.get_running_loop().time()
+        if now - listener._refused_logged >= 10.0:
+            listener._refused_logged = now
+            log.warning("connection limit reached: new connections closed", listener=listener.name,
+                        max_connections=listener.max_connections, refused_total=listener.refused)
