@@ -290,8 +290,7 @@ class HttpProxyProtocol(asyncio.Protocol):
         pipeline = self.pipeline
         if len(pipeline) >= self.shared.limits.max_pipelined:
             # Read no further: answer what is queued, then close; the client retries the rest (RFC 9112 9.3.2).
-            self._stop_reading()
-            self.stopping = True
+            self._stop_reading()  # _advance closes once the queue is answered
             return
         ex = Exchange(self, head, method, target, headers, drop, has_body, chunked, http11,
                       keep_alive and error is None and upgrade is None, expect, error)
@@ -378,7 +377,7 @@ class HttpProxyProtocol(asyncio.Protocol):
             self.advancing = False
         if self.active is None and not self.closing:
             self.gate.resume(PIPELINE)
-            if self.stopping:
+            if self.stopping or self.broken:  # nothing more will be read
                 self.close()
             else:
                 self._arm_keepalive()
