@@ -458,18 +458,20 @@ class HttpProxyProtocol(asyncio.Protocol):
             self.keepalive_handle = self.loop.call_later(self._idle_wait(), self._keepalive_check)
 
     def _idle_wait(self) -> float:
-        """How long an idle connection's timer may sleep: its keep-alive, or less so that a head that
-        starts meanwhile is seen in time for request_headers_timeout."""
+        """How long an idle connection's timer may sleep: its keep-alive, or less, so that a request that
+        starts meanwhile is under its own timeouts soon enough (one wake-up per interval, not per request)."""
         shared = self.shared
-        headers_timeout = shared.limits.request_headers_timeout
-        if headers_timeout and headers_timeout < shared.keepalive_timeout:
-            return headers_timeout
-        return shared.keepalive_timeout
+        wait = shared.keepalive_timeout
+        limits = shared.limits
+        for timeout in (limits.request_headers_timeout, limits.request_timeout, limits.stream_idle_timeout / 4):
+            if timeout and timeout < wait:
+                wait = timeout
+        return wait
 
     def _keepalive_check(self) -> None:
         """The connection's one timer: keep-alive when idle; while a request is open, the request-headers,
         request and stream-idle timeouts (Envoy's), measured from t_begin and from the last change of
-        `ticks` that a check saw (so the stream-idle timeout fires between 1 and 1.25 times its value)."""
+        `ticks` that a check saw (so the stream-idle timeout fires between 1 and 1.5 times its value)."""
         self.keepalive_handle = None
         if self.closing:
             return
