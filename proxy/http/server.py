@@ -70,8 +70,8 @@ class HttpProxyProtocol(asyncio.Protocol):
     __slots__ = (
         # shared
         "shared", "loop", "mode",
-        # timeouts: one timer (keepalive_handle) checks them all; `ticks` counts reads and writes
-        "keepalive_handle", "idle_since", "ticks", "seen_ticks", "quiet_since",
+        # timeouts: one timer (keepalive_handle) checks them all; `reads` and `ticks` count reads and writes
+        "keepalive_handle", "idle_since", "reads", "ticks", "seen_ticks", "quiet_since",
         # limits (proxy/http/limits.py), read once per connection
         "max_head", "max_headers", "max_url",
         # per-connection
@@ -80,6 +80,9 @@ class HttpProxyProtocol(asyncio.Protocol):
         # the head being read: bytes it may still take, whether we are between requests or in a head,
         # and the loop time its first byte was parsed (0.0: no request is arriving)
         "head_left", "in_head", "t_begin",
+        # the read in which the last request ended, and whether the current head began in that same read
+        # (then its first bytes were not counted: on_headers_complete checks its parsed size instead)
+        "done_read", "mid_head",
         # websocket tunnel (after the upstream's 101): the upstream connection, and client bytes read early
         "tunnel", "early",
         # per-request (the one being parsed)
@@ -94,6 +97,7 @@ class HttpProxyProtocol(asyncio.Protocol):
         # timeouts
         self.keepalive_handle: asyncio.TimerHandle | None = None
         self.idle_since = 0.0
+        self.reads = 0
         self.ticks = 0
         self.seen_ticks = 0
         self.quiet_since = 0.0
@@ -119,6 +123,8 @@ class HttpProxyProtocol(asyncio.Protocol):
         self.head_left = self.max_head
         self.in_head = True
         self.t_begin = 0.0
+        self.done_read = -1
+        self.mid_head = False
         # per-request
         self.current: Exchange | None = None
         self.url = b""
@@ -157,7 +163,7 @@ class HttpProxyProtocol(asyncio.Protocol):
         self.current = None
 
     def data_received(self, data: bytes) -> None:
-        self.ticks += 1
+        self.reads += 1
         if self.tunnel is not None:
             self.tunnel.transport.write(data)
             return
@@ -214,6 +220,7 @@ class HttpProxyProtocol(asyncio.Protocol):
         self.url = b""
         self.headers = []
         self.t_begin = self.loop.time()
+        self.mid_head = self.reads == self.done_read
 
     def on_url(self, url: bytes) -> None:
         url = self.url + url
@@ -237,6 +244,8 @@ class HttpProxyProtocol(asyncio.Protocol):
         http11 = version == "1.1"
         keep_alive = http11 and parser.should_keep_alive()  # HTTP/1.0 clients: close after each
         headers = self.headers
+        if self.mid_head:
+            self._check_head_size(method, headers)
         host = None
         has_body = chunked = expect = has_id = False
         drop = None
@@ -312,6 +321,7 @@ class HttpProxyProtocol(asyncio.Protocol):
         self.in_head = True  # the next request's head starts here
         self.head_left = self.max_head
         self.t_begin = 0.0
+        self.done_read = self.reads
         ex = self.current
         if ex is not None:
             self.current = None
@@ -409,6 +419,15 @@ class HttpProxyProtocol(asyncio.Protocol):
             return
         self.data_received(data[room:])  # the head ended: the rest is body or the next request
 
+    def _check_head_size(self, method: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        """For a head that began in the read that ended the previous request: its size as parsed (a lower
+        bound of its bytes on the wire, short by at most the optional space after each colon)."""
+        size = len(method) + len(self.url) + 14 + 3 * len(headers)  # "M U HTTP/1.1\r\n", "N:V\r\n", "\r\n"
+        for name, value in headers:
+            size += len(name) + len(value)
+        if size > self.max_head:
+            raise HeadersTooLarge(f"request head larger than {self.max_head} bytes")
+
     def _check_partial_head(self, data: bytes) -> None:
         """A head is still arriving. An HTTP/0.9 request line (`GET /\r\n`, no version) would leave
         llhttp waiting for headers that never come: refuse it now rather than keep a silent connection."""
@@ -471,13 +490,14 @@ class HttpProxyProtocol(asyncio.Protocol):
     def _keepalive_check(self) -> None:
         """The connection's one timer: keep-alive when idle; while a request is open, the request-headers,
         request and stream-idle timeouts (Envoy's), measured from t_begin and from the last change of
-        `ticks` that a check saw (so the stream-idle timeout fires between 1 and 1.5 times its value)."""
+        `reads + ticks` that a check saw (so the stream-idle timeout fires between 1 and 1.5 times its value)."""
         self.keepalive_handle = None
         if self.closing:
             return
         now = self.loop.time()
-        if self.ticks != self.seen_ticks:
-            self.seen_ticks = self.ticks
+        ticks = self.reads + self.ticks
+        if ticks != self.seen_ticks:
+            self.seen_ticks = ticks
             self.quiet_since = now
         if self.active is None and not self.pipeline and not self.t_begin and self.tunnel is None:
             remaining = self.idle_since + self.shared.keepalive_timeout - now
