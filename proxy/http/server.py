@@ -71,7 +71,7 @@ class HttpProxyProtocol(asyncio.Protocol):
         # shared
         "shared", "loop", "mode",
         # timeouts: one timer (keepalive_handle) checks them all; `reads` and `ticks` count reads and writes
-        "keepalive_handle", "idle_since", "reads", "ticks", "seen_ticks", "quiet_since",
+        "keepalive_handle", "idle_since", "reads", "ticks", "seen_ticks", "quiet_since", "timed_out",
         # limits (proxy/http/limits.py), read once per connection
         "max_head", "max_headers", "max_url",
         # per-connection
@@ -101,6 +101,7 @@ class HttpProxyProtocol(asyncio.Protocol):
         self.ticks = 0
         self.seen_ticks = 0
         self.quiet_since = 0.0
+        self.timed_out = False  # a timeout fired already: the next one closes outright
         # limits
         limits = shared.limits
         self.max_head = limits.max_head_bytes
@@ -409,6 +410,9 @@ class HttpProxyProtocol(asyncio.Protocol):
         room = self.head_left
         self.data_received(data[:room])  # leaves head_left at 0 unless the head ended in there
         if self.broken:
+            ex = self.active or (self.pipeline[-1] if self.pipeline else None)
+            if ex is not None and ex.upgrade is not None and not ex.resp_done and not self.closing:
+                self.early += data[room:]  # a websocket head ended in there: the rest waits for the 101 too
             return
         if self.in_head and self.head_left == 0:
             # Still reading the request line (no header, the URL is nearly all of it) means 414.
@@ -540,14 +544,20 @@ class HttpProxyProtocol(asyncio.Protocol):
 
     def _timed_out(self, error: ProxyError) -> None:
         """408 for the request still arriving (in its turn), else for the active one if its response has
-        not started (a response under way is cut). The connection closes afterwards."""
+        not started (a response under way is cut). The connection closes afterwards; if a timeout fires
+        again before it has (the 408 is queued behind a stalled request), it closes outright."""
         self.stopping = True
-        if self.tunnel is not None:
+        active = self.active
+        if self.tunnel is not None or self.timed_out:
             self.close()
-        elif self.t_begin and not self.broken:
+            return
+        self.timed_out = True
+        if self.t_begin and not self.broken:
             self._reject(error)
-        elif self.active is not None:
-            self.active.fail(error)
+            if active is not None and active.resp_done and not self.closing:
+                self.close()  # it was answered early and its body is what is late
+        elif active is not None and not active.resp_done:
+            active.fail(error)
         else:
             self.close()
 

@@ -206,3 +206,17 @@ async def test_a_pipelined_head_behind_another_request_is_bounded_too(start_prox
         assert (await read_response(reader)).status == 431
         assert await closed(reader)
         assert [r.line.split()[1] for r in up.requests] == [b"/first", b"/second", b"/first"]
+
+
+async def test_websocket_bytes_behind_a_head_near_the_limit_all_wait_for_the_101(start_proxy, connect):
+    """The head ends inside the part of a read the head limit lets through: the rest is early tunnel data."""
+    from tests.proxy.test_websocket import UPGRADE, ws_echo
+
+    async with Upstream(ws_echo) as up:
+        proxy = await start_proxy(StubRouter({"chat": up.target}), Mode.INBOUND,
+                                  limits=Limits(max_head_bytes=len(UPGRADE) + 10))
+        reader, writer = await connect(proxy.port)
+        early = b"e" * 1000  # far more than the 10 bytes of head room left
+        writer.write(UPGRADE + early)
+        assert (await read_response(reader, head_only=True)).status == 101
+        assert await asyncio.wait_for(reader.readexactly(2 + len(early)), 5) == b"hi" + early.upper()
