@@ -138,3 +138,25 @@ async def test_connections_over_the_listener_limit_are_closed_at_once(start_prox
         reader, writer = await connect(proxy.port)  # a slot is free again
         writer.write(b"GET / HTTP/1.1\r\n" + H + b"\r\n")
         assert (await read_response(reader)).status == 200
+
+
+async def test_a_body_still_trickling_after_an_early_answer_is_cut_at_the_request_timeout(start_proxy, connect):
+    async def answer_at_once(up: Upstream, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")  # the head only: answers before the body is in
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly")
+        await writer.drain()
+        await reader.read()
+
+    async with Upstream(answer_at_once) as up:
+        limits = Limits(request_timeout=0.5, stream_idle_timeout=0)
+        proxy = await start_proxy(router_for(up), Mode.OUTBOUND, limits=limits)
+        reader, writer = await connect(proxy.port)
+        writer.write(b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 1000\r\n\r\n")
+        t0 = time.monotonic()
+        assert (await read_response(reader)).body == b"early"
+        eof = asyncio.ensure_future(closed(reader))
+        while not eof.done() and time.monotonic() - t0 < 5:
+            writer.write(b"b")
+            await asyncio.sleep(0.05)
+        assert await eof
+        assert time.monotonic() - t0 < 3.0
