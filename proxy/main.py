@@ -28,7 +28,7 @@ from proxy.outbound.target import Target
 from proxy.settings import ProxyOptions
 from proxy.tcp.relay import Picker, TcpListener
 from runtime import bus as busmod
-from runtime.log import configure
+from runtime.log import configure, get_logger
 
 
 class Sidecar:
@@ -95,7 +95,7 @@ class Sidecar:
                 "synced": self.is_ready(), "uptime_s": round(time.time() - self.started_at, 1)}
 
     async def run(self) -> None:
-        asyncio.get_running_loop().set_exception_handler(self._loop_error)
+        asyncio.get_running_loop().set_exception_handler(log_loop_error)
         await self.outbound.start()
         await self.inbound.start()
         for listener in self.tcp_out:
@@ -115,11 +115,6 @@ class Sidecar:
             loop.add_signal_handler(sig, stopping.set)
         await stopping.wait()
         await self.stop()
-
-    def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        """What escapes a callback or a protocol (a bug of ours): one JSON line with the traceback."""
-        exc = context.get("exception")
-        self.log.error("internal_error", error=context.get("message", ""), exc_info=exc if exc is not None else False)
 
     async def _control_plane(self) -> None:
         self.bus = await busmod.connect(self.options.nats_url, f"proxy-{self.options.id}", wait=None,
@@ -146,6 +141,14 @@ class Sidecar:
             self.access_log.close()
         if self.bus is not None:
             await self.bus.close()
+
+
+def log_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The sidecar's loop exception handler: what escapes a callback or a protocol (a bug of ours) is one
+    JSON error line with the traceback, like every other internal error (proxy/http/rescue.py)."""
+    exc = context.get("exception")
+    get_logger("proxy").error("internal_error", error=context.get("message", "") or repr(exc),
+                              exc_info=exc if exc is not None else False)
 
 
 def run_proxy(options: ProxyOptions) -> None:

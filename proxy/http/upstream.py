@@ -281,13 +281,13 @@ class UpstreamConnection(asyncio.Protocol):
         """`data` takes the response head past its limit: parse what fits; fail if the head is not over."""
         room = self.head_left
         self.data_received(data[:room])
-        if self.exchange is None or self.closed:
+        if self.closed:
             return
-        if self.in_head and self.head_left == 0:
+        if self.exchange is not None and self.in_head and self.head_left == 0:
             self._fail(UpstreamProtocolError(
                 f"upstream response head larger than {self.pool.max_head_bytes} bytes"))
             return
-        self.data_received(data[room:])
+        self.data_received(data[room:])  # the head ended: body, or (nothing asked) a reason to close
 
     def _fail(self, exc: BaseException) -> None:
         exchange = self.exchange

@@ -118,3 +118,24 @@ def test_rescue_logs_only_untyped_exceptions():
         assert rescue(UpstreamTimeout("slow"), False)[0] == 504
         assert rescue(AttributeError("oops"), False)[0] == 500
     assert [entry["error"] for entry in bug_lines(logs)] == ["AttributeError('oops')"]
+
+
+async def test_what_escapes_into_the_event_loop_is_logged_with_its_traceback():
+    import asyncio
+
+    from proxy.main import log_loop_error
+
+    def broken_callback() -> None:
+        raise LookupError("a bug in a timer callback")
+
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(log_loop_error)
+    try:
+        with capture_logs() as logs:
+            loop.call_soon(broken_callback)
+            await asyncio.sleep(0.01)
+    finally:
+        loop.set_exception_handler(None)
+    lines = bug_lines(logs)
+    assert len(lines) == 1 and isinstance(lines[0]["exc_info"], LookupError)
+    assert "broken_callback" in lines[0]["error"]
