@@ -512,7 +512,9 @@ class HttpProxyProtocol(asyncio.Protocol):
                                                              self._keepalive_check)
             return
         limits = self.shared.limits
-        wait = float("inf")
+        # Wake again within the shortest timeout even if none is due: the request may end and another
+        # start meanwhile, and that one's deadlines must be seen in time.
+        wait = self._idle_wait()
         error: ProxyError | None = None
         t_begin = self.t_begin
         if t_begin and not self.broken:  # a request is arriving
@@ -532,15 +534,12 @@ class HttpProxyProtocol(asyncio.Protocol):
         if idle:
             if error is None and now - self.quiet_since >= idle:
                 error = StreamIdleTimeout(f"stream idle for {idle:g}s")
-            wait = min(wait, idle / 4)
         if error is not None:
             self._timed_out(error)
             if self.closing:
                 return
-            wait = 0.05 if wait == float("inf") else max(wait, 0.05)  # check again what is left
-        if wait != float("inf"):
-            self.keepalive_handle = self.loop.call_later(max(wait, 0.0), self._keepalive_check)
-        # else: no timeout applies while busy; _arm_keepalive re-arms when the connection goes idle
+            wait = max(wait, 0.05)  # check again what is left
+        self.keepalive_handle = self.loop.call_later(max(wait, 0.0), self._keepalive_check)
 
     def _timed_out(self, error: ProxyError) -> None:
         """408 for the request still arriving (in its turn), else for the active one if its response has

@@ -160,3 +160,22 @@ async def test_a_body_still_trickling_after_an_early_answer_is_cut_at_the_reques
             await asyncio.sleep(0.05)
         assert await eof
         assert time.monotonic() - t0 < 3.0
+
+
+async def test_a_stalled_head_after_a_slow_request_on_the_same_connection_still_gets_408(start_proxy, connect):
+    async def slow_echo(up: Upstream, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            await asyncio.sleep(0.5)  # the connection's timer is armed while this request is busy
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+
+    async with Upstream(slow_echo) as up:
+        proxy = await start_proxy(router_for(up), Mode.INBOUND, limits=Limits(request_headers_timeout=0.3))
+        reader, writer = await connect(proxy.port)
+        writer.write(b"GET / HTTP/1.1\r\n" + H + b"\r\n")
+        assert (await read_response(reader)).status == 200
+        t0 = time.monotonic()
+        writer.write(b"GET / HTTP/1.1\r\n" + H)  # and never the blank line
+        assert (await read_response(reader)).status == 408
+        assert time.monotonic() - t0 < 3.0
