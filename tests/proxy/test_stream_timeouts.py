@@ -179,3 +179,49 @@ async def test_a_stalled_head_after_a_slow_request_on_the_same_connection_still_
         writer.write(b"GET / HTTP/1.1\r\n" + H)  # and never the blank line
         assert (await read_response(reader)).status == 408
         assert time.monotonic() - t0 < 3.0
+
+
+async def test_refused_connections_are_logged_at_most_once_per_interval(start_proxy, connect):
+    from structlog.testing import capture_logs
+
+    async with Upstream(keep_alive_echo) as up:
+        proxy = await start_proxy(router_for(up), Mode.INBOUND, limits=Limits(max_connections=1))
+        await connect(proxy.port)
+        await asyncio.sleep(0.05)
+        with capture_logs() as logs:
+            for _ in range(5):
+                reader, _ = await connect(proxy.port)
+                assert await closed(reader)
+        assert proxy.state.refused == 5
+        lines = [e for e in logs if e["event"] == "connection limit reached: new connections closed"]
+        assert len(lines) == 1 and lines[0]["max_connections"] == 1
+
+
+async def test_a_tcp_listener_closes_connections_over_its_limit_at_once():
+    from proxy.outbound.target import Target
+    from proxy.tcp.relay import TcpListener
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            writer.write(data)
+        writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    listener = TcpListener("127.0.0.1", 0, lambda client: Target("127.0.0.1", port, "tcp-test"), "test",
+                           max_connections=1)
+    await listener.start()
+    try:
+        r1, w1 = await asyncio.open_connection("127.0.0.1", listener.port)
+        w1.write(b"ping")
+        assert await asyncio.wait_for(r1.readexactly(4), 5) == b"ping"
+        r2, w2 = await asyncio.open_connection("127.0.0.1", listener.port)
+        assert await closed(r2)
+        assert listener.refused == 1
+        w1.write(b"pong")  # the one within the limit is untouched
+        assert await asyncio.wait_for(r1.readexactly(4), 5) == b"pong"
+        w1.close()
+        w2.close()
+    finally:
+        await listener.stop()
+        server.close()
