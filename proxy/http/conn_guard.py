@@ -144,7 +144,7 @@ class ConnectionGuard(_Base):
                 remaining = t_begin + timeout - now
                 if remaining <= 0:
                     error = RequestTimeout(f"request headers not received within {timeout:g}s")
-                wait = remaining
+                wait = min(wait, remaining)
             timeout = limits.request_timeout
             if timeout and error is None:
                 remaining = t_begin + timeout - now
