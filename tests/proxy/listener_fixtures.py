@@ -4,6 +4,7 @@ clients, and an upstream that records every byte it is sent (to prove a refused 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 from tests.proxy.http_helpers import Clients, Upstream
@@ -58,3 +59,34 @@ class RecordingApp(Upstream):
                 up.received += data
         finally:
             up.closed.set()
+
+
+class _Recorder:
+    """Stands in for a structlog logger: keeps each call as capture_logs would (event, log_level, fields).
+    (capture_logs cannot see a module's logger once structlog has cached it, as runtime.log configures.)"""
+
+    def __init__(self, entries: list[dict]) -> None:
+        self.entries = entries
+
+    def __getattr__(self, level: str):
+        def emit(event: str, **fields: object) -> None:
+            self.entries.append({"event": event, "log_level": level, **fields})
+        return emit
+
+
+@contextlib.contextmanager
+def recorded_logs():
+    """What the sidecar's HTTP modules log meanwhile (proxy/http/rescue.py, conn_guard.py, proxy/main.py)."""
+    import proxy.http.conn_guard as conn_guard
+    import proxy.http.rescue as rescue
+    import proxy.main as main
+
+    entries: list[dict] = []
+    recorder = _Recorder(entries)
+    saved = (rescue.log, conn_guard.log, main.get_logger)
+    rescue.log = conn_guard.log = recorder
+    main.get_logger = lambda name="": recorder
+    try:
+        yield entries
+    finally:
+        rescue.log, conn_guard.log, main.get_logger = saved

@@ -4,9 +4,8 @@ error line with the traceback, and closes the connection. Limits we raise on pur
 from __future__ import annotations
 
 import pytest
-from structlog.testing import capture_logs
 from tests.proxy.http_helpers import StubRouter, Upstream, closed, keep_alive_echo, read_response
-from tests.proxy.listener_fixtures import BOTH, connect, pool, start_proxy  # noqa: F401
+from tests.proxy.listener_fixtures import BOTH, connect, pool, recorded_logs, start_proxy  # noqa: F401
 
 import proxy.http.server as server
 from proxy.errors import UpstreamTimeout
@@ -39,7 +38,7 @@ def assert_logged_with_traceback(logs: list[dict], text: str) -> None:
 async def test_a_router_that_raises_answers_500_logs_the_traceback_and_closes(start_proxy, connect, mode):
     proxy = await start_proxy(BrokenRouter({}), mode)
     reader, writer = await connect(proxy.port)
-    with capture_logs() as logs:
+    with recorded_logs() as logs:
         writer.write(GET)
         resp = await read_response(reader)
     assert resp.status == 500 and resp.body == b"internal proxy error\n"
@@ -56,7 +55,7 @@ async def test_a_bug_inside_a_parser_callback_is_a_500_not_the_clients_400(start
     monkeypatch.setattr(server, "new_request_id", broken_request_id)
     proxy = await start_proxy(StubRouter({}), mode)
     reader, writer = await connect(proxy.port)
-    with capture_logs() as logs:
+    with recorded_logs() as logs:
         writer.write(GET)
         resp = await read_response(reader)
     assert resp.status == 500
@@ -72,7 +71,7 @@ async def test_a_bug_while_streaming_the_body_is_a_500_and_a_close(start_proxy, 
     async with Upstream(keep_alive_echo) as up:
         proxy = await start_proxy(StubRouter({"app.test": up.target}))
         reader, writer = await connect(proxy.port)
-        with capture_logs() as logs:
+        with recorded_logs() as logs:
             writer.write(b"POST / HTTP/1.1\r\nHost: app.test:8080\r\nContent-Length: 3\r\n\r\nabc")
             resp = await read_response(reader)
         assert resp.status == 500
@@ -94,7 +93,7 @@ async def test_a_bug_starting_a_queued_request_answers_it_500(start_proxy, conne
     async with Upstream(keep_alive_echo) as up:
         proxy = await start_proxy(StubRouter({"app.test": up.target}))
         reader, writer = await connect(proxy.port)
-        with capture_logs() as logs:
+        with recorded_logs() as logs:
             writer.write(GET + GET)  # the second is started from the upstream's callback, after the first
             assert (await read_response(reader)).status == 200
             resp = await read_response(reader)
@@ -107,14 +106,14 @@ async def test_a_bug_starting_a_queued_request_answers_it_500(start_proxy, conne
 async def test_a_limit_raised_in_a_callback_is_answered_and_not_logged_as_a_bug(start_proxy, connect, mode):
     proxy = await start_proxy(StubRouter({}), mode)
     reader, writer = await connect(proxy.port)
-    with capture_logs() as logs:
+    with recorded_logs() as logs:
         writer.write(b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(101)) + b"\r\n")
         assert (await read_response(reader)).status == 431
     assert bug_lines(logs) == []
 
 
 def test_rescue_logs_only_untyped_exceptions():
-    with capture_logs() as logs:
+    with recorded_logs() as logs:
         assert rescue(UpstreamTimeout("slow"), False)[0] == 504
         assert rescue(AttributeError("oops"), False)[0] == 500
     assert [entry["error"] for entry in bug_lines(logs)] == ["AttributeError('oops')"]
@@ -131,7 +130,7 @@ async def test_what_escapes_into_the_event_loop_is_logged_with_its_traceback():
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(log_loop_error)
     try:
-        with capture_logs() as logs:
+        with recorded_logs() as logs:
             loop.call_soon(broken_callback)
             await asyncio.sleep(0.01)
     finally:

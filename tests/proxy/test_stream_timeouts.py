@@ -182,13 +182,13 @@ async def test_a_stalled_head_after_a_slow_request_on_the_same_connection_still_
 
 
 async def test_refused_connections_are_logged_at_most_once_per_interval(start_proxy, connect):
-    from structlog.testing import capture_logs
+    from tests.proxy.listener_fixtures import recorded_logs
 
     async with Upstream(keep_alive_echo) as up:
         proxy = await start_proxy(router_for(up), Mode.INBOUND, limits=Limits(max_connections=1))
         await connect(proxy.port)
         await asyncio.sleep(0.05)
-        with capture_logs() as logs:
+        with recorded_logs() as logs:
             for _ in range(5):
                 reader, _ = await connect(proxy.port)
                 assert await closed(reader)
