@@ -561,15 +561,37 @@ def _app_tcp(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
 @click.option("--app-tcp", multiple=True, callback=_app_tcp, metavar="SERVICE_PORT=APP_PORT[@INBOUND_PORT]",
               help="Opaque TCP in: serve the app's APP_PORT as the service's SERVICE_PORT through an inbound TCP "
                    "listener (any free port unless given). Repeatable.")
+@click.option("--max-request-headers-kb", envvar="ISTHMUS_MAX_REQUEST_HEADERS_KB", type=click.IntRange(1, 8192),
+              default=60, show_default=True, help="Request line + headers, KiB; more gets 431 (Envoy's default).")
+@click.option("--max-request-headers", envvar="ISTHMUS_MAX_REQUEST_HEADERS", type=click.IntRange(1, 10_000),
+              default=100, show_default=True, help="Headers per request; more gets 431 (Envoy's default).")
+@click.option("--max-request-url-kb", envvar="ISTHMUS_MAX_REQUEST_URL_KB", type=click.IntRange(1, 8192),
+              default=60, show_default=True, help="Request target, KiB; longer gets 414.")
+@click.option("--max-pipelined-requests", envvar="ISTHMUS_MAX_PIPELINED_REQUESTS", type=click.IntRange(1, 1000),
+              default=16, show_default=True, help="Requests parsed ahead of the one in flight; then the "
+                                                   "connection closes once they are answered.")
+@click.option("--request-headers-timeout", envvar="ISTHMUS_REQUEST_HEADERS_TIMEOUT", type=click.FloatRange(0),
+              default=10.0, show_default=True, metavar="SECONDS", help="To receive a request head; 408. 0: off.")
+@click.option("--request-timeout", envvar="ISTHMUS_REQUEST_TIMEOUT", type=click.FloatRange(0), default=300.0,
+              show_default=True, metavar="SECONDS", help="To receive a whole request (head and body); 408. 0: off.")
+@click.option("--stream-idle-timeout", envvar="ISTHMUS_STREAM_IDLE_TIMEOUT", type=click.FloatRange(0),
+              default=300.0, show_default=True, metavar="SECONDS",
+              help="A request with no byte either way for this long ends: 408, or a close. 0: off.")
+@click.option("--max-connections", envvar="ISTHMUS_MAX_CONNECTIONS", type=click.IntRange(0), default=10_000,
+              show_default=True, help="Open connections per listener; more are closed at once. 0: unlimited.")
+@click.option("--max-response-headers-kb", envvar="ISTHMUS_MAX_RESPONSE_HEADERS_KB", type=click.IntRange(1, 8192),
+              default=60, show_default=True, help="An upstream's status line + headers, KiB; more gets 502.")
+@click.option("--max-response-headers", envvar="ISTHMUS_MAX_RESPONSE_HEADERS", type=click.IntRange(1, 10_000),
+              default=100, show_default=True, help="Headers per upstream response; more gets 502.")
 @click.pass_obj
 def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: int, app_port: int,
               labels: dict[str, str], inbound_port: int, outbound_port: int, admin_port: int, address: str,
               service_account: str, locality: str, lease_ttl: int | None, pending_grace: float,
               log_level: str | None, access_log: str, retry_buffer_limit: int,
               tcp: tuple[tuple[str, int, int], ...],
-              app_tcp: tuple[tuple[int, int, int], ...]) -> None:
+              app_tcp: tuple[tuple[int, int, int], ...], **limit_flags: Any) -> None:
     """Run a sidecar beside one workload until SIGINT/SIGTERM."""
-    from proxy.settings import ProxyOptions
+    from proxy.settings import ProxyOptions, build_limits
 
     extra: dict[str, Any] = {"log_level": log_level} if log_level else {}
     options = ProxyOptions(
@@ -591,6 +613,7 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
         app_tcp=app_tcp,
         access_log=access_log,
         retry_buffer_limit=retry_buffer_limit,
+        limits=build_limits(**limit_flags),
         **extra,
     )
     from proxy.main import StartError, run_proxy

@@ -1,6 +1,9 @@
 """The admin listener (default 127.0.0.1:15000): /ready, /config_dump, /server_info, /clusters.
 
-Not the hot path: plain asyncio streams, one request per connection.
+Not the hot path: plain asyncio streams, one request per connection. Bounded like the listeners, if
+loosely: a request head of at most MAX_HEAD bytes (431 past it) read within HEAD_TIMEOUT seconds, and at
+most MAX_CONNECTIONS connections at once (more are closed at once). It listens on 127.0.0.1 only: anyone
+on the host may read it, nobody else.
 """
 
 from __future__ import annotations
@@ -12,7 +15,11 @@ from typing import Any
 import msgspec
 
 _json = msgspec.json.Encoder()
-_REASONS = {200: b"OK", 404: b"Not Found", 405: b"Method Not Allowed", 503: b"Service Unavailable", 400: b"Bad Request"}
+_REASONS = {200: b"OK", 404: b"Not Found", 405: b"Method Not Allowed", 503: b"Service Unavailable", 400: b"Bad Request",
+            408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+MAX_HEAD = 16 * 1024  # bytes of request line + headers
+HEAD_TIMEOUT = 5.0  # seconds to receive them
+MAX_CONNECTIONS = 64
 
 
 class AdminServer:
@@ -26,9 +33,11 @@ class AdminServer:
         self.server_info = server_info
         self.clusters = clusters  # /clusters: circuit breakers and outlier state per cluster
         self.server: asyncio.Server | None = None
+        self.open = 0  # connections being served
 
     async def start(self) -> None:
-        self.server = await asyncio.start_server(self._handle, self.host, self.port, reuse_address=True)
+        self.server = await asyncio.start_server(self._handle, self.host, self.port, reuse_address=True,
+                                                 limit=MAX_HEAD - 4)  # the limit is what precedes CRLFCRLF
 
     async def stop(self) -> None:
         if self.server is not None:
@@ -50,17 +59,28 @@ class AdminServer:
         return 404, "text/plain", b"unknown admin path; try /ready, /config_dump, /server_info, /clusters\n"
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.open >= MAX_CONNECTIONS:
+            writer.close()
+            return
+        self.open += 1
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
-            parts = head.split(b"\r\n", 1)[0].decode("latin-1").split()
-            if len(parts) != 3:
-                status, ctype, body = 400, "text/plain", b"bad request line\n"
+            try:
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT)
+            except (asyncio.LimitOverrunError, ValueError):
+                status, ctype, body = 431, "text/plain", b"request head too large\n"
+            except asyncio.TimeoutError:
+                status, ctype, body = 408, "text/plain", b"request head not received in time\n"
             else:
-                status, ctype, body = self.respond(parts[0], parts[1])
+                parts = head.split(b"\r\n", 1)[0].decode("latin-1").split()
+                if len(parts) != 3:
+                    status, ctype, body = 400, "text/plain", b"bad request line\n"
+                else:
+                    status, ctype, body = self.respond(parts[0], parts[1])
             writer.write(b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
                          % (status, _REASONS.get(status, b""), ctype.encode(), len(body)) + body)
             await writer.drain()
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError, ConnectionError):
+        except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
+            self.open -= 1
             writer.close()

@@ -2,6 +2,11 @@
 
     ProxyError
     ├── BadRequest            400  DPE  downstream sent something we cannot parse
+    │   ├── HeadersTooLarge   431  DPE  request head over max_head_bytes or max_headers (proxy/http/limits.py)
+    │   └── UriTooLong        414  DPE  request target over max_url_bytes
+    ├── RequestTimeout        408  -    the request head or body did not arrive in time
+    ├── StreamIdleTimeout     408  SI   no byte either way for stream_idle_timeout
+    ├── UpstreamProtocolError 502  UPE  the upstream's response is malformed or over the response limits
     ├── NoRoute               404  NR   no route or service for the requested host
     ├── NoHealthyUpstream     503  UH   the cluster has no healthy endpoint
     ├── NoCluster             503  NC   a route sends to a cluster or subset the proxy does not hold
@@ -34,6 +39,28 @@ class ProxyError(Exception):
 class BadRequest(ProxyError):
     status = 400
     flag = "DPE"
+
+
+class HeadersTooLarge(BadRequest):
+    status = 431
+
+
+class UriTooLong(BadRequest):
+    status = 414
+
+
+class RequestTimeout(ProxyError):
+    status = 408
+
+
+class StreamIdleTimeout(ProxyError):
+    status = 408
+    flag = "SI"
+
+
+class UpstreamProtocolError(ProxyError):
+    status = 502
+    flag = "UPE"
 
 
 class NoRoute(ProxyError):

@@ -32,7 +32,7 @@ from proxy.outbound.target import Target
 from proxy.settings import ProxyOptions
 from proxy.tcp.relay import Picker, TcpListener
 from runtime import bus as busmod
-from runtime.log import configure
+from runtime.log import configure, get_logger
 
 
 class StartError(Exception):
@@ -60,7 +60,9 @@ class Sidecar:
         self.log = configure(options.log_level, "proxy")
         exchange.RETRY_BUFFER_LIMIT = options.retry_buffer_limit  # read by every exchange with a body
         self.state = ConfigState(options.pending_grace)
-        self.pool = ConnectionPool()
+        limits = options.limits
+        self.pool = ConnectionPool(max_head_bytes=limits.max_response_head_bytes,
+                                   max_headers=limits.max_response_headers)
         self.pool.resolver = DnsCache()  # names of hosts outside the mesh (passthrough), off the loop
         self.router = MeshRouter(self.state, options.namespace, options.domain_suffix, options.labels, options.locality)
         self.xds = XdsClient(self.state, options.id, options.service, options.namespace)
@@ -76,18 +78,19 @@ class Sidecar:
             raise StartError(f"--access-log {options.access_log}: {reason(exc)}") from exc
         log_for = self.access_log.for_listener if self.access_log is not None else lambda name: None
         self.outbound = Listener(options.outbound_host, options.outbound_port, self.router, self.pool, "outbound",
-                                 on_complete=log_for("outbound"))
+                                 on_complete=log_for("outbound"), limits=limits)
         self.inbound = Listener(options.inbound_host, options.inbound_port,
                                 LocalAppRouter(options.app_host, options.app_port, options.service, self.state,
                                                options.namespace, options.domain_suffix, options.labels),
-                                self.pool, "inbound", on_complete=log_for("inbound"))
+                                self.pool, "inbound", on_complete=log_for("inbound"), limits=limits)
         # opaque TCP (proxy/tcp/relay.py): outbound per --tcp, inbound per --app-tcp
         self.tcp_out = [TcpListener(options.outbound_host, local, self._tcp_picker(host, port),
-                                    f"outbound {host}:{port}", f"{host}:{port}", log_for("outbound"))
+                                    f"outbound {host}:{port}", f"{host}:{port}", log_for("outbound"),
+                                    limits.max_connections)
                         for host, port, local in options.tcp_routes]
         self.tcp_in = {service_port: TcpListener(options.inbound_host, listen, self._app_picker(app_port),
                                                  f"inbound {service_port}", f"{options.app_host}:{app_port}",
-                                                 log_for("inbound"))
+                                                 log_for("inbound"), limits.max_connections)
                        for service_port, app_port, listen in options.app_tcp}
         self.admin = AdminServer("127.0.0.1", options.admin_port, self.is_ready, self.config_dump, self.server_info,
                                  self.state.clusters_status)
@@ -144,6 +147,7 @@ class Sidecar:
             self.registration.workload.tcp_ports[service_port] = listener.port  # registered with the real port
 
     async def run(self) -> None:
+        asyncio.get_running_loop().set_exception_handler(log_loop_error)
         try:
             await self.start_listeners()
         except StartError:
@@ -187,6 +191,14 @@ class Sidecar:
             self.access_log.close()
         if self.bus is not None:
             await self.bus.close()
+
+
+def log_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The sidecar's loop exception handler: what escapes a callback or a protocol (a bug of ours) is one
+    JSON error line with the traceback, like every other internal error (proxy/http/rescue.py)."""
+    exc = context.get("exception")
+    get_logger("proxy").error("internal_error", error=context.get("message", "") or repr(exc),
+                              exc_info=exc if exc is not None else False)
 
 
 def run_proxy(options: ProxyOptions) -> None:

@@ -6,6 +6,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 
+from proxy.http.limits import KIB, Limits
 from runtime.settings import DEFAULT_NATS_URL
 
 
@@ -47,6 +48,19 @@ def _port(value: str, text: str) -> int:
     return int(value)
 
 
+def build_limits(max_request_headers_kb: int = 60, max_request_headers: int = 100, max_request_url_kb: int = 60,
+                 max_pipelined_requests: int = 16, request_headers_timeout: float = 10.0,
+                 request_timeout: float = 300.0, stream_idle_timeout: float = 300.0, max_connections: int = 10_000,
+                 max_response_headers_kb: int = 60, max_response_headers: int = 100) -> Limits:
+    """The listeners' Limits from `proxy run`'s flags (sizes in KiB as Envoy's *_kb, times in seconds);
+    raises ValueError on a value below its minimum."""
+    return Limits(max_head_bytes=max_request_headers_kb * KIB, max_headers=max_request_headers,
+                  max_url_bytes=max_request_url_kb * KIB, max_pipelined=max_pipelined_requests,
+                  request_headers_timeout=request_headers_timeout, request_timeout=request_timeout,
+                  stream_idle_timeout=stream_idle_timeout, max_connections=max_connections,
+                  max_response_head_bytes=max_response_headers_kb * KIB, max_response_headers=max_response_headers)
+
+
 @dataclass(frozen=True)
 class ProxyOptions:
     service: str
@@ -83,6 +97,8 @@ class ProxyOptions:
     tcp_routes: tuple[tuple[str, int, int], ...] = ()
     # opaque TCP in: (service port, app port, inbound listener port; 0: any free port)
     app_tcp: tuple[tuple[int, int, int], ...] = ()
+    # what one client may make a listener hold, and for how long (proxy/http/limits.py)
+    limits: Limits = field(default_factory=Limits)
 
     @property
     def id(self) -> str:

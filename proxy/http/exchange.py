@@ -315,7 +315,7 @@ class Exchange(RetrySteps):
         else:
             self.out.clear()
             close = (not self.req_done or not self.keep_alive or proto.stopping
-                     or isinstance(exc, BadRequest))
+                     or isinstance(exc, BadRequest) or not isinstance(exc, ProxyError))  # ours: 500 + close
             self.close_after = close
             self.status, self.flag, payload = rescue(exc, close)
             proto.write(payload)

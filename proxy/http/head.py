@@ -84,7 +84,22 @@ def resolve(mode: Mode, url: bytes, host_header: bytes | None) -> tuple[str, int
     if host_header is None:
         raise BadRequest("missing Host header")
     host, port = split_authority(host_header)
+    if url[:1] != b"/" and url != b"*":  # inbound absolute-form: it must name the host Host names
+        _check_absolute(url, host, port)
     return host, port, url, None
+
+
+def _check_absolute(url: bytes, host: str, port: int) -> None:
+    """RFC 9112 3.2.2 makes an absolute-form target's authority win over Host. Inbound we pass the target
+    to the app as is, so if the two disagreed the app could serve one host while we decided by the other."""
+    try:
+        parsed = httptools.parse_url(url)
+    except httptools.HttpParserInvalidURLError:
+        raise BadRequest("invalid request target %r" % url.decode("latin-1")) from None
+    if not parsed.host:
+        raise BadRequest("invalid request target %r" % url.decode("latin-1"))
+    if parsed.host.decode("latin-1").lower() != host.lower() or (parsed.port or 80) != port:
+        raise BadRequest("the request target's host differs from the Host header")
 
 
 def request_head(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]],

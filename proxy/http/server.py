@@ -4,6 +4,15 @@ The same protocol serves both listeners; only how the request head is read diffe
 Requests on a connection form a pipeline answered in order: the first is the active Exchange
 (proxy/http/exchange.py), later ones wait with the client's reading paused. Shape after uvicorn's
 protocols/http/httptools_impl.py.
+
+What one connection may hold is bounded (proxy/http/limits.py, enforced with proxy/http/conn_guard.py): the bytes of a request head are counted
+as they arrive, before httptools buffers them (431/414 past the limits); at most `max_pipelined` parsed
+requests wait behind the active one (then the connection closes once they are answered); the bytes read
+early for a websocket tunnel are one read at most, with reading paused. One timer per connection checks
+the keep-alive, request-headers, request and stream-idle timeouts against timestamps and an activity
+count, so no request arms a timer of its own. A refused request is answered, then the connection is
+half-closed and drained for LINGER seconds (Envoy's delayed_close_timeout) so the client reads the answer
+instead of a reset.
 """
 
 from __future__ import annotations
@@ -14,11 +23,13 @@ from typing import Callable
 
 import httptools
 
-from proxy.errors import BadRequest
+from proxy.errors import BadRequest, HeadersTooLarge, UriTooLong
+from proxy.http.conn_guard import ConnectionGuard
 from proxy.http.connect_tunnel import ConnectExchange
 from proxy.http.exchange import AccessRecord, Exchange
 from proxy.http.flow import PEER_FULL, PIPELINE, ReadGate
 from proxy.http.head import Mode, connection_tokens, new_request_id, resolve
+from proxy.http.limits import DEFAULT, Limits
 from proxy.http.upstream import ConnectionPool, UpstreamConnection
 from proxy.outbound.target import RequestHead, Router
 
@@ -26,16 +37,17 @@ __all__ = ["AccessRecord", "HttpProxyProtocol", "Listener", "Mode", "ServerState
 
 OnComplete = Callable[[AccessRecord], None]
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
+LINGER = 1.0  # seconds a refused connection is drained before it closes (Envoy's delayed_close_timeout)
 
 
 class ServerState:
     """What all connections of one listener share: its configuration and the live connections."""
 
     __slots__ = ("router", "pool", "mode", "on_complete", "response_timeout", "keepalive_timeout",
-                 "connections", "drained")
+                 "connections", "drained", "limits", "refused", "refused_logged")
 
     def __init__(self, router: Router, pool: ConnectionPool, mode: Mode, on_complete: OnComplete | None,
-                 response_timeout: float | None, keepalive_timeout: float) -> None:
+                 response_timeout: float | None, keepalive_timeout: float, limits: Limits = DEFAULT) -> None:
         self.router = router
         self.pool = pool
         self.mode = mode
@@ -44,17 +56,28 @@ class ServerState:
         self.keepalive_timeout = keepalive_timeout
         self.connections: set[HttpProxyProtocol] = set()
         self.drained: asyncio.Event | None = None  # set by stop(): fired when the last connection goes
+        self.limits = limits
+        self.refused = 0  # connections closed at once because max_connections were open
+        self.refused_logged = float("-inf")  # loop time of the last log line about them
 
 
-class HttpProxyProtocol(asyncio.Protocol):
+class HttpProxyProtocol(ConnectionGuard, asyncio.Protocol):
     __slots__ = (
         # shared
         "shared", "loop", "mode",
-        # timeouts
-        "keepalive_handle", "idle_since",
+        # timeouts: one timer (keepalive_handle) checks them all; `reads` and `ticks` count reads and writes
+        "keepalive_handle", "idle_since", "reads", "ticks", "seen_ticks", "quiet_since", "timed_out",
+        # limits (proxy/http/limits.py), read once per connection
+        "max_head", "max_headers", "max_url",
         # per-connection
         "transport", "parser", "gate", "write_paused", "closing", "stopping", "broken", "active",
         "pipeline", "advancing", "client",
+        # the head being read: bytes it may still take, whether we are between requests or in a head,
+        # and the loop time its first byte was parsed (0.0: no request is arriving)
+        "head_left", "in_head", "t_begin",
+        # the read in which the last request ended, and whether the current head began in that same read
+        # (then its first bytes were not counted: on_headers_complete checks its parsed size instead)
+        "done_read", "mid_head",
         # websocket tunnel (after the upstream's 101): the upstream connection, and client bytes read early
         "tunnel", "early",
         # per-request (the one being parsed)
@@ -69,6 +92,16 @@ class HttpProxyProtocol(asyncio.Protocol):
         # timeouts
         self.keepalive_handle: asyncio.TimerHandle | None = None
         self.idle_since = 0.0
+        self.reads = 0
+        self.ticks = 0
+        self.seen_ticks = 0
+        self.quiet_since = 0.0
+        self.timed_out = False  # a timeout fired already: the next one closes outright
+        # limits
+        limits = shared.limits
+        self.max_head = limits.max_head_bytes
+        self.max_headers = limits.max_headers
+        self.max_url = limits.max_url_bytes
         # per-connection
         self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set in connection_made
         self.parser = httptools.HttpRequestParser(self)
@@ -83,6 +116,11 @@ class HttpProxyProtocol(asyncio.Protocol):
         self.client = ""  # the peer's IP, once per connection (consistentHash useSourceIp)
         self.tunnel: UpstreamConnection | None = None
         self.early = b""
+        self.head_left = self.max_head
+        self.in_head = True
+        self.t_begin = 0.0
+        self.done_read = -1
+        self.mid_head = False
         # per-request
         self.current: Exchange | None = None
         self.url = b""
@@ -92,6 +130,11 @@ class HttpProxyProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        shared = self.shared
+        cap = shared.limits.max_connections
+        if cap and len(shared.connections) >= cap:
+            self._refuse_connection(cap)
+            return
         peer = transport.get_extra_info("peername")
         self.client = peer[0] if isinstance(peer, tuple) else ""
         self.gate = ReadGate(self.transport)
@@ -116,13 +159,22 @@ class HttpProxyProtocol(asyncio.Protocol):
         self.current = None
 
     def data_received(self, data: bytes) -> None:
+        self.reads += 1
         if self.tunnel is not None:
             self.tunnel.transport.write(data)
             return
         if self.broken:
-            return
+            return  # refused, or lingering after an answer: what still comes is dropped
+        if self.in_head:  # count the head's bytes before the parser buffers them
+            left = self.head_left - len(data)
+            if left < 0:
+                self._head_overflow(data)
+                return
+            self.head_left = left
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:  # a limit we raised, or a bug of ours
+            self._callback_failed(exc)
         except httptools.HttpParserUpgrade as exc:  # CONNECT or a non-websocket Upgrade: rejected already
             ex = self.active or (self.pipeline[-1] if self.pipeline else None)
             if ex is not None and ex.upgrade is not None and not ex.resp_done:
@@ -134,8 +186,13 @@ class HttpProxyProtocol(asyncio.Protocol):
                 self._stop_reading()
         except httptools.HttpParserError as exc:
             self._malformed(exc)
+        else:
+            if self.in_head and self.t_begin:  # a head split across reads
+                self._check_partial_head(data)
 
     def eof_received(self) -> bool | None:
+        if self.closing:
+            return None  # lingering after a refusal: the client has read our answer
         if self.tunnel is not None:
             return None  # either side closing ends the tunnel (connection_lost closes the upstream)
         if self.active is None and not self.pipeline:
@@ -158,14 +215,23 @@ class HttpProxyProtocol(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self.url = b""
         self.headers = []
+        self.t_begin = self.loop.time()
+        self.mid_head = self.reads == self.done_read
 
     def on_url(self, url: bytes) -> None:
-        self.url += url
+        url = self.url + url
+        if len(url) > self.max_url:
+            raise UriTooLong(f"request target longer than {self.max_url} bytes")
+        self.url = url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.lower(), value))
+        headers = self.headers
+        if len(headers) >= self.max_headers:
+            raise HeadersTooLarge(f"more than {self.max_headers} request headers")
+        headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
+        self.in_head = False
         if self.broken:
             return
         parser = self.parser
@@ -178,16 +244,22 @@ class HttpProxyProtocol(asyncio.Protocol):
             else:
                 self.gate.pause(PIPELINE)
             return
-        http11 = parser.get_http_version() == "1.1"
+        version = parser.get_http_version()
+        http11 = version == "1.1"
         keep_alive = http11 and parser.should_keep_alive()  # HTTP/1.0 clients: close after each
         headers = self.headers
+        if self.mid_head:
+            self._check_head_size(method, headers)
         host = None
         has_body = chunked = expect = has_id = False
         drop = None
+        error: BadRequest | None = None
         for name, value in headers:
             if name == b"host":
                 if host is None:
                     host = value
+                else:  # RFC 9112 3.2: more than one Host is a bad request, never routed by either
+                    error = BadRequest("more than one Host header")
             elif name == b"content-length":
                 has_body = int(value) > 0  # llhttp has validated it
             elif name == b"transfer-encoding":
@@ -198,15 +270,21 @@ class HttpProxyProtocol(asyncio.Protocol):
                 has_id = True
             elif name == b"connection":
                 drop = connection_tokens(value)
+        if not http11 and error is None:
+            if version != "1.0":  # HTTP/0.9 (no version) or a version this listener does not speak
+                error = BadRequest(f"HTTP/{version} is not supported")
+            elif chunked:  # RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing
+                error = BadRequest("Transfer-Encoding in an HTTP/1.0 request")
         head = None
-        error: BadRequest | None = None
         target = self.url
         upgrade = None
         if parser.should_upgrade() and method == b"GET":
             upgrade = next((v for n, v in headers if n == b"upgrade"), None)
             if upgrade is not None and upgrade.strip().lower() != b"websocket":
                 upgrade = None
-        if parser.should_upgrade() and upgrade is None:
+        if error is not None:
+            pass
+        elif parser.should_upgrade() and upgrade is None:
             error = BadRequest("CONNECT is not supported: send plain HTTP requests through this proxy"
                                if method == b"CONNECT" else "protocol upgrade is not supported")
         else:
@@ -222,11 +300,16 @@ class HttpProxyProtocol(asyncio.Protocol):
                     headers.append((b"x-request-id", new_request_id()))
                 head = RequestHead(_METHODS.get(method) or method.decode("latin-1"), host_s, port,
                                    target.decode("latin-1"), headers, self.client)
+        pipeline = self.pipeline
+        if len(pipeline) >= self.shared.limits.max_pipelined:
+            # Read no further: answer what is queued, then close; the client retries the rest (RFC 9112 9.3.2).
+            self._stop_reading()  # _advance closes once the queue is answered
+            return
         ex = Exchange(self, head, method, target, headers, drop, has_body, chunked, http11,
                       keep_alive and error is None and upgrade is None, expect, error)
         ex.upgrade = upgrade
         self.current = ex
-        self.pipeline.append(ex)
+        pipeline.append(ex)
         if error is not None:
             self._stop_reading()  # nothing after a request we cannot serve is answered
         if self.active is None:
@@ -239,6 +322,10 @@ class HttpProxyProtocol(asyncio.Protocol):
             self.current.feed_body(body)
 
     def on_message_complete(self) -> None:
+        self.in_head = True  # the next request's head starts here
+        self.head_left = self.max_head
+        self.t_begin = 0.0
+        self.done_read = self.reads
         ex = self.current
         if ex is not None:
             self.current = None
@@ -248,16 +335,28 @@ class HttpProxyProtocol(asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         if not self.closing:
+            self.ticks += 1
             self.transport.write(data)
 
     def writelines(self, data: list[bytes]) -> None:
         if not self.closing:
+            self.ticks += 1
             self.transport.writelines(data)
 
     def close(self) -> None:
         if not self.closing:
             self.closing = True
-            self.transport.close()  # after what is buffered has been sent
+            transport = self.transport
+            if self.broken and self.tunnel is None and transport.can_write_eof():
+                # We refused input the client may still be sending: closing now would reset the
+                # connection and could destroy our answer in flight. Half-close and drain instead.
+                transport.write_eof()
+                transport.resume_reading()
+                if self.keepalive_handle is not None:
+                    self.keepalive_handle.cancel()
+                self.keepalive_handle = self.loop.call_later(LINGER, transport.abort)
+            else:
+                transport.close()  # after what is buffered has been sent
 
     def exchange_done(self, ex: Exchange) -> None:
         if ex is self.active:
@@ -270,7 +369,9 @@ class HttpProxyProtocol(asyncio.Protocol):
     def shutdown(self) -> None:
         """Listener stopping: finish what is in flight, then close."""
         self.stopping = True
-        if self.active is None and not self.pipeline:
+        if self.closing:
+            self.transport.close()  # a lingering connection need not wait
+        elif self.active is None and not self.pipeline:
             self.close()
 
     # --- internals --------------------------------------------------------------------------------
@@ -281,20 +382,29 @@ class HttpProxyProtocol(asyncio.Protocol):
         try:
             while self.active is None and self.pipeline and not self.closing:
                 ex = self.active = self.pipeline.popleft()
-                ex.start()
+                try:
+                    ex.start()
+                except Exception as exc:  # a bug of ours while routing or sending: 500, logged, closed
+                    self.stopping = True
+                    ex.fail(exc)
         finally:
             self.advancing = False
         if self.active is None and not self.closing:
             self.gate.resume(PIPELINE)
-            if self.stopping:
+            if self.stopping or self.broken:  # nothing more will be read
                 self.close()
             else:
                 self._arm_keepalive()
 
     def _malformed(self, exc: httptools.HttpParserError) -> None:
+        self._reject(BadRequest("malformed request: %s" % (exc.args[0] if exc.args else "parse error")))
+
+    def _reject(self, error: BaseException) -> None:
+        """Answer `error` for the request being read (in its turn) and read nothing more."""
+        if self.broken:
+            return
         ex = self.current
         self._stop_reading()
-        error = BadRequest("malformed request: %s" % (exc.args[0] if exc.args else "parse error"))
         if ex is not None and not ex.req_done:  # the body of a request in progress is bad
             self.current = None
             ex.error = error
@@ -313,33 +423,17 @@ class HttpProxyProtocol(asyncio.Protocol):
         if not self.transport.is_closing():
             self.transport.pause_reading()
 
-    def _arm_keepalive(self) -> None:
-        # One timer per idle period, not per request: it re-arms itself if the connection was busy.
-        self.idle_since = self.loop.time()
-        if self.keepalive_handle is None:
-            self.keepalive_handle = self.loop.call_later(self.shared.keepalive_timeout, self._keepalive_check)
-
-    def _keepalive_check(self) -> None:
-        self.keepalive_handle = None
-        if self.closing or self.active is not None or self.pipeline:
-            return  # busy: re-armed when it next goes idle
-        remaining = self.idle_since + self.shared.keepalive_timeout - self.loop.time()
-        if remaining <= 0:
-            self.close()
-        else:
-            self.keepalive_handle = self.loop.call_later(remaining, self._keepalive_check)
-
-
 class Listener:
     """One listening socket (the outbound proxy port or the inbound port) with start/stop."""
 
     def __init__(self, host: str, port: int, router: Router, pool: ConnectionPool, mode: Mode | str, *,
                  on_complete: OnComplete | None = None, response_timeout: float | None = None,
-                 keepalive_timeout: float = 60.0, backlog: int = 1024) -> None:
+                 keepalive_timeout: float = 60.0, backlog: int = 1024, limits: Limits = DEFAULT) -> None:
         self.host = host
         self.port = port  # the bound port once started (useful with port 0)
         self.backlog = backlog
-        self.state = ServerState(router, pool, Mode(mode), on_complete, response_timeout, keepalive_timeout)
+        self.state = ServerState(router, pool, Mode(mode), on_complete, response_timeout, keepalive_timeout,
+                                 limits)
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -370,8 +464,8 @@ class Listener:
 
 
 async def serve(host: str, port: int, router: Router, pool: ConnectionPool, mode: Mode | str,
-                on_complete: OnComplete | None = None, **options: float | None) -> Listener:
-    """Start a listener; `options` are Listener's keywords (response_timeout, keepalive_timeout...)."""
+                on_complete: OnComplete | None = None, **options: object) -> Listener:
+    """Start a listener; `options` are Listener's keywords (response_timeout, keepalive_timeout, limits...)."""
     listener = Listener(host, port, router, pool, mode, on_complete=on_complete, **options)  # type: ignore[arg-type]
     await listener.start()
     return listener

@@ -7,6 +7,10 @@ than their idle timeout from a single timer per pool rather than one per connect
 connection settings in its DestinationRule (ConnPolicy: maxRequestsPerConnection, http.idleTimeout,
 tcp.maxConnectionDuration, tcp.tcpKeepalive) gets connections of its own, keyed (address, port, cluster),
 so its rules hold whatever other clusters reach the same endpoint (Envoy's pools are per cluster too).
+
+A response head is bounded like a request head (proxy/http/limits.py): its bytes are counted as they
+arrive and its headers as they are parsed; past either limit the upstream connection is closed and the
+client gets 502 with Envoy's flag UPE.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import httptools
 
-from proxy.errors import UpstreamConnectError, UpstreamReset
+from proxy.errors import UpstreamConnectError, UpstreamProtocolError, UpstreamReset
 from proxy.http.flow import PEER_FULL, ReadGate
 from proxy.http.head import connection_tokens
 
@@ -69,7 +73,7 @@ class UpstreamConnection(asyncio.Protocol):
         "pool", "key", "transport", "parser", "gate", "write_paused", "reused", "closed", "in_pool",
         "idle_since", "idle_timeout", "limited", "requests_left", "expires",
         # per-exchange
-        "exchange", "got_bytes", "status", "reason", "headers", "until_close", "head_done",
+        "exchange", "got_bytes", "status", "reason", "headers", "until_close", "head_done", "head_left", "in_head",
         # websocket: the client connection raw bytes are relayed to after a 101 (never pooled again)
         "tunnel",
     )
@@ -98,6 +102,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.headers: list[tuple[bytes, bytes]] = []
         self.until_close = False
         self.head_done = False  # a HEAD response's headers are all it has
+        self.head_left = 0  # bytes the response head may still take
+        self.in_head = False
         self.tunnel: HttpProxyProtocol | None = None
 
     # --- driven by the exchange -------------------------------------------------------------------
@@ -107,6 +113,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.got_bytes = False
         self.until_close = False
         self.status = 0
+        self.head_left = self.pool.max_head_bytes
+        self.in_head = True
 
     def abort(self) -> None:
         """Give up mid-exchange: the connection's state is unknown, so it is never reused."""
@@ -130,6 +138,12 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.close()
             return
         self.got_bytes = True
+        if self.in_head:  # count the head's bytes before the parser buffers them
+            left = self.head_left - len(data)
+            if left < 0:
+                self._head_overflow(data)
+                return
+            self.head_left = left
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:  # our own code raised inside a callback
@@ -198,10 +212,14 @@ class UpstreamConnection(asyncio.Protocol):
         self.reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.lower(), value))
+        headers = self.headers
+        if len(headers) >= self.pool.max_headers:
+            raise UpstreamProtocolError(f"upstream response has more than {self.pool.max_headers} headers")
+        headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         self.status = status = self.parser.get_status_code()
+        self.in_head = status < 200 and status != 101  # an interim response: the real head follows
         if status == 101 and self.exchange is not None and self.exchange.upgrade is not None:
             self.exchange.on_upgrade(self.reason, self.headers)
             return
@@ -260,6 +278,18 @@ class UpstreamConnection(asyncio.Protocol):
                 return False
         return not self.expires or self.pool.now() < self.expires
 
+    def _head_overflow(self, data: bytes) -> None:
+        """`data` takes the response head past its limit: parse what fits; fail if the head is not over."""
+        room = self.head_left
+        self.data_received(data[:room])
+        if self.closed:
+            return
+        if self.exchange is not None and self.in_head and self.head_left == 0:
+            self._fail(UpstreamProtocolError(
+                f"upstream response head larger than {self.pool.max_head_bytes} bytes"))
+            return
+        self.data_received(data[room:])  # the head ended: body, or (nothing asked) a reason to close
+
     def _fail(self, exc: BaseException) -> None:
         exchange = self.exchange
         self.abort()
@@ -271,10 +301,12 @@ class ConnectionPool:
     """Idle keep-alive upstream connections per (address, port); opens new ones on demand."""
 
     def __init__(self, *, max_idle_per_key: int = 64, idle_timeout: float = 60.0,
-                 connect_timeout: float = 5.0) -> None:
+                 connect_timeout: float = 5.0, max_head_bytes: int = 60 * 1024, max_headers: int = 100) -> None:
         self.max_idle_per_key = max_idle_per_key
         self.idle_timeout = idle_timeout
         self.connect_timeout = connect_timeout
+        self.max_head_bytes = max_head_bytes  # an upstream's response line + headers (Envoy: 60 KiB)
+        self.max_headers = max_headers  # headers per response (Envoy's max_headers_count: 100)
         self.opened = 0  # connections ever opened: a cheap stat, and what tests count
         # Resolves host names of passthrough targets off the loop, cached (proxy/outbound/dns_cache.py);
         # None: the loop's create_connection resolves them itself.

@@ -14,6 +14,8 @@ tcpKeepalive on the upstream socket, idleTimeout (no byte either way for that lo
 unset one hour, 0s never) and maxConnectionDuration. A connect failure counts as a gateway error for
 outlierDetection. Half-closes pass through (a client's shutdown(SHUT_WR) reaches the server as EOF).
 Flow control: when one side's write buffer fills, reading from the other side pauses until it drains.
+Bytes a client sends before its upstream is connected are held up to EARLY_LIMIT, then reading pauses.
+A listener holds at most `max_connections` relays (proxy/http/limits.py); more are closed at once.
 """
 
 from __future__ import annotations
@@ -227,7 +229,7 @@ class TcpListener:
     """A listening port whose connections are relayed to where `pick` says."""
 
     def __init__(self, host: str, port: int, pick: Picker, name: str, target: str = "",
-                 access_log: ListenerLog | None = None) -> None:
+                 access_log: ListenerLog | None = None, max_connections: int = 10_000) -> None:
         self.host = host
         self.port = port  # the bound port once started (useful with port 0)
         self.pick = pick
@@ -235,6 +237,9 @@ class TcpListener:
         self.target = target  # what a connection here reaches, for the access log: "db:5432"
         self.access_log = access_log
         self.relays: set[Relay] = set()
+        self.max_connections = max_connections  # 0: unlimited
+        self.refused = 0
+        self._refused_logged = float("-inf")
         self._server: asyncio.Server | None = None
 
     def _closed(self, relay: Relay) -> None:
@@ -245,7 +250,9 @@ class TcpListener:
             self.access_log.tcp(self.target, relay.flag, up.read if up is not None else 0, relay.down.read,
                                 relay.duration_ms(), cluster)
 
-    def _accept(self) -> _Side:
+    def _accept(self) -> asyncio.Protocol:
+        if self.max_connections and len(self.relays) >= self.max_connections:
+            return _Refused(self)
         relay = Relay(self.pick, self._closed)
         self.relays.add(relay)
         relay.loop.call_soon(relay.start)  # once connection_made has given the downstream its transport
@@ -264,3 +271,20 @@ class TcpListener:
         for relay in list(self.relays):
             relay.close()
         await server.wait_closed()
+
+
+class _Refused(asyncio.Protocol):
+    """A connection over the listener's max_connections: closed at once, logged at most every 10 s."""
+
+    def __init__(self, listener: TcpListener) -> None:
+        self.listener = listener
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
+        listener = self.listener
+        listener.refused += 1
+        now = asyncio.get_running_loop().time()
+        if now - listener._refused_logged >= 10.0:
+            listener._refused_logged = now
+            log.warning("connection limit reached: new connections closed", listener=listener.name,
+                        max_connections=listener.max_connections, refused_total=listener.refused)

