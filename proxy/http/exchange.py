@@ -289,6 +289,9 @@ class Exchange(RetrySteps):
         self.conn = None
         if self.resp_done:
             return
+        if not isinstance(exc, ProxyError):  # our bug in a response callback: 500, not retried, not the upstream's
+            self.fail(exc)
+            return
         if retryable and self.replay is not None and not self.retried:
             self.retried = True
             self._connect()
@@ -347,9 +350,15 @@ class Exchange(RetrySteps):
             if self.pending_size > BUFFER_LIMIT:
                 self.proto.gate.pause(BUFFERING)
 
+    # Timer and task callbacks run outside any client callback: each catches what our own code raises, so
+    # a bug answers 500 at once (rescue logs it) instead of leaving the client to its stream idle timeout.
+
     def _on_admitted(self) -> None:
         if not self.resp_done:
-            self._dispatch()
+            try:
+                self._dispatch()
+            except Exception as exc:
+                self.fail(exc)
 
     def _connect(self) -> None:
         target = self.upstream
@@ -370,13 +379,17 @@ class Exchange(RetrySteps):
             return
         self.connecting = None
         exc = task.exception()
-        if exc is not None:
-            self._report_failure()
-            if self.policy is not None and self._retry_failure(retry.CONNECT_FAILURE):
+        try:
+            if exc is None:
+                self._send(task.result())
                 return
-            self.fail(exc)
-            return
-        self._send(task.result())
+            if isinstance(exc, ProxyError):  # a connect failure; anything else is our bug: no retry, no blame
+                self._report_failure()
+                if self.policy is not None and self._retry_failure(retry.CONNECT_FAILURE):
+                    return
+        except Exception as bug:
+            exc = bug
+        self.fail(exc)
 
     def _send(self, conn: UpstreamConnection) -> None:
         self.conn = conn

@@ -41,8 +41,11 @@ class RetrySteps(_Base):
         self.timer = None
         if abort is not None:
             self.fail(abort)
-        else:
+            return
+        try:
             self._go()
+        except Exception as exc:  # our bug, in a timer callback: 500 now (see Exchange._on_admitted)
+            self.fail(exc)
 
     def _retry_response(self, status: int) -> bool:
         """A response head arrived: retry instead of forwarding it when the policy says so."""
@@ -95,13 +98,12 @@ class RetrySteps(_Base):
         if self.resp_done:
             return
         repick = getattr(self.proto.shared.router, "retry_pick", None)
-        if repick is not None:
-            try:
+        try:
+            if repick is not None:
                 self.upstream = repick(self.upstream, self.head, self.tried, self.attempt)
-            except Exception as exc:
-                self.fail(exc)
-                return
-        self._dispatch()
+            self._dispatch()
+        except Exception as exc:  # a ProxyError from the pick, or our bug: either way answered now
+            self.fail(exc)
 
     def _report_failure(self) -> None:
         """A try ended without a response (connect failure, reset, per-try timeout): outlierDetection counts it."""
@@ -112,6 +114,11 @@ class RetrySteps(_Base):
     def _on_try_timeout(self) -> None:
         self.try_timer = None
         self._report_failure()
-        if not self._retry_failure(retry.PER_TRY_TIMEOUT):
-            timeout = self.policy.retry.per_try_timeout  # type: ignore[union-attr]
-            self.fail(UpstreamTimeout(f"upstream request timeout after {timeout:g}s (per try)"))
+        try:
+            if self._retry_failure(retry.PER_TRY_TIMEOUT):
+                return
+        except Exception as exc:  # our bug, in a timer callback: 500 now
+            self.fail(exc)
+            return
+        timeout = self.policy.retry.per_try_timeout  # type: ignore[union-attr]
+        self.fail(UpstreamTimeout(f"upstream request timeout after {timeout:g}s (per try)"))

@@ -411,6 +411,8 @@ class HttpProxyProtocol(ConnectionGuard, asyncio.Protocol):
             ex.close_after = True
             if ex.started:
                 ex.fail(error)
+            if ex.resp_done:  # answered early (before its body ended): nothing to say, so do not wait
+                self.close()
             return
         self.pipeline.append(Exchange(self, None, b"-", b"", [], None, False, False, True, False, False,
                                       error))

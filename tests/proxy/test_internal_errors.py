@@ -3,6 +3,8 @@ error line with the traceback, and closes the connection. Limits we raise on pur
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from tests.proxy.http_helpers import StubRouter, Upstream, closed, keep_alive_echo, read_response
 from tests.proxy.listener_fixtures import BOTH, connect, pool, recorded_logs, start_proxy  # noqa: F401
@@ -138,3 +140,72 @@ async def test_what_escapes_into_the_event_loop_is_logged_with_its_traceback():
     lines = bug_lines(logs)
     assert len(lines) == 1 and isinstance(lines[0]["exc_info"], LookupError)
     assert "broken_callback" in lines[0]["error"]
+
+
+class RetryingRouter(StubRouter):
+    """Every request to app.test on a route that retries any reset or 5xx up to 3 times."""
+
+    def __init__(self, up: Upstream) -> None:
+        super().__init__({})
+        from proto import xds
+        from proxy.outbound.policy import compile_policy
+        from proxy.outbound.target import Target
+
+        rule = xds.HttpRule(destinations=[xds.WeightedDestination(host="h")],
+                            retry=xds.RetryPolicy(attempts=3, retry_on=["reset", "5xx", "connect-failure"]))
+        self.target = Target("127.0.0.1", up.port, "outbound|80||h", policy=compile_policy(rule))
+
+    def pick(self, head: RequestHead):
+        self.heads.append(head)
+        return self.target
+
+
+async def test_a_bug_in_the_connect_callback_answers_500_at_once_and_is_not_retried(start_proxy, connect,
+                                                                                    monkeypatch):
+    import proxy.http.exchange as exchange
+
+    def broken_request_head(*args: object) -> list[bytes]:
+        raise RuntimeError("a bug writing the upstream head")
+
+    monkeypatch.setattr(exchange, "request_head", broken_request_head)  # runs in the connect task's callback
+    async with Upstream(keep_alive_echo) as up:
+        proxy = await start_proxy(RetryingRouter(up))
+        reader, writer = await connect(proxy.port)
+        with recorded_logs() as logs:
+            writer.write(GET)
+            resp = await asyncio.wait_for(read_response(reader), 5)  # not the 5-minute stream idle timeout
+        assert resp.status == 500 and await closed(reader)
+        assert up.requests == []
+    assert_logged_with_traceback(logs, "a bug writing the upstream head")
+
+
+async def test_a_bug_in_a_response_callback_answers_500_and_is_not_retried(start_proxy, connect, monkeypatch):
+    def broken_response_head(self: Exchange, *args: object) -> None:
+        raise RuntimeError("a bug reading the response head")
+
+    monkeypatch.setattr(Exchange, "on_response_head", broken_response_head)
+    async with Upstream(keep_alive_echo) as up:
+        proxy = await start_proxy(RetryingRouter(up))
+        reader, writer = await connect(proxy.port)
+        with recorded_logs() as logs:
+            writer.write(GET)
+            resp = await asyncio.wait_for(read_response(reader), 5)
+        assert resp.status == 500 and await closed(reader)
+        assert len(up.requests) == 1  # our bug is not the upstream's reset: no retry
+    assert_logged_with_traceback(logs, "a bug reading the response head")
+
+
+async def answer_before_the_body(up: Upstream, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.readuntil(b"\r\n\r\n")  # the head only: answer without waiting for the body
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    await reader.read()
+
+
+async def test_a_malformed_body_after_an_early_answer_closes_the_connection_at_once(start_proxy, connect):
+    async with Upstream(answer_before_the_body) as up:
+        proxy = await start_proxy(StubRouter({"app.test": up.target}))
+        reader, writer = await connect(proxy.port)
+        writer.write(b"POST / HTTP/1.1\r\nHost: app.test:8080\r\nTransfer-Encoding: chunked\r\n\r\n")
+        assert (await read_response(reader)).status == 200
+        writer.write(b"zz\r\nnot a chunk\r\n")  # the rest of its body is malformed: nothing to answer, close
+        assert await asyncio.wait_for(closed(reader), 5)
