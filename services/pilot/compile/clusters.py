@@ -21,7 +21,7 @@ from proto.xds import (
 )
 from proto.xds import RetryBudget as BudgetPolicy
 from services.pilot.compile.endpoints import Service
-from services.pilot.compile.hosts import fqdn
+from services.pilot.hosts import fqdn
 from services.pilot.compile.state import MeshState, Stored
 from services.pilot.validate_resilience import parse_duration, to_ms
 
