@@ -10,7 +10,7 @@ import pytest
 
 from proto.resources import DestinationRule, ServiceEntry, VirtualService, WorkloadEntry
 from services.pilot.validate import decode_documents
-from services.pilot.validate_schema import from_msgspec_error
+from services.pilot.validate.schema import from_msgspec_error
 
 
 def decode(text: str, **kwargs):

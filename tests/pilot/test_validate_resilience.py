@@ -9,7 +9,7 @@ import pytest
 from proto import xds
 from services.pilot.compile.resilience import resilience
 from services.pilot.validate import decode_documents
-from services.pilot.validate_resilience import parse_duration
+from services.pilot.validate.durations import parse_duration
 
 
 def vs(route_fields: str):
