@@ -1,4 +1,4 @@
-"""services/pilot/validate_resilience.py and compile/resilience.py: HTTPRoute timeout, retries, fault."""
+"""services/pilot/validate/resilience.py and compile/resilience.py: HTTPRoute timeout, retries, fault."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""services/pilot/validate_references.py: warnings for VirtualService subsets no DestinationRule defines."""
+"""services/pilot/validate/references.py: warnings for VirtualService subsets no DestinationRule defines."""
 
 from __future__ import annotations
 
