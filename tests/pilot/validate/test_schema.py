@@ -1,4 +1,5 @@
-"""services/pilot/validate/schema.py: every field of a document against its msgspec Struct, all problems with their paths."""
+"""services/pilot/validate/schema.py: every field of a document against its msgspec Struct, each problem
+with its path."""
 
 from __future__ import annotations
 
