@@ -1,6 +1,6 @@
 """The config API: apply, delete and get Istio-format resources, stored in etcd.
 
-A submission is validated whole (services/pilot/validate.py, in a worker process bounded by
+A submission is validated whole (services/pilot/validate/, in a worker process bounded by
 ConfigLimits: services/pilot/decode_worker.py) and written in one etcd transaction, so it is stored
 entirely or not at all. A request whose sender's deadline has passed (runtime/bus.py: the
 Isthmus-Deadline header) is refused just before its transaction, so a change its client gave up on
@@ -29,8 +29,7 @@ from proto.resources import KINDS, Resource, kind_from_alias
 from runtime.bus import decode, deadline_passed, encode, request_deadline
 from runtime.settings import ConfigLimits
 from runtime.store import CONFIG_PREFIX, Store, StoreError
-from services.pilot.validate import decode_documents
-from services.pilot.validate_references import subset_warnings
+from services.pilot.validate import decode_documents, subset_warnings
 
 # (text, seconds it may take or None) -> (resources, errors, warnings)
 Decoder = Callable[[str, float | None], Awaitable[tuple[list[Resource], list[ConfigError], list[ConfigError]]]]
@@ -125,7 +124,7 @@ class ConfigApi:
         return encode(ApplyReply(ok=True, revision=revision, results=results, warnings=warnings))
 
     async def _reference_warnings(self, resources: list[Resource]) -> list[ConfigError]:
-        """Subsets no DestinationRule defines (validate_references); none when the store cannot be read."""
+        """Subsets no DestinationRule defines (validate/references.py); none when the store cannot be read."""
         if not any(r.kind in ("VirtualService", "DestinationRule") for r in resources):
             return []
         stored: list[Resource] = []

@@ -21,7 +21,7 @@ from proto.health import HealthReply
 from runtime import bus as busmod
 from runtime.store import CONFIG_PREFIX, Store
 from tests.integration.conftest import ControlPlane, apply, eventually
-from tests.pilot.test_decode_limits import billion_laughs, header_bomb
+from tests.pilot.validate.test_limits import billion_laughs, header_bomb
 
 pytestmark = pytest.mark.asyncio
 

@@ -1,4 +1,4 @@
-"""DestinationRule connectionPool: validation (services/pilot/validate_rules.py) and compilation (clusters.py)."""
+"""DestinationRule connectionPool: validation (services/pilot/validate/destination_rule.py) and compilation (clusters.py)."""
 
 from __future__ import annotations
 

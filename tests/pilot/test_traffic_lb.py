@@ -1,4 +1,4 @@
-"""Request matching and load balancing in pilot: validate_rules accepts what Isthmus runs and rejects the
+"""Request matching and load balancing in pilot: services/pilot/validate/ accepts what Isthmus runs and rejects the
 rest with a path; compile/routes.py and compile/clusters.py translate it as Istio merges it."""
 
 from __future__ import annotations

@@ -21,9 +21,9 @@ from proto.xds import (
 )
 from proto.xds import RetryBudget as BudgetPolicy
 from services.pilot.compile.endpoints import Service
-from services.pilot.compile.hosts import fqdn
+from services.pilot.hosts import fqdn
 from services.pilot.compile.state import MeshState, Stored
-from services.pilot.validate_resilience import parse_duration, to_ms
+from services.pilot.validate.durations import parse_duration, to_ms
 
 DEFAULT_LB = "LEAST_REQUEST"  # Istio's default when a DestinationRule sets none (or UNSPECIFIED)
 RING_SIZE = 1024  # Envoy's default minimum ring size

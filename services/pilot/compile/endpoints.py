@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from proto.networking import ServicePort, WorkloadEntrySpec
 from proto.registry import Workload
 from proto.xds import Endpoint
-from services.pilot.compile.hosts import fqdn, service_host
+from services.pilot.hosts import fqdn, service_host
 from services.pilot.compile.state import MeshState, Stored
 
 

@@ -9,14 +9,15 @@ Mirrors Istio's translation (pilot/pkg/networking/core/route: retry.ConvertPolic
   locality priority.
 - `timeout` unset or 0s: no timeout.
 - fault percentages: `percentage.value`, else the deprecated integer `percent`, else 0 (nothing injected).
-Inputs have passed validation (services/pilot/validate_resilience.py).
+Inputs have passed validation (services/pilot/validate/resilience.py).
 """
 
 from __future__ import annotations
 
 from proto import xds
 from proto.networking import HTTPFaultInjection, HTTPRetry, HTTPRoute
-from services.pilot.validate_resilience import retry_on, to_ms
+from services.pilot.validate.durations import to_ms
+from services.pilot.validate.values import retry_on
 
 
 def _retry(retries: HTTPRetry | None) -> xds.RetryPolicy | None:

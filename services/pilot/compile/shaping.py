@@ -1,6 +1,6 @@
 """An HTTP route's directResponse, redirect and rewrite in compiled form (used by the route generator).
 
-Inputs have passed validation (services/pilot/validate_shaping.py). The direct response body travels
+Inputs have passed validation (services/pilot/validate/shaping.py). The direct response body travels
 as bytes (`body.string` encoded UTF-8, `body.bytes` base64-decoded); an unset redirectCode is 301.
 Header names are lower-cased (the proxy compares lower-case names).
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from proto import xds
 from proto.networking import HeaderOperations, Headers, HTTPRoute
-from services.pilot.validate_resilience import parse_duration
-from services.pilot.validate_shaping import body_bytes
+from services.pilot.validate.durations import parse_duration
+from services.pilot.validate.values import body_bytes
 
 
 def _ops(ops: HeaderOperations | None) -> xds.HeaderOperations | None:
@@ -31,7 +31,7 @@ def headers(given: Headers | None) -> xds.Headers | None:
 
 def mirrors(route: HTTPRoute, namespace: str, suffix: str) -> list[xds.MirrorPolicy]:
     """`mirror` (with `mirrorPercentage`, default 100) or `mirrors`, hosts resolved as destinations are."""
-    from services.pilot.compile.hosts import fqdn
+    from services.pilot.hosts import fqdn
 
     given = []
     if route.mirror is not None:

@@ -1,4 +1,4 @@
-"""services/pilot/validate_resilience.py and compile/resilience.py: HTTPRoute timeout, retries, fault."""
+"""services/pilot/validate/resilience.py and compile/resilience.py: HTTPRoute timeout, retries, fault."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from proto import xds
 from services.pilot.compile.resilience import resilience
 from services.pilot.validate import decode_documents
-from services.pilot.validate_resilience import parse_duration
+from services.pilot.validate.durations import parse_duration
 
 
 def vs(route_fields: str):

@@ -1,4 +1,4 @@
-"""services/pilot/validate_shaping.py and compile/shaping.py: HTTPRoute directResponse, redirect, rewrite."""
+"""services/pilot/validate/shaping.py and compile/shaping.py: HTTPRoute directResponse, redirect, rewrite."""
 
 from __future__ import annotations
 

@@ -9,9 +9,10 @@ import time
 import pytest
 
 from runtime.settings import ConfigLimits
-from services.pilot.decode_limits import LimitExceeded, allowed_alias_ratio, check_tree, check_yaml
 from services.pilot.decode_worker import DecodeWorker
-from services.pilot.validate import _Loader, decode_documents
+from services.pilot.validate import decode_documents
+from services.pilot.validate.decode import YamlLoader
+from services.pilot.validate.limits import LimitExceeded, allowed_alias_ratio, check_tree, check_yaml
 
 VS = """apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -47,7 +48,7 @@ def limited(**kw: object) -> ConfigLimits:
 
 def refused(text: str, limits: ConfigLimits) -> LimitExceeded:
     with pytest.raises(LimitExceeded) as info:
-        check_yaml(text, _Loader, limits)
+        check_yaml(text, YamlLoader, limits)
     return info.value
 
 
@@ -86,7 +87,7 @@ def test_an_alias_to_the_node_that_contains_it_is_refused() -> None:
 
 def test_nesting_at_the_limit_passes_and_one_deeper_is_refused_with_its_path() -> None:
     limits = limited(max_depth=4)
-    check_yaml("a: {b: {c: [1]}}\n", _Loader, limits)  # four levels: the top mapping, a, b, c
+    check_yaml("a: {b: {c: [1]}}\n", YamlLoader, limits)  # four levels: the top mapping, a, b, c
     error = refused("a: {b: {c: [[1]]}}\n", limits)
     assert "ISTHMUS_CONFIG_MAX_DEPTH" in error.message and error.path == "a.b.c[0]"
 
@@ -98,7 +99,7 @@ def test_an_alias_counts_the_depth_of_what_it_stands_for() -> None:
 
 def test_list_length_at_the_limit_passes_and_one_more_item_is_refused() -> None:
     limits = limited(max_items=5)
-    check_yaml("spec: {hosts: [a, b, c, d, e]}\n", _Loader, limits)
+    check_yaml("spec: {hosts: [a, b, c, d, e]}\n", YamlLoader, limits)
     error = refused("spec: {hosts: [a, b, c, d, e, f]}\n", limits)
     assert "more than 5 items in one list (ISTHMUS_CONFIG_MAX_ITEMS)" in error.message
     assert error.path == "spec.hosts[5]"
@@ -106,13 +107,13 @@ def test_list_length_at_the_limit_passes_and_one_more_item_is_refused() -> None:
 
 def test_mapping_entries_count_against_the_item_limit() -> None:
     limits = limited(max_items=2)
-    check_yaml("a: 1\nb: 2\n", _Loader, limits)
+    check_yaml("a: 1\nb: 2\n", YamlLoader, limits)
     assert "entries in one mapping" in refused("a: 1\nb: 2\nc: 3\n", limits).message
 
 
 def test_expanded_nodes_at_the_limit_pass_and_one_more_is_refused() -> None:
     limits = limited(max_nodes=8)  # the mapping, two keys, a scalar, the list, three items
-    check_yaml("a: 1\nb: [1, 2, 3]\n", _Loader, limits)
+    check_yaml("a: 1\nb: [1, 2, 3]\n", YamlLoader, limits)
     assert "ISTHMUS_CONFIG_MAX_NODES" in refused("a: 1\nb: [1, 2, 3, 4]\n", limits).message
 
 
@@ -134,7 +135,7 @@ def test_a_list_of_items_counts_against_the_document_limit() -> None:
 
 def test_size_at_the_limit_passes_and_one_byte_more_is_refused() -> None:
     text = "a: " + "x" * 97  # 100 characters
-    check_yaml(text, _Loader, limited(max_bytes=100))
+    check_yaml(text, YamlLoader, limited(max_bytes=100))
     assert "ISTHMUS_CONFIG_MAX_BYTES" in refused(text + "x", limited(max_bytes=100)).message
 
 

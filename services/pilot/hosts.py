@@ -4,6 +4,8 @@ A name without a dot is a short name in the resource's namespace: `reviews` writ
 is `reviews.prod.<suffix>`. Anything with a dot (`reviews.prod.svc.cluster.local`, `api.example.com`,
 and also `reviews.other`), an IP address or `*` is used as written: Istio never guesses that the
 second label is a namespace. Names are lower-cased (DNS is case-insensitive).
+A leaf below both the compiler (services/pilot/compile/) and the reference checks of validation
+(services/pilot/validate/), which must resolve a host the same way.
 """
 
 from __future__ import annotations

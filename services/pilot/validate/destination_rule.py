@@ -9,8 +9,9 @@ from __future__ import annotations
 from proto.networking import (
     ConnectionPoolSettings, DestinationRuleSpec, LoadBalancerSettings, OutlierDetection, RetryBudget, TrafficPolicy,
 )
-from services.pilot.validate_resilience import duration_ms
-from services.pilot.validate_rules import HEADER_NAME, Findings, _subset_name, check_host, check_labels, check_port
+from services.pilot.validate.checks import HEADER_NAME, check_host, check_labels, check_port, check_subset_name
+from services.pilot.validate.durations import duration_ms
+from services.pilot.validate.findings import Findings
 
 SUPPORTED_LB = ("ROUND_ROBIN", "RANDOM", "LEAST_REQUEST", "LEAST_CONN", "PASSTHROUGH", "UNSPECIFIED")
 HASH_KEYS = ("httpHeaderName", "httpCookie", "useSourceIp", "httpQueryParameterName")
@@ -189,7 +190,7 @@ def destination_rule(spec: DestinationRuleSpec, f: Findings) -> None:
     names: set[str] = set()
     for i, subset in enumerate(spec.subsets):
         path = f"spec.subsets[{i}]"
-        _subset_name(subset.name, f"{path}.name", f)
+        check_subset_name(subset.name, f"{path}.name", f)
         if subset.name in names:
             f.error(f"{path}.name", f"duplicate subset names: {subset.name}")
         names.add(subset.name)

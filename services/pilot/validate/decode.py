@@ -6,11 +6,12 @@ One submission may hold many documents (`---`), a Kubernetes `kind: List` with `
 array. Each document is checked in three passes, and each pass reports all it finds:
   1. envelope: a mapping with a supported `apiVersion` (<group>/<version>), a known `kind` and
      `metadata.name`;
-  2. shape: every field against the msgspec schema (validate_schema), so an unsupported field is an
+  2. shape: every field against the msgspec schema (schema.py), so an unsupported field is an
      error with its path instead of being ignored;
-  3. semantics: Istio's validation rules per kind (validate_rules).
+  3. semantics: Istio's validation rules, one module per kind (virtual_service.py, destination_rule.py,
+     service_entry.py, workload_entry.py, ratelimit.py).
 Before any of that, the submission is held to ConfigLimits (size, documents, nesting, items,
-expanded nodes, aliasing: services/pilot/decode_limits.py); a submission over a limit gets one error
+expanded nodes, aliasing: limits.py); a submission over a limit gets one error
 naming it and nothing is built from it. A document with errors is never returned in `resources`; the caller rejects the whole submission when
 `errors` is not empty. ConfigError.document is the 1-based position of the document in the stream
 (a List's items share their List's position, and their paths start with `items[i]`).
@@ -27,13 +28,15 @@ import yaml
 from proto.config_api import ConfigError
 from proto.resources import KINDS, Resource, kind_from_alias
 from runtime.settings import ConfigLimits
-from services.pilot.decode_limits import LimitExceeded, check_tree, check_yaml
-from services.pilot.validate_destination import destination_rule
-from services.pilot.validate_ratelimit import rate_limit
-from services.pilot.validate_rules import (
-    DNS1123_LABEL, DNS1123_SUBDOMAIN, Findings, service_entry, virtual_service, workload_entry,
-)
-from services.pilot.validate_schema import check_shape, from_msgspec_error
+from services.pilot.validate.checks import DNS1123_LABEL, DNS1123_SUBDOMAIN
+from services.pilot.validate.destination_rule import destination_rule
+from services.pilot.validate.findings import Findings
+from services.pilot.validate.limits import LimitExceeded, check_tree, check_yaml
+from services.pilot.validate.ratelimit import rate_limit
+from services.pilot.validate.schema import check_shape, from_msgspec_error
+from services.pilot.validate.service_entry import service_entry
+from services.pilot.validate.virtual_service import virtual_service
+from services.pilot.validate.workload_entry import workload_entry
 
 VALIDATORS = {
     "VirtualService": virtual_service,
@@ -46,11 +49,11 @@ _ENVELOPE_PATHS = ("apiVersion", "kind", "metadata", "metadata.name", "metadata.
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
+class YamlLoader(_BaseLoader):  # type: ignore[misc, valid-type]
     """Safe YAML without implicit timestamps: `creationTimestamp: 2024-01-01T00:00:00Z` stays a string."""
 
 
-_Loader.yaml_implicit_resolvers = {
+YamlLoader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
 }
@@ -75,10 +78,10 @@ def _parse(text: str, limits: ConfigLimits) -> list[Any]:
         else:
             check_tree(value, limits)
             return [value]
-    check_yaml(text, _Loader, limits)
+    check_yaml(text, YamlLoader, limits)
     docs: list[Any] = []
     try:
-        for doc in yaml.load_all(text, Loader=_Loader):
+        for doc in yaml.load_all(text, Loader=YamlLoader):
             docs.append(doc)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

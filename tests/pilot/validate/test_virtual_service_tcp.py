@@ -1,4 +1,5 @@
-"""VirtualService `tcp` routes: validation (services/pilot/validate_rules.py) and compilation (compile/routes.py)."""
+"""VirtualService `tcp` routes: validation (services/pilot/validate/virtual_service.py) and compilation
+(compile/routes.py)."""
 
 from __future__ import annotations
 

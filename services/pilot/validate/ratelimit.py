@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from proto.ratelimit import RateLimitSpec
-
-if TYPE_CHECKING:
-    from services.pilot.validate_rules import Findings
+from services.pilot.validate.checks import HEADER_NAME, IGNORED_HEADER_KEYS, check_labels, check_string_match
+from services.pilot.validate.durations import duration_ms
+from services.pilot.validate.findings import Findings
 
 MAX_TOKENS = 1 << 32  # Envoy's limit is uint32
 
 
 def rate_limit(spec: RateLimitSpec, f: Findings) -> None:
-    from services.pilot.validate_resilience import duration_ms
-    from services.pilot.validate_rules import HEADER_NAME, IGNORED_HEADER_KEYS, check_labels, check_string_match
-
     if spec.selector is not None:
         check_labels(spec.selector.match_labels, "spec.selector.matchLabels", f)
     for i, match in enumerate(spec.match):

@@ -12,34 +12,24 @@ Header names are RFC 7230 tokens; `host` and pseudo-headers may not be modified 
 
 from __future__ import annotations
 
-import base64
 import binascii
 import re
-from typing import TYPE_CHECKING
 
 from proto.networking import (
-    CorsPolicy, Destination, HeaderOperations, Headers, HTTPDirectResponse, HTTPRedirect, HTTPRewrite, HTTPRoute,
+    CorsPolicy, HeaderOperations, Headers, HTTPDirectResponse, HTTPRedirect, HTTPRewrite, HTTPRoute,
 )
-
-if TYPE_CHECKING:
-    from services.pilot.validate_rules import Findings
+from services.pilot.validate.checks import (
+    HEADER_NAME, check_destination, check_percent, check_regex, check_string_match,
+)
+from services.pilot.validate.durations import parse_duration
+from services.pilot.validate.findings import Findings
+from services.pilot.validate.values import body_bytes
 
 REDIRECT_CODES = (301, 302, 303, 307, 308)
 DERIVE_PORT = ("FROM_PROTOCOL_DEFAULT", "FROM_REQUEST_PORT")
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
 MAX_BODY = 1024 * 1024  # Istio: direct response bodies must be under 1MB
 _RE2_GROUP = re.compile(r"\\(.)", re.S)
-_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~A-Za-z0-9]+$")
-
-
-def body_bytes(direct: HTTPDirectResponse) -> bytes:
-    """The body of a (validated) direct response."""
-    body = direct.body
-    if body is None:
-        return b""
-    if body.string_ is not None:
-        return body.string_.encode()
-    return base64.b64decode(body.bytes_ or "", validate=True)
 
 
 def rewrite_groups(rewrite: str) -> tuple[int, str | None]:
@@ -96,8 +86,6 @@ def _redirect(redirect: HTTPRedirect, path: str, f: Findings) -> None:
 
 
 def _rewrite(rewrite: HTTPRewrite, path: str, f: Findings) -> None:
-    from services.pilot.validate_rules import check_regex
-
     regex = rewrite.uri_regex_rewrite
     if rewrite.uri and regex is not None:
         f.error(path, "rewrite may only contain one of URI or UriRegexRewrite")
@@ -157,7 +145,7 @@ def _header_name(name: str, path: str, f: Findings) -> None:
         f.error(path, "header name cannot be empty")
     elif name.startswith(":") or name.lower() == "host":
         f.error(path, f"invalid header {name}: header is not allowed to be modified")
-    elif not _HEADER_NAME.match(name):
+    elif not HEADER_NAME.match(name):
         f.error(path, f"header name {name} is not a valid header name")
 
 
@@ -182,9 +170,6 @@ def check_headers(headers: Headers, path: str, f: Findings) -> None:
 
 
 def _cors(cors: CorsPolicy, path: str, f: Findings) -> None:
-    from services.pilot.validate_resilience import parse_duration
-    from services.pilot.validate_rules import check_string_match
-
     for k, origin in enumerate(cors.allow_origins or []):
         check_string_match(origin, f"{path}.allowOrigins[{k}]", f)
     for k, method in enumerate(cors.allow_methods or []):
@@ -192,7 +177,7 @@ def _cors(cors: CorsPolicy, path: str, f: Findings) -> None:
             f.error(f"{path}.allowMethods[{k}]", f"{method} is not a supported HTTP method")
     for field, names in (("allowHeaders", cors.allow_headers), ("exposeHeaders", cors.expose_headers)):
         for k, name in enumerate(names or []):
-            if not _HEADER_NAME.match(name):
+            if not HEADER_NAME.match(name):
                 f.error(f"{path}.{field}[{k}]", f"header name {name} is not a valid header name")
     if cors.max_age is not None:
         try:
@@ -206,36 +191,18 @@ def _cors(cors: CorsPolicy, path: str, f: Findings) -> None:
         f.warn(path, "corsPolicy allows no origin: it has no effect")
 
 
-def _mirror_destination(dest: Destination, path: str, f: Findings) -> None:
-    from services.pilot.validate_rules import _subset_name, check_host, check_port
-
-    if dest.host == "*":
-        f.error(f"{path}.host", "invalid destination host *")
-    else:
-        check_host(dest.host, f"{path}.host", f)
-    if dest.subset is not None:
-        _subset_name(dest.subset, f"{path}.subset", f)
-    if dest.port is not None:
-        check_port(dest.port.number, f"{path}.port.number", f)
-
-
-def _percent(value: float, path: str, f: Findings) -> None:
-    if not 0.0 <= value <= 100.0:
-        f.error(path, f"percentage {value:g} is not in range 0..100")
-
-
 def _mirrors(route: HTTPRoute, path: str, f: Findings) -> None:
     if route.mirror is not None and route.mirrors:
         f.error(path, "HTTP route cannot contain both mirror and mirrors")
     if route.mirror is not None:
-        _mirror_destination(route.mirror, f"{path}.mirror", f)
+        check_destination(route.mirror, f"{path}.mirror", f)
     if route.mirror_percentage is not None:
-        _percent(route.mirror_percentage.value, f"{path}.mirrorPercentage.value", f)
+        check_percent(route.mirror_percentage.value, f"{path}.mirrorPercentage.value", f)
         if route.mirror is None:
             f.warn(f"{path}.mirrorPercentage", "mirrorPercentage without mirror has no effect")
     for k, policy in enumerate(route.mirrors or []):
-        _mirror_destination(policy.destination, f"{path}.mirrors[{k}].destination", f)
+        check_destination(policy.destination, f"{path}.mirrors[{k}].destination", f)
         if policy.percentage is not None:
-            _percent(policy.percentage.value, f"{path}.mirrors[{k}].percentage.value", f)
+            check_percent(policy.percentage.value, f"{path}.mirrors[{k}].percentage.value", f)
     if (route.mirror is not None or route.mirrors) and not route.route:
         f.warn(path, "mirroring has no effect on a redirect or directResponse rule")

@@ -1,11 +1,11 @@
-"""services/pilot/validate_references.py: warnings for VirtualService subsets no DestinationRule defines."""
+"""services/pilot/validate/references.py: warnings for VirtualService subsets no DestinationRule defines."""
 
 from __future__ import annotations
 
 import textwrap
 
 from services.pilot.validate import decode_documents
-from services.pilot.validate_references import subset_warnings
+from services.pilot.validate.references import subset_warnings
 
 VS = """
 apiVersion: networking.istio.io/v1
