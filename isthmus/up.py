@@ -3,7 +3,7 @@
 Start order: nats-server, etcd, then registry, pilot, ca and telemetry (started together, each waited
 on through `isthmus.health.<name>`). A service that crashes later is restarted with backoff. On
 Ctrl-C/SIGTERM/SIGHUP everything is stopped in reverse start order; if `isthmus up` itself is killed,
-the children get SIGTERM from the kernel (see isthmus/launch.py), so nothing outlives it.
+the children get SIGTERM from the kernel (see isthmus/launch/process.py), so nothing outlives it.
 
     <state-dir>/            default ./.isthmus
         up.lock             held while an `isthmus up` uses this directory

@@ -8,6 +8,10 @@ Rows, measured in one run and alternated (rep 1: every row, rep 2: every row, ..
     haproxy-pair    load -> HAProxy -> HAProxy -> nginx                  (nbthread 1, keep-alive both sides)
     isthmus-single  load -> server sidecar (inbound) -> nginx
     haproxy-single  load -> HAProxy -> nginx
+    bare-pair       load -> bare client-side -> bare server-side -> nginx (bench/dataplane/bare_proxy.py: uvloop +
+                    httptools, framing parsed, bytes forwarded as received; what Python itself allows)
+    bare-single     load -> bare server-side -> nginx
+    isthmus-tcp-pair, haproxy-tcp-pair: the pairs relaying opaque TCP
 
 Per row and repetition: a short wrk warm-up (not recorded); the maximum throughput with wrk (one thread,
 fixed connections, closed loop); latency at a fixed 1,000 rps with hey (10 streams x 100 rps, their
@@ -39,8 +43,8 @@ from bench.dataplane.topology import BODY, HOST_HEADER, Pinning, Topology
 
 __all__ = ["run", "ensure_tools", "Plan", "PLANS"]
 
-ROWS = ("direct", "isthmus-pair", "haproxy-pair", "isthmus-single", "haproxy-single", "isthmus-tcp-pair",
-        "haproxy-tcp-pair")
+ROWS = ("direct", "isthmus-pair", "haproxy-pair", "bare-pair", "isthmus-single", "haproxy-single", "bare-single",
+        "isthmus-tcp-pair", "haproxy-tcp-pair")
 ISTHMUS_ROWS = ("isthmus-pair", "isthmus-single", "isthmus-tcp-pair")
 
 
@@ -77,7 +81,7 @@ class Plan:
 PLANS = {
     "smoke": Plan("smoke", 1, warmup_s=0, wrk_s=1, hey_s=None, hey_requests=200, pause_s=0.1),
     "quick": Plan("quick", 1, warmup_s=1, wrk_s=3, hey_s=3),
-    "full": Plan("full", 3, warmup_s=1, wrk_s=8, hey_s=10, retries=2, budget_s=440),
+    "full": Plan("full", 3, warmup_s=1, wrk_s=8, hey_s=10, retries=2, budget_s=530),
 }
 DISTURBED = 0.25  # cores of CPU taken by work outside the benchmark during a window
 
@@ -194,6 +198,11 @@ def ratios(per_rep: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, floa
                     add(f"added_{pct}_ms_{kind}", i[key] - d[key])
                 if key in h and key in d:
                     add(f"haproxy_added_{pct}_ms_{kind}", h[key] - d[key])
+        i, h, b = rows["isthmus-pair"]["rps"], rows["haproxy-pair"]["rps"], rows["bare-pair"]["rps"]
+        if b > 0:
+            add("rps_ratio_isthmus_bare_pair", i / b)
+        if h > 0:
+            add("rps_ratio_bare_haproxy_pair", b / h)
         pair = rows["isthmus-pair"]
         add("isthmus_vcpu_1k", max(pair["client.vcpu_1k"], pair["server.vcpu_1k"]))
         add("isthmus_rss_mb_1k", max(pair["client.rss_mb_1k"], pair["server.rss_mb_1k"]))
@@ -262,6 +271,8 @@ def render(result: dict[str, Any]) -> str:
     body = [
         ["Isthmus/HAProxy rps, single hop", _fmt(r.get("rps_ratio_single"), 2, reps)],
         ["Isthmus/HAProxy rps, pair", _fmt(r.get("rps_ratio_pair"), 2, reps)],
+        ["Isthmus/bare rps, pair", _fmt(r.get("rps_ratio_isthmus_bare_pair"), 2, reps)],
+        ["bare/HAProxy rps, pair", _fmt(r.get("rps_ratio_bare_haproxy_pair"), 2, reps)],
         ["Isthmus pair added p50 ms (vs direct)", _fmt(r.get("added_p50_ms_pair"), 2, reps)],
         ["Isthmus pair added p99 ms (vs direct)", _fmt(r.get("added_p99_ms_pair"), 2, reps)],
         ["HAProxy pair added p50 ms (vs direct)", _fmt(r.get("haproxy_added_p50_ms_pair"), 2, reps)],

@@ -3,6 +3,8 @@
     nginx                  the backend: 1 worker, keep-alive, access_log off, a fixed 98-byte body
     HAProxy pair           client-side -> server-side -> nginx, `nbthread 1`, keep-alive both sides
     HAProxy TCP pair       the same in `mode tcp`: bytes relayed, no HTTP parsing
+    bare pair              client-side -> server-side -> nginx, each `python -m bench.dataplane.bare_proxy`:
+                           uvloop + httptools, framing parsed, bytes forwarded as received (what Python allows)
     Isthmus mesh           nats + etcd + registry + pilot, and two sidecars started as a user would
                            (`python -m isthmus.cli proxy run ...`): `bench-backend` beside nginx and
                            `bench-client`, configured through the config API (a VirtualService);
@@ -192,6 +194,24 @@ def start_haproxy(work: Path, name: str, upstream: int, pin: Pinning, mode: str 
     return proc, port
 
 
+# ------------------------------------------------------------------------------------- bare proxy
+
+
+def start_bare(work: Path, name: str, upstream: int, pin: Pinning) -> tuple[ManagedProcess, int]:
+    """bench/dataplane/bare_proxy.py on a free port, forwarding to 127.0.0.1:upstream, on the proxy core."""
+    port = free_port()
+    argv = [*pin.prefix(pin.proxy_core), sys.executable, "-m", "bench.dataplane.bare_proxy", "--port", str(port),
+            "--upstream", str(upstream)]
+    proc = ManagedProcess(name, argv, log_path=work / "logs" / f"{name}.log", env=project_env())
+    proc.start()
+    try:
+        _wait(lambda: accepts(port), f"{name} listening", 10, proc)
+    except BaseException:
+        proc.stop(2)
+        raise
+    return proc, port
+
+
 # ---------------------------------------------------------------------------------------- isthmus
 
 VIRTUAL_SERVICE = f"""\
@@ -324,6 +344,7 @@ class Topology:
         self.haproxy_client: ManagedProcess | None = None
         self.haproxy_server: ManagedProcess | None = None
         self.haproxy_tcp: dict[str, tuple[ManagedProcess, int]] = {}  # "client"/"server" -> (process, port)
+        self.bare: dict[str, tuple[ManagedProcess, int]] = {}  # "client"/"server" -> (process, port)
 
     def __enter__(self) -> "Topology":
         try:
@@ -354,6 +375,11 @@ class Topology:
                                                             "tcp")
         self.processes.append(client[0])
         _wait(lambda: _body_ok(client[1]), "nginx's body through the HAProxy TCP pair", 10)
+        bare_server = self.bare["server"] = start_bare(self.work, "bare-server", self.nginx_port, self.pin)
+        self.processes.append(bare_server[0])
+        bare_client = self.bare["client"] = start_bare(self.work, "bare-client", bare_server[1], self.pin)
+        self.processes.append(bare_client[0])
+        _wait(lambda: _body_ok(bare_client[1]), "nginx's body through the bare pair", 10, bare_client[0])
         self.mesh.start(self.nginx_port, self.pin)
 
     def stop(self) -> None:
@@ -387,4 +413,7 @@ class Topology:
             "isthmus-tcp-pair": (m.tcp_port, [("client", m.client.pid), ("server", m.server.pid)]),
             "haproxy-tcp-pair": (self.haproxy_tcp["client"][1], [("client", self.haproxy_tcp["client"][0].pid or 0),
                                                                  ("server", self.haproxy_tcp["server"][0].pid or 0)]),
+            "bare-pair": (self.bare["client"][1], [("client", self.bare["client"][0].pid or 0),
+                                                   ("server", self.bare["server"][0].pid or 0)]),
+            "bare-single": (self.bare["server"][1], [("server", self.bare["server"][0].pid or 0)]),
         }

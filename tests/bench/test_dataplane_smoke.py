@@ -1,9 +1,9 @@
 """The data-plane benchmark's harness works end to end: every row yields figures (no speed asserted).
 
-Starts nginx, two HAProxy and the Isthmus control plane with two sidecars on loopback, and runs tiny
-loads (wrk 1 s, 200 fixed-rate requests per row). Needs wrk, hey, haproxy and nginx: `make deps` (which
-`make test` runs first) installs them with apt-get; without them this test fails saying so, it never skips
-and never installs anything itself.
+Starts nginx, the HAProxy pairs, the bare Python pair and the Isthmus control plane with two sidecars on
+loopback, and runs tiny loads (wrk 1 s, 200 fixed-rate requests per row). Needs wrk, hey, haproxy and
+nginx: `make deps` (which `make test` runs first) installs them with apt-get; without them this test fails
+saying so, it never skips and never installs anything itself.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def tools() -> None:
 
 
 @pytest.mark.timeout(180)
-def test_smoke_run_yields_figures_for_every_row(tools: None, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_smoke_run_yields_figures_for_every_row(tools: None, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     result = run(quick=True, results_dir=tmp_path, smoke=True)
 
     json.dumps(result)  # the orchestrator writes it as JSON
@@ -123,6 +123,14 @@ def test_smoke_run_yields_figures_for_every_row(tools: None, tmp_path) -> None: 
             assert row[f"{role}.cpu_per_1k_s"]["median"] >= 0, (name, role)
     assert result["rows"]["direct"]["proxies"] == []
     assert result["rows"]["isthmus-pair"]["proxies"] == ["client", "server"]
+    assert result["rows"]["bare-pair"]["proxies"] == ["client", "server"]  # bench/dataplane/bare_proxy.py
+    assert result["rows"]["bare-single"]["proxies"] == ["server"]
+    for name in ("bare-pair", "bare-single"):  # a measuring stick that drops requests measures nothing
+        rep = result["rows"][name]["reps"][0]
+        assert (rep["wrk_errors"], rep["fixed_errors"]) == (0, 0), name
+    for key in ("rps_ratio_pair", "rps_ratio_isthmus_bare_pair", "rps_ratio_bare_haproxy_pair"):
+        assert result["ratios"][key]["median"] > 0, key
+    assert "Isthmus/bare rps, pair" in capsys.readouterr().out
     assert {t["key"] for t in result["targets"]} == {
         "rps_ratio_single", "added_p99_ms_pair", "isthmus_vcpu_1k", "isthmus_rss_mb_1k"}
     assert all(t["value"] is not None for t in result["targets"])

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from isthmus import cli
+from isthmus import cli, pilot_client
 from isthmus.cli import CliError, collect_refs, join_documents, read_manifests, render_output, render_table, resolve_kind
 from isthmus.launch import free_port
 from proto.config_api import AppliedResource, ApplyReply, ConfigError, GetReply, ResourceRef
@@ -184,7 +184,7 @@ def fake_bus(monkeypatch: pytest.MonkeyPatch) -> Any:
 
             return asyncio.run(work(bus))
 
-        monkeypatch.setattr(cli, "with_bus", with_bus)
+        monkeypatch.setattr(pilot_client, "with_bus", with_bus)  # where the commands look it up
         return bus
 
     return install

@@ -1,4 +1,4 @@
-"""isthmus/launch.py with the real binaries: nats-server and etcd on free loopback ports, child
+"""isthmus/launch/ with the real binaries: nats-server and etcd on free loopback ports, child
 processes that die with their parent, the supervisor's restarts and stop order, service readiness."""
 
 from __future__ import annotations

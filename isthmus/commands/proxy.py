@@ -1,0 +1,171 @@
+"""`isthmus proxy run` (a sidecar beside one workload) and `isthmus proxy-status` (each sidecar's sync state)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from isthmus import pilot_client
+from isthmus.errors import CliError
+from isthmus.output import format_table
+from isthmus.pilot_client import REQUEST_TIMEOUT, quiet_logs
+
+
+@click.command("proxy-status")
+@click.option("-n", "--namespace", default=None, help="Only proxies in this namespace (default: all).")
+@click.pass_obj
+def proxy_status(obj: dict[str, Any], namespace: str | None) -> None:
+    """Show each proxy's sync state: SYNCED, STALE or REJECTED (with the proxy's reason)."""
+    from isthmus.proxy_status import HEADERS, rejections, status_rows
+    from proto.subjects import XDS_STATUS
+    from proto.xds import ProxyStatusReply, ProxyStatusRequest
+
+    quiet_logs()
+    timeout = obj.get("timeout", REQUEST_TIMEOUT)
+
+    async def work(bus: Any) -> ProxyStatusReply:
+        return await bus.call(XDS_STATUS, ProxyStatusRequest(namespace=namespace), ProxyStatusReply, timeout)
+
+    reply = pilot_client.with_bus(obj["nats_url"], work, timeout=timeout)
+    if not reply.ok:
+        raise CliError(reply.error or "pilot could not list the proxies")
+    if not reply.proxies:
+        click.echo("No proxies have reported.", err=True)
+        return
+    click.echo(format_table(HEADERS, status_rows(reply)))
+    for line in rejections(reply):
+        click.echo(f"Warning: {line}", err=True)
+
+
+
+@click.group()
+def proxy() -> None:
+    """The sidecar proxy."""
+
+
+def _labels(ctx: click.Context, param: click.Parameter, value: str | None) -> dict[str, str]:
+    from proxy.settings import parse_labels
+
+    try:
+        return parse_labels(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+def _tcp_routes(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[tuple[str, int, int], ...]:
+    from proxy.settings import parse_tcp_route
+
+    try:
+        return tuple(parse_tcp_route(v) for v in values)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+def _app_tcp(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[tuple[int, int, int], ...]:
+    from proxy.settings import parse_app_tcp
+
+    try:
+        return tuple(parse_app_tcp(v) for v in values)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+@proxy.command("run")
+@click.option("--service", required=True, help="The service this workload belongs to.")
+@click.option("-n", "--namespace", default="default", show_default=True)
+@click.option("--service-port", type=click.IntRange(1, 65535), required=True,
+              help="The port clients use for the service (reviews:9080).")
+@click.option("--app-port", type=click.IntRange(1, 65535), required=True,
+              help="Where the app listens on 127.0.0.1.")
+@click.option("--labels", callback=_labels, metavar="k=v,k2=v2", help="Workload labels (subsets match these).")
+@click.option("--inbound-port", type=click.IntRange(1, 65535), default=15006, show_default=True)
+@click.option("--outbound-port", type=click.IntRange(1, 65535), default=15001, show_default=True)
+@click.option("--admin-port", type=click.IntRange(1, 65535), default=15000, show_default=True)
+@click.option("--address", default="127.0.0.1", show_default=True,
+              help="The address peers use to reach this workload's inbound port.")
+@click.option("--service-account", default="default", show_default=True)
+@click.option("--locality", envvar="ISTHMUS_LOCALITY", default="", metavar="REGION/ZONE/SUBZONE",
+              help="Where this workload runs, for localityLbSetting (env ISTHMUS_LOCALITY).")
+@click.option("--lease-ttl", type=click.IntRange(1), help="Seconds the registration lives without heartbeats.")
+@click.option("--pending-grace", type=click.FloatRange(0), envvar="ISTHMUS_PENDING_GRACE", default=15.0,
+              show_default=True, help="Seconds a route waits for a cluster or subset it names before it applies "
+                                      "anyway (requests to what is missing get 503 NC); env ISTHMUS_PENDING_GRACE.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              help="Env ISTHMUS_LOG_LEVEL; default info.")
+@click.option("--access-log", envvar="ISTHMUS_ACCESS_LOG", default="", metavar="-|PATH",
+              help="Write an access line per request and TCP connection: - for stdout, or a file (env "
+                   "ISTHMUS_ACCESS_LOG). Off by default.")
+@click.option("--retry-buffer-limit", type=click.IntRange(0), envvar="ISTHMUS_RETRY_BUFFER_LIMIT",
+              default=1024 * 1024, show_default=True, metavar="BYTES",
+              help="Request body bytes kept so a retry can resend them; a larger body is not retried "
+                   "(env ISTHMUS_RETRY_BUFFER_LIMIT).")
+@click.option("--tcp", multiple=True, callback=_tcp_routes, metavar="HOST:PORT=LOCAL_PORT",
+              help="Opaque TCP out: the app connects to 127.0.0.1:LOCAL_PORT to reach HOST:PORT (tcp routes apply). "
+                   "Repeatable.")
+@click.option("--app-tcp", multiple=True, callback=_app_tcp, metavar="SERVICE_PORT=APP_PORT[@INBOUND_PORT]",
+              help="Opaque TCP in: serve the app's APP_PORT as the service's SERVICE_PORT through an inbound TCP "
+                   "listener (any free port unless given). Repeatable.")
+@click.option("--max-request-headers-kb", envvar="ISTHMUS_MAX_REQUEST_HEADERS_KB", type=click.IntRange(1, 8192),
+              default=60, show_default=True, help="Request line + headers, KiB; more gets 431 (Envoy's default).")
+@click.option("--max-request-headers", envvar="ISTHMUS_MAX_REQUEST_HEADERS", type=click.IntRange(1, 10_000),
+              default=100, show_default=True, help="Headers per request; more gets 431 (Envoy's default).")
+@click.option("--max-request-url-kb", envvar="ISTHMUS_MAX_REQUEST_URL_KB", type=click.IntRange(1, 8192),
+              default=60, show_default=True, help="Request target, KiB; longer gets 414.")
+@click.option("--max-pipelined-requests", envvar="ISTHMUS_MAX_PIPELINED_REQUESTS", type=click.IntRange(1, 1000),
+              default=16, show_default=True, help="Requests parsed ahead of the one in flight; then the "
+                                                   "connection closes once they are answered.")
+@click.option("--request-headers-timeout", envvar="ISTHMUS_REQUEST_HEADERS_TIMEOUT", type=click.FloatRange(0),
+              default=10.0, show_default=True, metavar="SECONDS", help="To receive a request head; 408. 0: off.")
+@click.option("--request-timeout", envvar="ISTHMUS_REQUEST_TIMEOUT", type=click.FloatRange(0), default=300.0,
+              show_default=True, metavar="SECONDS", help="To receive a whole request (head and body); 408. 0: off.")
+@click.option("--stream-idle-timeout", envvar="ISTHMUS_STREAM_IDLE_TIMEOUT", type=click.FloatRange(0),
+              default=300.0, show_default=True, metavar="SECONDS",
+              help="A request with no byte either way for this long ends: 408, or a close. 0: off.")
+@click.option("--max-connections", envvar="ISTHMUS_MAX_CONNECTIONS", type=click.IntRange(0), default=10_000,
+              show_default=True, help="Open connections per listener; more are closed at once. 0: unlimited.")
+@click.option("--max-response-headers-kb", envvar="ISTHMUS_MAX_RESPONSE_HEADERS_KB", type=click.IntRange(1, 8192),
+              default=60, show_default=True, help="An upstream's status line + headers, KiB; more gets 502.")
+@click.option("--max-response-headers", envvar="ISTHMUS_MAX_RESPONSE_HEADERS", type=click.IntRange(1, 10_000),
+              default=100, show_default=True, help="Headers per upstream response; more gets 502.")
+@click.pass_obj
+def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: int, app_port: int,
+              labels: dict[str, str], inbound_port: int, outbound_port: int, admin_port: int, address: str,
+              service_account: str, locality: str, lease_ttl: int | None, pending_grace: float,
+              log_level: str | None, access_log: str, retry_buffer_limit: int,
+              tcp: tuple[tuple[str, int, int], ...],
+              app_tcp: tuple[tuple[int, int, int], ...], **limit_flags: Any) -> None:
+    """Run a sidecar beside one workload until SIGINT/SIGTERM."""
+    from proxy.settings import ProxyOptions, build_limits
+
+    extra: dict[str, Any] = {"log_level": log_level} if log_level else {}
+    options = ProxyOptions(
+        service=service,
+        namespace=namespace,
+        service_port=service_port,
+        app_port=app_port,
+        labels=labels,
+        inbound_port=inbound_port,
+        outbound_port=outbound_port,
+        admin_port=admin_port,
+        address=address,
+        service_account=service_account,
+        locality=locality,
+        lease_ttl=lease_ttl,
+        pending_grace=pending_grace,
+        nats_url=obj["nats_url"],
+        tcp_routes=tcp,
+        app_tcp=app_tcp,
+        access_log=access_log,
+        retry_buffer_limit=retry_buffer_limit,
+        limits=build_limits(**limit_flags),
+        **extra,
+    )
+    from proxy.main import StartError, run_proxy
+
+    try:
+        run_proxy(options)
+    except StartError as exc:  # a port in use, an unwritable access log: one line naming the flag
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)

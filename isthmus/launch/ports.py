@@ -1,0 +1,64 @@
+"""Loopback ports: picking a free one for a child to bind, and checking whether one is taken or serving."""
+
+from __future__ import annotations
+
+import random
+import socket
+
+LOOPBACK = "127.0.0.1"
+
+PORT_FLOOR = 10_000  # free_port's range starts here and ends below the kernel's ephemeral range
+_handed_out: set[int] = set()
+
+
+def _ephemeral_floor() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768  # Linux's default
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing holds right now, for a process to bind a moment later.
+
+    Picked below the kernel's ephemeral range, so the gap before the bind cannot be lost to a port the
+    kernel hands out meanwhile (an outgoing connection's source port, or another process's bind to port
+    0); never the same port twice in one process. Falls back to the kernel's pick when that range is
+    too small.
+    """
+    top = _ephemeral_floor()
+    if top - PORT_FLOOR >= 1_000:
+        for _ in range(200):
+            port = random.randrange(PORT_FLOOR, top)
+            if port in _handed_out:
+                continue
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                try:
+                    sock.bind((LOOPBACK, port))
+                except OSError:
+                    continue
+            _handed_out.add(port)
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return sock.getsockname()[1]
+
+
+def port_in_use(port: int, host: str = LOOPBACK) -> bool:
+    """True when a listener holds host:port (TIME_WAIT leftovers do not count)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+        return False
+
+
+def accepts(port: int, host: str = LOOPBACK, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False

@@ -1,0 +1,133 @@
+"""What the CLI prints: kubectl-style tables, ages, -o yaml|json, apply results, config errors, warnings."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import click
+import yaml
+
+from proto.config_api import ApplyReply
+from proto.resources import KINDS
+
+
+def qualified(kind: str) -> str:
+    """VirtualService -> virtualservice.networking.istio.io (what kubectl prints)."""
+    info = KINDS.get(kind)
+    return f"{kind.lower()}.{info.group}" if info else kind.lower()
+
+
+def format_config_error(error: Any) -> str:
+    """`document 2 (VirtualService default/reviews): spec.http[0].route[1].weight: <message>`."""
+    subject = ""
+    if error.kind or error.name:
+        subject = f" ({error.kind or '?'} {error.namespace or 'default'}/{error.name or '?'})"
+    path = f"{error.path}: " if error.path else ""
+    return f"document {error.document}{subject}: {path}{error.message}"
+
+
+def format_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """Left-aligned columns three spaces apart, like kubectl."""
+    table = [list(headers), *[[str(cell) for cell in row] for row in rows]]
+    widths = [max(len(row[i]) for row in table) for i in range(len(headers))]
+    return "\n".join(
+        "   ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in table
+    )
+
+
+def short_age(created: str, now: datetime | None = None) -> str:
+    """RFC 3339 timestamp -> kubectl-style age (42s, 5m, 3h, 12d, 2y); `<unknown>` if unparsable."""
+    try:
+        then = datetime.fromisoformat(created.replace("Z", "+00:00"))
+    except (ValueError, AttributeError):
+        return "<unknown>"
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=timezone.utc)
+    seconds = max(0, int(((now or datetime.now(timezone.utc)) - then).total_seconds()))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 48 * 3600:
+        return f"{seconds // 3600}h"
+    if seconds < 2 * 365 * 86400:
+        return f"{seconds // 86400}d"
+    return f"{seconds // (365 * 86400)}y"
+
+
+def _host_column(kind: str) -> tuple[str, Callable[[dict[str, Any]], str]]:
+    def joined(field: str) -> Callable[[dict[str, Any]], str]:
+        return lambda spec: ",".join(str(h) for h in spec.get(field) or []) or "-"
+
+    if kind == "DestinationRule":
+        return "HOST", lambda spec: str(spec.get("host") or "-")
+    if kind == "WorkloadEntry":
+        return "ADDRESS", lambda spec: str(spec.get("address") or "-")
+    if kind == "RateLimit":  # no hosts: which workloads it selects (none: every workload of its namespace)
+        return "SELECTOR", lambda spec: ",".join(
+            f"{k}={v}" for k, v in sorted(((spec.get("selector") or {}).get("matchLabels") or {}).items())) or "<all>"
+    return "HOSTS", joined("hosts")
+
+
+def render_table(kind: str, resources: Sequence[dict[str, Any]], now: datetime | None = None) -> str:
+    """NAME NAMESPACE HOSTS/HOST/ADDRESS/SELECTOR AGE (or REVISION when the resources carry no creationTimestamp)."""
+    title, host_of = _host_column(kind)
+    metas = [r.get("metadata") or {} for r in resources]
+    use_age = any(m.get("creationTimestamp") for m in metas)
+    rows = []
+    for resource, meta in sorted(zip(resources, metas), key=lambda rm: (_ns(rm[1]), rm[1].get("name", ""))):
+        if use_age:
+            last = short_age(meta["creationTimestamp"], now) if meta.get("creationTimestamp") else "<unknown>"
+        else:
+            last = str(meta.get("resourceVersion") or "-")
+        rows.append([str(meta.get("name", "")), _ns(meta), host_of(resource.get("spec") or {}), last])
+    return format_table(["NAME", "NAMESPACE", title, "AGE" if use_age else "REVISION"], rows)
+
+
+def _ns(meta: dict[str, Any]) -> str:
+    return str(meta.get("namespace") or "default")
+
+
+def as_list(resources: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Several resources as one document, the way kubectl prints them."""
+    return {"apiVersion": "v1", "kind": "List", "items": list(resources), "metadata": {"resourceVersion": ""}}
+
+
+def render_output(resources: Sequence[dict[str, Any]], output: str, single: bool) -> str:
+    """-o yaml|json: one object when a NAME was asked for, else a `kind: List` (possibly empty)."""
+    obj: Any = resources[0] if single and resources else as_list(resources)
+    if output == "json":
+        return json.dumps(obj, indent=4)
+    return yaml.safe_dump(obj, sort_keys=False, default_flow_style=False).rstrip("\n")
+
+
+def not_reconciled(resources: Iterable[dict[str, Any]]) -> list[str]:
+    """`virtualservice.networking.istio.io/reviews (default) did not compile: <why>` for every resource
+    whose status has a Reconciled condition that is False (set by pilot's get)."""
+    lines = []
+    for resource in resources:
+        conditions = (resource.get("status") or {}).get("conditions") or []
+        for condition in conditions:
+            if condition.get("type") == "Reconciled" and condition.get("status") == "False":
+                meta = resource.get("metadata") or {}
+                lines.append(f"{qualified(str(resource.get('kind', '')))}/{meta.get('name', '?')} ({_ns(meta)}) "
+                             f"is stored but not in effect: {condition.get('message', '')}")
+    return lines
+
+
+def print_apply_reply(reply: ApplyReply, echo: Callable[..., None] = click.echo) -> bool:
+    """kubectl-style result lines on stdout, warnings and errors on stderr; True when ok."""
+    for warning in reply.warnings:
+        echo(f"Warning: {format_config_error(warning)}", err=True)
+    if not reply.ok:
+        for error in reply.errors:
+            echo(f"error: {format_config_error(error)}", err=True)
+        if reply.error or not reply.errors:
+            echo(f"error: {reply.error or 'pilot refused the request without saying why'}", err=True)
+        return False
+    for result in reply.results:
+        echo(f"{qualified(result.ref.kind)}/{result.ref.name} {result.action}")
+    return True

@@ -1,0 +1,80 @@
+"""Talking to pilot over the bus for one CLI command: connect fast, send, close, and turn every bus failure
+into one `error:` line (CliError)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from isthmus.errors import CliError
+from proto.config_api import ApplyReply
+from proto.subjects import CONFIG_APPLY
+
+T = TypeVar("T")
+
+REQUEST_TIMEOUT = 10.0
+
+
+async def connect_cli(url: str, timeout: float = 3.0) -> Any:
+    """A short-lived connection that fails fast (no reconnect loop) when nothing listens."""
+    import nats
+
+    from runtime.bus import Bus, BusError
+
+    async def quiet(_: Exception) -> None:
+        return None
+
+    try:
+        client = await asyncio.wait_for(
+            nats.connect(servers=[url], name="isthmus-cli", allow_reconnect=False, connect_timeout=2,
+                         max_reconnect_attempts=1, reconnect_time_wait=0.2, error_cb=quiet),
+            timeout,
+        )
+    except Exception as exc:  # refused, timed out, bad URL
+        raise BusError(f"cannot reach the bus at {url}: {exc}") from exc
+    return Bus(client)
+
+
+async def apply_text(bus: Any, text: str, timeout: float = REQUEST_TIMEOUT) -> ApplyReply:
+    """Send one YAML/JSON stream to pilot's config API (what `isthmus apply` does)."""
+    from runtime.bus import decode
+
+    return decode(await bus.request(CONFIG_APPLY, text.encode(), timeout), ApplyReply)
+
+
+def with_bus(nats_url: str, work: Callable[[Any], Awaitable[T]], *, changes: bool = False,
+             timeout: float = REQUEST_TIMEOUT) -> T:
+    """Connect, run `work(bus)`, close; bus failures become one `error:` line and exit code 1.
+    `changes`: the request changes config, so a timeout says it was not (and will not be) applied:
+    pilot refuses a request whose deadline passed (runtime/bus.py, Isthmus-Deadline)."""
+    from runtime.bus import BusError, BusTimeout, NoResponders, PayloadTooLarge
+
+    async def run() -> T:
+        bus = await connect_cli(nats_url)
+        try:
+            return await work(bus)
+        finally:
+            try:
+                await asyncio.wait_for(bus.client.close(), 2)
+            except Exception:
+                pass
+
+    try:
+        return asyncio.run(run())
+    except BusTimeout as exc:
+        outcome = "; the change was not applied and will not be applied later" if changes else ""
+        raise CliError(f"pilot did not answer within {timeout:g}s{outcome}") from exc
+    except NoResponders as exc:
+        raise CliError(f"pilot is not running on {nats_url} (nothing answers): is `isthmus up` running?") from exc
+    except PayloadTooLarge as exc:
+        raise CliError(f"{exc}; nothing was sent: split the files into several applies") from exc
+    except BusError as exc:
+        raise CliError(f"cannot reach pilot on {nats_url}: is `isthmus up` running?") from exc
+
+
+def quiet_logs() -> None:
+    """Only errors from the bus client's logging: the terminal is for the command's own output."""
+    from runtime.log import configure
+
+    configure("error")
