@@ -17,6 +17,7 @@ import pytest
 
 from isthmus.launch import ManagedProcess, free_port, project_env, service_process, start_etcd, start_nats, wait_ready
 from runtime import bus as busmod
+from runtime.store import Store
 from tests.integration.httpclient import Backend, Client
 
 LEASE_TTL = 2  # seconds: short, so tests of endpoint expiry are quick
@@ -61,6 +62,11 @@ class ControlPlane:
             await wait_ready(bus, name, 30, process=proc)
         finally:
             await bus.close()
+
+    async def store(self) -> Store:
+        """A client of the plane's etcd; the caller closes it."""
+        host, port = self.etcd_url.removeprefix("http://").split(":")
+        return await Store.connect(host, int(port))
 
     async def restart_service(self, name: str) -> ManagedProcess:
         self.services[name].stop()
