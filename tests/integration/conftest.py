@@ -190,33 +190,30 @@ async def eventually(check, timeout: float = 10.0, interval: float = 0.05):  # t
     raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
 
 
+def reviews_doc(kind: str, ns: str, spec: str) -> str:
+    """An Istio resource of `kind` named reviews in `ns`; `spec`: its fields, YAML lines indented two spaces."""
+    return f"""
+apiVersion: networking.istio.io/v1
+kind: {kind}
+metadata: {{name: reviews, namespace: {ns}}}
+spec:
+{spec}"""
+
+
 def destination_rule(ns: str, versions: tuple[str, ...] = ("v1", "v2", "v3"), traffic_policy: str = "") -> str:
     """A DestinationRule for reviews in `ns`: a subset per version (label version=<v>), and the
     `traffic_policy` given (flow-style YAML), if any."""
     subsets = "".join(f"  - {{name: {v}, labels: {{version: {v}}}}}\n" for v in versions)
-    return f"""
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: reviews, namespace: {ns}}}
-spec:
-  host: reviews
-""" + (f"  subsets:\n{subsets}" if versions else "") + (f"  trafficPolicy: {traffic_policy}\n" if traffic_policy else "")
+    return reviews_doc("DestinationRule", ns, "  host: reviews\n" + (f"  subsets:\n{subsets}" if versions else "")
+                       + (f"  trafficPolicy: {traffic_policy}\n" if traffic_policy else ""))
 
 
 def route_to(ns: str, subset: str = "", fields: str = "") -> str:
     """A VirtualService for reviews in `ns` with one HTTP rule to `subset` (all of reviews when empty);
     `fields`: more fields of that rule, as YAML lines indented four spaces."""
     destination = f"{{host: reviews, subset: {subset}}}" if subset else "{host: reviews}"
-    return f"""
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: reviews, namespace: {ns}}}
-spec:
-  hosts: [reviews]
-  http:
-  - route:
-    - destination: {destination}
-{fields}"""
+    return reviews_doc("VirtualService", ns,
+                       f"  hosts: [reviews]\n  http:\n  - route:\n    - destination: {destination}\n{fields}")
 
 
 class Bookinfo:

@@ -8,25 +8,21 @@ import collections
 
 import pytest
 
-from tests.integration.conftest import Bookinfo, apply, destination_rule, route_to
+from tests.integration.conftest import Bookinfo, apply, destination_rule, reviews_doc, route_to
 from tests.integration.httpclient import Client
 
 pytestmark = pytest.mark.asyncio
 
 
 def split(ns: str, w1: int, w2: int, w3: int) -> str:
-    return f"""
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: reviews, namespace: {ns}}}
-spec:
+    return reviews_doc("VirtualService", ns, f"""\
   hosts: [reviews]
   http:
   - route:
     - {{destination: {{host: reviews, subset: v1}}, weight: {w1}}}
     - {{destination: {{host: reviews, subset: v2}}, weight: {w2}}}
     - {{destination: {{host: reviews, subset: v3}}, weight: {w3}}}
-"""
+""")
 
 
 async def test_weighted_split_80_10_10_lands_within_three_points(bookinfo: Bookinfo) -> None:

@@ -11,29 +11,18 @@ import asyncio
 import pytest
 
 from isthmus.launch import free_port
-from tests.integration.conftest import Bookinfo, ControlPlane, apply_ok, eventually
+from tests.integration.conftest import Bookinfo, ControlPlane, apply_ok, eventually, reviews_doc
 
 pytestmark = pytest.mark.asyncio
 
 
 def rule(ns: str, subsets: str) -> str:
-    return f"""
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: reviews, namespace: {ns}}}
-spec:
-  host: reviews
-  subsets: {subsets}
-"""
+    return reviews_doc("DestinationRule", ns, f"  host: reviews\n  subsets: {subsets}\n")
 
 
 def two_rules(ns: str, default: str = "v1") -> str:
     """/v3 to subset v3, /ghost to a host with no service at all, the rest to `default`; TCP port 9000 to v7."""
-    return f"""
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: reviews, namespace: {ns}}}
-spec:
+    return reviews_doc("VirtualService", ns, f"""\
   hosts: [reviews]
   http:
   - match: [{{uri: {{prefix: /v3}}}}]
@@ -44,7 +33,7 @@ spec:
   tcp:
   - match: [{{port: 9000}}]
     route: [{{destination: {{host: reviews, subset: v7}}}}]
-"""
+""")
 
 
 class App(Bookinfo):
