@@ -15,13 +15,12 @@ the children get SIGTERM from the kernel (see isthmus/launch/process.py), so not
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import os
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from isthmus.launch import (
     LOOPBACK,
@@ -36,6 +35,7 @@ from isthmus.launch import (
     start_nats,
     wait_ready,
 )
+from isthmus.lockfile import hold, holder
 
 NATS_TIMEOUT = 15.0
 ETCD_TIMEOUT = 30.0
@@ -64,21 +64,6 @@ def check_ports(nats_port: int, etcd_port: int) -> str | None:
     return None
 
 
-def lock_state_dir(state: Path) -> IO[str] | None:
-    """An exclusive lock on <state>/up.lock, held while the returned file stays open; None if taken."""
-    handle = open(state / "up.lock", "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
-        return None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{os.getpid()}\n")
-    handle.flush()
-    return handle
-
-
 def run_up(state_dir: str | Path = ".isthmus", *, nats_port: int = 4222, etcd_port: int = 2379,
            demo: bool = False, outbound_traffic_policy: str | None = None) -> int:
     """Run the control plane until a stop signal; returns the exit code. `outbound_traffic_policy`: pilot's
@@ -88,9 +73,9 @@ def run_up(state_dir: str | Path = ".isthmus", *, nats_port: int = 4222, etcd_po
     state = Path(state_dir).resolve()
     state.mkdir(parents=True, exist_ok=True)
     (state / "logs").mkdir(exist_ok=True)
-    lock = lock_state_dir(state)
+    lock = hold(state / "up.lock")
     if lock is None:
-        pid = (state / "up.lock").read_text().strip() or "?"
+        pid = holder(state / "up.lock")
         warn(f"error: another `isthmus up` (pid {pid}) is using {state}: stop it or pass --state-dir")
         return 1
     try:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import fcntl
 import os
 import signal
 import sys
@@ -33,6 +32,7 @@ from examples.bookinfo.traffic import Out, _print, drive_traffic, wait_first_ans
 from examples.bookinfo.workloads import start_workloads, wait_converged, wait_sidecars_ready
 from isthmus import hints
 from isthmus.launch import LaunchError, Supervisor
+from isthmus.lockfile import hold, holder
 from runtime.settings import DEFAULT_NATS_URL
 
 HERE = Path(__file__).resolve().parent
@@ -69,33 +69,6 @@ async def apply_demo_config(nats_url: str, out: Out = _print) -> int:
     else:
         out("started from the demo's own config (nothing to reset)")
     return max(reply.revision, deleted_at)
-
-
-# ------------------------------------------------------------------------------------------- locks
-
-
-def hold(path: Path) -> IO[str] | None:
-    """An exclusive lock on `path` (with our pid in it), held while the returned file stays open; None if
-    another process holds it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
-        return None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{os.getpid()}\n")
-    handle.flush()
-    return handle
-
-
-def holder(path: Path) -> str:
-    try:
-        return path.read_text().strip() or "?"
-    except OSError:
-        return "?"
 
 
 def client_lock(log_dir: Path, user: str | None) -> tuple[str, IO[str]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,42 +74,41 @@ def start_workloads(nats_url: str, supervisor: Supervisor, log_dir: Path,
 
 async def wait_sidecars_ready(workloads: list[Workload], timeout: float = READY_TIMEOUT) -> None:
     """Poll every sidecar's admin /ready until it answers 200 (it has config from pilot)."""
-    client = HttpClient(timeout=1.0)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    try:
-        for w in workloads:
-            while True:
-                for proc in (w.app, w.sidecar):
-                    if not proc.is_running:
-                        raise proc._not_ready(f"exited with code {proc.returncode}")
-                try:
-                    if (await client.get(f"http://127.0.0.1:{w.admin_port}/ready")).status == 200:
-                        break
-                except (OSError, asyncio.TimeoutError):
-                    pass
-                if loop.time() > deadline:
-                    raise w.sidecar._not_ready(f"not ready after {timeout:g}s")
-                await asyncio.sleep(0.1)
-    finally:
-        await client.close()
+    async def ready(client: HttpClient, w: Workload) -> bool:
+        return (await client.get(f"http://127.0.0.1:{w.admin_port}/ready")).status == 200
+
+    await _poll_each(workloads, ready, f"not ready after {timeout:g}s", timeout, fail_on_exit=True)
 
 
 async def wait_converged(workloads: list[Workload], revision: int, timeout: float = READY_TIMEOUT) -> None:
     """Poll every sidecar's /config_dump until it holds config at least as new as the etcd `revision`."""
+    async def holds(client: HttpClient, w: Workload) -> bool:
+        return (await client.get(f"http://127.0.0.1:{w.admin_port}/config_dump")).json()["version"] >= revision
+
+    await _poll_each(workloads, holds, f"no config of revision {revision} after {timeout:g}s", timeout)
+
+
+async def _poll_each(workloads: list[Workload], done: Callable[[HttpClient, Workload], Awaitable[bool]],
+                     failure: str, timeout: float, fail_on_exit: bool = False) -> None:
+    """Call `done` every 0.1 s for each workload in turn until it is true (an unanswered or malformed admin
+    reply counts as not yet); the sidecar's not-ready error with `failure` once `timeout` seconds have
+    passed, or at once when `fail_on_exit` and its app or sidecar has exited."""
     client = HttpClient(timeout=1.0)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     try:
         for w in workloads:
             while True:
+                for proc in (w.app, w.sidecar) if fail_on_exit else ():
+                    if not proc.is_running:
+                        raise proc._not_ready(f"exited with code {proc.returncode}")
                 try:
-                    if (await client.get(f"http://127.0.0.1:{w.admin_port}/config_dump")).json()["version"] >= revision:
+                    if await done(client, w):
                         break
                 except (OSError, asyncio.TimeoutError, ValueError, KeyError):
                     pass
                 if loop.time() > deadline:
-                    raise w.sidecar._not_ready(f"no config of revision {revision} after {timeout:g}s")
+                    raise w.sidecar._not_ready(failure)
                 await asyncio.sleep(0.1)
     finally:
         await client.close()

@@ -4,6 +4,8 @@ ports, the control-plane services as processes, and sidecars through `isthmus pr
 from __future__ import annotations
 
 import asyncio
+import collections
+import itertools
 import json
 import sys
 import time
@@ -15,8 +17,16 @@ import pytest
 
 from isthmus.launch import ManagedProcess, free_port, project_env, service_process, start_etcd, start_nats, wait_ready
 from runtime import bus as busmod
+from runtime.store import Store
+from tests.integration.httpclient import Backend, Client
 
 LEASE_TTL = 2  # seconds: short, so tests of endpoint expiry are quick
+_namespaces = itertools.count(1)
+
+
+def fqdn(service: str, ns: str) -> str:
+    """The cluster host a sidecar holds for a Kubernetes-style service name."""
+    return f"{service}.{ns}.svc.cluster.local"
 
 
 class ControlPlane:
@@ -52,6 +62,11 @@ class ControlPlane:
             await wait_ready(bus, name, 30, process=proc)
         finally:
             await bus.close()
+
+    async def store(self) -> Store:
+        """A client of the plane's etcd; the caller closes it."""
+        host, port = self.etcd_url.removeprefix("http://").split(":")
+        return await Store.connect(host, int(port))
 
     async def restart_service(self, name: str) -> ManagedProcess:
         self.services[name].stop()
@@ -98,6 +113,15 @@ class Sidecar:
     def config_dump(self) -> dict:
         return json.loads(self.admin("/config_dump")[1])
 
+    def endpoints(self, host: str, healthy_only: bool = False) -> int:
+        """How many endpoints this sidecar holds for the cluster of `host` (a FQDN); 0 while it has none."""
+        return sum(1 for c in self.config_dump()["clusters"] if c["host"] == host
+                   for e in c["endpoints"] if not healthy_only or e.get("healthy", True))
+
+    async def holds(self, revision: int, timeout: float = 10.0) -> None:
+        """Wait until this sidecar holds config at least as new as the given etcd revision."""
+        await eventually(lambda: self.config_dump()["version"] >= revision, timeout)
+
     async def ready(self, timeout: float = 20.0) -> "Sidecar":
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -143,6 +167,15 @@ async def apply(plane: ControlPlane, text: str) -> dict:
         await bus.close()
 
 
+async def apply_ok(plane: ControlPlane, text: str, *sidecars: Sidecar) -> dict:
+    """Apply YAML, assert it was accepted, and wait until each of `sidecars` holds it; the reply is returned."""
+    reply = await apply(plane, text)
+    assert reply["ok"], reply
+    for sidecar in sidecars:
+        await sidecar.holds(reply["revision"])
+    return reply
+
+
 async def eventually(check, timeout: float = 10.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
     """Poll an async or sync check until it returns a truthy value; that value is returned."""
     deadline = time.monotonic() + timeout
@@ -155,3 +188,100 @@ async def eventually(check, timeout: float = 10.0, interval: float = 0.05):  # t
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
+
+
+def reviews_doc(kind: str, ns: str, spec: str) -> str:
+    """An Istio resource of `kind` named reviews in `ns`; `spec`: its fields, YAML lines indented two spaces."""
+    return f"""
+apiVersion: networking.istio.io/v1
+kind: {kind}
+metadata: {{name: reviews, namespace: {ns}}}
+spec:
+{spec}"""
+
+
+def destination_rule(ns: str, versions: tuple[str, ...] = ("v1", "v2", "v3"), traffic_policy: str = "") -> str:
+    """A DestinationRule for reviews in `ns`: a subset per version (label version=<v>), and the
+    `traffic_policy` given (flow-style YAML), if any."""
+    subsets = "".join(f"  - {{name: {v}, labels: {{version: {v}}}}}\n" for v in versions)
+    return reviews_doc("DestinationRule", ns, "  host: reviews\n" + (f"  subsets:\n{subsets}" if versions else "")
+                       + (f"  trafficPolicy: {traffic_policy}\n" if traffic_policy else ""))
+
+
+def route_to(ns: str, subset: str = "", fields: str = "") -> str:
+    """A VirtualService for reviews in `ns` with one HTTP rule to `subset` (all of reviews when empty);
+    `fields`: more fields of that rule, as YAML lines indented four spaces."""
+    destination = f"{{host: reviews, subset: {subset}}}" if subset else "{host: reviews}"
+    return reviews_doc("VirtualService", ns,
+                       f"  hosts: [reviews]\n  http:\n  - route:\n    - destination: {destination}\n{fields}")
+
+
+class Bookinfo:
+    """reviews in `versions` and a frontend, each with its own sidecar, in a namespace of their own;
+    `frontend_args`: more `proxy run` arguments for the frontend's sidecar."""
+
+    def __init__(self, mesh: ControlPlane, versions: tuple[str, ...] = ("v1", "v2", "v3"), prefix: str = "t",
+                 frontend_args: tuple[str, ...] = ()) -> None:
+        self.mesh = mesh
+        self.ns = f"{prefix}{next(_namespaces)}"
+        self.host = fqdn("reviews", self.ns)
+        self.versions = versions
+        self.frontend_args = frontend_args
+        self.backends: dict[str, Backend] = {}
+        self.sidecars: dict[str, Sidecar] = {}
+
+    async def start(self) -> "Bookinfo":
+        for version in self.versions:
+            backend = await Backend(version).start()
+            self.backends[version] = backend
+            self.sidecars[version] = self.mesh.proxy("reviews", backend.port, 9080, self.ns,
+                                                     f"app=reviews,version={version}")
+        front = self.backends["frontend"] = await Backend("frontend").start()
+        self.frontend = self.mesh.proxy("frontend", front.port, 9080, self.ns, "app=frontend", self.frontend_args)
+        for sidecar in [*self.sidecars.values(), self.frontend]:
+            await sidecar.ready()
+        await self.wait_endpoints(len(self.versions))
+        self.client = Client("127.0.0.1", self.frontend.outbound_port)
+        return self
+
+    def endpoints(self) -> int:
+        """The healthy reviews endpoints the frontend's sidecar holds."""
+        return self.frontend.endpoints(self.host, healthy_only=True)
+
+    async def wait_endpoints(self, count: int, timeout: float = 10.0) -> None:
+        try:
+            await eventually(lambda: self.endpoints() == count, timeout)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; frontend holds {self.frontend.config_dump()}") from None
+
+    def route_version(self) -> int:
+        return next((r["version"] for r in self.frontend.config_dump()["routes"] if r["host"] == self.host), 0)
+
+    async def apply(self, text: str) -> dict:
+        reply = await apply(self.mesh, text)
+        assert reply["ok"], reply
+        return reply
+
+    async def converged(self, revision: int) -> None:
+        """The frontend's sidecar holds config at least as new as the given etcd revision."""
+        await self.frontend.holds(revision)
+
+    async def count(self, n: int, headers: dict[str, str] | None = None) -> collections.Counter[str]:
+        seen: collections.Counter[str] = collections.Counter()
+        for _ in range(n):
+            response = await self.client.request("GET", "http://reviews:9080/reviews", headers)
+            seen[response.text if response.status == 200 else str(response.status)] += 1
+        return seen
+
+    async def stop(self) -> None:
+        await self.client.close()
+        for backend in self.backends.values():
+            await backend.stop()
+
+
+@pytest.fixture
+async def bookinfo(mesh: ControlPlane):  # type: ignore[no-untyped-def]
+    """Bookinfo's reviews v1/v2/v3 and a frontend, started; stopped when the test ends."""
+    app = await Bookinfo(mesh).start()
+    yield app
+    await app.stop()

@@ -19,7 +19,7 @@ import pytest
 from isthmus.launch import start_nats
 from proto.health import HealthReply
 from runtime import bus as busmod
-from runtime.store import CONFIG_PREFIX, Store
+from runtime.store import CONFIG_PREFIX
 from tests.integration.conftest import ControlPlane, apply, eventually
 from tests.pilot.validate.test_limits import billion_laughs, header_bomb
 
@@ -185,11 +185,6 @@ async def test_an_apply_larger_than_the_bus_accepts_is_refused_before_sending(me
     assert await get(mesh, "huge") == []
 
 
-async def _store(plane: ControlPlane) -> Store:
-    host, port = plane.etcd_url.removeprefix("http://").split(":")
-    return await Store.connect(host, int(port))
-
-
 async def test_a_resource_that_does_not_compile_is_shown_by_get_and_config_events(mesh: ControlPlane) -> None:
     """A resource the compiler cannot handle, written around the config API (as etcdctl or an older
     pilot could): pilot keeps serving, and says which resource is not in effect and why."""
@@ -207,7 +202,7 @@ async def test_a_resource_that_does_not_compile_is_shown_by_get_and_config_event
                                  "metadata": {"name": "uncompiled", "namespace": "bounds"},
                                  "spec": {"hosts": ["uncompiled"], "http": [
                                      {"timeout": "soon", "route": [{"destination": {"host": "uncompiled"}}]}]}}))
-    store = await _store(mesh)
+    store = await mesh.store()
     try:
         await store.put(f"{CONFIG_PREFIX}VirtualService/bounds/uncompiled", json.dumps(bad).encode())
         event = await asyncio.wait_for(events.get(), 15)
@@ -233,7 +228,7 @@ async def test_a_resource_that_does_not_compile_is_shown_by_get_and_config_event
 
 
 async def test_a_stored_resource_that_does_not_match_its_schema_is_shown_as_unreadable(mesh: ControlPlane) -> None:
-    store = await _store(mesh)
+    store = await mesh.store()
     try:
         await store.put(f"{CONFIG_PREFIX}VirtualService/bounds/odd",
                         b'{"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", '

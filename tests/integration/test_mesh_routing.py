@@ -5,127 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import itertools
 
 import pytest
 
-from tests.integration.conftest import ControlPlane, Sidecar, apply, eventually
-from tests.integration.httpclient import Backend, Client
+from tests.integration.conftest import Bookinfo, apply, destination_rule, reviews_doc, route_to
+from tests.integration.httpclient import Client
 
 pytestmark = pytest.mark.asyncio
-_namespaces = itertools.count(1)
-
-
-def destination_rule(ns: str, versions: tuple[str, ...] = ("v1", "v2", "v3")) -> str:
-    subsets = "".join(f"  - {{name: {v}, labels: {{version: {v}}}}}\n" for v in versions)
-    return f"""
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: reviews, namespace: {ns}}}
-spec:
-  host: reviews
-  subsets:
-{subsets}"""
-
-
-def route_to(ns: str, subset: str) -> str:
-    return f"""
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: reviews, namespace: {ns}}}
-spec:
-  hosts: [reviews]
-  http:
-  - route:
-    - destination: {{host: reviews, subset: {subset}}}
-"""
 
 
 def split(ns: str, w1: int, w2: int, w3: int) -> str:
-    return f"""
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: reviews, namespace: {ns}}}
-spec:
+    return reviews_doc("VirtualService", ns, f"""\
   hosts: [reviews]
   http:
   - route:
     - {{destination: {{host: reviews, subset: v1}}, weight: {w1}}}
     - {{destination: {{host: reviews, subset: v2}}, weight: {w2}}}
     - {{destination: {{host: reviews, subset: v3}}, weight: {w3}}}
-"""
-
-
-class Bookinfo:
-    """reviews v1/v2/v3 and a frontend, each with its own sidecar, in a namespace of their own."""
-
-    def __init__(self, mesh: ControlPlane, versions: tuple[str, ...] = ("v1", "v2", "v3")) -> None:
-        self.mesh = mesh
-        self.ns = f"t{next(_namespaces)}"
-        self.versions = versions
-        self.backends: dict[str, Backend] = {}
-        self.sidecars: dict[str, Sidecar] = {}
-
-    async def start(self) -> "Bookinfo":
-        for version in self.versions:
-            backend = await Backend(version).start()
-            self.backends[version] = backend
-            self.sidecars[version] = self.mesh.proxy("reviews", backend.port, 9080, self.ns,
-                                                     f"app=reviews,version={version}")
-        front = await Backend("frontend").start()
-        self.frontend = self.mesh.proxy("frontend", front.port, 9080, self.ns, "app=frontend")
-        for sidecar in [*self.sidecars.values(), self.frontend]:
-            await sidecar.ready()
-        await self.wait_endpoints(len(self.versions))
-        self.client = Client("127.0.0.1", self.frontend.outbound_port)
-        return self
-
-    def endpoints(self) -> int:
-        dump = self.frontend.config_dump()
-        for cluster in dump["clusters"]:
-            if cluster["host"] == f"reviews.{self.ns}.svc.cluster.local":
-                return sum(1 for e in cluster["endpoints"] if e.get("healthy", True))
-        return 0
-
-    async def wait_endpoints(self, count: int, timeout: float = 10.0) -> None:
-        try:
-            await eventually(lambda: self.endpoints() == count, timeout)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}; frontend holds {self.frontend.config_dump()}") from None
-
-    def route_version(self) -> int:
-        for route in self.frontend.config_dump()["routes"]:
-            if route["host"] == f"reviews.{self.ns}.svc.cluster.local":
-                return route["version"]
-        return 0
-
-    async def apply(self, text: str) -> dict:
-        reply = await apply(self.mesh, text)
-        assert reply["ok"], reply
-        return reply
-
-    async def converged(self, revision: int) -> None:
-        """The frontend's sidecar holds config at least as new as the given etcd revision."""
-        await eventually(lambda: self.frontend.config_dump()["version"] >= revision)
-
-    async def count(self, n: int, headers: dict[str, str] | None = None) -> collections.Counter[str]:
-        seen: collections.Counter[str] = collections.Counter()
-        for _ in range(n):
-            response = await self.client.request("GET", "http://reviews:9080/reviews", headers)
-            seen[response.text if response.status == 200 else str(response.status)] += 1
-        return seen
-
-    async def stop(self) -> None:
-        await self.client.close()
-        for backend in self.backends.values():
-            await backend.stop()
-
-
-@pytest.fixture
-async def bookinfo(mesh: ControlPlane):  # type: ignore[no-untyped-def]
-    app = await Bookinfo(mesh).start()
-    yield app
-    await app.stop()
+""")
 
 
 async def test_weighted_split_80_10_10_lands_within_three_points(bookinfo: Bookinfo) -> None:

@@ -7,36 +7,22 @@ makes the rule route."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 
 import pytest
 
 from isthmus.launch import free_port
-from tests.integration.conftest import ControlPlane, apply, eventually
-from tests.integration.httpclient import Backend, Client
+from tests.integration.conftest import Bookinfo, ControlPlane, apply_ok, eventually, reviews_doc
 
 pytestmark = pytest.mark.asyncio
-_namespaces = itertools.count(1)
 
 
 def rule(ns: str, subsets: str) -> str:
-    return f"""
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: reviews, namespace: {ns}}}
-spec:
-  host: reviews
-  subsets: {subsets}
-"""
+    return reviews_doc("DestinationRule", ns, f"  host: reviews\n  subsets: {subsets}\n")
 
 
 def two_rules(ns: str, default: str = "v1") -> str:
     """/v3 to subset v3, /ghost to a host with no service at all, the rest to `default`; TCP port 9000 to v7."""
-    return f"""
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: reviews, namespace: {ns}}}
-spec:
+    return reviews_doc("VirtualService", ns, f"""\
   hosts: [reviews]
   http:
   - match: [{{uri: {{prefix: /v3}}}}]
@@ -47,36 +33,21 @@ spec:
   tcp:
   - match: [{{port: 9000}}]
     route: [{{destination: {{host: reviews, subset: v7}}}}]
-"""
+""")
 
 
-class App:
+class App(Bookinfo):
+    """reviews v1 and v2 and a frontend whose sidecar writes an access log and relays TCP port 9000 of
+    reviews; `apply` waits until the frontend's sidecar holds what it applied."""
+
     def __init__(self, mesh: ControlPlane) -> None:
-        self.mesh = mesh
-        self.ns = f"pend{next(_namespaces)}"
-        self.backends: dict[str, Backend] = {}
         self.tcp_port = free_port()
+        super().__init__(mesh, ("v1", "v2"), "pend")
         self.access_log = mesh.state_dir / "logs" / f"access-{self.ns}.log"
-
-    async def start(self) -> "App":
-        sidecars = []
-        for version in ("v1", "v2"):
-            backend = self.backends[version] = await Backend(version).start()
-            sidecars.append(self.mesh.proxy("reviews", backend.port, 9080, self.ns, f"app=reviews,version={version}"))
-        front = self.backends["front"] = await Backend("frontend").start()
-        self.frontend = self.mesh.proxy("frontend", front.port, 9080, self.ns, "app=frontend",
-                                        ("--access-log", str(self.access_log), "--tcp",
-                                         f"reviews:9000={self.tcp_port}"))
-        for sidecar in [*sidecars, self.frontend]:
-            await sidecar.ready()
-        self.client = Client("127.0.0.1", self.frontend.outbound_port)
-        return self
+        self.frontend_args = ("--access-log", str(self.access_log), "--tcp", f"reviews:9000={self.tcp_port}")
 
     async def apply(self, text: str) -> dict:
-        reply = await apply(self.mesh, text)
-        assert reply["ok"], reply
-        await eventually(lambda: self.frontend.config_dump()["version"] >= reply["revision"])
-        return reply
+        return await apply_ok(self.mesh, text, self.frontend)
 
     async def get(self, path: str) -> tuple[int, str]:
         response = await self.client.request("GET", f"http://reviews:9080{path}")
@@ -85,11 +56,6 @@ class App:
     def log_lines(self, needle: str) -> list[str]:
         lines = self.access_log.read_text().splitlines() if self.access_log.exists() else []
         return [line for line in lines if needle in line]
-
-    async def stop(self) -> None:
-        await self.client.close()
-        for backend in self.backends.values():
-            await backend.stop()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from runtime.store import CONFIG_PREFIX, STATUS_PREFIX, Store
+from runtime.store import CONFIG_PREFIX, STATUS_PREFIX
 from tests.integration.conftest import LEASE_TTL, ControlPlane, eventually
 from tests.integration.httpclient import Backend
 
@@ -30,8 +30,7 @@ async def test_proxy_status_shows_synced_then_rejected_with_the_proxys_reason(me
     backend = await Backend("ps").start()
     sidecar = await mesh.proxy("ps-app", backend.port, 9080, "ps").ready()
     proxy_id = sidecar.config_dump()["proxy"]["id"]
-    host, port = mesh.etcd_url.removeprefix("http://").split(":")
-    store = await Store.connect(host, int(port))
+    store = await mesh.store()
     try:
         async def state(want: str) -> list[str] | None:
             result = await asyncio.to_thread(proxy_status, mesh, "-n", "ps")
@@ -61,8 +60,7 @@ async def test_a_departed_proxys_status_key_is_removed(mesh: ControlPlane) -> No
     backend = await Backend("gone").start()
     sidecar = await mesh.proxy("gone-app", backend.port, 9080, "gone").ready()
     proxy_id = sidecar.config_dump()["proxy"]["id"]
-    host, port = mesh.etcd_url.removeprefix("http://").split(":")
-    store = await Store.connect(host, int(port))
+    store = await mesh.store()
     try:
         await eventually(lambda: store.get(f"{STATUS_PREFIX}{proxy_id}"), timeout=LEASE_TTL + 5)
         sidecar.process.stop()

@@ -8,7 +8,7 @@ import json
 import nats
 import pytest
 
-from runtime.store import STATUS_PREFIX, Store
+from runtime.store import STATUS_PREFIX
 from tests.integration.conftest import LEASE_TTL, ControlPlane, eventually
 from tests.integration.httpclient import Backend
 
@@ -60,8 +60,7 @@ async def test_pilot_records_each_proxys_ack_in_etcd(mesh: ControlPlane) -> None
     sidecar = await mesh.proxy("status-app", backend.port, 9080, "reg").ready()
     proxy_id = sidecar.config_dump()["proxy"]["id"]
     version = sidecar.config_dump()["version"]
-    host, port = mesh.etcd_url.removeprefix("http://").split(":")
-    store = await Store.connect(host, int(port))
+    store = await mesh.store()
 
     async def recorded() -> dict | None:
         entry = await store.get(f"{STATUS_PREFIX}{proxy_id}")

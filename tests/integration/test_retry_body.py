@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from tests.integration.conftest import ControlPlane, apply, eventually
+from tests.integration.conftest import ControlPlane, apply_ok, eventually, fqdn, route_to
 from tests.integration.httpclient import AppServer
 
 pytestmark = pytest.mark.asyncio
@@ -75,24 +75,8 @@ async def mesh_with(mesh: ControlPlane):  # type: ignore[no-untyped-def]
         front = mesh.proxy("frontend", front_app.port, 9080, ns, "app=frontend", extra)
         for sidecar in (server, front):
             await sidecar.ready()
-        reply = await apply(mesh, f"""
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: reviews, namespace: {ns}}}
-spec:
-  hosts: [reviews]
-  http:
-  - route:
-    - destination: {{host: reviews}}
-    retries: {{attempts: 3, retryOn: 5xx}}
-""")
-        assert reply["ok"], reply
-
-        def converged() -> bool:
-            dump = front.config_dump()
-            return dump["version"] >= reply["revision"] and any(
-                c["host"] == f"reviews.{ns}.svc.cluster.local" and c["endpoints"] for c in dump["clusters"])
-        await eventually(converged)
+        await apply_ok(mesh, route_to(ns, fields="    retries: {attempts: 3, retryOn: 5xx}\n"), front)
+        await eventually(lambda: front.endpoints(fqdn("reviews", ns)))
         return front
 
     yield start

@@ -23,19 +23,6 @@ async def reviews(mesh: ControlPlane):  # type: ignore[no-untyped-def]
     await app.stop()
 
 
-async def destination_rule(app: Mesh, traffic_policy: str) -> None:
-    reply = await apply(app.mesh, f"""
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: reviews, namespace: {app.ns}}}
-spec:
-  host: reviews
-  trafficPolicy: {traffic_policy}
-""")
-    assert reply["ok"], reply
-    await eventually(lambda: app.frontend.config_dump()["version"] >= reply["revision"])
-
-
 async def concurrent_gets(app: Mesh, n: int) -> list[tuple[int, float]]:
     """(status, seconds) of n requests sent at once, each on its own connection."""
     clients = [Client("127.0.0.1", app.frontend.outbound_port) for _ in range(n)]
@@ -55,7 +42,7 @@ async def concurrent_gets(app: Mesh, n: int) -> list[tuple[int, float]]:
 async def test_a_full_pool_answers_overflow_fast_while_the_admitted_requests_wait(reviews: Mesh) -> None:
     await reviews.start(FlakyBackend("stalls", stall=True))
     await reviews.route("    timeout: 1s\n")
-    await destination_rule(reviews, "{connectionPool: {tcp: {maxConnections: 1}, "
+    await reviews.rule("{connectionPool: {tcp: {maxConnections: 1}, "
                                     "http: {http1MaxPendingRequests: 1}}}")
     results = await concurrent_gets(reviews, 5)
     overflow = [t for s, t in results if s == 503]
@@ -87,7 +74,7 @@ async def test_without_limits_every_request_reaches_the_stalling_backend(reviews
 async def test_a_waiting_request_is_sent_when_the_one_in_flight_completes(reviews: Mesh) -> None:
     backend = FlakyBackend("v1")
     await reviews.start(backend)
-    await destination_rule(reviews, "{connectionPool: {tcp: {maxConnections: 1}, "
+    await reviews.rule("{connectionPool: {tcp: {maxConnections: 1}, "
                                     "http: {http1MaxPendingRequests: 10}}}")
     results = await concurrent_gets(reviews, 6)
     assert [s for s, _ in results] == [200] * 6 and backend.seen == 6
@@ -162,7 +149,7 @@ async def test_an_endpoint_returning_5xx_is_ejected_and_returns_after_the_base_e
     bad, good = FlakyBackend("bad", fail_first=10**6), FlakyBackend("good")
     await reviews.start(bad, good)
     await reviews.route("    retries: {attempts: 0}\n")  # let every failure reach the client
-    await destination_rule(reviews, "{loadBalancer: {simple: ROUND_ROBIN}, outlierDetection: "
+    await reviews.rule("{loadBalancer: {simple: ROUND_ROBIN}, outlierDetection: "
                                     "{consecutive5xxErrors: 2, interval: 100ms, baseEjectionTime: 1s, "
                                     "maxEjectionPercent: 100}}")
     t0 = time.monotonic()
@@ -185,6 +172,6 @@ async def test_without_outlier_detection_the_failing_endpoint_keeps_its_share(re
     bad, good = FlakyBackend("bad", fail_first=10**6), FlakyBackend("good")
     await reviews.start(bad, good)
     await reviews.route("    retries: {attempts: 0}\n")
-    await destination_rule(reviews, "{loadBalancer: {simple: ROUND_ROBIN}}")  # exact halves: the default, LEAST_REQUEST, picks at random among idle endpoints
+    await reviews.rule("{loadBalancer: {simple: ROUND_ROBIN}}")  # exact halves: the default, LEAST_REQUEST, picks at random among idle endpoints
     statuses = [(await reviews.get()).status for _ in range(20)]
     assert statuses.count(503) == 10 and bad.seen == 10

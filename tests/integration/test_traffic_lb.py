@@ -8,19 +8,11 @@ import itertools
 
 import pytest
 
-from tests.integration.conftest import ControlPlane, apply, eventually
+from tests.integration.conftest import Bookinfo, ControlPlane, apply_ok, destination_rule, eventually, fqdn
 from tests.integration.httpclient import Backend, Client
-from tests.integration.test_mesh_routing import Bookinfo, destination_rule
 
 pytestmark = pytest.mark.asyncio
 _weighted = itertools.count(1)
-
-
-@pytest.fixture
-async def bookinfo(mesh: ControlPlane):  # type: ignore[no-untyped-def]
-    app = await Bookinfo(mesh).start()
-    yield app
-    await app.stop()
 
 
 async def versions_for(bookinfo: Bookinfo, url: str, n: int, headers: dict[str, str] | None = None) -> set[str]:
@@ -85,8 +77,7 @@ spec:
     assert await versions_for(bookinfo, "http://reviews:9080/reviews", 10) == {"v1"}
 
 
-WEIGHTED_ENDPOINTS = {
-    "workload entries": """
+RATINGS_ENTRY = """
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {{name: ratings, namespace: {ns}}}
@@ -95,7 +86,9 @@ spec:
   location: MESH_INTERNAL
   resolution: STATIC
   ports: [{{number: 9080, name: http}}]
-  workloadSelector: {{labels: {{app: ratings}}}}
+"""
+WEIGHTED_ENDPOINTS = {  # the ratings entry's endpoints, weighted 1 (light) and 3 (heavy), two ways
+    "workload entries": RATINGS_ENTRY + """  workloadSelector: {{labels: {{app: ratings}}}}
 ---
 apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
@@ -107,16 +100,7 @@ kind: WorkloadEntry
 metadata: {{name: heavy, namespace: {ns}}}
 spec: {{address: 127.0.0.1, ports: {{http: {heavy}}}, labels: {{app: ratings}}, weight: 3}}
 """,
-    "service entry endpoints": """
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: ratings, namespace: {ns}}}
-spec:
-  hosts: [ratings.{ns}.svc.cluster.local]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{{number: 9080, name: http}}]
-  endpoints:
+    "service entry endpoints": RATINGS_ENTRY + """  endpoints:
   - {{address: 127.0.0.1, ports: {{http: {light}}}, weight: 1}}
   - {{address: 127.0.0.1, ports: {{http: {heavy}}}, weight: 3}}
 """,
@@ -131,14 +115,9 @@ async def test_endpoint_weights_1_and_3_split_requests_about_25_75(mesh: Control
     web = Client("127.0.0.1", client.outbound_port)
     try:
         await client.ready()
-        reply = await apply(mesh, WEIGHTED_ENDPOINTS[source].format(ns=ns, light=light.port, heavy=heavy.port))
-        assert reply["ok"], reply
-        host = f"ratings.{ns}.svc.cluster.local"
-
-        def endpoints() -> int:
-            return sum(len(c["endpoints"]) for c in client.config_dump()["clusters"] if c["host"] == host)
-
-        await eventually(lambda: endpoints() == 2)
+        await apply_ok(mesh, WEIGHTED_ENDPOINTS[source].format(ns=ns, light=light.port, heavy=heavy.port))
+        host = fqdn("ratings", ns)
+        await eventually(lambda: client.endpoints(host) == 2)
         seen: collections.Counter[str] = collections.Counter()
         for _ in range(400):  # the default LEAST_REQUEST; one at a time, so it is weighted round robin
             response = await web.request("GET", f"http://{host}:9080/")

@@ -11,10 +11,10 @@ import json
 
 import pytest
 
-from tests.integration.conftest import ControlPlane, apply, eventually
+from tests.integration.conftest import (
+    Bookinfo, ControlPlane, apply_ok, destination_rule, eventually, fqdn, route_to,
+)
 from tests.integration.httpclient import Client
-from tests.integration.test_mesh_routing import Bookinfo
-from tests.integration.test_traffic_circuit_breaking import destination_rule
 from tests.integration.test_traffic_resilience import FlakyBackend, Mesh
 
 pytestmark = pytest.mark.asyncio
@@ -24,13 +24,6 @@ _namespaces = itertools.count(1)
 @pytest.fixture
 async def reviews(mesh: ControlPlane):  # type: ignore[no-untyped-def]
     app = Mesh(mesh)
-    yield app
-    await app.stop()
-
-
-@pytest.fixture
-async def bookinfo(mesh: ControlPlane):  # type: ignore[no-untyped-def]
-    app = await Bookinfo(mesh).start()
     yield app
     await app.stop()
 
@@ -47,12 +40,12 @@ async def test_a_retry_budget_stops_retries_and_without_one_they_are_sent(review
     await reviews.start(backend)
     await reviews.route("    retries: {attempts: 3, retryOn: 5xx}\n")
     host = f"reviews.{reviews.ns}.svc.cluster.local"
-    await destination_rule(reviews, "{retryBudget: {percent: 0, minRetryConcurrency: 0}}")
+    await reviews.rule("{retryBudget: {percent: 0, minRetryConcurrency: 0}}")
     assert [(await reviews.get()).status for _ in range(5)] == [503] * 5
     assert backend.seen == 5  # no retry was sent: the budget allows none
     assert breaker_stats(reviews, host)["retry_overflows"] == 5
     # Istio's defaults (20%, at least 3 at once): each request is retried 3 times
-    await destination_rule(reviews, "{retryBudget: {}}")
+    await reviews.rule("{retryBudget: {}}")
     assert [(await reviews.get()).status for _ in range(5)] == [503] * 5
     assert backend.seen == 5 + 5 * 4
 
@@ -61,7 +54,7 @@ async def test_max_retries_caps_the_requests_retrying_at_once(reviews: Mesh) -> 
     backend = FlakyBackend("down", fail_first=10**9, delay=0.3)  # slow: the six requests overlap
     await reviews.start(backend)
     await reviews.route("    retries: {attempts: 2, retryOn: 5xx}\n")
-    await destination_rule(reviews, "{connectionPool: {http: {maxRetries: 1}}}")
+    await reviews.rule("{connectionPool: {http: {maxRetries: 1}}}")
     clients = [Client("127.0.0.1", reviews.frontend.outbound_port) for _ in range(6)]
     try:
         statuses = await asyncio.gather(*(c.request("GET", "http://reviews:9080/r") for c in clients))
@@ -93,9 +86,7 @@ class Direct:
         return self
 
     async def apply(self, text: str) -> None:
-        reply = await apply(self.mesh, text)
-        assert reply["ok"], reply
-        await eventually(lambda: self.frontend.config_dump()["version"] >= reply["revision"])
+        await apply_ok(self.mesh, text, self.frontend)
 
     async def entry(self, host: str, port: int, endpoint_port: int) -> None:
         await self.apply(f"""
@@ -203,36 +194,12 @@ async def test_retry_remote_localities_moves_the_second_retry_to_the_next_locali
         for sidecar in sidecars:
             await sidecar.ready()
 
-        def endpoints() -> int:
-            for cluster in frontend.config_dump()["clusters"]:
-                if cluster["host"] == f"reviews.{ns}.svc.cluster.local":
-                    return len(cluster["endpoints"])
-            return 0
-
-        await eventually(lambda: endpoints() == 2)
+        await eventually(lambda: frontend.endpoints(fqdn("reviews", ns)) == 2)
 
         async def route(retries: str) -> None:
-            for text in (f"""
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: reviews, namespace: {ns}}}
-spec:
-  host: reviews
-  trafficPolicy:
-    loadBalancer: {{localityLbSetting: {{enabled: true}}}}
-""", f"""
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: reviews, namespace: {ns}}}
-spec:
-  hosts: [reviews]
-  http:
-  - route: [{{destination: {{host: reviews}}}}]
-    retries: {retries}
-"""):
-                reply = await apply(mesh, text)
-                assert reply["ok"], reply
-                await eventually(lambda: frontend.config_dump()["version"] >= reply["revision"])
+            await apply_ok(mesh, destination_rule(ns, (), "{loadBalancer: {localityLbSetting: {enabled: true}}}"),
+                           frontend)
+            await apply_ok(mesh, route_to(ns, fields=f"    retries: {retries}\n"), frontend)
 
         await route("{attempts: 2, retryOn: 5xx}")
         response = await client.request("GET", "http://reviews:9080/r")

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.integration.conftest import ControlPlane, apply, eventually
+from tests.integration.conftest import ControlPlane, apply, apply_ok, destination_rule, eventually, fqdn, route_to
 from tests.integration.httpclient import AppServer, Client
 
 pytestmark = pytest.mark.asyncio
@@ -70,24 +70,15 @@ class Mesh:
         return self
 
     def endpoints(self) -> int:
-        for cluster in self.frontend.config_dump()["clusters"]:
-            if cluster["host"] == f"reviews.{self.ns}.svc.cluster.local":
-                return sum(1 for e in cluster["endpoints"] if e.get("healthy", True))
-        return 0
+        return self.frontend.endpoints(fqdn("reviews", self.ns), healthy_only=True)
 
     async def route(self, http_fields: str) -> None:
-        reply = await apply(self.mesh, f"""
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: reviews, namespace: {self.ns}}}
-spec:
-  hosts: [reviews]
-  http:
-  - route:
-    - destination: {{host: reviews}}
-{http_fields}""")
-        assert reply["ok"], reply
-        await eventually(lambda: self.frontend.config_dump()["version"] >= reply["revision"])
+        """Route all of reviews with these more fields of the rule (YAML lines indented four spaces)."""
+        await apply_ok(self.mesh, route_to(self.ns, fields=http_fields), self.frontend)
+
+    async def rule(self, traffic_policy: str) -> None:
+        """A DestinationRule for reviews with this trafficPolicy (flow-style YAML)."""
+        await apply_ok(self.mesh, destination_rule(self.ns, (), traffic_policy), self.frontend)
 
     async def get(self):  # type: ignore[no-untyped-def]
         return await self.client.request("GET", "http://reviews:9080/r")

@@ -13,7 +13,7 @@ from proto import subjects
 from proto.xds import HttpRule, Push, RouteConfig, SnapshotRequest, WeightedDestination
 from runtime import bus as busmod
 from runtime.bus import decode, encode
-from tests.integration.conftest import ControlPlane, Sidecar, apply, eventually
+from tests.integration.conftest import ControlPlane, Sidecar, apply_ok, eventually, fqdn, route_to
 from tests.integration.httpclient import Backend, Client
 
 pytestmark = pytest.mark.asyncio
@@ -43,18 +43,6 @@ class Watcher:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.bus.close()
-
-
-def vs(ns: str) -> str:
-    return f"""
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: reviews, namespace: {ns}}}
-spec:
-  hosts: [reviews]
-  http:
-  - route: [{{destination: {{host: reviews, port: {{number: 9080}}}}}}]
-"""
 
 
 def routes(sidecar: Sidecar) -> dict[str, int]:
@@ -106,9 +94,8 @@ async def test_a_push_that_skips_a_sequence_number_makes_the_sidecar_ask_pilot_f
         await watch.publish(Push(epoch=held["epoch"], seq=held["seq"] + 1, version=held["version"]))
         await eventually(lambda: front.config_dump()["seq"] == held["seq"] + 1, timeout=5)
         asked = watch.requests.count(proxy_id)
-        reply = await apply(mesh, vs(ns))
-        assert reply["ok"], reply
-        await eventually(lambda: routes(front).get(f"reviews.{ns}.svc.cluster.local") == reply["revision"])
+        reply = await apply_ok(mesh, route_to(ns))
+        await eventually(lambda: routes(front).get(fqdn("reviews", ns)) == reply["revision"])
         assert watch.requests.count(proxy_id) > asked
     client = Client("127.0.0.1", front.outbound_port)
     try:
@@ -124,9 +111,8 @@ async def test_a_route_held_pending_applies_after_the_pending_grace(mesh: Contro
     NACKed cluster push would leave it) is waited for --pending-grace seconds, then the route applies and
     only its requests get 503 NC."""
     ns, backend, front = await start(mesh, "--pending-grace", "1.5")
-    reply = await apply(mesh, vs(ns))
-    assert reply["ok"], reply
-    host = f"reviews.{ns}.svc.cluster.local"
+    reply = await apply_ok(mesh, route_to(ns))
+    host = fqdn("reviews", ns)
     await eventually(lambda: routes(front).get(host) == reply["revision"])
     held = await steady(front)
     waiting = RouteConfig(host=host, version=held["version"] + 1, source=f"{ns}/reviews", rules=[

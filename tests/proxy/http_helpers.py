@@ -1,4 +1,5 @@
-"""Test doubles for the HTTP data plane: tiny upstream servers, a raw-socket client, a router stub.
+"""Test doubles for the HTTP data plane: tiny upstream servers (one that records every byte it is sent, to
+prove a refused request reached no app), a raw-socket client, a router stub, a recorder of the sidecar's logs.
 
 Everything speaks bytes written here by hand, independent of httptools, so a test sees exactly what
 the proxy put on the wire.
@@ -7,13 +8,18 @@ the proxy put on the wire.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from typing import Awaitable, Callable
 
+import pytest
+
 from proxy.errors import NoRoute, ProxyError
+from proxy.http.server import Mode
 from proxy.outbound.target import RequestHead, Target
 
 WAIT = 5.0  # upper bound for any single read in a test
+BOTH = pytest.mark.parametrize("mode", [Mode.OUTBOUND, Mode.INBOUND], ids=["outbound", "inbound"])
 
 
 class Message:
@@ -218,3 +224,52 @@ class Clients:
                 await writer.wait_closed()
             except ConnectionError:
                 pass
+
+
+class RecordingApp(Upstream):
+    """An app that answers nothing and keeps every byte it receives, per connection."""
+
+    def __init__(self) -> None:
+        super().__init__(self._record)
+        self.received = bytearray()
+        self.closed = asyncio.Event()  # set when a connection from the sidecar ends
+
+    @staticmethod
+    async def _record(up: Upstream, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert isinstance(up, RecordingApp)
+        try:
+            while data := await reader.read(65536):
+                up.received += data
+        finally:
+            up.closed.set()
+
+
+class _Recorder:
+    """Stands in for a structlog logger: keeps each call as capture_logs would (event, log_level, fields).
+    (capture_logs cannot see a module's logger once structlog has cached it, as runtime.log configures.)"""
+
+    def __init__(self, entries: list[dict]) -> None:
+        self.entries = entries
+
+    def __getattr__(self, level: str):
+        def emit(event: str, **fields: object) -> None:
+            self.entries.append({"event": event, "log_level": level, **fields})
+        return emit
+
+
+@contextlib.contextmanager
+def recorded_logs():
+    """What the sidecar's HTTP modules log meanwhile (proxy/http/rescue.py, conn_guard.py, proxy/main.py)."""
+    import proxy.http.conn_guard as conn_guard
+    import proxy.http.rescue as rescue
+    import proxy.main as main
+
+    entries: list[dict] = []
+    recorder = _Recorder(entries)
+    saved = (rescue.log, conn_guard.log, main.get_logger)
+    rescue.log = conn_guard.log = recorder
+    main.get_logger = lambda name="": recorder
+    try:
+        yield entries
+    finally:
+        rescue.log, conn_guard.log, main.get_logger = saved

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from tests.proxy.http_helpers import Clients, closed, read_response
+from tests.proxy.http_helpers import closed, read_response
 
 from proxy.errors import BlackHole, ProxyError
-from proxy.http.server import AccessRecord, Mode, serve
-from proxy.http.upstream import ConnectionPool
+from proxy.http.server import AccessRecord, Mode
 from proxy.outbound.target import Target
 from proxy.tcp import relay
 
@@ -62,21 +61,14 @@ class Echo:
 
 
 @pytest.fixture
-async def tunnel_proxy():  # type: ignore[no-untyped-def]
-    pool = ConnectionPool(connect_timeout=2.0)
-    listeners, clients, records = [], Clients(), []
+async def tunnel_proxy(proxy_for):  # type: ignore[no-untyped-def]
+    records: list[AccessRecord] = []
 
     async def start(targets, mode=Mode.OUTBOUND):  # type: ignore[no-untyped-def]
-        listener = await serve("127.0.0.1", 0, TunnelRouter(targets), pool, mode, on_complete=records.append)
-        listeners.append(listener)
-        return await clients(listener.port)
+        return await proxy_for(TunnelRouter(targets), mode, on_complete=records.append)
 
     start.records = records  # type: ignore[attr-defined]
-    yield start
-    await clients.close()
-    for listener in listeners:
-        await listener.stop(grace=0.5)
-    pool.close()
+    return start
 
 
 async def wait_for(check, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]

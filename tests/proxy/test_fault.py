@@ -8,13 +8,11 @@ import socket
 import struct
 
 import pytest
-from tests.proxy.http_helpers import Clients, StubRouter, Upstream, keep_alive_echo, read_response
+from tests.proxy.http_helpers import StubRouter, Upstream, keep_alive_echo, read_response
 
 from proto import xds
 from proxy.errors import FaultAbort
 from proxy.http.rescue import rescue
-from proxy.http.server import Mode, serve
-from proxy.http.upstream import ConnectionPool
 from proxy.outbound import fault
 from proxy.outbound.policy import compile_policy
 from proxy.outbound.target import Target
@@ -70,27 +68,17 @@ def test_an_abort_is_rescued_with_its_status_and_the_fi_flag():
 # --- the exchange over loopback -------------------------------------------------------------------------
 
 @pytest.fixture
-async def proxy_with():
-    pool = ConnectionPool(connect_timeout=2.0)
-    listeners = []
-    clients = Clients()
+async def proxy_with(proxy_for):
     records = []
 
     async def start(up: Upstream, **policy_fields):
         route_policy = compile_policy(xds.HttpRule(destinations=[xds.WeightedDestination(host="h")],
                                                    **policy_fields))
         target = Target("127.0.0.1", up.port, "outbound|80||h", policy=route_policy)
-        listener = await serve("127.0.0.1", 0, StubRouter({"h": target}), pool, Mode.OUTBOUND,
-                               on_complete=records.append)
-        listeners.append(listener)
-        return await clients(listener.port)
+        return await proxy_for(StubRouter({"h": target}), on_complete=records.append)
 
     start.records = records  # type: ignore[attr-defined]
-    yield start
-    await clients.close()
-    for listener in listeners:
-        await listener.stop(grace=0.5)
-    pool.close()
+    return start
 
 
 GET = b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n"

@@ -7,44 +7,15 @@ import hashlib
 
 import pytest
 from tests.proxy.http_helpers import (
-    Clients, StubRouter, Upstream, chunked_reply, closed, http10_close, keep_alive_echo, read_request,
+    StubRouter, Upstream, chunked_reply, closed, http10_close, keep_alive_echo, read_request,
     read_response, reset_on_request, stall,
 )
 
 from proxy.errors import NoHealthyUpstream
-from proxy.http.server import AccessRecord, Listener, Mode, serve
-from proxy.http.upstream import ConnectionPool
+from proxy.http.server import AccessRecord, Mode, serve
 from proxy.outbound.target import Target
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-async def pool():
-    pool = ConnectionPool(connect_timeout=2.0)
-    yield pool
-    pool.close()
-
-
-@pytest.fixture
-async def start_proxy(pool):
-    listeners: list[Listener] = []
-
-    async def start(router: StubRouter, mode: Mode = Mode.OUTBOUND, **options) -> Listener:
-        listener = await serve("127.0.0.1", 0, router, pool, mode, **options)
-        listeners.append(listener)
-        return listener
-
-    yield start
-    for listener in listeners:
-        await listener.stop(grace=0.5)
-
-
-@pytest.fixture
-async def connect():
-    clients = Clients()
-    yield clients
-    await clients.close()
 
 
 def get(path: bytes = b"/", host: bytes = b"reviews:9080", extra: bytes = b"") -> bytes:

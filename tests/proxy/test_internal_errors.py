@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from tests.proxy.http_helpers import StubRouter, Upstream, closed, keep_alive_echo, read_response
-from tests.proxy.listener_fixtures import BOTH, connect, pool, recorded_logs, start_proxy  # noqa: F401
+from tests.proxy.http_helpers import BOTH, StubRouter, Upstream, closed, keep_alive_echo, read_response, recorded_logs
 
 import proxy.http.server as server
 from proxy.errors import UpstreamTimeout

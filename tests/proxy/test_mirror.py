@@ -53,23 +53,14 @@ class MirrorRouter(StubRouter):
 
 
 @pytest.fixture
-async def mirrored():
-    pool = ConnectionPool(connect_timeout=2.0)
-    listeners, clients = [], Clients()
-
+async def mirrored(proxy_for):
     async def start(up: Upstream, shadow: Upstream):
         policy = compile_policy(xds.HttpRule(destinations=[xds.WeightedDestination(host="h")]),
                                 mirror=mirror.MirrorPolicy([xds.MirrorPolicy(host="m")]))
         target = Target("127.0.0.1", up.port, "outbound|80||h", policy=policy)
-        listener = await serve("127.0.0.1", 0, MirrorRouter(target, ("127.0.0.1", shadow.port)), pool, Mode.OUTBOUND)
-        listeners.append(listener)
-        return await clients(listener.port)
+        return await proxy_for(MirrorRouter(target, ("127.0.0.1", shadow.port)))
 
-    yield start
-    await clients.close()
-    for listener in listeners:
-        await listener.stop(grace=0.5)
-    pool.close()
+    return start
 
 
 async def wait_for(check, timeout: float = 3.0) -> None:  # type: ignore[no-untyped-def]

@@ -7,8 +7,7 @@ import asyncio
 import tracemalloc
 
 import pytest
-from tests.proxy.http_helpers import StubRouter, Upstream, closed, keep_alive_echo, read_response
-from tests.proxy.listener_fixtures import BOTH, RecordingApp, connect, pool, start_proxy  # noqa: F401
+from tests.proxy.http_helpers import BOTH, RecordingApp, StubRouter, Upstream, closed, keep_alive_echo, read_response
 
 from proxy.http.limits import Limits
 from proxy.http.server import Mode

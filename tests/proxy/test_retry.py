@@ -5,13 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from tests.proxy.http_helpers import (
-    Clients, Upstream, keep_alive_echo, read_request, read_response, reset_on_request, stall,
-)
+from tests.proxy.http_helpers import Upstream, keep_alive_echo, read_request, read_response, reset_on_request, stall
 
 from proto import xds
-from proxy.http.server import Mode, serve
-from proxy.http.upstream import ConnectionPool
 from proxy.outbound import retry
 from proxy.outbound.policy import DEFAULT_POLICY, compile_policy
 from proxy.outbound.target import Target
@@ -119,24 +115,6 @@ def failing_first(n: int, status: int = 503):
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
             await writer.drain()
     return handler
-
-
-@pytest.fixture
-async def proxy_for():
-    pool = ConnectionPool(connect_timeout=2.0)
-    listeners = []
-    clients = Clients()
-
-    async def start(router, **options):
-        listener = await serve("127.0.0.1", 0, router, pool, Mode.OUTBOUND, **options)
-        listeners.append(listener)
-        return await clients(listener.port)
-
-    yield start
-    await clients.close()
-    for listener in listeners:
-        await listener.stop(grace=0.5)
-    pool.close()
 
 
 GET = b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n"

@@ -6,12 +6,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from tests.proxy.http_helpers import Clients, Upstream, read_request, read_response
+from tests.proxy.http_helpers import Upstream, read_request, read_response
 
 from proto import xds
 from proxy.http import exchange
-from proxy.http.server import Mode, serve
-from proxy.http.upstream import ConnectionPool
 from proxy.outbound.policy import compile_policy
 from proxy.outbound.target import Target
 
@@ -52,23 +50,6 @@ def fails_first(n: int, *, before_body: bool = False):  # type: ignore[no-untype
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(req.body), req.body))
             await writer.drain()
     return handler
-
-
-@pytest.fixture
-async def proxy_for():  # type: ignore[no-untyped-def]
-    pool = ConnectionPool(connect_timeout=2.0)
-    listeners, clients = [], Clients()
-
-    async def start(router):  # type: ignore[no-untyped-def]
-        listener = await serve("127.0.0.1", 0, router, pool, Mode.OUTBOUND)
-        listeners.append(listener)
-        return await clients(listener.port)
-
-    yield start
-    await clients.close()
-    for listener in listeners:
-        await listener.stop(grace=0.5)
-    pool.close()
 
 
 async def warm(reader, writer) -> None:  # type: ignore[no-untyped-def]

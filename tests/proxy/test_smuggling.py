@@ -7,8 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from tests.proxy.http_helpers import StubRouter, closed, read_response
-from tests.proxy.listener_fixtures import RecordingApp, connect, pool, start_proxy  # noqa: F401
+from tests.proxy.http_helpers import RecordingApp, StubRouter, closed, read_response
 
 from proxy.http.server import Mode
 

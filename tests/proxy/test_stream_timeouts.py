@@ -8,8 +8,9 @@ import asyncio
 import time
 
 import pytest
-from tests.proxy.http_helpers import StubRouter, Upstream, closed, keep_alive_echo, read_request, read_response
-from tests.proxy.listener_fixtures import BOTH, RecordingApp, connect, pool, start_proxy  # noqa: F401
+from tests.proxy.http_helpers import (
+    BOTH, RecordingApp, StubRouter, Upstream, closed, keep_alive_echo, read_request, read_response, recorded_logs,
+)
 
 from proxy.http.limits import Limits
 from proxy.http.server import AccessRecord, Mode
@@ -182,8 +183,6 @@ async def test_a_stalled_head_after_a_slow_request_on_the_same_connection_still_
 
 
 async def test_refused_connections_are_logged_at_most_once_per_interval(start_proxy, connect):
-    from tests.proxy.listener_fixtures import recorded_logs
-
     async with Upstream(keep_alive_echo) as up:
         proxy = await start_proxy(router_for(up), Mode.INBOUND, limits=Limits(max_connections=1))
         await connect(proxy.port)

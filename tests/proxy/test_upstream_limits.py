@@ -8,7 +8,6 @@ import asyncio
 
 import pytest
 from tests.proxy.http_helpers import StubRouter, Upstream, read_request, read_response
-from tests.proxy.listener_fixtures import connect, pool, start_proxy  # noqa: F401
 
 from proxy.http.server import AccessRecord
 from proxy.http.upstream import ConnectionPool

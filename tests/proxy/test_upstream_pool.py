@@ -6,7 +6,7 @@ import asyncio
 import socket
 
 import pytest
-from tests.proxy.http_helpers import Clients, StubRouter, Upstream, closed, read_request, read_response
+from tests.proxy.http_helpers import StubRouter, Upstream, closed, read_request, read_response
 
 from proxy.errors import UpstreamConnectError
 from proxy.http.server import serve
@@ -21,13 +21,6 @@ async def hold_open(up, reader, writer) -> None:
 
 async def close_at_once(up, reader, writer) -> None:
     writer.close()
-
-
-@pytest.fixture
-async def connect():
-    clients = Clients()
-    yield clients
-    await clients.close()
 
 
 async def test_a_released_connection_is_reused_for_the_same_endpoint_only():

@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from tests.proxy.http_helpers import Clients, StubRouter, Upstream, closed, keep_alive_echo, read_request, read_response
+from tests.proxy.http_helpers import StubRouter, Upstream, closed, keep_alive_echo, read_request, read_response
 
-from proxy.http.server import Listener, Mode, serve
-from proxy.http.upstream import ConnectionPool
+from proxy.http.server import Mode
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -34,21 +33,8 @@ async def refuse(up: Upstream, reader: asyncio.StreamReader, writer: asyncio.Str
 
 
 @pytest.fixture
-async def env():
-    pool = ConnectionPool(connect_timeout=2.0)
-    listeners: list[Listener] = []
-    clients = Clients()
-
-    async def start(router: StubRouter, mode: Mode = Mode.OUTBOUND) -> Listener:
-        listener = await serve("127.0.0.1", 0, router, pool, mode)
-        listeners.append(listener)
-        return listener
-
-    yield start, clients, pool
-    await clients.close()
-    for listener in listeners:
-        await listener.stop(grace=0.5)
-    pool.close()
+async def env(start_proxy, connect, pool):
+    return start_proxy, connect, pool
 
 
 async def _read_exactly(reader: asyncio.StreamReader, n: int) -> bytes:
