@@ -28,7 +28,7 @@ from proxy.http.upstream import ConnectionPool
 from proxy.inbound.local_app import LocalAppRouter
 from proxy.outbound.dns_cache import DnsCache
 from proxy.outbound.router import MeshRouter
-from proxy.outbound.target import Target
+from proxy.core.target import Target
 from proxy.settings import ProxyOptions
 from proxy.tcp.relay import Picker, TcpListener
 from runtime import bus as busmod

@@ -57,7 +57,7 @@ class FakeTransport:
 class _Table:
     def __init__(self, lb: str) -> None:
         from proto.xds import ClusterConfig, Endpoint, HttpRule, RouteConfig, WeightedDestination
-        from proxy.outbound.route_match import CompiledRoute
+        from proxy.outbound.route import CompiledRoute
         from proxy.outbound.router import build_table
 
         fqdn = "bench-backend.default.svc.cluster.local"

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import httptools
 
-from proxy.errors import (
+from proxy.core.errors import (
     BadRequest, HeadersTooLarge, ProxyError, RequestTimeout, StreamIdleTimeout, UriTooLong,
 )
 from proxy.http.rescue import log_bug

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from proxy.errors import BadRequest, BlackHole, ProxyError, UpstreamConnectError
-from proxy.http.exchange import AccessRecord
+from proxy.core.errors import BadRequest, BlackHole, ProxyError, UpstreamConnectError
+from proxy.core.access import AccessRecord
 from proxy.http.head import split_authority
 from proxy.http.rescue import rescue
 from proxy.outbound.passthrough import BLACKHOLE_CLUSTER
-from proxy.outbound.target import Target
+from proxy.core.target import Target
 from proxy.tcp.relay import Relay, _Side
 from runtime.log import get_logger
 

@@ -12,15 +12,17 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from proxy.errors import BadRequest, Overflow, ProxyError, RetryBufferExceeded, UpstreamTimeout
+from proxy.core.errors import BadRequest, Overflow, ProxyError, RetryBufferExceeded, UpstreamTimeout
 from proxy.http.flow import BUFFERING, PEER_FULL, PIPELINE
 from proxy.http.head import COLON_SP, CRLF, request_head, status_line, write_response_head
+from proxy.core.access import AccessRecord
 from proxy.http.rescue import rescue
 from proxy.http.exchange_retry import RetrySteps
 from proxy.http.upstream import STREAM, UpstreamConnection
 from proxy.outbound import mirror, retry
-from proxy.outbound.route_match import NO_CALLER
-from proxy.outbound.target import RequestHead, Target
+from proxy.core.request import NO_CALLER
+from proxy.core.request import RequestHead
+from proxy.core.target import Target
 
 if TYPE_CHECKING:
     from proxy.http.server import HttpProxyProtocol
@@ -35,23 +37,6 @@ BUFFER_LIMIT = 64 * 1024  # request body held while connecting before we stop re
 # per_connection_buffer_limit_bytes, default 1 MiB). A body over it streams and is not retried.
 # Set once at start-up from `proxy run --retry-buffer-limit` (proxy/main.py); 0 keeps nothing.
 RETRY_BUFFER_LIMIT = 1024 * 1024
-
-
-class AccessRecord:
-    """What `on_complete` receives after each request; flag is Envoy's response flag ("-" if none)."""
-
-    __slots__ = ("method", "host", "path", "status", "flag", "cluster", "bytes_sent", "duration_ms")
-
-    def __init__(self, method: str, host: str, path: str, status: int, flag: str, cluster: str,
-                 bytes_sent: int, duration_ms: float) -> None:
-        self.method = method
-        self.host = host
-        self.path = path
-        self.status = status
-        self.flag = flag
-        self.cluster = cluster
-        self.bytes_sent = bytes_sent
-        self.duration_ms = duration_ms
 
 
 class Exchange(RetrySteps):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from proxy.errors import ProxyError, UpstreamTimeout
+from proxy.core.errors import ProxyError, UpstreamTimeout
 from proxy.outbound import retry
 
 if TYPE_CHECKING:

@@ -23,15 +23,17 @@ from typing import Callable
 
 import httptools
 
-from proxy.errors import BadRequest, HeadersTooLarge, UriTooLong
+from proxy.core.errors import BadRequest, HeadersTooLarge, UriTooLong
 from proxy.http.conn_guard import ConnectionGuard
 from proxy.http.connect_tunnel import ConnectExchange
-from proxy.http.exchange import AccessRecord, Exchange
+from proxy.core.access import AccessRecord
+from proxy.http.exchange import Exchange
 from proxy.http.flow import PEER_FULL, PIPELINE, ReadGate
 from proxy.http.head import Mode, connection_tokens, new_request_id, resolve
 from proxy.http.limits import DEFAULT, Limits
 from proxy.http.upstream import ConnectionPool, UpstreamConnection
-from proxy.outbound.target import RequestHead, Router
+from proxy.core.request import RequestHead
+from proxy.core.target import Router
 
 __all__ = ["AccessRecord", "HttpProxyProtocol", "Listener", "Mode", "ServerState", "serve"]
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from proxy.inbound.ratelimit import RateLimiter
-from proxy.outbound.target import RequestHead, Target
+from proxy.core.request import RequestHead
+from proxy.core.target import Target
 
 if TYPE_CHECKING:
     from proxy.control.config_state import ConfigState

@@ -16,15 +16,17 @@ from __future__ import annotations
 from typing import Protocol
 
 from proto.xds import ALLOW_ANY, ClusterConfig, Endpoint, LbPolicy, OutlierPolicy, PoolLimits
-from proxy.errors import NoCluster, NoHealthyUpstream, NoRoute
+from proxy.core.errors import NoCluster, NoHealthyUpstream, NoRoute
 from proxy.outbound.balancer import Balancer, make_balancer
 from proxy.outbound.circuit_breaker import Breaker
 from proxy.outbound.locality import preferred, ranked
 from proxy.outbound.outlier import Detector
 from proxy.outbound.passthrough import outside
 from proxy.outbound.policy import DEFAULT_POLICY
-from proxy.outbound.route_match import Caller, CompiledRoute, path_without_query
-from proxy.outbound.target import RequestHead, Target
+from proxy.core.request import Caller, path_without_query
+from proxy.outbound.route import CompiledRoute
+from proxy.core.request import RequestHead
+from proxy.core.target import Target
 
 RESOLVE_CACHE_SIZE = 4096
 RETRY_HOST_ATTEMPTS = 5  # Istio: host_selection_retry_max_attempts

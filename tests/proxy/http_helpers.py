@@ -10,8 +10,9 @@ import asyncio
 import socket
 from typing import Awaitable, Callable
 
-from proxy.errors import NoRoute, ProxyError
-from proxy.outbound.target import RequestHead, Target
+from proxy.core.errors import NoRoute, ProxyError
+from proxy.core.request import RequestHead
+from proxy.core.target import Target
 
 WAIT = 5.0  # upper bound for any single read in a test
 

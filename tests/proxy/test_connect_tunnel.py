@@ -7,10 +7,10 @@ import asyncio
 import pytest
 from tests.proxy.http_helpers import Clients, closed, read_response
 
-from proxy.errors import BlackHole, ProxyError
+from proxy.core.errors import BlackHole, ProxyError
 from proxy.http.server import AccessRecord, Mode, serve
 from proxy.http.upstream import ConnectionPool
-from proxy.outbound.target import Target
+from proxy.core.target import Target
 from proxy.tcp import relay
 
 pytestmark = pytest.mark.timeout(30)

@@ -9,7 +9,8 @@ import pytest
 
 from proxy.http.server import Listener, Mode
 from proxy.http.upstream import ConnectionPool
-from proxy.outbound.target import RequestHead, Target
+from proxy.core.request import RequestHead
+from proxy.core.target import Target
 from tests.proxy.http_helpers import Upstream, keep_alive_echo, read_response, reset_on_request, stall
 
 pytestmark = pytest.mark.asyncio

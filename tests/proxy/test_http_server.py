@@ -11,10 +11,10 @@ from tests.proxy.http_helpers import (
     read_response, reset_on_request, stall,
 )
 
-from proxy.errors import NoHealthyUpstream
+from proxy.core.errors import NoHealthyUpstream
 from proxy.http.server import AccessRecord, Listener, Mode, serve
 from proxy.http.upstream import ConnectionPool
-from proxy.outbound.target import Target
+from proxy.core.target import Target
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -14,8 +14,8 @@ from proxy.http.server import Mode, serve
 from proxy.http.upstream import ConnectionPool
 from proxy.outbound import mirror
 from proxy.outbound.policy import compile_policy
-from proxy.outbound.route_match import CompiledRule
-from proxy.outbound.target import Target
+from proxy.outbound.route import CompiledRule
+from proxy.core.target import Target
 
 pytestmark = pytest.mark.timeout(30)
 

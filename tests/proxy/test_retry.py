@@ -14,7 +14,7 @@ from proxy.http.server import Mode, serve
 from proxy.http.upstream import ConnectionPool
 from proxy.outbound import retry
 from proxy.outbound.policy import DEFAULT_POLICY, compile_policy
-from proxy.outbound.target import Target
+from proxy.core.target import Target
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -13,7 +13,7 @@ from proxy.http import exchange
 from proxy.http.server import Mode, serve
 from proxy.http.upstream import ConnectionPool
 from proxy.outbound.policy import compile_policy
-from proxy.outbound.target import Target
+from proxy.core.target import Target
 
 pytestmark = pytest.mark.timeout(30)
 

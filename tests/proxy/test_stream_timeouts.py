@@ -198,7 +198,7 @@ async def test_refused_connections_are_logged_at_most_once_per_interval(start_pr
 
 
 async def test_a_tcp_listener_closes_connections_over_its_limit_at_once():
-    from proxy.outbound.target import Target
+    from proxy.core.target import Target
     from proxy.tcp.relay import TcpListener
 
     async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
