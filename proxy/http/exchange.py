@@ -12,21 +12,19 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from proxy.core.errors import BadRequest, Overflow, ProxyError, RetryBufferExceeded, UpstreamTimeout
-from proxy.http.flow import BUFFERING, PEER_FULL, PIPELINE
-from proxy.http.head import COLON_SP, CRLF, request_head, status_line, write_response_head
 from proxy.core.access import AccessRecord
-from proxy.http.rescue import rescue
-from proxy.http.exchange_retry import RetrySteps
-from proxy.http.upstream import STREAM, UpstreamConnection
-from proxy.outbound import mirror, retry
-from proxy.core.request import NO_CALLER
+from proxy.core.errors import BadRequest, Overflow, ProxyError, RetryBufferExceeded, UpstreamTimeout
 from proxy.core.request import RequestHead
 from proxy.core.target import Target
+from proxy.http.flow import BUFFERING, PEER_FULL, PIPELINE
+from proxy.http.head import COLON_SP, CRLF, request_head, status_line, write_response_head
+from proxy.http.rescue import rescue
+from proxy.http.resilience import Resilience, RetryPick
+from proxy.http.upstream import STREAM, UpstreamConnection
+from proxy.outbound import mirror, retry
 
 if TYPE_CHECKING:
     from proxy.http.server import HttpProxyProtocol
-    from proxy.outbound.circuit_breaker import Breaker
     from proxy.outbound.mirror import MirrorPolicy
     from proxy.outbound.policy import RoutePolicy
 
@@ -39,7 +37,7 @@ BUFFER_LIMIT = 64 * 1024  # request body held while connecting before we stop re
 RETRY_BUFFER_LIMIT = 1024 * 1024
 
 
-class Exchange(RetrySteps):
+class Exchange:
     __slots__ = (
         # request
         "proto", "head", "method", "target", "headers", "drop", "chunked", "http11", "keep_alive",
@@ -48,7 +46,7 @@ class Exchange(RetrySteps):
         # upstream
         "upstream", "conn", "connecting", "retried", "timer",
         # route policy (proxy/outbound/policy.py): timeout, retries, fault
-        "policy", "attempt", "tried", "try_timer", "retry_slot",
+        "policy", "ctl",
         # response
         "status", "flag", "stream_chunked", "head_sent", "resp_done", "close_after", "out", "bytes_sent",
         # bookkeeping
@@ -88,10 +86,8 @@ class Exchange(RetrySteps):
         self.timer: asyncio.TimerHandle | None = None
         # route policy
         self.policy = None  # the chosen rule's RoutePolicy, from the Target
-        self.attempt = 0  # retries sent so far
-        self.tried: list[tuple[str, int]] | None = None  # endpoints tried, once a retry happens
-        self.try_timer: asyncio.TimerHandle | None = None  # per-try timeout, or the back-off before a retry
-        self.retry_slot: Breaker | None = None  # the cluster breaker whose retry slot this request holds
+        # Fault injection, retries, per-try timeouts (proxy/http/resilience.py): made when first needed.
+        self.ctl: Resilience | None = None
         # response
         self.status = 0
         self.flag = "-"
@@ -126,7 +122,7 @@ class Exchange(RetrySteps):
             return
         if self.expect_continue and not self.req_done:
             self.proto.write(CONTINUE)
-        if policy is not None and policy.fault is not None and self._inject_fault(policy.fault):
+        if policy is not None and policy.fault is not None and self._control().inject_fault(policy.fault):
             return
         self._go()
 
@@ -154,7 +150,7 @@ class Exchange(RetrySteps):
         target.acquire()  # in-flight count for LEAST_REQUEST; released when this try ends
         policy = self.policy
         if policy is not None and policy.retry is not None and policy.retry.per_try_timeout is not None:
-            self.try_timer = self.proto.loop.call_later(policy.retry.per_try_timeout, self._on_try_timeout)
+            self._control().arm_try_timer(policy.retry.per_try_timeout)
         if breaker is None or breaker.conn_policy is None:
             conn = self.proto.shared.pool.take((target.address, target.port))
         else:  # the cluster's own connections (maxRequestsPerConnection, idleTimeout, ...)
@@ -199,7 +195,7 @@ class Exchange(RetrySteps):
             target.outlier.report(target.endpoint, status)
         policy = self.policy
         if policy is not None:
-            if status >= policy.retry_from and self._retry_response(status):
+            if status >= policy.retry_from and self._control().on_response(status):
                 return
             if policy.edits_response:  # headers.response, corsPolicy (proxy/outbound/headers.py, cors.py)
                 headers = self._edit_response(policy, headers)
@@ -282,7 +278,7 @@ class Exchange(RetrySteps):
             self._connect()
             return
         self._report_failure()
-        if self.policy is not None and self._retry_failure(retry.RESET):
+        if self.policy is not None and self._control().on_failure(retry.RESET):
             return
         self.fail(exc)
 
@@ -370,7 +366,7 @@ class Exchange(RetrySteps):
                 return
             if isinstance(exc, ProxyError):  # a connect failure; anything else is our bug: no retry, no blame
                 self._report_failure()
-                if self.policy is not None and self._retry_failure(retry.CONNECT_FAILURE):
+                if self.policy is not None and self._control().on_failure(retry.CONNECT_FAILURE):
                     return
         except Exception as bug:
             exc = bug
@@ -444,7 +440,7 @@ class Exchange(RetrySteps):
             return True
         rewrite = policy.rewrite
         if rewrite is not None:
-            target = rewrite.target(head, getattr(self.proto.shared.router, "caller", NO_CALLER))
+            target = rewrite.target(head, self.proto.shared.caller)
             if target is not None:
                 self.target = target
             self.headers = rewrite.headers(self.headers)
@@ -458,7 +454,7 @@ class Exchange(RetrySteps):
     def _mirror(self, policy: MirrorPolicy) -> None:
         """Send a copy of the request (as it goes upstream) to the chosen mirrors once its body is in hand."""
         chosen = policy.chosen()
-        pick = getattr(self.proto.shared.router, "mirror_pick", None)
+        pick = self.proto.shared.mirror_pick
         if not chosen or pick is None or len(_mirror_copies) >= mirror.MAX_IN_FLIGHT:
             return
         targets = [t for t in (pick(host, subset, port, self.head) for host, subset, port in chosen) if t is not None]
@@ -498,15 +494,31 @@ class Exchange(RetrySteps):
         self.resp_done = True
         if self.upstream is not None:
             self.upstream.release()
-        if self.retry_slot is not None:
-            self.retry_slot.retry_done()
-            self.retry_slot = None
+        if self.ctl is not None:
+            self.ctl.finish()
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        if self.try_timer is not None:
-            self.try_timer.cancel()
-            self.try_timer = None
+
+    def _control(self) -> Resilience:
+        ctl = self.ctl
+        if ctl is None:
+            ctl = self.ctl = Resilience(self)
+        return ctl
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self.proto.loop
+
+    @property
+    def retry_pick(self) -> RetryPick | None:
+        return self.proto.shared.retry_pick
+
+    def _report_failure(self) -> None:
+        """A try ended without a response (connect failure, reset, per-try timeout): outlierDetection counts it."""
+        target = self.upstream
+        if target is not None and target.outlier is not None:
+            target.outlier.report(target.endpoint, 0)
 
     def _release(self) -> None:
         if not self.released:

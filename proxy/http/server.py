@@ -23,17 +23,17 @@ from typing import Callable
 
 import httptools
 
+from proxy.core.access import AccessRecord
 from proxy.core.errors import BadRequest, HeadersTooLarge, UriTooLong
+from proxy.core.request import NO_CALLER, Caller, RequestHead
+from proxy.core.target import Router
 from proxy.http.conn_guard import ConnectionGuard
 from proxy.http.connect_tunnel import ConnectExchange
-from proxy.core.access import AccessRecord
 from proxy.http.exchange import Exchange
 from proxy.http.flow import PEER_FULL, PIPELINE, ReadGate
 from proxy.http.head import Mode, connection_tokens, new_request_id, resolve
 from proxy.http.limits import DEFAULT, Limits
 from proxy.http.upstream import ConnectionPool, UpstreamConnection
-from proxy.core.request import RequestHead
-from proxy.core.target import Router
 
 __all__ = ["AccessRecord", "HttpProxyProtocol", "Listener", "Mode", "ServerState", "serve"]
 
@@ -46,11 +46,16 @@ class ServerState:
     """What all connections of one listener share: its configuration and the live connections."""
 
     __slots__ = ("router", "pool", "mode", "on_complete", "response_timeout", "keepalive_timeout",
-                 "connections", "drained", "limits", "refused", "refused_logged")
+                 "connections", "drained", "limits", "refused", "refused_logged", "caller", "retry_pick",
+                 "mirror_pick")
 
     def __init__(self, router: Router, pool: ConnectionPool, mode: Mode, on_complete: OnComplete | None,
                  response_timeout: float | None, keepalive_timeout: float, limits: Limits = DEFAULT) -> None:
         self.router = router
+        # The router's optional parts (MeshRouter has them), looked up once rather than per request.
+        self.caller: Caller = getattr(router, "caller", NO_CALLER)
+        self.retry_pick = getattr(router, "retry_pick", None)
+        self.mirror_pick = getattr(router, "mirror_pick", None)
         self.pool = pool
         self.mode = mode
         self.on_complete = on_complete
