@@ -23,8 +23,8 @@ from proxy.control.config_state import ConfigState
 from proxy.control.registration import Registration
 from proxy.control.xds_client import XdsClient
 from proxy.http import exchange
-from proxy.http.server import Listener
-from proxy.http.upstream import ConnectionPool
+from proxy.http.listener import Listener
+from proxy.http.upstream_pool import ConnectionPool
 from proxy.inbound.local_app import LocalAppRouter
 from proxy.outbound.dns_cache import DnsCache
 from proxy.outbound.router import MeshRouter

@@ -69,9 +69,11 @@ class _Table:
 
 
 async def drive(mode: str, requests: int, profile: bool, lb: str = "LEAST_REQUEST", access_log: str = "") -> float:
-    from proxy.http.server import HttpProxyProtocol, ServerState
+    from proxy.http.server import HttpProxyProtocol
+    from proxy.http.listener_state import ServerState
     from proxy.http.head import Mode
-    from proxy.http.upstream import ConnectionPool, UpstreamConnection
+    from proxy.http.upstream_pool import ConnectionPool
+    from proxy.http.upstream import UpstreamConnection
     from proxy.main import LocalAppRouter
     from proxy.outbound.router import MeshRouter
 

@@ -23,9 +23,12 @@ from proxy.http.rescue import log_bug
 from runtime.log import get_logger
 
 if TYPE_CHECKING:
-    from proxy.http.server import HttpProxyProtocol
+    import asyncio
 
-    _Base = HttpProxyProtocol
+    from proxy.http.listener_state import Downstream
+
+    class _Base(Downstream, asyncio.Protocol):  # what HttpProxyProtocol, the class this guards, offers
+        ...
 else:
     _Base = object
 

@@ -24,7 +24,7 @@ from proxy.http.upstream import STREAM, UpstreamConnection
 from proxy.outbound import mirror, retry
 
 if TYPE_CHECKING:
-    from proxy.http.server import HttpProxyProtocol
+    from proxy.http.listener_state import Downstream
     from proxy.outbound.mirror import MirrorPolicy
     from proxy.outbound.policy import RoutePolicy
 
@@ -53,7 +53,7 @@ class Exchange:
         "started", "released", "t0",
     )
 
-    def __init__(self, proto: HttpProxyProtocol, head: RequestHead | None, method: bytes, target: bytes,
+    def __init__(self, proto: Downstream, head: RequestHead | None, method: bytes, target: bytes,
                  headers: list[tuple[bytes, bytes]], drop: frozenset[bytes] | None, has_body: bool,
                  chunked: bool, http11: bool, keep_alive: bool, expect_continue: bool,
                  error: ProxyError | None = None) -> None:

@@ -9,8 +9,9 @@ import contextlib
 import pytest
 from tests.proxy.http_helpers import Clients, Upstream
 
-from proxy.http.server import Listener, Mode, serve
-from proxy.http.upstream import ConnectionPool
+from proxy.http.listener import Listener, serve
+from proxy.http.head import Mode
+from proxy.http.upstream_pool import ConnectionPool
 
 BOTH = pytest.mark.parametrize("mode", [Mode.OUTBOUND, Mode.INBOUND], ids=["outbound", "inbound"])
 

@@ -8,8 +8,10 @@ import pytest
 from tests.proxy.http_helpers import Clients, closed, read_response
 
 from proxy.core.errors import BlackHole, ProxyError
-from proxy.http.server import AccessRecord, Mode, serve
-from proxy.http.upstream import ConnectionPool
+from proxy.core.access import AccessRecord
+from proxy.http.head import Mode
+from proxy.http.listener import serve
+from proxy.http.upstream_pool import ConnectionPool
 from proxy.core.target import Target
 from proxy.tcp import relay
 

@@ -13,8 +13,9 @@ from tests.proxy.http_helpers import Clients, StubRouter, Upstream, keep_alive_e
 from proto import xds
 from proxy.core.errors import FaultAbort
 from proxy.http.rescue import rescue
-from proxy.http.server import Mode, serve
-from proxy.http.upstream import ConnectionPool
+from proxy.http.head import Mode
+from proxy.http.listener import serve
+from proxy.http.upstream_pool import ConnectionPool
 from proxy.outbound import fault
 from proxy.outbound.policy import compile_policy
 from proxy.core.target import Target

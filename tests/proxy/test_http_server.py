@@ -12,8 +12,10 @@ from tests.proxy.http_helpers import (
 )
 
 from proxy.core.errors import NoHealthyUpstream
-from proxy.http.server import AccessRecord, Listener, Mode, serve
-from proxy.http.upstream import ConnectionPool
+from proxy.core.access import AccessRecord
+from proxy.http.listener import Listener, serve
+from proxy.http.head import Mode
+from proxy.http.upstream_pool import ConnectionPool
 from proxy.core.target import Target
 
 pytestmark = pytest.mark.timeout(30)

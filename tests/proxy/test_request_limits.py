@@ -11,7 +11,7 @@ from tests.proxy.http_helpers import StubRouter, Upstream, closed, keep_alive_ec
 from tests.proxy.listener_fixtures import BOTH, RecordingApp, connect, pool, start_proxy  # noqa: F401
 
 from proxy.http.limits import Limits
-from proxy.http.server import Mode
+from proxy.http.head import Mode
 
 pytestmark = pytest.mark.timeout(30)
 

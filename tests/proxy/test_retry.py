@@ -10,8 +10,9 @@ from tests.proxy.http_helpers import (
 )
 
 from proto import xds
-from proxy.http.server import Mode, serve
-from proxy.http.upstream import ConnectionPool
+from proxy.http.head import Mode
+from proxy.http.listener import serve
+from proxy.http.upstream_pool import ConnectionPool
 from proxy.outbound import retry
 from proxy.outbound.policy import DEFAULT_POLICY, compile_policy
 from proxy.core.target import Target

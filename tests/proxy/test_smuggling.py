@@ -10,7 +10,7 @@ import pytest
 from tests.proxy.http_helpers import StubRouter, closed, read_response
 from tests.proxy.listener_fixtures import RecordingApp, connect, pool, start_proxy  # noqa: F401
 
-from proxy.http.server import Mode
+from proxy.http.head import Mode
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -12,7 +12,8 @@ from tests.proxy.http_helpers import StubRouter, Upstream, closed, keep_alive_ec
 from tests.proxy.listener_fixtures import BOTH, RecordingApp, connect, pool, start_proxy  # noqa: F401
 
 from proxy.http.limits import Limits
-from proxy.http.server import AccessRecord, Mode
+from proxy.core.access import AccessRecord
+from proxy.http.head import Mode
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -9,8 +9,8 @@ import pytest
 from tests.proxy.http_helpers import Clients, StubRouter, Upstream, closed, read_request, read_response
 
 from proxy.core.errors import UpstreamConnectError
-from proxy.http.server import serve
-from proxy.http.upstream import ConnectionPool
+from proxy.http.listener import serve
+from proxy.http.upstream_pool import ConnectionPool
 from proxy.core.conn_policy import ConnPolicy
 
 pytestmark = pytest.mark.timeout(30)

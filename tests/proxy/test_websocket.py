@@ -7,8 +7,9 @@ import asyncio
 import pytest
 from tests.proxy.http_helpers import Clients, StubRouter, Upstream, closed, keep_alive_echo, read_request, read_response
 
-from proxy.http.server import Listener, Mode, serve
-from proxy.http.upstream import ConnectionPool
+from proxy.http.listener import Listener, serve
+from proxy.http.head import Mode
+from proxy.http.upstream_pool import ConnectionPool
 
 pytestmark = pytest.mark.timeout(30)
 
