@@ -58,7 +58,7 @@ class _Table:
     def __init__(self, lb: str) -> None:
         from proto.xds import ClusterConfig, Endpoint, HttpRule, RouteConfig, WeightedDestination
         from proxy.outbound.route import CompiledRoute
-        from proxy.outbound.router import build_table
+        from proxy.outbound.table import build_table
 
         fqdn = "bench-backend.default.svc.cluster.local"
         cluster = ClusterConfig(host=fqdn, version=1, ports=[9080], lb=lb,
