@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from proxy.core.access import AccessRecord
 from proxy.core.errors import BadRequest, Overflow, ProxyError, RetryBufferExceeded, UpstreamTimeout
-from proxy.core.request import RequestHead
+from proxy.core.request import Caller, RequestHead
 from proxy.core.target import Target
 from proxy.http.flow import BUFFERING, PEER_FULL, PIPELINE
+from proxy.http import local_policy, mirroring, telemetry
 from proxy.http.head import COLON_SP, CRLF, request_head, status_line, write_response_head
 from proxy.http.rescue import rescue
 from proxy.http.resilience import Resilience, RetryPick
@@ -26,7 +26,6 @@ from proxy.outbound import mirror, retry
 if TYPE_CHECKING:
     from proxy.http.listener_state import Downstream
     from proxy.outbound.mirror import MirrorPolicy
-    from proxy.outbound.policy import RoutePolicy
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 LAST_CHUNK = b"0\r\n\r\n"
@@ -118,7 +117,7 @@ class Exchange:
             self.fail(exc)
             return
         policy = self.policy = target.policy
-        if policy is not None and policy.shaped and self._shape(policy):
+        if policy is not None and policy.shaped and local_policy.shape(self, policy):
             return
         if self.expect_continue and not self.req_done:
             self.proto.write(CONTINUE)
@@ -198,7 +197,7 @@ class Exchange:
             if status >= policy.retry_from and self._control().on_response(status):
                 return
             if policy.edits_response:  # headers.response, corsPolicy (proxy/outbound/headers.py, cors.py)
-                headers = self._edit_response(policy, headers)
+                headers = local_policy.edit_response(policy, self.head, headers)
         head = self.head
         if head is not None and head.set_cookie is not None:  # a generated consistentHash httpCookie
             headers = [*headers, (b"set-cookie", head.set_cookie)]
@@ -420,50 +419,20 @@ class Exchange:
         self.timer = None
         self.fail(UpstreamTimeout(f"upstream request timeout after {timeout:g}s"))
 
-    # --- traffic shaping: local answers, rewrite, headers (proxy/outbound/redirect.py, rewrite.py, headers.py)
+    # --- local policies (proxy/http/local_policy.py) and mirroring (proxy/http/mirroring.py) -------------
 
-    def _shape(self, policy: RoutePolicy) -> bool:
-        """Apply the rule's shaping (CORS preflight, local answer, rewrite, request headers); True when the
-        sidecar answered the request itself."""
-        head = self.head
-        assert head is not None
-        if policy.cors is not None:
-            close = not self.req_done or not self.keep_alive or self.proto.stopping
-            preflight = policy.cors.answer_preflight(head, close)
-            if preflight is not None:
-                self._answer(200, preflight, close)
-                return True
-        local = policy.local
-        if local is not None:
-            close = not self.req_done or not self.keep_alive or self.proto.stopping
-            self._answer(*local.respond(head, self.is_head, close), close)
-            return True
-        rewrite = policy.rewrite
-        if rewrite is not None:
-            target = rewrite.target(head, self.proto.shared.caller)
-            if target is not None:
-                self.target = target
-            self.headers = rewrite.headers(self.headers)
-        edit = policy.request_headers
-        if edit is not None:
-            self.headers = edit.apply(self.headers)
-        if policy.mirror is not None:
-            self._mirror(policy.mirror)
-        return False
+    def closes(self) -> bool:
+        """A local answer closes the connection after it (body unread, no keep-alive, or draining)."""
+        return not self.req_done or not self.keep_alive or self.proto.stopping
+
+    def caller(self) -> Caller:
+        return self.proto.shared.caller
 
     def _mirror(self, policy: MirrorPolicy) -> None:
         """Send a copy of the request (as it goes upstream) to the chosen mirrors once its body is in hand."""
-        chosen = policy.chosen()
-        pick = self.proto.shared.mirror_pick
-        if not chosen or pick is None or len(_mirror_copies) >= mirror.MAX_IN_FLIGHT:
-            return
-        targets = [t for t in (pick(host, subset, port, self.head) for host, subset, port in chosen) if t is not None]
-        if not targets:
-            return
-        parts = request_head(self.method, self.target, mirror.shadow_headers(self.headers), self.drop, self.chunked)
-        parts.insert(-1, b"connection: close\r\n")  # request_head drops hop-by-hop names
-        copy = mirror.PendingCopy(targets, parts)
-        if not all(copy.add(part) for part in self.pending):
+        copy = mirroring.pending_copy(policy, self.proto.shared.mirror_pick, len(_mirror_copies), self.head,
+                                      self.method, self.target, self.headers, self.drop, self.chunked, self.pending)
+        if copy is None:
             return
         if self.req_done:
             copy.send()
@@ -479,14 +448,6 @@ class Exchange:
         self.proto.write(data)
         self._log()
         self._release()
-
-    def _edit_response(self, policy: RoutePolicy, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-        if policy.response_headers is not None:
-            headers = policy.response_headers.apply(headers)
-        if policy.cors is not None:
-            assert self.head is not None
-            headers = policy.cors.response_headers(self.head, headers)
-        return headers
 
     def _finish(self) -> None:
         """The response is settled (complete, failed, or the client left): stop the timers and give
@@ -527,19 +488,9 @@ class Exchange:
 
     def _log(self) -> None:
         on_complete = self.proto.shared.on_complete
-        if on_complete is None:
-            return
-        head = self.head
-        upstream = self.upstream
-        on_complete(AccessRecord(
-            head.method if head is not None else "-",
-            head.host if head is not None else "-",
-            head.path if head is not None else "-",
-            self.status, self.flag,
-            upstream.cluster if upstream is not None else "-",
-            self.bytes_sent,
-            (self.proto.loop.time() - self.t0) * 1000.0,
-        ))
+        if on_complete is not None:
+            telemetry.report(on_complete, self.head, self.upstream, self.status, self.flag, self.bytes_sent,
+                             (self.proto.loop.time() - self.t0) * 1000.0)
 
 
 # Mirrored requests whose body is still arriving: the copy being built (proxy/outbound/mirror.py).
