@@ -21,7 +21,7 @@ import time
 from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from proxy.http.exchange import AccessRecord
+    from proxy.core.access import AccessRecord
 
 FLUSH_INTERVAL = 0.5
 BUFFER_LINES = 256

@@ -23,12 +23,12 @@ from proxy.control.config_state import ConfigState
 from proxy.control.registration import Registration
 from proxy.control.xds_client import XdsClient
 from proxy.http import exchange
-from proxy.http.server import Listener
-from proxy.http.upstream import ConnectionPool
+from proxy.http.listener import Listener
+from proxy.http.upstream_pool import ConnectionPool
 from proxy.inbound.local_app import LocalAppRouter
 from proxy.outbound.dns_cache import DnsCache
 from proxy.outbound.router import MeshRouter
-from proxy.outbound.target import Target
+from proxy.core.target import Target
 from proxy.settings import ProxyOptions
 from proxy.tcp.relay import Picker, TcpListener
 from runtime import bus as busmod

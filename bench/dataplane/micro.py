@@ -57,8 +57,8 @@ class FakeTransport:
 class _Table:
     def __init__(self, lb: str) -> None:
         from proto.xds import ClusterConfig, Endpoint, HttpRule, RouteConfig, WeightedDestination
-        from proxy.outbound.route_match import CompiledRoute
-        from proxy.outbound.router import build_table
+        from proxy.outbound.route import CompiledRoute
+        from proxy.outbound.table import build_table
 
         fqdn = "bench-backend.default.svc.cluster.local"
         cluster = ClusterConfig(host=fqdn, version=1, ports=[9080], lb=lb,
@@ -69,9 +69,11 @@ class _Table:
 
 
 async def drive(mode: str, requests: int, profile: bool, lb: str = "LEAST_REQUEST", access_log: str = "") -> float:
-    from proxy.http.server import HttpProxyProtocol, ServerState
+    from proxy.http.server import HttpProxyProtocol
+    from proxy.http.listener_state import ServerState
     from proxy.http.head import Mode
-    from proxy.http.upstream import ConnectionPool, UpstreamConnection
+    from proxy.http.upstream_pool import ConnectionPool
+    from proxy.http.upstream import UpstreamConnection
     from proxy.main import LocalAppRouter
     from proxy.outbound.router import MeshRouter
 

@@ -28,8 +28,9 @@ import msgspec
 
 from proto.xds import OUTBOUND_TRAFFIC_POLICIES, ClusterConfig, MeshConfig, Push, RouteConfig, WeightedDestination
 from proxy.outbound.balancer import policy_problem
-from proxy.outbound.route_match import CompiledMatch, CompiledRoute
-from proxy.outbound.router import RoutingTable, build_table
+from proxy.outbound.route_match import CompiledMatch
+from proxy.outbound.route import CompiledRoute
+from proxy.outbound.table import RoutingTable, build_table
 from runtime.log import get_logger
 
 log = get_logger("proxy.config")

@@ -16,16 +16,19 @@ from typing import TYPE_CHECKING
 
 import httptools
 
-from proxy.errors import (
+from proxy.core.errors import (
     BadRequest, HeadersTooLarge, ProxyError, RequestTimeout, StreamIdleTimeout, UriTooLong,
 )
 from proxy.http.rescue import log_bug
 from runtime.log import get_logger
 
 if TYPE_CHECKING:
-    from proxy.http.server import HttpProxyProtocol
+    import asyncio
 
-    _Base = HttpProxyProtocol
+    from proxy.http.listener_state import Downstream
+
+    class _Base(Downstream, asyncio.Protocol):  # what HttpProxyProtocol, the class this guards, offers
+        ...
 else:
     _Base = object
 

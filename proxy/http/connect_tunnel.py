@@ -24,17 +24,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from proxy.errors import BadRequest, BlackHole, ProxyError, UpstreamConnectError
-from proxy.http.exchange import AccessRecord
+from proxy.core.errors import BadRequest, BlackHole, ProxyError, UpstreamConnectError
+from proxy.core.access import AccessRecord
 from proxy.http.head import split_authority
 from proxy.http.rescue import rescue
 from proxy.outbound.passthrough import BLACKHOLE_CLUSTER
-from proxy.outbound.target import Target
+from proxy.core.target import Target
 from proxy.tcp.relay import Relay, _Side
 from runtime.log import get_logger
 
 if TYPE_CHECKING:
-    from proxy.http.server import HttpProxyProtocol
+    from proxy.http.listener_state import Downstream
     from proxy.outbound.circuit_breaker import Breaker
 
 ESTABLISHED = b"HTTP/1.1 200 Connection Established\r\n\r\n"
@@ -56,7 +56,7 @@ class ConnectExchange:
     __slots__ = ("proto", "authority", "upgrade", "conn", "req_done", "resp_done", "started", "error", "close_after",
                  "relay", "status", "gone", "t0", "taken")
 
-    def __init__(self, proto: HttpProxyProtocol, authority: bytes) -> None:
+    def __init__(self, proto: Downstream, authority: bytes) -> None:
         self.proto = proto
         self.authority = authority
         self.upgrade = b"connect"  # the server keeps bytes after the head in proto.early and parses no further

@@ -12,21 +12,20 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from proxy.errors import BadRequest, Overflow, ProxyError, RetryBufferExceeded, UpstreamTimeout
+from proxy.core.errors import BadRequest, Overflow, ProxyError, RetryBufferExceeded, UpstreamTimeout
+from proxy.core.request import Caller, RequestHead
+from proxy.core.target import Target
 from proxy.http.flow import BUFFERING, PEER_FULL, PIPELINE
+from proxy.http import local_policy, mirroring, telemetry
 from proxy.http.head import COLON_SP, CRLF, request_head, status_line, write_response_head
 from proxy.http.rescue import rescue
-from proxy.http.exchange_retry import RetrySteps
+from proxy.http.resilience import Resilience, RetryPick
 from proxy.http.upstream import STREAM, UpstreamConnection
 from proxy.outbound import mirror, retry
-from proxy.outbound.route_match import NO_CALLER
-from proxy.outbound.target import RequestHead, Target
 
 if TYPE_CHECKING:
-    from proxy.http.server import HttpProxyProtocol
-    from proxy.outbound.circuit_breaker import Breaker
+    from proxy.http.listener_state import Downstream
     from proxy.outbound.mirror import MirrorPolicy
-    from proxy.outbound.policy import RoutePolicy
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 LAST_CHUNK = b"0\r\n\r\n"
@@ -37,24 +36,7 @@ BUFFER_LIMIT = 64 * 1024  # request body held while connecting before we stop re
 RETRY_BUFFER_LIMIT = 1024 * 1024
 
 
-class AccessRecord:
-    """What `on_complete` receives after each request; flag is Envoy's response flag ("-" if none)."""
-
-    __slots__ = ("method", "host", "path", "status", "flag", "cluster", "bytes_sent", "duration_ms")
-
-    def __init__(self, method: str, host: str, path: str, status: int, flag: str, cluster: str,
-                 bytes_sent: int, duration_ms: float) -> None:
-        self.method = method
-        self.host = host
-        self.path = path
-        self.status = status
-        self.flag = flag
-        self.cluster = cluster
-        self.bytes_sent = bytes_sent
-        self.duration_ms = duration_ms
-
-
-class Exchange(RetrySteps):
+class Exchange:
     __slots__ = (
         # request
         "proto", "head", "method", "target", "headers", "drop", "chunked", "http11", "keep_alive",
@@ -63,14 +45,14 @@ class Exchange(RetrySteps):
         # upstream
         "upstream", "conn", "connecting", "retried", "timer",
         # route policy (proxy/outbound/policy.py): timeout, retries, fault
-        "policy", "attempt", "tried", "try_timer", "retry_slot",
+        "policy", "ctl",
         # response
         "status", "flag", "stream_chunked", "head_sent", "resp_done", "close_after", "out", "bytes_sent",
         # bookkeeping
         "started", "released", "t0",
     )
 
-    def __init__(self, proto: HttpProxyProtocol, head: RequestHead | None, method: bytes, target: bytes,
+    def __init__(self, proto: Downstream, head: RequestHead | None, method: bytes, target: bytes,
                  headers: list[tuple[bytes, bytes]], drop: frozenset[bytes] | None, has_body: bool,
                  chunked: bool, http11: bool, keep_alive: bool, expect_continue: bool,
                  error: ProxyError | None = None) -> None:
@@ -103,10 +85,8 @@ class Exchange(RetrySteps):
         self.timer: asyncio.TimerHandle | None = None
         # route policy
         self.policy = None  # the chosen rule's RoutePolicy, from the Target
-        self.attempt = 0  # retries sent so far
-        self.tried: list[tuple[str, int]] | None = None  # endpoints tried, once a retry happens
-        self.try_timer: asyncio.TimerHandle | None = None  # per-try timeout, or the back-off before a retry
-        self.retry_slot: Breaker | None = None  # the cluster breaker whose retry slot this request holds
+        # Fault injection, retries, per-try timeouts (proxy/http/resilience.py): made when first needed.
+        self.ctl: Resilience | None = None
         # response
         self.status = 0
         self.flag = "-"
@@ -137,11 +117,11 @@ class Exchange(RetrySteps):
             self.fail(exc)
             return
         policy = self.policy = target.policy
-        if policy is not None and policy.shaped and self._shape(policy):
+        if policy is not None and policy.shaped and local_policy.shape(self, policy):
             return
         if self.expect_continue and not self.req_done:
             self.proto.write(CONTINUE)
-        if policy is not None and policy.fault is not None and self._inject_fault(policy.fault):
+        if policy is not None and policy.fault is not None and self._control().inject_fault(policy.fault):
             return
         self._go()
 
@@ -169,7 +149,7 @@ class Exchange(RetrySteps):
         target.acquire()  # in-flight count for LEAST_REQUEST; released when this try ends
         policy = self.policy
         if policy is not None and policy.retry is not None and policy.retry.per_try_timeout is not None:
-            self.try_timer = self.proto.loop.call_later(policy.retry.per_try_timeout, self._on_try_timeout)
+            self._control().arm_try_timer(policy.retry.per_try_timeout)
         if breaker is None or breaker.conn_policy is None:
             conn = self.proto.shared.pool.take((target.address, target.port))
         else:  # the cluster's own connections (maxRequestsPerConnection, idleTimeout, ...)
@@ -214,10 +194,10 @@ class Exchange(RetrySteps):
             target.outlier.report(target.endpoint, status)
         policy = self.policy
         if policy is not None:
-            if status >= policy.retry_from and self._retry_response(status):
+            if status >= policy.retry_from and self._control().on_response(status):
                 return
             if policy.edits_response:  # headers.response, corsPolicy (proxy/outbound/headers.py, cors.py)
-                headers = self._edit_response(policy, headers)
+                headers = local_policy.edit_response(policy, self.head, headers)
         head = self.head
         if head is not None and head.set_cookie is not None:  # a generated consistentHash httpCookie
             headers = [*headers, (b"set-cookie", head.set_cookie)]
@@ -297,7 +277,7 @@ class Exchange(RetrySteps):
             self._connect()
             return
         self._report_failure()
-        if self.policy is not None and self._retry_failure(retry.RESET):
+        if self.policy is not None and self._control().on_failure(retry.RESET):
             return
         self.fail(exc)
 
@@ -385,7 +365,7 @@ class Exchange(RetrySteps):
                 return
             if isinstance(exc, ProxyError):  # a connect failure; anything else is our bug: no retry, no blame
                 self._report_failure()
-                if self.policy is not None and self._retry_failure(retry.CONNECT_FAILURE):
+                if self.policy is not None and self._control().on_failure(retry.CONNECT_FAILURE):
                     return
         except Exception as bug:
             exc = bug
@@ -439,50 +419,20 @@ class Exchange(RetrySteps):
         self.timer = None
         self.fail(UpstreamTimeout(f"upstream request timeout after {timeout:g}s"))
 
-    # --- traffic shaping: local answers, rewrite, headers (proxy/outbound/redirect.py, rewrite.py, headers.py)
+    # --- local policies (proxy/http/local_policy.py) and mirroring (proxy/http/mirroring.py) -------------
 
-    def _shape(self, policy: RoutePolicy) -> bool:
-        """Apply the rule's shaping (CORS preflight, local answer, rewrite, request headers); True when the
-        sidecar answered the request itself."""
-        head = self.head
-        assert head is not None
-        if policy.cors is not None:
-            close = not self.req_done or not self.keep_alive or self.proto.stopping
-            preflight = policy.cors.answer_preflight(head, close)
-            if preflight is not None:
-                self._answer(200, preflight, close)
-                return True
-        local = policy.local
-        if local is not None:
-            close = not self.req_done or not self.keep_alive or self.proto.stopping
-            self._answer(*local.respond(head, self.is_head, close), close)
-            return True
-        rewrite = policy.rewrite
-        if rewrite is not None:
-            target = rewrite.target(head, getattr(self.proto.shared.router, "caller", NO_CALLER))
-            if target is not None:
-                self.target = target
-            self.headers = rewrite.headers(self.headers)
-        edit = policy.request_headers
-        if edit is not None:
-            self.headers = edit.apply(self.headers)
-        if policy.mirror is not None:
-            self._mirror(policy.mirror)
-        return False
+    def closes(self) -> bool:
+        """A local answer closes the connection after it (body unread, no keep-alive, or draining)."""
+        return not self.req_done or not self.keep_alive or self.proto.stopping
+
+    def caller(self) -> Caller:
+        return self.proto.shared.caller
 
     def _mirror(self, policy: MirrorPolicy) -> None:
         """Send a copy of the request (as it goes upstream) to the chosen mirrors once its body is in hand."""
-        chosen = policy.chosen()
-        pick = getattr(self.proto.shared.router, "mirror_pick", None)
-        if not chosen or pick is None or len(_mirror_copies) >= mirror.MAX_IN_FLIGHT:
-            return
-        targets = [t for t in (pick(host, subset, port, self.head) for host, subset, port in chosen) if t is not None]
-        if not targets:
-            return
-        parts = request_head(self.method, self.target, mirror.shadow_headers(self.headers), self.drop, self.chunked)
-        parts.insert(-1, b"connection: close\r\n")  # request_head drops hop-by-hop names
-        copy = mirror.PendingCopy(targets, parts)
-        if not all(copy.add(part) for part in self.pending):
+        copy = mirroring.pending_copy(policy, self.proto.shared.mirror_pick, len(_mirror_copies), self.head,
+                                      self.method, self.target, self.headers, self.drop, self.chunked, self.pending)
+        if copy is None:
             return
         if self.req_done:
             copy.send()
@@ -499,29 +449,37 @@ class Exchange(RetrySteps):
         self._log()
         self._release()
 
-    def _edit_response(self, policy: RoutePolicy, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-        if policy.response_headers is not None:
-            headers = policy.response_headers.apply(headers)
-        if policy.cors is not None:
-            assert self.head is not None
-            headers = policy.cors.response_headers(self.head, headers)
-        return headers
-
     def _finish(self) -> None:
         """The response is settled (complete, failed, or the client left): stop the timers and give
         the endpoint's in-flight slot back. Runs once; every path that ends an exchange calls it."""
         self.resp_done = True
         if self.upstream is not None:
             self.upstream.release()
-        if self.retry_slot is not None:
-            self.retry_slot.retry_done()
-            self.retry_slot = None
+        if self.ctl is not None:
+            self.ctl.finish()
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        if self.try_timer is not None:
-            self.try_timer.cancel()
-            self.try_timer = None
+
+    def _control(self) -> Resilience:
+        ctl = self.ctl
+        if ctl is None:
+            ctl = self.ctl = Resilience(self)
+        return ctl
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self.proto.loop
+
+    @property
+    def retry_pick(self) -> RetryPick | None:
+        return self.proto.shared.retry_pick
+
+    def _report_failure(self) -> None:
+        """A try ended without a response (connect failure, reset, per-try timeout): outlierDetection counts it."""
+        target = self.upstream
+        if target is not None and target.outlier is not None:
+            target.outlier.report(target.endpoint, 0)
 
     def _release(self) -> None:
         if not self.released:
@@ -530,19 +488,9 @@ class Exchange(RetrySteps):
 
     def _log(self) -> None:
         on_complete = self.proto.shared.on_complete
-        if on_complete is None:
-            return
-        head = self.head
-        upstream = self.upstream
-        on_complete(AccessRecord(
-            head.method if head is not None else "-",
-            head.host if head is not None else "-",
-            head.path if head is not None else "-",
-            self.status, self.flag,
-            upstream.cluster if upstream is not None else "-",
-            self.bytes_sent,
-            (self.proto.loop.time() - self.t0) * 1000.0,
-        ))
+        if on_complete is not None:
+            telemetry.report(on_complete, self.head, self.upstream, self.status, self.flag, self.bytes_sent,
+                             (self.proto.loop.time() - self.t0) * 1000.0)
 
 
 # Mirrored requests whose body is still arriving: the copy being built (proxy/outbound/mirror.py).

@@ -13,7 +13,7 @@ import os
 
 import httptools
 
-from proxy.errors import BadRequest
+from proxy.core.errors import BadRequest
 
 CRLF = b"\r\n"
 COLON_SP = b": "

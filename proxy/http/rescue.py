@@ -1,6 +1,6 @@
 """The one place a failure becomes an HTTP response (CONVENTIONS 2, after linkerd's ServerRescue).
 
-Stages raise the typed errors of proxy/errors.py; the server calls `rescue` once, writes the bytes it
+Stages raise the typed errors of proxy/core/errors.py; the server calls `rescue` once, writes the bytes it
 returns, and puts the flag in the access-log record (never in a response header: clients should not
 learn about mesh internals beyond the one-line body).
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
-from proxy.errors import ProxyError
+from proxy.core.errors import ProxyError
 from runtime.log import get_logger
 
 log = get_logger("proxy.http")

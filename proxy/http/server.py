@@ -1,4 +1,4 @@
-"""The downstream side: one asyncio.Protocol per client connection, and the listener that makes them.
+"""The downstream side: one asyncio.Protocol per client connection (the listener: proxy/http/listener.py).
 
 The same protocol serves both listeners; only how the request head is read differs (head.Mode).
 Requests on a connection form a pipeline answered in order: the first is the active Exchange
@@ -19,46 +19,23 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Callable
 
 import httptools
 
-from proxy.errors import BadRequest, HeadersTooLarge, UriTooLong
+from proxy.core.errors import BadRequest, HeadersTooLarge, UriTooLong
+from proxy.core.request import RequestHead
 from proxy.http.conn_guard import ConnectionGuard
 from proxy.http.connect_tunnel import ConnectExchange
-from proxy.http.exchange import AccessRecord, Exchange
+from proxy.http.exchange import Exchange
 from proxy.http.flow import PEER_FULL, PIPELINE, ReadGate
 from proxy.http.head import Mode, connection_tokens, new_request_id, resolve
-from proxy.http.limits import DEFAULT, Limits
-from proxy.http.upstream import ConnectionPool, UpstreamConnection
-from proxy.outbound.target import RequestHead, Router
+from proxy.http.listener_state import ServerState
+from proxy.http.upstream import UpstreamConnection
 
-__all__ = ["AccessRecord", "HttpProxyProtocol", "Listener", "Mode", "ServerState", "serve"]
+__all__ = ["HttpProxyProtocol"]
 
-OnComplete = Callable[[AccessRecord], None]
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 LINGER = 1.0  # seconds a refused connection is drained before it closes (Envoy's delayed_close_timeout)
-
-
-class ServerState:
-    """What all connections of one listener share: its configuration and the live connections."""
-
-    __slots__ = ("router", "pool", "mode", "on_complete", "response_timeout", "keepalive_timeout",
-                 "connections", "drained", "limits", "refused", "refused_logged")
-
-    def __init__(self, router: Router, pool: ConnectionPool, mode: Mode, on_complete: OnComplete | None,
-                 response_timeout: float | None, keepalive_timeout: float, limits: Limits = DEFAULT) -> None:
-        self.router = router
-        self.pool = pool
-        self.mode = mode
-        self.on_complete = on_complete
-        self.response_timeout = response_timeout
-        self.keepalive_timeout = keepalive_timeout
-        self.connections: set[HttpProxyProtocol] = set()
-        self.drained: asyncio.Event | None = None  # set by stop(): fired when the last connection goes
-        self.limits = limits
-        self.refused = 0  # connections closed at once because max_connections were open
-        self.refused_logged = float("-inf")  # loop time of the last log line about them
 
 
 class HttpProxyProtocol(ConnectionGuard, asyncio.Protocol):
@@ -424,50 +401,3 @@ class HttpProxyProtocol(ConnectionGuard, asyncio.Protocol):
         self.current = None
         if not self.transport.is_closing():
             self.transport.pause_reading()
-
-class Listener:
-    """One listening socket (the outbound proxy port or the inbound port) with start/stop."""
-
-    def __init__(self, host: str, port: int, router: Router, pool: ConnectionPool, mode: Mode | str, *,
-                 on_complete: OnComplete | None = None, response_timeout: float | None = None,
-                 keepalive_timeout: float = 60.0, backlog: int = 1024, limits: Limits = DEFAULT) -> None:
-        self.host = host
-        self.port = port  # the bound port once started (useful with port 0)
-        self.backlog = backlog
-        self.state = ServerState(router, pool, Mode(mode), on_complete, response_timeout, keepalive_timeout,
-                                 limits)
-        self._server: asyncio.Server | None = None
-
-    async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        state = self.state
-        self._server = await loop.create_server(
-            lambda: HttpProxyProtocol(state), self.host, self.port, reuse_address=True, backlog=self.backlog
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self, grace: float = 5.0) -> None:
-        """Stop accepting, let requests in flight finish for up to `grace` seconds, then cut the rest."""
-        if self._server is None:
-            return
-        server, self._server = self._server, None
-        server.close()
-        state = self.state
-        state.drained = asyncio.Event()
-        for proto in list(state.connections):
-            proto.shutdown()
-        if state.connections:
-            try:
-                await asyncio.wait_for(state.drained.wait(), grace)
-            except TimeoutError:
-                for proto in list(state.connections):
-                    proto.transport.abort()
-        await server.wait_closed()
-
-
-async def serve(host: str, port: int, router: Router, pool: ConnectionPool, mode: Mode | str,
-                on_complete: OnComplete | None = None, **options: object) -> Listener:
-    """Start a listener; `options` are Listener's keywords (response_timeout, keepalive_timeout, limits...)."""
-    listener = Listener(host, port, router, pool, mode, on_complete=on_complete, **options)  # type: ignore[arg-type]
-    await listener.start()
-    return listener

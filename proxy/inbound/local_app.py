@@ -1,16 +1,18 @@
-"""The inbound path's routing stage: every request that reaches the inbound listener goes to the
-app beside the sidecar. (mTLS termination and authorization will sit in front of it here.)
+"""The inbound listener's Router: every request that reaches it goes to the app beside the sidecar,
+through the stages of the inbound pipeline (proxy/inbound/pipeline.py), composed once per config push.
 
-RateLimits (isthmus.io, proxy/inbound/ratelimit.py) are enforced here: with none for this sidecar,
-`limiter` is None and a request pays that one attribute check.
+RateLimits (isthmus.io, proxy/inbound/ratelimit.py) are its one configured stage today: with none for
+this sidecar, `admit` is None and a request pays that one attribute check.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from proxy.core.request import RequestHead
+from proxy.core.target import Target
+from proxy.inbound import pipeline
 from proxy.inbound.ratelimit import RateLimiter
-from proxy.outbound.target import RequestHead, Target
 
 if TYPE_CHECKING:
     from proxy.control.config_state import ConfigState
@@ -22,6 +24,7 @@ class LocalAppRouter:
                  labels: dict[str, str] | None = None) -> None:
         self.target = Target(host, port, f"inbound|{port}||{service}")
         self.limiter: RateLimiter | None = None
+        self.admit: pipeline.Admit | None = None  # the composed stages, None when none is configured
         self.host = f"{service}.{namespace}.{domain_suffix}".lower()  # this workload's service (ClusterConfig)
         self.labels = dict(labels or {})
         self.state = state
@@ -29,10 +32,10 @@ class LocalAppRouter:
             state.on_apply.append(self.refresh)
 
     def pick(self, head: RequestHead) -> Target:
-        limiter = self.limiter
-        if limiter is None:
+        admit = self.admit
+        if admit is None:
             return self.target
-        return limiter.admit(head)
+        return admit(head)
 
     def refresh(self) -> None:
         """Rebuild the limiter from the config state's cluster of this workload's service."""
@@ -45,6 +48,8 @@ class LocalAppRouter:
             self.limiter = None
         elif self.limiter is None or [lim.rule for lim in self.limiter.limits] != rules:
             self.limiter = RateLimiter(rules, self.target, self.limiter)
+        # authentication and authorization checks will come first here (proxy/inbound/pipeline.py)
+        self.admit = pipeline.build((), self.limiter.admit if self.limiter is not None else None, self.target)
 
     def dump(self) -> list[dict[str, object]]:
         """The rules in force and their buckets, for the admin /config_dump."""

@@ -16,10 +16,12 @@ import time
 from collections.abc import Callable
 
 from proto.xds import RateLimitRule
-from proxy.errors import RateLimited
+from proxy.core.errors import RateLimited
 from proxy.outbound.policy import RoutePolicy
-from proxy.outbound.route_match import CompiledMatch, path_without_query
-from proxy.outbound.target import RequestHead, Target
+from proxy.outbound.route_match import CompiledMatch
+from proxy.core.request import path_without_query
+from proxy.core.request import RequestHead
+from proxy.core.target import Target
 
 Header = tuple[bytes, bytes]
 

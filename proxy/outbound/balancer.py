@@ -33,8 +33,8 @@ from hashlib import blake2b
 from typing import Protocol
 
 from proto.xds import Endpoint, HashPolicy
-from proxy.outbound.route_match import query_value
-from proxy.outbound.target import RequestHead
+from proxy.core.request import query_value
+from proxy.core.request import RequestHead
 from proxy.outbound.weighted import (InFlight, WeightedLeastRequest, WeightedRandom, WeightedRoundRobin, normalized,
                                      weights_differ)
 

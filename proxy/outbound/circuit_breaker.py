@@ -33,11 +33,11 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from proto.xds import PoolLimits
-from proxy.errors import Overflow
-from proxy.http.upstream import ConnPolicy
+from proxy.core.errors import Overflow
+from proxy.core.conn_policy import ConnPolicy
 
 if TYPE_CHECKING:
-    from proxy.outbound.target import Target
+    from proxy.core.target import Target
 
 UNLIMITED = 1 << 32  # Envoy's default thresholds are 1024; Istio raises unset ones to 2^32 - 1
 

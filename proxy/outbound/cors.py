@@ -12,13 +12,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from proto import xds
-from proxy.outbound.target import RequestHead
-
-if TYPE_CHECKING:  # route_match imports this module
-    from proxy.outbound.route_match import Matcher
+from proxy.core.request import RequestHead
+from proxy.outbound.string_match import Matcher, string_matcher
 
 Header = tuple[bytes, bytes]
 
@@ -27,8 +23,6 @@ class Cors:
     __slots__ = ("origins", "wildcard", "preflight", "actual")
 
     def __init__(self, config: xds.CorsPolicy) -> None:
-        from proxy.outbound.route_match import string_matcher
-
         self.origins: tuple[Matcher, ...] = tuple(string_matcher(o) for o in config.allow_origins)
         self.wildcard = any(m("*") for m in self.origins)
         credentials = ((b"access-control-allow-credentials", b"true"),) if config.allow_credentials else ()

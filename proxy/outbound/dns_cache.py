@@ -11,7 +11,7 @@ dns_refresh_rate) and then looked up again when next needed, at most MAX_PENDING
 connects to one name share one lookup. A failed lookup is not cached. An IP literal skips the cache.
 The caller's connect timeout bounds the lookup too.
 
-Errors: proxy.errors.DnsFailure (503, flag DF) when the name does not resolve, Overflow (503, UO).
+Errors: proxy.core.errors.DnsFailure (503, flag DF) when the name does not resolve, Overflow (503, UO).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from proxy.errors import DnsFailure, Overflow
+from proxy.core.errors import DnsFailure, Overflow
 
 MAX_HOSTS = 1024
 REFRESH = 60.0

@@ -11,7 +11,7 @@ from __future__ import annotations
 from random import random
 
 from proto import xds
-from proxy.errors import FaultAbort
+from proxy.core.errors import FaultAbort
 
 
 class FaultPolicy:

@@ -17,11 +17,11 @@ nothing an app sends anywhere may hold a sidecar without a bound. Over them: 503
 from __future__ import annotations
 
 from proto import xds
-from proxy.errors import BlackHole
+from proxy.core.errors import BlackHole
 from proxy.outbound.circuit_breaker import Breaker
 from proxy.outbound.policy import RoutePolicy
 from proxy.outbound.redirect import DirectResponse
-from proxy.outbound.target import Target
+from proxy.core.target import Target
 
 PASSTHROUGH_CLUSTER = "PassthroughCluster"
 BLACKHOLE_CLUSTER = "BlackHoleCluster"

@@ -1,7 +1,7 @@
 """What the exchange applies to a request besides where it goes: the chosen rule's timeout, retries, fault,
 and traffic shaping (a local answer: directResponse or redirect; a rewrite; header operations; CORS; mirroring).
 
-Compiled once per rule when a route is compiled (route_match.CompiledRule.policy) and handed to the
+Compiled once per rule when a route is compiled (route.CompiledRule.policy) and handed to the
 exchange on the Target the router returns. Rules with nothing configured share DEFAULT_POLICY (Istio's
 default retries, no timeout, no fault), as do requests to a service without a VirtualService.
 """
@@ -52,7 +52,7 @@ def compile_policy(rule: HttpRule, local: LocalAnswer | None = None, rewrite: Re
                    edits: tuple[HeaderEdit | None, HeaderEdit | None] = (None, None),
                    cors: Cors | None = None, mirror: MirrorPolicy | None = None) -> RoutePolicy:
     """Raises ValueError for a policy the proxy cannot apply. `local`, `rewrite`, `edits` (request and
-    response headers): compiled by the caller (route_match.CompiledRule), which holds the compiled matches
+    response headers): compiled by the caller (route.CompiledRule), which holds the compiled matches
     a rewrite needs and the destination whose headers apply."""
     if (rule.timeout_ms is None and rule.retry is None and rule.fault is None and local is None
             and rewrite is None and edits == (None, None) and cors is None and mirror is None):

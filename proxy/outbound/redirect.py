@@ -18,7 +18,7 @@ from __future__ import annotations
 from http import HTTPStatus
 
 from proto import xds
-from proxy.outbound.target import RequestHead
+from proxy.core.request import RequestHead
 
 _DEFAULT_PORT = {"http": 80, "https": 443}
 REQUEST_SCHEME = "http"

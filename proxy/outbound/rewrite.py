@@ -16,19 +16,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from proto import xds
-from proxy.outbound.target import RequestHead
-
-if TYPE_CHECKING:  # route_match imports this module
-    from proxy.outbound.route_match import Caller, CompiledMatch
+from proxy.core.request import Caller, RequestHead
+from proxy.outbound.route_match import CompiledMatch
 
 WHOLE = -1  # replace the whole path (exact or regex match)
 
 
 def path_without_query(path: str) -> str:
-    """As route_match.path_without_query: the path Envoy's exact/regex matches and regex rewrites see."""
+    """As proxy.core.request.path_without_query: the path Envoy's exact/regex matches and regex rewrites see."""
     for sep in "?#":
         cut = path.find(sep)
         if cut >= 0:

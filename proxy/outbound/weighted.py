@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from math import gcd
 
 from proto.xds import Endpoint, HashPolicy
-from proxy.outbound.target import RequestHead
+from proxy.core.request import RequestHead
 
 
 def weights_differ(endpoints: Sequence[Endpoint]) -> bool:

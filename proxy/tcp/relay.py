@@ -25,9 +25,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from proxy.access_log import ListenerLog
-from proxy.errors import ProxyError
-from proxy.http.upstream import set_keepalive
-from proxy.outbound.target import Target
+from proxy.core.errors import ProxyError
+from proxy.core.conn_policy import set_keepalive
+from proxy.core.target import Target
 from runtime.log import get_logger
 
 if TYPE_CHECKING:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 from tests.proxy.http_helpers import Clients
 
-from proxy.http.server import Listener, Mode, serve
-from proxy.http.upstream import ConnectionPool
+from proxy.http.head import Mode
+from proxy.http.listener import Listener, serve
+from proxy.http.upstream_pool import ConnectionPool
 
 
 @pytest.fixture

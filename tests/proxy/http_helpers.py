@@ -14,9 +14,10 @@ from typing import Awaitable, Callable
 
 import pytest
 
-from proxy.errors import NoRoute, ProxyError
-from proxy.http.server import Mode
-from proxy.outbound.target import RequestHead, Target
+from proxy.core.errors import NoRoute, ProxyError
+from proxy.http.head import Mode
+from proxy.core.request import RequestHead
+from proxy.core.target import Target
 
 WAIT = 5.0  # upper bound for any single read in a test
 BOTH = pytest.mark.parametrize("mode", [Mode.OUTBOUND, Mode.INBOUND], ids=["outbound", "inbound"])

@@ -6,7 +6,7 @@ import asyncio
 import re
 
 from proxy.access_log import AccessLog
-from proxy.http.exchange import AccessRecord
+from proxy.core.access import AccessRecord
 
 LINE = re.compile(r'^\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\] (.*)$')
 

@@ -9,7 +9,7 @@ import pytest
 from proto.xds import Endpoint, HashPolicy, LocalityPolicy
 from proxy.outbound.balancer import ConsistentHash, LeastRequest, RandomPick, RoundRobin, make_balancer, maglev_table
 from proxy.outbound.locality import preferred
-from proxy.outbound.target import RequestHead
+from proxy.core.request import RequestHead
 
 
 def eps(n: int, locality: str = "") -> list[Endpoint]:

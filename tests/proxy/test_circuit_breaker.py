@@ -8,10 +8,11 @@ import pytest
 
 from proto.xds import ClusterConfig, Endpoint, Keepalive, PoolLimits, Push, RetryBudget, SubsetPolicy
 from proxy.control.config_state import ConfigState
-from proxy.errors import Overflow
+from proxy.core.errors import Overflow
 from proxy.outbound.circuit_breaker import Breaker, RequestWindow
 from proxy.outbound.router import MeshRouter
-from proxy.outbound.target import RequestHead, Target
+from proxy.core.request import RequestHead
+from proxy.core.target import Target
 
 REVIEWS = "reviews.default.svc.cluster.local"
 

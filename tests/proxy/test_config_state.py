@@ -10,9 +10,9 @@ from proto.xds import (
     ClusterConfig, Endpoint, HttpRule, MeshConfig, Push, RouteConfig, RouteMatch, StringMatch, SubsetPolicy, WeightedDestination,
 )
 from proxy.control.config_state import ConfigRejected, ConfigState
-from proxy.errors import NoCluster
+from proxy.core.errors import NoCluster
 from proxy.outbound.router import MeshRouter
-from proxy.outbound.target import RequestHead
+from proxy.core.request import RequestHead
 
 REVIEWS = "reviews.default.svc.cluster.local"
 RATINGS = "ratings.default.svc.cluster.local"

@@ -7,9 +7,10 @@ import asyncio
 import pytest
 from tests.proxy.http_helpers import closed, read_response
 
-from proxy.errors import BlackHole, ProxyError
-from proxy.http.server import AccessRecord, Mode
-from proxy.outbound.target import Target
+from proxy.core.errors import BlackHole, ProxyError
+from proxy.core.access import AccessRecord
+from proxy.http.head import Mode
+from proxy.core.target import Target
 from proxy.tcp import relay
 
 pytestmark = pytest.mark.timeout(30)

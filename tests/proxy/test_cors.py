@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from proto import xds
 from proxy.outbound.cors import Cors
-from proxy.outbound.target import RequestHead
+from proxy.core.request import RequestHead
 
 POLICY = xds.CorsPolicy(allow_origins=[xds.StringMatch(exact="https://a.example"),
                                        xds.StringMatch(prefix="https://dev.")],

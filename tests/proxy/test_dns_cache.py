@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from proxy.errors import DnsFailure, Overflow
+from proxy.core.errors import DnsFailure, Overflow
 from proxy.outbound import dns_cache
 
 pytestmark = pytest.mark.timeout(30)

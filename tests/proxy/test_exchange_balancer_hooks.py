@@ -7,9 +7,11 @@ import asyncio
 
 import pytest
 
-from proxy.http.server import Listener, Mode
-from proxy.http.upstream import ConnectionPool
-from proxy.outbound.target import RequestHead, Target
+from proxy.http.listener import Listener
+from proxy.http.head import Mode
+from proxy.http.upstream_pool import ConnectionPool
+from proxy.core.request import RequestHead
+from proxy.core.target import Target
 from tests.proxy.http_helpers import Upstream, keep_alive_echo, read_response, reset_on_request, stall
 
 pytestmark = pytest.mark.asyncio

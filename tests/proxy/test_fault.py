@@ -11,11 +11,11 @@ import pytest
 from tests.proxy.http_helpers import StubRouter, Upstream, keep_alive_echo, read_response
 
 from proto import xds
-from proxy.errors import FaultAbort
+from proxy.core.errors import FaultAbort
 from proxy.http.rescue import rescue
 from proxy.outbound import fault
 from proxy.outbound.policy import compile_policy
-from proxy.outbound.target import Target
+from proxy.core.target import Target
 
 pytestmark = pytest.mark.timeout(30)
 

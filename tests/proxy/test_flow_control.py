@@ -9,8 +9,8 @@ import pytest
 from tests.proxy.http_helpers import StubRouter, Upstream, keep_alive_echo, read_request
 
 from proxy.http.flow import PEER_FULL, PIPELINE, ReadGate
-from proxy.http.server import serve
-from proxy.http.upstream import ConnectionPool
+from proxy.http.listener import serve
+from proxy.http.upstream_pool import ConnectionPool
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.errors import BadRequest
+from proxy.core.errors import BadRequest
 from proxy.http.head import (
     Mode, connection_tokens, new_request_id, request_head, resolve, split_authority, write_response_head,
 )

@@ -11,9 +11,11 @@ from tests.proxy.http_helpers import (
     read_response, reset_on_request, stall,
 )
 
-from proxy.errors import NoHealthyUpstream
-from proxy.http.server import AccessRecord, Mode, serve
-from proxy.outbound.target import Target
+from proxy.core.errors import NoHealthyUpstream
+from proxy.core.access import AccessRecord
+from proxy.http.head import Mode
+from proxy.http.listener import serve
+from proxy.core.target import Target
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -9,10 +9,10 @@ import pytest
 from tests.proxy.http_helpers import BOTH, StubRouter, Upstream, closed, keep_alive_echo, read_response, recorded_logs
 
 import proxy.http.server as server
-from proxy.errors import UpstreamTimeout
+from proxy.core.errors import UpstreamTimeout
 from proxy.http.exchange import Exchange
 from proxy.http.rescue import rescue
-from proxy.outbound.target import RequestHead
+from proxy.core.request import RequestHead
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -148,7 +148,7 @@ class RetryingRouter(StubRouter):
         super().__init__({})
         from proto import xds
         from proxy.outbound.policy import compile_policy
-        from proxy.outbound.target import Target
+        from proxy.core.target import Target
 
         rule = xds.HttpRule(destinations=[xds.WeightedDestination(host="h")],
                             retry=xds.RetryPolicy(attempts=3, retry_on=["reset", "5xx", "connect-failure"]))

@@ -10,12 +10,13 @@ from tests.proxy.http_helpers import Clients, StubRouter, Upstream, keep_alive_e
 
 from proto import xds
 from proxy.http import exchange
-from proxy.http.server import Mode, serve
-from proxy.http.upstream import ConnectionPool
+from proxy.http.head import Mode
+from proxy.http.listener import serve
+from proxy.http.upstream_pool import ConnectionPool
 from proxy.outbound import mirror
 from proxy.outbound.policy import compile_policy
-from proxy.outbound.route_match import CompiledRule
-from proxy.outbound.target import Target
+from proxy.outbound.route import CompiledRule
+from proxy.core.target import Target
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from proto.xds import ClusterConfig, Endpoint, OutlierPolicy, Push
 from proxy.control.config_state import ConfigState
-from proxy.errors import NoHealthyUpstream
+from proxy.core.errors import NoHealthyUpstream
 from proxy.outbound.outlier import Detector
 from proxy.outbound.router import MeshRouter
-from proxy.outbound.target import RequestHead
+from proxy.core.request import RequestHead
 
 import pytest
 

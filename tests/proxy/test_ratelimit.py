@@ -6,11 +6,12 @@ import pytest
 
 from proto.xds import ClusterConfig, Push, RateLimitRule, RouteMatch, StringMatch
 from proxy.control.config_state import ConfigRejected, ConfigState
-from proxy.errors import RateLimited
+from proxy.core.errors import RateLimited
 from proxy.http.rescue import rescue
 from proxy.inbound.local_app import LocalAppRouter
 from proxy.inbound.ratelimit import RateLimiter, TokenBucket
-from proxy.outbound.target import RequestHead, Target
+from proxy.core.request import RequestHead
+from proxy.core.target import Target
 
 
 class Clock:

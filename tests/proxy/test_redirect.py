@@ -6,7 +6,7 @@ import pytest
 
 from proto import xds
 from proxy.outbound.redirect import DirectResponse, Redirect, from_rule
-from proxy.outbound.target import RequestHead
+from proxy.core.request import RequestHead
 
 
 def head(path: str = "/a/b?x=1", host: bytes = b"reviews:9080", port: int = 9080) -> RequestHead:

@@ -10,7 +10,7 @@ import pytest
 from tests.proxy.http_helpers import BOTH, RecordingApp, StubRouter, Upstream, closed, keep_alive_echo, read_response
 
 from proxy.http.limits import Limits
-from proxy.http.server import Mode
+from proxy.http.head import Mode
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from proxy.errors import BadRequest, NoCluster, NoHealthyUpstream, NoRoute, UpstreamConnectError, UpstreamTimeout
+from proxy.core.errors import BadRequest, NoCluster, NoHealthyUpstream, NoRoute, UpstreamConnectError, UpstreamTimeout
 from proxy.http.rescue import rescue
 
 

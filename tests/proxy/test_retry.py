@@ -10,7 +10,7 @@ from tests.proxy.http_helpers import Upstream, keep_alive_echo, read_request, re
 from proto import xds
 from proxy.outbound import retry
 from proxy.outbound.policy import DEFAULT_POLICY, compile_policy
-from proxy.outbound.target import Target
+from proxy.core.target import Target
 
 pytestmark = pytest.mark.timeout(30)
 

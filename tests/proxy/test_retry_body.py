@@ -11,7 +11,7 @@ from tests.proxy.http_helpers import Upstream, read_request, read_response
 from proto import xds
 from proxy.http import exchange
 from proxy.outbound.policy import compile_policy
-from proxy.outbound.target import Target
+from proxy.core.target import Target
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -6,8 +6,9 @@ import pytest
 
 from proto import xds
 from proxy.outbound.policy import DEFAULT_POLICY
-from proxy.outbound.route_match import NO_CALLER, CompiledRule
-from proxy.outbound.target import RequestHead
+from proxy.core.request import NO_CALLER
+from proxy.outbound.route import CompiledRule
+from proxy.core.request import RequestHead
 
 
 def rule(rewrite: xds.Rewrite, *matches: xds.RouteMatch) -> CompiledRule:

@@ -8,10 +8,10 @@ from collections import Counter
 import pytest
 
 from proto.xds import HttpRule, RouteConfig, RouteMatch, StringMatch, WeightedDestination
-from proxy.outbound.route_match import (
-    Caller, CompiledMatch, CompiledRoute, CompiledRule, path_without_query, query_value,
-)
-from proxy.outbound.target import RequestHead
+from proxy.core.request import Caller, path_without_query, query_value
+from proxy.outbound.route_match import CompiledMatch
+from proxy.outbound.route import CompiledRoute, CompiledRule
+from proxy.core.request import RequestHead
 
 
 def head(path: str = "/", method: str = "GET", port: int = 80, **headers: str) -> RequestHead:

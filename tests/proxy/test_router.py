@@ -12,9 +12,9 @@ from proto.xds import (
     SubsetPolicy, WeightedDestination,
 )
 from proxy.control.config_state import ConfigRejected, ConfigState
-from proxy.errors import BlackHole, NoHealthyUpstream, NoRoute
+from proxy.core.errors import BlackHole, NoHealthyUpstream, NoRoute
 from proxy.outbound.router import MeshRouter
-from proxy.outbound.target import RequestHead
+from proxy.core.request import RequestHead
 
 REVIEWS = "reviews.default.svc.cluster.local"
 RATINGS = "ratings.shop.svc.cluster.local"

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 from tests.proxy.http_helpers import RecordingApp, StubRouter, closed, read_response
 
-from proxy.http.server import Mode
+from proxy.http.head import Mode
 
 pytestmark = pytest.mark.timeout(30)
 

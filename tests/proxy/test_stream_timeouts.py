@@ -13,7 +13,8 @@ from tests.proxy.http_helpers import (
 )
 
 from proxy.http.limits import Limits
-from proxy.http.server import AccessRecord, Mode
+from proxy.core.access import AccessRecord
+from proxy.http.head import Mode
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -197,7 +198,7 @@ async def test_refused_connections_are_logged_at_most_once_per_interval(start_pr
 
 
 async def test_a_tcp_listener_closes_connections_over_its_limit_at_once():
-    from proxy.outbound.target import Target
+    from proxy.core.target import Target
     from proxy.tcp.relay import TcpListener
 
     async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -10,9 +10,9 @@ import pytest
 
 from isthmus.launch import free_port
 from proto.xds import PoolLimits
-from proxy.errors import NoRoute
+from proxy.core.errors import NoRoute
 from proxy.outbound.circuit_breaker import Breaker
-from proxy.outbound.target import Target
+from proxy.core.target import Target
 from proxy.tcp.relay import TcpListener
 
 pytestmark = pytest.mark.timeout(30)

@@ -9,8 +9,8 @@ import asyncio
 import pytest
 from tests.proxy.http_helpers import StubRouter, Upstream, read_request, read_response
 
-from proxy.http.server import AccessRecord
-from proxy.http.upstream import ConnectionPool
+from proxy.core.access import AccessRecord
+from proxy.http.upstream_pool import ConnectionPool
 from proxy.tcp.relay import EARLY_LIMIT, Relay
 
 pytestmark = pytest.mark.timeout(30)
@@ -65,7 +65,7 @@ async def test_an_endless_response_head_is_cut_at_the_limit():
     pool = ConnectionPool(max_head_bytes=8192)
     try:
         async with Upstream(endless) as up:
-            from proxy.http.server import serve
+            from proxy.http.listener import serve
 
             listener = await serve("127.0.0.1", 0, StubRouter({"app.test": up.target}), pool, "outbound")
             reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)

@@ -8,9 +8,10 @@ import socket
 import pytest
 from tests.proxy.http_helpers import StubRouter, Upstream, closed, read_request, read_response
 
-from proxy.errors import UpstreamConnectError
-from proxy.http.server import serve
-from proxy.http.upstream import ConnectionPool, ConnPolicy
+from proxy.core.errors import UpstreamConnectError
+from proxy.http.listener import serve
+from proxy.http.upstream_pool import ConnectionPool
+from proxy.core.conn_policy import ConnPolicy
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from tests.proxy.http_helpers import StubRouter, Upstream, closed, keep_alive_echo, read_request, read_response
 
-from proxy.http.server import Mode
+from proxy.http.head import Mode
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -11,7 +11,7 @@ import pytest
 from proto.xds import Endpoint, HashPolicy
 from proxy.outbound.balancer import (ConsistentHash, LeastRequest, RandomPick, RoundRobin, make_balancer,
                                      maglev_table)
-from proxy.outbound.target import RequestHead
+from proxy.core.request import RequestHead
 from proxy.outbound.weighted import (WeightedLeastRequest, WeightedRandom, WeightedRoundRobin, normalized,
                                      weights_differ)
 

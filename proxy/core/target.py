@@ -1,41 +1,31 @@
-"""What the outbound path hands between stages: the parsed request head and the chosen endpoint."""
+"""What the route and endpoint stages hand the exchange: the chosen endpoint, and the Router protocol.
+
+Neutral: imports nothing of the proxy but proxy.core. The breaker and outlier detector a Target carries
+are described here by the small protocols the exchange calls (proxy/outbound/circuit_breaker.py and
+outlier.py implement them).
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from proxy.outbound.circuit_breaker import Breaker
-    from proxy.outbound.outlier import Detector
+from proxy.core.request import RequestHead
 
 
-class RequestHead:
-    """The parts of a downstream request that routing looks at.
+class Breaker(Protocol):
+    """A cluster's connectionPool limits as a target uses them (proxy/outbound/circuit_breaker.Breaker)."""
 
-    `host` is the host as the client wrote it (absolute-form URL or Host header), without the port;
-    `port` is the explicit port or 80; `path` is origin-form (`/x?y=1`). Header names are lower-case.
-    """
+    def enter(self, target: Target) -> bool: ...
+    def leave(self) -> None: ...
+    def forget(self, target: Target) -> None: ...
 
-    __slots__ = ("method", "host", "port", "path", "headers", "client", "set_cookie")
 
-    def __init__(self, method: str, host: str, port: int, path: str, headers: list[tuple[bytes, bytes]],
-                 client: str = "") -> None:
-        self.method = method
-        self.host = host
-        self.port = port
-        self.path = path
-        self.headers = headers
-        self.client = client  # the downstream peer's IP address ("" if unknown): consistentHash useSourceIp
-        self.set_cookie: bytes | None = None  # a hash cookie the balancer generated, for the response
+class Detector(Protocol):
+    """A pool's outlierDetection as the exchange reports to it (proxy/outbound/outlier.Detector)."""
 
-    def header(self, name: bytes) -> bytes | None:
-        """First value of a lower-case header name, or None."""
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
+    def report(self, endpoint: object, status: int) -> None: ...
 
 
 class Target:
@@ -71,7 +61,7 @@ class Target:
 
     def enter(self, resume: Callable[[], None]) -> bool:
         """Take a slot of the breaker (True), or wait for one (False: `resume` is called soon after it is
-        granted). Raises proxy.errors.Overflow when the cluster is full. Only called with a breaker."""
+        granted). Raises proxy.core.errors.Overflow when the cluster is full. Only called with a breaker."""
         if self.slot == 2:
             return True
         if self.breaker.enter(self):  # type: ignore[union-attr]
@@ -108,7 +98,7 @@ class Target:
 class Router(Protocol):
     """Logical -> concrete -> endpoint: picks where a request goes, from the config the proxy holds.
 
-    Raises proxy.errors.NoRoute (unknown host) or NoHealthyUpstream (a cluster with nothing healthy).
+    Raises proxy.core.errors.NoRoute (unknown host) or NoHealthyUpstream (a cluster with nothing healthy).
     Pure and synchronous: it runs once per request on the hot path and must not allocate much.
     """
 

@@ -1,0 +1,78 @@
+"""The request as every stage sees it: its parsed head, the calling workload, and path helpers.
+
+Neutral: imports nothing of the proxy, so every stage (outbound, inbound, http) can depend on it.
+"""
+
+from __future__ import annotations
+
+
+class RequestHead:
+    """The parts of a downstream request that routing looks at.
+
+    `host` is the host as the client wrote it (absolute-form URL or Host header), without the port;
+    `port` is the explicit port or 80; `path` is origin-form (`/x?y=1`). Header names are lower-case.
+    """
+
+    __slots__ = ("method", "host", "port", "path", "headers", "client", "set_cookie")
+
+    def __init__(self, method: str, host: str, port: int, path: str, headers: list[tuple[bytes, bytes]],
+                 client: str = "") -> None:
+        self.method = method
+        self.host = host
+        self.port = port
+        self.path = path
+        self.headers = headers
+        self.client = client  # the downstream peer's IP address ("" if unknown): consistentHash useSourceIp
+        self.set_cookie: bytes | None = None  # a hash cookie the balancer generated, for the response
+
+    def header(self, name: bytes) -> bytes | None:
+        """First value of a lower-case header name, or None."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+class Caller:
+    """The workload whose proxy routes the request (sourceLabels, sourceNamespace)."""
+
+    __slots__ = ("labels", "namespace")
+
+    def __init__(self, labels: dict[str, str] | None = None, namespace: str = "") -> None:
+        self.labels = labels or {}
+        self.namespace = namespace
+
+
+NO_CALLER = Caller()
+
+
+def header_value(head: RequestHead, name: bytes) -> str | None:
+    found: bytes | None = None
+    for key, value in head.headers:
+        if key == name:
+            found = value if found is None else found + b"," + value
+    return None if found is None else found.decode("latin-1")
+
+
+def path_without_query(path: str) -> str:
+    cut = path.find("?")
+    if cut >= 0:
+        path = path[:cut]
+    cut = path.find("#")
+    return path if cut < 0 else path[:cut]
+
+
+def query_value(path: str, name: str) -> str | None:
+    """First value of query parameter `name` in an origin-form path, undecoded; "" for a bare `?name`."""
+    cut = path.find("?")
+    if cut < 0:
+        return None
+    query = path[cut + 1:]
+    frag = query.find("#")
+    if frag >= 0:
+        query = query[:frag]
+    for part in query.split("&"):
+        key, _, value = part.partition("=")
+        if key == name:
+            return value
+    return None

@@ -1,0 +1,63 @@
+"""One listening socket (the outbound proxy port or the inbound port): makes a client connection protocol
+(proxy/http/server.py) per accepted connection, all sharing one ServerState (proxy/http/listener_state.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from proxy.core.target import Router
+from proxy.http.head import Mode
+from proxy.http.limits import DEFAULT, Limits
+from proxy.http.listener_state import OnComplete, ServerState
+from proxy.http.server import HttpProxyProtocol
+from proxy.http.upstream_pool import ConnectionPool
+
+__all__ = ["Listener", "serve"]
+
+
+class Listener:
+    """One listening socket (the outbound proxy port or the inbound port) with start/stop."""
+
+    def __init__(self, host: str, port: int, router: Router, pool: ConnectionPool, mode: Mode | str, *,
+                 on_complete: OnComplete | None = None, response_timeout: float | None = None,
+                 keepalive_timeout: float = 60.0, backlog: int = 1024, limits: Limits = DEFAULT) -> None:
+        self.host = host
+        self.port = port  # the bound port once started (useful with port 0)
+        self.backlog = backlog
+        self.state = ServerState(router, pool, Mode(mode), on_complete, response_timeout, keepalive_timeout,
+                                 limits)
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        state = self.state
+        self._server = await loop.create_server(
+            lambda: HttpProxyProtocol(state), self.host, self.port, reuse_address=True, backlog=self.backlog
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop accepting, let requests in flight finish for up to `grace` seconds, then cut the rest."""
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        server.close()
+        state = self.state
+        state.drained = asyncio.Event()
+        for proto in list(state.connections):
+            proto.shutdown()
+        if state.connections:
+            try:
+                await asyncio.wait_for(state.drained.wait(), grace)
+            except TimeoutError:
+                for proto in list(state.connections):
+                    proto.transport.abort()
+        await server.wait_closed()
+
+
+async def serve(host: str, port: int, router: Router, pool: ConnectionPool, mode: Mode | str,
+                on_complete: OnComplete | None = None, **options: object) -> Listener:
+    """Start a listener; `options` are Listener's keywords (response_timeout, keepalive_timeout, limits...)."""
+    listener = Listener(host, port, router, pool, mode, on_complete=on_complete, **options)  # type: ignore[arg-type]
+    await listener.start()
+    return listener

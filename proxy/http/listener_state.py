@@ -1,0 +1,65 @@
+"""What all connections of one listener share: its configuration, computed once, and its live connections."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Protocol
+
+from proxy.core.access import AccessRecord
+from proxy.core.request import NO_CALLER, Caller
+from proxy.core.target import Router
+from proxy.http.flow import ReadGate
+from proxy.http.head import Mode
+from proxy.http.limits import DEFAULT, Limits
+from proxy.http.upstream_pool import ConnectionPool
+
+OnComplete = Callable[[AccessRecord], None]
+
+
+class ServerState:
+    """What all connections of one listener share: its configuration and the live connections."""
+
+    __slots__ = ("router", "pool", "mode", "on_complete", "response_timeout", "keepalive_timeout",
+                 "connections", "drained", "limits", "refused", "refused_logged", "caller", "retry_pick",
+                 "mirror_pick")
+
+    def __init__(self, router: Router, pool: ConnectionPool, mode: Mode, on_complete: OnComplete | None,
+                 response_timeout: float | None, keepalive_timeout: float, limits: Limits = DEFAULT) -> None:
+        self.router = router
+        # The router's optional parts (MeshRouter has them), looked up once rather than per request.
+        self.caller: Caller = getattr(router, "caller", NO_CALLER)
+        self.retry_pick = getattr(router, "retry_pick", None)
+        self.mirror_pick = getattr(router, "mirror_pick", None)
+        self.pool = pool
+        self.mode = mode
+        self.on_complete = on_complete
+        self.response_timeout = response_timeout
+        self.keepalive_timeout = keepalive_timeout
+        self.connections: set[Downstream] = set()
+        self.drained: asyncio.Event | None = None  # set by stop(): fired when the last connection goes
+        self.limits = limits
+        self.refused = 0  # connections closed at once because max_connections were open
+        self.refused_logged = float("-inf")  # loop time of the last log line about them
+
+
+class Downstream(Protocol):
+    """A client connection as an exchange or a CONNECT tunnel drives it (proxy/http/server.HttpProxyProtocol)."""
+
+    shared: ServerState
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    gate: ReadGate
+    client: str  # the peer's IP address
+    stopping: bool  # close once the active request is answered
+    closing: bool
+    write_paused: bool  # the client cannot take more: pause the upstream's reading
+    early: bytes  # bytes read after a websocket/CONNECT head, before the tunnel is up
+    tunnel: object  # the upstream side raw bytes are relayed to, once a tunnel is up
+
+    def write(self, data: bytes) -> None: ...
+    def writelines(self, data: list[bytes]) -> None: ...
+    def close(self) -> None: ...
+    def shutdown(self) -> None: ...
+    def exchange_done(self, ex: object) -> None: ...
+    def connection_lost(self, exc: Exception | None) -> None: ...

@@ -1,0 +1,25 @@
+"""Telemetry: what every exchange reports once it is over. Today the access record handed to the
+listener's `on_complete` (proxy/access_log.py writes it); metrics and spans plug in here, observing the
+same exchange, so no stage has to know about them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from proxy.core.access import AccessRecord
+from proxy.core.request import RequestHead
+from proxy.core.target import Target
+
+
+def report(on_complete: Callable[[AccessRecord], None], head: RequestHead | None, upstream: Target | None,
+           status: int, flag: str, bytes_sent: int, duration_ms: float) -> None:
+    on_complete(AccessRecord(
+        head.method if head is not None else "-",
+        head.host if head is not None else "-",
+        head.path if head is not None else "-",
+        status, flag,
+        upstream.cluster if upstream is not None else "-",
+        bytes_sent,
+        duration_ms,
+    ))

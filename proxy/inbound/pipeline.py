@@ -1,0 +1,38 @@
+"""The inbound pipeline: what a request that reaches the inbound listener passes, in order.
+
+    transport       proxy/http/server.py       plaintext today; TLS detection, mTLS termination and the
+                                               peer's SPIFFE identity will sit in front of the parser here
+    authentication  (position only)            RequestAuthentication (JWT): a check, added as a stage here
+    authorization   (position only)            AuthorizationPolicy: a check, added as a stage here
+    rate limit      proxy/inbound/ratelimit.py RateLimits (isthmus.io): 429, or the target with its headers
+    local app       proxy/inbound/local_app.py the app's port beside the sidecar
+
+`build` composes the configured stages once per config push (LocalAppRouter.refresh); with none, the
+listener's pick returns the local app's target and runs no stage code at all. A check raises a typed
+error (proxy/core/errors.py) that the one rescue (proxy/http/rescue.py) turns into the response.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from proxy.core.request import RequestHead
+from proxy.core.target import Target
+
+Check = Callable[[RequestHead], None]  # authentication, authorization: raise to refuse
+Admit = Callable[[RequestHead], Target]  # the last stage before the app: the Target the request goes to
+
+
+def build(checks: Sequence[Check], last: Admit | None, target: Target) -> Admit | None:
+    """The pipeline's entry, or None when no stage is configured (the caller then returns `target`)."""
+    if not checks:
+        return last
+    final = last if last is not None else (lambda head: target)
+    ordered = tuple(checks)
+
+    def admit(head: RequestHead) -> Target:
+        for check in ordered:
+            check(head)
+        return final(head)
+
+    return admit
