@@ -18,6 +18,7 @@
     ├── Overflow              503  UO   the cluster's circuit breaker is full (connectionPool)
     ├── RateLimited           429  RL   a RateLimit's token bucket is empty (proxy/inbound/ratelimit.py)
     ├── RetryBufferExceeded   507  -    body arriving during a retry back-off outgrew the retry buffer
+    ├── LoopDetected          508  LD   the upstream is this sidecar's own outbound listener (proxy/outbound/self_loop.py)
     └── FaultAbort            any  FI   a configured fault injection aborted the request
 
 The flag is Envoy's response flag, so access logs read the way Istio users expect.
@@ -145,3 +146,11 @@ class RetryBufferExceeded(ProxyError):
     507 with details request_payload_exceeded_retry_buffer_limit and no response flag)."""
 
     status = 507
+
+
+class LoopDetected(ProxyError):
+    """The upstream address:port is this sidecar's own outbound listener (proxy/outbound/self_loop.py): the
+    request would come back and go out again. 508 Loop Detected, flag LD (Isthmus's own: Envoy has none)."""
+
+    status = 508
+    flag = "LD"

@@ -28,6 +28,7 @@ from proxy.http.upstream import ConnectionPool
 from proxy.inbound.local_app import LocalAppRouter
 from proxy.outbound.dns_cache import DnsCache
 from proxy.outbound.router import MeshRouter
+from proxy.outbound.self_loop import OwnListeners
 from proxy.outbound.target import Target
 from proxy.settings import ProxyOptions
 from proxy.tcp.relay import Picker, TcpListener
@@ -145,6 +146,13 @@ class Sidecar:
             raise
         for service_port, listener in self.tcp_in.items():
             self.registration.workload.tcp_ports[service_port] = listener.port  # registered with the real port
+        self.pool.resolver.own = self.own_listeners()  # type: ignore[union-attr]
+
+    def own_listeners(self) -> OwnListeners:
+        """The bound ports whose traffic goes out again, at our own addresses (proxy/outbound/self_loop.py)."""
+        o = self.options
+        return OwnListeners((o.address, o.outbound_host, o.inbound_host),
+                            (self.outbound.port, *(listener.port for listener in self.tcp_out)))
 
     async def run(self) -> None:
         asyncio.get_running_loop().set_exception_handler(log_loop_error)
