@@ -36,6 +36,9 @@ from runtime import bus as busmod
 from runtime.log import configure, get_logger
 
 
+STOP_GRACE = 5.0  # seconds a stopping sidecar lets requests in flight finish (Istio's terminationDrainDuration)
+
+
 class StartError(Exception):
     """The sidecar cannot start as asked: a port is taken, the access log cannot be opened. The message is
     one line that names the flag (`--inbound-port 15006: address already in use`); `proxy run` prints it
@@ -174,6 +177,15 @@ class Sidecar:
         await stopping.wait()
         await self.stop()
 
+    async def _stop_listeners(self, grace: float) -> None:
+        """Stop all listeners together (in flight: `grace` s, then cut), then let the cut connections' callbacks
+        run, so what they log reaches the access log before it closes."""
+        await asyncio.gather(self.outbound.stop(grace), self.inbound.stop(grace),
+                             *(listener.stop() for listener in [*self.tcp_out, *self.tcp_in.values()]),
+                             self.admin.stop())
+        for _ in range(3):  # connection_lost runs a loop turn after abort(); a tunnel's relay one more
+            await asyncio.sleep(0)
+
     async def _control_plane(self) -> None:
         self.bus = await busmod.connect(self.options.nats_url, f"proxy-{self.options.id}", wait=None,
                                         on_reconnect=self._on_reconnect)
@@ -183,17 +195,15 @@ class Sidecar:
     async def _on_reconnect(self) -> None:
         self.xds.request_resync()  # pushes may have been missed while away
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = STOP_GRACE) -> None:
+        """Deregister, then drain every listener at once; all within about `grace` seconds."""
         self.log.info("stopping")
+        deadline = asyncio.get_running_loop().time() + grace
         await self.registration.deregister()  # peers stop sending before our listeners close
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        await self.outbound.stop()
-        await self.inbound.stop()
-        for listener in [*self.tcp_out, *self.tcp_in.values()]:
-            await listener.stop()
-        await self.admin.stop()
+        await self._stop_listeners(max(0.1, deadline - asyncio.get_running_loop().time()))
         self.pool.close()
         if self.access_log is not None:
             self.access_log.close()
