@@ -18,6 +18,7 @@
     ├── Overflow              503  UO   the cluster's circuit breaker is full (connectionPool)
     ├── RateLimited           429  RL   a RateLimit's token bucket is empty (proxy/inbound/ratelimit.py)
     ├── RetryBufferExceeded   507  -    body arriving during a retry back-off outgrew the retry buffer
+    ├── ConnectRefused        403  -    CONNECT to a mesh host's HTTP port (proxy/outbound/connect_policy.py)
     ├── LoopDetected          508  LD   the upstream is this sidecar's own outbound listener (proxy/outbound/self_loop.py)
     └── FaultAbort            any  FI   a configured fault injection aborted the request
 
@@ -154,3 +155,10 @@ class LoopDetected(ProxyError):
 
     status = 508
     flag = "LD"
+
+
+class ConnectRefused(ProxyError):
+    """A CONNECT to a mesh host's HTTP port: tunnelling it would skip the mesh's HTTP routing
+    (proxy/outbound/connect_policy.py). 403, no flag (Envoy's HTTP listener would not tunnel it either)."""
+
+    status = 403

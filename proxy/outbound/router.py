@@ -19,6 +19,7 @@ from proto.xds import ALLOW_ANY, ClusterConfig, Endpoint, LbPolicy, OutlierPolic
 from proxy.errors import NoCluster, NoHealthyUpstream, NoRoute
 from proxy.outbound.balancer import Balancer, make_balancer
 from proxy.outbound.circuit_breaker import Breaker
+from proxy.outbound.connect_policy import check_opaque
 from proxy.outbound.locality import preferred, ranked
 from proxy.outbound.outlier import Detector
 from proxy.outbound.passthrough import outside
@@ -294,9 +295,13 @@ class MeshRouter:
 
     def connect_pick(self, host: str, port: int, client: str = "") -> Target:
         """Where a CONNECT tunnel to `host:port` goes. A host the registry knows: opaque TCP to it, as Istio
-        treats any TCP to a service (tcp_pick: its tcp routes, balancer and connection limits). Any other:
+        treats any TCP to a service (tcp_pick: its tcp routes, balancer and connection limits), if the port is
+        opaque TCP in the mesh, else ConnectRefused (proxy/outbound/connect_policy.py). Any other:
         the outboundTrafficPolicy's passthrough, or BlackHole (raised) under REGISTRY_ONLY."""
-        if self.resolve(self.source.table, host):
+        table = self.source.table
+        fqdn = self.resolve(table, host)
+        if fqdn:
+            check_opaque(table, fqdn, port, self.caller)  # an HTTP port: ConnectRefused (403)
             return self.tcp_pick(host, port, client)
         return outside(self.outbound_policy(), host, port, tunnel=True)
 
