@@ -3,7 +3,8 @@
     ProxyError
     ├── BadRequest            400  DPE  downstream sent something we cannot parse
     │   ├── HeadersTooLarge   431  DPE  request head over max_head_bytes or max_headers (proxy/http/limits.py)
-    │   └── UriTooLong        414  DPE  request target over max_url_bytes
+    │   ├── UriTooLong        414  DPE  request target over max_url_bytes
+    │   └── UnsupportedCoding 501  DPE  a Transfer-Encoding other than `chunked` (Envoy: 501)
     ├── RequestTimeout        408  -    the request head or body did not arrive in time
     ├── StreamIdleTimeout     408  SI   no byte either way for stream_idle_timeout
     ├── UpstreamProtocolError 502  UPE  the upstream's response is malformed or over the response limits
@@ -162,3 +163,10 @@ class ConnectRefused(ProxyError):
     (proxy/outbound/connect_policy.py). 403, no flag (Envoy's HTTP listener would not tunnel it either)."""
 
     status = 403
+
+
+class UnsupportedCoding(BadRequest):
+    """A request Transfer-Encoding other than `chunked` (gzip, "gzip, chunked"...): Envoy's HTTP/1 codec
+    answers 501 Not Implemented rather than drop a coding it cannot undo."""
+
+    status = 501

@@ -23,7 +23,7 @@ from typing import Callable
 
 import httptools
 
-from proxy.errors import BadRequest, HeadersTooLarge, UriTooLong
+from proxy.errors import BadRequest, HeadersTooLarge, UnsupportedCoding, UriTooLong
 from proxy.http.conn_guard import ConnectionGuard
 from proxy.http.connect_tunnel import ConnectExchange
 from proxy.http.exchange import AccessRecord, Exchange
@@ -264,6 +264,8 @@ class HttpProxyProtocol(ConnectionGuard, asyncio.Protocol):
                 has_body = int(value) > 0  # llhttp has validated it
             elif name == b"transfer-encoding":
                 has_body = chunked = True
+                if error is None and value.strip().lower() != b"chunked":
+                    error = UnsupportedCoding(f"transfer coding {value.decode('latin-1')!r} is not implemented")
             elif name == b"expect":
                 expect = value.lower() == b"100-continue"
             elif name == b"x-request-id":
