@@ -20,6 +20,7 @@
     ├── RateLimited           429  RL   a RateLimit's token bucket is empty (proxy/inbound/ratelimit.py)
     ├── RetryBufferExceeded   507  -    body arriving during a retry back-off outgrew the retry buffer
     ├── ConnectRefused        403  -    CONNECT to a mesh host's HTTP port (proxy/outbound/connect_policy.py)
+    ├── Overloaded            503  OM   incomplete request heads past the listener's budget (proxy/http/head_budget.py)
     ├── LoopDetected          508  LD   the upstream is this sidecar's own outbound listener (proxy/outbound/self_loop.py)
     └── FaultAbort            any  FI   a configured fault injection aborted the request
 
@@ -170,3 +171,11 @@ class UnsupportedCoding(BadRequest):
     answers 501 Not Implemented rather than drop a coding it cannot undo."""
 
     status = 501
+
+
+class Overloaded(ProxyError):
+    """The listener holds max_pending_head_bytes of incomplete request heads: this one is refused (Envoy's
+    overload manager stop_accepting_requests action: 503, response flag OM)."""
+
+    status = 503
+    flag = "OM"

@@ -28,6 +28,7 @@ from proxy.http.conn_guard import ConnectionGuard
 from proxy.http.connect_tunnel import ConnectExchange
 from proxy.http.exchange import AccessRecord, Exchange
 from proxy.http.flow import PEER_FULL, PIPELINE, ReadGate
+from proxy.http.head_budget import HeadBudget
 from proxy.http.head import Mode, connection_tokens, new_request_id, resolve
 from proxy.http.limits import DEFAULT, Limits
 from proxy.http.upstream import ConnectionPool, UpstreamConnection
@@ -44,7 +45,7 @@ class ServerState:
     """What all connections of one listener share: its configuration and the live connections."""
 
     __slots__ = ("router", "pool", "mode", "on_complete", "response_timeout", "keepalive_timeout",
-                 "connections", "drained", "limits", "refused", "refused_logged")
+                 "connections", "drained", "limits", "refused", "refused_logged", "head_budget")
 
     def __init__(self, router: Router, pool: ConnectionPool, mode: Mode, on_complete: OnComplete | None,
                  response_timeout: float | None, keepalive_timeout: float, limits: Limits = DEFAULT) -> None:
@@ -59,6 +60,7 @@ class ServerState:
         self.limits = limits
         self.refused = 0  # connections closed at once because max_connections were open
         self.refused_logged = float("-inf")  # loop time of the last log line about them
+        self.head_budget = HeadBudget(limits.max_pending_head_bytes)  # incomplete heads' bytes (head_budget.py)
 
 
 class HttpProxyProtocol(ConnectionGuard, asyncio.Protocol):
@@ -147,6 +149,7 @@ class HttpProxyProtocol(ConnectionGuard, asyncio.Protocol):
             self.tunnel.transport.close()  # after what is buffered for it has been sent
         shared = self.shared
         shared.connections.discard(self)
+        shared.head_budget.release(self)
         if shared.drained is not None and not shared.connections:
             shared.drained.set()
         if self.keepalive_handle is not None:
@@ -232,6 +235,8 @@ class HttpProxyProtocol(ConnectionGuard, asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.in_head = False
+        if self.shared.head_budget.held:  # this head may have been held across reads: no longer
+            self.shared.head_budget.release(self)
         if self.broken:
             return
         parser = self.parser
