@@ -104,7 +104,14 @@ class Sidecar:
 
     def _tcp_picker(self, host: str, port: int) -> Picker:
         tcp_pick = self.router.tcp_pick
-        return lambda client: tcp_pick(host, port, client)
+        resolver = self.pool.resolver
+
+        def pick(client: str) -> Target:
+            target = tcp_pick(host, port, client)
+            if resolver is not None and resolver.own is not None:  # an endpoint at our own --tcp/outbound port
+                resolver.own.check(target.address, target.port)
+            return target
+        return pick
 
     def _app_picker(self, app_port: int) -> Picker:
         target = Target(self.options.app_host, app_port, f"inbound|{app_port}||")

@@ -116,3 +116,37 @@ async def test_request_queued_by_breaker_without_route_timeout_waits_bounded(pro
         assert response.status == 503 and b"overflow" in response.body
         assert loop.time() - t0 < 3.0
         assert len(breaker.waiting) == 0 and breaker.active == 1  # the first one still holds its slot
+
+
+async def test_a_tcp_route_to_the_sidecar_own_tcp_port_is_closed_not_looped() -> None:
+    """A --tcp local listener whose mesh endpoint is that same local port would relay into itself."""
+    from proxy.outbound.target import Target
+
+    options = ProxyOptions(service="loop", service_port=9080, app_port=1, inbound_host="127.0.0.1", inbound_port=0,
+                           outbound_port=0, admin_port=0, access_log="", tcp_routes=(("db", 5432, 0),))
+    car = Sidecar(options)
+    picked: list[Target] = []
+
+    def tcp_pick(host: str, port: int, client: str = "") -> Target:
+        picked.append(Target("127.0.0.1", car.tcp_out[0].port, "outbound|5432||db"))
+        return picked[-1]
+
+    car.router.tcp_pick = tcp_pick  # type: ignore[method-assign]
+    car.tcp_out[0].pick = car._tcp_picker("db", 5432)
+    await car.start_listeners()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", car.tcp_out[0].port)
+        writer.write(b"hello")
+        try:
+            assert await asyncio.wait_for(reader.read(), 3.0) == b""  # closed at once
+        except ConnectionResetError:
+            pass  # or reset, as what the client sent was never read
+        writer.close()
+        assert len(picked) == 1  # not relayed back into itself
+        assert len(car.tcp_out[0].relays) == 0
+    finally:
+        await car.outbound.stop(grace=0.5)
+        await car.inbound.stop(grace=0.5)
+        await car.tcp_out[0].stop()
+        await car.admin.stop()
+        car.pool.close()
