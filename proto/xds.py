@@ -279,6 +279,7 @@ class ClusterConfig(Message):
     port_limits: dict[int, PoolLimits] = {}  # portLevelSettings connectionPool: service port -> limits
     outlier: OutlierPolicy | None = None  # outlierDetection; None: off
     ratelimits: list[RateLimitRule] = []  # RateLimits on this service's workloads (inbound), oldest first
+    tcp_ports: list[int] = []  # service ports that are opaque TCP (--app-tcp, ServiceEntry TCP/TLS/...): CONNECT ok
 
 
 ALLOW_ANY = "ALLOW_ANY"

@@ -36,6 +36,7 @@ class AccessLog:
         self.timer: asyncio.TimerHandle | None = None
         self._second = -1
         self._stamp = ""
+        self.closed = False
 
     def for_listener(self, name: str) -> "ListenerLog":
         return ListenerLog(self, name)
@@ -49,6 +50,8 @@ class AccessLog:
         return f"{self._stamp}.{int((now - second) * 1000):03d}Z"
 
     def write(self, line: str) -> None:
+        if self.closed:  # a connection cut at shutdown, logging after the log closed: dropped
+            return
         self.lines.append(f"[{self._time()}] {line}\n")
         if len(self.lines) >= BUFFER_LINES:
             self.flush()
@@ -69,6 +72,7 @@ class AccessLog:
 
     def close(self) -> None:
         self.flush()
+        self.closed = True
         if self.owned:
             self.stream.close()
 

@@ -65,14 +65,16 @@ class AdminServer:
         self.open += 1
         try:
             try:
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT)
+                head = await asyncio.wait_for(read_head(reader), HEAD_TIMEOUT)
             except (asyncio.LimitOverrunError, ValueError):
                 status, ctype, body = 431, "text/plain", b"request head too large\n"
             except asyncio.TimeoutError:
                 status, ctype, body = 408, "text/plain", b"request head not received in time\n"
             else:
                 parts = head.split(b"\r\n", 1)[0].decode("latin-1").split()
-                if len(parts) != 3:
+                if head is BARE_LF:
+                    status, ctype, body = 400, "text/plain", b"bare LF in the request head\n"
+                elif len(parts) != 3:
                     status, ctype, body = 400, "text/plain", b"bad request line\n"
                 else:
                     status, ctype, body = self.respond(parts[0], parts[1])
@@ -84,3 +86,24 @@ class AdminServer:
         finally:
             self.open -= 1
             writer.close()
+
+
+BARE_LF = b"\n"  # read_head's answer for a line not ended by CRLF
+
+
+async def read_head(reader: asyncio.StreamReader) -> bytes:
+    """The request head up to its empty line, line by line, so that a line ended by a bare LF (or holding a
+    bare CR) is answered 400 at once instead of waiting out HEAD_TIMEOUT for a CRLFCRLF that never comes.
+    Raises ValueError past MAX_HEAD bytes, IncompleteReadError at EOF."""
+    lines: list[bytes] = []
+    size = 0
+    while True:
+        line = await reader.readuntil(b"\n")
+        size += len(line)
+        if size > MAX_HEAD:
+            raise ValueError("request head too large")
+        if line[-2:-1] != b"\r" or b"\r" in line[:-2]:
+            return BARE_LF
+        if line == b"\r\n":
+            return b"".join(lines) + line
+        lines.append(line)

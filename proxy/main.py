@@ -29,10 +29,14 @@ from proxy.inbound.local_app import LocalAppRouter
 from proxy.outbound.dns_cache import DnsCache
 from proxy.outbound.router import MeshRouter
 from proxy.core.target import Target
+from proxy.outbound.self_loop import OwnListeners
 from proxy.settings import ProxyOptions
 from proxy.tcp.relay import Picker, TcpListener
 from runtime import bus as busmod
 from runtime.log import configure, get_logger
+
+
+STOP_GRACE = 5.0  # seconds a stopping sidecar lets requests in flight finish (Istio's terminationDrainDuration)
 
 
 class StartError(Exception):
@@ -100,7 +104,14 @@ class Sidecar:
 
     def _tcp_picker(self, host: str, port: int) -> Picker:
         tcp_pick = self.router.tcp_pick
-        return lambda client: tcp_pick(host, port, client)
+        resolver = self.pool.resolver
+
+        def pick(client: str) -> Target:
+            target = tcp_pick(host, port, client)
+            if resolver is not None and resolver.own is not None:  # an endpoint at our own --tcp/outbound port
+                resolver.own.check(target.address, target.port)
+            return target
+        return pick
 
     def _app_picker(self, app_port: int) -> Picker:
         target = Target(self.options.app_host, app_port, f"inbound|{app_port}||")
@@ -145,6 +156,13 @@ class Sidecar:
             raise
         for service_port, listener in self.tcp_in.items():
             self.registration.workload.tcp_ports[service_port] = listener.port  # registered with the real port
+        self.pool.resolver.own = self.own_listeners()  # type: ignore[union-attr]
+
+    def own_listeners(self) -> OwnListeners:
+        """The bound ports whose traffic goes out again, at our own addresses (proxy/outbound/self_loop.py)."""
+        o = self.options
+        return OwnListeners((o.address, o.outbound_host, o.inbound_host),
+                            (self.outbound.port, *(listener.port for listener in self.tcp_out)))
 
     async def run(self) -> None:
         asyncio.get_running_loop().set_exception_handler(log_loop_error)
@@ -166,6 +184,15 @@ class Sidecar:
         await stopping.wait()
         await self.stop()
 
+    async def _stop_listeners(self, grace: float) -> None:
+        """Stop all listeners together (in flight: `grace` s, then cut), then let the cut connections' callbacks
+        run, so what they log reaches the access log before it closes."""
+        await asyncio.gather(self.outbound.stop(grace), self.inbound.stop(grace),
+                             *(listener.stop() for listener in [*self.tcp_out, *self.tcp_in.values()]),
+                             self.admin.stop())
+        for _ in range(3):  # connection_lost runs a loop turn after abort(); a tunnel's relay one more
+            await asyncio.sleep(0)
+
     async def _control_plane(self) -> None:
         self.bus = await busmod.connect(self.options.nats_url, f"proxy-{self.options.id}", wait=None,
                                         on_reconnect=self._on_reconnect)
@@ -175,17 +202,15 @@ class Sidecar:
     async def _on_reconnect(self) -> None:
         self.xds.request_resync()  # pushes may have been missed while away
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = STOP_GRACE) -> None:
+        """Deregister, then drain every listener at once; all within about `grace` seconds."""
         self.log.info("stopping")
+        deadline = asyncio.get_running_loop().time() + grace
         await self.registration.deregister()  # peers stop sending before our listeners close
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        await self.outbound.stop()
-        await self.inbound.stop()
-        for listener in [*self.tcp_out, *self.tcp_in.values()]:
-            await listener.stop()
-        await self.admin.stop()
+        await self._stop_listeners(max(0.1, deadline - asyncio.get_running_loop().time()))
         self.pool.close()
         if self.access_log is not None:
             self.access_log.close()

@@ -51,14 +51,16 @@ def _port(value: str, text: str) -> int:
 def build_limits(max_request_headers_kb: int = 60, max_request_headers: int = 100, max_request_url_kb: int = 60,
                  max_pipelined_requests: int = 16, request_headers_timeout: float = 10.0,
                  request_timeout: float = 300.0, stream_idle_timeout: float = 300.0, max_connections: int = 10_000,
-                 max_response_headers_kb: int = 60, max_response_headers: int = 100) -> Limits:
+                 max_response_headers_kb: int = 60, max_response_headers: int = 100,
+                 max_pending_heads_mb: int = 32) -> Limits:
     """The listeners' Limits from `proxy run`'s flags (sizes in KiB as Envoy's *_kb, times in seconds);
     raises ValueError on a value below its minimum."""
     return Limits(max_head_bytes=max_request_headers_kb * KIB, max_headers=max_request_headers,
                   max_url_bytes=max_request_url_kb * KIB, max_pipelined=max_pipelined_requests,
                   request_headers_timeout=request_headers_timeout, request_timeout=request_timeout,
                   stream_idle_timeout=stream_idle_timeout, max_connections=max_connections,
-                  max_response_head_bytes=max_response_headers_kb * KIB, max_response_headers=max_response_headers)
+                  max_response_head_bytes=max_response_headers_kb * KIB, max_response_headers=max_response_headers,
+                  max_pending_head_bytes=max_pending_heads_mb * KIB * KIB)
 
 
 @dataclass(frozen=True)

@@ -129,6 +129,9 @@ def _app_tcp(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
               default=60, show_default=True, help="An upstream's status line + headers, KiB; more gets 502.")
 @click.option("--max-response-headers", envvar="ISTHMUS_MAX_RESPONSE_HEADERS", type=click.IntRange(1, 10_000),
               default=100, show_default=True, help="Headers per upstream response; more gets 502.")
+@click.option("--max-pending-heads-mb", envvar="ISTHMUS_MAX_PENDING_HEADS_MB", type=click.IntRange(0),
+              default=32, show_default=True, help="Incomplete request heads held per listener, MiB; the head "
+                                                  "past it gets 503 (flag OM) and a close. 0: unlimited.")
 @click.pass_obj
 def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: int, app_port: int,
               labels: dict[str, str], inbound_port: int, outbound_port: int, admin_port: int, address: str,

@@ -3,7 +3,8 @@
     ProxyError
     ├── BadRequest            400  DPE  downstream sent something we cannot parse
     │   ├── HeadersTooLarge   431  DPE  request head over max_head_bytes or max_headers (proxy/http/limits.py)
-    │   └── UriTooLong        414  DPE  request target over max_url_bytes
+    │   ├── UriTooLong        414  DPE  request target over max_url_bytes
+    │   └── UnsupportedCoding 501  DPE  a Transfer-Encoding other than `chunked` (Envoy: 501)
     ├── RequestTimeout        408  -    the request head or body did not arrive in time
     ├── StreamIdleTimeout     408  SI   no byte either way for stream_idle_timeout
     ├── UpstreamProtocolError 502  UPE  the upstream's response is malformed or over the response limits
@@ -18,6 +19,9 @@
     ├── Overflow              503  UO   the cluster's circuit breaker is full (connectionPool)
     ├── RateLimited           429  RL   a RateLimit's token bucket is empty (proxy/inbound/ratelimit.py)
     ├── RetryBufferExceeded   507  -    body arriving during a retry back-off outgrew the retry buffer
+    ├── ConnectRefused        403  -    CONNECT to a mesh host's HTTP port (proxy/outbound/connect_policy.py)
+    ├── Overloaded            503  OM   incomplete request heads past the listener's budget (proxy/http/head_budget.py)
+    ├── LoopDetected          508  LD   the upstream is this sidecar's own outbound listener (proxy/outbound/self_loop.py)
     └── FaultAbort            any  FI   a configured fault injection aborted the request
 
 The flag is Envoy's response flag, so access logs read the way Istio users expect.
@@ -145,3 +149,33 @@ class RetryBufferExceeded(ProxyError):
     507 with details request_payload_exceeded_retry_buffer_limit and no response flag)."""
 
     status = 507
+
+
+class LoopDetected(ProxyError):
+    """The upstream address:port is this sidecar's own outbound listener (proxy/outbound/self_loop.py): the
+    request would come back and go out again. 508 Loop Detected, flag LD (Isthmus's own: Envoy has none)."""
+
+    status = 508
+    flag = "LD"
+
+
+class ConnectRefused(ProxyError):
+    """A CONNECT to a mesh host's HTTP port: tunnelling it would skip the mesh's HTTP routing
+    (proxy/outbound/connect_policy.py). 403, no flag (Envoy's HTTP listener would not tunnel it either)."""
+
+    status = 403
+
+
+class UnsupportedCoding(BadRequest):
+    """A request Transfer-Encoding other than `chunked` (gzip, "gzip, chunked"...): Envoy's HTTP/1 codec
+    answers 501 Not Implemented rather than drop a coding it cannot undo."""
+
+    status = 501
+
+
+class Overloaded(ProxyError):
+    """The listener holds max_pending_head_bytes of incomplete request heads: this one is refused (Envoy's
+    overload manager stop_accepting_requests action: 503, response flag OM)."""
+
+    status = 503
+    flag = "OM"

@@ -19,6 +19,7 @@ import httptools
 from proxy.core.errors import (
     BadRequest, HeadersTooLarge, ProxyError, RequestTimeout, StreamIdleTimeout, UriTooLong,
 )
+from proxy.core.errors import Overloaded
 from proxy.http.rescue import log_bug
 from runtime.log import get_logger
 
@@ -84,6 +85,8 @@ class ConnectionGuard(_Base):
         version = self.parser.get_http_version()
         if version == "0.9" or (version == "0.0" and data.rfind(b"\n") > data.rfind(b" ")):
             self._reject(BadRequest("HTTP/0.9 is not supported"))
+        elif not self.shared.head_budget.charge(self, self.max_head - self.head_left):
+            self._reject(Overloaded("too many incomplete request heads held by this listener"))
 
     # --- connections and timeouts -----------------------------------------------------------------
 

@@ -142,6 +142,8 @@ class Exchange:
         if breaker is not None:  # connectionPool limits (proxy/outbound/circuit_breaker.py)
             try:
                 if not target.enter(self._on_admitted):
+                    if self.timer is None:  # no route timeout (passthrough): bound the wait all the same
+                        self._bound_wait(breaker.connect_timeout or self.proto.shared.pool.connect_timeout)
                     return  # waiting for a slot; the route timeout still runs
             except Overflow as exc:
                 self.fail(exc)
@@ -414,6 +416,16 @@ class Exchange:
         if task is not None:
             self.connecting = None
             task.cancel()
+
+    def _bound_wait(self, wait: float) -> None:
+        """A request queued by its breaker with no route timeout waits at most `wait` seconds (the cluster's
+        connect timeout, else the pool's 5 s), then gets 503 UO: a full queue cannot hold it for minutes."""
+        self.timer = self.proto.loop.call_later(wait, self._on_wait_timeout, wait)
+
+    def _on_wait_timeout(self, wait: float) -> None:
+        self.timer = None
+        if self.upstream is not None and self.upstream.slot == 1:  # still queued
+            self.fail(Overflow(f"upstream overflow: no connection slot within {wait:g}s"))
 
     def _on_timeout(self, timeout: float) -> None:
         self.timer = None

@@ -54,7 +54,7 @@ def split_authority(authority: bytes) -> tuple[str, int]:
         host, port_b = authority[1:end], authority[end + 2 :]
     else:
         host, _, port_b = authority.partition(b":")
-    if not host:
+    if not host or b"@" in host:  # userinfo (`evil@reviews`) is not part of a Host (RFC 9110 7.2)
         raise BadRequest("invalid host %r" % authority.decode("latin-1"))
     if not port_b:
         return host.decode("latin-1"), 80
@@ -70,7 +70,7 @@ def resolve(mode: Mode, url: bytes, host_header: bytes | None) -> tuple[str, int
             parsed = httptools.parse_url(url)
         except httptools.HttpParserInvalidURLError:
             raise BadRequest("invalid request target %r" % url.decode("latin-1")) from None
-        if not parsed.host:
+        if not parsed.host or parsed.userinfo:  # RFC 9110 4.2.4: userinfo in an http(s) URI is an error
             raise BadRequest("invalid request target %r" % url.decode("latin-1"))
         port = parsed.port or (443 if parsed.schema.lower() == b"https" else 80)
         target = parsed.path or b"/"
@@ -85,21 +85,23 @@ def resolve(mode: Mode, url: bytes, host_header: bytes | None) -> tuple[str, int
         raise BadRequest("missing Host header")
     host, port = split_authority(host_header)
     if url[:1] != b"/" and url != b"*":  # inbound absolute-form: it must name the host Host names
-        _check_absolute(url, host, port)
+        url = _check_absolute(url, host, port)  # and the app gets origin-form, as from any sidecar
     return host, port, url, None
 
 
-def _check_absolute(url: bytes, host: str, port: int) -> None:
-    """RFC 9112 3.2.2 makes an absolute-form target's authority win over Host. Inbound we pass the target
-    to the app as is, so if the two disagreed the app could serve one host while we decided by the other."""
+def _check_absolute(url: bytes, host: str, port: int) -> bytes:
+    """RFC 9112 3.2.2 makes an absolute-form target's authority win over Host: if the two disagreed the app
+    could serve one host while we decided by the other. Returns the origin-form target sent to the app."""
     try:
         parsed = httptools.parse_url(url)
     except httptools.HttpParserInvalidURLError:
         raise BadRequest("invalid request target %r" % url.decode("latin-1")) from None
-    if not parsed.host:
+    if not parsed.host or parsed.userinfo:
         raise BadRequest("invalid request target %r" % url.decode("latin-1"))
     if parsed.host.decode("latin-1").lower() != host.lower() or (parsed.port or 80) != port:
         raise BadRequest("the request target's host differs from the Host header")
+    target = parsed.path or b"/"
+    return target + b"?" + parsed.query if parsed.query is not None else target
 
 
 def request_head(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]],

@@ -10,6 +10,7 @@
     stream_idle_timeout     no byte either way while a request is open              408, or close (Envoy: 5 min)
     max_connections         open connections on this listener; more are closed at once (Envoy: none; ours 10,000)
     max_response_head_bytes an upstream's response line + headers                   502 UPE (Envoy: 60 KiB)
+    max_pending_head_bytes  incomplete request heads held by all connections        503 OM and close (ours: 32 MiB)
 
 Envoy's names: HttpConnectionManager max_request_headers_kb, HttpProtocolOptions max_headers_count,
 request_headers_timeout, request_timeout, stream_idle_timeout; the listener connection limit (the
@@ -36,13 +37,15 @@ class Limits:
     max_connections: int = 10_000  # 0: unlimited
     max_response_head_bytes: int = 60 * KIB
     max_response_headers: int = 100
+    max_pending_head_bytes: int = 32 * KIB * KIB  # incomplete heads held per listener (head_budget.py); 0: off
 
     def __post_init__(self) -> None:
         for name in ("max_head_bytes", "max_headers", "max_url_bytes", "max_pipelined",
                      "max_response_head_bytes", "max_response_headers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        for name in ("request_headers_timeout", "request_timeout", "stream_idle_timeout", "max_connections"):
+        for name in ("request_headers_timeout", "request_timeout", "stream_idle_timeout", "max_connections",
+                     "max_pending_head_bytes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
 

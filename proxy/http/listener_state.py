@@ -11,6 +11,7 @@ from proxy.core.request import NO_CALLER, Caller
 from proxy.core.target import Router
 from proxy.http.flow import ReadGate
 from proxy.http.head import Mode
+from proxy.http.head_budget import HeadBudget
 from proxy.http.limits import DEFAULT, Limits
 from proxy.http.upstream_pool import ConnectionPool
 
@@ -22,7 +23,7 @@ class ServerState:
 
     __slots__ = ("router", "pool", "mode", "on_complete", "response_timeout", "keepalive_timeout",
                  "connections", "drained", "limits", "refused", "refused_logged", "caller", "retry_pick",
-                 "mirror_pick")
+                 "mirror_pick", "head_budget")
 
     def __init__(self, router: Router, pool: ConnectionPool, mode: Mode, on_complete: OnComplete | None,
                  response_timeout: float | None, keepalive_timeout: float, limits: Limits = DEFAULT) -> None:
@@ -41,6 +42,7 @@ class ServerState:
         self.limits = limits
         self.refused = 0  # connections closed at once because max_connections were open
         self.refused_logged = float("-inf")  # loop time of the last log line about them
+        self.head_budget = HeadBudget(limits.max_pending_head_bytes)  # incomplete heads' bytes (head_budget.py)
 
 
 class Downstream(Protocol):

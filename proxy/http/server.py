@@ -22,7 +22,7 @@ from collections import deque
 
 import httptools
 
-from proxy.core.errors import BadRequest, HeadersTooLarge, UriTooLong
+from proxy.core.errors import BadRequest, HeadersTooLarge, UnsupportedCoding, UriTooLong
 from proxy.core.request import RequestHead
 from proxy.http.conn_guard import ConnectionGuard
 from proxy.http.connect_tunnel import ConnectExchange
@@ -124,6 +124,7 @@ class HttpProxyProtocol(ConnectionGuard, asyncio.Protocol):
             self.tunnel.transport.close()  # after what is buffered for it has been sent
         shared = self.shared
         shared.connections.discard(self)
+        shared.head_budget.release(self)
         if shared.drained is not None and not shared.connections:
             shared.drained.set()
         if self.keepalive_handle is not None:
@@ -209,6 +210,8 @@ class HttpProxyProtocol(ConnectionGuard, asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.in_head = False
+        if self.shared.head_budget.held:  # this head may have been held across reads: no longer
+            self.shared.head_budget.release(self)
         if self.broken:
             return
         parser = self.parser
@@ -241,6 +244,8 @@ class HttpProxyProtocol(ConnectionGuard, asyncio.Protocol):
                 has_body = int(value) > 0  # llhttp has validated it
             elif name == b"transfer-encoding":
                 has_body = chunked = True
+                if error is None and value.strip().lower() != b"chunked":
+                    error = UnsupportedCoding(f"transfer coding {value.decode('latin-1')!r} is not implemented")
             elif name == b"expect":
                 expect = value.lower() == b"100-continue"
             elif name == b"x-request-id":

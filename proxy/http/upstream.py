@@ -130,10 +130,10 @@ class UpstreamConnection(asyncio.Protocol):
                 if rest:
                     self.tunnel.write(rest)
                 return
-            self._fail(UpstreamReset("upstream sent a malformed response"))
+            self._fail(UpstreamProtocolError("upstream sent a malformed response"))
             return
         except httptools.HttpParserError:
-            self._fail(UpstreamReset("upstream sent a malformed response"))
+            self._fail(UpstreamProtocolError("upstream sent a malformed response"))
             return
         if self.head_done:
             # llhttp cannot know the request was HEAD and would wait for a body: start a fresh parser.

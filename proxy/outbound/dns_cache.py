@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from proxy.core.errors import DnsFailure, Overflow
+from proxy.outbound.self_loop import OwnListeners
 
 MAX_HOSTS = 1024
 REFRESH = 60.0
@@ -48,6 +49,7 @@ class DnsCache:
         self._hosts: dict[str, tuple[float, Addresses]] = {}  # name -> (loop time it expires, addresses)
         self._pending: dict[str, asyncio.Future[Addresses]] = {}
         self.lookups = 0  # lookups made: a stat, and what tests count
+        self.own: OwnListeners | None = None  # this sidecar's looping listeners, refused (self_loop.py)
 
     async def resolve(self, host: str) -> Addresses:
         loop = asyncio.get_running_loop()
@@ -83,11 +85,17 @@ class DnsCache:
     async def connect(self, loop: asyncio.AbstractEventLoop, factory: Callable[[], Any], host: str,
                       port: int) -> tuple[asyncio.Transport, Any]:
         """loop.create_connection to `host`'s addresses in turn (as asyncio does); raises DnsFailure,
-        Overflow, or the OSError of the last address tried."""
+        Overflow, LoopDetected (an address:port of our own, refused before connecting) or the OSError of the
+        last address tried."""
+        own = self.own
         if is_ip(host):
+            if own is not None:
+                own.check(host, port)
             return await loop.create_connection(factory, host, port)  # type: ignore[return-value]
         error: OSError | None = None
         for _, address in await self.resolve(host):
+            if own is not None:
+                own.check(address, port)
             try:
                 return await loop.create_connection(factory, address, port)  # type: ignore[return-value]
             except OSError as exc:

@@ -16,6 +16,7 @@ from proxy.core.errors import NoCluster, NoRoute
 from proxy.core.request import Caller, RequestHead
 from proxy.core.target import Target
 from proxy.outbound import concrete, endpoint, logical
+from proxy.outbound.connect_policy import check_opaque
 from proxy.outbound.passthrough import outside
 from proxy.outbound.table import TableSource
 
@@ -80,9 +81,13 @@ class MeshRouter:
 
     def connect_pick(self, host: str, port: int, client: str = "") -> Target:
         """Where a CONNECT tunnel to `host:port` goes. A host the registry knows: opaque TCP to it, as Istio
-        treats any TCP to a service (tcp_pick: its tcp routes, balancer and connection limits). Any other:
+        treats any TCP to a service (tcp_pick: its tcp routes, balancer and connection limits), if the port is
+        opaque TCP in the mesh, else ConnectRefused (proxy/outbound/connect_policy.py). Any other:
         the outboundTrafficPolicy's passthrough, or BlackHole (raised) under REGISTRY_ONLY."""
-        if self.resolve(self.source.table, host):
+        table = self.source.table
+        fqdn = self.resolve(table, host)
+        if fqdn:
+            check_opaque(table, fqdn, port, self.caller)  # an HTTP port: ConnectRefused (403)
             return self.tcp_pick(host, port, client)
         return outside(self.outbound_policy(), host, port, tunnel=True)
 

@@ -75,10 +75,10 @@ kind: ServiceEntry
 metadata: {{name: known, namespace: pt}}
 spec:
   hosts: [known.example]
-  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  ports: [{{number: 80, name: http, protocol: HTTP}}, {{number: 443, name: tls, protocol: TLS}}]
   resolution: STATIC
   location: MESH_EXTERNAL
-  endpoints: [{{address: 127.0.0.1, ports: {{http: {outside.port}}}}}]
+  endpoints: [{{address: 127.0.0.1, ports: {{http: {outside.port}, tls: {echo.port}}}}}]
 """)
         assert reply["ok"], reply
         await set_policy(mesh, monkeypatch, "REGISTRY_ONLY", sidecar)
@@ -91,6 +91,11 @@ spec:
         assert len(outside.requests) == seen  # nothing got out
         response = await client.request("GET", "http://known.example/registered")
         assert (response.status, response.text) == (200, "outside")
+        # CONNECT to a mesh host: its opaque TCP (TLS) port tunnels, its HTTP port is refused (HTTP routing applies)
+        assert await connect_through(sidecar.outbound_port, "known.example:443") == \
+            (200, b"\x16\x03\x01 hello through the tunnel")
+        status, _ = await connect_through(sidecar.outbound_port, "known.example:80")
+        assert status == 403
 
         def logged() -> list[str]:
             return log.read_text().splitlines() if log.exists() else []

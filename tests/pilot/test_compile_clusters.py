@@ -110,6 +110,7 @@ def test_service_entry_endpoints_map_ports_by_name_then_target_port_then_number(
         ("10.1.0.2", {80: 8080, 443: 443, 9000: 9999}),
     ]
     assert cluster.endpoints[1].labels == {"zone": "b"} and cluster.version == 3
+    assert cluster.tcp_ports == [443]  # `https` by name: opaque to the mesh, so a CONNECT may tunnel to it
 
 
 SE_SELECTOR = """
@@ -202,3 +203,4 @@ def test_a_workload_serving_opaque_tcp_maps_that_port_to_its_inbound_tcp_listene
     cluster = compile_mesh(make_state(workloads=[(db, 3)]))[0]["db.prod.svc.cluster.local"]
     assert cluster.ports == [5432, 9080]
     assert [e.ports for e in cluster.endpoints] == [{9080: 15006, 5432: 40001}]
+    assert cluster.tcp_ports == [5432]  # the one a CONNECT may tunnel to (proxy/outbound/connect_policy.py)

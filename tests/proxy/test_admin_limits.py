@@ -57,3 +57,13 @@ async def test_connections_over_the_cap_are_closed_at_once(server, monkeypatch):
     assert (await read_response(r1)).status == 200
     w1.close()
     w2.close()
+
+
+@pytest.mark.parametrize("data", [b"GET /ready HTTP/1.1\n\n", b"GET /ready HTTP/1.1\r\nHost: a\n\r\n",
+                                  b"GET /ready HTTP/1.1\r\nX: a\rb\r\n\r\n"], ids=["request-line", "header", "bare-cr"])
+async def test_a_bare_lf_head_gets_400_at_once(server, monkeypatch, data):
+    monkeypatch.setattr(admin, "HEAD_TIMEOUT", 20.0)  # the test's 30 s timeout fails it if the admin port waits
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    assert (await ask(server.port, data)).status == 400
+    assert loop.time() - t0 < 3.0

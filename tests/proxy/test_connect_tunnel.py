@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from tests.proxy.http_helpers import closed, read_response
 
-from proxy.core.errors import BlackHole, ProxyError
+from proxy.core.errors import BlackHole, ConnectRefused, ProxyError
 from proxy.core.access import AccessRecord
 from proxy.http.head import Mode
 from proxy.core.target import Target
@@ -126,6 +126,7 @@ async def test_an_idle_tunnel_is_closed(tunnel_proxy, monkeypatch):
     (b"CONNECT refused.example:443", 503, "UF"),
     (b"CONNECT blocked.example:443", 502, "UH"),
     (b"CONNECT refused.example", 400, "DPE"),
+    (b"CONNECT reviews:9080", 403, "-"),
 ])
 async def test_a_tunnel_that_cannot_open_is_answered_and_closed(tunnel_proxy, request_line, status, flag):
     dead = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
@@ -133,7 +134,8 @@ async def test_a_tunnel_that_cannot_open_is_answered_and_closed(tunnel_proxy, re
     dead.close()
     await dead.wait_closed()
     reader, writer = await tunnel_proxy({"refused.example": Target("127.0.0.1", port, "PassthroughCluster"),
-                                         "blocked.example": BlackHole("not in the registry", flag="UH")})
+                                         "blocked.example": BlackHole("not in the registry", flag="UH"),
+                                         "reviews": ConnectRefused("an HTTP port of the mesh")})
     writer.write(request_line + b" HTTP/1.1\r\n\r\n")
     resp = await read_response(reader)
     assert resp.status == status and resp.header(b"connection") == b"close"
@@ -141,7 +143,7 @@ async def test_a_tunnel_that_cannot_open_is_answered_and_closed(tunnel_proxy, re
     await wait_for(lambda: tunnel_proxy.records)
     record = tunnel_proxy.records[0]
     assert (record.status, record.flag) == (status, flag)
-    assert record.cluster == {"UF": "PassthroughCluster", "UH": "BlackHoleCluster", "DPE": "-"}[flag]
+    assert record.cluster == {"UF": "PassthroughCluster", "UH": "BlackHoleCluster", "DPE": "-", "-": "-"}[flag]
 
 
 async def test_the_inbound_listener_refuses_connect(tunnel_proxy):

@@ -37,9 +37,20 @@ def test_origin_form_without_a_host_header_is_a_bad_request():
         resolve(Mode.OUTBOUND, b"/x", None)
 
 
-def test_inbound_keeps_the_request_target_untouched():
-    assert resolve(Mode.INBOUND, b"http://app:8080/y", b"app:8080") == ("app", 8080, b"http://app:8080/y", None)
-    assert resolve(Mode.INBOUND, b"http://APP/y", b"app") == ("app", 80, b"http://APP/y", None)
+def test_inbound_absolute_form_reaches_the_app_in_origin_form():
+    assert resolve(Mode.INBOUND, b"http://app:8080/y", b"app:8080") == ("app", 8080, b"/y", None)
+    assert resolve(Mode.INBOUND, b"http://APP/y?q=1", b"app") == ("app", 80, b"/y?q=1", None)
+    assert resolve(Mode.INBOUND, b"http://app", b"app") == ("app", 80, b"/", None)
+    assert resolve(Mode.INBOUND, b"/y", b"app") == ("app", 80, b"/y", None)
+
+
+@pytest.mark.parametrize("mode, url, host", [
+    (Mode.OUTBOUND, b"/", b"evil@reviews:9080"), (Mode.INBOUND, b"/", b"evil@app"),
+    (Mode.OUTBOUND, b"http://evil@reviews:9080/", b"reviews"), (Mode.INBOUND, b"http://u@app/", b"app"),
+])
+def test_userinfo_in_host_or_target_is_a_bad_request(mode, url: bytes, host: bytes):
+    with pytest.raises(BadRequest, match="invalid"):
+        resolve(mode, url, host)
 
 
 @pytest.mark.parametrize("url, host", [(b"http://x/y", b"app:8080"), (b"http://app:9090/y", b"app:8080"),

@@ -68,7 +68,7 @@ async def test_host_header_names_the_destination_and_port_defaults_to_80(start_p
     assert up.requests[0].line == b"GET /r HTTP/1.1"
 
 
-async def test_inbound_mode_keeps_the_path_as_is_and_reads_host_from_the_header(start_proxy, connect):
+async def test_inbound_mode_sends_origin_form_and_reads_host_from_the_header(start_proxy, connect):
     async with Upstream(keep_alive_echo) as up:
         router = StubRouter({"app.local": up.target})
         proxy = await start_proxy(router, Mode.INBOUND)
@@ -77,7 +77,7 @@ async def test_inbound_mode_keeps_the_path_as_is_and_reads_host_from_the_header(
         assert (await read_response(reader)).status == 200
         writer.close()
     assert (router.heads[0].host, router.heads[0].port) == ("app.local", 8080)
-    assert up.requests[0].line == b"GET http://app.local:8080/p HTTP/1.1"
+    assert up.requests[0].line == b"GET /p HTTP/1.1"  # origin-form to the app, as from any sidecar
 
 
 async def test_missing_host_in_http11_origin_form_is_400_and_closes(start_proxy, connect):

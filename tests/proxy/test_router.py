@@ -112,10 +112,27 @@ def test_under_registry_only_an_unknown_host_is_the_black_hole_and_known_hosts_s
 
 
 def test_a_connect_to_a_mesh_host_is_tcp_to_it_and_to_any_other_host_passes_through():
-    router = router_for([reviews_cluster()])
+    router = router_for([reviews_cluster(tcp_ports=[9080])])
     assert router.connect_pick("reviews", 9080).cluster == f"outbound|9080||{REVIEWS}"
     target = router.connect_pick("api.example.com", 443)
     assert (target.address, target.port, target.cluster) == ("api.example.com", 443, "PassthroughCluster")
+
+
+def test_a_connect_to_a_mesh_host_http_port_is_refused_unless_a_tcp_route_claims_it():
+    """Tunnelling would skip the VirtualService's HTTP routing (faults, retries, mirrors): 403."""
+    from proto.xds import TcpMatch, TcpRule
+
+    from proxy.core.errors import ConnectRefused
+
+    with pytest.raises(ConnectRefused, match="send plain HTTP") as caught:
+        router_for([reviews_cluster()]).connect_pick("reviews", 9080)
+    assert caught.value.status == 403
+    route = RouteConfig(host=REVIEWS, version=2, tcp=[
+        TcpRule(matches=[TcpMatch(port=9080)], destinations=[WeightedDestination(host=REVIEWS, subset="v2")])])
+    router = router_for([reviews_cluster()], [route])
+    assert router.connect_pick("reviews", 9080).cluster == f"outbound|9080|v2|{REVIEWS}"
+    with pytest.raises(ConnectRefused):  # the tcp route is for 9080 only
+        router_for([reviews_cluster(ports=[9080, 9090])], [route]).connect_pick("reviews", 9090)
 
 
 def test_a_port_the_service_does_not_expose_is_no_route():

@@ -35,7 +35,9 @@ PROBES = [
     ("chunk-size-with-space", POST + b"Transfer-Encoding: chunked\r\n\r\n1 \r\nx\r\n0\r\n\r\n", BOTH, 400),
     ("chunk-without-crlf", POST + b"Transfer-Encoding: chunked\r\n\r\n1\r\nxy0\r\n\r\n", BOTH, 400),
     ("transfer-encoding-not-chunked-last", POST + b"Transfer-Encoding: chunked, gzip\r\n\r\n", BOTH, 400),
-    ("transfer-encoding-gzip-only", POST + b"Transfer-Encoding: gzip\r\n\r\nabc", BOTH, 400),
+    ("transfer-encoding-gzip-only", POST + b"Transfer-Encoding: gzip\r\n\r\nabc", BOTH, 501),  # Envoy: 501
+    ("transfer-encoding-gzip-then-chunked", POST + b"Transfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+     BOTH, 501),  # the gzip coding would be dropped silently
     ("two-transfer-encodings", POST + b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
      BOTH, 400),
     ("transfer-encoding-in-http10",

@@ -102,3 +102,19 @@ async def test_tcp_bytes_sent_before_the_upstream_connects_are_held_up_to_a_boun
     down.data_received(b"y")
     assert transport.paused  # no more is read until the upstream is there to take it
     assert down.early_size == EARLY_LIMIT + 1
+
+
+@pytest.mark.parametrize("head", [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n",
+], ids=["cl-and-te", "two-content-lengths"])
+async def test_a_malformed_response_is_a_502_upe_not_a_reset(start_proxy, connect, head):
+    """Envoy: an upstream protocol error (UPE), not a connection reset (UC 503)."""
+    records: list[AccessRecord] = []
+    async with Upstream(answering(head)) as up:
+        proxy = await start_proxy(StubRouter({"app.test": up.target}), on_complete=records.append)
+        reader, writer = await connect(proxy.port)
+        writer.write(GET)
+        resp = await read_response(reader)
+        assert resp.status == 502 and b"malformed" in resp.body
+        assert records[0].flag == "UPE"

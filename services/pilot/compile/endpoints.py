@@ -22,6 +22,15 @@ from services.pilot.hosts import fqdn, service_host
 from services.pilot.compile.state import MeshState, Stored
 
 
+# Istio's protocols that are not routed as HTTP; a port's protocol is its `protocol`, else its name's prefix
+# (`tls-api`); unset or unknown: HTTP, as Isthmus routes it (Istio would sniff)
+OPAQUE_PROTOCOLS = frozenset(("TCP", "TLS", "HTTPS", "MONGO", "MYSQL", "REDIS"))
+
+
+def opaque(port: ServicePort) -> bool:
+    return (port.protocol or (port.name or "").split("-", 1)[0]).upper() in OPAQUE_PROTOCOLS
+
+
 @dataclass
 class Service:
     host: str
@@ -29,6 +38,7 @@ class Service:
     endpoints: list[Endpoint] = field(default_factory=list)
     revision: int = 0  # the highest revision among the inputs that produced it
     service_entry: str = ""  # "ns/name" of the ServiceEntry that claimed the host, if any
+    tcp_ports: set[int] = field(default_factory=set)  # ports that are opaque TCP (not HTTP-routed)
 
 
 def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
@@ -58,6 +68,7 @@ def collect_services(state: MeshState) -> dict[str, Service]:
         svc = services.get(host) or services.setdefault(host, Service(host))
         svc.ports.add(w.service_port)
         svc.ports.update(w.tcp_ports)  # opaque TCP service ports, each to its own inbound TCP listener
+        svc.tcp_ports.update(w.tcp_ports)
         svc.endpoints.append(workload_endpoint(w, {w.service_port: w.inbound_port, **w.tcp_ports}))
         svc.revision = max(svc.revision, revision)
     for stored in state.of_kind("ServiceEntry"):
@@ -78,6 +89,7 @@ def _add_service_entry(state: MeshState, stored: Stored, services: dict[str, Ser
             svc = services[host] = Service(host)
         svc.service_entry = stored.source
         svc.ports.update(p.number for p in spec.ports)
+        svc.tcp_ports.update(p.number for p in spec.ports if opaque(p))
         svc.revision = max(svc.revision, revision)
         if selected or spec.endpoints is not None or spec.workload_selector is not None:
             svc.endpoints.extend(selected)
