@@ -23,7 +23,7 @@ def read_manifests(sources: Sequence[str], stdin: TextIO | None = None) -> list[
     (ISTHMUS_CONFIG_MAX_BYTES, 3 MiB): a larger one is refused without reading the rest, so
     `-f /dev/zero` style sources cannot make the CLI hold unbounded memory. Raises CliError for a
     missing path, a path that is not a regular file or directory, and a source over the limit."""
-    limit = ConfigLimits.from_env().max_bytes
+    limit = _limits().max_bytes
     out: list[tuple[str, str]] = []
     for source in sources:
         if source == "-":
@@ -45,6 +45,14 @@ def read_manifests(sources: Sequence[str], stdin: TextIO | None = None) -> list[
         else:
             raise CliError(f"the path {source!r} does not exist")
     return out
+
+
+def _limits() -> ConfigLimits:
+    """Pilot's bounds, from the same ISTHMUS_CONFIG_* variables; a bad value is one error line."""
+    try:
+        return ConfigLimits.from_env()
+    except ValueError as exc:
+        raise CliError(f"bad setting: {exc}") from None
 
 
 def _too_large(name: str, limit: int) -> str:
@@ -99,7 +107,7 @@ def collect_refs(sources: Sequence[tuple[str, str]]) -> list[ResourceRef]:
     from the ISTHMUS_CONFIG_* environment, read by runtime/documents.py as pilot reads them).
     `kind: List` documents and JSON arrays contribute their items. Raises CliError naming the source and document."""
     refs: list[ResourceRef] = []
-    limits = ConfigLimits.from_env()
+    limits = _limits()
     for name, text in sources:
         try:
             documents = parse_documents(text, limits)

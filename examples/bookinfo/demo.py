@@ -197,6 +197,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--client", action="store_true",
                         help="join as a client only (what a demo does anyway while another one runs)")
     args = parser.parse_args(argv)
+    if not 0 < args.rate <= 10_000:  # also refuses nan; inf would make the pacing sleep 0 forever
+        parser.error(f"--rate {args.rate}: give 0 < requests per second <= 10000")
     sys.exit(asyncio.run(_standalone(args)))
 
 

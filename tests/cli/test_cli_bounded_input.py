@@ -67,3 +67,16 @@ def test_apply_f_of_a_device_says_it_is_not_a_regular_file() -> None:
     result = isthmus("apply", "-f", "/dev/zero")
     assert result.returncode == 1
     assert result.stderr.strip() == "error: the path '/dev/zero' is not a regular file or a directory"
+
+
+@pytest.mark.parametrize("name, value", [("ISTHMUS_CONFIG_MAX_BYTES", "abc"), ("ISTHMUS_CONFIG_DECODE_TIMEOUT", "nan"),
+                                         ("ISTHMUS_CONFIG_MAX_DEPTH", "0")])
+def test_a_bad_config_limit_setting_is_one_error_line(tmp_path: Path, name: str, value: str) -> None:
+    import os
+
+    path = tmp_path / "vs.yaml"
+    path.write_text("kind: VirtualService\nmetadata: {name: a}\n")
+    result = isthmus("delete", "-f", str(path), env={**os.environ, name: value})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: bad setting: ISTHMUS_CONFIG_") and result.stderr.count("\n") == 1, \
+        result.stderr

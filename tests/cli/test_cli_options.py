@@ -105,3 +105,14 @@ def test_an_unreachable_bus_names_the_reason() -> None:
     result = isthmus("--nats", UNREACHABLE, "get", "vs")
     assert result.returncode == 1
     assert result.stderr.startswith(f"error: cannot reach pilot on {UNREACHABLE} (")
+
+
+@pytest.mark.parametrize("argv", [["-m", "services.registry", "--lease-ttl", "0"],
+                                  ["-m", "services.pilot", "--lease-ttl", "99999999999"],
+                                  ["-m", "examples.bookinfo.demo", "--rate", "nan"],
+                                  ["-m", "examples.bookinfo.demo", "--rate", "inf"]])
+def test_the_services_and_the_demo_refuse_absurd_numbers_as_usage_errors(argv: list[str]) -> None:
+    result = subprocess.run([sys.executable, *argv, "--nats", UNREACHABLE], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and argv[2] in result.stderr
