@@ -13,12 +13,15 @@ helpers are re-exported here so the demo, the tests and scripts can keep importi
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from isthmus.commands.config import apply, delete, get
 from isthmus.commands.proxy import proxy, proxy_status
 from isthmus.commands.up import up
 from isthmus.errors import CliError
+from isthmus.options import Finite, check_nats_url
 from isthmus.manifests import collect_refs, join_documents, read_manifests, resolve_kind
 from isthmus.output import (
     as_list,
@@ -43,8 +46,8 @@ __all__ = [
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--nats", "nats_url", envvar="ISTHMUS_NATS_URL", default=DEFAULT_NATS_URL, show_default=True,
-              metavar="URL", help="The bus (env ISTHMUS_NATS_URL).")
-@click.option("--request-timeout", type=click.FloatRange(0.1), envvar="ISTHMUS_REQUEST_TIMEOUT",
+              metavar="URL", callback=check_nats_url, help="The bus (env ISTHMUS_NATS_URL).")
+@click.option("--request-timeout", type=Finite(0.1, 3600), envvar="ISTHMUS_REQUEST_TIMEOUT",
               default=REQUEST_TIMEOUT, show_default=True, metavar="SECONDS",
               help="How long apply/get/delete wait for pilot; a change not committed by then never is.")
 @click.pass_context
@@ -59,7 +62,21 @@ for command in (up, apply, delete, get, proxy_status, proxy):
 
 
 def main() -> None:
-    cli(prog_name="isthmus")
+    """Run the CLI. Usage errors are one line too (`error: <click's message> (see '<command> --help')`,
+    exit 2), like every other error, instead of click's usage block (docs/cli.md)."""
+    try:
+        code = cli.main(prog_name="isthmus", standalone_mode=False)
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx is not None else "isthmus"
+        click.echo(f"error: {exc.format_message()} (see '{command} --help')", err=True)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("error: aborted", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

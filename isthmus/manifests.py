@@ -7,11 +7,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-import yaml
-
 from isthmus.errors import CliError
 from proto.config_api import ResourceRef
 from proto.resources import KINDS, kind_from_alias
+from runtime.documents import DocumentError, LimitExceeded, parse_documents
+from runtime.settings import ConfigLimits
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 DOCUMENT_SEPARATOR = "\n---\n"
@@ -19,28 +19,53 @@ DOCUMENT_SEPARATOR = "\n---\n"
 
 def read_manifests(sources: Sequence[str], stdin: TextIO | None = None) -> list[tuple[str, str]]:
     """(name, text) for every -f source, in order: a file, a directory (its *.yaml, *.yml, *.json,
-    sorted, not recursive) or `-` (stdin, read once). Raises CliError for a missing path."""
+    sorted, not recursive) or `-` (stdin, read once). Each source is read up to pilot's size limit
+    (ISTHMUS_CONFIG_MAX_BYTES, 3 MiB): a larger one is refused without reading the rest, so
+    `-f /dev/zero` style sources cannot make the CLI hold unbounded memory. Raises CliError for a
+    missing path, a path that is not a regular file or directory, and a source over the limit."""
+    limit = _limits().max_bytes
     out: list[tuple[str, str]] = []
     for source in sources:
         if source == "-":
             stream = stdin if stdin is not None else sys.stdin
-            out.append(("<stdin>", stream.read()))
+            text = stream.read(limit + 1)
+            if len(text.encode("utf-8", "surrogatepass")) > limit:
+                raise CliError(_too_large("<stdin>", limit))
+            out.append(("<stdin>", text))
             continue
         path = Path(source)
         if path.is_dir():
             for child in sorted(path.iterdir()):
                 if child.is_file() and child.suffix.lower() in MANIFEST_SUFFIXES:
-                    out.append((str(child), _read_text(child)))
+                    out.append((str(child), _read_text(child, limit)))
         elif path.is_file():
-            out.append((str(path), _read_text(path)))
+            out.append((str(path), _read_text(path, limit)))
+        elif path.exists():
+            raise CliError(f"the path {source!r} is not a regular file or a directory")
         else:
             raise CliError(f"the path {source!r} does not exist")
     return out
 
 
-def _read_text(path: Path) -> str:
+def _limits() -> ConfigLimits:
+    """Pilot's bounds, from the same ISTHMUS_CONFIG_* variables; a bad value is one error line."""
     try:
-        return path.read_text(encoding="utf-8")
+        return ConfigLimits.from_env()
+    except ValueError as exc:
+        raise CliError(f"bad setting: {exc}") from None
+
+
+def _too_large(name: str, limit: int) -> str:
+    return f"{name} is larger than {limit} bytes, more than pilot accepts (ISTHMUS_CONFIG_MAX_BYTES)"
+
+
+def _read_text(path: Path, limit: int) -> str:
+    try:
+        with path.open("rb") as stream:
+            data = stream.read(limit + 1)
+        if len(data) > limit:
+            raise CliError(_too_large(str(path), limit))
+        return data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise CliError(f"cannot read {path}: {exc}") from exc
 
@@ -78,15 +103,23 @@ def resolve_kind(text: str) -> str:
 
 
 def collect_refs(sources: Sequence[tuple[str, str]]) -> list[ResourceRef]:
-    """The (kind, name, namespace) of every document, parsed locally (YAML, which reads JSON too).
+    """The (kind, name, namespace) of every document, parsed locally within pilot's bounds (ConfigLimits
+    from the ISTHMUS_CONFIG_* environment, read by runtime/documents.py as pilot reads them).
     `kind: List` documents and JSON arrays contribute their items. Raises CliError naming the source and document."""
     refs: list[ResourceRef] = []
+    limits = _limits()
     for name, text in sources:
         try:
-            documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
-        except yaml.YAMLError as exc:
-            raise CliError(f"{name}: not valid YAML/JSON: {exc}") from exc
+            documents = parse_documents(text, limits)
+        except DocumentError as exc:
+            raise CliError(f"{name}: document {exc.document}: not valid YAML/JSON: {exc.message}") from None
+        except LimitExceeded as exc:
+            where = f"document {exc.document}: " if exc.document else ""
+            path = f"{exc.path}: " if exc.path else ""
+            raise CliError(f"{name}: {where}{path}{exc.message}") from None
         for index, doc in enumerate(documents, start=1):
+            if doc is None:
+                continue
             if isinstance(doc, list):  # a JSON array of resources
                 items = doc
             elif isinstance(doc, dict) and doc.get("kind") == "List":

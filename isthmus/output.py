@@ -21,12 +21,15 @@ def qualified(kind: str) -> str:
 
 
 def format_config_error(error: Any) -> str:
-    """`document 2 (VirtualService default/reviews): spec.http[0].route[1].weight: <message>`."""
+    """`document 2 (VirtualService default/reviews): spec.http[0].route[1].weight: <message>`; an error
+    about the submission as a whole (document 0: its size, its number of resources) has no document."""
     subject = ""
     if error.kind or error.name:
         subject = f" ({error.kind or '?'} {error.namespace or 'default'}/{error.name or '?'})"
     path = f"{error.path}: " if error.path else ""
-    return f"document {error.document}{subject}: {path}{error.message}"
+    where = f"document {error.document}{subject}: " if error.document else (
+        f"the submission{subject}: " if subject else "the submission: ")
+    return f"{where}{path}{error.message}"
 
 
 def format_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:

@@ -70,7 +70,9 @@ def with_bus(nats_url: str, work: Callable[[Any], Awaitable[T]], *, changes: boo
     except PayloadTooLarge as exc:
         raise CliError(f"{exc}; nothing was sent: split the files into several applies") from exc
     except BusError as exc:
-        raise CliError(f"cannot reach pilot on {nats_url}: is `isthmus up` running?") from exc
+        reason = str(exc.__cause__ or "").strip()[:200]
+        because = f" ({reason})" if reason else ""
+        raise CliError(f"cannot reach pilot on {nats_url}{because}: is `isthmus up` running?") from exc
 
 
 def quiet_logs() -> None:

@@ -27,6 +27,15 @@ def status_rows(reply: ProxyStatusReply, now: float | None = None) -> list[list[
 
 
 def rejections(reply: ProxyStatusReply) -> list[str]:
-    """`<proxy> rejected version N: <error>` for every proxy whose last report was a NACK."""
-    return [f"{s.proxy_id} rejected version {s.version}: {s.error or 'no error text'}"
+    """`<proxy> rejected version N: <error>` for every proxy whose last report was a NACK; the error is
+    cut at MAX_ERROR characters, as pilot stores it (a reply from another pilot may not have cut it)."""
+    return [f"{s.proxy_id[:MAX_NAME]} rejected version {s.version}: {_cut(s.error) or 'no error text'}"
             for s in reply.proxies if not s.ok]
+
+
+MAX_ERROR = 4096
+MAX_NAME = 253
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_ERROR else text[:MAX_ERROR] + "..."

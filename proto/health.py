@@ -5,7 +5,9 @@ from __future__ import annotations
 from proto.base import Message
 
 
-class HealthReply(Message):
+class HealthReply(Message, omit_defaults=False):
+    """Every field is always present (docs/bus.md): `leader` is false for a service without an election."""
+
     service: str
     instance: str
     ready: bool

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import msgspec
+
 from proto.base import Message
+
+# An etcd lease ID is an int64; a request naming one outside that range is malformed, not our error.
+LeaseId = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 
 
 class Workload(Message):
@@ -37,7 +44,7 @@ class Heartbeat(Message):
     workload_id: str
     namespace: str
     service: str
-    lease_id: int
+    lease_id: LeaseId
     healthy: bool = True
 
 
@@ -50,7 +57,7 @@ class DeregisterRequest(Message):
     workload_id: str
     namespace: str
     service: str
-    lease_id: int = 0
+    lease_id: LeaseId = 0
 
 
 class EndpointEvent(Message):

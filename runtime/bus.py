@@ -7,7 +7,8 @@
 
 nats-py errors are translated here, once. Payloads are JSON (msgspec), so a script with the `nats`
 CLI can read and write every subject. A handler that raises never kills a receiver: a request that
-does not decode is answered {"ok": false, "error": "malformed request on <subject>: ..."}, any other
+does not decode (decode() turns every decoding failure, RecursionError and out-of-range numbers
+included, into msgspec.DecodeError), or whose Isthmus-Deadline header is not an integer, is answered {"ok": false, "error": "malformed request on <subject>: ..."}, any other
 exception (our bug) is logged with its traceback and answered {"ok": false, "error": "internal
 error ..."}; every reply type carries that `error` text, so clients can show the reason.
 
@@ -82,14 +83,24 @@ def deadline_passed() -> bool:
     return deadline is not None and time.time() >= deadline
 
 
+class MalformedRequest(msgspec.DecodeError):
+    """A request that cannot be read: bad JSON, wrong shape, nesting too deep, a number out of range,
+    a malformed Isthmus-Deadline header. Answered "malformed request on <subject>: ...", never applied."""
+
+
+_MAX_DEADLINE_DIGITS = 15  # milliseconds since the epoch: 13 digits until the year 2286
+
+
 def _parse_deadline(headers: dict[str, str] | None) -> float | None:
+    """The header's deadline in seconds; None without one; MalformedRequest when it is not a plain
+    non-negative integer of milliseconds (a request whose deadline cannot be read is not applied)."""
     value = headers.get(DEADLINE_HEADER) if headers else None
-    if not value:
+    if value is None:
         return None
-    try:
-        return int(value) / 1000
-    except ValueError:
-        return None
+    if not (0 < len(value) <= _MAX_DEADLINE_DIGITS and value.isascii() and value.isdigit()):
+        raise MalformedRequest(f"the {DEADLINE_HEADER} header {value[:40]!r} is not a time in milliseconds "
+                               "since the Unix epoch")
+    return int(value) / 1000
 
 
 def encode(message: Any) -> bytes:
@@ -103,10 +114,19 @@ def error_reply(message: str) -> bytes:
 
 
 def decode(data: bytes, type_: type[T]) -> T:
+    """`data` as a `type_`; msgspec.DecodeError (or its MalformedRequest) for anything that cannot be
+    read, including nesting too deep for the decoder (RecursionError) and numbers out of range."""
     decoder = _decoders.get(type_)
     if decoder is None:
         decoder = _decoders[type_] = msgspec.json.Decoder(type_)
-    return decoder.decode(data)
+    try:
+        return decoder.decode(data)
+    except msgspec.DecodeError:
+        raise
+    except RecursionError:
+        raise MalformedRequest("the JSON is nested too deeply") from None
+    except (ValueError, OverflowError) as exc:
+        raise MalformedRequest(f"a value cannot be read: {str(exc)[:200]}") from None
 
 
 Handler = Callable[[bytes], Awaitable[bytes | None]]
@@ -166,12 +186,19 @@ class Bus:
         many requests are handled at once (for handlers that wait on etcd, like the registry's)."""
 
         async def answer(msg: Msg) -> None:
-            token = _deadline.set(_parse_deadline(msg.headers))
+            try:
+                deadline = _parse_deadline(msg.headers)
+            except MalformedRequest as exc:
+                log.warning("malformed request", subject=subject, error=str(exc))
+                if msg.reply:
+                    await msg.respond(error_reply(f"malformed request on {subject}: {exc}"))
+                return
+            token = _deadline.set(deadline)
             try:
                 reply = await handler(msg.data)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:  # a bad request: its sender's fault
-                log.warning("malformed request", subject=subject, error=str(exc))
-                reply = error_reply(f"malformed request on {subject}: {exc}")
+                log.warning("malformed request", subject=subject, error=str(exc)[:500])
+                reply = error_reply(f"malformed request on {subject}: {str(exc)[:500]}")
             except Exception as exc:  # our bug: answer, log the traceback, keep serving
                 log.exception("request failed", subject=subject)
                 reply = error_reply(f"internal error on {subject}: {type(exc).__name__}: {exc}")

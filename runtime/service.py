@@ -87,6 +87,8 @@ class ServiceProcess:
         parser.add_argument("--lease-ttl", type=int, help="registration TTL seconds (env ISTHMUS_LEASE_TTL)")
         parser.add_argument("--log-level", help="debug|info|warning|error (env ISTHMUS_LOG_LEVEL)")
         args = parser.parse_args(argv)
+        if args.lease_ttl is not None and not 1 <= args.lease_ttl <= 300:
+            parser.error(f"--lease-ttl {args.lease_ttl}: give 1-300 seconds")
         try:
             settings = Settings.load(**vars(args))
         except ValueError as exc:

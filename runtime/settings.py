@@ -54,7 +54,24 @@ class ConfigLimits:
 
     @classmethod
     def from_env(cls) -> "ConfigLimits":
+        """ValueError naming the variable for a value that is not a positive finite number."""
         env, base = os.environ, cls()
+        for name in vars(base):
+            text = env.get(f"ISTHMUS_CONFIG_{name.upper()}")
+            if text is not None:
+                try:
+                    type(getattr(base, name))(text)
+                except ValueError:
+                    raise ValueError(f"ISTHMUS_CONFIG_{name.upper()} is {text[:40]!r}: give a positive finite "
+                                     "number") from None
+        limits = cls._read(env, base)
+        for name, value in vars(limits).items():
+            if not (value > 0 and value != float("inf")):  # also refuses NaN
+                raise ValueError(f"ISTHMUS_CONFIG_{name.upper()} is {value!r}: give a positive finite number")
+        return limits
+
+    @classmethod
+    def _read(cls, env: Any, base: "ConfigLimits") -> "ConfigLimits":
         return cls(
             max_bytes=int(env.get("ISTHMUS_CONFIG_MAX_BYTES", base.max_bytes)),
             max_documents=int(env.get("ISTHMUS_CONFIG_MAX_DOCUMENTS", base.max_documents)),

@@ -40,6 +40,15 @@ DEFAULT_LOG_DIR = ".isthmus/logs"
 MAX_CLIENTS = 20  # client demos at once per user name (each takes a lock of its own)
 
 
+def shown_path(path: Path) -> str:
+    """`path` as a user types it from the project root (the README's commands run there)."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        return str(path.resolve().relative_to(root))
+    except ValueError:
+        return str(path)
+
+
 async def apply_demo_config(nats_url: str, out: Out = _print) -> int:
     """Start from the demo's own config: delete what an earlier run left for its hosts (reset.py), then
     apply the DestinationRule and the 80/10/10 VirtualService exactly as `isthmus apply -f` does; print
@@ -58,7 +67,7 @@ async def apply_demo_config(nats_url: str, out: Out = _print) -> int:
         reply = await apply_text(bus, text)
     finally:
         await bus.client.close()
-    out(f"$ isthmus apply -f {reset.CONFIG[0].name} -f {reset.CONFIG[1].name}")
+    out("$ isthmus apply " + " ".join(f"-f {shown_path(p)}" for p in reset.CONFIG))
     if not print_apply_reply(reply, echo=lambda line, err=False: click.echo(f"  {line}", err=err)):
         raise LaunchError("the control plane rejected the demo config")
     changes = deleted + reset.replaced(reply)
@@ -188,6 +197,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--client", action="store_true",
                         help="join as a client only (what a demo does anyway while another one runs)")
     args = parser.parse_args(argv)
+    if not 0 < args.rate <= 10_000:  # also refuses nan; inf would make the pacing sleep 0 forever
+        parser.error(f"--rate {args.rate}: give 0 < requests per second <= 10000")
     sys.exit(asyncio.run(_standalone(args)))
 
 

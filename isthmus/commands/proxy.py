@@ -9,6 +9,7 @@ import click
 
 from isthmus import pilot_client
 from isthmus.errors import CliError
+from isthmus.options import Finite, check_distinct_ports, check_proxy_identity, parse_labels
 from isthmus.output import format_table
 from isthmus.pilot_client import REQUEST_TIMEOUT, quiet_logs
 
@@ -46,12 +47,7 @@ def proxy() -> None:
 
 
 def _labels(ctx: click.Context, param: click.Parameter, value: str | None) -> dict[str, str]:
-    from proxy.settings import parse_labels
-
-    try:
-        return parse_labels(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from exc
+    return parse_labels(value)
 
 
 def _tcp_routes(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[tuple[str, int, int], ...]:
@@ -88,8 +84,8 @@ def _app_tcp(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
 @click.option("--service-account", default="default", show_default=True)
 @click.option("--locality", envvar="ISTHMUS_LOCALITY", default="", metavar="REGION/ZONE/SUBZONE",
               help="Where this workload runs, for localityLbSetting (env ISTHMUS_LOCALITY).")
-@click.option("--lease-ttl", type=click.IntRange(1), help="Seconds the registration lives without heartbeats.")
-@click.option("--pending-grace", type=click.FloatRange(0), envvar="ISTHMUS_PENDING_GRACE", default=15.0,
+@click.option("--lease-ttl", type=click.IntRange(1, 300), help="Seconds the registration lives without heartbeats.")
+@click.option("--pending-grace", type=Finite(0, 3600), envvar="ISTHMUS_PENDING_GRACE", default=15.0,
               show_default=True, help="Seconds a route waits for a cluster or subset it names before it applies "
                                       "anyway (requests to what is missing get 503 NC); env ISTHMUS_PENDING_GRACE.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
@@ -97,7 +93,7 @@ def _app_tcp(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
 @click.option("--access-log", envvar="ISTHMUS_ACCESS_LOG", default="", metavar="-|PATH",
               help="Write an access line per request and TCP connection: - for stdout, or a file (env "
                    "ISTHMUS_ACCESS_LOG). Off by default.")
-@click.option("--retry-buffer-limit", type=click.IntRange(0), envvar="ISTHMUS_RETRY_BUFFER_LIMIT",
+@click.option("--retry-buffer-limit", type=click.IntRange(0, 1 << 30), envvar="ISTHMUS_RETRY_BUFFER_LIMIT",
               default=1024 * 1024, show_default=True, metavar="BYTES",
               help="Request body bytes kept so a retry can resend them; a larger body is not retried "
                    "(env ISTHMUS_RETRY_BUFFER_LIMIT).")
@@ -116,14 +112,14 @@ def _app_tcp(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
 @click.option("--max-pipelined-requests", envvar="ISTHMUS_MAX_PIPELINED_REQUESTS", type=click.IntRange(1, 1000),
               default=16, show_default=True, help="Requests parsed ahead of the one in flight; then the "
                                                    "connection closes once they are answered.")
-@click.option("--request-headers-timeout", envvar="ISTHMUS_REQUEST_HEADERS_TIMEOUT", type=click.FloatRange(0),
+@click.option("--request-headers-timeout", envvar="ISTHMUS_REQUEST_HEADERS_TIMEOUT", type=Finite(0, 86400),
               default=10.0, show_default=True, metavar="SECONDS", help="To receive a request head; 408. 0: off.")
-@click.option("--request-timeout", envvar="ISTHMUS_REQUEST_TIMEOUT", type=click.FloatRange(0), default=300.0,
+@click.option("--request-timeout", envvar="ISTHMUS_REQUEST_TIMEOUT", type=Finite(0, 86400), default=300.0,
               show_default=True, metavar="SECONDS", help="To receive a whole request (head and body); 408. 0: off.")
-@click.option("--stream-idle-timeout", envvar="ISTHMUS_STREAM_IDLE_TIMEOUT", type=click.FloatRange(0),
+@click.option("--stream-idle-timeout", envvar="ISTHMUS_STREAM_IDLE_TIMEOUT", type=Finite(0, 86400),
               default=300.0, show_default=True, metavar="SECONDS",
               help="A request with no byte either way for this long ends: 408, or a close. 0: off.")
-@click.option("--max-connections", envvar="ISTHMUS_MAX_CONNECTIONS", type=click.IntRange(0), default=10_000,
+@click.option("--max-connections", envvar="ISTHMUS_MAX_CONNECTIONS", type=click.IntRange(0, 1_000_000), default=10_000,
               show_default=True, help="Open connections per listener; more are closed at once. 0: unlimited.")
 @click.option("--max-response-headers-kb", envvar="ISTHMUS_MAX_RESPONSE_HEADERS_KB", type=click.IntRange(1, 8192),
               default=60, show_default=True, help="An upstream's status line + headers, KiB; more gets 502.")
@@ -142,6 +138,11 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
     """Run a sidecar beside one workload until SIGINT/SIGTERM."""
     from proxy.settings import ProxyOptions, build_limits
 
+    check_proxy_identity(service, namespace, address, locality, service_account)
+    check_distinct_ports([("--app-port", app_port), ("--inbound-port", inbound_port),
+                          ("--outbound-port", outbound_port), ("--admin-port", admin_port),
+                          *(("--tcp", local) for _, _, local in tcp),
+                          *(("--app-tcp", inbound) for _, _, inbound in app_tcp)])
     extra: dict[str, Any] = {"log_level": log_level} if log_level else {}
     options = ProxyOptions(
         service=service,

@@ -24,6 +24,24 @@ from runtime.store import STATUS_PREFIX, Store, StoreError
 log = get_logger("pilot.status")
 TXN_OPS = 100
 MAX_ERROR = 4096  # characters of a NACK's error that are kept (a proxy bounds its own; scripts may not)
+MAX_NAME = 253  # characters of proxy_id, service, namespace and epoch (a DNS name's length); longer: dropped
+MAX_SEQ = 2**63 - 1  # seq and version are int64 counters
+
+
+def _refusal(ack: Ack) -> str:
+    """Why a received ACK is not recorded ("" when it is): the fields that are stored and shown are
+    bounded, so a forged ACK cannot make pilot hold or `isthmus proxy-status` print unbounded text."""
+    for field, text in (("proxy_id", ack.proxy_id), ("service", ack.service), ("namespace", ack.namespace),
+                        ("epoch", ack.epoch)):
+        if len(text) > MAX_NAME:
+            return f"{field} is {len(text)} characters, more than {MAX_NAME}"
+        if not text.isprintable():
+            return f"{field} holds control characters"
+    if not ack.proxy_id:
+        return "proxy_id is empty"
+    if not (0 <= ack.seq <= MAX_SEQ and 0 <= ack.version <= MAX_SEQ):
+        return "seq and version must be 0..2^63-1"
+    return ""
 
 
 class ProxyStatusRecorder:
@@ -39,6 +57,10 @@ class ProxyStatusRecorder:
 
     async def on_ack(self, data: bytes) -> None:
         ack = decode(data, Ack)
+        problem = _refusal(ack)
+        if problem:
+            log.warning("ack dropped", reason=problem, proxy=ack.proxy_id[:MAX_NAME])
+            return
         if not ack.ok:
             log.warning("proxy rejected config", proxy=ack.proxy_id, seq=ack.seq, error=ack.error[:MAX_ERROR])
         self.dirty[ack.proxy_id] = ProxyStatus(

@@ -48,3 +48,22 @@ def test_proxy_status_is_synced_stale_or_rejected_against_the_pushed_version() -
     assert [sync_state(p, reply.version) for p in reply.proxies] == ["SYNCED", "STALE", "REJECTED"]
     assert status_rows(reply, now=105.0)[0] == ["p1", "n", "s", "SYNCED", "10", "5s ago"]
     assert rejections(reply) == ["p3 rejected version 10: bad pool"]
+
+
+def test_an_error_about_the_whole_submission_has_no_document_number() -> None:
+    from isthmus.output import format_config_error
+
+    whole = ConfigError(document=0, message="the submission is larger than 3145728 bytes")
+    assert format_config_error(whole) == "the submission: the submission is larger than 3145728 bytes"
+    one = ConfigError(document=2, kind="VirtualService", name="r", path="spec.hosts", message="bad")
+    assert format_config_error(one) == "document 2 (VirtualService default/r): spec.hosts: bad"
+
+
+def test_every_health_reply_carries_leader_even_when_false() -> None:
+    import json
+
+    from proto.health import HealthReply
+    from runtime.bus import encode
+
+    assert json.loads(encode(HealthReply(service="ca", instance="i", ready=True))) == {
+        "service": "ca", "instance": "i", "ready": True, "leader": False, "detail": ""}

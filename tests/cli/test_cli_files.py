@@ -290,7 +290,8 @@ def test_an_unreachable_bus_is_one_error_line_and_exit_1() -> None:
     url = f"nats://127.0.0.1:{free_port()}"
     result = run("--nats", url, "get", "vs")
     assert result.exit_code == 1
-    assert result.stderr == f"error: cannot reach pilot on {url}: is `isthmus up` running?\n"
+    assert result.stderr.startswith(f"error: cannot reach pilot on {url} (")  # the reason, then the hint
+    assert result.stderr.endswith(": is `isthmus up` running?\n") and result.stderr.count("\n") == 1
 
 
 def test_proxy_run_rejects_bad_labels_as_a_usage_error() -> None:

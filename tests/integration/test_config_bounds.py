@@ -176,9 +176,14 @@ async def test_with_pilot_not_running_the_cli_says_pilot_is_not_running(tmp_path
     assert result.stderr == f"error: pilot is not running on {lone.url} (nothing answers): is `isthmus up` running?\n"
 
 
-async def test_an_apply_larger_than_the_bus_accepts_is_refused_before_sending(mesh: ControlPlane, tmp_path: Path) -> None:
+async def test_an_apply_larger_than_the_bus_accepts_is_refused_before_sending(mesh: ControlPlane, tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     manifest = tmp_path / "huge.yaml"
     manifest.write_text(vs("huge") + "#" + "x" * (9 * 1024 * 1024))
+    result = await asyncio.to_thread(cli, mesh, "apply", "-f", str(manifest))  # over the CLI's own read limit
+    assert result.returncode == 1 and "larger than 3145728 bytes" in result.stderr, result.stderr
+    # with the size limit raised (ISTHMUS_CONFIG_MAX_BYTES), the bus's max_payload still refuses it before sending
+    monkeypatch.setenv("ISTHMUS_CONFIG_MAX_BYTES", str(16 * 1024 * 1024))
     result = await asyncio.to_thread(cli, mesh, "apply", "-f", str(manifest))
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "max_payload" in result.stderr and "nothing was sent" in result.stderr, result.stderr

@@ -74,6 +74,8 @@ async def test_a_demo_resets_what_a_walk_through_left_and_a_second_one_joins_as_
     try:
         await eventually(lambda: "traffic:" in output(first) or not first.is_running, 90)
         said = output(first)
+        assert ("$ isthmus apply -f examples/bookinfo/destination-rule-reviews.yaml "
+                "-f examples/bookinfo/virtual-service-reviews-80-10-10.yaml") in said, said
         assert "deleted RateLimit default/reviews" in said, said
         assert "VirtualService default/reviews was changed since: back to the demo's 80/10/10 split" in said, said
         assert await config_of(mesh, "RateLimit") == []

@@ -75,3 +75,36 @@ async def test_a_departed_proxys_status_key_is_removed(mesh: ControlPlane) -> No
     finally:
         await store.close()
         await backend.stop()
+
+
+async def test_a_forged_ack_is_bounded_before_it_is_stored_or_shown(mesh: ControlPlane) -> None:
+    """Anyone on the bus can publish an ACK: pilot keeps 4096 characters of its error and drops one whose
+    names are longer than a DNS name, so `isthmus proxy-status` never prints unbounded text."""
+    from runtime import bus as busmod
+
+    def ack(proxy_id: str, **fields: object) -> bytes:
+        return json.dumps({"proxy_id": proxy_id, "epoch": "e", "seq": 1, "version": 1, "ok": False,
+                           "error": "x" * 100_000, "service": "forged", "namespace": "forged", **fields}).encode()
+
+    bus = await busmod.connect(mesh.nats_url, "test-forged-ack")
+    try:
+        await bus.publish("isthmus.xds.ack", ack("forged-kept"))
+        for name, fields in (("forged-long-service", {"service": "s" * 254}),
+                             ("forged-long-ns", {"namespace": "n" * 254}),
+                             ("forged-ctl", {"epoch": "a\x1b[2Jb"}),
+                             ("forged-seq", {"seq": 2**63})):
+            await bus.publish("isthmus.xds.ack", ack(name, **fields))
+        await bus.publish("isthmus.xds.ack", ack("p" * 254))
+        await bus.flush()
+    finally:
+        await bus.close()
+
+    async def shown() -> subprocess.CompletedProcess[str] | None:
+        result = await asyncio.to_thread(proxy_status, mesh, "-n", "forged")
+        return result if "forged-kept" in result.stdout else None
+
+    result = await eventually(shown, timeout=15, interval=0.5)
+    [warning] = [line for line in result.stderr.splitlines() if "forged-kept" in line]
+    assert warning.endswith(": " + "x" * 4096)
+    for name in ("forged-long-service", "forged-long-ns", "forged-ctl", "forged-seq", "p" * 254):
+        assert name not in result.stdout + result.stderr

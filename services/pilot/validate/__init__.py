@@ -4,12 +4,11 @@
     subset_warnings(submitted, stored) -> [ConfigError]                                   references.py
 
 Layout, each module importing only those below it (tests/test_import_contracts.py holds it so):
-  decode.py          the entry: parse, limits, envelope, shape, then the validator of the document's kind
+  decode.py          the entry: parse and limits (runtime/documents.py, shared with the CLI), envelope, shape, then the validator of the document's kind
   references.py      across resources: VirtualService subsets no DestinationRule defines (warnings)
   virtual_service.py, destination_rule.py, service_entry.py, workload_entry.py, ratelimit.py
                      one per kind; shaping.py and resilience.py check parts of a VirtualService's HTTP rule
   schema.py          every field against the msgspec Struct of the kind
-  limits.py          bounds on what a submission may expand to (ConfigLimits), before anything is built
   checks.py          checks every kind shares: host names, ports, labels, header names, string matches
   durations.py, values.py   field values read the same way by validation and by the compilers
   findings.py        the error/warning record with its path (Istio's Validation/AppendValidation)

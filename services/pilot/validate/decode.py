@@ -11,7 +11,8 @@ array. Each document is checked in three passes, and each pass reports all it fi
   3. semantics: Istio's validation rules, one module per kind (virtual_service.py, destination_rule.py,
      service_entry.py, workload_entry.py, ratelimit.py).
 Before any of that, the submission is held to ConfigLimits (size, documents, nesting, items,
-expanded nodes, aliasing: limits.py); a submission over a limit gets one error
+expanded nodes, aliasing, duplicate keys, integers too long to read: runtime/doc_limits.py, read
+by runtime/documents.py, which the CLI shares); a submission over a limit gets one error
 naming it and nothing is built from it. A document with errors is never returned in `resources`; the caller rejects the whole submission when
 `errors` is not empty. ConfigError.document is the 1-based position of the document in the stream
 (a List's items share their List's position, and their paths start with `items[i]`).
@@ -19,19 +20,17 @@ naming it and nothing is built from it. A document with errors is never returned
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import msgspec
-import yaml
 
 from proto.config_api import ConfigError
 from proto.resources import KINDS, Resource, kind_from_alias
+from runtime.documents import DocumentError, LimitExceeded, parse_documents
 from runtime.settings import ConfigLimits
 from services.pilot.validate.checks import DNS1123_LABEL, DNS1123_SUBDOMAIN
 from services.pilot.validate.destination_rule import destination_rule
 from services.pilot.validate.findings import Findings
-from services.pilot.validate.limits import LimitExceeded, check_tree, check_yaml
 from services.pilot.validate.ratelimit import rate_limit
 from services.pilot.validate.schema import check_shape, from_msgspec_error
 from services.pilot.validate.service_entry import service_entry
@@ -46,51 +45,6 @@ VALIDATORS = {
     "RateLimit": rate_limit,
 }
 _ENVELOPE_PATHS = ("apiVersion", "kind", "metadata", "metadata.name", "metadata.namespace")
-_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class YamlLoader(_BaseLoader):  # type: ignore[misc, valid-type]
-    """Safe YAML without implicit timestamps: `creationTimestamp: 2024-01-01T00:00:00Z` stays a string."""
-
-
-YamlLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
-}
-
-
-class _ParseError(Exception):
-    def __init__(self, document: int, message: str) -> None:
-        super().__init__(message)
-        self.document = document
-        self.message = message
-
-
-def _parse(text: str, limits: ConfigLimits) -> list[Any]:
-    if text.lstrip()[:1] in ("{", "["):
-        try:
-            value = json.loads(text)
-        except RecursionError:
-            raise LimitExceeded(1, "", f"nesting deeper than {limits.max_depth} levels "
-                                       "(ISTHMUS_CONFIG_MAX_DEPTH)") from None
-        except ValueError:
-            value = None  # YAML flow style, or broken JSON: the YAML parser reports where
-        else:
-            check_tree(value, limits)
-            return [value]
-    check_yaml(text, YamlLoader, limits)
-    docs: list[Any] = []
-    try:
-        for doc in yaml.load_all(text, Loader=YamlLoader):
-            docs.append(doc)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise _ParseError(len(docs) + 1, f"YAML syntax error{where}: {problem}") from exc
-    return docs
-
-
 def decode_documents(
     text: str, *, default_namespace: str = "default", limits: ConfigLimits | None = None
 ) -> tuple[list[Resource], list[ConfigError], list[ConfigError]]:
@@ -101,8 +55,8 @@ def decode_documents(
     errors: list[ConfigError] = []
     warnings: list[ConfigError] = []
     try:
-        docs = _parse(text, limits)
-    except _ParseError as exc:
+        docs = parse_documents(text, limits)
+    except DocumentError as exc:
         return [], [ConfigError(document=exc.document, message=exc.message)], []
     except LimitExceeded as exc:
         return [], [ConfigError(document=exc.document, path=exc.path, message=exc.message)], []

@@ -11,8 +11,8 @@ import pytest
 from runtime.settings import ConfigLimits
 from services.pilot.decode_worker import DecodeWorker
 from services.pilot.validate import decode_documents
-from services.pilot.validate.decode import YamlLoader
-from services.pilot.validate.limits import LimitExceeded, allowed_alias_ratio, check_tree, check_yaml
+from runtime.doc_limits import LimitExceeded, allowed_alias_ratio, check_tree, check_yaml
+from runtime.documents import YamlLoader
 
 VS = """apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -185,3 +185,50 @@ def test_the_decode_worker_refuses_a_submission_past_its_memory_bound_and_serves
             worker.close()
 
     asyncio.run(run())
+
+
+# ------------------------------------------------------------ what PyYAML would build wrongly or not at all
+
+DUP_VS = """apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews
+spec:
+  hosts: [reviews]
+  hosts: [dupreviews]
+"""
+
+
+def test_a_duplicate_yaml_key_is_refused_with_its_path_not_kept_last_wins() -> None:
+    from services.pilot.validate import decode_documents
+
+    resources, errors, _ = decode_documents(DUP_VS)
+    assert resources == []
+    [error] = errors
+    assert (error.document, error.path) == (1, "spec.hosts")
+    assert error.message == "mapping key 'hosts' already defined"
+
+
+def test_a_duplicate_json_key_is_refused_with_its_path() -> None:
+    from services.pilot.validate import decode_documents
+
+    text = ('{"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": "r"}, '
+            '"spec": {"hosts": ["reviews"], "hosts": ["dupreviews"]}}')
+    resources, errors, _ = decode_documents(text)
+    assert resources == []
+    assert [(e.path, e.message) for e in errors] == [("spec.hosts", "mapping key 'hosts' already defined")]
+
+
+def test_the_same_key_in_sibling_mappings_and_merge_keys_are_not_duplicates() -> None:
+    check_yaml("a: {x: 1}\nb: {x: 2}\nbase: &b {y: 1}\nc:\n  <<: *b\n  y: 2\n", YamlLoader, ConfigLimits())
+
+
+def test_an_integer_too_long_to_convert_is_refused_with_its_path_and_one_at_the_limit_passes() -> None:
+    from runtime.doc_limits import MAX_INT_DIGITS
+
+    check_yaml(f"spec: {{n: {'9' * MAX_INT_DIGITS}}}\n", YamlLoader, ConfigLimits())
+    with pytest.raises(LimitExceeded) as info:
+        check_yaml(f"spec:\n  http:\n  - weight: {'9' * (MAX_INT_DIGITS + 1)}\n", YamlLoader, ConfigLimits())
+    assert info.value.path == "spec.http[0].weight"
+    assert "integer too large" in info.value.message
+    check_yaml(f"spec: {{n: '{'9' * (MAX_INT_DIGITS + 1)}'}}\n", YamlLoader, ConfigLimits())  # a string: fine

@@ -4,6 +4,12 @@
     check_tree(value, limits)            walks an already parsed JSON value, iteratively
     -> raises LimitExceeded(document, path, message) naming the limit and its setting
 
+The event pass also refuses what PyYAML would build wrongly or not at all: a mapping key defined
+twice (PyYAML keeps the last silently; go-yaml v3 and the Kubernetes API server refuse it: "mapping
+key already defined") and a decimal integer longer than Python converts (4300 digits), each with
+its path. Pilot (services/pilot/validate/decode.py) and the CLI (isthmus/manifests.py) both read
+submissions through runtime/documents.py, which applies these checks.
+
 A YAML alias is cheap to write and costly to expand: "billion laughs" nests aliases so that a few
 kilobytes stand for a billion nodes. PyYAML shares the aliased object instead of copying it, so
 parsing is quick, but everything that walks the result afterwards (validation, msgspec, the
@@ -18,9 +24,13 @@ recursive structure) is refused outright.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from runtime.settings import ConfigLimits
+
+MAX_INT_DIGITS = 4300  # Python's int_max_str_digits: a longer decimal integer cannot even be converted
+_DECIMAL = re.compile(r"[-+]?[0-9][0-9_]*")
 
 _ALIAS_RATIO_LOW = 400_000  # go-yaml's alias_ratio_range_low
 _ALIAS_RATIO_HIGH = 4_000_000  # alias_ratio_range_high
@@ -46,7 +56,7 @@ def allowed_alias_ratio(decoded: int) -> float:
 class _Frame:
     """An open list or mapping in the event stream."""
 
-    __slots__ = ("is_map", "children", "key", "anchor", "size", "height")
+    __slots__ = ("is_map", "children", "key", "anchor", "size", "height", "keys")
 
     def __init__(self, is_map: bool, anchor: str | None) -> None:
         self.is_map = is_map
@@ -55,6 +65,7 @@ class _Frame:
         self.anchor = anchor
         self.size = 1  # expanded nodes in this subtree, itself included
         self.height = 1  # levels of nesting in this subtree (a scalar has 0)
+        self.keys: set[str] | None = set() if is_map else None  # scalar keys seen, for duplicates
 
 
 class _Counter:
@@ -108,8 +119,19 @@ class _Counter:
         parent.size += size
         parent.height = max(parent.height, height + 1)
 
-    def scalar(self, value: str) -> None:
+    def scalar(self, value: str, plain: bool) -> None:
         self._count(1)
+        parent = self.frames[-1] if self.frames else None
+        is_key = parent is not None and parent.is_map and parent.children % 2 == 0
+        if plain and len(value) > MAX_INT_DIGITS and _DECIMAL.fullmatch(value):
+            where = self.path() + (f".{value[:20]}..." if is_key else "")
+            raise LimitExceeded(self.document, where, f"integer too large (more than {MAX_INT_DIGITS} digits)")
+        if is_key and parent is not None and parent.keys is not None:
+            if value in parent.keys:  # go-yaml v3 and Kubernetes refuse it; PyYAML keeps the last silently
+                path = self.path()
+                raise LimitExceeded(self.document, f"{path}.{value[:64]}" if path else value[:64],
+                                    f"mapping key {value[:64]!r} already defined")
+            parent.keys.add(value)
         self._join(1, 0, value[:64])
 
     def open(self, is_map: bool, anchor: str | None) -> None:
@@ -160,7 +182,7 @@ def check_yaml(text: str, loader: type, limits: ConfigLimits) -> None:
                 counter.start_document()
                 anchors.clear()
             elif isinstance(event, yaml.ScalarEvent):
-                counter.scalar(event.value)
+                counter.scalar(event.value, bool(event.implicit[0]) or event.tag == "tag:yaml.org,2002:int")
                 if event.anchor:
                     anchors[event.anchor] = (1, 0)
             elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):

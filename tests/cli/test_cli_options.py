@@ -1,0 +1,118 @@
+"""Every flag's value is checked before anything runs: a bad one is one `error:` line naming the flag, exit 2
+(docs/cli.md), never a traceback, a silently disabled timeout or a bind failure blamed on the wrong flag."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+UNREACHABLE = "nats://127.0.0.1:1"
+RUN = ["proxy", "run", "--service", "reviews", "--service-port", "9080", "--app-port", "9081"]
+
+
+def isthmus(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "isthmus.cli", *args], capture_output=True, text=True, timeout=60)
+
+
+def assert_usage_error(result: subprocess.CompletedProcess[str], flag: str, words: str = "") -> None:
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert f"'{flag}'" in lines[0] and words in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e308", "0.05"])
+def test_the_request_timeout_must_be_a_finite_number_in_range(value: str) -> None:
+    assert_usage_error(isthmus("--nats", UNREACHABLE, "--request-timeout", value, "get", "vs"), "--request-timeout")
+
+
+def test_a_request_timeout_at_its_bounds_is_accepted() -> None:
+    for value in ("0.1", "3600"):
+        result = isthmus("--nats", UNREACHABLE, "--request-timeout", value, "get", "vs")
+        assert result.returncode == 1 and "cannot reach pilot" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("flag", ["--request-headers-timeout", "--request-timeout", "--stream-idle-timeout",
+                                  "--pending-grace"])
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_proxy_run_timeouts_refuse_nan_and_infinity(flag: str, value: str) -> None:
+    assert_usage_error(isthmus("--nats", UNREACHABLE, *RUN, flag, value), flag, "finite")
+
+
+@pytest.mark.parametrize("flag, value", [("--lease-ttl", "301"), ("--retry-buffer-limit", str(2**40)),
+                                         ("--max-connections", "10000000")])
+def test_proxy_run_integers_refuse_absurd_values(flag: str, value: str) -> None:
+    assert_usage_error(isthmus("--nats", UNREACHABLE, *RUN, flag, value), flag)
+
+
+@pytest.mark.parametrize("flag, value, words", [
+    ("--service", "BAD_NAME!", "DNS-1123 label"),
+    ("--service", "", "DNS-1123 label"),
+    ("--service", "a" * 64, "DNS-1123 label"),
+    ("--namespace", "Bad NS", "DNS-1123 label"),
+    ("--service-account", "Bad SA", "DNS-1123 subdomain"),
+    ("--address", "not-an-ip", "not an IP address"),
+    ("--locality", "a/b/c/d", "REGION/ZONE/SUBZONE"),
+    ("--locality", "a//c", "REGION/ZONE/SUBZONE"),
+    ("--labels", "a=b,a=c", "given twice"),
+    ("--labels", "bad key!=v", "label name"),
+    ("--labels", "k=" + "v" * 64, "label value"),
+    ("--labels", "-k=v", "label name"),
+    ("--labels", "Example.COM/k=v", "label name"),
+])
+def test_proxy_run_refuses_what_the_registry_would_not_accept(flag: str, value: str, words: str) -> None:
+    args = list(RUN)
+    if flag == "--service":
+        args[args.index("--service") + 1] = value
+    else:
+        args += [flag, value]
+    assert_usage_error(isthmus("--nats", UNREACHABLE, *args), flag, words)
+
+
+@pytest.mark.parametrize("extra, first, second", [
+    (["--inbound-port", "9081"], "--app-port", "--inbound-port"),
+    (["--admin-port", "15001"], "--outbound-port", "--admin-port"),
+    (["--tcp", "db:5432=15006"], "--inbound-port", "--tcp"),
+    (["--app-tcp", "5432=5433@15000"], "--admin-port", "--app-tcp"),
+])
+def test_two_listeners_on_one_port_name_both_flags(extra: list[str], first: str, second: str) -> None:
+    result = isthmus("--nats", UNREACHABLE, *RUN, *extra)
+    assert_usage_error(result, second, f"{first} and {second} are both port")
+
+
+def test_valid_identity_flags_pass_the_checks() -> None:
+    from isthmus.options import check_proxy_identity, parse_labels
+
+    check_proxy_identity("reviews", "bookinfo", "::1", "us-east/zone-a/rack1", "bookinfo-reviews")
+    assert parse_labels("app=reviews,version=v1,example.com/tier=,k=" + "v" * 63) == {
+        "app": "reviews", "version": "v1", "example.com/tier": "", "k": "v" * 63}
+
+
+@pytest.mark.parametrize("url", ["garbage", "http://127.0.0.1:4222", "nats://h:99999", "nats://:4222"])
+def test_a_malformed_nats_url_is_a_usage_error_not_an_unreachable_bus(url: str) -> None:
+    assert_usage_error(isthmus("--nats", url, "get", "vs"), "--nats", "NATS URL")
+
+
+def test_usage_errors_are_one_error_line_too() -> None:
+    result = isthmus("--nats", UNREACHABLE, "get")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: Missing argument 'KIND'. (see 'isthmus get --help')"
+
+
+def test_an_unreachable_bus_names_the_reason() -> None:
+    result = isthmus("--nats", UNREACHABLE, "get", "vs")
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: cannot reach pilot on {UNREACHABLE} (")
+
+
+@pytest.mark.parametrize("argv", [["-m", "services.registry", "--lease-ttl", "0"],
+                                  ["-m", "services.pilot", "--lease-ttl", "99999999999"],
+                                  ["-m", "examples.bookinfo.demo", "--rate", "nan"],
+                                  ["-m", "examples.bookinfo.demo", "--rate", "inf"]])
+def test_the_services_and_the_demo_refuse_absurd_numbers_as_usage_errors(argv: list[str]) -> None:
+    result = subprocess.run([sys.executable, *argv, "--nats", UNREACHABLE], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and argv[2] in result.stderr
