@@ -14,6 +14,13 @@ from runtime.log import get_logger
 
 log = get_logger("proxy.registration")
 
+REFUSED_BACKOFF_MAX = 30.0  # seconds between tries once the registry refused us: it will until we change
+
+
+class RegistrationRefused(Exception):
+    """The registry answered and said no (a bad label, name or TTL): not a bus problem, so it is logged as
+    what it is, and retried slowly (an operator must change the workload's flags)."""
+
 
 async def probe_tcp(host: str, port: int, timeout: float = 1.0) -> bool:
     try:
@@ -38,12 +45,18 @@ class Registration:
 
     async def run(self, bus: Bus) -> None:
         self.bus = bus
+        refused_wait = 1.0
         while True:
             try:
                 if not self.lease_id:
                     await self._register()
+                refused_wait = 1.0
                 await asyncio.sleep(self._beat_interval())
                 await self._heartbeat()
+            except RegistrationRefused as exc:
+                log.error("registration refused", workload=self.workload.id, error=str(exc), retry_in_s=refused_wait)
+                await asyncio.sleep(refused_wait * random.uniform(0.75, 1.25))
+                refused_wait = min(refused_wait * 2, REFUSED_BACKOFF_MAX)
             except BusError as exc:
                 log.warning("registry unreachable", error=str(exc))
                 await asyncio.sleep(random.uniform(0.25, 1.0))  # jitter: a restarted registry is not stampeded
@@ -58,7 +71,7 @@ class Registration:
         reply = await self.bus.call(subjects.REGISTRY_REGISTER, RegisterRequest(workload=self.workload, ttl=self.ttl),
                                     RegisterReply)
         if not reply.ok:
-            raise BusError(f"registration refused: {reply.error}")
+            raise RegistrationRefused(reply.error or "no reason given by the registry")
         self.lease_id, self.granted_ttl = reply.lease_id, reply.ttl
         log.info("registered", workload=self.workload.id, lease=self.lease_id, ttl=reply.ttl,
                  healthy=self.workload.healthy)
