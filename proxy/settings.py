@@ -10,20 +10,6 @@ from proxy.http.limits import KIB, Limits
 from runtime.settings import DEFAULT_NATS_URL
 
 
-def parse_labels(text: str | None) -> dict[str, str]:
-    """`version=v1,app=reviews` -> {"version": "v1", "app": "reviews"}; raises ValueError on a bad pair."""
-    labels: dict[str, str] = {}
-    for pair in (text or "").split(","):
-        pair = pair.strip()
-        if not pair:
-            continue
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"label {pair!r} is not key=value")
-        labels[key.strip()] = value.strip()
-    return labels
-
-
 def parse_tcp_route(text: str) -> tuple[str, int, int]:
     """`db:5432=15432` -> ("db", 5432, 15432); raises ValueError."""
     target, sep, local = text.partition("=")
