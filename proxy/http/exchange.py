@@ -146,7 +146,8 @@ class Exchange:
             except Overflow as exc:
                 self.fail(exc)
                 return
-        target.acquire()  # in-flight count for LEAST_REQUEST; released when this try ends
+        if target.counts:
+            target.acquire()  # in-flight count for LEAST_REQUEST; released when this try ends
         policy = self.policy
         if policy is not None and policy.retry is not None and policy.retry.per_try_timeout is not None:
             self._control().arm_try_timer(policy.retry.per_try_timeout)
