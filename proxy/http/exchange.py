@@ -252,8 +252,10 @@ class Exchange:
         if self.stream_chunked:
             self.out.append(LAST_CHUNK)
         self.flush()
-        self.proto.gate.resume(PEER_FULL)
-        self._log()
+        proto = self.proto
+        proto.gate.resume(PEER_FULL)
+        if proto.shared.on_complete is not None:  # no access log or telemetry: nothing to report
+            self._log()
         if self.req_done or self.close_after:
             self._release()
 

@@ -286,6 +286,20 @@ class HttpProxyProtocol(ConnectionGuard, asyncio.Protocol):
                       keep_alive and error is None and upgrade is None, expect, error)
         ex.upgrade = upgrade
         self.current = ex
+        if error is None and self.active is None and not pipeline and not self.closing:
+            # Nothing queued (the usual case): start it here, as _advance would, without the queue round trip.
+            self.active = ex
+            self.advancing = True
+            try:
+                ex.start()
+            except Exception as exc:  # a bug of ours while routing or sending: 500, logged, closed
+                self.stopping = True
+                ex.fail(exc)
+            finally:
+                self.advancing = False
+            if self.active is None:  # answered at once: what _advance does after its loop
+                self._advance()
+            return
         pipeline.append(ex)
         if error is not None:
             self._stop_reading()  # nothing after a request we cannot serve is answered
@@ -338,6 +352,12 @@ class HttpProxyProtocol(ConnectionGuard, asyncio.Protocol):
     def exchange_done(self, ex: Exchange) -> None:
         if ex is self.active:
             self.active = None
+            if not (ex.close_after or self.advancing or self.pipeline or self.closing or self.stopping
+                    or self.broken):
+                # The common end (keep-alive, nothing queued): _advance's tail without its loop.
+                self.gate.resume(PIPELINE)
+                self._arm_keepalive()
+                return
         if ex.close_after:
             self.close()
         elif not self.advancing:
