@@ -50,6 +50,7 @@ class Exchange:
         "status", "flag", "stream_chunked", "head_sent", "resp_done", "close_after", "out", "bytes_sent",
         # bookkeeping
         "started", "released", "t0",
+        "raw_head",  # the request head as received (+ x-request-id) when it may go upstream as is, else None
     )
 
     def __init__(self, proto: Downstream, head: RequestHead | None, method: bytes, target: bytes,
@@ -77,6 +78,7 @@ class Exchange:
         self.kept: list[bytes] | None = None
         self.error = error
         self.upgrade: bytes | None = None  # the Upgrade value of a websocket request (set by the server)
+        self.raw_head: bytes | None = None  # set by the server; dropped when a rewrite or header edit applies
         # upstream
         self.upstream: Target | None = None
         self.conn: UpstreamConnection | None = None
@@ -382,7 +384,11 @@ class Exchange:
             if self.kept:
                 data = b"".join((data, *self.kept))
         else:
-            parts = request_head(self.method, self.target, self.headers, self.drop, self.chunked)
+            raw_head = self.raw_head
+            if raw_head is not None:  # nothing to drop, add or change but x-request-id (spliced in already)
+                parts = [raw_head]
+            else:
+                parts = request_head(self.method, self.target, self.headers, self.drop, self.chunked)
             if self.upgrade is not None:  # request_head drops hop-by-hop names; an upgrade needs them
                 parts.insert(-1, b"connection: upgrade\r\nupgrade: %s\r\n" % self.upgrade)
             in_hand = self.pending_size
