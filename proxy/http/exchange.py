@@ -43,7 +43,7 @@ class Exchange:
         "expect_continue", "is_head", "req_done", "pending", "pending_size", "replay", "kept", "kept_size", "error",
         "upgrade",
         # upstream
-        "upstream", "conn", "connecting", "retried", "timer",
+        "upstream", "conn", "connecting", "retried", "timer", "deadline", "timeout",
         # route policy (proxy/outbound/policy.py): timeout, retries, fault
         "policy", "ctl",
         # response
@@ -85,6 +85,10 @@ class Exchange:
         self.connecting: asyncio.Task[UpstreamConnection] | None = None
         self.retried = False
         self.timer: asyncio.TimerHandle | None = None
+        # The response timeout as a deadline (loop time; 0: none) that the connection's one timer checks
+        # (proxy/http/conn_guard.py), instead of a timer handle per request; `timeout` its length in seconds.
+        self.deadline = 0.0
+        self.timeout = 0.0
         # route policy
         self.policy = None  # the chosen rule's RoutePolicy, from the Target
         # Fault injection, retries, per-try timeouts (proxy/http/resilience.py): made when first needed.
@@ -134,7 +138,10 @@ class Exchange:
         if policy is not None and policy.timeout is not None:
             timeout = policy.timeout
         if timeout is not None:
-            self.timer = self.proto.loop.call_later(timeout, self._on_timeout, timeout)
+            proto = self.proto
+            self.timeout = timeout
+            self.deadline = deadline = proto.loop.time() + timeout
+            proto.watch(deadline)
         self._dispatch()
 
     def _dispatch(self) -> None:
@@ -424,9 +431,10 @@ class Exchange:
             self.connecting = None
             task.cancel()
 
-    def _on_timeout(self, timeout: float) -> None:
-        self.timer = None
-        self.fail(UpstreamTimeout(f"upstream request timeout after {timeout:g}s"))
+    def on_deadline(self) -> None:
+        """The response timeout passed (called by the connection's timer)."""
+        self.deadline = 0.0
+        self.fail(UpstreamTimeout(f"upstream request timeout after {self.timeout:g}s"))
 
     # --- local policies (proxy/http/local_policy.py) and mirroring (proxy/http/mirroring.py) -------------
 
@@ -466,6 +474,7 @@ class Exchange:
             self.upstream.release()
         if self.ctl is not None:
             self.ctl.finish()
+        self.deadline = 0.0
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None

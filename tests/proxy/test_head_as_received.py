@@ -13,6 +13,7 @@ from proto.xds import (
 )
 from proxy.control.config_state import ConfigState
 from proxy.http.head import Mode
+from proxy.http.limits import DEFAULT, Limits
 from proxy.http.listener_state import ServerState
 from proxy.http.server import HttpProxyProtocol
 from proxy.http.upstream import UpstreamConnection
@@ -57,7 +58,8 @@ class Recording:
 class Side:
     """A client connection to an outbound listener and the pooled upstream connection its requests take."""
 
-    def __init__(self, rule: HttpRule | None = None, mode: Mode = Mode.OUTBOUND) -> None:
+    def __init__(self, rule: HttpRule | None = None, mode: Mode = Mode.OUTBOUND,
+                 response_timeout: float | None = None, limits: Limits = DEFAULT) -> None:
         state = ConfigState()
         cluster = ClusterConfig(host=FQDN, version=1, ports=[9080],
                                 endpoints=[Endpoint(address="127.0.0.1", ports={9080: 8080})])
@@ -66,8 +68,10 @@ class Side:
                          routes=[RouteConfig(host=FQDN, version=1, rules=[rule])]))
         pool = ConnectionPool()
         pool._loop = asyncio.get_running_loop()
-        self.proto = HttpProxyProtocol(ServerState(MeshRouter(state), pool, mode, None, None, 60.0))
-        self.proto.connection_made(Recording())  # type: ignore[arg-type]
+        self.proto = HttpProxyProtocol(ServerState(MeshRouter(state), pool, mode, None, response_timeout, 60.0,
+                                                   limits))
+        self.client = Recording()
+        self.proto.connection_made(self.client)  # type: ignore[arg-type]
         self.upstream = Recording()
         conn = UpstreamConnection(pool, ("127.0.0.1", 8080))
         conn.connection_made(self.upstream)  # type: ignore[arg-type]
