@@ -34,21 +34,25 @@ class Target:
     The exchange reports the request's life to the balancer that chose the endpoint (LEAST_REQUEST counts
     requests in flight per endpoint): `acquire()` when the request is sent to this target, `release()` once
     it is over with it (response complete, failed, client gone, or moved to another target by a retry).
-    `release()` without an `acquire()`, or a second `release()`, does nothing.
+    `release()` without an `acquire()`, or a second `release()`, does nothing. A balancer with a single
+    endpoint never reads its counts, so its targets (`counts` False) skip them.
     """
 
     __slots__ = ("address", "port", "cluster", "endpoint", "balancer", "held", "policy", "breaker", "slot",
-                 "resume", "outlier")
+                 "resume", "outlier", "counts")
 
     def __init__(self, address: str, port: int, cluster: str, endpoint: object = None,
                  balancer: object = None, policy: object = None, breaker: Breaker | None = None,
-                 outlier: Detector | None = None) -> None:
+                 outlier: Detector | None = None, counts: bool | None = None) -> None:
         self.address = address
         self.port = port
         self.cluster = cluster
         self.endpoint = endpoint  # the proto.xds.Endpoint picked, if a balancer picked it
         self.balancer = balancer  # the balancer that picked it (has acquire/release)
         self.held = False
+        # whether acquire() reports to the balancer; None: unless it is known to hold a single endpoint
+        self.counts = (balancer is not None and len(getattr(balancer, "endpoints", ())) != 1) if counts is None \
+            else counts
         # The chosen rule's proxy.outbound.policy.RoutePolicy (timeout, retries, fault), compiled with the
         # routing table; None: no timeout, retry or fault beyond the listener's own settings.
         self.policy = policy
@@ -78,7 +82,7 @@ class Target:
             asyncio.get_running_loop().call_soon(resume)
 
     def acquire(self) -> None:
-        if not self.held and self.balancer is not None:
+        if not self.held and self.counts:
             self.held = True
             self.balancer.acquire(self.endpoint)  # type: ignore[attr-defined]
 

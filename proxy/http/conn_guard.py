@@ -107,6 +107,18 @@ class ConnectionGuard(_Base):
         if self.keepalive_handle is None:
             self.keepalive_handle = self.loop.call_later(self._idle_wait(), self._keepalive_check)
 
+    def watch(self, deadline: float) -> None:
+        """The active exchange's response deadline (loop time): make the connection's timer wake by then.
+        Only a deadline earlier than the timer's next wake-up re-arms it, so back-to-back requests with a
+        route timeout longer than that wake-up cost a comparison, not a timer handle each."""
+        handle = self.keepalive_handle
+        if handle is None:  # called from within the timer's own check: wake for the other timeouts too
+            self.keepalive_handle = self.loop.call_at(min(deadline, self.loop.time() + self._idle_wait()),
+                                                      self._keepalive_check)
+        elif handle.when() > deadline:
+            handle.cancel()
+            self.keepalive_handle = self.loop.call_at(deadline, self._keepalive_check)
+
     def _idle_wait(self) -> float:
         """How long an idle connection's timer may sleep: its keep-alive, or less, so that a request that
         starts meanwhile is under its own timeouts soon enough (one wake-up per interval, not per request)."""
@@ -157,6 +169,15 @@ class ConnectionGuard(_Base):
                 if remaining <= 0:
                     error = RequestTimeout(f"request not received within {timeout:g}s")
                 wait = min(wait, remaining)
+        active = self.active
+        if active is not None and active.deadline and error is None:  # the response timeout (Exchange._go)
+            remaining = active.deadline - now
+            if remaining <= 0:
+                active.on_deadline()
+                if self.closing or self.keepalive_handle is not None:
+                    return  # closed, or re-armed meanwhile (the connection went idle, the next request began)
+            else:
+                wait = min(wait, remaining)
         idle = limits.stream_idle_timeout
         if idle:
             if error is None and now - self.quiet_since >= idle:
@@ -166,6 +187,11 @@ class ConnectionGuard(_Base):
             if self.closing:
                 return
             wait = max(wait, 0.05)  # check again what is left
+        handle = self.keepalive_handle
+        if handle is not None:  # re-armed meanwhile (a request began while this ran): keep the earlier wake-up
+            if handle.when() <= now + wait:
+                return
+            handle.cancel()
         self.keepalive_handle = self.loop.call_later(max(wait, 0.0), self._keepalive_check)
 
     def _timed_out(self, error: ProxyError) -> None:

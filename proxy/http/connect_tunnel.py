@@ -55,6 +55,7 @@ class ConnectExchange:
 
     __slots__ = ("proto", "authority", "upgrade", "conn", "req_done", "resp_done", "started", "error", "close_after",
                  "relay", "status", "gone", "t0", "taken")
+    deadline = 0.0  # no response timeout for the connection's timer to check (proxy/http/conn_guard.py)
 
     def __init__(self, proto: Downstream, authority: bytes) -> None:
         self.proto = proto

@@ -43,13 +43,14 @@ class Exchange:
         "expect_continue", "is_head", "req_done", "pending", "pending_size", "replay", "kept", "kept_size", "error",
         "upgrade",
         # upstream
-        "upstream", "conn", "connecting", "retried", "timer",
+        "upstream", "conn", "connecting", "retried", "timer", "deadline", "timeout",
         # route policy (proxy/outbound/policy.py): timeout, retries, fault
         "policy", "ctl",
         # response
         "status", "flag", "stream_chunked", "head_sent", "resp_done", "close_after", "out", "bytes_sent",
         # bookkeeping
         "started", "released", "t0",
+        "raw_head",  # the request head as received (+ x-request-id) when it may go upstream as is, else None
     )
 
     def __init__(self, proto: Downstream, head: RequestHead | None, method: bytes, target: bytes,
@@ -77,12 +78,17 @@ class Exchange:
         self.kept: list[bytes] | None = None
         self.error = error
         self.upgrade: bytes | None = None  # the Upgrade value of a websocket request (set by the server)
+        self.raw_head: bytes | None = None  # set by the server; dropped when a rewrite or header edit applies
         # upstream
         self.upstream: Target | None = None
         self.conn: UpstreamConnection | None = None
         self.connecting: asyncio.Task[UpstreamConnection] | None = None
         self.retried = False
         self.timer: asyncio.TimerHandle | None = None
+        # The response timeout as a deadline (loop time; 0: none) that the connection's one timer checks
+        # (proxy/http/conn_guard.py), instead of a timer handle per request; `timeout` its length in seconds.
+        self.deadline = 0.0
+        self.timeout = 0.0
         # route policy
         self.policy = None  # the chosen rule's RoutePolicy, from the Target
         # Fault injection, retries, per-try timeouts (proxy/http/resilience.py): made when first needed.
@@ -132,7 +138,10 @@ class Exchange:
         if policy is not None and policy.timeout is not None:
             timeout = policy.timeout
         if timeout is not None:
-            self.timer = self.proto.loop.call_later(timeout, self._on_timeout, timeout)
+            proto = self.proto
+            self.timeout = timeout
+            self.deadline = deadline = proto.loop.time() + timeout
+            proto.watch(deadline)
         self._dispatch()
 
     def _dispatch(self) -> None:
@@ -142,13 +151,14 @@ class Exchange:
         if breaker is not None:  # connectionPool limits (proxy/outbound/circuit_breaker.py)
             try:
                 if not target.enter(self._on_admitted):
-                    if self.timer is None:  # no route timeout (passthrough): bound the wait all the same
+                    if not self.deadline and self.timer is None:  # no route timeout (passthrough): bound the wait
                         self._bound_wait(breaker.connect_timeout or self.proto.shared.pool.connect_timeout)
                     return  # waiting for a slot; the route timeout still runs
             except Overflow as exc:
                 self.fail(exc)
                 return
-        target.acquire()  # in-flight count for LEAST_REQUEST; released when this try ends
+        if target.counts:
+            target.acquire()  # in-flight count for LEAST_REQUEST; released when this try ends
         policy = self.policy
         if policy is not None and policy.retry is not None and policy.retry.per_try_timeout is not None:
             self._control().arm_try_timer(policy.retry.per_try_timeout)
@@ -253,8 +263,10 @@ class Exchange:
         if self.stream_chunked:
             self.out.append(LAST_CHUNK)
         self.flush()
-        self.proto.gate.resume(PEER_FULL)
-        self._log()
+        proto = self.proto
+        proto.gate.resume(PEER_FULL)
+        if proto.shared.on_complete is not None:  # no access log or telemetry: nothing to report
+            self._log()
         if self.req_done or self.close_after:
             self._release()
 
@@ -381,7 +393,11 @@ class Exchange:
             if self.kept:
                 data = b"".join((data, *self.kept))
         else:
-            parts = request_head(self.method, self.target, self.headers, self.drop, self.chunked)
+            raw_head = self.raw_head
+            if raw_head is not None:  # nothing to drop, add or change but x-request-id (spliced in already)
+                parts = [raw_head]
+            else:
+                parts = request_head(self.method, self.target, self.headers, self.drop, self.chunked)
             if self.upgrade is not None:  # request_head drops hop-by-hop names; an upgrade needs them
                 parts.insert(-1, b"connection: upgrade\r\nupgrade: %s\r\n" % self.upgrade)
             in_hand = self.pending_size
@@ -427,9 +443,10 @@ class Exchange:
         if self.upstream is not None and self.upstream.slot == 1:  # still queued
             self.fail(Overflow(f"upstream overflow: no connection slot within {wait:g}s"))
 
-    def _on_timeout(self, timeout: float) -> None:
-        self.timer = None
-        self.fail(UpstreamTimeout(f"upstream request timeout after {timeout:g}s"))
+    def on_deadline(self) -> None:
+        """The response timeout passed (called by the connection's timer)."""
+        self.deadline = 0.0
+        self.fail(UpstreamTimeout(f"upstream request timeout after {self.timeout:g}s"))
 
     # --- local policies (proxy/http/local_policy.py) and mirroring (proxy/http/mirroring.py) -------------
 
@@ -469,6 +486,7 @@ class Exchange:
             self.upstream.release()
         if self.ctl is not None:
             self.ctl.finish()
+        self.deadline = 0.0
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None

@@ -35,8 +35,14 @@ class Mode(enum.Enum):
     INBOUND = "inbound"
 
 
+# Connection values that name no extra header, as clients and servers usually send them: one set lookup
+_PLAIN_CONNECTION = frozenset((b"keep-alive", b"close", b"upgrade", b"Keep-Alive", b"Close", b"Upgrade"))
+
+
 def connection_tokens(value: bytes) -> frozenset[bytes] | None:
     """Extra header names a Connection header declares hop-by-hop, or None (the usual case)."""
+    if value in _PLAIN_CONNECTION:
+        return None
     extra = None
     for token in value.split(b","):
         token = token.strip().lower()
@@ -83,10 +89,24 @@ def resolve(mode: Mode, url: bytes, host_header: bytes | None) -> tuple[str, int
         return parsed.host.decode("latin-1"), port, target, authority
     if host_header is None:
         raise BadRequest("missing Host header")
-    host, port = split_authority(host_header)
+    found = _AUTHORITIES.get(host_header)  # a client sends the same Host on every request: parse it once
+    if found is None:
+        found = split_authority(host_header)
+        if len(host_header) <= AUTHORITY_CACHE_KEY_MAX:
+            if len(_AUTHORITIES) >= AUTHORITY_CACHE_SIZE:
+                _AUTHORITIES.clear()
+            _AUTHORITIES[host_header] = found
+    host, port = found
     if url[:1] != b"/" and url != b"*":  # inbound absolute-form: it must name the host Host names
         url = _check_absolute(url, host, port)  # and the app gets origin-form, as from any sidecar
     return host, port, url, None
+
+
+# Host value -> split_authority's answer, for valid values only (a bad one raises each time). Bounded in
+# entries and in key length (a DNS name is at most 253 bytes), so at most ~0.3 MB whatever clients send.
+AUTHORITY_CACHE_SIZE = 1024
+AUTHORITY_CACHE_KEY_MAX = 261  # 253 + ":65535"; longer values are parsed every time
+_AUTHORITIES: dict[bytes, tuple[str, int]] = {}
 
 
 def _check_absolute(url: bytes, host: str, port: int) -> bytes:

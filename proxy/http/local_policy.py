@@ -26,6 +26,7 @@ class Shaped(Protocol):
     target: bytes  # the request-target as it goes upstream
     headers: Headers
     is_head: bool
+    raw_head: bytes | None  # the head as received; None once anything here changes it
 
     def closes(self) -> bool: ...
     def caller(self) -> Caller: ...
@@ -50,12 +51,14 @@ def shape(ex: Shaped, policy: RoutePolicy) -> bool:
         ex._answer(*local.respond(head, ex.is_head, close), close)
         return True
     rewrite = policy.rewrite
+    edit = policy.request_headers
+    if rewrite is not None or edit is not None:
+        ex.raw_head = None  # the head changes: rebuilt from the header list
     if rewrite is not None:
         target = rewrite.target(head, ex.caller())
         if target is not None:
             ex.target = target
         ex.headers = rewrite.headers(ex.headers)
-    edit = policy.request_headers
     if edit is not None:
         ex.headers = edit.apply(ex.headers)
     if policy.mirror is not None:

@@ -28,7 +28,7 @@ from proxy.http.conn_guard import ConnectionGuard
 from proxy.http.connect_tunnel import ConnectExchange
 from proxy.http.exchange import Exchange
 from proxy.http.flow import PEER_FULL, PIPELINE, ReadGate
-from proxy.http.head import Mode, connection_tokens, new_request_id, resolve
+from proxy.http.head import REQUEST_DROP, Mode, connection_tokens, new_request_id, resolve
 from proxy.http.listener_state import ServerState
 from proxy.http.upstream import UpstreamConnection
 
@@ -59,6 +59,9 @@ class HttpProxyProtocol(ConnectionGuard, asyncio.Protocol):
         "tunnel", "early",
         # per-request (the one being parsed)
         "current", "url", "headers",
+        # the read a head began at its first byte, while that head is parsed (on_headers_complete may send it
+        # upstream as received); None otherwise
+        "raw",
     )
 
     def __init__(self, shared: ServerState) -> None:
@@ -102,6 +105,7 @@ class HttpProxyProtocol(ConnectionGuard, asyncio.Protocol):
         self.current: Exchange | None = None
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
+        self.raw: bytes | None = None
 
     # --- asyncio.Protocol -------------------------------------------------------------------------
 
@@ -143,12 +147,18 @@ class HttpProxyProtocol(ConnectionGuard, asyncio.Protocol):
             return
         if self.broken:
             return  # refused, or lingering after an answer: what still comes is dropped
+        self.raw = None
         if self.in_head:  # count the head's bytes before the parser buffers them
-            left = self.head_left - len(data)
+            head_left = self.head_left
+            left = head_left - len(data)
             if left < 0:
                 self._head_overflow(data)
                 return
             self.head_left = left
+            if head_left == self.max_head and not self.t_begin:
+                # No byte of a head is in the parser yet (t_begin: a pipelined head may have begun in the
+                # read that ended the previous request), so a head parsed now starts at data[0].
+                self.raw = data
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:  # a limit we raised, or a bug of ours
@@ -212,6 +222,7 @@ class HttpProxyProtocol(ConnectionGuard, asyncio.Protocol):
         self.in_head = False
         if self.shared.head_budget.held:  # this head may have been held across reads: no longer
             self.shared.head_budget.release(self)
+        raw, self.raw = self.raw, None  # only the first head of a read starts at its first byte
         if self.broken:
             return
         parser = self.parser
@@ -231,7 +242,7 @@ class HttpProxyProtocol(ConnectionGuard, asyncio.Protocol):
         if self.mid_head:
             self._check_head_size(method, headers)
         host = None
-        has_body = chunked = expect = has_id = False
+        has_body = chunked = expect = has_id = hop = False
         drop = None
         error: BadRequest | None = None
         for name, value in headers:
@@ -243,21 +254,26 @@ class HttpProxyProtocol(ConnectionGuard, asyncio.Protocol):
             elif name == b"content-length":
                 has_body = int(value) > 0  # llhttp has validated it
             elif name == b"transfer-encoding":
-                has_body = chunked = True
+                has_body = chunked = hop = True
                 if error is None and value.strip().lower() != b"chunked":
                     error = UnsupportedCoding(f"transfer coding {value.decode('latin-1')!r} is not implemented")
             elif name == b"expect":
                 expect = value.lower() == b"100-continue"
+                hop = True
             elif name == b"x-request-id":
                 has_id = True
             elif name == b"connection":
                 drop = connection_tokens(value)
+                hop = True
+            elif name in REQUEST_DROP:
+                hop = True
         if not http11 and error is None:
             if version != "1.0":  # HTTP/0.9 (no version) or a version this listener does not speak
                 error = BadRequest(f"HTTP/{version} is not supported")
             elif chunked:  # RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing
                 error = BadRequest("Transfer-Encoding in an HTTP/1.0 request")
         head = None
+        raw_head = None
         target = self.url
         upgrade = None
         if parser.should_upgrade() and method == b"GET":
@@ -275,11 +291,20 @@ class HttpProxyProtocol(ConnectionGuard, asyncio.Protocol):
             except BadRequest as exc:
                 error = exc
             else:
+                end = 0
+                if raw is not None and not hop and http11 and host_override is None and self.url[:1] == b"/":  # origin-form as sent
+                    end = _head_end(raw, method, len(headers))
                 if host_override is not None:
                     headers = [h for h in headers if h[0] != b"host"]
                     headers.append((b"host", host_override))
-                if not has_id:
-                    headers.append((b"x-request-id", new_request_id()))
+                if has_id:
+                    if end:
+                        raw_head = raw[:end]  # type: ignore[index]
+                else:
+                    request_id = new_request_id()
+                    headers.append((b"x-request-id", request_id))
+                    if end:  # spliced in before the blank line
+                        raw_head = b"".join((raw[:end - 2], b"x-request-id: ", request_id, b"\r\n\r\n"))  # type: ignore[index]
                 head = RequestHead(_METHODS.get(method) or method.decode("latin-1"), host_s, port,
                                    target.decode("latin-1"), headers, self.client)
         pipeline = self.pipeline
@@ -290,7 +315,22 @@ class HttpProxyProtocol(ConnectionGuard, asyncio.Protocol):
         ex = Exchange(self, head, method, target, headers, drop, has_body, chunked, http11,
                       keep_alive and error is None and upgrade is None, expect, error)
         ex.upgrade = upgrade
+        ex.raw_head = raw_head
         self.current = ex
+        if error is None and self.active is None and not pipeline and not self.closing:
+            # Nothing queued (the usual case): start it here, as _advance would, without the queue round trip.
+            self.active = ex
+            self.advancing = True
+            try:
+                ex.start()
+            except Exception as exc:  # a bug of ours while routing or sending: 500, logged, closed
+                self.stopping = True
+                ex.fail(exc)
+            finally:
+                self.advancing = False
+            if self.active is None:  # answered at once: what _advance does after its loop
+                self._advance()
+            return
         pipeline.append(ex)
         if error is not None:
             self._stop_reading()  # nothing after a request we cannot serve is answered
@@ -343,6 +383,12 @@ class HttpProxyProtocol(ConnectionGuard, asyncio.Protocol):
     def exchange_done(self, ex: Exchange) -> None:
         if ex is self.active:
             self.active = None
+            if not (ex.close_after or self.advancing or self.pipeline or self.closing or self.stopping
+                    or self.broken):
+                # The common end (keep-alive, nothing queued): _advance's tail without its loop.
+                self.gate.resume(PIPELINE)
+                self._arm_keepalive()
+                return
         if ex.close_after:
             self.close()
         elif not self.advancing:
@@ -406,3 +452,16 @@ class HttpProxyProtocol(ConnectionGuard, asyncio.Protocol):
         self.current = None
         if not self.transport.is_closing():
             self.transport.pause_reading()
+
+
+def _head_end(raw: bytes, method: bytes, count: int) -> int:
+    """Where the head at the start of `raw` ends (0: not usable as received), when it is certainly the head
+    llhttp parsed: it starts with the method (no leading blank lines), and up to the first CRLF CRLF there
+    are exactly as many LFs as the parsed head has lines (`count` headers, the request line, the blank
+    line). Header values hold no CR or LF, so the parsed head ends at or before that CRLF CRLF; had it ended
+    before (bare LF line ends), the LFs after it would make the count too high. An obs-fold makes it differ
+    too. Then 0, and the head is rebuilt from the parsed headers."""
+    end = raw.find(b"\r\n\r\n") + 4
+    if end < 4 or raw.count(b"\n", 0, end) != count + 2 or not raw.startswith(method):
+        return 0
+    return end

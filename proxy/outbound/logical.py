@@ -57,7 +57,7 @@ class HostNames:
 
 def http_rule(route: CompiledRoute, host: str, head: RequestHead, caller: Caller) -> CompiledRule:
     """The first rule of `host`'s routes that matches the request; raises NoRoute when none does."""
-    rule = route.rule_for(head, path_without_query(head.path), caller)
+    rule = route.rule_for(head, path_without_query(head.path) if route.needs_path else head.path, caller)
     if rule is None:
         raise NoRoute(f"no rule of the VirtualService {route.source} for {host} matches "
                       f"{head.method} {head.path}")

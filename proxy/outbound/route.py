@@ -113,7 +113,7 @@ class CompiledRule:
 
 
 class CompiledRoute:
-    __slots__ = ("host", "version", "source", "rules", "tcp")
+    __slots__ = ("host", "version", "source", "rules", "tcp", "needs_path")
 
     def __init__(self, route: RouteConfig) -> None:
         self.host = route.host
@@ -126,6 +126,7 @@ class CompiledRoute:
             except ValueError as exc:
                 raise ValueError(f"rule {rule.name or i}: {exc}") from exc
         self.rules = tuple(rules)
+        self.needs_path = any(rule.matches for rule in self.rules)  # else no rule looks at the path
         tcp = []
         for i, tcp_rule in enumerate(route.tcp):
             try:

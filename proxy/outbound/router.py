@@ -18,7 +18,8 @@ from proxy.core.target import Target
 from proxy.outbound import concrete, endpoint, logical
 from proxy.outbound.connect_policy import check_opaque
 from proxy.outbound.passthrough import outside
-from proxy.outbound.table import TableSource
+from proxy.outbound.plan import PLAN_CACHE_SIZE, Plan, compile_plan
+from proxy.outbound.table import RoutingTable, TableSource
 
 
 class MeshRouter:
@@ -34,6 +35,9 @@ class MeshRouter:
         self.caller = Caller(self.labels, namespace)
         self.domain_suffix = domain_suffix
         self.hosts = logical.HostNames(namespace, domain_suffix)
+        # (host, port) -> the Plan for it, or None (no plan: run the stages); valid for one table object
+        self._plans: dict[tuple[str, int], Plan | None] = {}
+        self._plans_table: RoutingTable | None = None
 
     def resolve(self, table: logical.RoutingTable, host: str) -> str:
         """The FQDN the table knows `host` by, or "" when it knows none."""
@@ -41,6 +45,28 @@ class MeshRouter:
 
     def pick(self, head: RequestHead) -> Target:
         table = self.source.table
+        key = (head.host, head.port)
+        if self._plans_table is table:
+            try:
+                plan = self._plans[key]
+            except KeyError:
+                pass
+            else:
+                if plan is not None:  # a simple route: compiled once for this table (proxy/outbound/plan.py)
+                    return plan.pick(head)
+                return self._pick(table, head)
+        else:  # a push: plans made for the old table are void
+            self._plans, self._plans_table = {}, table
+        target = self._pick(table, head)
+        if len(self._plans) >= PLAN_CACHE_SIZE:
+            self._plans.clear()
+        host = self.hosts.resolve(table, head.host)
+        self._plans[key] = compile_plan(table, host, table.routes.get(host), head.port, self.locality) if host \
+            else None
+        return target
+
+    def _pick(self, table: RoutingTable, head: RequestHead) -> Target:
+        """Every stage of the pipeline, in order."""
         host = self.hosts.resolve(table, head.host)
         if not host:  # outside the mesh: outboundTrafficPolicy (proxy/outbound/passthrough.py)
             return outside(self.outbound_policy(), head.host, head.port)

@@ -83,3 +83,27 @@ def test_request_ids_are_unique_and_uuid_shaped():
     ids = {new_request_id() for _ in range(1000)}
     assert len(ids) == 1000
     assert all([len(part) for part in i.split(b"-")] == [8, 4, 4, 4, 12] for i in ids)
+
+
+@pytest.mark.parametrize("value", [b"keep-alive", b"Keep-Alive", b"close", b"Close", b"upgrade", b"Upgrade",
+                                   b"KEEP-ALIVE", b"keep-alive, upgrade"])
+def test_plain_connection_values_name_no_header_whichever_path_reads_them(value):
+    assert connection_tokens(value) is None
+    assert connection_tokens(value + b", x-hop") == {b"x-hop"}
+
+
+def test_the_host_cache_answers_as_the_parser_and_is_bounded(monkeypatch):
+    from proxy.http import head as head_module
+    monkeypatch.setattr(head_module, "_AUTHORITIES", {})
+    monkeypatch.setattr(head_module, "AUTHORITY_CACHE_SIZE", 2)
+    for _ in range(2):  # parsed, then from the cache
+        assert resolve(Mode.OUTBOUND, b"/", b"reviews:9080") == ("reviews", 9080, b"/", None)
+        assert resolve(Mode.INBOUND, b"http://app:8080/y", b"app:8080") == ("app", 8080, b"/y", None)  # origin-form to the app
+        with pytest.raises(BadRequest):  # a bad value is never cached
+            resolve(Mode.OUTBOUND, b"/", b"reviews:http")
+        with pytest.raises(BadRequest, match="differs from the Host header"):  # checked with a cached Host too
+            resolve(Mode.INBOUND, b"http://x/y", b"app:8080")
+    resolve(Mode.OUTBOUND, b"/", b"ratings")
+    resolve(Mode.OUTBOUND, b"/", b"x" * (head_module.AUTHORITY_CACHE_KEY_MAX + 1))  # too long to keep
+    assert len(head_module._AUTHORITIES) <= 2 and b"reviews:http" not in head_module._AUTHORITIES
+    assert all(len(key) <= head_module.AUTHORITY_CACHE_KEY_MAX for key in head_module._AUTHORITIES)

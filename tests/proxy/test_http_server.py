@@ -289,6 +289,23 @@ async def test_pipelined_requests_are_answered_in_order(start_proxy, connect):
     assert bodies == [b"/1", b'no route for host "nowhere:80"\n', b"/3"]
 
 
+async def test_a_request_answered_at_once_then_pipelined_ones_are_answered_in_order(start_proxy, connect):
+    # The first starts straight from its head (nothing queued) and is answered before the next is parsed;
+    # the rest of the same read then starts the same way, and the connection stays open after them.
+    records: list[AccessRecord] = []
+    async with Upstream(keep_alive_echo) as up:
+        proxy = await start_proxy(StubRouter({"reviews": up.target}), on_complete=records.append)
+        reader, writer = await connect(proxy.port)
+        writer.write(get(b"/1", host=b"nowhere") + get(b"/2") + get(b"/3", host=b"nowhere") + get(b"/4"))
+        statuses = [(await read_response(reader)).status for _ in range(4)]
+        writer.write(get(b"/5"))
+        statuses.append((await read_response(reader)).status)
+        writer.close()
+    assert statuses == [404, 200, 404, 200, 200]
+    assert [r.line.split()[1] for r in up.requests] == [b"/2", b"/4", b"/5"]
+    assert [r.flag for r in records] == ["NR", "-", "NR", "-", "-"]
+
+
 async def test_request_id_is_added_when_missing_and_kept_when_present(start_proxy, connect):
     async with Upstream(keep_alive_echo) as up:
         proxy = await start_proxy(StubRouter({"reviews": up.target}))

@@ -161,12 +161,11 @@ class RetryingRouter(StubRouter):
 
 async def test_a_bug_in_the_connect_callback_answers_500_at_once_and_is_not_retried(start_proxy, connect,
                                                                                     monkeypatch):
-    import proxy.http.exchange as exchange
-
-    def broken_request_head(*args: object) -> list[bytes]:
+    def broken_send(self: Exchange, *args: object) -> None:
         raise RuntimeError("a bug writing the upstream head")
 
-    monkeypatch.setattr(exchange, "request_head", broken_request_head)  # runs in the connect task's callback
+    # _send writes the head (rebuilt, or as received) on the new connection: it runs in the connect task's callback
+    monkeypatch.setattr(Exchange, "_send", broken_send)
     async with Upstream(keep_alive_echo) as up:
         proxy = await start_proxy(RetryingRouter(up))
         reader, writer = await connect(proxy.port)
