@@ -5,6 +5,10 @@ it when it reaches the front of the connection's pipeline; the upstream connecti
 (proxy/http/upstream.py) calls back with response events. Output to the client is gathered in `out` and
 written once per upstream read, so a small response costs one write. Callbacks, not a task: a task is
 made only to open a new upstream connection.
+
+Split by concern into plain base classes of Exchange: the way to an upstream connection
+(exchange_connect.py), the response path (exchange_response.py), how an exchange ends: failure, local
+answers and bookkeeping (exchange_end.py). Sending on the connection stays here, with RETRY_BUFFER_LIMIT.
 """
 
 from __future__ import annotations
@@ -12,23 +16,24 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from proxy.core.errors import BadRequest, Overflow, ProxyError, RetryBufferExceeded, UpstreamTimeout
+from proxy.core.errors import ProxyError, RetryBufferExceeded
 from proxy.core.request import Caller, RequestHead
 from proxy.core.target import Target
-from proxy.http.flow import BUFFERING, PEER_FULL, PIPELINE
-from proxy.http import local_policy, mirroring, telemetry
-from proxy.http.head import COLON_SP, CRLF, request_head, status_line, write_response_head
-from proxy.http.rescue import rescue
+from proxy.http.exchange_connect import UpstreamConnect
+from proxy.http.exchange_end import ExchangeEnd
+from proxy.http.exchange_response import LAST_CHUNK, ResponseSide
+from proxy.http.flow import BUFFERING, PEER_FULL
+from proxy.http import local_policy, mirroring
+from proxy.http.head import CRLF, request_head
 from proxy.http.resilience import Resilience, RetryPick
-from proxy.http.upstream import STREAM, UpstreamConnection
-from proxy.outbound import mirror, retry
+from proxy.http.upstream import UpstreamConnection
+from proxy.outbound import mirror
 
 if TYPE_CHECKING:
     from proxy.http.listener_state import Downstream
     from proxy.outbound.mirror import MirrorPolicy
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-LAST_CHUNK = b"0\r\n\r\n"
 BUFFER_LIMIT = 64 * 1024  # request body held while connecting before we stop reading the client
 # Request body bytes kept to resend on a retry (Envoy's retry/shadow buffer: the listener's
 # per_connection_buffer_limit_bytes, default 1 MiB). A body over it streams and is not retried.
@@ -36,7 +41,9 @@ BUFFER_LIMIT = 64 * 1024  # request body held while connecting before we stop re
 RETRY_BUFFER_LIMIT = 1024 * 1024
 
 
-class Exchange:
+class Exchange(UpstreamConnect, ResponseSide, ExchangeEnd):
+    # The upstream connect path (exchange_connect.py), the response path (exchange_response.py) and how an
+    # exchange ends (exchange_end.py) are plain base classes without state: one class, no extra call layer.
     __slots__ = (
         # request
         "proto", "head", "method", "target", "headers", "drop", "chunked", "http11", "keep_alive",
@@ -144,33 +151,6 @@ class Exchange:
             proto.watch(deadline)
         self._dispatch()
 
-    def _dispatch(self) -> None:
-        target = self.upstream
-        assert target is not None
-        breaker = target.breaker
-        if breaker is not None:  # connectionPool limits (proxy/outbound/circuit_breaker.py)
-            try:
-                if not target.enter(self._on_admitted):
-                    if not self.deadline and self.timer is None:  # no route timeout (passthrough): bound the wait
-                        self._bound_wait(breaker.connect_timeout or self.proto.shared.pool.connect_timeout)
-                    return  # waiting for a slot; the route timeout still runs
-            except Overflow as exc:
-                self.fail(exc)
-                return
-        if target.counts:
-            target.acquire()  # in-flight count for LEAST_REQUEST; released when this try ends
-        policy = self.policy
-        if policy is not None and policy.retry is not None and policy.retry.per_try_timeout is not None:
-            self._control().arm_try_timer(policy.retry.per_try_timeout)
-        if breaker is None or breaker.conn_policy is None:
-            conn = self.proto.shared.pool.take((target.address, target.port))
-        else:  # the cluster's own connections (maxRequestsPerConnection, idleTimeout, ...)
-            conn = self.proto.shared.pool.take(breaker.conn_policy.key(target.address, target.port))
-        if conn is not None:
-            self._send(conn)
-        else:
-            self._connect()
-
     def feed_body(self, chunk: bytes) -> None:
         if self.resp_done:  # answered already (early response or error): drop the rest
             return
@@ -197,129 +177,7 @@ class Exchange:
         self._drop_upstream()
         self._log()
 
-    # --- response side (called by the upstream connection) ----------------------------------------
-
-    def on_response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]],
-                         drop: frozenset[bytes] | None, framing: int) -> None:
-        target = self.upstream
-        if target is not None and target.outlier is not None:  # outlierDetection: every try's outcome
-            target.outlier.report(target.endpoint, status)
-        policy = self.policy
-        if policy is not None:
-            if status >= policy.retry_from and self._control().on_response(status):
-                return
-            if policy.edits_response:  # headers.response, corsPolicy (proxy/outbound/headers.py, cors.py)
-                headers = local_policy.edit_response(policy, self.head, headers)
-        head = self.head
-        if head is not None and head.set_cookie is not None:  # a generated consistentHash httpCookie
-            headers = [*headers, (b"set-cookie", head.set_cookie)]
-        self.status = status
-        proto = self.proto
-        close = not self.keep_alive or proto.stopping
-        if framing == STREAM:
-            if self.http11:
-                self.stream_chunked = True
-            else:  # an HTTP/1.0 client cannot read chunked: the end of the body is our close
-                close = True
-        self.close_after = close
-        write_response_head(self.out, status, reason, headers, drop, self.stream_chunked, close)
-
-    def on_upgrade(self, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-        """The upstream switched protocols (101) for a websocket request: forward the head, then relay raw
-        bytes both ways until either side closes. The upstream connection never returns to the pool."""
-        conn = self.conn
-        assert conn is not None
-        self._finish()  # the route timeout stops at the 101; the endpoint and retry slots are given back
-        self.status = 101
-        self.close_after = True
-        proto = self.proto
-        out = [status_line(101, reason)]
-        for name, value in headers:  # connection/upgrade are the point here: pass them through
-            out += (name, COLON_SP, value, CRLF)
-        out.append(CRLF)
-        self.flush()
-        proto.writelines(out)
-        self.head_sent = True
-        conn.tunnel = proto
-        proto.tunnel = conn
-        if proto.early:
-            conn.transport.write(proto.early)
-            proto.early = b""
-        proto.gate.resume(PIPELINE | BUFFERING)
-        self._log()
-
-    def on_response_body(self, body: bytes) -> None:
-        self.bytes_sent += len(body)
-        if self.stream_chunked:
-            self.out += (b"%x\r\n" % len(body), body, CRLF)
-        else:
-            self.out.append(body)
-
-    def on_response_end(self) -> None:
-        if self.resp_done:
-            return
-        self.conn = None
-        self._finish()
-        if self.stream_chunked:
-            self.out.append(LAST_CHUNK)
-        self.flush()
-        proto = self.proto
-        proto.gate.resume(PEER_FULL)
-        if proto.shared.on_complete is not None:  # no access log or telemetry: nothing to report
-            self._log()
-        if self.req_done or self.close_after:
-            self._release()
-
-    def flush(self) -> None:
-        out = self.out
-        if out:
-            self.head_sent = True
-            self.proto.writelines(out)
-            out.clear()
-
-    def upstream_lost(self, exc: BaseException, retryable: bool) -> None:
-        """The upstream connection failed. A reused idle connection the server closed as we sent is
-        retried once on a fresh one, but only if the whole request is still in hand to resend."""
-        self.conn = None
-        if self.resp_done:
-            return
-        if not isinstance(exc, ProxyError):  # our bug in a response callback: 500, not retried, not the upstream's
-            self.fail(exc)
-            return
-        if retryable and self.replay is not None and not self.retried:
-            self.retried = True
-            self._connect()
-            return
-        self._report_failure()
-        if self.policy is not None and self._control().on_failure(retry.RESET):
-            return
-        self.fail(exc)
-
-    # --- failure ----------------------------------------------------------------------------------
-
-    def fail(self, exc: BaseException) -> None:
-        """Answer via rescue if nothing was sent yet, else cut the client connection."""
-        if self.resp_done:
-            return
-        self._finish()
-        self._drop_upstream()
-        proto = self.proto
-        proto.gate.resume(BUFFERING | PEER_FULL)
-        if self.head_sent:
-            self.flag = getattr(exc, "flag", "-")
-            self.close_after = True
-            proto.close()
-        else:
-            self.out.clear()
-            close = (not self.req_done or not self.keep_alive or proto.stopping
-                     or isinstance(exc, BadRequest) or not isinstance(exc, ProxyError))  # ours: 500 + close
-            self.close_after = close
-            self.status, self.flag, payload = rescue(exc, close)
-            proto.write(payload)
-        self._log()
-        self._release()
-
-    # --- internals --------------------------------------------------------------------------------
+    # --- sending on the upstream connection (the retry buffer limit is read here) ---------------------
 
     def _to_upstream(self, data: bytes, size: int) -> None:
         """`data`: body bytes as framed upstream; `size`: how many of them are body (chunk framing aside)."""
@@ -343,47 +201,6 @@ class Exchange:
             self.pending_size += size
             if self.pending_size > BUFFER_LIMIT:
                 self.proto.gate.pause(BUFFERING)
-
-    # Timer and task callbacks run outside any client callback: each catches what our own code raises, so
-    # a bug answers 500 at once (rescue logs it) instead of leaving the client to its stream idle timeout.
-
-    def _on_admitted(self) -> None:
-        if not self.resp_done:
-            try:
-                self._dispatch()
-            except Exception as exc:
-                self.fail(exc)
-
-    def _connect(self) -> None:
-        target = self.upstream
-        assert target is not None
-        pool, breaker = self.proto.shared.pool, target.breaker
-        if breaker is not None:  # the cluster's tcp.connectTimeout and connection settings
-            task = asyncio.ensure_future(pool.connect(target.address, target.port, breaker.connect_timeout,
-                                                      breaker.conn_policy))
-        else:
-            task = asyncio.ensure_future(pool.connect(target.address, target.port))
-        self.connecting = task
-        task.add_done_callback(self._on_connected)
-
-    def _on_connected(self, task: asyncio.Task[UpstreamConnection]) -> None:
-        if task is not self.connecting:  # we gave up on it; hand an unused connection to the pool
-            if not task.cancelled() and task.exception() is None:
-                self.proto.shared.pool.release(task.result())
-            return
-        self.connecting = None
-        exc = task.exception()
-        try:
-            if exc is None:
-                self._send(task.result())
-                return
-            if isinstance(exc, ProxyError):  # a connect failure; anything else is our bug: no retry, no blame
-                self._report_failure()
-                if self.policy is not None and self._control().on_failure(retry.CONNECT_FAILURE):
-                    return
-        except Exception as bug:
-            exc = bug
-        self.fail(exc)
 
     def _send(self, conn: UpstreamConnection) -> None:
         self.conn = conn
@@ -423,31 +240,6 @@ class Exchange:
         if conn.write_paused:
             self.proto.gate.pause(PEER_FULL)
 
-    def _drop_upstream(self) -> None:
-        conn = self.conn
-        if conn is not None:
-            self.conn = None
-            conn.abort()
-        task = self.connecting
-        if task is not None:
-            self.connecting = None
-            task.cancel()
-
-    def _bound_wait(self, wait: float) -> None:
-        """A request queued by its breaker with no route timeout waits at most `wait` seconds (the cluster's
-        connect timeout, else the pool's 5 s), then gets 503 UO: a full queue cannot hold it for minutes."""
-        self.timer = self.proto.loop.call_later(wait, self._on_wait_timeout, wait)
-
-    def _on_wait_timeout(self, wait: float) -> None:
-        self.timer = None
-        if self.upstream is not None and self.upstream.slot == 1:  # still queued
-            self.fail(Overflow(f"upstream overflow: no connection slot within {wait:g}s"))
-
-    def on_deadline(self) -> None:
-        """The response timeout passed (called by the connection's timer)."""
-        self.deadline = 0.0
-        self.fail(UpstreamTimeout(f"upstream request timeout after {self.timeout:g}s"))
-
     # --- local policies (proxy/http/local_policy.py) and mirroring (proxy/http/mirroring.py) -------------
 
     def closes(self) -> bool:
@@ -469,34 +261,6 @@ class Exchange:
             _mirror_copies[self] = copy
             self.__class__ = MirroredExchange
 
-    def _answer(self, status: int, data: bytes, close: bool) -> None:
-        """Write a response the sidecar made itself; nothing goes upstream."""
-        self.resp_done = True
-        self.close_after = close
-        self.status = status
-        self.proto.write(data)
-        self._log()
-        self._release()
-
-    def _finish(self) -> None:
-        """The response is settled (complete, failed, or the client left): stop the timers and give
-        the endpoint's in-flight slot back. Runs once; every path that ends an exchange calls it."""
-        self.resp_done = True
-        if self.upstream is not None:
-            self.upstream.release()
-        if self.ctl is not None:
-            self.ctl.finish()
-        self.deadline = 0.0
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-
-    def _control(self) -> Resilience:
-        ctl = self.ctl
-        if ctl is None:
-            ctl = self.ctl = Resilience(self)
-        return ctl
-
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
         return self.proto.loop
@@ -505,22 +269,6 @@ class Exchange:
     def retry_pick(self) -> RetryPick | None:
         return self.proto.shared.retry_pick
 
-    def _report_failure(self) -> None:
-        """A try ended without a response (connect failure, reset, per-try timeout): outlierDetection counts it."""
-        target = self.upstream
-        if target is not None and target.outlier is not None:
-            target.outlier.report(target.endpoint, 0)
-
-    def _release(self) -> None:
-        if not self.released:
-            self.released = True
-            self.proto.exchange_done(self)
-
-    def _log(self) -> None:
-        on_complete = self.proto.shared.on_complete
-        if on_complete is not None:
-            telemetry.report(on_complete, self.head, self.upstream, self.status, self.flag, self.bytes_sent,
-                             (self.proto.loop.time() - self.t0) * 1000.0)
 
 
 # Mirrored requests whose body is still arriving: the copy being built (proxy/outbound/mirror.py).

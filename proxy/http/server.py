@@ -13,6 +13,10 @@ the keep-alive, request-headers, request and stream-idle timeouts against timest
 count, so no request arms a timer of its own. A refused request is answered, then the connection is
 half-closed and drained for LINGER seconds (Envoy's delayed_close_timeout) so the client reads the answer
 instead of a reset.
+
+This module reads a request head into an Exchange (the httptools callbacks); the connection's lifecycle
+(made, read, written, closed: server_lifecycle.py) and its pipeline (server_pipeline.py) are plain base
+classes of HttpProxyProtocol, as its bounds are (conn_guard.py).
 """
 
 from __future__ import annotations
@@ -27,18 +31,21 @@ from proxy.core.request import RequestHead
 from proxy.http.conn_guard import ConnectionGuard
 from proxy.http.connect_tunnel import ConnectExchange
 from proxy.http.exchange import Exchange
-from proxy.http.flow import PEER_FULL, PIPELINE, ReadGate
+from proxy.http.flow import PIPELINE, ReadGate
 from proxy.http.head import REQUEST_DROP, Mode, connection_tokens, new_request_id, resolve
 from proxy.http.listener_state import ServerState
+from proxy.http.server_lifecycle import LINGER, ConnectionLifecycle
+from proxy.http.server_pipeline import RequestPipeline
 from proxy.http.upstream import UpstreamConnection
 
-__all__ = ["HttpProxyProtocol"]
+__all__ = ["HttpProxyProtocol", "LINGER"]
 
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
-LINGER = 1.0  # seconds a refused connection is drained before it closes (Envoy's delayed_close_timeout)
 
 
-class HttpProxyProtocol(ConnectionGuard, asyncio.Protocol):
+class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, asyncio.Protocol):
+    # The connection's lifecycle (server_lifecycle.py), its pipeline (server_pipeline.py) and its bounds
+    # (conn_guard.py) are plain base classes without state: one class, no extra call layer.
     __slots__ = (
         # shared
         "shared", "loop", "mode",
@@ -106,97 +113,6 @@ class HttpProxyProtocol(ConnectionGuard, asyncio.Protocol):
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.raw: bytes | None = None
-
-    # --- asyncio.Protocol -------------------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        shared = self.shared
-        cap = shared.limits.max_connections
-        if cap and len(shared.connections) >= cap:
-            self._refuse_connection(cap)
-            return
-        peer = transport.get_extra_info("peername")
-        self.client = peer[0] if isinstance(peer, tuple) else ""
-        self.gate = ReadGate(self.transport)
-        self.shared.connections.add(self)
-        self._arm_keepalive()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closing = True
-        if self.tunnel is not None:
-            self.tunnel.transport.close()  # after what is buffered for it has been sent
-        shared = self.shared
-        shared.connections.discard(self)
-        shared.head_budget.release(self)
-        if shared.drained is not None and not shared.connections:
-            shared.drained.set()
-        if self.keepalive_handle is not None:
-            self.keepalive_handle.cancel()
-            self.keepalive_handle = None
-        if self.active is not None:
-            self.active.client_gone()
-            self.active = None
-        self.pipeline.clear()
-        self.current = None
-
-    def data_received(self, data: bytes) -> None:
-        self.reads += 1
-        if self.tunnel is not None:
-            self.tunnel.transport.write(data)
-            return
-        if self.broken:
-            return  # refused, or lingering after an answer: what still comes is dropped
-        self.raw = None
-        if self.in_head:  # count the head's bytes before the parser buffers them
-            head_left = self.head_left
-            left = head_left - len(data)
-            if left < 0:
-                self._head_overflow(data)
-                return
-            self.head_left = left
-            if head_left == self.max_head and not self.t_begin:
-                # No byte of a head is in the parser yet (t_begin: a pipelined head may have begun in the
-                # read that ended the previous request), so a head parsed now starts at data[0].
-                self.raw = data
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserCallbackError as exc:  # a limit we raised, or a bug of ours
-            self._callback_failed(exc)
-        except httptools.HttpParserUpgrade as exc:  # CONNECT or a non-websocket Upgrade: rejected already
-            ex = self.active or (self.pipeline[-1] if self.pipeline else None)
-            if ex is not None and ex.upgrade is not None and not ex.resp_done:
-                # websocket: bytes after the head wait for the upstream's 101; nothing more is parsed
-                self.early = data[exc.args[0]:] if exc.args else b""
-                self.broken = True
-                self.gate.pause(PIPELINE)
-            else:
-                self._stop_reading()
-        except httptools.HttpParserError as exc:
-            self._malformed(exc)
-        else:
-            if self.in_head and self.t_begin:  # a head split across reads
-                self._check_partial_head(data)
-
-    def eof_received(self) -> bool | None:
-        if self.closing:
-            return None  # lingering after a refusal: the client has read our answer
-        if self.tunnel is not None:
-            return None  # either side closing ends the tunnel (connection_lost closes the upstream)
-        if self.active is None and not self.pipeline:
-            return None
-        self.stopping = True  # half-closed after its requests: answer them, then close
-        return True
-
-    def pause_writing(self) -> None:
-        self.write_paused = True
-        if self.active is not None and self.active.conn is not None:
-            self.active.conn.gate.pause(PEER_FULL)
-
-    def resume_writing(self) -> None:
-        self.write_paused = False
-        if self.active is not None and self.active.conn is not None:
-            self.active.conn.gate.resume(PEER_FULL)
 
     # --- httptools callbacks ----------------------------------------------------------------------
 
@@ -352,106 +268,6 @@ class HttpProxyProtocol(ConnectionGuard, asyncio.Protocol):
         if ex is not None:
             self.current = None
             ex.feed_end()
-
-    # --- used by Exchange -------------------------------------------------------------------------
-
-    def write(self, data: bytes) -> None:
-        if not self.closing:
-            self.ticks += 1
-            self.transport.write(data)
-
-    def writelines(self, data: list[bytes]) -> None:
-        if not self.closing:
-            self.ticks += 1
-            self.transport.writelines(data)
-
-    def close(self) -> None:
-        if not self.closing:
-            self.closing = True
-            transport = self.transport
-            if self.broken and self.tunnel is None and transport.can_write_eof():
-                # We refused input the client may still be sending: closing now would reset the
-                # connection and could destroy our answer in flight. Half-close and drain instead.
-                transport.write_eof()
-                transport.resume_reading()
-                if self.keepalive_handle is not None:
-                    self.keepalive_handle.cancel()
-                self.keepalive_handle = self.loop.call_later(LINGER, transport.abort)
-            else:
-                transport.close()  # after what is buffered has been sent
-
-    def exchange_done(self, ex: Exchange) -> None:
-        if ex is self.active:
-            self.active = None
-            if not (ex.close_after or self.advancing or self.pipeline or self.closing or self.stopping
-                    or self.broken):
-                # The common end (keep-alive, nothing queued): _advance's tail without its loop.
-                self.gate.resume(PIPELINE)
-                self._arm_keepalive()
-                return
-        if ex.close_after:
-            self.close()
-        elif not self.advancing:
-            self._advance()
-
-    def shutdown(self) -> None:
-        """Listener stopping: finish what is in flight, then close."""
-        self.stopping = True
-        if self.closing:
-            self.transport.close()  # a lingering connection need not wait
-        elif self.active is None and not self.pipeline:
-            self.close()
-
-    # --- internals --------------------------------------------------------------------------------
-
-    def _advance(self) -> None:
-        # A loop, not recursion: a pipeline of requests answered synchronously (404s) must not nest.
-        self.advancing = True
-        try:
-            while self.active is None and self.pipeline and not self.closing:
-                ex = self.active = self.pipeline.popleft()
-                try:
-                    ex.start()
-                except Exception as exc:  # a bug of ours while routing or sending: 500, logged, closed
-                    self.stopping = True
-                    ex.fail(exc)
-        finally:
-            self.advancing = False
-        if self.active is None and not self.closing:
-            self.gate.resume(PIPELINE)
-            if self.stopping or self.broken:  # nothing more will be read
-                self.close()
-            else:
-                self._arm_keepalive()
-
-    def _malformed(self, exc: httptools.HttpParserError) -> None:
-        self._reject(BadRequest("malformed request: %s" % (exc.args[0] if exc.args else "parse error")))
-
-    def _reject(self, error: BaseException) -> None:
-        """Answer `error` for the request being read (in its turn) and read nothing more."""
-        if self.broken:
-            return
-        ex = self.current
-        self._stop_reading()
-        if ex is not None and not ex.req_done:  # the body of a request in progress is bad
-            self.current = None
-            ex.error = error
-            ex.close_after = True
-            if ex.started:
-                ex.fail(error)
-            if ex.resp_done:  # answered early (before its body ended): nothing to say, so do not wait
-                self.close()
-            return
-        self.pipeline.append(Exchange(self, None, b"-", b"", [], None, False, False, True, False, False,
-                                      error))
-        if self.active is None:
-            self._advance()
-
-    def _stop_reading(self) -> None:
-        self.broken = True
-        self.current = None
-        if not self.transport.is_closing():
-            self.transport.pause_reading()
 
 
 def _head_end(raw: bytes, method: bytes, count: int) -> int:

@@ -1,0 +1,108 @@
+"""The exchange's way to an upstream connection: admission by the breaker, a pooled or new connection, the
+bounded wait for a slot. A plain base class of proxy/http/exchange.Exchange (no state of its own:
+`__slots__ = ()`), kept apart so exchange.py reads as the request flow; sending on the connection
+(`_send`, `_to_upstream`) stays there, with the retry buffer limit it reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from proxy.core.errors import Overflow, ProxyError
+from proxy.outbound import retry
+
+if TYPE_CHECKING:
+    from proxy.http.upstream import UpstreamConnection
+
+
+class UpstreamConnect:
+    __slots__ = ()
+
+    def _dispatch(self) -> None:
+        target = self.upstream
+        assert target is not None
+        breaker = target.breaker
+        if breaker is not None:  # connectionPool limits (proxy/outbound/circuit_breaker.py)
+            try:
+                if not target.enter(self._on_admitted):
+                    if not self.deadline and self.timer is None:  # no route timeout (passthrough): bound the wait
+                        self._bound_wait(breaker.connect_timeout or self.proto.shared.pool.connect_timeout)
+                    return  # waiting for a slot; the route timeout still runs
+            except Overflow as exc:
+                self.fail(exc)
+                return
+        if target.counts:
+            target.acquire()  # in-flight count for LEAST_REQUEST; released when this try ends
+        policy = self.policy
+        if policy is not None and policy.retry is not None and policy.retry.per_try_timeout is not None:
+            self._control().arm_try_timer(policy.retry.per_try_timeout)
+        if breaker is None or breaker.conn_policy is None:
+            conn = self.proto.shared.pool.take((target.address, target.port))
+        else:  # the cluster's own connections (maxRequestsPerConnection, idleTimeout, ...)
+            conn = self.proto.shared.pool.take(breaker.conn_policy.key(target.address, target.port))
+        if conn is not None:
+            self._send(conn)
+        else:
+            self._connect()
+
+    # Timer and task callbacks run outside any client callback: each catches what our own code raises, so
+    # a bug answers 500 at once (rescue logs it) instead of leaving the client to its stream idle timeout.
+
+    def _on_admitted(self) -> None:
+        if not self.resp_done:
+            try:
+                self._dispatch()
+            except Exception as exc:
+                self.fail(exc)
+
+    def _connect(self) -> None:
+        target = self.upstream
+        assert target is not None
+        pool, breaker = self.proto.shared.pool, target.breaker
+        if breaker is not None:  # the cluster's tcp.connectTimeout and connection settings
+            task = asyncio.ensure_future(pool.connect(target.address, target.port, breaker.connect_timeout,
+                                                      breaker.conn_policy))
+        else:
+            task = asyncio.ensure_future(pool.connect(target.address, target.port))
+        self.connecting = task
+        task.add_done_callback(self._on_connected)
+
+    def _on_connected(self, task: asyncio.Task[UpstreamConnection]) -> None:
+        if task is not self.connecting:  # we gave up on it; hand an unused connection to the pool
+            if not task.cancelled() and task.exception() is None:
+                self.proto.shared.pool.release(task.result())
+            return
+        self.connecting = None
+        exc = task.exception()
+        try:
+            if exc is None:
+                self._send(task.result())
+                return
+            if isinstance(exc, ProxyError):  # a connect failure; anything else is our bug: no retry, no blame
+                self._report_failure()
+                if self.policy is not None and self._control().on_failure(retry.CONNECT_FAILURE):
+                    return
+        except Exception as bug:
+            exc = bug
+        self.fail(exc)
+
+    def _drop_upstream(self) -> None:
+        conn = self.conn
+        if conn is not None:
+            self.conn = None
+            conn.abort()
+        task = self.connecting
+        if task is not None:
+            self.connecting = None
+            task.cancel()
+
+    def _bound_wait(self, wait: float) -> None:
+        """A request queued by its breaker with no route timeout waits at most `wait` seconds (the cluster's
+        connect timeout, else the pool's 5 s), then gets 503 UO: a full queue cannot hold it for minutes."""
+        self.timer = self.proto.loop.call_later(wait, self._on_wait_timeout, wait)
+
+    def _on_wait_timeout(self, wait: float) -> None:
+        self.timer = None
+        if self.upstream is not None and self.upstream.slot == 1:  # still queued
+            self.fail(Overflow(f"upstream overflow: no connection slot within {wait:g}s"))

@@ -1,0 +1,97 @@
+"""The exchange's response path: the upstream's head, body and end (or its switch to a websocket tunnel)
+written back to the client. A plain base class of proxy/http/exchange.Exchange (no state of its own:
+`__slots__ = ()`); the upstream connection (proxy/http/upstream.py) calls these.
+"""
+
+from __future__ import annotations
+
+from proxy.http import local_policy
+from proxy.http.flow import BUFFERING, PEER_FULL, PIPELINE
+from proxy.http.head import COLON_SP, CRLF, status_line, write_response_head
+from proxy.http.upstream import STREAM
+
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+class ResponseSide:
+    __slots__ = ()
+
+    # --- response side (called by the upstream connection) ----------------------------------------
+
+    def on_response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]],
+                         drop: frozenset[bytes] | None, framing: int) -> None:
+        target = self.upstream
+        if target is not None and target.outlier is not None:  # outlierDetection: every try's outcome
+            target.outlier.report(target.endpoint, status)
+        policy = self.policy
+        if policy is not None:
+            if status >= policy.retry_from and self._control().on_response(status):
+                return
+            if policy.edits_response:  # headers.response, corsPolicy (proxy/outbound/headers.py, cors.py)
+                headers = local_policy.edit_response(policy, self.head, headers)
+        head = self.head
+        if head is not None and head.set_cookie is not None:  # a generated consistentHash httpCookie
+            headers = [*headers, (b"set-cookie", head.set_cookie)]
+        self.status = status
+        proto = self.proto
+        close = not self.keep_alive or proto.stopping
+        if framing == STREAM:
+            if self.http11:
+                self.stream_chunked = True
+            else:  # an HTTP/1.0 client cannot read chunked: the end of the body is our close
+                close = True
+        self.close_after = close
+        write_response_head(self.out, status, reason, headers, drop, self.stream_chunked, close)
+
+    def on_upgrade(self, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        """The upstream switched protocols (101) for a websocket request: forward the head, then relay raw
+        bytes both ways until either side closes. The upstream connection never returns to the pool."""
+        conn = self.conn
+        assert conn is not None
+        self._finish()  # the route timeout stops at the 101; the endpoint and retry slots are given back
+        self.status = 101
+        self.close_after = True
+        proto = self.proto
+        out = [status_line(101, reason)]
+        for name, value in headers:  # connection/upgrade are the point here: pass them through
+            out += (name, COLON_SP, value, CRLF)
+        out.append(CRLF)
+        self.flush()
+        proto.writelines(out)
+        self.head_sent = True
+        conn.tunnel = proto
+        proto.tunnel = conn
+        if proto.early:
+            conn.transport.write(proto.early)
+            proto.early = b""
+        proto.gate.resume(PIPELINE | BUFFERING)
+        self._log()
+
+    def on_response_body(self, body: bytes) -> None:
+        self.bytes_sent += len(body)
+        if self.stream_chunked:
+            self.out += (b"%x\r\n" % len(body), body, CRLF)
+        else:
+            self.out.append(body)
+
+    def on_response_end(self) -> None:
+        if self.resp_done:
+            return
+        self.conn = None
+        self._finish()
+        if self.stream_chunked:
+            self.out.append(LAST_CHUNK)
+        self.flush()
+        proto = self.proto
+        proto.gate.resume(PEER_FULL)
+        if proto.shared.on_complete is not None:  # no access log or telemetry: nothing to report
+            self._log()
+        if self.req_done or self.close_after:
+            self._release()
+
+    def flush(self) -> None:
+        out = self.out
+        if out:
+            self.head_sent = True
+            self.proto.writelines(out)
+            out.clear()
