@@ -10,7 +10,7 @@ from isthmus.launch.ports import LOOPBACK
 
 
 class LaunchError(Exception):
-    pass
+    """The local mesh could not start as asked (a binary missing, a port taken, a process not ready)."""
 
 
 class PortInUse(LaunchError):

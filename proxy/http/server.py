@@ -196,12 +196,11 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
             upgrade = next((v for n, v in headers if n == b"upgrade"), None)
             if upgrade is not None and upgrade.strip().lower() != b"websocket":
                 upgrade = None
-        if error is not None:
-            pass
-        elif parser.should_upgrade() and upgrade is None:
+        # error: a bad header found above (two Hosts, a transfer coding), answered as it is
+        if error is None and parser.should_upgrade() and upgrade is None:
             error = BadRequest("CONNECT is not supported: send plain HTTP requests through this proxy"
                                if method == b"CONNECT" else "protocol upgrade is not supported")
-        else:
+        elif error is None:
             try:
                 host_s, port, target, host_override = resolve(self.mode, target, host)
             except BadRequest as exc:
@@ -238,10 +237,7 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
             self.active = ex
             self.advancing = True
             try:
-                ex.start()
-            except Exception as exc:  # a bug of ours while routing or sending: 500, logged, closed
-                self.stopping = True
-                ex.fail(exc)
+                self._start(ex)
             finally:
                 self.advancing = False
             if self.active is None:  # answered at once: what _advance does after its loop

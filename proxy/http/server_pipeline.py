@@ -37,11 +37,7 @@ class RequestPipeline:
         try:
             while self.active is None and self.pipeline and not self.closing:
                 ex = self.active = self.pipeline.popleft()
-                try:
-                    ex.start()
-                except Exception as exc:  # a bug of ours while routing or sending: 500, logged, closed
-                    self.stopping = True
-                    ex.fail(exc)
+                self._start(ex)
         finally:
             self.advancing = False
         if self.active is None and not self.closing:
@@ -50,6 +46,13 @@ class RequestPipeline:
                 self.close()
             else:
                 self._arm_keepalive()
+
+    def _start(self, ex: Exchange) -> None:
+        try:
+            ex.start()
+        except Exception as exc:  # a bug of ours while routing or sending: 500, logged, closed
+            self.stopping = True
+            ex.fail(exc)
 
     def _malformed(self, exc: httptools.HttpParserError) -> None:
         self._reject(BadRequest("malformed request: %s" % (exc.args[0] if exc.args else "parse error")))
