@@ -47,7 +47,7 @@ __all__ = [
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--nats", "nats_url", envvar="ISTHMUS_NATS_URL", default=DEFAULT_NATS_URL, show_default=True,
               metavar="URL", callback=check_nats_url, help="The bus (env ISTHMUS_NATS_URL).")
-@click.option("--request-timeout", type=Finite(0.1, 3600), envvar="ISTHMUS_REQUEST_TIMEOUT",
+@click.option("--request-timeout", type=Finite(0.1, 3600), envvar="ISTHMUS_PILOT_TIMEOUT",
               default=REQUEST_TIMEOUT, show_default=True, metavar="SECONDS",
               help="How long apply/get/delete wait for pilot; a change not committed by then never is.")
 @click.pass_context

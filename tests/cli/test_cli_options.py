@@ -116,3 +116,17 @@ def test_the_services_and_the_demo_refuse_absurd_numbers_as_usage_errors(argv: l
                             timeout=60)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr and argv[2] in result.stderr
+
+
+def test_the_cli_pilot_timeout_and_the_sidecar_request_timeout_read_different_variables(monkeypatch):
+    """ISTHMUS_REQUEST_TIMEOUT is the sidecar's whole-request timeout (0: off); the CLI's wait for pilot
+    has its own variable, so neither setting leaks into the other."""
+    from click.testing import CliRunner
+
+    from isthmus.cli import cli
+
+    monkeypatch.setenv("ISTHMUS_REQUEST_TIMEOUT", "0")  # valid for a sidecar, out of range for the CLI
+    assert CliRunner().invoke(cli, ["proxy", "run", "--help"]).exit_code == 0
+    monkeypatch.setenv("ISTHMUS_PILOT_TIMEOUT", "nan")
+    result = CliRunner().invoke(cli, ["get", "vs"])
+    assert result.exit_code == 2 and "request-timeout" in result.output
