@@ -322,8 +322,14 @@ class MirroredExchange(Exchange):
         _mirror_copies.pop(self, None)
         super().client_gone()
 
+    def on_response_end(self) -> None:
+        super().on_response_end()
+        if self.released:  # released inline there, past _release below
+            _mirror_copies.pop(self, None)
+
     def _release(self) -> None:
-        # Every way an exchange ends passes here or through client_gone: a request that ends before its
-        # body did (upstream failure, timeout, error) drops its copy and frees its entry.
+        # Every way an exchange ends passes here, through client_gone or on_response_end (which releases
+        # inline): a request that ends before its body did (upstream failure, timeout, error) drops its
+        # copy and frees its entry.
         _mirror_copies.pop(self, None)
         super()._release()
