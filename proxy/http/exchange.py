@@ -6,8 +6,8 @@ it when it reaches the front of the connection's pipeline; the upstream connecti
 written once per upstream read, so a small response costs one write. Callbacks, not a task: a task is
 made only to open a new upstream connection.
 
-Split by concern into plain base classes of Exchange: the way to an upstream connection
-(exchange_connect.py), the response path (exchange_response.py), how an exchange ends: failure, local
+Split by concern into plain base classes of Exchange: routing and the way to an upstream connection
+(exchange_connect.py: start), the response path (exchange_response.py), how an exchange ends: failure, local
 answers and bookkeeping (exchange_end.py). Sending on the connection stays here, with RETRY_BUFFER_LIMIT.
 """
 
@@ -23,7 +23,7 @@ from proxy.http.exchange_connect import UpstreamConnect
 from proxy.http.exchange_end import ExchangeEnd
 from proxy.http.exchange_response import LAST_CHUNK, ResponseSide
 from proxy.http.flow import BUFFERING, PEER_FULL
-from proxy.http import local_policy, mirroring
+from proxy.http import mirroring
 from proxy.http.head import CRLF, request_head
 from proxy.http.resilience import Resilience, RetryPick
 from proxy.http.upstream import UpstreamConnection
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from proxy.http.listener_state import Downstream
     from proxy.outbound.mirror import MirrorPolicy
 
-CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 BUFFER_LIMIT = 64 * 1024  # request body held while connecting before we stop reading the client
 # Request body bytes kept to resend on a retry (Envoy's retry/shadow buffer: the listener's
 # per_connection_buffer_limit_bytes, default 1 MiB). A body over it streams and is not retried.
@@ -125,62 +124,6 @@ class Exchange(UpstreamConnect, ResponseSide, ExchangeEnd):
             self.t0 = proto.loop.time()
 
     # --- request side (called by the server protocol) ---------------------------------------------
-
-    def start(self) -> None:
-        """This request is now first in line: route it and send it."""
-        self.started = True
-        if self.error is not None:
-            self.fail(self.error)
-            return
-        proto = self.proto
-        shared = proto.shared
-        try:
-            assert self.head is not None
-            self.upstream = target = shared.router.pick(self.head)
-        except Exception as exc:
-            self.fail(exc)
-            return
-        policy = self.policy = target.policy
-        if target.breaker is None and (policy is None or policy.plain):
-            # The common request (no shaping, fault, breaker or per-try timer): what _go and _dispatch do for
-            # it, inline, so it costs one call instead of three; any other takes the way below.
-            if self.expect_continue and not self.req_done:
-                proto.write(CONTINUE)
-            timeout = shared.response_timeout
-            if policy is not None and policy.timeout is not None:
-                timeout = policy.timeout
-            if timeout is not None:
-                self.timeout = timeout
-                self.deadline = deadline = proto.loop.time() + timeout
-                proto.watch(deadline)
-            if target.counts:
-                target.acquire()  # in-flight count for LEAST_REQUEST; released when this try ends
-            conn = shared.pool.take((target.address, target.port))
-            if conn is not None:
-                self._send(conn)
-            else:
-                self._connect()
-            return
-        if policy is not None and policy.shaped and local_policy.shape(self, policy):
-            return
-        if self.expect_continue and not self.req_done:
-            self.proto.write(CONTINUE)
-        if policy is not None and policy.fault is not None and self._control().inject_fault(policy.fault):
-            return
-        self._go()
-
-    def _go(self) -> None:
-        """Start the response timeout (the route's, else the listener's) and send the first try."""
-        policy = self.policy
-        timeout = self.proto.shared.response_timeout
-        if policy is not None and policy.timeout is not None:
-            timeout = policy.timeout
-        if timeout is not None:
-            proto = self.proto
-            self.timeout = timeout
-            self.deadline = deadline = proto.loop.time() + timeout
-            proto.watch(deadline)
-        self._dispatch()
 
     def feed_body(self, chunk: bytes) -> None:
         if self.resp_done:  # answered already (early response or error): drop the rest
