@@ -6,8 +6,8 @@ it when it reaches the front of the connection's pipeline; the upstream connecti
 written once per upstream read, so a small response costs one write. Callbacks, not a task: a task is
 made only to open a new upstream connection.
 
-Split by concern into plain base classes of Exchange: the way to an upstream connection
-(exchange_connect.py), the response path (exchange_response.py), how an exchange ends: failure, local
+Split by concern into plain base classes of Exchange: routing and the way to an upstream connection
+(exchange_connect.py: start), the response path (exchange_response.py), how an exchange ends: failure, local
 answers and bookkeeping (exchange_end.py). Sending on the connection stays here, with RETRY_BUFFER_LIMIT.
 """
 
@@ -23,7 +23,7 @@ from proxy.http.exchange_connect import UpstreamConnect
 from proxy.http.exchange_end import ExchangeEnd
 from proxy.http.exchange_response import LAST_CHUNK, ResponseSide
 from proxy.http.flow import BUFFERING, PEER_FULL
-from proxy.http import local_policy, mirroring
+from proxy.http import mirroring
 from proxy.http.head import CRLF, request_head
 from proxy.http.resilience import Resilience, RetryPick
 from proxy.http.upstream import UpstreamConnection
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from proxy.http.listener_state import Downstream
     from proxy.outbound.mirror import MirrorPolicy
 
-CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 BUFFER_LIMIT = 64 * 1024  # request body held while connecting before we stop reading the client
 # Request body bytes kept to resend on a retry (Envoy's retry/shadow buffer: the listener's
 # per_connection_buffer_limit_bytes, default 1 MiB). A body over it streams and is not retried.
@@ -44,21 +43,37 @@ RETRY_BUFFER_LIMIT = 1024 * 1024
 class Exchange(UpstreamConnect, ResponseSide, ExchangeEnd):
     # The upstream connect path (exchange_connect.py), the response path (exchange_response.py) and how an
     # exchange ends (exchange_end.py) are plain base classes without state: one class, no extra call layer.
+    # What the common request (a keep-alive GET on a pooled connection, no route policy at work) reads
+    # lives in slots, all set in __init__. The rest are class defaults below, stored (in the instance's
+    # __dict__, made then) only by a request that needs them. Not more of them: on CPython 3.11 reading
+    # a class default through an instance is unspecialized and costs more than the slot store it saves.
     __slots__ = (
         # request
         "proto", "head", "method", "target", "headers", "drop", "chunked", "http11", "keep_alive",
-        "expect_continue", "is_head", "req_done", "pending", "pending_size", "replay", "kept", "kept_size", "error",
-        "upgrade",
+        "expect_continue", "is_head", "req_done", "pending", "replay", "error", "upgrade",
+        "raw_head",  # the request head as received (+ x-request-id) when it may go upstream as is, else None
         # upstream
-        "upstream", "conn", "connecting", "retried", "timer", "deadline", "timeout",
+        "upstream", "conn", "timer", "deadline",
         # route policy (proxy/outbound/policy.py): timeout, retries, fault
         "policy", "ctl",
         # response
-        "status", "flag", "stream_chunked", "head_sent", "resp_done", "close_after", "out", "bytes_sent",
+        "status", "stream_chunked", "head_sent", "resp_done", "close_after", "out", "bytes_sent",
         # bookkeeping
-        "started", "released", "t0",
-        "raw_head",  # the request head as received (+ x-request-id) when it may go upstream as is, else None
+        "started", "released",
+        "__dict__",  # the fields below, once a request sets one
     )
+
+    # --- set only by a request that needs them (see above) ---
+    pending_size = 0  # body bytes in `pending` (without chunk framing)
+    # Body sent after the first write, kept for a retry while the route retries and it fits in
+    # RETRY_BUFFER_LIMIT (kept_size counts it without chunk framing).
+    kept: list[bytes] | None = None
+    kept_size = 0
+    connecting: asyncio.Task[UpstreamConnection] | None = None  # a new upstream connection being opened
+    retried = False  # a reused connection the upstream closed as we sent was retried once
+    timeout = 0.0  # the response timeout in seconds, when `deadline` is set
+    flag = "-"  # the access log's response flags (Envoy's), set by a failure
+    t0 = 0.0  # loop time the exchange began, with an access log or telemetry to report it to
 
     def __init__(self, proto: Downstream, head: RequestHead | None, method: bytes, target: bytes,
                  headers: list[tuple[bytes, bytes]], drop: frozenset[bytes] | None, has_body: bool,
@@ -77,33 +92,26 @@ class Exchange(UpstreamConnect, ResponseSide, ExchangeEnd):
         self.expect_continue = expect_continue
         self.is_head = method == b"HEAD"
         self.req_done = not has_body
-        self.pending: list[bytes] = []  # framed body bytes not yet written upstream
-        self.pending_size = 0  # body bytes in `pending` (without chunk framing)
+        # framed body bytes not yet written upstream (a list once there are some)
+        self.pending: list[bytes] | tuple[()] = ()
         self.replay: bytes | None = None  # what went out in the first write, if it can be sent again
-        # Body sent after that first write, kept for a retry while the route retries and it fits in
-        # RETRY_BUFFER_LIMIT (kept_size counts it without chunk framing; set when `kept` is made).
-        self.kept: list[bytes] | None = None
         self.error = error
         self.upgrade: bytes | None = None  # the Upgrade value of a websocket request (set by the server)
         self.raw_head: bytes | None = None  # set by the server; dropped when a rewrite or header edit applies
         # upstream
         self.upstream: Target | None = None
         self.conn: UpstreamConnection | None = None
-        self.connecting: asyncio.Task[UpstreamConnection] | None = None
-        self.retried = False
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: asyncio.TimerHandle | None = None  # a fault's delay or the bounded wait for a breaker's slot
         # The response timeout as a deadline (loop time; 0: none) that the connection's one timer checks
-        # (proxy/http/conn_guard.py), instead of a timer handle per request; `timeout` its length in seconds.
+        # (proxy/http/conn_guard.py), instead of a timer handle per request.
         self.deadline = 0.0
-        self.timeout = 0.0
         # route policy
         self.policy = None  # the chosen rule's RoutePolicy, from the Target
         # Fault injection, retries, per-try timeouts (proxy/http/resilience.py): made when first needed.
         self.ctl: Resilience | None = None
         # response
         self.status = 0
-        self.flag = "-"
-        self.stream_chunked = False
+        self.stream_chunked = False  # the response is re-framed chunked for the client
         self.head_sent = False
         self.resp_done = False
         self.close_after = False
@@ -112,44 +120,10 @@ class Exchange(UpstreamConnect, ResponseSide, ExchangeEnd):
         # bookkeeping
         self.started = False
         self.released = False
-        self.t0 = proto.loop.time() if proto.shared.on_complete is not None else 0.0
+        if proto.shared.on_complete is not None:
+            self.t0 = proto.loop.time()
 
     # --- request side (called by the server protocol) ---------------------------------------------
-
-    def start(self) -> None:
-        """This request is now first in line: route it and send it."""
-        self.started = True
-        if self.error is not None:
-            self.fail(self.error)
-            return
-        shared = self.proto.shared
-        try:
-            assert self.head is not None
-            self.upstream = target = shared.router.pick(self.head)
-        except Exception as exc:
-            self.fail(exc)
-            return
-        policy = self.policy = target.policy
-        if policy is not None and policy.shaped and local_policy.shape(self, policy):
-            return
-        if self.expect_continue and not self.req_done:
-            self.proto.write(CONTINUE)
-        if policy is not None and policy.fault is not None and self._control().inject_fault(policy.fault):
-            return
-        self._go()
-
-    def _go(self) -> None:
-        """Start the response timeout (the route's, else the listener's) and send the first try."""
-        policy = self.policy
-        timeout = self.proto.shared.response_timeout
-        if policy is not None and policy.timeout is not None:
-            timeout = policy.timeout
-        if timeout is not None:
-            proto = self.proto
-            self.timeout = timeout
-            self.deadline = deadline = proto.loop.time() + timeout
-            proto.watch(deadline)
-        self._dispatch()
 
     def feed_body(self, chunk: bytes) -> None:
         if self.resp_done:  # answered already (early response or error): drop the rest
@@ -197,7 +171,10 @@ class Exchange(UpstreamConnect, ResponseSide, ExchangeEnd):
             self.replay = None  # body went out after the first write: no longer safe to resend
             conn.transport.write(data)
         else:
-            self.pending.append(data)
+            if self.pending:
+                self.pending.append(data)  # type: ignore[union-attr]
+            else:
+                self.pending = [data]
             self.pending_size += size
             if self.pending_size > BUFFER_LIMIT:
                 self.proto.gate.pause(BUFFERING)
@@ -210,20 +187,24 @@ class Exchange(UpstreamConnect, ResponseSide, ExchangeEnd):
             if self.kept:
                 data = b"".join((data, *self.kept))
         else:
-            raw_head = self.raw_head
-            if raw_head is not None:  # nothing to drop, add or change but x-request-id (spliced in already)
-                parts = [raw_head]
-            else:
-                parts = request_head(self.method, self.target, self.headers, self.drop, self.chunked)
-            if self.upgrade is not None:  # request_head drops hop-by-hop names; an upgrade needs them
-                parts.insert(-1, b"connection: upgrade\r\nupgrade: %s\r\n" % self.upgrade)
-            in_hand = self.pending_size
-            if self.pending:
-                parts += self.pending
-                self.pending = []
-                self.pending_size = 0
-                self.proto.gate.resume(BUFFERING)
-            data = b"".join(parts)
+            # raw_head: the head as received, nothing to drop, add or change but x-request-id (spliced in
+            # already); alone (no body yet, no upgrade: the usual GET) it goes out as it is, without a join.
+            data = self.raw_head
+            in_hand = 0  # body bytes in hand (pending_size is 0 without pending)
+            if data is None or self.pending or self.upgrade is not None:
+                if data is not None:
+                    parts = [data]
+                else:
+                    parts = request_head(self.method, self.target, self.headers, self.drop, self.chunked)
+                if self.upgrade is not None:  # request_head drops hop-by-hop names; an upgrade needs them
+                    parts.insert(-1, b"connection: upgrade\r\nupgrade: %s\r\n" % self.upgrade)
+                if self.pending:
+                    in_hand = self.pending_size
+                    parts += self.pending
+                    self.pending = ()
+                    self.pending_size = 0
+                    self.proto.gate.resume(BUFFERING)
+                data = b"".join(parts)
             if self.req_done:
                 if in_hand <= RETRY_BUFFER_LIMIT:
                     self.replay = data
@@ -298,8 +279,14 @@ class MirroredExchange(Exchange):
         _mirror_copies.pop(self, None)
         super().client_gone()
 
+    def on_response_end(self) -> None:
+        super().on_response_end()
+        if self.released:  # released inline there, past _release below
+            _mirror_copies.pop(self, None)
+
     def _release(self) -> None:
-        # Every way an exchange ends passes here or through client_gone: a request that ends before its
-        # body did (upstream failure, timeout, error) drops its copy and frees its entry.
+        # Every way an exchange ends passes here, through client_gone or on_response_end (which releases
+        # inline): a request that ends before its body did (upstream failure, timeout, error) drops its
+        # copy and frees its entry.
         _mirror_copies.pop(self, None)
         super()._release()

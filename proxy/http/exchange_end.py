@@ -76,8 +76,9 @@ class ExchangeEnd:
         """The response is settled (complete, failed, or the client left): stop the timers and give
         the endpoint's in-flight slot back. Runs once; every path that ends an exchange calls it."""
         self.resp_done = True
-        if self.upstream is not None:
-            self.upstream.release()
+        target = self.upstream
+        if target is not None and (target.held or target.slot):  # Target.release, called only when it has work
+            target.release()
         if self.ctl is not None:
             self.ctl.finish()
         self.deadline = 0.0

@@ -83,11 +83,13 @@ class ResponseSide:
             self.out.append(LAST_CHUNK)
         self.flush()
         proto = self.proto
-        proto.gate.resume(PEER_FULL)
+        if proto.gate.reasons & PEER_FULL:
+            proto.gate.resume(PEER_FULL)
         if proto.shared.on_complete is not None:  # no access log or telemetry: nothing to report
             self._log()
-        if self.req_done or self.close_after:
-            self._release()
+        if (self.req_done or self.close_after) and not self.released:  # _release, inline
+            self.released = True
+            proto.exchange_done(self)
 
     def flush(self) -> None:
         out = self.out

@@ -17,30 +17,32 @@ BUFFERING = 4  # client: body arriving while the upstream connection is still be
 
 
 class ReadGate:
-    __slots__ = ("_transport", "_reasons")
+    __slots__ = ("_transport", "reasons")
 
     def __init__(self, transport: asyncio.Transport) -> None:
         self._transport = transport
-        self._reasons = 0
+        # The bits set now: a caller on the hot path checks `reasons` before calling resume or clear,
+        # which then do nothing anyway when it is 0.
+        self.reasons = 0
 
     @property
     def paused(self) -> bool:
-        return self._reasons != 0
+        return self.reasons != 0
 
     def pause(self, reason: int) -> None:
-        if not self._reasons and not self._transport.is_closing():
+        if not self.reasons and not self._transport.is_closing():
             self._transport.pause_reading()
-        self._reasons |= reason
+        self.reasons |= reason
 
     def resume(self, reason: int) -> None:
-        if self._reasons & reason:
-            self._reasons &= ~reason
-            if not self._reasons and not self._transport.is_closing():
+        if self.reasons & reason:
+            self.reasons &= ~reason
+            if not self.reasons and not self._transport.is_closing():
                 self._transport.resume_reading()
 
     def clear(self) -> None:
         """Read again whatever paused us (an upstream connection going back to the pool)."""
-        if self._reasons:
-            self._reasons = 0
+        if self.reasons:
+            self.reasons = 0
             if not self._transport.is_closing():
                 self._transport.resume_reading()

@@ -263,7 +263,8 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
         ex = self.current
         if ex is not None:
             self.current = None
-            ex.feed_end()
+            if not ex.req_done:  # one without a body was complete when it began: feed_end would do nothing
+                ex.feed_end()
 
 
 def _head_end(raw: bytes, method: bytes, count: int) -> int:

@@ -20,9 +20,13 @@ class RequestPipeline:
             self.active = None
             if not (ex.close_after or self.advancing or self.pipeline or self.closing or self.stopping
                     or self.broken):
-                # The common end (keep-alive, nothing queued): _advance's tail without its loop.
-                self.gate.resume(PIPELINE)
-                self._arm_keepalive()
+                # The common end (keep-alive, nothing queued): _advance's tail without its loop, and
+                # _arm_keepalive inline.
+                if self.gate.reasons & PIPELINE:
+                    self.gate.resume(PIPELINE)
+                self.idle_since = self.loop.time()
+                if self.keepalive_handle is None:
+                    self.keepalive_handle = self.loop.call_later(self._idle_wait(), self._keepalive_check)
                 return
         if ex.close_after:
             self.close()

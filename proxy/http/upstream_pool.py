@@ -106,7 +106,8 @@ class ConnectionPool:
             conn.closed = True
             conn.transport.close()
             return
-        conn.gate.clear()  # read while idle, so a close by the peer is noticed and the conn dropped
+        if conn.gate.reasons:
+            conn.gate.clear()  # read while idle, so a close by the peer is noticed and the conn dropped
         conn.in_pool = True
         assert self._loop is not None
         conn.idle_since = now = self._loop.time()

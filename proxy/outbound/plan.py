@@ -17,6 +17,7 @@ from proxy.core.errors import NoCluster, NoRoute
 from proxy.core.request import RequestHead
 from proxy.core.target import Target
 from proxy.outbound import concrete
+from proxy.outbound.balancer import LeastRequest, RandomPick, RoundRobin
 from proxy.outbound.policy import DEFAULT_POLICY
 from proxy.outbound.route import CompiledRoute
 from proxy.outbound.table import RoutingTable
@@ -24,10 +25,19 @@ from proxy.outbound.table import RoutingTable
 PLAN_CACHE_SIZE = 1024  # (host, port) pairs with a plan; past it, the cache starts over
 
 
-class Plan:
-    """Everything but the endpoint pick: `pick(head)` is the balancer's pick plus one Target."""
+# Balancers whose pick over one endpoint reads nothing of the request and changes nothing (unlike a hash
+# balancer, which may make a cookie, or PASSTHROUGH, which picks the request's own host).
+_PURE = (RoundRobin, RandomPick, LeastRequest)
 
-    __slots__ = ("port", "cluster", "balancer", "counts", "policy", "breaker")
+
+class Plan:
+    """Everything but the endpoint pick: `pick(head)` is the balancer's pick plus one Target.
+
+    `target`: with one endpoint, a pure balancer and no breaker, the one Target every request gets (it
+    holds no per-request state: no in-flight count, no breaker slot), so the router hands it out as is;
+    else None."""
+
+    __slots__ = ("port", "cluster", "balancer", "counts", "policy", "breaker", "target")
 
     def __init__(self, port: int, cluster: str, balancer: object, policy: object, breaker: object) -> None:
         self.port = port
@@ -37,6 +47,12 @@ class Plan:
         self.counts = len(getattr(balancer, "endpoints", ())) != 1
         self.policy = policy
         self.breaker = breaker
+        self.target: Target | None = None
+        endpoints = getattr(balancer, "endpoints", ())
+        if len(endpoints) == 1 and type(balancer) in _PURE and breaker is None:
+            (endpoint,) = endpoints
+            self.target = Target(endpoint.address, endpoint.ports.get(port, port), cluster, endpoint, balancer,
+                                 policy, None, None, False)
 
     def pick(self, head: RequestHead) -> Target:
         endpoint = self.balancer.pick(head)  # type: ignore[attr-defined]

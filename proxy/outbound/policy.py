@@ -21,7 +21,7 @@ LocalAnswer = DirectResponse | Redirect
 
 class RoutePolicy:
     __slots__ = ("timeout", "retry", "fault", "retry_from", "shaped", "local", "rewrite", "request_headers",
-                 "response_headers", "cors", "edits_response", "mirror")
+                 "response_headers", "cors", "edits_response", "mirror", "plain")
 
     def __init__(self, timeout: float | None, retry_policy: retry.RetryPolicy | None,
                  fault_policy: fault.FaultPolicy | None, local: LocalAnswer | None = None,
@@ -43,6 +43,10 @@ class RoutePolicy:
         self.shaped = (local is not None or rewrite is not None or request_headers is not None or cors is not None
                        or mirror is not None)
         self.edits_response = response_headers is not None or cors is not None  # checked per response head
+        # Nothing to run before the request goes out but its timeout (no shaping, fault or per-try timeout):
+        # the exchange's short start (Exchange.start) serves it.
+        self.plain = (not self.shaped and fault_policy is None
+                      and (retry_policy is None or retry_policy.per_try_timeout is None))
 
 
 DEFAULT_POLICY = RoutePolicy(None, retry.DEFAULT, None)

@@ -53,7 +53,7 @@ class MeshRouter:
                 pass
             else:
                 if plan is not None:  # a simple route: compiled once for this table (proxy/outbound/plan.py)
-                    return plan.pick(head)
+                    return plan.target or plan.pick(head)
                 return self._pick(table, head)
         else:  # a push: plans made for the old table are void
             self._plans, self._plans_table = {}, table

@@ -148,3 +148,24 @@ async def test_a_hundred_mirrored_requests_that_fail_in_every_way_leave_mirrorin
             await clients.close()
             await listener.stop(grace=0.5)
             pool.close()
+
+
+async def early_answer(up: Upstream, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answers as soon as the head is in, before the request body."""
+    await reader.readuntil(b"\r\n\r\n")
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    await writer.drain()
+    await reader.read()
+
+
+async def test_a_response_that_ends_the_exchange_before_its_body_drops_the_copy(mirrored):
+    """on_response_end releases inline (not through _release): a mirrored request answered early on a
+    connection that closes after it frees its pending copy, and no copy goes out."""
+    async with Upstream(early_answer) as up, Upstream(stall) as shadow:
+        reader, writer = await mirrored(up, shadow)
+        writer.write(b"POST /p HTTP/1.1\r\nHost: h\r\nConnection: close\r\nContent-Length: 100\r\n\r\n0123")
+        resp = await asyncio.wait_for(read_response(reader), 2.0)
+        assert resp.status == 200 and resp.body == b"ok"
+        await wait_for(lambda: not exchange._mirror_copies)
+        await asyncio.sleep(0.05)
+        assert shadow.requests == []

@@ -132,3 +132,40 @@ def test_the_query_is_left_out_only_where_a_rule_matches_on_the_path():
     _, router = setup([cluster()], [route()])
     assert not router.source.table.routes[REVIEWS].needs_path
     assert router.pick(head("/a?x=1")).address == "10.0.0.1"
+
+
+@pytest.mark.parametrize("lb", ["ROUND_ROBIN", "RANDOM", "LEAST_REQUEST"])
+def test_one_endpoint_under_a_pure_balancer_hands_out_one_target_that_gives_what_every_stage_gives(lb):
+    _, router = setup([cluster(REVIEWS, "10.0.0.1", lb=lb)], [route(timeout_ms=300)])
+    plan = planned(router)
+    assert plan is not None and plan.target is not None
+    first, second = router.pick(head()), router.pick(head())
+    assert first is second is plan.target  # no Target made per request
+    assert fields(first) == fields(router._pick(router.source.table, head()))
+    first.acquire()
+    first.release()  # holds nothing: an in-flight count or breaker slot would make it per request
+    assert not first.held and first.slot == 0
+
+
+def test_no_shared_target_where_the_pick_may_differ_or_hold_state():
+    from proto.xds import HashPolicy, PoolLimits
+    hashed = cluster(REVIEWS, "10.0.0.1", lb="CONSISTENT_HASH",
+                     hash=HashPolicy(cookie="c", cookie_ttl_s=10.0))  # may make a cookie per request
+    limited = cluster(REVIEWS, "10.0.0.1", limits=PoolLimits(max_connections=1))
+    two = cluster(REVIEWS, "10.0.0.1", "10.0.0.2", lb="ROUND_ROBIN")
+    for config in (hashed, limited, two):
+        _, router = setup([config])
+        plan = planned(router)
+        assert plan is not None and plan.target is None
+        assert router.pick(head()) is not router.pick(head())
+
+
+def test_only_a_policy_with_nothing_to_run_before_sending_takes_the_short_start():
+    from proto.xds import RetryPolicy
+    from proxy.outbound.policy import DEFAULT_POLICY, compile_policy
+    dest = [WeightedDestination(host=REVIEWS)]
+    assert DEFAULT_POLICY.plain  # Istio's default retries and a timeout need nothing before the first send
+    assert compile_policy(HttpRule(destinations=dest, timeout_ms=300)).plain
+    assert not compile_policy(HttpRule(destinations=dest, retry=RetryPolicy(attempts=2, per_try_timeout_ms=100))).plain
+    assert not compile_policy(HttpRule(destinations=dest, fault=FaultPolicy(abort_status=503, abort_percent=50.0))).plain
+    assert not compile_policy(HttpRule(destinations=dest), edits=(object(), None)).plain  # type: ignore[arg-type]
