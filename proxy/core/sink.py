@@ -29,7 +29,9 @@ class ResponseSink(Protocol):
     """The exchange an upstream connection serves, told of each response event.
 
     `framing` is proxy/http/upstream's NO_BODY, LENGTH or STREAM; `drop` the lower-case header names the
-    response's Connection header lists (hop-by-hop, not forwarded), or None.
+    response's Connection header lists (hop-by-hop, not forwarded), or None. `on_raw_response_head` gets
+    the head as received, hop-by-hop lines cut, up to its final CRLF (proxy/http/response_head.scan); it
+    returns False when the exchange needs the parsed headers, and then gets on_response_head instead.
     """
 
     proto: Client
@@ -39,6 +41,7 @@ class ResponseSink(Protocol):
 
     def on_response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]],
                          drop: frozenset[bytes] | None, framing: int) -> None: ...
+    def on_raw_response_head(self, status: int, parts: list[bytes], framing: int) -> bool: ...
     def on_upgrade(self, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None: ...
     def on_response_body(self, body: bytes) -> None: ...
     def on_response_end(self) -> None: ...

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from proxy.http import local_policy
 from proxy.http.flow import BUFFERING, PEER_FULL, PIPELINE
-from proxy.http.head import COLON_SP, CRLF, status_line, write_response_head
+from proxy.http.head import COLON_SP, CONNECTION_CLOSE, CRLF, TE_CHUNKED, status_line, write_response_head
 from proxy.http.upstream import STREAM
 
 LAST_CHUNK = b"0\r\n\r\n"
@@ -42,6 +42,36 @@ class ResponseSide:
                 close = True
         self.close_after = close
         write_response_head(self.out, status, reason, headers, drop, self.stream_chunked, close)
+
+    def on_raw_response_head(self, status: int, parts: list[bytes], framing: int) -> bool:
+        """on_response_head for a head forwarded as received (proxy/http/response_head.scan): `parts` is it
+        without hop-by-hop lines, up to its final CRLF; what we add goes before that CRLF, as
+        write_response_head adds it. False (having done nothing) when the parsed headers are needed."""
+        policy = self.policy
+        head = self.head
+        if (policy is not None and policy.edits_response) or (head is not None and head.set_cookie is not None):
+            return False
+        target = self.upstream
+        if target is not None and target.outlier is not None:
+            target.outlier.report(target.endpoint, status)
+        if policy is not None and status >= policy.retry_from and self._control().on_response(status):
+            return True
+        self.status = status
+        close = not self.keep_alive or self.proto.stopping
+        if framing == STREAM:
+            if self.http11:
+                self.stream_chunked = True
+            else:
+                close = True
+        self.close_after = close
+        out = self.out
+        out += parts
+        if self.stream_chunked:
+            out.append(TE_CHUNKED)
+        if close:
+            out.append(CONNECTION_CLOSE)
+        out.append(CRLF)
+        return True
 
     def on_upgrade(self, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
         """The upstream switched protocols (101) for a websocket request: forward the head, then relay raw

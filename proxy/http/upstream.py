@@ -4,8 +4,12 @@ A connection serves one exchange at a time (no upstream pipelining). It parses t
 httptools and hands events to the exchange (proxy/http/exchange.py) through the `ResponseSink`
 protocol below, which writes them to the client. The keep-alive pool is proxy/http/upstream_pool.py.
 
+llhttp gets no per-header callbacks: the reads a response head arrives in are kept, and once it is parsed
+the head goes to the client as received, hop-by-hop lines cut, or else is parsed again into headers for
+the exchange to rebuild (proxy/http/response_head.py says when and why each is safe).
+
 A response head is bounded like a request head (proxy/http/limits.py): its bytes are counted as they
-arrive and its headers as they are parsed; past either limit the upstream connection is closed and the
+arrive and its headers when it is complete; past either limit the upstream connection is closed and the
 client gets 502 with Envoy's flag UPE.
 """
 
@@ -21,7 +25,7 @@ from proxy.core.errors import UpstreamProtocolError, UpstreamReset
 from proxy.core.sink import Client, ResponseSink
 from proxy.http.flow import PEER_FULL, ReadGate
 from proxy.http.head import connection_tokens
-
+from proxy.http.response_head import parse, scan
 
 
 class Pool(Protocol):
@@ -48,7 +52,8 @@ class UpstreamConnection(asyncio.Protocol):
         "pool", "key", "transport", "parser", "gate", "write_paused", "reused", "closed", "in_pool",
         "idle_since", "idle_timeout", "limited", "requests_left", "expires",
         # per-exchange
-        "exchange", "got_bytes", "status", "reason", "headers", "until_close", "head_done", "head_left", "in_head",
+        "exchange", "got_bytes", "status", "until_close", "head_done", "head_left", "in_head",
+        "reads",  # the reads the response head has arrived in so far
         # websocket: the client connection raw bytes are relayed to after a 101 (never pooled again)
         "tunnel",
     )
@@ -72,9 +77,8 @@ class UpstreamConnection(asyncio.Protocol):
         # per-exchange
         self.exchange: ResponseSink | None = None
         self.got_bytes = False
-        self.status = 0
-        self.reason = b""
-        self.headers: list[tuple[bytes, bytes]] = []
+        self.status = 0  # of the last head parsed (an interim 1xx before the final one)
+        self.reads: list[bytes] = []
         self.until_close = False
         self.head_done = False  # a HEAD response's headers are all it has
         self.head_left = 0  # bytes the response head may still take
@@ -119,6 +123,7 @@ class UpstreamConnection(asyncio.Protocol):
                 self._head_overflow(data)
                 return
             self.head_left = left
+            self.reads.append(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:  # our own code raised inside a callback
@@ -179,47 +184,43 @@ class UpstreamConnection(asyncio.Protocol):
 
     # --- httptools callbacks ----------------------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        self.reason = b""
-        self.headers = []
-
-    def on_status(self, reason: bytes) -> None:
-        self.reason += reason
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        headers = self.headers
-        if len(headers) >= self.pool.max_headers:
-            raise UpstreamProtocolError(f"upstream response has more than {self.pool.max_headers} headers")
-        headers.append((name.lower(), value))
-
     def on_headers_complete(self) -> None:
-        self.status = status = self.parser.get_status_code()
-        self.in_head = status < 200 and status != 101  # an interim response: the real head follows
-        if status == 101 and self.exchange is not None and self.exchange.upgrade is not None:
-            self.exchange.on_upgrade(self.reason, self.headers)
-            return
-        if status < 200:  # interim (100 Continue...): we answered the client's Expect ourselves
-            return
+        status = self.parser.get_status_code()
+        interim_before = self.status  # set: a 1xx head came first, so this one does not start its read
+        self.status = status
+        if status < 200 and status != 101:  # interim (100 Continue...): we answered the client's Expect
+            return  # ourselves; the real head follows (still counted against the head limit)
+        self.in_head = False
+        reads = self.reads
+        data = reads[0] if len(reads) == 1 else b"".join(reads)
+        reads.clear()
         exchange = self.exchange
+        if status == 101:
+            if exchange is not None and exchange.upgrade is not None:
+                _, reason, headers = parse(data, self.pool.max_headers)
+                exchange.on_upgrade(reason, headers)
+            return
         assert exchange is not None
+        found = None
+        if not interim_before:
+            found = scan(data, status, self.pool.max_headers, self.parser.should_keep_alive())
+        if found is not None:  # the head as received (the usual case): no header list is built
+            parts, has_length, chunked = found
+            if exchange.on_raw_response_head(status, parts, self._framing(exchange, status, has_length, chunked)):
+                return
+        # Rebuilt from the parsed headers: a head after a 1xx, an HTTP/1.0 one, one past max_headers (parse
+        # raises), or an exchange that edits response headers.
+        _, reason, headers = parse(data, self.pool.max_headers)
         has_length = chunked = False
         drop = None
-        for name, value in self.headers:
+        for name, value in headers:
             if name == b"content-length":
                 has_length = True
             elif name == b"transfer-encoding":  # `gzip` alone would mean read-until-close
                 chunked = value.rstrip().lower().endswith(b"chunked")
             elif name == b"connection":
                 drop = connection_tokens(value)
-        if exchange.is_head or status == 204 or status == 304:
-            framing = NO_BODY
-            self.head_done = exchange.is_head
-        elif has_length and not chunked:
-            framing = LENGTH
-        else:
-            framing = STREAM
-            self.until_close = not chunked
-        exchange.on_response_head(status, self.reason, self.headers, drop, framing)
+        exchange.on_response_head(status, reason, headers, drop, self._framing(exchange, status, has_length, chunked))
 
     def on_body(self, body: bytes) -> None:
         if not self.head_done and self.exchange is not None:
@@ -230,6 +231,15 @@ class UpstreamConnection(asyncio.Protocol):
             self._complete(self.parser.should_keep_alive())
 
     # --- internals --------------------------------------------------------------------------------
+
+    def _framing(self, exchange: ResponseSink, status: int, has_length: bool, chunked: bool) -> int:
+        if exchange.is_head or status == 204 or status == 304:
+            self.head_done = exchange.is_head
+            return NO_BODY
+        if has_length and not chunked:
+            return LENGTH
+        self.until_close = not chunked
+        return STREAM
 
     def _complete(self, keep_alive: bool) -> None:
         exchange = self.exchange

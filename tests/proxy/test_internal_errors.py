@@ -177,11 +177,15 @@ async def test_a_bug_in_the_connect_callback_answers_500_at_once_and_is_not_retr
     assert_logged_with_traceback(logs, "a bug writing the upstream head")
 
 
-async def test_a_bug_in_a_response_callback_answers_500_and_is_not_retried(start_proxy, connect, monkeypatch):
+@pytest.mark.parametrize("callback", ["on_raw_response_head", "on_response_head"])
+async def test_a_bug_in_a_response_callback_answers_500_and_is_not_retried(start_proxy, connect, monkeypatch,
+                                                                           callback):
     def broken_response_head(self: Exchange, *args: object) -> None:
         raise RuntimeError("a bug reading the response head")
 
-    monkeypatch.setattr(Exchange, "on_response_head", broken_response_head)
+    if callback == "on_response_head":  # the head rebuilt from parsed headers, as when the route edits them
+        monkeypatch.setattr(Exchange, "on_raw_response_head", lambda self, *args: False)
+    monkeypatch.setattr(Exchange, callback, broken_response_head)
     async with Upstream(keep_alive_echo) as up:
         proxy = await start_proxy(RetryingRouter(up))
         reader, writer = await connect(proxy.port)

@@ -1,0 +1,193 @@
+"""The upstream's response head goes to the client as received (hop-by-hop lines cut, what we add spliced in
+before the final CRLF) when it is the canonical head llhttp parsed at the start of a read; every other case
+is parsed again and rebuilt as before (proxy/http/response_head.py). Both must mean the same to the client.
+Driven without sockets, as tests/proxy/test_head_as_received.py drives the request side."""
+
+from __future__ import annotations
+
+import pathlib
+
+import httptools
+import pytest
+from tests.proxy.test_head_as_received import FQDN, Side, get
+
+from proto.xds import HeaderOperations, Headers, HttpRule, WeightedDestination
+from proxy.core.errors import UpstreamProtocolError
+from proxy.http import response_head
+from proxy.http.response_head import parse, scan
+
+
+def answer(side: Side, *reads: bytes, request: bytes | None = None) -> bytes:
+    """Send one request through `side`, answer it upstream with `reads`; what the client got."""
+    side.proto.data_received(request or get())
+    assert side.upstream.data, "the request did not go upstream"
+    side.upstream.data.clear()
+    for data in reads:
+        side.conn.data_received(data)
+    out = b"".join(side.client.data)
+    side.client.data.clear()
+    return out
+
+
+def meaning(raw: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """What a client reads in `raw`: status, headers (lower-case names, in order), body."""
+    got: dict = {"headers": [], "body": b""}
+
+    class Reader:
+        def on_header(self, name: bytes, value: bytes) -> None:
+            got["headers"].append((name.lower(), value))
+
+        def on_body(self, body: bytes) -> None:
+            got["body"] += body
+
+    parser = httptools.HttpResponseParser(Reader())
+    parser.feed_data(raw)
+    return parser.get_status_code(), got["headers"], got["body"]
+
+
+NGINX = (b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n"
+         b"Connection: keep-alive\r\nKeep-Alive: timeout=5\r\n\r\nok")
+
+
+async def test_a_canonical_head_goes_as_received_without_its_hop_by_hop_lines():
+    out = answer(Side(), NGINX)
+    assert out == b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
+
+
+async def test_names_the_connection_header_lists_are_cut_and_a_reason_with_a_colon_is_kept():
+    head = (b"HTTP/1.1 200 x-hop: yes\r\nX-Hop: 1\r\nConnection: X-Hop, keep-alive\r\nX-Keep: 2\r\n"
+            b"x-hop: 3\r\nContent-Length: 2\r\n\r\nok")
+    out = answer(Side(), head)
+    assert out == b"HTTP/1.1 200 x-hop: yes\r\nX-Keep: 2\r\nContent-Length: 2\r\n\r\nok"
+
+
+async def test_a_chunked_head_is_re_chunked_for_http11_and_closed_for_http10_clients():
+    chunked = b"HTTP/1.1 200 OK\r\nServer: s\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+    out = answer(Side(), chunked)
+    assert out == (b"HTTP/1.1 200 OK\r\nServer: s\r\ntransfer-encoding: chunked\r\n\r\n"
+                   b"2\r\nok\r\n0\r\n\r\n")
+    out = answer(Side(), chunked, request=get(version=b"1.0"))
+    assert out == b"HTTP/1.1 200 OK\r\nServer: s\r\nconnection: close\r\n\r\nok"
+
+
+async def test_a_response_read_until_close_is_chunked_and_ends_when_the_upstream_closes():
+    side = Side()
+    out = answer(side, b"HTTP/1.1 200 OK\r\nServer: s\r\n\r\nabc")
+    assert out == b"HTTP/1.1 200 OK\r\nServer: s\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n"
+    side.conn.connection_lost(None)
+    assert b"".join(side.client.data) == b"0\r\n\r\n"
+
+
+async def test_a_head_across_reads_goes_as_received_too():
+    """The reads since the request went out start at the response's first byte, however many they are."""
+    side = Side()
+    assert answer(side, NGINX[:30], NGINX[30:]) == answer(side, NGINX) == answer(side, *(bytes([b]) for b in NGINX))
+
+
+# Heads that are rebuilt from the parsed headers (lower-case names), each with what makes it so.
+REBUILT = {
+    "after a 100 Continue": (b"HTTP/1.1 100 Continue\r\n\r\n" + NGINX,),
+    "100 Continue in a read of its own": (b"HTTP/1.1 100 Continue\r\n\r\n", NGINX),
+    "HTTP/1.0 upstream": (NGINX.replace(b"HTTP/1.1", b"HTTP/1.0"),),
+}
+
+
+@pytest.mark.parametrize("reads", REBUILT.values(), ids=REBUILT.keys())
+async def test_other_heads_are_rebuilt_and_mean_the_same(reads):
+    fast = answer(Side(), NGINX)
+    slow = answer(Side(), *reads)
+    assert b"\r\nserver: nginx\r\n" in slow and b"\r\nServer: nginx\r\n" in fast
+    assert meaning(slow) == meaning(fast)
+
+
+async def test_a_route_that_edits_response_headers_gets_them_parsed():
+    rule = HttpRule(destinations=[WeightedDestination(host=FQDN)],
+                    headers=Headers(response=HeaderOperations(set={"x-added": "1"})))
+    out = answer(Side(rule), NGINX)
+    assert b"\r\nserver: nginx\r\n" in out and b"\r\nx-added: 1\r\n" in out
+    assert meaning(out)[1:] == ([(b"server", b"nginx"), (b"content-type", b"text/plain"),
+                                 (b"content-length", b"2"), (b"x-added", b"1")], b"ok")
+
+
+async def test_a_head_response_and_a_304_have_no_body_on_the_fast_path():
+    side = Side()
+    head = b"HTTP/1.1 200 OK\r\nServer: s\r\nContent-Length: 5\r\n\r\n"
+    assert answer(side, head, request=get().replace(b"GET", b"HEAD")) == head
+    head = b"HTTP/1.1 304 Not Modified\r\nServer: s\r\n\r\n"
+    assert answer(side, head) == head  # the connection was reused: the HEAD response left no state behind
+
+
+# --- scan and parse, without a connection --------------------------------------------------------------
+
+
+def head_with(count: int, pad: bytes = b"") -> bytes:
+    return b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-%d: v%s\r\n" % (i, pad) for i in range(count)) + b"\r\n"
+
+
+def test_scan_takes_at_most_max_headers_lines():
+    for pad in (b"", b"p" * 20):  # short heads skip the count: each line takes 4 bytes at least
+        assert scan(head_with(5, pad), 200, 5, False) is not None
+        assert scan(head_with(6, pad), 200, 5, False) is None
+    assert scan(head_with(2, b"p" * 100), 200, 2, False) is not None  # long, but few lines
+
+
+@pytest.mark.parametrize("data", [
+    b"\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",  # a leading blank line: not the read's first byte
+    b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n",  # not the status llhttp parsed
+    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n",  # no end in this read
+])
+def test_scan_refuses_a_head_that_may_not_be_the_one_llhttp_parsed(data):
+    assert scan(data, 200, 100, True) is None
+
+
+@pytest.mark.parametrize("head, keep_alive, has_length, chunked", [
+    (b"Content-Length: 2\r\n", True, True, False),
+    (b"Content-Length: 2\r\nConnection: close\r\n", False, True, False),  # not kept alive, yet framed by length
+    (b"Server: s\r\n", False, False, False),  # read until close
+    (b"X-Content-Length: 2\r\nX: content-length: 3\r\n", False, False, False),  # names only at a line start
+    (b"Transfer-Encoding: gzip\r\ntransfer-encoding: Chunked \r\n", True, False, True),  # the last one counts
+    (b"Transfer-Encoding: chunked, gzip\r\n", False, False, False),
+])
+def test_scan_reads_framing_as_the_parsed_headers_would(head, keep_alive, has_length, chunked):
+    found = scan(b"HTTP/1.1 200 OK\r\n" + head + b"\r\n", 200, 100, keep_alive)
+    assert found is not None and found[1:] == (has_length, chunked)
+    assert b"ransfer-encoding" not in b"".join(found[0]).lower()
+
+
+def test_cut_line_meanings_are_bounded():
+    for i in range(response_head.MEANINGS_SIZE + 10):
+        scan(b"HTTP/1.1 200 OK\r\nConnection: x-%d\r\n\r\n" % i, 200, 100, True)
+    scan(b"HTTP/1.1 200 OK\r\nConnection: %s\r\n\r\n" % (b"y" * 200), 200, 100, True)
+    assert 0 < len(response_head._MEANINGS) <= response_head.MEANINGS_SIZE
+    assert all(len(line) <= response_head.MEANING_KEY_MAX for line in response_head._MEANINGS)
+
+
+def test_parse_skips_interim_heads_and_bounds_the_header_count():
+    status, reason, headers = parse(b"HTTP/1.1 100 Continue\r\nX: 1\r\n\r\n" + NGINX, 5)
+    assert (status, reason) == (200, b"OK") and headers[0] == (b"server", b"nginx") and len(headers) == 5
+    with pytest.raises(UpstreamProtocolError, match="more than 4 headers"):
+        parse(NGINX, 4)
+
+
+# --- what the fast path relies on llhttp for ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("head", [
+    b"HTTP/1.1 200 OK\r\nX: a\nContent-Length: 0\r\n\r\n",  # bare LF
+    b"HTTP/1.1 200 OK\r\nX: a\rb\r\nContent-Length: 0\r\n\r\n",  # bare CR
+    b"HTTP/1.1 200 O\rK\r\nContent-Length: 0\r\n\r\n",  # bare CR in the status line
+    b"HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n",  # bare LF after the status line
+    b"HTTP/1.1 200 OK\r\nX: a\r\n b\r\nContent-Length: 0\r\n\r\n",  # obs-fold
+    b"HTTP/1.1 200 OK\r\nX: a\r\n\tb\r\nContent-Length: 0\r\n\r\n",  # obs-fold with HTAB
+    b"HTTP/1.1 200 OK\r\nConnection : close\r\nContent-Length: 0\r\n\r\n",  # whitespace before the colon
+])
+async def test_llhttp_refuses_every_non_canonical_head_so_scan_never_sees_one(head):
+    side = Side()
+    out = answer(side, head)
+    assert out.startswith(b"HTTP/1.1 502 ") and b"malformed" in out
+
+
+def test_nothing_in_the_proxy_makes_llhttp_lenient():
+    root = pathlib.Path(__file__).parents[2] / "proxy"
+    assert not [p for p in root.rglob("*.py") if "set_dangerous_leniencies" in p.read_text()]
