@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Iterator
 
 import pytest
 
@@ -20,6 +20,19 @@ from proxy.core.request import RequestHead
 from proxy.core.target import Target
 
 WAIT = 5.0  # upper bound for any single read in a test
+
+
+@contextlib.contextmanager
+def refused_port() -> Iterator[int]:
+    """A loopback port where a connect is refused for as long as the block runs: bound, never listening.
+    Holding the socket keeps the port ours; a port bound and closed again could be handed to another
+    process or to an outgoing connection's source port before the test connects (a flaky 503 test)."""
+    sock = socket.socket()
+    try:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+    finally:
+        sock.close()
 BOTH = pytest.mark.parametrize("mode", [Mode.OUTBOUND, Mode.INBOUND], ids=["outbound", "inbound"])
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from tests.proxy.http_helpers import closed, read_response
+from tests.proxy.http_helpers import closed, read_response, refused_port
 
 from proxy.core.errors import BlackHole, ConnectRefused, ProxyError
 from proxy.core.access import AccessRecord
@@ -129,15 +129,12 @@ async def test_an_idle_tunnel_is_closed(tunnel_proxy, monkeypatch):
     (b"CONNECT reviews:9080", 403, "-"),
 ])
 async def test_a_tunnel_that_cannot_open_is_answered_and_closed(tunnel_proxy, request_line, status, flag):
-    dead = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-    port = dead.sockets[0].getsockname()[1]
-    dead.close()
-    await dead.wait_closed()
-    reader, writer = await tunnel_proxy({"refused.example": Target("127.0.0.1", port, "PassthroughCluster"),
-                                         "blocked.example": BlackHole("not in the registry", flag="UH"),
-                                         "reviews": ConnectRefused("an HTTP port of the mesh")})
-    writer.write(request_line + b" HTTP/1.1\r\n\r\n")
-    resp = await read_response(reader)
+    with refused_port() as port:
+        reader, writer = await tunnel_proxy({"refused.example": Target("127.0.0.1", port, "PassthroughCluster"),
+                                             "blocked.example": BlackHole("not in the registry", flag="UH"),
+                                             "reviews": ConnectRefused("an HTTP port of the mesh")})
+        writer.write(request_line + b" HTTP/1.1\r\n\r\n")
+        resp = await read_response(reader)
     assert resp.status == status and resp.header(b"connection") == b"close"
     assert await closed(reader)
     await wait_for(lambda: tunnel_proxy.records)

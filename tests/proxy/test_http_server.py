@@ -8,7 +8,7 @@ import hashlib
 import pytest
 from tests.proxy.http_helpers import (
     StubRouter, Upstream, chunked_reply, closed, http10_close, keep_alive_echo, read_request,
-    read_response, reset_on_request, stall,
+    read_response, refused_port, reset_on_request, stall,
 )
 
 from proxy.core.errors import NoHealthyUpstream
@@ -127,16 +127,13 @@ async def test_no_healthy_upstream_gets_503_naming_the_cluster(start_proxy, conn
 
 
 async def test_refused_upstream_connect_gets_503_with_a_body(start_proxy, connect):
-    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    server.close()
-    await server.wait_closed()
     records: list[AccessRecord] = []
-    proxy = await start_proxy(StubRouter({"reviews": Target("127.0.0.1", port, "c")}), on_complete=records.append)
-    reader, writer = await connect(proxy.port)
-    writer.write(get())
-    resp = await read_response(reader)
-    writer.close()
+    with refused_port() as port:
+        proxy = await start_proxy(StubRouter({"reviews": Target("127.0.0.1", port, "c")}), on_complete=records.append)
+        reader, writer = await connect(proxy.port)
+        writer.write(get())
+        resp = await read_response(reader)
+        writer.close()
     assert resp.status == 503 and b"upstream connect error" in resp.body
     assert records[0].flag == "UF"
 

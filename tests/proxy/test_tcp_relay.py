@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from isthmus.launch import free_port
+from tests.proxy.http_helpers import refused_port
 from proto.xds import PoolLimits
 from proxy.core.errors import NoRoute
 from proxy.outbound.circuit_breaker import Breaker
@@ -46,8 +46,8 @@ async def test_a_connection_with_no_route_is_closed_with_nothing_relayed():
 
 async def test_a_refused_upstream_closes_the_client_and_frees_the_breaker_slot():
     breaker = Breaker("outbound|5432||db", PoolLimits(max_connections=1))
-    port = free_port()  # nothing listens there
-    assert await relay_once(lambda client: Target("127.0.0.1", port, breaker.name, breaker=breaker)) == b""
+    with refused_port() as port:
+        assert await relay_once(lambda client: Target("127.0.0.1", port, breaker.name, breaker=breaker)) == b""
     assert breaker.active == 0
 
 

@@ -6,7 +6,7 @@ import asyncio
 import socket
 
 import pytest
-from tests.proxy.http_helpers import StubRouter, Upstream, closed, read_request, read_response
+from tests.proxy.http_helpers import StubRouter, Upstream, closed, read_request, read_response, refused_port
 
 from proxy.core.errors import UpstreamConnectError
 from proxy.http.listener import serve
@@ -73,11 +73,7 @@ async def test_a_connection_idle_longer_than_the_idle_timeout_is_closed():
 
 
 async def test_a_refused_connect_raises_upstream_connect_error():
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()  # bound then closed: nothing listens there
-    with pytest.raises(UpstreamConnectError, match="refused"):
+    with refused_port() as port, pytest.raises(UpstreamConnectError, match="refused"):
         await ConnectionPool().connect("127.0.0.1", port)
 
 
