@@ -13,8 +13,9 @@ the head arrived in and, once llhttp has parsed the whole head (on_headers_compl
 - it starts at the response's first byte: an upstream connection carries one exchange at a time, so a
   response starts at the first byte read after the request went out; the caller passes the reads since
   then (joined when the head came in several), and only when no interim 1xx head came first. It starts
-  with `HTTP/1.1 ` (an HTTP/1.0 head is rebuilt) and the status llhttp parsed (a second guard, against a
-  parser left mid-head by bytes an upstream sent after its previous response).
+  with `HTTP/1.1 ` (an HTTP/1.0 head is rebuilt), the status llhttp parsed (a second guard, against a
+  parser left mid-head by bytes an upstream sent after its previous response) and the SP after it (llhttp
+  lets an upstream leave it out before an empty reason; RFC 9112 4 requires it, so that head is rebuilt).
 - it is canonical: every line ends in CRLF (no bare CR or LF) and no line starts with SP or HTAB
   (obs-fold). llhttp guarantees this (it rejects all three in a response head unless its "dangerous
   leniencies" are set, which we never do; tests/proxy/test_response_head.py pins it), so a line is exactly
@@ -40,8 +41,9 @@ _HOP_LINE = re.compile(
     re.IGNORECASE,
 )
 _CRLF = b"\r\n"
-# `HTTP/1.1 200` per status code: the start of a head llhttp parsed with that status.
-_STARTS = {code: b"HTTP/1.1 %d" % code for code in range(100, 1000)}
+# `HTTP/1.1 200 ` per status code: the start of a head llhttp parsed with that status. With the SP after the
+# code (RFC 9112 4), which llhttp lets an upstream leave out before an empty reason: such a head is rebuilt.
+_STARTS = {code: b"HTTP/1.1 %d " % code for code in range(100, 1000)}
 _MIN_STATUS_LINE = len(b"HTTP/1.1 200\r\n")
 _MIN_HEADER_LINE = len(b"x:\r\n")
 
@@ -55,7 +57,7 @@ def scan(data: bytes, status: int, max_headers: int, keep_alive: bool) -> tuple[
     and is framed by Content-Length or chunked (RFC 9112 6.3), so a head without Transfer-Encoding that
     llhttp keeps alive has a Content-Length, and only the others are searched for one."""
     end = data.find(b"\r\n\r\n") + 2  # the head up to its final CRLF
-    if end < 2 or data[:12] != _STARTS.get(status):
+    if end < 2 or data[:13] != _STARTS.get(status):
         return None
     head = data[:end]
     # Count lines only when the head is long enough to hold too many (each header line takes 4 bytes or more).
@@ -75,8 +77,8 @@ def scan(data: bytes, status: int, max_headers: int, keep_alive: bool) -> tuple[
             if meaning is not _OTHER:
                 if meaning[0]:
                     chunked = meaning[1]  # type: ignore[assignment]
-                else:
-                    drop = meaning[1]  # type: ignore[assignment]
+                elif meaning[1] is not None:  # every Connection line counts (RFC 9110 5.3)
+                    drop = meaning[1] if drop is None else drop | meaning[1]  # type: ignore[operator]
         if drop is not None:  # rare: the Connection header names more hop-by-hop headers
             parts = [_cut(b"".join(parts), drop)]
     has_length = not chunked and (keep_alive or b"\r\ncontent-length:" in head.lower())

@@ -24,8 +24,12 @@ from proxy.core.conn_policy import Key
 from proxy.core.errors import UpstreamProtocolError, UpstreamReset
 from proxy.core.sink import Client, ResponseSink
 from proxy.http.flow import PEER_FULL, ReadGate
-from proxy.http.head import connection_tokens
+from proxy.http.head import more_tokens
 from proxy.http.response_head import parse, scan
+
+
+class _AfterHead(Exception):
+    """llhttp, which cannot know a response answers HEAD, parsed another head after it in the same read."""
 
 
 class Pool(Protocol):
@@ -127,6 +131,11 @@ class UpstreamConnection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:  # our own code raised inside a callback
+            if isinstance(exc.__context__, _AfterHead):  # the HEAD response went out whole: end it as usual,
+                self.head_done = False  # but never reuse the connection, whose state is unknown
+                self.parser = httptools.HttpResponseParser(self)
+                self._complete(False)
+                return
             self._fail(exc.__context__ or exc)
             return
         except httptools.HttpParserUpgrade as exc:
@@ -185,6 +194,8 @@ class UpstreamConnection(asyncio.Protocol):
     # --- httptools callbacks ----------------------------------------------------------------------
 
     def on_headers_complete(self) -> None:
+        if self.head_done:  # a head after a HEAD response's, in the same read: nothing asked for it, and
+            raise _AfterHead  # it must not reach the client as a response to its next request
         status = self.parser.get_status_code()
         interim_before = self.status  # set: a 1xx head came first, so this one does not start its read
         self.status = status
@@ -219,7 +230,7 @@ class UpstreamConnection(asyncio.Protocol):
             elif name == b"transfer-encoding":  # `gzip` alone would mean read-until-close
                 chunked = value.rstrip().lower().endswith(b"chunked")
             elif name == b"connection":
-                drop = connection_tokens(value)
+                drop = more_tokens(drop, value)
         exchange.on_response_head(status, reason, headers, drop, self._framing(exchange, status, has_length, chunked))
 
     def on_body(self, body: bytes) -> None:

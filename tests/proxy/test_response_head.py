@@ -191,3 +191,23 @@ async def test_llhttp_refuses_every_non_canonical_head_so_scan_never_sees_one(he
 def test_nothing_in_the_proxy_makes_llhttp_lenient():
     root = pathlib.Path(__file__).parents[2] / "proxy"
     assert not [p for p in root.rglob("*.py") if "set_dangerous_leniencies" in p.read_text()]
+
+
+async def test_a_status_line_without_its_space_before_an_empty_reason_is_rebuilt_with_it():
+    # RFC 9112 4: status-line = HTTP-version SP status-code SP [ reason-phrase ]; llhttp accepts the SP left out
+    out = answer(Side(), b"HTTP/1.1 200\r\nContent-Length: 2\r\n\r\nok")
+    assert out.startswith(b"HTTP/1.1 200 \r\n") and meaning(out)[2] == b"ok"
+    assert scan(b"HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n", 200, 100, True) is None
+
+
+@pytest.mark.parametrize("rule", [None, HttpRule(destinations=[WeightedDestination(host=FQDN)],
+                                                 headers=Headers(response=HeaderOperations(set={"x-added": "1"})))],
+                         ids=["as received", "rebuilt"])
+async def test_a_second_head_after_a_head_response_in_the_same_read_never_reaches_the_client(rule):
+    # llhttp cannot know the request was HEAD: it read "ok" as the body and parsed the next head in the same
+    # read, which went to the client as a second response (before issue 9) or answered 500 (the lean path)
+    side = Side(rule)
+    head = b"HTTP/1.1 200 OK\r\nServer: s\r\nContent-Length: 2\r\n\r\n"
+    out = answer(side, head + b"okHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nXX", request=get().replace(b"GET", b"HEAD"))
+    assert out.count(b"HTTP/1.1") == 1 and out.startswith(b"HTTP/1.1 200 OK\r\n") and out.endswith(b"\r\n\r\n")
+    assert b"500" not in out and side.conn.closed  # the upstream connection is in an unknown state: not reused
