@@ -51,7 +51,7 @@ _MIN_HEADER_LINE = len(b"x:\r\n")
 def scan(data: bytes, status: int, max_headers: int, keep_alive: bool) -> tuple[list[bytes], bool, bool] | None:
     """The head at the start of `data`, if it may go to the client as received (see the module's rules):
     (the parts to write: the head without its final CRLF and without hop-by-hop lines; whether it has a
-    Content-Length; whether its last Transfer-Encoding ends in `chunked`), else None.
+    Content-Length; whether it is chunked), else None; None too for a Transfer-Encoding other than `chunked`.
 
     `keep_alive` is llhttp's should_keep_alive() for the head: true only if it has no `Connection: close`
     and is framed by Content-Length or chunked (RFC 9112 6.3), so a head without Transfer-Encoding that
@@ -76,7 +76,9 @@ def scan(data: bytes, status: int, max_headers: int, keep_alive: bool) -> tuple[
                 meaning = _meaning(line)
             if meaning is not _OTHER:
                 if meaning[0]:
-                    chunked = meaning[1]  # type: ignore[assignment]
+                    if meaning[1] is None:  # a coding other than chunked: `parse`'s caller refuses it
+                        return None
+                    chunked = True
                 elif meaning[1] is not None:  # every Connection line counts (RFC 9110 5.3)
                     drop = meaning[1] if drop is None else drop | meaning[1]  # type: ignore[operator]
         if drop is not None:  # rare: the Connection header names more hop-by-hop headers
@@ -94,12 +96,13 @@ MEANING_KEY_MAX = 128
 
 
 def _meaning(line: bytes) -> tuple[bool, bool | frozenset[bytes] | None]:
-    """(True, chunked) for a Transfer-Encoding line, (False, listed names or None) for a Connection line,
+    """(True, True) for a `Transfer-Encoding: chunked` line, (True, None) for another Transfer-Encoding line, (False, listed names or None) for a Connection line,
     else _OTHER. `line` is `\r\n` + name + `:` + the rest, as received."""
     name, _, rest = line[2:].partition(b":")
     name = name.lower()
-    if name == b"transfer-encoding":  # `gzip` alone would mean read-until-close
-        meaning: tuple[bool, bool | frozenset[bytes] | None] = (True, rest.rstrip().lower().endswith(b"chunked"))
+    if name == b"transfer-encoding":  # (True, None): a coding we cannot forward (upstream.TRANSFER_CODING)
+        chunked = rest.strip().lower() == b"chunked"
+        meaning: tuple[bool, bool | frozenset[bytes] | None] = (True, True if chunked else None)
     elif name == b"connection":  # llhttp's value: the rest without its leading OWS
         meaning = (False, connection_tokens(rest.lstrip(b" \t")))
     else:

@@ -28,6 +28,11 @@ from proxy.http.head import more_tokens
 from proxy.http.response_head import parse, scan
 
 
+# TRANSFER_CODING: a response in any transfer coding but chunked (gzip, `gzip, chunked`...) is refused with 502
+# (UPE), as Envoy refuses it and as the listener answers such a request 501: we decode only chunked, and
+# forwarding the bytes with the coding's name dropped would hand the client a body it cannot read.
+
+
 class _AfterHead(Exception):
     """llhttp, which cannot know a response answers HEAD, parsed another head after it in the same read."""
 
@@ -227,8 +232,11 @@ class UpstreamConnection(asyncio.Protocol):
         for name, value in headers:
             if name == b"content-length":
                 has_length = True
-            elif name == b"transfer-encoding":  # `gzip` alone would mean read-until-close
-                chunked = value.rstrip().lower().endswith(b"chunked")
+            elif name == b"transfer-encoding":
+                if value.strip().lower() != b"chunked":  # TRANSFER_CODING
+                    raise UpstreamProtocolError(f"upstream sent transfer coding {value.decode('latin-1')!r}: "
+                                                "only chunked is implemented")
+                chunked = True
             elif name == b"connection":
                 drop = more_tokens(drop, value)
         exchange.on_response_head(status, reason, headers, drop, self._framing(exchange, status, has_length, chunked))
