@@ -28,6 +28,11 @@ HOP_BY_HOP = frozenset(
 # We answer `Expect: 100-continue` ourselves (as Envoy does by default), so it does not go upstream.
 REQUEST_DROP = HOP_BY_HOP | {b"expect"}
 _CONNECTION_OPTIONS = frozenset((b"close", b"keep-alive", b"upgrade"))
+# Names a Connection header may not take out of a forwarded message: the framing and the routing we rely on.
+# Without Content-Length a request's body went upstream unframed, read there as the next request (smuggled
+# past routing and policy), and a response went to the client unframed on a kept-alive connection. RFC 9110
+# 7.6.1 forbids listing a field meant for every recipient; Envoy never removes either.
+_NEVER_LISTED = frozenset((b"content-length", b"host"))
 
 
 class Mode(enum.Enum):
@@ -40,15 +45,26 @@ _PLAIN_CONNECTION = frozenset((b"keep-alive", b"close", b"upgrade", b"Keep-Alive
 
 
 def connection_tokens(value: bytes) -> frozenset[bytes] | None:
-    """Extra header names a Connection header declares hop-by-hop, or None (the usual case)."""
+    """Extra header names a Connection header declares hop-by-hop, or None (the usual case). Never
+    Content-Length or Host (_NEVER_LISTED). A message with several Connection lines drops the union
+    (`more_tokens`)."""
     if value in _PLAIN_CONNECTION:
         return None
     extra = None
     for token in value.split(b","):
         token = token.strip().lower()
-        if token and token not in _CONNECTION_OPTIONS:
+        if token and token not in _CONNECTION_OPTIONS and token not in _NEVER_LISTED:
             extra = (extra or frozenset()) | {token}
     return extra
+
+
+def more_tokens(drop: frozenset[bytes] | None, value: bytes) -> frozenset[bytes] | None:
+    """`drop` (the names earlier Connection lines listed) with those of one more Connection line: a field
+    sent as several lines is one list (RFC 9110 5.3), so every line counts, not only the last."""
+    tokens = connection_tokens(value)
+    if drop is None or tokens is None:
+        return tokens or drop
+    return drop | tokens
 
 
 def split_authority(authority: bytes) -> tuple[str, int]:

@@ -13,8 +13,9 @@ the head arrived in and, once llhttp has parsed the whole head (on_headers_compl
 - it starts at the response's first byte: an upstream connection carries one exchange at a time, so a
   response starts at the first byte read after the request went out; the caller passes the reads since
   then (joined when the head came in several), and only when no interim 1xx head came first. It starts
-  with `HTTP/1.1 ` (an HTTP/1.0 head is rebuilt) and the status llhttp parsed (a second guard, against a
-  parser left mid-head by bytes an upstream sent after its previous response).
+  with `HTTP/1.1 ` (an HTTP/1.0 head is rebuilt), the status llhttp parsed (a second guard, against a
+  parser left mid-head by bytes an upstream sent after its previous response) and the SP after it (llhttp
+  lets an upstream leave it out before an empty reason; RFC 9112 4 requires it, so that head is rebuilt).
 - it is canonical: every line ends in CRLF (no bare CR or LF) and no line starts with SP or HTAB
   (obs-fold). llhttp guarantees this (it rejects all three in a response head unless its "dangerous
   leniencies" are set, which we never do; tests/proxy/test_response_head.py pins it), so a line is exactly
@@ -40,8 +41,9 @@ _HOP_LINE = re.compile(
     re.IGNORECASE,
 )
 _CRLF = b"\r\n"
-# `HTTP/1.1 200` per status code: the start of a head llhttp parsed with that status.
-_STARTS = {code: b"HTTP/1.1 %d" % code for code in range(100, 1000)}
+# `HTTP/1.1 200 ` per status code: the start of a head llhttp parsed with that status. With the SP after the
+# code (RFC 9112 4), which llhttp lets an upstream leave out before an empty reason: such a head is rebuilt.
+_STARTS = {code: b"HTTP/1.1 %d " % code for code in range(100, 1000)}
 _MIN_STATUS_LINE = len(b"HTTP/1.1 200\r\n")
 _MIN_HEADER_LINE = len(b"x:\r\n")
 
@@ -49,13 +51,13 @@ _MIN_HEADER_LINE = len(b"x:\r\n")
 def scan(data: bytes, status: int, max_headers: int, keep_alive: bool) -> tuple[list[bytes], bool, bool] | None:
     """The head at the start of `data`, if it may go to the client as received (see the module's rules):
     (the parts to write: the head without its final CRLF and without hop-by-hop lines; whether it has a
-    Content-Length; whether its last Transfer-Encoding ends in `chunked`), else None.
+    Content-Length; whether it is chunked), else None; None too for a Transfer-Encoding other than `chunked`.
 
     `keep_alive` is llhttp's should_keep_alive() for the head: true only if it has no `Connection: close`
     and is framed by Content-Length or chunked (RFC 9112 6.3), so a head without Transfer-Encoding that
     llhttp keeps alive has a Content-Length, and only the others are searched for one."""
     end = data.find(b"\r\n\r\n") + 2  # the head up to its final CRLF
-    if end < 2 or data[:12] != _STARTS.get(status):
+    if end < 2 or data[:13] != _STARTS.get(status):
         return None
     head = data[:end]
     # Count lines only when the head is long enough to hold too many (each header line takes 4 bytes or more).
@@ -74,9 +76,11 @@ def scan(data: bytes, status: int, max_headers: int, keep_alive: bool) -> tuple[
                 meaning = _meaning(line)
             if meaning is not _OTHER:
                 if meaning[0]:
-                    chunked = meaning[1]  # type: ignore[assignment]
-                else:
-                    drop = meaning[1]  # type: ignore[assignment]
+                    if meaning[1] is None:  # a coding other than chunked: `parse`'s caller refuses it
+                        return None
+                    chunked = True
+                elif meaning[1] is not None:  # every Connection line counts (RFC 9110 5.3)
+                    drop = meaning[1] if drop is None else drop | meaning[1]  # type: ignore[operator]
         if drop is not None:  # rare: the Connection header names more hop-by-hop headers
             parts = [_cut(b"".join(parts), drop)]
     has_length = not chunked and (keep_alive or b"\r\ncontent-length:" in head.lower())
@@ -92,12 +96,13 @@ MEANING_KEY_MAX = 128
 
 
 def _meaning(line: bytes) -> tuple[bool, bool | frozenset[bytes] | None]:
-    """(True, chunked) for a Transfer-Encoding line, (False, listed names or None) for a Connection line,
+    """(True, True) for a `Transfer-Encoding: chunked` line, (True, None) for another Transfer-Encoding line, (False, listed names or None) for a Connection line,
     else _OTHER. `line` is `\r\n` + name + `:` + the rest, as received."""
     name, _, rest = line[2:].partition(b":")
     name = name.lower()
-    if name == b"transfer-encoding":  # `gzip` alone would mean read-until-close
-        meaning: tuple[bool, bool | frozenset[bytes] | None] = (True, rest.rstrip().lower().endswith(b"chunked"))
+    if name == b"transfer-encoding":  # (True, None): a coding we cannot forward (upstream.TRANSFER_CODING)
+        chunked = rest.strip().lower() == b"chunked"
+        meaning: tuple[bool, bool | frozenset[bytes] | None] = (True, True if chunked else None)
     elif name == b"connection":  # llhttp's value: the rest without its leading OWS
         meaning = (False, connection_tokens(rest.lstrip(b" \t")))
     else:

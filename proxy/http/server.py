@@ -32,7 +32,7 @@ from proxy.http.conn_guard import ConnectionGuard
 from proxy.http.connect_tunnel import ConnectExchange
 from proxy.http.exchange import Exchange
 from proxy.http.flow import PIPELINE, ReadGate
-from proxy.http.head import REQUEST_DROP, Mode, connection_tokens, new_request_id, resolve
+from proxy.http.head import REQUEST_DROP, Mode, more_tokens, new_request_id, resolve
 from proxy.http.listener_state import ServerState
 from proxy.http.server_lifecycle import LINGER, ConnectionLifecycle
 from proxy.http.server_pipeline import RequestPipeline
@@ -179,7 +179,7 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
             elif name == b"x-request-id":
                 has_id = True
             elif name == b"connection":
-                drop = connection_tokens(value)
+                drop = more_tokens(drop, value)
                 hop = True
             elif name in REQUEST_DROP:
                 hop = True

@@ -24,8 +24,17 @@ from proxy.core.conn_policy import Key
 from proxy.core.errors import UpstreamProtocolError, UpstreamReset
 from proxy.core.sink import Client, ResponseSink
 from proxy.http.flow import PEER_FULL, ReadGate
-from proxy.http.head import connection_tokens
+from proxy.http.head import more_tokens
 from proxy.http.response_head import parse, scan
+
+
+# TRANSFER_CODING: a response in any transfer coding but chunked (gzip, `gzip, chunked`...) is refused with 502
+# (UPE), as Envoy refuses it and as the listener answers such a request 501: we decode only chunked, and
+# forwarding the bytes with the coding's name dropped would hand the client a body it cannot read.
+
+
+class _AfterHead(Exception):
+    """llhttp, which cannot know a response answers HEAD, parsed another head after it in the same read."""
 
 
 class Pool(Protocol):
@@ -127,6 +136,11 @@ class UpstreamConnection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:  # our own code raised inside a callback
+            if isinstance(exc.__context__, _AfterHead):  # the HEAD response went out whole: end it as usual,
+                self.head_done = False  # but never reuse the connection, whose state is unknown
+                self.parser = httptools.HttpResponseParser(self)
+                self._complete(False)
+                return
             self._fail(exc.__context__ or exc)
             return
         except httptools.HttpParserUpgrade as exc:
@@ -185,6 +199,8 @@ class UpstreamConnection(asyncio.Protocol):
     # --- httptools callbacks ----------------------------------------------------------------------
 
     def on_headers_complete(self) -> None:
+        if self.head_done:  # a head after a HEAD response's, in the same read: nothing asked for it, and
+            raise _AfterHead  # it must not reach the client as a response to its next request
         status = self.parser.get_status_code()
         interim_before = self.status  # set: a 1xx head came first, so this one does not start its read
         self.status = status
@@ -216,10 +232,13 @@ class UpstreamConnection(asyncio.Protocol):
         for name, value in headers:
             if name == b"content-length":
                 has_length = True
-            elif name == b"transfer-encoding":  # `gzip` alone would mean read-until-close
-                chunked = value.rstrip().lower().endswith(b"chunked")
+            elif name == b"transfer-encoding":
+                if value.strip().lower() != b"chunked":  # TRANSFER_CODING
+                    raise UpstreamProtocolError(f"upstream sent transfer coding {value.decode('latin-1')!r}: "
+                                                "only chunked is implemented")
+                chunked = True
             elif name == b"connection":
-                drop = connection_tokens(value)
+                drop = more_tokens(drop, value)
         exchange.on_response_head(status, reason, headers, drop, self._framing(exchange, status, has_length, chunked))
 
     def on_body(self, body: bytes) -> None:
