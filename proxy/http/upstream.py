@@ -216,7 +216,8 @@ class UpstreamConnection(asyncio.Protocol):
                 _, reason, headers = parse(data, self.pool.max_headers)
                 exchange.on_upgrade(reason, headers)
             return
-        assert exchange is not None
+        if exchange is None:  # a second response in the read that ended the first: nothing asked for it
+            raise UpstreamProtocolError("upstream sent a response nothing asked for")  # _fail aborts
         found = None
         if not interim_before:
             found = scan(data, status, self.pool.max_headers, self.parser.should_keep_alive())

@@ -217,6 +217,18 @@ async def test_a_second_head_after_a_head_response_in_the_same_read_never_reache
     assert b"500" not in out and side.conn.closed  # the upstream connection is in an unknown state: not reused
 
 
+@pytest.mark.parametrize("rule", [None, HttpRule(destinations=[WeightedDestination(host=FQDN)],
+                                                 headers=Headers(response=HeaderOperations(set={"x-added": "1"})))],
+                         ids=["as received", "rebuilt"])
+async def test_a_second_response_after_a_complete_one_in_the_same_read_is_dropped_with_the_connection(rule):
+    # Nothing asked for it (no upstream pipelining): the client gets the first response only, no 500, and the
+    # upstream connection, whose state is unknown, is closed rather than pooled.
+    side = Side(rule)
+    out = answer(side, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nXX")
+    assert out.count(b"HTTP/1.1") == 1 and out.endswith(b"\r\n\r\nok") and b"XX" not in out
+    assert b"500" not in out and side.conn.closed
+
+
 # Hostile and odd upstream heads and what the client gets: found equal, byte for byte up to header-name case and
 # OWS, between the lean path and the parse-and-rebuild path before it (base9) by a differential run (attack9);
 # pinned here as bytes. The rebuilt ones have lower-case names; the 502s are llhttp refusing the head, or a
