@@ -123,6 +123,9 @@ def resolve(mode: Mode, url: bytes, host_header: bytes | None) -> tuple[str, int
 AUTHORITY_CACHE_SIZE = 1024
 AUTHORITY_CACHE_KEY_MAX = 261  # 253 + ":65535"; longer values are parsed every time
 _AUTHORITIES: dict[bytes, tuple[str, int]] = {}
+# The cache's lookup, for the listener's common case (origin-form, a Host seen before) without a resolve() call;
+# bound once, so _AUTHORITIES is only ever cleared in place, never rebound.
+cached_authority = _AUTHORITIES.get
 
 
 def _check_absolute(url: bytes, host: str, port: int) -> bytes:

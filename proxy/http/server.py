@@ -32,7 +32,7 @@ from proxy.http.conn_guard import ConnectionGuard
 from proxy.http.connect_tunnel import ConnectExchange
 from proxy.http.exchange import Exchange
 from proxy.http.flow import PIPELINE, ReadGate
-from proxy.http.head import REQUEST_DROP, Mode, more_tokens, new_request_id, resolve
+from proxy.http.head import REQUEST_DROP, Mode, cached_authority, more_tokens, new_request_id, resolve
 from proxy.http.listener_state import ServerState
 from proxy.http.server_lifecycle import LINGER, ConnectionLifecycle
 from proxy.http.server_pipeline import RequestPipeline
@@ -41,6 +41,8 @@ from proxy.http.upstream import UpstreamConnection
 __all__ = ["HttpProxyProtocol", "LINGER"]
 
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
+# The header names on_headers_complete looks at; any other name costs it one set lookup.
+_NOTED = REQUEST_DROP | {b"host", b"content-length", b"x-request-id"}
 
 
 class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, asyncio.Protocol):
@@ -162,6 +164,8 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
         drop = None
         error: BadRequest | None = None
         for name, value in headers:
+            if name not in _NOTED:  # most headers (user-agent, accept ...): one set lookup
+                continue
             if name == b"host":
                 if host is None:
                     host = value
@@ -181,7 +185,7 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
             elif name == b"connection":
                 drop = more_tokens(drop, value)
                 hop = True
-            elif name in REQUEST_DROP:
+            else:  # the rest of REQUEST_DROP
                 hop = True
         if not http11 and error is None:
             if version != "1.0":  # HTTP/0.9 (no version) or a version this listener does not speak
@@ -190,24 +194,32 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
                 error = BadRequest("Transfer-Encoding in an HTTP/1.0 request")
         head = None
         raw_head = None
-        target = self.url
+        url = target = self.url
         upgrade = None
-        if parser.should_upgrade() and method == b"GET":
-            upgrade = next((v for n, v in headers if n == b"upgrade"), None)
-            if upgrade is not None and upgrade.strip().lower() != b"websocket":
-                upgrade = None
+        if parser.should_upgrade():  # rare: read the flag once
+            if method == b"GET":
+                upgrade = next((v for n, v in headers if n == b"upgrade"), None)
+                if upgrade is not None and upgrade.strip().lower() != b"websocket":
+                    upgrade = None
+            if error is None and upgrade is None:
+                error = BadRequest("CONNECT is not supported: send plain HTTP requests through this proxy"
+                                   if method == b"CONNECT" else "protocol upgrade is not supported")
         # error: a bad header found above (two Hosts, a transfer coding), answered as it is
-        if error is None and parser.should_upgrade() and upgrade is None:
-            error = BadRequest("CONNECT is not supported: send plain HTTP requests through this proxy"
-                               if method == b"CONNECT" else "protocol upgrade is not supported")
-        elif error is None:
-            try:
-                host_s, port, target, host_override = resolve(self.mode, target, host)
-            except BadRequest as exc:
-                error = exc
+        if error is None:
+            origin = url[:1] == b"/"
+            # The common case, resolve()'s own first step inlined: origin-form and a Host seen before.
+            found = cached_authority(host) if origin and host is not None else None
+            if found is not None:
+                host_s, port = found
+                host_override = None
             else:
+                try:
+                    host_s, port, target, host_override = resolve(self.mode, url, host)
+                except BadRequest as exc:
+                    error = exc
+            if error is None:
                 end = 0
-                if raw is not None and not hop and http11 and host_override is None and self.url[:1] == b"/":  # origin-form as sent
+                if raw is not None and not hop and http11 and host_override is None and origin:  # origin-form as sent
                     end = _head_end(raw, method, len(headers))
                 if host_override is not None:
                     headers = [h for h in headers if h[0] != b"host"]
@@ -223,21 +235,27 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
                 head = RequestHead(_METHODS.get(method) or method.decode("latin-1"), host_s, port,
                                    target.decode("latin-1"), headers, self.client)
         pipeline = self.pipeline
-        if len(pipeline) >= self.shared.limits.max_pipelined:
+        if pipeline and len(pipeline) >= self.shared.limits.max_pipelined:  # max_pipelined >= 1 (limits.py)
             # Read no further: answer what is queued, then close; the client retries the rest (RFC 9112 9.3.2).
             self._stop_reading()  # _advance closes once the queue is answered
             return
         ex = Exchange(self, head, method, target, headers, drop, has_body, chunked, http11,
                       keep_alive and error is None and upgrade is None, expect, error)
-        ex.upgrade = upgrade
-        ex.raw_head = raw_head
+        if upgrade is not None:
+            ex.upgrade = upgrade
+        if raw_head is not None:
+            ex.raw_head = raw_head
         self.current = ex
         if error is None and self.active is None and not pipeline and not self.closing:
-            # Nothing queued (the usual case): start it here, as _advance would, without the queue round trip.
+            # Nothing queued (the usual case): start it here, as _advance would (with _start inlined),
+            # without the queue round trip.
             self.active = ex
             self.advancing = True
             try:
-                self._start(ex)
+                ex.start()
+            except Exception as exc:  # a bug of ours while routing or sending: 500, logged, closed
+                self.stopping = True
+                ex.fail(exc)
             finally:
                 self.advancing = False
             if self.active is None:  # answered at once: what _advance does after its loop

@@ -107,3 +107,11 @@ def test_the_host_cache_answers_as_the_parser_and_is_bounded(monkeypatch):
     resolve(Mode.OUTBOUND, b"/", b"x" * (head_module.AUTHORITY_CACHE_KEY_MAX + 1))  # too long to keep
     assert len(head_module._AUTHORITIES) <= 2 and b"reviews:http" not in head_module._AUTHORITIES
     assert all(len(key) <= head_module.AUTHORITY_CACHE_KEY_MAX for key in head_module._AUTHORITIES)
+
+
+def test_the_listeners_inline_host_lookup_reads_the_cache_resolve_fills():
+    # server.py looks a Host up with cached_authority before calling resolve(): both must see one dict.
+    from proxy.http.head import cached_authority
+    host = b"inline-cache-check:8123"
+    assert resolve(Mode.INBOUND, b"/", host) == ("inline-cache-check", 8123, b"/", None)
+    assert cached_authority(host) == ("inline-cache-check", 8123)
