@@ -32,6 +32,7 @@ def fails_first(n: int, *, before_body: bool = False):  # type: ignore[no-untype
     """Keep-alive backend: 503 to its first `n` requests (with `before_body`, as soon as the head is in,
     without reading the body, then closes), then echoes each request's body."""
     seen = {"n": 0}
+    answered = asyncio.Event()  # the early 503s went out (handler.answered): a test may wait for it
 
     async def handler(up, reader, writer):  # type: ignore[no-untyped-def]
         while True:
@@ -40,6 +41,8 @@ def fails_first(n: int, *, before_body: bool = False):  # type: ignore[no-untype
                 seen["n"] += 1
                 writer.write(b"HTTP/1.1 503 Nope\r\nContent-Length: 4\r\nConnection: close\r\n\r\nnope")
                 await writer.drain()
+                if seen["n"] == n:
+                    answered.set()
                 return
             req = await read_request(reader)
             up.requests.append(req)
@@ -49,7 +52,19 @@ def fails_first(n: int, *, before_body: bool = False):  # type: ignore[no-untype
             else:
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(req.body), req.body))
             await writer.drain()
+    handler.answered = answered  # type: ignore[attr-defined]
     return handler
+
+
+async def early_503_read(backend) -> None:  # type: ignore[no-untyped-def]
+    """Until a `before_body` backend's 503s went out and the proxy has read them. A fixed sleep lost this race
+    under load (the rest of the body then went out within the first try). The 503 is in the proxy's socket
+    once the backend's drain returns, and the loop's next I/O poll, which runs before these yields resume,
+    hands it to the proxy."""
+    await asyncio.wait_for(backend.answered.wait(), 10)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.05)
 
 
 async def warm(reader, writer) -> None:  # type: ignore[no-untyped-def]
@@ -92,10 +107,11 @@ async def test_an_empty_body_and_no_body_are_retried(proxy_for):
 
 
 async def test_a_retry_while_the_body_is_still_arriving_sends_what_came_and_then_the_rest(proxy_for):
-    async with Upstream(fails_first(1, before_body=True)) as up:
+    backend = fails_first(1, before_body=True)
+    async with Upstream(backend) as up:
         reader, writer = await proxy_for(Router(up, RETRY_5XX))
         writer.write(b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n01234")
-        await asyncio.sleep(0.2)  # the first try was answered 503 before the rest of the body
+        await early_503_read(backend)  # the first try was answered 503 before the rest of the body
         writer.write(b"56789")
         resp = await read_response(reader)
     assert resp.status == 200 and resp.body == b"0123456789"
@@ -124,10 +140,11 @@ async def test_a_body_outgrowing_the_buffer_during_the_back_off_is_a_507(proxy_f
     monkeypatch.setattr(exchange, "RETRY_BUFFER_LIMIT", 10)
     slow = compile_policy(xds.HttpRule(destinations=[xds.WeightedDestination(host="h")],
                                        retry=xds.RetryPolicy(attempts=3, retry_on=["5xx"], backoff_ms=2000)))
-    async with Upstream(fails_first(1, before_body=True)) as up:
+    backend = fails_first(1, before_body=True)
+    async with Upstream(backend) as up:
         reader, writer = await proxy_for(Router(up, slow))
         writer.write(b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 20\r\n\r\n01234")
-        await asyncio.sleep(0.1)  # the 503 came; the retry waits out its back-off
+        await early_503_read(backend)  # the retry now waits out its 2 s back-off
         writer.write(b"56789abcdefghij")
         resp = await read_response(reader)
     assert resp.status == 507 and b"retry" in resp.body
