@@ -108,7 +108,17 @@ class ResponseSide:
         if self.resp_done:
             return
         self.conn = None
-        self._finish()
+        # _finish, inline (the common end: one call fewer per request)
+        self.resp_done = True
+        target = self.upstream
+        if target is not None and (target.held or target.slot):
+            target.release()
+        if self.ctl is not None:
+            self.ctl.finish()
+        self.deadline = 0.0
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         if self.stream_chunked:
             self.out.append(LAST_CHUNK)
         self.flush()

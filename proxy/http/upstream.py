@@ -160,7 +160,7 @@ class UpstreamConnection(asyncio.Protocol):
             keep_alive = self.parser.should_keep_alive()
             self.parser = httptools.HttpResponseParser(self)
             self._complete(keep_alive)
-        else:
+        elif self.exchange is not None:  # ended in this read (_complete or a failure): its end flushed it
             exchange.flush()
 
     def eof_received(self) -> bool | None:
@@ -243,8 +243,9 @@ class UpstreamConnection(asyncio.Protocol):
         exchange.on_response_head(status, reason, headers, drop, self._framing(exchange, status, has_length, chunked))
 
     def on_body(self, body: bytes) -> None:
-        if not self.head_done and self.exchange is not None:
-            self.exchange.on_response_body(body)
+        exchange = self.exchange
+        if exchange is not None and not self.head_done:
+            exchange.on_response_body(body)
 
     def on_message_complete(self) -> None:
         if self.status >= 200 and not self.head_done:
