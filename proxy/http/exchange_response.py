@@ -119,10 +119,14 @@ class ResponseSide:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        out = self.out
         if self.stream_chunked:
-            self.out.append(LAST_CHUNK)
-        self.flush()
+            out.append(LAST_CHUNK)
         proto = self.proto
+        if out:  # flush, inline
+            self.head_sent = True
+            proto.writelines(out)
+            out.clear()
         if proto.gate.reasons & PEER_FULL:
             proto.gate.resume(PEER_FULL)
         if proto.shared.on_complete is not None:  # no access log or telemetry: nothing to report
