@@ -223,7 +223,15 @@ class UpstreamConnection(asyncio.Protocol):
             found = scan(data, status, self.pool.max_headers, self.parser.should_keep_alive())
         if found is not None:  # the head as received (the usual case): no header list is built
             parts, has_length, chunked = found
-            if exchange.on_raw_response_head(status, parts, self._framing(exchange, status, has_length, chunked)):
+            if exchange.is_head or status == 204 or status == 304:  # _framing, inline
+                self.head_done = exchange.is_head
+                framing = NO_BODY
+            elif has_length and not chunked:
+                framing = LENGTH
+            else:
+                self.until_close = not chunked
+                framing = STREAM
+            if exchange.on_raw_response_head(status, parts, framing):
                 return
         # Rebuilt from the parsed headers: a head after a 1xx, an HTTP/1.0 one, one past max_headers (parse
         # raises), or an exchange that edits response headers.
