@@ -139,7 +139,7 @@ class UpstreamConnection(asyncio.Protocol):
             if isinstance(exc.__context__, _AfterHead):  # the HEAD response went out whole: end it as usual,
                 self.head_done = False  # but never reuse the connection, whose state is unknown
                 self.parser = httptools.HttpResponseParser(self)
-                self._complete(False)
+                self.on_message_complete(False)
                 return
             self._fail(exc.__context__ or exc)
             return
@@ -159,8 +159,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.head_done = False
             keep_alive = self.parser.should_keep_alive()
             self.parser = httptools.HttpResponseParser(self)
-            self._complete(keep_alive)
-        elif self.exchange is not None:  # ended in this read (_complete or a failure): its end flushed it
+            self.on_message_complete(keep_alive)
+        elif self.exchange is not None:  # ended in this read (complete or failed): its end flushed it
             exchange.flush()
 
     def eof_received(self) -> bool | None:
@@ -223,15 +223,7 @@ class UpstreamConnection(asyncio.Protocol):
             found = scan(data, status, self.pool.max_headers, self.parser.should_keep_alive())
         if found is not None:  # the head as received (the usual case): no header list is built
             parts, has_length, chunked = found
-            if exchange.is_head or status == 204 or status == 304:  # _framing, inline
-                self.head_done = exchange.is_head
-                framing = NO_BODY
-            elif has_length and not chunked:
-                framing = LENGTH
-            else:
-                self.until_close = not chunked
-                framing = STREAM
-            if exchange.on_raw_response_head(status, parts, framing):
+            if exchange.on_raw_response_head(status, parts, self._framing(exchange, status, has_length, chunked)):
                 return
         # Rebuilt from the parsed headers: a head after a 1xx, an HTTP/1.0 one, one past max_headers (parse
         # raises), or an exchange that edits response headers.
@@ -255,14 +247,18 @@ class UpstreamConnection(asyncio.Protocol):
         if exchange is not None and not self.head_done:
             exchange.on_response_body(body)
 
-    def on_message_complete(self) -> None:
-        # _complete, inline (every response ends here but a HEAD one): one call fewer per request
+    def on_message_complete(self, keep_alive: bool | None = None) -> None:
+        """The response ended: the connection back to the pool (or closed), then the exchange told.
+        `keep_alive`: given when a HEAD response ends in data_received, whose parser is replaced; else llhttp's."""
         exchange = self.exchange
         if exchange is None or self.status < 200 or self.head_done:
             return
         self.exchange = None
         self.until_close = False
-        if self.parser.should_keep_alive() and exchange.req_done and (not self.limited or self._may_continue()):
+        if keep_alive is None:
+            keep_alive = self.parser.should_keep_alive()
+        # Reusable only if the whole request went out too (an early answer leaves it half-sent).
+        if keep_alive and exchange.req_done and (not self.limited or self._may_continue()):
             self.pool.release(self)
         else:
             self.closed = True
@@ -279,20 +275,6 @@ class UpstreamConnection(asyncio.Protocol):
             return LENGTH
         self.until_close = not chunked
         return STREAM
-
-    def _complete(self, keep_alive: bool) -> None:
-        exchange = self.exchange
-        if exchange is None:
-            return
-        self.exchange = None
-        self.until_close = False
-        # Reusable only if the whole request went out too (an early answer leaves it half-sent).
-        if keep_alive and exchange.req_done and (not self.limited or self._may_continue()):
-            self.pool.release(self)
-        else:
-            self.closed = True
-            self.transport.close()
-        exchange.on_response_end()
 
     def _may_continue(self) -> bool:
         """After a response: whether maxRequestsPerConnection and maxConnectionDuration allow another."""
