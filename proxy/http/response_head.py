@@ -60,16 +60,27 @@ def scan(data: bytes, status: int, max_headers: int, keep_alive: bool) -> tuple[
     if end < 2 or data[:13] != _STARTS.get(status):
         return None
     head = data[:end]
+    key = None
+    if end <= SHAPE_KEY_MAX:
+        key = head.translate(_MASK_DIGITS)
+        shape = _SHAPES.get(key)
+        if shape is not None and shape[0] == keep_alive and shape[1] == max_headers:
+            cuts = shape[2]
+            if cuts is None:
+                return [head], shape[3], shape[4]
+            if len(cuts) == 2:  # a tuple: the one cut of the common head (a list has 3 pairs or more)
+                return [head[:cuts[0]], head[cuts[1]:]], shape[3], shape[4]
+            return [head[a:b] for a, b in cuts], shape[3], shape[4]
     # Count lines only when the head is long enough to hold too many (each header line takes 4 bytes or more).
     if end > _MIN_STATUS_LINE + _MIN_HEADER_LINE * max_headers and head.count(b"\n") > max_headers + 1:
         return None
     pieces = _HOP_LINE.split(head)  # [kept, cut, kept, ..., kept]
     chunked = False
+    drop = None
     if len(pieces) == 1:
         parts = pieces
     else:
         parts = pieces[::2]
-        drop = None
         for line in pieces[1::2]:
             meaning = _MEANINGS.get(line)
             if meaning is None:
@@ -84,7 +95,38 @@ def scan(data: bytes, status: int, max_headers: int, keep_alive: bool) -> tuple[
         if drop is not None:  # rare: the Connection header names more hop-by-hop headers
             parts = [_cut(b"".join(parts), drop)]
     has_length = not chunked and (keep_alive or b"\r\ncontent-length:" in head.lower())
+    if key is not None and drop is None:
+        _remember(key, keep_alive, max_headers, pieces, has_length, chunked)
     return parts, has_length, chunked
+
+
+# Heads an upstream sends repeat but for their digits (Date, Content-Length, ids...): each shape is split
+# once. The key is the head with every digit made `0`. A digit never changes where _HOP_LINE splits (no
+# hop-by-hop name has one), nor a line count, nor a Content-Length's presence. It could change what a cut
+# line means only through a Connection token that names a header (`x-v1`): a shape whose Connection names
+# any is not kept. A chunked line has no digit, and a coding other than chunked never gets here; any other
+# cut line is cut whatever its value. Bounded in entries and key length, like _MEANINGS.
+_MASK_DIGITS = bytes.maketrans(b"123456789", b"000000000")
+_Shape = tuple[bool, int, "list[tuple[int, int]] | tuple[int, int] | None", bool, bool]
+_SHAPES: dict[bytes, _Shape] = {}
+SHAPES_SIZE = 256
+SHAPE_KEY_MAX = 1024
+
+
+def _remember(key: bytes, keep_alive: bool, max_headers: int, pieces: list[bytes], has_length: bool,
+              chunked: bool) -> None:
+    cuts: list[tuple[int, int]] | tuple[int, int] | None = None
+    if len(pieces) == 3:
+        cuts = (len(pieces[0]), len(pieces[0]) + len(pieces[1]))
+    elif len(pieces) > 3:
+        cuts, at = [], 0
+        for i, piece in enumerate(pieces):
+            if not i % 2:
+                cuts.append((at, at + len(piece)))
+            at += len(piece)
+    if len(_SHAPES) >= SHAPES_SIZE:
+        _SHAPES.clear()
+    _SHAPES[key] = (keep_alive, max_headers, cuts, has_length, chunked)
 
 
 # What a cut line means to framing, per line as received (`\r\nConnection: keep-alive`...): upstreams send

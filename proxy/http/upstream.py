@@ -139,7 +139,7 @@ class UpstreamConnection(asyncio.Protocol):
             if isinstance(exc.__context__, _AfterHead):  # the HEAD response went out whole: end it as usual,
                 self.head_done = False  # but never reuse the connection, whose state is unknown
                 self.parser = httptools.HttpResponseParser(self)
-                self._complete(False)
+                self.on_message_complete(False)
                 return
             self._fail(exc.__context__ or exc)
             return
@@ -159,8 +159,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.head_done = False
             keep_alive = self.parser.should_keep_alive()
             self.parser = httptools.HttpResponseParser(self)
-            self._complete(keep_alive)
-        else:
+            self.on_message_complete(keep_alive)
+        elif self.exchange is not None:  # ended in this read (complete or failed): its end flushed it
             exchange.flush()
 
     def eof_received(self) -> bool | None:
@@ -243,12 +243,27 @@ class UpstreamConnection(asyncio.Protocol):
         exchange.on_response_head(status, reason, headers, drop, self._framing(exchange, status, has_length, chunked))
 
     def on_body(self, body: bytes) -> None:
-        if not self.head_done and self.exchange is not None:
-            self.exchange.on_response_body(body)
+        exchange = self.exchange
+        if exchange is not None and not self.head_done:
+            exchange.on_response_body(body)
 
-    def on_message_complete(self) -> None:
-        if self.status >= 200 and not self.head_done:
-            self._complete(self.parser.should_keep_alive())
+    def on_message_complete(self, keep_alive: bool | None = None) -> None:
+        """The response ended: the connection back to the pool (or closed), then the exchange told.
+        `keep_alive`: given when a HEAD response ends in data_received, whose parser is replaced; else llhttp's."""
+        exchange = self.exchange
+        if exchange is None or self.status < 200 or self.head_done:
+            return
+        self.exchange = None
+        self.until_close = False
+        if keep_alive is None:
+            keep_alive = self.parser.should_keep_alive()
+        # Reusable only if the whole request went out too (an early answer leaves it half-sent).
+        if keep_alive and exchange.req_done and (not self.limited or self._may_continue()):
+            self.pool.release(self)
+        else:
+            self.closed = True
+            self.transport.close()
+        exchange.on_response_end()
 
     # --- internals --------------------------------------------------------------------------------
 
@@ -260,20 +275,6 @@ class UpstreamConnection(asyncio.Protocol):
             return LENGTH
         self.until_close = not chunked
         return STREAM
-
-    def _complete(self, keep_alive: bool) -> None:
-        exchange = self.exchange
-        if exchange is None:
-            return
-        self.exchange = None
-        self.until_close = False
-        # Reusable only if the whole request went out too (an early answer leaves it half-sent).
-        if keep_alive and exchange.req_done and (not self.limited or self._may_continue()):
-            self.pool.release(self)
-        else:
-            self.closed = True
-            self.transport.close()
-        exchange.on_response_end()
 
     def _may_continue(self) -> bool:
         """After a response: whether maxRequestsPerConnection and maxConnectionDuration allow another."""

@@ -167,6 +167,33 @@ def test_cut_line_meanings_are_bounded():
     assert all(len(line) <= response_head.MEANING_KEY_MAX for line in response_head._MEANINGS)
 
 
+def test_a_head_seen_before_but_for_its_digits_is_split_as_if_new():
+    """The shape memo (_SHAPES) answers from a head's digit-masked bytes: each answer must equal a fresh scan's."""
+    heads = [b"HTTP/1.1 200 OK\r\nDate: %d\r\nConnection: keep-alive\r\nContent-Length: %d\r\nX: %d\r\n\r\n"
+             % (i, i * 7, i) for i in range(1, 4)]
+    heads += [b"HTTP/1.1 200 OK\r\nConnection: x-v%d\r\nX-V%d: a\r\nX-V1: b\r\n\r\n" % (i, i) for i in range(1, 4)]
+    heads += [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nKeep-Alive: %d\r\nTE: %d\r\nY: 1\r\n\r\n" % (i, i)
+              for i in range(1, 4)]
+    for keep_alive in (True, False):
+        for head in heads:
+            response_head._SHAPES.clear()
+            fresh = scan(head + b"body", 200, 100, keep_alive)
+            for other in heads:
+                scan(other, 200, 100, keep_alive)  # fill the memo with its neighbours' shapes
+            assert scan(head + b"body", 200, 100, keep_alive) == fresh
+    scan(heads[3], 200, 100, True)
+    assert scan(heads[4], 200, 100, True)[0] == [b"HTTP/1.1 200 OK\r\nX-V1: b\r\n"]  # x-v2's cut, not x-v1's
+    assert scan(heads[0], 200, 2, True) is None  # the memo keeps the header count bound (max_headers)
+
+
+def test_head_shapes_are_bounded():
+    for i in range(response_head.SHAPES_SIZE + 10):
+        scan(b"HTTP/1.1 200 OK\r\nX-%s: 1\r\n\r\n" % (b"a" * i), 200, 100, True)
+    scan(b"HTTP/1.1 200 OK\r\nX: %s\r\n\r\n" % (b"y" * 2000), 200, 100, True)
+    assert 0 < len(response_head._SHAPES) <= response_head.SHAPES_SIZE
+    assert all(len(key) <= response_head.SHAPE_KEY_MAX for key in response_head._SHAPES)
+
+
 def test_parse_skips_interim_heads_and_bounds_the_header_count():
     status, reason, headers = parse(b"HTTP/1.1 100 Continue\r\nX: 1\r\n\r\n" + NGINX, 5)
     assert (status, reason) == (200, b"OK") and headers[0] == (b"server", b"nginx") and len(headers) == 5
