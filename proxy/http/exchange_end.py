@@ -74,8 +74,7 @@ class ExchangeEnd:
 
     def _finish(self) -> None:
         """The response is settled (complete, failed, or the client left): stop the timers and give
-        the endpoint's in-flight slot back. Runs once; every path that ends an exchange calls it (on_response_end,
-        in exchange_response.py, runs a copy inline: change both)."""
+        the endpoint's in-flight slot back. Runs once; every path that ends an exchange calls it."""
         self.resp_done = True
         target = self.upstream
         if target is not None and (target.held or target.slot):  # Target.release, called only when it has work

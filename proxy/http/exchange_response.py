@@ -108,25 +108,11 @@ class ResponseSide:
         if self.resp_done:
             return
         self.conn = None
-        # _finish, inline (the common end: one call fewer per request)
-        self.resp_done = True
-        target = self.upstream
-        if target is not None and (target.held or target.slot):
-            target.release()
-        if self.ctl is not None:
-            self.ctl.finish()
-        self.deadline = 0.0
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        out = self.out
+        self._finish()  # one place that settles an exchange: the stages to come (telemetry) extend it
         if self.stream_chunked:
-            out.append(LAST_CHUNK)
+            self.out.append(LAST_CHUNK)
+        self.flush()
         proto = self.proto
-        if out:  # flush, inline
-            self.head_sent = True
-            proto.writelines(out)
-            out.clear()
         if proto.gate.reasons & PEER_FULL:
             proto.gate.resume(PEER_FULL)
         if proto.shared.on_complete is not None:  # no access log or telemetry: nothing to report
