@@ -20,8 +20,14 @@ XDS_SNAPSHOT = f"{PREFIX}.xds.snapshot"  # SnapshotRequest -> Push (full)
 XDS_ACK = f"{PREFIX}.xds.ack"  # Ack, published
 XDS_STATUS = f"{PREFIX}.xds.status"  # ProxyStatusRequest -> ProxyStatusReply (queue group "pilot"; operators)
 
-# ca, request/reply, queue group "ca"
-CA_BUNDLE = f"{PREFIX}.ca.bundle"  # any payload -> TrustBundle (services/ca/service.py)
+# ca, request/reply, queue group "ca" (proto/ca.py)
+CA_BUNDLE = f"{PREFIX}.ca.bundle"  # any payload -> TrustBundle
+CA_BUNDLE_UPDATES = f"{PREFIX}.ca.bundle.updates"  # TrustBundle, published on every change
+CA_SIGN = f"{PREFIX}.ca.sign"  # SignRequest -> SignReply (proxies)
+CA_TOKEN_CREATE = f"{PREFIX}.ca.token.create"  # TokenCreateRequest -> TokenCreateReply (operator)
+CA_TOKEN_LIST = f"{PREFIX}.ca.token.list"  # any payload -> TokenListReply (operator)
+CA_TOKEN_REVOKE = f"{PREFIX}.ca.token.revoke"  # TokenRevokeRequest -> TokenRevokeReply (operator)
+CA_ROTATE = f"{PREFIX}.ca.rotate"  # any payload -> RotateRootReply (operator)
 
 # readiness: request/reply, every instance answers
 HEALTH = f"{PREFIX}.health"  # f"{HEALTH}.{service}" -> HealthReply
