@@ -9,6 +9,8 @@
 | ISTHMUS_LOG_LEVEL        | info                     | debug, info, warning, error                   |
 | ISTHMUS_INSTANCE         | <hostname>-<pid>         | this process's name on the bus                |
 | ISTHMUS_OUTBOUND_TRAFFIC_POLICY | ALLOW_ANY         | pilot: meshConfig.outboundTrafficPolicy.mode  |
+| ISTHMUS_TRUST_DOMAIN     | cluster.local            | SPIFFE trust domain (meshConfig.trustDomain)  |
+| ISTHMUS_ROOT_NAMESPACE   | istio-system             | mesh-wide policies live here (meshConfig.rootNamespace) |
 
 Pilot's bounds on one config submission (ConfigLimits; docs/decisions.md says where each default comes
 from): ISTHMUS_CONFIG_MAX_BYTES (3 MiB), ISTHMUS_CONFIG_MAX_DOCUMENTS (1000), ISTHMUS_CONFIG_MAX_DEPTH
@@ -98,6 +100,10 @@ class Settings:
     # pilot: what sidecars do with hosts the registry does not know (ALLOW_ANY or REGISTRY_ONLY), pushed to all
     outbound_traffic_policy: str = "ALLOW_ANY"
     config_limits: ConfigLimits = field(default_factory=ConfigLimits)
+    # identities are spiffe://<trust_domain>/ns/<ns>/sa/<sa>; policies in root_namespace apply mesh-wide (Istio's
+    # meshConfig.trustDomain and meshConfig.rootNamespace)
+    trust_domain: str = "cluster.local"
+    root_namespace: str = "istio-system"
 
     @classmethod
     def load(cls, **flags: Any) -> "Settings":
@@ -112,6 +118,8 @@ class Settings:
             instance=env.get("ISTHMUS_INSTANCE") or _instance_name(),
             outbound_traffic_policy=env.get("ISTHMUS_OUTBOUND_TRAFFIC_POLICY", "ALLOW_ANY").strip().upper(),
             config_limits=ConfigLimits.from_env(),
+            trust_domain=env.get("ISTHMUS_TRUST_DOMAIN", "cluster.local"),
+            root_namespace=env.get("ISTHMUS_ROOT_NAMESPACE", "istio-system"),
         )
         given = {k: v for k, v in flags.items() if v is not None}
         settings = replace(base, **given)
