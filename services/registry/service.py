@@ -4,8 +4,8 @@ A proxy registers its workload; the registry grants an etcd lease (TTL from the 
 default) and stores the workload under it. Heartbeats refresh the lease and carry health; a
 heartbeat for a lease etcd no longer knows answers "unknown lease", so the proxy registers again.
 A proxy that dies stops heartbeating and its endpoint vanishes when the lease expires; while the registry
-cannot reach the bus, it holds every lease itself instead (lease_hold.py: an outage of the bus is not the
-death of every workload).
+cannot reach the bus, it holds every lease itself instead (runtime/lease_hold.py: an outage of the bus is
+not the death of every workload).
 
 The leader watches the registry prefix and publishes EndpointEvents, so each change is announced
 once however many replicas run. Request handlers are stateless (queue group "registry").
@@ -27,10 +27,10 @@ from proto.registry import (
     Workload,
 )
 from runtime.bus import decode, encode
+from runtime.lease_hold import LeaseHold
 from runtime.leader import LeaderElection
 from runtime.service import ServiceProcess
 from runtime.store import REGISTRY_PREFIX, StoreError
-from services.registry.lease_hold import LeaseHold
 
 MAX_TTL = 300
 REQUEST_CONCURRENCY = 64

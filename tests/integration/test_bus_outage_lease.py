@@ -78,3 +78,27 @@ async def test_a_workload_that_dies_during_the_outage_is_removed_after_it(mesh: 
     assert front.endpoints(host) == 1  # held through the outage (and for a grace after it)
     # gone once the grace (2 TTLs) and the lease's own TTL have passed: the hold does not keep it forever
     await eventually(lambda: front.endpoints(host) == 0, timeout=3 * LEASE_TTL + 15)
+
+
+async def test_traffic_keeps_flowing_while_every_registry_is_down_longer_than_the_lease_ttl(mesh: ControlPlane) -> None:
+    """The sibling outage: the bus is up but no registry replica answers heartbeats; pilot holds the leases."""
+    v1 = await Backend("v1").start()
+    await mesh.proxy("reviews", v1.port, 9080, "stable", "version=v1").ready()
+    front = await mesh.proxy("frontend", v1.port, 9080, "stable").ready()
+    host = fqdn("reviews", "stable")
+    await eventually(lambda: front.endpoints(host) == 1)
+    client = Client("127.0.0.1", front.outbound_port)
+    mesh.services["registry"].stop()
+    try:
+        await asyncio.sleep(3 * LEASE_TTL)
+        assert front.endpoints(host) == 1
+    finally:
+        await mesh.start_service_async("registry")
+    statuses = []
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 4 * LEASE_TTL
+    while loop.time() < end:
+        statuses.append((await client.request("GET", "http://reviews:9080/")).status)
+        await asyncio.sleep(0.05)
+    await client.close()
+    assert set(statuses) == {200}, f"{statuses.count(503)} of {len(statuses)} requests after the registry came back got 503"

@@ -11,7 +11,7 @@ import pytest
 
 from runtime.bus import BusTimeout, NoResponders
 from runtime.store import REGISTRY_PREFIX
-from services.registry.lease_hold import LeaseHold
+from runtime.lease_hold import LeaseHold
 
 pytestmark = pytest.mark.asyncio
 
@@ -82,7 +82,7 @@ async def test_every_lease_is_refreshed_once_per_round_while_the_bus_is_out_and_
     await asyncio.gather(task, return_exceptions=True)
     assert after > during_grace  # still refreshed within the grace
     assert len(store.refreshed) == after  # and not after it
-    assert log.lines[0].startswith("bus unreachable") and log.lines[1].startswith("bus back")
+    assert log.lines[0].startswith("heartbeats cannot arrive") and log.lines[1].startswith("heartbeats can arrive")
 
 
 async def test_an_outage_longer_than_max_hold_stops_the_hold() -> None:
@@ -96,4 +96,11 @@ async def test_an_outage_longer_than_max_hold_stops_the_hold() -> None:
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert stopped_at > 0 and len(store.refreshed) == stopped_at
-    assert sum(line.startswith("bus unreachable for longer") for line in log.lines) == 1  # warned once
+    assert sum(line.startswith("heartbeats could not arrive for longer") for line in log.lines) == 1  # warned once
+
+
+async def test_for_pilot_no_registry_replica_answering_is_an_outage() -> None:
+    bus, store = Bus(), Store()  # up, but the server answers "no responders"
+    hold = LeaseHold(bus, store, Log(), probe_subject="p", interval=0.02, grace=0.1, nobody_is_down=True)  # type: ignore[arg-type]
+    await _run_for(hold, 0.1)
+    assert store.refreshed  # the registry is gone: pilot holds the leases
