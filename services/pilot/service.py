@@ -15,6 +15,7 @@ from proto.config_api import ConfigEvent
 from proto.xds import MeshConfig, ProxyStatusReply, ProxyStatusRequest, SnapshotRequest
 from runtime.bus import BusError, decode, encode
 from runtime.leader import LeaderElection
+from runtime.lease_hold import LeaseHold
 from runtime.service import ServiceProcess
 from runtime.store import StoreError
 from services.pilot.config_api import ConfigApi
@@ -67,6 +68,11 @@ class PilotService(ServiceProcess):
         self.spawn(self._compile_loop())
         self.spawn(self.status.run())
         self.spawn(self.election.run())
+        # With every registry replica down, no heartbeat refreshes a lease: hold them (runtime/lease_hold.py)
+        # rather than push the removal of every healthy workload once they expire.
+        ttl = self.settings.lease_ttl
+        self.spawn(LeaseHold(self.bus, self.store, self.log, probe_subject=subjects.health_subject("registry"),
+                             interval=min(1.0, max(0.2, ttl / 3)), grace=2.0 * ttl, nobody_is_down=True).run())
 
     def is_leader(self) -> bool:
         return self.election.is_leader

@@ -3,7 +3,9 @@
 A proxy registers its workload; the registry grants an etcd lease (TTL from the request or the
 default) and stores the workload under it. Heartbeats refresh the lease and carry health; a
 heartbeat for a lease etcd no longer knows answers "unknown lease", so the proxy registers again.
-A proxy that dies stops heartbeating and its endpoint vanishes when the lease expires.
+A proxy that dies stops heartbeating and its endpoint vanishes when the lease expires; while the registry
+cannot reach the bus, it holds every lease itself instead (runtime/lease_hold.py: an outage of the bus is
+not the death of every workload).
 
 The leader watches the registry prefix and publishes EndpointEvents, so each change is announced
 once however many replicas run. Request handlers are stateless (queue group "registry").
@@ -25,6 +27,7 @@ from proto.registry import (
     Workload,
 )
 from runtime.bus import decode, encode
+from runtime.lease_hold import LeaseHold
 from runtime.leader import LeaderElection
 from runtime.service import ServiceProcess
 from runtime.store import REGISTRY_PREFIX, StoreError
@@ -50,6 +53,12 @@ class RegistryService(ServiceProcess):
         await self.bus.serve(subjects.REGISTRY_HEARTBEAT, self._heartbeat, queue=q, concurrency=REQUEST_CONCURRENCY)
         await self.bus.serve(subjects.REGISTRY_DEREGISTER, self._deregister, queue=q, concurrency=REQUEST_CONCURRENCY)
         self.spawn(self.election.run())
+        ttl = self.settings.lease_ttl
+        # Probe every third of the TTL (1 s at most), so a lease is held before it can lapse after the last
+        # heartbeat; a grace of two TTLs after the bus returns covers the proxies' reconnect and next heartbeat.
+        self.lease_hold = LeaseHold(self.bus, self.store, self.log, probe_subject=subjects.health_subject(self.name),
+                                    interval=min(1.0, max(0.2, ttl / 3)), grace=2.0 * ttl)
+        self.spawn(self.lease_hold.run())
 
     def is_leader(self) -> bool:
         return self.election.is_leader

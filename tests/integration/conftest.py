@@ -116,7 +116,7 @@ class Sidecar:
     def endpoints(self, host: str, healthy_only: bool = False) -> int:
         """How many endpoints this sidecar holds for the cluster of `host` (a FQDN); 0 while it has none."""
         return sum(1 for c in self.config_dump()["clusters"] if c["host"] == host
-                   for e in c["endpoints"] if not healthy_only or e.get("healthy", True))
+                   for e in c.get("endpoints", ()) if not healthy_only or e.get("healthy", True))
 
     async def holds(self, revision: int, timeout: float = 10.0) -> None:
         """Wait until this sidecar holds config at least as new as the given etcd revision."""
