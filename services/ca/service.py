@@ -140,8 +140,7 @@ class CaService(ServiceProcess):
             return encode(SignReply(ok=False, error="the ca cannot reach its store right now; try again"))
 
     async def _issue(self, csr: Any, identity: str, asked_ttl: int, who: str, claimed: str, now: float) -> bytes:
-        top = self.config.max_workload_cert_ttl
-        ttl = max(signer.MIN_TTL, min(asked_ttl or self.config.workload_cert_ttl, top))
+        ttl = signer.clamp_ttl(asked_ttl, self.config.workload_cert_ttl, self.config.max_workload_cert_ttl)
         authority = self.keeper.authority
         when = datetime.datetime.fromtimestamp(now, datetime.timezone.utc)
         cert = signer.issue(authority, csr, identity, ttl, when)

@@ -163,3 +163,15 @@ async def test_a_plugin_ca_signs_as_an_intermediate_and_refuses_rotation(bare_pl
     if shutil.which("openssl"):
         verified = openssl_verify(tmp_path, bundle.roots_pem, reply.cert_chain_pem)
         assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+async def test_the_number_of_tokens_is_bounded_at_and_one_over(bare_plane: ControlPlane) -> None:
+    await ready(bare_plane, await start_ca(bare_plane, "ca-bounded", {"ISTHMUS_CA_MAX_TOKENS": "2"}))
+    for _ in range(2):
+        await make_token(bare_plane, "bound")  # at the bound: accepted
+    over = await call(bare_plane, "isthmus.ca.token.create",
+                      TokenCreateRequest(namespace="bound", service_account="default"), TokenCreateReply)
+    assert not over.ok and "2 tokens exist (ISTHMUS_CA_MAX_TOKENS)" in over.error
+    bad = await call(bare_plane, "isthmus.ca.token.create",
+                     TokenCreateRequest(namespace="Bad_NS", service_account="default"), TokenCreateReply)
+    assert not bad.ok and "DNS-1123" in bad.error
