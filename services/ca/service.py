@@ -47,10 +47,15 @@ class CaService(ServiceProcess):
     name: ClassVar[str] = "ca"
 
     async def start(self) -> None:
-        self.config = CaConfig.from_env()
-        self.trust_domain = self.settings.trust_domain
-        self.keeper = Keeper(self.store, Material(self.settings.state_dir), self.config, self.trust_domain, self.log)
-        await self.keeper.start()
+        try:
+            self.config = CaConfig.from_env()
+            self.trust_domain = self.settings.trust_domain
+            self.keeper = Keeper(self.store, Material(self.settings.state_dir), self.config, self.trust_domain,
+                                 self.log)
+            await self.keeper.start()
+        except (ValueError, AuthorityError, OSError) as exc:  # bad settings or files: one line, not a traceback
+            self.log.error("the ca cannot start", error=str(exc)[:500])
+            raise SystemExit(1) from None
         self.tokens = tokens.Tokens(self.store, self.config.max_tokens)
         for subject, handler in ((CA_SIGN, self._sign), (CA_BUNDLE, self._bundle), (CA_ROTATE, self._rotate),
                                  (CA_TOKEN_CREATE, self._token_create), (CA_TOKEN_LIST, self._token_list),
