@@ -125,7 +125,7 @@ class CaService(ServiceProcess):
                 record = await self.tokens.redeem(request.token, now)
                 identity = signer.spiffe_id(self.trust_domain, record.namespace, record.service_account)
             elif request.proof_chain_pem or request.proof_signature:
-                who = "proof"
+                who = f"proof:{_proof_claim(request.proof_chain_pem)} (unverified)"
                 identity = signer.verify_proof(
                     request.proof_chain_pem, request.proof_signature,
                     csr.public_bytes(serialization.Encoding.DER), self.keeper.roots, self.trust_domain,
@@ -150,7 +150,7 @@ class CaService(ServiceProcess):
         when = datetime.datetime.fromtimestamp(now, datetime.timezone.utc)
         cert = signer.issue(authority, csr, identity, ttl, when)
         not_after = cert.not_valid_after_utc.timestamp()
-        await self.keeper.record(not_after, ttl)  # durable before the certificate exists for anyone
+        await self.keeper.record(authority, not_after, ttl)  # durable before the certificate exists for anyone
         serial = format(cert.serial_number, "x")
         self.log.info("ca audit", action="sign", outcome="signed", who=who, claimed=claimed, identity=identity,
                       serial=serial, not_after=not_after, ttl=ttl)
@@ -201,3 +201,13 @@ def _claimed(csr: Any) -> list[str]:
         return [str(v)[:300] for v in san.get_values_for_type(x509.UniformResourceIdentifier)][:4]
     except Exception:  # no SAN, or one cryptography cannot parse: nothing claimed
         return []
+
+
+def _proof_claim(chain_pem: list[str]) -> str:
+    """The identity a renewal proof's leaf names, before it is checked: for the audit line of a refusal."""
+    from cryptography import x509
+
+    try:
+        return ",".join(signer.uri_sans(x509.load_pem_x509_certificate(chain_pem[0].encode())))[:300] or "<none>"
+    except Exception:  # unreadable: the refusal says why
+        return "<unreadable>"

@@ -187,6 +187,10 @@ async def test_a_certificate_renews_itself_and_a_forged_or_expired_proof_is_refu
     forged = await sign(ca_plane, csr_pem=next_csr, proof_chain_pem=first.cert_chain_pem,
                         proof_signature=pki.proof_signature(pki.key(), next_csr))  # not the certificate's key
     assert not forged.ok and "proof_signature does not verify" in forged.error
+    log = (ca_plane.state_dir / "logs" / "ca.log").read_text()
+    assert any(a.get("outcome") == "refused" and a["who"] == f"proof:{first.spiffe_id} (unverified)"
+               and "does not verify" in a["reason"]
+               for a in (json.loads(line) for line in log.splitlines() if '"ca audit"' in line))
 
     other_root_key = pki.key()
     stranger_root = pki.ca_cert("stranger", other_root_key, other_root_key.public_key(),
