@@ -68,6 +68,32 @@ def _app_tcp(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
         raise click.BadParameter(str(exc)) from exc
 
 
+def _identity_env() -> dict[str, Any]:
+    """ISTHMUS_SECRET_TTL and ISTHMUS_SECRET_GRACE_PERIOD_RATIO[_JITTER] (Istio's SECRET_TTL and
+    SECRET_GRACE_PERIOD_RATIO[_JITTER]), checked here so a bad value is one line, not a traceback."""
+    import os
+
+    from proxy.identity.schedule import GRACE_JITTER, GRACE_RATIO, check_grace
+
+    values: dict[str, Any] = {}
+    for name, key, default, kind in (
+            ("ISTHMUS_SECRET_TTL", "secret_ttl", "0", int),
+            ("ISTHMUS_SECRET_GRACE_PERIOD_RATIO", "secret_grace_ratio", str(GRACE_RATIO), float),
+            ("ISTHMUS_SECRET_GRACE_PERIOD_RATIO_JITTER", "secret_grace_jitter", str(GRACE_JITTER), float)):
+        text = os.environ.get(name, default)
+        try:
+            values[key] = kind(text)
+        except ValueError:
+            raise CliError(f"{name} is {text[:40]!r}: give a {'whole number of seconds' if kind is int else 'number'}")
+    if values["secret_ttl"] < 0:
+        raise CliError(f"ISTHMUS_SECRET_TTL is {values['secret_ttl']}: give seconds (0: the ca's default)")
+    try:
+        check_grace(values["secret_grace_ratio"], values["secret_grace_jitter"])
+    except ValueError as exc:
+        raise CliError(f"ISTHMUS_SECRET_GRACE_PERIOD_RATIO and _JITTER: {exc}") from None
+    return values
+
+
 @proxy.command("run")
 @click.option("--service", required=True, help="The service this workload belongs to.")
 @click.option("-n", "--namespace", default="default", show_default=True)
@@ -157,6 +183,7 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
                           *(("--tcp", local) for _, _, local in tcp),
                           *(("--app-tcp", inbound) for _, _, inbound in app_tcp)])
     extra: dict[str, Any] = {"log_level": log_level} if log_level else {}
+    extra.update(_identity_env())
     options = ProxyOptions(
         service=service,
         namespace=namespace,

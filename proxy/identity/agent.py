@@ -106,7 +106,7 @@ class IdentityAgent:
             if why:
                 log.warning("stored certificate not used", state_dir=str(self.state.path), reason=why)
             return
-        self._adopt(material, self.state.roots(), save=False)
+        self._adopt(material, self.state.roots(), fresh=False)
         log.info("certificate loaded", spiffe_id=material.spiffe_id, serial=material.serial,
                  expires_in_s=round(material.not_after - self.clock()), state_dir=str(self.state.path))
 
@@ -224,16 +224,18 @@ class IdentityAgent:
         log.info("certificate renewed", spiffe_id=material.spiffe_id, serial=material.serial,
                  expires_in_s=round(material.not_after - self.clock()))
 
-    def _adopt(self, material: Material, roots_pem: list[str], save: bool = True) -> None:
+    def _adopt(self, material: Material, roots_pem: list[str], fresh: bool = True) -> None:
+        """Hold `material`; fresh: just received from the ca (saved to --state-dir), else loaded from it."""
         self.material = material
         self.ever_held = True
         self.error = ""
-        self.due = renew_at(material.not_before, material.not_after, self.config.grace_ratio,
-                            self.config.grace_jitter)
+        # a fresh certificate's life counts from now: the ca backdates notBefore (schedule.py)
+        start = max(material.not_before, self.clock()) if fresh else material.not_before
+        self.due = renew_at(start, material.not_after, self.config.grace_ratio, self.config.grace_jitter)
         if roots_pem and not self.bundle.held:
             self.roots_unversioned = list(roots_pem)
         self._rebuild()
-        if save and self.state is not None:
+        if fresh and self.state is not None:
             try:
                 self.state.save(material, self.roots())
             except OSError as exc:  # we keep serving from memory; a restart will need a token
