@@ -78,7 +78,7 @@ class IdentityConfig:
 
 class IdentityAgent:
     def __init__(self, config: IdentityConfig, provider: TlsProvider | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, backoff: Backoff | None = None) -> None:
         self.config = config
         self.identity = config.spiffe_id
         self.provider = provider or TlsProvider()
@@ -92,6 +92,7 @@ class IdentityAgent:
         self.renewals = 0
         self.ever_held = False  # a refusal is fatal only before the first certificate
         self.bus: Bus | None = None
+        self.backoff = backoff or Backoff()
         self._wake = asyncio.Event()
 
     # --- start-up (synchronous: before the listeners, so /certs and TLS are ready at once) ---
@@ -116,7 +117,7 @@ class IdentityAgent:
         """Until cancelled. IdentityFatal before the first certificate when the ca refuses for good."""
         self.bus = bus
         await bus.listen(CA_BUNDLE_UPDATES, self._on_bundle_update)
-        backoff = Backoff()
+        backoff = self.backoff
         while True:
             await self._ensure_bundle()
             now = self.clock()
