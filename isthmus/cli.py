@@ -17,6 +17,7 @@ import sys
 
 import click
 
+from isthmus.commands.ca import ca, token
 from isthmus.commands.config import apply, delete, get
 from isthmus.commands.proxy import proxy, proxy_status
 from isthmus.commands.up import up
@@ -57,7 +58,7 @@ def cli(ctx: click.Context, nats_url: str, request_timeout: float) -> None:
     ctx.obj = {"nats_url": nats_url, "timeout": request_timeout}
 
 
-for command in (up, apply, delete, get, proxy_status, proxy):
+for command in (up, apply, delete, get, proxy_status, proxy, token, ca):
     cli.add_command(command)
 
 
