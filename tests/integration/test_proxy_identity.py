@@ -4,8 +4,10 @@ proof; a restart with --state-dir needs no token."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import ssl
 import stat
 import subprocess
 import sys
@@ -15,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from isthmus.launch import free_port, project_env
-from proto.ca import TokenCreateReply, TokenCreateRequest, TokenListReply, TrustBundle
+from proto.ca import RotateRootReply, TokenCreateReply, TokenCreateRequest, TokenListReply, TrustBundle
+from proxy.identity.agent import IdentityAgent, IdentityConfig
+from proxy.identity.tls import check_peer_identity
 from runtime import bus as busmod
 from tests.integration.conftest import ControlPlane, Sidecar, eventually
 
@@ -180,3 +184,51 @@ async def test_a_restart_with_state_dir_reuses_the_certificate_and_needs_no_toke
     assert reused["serial_number"] == issued["serial_number"]  # the stored certificate, not a new one
     assert reused["path"] == str(state / "cert-chain.pem")
     assert "no token given" not in again.process.log_tail() and "certificate loaded" in again.process.log_tail()
+
+
+async def handshake(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext, expected: str) -> tuple[bool, str]:
+    """A real mTLS handshake over loopback; (the SPIFFE check's answer, the identity the client found)."""
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0, ssl=server_ctx)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port, ssl=client_ctx), 5)
+        result = check_peer_identity(writer.get_extra_info("ssl_object"), expected)
+        writer.close()
+        return result
+    finally:
+        server.close()
+
+
+async def test_a_root_rotation_moves_workloads_to_the_new_root_while_both_are_trusted(mesh: ControlPlane) -> None:
+    """Two identity agents on the real ca: after `rotate-root` both get the two-root bundle at once; one moves to
+    the new root within its (shortened) spread, the other stays on the old one, and they still handshake both
+    ways. Last in this module: the module's ca has rotated after it."""
+    bus = await busmod.connect(mesh.nats_url, "test-rotation")
+    agents = {}
+    tasks = []
+    try:
+        for sa, spread in (("mover", 0.2), ("stayer", 3600.0)):
+            secret, _ = await token(mesh, "idt8", sa)
+            agents[sa] = IdentityAgent(IdentityConfig(TD, "idt8", sa, token=secret, rotation_spread=spread))
+            tasks.append(asyncio.create_task(agents[sa].run(bus)))
+        mover, stayer = agents["mover"], agents["stayer"]
+        await eventually(lambda: mover.material and stayer.material and mover.bundle.held and stayer.bundle.held)
+        before = mover.material
+        version = mover.bundle.version
+        reply = busmod.decode(await bus.request("isthmus.ca.rotate", b"{}", 10), RotateRootReply)
+        assert reply.ok, reply.error
+        await eventually(lambda: mover.material is not before and stayer.bundle.version > version, timeout=15)
+        after = mover.material
+        assert after is not None and len(mover.bundle.roots) == 2
+        assert after.leaf.issuer != before.leaf.issuer  # signed by the new root
+        assert stayer.material is not None and stayer.material.leaf.issuer == before.leaf.issuer
+        new_mover, old_stayer = mover.provider.current, stayer.provider.current
+        assert new_mover is not None and old_stayer is not None and old_stayer.bundle_version > version
+        assert await handshake(new_mover.server, old_stayer.client, mover.identity) == (True, mover.identity)
+        assert await handshake(old_stayer.server, new_mover.client, stayer.identity) == (True, stayer.identity)
+        assert await handshake(old_stayer.server, new_mover.client, mover.identity) == (False, stayer.identity)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await bus.close()
