@@ -285,3 +285,14 @@ def test_certs_shows_envoys_shape_with_the_identity_serial_validity_and_roots() 
 def test_certs_before_any_certificate_is_empty_with_the_state() -> None:
     dump = certs_dump(agent())
     assert dump["certificates"] == [] and dump["workload"]["state"] == "none"
+
+
+def test_the_admin_port_serves_certs_as_json_and_only_on_get() -> None:
+    from proxy.admin import AdminServer
+
+    a = agent()
+    server = AdminServer("127.0.0.1", 0, lambda: True, dict, dict, certs=lambda: certs_dump(a))
+    status, ctype, body = server.respond("GET", "/certs")
+    assert (status, ctype) == (200, "application/json")
+    assert msgspec.json.decode(body)["workload"]["spiffe_id"] == ID
+    assert server.respond("POST", "/certs")[0] == 405
