@@ -6,7 +6,7 @@ says where. docs/cli.md is the user's reference. Exit codes: 0 ok, 1 error (bad 
 not found, control plane unreachable), 2 usage error.
 
 This module is the root group and the console script's entry point (`isthmus.cli:main`); the commands
-live in isthmus/commands/ (config.py, proxy.py, up.py), the helpers they share in isthmus/manifests.py
+live in isthmus/commands/ (config.py, proxy.py, up.py, ca.py: `token` and `ca`), the helpers they share in isthmus/manifests.py
 (reading -f sources), isthmus/output.py (tables, printing) and isthmus/pilot_client.py (the bus). The
 helpers are re-exported here so the demo, the tests and scripts can keep importing them from isthmus.cli.
 """

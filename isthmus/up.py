@@ -9,6 +9,7 @@ the children get SIGTERM from the kernel (see isthmus/launch/process.py), so not
         up.lock             held while an `isthmus up` uses this directory
         nats/nats.conf      written on every start
         etcd/               etcd's data: config survives restarts of `isthmus up`
+        ca/                 the ca's root keys (0700; keys 0600), passed to services as ISTHMUS_STATE_DIR
         logs/<name>.log     one per process (nats, etcd, registry, pilot, ca, telemetry, demo apps...)
 """
 

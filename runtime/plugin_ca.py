@@ -45,8 +45,9 @@ def _read(flag: str, path: str) -> bytes:
 
 
 def _certs(flag: str, path: str) -> list[x509.Certificate]:
+    data = _read(flag, path)
     try:
-        certs = x509.load_pem_x509_certificates(_read(flag, path))
+        certs = x509.load_pem_x509_certificates(data)
     except ValueError:
         raise ValueError(f"{flag} {path}: holds no PEM certificate") from None
     return certs

@@ -5,7 +5,7 @@ and the keys on this machine's disk (material.py).
     await keeper.start()            adopt the state in etcd, or make the first root / take the plug-in CA
     keeper.authority, keeper.state  what signs now, and the bundle
     await keeper.rotate(now)        a new root (RotateRefused with a plug-in CA) -> (new state, old root)
-    await keeper.record(not_after, ttl)   durably raise the signing root's latest_not_after
+    await keeper.record(authority, not_after, ttl)   durably raise that root's latest_not_after
     await keeper.retire_due(now)    drop rotated-out roots whose certificates all expired -> new state | None
     await keeper.follow(on_change)  reload whenever another replica changes the state (runs until cancelled)
 
@@ -163,9 +163,10 @@ class Keeper:
         assert state is not None
         return state, old[0]
 
-    async def record(self, not_after: float, ttl: int) -> None:
-        """Before a certificate is handed out: the signing root's latest_not_after covers it, in etcd."""
-        root_fp = fingerprint(self.authority.root)
+    async def record(self, authority: Authority, not_after: float, ttl: int) -> None:
+        """Before a certificate `authority` signed is handed out: its root's latest_not_after covers it, in
+        etcd (the root it was signed under, even if a rotation happened meanwhile)."""
+        root_fp = fingerprint(authority.root)
         known = next((r for r in self.state.roots if r.fingerprint == root_fp), None)
         if known is not None and known.latest_not_after >= not_after:
             return  # already covered (the common case: one etcd write per `slack` at most)

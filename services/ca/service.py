@@ -47,10 +47,15 @@ class CaService(ServiceProcess):
     name: ClassVar[str] = "ca"
 
     async def start(self) -> None:
-        self.config = CaConfig.from_env()
-        self.trust_domain = self.settings.trust_domain
-        self.keeper = Keeper(self.store, Material(self.settings.state_dir), self.config, self.trust_domain, self.log)
-        await self.keeper.start()
+        try:
+            self.config = CaConfig.from_env()
+            self.trust_domain = self.settings.trust_domain
+            self.keeper = Keeper(self.store, Material(self.settings.state_dir), self.config, self.trust_domain,
+                                 self.log)
+            await self.keeper.start()
+        except (ValueError, AuthorityError, OSError) as exc:  # bad settings or files: one line, not a traceback
+            self.log.error("the ca cannot start", error=str(exc)[:500])
+            raise SystemExit(1) from None
         self.tokens = tokens.Tokens(self.store, self.config.max_tokens)
         for subject, handler in ((CA_SIGN, self._sign), (CA_BUNDLE, self._bundle), (CA_ROTATE, self._rotate),
                                  (CA_TOKEN_CREATE, self._token_create), (CA_TOKEN_LIST, self._token_list),
@@ -120,7 +125,7 @@ class CaService(ServiceProcess):
                 record = await self.tokens.redeem(request.token, now)
                 identity = signer.spiffe_id(self.trust_domain, record.namespace, record.service_account)
             elif request.proof_chain_pem or request.proof_signature:
-                who = "proof"
+                who = f"proof:{_proof_claim(request.proof_chain_pem)} (unverified)"
                 identity = signer.verify_proof(
                     request.proof_chain_pem, request.proof_signature,
                     csr.public_bytes(serialization.Encoding.DER), self.keeper.roots, self.trust_domain,
@@ -140,13 +145,12 @@ class CaService(ServiceProcess):
             return encode(SignReply(ok=False, error="the ca cannot reach its store right now; try again"))
 
     async def _issue(self, csr: Any, identity: str, asked_ttl: int, who: str, claimed: str, now: float) -> bytes:
-        top = self.config.max_workload_cert_ttl
-        ttl = max(signer.MIN_TTL, min(asked_ttl or self.config.workload_cert_ttl, top))
+        ttl = signer.clamp_ttl(asked_ttl, self.config.workload_cert_ttl, self.config.max_workload_cert_ttl)
         authority = self.keeper.authority
         when = datetime.datetime.fromtimestamp(now, datetime.timezone.utc)
         cert = signer.issue(authority, csr, identity, ttl, when)
         not_after = cert.not_valid_after_utc.timestamp()
-        await self.keeper.record(not_after, ttl)  # durable before the certificate exists for anyone
+        await self.keeper.record(authority, not_after, ttl)  # durable before the certificate exists for anyone
         serial = format(cert.serial_number, "x")
         self.log.info("ca audit", action="sign", outcome="signed", who=who, claimed=claimed, identity=identity,
                       serial=serial, not_after=not_after, ttl=ttl)
@@ -197,3 +201,13 @@ def _claimed(csr: Any) -> list[str]:
         return [str(v)[:300] for v in san.get_values_for_type(x509.UniformResourceIdentifier)][:4]
     except Exception:  # no SAN, or one cryptography cannot parse: nothing claimed
         return []
+
+
+def _proof_claim(chain_pem: list[str]) -> str:
+    """The identity a renewal proof's leaf names, before it is checked: for the audit line of a refusal."""
+    from cryptography import x509
+
+    try:
+        return ",".join(signer.uri_sans(x509.load_pem_x509_certificate(chain_pem[0].encode())))[:300] or "<none>"
+    except Exception:  # unreadable: the refusal says why
+        return "<unreadable>"

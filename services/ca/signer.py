@@ -49,6 +49,11 @@ class Authority:
         return ([] if self.cert == self.root else [self.cert]) + list(self.intermediates)
 
 
+def clamp_ttl(asked: int, default: int, maximum: int) -> int:
+    """The lifetime granted: `asked` (0: `default`) within [MIN_TTL, maximum] seconds."""
+    return max(MIN_TTL, min(asked or default, maximum))
+
+
 def spiffe_id(trust_domain: str, namespace: str, service_account: str) -> str:
     return f"spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}"
 

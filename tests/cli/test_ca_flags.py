@@ -38,6 +38,8 @@ def test_a_plugin_ca_needs_all_three_files(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("fault,flag,words", [
     ("unreadable", "--plugin-ca-key", "cannot read"),
+    ("unreadable cert", "--plugin-ca-cert", "cannot read"),
+    ("not PEM", "--plugin-root-cert", "holds no PEM certificate"),
     ("wrong key", "--plugin-ca-key", "does not match"),
     ("not a CA", "--plugin-ca-cert", "is not a CA certificate"),
     ("other root", "--plugin-ca-cert", "does not chain to --plugin-root-cert"),
@@ -45,8 +47,10 @@ def test_a_plugin_ca_needs_all_three_files(tmp_path: Path) -> None:
 def test_bad_plugin_ca_files_are_refused_at_up(tmp_path: Path, fault: str, flag: str, words: str) -> None:
     files = plugin_files(tmp_path, ca=fault != "not a CA", signed_by_root=fault != "other root")
     key = {"unreadable": tmp_path / "absent.pem", "wrong key": files["other-key"]}.get(fault, files["key"])
-    result = isthmus(*up(tmp_path, "--plugin-ca-cert", str(files["cert"]), "--plugin-ca-key", str(key),
-                         "--plugin-root-cert", str(files["root"])))
+    cert = tmp_path / "absent-cert.pem" if fault == "unreadable cert" else files["cert"]
+    root = files["key"] if fault == "not PEM" else files["root"]
+    result = isthmus(*up(tmp_path, "--plugin-ca-cert", str(cert), "--plugin-ca-key", str(key),
+                         "--plugin-root-cert", str(root)))
     assert_usage_error(result, flag, words)
     assert not (tmp_path / "state" / "up.lock").exists()  # refused before anything started
 

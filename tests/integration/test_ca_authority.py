@@ -163,3 +163,38 @@ async def test_a_plugin_ca_signs_as_an_intermediate_and_refuses_rotation(bare_pl
     if shutil.which("openssl"):
         verified = openssl_verify(tmp_path, bundle.roots_pem, reply.cert_chain_pem)
         assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+async def test_the_number_of_tokens_is_bounded_at_and_one_over(bare_plane: ControlPlane) -> None:
+    await ready(bare_plane, await start_ca(bare_plane, "ca-bounded", {"ISTHMUS_CA_MAX_TOKENS": "2"}))
+    for _ in range(2):
+        await make_token(bare_plane, "bound")  # at the bound: accepted
+    over = await call(bare_plane, "isthmus.ca.token.create",
+                      TokenCreateRequest(namespace="bound", service_account="default"), TokenCreateReply)
+    assert not over.ok and "2 tokens exist (ISTHMUS_CA_MAX_TOKENS)" in over.error
+    bad = await call(bare_plane, "isthmus.ca.token.create",
+                     TokenCreateRequest(namespace="Bad_NS", service_account="default"), TokenCreateReply)
+    assert not bad.ok and "DNS-1123" in bad.error
+
+
+async def test_a_ca_without_the_signing_key_or_with_bad_settings_exits_with_one_clear_line(
+        bare_plane: ControlPlane) -> None:
+    first = await start_ca(bare_plane, "ca-first")
+    await ready(bare_plane, first)
+    first.stop()
+    for key in (bare_plane.state_dir / "ca").glob("*.key.pem"):
+        key.unlink()  # as on another machine that lacks the directory
+    for name, env, words in (("ca-keyless", {}, "whose key is not in"),
+                             ("ca-badttl", {"ISTHMUS_WORKLOAD_CERT_TTL": "5s"}, "ISTHMUS_WORKLOAD_CERT_TTL"),
+                             ("ca-badplugin", {"ISTHMUS_PLUGIN_CA_CERT": "/nonexistent", "ISTHMUS_PLUGIN_CA_KEY": "/x",
+                                               "ISTHMUS_PLUGIN_CA_ROOT_CERT": "/y"}, "cannot read")):
+        proc = await start_ca(bare_plane, name, env)
+        for _ in range(300):
+            if not proc.is_running:
+                break
+            await asyncio.sleep(0.1)
+        assert proc.returncode == 1, name
+        log = proc.log_path.read_text()
+        errors = [json.loads(line) for line in log.splitlines() if line.startswith("{") and '"error"' in line]
+        assert any(e.get("event") == "the ca cannot start" and words in e["error"] for e in errors), log[-2000:]
+        assert "Traceback" not in log

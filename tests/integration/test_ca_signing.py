@@ -92,6 +92,11 @@ async def test_a_token_buys_a_certificate_for_its_identity_that_openssl_accepts(
                           capture_output=True, text=True, timeout=30).stdout
     assert f"URI:spiffe://{TD}/ns/shop/sa/cart" in text
     assert "TLS Web Server Authentication, TLS Web Client Authentication" in text
+    audits = [json.loads(line) for line in (ca_plane.state_dir / "logs" / "ca.log").read_text().splitlines()
+              if '"ca audit"' in line]
+    signed = [a for a in audits if a.get("outcome") == "signed" and a.get("serial") == reply.serial]
+    assert len(signed) == 1 and signed[0]["identity"] == reply.spiffe_id and signed[0]["not_after"] == reply.not_after
+    assert signed[0]["who"] == f"token:{token.split('.')[0]}" and token.split(".")[1] not in json.dumps(audits)
 
 
 async def test_a_token_for_namespace_a_cannot_get_an_identity_in_namespace_b(ca_plane: ControlPlane) -> None:
@@ -182,6 +187,10 @@ async def test_a_certificate_renews_itself_and_a_forged_or_expired_proof_is_refu
     forged = await sign(ca_plane, csr_pem=next_csr, proof_chain_pem=first.cert_chain_pem,
                         proof_signature=pki.proof_signature(pki.key(), next_csr))  # not the certificate's key
     assert not forged.ok and "proof_signature does not verify" in forged.error
+    log = (ca_plane.state_dir / "logs" / "ca.log").read_text()
+    assert any(a.get("outcome") == "refused" and a["who"] == f"proof:{first.spiffe_id} (unverified)"
+               and "does not verify" in a["reason"]
+               for a in (json.loads(line) for line in log.splitlines() if '"ca audit"' in line))
 
     other_root_key = pki.key()
     stranger_root = pki.ca_cert("stranger", other_root_key, other_root_key.public_key(),
@@ -245,3 +254,21 @@ async def test_bad_csrs_and_malformed_messages_get_a_reason_and_the_ca_keeps_ser
     csr_pem, _ = pki.csr(pki.rsa_key(2048))
     assert (await sign(ca_plane, csr_pem=csr_pem, token=token)).ok
     assert ca_plane.services["ca"].is_running
+
+
+async def test_records_expired_more_than_an_hour_ago_are_swept_and_younger_ones_kept(ca_plane: ControlPlane) -> None:
+    from services.ca.tokens import PREFIX, RETAIN, Tokens
+
+    now = time.time()
+    store = await ca_plane.store()
+    try:
+        for token_id, expires in (("00000000000000a1", now - RETAIN - 1), ("00000000000000a2", now - RETAIN + 60)):
+            record = TokenRecord(id=token_id, namespace="sweep", service_account="default", secret_sha256="0" * 64,
+                                 created=expires - 60, expires=expires, uses=1, max_uses=1)
+            await store.put(PREFIX + token_id, busmod.encode(record))
+        kept = {r.id for r in await Tokens(store, 1000).records(now)}
+        assert "00000000000000a2" in kept and "00000000000000a1" not in kept
+        assert await store.get(PREFIX + "00000000000000a1") is None
+        assert await store.get(PREFIX + "00000000000000a2") is not None
+    finally:
+        await store.close()
