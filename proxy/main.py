@@ -73,7 +73,9 @@ class Sidecar:
         workload = Workload(id=options.id, service=options.service, namespace=options.namespace,
                             address=options.address, service_port=options.service_port,
                             inbound_port=options.inbound_port, labels=dict(options.labels),
-                            service_account=options.service_account, locality=options.locality)
+                            service_account=options.service_account, locality=options.locality,
+                            app_ports={options.service_port: options.app_port,
+                                       **{svc: app for svc, app, _ in options.app_tcp}})
         self.registration = Registration(workload, options.app_host, options.app_port, options.lease_ttl,
                                          options.health_interval)
         try:

@@ -94,7 +94,8 @@ class PilotService(ServiceProcess):
                                                revision=revision))
 
     def _compile(self) -> Any:
-        state = self.inputs.mesh_state(self.settings.domain_suffix)
+        state = self.inputs.mesh_state(self.settings.domain_suffix, self.settings.trust_domain,
+                                       self.settings.root_namespace)
         return self.pusher.recompile(state, self.inputs.revision)
 
     async def _compile_loop(self) -> None:
