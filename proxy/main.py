@@ -63,7 +63,7 @@ class Sidecar:
         self.options = options
         self.log = configure(options.log_level, "proxy")
         exchange.RETRY_BUFFER_LIMIT = options.retry_buffer_limit  # read by every exchange with a body
-        self.state = ConfigState(options.pending_grace)
+        self.state = ConfigState(options.pending_grace, workload_id=options.id)
         limits = options.limits
         self.pool = ConnectionPool(max_head_bytes=limits.max_response_head_bytes,
                                    max_headers=limits.max_response_headers)
