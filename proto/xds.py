@@ -364,7 +364,9 @@ INBOUND_MTLS_MODES = (MTLS_STRICT, MTLS_PERMISSIVE, MTLS_DISABLE)
 
 class WorkloadSecurity(Message):
     """The security policy of one registered workload, for its own sidecar's inbound side; keyed by `workload`
-    (the registration id, which is the proxy's id).
+    (the registration id, which is the proxy's id). Only workloads some PeerAuthentication applies to have
+    one: no entry means PERMISSIVE on every port (Istio's default), and an entry that goes back to that is
+    removed (Push.removed_security).
 
     mtls_mode: the effective PeerAuthentication mode of the workload (workload-selector policy, else its
     namespace's, else the root namespace's mesh-wide one, UNSET inheriting the level above; no policy:
@@ -412,8 +414,9 @@ class Push(Message):
     # The pilot's mesh settings, on every push; None (a pilot older than the field): a delta changes nothing,
     # a snapshot means the defaults.
     mesh: MeshConfig | None = None
-    # per registered workload, its sidecar's inbound policy (a sidecar reads the entry with its own id; none:
-    # PERMISSIVE, Istio's default); a delta carries the entries that changed and the ids of removed ones
+    # per registered workload a policy applies to, its sidecar's inbound policy (a sidecar reads the entry with
+    # its own id; none: PERMISSIVE, Istio's default); a delta carries the entries that changed and the ids of
+    # removed ones (the workload left, or no policy applies to it any more)
     security: list[WorkloadSecurity] = []
     removed_security: list[str] = []
 

@@ -65,10 +65,10 @@ async def test_mesh_wide_strict_then_a_workload_disable_reach_each_running_sidec
         fin = await mesh.proxy("fin", apps[0].port, 9080, ns, "app=fin").ready()
         other = await mesh.proxy("other", apps[1].port, 9080, ns, "app=other").ready()
         fin_id, other_id = fin.config_dump()["proxy"]["id"], other.config_dump()["proxy"]["id"]
-        await eventually(lambda: fin.config_dump()["security"]["version"] > 0)  # its own entry has arrived
-        assert fin.config_dump()["security"]["mtls_mode"] == "PERMISSIVE"  # no policy: Istio's default
         # the client's view of fin: a sidecar with its identity, mTLS on its port
         ep = await eventually(lambda: _endpoint(other, fqdn("fin", ns)))
+        security = fin.config_dump()["security"]
+        assert (security["mtls_mode"], security["version"]) == ("PERMISSIVE", 0)  # no policy, no entry: Istio's default
         assert (ep["sidecar"], ep["identity"], ep["auto_mtls"]) == (True, f"spiffe://cluster.local/ns/{ns}/sa/default",
                                                                     [9080])
         uptime = fin.config_dump()["proxy"]["uptime_s"]
@@ -96,6 +96,15 @@ async def test_mesh_wide_strict_then_a_workload_disable_reach_each_running_sidec
         assert _endpoint(fin, fqdn("other", ns))["auto_mtls"] == [9080]
         # same processes throughout: the changes reached them open
         assert fin.process.is_running and fin.config_dump()["proxy"]["uptime_s"] >= uptime
+        # with the policies deleted, no entry is left: PERMISSIVE again
+        refs = [{"kind": "pa", "name": name, "namespace": namespace} for namespace, name in policies]
+        deleted = json.loads((await nc.request("isthmus.config.delete", json.dumps({"resources": refs}).encode(),
+                                               timeout=10)).data)
+        assert deleted["ok"], deleted
+        policies.clear()
+        await fin.holds(deleted["revision"])
+        assert fin.config_dump()["security"] == {"mtls_mode": "PERMISSIVE", "port_mtls": {}, "peer_authentications": [],
+                                                 "version": 0}
     finally:
         await sub.unsubscribe()
         if policies:

@@ -1,7 +1,7 @@
 """Auto mTLS inputs of one endpoint (Istio's enableAutoMtls, which Isthmus always has on).
 
-    endpoint_security(labels, default_sidecar, namespace, service_account, workload_ports, peers, trust_domain)
-        -> {"sidecar", "identity", "auto_mtls"}  (Endpoint keyword arguments)
+    endpoint_security(labels, default_sidecar, namespace, service_account, ports, workload_ports, peers,
+                      trust_domain) -> (sidecar, identity, auto_mtls)   (Endpoint fields)
 
 What decides it, exactly:
 - sidecar: the label `security.istio.io/tlsMode` when present (`istio`: yes, any other value: no); without
@@ -21,7 +21,8 @@ from its own workload's mode, so a STRICT workload in a DISABLE namespace still 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from functools import lru_cache
 
 from proto.xds import MTLS_DISABLE
 from services.pilot.compile.peer_authn import PeerAuthn
@@ -30,19 +31,30 @@ TLS_MODE_LABEL = "security.istio.io/tlsMode"
 ISTIO_TLS_MODE = "istio"
 
 
+@lru_cache(maxsize=8192)
 def spiffe_id(trust_domain: str, namespace: str, service_account: str) -> str:
+    """One string per identity, shared by every endpoint that has it."""
     return f"spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}"
 
 
+NO_SIDECAR: tuple[bool, str, list[int]] = (False, "", [])
+
+
 def endpoint_security(labels: dict[str, str], default_sidecar: bool, namespace: str, service_account: str,
-                      workload_ports: dict[int, int], peers: PeerAuthn | None, trust_domain: str) -> dict[str, Any]:
-    """`workload_ports`: service port -> the workload port it reaches (what portLevelMtls names)."""
+                      ports: Mapping[int, int], workload_ports: Mapping[int, int], peers: PeerAuthn | None,
+                      trust_domain: str) -> tuple[bool, str, list[int]]:
+    """(sidecar, identity, auto_mtls) of an endpoint serving the service ports in `ports`; `workload_ports`:
+    service port -> the workload port it reaches, what portLevelMtls names (a port missing there is itself)."""
     label = labels.get(TLS_MODE_LABEL)
-    sidecar = default_sidecar if label is None else label == ISTIO_TLS_MODE
-    if not sidecar:
-        return {}
+    if not (default_sidecar if label is None else label == ISTIO_TLS_MODE):
+        return NO_SIDECAR
     effective = peers.resolve(namespace, labels) if peers is not None else None
-    auto = sorted(port for port, target in workload_ports.items()
-                  if effective is None or effective.mode_for(target) != MTLS_DISABLE)
-    identity = spiffe_id(trust_domain, namespace, service_account) if service_account else ""
-    return {"sidecar": True, "identity": identity, "auto_mtls": auto}
+    if effective is None or (not effective.ports and effective.mode != MTLS_DISABLE):
+        auto = list(ports)  # every port (the common case: no port-level policy)
+    elif not effective.ports:
+        auto = []  # DISABLE on every port
+    else:
+        auto = [port for port in ports if effective.mode_for(workload_ports.get(port, port)) != MTLS_DISABLE]
+    if len(auto) > 1:
+        auto.sort()
+    return True, spiffe_id(trust_domain, namespace, service_account) if service_account else "", auto

@@ -63,9 +63,9 @@ def compile_mesh(
 
 def compile_security(state: MeshState, previous: dict[str, WorkloadSecurity] | None = None,
                      peers: PeerAuthn | None = None) -> dict[str, WorkloadSecurity]:
-    """Workload id -> its WorkloadSecurity, unchanged entries keeping their old object and version."""
-    security = build_security(state, peers)
-    return keep_versions(previous, security, state.revision) if previous is not None else security
+    """Workload id -> its WorkloadSecurity (none when no policy applies), unchanged entries keeping their old
+    object and version."""
+    return build_security(state, peers, previous)
 
 
 def diff_security(old: dict[str, WorkloadSecurity], new: dict[str, WorkloadSecurity]
@@ -75,7 +75,7 @@ def diff_security(old: dict[str, WorkloadSecurity], new: dict[str, WorkloadSecur
 
 
 def _changed(old: dict[str, T], new: dict[str, T]) -> tuple[list[T], list[str]]:
-    changed = [new[h] for h in sorted(new) if h not in old or not same_content(old[h], new[h])]
+    changed = [new[h] for h in sorted(new) if h not in old or (old[h] is not new[h] and not same_content(old[h], new[h]))]
     removed = sorted(h for h in old if h not in new)
     return changed, removed
 

@@ -54,10 +54,10 @@ def workload_endpoint(w: Workload, ports: dict[int, int], peers: PeerAuthn | Non
                       trust_domain: str = "cluster.local") -> Endpoint:
     """A registered workload (it has an Isthmus sidecar) as an endpoint; `ports`: service port -> port to
     connect to (its sidecar's listener)."""
-    security = endpoint_security(w.labels, True, w.namespace, w.service_account or "default",
-                                 {port: w.app_ports.get(port, port) for port in ports}, peers, trust_domain)
+    sidecar, identity, auto = endpoint_security(w.labels, True, w.namespace, w.service_account or "default", ports,
+                                                w.app_ports, peers, trust_domain)
     return Endpoint(address=w.address, ports=ports, labels=dict(w.labels), healthy=w.healthy, workload=w.id,
-                    locality=w.locality, **security)
+                    locality=w.locality, sidecar=sidecar, identity=identity, auto_mtls=auto)
 
 
 def entry_endpoint(ep: WorkloadEntrySpec, ports: list[ServicePort], workload: str, namespace: str = "default",
@@ -69,10 +69,11 @@ def entry_endpoint(ep: WorkloadEntrySpec, ports: list[ServicePort], workload: st
             mapping[port.number] = ep.ports[port.name]
         else:
             mapping[port.number] = port.target_port or port.number
-    security = endpoint_security(ep.labels, bool(ep.service_account), namespace, ep.service_account or "",
-                                 mapping, peers, trust_domain)
+    sidecar, identity, auto = endpoint_security(ep.labels, bool(ep.service_account), namespace,
+                                                ep.service_account or "", mapping, mapping, peers, trust_domain)
     return Endpoint(address=ep.address or "", ports=mapping, labels=dict(ep.labels), workload=workload,
-                    locality=ep.locality or "", weight=ep.weight or 1, **security)
+                    locality=ep.locality or "", weight=ep.weight or 1, sidecar=sidecar, identity=identity,
+                    auto_mtls=auto)
 
 
 def collect_services(state: MeshState, peers: PeerAuthn | None = None) -> dict[str, Service]:

@@ -12,7 +12,8 @@ Istio's rules (pilot/pkg/security/authn ComposePeerAuthentication, model.Authent
 - the mode starts PERMISSIVE and each level that exists and is not UNSET replaces it, mesh first, so UNSET
   inherits the level above; portLevelMtls (workload level only) overrides per workload port, its UNSET
   taking the workload's resolved mode.
-Built once per compile; resolve() is memoized per (namespace, labels), since many workloads share both.
+Built once per compile; resolve() is memoized per namespace where no workload policy exists, else per
+(namespace, labels), since many workloads share both.
 """
 
 from __future__ import annotations
@@ -72,9 +73,17 @@ class PeerAuthn:
             else:
                 self.namespaces.setdefault(namespace, stored)
         self._memo: dict[tuple[str, frozenset[tuple[str, str]]], Effective] = {}
+        self._by_namespace: dict[str, Effective] = {}  # namespaces without workload policies
 
     def resolve(self, namespace: str, labels: dict[str, str]) -> Effective:
         """The effective policy of a workload in `namespace` with `labels`."""
+        if self.mesh is None and not self.namespaces and not self.selecting:
+            return DEFAULT  # no policy anywhere (the common case until one is applied)
+        if namespace not in self.selecting:  # labels cannot matter here
+            found = self._by_namespace.get(namespace)
+            if found is None:
+                found = self._by_namespace[namespace] = self._resolve(namespace, labels)
+            return found
         key = (namespace, frozenset(labels.items()))
         found = self._memo.get(key)
         if found is None:
