@@ -37,9 +37,6 @@ def spiffe_id(trust_domain: str, namespace: str, service_account: str) -> str:
     return f"spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}"
 
 
-NO_SIDECAR: tuple[bool, str, list[int]] = (False, "", [])
-
-
 def endpoint_security(labels: dict[str, str], default_sidecar: bool, namespace: str, service_account: str,
                       ports: Mapping[int, int], workload_ports: Mapping[int, int], peers: PeerAuthn | None,
                       trust_domain: str) -> tuple[bool, str, list[int]]:
@@ -47,7 +44,7 @@ def endpoint_security(labels: dict[str, str], default_sidecar: bool, namespace: 
     service port -> the workload port it reaches, what portLevelMtls names (a port missing there is itself)."""
     label = labels.get(TLS_MODE_LABEL)
     if not (default_sidecar if label is None else label == ISTIO_TLS_MODE):
-        return NO_SIDECAR
+        return False, "", []
     effective = peers.resolve(namespace, labels) if peers is not None else None
     if effective is None or (not effective.ports and effective.mode != MTLS_DISABLE):
         auto = list(ports)  # every port (the common case: no port-level policy)

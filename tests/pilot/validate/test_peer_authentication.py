@@ -67,7 +67,7 @@ SELECTED = "selector: {matchLabels: {app: finance}}"
     ("{selector: {matchLabels: {'': x}}}", "spec.selector.matchLabels[]", "key must not be empty"),
     ("{selector: {matchLabels: {'app*': x}}}", "spec.selector.matchLabels[app*]", "wildcard is not supported"),
     ("{selector: {matchLabels: {app: 'fin*'}}}", "spec.selector.matchLabels[app]", "wildcard is not supported"),
-    ("{selector: {matchLabels: {app: 'a b'}}}", "spec.selector.matchLabels[app]", "not a valid label value"),
+    ("{selector: {matchLabels: {app: " + "v" * 64 + "}}}", "spec.selector.matchLabels[app]", "longer than 63"),
     ("{targetRef: {kind: Service, name: finance}}", "spec.targetRef", "has no targetRef in Istio"),
     ("{targetRefs: [{kind: Service, name: finance}]}", "spec.targetRefs", "has no targetRef in Istio"),
     ("{mtls: {mode: STRICT, permissive: true}}", "spec.mtls.permissive", "not supported by Isthmus"),
