@@ -94,6 +94,14 @@ async def test_mesh_wide_strict_then_a_workload_disable_reach_each_running_sidec
         # (an empty list is a default, left out of the dump)
         assert _endpoint(other, fqdn("fin", ns)).get("auto_mtls", []) == []
         assert _endpoint(fin, fqdn("other", ns))["auto_mtls"] == [9080]
+        # portLevelMtls names the app's port (registered by the sidecar), not the service port 9080
+        port_level = workload_disable(ns).replace("mtls: {mode: DISABLE}", f"""mtls: {{mode: STRICT}}
+  portLevelMtls:
+    {apps[0].port}: {{mode: DISABLE}}""")
+        await apply_ok(mesh, port_level, fin, other)
+        security = fin.config_dump()["security"]
+        assert (security["mtls_mode"], security["port_mtls"]) == ("STRICT", {str(apps[0].port): "DISABLE"})
+        assert _endpoint(other, fqdn("fin", ns)).get("auto_mtls", []) == []  # 9080 reaches that app port
         # same processes throughout: the changes reached them open
         assert fin.process.is_running and fin.config_dump()["proxy"]["uptime_s"] >= uptime
         # with the policies deleted, no entry is left: PERMISSIVE again

@@ -152,3 +152,17 @@ def test_a_second_namespace_wide_policy_is_warned_about_and_the_oldest_one_named
     mesh = _stored(_policy("second", "istio-system"))
     assert "the mesh already has" in placement_warnings(mesh, [(older, 1), (_stored(_policy("default", "istio-system"))[0], 2)],
                                                          "istio-system")[0].message
+
+
+def test_what_pilot_stores_and_get_prints_applies_again_with_its_port_keys():
+    import msgspec
+    import yaml
+
+    from services.pilot.config_api import stored_form
+
+    namespace, text = PEER_AUTHENTICATION["reference: STRICT finance, port 8080 plaintext"]
+    (resource,), _, _ = decode_documents(text, default_namespace=namespace)
+    stored = msgspec.json.decode(stored_form(resource))
+    assert stored["spec"]["portLevelMtls"] == {"8080": {"mode": "DISABLE"}}  # JSON keys are strings
+    (again,), errors, _ = decode_documents(yaml.safe_dump(stored))
+    assert errors == [] and again == resource
