@@ -37,6 +37,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from runtime.clientconfig import NatsClient
 from runtime.log import get_logger
 
 T = TypeVar("T")
@@ -127,6 +128,21 @@ def decode(data: bytes, type_: type[T]) -> T:
         raise MalformedRequest("the JSON is nested too deeply") from None
     except (ValueError, OverflowError) as exc:
         raise MalformedRequest(f"a value cannot be read: {str(exc)[:200]}") from None
+
+
+def connect_options(auth: NatsClient | None) -> dict[str, Any]:
+    """nats-py connect() keyword arguments for a client config's credentials (none without one)."""
+    if auth is None:
+        return {}
+    options: dict[str, Any] = {}
+    if auth.user:
+        options.update(user=auth.user, password=auth.password)
+    if auth.inbox_prefix:
+        options["inbox_prefix"] = auth.inbox_prefix
+    tls = auth.tls_context()
+    if tls is not None:
+        options["tls"] = tls  # the server's certificate must name the URL's host (up's names 127.0.0.1)
+    return options
 
 
 Handler = Callable[[bytes], Awaitable[bytes | None]]
@@ -265,8 +281,10 @@ async def connect(
     wait: float | None = 30.0,
     on_reconnect: Callable[[], Awaitable[None]] | None = None,
     on_disconnect: Callable[[], Awaitable[None]] | None = None,
+    auth: NatsClient | None = None,
 ) -> Bus:
-    """Connect, retrying until `wait` seconds pass (None: forever); reconnects forever afterwards."""
+    """Connect, retrying until `wait` seconds pass (None: forever); reconnects forever afterwards.
+    `auth`: the user, password, inbox prefix and TLS CA of a client config (runtime/clientconfig.py)."""
 
     async def reconnected() -> None:
         log.info("bus reconnected", url=url)
@@ -292,6 +310,7 @@ async def connect(
             # nats-py retries a first connect forever when reconnects are unlimited: bound it here
             client = await asyncio.wait_for(nats.connect(
                 servers=[url],
+                **connect_options(auth),
                 name=name,
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.25,

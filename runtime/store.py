@@ -56,11 +56,14 @@ class Store:
         self.client = client
 
     @classmethod
-    async def connect(cls, host: str, port: int, wait: float = 30.0) -> "Store":
+    async def connect(cls, host: str, port: int, wait: float = 30.0, *, user: str = "",
+                      password: str = "") -> "Store":
+        """`user`/`password`: etcd's own authentication (`isthmus up` enables it; services only)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         while True:
-            client = aetcd.Client(host=host, port=port, timeout=5)
+            client = aetcd.Client(host=host, port=port, timeout=5, username=user or None,
+                                  password=password or None)
             try:
                 await client.connect()
                 await client.status()

@@ -89,9 +89,12 @@ def _etcd_probe(port: int) -> Callable[[], bool]:
     return probe
 
 
-def start_nats(state_dir: str | Path, port: int = 0, *, wait: bool = True, timeout: float = 15.0) -> ManagedProcess:
+def start_nats(state_dir: str | Path, port: int = 0, *, wait: bool = True, timeout: float = 15.0,
+               authorization: str = "", tls: tuple[Path, Path] | None = None) -> ManagedProcess:
     """nats-server on 127.0.0.1:port (0: a free port), config and log under state_dir.
 
+    `authorization`: the config's authorization block (isthmus/launch/credentials.py); the config file
+    is then mode 0600. `tls`: (certificate, key) files: every client must then speak TLS.
     Returns once the server greets clients (unless wait=False); `.url` is nats://127.0.0.1:port.
     """
     state = Path(state_dir)
@@ -101,13 +104,19 @@ def start_nats(state_dir: str | Path, port: int = 0, *, wait: bool = True, timeo
     conf_dir = state / "nats"
     conf_dir.mkdir(parents=True, exist_ok=True)
     conf = conf_dir / "nats.conf"
-    conf.write_text(
-        "# written by isthmus; rewritten on every start\n"
-        f'listen: "{LOOPBACK}:{port}"\n'
-        "max_payload: 8MB\n"
-        "max_pending: 64MB\n"
-        f'server_name: "isthmus-{port}"\n'
-    )
+    text = ("# written by isthmus; rewritten on every start\n"
+            f'listen: "{LOOPBACK}:{port}"\n'
+            "max_payload: 8MB\n"
+            "max_pending: 64MB\n"
+            f'server_name: "isthmus-{port}"\n')
+    if tls is not None:
+        text += f"tls {{\n  cert_file: {json.dumps(str(tls[0]))}\n  key_file: {json.dumps(str(tls[1]))}\n  timeout: 2\n}}\n"
+    fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the roles' passwords
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, (text + authorization).encode())
+    finally:
+        os.close(fd)
     proc = ManagedProcess(
         "nats",
         [nats_server_binary(), "-c", str(conf)],
