@@ -19,6 +19,7 @@ from typing import Any
 from proto.registry import Workload
 from proxy.access_log import AccessLog
 from proxy.admin import AdminServer
+from proxy.control import buscreds
 from proxy.control.config_state import ConfigState
 from proxy.control.registration import Registration
 from proxy.control.xds_client import XdsClient
@@ -37,6 +38,9 @@ from runtime.log import configure, get_logger
 
 
 STOP_GRACE = 5.0  # seconds a stopping sidecar lets requests in flight finish (Istio's terminationDrainDuration)
+
+
+CredentialsError = buscreds.CredentialsError  # no bus credentials, or refused: exit 1 with the reason
 
 
 class StartError(Exception):
@@ -99,6 +103,7 @@ class Sidecar:
         self.admin = AdminServer("127.0.0.1", options.admin_port, self.is_ready, self.config_dump, self.server_info,
                                  self.state.clusters_status)
         self.bus: busmod.Bus | None = None
+        self.bus_auth: Any = None  # this sidecar's bus credentials, obtained in run() (proxy/control/buscreds.py)
         self.started_at = time.time()
         self.tasks: list[asyncio.Task[Any]] = []
 
@@ -166,6 +171,8 @@ class Sidecar:
 
     async def run(self) -> None:
         asyncio.get_running_loop().set_exception_handler(log_loop_error)
+        o = self.options
+        self.bus_auth = await buscreds.obtain(o.nats_url, o.bus_auth, o.namespace, o.service_account, o.bus_token)
         try:
             await self.start_listeners()
         except StartError:
@@ -195,7 +202,7 @@ class Sidecar:
 
     async def _control_plane(self) -> None:
         self.bus = await busmod.connect(self.options.nats_url, f"proxy-{self.options.id}", wait=None,
-                                        on_reconnect=self._on_reconnect)
+                                        on_reconnect=self._on_reconnect, auth=self.bus_auth)
         await self.xds.attach(self.bus)
         self.tasks.append(asyncio.create_task(self.registration.run(self.bus)))
 

@@ -29,7 +29,7 @@ def proxy_status(obj: dict[str, Any], namespace: str | None) -> None:
     async def work(bus: Any) -> ProxyStatusReply:
         return await bus.call(XDS_STATUS, ProxyStatusRequest(namespace=namespace), ProxyStatusReply, timeout)
 
-    reply = pilot_client.with_bus(obj["nats_url"], work, timeout=timeout)
+    reply = pilot_client.with_bus(obj["nats_url"], work, timeout=timeout, auth=obj.get("auth"))
     if not reply.ok:
         raise CliError(reply.error or "pilot could not list the proxies")
     if not reply.proxies:
@@ -159,6 +159,7 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
         lease_ttl=lease_ttl,
         pending_grace=pending_grace,
         nats_url=obj["nats_url"],
+        bus_auth=obj.get("auth"),
         tcp_routes=tcp,
         app_tcp=app_tcp,
         access_log=access_log,
@@ -166,10 +167,13 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
         limits=build_limits(**limit_flags),
         **extra,
     )
-    from proxy.main import StartError, run_proxy
+    from proxy.main import CredentialsError, StartError, run_proxy
 
     try:
         run_proxy(options)
+    except CredentialsError as exc:  # no bus credentials, or the control plane refused them
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
     except StartError as exc:  # a port in use, an unwritable access log: one line naming the flag
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)

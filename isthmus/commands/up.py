@@ -18,9 +18,13 @@ import click
               envvar="ISTHMUS_OUTBOUND_TRAFFIC_POLICY", default="ALLOW_ANY", show_default=True,
               help="What every sidecar does with hosts outside the mesh registry: pass them through, or 502 "
                    "(Istio's meshConfig.outboundTrafficPolicy.mode; env ISTHMUS_OUTBOUND_TRAFFIC_POLICY).")
-def up(state_dir: str, nats_port: int, etcd_port: int, demo: bool, outbound_traffic_policy: str) -> None:
-    """Run a local control plane (nats-server, etcd, registry, pilot, ca, telemetry) until Ctrl-C."""
+@click.option("--nats-tls", is_flag=True,
+              help="Clients must reach the bus over TLS (a bus CA and server certificate are made at start; the "
+                   "CA's path goes into isthmus.yaml).")
+def up(state_dir: str, nats_port: int, etcd_port: int, demo: bool, outbound_traffic_policy: str,
+       nats_tls: bool) -> None:
+    """Run a local control plane (nats-server, etcd, auth, registry, pilot, ca, telemetry) until Ctrl-C."""
     from isthmus.up import run_up
 
     sys.exit(run_up(state_dir, nats_port=nats_port, etcd_port=etcd_port, demo=demo,
-                    outbound_traffic_policy=outbound_traffic_policy.upper()))
+                    outbound_traffic_policy=outbound_traffic_policy.upper(), nats_tls=nats_tls))

@@ -21,7 +21,7 @@ SUBJECTS = ["isthmus.config.delete", "isthmus.config.get", "isthmus.registry.reg
 
 
 async def ask(plane: ControlPlane, subject: str, payload: bytes, headers: dict[str, str] | None = None) -> dict:
-    bus = await busmod.connect(plane.nats_url, "test-malformed")
+    bus = await plane.bus("test-malformed")
     try:
         if headers is None:
             data = await bus.request(subject, payload, timeout=10)

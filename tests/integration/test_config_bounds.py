@@ -45,7 +45,7 @@ spec:
 
 
 async def get(plane: ControlPlane, name: str, kind: str = "VirtualService") -> list[dict]:
-    bus = await busmod.connect(plane.nats_url, "test-get")
+    bus = await plane.bus("test-get")
     try:
         reply = json.loads(await bus.request("isthmus.config.get", json.dumps(
             {"kind": kind, "namespace": "bounds", "name": name}).encode(), timeout=10))
@@ -90,7 +90,7 @@ async def test_pilot_answers_health_and_get_while_a_large_submission_is_checked(
     docs[-1] = docs[-1].replace("prefix: /p0", "prefix: 7")  # an error at the very end: nothing is stored
     text = "\n---\n".join(docs)
     assert len(text.encode()) < MAX_BYTES
-    nc = await nats.connect(mesh.nats_url)
+    nc = await mesh.nats_client()
     try:
         finished: dict[str, float] = {}
         began = time.monotonic()
@@ -114,7 +114,7 @@ async def test_pilot_answers_health_and_get_while_a_large_submission_is_checked(
 
 
 async def test_a_malformed_request_is_answered_with_its_reason(mesh: ControlPlane) -> None:
-    nc = await nats.connect(mesh.nats_url)
+    nc = await mesh.nats_client()
     try:
         reply = json.loads((await nc.request("isthmus.config.delete", b'{"resources": 5}', timeout=10)).data)
     finally:
@@ -193,7 +193,7 @@ async def test_an_apply_larger_than_the_bus_accepts_is_refused_before_sending(me
 async def test_a_resource_that_does_not_compile_is_shown_by_get_and_config_events(mesh: ControlPlane) -> None:
     """A resource the compiler cannot handle, written around the config API (as etcdctl or an older
     pilot could): pilot keeps serving, and says which resource is not in effect and why."""
-    nc = await nats.connect(mesh.nats_url)
+    nc = await mesh.nats_client()
     events: asyncio.Queue[dict] = asyncio.Queue()
 
     async def on_event(msg) -> None:  # type: ignore[no-untyped-def]
@@ -256,7 +256,7 @@ async def test_a_stored_resource_that_does_not_match_its_schema_is_shown_as_unre
 
 
 async def test_every_bus_sender_refuses_a_message_over_max_payload_before_sending(mesh: ControlPlane) -> None:
-    bus = await busmod.connect(mesh.nats_url, "test-size")
+    bus = await mesh.bus("test-size")
     try:
         limit = bus.max_payload - busmod.HEADER_ALLOWANCE
         received: list[int] = []

@@ -27,7 +27,7 @@ async def test_a_frozen_leader_is_replaced_within_the_ttl_and_stops_acting_when_
     spare.log_path = mesh.state_dir / "logs" / "pilot-spare.log"
     spare.start()
     backend = await Backend("v1").start()
-    bus = await busmod.connect(mesh.nats_url, "test-failover")
+    bus = await mesh.bus("test-failover")
     pushes: list[tuple[float, str]] = []
 
     async def seen(data: bytes) -> None:

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.asyncio
 
 
 async def test_a_workload_that_stops_heartbeating_is_announced_added_then_deleted(mesh: ControlPlane) -> None:
-    nc = await nats.connect(mesh.nats_url)
+    nc = await mesh.nats_client()  # the operator may watch endpoint events; a proxy registers
+    proxy = await mesh.nats_client("proxy")
     events: asyncio.Queue[dict] = asyncio.Queue()
 
     async def on_event(msg) -> None:  # type: ignore[no-untyped-def]
@@ -26,8 +27,9 @@ async def test_a_workload_that_stops_heartbeating_is_announced_added_then_delete
 
     await nc.subscribe("isthmus.registry.events", cb=on_event)
     workload = {"id": "ephemeral-1", "service": "ephemeral", "namespace": "reg", "inbound_port": 15999}
-    reply = json.loads((await nc.request("isthmus.registry.register",
-                                         json.dumps({"workload": workload, "ttl": 1}).encode(), timeout=5)).data)
+    await nc.flush()
+    reply = json.loads((await proxy.request("isthmus.registry.register",
+                                            json.dumps({"workload": workload, "ttl": 1}).encode(), timeout=5)).data)
     assert reply["ok"] and reply["ttl"] == 1
     added = await asyncio.wait_for(events.get(), 5)
     assert (added["type"], added["workload_id"]) == ("ADDED", "ephemeral-1")
@@ -35,10 +37,11 @@ async def test_a_workload_that_stops_heartbeating_is_announced_added_then_delete
     deleted = await asyncio.wait_for(events.get(), 5)  # no heartbeat: the 1 s lease runs out
     assert (deleted["type"], deleted["workload_id"]) == ("DELETED", "ephemeral-1")
     await nc.close()
+    await proxy.close()
 
 
 async def test_a_heartbeat_for_an_expired_lease_asks_the_proxy_to_register_again(mesh: ControlPlane) -> None:
-    nc = await nats.connect(mesh.nats_url)
+    nc = await mesh.nats_client("proxy")
     beat = {"workload_id": "gone", "namespace": "reg", "service": "gone", "lease_id": 12345}
     reply = json.loads((await nc.request("isthmus.registry.heartbeat", json.dumps(beat).encode(), timeout=5)).data)
     assert reply == {"ok": False, "error": "unknown lease"}
@@ -46,7 +49,7 @@ async def test_a_heartbeat_for_an_expired_lease_asks_the_proxy_to_register_again
 
 
 async def test_an_invalid_registration_is_refused_with_a_reason(mesh: ControlPlane) -> None:
-    nc = await nats.connect(mesh.nats_url)
+    nc = await mesh.nats_client("proxy")
     bad = {"workload": {"id": "a/b", "service": "x", "namespace": "reg"}}
     reply = json.loads((await nc.request("isthmus.registry.register", json.dumps(bad).encode(), timeout=5)).data)
     assert reply["ok"] is False and "/" in reply["error"]
@@ -74,7 +77,7 @@ async def test_pilot_records_each_proxys_ack_in_etcd(mesh: ControlPlane) -> None
 
 
 async def test_a_registration_with_oversized_labels_is_refused_by_name(mesh: ControlPlane) -> None:
-    nc = await nats.connect(mesh.nats_url)
+    nc = await mesh.nats_client("proxy")
     try:
         def register(labels: dict[str, str]) -> bytes:
             return json.dumps({"workload": {"id": "big-1", "service": "big", "labels": labels}}).encode()
