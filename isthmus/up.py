@@ -190,7 +190,7 @@ async def _start(state: Path, nats_port: int, etcd_port: int, supervisor: Superv
     nats = supervisor.add(start_nats(state, nats_port, wait=False, authorization=creds.nats_authorization(), tls=tls))
     await nats.wait_ready_async(NATS_TIMEOUT)
     _started(nats, began)
-    etcd = supervisor.add(start_etcd(state, etcd_port, etcd_port + 1, wait=False))
+    etcd = supervisor.add(start_etcd(state, etcd_port, etcd_port + 1, wait=False, jwt_keys=creds.etcd_jwt_keys))
     await etcd.wait_ready_async(ETCD_TIMEOUT)
     assert nats.url and etcd.url
     try:

@@ -70,6 +70,8 @@ class Store:
                 return cls(client)
             except Exception as exc:
                 await client.close()
+                if "authentication failed" in str(exc):  # wrong user or password: retrying cannot help
+                    raise StoreError(f"etcd at {host}:{port} refused our credentials: {exc}") from exc
                 if loop.time() > deadline:
                     raise StoreError(f"cannot reach etcd at {host}:{port}: {exc}") from exc
                 await asyncio.sleep(0.25)

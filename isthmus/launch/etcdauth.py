@@ -26,7 +26,12 @@ async def enable_auth(etcd_url: str, root_password: str, service_user: str, serv
     try:
         await client.connect()
         stub = rpc.AuthStub(client.channel)
-        status = await stub.AuthStatus(rpc.AuthStatusRequest(), timeout=5)
+        try:
+            status = await stub.AuthStatus(rpc.AuthStatusRequest(), timeout=5)
+        except rpc.AioRpcError as exc:
+            if "user name is empty" in (exc.details() or ""):  # auth is on: unauthenticated calls are refused
+                return False
+            raise
         if status.enabled:
             return False
         await _ensure(stub.RoleAdd(rpc.AuthRoleAddRequest(name="root"), timeout=5))

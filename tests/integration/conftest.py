@@ -22,7 +22,7 @@ from isthmus.launch import ManagedProcess, free_port, project_env, service_proce
 from isthmus.launch.bustls import make_bus_tls
 from isthmus.launch.credentials import ETCD_SERVICE_USER, MeshCredentials
 from isthmus.launch.etcdauth import enable_auth
-from proto.busauth import BusCredsReply, BusCredsRequest
+from proto.busauth import BusCredsReply, BusCredsRequest, proxy_permissions
 from proto.subjects import BUS_CREDS_ISSUE
 from runtime import bus as busmod
 from runtime.clientconfig import ENV as CONFIG_ENV
@@ -40,6 +40,11 @@ def fqdn(service: str, ns: str) -> str:
     return f"{service}.{ns}.svc.cluster.local"
 
 
+def role_for(subject: str) -> str:
+    """The role whose credentials may send on `subject` (proto/busauth.py): "proxy" or "operator"."""
+    return "proxy" if subject in proxy_permissions("x").publish else "operator"
+
+
 class ControlPlane:
     """nats-server and etcd locked down as `isthmus up` runs them (isthmus/launch/credentials.py): the
     roles' users and the auth callout on the bus, authentication on etcd; the services get their own
@@ -54,7 +59,7 @@ class ControlPlane:
             ca, cert, key = make_bus_tls(state_dir)
             self.creds.nats_ca, bus_tls = str(ca), (cert, key)
         self.nats = start_nats(state_dir, authorization=self.creds.nats_authorization(), tls=bus_tls)
-        self.etcd = start_etcd(state_dir, unsafe_no_fsync=True)
+        self.etcd = start_etcd(state_dir, unsafe_no_fsync=True, jwt_keys=self.creds.etcd_jwt_keys)
         self.nats_url = self.nats.url or ""
         self.etcd_url = self.etcd.url or ""
         asyncio.run(enable_auth(self.etcd_url, self.creds.etcd_root, ETCD_SERVICE_USER, self.creds.etcd_service))
@@ -81,14 +86,16 @@ class ControlPlane:
                                           inbox_prefix=reply.inbox_prefix, tls_ca=self.operator.tls_ca)
         return self._proxy_auth
 
+    async def auth(self, role: str) -> NatsClient:
+        """The credentials of `role`: "proxy", or a static role ("operator", "pilot", "registry", ...)."""
+        return await self.proxy_auth() if role == "proxy" else self.creds.client_config(role, self.nats_url).nats
+
     async def nats_client(self, role: str = "operator", **options: Any) -> Any:
-        """A raw nats-py client as `role` ("operator" or "proxy"), as a script would connect."""
-        auth = self.operator if role == "operator" else await self.proxy_auth()
-        return await nats.connect(self.nats_url, **busmod.connect_options(auth), **options)
+        """A raw nats-py client as `role`, as a script would connect."""
+        return await nats.connect(self.nats_url, **busmod.connect_options(await self.auth(role)), **options)
 
     async def bus(self, name: str, role: str = "operator") -> busmod.Bus:
-        auth = self.operator if role == "operator" else await self.proxy_auth()
-        return await busmod.connect(self.nats_url, name, auth=auth)
+        return await busmod.connect(self.nats_url, name, auth=await self.auth(role))
 
     def start_service(self, name: str) -> ManagedProcess:
         """For sync code (fixtures); async tests use `await plane.start_service_async(name)`."""

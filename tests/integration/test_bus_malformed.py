@@ -10,7 +10,7 @@ import json
 import pytest
 
 from runtime import bus as busmod
-from tests.integration.conftest import ControlPlane
+from tests.integration.conftest import ControlPlane, role_for
 
 pytestmark = pytest.mark.asyncio
 
@@ -21,7 +21,7 @@ SUBJECTS = ["isthmus.config.delete", "isthmus.config.get", "isthmus.registry.reg
 
 
 async def ask(plane: ControlPlane, subject: str, payload: bytes, headers: dict[str, str] | None = None) -> dict:
-    bus = await plane.bus("test-malformed")
+    bus = await plane.bus("test-malformed", role_for(subject))
     try:
         if headers is None:
             data = await bus.request(subject, payload, timeout=10)

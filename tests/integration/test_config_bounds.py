@@ -18,6 +18,7 @@ import pytest
 
 from isthmus.launch import start_nats
 from proto.health import HealthReply
+from proto.subjects import CONFIG_APPLY, CONFIG_EVENTS, health_subject
 from runtime import bus as busmod
 from runtime.store import CONFIG_PREFIX
 from tests.integration.conftest import ControlPlane, apply, eventually
@@ -256,7 +257,11 @@ async def test_a_stored_resource_that_does_not_match_its_schema_is_shown_as_unre
 
 
 async def test_every_bus_sender_refuses_a_message_over_max_payload_before_sending(mesh: ControlPlane) -> None:
-    bus = await mesh.bus("test-size")
+    # each side with the credentials of a role that may use the subject (the bus is locked down):
+    # pilot publishes config events and the operator reads them; "telemetry" (not running in this
+    # plane) answers its health subject, which the operator may ask
+    bus, publisher, server = await mesh.bus("test-size"), await mesh.bus("test-pilot", "pilot"), \
+        await mesh.bus("test-telemetry", "telemetry")
     try:
         limit = bus.max_payload - busmod.HEADER_ALLOWANCE
         received: list[int] = []
@@ -264,20 +269,23 @@ async def test_every_bus_sender_refuses_a_message_over_max_payload_before_sendin
         async def count(data: bytes) -> None:
             received.append(len(data))
 
-        await bus.listen("isthmus.test.size", count)
-        await bus.publish("isthmus.test.size", b"x" * limit)  # at the limit: sent
+        await bus.listen(CONFIG_EVENTS, count)
+        await bus.flush()
+        await publisher.publish(CONFIG_EVENTS, b"x" * limit)  # at the limit: sent
         with pytest.raises(busmod.PayloadTooLarge, match="max_payload"):
-            await bus.publish("isthmus.test.size", b"x" * (limit + 1))
+            await publisher.publish(CONFIG_EVENTS, b"x" * (limit + 1))
         with pytest.raises(busmod.PayloadTooLarge):
-            await bus.request("isthmus.test.size", b"x" * (limit + 1))
+            await bus.request(CONFIG_APPLY, b"x" * (limit + 1))
 
         async def huge(_: bytes) -> bytes:
             return b"y" * (limit + 1)
 
-        await bus.serve("isthmus.test.huge", huge)  # a reply too large becomes an error reply with the reason
-        reply = json.loads(await bus.request("isthmus.test.huge", b"{}", timeout=10))
+        await server.serve(health_subject("telemetry"), huge)  # a reply too large: an error reply with the reason
+        await server.flush()
+        reply = json.loads(await bus.request(health_subject("telemetry"), b"{}", timeout=10))
         assert reply["ok"] is False and "larger than this bus's max_payload" in reply["error"]
-        await bus.flush()
+        await publisher.flush()
         await eventually(lambda: received == [limit], timeout=5)
     finally:
-        await bus.close()
+        for b in (bus, publisher, server):
+            await b.close()
