@@ -24,6 +24,7 @@ USER_PREFIX = "proxy."
 _ID = re.compile(r"^[0-9a-f]{16}$")
 _TOKEN = re.compile(r"^([0-9a-f]{16})\.([A-Za-z0-9_-]{43})$")  # as services/ca/tokens.py makes them
 MAX_TTL = 365 * 86400
+MAX_CREDENTIALS = 100_000  # records etcd may hold at once (revoked and expired ones count until deleted)
 
 
 class Refused(Exception):
@@ -47,6 +48,10 @@ class Credentials:
         """(user, password, record): a new credential, stored."""
         if not 0 <= ttl <= MAX_TTL:
             raise Refused(f"ttl {ttl}s: give 0 (until revoked) to {MAX_TTL // 86400} days")
+        held, _ = await self.store.list(PREFIX)
+        if len(held) >= MAX_CREDENTIALS:
+            raise Refused(f"{len(held)} bus credentials exist, the most the auth service keeps (MAX_CREDENTIALS): "
+                          "delete revoked ones first")
         cred_id = secrets.token_hex(8)
         password = secrets.token_urlsafe(32)
         record = BusCredsRecord(id=cred_id, namespace=namespace, service_account=service_account,
