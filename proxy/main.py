@@ -171,11 +171,16 @@ class Sidecar:
 
     async def run(self) -> None:
         asyncio.get_running_loop().set_exception_handler(log_loop_error)
-        o = self.options
-        self.bus_auth = await buscreds.obtain(o.nats_url, o.bus_auth, o.namespace, o.service_account, o.bus_token)
         try:
             await self.start_listeners()
-        except StartError:
+            o = self.options  # a taken port is reported before the bus is asked for anything
+            try:
+                self.bus_auth = await buscreds.obtain(o.nats_url, o.bus_auth, o.namespace, o.service_account,
+                                                      o.bus_token)
+            except CredentialsError:
+                await self._stop_listeners(0)
+                raise
+        except (StartError, CredentialsError):
             if self.access_log is not None:
                 self.access_log.close()
             raise

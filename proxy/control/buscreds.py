@@ -66,6 +66,10 @@ async def _connect(url: str, config: NatsClient | None, *, token: str = "", inbo
     options = busmod.connect_options(config or NatsClient(tls_ca=tls_ca))
     if token:
         options.update(token=token, inbox_prefix=inbox)
+    async def quiet(_: Exception) -> None:  # nats-py would log each failed attempt with a traceback
+        return None
+
+    options["error_cb"] = quiet
     loop = asyncio.get_running_loop()
     deadline = loop.time() + CONNECT_WAIT
     while True:

@@ -16,7 +16,7 @@ import nats
 import nats.errors
 import pytest
 
-from isthmus.launch import project_env, start_nats
+from isthmus.launch import free_port, project_env, start_nats
 from isthmus.launch.bustls import make_bus_tls
 from isthmus.launch.credentials import ETCD_SERVICE_USER, MeshCredentials
 from proto.busauth import BusCredsReply, BusCredsRequest, BusCredsRevokeReply, BusCredsRevokeRequest
@@ -198,7 +198,9 @@ async def test_a_proxy_with_neither_token_nor_config_exits_1_saying_how_to_get_o
     env.pop("ISTHMUS_CONFIG", None)
     env.pop("ISTHMUS_TOKEN", None)
     result = subprocess.run([sys.executable, "-m", "isthmus.cli", "--nats", plane.nats_url, "proxy", "run",
-                             "--service", "lone", "--service-port", "9080", "--app-port", "9"],
+                             "--service", "lone", "--service-port", "9080", "--app-port", "9",
+                             *(arg for name in ("inbound", "outbound", "admin")
+                               for arg in (f"--{name}-port", str(free_port())))],
                             env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1, result
     lines = result.stderr.strip().splitlines()
