@@ -87,9 +87,19 @@ async def _connect(url: str, config: NatsClient | None, *, token: str = "", inbo
 
 
 async def _ask(bus: busmod.Bus, subject: str, request: object) -> BusCredsReply:
+    """The reply; while the auth service is not (yet) answering, asks again until CONNECT_WAIT passes
+    (a sidecar may start before the control plane: listeners first, the bus when it answers)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CONNECT_WAIT
     try:
-        return await bus.call(subject, request, BusCredsReply, timeout=10)
-    except busmod.BusError as exc:
-        raise CredentialsError(f"no bus credentials from the control plane: {exc}") from None
+        while True:
+            try:
+                return await bus.call(subject, request, BusCredsReply, timeout=5)
+            except (busmod.NoResponders, busmod.BusTimeout) as exc:
+                if loop.time() > deadline:
+                    raise CredentialsError(f"no bus credentials from the control plane: {exc}") from None
+                await asyncio.sleep(0.5)
+            except busmod.BusError as exc:
+                raise CredentialsError(f"no bus credentials from the control plane: {exc}") from None
     finally:
         await bus.close()

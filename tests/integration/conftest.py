@@ -18,16 +18,14 @@ from typing import Any
 import nats
 import pytest
 
-from isthmus.launch import ManagedProcess, free_port, project_env, service_process, start_etcd, start_nats, wait_ready
-from isthmus.launch.bustls import make_bus_tls
-from isthmus.launch.credentials import ETCD_SERVICE_USER, MeshCredentials
-from isthmus.launch.etcdauth import enable_auth
+from isthmus.launch import ManagedProcess, free_port, project_env, service_process, wait_ready
+from isthmus.launch.credentials import ETCD_SERVICE_USER
+from isthmus.launch.secure import start_secure
 from proto.busauth import BusCredsReply, BusCredsRequest, proxy_permissions
 from proto.subjects import BUS_CREDS_ISSUE
 from runtime import bus as busmod
 from runtime.clientconfig import ENV as CONFIG_ENV
 from runtime.clientconfig import NatsClient
-from runtime.clientconfig import save as save_config
 from runtime.store import Store
 from tests.integration.httpclient import Backend, Client
 
@@ -53,19 +51,11 @@ class ControlPlane:
 
     def __init__(self, state_dir: Path, tls: bool = False) -> None:
         self.state_dir = state_dir
-        self.creds = MeshCredentials.create(state_dir)
-        bus_tls = None
-        if tls:
-            ca, cert, key = make_bus_tls(state_dir)
-            self.creds.nats_ca, bus_tls = str(ca), (cert, key)
-        self.nats = start_nats(state_dir, authorization=self.creds.nats_authorization(), tls=bus_tls)
-        self.etcd = start_etcd(state_dir, unsafe_no_fsync=True, jwt_keys=self.creds.etcd_jwt_keys)
+        secure = start_secure(state_dir, tls=tls, unsafe_no_fsync=True)
+        self.nats, self.etcd, self.creds, self.config_path = secure.nats, secure.etcd, secure.creds, secure.operator_config
         self.nats_url = self.nats.url or ""
         self.etcd_url = self.etcd.url or ""
-        asyncio.run(enable_auth(self.etcd_url, self.creds.etcd_root, ETCD_SERVICE_USER, self.creds.etcd_service))
-        self.creds.write_service_configs(self.nats_url, self.etcd_url)
         self.operator = self.creds.client_config("operator", self.nats_url).nats
-        self.config_path = save_config(state_dir / "isthmus.yaml", self.creds.client_config("operator", self.nats_url))
         self._saved_env = os.environ.get(CONFIG_ENV)
         os.environ[CONFIG_ENV] = str(self.config_path)  # CLI subprocesses the tests run read it
         self._proxy_auth: NatsClient | None = None
