@@ -62,8 +62,11 @@ def _service(name: str, serves: tuple[str, ...], publishes: tuple[str, ...] = ()
 
 
 SERVICES: dict[str, Permissions] = {
-    # registration: proxies register, heartbeat and deregister; endpoint events out
-    "registry": _service("registry", (s.REGISTRY_REGISTER, s.REGISTRY_HEARTBEAT, s.REGISTRY_DEREGISTER),
+    # registration: proxies register, heartbeat and deregister (each on its identity-scoped subject, and
+    # the plain ones for buses without lockdown); endpoint events out
+    "registry": _service("registry", (s.REGISTRY_REGISTER, s.REGISTRY_HEARTBEAT, s.REGISTRY_DEREGISTER,
+                                      f"{s.REGISTRY_REGISTER}.*.*", f"{s.REGISTRY_HEARTBEAT}.*.*",
+                                      f"{s.REGISTRY_DEREGISTER}.*.*"),
                          publishes=(s.REGISTRY_EVENTS,)),
     # config API (operator), snapshots (proxies), ACKs (proxies), proxy status (operator); pushes out
     "pilot": _service("pilot", (s.CONFIG_APPLY, s.CONFIG_DELETE, s.CONFIG_GET, s.XDS_SNAPSHOT, s.XDS_STATUS,
@@ -79,13 +82,15 @@ SERVICES: dict[str, Permissions] = {
 }
 
 
-def proxy_permissions(cred_id: str) -> Permissions:
-    """A sidecar: register/heartbeat/deregister its workload, ask for snapshots, ACK, ask the ca to sign
-    and for the bundle; receive pushes and bundle updates, and replies on its own inbox only. It may not
-    publish pushes, use the config API, answer on any service's subject, or read another proxy's replies."""
+def proxy_permissions(cred_id: str, namespace: str, service_account: str) -> Permissions:
+    """A sidecar: register/heartbeat/deregister workloads of its own namespace and service account
+    (the identity-scoped registry subjects), ask for snapshots, ACK, ask the ca to sign and for the
+    bundle; receive pushes and bundle updates, and replies on its own inbox only. It may not publish
+    pushes, use the config API, answer on any service's subject, or read another proxy's replies."""
+    own = (namespace, service_account)
     return Permissions(
-        publish=(s.REGISTRY_REGISTER, s.REGISTRY_HEARTBEAT, s.REGISTRY_DEREGISTER, s.XDS_SNAPSHOT, s.XDS_ACK,
-                 s.CA_SIGN, s.CA_BUNDLE),
+        publish=(s.identity_subject(s.REGISTRY_REGISTER, *own), s.identity_subject(s.REGISTRY_HEARTBEAT, *own),
+                 s.identity_subject(s.REGISTRY_DEREGISTER, *own), s.XDS_SNAPSHOT, s.XDS_ACK, s.CA_SIGN, s.CA_BUNDLE),
         subscribe=(s.XDS_PUSH, s.CA_BUNDLE_UPDATES, f"{proxy_inbox_prefix(cred_id)}.>"),
     )
 

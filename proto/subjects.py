@@ -47,3 +47,10 @@ QUEUE_AUTH = "auth"
 
 def health_subject(service: str) -> str:
     return f"{HEALTH}.{service}"
+
+
+def identity_subject(base: str, namespace: str, service_account: str) -> str:
+    """A proxy's registry request subject, scoped to its identity: `<base>.<namespace>.<service account>`
+    (both DNS labels, so never a dot or wildcard). nats-server lets a proxy publish only on its own
+    (proto/busauth.py), and the registry checks that the request is about that identity's workload."""
+    return f"{base}.{namespace}.{service_account}"

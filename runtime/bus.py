@@ -66,6 +66,7 @@ class PayloadTooLarge(BusError):
 DEADLINE_HEADER = "Isthmus-Deadline"
 HEADER_ALLOWANCE = 128  # bytes the NATS headers we send may take, counted against max_payload
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("isthmus_deadline", default=None)
+_subject: contextvars.ContextVar[str] = contextvars.ContextVar("isthmus_subject", default="")
 
 
 def deadline_margin(timeout: float) -> float:
@@ -76,6 +77,12 @@ def deadline_margin(timeout: float) -> float:
 def request_deadline() -> float | None:
     """The deadline (Unix time, seconds) of the request being handled in this task, if it sent one."""
     return _deadline.get()
+
+
+def request_subject() -> str:
+    """The subject of the request being handled in this task ("" outside a handler): a handler served on
+    a wildcard reads its tokens (the registry's identity-scoped subjects)."""
+    return _subject.get()
 
 
 def deadline_passed() -> bool:
@@ -202,6 +209,7 @@ class Bus:
         many requests are handled at once (for handlers that wait on etcd, like the registry's)."""
 
         async def answer(msg: Msg) -> None:
+            subject = msg.subject  # the request's own subject (`subject` may be a wildcard), for replies and logs
             try:
                 deadline = _parse_deadline(msg.headers)
             except MalformedRequest as exc:
@@ -210,6 +218,7 @@ class Bus:
                     await msg.respond(error_reply(f"malformed request on {subject}: {exc}"))
                 return
             token = _deadline.set(deadline)
+            subject_token = _subject.set(msg.subject)
             try:
                 reply = await handler(msg.data)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:  # a bad request: its sender's fault
@@ -220,6 +229,7 @@ class Bus:
                 reply = error_reply(f"internal error on {subject}: {type(exc).__name__}: {exc}")
             finally:
                 _deadline.reset(token)
+                _subject.reset(subject_token)
             if reply is not None and msg.reply:
                 try:
                     self.check_size(msg.reply, reply)

@@ -76,7 +76,7 @@ class AuthService(ServiceProcess):
         try:
             if user.startswith("proxy."):
                 record = await self.creds.check(user, password, now)
-                name, perms = user, proxy_permissions(record.id)
+                name, perms = user, proxy_permissions(record.id, record.namespace, record.service_account)
                 expires = min(record.expires or float("inf"), now + SESSION_SECONDS)
             elif token and not user:
                 tok = await self.creds.token(token, now)

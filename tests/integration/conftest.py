@@ -39,8 +39,9 @@ def fqdn(service: str, ns: str) -> str:
 
 
 def role_for(subject: str) -> str:
-    """The role whose credentials may send on `subject` (proto/busauth.py): "proxy" or "operator"."""
-    return "proxy" if subject in proxy_permissions("x").publish else "operator"
+    """The role whose credentials may send on `subject` (proto/busauth.py): "proxy" (namespace and service
+    account default) or "operator"."""
+    return "proxy" if subject in proxy_permissions("x", "default", "default").publish else "operator"
 
 
 class ControlPlane:
@@ -58,27 +59,31 @@ class ControlPlane:
         self.operator = self.creds.client_config("operator", self.nats_url).nats
         self._saved_env = os.environ.get(CONFIG_ENV)
         os.environ[CONFIG_ENV] = str(self.config_path)  # CLI subprocesses the tests run read it
-        self._proxy_auth: NatsClient | None = None
+        self._proxy_auth: dict[tuple[str, str], NatsClient] = {}
         self.services: dict[str, ManagedProcess] = {}
         self.proxies: list[ManagedProcess] = []
 
-    async def proxy_auth(self) -> NatsClient:
-        """Proxy credentials (namespace default, service account default), issued once per plane."""
-        if self._proxy_auth is None:
+    async def proxy_auth(self, namespace: str = "default", service_account: str = "default") -> NatsClient:
+        """Proxy credentials for one identity, issued once per plane."""
+        identity = (namespace, service_account)
+        if identity not in self._proxy_auth:
             bus = await busmod.connect(self.nats_url, "test-issue", auth=self.operator)
             try:
-                reply = await bus.call(BUS_CREDS_ISSUE, BusCredsRequest(namespace="default", service_account="default"),
-                                       BusCredsReply)
+                reply = await bus.call(BUS_CREDS_ISSUE, BusCredsRequest(namespace=namespace,
+                                                                        service_account=service_account), BusCredsReply)
             finally:
                 await bus.close()
             assert reply.ok, reply
-            self._proxy_auth = NatsClient(url=self.nats_url, user=reply.user, password=reply.password,
-                                          inbox_prefix=reply.inbox_prefix, tls_ca=self.operator.tls_ca)
-        return self._proxy_auth
+            self._proxy_auth[identity] = NatsClient(url=self.nats_url, user=reply.user, password=reply.password,
+                                                    inbox_prefix=reply.inbox_prefix, tls_ca=self.operator.tls_ca)
+        return self._proxy_auth[identity]
 
     async def auth(self, role: str) -> NatsClient:
-        """The credentials of `role`: "proxy", or a static role ("operator", "pilot", "registry", ...)."""
-        return await self.proxy_auth() if role == "proxy" else self.creds.client_config(role, self.nats_url).nats
+        """The credentials of `role`: "proxy" (namespace default), "proxy:<namespace>" (service account
+        default), or a static role ("operator", "pilot", "registry", ...)."""
+        if role == "proxy" or role.startswith("proxy:"):
+            return await self.proxy_auth(role.partition(":")[2] or "default")
+        return self.creds.client_config(role, self.nats_url).nats
 
     async def nats_client(self, role: str = "operator", **options: Any) -> Any:
         """A raw nats-py client as `role`, as a script would connect."""

@@ -21,7 +21,16 @@ from isthmus.launch.bustls import make_bus_tls
 from isthmus.launch.credentials import ETCD_SERVICE_USER, MeshCredentials
 from proto.busauth import BusCredsReply, BusCredsRequest, BusCredsRevokeReply, BusCredsRevokeRequest
 from proto.ca import TokenRecord
-from proto.subjects import BUS_CREDS_ISSUE, BUS_CREDS_REVOKE, CA_SIGN, CONFIG_APPLY, XDS_PUSH
+from proto.subjects import (
+    BUS_CREDS_ISSUE,
+    BUS_CREDS_REVOKE,
+    CA_SIGN,
+    CONFIG_APPLY,
+    REGISTRY_DEREGISTER,
+    REGISTRY_HEARTBEAT,
+    REGISTRY_REGISTER,
+    XDS_PUSH,
+)
 from proxy.control.buscreds import CredentialsError, obtain
 from runtime import bus as busmod
 from runtime.clientconfig import NatsClient
@@ -131,6 +140,44 @@ async def test_a_proxy_cannot_read_another_proxys_signing_reply(plane: ControlPl
     finally:
         for client in (spy, victim, ca):
             await client.close()
+
+
+async def test_a_proxy_registers_and_heartbeats_only_workloads_of_its_own_identity(plane: ControlPlane) -> None:
+    errors = Violations()
+    proxy = await connect_as(plane, await issue(plane, "a", "web"), errors)
+    other = await connect_as(plane, await issue(plane, "b", "db"))
+
+    def register(namespace: str, workload_id: str, sa: str = "web") -> bytes:
+        return json.dumps({"workload": {"id": workload_id, "service": "svc", "namespace": namespace,
+                                        "service_account": sa}, "ttl": 30}).encode()
+
+    async def ask(client, subject: str, payload: bytes) -> dict:  # type: ignore[no-untyped-def]
+        return json.loads((await client.request(subject, payload, timeout=5)).data)
+
+    try:
+        own = await ask(proxy, f"{REGISTRY_REGISTER}.a.web", register("a", "mine"))
+        assert own["ok"], own
+        for namespace, sa in (("b", "web"), ("a", "db")):  # another identity's workload, on our own subject
+            reply = await ask(proxy, f"{REGISTRY_REGISTER}.a.web", register(namespace, "theirs", sa))
+            assert reply["ok"] is False and "these credentials are for namespace 'a'" in reply["error"], reply
+        with pytest.raises(nats.errors.TimeoutError):  # another identity's subject: dropped by nats-server
+            await proxy.request(f"{REGISTRY_REGISTER}.b.db", register("b", "theirs", "db"), timeout=1)
+        await errors.seen(f'permissions violation for publish to "{REGISTRY_REGISTER}.b.db"')
+        with pytest.raises(nats.errors.TimeoutError):  # and the plain subject is not for proxies
+            await proxy.request(REGISTRY_REGISTER, register("a", "plain"), timeout=1)
+        await errors.seen(f'permissions violation for publish to "{REGISTRY_REGISTER}"')
+        # b's proxy cannot keep a's lease alive or deregister a's workload, even on its own subjects
+        beat = {"workload_id": "mine", "namespace": "a", "service": "svc", "lease_id": own["lease_id"]}
+        reply = await ask(other, f"{REGISTRY_HEARTBEAT}.b.db", json.dumps(beat).encode())
+        assert reply["ok"] is False and "cannot touch a workload of namespace 'a'" in reply["error"], reply
+        gone = {"workload_id": "mine", "namespace": "a", "service": "svc", "lease_id": own["lease_id"]}
+        reply = await ask(other, f"{REGISTRY_DEREGISTER}.b.db", json.dumps(gone).encode())
+        assert reply["ok"] is False, reply
+        assert (await ask(proxy, f"{REGISTRY_HEARTBEAT}.a.web", json.dumps(beat).encode()))["ok"]
+        assert (await ask(proxy, f"{REGISTRY_DEREGISTER}.a.web", json.dumps(gone).encode()))["ok"]
+    finally:
+        await proxy.close()
+        await other.close()
 
 
 async def test_revoked_proxy_credentials_are_refused(plane: ControlPlane) -> None:

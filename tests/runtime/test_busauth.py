@@ -31,13 +31,13 @@ def test_a_user_jwt_is_signed_by_the_account_key_and_carries_the_permissions() -
     assert seed.startswith("SA")
     account = natsjwt.public_key(seed)
     user = nkeys.from_seed(nkeys.encode_seed(b"\x01" * 32, nkeys.PREFIX_BYTE_USER)).public_key.decode()
-    token = natsjwt.user_jwt(user, "proxy.x", proxy_permissions("x"), seed, expires=2_000_000_000)
+    token = natsjwt.user_jwt(user, "proxy.x", proxy_permissions("x", "ns", "sa"), seed, expires=2_000_000_000)
     header, claims, signature = token.split(".")
     nacl.signing.VerifyKey(_raw_public(account)).verify(f"{header}.{claims}".encode(), _unb64(signature))
     body = natsjwt.decode_claims(token)
     assert json.loads(_unb64(header)) == {"typ": "JWT", "alg": "ed25519-nkey"}
     assert (body["iss"], body["sub"], body["aud"], body["exp"]) == (account, user, "$G", 2_000_000_000)
-    assert body["nats"]["type"] == "user" and body["nats"]["pub"]["allow"] == list(proxy_permissions("x").publish)
+    assert body["nats"]["type"] == "user" and body["nats"]["pub"]["allow"] == list(proxy_permissions("x", "ns", "sa").publish)
     assert body["nats"]["sub"]["allow"][-1] == "_INBOX.proxy.x.>"
     assert "resp" not in body["nats"]  # a proxy answers nothing
 
@@ -58,7 +58,7 @@ def test_what_is_not_a_nats_jwt_is_refused(bad: str) -> None:
 
 
 def test_a_proxy_may_not_push_configure_answer_services_or_read_other_inboxes() -> None:
-    proxy = proxy_permissions("abc")
+    proxy = proxy_permissions("abc", "ns", "sa")
     for forbidden in (s.XDS_PUSH, s.CONFIG_APPLY, s.CONFIG_DELETE, s.CONFIG_GET, s.XDS_STATUS, s.CA_TOKEN_CREATE,
                       s.CA_ROTATE, s.BUS_CREDS_ISSUE, s.CA_BUNDLE_UPDATES, s.REGISTRY_EVENTS):
         assert forbidden not in proxy.publish
@@ -66,6 +66,9 @@ def test_a_proxy_may_not_push_configure_answer_services_or_read_other_inboxes() 
         assert forbidden not in proxy.subscribe
     assert not proxy.responses
     assert proxy.subscribe[-1] == f"{proxy_inbox_prefix('abc')}.>"
+    # registry requests only on its own identity's subjects
+    assert [p for p in proxy.publish if p.startswith("isthmus.registry")] == [
+        "isthmus.registry.register.ns.sa", "isthmus.registry.heartbeat.ns.sa", "isthmus.registry.deregister.ns.sa"]
     assert join_permissions("d").publish == (s.BUS_JOIN,) and join_permissions("d").subscribe == ("_INBOX.join.d.>",)
 
 
