@@ -59,6 +59,30 @@ async def obtain(url: str, config: NatsClient | None, namespace: str, service_ac
                       tls_ca=tls_ca)
 
 
+async def mint_ca_token(url: str, operator: NatsClient, namespace: str, service_account: str,
+                        ttl_seconds: int = 600) -> str:
+    """A one-use bootstrap token for our own identity, asked on `isthmus.ca.token.create` over a short
+    connection with the operator's client config: the sidecar's own bus credentials may not create tokens.
+    (The seam for the identity agent's local-convenience mint.) CredentialsError when refused."""
+    from proto.ca import TokenCreateReply, TokenCreateRequest
+    from proto.subjects import CA_TOKEN_CREATE
+
+    bus = await _connect(url, operator)
+    try:
+        reply = await bus.call(CA_TOKEN_CREATE, TokenCreateRequest(namespace=namespace, service_account=service_account,
+                                                                   ttl_seconds=ttl_seconds, uses=1),
+                               TokenCreateReply, timeout=10)
+    except busmod.BusError as exc:
+        raise CredentialsError(f"no bootstrap token from the ca: {exc}") from None
+    finally:
+        await bus.close()
+    if not reply.ok:
+        raise CredentialsError(f"the ca refused a bootstrap token: {reply.error}")
+    log.warning("minted a bootstrap token with the operator's client config", namespace=namespace,
+                service_account=service_account, token_id=reply.id)
+    return reply.token
+
+
 async def _connect(url: str, config: NatsClient | None, *, token: str = "", inbox: str = "",
                    tls_ca: str = "") -> busmod.Bus:
     import nats

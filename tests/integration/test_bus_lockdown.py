@@ -25,13 +25,14 @@ from proto.subjects import (
     BUS_CREDS_ISSUE,
     BUS_CREDS_REVOKE,
     CA_SIGN,
+    CA_TOKEN_CREATE,
     CONFIG_APPLY,
     REGISTRY_DEREGISTER,
     REGISTRY_HEARTBEAT,
     REGISTRY_REGISTER,
     XDS_PUSH,
 )
-from proxy.control.buscreds import CredentialsError, obtain
+from proxy.control.buscreds import CredentialsError, mint_ca_token, obtain
 from runtime import bus as busmod
 from runtime.clientconfig import NatsClient
 from runtime.store import Store, StoreError
@@ -237,6 +238,30 @@ async def test_a_bootstrap_token_joins_with_credentials_bound_to_its_namespace(p
                 await put_token(plane, "shop", "cart", expires_in=-1), "0123456789abcdef." + "x" * 43):
         with pytest.raises(CredentialsError, match="refused the bootstrap token"):
             await obtain(plane.nats_url, None, "shop", "cart", bad)
+
+
+async def test_a_bootstrap_token_is_minted_over_the_operators_connection_not_the_proxys(plane: ControlPlane) -> None:
+    ca = await plane.nats_client("ca")  # stands in for the ca: answers token creation
+    asked: list[dict] = []
+
+    async def create(msg) -> None:  # type: ignore[no-untyped-def]
+        asked.append(json.loads(msg.data))
+        await msg.respond(b'{"ok": true, "id": "0123456789abcdef", "token": "minted"}')
+
+    await ca.subscribe(CA_TOKEN_CREATE, cb=create)
+    await ca.flush()
+    errors = Violations()
+    proxy = await connect_as(plane, await issue(plane), errors)
+    try:
+        assert await mint_ca_token(plane.nats_url, plane.operator, "shop", "cart") == "minted"
+        assert asked[0]["namespace"] == "shop" and asked[0]["service_account"] == "cart" and asked[0]["uses"] == 1
+        with pytest.raises(nats.errors.TimeoutError):  # the proxy's own credentials may not
+            await proxy.request(CA_TOKEN_CREATE, b'{"namespace": "shop", "service_account": "cart"}', timeout=1)
+        await errors.seen(f'permissions violation for publish to "{CA_TOKEN_CREATE}"')
+        assert len(asked) == 1
+    finally:
+        await proxy.close()
+        await ca.close()
 
 
 async def test_a_proxy_with_neither_token_nor_config_exits_1_saying_how_to_get_one(plane: ControlPlane,
