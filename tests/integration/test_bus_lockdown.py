@@ -20,7 +20,7 @@ from isthmus.launch import free_port, project_env, start_nats
 from isthmus.launch.bustls import make_bus_tls
 from isthmus.launch.credentials import ETCD_SERVICE_USER, MeshCredentials
 from proto.busauth import BusCredsReply, BusCredsRequest, BusCredsRevokeReply, BusCredsRevokeRequest
-from proto.ca import TokenRecord
+from proto.ca import TokenCreateRequest, TokenRecord
 from proto.subjects import (
     BUS_CREDS_ISSUE,
     BUS_CREDS_REVOKE,
@@ -254,7 +254,8 @@ async def test_a_bootstrap_token_is_minted_over_the_operators_connection_not_the
     proxy = await connect_as(plane, await issue(plane), errors)
     try:
         assert await mint_ca_token(plane.nats_url, plane.operator, "shop", "cart") == "minted"
-        assert asked[0]["namespace"] == "shop" and asked[0]["service_account"] == "cart" and asked[0]["uses"] == 1
+        request = busmod.decode(json.dumps(asked[0]).encode(), TokenCreateRequest)
+        assert (request.namespace, request.service_account, request.uses) == ("shop", "cart", 1)
         with pytest.raises(nats.errors.TimeoutError):  # the proxy's own credentials may not
             await proxy.request(CA_TOKEN_CREATE, b'{"namespace": "shop", "service_account": "cart"}', timeout=1)
         await errors.seen(f'permissions violation for publish to "{CA_TOKEN_CREATE}"')
