@@ -46,16 +46,30 @@ __all__ = [
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--nats", "nats_url", envvar="ISTHMUS_NATS_URL", default=DEFAULT_NATS_URL, show_default=True,
-              metavar="URL", callback=check_nats_url, help="The bus (env ISTHMUS_NATS_URL).")
+@click.option("--config", "config_path", envvar="ISTHMUS_CONFIG", metavar="FILE",
+              help="The client config `isthmus up` writes (bus URL and credentials; env ISTHMUS_CONFIG; "
+                   "default .isthmus/isthmus.yaml when it exists).")
+@click.option("--nats", "nats_url", envvar="ISTHMUS_NATS_URL", default=None, metavar="URL",
+              callback=check_nats_url, help=f"The bus (env ISTHMUS_NATS_URL; overrides the config's URL; "
+                                            f"default {DEFAULT_NATS_URL}).")
 @click.option("--request-timeout", type=Finite(0.1, 3600), envvar="ISTHMUS_PILOT_TIMEOUT",
               default=REQUEST_TIMEOUT, show_default=True, metavar="SECONDS",
               help="How long apply/get/delete wait for pilot; a change not committed by then never is.")
 @click.pass_context
-def cli(ctx: click.Context, nats_url: str, request_timeout: float) -> None:
+def cli(ctx: click.Context, config_path: str | None, nats_url: str | None, request_timeout: float) -> None:
     """Isthmus: Istio's traffic management for VMs and bare metal, with Istio's YAML and without Kubernetes.
     (mTLS, authorization and telemetry are not built yet.)"""
-    ctx.obj = {"nats_url": nats_url, "timeout": request_timeout}
+    from runtime.clientconfig import ConfigFileError, find_config, load
+
+    auth = None
+    if ctx.invoked_subcommand != "up":  # `up` writes the config; it reads none
+        try:
+            path = find_config(config_path, env={})  # click already read ISTHMUS_CONFIG into config_path
+            auth = load(path).nats if path else None
+        except ConfigFileError as exc:
+            raise CliError(str(exc)) from None
+    url = nats_url or (auth.url if auth and auth.url else DEFAULT_NATS_URL)
+    ctx.obj = {"nats_url": url, "timeout": request_timeout, "auth": auth}
 
 
 for command in (up, apply, delete, get, proxy_status, proxy, token, ca):

@@ -40,11 +40,14 @@ class Finite(click.FloatRange):
 NATS_SCHEMES = ("nats", "tls", "ws", "wss")
 
 
-def check_nats_url(ctx: click.Context | None, param: click.Parameter | None, value: str) -> str:
+def check_nats_url(ctx: click.Context | None, param: click.Parameter | None, value: str | None) -> str | None:
     """A click callback: `value` must be SCHEME://HOST[:PORT] with a scheme nats-py speaks (several
-    servers may be given comma-separated); anything else is a usage error, not an unreachable bus."""
+    servers may be given comma-separated); anything else is a usage error, not an unreachable bus.
+    None (not given) stays None."""
     from urllib.parse import urlsplit
 
+    if value is None:
+        return None
     for url in value.split(","):
         try:
             parts = urlsplit(url.strip())

@@ -16,11 +16,20 @@ T = TypeVar("T")
 REQUEST_TIMEOUT = 10.0
 
 
-async def connect_cli(url: str, timeout: float = 3.0) -> Any:
-    """A short-lived connection that fails fast (no reconnect loop) when nothing listens."""
+async def connect_cli(url: str, timeout: float = 3.0, auth: Any = None) -> Any:
+    """A short-lived connection that fails fast (no reconnect loop) when nothing listens. `auth`: the
+    client config's NatsClient; None: the config find_config() finds (ISTHMUS_CONFIG, .isthmus/isthmus.yaml)."""
     import nats
 
-    from runtime.bus import Bus, BusError
+    from runtime.bus import Bus, BusError, connect_options
+    from runtime.clientconfig import ConfigFileError, load_optional
+
+    if auth is None:
+        try:
+            config = load_optional()
+        except ConfigFileError as exc:
+            raise BusError(str(exc)) from exc
+        auth = config.nats if config else None
 
     async def quiet(_: Exception) -> None:
         return None
@@ -28,7 +37,8 @@ async def connect_cli(url: str, timeout: float = 3.0) -> Any:
     try:
         client = await asyncio.wait_for(
             nats.connect(servers=[url], name="isthmus-cli", allow_reconnect=False, connect_timeout=2,
-                         max_reconnect_attempts=1, reconnect_time_wait=0.2, error_cb=quiet),
+                         max_reconnect_attempts=1, reconnect_time_wait=0.2, error_cb=quiet,
+                         **connect_options(auth)),
             timeout,
         )
     except Exception as exc:  # refused, timed out, bad URL
@@ -44,7 +54,7 @@ async def apply_text(bus: Any, text: str, timeout: float = REQUEST_TIMEOUT) -> A
 
 
 def with_bus(nats_url: str, work: Callable[[Any], Awaitable[T]], *, changes: bool = False,
-             timeout: float = REQUEST_TIMEOUT, service: str = "pilot") -> T:
+             timeout: float = REQUEST_TIMEOUT, service: str = "pilot", auth: Any = None) -> T:
     """Connect, run `work(bus)`, close; bus failures become one `error:` line and exit code 1.
     `changes`: the request changes config, so a timeout says it was not (and will not be) applied:
     pilot refuses a request whose deadline passed (runtime/bus.py, Isthmus-Deadline).
@@ -52,7 +62,7 @@ def with_bus(nats_url: str, work: Callable[[Any], Awaitable[T]], *, changes: boo
     from runtime.bus import BusError, BusTimeout, NoResponders, PayloadTooLarge
 
     async def run() -> T:
-        bus = await connect_cli(nats_url)
+        bus = await connect_cli(nats_url, auth=auth)
         try:
             return await work(bus)
         finally:
@@ -72,6 +82,9 @@ def with_bus(nats_url: str, work: Callable[[Any], Awaitable[T]], *, changes: boo
         raise CliError(f"{exc}; nothing was sent: split the files into several applies") from exc
     except BusError as exc:
         reason = str(exc.__cause__ or "").strip()[:200]
+        if "authorization violation" in reason.lower():
+            raise CliError(f"the bus at {nats_url} refused our credentials: use the client config `isthmus up` "
+                           "wrote (--config, or export ISTHMUS_CONFIG=<state-dir>/isthmus.yaml)") from exc
         because = f" ({reason})" if reason else ""
         raise CliError(f"cannot reach {service} on {nats_url}{because}: is `isthmus up` running?") from exc
 

@@ -7,7 +7,10 @@ the children get SIGTERM from the kernel (see isthmus/launch/process.py), so not
 
     <state-dir>/            default ./.isthmus
         up.lock             held while an `isthmus up` uses this directory
-        nats/nats.conf      written on every start
+        nats/nats.conf      written on every start (mode 0600: it holds the bus roles' passwords)
+        nats/tls/           the bus's CA and server certificate (--nats-tls)
+        isthmus.yaml        the operator's client config (mode 0600): bus URL and credentials
+        secrets/            the services' client configs, the auth callout's key, etcd's passwords (0700)
         etcd/               etcd's data: config survives restarts of `isthmus up`
         ca/                 the ca's root keys (0700; keys 0600), passed to services as ISTHMUS_STATE_DIR
         logs/<name>.log     one per process (nats, etcd, registry, pilot, ca, telemetry, demo apps...)
@@ -36,7 +39,12 @@ from isthmus.launch import (
     start_nats,
     wait_ready,
 )
+from isthmus.launch.bustls import make_bus_tls
+from isthmus.launch.credentials import ETCD_SERVICE_USER, MeshCredentials
+from isthmus.launch.etcdauth import enable_auth
 from isthmus.lockfile import hold, holder
+from runtime.clientconfig import ENV as CONFIG_ENV
+from runtime.clientconfig import save as save_config
 
 NATS_TIMEOUT = 15.0
 ETCD_TIMEOUT = 30.0
@@ -67,7 +75,7 @@ def check_ports(nats_port: int, etcd_port: int) -> str | None:
 
 def run_up(state_dir: str | Path = ".isthmus", *, nats_port: int = 4222, etcd_port: int = 2379,
            demo: bool = False, outbound_traffic_policy: str | None = None,
-           ca_env: dict[str, str] | None = None) -> int:
+           ca_env: dict[str, str] | None = None, nats_tls: bool = False) -> int:
     """Run the control plane until a stop signal; returns the exit code. `outbound_traffic_policy`: pilot's
     mesh-wide ALLOW_ANY or REGISTRY_ONLY (None: ISTHMUS_OUTBOUND_TRAFFIC_POLICY or ALLOW_ANY). `ca_env`:
     ISTHMUS_TRUST_DOMAIN, ISTHMUS_ROOT_NAMESPACE (every service), the ca's certificate lifetime and plug-in
@@ -92,12 +100,12 @@ def run_up(state_dir: str | Path = ".isthmus", *, nats_port: int = 4222, etcd_po
         from runtime.log import configure
 
         configure("error")  # this terminal is for people; the services log to their own files
-        return asyncio.run(_main(state, nats_port, etcd_port, demo))
+        return asyncio.run(_main(state, nats_port, etcd_port, demo, nats_tls))
     finally:
         lock.close()
 
 
-async def _main(state: Path, nats_port: int, etcd_port: int, demo: bool) -> int:
+async def _main(state: Path, nats_port: int, etcd_port: int, demo: bool, nats_tls: bool = False) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -107,7 +115,8 @@ async def _main(state: Path, nats_port: int, etcd_port: int, demo: bool) -> int:
     health_bus: Any = None
     code = 0
     try:
-        startup = asyncio.ensure_future(_start(state, nats_port, etcd_port, supervisor))
+        creds = MeshCredentials.create(state)
+        startup = asyncio.ensure_future(_start(state, nats_port, etcd_port, supervisor, creds, nats_tls))
         stopper = asyncio.ensure_future(stop.wait())
         tasks += [startup, stopper]
         await asyncio.wait({startup, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -122,8 +131,11 @@ async def _main(state: Path, nats_port: int, etcd_port: int, demo: bool) -> int:
         except Exception as exc:  # anything else that went wrong while starting: still one clear line
             warn(f"error: startup failed: {type(exc).__name__}: {exc}")
             return 1
-        _print_ready(state, nats_url, f"http://{LOOPBACK}:{etcd_port}", demo)
-        health_bus = await _watch_health(supervisor, nats_url)
+        operator = state / "isthmus.yaml"
+        save_config(operator, creds.client_config("operator", nats_url))
+        os.environ[CONFIG_ENV] = str(operator)  # the demo and the sidecars it starts use the operator's config
+        _print_ready(state, nats_url, f"http://{LOOPBACK}:{etcd_port}", demo, operator)
+        health_bus = await _watch_health(supervisor, nats_url, creds)
         tasks.append(asyncio.ensure_future(supervisor.run()))
         if demo:
             from examples.bookinfo.demo import run_demo
@@ -152,12 +164,13 @@ async def _main(state: Path, nats_port: int, etcd_port: int, demo: bool) -> int:
         say("isthmus: stopped")
 
 
-async def _watch_health(supervisor: Supervisor, nats_url: str) -> Any:
+async def _watch_health(supervisor: Supervisor, nats_url: str, creds: MeshCredentials) -> Any:
     """A bus connection of our own to probe each service's health subject; returns it (to close)."""
     from runtime.bus import connect
 
     try:
-        bus = await asyncio.wait_for(connect(nats_url, "isthmus-up-health", wait=None), 10)
+        bus = await asyncio.wait_for(connect(nats_url, "isthmus-up-health", wait=None,
+                                             auth=creds.client_config("operator", nats_url).nats), 10)
     except Exception as exc:
         warn(f"isthmus: services are restarted only when they exit (no bus for health checks: {exc})")
         return None
@@ -167,24 +180,39 @@ async def _watch_health(supervisor: Supervisor, nats_url: str) -> Any:
     return bus
 
 
-async def _start(state: Path, nats_port: int, etcd_port: int, supervisor: Supervisor) -> str:
-    """Start everything under the supervisor and wait until it is ready; returns the NATS URL."""
+async def _start(state: Path, nats_port: int, etcd_port: int, supervisor: Supervisor, creds: MeshCredentials,
+                 nats_tls: bool = False) -> str:
+    """Start everything under the supervisor and wait until it is ready; returns the NATS URL.
+    nats-server runs with the roles' users and the auth callout (isthmus/launch/credentials.py), and
+    TLS when `nats_tls`; etcd's authentication is turned on before any service starts."""
     from runtime.bus import connect
 
     began = time.monotonic()
-    nats = supervisor.add(start_nats(state, nats_port, wait=False))
+    tls = None
+    if nats_tls:
+        ca, cert, key = make_bus_tls(state)
+        creds.nats_ca, tls = str(ca), (cert, key)
+    nats = supervisor.add(start_nats(state, nats_port, wait=False, authorization=creds.nats_authorization(), tls=tls))
     await nats.wait_ready_async(NATS_TIMEOUT)
     _started(nats, began)
-    etcd = supervisor.add(start_etcd(state, etcd_port, etcd_port + 1, wait=False))
+    etcd = supervisor.add(start_etcd(state, etcd_port, etcd_port + 1, wait=False, jwt_keys=creds.etcd_jwt_keys))
     await etcd.wait_ready_async(ETCD_TIMEOUT)
-    _started(etcd, began)
     assert nats.url and etcd.url
     try:
-        bus = await asyncio.wait_for(connect(nats.url, "isthmus-up", wait=None), 10)
+        await enable_auth(etcd.url, creds.etcd_root, ETCD_SERVICE_USER, creds.etcd_service)
+    except Exception as exc:
+        raise LaunchError(f"cannot enable etcd's authentication at {etcd.url}: {exc} (if {state / 'secrets'} was "
+                          f"deleted while {state / 'etcd'} was kept, etcd's users have passwords no longer known: "
+                          "move the etcd directory away)") from exc
+    _started(etcd, began)
+    creds.write_service_configs(nats.url, etcd.url)
+    try:
+        bus = await asyncio.wait_for(connect(nats.url, "isthmus-up", wait=None,
+                                             auth=creds.client_config("operator", nats.url).nats), 10)
     except Exception as exc:
         raise LaunchError(f"cannot connect to nats-server at {nats.url}: {exc}") from exc
     procs: list[ManagedProcess] = [
-        supervisor.add(service_process(name, nats.url, etcd.url, state)) for name in SERVICES
+        supervisor.add(service_process(name, nats.url, etcd.url, state, credentials=creds)) for name in SERVICES
     ]
     try:
         for proc in procs:
@@ -203,7 +231,7 @@ def _started(proc: ManagedProcess, began: float, detail: str = "") -> None:
     say(f"  {proc.name:<10} ready   pid {proc.pid:<7} {where:<28} ({time.monotonic() - began:.1f}s)")
 
 
-def _print_ready(state: Path, nats_url: str, etcd_url: str, demo: bool) -> None:
+def _print_ready(state: Path, nats_url: str, etcd_url: str, demo: bool, operator_config: Path) -> None:
     from isthmus.hints import isthmus, shown
 
     cli = isthmus()  # `.venv/bin/isthmus` unless PATH finds it; the URL comes from the export below
@@ -214,7 +242,7 @@ def _print_ready(state: Path, nats_url: str, etcd_url: str, demo: bool) -> None:
     say(f"  logs:  {state / 'logs'}/")
     say("")
     say("Point the CLI and sidecars at it:")
-    say(f"  export ISTHMUS_NATS_URL={nats_url}")
+    say(f"  export ISTHMUS_CONFIG={operator_config}")
     say("Run a sidecar beside an app that listens on 127.0.0.1:9081:")
     say(f"  {cli} proxy run --service reviews --service-port 9080 --app-port 9081 "
         "--labels app=reviews,version=v1")

@@ -29,13 +29,28 @@ CA_TOKEN_LIST = f"{PREFIX}.ca.token.list"  # any payload -> TokenListReply (oper
 CA_TOKEN_REVOKE = f"{PREFIX}.ca.token.revoke"  # TokenRevokeRequest -> TokenRevokeReply (operator)
 CA_ROTATE = f"{PREFIX}.ca.rotate"  # any payload -> RotateRootReply (operator)
 
+# bus credentials (services/auth; proto/busauth.py), request/reply, queue group "auth"
+BUS_CREDS_ISSUE = f"{PREFIX}.bus.creds.issue"  # BusCredsRequest -> BusCredsReply (operator)
+BUS_CREDS_REVOKE = f"{PREFIX}.bus.creds.revoke"  # BusCredsRevokeRequest -> BusCredsRevokeReply (operator)
+BUS_JOIN = f"{PREFIX}.bus.join"  # BusJoinRequest -> BusCredsReply (a proxy holding a bootstrap token)
+# nats-server asks the auth service who a connecting client is (NATS auth callout, nats-server >= 2.10)
+AUTH_CALLOUT = "$SYS.REQ.USER.AUTH"
+
 # readiness: request/reply, every instance answers
 HEALTH = f"{PREFIX}.health"  # f"{HEALTH}.{service}" -> HealthReply
 
 QUEUE_PILOT = "pilot"
 QUEUE_REGISTRY = "registry"
 QUEUE_CA = "ca"
+QUEUE_AUTH = "auth"
 
 
 def health_subject(service: str) -> str:
     return f"{HEALTH}.{service}"
+
+
+def identity_subject(base: str, namespace: str, service_account: str) -> str:
+    """A proxy's registry request subject, scoped to its identity: `<base>.<namespace>.<service account>`
+    (both DNS labels, so never a dot or wildcard). nats-server lets a proxy publish only on its own
+    (proto/busauth.py), and the registry checks that the request is about that identity's workload."""
+    return f"{base}.{namespace}.{service_account}"

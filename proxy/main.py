@@ -19,6 +19,7 @@ from typing import Any
 from proto.registry import Workload
 from proxy.access_log import AccessLog
 from proxy.admin import AdminServer
+from proxy.control import buscreds
 from proxy.control.config_state import ConfigState
 from proxy.control.registration import Registration
 from proxy.control.xds_client import XdsClient
@@ -26,6 +27,7 @@ from proxy.http import exchange
 from proxy.http.listener import Listener
 from proxy.http.upstream_pool import ConnectionPool
 from proxy.identity.agent import IdentityAgent, IdentityConfig, IdentityFatal
+from proxy.identity.ca_client import CaRefused
 from proxy.identity.certs import certs_dump
 from proxy.inbound.local_app import LocalAppRouter
 from proxy.outbound.dns_cache import DnsCache
@@ -39,6 +41,9 @@ from runtime.log import configure, get_logger
 
 
 STOP_GRACE = 5.0  # seconds a stopping sidecar lets requests in flight finish (Istio's terminationDrainDuration)
+
+
+CredentialsError = buscreds.CredentialsError  # no bus credentials, or refused: exit 1 with the reason
 
 
 class StartError(Exception):
@@ -106,14 +111,29 @@ class Sidecar:
             trust_domain=options.trust_domain, namespace=options.namespace, service_account=options.service_account,
             token=options.token, token_file=options.token_file, state_dir=options.state_dir,
             ttl_seconds=options.secret_ttl, grace_ratio=options.secret_grace_ratio,
-            grace_jitter=options.secret_grace_jitter))
+            grace_jitter=options.secret_grace_jitter, mint=self._mint_with_operator_config()))
         self.fatal: IdentityFatal | None = None
         self.stopping = asyncio.Event()
         self.admin = AdminServer("127.0.0.1", options.admin_port, self.is_ready, self.config_dump, self.server_info,
                                  self.state.clusters_status, lambda: certs_dump(self.identity))
         self.bus: busmod.Bus | None = None
+        self.bus_auth: Any = None  # this sidecar's bus credentials, obtained in run() (proxy/control/buscreds.py)
         self.started_at = time.time()
         self.tasks: list[asyncio.Task[Any]] = []
+
+    def _mint_with_operator_config(self) -> Callable[[], Awaitable[str]] | None:
+        """With the operator's client config and no token, the sidecar creates its own bootstrap token (the local
+        convenience of `proxy run`), over a short connection as the operator: its own bus credentials may not."""
+        o = self.options
+        if o.bus_auth is None or o.bus_auth.user != "operator":
+            return None
+
+        async def mint() -> str:
+            try:
+                return await buscreds.mint_ca_token(o.nats_url, o.bus_auth, o.namespace, o.service_account)
+            except CredentialsError as exc:
+                raise CaRefused(str(exc)) from None
+        return mint
 
     def _tcp_picker(self, host: str, port: int) -> Picker:
         tcp_pick = self.router.tcp_pick
@@ -185,7 +205,14 @@ class Sidecar:
             raise StartError(f"--state-dir {self.options.state_dir}: {reason(exc)}") from exc
         try:
             await self.start_listeners()
-        except StartError:
+            o = self.options  # a taken port is reported before the bus is asked for anything
+            try:
+                self.bus_auth = await buscreds.obtain(o.nats_url, o.bus_auth, o.namespace, o.service_account,
+                                                      o.bus_token)
+            except CredentialsError:
+                await self._stop_listeners(0)
+                raise
+        except (StartError, CredentialsError):
             if self.access_log is not None:
                 self.access_log.close()
             raise
@@ -213,7 +240,7 @@ class Sidecar:
 
     async def _control_plane(self) -> None:
         self.bus = await busmod.connect(self.options.nats_url, f"proxy-{self.options.id}", wait=None,
-                                        on_reconnect=self._on_reconnect)
+                                        on_reconnect=self._on_reconnect, auth=self.bus_auth)
         await self.xds.attach(self.bus)
         self.tasks.append(asyncio.create_task(self.registration.run(self.bus)))
         self.tasks.append(asyncio.create_task(self._identity(self.bus)))

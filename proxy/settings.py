@@ -7,6 +7,7 @@ import socket
 from dataclasses import dataclass, field
 
 from proxy.http.limits import KIB, Limits
+from runtime.clientconfig import NatsClient
 from runtime.settings import DEFAULT_NATS_URL
 
 
@@ -67,6 +68,9 @@ class ProxyOptions:
     outbound_port: int = 15001
     admin_port: int = 15000
     nats_url: str = field(default_factory=lambda: os.environ.get("ISTHMUS_NATS_URL", DEFAULT_NATS_URL))
+    # the client config's bus section (operator's or this proxy's own; proxy/control/buscreds.py); None: none
+    bus_auth: NatsClient | None = None
+    bus_token: str = field(default_factory=lambda: os.environ.get("ISTHMUS_TOKEN", ""))  # bootstrap token
     domain_suffix: str = field(default_factory=lambda: os.environ.get("ISTHMUS_DOMAIN_SUFFIX", "svc.cluster.local"))
     lease_ttl: int | None = None  # None: the registry's default
     health_interval: float = 1.0  # seconds between probes of the app's port

@@ -37,6 +37,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from runtime.clientconfig import NatsClient
 from runtime.log import get_logger
 
 T = TypeVar("T")
@@ -65,6 +66,7 @@ class PayloadTooLarge(BusError):
 DEADLINE_HEADER = "Isthmus-Deadline"
 HEADER_ALLOWANCE = 128  # bytes the NATS headers we send may take, counted against max_payload
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("isthmus_deadline", default=None)
+_subject: contextvars.ContextVar[str] = contextvars.ContextVar("isthmus_subject", default="")
 
 
 def deadline_margin(timeout: float) -> float:
@@ -75,6 +77,12 @@ def deadline_margin(timeout: float) -> float:
 def request_deadline() -> float | None:
     """The deadline (Unix time, seconds) of the request being handled in this task, if it sent one."""
     return _deadline.get()
+
+
+def request_subject() -> str:
+    """The subject of the request being handled in this task ("" outside a handler): a handler served on
+    a wildcard reads its tokens (the registry's identity-scoped subjects)."""
+    return _subject.get()
 
 
 def deadline_passed() -> bool:
@@ -127,6 +135,21 @@ def decode(data: bytes, type_: type[T]) -> T:
         raise MalformedRequest("the JSON is nested too deeply") from None
     except (ValueError, OverflowError) as exc:
         raise MalformedRequest(f"a value cannot be read: {str(exc)[:200]}") from None
+
+
+def connect_options(auth: NatsClient | None) -> dict[str, Any]:
+    """nats-py connect() keyword arguments for a client config's credentials (none without one)."""
+    if auth is None:
+        return {}
+    options: dict[str, Any] = {}
+    if auth.user:
+        options.update(user=auth.user, password=auth.password)
+    if auth.inbox_prefix:
+        options["inbox_prefix"] = auth.inbox_prefix
+    tls = auth.tls_context()
+    if tls is not None:
+        options["tls"] = tls  # the server's certificate must name the URL's host (up's names 127.0.0.1)
+    return options
 
 
 Handler = Callable[[bytes], Awaitable[bytes | None]]
@@ -186,6 +209,7 @@ class Bus:
         many requests are handled at once (for handlers that wait on etcd, like the registry's)."""
 
         async def answer(msg: Msg) -> None:
+            subject = msg.subject  # the request's own subject (`subject` may be a wildcard), for replies and logs
             try:
                 deadline = _parse_deadline(msg.headers)
             except MalformedRequest as exc:
@@ -194,6 +218,7 @@ class Bus:
                     await msg.respond(error_reply(f"malformed request on {subject}: {exc}"))
                 return
             token = _deadline.set(deadline)
+            subject_token = _subject.set(msg.subject)
             try:
                 reply = await handler(msg.data)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:  # a bad request: its sender's fault
@@ -204,6 +229,7 @@ class Bus:
                 reply = error_reply(f"internal error on {subject}: {type(exc).__name__}: {exc}")
             finally:
                 _deadline.reset(token)
+                _subject.reset(subject_token)
             if reply is not None and msg.reply:
                 try:
                     self.check_size(msg.reply, reply)
@@ -265,8 +291,10 @@ async def connect(
     wait: float | None = 30.0,
     on_reconnect: Callable[[], Awaitable[None]] | None = None,
     on_disconnect: Callable[[], Awaitable[None]] | None = None,
+    auth: NatsClient | None = None,
 ) -> Bus:
-    """Connect, retrying until `wait` seconds pass (None: forever); reconnects forever afterwards."""
+    """Connect, retrying until `wait` seconds pass (None: forever); reconnects forever afterwards.
+    `auth`: the user, password, inbox prefix and TLS CA of a client config (runtime/clientconfig.py)."""
 
     async def reconnected() -> None:
         log.info("bus reconnected", url=url)
@@ -292,6 +320,7 @@ async def connect(
             # nats-py retries a first connect forever when reconnects are unlimited: bound it here
             client = await asyncio.wait_for(nats.connect(
                 servers=[url],
+                **connect_options(auth),
                 name=name,
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.25,

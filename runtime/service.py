@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from proto.health import HealthReply
 from proto.subjects import health_subject
 from runtime import bus as busmod
+from runtime.clientconfig import load_optional
 from runtime.log import configure
 from runtime.settings import Settings
 from runtime.store import Store
@@ -48,10 +49,14 @@ class ServiceProcess:
         return task
 
     async def run(self) -> None:
-        self.bus = await busmod.connect(self.settings.nats_url, f"{self.name}-{self.settings.instance}")
+        config = load_optional()  # the credentials the launcher gave us (ISTHMUS_CONFIG, a 0600 file)
+        self.bus = await busmod.connect(self.settings.nats_url, f"{self.name}-{self.settings.instance}",
+                                        auth=config.nats if config else None)
         if self.uses_store:
             host, port = self.settings.etcd_host_port
-            self.store = await Store.connect(host, port)
+            etcd = config.etcd if config and config.etcd else None
+            self.store = await Store.connect(host, port, user=etcd.user if etcd else "",
+                                             password=etcd.password if etcd else "")
         await self.start()
         await self.bus.serve(health_subject(self.name), self._health)
         await self.bus.flush()

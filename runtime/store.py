@@ -58,17 +58,22 @@ class Store:
         self.client = client
 
     @classmethod
-    async def connect(cls, host: str, port: int, wait: float = 30.0) -> "Store":
+    async def connect(cls, host: str, port: int, wait: float = 30.0, *, user: str = "",
+                      password: str = "") -> "Store":
+        """`user`/`password`: etcd's own authentication (`isthmus up` enables it; services only)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         while True:
-            client = aetcd.Client(host=host, port=port, timeout=5)
+            client = aetcd.Client(host=host, port=port, timeout=5, username=user or None,
+                                  password=password or None)
             try:
                 await client.connect()
                 await client.status()
                 return cls(client)
             except Exception as exc:
                 await client.close()
+                if "authentication failed" in str(exc):  # wrong user or password: retrying cannot help
+                    raise StoreError(f"etcd at {host}:{port} refused our credentials: {exc}") from exc
                 if loop.time() > deadline:
                     raise StoreError(f"cannot reach etcd at {host}:{port}: {exc}") from exc
                 await asyncio.sleep(0.25)

@@ -26,6 +26,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.dataplane.procstat import children
 from isthmus.launch import (
@@ -35,10 +36,9 @@ from isthmus.launch import (
     free_port,
     project_env,
     service_process,
-    start_etcd,
-    start_nats,
     wait_ready,
 )
+from isthmus.launch.secure import start_secure
 
 BODY = b"isthmus-bench " + b"x" * 83 + b"\n"  # 98 bytes, like a small JSON answer
 SERVICE = "bench-backend"
@@ -229,12 +229,12 @@ spec:
 class Sidecar:
     """`python -m isthmus.cli --nats URL proxy run ...`, pinned to the proxy core."""
 
-    def __init__(self, work: Path, nats_url: str, service: str, app_port: int, labels: str, pin: Pinning,
-                 extra: tuple[str, ...] = ()) -> None:
+    def __init__(self, work: Path, config: Path, nats_url: str, service: str, app_port: int, labels: str,
+                 pin: Pinning, extra: tuple[str, ...] = ()) -> None:
         self.service = service
         self.outbound_port, self.inbound_port, self.admin_port = free_port(), free_port(), free_port()
-        argv = [*pin.prefix(pin.proxy_core), sys.executable, "-m", "isthmus.cli", "--nats", nats_url,
-                "proxy", "run", "--service", service, "--namespace", NAMESPACE,
+        argv = [*pin.prefix(pin.proxy_core), sys.executable, "-m", "isthmus.cli", "--config", str(config),
+                "--nats", nats_url, "proxy", "run", "--service", service, "--namespace", NAMESPACE,
                 "--service-port", str(SERVICE_PORT), "--app-port", str(app_port),
                 "--inbound-port", str(self.inbound_port), "--outbound-port", str(self.outbound_port),
                 "--admin-port", str(self.admin_port), "--labels", labels, "--log-level", "warning", *extra]
@@ -280,21 +280,24 @@ class Mesh:
         self.server: Sidecar | None = None
         self.client: Sidecar | None = None
         self.tcp_port = 0  # the client sidecar's TCP listener for bench-backend:TCP_SERVICE_PORT
+        self.operator: Any = None  # the operator's bus credentials (the benchmark applies its config with them)
 
     def start(self, app_port: int, pin: Pinning, timeout: float = 60.0) -> "Mesh":
-        nats = start_nats(self.work)
-        self.processes.append(nats)
-        etcd = start_etcd(self.work, unsafe_no_fsync=True)
-        self.processes.append(etcd)
-        self.nats_url, etcd_url = nats.url or "", etcd.url or ""
-        services = {name: service_process(name, self.nats_url, etcd_url, self.work) for name in ("registry", "pilot")}
+        plane = start_secure(self.work, unsafe_no_fsync=True)  # locked down, as `isthmus up` runs it
+        self.processes += [plane.nats, plane.etcd]
+        self.nats_url, etcd_url = plane.nats.url or "", plane.etcd.url or ""
+        self.operator = plane.creds.client_config("operator", self.nats_url).nats
+        services = {name: service_process(name, self.nats_url, etcd_url, self.work, credentials=plane.creds)
+                    for name in ("auth", "registry", "pilot")}
         for proc in services.values():
             self.processes.append(proc.start())
         # Sidecars start before the services are ready: listeners first, the bus when it answers.
         self.tcp_port = free_port()
-        self.server = Sidecar(self.work, self.nats_url, SERVICE, app_port, f"app={SERVICE},version=v1", pin,
+        self.server = Sidecar(self.work, plane.operator_config, self.nats_url, SERVICE, app_port,
+                              f"app={SERVICE},version=v1", pin,
                               ("--app-tcp", f"{TCP_SERVICE_PORT}={app_port}"))
-        self.client = Sidecar(self.work, self.nats_url, "bench-client", app_port, "app=bench-client", pin,
+        self.client = Sidecar(self.work, plane.operator_config, self.nats_url, "bench-client", app_port,
+                              "app=bench-client", pin,
                               ("--tcp", f"{SERVICE}:{TCP_SERVICE_PORT}={self.tcp_port}"))
         for sidecar in (self.server, self.client):
             self.processes.append(sidecar.process.start())
@@ -314,7 +317,7 @@ class Mesh:
     async def _configure(self, services: dict[str, ManagedProcess], timeout: float) -> None:
         from runtime import bus as busmod
 
-        bus = await busmod.connect(self.nats_url, "bench-dataplane")
+        bus = await busmod.connect(self.nats_url, "bench-dataplane", auth=self.operator)
         try:
             for name, proc in services.items():
                 await wait_ready(bus, name, timeout, process=proc)

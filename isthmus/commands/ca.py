@@ -28,7 +28,8 @@ def _ask(obj: dict[str, Any], subject: str, message: Any, reply_type: type, chan
     async def work(bus: Any) -> Any:
         return await bus.call(subject, message, reply_type, timeout)
 
-    return pilot_client.with_bus(obj["nats_url"], work, timeout=timeout, changes=changes, service="the ca")
+    return pilot_client.with_bus(obj["nats_url"], work, timeout=timeout, changes=changes, service="the ca",
+                                 auth=obj.get("auth"))
 
 
 def _dump(value: Any, output: str) -> str:

@@ -32,7 +32,7 @@ def apply(obj: dict[str, Any], files: tuple[str, ...]) -> None:
     quiet_logs()
     timeout = obj.get("timeout", REQUEST_TIMEOUT)
     reply = pilot_client.with_bus(obj["nats_url"], lambda bus: apply_text(bus, text, timeout), changes=True,
-                                  timeout=timeout)
+                                  timeout=timeout, auth=obj.get("auth"))
     if not print_apply_reply(reply):
         sys.exit(1)
 
@@ -64,7 +64,7 @@ def delete(obj: dict[str, Any], files: tuple[str, ...], kind_and_names: tuple[st
     async def work(bus: Any) -> ApplyReply:
         return await bus.call(CONFIG_DELETE, DeleteRequest(resources=refs), ApplyReply, timeout)
 
-    reply = pilot_client.with_bus(obj["nats_url"], work, changes=True, timeout=timeout)
+    reply = pilot_client.with_bus(obj["nats_url"], work, changes=True, timeout=timeout, auth=obj.get("auth"))
     if not reply.ok:
         print_apply_reply(reply)
         sys.exit(1)
@@ -101,7 +101,7 @@ def get(obj: dict[str, Any], kind: str, name: str | None, namespace: str, all_na
     async def work(bus: Any) -> GetReply:
         return await bus.call(CONFIG_GET, request, GetReply, timeout)
 
-    reply = pilot_client.with_bus(obj["nats_url"], work, timeout=timeout)
+    reply = pilot_client.with_bus(obj["nats_url"], work, timeout=timeout, auth=obj.get("auth"))
     resources = list(reply.resources)
     not_found = reply.ok and not resources or not reply.ok and "not found" in reply.error.lower()
     if name is not None and not_found:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -29,7 +30,7 @@ def proxy_status(obj: dict[str, Any], namespace: str | None) -> None:
     async def work(bus: Any) -> ProxyStatusReply:
         return await bus.call(XDS_STATUS, ProxyStatusRequest(namespace=namespace), ProxyStatusReply, timeout)
 
-    reply = pilot_client.with_bus(obj["nats_url"], work, timeout=timeout)
+    reply = pilot_client.with_bus(obj["nats_url"], work, timeout=timeout, auth=obj.get("auth"))
     if not reply.ok:
         raise CliError(reply.error or "pilot could not list the proxies")
     if not reply.proxies:
@@ -197,11 +198,13 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
         service_account=service_account,
         token=token.strip(),
         token_file=token_file,
+        bus_token=_bootstrap_token(token, token_file),
         state_dir=state_dir,
         locality=locality,
         lease_ttl=lease_ttl,
         pending_grace=pending_grace,
         nats_url=obj["nats_url"],
+        bus_auth=obj.get("auth"),
         tcp_routes=tcp,
         app_tcp=app_tcp,
         access_log=access_log,
@@ -210,13 +213,30 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
         **extra,
     )
     from proxy.identity.agent import IdentityFatal
-    from proxy.main import StartError, run_proxy
+    from proxy.main import CredentialsError, StartError, run_proxy
 
     try:
         run_proxy(options)
+    except CredentialsError as exc:  # no bus credentials, or the control plane refused them
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
     except StartError as exc:  # a port in use, an unwritable access log: one line naming the flag
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except IdentityFatal as exc:  # the ca refused the token (its reason), or no token and none may be made
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+
+
+def _bootstrap_token(token: str, token_file: str) -> str:
+    """The bootstrap token the sidecar joins the bus with (proxy/control/buscreds.py) before the ca spends it on
+    its first certificate: --token (env ISTHMUS_TOKEN), else what --token-file holds now ("" if unreadable: the
+    identity agent reports that file with its reason)."""
+    if token.strip():
+        return token.strip()
+    if token_file:
+        try:
+            return Path(token_file).read_text().strip()
+        except OSError:
+            return ""
+    return ""

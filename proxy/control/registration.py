@@ -43,6 +43,10 @@ class Registration:
         self.lease_id = 0
         self.granted_ttl = 0
 
+    def _subject(self, base: str) -> str:
+        """The identity-scoped subject: the only registry subjects our bus credentials may publish on."""
+        return subjects.identity_subject(base, self.workload.namespace, self.workload.service_account)
+
     async def run(self, bus: Bus) -> None:
         self.bus = bus
         refused_wait = 1.0
@@ -68,7 +72,7 @@ class Registration:
     async def _register(self) -> None:
         assert self.bus is not None
         self.workload.healthy = await probe_tcp(self.app_host, self.app_port)
-        reply = await self.bus.call(subjects.REGISTRY_REGISTER, RegisterRequest(workload=self.workload, ttl=self.ttl),
+        reply = await self.bus.call(self._subject(subjects.REGISTRY_REGISTER), RegisterRequest(workload=self.workload, ttl=self.ttl),
                                     RegisterReply)
         if not reply.ok:
             raise RegistrationRefused(reply.error or "no reason given by the registry")
@@ -84,7 +88,7 @@ class Registration:
         self.workload.healthy = healthy
         beat = Heartbeat(workload_id=self.workload.id, namespace=self.workload.namespace,
                          service=self.workload.service, lease_id=self.lease_id, healthy=healthy)
-        reply = await self.bus.call(subjects.REGISTRY_HEARTBEAT, beat, HeartbeatReply, timeout=2.0)
+        reply = await self.bus.call(self._subject(subjects.REGISTRY_HEARTBEAT), beat, HeartbeatReply, timeout=2.0)
         if not reply.ok:
             log.warning("lease lost, registering again", error=reply.error)
             self.lease_id = 0
@@ -95,6 +99,6 @@ class Registration:
         request = DeregisterRequest(workload_id=self.workload.id, namespace=self.workload.namespace,
                                     service=self.workload.service, lease_id=self.lease_id)
         try:
-            await self.bus.call(subjects.REGISTRY_DEREGISTER, request, HeartbeatReply, timeout=2.0)
+            await self.bus.call(self._subject(subjects.REGISTRY_DEREGISTER), request, HeartbeatReply, timeout=2.0)
         except BusError:
             pass  # the lease expires on its own

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +66,10 @@ class IdentityConfig:
     grace_ratio: float = GRACE_RATIO
     grace_jitter: float = GRACE_JITTER
     rotation_spread: float = ROTATION_SPREAD
+    # How to create a token for ourselves when none is given (the local convenience): a coroutine giving one,
+    # raising CaRefused when refused; None: not possible (the bus lets only the operator create tokens, and
+    # this sidecar does not hold the operator's client config). proxy/main.py supplies it.
+    mint: Callable[[], Awaitable[str]] | None = None
 
     @property
     def spiffe_id(self) -> str:
@@ -202,11 +206,16 @@ class IdentityAgent:
             if first:
                 raise IdentityFatal(f"--token-file {self.config.token_file} is empty")
             raise CaRefused(f"--token-file {self.config.token_file} is empty")
-        assert self.bus is not None
-        log.warning("no token given: creating one for this workload (local convenience; give --token where the "
-                    "bus allows only the operator to create tokens)", spiffe_id=self.identity)
+        if self.config.mint is None:
+            reason = "no operator client config to create one with"
+            if first:
+                raise IdentityFatal(f"this proxy has no token and may not create one ({reason}): "
+                                    f"{self.config.how_to_get_a_token()}")
+            raise CaRefused(reason)
+        log.warning("no token given: creating one for this workload with the operator's client config (local "
+                    "convenience)", spiffe_id=self.identity)
         try:
-            return await ca_client.mint_token(self.bus, self.config.namespace, self.config.service_account), True
+            return await self.config.mint(), True
         except CaRefused as exc:
             if first:
                 raise IdentityFatal(f"this proxy has no token and may not create one ({exc.reason}): "

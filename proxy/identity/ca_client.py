@@ -11,13 +11,12 @@ from __future__ import annotations
 import msgspec
 
 from proto import subjects
-from proto.ca import SignReply, SignRequest, TokenCreateReply, TokenCreateRequest, TrustBundle
+from proto.ca import SignReply, SignRequest, TrustBundle
 from proxy.identity.keys import PrivateKey, csr_pem, proof_signature
 from proxy.identity.material import Material
 from runtime.bus import Bus, decode
 
 SIGN_TIMEOUT = 5.0  # seconds for the ca to sign (it signs in milliseconds; the rest is slack for a busy host)
-MINT_TTL = 600  # seconds a token minted for ourselves lives; it is spent at once
 BUNDLE_TIMEOUT = 2.0
 
 
@@ -49,16 +48,6 @@ async def renew(bus: Bus, current: Material, key: PrivateKey, ttl_seconds: int =
     return await _sign(bus, SignRequest(csr_pem=csr, proof_chain_pem=current.chain_pem(),
                                         proof_signature=proof_signature(current.key, csr),
                                         ttl_seconds=ttl_seconds), timeout)
-
-
-async def mint_token(bus: Bus, namespace: str, service_account: str, timeout: float = SIGN_TIMEOUT) -> str:
-    """A single-use token for our own identity (the local convenience of `proxy run` without a token).
-    CaRefused (the ca or the bus's permissions say no), BusError."""
-    reply = await bus.call(subjects.CA_TOKEN_CREATE, TokenCreateRequest(
-        namespace=namespace, service_account=service_account, ttl_seconds=MINT_TTL, uses=1), TokenCreateReply, timeout)
-    if not reply.ok or not reply.token:
-        raise CaRefused(reply.error or "the ca created no token")
-    return reply.token
 
 
 async def fetch_bundle(bus: Bus, timeout: float = BUNDLE_TIMEOUT) -> TrustBundle:

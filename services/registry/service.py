@@ -26,7 +26,7 @@ from proto.registry import (
     RegisterRequest,
     Workload,
 )
-from runtime.bus import decode, encode
+from runtime.bus import decode, encode, request_subject
 from runtime.lease_hold import LeaseHold
 from runtime.leader import LeaderElection
 from runtime.service import ServiceProcess
@@ -40,6 +40,18 @@ def workload_key(namespace: str, service: str, workload_id: str) -> str:
     return f"{REGISTRY_PREFIX}{namespace}/{service}/{workload_id}"
 
 
+def _not_own(namespace: str, service_account: str) -> str:
+    """Why a request on an identity-scoped subject may not touch this workload ("" when it may, or when it
+    came on a plain subject: a bus without lockdown)."""
+    parts = request_subject().split(".")
+    if len(parts) != 5:  # isthmus.registry.<verb>.<namespace>.<service account>
+        return ""
+    if (parts[3], parts[4]) != (namespace, service_account):
+        return (f"these credentials are for namespace {parts[3]!r}, service account {parts[4]!r}: they cannot "
+                f"touch a workload of namespace {namespace!r}, service account {service_account!r}")
+    return ""
+
+
 class RegistryService(ServiceProcess):
     name: ClassVar[str] = "registry"
 
@@ -49,9 +61,14 @@ class RegistryService(ServiceProcess):
                                        on_elected=self._on_elected)
         q = subjects.QUEUE_REGISTRY
         # each request waits on etcd round trips: handle many at once
-        await self.bus.serve(subjects.REGISTRY_REGISTER, self._register, queue=q, concurrency=REQUEST_CONCURRENCY)
-        await self.bus.serve(subjects.REGISTRY_HEARTBEAT, self._heartbeat, queue=q, concurrency=REQUEST_CONCURRENCY)
-        await self.bus.serve(subjects.REGISTRY_DEREGISTER, self._deregister, queue=q, concurrency=REQUEST_CONCURRENCY)
+        # plain subjects, and identity-scoped ones (<subject>.<namespace>.<service account>): on a locked-down
+        # bus a proxy may publish only on its own identity's, and a request there must be about a workload
+        # of that identity (proto/busauth.py)
+        for subject, handler in ((subjects.REGISTRY_REGISTER, self._register),
+                                 (subjects.REGISTRY_HEARTBEAT, self._heartbeat),
+                                 (subjects.REGISTRY_DEREGISTER, self._deregister)):
+            await self.bus.serve(subject, handler, queue=q, concurrency=REQUEST_CONCURRENCY)
+            await self.bus.serve(f"{subject}.*.*", handler, queue=q, concurrency=REQUEST_CONCURRENCY)
         self.spawn(self.election.run())
         ttl = self.settings.lease_ttl
         # Probe every third of the TTL (1 s at most), so a lease is held before it can lapse after the last
@@ -69,7 +86,7 @@ class RegistryService(ServiceProcess):
     async def _register(self, data: bytes) -> bytes:
         request = decode(data, RegisterRequest)
         workload = request.workload
-        problem = _invalid(workload)
+        problem = _invalid(workload) or _not_own(workload.namespace, workload.service_account)
         if problem:
             return encode(RegisterReply(ok=False, error=problem))
         ttl = min(MAX_TTL, max(1, request.ttl or self.settings.lease_ttl))
@@ -86,12 +103,15 @@ class RegistryService(ServiceProcess):
         beat = decode(data, Heartbeat)
         key = workload_key(beat.namespace, beat.service, beat.workload_id)
         try:
-            if await self.store.refresh(beat.lease_id) == 0:
-                return encode(HeartbeatReply(ok=False, error="unknown lease"))
-            entry = await self.store.get(key)
+            entry = await self.store.get(key)  # whose it is, before its lease is kept alive
             if entry is None or entry.lease != beat.lease_id:
                 return encode(HeartbeatReply(ok=False, error="unknown lease"))
             workload = decode(entry.value, Workload)
+            problem = _not_own(workload.namespace, workload.service_account)
+            if problem:
+                return encode(HeartbeatReply(ok=False, error=problem))
+            if await self.store.refresh(beat.lease_id) == 0:
+                return encode(HeartbeatReply(ok=False, error="unknown lease"))
             if workload.healthy != beat.healthy:  # write only on a change of health
                 workload.healthy = beat.healthy
                 await self.store.put(key, encode(workload), beat.lease_id)
@@ -102,6 +122,10 @@ class RegistryService(ServiceProcess):
     async def _deregister(self, data: bytes) -> bytes:
         request = decode(data, DeregisterRequest)
         try:
+            entry = await self.store.get(workload_key(request.namespace, request.service, request.workload_id))
+            problem = _not_own(request.namespace, decode(entry.value, Workload).service_account) if entry else ""
+            if problem:
+                return encode(HeartbeatReply(ok=False, error=problem))
             await self.store.delete(workload_key(request.namespace, request.service, request.workload_id))
             if request.lease_id:
                 await self.store.revoke(request.lease_id)

@@ -7,16 +7,25 @@ import asyncio
 import collections
 import itertools
 import json
+import os
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import nats
 import pytest
 
-from isthmus.launch import ManagedProcess, free_port, project_env, service_process, start_etcd, start_nats, wait_ready
+from isthmus.launch import ManagedProcess, free_port, project_env, service_process, wait_ready
+from isthmus.launch.credentials import ETCD_SERVICE_USER
+from isthmus.launch.secure import start_secure
+from proto.busauth import BusCredsReply, BusCredsRequest, proxy_permissions
+from proto.subjects import BUS_CREDS_ISSUE
 from runtime import bus as busmod
+from runtime.clientconfig import ENV as CONFIG_ENV
+from runtime.clientconfig import NatsClient
 from runtime.store import Store
 from tests.integration.httpclient import Backend, Client
 
@@ -29,15 +38,59 @@ def fqdn(service: str, ns: str) -> str:
     return f"{service}.{ns}.svc.cluster.local"
 
 
+def role_for(subject: str) -> str:
+    """The role whose credentials may send on `subject` (proto/busauth.py): "proxy" (namespace and service
+    account default) or "operator"."""
+    return "proxy" if subject in proxy_permissions("x", "default", "default").publish else "operator"
+
+
 class ControlPlane:
-    def __init__(self, state_dir: Path) -> None:
+    """nats-server and etcd locked down as `isthmus up` runs them (isthmus/launch/credentials.py): the
+    roles' users and the auth callout on the bus, authentication on etcd; the services get their own
+    client configs, tests and the CLI use the operator's (`config_path`, also ISTHMUS_CONFIG while the
+    plane runs), sidecars mint their own proxy credentials with it, as `proxy run` does."""
+
+    def __init__(self, state_dir: Path, tls: bool = False) -> None:
         self.state_dir = state_dir
-        self.nats = start_nats(state_dir)
-        self.etcd = start_etcd(state_dir, unsafe_no_fsync=True)
+        secure = start_secure(state_dir, tls=tls, unsafe_no_fsync=True)
+        self.nats, self.etcd, self.creds, self.config_path = secure.nats, secure.etcd, secure.creds, secure.operator_config
         self.nats_url = self.nats.url or ""
         self.etcd_url = self.etcd.url or ""
+        self.operator = self.creds.client_config("operator", self.nats_url).nats
+        self._saved_env = os.environ.get(CONFIG_ENV)
+        os.environ[CONFIG_ENV] = str(self.config_path)  # CLI subprocesses the tests run read it
+        self._proxy_auth: dict[tuple[str, str], NatsClient] = {}
         self.services: dict[str, ManagedProcess] = {}
         self.proxies: list[ManagedProcess] = []
+
+    async def proxy_auth(self, namespace: str = "default", service_account: str = "default") -> NatsClient:
+        """Proxy credentials for one identity, issued once per plane."""
+        identity = (namespace, service_account)
+        if identity not in self._proxy_auth:
+            bus = await busmod.connect(self.nats_url, "test-issue", auth=self.operator)
+            try:
+                reply = await bus.call(BUS_CREDS_ISSUE, BusCredsRequest(namespace=namespace,
+                                                                        service_account=service_account), BusCredsReply)
+            finally:
+                await bus.close()
+            assert reply.ok, reply
+            self._proxy_auth[identity] = NatsClient(url=self.nats_url, user=reply.user, password=reply.password,
+                                                    inbox_prefix=reply.inbox_prefix, tls_ca=self.operator.tls_ca)
+        return self._proxy_auth[identity]
+
+    async def auth(self, role: str) -> NatsClient:
+        """The credentials of `role`: "proxy" (namespace default), "proxy:<namespace>" (service account
+        default), or a static role ("operator", "pilot", "registry", ...)."""
+        if role == "proxy" or role.startswith("proxy:"):
+            return await self.proxy_auth(role.partition(":")[2] or "default")
+        return self.creds.client_config(role, self.nats_url).nats
+
+    async def nats_client(self, role: str = "operator", **options: Any) -> Any:
+        """A raw nats-py client as `role`, as a script would connect."""
+        return await nats.connect(self.nats_url, **busmod.connect_options(await self.auth(role)), **options)
+
+    async def bus(self, name: str, role: str = "operator") -> busmod.Bus:
+        return await busmod.connect(self.nats_url, name, auth=await self.auth(role))
 
     def start_service(self, name: str) -> ManagedProcess:
         """For sync code (fixtures); async tests use `await plane.start_service_async(name)`."""
@@ -52,21 +105,21 @@ class ControlPlane:
 
     def _spawn(self, name: str) -> ManagedProcess:
         proc = service_process(name, self.nats_url, self.etcd_url, self.state_dir,
-                               ["--lease-ttl", str(LEASE_TTL)])
+                               ["--lease-ttl", str(LEASE_TTL)], credentials=self.creds)
         self.services[name] = proc.start()
         return proc
 
     async def _wait(self, name: str, proc: ManagedProcess) -> None:
-        bus = await busmod.connect(self.nats_url, "test-wait")
+        bus = await busmod.connect(self.nats_url, "test-wait", auth=self.operator)
         try:
             await wait_ready(bus, name, 30, process=proc)
         finally:
             await bus.close()
 
     async def store(self) -> Store:
-        """A client of the plane's etcd; the caller closes it."""
+        """A client of the plane's etcd (as the services' user); the caller closes it."""
         host, port = self.etcd_url.removeprefix("http://").split(":")
-        return await Store.connect(host, int(port))
+        return await Store.connect(host, int(port), user=ETCD_SERVICE_USER, password=self.creds.etcd_service)
 
     async def restart_service(self, name: str) -> ManagedProcess:
         self.services[name].stop()
@@ -82,6 +135,11 @@ class ControlPlane:
     def stop(self) -> None:
         for proc in [*self.proxies, *reversed(list(self.services.values())), self.etcd, self.nats]:
             proc.stop(5)
+        if os.environ.get(CONFIG_ENV) == str(self.config_path):
+            if self._saved_env is None:
+                os.environ.pop(CONFIG_ENV, None)
+            else:
+                os.environ[CONFIG_ENV] = self._saved_env
 
 
 class Sidecar:
@@ -91,7 +149,8 @@ class Sidecar:
                  namespace: str, labels: str, extra: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
         self.outbound_port, self.inbound_port, self.admin_port = free_port(), free_port(), free_port()
         name = f"proxy-{service}-{self.inbound_port}"
-        argv = [sys.executable, "-m", "isthmus.cli", "--nats", plane.nats_url, "proxy", "run",
+        argv = [sys.executable, "-m", "isthmus.cli", "--config", str(plane.config_path), "--nats", plane.nats_url,
+                "proxy", "run",
                 "--service", service, "--namespace", namespace, "--service-port", str(service_port),
                 "--app-port", str(app_port), "--inbound-port", str(self.inbound_port),
                 "--outbound-port", str(self.outbound_port), "--admin-port", str(self.admin_port),
@@ -141,7 +200,7 @@ class Sidecar:
 def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     cp = ControlPlane(tmp_path_factory.mktemp("isthmus"))
     try:
-        for name in ("registry", "pilot", "ca"):  # the ca: sidecars without a token mint one and get certificates
+        for name in ("auth", "registry", "pilot", "ca"):  # the ca: sidecars without a token mint one and get certificates
             cp.start_service(name)
         yield cp
     finally:
@@ -160,7 +219,7 @@ def mesh(plane: ControlPlane) -> Iterator[ControlPlane]:
 
 async def apply(plane: ControlPlane, text: str) -> dict:
     """Apply YAML through the config API, as `isthmus apply` and scripts do."""
-    bus = await busmod.connect(plane.nats_url, "test-apply")
+    bus = await plane.bus("test-apply")
     try:
         return json.loads(await bus.request("isthmus.config.apply", text.encode(), timeout=10))
     finally:

@@ -10,18 +10,19 @@ import json
 import pytest
 
 from runtime import bus as busmod
-from tests.integration.conftest import ControlPlane
+from tests.integration.conftest import ControlPlane, role_for
 
 pytestmark = pytest.mark.asyncio
 
 DEEP = b'{"x": ' + b"[" * 5000 + b"]" * 5000 + b"}"
-SUBJECTS = ["isthmus.config.delete", "isthmus.config.get", "isthmus.registry.register",
-            "isthmus.registry.heartbeat", "isthmus.registry.deregister", "isthmus.xds.snapshot",
+SUBJECTS = ["isthmus.config.delete", "isthmus.config.get", "isthmus.registry.register.default.default",
+            "isthmus.registry.heartbeat.default.default", "isthmus.registry.deregister.default.default",
+            "isthmus.xds.snapshot",
             "isthmus.xds.status"]
 
 
 async def ask(plane: ControlPlane, subject: str, payload: bytes, headers: dict[str, str] | None = None) -> dict:
-    bus = await busmod.connect(plane.nats_url, "test-malformed")
+    bus = await plane.bus("test-malformed", role_for(subject))
     try:
         if headers is None:
             data = await bus.request(subject, payload, timeout=10)
@@ -41,7 +42,8 @@ async def test_json_nested_too_deep_is_a_malformed_request_on_every_subject(plan
     assert "nested too deeply" in reply["error"]
 
 
-@pytest.mark.parametrize("subject", ["isthmus.registry.deregister", "isthmus.registry.heartbeat"])
+@pytest.mark.parametrize("subject", ["isthmus.registry.deregister.default.default",
+                                     "isthmus.registry.heartbeat.default.default"])
 async def test_a_lease_id_beyond_int64_is_a_malformed_request(plane: ControlPlane, subject: str) -> None:
     payload = (b'{"workload_id": "w", "namespace": "default", "service": "s", '
                b'"lease_id": 99999999999999999999999999}')

@@ -31,7 +31,7 @@ spec:
 
 
 async def request(plane: ControlPlane, subject: str, payload: bytes) -> dict:
-    nc = await nats.connect(plane.nats_url)
+    nc = await plane.nats_client()
     try:
         return json.loads((await nc.request(subject, payload, timeout=10)).data)
     finally:
@@ -39,7 +39,7 @@ async def request(plane: ControlPlane, subject: str, payload: bytes) -> dict:
 
 
 async def test_a_five_line_nats_script_applies_a_virtual_service_and_a_watcher_sees_the_event(mesh: ControlPlane) -> None:
-    nc = await nats.connect(mesh.nats_url)
+    nc = await mesh.nats_client()
     events: asyncio.Queue[dict] = asyncio.Queue()
 
     async def on_event(msg) -> None:  # type: ignore[no-untyped-def]

@@ -18,6 +18,7 @@ import pytest
 
 from isthmus.launch import start_nats
 from proto.health import HealthReply
+from proto.subjects import CONFIG_APPLY, CONFIG_EVENTS, health_subject
 from runtime import bus as busmod
 from runtime.store import CONFIG_PREFIX
 from tests.integration.conftest import ControlPlane, apply, eventually
@@ -45,7 +46,7 @@ spec:
 
 
 async def get(plane: ControlPlane, name: str, kind: str = "VirtualService") -> list[dict]:
-    bus = await busmod.connect(plane.nats_url, "test-get")
+    bus = await plane.bus("test-get")
     try:
         reply = json.loads(await bus.request("isthmus.config.get", json.dumps(
             {"kind": kind, "namespace": "bounds", "name": name}).encode(), timeout=10))
@@ -90,7 +91,7 @@ async def test_pilot_answers_health_and_get_while_a_large_submission_is_checked(
     docs[-1] = docs[-1].replace("prefix: /p0", "prefix: 7")  # an error at the very end: nothing is stored
     text = "\n---\n".join(docs)
     assert len(text.encode()) < MAX_BYTES
-    nc = await nats.connect(mesh.nats_url)
+    nc = await mesh.nats_client()
     try:
         finished: dict[str, float] = {}
         began = time.monotonic()
@@ -114,7 +115,7 @@ async def test_pilot_answers_health_and_get_while_a_large_submission_is_checked(
 
 
 async def test_a_malformed_request_is_answered_with_its_reason(mesh: ControlPlane) -> None:
-    nc = await nats.connect(mesh.nats_url)
+    nc = await mesh.nats_client()
     try:
         reply = json.loads((await nc.request("isthmus.config.delete", b'{"resources": 5}', timeout=10)).data)
     finally:
@@ -193,7 +194,7 @@ async def test_an_apply_larger_than_the_bus_accepts_is_refused_before_sending(me
 async def test_a_resource_that_does_not_compile_is_shown_by_get_and_config_events(mesh: ControlPlane) -> None:
     """A resource the compiler cannot handle, written around the config API (as etcdctl or an older
     pilot could): pilot keeps serving, and says which resource is not in effect and why."""
-    nc = await nats.connect(mesh.nats_url)
+    nc = await mesh.nats_client()
     events: asyncio.Queue[dict] = asyncio.Queue()
 
     async def on_event(msg) -> None:  # type: ignore[no-untyped-def]
@@ -256,7 +257,11 @@ async def test_a_stored_resource_that_does_not_match_its_schema_is_shown_as_unre
 
 
 async def test_every_bus_sender_refuses_a_message_over_max_payload_before_sending(mesh: ControlPlane) -> None:
-    bus = await busmod.connect(mesh.nats_url, "test-size")
+    # each side with the credentials of a role that may use the subject (the bus is locked down):
+    # pilot publishes config events and the operator reads them; "telemetry" (not running in this
+    # plane) answers its health subject, which the operator may ask
+    bus, publisher, server = await mesh.bus("test-size"), await mesh.bus("test-pilot", "pilot"), \
+        await mesh.bus("test-telemetry", "telemetry")
     try:
         limit = bus.max_payload - busmod.HEADER_ALLOWANCE
         received: list[int] = []
@@ -264,20 +269,23 @@ async def test_every_bus_sender_refuses_a_message_over_max_payload_before_sendin
         async def count(data: bytes) -> None:
             received.append(len(data))
 
-        await bus.listen("isthmus.test.size", count)
-        await bus.publish("isthmus.test.size", b"x" * limit)  # at the limit: sent
+        await bus.listen(CONFIG_EVENTS, count)
+        await bus.flush()
+        await publisher.publish(CONFIG_EVENTS, b"x" * limit)  # at the limit: sent
         with pytest.raises(busmod.PayloadTooLarge, match="max_payload"):
-            await bus.publish("isthmus.test.size", b"x" * (limit + 1))
+            await publisher.publish(CONFIG_EVENTS, b"x" * (limit + 1))
         with pytest.raises(busmod.PayloadTooLarge):
-            await bus.request("isthmus.test.size", b"x" * (limit + 1))
+            await bus.request(CONFIG_APPLY, b"x" * (limit + 1))
 
         async def huge(_: bytes) -> bytes:
             return b"y" * (limit + 1)
 
-        await bus.serve("isthmus.test.huge", huge)  # a reply too large becomes an error reply with the reason
-        reply = json.loads(await bus.request("isthmus.test.huge", b"{}", timeout=10))
+        await server.serve(health_subject("telemetry"), huge)  # a reply too large: an error reply with the reason
+        await server.flush()
+        reply = json.loads(await bus.request(health_subject("telemetry"), b"{}", timeout=10))
         assert reply["ok"] is False and "larger than this bus's max_payload" in reply["error"]
-        await bus.flush()
+        await publisher.flush()
         await eventually(lambda: received == [limit], timeout=5)
     finally:
-        await bus.close()
+        for b in (bus, publisher, server):
+            await b.close()

@@ -54,7 +54,7 @@ async def counted_next(proc: ManagedProcess, seconds: int, timeout: float = 60.0
 
 
 async def config_of(plane: ControlPlane, kind: str) -> list[dict]:
-    bus = await busmod.connect(plane.nats_url, "test-demo")
+    bus = await plane.bus("test-demo")
     try:
         reply = json.loads(await bus.request("isthmus.config.get", json.dumps({"kind": kind}).encode(), timeout=10))
     finally:

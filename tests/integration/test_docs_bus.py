@@ -18,6 +18,7 @@ from tests.integration.conftest import ControlPlane, apply, eventually
 ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "bus.md").read_text()
 DOC_URL = "nats://127.0.0.1:4222"
+DOC_CONFIG = ".isthmus/isthmus.yaml"  # the operator's client config, as `isthmus up` writes it
 
 
 def blocks(language: str) -> list[str]:
@@ -26,8 +27,8 @@ def blocks(language: str) -> list[str]:
 
 def snippet(plane: ControlPlane, containing: str) -> str:
     [code] = [code for code in blocks("python") if containing in code]
-    assert DOC_URL in code
-    return code.replace(DOC_URL, plane.nats_url)
+    assert DOC_URL in code and DOC_CONFIG in code
+    return code.replace(DOC_URL, plane.nats_url).replace(DOC_CONFIG, str(plane.config_path))
 
 
 def key_paths(value: Any, at: str = "") -> set[str]:

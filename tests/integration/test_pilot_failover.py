@@ -23,11 +23,12 @@ pytestmark = pytest.mark.asyncio
 async def test_a_frozen_leader_is_replaced_within_the_ttl_and_stops_acting_when_it_resumes(
         mesh: ControlPlane) -> None:
     old = mesh.services["pilot"]
-    spare = service_process("pilot", mesh.nats_url, mesh.etcd_url, mesh.state_dir, ["--lease-ttl", str(LEASE_TTL)])
+    spare = service_process("pilot", mesh.nats_url, mesh.etcd_url, mesh.state_dir, ["--lease-ttl", str(LEASE_TTL)],
+                            credentials=mesh.creds)
     spare.log_path = mesh.state_dir / "logs" / "pilot-spare.log"
     spare.start()
     backend = await Backend("v1").start()
-    bus = await busmod.connect(mesh.nats_url, "test-failover")
+    bus = await mesh.bus("test-failover", "proxy")  # it watches pushes, as a proxy does
     pushes: list[tuple[float, str]] = []
 
     async def seen(data: bytes) -> None:

@@ -78,7 +78,7 @@ async def test_a_departed_proxys_status_key_is_removed(mesh: ControlPlane) -> No
 
 
 async def test_a_forged_ack_is_bounded_before_it_is_stored_or_shown(mesh: ControlPlane) -> None:
-    """Anyone on the bus can publish an ACK: pilot keeps 4096 characters of its error and drops one whose
+    """Any proxy can publish an ACK: pilot keeps 4096 characters of its error and drops one whose
     names are longer than a DNS name, so `isthmus proxy-status` never prints unbounded text."""
     from runtime import bus as busmod
 
@@ -86,7 +86,7 @@ async def test_a_forged_ack_is_bounded_before_it_is_stored_or_shown(mesh: Contro
         return json.dumps({"proxy_id": proxy_id, "epoch": "e", "seq": 1, "version": 1, "ok": False,
                            "error": "x" * 100_000, "service": "forged", "namespace": "forged", **fields}).encode()
 
-    bus = await busmod.connect(mesh.nats_url, "test-forged-ack")
+    bus = await mesh.bus("test-forged-ack", "proxy")
     try:
         await bus.publish("isthmus.xds.ack", ack("forged-kept"))
         for name, fields in (("forged-long-service", {"service": "s" * 254}),

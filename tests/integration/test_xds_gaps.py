@@ -28,7 +28,7 @@ class Watcher:
         self.requests: list[str] = []
 
     async def __aenter__(self) -> "Watcher":
-        self.bus = await busmod.connect(self.plane.nats_url, "test-xds-watch")
+        self.bus = await self.plane.bus("test-xds-watch", "pilot")  # it plays pilot: answers snapshots, pushes
 
         async def seen(data: bytes) -> None:
             self.requests.append(decode(data, SnapshotRequest).proxy_id)

@@ -15,8 +15,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from proto.ca import SignReply, SignRequest, TokenCreateReply, TokenCreateRequest, TrustBundle
+from proto.ca import SignReply, SignRequest, TokenCreateRequest, TrustBundle
 from proxy.identity.agent import IdentityAgent, IdentityConfig, IdentityFatal
+from proxy.identity.ca_client import CaRefused
 from proxy.identity.certs import certs_dump
 from proxy.identity.schedule import Backoff
 from runtime.bus import NoResponders
@@ -41,15 +42,18 @@ class CaStandIn:
         self.mints: list[TokenCreateRequest] = []
         self.listeners: dict[str, Callable[[bytes], Any]] = {}
 
+    async def mint(self) -> str:
+        """What proxy/main.py gives the agent with the operator's client config: a token for shop/cart."""
+        message = TokenCreateRequest(namespace="shop", service_account="cart", ttl_seconds=600, uses=1)
+        self.mints.append(message)
+        if self.refuse_mint:
+            raise CaRefused(self.refuse_mint)
+        self.tokens["minted"] = f"spiffe://cluster.local/ns/{message.namespace}/sa/{message.service_account}"
+        return "minted"
+
     async def call(self, subject: str, message: Any, reply_type: type, timeout: float = 5.0) -> Any:
         if self.down:
             raise NoResponders(f"nothing answers on {subject}: is the service running?")
-        if subject == "isthmus.ca.token.create":
-            self.mints.append(message)
-            if self.refuse_mint:
-                return TokenCreateReply(ok=False, error=self.refuse_mint)
-            self.tokens["minted"] = f"spiffe://cluster.local/ns/{message.namespace}/sa/{message.service_account}"
-            return TokenCreateReply(ok=True, id="t1", token="minted")
         assert subject == "isthmus.ca.sign"
         self.signs.append(message)
         if self.refuse_sign:
@@ -120,7 +124,8 @@ async def test_a_refused_token_is_fatal_with_the_cas_reason() -> None:
 
 
 async def test_without_a_token_it_mints_one_for_its_own_identity() -> None:
-    bus, a = CaStandIn(TestCa()), agent(token="")
+    bus = CaStandIn(TestCa())
+    a = agent(token="", mint=bus.mint)
     task = await running(a, bus)
     await until(lambda: a.material)
     await stop(task)
@@ -128,13 +133,22 @@ async def test_without_a_token_it_mints_one_for_its_own_identity() -> None:
 
 
 async def test_a_refused_mint_is_fatal_with_how_to_get_a_token() -> None:
-    bus, a = CaStandIn(TestCa()), agent(token="")
+    bus = CaStandIn(TestCa())
+    a = agent(token="", mint=bus.mint)
     bus.refuse_mint = "only the operator may create tokens"
     with pytest.raises(IdentityFatal) as caught:
         await asyncio.wait_for(a.run(bus), 5)  # type: ignore[arg-type]
     assert str(caught.value) == ("this proxy has no token and may not create one (only the operator may create "
                                  "tokens): get one with `isthmus token create --namespace shop --service-account cart` "
                                  "and pass it with --token (or --token-file, env ISTHMUS_TOKEN)")
+
+
+async def test_without_a_token_or_the_operators_config_it_is_fatal_with_how_to_get_a_token() -> None:
+    bus, a = CaStandIn(TestCa()), agent(token="")  # no mint: this sidecar holds only its own bus credentials
+    with pytest.raises(IdentityFatal, match=r"^this proxy has no token and may not create one \(no operator client "
+                                            r"config to create one with\): get one with `isthmus token create"):
+        await asyncio.wait_for(a.run(bus), 5)  # type: ignore[arg-type]
+    assert bus.signs == []
 
 
 async def test_a_token_for_another_identity_is_fatal_naming_both() -> None:

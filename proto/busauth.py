@@ -1,0 +1,165 @@
+"""Who may use which subject on the bus, and the messages that issue and revoke a proxy's bus credentials.
+
+Every allow-list is written here once: `isthmus up` turns the static roles into nats-server's config
+(`users` with `permissions`), and the auth service (services/auth) puts the proxy's into the user JWT
+it returns to nats-server's auth callout. A subject not listed for a role is refused by nats-server
+(the client sees "Permissions Violation"). docs/security.md ("The bus") explains the choice.
+
+Each role receives replies only on its own inbox prefix (nats-py's `inbox_prefix`), so no client can
+read replies meant for another: `_INBOX.<role>` for a static role, `_INBOX.proxy.<credential id>` for
+a proxy. Services answer requests through `allow_responses` (a reply subject they were sent), never
+through a blanket publish right on `_INBOX.>`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from proto import subjects as s
+from proto.base import Message
+
+INBOX = "_INBOX"
+
+
+def inbox_prefix(role: str) -> str:
+    """The inbox prefix a static role's connections use (`_INBOX.<role>`)."""
+    return f"{INBOX}.{role}"
+
+
+def proxy_inbox_prefix(cred_id: str) -> str:
+    """The inbox prefix of one proxy credential: only that proxy may subscribe below it."""
+    return f"{INBOX}.proxy.{cred_id}"
+
+
+class Permissions(msgspec.Struct, frozen=True):
+    """What one role may publish and subscribe to; `responses`: may answer requests sent to it."""
+
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...]
+    responses: bool = False
+
+
+_HEALTH_ALL = f"{s.HEALTH}.*"
+
+# The operator: `isthmus` CLI commands, `isthmus up`'s health checks, scripts holding isthmus.yaml.
+OPERATOR = Permissions(
+    publish=(s.CONFIG_APPLY, s.CONFIG_DELETE, s.CONFIG_GET, s.XDS_STATUS,
+             s.CA_TOKEN_CREATE, s.CA_TOKEN_LIST, s.CA_TOKEN_REVOKE, s.CA_ROTATE, s.CA_BUNDLE,
+             s.BUS_CREDS_ISSUE, s.BUS_CREDS_REVOKE, _HEALTH_ALL),
+    subscribe=(f"{inbox_prefix('operator')}.>", s.CONFIG_EVENTS, s.REGISTRY_EVENTS, s.CA_BUNDLE_UPDATES),
+)
+
+
+def _service(name: str, serves: tuple[str, ...], publishes: tuple[str, ...] = (),
+             listens: tuple[str, ...] = ()) -> Permissions:
+    """A control-plane service: answers `serves` (and its health subject), publishes `publishes`,
+    receives `listens`; its own inbox for any request it makes."""
+    return Permissions(publish=publishes,
+                       subscribe=(*serves, *listens, s.health_subject(name), f"{inbox_prefix(name)}.>"),
+                       responses=True)
+
+
+SERVICES: dict[str, Permissions] = {
+    # registration: proxies register, heartbeat and deregister (each on its identity-scoped subject, and
+    # the plain ones for buses without lockdown); endpoint events out
+    "registry": _service("registry", (s.REGISTRY_REGISTER, s.REGISTRY_HEARTBEAT, s.REGISTRY_DEREGISTER,
+                                      f"{s.REGISTRY_REGISTER}.*.*", f"{s.REGISTRY_HEARTBEAT}.*.*",
+                                      f"{s.REGISTRY_DEREGISTER}.*.*"),
+                         # its own health subject too: the lease hold's probe of the bus (runtime/lease_hold.py)
+                         publishes=(s.REGISTRY_EVENTS, s.health_subject("registry"))),
+    # config API (operator), snapshots (proxies), ACKs (proxies), proxy status (operator); pushes out
+    "pilot": _service("pilot", (s.CONFIG_APPLY, s.CONFIG_DELETE, s.CONFIG_GET, s.XDS_SNAPSHOT, s.XDS_STATUS,
+                                s.XDS_ACK),
+                      # the registry's health: pilot holds leases while no registry answers (runtime/lease_hold.py)
+                      publishes=(s.XDS_PUSH, s.CONFIG_EVENTS, s.health_subject("registry"))),
+    # signing (proxies), bundle (anyone with a role), tokens and rotation (operator); bundle updates out
+    "ca": _service("ca", (s.CA_SIGN, s.CA_BUNDLE, s.CA_TOKEN_CREATE, s.CA_TOKEN_LIST, s.CA_TOKEN_REVOKE,
+                          s.CA_ROTATE), publishes=(s.CA_BUNDLE_UPDATES,)),
+    # telemetry serves HTTP; on the bus it only answers health (telemetry subjects come with their own issue)
+    "telemetry": _service("telemetry", ()),
+    # the auth service: nats-server's callout, bus credentials for proxies (operator, joining proxies)
+    "auth": _service("auth", (s.AUTH_CALLOUT, s.BUS_CREDS_ISSUE, s.BUS_CREDS_REVOKE, s.BUS_JOIN)),
+}
+
+
+def proxy_permissions(cred_id: str, namespace: str, service_account: str) -> Permissions:
+    """A sidecar: register/heartbeat/deregister workloads of its own namespace and service account
+    (the identity-scoped registry subjects), ask for snapshots, ACK, ask the ca to sign and for the
+    bundle; receive pushes and bundle updates, and replies on its own inbox only. It may not publish
+    pushes, use the config API, answer on any service's subject, or read another proxy's replies."""
+    own = (namespace, service_account)
+    return Permissions(
+        publish=(s.identity_subject(s.REGISTRY_REGISTER, *own), s.identity_subject(s.REGISTRY_HEARTBEAT, *own),
+                 s.identity_subject(s.REGISTRY_DEREGISTER, *own), s.XDS_SNAPSHOT, s.XDS_ACK, s.CA_SIGN, s.CA_BUNDLE),
+        subscribe=(s.XDS_PUSH, s.CA_BUNDLE_UPDATES, f"{proxy_inbox_prefix(cred_id)}.>"),
+    )
+
+
+def join_inbox_prefix(token_digest: str) -> str:
+    """The inbox of a connection that holds only a bootstrap token (`token_digest`: the first 32 hex
+    digits of the token's SHA-256, which the proxy and the auth service both compute)."""
+    return f"{INBOX}.join.{token_digest}"
+
+
+def join_permissions(token_digest: str) -> Permissions:
+    """A proxy holding only a bootstrap token: it may ask for its bus credentials, nothing else."""
+    return Permissions(publish=(s.BUS_JOIN,), subscribe=(f"{join_inbox_prefix(token_digest)}.>",))
+
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=253)]
+CredId = Annotated[str, msgspec.Meta(max_length=128)]
+
+
+class BusCredsRequest(Message):
+    """`isthmus.bus.creds.issue` (operator) -> BusCredsReply: credentials for one proxy, bound to
+    a namespace and service account. `ttl_seconds` 0: valid until revoked."""
+
+    namespace: Name
+    service_account: Name
+    ttl_seconds: int = 0
+
+
+class BusJoinRequest(Message):
+    """`isthmus.bus.join` (a connection authenticated by a bootstrap token) -> BusCredsReply for the
+    token's namespace and service account. The token itself is not spent: the ca spends it on CA_SIGN."""
+
+    token: Annotated[str, msgspec.Meta(max_length=256)]
+
+
+class BusCredsReply(Message):
+    """A proxy's bus credentials (shown once: the auth service keeps only the password's hash)."""
+
+    ok: bool
+    user: str = ""  # "proxy.<id>"
+    password: str = ""
+    inbox_prefix: str = ""  # the only inbox this user may read; pass it to nats-py's connect()
+    namespace: str = ""
+    service_account: str = ""
+    expires: float = 0.0  # Unix seconds; 0: until revoked
+    error: str = ""
+
+
+class BusCredsRevokeRequest(Message):
+    """`isthmus.bus.creds.revoke` (operator) -> BusCredsRevokeReply. The user's next connection is
+    refused; one already open ends within the session bound (services/auth: SESSION_SECONDS)."""
+
+    user: CredId
+
+
+class BusCredsRevokeReply(Message):
+    ok: bool
+    error: str = ""
+
+
+class BusCredsRecord(Message):
+    """A proxy's bus credential as etcd holds it (/isthmus/bus/creds/<id>): the secret only as its SHA-256."""
+
+    id: str
+    namespace: str
+    service_account: str
+    secret_sha256: str
+    created: float
+    expires: float = 0.0
+    revoked: bool = False

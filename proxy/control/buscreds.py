@@ -1,0 +1,129 @@
+"""The sidecar's own bus credentials (proto/busauth.py: a proxy may register, ACK, ask for snapshots and
+signing, and read pushes, the bundle and its own inbox, nothing else).
+
+Where they come from, in order:
+1. a client config holding proxy credentials (user `proxy.<id>`): used as they are;
+2. a bootstrap token (`isthmus token create`): a connection authenticated by the token asks
+   `isthmus.bus.join` for credentials bound to the token's namespace and service account;
+3. the operator's client config (`isthmus up` wrote it): the sidecar mints credentials for its own
+   namespace and service account on `isthmus.bus.creds.issue` (local convenience, logged), and never
+   keeps the operator's connection.
+With none of them: CredentialsError saying how to get one. A refusal: CredentialsError with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+from proto.busauth import BusCredsReply, BusCredsRequest, BusJoinRequest, join_inbox_prefix
+from proto.subjects import BUS_CREDS_ISSUE, BUS_JOIN
+from runtime import bus as busmod
+from runtime.clientconfig import NatsClient
+from runtime.log import get_logger
+
+log = get_logger("proxy")
+CONNECT_WAIT = 30.0  # seconds to reach the bus for credentials before giving up
+
+
+class CredentialsError(Exception):
+    """str(exc) is one line for the operator."""
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.strip().encode()).hexdigest()[:32]
+
+
+async def obtain(url: str, config: NatsClient | None, namespace: str, service_account: str,
+                 token: str = "") -> NatsClient:
+    """This sidecar's bus credentials (see the module docstring)."""
+    if config is not None and config.user.startswith("proxy."):
+        return config
+    tls_ca = config.tls_ca if config else ""
+    if token:
+        client = await _connect(url, None, token=token, inbox=join_inbox_prefix(token_digest(token)), tls_ca=tls_ca)
+        reply = await _ask(client, BUS_JOIN, BusJoinRequest(token=token))
+        how = "joined with a bootstrap token"
+    elif config is not None and config.user:
+        client = await _connect(url, config)
+        reply = await _ask(client, BUS_CREDS_ISSUE, BusCredsRequest(namespace=namespace, service_account=service_account))
+        how = "minted with the operator's client config"
+    else:
+        raise CredentialsError("no bus credentials: pass a bootstrap token (--token, env ISTHMUS_TOKEN; `isthmus token "
+                               "create`) or the operator's client config (--config, env ISTHMUS_CONFIG)")
+    if not reply.ok:
+        raise CredentialsError(f"the control plane refused bus credentials: {reply.error}")
+    log.info("bus credentials", user=reply.user, namespace=reply.namespace, service_account=reply.service_account,
+             how=how)
+    return NatsClient(url=url, user=reply.user, password=reply.password, inbox_prefix=reply.inbox_prefix,
+                      tls_ca=tls_ca)
+
+
+async def mint_ca_token(url: str, operator: NatsClient, namespace: str, service_account: str,
+                        ttl_seconds: int = 600) -> str:
+    """A one-use bootstrap token for our own identity, asked on `isthmus.ca.token.create` over a short
+    connection with the operator's client config: the sidecar's own bus credentials may not create tokens.
+    (The seam for the identity agent's local-convenience mint.) CredentialsError when refused."""
+    from proto.ca import TokenCreateReply, TokenCreateRequest
+    from proto.subjects import CA_TOKEN_CREATE
+
+    bus = await _connect(url, operator)
+    try:
+        reply = await bus.call(CA_TOKEN_CREATE, TokenCreateRequest(namespace=namespace, service_account=service_account,
+                                                                   ttl_seconds=ttl_seconds, uses=1),
+                               TokenCreateReply, timeout=10)
+    except busmod.BusError as exc:
+        raise CredentialsError(f"no bootstrap token from the ca: {exc}") from None
+    finally:
+        await bus.close()
+    if not reply.ok:
+        raise CredentialsError(f"the ca refused a bootstrap token: {reply.error}")
+    log.warning("minted a bootstrap token with the operator's client config", namespace=namespace,
+                service_account=service_account, token_id=reply.id)
+    return reply.token
+
+
+async def _connect(url: str, config: NatsClient | None, *, token: str = "", inbox: str = "",
+                   tls_ca: str = "") -> busmod.Bus:
+    import nats
+
+    options = busmod.connect_options(config or NatsClient(tls_ca=tls_ca))
+    if token:
+        options.update(token=token, inbox_prefix=inbox)
+    async def quiet(_: Exception) -> None:  # nats-py would log each failed attempt with a traceback
+        return None
+
+    options["error_cb"] = quiet
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CONNECT_WAIT
+    while True:
+        try:
+            client = await asyncio.wait_for(nats.connect(servers=[url], name="proxy-credentials", allow_reconnect=False,
+                                                         connect_timeout=2, **options), 5)
+            return busmod.Bus(client)
+        except Exception as exc:
+            if "authorization violation" in str(exc).lower():
+                what = "the bootstrap token" if token else "the client config's credentials"
+                raise CredentialsError(f"the bus at {url} refused {what} (bad, expired, revoked or used up)") from None
+            if loop.time() > deadline:
+                raise CredentialsError(f"cannot reach the bus at {url} for credentials: {exc}") from None
+            await asyncio.sleep(0.5)
+
+
+async def _ask(bus: busmod.Bus, subject: str, request: object) -> BusCredsReply:
+    """The reply; while the auth service is not (yet) answering, asks again until CONNECT_WAIT passes
+    (a sidecar may start before the control plane: listeners first, the bus when it answers)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CONNECT_WAIT
+    try:
+        while True:
+            try:
+                return await bus.call(subject, request, BusCredsReply, timeout=5)
+            except (busmod.NoResponders, busmod.BusTimeout) as exc:
+                if loop.time() > deadline:
+                    raise CredentialsError(f"no bus credentials from the control plane: {exc}") from None
+                await asyncio.sleep(0.5)
+            except busmod.BusError as exc:
+                raise CredentialsError(f"no bus credentials from the control plane: {exc}") from None
+    finally:
+        await bus.close()

@@ -1,0 +1,3 @@
+from services.auth.service import AuthService
+
+AuthService.main()

@@ -1,0 +1,354 @@
+"""The bus and the store are locked down (issue 10): real nats-server with the roles' users and the auth
+callout (services/auth), real etcd with authentication on, as `isthmus up` runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nats
+import nats.errors
+import pytest
+
+from isthmus.launch import free_port, project_env, start_nats
+from isthmus.launch.bustls import make_bus_tls
+from isthmus.launch.credentials import ETCD_SERVICE_USER, MeshCredentials
+from proto.busauth import BusCredsReply, BusCredsRequest, BusCredsRevokeReply, BusCredsRevokeRequest
+from proto.ca import TokenCreateRequest, TokenRecord
+from proto.subjects import (
+    BUS_CREDS_ISSUE,
+    BUS_CREDS_REVOKE,
+    CA_SIGN,
+    CA_TOKEN_CREATE,
+    CONFIG_APPLY,
+    REGISTRY_DEREGISTER,
+    REGISTRY_HEARTBEAT,
+    REGISTRY_REGISTER,
+    XDS_PUSH,
+)
+from proxy.control.buscreds import CredentialsError, mint_ca_token, obtain
+from runtime import bus as busmod
+from runtime.clientconfig import NatsClient
+from runtime.store import Store, StoreError
+from tests.integration.conftest import ControlPlane, reviews_doc
+
+pytestmark = pytest.mark.asyncio
+
+
+class Violations:
+    """Collects what nats-server reports to a client (nats-py's error callback)."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    async def record(self, exc: Exception) -> None:
+        self.errors.append(str(exc))
+
+    async def seen(self, text: str, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text.lower() in e.lower() for e in self.errors):  # nats-py lower-cases the server's text
+            assert time.monotonic() < deadline, f"no {text!r} among {self.errors}"
+            await asyncio.sleep(0.05)
+
+
+async def issue(plane: ControlPlane, namespace: str = "a", sa: str = "web") -> BusCredsReply:
+    bus = await plane.bus("test-issue")
+    try:
+        reply = await bus.call(BUS_CREDS_ISSUE, BusCredsRequest(namespace=namespace, service_account=sa), BusCredsReply)
+    finally:
+        await bus.close()
+    assert reply.ok, reply
+    return reply
+
+
+async def connect_as(plane: ControlPlane, creds: BusCredsReply, errors: Violations | None = None, **kw: object):
+    auth = NatsClient(user=creds.user, password=creds.password, inbox_prefix=creds.inbox_prefix)
+    return await nats.connect(plane.nats_url, allow_reconnect=False, error_cb=(errors or Violations()).record,
+                              **busmod.connect_options(auth), **kw)
+
+
+async def refused(url: str, **options: object) -> str:
+    with pytest.raises(Exception) as info:
+        await nats.connect(url, allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=2, **options)
+    return str(info.value)
+
+
+async def test_an_anonymous_connection_is_refused(plane: ControlPlane) -> None:
+    assert "Authorization Violation" in await refused(plane.nats_url)
+    assert "Authorization Violation" in await refused(plane.nats_url, user="operator", password="wrong")
+    assert "Authorization Violation" in await refused(plane.nats_url, user="proxy.0123456789abcdef", password="x")
+
+
+async def test_a_proxy_cannot_publish_a_push_or_a_config_change(plane: ControlPlane) -> None:
+    creds = await issue(plane)
+    errors = Violations()
+    proxy = await connect_as(plane, creds, errors)
+    watcher = await plane.nats_client("proxy")  # another proxy: would receive a push
+    pushes: list[bytes] = []
+
+    async def on_push(msg) -> None:  # type: ignore[no-untyped-def]
+        pushes.append(msg.data)
+
+    await watcher.subscribe(XDS_PUSH, cb=on_push)
+    await watcher.flush()
+    try:
+        await proxy.publish(XDS_PUSH, b'{"forged": true}')
+        await errors.seen(f'permissions violation for publish to "{XDS_PUSH}"')
+        with pytest.raises(nats.errors.TimeoutError):  # pilot never sees it, so nothing answers
+            await proxy.request(CONFIG_APPLY, reviews_doc("VirtualService", "lock", "  hosts: [reviews]").encode(),
+                                timeout=1)
+        await errors.seen(f'permissions violation for publish to "{CONFIG_APPLY}"')
+        await watcher.flush()
+        assert pushes == []
+    finally:
+        await proxy.close()
+        await watcher.close()
+
+
+async def test_a_proxy_cannot_read_another_proxys_signing_reply(plane: ControlPlane) -> None:
+    a, b = await issue(plane, "a", "web"), await issue(plane, "b", "db")
+    errors = Violations()
+    spy = await connect_as(plane, a, errors)
+    victim = await connect_as(plane, b)
+    ca = await plane.nats_client("ca")  # stands in for the ca: answers a signing request
+    async def sign(msg) -> None:  # type: ignore[no-untyped-def]
+        await msg.respond(b'{"ok": true, "cert_chain_pem": ["for b"]}')
+
+    await ca.subscribe(CA_SIGN, cb=sign)
+    await ca.flush()
+    stolen: list[bytes] = []
+
+    async def steal(msg) -> None:  # type: ignore[no-untyped-def]
+        stolen.append(msg.data)
+
+    try:
+        for pattern in (f"{b.inbox_prefix}.>", "_INBOX.>", ">"):
+            await spy.subscribe(pattern, cb=steal)
+            await errors.seen(f'permissions violation for subscription to "{pattern}"')
+        reply = await victim.request(CA_SIGN, b'{"csr_pem": "x"}', timeout=5)
+        assert json.loads(reply.data)["cert_chain_pem"] == ["for b"]
+        await spy.flush()
+        assert stolen == []
+        # and a proxy cannot answer on a service's subject in the ca's place
+        await spy.subscribe(CA_SIGN, cb=steal)
+        await errors.seen(f'permissions violation for subscription to "{CA_SIGN}"')
+    finally:
+        for client in (spy, victim, ca):
+            await client.close()
+
+
+async def test_a_proxy_registers_and_heartbeats_only_workloads_of_its_own_identity(plane: ControlPlane) -> None:
+    errors = Violations()
+    proxy = await connect_as(plane, await issue(plane, "a", "web"), errors)
+    other = await connect_as(plane, await issue(plane, "b", "db"))
+
+    def register(namespace: str, workload_id: str, sa: str = "web") -> bytes:
+        return json.dumps({"workload": {"id": workload_id, "service": "svc", "namespace": namespace,
+                                        "service_account": sa}, "ttl": 30}).encode()
+
+    async def ask(client, subject: str, payload: bytes) -> dict:  # type: ignore[no-untyped-def]
+        return json.loads((await client.request(subject, payload, timeout=5)).data)
+
+    try:
+        own = await ask(proxy, f"{REGISTRY_REGISTER}.a.web", register("a", "mine"))
+        assert own["ok"], own
+        for namespace, sa in (("b", "web"), ("a", "db")):  # another identity's workload, on our own subject
+            reply = await ask(proxy, f"{REGISTRY_REGISTER}.a.web", register(namespace, "theirs", sa))
+            assert reply["ok"] is False and "these credentials are for namespace 'a'" in reply["error"], reply
+        with pytest.raises(nats.errors.TimeoutError):  # another identity's subject: dropped by nats-server
+            await proxy.request(f"{REGISTRY_REGISTER}.b.db", register("b", "theirs", "db"), timeout=1)
+        await errors.seen(f'permissions violation for publish to "{REGISTRY_REGISTER}.b.db"')
+        with pytest.raises(nats.errors.TimeoutError):  # and the plain subject is not for proxies
+            await proxy.request(REGISTRY_REGISTER, register("a", "plain"), timeout=1)
+        await errors.seen(f'permissions violation for publish to "{REGISTRY_REGISTER}"')
+        # b's proxy cannot keep a's lease alive or deregister a's workload, even on its own subjects
+        beat = {"workload_id": "mine", "namespace": "a", "service": "svc", "lease_id": own["lease_id"]}
+        reply = await ask(other, f"{REGISTRY_HEARTBEAT}.b.db", json.dumps(beat).encode())
+        assert reply["ok"] is False and "cannot touch a workload of namespace 'a'" in reply["error"], reply
+        gone = {"workload_id": "mine", "namespace": "a", "service": "svc", "lease_id": own["lease_id"]}
+        reply = await ask(other, f"{REGISTRY_DEREGISTER}.b.db", json.dumps(gone).encode())
+        assert reply["ok"] is False, reply
+        assert (await ask(proxy, f"{REGISTRY_HEARTBEAT}.a.web", json.dumps(beat).encode()))["ok"]
+        assert (await ask(proxy, f"{REGISTRY_DEREGISTER}.a.web", json.dumps(gone).encode()))["ok"]
+    finally:
+        await proxy.close()
+        await other.close()
+
+
+async def test_revoked_proxy_credentials_are_refused(plane: ControlPlane) -> None:
+    creds = await issue(plane)
+    await (await connect_as(plane, creds)).close()  # good until revoked
+    bus = await plane.bus("test-revoke")
+    try:
+        reply = await bus.call(BUS_CREDS_REVOKE, BusCredsRevokeRequest(user=creds.user), BusCredsRevokeReply)
+        assert reply.ok, reply
+    finally:
+        await bus.close()
+    auth = NatsClient(user=creds.user, password=creds.password, inbox_prefix=creds.inbox_prefix)
+    assert "Authorization Violation" in await refused(plane.nats_url, **busmod.connect_options(auth))
+
+
+async def test_a_proxy_cannot_issue_credentials(plane: ControlPlane) -> None:
+    errors = Violations()
+    proxy = await connect_as(plane, await issue(plane), errors)
+    try:
+        with pytest.raises(nats.errors.TimeoutError):
+            await proxy.request(BUS_CREDS_ISSUE, b'{"namespace": "x", "service_account": "y"}', timeout=1)
+        await errors.seen(f'permissions violation for publish to "{BUS_CREDS_ISSUE}"')
+    finally:
+        await proxy.close()
+
+
+async def put_token(plane: ControlPlane, namespace: str, sa: str, *, uses: int = 1, expires_in: float = 600,
+                    revoked: bool = False) -> str:
+    """A bootstrap token as the ca stores it (services/ca/tokens.py: <16 hex>.<43 base64url>, secret hashed)."""
+    token_id, secret = os.urandom(8).hex(), "s" * 43
+    now = time.time()
+    record = TokenRecord(id=token_id, namespace=namespace, service_account=sa,
+                         secret_sha256=hashlib.sha256(secret.encode()).hexdigest(), created=now,
+                         expires=now + expires_in, uses=uses, max_uses=max(uses, 1), revoked=revoked)
+    store = await plane.store()
+    try:
+        await store.put(f"/isthmus/ca/tokens/{token_id}", busmod.encode(record))
+    finally:
+        await store.close()
+    return f"{token_id}.{secret}"
+
+
+async def test_a_bootstrap_token_joins_with_credentials_bound_to_its_namespace(plane: ControlPlane) -> None:
+    token = await put_token(plane, "shop", "cart")
+    auth = await obtain(plane.nats_url, None, "ignored", "ignored", token)
+    assert auth.user.startswith("proxy.") and auth.inbox_prefix.endswith(auth.user.removeprefix("proxy."))
+    store = await plane.store()
+    try:
+        entry = await store.get(f"/isthmus/bus/creds/{auth.user.removeprefix('proxy.')}")
+        assert entry is not None and json.loads(entry.value)["namespace"] == "shop"
+        assert json.loads(entry.value)["service_account"] == "cart"
+    finally:
+        await store.close()
+    client = await nats.connect(plane.nats_url, allow_reconnect=False, **busmod.connect_options(auth))
+    await client.close()
+    for bad in (await put_token(plane, "shop", "cart", uses=0), await put_token(plane, "shop", "cart", revoked=True),
+                await put_token(plane, "shop", "cart", expires_in=-1), "0123456789abcdef." + "x" * 43):
+        with pytest.raises(CredentialsError, match="refused the bootstrap token"):
+            await obtain(plane.nats_url, None, "shop", "cart", bad)
+
+
+async def test_a_bootstrap_token_is_minted_over_the_operators_connection_not_the_proxys(plane: ControlPlane) -> None:
+    ca = await plane.nats_client("ca")  # stands in for the ca: answers token creation
+    asked: list[dict] = []
+
+    async def create(msg) -> None:  # type: ignore[no-untyped-def]
+        asked.append(json.loads(msg.data))
+        await msg.respond(b'{"ok": true, "id": "0123456789abcdef", "token": "minted"}')
+
+    await ca.subscribe(CA_TOKEN_CREATE, cb=create)
+    await ca.flush()
+    errors = Violations()
+    proxy = await connect_as(plane, await issue(plane), errors)
+    try:
+        assert await mint_ca_token(plane.nats_url, plane.operator, "shop", "cart") == "minted"
+        request = busmod.decode(json.dumps(asked[0]).encode(), TokenCreateRequest)
+        assert (request.namespace, request.service_account, request.uses) == ("shop", "cart", 1)
+        with pytest.raises(nats.errors.TimeoutError):  # the proxy's own credentials may not
+            await proxy.request(CA_TOKEN_CREATE, b'{"namespace": "shop", "service_account": "cart"}', timeout=1)
+        await errors.seen(f'permissions violation for publish to "{CA_TOKEN_CREATE}"')
+        assert len(asked) == 1
+    finally:
+        await proxy.close()
+        await ca.close()
+
+
+async def test_a_proxy_with_neither_token_nor_config_exits_1_saying_how_to_get_one(plane: ControlPlane,
+                                                                                   tmp_path: Path) -> None:
+    env = project_env()
+    env.pop("ISTHMUS_CONFIG", None)
+    env.pop("ISTHMUS_TOKEN", None)
+    result = subprocess.run([sys.executable, "-m", "isthmus.cli", "--nats", plane.nats_url, "proxy", "run",
+                             "--service", "lone", "--service-port", "9080", "--app-port", "9",
+                             *(arg for name in ("inbound", "outbound", "admin")
+                               for arg in (f"--{name}-port", str(free_port())))],
+                            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no bus credentials" in lines[0] and "isthmus token create" in lines[0], lines
+
+
+def cli(plane: ControlPlane, *args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "isthmus.cli", *args], env=env, cwd=cwd, capture_output=True,
+                          text=True, timeout=60)
+
+
+async def test_the_operator_config_applies_config_from_flag_env_and_working_directory(plane: ControlPlane,
+                                                                                    tmp_path: Path) -> None:
+    doc = tmp_path / "vs.yaml"
+    doc.write_text(reviews_doc("VirtualService", "lock", "  hosts: [reviews]\n  http:\n  - route:\n"
+                                                         "    - destination: {host: reviews}\n"))
+    env = project_env()
+    env.pop("ISTHMUS_CONFIG", None)
+    env.pop("ISTHMUS_NATS_URL", None)
+    result = cli(plane, "apply", "-f", str(doc), env=env, cwd=tmp_path)  # no config anywhere: refused
+    assert result.returncode == 1 and "error:" in result.stderr, result
+    result = cli(plane, "--config", str(plane.config_path), "apply", "-f", str(doc), env=env, cwd=tmp_path)
+    assert result.returncode == 0, result
+    result = cli(plane, "get", "virtualservices", "-n", "lock", env={**env, "ISTHMUS_CONFIG": str(plane.config_path)},
+                 cwd=tmp_path)
+    assert result.returncode == 0 and "reviews" in result.stdout, result
+    (tmp_path / ".isthmus").mkdir()
+    (tmp_path / ".isthmus" / "isthmus.yaml").write_bytes(plane.config_path.read_bytes())
+    result = cli(plane, "delete", "-f", str(doc), env=env, cwd=tmp_path)  # ./.isthmus/isthmus.yaml
+    assert result.returncode == 0, result
+    assert oct(plane.config_path.stat().st_mode & 0o777) == "0o600"
+
+
+async def test_etcd_refuses_wrong_or_missing_credentials(plane: ControlPlane) -> None:
+    host, port = plane.etcd_url.removeprefix("http://").split(":")
+    began = time.monotonic()
+    with pytest.raises(StoreError, match="authentication failed"):
+        await Store.connect(host, int(port), wait=30, user=ETCD_SERVICE_USER, password="wrong")
+    assert time.monotonic() - began < 10  # refused at once, not retried until `wait` runs out
+    anonymous = await Store.connect(host, int(port), wait=5)
+    try:
+        with pytest.raises(Exception, match="user name is empty|permission denied"):
+            await anonymous.get("/isthmus/config/x")
+    finally:
+        await anonymous.close()
+    service = await plane.store()  # the services' user: reads and writes under /isthmus/ only
+    try:
+        await service.put("/isthmus/test/lock", b"1")
+        with pytest.raises(Exception, match="permission denied"):
+            await service.put("/elsewhere", b"1")
+    finally:
+        await service.close()
+
+
+async def test_nats_tls_refuses_a_plaintext_client_and_serves_one_with_the_ca(tmp_path: Path) -> None:
+    creds = MeshCredentials.create(tmp_path)
+    ca, cert, key = make_bus_tls(tmp_path)
+    creds.nats_ca = str(ca)
+    server = start_nats(tmp_path, authorization=creds.nats_authorization(), tls=(cert, key))
+    url = server.url or ""
+    try:
+        operator = creds.client_config("operator", url).nats
+        assert operator.tls_ca == str(ca)
+        plain = NatsClient(user="operator", password=operator.password, inbox_prefix=operator.inbox_prefix)
+        await refused(url, **busmod.connect_options(plain))
+        other = make_bus_tls(tmp_path / "other")[0]  # a CA that did not sign the server's certificate
+        wrong = NatsClient(user="operator", password=operator.password, tls_ca=str(other))
+        await refused(url, **busmod.connect_options(wrong))
+        bus = await busmod.connect(url, "test-tls", auth=operator, wait=10)
+        try:
+            assert bus.client.connected_url is not None
+            sub = await bus.client.subscribe("isthmus.config.events")
+            await bus.flush()
+            await sub.unsubscribe()
+        finally:
+            await bus.close()
+    finally:
+        server.stop()
