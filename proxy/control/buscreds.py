@@ -52,6 +52,8 @@ async def obtain(url: str, config: NatsClient | None, namespace: str, service_ac
         raise CredentialsError("no bus credentials: pass a bootstrap token (--token, env ISTHMUS_TOKEN; `isthmus token "
                                "create`) or the operator's client config (--config, env ISTHMUS_CONFIG)")
     if not reply.ok:
+        if token:
+            raise CredentialsError(f"the control plane refused the bootstrap token: {reply.error}")
         raise CredentialsError(f"the control plane refused bus credentials: {reply.error}")
     log.info("bus credentials", user=reply.user, namespace=reply.namespace, service_account=reply.service_account,
              how=how)
@@ -63,17 +65,16 @@ async def mint_ca_token(url: str, operator: NatsClient, namespace: str, service_
                         ttl_seconds: int = 600) -> str:
     """A one-use bootstrap token for our own identity, asked on `isthmus.ca.token.create` over a short
     connection with the operator's client config: the sidecar's own bus credentials may not create tokens.
-    (The seam for the identity agent's local-convenience mint.) CredentialsError when refused."""
+    (The seam for the identity agent's local-convenience mint.) CredentialsError when refused; BusError when
+    the ca does not answer."""
     from proto.ca import TokenCreateReply, TokenCreateRequest
     from proto.subjects import CA_TOKEN_CREATE
 
     bus = await _connect(url, operator)
-    try:
+    try:  # a BusError (the ca not answering yet) is not a refusal: the caller tries again
         reply = await bus.call(CA_TOKEN_CREATE, TokenCreateRequest(namespace=namespace, service_account=service_account,
                                                                    ttl_seconds=ttl_seconds, uses=1),
                                TokenCreateReply, timeout=10)
-    except busmod.BusError as exc:
-        raise CredentialsError(f"no bootstrap token from the ca: {exc}") from None
     finally:
         await bus.close()
     if not reply.ok:
@@ -103,8 +104,10 @@ async def _connect(url: str, config: NatsClient | None, *, token: str = "", inbo
             return busmod.Bus(client)
         except Exception as exc:
             if "authorization violation" in str(exc).lower():
-                what = "the bootstrap token" if token else "the client config's credentials"
-                raise CredentialsError(f"the bus at {url} refused {what} (bad, expired, revoked or used up)") from None
+                if token:
+                    raise CredentialsError(f"the bus at {url} does not know this bootstrap token (unknown, or not a "
+                                           "token at all); get one with `isthmus token create`") from None
+                raise CredentialsError(f"the bus at {url} refused the client config's credentials") from None
             if loop.time() > deadline:
                 raise CredentialsError(f"cannot reach the bus at {url} for credentials: {exc}") from None
             await asyncio.sleep(0.5)

@@ -84,9 +84,9 @@ class Credentials:
         await self.store.put(PREFIX + cred_id, encode(record))
         return record
 
-    async def token(self, token: str, now: float) -> TokenRecord:
-        """The bootstrap token's record when it could still pay for a signing (not spent here: the ca
-        spends it on CA_SIGN); Refused with the reason otherwise. The rules are the ca's (tokens.check)."""
+    async def known_token(self, token: str) -> TokenRecord:
+        """The record of a token whose id exists and whose secret matches, whatever its state; Refused
+        ("malformed", "unknown token") otherwise. Holding it proves its holder was given the token."""
         match = _TOKEN.match(token.strip())
         if not match:
             raise Refused("the token is malformed (expected <16 hex>.<43 base64url characters>)")
@@ -94,6 +94,12 @@ class Credentials:
         record = decode(entry.value, TokenRecord) if entry else None
         if record is None or not hmac.compare_digest(record.secret_sha256, _hash(match.group(2))):
             raise Refused("unknown token")
+        return record
+
+    async def token(self, token: str, now: float) -> TokenRecord:
+        """The bootstrap token's record when it could still pay for a signing (not spent here: the ca
+        spends it on CA_SIGN); Refused with the reason otherwise. The rules are the ca's (tokens.check)."""
+        record = await self.known_token(token)
         if record.revoked:
             raise Refused(f"token {record.id} was revoked")
         if now >= record.expires:

@@ -10,8 +10,9 @@ nkey the server's `auth_callout.issuer` names, or with an error (the connection 
 - user `proxy.<id>` + password: a credential from `isthmus.bus.creds.issue` or a join; proxy permissions,
   its own inbox only. Valid for SESSION_SECONDS at most, then nats-server closes the connection and the
   client reconnects through the callout again: a revoked credential is out within that bound.
-- token = a bootstrap token (`isthmus token create`) still good for a signing: join permissions only
-  (ask `isthmus.bus.join` for credentials bound to the token's namespace and service account).
+- token = a bootstrap token (`isthmus token create`) its holder was given: join permissions only, for
+  JOIN_SECONDS (ask `isthmus.bus.join`, which answers credentials bound to the token's namespace and service
+  account while the token could still pay for a signing, else the reason: expired, revoked, used up).
 - anything else, anonymous included: refused, with an audit line (who, from where, why).
 
 The account seed is read from the file ISTHMUS_AUTH_SEED_FILE (mode 0600, written by `isthmus up`).
@@ -79,9 +80,11 @@ class AuthService(ServiceProcess):
                 name, perms = user, proxy_permissions(record.id, record.namespace, record.service_account)
                 expires = min(record.expires or float("inf"), now + SESSION_SECONDS)
             elif token and not user:
-                tok = await self.creds.token(token, now)
+                # Any token its holder was given (even expired, revoked or used up) may ask BUS_JOIN, which
+                # answers with the reason, so `proxy run` can say exactly why; an unknown one is refused here.
+                tok = await self.creds.known_token(token)
                 name, perms = f"join.{tok.id}", join_permissions(token_digest(token))
-                expires = min(tok.expires, now + JOIN_SECONDS)
+                expires = now + JOIN_SECONDS
             else:
                 raise Refused("no credentials" if not (user or token) else f"unknown user {user[:80]!r}")
         except Refused as exc:

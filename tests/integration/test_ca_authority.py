@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from isthmus.launch import ManagedProcess, project_env, service_argv
+from isthmus.launch import ManagedProcess, service_process
 from proto.ca import RotateRootReply, SignReply, TokenCreateReply, TokenCreateRequest, TrustBundle
 from runtime import bus as busmod
 from tests.ca import pki
@@ -30,6 +30,7 @@ pytestmark = pytest.mark.asyncio
 def bare_plane(tmp_path: Path):  # type: ignore[no-untyped-def]
     cp = ControlPlane(tmp_path)
     try:
+        cp.start_service("auth")  # proxies' bus credentials (a proxy signs); the tests start the ca replicas
         yield cp
     finally:
         cp.stop()
@@ -37,9 +38,9 @@ def bare_plane(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 async def start_ca(plane: ControlPlane, name: str, env: dict[str, str] | None = None) -> ManagedProcess:
     """One more ca replica on the plane's state directory (its own log file)."""
-    proc = ManagedProcess(name, service_argv("ca", plane.nats_url, plane.etcd_url),
-                          log_path=plane.state_dir / "logs" / f"{name}.log",
-                          env=project_env({"ISTHMUS_STATE_DIR": str(plane.state_dir), **(env or {})}))
+    made = service_process("ca", plane.nats_url, plane.etcd_url, plane.state_dir, credentials=plane.creds)
+    proc = ManagedProcess(name, made.argv, log_path=plane.state_dir / "logs" / f"{name}.log",
+                          env={**made.env, **(env or {})})  # the ca's bus and etcd credentials, its own log
     plane.services[name] = proc.start()
     return proc
 
@@ -47,7 +48,7 @@ async def start_ca(plane: ControlPlane, name: str, env: dict[str, str] | None = 
 async def ready(plane: ControlPlane, proc: ManagedProcess) -> None:
     from isthmus.launch import wait_ready
 
-    bus = await busmod.connect(plane.nats_url, "test-wait")
+    bus = await plane.bus("test-wait")
     try:
         deadline = asyncio.get_running_loop().time() + 30
         while proc.is_running and asyncio.get_running_loop().time() < deadline:
@@ -71,7 +72,7 @@ async def test_replicas_on_one_state_directory_make_one_root_kept_on_disk_only(b
     store = await bare_plane.store()
     try:
         assert await store.get("/isthmus/ca/root") is None  # the legacy clear-text key is gone
-        entries, _ = await store.list("/")
+        entries, _ = await store.list("/isthmus/")  # all the services' user may read: all the services write
         assert entries and not any(b"PRIVATE KEY" in e.value for e in entries)
     finally:
         await store.close()
@@ -100,7 +101,7 @@ async def test_rotation_publishes_two_roots_new_certs_chain_to_the_new_one_and_o
     old = await sign(bare_plane, csr_pem=old_csr, token=await make_token(bare_plane, "rot"), ttl_seconds=300)
     assert old.ok
 
-    bus = await busmod.connect(bare_plane.nats_url, "test-rotate")
+    bus = await bare_plane.bus("test-rotate")  # the operator: rotates, and reads bundle updates
     updates: asyncio.Queue[TrustBundle] = asyncio.Queue()
 
     async def on_update(msg) -> None:  # type: ignore[no-untyped-def]

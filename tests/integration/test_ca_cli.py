@@ -25,6 +25,7 @@ pytestmark = pytest.mark.asyncio
 def ca_cli_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     cp = ControlPlane(tmp_path_factory.mktemp("ca-cli"))
     try:
+        cp.start_service("auth")
         cp.start_service("ca")
         yield cp
     finally:

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from proto.ca import SignReply, TokenCreateReply, TokenCreateRequest, TokenRecord, TokenRevokeReply, TrustBundle
 from runtime import bus as busmod
 from tests.ca import pki
-from tests.integration.conftest import ControlPlane
+from tests.integration.conftest import ControlPlane, role_for
 
 pytestmark = pytest.mark.asyncio
 TD = "cluster.local"
@@ -30,6 +30,7 @@ TD = "cluster.local"
 def ca_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     cp = ControlPlane(tmp_path_factory.mktemp("ca"))
     try:
+        cp.start_service("auth")  # proxies' bus credentials (a proxy signs)
         cp.start_service("ca")
         yield cp
     finally:
@@ -37,7 +38,8 @@ def ca_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]
 
 
 async def call(plane: ControlPlane, subject: str, message: object, reply_type: type) -> object:
-    bus = await busmod.connect(plane.nats_url, "test-ca")
+    """As the role the locked-down bus lets use `subject`: a proxy signs, the operator creates tokens."""
+    bus = await plane.bus("test-ca", role_for(subject))
     try:
         return await bus.call(subject, message, reply_type, timeout=10)
     finally:
@@ -243,7 +245,7 @@ async def test_bad_csrs_and_malformed_messages_get_a_reason_and_the_ca_keeps_ser
                           token=token)
     assert not tampered.ok and ("signature" in tampered.error or "cannot be read" in tampered.error or
                                 "not a PEM" in tampered.error)
-    bus = await busmod.connect(ca_plane.nats_url, "test-ca-garbage")
+    bus = await ca_plane.bus("test-ca-garbage", "proxy")
     try:
         for garbage in (b"\xff\x00", b"[]", b'{"csr_pem": 5}', json.dumps({"csr_pem": "x" * 20000}).encode()):
             answer = json.loads(await bus.request("isthmus.ca.sign", garbage, timeout=10))

@@ -16,6 +16,7 @@ from cryptography import x509
 
 from isthmus.launch import free_port
 from proto.ca import SignReply, TrustBundle
+from proxy.control import buscreds
 from runtime import bus as busmod
 from tests.ca import pki
 
@@ -40,10 +41,13 @@ async def test_up_passes_its_identity_flags_and_state_directory_to_the_ca(tmp_pa
                 line = await proc.stdout.readline()
                 assert line, seen.decode(errors="replace")
                 seen += line
-        token = subprocess.run([sys.executable, "-m", "isthmus.cli", "--nats", url, "token", "create", "-n", "web",
-                                "--service-account", "front"], capture_output=True, text=True, timeout=60)
+        config = state / "isthmus.yaml"  # the operator's client config `up` wrote
+        token = subprocess.run([sys.executable, "-m", "isthmus.cli", "--config", str(config), "token", "create",
+                                "-n", "web", "--service-account", "front"], capture_output=True, text=True, timeout=60)
         assert token.returncode == 0, token.stderr
-        bus = await busmod.connect(url, "test-up-ca")
+        # a sidecar's way in: join the bus with the bootstrap token, then spend it on a certificate
+        auth = await buscreds.obtain(url, None, "web", "front", token.stdout.strip())
+        bus = await busmod.connect(url, "test-up-ca", auth=auth)
         try:
             csr_pem, _ = pki.csr()
             reply = await bus.call("isthmus.ca.sign", {"csr_pem": csr_pem, "token": token.stdout.strip()},

@@ -53,7 +53,8 @@ def _endpoint(sidecar, host: str) -> dict | None:  # type: ignore[no-untyped-def
 async def test_mesh_wide_strict_then_a_workload_disable_reach_each_running_sidecar(mesh: ControlPlane) -> None:
     ns = "pa1"
     apps = [await Backend("fin").start(), await Backend("other").start()]
-    nc = await nats.connect(mesh.nats_url)
+    nc = await mesh.nats_client("proxy")  # pushes reach every proxy
+    operator = await mesh.nats_client("operator")  # the config API
     seen: list[dict] = []
 
     async def on_push(msg) -> None:  # type: ignore[no-untyped-def]
@@ -106,7 +107,7 @@ async def test_mesh_wide_strict_then_a_workload_disable_reach_each_running_sidec
         assert fin.process.is_running and fin.config_dump()["proxy"]["uptime_s"] >= uptime
         # with the policies deleted, no entry is left: PERMISSIVE again
         refs = [{"kind": "pa", "name": name, "namespace": namespace} for namespace, name in policies]
-        deleted = json.loads((await nc.request("isthmus.config.delete", json.dumps({"resources": refs}).encode(),
+        deleted = json.loads((await operator.request("isthmus.config.delete", json.dumps({"resources": refs}).encode(),
                                                timeout=10)).data)
         assert deleted["ok"], deleted
         policies.clear()
@@ -117,8 +118,9 @@ async def test_mesh_wide_strict_then_a_workload_disable_reach_each_running_sidec
         await sub.unsubscribe()
         if policies:
             refs = [{"kind": "pa", "name": name, "namespace": namespace} for namespace, name in policies]
-            await nc.request("isthmus.config.delete", json.dumps({"resources": refs}).encode(), timeout=10)
+            await operator.request("isthmus.config.delete", json.dumps({"resources": refs}).encode(), timeout=10)
         await nc.close()
+        await operator.close()
         for app in apps:
             await app.stop()
 
