@@ -46,11 +46,14 @@ async def connect_cli(url: str, timeout: float = 3.0, auth: Any = None) -> Any:
     return Bus(client)
 
 
-async def apply_text(bus: Any, text: str, timeout: float = REQUEST_TIMEOUT) -> ApplyReply:
-    """Send one YAML/JSON stream to pilot's config API (what `isthmus apply` does)."""
+async def apply_text(bus: Any, text: str, timeout: float = REQUEST_TIMEOUT, namespace: str | None = None) -> ApplyReply:
+    """Send one YAML/JSON stream to pilot's config API (what `isthmus apply` does); `namespace`: kubectl's -n
+    (documents naming none go there; one naming another is refused)."""
+    from proto.config_api import NAMESPACE_HEADER
     from runtime.bus import decode
 
-    return decode(await bus.request(CONFIG_APPLY, text.encode(), timeout), ApplyReply)
+    headers = {NAMESPACE_HEADER: namespace} if namespace is not None else None
+    return decode(await bus.request(CONFIG_APPLY, text.encode(), timeout, headers=headers), ApplyReply)
 
 
 def with_bus(nats_url: str, work: Callable[[Any], Awaitable[T]], *, changes: bool = False,

@@ -6,6 +6,10 @@ from typing import Any
 
 from proto.base import Message
 
+# A header of an `isthmus.config.apply` request: the namespace of documents that name none (kubectl's -n); a
+# document naming another namespace is then refused, as kubectl refuses it. Absent: `default`.
+NAMESPACE_HEADER = "Isthmus-Namespace"
+
 
 class ResourceRef(Message, omit_defaults=False):
     """Always carries its namespace on the wire, `default` included (docs/bus.md shows `ref.namespace`)."""

@@ -67,6 +67,13 @@ DEADLINE_HEADER = "Isthmus-Deadline"
 HEADER_ALLOWANCE = 128  # bytes the NATS headers we send may take, counted against max_payload
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("isthmus_deadline", default=None)
 _subject: contextvars.ContextVar[str] = contextvars.ContextVar("isthmus_subject", default="")
+_headers: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("isthmus_headers", default=None)
+
+
+def request_header(name: str) -> str | None:
+    """A header of the request being handled in this task (e.g. Isthmus-Namespace), or None."""
+    headers = _headers.get()
+    return headers.get(name) if headers else None
 
 
 def deadline_margin(timeout: float) -> float:
@@ -182,11 +189,12 @@ class Bus:
         self.check_size(subject, payload)
         await self.client.publish(subject, payload)
 
-    async def request(self, subject: str, payload: bytes, timeout: float = 5.0) -> bytes:
-        """The reply's payload; the request carries its deadline (see the module docstring)."""
+    async def request(self, subject: str, payload: bytes, timeout: float = 5.0,
+                      headers: dict[str, str] | None = None) -> bytes:
+        """The reply's payload; the request carries its deadline (see the module docstring) and `headers`."""
         self.check_size(subject, payload)
         deadline = time.time() + timeout - deadline_margin(timeout)
-        headers = {DEADLINE_HEADER: str(int(deadline * 1000))}
+        headers = {**(headers or {}), DEADLINE_HEADER: str(int(deadline * 1000))}
         try:
             msg = await self.client.request(subject, payload, timeout=timeout, headers=headers)
         except nats.errors.MaxPayloadError as exc:
@@ -219,6 +227,7 @@ class Bus:
                 return
             token = _deadline.set(deadline)
             subject_token = _subject.set(msg.subject)
+            headers_token = _headers.set(msg.headers)
             try:
                 reply = await handler(msg.data)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:  # a bad request: its sender's fault
@@ -230,6 +239,7 @@ class Bus:
             finally:
                 _deadline.reset(token)
                 _subject.reset(subject_token)
+                _headers.reset(headers_token)
             if reply is not None and msg.reply:
                 try:
                     self.check_size(msg.reply, reply)

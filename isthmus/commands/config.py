@@ -21,8 +21,11 @@ FILES = click.option("-f", "--filename", "files", multiple=True, metavar="FILE|D
 
 @click.command()
 @FILES
+@click.option("-n", "--namespace", default=None,
+              help="The namespace of documents that name none (default: default); a document naming another "
+                   "namespace is refused, as kubectl apply -n refuses it.")
 @click.pass_obj
-def apply(obj: dict[str, Any], files: tuple[str, ...]) -> None:
+def apply(obj: dict[str, Any], files: tuple[str, ...], namespace: str | None) -> None:
     """Create or update resources from Istio-format YAML/JSON, all or nothing."""
     if not files:
         raise click.UsageError("give at least one -f FILE|DIR|-")
@@ -31,7 +34,7 @@ def apply(obj: dict[str, Any], files: tuple[str, ...]) -> None:
         raise CliError("no objects passed to apply")
     quiet_logs()
     timeout = obj.get("timeout", REQUEST_TIMEOUT)
-    reply = pilot_client.with_bus(obj["nats_url"], lambda bus: apply_text(bus, text, timeout), changes=True,
+    reply = pilot_client.with_bus(obj["nats_url"], lambda bus: apply_text(bus, text, timeout, namespace), changes=True,
                                   timeout=timeout, auth=obj.get("auth"))
     if not print_apply_reply(reply):
         sys.exit(1)

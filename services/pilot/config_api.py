@@ -10,6 +10,7 @@ never takes effect later. Resources are stored as their JSON under
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import msgspec
 
 from proto.config_api import (
+    NAMESPACE_HEADER,
     AppliedResource,
     ApplyReply,
     ConfigError,
@@ -26,13 +28,14 @@ from proto.config_api import (
     ResourceRef,
 )
 from proto.resources import KINDS, Resource, kind_from_alias
-from runtime.bus import decode, deadline_passed, encode, request_deadline
+from runtime.bus import decode, deadline_passed, encode, request_deadline, request_header
 from runtime.settings import ConfigLimits
 from runtime.store import CONFIG_PREFIX, Store, StoreError
 from services.pilot.validate import decode_documents, placement_warnings, subset_warnings
 
 # (text, seconds it may take or None) -> (resources, errors, warnings)
-Decoder = Callable[[str, float | None], Awaitable[tuple[list[Resource], list[ConfigError], list[ConfigError]]]]
+# (text, timeout, default namespace) -> (resources, errors, warnings)
+Decoder = Callable[[str, float | None, str], Awaitable[tuple[list[Resource], list[ConfigError], list[ConfigError]]]]
 # what the reply says when the sender's deadline passed before the transaction
 DEADLINE_PASSED = "the request's deadline passed before it was committed (its sender stopped waiting); nothing was changed"
 
@@ -59,6 +62,9 @@ def stored_form(resource: Resource) -> bytes:
     return _json.encode(document)
 
 
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # a Kubernetes namespace: a DNS-1123 label
+
+
 class ConfigApi:
     """`decoder`: decodes and validates a submission (DecodeWorker.decode in pilot; in-process
     decode_documents when None). `not_in_effect(kind, namespace, name)`: (reason, message) when a
@@ -75,9 +81,9 @@ class ConfigApi:
         self.decoder = decoder or self._decode_here
         self.not_in_effect = not_in_effect or (lambda kind, namespace, name: None)
 
-    async def _decode_here(self, text: str, timeout: float | None = None
+    async def _decode_here(self, text: str, timeout: float | None = None, default_namespace: str = "default"
                            ) -> tuple[list[Resource], list[ConfigError], list[ConfigError]]:
-        return decode_documents(text, limits=self.limits)
+        return decode_documents(text, limits=self.limits, default_namespace=default_namespace)
 
     async def apply(self, data: bytes) -> bytes:
         if len(data) > self.limits.max_bytes:
@@ -91,7 +97,22 @@ class ConfigApi:
         except UnicodeDecodeError:
             return encode(ApplyReply(ok=False, errors=[ConfigError(document=0, message="payload is not UTF-8 text")]))
         deadline = request_deadline()
-        resources, errors, warnings = await self.decoder(text, None if deadline is None else deadline - time.time())
+        namespace = request_header(NAMESPACE_HEADER)
+        if namespace is not None and not _NAMESPACE.fullmatch(namespace):
+            return encode(ApplyReply(ok=False, errors=[ConfigError(document=0, message=(
+                f"namespace {namespace[:80]!r} (from -n) is not a valid namespace name: lower-case letters, digits "
+                "and '-', starting and ending with a letter or digit, at most 63 characters"))]))
+        resources, errors, warnings = await self.decoder(text, None if deadline is None else deadline - time.time(),
+                                                         namespace or "default")
+        if namespace is not None:  # kubectl: -n and a document naming another namespace do not mix
+            for index, resource in enumerate(resources, 1):
+                if resource.metadata.namespace != namespace:
+                    errors.append(ConfigError(
+                        document=index, kind=resource.kind, name=resource.metadata.name,
+                        namespace=resource.metadata.namespace, path="metadata.namespace",
+                        message=f'the namespace from the provided object "{resource.metadata.namespace}" does not '
+                                f'match the namespace "{namespace}": pass -n {resource.metadata.namespace} or drop '
+                                "-n"))
         seen: dict[str, int] = {}
         for index, resource in enumerate(resources, 1):
             key = config_key(resource.kind, resource.metadata.namespace, resource.metadata.name)

@@ -44,10 +44,10 @@ def _init_worker(megabytes: int) -> None:
         pass  # a lower hard limit is already in place
 
 
-def _decode(text: str, limits: ConfigLimits) -> tuple[Decoded, bool]:
+def _decode(text: str, limits: ConfigLimits, default_namespace: str = "default") -> tuple[Decoded, bool]:
     """The decoded submission, and whether the worker ran out of memory (then it is replaced)."""
     try:
-        return decode_documents(text, limits=limits), False
+        return decode_documents(text, limits=limits, default_namespace=default_namespace), False
     except MemoryError:
         return ([], [ConfigError(document=0, message=f"decoding the submission needed more than "
                                  f"{limits.decode_memory_mb} MiB (ISTHMUS_CONFIG_DECODE_MEMORY_MB)")], []), True
@@ -70,12 +70,12 @@ class DecodeWorker:
         async with self._lock:
             await asyncio.wrap_future(self._executor().submit(int))
 
-    async def decode(self, text: str, timeout: float | None = None) -> Decoded:
+    async def decode(self, text: str, timeout: float | None = None, default_namespace: str = "default") -> Decoded:
         """`timeout`: seconds this submission may take (the request's deadline); never more than
-        limits.decode_timeout."""
+        limits.decode_timeout. `default_namespace`: of documents that name none."""
         limit = self.limits.decode_timeout if timeout is None else max(0.0, min(timeout, self.limits.decode_timeout))
         async with self._lock:
-            future = self._executor().submit(_decode, text, self.limits)
+            future = self._executor().submit(_decode, text, self.limits, default_namespace)
             try:
                 decoded, exhausted = await asyncio.wait_for(asyncio.wrap_future(future), limit)
                 if exhausted:

@@ -153,3 +153,34 @@ async def test_cli_rejects_an_invalid_file_with_document_and_path(mesh: ControlP
     assert result.returncode == 1
     assert "spec.http[0].route[0].weight" in result.stderr
     assert "document 1" in result.stderr
+
+
+PA_WITHOUT_NAMESPACE = """\
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata:
+  name: "default"
+spec:
+  mtls:
+    mode: STRICT
+"""
+
+
+async def test_apply_n_puts_documents_without_a_namespace_there_and_refuses_a_mismatch_like_kubectl(
+        mesh: ControlPlane) -> None:
+    """Istio's tasks apply YAML without a namespace with `kubectl apply -n NS`: it applies unchanged."""
+    applied = await asyncio.to_thread(run_cli, mesh, "apply", "-n", "nsflag", "-f", "-", stdin=PA_WITHOUT_NAMESPACE)
+    assert applied.returncode == 0, applied.stderr
+    got = await asyncio.to_thread(run_cli, mesh, "get", "pa", "default", "-n", "nsflag", "-o", "json")
+    assert got.returncode == 0 and '"namespace": "nsflag"' in got.stdout, got.stdout + got.stderr
+    plain = await asyncio.to_thread(run_cli, mesh, "get", "pa", "default", "-n", "default")
+    assert plain.returncode != 0  # without -n it would have gone to `default`: it did not
+    other = PA_WITHOUT_NAMESPACE.replace('  name: "default"\n', '  name: "default"\n  namespace: elsewhere\n')
+    refused = await asyncio.to_thread(run_cli, mesh, "apply", "-n", "nsflag", "-f", "-", stdin=other)
+    assert refused.returncode == 1
+    assert ('the namespace from the provided object "elsewhere" does not match the namespace "nsflag"'
+            in refused.stdout + refused.stderr), refused.stdout + refused.stderr
+    bad = await asyncio.to_thread(run_cli, mesh, "apply", "-n", "Not_A_Namespace", "-f", "-", stdin=PA_WITHOUT_NAMESPACE)
+    assert bad.returncode == 1 and "is not a valid namespace name" in bad.stdout + bad.stderr
+    deleted = await asyncio.to_thread(run_cli, mesh, "delete", "pa", "default", "-n", "nsflag")
+    assert deleted.returncode == 0, deleted.stderr
