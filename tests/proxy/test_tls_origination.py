@@ -8,6 +8,7 @@ import ssl
 from pathlib import Path
 
 import pytest
+import structlog
 import uvloop
 
 from proxy.core.errors import UpstreamConnectError
@@ -58,7 +59,7 @@ def test_connects_with_the_workload_certificate_and_pools_by_identity(tmp_path: 
     _run(body)
 
 
-def test_a_server_with_another_identity_is_refused_and_logged(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_server_with_another_identity_is_refused_and_logged(tmp_path: Path) -> None:
     ca = TestCa(tmp_path)
     client = ca.context(CLIENT_ID, "client", server=False)
 
@@ -69,9 +70,10 @@ def test_a_server_with_another_identity_is_refused_and_logged(tmp_path: Path, ca
             await ConnectionPool().connect("127.0.0.1", port, tls=TlsOrigination(lambda: client, SERVER_ID))
         server.close()
 
-    _run(body)
-    out = capsys.readouterr().out
-    assert "upstream identity mismatch" in out and "impostor" in out
+    with structlog.testing.capture_logs() as logs:
+        _run(body)
+    assert [(e["event"], e["expected"], e["found"]) for e in logs if e["event"] == "upstream identity mismatch"] == [
+        ("upstream identity mismatch", SERVER_ID, "spiffe://cluster.local/ns/default/sa/impostor")]
 
 
 def test_a_server_from_another_ca_or_without_tls_fails_with_uf(tmp_path: Path) -> None:
