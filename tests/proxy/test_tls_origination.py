@@ -8,13 +8,13 @@ import ssl
 from pathlib import Path
 
 import pytest
-import structlog
 import uvloop
 
 from proxy.core.errors import UpstreamConnectError
 from proxy.http.upstream_pool import ConnectionPool, key_for
 from proxy.tls.origination import TlsOrigination
 from proxy.tls.peer import peer_principal
+from tests.proxy.http_helpers import _Recorder
 from tests.proxy.tls_certs import TestCa
 
 SERVER_ID = "spiffe://cluster.local/ns/default/sa/reviews"
@@ -70,8 +70,14 @@ def test_a_server_with_another_identity_is_refused_and_logged(tmp_path: Path) ->
             await ConnectionPool().connect("127.0.0.1", port, tls=TlsOrigination(lambda: client, SERVER_ID))
         server.close()
 
-    with structlog.testing.capture_logs() as logs:
+    import proxy.tls.origination as origination
+
+    logs: list[dict] = []
+    saved, origination.log = origination.log, _Recorder(logs)  # capture_logs cannot see a cached logger
+    try:
         _run(body)
+    finally:
+        origination.log = saved
     assert [(e["event"], e["expected"], e["found"]) for e in logs if e["event"] == "upstream identity mismatch"] == [
         ("upstream identity mismatch", SERVER_ID, "spiffe://cluster.local/ns/default/sa/impostor")]
 
