@@ -126,3 +126,29 @@ def check_distinct_ports(listeners: list[tuple[str, int]]) -> None:
             raise click.BadParameter(f"{seen[port]} and {flag} are both port {port}; each needs its own",
                                      param_hint=f"'{flag}'")
         seen[port] = flag
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class Duration(click.ParamType):
+    """Whole seconds from `90s`, `5m`, `24h`, `1.5h`, `7d` or plain seconds, within [min, max]."""
+
+    name = "duration"
+
+    def __init__(self, min: int, max: int) -> None:
+        self.min, self.max = min, max
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int):
+            seconds = float(value)
+        else:
+            text = str(value).strip()
+            unit = _DURATION_UNITS.get(text[-1:], 0)
+            try:
+                seconds = float(text[:-1] if unit else text) * (unit or 1)
+            except ValueError:
+                self.fail(f"{text[:40]!r} is not a duration like 90s, 30m, 24h or 7d", param, ctx)
+        if not math.isfinite(seconds) or not self.min <= seconds <= self.max:
+            self.fail(f"{str(value)[:40]!r} is outside {self.min}s to {self.max}s", param, ctx)
+        return int(seconds)

@@ -44,10 +44,11 @@ async def apply_text(bus: Any, text: str, timeout: float = REQUEST_TIMEOUT) -> A
 
 
 def with_bus(nats_url: str, work: Callable[[Any], Awaitable[T]], *, changes: bool = False,
-             timeout: float = REQUEST_TIMEOUT) -> T:
+             timeout: float = REQUEST_TIMEOUT, service: str = "pilot") -> T:
     """Connect, run `work(bus)`, close; bus failures become one `error:` line and exit code 1.
     `changes`: the request changes config, so a timeout says it was not (and will not be) applied:
-    pilot refuses a request whose deadline passed (runtime/bus.py, Isthmus-Deadline)."""
+    pilot refuses a request whose deadline passed (runtime/bus.py, Isthmus-Deadline).
+    `service`: who answers (named in the error lines: pilot, or the ca)."""
     from runtime.bus import BusError, BusTimeout, NoResponders, PayloadTooLarge
 
     async def run() -> T:
@@ -64,15 +65,15 @@ def with_bus(nats_url: str, work: Callable[[Any], Awaitable[T]], *, changes: boo
         return asyncio.run(run())
     except BusTimeout as exc:
         outcome = "; the change was not applied and will not be applied later" if changes else ""
-        raise CliError(f"pilot did not answer within {timeout:g}s{outcome}") from exc
+        raise CliError(f"{service} did not answer within {timeout:g}s{outcome}") from exc
     except NoResponders as exc:
-        raise CliError(f"pilot is not running on {nats_url} (nothing answers): is `isthmus up` running?") from exc
+        raise CliError(f"{service} is not running on {nats_url} (nothing answers): is `isthmus up` running?") from exc
     except PayloadTooLarge as exc:
         raise CliError(f"{exc}; nothing was sent: split the files into several applies") from exc
     except BusError as exc:
         reason = str(exc.__cause__ or "").strip()[:200]
         because = f" ({reason})" if reason else ""
-        raise CliError(f"cannot reach pilot on {nats_url}{because}: is `isthmus up` running?") from exc
+        raise CliError(f"cannot reach {service} on {nats_url}{because}: is `isthmus up` running?") from exc
 
 
 def quiet_logs() -> None:

@@ -9,6 +9,7 @@ the children get SIGTERM from the kernel (see isthmus/launch/process.py), so not
         up.lock             held while an `isthmus up` uses this directory
         nats/nats.conf      written on every start
         etcd/               etcd's data: config survives restarts of `isthmus up`
+        ca/                 the ca's root keys (0700; keys 0600), passed to services as ISTHMUS_STATE_DIR
         logs/<name>.log     one per process (nats, etcd, registry, pilot, ca, telemetry, demo apps...)
 """
 
@@ -65,11 +66,15 @@ def check_ports(nats_port: int, etcd_port: int) -> str | None:
 
 
 def run_up(state_dir: str | Path = ".isthmus", *, nats_port: int = 4222, etcd_port: int = 2379,
-           demo: bool = False, outbound_traffic_policy: str | None = None) -> int:
+           demo: bool = False, outbound_traffic_policy: str | None = None,
+           ca_env: dict[str, str] | None = None) -> int:
     """Run the control plane until a stop signal; returns the exit code. `outbound_traffic_policy`: pilot's
-    mesh-wide ALLOW_ANY or REGISTRY_ONLY (None: ISTHMUS_OUTBOUND_TRAFFIC_POLICY or ALLOW_ANY)."""
+    mesh-wide ALLOW_ANY or REGISTRY_ONLY (None: ISTHMUS_OUTBOUND_TRAFFIC_POLICY or ALLOW_ANY). `ca_env`:
+    ISTHMUS_TRUST_DOMAIN, ISTHMUS_ROOT_NAMESPACE (every service), the ca's certificate lifetime and plug-in
+    CA files (services/ca/config.py), checked by the caller."""
     if outbound_traffic_policy is not None:  # the services inherit it (pilot reads it; runtime/settings.py)
         os.environ["ISTHMUS_OUTBOUND_TRAFFIC_POLICY"] = outbound_traffic_policy
+    os.environ.update({k: v for k, v in (ca_env or {}).items() if v})  # the services inherit these too
     state = Path(state_dir).resolve()
     state.mkdir(parents=True, exist_ok=True)
     (state / "logs").mkdir(exist_ok=True)

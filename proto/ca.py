@@ -131,3 +131,25 @@ class RotateRootReply(Message):
     bundle: TrustBundle | None = None
     old_retires_at: float = 0.0
     error: str = ""
+
+
+class CaRoot(Message):
+    """One root of the trust bundle as etcd holds it (public certificate only; its key stays on the ca's disk)."""
+
+    fingerprint: str  # hex SHA-256 of the certificate's DER; names its files under <state-dir>/ca/
+    cert_pem: str
+    latest_not_after: float = 0.0  # no certificate it signed outlives this (Unix seconds; 0: none signed yet)
+    retiring_since: float = 0.0  # when it stopped signing (a rotation); 0: it signs, or it is the operator's root
+
+
+class CaState(Message):
+    """The ca's durable state in etcd (/isthmus/ca/bundle): the roots in force and who signs.
+
+    `signer` is the fingerprint of the signing certificate: the newest root's, or with a plug-in CA the
+    operator's intermediate. `version` grows with every change of the roots (TrustBundle.version)."""
+
+    trust_domain: str
+    roots: list[CaRoot]
+    signer: str
+    version: int = 1
+    plugin: bool = False  # signing with the operator's CA (Istio's plug-in CA): rotate-root is theirs to do

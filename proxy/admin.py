@@ -1,4 +1,4 @@
-"""The admin listener (default 127.0.0.1:15000): /ready, /config_dump, /server_info, /clusters.
+"""The admin listener (default 127.0.0.1:15000): /ready, /config_dump, /server_info, /clusters, /certs.
 
 Not the hot path: plain asyncio streams, one request per connection. Bounded like the listeners, if
 loosely: a request head of at most MAX_HEAD bytes (431 past it) read within HEAD_TIMEOUT seconds, and at
@@ -25,13 +25,14 @@ MAX_CONNECTIONS = 64
 class AdminServer:
     def __init__(self, host: str, port: int, is_ready: Callable[[], bool],
                  config_dump: Callable[[], dict[str, Any]], server_info: Callable[[], dict[str, Any]],
-                 clusters: Callable[[], Any] | None = None) -> None:
+                 clusters: Callable[[], Any] | None = None, certs: Callable[[], Any] | None = None) -> None:
         self.host = host
         self.port = port
         self.is_ready = is_ready
         self.config_dump = config_dump
         self.server_info = server_info
         self.clusters = clusters  # /clusters: circuit breakers and outlier state per cluster
+        self.certs = certs  # /certs: the workload certificate and the roots trusted (Envoy's shape)
         self.server: asyncio.Server | None = None
         self.open = 0  # connections being served
 
@@ -56,7 +57,9 @@ class AdminServer:
             return 200, "application/json", _json.encode(self.server_info()) + b"\n"
         if path == "/clusters" and self.clusters is not None:
             return 200, "application/json", _json.encode(self.clusters()) + b"\n"
-        return 404, "text/plain", b"unknown admin path; try /ready, /config_dump, /server_info, /clusters\n"
+        if path == "/certs" and self.certs is not None:
+            return 200, "application/json", _json.encode(self.certs()) + b"\n"
+        return 404, "text/plain", b"unknown admin path; try /ready, /config_dump, /server_info, /clusters, /certs\n"
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.open >= MAX_CONNECTIONS:

@@ -25,6 +25,8 @@ from proxy.control.xds_client import XdsClient
 from proxy.http import exchange
 from proxy.http.listener import Listener
 from proxy.http.upstream_pool import ConnectionPool
+from proxy.identity.agent import IdentityAgent, IdentityConfig, IdentityFatal
+from proxy.identity.certs import certs_dump
 from proxy.inbound.local_app import LocalAppRouter
 from proxy.outbound.dns_cache import DnsCache
 from proxy.outbound.router import MeshRouter
@@ -96,8 +98,17 @@ class Sidecar:
                                                  f"inbound {service_port}", f"{options.app_host}:{app_port}",
                                                  log_for("inbound"), limits.max_connections)
                        for service_port, app_port, listen in options.app_tcp}
+        # workload identity (proxy/identity/agent.py): loaded from --state-dir before the listeners, then obtained
+        # and renewed beside them; the listeners never wait for it
+        self.identity = IdentityAgent(IdentityConfig(
+            trust_domain=options.trust_domain, namespace=options.namespace, service_account=options.service_account,
+            token=options.token, token_file=options.token_file, state_dir=options.state_dir,
+            ttl_seconds=options.secret_ttl, grace_ratio=options.secret_grace_ratio,
+            grace_jitter=options.secret_grace_jitter))
+        self.fatal: IdentityFatal | None = None
+        self.stopping = asyncio.Event()
         self.admin = AdminServer("127.0.0.1", options.admin_port, self.is_ready, self.config_dump, self.server_info,
-                                 self.state.clusters_status)
+                                 self.state.clusters_status, lambda: certs_dump(self.identity))
         self.bus: busmod.Bus | None = None
         self.started_at = time.time()
         self.tasks: list[asyncio.Task[Any]] = []
@@ -167,6 +178,10 @@ class Sidecar:
     async def run(self) -> None:
         asyncio.get_running_loop().set_exception_handler(log_loop_error)
         try:
+            self.identity.load_stored()
+        except OSError as exc:
+            raise StartError(f"--state-dir {self.options.state_dir}: {reason(exc)}") from exc
+        try:
             await self.start_listeners()
         except StartError:
             if self.access_log is not None:
@@ -177,12 +192,13 @@ class Sidecar:
         gc.freeze()  # what start-up allocated is never garbage: keep it out of every collection
         self.log.info("ready", outbound=self.outbound.port, inbound=self.inbound.port, admin=self.options.admin_port,
                       service=self.options.service, namespace=self.options.namespace)
-        stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stopping.set)
-        await stopping.wait()
+            loop.add_signal_handler(sig, self.stopping.set)
+        await self.stopping.wait()
         await self.stop()
+        if self.fatal is not None:
+            raise self.fatal
 
     async def _stop_listeners(self, grace: float) -> None:
         """Stop all listeners together (in flight: `grace` s, then cut), then let the cut connections' callbacks
@@ -198,6 +214,16 @@ class Sidecar:
                                         on_reconnect=self._on_reconnect)
         await self.xds.attach(self.bus)
         self.tasks.append(asyncio.create_task(self.registration.run(self.bus)))
+        self.tasks.append(asyncio.create_task(self._identity(self.bus)))
+
+    async def _identity(self, bus: busmod.Bus) -> None:
+        """The identity loop; a refusal it cannot get past (IdentityFatal) stops the sidecar, and `run` raises it."""
+        try:
+            await self.identity.run(bus)
+        except IdentityFatal as exc:
+            self.log.error("no workload identity", error=str(exc), spiffe_id=self.identity.identity)
+            self.fatal = exc
+            self.stopping.set()
 
     async def _on_reconnect(self) -> None:
         self.xds.request_resync()  # pushes may have been missed while away
@@ -227,7 +253,8 @@ def log_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> 
 
 
 def run_proxy(options: ProxyOptions) -> None:
-    """Run a sidecar until SIGINT/SIGTERM. Raises StartError (one line naming the flag) when it cannot start."""
+    """Run a sidecar until SIGINT/SIGTERM. Raises StartError (one line naming the flag) when it cannot start,
+    IdentityFatal (one line) when the ca refuses it an identity for good."""
     try:
         import uvloop
 

@@ -87,6 +87,17 @@ class ProxyOptions:
     app_tcp: tuple[tuple[int, int, int], ...] = ()
     # what one client may make a listener hold, and for how long (proxy/http/limits.py)
     limits: Limits = field(default_factory=Limits)
+    # workload identity (proxy/identity/): spiffe://<trust_domain>/ns/<namespace>/sa/<service_account>
+    trust_domain: str = field(default_factory=lambda: os.environ.get("ISTHMUS_TRUST_DOMAIN", "cluster.local"))
+    token: str = ""  # bootstrap token (--token, env ISTHMUS_TOKEN); "" with no token file: mint one for ourselves
+    token_file: str = ""  # read at each try, so a new token can be dropped in
+    state_dir: str = ""  # where key and certificate survive a restart (0700/0600); "": memory only
+    # certificate lifetime asked of the ca, seconds (ISTHMUS_SECRET_TTL, Istio's SECRET_TTL); 0: the ca's default
+    secret_ttl: int = 0
+    # renew when this fraction of the certificate's life remains, moved by up to the jitter either way
+    # (ISTHMUS_SECRET_GRACE_PERIOD_RATIO[_JITTER]: Istio's SECRET_GRACE_PERIOD_RATIO 0.5 and _JITTER 0.01)
+    secret_grace_ratio: float = 0.5
+    secret_grace_jitter: float = 0.01
 
     @property
     def id(self) -> str:

@@ -86,6 +86,7 @@ class ServiceProcess:
         parser.add_argument("--etcd", dest="etcd_url", help="etcd URL (env ISTHMUS_ETCD_URL)")
         parser.add_argument("--lease-ttl", type=int, help="registration TTL seconds (env ISTHMUS_LEASE_TTL)")
         parser.add_argument("--log-level", help="debug|info|warning|error (env ISTHMUS_LOG_LEVEL)")
+        parser.add_argument("--state-dir", help="this service's files, e.g. the ca's keys (env ISTHMUS_STATE_DIR)")
         args = parser.parse_args(argv)
         if args.lease_ttl is not None and not 1 <= args.lease_ttl <= 300:
             parser.error(f"--lease-ttl {args.lease_ttl}: give 1-300 seconds")

@@ -11,6 +11,9 @@
 | ISTHMUS_OUTBOUND_TRAFFIC_POLICY | ALLOW_ANY         | pilot: meshConfig.outboundTrafficPolicy.mode  |
 | ISTHMUS_TRUST_DOMAIN     | cluster.local            | SPIFFE trust domain (meshConfig.trustDomain)  |
 | ISTHMUS_ROOT_NAMESPACE   | istio-system             | mesh-wide policies live here (meshConfig.rootNamespace) |
+| ISTHMUS_STATE_DIR        | .isthmus                 | a service's files (the ca's keys: <dir>/ca/); `isthmus up` passes its --state-dir |
+
+The ca's own settings (certificate lifetimes, plug-in CA files, token bound) are in services/ca/config.py.
 
 Pilot's bounds on one config submission (ConfigLimits; docs/decisions.md says where each default comes
 from): ISTHMUS_CONFIG_MAX_BYTES (3 MiB), ISTHMUS_CONFIG_MAX_DOCUMENTS (1000), ISTHMUS_CONFIG_MAX_DEPTH
@@ -104,6 +107,7 @@ class Settings:
     # meshConfig.trustDomain and meshConfig.rootNamespace)
     trust_domain: str = "cluster.local"
     root_namespace: str = "istio-system"
+    state_dir: str = ".isthmus"
 
     @classmethod
     def load(cls, **flags: Any) -> "Settings":
@@ -120,6 +124,7 @@ class Settings:
             config_limits=ConfigLimits.from_env(),
             trust_domain=env.get("ISTHMUS_TRUST_DOMAIN", "cluster.local"),
             root_namespace=env.get("ISTHMUS_ROOT_NAMESPACE", "istio-system"),
+            state_dir=env.get("ISTHMUS_STATE_DIR") or ".isthmus",
         )
         given = {k: v for k, v in flags.items() if v is not None}
         settings = replace(base, **given)

@@ -7,6 +7,8 @@ Keys are laid out under /isthmus/:
     /isthmus/registry/<namespace>/<service>/<id>         a registered workload, under its lease
     /isthmus/status/proxies/<id>                         what a proxy last ACKed/NACKed
     /isthmus/leader/<service>                            the leader's instance name, under a lease
+    /isthmus/ca/bundle                                   the ca's roots and signer (CaState; public certs only)
+    /isthmus/ca/tokens/<id>                              a bootstrap token, its secret only as SHA-256
 """
 
 from __future__ import annotations
@@ -169,4 +171,16 @@ class Store:
             )
         except aetcd.exceptions.ClientError as exc:
             raise StoreError(f"creating {key}: {exc}") from exc
+        return bool(ok)
+
+    async def put_if_revision(self, key: str, value: bytes, mod_revision: int) -> bool:
+        """Write key only if its mod_revision is still `mod_revision` (0: only if absent); False when
+        another writer got there first (compare-and-swap: re-read and retry)."""
+        tx = self.client.transactions
+        compare = tx.create(key.encode()) == 0 if mod_revision == 0 else tx.mod(key.encode()) == mod_revision
+        try:
+            ok, _ = await self.client.transaction(compare=[compare], success=[tx.put(key.encode(), value)],
+                                                  failure=[])
+        except aetcd.exceptions.ClientError as exc:
+            raise StoreError(f"writing {key}: {exc}") from exc
         return bool(ok)

@@ -68,6 +68,32 @@ def _app_tcp(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
         raise click.BadParameter(str(exc)) from exc
 
 
+def _identity_env() -> dict[str, Any]:
+    """ISTHMUS_SECRET_TTL and ISTHMUS_SECRET_GRACE_PERIOD_RATIO[_JITTER] (Istio's SECRET_TTL and
+    SECRET_GRACE_PERIOD_RATIO[_JITTER]), checked here so a bad value is one line, not a traceback."""
+    import os
+
+    from proxy.identity.schedule import GRACE_JITTER, GRACE_RATIO, check_grace
+
+    values: dict[str, Any] = {}
+    for name, key, default, kind in (
+            ("ISTHMUS_SECRET_TTL", "secret_ttl", "0", int),
+            ("ISTHMUS_SECRET_GRACE_PERIOD_RATIO", "secret_grace_ratio", str(GRACE_RATIO), float),
+            ("ISTHMUS_SECRET_GRACE_PERIOD_RATIO_JITTER", "secret_grace_jitter", str(GRACE_JITTER), float)):
+        text = os.environ.get(name, default)
+        try:
+            values[key] = kind(text)
+        except ValueError:
+            raise CliError(f"{name} is {text[:40]!r}: give a {'whole number of seconds' if kind is int else 'number'}")
+    if values["secret_ttl"] < 0:
+        raise CliError(f"ISTHMUS_SECRET_TTL is {values['secret_ttl']}: give seconds (0: the ca's default)")
+    try:
+        check_grace(values["secret_grace_ratio"], values["secret_grace_jitter"])
+    except ValueError as exc:
+        raise CliError(f"ISTHMUS_SECRET_GRACE_PERIOD_RATIO and _JITTER: {exc}") from None
+    return values
+
+
 @proxy.command("run")
 @click.option("--service", required=True, help="The service this workload belongs to.")
 @click.option("-n", "--namespace", default="default", show_default=True)
@@ -81,7 +107,17 @@ def _app_tcp(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
 @click.option("--admin-port", type=click.IntRange(1, 65535), default=15000, show_default=True)
 @click.option("--address", default="127.0.0.1", show_default=True,
               help="The address peers use to reach this workload's inbound port.")
-@click.option("--service-account", default="default", show_default=True)
+@click.option("--service-account", default="default", show_default=True,
+              help="The workload's identity: spiffe://<trust domain>/ns/<namespace>/sa/<this>.")
+@click.option("--token", envvar="ISTHMUS_TOKEN", default="", metavar="TOKEN",
+              help="Bootstrap token for the first certificate (`isthmus token create`; env ISTHMUS_TOKEN). Not needed "
+                   "while --state-dir holds a valid certificate. Without one the proxy creates its own where the bus "
+                   "allows it.")
+@click.option("--token-file", type=click.Path(dir_okay=False), default="", metavar="FILE",
+              help="Read the bootstrap token from FILE (kept out of `ps`; read again at each try).")
+@click.option("--state-dir", type=click.Path(file_okay=False), default="", metavar="DIR",
+              help="Keep the workload key and certificate here (0700 dir, 0600 files), so a restart within the "
+                   "certificate's life needs no token.")
 @click.option("--locality", envvar="ISTHMUS_LOCALITY", default="", metavar="REGION/ZONE/SUBZONE",
               help="Where this workload runs, for localityLbSetting (env ISTHMUS_LOCALITY).")
 @click.option("--lease-ttl", type=click.IntRange(1, 300), help="Seconds the registration lives without heartbeats.")
@@ -131,7 +167,8 @@ def _app_tcp(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
 @click.pass_obj
 def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: int, app_port: int,
               labels: dict[str, str], inbound_port: int, outbound_port: int, admin_port: int, address: str,
-              service_account: str, locality: str, lease_ttl: int | None, pending_grace: float,
+              service_account: str, token: str, token_file: str, state_dir: str,
+              locality: str, lease_ttl: int | None, pending_grace: float,
               log_level: str | None, access_log: str, retry_buffer_limit: int,
               tcp: tuple[tuple[str, int, int], ...],
               app_tcp: tuple[tuple[int, int, int], ...], **limit_flags: Any) -> None:
@@ -139,11 +176,14 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
     from proxy.settings import ProxyOptions, build_limits
 
     check_proxy_identity(service, namespace, address, locality, service_account)
+    if token and token_file:
+        raise click.BadParameter("give --token (or ISTHMUS_TOKEN) or --token-file, not both", param_hint="--token-file")
     check_distinct_ports([("--app-port", app_port), ("--inbound-port", inbound_port),
                           ("--outbound-port", outbound_port), ("--admin-port", admin_port),
                           *(("--tcp", local) for _, _, local in tcp),
                           *(("--app-tcp", inbound) for _, _, inbound in app_tcp)])
     extra: dict[str, Any] = {"log_level": log_level} if log_level else {}
+    extra.update(_identity_env())
     options = ProxyOptions(
         service=service,
         namespace=namespace,
@@ -155,6 +195,9 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
         admin_port=admin_port,
         address=address,
         service_account=service_account,
+        token=token.strip(),
+        token_file=token_file,
+        state_dir=state_dir,
         locality=locality,
         lease_ttl=lease_ttl,
         pending_grace=pending_grace,
@@ -166,6 +209,7 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
         limits=build_limits(**limit_flags),
         **extra,
     )
+    from proxy.identity.agent import IdentityFatal
     from proxy.main import StartError, run_proxy
 
     try:
@@ -173,3 +217,6 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
     except StartError as exc:  # a port in use, an unwritable access log: one line naming the flag
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except IdentityFatal as exc:  # the ca refused the token (its reason), or no token and none may be made
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)

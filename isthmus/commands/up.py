@@ -2,9 +2,47 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import click
+
+from isthmus.options import Duration, check_dns_label
+
+TRUST_DOMAIN = re.compile(r"^[a-z0-9._-]+$")
+
+
+def check_trust_domain(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """SPIFFE's trust domain name: lower-case letters, digits, '.', '-' and '_' (spiffe-id.md 2.1)."""
+    if not value or len(value) > 255 or not TRUST_DOMAIN.match(value):
+        raise click.BadParameter(f"{value[:80]!r} is not a SPIFFE trust domain (lower-case letters, digits, '.', "
+                                 "'-', '_'; e.g. cluster.local)")
+    return value
+
+
+def check_plugin_ca(cert: str | None, key: str | None, root: str | None, chain: str | None) -> dict[str, str]:
+    """The ca's environment for a plug-in CA, after checking the files as the ca will use them; {} without one.
+    BadParameter (one line, exit 2) naming the flag and the fault."""
+    from pathlib import Path
+
+    from runtime.plugin_ca import load_plugin_ca
+
+    given = {"--plugin-ca-cert": cert, "--plugin-ca-key": key, "--plugin-root-cert": root}
+    if not any(given.values()) and not chain:
+        return {}
+    missing = [flag for flag, value in given.items() if not value]
+    if missing:
+        raise click.BadParameter(f"a plug-in CA needs {', '.join(missing)} as well", param_hint=f"'{missing[0]}'")
+    paths = [str(Path(p).resolve()) for p in (cert, key, root)]  # type: ignore[arg-type]
+    chain_path = str(Path(chain).resolve()) if chain else ""
+    try:
+        load_plugin_ca(*paths, chain_path)
+    except ValueError as exc:
+        flag = str(exc).split(" ", 1)[0]
+        raise click.BadParameter(str(exc).split(" ", 1)[1] if flag.startswith("--") else str(exc),
+                                 param_hint=f"'{flag}'" if flag.startswith("--") else None) from None
+    return {"ISTHMUS_PLUGIN_CA_CERT": paths[0], "ISTHMUS_PLUGIN_CA_KEY": paths[1],
+            "ISTHMUS_PLUGIN_CA_ROOT_CERT": paths[2], "ISTHMUS_PLUGIN_CA_CERT_CHAIN": chain_path}
 
 
 @click.command()
@@ -18,9 +56,28 @@ import click
               envvar="ISTHMUS_OUTBOUND_TRAFFIC_POLICY", default="ALLOW_ANY", show_default=True,
               help="What every sidecar does with hosts outside the mesh registry: pass them through, or 502 "
                    "(Istio's meshConfig.outboundTrafficPolicy.mode; env ISTHMUS_OUTBOUND_TRAFFIC_POLICY).")
-def up(state_dir: str, nats_port: int, etcd_port: int, demo: bool, outbound_traffic_policy: str) -> None:
+@click.option("--trust-domain", envvar="ISTHMUS_TRUST_DOMAIN", default="cluster.local", show_default=True,
+              callback=check_trust_domain,
+              help="SPIFFE trust domain of every workload identity (meshConfig.trustDomain; env ISTHMUS_TRUST_DOMAIN).")
+@click.option("--root-namespace", envvar="ISTHMUS_ROOT_NAMESPACE", default="istio-system", show_default=True,
+              help="Policies in this namespace apply mesh-wide (meshConfig.rootNamespace; env ISTHMUS_ROOT_NAMESPACE).")
+@click.option("--workload-cert-ttl", type=Duration(60, 90 * 86400), default="24h", show_default=True,
+              help="Lifetime of a workload certificate when the sidecar asks for none (60s to 90d).")
+@click.option("--plugin-ca-cert", type=click.Path(dir_okay=False), metavar="PEM",
+              help="Sign as an intermediate under your own root (Istio's plug-in CA): the CA certificate ...")
+@click.option("--plugin-ca-key", type=click.Path(dir_okay=False), metavar="PEM", help="... its private key ...")
+@click.option("--plugin-root-cert", type=click.Path(dir_okay=False), metavar="PEM", help="... your root ...")
+@click.option("--plugin-cert-chain", type=click.Path(dir_okay=False), metavar="PEM",
+              help="... and the certificates between them, if any.")
+def up(state_dir: str, nats_port: int, etcd_port: int, demo: bool, outbound_traffic_policy: str, trust_domain: str,
+       root_namespace: str, workload_cert_ttl: int, plugin_ca_cert: str | None, plugin_ca_key: str | None,
+       plugin_root_cert: str | None, plugin_cert_chain: str | None) -> None:
     """Run a local control plane (nats-server, etcd, registry, pilot, ca, telemetry) until Ctrl-C."""
     from isthmus.up import run_up
 
+    check_dns_label("--root-namespace", root_namespace)
+    plugin = check_plugin_ca(plugin_ca_cert, plugin_ca_key, plugin_root_cert, plugin_cert_chain)
     sys.exit(run_up(state_dir, nats_port=nats_port, etcd_port=etcd_port, demo=demo,
-                    outbound_traffic_policy=outbound_traffic_policy.upper()))
+                    outbound_traffic_policy=outbound_traffic_policy.upper(),
+                    ca_env={"ISTHMUS_TRUST_DOMAIN": trust_domain, "ISTHMUS_ROOT_NAMESPACE": root_namespace,
+                            "ISTHMUS_WORKLOAD_CERT_TTL": str(workload_cert_ttl), **plugin}))

@@ -44,7 +44,7 @@ def service_process(
         name,
         service_argv(name, nats_url, etcd_url, extra),
         log_path=Path(state_dir) / "logs" / f"{name}.log",
-        env=project_env(),
+        env=project_env({"ISTHMUS_STATE_DIR": str(Path(state_dir).resolve())}),  # the ca keeps its keys there
     )
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import structlog
 
-from proxy.tls.peer import spiffe_id
+from proxy.identity.tls import check_peer_identity
 
 log = structlog.get_logger("proxy.tls")
 
@@ -42,8 +42,8 @@ class PeerIdentityMismatch(ssl.SSLError):
 
 def check_peer(ssl_object: ssl.SSLObject | None, tls: TlsOrigination, endpoint: str) -> None:
     """Raise PeerIdentityMismatch (logged with both identities) unless the peer is `tls.expected_id`."""
-    found = spiffe_id(ssl_object)
-    if found != tls.expected_id:
+    matched, found = check_peer_identity(ssl_object, tls.expected_id)
+    if not matched:
         log.warning("upstream identity mismatch: connection refused", endpoint=endpoint,
                     expected=tls.expected_id, found=found or "no SPIFFE ID")
         raise PeerIdentityMismatch(f"expected {tls.expected_id}, found {found or 'no SPIFFE ID'}")

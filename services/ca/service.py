@@ -1,74 +1,213 @@
-"""The mesh CA (Istio's Citadel). Today it holds the mesh root and serves the trust bundle;
-CSR signing and bootstrap tokens come with the mTLS issue.
+"""The mesh CA (Istio's Citadel) on the bus: signs workload certificates, serves and publishes the trust
+bundle, mints bootstrap tokens, rotates the root. Replicas share queue group `ca`.
 
-The root key and certificate live in etcd (/isthmus/ca/root), created once by whichever replica
-gets there first (create-if-absent), so every replica serves the same root.
+    isthmus.ca.sign            SignRequest -> SignReply            proxies
+    isthmus.ca.bundle          any -> TrustBundle                  proxies, the operator
+    isthmus.ca.bundle.updates  TrustBundle, published on each change of the roots
+    isthmus.ca.token.create / .list / .revoke, isthmus.ca.rotate   the operator only (docs/bus.md)
+
+Keys: material.py (disk); who signs: authority.py (etcd, certificates only); tokens: tokens.py; the rules
+of issuing and of a renewal proof: signer.py; of the bundle and retirement: bundle.py.
+
+Every signing decision writes one audit line (event "ca audit"): who asked (token id or the proof's
+SPIFFE ID), what the CSR claimed (its URI SANs), what was granted or why it was refused. A token entitles
+exactly its namespace and service account: a CSR asking for another identity still gets the token's
+(Istio's CA likewise signs only the caller's own identity), and the audit line shows both.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
-from typing import ClassVar
+import time
+from typing import Any, ClassVar
 
-import msgspec
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 
-from proto.base import Message
-from proto.subjects import CA_BUNDLE, QUEUE_CA
-from runtime.bus import encode
+from proto.ca import (
+    CaState, RotateRootReply, SignReply, SignRequest, TokenCreateReply, TokenCreateRequest, TokenListReply,
+    TokenRevokeReply, TokenRevokeRequest,
+)
+from proto.subjects import (
+    CA_BUNDLE, CA_BUNDLE_UPDATES, CA_ROTATE, CA_SIGN, CA_TOKEN_CREATE, CA_TOKEN_LIST, CA_TOKEN_REVOKE, QUEUE_CA,
+)
+from runtime.bus import decode, deadline_passed, encode
 from runtime.service import ServiceProcess
+from runtime.store import StoreError
+from services.ca import bundle, signer, tokens
+from services.ca.authority import AuthorityError, Keeper
+from services.ca.config import CaConfig
+from services.ca.material import Material
 
-ROOT_KEY = "/isthmus/ca/root"
-ROOT_LIFETIME = datetime.timedelta(days=3650)
-
-
-class CaRoot(Message):
-    cert_pem: str
-    key_pem: str
-
-
-class TrustBundle(Message):
-    trust_domain: str
-    roots_pem: list[str]
-
-
-def new_root(trust_domain: str) -> CaRoot:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, trust_domain),
-                      x509.NameAttribute(NameOID.COMMON_NAME, "Isthmus mesh root")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + ROOT_LIFETIME)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                                     crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return CaRoot(
-        cert_pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
-        key_pem=key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()).decode(),
-    )
+HOUSEKEEPING = 30.0  # seconds between sweeps of expired tokens and checks for a root to retire
+CONCURRENCY = 16  # requests handled at once per replica (each waits on etcd)
 
 
 class CaService(ServiceProcess):
     name: ClassVar[str] = "ca"
-    trust_domain: ClassVar[str] = "cluster.local"
 
     async def start(self) -> None:
-        created = new_root(self.trust_domain)
-        await self.store.create_if_absent(ROOT_KEY, encode(created), 0)
-        entry = await self.store.get(ROOT_KEY)
-        assert entry is not None  # just created or already there
-        self.root = msgspec.json.decode(entry.value, type=CaRoot)
-        await self.bus.serve(CA_BUNDLE, self._bundle, queue=QUEUE_CA)
+        try:
+            self.config = CaConfig.from_env()
+            self.trust_domain = self.settings.trust_domain
+            self.keeper = Keeper(self.store, Material(self.settings.state_dir), self.config, self.trust_domain,
+                                 self.log)
+            await self.keeper.start()
+        except (ValueError, AuthorityError, OSError) as exc:  # bad settings or files: one line, not a traceback
+            self.log.error("the ca cannot start", error=str(exc)[:500])
+            raise SystemExit(1) from None
+        self.tokens = tokens.Tokens(self.store, self.config.max_tokens)
+        for subject, handler in ((CA_SIGN, self._sign), (CA_BUNDLE, self._bundle), (CA_ROTATE, self._rotate),
+                                 (CA_TOKEN_CREATE, self._token_create), (CA_TOKEN_LIST, self._token_list),
+                                 (CA_TOKEN_REVOKE, self._token_revoke)):
+            await self.bus.serve(subject, handler, queue=QUEUE_CA, concurrency=CONCURRENCY)
+        await self._publish(self.keeper.state)
+        self.spawn(self.keeper.follow(self._followed))
+        self.spawn(self._housekeeping())
+
+    # the bundle
+
+    async def _publish(self, state: CaState) -> None:
+        await self.bus.publish(CA_BUNDLE_UPDATES, encode(bundle.bundle_of(state)))
+
+    async def _followed(self, state: CaState) -> None:
+        self.log.info("trust bundle changed by another replica", version=state.version, roots=len(state.roots))
 
     async def _bundle(self, _: bytes) -> bytes:
-        return encode(TrustBundle(trust_domain=self.trust_domain, roots_pem=[self.root.cert_pem]))
+        return encode(bundle.bundle_of(self.keeper.state))
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(HOUSEKEEPING)
+            try:
+                now = time.time()
+                state = await self.keeper.retire_due(now)
+                if state is not None:
+                    self.log.info("retired a rotated-out root: every certificate it signed has expired",
+                                  version=state.version, roots=len(state.roots))
+                    await self._publish(state)
+                await self.tokens.records(now)  # sweeps expired records
+            except (StoreError, AuthorityError) as exc:
+                self.log.warning("housekeeping failed; retrying later", error=str(exc)[:300])
+
+    async def _rotate(self, _: bytes) -> bytes:
+        if deadline_passed():
+            return encode(RotateRootReply(ok=False, error="the request's deadline passed; nothing was rotated"))
+        now = time.time()
+        try:
+            state, old = await self.keeper.rotate(now)
+        except bundle.RotateRefused as exc:
+            self.log.warning("ca audit", action="rotate-root", outcome="refused", reason=str(exc))
+            return encode(RotateRootReply(ok=False, error=str(exc)))
+        await self._publish(state)
+        retires = bundle.retires_at(old, now)
+        self.log.info("ca audit", action="rotate-root", outcome="rotated", new_root=state.signer,
+                      old_root=old.fingerprint, old_retires_at=retires, version=state.version)
+        return encode(RotateRootReply(ok=True, bundle=bundle.bundle_of(state), old_retires_at=retires))
+
+    # signing
+
+    async def _sign(self, data: bytes) -> bytes:
+        request = decode(data, SignRequest)  # malformed: runtime/bus.py logs it and answers the reason
+        who, claimed = "", ""
+        try:
+            csr = signer.load_csr(request.csr_pem)
+            claimed = ",".join(_claimed(csr))
+            if request.token and (request.proof_chain_pem or request.proof_signature):
+                who = f"token:{tokens.token_id_of(request.token)}"
+                raise signer.SignRefused("give one proof: a token or a renewal proof (proof_chain_pem and "
+                                         "proof_signature), not both")
+            if deadline_passed():
+                raise signer.SignRefused("the request's deadline passed before the ca reached it; ask again")
+            now = time.time()
+            if request.token:
+                who = f"token:{tokens.token_id_of(request.token) or '<malformed>'}"
+                record = await self.tokens.redeem(request.token, now)
+                identity = signer.spiffe_id(self.trust_domain, record.namespace, record.service_account)
+            elif request.proof_chain_pem or request.proof_signature:
+                who = f"proof:{_proof_claim(request.proof_chain_pem)} (unverified)"
+                identity = signer.verify_proof(
+                    request.proof_chain_pem, request.proof_signature,
+                    csr.public_bytes(serialization.Encoding.DER), self.keeper.roots, self.trust_domain,
+                    datetime.datetime.fromtimestamp(now, datetime.timezone.utc))
+                who = identity
+            else:
+                raise signer.SignRefused("no proof of identity: give a bootstrap token (isthmus token create) or, "
+                                         "to renew, the current certificate chain and a signature over the CSR")
+            return await self._issue(csr, identity, request.ttl_seconds, who, claimed, now)
+        except (signer.SignRefused, tokens.TokenRefused) as exc:
+            self.log.warning("ca audit", action="sign", outcome="refused", who=who or "<unknown>",
+                             claimed=claimed, reason=str(exc))
+            return encode(SignReply(ok=False, error=str(exc)))
+        except (StoreError, AuthorityError) as exc:
+            self.log.error("ca audit", action="sign", outcome="failed", who=who or "<unknown>", claimed=claimed,
+                           reason=str(exc)[:300])
+            return encode(SignReply(ok=False, error="the ca cannot reach its store right now; try again"))
+
+    async def _issue(self, csr: Any, identity: str, asked_ttl: int, who: str, claimed: str, now: float) -> bytes:
+        ttl = signer.clamp_ttl(asked_ttl, self.config.workload_cert_ttl, self.config.max_workload_cert_ttl)
+        authority = self.keeper.authority
+        when = datetime.datetime.fromtimestamp(now, datetime.timezone.utc)
+        cert = signer.issue(authority, csr, identity, ttl, when)
+        not_after = cert.not_valid_after_utc.timestamp()
+        await self.keeper.record(authority, not_after, ttl)  # durable before the certificate exists for anyone
+        serial = format(cert.serial_number, "x")
+        self.log.info("ca audit", action="sign", outcome="signed", who=who, claimed=claimed, identity=identity,
+                      serial=serial, not_after=not_after, ttl=ttl)
+        state = self.keeper.state
+        return encode(SignReply(
+            ok=True, cert_chain_pem=[signer.pem(c) for c in [cert, *authority.chain]],
+            roots_pem=[r.cert_pem for r in state.roots], spiffe_id=identity, serial=serial,
+            not_before=cert.not_valid_before_utc.timestamp(), not_after=not_after))
+
+    # tokens (operator)
+
+    async def _token_create(self, data: bytes) -> bytes:
+        request = decode(data, TokenCreateRequest)
+        try:
+            signer.check_name("namespace", request.namespace)
+            signer.check_name("service account", request.service_account)
+            if deadline_passed():
+                raise tokens.TokenRefused("the request's deadline passed; no token was made")
+            text, record = await self.tokens.create(request.namespace, request.service_account,
+                                                    request.ttl_seconds, request.uses, time.time())
+        except (signer.SignRefused, tokens.TokenRefused) as exc:
+            return encode(TokenCreateReply(ok=False, error=str(exc)))
+        self.log.info("ca audit", action="token-create", token=record.id, namespace=record.namespace,
+                      service_account=record.service_account, expires=record.expires, uses=record.max_uses)
+        return encode(TokenCreateReply(ok=True, id=record.id, token=text, expires=record.expires))
+
+    async def _token_list(self, _: bytes) -> bytes:
+        records = await self.tokens.records(time.time())
+        records.sort(key=lambda r: (r.created, r.id))
+        return encode(TokenListReply(tokens=[tokens.info(r) for r in records]))
+
+    async def _token_revoke(self, data: bytes) -> bytes:
+        request = decode(data, TokenRevokeRequest)
+        try:
+            record = await self.tokens.revoke(request.id)
+        except tokens.TokenRefused as exc:
+            return encode(TokenRevokeReply(ok=False, error=str(exc)))
+        self.log.info("ca audit", action="token-revoke", token=record.id, namespace=record.namespace,
+                      service_account=record.service_account)
+        return encode(TokenRevokeReply(ok=True))
+
+
+def _claimed(csr: Any) -> list[str]:
+    from cryptography import x509
+
+    try:
+        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        return [str(v)[:300] for v in san.get_values_for_type(x509.UniformResourceIdentifier)][:4]
+    except Exception:  # no SAN, or one cryptography cannot parse: nothing claimed
+        return []
+
+
+def _proof_claim(chain_pem: list[str]) -> str:
+    """The identity a renewal proof's leaf names, before it is checked: for the audit line of a refusal."""
+    from cryptography import x509
+
+    try:
+        return ",".join(signer.uri_sans(x509.load_pem_x509_certificate(chain_pem[0].encode())))[:300] or "<none>"
+    except Exception:  # unreadable: the refusal says why
+        return "<unreadable>"

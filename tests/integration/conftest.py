@@ -73,9 +73,9 @@ class ControlPlane:
         return await self.start_service_async(name)
 
     def proxy(self, service: str, app_port: int, service_port: int = 9080, namespace: str = "default",
-              labels: str = "", extra: tuple[str, ...] = ()) -> "Sidecar":
-        """`extra`: more `proxy run` arguments (--tcp, --app-tcp, ...)."""
-        sidecar = Sidecar(self, service, app_port, service_port, namespace, labels, extra)
+              labels: str = "", extra: tuple[str, ...] = (), env: dict[str, str] | None = None) -> "Sidecar":
+        """`extra`: more `proxy run` arguments (--tcp, --app-tcp, --token ...); `env`: more environment."""
+        sidecar = Sidecar(self, service, app_port, service_port, namespace, labels, extra, env)
         self.proxies.append(sidecar.process)
         return sidecar
 
@@ -88,7 +88,7 @@ class Sidecar:
     """A real sidecar process started with the CLI, as a user would."""
 
     def __init__(self, plane: ControlPlane, service: str, app_port: int, service_port: int,
-                 namespace: str, labels: str, extra: tuple[str, ...] = ()) -> None:
+                 namespace: str, labels: str, extra: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
         self.outbound_port, self.inbound_port, self.admin_port = free_port(), free_port(), free_port()
         name = f"proxy-{service}-{self.inbound_port}"
         argv = [sys.executable, "-m", "isthmus.cli", "--nats", plane.nats_url, "proxy", "run",
@@ -100,7 +100,7 @@ class Sidecar:
             argv += ["--labels", labels]
         argv += extra
         self.process = ManagedProcess(name, argv, log_path=plane.state_dir / "logs" / f"{name}.log",
-                                      env=project_env())
+                                      env=project_env(env))
         self.process.start()
 
     def admin(self, path: str) -> tuple[int, bytes]:
@@ -141,7 +141,7 @@ class Sidecar:
 def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     cp = ControlPlane(tmp_path_factory.mktemp("isthmus"))
     try:
-        for name in ("registry", "pilot"):
+        for name in ("registry", "pilot", "ca"):  # the ca: sidecars without a token mint one and get certificates
             cp.start_service(name)
         yield cp
     finally:

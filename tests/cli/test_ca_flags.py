@@ -1,0 +1,85 @@
+"""`isthmus up`'s identity flags and the token/ca commands' flags are checked before anything starts: one
+`error:` line naming the flag, exit 2 (docs/cli.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.ca import pki
+from tests.cli.test_cli_options import UNREACHABLE, assert_usage_error, isthmus
+
+
+def plugin_files(tmp_path: Path, *, ca: bool = True, signed_by_root: bool = True) -> dict[str, Path]:
+    root_key, ca_key, other_key = pki.key(), pki.key(), pki.key()
+    import datetime
+    now = datetime.datetime.now(datetime.timezone.utc)
+    root = pki.ca_cert("root", root_key, root_key.public_key(), now=now)
+    signer = root_key if signed_by_root else other_key
+    inter = pki.ca_cert("intermediate", signer, ca_key.public_key(), issuer=root.subject, now=now, ca=ca)
+    files = {"cert": pki.pem(inter), "key": pki.pem(ca_key), "root": pki.pem(root), "other-key": pki.pem(other_key)}
+    paths = {}
+    for name, data in files.items():
+        paths[name] = tmp_path / f"{name}.pem"
+        paths[name].write_bytes(data)
+    return paths
+
+
+def up(tmp_path: Path, *args: str) -> list[str]:
+    return ["up", "--state-dir", str(tmp_path / "state"), *args]
+
+
+def test_a_plugin_ca_needs_all_three_files(tmp_path: Path) -> None:
+    files = plugin_files(tmp_path)
+    result = isthmus(*up(tmp_path, "--plugin-ca-cert", str(files["cert"]), "--plugin-root-cert", str(files["root"])))
+    assert_usage_error(result, "--plugin-ca-key", "needs --plugin-ca-key")
+
+
+@pytest.mark.parametrize("fault,flag,words", [
+    ("unreadable", "--plugin-ca-key", "cannot read"),
+    ("unreadable cert", "--plugin-ca-cert", "cannot read"),
+    ("not PEM", "--plugin-root-cert", "holds no PEM certificate"),
+    ("wrong key", "--plugin-ca-key", "does not match"),
+    ("not a CA", "--plugin-ca-cert", "is not a CA certificate"),
+    ("other root", "--plugin-ca-cert", "does not chain to --plugin-root-cert"),
+])
+def test_bad_plugin_ca_files_are_refused_at_up(tmp_path: Path, fault: str, flag: str, words: str) -> None:
+    files = plugin_files(tmp_path, ca=fault != "not a CA", signed_by_root=fault != "other root")
+    key = {"unreadable": tmp_path / "absent.pem", "wrong key": files["other-key"]}.get(fault, files["key"])
+    cert = tmp_path / "absent-cert.pem" if fault == "unreadable cert" else files["cert"]
+    root = files["key"] if fault == "not PEM" else files["root"]
+    result = isthmus(*up(tmp_path, "--plugin-ca-cert", str(cert), "--plugin-ca-key", str(key),
+                         "--plugin-root-cert", str(root)))
+    assert_usage_error(result, flag, words)
+    assert not (tmp_path / "state" / "up.lock").exists()  # refused before anything started
+
+
+@pytest.mark.parametrize("value", ["59s", "91d", "1x", "nan"])
+def test_the_workload_cert_ttl_is_60s_to_90d(tmp_path: Path, value: str) -> None:
+    assert_usage_error(isthmus(*up(tmp_path, "--workload-cert-ttl", value)), "--workload-cert-ttl")
+
+
+@pytest.mark.parametrize("value", ["Cluster.Local", "a/b", ""])
+def test_the_trust_domain_is_a_spiffe_trust_domain(tmp_path: Path, value: str) -> None:
+    assert_usage_error(isthmus(*up(tmp_path, "--trust-domain", value)), "--trust-domain")
+
+
+@pytest.mark.parametrize("args,flag", [
+    (["--ttl", "59s"], "--ttl"), (["--ttl", "31d"], "--ttl"), (["--uses", "0"], "--uses"),
+    (["--uses", "10001"], "--uses"),
+])
+def test_token_create_bounds(args: list[str], flag: str) -> None:
+    result = isthmus("--nats", UNREACHABLE, "token", "create", "-n", "a", "--service-account", "b", *args)
+    assert_usage_error(result, flag)
+
+
+def test_token_create_at_its_bounds_reaches_for_the_ca() -> None:
+    for args in (["--ttl", "60s", "--uses", "1"], ["--ttl", "30d", "--uses", "10000"]):
+        result = isthmus("--nats", UNREACHABLE, "token", "create", "-n", "a", "--service-account", "b", *args)
+        assert result.returncode == 1 and "cannot reach the ca" in result.stderr, result.stderr
+
+
+def test_token_create_refuses_a_bad_namespace() -> None:
+    result = isthmus("--nats", UNREACHABLE, "token", "create", "-n", "A_B", "--service-account", "b")
+    assert_usage_error(result, "--namespace")

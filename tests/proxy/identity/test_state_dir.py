@@ -1,0 +1,97 @@
+"""proxy/identity/state_dir.py: key and chain kept in --state-dir with tight modes; what a restart reuses."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from pathlib import Path
+
+from proxy.identity.keys import key_pem, new_key
+from proxy.identity.state_dir import CHAIN_FILE, KEY_FILE, ROOTS_FILE, StateDir, write_private
+from tests.proxy.identity.testca import TestCa
+
+ID = "spiffe://cluster.local/ns/default/sa/reviews"
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_save_writes_key_chain_and_roots_0600_in_a_0700_dir(tmp_path: Path) -> None:
+    ca = TestCa()
+    store = StateDir(tmp_path / "state")
+    store.prepare()
+    material = ca.material(ID)
+    store.save(material, [ca.pem])
+    assert mode(store.path) == 0o700
+    for name in (KEY_FILE, CHAIN_FILE, ROOTS_FILE):
+        assert mode(store.path / name) == 0o600, name
+    assert sorted(os.listdir(store.path)) == sorted([KEY_FILE, CHAIN_FILE, ROOTS_FILE])  # no temporary left
+    assert (store.path / KEY_FILE).read_bytes() == key_pem(material.key)
+
+
+def test_prepare_tightens_an_existing_open_dir(tmp_path: Path) -> None:
+    path = tmp_path / "state"
+    path.mkdir(mode=0o755)
+    os.chmod(path, 0o755)
+    StateDir(path).prepare()
+    assert mode(path) == 0o700
+
+
+def test_a_private_file_is_0600_even_under_a_permissive_umask(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        write_private(tmp_path / "f", b"secret")
+    finally:
+        os.umask(old)
+    assert mode(tmp_path / "f") == 0o600 and (tmp_path / "f").read_bytes() == b"secret"
+
+
+def test_load_returns_the_stored_certificate_within_its_life(tmp_path: Path) -> None:
+    ca = TestCa()
+    store = StateDir(tmp_path)
+    saved = ca.material(ID, ttl=600)
+    store.save(saved, [ca.pem])
+    loaded, why = StateDir(tmp_path).load(ID, time.time())
+    assert why == "" and loaded is not None
+    assert loaded.serial == saved.serial and loaded.key.private_numbers() == saved.key.private_numbers()
+    assert store.roots() == [ca.pem]
+
+
+def test_nothing_stored_is_not_a_problem(tmp_path: Path) -> None:
+    assert StateDir(tmp_path).load(ID, time.time()) == (None, "")
+
+
+def test_an_expired_certificate_is_not_reused(tmp_path: Path) -> None:
+    ca = TestCa()
+    store = StateDir(tmp_path)
+    store.save(ca.material(ID, ttl=60, start=time.time() - 120), [ca.pem])
+    assert store.load(ID, time.time()) == (None, "the stored certificate has expired")
+
+
+def test_a_certificate_of_another_identity_is_not_reused(tmp_path: Path) -> None:
+    ca = TestCa()
+    store = StateDir(tmp_path)
+    store.save(ca.material(ID), [ca.pem])
+    material, why = store.load("spiffe://cluster.local/ns/default/sa/other", time.time())
+    assert material is None and "this workload is spiffe://cluster.local/ns/default/sa/other" in why
+
+
+def test_a_key_that_does_not_match_the_chain_is_not_reused(tmp_path: Path) -> None:
+    """A crash between the two renames leaves a new key beside the old chain."""
+    ca = TestCa()
+    store = StateDir(tmp_path)
+    store.save(ca.material(ID), [ca.pem])
+    write_private(tmp_path / KEY_FILE, key_pem(new_key()))
+    material, why = store.load(ID, time.time())
+    assert material is None and "not for our key" in why
+
+
+def test_a_damaged_file_is_not_reused(tmp_path: Path) -> None:
+    ca = TestCa()
+    store = StateDir(tmp_path)
+    store.save(ca.material(ID), [ca.pem])
+    write_private(tmp_path / KEY_FILE, b"garbage")
+    material, why = store.load(ID, time.time())
+    assert material is None and why.startswith("the stored certificate cannot be used")
