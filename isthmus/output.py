@@ -72,11 +72,13 @@ def _host_column(kind: str) -> tuple[str, Callable[[dict[str, Any]], str]]:
     if kind == "RateLimit":  # no hosts: which workloads it selects (none: every workload of its namespace)
         return "SELECTOR", lambda spec: ",".join(
             f"{k}={v}" for k, v in sorted(((spec.get("selector") or {}).get("matchLabels") or {}).items())) or "<all>"
+    if kind == "PeerAuthentication":  # Istio's printer column: the mode (unset: UNSET, it inherits)
+        return "MODE", lambda spec: str((spec.get("mtls") or {}).get("mode") or "UNSET")
     return "HOSTS", joined("hosts")
 
 
 def render_table(kind: str, resources: Sequence[dict[str, Any]], now: datetime | None = None) -> str:
-    """NAME NAMESPACE HOSTS/HOST/ADDRESS/SELECTOR AGE (or REVISION when the resources carry no creationTimestamp)."""
+    """NAME NAMESPACE HOSTS/HOST/ADDRESS/SELECTOR/MODE AGE (or REVISION when the resources carry no creationTimestamp)."""
     title, host_of = _host_column(kind)
     metas = [r.get("metadata") or {} for r in resources]
     use_age = any(m.get("creationTimestamp") for m in metas)

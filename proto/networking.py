@@ -274,10 +274,27 @@ class OutlierDetection(IstioStruct, rename=_OUTLIER_NAMES):
     min_health_percent: int | None = None
 
 
+class ClientTLSSettings(IstioStruct):
+    """DestinationRule trafficPolicy.tls (Istio's ClientTLSSettings). An unset mode is DISABLE, as Istio's enum.
+    The file paths are read by the client's sidecar on its own host. credentialName and caCrl are declared
+    only so the validator can refuse them with a reason (services/pilot/validate/client_tls.py)."""
+
+    mode: str | None = None  # DISABLE, SIMPLE, MUTUAL or ISTIO_MUTUAL
+    client_certificate: str | None = None
+    private_key: str | None = None
+    ca_certificates: str | None = None
+    subject_alt_names: list[str] | None = None
+    sni: str | None = None
+    insecure_skip_verify: bool | None = None
+    credential_name: str | None = None  # refused: no secret store yet
+    ca_crl: str | None = None  # refused: not supported yet
+
+
 class PortTrafficPolicy(IstioStruct):
     port: PortSelector | None = None
     load_balancer: LoadBalancerSettings | None = None
     connection_pool: ConnectionPoolSettings | None = None
+    tls: ClientTLSSettings | None = None
 
 
 class RetryBudget(IstioStruct):
@@ -292,6 +309,7 @@ class TrafficPolicy(IstioStruct):
     outlier_detection: OutlierDetection | None = None  # port-level outlierDetection is not declared: rejected
     port_level_settings: list[PortTrafficPolicy] | None = None
     retry_budget: RetryBudget | None = None
+    tls: ClientTLSSettings | None = None
 
 
 class Subset(IstioStruct):

@@ -26,6 +26,9 @@ class Workload(Message):
     service_account: str = "default"
     locality: str = ""
     healthy: bool = True
+    # service port -> the port the app listens on (the workload port that PeerAuthentication portLevelMtls
+    # names, as Istio's targetPort); a port missing here is taken to be the service port itself
+    app_ports: dict[int, int] = {}
 
 
 class RegisterRequest(Message):

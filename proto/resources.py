@@ -9,6 +9,7 @@ import msgspec
 from proto.base import IstioStruct
 from proto.networking import DestinationRuleSpec, ServiceEntrySpec, VirtualServiceSpec, WorkloadEntrySpec
 from proto.ratelimit import RateLimitSpec
+from proto.security import PeerAuthenticationSpec
 
 
 class ObjectMeta(IstioStruct):
@@ -51,6 +52,10 @@ class RateLimit(Resource, kw_only=True):
     spec: RateLimitSpec
 
 
+class PeerAuthentication(Resource, kw_only=True):
+    spec: PeerAuthenticationSpec
+
+
 class KindInfo(msgspec.Struct, frozen=True):
     kind: str
     group: str
@@ -60,6 +65,7 @@ class KindInfo(msgspec.Struct, frozen=True):
 
 
 NETWORKING_VERSIONS = ("v1", "v1beta1", "v1alpha3")
+SECURITY_VERSIONS = ("v1", "v1beta1")
 ISTHMUS_GROUP = "isthmus.io"  # Isthmus's own kinds (RateLimit), not Istio's
 
 KINDS: dict[str, KindInfo] = {
@@ -73,6 +79,8 @@ KINDS: dict[str, KindInfo] = {
                  ("serviceentry", "serviceentries", "se")),
         KindInfo("WorkloadEntry", "networking.istio.io", NETWORKING_VERSIONS, WorkloadEntry,
                  ("workloadentry", "workloadentries", "we")),
+        KindInfo("PeerAuthentication", "security.istio.io", SECURITY_VERSIONS, PeerAuthentication,
+                 ("peerauthentication", "peerauthentications", "pa")),
         KindInfo("RateLimit", ISTHMUS_GROUP, ("v1alpha1",), RateLimit, ("ratelimit", "ratelimits", "rl")),
     )
 }

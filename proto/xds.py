@@ -164,6 +164,43 @@ class Endpoint(Message):
     workload: str = ""  # registration id or "WorkloadEntry ns/name"
     locality: str = ""
     weight: int = 1
+    # Auto mTLS inputs (Istio's enableAutoMtls), decided by pilot once per push (docs/decisions.md, "Mutual TLS"):
+    sidecar: bool = False  # a sidecar terminates mTLS here: registered by an Isthmus proxy, or tlsMode istio
+    identity: str = ""  # with a sidecar: the SPIFFE ID it must present, spiffe://<trust domain>/ns/<ns>/sa/<sa>
+    # service ports on which auto mTLS sends ISTIO_MUTUAL here: it has a sidecar and its workload's effective
+    # PeerAuthentication mode for the port is not DISABLE (and the service is not MESH_EXTERNAL); others: plaintext
+    auto_mtls: list[int] = []
+
+
+# ClientTls modes (DestinationRule trafficPolicy.tls, Istio's ClientTLSSettings.TLSmode)
+TLS_DISABLE = "DISABLE"
+TLS_SIMPLE = "SIMPLE"
+TLS_MUTUAL = "MUTUAL"
+TLS_ISTIO_MUTUAL = "ISTIO_MUTUAL"
+CLIENT_TLS_MODES = (TLS_DISABLE, TLS_SIMPLE, TLS_MUTUAL, TLS_ISTIO_MUTUAL)
+
+
+class ClientTls(Message):
+    """How a client sidecar originates TLS to an upstream: a DestinationRule's `tls`, or auto mTLS's choice.
+
+    DISABLE: plaintext. ISTIO_MUTUAL: mTLS with the sidecar's workload certificate and the mesh trust bundle;
+    the server must present `subject_alt_names` if given, else the endpoint's `identity`. SIMPLE: TLS, the
+    server verified against `ca_certificates` (unset: the system's trust store, as Istio's
+    VERIFY_CERTIFICATE_AT_CLIENT) unless `insecure_skip_verify`. MUTUAL: SIMPLE plus the client certificate
+    and key files. File paths are on the client sidecar's host.
+    """
+
+    mode: str = TLS_DISABLE
+    client_certificate: str = ""
+    private_key: str = ""
+    ca_certificates: str = ""
+    subject_alt_names: list[str] = []
+    sni: str = ""
+    insecure_skip_verify: bool = False
+
+
+PLAINTEXT = ClientTls(mode=TLS_DISABLE)
+AUTO_MTLS = ClientTls(mode=TLS_ISTIO_MUTUAL)
 
 
 class HashPolicy(Message):
@@ -249,6 +286,10 @@ class SubsetPolicy(Message):
     limits: PoolLimits | None = None  # None: the cluster's (limits and port_limits), as with lb
     port_limits: dict[int, PoolLimits] = {}
     outlier: OutlierPolicy | None = None  # with lb None: the cluster's
+    # the subset's own trafficPolicy.tls (None: not set at this level) and its portLevelSettings by port
+    # (a port entry replaces the rest for that port; None there: that entry sets no tls). See dr_tls().
+    tls: ClientTls | None = None
+    port_tls: dict[int, ClientTls | None] = {}
 
 
 class RateLimitRule(Message):
@@ -280,6 +321,70 @@ class ClusterConfig(Message):
     outlier: OutlierPolicy | None = None  # outlierDetection; None: off
     ratelimits: list[RateLimitRule] = []  # RateLimits on this service's workloads (inbound), oldest first
     tcp_ports: list[int] = []  # service ports that are opaque TCP (--app-tcp, ServiceEntry TCP/TLS/...): CONNECT ok
+    # the DestinationRule's top-level trafficPolicy.tls (None: not set) and its portLevelSettings by port, as
+    # SubsetPolicy's; see dr_tls() and client_tls()
+    tls: ClientTls | None = None
+    port_tls: dict[int, ClientTls | None] = {}
+
+
+def dr_tls(cluster: ClusterConfig, subset: str | None, port: int) -> ClientTls | None:
+    """The DestinationRule's tls for traffic to `cluster` through `subset` (None: no subset) on service `port`,
+    merged as Istio's MergeSubsetTrafficPolicy: a subset's portLevelSettings entry for the port, else the
+    subset's own tls, else the top level's portLevelSettings entry for the port, else the top level's tls.
+    A portLevelSettings entry replaces its level wholesale for its port, so one without tls yields None
+    there. None: the DestinationRule sets no tls for this traffic (auto mTLS decides)."""
+    for candidate in cluster.subsets:
+        if subset and candidate.name == subset:
+            if port in candidate.port_tls:
+                return candidate.port_tls[port]
+            if candidate.tls is not None:
+                return candidate.tls
+            break
+    if port in cluster.port_tls:
+        return cluster.port_tls[port]
+    return cluster.tls
+
+
+def client_tls(cluster: ClusterConfig, subset: str | None, port: int, endpoint: Endpoint) -> ClientTls:
+    """What a client sidecar does towards `endpoint` on service `port` (Istio's auto mTLS, enableAutoMtls on):
+    the DestinationRule's tls when it sets one (dr_tls), else ISTIO_MUTUAL when `port` is in the endpoint's
+    `auto_mtls`, else plaintext (mode DISABLE)."""
+    chosen = dr_tls(cluster, subset, port)
+    if chosen is not None:
+        return chosen
+    return AUTO_MTLS if port in endpoint.auto_mtls else PLAINTEXT
+
+
+# Inbound mutual TLS modes (PeerAuthentication, resolved: never UNSET)
+MTLS_STRICT = "STRICT"
+MTLS_PERMISSIVE = "PERMISSIVE"
+MTLS_DISABLE = "DISABLE"
+INBOUND_MTLS_MODES = (MTLS_STRICT, MTLS_PERMISSIVE, MTLS_DISABLE)
+
+
+class WorkloadSecurity(Message):
+    """The security policy of one registered workload, for its own sidecar's inbound side; keyed by `workload`
+    (the registration id, which is the proxy's id). Only workloads some PeerAuthentication applies to have
+    one: no entry means PERMISSIVE on every port (Istio's default), and an entry that goes back to that is
+    removed (Push.removed_security).
+
+    mtls_mode: the effective PeerAuthentication mode of the workload (workload-selector policy, else its
+    namespace's, else the root namespace's mesh-wide one, UNSET inheriting the level above; no policy:
+    PERMISSIVE), for every port not in port_mtls. port_mtls: workload port (the port the app listens on,
+    as Istio's portLevelMtls) -> mode. peer_authentications: "namespace/name" of the policies that decided
+    it, mesh-wide first.
+    """
+
+    workload: str
+    version: int
+    namespace: str = ""
+    mtls_mode: str = MTLS_PERMISSIVE
+    port_mtls: dict[int, str] = {}
+    peer_authentications: list[str] = []
+
+    def mode_for(self, port: int) -> str:
+        """The inbound mode for connections to the app's `port`."""
+        return self.port_mtls.get(port, self.mtls_mode)
 
 
 ALLOW_ANY = "ALLOW_ANY"
@@ -309,6 +414,11 @@ class Push(Message):
     # The pilot's mesh settings, on every push; None (a pilot older than the field): a delta changes nothing,
     # a snapshot means the defaults.
     mesh: MeshConfig | None = None
+    # per registered workload a policy applies to, its sidecar's inbound policy (a sidecar reads the entry with
+    # its own id; none: PERMISSIVE, Istio's default); a delta carries the entries that changed and the ids of
+    # removed ones (the workload left, or no policy applies to it any more)
+    security: list[WorkloadSecurity] = []
+    removed_security: list[str] = []
 
 
 class SnapshotRequest(Message):

@@ -65,7 +65,7 @@ class Sidecar:
         self.options = options
         self.log = configure(options.log_level, "proxy")
         exchange.RETRY_BUFFER_LIMIT = options.retry_buffer_limit  # read by every exchange with a body
-        self.state = ConfigState(options.pending_grace)
+        self.state = ConfigState(options.pending_grace, workload_id=options.id)
         limits = options.limits
         self.pool = ConnectionPool(max_head_bytes=limits.max_response_head_bytes,
                                    max_headers=limits.max_response_headers)
@@ -75,7 +75,9 @@ class Sidecar:
         workload = Workload(id=options.id, service=options.service, namespace=options.namespace,
                             address=options.address, service_port=options.service_port,
                             inbound_port=options.inbound_port, labels=dict(options.labels),
-                            service_account=options.service_account, locality=options.locality)
+                            service_account=options.service_account, locality=options.locality,
+                            app_ports={options.service_port: options.app_port,
+                                       **{svc: app for svc, app, _ in options.app_tcp}})
         self.registration = Registration(workload, options.app_host, options.app_port, options.lease_ttl,
                                          options.health_interval)
         try:

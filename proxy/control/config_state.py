@@ -26,7 +26,10 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from proto.xds import OUTBOUND_TRAFFIC_POLICIES, ClusterConfig, MeshConfig, Push, RouteConfig, WeightedDestination
+from proto.xds import (
+    OUTBOUND_TRAFFIC_POLICIES, ClusterConfig, MeshConfig, Push, RouteConfig, WeightedDestination, WorkloadSecurity,
+)
+from proxy.control.security_state import own_security, security_dump
 from proxy.outbound.balancer import policy_problem
 from proxy.outbound.route_match import CompiledMatch
 from proxy.outbound.route import CompiledRoute
@@ -129,9 +132,14 @@ def _missing(route: RouteConfig, clusters: dict[str, ClusterConfig]) -> tuple[st
 class ConfigState:
     """`grace_s`: the longest a route waits for a missing cluster/subset; `clock`: seconds, monotonic."""
 
-    def __init__(self, grace_s: float = PENDING_GRACE_S, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, grace_s: float = PENDING_GRACE_S, clock: Callable[[], float] = time.monotonic,
+                 workload_id: str = "") -> None:
+        """`workload_id`: this sidecar's registration id, whose WorkloadSecurity entry it keeps from pushes."""
         self.grace_s = grace_s
         self.clock = clock
+        self.workload_id = workload_id
+        # this workload's inbound policy from pilot (PeerAuthentication resolved); None: none pushed, PERMISSIVE
+        self.security: WorkloadSecurity | None = None
         self.epoch = ""
         self.seq = 0
         self.version = 0
@@ -163,6 +171,10 @@ class ConfigState:
                                  f"{', '.join(OUTBOUND_TRAFFIC_POLICIES)}")
         for cluster in push.clusters:
             _check_cluster(cluster)
+        try:
+            security = own_security(push, self.workload_id, self.security)
+        except ValueError as exc:
+            raise ConfigRejected(str(exc)) from exc
         compiled = {id(r): c for r, c in ((r, _compile(r)) for r in push.routes)}
         if push.full:
             clusters = {c.host: c for c in push.clusters}
@@ -173,6 +185,7 @@ class ConfigState:
             routes = {h: r for h, r in self.desired_routes.items() if h not in push.removed_routes}
             routes.update((r.host, r) for r in push.routes)
         self._install(clusters, routes, {**self._compiled, **compiled}, mesh)
+        self.security = security
         self.epoch, self.seq, self.version = push.epoch, push.seq, max(self.version, push.version)
 
     def expire(self) -> bool:
@@ -287,4 +300,6 @@ class ConfigState:
                          "applies_in_s": round(max(0.0, p.since + self.grace_s - self.clock()), 3)}
                         for h, p in sorted(self._pending.items())],
             "pending_grace_s": self.grace_s,
+            "security": security_dump(self.security),
         }
+

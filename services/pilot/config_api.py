@@ -29,7 +29,7 @@ from proto.resources import KINDS, Resource, kind_from_alias
 from runtime.bus import decode, deadline_passed, encode, request_deadline
 from runtime.settings import ConfigLimits
 from runtime.store import CONFIG_PREFIX, Store, StoreError
-from services.pilot.validate import decode_documents, subset_warnings
+from services.pilot.validate import decode_documents, placement_warnings, subset_warnings
 
 # (text, seconds it may take or None) -> (resources, errors, warnings)
 Decoder = Callable[[str, float | None], Awaitable[tuple[list[Resource], list[ConfigError], list[ConfigError]]]]
@@ -66,8 +66,11 @@ class ConfigApi:
     resource's status."""
 
     def __init__(self, store: Store, decoder: Decoder | None = None, limits: ConfigLimits | None = None,
-                 not_in_effect: Callable[[str, str, str], tuple[str, str] | None] | None = None) -> None:
+                 not_in_effect: Callable[[str, str, str], tuple[str, str] | None] | None = None,
+                 root_namespace: str = "istio-system") -> None:
+        """`root_namespace`: where mesh-wide policies live (placement warnings of PeerAuthentications)."""
         self.store = store
+        self.root_namespace = root_namespace
         self.limits = limits or ConfigLimits()
         self.decoder = decoder or self._decode_here
         self.not_in_effect = not_in_effect or (lambda kind, namespace, name: None)
@@ -102,6 +105,7 @@ class ConfigApi:
         if not resources:
             return encode(ApplyReply(ok=False, errors=[ConfigError(document=0, message="no documents in the submission")]))
         warnings += await self._reference_warnings(resources)
+        warnings += await self._placement_warnings(resources)
         puts: dict[str, bytes] = {}
         results: list[AppliedResource] = []
         try:
@@ -141,6 +145,24 @@ class ConfigApi:
         except StoreError:
             return []  # the commit that follows reports the store
         return subset_warnings(resources, stored)
+
+    async def _placement_warnings(self, resources: list[Resource]) -> list[ConfigError]:
+        """PeerAuthentications a selector in the root namespace, or an older namespace-wide policy, leaves without
+        effect (validate/peer_authentication.py); none when the store cannot be read."""
+        if not any(r.kind == "PeerAuthentication" for r in resources):
+            return []
+        stored: list[tuple[Resource, int]] = []
+        try:
+            entries, _ = await self.store.list(f"{CONFIG_PREFIX}PeerAuthentication/")
+        except StoreError:
+            return []  # the commit that follows reports the store
+        for entry in entries:
+            try:
+                stored.append((msgspec.json.decode(entry.value, type=KINDS["PeerAuthentication"].type),
+                               entry.create_revision))
+            except msgspec.ValidationError:
+                continue  # not written by us; pilot's watcher logs it
+        return placement_warnings(resources, stored, self.root_namespace)
 
     async def delete(self, data: bytes) -> bytes:
         request = decode(data, DeleteRequest)

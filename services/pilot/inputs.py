@@ -68,8 +68,10 @@ class Inputs:
         self.workloads[workload_id] = (workload, entry.mod_revision)
         return previous is None or previous[0] != workload
 
-    def mesh_state(self, domain_suffix: str) -> MeshState:
-        return MeshState.build(self.resources, self.workloads, domain_suffix, self.revision)
+    def mesh_state(self, domain_suffix: str, trust_domain: str = "cluster.local",
+                   root_namespace: str = "istio-system") -> MeshState:
+        return MeshState.build(self.resources, self.workloads, domain_suffix, self.revision, trust_domain,
+                               root_namespace)
 
 
 ConfigListener = Callable[[str, ResourceKey, int], None]

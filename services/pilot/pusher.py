@@ -1,7 +1,8 @@
 """Compiled config and its distribution: deltas on xds.push, full snapshots on request.
 
 Pilot recompiles the mesh after a debounce and diffs the result against what it published last,
-so one change becomes one message holding only the resources it touched. Only the leader
+so one change becomes one message holding only the resources it touched (clusters, routes, and the
+per-workload security entries). Only the leader
 publishes; every push increments `seq` within the leader's `epoch`, so a proxy that misses one
 sees the gap and asks for a snapshot.
 """
@@ -10,9 +11,9 @@ from __future__ import annotations
 
 import uuid
 
-from proto.xds import ClusterConfig, MeshConfig, Push, RouteConfig
+from proto.xds import ClusterConfig, MeshConfig, Push, RouteConfig, WorkloadSecurity
 from runtime.bus import encode
-from services.pilot.compile import MeshState, compile_mesh, diff
+from services.pilot.compile import MeshState, PeerAuthn, compile_mesh, compile_security, diff, diff_security
 
 
 class Pusher:
@@ -21,6 +22,7 @@ class Pusher:
         self.mesh = mesh or MeshConfig()
         self.clusters: dict[str, ClusterConfig] = {}
         self.routes: dict[str, RouteConfig] = {}
+        self.security: dict[str, WorkloadSecurity] = {}  # workload id -> its sidecar's inbound policy
         self.epoch = uuid.uuid4().hex[:12]
         self.seq = 0
         self.version = 0
@@ -36,18 +38,23 @@ class Pusher:
 
     def recompile(self, state: MeshState, revision: int) -> Push | None:
         """Compile, diff against the last result and return the delta (None when nothing changed)."""
-        clusters, routes = compile_mesh(state, (self.clusters, self.routes))
+        peers = PeerAuthn(state)  # indexed once: endpoints (auto mTLS) and workloads (inbound mode) share it
+        clusters, routes = compile_mesh(state, (self.clusters, self.routes), peers)
+        security = compile_security(state, self.security, peers)
         changed_clusters, changed_routes, removed_clusters, removed_routes = diff(
             self.clusters, self.routes, clusters, routes)
-        self.clusters, self.routes = clusters, routes
+        changed_security, removed_security = diff_security(self.security, security)
+        self.clusters, self.routes, self.security = clusters, routes, security
         self.version = max(self.version, revision)
-        if not (changed_clusters or changed_routes or removed_clusters or removed_routes):
+        if not (changed_clusters or changed_routes or removed_clusters or removed_routes or changed_security
+                or removed_security):
             return None
         self.seq += 1
         self.pushed_version = self.version
         return Push(epoch=self.epoch, seq=self.seq, version=self.version,
                     clusters=changed_clusters, routes=changed_routes,
-                    removed_clusters=removed_clusters, removed_routes=removed_routes, mesh=self.mesh)
+                    removed_clusters=removed_clusters, removed_routes=removed_routes, mesh=self.mesh,
+                    security=changed_security, removed_security=removed_security)
 
     def snapshot_bytes(self) -> bytes:
         """The encoded snapshot, built once per push: a thousand proxies starting together ask for
@@ -61,4 +68,5 @@ class Pusher:
     def snapshot(self) -> Push:
         return Push(epoch=self.epoch, seq=self.seq, version=self.version, full=True,
                     clusters=sorted(self.clusters.values(), key=lambda c: c.host),
-                    routes=sorted(self.routes.values(), key=lambda r: r.host), mesh=self.mesh)
+                    routes=sorted(self.routes.values(), key=lambda r: r.host), mesh=self.mesh,
+                    security=[self.security[k] for k in sorted(self.security)])

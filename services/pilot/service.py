@@ -44,7 +44,8 @@ class PilotService(ServiceProcess):
         self.compile_errors: dict[ResourceKey, str] = {}
         self.decoder = DecodeWorker(self.settings.config_limits)
         await self.decoder.start()
-        self.api = ConfigApi(self.store, self.decoder.decode, self.settings.config_limits, self._not_in_effect)
+        self.api = ConfigApi(self.store, self.decoder.decode, self.settings.config_limits, self._not_in_effect,
+                             self.settings.root_namespace)
         self.status = ProxyStatusRecorder(self.store, registered=lambda pid: pid in self.inputs.workloads,
                                           grace=3.0 * self.settings.lease_ttl)
         self.election = LeaderElection(self.store, self.name, self.settings.instance,
@@ -100,7 +101,8 @@ class PilotService(ServiceProcess):
                                                revision=revision))
 
     def _compile(self) -> Any:
-        state = self.inputs.mesh_state(self.settings.domain_suffix)
+        state = self.inputs.mesh_state(self.settings.domain_suffix, self.settings.trust_domain,
+                                       self.settings.root_namespace)
         return self.pusher.recompile(state, self.inputs.revision)
 
     async def _compile_loop(self) -> None:

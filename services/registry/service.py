@@ -163,4 +163,8 @@ def _invalid(workload: Workload) -> str:
             return f"{field} is {len(text)} characters, more than 253"
     if len(workload.tcp_ports) > MAX_LABELS:
         return f"{len(workload.tcp_ports)} TCP ports, more than {MAX_LABELS}"
+    if len(workload.app_ports) > MAX_LABELS + 1:  # the HTTP service port and each opaque TCP one
+        return f"{len(workload.app_ports)} app ports, more than {MAX_LABELS + 1}"
+    if not all(0 < port < 65536 for pair in workload.app_ports.items() for port in pair):
+        return "app ports must be 1-65535"
     return ""

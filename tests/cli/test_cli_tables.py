@@ -18,10 +18,20 @@ def test_a_rate_limit_table_shows_what_each_one_selects() -> None:
     assert table[2].split()[:3] == ["reviews", "default", "app=reviews,version=v1"]
 
 
+def test_a_peer_authentication_table_shows_each_ones_mode_unset_included() -> None:
+    policies = [{"metadata": {"name": "default", "namespace": "istio-system"}, "spec": {"mtls": {"mode": "STRICT"}}},
+                {"metadata": {"name": "finance", "namespace": "foo"}, "spec": {"selector": {"matchLabels": {"a": "b"}}}}]
+    table = render_table("PeerAuthentication", policies).splitlines()
+    assert table[0].split()[2] == "MODE"
+    assert table[1].split()[:3] == ["finance", "foo", "UNSET"]
+    assert table[2].split()[:3] == ["default", "istio-system", "STRICT"]
+
+
 def test_every_kind_has_a_third_column_filled_from_its_spec() -> None:
     specs = {"VirtualService": {"hosts": ["reviews"]}, "DestinationRule": {"host": "reviews"},
              "ServiceEntry": {"hosts": ["api.example.com"]}, "WorkloadEntry": {"address": "10.0.0.1"},
-             "RateLimit": {"selector": {"matchLabels": {"app": "reviews"}}}}
+             "RateLimit": {"selector": {"matchLabels": {"app": "reviews"}}},
+             "PeerAuthentication": {"mtls": {"mode": "STRICT"}}}
     assert set(specs) == set(KINDS)  # a new kind needs its column here too
     for kind, spec in specs.items():
         row = render_table(kind, [{"metadata": {"name": "x"}, "spec": spec}]).splitlines()[1].split()

@@ -54,11 +54,12 @@ def test_registered_workloads_form_a_cluster_per_service_with_sorted_endpoints()
     assert routes == {}
     cluster = clusters[REVIEWS]
     assert (cluster.ports, cluster.lb, cluster.subsets, cluster.source) == ([9080], "LEAST_REQUEST", [], "")
+    sidecar = {"sidecar": True, "identity": "spiffe://cluster.local/ns/prod/sa/default", "auto_mtls": [9080]}
     assert cluster.endpoints == [
         Endpoint(address="10.0.0.1", ports={9080: 15006}, labels={"app": "reviews", "version": "v1"},
-                 healthy=False, workload="r1"),
+                 healthy=False, workload="r1", **sidecar),
         Endpoint(address="10.0.0.2", ports={9080: 15006}, labels={"app": "reviews", "version": "v2"},
-                 workload="r2"),
+                 workload="r2", **sidecar),
     ]
     assert cluster.version == 5  # the newest workload
 

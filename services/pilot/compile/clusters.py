@@ -7,7 +7,8 @@ The DestinationRule for a host is the oldest one whose `host`, resolved in its o
 host; it sets the cluster's load balancer (default LEAST_REQUEST, as Istio's) and its subsets. Load balancing is
 resolved here, level by level, as Istio merges traffic policies: the cluster carries the top-level
 policy and its portLevelSettings; a subset with a trafficPolicy carries its merged policy per port; a
-subset without one carries none and uses the cluster's.
+subset without one carries none and uses the cluster's. TLS (trafficPolicy.tls) travels per level as
+written (tls.py); proto.xds.dr_tls merges it for a subset and port.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from proto.xds import RetryBudget as BudgetPolicy
 from services.pilot.compile.endpoints import Service
 from services.pilot.hosts import fqdn
 from services.pilot.compile.state import MeshState, Stored
+from services.pilot.compile.tls import level_tls
 from services.pilot.validate.durations import parse_duration, to_ms
 
 DEFAULT_LB = "LEAST_REQUEST"  # Istio's default when a DestinationRule sets none (or UNSPECIFIED)
@@ -165,11 +167,12 @@ def _subset(subset: Subset, top: TrafficPolicy | None) -> SubsetPolicy:
         limits = _limits(chosen, budget)
         if limits is not None:
             port_limits[port] = limits
+    tls, port_tls = level_tls(own)  # merged per request port by proto.xds.dr_tls
     return SubsetPolicy(name=subset.name, labels=dict(subset.labels), lb=base.lb, hash=base.hash,
                         locality=base.locality, port_lb=port_lb, limits=_limits(pool, budget),
                         port_limits=port_limits,
                         outlier=_outlier(own.outlier_detection if own.outlier_detection is not None
-                                         else top.outlier_detection if top else None))
+                                         else top.outlier_detection if top else None), tls=tls, port_tls=port_tls)
 
 
 def _endpoint_key(ep: Endpoint) -> tuple:
@@ -188,6 +191,7 @@ def build_clusters(state: MeshState, services: dict[str, Service],
         version = max(svc.revision if svc else 0, rule.revision if rule else 0, referenced.get(host, 0))
         base, port_lb, subsets, source = LbPolicy(lb=DEFAULT_LB), {}, [], ""
         limits, port_limits, outlier = None, {}, None
+        tls, port_tls = None, {}
         if rule is not None:
             spec = rule.resource.spec
             top = spec.traffic_policy
@@ -198,6 +202,7 @@ def build_clusters(state: MeshState, services: dict[str, Service],
                 limits = _limits(top.connection_pool, top.retry_budget)
                 port_limits = {port: _limits(pool, top.retry_budget) for port, pool in _port_pools(top).items()}
                 outlier = _outlier(top.outlier_detection)
+                tls, port_tls = level_tls(top)
             source = rule.source
         clusters[host] = ClusterConfig(
             host=host,
@@ -214,5 +219,7 @@ def build_clusters(state: MeshState, services: dict[str, Service],
             limits=limits,
             port_limits=port_limits,
             outlier=outlier,
+            tls=tls,
+            port_tls=port_tls,
         )
     return clusters

@@ -1,4 +1,5 @@
-"""compile_mesh: state -> (clusters, routes); diff: what changed between two compilations.
+"""compile_mesh: state -> (clusters, routes); compile_security: state -> per-workload security;
+diff / diff_security: what changed between two compilations.
 
 Comparison is by content, ignoring `version`, so a change that does not alter a resource (a new
 revision of an unrelated input) produces no push for it. Passing the previous compilation to
@@ -12,17 +13,20 @@ from typing import TypeVar
 
 import msgspec
 
-from proto.xds import ClusterConfig, RouteConfig
+from proto.xds import ClusterConfig, RouteConfig, WorkloadSecurity
 from services.pilot.compile.clusters import build_clusters
 from services.pilot.compile.endpoints import collect_services
+from services.pilot.compile.peer_authn import PeerAuthn
 from services.pilot.compile.ratelimit import attach_ratelimits
 from services.pilot.compile.routes import build_routes, mark_undefined, referenced_hosts
+from services.pilot.compile.security import build_security
 from services.pilot.compile.state import MeshState
 
-T = TypeVar("T", ClusterConfig, RouteConfig)
+T = TypeVar("T", ClusterConfig, RouteConfig, WorkloadSecurity)
 
 
-def same_content(a: ClusterConfig | RouteConfig, b: ClusterConfig | RouteConfig) -> bool:
+def same_content(a: ClusterConfig | RouteConfig | WorkloadSecurity, b: ClusterConfig | RouteConfig | WorkloadSecurity
+                 ) -> bool:
     return msgspec.structs.replace(a, version=0) == msgspec.structs.replace(b, version=0)
 
 
@@ -44,9 +48,12 @@ def keep_versions(old: dict[str, T], new: dict[str, T], revision: int = 0) -> di
 def compile_mesh(
     state: MeshState,
     previous: tuple[dict[str, ClusterConfig], dict[str, RouteConfig]] | None = None,
+    peers: PeerAuthn | None = None,
 ) -> tuple[dict[str, ClusterConfig], dict[str, RouteConfig]]:
+    """`peers`: the state's PeerAuthentications, indexed once for this compile (built here when None)."""
     routes = build_routes(state)
-    clusters = attach_ratelimits(state, build_clusters(state, collect_services(state), referenced_hosts(routes)))
+    services = collect_services(state, peers)
+    clusters = attach_ratelimits(state, build_clusters(state, services, referenced_hosts(routes)))
     routes = mark_undefined(routes, clusters)  # a subset no DestinationRule defines: the proxy need not wait
     if previous is not None:
         clusters = keep_versions(previous[0], clusters, state.revision)
@@ -54,8 +61,21 @@ def compile_mesh(
     return clusters, routes
 
 
+def compile_security(state: MeshState, previous: dict[str, WorkloadSecurity] | None = None,
+                     peers: PeerAuthn | None = None) -> dict[str, WorkloadSecurity]:
+    """Workload id -> its WorkloadSecurity (none when no policy applies), unchanged entries keeping their old
+    object and version."""
+    return build_security(state, peers, previous)
+
+
+def diff_security(old: dict[str, WorkloadSecurity], new: dict[str, WorkloadSecurity]
+                  ) -> tuple[list[WorkloadSecurity], list[str]]:
+    """(changed entries, removed workload ids), sorted by id."""
+    return _changed(old, new)
+
+
 def _changed(old: dict[str, T], new: dict[str, T]) -> tuple[list[T], list[str]]:
-    changed = [new[h] for h in sorted(new) if h not in old or not same_content(old[h], new[h])]
+    changed = [new[h] for h in sorted(new) if h not in old or (old[h] is not new[h] and not same_content(old[h], new[h]))]
     removed = sorted(h for h in old if h not in new)
     return changed, removed
 

@@ -9,16 +9,21 @@
   else P itself.
 A host that a registered service and a ServiceEntry share merges ports and endpoints; when several
 ServiceEntries claim a host, the oldest wins (as for DestinationRules and VirtualServices).
+Each endpoint carries its auto mTLS inputs (sidecar, identity, auto_mtls: automtls.py says what decides them).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import msgspec
+
 from proto.networking import ServicePort, WorkloadEntrySpec
 from proto.registry import Workload
 from proto.xds import Endpoint
 from services.pilot.hosts import fqdn, service_host
+from services.pilot.compile.automtls import endpoint_security
+from services.pilot.compile.peer_authn import PeerAuthn
 from services.pilot.compile.state import MeshState, Stored
 
 
@@ -45,23 +50,35 @@ def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return all(labels.get(key) == value for key, value in selector.items())
 
 
-def workload_endpoint(w: Workload, ports: dict[int, int]) -> Endpoint:
+def workload_endpoint(w: Workload, ports: dict[int, int], peers: PeerAuthn | None = None,
+                      trust_domain: str = "cluster.local") -> Endpoint:
+    """A registered workload (it has an Isthmus sidecar) as an endpoint; `ports`: service port -> port to
+    connect to (its sidecar's listener)."""
+    sidecar, identity, auto = endpoint_security(w.labels, True, w.namespace, w.service_account or "default", ports,
+                                                w.app_ports, peers, trust_domain)
     return Endpoint(address=w.address, ports=ports, labels=dict(w.labels), healthy=w.healthy, workload=w.id,
-                    locality=w.locality)
+                    locality=w.locality, sidecar=sidecar, identity=identity, auto_mtls=auto)
 
 
-def entry_endpoint(ep: WorkloadEntrySpec, ports: list[ServicePort], workload: str) -> Endpoint:
+def entry_endpoint(ep: WorkloadEntrySpec, ports: list[ServicePort], workload: str, namespace: str = "default",
+                   peers: PeerAuthn | None = None, trust_domain: str = "cluster.local") -> Endpoint:
+    """A WorkloadEntry, or an endpoint of a ServiceEntry in `namespace`, for the ServiceEntry's `ports`."""
     mapping = {}
     for port in ports:
         if port.name and port.name in ep.ports:
             mapping[port.number] = ep.ports[port.name]
         else:
             mapping[port.number] = port.target_port or port.number
+    sidecar, identity, auto = endpoint_security(ep.labels, bool(ep.service_account), namespace,
+                                                ep.service_account or "", mapping, mapping, peers, trust_domain)
     return Endpoint(address=ep.address or "", ports=mapping, labels=dict(ep.labels), workload=workload,
-                    locality=ep.locality or "", weight=ep.weight or 1)
+                    locality=ep.locality or "", weight=ep.weight or 1, sidecar=sidecar, identity=identity,
+                    auto_mtls=auto)
 
 
-def collect_services(state: MeshState) -> dict[str, Service]:
+def collect_services(state: MeshState, peers: PeerAuthn | None = None) -> dict[str, Service]:
+    """`peers`: the mesh's PeerAuthentications (built from `state` when None), for the endpoints' auto mTLS."""
+    peers = peers if peers is not None else PeerAuthn(state)
     services: dict[str, Service] = {}
     for _, (w, revision) in sorted(state.workloads.items()):
         host = service_host(w.service, w.namespace, state.domain_suffix)
@@ -69,17 +86,20 @@ def collect_services(state: MeshState) -> dict[str, Service]:
         svc.ports.add(w.service_port)
         svc.ports.update(w.tcp_ports)  # opaque TCP service ports, each to its own inbound TCP listener
         svc.tcp_ports.update(w.tcp_ports)
-        svc.endpoints.append(workload_endpoint(w, {w.service_port: w.inbound_port, **w.tcp_ports}))
+        svc.endpoints.append(workload_endpoint(w, {w.service_port: w.inbound_port, **w.tcp_ports}, peers,
+                                               state.trust_domain))
         svc.revision = max(svc.revision, revision)
     for stored in state.of_kind("ServiceEntry"):
-        _add_service_entry(state, stored, services)
+        _add_service_entry(state, stored, services, peers)
     return services
 
 
-def _add_service_entry(state: MeshState, stored: Stored, services: dict[str, Service]) -> None:
+def _add_service_entry(state: MeshState, stored: Stored, services: dict[str, Service], peers: PeerAuthn) -> None:
     se = stored.resource
     spec, namespace = se.spec, se.metadata.namespace
-    selected, revision = _selected_endpoints(state, stored)
+    selected, revision = _selected_endpoints(state, stored, peers)
+    if spec.location == "MESH_EXTERNAL":  # never auto mTLS outside the mesh (Istio: meshExternal)
+        selected = [msgspec.structs.replace(ep, auto_mtls=[]) if ep.auto_mtls else ep for ep in selected]
     for written in spec.hosts:
         host = fqdn(written, namespace, state.domain_suffix)
         svc = services.get(host)
@@ -99,11 +119,12 @@ def _add_service_entry(state: MeshState, stored: Stored, services: dict[str, Ser
                                           workload=f"ServiceEntry {stored.source}"))
 
 
-def _selected_endpoints(state: MeshState, stored: Stored) -> tuple[list[Endpoint], int]:
+def _selected_endpoints(state: MeshState, stored: Stored, peers: PeerAuthn) -> tuple[list[Endpoint], int]:
     """The SE's own endpoints plus those its workloadSelector selects, and the highest input revision."""
     spec, namespace = stored.resource.spec, stored.resource.metadata.namespace
     revision = stored.revision
-    found = [entry_endpoint(ep, spec.ports, f"ServiceEntry {stored.source}")
+    td = state.trust_domain
+    found = [entry_endpoint(ep, spec.ports, f"ServiceEntry {stored.source}", namespace, peers, td)
              for ep in spec.endpoints or [] if ep.address]
     if spec.workload_selector is None:
         return found, revision
@@ -111,12 +132,12 @@ def _selected_endpoints(state: MeshState, stored: Stored) -> tuple[list[Endpoint
     for entry in state.of_kind("WorkloadEntry"):
         we = entry.resource
         if we.metadata.namespace == namespace and we.spec.address and selects(selector, we.spec.labels):
-            found.append(entry_endpoint(we.spec, spec.ports, f"WorkloadEntry {entry.source}"))
+            found.append(entry_endpoint(we.spec, spec.ports, f"WorkloadEntry {entry.source}", namespace, peers, td))
             revision = max(revision, entry.revision)
     for _, (w, w_revision) in sorted(state.workloads.items()):
         if w.namespace == namespace and selects(selector, w.labels):
             # a port the workload serves as opaque TCP goes to its inbound TCP listener, the rest to its HTTP one
             ports = {p.number: w.tcp_ports.get(p.number, w.inbound_port) for p in spec.ports}
-            found.append(workload_endpoint(w, ports))
+            found.append(workload_endpoint(w, ports, peers, td))
             revision = max(revision, w_revision)
     return found, revision

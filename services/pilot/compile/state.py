@@ -37,6 +37,8 @@ class MeshState:
     workloads: dict[str, tuple[Workload, int]] = field(default_factory=dict)  # id -> (workload, revision)
     domain_suffix: str = "svc.cluster.local"  # `reviews` in `prod` -> reviews.prod.svc.cluster.local
     revision: int = 0  # the etcd revision this state reflects (versions changes whose inputs were deleted)
+    trust_domain: str = "cluster.local"  # identities are spiffe://<trust_domain>/ns/<ns>/sa/<sa>
+    root_namespace: str = "istio-system"  # where mesh-wide policies live (meshConfig.rootNamespace)
 
     def of_kind(self, kind: str) -> list[Stored]:
         """Stored resources of one kind, oldest first."""
@@ -49,6 +51,8 @@ class MeshState:
         workloads: Mapping[str, tuple[Workload, int]] | None = None,
         domain_suffix: str = "svc.cluster.local",
         revision: int = 0,
+        trust_domain: str = "cluster.local",
+        root_namespace: str = "istio-system",
     ) -> "MeshState":
         """From {(kind, namespace, name): (resource, revision) or Stored} and {id: (workload, revision)}."""
         by_kind: dict[str, dict[tuple[str, str], Stored]] = {}
@@ -56,4 +60,4 @@ class MeshState:
             stored = item if isinstance(item, Stored) else Stored(item[0], item[1])
             by_kind.setdefault(kind, {})[(namespace, name)] = stored
         return cls(resources=by_kind, workloads=dict(workloads or {}), domain_suffix=domain_suffix,
-                   revision=revision)
+                   revision=revision, trust_domain=trust_domain, root_namespace=root_namespace)

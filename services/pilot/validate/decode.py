@@ -9,7 +9,7 @@ array. Each document is checked in three passes, and each pass reports all it fi
   2. shape: every field against the msgspec schema (schema.py), so an unsupported field is an
      error with its path instead of being ignored;
   3. semantics: Istio's validation rules, one module per kind (virtual_service.py, destination_rule.py,
-     service_entry.py, workload_entry.py, ratelimit.py).
+     service_entry.py, workload_entry.py, ratelimit.py, peer_authentication.py).
 Before any of that, the submission is held to ConfigLimits (size, documents, nesting, items,
 expanded nodes, aliasing, duplicate keys, integers too long to read: runtime/doc_limits.py, read
 by runtime/documents.py, which the CLI shares); a submission over a limit gets one error
@@ -31,6 +31,8 @@ from runtime.settings import ConfigLimits
 from services.pilot.validate.checks import DNS1123_LABEL, DNS1123_SUBDOMAIN
 from services.pilot.validate.destination_rule import destination_rule
 from services.pilot.validate.findings import Findings
+from services.pilot.validate.peer_authentication import normalize as normalize_peer_authentication
+from services.pilot.validate.peer_authentication import peer_authentication
 from services.pilot.validate.ratelimit import rate_limit
 from services.pilot.validate.schema import check_shape, from_msgspec_error
 from services.pilot.validate.service_entry import service_entry
@@ -43,7 +45,10 @@ VALIDATORS = {
     "ServiceEntry": service_entry,
     "WorkloadEntry": workload_entry,
     "RateLimit": rate_limit,
+    "PeerAuthentication": peer_authentication,
 }
+# what a kind's document needs before its shape is checked (YAML's `8080:` map keys read as numbers)
+NORMALIZERS = {"PeerAuthentication": normalize_peer_authentication}
 _ENVELOPE_PATHS = ("apiVersion", "kind", "metadata", "metadata.name", "metadata.namespace")
 def decode_documents(
     text: str, *, default_namespace: str = "default", limits: ConfigLimits | None = None
@@ -109,6 +114,8 @@ def _decode_one(doc: Any, f: Findings, default_namespace: str) -> tuple[Findings
     if info is None or not isinstance(meta, dict):
         return f, None
     body = {**doc, "metadata": meta}
+    if info.kind in NORMALIZERS:
+        body = NORMALIZERS[info.kind](body)
     if not isinstance(api_version, str):
         body["apiVersion"] = ""  # reported by the envelope check; keeps the shape and rule checks going
     for key in ("name", "namespace"):

@@ -1,7 +1,8 @@
 """Semantic checks of a DestinationRule (Istio's ValidateDestinationRule), for the fields Isthmus supports.
 
 Fields Isthmus does not declare in proto/networking.py fail at decode with their path; this module checks
-the values of the declared ones and appends every problem to the document's `Findings`.
+the values of the declared ones and appends every problem to the document's `Findings`; `tls` at every
+level is checked by client_tls.py.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from proto.networking import (
     ConnectionPoolSettings, DestinationRuleSpec, LoadBalancerSettings, OutlierDetection, RetryBudget, TrafficPolicy,
 )
 from services.pilot.validate.checks import HEADER_NAME, check_host, check_labels, check_port, check_subset_name
+from services.pilot.validate.client_tls import client_tls
 from services.pilot.validate.durations import duration_ms
 from services.pilot.validate.findings import Findings
 
@@ -151,13 +153,17 @@ def _outlier_detection(od: OutlierDetection, path: str, f: Findings) -> None:
             f.error(f"{path}.{name}", f"percentage {pct} is not in range 0..100")
 
 
-def _traffic_policy(policy: TrafficPolicy | None, path: str, f: Findings) -> None:
+def _traffic_policy(policy: TrafficPolicy | None, path: str, f: Findings, inherited_tls: bool = False) -> None:
+    """`inherited_tls`: a level above sets tls (for a subset's policy: the top level)."""
     if policy is None:
         return
     if (policy.load_balancer is None and policy.connection_pool is None and policy.outlier_detection is None
-            and not policy.port_level_settings and policy.retry_budget is None):
+            and not policy.port_level_settings and policy.retry_budget is None and policy.tls is None):
         f.error(path, "traffic policy must have at least one field")
         return
+    if policy.tls is not None:
+        client_tls(policy.tls, f"{path}.tls", f)
+    tls_above = inherited_tls or policy.tls is not None
     if policy.retry_budget is not None:
         _retry_budget(policy.retry_budget, f"{path}.retryBudget", f)
     if policy.load_balancer is not None:
@@ -176,12 +182,18 @@ def _traffic_policy(policy: TrafficPolicy | None, path: str, f: Findings) -> Non
             if port_policy.port.number in ports:
                 f.error(f"{ppath}.port.number", f"port {port_policy.port.number} has two port level settings")
             ports.add(port_policy.port.number)
-        if port_policy.load_balancer is None and port_policy.connection_pool is None:
+        if port_policy.load_balancer is None and port_policy.connection_pool is None and port_policy.tls is None:
             f.error(ppath, "port traffic policy must have at least one field")
         if port_policy.load_balancer is not None:
             _load_balancer(port_policy.load_balancer, f"{ppath}.loadBalancer", f)
         if port_policy.connection_pool is not None:
             _connection_pool(port_policy.connection_pool, f"{ppath}.connectionPool", f)
+        if port_policy.tls is not None:
+            client_tls(port_policy.tls, f"{ppath}.tls", f)
+        elif tls_above and port_policy.port is not None:
+            f.warn(ppath, f"sets no tls, so the tls set above does not apply to port {port_policy.port.number}: "
+                          "a port-level setting replaces its level's policy for its port, as in Istio (auto mTLS "
+                          "decides there)")
 
 
 def destination_rule(spec: DestinationRuleSpec, f: Findings) -> None:
@@ -195,4 +207,5 @@ def destination_rule(spec: DestinationRuleSpec, f: Findings) -> None:
             f.error(f"{path}.name", f"duplicate subset names: {subset.name}")
         names.add(subset.name)
         check_labels(subset.labels, f"{path}.labels", f)
-        _traffic_policy(subset.traffic_policy, f"{path}.trafficPolicy", f)
+        top_tls = spec.traffic_policy is not None and spec.traffic_policy.tls is not None
+        _traffic_policy(subset.traffic_policy, f"{path}.trafficPolicy", f, inherited_tls=top_tls)

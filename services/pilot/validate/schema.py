@@ -85,8 +85,12 @@ def _check(value: Any, t: mi.Type, path: str, out: list[Problem]) -> None:
         if not isinstance(value, dict):
             out.append((path, f"expected an object (a map), got {_describe_value(value)}"))
             return
+        numbered = isinstance(t.key_type, mi.IntType)  # e.g. portLevelMtls (the kind's normalizer made them ints)
         for key, item in value.items():
-            if not isinstance(key, str):
+            if numbered and (not isinstance(key, int) or isinstance(key, bool)):
+                out.append((f"{path}[{key}]", f"keys must be numbers, got {_describe_value(key)}"))
+                continue
+            if not numbered and not isinstance(key, str):
                 out.append((f"{path}[{key}]", f"keys must be strings, got {_describe_value(key)}"))
                 continue
             _check(item, t.value_type, f"{path}[{key}]", out)

@@ -1,0 +1,38 @@
+"""This sidecar's own WorkloadSecurity entry, kept from pushes (ConfigState holds it; the inbound data path
+reads it: `mode_for(app_port)`).
+
+    own_security(push, workload_id, current) -> WorkloadSecurity | None    ValueError for an unknown mode
+    security_dump(security) -> dict                                         for /config_dump
+
+Pilot pushes one entry per registered workload (proto.xds.WorkloadSecurity); a sidecar keeps only its own.
+None means no entry: PERMISSIVE, Istio's mode when no PeerAuthentication applies.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from proto.xds import INBOUND_MTLS_MODES, MTLS_PERMISSIVE, Push, WorkloadSecurity
+
+
+def own_security(push: Push, workload_id: str, current: WorkloadSecurity | None) -> WorkloadSecurity | None:
+    """The entry in force after `push`: the push's entry for `workload_id`, else None after a snapshot without
+    one or a removal, else `current`."""
+    own = next((s for s in push.security if s.workload == workload_id), None)
+    if own is not None:
+        for mode in (own.mtls_mode, *own.port_mtls.values()):
+            if mode not in INBOUND_MTLS_MODES:
+                raise ValueError(f"security of {own.workload}: mTLS mode {mode!r} is not one of "
+                                 f"{', '.join(INBOUND_MTLS_MODES)}")
+        return own
+    if push.full or workload_id in push.removed_security:
+        return None
+    return current
+
+
+def security_dump(security: WorkloadSecurity | None) -> dict[str, Any]:
+    """The sidecar's inbound policy as /config_dump shows it, defaults spelled out."""
+    if security is None:
+        return {"mtls_mode": MTLS_PERMISSIVE, "port_mtls": {}, "peer_authentications": [], "version": 0}
+    return {"mtls_mode": security.mtls_mode, "port_mtls": dict(security.port_mtls),
+            "peer_authentications": list(security.peer_authentications), "version": security.version}

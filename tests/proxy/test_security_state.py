@@ -1,0 +1,57 @@
+"""proxy/control/security_state.py through ConfigState: a sidecar keeps its own WorkloadSecurity from pushes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from proto.xds import Push, WorkloadSecurity
+from proxy.control.config_state import ConfigRejected, ConfigState
+
+
+def entry(workload: str, mode: str, version: int = 1, **ports: str) -> WorkloadSecurity:
+    return WorkloadSecurity(workload=workload, version=version, namespace="foo", mtls_mode=mode,
+                            port_mtls={int(p[1:]): m for p, m in ports.items()})
+
+
+def push(seq: int, *entries: WorkloadSecurity, full: bool = False, removed: tuple[str, ...] = ()) -> Push:
+    return Push(epoch="e", seq=seq, version=seq, full=full, security=list(entries), removed_security=list(removed))
+
+
+def test_a_sidecar_keeps_only_its_own_entry_and_reads_its_mode_per_app_port():
+    state = ConfigState(workload_id="me")
+    assert state.security is None and state.dump()["security"]["mtls_mode"] == "PERMISSIVE"
+    state.apply(push(1, entry("other", "DISABLE"), entry("me", "STRICT", p8080="DISABLE"), full=True))
+    assert state.security is not None and state.security.workload == "me"
+    assert (state.security.mode_for(8080), state.security.mode_for(9080)) == ("DISABLE", "STRICT")
+    dumped = json.loads(json.dumps(state.dump()))["security"]
+    assert (dumped["mtls_mode"], dumped["port_mtls"]) == ("STRICT", {"8080": "DISABLE"})
+
+
+def test_a_delta_without_the_entry_keeps_it_a_newer_one_replaces_it_a_removal_drops_it():
+    state = ConfigState(workload_id="me")
+    state.apply(push(1, entry("me", "STRICT"), full=True))
+    state.apply(push(2, entry("other", "DISABLE")))
+    assert state.security.mtls_mode == "STRICT"
+    state.apply(push(3, entry("me", "DISABLE", version=3)))
+    assert (state.security.mtls_mode, state.security.version) == ("DISABLE", 3)
+    state.apply(push(4, removed=("me",)))
+    assert state.security is None
+
+
+def test_a_snapshot_without_the_entry_means_permissive():
+    state = ConfigState(workload_id="me")
+    state.apply(push(1, entry("me", "STRICT"), full=True))
+    state.apply(push(2, entry("other", "STRICT"), full=True))
+    assert state.security is None
+
+
+@pytest.mark.parametrize("bad", [entry("me", "strict"), entry("me", "STRICT", p80="UNSET")])
+def test_an_unknown_mode_in_its_own_entry_is_rejected_and_changes_nothing(bad):
+    state = ConfigState(workload_id="me")
+    state.apply(push(1, entry("me", "STRICT"), full=True))
+    with pytest.raises(ConfigRejected, match="mTLS mode"):
+        state.apply(push(2, bad))
+    assert (state.security.mtls_mode, state.seq) == ("STRICT", 1)
+    state.apply(push(2, entry("other", "nonsense")))  # another workload's entry is not this sidecar's business

@@ -1,0 +1,23 @@
+"""services/registry/service.py: a registration's app_ports are bounded like its other maps."""
+
+from __future__ import annotations
+
+from proto.registry import Workload
+from services.registry.service import MAX_LABELS, _invalid
+
+
+def workload(app_ports: dict[int, int]) -> Workload:
+    return Workload(id="w1", service="fin", namespace="foo", app_ports=app_ports)
+
+
+def test_app_ports_up_to_one_per_tcp_port_plus_the_http_one_are_accepted_one_more_is_refused():
+    at_limit = {9000 + i: 8000 + i for i in range(MAX_LABELS + 1)}
+    assert _invalid(workload(at_limit)) == ""
+    over = {**at_limit, 1: 1}
+    assert _invalid(workload(over)) == f"{MAX_LABELS + 2} app ports, more than {MAX_LABELS + 1}"
+
+
+def test_app_ports_outside_1_to_65535_are_refused():
+    for bad in ({0: 80}, {80: 65536}, {-1: 80}):
+        assert _invalid(workload(bad)) == "app ports must be 1-65535"
+    assert _invalid(workload({1: 65535})) == ""
