@@ -30,6 +30,7 @@ from proto.xds import (
     OUTBOUND_TRAFFIC_POLICIES, ClusterConfig, MeshConfig, Push, RouteConfig, WeightedDestination, WorkloadSecurity,
 )
 from proxy.control.security_state import own_security, security_dump
+from proxy.outbound.upstream_tls import Originate, tls_problem
 from proxy.outbound.balancer import policy_problem
 from proxy.outbound.route_match import CompiledMatch
 from proxy.outbound.route import CompiledRoute
@@ -86,6 +87,9 @@ def _check_cluster(cluster: ClusterConfig) -> None:
     for ep in cluster.endpoints:
         if not ep.address:
             raise ConfigRejected(f"{where}: an endpoint has no address")
+    problem = tls_problem(cluster)
+    if problem:
+        raise ConfigRejected(problem)
     for rl in cluster.ratelimits:
         if rl.max_tokens < 1 or rl.tokens_per_fill < 1 or rl.fill_interval_ms < 1:
             raise ConfigRejected(f"{where}: rate limit {rl.name}: the token bucket needs positive values")
@@ -155,6 +159,8 @@ class ConfigState:
         self.table = RoutingTable({}, {})
         self.mesh = MeshConfig()  # mesh-wide settings from pilot (outboundTrafficPolicy): MeshRouter reads them
         self.on_apply: list[Callable[[], None]] = []  # called after each applied push (inbound rate limits)
+        # makes the TLS origination for an endpoint (the sidecar sets it: proxy/tls/upstream.py); None: plaintext
+        self.originate: Originate | None = None
 
     def pending_routes(self) -> dict[str, Pending]:
         return dict(self._pending)
@@ -226,7 +232,7 @@ class ConfigState:
                 log.info("pending route applied: what it waited for arrived", host=host, version=before.route.version)
 
         effective, retained = self._keep_alive(clusters, active)
-        table = build_table(effective, {h: known[id(r)] for h, r in active.items()}, self.table)
+        table = build_table(effective, {h: known[id(r)] for h, r in active.items()}, self.table, self.originate)
 
         self.desired_clusters, self.desired_routes = clusters, routes
         self.clusters, self.routes, self.retained, self._pending = effective, active, retained, pending

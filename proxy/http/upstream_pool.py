@@ -69,13 +69,15 @@ class ConnectionPool:
         return (self._loop or asyncio.get_running_loop()).time()
 
     async def connect(self, address: str, port: int, timeout: float | None = None,
-                      policy: ConnPolicy | None = None, tls: TlsOrigination | None = None) -> UpstreamConnection:
+                      policy: ConnPolicy | None = None, tls: TlsOrigination | None = None,
+                      key: Key | None = None) -> UpstreamConnection:
         """`timeout`: the cluster's connectTimeout, else the pool's; `policy`: the cluster's connection settings;
         `tls`: mutual TLS to the endpoint's sidecar (proxy/tls/origination.py), the handshake and the peer's
         SPIFFE ID check within the same timeout. Its connections pool apart from plaintext ones (`take` with
-        the key `key_for` gives)."""
+        the key `key_for` gives); `key`: that key when the caller holds it already (Target.key)."""
         loop = self._loop = asyncio.get_running_loop()
-        key = key_for(address, port, policy, tls)
+        if key is None:
+            key = key_for(address, port, policy, tls)
         timeout = timeout or self.connect_timeout
         try:
             async with asyncio.timeout(timeout):

@@ -77,6 +77,11 @@ class TlsAcceptor:
         self._open = False
 
     @property
+    def accepting(self) -> bool:
+        """Started and not closed."""
+        return self._open
+
+    @property
     def pending(self) -> int:
         return len(self._pending) + len(self._handing)
 

@@ -35,6 +35,10 @@ class TlsOrigination:
         self.sni = sni
         self.key = ("mtls", expected_id, sni)
 
+    def check(self, ssl_object: ssl.SSLObject | None, endpoint: str) -> None:
+        """check_peer for callers below this layer (the mirror's copy): PeerIdentityMismatch unless it is ours."""
+        check_peer(ssl_object, self, endpoint)
+
 
 class PeerIdentityMismatch(ssl.SSLError):
     """The server's certificate is valid for the bundle but names another workload."""
