@@ -190,8 +190,8 @@ class ConfigState:
             clusters.update((c.host, c) for c in push.clusters)
             routes = {h: r for h, r in self.desired_routes.items() if h not in push.removed_routes}
             routes.update((r.host, r) for r in push.routes)
+        self.security = security  # before _install: its on_apply callbacks read it (the inbound mTLS modes)
         self._install(clusters, routes, {**self._compiled, **compiled}, mesh)
-        self.security = security
         self.epoch, self.seq, self.version = push.epoch, push.seq, max(self.version, push.version)
 
     def expire(self) -> bool:
