@@ -105,6 +105,12 @@ spec:
             writer.close()
 
 
+HALF_CLOSE_OVER_MTLS = pytest.mark.xfail(
+    strict=True, reason="a client's half-close does not cross the sidecars' mutual TLS leg yet: asyncio's and uvloop's "
+    "TLS transports have no write_eof (close_notify ends the whole connection), so a server that answers after "
+    "the client's EOF never sees it (issue 10, report of branch mtls-wire)")
+
+
 @pytest.fixture
 async def db(mesh: ControlPlane):  # type: ignore[no-untyped-def]
     database = await Database(mesh).start()
@@ -114,6 +120,7 @@ async def db(mesh: ControlPlane):  # type: ignore[no-untyped-def]
         await server.stop()
 
 
+@HALF_CLOSE_OVER_MTLS
 async def test_a_tcp_route_splits_connections_50_50_over_200_connections(db: Database) -> None:
     await db.apply(f"""
 apiVersion: networking.istio.io/v1
@@ -142,6 +149,7 @@ spec:
     assert all(' - - ' in line for line in lines)  # no status, no flag: relayed
 
 
+@HALF_CLOSE_OVER_MTLS
 async def test_bytes_pass_unchanged_both_ways_and_a_shift_takes_new_connections(db: Database) -> None:
     payload = os.urandom(2_000_000)  # bigger than any socket buffer: flow control on both legs
     greeting, rest = await db.session(payload)
