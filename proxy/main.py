@@ -98,7 +98,8 @@ class Sidecar:
         # mutual TLS: out, per endpoint as each push decides (proxy/tls/upstream.py); in, per app port by the
         # PeerAuthentication mode pilot pushed for this workload (proxy/tls/modes.py), asked per connection
         provider = self.identity.provider
-        self.state.originate = UpstreamTls(provider).originate
+        upstream_tls = UpstreamTls(provider)
+        self.state.originate, self.state.tls_check = upstream_tls.originate, upstream_tls.problem
         self.modes = InboundModes([options.app_port, *(app for _, app, _ in options.app_tcp)], options.mtls_switch_hold)
         self.state.on_apply.append(lambda: self.modes.update(self.state.security))
 

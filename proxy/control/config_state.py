@@ -30,7 +30,7 @@ from proto.xds import (
     OUTBOUND_TRAFFIC_POLICIES, ClusterConfig, MeshConfig, Push, RouteConfig, WeightedDestination, WorkloadSecurity,
 )
 from proxy.control.security_state import own_security, security_dump
-from proxy.outbound.upstream_tls import Originate, tls_problem
+from proxy.outbound.upstream_tls import Originate, TlsCheck, tls_problem
 from proxy.outbound.balancer import policy_problem
 from proxy.outbound.route_match import CompiledMatch
 from proxy.outbound.route import CompiledRoute
@@ -54,7 +54,7 @@ class Pending(NamedTuple):
     since: float = 0.0  # clock time the host started waiting (kept across new versions while it waits)
 
 
-def _check_cluster(cluster: ClusterConfig) -> None:
+def _check_cluster(cluster: ClusterConfig, tls_check: TlsCheck | None = None) -> None:
     where = f"cluster {cluster.host}"
     if not cluster.host:
         raise ConfigRejected("a cluster has an empty host")
@@ -87,7 +87,7 @@ def _check_cluster(cluster: ClusterConfig) -> None:
     for ep in cluster.endpoints:
         if not ep.address:
             raise ConfigRejected(f"{where}: an endpoint has no address")
-    problem = tls_problem(cluster)
+    problem = tls_problem(cluster, tls_check)
     if problem:
         raise ConfigRejected(problem)
     for rl in cluster.ratelimits:
@@ -161,6 +161,8 @@ class ConfigState:
         self.on_apply: list[Callable[[], None]] = []  # called after each applied push (inbound rate limits)
         # makes the TLS origination for an endpoint (the sidecar sets it: proxy/tls/upstream.py); None: plaintext
         self.originate: Originate | None = None
+        # loads a DestinationRule's SIMPLE/MUTUAL files when a push names them ("" or why not: NACK); the sidecar sets it
+        self.tls_check: TlsCheck | None = None
 
     def pending_routes(self) -> dict[str, Pending]:
         return dict(self._pending)
@@ -176,7 +178,7 @@ class ConfigState:
             raise ConfigRejected(f"mesh: outbound traffic policy {mesh.outbound_traffic_policy!r} is not one of "
                                  f"{', '.join(OUTBOUND_TRAFFIC_POLICIES)}")
         for cluster in push.clusters:
-            _check_cluster(cluster)
+            _check_cluster(cluster, self.tls_check)
         try:
             security = own_security(push, self.workload_id, self.security)
         except ValueError as exc:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from proxy.core.conn_policy import ConnPolicy, Key, set_keepalive
 from proxy.core.errors import UpstreamConnectError
 from proxy.http.upstream import UpstreamConnection
-from proxy.tls.origination import TlsOrigination, check_peer
+from proxy.tls.origination import TlsOrigination
 
 if TYPE_CHECKING:
     from proxy.outbound.dns_cache import DnsCache
@@ -112,7 +112,7 @@ class ConnectionPool:
                                                server_hostname=tls.sni or None,
                                                ssl_handshake_timeout=self.connect_timeout)
         try:
-            check_peer(conn.transport.get_extra_info("ssl_object"), tls, f"{address}:{port}")
+            tls.check(conn.transport.get_extra_info("ssl_object"), f"{address}:{port}")  # check_peer, or SANs
         except ssl.SSLError:
             conn.closed = True
             conn.transport.abort()

@@ -1,13 +1,15 @@
 """The transport-out decision for one endpoint and service port: plaintext, or mutual TLS to its sidecar.
 
     decide(config, subset, port, endpoint, originate) -> origination or None    once per push, never per request
-    tls_problem(config) -> str                                                   why a push's cluster is refused
+    tls_problem(config, check) -> str                                            why a push's cluster is refused
 
 Istio's auto mTLS (enableAutoMtls) with the DestinationRule's `tls` first (proto.xds.client_tls: merged as
 MergeSubsetTrafficPolicy): DISABLE is plaintext; ISTIO_MUTUAL is mutual TLS with the workload certificate,
 the server held to `subjectAltNames[0]` when given, else to the SPIFFE ID the endpoint registered with.
-SIMPLE and MUTUAL (certificate files, for services outside the mesh) are not originated yet: a push that
-asks for them is refused whole (NACK with the reason) by `tls_problem`, never sent in plaintext.
+SIMPLE and MUTUAL (certificate files, for services outside the mesh): TLS with those files; `tls_problem` asks
+the sidecar's `check` to load them when the push is applied, and a push whose files cannot be loaded is
+refused whole (NACK with the reason), never sent in plaintext. Without a `check` (no TLS source), they are
+refused too.
 
 The origination object itself (proxy/tls/origination.TlsOrigination) is made by `originate`, which the
 sidecar supplies (proxy/tls/upstream.py), so this stage imports nothing above it.
@@ -23,6 +25,8 @@ from proto.xds import (TLS_DISABLE, TLS_ISTIO_MUTUAL, TLS_MUTUAL, TLS_SIMPLE, Cl
 # (the merged ClientTls, the endpoint) -> an origination with `key` (a tuple that sets its pooled connections
 # apart), or None for plaintext
 Originate = Callable[[ClientTls, Endpoint], object]
+# a ClientTls -> "" when it can be originated, else why not (loads SIMPLE/MUTUAL files once)
+TlsCheck = Callable[[ClientTls], str]
 
 SUPPORTED = (TLS_DISABLE, TLS_ISTIO_MUTUAL)
 
@@ -40,9 +44,10 @@ def decide(config: ClusterConfig | None, subset: str, port: int, endpoint: Endpo
     return originate(chosen, endpoint)
 
 
-def tls_problem(config: ClusterConfig) -> str:
+def tls_problem(config: ClusterConfig, check: TlsCheck | None = None) -> str:
     """"" when every tls the cluster's DestinationRule sets can be originated here; else the reason to refuse
-    the push (ConfigState NACKs it): a mode this sidecar does not originate yet, or an unknown one."""
+    the push (ConfigState NACKs it): SIMPLE or MUTUAL whose files `check` cannot load (or with no `check`),
+    or an unknown mode."""
     where = [("", config.tls), *((f" port {p}", t) for p, t in config.port_tls.items())]
     for subset in config.subsets:
         where.append((f" subset {subset.name}", subset.tls))
@@ -51,7 +56,12 @@ def tls_problem(config: ClusterConfig) -> str:
         if tls is None or tls.mode in SUPPORTED:
             continue
         if tls.mode in (TLS_SIMPLE, TLS_MUTUAL):
-            return (f"cluster {config.host}{at}: DestinationRule tls mode {tls.mode} is not supported by this "
-                    "sidecar yet (only ISTIO_MUTUAL and DISABLE); refused rather than sent in plaintext")
+            if check is None:
+                return (f"cluster {config.host}{at}: DestinationRule tls mode {tls.mode} needs the sidecar's TLS "
+                        "source; refused rather than sent in plaintext")
+            problem = check(tls)
+            if problem:
+                return f"cluster {config.host}{at}: {problem}; refused rather than sent in plaintext"
+            continue
         return f"cluster {config.host}{at}: unknown tls mode {tls.mode!r}"
     return ""

@@ -37,7 +37,6 @@ from proxy.core.conn_policy import set_keepalive
 from proxy.core.target import Target
 from proxy.tls.acceptor import TlsAcceptor
 from proxy.tls.listen import listening_socket
-from proxy.tls.origination import check_peer
 from runtime.log import get_logger
 
 if TYPE_CHECKING:
@@ -181,7 +180,7 @@ class Relay:
         transport, _ = await self.loop.create_connection(lambda: up, target.address, target.port, ssl=context,
                                                          server_hostname=tls.sni or None)  # type: ignore[attr-defined]
         try:
-            check_peer(transport.get_extra_info("ssl_object"), tls, f"{target.address}:{target.port}")  # type: ignore[arg-type]
+            tls.check(transport.get_extra_info("ssl_object"), f"{target.address}:{target.port}")  # type: ignore[attr-defined]
         except ssl.SSLError:
             up.transport = None  # never paired: what it read stays unrelayed
             transport.abort()

@@ -98,13 +98,20 @@ def test_a_subset_route_and_a_mirror_carry_the_decision() -> None:
 
 
 @pytest.mark.parametrize("mode", ["SIMPLE", "MUTUAL"])
-def test_a_push_asking_for_simple_or_mutual_tls_is_refused_with_the_reason(mode: str) -> None:
+def test_a_push_whose_simple_or_mutual_files_cannot_be_loaded_is_refused_with_the_reason(mode: str,
+                                                                                          tmp_path) -> None:  # type: ignore[no-untyped-def]
     state = ConfigState()
+    state.tls_check = UpstreamTls(TlsProvider()).problem
+    missing = str(tmp_path / "absent.pem")
     cluster = ClusterConfig(host=HOST, version=1, ports=[9080], subsets=[
-        SubsetPolicy(name="v1", port_tls={9080: ClientTls(mode=mode, client_certificate="c", private_key="k")})])
-    with pytest.raises(ConfigRejected, match=f"subset v1 port 9080: DestinationRule tls mode {mode} is not supported"):
+        SubsetPolicy(name="v1", port_tls={9080: ClientTls(mode=mode, ca_certificates=missing,
+                                                          client_certificate=missing, private_key=missing)})])
+    with pytest.raises(ConfigRejected, match=f"subset v1 port 9080: tls {mode}: cannot load its certificate files"):
         state.apply(Push(epoch="e", seq=1, version=1, full=True, clusters=[cluster]))
     assert state.clusters == {}  # nothing applied, nothing sent in plaintext
+    state.tls_check = None  # a state with no TLS source refuses them too
+    with pytest.raises(ConfigRejected, match=f"tls mode {mode} needs the sidecar's TLS source"):
+        state.apply(Push(epoch="e", seq=1, version=1, full=True, clusters=[cluster]))
 
 
 def test_a_switch_from_disable_to_strict_is_held_at_permissive_then_applies() -> None:

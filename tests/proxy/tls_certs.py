@@ -28,16 +28,17 @@ class TestCa:
                      .sign(self.key, hashes.SHA256()))
         self.root_pem = self.cert.public_bytes(serialization.Encoding.PEM).decode()
 
-    def leaf(self, spiffe_id: str, name: str) -> tuple[Path, Path]:
-        """(cert path, key path) of a workload certificate for `spiffe_id`."""
+    def leaf(self, spiffe_id: str, name: str, dns: tuple[str, ...] = ()) -> tuple[Path, Path]:
+        """(cert path, key path) of a workload certificate for `spiffe_id` ("": none), with `dns` names too."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.timezone.utc)
         cert = (x509.CertificateBuilder().subject_name(x509.Name([])).issuer_name(self.cert.subject)
                 .public_key(key.public_key()).serial_number(x509.random_serial_number())
                 .not_valid_before(now - datetime.timedelta(minutes=5))
                 .not_valid_after(now + datetime.timedelta(hours=1))
-                .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(spiffe_id)]),
-                               critical=True)
+                .add_extension(x509.SubjectAlternativeName(
+                    [*([x509.UniformResourceIdentifier(spiffe_id)] if spiffe_id else []),
+                     *(x509.DNSName(name) for name in dns)]), critical=True)
                 .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                 .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
                                                       ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
