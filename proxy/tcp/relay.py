@@ -17,7 +17,7 @@ Flow control: when one side's write buffer fills, reading from the other side pa
 Bytes a client sends before its upstream is connected are held up to EARLY_LIMIT, then reading pauses.
 A listener holds at most `max_connections` relays (proxy/http/limits.py); more are closed at once.
 
-Mutual TLS, as for HTTP: an outbound connection to an endpoint with a sidecar is originated with the
+Mutual TLS, as for HTTP (with TLS in a layer of our own, proxy/tls/bio.py, so half-closes pass): an outbound connection to an endpoint with a sidecar is originated with the
 TlsOrigination its Target carries (decided once per push: proxy/outbound/upstream_tls.py), the peer's SPIFFE ID
 checked before a byte is relayed (another identity: flag UF); an inbound listener given `tls_mode` and
 `tls_context` accepts through a TlsAcceptor (STRICT / PERMISSIVE / DISABLE per connection). A relay starts
@@ -36,6 +36,7 @@ from proxy.core.errors import ProxyError
 from proxy.core.conn_policy import set_keepalive
 from proxy.core.target import Target
 from proxy.tls.acceptor import TlsAcceptor
+from proxy.tls.bio import TlsLayer
 from proxy.tls.listen import listening_socket
 from runtime.log import get_logger
 
@@ -177,13 +178,14 @@ class Relay:
         context = tls.context()  # type: ignore[attr-defined]
         if context is None:
             raise OSError("this workload has no certificate yet for mutual TLS")
-        transport, _ = await self.loop.create_connection(lambda: up, target.address, target.port, ssl=context,
-                                                         server_hostname=tls.sni or None)  # type: ignore[attr-defined]
+        # TLS in a layer of our own (proxy/tls/bio.py): the loop's TLS transports cannot pass a half-close
+        layer = TlsLayer(context, False, tls.sni or None, up)  # type: ignore[attr-defined]
+        await self.loop.create_connection(lambda: layer, target.address, target.port)
         try:
-            tls.check(transport.get_extra_info("ssl_object"), f"{target.address}:{target.port}")  # type: ignore[attr-defined]
-        except ssl.SSLError:
-            up.transport = None  # never paired: what it read stays unrelayed
-            transport.abort()
+            await layer.handshake
+            tls.check(layer.sslobj, f"{target.address}:{target.port}")  # type: ignore[attr-defined]
+        except BaseException:
+            layer.abort()
             raise
 
     def _attach(self, up: _Side, breaker: Breaker | None) -> None:
@@ -300,7 +302,8 @@ class TcpListener:
         if self.tls_mode is not None and self.tls_context is not None:
             sock = listening_socket(self.host, self.port)
             self.port = sock.getsockname()[1]
-            self.acceptor = TlsAcceptor(sock, self._accept, self.tls_mode, self.tls_context, name=self.name)
+            self.acceptor = TlsAcceptor(sock, self._accept, self.tls_mode, self.tls_context, name=self.name,
+                                        layered=True)
             self.acceptor.start()
             return
         loop = asyncio.get_running_loop()

@@ -28,6 +28,8 @@ from typing import Any
 
 import structlog
 
+from proxy.tls.bio import TlsLayer
+
 log = structlog.get_logger("proxy.tls")
 
 STRICT, PERMISSIVE, DISABLE = "STRICT", "PERMISSIVE", "DISABLE"
@@ -61,7 +63,9 @@ class TlsAcceptor:
     def __init__(self, sock: socket.socket, factory: Callable[[], asyncio.Protocol], mode: Callable[[], str],
                  context: Callable[[], ssl.SSLContext | None], *, first_byte_timeout: float = FIRST_BYTE_TIMEOUT,
                  handshake_timeout: float = HANDSHAKE_TIMEOUT, max_pending: int = MAX_PENDING,
-                 name: str = "inbound") -> None:
+                 name: str = "inbound", layered: bool = False) -> None:
+        """`layered`: TLS runs in the protocol's own layer (proxy/tls/bio.py, which passes half-closes: the
+        opaque-TCP listeners) instead of the loop's TLS transport."""
         self.sock = sock
         self.factory = factory
         self.mode = mode
@@ -70,6 +74,7 @@ class TlsAcceptor:
         self.handshake_timeout = handshake_timeout
         self.max_pending = max_pending
         self.name = name
+        self.layered = layered
         self.stats = AcceptStats()
         self.loop = asyncio.get_running_loop()
         self._pending: dict[int, tuple[socket.socket, asyncio.TimerHandle]] = {}  # fd -> waiting for a byte
@@ -174,6 +179,10 @@ class TlsAcceptor:
         try:
             if context is None:
                 await self.loop.connect_accepted_socket(self.factory, conn)
+            elif self.layered:
+                await self.loop.connect_accepted_socket(
+                    lambda: TlsLayer(context, True, None, self.factory(), self.handshake_timeout,
+                                     lambda exc: self._failed(conn, exc)), conn)
             else:
                 await self.loop.connect_accepted_socket(self.factory, conn, ssl=context,
                                                         ssl_handshake_timeout=self.handshake_timeout)
@@ -182,9 +191,12 @@ class TlsAcceptor:
             raise
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
             # a client without a certificate, one from another CA, a protocol below TLS 1.2, a peer gone
-            self.stats.handshake_failed += 1
-            log.info("TLS handshake failed", listener=self.name, peer=_peer(conn), error=str(exc)[:200])
+            self._failed(conn, exc)
             conn.close()
+
+    def _failed(self, conn: socket.socket, exc: BaseException) -> None:
+        self.stats.handshake_failed += 1
+        log.info("TLS handshake failed", listener=self.name, peer=_peer(conn), error=str(exc)[:200])
 
 
 def _peer(conn: socket.socket) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
+import json
 import os
 
 import pytest
@@ -58,6 +59,7 @@ class Database:
         self.access_log = self.mesh.state_dir / "logs" / f"access-{self.ns}.log"
         self.client = self.mesh.proxy("api", server.port, 9080, self.ns, "app=api",
                                       ("--tcp", f"db:5432={self.local_port}", "--access-log", str(self.access_log)))
+        self.sidecars = sidecars
         for sidecar in [*sidecars, self.client]:
             await sidecar.ready()
         await eventually(lambda: self.endpoints() == 2)
@@ -105,12 +107,6 @@ spec:
             writer.close()
 
 
-HALF_CLOSE_OVER_MTLS = pytest.mark.xfail(
-    strict=True, reason="a client's half-close does not cross the sidecars' mutual TLS leg yet: asyncio's and uvloop's "
-    "TLS transports have no write_eof (close_notify ends the whole connection), so a server that answers after "
-    "the client's EOF never sees it (issue 10, report of branch mtls-wire)")
-
-
 @pytest.fixture
 async def db(mesh: ControlPlane):  # type: ignore[no-untyped-def]
     database = await Database(mesh).start()
@@ -120,7 +116,6 @@ async def db(mesh: ControlPlane):  # type: ignore[no-untyped-def]
         await server.stop()
 
 
-@HALF_CLOSE_OVER_MTLS
 async def test_a_tcp_route_splits_connections_50_50_over_200_connections(db: Database) -> None:
     await db.apply(f"""
 apiVersion: networking.istio.io/v1
@@ -149,7 +144,6 @@ spec:
     assert all(' - - ' in line for line in lines)  # no status, no flag: relayed
 
 
-@HALF_CLOSE_OVER_MTLS
 async def test_bytes_pass_unchanged_both_ways_and_a_shift_takes_new_connections(db: Database) -> None:
     payload = os.urandom(2_000_000)  # bigger than any socket buffer: flow control on both legs
     greeting, rest = await db.session(payload)
@@ -202,3 +196,14 @@ async def test_max_connection_duration_closes_a_busy_connection(db: Database) ->
         pass  # a reset ends it as well as an EOF
     assert 0.6 <= loop.time() - started <= 4.0
     writer.close()
+
+
+async def test_tcp_between_sidecars_is_mutual_tls_and_still_passes_half_closes(db: Database) -> None:
+    """Auto mTLS for opaque TCP as for HTTP; the echo server answers after the client's EOF, which crossed the
+    mTLS leg as a close_notify (proxy/tls/bio.py)."""
+    for i in range(4):
+        greeting, rest = await db.session(b"secret %d" % i)
+        assert rest == b"secret %d" % i + b"bye\n"
+    stats = [json.loads(s.admin("/server_info")[1])["inbound_mtls"]["listeners"]["tcp 5432"] for s in db.sidecars]
+    assert sum(s["tls"] for s in stats) == 4 and sum(s["plaintext"] for s in stats) == 0, stats
+
