@@ -79,6 +79,7 @@ class TlsAcceptor:
         self.loop = asyncio.get_running_loop()
         self._pending: dict[int, tuple[socket.socket, asyncio.TimerHandle]] = {}  # fd -> waiting for a byte
         self._handing: set[asyncio.Task[Any]] = set()  # handshakes in progress
+        self._layers = 0  # layered handshakes in progress
         self._open = False
 
     @property
@@ -88,7 +89,7 @@ class TlsAcceptor:
 
     @property
     def pending(self) -> int:
-        return len(self._pending) + len(self._handing)
+        return len(self._pending) + len(self._handing) + self._layers
 
     def start(self) -> None:
         self.sock.setblocking(False)
@@ -180,9 +181,16 @@ class TlsAcceptor:
             if context is None:
                 await self.loop.connect_accepted_socket(self.factory, conn)
             elif self.layered:
-                await self.loop.connect_accepted_socket(
-                    lambda: TlsLayer(context, True, None, self.factory(), self.handshake_timeout,
-                                     lambda exc: self._failed(conn, exc)), conn)
+                layer = TlsLayer(context, True, None, self.factory(), self.handshake_timeout,
+                                 lambda exc: self._failed(conn, exc))
+                self._layers += 1  # its handshake counts as pending (max_pending) until it ends
+                layer.handshake.add_done_callback(self._layer_done)
+                try:
+                    await self.loop.connect_accepted_socket(lambda: layer, conn)
+                except BaseException:
+                    if not layer.handshake.done():
+                        layer.handshake.cancel()  # never started: not pending any more
+                    raise
             else:
                 await self.loop.connect_accepted_socket(self.factory, conn, ssl=context,
                                                         ssl_handshake_timeout=self.handshake_timeout)
@@ -193,6 +201,9 @@ class TlsAcceptor:
             # a client without a certificate, one from another CA, a protocol below TLS 1.2, a peer gone
             self._failed(conn, exc)
             conn.close()
+
+    def _layer_done(self, _: object) -> None:
+        self._layers -= 1
 
     def _failed(self, conn: socket.socket, exc: BaseException) -> None:
         self.stats.handshake_failed += 1
