@@ -26,7 +26,8 @@ class Pool:
     """
 
     __slots__ = ("host", "subset", "endpoints", "policy", "port_policies", "_balancers", "_levels", "_names",
-                 "limits", "port_limits", "limited", "breakers", "outlier", "config", "originate", "transports")
+                 "limits", "port_limits", "limited", "breakers", "outlier", "config", "originate", "transports",
+                 "_members")
 
     def __init__(self, host: str, subset: str, endpoints: list[Endpoint], policy: LbPolicy | str,
                  port_policies: dict[int, LbPolicy] | None = None, limits: PoolLimits | None = None,
@@ -53,6 +54,7 @@ class Pool:
         self.config = config
         self.originate = originate
         self.transports: dict[int, dict[int, Transport]] = {}
+        self._members: frozenset[int] | None = None  # id() of our endpoints, made on the first decision
 
     def transport(self, port: int, endpoint: Endpoint) -> Transport:
         """How to reach `endpoint` for service `port`: (pool key, TLS origination or None), decided on first
@@ -66,12 +68,17 @@ class Pool:
             pass
         address, endpoint_port = endpoint.address, endpoint.ports.get(port, port)
         tls = decide(self.config, self.subset, port, endpoint, self.originate)
+        members = self._members
+        if members is None:
+            members = self._members = frozenset(id(e) for e in self.endpoints)
         breaker = self.breaker_for(port) if self.limited else None
         conn_policy = breaker.conn_policy if breaker is not None else None
         key: Key = (address, endpoint_port) if conn_policy is None else conn_policy.key(address, endpoint_port)
         if tls is not None:
             key = (*key, *tls.key)  # type: ignore[attr-defined]
-        found = per_port[id(endpoint)] = (key, tls)
+        found = (key, tls)
+        if id(endpoint) in members:  # kept only for our own endpoints (a retry may ask about an older table's)
+            per_port[id(endpoint)] = found
         return found
 
     def _forget_balancers(self) -> None:

@@ -139,3 +139,16 @@ def test_switches_that_do_not_move_clients_apply_at_once() -> None:
     assert modes.mode(9090) == "PERMISSIVE"  # PERMISSIVE -> DISABLE: held
     modes.update(None)  # no policy any more: PERMISSIVE everywhere, at once
     assert modes.mode(8080) == modes.mode(9090) == "PERMISSIVE" and modes.held == {}
+
+
+def test_a_retry_after_a_push_is_decided_by_the_new_config_and_not_kept_for_an_old_endpoint() -> None:
+    endpoints = [sidecar_endpoint("10.0.0.1"), sidecar_endpoint("10.0.0.2")]
+    router = router_for(ClusterConfig(host=HOST, version=1, ports=[9080], lb="ROUND_ROBIN", endpoints=endpoints))
+    first = pick(router)
+    assert first.tls is not None
+    disabled = ClusterConfig(host=HOST, version=2, ports=[9080], lb="ROUND_ROBIN", endpoints=endpoints,
+                             tls=ClientTls(mode="DISABLE"))
+    router.source.table = build_table({HOST: disabled}, {}, router.source.table,  # type: ignore[attr-defined]
+                                      UpstreamTls(TlsProvider()).originate)
+    retried = router.retry_pick(first, RequestHead("GET", "reviews", 9080, "/", []), [first.key[:2]])
+    assert retried.tls is None and retried.key == (retried.address, 15006)  # the new DestinationRule's DISABLE
