@@ -100,7 +100,8 @@ class Sidecar:
         provider = self.identity.provider
         upstream_tls = UpstreamTls(provider)
         self.state.originate, self.state.tls_check = upstream_tls.originate, upstream_tls.problem
-        self.modes = InboundModes([options.app_port, *(app for _, app, _ in options.app_tcp)], options.mtls_switch_hold)
+        self.modes = InboundModes([options.app_port, *(app for _, app, _ in options.app_tcp)],
+                                  options.mtls_switch_hold)
         self.state.on_apply.append(lambda: self.modes.update(self.state.security))
 
         def server_context() -> ssl.SSLContext | None:

@@ -5,7 +5,8 @@
     HAProxy TCP pair       the same in `mode tcp`: bytes relayed, no HTTP parsing
     bare pair              client-side -> server-side -> nginx, each `python -m bench.dataplane.bare_proxy`:
                            uvloop + httptools, framing parsed, bytes forwarded as received (what Python allows)
-    Isthmus mesh           nats + etcd + registry + pilot + ca (sidecars are ready with a certificate), and two sidecars started as a user would
+    Isthmus mesh           nats + etcd + registry + pilot + ca (a sidecar is ready once it holds a certificate),
+                           and two sidecars started as a user would
                            (`python -m isthmus.cli proxy run ...`): `bench-backend` beside nginx and
                            `bench-client`, configured through the config API (a VirtualService);
                            the client also has `--tcp bench-backend:9090=<port>` and the server
@@ -294,7 +295,8 @@ class Mesh:
         etcd = start_etcd(self.work, unsafe_no_fsync=True)
         self.processes.append(etcd)
         self.nats_url, etcd_url = nats.url or "", etcd.url or ""
-        services = {name: service_process(name, self.nats_url, etcd_url, self.work) for name in ("registry", "pilot", "ca")}
+        services = {name: service_process(name, self.nats_url, etcd_url, self.work)
+                    for name in ("registry", "pilot", "ca")}
         for proc in services.values():
             self.processes.append(proc.start())
         # Sidecars start before the services are ready: listeners first, the bus when it answers.

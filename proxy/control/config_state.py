@@ -161,7 +161,8 @@ class ConfigState:
         self.on_apply: list[Callable[[], None]] = []  # called after each applied push (inbound rate limits)
         # makes the TLS origination for an endpoint (the sidecar sets it: proxy/tls/upstream.py); None: plaintext
         self.originate: Originate | None = None
-        # loads a DestinationRule's SIMPLE/MUTUAL files when a push names them ("" or why not: NACK); the sidecar sets it
+        # loads a DestinationRule's SIMPLE/MUTUAL files when a push names them ("" or why not: NACK); set by the
+        # sidecar
         self.tls_check: TlsCheck | None = None
 
     def pending_routes(self) -> dict[str, Pending]:

@@ -45,7 +45,8 @@ def mirror(table: RoutingTable, host: str, subset: str, port: int | None, head: 
     if balancer is None:
         return None
     endpoint = balancer.pick(head)
-    return endpoint.address, endpoint.ports.get(port, port), pool.transport(port, endpoint)[1]  # type: ignore[union-attr]
+    tls = pool.transport(port, endpoint)[1]  # type: ignore[union-attr]
+    return endpoint.address, endpoint.ports.get(port, port), tls
 
 
 def retry(table: RoutingTable, target: Target, head: RequestHead, tried: list[tuple[str, int]], attempt: int,

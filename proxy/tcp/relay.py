@@ -17,11 +17,12 @@ Flow control: when one side's write buffer fills, reading from the other side pa
 Bytes a client sends before its upstream is connected are held up to EARLY_LIMIT, then reading pauses.
 A listener holds at most `max_connections` relays (proxy/http/limits.py); more are closed at once.
 
-Mutual TLS, as for HTTP (with TLS in a layer of our own, proxy/tls/bio.py, so half-closes pass): an outbound connection to an endpoint with a sidecar is originated with the
-TlsOrigination its Target carries (decided once per push: proxy/outbound/upstream_tls.py), the peer's SPIFFE ID
-checked before a byte is relayed (another identity: flag UF); an inbound listener given `tls_mode` and
-`tls_context` accepts through a TlsAcceptor (STRICT / PERMISSIVE / DISABLE per connection). A relay starts
-once its downstream connection is made, so a TLS client is routed after its handshake.
+Mutual TLS, as for HTTP, with TLS in a layer of our own (proxy/tls/bio.py) so half-closes pass: an outbound
+connection to an endpoint with a sidecar is originated with the TlsOrigination its Target carries (decided
+once per push: proxy/outbound/upstream_tls.py), the peer's SPIFFE ID checked before a byte is relayed
+(another identity: flag UF); an inbound listener given `tls_mode` and `tls_context` accepts through a
+TlsAcceptor (STRICT / PERMISSIVE / DISABLE per connection). A relay starts once its downstream connection is
+made, so a TLS client is routed after its handshake.
 """
 
 from __future__ import annotations

@@ -63,7 +63,8 @@ async def plaintext_refused(port: int) -> bool:
     return not response.status
 
 
-async def test_mutual_tls_migration_permissive_then_mesh_wide_strict(mesh: ControlPlane, tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_mutual_tls_migration_permissive_then_mesh_wide_strict(mesh: ControlPlane,
+                                                                     tmp_path) -> None:  # type: ignore[no-untyped-def]
     httpbin_app, sleep_app = await Backend("httpbin").start(), await Backend("sleep").start()
     httpbin = mesh.proxy("httpbin", httpbin_app.port, 8000, NS, "app=httpbin")
     access_log = tmp_path / "sleep-access.log"

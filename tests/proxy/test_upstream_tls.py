@@ -98,8 +98,8 @@ def test_a_subset_route_and_a_mirror_carry_the_decision() -> None:
 
 
 @pytest.mark.parametrize("mode", ["SIMPLE", "MUTUAL"])
-def test_a_push_whose_simple_or_mutual_files_cannot_be_loaded_is_refused_with_the_reason(mode: str,
-                                                                                          tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_push_whose_simple_or_mutual_files_cannot_be_loaded_is_refused_with_the_reason(
+        mode: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     state = ConfigState()
     state.tls_check = UpstreamTls(TlsProvider()).problem
     missing = str(tmp_path / "absent.pem")
