@@ -152,3 +152,17 @@ def test_a_retry_after_a_push_is_decided_by_the_new_config_and_not_kept_for_an_o
                                       UpstreamTls(TlsProvider()).originate)
     retried = router.retry_pick(first, RequestHead("GET", "reviews", 9080, "/", []), [first.key[:2]])
     assert retried.tls is None and retried.key == (retried.address, 15006)  # the new DestinationRule's DISABLE
+
+
+def test_originations_are_shared_per_identity_and_their_cache_is_bounded(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import proxy.tls.upstream as upstream
+
+    source = UpstreamTls(TlsProvider())
+    auto = ClientTls(mode="ISTIO_MUTUAL")
+    one = source.originate(auto, sidecar_endpoint("10.0.0.1"))
+    assert source.originate(auto, sidecar_endpoint("10.0.0.2")) is one  # same identity: one origination
+    monkeypatch.setattr(upstream, "MAX_ORIGINATIONS", 2)
+    for n in range(3):  # one over the bound: the cache starts over, never above it
+        source.originate(auto, Endpoint(address="10.0.1.%d" % n, identity=f"{ID}-{n}", sidecar=True))
+        assert len(source._made) <= 2
+    assert (f"{ID}-0", "") not in source._made  # dropped when the cache started over
