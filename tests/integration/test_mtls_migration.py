@@ -107,6 +107,23 @@ async def test_mutual_tls_migration_permissive_then_mesh_wide_strict(mesh: Contr
                                      for line in access_log.read_text().splitlines()), 10.0)
         assert len(httpbin_app.requests) == seen + 3  # nothing reached the app
         assert accepted(httpbin)["handshake_failed"] >= failed_before
+
+        # a DestinationRule tls DISABLE towards the STRICT server fails, as in Istio: plaintext is refused
+        refused_before = accepted(httpbin)["plaintext_refused"]
+        await apply_ok(mesh, f"""
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: httpbin, namespace: {NS}}}
+spec:
+  host: httpbin.{NS}.svc.cluster.local
+  trafficPolicy:
+    tls: {{mode: DISABLE}}
+""", sleep)
+        fresh = Client("127.0.0.1", sleep.outbound_port)
+        response = await fresh.request("GET", f"http://httpbin.{NS}:8000/headers")
+        await fresh.close()
+        assert response.status == 503 and len(httpbin_app.requests) == seen + 3
+        assert accepted(httpbin)["plaintext_refused"] > refused_before
     finally:
         await through_sidecar.close()
         await httpbin_app.stop()
