@@ -12,6 +12,7 @@ import asyncio
 import gc
 import os
 import signal
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -36,6 +37,8 @@ from proxy.core.target import Target
 from proxy.outbound.self_loop import OwnListeners
 from proxy.settings import ProxyOptions
 from proxy.tcp.relay import Picker, TcpListener
+from proxy.tls.modes import InboundModes
+from proxy.tls.upstream import UpstreamTls
 from runtime import bus as busmod
 from runtime.log import configure, get_logger
 
@@ -90,21 +93,6 @@ class Sidecar:
         except OSError as exc:
             raise StartError(f"--access-log {options.access_log}: {reason(exc)}") from exc
         log_for = self.access_log.for_listener if self.access_log is not None else lambda name: None
-        self.outbound = Listener(options.outbound_host, options.outbound_port, self.router, self.pool, "outbound",
-                                 on_complete=log_for("outbound"), limits=limits)
-        self.inbound = Listener(options.inbound_host, options.inbound_port,
-                                LocalAppRouter(options.app_host, options.app_port, options.service, self.state,
-                                               options.namespace, options.domain_suffix, options.labels),
-                                self.pool, "inbound", on_complete=log_for("inbound"), limits=limits)
-        # opaque TCP (proxy/tcp/relay.py): outbound per --tcp, inbound per --app-tcp
-        self.tcp_out = [TcpListener(options.outbound_host, local, self._tcp_picker(host, port),
-                                    f"outbound {host}:{port}", f"{host}:{port}", log_for("outbound"),
-                                    limits.max_connections)
-                        for host, port, local in options.tcp_routes]
-        self.tcp_in = {service_port: TcpListener(options.inbound_host, listen, self._app_picker(app_port),
-                                                 f"inbound {service_port}", f"{options.app_host}:{app_port}",
-                                                 log_for("inbound"), limits.max_connections)
-                       for service_port, app_port, listen in options.app_tcp}
         # workload identity (proxy/identity/agent.py): loaded from --state-dir before the listeners, then obtained
         # and renewed beside them; the listeners never wait for it
         self.identity = IdentityAgent(IdentityConfig(
@@ -112,6 +100,36 @@ class Sidecar:
             token=options.token, token_file=options.token_file, state_dir=options.state_dir,
             ttl_seconds=options.secret_ttl, grace_ratio=options.secret_grace_ratio,
             grace_jitter=options.secret_grace_jitter, mint=self._mint_with_operator_config()))
+        # mutual TLS: out, per endpoint as each push decides (proxy/tls/upstream.py); in, per app port by the
+        # PeerAuthentication mode pilot pushed for this workload (proxy/tls/modes.py), asked per connection
+        provider = self.identity.provider
+        upstream_tls = UpstreamTls(provider)
+        self.state.originate, self.state.tls_check = upstream_tls.originate, upstream_tls.problem
+        self.modes = InboundModes([options.app_port, *(app for _, app, _ in options.app_tcp)],
+                                  options.mtls_switch_hold)
+        self.state.on_apply.append(lambda: self.modes.update(self.state.security))
+
+        def server_context() -> ssl.SSLContext | None:
+            current = provider.current
+            return current.server if current is not None else None
+
+        self.outbound = Listener(options.outbound_host, options.outbound_port, self.router, self.pool, "outbound",
+                                 on_complete=log_for("outbound"), limits=limits)
+        self.inbound = Listener(options.inbound_host, options.inbound_port,
+                                LocalAppRouter(options.app_host, options.app_port, options.service, self.state,
+                                               options.namespace, options.domain_suffix, options.labels),
+                                self.pool, "inbound", on_complete=log_for("inbound"), limits=limits,
+                                tls_mode=lambda: self.modes.mode(options.app_port), tls_context=server_context)
+        # opaque TCP (proxy/tcp/relay.py): outbound per --tcp, inbound per --app-tcp
+        self.tcp_out = [TcpListener(options.outbound_host, local, self._tcp_picker(host, port),
+                                    f"outbound {host}:{port}", f"{host}:{port}", log_for("outbound"),
+                                    limits.max_connections)
+                        for host, port, local in options.tcp_routes]
+        self.tcp_in = {service_port: TcpListener(options.inbound_host, listen, self._app_picker(app_port),
+                                                 f"inbound {service_port}", f"{options.app_host}:{app_port}",
+                                                 log_for("inbound"), limits.max_connections,
+                                                 self._app_mode(app_port), server_context)
+                       for service_port, app_port, listen in options.app_tcp}
         self.fatal: IdentityFatal | None = None
         self.stopping = asyncio.Event()
         self.admin = AdminServer("127.0.0.1", options.admin_port, self.is_ready, self.config_dump, self.server_info,
@@ -146,12 +164,18 @@ class Sidecar:
             return target
         return pick
 
+    def _app_mode(self, app_port: int) -> Callable[[], str]:
+        mode = self.modes.mode
+        return lambda: mode(app_port)
+
     def _app_picker(self, app_port: int) -> Picker:
         target = Target(self.options.app_host, app_port, f"inbound|{app_port}||")
         return lambda client: target
 
     def is_ready(self) -> bool:
-        return self.xds.synced.is_set()
+        """Config from pilot and a workload certificate (as Envoy is not ready before its SDS secrets): before
+        it, mutual TLS could be neither offered nor originated."""
+        return self.xds.synced.is_set() and self.identity.provider.current is not None
 
     def config_dump(self) -> dict[str, Any]:
         return {"proxy": self.server_info(), **self.state.dump()}
@@ -164,7 +188,17 @@ class Sidecar:
                 "tcp_outbound": {listener.name: listener.port for listener in self.tcp_out},
                 "tcp_inbound": {port: listener.port for port, listener in self.tcp_in.items()},
                 "bus_connected": bool(self.bus and self.bus.connected),
+                "inbound_mtls": self.inbound_mtls(),
                 "synced": self.is_ready(), "uptime_s": round(time.time() - self.started_at, 1)}
+
+    def inbound_mtls(self) -> dict[str, Any]:
+        """What each inbound listener's TlsAcceptor took (tls, plaintext) and closed (plaintext_refused in
+        STRICT, tls_refused before a certificate, handshake_failed, timed_out, overflow), and the mode per app
+        port (with switches still held at PERMISSIVE); one entry per listener the flags made."""
+        acceptors = {"inbound": self.inbound.acceptor,
+                     **{f"tcp {port}": listener.acceptor for port, listener in self.tcp_in.items()}}
+        return {"listeners": {name: acceptor.stats.as_dict() for name, acceptor in acceptors.items()
+                              if acceptor is not None}, **self.modes.dump()}
 
     def listeners(self) -> list[tuple[str, Any]]:
         """(the flag that sets its port, listener) for every socket the sidecar binds, in start order."""

@@ -102,6 +102,9 @@ class ProxyOptions:
     # (ISTHMUS_SECRET_GRACE_PERIOD_RATIO[_JITTER]: Istio's SECRET_GRACE_PERIOD_RATIO 0.5 and _JITTER 0.01)
     secret_grace_ratio: float = 0.5
     secret_grace_jitter: float = 0.01
+    # seconds a PeerAuthentication switch into or out of DISABLE is held at PERMISSIVE, so client sidecars move
+    # to (or off) mutual TLS before this one requires it (proxy/tls/modes.py; ISTHMUS_MTLS_SWITCH_HOLD); 0: at once
+    mtls_switch_hold: float = field(default_factory=lambda: float(os.environ.get("ISTHMUS_MTLS_SWITCH_HOLD", "10")))
 
     @property
     def id(self) -> str:

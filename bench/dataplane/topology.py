@@ -5,7 +5,8 @@
     HAProxy TCP pair       the same in `mode tcp`: bytes relayed, no HTTP parsing
     bare pair              client-side -> server-side -> nginx, each `python -m bench.dataplane.bare_proxy`:
                            uvloop + httptools, framing parsed, bytes forwarded as received (what Python allows)
-    Isthmus mesh           nats + etcd + registry + pilot, and two sidecars started as a user would
+    Isthmus mesh           nats + etcd + registry + pilot + ca (a sidecar is ready once it holds a certificate),
+                           and two sidecars started as a user would
                            (`python -m isthmus.cli proxy run ...`): `bench-backend` beside nginx and
                            `bench-client`, configured through the config API (a VirtualService);
                            the client also has `--tcp bench-backend:9090=<port>` and the server
@@ -223,6 +224,13 @@ spec:
   http:
   - route:
     - destination: {{host: {SERVICE}}}
+---
+# the plaintext rows stay plaintext: no mutual TLS between the sidecar pair (auto mTLS sends plaintext to DISABLE)
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {{name: default, namespace: istio-system}}
+spec:
+  mtls: {{mode: DISABLE}}
 """
 
 
@@ -288,7 +296,7 @@ class Mesh:
         self.nats_url, etcd_url = plane.nats.url or "", plane.etcd.url or ""
         self.operator = plane.creds.client_config("operator", self.nats_url).nats
         services = {name: service_process(name, self.nats_url, etcd_url, self.work, credentials=plane.creds)
-                    for name in ("auth", "registry", "pilot")}
+                    for name in ("auth", "registry", "pilot", "ca")}
         for proc in services.values():
             self.processes.append(proc.start())
         # Sidecars start before the services are ready: listeners first, the bus when it answers.

@@ -125,6 +125,10 @@ def _identity_env() -> dict[str, Any]:
 @click.option("--pending-grace", type=Finite(0, 3600), envvar="ISTHMUS_PENDING_GRACE", default=15.0,
               show_default=True, help="Seconds a route waits for a cluster or subset it names before it applies "
                                       "anyway (requests to what is missing get 503 NC); env ISTHMUS_PENDING_GRACE.")
+@click.option("--mtls-switch-hold", type=Finite(0, 3600), envvar="ISTHMUS_MTLS_SWITCH_HOLD", default=10.0,
+              show_default=True, metavar="SECONDS",
+              help="A PeerAuthentication switch into or out of DISABLE waits this long at PERMISSIVE, so client "
+                   "sidecars move to (or off) mutual TLS first; env ISTHMUS_MTLS_SWITCH_HOLD. 0: at once.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               help="Env ISTHMUS_LOG_LEVEL; default info.")
 @click.option("--access-log", envvar="ISTHMUS_ACCESS_LOG", default="", metavar="-|PATH",
@@ -169,7 +173,7 @@ def _identity_env() -> dict[str, Any]:
 def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: int, app_port: int,
               labels: dict[str, str], inbound_port: int, outbound_port: int, admin_port: int, address: str,
               service_account: str, token: str, token_file: str, state_dir: str,
-              locality: str, lease_ttl: int | None, pending_grace: float,
+              locality: str, lease_ttl: int | None, pending_grace: float, mtls_switch_hold: float,
               log_level: str | None, access_log: str, retry_buffer_limit: int,
               tcp: tuple[tuple[str, int, int], ...],
               app_tcp: tuple[tuple[int, int, int], ...], **limit_flags: Any) -> None:
@@ -203,6 +207,7 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
         locality=locality,
         lease_ttl=lease_ttl,
         pending_grace=pending_grace,
+        mtls_switch_hold=mtls_switch_hold,
         nats_url=obj["nats_url"],
         bus_auth=obj.get("auth"),
         tcp_routes=tcp,

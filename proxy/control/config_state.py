@@ -30,6 +30,7 @@ from proto.xds import (
     OUTBOUND_TRAFFIC_POLICIES, ClusterConfig, MeshConfig, Push, RouteConfig, WeightedDestination, WorkloadSecurity,
 )
 from proxy.control.security_state import own_security, security_dump
+from proxy.outbound.upstream_tls import Originate, TlsCheck, tls_problem
 from proxy.outbound.balancer import policy_problem
 from proxy.outbound.route_match import CompiledMatch
 from proxy.outbound.route import CompiledRoute
@@ -53,7 +54,7 @@ class Pending(NamedTuple):
     since: float = 0.0  # clock time the host started waiting (kept across new versions while it waits)
 
 
-def _check_cluster(cluster: ClusterConfig) -> None:
+def _check_cluster(cluster: ClusterConfig, tls_check: TlsCheck | None = None) -> None:
     where = f"cluster {cluster.host}"
     if not cluster.host:
         raise ConfigRejected("a cluster has an empty host")
@@ -86,6 +87,9 @@ def _check_cluster(cluster: ClusterConfig) -> None:
     for ep in cluster.endpoints:
         if not ep.address:
             raise ConfigRejected(f"{where}: an endpoint has no address")
+    problem = tls_problem(cluster, tls_check)
+    if problem:
+        raise ConfigRejected(problem)
     for rl in cluster.ratelimits:
         if rl.max_tokens < 1 or rl.tokens_per_fill < 1 or rl.fill_interval_ms < 1:
             raise ConfigRejected(f"{where}: rate limit {rl.name}: the token bucket needs positive values")
@@ -155,6 +159,11 @@ class ConfigState:
         self.table = RoutingTable({}, {})
         self.mesh = MeshConfig()  # mesh-wide settings from pilot (outboundTrafficPolicy): MeshRouter reads them
         self.on_apply: list[Callable[[], None]] = []  # called after each applied push (inbound rate limits)
+        # makes the TLS origination for an endpoint (the sidecar sets it: proxy/tls/upstream.py); None: plaintext
+        self.originate: Originate | None = None
+        # loads a DestinationRule's SIMPLE/MUTUAL files when a push names them ("" or why not: NACK); set by the
+        # sidecar
+        self.tls_check: TlsCheck | None = None
 
     def pending_routes(self) -> dict[str, Pending]:
         return dict(self._pending)
@@ -170,7 +179,7 @@ class ConfigState:
             raise ConfigRejected(f"mesh: outbound traffic policy {mesh.outbound_traffic_policy!r} is not one of "
                                  f"{', '.join(OUTBOUND_TRAFFIC_POLICIES)}")
         for cluster in push.clusters:
-            _check_cluster(cluster)
+            _check_cluster(cluster, self.tls_check)
         try:
             security = own_security(push, self.workload_id, self.security)
         except ValueError as exc:
@@ -184,8 +193,8 @@ class ConfigState:
             clusters.update((c.host, c) for c in push.clusters)
             routes = {h: r for h, r in self.desired_routes.items() if h not in push.removed_routes}
             routes.update((r.host, r) for r in push.routes)
+        self.security = security  # before _install: its on_apply callbacks read it (the inbound mTLS modes)
         self._install(clusters, routes, {**self._compiled, **compiled}, mesh)
-        self.security = security
         self.epoch, self.seq, self.version = push.epoch, push.seq, max(self.version, push.version)
 
     def expire(self) -> bool:
@@ -226,7 +235,7 @@ class ConfigState:
                 log.info("pending route applied: what it waited for arrived", host=host, version=before.route.version)
 
         effective, retained = self._keep_alive(clusters, active)
-        table = build_table(effective, {h: known[id(r)] for h, r in active.items()}, self.table)
+        table = build_table(effective, {h: known[id(r)] for h, r in active.items()}, self.table, self.originate)
 
         self.desired_clusters, self.desired_routes = clusters, routes
         self.clusters, self.routes, self.retained, self._pending = effective, active, retained, pending

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import socket
 
-Key = tuple[str, int] | tuple[str, int, str]
+Key = tuple[str | int, ...]  # (address, port[, cluster][, "mtls", identity, sni])
 
 
 class ConnPolicy:

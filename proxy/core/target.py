@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Protocol
 
+from proxy.core.conn_policy import Key
 from proxy.core.request import RequestHead
 
 
@@ -39,13 +40,22 @@ class Target:
     """
 
     __slots__ = ("address", "port", "cluster", "endpoint", "balancer", "held", "policy", "breaker", "slot",
-                 "resume", "outlier", "counts")
+                 "resume", "outlier", "counts", "key", "tls")
 
     def __init__(self, address: str, port: int, cluster: str, endpoint: object = None,
                  balancer: object = None, policy: object = None, breaker: Breaker | None = None,
-                 outlier: Detector | None = None, counts: bool | None = None) -> None:
+                 outlier: Detector | None = None, counts: bool | None = None, key: Key | None = None,
+                 tls: object = None) -> None:
         self.address = address
         self.port = port
+        # How to reach the endpoint, decided once per push (proxy/outbound/endpoints.Pool.transport): `tls` the
+        # proxy.tls.origination.TlsOrigination to use (None: plaintext), `key` the upstream pool's key for its
+        # connections (address, port[, cluster with connection settings][, "mtls", identity, sni]).
+        self.tls = tls
+        if key is None:
+            conn_policy = getattr(breaker, "conn_policy", None)
+            key = (address, port) if conn_policy is None else conn_policy.key(address, port)
+        self.key = key
         self.cluster = cluster
         self.endpoint = endpoint  # the proto.xds.Endpoint picked, if a balancer picked it
         self.balancer = balancer  # the balancer that picked it (has acquire/release)

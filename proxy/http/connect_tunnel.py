@@ -167,7 +167,7 @@ class TunnelRelay(Relay):
 
     async def open(self, up: _Side, target: Target) -> None:
         resolver = self.exchange.proto.shared.pool.resolver
-        if resolver is None:
+        if resolver is None or target.tls is not None:  # a mesh endpoint, perhaps with mutual TLS: as any relay
             await super().open(up, target)
         else:  # a passthrough host's name, through the DNS cache
             await resolver.connect(self.loop, lambda: up, target.address, target.port)

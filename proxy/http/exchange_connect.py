@@ -54,7 +54,7 @@ class UpstreamConnect:
                 proto.watch(deadline)
             if target.counts:
                 target.acquire()  # in-flight count for LEAST_REQUEST; released when this try ends
-            conn = shared.pool.take((target.address, target.port))
+            conn = shared.pool.take(target.key)
             if conn is not None:
                 self._send(conn)
             else:
@@ -99,10 +99,9 @@ class UpstreamConnect:
         policy = self.policy
         if policy is not None and policy.retry is not None and policy.retry.per_try_timeout is not None:
             self._control().arm_try_timer(policy.retry.per_try_timeout)
-        if breaker is None or breaker.conn_policy is None:
-            conn = self.proto.shared.pool.take((target.address, target.port))
-        else:  # the cluster's own connections (maxRequestsPerConnection, idleTimeout, ...)
-            conn = self.proto.shared.pool.take(breaker.conn_policy.key(target.address, target.port))
+        # the key was made with the target: the cluster's own connections when it has connection settings
+        # (maxRequestsPerConnection, idleTimeout, ...), and per verified identity with mutual TLS
+        conn = self.proto.shared.pool.take(target.key)
         if conn is not None:
             self._send(conn)
         else:
@@ -122,7 +121,11 @@ class UpstreamConnect:
         target = self.upstream
         assert target is not None
         pool, breaker = self.proto.shared.pool, target.breaker
-        if breaker is not None:  # the cluster's tcp.connectTimeout and connection settings
+        if target.tls is not None:  # mutual TLS to the endpoint's sidecar, pooled under the target's key
+            task = asyncio.ensure_future(pool.connect(
+                target.address, target.port, breaker.connect_timeout if breaker is not None else None,
+                breaker.conn_policy if breaker is not None else None, tls=target.tls, key=target.key))
+        elif breaker is not None:  # the cluster's tcp.connectTimeout and connection settings
             task = asyncio.ensure_future(pool.connect(target.address, target.port, breaker.connect_timeout,
                                                       breaker.conn_policy))
         else:

@@ -1,9 +1,15 @@
 """One listening socket (the outbound proxy port or the inbound port): makes a client connection protocol
-(proxy/http/server.py) per accepted connection, all sharing one ServerState (proxy/http/listener_state.py)."""
+(proxy/http/server.py) per accepted connection, all sharing one ServerState (proxy/http/listener_state.py).
+
+With `tls_mode` and `tls_context` (the inbound listener of a sidecar), connections are accepted by a
+TlsAcceptor (proxy/tls/acceptor.py): mutual TLS, plaintext or both per PeerAuthentication's mode, asked per
+connection. Without them (the outbound listener), the loop's plain server."""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
+from collections.abc import Callable
 
 from proxy.core.target import Router
 from proxy.http.head import Mode
@@ -11,6 +17,8 @@ from proxy.http.limits import DEFAULT, Limits
 from proxy.http.listener_state import OnComplete, ServerState
 from proxy.http.server import HttpProxyProtocol
 from proxy.http.upstream_pool import ConnectionPool
+from proxy.tls.acceptor import TlsAcceptor
+from proxy.tls.listen import listening_socket
 
 __all__ = ["Listener", "serve"]
 
@@ -20,17 +28,28 @@ class Listener:
 
     def __init__(self, host: str, port: int, router: Router, pool: ConnectionPool, mode: Mode | str, *,
                  on_complete: OnComplete | None = None, response_timeout: float | None = None,
-                 keepalive_timeout: float = 60.0, backlog: int = 1024, limits: Limits = DEFAULT) -> None:
+                 keepalive_timeout: float = 60.0, backlog: int = 1024, limits: Limits = DEFAULT,
+                 tls_mode: Callable[[], str] | None = None,
+                 tls_context: Callable[[], ssl.SSLContext | None] | None = None) -> None:
         self.host = host
         self.port = port  # the bound port once started (useful with port 0)
         self.backlog = backlog
         self.state = ServerState(router, pool, Mode(mode), on_complete, response_timeout, keepalive_timeout,
                                  limits)
         self._server: asyncio.Server | None = None
+        self.tls_mode, self.tls_context = tls_mode, tls_context
+        self.acceptor: TlsAcceptor | None = None  # with tls_mode: what accepts (its stats: the admin port)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         state = self.state
+        if self.tls_mode is not None and self.tls_context is not None:
+            sock = listening_socket(self.host, self.port, self.backlog)
+            self.port = sock.getsockname()[1]
+            self.acceptor = TlsAcceptor(sock, lambda: HttpProxyProtocol(state), self.tls_mode, self.tls_context,
+                                        name=state.mode.value)
+            self.acceptor.start()
+            return
         self._server = await loop.create_server(
             lambda: HttpProxyProtocol(state), self.host, self.port, reuse_address=True, backlog=self.backlog
         )
@@ -38,10 +57,14 @@ class Listener:
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, let requests in flight finish for up to `grace` seconds, then cut the rest."""
-        if self._server is None:
-            return
         server, self._server = self._server, None
-        server.close()
+        acceptor = self.acceptor  # kept after stop: its stats stay readable
+        if server is not None:
+            server.close()
+        elif acceptor is not None and acceptor.accepting:
+            acceptor.close()  # the listening socket, and connections not yet handed over
+        else:
+            return
         state = self.state
         state.drained = asyncio.Event()
         for proto in list(state.connections):
@@ -52,7 +75,8 @@ class Listener:
             except TimeoutError:
                 for proto in list(state.connections):
                     proto.transport.abort()
-        await server.wait_closed()
+        if server is not None:
+            await server.wait_closed()
 
 
 async def serve(host: str, port: int, router: Router, pool: ConnectionPool, mode: Mode | str,

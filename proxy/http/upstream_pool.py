@@ -11,15 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 from collections import deque
 from typing import TYPE_CHECKING
 
 from proxy.core.conn_policy import ConnPolicy, Key, set_keepalive
 from proxy.core.errors import UpstreamConnectError
 from proxy.http.upstream import UpstreamConnection
+from proxy.tls.origination import TlsOrigination
 
 if TYPE_CHECKING:
     from proxy.outbound.dns_cache import DnsCache
+
+
+def key_for(address: str, port: int, policy: ConnPolicy | None, tls: TlsOrigination | None) -> Key:
+    """The pool key of connections to an endpoint: per cluster with connection settings, per verified
+    identity with mutual TLS, else shared by address and port."""
+    key = (address, port) if policy is None else policy.key(address, port)
+    return key if tls is None else (*key, *tls.key)  # type: ignore[return-value]
 
 
 class ConnectionPool:
@@ -60,14 +69,21 @@ class ConnectionPool:
         return (self._loop or asyncio.get_running_loop()).time()
 
     async def connect(self, address: str, port: int, timeout: float | None = None,
-                      policy: ConnPolicy | None = None) -> UpstreamConnection:
-        """`timeout`: the cluster's connectTimeout, else the pool's; `policy`: the cluster's connection settings."""
+                      policy: ConnPolicy | None = None, tls: TlsOrigination | None = None,
+                      key: Key | None = None) -> UpstreamConnection:
+        """`timeout`: the cluster's connectTimeout, else the pool's; `policy`: the cluster's connection settings;
+        `tls`: mutual TLS to the endpoint's sidecar (proxy/tls/origination.py), the handshake and the peer's
+        SPIFFE ID check within the same timeout. Its connections pool apart from plaintext ones (`take` with
+        the key `key_for` gives); `key`: that key when the caller holds it already (Target.key)."""
         loop = self._loop = asyncio.get_running_loop()
-        key = (address, port) if policy is None else policy.key(address, port)
+        if key is None:
+            key = key_for(address, port, policy, tls)
         timeout = timeout or self.connect_timeout
         try:
             async with asyncio.timeout(timeout):
-                if self.resolver is not None:
+                if tls is not None:
+                    conn = await self._connect_tls(loop, key, address, port, tls)
+                elif self.resolver is not None:
                     _, conn = await self.resolver.connect(loop, lambda: UpstreamConnection(self, key), address, port)
                 else:
                     _, conn = await loop.create_connection(lambda: UpstreamConnection(self, key), address, port)
@@ -75,12 +91,32 @@ class ConnectionPool:
             raise UpstreamConnectError(
                 f"upstream connect error: {address}:{port}: timed out after {timeout:g}s"
             ) from None
+        except ssl.SSLError as exc:  # a bad chain, an unknown CA, another workload's identity (logged)
+            raise UpstreamConnectError(f"upstream connect error: {address}:{port}: TLS error: "
+                                       f"{getattr(exc, 'reason', None) or exc}") from exc
         except OSError as exc:
             reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
             raise UpstreamConnectError(f"upstream connect error: {address}:{port}: {reason}") from exc
         self.opened += 1
         if policy is not None:
             self._apply(conn, policy, loop.time())
+        return conn
+
+    async def _connect_tls(self, loop: asyncio.AbstractEventLoop, key: Key, address: str, port: int,
+                           tls: TlsOrigination) -> UpstreamConnection:
+        context = tls.context()
+        if context is None:
+            raise UpstreamConnectError(f"upstream connect error: {address}:{port}: this workload has no "
+                                       "certificate yet for mutual TLS")
+        _, conn = await loop.create_connection(lambda: UpstreamConnection(self, key), address, port, ssl=context,
+                                               server_hostname=tls.sni or None,
+                                               ssl_handshake_timeout=self.connect_timeout)
+        try:
+            tls.check(conn.transport.get_extra_info("ssl_object"), f"{address}:{port}")  # check_peer, or SANs
+        except ssl.SSLError:
+            conn.closed = True
+            conn.transport.abort()
+            raise
         return conn
 
     @staticmethod

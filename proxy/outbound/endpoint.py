@@ -26,13 +26,15 @@ def pick(entry: ClusterEntry, host: str, subset: str, port: int, head: RequestHe
     if balancer is None:
         raise NoHealthyUpstream(f"no healthy endpoint in cluster {pool.cluster_name(port)}")
     endpoint = balancer.pick(head)
+    key, tls = pool.transport(port, endpoint)
     return Target(endpoint.address, endpoint.ports.get(port, port), pool.cluster_name(port), endpoint, balancer,
-                  policy, pool.breaker_for(port) if pool.limited else None, pool.outlier)
+                  policy, pool.breaker_for(port) if pool.limited else None, pool.outlier, None, key, tls)
 
 
 def mirror(table: RoutingTable, host: str, subset: str, port: int | None, head: RequestHead,
-           locality: str) -> tuple[str, int] | None:
-    """(address, port) of an endpoint of a mirror destination, or None when it has none."""
+           locality: str) -> tuple[str, int, object] | None:
+    """(address, port, TLS origination or None) of an endpoint of a mirror destination, or None when it has
+    none; the copy goes the way the primary would go to that endpoint (mutual TLS to a sidecar)."""
     entry = table.clusters.get(host)
     if entry is None:
         return None
@@ -43,7 +45,8 @@ def mirror(table: RoutingTable, host: str, subset: str, port: int | None, head: 
     if balancer is None:
         return None
     endpoint = balancer.pick(head)
-    return endpoint.address, endpoint.ports.get(port, port)
+    tls = pool.transport(port, endpoint)[1]  # type: ignore[union-attr]
+    return endpoint.address, endpoint.ports.get(port, port), tls
 
 
 def retry(table: RoutingTable, target: Target, head: RequestHead, tried: list[tuple[str, int]], attempt: int,
@@ -55,13 +58,13 @@ def retry(table: RoutingTable, target: Target, head: RequestHead, tried: list[tu
     balancer = target.balancer
     if balancer is None:
         return Target(target.address, target.port, target.cluster, policy=target.policy, breaker=target.breaker,
-                      outlier=target.outlier)
+                      outlier=target.outlier, key=target.key, tls=target.tls)
     _, port_text, subset, host = target.cluster.split("|", 3)  # outbound|<service port>|<subset>|<host>
     port = int(port_text)
     retry_policy = getattr(target.policy, "retry", None)
+    entry = table.clusters.get(host)
+    pool = entry.pools.get(subset) if entry is not None else None
     if retry_policy is not None and retry_policy.remote_localities:
-        entry = table.clusters.get(host)
-        pool = entry.pools.get(subset) if entry is not None else None
         if pool is not None:
             balancer = pool.level_balancer(port, locality, attempt) or balancer
     if retry_policy is not None and not retry_policy.ignore_previous_hosts:
@@ -80,5 +83,11 @@ def retry(table: RoutingTable, target: Target, head: RequestHead, tried: list[tu
         cookie_for = getattr(balancer, "cookie_for", None)
         if cookie_for is not None:
             cookie_for(head, endpoint)
+    if pool is not None:  # the transport as decided for this endpoint (mutual TLS or not), as the first try's
+        key, tls = pool.transport(port, endpoint)
+    elif endpoint is target.endpoint:
+        key, tls = target.key, target.tls
+    else:  # the cluster left the config since the first try: no decision for another endpoint of it
+        raise NoHealthyUpstream(f"cluster {target.cluster} is no longer configured: no endpoint to retry on")
     return Target(address, endpoint_port, target.cluster, endpoint, balancer, target.policy, target.breaker,
-                  target.outlier)
+                  target.outlier, None, key, tls)

@@ -1,15 +1,21 @@
 """The endpoint stage's state: the healthy endpoints of one subset of a cluster, their balancers (one per
 load-balancing policy in force and caller locality, made on first use), circuit breakers (one per service
-port) and outlier detector. Built with the routing table (proxy/outbound/table.py), once per push.
+port), outlier detector, and the transport to each endpoint (plaintext or which TLS, and the upstream pool
+key: proxy/outbound/upstream_tls.py), decided once per endpoint and port. Built with the routing table
+(proxy/outbound/table.py), once per push.
 """
 
 from __future__ import annotations
 
-from proto.xds import Endpoint, LbPolicy, OutlierPolicy, PoolLimits
+from proto.xds import ClusterConfig, Endpoint, LbPolicy, OutlierPolicy, PoolLimits
+from proxy.core.conn_policy import Key
 from proxy.outbound.balancer import Balancer, make_balancer
 from proxy.outbound.circuit_breaker import Breaker
 from proxy.outbound.locality import preferred, ranked
 from proxy.outbound.outlier import Detector
+from proxy.outbound.upstream_tls import Originate, decide
+
+Transport = tuple[Key, object]  # (the upstream pool's key, the TlsOrigination or None for plaintext)
 
 
 class Pool:
@@ -20,11 +26,15 @@ class Pool:
     """
 
     __slots__ = ("host", "subset", "endpoints", "policy", "port_policies", "_balancers", "_levels", "_names",
-                 "limits", "port_limits", "limited", "breakers", "outlier")
+                 "limits", "port_limits", "limited", "breakers", "outlier", "config", "originate", "transports",
+                 "_members")
 
     def __init__(self, host: str, subset: str, endpoints: list[Endpoint], policy: LbPolicy | str,
                  port_policies: dict[int, LbPolicy] | None = None, limits: PoolLimits | None = None,
-                 port_limits: dict[int, PoolLimits] | None = None, outlier: OutlierPolicy | None = None) -> None:
+                 port_limits: dict[int, PoolLimits] | None = None, outlier: OutlierPolicy | None = None, *,
+                 config: ClusterConfig | None = None, originate: Originate | None = None) -> None:
+        """`config` (the cluster's, for its DestinationRule tls) and `originate` (the sidecar's TLS source,
+        proxy/tls/upstream.py): how `transport` decides; without `originate`, every endpoint is plaintext."""
         self.host = host
         self.subset = subset
         self.endpoints = tuple(endpoints)
@@ -40,6 +50,36 @@ class Pool:
         self.breakers: dict[int, Breaker | None] = {}
         # outlierDetection: ejected endpoints leave the balancers, which are rebuilt on the next pick
         self.outlier = Detector(outlier, self.endpoints, self._forget_balancers) if outlier is not None else None
+        # per service port: id(endpoint) -> Transport, filled on first use (endpoints live as long as the pool)
+        self.config = config
+        self.originate = originate
+        self.transports: dict[int, dict[int, Transport]] = {}
+        self._members: frozenset[int] | None = None  # id() of our endpoints, made on the first decision
+
+    def transport(self, port: int, endpoint: Endpoint) -> Transport:
+        """How to reach `endpoint` for service `port`: (pool key, TLS origination or None), decided on first
+        use and kept as long as the pool (one push). Raises nothing: an unusable tls was refused at apply."""
+        per_port = self.transports.get(port)
+        if per_port is None:
+            per_port = self.transports[port] = {}
+        try:
+            return per_port[id(endpoint)]
+        except KeyError:
+            pass
+        address, endpoint_port = endpoint.address, endpoint.ports.get(port, port)
+        tls = decide(self.config, self.subset, port, endpoint, self.originate)
+        members = self._members
+        if members is None:
+            members = self._members = frozenset(id(e) for e in self.endpoints)
+        breaker = self.breaker_for(port) if self.limited else None
+        conn_policy = breaker.conn_policy if breaker is not None else None
+        key: Key = (address, endpoint_port) if conn_policy is None else conn_policy.key(address, endpoint_port)
+        if tls is not None:
+            key = (*key, *tls.key)  # type: ignore[attr-defined]
+        found = (key, tls)
+        if id(endpoint) in members:  # kept only for our own endpoints (a retry may ask about an older table's)
+            per_port[id(endpoint)] = found
+        return found
 
     def _forget_balancers(self) -> None:
         self._balancers.clear()

@@ -60,7 +60,7 @@ class PendingCopy:
 
     __slots__ = ("targets", "parts", "size")
 
-    def __init__(self, targets: list[tuple[str, int]], parts: list[bytes]) -> None:
+    def __init__(self, targets: list[tuple[str, int, Any]], parts: list[bytes]) -> None:
         self.targets = targets
         self.parts = parts
         self.size = 0
@@ -75,8 +75,8 @@ class PendingCopy:
 
     def send(self) -> None:
         data = b"".join(self.parts)
-        for address, port in self.targets:
-            Shadows.send(address, port, data)
+        for address, port, tls in self.targets:
+            Shadows.send(address, port, data, tls)
 
 
 class _Sink(asyncio.Protocol):
@@ -84,9 +84,14 @@ class _Sink(asyncio.Protocol):
 
     def __init__(self, data: bytes) -> None:
         self.data = data
+        self.hold = False  # with TLS: written only once the peer's identity is checked (release)
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: Any) -> None:
+        if not self.hold:
+            transport.write(self.data)
+
+    def release(self, transport: Any) -> None:
         transport.write(self.data)
 
     def data_received(self, data: bytes) -> None:
@@ -114,21 +119,33 @@ class Shadows:
     failed = 0  # copies that could not be delivered (connect failure, timeout): a stat
 
     @classmethod
-    def send(cls, address: str, port: int, data: bytes) -> None:
+    def send(cls, address: str, port: int, data: bytes, tls: Any = None) -> None:
+        """`tls`: the endpoint's TLS origination (proxy/tls/origination.TlsOrigination), None for plaintext."""
         if cls.in_flight >= MAX_IN_FLIGHT:
             cls.dropped += 1
             return
         cls.in_flight += 1
         cls.sent += 1
-        asyncio.ensure_future(cls._deliver(address, port, data))
+        asyncio.ensure_future(cls._deliver(address, port, data, tls))
 
     @classmethod
-    async def _deliver(cls, address: str, port: int, data: bytes) -> None:
+    async def _deliver(cls, address: str, port: int, data: bytes, tls: Any = None) -> None:
         transport = None
         try:
             async with asyncio.timeout(TIMEOUT):  # one bound over connect, upload and response
                 sink = _Sink(data)
-                transport, _ = await asyncio.get_running_loop().create_connection(lambda: sink, address, port)
+                loop = asyncio.get_running_loop()
+                if tls is None:
+                    transport, _ = await loop.create_connection(lambda: sink, address, port)
+                else:  # as the primary goes: mutual TLS, the peer's SPIFFE ID checked before the copy is written
+                    context = tls.context()
+                    if context is None:
+                        raise OSError("no workload certificate yet for mutual TLS")
+                    sink.hold = True
+                    transport, _ = await loop.create_connection(lambda: sink, address, port, ssl=context,
+                                                                server_hostname=tls.sni or None)
+                    tls.check(transport.get_extra_info("ssl_object"), f"{address}:{port}")
+                    sink.release(transport)
                 await sink.done
         except (OSError, TimeoutError):
             cls.failed += 1

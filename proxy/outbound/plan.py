@@ -18,6 +18,7 @@ from proxy.core.request import RequestHead
 from proxy.core.target import Target
 from proxy.outbound import concrete
 from proxy.outbound.balancer import LeastRequest, RandomPick, RoundRobin
+from proxy.outbound.endpoints import Pool
 from proxy.outbound.policy import DEFAULT_POLICY
 from proxy.outbound.route import CompiledRoute
 from proxy.outbound.table import RoutingTable
@@ -37,9 +38,10 @@ class Plan:
     holds no per-request state: no in-flight count, no breaker slot), so the router hands it out as is;
     else None."""
 
-    __slots__ = ("port", "cluster", "balancer", "counts", "policy", "breaker", "target")
+    __slots__ = ("port", "cluster", "balancer", "counts", "policy", "breaker", "target", "pool")
 
-    def __init__(self, port: int, cluster: str, balancer: object, policy: object, breaker: object) -> None:
+    def __init__(self, port: int, cluster: str, balancer: object, policy: object, breaker: object,
+                 pool: Pool | None = None) -> None:
         self.port = port
         self.cluster = cluster
         self.balancer = balancer
@@ -47,18 +49,21 @@ class Plan:
         self.counts = len(getattr(balancer, "endpoints", ())) != 1
         self.policy = policy
         self.breaker = breaker
+        self.pool = pool  # decides each endpoint's transport (mutual TLS or not), once per push
         self.target: Target | None = None
         endpoints = getattr(balancer, "endpoints", ())
         if len(endpoints) == 1 and type(balancer) in _PURE and breaker is None:
             (endpoint,) = endpoints
+            key, tls = pool.transport(port, endpoint) if pool is not None else (None, None)
             self.target = Target(endpoint.address, endpoint.ports.get(port, port), cluster, endpoint, balancer,
-                                 policy, None, None, False)
+                                 policy, None, None, False, key, tls)
 
     def pick(self, head: RequestHead) -> Target:
         endpoint = self.balancer.pick(head)  # type: ignore[attr-defined]
         port = self.port
+        key, tls = self.pool.transport(port, endpoint) if self.pool is not None else (None, None)
         return Target(endpoint.address, endpoint.ports.get(port, port), self.cluster, endpoint, self.balancer,
-                      self.policy, self.breaker, None, self.counts)  # type: ignore[arg-type]
+                      self.policy, self.breaker, None, self.counts, key, tls)  # type: ignore[arg-type]
 
 
 def compile_plan(table: RoutingTable, fqdn: str, route: CompiledRoute | None, port: int,
@@ -90,4 +95,5 @@ def compile_plan(table: RoutingTable, fqdn: str, route: CompiledRoute | None, po
     balancer = pool.balancer_for(port, locality)
     if balancer is None:
         return None
-    return Plan(port, pool.cluster_name(port), balancer, policy, pool.breaker_for(port) if pool.limited else None)
+    return Plan(port, pool.cluster_name(port), balancer, policy, pool.breaker_for(port) if pool.limited else None,
+                pool)

@@ -10,18 +10,19 @@ from typing import Protocol
 from proto.xds import ClusterConfig, LbPolicy
 from proxy.outbound.endpoints import Pool
 from proxy.outbound.route import CompiledRoute
+from proxy.outbound.upstream_tls import Originate
 
 
 class ClusterEntry:
     __slots__ = ("config", "ports", "pools")
 
-    def __init__(self, config: ClusterConfig) -> None:
+    def __init__(self, config: ClusterConfig, originate: Originate | None = None) -> None:
         self.config = config
         self.ports = frozenset(config.ports)  # empty: the service accepts any port (e.g. a port-less entry)
         healthy = [ep for ep in config.endpoints if ep.healthy]
         base = LbPolicy(lb=config.lb, hash=config.hash, locality=config.locality)
         self.pools = {"": Pool(config.host, "", healthy, base, config.port_lb, config.limits, config.port_limits,
-                               config.outlier)}
+                               config.outlier, config=config, originate=originate)}
         for subset in config.subsets:
             members = [ep for ep in healthy if all(ep.labels.get(k) == v for k, v in subset.labels.items())]
             if subset.lb is None:  # no policy of its own: the cluster's, port-level settings included
@@ -31,7 +32,7 @@ class ClusterEntry:
                 policy, ports = LbPolicy(lb=subset.lb, hash=subset.hash, locality=subset.locality), subset.port_lb
                 limits, port_limits, outlier = subset.limits, subset.port_limits, subset.outlier
             self.pools[subset.name] = Pool(config.host, subset.name, members, policy, ports, limits, port_limits,
-                                           outlier)
+                                           outlier, config=config, originate=originate)
 
 
     def inherit(self, old: ClusterEntry) -> None:
@@ -58,15 +59,16 @@ class RoutingTable:
 
 
 def build_table(clusters: dict[str, ClusterConfig], routes: dict[str, CompiledRoute],
-                previous: RoutingTable | None = None) -> RoutingTable:
-    """A new table; a cluster whose config object did not change keeps its entry (and balancer state)."""
+                previous: RoutingTable | None = None, originate: Originate | None = None) -> RoutingTable:
+    """A new table; a cluster whose config object did not change keeps its entry (and balancer state, and
+    the transport decided per endpoint). `originate`: the sidecar's TLS source (None: plaintext everywhere)."""
     entries: dict[str, ClusterEntry] = {}
     for host, config in clusters.items():
         old = previous.clusters.get(host) if previous is not None else None
         if old is not None and old.config is config:
             entries[host] = old
         else:
-            entries[host] = entry = ClusterEntry(config)
+            entries[host] = entry = ClusterEntry(config, originate)
             if old is not None:
                 entry.inherit(old)
     return RoutingTable(entries, dict(routes))

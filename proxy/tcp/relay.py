@@ -16,11 +16,19 @@ outlierDetection. Half-closes pass through (a client's shutdown(SHUT_WR) reaches
 Flow control: when one side's write buffer fills, reading from the other side pauses until it drains.
 Bytes a client sends before its upstream is connected are held up to EARLY_LIMIT, then reading pauses.
 A listener holds at most `max_connections` relays (proxy/http/limits.py); more are closed at once.
+
+Mutual TLS, as for HTTP, with TLS in a layer of our own (proxy/tls/bio.py) so half-closes pass: an outbound
+connection to an endpoint with a sidecar is originated with the TlsOrigination its Target carries (decided
+once per push: proxy/outbound/upstream_tls.py), the peer's SPIFFE ID checked before a byte is relayed
+(another identity: flag UF); an inbound listener given `tls_mode` and `tls_context` accepts through a
+TlsAcceptor (STRICT / PERMISSIVE / DISABLE per connection). A relay starts once its downstream connection is
+made, so a TLS client is routed after its handshake.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -28,6 +36,9 @@ from proxy.access_log import ListenerLog
 from proxy.core.errors import ProxyError
 from proxy.core.conn_policy import set_keepalive
 from proxy.core.target import Target
+from proxy.tls.acceptor import TlsAcceptor
+from proxy.tls.bio import TlsLayer
+from proxy.tls.listen import listening_socket
 from runtime.log import get_logger
 
 if TYPE_CHECKING:
@@ -59,6 +70,9 @@ class _Side(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        relay = self.relay
+        if self is relay.down and relay.on_open is not None:
+            relay.on_open(relay)
 
     def data_received(self, data: bytes) -> None:
         self.relay.last_active = self.relay.loop.time()
@@ -98,9 +112,12 @@ class Relay:
     """A downstream connection and its upstream: routed once, then bytes both ways until either closes."""
 
     __slots__ = ("loop", "pick", "down", "up", "target", "holds_slot", "last_active", "timer", "deadline",
-                 "closed", "connecting", "halves", "on_close", "started", "flag", "error")
+                 "closed", "connecting", "halves", "on_close", "started", "flag", "error", "on_open")
 
-    def __init__(self, pick: Picker, on_close: Callable[[Relay], None]) -> None:
+    def __init__(self, pick: Picker, on_close: Callable[[Relay], None],
+                 on_open: Callable[[Relay], None] | None = None) -> None:
+        """`on_open`: called when the downstream connection is made (after its TLS handshake, if any)."""
+        self.on_open = on_open
         self.loop = asyncio.get_running_loop()
         self.pick = pick
         self.down = _Side(self)
@@ -135,7 +152,7 @@ class Relay:
             up = _Side(self)
             async with asyncio.timeout(timeout or DEFAULT_CONNECT_TIMEOUT):
                 await self.open(up, target)
-        except (ProxyError, OSError, TimeoutError) as exc:
+        except (ProxyError, OSError, TimeoutError) as exc:  # ssl.SSLError (a peer's wrong identity) is an OSError
             self.error = exc
             self.flag = exc.flag if isinstance(exc, ProxyError) else "UF"
             if self.target is not None and self.target.outlier is not None and not isinstance(exc, ProxyError):
@@ -152,8 +169,25 @@ class Relay:
         self._attach(up, breaker)
 
     async def open(self, up: _Side, target: Target) -> None:
-        """Connect `up` to the target (a subclass may resolve names its own way)."""
-        await self.loop.create_connection(lambda: up, target.address, target.port)
+        """Connect `up` to the target (a subclass may resolve names its own way); with the target's `tls`,
+        mutual TLS to its sidecar, whose SPIFFE ID must be the expected one (else PeerIdentityMismatch, an
+        ssl.SSLError, logged with both identities)."""
+        tls = target.tls
+        if tls is None:
+            await self.loop.create_connection(lambda: up, target.address, target.port)
+            return
+        context = tls.context()  # type: ignore[attr-defined]
+        if context is None:
+            raise OSError("this workload has no certificate yet for mutual TLS")
+        # TLS in a layer of our own (proxy/tls/bio.py): the loop's TLS transports cannot pass a half-close
+        layer = TlsLayer(context, False, tls.sni or None, up)  # type: ignore[attr-defined]
+        await self.loop.create_connection(lambda: layer, target.address, target.port)
+        try:
+            await layer.handshake
+            tls.check(layer.sslobj, f"{target.address}:{target.port}")  # type: ignore[attr-defined]
+        except BaseException:
+            layer.abort()
+            raise
 
     def _attach(self, up: _Side, breaker: Breaker | None) -> None:
         self.up = up
@@ -229,7 +263,10 @@ class TcpListener:
     """A listening port whose connections are relayed to where `pick` says."""
 
     def __init__(self, host: str, port: int, pick: Picker, name: str, target: str = "",
-                 access_log: ListenerLog | None = None, max_connections: int = 10_000) -> None:
+                 access_log: ListenerLog | None = None, max_connections: int = 10_000,
+                 tls_mode: Callable[[], str] | None = None,
+                 tls_context: Callable[[], ssl.SSLContext | None] | None = None) -> None:
+        """`tls_mode` and `tls_context` (an inbound listener): accept through a TlsAcceptor (its `acceptor`)."""
         self.host = host
         self.port = port  # the bound port once started (useful with port 0)
         self.pick = pick
@@ -241,6 +278,8 @@ class TcpListener:
         self.refused = 0
         self._refused_logged = float("-inf")
         self._server: asyncio.Server | None = None
+        self.tls_mode, self.tls_context = tls_mode, tls_context
+        self.acceptor: TlsAcceptor | None = None
 
     def _closed(self, relay: Relay) -> None:
         self.relays.discard(relay)
@@ -253,24 +292,37 @@ class TcpListener:
     def _accept(self) -> asyncio.Protocol:
         if self.max_connections and len(self.relays) >= self.max_connections:
             return _Refused(self)
-        relay = Relay(self.pick, self._closed)
+        return Relay(self.pick, self._closed, self._opened).down
+
+    def _opened(self, relay: Relay) -> None:
+        """The downstream connection is made (a TLS one has shaken hands): hold it, route it."""
         self.relays.add(relay)
-        relay.loop.call_soon(relay.start)  # once connection_made has given the downstream its transport
-        return relay.down
+        relay.start()
 
     async def start(self) -> None:
+        if self.tls_mode is not None and self.tls_context is not None:
+            sock = listening_socket(self.host, self.port)
+            self.port = sock.getsockname()[1]
+            self.acceptor = TlsAcceptor(sock, self._accept, self.tls_mode, self.tls_context, name=self.name,
+                                        layered=True)
+            self.acceptor.start()
+            return
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(self._accept, self.host, self.port, reuse_address=True)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
-        if self._server is None:
-            return
         server, self._server = self._server, None
-        server.close()
+        if server is not None:
+            server.close()
+        elif self.acceptor is not None and self.acceptor.accepting:
+            self.acceptor.close()
+        else:
+            return
         for relay in list(self.relays):
             relay.close()
-        await server.wait_closed()
+        if server is not None:
+            await server.wait_closed()
 
 
 class _Refused(asyncio.Protocol):

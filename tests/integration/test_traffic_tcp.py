@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
+import json
 import os
 
 import pytest
@@ -58,6 +59,7 @@ class Database:
         self.access_log = self.mesh.state_dir / "logs" / f"access-{self.ns}.log"
         self.client = self.mesh.proxy("api", server.port, 9080, self.ns, "app=api",
                                       ("--tcp", f"db:5432={self.local_port}", "--access-log", str(self.access_log)))
+        self.sidecars = sidecars
         for sidecar in [*sidecars, self.client]:
             await sidecar.ready()
         await eventually(lambda: self.endpoints() == 2)
@@ -194,3 +196,14 @@ async def test_max_connection_duration_closes_a_busy_connection(db: Database) ->
         pass  # a reset ends it as well as an EOF
     assert 0.6 <= loop.time() - started <= 4.0
     writer.close()
+
+
+async def test_tcp_between_sidecars_is_mutual_tls_and_still_passes_half_closes(db: Database) -> None:
+    """Auto mTLS for opaque TCP as for HTTP; the echo server answers after the client's EOF, which crossed the
+    mTLS leg as a close_notify (proxy/tls/bio.py)."""
+    for i in range(4):
+        greeting, rest = await db.session(b"secret %d" % i)
+        assert rest == b"secret %d" % i + b"bye\n"
+    stats = [json.loads(s.admin("/server_info")[1])["inbound_mtls"]["listeners"]["tcp 5432"] for s in db.sidecars]
+    assert sum(s["tls"] for s in stats) == 4 and sum(s["plaintext"] for s in stats) == 0, stats
+

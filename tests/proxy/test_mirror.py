@@ -50,7 +50,7 @@ class MirrorRouter(StubRouter):
         self.shadow = shadow
 
     def mirror_pick(self, host, subset, port, head):  # type: ignore[no-untyped-def]
-        return self.shadow if host == "m" else None
+        return (*self.shadow, None) if host == "m" else None  # (address, port, no TLS)
 
 
 @pytest.fixture

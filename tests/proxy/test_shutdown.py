@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from tests.proxy.http_helpers import Clients, Upstream, keep_alive_echo, read_response, recorded_logs, stall
+from tests.proxy.http_helpers import (Clients, Upstream, keep_alive_echo, read_request, read_response, recorded_logs,
+                                      stall)
 
 from proxy.access_log import AccessLog
 from proxy.main import Sidecar, log_loop_error
@@ -66,3 +67,44 @@ async def test_stop_with_open_connections_is_prompt_and_logs_no_error(tmp_path) 
     lines = path.read_text().splitlines()
     assert len(lines) >= 6, lines  # the fast request, and the five cut ones (logged before the log closed)
     assert sum('"GET 127.0.0.1' in line for line in lines) >= 6
+
+
+async def test_the_inbound_listener_accepting_through_its_tls_acceptor_drains_as_before() -> None:
+    """The inbound port now accepts through a TlsAcceptor (PERMISSIVE with no policy): stop closes its socket
+    (new connections refused), lets a request in flight finish within the grace, and cuts a stuck one after it."""
+    async def slow_ok(up: Upstream, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await asyncio.sleep(0.2)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+        await stall(up, reader, writer)
+
+    clients = Clients()
+    try:
+        async with Upstream(slow_ok) as app:
+            options = ProxyOptions(service="drain", service_port=9080, app_port=app.port, inbound_host="127.0.0.1",
+                                   inbound_port=0, outbound_port=0, admin_port=0)
+            car = Sidecar(options)
+            await car.start_listeners()
+            assert car.inbound.acceptor is not None and car.inbound.acceptor.accepting
+            port = car.inbound.port
+            reader, writer = await clients(port)
+            writer.write(b"GET / HTTP/1.1\r\nhost: drain\r\n\r\n")
+            for _ in range(300):
+                if len(app.requests) == 1:
+                    break
+                await asyncio.sleep(0.01)
+            stopping = asyncio.ensure_future(car.stop(grace=2.0))
+            await asyncio.sleep(0.05)
+            try:
+                await asyncio.open_connection("127.0.0.1", port)
+                refused = False
+            except OSError:
+                refused = True
+            assert refused  # the acceptor's socket is closed first
+            response = await read_response(reader)
+            assert response.status == 200  # the request in flight finished during the grace
+            await asyncio.wait_for(stopping, 5)
+            assert car.inbound.acceptor.stats.plaintext == 1 and not car.inbound.acceptor.accepting
+    finally:
+        await clients.close()

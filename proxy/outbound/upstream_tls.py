@@ -1,0 +1,67 @@
+"""The transport-out decision for one endpoint and service port: plaintext, or mutual TLS to its sidecar.
+
+    decide(config, subset, port, endpoint, originate) -> origination or None    once per push, never per request
+    tls_problem(config, check) -> str                                            why a push's cluster is refused
+
+Istio's auto mTLS (enableAutoMtls) with the DestinationRule's `tls` first (proto.xds.client_tls: merged as
+MergeSubsetTrafficPolicy): DISABLE is plaintext; ISTIO_MUTUAL is mutual TLS with the workload certificate,
+the server held to `subjectAltNames[0]` when given, else to the SPIFFE ID the endpoint registered with.
+SIMPLE and MUTUAL (certificate files, for services outside the mesh): TLS with those files; `tls_problem` asks
+the sidecar's `check` to load them when the push is applied, and a push whose files cannot be loaded is
+refused whole (NACK with the reason), never sent in plaintext. Without a `check` (no TLS source), they are
+refused too.
+
+The origination object itself (proxy/tls/origination.TlsOrigination) is made by `originate`, which the
+sidecar supplies (proxy/tls/upstream.py), so this stage imports nothing above it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from proto.xds import (TLS_DISABLE, TLS_ISTIO_MUTUAL, TLS_MUTUAL, TLS_SIMPLE, ClientTls, ClusterConfig, Endpoint,
+                       client_tls)
+
+# (the merged ClientTls, the endpoint) -> an origination with `key` (a tuple that sets its pooled connections
+# apart), or None for plaintext
+Originate = Callable[[ClientTls, Endpoint], object]
+# a ClientTls -> "" when it can be originated, else why not (loads SIMPLE/MUTUAL files once)
+TlsCheck = Callable[[ClientTls], str]
+
+SUPPORTED = (TLS_DISABLE, TLS_ISTIO_MUTUAL)
+
+
+def decide(config: ClusterConfig | None, subset: str, port: int, endpoint: Endpoint,
+           originate: Originate | None) -> object:
+    """The origination for traffic to `endpoint` through `subset` ("" for none) on service `port`, or None
+    for plaintext. Without `originate` (a table built with no TLS source: unit tests, the benchmark), or
+    without the cluster's config, plaintext."""
+    if originate is None or config is None:
+        return None
+    chosen = client_tls(config, subset or None, port, endpoint)
+    if chosen.mode == TLS_DISABLE:
+        return None
+    return originate(chosen, endpoint)
+
+
+def tls_problem(config: ClusterConfig, check: TlsCheck | None = None) -> str:
+    """"" when every tls the cluster's DestinationRule sets can be originated here; else the reason to refuse
+    the push (ConfigState NACKs it): SIMPLE or MUTUAL whose files `check` cannot load (or with no `check`),
+    or an unknown mode."""
+    where = [("", config.tls), *((f" port {p}", t) for p, t in config.port_tls.items())]
+    for subset in config.subsets:
+        where.append((f" subset {subset.name}", subset.tls))
+        where += [(f" subset {subset.name} port {p}", t) for p, t in subset.port_tls.items()]
+    for at, tls in where:
+        if tls is None or tls.mode in SUPPORTED:
+            continue
+        if tls.mode in (TLS_SIMPLE, TLS_MUTUAL):
+            if check is None:
+                return (f"cluster {config.host}{at}: DestinationRule tls mode {tls.mode} needs the sidecar's TLS "
+                        "source; refused rather than sent in plaintext")
+            problem = check(tls)
+            if problem:
+                return f"cluster {config.host}{at}: {problem}; refused rather than sent in plaintext"
+            continue
+        return f"cluster {config.host}{at}: unknown tls mode {tls.mode!r}"
+    return ""

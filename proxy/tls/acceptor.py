@@ -1,0 +1,218 @@
+"""An inbound listening socket that takes mutual TLS, plaintext, or both on one port (PeerAuthentication).
+
+Istio's modes for a workload port (istio.io/latest/docs/reference/config/security/peer_authentication/):
+- STRICT: mutual TLS only; a plaintext connection is closed before any byte of it is read by the app side.
+- PERMISSIVE: both; Envoy's tls_inspector tells them apart by the first bytes. So do we: a TLS connection
+  starts with a handshake record (content type 0x16), which no HTTP request or sane TCP protocol does.
+- DISABLE: plaintext only; a TLS ClientHello reaches the HTTP parser as garbage and gets a 400.
+
+How: the socket is accepted here (not by loop.create_server), and the first byte is read with MSG_PEEK, so
+nothing is consumed; then the connection goes to the event loop's own transport, with the server-side TLS
+context or without (`loop.connect_accepted_socket`: uvloop's C TLS transport, the handshake off the Python
+path). The mode and the context are asked for per accepted connection, so a PeerAuthentication change or a
+certificate rotation applies to new connections at once, without a restart, and open connections keep what
+they began with (as Envoy's listeners drain their old filter chains).
+
+Bounded: at most `max_pending` accepted connections waiting for a first byte or a handshake (more are
+closed at once), each for at most `first_byte_timeout` seconds (Envoy's listener_filters_timeout, 15 s, with
+continue_on_listener_filters_timeout false: close) and `handshake_timeout` for the TLS handshake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from proxy.tls.bio import TlsLayer
+
+log = structlog.get_logger("proxy.tls")
+
+STRICT, PERMISSIVE, DISABLE = "STRICT", "PERMISSIVE", "DISABLE"
+TLS_HANDSHAKE = 0x16  # the TLS record content type a ClientHello arrives in (RFC 8446 5.1)
+FIRST_BYTE_TIMEOUT = 15.0  # Envoy's listener_filters_timeout
+HANDSHAKE_TIMEOUT = 10.0  # Envoy's transport_socket_connect_timeout is unset by default; asyncio's is 60 s
+MAX_PENDING = 1024  # connections accepted and not yet handed over (the listen backlog's default here)
+
+
+class AcceptStats:
+    """Counters for the admin port: how connections were sorted and why some were closed."""
+
+    __slots__ = ("tls", "plaintext", "plaintext_refused", "tls_refused", "handshake_failed", "timed_out",
+                 "overflow")
+
+    def __init__(self) -> None:
+        self.tls = self.plaintext = self.plaintext_refused = self.tls_refused = 0
+        self.handshake_failed = self.timed_out = self.overflow = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class TlsAcceptor:
+    """Accepts on `sock` (bound and listening) and hands each connection to `factory`'s protocol.
+
+    `mode()`: STRICT, PERMISSIVE or DISABLE, asked per connection. `context()`: the server-side context
+    (client certificates required and verified), or None while the workload has no certificate: then a TLS
+    connection is closed (nothing can be served on it) and a plaintext one is served unless STRICT."""
+
+    def __init__(self, sock: socket.socket, factory: Callable[[], asyncio.Protocol], mode: Callable[[], str],
+                 context: Callable[[], ssl.SSLContext | None], *, first_byte_timeout: float = FIRST_BYTE_TIMEOUT,
+                 handshake_timeout: float = HANDSHAKE_TIMEOUT, max_pending: int = MAX_PENDING,
+                 name: str = "inbound", layered: bool = False) -> None:
+        """`layered`: TLS runs in the protocol's own layer (proxy/tls/bio.py, which passes half-closes: the
+        opaque-TCP listeners) instead of the loop's TLS transport."""
+        self.sock = sock
+        self.factory = factory
+        self.mode = mode
+        self.context = context
+        self.first_byte_timeout = first_byte_timeout
+        self.handshake_timeout = handshake_timeout
+        self.max_pending = max_pending
+        self.name = name
+        self.layered = layered
+        self.stats = AcceptStats()
+        self.loop = asyncio.get_running_loop()
+        self._pending: dict[int, tuple[socket.socket, asyncio.TimerHandle]] = {}  # fd -> waiting for a byte
+        self._handing: set[asyncio.Task[Any]] = set()  # handshakes in progress
+        self._layers = 0  # layered handshakes in progress
+        self._open = False
+
+    @property
+    def accepting(self) -> bool:
+        """Started and not closed."""
+        return self._open
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending) + len(self._handing) + self._layers
+
+    def start(self) -> None:
+        self.sock.setblocking(False)
+        self.loop.add_reader(self.sock.fileno(), self._on_readable)
+        self._open = True
+
+    def close(self) -> None:
+        """Stop accepting; connections not yet handed over are closed (those handed over are the caller's)."""
+        if not self._open:
+            return
+        self._open = False
+        self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+        for fd, (conn, timer) in list(self._pending.items()):
+            self._drop(fd, conn, timer)
+        for task in list(self._handing):
+            task.cancel()
+
+    def _on_readable(self) -> None:
+        for _ in range(64):  # accept what is queued, a bounded number per wake-up
+            try:
+                conn, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and kin: the connection stays queued; say so, try on the next wake-up
+                log.warning("accept failed", listener=self.name, error=str(exc))
+                return
+            if self.pending >= self.max_pending:
+                self.stats.overflow += 1
+                conn.close()
+                continue
+            conn.setblocking(False)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            fd = conn.fileno()
+            timer = self.loop.call_later(self.first_byte_timeout, self._first_byte_timeout, fd)
+            self._pending[fd] = (conn, timer)
+            self.loop.add_reader(fd, self._on_first_byte, fd)
+
+    def _first_byte_timeout(self, fd: int) -> None:
+        entry = self._pending.get(fd)
+        if entry is not None:
+            self.stats.timed_out += 1
+            self._drop(fd, *entry)
+
+    def _drop(self, fd: int, conn: socket.socket, timer: asyncio.TimerHandle) -> None:
+        self._pending.pop(fd, None)
+        timer.cancel()
+        self.loop.remove_reader(fd)
+        conn.close()
+
+    def _on_first_byte(self, fd: int) -> None:
+        conn, timer = self._pending[fd]
+        try:
+            first = conn.recv(1, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            first = b""
+        if not first:  # closed (or reset) before sending anything
+            self._drop(fd, conn, timer)
+            return
+        del self._pending[fd]
+        timer.cancel()
+        self.loop.remove_reader(fd)
+        tls = first[0] == TLS_HANDSHAKE
+        mode = self.mode()
+        context = None
+        if tls and mode != DISABLE:
+            context = self.context()
+            if context is None:
+                self.stats.tls_refused += 1
+                log.warning("TLS connection refused: this workload has no certificate yet", listener=self.name)
+                conn.close()
+                return
+            self.stats.tls += 1
+        elif mode == STRICT:
+            self.stats.plaintext_refused += 1
+            log.debug("plaintext connection refused: mTLS mode STRICT", listener=self.name, peer=_peer(conn))
+            conn.close()
+            return
+        else:
+            self.stats.plaintext += 1
+        task = asyncio.ensure_future(self._hand_over(conn, context))
+        self._handing.add(task)
+        task.add_done_callback(self._handing.discard)
+
+    async def _hand_over(self, conn: socket.socket, context: ssl.SSLContext | None) -> None:
+        try:
+            if context is None:
+                await self.loop.connect_accepted_socket(self.factory, conn)
+            elif self.layered:
+                layer = TlsLayer(context, True, None, self.factory(), self.handshake_timeout,
+                                 lambda exc: self._failed(conn, exc))
+                self._layers += 1  # its handshake counts as pending (max_pending) until it ends
+                layer.handshake.add_done_callback(self._layer_done)
+                try:
+                    await self.loop.connect_accepted_socket(lambda: layer, conn)
+                except BaseException:
+                    if not layer.handshake.done():
+                        layer.handshake.cancel()  # never started: not pending any more
+                    raise
+            else:
+                await self.loop.connect_accepted_socket(self.factory, conn, ssl=context,
+                                                        ssl_handshake_timeout=self.handshake_timeout)
+        except asyncio.CancelledError:
+            conn.close()
+            raise
+        except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
+            # a client without a certificate, one from another CA, a protocol below TLS 1.2, a peer gone
+            self._failed(conn, exc)
+            conn.close()
+
+    def _layer_done(self, _: object) -> None:
+        self._layers -= 1
+
+    def _failed(self, conn: socket.socket, exc: BaseException) -> None:
+        self.stats.handshake_failed += 1
+        log.info("TLS handshake failed", listener=self.name, peer=_peer(conn), error=str(exc)[:200])
+
+
+def _peer(conn: socket.socket) -> str:
+    try:
+        host, port = conn.getpeername()[:2]
+        return f"{host}:{port}"
+    except OSError:
+        return "?"
