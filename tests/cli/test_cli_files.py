@@ -164,7 +164,8 @@ class FakeBus:
         self.reply = reply
         self.sent: list[tuple[str, bytes]] = []
 
-    async def request(self, subject: str, payload: bytes, timeout: float = 5.0) -> bytes:
+    async def request(self, subject: str, payload: bytes, timeout: float = 5.0,
+                      headers: dict[str, str] | None = None) -> bytes:
         self.sent.append((subject, payload))
         return msgspec.json.encode(self.reply)
 
