@@ -15,14 +15,13 @@ import secrets
 
 from proto.busauth import BusCredsRecord
 from proto.ca import TokenRecord
+from runtime import bootstrap_tokens
 from runtime.bus import decode, encode
 from runtime.store import Store
 
 PREFIX = "/isthmus/bus/creds/"
-TOKENS_PREFIX = "/isthmus/ca/tokens/"  # the ca's bootstrap tokens (services/ca/tokens.py)
 USER_PREFIX = "proxy."
 _ID = re.compile(r"^[0-9a-f]{16}$")
-_TOKEN = re.compile(r"^([0-9a-f]{16})\.([A-Za-z0-9_-]{43})$")  # as services/ca/tokens.py makes them
 MAX_TTL = 365 * 86400
 MAX_CREDENTIALS = 100_000  # records etcd may hold at once (revoked and expired ones count until deleted)
 
@@ -87,23 +86,19 @@ class Credentials:
     async def known_token(self, token: str) -> TokenRecord:
         """The record of a token whose id exists and whose secret matches, whatever its state; Refused
         ("malformed", "unknown token") otherwise. Holding it proves its holder was given the token."""
-        match = _TOKEN.match(token.strip())
-        if not match:
-            raise Refused("the token is malformed (expected <16 hex>.<43 base64url characters>)")
-        entry = await self.store.get(TOKENS_PREFIX + match.group(1))
-        record = decode(entry.value, TokenRecord) if entry else None
-        if record is None or not hmac.compare_digest(record.secret_sha256, _hash(match.group(2))):
-            raise Refused("unknown token")
-        return record
+        try:
+            token_id, secret = bootstrap_tokens.split(token)
+            entry = await self.store.get(bootstrap_tokens.PREFIX + token_id)
+            return bootstrap_tokens.check_known(decode(entry.value, TokenRecord) if entry else None, secret)
+        except bootstrap_tokens.TokenRefused as exc:
+            raise Refused(str(exc)) from None
 
     async def token(self, token: str, now: float) -> TokenRecord:
         """The bootstrap token's record when it could still pay for a signing (not spent here: the ca
-        spends it on CA_SIGN); Refused with the reason otherwise. The rules are the ca's (tokens.check)."""
+        spends it on CA_SIGN); Refused with the reason otherwise (runtime/bootstrap_tokens.py: the ca's rules)."""
         record = await self.known_token(token)
-        if record.revoked:
-            raise Refused(f"token {record.id} was revoked")
-        if now >= record.expires:
-            raise Refused(f"token {record.id} expired")
-        if record.uses <= 0:
-            raise Refused(f"token {record.id} is used up")
+        try:
+            bootstrap_tokens.check_usable(record, now)
+        except bootstrap_tokens.TokenRefused as exc:
+            raise Refused(str(exc)) from None
         return record

@@ -3,7 +3,8 @@ an id anyone may see, and a secret only the holder knows).
 
 A token is `<id>.<secret>`: id 16 hex characters (64 random bits, the key in etcd), secret 43 base64url
 characters (256 random bits). etcd holds only the secret's SHA-256 (TokenRecord, /isthmus/ca/tokens/<id>);
-the comparison is constant-time. A redemption decrements `uses` with an etcd compare-and-swap on the
+the comparison is constant-time. The rules of a token (format, check) are in runtime/bootstrap_tokens.py,
+which the auth service shares. A redemption decrements `uses` with an etcd compare-and-swap on the
 record's revision, so two concurrent redemptions of a one-use token cannot both win.
 
 Refusals, each with its own reason: unknown (no such id, or the secret does not match: the two are not
@@ -14,29 +15,24 @@ expire (so a late user hears "expired", not "unknown"), then any ca replica swee
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import re
 import secrets
 
 from proto.ca import TokenInfo, TokenRecord
+from runtime.bootstrap_tokens import PREFIX, TokenRefused, check, secret_hash, split, token_id_of
+
+__all__ = ["PREFIX", "TokenRefused", "Tokens", "check", "info", "new_token", "split", "token_id_of"]
 from runtime.bus import decode, encode
 from runtime.store import Store
 
-PREFIX = "/isthmus/ca/tokens/"
 RETAIN = 3600.0  # seconds an expired record is kept before it is swept
 MIN_TTL, MAX_TTL = 60, 30 * 86400  # seconds a token may live (kubeadm's default is 24 h)
 MAX_USES = 10_000
 CAS_ATTEMPTS = 20  # a redemption retries this often when other redemptions of the same token race it
-_TOKEN = re.compile(r"^([0-9a-f]{16})\.([A-Za-z0-9_-]{43})$")
-
-
-class TokenRefused(Exception):
-    """str(exc) is the reason a requester or operator sees; it never includes the secret."""
 
 
 def _hash(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
+    return secret_hash(secret)
 
 
 def new_token(namespace: str, service_account: str, ttl: int, uses: int, now: float) -> tuple[str, TokenRecord]:
@@ -50,35 +46,6 @@ def new_token(namespace: str, service_account: str, ttl: int, uses: int, now: fl
     record = TokenRecord(id=token_id, namespace=namespace, service_account=service_account,
                          secret_sha256=_hash(secret), created=now, expires=now + ttl, uses=uses, max_uses=uses)
     return f"{token_id}.{secret}", record
-
-
-def split(token: str) -> tuple[str, str]:
-    """(id, secret); TokenRefused when the text is not a token at all."""
-    match = _TOKEN.match(token.strip())
-    if not match:
-        raise TokenRefused("the token is malformed: expected <16 hex>.<43 base64url characters>, as "
-                           "`isthmus token create` prints it")
-    return match.group(1), match.group(2)
-
-
-def token_id_of(token: str) -> str:
-    """The id part, for audit lines (never the secret); '' when the text is not a token."""
-    match = _TOKEN.match(token.strip())
-    return match.group(1) if match else ""
-
-
-def check(record: TokenRecord | None, secret: str, now: float) -> None:
-    """TokenRefused with the reason this record cannot pay for a signing now."""
-    if record is None or not hmac.compare_digest(record.secret_sha256, _hash(secret)):
-        raise TokenRefused("unknown token: it was never issued, or it was swept after expiring; ask the "
-                           "operator for a new one (isthmus token create)")
-    if record.revoked:
-        raise TokenRefused(f"token {record.id} was revoked; ask the operator for a new one")
-    if now >= record.expires:
-        raise TokenRefused(f"token {record.id} expired; ask the operator for a new one (isthmus token create --ttl)")
-    if record.uses <= 0:
-        raise TokenRefused(f"token {record.id} is used up ({record.max_uses} of {record.max_uses} uses); ask the "
-                           "operator for a new one (isthmus token create --uses)")
 
 
 def info(record: TokenRecord) -> TokenInfo:
