@@ -271,6 +271,13 @@ def ratios(per_rep: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, floa
             add("rps_ratio_mtls_pair", m["rps"] / t["rps"])
         if rows["isthmus-pair"]["rps"] > 0:
             add("rps_ratio_mtls_plain_pair", m["rps"] / rows["isthmus-pair"]["rps"])
+        # CPU per request at max, both sides summed: HAProxy TLS / Isthmus mTLS is the rps share one saturated
+        # proxy core would give, far less moved by other work on the machine than the rps ratio
+        cpu = {n: sum(v for k, v in rows[n].items() if k.endswith(".cpu_per_1k_max_s"))
+               for n in ("isthmus-pair", "isthmus-mtls-pair", "haproxy-tls-pair")}
+        if cpu["isthmus-mtls-pair"] > 0:
+            add("cpu_ratio_mtls_pair", cpu["haproxy-tls-pair"] / cpu["isthmus-mtls-pair"])
+            add("cpu_ratio_mtls_plain_pair", cpu["isthmus-pair"] / cpu["isthmus-mtls-pair"])
         if rows["haproxy-pair"]["rps"] > 0:
             add("rps_ratio_haproxy_tls_plain_pair", t["rps"] / rows["haproxy-pair"]["rps"])
         for pct in ("p50", "p99"):
@@ -359,6 +366,9 @@ def render(result: dict[str, Any]) -> str:
     body += [
         ["Isthmus mTLS / HAProxy TLS rps, pair", _fmt(r.get("rps_ratio_mtls_pair"), 2, reps)],
         ["Isthmus mTLS / Isthmus plaintext rps, pair", _fmt(r.get("rps_ratio_mtls_plain_pair"), 2, reps)],
+        ["same, from CPU per request at max (HAProxy TLS CPU / Isthmus mTLS CPU)",
+         _fmt(r.get("cpu_ratio_mtls_pair"), 2, reps)],
+        ["Isthmus mTLS / plaintext, from CPU per request at max", _fmt(r.get("cpu_ratio_mtls_plain_pair"), 2, reps)],
         ["HAProxy TLS / HAProxy plaintext rps, pair", _fmt(r.get("rps_ratio_haproxy_tls_plain_pair"), 2, reps)],
         ["Isthmus mTLS pair p50 / p99 ms over plaintext pair",
          f"{_fmt(r.get('mtls_added_p50_ms_pair'), 2, reps)} / {_fmt(r.get('mtls_added_p99_ms_pair'), 2, reps)}"],
