@@ -12,6 +12,13 @@ Rows, measured in one run and alternated (rep 1: every row, rep 2: every row, ..
                     httptools, framing parsed, bytes forwarded as received; what Python itself allows)
     bare-single     load -> bare server-side -> nginx
     isthmus-tcp-pair, haproxy-tcp-pair: the pairs relaying opaque TCP
+    isthmus-mtls-pair  load -> client sidecar -> mutual TLS (pooled) -> server sidecar -> nginx (namespace bench-mtls,
+                    PeerAuthentication STRICT); the server sidecar's counters must show TLS connections only
+    haproxy-tls-pair   load -> HAProxy -> TLS 1.3, client certificate verified, keep-alive -> HAProxy -> nginx
+
+New mutual TLS connections per second (isthmus-mtls-handshake, haproxy-tls-handshake): wrk through each TLS pair
+on a path that takes one request per connection between the pair (the load generator's connections stay open),
+no session resumption: a full handshake on both sides per request (bench/dataplane/mtls.py).
 
 Per row and repetition: a short wrk warm-up (not recorded); the maximum throughput with wrk (one thread,
 fixed connections, closed loop); latency at a fixed 1,000 rps with hey (10 streams x 100 rps, their
@@ -39,13 +46,15 @@ from typing import Any
 from bench.dataplane import loadgen
 from bench.dataplane.procstat import MachineSampler, Sampler
 from bench.dataplane.tools import ensure_tools
+from bench.dataplane.mtls import check_mtls, haproxy_ssl_info, inbound_mtls
 from bench.dataplane.topology import BODY, HOST_HEADER, Pinning, Topology
 
 __all__ = ["run", "ensure_tools", "Plan", "PLANS"]
 
 ROWS = ("direct", "isthmus-pair", "haproxy-pair", "bare-pair", "isthmus-single", "haproxy-single", "bare-single",
-        "isthmus-tcp-pair", "haproxy-tcp-pair")
-ISTHMUS_ROWS = ("isthmus-pair", "isthmus-single", "isthmus-tcp-pair")
+        "isthmus-tcp-pair", "haproxy-tcp-pair", "isthmus-mtls-pair", "haproxy-tls-pair")
+ISTHMUS_ROWS = ("isthmus-pair", "isthmus-single", "isthmus-tcp-pair", "isthmus-mtls-pair")
+HANDSHAKE_ROWS = ("isthmus-mtls-handshake", "haproxy-tls-handshake")  # new mutual TLS connections per second
 
 
 @dataclass(frozen=True)
@@ -91,6 +100,7 @@ TARGETS = [
     ("added_p99_ms_pair", "added p99 of the sidecar pair at 1,000 rps <= 1 ms over direct", 1.0, False),
     ("isthmus_vcpu_1k", "<= 0.15 vCPU per Isthmus proxy at 1,000 rps (worst of the pair)", 0.15, False),
     ("isthmus_rss_mb_1k", "<= 45 MB RSS per Isthmus proxy at 1,000 rps (worst of the pair)", 45.0, False),
+    ("rps_ratio_mtls_pair", "Isthmus mTLS pair >= 50% of the HAProxy TLS pair's rps", 0.5, True),
 ]
 
 
@@ -170,6 +180,55 @@ def measure_row(name: str, port: int, proxies: list[tuple[str, int]], plan: Plan
     return out
 
 
+def measure_handshakes(name: str, url: str, proxies: list[tuple[str, int]], plan: Plan, pin: Pinning, log: RawLog,
+                       rep: int, ours: list[int]) -> dict[str, Any]:
+    """New connections per second through a TLS pair: wrk (closed loop, `plan.connections` kept open to the
+    client side) on a path where every request is a new mutual TLS connection between the pair; per proxy,
+    CPU cores busy and CPU ms per connection."""
+    machine = MachineSampler(ours).start()
+    samplers = [(role, Sampler(pid).start()) for role, pid in proxies]
+    w = loadgen.wrk(url, connections=plan.connections, duration=plan.wrk_s, host=HOST_HEADER, core=pin.load_core)
+    windows = [(role, s.stop()) for role, s in samplers]
+    around = machine.stop()
+    log.add(f"rep {rep} {name} wrk", w.raw)
+    out: dict[str, Any] = {"conns_per_s": w.rps, "requests": w.requests, "errors": w.errors,
+                           "disturbance": around.other_cores}
+    for pct in ("p50", "p99"):
+        if pct in w.latency_ms:
+            out[f"wrk_{pct}_ms"] = w.latency_ms[pct]
+    for role, win in windows:
+        out[f"{role}.cpu_util"] = win.cpu_util
+        out[f"{role}.cpu_ms_per_conn"] = win.cpu_s / w.requests * 1000 if w.requests else 0.0
+        out[f"{role}.rss_mb"] = win.peak_rss_kb / 1024
+    time.sleep(plan.pause_s)
+    return out
+
+
+def handshakes(topo: Topology, plan: Plan, pin: Pinning, log: RawLog, rep: int,
+               ours: list[int]) -> dict[str, dict[str, Any]]:
+    """Both handshake rows, each checked: the server side saw about one new TLS connection per request (Isthmus:
+    and no plaintext; HAProxy: and no resumed session)."""
+    out = {}
+    server = topo.mesh.mtls_server
+    assert server is not None
+    for name, (url, proxies) in topo.handshake_rows.items():
+        if name.startswith("isthmus"):
+            before = inbound_mtls(server)
+            row = measure_handshakes(name, url, proxies, plan, pin, log, rep, ours)
+            row.update(check_mtls(before, inbound_mtls(server), row["requests"], per_request=True))
+        else:
+            info = haproxy_ssl_info(topo.work)
+            row = measure_handshakes(name, url, proxies, plan, pin, log, rep, ours)
+            after = haproxy_ssl_info(topo.work)
+            row["mtls_connections"] = after["CumSslConns"] - info["CumSslConns"]
+            row["session_reuse_pct"] = after["SslFrontendSessionReuse_pct"]
+            if row["mtls_connections"] < 0.9 * row["requests"]:
+                raise RuntimeError(f"{name}: {row['requests']} requests but {row['mtls_connections']} TLS connections")
+        row["conns_per_request"] = row["mtls_connections"] / row["requests"] if row["requests"] else 0.0
+        out[name] = row
+    return out
+
+
 def _spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
@@ -207,6 +266,27 @@ def ratios(per_rep: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, floa
         add("isthmus_vcpu_1k", max(pair["client.vcpu_1k"], pair["server.vcpu_1k"]))
         add("isthmus_rss_mb_1k", max(pair["client.rss_mb_1k"], pair["server.rss_mb_1k"]))
         add("isthmus_cpu_per_1k_s", max(pair["client.cpu_per_1k_s"], pair["server.cpu_per_1k_s"]))
+        m, t = rows["isthmus-mtls-pair"], rows["haproxy-tls-pair"]
+        if t["rps"] > 0:
+            add("rps_ratio_mtls_pair", m["rps"] / t["rps"])
+        if rows["isthmus-pair"]["rps"] > 0:
+            add("rps_ratio_mtls_plain_pair", m["rps"] / rows["isthmus-pair"]["rps"])
+        # CPU per request at max, both sides summed: HAProxy TLS / Isthmus mTLS is the rps share one saturated
+        # proxy core would give, far less moved by other work on the machine than the rps ratio
+        cpu = {n: sum(v for k, v in rows[n].items() if k.endswith(".cpu_per_1k_max_s"))
+               for n in ("isthmus-pair", "isthmus-mtls-pair", "haproxy-tls-pair")}
+        if cpu["isthmus-mtls-pair"] > 0:
+            add("cpu_ratio_mtls_pair", cpu["haproxy-tls-pair"] / cpu["isthmus-mtls-pair"])
+            add("cpu_ratio_mtls_plain_pair", cpu["isthmus-pair"] / cpu["isthmus-mtls-pair"])
+        if rows["haproxy-pair"]["rps"] > 0:
+            add("rps_ratio_haproxy_tls_plain_pair", t["rps"] / rows["haproxy-pair"]["rps"])
+        for pct in ("p50", "p99"):
+            key = f"lat_{pct}_ms"
+            if key in m and key in pair:
+                add(f"mtls_added_{pct}_ms_pair", m[key] - pair[key])  # over the plaintext Isthmus pair
+        hs = rows.get("handshakes")
+        if hs and hs["haproxy-tls-handshake"]["conns_per_s"] > 0:
+            add("conns_ratio_mtls", hs["isthmus-mtls-handshake"]["conns_per_s"] / hs["haproxy-tls-handshake"]["conns_per_s"])
     return {k: _spread(v) for k, v in found.items()}
 
 
@@ -283,7 +363,31 @@ def render(result: dict[str, Any]) -> str:
         ["Isthmus / HAProxy TCP pair added p99 ms",
          f"{_fmt(r.get('added_p99_ms_tcp-pair'), 2, reps)} / {_fmt(r.get('haproxy_added_p99_ms_tcp-pair'), 2, reps)}"],
     ]
+    body += [
+        ["Isthmus mTLS / HAProxy TLS rps, pair", _fmt(r.get("rps_ratio_mtls_pair"), 2, reps)],
+        ["Isthmus mTLS / Isthmus plaintext rps, pair", _fmt(r.get("rps_ratio_mtls_plain_pair"), 2, reps)],
+        ["same, from CPU per request at max (HAProxy TLS CPU / Isthmus mTLS CPU)",
+         _fmt(r.get("cpu_ratio_mtls_pair"), 2, reps)],
+        ["Isthmus mTLS / plaintext, from CPU per request at max", _fmt(r.get("cpu_ratio_mtls_plain_pair"), 2, reps)],
+        ["HAProxy TLS / HAProxy plaintext rps, pair", _fmt(r.get("rps_ratio_haproxy_tls_plain_pair"), 2, reps)],
+        ["Isthmus mTLS pair p50 / p99 ms over plaintext pair",
+         f"{_fmt(r.get('mtls_added_p50_ms_pair'), 2, reps)} / {_fmt(r.get('mtls_added_p99_ms_pair'), 2, reps)}"],
+        ["Isthmus / HAProxy new mTLS connections per s", _fmt(r.get("conns_ratio_mtls"), 2, reps)],
+    ]
     parts.append(_table(["ratio", "value"], body))
+    hs = result.get("handshakes", {})
+    if hs:
+        header = ["new mTLS connections", "conns/s (wrk)", "TLS conns / request", "wrk p50 ms", "wrk p99 ms", "errors",
+                  "client CPU ms/conn", "server CPU ms/conn", "client cores", "server cores"]
+        body = []
+        for name in HANDSHAKE_ROWS:
+            s = hs[name]["summary"]
+            errors = sum(int(rep.get("errors", 0)) for rep in hs[name]["reps"])
+            body.append([name, _fmt(s.get("conns_per_s"), 0, reps), _fmt(s.get("conns_per_request"), 2, reps),
+                         _fmt(s.get("wrk_p50_ms"), 2, reps), _fmt(s.get("wrk_p99_ms"), 2, reps), str(errors),
+                         _fmt(s.get("client.cpu_ms_per_conn"), 3, reps), _fmt(s.get("server.cpu_ms_per_conn"), 3, reps),
+                         _fmt(s.get("client.cpu_util"), 2, reps), _fmt(s.get("server.cpu_util"), 2, reps)])
+        parts.append(_table(header, body))
     body = [[t["target"], "-" if t["value"] is None else f"{t['value']:.3g}", "PASS" if t["pass"] else "MISS"]
             for t in result["targets"]]
     parts.append(_table(["target (informational)", "median", "result"], body))
@@ -344,7 +448,9 @@ def run(quick: bool, results_dir: Path, smoke: bool = False) -> dict[str, Any]:
             targets_by_row = topo.rows
             proxies = {name: [role for role, _ in targets_by_row[name][1]] for name in ROWS}
             ours = topo.pids()
-            left = plan.repetitions * len(ROWS)  # row measurements still to make, retries aside
+            mtls_server = topo.mesh.mtls_server
+            mtls_seen: dict[str, Any] = {}
+            left = plan.repetitions * (len(ROWS) + 1)  # row measurements still to make, retries aside
             for rep in range(1, plan.repetitions + 1):
                 rows: dict[str, dict[str, Any]] = {}
                 for name in ROWS:
@@ -355,7 +461,10 @@ def run(quick: bool, results_dir: Path, smoke: bool = False) -> dict[str, Any]:
                             raise RuntimeError(f"{proc.name} died during the benchmark:\n{proc.log_tail()}")
                     attempts = []
                     while True:
+                        before = inbound_mtls(mtls_server) if name == "isthmus-mtls-pair" else {}
                         row = measure_row(name, port, pids, plan, pin, log, rep, ours)
+                        if name == "isthmus-mtls-pair":
+                            mtls_seen = check_mtls(before, inbound_mtls(mtls_server), row["wrk_requests"], False)
                         row["disturbance"] = max(row["other_cores_max"], row["other_cores_1k"])
                         attempts.append(row)
                         ends = time.monotonic() - started + (left + 1) * plan.row_s
@@ -365,7 +474,10 @@ def run(quick: bool, results_dir: Path, smoke: bool = False) -> dict[str, Any]:
                               file=sys.stderr)
                     best = min(attempts, key=lambda r: r["disturbance"])
                     best["attempts"] = len(attempts)
+                    if name == "isthmus-mtls-pair":  # the row is mutual TLS, pooled
+                        best.update(mtls_seen)
                     rows[name] = best
+                rows["handshakes"] = handshakes(topo, plan, pin, log, rep, ours)
                 per_rep.append(rows)
         keep_work = False
     finally:
@@ -382,6 +494,9 @@ def run(quick: bool, results_dir: Path, smoke: bool = False) -> dict[str, Any]:
                         "summary": summarize([rep[name] for rep in per_rep]),
                         "reps": [rep[name] for rep in per_rep]} for name in ROWS},
     }
+    result["handshakes"] = {name: {"proxies": proxies["isthmus-mtls-pair"],
+                                   "summary": summarize([rep["handshakes"][name] for rep in per_rep]),
+                                   "reps": [rep["handshakes"][name] for rep in per_rep]} for name in HANDSHAKE_ROWS}
     result["ratios"] = ratios(per_rep)
     result["targets"] = targets(result["ratios"])
     result["setup_s"] = round(setup_s, 2)

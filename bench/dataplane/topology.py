@@ -11,6 +11,9 @@
                            `bench-client`, configured through the config API (a VirtualService);
                            the client also has `--tcp bench-backend:9090=<port>` and the server
                            `--app-tcp 9090=<nginx>`: the Isthmus TCP pair (HTTP carried as opaque bytes)
+    Isthmus mTLS pair      two more sidecars, the same services in namespace bench-mtls, where a PeerAuthentication
+                           STRICT makes their traffic mutual TLS (bench/dataplane/mtls.py)
+    HAProxy TLS pair       TLS 1.3 between the pair, client certificates verified (bench/dataplane/mtls.py)
 
 Pinning (when the machine has two cores or more): the proxies run on `proxy_core` (taskset -c 1),
 the load generator and nginx share `load_core` (taskset -c 0). The control plane (nats, etcd,
@@ -40,6 +43,9 @@ from isthmus.launch import (
     wait_ready,
 )
 from isthmus.launch.secure import start_secure
+
+from bench.dataplane.mtls import (HANDSHAKE_PATH, MTLS_CONFIG, MTLS_NAMESPACE, http_get_path, make_certs,
+                                  start_haproxy_tls)
 
 BODY = b"isthmus-bench " + b"x" * 83 + b"\n"  # 98 bytes, like a small JSON answer
 SERVICE = "bench-backend"
@@ -99,8 +105,8 @@ def _wait(check, what: str, timeout: float, proc: ManagedProcess | None = None) 
     raise LaunchError(f"{what}: not within {timeout:g}s (last: {last!r}){tail}")
 
 
-def _body_ok(port: int) -> bool:
-    status, body = http_get(port)
+def _body_ok(port: int, path: str = "/") -> bool:
+    status, body = http_get_path(port, path, HOST_HEADER)
     return status == 200 and body == BODY
 
 
@@ -238,15 +244,17 @@ class Sidecar:
     """`python -m isthmus.cli --nats URL proxy run ...`, pinned to the proxy core."""
 
     def __init__(self, work: Path, config: Path, nats_url: str, service: str, app_port: int, labels: str,
-                 pin: Pinning, extra: tuple[str, ...] = ()) -> None:
+                 pin: Pinning, extra: tuple[str, ...] = (), namespace: str = NAMESPACE) -> None:
         self.service = service
+        self.fqdn = f"{service}.{namespace}.svc.cluster.local"
+        name = service if namespace == NAMESPACE else f"{service}-{namespace}"
         self.outbound_port, self.inbound_port, self.admin_port = free_port(), free_port(), free_port()
         argv = [*pin.prefix(pin.proxy_core), sys.executable, "-m", "isthmus.cli", "--config", str(config),
-                "--nats", nats_url, "proxy", "run", "--service", service, "--namespace", NAMESPACE,
+                "--nats", nats_url, "proxy", "run", "--service", service, "--namespace", namespace,
                 "--service-port", str(SERVICE_PORT), "--app-port", str(app_port),
                 "--inbound-port", str(self.inbound_port), "--outbound-port", str(self.outbound_port),
                 "--admin-port", str(self.admin_port), "--labels", labels, "--log-level", "warning", *extra]
-        self.process = ManagedProcess(f"sidecar-{service}", argv, log_path=work / "logs" / f"sidecar-{service}.log",
+        self.process = ManagedProcess(f"sidecar-{name}", argv, log_path=work / "logs" / f"sidecar-{name}.log",
                                       env=project_env())
 
     @property
@@ -266,13 +274,13 @@ class Sidecar:
     def ready(self) -> bool:
         return self.admin("/ready")[0] == 200
 
-    def routes_to(self, inbound_port: int) -> bool:
+    def routes_to(self, inbound_port: int, fqdn: str = FQDN) -> bool:
         """The client's view: a route for bench-backend, and its cluster has our server's endpoint, healthy."""
         dump = json.loads(self.admin("/config_dump")[1])
-        if not any(r.get("host") == FQDN for r in dump.get("routes", [])):
+        if not any(r.get("host") == fqdn for r in dump.get("routes", [])):
             return False
         for cluster in dump.get("clusters", []):
-            if cluster.get("host") == FQDN:
+            if cluster.get("host") == fqdn:
                 return any(ep.get("healthy", True) and inbound_port in (ep.get("ports") or {}).values()
                            for ep in cluster.get("endpoints", []))
         return False
@@ -287,6 +295,8 @@ class Mesh:
         self.nats_url = ""
         self.server: Sidecar | None = None
         self.client: Sidecar | None = None
+        self.mtls_server: Sidecar | None = None  # the mTLS pair, in MTLS_NAMESPACE
+        self.mtls_client: Sidecar | None = None
         self.tcp_port = 0  # the client sidecar's TCP listener for bench-backend:TCP_SERVICE_PORT
         self.operator: Any = None  # the operator's bus credentials (the benchmark applies its config with them)
 
@@ -307,7 +317,11 @@ class Mesh:
         self.client = Sidecar(self.work, plane.operator_config, self.nats_url, "bench-client", app_port,
                               "app=bench-client", pin,
                               ("--tcp", f"{SERVICE}:{TCP_SERVICE_PORT}={self.tcp_port}"))
-        for sidecar in (self.server, self.client):
+        self.mtls_server = Sidecar(self.work, plane.operator_config, self.nats_url, SERVICE, app_port,
+                                   f"app={SERVICE},version=v1", pin, namespace=MTLS_NAMESPACE)
+        self.mtls_client = Sidecar(self.work, plane.operator_config, self.nats_url, "bench-client", app_port,
+                                   "app=bench-client", pin, namespace=MTLS_NAMESPACE)
+        for sidecar in (self.server, self.client, self.mtls_server, self.mtls_client):
             self.processes.append(sidecar.process.start())
         asyncio.run(self._configure(services, timeout))
         server, client = self.server, self.client
@@ -320,6 +334,14 @@ class Mesh:
         _wait(lambda: _body_ok(server.inbound_port), "nginx's body through the server sidecar", timeout,
               server.process)
         _wait(lambda: _body_ok(self.tcp_port), "nginx's body through the TCP sidecar pair", timeout, client.process)
+        ms, mc = self.mtls_server, self.mtls_client
+        _wait(ms.ready, "mTLS server sidecar /ready", timeout, ms.process)
+        _wait(mc.ready, "mTLS client sidecar /ready", timeout, mc.process)
+        _wait(lambda: mc.routes_to(ms.inbound_port, ms.fqdn), "mTLS client sidecar holds the route and endpoint",
+              timeout, mc.process)
+        for path in ("/", HANDSHAKE_PATH):
+            _wait(lambda: _body_ok(mc.outbound_port, path), f"nginx's body through the mTLS sidecar pair ({path})",
+                  timeout, mc.process)
         return self
 
     async def _configure(self, services: dict[str, ManagedProcess], timeout: float) -> None:
@@ -329,9 +351,10 @@ class Mesh:
         try:
             for name, proc in services.items():
                 await wait_ready(bus, name, timeout, process=proc)
-            reply = json.loads(await bus.request("isthmus.config.apply", VIRTUAL_SERVICE.encode(), timeout=10))
-            if not reply.get("ok"):
-                raise LaunchError(f"config apply refused the benchmark's VirtualService: {reply}")
+            for config in (VIRTUAL_SERVICE, MTLS_CONFIG):
+                reply = json.loads(await bus.request("isthmus.config.apply", config.encode(), timeout=10))
+                if not reply.get("ok"):
+                    raise LaunchError(f"config apply refused the benchmark's config: {reply}")
         finally:
             await bus.close()
 
@@ -356,6 +379,8 @@ class Topology:
         self.haproxy_server: ManagedProcess | None = None
         self.haproxy_tcp: dict[str, tuple[ManagedProcess, int]] = {}  # "client"/"server" -> (process, port)
         self.bare: dict[str, tuple[ManagedProcess, int]] = {}  # "client"/"server" -> (process, port)
+        self.haproxy_tls: dict[str, tuple[ManagedProcess, int]] = {}  # "client"/"server" -> (process, port)
+        self.haproxy_tls_handshake_port = 0  # the TLS client side's one-request-per-connection frontend
 
     def __enter__(self) -> "Topology":
         try:
@@ -391,6 +416,18 @@ class Topology:
         bare_client = self.bare["client"] = start_bare(self.work, "bare-client", bare_server[1], self.pin)
         self.processes.append(bare_client[0])
         _wait(lambda: _body_ok(bare_client[1]), "nginx's body through the bare pair", 10, bare_client[0])
+        certs = make_certs(self.work / "tls")
+        prefix = self.pin.prefix(self.pin.proxy_core)
+        tls_server, port, _ = start_haproxy_tls(self.work, "haproxy-tls-server", self.nginx_port, certs, prefix, False)
+        self.processes.append(tls_server)
+        self.haproxy_tls["server"] = (tls_server, port)
+        tls_client, port, self.haproxy_tls_handshake_port = start_haproxy_tls(self.work, "haproxy-tls-client", port,
+                                                                              certs, prefix, True)
+        self.processes.append(tls_client)
+        self.haproxy_tls["client"] = (tls_client, port)
+        _wait(lambda: _body_ok(port), "nginx's body through the HAProxy TLS pair", 10, tls_client)
+        _wait(lambda: _body_ok(self.haproxy_tls_handshake_port, HANDSHAKE_PATH),
+              "nginx's body through the HAProxy TLS pair (a handshake per request)", 10, tls_client)
         self.mesh.start(self.nginx_port, self.pin)
 
     def stop(self) -> None:
@@ -412,6 +449,8 @@ class Topology:
         """row name -> (port the load goes to, [(proxy role, pid)...])"""
         m = self.mesh
         assert m.client is not None and m.server is not None
+        mc, ms = m.mtls_client, m.mtls_server
+        assert mc is not None and ms is not None
         assert self.haproxy_client is not None and self.haproxy_server is not None
         hc, hs = self.haproxy_client.pid, self.haproxy_server.pid
         assert hc is not None and hs is not None
@@ -427,4 +466,20 @@ class Topology:
             "bare-pair": (self.bare["client"][1], [("client", self.bare["client"][0].pid or 0),
                                                    ("server", self.bare["server"][0].pid or 0)]),
             "bare-single": (self.bare["server"][1], [("server", self.bare["server"][0].pid or 0)]),
+            "isthmus-mtls-pair": (mc.outbound_port, [("client", mc.pid), ("server", ms.pid)]),
+            "haproxy-tls-pair": (self.haproxy_tls["client"][1], [("client", self.haproxy_tls["client"][0].pid or 0),
+                                                                 ("server", self.haproxy_tls["server"][0].pid or 0)]),
+        }
+
+    @property
+    def handshake_rows(self) -> dict[str, tuple[str, list[tuple[str, int]]]]:
+        """row name -> (URL, [(proxy role, pid)...]): one new mutual TLS connection between the pair per request."""
+        rows = self.rows
+        mc = self.mesh.mtls_client
+        assert mc is not None
+        return {
+            "isthmus-mtls-handshake": (f"http://127.0.0.1:{mc.outbound_port}{HANDSHAKE_PATH}",
+                                       rows["isthmus-mtls-pair"][1]),
+            "haproxy-tls-handshake": (f"http://127.0.0.1:{self.haproxy_tls_handshake_port}{HANDSHAKE_PATH}",
+                                      rows["haproxy-tls-pair"][1]),
         }

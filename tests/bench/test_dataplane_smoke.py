@@ -13,7 +13,7 @@ import json
 import pytest
 
 from bench.dataplane.loadgen import parse_hey, parse_hey_csv, parse_wrk, percentile
-from bench.dataplane.run import ROWS, run
+from bench.dataplane.run import HANDSHAKE_ROWS, ROWS, run
 from bench.dataplane.tools import ToolsMissing, ensure_tools
 
 WRK_OUTPUT = """\
@@ -130,8 +130,25 @@ def test_smoke_run_yields_figures_for_every_row(tools: None, tmp_path, capsys) -
         assert (rep["wrk_errors"], rep["fixed_errors"]) == (0, 0), name
     for key in ("rps_ratio_pair", "rps_ratio_isthmus_bare_pair", "rps_ratio_bare_haproxy_pair"):
         assert result["ratios"][key]["median"] > 0, key
-    assert "Isthmus/bare rps, pair" in capsys.readouterr().out
+    # the TLS rows: the Isthmus pair's server sidecar accepted mutual TLS only (check_mtls raises otherwise)
+    mtls = result["rows"]["isthmus-mtls-pair"]["reps"][0]
+    assert mtls["plaintext_connections"] == 0 and mtls["mtls_connections"] >= 0
+    for name in ("isthmus-mtls-pair", "haproxy-tls-pair"):
+        rep = result["rows"][name]["reps"][0]
+        assert (rep["wrk_errors"], rep["fixed_errors"]) == (0, 0), name
+    assert set(result["handshakes"]) == set(HANDSHAKE_ROWS)
+    for name in HANDSHAKE_ROWS:  # a full handshake between the pair per request, on both pairs
+        rep = result["handshakes"][name]["reps"][0]
+        assert rep["conns_per_s"] > 0 and rep["errors"] == 0, name
+        assert rep["conns_per_request"] >= 0.9, name
+        assert rep["server.cpu_ms_per_conn"] >= 0, name
+    assert result["handshakes"]["haproxy-tls-handshake"]["reps"][0]["session_reuse_pct"] == 0
+    for key in ("rps_ratio_mtls_pair", "rps_ratio_mtls_plain_pair", "conns_ratio_mtls", "cpu_ratio_mtls_pair"):
+        assert result["ratios"][key]["median"] > 0, key
+    out = capsys.readouterr().out
+    assert "Isthmus/bare rps, pair" in out
+    assert "Isthmus mTLS / HAProxy TLS rps, pair" in out and "isthmus-mtls-handshake" in out
     assert {t["key"] for t in result["targets"]} == {
-        "rps_ratio_single", "added_p99_ms_pair", "isthmus_vcpu_1k", "isthmus_rss_mb_1k"}
+        "rps_ratio_single", "added_p99_ms_pair", "isthmus_vcpu_1k", "isthmus_rss_mb_1k", "rps_ratio_mtls_pair"}
     assert all(t["value"] is not None for t in result["targets"])
     assert (tmp_path / "dataplane-raw.log").stat().st_size > 0
