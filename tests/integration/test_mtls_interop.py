@@ -111,6 +111,15 @@ def served(result: subprocess.CompletedProcess[str]) -> bool:
     return "HTTP/1.1 200" in result.stdout and "httpbin" in result.stdout.split("\r\n\r\n", 1)[-1]
 
 
+def refused_by_server(result: subprocess.CompletedProcess[str]) -> bool:
+    """openssl verified the server (so the refusal is the server's, not a bundle problem of ours), and the
+    connection ended in an error with no answer (TLS 1.3 checks the client's certificate after the client's
+    Finished: the sidecar then closes, and openssl reports the error on its first read)."""
+    assert "Verification: OK" in result.stdout, result.stdout + result.stderr
+    assert result.returncode != 0 and not served(result), result.stdout + result.stderr
+    return True
+
+
 async def test_openssl_and_curl_see_mutual_tls_and_strict_mode_as_a_user_would(mesh: ControlPlane,
                                                                               tmp_path: Path) -> None:
     httpbin_app, sleep_app = await Backend("httpbin").start(), await Backend("sleep").start()
@@ -152,13 +161,11 @@ async def test_openssl_and_curl_see_mutual_tls_and_strict_mode_as_a_user_would(m
         seen = len(httpbin_app.requests)
         # openssl without a client certificate: the handshake is refused, nothing reaches the app
         anonymous = await s_client(httpbin.inbound_port, tmp_path)
-        assert not served(anonymous), anonymous.stdout
-        assert "alert" in anonymous.stderr.lower() or anonymous.returncode != 0, anonymous.stderr
+        assert refused_by_server(anonymous)
         # with a client certificate from another CA (claiming a mesh identity): refused
         cert, key = other_ca_client_cert(tmp_path)
         forged = await s_client(httpbin.inbound_port, tmp_path, cert, key)
-        assert not served(forged), forged.stdout
-        assert "alert" in forged.stderr.lower() or forged.returncode != 0, forged.stderr
+        assert refused_by_server(forged)
         assert len(httpbin_app.requests) == seen
 
         # with a mesh client certificate: served, and the server's certificate names its SPIFFE identity
