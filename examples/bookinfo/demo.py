@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import IO
 
 from examples.bookinfo import reset
+from examples.bookinfo.mtls import MtlsWatch
 from examples.bookinfo.traffic import Out, _print, drive_traffic, wait_first_answer
-from examples.bookinfo.workloads import start_workloads, wait_converged, wait_sidecars_ready
+from examples.bookinfo.workloads import Workload, start_workloads, wait_converged, wait_sidecars_ready
 from isthmus import hints
 from isthmus.launch import LaunchError, Supervisor
 from isthmus.lockfile import hold, holder
@@ -134,10 +135,21 @@ async def run_demo(nats_url: str, supervisor: Supervisor, log_dir: Path, *, rate
         for line in _hints(nats_url, url, log_dir):
             out(line)
         out("")
-        await drive_traffic(url, rate=rate, headers={"end-user": user} if user else {}, out=out)
+        await _traffic_with_mtls(workloads, url, rate, user, out)
     finally:
         if lock is not None:
             lock.close()
+
+
+async def _traffic_with_mtls(workloads: list[Workload], url: str, rate: float, user: str | None, out: Out) -> None:
+    """drive_traffic, each status line ending with what the sidecars' admin ports say of mTLS (mtls.py)."""
+    watch = MtlsWatch(workloads)
+    watcher = asyncio.ensure_future(watch.run())
+    try:
+        await drive_traffic(url, rate=rate, headers={"end-user": user} if user else {}, out=out, status=watch.line)
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
 
 
 async def _run_client(nats_url: str, supervisor: Supervisor, log_dir: Path, rate: float, user: str | None,
@@ -156,7 +168,7 @@ async def _run_client(nats_url: str, supervisor: Supervisor, log_dir: Path, rate
         out("")
         out(f"traffic: {rate:g} req/s to the frontend at {url}" + (f" as end-user {user}" if user else ""))
         out("")
-        await drive_traffic(url, rate=rate, headers={"end-user": user} if user else {}, out=out)
+        await _traffic_with_mtls([frontend], url, rate, user, out)
     finally:
         lock.close()
 

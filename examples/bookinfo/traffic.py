@@ -70,9 +70,10 @@ async def one_request(client: HttpClient, url: str, headers: dict[str, str]) -> 
 
 
 async def drive_traffic(url: str, *, rate: float = 50.0, concurrency: int = 8, window: int = 200,
-                        headers: dict[str, str] | None = None, out: Out = _print) -> None:
+                        headers: dict[str, str] | None = None, out: Out = _print,
+                        status: Callable[[], str] | None = None) -> None:
     """GET url about `rate` times a second with at most `concurrency` in flight, forever (cancel to
-    stop); prints the share of each reviews version once a second."""
+    stop); prints the share of each reviews version once a second, then what `status()` says (mtls.py)."""
     client = HttpClient(timeout=5.0)
     stats = Stats(window=window)
     slots = asyncio.Semaphore(concurrency)
@@ -91,7 +92,8 @@ async def drive_traffic(url: str, *, rate: float = 50.0, concurrency: int = 8, w
         while True:
             await asyncio.sleep(1.0)
             now = loop.time()
-            out(stats.line(now - began, (stats.sent - last_sent) / max(now - last_time, 1e-6)))
+            line = stats.line(now - began, (stats.sent - last_sent) / max(now - last_time, 1e-6))
+            out(f"{line}  | {status()}" if status is not None else line)
             last_time, last_sent = now, stats.sent
 
     reporter = asyncio.ensure_future(report())

@@ -39,7 +39,8 @@ def app_argv(role: str, version: str, port: int, proxy_port: int | None = None) 
 def sidecar_argv(nats_url: str, service: str, version: str, app_port: int, inbound: int, outbound: int,
                  admin: int) -> list[str]:
     return [sys.executable, "-m", "isthmus.cli", "--nats", nats_url, "proxy", "run",
-            "--service", service, "--namespace", "default", "--service-port", str(SERVICE_PORT),
+            "--service", service, "--namespace", "default", "--service-account", f"bookinfo-{service}",
+            "--service-port", str(SERVICE_PORT),
             "--app-port", str(app_port), "--labels", f"app={service},version={version}",
             "--inbound-port", str(inbound), "--outbound-port", str(outbound), "--admin-port", str(admin),
             "--access-log", "-"]  # into the sidecar's log file: flags such as UO or FI show there

@@ -1,7 +1,8 @@
 """The bookinfo demo as a newcomer runs it, against the real control plane: a demo starts from its own
 config whatever an earlier walk-through left (and says what it reset), and a second demo with
 `--user jason` joins as a client only, so the walk-through's "route by header" step shows v2 for jason
-while the first demo's config and logs stay its own."""
+while the first demo's config and logs stay its own. Every hop between the demo's sidecars is mutual TLS,
+and the live line says so."""
 
 from __future__ import annotations
 
@@ -15,11 +16,14 @@ import pytest
 from isthmus.launch import ManagedProcess, project_env
 from runtime import bus as busmod
 from tests.integration.conftest import ControlPlane, apply, eventually
+from tests.integration.httpclient import Client
 
 pytestmark = pytest.mark.asyncio
 ROOT = Path(__file__).resolve().parents[2]
 BOOKINFO = ROOT / "examples" / "bookinfo"
 TOTALS = re.compile(r"total \d+ \(v1=(\d+) v2=(\d+) v3=(\d+) errors=(\d+)\)")
+MTLS = re.compile(r"\| (mTLS: .*)$", re.M)
+ALL_MTLS = "mTLS: 4/4 sidecars hold a certificate, all hops mutual TLS"
 
 
 def demo(plane: ControlPlane, log_dir: Path, name: str, *extra: str) -> ManagedProcess:
@@ -53,6 +57,11 @@ async def counted_next(proc: ManagedProcess, seconds: int, timeout: float = 60.0
     return dict(zip(("v1", "v2", "v3", "errors"), (b - a for a, b in zip(begin, end))))
 
 
+def mtls_said(proc: ManagedProcess) -> list[str]:
+    """The mTLS part of every status line printed so far (examples/bookinfo/mtls.py)."""
+    return MTLS.findall(output(proc))
+
+
 async def config_of(plane: ControlPlane, kind: str) -> list[dict]:
     bus = await plane.bus("test-demo")
     try:
@@ -83,12 +92,27 @@ async def test_a_demo_resets_what_a_walk_through_left_and_a_second_one_joins_as_
         assert counts["errors"] == 0 and counts["v1"] > 0, output(first)
         assert totals(first)[0][3] == 0, output(first)  # no 429 from a leftover, from the first second
 
+        # mutual TLS between every pair of sidecars, and the live line says so (each sidecar's /certs and
+        # inbound counters); a plaintext connection to a reviews sidecar's inbound port (PERMISSIVE: served)
+        # turns the line, so it cannot say "all hops" when one was not
+        await eventually(lambda: mtls_said(first) and mtls_said(first)[-1] == ALL_MTLS, 30)
+        inbound = int(re.search(r"reviews-v1 +app 127\.0\.0\.1:\d+ +sidecar inbound :(\d+)", output(first))[1])
+        plain = Client("127.0.0.1", inbound)
+        try:
+            assert (await plain.request("GET", "/reviews", {"host": "reviews"})).status == 200
+        finally:
+            await plain.close()
+        await eventually(lambda: mtls_said(first)[-1] == "mTLS: 4/4 sidecars hold a certificate, "
+                                                         "1 plaintext connection accepted", 30)
+
         jason = (BOOKINFO / "virtual-service-reviews-jason-v2.yaml").read_text()
         reply = await apply(mesh, jason)
         assert reply["ok"], reply
         second = demo(mesh, log_dir, "second", "--user", "jason")
         await eventually(lambda: "traffic:" in output(second) or not second.is_running, 60)
         assert "joining the mesh as a client only" in output(second), output(second)
+        await eventually(lambda: mtls_said(second) and mtls_said(second)[-1] == "mTLS: 1/1 sidecars hold a "
+                         "certificate, all hops mutual TLS", 30)
         jasons = await counted_next(second, 2)
         assert jasons["v2"] > 0 and jasons["v1"] == jasons["v3"] == jasons["errors"] == 0, output(second)
         others = await counted_next(first, 2)  # the rest go to v1, as the walk-through says
