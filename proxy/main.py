@@ -241,8 +241,15 @@ class Sidecar:
             await self.start_listeners()
             o = self.options  # a taken port is reported before the bus is asked for anything
             try:
-                self.bus_auth = await buscreds.obtain(o.nats_url, o.bus_auth, o.namespace, o.service_account,
-                                                      o.bus_token)
+                tls_ca = o.bus_auth.tls_ca if o.bus_auth is not None else ""
+                kept = None if o.bus_token else await buscreds.saved(o.nats_url, o.state_dir, tls_ca)
+                self.bus_auth = kept or await buscreds.obtain(o.nats_url, o.bus_auth, o.namespace, o.service_account,
+                                                              o.bus_token)
+                if o.state_dir and kept is None and self.bus_auth.user.startswith("proxy."):
+                    try:
+                        buscreds.save(o.state_dir, self.bus_auth)
+                    except OSError as exc:
+                        self.log.warning("cannot keep the bus credentials in --state-dir", error=str(exc))
             except CredentialsError:
                 await self._stop_listeners(0)
                 raise

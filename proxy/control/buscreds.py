@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from pathlib import Path
 
 from proto.busauth import BusCredsReply, BusCredsRequest, BusJoinRequest, join_inbox_prefix
 from proto.subjects import BUS_CREDS_ISSUE, BUS_JOIN
 from runtime import bus as busmod
-from runtime.clientconfig import NatsClient
+from runtime import clientconfig
+from runtime.clientconfig import ClientConfig, NatsClient
 from runtime.log import get_logger
 
 log = get_logger("proxy")
@@ -130,3 +132,40 @@ async def _ask(bus: busmod.Bus, subject: str, request: object) -> BusCredsReply:
                 raise CredentialsError(f"no bus credentials from the control plane: {exc}") from None
     finally:
         await bus.close()
+
+
+# `proxy run --state-dir`: the sidecar's own bus credentials are kept beside its key and certificate (0600), so
+# a restart within their life needs neither a new token nor the operator's config (istio/istio#27691's promise,
+# which the locked-down bus would otherwise break: a bootstrap token pays for one join).
+SAVED_FILE = "bus-client.yaml"
+
+
+async def saved(url: str, state_dir: str, tls_ca: str = "") -> NatsClient | None:
+    """The credentials saved in `state_dir` when the bus still takes them, else None (nothing saved, unreadable,
+    or refused: revoked or expired; logged, and the caller obtains new ones)."""
+    path = Path(state_dir) / SAVED_FILE if state_dir else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        stored = clientconfig.load(path).nats
+    except clientconfig.ConfigFileError as exc:
+        log.warning("saved bus credentials unreadable: obtaining new ones", error=str(exc))
+        return None
+    if not stored.user.startswith("proxy."):
+        return None
+    client = NatsClient(url=url, user=stored.user, password=stored.password, inbox_prefix=stored.inbox_prefix,
+                        tls_ca=tls_ca or stored.tls_ca)
+    try:
+        bus = await _connect(url, client)
+    except CredentialsError as exc:
+        log.warning("saved bus credentials refused: obtaining new ones", error=str(exc), user=stored.user)
+        return None
+    await bus.close()
+    log.info("bus credentials", user=client.user, how=f"saved in {state_dir}")
+    return client
+
+
+def save(state_dir: str, client: NatsClient) -> None:
+    """Keep a proxy's credentials in `state_dir` (mode 0600, the directory 0700); OSError when the disk refuses."""
+    Path(state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+    clientconfig.save(Path(state_dir) / SAVED_FILE, ClientConfig(nats=client))

@@ -42,7 +42,7 @@ def rotated(state: CaState, root_pem: str, fingerprint: str, now: float) -> CaSt
         raise RotateRefused("the ca signs with a plug-in CA (--plugin-ca-cert): rotate your own root and restart "
                             "`isthmus up` with the new plug-in files")
     if len(state.roots) >= MAX_ROOTS:
-        soonest = min(r.latest_not_after for r in state.roots if r.retiring_since)
+        soonest = min(retires_at(r, now) for r in state.roots if r.retiring_since)  # one that signed nothing: now
         raise RotateRefused(f"{len(state.roots)} roots are already trusted; the oldest retires when the last "
                             f"certificate it signed expires (Unix time {soonest:.0f}): rotate again after that")
     roots = [r if r.retiring_since else _replace(r, retiring_since=now) for r in state.roots]

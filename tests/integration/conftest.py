@@ -126,9 +126,11 @@ class ControlPlane:
         return await self.start_service_async(name)
 
     def proxy(self, service: str, app_port: int, service_port: int = 9080, namespace: str = "default",
-              labels: str = "", extra: tuple[str, ...] = (), env: dict[str, str] | None = None) -> "Sidecar":
-        """`extra`: more `proxy run` arguments (--tcp, --app-tcp, --token ...); `env`: more environment."""
-        sidecar = Sidecar(self, service, app_port, service_port, namespace, labels, extra, env)
+              labels: str = "", extra: tuple[str, ...] = (), env: dict[str, str] | None = None,
+              operator_config: bool = True) -> "Sidecar":
+        """`extra`: more `proxy run` arguments (--tcp, --app-tcp, --token ...); `env`: more environment;
+        `operator_config` False: without the operator's client config (Sidecar)."""
+        sidecar = Sidecar(self, service, app_port, service_port, namespace, labels, extra, env, operator_config)
         self.proxies.append(sidecar.process)
         return sidecar
 
@@ -146,10 +148,14 @@ class Sidecar:
     """A real sidecar process started with the CLI, as a user would."""
 
     def __init__(self, plane: ControlPlane, service: str, app_port: int, service_port: int,
-                 namespace: str, labels: str, extra: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
+                 namespace: str, labels: str, extra: tuple[str, ...] = (), env: dict[str, str] | None = None,
+                 operator_config: bool = True) -> None:
+        """`operator_config` False: the sidecar runs without the operator's client config (as on a workload's
+        own host), so it needs a token or what its --state-dir kept."""
         self.outbound_port, self.inbound_port, self.admin_port = free_port(), free_port(), free_port()
         name = f"proxy-{service}-{self.inbound_port}"
-        argv = [sys.executable, "-m", "isthmus.cli", "--config", str(plane.config_path), "--nats", plane.nats_url,
+        config = ["--config", str(plane.config_path)] if operator_config else []
+        argv = [sys.executable, "-m", "isthmus.cli", *config, "--nats", plane.nats_url,
                 "proxy", "run",
                 "--service", service, "--namespace", namespace, "--service-port", str(service_port),
                 "--app-port", str(app_port), "--inbound-port", str(self.inbound_port),
@@ -158,8 +164,11 @@ class Sidecar:
         if labels:
             argv += ["--labels", labels]
         argv += extra
+        environment = project_env(env)
+        if not operator_config:
+            environment.pop(CONFIG_ENV, None)
         self.process = ManagedProcess(name, argv, log_path=plane.state_dir / "logs" / f"{name}.log",
-                                      env=project_env(env))
+                                      env=environment)
         self.process.start()
 
     def admin(self, path: str) -> tuple[int, bytes]:

@@ -173,20 +173,23 @@ async def test_a_restart_with_state_dir_reuses_the_certificate_and_needs_no_toke
                                                                                  tmp_path: Path) -> None:
     state = tmp_path / "proxy-state"
     secret, _ = await token(mesh, "idt7", "cart")
-    first = mesh.proxy("cart", free_port(), namespace="idt7",
+    # on the workload's own host: a one-use token, no operator config
+    first = mesh.proxy("cart", free_port(), namespace="idt7", operator_config=False,
                        extra=("--service-account", "cart", "--token", secret, "--state-dir", str(state)))
     issued = await has_cert(first)
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
     assert {name: stat.S_IMODE((state / name).stat().st_mode) for name in os.listdir(state)} == {
-        "key.pem": 0o600, "cert-chain.pem": 0o600, "root-cert.pem": 0o600}
+        "key.pem": 0o600, "cert-chain.pem": 0o600, "root-cert.pem": 0o600, "bus-client.yaml": 0o600}
     first.process.stop(5)
-    again = mesh.proxy("cart", free_port(), namespace="idt7",
+    # the token is spent: the restart joins the bus with the credentials its state dir kept
+    again = mesh.proxy("cart", free_port(), namespace="idt7", operator_config=False,
                        extra=("--service-account", "cart", "--state-dir", str(state)))
     await again.ready()
     reused = await has_cert(again)
     assert reused["serial_number"] == issued["serial_number"]  # the stored certificate, not a new one
     assert reused["path"] == str(state / "cert-chain.pem")
     assert "no token given" not in again.process.log_tail() and "certificate loaded" in again.process.log_tail()
+    assert f"saved in {state}" in again.process.log_tail()
 
 
 async def handshake(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext, expected: str) -> tuple[bool, str]:
