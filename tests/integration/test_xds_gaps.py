@@ -55,17 +55,23 @@ async def start(mesh: ControlPlane, *extra: str) -> tuple[str, Backend, Sidecar]
     mesh.proxy("reviews", backend.port, 9080, ns, "app=reviews,version=v1")
     front = mesh.proxy("frontend", backend.port, 9080, ns, "app=frontend", extra)
     await front.ready()
+    # both registered (a sidecar registers once it holds its certificate): no registration push is still to come
+    await eventually(lambda: front.endpoints(fqdn("reviews", ns)) == 1 and front.endpoints(fqdn("frontend", ns)) == 1)
     return ns, backend, front
 
 
 async def steady(sidecar: Sidecar) -> dict:
-    """The sidecar's dump once no push has arrived for a while (registrations settled)."""
+    """The sidecar's dump once no push has arrived for a second (registrations settled): the tests then write
+    pushes by hand with the next sequence numbers, which a push of pilot's meanwhile would take."""
     last = sidecar.config_dump()
+    quiet = 0
     while True:
         await asyncio.sleep(0.5)
         now = sidecar.config_dump()
-        if (now["epoch"], now["seq"]) == (last["epoch"], last["seq"]):
+        quiet = quiet + 1 if (now["epoch"], now["seq"]) == (last["epoch"], last["seq"]) else 0
+        if quiet >= 2:
             return now
+        last = now
         last = now
 
 
