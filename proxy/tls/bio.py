@@ -200,7 +200,7 @@ class TlsLayer(asyncio.Protocol):
         except ssl.SSLWantReadError:
             pass  # sent; the peer's close_notify may come later (or never: we do not wait for it)
         except (ssl.SSLError, OSError):
-            pass
+            pass  # a TLS state that cannot say goodbye: the relay closes the socket anyway, nothing to tell
         self._flush()
 
     def close(self) -> None:

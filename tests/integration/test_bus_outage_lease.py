@@ -18,6 +18,18 @@ from tests.integration.test_static_stability import VS
 pytestmark = pytest.mark.asyncio
 
 
+async def _statuses_for(client: Client, seconds: float) -> list[int]:
+    """The status of a request to reviews every 50 ms for `seconds`; closes the client."""
+    statuses = []
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    while loop.time() < end:
+        statuses.append((await client.request("GET", "http://reviews:9080/")).status)
+        await asyncio.sleep(0.05)
+    await client.close()
+    return statuses
+
+
 def _outage(mesh: ControlPlane, kind: str) -> None:
     if kind == "stopped":
         mesh.nats.stop()
@@ -51,13 +63,7 @@ async def test_traffic_keeps_flowing_after_a_bus_outage_longer_than_the_lease_tt
     finally:
         _recover(mesh, kind)
 
-    statuses = []
-    loop = asyncio.get_running_loop()
-    end = loop.time() + 4 * LEASE_TTL
-    while loop.time() < end:
-        statuses.append((await client.request("GET", "http://reviews:9080/")).status)
-        await asyncio.sleep(0.05)
-    await client.close()
+    statuses = await _statuses_for(client, 4 * LEASE_TTL)
     assert set(statuses) == {200}, f"{statuses.count(503)} of {len(statuses)} requests after the bus came back got 503"
 
 
@@ -94,11 +100,5 @@ async def test_traffic_keeps_flowing_while_every_registry_is_down_longer_than_th
         assert front.endpoints(host) == 1
     finally:
         await mesh.start_service_async("registry")
-    statuses = []
-    loop = asyncio.get_running_loop()
-    end = loop.time() + 4 * LEASE_TTL
-    while loop.time() < end:
-        statuses.append((await client.request("GET", "http://reviews:9080/")).status)
-        await asyncio.sleep(0.05)
-    await client.close()
+    statuses = await _statuses_for(client, 4 * LEASE_TTL)
     assert set(statuses) == {200}, f"{statuses.count(503)} of {len(statuses)} requests after the registry came back got 503"
