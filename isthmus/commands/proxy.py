@@ -183,6 +183,12 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
     check_proxy_identity(service, namespace, address, locality, service_account)
     if token and token_file:
         raise click.BadParameter("give --token (or ISTHMUS_TOKEN) or --token-file, not both", param_hint="--token-file")
+    if token.strip():  # checked here, before the bus sees it (a 70 KiB one overflows NATS's control line)
+        from runtime.bootstrap_tokens import TokenRefused, split
+        try:
+            split(token)
+        except TokenRefused as exc:
+            raise click.BadParameter(str(exc), param_hint="'--token'") from None
     check_distinct_ports([("--app-port", app_port), ("--inbound-port", inbound_port),
                           ("--outbound-port", outbound_port), ("--admin-port", admin_port),
                           *(("--tcp", local) for _, _, local in tcp),

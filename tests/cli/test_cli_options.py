@@ -130,3 +130,11 @@ def test_the_cli_pilot_timeout_and_the_sidecar_request_timeout_read_different_va
     monkeypatch.setenv("ISTHMUS_PILOT_TIMEOUT", "nan")
     result = CliRunner().invoke(cli, ["get", "vs"])
     assert result.exit_code == 2 and "request-timeout" in result.output
+
+
+@pytest.mark.parametrize("token", ["garbage", "0123456789abcdef." + "x" * 42, "0123456789abcdef." + "x" * 44,
+                                   "x" * 70 * 1024])
+def test_proxy_run_refuses_a_malformed_token_before_asking_the_bus(token: str) -> None:
+    """A token's shape is fixed (16 hex, a dot, 43 base64url): one byte short or over, or 70 KiB (which would
+    overflow NATS's control line and read as an unreachable bus), is a usage error at once."""
+    assert_usage_error(isthmus("--nats", UNREACHABLE, *RUN, "--token", token), "--token", "malformed")

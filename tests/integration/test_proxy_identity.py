@@ -115,7 +115,7 @@ async def test_a_proxy_without_a_token_mints_one_for_its_own_identity(mesh: Cont
 
 async def test_a_bad_token_exits_1_with_the_reason(mesh: ControlPlane) -> None:
     """The token is checked when the sidecar joins the bus, before the ca sees it (docs/security.md)."""
-    result = run_proxy(mesh, "idt3", "cart", "--token", "not-a-token")
+    result = run_proxy(mesh, "idt3", "cart", "--token", "0123456789abcdef." + "A" * 43)  # well-formed, unknown
     assert result.returncode == 1, result.stderr
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("error: the bus at ") and "does not know this bootstrap token" in line, result.stderr
