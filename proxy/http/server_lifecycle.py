@@ -53,6 +53,10 @@ class ConnectionLifecycle:
             self.active = None
         self.pipeline.clear()
         self.current = None
+        # The parser holds our callbacks (a reference cycle), and we hold the transport: left to the cyclic
+        # collector, a closed TLS connection kept uvloop's 256 KiB read buffer for minutes (RSS of an mTLS
+        # sidecar 53 -> 160 MB over 15k handshakes). Breaking the cycle frees it all now, by refcount.
+        self.parser = None  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
         self.reads += 1

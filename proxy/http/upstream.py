@@ -168,6 +168,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.parser = None  # type: ignore[assignment]  # break the parser's cycle: see server_lifecycle.py
         if self.tunnel is not None:
             self.exchange = None
             self.tunnel.close()
