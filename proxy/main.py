@@ -37,6 +37,7 @@ from proxy.core.target import Target
 from proxy.outbound.self_loop import OwnListeners
 from proxy.settings import ProxyOptions
 from proxy.tcp.relay import Picker, TcpListener
+from proxy.tls import transport as tls_transport
 from proxy.tls.modes import InboundModes
 from proxy.tls.upstream import UpstreamTls
 from runtime import bus as busmod
@@ -103,6 +104,7 @@ class Sidecar:
         # mutual TLS: out, per endpoint as each push decides (proxy/tls/upstream.py); in, per app port by the
         # PeerAuthentication mode pilot pushed for this workload (proxy/tls/modes.py), asked per connection
         provider = self.identity.provider
+        tls_transport.configure(options.tls_transport)
         upstream_tls = UpstreamTls(provider)
         self.state.originate, self.state.tls_check = upstream_tls.originate, upstream_tls.problem
         self.modes = InboundModes([options.app_port, *(app for _, app, _ in options.app_tcp)],

@@ -105,6 +105,8 @@ class ProxyOptions:
     # seconds a PeerAuthentication switch into or out of DISABLE is held at PERMISSIVE, so client sidecars move
     # to (or off) mutual TLS before this one requires it (proxy/tls/modes.py; ISTHMUS_MTLS_SWITCH_HOLD); 0: at once
     mtls_switch_hold: float = field(default_factory=lambda: float(os.environ.get("ISTHMUS_MTLS_SWITCH_HOLD", "10")))
+    # the transport of TLS connections (proxy/tls/transport.py): "aiofastnet" or "uvloop" (ISTHMUS_TLS_TRANSPORT)
+    tls_transport: str = field(default_factory=lambda: os.environ.get("ISTHMUS_TLS_TRANSPORT", "aiofastnet"))
 
     @property
     def id(self) -> str:

@@ -129,6 +129,10 @@ def _identity_env() -> dict[str, Any]:
               show_default=True, metavar="SECONDS",
               help="A PeerAuthentication switch into or out of DISABLE waits this long at PERMISSIVE, so client "
                    "sidecars move to (or off) mutual TLS first; env ISTHMUS_MTLS_SWITCH_HOLD. 0: at once.")
+@click.option("--tls-transport", type=click.Choice(["aiofastnet", "uvloop"]), envvar="ISTHMUS_TLS_TRANSPORT",
+              default="aiofastnet", show_default=True,
+              help="What carries mutual TLS connections: aio-libs' aiofastnet or uvloop's SSL transport (both on "
+                   "the uvloop event loop); env ISTHMUS_TLS_TRANSPORT.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               help="Env ISTHMUS_LOG_LEVEL; default info.")
 @click.option("--access-log", envvar="ISTHMUS_ACCESS_LOG", default="", metavar="-|PATH",
@@ -173,7 +177,7 @@ def _identity_env() -> dict[str, Any]:
 def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: int, app_port: int,
               labels: dict[str, str], inbound_port: int, outbound_port: int, admin_port: int, address: str,
               service_account: str, token: str, token_file: str, state_dir: str,
-              locality: str, lease_ttl: int | None, pending_grace: float, mtls_switch_hold: float,
+              locality: str, lease_ttl: int | None, pending_grace: float, mtls_switch_hold: float, tls_transport: str,
               log_level: str | None, access_log: str, retry_buffer_limit: int,
               tcp: tuple[tuple[str, int, int], ...],
               app_tcp: tuple[tuple[int, int, int], ...], **limit_flags: Any) -> None:
@@ -214,6 +218,7 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
         lease_ttl=lease_ttl,
         pending_grace=pending_grace,
         mtls_switch_hold=mtls_switch_hold,
+        tls_transport=tls_transport,
         nats_url=obj["nats_url"],
         bus_auth=obj.get("auth"),
         tcp_routes=tcp,

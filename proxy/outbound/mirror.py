@@ -137,14 +137,9 @@ class Shadows:
                 loop = asyncio.get_running_loop()
                 if tls is None:
                     transport, _ = await loop.create_connection(lambda: sink, address, port)
-                else:  # as the primary goes: mutual TLS, the peer's SPIFFE ID checked before the copy is written
-                    context = tls.context()
-                    if context is None:
-                        raise OSError("no workload certificate yet for mutual TLS")
+                else:  # as the primary goes: (mutual) TLS, the peer checked before the copy is written
                     sink.hold = True
-                    transport, _ = await loop.create_connection(lambda: sink, address, port, ssl=context,
-                                                                server_hostname=tls.sni or None)
-                    tls.check(transport.get_extra_info("ssl_object"), f"{address}:{port}")
+                    transport, _ = await tls.connect(loop, lambda: sink, address, port, TIMEOUT)
                     sink.release(transport)
                 await sink.done
         except (OSError, TimeoutError):

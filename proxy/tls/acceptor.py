@@ -29,6 +29,7 @@ from typing import Any
 import structlog
 
 from proxy.tls.bio import TlsLayer
+from proxy.tls.transport import accept_tls
 
 log = structlog.get_logger("proxy.tls")
 
@@ -192,8 +193,7 @@ class TlsAcceptor:
                         layer.handshake.cancel()  # never started: not pending any more
                     raise
             else:
-                await self.loop.connect_accepted_socket(self.factory, conn, ssl=context,
-                                                        ssl_handshake_timeout=self.handshake_timeout)
+                await accept_tls(self.loop, self.factory, conn, context, self.handshake_timeout)
         except asyncio.CancelledError:
             conn.close()
             raise

@@ -15,13 +15,16 @@ goes out in plaintext or with a half-built context.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 
 from proto.xds import TLS_MUTUAL, ClientTls
+from proxy.tls.transport import connect_checked
 
 log = structlog.get_logger("proxy.tls")
 
@@ -71,6 +74,11 @@ class ExternalTls:
 
     def context(self) -> ssl.SSLContext:
         return self._context
+
+    async def connect(self, loop: asyncio.AbstractEventLoop, factory: Callable[[], asyncio.BaseProtocol],
+                      address: str, port: int, timeout: float) -> tuple[asyncio.BaseTransport, Any]:
+        """A connection to address:port over this TLS, its peer checked (proxy/tls/transport.connect_checked)."""
+        return await connect_checked(loop, factory, address, port, self, timeout)
 
     def check(self, ssl_object: ssl.SSLObject | None, endpoint: str) -> None:
         """Raise ssl.SSLError (logged with both) unless the server presents one of the subjectAltNames."""

@@ -12,12 +12,15 @@ a connection verified for one identity never carries a request meant for another
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Callable
+from typing import Any
 
 import structlog
 
 from proxy.identity.tls import check_peer_identity
+from proxy.tls.transport import connect_checked
 
 log = structlog.get_logger("proxy.tls")
 
@@ -34,6 +37,11 @@ class TlsOrigination:
         self.expected_id = expected_id
         self.sni = sni
         self.key = ("mtls", expected_id, sni)
+
+    async def connect(self, loop: asyncio.AbstractEventLoop, factory: Callable[[], asyncio.BaseProtocol],
+                      address: str, port: int, timeout: float) -> tuple[asyncio.BaseTransport, Any]:
+        """A connection to address:port over this TLS, its peer checked (proxy/tls/transport.connect_checked)."""
+        return await connect_checked(loop, factory, address, port, self, timeout)
 
     def check(self, ssl_object: ssl.SSLObject | None, endpoint: str) -> None:
         """check_peer for callers below this layer (the mirror's copy): PeerIdentityMismatch unless it is ours."""
