@@ -161,7 +161,9 @@ frontend fe_handshake
     default_backend be_handshake
 backend be
     http-reuse always
-    server upstream 127.0.0.1:{upstream} {tls}
+    # no resumption here either: the server side's reuse figure (process-wide) must count only full handshakes,
+    # and the sidecars never resume; a pooled connection is opened rarely, so this costs the pooled row nothing
+    server upstream 127.0.0.1:{upstream} {tls} no-ssl-reuse
 backend be_handshake
     # one request per connection to the server side, no TLS session resumption: a full handshake each
     option http-server-close

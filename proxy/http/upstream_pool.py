@@ -112,7 +112,7 @@ class ConnectionPool:
         _, conn = await open_tls(loop, lambda: UpstreamConnection(self, key), address, port, context,
                                  tls.sni or None, self.connect_timeout)
         try:
-            tls.check(conn.transport.get_extra_info("ssl_object"), f"{address}:{port}")  # check_peer, or SANs
+            tls.check(conn.transport.get_extra_info("peercert"), f"{address}:{port}")  # check_peer, or SANs
         except ssl.SSLError:
             conn.closed = True
             conn.transport.abort()

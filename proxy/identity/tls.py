@@ -5,7 +5,7 @@
     ctx = provider.current                    # None until the first certificate
     server: ctx.server  (requires a client certificate that chains to the bundle)
     client: ctx.client  (presents ours; verifies the server's chain to the bundle), then
-            check_peer_identity(ssl_object, expected_spiffe_id) -> (matched, found)
+            check_peer_identity(transport.get_extra_info("peercert"), expected_spiffe_id) -> (matched, found)
 
 Both contexts: TLS 1.2 minimum, 1.3 when the peer has it (OpenSSL negotiates the highest both speak), the
 stdlib's default cipher suites (ECDHE with AES-GCM / ChaCha20). The client does not check host names: as in
@@ -61,6 +61,10 @@ def _context(purpose: int, material: Material, roots_pem: list[str], private_dir
     ctx.verify_mode = ssl.CERT_REQUIRED
     if purpose == ssl.PROTOCOL_TLS_CLIENT:
         ctx.check_hostname = False  # the SPIFFE ID is checked instead (check_peer_identity)
+    else:
+        # No TLS 1.3 session tickets: sidecars never resume (every new connection is a full handshake), and
+        # OpenSSL's default of two tickets cost a handshake ~0.7 ms of CPU across the pair (docs/performance.md)
+        ctx.num_tickets = 0
     ctx.load_verify_locations(cadata="".join(roots_pem))
     fd, name = tempfile.mkstemp(dir=private_dir, suffix=".pem")  # 0600
     try:
@@ -102,15 +106,16 @@ class TlsProvider:
         return contexts
 
 
-def peer_identity(ssl_object: Any) -> str:
-    """The SPIFFE ID the verified peer presented ("" when none); ssl_object: ssl.SSLObject or SSLSocket,
-    or an asyncio transport's get_extra_info("ssl_object")."""
-    ids = peer_spiffe_ids(ssl_object.getpeercert() if ssl_object is not None else None)
+def peer_identity(peercert: dict[str, Any] | None) -> str:
+    """The SPIFFE ID the verified peer presented ("" when none). peercert: the decoded certificate as
+    `SSLObject.getpeercert()` gives it; on an asyncio TLS transport read get_extra_info("peercert"), which the
+    transport decoded once at the handshake (aiofastnet decodes through a temporary file: never again)."""
+    ids = peer_spiffe_ids(peercert)
     return ids[0] if len(ids) == 1 else ",".join(ids)
 
 
-def check_peer_identity(ssl_object: Any, expected: str) -> tuple[bool, str]:
+def check_peer_identity(peercert: dict[str, Any] | None, expected: str) -> tuple[bool, str]:
     """(True, found) when the peer's only SPIFFE URI SAN is `expected`; else (False, what it presented,
     "" for nothing) for the log line "expected X, found Y" (Istio refuses such a peer: flag UF)."""
-    found = peer_identity(ssl_object)
+    found = peer_identity(peercert)
     return found == expected and bool(expected), found

@@ -184,7 +184,7 @@ class Relay:
         await self.loop.create_connection(lambda: layer, target.address, target.port)
         try:
             await layer.handshake
-            tls.check(layer.sslobj, f"{target.address}:{target.port}")  # type: ignore[attr-defined]
+            tls.check(layer.peercert(), f"{target.address}:{target.port}")  # type: ignore[attr-defined]
         except BaseException:
             layer.abort()
             raise

@@ -62,6 +62,8 @@ class TlsTransport(asyncio.Transport):
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name == "ssl_object":
             return self._layer.sslobj
+        if name == "peercert":
+            return self._layer.peercert()
         return self._layer.plain.get_extra_info(name, default)  # type: ignore[union-attr]
 
 
@@ -210,6 +212,10 @@ class TlsLayer(asyncio.Protocol):
         self.closing = True
         if self.plain is not None:
             self.plain.close()
+
+    def peercert(self) -> dict[str, Any] | None:
+        """The peer's decoded certificate once the handshake is done (ssl.SSLObject.getpeercert()), else None."""
+        return self.sslobj.getpeercert() if self.sslobj is not None and self.established else None
 
     def abort(self, exc: BaseException | None = None) -> None:
         self.closing = True

@@ -80,11 +80,12 @@ class ExternalTls:
         """A connection to address:port over this TLS, its peer checked (proxy/tls/transport.connect_checked)."""
         return await connect_checked(loop, factory, address, port, self, timeout)
 
-    def check(self, ssl_object: ssl.SSLObject | None, endpoint: str) -> None:
-        """Raise ssl.SSLError (logged with both) unless the server presents one of the subjectAltNames."""
+    def check(self, peercert: dict[str, Any] | None, endpoint: str) -> None:
+        """Raise ssl.SSLError (logged with both) unless the server presents one of the subjectAltNames;
+        peercert: the transport's get_extra_info("peercert")."""
         if not self.sans:
             return
-        found = _names(ssl_object.getpeercert() or {}) if ssl_object is not None else []
+        found = _names(peercert or {})
         if any(_matches(name, wanted) for name in found for wanted in self.sans):
             return
         log.warning("upstream certificate names none of the DestinationRule's subjectAltNames: connection refused",

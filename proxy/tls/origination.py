@@ -43,18 +43,19 @@ class TlsOrigination:
         """A connection to address:port over this TLS, its peer checked (proxy/tls/transport.connect_checked)."""
         return await connect_checked(loop, factory, address, port, self, timeout)
 
-    def check(self, ssl_object: ssl.SSLObject | None, endpoint: str) -> None:
-        """check_peer for callers below this layer (the mirror's copy): PeerIdentityMismatch unless it is ours."""
-        check_peer(ssl_object, self, endpoint)
+    def check(self, peercert: dict[str, Any] | None, endpoint: str) -> None:
+        """check_peer on the peer's decoded certificate (a transport's get_extra_info("peercert")):
+        PeerIdentityMismatch unless it is ours."""
+        check_peer(peercert, self, endpoint)
 
 
 class PeerIdentityMismatch(ssl.SSLError):
     """The server's certificate is valid for the bundle but names another workload."""
 
 
-def check_peer(ssl_object: ssl.SSLObject | None, tls: TlsOrigination, endpoint: str) -> None:
+def check_peer(peercert: dict[str, Any] | None, tls: TlsOrigination, endpoint: str) -> None:
     """Raise PeerIdentityMismatch (logged with both identities) unless the peer is `tls.expected_id`."""
-    matched, found = check_peer_identity(ssl_object, tls.expected_id)
+    matched, found = check_peer_identity(peercert, tls.expected_id)
     if not matched:
         log.warning("upstream identity mismatch: connection refused", endpoint=endpoint,
                     expected=tls.expected_id, found=found or "no SPIFFE ID")

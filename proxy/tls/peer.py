@@ -16,8 +16,7 @@ from proxy.identity.tls import peer_identity
 def peer_principal(transport: asyncio.BaseTransport) -> str | None:
     """`<trust-domain>/ns/<ns>/sa/<sa>` of the peer on a TLS transport, else None (plaintext, or a peer
     without exactly one SPIFFE ID)."""
-    ssl_object = transport.get_extra_info("ssl_object")
-    if ssl_object is None:
+    if transport.get_extra_info("ssl_object") is None:
         return None
-    found = peer_identity(ssl_object)
+    found = peer_identity(transport.get_extra_info("peercert"))
     return found[len(PREFIX):] if found.startswith(PREFIX) and "," not in found else None

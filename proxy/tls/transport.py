@@ -82,7 +82,7 @@ async def connect_checked(loop: asyncio.AbstractEventLoop, factory: Callable[[],
         raise OSError("no workload certificate yet for mutual TLS")
     transport, protocol = await open_tls(loop, factory, address, port, context, tls.sni or None, timeout)
     try:
-        tls.check(transport.get_extra_info("ssl_object"), f"{address}:{port}")
+        tls.check(transport.get_extra_info("peercert"), f"{address}:{port}")
     except ssl.SSLError:
         transport.abort()
         raise

@@ -198,7 +198,7 @@ async def handshake(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext, expe
     try:
         port = server.sockets[0].getsockname()[1]
         _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port, ssl=client_ctx), 5)
-        result = check_peer_identity(writer.get_extra_info("ssl_object"), expected)
+        result = check_peer_identity(writer.get_extra_info("peercert"), expected)
         writer.close()
         return result
     finally:

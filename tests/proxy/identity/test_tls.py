@@ -47,7 +47,7 @@ class EchoServer:
         return ctx
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        who = peer_identity(writer.get_extra_info("ssl_object"))
+        who = peer_identity(writer.get_extra_info("peercert"))
         self.seen.append(who)
         try:
             while line := await reader.readline():
@@ -86,7 +86,7 @@ async def test_mutual_tls_handshake_and_the_spiffe_check_accepts_the_expected_pe
     client = build_contexts(ca.material(CLIENT_ID), [ca.pem])
     reader, writer = await connect(server.port, client.client)
     sslobj = writer.get_extra_info("ssl_object")
-    assert check_peer_identity(sslobj, SERVER_ID) == (True, SERVER_ID)
+    assert check_peer_identity(sslobj.getpeercert(), SERVER_ID) == (True, SERVER_ID)
     assert sslobj.version() == "TLSv1.3"  # preferred when both speak it
     writer.write(b"hello\n")
     assert await reader.readline() == f"{CLIENT_ID} hello\n".encode()  # the server verified and read our ID
@@ -97,7 +97,7 @@ async def test_the_spiffe_check_refuses_another_identity_and_names_what_it_found
                                                                                  server: EchoServer) -> None:
     client = build_contexts(ca.material(CLIENT_ID), [ca.pem])
     _, writer = await connect(server.port, client.client)
-    matched, found = check_peer_identity(writer.get_extra_info("ssl_object"),
+    matched, found = check_peer_identity(writer.get_extra_info("peercert"),
                                          "spiffe://cluster.local/ns/default/sa/ratings")
     assert (matched, found) == (False, SERVER_ID)
     writer.close()
@@ -172,3 +172,15 @@ def test_contexts_are_built_once_per_update_and_leave_no_key_file(ca: TestCa, tm
 def test_a_root_that_cannot_be_read_fails_the_build(ca: TestCa) -> None:
     with pytest.raises(ssl.SSLError):
         build_contexts(ca.material(SERVER_ID), ["-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"])
+
+
+async def test_the_server_sends_no_session_ticket(ca: TestCa, server: EchoServer) -> None:
+    """Sidecars never resume a session, so the server context issues no TLS 1.3 ticket (each costs a seal and
+    a write per handshake)."""
+    client = build_contexts(ca.material(CLIENT_ID), [ca.pem])
+    reader, writer = await connect(server.port, client.client)
+    writer.write(b"hi\n")
+    assert await reader.readline() == f"{CLIENT_ID} hi\n".encode()  # tickets arrive after the handshake
+    tls = writer.get_extra_info("ssl_object")
+    assert tls.version() == "TLSv1.3" and not tls.session.has_ticket
+    writer.close()
