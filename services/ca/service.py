@@ -32,6 +32,7 @@ from proto.subjects import (
     CA_BUNDLE, CA_BUNDLE_UPDATES, CA_ROTATE, CA_SIGN, CA_TOKEN_CREATE, CA_TOKEN_LIST, CA_TOKEN_REVOKE, QUEUE_CA,
 )
 from runtime.bus import decode, deadline_passed, encode
+from runtime.kek import load_kek
 from runtime.service import ServiceProcess
 from runtime.store import StoreError
 from services.ca import bundle, signer, tokens
@@ -45,13 +46,18 @@ CONCURRENCY = 16  # requests handled at once per replica (each waits on etcd)
 
 class CaService(ServiceProcess):
     name: ClassVar[str] = "ca"
+    flags: ClassVar[dict[str, tuple[str, str]]] = {
+        "--ca-kek-file": ("ISTHMUS_CA_KEK_FILE", "the operator's KEK (64 hex digits, mode 0600): keep the signing "
+                                                 "key sealed in etcd, or load it from there"),
+    }
 
     async def start(self) -> None:
         try:
             self.config = CaConfig.from_env()
             self.trust_domain = self.settings.trust_domain
+            kek = load_kek(self.config.kek_file) if self.config.kek_file else None
             self.keeper = Keeper(self.store, Material(self.settings.state_dir), self.config, self.trust_domain,
-                                 self.log)
+                                 self.log, kek=kek)
             await self.keeper.start()
         except (ValueError, AuthorityError, OSError) as exc:  # bad settings or files: one line, not a traceback
             self.log.error("the ca cannot start", error=str(exc)[:500])
