@@ -94,6 +94,8 @@ class Keeper:
                 return
             if made is not None and self.kek is not None:  # sealed before any replica can see the state
                 await sealed.store_key(self.store, self.kek, made)
+                self.log.info("sealed the signing key into etcd with the KEK", signer=wanted.signer,
+                              key=sealed.key_path(wanted.signer))
             if await self.store.put_if_revision(STATE_KEY, encode(wanted), revision):
                 self.log.info("trust bundle written", version=wanted.version, signer=wanted.signer,
                               plugin=wanted.plugin, roots=len(wanted.roots))
@@ -223,6 +225,7 @@ class Keeper:
             fp = self.material.save(cert, key)
             if self.kek is not None:  # before the state names it: the other replicas follow the state
                 await sealed.store_key(self.store, self.kek, Authority(cert, key, (), cert))
+                self.log.info("sealed the signing key into etcd with the KEK", signer=fp, key=sealed.key_path(fp))
             old: list[CaRoot] = []
 
             def change(state: CaState) -> CaState:
