@@ -50,11 +50,12 @@ def _now() -> datetime.datetime:
 
 class Keeper:
     def __init__(self, store: Store, material: Material, config: CaConfig, trust_domain: str, log: Any,
-                 kek: bytes | None = None) -> None:
+                 kek: bytes | None = None, previous_kek: bytes | None = None) -> None:
         self.store, self.material, self.config = store, material, config
         self.trust_domain = trust_domain
         self.log = log
         self.kek = kek  # the operator's key-encryption key (runtime/kek.py); never logged
+        self.previous_kek = previous_kek  # during a KEK rotation: what etcd's keys may still be sealed with
         self._unsealed: dict[str, Authority] = {}  # signing keys opened from etcd, by fingerprint
         self.state: CaState
         self.authority: Authority
@@ -73,6 +74,9 @@ class Keeper:
             self.log.warning("deleted the legacy root key from etcd", key=LEGACY_ROOT_KEY,
                              detail="it held the root's private key in the clear; that root is no longer trusted")
         try:
+            if self.kek is not None and self.previous_kek is not None:
+                count = await sealed.reseal(self.store, self.kek, self.previous_kek)
+                self.log.info("sealed the keys in etcd again with the new KEK", keys=count)
             async with self.material.locked():  # replicas on this machine create material one at a time
                 await self._start()
             if self.kek is not None:

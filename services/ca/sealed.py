@@ -7,6 +7,7 @@ serve from the same material (only when the ca runs with a KEK: ISTHMUS_CA_KEK_F
     await store_key(store, kek, authority) -> None     seal and write the signing key of `authority`
     await load_key(store, kek, fp, roots) -> Authority | None   None when etcd holds no sealed key for fp
     await drop_key(store, fp)
+    await reseal(store, kek, previous) -> int      KEK rotation: what `previous` sealed, sealed again with kek
 
 load_key raises SealError: the value does not open with this KEK (another KEK sealed it, or it was
 changed), or what it opens is not a key for its certificate, or the chain does not verify to one of
@@ -16,6 +17,7 @@ the Authority object.
 
 from __future__ import annotations
 
+import msgspec
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -100,3 +102,28 @@ async def load_key(store: Store, kek: bytes, fp: str, roots: set[str]) -> Author
 
 async def drop_key(store: Store, fp: str) -> None:
     await store.delete(key_path(fp))
+
+
+async def reseal(store: Store, kek: bytes, previous: bytes) -> int:
+    """Seal again with `kek` every key in etcd that `previous` sealed (a compare-and-swap each: a key
+    rewritten meanwhile is left as it is); how many were resealed. SealError for a key that opens with
+    neither KEK. The certificates are not checked here: load_key checks them whenever a key is used."""
+    entries, _ = await store.list(KEYS)
+    done = 0
+    for entry in entries:
+        try:
+            value = decode(entry.value, SealedKey)
+        except ValueError:
+            raise SealError(f"{entry.key} in etcd is not a sealed key") from None
+        if value.kek_id == keks.kek_id(kek):
+            continue
+        try:
+            der = keks.unseal(previous, entry.key, value.kek_id, value.nonce, value.ciphertext)
+        except keks.Unsealable as exc:
+            raise SealError(f"the CA key in etcd does not decrypt with this KEK nor the previous KEK ({entry.key}: "
+                            f"{exc})") from None
+        kid, nonce, ciphertext = keks.seal(kek, entry.key, der)
+        new = msgspec.structs.replace(value, kek_id=kid, nonce=nonce, ciphertext=ciphertext)
+        if await store.put_if_revision(entry.key, encode(new), entry.mod_revision):
+            done += 1
+    return done

@@ -49,6 +49,8 @@ class CaService(ServiceProcess):
     flags: ClassVar[dict[str, tuple[str, str]]] = {
         "--ca-kek-file": ("ISTHMUS_CA_KEK_FILE", "the operator's KEK (64 hex digits, mode 0600): keep the signing "
                                                  "key sealed in etcd, or load it from there"),
+        "--ca-previous-kek-file": ("ISTHMUS_CA_PREVIOUS_KEK_FILE", "rotating the KEK: the old one; keys in etcd "
+                                                                   "it sealed are sealed again with the new one"),
     }
 
     async def start(self) -> None:
@@ -56,8 +58,9 @@ class CaService(ServiceProcess):
             self.config = CaConfig.from_env()
             self.trust_domain = self.settings.trust_domain
             kek = load_kek(self.config.kek_file) if self.config.kek_file else None
+            previous = load_kek(self.config.previous_kek_file) if self.config.previous_kek_file else None
             self.keeper = Keeper(self.store, Material(self.settings.state_dir), self.config, self.trust_domain,
-                                 self.log, kek=kek)
+                                 self.log, kek=kek, previous_kek=previous)
             await self.keeper.start()
         except (ValueError, AuthorityError, OSError) as exc:  # bad settings or files: one line, not a traceback
             self.log.error("the ca cannot start", error=str(exc)[:500])

@@ -124,3 +124,15 @@ def test_ca_kek_makes_a_kek_in_the_state_directory_once_and_keeps_it(tmp_path: P
         assert kek.read_bytes() == made
     kek.chmod(0o640)  # the made file is checked as a given one is
     assert_usage_error(isthmus(*up(tmp_path, "--ca-kek")), "--ca-kek", "chmod 600")
+
+
+def test_a_previous_kek_needs_the_new_one_and_is_checked_as_it_is(tmp_path: Path) -> None:
+    from runtime.kek import make_kek
+
+    make_kek(tmp_path / "new")
+    make_kek(tmp_path / "old")
+    assert_usage_error(isthmus(*up(tmp_path, "--ca-previous-kek-file", str(tmp_path / "old"))),
+                       "--ca-previous-kek-file", "needs the new KEK")
+    (tmp_path / "old").chmod(0o604)
+    assert_usage_error(isthmus(*up(tmp_path, "--ca-kek-file", str(tmp_path / "new"), "--ca-previous-kek-file",
+                                   str(tmp_path / "old"))), "--ca-previous-kek-file", "chmod 600")

@@ -168,3 +168,58 @@ async def test_a_missing_or_wrong_kek_is_one_clear_line_and_exit_1(bare_plane: C
     leaf, roots = await sign_one(bare_plane)  # and the mesh still signs with the one root
     leaf.verify_directly_issued_by(x509.load_pem_x509_certificate(roots[0].encode()))
     assert len(roots) == 1
+
+
+async def test_a_plugin_ca_sealed_by_one_replica_is_joined_by_a_replica_without_its_files(
+        bare_plane: ControlPlane, tmp_path: Path) -> None:
+    import datetime
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    root_key, ca_key = pki.key(), pki.key()
+    root = pki.ca_cert("operator root", root_key, root_key.public_key(), now=now)
+    inter = pki.ca_cert("operator intermediate", root_key, ca_key.public_key(), issuer=root.subject, now=now)
+    files = {"ca-cert.pem": pki.pem(inter), "ca-key.pem": pki.pem(ca_key), "root-cert.pem": pki.pem(root)}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    kek = kek_file(tmp_path / "kek")
+    env = {**machine(tmp_path, "machine-a", kek), "ISTHMUS_PLUGIN_CA_CERT": str(tmp_path / "ca-cert.pem"),
+           "ISTHMUS_PLUGIN_CA_KEY": str(tmp_path / "ca-key.pem"),
+           "ISTHMUS_PLUGIN_CA_ROOT_CERT": str(tmp_path / "root-cert.pem")}
+    a = await start_ca(bare_plane, "ca-plugin", env)
+    await ready(bare_plane, a)
+    raw = (await sealed_entries(bare_plane))[sealed.key_path(sealed.fingerprint(inter))]
+    assert pki.pem(ca_key) not in raw and b"PRIVATE KEY" not in raw
+    b = await start_ca(bare_plane, "ca-joiner", machine(tmp_path, "machine-b", kek))  # no plug-in files
+    await ready(bare_plane, b)
+    a.stop()
+    leaf, roots = await sign_one(bare_plane)  # only the joiner is left
+    assert roots == [pki.pem(root).decode()]  # the operator's root: the bundle was joined, not replaced
+    leaf.verify_directly_issued_by(inter)
+    assert "loaded the signing key sealed in etcd" in b.log_path.read_text()
+    assert not list((tmp_path / "machine-b" / "ca").glob("*.key.pem"))
+
+
+async def test_a_ca_given_the_previous_kek_seals_etcd_s_keys_again_with_the_new_one(
+        bare_plane: ControlPlane, tmp_path: Path) -> None:
+    old, new = kek_file(tmp_path / "old-kek"), kek_file(tmp_path / "new-kek")
+    a = await start_ca(bare_plane, "ca-old", machine(tmp_path, "machine-a", old))
+    await ready(bare_plane, a)
+    a.stop()
+    b = await start_ca(bare_plane, "ca-rotating", {**machine(tmp_path, "machine-b", new),
+                                                  "ISTHMUS_CA_PREVIOUS_KEK_FILE": str(old)})
+    await ready(bare_plane, b)
+    assert '"keys": 1' in b.log_path.read_text()
+    [raw] = (await sealed_entries(bare_plane)).values()
+    assert decode(raw, SealedKey).kek_id == keks.kek_id(keks.load_kek(new))
+    b.stop()
+    await exits_with(await start_ca(bare_plane, "ca-stale", machine(tmp_path, "machine-c", old)),
+                     "the CA key in etcd does not decrypt with this KEK")
+    c = await start_ca(bare_plane, "ca-new", machine(tmp_path, "machine-d", new))  # the new KEK alone now
+    await ready(bare_plane, c)
+    leaf, roots = await sign_one(bare_plane)
+    leaf.verify_directly_issued_by(x509.load_pem_x509_certificate(roots[0].encode()))
+    other = kek_file(tmp_path / "other-kek")  # neither KEK: refused, and nothing is rewritten
+    await exits_with(await start_ca(bare_plane, "ca-neither", {**machine(tmp_path, "machine-e", other),
+                                                               "ISTHMUS_CA_PREVIOUS_KEK_FILE": str(old)}),
+                     "does not decrypt with this KEK nor the previous KEK")
+    assert list((await sealed_entries(bare_plane)).values()) == [raw]
