@@ -15,7 +15,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from isthmus.launch import ManagedProcess
+from isthmus.launch import ManagedProcess, service_process
 from proto.ca import RotateRootReply, SealedKey, TrustBundle
 from runtime import kek as keks
 from runtime.bus import decode
@@ -44,6 +44,17 @@ def machine(tmp_path: Path, name: str, kek: Path | None) -> dict[str, str]:
 def signed_by(plane: ControlPlane, name: str) -> int:
     log = (plane.state_dir / "logs" / f"{name}.log").read_text()
     return sum(1 for line in log.splitlines() if '"ca audit"' in line and '"outcome": "signed"' in line)
+
+
+async def start_ca_with_flags(plane: ControlPlane, name: str, state: Path, kek: Path) -> ManagedProcess:
+    """A replica started alone, as an operator would on another machine: `python -m services.ca ...
+    --state-dir DIR --ca-kek-file PATH` (no ISTHMUS_STATE_DIR, no ISTHMUS_CA_KEK_FILE)."""
+    made = service_process("ca", plane.nats_url, plane.etcd_url, plane.state_dir, credentials=plane.creds)
+    env = {k: v for k, v in made.env.items() if k not in ("ISTHMUS_STATE_DIR", "ISTHMUS_CA_KEK_FILE")}
+    flagged = ManagedProcess(name, [*made.argv, "--state-dir", str(state), "--ca-kek-file", str(kek)],
+                             log_path=plane.state_dir / "logs" / f"{name}.log", env=env)
+    plane.services[name] = flagged.start()
+    return flagged
 
 
 async def sign_one(plane: ControlPlane) -> tuple[x509.Certificate, list[str]]:
@@ -94,7 +105,7 @@ async def test_two_machines_with_one_kek_sign_into_one_bundle_survive_each_other
     with pytest.raises(keks.Unsealable):
         keks.unseal(os.urandom(32), sealed.key_path(fp), keks.kek_id(os.urandom(32)), value.nonce, value.ciphertext)
 
-    b = await start_ca(bare_plane, "ca-b", machine(tmp_path, "machine-b", kek))  # an empty state directory
+    b = await start_ca_with_flags(bare_plane, "ca-b", tmp_path / "machine-b", kek)  # an empty state directory
     await ready(bare_plane, b)
     assert "loaded the signing key sealed in etcd" in b.log_path.read_text()
     assert not list((tmp_path / "machine-b" / "ca").glob("*.key.pem"))  # opened into memory only
