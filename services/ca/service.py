@@ -6,7 +6,7 @@ bundle, mints bootstrap tokens, rotates the root. Replicas share queue group `ca
     isthmus.ca.bundle.updates  TrustBundle, published on each change of the roots
     isthmus.ca.token.create / .list / .revoke, isthmus.ca.rotate   the operator only (docs/bus.md)
 
-Keys: material.py (disk); who signs: authority.py (etcd, certificates only); tokens: tokens.py; the rules
+Keys: material.py (disk), sealed.py (etcd, with the KEK only); who signs: authority.py; tokens: tokens.py; the rules
 of issuing and of a renewal proof: signer.py; of the bundle and retirement: bundle.py.
 
 Every signing decision writes one audit line (event "ca audit"): who asked (token id or the proof's
