@@ -26,7 +26,7 @@ from runtime.store import Store
 class ServiceProcess:
     name: ClassVar[str] = "service"
     uses_store: ClassVar[bool] = True
-    # a service's own flags: {flag: (the env var it sets, help)}; the service reads the env var
+    # a service's own file flags: {flag: (the env var it sets, help)}; the service reads the env var
     flags: ClassVar[dict[str, tuple[str, str]]] = {}
 
     def __init__(self, settings: Settings) -> None:
@@ -96,7 +96,7 @@ class ServiceProcess:
         parser.add_argument("--log-level", help="debug|info|warning|error (env ISTHMUS_LOG_LEVEL)")
         parser.add_argument("--state-dir", help="this service's files, e.g. the ca's keys (env ISTHMUS_STATE_DIR)")
         for flag, (env, text) in cls.flags.items():
-            parser.add_argument(flag, dest=env, help=f"{text} (env {env})")
+            parser.add_argument(flag, dest=env, metavar="PATH", help=f"{text} (env {env})")
         args = parser.parse_args(argv)
         for env in [env for env, _ in cls.flags.values()]:
             value = vars(args).pop(env)
