@@ -12,7 +12,8 @@ the children get SIGTERM from the kernel (see isthmus/launch/process.py), so not
         isthmus.yaml        the operator's client config (mode 0600): bus URL and credentials
         secrets/            the services' client configs, the auth callout's key, etcd's passwords (0700)
         etcd/               etcd's data: config survives restarts of `isthmus up`
-        ca/                 the ca's root keys (0700; keys 0600), passed to services as ISTHMUS_STATE_DIR
+        ca/                 the ca's root keys (0700; keys 0600), passed to services as ISTHMUS_STATE_DIR;
+        ca/kek              with --ca-kek: the key sealing the signing key in etcd (0600; runtime/kek.py)
         logs/<name>.log     one per process (nats, etcd, registry, pilot, ca, telemetry, demo apps...)
 """
 

@@ -153,3 +153,19 @@ class CaState(Message):
     signer: str
     version: int = 1
     plugin: bool = False  # signing with the operator's CA (Istio's plug-in CA): rotate-root is theirs to do
+
+
+class SealedKey(Message):
+    """A signing key in etcd (/isthmus/ca/keys/<fingerprint>), only when the ca runs with a KEK: AES-256-GCM
+    ciphertext of its PKCS#8 DER, which only a holder of the KEK opens (runtime/kek.py; the key path and
+    `kek_id` are the associated data). The certificates are public and travel in the clear beside it; a
+    replica that opens the key checks it matches `cert_pem` and that the chain verifies to `root_pem`."""
+
+    fingerprint: str  # of cert_pem: the CaState.signer it signs for
+    cert_pem: str  # the signing certificate (a mesh root, or the plug-in CA's intermediate)
+    kek_id: str  # which KEK sealed it (runtime/kek.kek_id), so a wrong KEK is told from a damaged value
+    nonce: bytes
+    ciphertext: bytes
+    chain_pem: list[str] = []  # plug-in CA: the certificates between cert_pem and root_pem
+    root_pem: str = ""  # the root cert_pem chains to ("" for a self-signed root: cert_pem itself)
+    format: int = 1

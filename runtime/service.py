@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 from collections.abc import Coroutine
 from typing import Any, ClassVar
@@ -25,6 +26,8 @@ from runtime.store import Store
 class ServiceProcess:
     name: ClassVar[str] = "service"
     uses_store: ClassVar[bool] = True
+    # a service's own file flags: {flag: (the env var it sets, help)}; the service reads the env var
+    flags: ClassVar[dict[str, tuple[str, str]]] = {}
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -92,7 +95,13 @@ class ServiceProcess:
         parser.add_argument("--lease-ttl", type=int, help="registration TTL seconds (env ISTHMUS_LEASE_TTL)")
         parser.add_argument("--log-level", help="debug|info|warning|error (env ISTHMUS_LOG_LEVEL)")
         parser.add_argument("--state-dir", help="this service's files, e.g. the ca's keys (env ISTHMUS_STATE_DIR)")
+        for flag, (env, text) in cls.flags.items():
+            parser.add_argument(flag, dest=env, metavar="PATH", help=f"{text} (env {env})")
         args = parser.parse_args(argv)
+        for env in [env for env, _ in cls.flags.values()]:
+            value = vars(args).pop(env)
+            if value is not None:
+                os.environ[env] = value
         if args.lease_ttl is not None and not 1 <= args.lease_ttl <= 300:
             parser.error(f"--lease-ttl {args.lease_ttl}: give 1-300 seconds")
         try:

@@ -45,6 +45,41 @@ def check_plugin_ca(cert: str | None, key: str | None, root: str | None, chain: 
             "ISTHMUS_PLUGIN_CA_ROOT_CERT": paths[2], "ISTHMUS_PLUGIN_CA_CERT_CHAIN": chain_path}
 
 
+def check_kek(state_dir: str, generate: bool, path: str | None, previous: str | None = None) -> dict[str, str]:
+    """The ca's environment for a KEK (runtime/kek.py), after checking the files; {} without one. `generate`:
+    the KEK is <state-dir>/ca/kek, made (0600) if absent. `previous`: the KEK being rotated out.
+    BadParameter (one line, exit 2) naming the flag."""
+    from pathlib import Path
+
+    from runtime.kek import load_kek, make_kek
+
+    if generate and path:
+        raise click.BadParameter("give --ca-kek (a KEK kept in the state directory) or --ca-kek-file, not both",
+                                 param_hint="'--ca-kek-file'")
+    if generate:
+        path = str(Path(state_dir).resolve() / "ca" / "kek")
+        if make_kek(path):
+            click.echo(f"isthmus: made a KEK for the ca at {path} (mode 0600); ca replicas on other machines need "
+                       "a copy (--ca-kek-file); keep it out of etcd backups", err=True)
+    if not path:
+        if previous:
+            raise click.BadParameter("needs the new KEK (--ca-kek-file or --ca-kek)",
+                                     param_hint="'--ca-previous-kek-file'")
+        return {}
+    try:
+        load_kek(path)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--ca-kek'" if generate else "'--ca-kek-file'") from None
+    env = {"ISTHMUS_CA_KEK_FILE": str(Path(path).resolve())}
+    if previous:
+        try:
+            load_kek(previous)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--ca-previous-kek-file'") from None
+        env["ISTHMUS_CA_PREVIOUS_KEK_FILE"] = str(Path(previous).resolve())
+    return env
+
+
 @click.command()
 @click.option("--state-dir", type=click.Path(file_okay=False), default=".isthmus", show_default=True,
               help="Where config, data (etcd) and logs live.")
@@ -69,17 +104,28 @@ def check_plugin_ca(cert: str | None, key: str | None, root: str | None, chain: 
 @click.option("--plugin-root-cert", type=click.Path(dir_okay=False), metavar="PEM", help="... your root ...")
 @click.option("--plugin-cert-chain", type=click.Path(dir_okay=False), metavar="PEM",
               help="... and the certificates between them, if any.")
+@click.option("--ca-kek", is_flag=True,
+              help="Keep the ca's signing key also in etcd, sealed (AES-256-GCM) with a key-encryption key made on "
+                   "first start at <state-dir>/ca/kek (0600), so ca replicas on other machines can load it.")
+@click.option("--ca-kek-file", type=click.Path(dir_okay=False), metavar="PATH", envvar="ISTHMUS_CA_KEK_FILE",
+              help="As --ca-kek, with a KEK you keep elsewhere: 64 hex digits (openssl rand -hex 32), mode 0600 "
+                   "(env ISTHMUS_CA_KEK_FILE).")
+@click.option("--ca-previous-kek-file", type=click.Path(dir_okay=False), metavar="PATH",
+              help="Rotating the KEK: the old one; the ca seals the keys in etcd again with the new one at start "
+                   "(docs/security.md).")
 @click.option("--nats-tls", is_flag=True,
               help="Clients must reach the bus over TLS (a bus CA and server certificate are made at start; the "
                    "CA's path goes into isthmus.yaml).")
 def up(state_dir: str, nats_port: int, etcd_port: int, demo: bool, outbound_traffic_policy: str, trust_domain: str,
        root_namespace: str, workload_cert_ttl: int, plugin_ca_cert: str | None, plugin_ca_key: str | None,
-       plugin_root_cert: str | None, plugin_cert_chain: str | None, nats_tls: bool) -> None:
+       plugin_root_cert: str | None, plugin_cert_chain: str | None, ca_kek: bool, ca_kek_file: str | None,
+       ca_previous_kek_file: str | None, nats_tls: bool) -> None:
     """Run a local control plane (nats-server, etcd, auth, registry, pilot, ca, telemetry) until Ctrl-C."""
     from isthmus.up import run_up
 
     check_dns_label("--root-namespace", root_namespace)
     plugin = check_plugin_ca(plugin_ca_cert, plugin_ca_key, plugin_root_cert, plugin_cert_chain)
+    plugin.update(check_kek(state_dir, ca_kek, ca_kek_file, ca_previous_kek_file))
     sys.exit(run_up(state_dir, nats_port=nats_port, etcd_port=etcd_port, demo=demo,
                     outbound_traffic_policy=outbound_traffic_policy.upper(), nats_tls=nats_tls,
                     ca_env={"ISTHMUS_TRUST_DOMAIN": trust_domain, "ISTHMUS_ROOT_NAMESPACE": root_namespace,

@@ -3,12 +3,14 @@
     <state-dir>/ca/lock                      flock(2) held while a replica creates or rotates a root
     <state-dir>/ca/<fingerprint>.key.pem     the root's private key, PKCS#8, mode 0600
     <state-dir>/ca/<fingerprint>.cert.pem    its certificate (public), mode 0600 as well
+    <state-dir>/ca/kek                       `isthmus up --ca-kek`: the KEK (runtime/kek.py), mode 0600
 
-Keys never go on the bus or into etcd: etcd holds only the certificates and which one signs (CaState).
+Keys never go on the bus, nor into etcd in the clear: etcd holds the certificates and which one signs
+(CaState) and, only with the operator's KEK, the signing key sealed (sealed.py).
 Several ca replicas on one machine share the directory; they serialize creation with the lock file, and
 each file is written to a temporary name (create-exclusive), fsynced, then renamed into place, so a
-reader never sees half a key. Replicas on other machines would need this directory copied to them (or
-the same plug-in CA files); etcd never carries the key.
+reader never sees half a key. Replicas on other machines need the KEK (they open the sealed key from
+etcd and keep it in memory), a copy of this directory, or the same plug-in CA files.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ bundle, mints bootstrap tokens, rotates the root. Replicas share queue group `ca
     isthmus.ca.bundle.updates  TrustBundle, published on each change of the roots
     isthmus.ca.token.create / .list / .revoke, isthmus.ca.rotate   the operator only (docs/bus.md)
 
-Keys: material.py (disk); who signs: authority.py (etcd, certificates only); tokens: tokens.py; the rules
+Keys: material.py (disk), sealed.py (etcd, with the KEK only); who signs: authority.py; tokens: tokens.py; the rules
 of issuing and of a renewal proof: signer.py; of the bundle and retirement: bundle.py.
 
 Every signing decision writes one audit line (event "ca audit"): who asked (token id or the proof's
@@ -32,6 +32,7 @@ from proto.subjects import (
     CA_BUNDLE, CA_BUNDLE_UPDATES, CA_ROTATE, CA_SIGN, CA_TOKEN_CREATE, CA_TOKEN_LIST, CA_TOKEN_REVOKE, QUEUE_CA,
 )
 from runtime.bus import decode, deadline_passed, encode
+from runtime.kek import load_kek
 from runtime.service import ServiceProcess
 from runtime.store import StoreError
 from services.ca import bundle, signer, tokens
@@ -45,13 +46,21 @@ CONCURRENCY = 16  # requests handled at once per replica (each waits on etcd)
 
 class CaService(ServiceProcess):
     name: ClassVar[str] = "ca"
+    flags: ClassVar[dict[str, tuple[str, str]]] = {
+        "--ca-kek-file": ("ISTHMUS_CA_KEK_FILE", "the operator's KEK (64 hex digits, mode 0600): keep the signing "
+                                                 "key sealed in etcd, or load it from there"),
+        "--ca-previous-kek-file": ("ISTHMUS_CA_PREVIOUS_KEK_FILE", "rotating the KEK: the old one; keys in etcd "
+                                                                   "it sealed are sealed again with the new one"),
+    }
 
     async def start(self) -> None:
         try:
             self.config = CaConfig.from_env()
             self.trust_domain = self.settings.trust_domain
+            kek = load_kek(self.config.kek_file) if self.config.kek_file else None
+            previous = load_kek(self.config.previous_kek_file) if self.config.previous_kek_file else None
             self.keeper = Keeper(self.store, Material(self.settings.state_dir), self.config, self.trust_domain,
-                                 self.log)
+                                 self.log, kek=kek, previous_kek=previous)
             await self.keeper.start()
         except (ValueError, AuthorityError, OSError) as exc:  # bad settings or files: one line, not a traceback
             self.log.error("the ca cannot start", error=str(exc)[:500])

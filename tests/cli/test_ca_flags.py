@@ -83,3 +83,56 @@ def test_token_create_at_its_bounds_reaches_for_the_ca() -> None:
 def test_token_create_refuses_a_bad_namespace() -> None:
     result = isthmus("--nats", UNREACHABLE, "token", "create", "-n", "A_B", "--service-account", "b")
     assert_usage_error(result, "--namespace")
+
+
+def test_ca_kek_and_ca_kek_file_together_are_refused(tmp_path: Path) -> None:
+    result = isthmus(*up(tmp_path, "--ca-kek", "--ca-kek-file", str(tmp_path / "kek")))
+    assert_usage_error(result, "--ca-kek-file", "not both")
+    assert not (tmp_path / "state").exists()  # nothing made
+
+
+@pytest.mark.parametrize("fault,words", [
+    ("absent", "cannot read it"),
+    ("loose", "mode 0644 lets others read it: chmod 600"),
+    ("short", "give 64 hex digits"),
+])
+def test_a_bad_ca_kek_file_is_refused_at_up(tmp_path: Path, fault: str, words: str) -> None:
+    path = tmp_path / "kek"
+    if fault != "absent":
+        path.write_text("ab" * (31 if fault == "short" else 32))
+        path.chmod(0o644 if fault == "loose" else 0o600)
+    assert_usage_error(isthmus(*up(tmp_path, "--ca-kek-file", str(path))), "--ca-kek-file", words)
+    assert not (tmp_path / "state" / "up.lock").exists()  # refused before anything started
+
+
+def test_ca_kek_makes_a_kek_in_the_state_directory_once_and_keeps_it(tmp_path: Path) -> None:
+    import os
+    import socket
+    import stat
+
+    with socket.socket() as busy:  # `up` stops at its port check, after the KEK was made
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        first = isthmus(*up(tmp_path, "--ca-kek", "--nats-port", port))
+        kek = tmp_path / "state" / "ca" / "kek"
+        assert first.returncode == 2 and f"made a KEK for the ca at {kek}" in first.stderr, first.stderr
+        made = kek.read_bytes()
+        assert stat.S_IMODE(os.stat(kek).st_mode) == 0o600 and len(made.strip()) == 64
+        again = isthmus(*up(tmp_path, "--ca-kek", "--nats-port", port))
+        assert again.returncode == 2 and "made a KEK" not in again.stderr
+        assert kek.read_bytes() == made
+    kek.chmod(0o640)  # the made file is checked as a given one is
+    assert_usage_error(isthmus(*up(tmp_path, "--ca-kek")), "--ca-kek", "chmod 600")
+
+
+def test_a_previous_kek_needs_the_new_one_and_is_checked_as_it_is(tmp_path: Path) -> None:
+    from runtime.kek import make_kek
+
+    make_kek(tmp_path / "new")
+    make_kek(tmp_path / "old")
+    assert_usage_error(isthmus(*up(tmp_path, "--ca-previous-kek-file", str(tmp_path / "old"))),
+                       "--ca-previous-kek-file", "needs the new KEK")
+    (tmp_path / "old").chmod(0o604)
+    assert_usage_error(isthmus(*up(tmp_path, "--ca-kek-file", str(tmp_path / "new"), "--ca-previous-kek-file",
+                                   str(tmp_path / "old"))), "--ca-previous-kek-file", "chmod 600")

@@ -1,5 +1,6 @@
-"""`isthmus up --trust-domain --workload-cert-ttl` reaches the ca: the identities it signs are of that trust
-domain, with that lifetime, and its keys are under the state directory `up` was given."""
+"""`isthmus up --trust-domain --workload-cert-ttl --ca-kek` reaches the ca: the identities it signs are of that
+trust domain, with that lifetime, its keys are under the state directory `up` was given, and with the KEK
+made there its signing key is sealed into etcd."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ async def test_up_passes_its_identity_flags_and_state_directory_to_the_ca(tmp_pa
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "isthmus.cli", "up", "--state-dir", str(state), "--nats-port", str(nats_port),
         "--etcd-port", str(etcd_port), "--trust-domain", "example.org", "--workload-cert-ttl", "2h",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        "--ca-kek", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     assert proc.stdout is not None
     url = f"nats://127.0.0.1:{nats_port}"
     try:
@@ -61,6 +62,9 @@ async def test_up_passes_its_identity_flags_and_state_directory_to_the_ca(tmp_pa
         assert 7200 <= (leaf.not_valid_after_utc - leaf.not_valid_before_utc).total_seconds() <= 7200 + 120
         keys = list((state / "ca").glob("*.key.pem"))
         assert len(keys) == 1 and stat.S_IMODE(os.stat(keys[0]).st_mode) == 0o600
+        assert f"made a KEK for the ca at {state / 'ca' / 'kek'}" in seen.decode()  # --ca-kek, first start
+        assert stat.S_IMODE(os.stat(state / "ca" / "kek").st_mode) == 0o600
+        assert "sealed the signing key into etcd with the KEK" in (state / "logs" / "ca.log").read_text()
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGINT)
