@@ -19,6 +19,7 @@ from proxy.core.conn_policy import ConnPolicy, Key, set_keepalive
 from proxy.core.errors import UpstreamConnectError
 from proxy.http.upstream import UpstreamConnection
 from proxy.tls.origination import TlsOrigination
+from proxy.tls.refusal import close_refused, connect_tls
 
 if TYPE_CHECKING:
     from proxy.outbound.dns_cache import DnsCache
@@ -108,14 +109,14 @@ class ConnectionPool:
         if context is None:
             raise UpstreamConnectError(f"upstream connect error: {address}:{port}: this workload has no "
                                        "certificate yet for mutual TLS")
-        _, conn = await loop.create_connection(lambda: UpstreamConnection(self, key), address, port, ssl=context,
-                                               server_hostname=tls.sni or None,
-                                               ssl_handshake_timeout=self.connect_timeout)
+        # as loop.create_connection(ssl=context), but a chain we refuse sends its alert (proxy/tls/refusal.py)
+        _, conn = await connect_tls(loop, lambda: UpstreamConnection(self, key), address, port, context,
+                                    tls.sni or None, self.connect_timeout)
         try:
             tls.check(conn.transport.get_extra_info("ssl_object"), f"{address}:{port}")  # check_peer, or SANs
         except ssl.SSLError:
             conn.closed = True
-            conn.transport.abort()
+            close_refused(conn.transport)  # another workload's identity: close_notify, bounded
             raise
         return conn
 

@@ -17,6 +17,7 @@ from random import random
 from typing import Any
 
 from proto import xds
+from proxy.tls.refusal import close_refused, connect_tls
 
 MAX_BODY = 64 * 1024
 MAX_IN_FLIGHT = 64
@@ -142,9 +143,13 @@ class Shadows:
                     if context is None:
                         raise OSError("no workload certificate yet for mutual TLS")
                     sink.hold = True
-                    transport, _ = await loop.create_connection(lambda: sink, address, port, ssl=context,
-                                                                server_hostname=tls.sni or None)
-                    tls.check(transport.get_extra_info("ssl_object"), f"{address}:{port}")
+                    transport, _ = await connect_tls(loop, lambda: sink, address, port, context, tls.sni or None)
+                    try:
+                        tls.check(transport.get_extra_info("ssl_object"), f"{address}:{port}")
+                    except OSError:
+                        close_refused(transport)  # close_notify, bounded (proxy/tls/refusal.py)
+                        transport = None
+                        raise
                     sink.release(transport)
                 await sink.done
         except (OSError, TimeoutError):
