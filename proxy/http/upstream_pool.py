@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 
 from proxy.core.conn_policy import ConnPolicy, Key, set_keepalive
 from proxy.core.errors import UpstreamConnectError
+from proxy.core.tls_refusal import close_refused, connect_tls
 from proxy.http.upstream import UpstreamConnection
 from proxy.tls.origination import TlsOrigination
-from proxy.tls.refusal import close_refused, connect_tls
 
 if TYPE_CHECKING:
     from proxy.outbound.dns_cache import DnsCache
@@ -109,7 +109,7 @@ class ConnectionPool:
         if context is None:
             raise UpstreamConnectError(f"upstream connect error: {address}:{port}: this workload has no "
                                        "certificate yet for mutual TLS")
-        # as loop.create_connection(ssl=context), but a chain we refuse sends its alert (proxy/tls/refusal.py)
+        # as loop.create_connection(ssl=context), but a chain we refuse sends its alert (proxy/core/tls_refusal.py)
         _, conn = await connect_tls(loop, lambda: UpstreamConnection(self, key), address, port, context,
                                     tls.sni or None, self.connect_timeout)
         try:

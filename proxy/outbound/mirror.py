@@ -17,7 +17,7 @@ from random import random
 from typing import Any
 
 from proto import xds
-from proxy.tls.refusal import close_refused, connect_tls
+from proxy.core.tls_refusal import close_refused, connect_tls
 
 MAX_BODY = 64 * 1024
 MAX_IN_FLIGHT = 64
@@ -147,7 +147,7 @@ class Shadows:
                     try:
                         tls.check(transport.get_extra_info("ssl_object"), f"{address}:{port}")
                     except OSError:
-                        close_refused(transport)  # close_notify, bounded (proxy/tls/refusal.py)
+                        close_refused(transport)  # close_notify, bounded (proxy/core/tls_refusal.py)
                         transport = None
                         raise
                     sink.release(transport)

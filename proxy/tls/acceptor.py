@@ -13,8 +13,8 @@ path). The mode and the context are asked for per accepted connection, so a Peer
 certificate rotation applies to new connections at once, without a restart, and open connections keep what
 they began with (as Envoy's listeners drain their old filter chains).
 
-Refusals (proxy/tls/refusal.py): a handshake this side refuses (STRICT without a client certificate, one from
-another CA, below TLS 1.2) sends OpenSSL's alert to the client, as Envoy does, so `openssl s_client` says
+Refusals (proxy/core/tls_refusal.py): a handshake this side refuses (STRICT without a client certificate, one
+from another CA, below TLS 1.2) sends OpenSSL's alert to the client, as Envoy does, so `openssl s_client` says
 `certificate required` (alert 116) or `unknown ca` (48) instead of a reset; the socket is then half-closed and
 drained for at most `linger` seconds (LINGER, 1 s). A ClientHello while the workload has no certificate yet
 gets a handshake_failure alert the same way. Plaintext into STRICT is closed with what it sent unread, so the
@@ -38,8 +38,8 @@ from typing import Any
 
 import structlog
 
+from proxy.core.tls_refusal import HANDSHAKE_FAILURE, LINGER, Lingering, after_failure, alerting
 from proxy.tls.bio import TlsLayer
-from proxy.tls.refusal import HANDSHAKE_FAILURE, LINGER, Lingering, after_failure, alerting
 
 log = structlog.get_logger("proxy.tls")
 
@@ -209,7 +209,7 @@ class TlsAcceptor:
                     raise
             else:
                 # Our own descriptor of the socket: the loop's TLS transport closes its own when the handshake
-                # fails, before the alert OpenSSL wrote is sent; this one sends it (proxy/tls/refusal.py).
+                # fails, before the alert OpenSSL wrote is sent; this one sends it (proxy/core/tls_refusal.py).
                 keep = conn.dup()
                 await self.loop.connect_accepted_socket(self.factory, conn, ssl=alerting(context),
                                                         ssl_handshake_timeout=self.handshake_timeout)

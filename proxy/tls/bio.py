@@ -10,7 +10,7 @@ whole connection).
 
 A failed handshake sends the alert OpenSSL wrote (the server's `certificate_required`, `unknown_ca`, ... or the
 client's `unknown_ca` for a server it refuses), half-closes and drains the connection for at most `linger`
-seconds, as proxy/tls/refusal.py does for the loop's own TLS transports; no reset overtakes the alert.
+seconds, as proxy/core/tls_refusal.py does for the loop's own TLS transports; no reset overtakes the alert.
 
 A half-close is TLS's own: `write_eof` sends close_notify and keeps reading (TLS 1.3 lets either side close its
 write side alone, RFC 8446 6.1); a close_notify received is the peer's EOF, and writing goes on. Used only where a
@@ -24,7 +24,7 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
-from proxy.tls.refusal import LINGER, take_alert
+from proxy.core.tls_refusal import LINGER, take_alert
 
 READ_CHUNK = 256 * 1024  # plaintext taken from the TLS layer per read call
 

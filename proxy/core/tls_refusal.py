@@ -23,7 +23,8 @@ cannot say why. Neither loop can be told otherwise, so:
 
 Bound: a peer that never reads nor closes holds the socket at most `linger` seconds (LINGER, 1 s, as the
 HTTP server's refusals: Envoy's delayed_close_timeout). A handshake timeout or a peer gone leaves no alert:
-the socket is closed at once.
+the socket is closed at once. In proxy.core (stdlib only) because every layer that makes TLS connections
+uses it: proxy.tls (acceptor, bio), proxy.http (the pool) and proxy.outbound (the mirror).
 """
 
 from __future__ import annotations
