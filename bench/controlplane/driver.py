@@ -10,6 +10,11 @@
 
 Each proxy's time is taken in its worker process right after XdsClient._apply (state applied, ACK
 published) with time.monotonic(); the start of a change is taken here with the same clock.
+
+On the locked-down plane (bench/controlplane/lockdown.py) the driver holds three connections: the
+operator's (config API, registry events), a proxy credential of its own (registrations and heartbeats of
+`bench` workloads on the identity-scoped registry subjects, the tap on isthmus.xds.push), and the control
+bus to the workers.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from bench.controlplane.stats import median, summary
 from proto import subjects
 from proto.registry import Heartbeat, HeartbeatReply, RegisterReply, RegisterRequest
 from runtime import bus as busmod
+from runtime.clientconfig import NatsClient
 from runtime.store import REGISTRY_PREFIX, Store
 
 EXPIRY_TTL = 2  # s: etcd's minimum lease TTL with default timings
@@ -79,6 +85,15 @@ class Plane:
     pilot_log: Path
     counts: list[int]  # proxies per worker
     restart: Callable[[], Awaitable[dict[str, int]]] | None = None  # restarts registry + pilot -> new pids
+    operator: NatsClient | None = None  # the operator's client config (config API, registry events)
+    proxy: NatsClient | None = None  # the driver's own proxy credential (registry calls, push tap)
+    control: NatsClient | None = None  # the harness's control bus (workers' commands and events)
+    etcd_auth: tuple[str, str] = ("", "")  # etcd's service user and password (the lease-expiry watch)
+
+
+def _registry(base: str) -> str:
+    """The identity-scoped registry subject of the `bench` workloads: the only one a proxy credential may use."""
+    return subjects.identity_subject(base, mesh.NAMESPACE, mesh.SERVICE_ACCOUNT)
 
 
 class Driver:
@@ -86,7 +101,9 @@ class Driver:
         self.o = opts
         self.plane = plane
         self.sampler = sampler
-        self.bus: busmod.Bus
+        self.bus: busmod.Bus  # the operator's
+        self.reg: busmod.Bus  # the driver's proxy credential
+        self.ctl: busmod.Bus  # the control bus
         self.pushes: list[tuple[float, int, int, bool, int]] = []  # (t, seq, version, full, bytes)
         self.reg_events: list[tuple[float, str, str, int]] = []  # (t, type, workload, revision)
         self.etcd_deletes: dict[str, float] = {}  # workload id -> when our etcd watch saw its key deleted
@@ -134,7 +151,7 @@ class Driver:
 
     async def ask_all(self, command: str, payload: Any = None, timeout: float = 30.0) -> list[Any]:
         data = b"" if payload is None else busmod.encode(payload)
-        replies = await asyncio.gather(*(self.bus.request(subject(w, command), data, timeout=timeout)
+        replies = await asyncio.gather(*(self.ctl.request(subject(w, command), data, timeout=timeout)
                                          for w in range(len(self.plane.counts))))
         return [json.loads(r) for r in replies]
 
@@ -209,12 +226,17 @@ class Driver:
 
     # ---------------------------------------------------------------------------------- scenarios
     async def run(self) -> dict[str, Any]:
-        self.bus = await busmod.connect(self.plane.nats_url, "bench-driver")
+        plane = self.plane
+        self.bus = await busmod.connect(plane.nats_url, "bench-driver", auth=plane.operator)
+        self.reg = await busmod.connect(plane.nats_url, "bench-driver-proxy", auth=plane.proxy)
+        self.ctl = await busmod.connect(plane.control.url if plane.control else plane.nats_url, "bench-driver-ctl",
+                                        auth=plane.control)
         try:
-            await self.bus.client.subscribe(EVENTS, cb=self._on_event)
-            await self.bus.client.subscribe(subjects.XDS_PUSH, cb=self._on_push)
+            await self.ctl.client.subscribe(EVENTS, cb=self._on_event)
+            await self.reg.client.subscribe(subjects.XDS_PUSH, cb=self._on_push)
             await self.bus.client.subscribe(subjects.REGISTRY_EVENTS, cb=self._on_registry)
-            await self.bus.flush()
+            for bus in (self.ctl, self.reg, self.bus):
+                await bus.flush()
             result: dict[str, Any] = {"n": self.o.n, "workers": len(self.plane.counts), "conn": self.o.conn}
             for name, scenario in (("registration", self.registration), ("cold_start", self.cold_start),
                                    ("config", self.config_convergence), ("endpoints", self.endpoint_convergence)):
@@ -237,7 +259,8 @@ class Driver:
                 await self.ask_all("stop", timeout=5)
             except Exception:
                 pass
-            await self.bus.close()
+            for bus in (self.bus, self.reg, self.ctl):
+                await bus.close()
 
     async def registration(self) -> dict[str, Any]:
         """N workloads register at once through the registry (the driver sends them; no proxy runs yet).
@@ -253,7 +276,7 @@ class Driver:
         async def one(i: int) -> float | None:
             request = RegisterRequest(workload=mesh.workload(i, n), ttl=self.o.lease_ttl)
             try:
-                reply = await self.bus.call(subjects.REGISTRY_REGISTER, request, RegisterReply,
+                reply = await self.reg.call(_registry(subjects.REGISTRY_REGISTER), request, RegisterReply,
                                             timeout=self.o.cold_timeout)
             except busmod.BusError:
                 return None
@@ -310,7 +333,7 @@ class Driver:
             w = mesh.workload(i, n)
             message = Heartbeat(workload_id=w.id, namespace=w.namespace, service=w.service, lease_id=lease)
             try:
-                reply = await self.bus.call(subjects.REGISTRY_HEARTBEAT, message, HeartbeatReply, timeout=30)
+                reply = await self.reg.call(_registry(subjects.REGISTRY_HEARTBEAT), message, HeartbeatReply, timeout=30)
             except busmod.BusError:
                 return None
             return time.monotonic() - t0 if reply.ok else None
@@ -384,7 +407,7 @@ class Driver:
         wave = 0
         complete = True
         while started < self.o.n:
-            await asyncio.gather(*(self.bus.request(subject(w, "start"), busmod.encode(
+            await asyncio.gather(*(self.ctl.request(subject(w, "start"), busmod.encode(
                 {"from": wave * per_worker, "to": (wave + 1) * per_worker}), timeout=30) for w in range(workers)))
             started = sum(min(c, (wave + 1) * per_worker) for c in self.plane.counts)
             wave += 1
@@ -486,7 +509,8 @@ class Driver:
         added: list[float] = []
         expired: list[float] = []
         rows: list[dict[str, Any]] = []
-        store = await Store.connect(*self.plane.etcd_host_port)
+        user, password = self.plane.etcd_auth
+        store = await Store.connect(*self.plane.etcd_host_port, user=user, password=password)
         watcher = asyncio.create_task(self._watch_etcd(store, f"{REGISTRY_PREFIX}{mesh.NAMESPACE}/{mesh.TARGET}/"))
         await asyncio.sleep(0.2)
         try:
@@ -504,7 +528,7 @@ class Driver:
         while True:
             await asyncio.sleep(0.4)
             try:
-                reply = await self.bus.call(subjects.REGISTRY_HEARTBEAT, beat, HeartbeatReply, timeout=1)
+                reply = await self.reg.call(_registry(subjects.REGISTRY_HEARTBEAT), beat, HeartbeatReply, timeout=1)
                 if reply.ok:
                     last[0] = time.monotonic()
             except busmod.BusError:
@@ -518,8 +542,8 @@ class Driver:
             workload = mesh.extra_workload(c)
             done = await self.watch_all({"id": f"add-{c}", "kind": "endpoint_present", "host": target, "workload": wid})
             t0 = time.monotonic()
-            reply = await self.bus.call(subjects.REGISTRY_REGISTER, RegisterRequest(workload=workload, ttl=EXPIRY_TTL),
-                                        RegisterReply, timeout=10)
+            reply = await self.reg.call(_registry(subjects.REGISTRY_REGISTER),
+                                        RegisterRequest(workload=workload, ttl=EXPIRY_TTL), RegisterReply, timeout=10)
             t_reply = time.monotonic()
             if not reply.ok:
                 raise RuntimeError(f"registration refused: {reply.error}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from proto.registry import Workload
 
 NAMESPACE = "bench"
+SERVICE_ACCOUNT = "default"  # every simulated workload's: the identity its proxy's bus credential is bound to
 DOMAIN_SUFFIX = "svc.cluster.local"
 ENDPOINTS_PER_SERVICE = 50
 SERVICE_PORT = 9080
@@ -53,14 +54,14 @@ def workload(i: int, n: int) -> Workload:
     registration changes no endpoint content and causes no push)."""
     service = service_of(i, n)
     return Workload(id=proxy_id(i), service=service, namespace=NAMESPACE, address=address_of(i),
-                    service_port=SERVICE_PORT, inbound_port=INBOUND_PORT,
+                    service_account=SERVICE_ACCOUNT, service_port=SERVICE_PORT, inbound_port=INBOUND_PORT,
                     labels={"app": service, "version": version_of(i, n)}, healthy=True)
 
 
 def extra_workload(c: int) -> Workload:
     """The c-th workload the endpoint scenario adds to svc-0."""
     return Workload(id=f"bench-ep-{c}", service=TARGET, namespace=NAMESPACE, address=address_of(60000 + c),
-                    service_port=SERVICE_PORT, inbound_port=INBOUND_PORT, labels={"app": TARGET, "version": "v1"})
+                    service_account=SERVICE_ACCOUNT, service_port=SERVICE_PORT, inbound_port=INBOUND_PORT, labels={"app": TARGET, "version": "v1"})
 
 
 def destination_rule_yaml() -> str:

@@ -1,9 +1,12 @@
 """Entry point of the control-plane benchmark: run(quick, results_dir, smoke) -> dict.
 
-Per N it starts its own control plane on free loopback ports (nats-server, etcd with
---unsafe-no-fsync, registry, pilot: isthmus.launch), W worker processes of simulated proxies
-(simproxy.py), runs the scenarios (driver.py), measures the compute cost of each step in-process
-(costs.py), and stops everything it started, whatever happens. Every wait is bounded.
+Per N it starts its own control plane on free loopback ports, locked down as `isthmus up` runs it
+(isthmus.launch.secure: nats-server with the roles' users and the auth callout, etcd with --unsafe-no-fsync
+and its authentication on; the auth, registry and pilot services with their own client configs), issues
+one proxy credential per simulated proxy (lockdown.py, before the timed part), starts W worker processes
+of simulated proxies (simproxy.py) that connect with them, runs the scenarios (driver.py), measures the
+compute cost of each step in-process (costs.py), and stops everything it started, whatever happens.
+Every wait is bounded.
 
     quick   N = 100 and 1,000; 5 config changes, 2 endpoint add/expire cycles   (about a minute)
     full    N = 100, 1,000 and 5,000; 10 changes, 5 cycles; py-spy on pilot     (a few minutes)
@@ -25,16 +28,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.controlplane import mesh
+from bench.controlplane import lockdown, mesh
 from bench.controlplane.driver import EXPIRY_TTL, Driver, Options, Plane
 from bench.controlplane.procstat import ProcSampler
+from bench.controlplane.procstat import read as proc_cpu
 from bench.controlplane.pyspy import available as pyspy_available
 from bench.controlplane.simproxy import subject
 from bench.controlplane.stats import fmt_ms, histogram_line, table
-from isthmus.launch import ManagedProcess, project_env, service_process, start_etcd, start_nats, wait_ready
+from isthmus.launch import ManagedProcess, project_env, service_process, wait_ready
+from isthmus.launch.credentials import ETCD_SERVICE_USER
+from isthmus.launch.secure import start_secure
 from runtime import bus as busmod
+from runtime.clientconfig import NatsClient
 
 TARGETS_P99_MS = {1000: 100.0, 5000: 1000.0}
+PROCESSES = ("pilot", "registry", "auth", "nats", "etcd", "workers")  # the resources table's columns
 LEASE_TTL = 180  # s, simulated proxies' registrations
 HEARTBEAT = 60.0  # s, simulated proxies' heartbeat (and app probe) interval: N/60 heartbeats/s
 CONN = os.environ.get("ISTHMUS_BENCH_CONN", "proxy")  # proxy: one NATS connection per proxy; shared: per worker
@@ -48,7 +56,10 @@ def split(n: int, w: int) -> list[int]:
     return [n // w + (1 if i < n % w else 0) for i in range(w)]
 
 
-async def _wait_services(bus: busmod.Bus, registry: ManagedProcess, pilot: ManagedProcess) -> None:
+async def _wait_services(bus: busmod.Bus, registry: ManagedProcess, pilot: ManagedProcess,
+                         auth: ManagedProcess | None = None) -> None:
+    if auth is not None:  # every proxy connection is asked about on its callout subject
+        await wait_ready(bus, "auth", 30, process=auth)
     deadline = time.monotonic() + 30
     for name, proc in (("registry", registry), ("pilot", pilot)):
         while True:  # ready is not enough: only leaders answer snapshots, publish pushes and registry events
@@ -60,11 +71,38 @@ async def _wait_services(bus: busmod.Bus, registry: ManagedProcess, pilot: Manag
             await asyncio.sleep(0.1)
 
 
-async def _wait_control_plane(nats_url: str, registry: ManagedProcess, pilot: ManagedProcess,
-                              workers: list[ManagedProcess]) -> None:
-    bus = await busmod.connect(nats_url, "bench-wait", wait=30)
+async def _prepare(nats_url: str, operator: NatsClient, services: dict[str, ManagedProcess],
+                   count: int) -> tuple[list[NatsClient], dict[str, Any]]:
+    """Wait for auth, registry and pilot; then `count` proxy credentials, and what issuing them cost."""
+    bus = await busmod.connect(nats_url, "bench-wait", wait=30, auth=operator)
     try:
-        await _wait_services(bus, registry, pilot)
+        await _wait_services(bus, services["registry"], services["pilot"], services["auth"])
+    finally:
+        await bus.close()
+    cost: dict[str, Any] = {"anonymous_refused": await lockdown.anonymous_refused(nats_url)}
+    before = proc_cpu(services["auth"].pid or 0)
+    issued, seconds = await lockdown.issue(nats_url, operator, count)
+    after = proc_cpu(services["auth"].pid or 0)
+    cost.update(credentials=count, seconds=round(seconds, 2), per_s=round(count / max(seconds, 1e-9), 1))
+    if before and after:
+        cost["auth_cpu_ms_each"] = round(1e3 * (after[0] - before[0]) / count, 2)
+    return issued, cost
+
+
+def bus_auth(result: dict[str, Any], n: int, issue: dict[str, Any]) -> dict[str, Any]:
+    """What the lockdown costs: issuing the credentials (before the timed part), and at cold start N proxies
+    connecting at once, each through the auth callout: time until connected, the auth service's CPU."""
+    cold = result.get("cold_start") or {}
+    auth = (cold.get("resources") or {}).get("auth") or {}
+    out: dict[str, Any] = {"issue": issue, "connected": cold.get("connected") or {}, "auth_cold_start": auth}
+    if auth:
+        out["auth_cpu_ms_per_connection"] = round(1e3 * auth["cpu_s"] / max(1, n), 2)
+    return out
+
+
+async def _wait_workers(control: NatsClient, workers: list[ManagedProcess]) -> None:
+    bus = await busmod.connect(control.url, "bench-wait", wait=30, auth=control)
+    try:
         for w, proc in enumerate(workers):
             for _ in range(300):
                 if not proc.is_running:
@@ -89,27 +127,34 @@ def run_size(n: int, opts: Options, state: Path) -> dict[str, Any]:
     counts = split(n, opts.workers)
     t_start = time.monotonic()
     try:
-        nats = start_nats(state)
-        procs.append(nats)
-        etcd = start_etcd(state, unsafe_no_fsync=True)
-        procs.append(etcd)
+        secure = start_secure(state, unsafe_no_fsync=True)  # as `isthmus up`: users, callout, etcd auth
+        nats, etcd, creds = secure.nats, secure.etcd, secure.creds
+        procs += [nats, etcd]
+        control_bus, control = lockdown.start_control_bus(state)
+        procs.append(control_bus)
         nats_url, etcd_url = nats.url or "", etcd.url or ""
-        registry = service_process("registry", nats_url, etcd_url, state).start()
-        procs.append(registry)
-        pilot = service_process("pilot", nats_url, etcd_url, state).start()
-        procs.append(pilot)
+        operator = creds.client_config("operator", nats_url).nats
+        services = {name: service_process(name, nats_url, etcd_url, state, credentials=creds).start()
+                    for name in ("auth", "registry", "pilot")}
+        procs += services.values()
+        auth, registry, pilot = services["auth"], services["registry"], services["pilot"]
+        # one proxy credential per simulated proxy and one for the driver, before anything is timed
+        issued, issue = asyncio.run(_prepare(nats_url, operator, services, n + 1))
         workers = []
         first = 0
         for w, count in enumerate(counts):
-            argv = [sys.executable, "-m", "bench.controlplane.simproxy", "--nats", nats_url, "--worker", str(w),
-                    "--first", str(first), "--count", str(count), "--total", str(n), "--conn", opts.conn,
-                    "--ttl", str(opts.lease_ttl), "--heartbeat", str(opts.heartbeat)]
+            share = lockdown.write_creds(creds.secrets_dir / f"bench-worker-{w}.json", issued[first:first + count])
+            argv = [sys.executable, "-m", "bench.controlplane.simproxy", "--nats", nats_url, "--control", control.url,
+                    "--creds", str(share), "--worker", str(w), "--first", str(first), "--count", str(count),
+                    "--total", str(n), "--conn", opts.conn, "--ttl", str(opts.lease_ttl),
+                    "--heartbeat", str(opts.heartbeat)]
             first += count
-            proc = ManagedProcess(f"worker-{w}", argv, log_path=state / "logs" / f"worker-{w}.log", env=project_env())
+            proc = ManagedProcess(f"worker-{w}", argv, log_path=state / "logs" / f"worker-{w}.log",
+                                  env=project_env({lockdown.CONTROL_PASSWORD_ENV: control.password}))
             workers.append(proc.start())
             procs.append(proc)
-        asyncio.run(_wait_control_plane(nats_url, registry, pilot, workers))
-        pids = {"pilot": pilot.pid, "registry": registry.pid, "nats": nats.pid, "etcd": etcd.pid}
+        asyncio.run(_wait_workers(control, workers))
+        pids = {"pilot": pilot.pid, "registry": registry.pid, "auth": auth.pid, "nats": nats.pid, "etcd": etcd.pid}
         pids.update({f"worker-{w}": p.pid for w, p in enumerate(workers)})
         sampler = ProcSampler({k: v for k, v in pids.items() if v}).start()
         async def restart() -> dict[str, int]:
@@ -118,7 +163,7 @@ def run_size(n: int, opts: Options, state: Path) -> dict[str, Any]:
                 proc.stop(5)
             registry.start()
             pilot.start()
-            bus = await busmod.connect(nats_url, "bench-restart", wait=30)
+            bus = await busmod.connect(nats_url, "bench-restart", wait=30, auth=operator)
             try:
                 await _wait_services(bus, registry, pilot)
             finally:
@@ -126,9 +171,11 @@ def run_size(n: int, opts: Options, state: Path) -> dict[str, Any]:
             return {"pilot": pilot.pid or 0, "registry": registry.pid or 0}
 
         host, port = etcd_url.rsplit("//", 1)[-1].split(":")
-        plane = Plane(nats_url=nats_url, etcd_host_port=(host, int(port)), pilot_pid=pilot.pid or 0, pilot_log=state / "logs" / "pilot.log", counts=counts,
-                      restart=restart)
+        plane = Plane(nats_url=nats_url, etcd_host_port=(host, int(port)), pilot_pid=pilot.pid or 0,
+                      pilot_log=state / "logs" / "pilot.log", counts=counts, restart=restart, operator=operator,
+                      proxy=issued[n], control=control, etcd_auth=(ETCD_SERVICE_USER, creds.etcd_service))
         result = asyncio.run(Driver(opts, plane, sampler).run())
+        result["bus_auth"] = bus_auth(result, n, issue)
         result["pids"] = sorted(p.pid for p in procs if p.pid)  # all stopped by the time run() returns
         result["services"] = mesh.service_count(n)
         result["label"] = opts.label
@@ -140,6 +187,9 @@ def run_size(n: int, opts: Options, state: Path) -> dict[str, Any]:
         for proc in reversed(procs):
             proc.stop(5)
         shutil.rmtree(state / "etcd", ignore_errors=True)  # keep the logs, not the data
+        for secret in ("secrets", "nats", "bench-control/nats"):  # nor the credentials of a plane that is gone
+            shutil.rmtree(state / secret, ignore_errors=True)
+        (state / "isthmus.yaml").unlink(missing_ok=True)
     # compute costs on an idle machine, in a fresh process (this one's heap would skew GC pauses)
     result["costs"] = measure_costs(n) if "config" in result else {}
     print(f"  [{opts.label or n} proxies ({opts.conn} connections): {time.monotonic() - t_start:.1f}s]", flush=True)
@@ -233,6 +283,14 @@ METHOD = {
                   "again in waves (ramped)",
     "connections": "one NATS connection per simulated proxy (runs marked 'shared': one per worker process, "
                    "one subscription per proxy)",
+    "lockdown": "the plane runs locked down as `isthmus up` runs it (isthmus.launch.secure): nats-server with the "
+                "roles' users and the auth callout, etcd's authentication on, auth/registry/pilot with their own "
+                "client configs. Before the timed part the operator issues N+1 proxy credentials (namespace bench, "
+                "service account default) on isthmus.bus.creds.issue; each simulated proxy connects with its own, "
+                "so every connection is decided by the auth service's callout (a shared connection: one per "
+                "worker). connect = from the start command to the proxy's NATS connection being up (the callout "
+                "included); auth CPU per connection = the auth service's CPU during the cold start / N. The "
+                "harness's own commands to the workers go over a separate nats-server",
     "heartbeats": f"lease TTL {LEASE_TTL}s, heartbeat every {HEARTBEAT:g}s: N/{HEARTBEAT:g} heartbeats/s (a real "
                   "proxy: TTL 5s, every 1s)",
     "app_probe": "answers healthy without connecting (loop lag in a worker of 1,000 proxies would make probes "
@@ -328,11 +386,26 @@ def render(report: dict[str, Any]) -> str:
         for scen in ("registration", "cold_start", "config", "endpoints"):
             d = s.get(scen)
             if d:
-                rows.append([label, scen, *(_res(d, p) for p in ("pilot", "registry", "nats", "etcd", "workers"))])
+                rows.append([label, scen, *(_res(d, p) for p in PROCESSES)])
             if scen == "cold_start" and d and d.get("ramped"):
-                rows.append([label, "  ramped start", *(_res(d["ramped"], p)
-                                                        for p in ("pilot", "registry", "nats", "etcd", "workers"))])
-    lines.append(table(["proxies", "scenario", "pilot", "registry", "nats-server", "etcd", "sim. proxies (all)"], rows))
+                rows.append([label, "  ramped start", *(_res(d["ramped"], p) for p in PROCESSES)])
+    lines.append(table(["proxies", "scenario", "pilot", "registry", "auth", "nats-server", "etcd",
+                        "sim. proxies (all)"], rows))
+
+    lines.append("\n== bus authentication: proxy credentials, and every proxy connection through the auth callout ==")
+    rows = []
+    for label, s in runs.items():
+        a = s.get("bus_auth")
+        if not a:
+            continue
+        issue, conn, cpu = a["issue"], a.get("connected") or {}, a.get("auth_cold_start") or {}
+        rows.append([label, f"{issue['credentials']} in {issue['seconds']}s ({issue['per_s']:.0f}/s)",
+                     issue.get("auth_cpu_ms_each", "-"), _samples(conn), _pct(conn),
+                     f"{cpu['cpu_s']:.2f}s, {cpu['cpu_pct']:.0f}% / {cpu['rss_peak_mb']:.0f} MB" if cpu else "-",
+                     a.get("auth_cpu_ms_per_connection", "-")])
+    lines.append(table(["proxies", "credentials issued (operator)", "auth CPU ms each", "connected",
+                        "connect p50 / p99 / max (cold start)", "auth CPU, % / RSS (cold start)",
+                        "auth CPU ms per connection"], rows))
 
     if ok:
         lines.append("\n== where the time goes (config change): medians over changes, ms from the apply request ==")
@@ -341,7 +414,7 @@ def render(report: dict[str, Any]) -> str:
         lines.append(table(["step ends", *ok], rows))
         lines.append("\n== CPU ms per config change, by process (all of it must fit in this machine's cores) ==")
         rows = []
-        for proc in ("pilot", "nats", "etcd", "registry", "workers"):
+        for proc in ("pilot", "nats", "etcd", "registry", "auth", "workers"):
             rows.append([proc if proc != "workers" else "simulated proxies"] + [
                 round(1e3 * s["config"]["resources"].get(proc, {}).get("cpu_s", 0) / max(1, s["config"]["applies"]))
                 for s in ok.values()])

@@ -1,12 +1,16 @@
-"""A worker process of simulated proxies: `python -m bench.controlplane.simproxy --nats URL --worker W
---first I --count K --total N`.
+"""A worker process of simulated proxies: `python -m bench.controlplane.simproxy --nats URL --control URL
+--creds FILE --worker W --first I --count K --total N` (the control bus's password in the environment:
+bench/controlplane/lockdown.py).
 
 Each simulated proxy is the real proxy's control-plane code without listeners: an XdsClient over a
 ConfigState (subscription to isthmus.xds.push, snapshot on start and on gaps, ACK/NACK after every
 push) and a Registration (register the workload, heartbeat its lease), wired as proxy/main.py wires
 them, with its own NATS connection (`--conn proxy`, the default) or, as a fallback, one connection
 shared by all proxies of this worker (`--conn shared`: every proxy still has its own subscription,
-so NATS still delivers one copy per proxy).
+so NATS still delivers one copy per proxy). The bus is locked down as `isthmus up` runs it: each proxy
+connects with its own proxy credential (the K in `--creds`, issued before the timed part), so each
+connection passes nats-server's auth callout (services/auth) and gets a proxy's permissions; a shared
+connection uses the first.
 
 What the simulation adds, all outside the real code paths:
 - a hook after XdsClient._apply (after the ACK is published) that timestamps what the driver
@@ -22,7 +26,7 @@ What the simulation adds, all outside the real code paths:
   already decoded by another proxy of this worker, so 5,000 proxies do not hold 5,000 copies of the
   mesh (a real proxy holds one copy in its own process). ConfigState never mutates pushes.
 
-The driver talks to a worker over NATS (its own connection, not counted as a proxy):
+The driver talks to a worker over the harness's own control bus (another nats-server, not the plane's):
 bench.cp.<W>.{ping,start,progress,reset,watch,collect,cold,stats,stop}; workers announce `synced`
 and finished watches on bench.cp.events. Times are time.monotonic() (CLOCK_MONOTONIC: one clock for every
 process on this host).
@@ -43,6 +47,7 @@ from typing import Any
 import msgspec
 
 from bench.controlplane import mesh
+from bench.controlplane.lockdown import control_client, read_creds
 from proto import subjects
 from proto.xds import Push
 from proxy.control import registration as registration_module
@@ -249,7 +254,8 @@ class SimProxy:
                 bus = self.worker.shared_bus
             else:
                 bus = await busmod.connect(self.worker.nats_url, f"proxy-{self.id}", wait=60,
-                                           on_reconnect=self._on_reconnect)
+                                           on_reconnect=self._on_reconnect,
+                                           auth=self.worker.creds[self.index - self.worker.first])
                 self.own_bus = True
             self.bus = bus
             counted: Any = CountingBus(bus)
@@ -284,6 +290,10 @@ class Worker:
     def __init__(self, args: argparse.Namespace) -> None:
         self.id: int = args.worker
         self.nats_url: str = args.nats
+        self.control_url: str = args.control
+        self.creds = read_creds(args.creds)  # one proxy credential per proxy of this worker
+        if len(self.creds) < args.count:
+            raise SystemExit(f"--creds holds {len(self.creds)} credentials for {args.count} proxies")
         self.first: int = args.first
         self.count: int = args.count
         self.total: int = args.total
@@ -343,7 +353,8 @@ class Worker:
 
     async def _start_batch(self, batch: list[SimProxy]) -> None:
         if self.conn == "shared" and self.shared_bus is None:
-            self.shared_bus = await busmod.connect(self.nats_url, f"proxies-worker-{self.id}", wait=60)
+            self.shared_bus = await busmod.connect(self.nats_url, f"proxies-worker-{self.id}", wait=60,
+                                                   auth=self.creds[0])
         await asyncio.gather(*(p.start() for p in batch))  # all at once
         if all(p.t_started for p in self.proxies):
             gc.freeze()  # as the sidecar does after start-up: what start-up allocated is never garbage
@@ -413,7 +424,8 @@ class Worker:
 
     # ------------------------------------------------------------------------------------ main
     async def main(self) -> None:
-        self.ctl = await busmod.connect(self.nats_url, f"bench-ctl-{self.id}", wait=30)
+        self.ctl = await busmod.connect(self.control_url, f"bench-ctl-{self.id}", wait=30,
+                                        auth=control_client(self.control_url))
         handlers: dict[str, Callable[[bytes], Awaitable[bytes]]] = {
             "ping": self._ping, "start": self._start, "progress": self._progress, "reset": self._reset,
             "watch": self._watch, "collect": self._collect, "cold": self._cold, "stats": self._stats,
@@ -440,7 +452,9 @@ async def always_healthy(host: str, port: int, timeout: float = 1.0) -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.controlplane.simproxy")
-    parser.add_argument("--nats", required=True)
+    parser.add_argument("--nats", required=True, help="the plane's bus")
+    parser.add_argument("--control", required=True, help="the harness's control bus")
+    parser.add_argument("--creds", required=True, help="this worker's proxy credentials (lockdown.write_creds)")
     parser.add_argument("--worker", type=int, required=True)
     parser.add_argument("--first", type=int, required=True, help="global index of this worker's first proxy")
     parser.add_argument("--count", type=int, required=True, help="proxies in this worker")

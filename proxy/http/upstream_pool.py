@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from proxy.core.conn_policy import ConnPolicy, Key, set_keepalive
 from proxy.core.errors import UpstreamConnectError
+from proxy.core.tls_refusal import close_refused
 from proxy.http.upstream import UpstreamConnection
 from proxy.tls.origination import TlsOrigination
 from proxy.tls.transport import open_tls
@@ -109,13 +110,14 @@ class ConnectionPool:
         if context is None:
             raise UpstreamConnectError(f"upstream connect error: {address}:{port}: this workload has no "
                                        "certificate yet for mutual TLS")
+        # the transport --tls-transport chose (proxy/tls/transport.py); on uvloop's, a chain we refuse sends its alert
         _, conn = await open_tls(loop, lambda: UpstreamConnection(self, key), address, port, context,
                                  tls.sni or None, self.connect_timeout)
         try:
             tls.check(conn.transport.get_extra_info("peercert"), f"{address}:{port}")  # check_peer, or SANs
         except ssl.SSLError:
             conn.closed = True
-            conn.transport.abort()
+            close_refused(conn.transport)  # another workload's identity: close_notify, bounded
             raise
         return conn
 

@@ -184,9 +184,14 @@ class Relay:
         await self.loop.create_connection(lambda: layer, target.address, target.port)
         try:
             await layer.handshake
+        except BaseException:
+            if not layer.handshake.done() or layer.handshake.cancelled():
+                layer.abort()  # timed out or cancelled; a refused handshake ends itself (its alert, proxy/tls/bio.py)
+            raise
+        try:
             tls.check(layer.peercert(), f"{target.address}:{target.port}")  # type: ignore[attr-defined]
         except BaseException:
-            layer.abort()
+            layer.close()  # another workload's identity: close_notify (no alert can name it after the handshake)
             raise
 
     def _attach(self, up: _Side, breaker: Breaker | None) -> None:

@@ -13,9 +13,19 @@ path). The mode and the context are asked for per accepted connection, so a Peer
 certificate rotation applies to new connections at once, without a restart, and open connections keep what
 they began with (as Envoy's listeners drain their old filter chains).
 
-Bounded: at most `max_pending` accepted connections waiting for a first byte or a handshake (more are
-closed at once), each for at most `first_byte_timeout` seconds (Envoy's listener_filters_timeout, 15 s, with
-continue_on_listener_filters_timeout false: close) and `handshake_timeout` for the TLS handshake.
+Refusals (proxy/core/tls_refusal.py): a handshake this side refuses (STRICT without a client certificate, one
+from another CA, below TLS 1.2) sends OpenSSL's alert to the client, as Envoy does, so `openssl s_client` says
+`certificate required` (alert 116) or `unknown ca` (48) instead of a reset; the socket is then half-closed and
+drained for at most `linger` seconds (LINGER, 1 s). A ClientHello while the workload has no certificate yet
+gets a handshake_failure alert the same way. Plaintext into STRICT is closed with what it sent unread, so the
+client sees a reset, as from Envoy (curl: "Connection reset by peer", exit 56, as Istio's mutual TLS
+migration task shows): a plaintext client cannot read a TLS alert, and an HTTP answer would guess the
+protocol of a port that may carry any TCP protocol.
+
+Bounded: at most `max_pending` accepted connections waiting for a first byte or a handshake, or lingering after
+a refusal (more are closed at once), each for at most `first_byte_timeout` seconds (Envoy's
+listener_filters_timeout, 15 s, with continue_on_listener_filters_timeout false: close), `handshake_timeout`
+for the TLS handshake and `linger` after a refusal.
 """
 
 from __future__ import annotations
@@ -28,7 +38,9 @@ from typing import Any
 
 import structlog
 
+from proxy.core.tls_refusal import HANDSHAKE_FAILURE, LINGER, Lingering, after_failure, alerting
 from proxy.tls.bio import TlsLayer
+from proxy.tls import transport as tls_transport
 from proxy.tls.transport import accept_tls
 
 log = structlog.get_logger("proxy.tls")
@@ -64,9 +76,10 @@ class TlsAcceptor:
     def __init__(self, sock: socket.socket, factory: Callable[[], asyncio.Protocol], mode: Callable[[], str],
                  context: Callable[[], ssl.SSLContext | None], *, first_byte_timeout: float = FIRST_BYTE_TIMEOUT,
                  handshake_timeout: float = HANDSHAKE_TIMEOUT, max_pending: int = MAX_PENDING,
-                 name: str = "inbound", layered: bool = False) -> None:
+                 name: str = "inbound", layered: bool = False, linger: float = LINGER) -> None:
         """`layered`: TLS runs in the protocol's own layer (proxy/tls/bio.py, which passes half-closes: the
-        opaque-TCP listeners) instead of the loop's TLS transport."""
+        opaque-TCP listeners) instead of the loop's TLS transport. `linger`: seconds a refused TLS connection
+        is drained after its alert."""
         self.sock = sock
         self.factory = factory
         self.mode = mode
@@ -76,11 +89,13 @@ class TlsAcceptor:
         self.max_pending = max_pending
         self.name = name
         self.layered = layered
+        self.linger = linger
         self.stats = AcceptStats()
         self.loop = asyncio.get_running_loop()
         self._pending: dict[int, tuple[socket.socket, asyncio.TimerHandle]] = {}  # fd -> waiting for a byte
         self._handing: set[asyncio.Task[Any]] = set()  # handshakes in progress
-        self._layers = 0  # layered handshakes in progress
+        self._layers = 0  # layered handshakes in progress, or lingering after a refusal
+        self._lingering: set[Lingering] = set()  # refused, the alert sent, draining (at most `linger` s)
         self._open = False
 
     @property
@@ -90,7 +105,7 @@ class TlsAcceptor:
 
     @property
     def pending(self) -> int:
-        return len(self._pending) + len(self._handing) + self._layers
+        return len(self._pending) + len(self._handing) + self._layers + len(self._lingering)
 
     def start(self) -> None:
         self.sock.setblocking(False)
@@ -108,6 +123,8 @@ class TlsAcceptor:
             self._drop(fd, conn, timer)
         for task in list(self._handing):
             task.cancel()
+        for lingering in list(self._lingering):
+            lingering.close()
 
     def _on_readable(self) -> None:
         for _ in range(64):  # accept what is queued, a bounded number per wake-up
@@ -163,13 +180,13 @@ class TlsAcceptor:
             if context is None:
                 self.stats.tls_refused += 1
                 log.warning("TLS connection refused: this workload has no certificate yet", listener=self.name)
-                conn.close()
+                self._linger(Lingering(self.loop, conn, HANDSHAKE_FAILURE, self.linger))
                 return
             self.stats.tls += 1
         elif mode == STRICT:
             self.stats.plaintext_refused += 1
             log.debug("plaintext connection refused: mTLS mode STRICT", listener=self.name, peer=_peer(conn))
-            conn.close()
+            conn.close()  # what it sent is unread: a reset, as Envoy's (see the module's docstring)
             return
         else:
             self.stats.plaintext += 1
@@ -178,36 +195,55 @@ class TlsAcceptor:
         task.add_done_callback(self._handing.discard)
 
     async def _hand_over(self, conn: socket.socket, context: ssl.SSLContext | None) -> None:
+        keep: socket.socket | None = None
         try:
             if context is None:
                 await self.loop.connect_accepted_socket(self.factory, conn)
             elif self.layered:
                 layer = TlsLayer(context, True, None, self.factory(), self.handshake_timeout,
-                                 lambda exc: self._failed(conn, exc))
-                self._layers += 1  # its handshake counts as pending (max_pending) until it ends
-                layer.handshake.add_done_callback(self._layer_done)
+                                 lambda exc: self._failed(_peer(conn), exc), linger=self.linger)
+                self._layers += 1  # counts as pending (max_pending) until its handshake is done or, refused, it closed
+                layer.on_settled = self._layer_done
                 try:
                     await self.loop.connect_accepted_socket(lambda: layer, conn)
                 except BaseException:
-                    if not layer.handshake.done():
-                        layer.handshake.cancel()  # never started: not pending any more
+                    layer.settle()  # never started: not pending any more
                     raise
             else:
-                await accept_tls(self.loop, self.factory, conn, context, self.handshake_timeout)
+                if tls_transport.current() == "aiofastnet":
+                    # aiofastnet drops the alert OpenSSL wrote when a handshake fails: the peer sees the
+                    # connection closed, the reason is logged (_failed); `--tls-transport uvloop` sends it
+                    await accept_tls(self.loop, self.factory, conn, context, self.handshake_timeout)
+                    return
+                # Our own descriptor of the socket: the loop's TLS transport closes its own when the handshake
+                # fails, before the alert OpenSSL wrote is sent; this one sends it (proxy/core/tls_refusal.py).
+                keep = conn.dup()
+                await self.loop.connect_accepted_socket(self.factory, conn, ssl=alerting(context),
+                                                        ssl_handshake_timeout=self.handshake_timeout)
+                keep.close()
         except asyncio.CancelledError:
             conn.close()
+            if keep is not None:
+                keep.close()
             raise
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
             # a client without a certificate, one from another CA, a protocol below TLS 1.2, a peer gone
-            self._failed(conn, exc)
-            conn.close()
+            self._failed(_peer(keep or conn), exc)
+            conn.close()  # a no-op once the loop's transport has closed it
+            if keep is not None:
+                self._linger(after_failure(self.loop, keep, exc, self.linger))
 
-    def _layer_done(self, _: object) -> None:
+    def _linger(self, lingering: Lingering | None) -> None:
+        if lingering is not None and lingering.on_closed is None and lingering.fd >= 0:
+            self._lingering.add(lingering)
+            lingering.on_closed = lambda: self._lingering.discard(lingering)
+
+    def _layer_done(self) -> None:
         self._layers -= 1
 
-    def _failed(self, conn: socket.socket, exc: BaseException) -> None:
+    def _failed(self, peer: str, exc: BaseException) -> None:
         self.stats.handshake_failed += 1
-        log.info("TLS handshake failed", listener=self.name, peer=_peer(conn), error=str(exc)[:200])
+        log.info("TLS handshake failed", listener=self.name, peer=peer, error=str(exc)[:200])
 
 
 def _peer(conn: socket.socket) -> str:

@@ -6,6 +6,11 @@ whole connection).
         for the plain connection; `app` (the relay's side) gets connection_made(TlsTransport) once the handshake
         is done, then data_received / eof_received / connection_lost as from any transport.
     TlsLayer.handshake: a Future set when the handshake is done (or failed)
+    TlsLayer.on_settled: called once, when the handshake is done or, failed, the connection is closed
+
+A failed handshake sends the alert OpenSSL wrote (the server's `certificate_required`, `unknown_ca`, ... or the
+client's `unknown_ca` for a server it refuses), half-closes and drains the connection for at most `linger`
+seconds, as proxy/core/tls_refusal.py does for the loop's own TLS transports; no reset overtakes the alert.
 
 A half-close is TLS's own: `write_eof` sends close_notify and keeps reading (TLS 1.3 lets either side close its
 write side alone, RFC 8446 6.1); a close_notify received is the peer's EOF, and writing goes on. Used only where a
@@ -18,6 +23,8 @@ import asyncio
 import ssl
 from collections.abc import Callable
 from typing import Any
+
+from proxy.core.tls_refusal import LINGER, take_alert
 
 READ_CHUNK = 256 * 1024  # plaintext taken from the TLS layer per read call
 
@@ -70,13 +77,15 @@ class TlsTransport(asyncio.Transport):
 class TlsLayer(asyncio.Protocol):
     def __init__(self, context: ssl.SSLContext, server_side: bool, server_hostname: str | None,
                  app: asyncio.Protocol, handshake_timeout: float = 10.0,
-                 on_failure: Callable[[BaseException], None] | None = None) -> None:
+                 on_failure: Callable[[BaseException], None] | None = None, *, linger: float = LINGER) -> None:
         self.context = context
         self.server_side = server_side
         self.server_hostname = server_hostname
         self.app = app
         self.handshake_timeout = handshake_timeout
         self.on_failure = on_failure
+        self.linger = linger
+        self.on_settled: Callable[[], None] | None = None
         self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         self.sslobj: ssl.SSLObject | None = None
         self.plain: asyncio.Transport | None = None
@@ -95,6 +104,8 @@ class TlsLayer(asyncio.Protocol):
         self._shake()
 
     def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return  # refused, lingering: what still comes is dropped
         self.incoming.write(data)
         if self.established:
             self._read()
@@ -102,6 +113,8 @@ class TlsLayer(asyncio.Protocol):
             self._shake()
 
     def eof_received(self) -> bool:
+        if self.closing and not self.established:
+            return False  # refused, and the peer has read our alert and closed: close (a FIN, nothing unread)
         if not self.established:
             self._fail(ConnectionResetError("connection closed during the TLS handshake"))
             return False
@@ -116,6 +129,7 @@ class TlsLayer(asyncio.Protocol):
             self._timer.cancel()
         if not self.established:
             self._fail(exc or ConnectionResetError("connection closed during the TLS handshake"))
+            self.settle()
             return
         self.app.connection_lost(exc)
 
@@ -137,8 +151,7 @@ class TlsLayer(asyncio.Protocol):
             self._flush()
             return
         except (ssl.SSLError, OSError) as exc:
-            self._flush()
-            self._fail(exc)
+            self._fail(exc, alert=take_alert(exc) + self.outgoing.read())  # AlertingObject took it, or it is here
             return
         self._flush()
         self.established = True
@@ -147,6 +160,7 @@ class TlsLayer(asyncio.Protocol):
             self._timer = None
         if not self.handshake.done():
             self.handshake.set_result(None)
+        self.settle()
         self.app.connection_made(TlsTransport(self))
         if self.incoming.pending:
             self._read()
@@ -227,11 +241,26 @@ class TlsLayer(asyncio.Protocol):
         if not self.established:
             self._fail(TimeoutError(f"TLS handshake not done within {self.handshake_timeout:g}s"))
 
-    def _fail(self, exc: BaseException) -> None:
+    def settle(self) -> None:
+        if self.on_settled is not None:
+            self.on_settled, settled = None, self.on_settled
+            settled()
+
+    def _fail(self, exc: BaseException, alert: bytes = b"") -> None:
         if self.handshake.done():
             return
         self.handshake.set_exception(exc)
         self.handshake.exception()  # retrieved: whoever awaits it (or nobody) decides
         if self.on_failure is not None:
             self.on_failure(exc)
-        self.abort()
+        plain = self.plain
+        if not alert or plain is None or plain.is_closing():
+            self.abort()
+            return
+        self.closing = True  # lingering: the alert, our FIN after it, the peer's bytes dropped until its EOF
+        if self._timer is not None:
+            self._timer.cancel()
+        plain.write(alert)
+        if plain.can_write_eof():
+            plain.write_eof()
+        self._timer = asyncio.get_running_loop().call_later(self.linger, plain.abort)

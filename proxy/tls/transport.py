@@ -6,10 +6,14 @@ directly instead of through two memory BIOs and a 256 KiB bytes object per read)
     await open_tls(loop, factory, host, port, context, server_hostname, handshake_timeout) -> (transport, protocol)
     await accept_tls(loop, factory, sock, context, handshake_timeout) -> (transport, protocol)
 
-Both give a transport whose get_extra_info("ssl_object") answers getpeercert(), version() and cipher() as the
-stdlib's SSLObject does, which is all the sidecar reads (proxy/identity/tls.py, proxy/tls/peer.py). Plaintext
-connections stay on uvloop's own TCP transport either way: aiofastnet's plain transport is slower there.
-Measured per request in docs/performance.md ("TLS transport").
+Both give a transport whose get_extra_info("peercert") is the peer's decoded certificate and whose
+"ssl_object" answers version() and cipher(), which is all the sidecar reads (proxy/identity/tls.py,
+proxy/tls/peer.py). Plaintext connections stay on uvloop's own TCP transport either way: aiofastnet's plain
+transport is slower there. Measured in docs/performance.md ("TLS levers").
+
+A refused handshake: on uvloop's transport the peer reads the alert OpenSSL wrote (proxy/core/tls_refusal.py
+keeps it; the acceptor sends it for the server side, `connect_tls` for the client side); aiofastnet drops it
+with the connection, so its peer sees the connection closed, and the reason is only in our log.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import socket
 import ssl
 from collections.abc import Callable
 from typing import Any
+
+from proxy.core.tls_refusal import close_refused, connect_tls
 
 TRANSPORTS = ("aiofastnet", "uvloop")
 DEFAULT = "aiofastnet"
@@ -57,8 +63,8 @@ async def open_tls(loop: asyncio.AbstractEventLoop, factory: Callable[[], asynci
         return await _aiofastnet.create_connection(loop, factory, host, port, ssl=context,
                                                    server_hostname=server_hostname,
                                                    ssl_handshake_timeout=handshake_timeout)
-    return await loop.create_connection(factory, host, port, ssl=context, server_hostname=server_hostname,
-                                        ssl_handshake_timeout=handshake_timeout)
+    # uvloop's transport, made as a TCP connection and then start_tls so that a chain we refuse sends its alert
+    return await connect_tls(loop, factory, host, port, context, server_hostname, handshake_timeout)
 
 
 async def accept_tls(loop: asyncio.AbstractEventLoop, factory: Callable[[], asyncio.BaseProtocol],
@@ -84,7 +90,7 @@ async def connect_checked(loop: asyncio.AbstractEventLoop, factory: Callable[[],
     try:
         tls.check(transport.get_extra_info("peercert"), f"{address}:{port}")
     except ssl.SSLError:
-        transport.abort()
+        close_refused(transport)  # another identity: close_notify, aborted after LINGER (proxy/core/tls_refusal.py)
         raise
     return transport, protocol
 

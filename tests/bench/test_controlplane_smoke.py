@@ -1,6 +1,7 @@
 """Smoke test of the control-plane benchmark: 20 simulated proxies, one config change, one endpoint
-added and expired, against a real nats-server, etcd, registry and pilot. Asserts that every scenario
-produced figures for every proxy, nothing about speed."""
+added and expired, against a real nats-server, etcd, auth, registry and pilot, locked down as `isthmus up`
+runs them (each simulated proxy on its own proxy credential, through the auth callout). Asserts that every
+scenario produced figures for every proxy, nothing about speed."""
 
 from __future__ import annotations
 
@@ -42,13 +43,24 @@ def test_controlplane_smoke(tmp_path: Path) -> None:
     _figures(result["endpoints"]["expired"], N * result["endpoints"]["cycles"])
     assert result["costs"]["pilot_compile_vs_change_ms"] > 0
 
+    # the plane was locked down, every proxy connected with its own credential, the callout's cost is reported
+    bus_auth = result["bus_auth"]
+    assert bus_auth["issue"]["anonymous_refused"]
+    assert bus_auth["issue"]["credentials"] == N + 1  # one per simulated proxy, one for the driver
+    _figures(bus_auth["connected"], N)
+    assert bus_auth["auth_cold_start"]["rss_peak_mb"] > 0 and "auth_cpu_ms_per_connection" in bus_auth
+    assert result["cold_start"]["failed_proxies"] == 0
+
     # the pilot resource figures are there, and results were written
-    assert "pilot" in config["resources"]
+    assert "pilot" in config["resources"] and "auth" in config["resources"]
     assert (tmp_path / "controlplane" / "results.json").exists()
 
     # nothing the benchmark started is left running
-    assert len(result["pids"]) >= 6  # nats, etcd, registry, pilot, two workers
+    assert len(result["pids"]) >= 8  # nats, etcd, the control bus, auth, registry, pilot, two workers
     assert not [pid for pid in result["pids"] if _alive(pid)], "processes left running"
+    # and no credential of the plane is left behind in the results
+    state = tmp_path / "controlplane" / f"n{N}"
+    assert not (state / "secrets").exists() and not (state / "isthmus.yaml").exists()
 
 
 def _alive(pid: int) -> bool:
