@@ -56,7 +56,9 @@ class AuthService(ServiceProcess):
         self.seed = Path(seed_file).read_text().strip()
         self.creds = Credentials(self.store)
         q = subjects.QUEUE_AUTH
-        await self.bus.serve(subjects.AUTH_CALLOUT, self._callout, queue=q, concurrency=16)
+        # nats-server asks from its own system inbox (and only the server may publish on the callout subject)
+        await self.bus.serve(subjects.AUTH_CALLOUT, self._callout, queue=q, concurrency=16,
+                             reply_prefixes=("$SYS._INBOX.",))
         await self.bus.serve(subjects.BUS_CREDS_ISSUE, self._issue, queue=q)
         await self.bus.serve(subjects.BUS_CREDS_REVOKE, self._revoke, queue=q)
         await self.bus.serve(subjects.BUS_JOIN, self._join, queue=q)

@@ -24,6 +24,8 @@ from proto.ca import TokenCreateRequest, TokenRecord
 from proto.subjects import (
     BUS_CREDS_ISSUE,
     BUS_CREDS_REVOKE,
+    CA_BUNDLE,
+    CA_BUNDLE_UPDATES,
     CA_SIGN,
     CA_TOKEN_CREATE,
     CONFIG_APPLY,
@@ -31,6 +33,7 @@ from proto.subjects import (
     REGISTRY_HEARTBEAT,
     REGISTRY_REGISTER,
     XDS_PUSH,
+    XDS_SNAPSHOT,
 )
 from proxy.control.buscreds import CredentialsError, mint_ca_token, obtain
 from runtime import bus as busmod
@@ -106,6 +109,38 @@ async def test_a_proxy_cannot_publish_a_push_or_a_config_change(plane: ControlPl
         await errors.seen(f'permissions violation for publish to "{CONFIG_APPLY}"')
         await watcher.flush()
         assert pushes == []
+    finally:
+        await proxy.close()
+        await watcher.close()
+
+
+async def test_a_proxy_cannot_make_a_service_answer_onto_a_subject_it_may_not_publish(plane: ControlPlane) -> None:
+    """nats-server's allow_responses lets a service publish to any reply subject it was sent: a proxy that
+    names XDS_PUSH (or the bundle updates, the config API, the callout...) as the reply subject of a request
+    it may send would have the service publish there for it (found by an attack: every proxy then resynced
+    on a snapshot the ca or pilot "pushed"). Services answer only inbox reply subjects; others are dropped."""
+    creds = await issue(plane)
+    proxy = await connect_as(plane, creds)
+    watcher = await plane.nats_client("proxy")  # every other sidecar listens here
+    heard: list[tuple[str, bytes]] = []
+
+    async def on_msg(msg) -> None:  # type: ignore[no-untyped-def]
+        heard.append((msg.subject, msg.data))
+
+    for subject in (XDS_PUSH, CA_BUNDLE_UPDATES):
+        await watcher.subscribe(subject, cb=on_msg)
+    await watcher.flush()
+    try:
+        for request in (CA_BUNDLE, CA_SIGN, XDS_SNAPSHOT):
+            for reply_to in (XDS_PUSH, CA_BUNDLE_UPDATES):
+                await proxy.publish(request, b'{"proxy_id": "x"}', reply=reply_to)
+        await proxy.flush()
+        # the same requests with the proxy's own inbox are answered: the services were up to hear the others
+        for request in (CA_BUNDLE, CA_SIGN, XDS_SNAPSHOT):
+            assert (await proxy.request(request, b'{"proxy_id": "x"}', timeout=10)).data
+        await watcher.flush()
+        await asyncio.sleep(0.5)
+        assert heard == []
     finally:
         await proxy.close()
         await watcher.close()
