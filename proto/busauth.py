@@ -163,3 +163,4 @@ class BusCredsRecord(Message):
     created: float
     expires: float = 0.0
     revoked: bool = False
+    token_id: str = ""  # the bootstrap token a join paid with ("": issued by the operator); bounds joins per token

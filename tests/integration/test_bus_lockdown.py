@@ -272,6 +272,22 @@ async def test_a_bootstrap_token_joins_with_credentials_bound_to_its_namespace(p
             await obtain(plane.nats_url, None, "shop", "cart", bad)
 
 
+async def test_a_bootstrap_token_joins_at_most_as_often_as_its_uses(plane: ControlPlane) -> None:
+    """Joining does not spend a token (the ca does, on signing), so without a bound one unspent one-use token
+    minted credentials without end (found by an attack: 200 in 1.3 s, each kept in etcd until revoked, until
+    MAX_CREDENTIALS refused every proxy's join). A token pays for `uses` joins: its `uses` proxies."""
+    token = await put_token(plane, "shop", "cart", uses=2)
+    first = await obtain(plane.nats_url, None, "shop", "cart", token)
+    second = await obtain(plane.nats_url, None, "shop", "cart", token)  # at the bound: still joins
+    assert first.user != second.user
+    with pytest.raises(CredentialsError, match="already joined 2 time"):  # one over
+        await obtain(plane.nats_url, None, "shop", "cart", token)
+    # the credentials it did pay for keep working, and another token is not affected
+    client = await nats.connect(plane.nats_url, allow_reconnect=False, **busmod.connect_options(second))
+    await client.close()
+    assert (await obtain(plane.nats_url, None, "shop", "cart", await put_token(plane, "shop", "cart"))).user
+
+
 async def test_a_bootstrap_token_is_minted_over_the_operators_connection_not_the_proxys(plane: ControlPlane) -> None:
     ca = await plane.nats_client("ca")  # stands in for the ca: answers token creation
     asked: list[dict] = []
