@@ -90,9 +90,21 @@ class RegistryService(ServiceProcess):
         if problem:
             return encode(RegisterReply(ok=False, error=problem))
         ttl = min(MAX_TTL, max(1, request.ttl or self.settings.lease_ttl))
+        key = workload_key(workload.namespace, workload.service, workload.id)
         try:
+            # the workload this would replace must be of the same identity (as heartbeats and deregistrations):
+            # else a sidecar could re-register another service account's workload under its own, and peers
+            # would accept its certificate there; compare-and-swap, so the check holds at the write
+            entry = await self.store.get(key)
+            stored = decode(entry.value, Workload) if entry is not None else None
+            problem = _not_own(stored.namespace, stored.service_account) if stored is not None else ""
+            if problem:
+                return encode(RegisterReply(ok=False, error=problem))
             lease = await self.store.grant(ttl)
-            await self.store.put(workload_key(workload.namespace, workload.service, workload.id), encode(workload), lease)
+            if not await self.store.put_if_revision(key, encode(workload), entry.mod_revision if entry else 0, lease):
+                await self.store.revoke(lease)
+                return encode(RegisterReply(ok=False, error=f"workload {workload.id!r} changed while registering; "
+                                                            "try again"))
         except StoreError as exc:
             return encode(RegisterReply(ok=False, error=str(exc)))
         self.log.info("registered", workload=workload.id, service=workload.service, namespace=workload.namespace,

@@ -210,6 +210,41 @@ async def test_a_proxy_registers_and_heartbeats_only_workloads_of_its_own_identi
         await other.close()
 
 
+async def test_a_proxy_cannot_register_over_a_workload_of_another_identity(plane: ControlPlane) -> None:
+    """Same namespace, another service account: registering the same workload key would replace its entry (and
+    its lease) with one naming the attacker's identity, which client sidecars would then accept in mTLS (found
+    by an attack; heartbeat and deregistration were already checked against the stored workload)."""
+    owner = await connect_as(plane, await issue(plane, "same", "db"))
+    attacker = await connect_as(plane, await issue(plane, "same", "web"))
+
+    def register(workload_id: str, sa: str, address: str) -> bytes:
+        return json.dumps({"workload": {"id": workload_id, "service": "svc", "namespace": "same",
+                                        "service_account": sa, "address": address}, "ttl": 30}).encode()
+
+    async def ask(client, subject: str, payload: bytes) -> dict:  # type: ignore[no-untyped-def]
+        return json.loads((await client.request(subject, payload, timeout=5)).data)
+
+    try:
+        theirs = await ask(owner, f"{REGISTRY_REGISTER}.same.db", register("w1", "db", "127.0.0.2"))
+        assert theirs["ok"], theirs
+        reply = await ask(attacker, f"{REGISTRY_REGISTER}.same.web", register("w1", "web", "127.0.0.66"))
+        assert reply["ok"] is False and "service account 'db'" in reply["error"], reply
+        store = await plane.store()
+        try:
+            entry = await store.get("/isthmus/registry/same/svc/w1")
+        finally:
+            await store.close()
+        assert entry is not None and json.loads(entry.value)["address"] == "127.0.0.2"
+        beat = {"workload_id": "w1", "namespace": "same", "service": "svc", "lease_id": theirs["lease_id"]}
+        assert (await ask(owner, f"{REGISTRY_HEARTBEAT}.same.db", json.dumps(beat).encode()))["ok"]
+        # the owner may register it again (a restart), and the attacker its own workloads
+        assert (await ask(owner, f"{REGISTRY_REGISTER}.same.db", register("w1", "db", "127.0.0.2")))["ok"]
+        assert (await ask(attacker, f"{REGISTRY_REGISTER}.same.web", register("w2", "web", "127.0.0.66")))["ok"]
+    finally:
+        await owner.close()
+        await attacker.close()
+
+
 async def test_revoked_proxy_credentials_are_refused(plane: ControlPlane) -> None:
     creds = await issue(plane)
     await (await connect_as(plane, creds)).close()  # good until revoked
