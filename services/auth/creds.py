@@ -15,6 +15,7 @@ import secrets
 
 from proto.busauth import BusCredsRecord
 from proto.ca import TokenRecord
+from proto.subjects import identity_name_error
 from runtime import bootstrap_tokens
 from runtime.bus import decode, encode
 from runtime.store import Store
@@ -49,6 +50,9 @@ class Credentials:
         has joined `max_uses` times: joining does not spend it (the ca does, on signing), so without this bound
         one unspent token would mint credentials without end (each kept until revoked, up to MAX_CREDENTIALS,
         which would then refuse every proxy's join)."""
+        problem = identity_name_error(namespace, service_account)  # they become subject permissions
+        if problem:
+            raise Refused(problem)
         if not 0 <= ttl <= MAX_TTL:
             raise Refused(f"ttl {ttl}s: give 0 (until revoked) to {MAX_TTL // 86400} days")
         held, _ = await self.store.list(PREFIX)

@@ -43,11 +43,14 @@ def workload_key(namespace: str, service: str, workload_id: str) -> str:
 def _not_own(namespace: str, service_account: str) -> str:
     """Why a request on an identity-scoped subject may not touch this workload ("" when it may, or when it
     came on a plain subject: a bus without lockdown)."""
-    parts = request_subject().split(".")
-    if len(parts) != 5:  # isthmus.registry.<verb>.<namespace>.<service account>
+    subject = request_subject()  # isthmus.registry.<verb>[.<namespace>.<service account, maybe dotted>]
+    base = next((b for b in (subjects.REGISTRY_REGISTER, subjects.REGISTRY_HEARTBEAT, subjects.REGISTRY_DEREGISTER)
+                 if subject.startswith(b + ".")), "")
+    own = subjects.identity_of(subject, base) if base else None
+    if own is None:
         return ""
-    if (parts[3], parts[4]) != (namespace, service_account):
-        return (f"these credentials are for namespace {parts[3]!r}, service account {parts[4]!r}: they cannot "
+    if own != (namespace, service_account):
+        return (f"these credentials are for namespace {own[0]!r}, service account {own[1]!r}: they cannot "
                 f"touch a workload of namespace {namespace!r}, service account {service_account!r}")
     return ""
 
@@ -68,7 +71,8 @@ class RegistryService(ServiceProcess):
                                  (subjects.REGISTRY_HEARTBEAT, self._heartbeat),
                                  (subjects.REGISTRY_DEREGISTER, self._deregister)):
             await self.bus.serve(subject, handler, queue=q, concurrency=REQUEST_CONCURRENCY)
-            await self.bus.serve(f"{subject}.*.*", handler, queue=q, concurrency=REQUEST_CONCURRENCY)
+            # `.>`: a service account is a DNS subdomain and may span tokens (proto/subjects.py identity_subject)
+            await self.bus.serve(f"{subject}.*.>", handler, queue=q, concurrency=REQUEST_CONCURRENCY)
         self.spawn(self.election.run())
         ttl = self.settings.lease_ttl
         # Probe every third of the TTL (1 s at most), so a lease is held before it can lapse after the last

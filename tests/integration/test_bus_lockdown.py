@@ -245,6 +245,42 @@ async def test_a_proxy_cannot_register_over_a_workload_of_another_identity(plane
         await attacker.close()
 
 
+async def test_a_service_account_with_dots_registers_on_its_own_subject(plane: ControlPlane) -> None:
+    """Kubernetes service accounts are DNS-1123 subdomains: `web.v2` is one, and the ca signs it. Its registry
+    subject has a token more (`...register.<ns>.web.v2`), which the registry's `*.*` never received: such a
+    sidecar could not register on a locked-down bus (found by an attack)."""
+    creds = await issue(plane, "dots", "web.v2")
+    proxy = await connect_as(plane, creds)
+    body = json.dumps({"workload": {"id": "d1", "service": "svc", "namespace": "dots", "service_account": "web.v2"},
+                       "ttl": 30}).encode()
+    try:
+        reply = json.loads((await proxy.request(f"{REGISTRY_REGISTER}.dots.web.v2", body, timeout=5)).data)
+        assert reply["ok"], reply
+        other = json.dumps({"workload": {"id": "d2", "service": "svc", "namespace": "dots", "service_account": "web"},
+                            "ttl": 30}).encode()  # the subject still binds it: another service account is refused
+        reply = json.loads((await proxy.request(f"{REGISTRY_REGISTER}.dots.web.v2", other, timeout=5)).data)
+        assert reply["ok"] is False and "service account 'web.v2'" in reply["error"], reply
+    finally:
+        await proxy.close()
+
+
+async def test_bus_credentials_are_issued_only_for_names_the_ca_would_sign(plane: ControlPlane) -> None:
+    """A name goes into the proxy's subject permissions: `>` or `*` as a service account would let its holder
+    register as every service account of the namespace (found by an attack: the ca refused these names for a
+    token, the auth service issued credentials for them)."""
+    bus = await plane.bus("test-issue")
+    try:
+        for namespace, sa in (("a", ">"), ("a", "*"), (">", "web"), ("a", "b c"), ("a.b", "web"), ("a", "Web"),
+                              ("a", "web\u202e"), ("a", "a" * 254)):
+            raw = json.dumps({"namespace": namespace, "service_account": sa}).encode()  # past BusCredsRequest's bounds
+            reply = busmod.decode(await bus.request(BUS_CREDS_ISSUE, raw), BusCredsReply)
+            assert reply.ok is False and ("DNS-1123" in reply.error or "length <= 253" in reply.error), \
+                (namespace, sa, reply)
+        assert (await issue(plane, "a", "web.v2")).ok  # a subdomain service account is fine (Kubernetes')
+    finally:
+        await bus.close()
+
+
 async def test_revoked_proxy_credentials_are_refused(plane: ControlPlane) -> None:
     creds = await issue(plane)
     await (await connect_as(plane, creds)).close()  # good until revoked
