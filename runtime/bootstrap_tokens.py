@@ -40,18 +40,15 @@ MAX_TOKEN_FILE = 4096  # bytes read of a --token-file: a token is 60 characters,
 
 
 def read_token_file(path: str) -> str:
-    """The token `path` holds, stripped ("" when the file is empty or blank). OSError when it cannot be read;
-    TokenRefused when it holds more than MAX_TOKEN_FILE bytes (only that many are read: /dev/zero ends) or
-    something that is not a token."""
+    """What `path` holds, stripped ("" when the file is empty or blank; `split` checks it is a token). OSError
+    when it cannot be read; TokenRefused when it holds more than MAX_TOKEN_FILE bytes (only that many are read:
+    /dev/zero ends)."""
     with open(path, "rb") as file:
         data = file.read(MAX_TOKEN_FILE + 1)
     if len(data) > MAX_TOKEN_FILE:
         raise TokenRefused(f"it holds more than {MAX_TOKEN_FILE} bytes; a token is one line of 60 characters, "
                            "as `isthmus token create` prints it")
-    text = data.decode("utf-8", errors="replace").strip()
-    if text:
-        split(text)
-    return text
+    return data.decode("utf-8", errors="replace").strip()
 
 
 def token_id_of(token: str) -> str:

@@ -251,10 +251,12 @@ def _bootstrap_token(token: str, token_file: str) -> tuple[str, str]:
         return token.strip(), ""
     if not token_file:
         return "", ""
-    from runtime.bootstrap_tokens import TokenRefused, read_token_file
+    from runtime.bootstrap_tokens import TokenRefused, read_token_file, split
 
     try:
         text = read_token_file(token_file)
+        if text:
+            split(text)
     except OSError as exc:
         return "", f"--token-file {token_file}: {exc.strerror or exc}"
     except TokenRefused as exc:

@@ -132,6 +132,12 @@ class IdentityAgent:
                 elif self.due > now:
                     await self._sleep(self.due - now)
                     continue
+                elif self.bundle.held and self.bundle.root_of(material) is None:
+                    # no root in force signed it (a --state-dir certificate from a control plane made anew, or
+                    # before a switch to a plug-in CA): the ca refuses it as a proof, so only a token can help
+                    log.warning("the certificate is not under the trust bundle in force: asking for a new one with "
+                                "the bootstrap token", serial=material.serial, spiffe_id=self.identity)
+                    await self._bootstrap()
                 else:
                     await self._renew(material)
                 backoff.reset()
