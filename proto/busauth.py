@@ -65,8 +65,8 @@ SERVICES: dict[str, Permissions] = {
     # registration: proxies register, heartbeat and deregister (each on its identity-scoped subject, and
     # the plain ones for buses without lockdown); endpoint events out
     "registry": _service("registry", (s.REGISTRY_REGISTER, s.REGISTRY_HEARTBEAT, s.REGISTRY_DEREGISTER,
-                                      f"{s.REGISTRY_REGISTER}.*.*", f"{s.REGISTRY_HEARTBEAT}.*.*",
-                                      f"{s.REGISTRY_DEREGISTER}.*.*"),
+                                      f"{s.REGISTRY_REGISTER}.*.>", f"{s.REGISTRY_HEARTBEAT}.*.>",
+                                      f"{s.REGISTRY_DEREGISTER}.*.>"),
                          # its own health subject too: the lease hold's probe of the bus (runtime/lease_hold.py)
                          publishes=(s.REGISTRY_EVENTS, s.health_subject("registry"))),
     # config API (operator), snapshots (proxies), ACKs (proxies), proxy status (operator); pushes out
@@ -163,3 +163,4 @@ class BusCredsRecord(Message):
     created: float
     expires: float = 0.0
     revoked: bool = False
+    token_id: str = ""  # the bootstrap token a join paid with ("": issued by the operator); bounds joins per token

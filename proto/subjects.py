@@ -1,5 +1,7 @@
 """Every NATS subject Isthmus uses, in one place. docs/bus.md describes the payloads."""
 
+import re
+
 PREFIX = "isthmus"
 
 # config API (pilot), request/reply, queue group "pilot"
@@ -50,7 +52,33 @@ def health_subject(service: str) -> str:
 
 
 def identity_subject(base: str, namespace: str, service_account: str) -> str:
-    """A proxy's registry request subject, scoped to its identity: `<base>.<namespace>.<service account>`
-    (both DNS labels, so never a dot or wildcard). nats-server lets a proxy publish only on its own
-    (proto/busauth.py), and the registry checks that the request is about that identity's workload."""
+    """A proxy's registry request subject, scoped to its identity: `<base>.<namespace>.<service account>`.
+    The namespace is a DNS-1123 label (one subject token, never a dot or wildcard); the service account a
+    DNS-1123 subdomain (Kubernetes'), so it may span tokens: `identity_of` reads it back unambiguously.
+    nats-server lets a proxy publish only on its own (proto/busauth.py), and the registry checks that the
+    request is about that identity's workload. Names are checked (identity_name_error) before they get here."""
     return f"{base}.{namespace}.{service_account}"
+
+
+def identity_of(subject: str, base: str) -> tuple[str, str] | None:
+    """(namespace, service account) of an identity-scoped subject below `base`; None for `base` itself."""
+    rest = subject[len(base) + 1:] if subject.startswith(base + ".") else ""
+    namespace, _, service_account = rest.partition(".")
+    return (namespace, service_account) if namespace and service_account else None
+
+
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def identity_name_error(namespace: str, service_account: str) -> str:
+    """Why (namespace, service account) cannot name a workload identity ("" when it can): Kubernetes' rules, a
+    namespace is a DNS-1123 label (1-63), a service account a DNS-1123 subdomain (1-253). These names become
+    SPIFFE IDs and bus subject permissions, so `>`, `*`, dots in a namespace (which would make `a.b`/`web` and
+    `a`/`b.web` one subject) and anything else are refused everywhere an identity is made."""
+    if not (len(namespace) <= 63 and _DNS1123_LABEL.fullmatch(namespace)):
+        return f"namespace {namespace[:80]!r} is not a DNS-1123 label (1-63 lower-case letters, digits and '-')"
+    if not (len(service_account) <= 253 and _DNS1123_SUBDOMAIN.fullmatch(service_account)):
+        return (f"service account {service_account[:80]!r} is not a DNS-1123 subdomain (1-253 lower-case letters, "
+                "digits, '-' and '.')")
+    return ""

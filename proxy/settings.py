@@ -71,6 +71,7 @@ class ProxyOptions:
     # the client config's bus section (operator's or this proxy's own; proxy/control/buscreds.py); None: none
     bus_auth: NatsClient | None = None
     bus_token: str = field(default_factory=lambda: os.environ.get("ISTHMUS_TOKEN", ""))  # bootstrap token
+    bus_token_problem: str = ""  # why there is no bus_token though --token-file was given (said if it is needed)
     domain_suffix: str = field(default_factory=lambda: os.environ.get("ISTHMUS_DOMAIN_SUFFIX", "svc.cluster.local"))
     lease_ttl: int | None = None  # None: the registry's default
     health_interval: float = 1.0  # seconds between probes of the app's port

@@ -36,6 +36,21 @@ def split(token: str) -> tuple[str, str]:
     return match.group(1), match.group(2)
 
 
+MAX_TOKEN_FILE = 4096  # bytes read of a --token-file: a token is 60 characters, with whitespace around it
+
+
+def read_token_file(path: str) -> str:
+    """What `path` holds, stripped ("" when the file is empty or blank; `split` checks it is a token). OSError
+    when it cannot be read; TokenRefused when it holds more than MAX_TOKEN_FILE bytes (only that many are read:
+    /dev/zero ends)."""
+    with open(path, "rb") as file:
+        data = file.read(MAX_TOKEN_FILE + 1)
+    if len(data) > MAX_TOKEN_FILE:
+        raise TokenRefused(f"it holds more than {MAX_TOKEN_FILE} bytes; a token is one line of 60 characters, "
+                           "as `isthmus token create` prints it")
+    return data.decode("utf-8", errors="replace").strip()
+
+
 def token_id_of(token: str) -> str:
     """The id part, for audit lines (never the secret); '' when the text is not a token."""
     match = _TOKEN.match(token.strip())

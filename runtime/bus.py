@@ -65,6 +65,9 @@ class PayloadTooLarge(BusError):
 
 DEADLINE_HEADER = "Isthmus-Deadline"
 HEADER_ALLOWANCE = 128  # bytes the NATS headers we send may take, counted against max_payload
+# Reply subjects a service answers on: clients' inboxes (nats-py's `inbox_prefix`, proto/busauth.py: `_INBOX.<role>`,
+# `_INBOX.proxy.<id>`, `_INBOX.join.<digest>`). Anything else is a client asking a service to publish for it.
+REPLY_PREFIXES: tuple[str, ...] = ("_INBOX.",)
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("isthmus_deadline", default=None)
 _subject: contextvars.ContextVar[str] = contextvars.ContextVar("isthmus_subject", default="")
 _headers: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("isthmus_headers", default=None)
@@ -210,14 +213,24 @@ class Bus:
     async def call(self, subject: str, message: Any, reply_type: type[T], timeout: float = 5.0) -> T:
         return decode(await self.request(subject, encode(message), timeout), reply_type)
 
-    async def serve(self, subject: str, handler: Handler, queue: str = "", concurrency: int = 1) -> Any:
+    async def serve(self, subject: str, handler: Handler, queue: str = "", concurrency: int = 1,
+                    reply_prefixes: tuple[str, ...] = REPLY_PREFIXES) -> Any:
         """Answer requests on subject; the handler's return value is the reply (None: no reply).
+
+        A request whose reply subject does not start with one of `reply_prefixes` (an inbox) is logged and
+        dropped unhandled: nats-server's allow_responses lets a service publish to whatever reply subject it
+        was sent, so a client could otherwise have it publish on a subject the client may not (a push, the
+        bundle updates, the config API). A request without a reply subject is handled (and not answered).
 
         nats-py runs one subscription's callbacks one after another; with concurrency > 1 up to that
         many requests are handled at once (for handlers that wait on etcd, like the registry's)."""
 
         async def answer(msg: Msg) -> None:
             subject = msg.subject  # the request's own subject (`subject` may be a wildcard), for replies and logs
+            if msg.reply and not msg.reply.startswith(reply_prefixes):
+                log.warning("request dropped: its reply subject is not an inbox", subject=subject,
+                            reply=msg.reply[:200])
+                return
             try:
                 deadline = _parse_deadline(msg.headers)
             except MalformedRequest as exc:

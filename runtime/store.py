@@ -178,13 +178,14 @@ class Store:
             raise StoreError(f"creating {key}: {exc}") from exc
         return bool(ok)
 
-    async def put_if_revision(self, key: str, value: bytes, mod_revision: int) -> bool:
-        """Write key only if its mod_revision is still `mod_revision` (0: only if absent); False when
-        another writer got there first (compare-and-swap: re-read and retry)."""
+    async def put_if_revision(self, key: str, value: bytes, mod_revision: int, lease: int = 0) -> bool:
+        """Write key (under `lease`, if given) only if its mod_revision is still `mod_revision` (0: only if
+        absent); False when another writer got there first (compare-and-swap: re-read and retry)."""
         tx = self.client.transactions
         compare = tx.create(key.encode()) == 0 if mod_revision == 0 else tx.mod(key.encode()) == mod_revision
         try:
-            ok, _ = await self.client.transaction(compare=[compare], success=[tx.put(key.encode(), value)],
+            ok, _ = await self.client.transaction(compare=[compare],
+                                                  success=[tx.put(key.encode(), value, lease=lease or None)],
                                                   failure=[])
         except aetcd.exceptions.ClientError as exc:
             raise StoreError(f"writing {key}: {exc}") from exc

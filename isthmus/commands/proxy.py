@@ -197,6 +197,7 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
                           ("--outbound-port", outbound_port), ("--admin-port", admin_port),
                           *(("--tcp", local) for _, _, local in tcp),
                           *(("--app-tcp", inbound) for _, _, inbound in app_tcp)])
+    bus_token, bus_token_problem = _bootstrap_token(token, token_file)
     extra: dict[str, Any] = {"log_level": log_level} if log_level else {}
     extra.update(_identity_env())
     options = ProxyOptions(
@@ -212,7 +213,8 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
         service_account=service_account,
         token=token.strip(),
         token_file=token_file,
-        bus_token=_bootstrap_token(token, token_file),
+        bus_token=bus_token,
+        bus_token_problem=bus_token_problem,
         state_dir=state_dir,
         locality=locality,
         lease_ttl=lease_ttl,
@@ -244,15 +246,24 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
         sys.exit(1)
 
 
-def _bootstrap_token(token: str, token_file: str) -> str:
-    """The bootstrap token the sidecar joins the bus with (proxy/control/buscreds.py) before the ca spends it on
-    its first certificate: --token (env ISTHMUS_TOKEN), else what --token-file holds now ("" if unreadable: the
-    identity agent reports that file with its reason)."""
+def _bootstrap_token(token: str, token_file: str) -> tuple[str, str]:
+    """(token, why there is none): the bootstrap token the sidecar joins the bus with (proxy/control/buscreds.py)
+    before the ca spends it on its first certificate: --token (env ISTHMUS_TOKEN), else what --token-file holds
+    now. An unreadable or empty file is not an error yet (a --state-dir may make the token unnecessary): the
+    reason is said if the token is needed. A file that holds something else than a token is a usage error, as a
+    malformed --token is (read at most MAX_TOKEN_FILE bytes of it)."""
     if token.strip():
-        return token.strip()
-    if token_file:
-        try:
-            return Path(token_file).read_text().strip()
-        except OSError:
-            return ""
-    return ""
+        return token.strip(), ""
+    if not token_file:
+        return "", ""
+    from runtime.bootstrap_tokens import TokenRefused, read_token_file, split
+
+    try:
+        text = read_token_file(token_file)
+        if text:
+            split(text)
+    except OSError as exc:
+        return "", f"--token-file {token_file}: {exc.strerror or exc}"
+    except TokenRefused as exc:
+        raise click.BadParameter(f"{token_file}: {exc}", param_hint="'--token-file'") from None
+    return text, "" if text else f"--token-file {token_file} is empty"

@@ -29,7 +29,6 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import msgspec
 
@@ -44,6 +43,7 @@ from proxy.identity.schedule import GRACE_JITTER, GRACE_RATIO, ROTATION_SPREAD, 
 from proxy.identity.spiffe import spiffe_id
 from proxy.identity.state_dir import StateDir
 from proxy.identity.tls import TlsProvider
+from runtime.bootstrap_tokens import TokenRefused, read_token_file
 from runtime.bus import Bus, BusError, decode
 from runtime.log import get_logger
 
@@ -132,6 +132,12 @@ class IdentityAgent:
                 elif self.due > now:
                     await self._sleep(self.due - now)
                     continue
+                elif self.bundle.held and self.bundle.root_of(material) is None:
+                    # no root in force signed it (a --state-dir certificate from a control plane made anew, or
+                    # before a switch to a plug-in CA): the ca refuses it as a proof, so only a token can help
+                    log.warning("the certificate is not under the trust bundle in force: asking for a new one with "
+                                "the bootstrap token", serial=material.serial, spiffe_id=self.identity)
+                    await self._bootstrap()
                 else:
                     await self._renew(material)
                 backoff.reset()
@@ -196,11 +202,15 @@ class IdentityAgent:
             return self.config.token, False
         if self.config.token_file:
             try:
-                text = Path(self.config.token_file).read_text().strip()
+                text = read_token_file(self.config.token_file)
             except OSError as exc:
                 if first:
                     raise IdentityFatal(f"--token-file {self.config.token_file}: {exc.strerror or exc}") from None
                 raise
+            except TokenRefused as exc:  # more than a token's bytes, or not a token
+                if first:
+                    raise IdentityFatal(f"--token-file {self.config.token_file}: {exc}") from None
+                raise CaRefused(f"--token-file {self.config.token_file}: {exc}") from None
             if text:
                 return text, False
             if first:

@@ -14,6 +14,7 @@ crash leaves the old file or the new one, never half of one; a key and chain tha
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from proxy.identity.keys import key_pem, load_key
@@ -42,8 +43,14 @@ class StateDir:
         self.path = Path(path)
 
     def prepare(self) -> None:
-        """Create the directory 0700, or tighten an existing one to 0700; OSError when it cannot be."""
+        """Create the directory 0700, or tighten an existing one of ours to 0700; OSError when it cannot be, or
+        when others may write it (/tmp, say): that directory is shared, and making it 0700 would break the host's
+        other users, so it is refused untouched."""
         self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        mode = os.stat(self.path).st_mode
+        if mode & (stat.S_IWOTH | stat.S_ISVTX):
+            raise OSError(f"others may write this directory (mode {stat.S_IMODE(mode):o}): give the sidecar a "
+                          "directory of its own (it is made 0700)")
         os.chmod(self.path, 0o700)
 
     def save(self, material: Material, roots_pem: list[str]) -> None:

@@ -15,6 +15,7 @@ import secrets
 
 from proto.busauth import BusCredsRecord
 from proto.ca import TokenRecord
+from proto.subjects import identity_name_error
 from runtime import bootstrap_tokens
 from runtime.bus import decode, encode
 from runtime.store import Store
@@ -43,18 +44,31 @@ class Credentials:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def issue(self, namespace: str, service_account: str, ttl: int, now: float) -> tuple[str, str, BusCredsRecord]:
-        """(user, password, record): a new credential, stored."""
+    async def issue(self, namespace: str, service_account: str, ttl: int, now: float,
+                    token: TokenRecord | None = None) -> tuple[str, str, BusCredsRecord]:
+        """(user, password, record): a new credential, stored. With `token` (a join), refused once that token
+        has joined `max_uses` times: joining does not spend it (the ca does, on signing), so without this bound
+        one unspent token would mint credentials without end (each kept until revoked, up to MAX_CREDENTIALS,
+        which would then refuse every proxy's join)."""
+        problem = identity_name_error(namespace, service_account)  # they become subject permissions
+        if problem:
+            raise Refused(problem)
         if not 0 <= ttl <= MAX_TTL:
             raise Refused(f"ttl {ttl}s: give 0 (until revoked) to {MAX_TTL // 86400} days")
         held, _ = await self.store.list(PREFIX)
         if len(held) >= MAX_CREDENTIALS:
             raise Refused(f"{len(held)} bus credentials exist, the most the auth service keeps (MAX_CREDENTIALS): "
                           "delete revoked ones first")
+        if token is not None:
+            joined = sum(1 for entry in held if decode(entry.value, BusCredsRecord).token_id == token.id)
+            if joined >= token.max_uses:
+                raise Refused(f"token {token.id} already joined {joined} time(s), as many as its uses "
+                              f"({token.max_uses}) allow: create a new token (`isthmus token create`)")
         cred_id = secrets.token_hex(8)
         password = secrets.token_urlsafe(32)
         record = BusCredsRecord(id=cred_id, namespace=namespace, service_account=service_account,
-                                secret_sha256=_hash(password), created=now, expires=now + ttl if ttl else 0.0)
+                                secret_sha256=_hash(password), created=now, expires=now + ttl if ttl else 0.0,
+                                token_id=token.id if token is not None else "")
         await self.store.put(PREFIX + cred_id, encode(record))
         return USER_PREFIX + cred_id, password, record
 

@@ -36,6 +36,7 @@ from proto.busauth import (
     proxy_inbox_prefix,
     proxy_permissions,
 )
+from proto.ca import TokenRecord
 from runtime.bus import decode, encode
 from runtime.service import ServiceProcess
 from runtime import natsjwt
@@ -56,7 +57,9 @@ class AuthService(ServiceProcess):
         self.seed = Path(seed_file).read_text().strip()
         self.creds = Credentials(self.store)
         q = subjects.QUEUE_AUTH
-        await self.bus.serve(subjects.AUTH_CALLOUT, self._callout, queue=q, concurrency=16)
+        # nats-server asks from its own system inbox (and only the server may publish on the callout subject)
+        await self.bus.serve(subjects.AUTH_CALLOUT, self._callout, queue=q, concurrency=16,
+                             reply_prefixes=("$SYS._INBOX.",))
         await self.bus.serve(subjects.BUS_CREDS_ISSUE, self._issue, queue=q)
         await self.bus.serve(subjects.BUS_CREDS_REVOKE, self._revoke, queue=q)
         await self.bus.serve(subjects.BUS_JOIN, self._join, queue=q)
@@ -104,12 +107,15 @@ class AuthService(ServiceProcess):
         except Refused as exc:
             self.log.warning("join refused", reason=str(exc))
             return encode(BusCredsReply(ok=False, error=str(exc)))
-        return await self._new(tok.namespace, tok.service_account, 0, f"token {tok.id}")
+        return await self._new(tok.namespace, tok.service_account, 0, f"token {tok.id}", tok)
 
-    async def _new(self, namespace: str, service_account: str, ttl: int, by: str) -> bytes:
+    async def _new(self, namespace: str, service_account: str, ttl: int, by: str,
+                   token: TokenRecord | None = None) -> bytes:
         try:
-            user, password, record = await self.creds.issue(namespace, service_account, ttl, time.time())
+            user, password, record = await self.creds.issue(namespace, service_account, ttl, time.time(), token)
         except Refused as exc:
+            self.log.warning("bus credential refused", namespace=namespace, service_account=service_account, by=by,
+                             reason=str(exc))
             return encode(BusCredsReply(ok=False, error=str(exc)))
         self.log.info("bus credential issued", user=user, namespace=namespace, service_account=service_account,
                       by=by)

@@ -236,7 +236,11 @@ class Keeper:
                 old[:] = [bundle.signing_root(state)]
                 return bundle.rotated(state, pem(cert), fp, now)
 
-            state = await self._update(change)
+            try:
+                state = await self._update(change)
+            except (bundle.RotateRefused, AuthorityError):  # not written (three roots; the CAS kept losing): a key
+                self.material.discard(fp)                     # no bundle trusts must not stay (an etcd error may
+                raise                                         # have written it, so that key is kept)
         assert state is not None
         return state, old[0]
 

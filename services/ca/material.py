@@ -103,6 +103,12 @@ class Material:
             os.close(dir_fd)
         return fp
 
+    def discard(self, fp: str) -> None:
+        """Delete a root's files (call under locked()): one saved for a rotation the bundle then refused."""
+        for path in (self.dir / f"{fp}.key.pem", self.dir / f"{fp}.cert.pem"):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
     def load(self, fp: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None:
         """The root named fp, None when this machine does not hold its key; ValueError if the files are
         damaged or do not belong together."""

@@ -174,8 +174,7 @@ class CaService(ServiceProcess):
     async def _token_create(self, data: bytes) -> bytes:
         request = decode(data, TokenCreateRequest)
         try:
-            signer.check_name("namespace", request.namespace)
-            signer.check_name("service account", request.service_account)
+            signer.check_identity(request.namespace, request.service_account)
             if deadline_passed():
                 raise tokens.TokenRefused("the request's deadline passed; no token was made")
             text, record = await self.tokens.create(request.namespace, request.service_account,

@@ -15,7 +15,6 @@ keyUsage digitalSignature+keyEncipherment (critical), extKeyUsage serverAuth+cli
 from __future__ import annotations
 
 import datetime
-import re
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -24,9 +23,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
+from proto.subjects import identity_name_error
+
 MIN_TTL = 60  # seconds: the shortest certificate the ca issues (Istio's minimum workload cert TTL is similar)
 BACKDATE = datetime.timedelta(seconds=60)  # not_before this far back: hosts' clocks differ a little
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")  # DNS-1123 (namespaces, service accounts)
 
 
 class SignRefused(Exception):
@@ -63,15 +63,17 @@ def parse_spiffe(uri: str, trust_domain: str) -> tuple[str, str]:
     prefix = f"spiffe://{trust_domain}/ns/"
     rest = uri[len(prefix):] if uri.startswith(prefix) else ""
     parts = rest.split("/")
-    if len(parts) != 3 or parts[1] != "sa" or not _NAME.match(parts[0]) or not _NAME.match(parts[2]):
+    if len(parts) != 3 or parts[1] != "sa" or identity_name_error(parts[0], parts[2]):
         raise SignRefused(f"{uri[:300]!r} is not a workload identity of trust domain {trust_domain} "
                           f"(spiffe://{trust_domain}/ns/<namespace>/sa/<service-account>)")
     return parts[0], parts[2]
 
 
-def check_name(what: str, value: str) -> None:
-    if not value or len(value) > 253 or not _NAME.match(value):
-        raise SignRefused(f"{what} {value[:80]!r} is not a DNS-1123 name")
+def check_identity(namespace: str, service_account: str) -> None:
+    """SignRefused unless the names can make an identity (proto/subjects.py identity_name_error)."""
+    problem = identity_name_error(namespace, service_account)
+    if problem:
+        raise SignRefused(problem)
 
 
 def _check_key(key: object, what: str) -> None:

@@ -26,6 +26,7 @@ TXN_OPS = 100
 MAX_ERROR = 4096  # characters of a NACK's error that are kept (a proxy bounds its own; scripts may not)
 MAX_NAME = 253  # characters of proxy_id, service, namespace and epoch (a DNS name's length); longer: dropped
 MAX_SEQ = 2**63 - 1  # seq and version are int64 counters
+MAX_WAITING = 1024  # ACKs of proxies not (yet) registered, held in memory until they register or `grace` passes
 
 
 def _refusal(ack: Ack) -> str:
@@ -54,6 +55,12 @@ class ProxyStatusRecorder:
         self.registered = registered or (lambda proxy_id: True)
         self.grace = grace
         self.dirty: dict[str, ProxyStatus] = {}
+        # ACKs of proxies pilot does not see registered: any proxy may publish an ACK with any proxy_id, and
+        # storing them all let one proxy write 674,000 status keys in 5 s, past what one etcd list may return
+        # (proxy-status and the sweep then failed for good). Only registered proxies' are stored; a proxy's
+        # first ACK may come before its registration, so those wait here, bounded in count and time.
+        self.waiting: dict[str, ProxyStatus] = {}
+        self.refused_waiting = 0  # ACKs dropped because MAX_WAITING were waiting (logged at each flush)
 
     async def on_ack(self, data: bytes) -> None:
         ack = decode(data, Ack)
@@ -61,11 +68,33 @@ class ProxyStatusRecorder:
         if problem:
             log.warning("ack dropped", reason=problem, proxy=ack.proxy_id[:MAX_NAME])
             return
-        if not ack.ok:
-            log.warning("proxy rejected config", proxy=ack.proxy_id, seq=ack.seq, error=ack.error[:MAX_ERROR])
-        self.dirty[ack.proxy_id] = ProxyStatus(
+        status = ProxyStatus(
             proxy_id=ack.proxy_id, service=ack.service, namespace=ack.namespace, epoch=ack.epoch,
             seq=ack.seq, version=ack.version, ok=ack.ok, error=ack.error[:MAX_ERROR], updated_at=time.time())
+        if not self.registered(ack.proxy_id):
+            if ack.proxy_id in self.waiting or len(self.waiting) < MAX_WAITING:
+                self.waiting[ack.proxy_id] = status
+            else:
+                self.refused_waiting += 1
+            return
+        self.waiting.pop(ack.proxy_id, None)
+        if not ack.ok:
+            log.warning("proxy rejected config", proxy=ack.proxy_id, seq=ack.seq, error=ack.error[:MAX_ERROR])
+        self.dirty[ack.proxy_id] = status
+
+    def _admit_waiting(self) -> None:
+        """Waiting ACKs of proxies that registered meanwhile become status; those older than `grace` go."""
+        now = time.time()
+        for proxy_id, status in list(self.waiting.items()):
+            if self.registered(proxy_id):
+                del self.waiting[proxy_id]
+                self.dirty.setdefault(proxy_id, status)
+            elif now - status.updated_at > self.grace:
+                del self.waiting[proxy_id]
+        if self.refused_waiting:
+            log.warning("acks of unregistered proxies dropped", count=self.refused_waiting, held=len(self.waiting),
+                        bound=MAX_WAITING)
+            self.refused_waiting = 0
 
     async def run(self) -> None:
         sweep_every = max(1, int(self.grace / 2 / self.flush_interval))
@@ -78,6 +107,7 @@ class ProxyStatusRecorder:
                 await self.sweep()
 
     async def flush(self) -> None:
+        self._admit_waiting()
         if not self.dirty:
             return
         batch, self.dirty = self.dirty, {}

@@ -43,11 +43,14 @@ def workload_key(namespace: str, service: str, workload_id: str) -> str:
 def _not_own(namespace: str, service_account: str) -> str:
     """Why a request on an identity-scoped subject may not touch this workload ("" when it may, or when it
     came on a plain subject: a bus without lockdown)."""
-    parts = request_subject().split(".")
-    if len(parts) != 5:  # isthmus.registry.<verb>.<namespace>.<service account>
+    subject = request_subject()  # isthmus.registry.<verb>[.<namespace>.<service account, maybe dotted>]
+    base = next((b for b in (subjects.REGISTRY_REGISTER, subjects.REGISTRY_HEARTBEAT, subjects.REGISTRY_DEREGISTER)
+                 if subject.startswith(b + ".")), "")
+    own = subjects.identity_of(subject, base) if base else None
+    if own is None:
         return ""
-    if (parts[3], parts[4]) != (namespace, service_account):
-        return (f"these credentials are for namespace {parts[3]!r}, service account {parts[4]!r}: they cannot "
+    if own != (namespace, service_account):
+        return (f"these credentials are for namespace {own[0]!r}, service account {own[1]!r}: they cannot "
                 f"touch a workload of namespace {namespace!r}, service account {service_account!r}")
     return ""
 
@@ -68,7 +71,8 @@ class RegistryService(ServiceProcess):
                                  (subjects.REGISTRY_HEARTBEAT, self._heartbeat),
                                  (subjects.REGISTRY_DEREGISTER, self._deregister)):
             await self.bus.serve(subject, handler, queue=q, concurrency=REQUEST_CONCURRENCY)
-            await self.bus.serve(f"{subject}.*.*", handler, queue=q, concurrency=REQUEST_CONCURRENCY)
+            # `.>`: a service account is a DNS subdomain and may span tokens (proto/subjects.py identity_subject)
+            await self.bus.serve(f"{subject}.*.>", handler, queue=q, concurrency=REQUEST_CONCURRENCY)
         self.spawn(self.election.run())
         ttl = self.settings.lease_ttl
         # Probe every third of the TTL (1 s at most), so a lease is held before it can lapse after the last
@@ -90,9 +94,21 @@ class RegistryService(ServiceProcess):
         if problem:
             return encode(RegisterReply(ok=False, error=problem))
         ttl = min(MAX_TTL, max(1, request.ttl or self.settings.lease_ttl))
+        key = workload_key(workload.namespace, workload.service, workload.id)
         try:
+            # the workload this would replace must be of the same identity (as heartbeats and deregistrations):
+            # else a sidecar could re-register another service account's workload under its own, and peers
+            # would accept its certificate there; compare-and-swap, so the check holds at the write
+            entry = await self.store.get(key)
+            stored = decode(entry.value, Workload) if entry is not None else None
+            problem = _not_own(stored.namespace, stored.service_account) if stored is not None else ""
+            if problem:
+                return encode(RegisterReply(ok=False, error=problem))
             lease = await self.store.grant(ttl)
-            await self.store.put(workload_key(workload.namespace, workload.service, workload.id), encode(workload), lease)
+            if not await self.store.put_if_revision(key, encode(workload), entry.mod_revision if entry else 0, lease):
+                await self.store.revoke(lease)
+                return encode(RegisterReply(ok=False, error=f"workload {workload.id!r} changed while registering; "
+                                                            "try again"))
         except StoreError as exc:
             return encode(RegisterReply(ok=False, error=str(exc)))
         self.log.info("registered", workload=workload.id, service=workload.service, namespace=workload.namespace,

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -138,3 +140,57 @@ def test_proxy_run_refuses_a_malformed_token_before_asking_the_bus(token: str) -
     """A token's shape is fixed (16 hex, a dot, 43 base64url): one byte short or over, or 70 KiB (which would
     overflow NATS's control line and read as an unreachable bus), is a usage error at once."""
     assert_usage_error(isthmus("--nats", UNREACHABLE, *RUN, "--token", token), "--token", "malformed")
+
+
+def _run_with_token_file(tmp_path: Path, path: str) -> subprocess.CompletedProcess[str]:
+    from isthmus.launch import free_port
+
+    ports = [str(free_port()) for _ in range(3)]  # never the default 15000/15001/15006: others run sidecars
+    env = {k: v for k, v in os.environ.items() if k not in ("ISTHMUS_CONFIG", "ISTHMUS_TOKEN")}
+    return subprocess.run([sys.executable, "-m", "isthmus.cli", "--nats", UNREACHABLE, *RUN, "--inbound-port", ports[0],
+                           "--outbound-port", ports[1], "--admin-port", ports[2], "--token-file", path],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
+
+
+@pytest.mark.parametrize("content", [None, "", "  \n\n"])
+def test_proxy_run_names_a_missing_or_empty_token_file_when_it_needs_the_token(tmp_path: Path,
+                                                                               content: str | None) -> None:
+    """Found by an attack: a --token-file that was missing or empty read as "no bus credentials: pass a bootstrap
+    token", as if none had been given. Not a usage error (a --state-dir may hold what is needed), but when the
+    token is needed, the one line says which file and why."""
+    path = tmp_path / "token"
+    if content is not None:
+        path.write_text(content)
+    result = _run_with_token_file(tmp_path, str(path))
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and f"--token-file {path}" in last, result.stderr
+    assert ("No such file" in last) if content is None else ("is empty" in last), last
+
+
+@pytest.mark.parametrize("content", ["garbage\n", "0123456789abcdef." + "x" * 43 + "x\n"])
+def test_proxy_run_refuses_a_token_file_that_holds_no_token_before_asking_the_bus(tmp_path: Path, content: str) -> None:
+    """The --token check's sibling (found by an attack: a 130 KiB token file hung `proxy run` on NATS's control
+    line like the 70 KiB --token did, and /dev/zero was read without end). At most MAX_TOKEN_FILE bytes are read."""
+    path = tmp_path / "token"
+    path.write_text(content)
+    assert_usage_error(_run_with_token_file(tmp_path, str(path)), "--token-file", "malformed")
+
+
+def test_proxy_run_reads_a_bounded_prefix_of_a_huge_or_endless_token_file(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    path.write_text("x" * 130 * 1024)
+    for name in (str(path), "/dev/zero"):
+        assert_usage_error(_run_with_token_file(tmp_path, name), "--token-file", "more than 4096 bytes")
+
+
+def test_a_token_file_is_read_up_to_its_bound(tmp_path: Path) -> None:
+    from runtime.bootstrap_tokens import MAX_TOKEN_FILE, TokenRefused, read_token_file
+
+    token = "0123456789abcdef." + "x" * 43
+    path = tmp_path / "token"
+    path.write_text(token.ljust(MAX_TOKEN_FILE))  # at the bound (spaces around a token are fine)
+    assert read_token_file(str(path)) == token
+    path.write_text(token.ljust(MAX_TOKEN_FILE + 1))  # one byte over
+    with pytest.raises(TokenRefused, match="more than"):
+        read_token_file(str(path))

@@ -24,6 +24,8 @@ from proto.ca import TokenCreateRequest, TokenRecord
 from proto.subjects import (
     BUS_CREDS_ISSUE,
     BUS_CREDS_REVOKE,
+    CA_BUNDLE,
+    CA_BUNDLE_UPDATES,
     CA_SIGN,
     CA_TOKEN_CREATE,
     CONFIG_APPLY,
@@ -31,6 +33,7 @@ from proto.subjects import (
     REGISTRY_HEARTBEAT,
     REGISTRY_REGISTER,
     XDS_PUSH,
+    XDS_SNAPSHOT,
 )
 from proxy.control.buscreds import CredentialsError, mint_ca_token, obtain
 from runtime import bus as busmod
@@ -111,6 +114,38 @@ async def test_a_proxy_cannot_publish_a_push_or_a_config_change(plane: ControlPl
         await watcher.close()
 
 
+async def test_a_proxy_cannot_make_a_service_answer_onto_a_subject_it_may_not_publish(plane: ControlPlane) -> None:
+    """nats-server's allow_responses lets a service publish to any reply subject it was sent: a proxy that
+    names XDS_PUSH (or the bundle updates, the config API, the callout...) as the reply subject of a request
+    it may send would have the service publish there for it (found by an attack: every proxy then resynced
+    on a snapshot the ca or pilot "pushed"). Services answer only inbox reply subjects; others are dropped."""
+    creds = await issue(plane)
+    proxy = await connect_as(plane, creds)
+    watcher = await plane.nats_client("proxy")  # every other sidecar listens here
+    heard: list[tuple[str, bytes]] = []
+
+    async def on_msg(msg) -> None:  # type: ignore[no-untyped-def]
+        heard.append((msg.subject, msg.data))
+
+    for subject in (XDS_PUSH, CA_BUNDLE_UPDATES):
+        await watcher.subscribe(subject, cb=on_msg)
+    await watcher.flush()
+    try:
+        for request in (CA_BUNDLE, CA_SIGN, XDS_SNAPSHOT):
+            for reply_to in (XDS_PUSH, CA_BUNDLE_UPDATES):
+                await proxy.publish(request, b'{"proxy_id": "x"}', reply=reply_to)
+        await proxy.flush()
+        # the same requests with the proxy's own inbox are answered: the services were up to hear the others
+        for request in (CA_BUNDLE, CA_SIGN, XDS_SNAPSHOT):
+            assert (await proxy.request(request, b'{"proxy_id": "x"}', timeout=10)).data
+        await watcher.flush()
+        await asyncio.sleep(0.5)
+        assert heard == []
+    finally:
+        await proxy.close()
+        await watcher.close()
+
+
 async def test_a_proxy_cannot_read_another_proxys_signing_reply(plane: ControlPlane) -> None:
     a, b = await issue(plane, "a", "web"), await issue(plane, "b", "db")
     errors = Violations()
@@ -175,6 +210,77 @@ async def test_a_proxy_registers_and_heartbeats_only_workloads_of_its_own_identi
         await other.close()
 
 
+async def test_a_proxy_cannot_register_over_a_workload_of_another_identity(plane: ControlPlane) -> None:
+    """Same namespace, another service account: registering the same workload key would replace its entry (and
+    its lease) with one naming the attacker's identity, which client sidecars would then accept in mTLS (found
+    by an attack; heartbeat and deregistration were already checked against the stored workload)."""
+    owner = await connect_as(plane, await issue(plane, "same", "db"))
+    attacker = await connect_as(plane, await issue(plane, "same", "web"))
+
+    def register(workload_id: str, sa: str, address: str) -> bytes:
+        return json.dumps({"workload": {"id": workload_id, "service": "svc", "namespace": "same",
+                                        "service_account": sa, "address": address}, "ttl": 30}).encode()
+
+    async def ask(client, subject: str, payload: bytes) -> dict:  # type: ignore[no-untyped-def]
+        return json.loads((await client.request(subject, payload, timeout=5)).data)
+
+    try:
+        theirs = await ask(owner, f"{REGISTRY_REGISTER}.same.db", register("w1", "db", "127.0.0.2"))
+        assert theirs["ok"], theirs
+        reply = await ask(attacker, f"{REGISTRY_REGISTER}.same.web", register("w1", "web", "127.0.0.66"))
+        assert reply["ok"] is False and "service account 'db'" in reply["error"], reply
+        store = await plane.store()
+        try:
+            entry = await store.get("/isthmus/registry/same/svc/w1")
+        finally:
+            await store.close()
+        assert entry is not None and json.loads(entry.value)["address"] == "127.0.0.2"
+        beat = {"workload_id": "w1", "namespace": "same", "service": "svc", "lease_id": theirs["lease_id"]}
+        assert (await ask(owner, f"{REGISTRY_HEARTBEAT}.same.db", json.dumps(beat).encode()))["ok"]
+        # the owner may register it again (a restart), and the attacker its own workloads
+        assert (await ask(owner, f"{REGISTRY_REGISTER}.same.db", register("w1", "db", "127.0.0.2")))["ok"]
+        assert (await ask(attacker, f"{REGISTRY_REGISTER}.same.web", register("w2", "web", "127.0.0.66")))["ok"]
+    finally:
+        await owner.close()
+        await attacker.close()
+
+
+async def test_a_service_account_with_dots_registers_on_its_own_subject(plane: ControlPlane) -> None:
+    """Kubernetes service accounts are DNS-1123 subdomains: `web.v2` is one, and the ca signs it. Its registry
+    subject has a token more (`...register.<ns>.web.v2`), which the registry's `*.*` never received: such a
+    sidecar could not register on a locked-down bus (found by an attack)."""
+    creds = await issue(plane, "dots", "web.v2")
+    proxy = await connect_as(plane, creds)
+    body = json.dumps({"workload": {"id": "d1", "service": "svc", "namespace": "dots", "service_account": "web.v2"},
+                       "ttl": 30}).encode()
+    try:
+        reply = json.loads((await proxy.request(f"{REGISTRY_REGISTER}.dots.web.v2", body, timeout=5)).data)
+        assert reply["ok"], reply
+        other = json.dumps({"workload": {"id": "d2", "service": "svc", "namespace": "dots", "service_account": "web"},
+                            "ttl": 30}).encode()  # the subject still binds it: another service account is refused
+        reply = json.loads((await proxy.request(f"{REGISTRY_REGISTER}.dots.web.v2", other, timeout=5)).data)
+        assert reply["ok"] is False and "service account 'web.v2'" in reply["error"], reply
+    finally:
+        await proxy.close()
+
+
+async def test_bus_credentials_are_issued_only_for_names_the_ca_would_sign(plane: ControlPlane) -> None:
+    """A name goes into the proxy's subject permissions: `>` or `*` as a service account would let its holder
+    register as every service account of the namespace (found by an attack: the ca refused these names for a
+    token, the auth service issued credentials for them)."""
+    bus = await plane.bus("test-issue")
+    try:
+        for namespace, sa in (("a", ">"), ("a", "*"), (">", "web"), ("a", "b c"), ("a.b", "web"), ("a", "Web"),
+                              ("a", "web\u202e"), ("a", "a" * 254)):
+            raw = json.dumps({"namespace": namespace, "service_account": sa}).encode()  # past BusCredsRequest's bounds
+            reply = busmod.decode(await bus.request(BUS_CREDS_ISSUE, raw), BusCredsReply)
+            assert reply.ok is False and ("DNS-1123" in reply.error or "length <= 253" in reply.error), \
+                (namespace, sa, reply)
+        assert (await issue(plane, "a", "web.v2")).ok  # a subdomain service account is fine (Kubernetes')
+    finally:
+        await bus.close()
+
+
 async def test_revoked_proxy_credentials_are_refused(plane: ControlPlane) -> None:
     creds = await issue(plane)
     await (await connect_as(plane, creds)).close()  # good until revoked
@@ -235,6 +341,22 @@ async def test_a_bootstrap_token_joins_with_credentials_bound_to_its_namespace(p
                         ("0123456789abcdef." + "x" * 43, "does not know this bootstrap token")):
         with pytest.raises(CredentialsError, match=reason):
             await obtain(plane.nats_url, None, "shop", "cart", bad)
+
+
+async def test_a_bootstrap_token_joins_at_most_as_often_as_its_uses(plane: ControlPlane) -> None:
+    """Joining does not spend a token (the ca does, on signing), so without a bound one unspent one-use token
+    minted credentials without end (found by an attack: 200 in 1.3 s, each kept in etcd until revoked, until
+    MAX_CREDENTIALS refused every proxy's join). A token pays for `uses` joins: its `uses` proxies."""
+    token = await put_token(plane, "shop", "cart", uses=2)
+    first = await obtain(plane.nats_url, None, "shop", "cart", token)
+    second = await obtain(plane.nats_url, None, "shop", "cart", token)  # at the bound: still joins
+    assert first.user != second.user
+    with pytest.raises(CredentialsError, match="already joined 2 time"):  # one over
+        await obtain(plane.nats_url, None, "shop", "cart", token)
+    # the credentials it did pay for keep working, and another token is not affected
+    client = await nats.connect(plane.nats_url, allow_reconnect=False, **busmod.connect_options(second))
+    await client.close()
+    assert (await obtain(plane.nats_url, None, "shop", "cart", await put_token(plane, "shop", "cart"))).user
 
 
 async def test_a_bootstrap_token_is_minted_over_the_operators_connection_not_the_proxys(plane: ControlPlane) -> None:

@@ -138,6 +138,29 @@ async def test_rotation_publishes_two_roots_new_certs_chain_to_the_new_one_and_o
     assert only_new.returncode != 0  # the test can fail: without the old root the old chain does not verify
 
 
+async def test_a_refused_rotation_leaves_no_root_key_behind(bare_plane: ControlPlane) -> None:
+    """Each rotate-root made and saved a root key before the bundle refused a fourth root (found by an attack:
+    four concurrent rotations left five keys for three roots, and each further refused one added a key that
+    no bundle trusts). Concurrent rotations: at most three roots; exactly the trusted roots' keys on disk."""
+    await ready(bare_plane, await start_ca(bare_plane, "ca-a"))
+    await call(bare_plane, "isthmus.ca.sign", {"csr_pem": pki.csr()[0],  # the first root signed: it stays
+                                              "token": await make_token(bare_plane, "keep")}, SignReply)
+    bus = await bare_plane.bus("test-rotate")
+    try:
+        replies = await asyncio.gather(*(bus.call("isthmus.ca.rotate", {}, RotateRootReply, timeout=20)
+                                         for _ in range(6)))
+        replies.append(await bus.call("isthmus.ca.rotate", {}, RotateRootReply, timeout=20))
+    finally:
+        await bus.close()
+    made = sum(r.ok for r in replies)
+    assert made >= 1 and any(not r.ok and "already trusted" in r.error for r in replies), replies
+    bundle = await call(bare_plane, "isthmus.ca.bundle", {}, TrustBundle)
+    assert len(bundle.roots_pem) <= 3
+    keys = list((bare_plane.state_dir / "ca").glob("*.key.pem"))
+    assert len(keys) == 1 + made, (keys, replies)  # the first root and one per rotation made; none refused
+    assert not list((bare_plane.state_dir / "ca").glob("*.cert.pem"))[1 + made:]
+
+
 async def test_a_plugin_ca_signs_as_an_intermediate_and_refuses_rotation(bare_plane: ControlPlane,
                                                                         tmp_path: Path) -> None:
     root_key, ca_key = pki.key(), pki.key()

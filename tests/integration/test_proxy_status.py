@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from runtime.store import CONFIG_PREFIX, STATUS_PREFIX
+from runtime.store import CONFIG_PREFIX, REGISTRY_PREFIX, STATUS_PREFIX
 from tests.integration.conftest import LEASE_TTL, ControlPlane, eventually
 from tests.integration.httpclient import Backend
 
@@ -86,6 +86,12 @@ async def test_a_forged_ack_is_bounded_before_it_is_stored_or_shown(mesh: Contro
         return json.dumps({"proxy_id": proxy_id, "epoch": "e", "seq": 1, "version": 1, "ok": False,
                            "error": "x" * 100_000, "service": "forged", "namespace": "forged", **fields}).encode()
 
+    store = await mesh.store()  # only registered proxies' ACKs are shown: forged-kept is one
+    try:
+        await store.put(f"{REGISTRY_PREFIX}forged/forged/forged-kept",
+                        json.dumps({"id": "forged-kept", "service": "forged", "namespace": "forged"}).encode())
+    finally:
+        await store.close()
     bus = await mesh.bus("test-forged-ack", "proxy")
     try:
         await bus.publish("isthmus.xds.ack", ack("forged-kept"))
@@ -108,3 +114,37 @@ async def test_a_forged_ack_is_bounded_before_it_is_stored_or_shown(mesh: Contro
     assert warning.endswith(": " + "x" * 4096)
     for name in ("forged-long-service", "forged-long-ns", "forged-ctl", "forged-seq", "p" * 254):
         assert name not in result.stdout + result.stderr
+
+
+async def test_acks_of_unregistered_proxies_are_not_stored_and_wait_bounded(mesh: ControlPlane) -> None:
+    """Found by an attack: any proxy may publish an ACK with any proxy_id, and pilot stored each: one proxy wrote
+    674,000 status keys in 5 s, more than one etcd list may return, and `isthmus proxy-status` (and the sweep
+    that would have removed them) failed from then on. Now only registered proxies' ACKs are stored; ACKs of
+    proxies not registered yet wait in memory (at most MAX_WAITING, for the sweep's grace) until they register."""
+    from runtime import bus as busmod
+    from services.pilot.proxy_status import MAX_WAITING
+
+    def ack(proxy_id: str) -> bytes:
+        return json.dumps({"proxy_id": proxy_id, "epoch": "e", "seq": 1, "version": 1, "service": "flood",
+                           "namespace": "flood"}).encode()
+
+    bus = await mesh.bus("test-ack-flood", "proxy")
+    try:
+        await bus.publish("isthmus.xds.ack", ack("flood-late"))  # waits: registers below
+        for i in range(MAX_WAITING + 500):
+            await bus.publish("isthmus.xds.ack", ack(f"flood-{i}"))
+        await bus.flush()
+    finally:
+        await bus.close()
+    store = await mesh.store()
+    try:
+        await store.put(f"{REGISTRY_PREFIX}flood/flood/flood-late",
+                        json.dumps({"id": "flood-late", "service": "flood", "namespace": "flood"}).encode())
+        await eventually(lambda: store.get(f"{STATUS_PREFIX}flood-late"), timeout=15)  # admitted once registered
+        entries, _ = await store.list(f"{STATUS_PREFIX}flood-")
+        assert [e.key for e in entries] == [f"{STATUS_PREFIX}flood-late"]  # none of the unregistered ones
+    finally:
+        await store.delete(f"{REGISTRY_PREFIX}flood/flood/flood-late")
+        await store.close()
+    result = await asyncio.to_thread(proxy_status, mesh, "-n", "flood")
+    assert result.returncode == 0 and "flood-late" in result.stdout and "flood-1 " not in result.stdout

@@ -310,3 +310,34 @@ def test_the_admin_port_serves_certs_as_json_and_only_on_get() -> None:
     assert (status, ctype) == (200, "application/json")
     assert msgspec.json.decode(body)["workload"]["spiffe_id"] == ID
     assert server.respond("POST", "/certs")[0] == 405
+
+
+async def test_a_stored_certificate_no_root_in_the_bundle_signed_is_replaced_with_the_token(tmp_path: Path) -> None:
+    """Found by an attack: a --state-dir certificate from another CA (the control plane was made anew, or moved
+    to a plug-in CA) was loaded, its renewals refused ("does not chain to a root in the current trust bundle")
+    until it expired - up to 24 h of peers refusing this workload - though a good token was at hand."""
+    old_mesh = TestCa("old mesh")
+    before = agent(state_dir=str(tmp_path))
+    task = await running(before, CaStandIn(old_mesh))
+    await until(lambda: before.material)
+    await stop(task)
+
+    bus = CaStandIn(TestCa("new mesh"))
+    signs_with_proof = bus.call
+
+    async def refusing_old_proofs(subject: str, message: Any, reply_type: type, timeout: float = 5.0) -> Any:
+        if not message.token:  # as the real ca: the proof's chain must lead to a root in the bundle
+            bus.signs.append(message)
+            return SignReply(ok=False, error="the proof's certificate does not chain to a root in the current "
+                                             "trust bundle")
+        return await signs_with_proof(subject, message, reply_type, timeout)
+
+    bus.call = refusing_old_proofs  # type: ignore[method-assign]
+    again = agent(state_dir=str(tmp_path), rotation_spread=0.05)
+    again.load_stored()
+    assert again.material is not None and again.material.leaf.issuer == old_mesh.cert.subject
+    task = await running(again, bus)
+    fresh = await until(lambda: again.material if again.material.leaf.issuer == bus.ca.cert.subject else None)
+    await stop(task)
+    assert fresh.spiffe_id == ID and bus.signs[-1].token == "good"
+    assert not [s for s in bus.signs if not s.token]  # not even one renewal asked with the untrusted proof

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import stat
 import time
+
+import pytest
 from pathlib import Path
 
 from proxy.identity.keys import key_pem, new_key
@@ -37,6 +39,18 @@ def test_prepare_tightens_an_existing_open_dir(tmp_path: Path) -> None:
     os.chmod(path, 0o755)
     StateDir(path).prepare()
     assert mode(path) == 0o700
+
+
+@pytest.mark.parametrize("mode", [0o1777, 0o777, 0o703])
+def test_prepare_refuses_a_directory_others_may_write_and_leaves_its_mode(tmp_path: Path, mode: int) -> None:
+    """Found by an attack: `--state-dir /tmp` (as root) made /tmp 0700, breaking every other user of the host. A
+    directory others may write is shared: refused, untouched; one of our own is still tightened (above)."""
+    path = tmp_path / "shared"
+    path.mkdir()
+    os.chmod(path, mode)
+    with pytest.raises(OSError, match="others may write"):
+        StateDir(path).prepare()
+    assert stat.S_IMODE(os.stat(path).st_mode) == mode
 
 
 def test_a_private_file_is_0600_even_under_a_permissive_umask(tmp_path: Path) -> None:
