@@ -121,7 +121,12 @@ def test_the_nats_authorization_lists_every_role_and_the_callout(tmp_path: Path)
     for role in ("operator", *SERVICES):
         assert f'user: "{role}", password: "{creds.bus[role]}"' in block
     assert f'issuer: "{natsjwt.public_key(creds.account_seed)}"' in block
-    assert 'auth_users: ["operator", "registry", "pilot", "ca", "telemetry", "auth"]' in block
+    assert 'auth_users: ["operator", "registry", "pilot", "ca", "telemetry", "auth", "auth-system"]' in block
+    # the system account's one user may only list connections and kick them, and read its own inbox
+    assert "system_account: SYS" in block
+    assert (f'{{user: "auth-system", password: "{creds.bus["auth-system"]}", permissions: {{publish: {{allow: '
+            '["$SYS.REQ.SERVER.PING.CONNZ", "$SYS.REQ.SERVER.*.KICK"]}, subscribe: {allow: ["_INBOX.auth-system.>"]}}}'
+            in block)
     assert (tmp_path / "secrets").stat().st_mode & 0o777 == 0o700
     for name in ("auth-account.nk", "etcd.json", "etcd-jwt.key"):
         assert (tmp_path / "secrets" / name).stat().st_mode & 0o777 == 0o600
