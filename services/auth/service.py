@@ -75,7 +75,11 @@ class AuthService(ServiceProcess):
             raise SystemExit(f"auth: {SEED_ENV} is not set (the account nkey seed file `isthmus up` writes)")
         self.seed = Path(seed_file).read_text().strip()
         self.creds = Credentials(self.store)
-        self.sweep_config = SweepConfig.from_env()
+        try:
+            self.sweep_config = SweepConfig.from_env()
+        except ValueError as exc:
+            raise SystemExit(f"auth: {exc}") from None
+        self._kicks: set[asyncio.Task[None]] = set()  # second kicks under way (each ends after KICK_AGAIN)
         self.sweeper = Sweeper(self.store, self.sweep_config.idle, SESSION_SECONDS)
         self.system: Any = await self._system_connection()
         q = subjects.QUEUE_AUTH
@@ -87,6 +91,8 @@ class AuthService(ServiceProcess):
         self.spawn(self._sweep_loop())
 
     async def stop(self) -> None:
+        for task in list(self._kicks):
+            task.cancel()
         if self.system is not None:
             try:
                 await asyncio.wait_for(self.system.close(), 2)
@@ -175,7 +181,9 @@ class AuthService(ServiceProcess):
         self.log.info("bus credential revoked", user=user, namespace=record.namespace,
                       service_account=record.service_account)
         disconnected, error = await self._kick(user)
-        self.spawn(self._kick_again(user))
+        again = asyncio.ensure_future(self._kick_again(user))  # not spawn(): that list is never pruned
+        self._kicks.add(again)
+        again.add_done_callback(self._kicks.discard)
         return encode(BusCredsRevokeReply(ok=True, user=user, disconnected=disconnected, kick_error=error,
                                           session_seconds=SESSION_SECONDS))
 
