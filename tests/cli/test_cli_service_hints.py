@@ -89,3 +89,19 @@ def test_a_malformed_id_is_refused_naming_what_was_typed_and_nothing_is_sent(bus
 def test_a_whole_token_pasted_into_revoke_sends_only_its_id(bus: NobodyServes) -> None:
     run("token", "revoke", "0123456789abcdef." + "s" * 43)
     assert bus.sent == ["isthmus.ca.token.revoke"] and bus.messages[0].id == "0123456789abcdef"
+
+
+def test_a_revocation_whose_kick_failed_says_the_session_bound_applies(monkeypatch: pytest.MonkeyPatch) -> None:
+    from proto.busauth import BusCredsRevokeReply
+
+    class Answers:
+        async def call(self, *_: Any, **__: Any) -> Any:
+            return BusCredsRevokeReply(ok=True, user="proxy.0123456789abcdef", kick_error="no nats-server answered",
+                                       session_seconds=600)
+
+    monkeypatch.setattr(pilot_client, "with_bus", lambda url, work, **_: __import__("asyncio").run(work(Answers())))
+    result = CliRunner().invoke(cli.cli, ["--nats", URL, "proxy", "credentials", "revoke", "0123456789abcdef"])
+    assert result.exit_code == 0  # revoked all the same: refused at its next connection
+    assert result.stdout == "bus credential proxy.0123456789abcdef revoked\n"
+    assert result.stderr == ("warning: its open connections could not be closed now (no nats-server answered); "
+                             "they end within 600s\n")
