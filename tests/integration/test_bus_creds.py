@@ -188,3 +188,26 @@ async def test_the_sweep_deletes_revoked_and_idle_records_after_their_bounds_and
         await store.close()
     log = await asyncio.to_thread(plane.services["auth"].log_tail, 200)
     assert "bus credential swept" in log and "idle" in log
+
+
+async def test_the_auth_system_user_may_list_and_kick_and_nothing_else(plane: ControlPlane) -> None:
+    system = plane.creds.client_config("auth-system", plane.nats_url).nats
+    assert oct(plane.creds.system_config.stat().st_mode & 0o777) == "0o600"
+    errors: list[str] = []
+
+    async def record(exc: Exception) -> None:
+        errors.append(str(exc).lower())
+
+    client = await nats.connect(plane.nats_url, allow_reconnect=False, error_cb=record,
+                                **busmod.connect_options(system))
+    try:
+        reply = json.loads((await client.request("$SYS.REQ.SERVER.PING.CONNZ", b'{"user": "nobody"}', timeout=5)).data)
+        assert reply["data"]["connections"] == []
+        for subject in ("$SYS.REQ.SERVER.PING.VARZ", "$SYS.REQ.SERVER.PING.RELOAD", "isthmus.config.apply"):
+            await client.publish(subject, b"{}")
+            await eventually(lambda: any(f'permissions violation for publish to "{subject.lower()}"' in e
+                                         for e in errors), 5)
+        await client.subscribe("$SYS.>")
+        await eventually(lambda: any('permissions violation for subscription to "$sys.>"' in e for e in errors), 5)
+    finally:
+        await client.close()

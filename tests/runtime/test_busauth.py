@@ -132,3 +132,18 @@ def test_the_nats_authorization_lists_every_role_and_the_callout(tmp_path: Path)
         assert (tmp_path / "secrets" / name).stat().st_mode & 0o777 == 0o600
     again = MeshCredentials.create(tmp_path)  # a restart: new bus passwords, the same etcd passwords
     assert again.bus["operator"] != creds.bus["operator"] and again.etcd_service == creds.etcd_service
+
+
+def test_only_the_operator_lists_and_revokes_bus_credentials_and_only_auth_system_kicks() -> None:
+    from proto.busauth import AUTH_SYSTEM
+
+    roles = {**SERVICES, "operator": OPERATOR, "proxy": proxy_permissions("x", "ns", "sa"),
+             "join": join_permissions("d")}
+    for subject in (s.BUS_CREDS_LIST, s.BUS_CREDS_REVOKE, s.BUS_CREDS_ISSUE):
+        assert [n for n, p in roles.items() if subject in p.publish] == ["operator"]
+        assert [n for n, p in roles.items() if subject in p.subscribe] == ["auth"]
+    for subject in (s.SYS_CONNZ_PING, s.SYS_KICK_ANY):  # no role in the global account has any $SYS right
+        assert not any(subject in p.publish or subject in p.subscribe for p in roles.values())
+    assert AUTH_SYSTEM.publish == (s.SYS_CONNZ_PING, s.SYS_KICK_ANY) and not AUTH_SYSTEM.responses
+    assert AUTH_SYSTEM.subscribe == ("_INBOX.auth-system.>",)
+    assert s.kick_subject("NABC") == "$SYS.REQ.SERVER.NABC.KICK"
