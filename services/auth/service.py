@@ -81,7 +81,7 @@ class AuthService(ServiceProcess):
             raise SystemExit(f"auth: {exc}") from None
         self._kicks: set[asyncio.Task[None]] = set()  # second kicks under way (each ends after KICK_AGAIN)
         self.sweeper = Sweeper(self.store, self.sweep_config.idle, SESSION_SECONDS)
-        self.system: Any = await self._system_connection()
+        self.system: Any = await self._system_connection(wait=10)
         q = subjects.QUEUE_AUTH
         await self.bus.serve(subjects.AUTH_CALLOUT, self._callout, queue=q, concurrency=16)
         await self.bus.serve(subjects.BUS_CREDS_ISSUE, self._issue, queue=q)
@@ -99,9 +99,10 @@ class AuthService(ServiceProcess):
             except Exception:
                 pass
 
-    async def _system_connection(self) -> Any:
-        """The system-account connection that kicks revoked users; None (logged) without one: revocation
-        then reaches open connections only at the session bound."""
+    async def _system_connection(self, wait: float) -> Any:
+        """The system-account connection that kicks revoked users (nats-py reconnects it by itself once
+        made); None (logged) without one: a revocation tries again, and until then reaches open
+        connections only at the session bound."""
         path = os.environ.get(SYSTEM_CONFIG_ENV, "")
         if not path:
             self.log.warning(f"no {SYSTEM_CONFIG_ENV}: a revoked proxy's open connection ends only within "
@@ -110,12 +111,13 @@ class AuthService(ServiceProcess):
         try:
             auth = load(path).nats
             system = await busmod.connect(self.settings.nats_url, f"auth-system-{self.settings.instance}", auth=auth,
-                                          wait=10)
+                                          wait=wait)
         except (ConfigFileError, busmod.BusError, OSError) as exc:
             self.log.warning("no system-account connection: a revoked proxy's open connection ends only "
                              f"within {SESSION_SECONDS}s", error=str(exc)[:300])
             return None
         return system.client
+
     async def _callout(self, data: bytes) -> bytes | None:
         try:
             claims = natsjwt.decode_claims(data)
@@ -189,6 +191,8 @@ class AuthService(ServiceProcess):
 
     async def _kick(self, user: str) -> tuple[int, str]:
         """(connections closed, why not: '' when done)."""
+        if self.system is None:
+            self.system = await self._system_connection(wait=2)
         try:
             closed = await kick_user(self.system, user)
         except KickFailed as exc:
