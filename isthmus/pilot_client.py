@@ -80,7 +80,11 @@ def with_bus(nats_url: str, work: Callable[[Any], Awaitable[T]], *, changes: boo
         outcome = "; the change was not applied and will not be applied later" if changes else ""
         raise CliError(f"{service} did not answer within {timeout:g}s{outcome}") from exc
     except NoResponders as exc:
-        raise CliError(f"{service} is not running on {nats_url} (nothing answers): is `isthmus up` running?") from exc
+        # we reached the bus, so `isthmus up` (or whoever runs it) is there: the service itself is not serving,
+        # which is what a restart looks like (the supervisor restarts a service that exits)
+        raise CliError(f"{service} did not answer on {nats_url} (nothing serves it): the bus is up, so {service} "
+                       "is restarting or was not started; try again in a few seconds, else see `isthmus up`'s "
+                       "output and <state-dir>/logs/") from exc
     except PayloadTooLarge as exc:
         raise CliError(f"{exc}; nothing was sent: split the files into several applies") from exc
     except BusError as exc:

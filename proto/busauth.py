@@ -47,7 +47,7 @@ _HEALTH_ALL = f"{s.HEALTH}.*"
 OPERATOR = Permissions(
     publish=(s.CONFIG_APPLY, s.CONFIG_DELETE, s.CONFIG_GET, s.XDS_STATUS,
              s.CA_TOKEN_CREATE, s.CA_TOKEN_LIST, s.CA_TOKEN_REVOKE, s.CA_ROTATE, s.CA_BUNDLE,
-             s.BUS_CREDS_ISSUE, s.BUS_CREDS_REVOKE, _HEALTH_ALL),
+             s.BUS_CREDS_ISSUE, s.BUS_CREDS_REVOKE, s.BUS_CREDS_LIST, _HEALTH_ALL),
     subscribe=(f"{inbox_prefix('operator')}.>", s.CONFIG_EVENTS, s.REGISTRY_EVENTS, s.CA_BUNDLE_UPDATES),
 )
 
@@ -80,8 +80,16 @@ SERVICES: dict[str, Permissions] = {
     # telemetry serves HTTP; on the bus it only answers health (telemetry subjects come with their own issue)
     "telemetry": _service("telemetry", ()),
     # the auth service: nats-server's callout, bus credentials for proxies (operator, joining proxies)
-    "auth": _service("auth", (s.AUTH_CALLOUT, s.BUS_CREDS_ISSUE, s.BUS_CREDS_REVOKE, s.BUS_JOIN)),
+    "auth": _service("auth", (s.AUTH_CALLOUT, s.BUS_CREDS_ISSUE, s.BUS_CREDS_REVOKE, s.BUS_CREDS_LIST, s.BUS_JOIN)),
 }
+
+# The auth service's second connection, as a user of nats-server's system account (isthmus/launch/
+# credentials.py: SYSTEM_USER): it may find a user's connections (CONNZ) and close them (KICK), so a
+# revoked proxy is cut at once; nothing else of the system account (no reload, no account or JetStream
+# admin, no server events). Held by the auth service only (secrets/auth-system.yaml).
+SYSTEM_USER = "auth-system"
+AUTH_SYSTEM = Permissions(publish=(s.SYS_CONNZ_PING, s.SYS_KICK_ANY),
+                          subscribe=(f"{inbox_prefix(SYSTEM_USER)}.>",))
 
 
 def proxy_permissions(cred_id: str, namespace: str, service_account: str) -> Permissions:
@@ -142,14 +150,49 @@ class BusCredsReply(Message):
 
 
 class BusCredsRevokeRequest(Message):
-    """`isthmus.bus.creds.revoke` (operator) -> BusCredsRevokeReply. The user's next connection is
-    refused; one already open ends within the session bound (services/auth: SESSION_SECONDS)."""
+    """`isthmus.bus.creds.revoke` (operator) -> BusCredsRevokeReply. `user`: `proxy.<id>` or the bare
+    `<id>`. The user's next connection is refused, and every connection it has open is closed at once
+    by nats-server (a kick through the system account); if that fails, one already open still ends
+    within the session bound (services/auth: SESSION_SECONDS). Revoking a revoked credential kicks again."""
 
     user: CredId
 
 
 class BusCredsRevokeReply(Message):
     ok: bool
+    error: str = ""
+    user: str = ""  # "proxy.<id>": what was revoked
+    disconnected: int = 0  # connections nats-server closed now
+    kick_error: str = ""  # why open connections could not be closed now (they end within SESSION_SECONDS)
+    session_seconds: int = 0  # the bound that then applies
+
+
+class BusCredsListRequest(Message):
+    """`isthmus.bus.creds.list` (operator) -> BusCredsListReply: the credentials in etcd, oldest first,
+    at most `limit` (the reply says how many exist); `namespace` "": all."""
+
+    namespace: Annotated[str, msgspec.Meta(max_length=253)] = ""
+    limit: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1000
+
+
+class BusCredsInfo(Message):
+    """One credential as the operator sees it: never the secret or its hash."""
+
+    user: str  # "proxy.<id>"
+    namespace: str
+    service_account: str
+    created: float  # Unix seconds
+    issued_by: str = ""  # "join" (a bootstrap token), "operator" (isthmus.bus.creds.issue), "" (unknown: older)
+    expires: float = 0.0  # 0: until revoked
+    last_seen: float = 0.0  # the last connection the callout let in (refreshed at most every LAST_SEEN_EVERY s)
+    revoked: bool = False
+    revoked_at: float = 0.0
+
+
+class BusCredsListReply(Message):
+    ok: bool
+    credentials: list[BusCredsInfo] = msgspec.field(default_factory=list)
+    total: int = 0  # how many match (credentials holds at most the request's limit)
     error: str = ""
 
 
@@ -164,3 +207,6 @@ class BusCredsRecord(Message):
     expires: float = 0.0
     revoked: bool = False
     token_id: str = ""  # the bootstrap token a join paid with ("": issued by the operator); bounds joins per token
+    issued_by: str = ""  # "join" | "operator"; "" in records written before this field
+    last_seen: float = 0.0  # Unix seconds of the last connection the callout let in (0: never)
+    revoked_at: float = 0.0  # Unix seconds; the sweep deletes the record SESSION_SECONDS later

@@ -34,9 +34,14 @@ CA_ROTATE = f"{PREFIX}.ca.rotate"  # any payload -> RotateRootReply (operator)
 # bus credentials (services/auth; proto/busauth.py), request/reply, queue group "auth"
 BUS_CREDS_ISSUE = f"{PREFIX}.bus.creds.issue"  # BusCredsRequest -> BusCredsReply (operator)
 BUS_CREDS_REVOKE = f"{PREFIX}.bus.creds.revoke"  # BusCredsRevokeRequest -> BusCredsRevokeReply (operator)
+BUS_CREDS_LIST = f"{PREFIX}.bus.creds.list"  # BusCredsListRequest -> BusCredsListReply (operator)
 BUS_JOIN = f"{PREFIX}.bus.join"  # BusJoinRequest -> BusCredsReply (a proxy holding a bootstrap token)
 # nats-server asks the auth service who a connecting client is (NATS auth callout, nats-server >= 2.10)
 AUTH_CALLOUT = "$SYS.REQ.USER.AUTH"
+# nats-server's own system-account services, used by the auth service's system user only (proto/busauth.py
+# AUTH_SYSTEM) to close a revoked proxy's open connections (nats-server server/events.go, v2.10+):
+SYS_CONNZ_PING = "$SYS.REQ.SERVER.PING.CONNZ"  # {"user": ..., "limit": N} -> every server's CONNZ reply
+SYS_KICK_ANY = "$SYS.REQ.SERVER.*.KICK"  # the allow-list entry for kick_subject()
 
 # readiness: request/reply, every instance answers
 HEALTH = f"{PREFIX}.health"  # f"{HEALTH}.{service}" -> HealthReply
@@ -49,6 +54,11 @@ QUEUE_AUTH = "auth"
 
 def health_subject(service: str) -> str:
     return f"{HEALTH}.{service}"
+
+
+def kick_subject(server_id: str) -> str:
+    """Where one nats-server takes `{"cid": N}` to close that client connection (`$SYS.REQ.SERVER.<id>.KICK`)."""
+    return f"$SYS.REQ.SERVER.{server_id}.KICK"
 
 
 def identity_subject(base: str, namespace: str, service_account: str) -> str:

@@ -89,6 +89,14 @@ class Store:
             raise StoreError(f"listing {prefix}: {exc}") from exc
         return [_entry(kv) for kv in result], result.header.revision
 
+    async def keys(self, prefix: str) -> list[str]:
+        """The keys under prefix (no values: a cheap way to page through a large prefix), in key order."""
+        try:
+            result = await self.client.get_prefix(prefix.encode(), keys_only=True)
+        except aetcd.exceptions.ClientError as exc:
+            raise StoreError(f"listing {prefix}: {exc}") from exc
+        return [kv.key.decode() for kv in result]
+
     async def get(self, key: str) -> Entry | None:
         try:
             result = await self.client.get(key.encode())
@@ -176,6 +184,16 @@ class Store:
             )
         except aetcd.exceptions.ClientError as exc:
             raise StoreError(f"creating {key}: {exc}") from exc
+        return bool(ok)
+
+    async def delete_if_revision(self, key: str, mod_revision: int) -> bool:
+        """Delete key only if its mod_revision is still `mod_revision`; False when it changed (or is gone)."""
+        tx = self.client.transactions
+        try:
+            ok, _ = await self.client.transaction(compare=[tx.mod(key.encode()) == mod_revision],
+                                                  success=[tx.delete(key.encode())], failure=[])
+        except aetcd.exceptions.ClientError as exc:
+            raise StoreError(f"deleting {key}: {exc}") from exc
         return bool(ok)
 
     async def put_if_revision(self, key: str, value: bytes, mod_revision: int, lease: int = 0) -> bool:

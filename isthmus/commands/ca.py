@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 import time
 from typing import Any
 
@@ -120,9 +121,11 @@ def token_revoke(obj: dict[str, Any], token_id: str) -> None:
     from proto.ca import TokenRevokeReply, TokenRevokeRequest
     from proto.subjects import CA_TOKEN_REVOKE
 
-    token_id = token_id.split(".")[0]  # a whole token pasted: only its id travels
-    if len(token_id) > 64:
-        raise click.BadParameter(f"{token_id[:64]!r}... is not a token id", param_hint="'ID'")
+    typed = token_id
+    token_id = typed.split(".")[0]  # a whole token pasted: only its id travels
+    if not re.fullmatch(r"[0-9a-f]{16}", token_id):  # runtime/bootstrap_tokens.py: ids are 16 hex digits
+        raise click.BadParameter(f"{typed[:80]!r} is not a token id: give the 16 hex digits before the dot "
+                                 "(isthmus token list shows them)", param_hint="'ID'")
     reply = _ask(obj, CA_TOKEN_REVOKE, TokenRevokeRequest(id=token_id), TokenRevokeReply, changes=True)
     if not reply.ok:
         raise CliError(reply.error or "the ca refused without saying why")

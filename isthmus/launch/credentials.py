@@ -3,6 +3,8 @@
     secrets/<role>.yaml     a client config (runtime/clientconfig.py), 0600, per service: bus user and
                             password, its inbox prefix, the bus CA; etcd's service user for the services
     secrets/auth-account.nk the auth callout's account nkey seed (the auth service signs user JWTs with it)
+    secrets/auth-system.yaml the auth service's system-account user (closes a revoked proxy's connections),
+                            passed to it as ISTHMUS_AUTH_SYSTEM_CONFIG
     secrets/etcd.json       etcd's root and service passwords: kept across restarts (etcd keeps its users)
     secrets/etcd-jwt.*      the key etcd signs its auth tokens with (kept across restarts)
     isthmus.yaml            the operator's client config (written by isthmus/up.py)
@@ -10,7 +12,8 @@
 Bus passwords and the account key are new at every start (restarting `isthmus up` rotates them); etcd's
 passwords are made once, since etcd's data (and its users) outlive a restart. nats-server's side is the
 `authorization` block of its config (nats_authorization), with each role's permissions from
-proto/busauth.py.
+proto/busauth.py, and a system account `SYS` whose one user (`auth-system`) may only list and kick
+connections (proto/busauth.py AUTH_SYSTEM).
 """
 
 from __future__ import annotations
@@ -24,12 +27,13 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from proto.busauth import OPERATOR, SERVICES, Permissions, inbox_prefix
+from proto.busauth import AUTH_SYSTEM, OPERATOR, SERVICES, SYSTEM_USER, Permissions, inbox_prefix
 from runtime.clientconfig import ClientConfig, EtcdClient, NatsClient, save
 from runtime.natsjwt import new_account_seed, public_key
 
 ETCD_SERVICE_USER = "isthmus"
 ROLES = ("operator", *SERVICES)
+SYSTEM_ACCOUNT = "SYS"  # nats-server's system account (`system_account`); its only user is SYSTEM_USER
 
 
 def _password() -> str:
@@ -52,7 +56,7 @@ class MeshCredentials:
         secrets_dir = Path(state_dir) / "secrets"
         secrets_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(secrets_dir, 0o700)
-        creds = cls(secrets_dir, bus={role: _password() for role in ROLES}, account_seed=new_account_seed())
+        creds = cls(secrets_dir, bus={role: _password() for role in (*ROLES, SYSTEM_USER)}, account_seed=new_account_seed())
         etcd_file = secrets_dir / "etcd.json"
         if etcd_file.is_file():
             saved = json.loads(etcd_file.read_text())
@@ -78,6 +82,11 @@ class MeshCredentials:
     def seed_file(self) -> Path:
         return self.secrets_dir / "auth-account.nk"
 
+    @property
+    def system_config(self) -> Path:
+        """secrets/auth-system.yaml: the auth service's system-account client config (ISTHMUS_AUTH_SYSTEM_CONFIG)."""
+        return self.secrets_dir / "auth-system.yaml"
+
     def client_config(self, role: str, nats_url: str, etcd_url: str = "") -> ClientConfig:
         """The client config of one role (etcd credentials for the services, none for the operator)."""
         nats = NatsClient(url=nats_url, user=role, password=self.bus[role], inbox_prefix=inbox_prefix(role),
@@ -86,19 +95,27 @@ class MeshCredentials:
         return ClientConfig(nats=nats, etcd=etcd)
 
     def write_service_configs(self, nats_url: str, etcd_url: str) -> dict[str, Path]:
-        """secrets/<service>.yaml for every service; returns their paths by service name."""
+        """secrets/<service>.yaml for every service, and secrets/auth-system.yaml (the auth service's
+        system-account user, no etcd); returns the services' paths by service name."""
+        save(self.system_config, self.client_config(SYSTEM_USER, nats_url))
         return {name: save(self.secrets_dir / f"{name}.yaml", self.client_config(name, nats_url, etcd_url))
                 for name in SERVICES}
 
     def nats_authorization(self) -> str:
         """The `authorization` block of nats-server's config: the static roles as users with permissions
-        (they bypass the callout: auth_users), and the auth callout for everyone else."""
+        (they bypass the callout: auth_users), and the auth callout for everyone else; then the system
+        account with its one user, the auth service's `auth-system` (listed in auth_users too: the callout
+        never decides it), allowed only CONNZ and KICK (proto/busauth.py AUTH_SYSTEM)."""
         users = ",\n".join(f"    {{user: {json.dumps(role)}, password: {json.dumps(self.bus[role])}, "
                            f"permissions: {_permissions(OPERATOR if role == 'operator' else SERVICES[role])}}}"
                            for role in ROLES)
+        system = (f"{{user: {json.dumps(SYSTEM_USER)}, password: {json.dumps(self.bus[SYSTEM_USER])}, "
+                  f"permissions: {_permissions(AUTH_SYSTEM)}}}")
         return ("authorization {\n  timeout: 2\n  users: [\n" + users + "\n  ]\n"
                 f"  auth_callout {{\n    issuer: {json.dumps(public_key(self.account_seed))}\n"
-                f"    auth_users: {json.dumps(list(ROLES))}\n  }}\n}}\n")
+                f"    auth_users: {json.dumps([*ROLES, SYSTEM_USER])}\n  }}\n}}\n"
+                f"accounts {{\n  {SYSTEM_ACCOUNT}: {{\n    users: [\n      {system}\n    ]\n  }}\n}}\n"
+                f"system_account: {SYSTEM_ACCOUNT}\n")
 
 
 def _permissions(perms: Permissions) -> str:

@@ -51,6 +51,7 @@ def service_process(
         env[CONFIG_ENV] = str(credentials.secrets_dir / f"{name}.yaml")
         if name == "auth":
             env["ISTHMUS_AUTH_SEED_FILE"] = str(credentials.seed_file)
+            env["ISTHMUS_AUTH_SYSTEM_CONFIG"] = str(credentials.system_config)
     return ManagedProcess(
         name,
         service_argv(name, nats_url, etcd_url, extra),

@@ -32,6 +32,13 @@ def bus_health_probe(bus: Bus, service: str, timeout: float = 1.0) -> HealthProb
 class Supervisor:
     """Keeps a list of processes running: restarts crashed ones with backoff, stops all in reverse.
 
+    The backoff doubles from `backoff_initial` up to `backoff_max` while runs keep failing, and goes back
+    to `backoff_initial` once a run has stayed up `stable_after` seconds (and, for a process watched with
+    watch_health(), answered its health check in that run): a service that crashed a few times at
+    startup and then served for an hour restarts at once when it next exits, not after `backoff_max`
+    (Kubernetes resets CrashLoopBackOff after 10 minutes of running; ours is shorter as the services
+    start in seconds). A run that never answered health is not a healthy run, however long it lasted.
+
     A process watched with watch_health() is also restarted when it stops answering: after
     `health_misses` failed probes in a row, `health_interval` seconds apart, it is killed (SIGKILL:
     a paused or hung process never runs a SIGTERM handler) and then restarted like a crashed one
@@ -78,16 +85,28 @@ class Supervisor:
             proc.start()
         return proc
 
+    def healthy_run(self, proc: ManagedProcess, now: float) -> bool:
+        """Whether proc's current (or last) run stayed up `stable_after` seconds and, if its health is
+        watched, answered a health check: a run after which the backoff starts over."""
+        if now - proc.started_at < self.stable_after:
+            return False
+        return id(proc) not in self._probes or self._answered.get(id(proc), (None, False)) == (proc.pid, True)
+
+    def failures(self, proc: ManagedProcess) -> int:
+        """Failed runs in a row (the next restart waits backoff_initial * 2**failures, at most backoff_max)."""
+        return self._failures.get(id(proc), 0)
+
     def check(self) -> None:
         now = time.monotonic()
         for proc in list(self.processes):
             key = id(proc)
+            if proc.popen is not None and proc.is_running and self._failures.get(key) and self.healthy_run(proc, now):
+                self._failures[key] = 0  # it has served long enough: the backoff starts over
             if self.stopping or not self._restart.get(key) or proc.popen is None or proc.is_running:
                 continue
             due = self._due.get(key)
             if due is None:
-                ran = now - proc.started_at
-                failures = 0 if ran >= self.stable_after else self._failures[key]
+                failures = 0 if self.healthy_run(proc, now) else self._failures[key]
                 delay = min(self.backoff_max, self.backoff_initial * 2**failures)
                 self._failures[key] = failures + 1
                 self._due[key] = now + delay

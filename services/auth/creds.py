@@ -3,7 +3,10 @@
 A credential is user `proxy.<id>` (id: 16 hex characters, 64 random bits) and a password of 256 random
 bits; etcd holds only the password's SHA-256 (compared in constant time). Bound to one namespace and
 service account; optionally expiring; revocable (the record stays, marked revoked, so a later connection
-hears "revoked", not "unknown").
+hears "revoked", not "unknown", until the sweep deletes it: services/auth/sweep.py). Each record says how
+it was issued (a join, or the operator) and when the callout last let it in (`last_seen`, written at most
+every LAST_SEEN_EVERY seconds). Every write is a compare-and-swap on the record's etcd revision, so a
+last-seen refresh can never undo a revocation that raced it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ USER_PREFIX = "proxy."
 _ID = re.compile(r"^[0-9a-f]{16}$")
 MAX_TTL = 365 * 86400
 MAX_CREDENTIALS = 100_000  # records etcd may hold at once (revoked and expired ones count until deleted)
+LAST_SEEN_EVERY = 60.0  # seconds: a reconnect storm costs at most one etcd write per credential per minute
+CAS_ATTEMPTS = 10
 
 
 class Refused(Exception):
@@ -33,6 +38,18 @@ class Refused(Exception):
 
 def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def cred_id_of(user: str) -> str:
+    """The id of `proxy.<id>` or of a bare `<id>`; '' when the text is neither."""
+    cred_id = user.removeprefix(USER_PREFIX)
+    return cred_id if _ID.match(cred_id) else ""
+
+
+def _with(record: BusCredsRecord, **changes: object) -> BusCredsRecord:
+    fields = {f: getattr(record, f) for f in record.__struct_fields__}
+    fields.update(changes)
+    return BusCredsRecord(**fields)
 
 
 def token_digest(token: str) -> str:
@@ -45,22 +62,23 @@ class Credentials:
         self.store = store
 
     async def issue(self, namespace: str, service_account: str, ttl: int, now: float,
-                    token: TokenRecord | None = None) -> tuple[str, str, BusCredsRecord]:
-        """(user, password, record): a new credential, stored. With `token` (a join), refused once that token
-        has joined `max_uses` times: joining does not spend it (the ca does, on signing), so without this bound
-        one unspent token would mint credentials without end (each kept until revoked, up to MAX_CREDENTIALS,
-        which would then refuse every proxy's join)."""
+                    token: TokenRecord | None = None, issued_by: str = "operator") -> tuple[str, str, BusCredsRecord]:
+        """(user, password, record): a new credential, stored; `issued_by`: "join" or "operator". With `token`
+        (a join), refused once that token has joined `max_uses` times: joining does not spend it (the ca does,
+        on signing), so without this bound one unspent token would mint credentials without end (each kept
+        until revoked, up to MAX_CREDENTIALS, which would then refuse every proxy's join)."""
         problem = identity_name_error(namespace, service_account)  # they become subject permissions
         if problem:
             raise Refused(problem)
         if not 0 <= ttl <= MAX_TTL:
             raise Refused(f"ttl {ttl}s: give 0 (until revoked) to {MAX_TTL // 86400} days")
-        held, _ = await self.store.list(PREFIX)
+        held = await self.store.keys(PREFIX)
         if len(held) >= MAX_CREDENTIALS:
             raise Refused(f"{len(held)} bus credentials exist, the most the auth service keeps (MAX_CREDENTIALS): "
                           "delete revoked ones first")
         if token is not None:
-            joined = sum(1 for entry in held if decode(entry.value, BusCredsRecord).token_id == token.id)
+            records, _ = await self.store.list(PREFIX)
+            joined = sum(1 for entry in records if decode(entry.value, BusCredsRecord).token_id == token.id)
             if joined >= token.max_uses:
                 raise Refused(f"token {token.id} already joined {joined} time(s), as many as its uses "
                               f"({token.max_uses}) allow: create a new token (`isthmus token create`)")
@@ -68,12 +86,14 @@ class Credentials:
         password = secrets.token_urlsafe(32)
         record = BusCredsRecord(id=cred_id, namespace=namespace, service_account=service_account,
                                 secret_sha256=_hash(password), created=now, expires=now + ttl if ttl else 0.0,
-                                token_id=token.id if token is not None else "")
-        await self.store.put(PREFIX + cred_id, encode(record))
+                                token_id=token.id if token is not None else "", issued_by=issued_by)
+        if not await self.store.put_if_revision(PREFIX + cred_id, encode(record), 0):
+            raise Refused("a credential id collided; try again")  # 2^-64: practically never
         return USER_PREFIX + cred_id, password, record
 
     async def check(self, user: str, password: str, now: float) -> BusCredsRecord:
-        """The record of a valid credential; Refused with the reason otherwise."""
+        """The record of a valid credential, its last_seen refreshed (at most every LAST_SEEN_EVERY s);
+        Refused with the reason otherwise."""
         cred_id = user.removeprefix(USER_PREFIX)
         if not _ID.match(cred_id):
             raise Refused(f"unknown user {user[:80]!r}")
@@ -85,17 +105,43 @@ class Credentials:
             raise Refused(f"{user} was revoked")
         if record.expires and now >= record.expires:
             raise Refused(f"{user} expired")
+        if now - record.last_seen >= LAST_SEEN_EVERY:
+            assert entry is not None
+            seen = _with(record, last_seen=now)
+            # lost race (a revocation, another connection's refresh): keep what is stored; the revocation
+            # still reaches this connection through the kick
+            if await self.store.put_if_revision(entry.key, encode(seen), entry.mod_revision):
+                record = seen
         return record
 
-    async def revoke(self, user: str) -> BusCredsRecord:
-        cred_id = user.removeprefix(USER_PREFIX)
-        entry = await self.store.get(PREFIX + cred_id) if _ID.match(cred_id) else None
-        if entry is None:
-            raise Refused(f"no credential {user[:80]!r}")
-        record = decode(entry.value, BusCredsRecord)
-        record.revoked = True
-        await self.store.put(PREFIX + cred_id, encode(record))
-        return record
+    async def revoke(self, user: str, now: float) -> BusCredsRecord:
+        """Mark the credential revoked (`proxy.<id>` or `<id>`); an already revoked one is returned as it is.
+        Refused "no credential ..." (quoting what was asked) when there is none."""
+        cred_id = cred_id_of(user)
+        for _ in range(CAS_ATTEMPTS):
+            entry = await self.store.get(PREFIX + cred_id) if cred_id else None
+            if entry is None:
+                raise Refused(f"no credential {user[:80]!r} (isthmus proxy credentials list shows them)")
+            record = decode(entry.value, BusCredsRecord)
+            if record.revoked:
+                return record
+            revoked = _with(record, revoked=True, revoked_at=now)
+            if await self.store.put_if_revision(entry.key, encode(revoked), entry.mod_revision):
+                return revoked
+        raise Refused(f"{user[:80]} changes too fast to revoke; try again")
+
+    async def records(self, namespace: str = "") -> list[BusCredsRecord]:
+        """Every readable record (of `namespace` when given), oldest first."""
+        entries, _ = await self.store.list(PREFIX)
+        found = []
+        for entry in entries:
+            try:
+                record = decode(entry.value, BusCredsRecord)
+            except Exception:
+                continue  # not ours to interpret
+            if not namespace or record.namespace == namespace:
+                found.append(record)
+        return sorted(found, key=lambda r: (r.created, r.id))
 
     async def known_token(self, token: str) -> TokenRecord:
         """The record of a token whose id exists and whose secret matches, whatever its state; Refused

@@ -282,3 +282,52 @@ def test_a_starting_process_is_not_killed_for_missed_checks_within_its_grace(tmp
         assert not proc.is_running
     finally:
         supervisor.stop_all()
+
+
+def test_the_supervisor_backoff_starts_over_after_a_run_that_stayed_up(tmp_path: Path) -> None:
+    """Two quick crashes grow the backoff; a run that stays up stable_after seconds resets it, so the next
+    crash restarts after backoff_initial again (at the bound: a run just short of it does not)."""
+    runs = tmp_path / "runs"
+    # runs 1, 2: exit at once; run 3: stays up 3 s (over stable_after: 2 s); run 4: exit at once
+    code = (f"import pathlib, time; p = pathlib.Path({str(runs)!r}); n = len(p.read_text()) if p.exists() else 0; "
+            "p.write_text('x' * (n + 1)); time.sleep(3 if n == 2 else 0); raise SystemExit(3)")
+    reports: list[str] = []
+    supervisor = Supervisor(report=reports.append, backoff_initial=0.05, backoff_max=10, stable_after=2.0)
+    proc = supervisor.add(ManagedProcess("flaky", python(code), log_path=tmp_path / "f.log"))
+    try:
+        delays = []
+        while len(delays) < 4:
+            supervisor.check()
+            if reports and "restarting in" in reports[-1] and len(reports) > len(delays) * 2:
+                delays.append(float(reports[-1].split("restarting in ")[1].split("s")[0]))
+            time.sleep(0.02)
+        assert delays[:3] == [0.05, 0.1, 0.05], reports  # the 3 s run reset the count
+        assert delays[3] == 0.1  # and counting starts again from there
+        assert supervisor.failures(proc) == 2
+    finally:
+        supervisor.stop_all()
+
+
+def test_a_long_run_that_never_answered_health_does_not_reset_the_backoff(tmp_path: Path) -> None:
+    supervisor = Supervisor(report=lambda _: None, backoff_initial=0.05, stable_after=0.2, health_grace=60)
+    proc = supervisor.add(ManagedProcess("mute", python("import time; time.sleep(60)"), log_path=tmp_path / "m.log"))
+
+    async def silent() -> bool:
+        return False
+
+    async def answers() -> bool:
+        return True
+
+    try:
+        supervisor.watch_health(proc, silent)
+        supervisor._failures[id(proc)] = 3  # three failed runs before this one
+        time.sleep(0.3)
+        asyncio.run(supervisor.check_health())
+        supervisor.check()
+        assert not supervisor.healthy_run(proc, time.monotonic()) and supervisor.failures(proc) == 3
+        supervisor.watch_health(proc, answers)
+        asyncio.run(supervisor.check_health())
+        supervisor.check()  # up over stable_after and answered: reset while it runs
+        assert supervisor.healthy_run(proc, time.monotonic()) and supervisor.failures(proc) == 0
+    finally:
+        supervisor.stop_all()

@@ -39,7 +39,7 @@ from proxy.control.buscreds import CredentialsError, mint_ca_token, obtain
 from runtime import bus as busmod
 from runtime.clientconfig import NatsClient
 from runtime.store import Store, StoreError
-from tests.integration.conftest import ControlPlane, reviews_doc
+from tests.integration.conftest import ControlPlane, eventually, reviews_doc
 
 pytestmark = pytest.mark.asyncio
 
@@ -471,3 +471,24 @@ async def test_nats_tls_refuses_a_plaintext_client_and_serves_one_with_the_ca(tm
             await bus.close()
     finally:
         server.stop()
+
+
+async def test_revoking_a_running_sidecars_credential_cuts_it_off_the_bus_at_once(mesh: ControlPlane,
+                                                                                  tmp_path: Path) -> None:
+    """A real `proxy run` (it minted its own credential with the operator's config): `isthmus proxy
+    credentials revoke` closes its bus connection within seconds, not at the 600 s session bound, and each
+    reconnect it then tries is refused at the callout as revoked."""
+    sidecar = await mesh.proxy("revokee", free_port(), namespace="rvk").ready()
+    env = project_env()
+    listed = cli(mesh, "proxy", "credentials", "list", "-n", "rvk", "-o", "json", env=env, cwd=tmp_path)
+    [cred] = json.loads(listed.stdout)
+    assert cred["issued_by"] == "operator" and cred["last_seen"] > 0 and not cred.get("revoked"), cred  # -o omits defaults
+    began = time.monotonic()
+    result = cli(mesh, "proxy", "credentials", "revoke", cred["user"], env=env, cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout.startswith(f"bus credential {cred['user']} revoked; "), result
+    assert int(result.stdout.split("; ")[1].split()[0]) >= 1, result.stdout  # its connection(s) closed
+    log = await eventually(lambda: "bus disconnected" in sidecar.process.log_tail(400), 10)
+    assert log and time.monotonic() - began < 10
+    await eventually(lambda: f"{cred['user']} was revoked" in mesh.services["auth"].log_tail(400), 10)
+    listed = cli(mesh, "proxy", "credentials", "list", "-n", "rvk", "-o", "json", env=env, cwd=tmp_path)
+    assert json.loads(listed.stdout)[0]["revoked"] is True

@@ -174,7 +174,9 @@ async def test_with_pilot_not_running_the_cli_says_pilot_is_not_running(tmp_path
     finally:
         lone.stop()
     assert result.returncode == 1
-    assert result.stderr == f"error: pilot is not running on {lone.url} (nothing answers): is `isthmus up` running?\n"
+    assert result.stderr == (f"error: pilot did not answer on {lone.url} (nothing serves it): the bus is up, so "
+                             "pilot is restarting or was not started; try again in a few seconds, else see "
+                             "`isthmus up`'s output and <state-dir>/logs/\n")
 
 
 async def test_an_apply_larger_than_the_bus_accepts_is_refused_before_sending(mesh: ControlPlane, tmp_path: Path,

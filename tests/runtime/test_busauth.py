@@ -121,9 +121,29 @@ def test_the_nats_authorization_lists_every_role_and_the_callout(tmp_path: Path)
     for role in ("operator", *SERVICES):
         assert f'user: "{role}", password: "{creds.bus[role]}"' in block
     assert f'issuer: "{natsjwt.public_key(creds.account_seed)}"' in block
-    assert 'auth_users: ["operator", "registry", "pilot", "ca", "telemetry", "auth"]' in block
+    assert 'auth_users: ["operator", "registry", "pilot", "ca", "telemetry", "auth", "auth-system"]' in block
+    # the system account's one user may only list connections and kick them, and read its own inbox
+    assert "system_account: SYS" in block
+    assert (f'{{user: "auth-system", password: "{creds.bus["auth-system"]}", permissions: {{publish: {{allow: '
+            '["$SYS.REQ.SERVER.PING.CONNZ", "$SYS.REQ.SERVER.*.KICK"]}, subscribe: {allow: ["_INBOX.auth-system.>"]}}}'
+            in block)
     assert (tmp_path / "secrets").stat().st_mode & 0o777 == 0o700
     for name in ("auth-account.nk", "etcd.json", "etcd-jwt.key"):
         assert (tmp_path / "secrets" / name).stat().st_mode & 0o777 == 0o600
     again = MeshCredentials.create(tmp_path)  # a restart: new bus passwords, the same etcd passwords
     assert again.bus["operator"] != creds.bus["operator"] and again.etcd_service == creds.etcd_service
+
+
+def test_only_the_operator_lists_and_revokes_bus_credentials_and_only_auth_system_kicks() -> None:
+    from proto.busauth import AUTH_SYSTEM
+
+    roles = {**SERVICES, "operator": OPERATOR, "proxy": proxy_permissions("x", "ns", "sa"),
+             "join": join_permissions("d")}
+    for subject in (s.BUS_CREDS_LIST, s.BUS_CREDS_REVOKE, s.BUS_CREDS_ISSUE):
+        assert [n for n, p in roles.items() if subject in p.publish] == ["operator"]
+        assert [n for n, p in roles.items() if subject in p.subscribe] == ["auth"]
+    for subject in (s.SYS_CONNZ_PING, s.SYS_KICK_ANY):  # no role in the global account has any $SYS right
+        assert not any(subject in p.publish or subject in p.subscribe for p in roles.values())
+    assert AUTH_SYSTEM.publish == (s.SYS_CONNZ_PING, s.SYS_KICK_ANY) and not AUTH_SYSTEM.responses
+    assert AUTH_SYSTEM.subscribe == ("_INBOX.auth-system.>",)
+    assert s.kick_subject("NABC") == "$SYS.REQ.SERVER.NABC.KICK"

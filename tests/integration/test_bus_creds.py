@@ -1,0 +1,213 @@
+"""`isthmus proxy credentials list|revoke` against the real bus and store (issue 10: per-proxy credentials
+can be revoked): a revoked proxy is cut at once by nats-server (a kick through the system account), not
+at the session bound, and cannot come back; the list never shows a secret; the sweep deletes revoked and
+idle records after their bounds and leaves live ones."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import nats
+import pytest
+
+from isthmus.launch import project_env
+from proto.busauth import BusCredsRecord, BusCredsReply, BusCredsRequest
+from proto.subjects import BUS_CREDS_ISSUE
+from runtime import bus as busmod
+from runtime.clientconfig import NatsClient
+from services.auth.service import SESSION_SECONDS
+from tests.integration.conftest import ControlPlane, eventually
+
+pytestmark = pytest.mark.asyncio
+SWEEP_INTERVAL = "0.5"  # seconds between sweeps in this module's auth service (default 60)
+
+
+@pytest.fixture(scope="module")
+def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """Only what these tests need: the bus, etcd and the auth service, sweeping every half second."""
+    saved = os.environ.get("ISTHMUS_BUS_CREDS_SWEEP_INTERVAL")
+    os.environ["ISTHMUS_BUS_CREDS_SWEEP_INTERVAL"] = SWEEP_INTERVAL
+    cp = ControlPlane(tmp_path_factory.mktemp("buscreds"))
+    try:
+        cp.start_service("auth")
+        yield cp
+    finally:
+        cp.stop()
+        if saved is None:
+            os.environ.pop("ISTHMUS_BUS_CREDS_SWEEP_INTERVAL", None)
+        else:
+            os.environ["ISTHMUS_BUS_CREDS_SWEEP_INTERVAL"] = saved
+
+
+async def issue(plane: ControlPlane, namespace: str = "shop", sa: str = "cart") -> BusCredsReply:
+    bus = await plane.bus("test-issue")
+    try:
+        reply = await bus.call(BUS_CREDS_ISSUE, BusCredsRequest(namespace=namespace, service_account=sa), BusCredsReply)
+    finally:
+        await bus.close()
+    assert reply.ok, reply
+    return reply
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "isthmus.cli", *args], env=project_env(), capture_output=True,
+                          text=True, timeout=60)
+
+
+def auth_of(creds: BusCredsReply) -> NatsClient:
+    return NatsClient(user=creds.user, password=creds.password, inbox_prefix=creds.inbox_prefix)
+
+
+async def test_a_revoked_proxy_is_disconnected_at_once_and_cannot_reconnect(plane: ControlPlane) -> None:
+    creds = await issue(plane)
+    other = await issue(plane, "shop", "web")  # another proxy: untouched
+    gone = asyncio.Event()
+
+    async def closed() -> None:
+        gone.set()
+
+    proxy = await nats.connect(plane.nats_url, allow_reconnect=False, closed_cb=closed,
+                               **busmod.connect_options(auth_of(creds)))
+    bystander = await nats.connect(plane.nats_url, allow_reconnect=False, **busmod.connect_options(auth_of(other)))
+    try:
+        await proxy.flush()
+        began = time.monotonic()
+        result = await asyncio.to_thread(cli, "proxy", "credentials", "revoke", creds.user)
+        assert result.returncode == 0, result
+        assert result.stdout == f"bus credential {creds.user} revoked; 1 open connection(s) closed\n", result
+        await asyncio.wait_for(gone.wait(), 10)  # the session bound would be SESSION_SECONDS (600 s)
+        assert time.monotonic() - began < 10 < SESSION_SECONDS
+        assert proxy.is_closed
+        with pytest.raises(Exception, match="Authorization Violation"):  # refused at the callout
+            await nats.connect(plane.nats_url, allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=2,
+                               **busmod.connect_options(auth_of(creds)))
+        await bystander.flush(timeout=2)
+        assert bystander.is_connected
+    finally:
+        for client in (proxy, bystander):
+            await client.close()
+    assert "closed a revoked user's connections" in (await asyncio.to_thread(plane.services["auth"].log_tail, 200))
+
+
+async def test_a_proxy_that_reconnects_after_revocation_is_refused(plane: ControlPlane) -> None:
+    """nats-py reconnects by itself after the kick: each attempt goes through the callout and is refused."""
+    creds = await issue(plane)
+    errors: list[str] = []
+
+    async def record(exc: Exception) -> None:
+        errors.append(str(exc))
+
+    proxy = await nats.connect(plane.nats_url, reconnect_time_wait=0.2, max_reconnect_attempts=-1, error_cb=record,
+                               **busmod.connect_options(auth_of(creds)))
+    try:
+        await proxy.flush()
+        assert cli("proxy", "credentials", "revoke", creds.user.removeprefix("proxy.")).returncode == 0  # the bare id
+        await eventually(lambda: any("authorization violation" in e.lower() for e in errors), 10)
+        assert not proxy.is_connected
+    finally:
+        await proxy.close()
+
+
+async def test_list_shows_each_credential_and_its_state_and_never_a_secret(plane: ControlPlane) -> None:
+    live, revoked = await issue(plane, "list", "a"), await issue(plane, "list", "b")
+    client = await nats.connect(plane.nats_url, allow_reconnect=False, **busmod.connect_options(auth_of(live)))
+    await client.close()  # the callout let it in once: last seen now
+    assert cli("proxy", "credentials", "revoke", f"proxy.{revoked.user.removeprefix('proxy.')}").returncode == 0
+    table = cli("proxy", "credentials", "list", "-n", "list")
+    assert table.returncode == 0, table
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["USER", "NAMESPACE", "SERVICE-ACCOUNT", "ISSUED", "ISSUED-BY", "LAST-SEEN", "EXPIRES",
+                                "STATE"]
+    [row_live] = [line for line in lines if live.user in line]
+    [row_revoked] = [line for line in lines if revoked.user in line]
+    assert " list " in row_live and " operator " in row_live and "s ago" in row_live, row_live
+    assert row_live.rstrip().endswith("active") and " never " in row_live, row_live  # never expires
+    assert "revoked" in row_revoked and row_revoked.count("never") == 2, row_revoked  # never seen, never expires
+    as_json = cli("proxy", "credentials", "list", "-n", "list", "-o", "json")
+    records = {c["user"]: c for c in json.loads(as_json.stdout)}
+    assert records[revoked.user]["revoked"] is True and records[live.user]["last_seen"] > 0
+    for text in (table.stdout, table.stderr, as_json.stdout, cli("proxy", "credentials", "list", "-o", "yaml").stdout):
+        assert live.password not in text and revoked.password not in text
+        assert "secret" not in text and "password" not in text
+    entry = await (store := await plane.store()).get(f"/isthmus/bus/creds/{live.user.removeprefix('proxy.')}")
+    await store.close()
+    assert entry is not None and json.loads(entry.value)["secret_sha256"] not in as_json.stdout
+
+
+async def test_revoking_an_unknown_or_malformed_credential_says_which(plane: ControlPlane) -> None:
+    unknown = cli("proxy", "credentials", "revoke", "proxy.0123456789abcdef")
+    assert unknown.returncode == 1
+    assert unknown.stderr.startswith("error: no credential 'proxy.0123456789abcdef'"), unknown.stderr
+    assert unknown.stderr.count("\n") == 1
+    malformed = cli("proxy", "credentials", "revoke", "../../etc")
+    assert malformed.returncode == 2 and "'../../etc' is not a proxy credential" in malformed.stderr, malformed.stderr
+
+
+async def put_record(plane: ControlPlane, cred_id: str, **fields: object) -> str:
+    now = time.time()
+    record = BusCredsRecord(**{"id": cred_id, "namespace": "sweep", "service_account": "sa", "secret_sha256": "0" * 64,
+                               "created": now, **fields})  # type: ignore[arg-type]
+    store = await plane.store()
+    try:
+        await store.put(f"/isthmus/bus/creds/{cred_id}", busmod.encode(record))
+    finally:
+        await store.close()
+    return f"/isthmus/bus/creds/{cred_id}"
+
+
+async def test_the_sweep_deletes_revoked_and_idle_records_after_their_bounds_and_keeps_live_ones(
+        plane: ControlPlane) -> None:
+    now = time.time()
+    month = 30 * 86400  # ISTHMUS_BUS_CREDS_IDLE's default
+    old_revoked = await put_record(plane, "a" * 16, revoked=True, revoked_at=now - SESSION_SECONDS - 5,
+                                   created=now - 7200)
+    new_revoked = await put_record(plane, "b" * 16, revoked=True, revoked_at=now - SESSION_SECONDS + 120,
+                                   created=now - 7200)
+    live = await put_record(plane, "c" * 16, last_seen=now - 60, created=now - 2 * month)
+    idle = await put_record(plane, "d" * 16, last_seen=now - month - 60, created=now - 2 * month)
+    expired = await put_record(plane, "e" * 16, expires=now - SESSION_SECONDS - 5, created=now - 7200)
+    store = await plane.store()
+    try:
+        async def keys() -> set[str]:
+            return set(await store.keys("/isthmus/bus/creds/"))
+
+        deadline = time.monotonic() + 15
+        while {old_revoked, idle, expired} & await keys():
+            assert time.monotonic() < deadline, await keys()
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(1.5)  # three more passes: the others stay
+        assert {new_revoked, live} <= await keys()
+    finally:
+        await store.close()
+    log = await asyncio.to_thread(plane.services["auth"].log_tail, 200)
+    assert "bus credential swept" in log and "idle" in log
+
+
+async def test_the_auth_system_user_may_list_and_kick_and_nothing_else(plane: ControlPlane) -> None:
+    system = plane.creds.client_config("auth-system", plane.nats_url).nats
+    assert oct(plane.creds.system_config.stat().st_mode & 0o777) == "0o600"
+    errors: list[str] = []
+
+    async def record(exc: Exception) -> None:
+        errors.append(str(exc).lower())
+
+    client = await nats.connect(plane.nats_url, allow_reconnect=False, error_cb=record,
+                                **busmod.connect_options(system))
+    try:
+        reply = json.loads((await client.request("$SYS.REQ.SERVER.PING.CONNZ", b'{"user": "nobody"}', timeout=5)).data)
+        assert reply["data"]["connections"] == []
+        for subject in ("$SYS.REQ.SERVER.PING.VARZ", "$SYS.REQ.SERVER.PING.RELOAD", "isthmus.config.apply"):
+            await client.publish(subject, b"{}")
+            await eventually(lambda: any(f'permissions violation for publish to "{subject.lower()}"' in e
+                                         for e in errors), 5)
+        await client.subscribe("$SYS.>")
+        await eventually(lambda: any('permissions violation for subscription to "$sys.>"' in e for e in errors), 5)
+    finally:
+        await client.close()
