@@ -211,3 +211,38 @@ async def test_the_auth_system_user_may_list_and_kick_and_nothing_else(plane: Co
         await eventually(lambda: any('permissions violation for subscription to "$sys.>"' in e for e in errors), 5)
     finally:
         await client.close()
+
+
+async def test_a_revoked_client_says_why_once_and_backs_off(plane: ControlPlane,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sidecar whose credential was revoked logged only "bus disconnected" and retried every 0.25 s for
+    ever: four callout refusals a second, each a line in nats-server's and the auth service's logs. It now
+    says once that the bus refused its credentials (naming the user), and its retries back off to
+    REFUSED_WAIT_MAX."""
+    creds = await issue(plane, "backoff", "sa")
+    logs: list[dict] = []
+
+    class Recorder:
+        def __getattr__(self, level: str):  # type: ignore[no-untyped-def]
+            return lambda event, **fields: logs.append({"event": event, "level": level, **fields})
+
+    monkeypatch.setattr(busmod, "log", Recorder())
+
+    def refusals() -> int:
+        tail = plane.services["auth"].log_tail(2000)
+        return sum(1 for line in tail.splitlines() if "bus connection refused" in line and creds.user in line)
+
+    bus = await busmod.connect(plane.nats_url, "revoked-test", auth=auth_of(creds))
+    try:
+        assert (await asyncio.to_thread(cli, "proxy", "credentials", "revoke", creds.user)).returncode == 0
+        await eventually(lambda: any(e["event"] == "bus refused our credentials" for e in logs), 10)
+        await asyncio.sleep(1.0)  # the first quick retries
+        before = await asyncio.to_thread(refusals)
+        await asyncio.sleep(6.0)  # 0.25 s apart this would be ~24 refusals; backed off to 5 s, at most 3
+        during = await asyncio.to_thread(refusals) - before
+    finally:
+        await bus.close()
+    assert during <= 4, during
+    said = [e for e in logs if e["event"] == "bus refused our credentials"]
+    assert len(said) == 1 and said[0]["level"] == "warning" and said[0]["user"] == creds.user, said
+    assert "revoked" in said[0]["why"] and creds.password not in repr(logs)
