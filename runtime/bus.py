@@ -391,6 +391,9 @@ async def connect(
                 error_cb=error,
             ), remaining)
             client.options["reconnect_time_wait"] = RECONNECT_WAIT
+            if refusals:
+                log.info("bus credentials accepted", url=url, user=user)
+            refusals = 0
             return Bus(client)
         except Exception as exc:
             if deadline is not None and loop.time() > deadline:
