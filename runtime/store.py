@@ -53,6 +53,14 @@ def _entry(kv: object) -> Entry:
     return Entry(kv.key.decode(), kv.value, kv.mod_revision, kv.create_revision, kv.lease)  # type: ignore[attr-defined]
 
 
+# gRPC's default 4 MiB limit on a received message made any prefix past it unreadable (about 16,000 proxy
+# credentials: `isthmus proxy credentials list` and every token join failed). etcd's own Go client
+# (clientv3 defaultMaxCallRecvMsgSize) and Kubernetes' API server take math.MaxInt32; so do we: what a
+# range holds is bounded where it is written (MAX_CREDENTIALS, ISTHMUS_CA_MAX_TOKENS, pilot's limits).
+MAX_RECEIVE = 2**31 - 1
+CHANNEL_OPTIONS = {"grpc.max_receive_message_length": MAX_RECEIVE}
+
+
 class Store:
     def __init__(self, client: aetcd.Client) -> None:
         self.client = client
@@ -65,7 +73,7 @@ class Store:
         deadline = loop.time() + wait
         while True:
             client = aetcd.Client(host=host, port=port, timeout=5, username=user or None,
-                                  password=password or None)
+                                  password=password or None, options=CHANNEL_OPTIONS)
             try:
                 await client.connect()
                 await client.status()

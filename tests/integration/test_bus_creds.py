@@ -246,3 +246,24 @@ async def test_a_revoked_client_says_why_once_and_backs_off(plane: ControlPlane,
     said = [e for e in logs if e["event"] == "bus refused our credentials"]
     assert len(said) == 1 and said[0]["level"] == "warning" and said[0]["user"] == creds.user, said
     assert "revoked" in said[0]["why"] and creds.password not in repr(logs)
+
+
+async def test_a_credential_prefix_larger_than_grpc_default_4mib_still_lists(plane: ControlPlane) -> None:
+    """gRPC's 4 MiB default on a received message made `isthmus proxy credentials list` (and every token
+    join, which counts the token's joins) fail once the records passed it, about 16,000 credentials, far
+    below MAX_CREDENTIALS (100,000): "Received message larger than max". Five 1 MiB values stand in."""
+    store = await plane.store()
+    keys = [f"/isthmus/bus/creds/big-{i}" for i in range(5)]  # not records: the list skips them
+    try:
+        for key in keys:
+            await store.put(key, b"x" * (1024 * 1024))
+        entries, _ = await store.list("/isthmus/bus/creds/")
+        assert sum(len(e.value) for e in entries) > 4 * 1024 * 1024
+        live = await issue(plane, "big", "sa")
+        listed = await asyncio.to_thread(cli, "proxy", "credentials", "list", "-n", "big")
+        assert listed.returncode == 0, listed.stderr
+        assert live.user in listed.stdout
+    finally:
+        for key in keys:
+            await store.delete(key)
+        await store.close()
