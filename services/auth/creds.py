@@ -24,6 +24,8 @@ from runtime.bus import decode, encode
 from runtime.store import Store
 
 PREFIX = "/isthmus/bus/creds/"
+JOINS = "/isthmus/bus/joins/"  # <token id>: how many times that token joined (services/auth: _count_join)
+JOINS_KEPT = 3600  # seconds a token's join count outlives the token (the ca sweeps a token an hour after expiry)
 USER_PREFIX = "proxy."
 _ID = re.compile(r"^[0-9a-f]{16}$")
 MAX_TTL = 365 * 86400
@@ -77,11 +79,7 @@ class Credentials:
             raise Refused(f"{len(held)} bus credentials exist, the most the auth service keeps (MAX_CREDENTIALS): "
                           "delete revoked ones first")
         if token is not None:
-            records, _ = await self.store.list(PREFIX)
-            joined = sum(1 for entry in records if decode(entry.value, BusCredsRecord).token_id == token.id)
-            if joined >= token.max_uses:
-                raise Refused(f"token {token.id} already joined {joined} time(s), as many as its uses "
-                              f"({token.max_uses}) allow: create a new token (`isthmus token create`)")
+            await self._count_join(token, now)
         cred_id = secrets.token_hex(8)
         password = secrets.token_urlsafe(32)
         record = BusCredsRecord(id=cred_id, namespace=namespace, service_account=service_account,
@@ -90,6 +88,27 @@ class Credentials:
         if not await self.store.put_if_revision(PREFIX + cred_id, encode(record), 0):
             raise Refused("a credential id collided; try again")  # 2^-64: practically never
         return USER_PREFIX + cred_id, password, record
+
+    async def _count_join(self, token: TokenRecord, now: float) -> None:
+        """Count one join of `token` in /isthmus/bus/joins/<token id> by a compare-and-swap, so auth replicas
+        answering joins at once cannot both take its last use (counting the records that name the token
+        could: each replica saw the other's join missing, and read every record per join); Refused once it
+        joined `max_uses` times. The counter lives on a lease until JOINS_KEPT after the token expires."""
+        key = JOINS + token.id
+        for _ in range(CAS_ATTEMPTS):
+            entry = await self.store.get(key)
+            try:
+                joined = int(entry.value) if entry else 0
+            except ValueError:
+                joined = token.max_uses  # not ours to interpret: refuse rather than count from zero
+            if joined >= token.max_uses:
+                raise Refused(f"token {token.id} already joined {joined} time(s), as many as its uses "
+                              f"({token.max_uses}) allow: create a new token (`isthmus token create`)")
+            lease = entry.lease if entry else await self.store.grant(max(60, int(token.expires - now) + JOINS_KEPT))
+            if await self.store.put_if_revision(key, str(joined + 1).encode(), entry.mod_revision if entry else 0,
+                                                lease=lease):
+                return
+        raise Refused(f"token {token.id} is joining too fast to count; try again")
 
     async def check(self, user: str, password: str, now: float) -> BusCredsRecord:
         """The record of a valid credential, its last_seen refreshed (at most every LAST_SEEN_EVERY s);

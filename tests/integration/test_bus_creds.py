@@ -267,3 +267,28 @@ async def test_a_credential_prefix_larger_than_grpc_default_4mib_still_lists(pla
         for key in keys:
             await store.delete(key)
         await store.close()
+
+
+async def test_two_auth_replicas_joining_one_token_at_once_take_its_uses_once(plane: ControlPlane) -> None:
+    """Joins were counted by listing the records that name the token, then writing the new one: two auth
+    replicas (a queue group) answering joins of a one-use token at the same moment both saw none and both
+    issued a credential. The count is now a compare-and-swap on /isthmus/bus/joins/<token id>."""
+    from proto.ca import TokenRecord
+    from services.auth.creds import JOINS, Credentials, Refused
+
+    now = time.time()
+    token = TokenRecord(id="f" * 16, namespace="race", service_account="sa", secret_sha256="0" * 64, created=now,
+                        expires=now + 3600, uses=1, max_uses=1)
+    stores = [await plane.store() for _ in range(4)]  # four replicas, each its own etcd client
+    try:
+        results = await asyncio.gather(*(Credentials(store).issue("race", "sa", 0, now, token, "join")
+                                         for store in stores), return_exceptions=True)
+        issued = [r for r in results if not isinstance(r, BaseException)]
+        refused = [r for r in results if isinstance(r, Refused)]
+        assert len(issued) == 1 and len(refused) == 3, results
+        assert "already joined 1 time(s)" in str(refused[0])
+        counter = await stores[0].get(JOINS + token.id)
+        assert counter is not None and counter.value == b"1" and counter.lease  # it ends with the token
+    finally:
+        for store in stores:
+            await store.close()
