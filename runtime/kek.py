@@ -38,7 +38,7 @@ class Unsealable(Exception):
 def load_kek(path: str | Path) -> bytes:
     """The 32-byte KEK in `path`; ValueError (one line: the file and what to do) otherwise."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO's open() would wait for a writer
     except OSError as exc:
         raise ValueError(f"KEK file {path}: cannot read it: {exc.strerror or exc}") from None
     try:
