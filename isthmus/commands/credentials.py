@@ -18,7 +18,7 @@ from isthmus.errors import CliError
 from isthmus.output import format_table
 from isthmus.pilot_client import REQUEST_TIMEOUT, quiet_logs
 
-_CRED = re.compile(r"^(?:proxy\.)?([0-9a-f]{16})$")  # services/auth/creds.py: user proxy.<16 hex>
+_CRED = re.compile(r"(?:proxy\.)?([0-9a-f]{16})")  # services/auth/creds.py: user proxy.<16 hex>
 
 
 def _ask(obj: dict[str, Any], subject: str, message: Any, reply_type: type, changes: bool = False) -> Any:
@@ -92,7 +92,7 @@ def credentials_revoke(obj: dict[str, Any], user: str) -> None:
     from proto.busauth import BusCredsRevokeReply, BusCredsRevokeRequest
     from proto.subjects import BUS_CREDS_REVOKE
 
-    if not _CRED.match(user):
+    if not _CRED.fullmatch(user):  # not match(): "$" also matches before a trailing newline
         raise click.BadParameter(f"{user[:80]!r} is not a proxy credential: give proxy.<16 hex digits> or the 16 "
                                  "hex digits (isthmus proxy credentials list shows them)", param_hint="'USER|ID'")
     reply = _ask(obj, BUS_CREDS_REVOKE, BusCredsRevokeRequest(user=user), BusCredsRevokeReply, changes=True)

@@ -27,7 +27,7 @@ PREFIX = "/isthmus/bus/creds/"
 JOINS = "/isthmus/bus/joins/"  # <token id>: how many times that token joined (services/auth: _count_join)
 JOINS_KEPT = 3600  # seconds a token's join count outlives the token (the ca sweeps a token an hour after expiry)
 USER_PREFIX = "proxy."
-_ID = re.compile(r"^[0-9a-f]{16}$")
+_ID = re.compile(r"[0-9a-f]{16}")  # always fullmatch(): "$" also matches before a trailing newline
 MAX_TTL = 365 * 86400
 MAX_CREDENTIALS = 100_000  # records etcd may hold at once (revoked and expired ones count until deleted)
 LAST_SEEN_EVERY = 60.0  # seconds: a reconnect storm costs at most one etcd write per credential per minute
@@ -45,7 +45,7 @@ def _hash(secret: str) -> str:
 def cred_id_of(user: str) -> str:
     """The id of `proxy.<id>` or of a bare `<id>`; '' when the text is neither."""
     cred_id = user.removeprefix(USER_PREFIX)
-    return cred_id if _ID.match(cred_id) else ""
+    return cred_id if _ID.fullmatch(cred_id) else ""
 
 
 def _with(record: BusCredsRecord, **changes: object) -> BusCredsRecord:
@@ -114,7 +114,7 @@ class Credentials:
         """The record of a valid credential, its last_seen refreshed (at most every LAST_SEEN_EVERY s);
         Refused with the reason otherwise."""
         cred_id = user.removeprefix(USER_PREFIX)
-        if not _ID.match(cred_id):
+        if not _ID.fullmatch(cred_id):
             raise Refused(f"unknown user {user[:80]!r}")
         entry = await self.store.get(PREFIX + cred_id)
         record = decode(entry.value, BusCredsRecord) if entry else None
