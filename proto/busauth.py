@@ -173,6 +173,7 @@ class BusCredsListRequest(Message):
 
     namespace: Annotated[str, msgspec.Meta(max_length=253)] = ""
     limit: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1000
+    token_id: Annotated[str, msgspec.Meta(max_length=16)] = ""  # only the credentials this token's joins made
 
 
 class BusCredsInfo(Message):
@@ -187,6 +188,7 @@ class BusCredsInfo(Message):
     last_seen: float = 0.0  # the last connection the callout let in (refreshed at most every LAST_SEEN_EVERY s)
     revoked: bool = False
     revoked_at: float = 0.0
+    token_id: str = ""  # the bootstrap token a join paid with ("" when the operator issued it)
 
 
 class BusCredsListReply(Message):

@@ -51,9 +51,11 @@ def credentials() -> None:
 @click.option("-n", "--namespace", default="", help="Only credentials of this namespace (default: all).")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=1000, show_default=True,
               help="Show at most this many (oldest first).")
+@click.option("--token", "token_id", default="", metavar="ID",
+              help="Only the credentials that joined with this bootstrap token (its id, `isthmus token list`).")
 @OUTPUT
 @click.pass_obj
-def credentials_list(obj: dict[str, Any], namespace: str, limit: int, output: str | None) -> None:
+def credentials_list(obj: dict[str, Any], namespace: str, limit: int, token_id: str, output: str | None) -> None:
     """Every proxy bus credential (never a secret): user, identity, when and how issued, last connection,
     state."""
     from proto.busauth import BusCredsListReply, BusCredsListRequest
@@ -61,7 +63,11 @@ def credentials_list(obj: dict[str, Any], namespace: str, limit: int, output: st
 
     if len(namespace) > 253:
         raise click.BadParameter(f"{namespace[:64]!r}... is longer than 253 characters", param_hint="'--namespace'")
-    reply = _ask(obj, BUS_CREDS_LIST, BusCredsListRequest(namespace=namespace, limit=limit), BusCredsListReply)
+    if token_id and not re.fullmatch(r"[0-9a-f]{16}", token_id.split(".")[0]):
+        raise click.BadParameter(f"{token_id[:80]!r} is not a token id: give the 16 hex digits before the dot",
+                                 param_hint="'--token'")
+    reply = _ask(obj, BUS_CREDS_LIST, BusCredsListRequest(namespace=namespace, limit=limit,
+                                                          token_id=token_id.split(".")[0]), BusCredsListReply)
     if not reply.ok:
         raise CliError(reply.error or "the auth service refused without saying why")
     if output:
@@ -104,3 +110,18 @@ def credentials_revoke(obj: dict[str, Any], user: str) -> None:
                    f"within {reply.session_seconds}s", err=True)
         return
     click.echo(f"bus credential {reply.user} revoked; {reply.disconnected} open connection(s) closed")
+
+
+def joined_with(obj: dict[str, Any], token_id: str) -> list[Any] | None:
+    """The live (not revoked) credentials that joined with `token_id`, oldest first; None when the auth
+    service could not be asked (a revoked token does not end them: they renew their certificates)."""
+    from proto.busauth import BusCredsListReply, BusCredsListRequest
+    from proto.subjects import BUS_CREDS_LIST
+
+    try:
+        reply = _ask(obj, BUS_CREDS_LIST, BusCredsListRequest(token_id=token_id, limit=10_000), BusCredsListReply)
+    except CliError:
+        return None
+    if not reply.ok:
+        return None
+    return [c for c in reply.credentials if not c.revoked]

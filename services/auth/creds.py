@@ -149,8 +149,8 @@ class Credentials:
                 return revoked
         raise Refused(f"{user[:80]} changes too fast to revoke; try again")
 
-    async def records(self, namespace: str = "") -> list[BusCredsRecord]:
-        """Every readable record (of `namespace` when given), oldest first."""
+    async def records(self, namespace: str = "", token_id: str = "") -> list[BusCredsRecord]:
+        """Every readable record (of `namespace`, and joined with `token_id`, when given), oldest first."""
         entries, _ = await self.store.list(PREFIX)
         found = []
         for entry in entries:
@@ -158,7 +158,7 @@ class Credentials:
                 record = decode(entry.value, BusCredsRecord)
             except Exception:
                 continue  # not ours to interpret
-            if not namespace or record.namespace == namespace:
+            if (not namespace or record.namespace == namespace) and (not token_id or record.token_id == token_id):
                 found.append(record)
         return sorted(found, key=lambda r: (r.created, r.id))
 

@@ -217,7 +217,7 @@ class AuthService(ServiceProcess):
     async def _list(self, data: bytes) -> bytes:
         request = decode(data or b"{}", BusCredsListRequest)
         try:
-            records = await self.creds.records(request.namespace)
+            records = await self.creds.records(request.namespace, request.token_id)
         except StoreError as exc:
             return encode(BusCredsListReply(ok=False, error=f"cannot read the credentials: {exc}"))
         return encode(BusCredsListReply(ok=True, credentials=[_info(r) for r in records[: request.limit]],
@@ -239,4 +239,4 @@ def _info(record: BusCredsRecord) -> BusCredsInfo:
     return BusCredsInfo(user=USER_PREFIX + record.id, namespace=record.namespace,
                         service_account=record.service_account, created=record.created, issued_by=record.issued_by,
                         expires=record.expires, last_seen=record.last_seen, revoked=record.revoked,
-                        revoked_at=record.revoked_at)
+                        revoked_at=record.revoked_at, token_id=record.token_id)

@@ -292,3 +292,28 @@ async def test_two_auth_replicas_joining_one_token_at_once_take_its_uses_once(pl
     finally:
         for store in stores:
             await store.close()
+
+
+async def test_revoking_a_token_names_the_proxies_that_joined_with_it(plane: ControlPlane) -> None:
+    """A token revoked after its holder joined leaves the holder's bus credential valid (it never expires, and
+    it renews its certificate): `token revoke` said only "revoked", and no list could tell which credential
+    the token made. It now warns naming them, and `proxy credentials list --token ID` shows them."""
+    from proxy.control.buscreds import obtain
+
+    if "ca" not in plane.services:
+        await plane.start_service_async("ca")
+    created = await asyncio.to_thread(cli, "token", "create", "-n", "thief", "--service-account", "sa")
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip()
+    token_id = token.split(".")[0]
+    joined = await obtain(plane.nats_url, None, "thief", "sa", token=token)
+    revoked = await asyncio.to_thread(cli, "token", "revoke", token_id)
+    assert revoked.returncode == 0, revoked.stderr
+    assert revoked.stdout == f"token {token_id} revoked\n"
+    assert revoked.stderr.startswith("warning: 1 proxy bus credential(s) joined with this token and stay valid")
+    assert joined.user in revoked.stderr and token not in revoked.stderr + revoked.stdout
+    listed = await asyncio.to_thread(cli, "proxy", "credentials", "list", "--token", token_id, "-o", "json")
+    assert [(c["user"], c["token_id"]) for c in json.loads(listed.stdout)] == [(joined.user, token_id)]
+    assert (await asyncio.to_thread(cli, "proxy", "credentials", "revoke", joined.user)).returncode == 0
+    again = await asyncio.to_thread(cli, "token", "revoke", token_id)  # nothing left to name
+    assert again.returncode == 0 and again.stderr == "", again.stderr
