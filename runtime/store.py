@@ -77,11 +77,18 @@ class Store:
             try:
                 await client.connect()
                 await client.status()
+                if not user:  # status() answers anyone: a read tells whether etcd wants a user
+                    await client.get(b"/isthmus/")
                 return cls(client)
             except Exception as exc:
                 await client.close()
                 if "authentication failed" in str(exc):  # wrong user or password: retrying cannot help
                     raise StoreError(f"etcd at {host}:{port} refused our credentials: {exc}") from exc
+                if "user name is empty" in str(exc):  # etcd authentication is on, and we have no user
+                    raise StoreError(f"etcd at {host}:{port} wants a user and password, and this client config has "
+                                     "no etcd credentials: a service reads the config `isthmus up` writes for it, "
+                                     "<state-dir>/secrets/<service>.yaml (ISTHMUS_CONFIG), not the operator's "
+                                     "isthmus.yaml") from exc
                 if loop.time() > deadline:
                     raise StoreError(f"cannot reach etcd at {host}:{port}: {exc}") from exc
                 await asyncio.sleep(0.25)

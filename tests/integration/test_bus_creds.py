@@ -317,3 +317,20 @@ async def test_revoking_a_token_names_the_proxies_that_joined_with_it(plane: Con
     assert (await asyncio.to_thread(cli, "proxy", "credentials", "revoke", joined.user)).returncode == 0
     again = await asyncio.to_thread(cli, "token", "revoke", token_id)  # nothing left to name
     assert again.returncode == 0 and again.stderr == "", again.stderr
+
+
+async def test_a_service_started_with_the_operators_config_says_in_one_line_it_needs_its_own(
+        plane: ControlPlane, tmp_path: Path) -> None:
+    """A ca replica "on another machine" started with the only config the docs had named, the operator's
+    isthmus.yaml (no etcd section), crashed with a traceback: `etcdserver: user name is empty`."""
+    began = time.monotonic()
+    result = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "services.registry", "--nats", plane.nats_url, "--etcd", plane.etcd_url,
+                         "--state-dir", str(tmp_path)],
+        env=project_env({"ISTHMUS_CONFIG": str(plane.config_path)}), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    line = json.loads(result.stderr)
+    assert line["event"] == "the registry cannot start" and "no etcd credentials" in line["error"], line
+    assert "secrets/<service>.yaml" in line["error"]
+    assert time.monotonic() - began < 20  # at once: not after the connect retries
