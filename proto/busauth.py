@@ -165,6 +165,7 @@ class BusCredsRevokeReply(Message):
     disconnected: int = 0  # connections nats-server closed now
     kick_error: str = ""  # why open connections could not be closed now (they end within SESSION_SECONDS)
     session_seconds: int = 0  # the bound that then applies
+    already_revoked_at: float = 0.0  # Unix seconds: it was revoked before this request (then only kicked again)
 
 
 class BusCredsListRequest(Message):

@@ -104,12 +104,16 @@ def credentials_revoke(obj: dict[str, Any], user: str) -> None:
     reply = _ask(obj, BUS_CREDS_REVOKE, BusCredsRevokeRequest(user=user), BusCredsRevokeReply, changes=True)
     if not reply.ok:
         raise CliError(reply.error or "the auth service refused without saying why")
+    if reply.already_revoked_at:  # said, so a second revoke is not mistaken for the first
+        verb = f"was already revoked {_ago(reply.already_revoked_at, time.time())}"
+    else:
+        verb = "revoked"
     if reply.kick_error:
-        click.echo(f"bus credential {reply.user} revoked")
+        click.echo(f"bus credential {reply.user} {verb}")
         click.echo(f"warning: its open connections could not be closed now ({reply.kick_error}); they end "
                    f"within {reply.session_seconds}s", err=True)
         return
-    click.echo(f"bus credential {reply.user} revoked; {reply.disconnected} open connection(s) closed")
+    click.echo(f"bus credential {reply.user} {verb}; {reply.disconnected} open connection(s) closed")
 
 
 def joined_with(obj: dict[str, Any], token_id: str) -> list[Any] | None:

@@ -182,8 +182,9 @@ class AuthService(ServiceProcess):
 
     async def _revoke(self, data: bytes) -> bytes:
         request = decode(data, BusCredsRevokeRequest)
+        now = time.time()
         try:
-            record = await self.creds.revoke(request.user, time.time())
+            record = await self.creds.revoke(request.user, now)
         except Refused as exc:
             return encode(BusCredsRevokeReply(ok=False, error=str(exc)))
         user = USER_PREFIX + record.id
@@ -194,7 +195,8 @@ class AuthService(ServiceProcess):
         self._kicks.add(again)
         again.add_done_callback(self._kicks.discard)
         return encode(BusCredsRevokeReply(ok=True, user=user, disconnected=disconnected, kick_error=error,
-                                          session_seconds=SESSION_SECONDS))
+                                          session_seconds=SESSION_SECONDS,
+                                          already_revoked_at=record.revoked_at if record.revoked_at != now else 0.0))
 
     async def _kick(self, user: str) -> tuple[int, str]:
         """(connections closed, why not: '' when done)."""

@@ -334,3 +334,14 @@ async def test_a_service_started_with_the_operators_config_says_in_one_line_it_n
     assert line["event"] == "the registry cannot start" and "no etcd credentials" in line["error"], line
     assert "secrets/<service>.yaml" in line["error"]
     assert time.monotonic() - began < 20  # at once: not after the connect retries
+
+
+async def test_revoking_twice_says_it_was_already_revoked(plane: ControlPlane) -> None:
+    """The second revoke printed "revoked; 0 open connection(s) closed", as if it were the first."""
+    creds = await issue(plane, "twice", "sa")
+    first = await asyncio.to_thread(cli, "proxy", "credentials", "revoke", creds.user)
+    assert first.stdout.startswith(f"bus credential {creds.user} revoked;"), first
+    second = await asyncio.to_thread(cli, "proxy", "credentials", "revoke", creds.user)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.startswith(f"bus credential {creds.user} was already revoked "), second.stdout
+    assert second.stdout.rstrip().endswith("ago; 0 open connection(s) closed"), second.stdout
