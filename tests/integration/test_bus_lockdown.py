@@ -397,6 +397,7 @@ async def test_a_proxy_with_neither_token_nor_config_exits_1_saying_how_to_get_o
     assert result.returncode == 1, result
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "no bus credentials" in lines[0] and "isthmus token create" in lines[0], lines
+    assert "--token-file" in lines[0], lines  # the way docs/cli.md recommends passing a token (kept out of `ps`)
 
 
 def cli(plane: ControlPlane, *args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
