@@ -165,6 +165,7 @@ class BusCredsRevokeReply(Message):
     disconnected: int = 0  # connections nats-server closed now
     kick_error: str = ""  # why open connections could not be closed now (they end within SESSION_SECONDS)
     session_seconds: int = 0  # the bound that then applies
+    already_revoked_at: float = 0.0  # Unix seconds: it was revoked before this request (then only kicked again)
 
 
 class BusCredsListRequest(Message):
@@ -173,6 +174,7 @@ class BusCredsListRequest(Message):
 
     namespace: Annotated[str, msgspec.Meta(max_length=253)] = ""
     limit: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1000
+    token_id: Annotated[str, msgspec.Meta(max_length=16)] = ""  # only the credentials this token's joins made
 
 
 class BusCredsInfo(Message):
@@ -187,6 +189,7 @@ class BusCredsInfo(Message):
     last_seen: float = 0.0  # the last connection the callout let in (refreshed at most every LAST_SEEN_EVERY s)
     revoked: bool = False
     revoked_at: float = 0.0
+    token_id: str = ""  # the bootstrap token a join paid with ("" when the operator issued it)
 
 
 class BusCredsListReply(Message):

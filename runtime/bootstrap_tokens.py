@@ -13,6 +13,7 @@ import hmac
 import re
 
 from proto.ca import TokenRecord
+from runtime.files import read_bounded
 
 PREFIX = "/isthmus/ca/tokens/"  # etcd: TokenRecord per id
 _TOKEN = re.compile(r"^([0-9a-f]{16})\.([A-Za-z0-9_-]{43})$")
@@ -43,8 +44,7 @@ def read_token_file(path: str) -> str:
     """What `path` holds, stripped ("" when the file is empty or blank; `split` checks it is a token). OSError
     when it cannot be read; TokenRefused when it holds more than MAX_TOKEN_FILE bytes (only that many are read:
     /dev/zero ends)."""
-    with open(path, "rb") as file:
-        data = file.read(MAX_TOKEN_FILE + 1)
+    data = read_bounded(path, MAX_TOKEN_FILE)  # a FIFO is refused, never waited on
     if len(data) > MAX_TOKEN_FILE:
         raise TokenRefused(f"it holds more than {MAX_TOKEN_FILE} bytes; a token is one line of 60 characters, "
                            "as `isthmus token create` prints it")

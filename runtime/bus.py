@@ -307,6 +307,15 @@ class Bus:
                 pass
 
 
+RECONNECT_WAIT = 0.25  # seconds between reconnect attempts while the bus is away
+REFUSED_WAIT_MAX = 5.0  # seconds: a client the bus refuses (revoked, unknown) retries at most this often
+
+
+def _refusal(exc: BaseException) -> bool:
+    """Whether nats-server refused the credentials (`-ERR 'Authorization Violation'`)."""
+    return isinstance(exc, nats.errors.AuthorizationError) or "authorization violation" in str(exc).lower()
+
+
 async def connect(
     url: str,
     name: str,
@@ -317,36 +326,63 @@ async def connect(
     auth: NatsClient | None = None,
 ) -> Bus:
     """Connect, retrying until `wait` seconds pass (None: forever); reconnects forever afterwards.
-    `auth`: the user, password, inbox prefix and TLS CA of a client config (runtime/clientconfig.py)."""
+    `auth`: the user, password, inbox prefix and TLS CA of a client config (runtime/clientconfig.py).
+
+    A refusal of our credentials (a revoked or unknown proxy credential, a stale password) is logged once
+    per run of refusals, as a warning naming the user, and the retries back off from RECONNECT_WAIT,
+    doubling to REFUSED_WAIT_MAX: a refused client can do nothing on the bus, and each attempt costs the
+    auth callout and two log lines in nats-server's and the auth service's logs. BusError (with the
+    last refusal or error) when `wait` passes before the first connection."""
+    user = auth.user if auth and auth.user else "(anonymous)"
+    refusals = 0
+    last_error = ""
+    client = Client()
 
     async def reconnected() -> None:
+        nonlocal refusals
+        if refusals:
+            log.info("bus credentials accepted again", url=url, user=user)
+        refusals = 0
+        client.options["reconnect_time_wait"] = RECONNECT_WAIT
         log.info("bus reconnected", url=url)
         if on_reconnect:
             await on_reconnect()
 
     async def disconnected() -> None:
-        if held and (held[0].is_draining or held[0].is_closed):
+        if client.is_draining or client.is_closed:
             return  # our own close(), not an outage
         log.warning("bus disconnected", url=url)
         if on_disconnect:
             await on_disconnect()
 
     async def error(exc: Exception) -> None:
-        log.debug("bus error", error=str(exc))
+        nonlocal refusals, last_error
+        if not _refusal(exc):
+            log.debug("bus error", error=str(exc))
+            if not refusals:  # once refused, the server's close after its -ERR (a reset) is the same refusal
+                last_error = str(exc) or type(exc).__name__
+                return
+        else:
+            last_error = str(exc) or type(exc).__name__
+        refusals += 1
+        client.options["reconnect_time_wait"] = min(RECONNECT_WAIT * 2 ** refusals, REFUSED_WAIT_MAX)
+        if refusals == 1:
+            log.warning("bus refused our credentials", url=url, user=user, error=last_error,
+                        why="revoked, expired or unknown (`isthmus proxy credentials list` shows a proxy's), or the "
+                            "auth service is not answering", retry_every_max_s=REFUSED_WAIT_MAX)
 
-    held: list[Client] = []
     loop = asyncio.get_running_loop()
     deadline = None if wait is None else loop.time() + wait
     while True:
         remaining = None if deadline is None else max(0.5, deadline - loop.time())
         try:
             # nats-py retries a first connect forever when reconnects are unlimited: bound it here
-            client = await asyncio.wait_for(nats.connect(
+            await asyncio.wait_for(client.connect(
                 servers=[url],
                 **connect_options(auth),
                 name=name,
                 max_reconnect_attempts=-1,
-                reconnect_time_wait=0.25,
+                reconnect_time_wait=RECONNECT_WAIT,
                 connect_timeout=2,
                 ping_interval=5,
                 max_outstanding_pings=2,
@@ -354,9 +390,13 @@ async def connect(
                 disconnected_cb=disconnected,
                 error_cb=error,
             ), remaining)
-            held.append(client)
+            client.options["reconnect_time_wait"] = RECONNECT_WAIT
+            if refusals:
+                log.info("bus credentials accepted", url=url, user=user)
+            refusals = 0
             return Bus(client)
         except Exception as exc:
             if deadline is not None and loop.time() > deadline:
-                raise BusError(f"cannot reach the bus at {url}: {exc}") from exc
-            await asyncio.sleep(0.25)
+                raise BusError(f"cannot reach the bus at {url}: {str(exc) or last_error or type(exc).__name__}") from exc
+            client = Client()
+            await asyncio.sleep(RECONNECT_WAIT)

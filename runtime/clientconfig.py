@@ -28,6 +28,8 @@ from pathlib import Path
 import msgspec
 import msgspec.yaml
 
+from runtime.files import read_bounded
+
 ENV = "ISTHMUS_CONFIG"
 DEFAULT_RELATIVE = Path(".isthmus") / "isthmus.yaml"
 MAX_BYTES = 64 * 1024  # a client config is a few hundred bytes; refuse anything absurd before parsing
@@ -82,7 +84,7 @@ def find_config(flag: str | None = None, env: dict[str, str] | None = None, cwd:
 def load(path: str | Path) -> ClientConfig:
     path = Path(path)
     try:
-        data = path.read_bytes()[: MAX_BYTES + 1]
+        data = read_bounded(path, MAX_BYTES)
     except OSError as exc:
         raise ConfigFileError(f"cannot read the client config {path}: {exc.strerror or exc}") from None
     if len(data) > MAX_BYTES:

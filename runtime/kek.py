@@ -11,7 +11,7 @@ and unseal), so it lives here, below both.
     unseal(kek, where, kek_id, nonce, ciphertext) -> plaintext      Unsealable
 
 The file holds 64 hex digits (`openssl rand -hex 32`), whitespace around them ignored, and must not be
-readable by group or others. `where` (the etcd key path) and the KEK's id are the associated data, so a
+readable by group or others, nor owned by another user. `where` (the etcd key path) and the KEK's id are the associated data, so a
 sealed value moved under another key path, or relabelled with another KEK's id, does not open.
 """
 
@@ -38,15 +38,19 @@ class Unsealable(Exception):
 def load_kek(path: str | Path) -> bytes:
     """The 32-byte KEK in `path`; ValueError (one line: the file and what to do) otherwise."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO's open() would wait for a writer
     except OSError as exc:
         raise ValueError(f"KEK file {path}: cannot read it: {exc.strerror or exc}") from None
     try:
-        mode = os.fstat(fd).st_mode
+        info = os.fstat(fd)
+        mode = info.st_mode
         if not stat.S_ISREG(mode):
             raise ValueError(f"KEK file {path}: not a regular file")
         if mode & 0o077:
             raise ValueError(f"KEK file {path}: mode {stat.S_IMODE(mode):04o} lets others read it: chmod 600 {path}")
+        if info.st_uid != os.geteuid():  # as OpenSSH refuses a key file another user owns: they read and replace it
+            raise ValueError(f"KEK file {path}: owned by uid {info.st_uid}, not by this user (uid {os.geteuid()}), "
+                             f"who can read and replace it: chown {os.geteuid()} {path}, or use a copy you own")
         data = os.read(fd, MAX_FILE + 1)
     finally:
         os.close(fd)

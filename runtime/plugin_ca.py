@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
-from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtensionOID
+
+from runtime.files import read_bounded
 
 MAX_PEM_FILE = 1 << 20  # bytes; a CA file is a few KiB
 
@@ -36,7 +37,7 @@ class PluginCa:
 
 def _read(flag: str, path: str) -> bytes:
     try:
-        data = Path(path).read_bytes()[: MAX_PEM_FILE + 1]
+        data = read_bounded(path, MAX_PEM_FILE)  # /dev/zero ends at the bound; a FIFO is refused
     except OSError as exc:
         raise ValueError(f"{flag} {path}: cannot read it: {exc.strerror or exc}") from None
     if len(data) > MAX_PEM_FILE:

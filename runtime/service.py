@@ -17,10 +17,10 @@ from typing import Any, ClassVar
 from proto.health import HealthReply
 from proto.subjects import health_subject
 from runtime import bus as busmod
-from runtime.clientconfig import load_optional
+from runtime.clientconfig import ConfigFileError, load_optional
 from runtime.log import configure
 from runtime.settings import Settings
-from runtime.store import Store
+from runtime.store import Store, StoreError
 
 
 class ServiceProcess:
@@ -52,6 +52,15 @@ class ServiceProcess:
         return task
 
     async def run(self) -> None:
+        try:
+            await self._connect()
+        except (ConfigFileError, busmod.BusError, StoreError) as exc:  # the operator's to fix: one line, exit 1
+            self.log.error(f"the {self.name} cannot start", error=str(exc)[:500])
+            raise SystemExit(1) from None
+        await self.start()
+        await self._serve()
+
+    async def _connect(self) -> None:
         config = load_optional()  # the credentials the launcher gave us (ISTHMUS_CONFIG, a 0600 file)
         self.bus = await busmod.connect(self.settings.nats_url, f"{self.name}-{self.settings.instance}",
                                         auth=config.nats if config else None)
@@ -60,7 +69,8 @@ class ServiceProcess:
             etcd = config.etcd if config and config.etcd else None
             self.store = await Store.connect(host, port, user=etcd.user if etcd else "",
                                              password=etcd.password if etcd else "")
-        await self.start()
+
+    async def _serve(self) -> None:
         await self.bus.serve(health_subject(self.name), self._health)
         await self.bus.flush()
         self.ready = True

@@ -53,6 +53,14 @@ def _entry(kv: object) -> Entry:
     return Entry(kv.key.decode(), kv.value, kv.mod_revision, kv.create_revision, kv.lease)  # type: ignore[attr-defined]
 
 
+# gRPC's default 4 MiB limit on a received message made any prefix past it unreadable (about 16,000 proxy
+# credentials: `isthmus proxy credentials list` and every token join failed). etcd's own Go client
+# (clientv3 defaultMaxCallRecvMsgSize) and Kubernetes' API server take math.MaxInt32; so do we: what a
+# range holds is bounded where it is written (MAX_CREDENTIALS, ISTHMUS_CA_MAX_TOKENS, pilot's limits).
+MAX_RECEIVE = 2**31 - 1
+CHANNEL_OPTIONS = {"grpc.max_receive_message_length": MAX_RECEIVE}
+
+
 class Store:
     def __init__(self, client: aetcd.Client) -> None:
         self.client = client
@@ -65,15 +73,22 @@ class Store:
         deadline = loop.time() + wait
         while True:
             client = aetcd.Client(host=host, port=port, timeout=5, username=user or None,
-                                  password=password or None)
+                                  password=password or None, options=CHANNEL_OPTIONS)
             try:
                 await client.connect()
                 await client.status()
+                if not user:  # status() answers anyone: a read tells whether etcd wants a user
+                    await client.get(b"/isthmus/")
                 return cls(client)
             except Exception as exc:
                 await client.close()
                 if "authentication failed" in str(exc):  # wrong user or password: retrying cannot help
                     raise StoreError(f"etcd at {host}:{port} refused our credentials: {exc}") from exc
+                if "user name is empty" in str(exc):  # etcd authentication is on, and we have no user
+                    raise StoreError(f"etcd at {host}:{port} wants a user and password, and this client config has "
+                                     "no etcd credentials: a service reads the config `isthmus up` writes for it, "
+                                     "<state-dir>/secrets/<service>.yaml (ISTHMUS_CONFIG), not the operator's "
+                                     "isthmus.yaml") from exc
                 if loop.time() > deadline:
                     raise StoreError(f"cannot reach etcd at {host}:{port}: {exc}") from exc
                 await asyncio.sleep(0.25)

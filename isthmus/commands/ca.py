@@ -130,6 +130,19 @@ def token_revoke(obj: dict[str, Any], token_id: str) -> None:
     if not reply.ok:
         raise CliError(reply.error or "the ca refused without saying why")
     click.echo(f"token {token_id} revoked")
+    # A join's bus credential does not end with its token (it never expires, and renews its certificate):
+    # name the ones this token made, so a stolen token's thief is not left on the bus unseen.
+    from isthmus.commands.credentials import joined_with
+
+    live = joined_with(obj, token_id)
+    if live is None:
+        click.echo(f"warning: could not ask the auth service which proxies joined with this token: they keep their "
+                   f"bus credentials (`isthmus proxy credentials list --token {token_id}`)", err=True)
+    elif live:
+        users = " ".join(c.user for c in live)
+        click.echo(f"warning: {len(live)} proxy bus credential(s) joined with this token and stay valid (a revoked "
+                   f"token does not end them, and they renew their certificates): {users}; revoke each with "
+                   "`isthmus proxy credentials revoke USER`", err=True)
 
 
 @click.group()

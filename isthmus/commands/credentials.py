@@ -18,7 +18,7 @@ from isthmus.errors import CliError
 from isthmus.output import format_table
 from isthmus.pilot_client import REQUEST_TIMEOUT, quiet_logs
 
-_CRED = re.compile(r"^(?:proxy\.)?([0-9a-f]{16})$")  # services/auth/creds.py: user proxy.<16 hex>
+_CRED = re.compile(r"(?:proxy\.)?([0-9a-f]{16})")  # services/auth/creds.py: user proxy.<16 hex>
 
 
 def _ask(obj: dict[str, Any], subject: str, message: Any, reply_type: type, changes: bool = False) -> Any:
@@ -51,9 +51,11 @@ def credentials() -> None:
 @click.option("-n", "--namespace", default="", help="Only credentials of this namespace (default: all).")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=1000, show_default=True,
               help="Show at most this many (oldest first).")
+@click.option("--token", "token_id", default="", metavar="ID",
+              help="Only the credentials that joined with this bootstrap token (its id, `isthmus token list`).")
 @OUTPUT
 @click.pass_obj
-def credentials_list(obj: dict[str, Any], namespace: str, limit: int, output: str | None) -> None:
+def credentials_list(obj: dict[str, Any], namespace: str, limit: int, token_id: str, output: str | None) -> None:
     """Every proxy bus credential (never a secret): user, identity, when and how issued, last connection,
     state."""
     from proto.busauth import BusCredsListReply, BusCredsListRequest
@@ -61,7 +63,11 @@ def credentials_list(obj: dict[str, Any], namespace: str, limit: int, output: st
 
     if len(namespace) > 253:
         raise click.BadParameter(f"{namespace[:64]!r}... is longer than 253 characters", param_hint="'--namespace'")
-    reply = _ask(obj, BUS_CREDS_LIST, BusCredsListRequest(namespace=namespace, limit=limit), BusCredsListReply)
+    if token_id and not re.fullmatch(r"[0-9a-f]{16}", token_id.split(".")[0]):
+        raise click.BadParameter(f"{token_id[:80]!r} is not a token id: give the 16 hex digits before the dot",
+                                 param_hint="'--token'")
+    reply = _ask(obj, BUS_CREDS_LIST, BusCredsListRequest(namespace=namespace, limit=limit,
+                                                          token_id=token_id.split(".")[0]), BusCredsListReply)
     if not reply.ok:
         raise CliError(reply.error or "the auth service refused without saying why")
     if output:
@@ -92,15 +98,34 @@ def credentials_revoke(obj: dict[str, Any], user: str) -> None:
     from proto.busauth import BusCredsRevokeReply, BusCredsRevokeRequest
     from proto.subjects import BUS_CREDS_REVOKE
 
-    if not _CRED.match(user):
+    if not _CRED.fullmatch(user):  # not match(): "$" also matches before a trailing newline
         raise click.BadParameter(f"{user[:80]!r} is not a proxy credential: give proxy.<16 hex digits> or the 16 "
                                  "hex digits (isthmus proxy credentials list shows them)", param_hint="'USER|ID'")
     reply = _ask(obj, BUS_CREDS_REVOKE, BusCredsRevokeRequest(user=user), BusCredsRevokeReply, changes=True)
     if not reply.ok:
         raise CliError(reply.error or "the auth service refused without saying why")
+    if reply.already_revoked_at:  # said, so a second revoke is not mistaken for the first
+        verb = f"was already revoked {_ago(reply.already_revoked_at, time.time())}"
+    else:
+        verb = "revoked"
     if reply.kick_error:
-        click.echo(f"bus credential {reply.user} revoked")
+        click.echo(f"bus credential {reply.user} {verb}")
         click.echo(f"warning: its open connections could not be closed now ({reply.kick_error}); they end "
                    f"within {reply.session_seconds}s", err=True)
         return
-    click.echo(f"bus credential {reply.user} revoked; {reply.disconnected} open connection(s) closed")
+    click.echo(f"bus credential {reply.user} {verb}; {reply.disconnected} open connection(s) closed")
+
+
+def joined_with(obj: dict[str, Any], token_id: str) -> list[Any] | None:
+    """The live (not revoked) credentials that joined with `token_id`, oldest first; None when the auth
+    service could not be asked (a revoked token does not end them: they renew their certificates)."""
+    from proto.busauth import BusCredsListReply, BusCredsListRequest
+    from proto.subjects import BUS_CREDS_LIST
+
+    try:
+        reply = _ask(obj, BUS_CREDS_LIST, BusCredsListRequest(token_id=token_id, limit=10_000), BusCredsListReply)
+    except CliError:
+        return None
+    if not reply.ok:
+        return None
+    return [c for c in reply.credentials if not c.revoked]

@@ -51,8 +51,9 @@ async def obtain(url: str, config: NatsClient | None, namespace: str, service_ac
         reply = await _ask(client, BUS_CREDS_ISSUE, BusCredsRequest(namespace=namespace, service_account=service_account))
         how = "minted with the operator's client config"
     else:
-        raise CredentialsError("no bus credentials: pass a bootstrap token (--token, env ISTHMUS_TOKEN; `isthmus token "
-                               "create`) or the operator's client config (--config, env ISTHMUS_CONFIG)")
+        raise CredentialsError("no bus credentials: pass a bootstrap token (--token-file, --token or env "
+                               "ISTHMUS_TOKEN; `isthmus token create`) or the operator's client config (--config, "
+                               "env ISTHMUS_CONFIG)")
     if not reply.ok:
         if token:
             raise CredentialsError(f"the control plane refused the bootstrap token: {reply.error}")

@@ -24,8 +24,10 @@ from runtime.bus import decode, encode
 from runtime.store import Store
 
 PREFIX = "/isthmus/bus/creds/"
+JOINS = "/isthmus/bus/joins/"  # <token id>: how many times that token joined (services/auth: _count_join)
+JOINS_KEPT = 3600  # seconds a token's join count outlives the token (the ca sweeps a token an hour after expiry)
 USER_PREFIX = "proxy."
-_ID = re.compile(r"^[0-9a-f]{16}$")
+_ID = re.compile(r"[0-9a-f]{16}")  # always fullmatch(): "$" also matches before a trailing newline
 MAX_TTL = 365 * 86400
 MAX_CREDENTIALS = 100_000  # records etcd may hold at once (revoked and expired ones count until deleted)
 LAST_SEEN_EVERY = 60.0  # seconds: a reconnect storm costs at most one etcd write per credential per minute
@@ -43,7 +45,7 @@ def _hash(secret: str) -> str:
 def cred_id_of(user: str) -> str:
     """The id of `proxy.<id>` or of a bare `<id>`; '' when the text is neither."""
     cred_id = user.removeprefix(USER_PREFIX)
-    return cred_id if _ID.match(cred_id) else ""
+    return cred_id if _ID.fullmatch(cred_id) else ""
 
 
 def _with(record: BusCredsRecord, **changes: object) -> BusCredsRecord:
@@ -77,11 +79,7 @@ class Credentials:
             raise Refused(f"{len(held)} bus credentials exist, the most the auth service keeps (MAX_CREDENTIALS): "
                           "delete revoked ones first")
         if token is not None:
-            records, _ = await self.store.list(PREFIX)
-            joined = sum(1 for entry in records if decode(entry.value, BusCredsRecord).token_id == token.id)
-            if joined >= token.max_uses:
-                raise Refused(f"token {token.id} already joined {joined} time(s), as many as its uses "
-                              f"({token.max_uses}) allow: create a new token (`isthmus token create`)")
+            await self._count_join(token, now)
         cred_id = secrets.token_hex(8)
         password = secrets.token_urlsafe(32)
         record = BusCredsRecord(id=cred_id, namespace=namespace, service_account=service_account,
@@ -91,11 +89,32 @@ class Credentials:
             raise Refused("a credential id collided; try again")  # 2^-64: practically never
         return USER_PREFIX + cred_id, password, record
 
+    async def _count_join(self, token: TokenRecord, now: float) -> None:
+        """Count one join of `token` in /isthmus/bus/joins/<token id> by a compare-and-swap, so auth replicas
+        answering joins at once cannot both take its last use (counting the records that name the token
+        could: each replica saw the other's join missing, and read every record per join); Refused once it
+        joined `max_uses` times. The counter lives on a lease until JOINS_KEPT after the token expires."""
+        key = JOINS + token.id
+        for _ in range(CAS_ATTEMPTS):
+            entry = await self.store.get(key)
+            try:
+                joined = int(entry.value) if entry else 0
+            except ValueError:
+                joined = token.max_uses  # not ours to interpret: refuse rather than count from zero
+            if joined >= token.max_uses:
+                raise Refused(f"token {token.id} already joined {joined} time(s), as many as its uses "
+                              f"({token.max_uses}) allow: create a new token (`isthmus token create`)")
+            lease = entry.lease if entry else await self.store.grant(max(60, int(token.expires - now) + JOINS_KEPT))
+            if await self.store.put_if_revision(key, str(joined + 1).encode(), entry.mod_revision if entry else 0,
+                                                lease=lease):
+                return
+        raise Refused(f"token {token.id} is joining too fast to count; try again")
+
     async def check(self, user: str, password: str, now: float) -> BusCredsRecord:
         """The record of a valid credential, its last_seen refreshed (at most every LAST_SEEN_EVERY s);
         Refused with the reason otherwise."""
         cred_id = user.removeprefix(USER_PREFIX)
-        if not _ID.match(cred_id):
+        if not _ID.fullmatch(cred_id):
             raise Refused(f"unknown user {user[:80]!r}")
         entry = await self.store.get(PREFIX + cred_id)
         record = decode(entry.value, BusCredsRecord) if entry else None
@@ -130,8 +149,8 @@ class Credentials:
                 return revoked
         raise Refused(f"{user[:80]} changes too fast to revoke; try again")
 
-    async def records(self, namespace: str = "") -> list[BusCredsRecord]:
-        """Every readable record (of `namespace` when given), oldest first."""
+    async def records(self, namespace: str = "", token_id: str = "") -> list[BusCredsRecord]:
+        """Every readable record (of `namespace`, and joined with `token_id`, when given), oldest first."""
         entries, _ = await self.store.list(PREFIX)
         found = []
         for entry in entries:
@@ -139,7 +158,7 @@ class Credentials:
                 record = decode(entry.value, BusCredsRecord)
             except Exception:
                 continue  # not ours to interpret
-            if not namespace or record.namespace == namespace:
+            if (not namespace or record.namespace == namespace) and (not token_id or record.token_id == token_id):
                 found.append(record)
         return sorted(found, key=lambda r: (r.created, r.id))
 

@@ -182,8 +182,9 @@ class AuthService(ServiceProcess):
 
     async def _revoke(self, data: bytes) -> bytes:
         request = decode(data, BusCredsRevokeRequest)
+        now = time.time()
         try:
-            record = await self.creds.revoke(request.user, time.time())
+            record = await self.creds.revoke(request.user, now)
         except Refused as exc:
             return encode(BusCredsRevokeReply(ok=False, error=str(exc)))
         user = USER_PREFIX + record.id
@@ -194,7 +195,8 @@ class AuthService(ServiceProcess):
         self._kicks.add(again)
         again.add_done_callback(self._kicks.discard)
         return encode(BusCredsRevokeReply(ok=True, user=user, disconnected=disconnected, kick_error=error,
-                                          session_seconds=SESSION_SECONDS))
+                                          session_seconds=SESSION_SECONDS,
+                                          already_revoked_at=record.revoked_at if record.revoked_at != now else 0.0))
 
     async def _kick(self, user: str) -> tuple[int, str]:
         """(connections closed, why not: '' when done)."""
@@ -217,7 +219,7 @@ class AuthService(ServiceProcess):
     async def _list(self, data: bytes) -> bytes:
         request = decode(data or b"{}", BusCredsListRequest)
         try:
-            records = await self.creds.records(request.namespace)
+            records = await self.creds.records(request.namespace, request.token_id)
         except StoreError as exc:
             return encode(BusCredsListReply(ok=False, error=f"cannot read the credentials: {exc}"))
         return encode(BusCredsListReply(ok=True, credentials=[_info(r) for r in records[: request.limit]],
@@ -239,4 +241,4 @@ def _info(record: BusCredsRecord) -> BusCredsInfo:
     return BusCredsInfo(user=USER_PREFIX + record.id, namespace=record.namespace,
                         service_account=record.service_account, created=record.created, issued_by=record.issued_by,
                         expires=record.expires, last_seen=record.last_seen, revoked=record.revoked,
-                        revoked_at=record.revoked_at)
+                        revoked_at=record.revoked_at, token_id=record.token_id)

@@ -78,6 +78,9 @@ def test_a_service_that_does_not_answer_on_a_live_bus_is_said_to_be_restarting(b
     (("token", "revoke", "0123456789ABCDEF"), "'0123456789ABCDEF' is not a token id"),
     (("proxy", "credentials", "revoke", "../../etc"), "'../../etc' is not a proxy credential"),
     (("proxy", "credentials", "revoke", "proxy."), "'proxy.' is not a proxy credential"),
+    # "$" also matches before a final newline: this one passed the check and was sent
+    (("proxy", "credentials", "revoke", "proxy.0123456789abcdef\n"), "'proxy.0123456789abcdef\\n' is not a proxy"),
+    (("token", "revoke", "0123456789abcdef\n"), "'0123456789abcdef\\n' is not a token id"),
 ])
 def test_a_malformed_id_is_refused_naming_what_was_typed_and_nothing_is_sent(bus: NobodyServes,
                                                                           args: tuple[str, ...], typed: str) -> None:

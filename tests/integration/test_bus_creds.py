@@ -211,3 +211,137 @@ async def test_the_auth_system_user_may_list_and_kick_and_nothing_else(plane: Co
         await eventually(lambda: any('permissions violation for subscription to "$sys.>"' in e for e in errors), 5)
     finally:
         await client.close()
+
+
+async def test_a_revoked_client_says_why_once_and_backs_off(plane: ControlPlane,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sidecar whose credential was revoked logged only "bus disconnected" and retried every 0.25 s for
+    ever: four callout refusals a second, each a line in nats-server's and the auth service's logs. It now
+    says once that the bus refused its credentials (naming the user), and its retries back off to
+    REFUSED_WAIT_MAX."""
+    creds = await issue(plane, "backoff", "sa")
+    logs: list[dict] = []
+
+    class Recorder:
+        def __getattr__(self, level: str):  # type: ignore[no-untyped-def]
+            return lambda event, **fields: logs.append({"event": event, "level": level, **fields})
+
+    monkeypatch.setattr(busmod, "log", Recorder())
+
+    def refusals() -> int:
+        tail = plane.services["auth"].log_tail(2000)
+        return sum(1 for line in tail.splitlines() if "bus connection refused" in line and creds.user in line)
+
+    bus = await busmod.connect(plane.nats_url, "revoked-test", auth=auth_of(creds))
+    try:
+        assert (await asyncio.to_thread(cli, "proxy", "credentials", "revoke", creds.user)).returncode == 0
+        await eventually(lambda: any(e["event"] == "bus refused our credentials" for e in logs), 10)
+        await asyncio.sleep(1.0)  # the first quick retries
+        before = await asyncio.to_thread(refusals)
+        await asyncio.sleep(6.0)  # 0.25 s apart this would be ~24 refusals; backed off to 5 s, at most 3
+        during = await asyncio.to_thread(refusals) - before
+    finally:
+        await bus.close()
+    assert during <= 4, during
+    said = [e for e in logs if e["event"] == "bus refused our credentials"]
+    assert len(said) == 1 and said[0]["level"] == "warning" and said[0]["user"] == creds.user, said
+    assert "revoked" in said[0]["why"] and creds.password not in repr(logs)
+
+
+async def test_a_credential_prefix_larger_than_grpc_default_4mib_still_lists(plane: ControlPlane) -> None:
+    """gRPC's 4 MiB default on a received message made `isthmus proxy credentials list` (and every token
+    join, which counts the token's joins) fail once the records passed it, about 16,000 credentials, far
+    below MAX_CREDENTIALS (100,000): "Received message larger than max". Five 1 MiB values stand in."""
+    store = await plane.store()
+    keys = [f"/isthmus/bus/creds/big-{i}" for i in range(5)]  # not records: the list skips them
+    try:
+        for key in keys:
+            await store.put(key, b"x" * (1024 * 1024))
+        entries, _ = await store.list("/isthmus/bus/creds/")
+        assert sum(len(e.value) for e in entries) > 4 * 1024 * 1024
+        live = await issue(plane, "big", "sa")
+        listed = await asyncio.to_thread(cli, "proxy", "credentials", "list", "-n", "big")
+        assert listed.returncode == 0, listed.stderr
+        assert live.user in listed.stdout
+    finally:
+        for key in keys:
+            await store.delete(key)
+        await store.close()
+
+
+async def test_two_auth_replicas_joining_one_token_at_once_take_its_uses_once(plane: ControlPlane) -> None:
+    """Joins were counted by listing the records that name the token, then writing the new one: two auth
+    replicas (a queue group) answering joins of a one-use token at the same moment both saw none and both
+    issued a credential. The count is now a compare-and-swap on /isthmus/bus/joins/<token id>."""
+    from proto.ca import TokenRecord
+    from services.auth.creds import JOINS, Credentials, Refused
+
+    now = time.time()
+    token = TokenRecord(id="f" * 16, namespace="race", service_account="sa", secret_sha256="0" * 64, created=now,
+                        expires=now + 3600, uses=1, max_uses=1)
+    stores = [await plane.store() for _ in range(4)]  # four replicas, each its own etcd client
+    try:
+        results = await asyncio.gather(*(Credentials(store).issue("race", "sa", 0, now, token, "join")
+                                         for store in stores), return_exceptions=True)
+        issued = [r for r in results if not isinstance(r, BaseException)]
+        refused = [r for r in results if isinstance(r, Refused)]
+        assert len(issued) == 1 and len(refused) == 3, results
+        assert "already joined 1 time(s)" in str(refused[0])
+        counter = await stores[0].get(JOINS + token.id)
+        assert counter is not None and counter.value == b"1" and counter.lease  # it ends with the token
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_revoking_a_token_names_the_proxies_that_joined_with_it(plane: ControlPlane) -> None:
+    """A token revoked after its holder joined leaves the holder's bus credential valid (it never expires, and
+    it renews its certificate): `token revoke` said only "revoked", and no list could tell which credential
+    the token made. It now warns naming them, and `proxy credentials list --token ID` shows them."""
+    from proxy.control.buscreds import obtain
+
+    if "ca" not in plane.services:
+        await plane.start_service_async("ca")
+    created = await asyncio.to_thread(cli, "token", "create", "-n", "thief", "--service-account", "sa")
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip()
+    token_id = token.split(".")[0]
+    joined = await obtain(plane.nats_url, None, "thief", "sa", token=token)
+    revoked = await asyncio.to_thread(cli, "token", "revoke", token_id)
+    assert revoked.returncode == 0, revoked.stderr
+    assert revoked.stdout == f"token {token_id} revoked\n"
+    assert revoked.stderr.startswith("warning: 1 proxy bus credential(s) joined with this token and stay valid")
+    assert joined.user in revoked.stderr and token not in revoked.stderr + revoked.stdout
+    listed = await asyncio.to_thread(cli, "proxy", "credentials", "list", "--token", token_id, "-o", "json")
+    assert [(c["user"], c["token_id"]) for c in json.loads(listed.stdout)] == [(joined.user, token_id)]
+    assert (await asyncio.to_thread(cli, "proxy", "credentials", "revoke", joined.user)).returncode == 0
+    again = await asyncio.to_thread(cli, "token", "revoke", token_id)  # nothing left to name
+    assert again.returncode == 0 and again.stderr == "", again.stderr
+
+
+async def test_a_service_started_with_the_operators_config_says_in_one_line_it_needs_its_own(
+        plane: ControlPlane, tmp_path: Path) -> None:
+    """A ca replica "on another machine" started with the only config the docs had named, the operator's
+    isthmus.yaml (no etcd section), crashed with a traceback: `etcdserver: user name is empty`."""
+    began = time.monotonic()
+    result = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "services.registry", "--nats", plane.nats_url, "--etcd", plane.etcd_url,
+                         "--state-dir", str(tmp_path)],
+        env=project_env({"ISTHMUS_CONFIG": str(plane.config_path)}), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    line = json.loads(result.stderr)
+    assert line["event"] == "the registry cannot start" and "no etcd credentials" in line["error"], line
+    assert "secrets/<service>.yaml" in line["error"]
+    assert time.monotonic() - began < 20  # at once: not after the connect retries
+
+
+async def test_revoking_twice_says_it_was_already_revoked(plane: ControlPlane) -> None:
+    """The second revoke printed "revoked; 0 open connection(s) closed", as if it were the first."""
+    creds = await issue(plane, "twice", "sa")
+    first = await asyncio.to_thread(cli, "proxy", "credentials", "revoke", creds.user)
+    assert first.stdout.startswith(f"bus credential {creds.user} revoked;"), first
+    second = await asyncio.to_thread(cli, "proxy", "credentials", "revoke", creds.user)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.startswith(f"bus credential {creds.user} was already revoked "), second.stdout
+    assert second.stdout.rstrip().endswith("ago; 0 open connection(s) closed"), second.stdout

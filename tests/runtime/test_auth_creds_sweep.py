@@ -142,3 +142,11 @@ def test_a_kick_that_cannot_be_done_says_why_instead_of_raising_anything_else() 
         asyncio.run(kick_user(None, "proxy.x"))
     with pytest.raises(KickFailed, match="no nats-server answered"):
         asyncio.run(kick_user(Unanswered(), "proxy.x", timeout=0.05))  # type: ignore[arg-type]
+
+
+def test_a_credential_id_with_a_trailing_newline_is_not_an_id() -> None:
+    """`re.match("^...$")` takes "<id>\\n": the service looked the key up instead of refusing the shape."""
+    from services.auth.creds import cred_id_of
+
+    assert cred_id_of("proxy.0123456789abcdef") == cred_id_of("0123456789abcdef") == "0123456789abcdef"
+    assert cred_id_of("proxy.0123456789abcdef\n") == cred_id_of("0123456789abcdef\n") == ""

@@ -58,6 +58,20 @@ def test_a_kek_file_others_can_read_or_that_is_missing_is_refused(tmp_path: Path
         keks.load_kek(tmp_path / "absent")
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+def test_a_kek_file_another_user_owns_is_refused(tmp_path: Path) -> None:
+    """Mode 0600 but another user's (a symlink to it, too): that user reads it and can swap in a KEK of theirs,
+    whose seal an etcd copy then opens for them. OpenSSH refuses such key files; so do we."""
+    path = tmp_path / "kek"
+    assert keks.make_kek(path)
+    keks.load_kek(path)  # our own: fine
+    os.chown(path, 65534, -1)  # nobody
+    (tmp_path / "link").symlink_to(path)
+    for named in (path, tmp_path / "link"):
+        with pytest.raises(ValueError, match="owned by uid 65534, not by this user"):
+            keks.load_kek(named)
+
+
 def test_a_sealed_value_opens_with_its_kek_and_path_and_holds_no_plaintext() -> None:
     kek = os.urandom(32)
     kid, nonce, ciphertext = keks.seal(kek, WHERE, SECRET)
