@@ -16,7 +16,7 @@ from proto.ca import TokenRecord
 from runtime.files import read_bounded
 
 PREFIX = "/isthmus/ca/tokens/"  # etcd: TokenRecord per id
-_TOKEN = re.compile(r"^([0-9a-f]{16})\.([A-Za-z0-9_-]{43})$")
+_TOKEN = re.compile(r"^([0-9a-f]{16})\.([A-Za-z0-9_-]{43})\Z")
 
 
 class TokenRefused(Exception):

@@ -9,7 +9,7 @@ import click
 
 from isthmus.options import Duration, check_dns_label
 
-TRUST_DOMAIN = re.compile(r"^[a-z0-9._-]+$")
+TRUST_DOMAIN = re.compile(r"^[a-z0-9._-]+\Z")
 
 
 def check_trust_domain(ctx: click.Context, param: click.Parameter, value: str) -> str:

@@ -194,3 +194,12 @@ def test_a_token_file_is_read_up_to_its_bound(tmp_path: Path) -> None:
     path.write_text(token.ljust(MAX_TOKEN_FILE + 1))  # one byte over
     with pytest.raises(TokenRefused, match="more than"):
         read_token_file(str(path))
+
+
+def test_names_ending_in_a_newline_are_refused_by_the_cli_checks() -> None:
+    from isthmus import options
+    from isthmus.commands.up import TRUST_DOMAIN
+
+    assert options.DNS1123_LABEL.match("web") and not options.DNS1123_LABEL.match("web\n")
+    assert not options.DNS1123_SUBDOMAIN.match("a.b\n") and not options.LABEL_NAME.match("app\n")
+    assert not TRUST_DOMAIN.match("cluster.local\n")

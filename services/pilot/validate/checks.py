@@ -16,11 +16,11 @@ from services.pilot.validate.findings import Findings
 
 IGNORED_HEADER_KEYS = ("uri", "scheme", "method", "authority")  # Istio ignores these keys in `headers`
 
-DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-HOST_LABEL = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?$")  # host names are case-insensitive
-HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~A-Za-z0-9]+$")  # RFC 7230 tchars, as Istio checks
-LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
+HOST_LABEL = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?\Z")  # host names are case-insensitive
+HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~A-Za-z0-9]+\Z")  # RFC 7230 tchars, as Istio checks
+LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]\Z")
 # Python's `re` accepts these, RE2 (Envoy's and Istio's engine) rejects them: lookarounds, backreferences,
 # atomic groups and possessive quantifiers. Other differences: RE2 writes end-of-text as `\z`, which
 # Python rejects (Python's `\Z`); both engines match a route regex against the whole value (fullmatch).

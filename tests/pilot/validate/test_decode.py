@@ -133,3 +133,10 @@ def test_exported_kubernetes_metadata_and_status_are_tolerated():
 def test_an_empty_submission_is_an_error():
     _, errors, _ = decode("\n---\n")
     assert [e.message for e in errors] == ["the submission holds no documents"]
+
+
+def test_a_name_ending_in_a_newline_is_not_a_dns_1123_name():
+    """Found by an attack: the validators' `$` also matched before a trailing newline, so "nltest\\n" was stored
+    as a name (and "x-a\\n" as a header name); names are matched whole now."""
+    _, errors, _ = decode(GOOD_VS.replace("name: reviews,", 'name: "reviews\\n",'))
+    assert "DNS-1123" in by_path(errors, "metadata.name").message
