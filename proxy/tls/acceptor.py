@@ -43,6 +43,8 @@ from proxy.tls.bio import TlsLayer
 from proxy.tls import transport as tls_transport
 from proxy.tls.transport import accept_tls
 
+FAILURE_LINES = 10  # info lines per FAILURE_WINDOW about failed handshakes; the rest at debug, counted
+FAILURE_WINDOW = 10.0  # seconds
 log = structlog.get_logger("proxy.tls")
 
 STRICT, PERMISSIVE, DISABLE = "STRICT", "PERMISSIVE", "DISABLE"
@@ -97,6 +99,7 @@ class TlsAcceptor:
         self._layers = 0  # layered handshakes in progress, or lingering after a refusal
         self._lingering: set[Lingering] = set()  # refused, the alert sent, draining (at most `linger` s)
         self._open = False
+        self._window_start, self._window_lines, self._suppressed = -FAILURE_WINDOW, 0, 0  # _failed's log budget
 
     @property
     def accepting(self) -> bool:
@@ -196,12 +199,13 @@ class TlsAcceptor:
 
     async def _hand_over(self, conn: socket.socket, context: ssl.SSLContext | None) -> None:
         keep: socket.socket | None = None
+        peer = _peer(conn) if context is not None else ""  # for the log: aiofastnet closes the socket on failure
         try:
             if context is None:
                 await self.loop.connect_accepted_socket(self.factory, conn)
             elif self.layered:
                 layer = TlsLayer(context, True, None, self.factory(), self.handshake_timeout,
-                                 lambda exc: self._failed(_peer(conn), exc), linger=self.linger)
+                                 lambda exc: self._failed(peer, exc), linger=self.linger)
                 self._layers += 1  # counts as pending (max_pending) until its handshake is done or, refused, it closed
                 layer.on_settled = self._layer_done
                 try:
@@ -228,7 +232,7 @@ class TlsAcceptor:
             raise
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
             # a client without a certificate, one from another CA, a protocol below TLS 1.2, a peer gone
-            self._failed(_peer(keep or conn), exc)
+            self._failed(peer or _peer(conn), exc)
             conn.close()  # a no-op once the loop's transport has closed it
             if keep is not None:
                 self._linger(after_failure(self.loop, keep, exc, self.linger))
@@ -243,7 +247,19 @@ class TlsAcceptor:
 
     def _failed(self, peer: str, exc: BaseException) -> None:
         self.stats.handshake_failed += 1
-        log.info("TLS handshake failed", listener=self.name, peer=peer, error=str(exc)[:200])
+        # Any client can fail a handshake at will: at most FAILURE_LINES info lines per FAILURE_WINDOW, the rest
+        # counted into the next line (and always in /server_info's handshake_failed); Envoy logs them at debug.
+        now = self.loop.time()
+        if now - self._window_start >= FAILURE_WINDOW:
+            self._window_start, self._window_lines = now, 0
+        if self._window_lines >= FAILURE_LINES:
+            self._suppressed += 1
+            log.debug("TLS handshake failed", listener=self.name, peer=peer, error=str(exc)[:200])
+            return
+        self._window_lines += 1
+        suppressed, self._suppressed = self._suppressed, 0
+        log.info("TLS handshake failed", listener=self.name, peer=peer, error=str(exc)[:200],
+                 **({"not_logged_before": suppressed} if suppressed else {}))
 
 
 def _peer(conn: socket.socket) -> str:

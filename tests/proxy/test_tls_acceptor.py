@@ -195,3 +195,33 @@ def test_close_stops_accepting_and_closes_what_waits(run: Run) -> None:
             await setup.plaintext()
 
     run(body)
+
+
+def test_failed_handshakes_log_a_bounded_number_of_lines_and_count_the_rest() -> None:
+    """Any client can fail handshakes at will (found by an attack): at most FAILURE_LINES info lines per
+    FAILURE_WINDOW, the rest at debug and counted into the next info line; every one is counted in the stats."""
+    import proxy.tls.acceptor as acceptor_module
+    from tests.proxy.http_helpers import _Recorder
+
+    logs: list[dict] = []
+    saved, acceptor_module.log = acceptor_module.log, _Recorder(logs)
+
+    async def body() -> None:
+        sock = socket.socket()
+        acceptor = TlsAcceptor(sock, asyncio.Protocol, lambda: STRICT, lambda: None)
+        for _ in range(25):
+            acceptor._failed("127.0.0.1:1", ssl.SSLError("PEER_DID_NOT_RETURN_A_CERTIFICATE"))
+        infos = [e for e in logs if e["log_level"] == "info"]
+        assert len(infos) == acceptor_module.FAILURE_LINES and acceptor.stats.handshake_failed == 25
+        assert infos[0]["peer"] == "127.0.0.1:1" and "not_logged_before" not in infos[0]
+        acceptor._window_start -= acceptor_module.FAILURE_WINDOW  # the next window
+        acceptor._failed("127.0.0.1:2", ssl.SSLError("TLSV1_ALERT_UNKNOWN_CA"))
+        last = [e for e in logs if e["log_level"] == "info"][-1]
+        assert last["peer"] == "127.0.0.1:2" and last["not_logged_before"] == 15
+        sock.close()
+
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(body())
+    finally:
+        acceptor_module.log = saved
