@@ -136,3 +136,23 @@ def print_apply_reply(reply: ApplyReply, echo: Callable[..., None] = click.echo)
     for result in reply.results:
         echo(f"{qualified(result.ref.kind)}/{result.ref.name} {result.action}")
     return True
+
+
+# What the `token`, `ca` and `proxy credentials` commands share: `-o yaml|json` prints the whole reply.
+OUTPUT = click.option("-o", "--output", type=click.Choice(["yaml", "json"]), help="Print the whole reply.")
+
+
+def dump_reply(value: Any, output: str) -> str:
+    """A msgspec reply as YAML or JSON (`output`), fields in their declared order."""
+    import msgspec
+
+    plain = msgspec.to_builtins(value)
+    if output == "json":
+        return json.dumps(plain, indent=4)
+    return yaml.safe_dump(plain, sort_keys=False, default_flow_style=False).rstrip("\n")
+
+
+def utc_when(epoch: float) -> str:
+    """Unix seconds as an RFC 3339 UTC time, to the second."""
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+

@@ -3,23 +3,20 @@ side of the mesh ca, over the bus (proto/ca.py; docs/cli.md, docs/security.md)."
 
 from __future__ import annotations
 
-import datetime
-import json
 import re
 import time
 from typing import Any
 
 import click
-import msgspec
-import yaml
 
 from isthmus import pilot_client
 from isthmus.errors import CliError
 from isthmus.options import Duration, check_dns_label
-from isthmus.output import format_table
+from isthmus.output import OUTPUT, format_table
+from isthmus.output import dump_reply as _dump
+from isthmus.output import utc_when as _when
 from isthmus.pilot_client import REQUEST_TIMEOUT, quiet_logs
 
-OUTPUT = click.option("-o", "--output", type=click.Choice(["yaml", "json"]), help="Print the whole reply.")
 
 
 def _ask(obj: dict[str, Any], subject: str, message: Any, reply_type: type, changes: bool = False) -> Any:
@@ -31,17 +28,6 @@ def _ask(obj: dict[str, Any], subject: str, message: Any, reply_type: type, chan
 
     return pilot_client.with_bus(obj["nats_url"], work, timeout=timeout, changes=changes, service="the ca",
                                  auth=obj.get("auth"))
-
-
-def _dump(value: Any, output: str) -> str:
-    plain = msgspec.to_builtins(value)
-    if output == "json":
-        return json.dumps(plain, indent=4)
-    return yaml.safe_dump(plain, sort_keys=False, default_flow_style=False).rstrip("\n")
-
-
-def _when(epoch: float) -> str:
-    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _left(expires: float, now: float) -> str:

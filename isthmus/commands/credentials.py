@@ -13,9 +13,10 @@ from typing import Any
 import click
 
 from isthmus import pilot_client
-from isthmus.commands.ca import OUTPUT, _dump, _when
 from isthmus.errors import CliError
-from isthmus.output import format_table
+from isthmus.output import OUTPUT, format_table
+from isthmus.output import dump_reply as _dump
+from isthmus.output import utc_when as _when
 from isthmus.pilot_client import REQUEST_TIMEOUT, quiet_logs
 
 _CRED = re.compile(r"(?:proxy\.)?([0-9a-f]{16})")  # services/auth/creds.py: user proxy.<16 hex>
