@@ -96,6 +96,19 @@ def with_bus(nats_url: str, work: Callable[[Any], Awaitable[T]], *, changes: boo
         raise CliError(f"cannot reach {service} on {nats_url}{because}: is `isthmus up` running?") from exc
 
 
+def ask(obj: dict[str, Any], subject: str, message: Any, reply_type: type, service: str,
+        changes: bool = False) -> Any:
+    """One request/reply of a CLI command to `service` ("the ca", "the auth service"), on the bus and
+    credentials of the command's context `obj`, its reply decoded as `reply_type`; CliError as with_bus."""
+    quiet_logs()
+    timeout = obj.get("timeout", REQUEST_TIMEOUT)
+
+    async def work(bus: Any) -> Any:
+        return await bus.call(subject, message, reply_type, timeout)
+
+    return with_bus(obj["nats_url"], work, timeout=timeout, changes=changes, service=service, auth=obj.get("auth"))
+
+
 def quiet_logs() -> None:
     """Only errors from the bus client's logging: the terminal is for the command's own output."""
     from runtime.log import configure

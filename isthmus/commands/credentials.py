@@ -17,20 +17,12 @@ from isthmus.errors import CliError
 from isthmus.output import OUTPUT, format_table
 from isthmus.output import dump_reply as _dump
 from isthmus.output import utc_when as _when
-from isthmus.pilot_client import REQUEST_TIMEOUT, quiet_logs
 
 _CRED = re.compile(r"(?:proxy\.)?([0-9a-f]{16})")  # services/auth/creds.py: user proxy.<16 hex>
 
 
 def _ask(obj: dict[str, Any], subject: str, message: Any, reply_type: type, changes: bool = False) -> Any:
-    quiet_logs()
-    timeout = obj.get("timeout", REQUEST_TIMEOUT)
-
-    async def work(bus: Any) -> Any:
-        return await bus.call(subject, message, reply_type, timeout)
-
-    return pilot_client.with_bus(obj["nats_url"], work, timeout=timeout, changes=changes,
-                                 service="the auth service", auth=obj.get("auth"))
+    return pilot_client.ask(obj, subject, message, reply_type, "the auth service", changes)
 
 
 def _ago(epoch: float, now: float) -> str:

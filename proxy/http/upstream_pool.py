@@ -17,10 +17,8 @@ from typing import TYPE_CHECKING
 
 from proxy.core.conn_policy import ConnPolicy, Key, set_keepalive
 from proxy.core.errors import UpstreamConnectError
-from proxy.core.tls_refusal import close_refused
 from proxy.http.upstream import UpstreamConnection
 from proxy.tls.origination import TlsOrigination
-from proxy.tls.transport import open_tls
 
 if TYPE_CHECKING:
     from proxy.outbound.dns_cache import DnsCache
@@ -83,8 +81,9 @@ class ConnectionPool:
         timeout = timeout or self.connect_timeout
         try:
             async with asyncio.timeout(timeout):
-                if tls is not None:
-                    conn = await self._connect_tls(loop, key, address, port, tls)
+                if tls is not None:  # the peer checked (SPIFFE ID or SANs): proxy/tls/transport.connect_checked
+                    _, conn = await tls.connect(loop, lambda: UpstreamConnection(self, key), address, port,
+                                                self.connect_timeout)
                 elif self.resolver is not None:
                     _, conn = await self.resolver.connect(loop, lambda: UpstreamConnection(self, key), address, port)
                 else:
@@ -102,23 +101,6 @@ class ConnectionPool:
         self.opened += 1
         if policy is not None:
             self._apply(conn, policy, loop.time())
-        return conn
-
-    async def _connect_tls(self, loop: asyncio.AbstractEventLoop, key: Key, address: str, port: int,
-                           tls: TlsOrigination) -> UpstreamConnection:
-        context = tls.context()
-        if context is None:
-            raise UpstreamConnectError(f"upstream connect error: {address}:{port}: this workload has no "
-                                       "certificate yet for mutual TLS")
-        # the transport --tls-transport chose (proxy/tls/transport.py); on uvloop's, a chain we refuse sends its alert
-        _, conn = await open_tls(loop, lambda: UpstreamConnection(self, key), address, port, context,
-                                 tls.sni or None, self.connect_timeout)
-        try:
-            tls.check(conn.transport.get_extra_info("peercert"), f"{address}:{port}")  # check_peer, or SANs
-        except ssl.SSLError:
-            conn.closed = True
-            close_refused(conn.transport)  # another workload's identity: close_notify, bounded
-            raise
         return conn
 
     @staticmethod

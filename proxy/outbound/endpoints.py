@@ -64,7 +64,7 @@ class Pool:
             per_port = self.transports[port] = {}
         try:
             return per_port[id(endpoint)]
-        except KeyError:
+        except KeyError:  # first use in this push: decided below
             pass
         address, endpoint_port = endpoint.address, endpoint.ports.get(port, port)
         tls = decide(self.config, self.subset, port, endpoint, self.originate)

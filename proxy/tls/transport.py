@@ -85,7 +85,7 @@ async def connect_checked(loop: asyncio.AbstractEventLoop, factory: Callable[[],
     the one expected. OSError when this workload has no certificate yet."""
     context = tls.context()
     if context is None:
-        raise OSError("no workload certificate yet for mutual TLS")
+        raise OSError("this workload has no certificate yet for mutual TLS")
     transport, protocol = await open_tls(loop, factory, address, port, context, tls.sni or None, timeout)
     try:
         tls.check(transport.get_extra_info("peercert"), f"{address}:{port}")

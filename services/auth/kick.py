@@ -65,7 +65,7 @@ async def connections_of(client: NatsLike, user: str, timeout: float = REPLY_TIM
     finally:
         try:
             await sub.unsubscribe()
-        except Exception:
+        except Exception:  # the connection is going or gone: its subscriptions go with it
             pass
     return found
 

@@ -99,7 +99,7 @@ class AuthService(ServiceProcess):
         if self.system is not None:
             try:
                 await asyncio.wait_for(self.system.close(), 2)
-            except Exception:
+            except Exception:  # stopping: a close that fails or hangs leaves nothing to undo
                 pass
 
     async def _system_connection(self, wait: float) -> Any:

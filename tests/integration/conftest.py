@@ -63,17 +63,22 @@ class ControlPlane:
         self.services: dict[str, ManagedProcess] = {}
         self.proxies: list[ManagedProcess] = []
 
+    async def issue_credentials(self, namespace: str = "default", service_account: str = "default") -> BusCredsReply:
+        """A new proxy bus credential for one identity, as the operator issues it (isthmus.bus.creds.issue)."""
+        bus = await busmod.connect(self.nats_url, "test-issue", auth=self.operator)
+        try:
+            reply = await bus.call(BUS_CREDS_ISSUE, BusCredsRequest(namespace=namespace,
+                                                                    service_account=service_account), BusCredsReply)
+        finally:
+            await bus.close()
+        assert reply.ok, reply
+        return reply
+
     async def proxy_auth(self, namespace: str = "default", service_account: str = "default") -> NatsClient:
         """Proxy credentials for one identity, issued once per plane."""
         identity = (namespace, service_account)
         if identity not in self._proxy_auth:
-            bus = await busmod.connect(self.nats_url, "test-issue", auth=self.operator)
-            try:
-                reply = await bus.call(BUS_CREDS_ISSUE, BusCredsRequest(namespace=namespace,
-                                                                        service_account=service_account), BusCredsReply)
-            finally:
-                await bus.close()
-            assert reply.ok, reply
+            reply = await self.issue_credentials(namespace, service_account)
             self._proxy_auth[identity] = NatsClient(url=self.nats_url, user=reply.user, password=reply.password,
                                                     inbox_prefix=reply.inbox_prefix, tls_ca=self.operator.tls_ca)
         return self._proxy_auth[identity]

@@ -18,8 +18,7 @@ import nats
 import pytest
 
 from isthmus.launch import project_env
-from proto.busauth import BusCredsRecord, BusCredsReply, BusCredsRequest
-from proto.subjects import BUS_CREDS_ISSUE
+from proto.busauth import BusCredsRecord, BusCredsReply
 from runtime import bus as busmod
 from runtime.clientconfig import NatsClient
 from services.auth.service import SESSION_SECONDS
@@ -47,13 +46,7 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
 
 
 async def issue(plane: ControlPlane, namespace: str = "shop", sa: str = "cart") -> BusCredsReply:
-    bus = await plane.bus("test-issue")
-    try:
-        reply = await bus.call(BUS_CREDS_ISSUE, BusCredsRequest(namespace=namespace, service_account=sa), BusCredsReply)
-    finally:
-        await bus.close()
-    assert reply.ok, reply
-    return reply
+    return await plane.issue_credentials(namespace, sa)
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -19,7 +19,7 @@ import pytest
 from isthmus.launch import free_port, project_env, start_nats
 from isthmus.launch.bustls import make_bus_tls
 from isthmus.launch.credentials import ETCD_SERVICE_USER, MeshCredentials
-from proto.busauth import BusCredsReply, BusCredsRequest, BusCredsRevokeReply, BusCredsRevokeRequest
+from proto.busauth import BusCredsReply, BusCredsRevokeReply, BusCredsRevokeRequest
 from proto.ca import TokenCreateRequest, TokenRecord
 from proto.subjects import (
     BUS_CREDS_ISSUE,
@@ -61,13 +61,7 @@ class Violations:
 
 
 async def issue(plane: ControlPlane, namespace: str = "a", sa: str = "web") -> BusCredsReply:
-    bus = await plane.bus("test-issue")
-    try:
-        reply = await bus.call(BUS_CREDS_ISSUE, BusCredsRequest(namespace=namespace, service_account=sa), BusCredsReply)
-    finally:
-        await bus.close()
-    assert reply.ok, reply
-    return reply
+    return await plane.issue_credentials(namespace, sa)
 
 
 async def connect_as(plane: ControlPlane, creds: BusCredsReply, errors: Violations | None = None, **kw: object):
