@@ -311,6 +311,13 @@ RECONNECT_WAIT = 0.25  # seconds between reconnect attempts while the bus is awa
 REFUSED_WAIT_MAX = 5.0  # seconds: a client the bus refuses (revoked, unknown) retries at most this often
 
 
+def refused_wait(refusals: int) -> float:
+    """Seconds before the next attempt after `refusals` refusals in a row: RECONNECT_WAIT doubled per refusal,
+    at most REFUSED_WAIT_MAX. The exponent is capped: 2 ** 1024 is past a float (OverflowError), which a
+    sidecar refused every 5 s reached after about 85 minutes."""
+    return min(RECONNECT_WAIT * 2 ** min(refusals, 32), REFUSED_WAIT_MAX)
+
+
 def _refusal(exc: BaseException) -> bool:
     """Whether nats-server refused the credentials (`-ERR 'Authorization Violation'`)."""
     return isinstance(exc, nats.errors.AuthorizationError) or "authorization violation" in str(exc).lower()
@@ -365,7 +372,7 @@ async def connect(
         else:
             last_error = str(exc) or type(exc).__name__
         refusals += 1
-        client.options["reconnect_time_wait"] = min(RECONNECT_WAIT * 2 ** refusals, REFUSED_WAIT_MAX)
+        client.options["reconnect_time_wait"] = refused_wait(refusals)
         if refusals == 1:
             log.warning("bus refused our credentials", url=url, user=user, error=last_error,
                         why="revoked, expired or unknown (`isthmus proxy credentials list` shows a proxy's), or the "
