@@ -60,15 +60,20 @@ __all__ = [
 def cli(ctx: click.Context, config_path: str | None, nats_url: str | None, request_timeout: float) -> None:
     """Isthmus: Istio's traffic management for VMs and bare metal, with Istio's YAML and without Kubernetes.
     (mTLS, authorization and telemetry are not built yet.)"""
-    from runtime.clientconfig import ConfigFileError, find_config, load
+    from runtime.clientconfig import ConfigFileError, exposure, find_config, load
 
     auth = None
     if ctx.invoked_subcommand != "up":  # `up` writes the config; it reads none
         try:
             path = find_config(config_path, env={})  # click already read ISTHMUS_CONFIG into config_path
-            auth = load(path).nats if path else None
+            config = load(path) if path else None
         except ConfigFileError as exc:
             raise CliError(str(exc)) from None
+        if path and config:
+            warning = exposure(path, config)
+            if warning:
+                click.echo(warning, err=True)
+        auth = config.nats if config else None
     url = nats_url or (auth.url if auth and auth.url else DEFAULT_NATS_URL)
     ctx.obj = {"nats_url": url, "timeout": request_timeout, "auth": auth}
 

@@ -112,3 +112,21 @@ def load_optional(flag: str | None = None) -> ClientConfig | None:
     """find_config + load; None when there is no config to read."""
     path = find_config(flag)
     return load(path) if path else None
+
+
+def exposure(path: str | Path, config: ClientConfig) -> str:
+    """A one-line warning when a client config holding a password is readable by group or others ("" when
+    not): found by an attack, an operator's isthmus.yaml at 0644 (any user on the machine reads the operator
+    password, which creates tokens for any identity) was used without a word. Warned, not refused: the file is
+    the operator's own and refusing would stop every command; KEK files, which nothing else protects, are."""
+    if not (config.nats.password or (config.etcd and config.etcd.password)):
+        return ""
+    try:
+        mode = os.stat(path).st_mode & 0o777
+    except OSError:
+        return ""
+    if not mode & 0o077:
+        return ""
+    return (f"warning: the client config {path} is mode {mode:04o}: other users can read its password; "
+            f"chmod 600 {path}")
+

@@ -26,6 +26,8 @@ from runtime.log import get_logger
 
 log = get_logger("proxy")
 CONNECT_WAIT = 30.0  # seconds to reach the bus for credentials before giving up
+CALLOUT_TIMEOUT = 2.0  # seconds nats-server waits for the auth service's answer (authorization.timeout)
+CALLOUT_SLOW = CALLOUT_TIMEOUT * 0.75  # a refusal at least this slow is the callout timing out, not an answer
 
 
 class CredentialsError(Exception):
@@ -101,12 +103,24 @@ async def _connect(url: str, config: NatsClient | None, *, token: str = "", inbo
     loop = asyncio.get_running_loop()
     deadline = loop.time() + CONNECT_WAIT
     while True:
+        started = loop.time()
         try:
             client = await asyncio.wait_for(nats.connect(servers=[url], name="proxy-credentials", allow_reconnect=False,
                                                          connect_timeout=2, **options), 5)
             return busmod.Bus(client)
         except Exception as exc:
             if "authorization violation" in str(exc).lower():
+                if callout_unanswered(loop.time() - started, config):
+                    # nats-server refuses the same way when the auth service did not answer its callout
+                    # (stopped, restarting): a valid token or saved credential was called unknown and the
+                    # sidecar exited. Wait for it as for the bus itself.
+                    if loop.time() > deadline:
+                        raise CredentialsError(f"the bus at {url} refused us after its auth callout went unanswered "
+                                               f"for {CONNECT_WAIT:g}s: the auth service is not answering (see "
+                                               "`isthmus up`'s output and <state-dir>/logs/auth.log)") from None
+                    log.warning("the bus's auth service did not answer; trying again", url=url)
+                    await asyncio.sleep(0.5)
+                    continue
                 if token:
                     raise CredentialsError(f"the bus at {url} does not know this bootstrap token (unknown, or not a "
                                            "token at all); get one with `isthmus token create`") from None
@@ -114,6 +128,15 @@ async def _connect(url: str, config: NatsClient | None, *, token: str = "", inbo
             if loop.time() > deadline:
                 raise CredentialsError(f"cannot reach the bus at {url} for credentials: {exc}") from None
             await asyncio.sleep(0.5)
+
+
+def callout_unanswered(refused_after: float, config: NatsClient | None) -> bool:
+    """Whether a refusal that took `refused_after` seconds is nats-server giving up on the auth callout (it
+    waits CALLOUT_TIMEOUT, `authorization.timeout` in isthmus/launch/credentials.py) rather than the auth
+    service's answer (milliseconds). Service users (the operator's config) are not called out for."""
+    if config is not None and config.user and not config.user.startswith("proxy."):
+        return False
+    return refused_after >= CALLOUT_SLOW
 
 
 async def _ask(bus: busmod.Bus, subject: str, request: object) -> BusCredsReply:

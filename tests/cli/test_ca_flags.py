@@ -136,3 +136,15 @@ def test_a_previous_kek_needs_the_new_one_and_is_checked_as_it_is(tmp_path: Path
     (tmp_path / "old").chmod(0o604)
     assert_usage_error(isthmus(*up(tmp_path, "--ca-kek-file", str(tmp_path / "new"), "--ca-previous-kek-file",
                                    str(tmp_path / "old"))), "--ca-previous-kek-file", "chmod 600")
+
+
+@pytest.mark.parametrize("value", ["0", "10001"])
+def test_credentials_list_limit_over_its_bounds_is_a_usage_error(value: str) -> None:
+    result = isthmus("--nats", UNREACHABLE, "proxy", "credentials", "list", "--limit", value)
+    assert_usage_error(result, "--limit")
+
+
+def test_credentials_list_limit_at_its_bounds_reaches_for_the_auth_service() -> None:
+    for value in ("1", "10000"):
+        result = isthmus("--nats", UNREACHABLE, "proxy", "credentials", "list", "--limit", value)
+        assert result.returncode == 1 and "--limit" not in result.stderr, result.stderr

@@ -338,3 +338,31 @@ async def test_revoking_twice_says_it_was_already_revoked(plane: ControlPlane) -
     assert second.returncode == 0, second.stderr
     assert second.stdout.startswith(f"bus credential {creds.user} was already revoked "), second.stdout
     assert second.stdout.rstrip().endswith("ago; 0 open connection(s) closed"), second.stdout
+
+
+async def test_a_proxy_credential_waits_for_a_stopped_auth_service_instead_of_being_called_unknown(
+        plane: ControlPlane) -> None:
+    """Found by an attack: with the auth service stopped (SIGSTOP, or restarting), nats-server's callout goes
+    unanswered and it refuses the connection as it refuses an unknown user; `proxy run` then said its valid
+    token was unknown (and a saved credential refused) and exited. A refusal as slow as the callout timeout
+    is now waited out like an absent bus; a fast refusal still fails at once."""
+    import signal
+
+    from proxy.control import buscreds
+
+    creds = await issue(plane, "stopped", "sa")
+    auth = plane.services["auth"]
+    os.kill(auth.pid, signal.SIGSTOP)
+    try:
+        connecting = asyncio.ensure_future(buscreds._connect(plane.nats_url, auth_of(creds)))
+        await asyncio.sleep(6.0)  # unanswered callouts (2 s each)
+        assert not connecting.done(), connecting.result() if not connecting.exception() else connecting.exception()
+    finally:
+        os.kill(auth.pid, signal.SIGCONT)
+    bus = await asyncio.wait_for(connecting, 20)
+    await bus.close()
+    started = time.monotonic()
+    with pytest.raises(buscreds.CredentialsError, match="refused"):  # unknown: answered, so at once
+        await buscreds._connect(plane.nats_url, NatsClient(user="proxy.0123456789abcdef", password="x" * 43))
+    assert time.monotonic() - started < buscreds.CONNECT_WAIT / 2
+

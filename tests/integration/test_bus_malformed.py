@@ -94,3 +94,24 @@ spec:
     got = await ask(plane, "isthmus.config.get", json.dumps(
         {"kind": "VirtualService", "namespace": "deadline", "name": "baddeadline"}).encode())
     assert not got.get("resources"), got
+
+
+async def test_a_stopped_etcd_is_store_unavailable_not_an_internal_error(plane: ControlPlane) -> None:
+    """Found by an attack: with etcd stopped, `isthmus token create` said "internal error on
+    isthmus.ca.token.create: StoreError: ... Deadline Exceeded" (and the ca logged a traceback, as for a bug
+    of ours); a handler failing on the store now answers "store unavailable", on every service's subjects."""
+    import os
+    import signal
+
+    from proto.ca import TokenCreateRequest
+    from proto.subjects import CA_TOKEN_CREATE
+
+    payload = busmod.encode(TokenCreateRequest(namespace="default", service_account="etcd-stopped", ttl_seconds=600,
+                                               uses=1))
+    os.kill(plane.etcd.pid, signal.SIGSTOP)
+    try:
+        reply = await ask(plane, CA_TOKEN_CREATE, payload)
+    finally:
+        os.kill(plane.etcd.pid, signal.SIGCONT)
+    assert reply["ok"] is False and reply["error"].startswith(f"store unavailable on {CA_TOKEN_CREATE}: "), reply
+    assert "internal error" not in reply["error"]

@@ -225,3 +225,39 @@ def test_failed_handshakes_log_a_bounded_number_of_lines_and_count_the_rest() ->
             runner.run(body())
     finally:
         acceptor_module.log = saved
+
+
+def test_failed_handshake_lines_at_their_bound_and_one_over_and_the_window_edge() -> None:
+    """FAILURE_LINES failures in a window are each an info line; the next one is not; a window is over only
+    after FAILURE_WINDOW seconds (one second short of it still counts into the old one)."""
+    import proxy.tls.acceptor as acceptor_module
+    from tests.proxy.http_helpers import _Recorder
+
+    logs: list[dict] = []
+    saved, acceptor_module.log = acceptor_module.log, _Recorder(logs)
+
+    def infos() -> int:
+        return sum(1 for e in logs if e["log_level"] == "info")
+
+    async def body() -> None:
+        sock = socket.socket()
+        acceptor = TlsAcceptor(sock, asyncio.Protocol, lambda: STRICT, lambda: None)
+        for _ in range(acceptor_module.FAILURE_LINES):  # at the bound: each one logged
+            acceptor._failed("127.0.0.1:1", ssl.SSLError("x"))
+        assert infos() == acceptor_module.FAILURE_LINES
+        acceptor._failed("127.0.0.1:1", ssl.SSLError("x"))  # one over: debug only
+        assert infos() == acceptor_module.FAILURE_LINES
+        acceptor._window_start -= acceptor_module.FAILURE_WINDOW - 1  # one second short of the window
+        acceptor._failed("127.0.0.1:1", ssl.SSLError("x"))
+        assert infos() == acceptor_module.FAILURE_LINES
+        acceptor._window_start -= 1  # the window has passed
+        acceptor._failed("127.0.0.1:1", ssl.SSLError("x"))
+        assert infos() == acceptor_module.FAILURE_LINES + 1 and logs[-1]["not_logged_before"] == 2
+        assert acceptor.stats.handshake_failed == acceptor_module.FAILURE_LINES + 3
+        sock.close()
+
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(body())
+    finally:
+        acceptor_module.log = saved

@@ -118,3 +118,16 @@ def test_the_associated_data_holds_the_format_the_path_and_the_kek_id() -> None:
     kid = keks.kek_id(kek)
     assert keks._associated(WHERE, kid) != keks._associated(WHERE, kid[:-1] + ("1" if kid[-1] == "0" else "0"))
     assert WHERE.encode() in keks._associated(WHERE, kid) and f"v{keks.FORMAT}".encode() in keks._associated(WHERE, kid)
+
+
+def test_a_kek_file_at_its_size_bound_is_read_and_one_byte_over_is_refused(tmp_path: Path) -> None:
+    """MAX_FILE bytes are read from a KEK file (64 hex digits and whitespace): at the bound it is read, one
+    byte over it is refused, not cut off and then parsed."""
+    path = tmp_path / "kek"
+    hexkey = b"0f" * 32
+    path.write_bytes(hexkey + b"\n" * (keks.MAX_FILE - len(hexkey)))  # at the bound
+    path.chmod(0o600)
+    assert keks.load_kek(path) == bytes([0x0F]) * 32
+    path.write_bytes(hexkey + b"\n" * (keks.MAX_FILE + 1 - len(hexkey)))  # one byte over
+    with pytest.raises(ValueError, match="give 64 hex digits"):
+        keks.load_kek(path)
