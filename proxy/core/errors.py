@@ -18,6 +18,8 @@
     ├── UpstreamTimeout       504  UT   the upstream did not answer in time
     ├── Overflow              503  UO   the cluster's circuit breaker is full (connectionPool)
     ├── RateLimited           429  RL   a RateLimit's token bucket is empty (proxy/inbound/ratelimit.py)
+    ├── Unauthenticated       401  -    a request's JWT failed verification (RequestAuthentication)
+    ├── AccessDenied          403  -    an AuthorizationPolicy denied the request (body `RBAC: access denied`)
     ├── RetryBufferExceeded   507  -    body arriving during a retry back-off outgrew the retry buffer
     ├── ConnectRefused        403  -    CONNECT to a mesh host's HTTP port (proxy/outbound/connect_policy.py)
     ├── Overloaded            503  OM   incomplete request heads past the listener's budget (proxy/http/head_budget.py)
@@ -142,6 +144,29 @@ class RateLimited(ProxyError):
     def __init__(self, headers: bytes = b"") -> None:
         super().__init__("local_rate_limited")
         self.headers = headers
+
+
+class Unauthenticated(ProxyError):
+    """A JWT was present and did not verify (RequestAuthentication; Envoy's jwt_authn filter answers 401);
+    `detail` is the body (e.g. `Jwt verification fails`), `headers` the www-authenticate line."""
+
+    status = 401
+
+    def __init__(self, detail: str, headers: bytes = b"") -> None:
+        super().__init__(detail)
+        self.headers = headers
+
+
+class AccessDenied(ProxyError):
+    """An AuthorizationPolicy denied the request (Envoy's RBAC filter: 403 `RBAC: access denied`). `policy`
+    names the deciding policy for the access log (`ns[<ns>]-policy[<name>]-rule[<i>]`, Envoy's
+    rbac_access_denied_matched_policy[...] detail; `none` when no ALLOW policy matched)."""
+
+    status = 403
+
+    def __init__(self, policy: str = "none") -> None:
+        super().__init__("RBAC: access denied")
+        self.policy = policy
 
 
 class RetryBufferExceeded(ProxyError):

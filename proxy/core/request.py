@@ -5,6 +5,8 @@ Neutral: imports nothing of the proxy, so every stage (outbound, inbound, http) 
 
 from __future__ import annotations
 
+from proxy.core.downstream import PLAINTEXT, Downstream, RequestAuth
+
 
 class RequestHead:
     """The parts of a downstream request that routing looks at.
@@ -13,10 +15,10 @@ class RequestHead:
     `port` is the explicit port or 80; `path` is origin-form (`/x?y=1`). Header names are lower-case.
     """
 
-    __slots__ = ("method", "host", "port", "path", "headers", "client", "set_cookie")
+    __slots__ = ("method", "host", "port", "path", "headers", "client", "set_cookie", "downstream", "auth")
 
     def __init__(self, method: str, host: str, port: int, path: str, headers: list[tuple[bytes, bytes]],
-                 client: str = "") -> None:
+                 client: str = "", downstream: Downstream = PLAINTEXT) -> None:
         self.method = method
         self.host = host
         self.port = port
@@ -24,6 +26,8 @@ class RequestHead:
         self.headers = headers
         self.client = client  # the downstream peer's IP address ("" if unknown): consistentHash useSourceIp
         self.set_cookie: bytes | None = None  # a hash cookie the balancer generated, for the response
+        self.downstream = downstream  # the inbound connection's caller (one object per connection)
+        self.auth: RequestAuth | None = None  # the verified JWT, set by the authentication stage
 
     def header(self, name: bytes) -> bytes | None:
         """First value of a lower-case header name, or None."""
