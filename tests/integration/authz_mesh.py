@@ -23,6 +23,7 @@ from tests.integration.conftest import ControlPlane, Sidecar, apply, eventually,
 from tests.integration.httpclient import AppServer, Backend, Client, Response
 
 TRUST_DOMAIN = "cluster.local"
+ROOT_NAMESPACE = "istio-system"
 TCP_PORTS = (9000, 9001, 9002)  # tcp-echo's service ports in Istio's "TCP traffic" task
 ECHO_PORTS: dict[int, int] = {}  # the app port behind each (free ports unless given)
 
@@ -97,7 +98,8 @@ class AuthzMesh:
 
     def __init__(self, mesh: ControlPlane) -> None:
         self.mesh = mesh
-        self.applied: set[tuple[str, str, str]] = set()  # (kind, namespace, name) to delete after the test
+        # (kind, namespace, name) -> the workloads it concerns, deleted after each test
+        self.applied: dict[tuple[str, str, str], list[Workload]] = {}
         self.tcp_local = {port: free_port() for port in TCP_PORTS}  # sleep.foo's local port per tcp-echo port
         self.echo = {port: TcpEcho(ECHO_PORTS.get(port, 0)) for port in TCP_PORTS}  # an app port per service port
         self.productpage = Workload(mesh, "productpage", "default", "bookinfo-productpage", 9080)
@@ -169,23 +171,36 @@ class AuthzMesh:
     # --- config ----------------------------------------------------------------------------------------
     async def apply(self, text: str, *holders: Workload) -> dict:
         """Apply YAML through the config API as `isthmus apply -f` does; assert it was accepted and wait until
-        each of `holders` (default: every workload) holds it."""
+        each of `holders` (default: the workloads it concerns) holds it."""
         reply = await apply(self.mesh, text)
         assert reply["ok"], reply
+        concerned: list[Workload] = []
         for doc in yaml.safe_load_all(text):
             if doc:
-                self.applied.add((doc["kind"], doc["metadata"]["namespace"], doc["metadata"]["name"]))
-        await self.converged(reply["revision"], *holders)
+                key = (doc["kind"], doc["metadata"]["namespace"], doc["metadata"]["name"])
+                self.applied[key] = self.concerned(doc)
+                concerned += self.applied[key]
+        await self.converged(reply["revision"], *(holders or concerned))
         return reply
+
+    def concerned(self, doc: dict) -> list[Workload]:
+        """The workloads a security policy applies to (Istio's scope: the root namespace's apply in every
+        namespace, a selector picks by labels); every workload for other kinds."""
+        if doc["kind"] not in ("AuthorizationPolicy", "RequestAuthentication", "PeerAuthentication"):
+            return self.workloads
+        ns = doc["metadata"]["namespace"]
+        labels = ((doc.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        return [w for w in self.workloads if (ns == ROOT_NAMESPACE or w.ns == ns)
+                and all(k == "app" and v == w.name for k, v in labels.items())]
 
     async def clean(self) -> None:
         """Delete what the test applied; every sidecar holds the change before the next test starts."""
         if self.applied:
-            refs, self.applied = sorted(self.applied), set()
-            await self.delete(refs)
+            await self.delete(sorted(self.applied))
 
     async def delete(self, refs: list[tuple[str, str, str]], *holders: Workload) -> dict:
-        """Delete (kind, namespace, name) resources and wait until `holders` (default: all) hold the change."""
+        """Delete (kind, namespace, name) resources and wait until `holders` (default: the workloads they
+        concern) hold the change."""
         bus = await self.mesh.bus("test-delete")
         try:
             body = {"resources": [{"kind": k, "namespace": ns, "name": n} for k, ns, n in refs]}
@@ -193,9 +208,9 @@ class AuthzMesh:
         finally:
             await bus.close()
         assert reply["ok"], reply
-        self.applied -= set(refs)
+        concerned = {id(w): w for ref in refs for w in self.applied.pop(ref, self.workloads)}
         if reply["revision"]:
-            await self.converged(reply["revision"], *holders)
+            await self.converged(reply["revision"], *(holders or concerned.values()))
         return reply
 
     async def converged(self, revision: int, *holders: Workload) -> None:

@@ -307,3 +307,64 @@ async def test_tcp_task_ports_and_http_only_fields(authz: AuthzMesh) -> None:
     assert await authz.tcp(9000) == ""
     await denied_line(echo, "foo", "tcp-policy", after=before, tcp=True)
     assert await authz.tcp(9001) == "hello port 9001\n"
+
+
+async def test_tcp_policies_on_the_callers_identity(authz: AuthzMesh) -> None:
+    """The source fields a TCP connection carries (its mTLS peer): deny by namespace, allow one principal."""
+    await authz.apply("""
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: deny-foo
+  namespace: foo
+spec:
+  selector:
+    matchLabels:
+      app: tcp-echo
+  action: DENY
+  rules:
+  - from:
+    - source:
+        namespaces: ["foo"]
+""", authz.tcp_echo)
+    before = len(authz.tcp_echo.lines())
+    assert await authz.tcp(9000) == ""
+    await denied_line(authz.tcp_echo, "foo", "deny-foo", after=before, tcp=True)
+    await authz.apply("""
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: deny-foo
+  namespace: foo
+spec:
+  selector:
+    matchLabels:
+      app: tcp-echo
+  action: DENY
+  rules:
+  - from:
+    - source:
+        notNamespaces: ["foo"]
+""", authz.tcp_echo)
+    assert await authz.tcp(9000) == "hello port 9000\n"
+    await authz.apply("""
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: sleep-only
+  namespace: foo
+spec:
+  selector:
+    matchLabels:
+      app: tcp-echo
+  action: ALLOW
+  rules:
+  - from:
+    - source:
+        principals: ["cluster.local/ns/foo/sa/sleep"]
+    to:
+    - operation:
+        ports: ["9001"]
+""", authz.tcp_echo)
+    assert await authz.tcp(9001) == "hello port 9001\n"
+    assert await authz.tcp(9000) == ""
