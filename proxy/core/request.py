@@ -15,7 +15,8 @@ class RequestHead:
     `port` is the explicit port or 80; `path` is origin-form (`/x?y=1`). Header names are lower-case.
     """
 
-    __slots__ = ("method", "host", "port", "path", "headers", "client", "set_cookie", "downstream", "auth")
+    __slots__ = ("method", "host", "port", "path", "headers", "client", "set_cookie", "downstream", "auth",
+                 "details")
 
     def __init__(self, method: str, host: str, port: int, path: str, headers: list[tuple[bytes, bytes]],
                  client: str = "", downstream: Downstream = PLAINTEXT) -> None:
@@ -28,6 +29,9 @@ class RequestHead:
         self.set_cookie: bytes | None = None  # a hash cookie the balancer generated, for the response
         self.downstream = downstream  # the inbound connection's caller (one object per connection)
         self.auth: RequestAuth | None = None  # the verified JWT, set by the authentication stage
+        # Envoy's %RESPONSE_CODE_DETAILS% for the access log when a stage has some to give ("" when none), e.g.
+        # authorization's rbac_access_denied_matched_policy[...] (proxy/inbound/authz/engine.py)
+        self.details = ""
 
     def header(self, name: bytes) -> bytes | None:
         """First value of a lower-case header name, or None."""

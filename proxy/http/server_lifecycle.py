@@ -37,9 +37,11 @@ class ConnectionLifecycle:
         self.client = peer[0] if isinstance(peer, tuple) else ""
         if self.mode is Mode.INBOUND:  # the caller as authorization sees it, once per connection
             local = transport.get_extra_info("sockname")
+            # destination.port / ports name the workload port (the app's), as Envoy sees the original
+            # destination behind Istio's iptables redirect, not the sidecar's own listening port
             self.downstream = Downstream(peer_principal(transport), self.client,
                                          local[0] if isinstance(local, tuple) else "",
-                                         local[1] if isinstance(local, tuple) else 0)
+                                         shared.app_port or (local[1] if isinstance(local, tuple) else 0))
         self.gate = ReadGate(self.transport)
         self.shared.connections.add(self)
         self._arm_keepalive()

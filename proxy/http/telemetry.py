@@ -22,4 +22,5 @@ def report(on_complete: Callable[[AccessRecord], None], head: RequestHead | None
         upstream.cluster if upstream is not None else "-",
         bytes_sent,
         duration_ms,
+        head.details if head is not None else "",
     ))
