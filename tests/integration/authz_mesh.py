@@ -25,7 +25,9 @@ from tests.integration.httpclient import AppServer, Backend, Client, Response
 TRUST_DOMAIN = "cluster.local"
 ROOT_NAMESPACE = "istio-system"
 TCP_PORTS = (9000, 9001, 9002)  # tcp-echo's service ports in Istio's "TCP traffic" task
-ECHO_PORTS: dict[int, int] = {}  # the app port behind each (free ports unless given)
+# The app port behind each: the same numbers, as in Istio's sample, because a rule's `ports` (and
+# destination.port) name the workload's port, the one the app listens on (Istio's targetPort).
+ECHO_PORTS = {port: port for port in TCP_PORTS}
 
 
 class TcpEcho(AppServer):
@@ -96,12 +98,13 @@ class Workload:
 class AuthzMesh:
     """The workloads above, started together; `call` and `tcp` send traffic as the callers' apps would."""
 
-    def __init__(self, mesh: ControlPlane) -> None:
+    def __init__(self, mesh: ControlPlane, tcp: bool = False) -> None:
+        """`tcp`: with tcp-echo (its apps on 127.0.0.1:9000-9002) and sleep.foo's `--tcp` ports to it."""
         self.mesh = mesh
         # (kind, namespace, name) -> the workloads it concerns, deleted after each test
         self.applied: dict[tuple[str, str, str], list[Workload]] = {}
-        self.tcp_local = {port: free_port() for port in TCP_PORTS}  # sleep.foo's local port per tcp-echo port
-        self.echo = {port: TcpEcho(ECHO_PORTS.get(port, 0)) for port in TCP_PORTS}  # an app port per service port
+        self.tcp_local = {port: free_port() for port in TCP_PORTS} if tcp else {}  # sleep.foo's local port per tcp-echo port
+        self.echo = {port: TcpEcho(ECHO_PORTS[port]) for port in self.tcp_local}  # an app per service port
         self.productpage = Workload(mesh, "productpage", "default", "bookinfo-productpage", 9080)
         self.details = Workload(mesh, "details", "default", "bookinfo-details", 9080)
         self.httpbin = Workload(mesh, "httpbin", "foo", "httpbin", 8000)
@@ -116,14 +119,16 @@ class AuthzMesh:
             await echo.start()
         for workload in self.workloads:
             await workload.start()
-        self.tcp_echo = Workload(self.mesh, "tcp-echo", "foo", "tcp-echo", 9005,
-                                 tuple(a for port in TCP_PORTS for a in ("--app-tcp", f"{port}={self.echo[port].port}")))
-        await self.tcp_echo.start()
-        self.workloads.append(self.tcp_echo)
+        if self.echo:
+            self.tcp_echo = Workload(self.mesh, "tcp-echo", "foo", "tcp-echo", 9005,
+                                     tuple(a for port in TCP_PORTS for a in ("--app-tcp", f"{port}={port}")))
+            await self.tcp_echo.start()
+            self.workloads.append(self.tcp_echo)
         await asyncio.gather(*(w.side.ready(60) for w in self.workloads))
         # every caller holds the endpoints it calls (with their identities: auto mTLS)
         for caller, host in ((self.productpage, fqdn("details", "default")), (self.sleep, fqdn("httpbin", "foo")),
-                             (self.sleep_bar, fqdn("httpbin", "foo")), (self.sleep, fqdn("tcp-echo", "foo"))):
+                             (self.sleep_bar, fqdn("httpbin", "foo")),
+                             *(((self.sleep, fqdn("tcp-echo", "foo")),) if self.echo else ())):
             await eventually(lambda: caller.side.endpoints(host) >= 1, 30)
         return self
 
@@ -230,4 +235,12 @@ async def denied_line(workload: Workload, ns: str, name: str, after: int = 0, tc
     """The access-log line of `workload`'s sidecar for a request (or TCP connection) denied by the policy
     `ns`/`name`, past its first `after` lines: Envoy's RBAC detail names the policy
     (`rbac_access_denied_matched_policy[ns[<ns>]-policy[<name>]-rule[<i>]]`), an HTTP denial is a 403."""
-    return await workload.logged(f"ns[{ns}]-policy[{name}]", *(() if tcp else (" 403 ",)), after=after)
+    return await workload.logged(f"rbac_access_denied_matched_policy[ns[{ns}]-policy[{name}]-rule[",
+                                 *(() if tcp else (" 403 ",)), after=after)
+
+
+async def denied_by_no_allow(workload: Workload, after: int = 0, tcp: bool = False) -> str:
+    """The access-log line of a request no ALLOW policy matched: Envoy names no policy then
+    (`rbac_access_denied_matched_policy[none]`)."""
+    return await workload.logged("rbac_access_denied_matched_policy[none]", *(() if tcp else (" 403 ",)),
+                                 after=after)

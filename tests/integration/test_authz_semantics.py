@@ -337,7 +337,7 @@ async def test_principals_and_namespaces_never_match_a_plaintext_caller(authz: A
     await authz.apply(allow, authz.httpbin)
     assert await send(authz, S) == 200 and await send(authz, B) == 200
     response = await authz.call(None, "http://httpbin.foo:8000/get", target=authz.httpbin)
-    assert (response.status, response.text) == (403, "RBAC: access denied")
+    assert (response.status, response.text) == (403, "RBAC: access denied\n")  # Envoy: no \n
 
 
 async def test_path_parameters_and_doubled_slashes_cannot_slip_past_paths(authz: AuthzMesh) -> None:
@@ -373,7 +373,8 @@ spec:
   hosts: [httpbin.foo.svc.cluster.local]
   http:
   - match:
-    - uri: {prefix: /public, ignoreUriCase: true}
+    - uri: {prefix: /public}
+      ignoreUriCase: true
     route:
     - destination: {host: httpbin.foo.svc.cluster.local, port: {number: 8000}}
   - route:
@@ -408,3 +409,40 @@ async def test_deleting_a_policy_stops_its_denials_at_once_on_every_proxy(authz:
     for workload in authz.workloads:
         assert "istio-system/mesh-deny" not in workload.authorization()
         assert workload.side.config_dump()["proxy"]["uptime_s"] >= uptimes[workload.side.admin_port]
+
+
+async def test_ports_and_destination_port_name_the_workload_port(authz: AuthzMesh) -> None:
+    """`ports`, `notPorts` and destination.port compare the workload's port (the one the app listens on,
+    Istio's targetPort, as PeerAuthentication's portLevelMtls), not the service port clients dial."""
+    app_port = str(authz.httpbin.app.port)
+    cases = {
+        "ports": (operation(ports=[app_port]), [S, B, P], []),
+        "ports-service-port": (operation(ports=["8000"]), [], [S, P]),
+        "not-ports": (operation(notPorts=[app_port]), [], [S, P]),
+        "not-ports-other": (operation(notPorts=["8000"]), [S, P], []),
+        "when-destination-port": (when("destination.port", [app_port], path="/a")
+                                  + when("destination.port", ["8000"], path="/b"), [Req(path="/a")], [Req(path="/b")]),
+    }
+    for name, (rules, denied, allowed) in cases.items():
+        await authz.apply(policy(name, rules), authz.httpbin)
+        seen = {str(r): await send(authz, r) for r in denied + allowed}
+        assert seen == {**{str(r): 403 for r in denied}, **{str(r): 200 for r in allowed}}, name
+        await authz.delete([("AuthorizationPolicy", "foo", name)])
+
+
+async def test_connection_sni_is_the_server_name_the_client_sidecar_sent(authz: AuthzMesh) -> None:
+    """connection.sni: the TLS server name of the mTLS connection (here the one a DestinationRule's
+    ISTIO_MUTUAL `sni` makes sleep's sidecar send); a plaintext caller has none."""
+    await authz.apply("""
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: httpbin-sni, namespace: foo}
+spec:
+  host: httpbin.foo.svc.cluster.local
+  trafficPolicy:
+    tls: {mode: ISTIO_MUTUAL, sni: httpbin.sni.test}
+""", authz.sleep)
+    await authz.apply(policy("by-sni", when("connection.sni", ["*.sni.test"])), authz.httpbin)
+    assert await send(authz, S) == 403
+    assert await send(authz, B) == 200  # bar's sleep sends no server name (auto mTLS)
+    assert await send(authz, P) == 200

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import pytest_asyncio
 
-from tests.integration.authz_mesh import AuthzMesh, denied_line
+from tests.integration.authz_mesh import AuthzMesh, denied_by_no_allow, denied_line
 from tests.integration.conftest import ControlPlane
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def world(plane: ControlPlane):  # type: ignore[no-untyped-def]
-    mesh = await AuthzMesh(plane).start()
+    mesh = await AuthzMesh(plane, tcp=True).start()
     yield mesh
     await mesh.stop()
 
@@ -93,10 +93,10 @@ async def test_http_task_allow_nothing_then_get_for_one_service_accounts_princip
     assert authz.httpbin.authorization() == []  # foo's workloads are not concerned
     before = len(details.lines())
     response = await authz.call(pp, DETAILS)
-    assert (response.status, response.text) == (403, "RBAC: access denied")
+    assert (response.status, response.text) == (403, "RBAC: access denied\n")  # Envoy: no \n
     assert await authz.status(sleep, PRODUCTPAGE) == 403
     assert await authz.status(None, DETAILS, target=details) == 403
-    await denied_line(details, "default", "allow-nothing", after=before)
+    await denied_by_no_allow(details, after=before)
     seen = len(details.app.requests)
 
     # productpage-viewer: GET on productpage from anyone; other methods and the other workloads still denied
@@ -116,7 +116,7 @@ async def test_http_task_allow_nothing_then_get_for_one_service_accounts_princip
     assert await authz.status(sleep, DETAILS) == 403  # another service account
     assert await authz.status(None, DETAILS, target=details) == 403  # plaintext: no principal (#21259)
     assert len(details.app.requests) == seen + 1  # only the allowed request reached the app
-    await denied_line(details, "default", "allow-nothing", after=before)
+    await denied_by_no_allow(details, after=before)
 
     # the policies deleted: allowed again
     await authz.clean()
@@ -188,7 +188,7 @@ async def test_explicit_deny_task_deny_beats_allow(authz: AuthzMesh) -> None:
     await authz.apply(DENY_METHOD_GET)
     before = len(httpbin.lines())
     response = await authz.call(sleep, f"{HTTPBIN}/get")
-    assert (response.status, response.text) == (403, "RBAC: access denied")
+    assert (response.status, response.text) == (403, "RBAC: access denied\n")  # Envoy: no \n
     await denied_line(httpbin, "foo", "deny-method-get", after=before)
     assert await authz.status(sleep, f"{HTTPBIN}/post", "POST") == 200
 
@@ -289,7 +289,7 @@ async def test_tcp_task_ports_and_http_only_fields(authz: AuthzMesh) -> None:
     before, seen = len(echo.lines()), len(authz.echo[9002].lines)
     assert await authz.tcp(9002) == ""
     assert len(authz.echo[9002].lines) == seen
-    await denied_line(echo, "foo", "tcp-policy", after=before, tcp=True)
+    await denied_by_no_allow(echo, after=before, tcp=True)
 
     # an ALLOW rule with an HTTP-only field (methods) never matches TCP: both ports rejected
     await authz.apply(TCP_ALLOW_GET)
