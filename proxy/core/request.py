@@ -15,7 +15,8 @@ class RequestHead:
     `port` is the explicit port or 80; `path` is origin-form (`/x?y=1`). Header names are lower-case.
     """
 
-    __slots__ = ("method", "host", "port", "path", "headers", "client", "set_cookie", "downstream", "auth")
+    __slots__ = ("method", "host", "port", "path", "headers", "client", "set_cookie", "downstream", "auth",
+                 "edited")
 
     def __init__(self, method: str, host: str, port: int, path: str, headers: list[tuple[bytes, bytes]],
                  client: str = "", downstream: Downstream = PLAINTEXT) -> None:
@@ -28,6 +29,9 @@ class RequestHead:
         self.set_cookie: bytes | None = None  # a hash cookie the balancer generated, for the response
         self.downstream = downstream  # the inbound connection's caller (one object per connection)
         self.auth: RequestAuth | None = None  # the verified JWT, set by the authentication stage
+        # An inbound stage changed `headers` or `path` (JWT: token removed, claims added): the exchange sends
+        # them as changed, not the head as received (proxy/http/exchange_connect.py start).
+        self.edited = False
 
     def header(self, name: bytes) -> bytes | None:
         """First value of a lower-case header name, or None."""

@@ -1,8 +1,8 @@
 """The inbound listener's Router: every request that reaches it goes to the app beside the sidecar,
 through the stages of the inbound pipeline (proxy/inbound/pipeline.py), composed once per config push.
 
-RateLimits (isthmus.io, proxy/inbound/ratelimit.py) are its one configured stage today: with none for
-this sidecar, `admit` is None and a request pays that one attribute check.
+RequestAuthentication (proxy/inbound/jwt/) and RateLimits (isthmus.io, proxy/inbound/ratelimit.py) are its
+configured stages: with none for this sidecar, `admit` is None and a request pays that one attribute check.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from proxy.core.request import RequestHead
 from proxy.core.target import Target
 from proxy.inbound import pipeline
+from proxy.inbound.jwt.authn import JwtStage
 from proxy.inbound.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ class LocalAppRouter:
         self.target = Target(host, port, f"inbound|{port}||{service}")
         self.limiter: RateLimiter | None = None
         self.admit: pipeline.Admit | None = None  # the composed stages, None when none is configured
+        self.authn = JwtStage()  # RequestAuthentication (proxy/inbound/jwt/), recompiled when its rules change
         self.host = f"{service}.{namespace}.{domain_suffix}".lower()  # this workload's service (ClusterConfig)
         self.labels = dict(labels or {})
         self.state = state
@@ -48,8 +50,10 @@ class LocalAppRouter:
             self.limiter = None
         elif self.limiter is None or [lim.rule for lim in self.limiter.limits] != rules:
             self.limiter = RateLimiter(rules, self.target, self.limiter)
-        # authentication and authorization checks will come first here (proxy/inbound/pipeline.py)
-        self.admit = pipeline.build((), self.limiter.admit if self.limiter is not None else None, self.target)
+        authn = self.authn.update(self.state.security)
+        checks: list[pipeline.Check] = [authn] if authn is not None else []
+        # authorization's check comes right after authentication's here (proxy/inbound/pipeline.py)
+        self.admit = pipeline.build(checks, self.limiter.admit if self.limiter is not None else None, self.target)
 
     def dump(self) -> list[dict[str, object]]:
         """The rules in force and their buckets, for the admin /config_dump."""
