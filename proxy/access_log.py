@@ -9,7 +9,8 @@ meshConfig.accessLogFile: a line nobody reads is per-request work the hot path s
 status (`-` for TCP), Envoy's response flag (`-` when none: UO overflow, UH no healthy upstream, UF connect
 failure, UT timeout, DI delay, FI abort, RL rate limited, NR no route, ...), response body bytes relayed
 from the upstream (0 for an answer the sidecar made itself; TCP: bytes to the client/from the client),
-duration, cluster. Lines are buffered and written at most every
+duration, cluster, and, only for a failure that has them, Envoy's response code details (a JWT refusal:
+`jwt_authn_access_denied{Jwt_is_expired}`, whitespace made `_` as Envoy does). Lines are buffered and written at most every
 FLUSH_INTERVAL seconds, or when BUFFER_LINES pile up, so logging costs no syscall per request.
 """
 
@@ -88,7 +89,7 @@ class ListenerLog:
     def __call__(self, r: AccessRecord) -> None:
         """An HTTP request is over (the Listener's on_complete)."""
         self.log.write(f'{self.name} "{r.method} {r.host}{r.path}" {r.status} {r.flag} {r.bytes_sent} '
-                       f"{r.duration_ms:.1f}ms {r.cluster}")
+                       f"{r.duration_ms:.1f}ms {r.cluster}" + (f" {r.details}" if r.details else ""))
 
     def tcp(self, target: str, flag: str, sent: int, received: int, duration_ms: float, cluster: str) -> None:
         """An opaque TCP connection is over (proxy/tcp/relay.py)."""
