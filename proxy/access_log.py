@@ -16,6 +16,7 @@ flag: the flag stays `-`, as in Istio's default access log):
     [...] inbound "GET app/admin" 403 - 0 0.2ms inbound|8080||app rbac_access_denied_matched_policy[ns[foo]-policy[deny-admin]-rule[0]]
     [...] inbound "TCP 127.0.0.1:5432" - - 0/0 0.1ms inbound|5432|| rbac_access_denied_matched_policy[none]
 
+A JWT refusal has `jwt_authn_access_denied{Jwt_is_expired}` (whitespace made `_` as Envoy does).
 An AUDIT match adds rbac_audit_matched_policy[...] there (comma-separated from a denial). Lines are buffered
 and written at most every FLUSH_INTERVAL seconds, or when BUFFER_LINES pile up, so logging costs no syscall per request.
 """

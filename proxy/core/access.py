@@ -5,7 +5,8 @@ from __future__ import annotations
 
 class AccessRecord:
     """What `on_complete` receives after each request; flag is Envoy's response flag ("-" if none), details
-    Envoy's response code details when a stage set some (RequestHead.details), else ""."""
+    Envoy's response code details when a stage set some (RequestHead.details) or the failure has some
+    (jwt_authn_access_denied{...}), else ""."""
 
     __slots__ = ("method", "host", "path", "status", "flag", "cluster", "bytes_sent", "duration_ms", "details")
 

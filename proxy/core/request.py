@@ -16,7 +16,7 @@ class RequestHead:
     """
 
     __slots__ = ("method", "host", "port", "path", "headers", "client", "set_cookie", "downstream", "auth",
-                 "details")
+                 "details", "edited")
 
     def __init__(self, method: str, host: str, port: int, path: str, headers: list[tuple[bytes, bytes]],
                  client: str = "", downstream: Downstream = PLAINTEXT) -> None:
@@ -32,6 +32,9 @@ class RequestHead:
         # Envoy's %RESPONSE_CODE_DETAILS% for the access log when a stage has some to give ("" when none), e.g.
         # authorization's rbac_access_denied_matched_policy[...] (proxy/inbound/authz/engine.py)
         self.details = ""
+        # An inbound stage changed `headers` or `path` (JWT: token removed, claims added): the exchange sends
+        # them as changed, not the head as received (proxy/http/exchange_connect.py start).
+        self.edited = False
 
     def header(self, name: bytes) -> bytes | None:
         """First value of a lower-case header name, or None."""

@@ -1,7 +1,7 @@
 """The inbound listener's Router: every request that reaches it goes to the app beside the sidecar,
 through the stages of the inbound pipeline (proxy/inbound/pipeline.py), composed once per config push.
 
-AuthorizationPolicy (proxy/inbound/authz/) and RateLimits (isthmus.io, proxy/inbound/ratelimit.py) are its
+RequestAuthentication (proxy/inbound/jwt/), AuthorizationPolicy (proxy/inbound/authz/) and RateLimits (isthmus.io, proxy/inbound/ratelimit.py) are its
 configured stages: with none for this sidecar, `admit` is None and a request pays that one attribute check.
 """
 
@@ -13,6 +13,7 @@ from proxy.core.request import RequestHead
 from proxy.core.target import Target
 from proxy.inbound import pipeline
 from proxy.inbound.authz.engine import Authorization
+from proxy.inbound.jwt.authn import JwtStage
 from proxy.inbound.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ class LocalAppRouter:
         self.app_port = port  # the workload port callers reach (destination.port, ports: proxy/http/server_lifecycle.py)
         self.authz: Authorization | None = None  # AuthorizationPolicies compiled (proxy/inbound/authz/), None: none
         self.limiter: RateLimiter | None = None
+        self.authn = JwtStage()  # RequestAuthentication (proxy/inbound/jwt/), recompiled when its rules change
         self.admit: pipeline.Admit | None = None  # the composed stages, None when none is configured
         self.host = f"{service}.{namespace}.{domain_suffix}".lower()  # this workload's service (ClusterConfig)
         self.labels = dict(labels or {})
@@ -54,7 +56,8 @@ class LocalAppRouter:
         self._refresh_authz()
         authz = self.authz.http if self.authz is not None else None
         # authentication (JWT) first, then authorization, then the rate limit (proxy/inbound/pipeline.py)
-        self.admit = pipeline.build(tuple(c for c in (authz,) if c is not None),
+        authn = self.authn.update(self.state.security)
+        self.admit = pipeline.build(tuple(c for c in (authn, authz) if c is not None),
                                     self.limiter.admit if self.limiter is not None else None, self.target)
 
     def _refresh_authz(self) -> None:

@@ -26,7 +26,7 @@ from proxy.core.downstream import Downstream, RequestAuth
 from proxy.core.request import RequestHead
 from proxy.inbound.authz.addresses import cidr_matcher
 from proxy.inbound.authz.paths import path_matcher
-from proxy.inbound.authz.strings import values_matcher
+from proxy.inbound.authz.strings import exact_values, values_matcher
 
 Leaf = Callable[[Downstream, "RequestHead | None", str], bool]
 
@@ -46,6 +46,9 @@ class Unusable(Exception):
 def _principal(values: Sequence[str]) -> Leaf:
     # srcPrincipalGenerator: StringMatcherWithPrefix(v, "spiffe://") on the URI SAN; our principal lacks the
     # scheme, which `*abc` (regex spiffe://.*abc) and `abc*` (prefix spiffe://abc) only ever add back.
+    exact = exact_values(values)
+    if exact is not None:  # the usual shape: one call per request, None (plaintext) is in no set
+        return lambda ds, head, path: ds.principal in exact
     match = values_matcher(values)
     return lambda ds, head, path: ds.principal is not None and match(ds.principal)
 
@@ -114,27 +117,48 @@ def _host(values: Sequence[str]) -> Leaf:
 
 
 def _method(values: Sequence[str]) -> Leaf:
+    exact = exact_values(values)
+    if exact is not None:
+        return lambda ds, head, path: head.method in exact  # type: ignore[union-attr]
     match = values_matcher(values, presence_matches_empty=True)
     return lambda ds, head, path: match(head.method)  # type: ignore[union-attr]
 
 
 def _path(values: Sequence[str]) -> Leaf:
+    exact = exact_values(values)
+    if exact is not None and not any("{" in v for v in values):
+        return lambda ds, head, path: path in exact
+    if len(values) == 1 and values[0].endswith("*") and "*" not in values[0][:-1] and "{" not in values[0]:
+        prefix = values[0][:-1]  # `/api/*`, the most common path value
+        return lambda ds, head, path: path.startswith(prefix)
     match = path_matcher(values)
     return lambda ds, head, path: match(path)
 
 
 def header_value(head: RequestHead, name: bytes) -> str | None:
     """Every value of a header joined with "," (Envoy's HeaderUtility::getAllOfHeaderAsString), or None."""
-    found = [v for n, v in head.headers if n == name]
-    if not found:
-        return None
-    return (found[0] if len(found) == 1 else b",".join(found)).decode("latin-1")
+    found: bytes | None = None
+    more: list[bytes] | None = None
+    for n, v in head.headers:
+        if n == name:
+            if found is None:
+                found = v
+            elif more is None:
+                more = [found, v]
+            else:
+                more.append(v)
+    if more is not None:
+        return b",".join(more).decode("latin-1")
+    return found.decode("latin-1") if found is not None else None
 
 
 def _header(name: str, values: Sequence[str]) -> Leaf:
     # matcher.HeaderMatcher: `*` is present_match, else exact / prefix / suffix, case-sensitive on the value
     key = name.lower().encode("latin-1")
     match = values_matcher(values, presence_matches_empty=True)
+    exact = exact_values(values)
+    if exact is not None:
+        return lambda ds, head, path: header_value(head, key) in exact  # type: ignore[arg-type]
 
     def matches(ds: Downstream, head: RequestHead | None, path: str) -> bool:
         assert head is not None

@@ -89,9 +89,6 @@ class _Builder:
                 continue  # DENY / AUDIT: this field is dropped, the rest of the rule stays
             self.leaves.append(_negated(one) if negate else one)
 
-    def done(self) -> Leaf:
-        return conjunction(self.leaves)
-
 
 def _source(b: _Builder, s: Any) -> None:
     b.add("source.principal", s.principals, s.not_principals)
@@ -123,23 +120,28 @@ def compile_rule(rule: AuthzRule, action: str, for_tcp: bool) -> Leaf | None:
         when = _Builder(action, for_tcp)
         for cond in rule.when or ():
             when.add(cond.key, cond.values, cond.not_values)
-        sources: list[Leaf] = []
+        sources: list[list[Leaf]] = []  # per `from` entry, its ANDed leaves
         for entry in rule.from_ or ():
             b = _Builder(action, for_tcp)
             if entry.source is not None:
                 _source(b, entry.source)
-            sources.append(b.done())
-        operations: list[Leaf] = []
+            sources.append(b.leaves)
+        operations: list[list[Leaf]] = []
         for entry in rule.to or ():
             b = _Builder(action, for_tcp)
             if entry.operation is not None:
                 _operation(b, entry.operation)
-            operations.append(b.done())
+            operations.append(b.leaves)
     except (HttpOnly, Unusable):
         return None
-    # Or(from) AND Or(to) AND when: the same as istio's per-entry copies of the `when` leaves, evaluated once
-    parts = [p for p in (disjunction(operations) if operations else None,
-                         disjunction(sources) if sources else None) if p is not None and p is not ANY]
-    if when.leaves:
-        parts.append(when.done())
+    # Or(from) AND Or(to) AND when: the same as istio's per-entry copies of the `when` leaves, evaluated once.
+    # A lone entry's leaves join the rule's own conjunction (one call less per leaf), operations first: the
+    # method and path tests are the cheapest and usually tell rules apart.
+    parts: list[Leaf] = []
+    for entries in (operations, sources):
+        if len(entries) == 1:
+            parts.extend(entries[0])
+        elif entries:
+            parts.append(disjunction([conjunction(e) for e in entries]))
+    parts.extend(when.leaves)
     return conjunction(parts)

@@ -27,6 +27,11 @@ def _always(value: str) -> bool:
     return True
 
 
+def exact_values(values: Sequence[str]) -> frozenset[str] | None:
+    """The values as a set when all are exact (no `*`): a leaf can then test membership inline."""
+    return None if any("*" in v for v in values) else frozenset(values)
+
+
 def values_matcher(values: Sequence[str], ignore_case: bool = False, presence_matches_empty: bool = False) -> Matcher:
     """One predicate for `values` ORed: a set lookup for the exact ones, one startswith / endswith call with a
     tuple for the prefixes / suffixes. `ignore_case` (hosts): values and the input are lower-cased.
