@@ -90,6 +90,16 @@ class Workload:
             raise AssertionError(f"no access-log line with {parts} in {self.log}:\n"
                                  + "\n".join(self.lines()[after:][-20:])) from None
 
+    def jwt(self) -> list[dict]:
+        """The JWT providers this sidecar holds (/config_dump): source, issuer, jwks_uri, keys, jwks_error."""
+        return self.side.config_dump()["security"].get("jwt", [])
+
+    async def jwt_keys(self, issuer: str, timeout: float = 15.0) -> dict:
+        """Wait until the sidecar holds keys for `issuer`: pilot pushes a jwksUri's rule first with
+        `jwks_error: fetching ...: no answer yet` and the keys in a later push (docs/decisions.md)."""
+        return await eventually(lambda: next((j for j in self.jwt() if j["issuer"] == issuer and j["keys"]),
+                                             None), timeout)
+
     def authorization(self) -> list[str]:
         """The names ("ns/name") of the AuthorizationPolicies this sidecar holds (its /config_dump)."""
         return [p["name"] for p in self.side.config_dump()["security"].get("authorization", [])]

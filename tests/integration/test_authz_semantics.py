@@ -430,6 +430,9 @@ async def test_ports_and_destination_port_name_the_workload_port(authz: AuthzMes
         await authz.delete([("AuthorizationPolicy", "foo", name)])
 
 
+@pytest.mark.xfail(strict=True, reason="defect (authz-proxy): the inbound side never records the TLS server name; "
+                   "Downstream.sni stays '' (proxy/http/server_lifecycle.py, proxy/tcp/relay.py), so connection.sni "
+                   "never matches a real connection")
 async def test_connection_sni_is_the_server_name_the_client_sidecar_sent(authz: AuthzMesh) -> None:
     """connection.sni: the TLS server name of the mTLS connection (here the one a DestinationRule's
     ISTIO_MUTUAL `sni` makes sleep's sidecar send); a plaintext caller has none."""

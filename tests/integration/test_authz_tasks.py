@@ -7,11 +7,13 @@ here from the caller's sidecar."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import pytest_asyncio
 
-from tests.integration.authz_mesh import AuthzMesh, denied_by_no_allow, denied_line
-from tests.integration.conftest import ControlPlane
+from tests.integration.authz_mesh import AuthzMesh, cli, denied_by_no_allow, denied_line
+from tests.integration.conftest import ControlPlane, eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -87,9 +89,15 @@ async def test_http_task_allow_nothing_then_get_for_one_service_accounts_princip
     assert await authz.status(pp, DETAILS) == 200  # no policy: everything is allowed
     assert await authz.status(sleep, PRODUCTPAGE) == 200
 
-    # allow-nothing (`spec: {}`) in default: every request to its workloads is denied, from anyone
-    await authz.apply(ALLOW_NOTHING)
-    assert pp.authorization() == details.authorization() == ["default/allow-nothing"]
+    # allow-nothing (`spec: {}`) in default, applied as a user does (`isthmus apply -f -`): every request to
+    # its workloads is denied, from anyone
+    code, out, err = await asyncio.to_thread(cli, authz.mesh, "apply", "-f", "-", stdin=ALLOW_NOTHING)
+    assert code == 0 and "authorizationpolicy.security.istio.io/allow-nothing created" in out, (out, err)
+    authz.applied[("AuthorizationPolicy", "default", "allow-nothing")] = [pp, details]
+    for workload in (pp, details):
+        await eventually(lambda: workload.authorization() == ["default/allow-nothing"])
+    code, out, _ = await asyncio.to_thread(cli, authz.mesh, "get", "ap", "-n", "default")
+    assert code == 0 and ["allow-nothing", "default", "ALLOW"] in [line.split()[:3] for line in out.splitlines()], out
     assert authz.httpbin.authorization() == []  # foo's workloads are not concerned
     before = len(details.lines())
     response = await authz.call(pp, DETAILS)
