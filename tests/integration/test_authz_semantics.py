@@ -160,6 +160,11 @@ CASES: dict[str, tuple[str, list[Req], list[Req]]] = {
     "when-header": (when("request.headers[x-token]", ["admin", "root*"]),
                     [Req(headers={"x-token": "admin"}), Req(headers={"x-token": "rooted"})],
                     [S, Req(headers={"x-token": "guest"})]),
+    "when-header-name-any-case": (when("request.headers[X-Token]", ["admin"]), [Req(headers={"X-TOKEN": "admin"})],
+                                  [Req(headers={"x-token": "Admin"})]),  # names case-insensitive, values not
+    "remote-ip-ignores-forwarded-for": (source(remoteIpBlocks=["127.0.0.1/32"]),  # a client cannot spoof it away
+                                        [Req(headers={"x-forwarded-for": "10.1.1.1"}),
+                                         Req("P", headers={"x-forwarded-for": "10.1.1.1, 10.2.2.2"})], []),
     "when-header-not-values": (when("request.headers[x-token]", not_values=["admin"]),
                                [S, Req(headers={"x-token": "guest"})], [Req(headers={"x-token": "admin"})]),
     "when-source-ip": (when("source.ip", ["127.0.0.1"], path="/a") + when("source.ip", ["10.0.0.0/8"], path="/b"),
@@ -360,6 +365,14 @@ async def test_path_parameters_and_doubled_slashes_cannot_slip_past_paths(authz:
         status = await send(authz, Req(path=path))
         assert status in (400, 403) or app.requests[seen:][0][1] in ("/public", "/public;x"), (path, status)
         assert all("admin" not in p for _, p, _ in app.requests[seen:]), (path, app.requests[seen:])
+    # a DENY on everything but /public/*: a spelling that leaves /public is denied, whatever it looks like
+    await authz.clean()
+    await authz.apply(policy("outside-public", operation(notPaths=["/public/*"])), authz.httpbin)
+    assert await send(authz, Req(path="/public/x")) == 200
+    for path in ("/public/../admin", "/public/%2e%2e/admin", "/public/./../admin", "/public/..;/admin"):
+        seen = len(app.requests)
+        status = await send(authz, Req(path=path))
+        assert (status, app.requests[seen:]) in ((400, []), (403, [])), path
 
 
 async def test_paths_match_case_sensitively_even_where_a_virtual_service_ignores_uri_case(authz: AuthzMesh) -> None:

@@ -376,3 +376,28 @@ spec:
 """, authz.tcp_echo)
     assert await authz.tcp(9001) == "hello port 9001\n"
     assert await authz.tcp(9000) == ""
+
+
+async def test_tcp_audit_logs_the_connection_and_lets_it_through(authz: AuthzMesh) -> None:
+    await authz.apply("""
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: audit-9000
+  namespace: foo
+spec:
+  selector:
+    matchLabels:
+      app: tcp-echo
+  action: AUDIT
+  rules:
+  - to:
+    - operation:
+        ports: ["9000"]
+""", authz.tcp_echo)
+    before = len(authz.tcp_echo.lines())
+    assert await authz.tcp(9000) == "hello port 9000\n"
+    assert await authz.tcp(9001) == "hello port 9001\n"
+    line = await authz.tcp_echo.logged("rbac_audit_matched_policy[ns[foo]-policy[audit-9000]-rule[0]]", after=before)
+    assert "TCP" in line
+    assert not any("audit-9000" in line and "|9001|" in line for line in authz.tcp_echo.lines()[before:])

@@ -140,6 +140,14 @@ async def test_jwt_task_invalid_401_missing_allowed_until_required_then_403(auth
     assert await authz.status(sleep, HEADERS, headers=bearer(GROUPS_SCOPE_JWT)) == 200
     assert await authz.status(sleep, HEADERS, headers=bearer(DEMO_JWT)) == 403  # no groups claim
 
+    # deleting the RequestAuthentication stops its 401s at once (the sibling of istio/istio#53071): tokens are
+    # no longer read, so nothing has a request principal and require-jwt denies every request
+    await authz.delete([("RequestAuthentication", "foo", "jwt-example")])
+    assert httpbin.jwt() == []
+    assert await authz.status(sleep, HEADERS, headers=bearer("invalidToken")) == 403
+    await authz.delete([("AuthorizationPolicy", "foo", "require-jwt")])
+    assert await authz.status(sleep, HEADERS, headers=bearer("invalidToken")) == 200
+
 
 async def test_tokens_that_fail_get_401_or_403_and_never_reach_the_app(authz: AuthzMesh) -> None:
     issuer, other = Issuer("https://issuer.isthmus.test"), Issuer("https://elsewhere.test")
