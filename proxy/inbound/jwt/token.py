@@ -70,7 +70,7 @@ def b64url(section: bytes) -> bytes:
 def _json_object(data: bytes) -> dict[str, Any] | None:
     try:
         value = _decode(data)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):  # too deeply nested: invalid, as protobuf's depth limit makes it
         return None
     return value if isinstance(value, dict) else None
 
