@@ -174,6 +174,8 @@ def test_the_realm_is_the_uri_with_at_most_256_bytes_of_path_and_no_control_char
     error = refused(authn(), head("bad", path="/" + "p" * 400))
     value = error.headers.decode()
     assert value.startswith('www-authenticate: Bearer realm="http://app:8000/' + "p" * 255 + '", ')
+    odd = refused(authn(), head("bad", path='/a"b\x01c'))
+    assert odd.headers.startswith(b'www-authenticate: Bearer realm="http://app:8000/a%22bc", ')
 
 
 def test_a_verified_token_is_kept_until_it_expires(monkeypatch):
