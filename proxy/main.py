@@ -198,6 +198,7 @@ class Sidecar:
                 "tcp_inbound": {port: listener.port for port, listener in self.tcp_in.items()},
                 "bus_connected": bool(self.bus and self.bus.connected),
                 "inbound_mtls": self.inbound_mtls(),
+                "inbound_authz": self.inbound_authz(),
                 "synced": self.is_ready(), "uptime_s": round(time.time() - self.started_at, 1)}
 
     def inbound_mtls(self) -> dict[str, Any]:
@@ -208,6 +209,13 @@ class Sidecar:
                      **{f"tcp {port}": listener.acceptor for port, listener in self.tcp_in.items()}}
         return {"listeners": {name: acceptor.stats.as_dict() for name, acceptor in acceptors.items()
                               if acceptor is not None}, **self.modes.dump()}
+
+    def inbound_authz(self) -> dict[str, Any]:
+        """The AuthorizationPolicy rules compiled from the last push (proxy/inbound/authz/) and the TCP
+        connections each inbound TCP listener closed by a policy."""
+        authz = self.app_router.authz
+        return {"rules": authz.rules if authz is not None else 0,
+                "tcp_denied": {port: listener.denied for port, listener in self.tcp_in.items()}}
 
     def listeners(self) -> list[tuple[str, Any]]:
         """(the flag that sets its port, listener) for every socket the sidecar binds, in start order."""

@@ -58,7 +58,7 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
         "max_head", "max_headers", "max_url",
         # per-connection
         "transport", "parser", "gate", "write_paused", "closing", "stopping", "broken", "active",
-        "pipeline", "advancing", "client", "downstream",
+        "pipeline", "advancing", "client", "downstream", "sni",
         # the head being read: bytes it may still take, whether we are between requests or in a head,
         # and the loop time its first byte was parsed (0.0: no request is arriving)
         "head_left", "in_head", "t_begin",
@@ -105,6 +105,7 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
         self.advancing = False
         self.client = ""  # the peer's IP, once per connection (consistentHash useSourceIp)
         self.downstream = PLAINTEXT  # inbound: the caller (principal, addresses), set in connection_made
+        self.sni = ""  # inbound TLS: the ClientHello's server name, set by the acceptor (proxy/tls/acceptor.py)
         self.tunnel: UpstreamConnection | None = None
         self.early = b""
         self.head_left = self.max_head

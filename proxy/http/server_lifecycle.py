@@ -41,7 +41,8 @@ class ConnectionLifecycle:
             # destination behind Istio's iptables redirect, not the sidecar's own listening port
             self.downstream = Downstream(peer_principal(transport), self.client,
                                          local[0] if isinstance(local, tuple) else "",
-                                         shared.app_port or (local[1] if isinstance(local, tuple) else 0))
+                                         shared.app_port or (local[1] if isinstance(local, tuple) else 0),
+                                         self.sni)
         self.gate = ReadGate(self.transport)
         self.shared.connections.add(self)
         self._arm_keepalive()

@@ -67,7 +67,7 @@ TcpCheck = Callable[[Downstream], "tuple[bool, str]"]
 class _Side(asyncio.Protocol):
     """One connection of a relay; what it reads is written to the other one."""
 
-    __slots__ = ("relay", "transport", "other", "early", "early_size", "eof", "read")
+    __slots__ = ("relay", "transport", "other", "early", "early_size", "eof", "read", "sni")
 
     def __init__(self, relay: Relay) -> None:
         self.relay = relay
@@ -77,6 +77,7 @@ class _Side(asyncio.Protocol):
         self.early: list[bytes] = []  # read before the other side was connected (at most ~EARLY_LIMIT)
         self.early_size = 0
         self.eof = False  # read EOF before the other side was connected
+        self.sni = ""  # the downstream side of an inbound TLS connection: its ClientHello's server name
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -330,7 +331,7 @@ class TcpListener:
         peer, local = transport.get_extra_info("peername"), transport.get_extra_info("sockname")
         ds = Downstream(peer_principal(transport), peer[0] if isinstance(peer, tuple) else "",
                         local[0] if isinstance(local, tuple) else "",
-                        self.app_port or (local[1] if isinstance(local, tuple) else 0))
+                        self.app_port or (local[1] if isinstance(local, tuple) else 0), relay.down.sni)
         allowed, relay.details = check(ds)
         if allowed:
             return True

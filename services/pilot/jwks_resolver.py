@@ -20,8 +20,9 @@ Accepted: status 200 and a body of at most `max_bytes` that is a JWKS of keys Py
 (validate/jwks.py), within the rule's `timeout` for the whole exchange. HTTP proxies from the environment
 are not used; redirects are followed to http(s) only. Errors never quote the body: a jwksUri pointing at
 an internal service must not leak its answers through /config_dump (Istio's validateJWKSFormat reason).
-The fetch runs urllib (stdlib) in a worker thread: http and https (the system's CA bundle) with no new
-dependency; the thread reads in chunks and gives up at the deadline, so a slow server holds it no longer.
+The fetch runs urllib (stdlib) in a daemon thread: http and https (the system's CA bundle) with no new
+dependency; the thread reads in chunks and gives up at the deadline, so a slow server holds it no longer,
+and a fetch in flight never delays pilot's exit.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -162,6 +164,37 @@ def _parsed(keys: str | None) -> Any:
     return json.loads(keys) if keys is not None else None
 
 
+async def _in_thread(fetch: Callable[[str, float, int], bytes], url: str, timeout: float, limit: int) -> bytes:
+    """fetch(url, timeout, limit) in a daemon thread: a fetch still running when pilot stops (it ends by its
+    deadline) never holds up the exit, as the default executor's threads would."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[bytes] = loop.create_future()
+
+    def settle(result: bytes | None, error: BaseException | None) -> None:
+        if done.done():
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(result or b"")
+
+    def run() -> None:
+        try:
+            body = fetch(url, timeout, limit)
+        except BaseException as exc:  # handed to the awaiting task, which says what it was
+            error: BaseException | None = exc
+            body = None
+        else:
+            error = None
+        try:
+            loop.call_soon_threadsafe(settle, body, error)
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            pass
+
+    threading.Thread(target=run, name=f"jwks fetch {url[:60]}", daemon=True).start()
+    return await done
+
+
 class _Entry:
     __slots__ = ("issuer", "uri", "timeout", "keys", "error", "failures", "task", "used")
 
@@ -221,9 +254,9 @@ class JwksResolver:
         url = entry.uri
         if url is None:
             discovery = entry.target
-            body = await asyncio.to_thread(fetch_body, discovery, entry.timeout, limit)
+            body = await _in_thread(fetch_body, discovery, entry.timeout, limit)
             url = discovered_jwks_uri(discovery, body)
-        body = await asyncio.to_thread(fetch_body, url, max(0.001, deadline - time.monotonic()), limit)
+        body = await _in_thread(fetch_body, url, max(0.001, deadline - time.monotonic()), limit)
         return parse_jwks(url, body)
 
     async def _follow(self, entry: _Entry) -> None:

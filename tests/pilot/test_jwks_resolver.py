@@ -243,3 +243,15 @@ def test_settings_come_from_the_environment_and_refuse_nonsense():
     for bad in ("0", "-1", "x", "inf"):
         with pytest.raises(ValueError, match="ISTHMUS_JWKS_RETRY_INTERVAL"):
             JwksSettings.from_env({"ISTHMUS_JWKS_RETRY_INTERVAL": bad})
+
+
+async def test_closing_during_a_slow_fetch_returns_at_once_and_the_thread_is_a_daemon(issuer):
+    url = issuer.serve("/slow", key_set() + " " * 100, delay=5.0)
+    resolver = JwksResolver(JwksSettings(), lambda: None)
+    resolver.lookup("a", url, 5.0)
+    await _until(lambda: issuer.hits.get("/slow"))
+    fetching = [t for t in threading.enumerate() if t.name.startswith("jwks fetch")]
+    assert fetching and all(t.daemon for t in fetching)  # a fetch in flight never holds up pilot's exit
+    started = time.monotonic()
+    await resolver.close()
+    assert time.monotonic() - started < 1.0

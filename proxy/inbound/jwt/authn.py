@@ -49,6 +49,8 @@ log = get_logger("proxy.jwt")
 
 MAX_REALM_PATH = 256  # Envoy filter.cc MaximumUriLength: the path part of the realm in www-authenticate
 _NOT_REAL = (status.MISSING, status.UNKNOWN_ISSUER)
+# the realm is a quoted-string in a header: control characters dropped, a quote escaped
+_REALM_SAFE = str.maketrans({**{chr(c): None for c in (*range(32), 127)}, '"': "%22"})
 
 
 def final_status(statuses: Sequence[str]) -> str:
@@ -68,7 +70,7 @@ def _realm(head: RequestHead) -> str:
     host = head.header(b"host")
     scheme = "https" if head.downstream.principal else "http"
     uri = f"{scheme}://{host.decode('latin-1') if host is not None else head.host}{head.path[:MAX_REALM_PATH]}"
-    return "".join("%22" if c == '"' else c for c in uri if " " <= c != "\x7f")
+    return uri.translate(_REALM_SAFE)
 
 
 def refusal(failure: str, head: RequestHead) -> Unauthenticated:

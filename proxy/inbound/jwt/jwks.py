@@ -147,7 +147,7 @@ def parse_jwks(text: str | None) -> KeySet:
         return KeySet((), "the rule has no key set")
     try:
         doc = msgspec.json.decode(text)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return KeySet((), "Jwks is an invalid JSON")
     if not isinstance(doc, dict):
         return KeySet((), "Jwks is an invalid JSON")

@@ -8,6 +8,8 @@ header limits are the bound, see MAX_TOKEN_BYTES in proxy/inbound/jwt/token.py).
 
 from __future__ import annotations
 
+import functools
+
 MISSING = "Jwt is missing"
 NOT_YET_VALID = "Jwt not yet valid"
 EXPIRED = "Jwt is expired"
@@ -51,6 +53,7 @@ class JwtFailure(Exception):
         self.status = status
 
 
+@functools.lru_cache(maxsize=128)  # the statuses are a small fixed set
 def details(status: str) -> str:
     """Envoy's response code details for a failure (jwt_authn filter.cc generateRcDetails: whitespace to `_`)."""
     return "jwt_authn_access_denied{" + "".join("_" if c.isspace() else c for c in status) + "}"

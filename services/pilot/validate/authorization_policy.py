@@ -108,7 +108,7 @@ def authorization_policy(spec: AuthorizationPolicySpec, f: Findings) -> None:
     if spec.provider is not None:
         f.error("spec.provider", "CUSTOM (external authorization) is not supported by Isthmus: `provider` "
                                  "belongs to the CUSTOM action")
-    if action == DENY and spec.rules is None:
+    if action == DENY and not spec.rules:  # `rules: []` decodes as none in Istio (protobuf): the same
         f.error("spec.rules", "DENY action without `rules` is meaningless as it will never be triggered, add an "
                               "empty rule `{}` if you want it be triggered for every request")
     rules = spec.rules or []

@@ -72,6 +72,7 @@ def test_rules_are_kept_as_written():
     ("spec: {action: DENY, provider: {name: x}, rules: [{}]}", "spec.provider", "not supported by Isthmus"),
     ("spec: {action: allow}", "spec.action", "unknown action `allow`"),
     ("spec: {action: DENY}", "spec.rules", "DENY action without `rules` is meaningless"),
+    ("spec: {action: DENY, rules: []}", "spec.rules", "DENY action without `rules` is meaningless"),
     ("spec: {targetRef: {kind: Gateway, name: gw}}", "spec.targetRef", "a `selector.matchLabels` picks"),
     ("spec: {targetRefs: [{kind: Gateway, name: gw}]}", "spec.targetRefs", "not supported by Isthmus"),
     ("spec: {selector: {matchLabels: {app: 'a*'}}}", "spec.selector.matchLabels[app]", "wildcard"),

@@ -174,6 +174,8 @@ def test_the_realm_is_the_uri_with_at_most_256_bytes_of_path_and_no_control_char
     error = refused(authn(), head("bad", path="/" + "p" * 400))
     value = error.headers.decode()
     assert value.startswith('www-authenticate: Bearer realm="http://app:8000/' + "p" * 255 + '", ')
+    odd = refused(authn(), head("bad", path='/a"b\x01c'))
+    assert odd.headers.startswith(b'www-authenticate: Bearer realm="http://app:8000/a%22bc", ')
 
 
 def test_a_verified_token_is_kept_until_it_expires(monkeypatch):
@@ -220,3 +222,14 @@ def test_the_stage_exists_only_with_rules_and_is_recompiled_only_when_they_chang
 def test_an_ec_token_of_another_rules_key_is_not_accepted_for_this_issuer():
     check = authn(provider(rule(ISSUER, jwks(jwk(ec_key(2), "e1")))))
     assert refused(check, head(sign(alg="ES256"))).detail == status.VERIFICATION_FAILS
+
+
+def test_a_token_in_a_cookie_authenticates_and_the_cookie_stays_as_in_envoy():
+    check = authn(provider(rule(from_cookies=["session"])))
+    cookie = b"theme=dark; session=" + sign().encode()
+    h = head(headers=[(b"cookie", cookie)])
+    check(h)
+    assert h.auth is not None and h.header(b"cookie") == cookie
+    assert refused(check, head(headers=[(b"cookie", b"session=expired.or.bad")])).detail == status.HEADER_BAD_JSON
+    assert refused(check, head(headers=[(b"cookie", b"session=" + sign(claims(exp=NOW - 3600)).encode())])
+                   ).detail == status.EXPIRED

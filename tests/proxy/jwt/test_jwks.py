@@ -78,6 +78,7 @@ def test_an_ed25519_signature_of_the_wrong_length_fails_at_once():
 @pytest.mark.parametrize("text, problem", [
     ("not json", "Jwks is an invalid JSON"),
     ("[1]", "Jwks is an invalid JSON"),
+    ('{"keys": ' + "[" * 5000 + "]" * 5000 + "}", "Jwks is an invalid JSON"),  # too deep: no crash
     ('{"nokeys": 1}', "Jwks does not have [keys] field"),
     ('{"keys": 1}', "[keys] in Jwks is not an array"),
     ('{"keys": [1, {"kty": "XYZ"}, {"n": "x"}]}', "Jwks doesn't have any valid public key"),

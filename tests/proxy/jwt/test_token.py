@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from proxy.inbound.jwt import status
@@ -39,6 +41,9 @@ def test_malformed_sections_fail_with_envoys_statuses():
     assert failure(f"{good[0]}.%%%.{good[2]}") == status.PAYLOAD_BAD_BASE64
     assert failure(f"{good[0]}.WzEsMl0.{good[2]}") == status.PAYLOAD_BAD_JSON  # [1,2]: not an object
     assert failure(f"{good[0]}.{good[1]}.a+b") == status.SIGNATURE_BAD_BASE64
+    deep = unsigned({"alg": "RS256"}, {"a": 1}).split(".")
+    nested = base64.urlsafe_b64encode(b'{"a":' + b"[" * 5000 + b"]" * 5000 + b"}").rstrip(b"=").decode()
+    assert failure(f"{deep[0]}.{nested}.{deep[2]}") == status.PAYLOAD_BAD_JSON  # not a 500: msgspec's depth limit
 
 
 def test_alg_none_and_unknown_algorithms_are_not_supported_and_alg_is_required():
