@@ -443,12 +443,9 @@ async def test_ports_and_destination_port_name_the_workload_port(authz: AuthzMes
         await authz.delete([("AuthorizationPolicy", "foo", name)])
 
 
-@pytest.mark.xfail(strict=True, reason="defect (authz-proxy): the inbound side never records the TLS server name; "
-                   "Downstream.sni stays '' (proxy/http/server_lifecycle.py, proxy/tcp/relay.py), so connection.sni "
-                   "never matches a real connection")
 async def test_connection_sni_is_the_server_name_the_client_sidecar_sent(authz: AuthzMesh) -> None:
     """connection.sni: the TLS server name of the mTLS connection (here the one a DestinationRule's
-    ISTIO_MUTUAL `sni` makes sleep's sidecar send); a plaintext caller has none."""
+    ISTIO_MUTUAL `sni` makes the clients' sidecars send); a plaintext caller has none."""
     await authz.apply("""
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -460,5 +457,8 @@ spec:
 """, authz.sleep)
     await authz.apply(policy("by-sni", when("connection.sni", ["*.sni.test"])), authz.httpbin)
     assert await send(authz, S) == 403
-    assert await send(authz, B) == 200  # bar's sleep sends no server name (auto mTLS)
+    assert await send(authz, B) == 403  # the DestinationRule applies to every client namespace (exportTo *)
     assert await send(authz, P) == 200
+    await authz.apply(policy("by-sni", when("connection.sni", not_values=["httpbin.sni.test"])), authz.httpbin)
+    assert await send(authz, S) == 200
+    assert await send(authz, P) == 403  # no server name at all
