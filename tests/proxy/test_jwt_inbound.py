@@ -67,7 +67,7 @@ async def test_without_request_authentication_no_stage_runs_and_the_head_goes_as
     side = Inbound()
     side.push(1)
     assert side.router.admit is None
-    request = get(sign(claims(exp=NOW + 600)))
+    request = get(sign(claims(exp=NOW + 86400)))
     assert side.send(request) == request  # nobody looked at the token: it goes as sent
 
 
@@ -75,7 +75,7 @@ async def test_the_verified_head_goes_upstream_without_the_token_and_with_the_ou
     side = Inbound()
     side.push(1, provider(rule(output_payload_to_header="x-jwt-payload",
                                output_claim_to_headers=[("x-jwt-sub", "sub")])))
-    token = sign(claims(exp=NOW + 600))
+    token = sign(claims(exp=NOW + 86400))
     head = side.send(get(token, f"/get?access_token={token}&keep=1", b"x-jwt-sub: forged\r\n"))
     assert head.startswith(b"GET /get?keep=1 HTTP/1.1\r\n")
     assert b"authorization" not in head.lower() and token.encode() not in head.split(b"x-jwt-payload")[0]
@@ -103,7 +103,7 @@ async def test_a_push_that_changes_the_rules_swaps_the_stage_and_one_without_the
     side = Inbound()
     side.push(1, provider(rule(audiences=["svc"])))
     first = side.router.authn.check
-    token = sign(claims(exp=NOW + 600))  # no aud
+    token = sign(claims(exp=NOW + 86400))  # no aud
     assert side.send(get(token)) == b""  # 403: audiences
     assert b"403 Forbidden" in b"".join(side.client.data)
     side.push(2, provider(rule(audiences=["svc"])))
