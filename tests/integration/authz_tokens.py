@@ -65,10 +65,10 @@ class Issuer:
         return json.dumps({"keys": entries})
 
     def token(self, sub: str = "alice", kid: str = "rsa-1", **claims: Any) -> str:
-        """A token signed with `kid`, valid for an hour, with `claims` added (aud, azp, groups, nested ...)."""
+        """A token signed with `kid`, valid for a day (a long suite on a loaded machine must not outlive it), with `claims` added (aud, azp, groups, nested ...)."""
         alg, key = self.keys[kid]
         now = int(time.time())
-        body = {"iss": self.issuer, "sub": sub, "iat": now, "exp": now + 3600, **claims}
+        body = {"iss": self.issuer, "sub": sub, "iat": now, "exp": now + 86400, **claims}
         return jwt.encode(body, key, algorithm=alg, headers={"kid": kid})
 
 
