@@ -65,7 +65,8 @@ class Issuer:
         return json.dumps({"keys": entries})
 
     def token(self, sub: str = "alice", kid: str = "rsa-1", **claims: Any) -> str:
-        """A token signed with `kid`, valid for a day (a long suite on a loaded machine must not outlive it), with `claims` added (aud, azp, groups, nested ...)."""
+        """A token signed with `kid`, valid for a day (minted at import, it must outlive a long suite), with
+        `claims` added (aud, azp, groups, nested ...)."""
         alg, key = self.keys[kid]
         now = int(time.time())
         body = {"iss": self.issuer, "sub": sub, "iat": now, "exp": now + 86400, **claims}
