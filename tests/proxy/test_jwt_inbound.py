@@ -21,7 +21,12 @@ from proxy.inbound.local_app import LocalAppRouter
 from tests.proxy.jwt.issuers import claims, provider, rule, sign
 from tests.proxy.test_head_as_received import RESPONSE, Recording
 
-NOW = int(time.time())
+
+
+def soon() -> int:
+    """An `exp` ten minutes ahead of the real clock the sidecar's stage reads (per test: a long suite outlives
+    any time taken at import)."""
+    return int(time.time()) + 600
 
 
 class Inbound:
@@ -67,7 +72,7 @@ async def test_without_request_authentication_no_stage_runs_and_the_head_goes_as
     side = Inbound()
     side.push(1)
     assert side.router.admit is None
-    request = get(sign(claims(exp=NOW + 86400)))
+    request = get(sign(claims(exp=soon())))
     assert side.send(request) == request  # nobody looked at the token: it goes as sent
 
 
@@ -75,7 +80,7 @@ async def test_the_verified_head_goes_upstream_without_the_token_and_with_the_ou
     side = Inbound()
     side.push(1, provider(rule(output_payload_to_header="x-jwt-payload",
                                output_claim_to_headers=[("x-jwt-sub", "sub")])))
-    token = sign(claims(exp=NOW + 86400))
+    token = sign(claims(exp=soon()))
     head = side.send(get(token, f"/get?access_token={token}&keep=1", b"x-jwt-sub: forged\r\n"))
     assert head.startswith(b"GET /get?keep=1 HTTP/1.1\r\n")
     assert b"authorization" not in head.lower() and token.encode() not in head.split(b"x-jwt-payload")[0]
@@ -86,7 +91,7 @@ async def test_the_verified_head_goes_upstream_without_the_token_and_with_the_ou
 async def test_an_invalid_token_gets_401_reaches_no_app_and_is_logged_with_envoys_details(tmp_path):
     side = Inbound(str(tmp_path / "access.log"))
     side.push(1, provider())
-    assert side.send(get(sign(claims(exp=NOW - 3600)))) == b""
+    assert side.send(get(sign(claims(exp=soon() - 4200)))) == b""
     answer = b"".join(side.client.data)
     assert answer.startswith(b"HTTP/1.1 401 Unauthorized\r\n")
     assert b'www-authenticate: Bearer realm="http://app:8000/get", error="invalid_token"\r\n' in answer
@@ -103,7 +108,7 @@ async def test_a_push_that_changes_the_rules_swaps_the_stage_and_one_without_the
     side = Inbound()
     side.push(1, provider(rule(audiences=["svc"])))
     first = side.router.authn.check
-    token = sign(claims(exp=NOW + 86400))  # no aud
+    token = sign(claims(exp=soon()))  # no aud
     assert side.send(get(token)) == b""  # 403: audiences
     assert b"403 Forbidden" in b"".join(side.client.data)
     side.push(2, provider(rule(audiences=["svc"])))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import functools
 import json
-import time
 from typing import Any
 
 import jwt
@@ -116,7 +115,3 @@ def head(token: str | None = None, path: str = "/get", headers: list[tuple[bytes
 
 def clock(now: float = NOW):  # type: ignore[no-untyped-def]
     return lambda: now
-
-
-def real_now() -> int:
-    return int(time.time())
