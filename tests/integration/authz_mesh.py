@@ -113,7 +113,8 @@ class AuthzMesh:
         self.mesh = mesh
         # (kind, namespace, name) -> the workloads it concerns, deleted after each test
         self.applied: dict[tuple[str, str, str], list[Workload]] = {}
-        self.tcp_local = {port: free_port() for port in TCP_PORTS} if tcp else {}  # sleep.foo's local port per tcp-echo port
+        # sleep.foo's local port per tcp-echo port
+        self.tcp_local = {port: free_port() for port in TCP_PORTS} if tcp else {}
         self.echo = {port: TcpEcho(ECHO_PORTS[port]) for port in self.tcp_local}  # an app per service port
         self.productpage = Workload(mesh, "productpage", "default", "bookinfo-productpage", 9080)
         self.details = Workload(mesh, "details", "default", "bookinfo-details", 9080)
