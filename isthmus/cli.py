@@ -58,8 +58,8 @@ __all__ = [
               help="How long apply/get/delete wait for pilot; a change not committed by then never is.")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, nats_url: str | None, request_timeout: float) -> None:
-    """Isthmus: Istio's traffic management for VMs and bare metal, with Istio's YAML and without Kubernetes.
-    (mTLS, authorization and telemetry are not built yet.)"""
+    """Isthmus: Istio's traffic management and security (mTLS, authorization, JWT) for VMs and bare metal, with
+    Istio's YAML and without Kubernetes. (Telemetry is not built yet.)"""
     from runtime.clientconfig import ConfigFileError, exposure, find_config, load
 
     auth = None

@@ -74,11 +74,16 @@ def _host_column(kind: str) -> tuple[str, Callable[[dict[str, Any]], str]]:
             f"{k}={v}" for k, v in sorted(((spec.get("selector") or {}).get("matchLabels") or {}).items())) or "<all>"
     if kind == "PeerAuthentication":  # Istio's printer column: the mode (unset: UNSET, it inherits)
         return "MODE", lambda spec: str((spec.get("mtls") or {}).get("mode") or "UNSET")
+    if kind == "AuthorizationPolicy":  # Istio's printer column: the action (unset: ALLOW)
+        return "ACTION", lambda spec: str(spec.get("action") or "ALLOW")
+    if kind == "RequestAuthentication":  # the issuers its jwtRules accept
+        return "ISSUERS", lambda spec: ",".join(
+            str(r.get("issuer")) for r in spec.get("jwtRules") or [] if isinstance(r, dict)) or "-"
     return "HOSTS", joined("hosts")
 
 
 def render_table(kind: str, resources: Sequence[dict[str, Any]], now: datetime | None = None) -> str:
-    """NAME NAMESPACE HOSTS/HOST/ADDRESS/SELECTOR/MODE AGE (or REVISION when the resources carry no creationTimestamp)."""
+    """NAME NAMESPACE HOSTS/HOST/ADDRESS/SELECTOR/MODE/ACTION/ISSUERS AGE (or REVISION when the resources carry no creationTimestamp)."""
     title, host_of = _host_column(kind)
     metas = [r.get("metadata") or {} for r in resources]
     use_age = any(m.get("creationTimestamp") for m in metas)

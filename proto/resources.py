@@ -9,7 +9,7 @@ import msgspec
 from proto.base import IstioStruct
 from proto.networking import DestinationRuleSpec, ServiceEntrySpec, VirtualServiceSpec, WorkloadEntrySpec
 from proto.ratelimit import RateLimitSpec
-from proto.security import PeerAuthenticationSpec
+from proto.security import AuthorizationPolicySpec, PeerAuthenticationSpec, RequestAuthenticationSpec
 
 
 class ObjectMeta(IstioStruct):
@@ -56,6 +56,14 @@ class PeerAuthentication(Resource, kw_only=True):
     spec: PeerAuthenticationSpec
 
 
+class AuthorizationPolicy(Resource, kw_only=True):
+    spec: AuthorizationPolicySpec
+
+
+class RequestAuthentication(Resource, kw_only=True):
+    spec: RequestAuthenticationSpec
+
+
 class KindInfo(msgspec.Struct, frozen=True):
     kind: str
     group: str
@@ -81,6 +89,10 @@ KINDS: dict[str, KindInfo] = {
                  ("workloadentry", "workloadentries", "we")),
         KindInfo("PeerAuthentication", "security.istio.io", SECURITY_VERSIONS, PeerAuthentication,
                  ("peerauthentication", "peerauthentications", "pa")),
+        KindInfo("AuthorizationPolicy", "security.istio.io", SECURITY_VERSIONS, AuthorizationPolicy,
+                 ("authorizationpolicy", "authorizationpolicies", "ap")),
+        KindInfo("RequestAuthentication", "security.istio.io", SECURITY_VERSIONS, RequestAuthentication,
+                 ("requestauthentication", "requestauthentications", "ra")),
         KindInfo("RateLimit", ISTHMUS_GROUP, ("v1alpha1",), RateLimit, ("ratelimit", "ratelimits", "rl")),
     )
 }

@@ -10,6 +10,7 @@ Every resource carries `version`, the etcd revision it was compiled from; pushes
 from __future__ import annotations
 
 from proto.base import Message
+from proto.security import AuthzRule, JwtRule
 
 
 class StringMatch(Message):
@@ -355,6 +356,32 @@ def client_tls(cluster: ClusterConfig, subset: str | None, port: int, endpoint: 
     return AUTO_MTLS if port in endpoint.auto_mtls else PLAINTEXT
 
 
+class AuthzPolicy(Message):
+    """One AuthorizationPolicy as pilot validated it, for the sidecars it applies to (the proxy compiles
+    `rules` into matchers once per push: proxy/inbound/authz/).
+
+    name: "namespace/name" (access-log lines and /config_dump name it); action: ALLOW, DENY or AUDIT (never
+    CUSTOM, refused at apply); rules: Istio's rules, [] for a policy without rules (ALLOW: matches nothing).
+    """
+
+    name: str
+    action: str
+    rules: list[AuthzRule] = []
+
+
+class JwtProvider(Message):
+    """One jwtRule of a RequestAuthentication that applies to a workload.
+
+    source: "namespace/name" of the RequestAuthentication; rule: Istio's JWTRule, its `jwks` the key set
+    pilot fetched from `jwksUri` when the rule names one; jwks_error: why that fetch failed ("" when it did
+    not): then no token of this issuer verifies (401), as Istio when istiod cannot fetch a jwksUri.
+    """
+
+    source: str
+    rule: JwtRule
+    jwks_error: str = ""
+
+
 # Inbound mutual TLS modes (PeerAuthentication, resolved: never UNSET)
 MTLS_STRICT = "STRICT"
 MTLS_PERMISSIVE = "PERMISSIVE"
@@ -381,6 +408,10 @@ class WorkloadSecurity(Message):
     mtls_mode: str = MTLS_PERMISSIVE
     port_mtls: dict[int, str] = {}
     peer_authentications: list[str] = []
+    # The AuthorizationPolicies that apply to this workload (root namespace's mesh-wide ones, its namespace's,
+    # those whose selector its labels match), oldest first, and the RequestAuthentications' JWT rules.
+    authorization: list[AuthzPolicy] = []
+    jwt: list[JwtProvider] = []
 
     def mode_for(self, port: int) -> str:
         """The inbound mode for connections to the app's `port`."""

@@ -9,8 +9,16 @@ meshConfig.accessLogFile: a line nobody reads is per-request work the hot path s
 status (`-` for TCP), Envoy's response flag (`-` when none: UO overflow, UH no healthy upstream, UF connect
 failure, UT timeout, DI delay, FI abort, RL rate limited, NR no route, ...), response body bytes relayed
 from the upstream (0 for an answer the sidecar made itself; TCP: bytes to the client/from the client),
-duration, cluster. Lines are buffered and written at most every
-FLUSH_INTERVAL seconds, or when BUFFER_LINES pile up, so logging costs no syscall per request.
+duration, cluster, and, only when there are some, Envoy's response code details (HTTP) or connection
+termination details (TCP) as one last field, e.g. an AuthorizationPolicy denial (Envoy has no RBAC response
+flag: the flag stays `-`, as in Istio's default access log):
+
+    [...] inbound "GET app/admin" 403 - 0 0.2ms inbound|8080||app rbac_access_denied_matched_policy[ns[foo]-policy[deny-admin]-rule[0]]
+    [...] inbound "TCP 127.0.0.1:5432" - - 0/0 0.1ms inbound|5432|| rbac_access_denied_matched_policy[none]
+
+A JWT refusal has `jwt_authn_access_denied{Jwt_is_expired}` (whitespace made `_` as Envoy does).
+An AUDIT match adds rbac_audit_matched_policy[...] there (comma-separated from a denial). Lines are buffered
+and written at most every FLUSH_INTERVAL seconds, or when BUFFER_LINES pile up, so logging costs no syscall per request.
 """
 
 from __future__ import annotations
@@ -88,8 +96,10 @@ class ListenerLog:
     def __call__(self, r: AccessRecord) -> None:
         """An HTTP request is over (the Listener's on_complete)."""
         self.log.write(f'{self.name} "{r.method} {r.host}{r.path}" {r.status} {r.flag} {r.bytes_sent} '
-                       f"{r.duration_ms:.1f}ms {r.cluster}")
+                       f"{r.duration_ms:.1f}ms {r.cluster}" + (f" {r.details}" if r.details else ""))
 
-    def tcp(self, target: str, flag: str, sent: int, received: int, duration_ms: float, cluster: str) -> None:
+    def tcp(self, target: str, flag: str, sent: int, received: int, duration_ms: float, cluster: str,
+            details: str = "") -> None:
         """An opaque TCP connection is over (proxy/tcp/relay.py)."""
-        self.log.write(f'{self.name} "TCP {target}" - {flag} {sent}/{received} {duration_ms:.1f}ms {cluster}')
+        self.log.write(f'{self.name} "TCP {target}" - {flag} {sent}/{received} {duration_ms:.1f}ms {cluster}'
+                       + (f" {details}" if details else ""))

@@ -30,6 +30,7 @@ from proxy.http.upstream_pool import ConnectionPool
 from proxy.identity.agent import IdentityAgent, IdentityConfig, IdentityFatal
 from proxy.identity.ca_client import CaRefused
 from proxy.identity.certs import certs_dump
+from proxy.inbound.authz.engine import TcpCheck
 from proxy.inbound.local_app import LocalAppRouter
 from proxy.outbound.dns_cache import DnsCache
 from proxy.outbound.router import MeshRouter
@@ -117,9 +118,9 @@ class Sidecar:
 
         self.outbound = Listener(options.outbound_host, options.outbound_port, self.router, self.pool, "outbound",
                                  on_complete=log_for("outbound"), limits=limits)
-        self.inbound = Listener(options.inbound_host, options.inbound_port,
-                                LocalAppRouter(options.app_host, options.app_port, options.service, self.state,
-                                               options.namespace, options.domain_suffix, options.labels),
+        self.app_router = LocalAppRouter(options.app_host, options.app_port, options.service, self.state,
+                                         options.namespace, options.domain_suffix, options.labels)
+        self.inbound = Listener(options.inbound_host, options.inbound_port, self.app_router,
                                 self.pool, "inbound", on_complete=log_for("inbound"), limits=limits,
                                 tls_mode=lambda: self.modes.mode(options.app_port), tls_context=server_context)
         # opaque TCP (proxy/tcp/relay.py): outbound per --tcp, inbound per --app-tcp
@@ -130,7 +131,8 @@ class Sidecar:
         self.tcp_in = {service_port: TcpListener(options.inbound_host, listen, self._app_picker(app_port),
                                                  f"inbound {service_port}", f"{options.app_host}:{app_port}",
                                                  log_for("inbound"), limits.max_connections,
-                                                 self._app_mode(app_port), server_context)
+                                                 self._app_mode(app_port), server_context,
+                                                 self._tcp_authz, app_port)
                        for service_port, app_port, listen in options.app_tcp}
         self.fatal: IdentityFatal | None = None
         self.stopping = asyncio.Event()
@@ -166,6 +168,11 @@ class Sidecar:
             return target
         return pick
 
+    def _tcp_authz(self) -> TcpCheck | None:
+        """The AuthorizationPolicy check for inbound TCP connections, as the last push compiled it."""
+        authz = self.app_router.authz
+        return authz.tcp if authz is not None else None
+
     def _app_mode(self, app_port: int) -> Callable[[], str]:
         mode = self.modes.mode
         return lambda: mode(app_port)
@@ -191,6 +198,7 @@ class Sidecar:
                 "tcp_inbound": {port: listener.port for port, listener in self.tcp_in.items()},
                 "bus_connected": bool(self.bus and self.bus.connected),
                 "inbound_mtls": self.inbound_mtls(),
+                "inbound_authz": self.inbound_authz(),
                 "synced": self.is_ready(), "uptime_s": round(time.time() - self.started_at, 1)}
 
     def inbound_mtls(self) -> dict[str, Any]:
@@ -201,6 +209,13 @@ class Sidecar:
                      **{f"tcp {port}": listener.acceptor for port, listener in self.tcp_in.items()}}
         return {"listeners": {name: acceptor.stats.as_dict() for name, acceptor in acceptors.items()
                               if acceptor is not None}, **self.modes.dump()}
+
+    def inbound_authz(self) -> dict[str, Any]:
+        """The AuthorizationPolicy rules compiled from the last push (proxy/inbound/authz/) and the TCP
+        connections each inbound TCP listener closed by a policy."""
+        authz = self.app_router.authz
+        return {"rules": authz.rules if authz is not None else 0,
+                "tcp_denied": {port: listener.denied for port, listener in self.tcp_in.items()}}
 
     def listeners(self) -> list[tuple[str, Any]]:
         """(the flag that sets its port, listener) for every socket the sidecar binds, in start order."""

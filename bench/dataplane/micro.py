@@ -69,7 +69,10 @@ class _Table:
 
 
 async def drive(mode: str, requests: int, profile: bool, lb: str = "LEAST_REQUEST", access_log: str = "",
-                chunks: int = 1) -> float:
+                chunks: int = 1, router: object | None = None, request: bytes = REQUEST,
+                downstream: object | None = None) -> float:
+    """CPU µs per request. `router`: the inbound router to use (bench/dataplane/authz.py gives one holding
+    AuthorizationPolicies), `request` the bytes of one request, `downstream` the caller the connection has."""
     from proxy.http.server import HttpProxyProtocol
     from proxy.http.listener_state import ServerState
     from proxy.http.head import Mode
@@ -80,7 +83,9 @@ async def drive(mode: str, requests: int, profile: bool, lb: str = "LEAST_REQUES
 
     pool = ConnectionPool()
     pool._loop = asyncio.get_running_loop()
-    if mode == "inbound":
+    if router is not None:
+        pass
+    elif mode == "inbound":
         router = LocalAppRouter("127.0.0.1", 8080, "bench-backend")
     else:  # what the client sidecar holds in the benchmark: bench-backend's cluster and VirtualService
         router = MeshRouter(_Table(lb), "default")
@@ -92,12 +97,14 @@ async def drive(mode: str, requests: int, profile: bool, lb: str = "LEAST_REQUES
     shared = ServerState(router, pool, Mode(mode), log.for_listener(mode) if log else None, None, 60.0)
     proto = HttpProxyProtocol(shared)
     proto.connection_made(FakeTransport())  # type: ignore[arg-type]
+    if downstream is not None:
+        proto.downstream = downstream  # type: ignore[assignment]
     conn = UpstreamConnection(pool, key)
     conn.connection_made(FakeTransport())  # type: ignore[arg-type]
     pool.release(conn)
     profiler = cProfile.Profile() if profile else None
     for _ in range(1000):  # warm up
-        proto.data_received(REQUEST)
+        proto.data_received(request)
         conn.data_received(RESPONSE)
     if profiler:
         profiler.enable()
@@ -109,7 +116,7 @@ async def drive(mode: str, requests: int, profile: bool, lb: str = "LEAST_REQUES
     for _ in range(chunks):
         t0 = time.process_time()
         for _ in range(per_chunk):
-            feed(REQUEST)
+            feed(request)
             answer(RESPONSE)
         best = min(best, time.process_time() - t0)
     if profiler:

@@ -94,7 +94,7 @@ def delete(obj: dict[str, Any], files: tuple[str, ...], kind_and_names: tuple[st
 @click.pass_obj
 def get(obj: dict[str, Any], kind: str, name: str | None, namespace: str, all_namespaces: bool,
         output: str | None) -> None:
-    """List resources of KIND (vs, dr, se, we, pa, rl, or the full name), or show one by NAME."""
+    """List resources of KIND (vs, dr, se, we, pa, ap, ra, rl, or the full name), or show one by NAME."""
     canonical = resolve_kind(kind)
     request = GetRequest(kind=canonical, namespace=None if all_namespaces else namespace, name=name)
     quiet_logs()

@@ -31,8 +31,16 @@ def own_security(push: Push, workload_id: str, current: WorkloadSecurity | None)
 
 
 def security_dump(security: WorkloadSecurity | None) -> dict[str, Any]:
-    """The sidecar's inbound policy as /config_dump shows it, defaults spelled out."""
+    """The sidecar's inbound policy as /config_dump shows it, defaults spelled out: authorization policies by
+    name, action and rule count; JWT providers by source and issuer, whether keys are present (never the keys
+    themselves, nor the rules' values) and why a jwksUri fetch failed."""
     if security is None:
-        return {"mtls_mode": MTLS_PERMISSIVE, "port_mtls": {}, "peer_authentications": [], "version": 0}
+        return {"mtls_mode": MTLS_PERMISSIVE, "port_mtls": {}, "peer_authentications": [], "authorization": [],
+                "jwt": [], "version": 0}
     return {"mtls_mode": security.mtls_mode, "port_mtls": dict(security.port_mtls),
-            "peer_authentications": list(security.peer_authentications), "version": security.version}
+            "peer_authentications": list(security.peer_authentications),
+            "authorization": [{"name": p.name, "action": p.action, "rules": len(p.rules)}
+                              for p in security.authorization],
+            "jwt": [{"source": j.source, "issuer": j.rule.issuer, "jwks_uri": j.rule.jwks_uri,
+                     "keys": j.rule.jwks is not None, "jwks_error": j.jwks_error} for j in security.jwt],
+            "version": security.version}

@@ -18,6 +18,9 @@
     ├── UpstreamTimeout       504  UT   the upstream did not answer in time
     ├── Overflow              503  UO   the cluster's circuit breaker is full (connectionPool)
     ├── RateLimited           429  RL   a RateLimit's token bucket is empty (proxy/inbound/ratelimit.py)
+    ├── Unauthenticated       401  -    a request's JWT failed verification (RequestAuthentication)
+    │   └── AudienceNotAllowed 403 -    its audiences are not the rule's (Envoy's jwt_authn answers 403)
+    ├── AccessDenied          403  -    an AuthorizationPolicy denied the request (body `RBAC: access denied`)
     ├── RetryBufferExceeded   507  -    body arriving during a retry back-off outgrew the retry buffer
     ├── ConnectRefused        403  -    CONNECT to a mesh host's HTTP port (proxy/outbound/connect_policy.py)
     ├── Overloaded            503  OM   incomplete request heads past the listener's budget (proxy/http/head_budget.py)
@@ -34,6 +37,7 @@ class ProxyError(Exception):
     status: int = 500
     flag: str = "-"
     headers: bytes = b""  # extra response header lines ("name: value\r\n" each), written by rescue
+    details: str = ""  # Envoy's response code details for the access log ("" when the flag says it all)
 
     def __init__(self, detail: str = "") -> None:
         super().__init__(detail)
@@ -142,6 +146,37 @@ class RateLimited(ProxyError):
     def __init__(self, headers: bytes = b"") -> None:
         super().__init__("local_rate_limited")
         self.headers = headers
+
+
+class Unauthenticated(ProxyError):
+    """A JWT was present and did not verify (RequestAuthentication; Envoy's jwt_authn filter answers 401);
+    `detail` is the body (e.g. `Jwt verification fails`), `headers` the www-authenticate line, `details` Envoy's
+    response code details (`jwt_authn_access_denied{Jwt_verification_fails}`) for the access log."""
+
+    status = 401
+
+    def __init__(self, detail: str, headers: bytes = b"", details: str = "") -> None:
+        super().__init__(detail)
+        self.headers = headers
+        self.details = details
+
+
+class AudienceNotAllowed(Unauthenticated):
+    """The token verified but none of its audiences is the rule's: Envoy's jwt_authn answers 403 (filter.cc)."""
+
+    status = 403
+
+
+class AccessDenied(ProxyError):
+    """An AuthorizationPolicy denied the request (Envoy's RBAC filter: 403 `RBAC: access denied`). `policy`
+    names the deciding policy for the access log (`ns[<ns>]-policy[<name>]-rule[<i>]`, Envoy's
+    rbac_access_denied_matched_policy[...] detail; `none` when no ALLOW policy matched)."""
+
+    status = 403
+
+    def __init__(self, policy: str = "none") -> None:
+        super().__init__("RBAC: access denied")
+        self.policy = policy
 
 
 class RetryBufferExceeded(ProxyError):

@@ -5,6 +5,8 @@ Neutral: imports nothing of the proxy, so every stage (outbound, inbound, http) 
 
 from __future__ import annotations
 
+from proxy.core.downstream import PLAINTEXT, Downstream, RequestAuth
+
 
 class RequestHead:
     """The parts of a downstream request that routing looks at.
@@ -13,10 +15,11 @@ class RequestHead:
     `port` is the explicit port or 80; `path` is origin-form (`/x?y=1`). Header names are lower-case.
     """
 
-    __slots__ = ("method", "host", "port", "path", "headers", "client", "set_cookie")
+    __slots__ = ("method", "host", "port", "path", "headers", "client", "set_cookie", "downstream", "auth",
+                 "details", "edited")
 
     def __init__(self, method: str, host: str, port: int, path: str, headers: list[tuple[bytes, bytes]],
-                 client: str = "") -> None:
+                 client: str = "", downstream: Downstream = PLAINTEXT) -> None:
         self.method = method
         self.host = host
         self.port = port
@@ -24,6 +27,14 @@ class RequestHead:
         self.headers = headers
         self.client = client  # the downstream peer's IP address ("" if unknown): consistentHash useSourceIp
         self.set_cookie: bytes | None = None  # a hash cookie the balancer generated, for the response
+        self.downstream = downstream  # the inbound connection's caller (one object per connection)
+        self.auth: RequestAuth | None = None  # the verified JWT, set by the authentication stage
+        # Envoy's %RESPONSE_CODE_DETAILS% for the access log when a stage has some to give ("" when none), e.g.
+        # authorization's rbac_access_denied_matched_policy[...] (proxy/inbound/authz/engine.py)
+        self.details = ""
+        # An inbound stage changed `headers` or `path` (JWT: token removed, claims added): the exchange sends
+        # them as changed, not the head as received (proxy/http/exchange_connect.py start).
+        self.edited = False
 
     def header(self, name: bytes) -> bytes | None:
         """First value of a lower-case header name, or None."""

@@ -73,6 +73,7 @@ class Exchange(UpstreamConnect, ResponseSide, ExchangeEnd):
     retried = False  # a reused connection the upstream closed as we sent was retried once
     timeout = 0.0  # the response timeout in seconds, when `deadline` is set
     flag = "-"  # the access log's response flags (Envoy's), set by a failure
+    details = ""  # Envoy's response code details when a failure has some (proxy/core/errors.py ProxyError.details)
     t0 = 0.0  # loop time the exchange began, with an access log or telemetry to report it to
 
     def __init__(self, proto: Downstream, head: RequestHead | None, method: bytes, target: bytes,

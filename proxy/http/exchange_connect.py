@@ -33,12 +33,17 @@ class UpstreamConnect:
             return
         proto = self.proto
         shared = proto.shared
+        head = self.head
         try:
-            assert self.head is not None
-            self.upstream = target = shared.router.pick(self.head)
+            assert head is not None
+            self.upstream = target = shared.router.pick(head)
         except Exception as exc:
             self.fail(exc)
             return
+        if head.edited:  # an inbound stage changed the head (JWT): it goes upstream as changed, not as received
+            self.raw_head = None
+            self.headers = head.headers
+            self.target = head.path.encode("latin-1")
         policy = self.policy = target.policy
         if target.breaker is None and (policy is None or policy.plain):
             # The common request (no shaping, fault, breaker or per-try timer): what _go and _dispatch do for

@@ -54,6 +54,8 @@ class ExchangeEnd:
                      or isinstance(exc, BadRequest) or not isinstance(exc, ProxyError))  # ours: 500 + close
             self.close_after = close
             self.status, self.flag, payload = rescue(exc, close)
+            if isinstance(exc, ProxyError) and exc.details:
+                self.details = exc.details  # Envoy's response code details, for the access log
             proto.write(payload)
         self._log()
         self._release()
@@ -107,4 +109,4 @@ class ExchangeEnd:
         on_complete = self.proto.shared.on_complete
         if on_complete is not None:
             telemetry.report(on_complete, self.head, self.upstream, self.status, self.flag, self.bytes_sent,
-                             (self.proto.loop.time() - self.t0) * 1000.0)
+                             (self.proto.loop.time() - self.t0) * 1000.0, self.details)

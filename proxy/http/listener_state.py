@@ -23,7 +23,7 @@ class ServerState:
 
     __slots__ = ("router", "pool", "mode", "on_complete", "response_timeout", "keepalive_timeout",
                  "connections", "drained", "limits", "refused", "refused_logged", "caller", "retry_pick",
-                 "mirror_pick", "head_budget")
+                 "mirror_pick", "head_budget", "app_port")
 
     def __init__(self, router: Router, pool: ConnectionPool, mode: Mode, on_complete: OnComplete | None,
                  response_timeout: float | None, keepalive_timeout: float, limits: Limits = DEFAULT) -> None:
@@ -32,6 +32,7 @@ class ServerState:
         self.caller: Caller = getattr(router, "caller", NO_CALLER)
         self.retry_pick = getattr(router, "retry_pick", None)
         self.mirror_pick = getattr(router, "mirror_pick", None)
+        self.app_port: int = getattr(router, "app_port", 0)  # inbound: the workload port it serves (0: none)
         self.pool = pool
         self.mode = mode
         self.on_complete = on_complete

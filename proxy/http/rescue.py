@@ -23,7 +23,7 @@ _KEEP = b"\r\n"
 # Status line and fixed headers up to the content-length value, built once per status we can emit.
 _HEADS: dict[int, bytes] = {
     s: b"HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\ncontent-length: " % (s, HTTPStatus(s).phrase.encode())
-    for s in (400, 403, 404, 405, 408, 413, 414, 429, 431, 500, 502, 503, 504)
+    for s in (400, 401, 403, 404, 405, 408, 413, 414, 429, 431, 500, 502, 503, 504)
 }
 # Body when the raiser gave no detail.
 _DEFAULT_BODY: dict[int, bytes] = {s: HTTPStatus(s).phrase.lower().encode() + b"\n" for s in _HEADS}

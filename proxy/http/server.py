@@ -26,6 +26,7 @@ from collections import deque
 
 import httptools
 
+from proxy.core.downstream import PLAINTEXT
 from proxy.core.errors import BadRequest, HeadersTooLarge, UnsupportedCoding, UriTooLong
 from proxy.core.request import RequestHead
 from proxy.http.conn_guard import ConnectionGuard
@@ -57,7 +58,7 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
         "max_head", "max_headers", "max_url",
         # per-connection
         "transport", "parser", "gate", "write_paused", "closing", "stopping", "broken", "active",
-        "pipeline", "advancing", "client",
+        "pipeline", "advancing", "client", "downstream", "sni",
         # the head being read: bytes it may still take, whether we are between requests or in a head,
         # and the loop time its first byte was parsed (0.0: no request is arriving)
         "head_left", "in_head", "t_begin",
@@ -103,6 +104,8 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
         self.pipeline: deque[Exchange] = deque()
         self.advancing = False
         self.client = ""  # the peer's IP, once per connection (consistentHash useSourceIp)
+        self.downstream = PLAINTEXT  # inbound: the caller (principal, addresses), set in connection_made
+        self.sni = ""  # inbound TLS: the ClientHello's server name, set by the acceptor (proxy/tls/acceptor.py)
         self.tunnel: UpstreamConnection | None = None
         self.early = b""
         self.head_left = self.max_head
@@ -233,7 +236,7 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
                     if end:  # spliced in before the blank line
                         raw_head = b"".join((raw[:end - 2], b"x-request-id: ", request_id, b"\r\n\r\n"))  # type: ignore[index]
                 head = RequestHead(_METHODS.get(method) or method.decode("latin-1"), host_s, port,
-                                   target.decode("latin-1"), headers, self.client)
+                                   target.decode("latin-1"), headers, self.client, self.downstream)
         pipeline = self.pipeline
         if pipeline and len(pipeline) >= self.shared.limits.max_pipelined:  # max_pipelined >= 1 (limits.py)
             # Read no further: answer what is queued, then close; the client retries the rest (RFC 9112 9.3.2).

@@ -10,7 +10,10 @@ from typing import TYPE_CHECKING
 
 import httptools
 
+from proxy.core.downstream import Downstream
 from proxy.http.flow import PEER_FULL, PIPELINE, ReadGate
+from proxy.http.head import Mode
+from proxy.tls.peer import peer_principal
 
 if TYPE_CHECKING:
     import asyncio
@@ -32,6 +35,14 @@ class ConnectionLifecycle:
             return
         peer = transport.get_extra_info("peername")
         self.client = peer[0] if isinstance(peer, tuple) else ""
+        if self.mode is Mode.INBOUND:  # the caller as authorization sees it, once per connection
+            local = transport.get_extra_info("sockname")
+            # destination.port / ports name the workload port (the app's), as Envoy sees the original
+            # destination behind Istio's iptables redirect, not the sidecar's own listening port
+            self.downstream = Downstream(peer_principal(transport), self.client,
+                                         local[0] if isinstance(local, tuple) else "",
+                                         shared.app_port or (local[1] if isinstance(local, tuple) else 0),
+                                         self.sni)
         self.gate = ReadGate(self.transport)
         self.shared.connections.add(self)
         self._arm_keepalive()

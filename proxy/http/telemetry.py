@@ -13,7 +13,7 @@ from proxy.core.target import Target
 
 
 def report(on_complete: Callable[[AccessRecord], None], head: RequestHead | None, upstream: Target | None,
-           status: int, flag: str, bytes_sent: int, duration_ms: float) -> None:
+           status: int, flag: str, bytes_sent: int, duration_ms: float, details: str = "") -> None:
     on_complete(AccessRecord(
         head.method if head is not None else "-",
         head.host if head is not None else "-",
@@ -22,4 +22,5 @@ def report(on_complete: Callable[[AccessRecord], None], head: RequestHead | None
         upstream.cluster if upstream is not None else "-",
         bytes_sent,
         duration_ms,
+        details or (head.details if head is not None else ""),
     ))

@@ -1,8 +1,8 @@
 """The inbound listener's Router: every request that reaches it goes to the app beside the sidecar,
 through the stages of the inbound pipeline (proxy/inbound/pipeline.py), composed once per config push.
 
-RateLimits (isthmus.io, proxy/inbound/ratelimit.py) are its one configured stage today: with none for
-this sidecar, `admit` is None and a request pays that one attribute check.
+RequestAuthentication (proxy/inbound/jwt/), AuthorizationPolicy (proxy/inbound/authz/) and RateLimits (isthmus.io, proxy/inbound/ratelimit.py) are its
+configured stages: with none for this sidecar, `admit` is None and a request pays that one attribute check.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 from proxy.core.request import RequestHead
 from proxy.core.target import Target
 from proxy.inbound import pipeline
+from proxy.inbound.authz.engine import Authorization
+from proxy.inbound.jwt.authn import JwtStage
 from proxy.inbound.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
@@ -23,7 +25,10 @@ class LocalAppRouter:
                  namespace: str = "default", domain_suffix: str = "svc.cluster.local",
                  labels: dict[str, str] | None = None) -> None:
         self.target = Target(host, port, f"inbound|{port}||{service}")
+        self.app_port = port  # the workload port callers reach (destination.port, ports: proxy/http/server_lifecycle.py)
+        self.authz: Authorization | None = None  # AuthorizationPolicies compiled (proxy/inbound/authz/), None: none
         self.limiter: RateLimiter | None = None
+        self.authn = JwtStage()  # RequestAuthentication (proxy/inbound/jwt/), recompiled when its rules change
         self.admit: pipeline.Admit | None = None  # the composed stages, None when none is configured
         self.host = f"{service}.{namespace}.{domain_suffix}".lower()  # this workload's service (ClusterConfig)
         self.labels = dict(labels or {})
@@ -48,8 +53,22 @@ class LocalAppRouter:
             self.limiter = None
         elif self.limiter is None or [lim.rule for lim in self.limiter.limits] != rules:
             self.limiter = RateLimiter(rules, self.target, self.limiter)
-        # authentication and authorization checks will come first here (proxy/inbound/pipeline.py)
-        self.admit = pipeline.build((), self.limiter.admit if self.limiter is not None else None, self.target)
+        self._refresh_authz()
+        authz = self.authz.http if self.authz is not None else None
+        # authentication (JWT) first, then authorization, then the rate limit (proxy/inbound/pipeline.py)
+        authn = self.authn.update(self.state.security)
+        self.admit = pipeline.build(tuple(c for c in (authn, authz) if c is not None),
+                                    self.limiter.admit if self.limiter is not None else None, self.target)
+
+    def _refresh_authz(self) -> None:
+        """Recompile the AuthorizationPolicies when a push changed them (TCP listeners read `authz` too)."""
+        assert self.state is not None
+        security = self.state.security
+        policies = security.authorization if security is not None else []
+        if not policies:
+            self.authz = None
+        elif self.authz is None or self.authz.policies != policies:
+            self.authz = Authorization(policies)
 
     def dump(self) -> list[dict[str, object]]:
         """The rules in force and their buckets, for the admin /config_dump."""

@@ -23,6 +23,12 @@ once per push: proxy/outbound/upstream_tls.py), the peer's SPIFFE ID checked bef
 (another identity: flag UF); an inbound listener given `tls_mode` and `tls_context` accepts through a
 TlsAcceptor (STRICT / PERMISSIVE / DISABLE per connection). A relay starts once its downstream connection is
 made, so a TLS client is routed after its handshake.
+
+AuthorizationPolicy on an inbound listener given `authorize` (proxy/inbound/authz/engine.py, rules compiled
+for TCP): each connection is checked once, when it is accepted (after its handshake: the peer's principal is
+known) and before the app is connected; a denied one is closed at once, its access-log line naming the policy
+(rbac_access_denied_matched_policy[...], Envoy's connection termination details). A policy change applies to
+new connections; open ones stay (Envoy's network RBAC filter decides once per connection).
 """
 
 from __future__ import annotations
@@ -33,12 +39,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from proxy.access_log import ListenerLog
+from proxy.core.downstream import Downstream
 from proxy.core.errors import ProxyError
 from proxy.core.conn_policy import set_keepalive
 from proxy.core.target import Target
 from proxy.tls.acceptor import TlsAcceptor
 from proxy.tls.bio import TlsLayer
 from proxy.tls.listen import listening_socket
+from proxy.tls.peer import peer_principal
 from runtime.log import get_logger
 
 if TYPE_CHECKING:
@@ -52,12 +60,14 @@ EARLY_LIMIT = 64 * 1024  # bytes read from one side before the other is connecte
 
 # Picks where a new downstream connection goes (raises ProxyError when it cannot go anywhere).
 Picker = Callable[[str], Target]
+# AuthorizationPolicy on a new connection: (allowed, details for the access log) (proxy/inbound/authz/engine.py)
+TcpCheck = Callable[[Downstream], "tuple[bool, str]"]
 
 
 class _Side(asyncio.Protocol):
     """One connection of a relay; what it reads is written to the other one."""
 
-    __slots__ = ("relay", "transport", "other", "early", "early_size", "eof", "read")
+    __slots__ = ("relay", "transport", "other", "early", "early_size", "eof", "read", "sni")
 
     def __init__(self, relay: Relay) -> None:
         self.relay = relay
@@ -67,6 +77,7 @@ class _Side(asyncio.Protocol):
         self.early: list[bytes] = []  # read before the other side was connected (at most ~EARLY_LIMIT)
         self.early_size = 0
         self.eof = False  # read EOF before the other side was connected
+        self.sni = ""  # the downstream side of an inbound TLS connection: its ClientHello's server name
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -112,7 +123,7 @@ class Relay:
     """A downstream connection and its upstream: routed once, then bytes both ways until either closes."""
 
     __slots__ = ("loop", "pick", "down", "up", "target", "holds_slot", "last_active", "timer", "deadline",
-                 "closed", "connecting", "halves", "on_close", "started", "flag", "error", "on_open")
+                 "closed", "connecting", "halves", "on_close", "started", "flag", "error", "on_open", "details")
 
     def __init__(self, pick: Picker, on_close: Callable[[Relay], None],
                  on_open: Callable[[Relay], None] | None = None) -> None:
@@ -134,6 +145,7 @@ class Relay:
         self.started = self.last_active
         self.flag = "-"  # Envoy's response flag for the access log: UO, UF, NR, UH, or "-"
         self.error: BaseException | None = None  # why the upstream could not be reached, if it could not
+        self.details = ""  # Envoy's connection termination details for the access log (authorization)
 
     def start(self) -> None:
         self.connecting = self.loop.create_task(self._connect())
@@ -270,8 +282,11 @@ class TcpListener:
     def __init__(self, host: str, port: int, pick: Picker, name: str, target: str = "",
                  access_log: ListenerLog | None = None, max_connections: int = 10_000,
                  tls_mode: Callable[[], str] | None = None,
-                 tls_context: Callable[[], ssl.SSLContext | None] | None = None) -> None:
-        """`tls_mode` and `tls_context` (an inbound listener): accept through a TlsAcceptor (its `acceptor`)."""
+                 tls_context: Callable[[], ssl.SSLContext | None] | None = None,
+                 authorize: Callable[[], TcpCheck | None] | None = None, app_port: int = 0) -> None:
+        """`tls_mode` and `tls_context` (an inbound listener): accept through a TlsAcceptor (its `acceptor`).
+        `authorize`: the AuthorizationPolicy check in force (None: none), asked per accepted connection;
+        `app_port`: the workload port this listener serves (destination.port for it)."""
         self.host = host
         self.port = port  # the bound port once started (useful with port 0)
         self.pick = pick
@@ -285,6 +300,8 @@ class TcpListener:
         self._server: asyncio.Server | None = None
         self.tls_mode, self.tls_context = tls_mode, tls_context
         self.acceptor: TlsAcceptor | None = None
+        self.authorize, self.app_port = authorize, app_port
+        self.denied = 0  # connections closed by an AuthorizationPolicy
 
     def _closed(self, relay: Relay) -> None:
         self.relays.discard(relay)
@@ -292,7 +309,7 @@ class TcpListener:
             up = relay.up
             cluster = relay.target.cluster if relay.target is not None else "-"
             self.access_log.tcp(self.target, relay.flag, up.read if up is not None else 0, relay.down.read,
-                                relay.duration_ms(), cluster)
+                                relay.duration_ms(), cluster, relay.details)
 
     def _accept(self) -> asyncio.Protocol:
         if self.max_connections and len(self.relays) >= self.max_connections:
@@ -300,9 +317,27 @@ class TcpListener:
         return Relay(self.pick, self._closed, self._opened).down
 
     def _opened(self, relay: Relay) -> None:
-        """The downstream connection is made (a TLS one has shaken hands): hold it, route it."""
+        """The downstream connection is made (a TLS one has shaken hands): authorize it, hold it, route it."""
         self.relays.add(relay)
+        check = self.authorize() if self.authorize is not None else None
+        if check is not None and not self._authorized(relay, check):
+            return
         relay.start()
+
+    def _authorized(self, relay: Relay, check: TcpCheck) -> bool:
+        """Run the policy check on the new connection; a denied one is closed (and logged by _closed)."""
+        transport = relay.down.transport
+        assert transport is not None
+        peer, local = transport.get_extra_info("peername"), transport.get_extra_info("sockname")
+        ds = Downstream(peer_principal(transport), peer[0] if isinstance(peer, tuple) else "",
+                        local[0] if isinstance(local, tuple) else "",
+                        self.app_port or (local[1] if isinstance(local, tuple) else 0), relay.down.sni)
+        allowed, relay.details = check(ds)
+        if allowed:
+            return True
+        self.denied += 1
+        relay.close()  # the app was never connected: what the client sent is dropped, as Envoy's NoFlush close
+        return False
 
     async def start(self) -> None:
         if self.tls_mode is not None and self.tls_context is not None:

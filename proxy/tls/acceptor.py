@@ -22,6 +22,10 @@ client sees a reset, as from Envoy (curl: "Connection reset by peer", exit 56, a
 migration task shows): a plaintext client cannot read a TLS alert, and an HTTP answer would guess the
 protocol of a port that may carry any TCP protocol.
 
+The SNI of a TLS connection is read from its ClientHello as Envoy's tls_inspector reads it (peeked, so the
+handshake still gets every byte; proxy/tls/client_hello.py), waiting for a hello split over several segments
+(within `first_byte_timeout`); a hello over 64 KiB is closed, as Envoy's. The protocol gets it as its `sni`.
+
 Bounded: at most `max_pending` accepted connections waiting for a first byte or a handshake, or lingering after
 a refusal (more are closed at once), each for at most `first_byte_timeout` seconds (Envoy's
 listener_filters_timeout, 15 s, with continue_on_listener_filters_timeout false: close), `handshake_timeout`
@@ -40,6 +44,7 @@ import structlog
 
 from proxy.core.tls_refusal import HANDSHAKE_FAILURE, LINGER, Lingering, after_failure, alerting
 from proxy.tls.bio import TlsLayer
+from proxy.tls.client_hello import MAX_CLIENT_HELLO, server_name
 from proxy.tls import transport as tls_transport
 from proxy.tls.transport import accept_tls
 
@@ -52,17 +57,18 @@ TLS_HANDSHAKE = 0x16  # the TLS record content type a ClientHello arrives in (RF
 FIRST_BYTE_TIMEOUT = 15.0  # Envoy's listener_filters_timeout
 HANDSHAKE_TIMEOUT = 10.0  # Envoy's transport_socket_connect_timeout is unset by default; asyncio's is 60 s
 MAX_PENDING = 1024  # connections accepted and not yet handed over (the listen backlog's default here)
+HELLO_PEEK = 16 * 1024  # bytes peeked for a ClientHello at first (Envoy's tls_inspector reads 16 KiB at first)
 
 
 class AcceptStats:
     """Counters for the admin port: how connections were sorted and why some were closed."""
 
     __slots__ = ("tls", "plaintext", "plaintext_refused", "tls_refused", "handshake_failed", "timed_out",
-                 "overflow")
+                 "overflow", "hello_too_large")
 
     def __init__(self) -> None:
         self.tls = self.plaintext = self.plaintext_refused = self.tls_refused = 0
-        self.handshake_failed = self.timed_out = self.overflow = 0
+        self.handshake_failed = self.timed_out = self.overflow = self.hello_too_large = 0
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -161,16 +167,42 @@ class TlsAcceptor:
         self.loop.remove_reader(fd)
         conn.close()
 
-    def _on_first_byte(self, fd: int) -> None:
-        conn, timer = self._pending[fd]
+    def _on_first_byte(self, fd: int, wait: float = 0.0) -> None:
+        """The first bytes are there (or, `wait` > 0, a retry for the rest of a ClientHello): sort the
+        connection; a TLS one's SNI is read from its ClientHello first (proxy/tls/client_hello.py)."""
+        entry = self._pending.get(fd)
+        if entry is None:  # timed out or closed while a retry was scheduled
+            return
+        conn, timer = entry
+        sni: str | None = ""
+        need = 0
         try:
             first = conn.recv(1, socket.MSG_PEEK)
+            if first and first[0] == TLS_HANDSHAKE:
+                first = conn.recv(HELLO_PEEK, socket.MSG_PEEK)
+                sni, need = server_name(first)
+                if sni is None and len(first) == HELLO_PEEK and need <= MAX_CLIENT_HELLO:
+                    first = conn.recv(need, socket.MSG_PEEK)  # a long hello: what more is there already
+                    sni, need = server_name(first)
         except (BlockingIOError, InterruptedError):
             return
+        except ValueError:  # not a ClientHello: the handshake will say so
+            sni, need = "", 0
         except OSError:
-            first = b""
+            first, sni = b"", ""
         if not first:  # closed (or reset) before sending anything
             self._drop(fd, conn, timer)
+            return
+        if sni is None:
+            if need > MAX_CLIENT_HELLO:  # Envoy's tls_inspector closes these (client_hello_too_large)
+                self.stats.hello_too_large += 1
+                self._drop(fd, conn, timer)
+                return
+            # The rest of the hello is on its way. The peeked bytes keep the socket readable, so wait with a
+            # timer (doubling, bounded by first_byte_timeout), not with the reader.
+            self.loop.remove_reader(fd)
+            wait = min(max(wait * 2, 0.002), 0.2)
+            self.loop.call_later(wait, self._on_first_byte, fd, wait)
             return
         del self._pending[fd]
         timer.cancel()
@@ -193,18 +225,24 @@ class TlsAcceptor:
             return
         else:
             self.stats.plaintext += 1
-        task = asyncio.ensure_future(self._hand_over(conn, context))
+        task = asyncio.ensure_future(self._hand_over(conn, context, sni if context is not None else ""))
         self._handing.add(task)
         task.add_done_callback(self._handing.discard)
 
-    async def _hand_over(self, conn: socket.socket, context: ssl.SSLContext | None) -> None:
+    async def _hand_over(self, conn: socket.socket, context: ssl.SSLContext | None, sni: str = "") -> None:
         keep: socket.socket | None = None
         peer = _peer(conn) if context is not None else ""  # for the log: aiofastnet closes the socket on failure
+        factory = self.factory
+        if sni:  # the protocol learns the client's SNI before connection_made (its `sni`, "" by default)
+            def factory() -> asyncio.Protocol:
+                proto = self.factory()
+                proto.sni = sni  # type: ignore[attr-defined]
+                return proto
         try:
             if context is None:
-                await self.loop.connect_accepted_socket(self.factory, conn)
+                await self.loop.connect_accepted_socket(factory, conn)
             elif self.layered:
-                layer = TlsLayer(context, True, None, self.factory(), self.handshake_timeout,
+                layer = TlsLayer(context, True, None, factory(), self.handshake_timeout,
                                  lambda exc: self._failed(peer, exc), linger=self.linger)
                 self._layers += 1  # counts as pending (max_pending) until its handshake is done or, refused, it closed
                 layer.on_settled = self._layer_done
@@ -217,12 +255,12 @@ class TlsAcceptor:
                 if tls_transport.current() == "aiofastnet":
                     # aiofastnet drops the alert OpenSSL wrote when a handshake fails: the peer sees the
                     # connection closed, the reason is logged (_failed); `--tls-transport uvloop` sends it
-                    await accept_tls(self.loop, self.factory, conn, context, self.handshake_timeout)
+                    await accept_tls(self.loop, factory, conn, context, self.handshake_timeout)
                     return
                 # Our own descriptor of the socket: the loop's TLS transport closes its own when the handshake
                 # fails, before the alert OpenSSL wrote is sent; this one sends it (proxy/core/tls_refusal.py).
                 keep = conn.dup()
-                await self.loop.connect_accepted_socket(self.factory, conn, ssl=alerting(context),
+                await self.loop.connect_accepted_socket(factory, conn, ssl=alerting(context),
                                                         ssl_handshake_timeout=self.handshake_timeout)
                 keep.close()
         except asyncio.CancelledError:

@@ -10,16 +10,23 @@ sees the gap and asks for a snapshot.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 from proto.xds import ClusterConfig, MeshConfig, Push, RouteConfig, WorkloadSecurity
 from runtime.bus import encode
-from services.pilot.compile import MeshState, PeerAuthn, compile_mesh, compile_security, diff, diff_security
+from services.pilot.compile import Authz, JwksLookup, MeshState, PeerAuthn, compile_mesh, compile_security, diff, \
+    diff_security
 
 
 class Pusher:
-    def __init__(self, mesh: MeshConfig | None = None) -> None:
-        """`mesh`: the mesh-wide settings (pilot's settings) every push carries to every proxy."""
+    def __init__(self, mesh: MeshConfig | None = None, jwks: JwksLookup | None = None,
+                 jwks_sweep: tuple[Callable[[], None], Callable[[], None]] | None = None) -> None:
+        """`mesh`: the mesh-wide settings (pilot's settings) every push carries to every proxy; `jwks`: the
+        lookup of fetched jwksUri key sets (jwks_resolver.JwksResolver.lookup), `jwks_sweep` its (begin, end)
+        called around each compile so key sets no rule uses any more are dropped."""
         self.mesh = mesh or MeshConfig()
+        self.jwks = jwks
+        self.jwks_sweep = jwks_sweep
         self.clusters: dict[str, ClusterConfig] = {}
         self.routes: dict[str, RouteConfig] = {}
         self.security: dict[str, WorkloadSecurity] = {}  # workload id -> its sidecar's inbound policy
@@ -40,7 +47,11 @@ class Pusher:
         """Compile, diff against the last result and return the delta (None when nothing changed)."""
         peers = PeerAuthn(state)  # indexed once: endpoints (auto mTLS) and workloads (inbound mode) share it
         clusters, routes = compile_mesh(state, (self.clusters, self.routes), peers)
-        security = compile_security(state, self.security, peers)
+        if self.jwks_sweep is not None:
+            self.jwks_sweep[0]()
+        security = compile_security(state, self.security, peers, Authz(state, self.jwks))
+        if self.jwks_sweep is not None:
+            self.jwks_sweep[1]()
         changed_clusters, changed_routes, removed_clusters, removed_routes = diff(
             self.clusters, self.routes, clusters, routes)
         changed_security, removed_security = diff_security(self.security, security)

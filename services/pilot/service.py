@@ -21,6 +21,7 @@ from runtime.store import StoreError
 from services.pilot.config_api import ConfigApi
 from services.pilot.decode_worker import DecodeWorker
 from services.pilot.inputs import CONFIG, Inputs, InputWatcher, ResourceKey
+from services.pilot.jwks_resolver import JwksResolver, JwksSettings
 from services.pilot.proxy_status import ProxyStatusRecorder
 from services.pilot.pusher import Pusher
 
@@ -36,7 +37,10 @@ class PilotService(ServiceProcess):
 
     async def start(self) -> None:
         self.inputs = Inputs()
-        self.pusher = Pusher(MeshConfig(outbound_traffic_policy=self.settings.outbound_traffic_policy))
+        # jwksUri key sets are fetched in the background; a changed key set (or fetch error) recompiles
+        self.jwks = JwksResolver(JwksSettings.from_env(), lambda: self._on_change(CONFIG))
+        self.pusher = Pusher(MeshConfig(outbound_traffic_policy=self.settings.outbound_traffic_policy),
+                             self.jwks.lookup, (self.jwks.begin, self.jwks.end))
         self.changed = asyncio.Event()
         self.config_changed = False
         self.pending_events: list[ConfigEvent] = []
@@ -81,6 +85,7 @@ class PilotService(ServiceProcess):
     async def stop(self) -> None:
         await self.status.flush()
         await self.election.resign()
+        await self.jwks.close()
         self.decoder.close()
 
     def _not_in_effect(self, kind: str, namespace: str, name: str) -> tuple[str, str] | None:

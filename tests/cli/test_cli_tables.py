@@ -27,11 +27,25 @@ def test_a_peer_authentication_table_shows_each_ones_mode_unset_included() -> No
     assert table[2].split()[:3] == ["default", "istio-system", "STRICT"]
 
 
+def test_authorization_and_request_authentication_tables_show_the_action_and_the_issuers() -> None:
+    policies = [{"metadata": {"name": "deny", "namespace": "foo"}, "spec": {"action": "DENY", "rules": [{}]}},
+                {"metadata": {"name": "allow-nothing", "namespace": "foo"}, "spec": {}}]
+    table = render_table("AuthorizationPolicy", policies).splitlines()
+    assert table[0].split()[2] == "ACTION"
+    assert [line.split()[:3] for line in table[1:]] == [["allow-nothing", "foo", "ALLOW"], ["deny", "foo", "DENY"]]
+    jwt = [{"metadata": {"name": "jwt"}, "spec": {"jwtRules": [{"issuer": "a@x"}, {"issuer": "https://b"}]}},
+           {"metadata": {"name": "none"}, "spec": {}}]
+    table = render_table("RequestAuthentication", jwt).splitlines()
+    assert table[0].split()[2] == "ISSUERS"
+    assert [line.split()[:3] for line in table[1:]] == [["jwt", "default", "a@x,https://b"], ["none", "default", "-"]]
+
+
 def test_every_kind_has_a_third_column_filled_from_its_spec() -> None:
     specs = {"VirtualService": {"hosts": ["reviews"]}, "DestinationRule": {"host": "reviews"},
              "ServiceEntry": {"hosts": ["api.example.com"]}, "WorkloadEntry": {"address": "10.0.0.1"},
              "RateLimit": {"selector": {"matchLabels": {"app": "reviews"}}},
-             "PeerAuthentication": {"mtls": {"mode": "STRICT"}}}
+             "PeerAuthentication": {"mtls": {"mode": "STRICT"}}, "AuthorizationPolicy": {},
+             "RequestAuthentication": {"jwtRules": [{"issuer": "a"}]}}
     assert set(specs) == set(KINDS)  # a new kind needs its column here too
     for kind, spec in specs.items():
         row = render_table(kind, [{"metadata": {"name": "x"}, "spec": spec}]).splitlines()[1].split()

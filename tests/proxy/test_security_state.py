@@ -55,3 +55,25 @@ def test_an_unknown_mode_in_its_own_entry_is_rejected_and_changes_nothing(bad):
         state.apply(push(2, bad))
     assert (state.security.mtls_mode, state.seq) == ("STRICT", 1)
     state.apply(push(2, entry("other", "nonsense")))  # another workload's entry is not this sidecar's business
+
+
+def test_config_dump_names_authorization_policies_and_jwt_providers_without_their_keys():
+    from proto.security import AuthzRule, JwtRule
+    from proto.xds import AuthzPolicy, JwtProvider
+    state = ConfigState(workload_id="me")
+    assert state.dump()["security"]["authorization"] == [] and state.dump()["security"]["jwt"] == []
+    me = WorkloadSecurity(workload="me", version=3, namespace="foo",
+                          authorization=[AuthzPolicy(name="istio-system/deny", action="DENY", rules=[AuthzRule()]),
+                                         AuthzPolicy(name="foo/allow-nothing", action="ALLOW")],
+                          jwt=[JwtProvider(source="foo/jwt", rule=JwtRule(issuer="a", jwks='{"keys": []}')),
+                               JwtProvider(source="foo/jwt", rule=JwtRule(issuer="b", jwks_uri="https://b/k"),
+                                           jwks_error="GET https://b/k: status 500, want 200")])
+    state.apply(push(1, me, full=True))
+    dumped = json.loads(json.dumps(state.dump()))["security"]
+    assert dumped["authorization"] == [{"name": "istio-system/deny", "action": "DENY", "rules": 1},
+                                       {"name": "foo/allow-nothing", "action": "ALLOW", "rules": 0}]
+    assert dumped["jwt"] == [
+        {"source": "foo/jwt", "issuer": "a", "jwks_uri": None, "keys": True, "jwks_error": ""},
+        {"source": "foo/jwt", "issuer": "b", "jwks_uri": "https://b/k", "keys": False,
+         "jwks_error": "GET https://b/k: status 500, want 200"}]
+    assert "keys\": [" not in json.dumps(dumped)

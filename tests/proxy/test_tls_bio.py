@@ -91,7 +91,7 @@ def test_a_client_of_another_ca_or_a_stalled_handshake_never_reaches_the_app(tmp
         server_ctx = ca.context(SERVER_ID, "server", server=True)
         sock = listening_socket("127.0.0.1", 0)
         acceptor = TlsAcceptor(sock, AnswersAfterEof, lambda: STRICT, lambda: server_ctx, layered=True,
-                               handshake_timeout=0.3)
+                               handshake_timeout=0.3, first_byte_timeout=0.3)
         acceptor.start()
         port = sock.getsockname()[1]
         made = AnswersAfterEof.made
@@ -106,10 +106,12 @@ def test_a_client_of_another_ca_or_a_stalled_handshake_never_reaches_the_app(tmp
         stalled = socket.create_connection(("127.0.0.1", port))
         stalled.sendall(b"\x16")  # a handshake record's first byte, then nothing
         for _ in range(100):
-            if acceptor.stats.handshake_failed >= 2:
+            if acceptor.stats.handshake_failed + acceptor.stats.timed_out >= 2:
                 break
             await asyncio.sleep(0.05)
-        assert acceptor.stats.handshake_failed >= 2  # well before 5 s: the 0.3 s handshake timeout
+        # well before 5 s: the half ClientHello waits for the rest (its SNI, proxy/tls/client_hello.py) at most
+        # the 0.3 s first-byte timeout, as Envoy's tls_inspector waits at most listener_filters_timeout
+        assert acceptor.stats.handshake_failed == 1 and acceptor.stats.timed_out == 1
         assert AnswersAfterEof.made == made  # the app protocol never saw either
         stalled.close()
         acceptor.close()

@@ -14,6 +14,7 @@ from typing import TypeVar
 import msgspec
 
 from proto.xds import ClusterConfig, RouteConfig, WorkloadSecurity
+from services.pilot.compile.authz import Authz
 from services.pilot.compile.clusters import build_clusters
 from services.pilot.compile.endpoints import collect_services
 from services.pilot.compile.peer_authn import PeerAuthn
@@ -62,10 +63,10 @@ def compile_mesh(
 
 
 def compile_security(state: MeshState, previous: dict[str, WorkloadSecurity] | None = None,
-                     peers: PeerAuthn | None = None) -> dict[str, WorkloadSecurity]:
+                     peers: PeerAuthn | None = None, authz: Authz | None = None) -> dict[str, WorkloadSecurity]:
     """Workload id -> its WorkloadSecurity (none when no policy applies), unchanged entries keeping their old
-    object and version."""
-    return build_security(state, peers, previous)
+    object and version. `authz`: built here (without a JWKS resolver) when None."""
+    return build_security(state, peers, previous, authz)
 
 
 def diff_security(old: dict[str, WorkloadSecurity], new: dict[str, WorkloadSecurity]

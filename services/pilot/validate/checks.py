@@ -12,8 +12,10 @@ import ipaddress
 import re
 
 from proto.networking import Destination, StringMatch
+from proto.security import PeerSelector
 from services.pilot.validate.findings import Findings
 
+MAX_SELECTOR_LABELS = 4096  # the security CRDs' maxProperties of selector.matchLabels
 IGNORED_HEADER_KEYS = ("uri", "scheme", "method", "authority")  # Istio ignores these keys in `headers`
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
@@ -124,3 +126,26 @@ def check_destination(dest: Destination, path: str, f: Findings) -> None:
 def check_percent(value: float, path: str, f: Findings) -> None:
     if not 0.0 <= value <= 100.0:
         f.error(path, f"percentage {value:g} is not in range 0..100")
+
+
+def check_selector(selector: PeerSelector | None, f: Findings) -> dict[str, str]:
+    """A security policy's `selector` (istio.type.v1beta1.WorkloadSelector, as Istio's validateWorkloadSelector and
+    the CRDs check it); returns its labels ({} when none: the policy is namespace-wide, or mesh-wide in the root
+    namespace). A selector without labels is a warning, as Istio's."""
+    if selector is None:
+        return {}
+    labels = selector.match_labels or {}
+    path = "spec.selector.matchLabels"
+    if not labels:
+        f.warn("spec.selector", "workload selector specified without labels: the policy applies to the "
+                                "whole namespace")
+    elif len(labels) > MAX_SELECTOR_LABELS:
+        f.error(path, f"{len(labels)} labels, more than {MAX_SELECTOR_LABELS}")
+    for key, value in labels.items():
+        if key == "":
+            f.error(f"{path}[]", "key must not be empty")
+        elif "*" in key or "*" in value:
+            f.error(f"{path}[{key}]", f"wildcard is not supported in selector: `{key}={value}`")
+        elif len(value) > 63:  # the CRD's maxLength; Istio checks no more of a selector's syntax
+            f.error(f"{path}[{key}]", f"value `{value[:20]}...` is longer than 63 characters")
+    return labels

@@ -9,7 +9,8 @@ array. Each document is checked in three passes, and each pass reports all it fi
   2. shape: every field against the msgspec schema (schema.py), so an unsupported field is an
      error with its path instead of being ignored;
   3. semantics: Istio's validation rules, one module per kind (virtual_service.py, destination_rule.py,
-     service_entry.py, workload_entry.py, ratelimit.py, peer_authentication.py).
+     service_entry.py, workload_entry.py, ratelimit.py, peer_authentication.py,
+     authorization_policy.py, request_authentication.py).
 Before any of that, the submission is held to ConfigLimits (size, documents, nesting, items,
 expanded nodes, aliasing, duplicate keys, integers too long to read: runtime/doc_limits.py, read
 by runtime/documents.py, which the CLI shares); a submission over a limit gets one error
@@ -29,11 +30,13 @@ from proto.resources import KINDS, Resource, kind_from_alias
 from runtime.documents import DocumentError, LimitExceeded, parse_documents
 from runtime.settings import ConfigLimits
 from services.pilot.validate.checks import DNS1123_LABEL, DNS1123_SUBDOMAIN
+from services.pilot.validate.authorization_policy import authorization_policy
 from services.pilot.validate.destination_rule import destination_rule
 from services.pilot.validate.findings import Findings
 from services.pilot.validate.peer_authentication import normalize as normalize_peer_authentication
 from services.pilot.validate.peer_authentication import peer_authentication
 from services.pilot.validate.ratelimit import rate_limit
+from services.pilot.validate.request_authentication import request_authentication
 from services.pilot.validate.schema import check_shape, from_msgspec_error
 from services.pilot.validate.service_entry import service_entry
 from services.pilot.validate.virtual_service import virtual_service
@@ -46,6 +49,8 @@ VALIDATORS = {
     "WorkloadEntry": workload_entry,
     "RateLimit": rate_limit,
     "PeerAuthentication": peer_authentication,
+    "AuthorizationPolicy": authorization_policy,
+    "RequestAuthentication": request_authentication,
 }
 # what a kind's document needs before its shape is checked (YAML's `8080:` map keys read as numbers)
 NORMALIZERS = {"PeerAuthentication": normalize_peer_authentication}

@@ -21,11 +21,8 @@ from typing import Any
 from proto.config_api import ConfigError
 from proto.resources import Resource
 from proto.security import MTLS_MODES, PeerAuthenticationSpec
-from services.pilot.validate.checks import check_port
+from services.pilot.validate.checks import check_port, check_selector
 from services.pilot.validate.findings import Findings
-
-MAX_SELECTOR_LABELS = 4096  # the CRD's maxProperties of selector.matchLabels
-
 
 def normalize(document: dict[str, Any]) -> dict[str, Any]:
     """The document with `spec.portLevelMtls` keys that spell a number turned into ints (the schema's key type);
@@ -48,22 +45,7 @@ def peer_authentication(spec: PeerAuthenticationSpec, f: Findings) -> None:
         if value is not None:
             f.error(f"spec.{field}", "PeerAuthentication has no targetRef in Istio: it applies to the workloads "
                                      "its `selector.matchLabels` picks (or to the whole namespace without one)")
-    labels: dict[str, str] = {}
-    if spec.selector is not None:
-        labels = spec.selector.match_labels or {}
-        path = "spec.selector.matchLabels"
-        if not labels:
-            f.warn("spec.selector", "workload selector specified without labels: the policy applies to the "
-                                    "whole namespace")
-        elif len(labels) > MAX_SELECTOR_LABELS:
-            f.error(path, f"{len(labels)} labels, more than {MAX_SELECTOR_LABELS}")
-        for key, value in labels.items():
-            if key == "":
-                f.error(f"{path}[]", "key must not be empty")
-            elif "*" in key or "*" in value:
-                f.error(f"{path}[{key}]", f"wildcard is not supported in selector: `{key}={value}`")
-            elif len(value) > 63:  # the CRD's maxLength; Istio checks no more of a selector's syntax
-                f.error(f"{path}[{key}]", f"value `{value[:20]}...` is longer than 63 characters")
+    labels = check_selector(spec.selector, f)
     if spec.mtls is not None:
         _mode(spec.mtls.mode, "spec.mtls.mode", f)
     ports = spec.port_level_mtls
