@@ -32,17 +32,22 @@ _DEFAULT_BODY: dict[int, bytes] = {s: HTTPStatus(s).phrase.lower().encode() + b"
 def rescue(exc: BaseException, close: bool) -> tuple[int, str, bytes]:
     """(status, access-log flag, complete response bytes) for `exc`; anything untyped is a 500."""
     if isinstance(exc, ProxyError):
-        status, flag, detail = exc.status, exc.flag, exc.detail
+        status, flag, detail, newline = exc.status, exc.flag, exc.detail, exc.newline
     else:
         log_bug(exc)
-        status, flag, detail = 500, "-", "internal proxy error"
+        status, flag, detail, newline = 500, "-", "internal proxy error", True
     head = _HEADS.get(status)
     if head is None:  # a future ProxyError subclass with a status not listed above
         head = b"HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\ncontent-length: " % (
             status,
             HTTPStatus(status).phrase.encode() if status in HTTPStatus._value2member_map_ else b"Error",
         )
-    body = (detail.encode("utf-8", "replace") + b"\n") if detail else _DEFAULT_BODY.get(status, b"error\n")
+    if detail:
+        body = detail.encode("utf-8", "replace")
+        if newline:
+            body += b"\n"
+    else:
+        body = _DEFAULT_BODY.get(status, b"error\n")
     extra = exc.headers if isinstance(exc, ProxyError) else b""  # e.g. RateLimited's x-ratelimit-*
     return status, flag, b"".join((head, b"%d\r\n" % len(body), extra, _CLOSE if close else _KEEP, body))
 

@@ -1,9 +1,11 @@
 """The inbound pipeline: what a request that reaches the inbound listener passes, in order.
 
-    transport       proxy/http/server.py       plaintext today; TLS detection, mTLS termination and the
-                                               peer's SPIFFE identity will sit in front of the parser here
-    authentication  (position only)            RequestAuthentication (JWT): a check, added as a stage here
-    authorization   (position only)            AuthorizationPolicy: a check, added as a stage here
+    transport       proxy/tls/acceptor.py      TLS detection and mTLS termination (PeerAuthentication modes),
+                    proxy/http/server*.py      the ClientHello's SNI; the caller (proxy/core/downstream.py
+                                               Downstream: principal, addresses, SNI) once per connection
+    authentication  proxy/inbound/jwt/         RequestAuthentication: 401 for a bad token, head.auth for a good one
+    authorization   proxy/inbound/authz/       AuthorizationPolicy: AUDIT, DENY, ALLOW; 403 `RBAC: access denied`
+                                               (TCP listeners run its TCP form once per accepted connection)
     rate limit      proxy/inbound/ratelimit.py RateLimits (isthmus.io): 429, or the target with its headers
     local app       proxy/inbound/local_app.py the app's port beside the sidecar
 

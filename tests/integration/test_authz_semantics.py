@@ -342,7 +342,7 @@ async def test_principals_and_namespaces_never_match_a_plaintext_caller(authz: A
     await authz.apply(allow, authz.httpbin)
     assert await send(authz, S) == 200 and await send(authz, B) == 200
     response = await authz.call(None, "http://httpbin.foo:8000/get", target=authz.httpbin)
-    assert (response.status, response.text) == (403, "RBAC: access denied\n")  # Envoy: no \n
+    assert (response.status, response.text) == (403, "RBAC: access denied")  # as Envoy: no newline
 
 
 async def test_path_parameters_and_doubled_slashes_cannot_slip_past_paths(authz: AuthzMesh) -> None:

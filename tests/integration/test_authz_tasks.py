@@ -101,7 +101,7 @@ async def test_http_task_allow_nothing_then_get_for_one_service_accounts_princip
     assert authz.httpbin.authorization() == []  # foo's workloads are not concerned
     before = len(details.lines())
     response = await authz.call(pp, DETAILS)
-    assert (response.status, response.text) == (403, "RBAC: access denied\n")  # Envoy: no \n
+    assert (response.status, response.text) == (403, "RBAC: access denied")  # as Envoy: no newline
     assert await authz.status(sleep, PRODUCTPAGE) == 403
     assert await authz.status(None, DETAILS, target=details) == 403
     await denied_by_no_allow(details, after=before)
@@ -196,7 +196,7 @@ async def test_explicit_deny_task_deny_beats_allow(authz: AuthzMesh) -> None:
     await authz.apply(DENY_METHOD_GET)
     before = len(httpbin.lines())
     response = await authz.call(sleep, f"{HTTPBIN}/get")
-    assert (response.status, response.text) == (403, "RBAC: access denied\n")  # Envoy: no \n
+    assert (response.status, response.text) == (403, "RBAC: access denied")  # as Envoy: no newline
     await denied_line(httpbin, "foo", "deny-method-get", after=before)
     assert await authz.status(sleep, f"{HTTPBIN}/post", "POST") == 200
 

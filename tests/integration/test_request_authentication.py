@@ -132,7 +132,7 @@ async def test_jwt_task_invalid_401_missing_allowed_until_required_then_403(auth
     assert await authz.status(sleep, HEADERS, headers=bearer(DEMO_JWT)) == 200
     before = len(httpbin.lines())
     response = await authz.call(sleep, HEADERS)
-    assert (response.status, response.text) == (403, "RBAC: access denied\n")  # Envoy: no \n
+    assert (response.status, response.text) == (403, "RBAC: access denied")  # as Envoy: no newline
     await denied_by_no_allow(httpbin, after=before)  # an ALLOW missed: Envoy names no policy
     assert await authz.status(sleep, HEADERS, headers=bearer("invalidToken")) == 401  # authentication first
 

@@ -95,7 +95,7 @@ async def test_an_invalid_token_gets_401_reaches_no_app_and_is_logged_with_envoy
     answer = b"".join(side.client.data)
     assert answer.startswith(b"HTTP/1.1 401 Unauthorized\r\n")
     assert b'www-authenticate: Bearer realm="http://app:8000/get", error="invalid_token"\r\n' in answer
-    assert answer.endswith(b"\r\n\r\nJwt is expired\n")
+    assert answer.endswith(b"\r\n\r\nJwt is expired")  # as Envoy: no newline
     assert side.log is not None
     side.log.flush()
     line = (tmp_path / "access.log").read_text().splitlines()[-1]

@@ -10,8 +10,9 @@ bad value for its key (IPs, ports, `a[b]` keys) or a key Istio does not know; mo
 `from` entries in a rule (the CRD's maxItems); the selector's rules (checks.check_selector).
 Errors where Isthmus supports less than Istio: action CUSTOM and `provider` (external authorization);
 targetRef/targetRefs (Gateway API attachment: a selector picks workloads); the condition keys
-source.serviceAccount, source.trustDomain and experimental.envoy.filters.*; path templates (`{*}`, `{**}`);
-a path that is not exact or prefix starting with "/", suffix `*abc` or presence `*` (a `*` inside a path:
+source.serviceAccount, source.trustDomain and experimental.envoy.filters.*; a path template (`{*}` one
+segment, `{**}` the rest: Istio's paths templates) whose operators are not whole segments or whose `{**}` is
+not the last segment (Istio allows a little more there: refused, never misread); a path that is not exact or prefix starting with "/", suffix `*abc` or presence `*` (a `*` inside a path:
 Istio would match it literally, which is never what was meant).
 Warnings, as Istio: a DENY rule that only HTTP attributes can satisfy (it denies all TCP traffic in scope).
 """
@@ -83,7 +84,7 @@ def port_problem(value: str | int) -> str | None:
 def path_problem(path: str) -> str | None:
     """Why `path` is not one of Istio's path forms Isthmus matches, or None."""
     if "{*}" in path or "{**}" in path:
-        return f"path templates (`{{*}}`, `{{**}}`) are not supported by Isthmus yet: `{path}`"
+        return template_problem(path)
     if path == "*" or (path.startswith("*") and "*" not in path[1:]):
         return None  # presence, or suffix match
     if "*" in path[:-1]:
@@ -91,6 +92,22 @@ def path_problem(path: str) -> str | None:
                 "`/abc*`) of a path, or alone (any path)")
     if not path.startswith("/"):
         return f"`{path}` does not start with `/`: an exact or prefix path match needs one"
+    return None
+
+
+def template_problem(path: str) -> str | None:
+    """Why a path template (istio.io authorization-policy `paths`: `{*}` matches one segment, `{**}` the rest of
+    the path) is not one the sidecar matches (proxy/inbound/authz/paths.py), or None."""
+    if not path.startswith("/"):
+        return f"`{path}`: a path template must start with `/`"
+    segments = path.split("/")[1:]
+    for index, segment in enumerate(segments):
+        if segment in ("{*}", "{**}"):
+            if segment == "{**}" and index != len(segments) - 1:
+                return f"`{path}`: `{{**}}` must be the last segment of a path template"
+        elif "*" in segment or "{" in segment or "}" in segment:
+            return (f"`{path}`: in a path template each operator is a whole segment, `{{*}}` or `{{**}}`, and no "
+                    "other `*`, `{` or `}` may appear")
     return None
 
 

@@ -100,8 +100,14 @@ def test_rules_are_kept_as_written():
      "a `*` is allowed only at the start"),
     ("spec: {rules: [{to: [{operation: {notPaths: ['api/v1']}}]}]}", "spec.rules[0].to[0].operation.notPaths[0]",
      "does not start with `/`"),
-    ("spec: {rules: [{to: [{operation: {paths: ['/api/{*}/x']}}]}]}", "spec.rules[0].to[0].operation.paths[0]",
-     "path templates"),
+    ("spec: {rules: [{to: [{operation: {paths: ['/api/{**}/x']}}]}]}", "spec.rules[0].to[0].operation.paths[0]",
+     "`{**}` must be the last segment"),
+    ("spec: {rules: [{to: [{operation: {paths: ['/api/v{*}']}}]}]}", "spec.rules[0].to[0].operation.paths[0]",
+     "each operator is a whole segment"),
+    ("spec: {rules: [{to: [{operation: {paths: ['/api/{*}/x*']}}]}]}", "spec.rules[0].to[0].operation.paths[0]",
+     "each operator is a whole segment"),
+    ("spec: {rules: [{to: [{operation: {notPaths: ['{*}/x']}}]}]}", "spec.rules[0].to[0].operation.notPaths[0]",
+     "must start with `/`"),
     ("spec: {rules: [{to: [{operation: {methods: ['']}}]}]}", "spec.rules[0].to[0].operation.methods[0]",
      "empty value"),
     ("spec: {rules: [{when: [{key: '', values: [a]}]}]}", "spec.rules[0].when[0].key", "must not be empty"),
@@ -169,3 +175,14 @@ def test_rules_are_bounded_at_the_crds_512_and_so_is_from():
 def test_the_alias_ap_names_the_kind():
     from proto.resources import kind_from_alias
     assert kind_from_alias("ap") == "AuthorizationPolicy" and kind_from_alias("ra") == "RequestAuthentication"
+
+
+def test_path_templates_apply_and_the_sidecar_matches_them_by_segment():
+    # Istio's paths templates: `{*}` one segment, `{**}` the rest of the path (as its last segment)
+    resources, errors, _ = decode(_ap("spec: {rules: [{to: [{operation: {paths: ['/api/{*}/books', '/files/{**}'], "
+                                      "notPaths: ['/{*}/admin']}}]}]}"))
+    assert errors == [] and len(resources) == 1
+    from proxy.inbound.authz.paths import path_matcher
+    match = path_matcher(["/api/{*}/books", "/files/{**}"])
+    assert match("/api/v1/books") and match("/files/a/b/c") and match("/files/")
+    assert not match("/api/v1/v2/books") and not match("/api//books") and not match("/filesx/a")

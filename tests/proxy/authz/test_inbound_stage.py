@@ -83,7 +83,7 @@ async def test_a_denied_request_gets_403_rbac_access_denied_and_its_policy_in_th
         writer.write(b"GET /ok HTTP/1.1\r\nhost: app\r\n\r\n")
         ok = await read_response(reader)
         writer.close()
-    assert denied.status == 403 and denied.body == b"RBAC: access denied\n"
+    assert denied.status == 403 and denied.body == b"RBAC: access denied"
     assert ok.status == 200 and len(app.requests) == 1
     assert [(r.status, r.flag, r.details) for r in records] == [
         (403, "-", "rbac_access_denied_matched_policy[ns[foo]-policy[deny-admin]-rule[0]]"), (200, "-", "")]
