@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import sys
 from pathlib import Path
 from typing import Any
@@ -95,13 +96,24 @@ def _identity_env() -> dict[str, Any]:
     return values
 
 
+def _ip_address(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """An IPv4 or IPv6 address, as the sidecar connects to it (no name: nothing to resolve per connection)."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an IP address") from None
+
+
 @proxy.command("run")
 @click.option("--service", required=True, help="The service this workload belongs to.")
 @click.option("-n", "--namespace", default="default", show_default=True)
 @click.option("--service-port", type=click.IntRange(1, 65535), required=True,
               help="The port clients use for the service (reviews:9080).")
 @click.option("--app-port", type=click.IntRange(1, 65535), required=True,
-              help="Where the app listens on 127.0.0.1.")
+              help="Where the app listens on --app-host.")
+@click.option("--app-host", default="127.0.0.1", show_default=True, callback=_ip_address, metavar="IP",
+              help="The address the app listens on (its --app-port and --app-tcp ports), e.g. another loopback "
+                   "address or a private interface; the sidecar alone connects to it.")
 @click.option("--labels", callback=_labels, metavar="k=v,k2=v2", help="Workload labels (subsets match these).")
 @click.option("--inbound-port", type=click.IntRange(1, 65535), default=15006, show_default=True)
 @click.option("--outbound-port", type=click.IntRange(1, 65535), default=15001, show_default=True)
@@ -174,7 +186,7 @@ def _identity_env() -> dict[str, Any]:
               default=32, show_default=True, help="Incomplete request heads held per listener, MiB; the head "
                                                   "past it gets 503 (flag OM) and a close. 0: unlimited.")
 @click.pass_obj
-def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: int, app_port: int,
+def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: int, app_port: int, app_host: str,
               labels: dict[str, str], inbound_port: int, outbound_port: int, admin_port: int, address: str,
               service_account: str, token: str, token_file: str, state_dir: str,
               locality: str, lease_ttl: int | None, pending_grace: float, mtls_switch_hold: float, tls_transport: str,
@@ -205,6 +217,7 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
         namespace=namespace,
         service_port=service_port,
         app_port=app_port,
+        app_host=app_host,
         labels=labels,
         inbound_port=inbound_port,
         outbound_port=outbound_port,

@@ -108,3 +108,9 @@ def test_a_revocation_whose_kick_failed_says_the_session_bound_applies(monkeypat
     assert result.stdout == "bus credential proxy.0123456789abcdef revoked\n"
     assert result.stderr == ("warning: its open connections could not be closed now (no nats-server answered); "
                              "they end within 600s\n")
+
+
+def test_proxy_run_refuses_an_app_host_that_is_not_an_ip_address():
+    result = CliRunner().invoke(cli.cli, ["proxy", "run", "--service", "a", "--service-port", "1", "--app-port", "2",
+                                       "--app-host", "app.local"])
+    assert result.exit_code == 2 and "'app.local' is not an IP address" in result.output

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 
 import yaml
 
@@ -26,8 +27,11 @@ TRUST_DOMAIN = "cluster.local"
 ROOT_NAMESPACE = "istio-system"
 TCP_PORTS = (9000, 9001, 9002)  # tcp-echo's service ports in Istio's "TCP traffic" task
 # The app port behind each: the same numbers, as in Istio's sample, because a rule's `ports` (and
-# destination.port) name the workload's port, the one the app listens on (Istio's targetPort).
+# destination.port) name the workload's port, the one the app listens on (Istio's targetPort). The apps
+# listen on a loopback address of their own (`proxy run --app-host`), so these fixed ports never collide
+# with another run's or another program's on 127.0.0.1.
 ECHO_PORTS = {port: port for port in TCP_PORTS}
+ECHO_HOST = f"127.{random.randrange(1, 255)}.{random.randrange(0, 256)}.{random.randrange(1, 255)}"
 
 
 class TcpEcho(AppServer):
@@ -37,9 +41,10 @@ class TcpEcho(AppServer):
         super().__init__()
         self.lines: list[bytes] = []
         self.want_port = port
+        self.host = ECHO_HOST
 
     async def start(self):  # type: ignore[no-untyped-def]
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.want_port)
+        self.server = await asyncio.start_server(self._serve, self.host, self.want_port)
         self.port = self.server.sockets[0].getsockname()[1]
         return self
 
@@ -109,7 +114,7 @@ class AuthzMesh:
     """The workloads above, started together; `call` and `tcp` send traffic as the callers' apps would."""
 
     def __init__(self, mesh: ControlPlane, tcp: bool = False) -> None:
-        """`tcp`: with tcp-echo (its apps on 127.0.0.1:9000-9002) and sleep.foo's `--tcp` ports to it."""
+        """`tcp`: with tcp-echo (its apps on ECHO_HOST:9000-9002) and sleep.foo's `--tcp` ports to it."""
         self.mesh = mesh
         # (kind, namespace, name) -> the workloads it concerns, deleted after each test
         self.applied: dict[tuple[str, str, str], list[Workload]] = {}
@@ -132,7 +137,9 @@ class AuthzMesh:
             await workload.start()
         if self.echo:
             self.tcp_echo = Workload(self.mesh, "tcp-echo", "foo", "tcp-echo", 9005,
-                                     tuple(a for port in TCP_PORTS for a in ("--app-tcp", f"{port}={port}")))
+                                     ("--app-host", ECHO_HOST,
+                                      *(a for port in TCP_PORTS for a in ("--app-tcp", f"{port}={port}"))))
+            self.tcp_echo.app.host = ECHO_HOST
             await self.tcp_echo.start()
             self.workloads.append(self.tcp_echo)
         await asyncio.gather(*(w.side.ready(60) for w in self.workloads))

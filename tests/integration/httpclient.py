@@ -70,17 +70,18 @@ class Client:
 
 
 class AppServer:
-    """Base of the test apps: listens on 127.0.0.1:0 and answers each connection's requests with
-    `serve_one` (one request; returns False to close the connection)."""
+    """Base of the test apps: listens on `host` (127.0.0.1 unless set before start) at a free port and answers
+    each connection's requests with `serve_one` (one request; returns False to close the connection)."""
 
     def __init__(self) -> None:
         self.server: asyncio.Server | None = None
+        self.host = "127.0.0.1"
         self.port = 0
         self.accepted = 0  # connections accepted so far
         self.open = 0  # connections open now
 
     async def start(self):  # type: ignore[no-untyped-def]
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.server = await asyncio.start_server(self._serve, self.host, 0)
         self.port = self.server.sockets[0].getsockname()[1]
         return self
 
