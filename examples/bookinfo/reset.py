@@ -7,6 +7,8 @@ resource that would change its traffic and is not its own:
                                                       `default` namespace, short, long or `*` form), in
                                                       any namespace (the oldest claim on a host wins)
     RateLimit                                         selecting a demo workload (docs/ratelimit.md)
+    AuthorizationPolicy / RequestAuthentication       in `default`, selecting a demo workload or with no
+                                                      selector (a deny-all would stop the demo's traffic)
 Its own two resources are replaced by the apply (`configured` when a walk-through had changed them).
 Everything else in the mesh is left alone.
 """
@@ -29,7 +31,9 @@ SERVICES = ("frontend", "reviews")
 WORKLOAD_LABELS = ({"app": "frontend", "version": "v1"},
                    *({"app": "reviews", "version": v} for v in ("v1", "v2", "v3")))
 OWN = {("DestinationRule", NAMESPACE, "reviews"), ("VirtualService", NAMESPACE, "reviews")}
-KINDS = ("VirtualService", "DestinationRule", "ServiceEntry", "RateLimit")
+KINDS = ("VirtualService", "DestinationRule", "ServiceEntry", "RateLimit", "AuthorizationPolicy",
+         "RequestAuthentication")
+SELECTING = ("RateLimit", "AuthorizationPolicy", "RequestAuthentication")  # kinds that pick workloads by labels
 TIMEOUT = 10.0
 
 
@@ -67,7 +71,7 @@ def leftovers(found: dict[str, list[dict[str, Any]]], suffix: str | None = None)
             namespace, name = str(meta.get("namespace") or NAMESPACE), str(meta.get("name") or "")
             if (kind, namespace, name) in OWN:
                 continue
-            if kind == "RateLimit":
+            if kind in SELECTING:
                 hit = selects_a_demo_workload(spec, namespace)
             elif kind == "DestinationRule":
                 hit = names_a_demo_host([spec.get("host") or ""], namespace, hosts, suffix)

@@ -55,3 +55,18 @@ def test_the_demos_own_resources_changed_by_a_walk_through_are_reported_as_put_b
         AppliedResource(ref=ResourceRef(kind="DestinationRule", name="reviews"), action="unchanged"),
         AppliedResource(ref=ResourceRef(kind="VirtualService", name="reviews"), action="configured")])
     assert replaced(reply) == ["VirtualService default/reviews was changed since: back to the demo's 80/10/10 split"]
+
+
+def test_authorization_and_jwt_policies_on_demo_workloads_are_leftovers_and_others_are_not() -> None:
+    found = {"AuthorizationPolicy": [
+        res("AuthorizationPolicy", "allow-nothing"),  # namespace-wide deny-all: would stop the demo
+        res("AuthorizationPolicy", "reviews-from-frontend", selector={"matchLabels": {"app": "reviews"}}),
+        res("AuthorizationPolicy", "ratings", selector={"matchLabels": {"app": "ratings"}}),
+        res("AuthorizationPolicy", "shop-wide", "shop"),
+    ], "RequestAuthentication": [
+        res("RequestAuthentication", "frontend-jwt", selector={"matchLabels": {"app": "frontend"}}),
+        res("RequestAuthentication", "elsewhere", "shop"),
+    ]}
+    assert names(found) == ["AuthorizationPolicy default/allow-nothing",
+                            "AuthorizationPolicy default/reviews-from-frontend",
+                            "RequestAuthentication default/frontend-jwt"]

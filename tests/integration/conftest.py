@@ -240,6 +240,16 @@ async def apply(plane: ControlPlane, text: str) -> dict:
         await bus.close()
 
 
+async def delete(plane: ControlPlane, kind: str, name: str, namespace: str = "default") -> dict:
+    """Delete one resource through the config API, as `isthmus delete KIND NAME` does."""
+    bus = await plane.bus("test-delete")
+    try:
+        body = {"resources": [{"kind": kind, "namespace": namespace, "name": name}]}
+        return json.loads(await bus.request("isthmus.config.delete", json.dumps(body).encode(), timeout=10))
+    finally:
+        await bus.close()
+
+
 async def apply_ok(plane: ControlPlane, text: str, *sidecars: Sidecar) -> dict:
     """Apply YAML, assert it was accepted, and wait until each of `sidecars` holds it; the reply is returned."""
     reply = await apply(plane, text)

@@ -15,7 +15,7 @@ import pytest
 
 from isthmus.launch import ManagedProcess, project_env
 from runtime import bus as busmod
-from tests.integration.conftest import ControlPlane, apply, eventually
+from tests.integration.conftest import ControlPlane, apply, delete, eventually
 from tests.integration.httpclient import Client
 
 pytestmark = pytest.mark.asyncio
@@ -77,6 +77,9 @@ async def test_a_demo_resets_what_a_walk_through_left_and_a_second_one_joins_as_
     # what the walk-through's last steps leave behind: a RateLimit and a fault on the demo's own VirtualService
     for name in ("destination-rule-reviews.yaml", "virtual-service-reviews-test-abort.yaml", "ratelimit-reviews.yaml"):
         assert (await apply(mesh, (BOOKINFO / name).read_text()))["ok"]
+    # ... and a deny-all an authorization walk-through left in the demo's namespace
+    assert (await apply(mesh, "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+                              "metadata: {name: allow-nothing, namespace: default}\nspec: {}\n"))["ok"]
     log_dir = tmp_path / "logs"
     first = demo(mesh, log_dir, "first")
     second = None
@@ -86,6 +89,7 @@ async def test_a_demo_resets_what_a_walk_through_left_and_a_second_one_joins_as_
         assert ("$ isthmus apply -f examples/bookinfo/destination-rule-reviews.yaml "
                 "-f examples/bookinfo/virtual-service-reviews-80-10-10.yaml") in said, said
         assert "deleted RateLimit default/reviews" in said, said
+        assert "deleted AuthorizationPolicy default/allow-nothing" in said, said
         assert "VirtualService default/reviews was changed since: back to the demo's 80/10/10 split" in said, said
         assert await config_of(mesh, "RateLimit") == []
         counts = await counted_next(first, 2)
@@ -104,6 +108,33 @@ async def test_a_demo_resets_what_a_walk_through_left_and_a_second_one_joins_as_
             await plain.close()
         await eventually(lambda: mtls_said(first)[-1] == "mTLS: 4/4 sidecars hold a certificate, "
                                                          "1 plaintext connection accepted", 30)
+
+        # the README's authorization step: only the frontend's identity may GET from reviews; the demo's
+        # traffic (frontend -> reviews over mTLS) flows on, the plaintext caller gets 403 and a log line
+        policy = (BOOKINFO / "authorization-policy-reviews.yaml").read_text()
+        assert (await apply(mesh, policy))["ok"]
+
+        async def plaintext_status() -> tuple[int, str]:
+            client = Client("127.0.0.1", inbound)
+            try:
+                answer = await client.request("GET", "/reviews", {"host": "reviews"})
+                return answer.status, answer.text
+            finally:
+                await client.close()
+
+        async def refused() -> bool:
+            return await plaintext_status() == (403, "RBAC: access denied")
+        await eventually(refused, 30)
+        counts = await counted_next(first, 2)
+        assert counts["errors"] == 0 and counts["v1"] + counts["v2"] + counts["v3"] > 0, output(first)
+        sidecar_log = log_dir / "demo-sidecar-reviews-v1.log"
+        await eventually(lambda: "rbac_access_denied_matched_policy[none]" in sidecar_log.read_text(), 10)
+        reply = await delete(mesh, "AuthorizationPolicy", "reviews-from-frontend")
+        assert reply["ok"], reply
+
+        async def served() -> bool:
+            return (await plaintext_status())[0] == 200
+        await eventually(served, 30)
 
         jason = (BOOKINFO / "virtual-service-reviews-jason-v2.yaml").read_text()
         reply = await apply(mesh, jason)
