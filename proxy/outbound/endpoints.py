@@ -13,7 +13,7 @@ from proxy.outbound.balancer import Balancer, make_balancer
 from proxy.outbound.circuit_breaker import Breaker
 from proxy.outbound.locality import preferred, ranked
 from proxy.outbound.outlier import Detector
-from proxy.outbound.upstream_tls import Originate, decide
+from proxy.outbound.upstream_tls import Originate, decide, istio_sni
 
 Transport = tuple[Key, object]  # (the upstream pool's key, the TlsOrigination or None for plaintext)
 
@@ -27,7 +27,7 @@ class Pool:
 
     __slots__ = ("host", "subset", "endpoints", "policy", "port_policies", "_balancers", "_levels", "_names",
                  "limits", "port_limits", "limited", "breakers", "outlier", "config", "originate", "transports",
-                 "_members")
+                 "_members", "_snis")
 
     def __init__(self, host: str, subset: str, endpoints: list[Endpoint], policy: LbPolicy | str,
                  port_policies: dict[int, LbPolicy] | None = None, limits: PoolLimits | None = None,
@@ -55,6 +55,7 @@ class Pool:
         self.originate = originate
         self.transports: dict[int, dict[int, Transport]] = {}
         self._members: frozenset[int] | None = None  # id() of our endpoints, made on the first decision
+        self._snis: dict[int, str] = {}  # service port -> this cluster's SNI for ISTIO_MUTUAL (istio_sni)
 
     def transport(self, port: int, endpoint: Endpoint) -> Transport:
         """How to reach `endpoint` for service `port`: (pool key, TLS origination or None), decided on first
@@ -67,7 +68,7 @@ class Pool:
         except KeyError:  # first use in this push: decided below
             pass
         address, endpoint_port = endpoint.address, endpoint.ports.get(port, port)
-        tls = decide(self.config, self.subset, port, endpoint, self.originate)
+        tls = decide(self.config, self.subset, port, endpoint, self.originate, self.sni_name(port))
         members = self._members
         if members is None:
             members = self._members = frozenset(id(e) for e in self.endpoints)
@@ -127,6 +128,13 @@ class Pool:
             levels = self._levels[(port_key, locality)] = [make_balancer(policy.lb, members, policy.hash)
                                                            for members in ranked(endpoints, locality, policy.locality)]
         return levels[(attempt // 2) % len(levels)] if levels else None
+
+    def sni_name(self, port: int) -> str:
+        """The server name ISTIO_MUTUAL sends to this cluster's `port` (istio_sni), made once per port."""
+        name = self._snis.get(port)
+        if name is None:
+            name = self._snis[port] = istio_sni(self.host, self.subset, port)
+        return name
 
     def cluster_name(self, port: int) -> str:
         name = self._names.get(port)

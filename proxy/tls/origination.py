@@ -28,7 +28,8 @@ log = structlog.get_logger("proxy.tls")
 class TlsOrigination:
     """How to open a connection to one endpoint: `context()` gives the current client context (None while
     this workload has no certificate); `expected_id` is the endpoint's SPIFFE ID; `sni` is sent as the
-    server name when set (DestinationRule tls.sni). `key` tells pooled connections apart."""
+    server name when set (DestinationRule tls.sni, else Istio's `outbound_.<port>_.<subset>_.<host>`), never
+    checked against the server's certificate. `key` tells pooled connections apart."""
 
     __slots__ = ("context", "expected_id", "sni", "key")
 

@@ -4,8 +4,10 @@ proxy/outbound/upstream_tls.py into a TlsOrigination, once per endpoint and port
 ISTIO_MUTUAL: the workload certificate (`provider.current.client`, read per new connection, so a renewal
 applies to the next connection and open ones keep theirs), the server held to the DestinationRule's first
 `subjectAltNames` entry when set, else to the SPIFFE ID the endpoint registered with (Istio's SAN for auto
-mTLS); `sni` as the DestinationRule sets it. One origination per distinct (identity, sni), shared by every
-endpoint that presents it, so their connections pool by identity and nothing is built per request.
+mTLS); `sni` as the DestinationRule sets it, else the cluster's own name as Istio sends it
+(`outbound_.<port>_.<subset>_.<host>`, proxy/outbound/upstream_tls.istio_sni, passed in once per cluster port).
+One origination per distinct (identity, sni), shared by every endpoint of a cluster (subset, port) that presents
+that identity, so their connections pool by identity and cluster, and nothing is built per request.
 
 SIMPLE and MUTUAL (services outside the mesh): proxy/tls/external.py, one context per distinct settings, built
 when the push that names them is applied (`problem`, which ConfigState calls to NACK a push whose files
@@ -25,7 +27,7 @@ MAX_ORIGINATIONS = 4096  # distinct (identity, sni) pairs held; past it the cach
 
 
 class UpstreamTls:
-    """`originate(tls, endpoint)` for ConfigState.originate (proxy/outbound/upstream_tls.Originate)."""
+    """`originate(tls, endpoint, sni)` for ConfigState.originate (proxy/outbound/upstream_tls.Originate)."""
 
     def __init__(self, provider: TlsProvider) -> None:
         self.provider = provider
@@ -50,9 +52,10 @@ class UpstreamTls:
         current = self.provider.current
         return current.client if current is not None else None
 
-    def originate(self, tls: ClientTls, endpoint: Endpoint) -> TlsOrigination:
-        """ISTIO_MUTUAL: a TlsOrigination; SIMPLE, MUTUAL: the ExternalTls `problem` built when the push was
-        applied (built here if it was not). Raises ValueError for another mode or files that cannot be loaded
+    def originate(self, tls: ClientTls, endpoint: Endpoint, sni: str = "") -> TlsOrigination:
+        """ISTIO_MUTUAL: a TlsOrigination sending `tls.sni`, else `sni` (the cluster's default, "" for none);
+        SIMPLE, MUTUAL: the ExternalTls `problem` built when the push was applied (built here if it was not),
+        with only its own `sni`, as Istio. Raises ValueError for another mode or files that cannot be loaded
         (refused at apply before this)."""
         if tls.mode in (TLS_SIMPLE, TLS_MUTUAL):
             external = self._external.get(_settings(tls))
@@ -65,12 +68,12 @@ class UpstreamTls:
         if tls.mode != TLS_ISTIO_MUTUAL:
             raise ValueError(f"tls mode {tls.mode} is not originated by this sidecar")
         expected = tls.subject_alt_names[0] if tls.subject_alt_names else endpoint.identity
-        key = (expected, tls.sni)
+        key = (expected, tls.sni or sni)
         made = self._made.get(key)
         if made is None:
             if len(self._made) >= MAX_ORIGINATIONS:
                 self._made.clear()
-            made = self._made[key] = TlsOrigination(self.client_context, expected, tls.sni)
+            made = self._made[key] = TlsOrigination(self.client_context, expected, key[1])
         return made
 
 

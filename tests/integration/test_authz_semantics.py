@@ -462,3 +462,40 @@ spec:
     await authz.apply(policy("by-sni", when("connection.sni", not_values=["httpbin.sni.test"])), authz.httpbin)
     assert await send(authz, S) == 200
     assert await send(authz, P) == 403  # no server name at all
+
+
+async def test_istios_connection_sni_values_match_what_auto_mtls_sends(authz: AuthzMesh) -> None:
+    """Auto mTLS sends Istio's server name, the cluster's name `outbound_.<port>_.<subset>_.<fqdn>`, so a
+    connection.sni value written for an Istio mesh matches; a route to a subset sends that subset's name
+    (its own cluster and connections, never a pooled connection made for another name)."""
+    await authz.apply(policy("by-sni", when("connection.sni", ["outbound_.8000_._.httpbin.foo.svc.cluster.local"])),
+                      authz.httpbin)
+    before = len(authz.httpbin.lines())
+    assert await send(authz, S) == 403
+    await denied_line(authz.httpbin, "foo", "by-sni", after=before)
+    assert await send(authz, B) == 403
+    assert await send(authz, P) == 200  # plaintext: no server name
+    await authz.apply("""
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: httpbin-subsets, namespace: foo}
+spec:
+  host: httpbin.foo.svc.cluster.local
+  subsets:
+  - name: all
+    labels: {app: httpbin}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: httpbin-to-subset, namespace: foo}
+spec:
+  hosts: [httpbin.foo.svc.cluster.local]
+  http:
+  - route:
+    - destination: {host: httpbin.foo.svc.cluster.local, subset: all}
+""")
+    assert await send(authz, S) == 200  # outbound_.8000_.all_.httpbin...: not the name the rule denies
+    await authz.apply(policy("by-sni", when("connection.sni", ["*_.all_.httpbin.foo.svc.cluster.local"])),
+                      authz.httpbin)
+    assert await send(authz, S) == 403
+    assert await send(authz, P) == 200

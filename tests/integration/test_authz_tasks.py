@@ -401,3 +401,28 @@ spec:
     line = await authz.tcp_echo.logged("rbac_audit_matched_policy[ns[foo]-policy[audit-9000]-rule[0]]", after=before)
     assert "TCP" in line
     assert not any("audit-9000" in line and "|9001|" in line for line in authz.tcp_echo.lines()[before:])
+
+
+async def test_tcp_connection_sni_is_istios_cluster_name_per_service_port(authz: AuthzMesh) -> None:
+    """The TCP relay's auto mTLS sends Istio's server name for the service port it dials (`outbound_.9000_._.
+    tcp-echo.foo.svc.cluster.local`), so an ALLOW on one port's name lets only that port through."""
+    await authz.apply("""
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: sni-9000
+  namespace: foo
+spec:
+  selector:
+    matchLabels:
+      app: tcp-echo
+  action: ALLOW
+  rules:
+  - when:
+    - key: connection.sni
+      values: ["outbound_.9000_._.tcp-echo.foo.svc.cluster.local"]
+""", authz.tcp_echo)
+    assert await authz.tcp(9000) == "hello port 9000\n"
+    before = len(authz.tcp_echo.lines())
+    assert await authz.tcp(9001) == ""  # outbound_.9001_._.tcp-echo...: no ALLOW rule matches
+    await denied_by_no_allow(authz.tcp_echo, after=before, tcp=True)

@@ -11,9 +11,12 @@ import pytest
 import uvloop
 
 from proxy.core.errors import UpstreamConnectError
+from proxy.core.target import Target
 from proxy.http.upstream_pool import ConnectionPool, key_for
+from proxy.tcp.relay import Relay, _Side
 from proxy.tls.origination import TlsOrigination
 from proxy.tls.peer import peer_principal
+from proxy.tls.transport import DEFAULT, TRANSPORTS, configure
 from tests.proxy.http_helpers import _Recorder
 from tests.proxy.tls_certs import TestCa
 
@@ -110,3 +113,58 @@ def test_no_certificate_yet_is_a_clear_connect_error(tmp_path: Path) -> None:
             await ConnectionPool().connect("127.0.0.1", 9, tls=TlsOrigination(lambda: None, SERVER_ID))
 
     _run(body)
+
+
+AUTO_SNI = "outbound_.9080_._.reviews.default.svc.cluster.local"  # what Istio's sidecars send for auto mTLS
+
+
+def _naming_server(ca: TestCa) -> tuple[ssl.SSLContext, list[str | None]]:
+    """A server context that records the server name of each ClientHello; its certificate has no DNS name."""
+    names: list[str | None] = []
+    context = ca.context(SERVER_ID, "server", server=True)
+    context.sni_callback = lambda _obj, name, _ctx: names.append(name)  # type: ignore[assignment,misc,return-value]
+    return context, names
+
+
+@pytest.mark.parametrize("name", TRANSPORTS)
+def test_the_sni_is_sent_on_either_transport_and_never_checked_as_a_host_name(tmp_path: Path, name: str) -> None:
+    """The HTTP pool's and the mirror's path (connect_checked): Istio's cluster name goes out as the server name,
+    and the server, whose certificate names only its SPIFFE ID, is accepted for that ID."""
+    ca = TestCa(tmp_path)
+    client = ca.context(CLIENT_ID, "client", server=False)
+    server_ctx, names = _naming_server(ca)
+
+    async def body() -> None:
+        server, port = await _server(server_ctx)
+        pool = ConnectionPool()
+        conn = await pool.connect("127.0.0.1", port, tls=TlsOrigination(lambda: client, SERVER_ID, AUTO_SNI))
+        conn.transport.close()
+        await pool.connect("127.0.0.1", port, tls=TlsOrigination(lambda: client, SERVER_ID))  # no sni: none sent
+        server.close()
+
+    configure(name)
+    try:
+        _run(body)
+    finally:
+        configure(DEFAULT)
+    assert names == [AUTO_SNI, None]
+
+
+def test_the_tcp_relay_sends_the_sni_on_its_own_tls_layer(tmp_path: Path) -> None:
+    ca = TestCa(tmp_path)
+    client = ca.context(CLIENT_ID, "client", server=False)
+    server_ctx, names = _naming_server(ca)
+
+    async def body() -> None:
+        server, port = await _server(server_ctx)
+        relay = Relay(lambda _client: target, lambda _relay: None)
+        target = Target("127.0.0.1", port, "outbound|9080||reviews.default.svc.cluster.local",
+                        tls=TlsOrigination(lambda: client, SERVER_ID, AUTO_SNI))
+        up = _Side(relay)
+        await relay.open(up, target)
+        assert up.transport is not None
+        up.transport.close()
+        server.close()
+
+    _run(body)
+    assert names == [AUTO_SNI]

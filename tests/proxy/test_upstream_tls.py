@@ -14,12 +14,14 @@ from proxy.identity.tls import TlsProvider
 from proxy.outbound.router import MeshRouter
 from proxy.outbound.route import CompiledRoute
 from proxy.outbound.table import build_table
+from proxy.outbound.upstream_tls import MAX_SNI, istio_sni
 from proxy.tls.modes import InboundModes
 from proxy.tls.origination import TlsOrigination
 from proxy.tls.upstream import UpstreamTls
 
 HOST = "reviews.default.svc.cluster.local"
 ID = "spiffe://cluster.local/ns/default/sa/reviews"
+SNI = f"outbound_.9080_._.{HOST}"  # Istio's SNI for auto mTLS to service port 9080, no subset
 
 
 def sidecar_endpoint(address: str = "10.0.0.1", auto: tuple[int, ...] = (9080,)) -> Endpoint:
@@ -48,7 +50,7 @@ def test_an_endpoint_without_a_sidecar_gets_plaintext() -> None:
 def test_a_sidecar_endpoint_gets_istio_mutual_held_to_its_registered_identity() -> None:
     target = pick(router_for(ClusterConfig(host=HOST, version=1, ports=[9080], endpoints=[sidecar_endpoint()])))
     assert isinstance(target.tls, TlsOrigination) and target.tls.expected_id == ID
-    assert target.key == ("10.0.0.1", 15006, "mtls", ID, "")
+    assert target.key == ("10.0.0.1", 15006, "mtls", ID, SNI) and target.tls.sni == SNI
     assert target.tls.context() is None  # no certificate yet: the pool refuses to connect rather than go plain
 
 
@@ -83,7 +85,7 @@ def test_the_decision_is_made_once_per_push_and_retries_carry_it() -> None:
     assert {first.key[0], second.key[0]} == {"10.0.0.1", "10.0.0.2"}
     retried = router.retry_pick(first, RequestHead("GET", "reviews", 9080, "/", []), [first.key[:2]])
     assert retried.address != first.address and retried.tls is not None
-    assert retried.key == (retried.address, 15006, "mtls", ID, "")
+    assert retried.key == (retried.address, 15006, "mtls", ID, SNI)
 
 
 def test_a_subset_route_and_a_mirror_carry_the_decision() -> None:
@@ -166,3 +168,54 @@ def test_originations_are_shared_per_identity_and_their_cache_is_bounded(monkeyp
         source.originate(auto, Endpoint(address="10.0.1.%d" % n, identity=f"{ID}-{n}", sidecar=True))
         assert len(source._made) <= 2
     assert (f"{ID}-0", "") not in source._made  # dropped when the cache started over
+
+
+def test_istios_sni_is_the_cluster_name_of_the_service_port_subset_and_host() -> None:
+    assert istio_sni(HOST, "v1", 9080) == "outbound_.9080_.v1_.reviews.default.svc.cluster.local"
+    assert istio_sni("httpbin.foo.svc.cluster.local", "", 8000) == "outbound_.8000_._.httpbin.foo.svc.cluster.local"
+
+
+def test_a_name_a_tls_client_cannot_send_is_left_out() -> None:
+    assert istio_sni(HOST, "s" * 62, 9080).startswith("outbound_.9080_." + "s" * 62 + "_.")  # a 63-byte label
+    assert istio_sni(HOST, "s" * 63, 9080) == ""  # one over: the stdlib transport would refuse to connect
+    prefix = len("outbound_.9080_._.")
+    at_limit = ".".join(["h" * 60] * 4)[: MAX_SNI - prefix]  # a host that makes the name MAX_SNI bytes
+    assert len(istio_sni(at_limit, "", 9080)) == MAX_SNI
+    assert istio_sni(at_limit + "h", "", 9080) == ""
+    assert istio_sni("réviews.default.svc.cluster.local", "", 9080) == ""  # not ASCII (IDNA would change it)
+
+
+def test_each_subset_and_port_sends_its_own_name_and_pools_apart() -> None:
+    """Two subsets that select the same endpoint are two clusters (Istio): two names, two pool keys; the
+    origination is decided once per (subset, port, endpoint) and shared by endpoints of one identity."""
+    endpoints = [sidecar_endpoint("10.0.0.1", auto=(9080, 9081)), sidecar_endpoint("10.0.0.2", auto=(9080, 9081))]
+    cluster = ClusterConfig(host=HOST, version=1, ports=[9080, 9081], endpoints=endpoints, subsets=[
+        SubsetPolicy(name="v1", labels={"version": "v1"}), SubsetPolicy(name="all", labels={})])
+    pools = build_table({HOST: cluster}, {}, None, UpstreamTls(TlsProvider()).originate).clusters[HOST].pools
+    first, second = endpoints
+    key, tls = pools["v1"].transport(9080, first)
+    assert tls.sni == f"outbound_.9080_.v1_.{HOST}" and key == ("10.0.0.1", 15006, "mtls", ID, tls.sni)
+    assert pools["v1"].transport(9080, first) == (key, tls)  # kept for the push
+    assert pools["v1"].transport(9080, second)[1] is tls  # same identity and cluster: one origination
+    others = [pools["all"].transport(9080, first), pools[""].transport(9080, first), pools["v1"].transport(9081, first)]
+    assert [t.sni for _, t in others] == [f"outbound_.9080_.all_.{HOST}", SNI, f"outbound_.9081_.v1_.{HOST}"]
+    assert len({key, *(k for k, _ in others)}) == 4  # one endpoint address, four pools of connections
+
+
+def test_a_destination_rules_sni_wins_and_istio_mutual_without_one_sends_istios_name() -> None:
+    cluster = ClusterConfig(host=HOST, version=1, ports=[9080], endpoints=[sidecar_endpoint(auto=())],
+                            tls=ClientTls(mode="ISTIO_MUTUAL"), subsets=[
+                                SubsetPolicy(name="v1", labels={"version": "v1"},
+                                             tls=ClientTls(mode="ISTIO_MUTUAL", sni="v1.reviews.example"))])
+    pools = build_table({HOST: cluster}, {}, None, UpstreamTls(TlsProvider()).originate).clusters[HOST].pools
+    (endpoint,) = cluster.endpoints
+    assert pools[""].transport(9080, endpoint)[1].sni == SNI  # ISTIO_MUTUAL by the rule, no sni: Istio's name
+    assert pools["v1"].transport(9080, endpoint)[1].sni == "v1.reviews.example"  # the rule's own sni
+
+
+def test_simple_and_mutual_send_only_their_own_sni() -> None:
+    """Istio sets its default SNI for ISTIO_MUTUAL only: TLS to a service outside the mesh sends the
+    DestinationRule's `sni` or none."""
+    source = UpstreamTls(TlsProvider())
+    simple = source.originate(ClientTls(mode="SIMPLE", insecure_skip_verify=True), sidecar_endpoint(), SNI)
+    assert simple.sni == ""
