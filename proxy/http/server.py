@@ -201,6 +201,8 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
         head = None
         raw_head = None
         url = target = self.url
+        if error is None and b"#" in url:  # RFC 9112 3.2 has no fragment; Envoy refuses one (400), as an app
+            error = BadRequest("a #fragment in the request target")  # may read `/ok#/../admin` as /admin
         upgrade = None
         if parser.should_upgrade():  # rare: read the flag once
             if method == b"GET":

@@ -72,3 +72,17 @@ def test_a_namespace_glob_matches_as_istios_regex_in_linear_time():
     for _ in range(100):
         assert not glob(f"cluster.local/ns/{'a' * 60}/sa/{'a' * 60}")
     assert time.monotonic() - started < 1.0  # backtracking: 0.2 s for ONE principal of 30 letters
+
+
+@pytest.mark.parametrize("target", [b"/public/#/../admin", b"/public#x", b"http://app/public/#/../admin"])
+async def test_a_fragment_in_the_request_target_is_refused_before_any_policy(start_proxy, connect, target):
+    # an ALLOW on /public/* read `/public/#/../admin` as /public/ and forwarded it: an app that takes `#` as a
+    # path character (Go's ParseRequestURI does) normalizes it to /admin. Envoy answers 400 (1.17.4 on)
+    allow_public = policy("foo/allow-public", "ALLOW", {"to": [{"operation": {"paths": ["/public/*", "/public"]}}]})
+    async with Upstream(keep_alive_echo) as app:
+        listener = await start_proxy(router_for(app.port, allow_public), Mode.INBOUND)
+        reader, writer = await connect(listener.port)
+        writer.write(b"GET " + target + b" HTTP/1.1\r\nhost: app\r\n\r\n")
+        refused = await read_response(reader)
+        writer.close()
+    assert refused.status == 400 and app.requests == []
