@@ -1,6 +1,7 @@
 """A tiny JWT issuer for trying RequestAuthentication (docs/security.md, "Authorization"): it keeps an RSA key
-in DIR (created on first use, 0600), writes the public half as DIR/jwks.json for any static web server to
-serve as the `jwksUri`, and prints a signed RS256 token. `--rotate` makes a new key; jwks.json then holds
+in DIR (created on first use, 0600), writes the public half as DIR/public/jwks.json for any static web server
+to serve as the `jwksUri` (serve DIR/public, never DIR: DIR holds the private key), and prints a signed RS256
+token. `--rotate` makes a new key; jwks.json then holds
 the new key (and, with `--keep-old`, the old one too, as an issuer publishes both while tokens move over).
 
     python -m examples.jwt.issuer --dir /tmp/issuer --issuer https://issuer.example --sub alice \\
@@ -44,11 +45,14 @@ def _new_key(directory: Path) -> None:
 
 
 def _write_jwks(directory: Path, keys: list[tuple[str, rsa.RSAPrivateKey]]) -> None:
+    """DIR/public/jwks.json: a directory of its own, so serving it never serves the private key beside it."""
     entries = [{**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key())), "kid": kid, "alg": "RS256",
                 "use": "sig"} for kid, key in keys]
-    tmp = directory / "jwks.json.tmp"
+    public = directory / "public"
+    public.mkdir(mode=0o755, exist_ok=True)
+    tmp = public / "jwks.json.tmp"
     tmp.write_text(json.dumps({"keys": entries}))
-    tmp.replace(directory / "jwks.json")  # a server never serves half a file
+    tmp.replace(public / "jwks.json")  # a server never serves half a file
 
 
 def _claim(text: str) -> tuple[str, Any]:
@@ -58,7 +62,7 @@ def _claim(text: str) -> tuple[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dir", required=True, type=Path, help="where the key and jwks.json live")
+    parser.add_argument("--dir", required=True, type=Path, help="where the key lives; DIR/public/jwks.json is what to serve")
     parser.add_argument("--issuer", required=True, help="the `iss` claim (RequestAuthentication jwtRules[].issuer)")
     parser.add_argument("--sub", default="alice", help="the `sub` claim (request principal: <iss>/<sub>)")
     parser.add_argument("--aud", action="append", default=[], help="an `aud` value (repeatable)")

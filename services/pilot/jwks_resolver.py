@@ -21,13 +21,15 @@ Accepted: status 200 and a body of at most `max_bytes` that is a JWKS of keys Py
 are not used; redirects are followed to http(s) only. Errors never quote the body: a jwksUri pointing at
 an internal service must not leak its answers through /config_dump (Istio's validateJWKSFormat reason).
 The fetch runs urllib (stdlib) in a daemon thread: http and https (the system's CA bundle) with no new
-dependency; the thread reads in chunks and gives up at the deadline, so a slow server holds it no longer,
-and a fetch in flight never delays pilot's exit.
+dependency; at the deadline its sockets are shut down (http_deadline.py), so a server that trickles its
+status line, headers or body holds it no longer, and a fetch in flight never delays pilot's exit. An
+answer that is not HTTP is an error naming its kind, never its bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import os
 import threading
@@ -39,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runtime.log import get_logger
+from services.pilot.http_deadline import Deadline
 from services.pilot.validate.jwks import jwks_problems
 
 log = get_logger("pilot.jwks")
@@ -96,16 +99,15 @@ class _HttpRedirects(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
-_OPENER = urllib.request.build_opener(_NoProxies(), _HttpRedirects())
-
-
 def fetch_body(url: str, timeout: float, max_bytes: int) -> bytes:
     """GET `url` (blocking: run in a thread); the body of a 200 of at most `max_bytes`, within `timeout`
-    seconds in all. FetchError otherwise."""
+    seconds in all, status line and headers included (http_deadline.py). FetchError otherwise."""
     deadline = time.monotonic() + timeout
     request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "isthmus-pilot"})
+    watch = Deadline(timeout)
+    late = FetchError(f"GET {url}: no complete answer within {timeout:g}s")
     try:
-        with _OPENER.open(request, timeout=timeout) as response:
+        with watch, watch.opener(_NoProxies(), _HttpRedirects()).open(request, timeout=timeout) as response:
             if response.status != 200:
                 raise FetchError(f"GET {url}: status {response.status}, want 200")
             declared = response.headers.get("Content-Length")
@@ -115,7 +117,7 @@ def fetch_body(url: str, timeout: float, max_bytes: int) -> bytes:
             chunks, size = [], 0
             while True:
                 if time.monotonic() > deadline:
-                    raise FetchError(f"GET {url}: no complete answer within {timeout:g}s")
+                    raise late
                 chunk = response.read1(_CHUNK)
                 if not chunk:
                     break
@@ -123,14 +125,19 @@ def fetch_body(url: str, timeout: float, max_bytes: int) -> bytes:
                 if size > max_bytes:
                     raise FetchError(f"GET {url}: body over {max_bytes} bytes (ISTHMUS_JWKS_MAX_BYTES)")
                 chunks.append(chunk)
+            if watch.expired:  # the watchdog cut the connection: what was read is not the whole answer
+                raise late
     except FetchError:
         raise
     except urllib.error.HTTPError as exc:
         raise FetchError(f"GET {url}: status {exc.code}, want 200") from None
-    except (TimeoutError, OSError, urllib.error.URLError, ValueError) as exc:
+    except (TimeoutError, OSError, urllib.error.URLError, ValueError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
-        if isinstance(reason, TimeoutError) or isinstance(exc, TimeoutError):
-            raise FetchError(f"GET {url}: no complete answer within {timeout:g}s") from None
+        if watch.expired or isinstance(reason, TimeoutError) or isinstance(exc, TimeoutError):
+            raise late from None
+        if isinstance(reason, http.client.HTTPException) and not isinstance(reason, OSError):
+            # not an HTTP/1.x answer (an SSH banner, a database): named by kind, its bytes never quoted
+            raise FetchError(f"GET {url}: the answer is not HTTP ({type(reason).__name__})") from None
         raise FetchError(f"GET {url}: {type(reason).__name__}: {reason}"[:300]) from None
     return b"".join(chunks)
 

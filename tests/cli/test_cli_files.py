@@ -277,9 +277,11 @@ def test_get_with_an_unknown_kind_exits_1_without_asking_pilot(fake_bus: Any) ->
     assert bus.sent == []
 
 
-def test_the_bus_url_comes_from_the_flag_then_the_env_then_the_default(fake_bus: Any) -> None:
+def test_the_bus_url_comes_from_the_flag_then_the_env_then_the_default(fake_bus: Any, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # not the checkout, where `isthmus up --nats-port N` leaves .isthmus/isthmus.yaml
     bus = fake_bus(GetReply(ok=True))
-    run("get", "vs", env={"ISTHMUS_NATS_URL": None})  # type: ignore[dict-item]
+    run("get", "vs", env={"ISTHMUS_NATS_URL": None, "ISTHMUS_CONFIG": None})  # type: ignore[dict-item]
     assert bus.url == "nats://127.0.0.1:4222"
     run("get", "vs", env={"ISTHMUS_NATS_URL": "nats://10.0.0.1:4222"})
     assert bus.url == "nats://10.0.0.1:4222"

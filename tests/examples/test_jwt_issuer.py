@@ -20,7 +20,7 @@ def issue(capsys: pytest.CaptureFixture[str], directory: Path, *args: str) -> st
 
 
 def verify(directory: Path, token: str) -> dict:
-    keys = jwt.PyJWKSet.from_json((directory / "jwks.json").read_text())
+    keys = jwt.PyJWKSet.from_json((directory / "public" / "jwks.json").read_text())
     kid = jwt.get_unverified_header(token)["kid"]
     key = next(k for k in keys.keys if k.key_id == kid)
     return jwt.decode(token, key.key, algorithms=["RS256"], audience="bookstore")
@@ -34,9 +34,11 @@ def test_the_token_verifies_against_the_published_key_set(capsys: pytest.Capture
     assert (claims["groups"], claims["team"]) == (["admins", "dev"], "blue")
     [pem] = tmp_path.glob("key-*.pem")
     assert stat.S_IMODE(pem.stat().st_mode) == 0o600
-    assert all("d" not in key for key in json.loads((tmp_path / "jwks.json").read_text())["keys"])  # public only
+    assert all("d" not in key for key in json.loads((tmp_path / "public" / "jwks.json").read_text())["keys"])  # public only
     assert verify(tmp_path, issue(capsys, tmp_path, "--aud", "bookstore"))["sub"] == "alice"  # same key again
     assert len(list(tmp_path.glob("key-*.pem"))) == 1
+    # the directory to serve holds the key set and nothing else: never the private key (it did: docs served DIR)
+    assert [p.name for p in (tmp_path / "public").iterdir()] == ["jwks.json"]
 
 
 def test_rotation_publishes_the_new_key_and_the_old_only_when_kept(capsys: pytest.CaptureFixture[str],
@@ -50,4 +52,4 @@ def test_rotation_publishes_the_new_key_and_the_old_only_when_kept(capsys: pytes
     verify(tmp_path, new)
     with pytest.raises(StopIteration):
         verify(tmp_path, old)  # no longer published
-    assert len(json.loads((tmp_path / "jwks.json").read_text())["keys"]) == 1
+    assert len(json.loads((tmp_path / "public" / "jwks.json").read_text())["keys"]) == 1

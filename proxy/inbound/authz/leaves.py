@@ -53,11 +53,33 @@ def _principal(values: Sequence[str]) -> Leaf:
     return lambda ds, head, path: ds.principal is not None and match(ds.principal)
 
 
+def namespace_glob(value: str) -> Callable[[str], bool]:
+    """istio's regex `.*/ns/<value, * as .*>/.*` on a principal, matched in linear time: its pieces in order,
+    each at its leftmost place (what leaves the most room for the rest). Python's `re` backtracks on such a
+    pattern (RE2, Envoy's engine, does not): `a*a*a*a*a*a*a*a*a*b` against a 30-letter namespace took 0.2 s
+    per request, growing with every letter."""
+    parts = value.split("*")
+    first, middles, last = "/ns/" + parts[0], tuple(parts[1:-1]), parts[-1] + "/"
+
+    def matches(principal: str) -> bool:
+        at = principal.find(first)
+        if at < 0:
+            return False
+        at += len(first)
+        for piece in middles:
+            at = principal.find(piece, at)
+            if at < 0:
+                return False
+            at += len(piece)
+        return principal.find(last, at) >= 0
+
+    return matches
+
+
 def _namespace(values: Sequence[str]) -> Leaf:
     # srcNamespaceGenerator: the regex `.*/ns/<ns, * as .*>/.*` on the URI SAN; exact: the substring.
     needles = tuple(f"/ns/{v}/" for v in values if "*" not in v)
-    patterns = tuple(re.compile(".*/ns/" + ".*".join(re.escape(p) for p in v.split("*")) + "/.*")
-                     for v in values if "*" in v)
+    patterns = tuple(namespace_glob(v) for v in values if "*" in v)
 
     def matches(ds: Downstream, head: RequestHead | None, path: str) -> bool:
         p = ds.principal
@@ -66,7 +88,7 @@ def _namespace(values: Sequence[str]) -> Leaf:
         for needle in needles:
             if needle in p:
                 return True
-        return any(pattern.fullmatch(p) for pattern in patterns)
+        return any(pattern(p) for pattern in patterns)
 
     return matches
 

@@ -24,7 +24,9 @@ Access-Control-Request-Method) passes untouched (Istio sets bypass_cors_prefligh
 
 Before anything else, every header a rule outputs (outputPayloadToHeader, outputClaimToHeaders) is removed
 from the request, so a client cannot send its own x-jwt-payload (Envoy's sanitizeHeaders, here for all
-rules at once: Envoy only sanitizes for the rules it gets to). A changed head is marked `edited`, so it
+rules at once and on CORS preflights too: Envoy only sanitizes for the rules it gets to, and not on a
+preflight it bypasses). The same names with `_` for `-` (and back) go too: CGI and WSGI servers read
+`X_Jwt_Payload` as `X-Jwt-Payload`. A changed head is marked `edited`, so it
 goes upstream as changed rather than as received (proxy/http/exchange_connect.py).
 
 Deliberately simpler than Envoy: a rule that fails after some of its tokens verified leaves no trace (Envoy
@@ -94,7 +96,9 @@ class Authenticator:
             if p.keys.problem:
                 log.warning("RequestAuthentication rule without usable keys: its tokens fail verification",
                             source=p.source, issuer=p.issuer, problem=p.keys.problem)
-        self.sanitize = frozenset().union(*(p.output_names for p in self.providers))
+        # each name also with `_` for `-` and back: CGI/WSGI apps read X_Jwt_Payload as X-Jwt-Payload
+        names = frozenset().union(*(p.output_names for p in self.providers))
+        self.sanitize = names | {n.replace(b"-", b"_") for n in names} | {n.replace(b"_", b"-") for n in names}
         wanted = set().union(*(p.locations.header_names for p in self.providers))
         if any(p.locations.cookies for p in self.providers):
             wanted.add(b"cookie")
@@ -102,13 +106,13 @@ class Authenticator:
         self.clock = clock
 
     def __call__(self, head: RequestHead) -> None:
-        if head.method == "OPTIONS" and head.header(b"origin") and head.header(b"access-control-request-method"):
-            return  # CORS preflight carries no credentials (Envoy bypass_cors_preflight, set by Istio)
         headers = head.headers
         sanitize = self.sanitize
-        if sanitize and any(h[0] in sanitize for h in headers):
+        if sanitize and any(h[0] in sanitize for h in headers):  # before the preflight bypass: every request
             headers = head.headers = [h for h in headers if h[0] not in sanitize]
             head.edited = True
+        if head.method == "OPTIONS" and head.header(b"origin") and head.header(b"access-control-request-method"):
+            return  # CORS preflight carries no credentials (Envoy bypass_cors_preflight, set by Istio)
         wanted = self.wanted
         seen = [h for h in headers if h[0] in wanted]
         now = int(self.clock())
