@@ -65,6 +65,11 @@ def ip_problem(value: str) -> str | None:
     """Why `value` is not an IP address or CIDR (Go's netip.ParseAddr / ParsePrefix), or None."""
     try:
         if "/" in value:
+            # netip.ParsePrefix takes only `/<bits>`; Python's ip_network would also read a netmask
+            # (`10.1.2.3/0.0.0.0` is /0: everyone) or a hostmask, which Istio refuses
+            bits = value.rpartition("/")[2]
+            if not (bits.isascii() and bits.isdigit()) or (len(bits) > 1 and bits[0] == "0"):
+                raise ValueError(value)
             ipaddress.ip_network(value, strict=False)
         else:
             ipaddress.ip_address(value)
