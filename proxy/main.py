@@ -37,7 +37,8 @@ from proxy.outbound.router import MeshRouter
 from proxy.core.target import Target
 from proxy.outbound.self_loop import OwnListeners
 from proxy.settings import ProxyOptions
-from proxy.tcp.relay import Picker, TcpListener
+from proxy.tcp.listener import TcpListener
+from proxy.tcp.relay import Picker
 from proxy.tls import transport as tls_transport
 from proxy.tls.modes import InboundModes
 from proxy.tls.upstream import UpstreamTls

@@ -199,7 +199,7 @@ async def test_refused_connections_are_logged_at_most_once_per_interval(start_pr
 
 async def test_a_tcp_listener_closes_connections_over_its_limit_at_once():
     from proxy.core.target import Target
-    from proxy.tcp.relay import TcpListener
+    from proxy.tcp.listener import TcpListener
 
     async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while data := await reader.read(65536):

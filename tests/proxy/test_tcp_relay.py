@@ -13,7 +13,7 @@ from proto.xds import PoolLimits
 from proxy.core.errors import NoRoute
 from proxy.outbound.circuit_breaker import Breaker
 from proxy.core.target import Target
-from proxy.tcp.relay import TcpListener
+from proxy.tcp.listener import TcpListener
 
 pytestmark = pytest.mark.timeout(30)
 

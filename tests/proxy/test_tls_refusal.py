@@ -20,7 +20,7 @@ import uvloop
 from proxy.core.errors import UpstreamConnectError
 from proxy.core.target import Target
 from proxy.http.upstream_pool import ConnectionPool
-from proxy.tcp.relay import TcpListener
+from proxy.tcp.listener import TcpListener
 from proxy.tls.acceptor import STRICT, TlsAcceptor
 from proxy.tls.bio import TlsLayer
 from proxy.tls import transport

@@ -21,7 +21,7 @@ from proxy.core.target import Target
 from proxy.http.head import Mode
 from proxy.inbound.authz.engine import Authorization
 from proxy.inbound.local_app import LocalAppRouter
-from proxy.tcp.relay import TcpListener
+from proxy.tcp.listener import TcpListener
 from proxy.tls import transport
 from proxy.tls.acceptor import PERMISSIVE, STRICT, TlsAcceptor
 from proxy.tls.client_hello import MAX_CLIENT_HELLO

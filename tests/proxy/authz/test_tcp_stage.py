@@ -1,4 +1,4 @@
-"""AuthorizationPolicy on an inbound TCP listener (proxy/tcp/relay.py TcpListener with `authorize`): checked
+"""AuthorizationPolicy on an inbound TCP listener (proxy/tcp/listener.py TcpListener with `authorize`): checked
 when a connection is accepted, before the app is connected; a denial closes it and its access-log line names the
 policy; open connections are not cut by a later policy change."""
 
@@ -12,7 +12,7 @@ from tests.proxy.authz.helpers import policy
 from proxy.access_log import AccessLog
 from proxy.core.target import Target
 from proxy.inbound.authz.engine import Authorization
-from proxy.tcp.relay import TcpListener
+from proxy.tcp.listener import TcpListener
 
 pytestmark = pytest.mark.timeout(30)
 

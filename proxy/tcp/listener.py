@@ -1,0 +1,131 @@
+"""A listening port for opaque TCP (proxy/tcp/relay.py has what a connection does once accepted).
+
+    TcpListener(host, port, pick, name, ...)   start() / stop(); each accepted connection becomes a Relay
+
+Bounded: at most `max_connections` relays (proxy/http/limits.py); more are closed at once (_Refused), logged
+at most every 10 s. An inbound listener given `tls_mode` and `tls_context` accepts through a TlsAcceptor;
+given `authorize`, each accepted connection is checked against the AuthorizationPolicies in force before the
+app is connected (relay.py's docstring says how).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Callable
+
+from proxy.access_log import ListenerLog
+from proxy.core.downstream import Downstream
+from proxy.tcp.relay import Picker, Relay, TcpCheck
+from proxy.tls.acceptor import TlsAcceptor
+from proxy.tls.listen import listening_socket
+from proxy.tls.peer import peer_principal
+from runtime.log import get_logger
+
+log = get_logger("proxy.tcp")
+
+
+class TcpListener:
+    """A listening port whose connections are relayed to where `pick` says."""
+
+    def __init__(self, host: str, port: int, pick: Picker, name: str, target: str = "",
+                 access_log: ListenerLog | None = None, max_connections: int = 10_000,
+                 tls_mode: Callable[[], str] | None = None,
+                 tls_context: Callable[[], ssl.SSLContext | None] | None = None,
+                 authorize: Callable[[], TcpCheck | None] | None = None, app_port: int = 0) -> None:
+        """`tls_mode` and `tls_context` (an inbound listener): accept through a TlsAcceptor (its `acceptor`).
+        `authorize`: the AuthorizationPolicy check in force (None: none), asked per accepted connection;
+        `app_port`: the workload port this listener serves (destination.port for it)."""
+        self.host = host
+        self.port = port  # the bound port once started (useful with port 0)
+        self.pick = pick
+        self.name = name  # for logs: "outbound reviews:9080" or "inbound 5432"
+        self.target = target  # what a connection here reaches, for the access log: "db:5432"
+        self.access_log = access_log
+        self.relays: set[Relay] = set()
+        self.max_connections = max_connections  # 0: unlimited
+        self.refused = 0
+        self._refused_logged = float("-inf")
+        self._server: asyncio.Server | None = None
+        self.tls_mode, self.tls_context = tls_mode, tls_context
+        self.acceptor: TlsAcceptor | None = None
+        self.authorize, self.app_port = authorize, app_port
+        self.denied = 0  # connections closed by an AuthorizationPolicy
+
+    def _closed(self, relay: Relay) -> None:
+        self.relays.discard(relay)
+        if self.access_log is not None:
+            up = relay.up
+            cluster = relay.target.cluster if relay.target is not None else "-"
+            self.access_log.tcp(self.target, relay.flag, up.read if up is not None else 0, relay.down.read,
+                                relay.duration_ms(), cluster, relay.details)
+
+    def _accept(self) -> asyncio.Protocol:
+        if self.max_connections and len(self.relays) >= self.max_connections:
+            return _Refused(self)
+        return Relay(self.pick, self._closed, self._opened).down
+
+    def _opened(self, relay: Relay) -> None:
+        """The downstream connection is made (a TLS one has shaken hands): authorize it, hold it, route it."""
+        self.relays.add(relay)
+        check = self.authorize() if self.authorize is not None else None
+        if check is not None and not self._authorized(relay, check):
+            return
+        relay.start()
+
+    def _authorized(self, relay: Relay, check: TcpCheck) -> bool:
+        """Run the policy check on the new connection; a denied one is closed (and logged by _closed)."""
+        transport = relay.down.transport
+        assert transport is not None
+        peer, local = transport.get_extra_info("peername"), transport.get_extra_info("sockname")
+        ds = Downstream(peer_principal(transport), peer[0] if isinstance(peer, tuple) else "",
+                        local[0] if isinstance(local, tuple) else "",
+                        self.app_port or (local[1] if isinstance(local, tuple) else 0), relay.down.sni)
+        allowed, relay.details = check(ds)
+        if allowed:
+            return True
+        self.denied += 1
+        relay.close()  # the app was never connected: what the client sent is dropped, as Envoy's NoFlush close
+        return False
+
+    async def start(self) -> None:
+        if self.tls_mode is not None and self.tls_context is not None:
+            sock = listening_socket(self.host, self.port)
+            self.port = sock.getsockname()[1]
+            self.acceptor = TlsAcceptor(sock, self._accept, self.tls_mode, self.tls_context, name=self.name,
+                                        layered=True)
+            self.acceptor.start()
+            return
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._accept, self.host, self.port, reuse_address=True)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        elif self.acceptor is not None and self.acceptor.accepting:
+            self.acceptor.close()
+        else:
+            return
+        for relay in list(self.relays):
+            relay.close()
+        if server is not None:
+            await server.wait_closed()
+
+
+class _Refused(asyncio.Protocol):
+    """A connection over the listener's max_connections: closed at once, logged at most every 10 s."""
+
+    def __init__(self, listener: TcpListener) -> None:
+        self.listener = listener
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
+        listener = self.listener
+        listener.refused += 1
+        now = asyncio.get_running_loop().time()
+        if now - listener._refused_logged >= 10.0:
+            listener._refused_logged = now
+            log.warning("connection limit reached: new connections closed", listener=listener.name,
+                        max_connections=listener.max_connections, refused_total=listener.refused)
