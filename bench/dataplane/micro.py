@@ -83,11 +83,9 @@ async def drive(mode: str, requests: int, profile: bool, lb: str = "LEAST_REQUES
 
     pool = ConnectionPool()
     pool._loop = asyncio.get_running_loop()
-    if router is not None:
-        pass
-    elif mode == "inbound":
+    if router is None and mode == "inbound":
         router = LocalAppRouter("127.0.0.1", 8080, "bench-backend")
-    else:  # what the client sidecar holds in the benchmark: bench-backend's cluster and VirtualService
+    elif router is None:  # what the client sidecar holds in the benchmark: bench-backend's cluster and VirtualService
         router = MeshRouter(_Table(lb), "default")
     key = ("127.0.0.1", 8080)
     log = None

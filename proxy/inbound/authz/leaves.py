@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from proxy.core.downstream import Downstream, RequestAuth
-from proxy.core.request import RequestHead
+from proxy.core.request import RequestHead, header_value
 from proxy.inbound.authz.addresses import cidr_matcher
 from proxy.inbound.authz.paths import path_matcher
 from proxy.inbound.authz.strings import exact_values, values_matcher
@@ -155,23 +155,6 @@ def _path(values: Sequence[str]) -> Leaf:
         return lambda ds, head, path: path.startswith(prefix)
     match = path_matcher(values)
     return lambda ds, head, path: match(path)
-
-
-def header_value(head: RequestHead, name: bytes) -> str | None:
-    """Every value of a header joined with "," (Envoy's HeaderUtility::getAllOfHeaderAsString), or None."""
-    found: bytes | None = None
-    more: list[bytes] | None = None
-    for n, v in head.headers:
-        if n == name:
-            if found is None:
-                found = v
-            elif more is None:
-                more = [found, v]
-            else:
-                more.append(v)
-    if more is not None:
-        return b",".join(more).decode("latin-1")
-    return found.decode("latin-1") if found is not None else None
 
 
 def _header(name: str, values: Sequence[str]) -> Leaf:

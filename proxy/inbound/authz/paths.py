@@ -24,6 +24,7 @@ import re
 from collections.abc import Callable, Sequence
 
 from proxy.core.errors import BadRequest
+from proxy.core.request import path_without_query
 from proxy.inbound.authz.strings import values_matcher
 
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
@@ -75,18 +76,10 @@ def _merge_slashes(path: str) -> str:
     return path
 
 
-def _without_query(target: str) -> str:
-    cut = target.find("?")
-    if cut >= 0:
-        target = target[:cut]
-    cut = target.find("#")
-    return target if cut < 0 else target[:cut]
-
-
 def readings(target: str) -> tuple[str, str | None]:
     """(Istio's BASE reading, the strict reading or None when it is the same) of an origin-form target.
     BadRequest for %00. Not origin-form (`*` of OPTIONS, an absolute URI): read as it is."""
-    path = _without_query(target)
+    path = path_without_query(target)
     if not ("%" in path or "\\" in path or ";" in path or "//" in path or "/." in path):
         return path, None
     if not path.startswith(("/", "\\")):
