@@ -193,8 +193,6 @@ class _Collector:
         headers = self.headers
         if len(headers) >= self.limit:
             raise UpstreamProtocolError(f"upstream response has more than {self.limit} headers")
-        if value[-1:] in (b" ", b"\t"):  # trailing whitespace is not part of the value (RFC 9112 5)
-            value = value.rstrip(b" \t")
         headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:

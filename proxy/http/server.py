@@ -44,7 +44,6 @@ __all__ = ["HttpProxyProtocol", "LINGER"]
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 # The header names on_headers_complete looks at; any other name costs it one set lookup.
 _NOTED = REQUEST_DROP | {b"host", b"content-length", b"x-request-id"}
-_OWS = (b" ", b"\t")  # optional whitespace a header value may end with
 
 
 class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, asyncio.Protocol):
@@ -138,8 +137,6 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
         headers = self.headers
         if len(headers) >= self.max_headers:
             raise HeadersTooLarge(f"more than {self.max_headers} request headers")
-        if value[-1:] in _OWS:  # llhttp drops leading whitespace only; RFC 9112 5 (and Envoy) drop both, so a
-            value = value.rstrip(b" \t")  # policy on `x: yes` also sees `x: yes ` as the app will
         headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:

@@ -67,7 +67,7 @@ def cookies(headers: list[tuple[bytes, bytes]], wanted: frozenset[str]) -> dict[
         if name != b"cookie":
             continue
         for pair in value.split(b";"):
-            key, eq, val = pair.lstrip().partition(b"=")
+            key, eq, val = pair.strip(b" \t").partition(b"=")
             key_s = key.decode("latin-1")
             if eq and key_s in wanted and key_s not in found:
                 if len(val) >= 2 and val[:1] == b'"' and val[-1:] == b'"':
@@ -104,7 +104,7 @@ class Locations:
         for name, prefix in self.headers:
             for have, value in seen:
                 if have == name:
-                    token = header_token(value, prefix)
+                    token = header_token(value.rstrip(b" \t"), prefix)
                     if token is not None:
                         found.append((token, HEADER, name))
         if self.params and "?" in head.path:
