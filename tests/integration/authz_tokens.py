@@ -91,7 +91,7 @@ class JwksServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, *args: Any) -> None:
+            def log_message(self, *args: Any) -> None:  # quiet: the test reads answers, not the server's log
                 pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

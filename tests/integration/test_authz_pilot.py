@@ -48,7 +48,7 @@ def jwks_server() -> Iterator[dict]:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, *args: object) -> None:
+        def log_message(self, *args: object) -> None:  # quiet: the test reads answers, not the server's log
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
