@@ -177,9 +177,8 @@ class TlsAcceptor:
         sni: str | None = ""
         need = 0
         try:
-            first = conn.recv(1, socket.MSG_PEEK)
+            first = conn.recv(HELLO_PEEK, socket.MSG_PEEK)  # one peek sorts the connection and reads its hello
             if first and first[0] == TLS_HANDSHAKE:
-                first = conn.recv(HELLO_PEEK, socket.MSG_PEEK)
                 sni, need = server_name(first)
                 if sni is None and len(first) == HELLO_PEEK and need <= MAX_CLIENT_HELLO:
                     first = conn.recv(need, socket.MSG_PEEK)  # a long hello: what more is there already
