@@ -52,6 +52,10 @@ STOP_GRACE = 5.0  # seconds a stopping sidecar lets requests in flight finish (I
 CredentialsError = buscreds.CredentialsError  # no bus credentials, or refused: exit 1 with the reason
 
 
+def _refuse_unconfigured(downstream: object) -> tuple[bool, str]:
+    return False, "inbound_config_not_received"
+
+
 class StartError(Exception):
     """The sidecar cannot start as asked: a port is taken, the access log cannot be opened. The message is
     one line that names the flag (`--inbound-port 15006: address already in use`); `proxy run` prints it
@@ -170,7 +174,10 @@ class Sidecar:
         return pick
 
     def _tcp_authz(self) -> TcpCheck | None:
-        """The AuthorizationPolicy check for inbound TCP connections, as the last push compiled it."""
+        """The AuthorizationPolicy check for inbound TCP connections, as the last push compiled it; before the
+        first push every connection is closed (the policies are unknown: proxy/inbound/local_app.py)."""
+        if not self.app_router.configured:
+            return _refuse_unconfigured
         authz = self.app_router.authz
         return authz.tcp if authz is not None else None
 

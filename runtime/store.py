@@ -34,6 +34,10 @@ class StoreError(Exception):
     pass
 
 
+class StoreTooLarge(StoreError):
+    """etcd refused a request as too large (its --max-request-bytes): retrying will not help."""
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     key: str
@@ -135,6 +139,10 @@ class Store:
         try:
             _, responses = await self.client.transaction(compare=[], success=ops, failure=[])
         except aetcd.exceptions.ClientError as exc:
+            size = sum(len(k) + len(v) for k, v in puts.items())
+            if "larger than max" in str(exc) or "too large" in str(exc):
+                raise StoreTooLarge(f"{size} bytes in one transaction are more than etcd accepts (its "
+                                    f"--max-request-bytes): {exc}") from exc
             raise StoreError(f"committing {len(ops)} changes: {exc}") from exc
         revision = 0
         for response in responses:

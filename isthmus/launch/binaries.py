@@ -133,6 +133,9 @@ def start_nats(state_dir: str | Path, port: int = 0, *, wait: bool = True, timeo
     return proc
 
 
+ETCD_MAX_REQUEST_BYTES = 8 * 1024 * 1024  # twice a 3 MiB submission and then some; etcd warns above 10 MiB
+
+
 def start_etcd(
     state_dir: str | Path,
     client_port: int = 0,
@@ -177,6 +180,9 @@ def start_etcd(
         "--logger", "zap",
         "--log-outputs", "stderr",
         "--log-level", "warn",
+        # etcd refuses a request over 1.5 MiB by default, so a submission within ISTHMUS_CONFIG_MAX_BYTES (3 MiB,
+        # Kubernetes' API bound) failed at commit as "store unavailable"; the stored JSON can outgrow its YAML
+        "--max-request-bytes", str(ETCD_MAX_REQUEST_BYTES),
     ]
     if unsafe_no_fsync:
         argv.append("--unsafe-no-fsync")

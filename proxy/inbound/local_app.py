@@ -3,12 +3,16 @@ through the stages of the inbound pipeline (proxy/inbound/pipeline.py), composed
 
 RequestAuthentication (proxy/inbound/jwt/), AuthorizationPolicy (proxy/inbound/authz/) and RateLimits (isthmus.io, proxy/inbound/ratelimit.py) are its
 configured stages: with none for this sidecar, `admit` is None and a request pays that one attribute check.
+Until the first push is applied the policies of this workload are unknown, so nothing is admitted (503
+NotConfigured): Envoy has no inbound listener before its first LDS, and a sidecar restarted while pilot is
+down must not fail open past the AuthorizationPolicies and RequestAuthentications it was started to enforce.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from proxy.core.errors import ProxyError
 from proxy.core.request import RequestHead
 from proxy.core.target import Target
 from proxy.inbound import pipeline
@@ -18,6 +22,17 @@ from proxy.inbound.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
     from proxy.control.config_state import ConfigState
+
+
+class NotConfigured(ProxyError):
+    """503 for a request that arrives before this sidecar's first config push (its policies are unknown)."""
+
+    status = 503
+    details = "inbound_config_not_received"
+
+
+def _not_configured(head: RequestHead) -> Target:
+    raise NotConfigured("no config received from pilot yet")
 
 
 class LocalAppRouter:
@@ -33,7 +48,9 @@ class LocalAppRouter:
         self.host = f"{service}.{namespace}.{domain_suffix}".lower()  # this workload's service (ClusterConfig)
         self.labels = dict(labels or {})
         self.state = state
+        self.configured = state is None  # False until the first push: nothing is admitted (module docstring)
         if state is not None:
+            self.admit = _not_configured
             state.on_apply.append(self.refresh)
 
     def pick(self, head: RequestHead) -> Target:
@@ -59,6 +76,7 @@ class LocalAppRouter:
         authn = self.authn.update(self.state.security)
         self.admit = pipeline.build(tuple(c for c in (authn, authz) if c is not None),
                                     self.limiter.admit if self.limiter is not None else None, self.target)
+        self.configured = True
 
     def _refresh_authz(self) -> None:
         """Recompile the AuthorizationPolicies when a push changed them (TCP listeners read `authz` too)."""

@@ -30,7 +30,7 @@ from proto.config_api import (
 from proto.resources import KINDS, Resource, kind_from_alias
 from runtime.bus import decode, deadline_passed, encode, request_deadline, request_header
 from runtime.settings import ConfigLimits
-from runtime.store import CONFIG_PREFIX, Store, StoreError
+from runtime.store import CONFIG_PREFIX, Store, StoreError, StoreTooLarge
 from services.pilot.validate import decode_documents, placement_warnings, subset_warnings
 
 # (text, seconds it may take or None) -> (resources, errors, warnings)
@@ -144,6 +144,9 @@ class ConfigApi:
             if deadline_passed():
                 return encode(ApplyReply(ok=False, error=DEADLINE_PASSED))
             revision = await self.store.commit(puts, []) if puts else 0
+        except StoreTooLarge as exc:
+            return encode(ApplyReply(ok=False, errors=[ConfigError(document=0, message=f"the submission is too "
+                                                                   f"large for the store: {exc}")]))
         except StoreError as exc:
             return encode(ApplyReply(ok=False, errors=[ConfigError(document=0, message=f"store unavailable: {exc}")]))
         return encode(ApplyReply(ok=True, revision=revision, results=results, warnings=warnings))

@@ -298,3 +298,31 @@ async def test_every_bus_sender_refuses_a_message_over_max_payload_before_sendin
     finally:
         for b in (bus, publisher, server):
             await b.close()
+
+
+async def test_a_policy_of_the_size_limit_is_stored_not_refused_by_etcds_own_bound(mesh: ControlPlane) -> None:
+    """etcd's default --max-request-bytes (1.5 MiB) refused a 3 MiB AuthorizationPolicy that pilot had checked:
+    `store unavailable: ... received message larger than max`. The etcd we start takes what pilot accepts."""
+    head = ("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: sized-ap, "
+            "namespace: bounds}\nspec:\n  rules: [{to: [{operation: {paths: [\"/")
+    tail = "\"]}}]}]\n"
+    at_limit = head + "a" * (MAX_BYTES - len(head) - len(tail)) + tail
+    assert len(at_limit.encode()) == MAX_BYTES
+    reply = await apply(mesh, at_limit)
+    assert reply["ok"], str(reply)[:500]
+    reply = await apply(mesh, at_limit + "#")
+    assert not reply["ok"] and "ISTHMUS_CONFIG_MAX_BYTES" in reply["errors"][0]["message"], str(reply)[:500]
+
+
+async def test_a_transaction_over_etcds_bound_is_too_large_not_unavailable(mesh: ControlPlane) -> None:
+    """Past etcd's --max-request-bytes the store said "unavailable", which tells an operator to retry; it is
+    StoreTooLarge, and the config API says the submission is too large for the store."""
+    from isthmus.launch.binaries import ETCD_MAX_REQUEST_BYTES
+    from runtime.store import StoreTooLarge
+    store = await mesh.store()
+    try:
+        with pytest.raises(StoreTooLarge, match="more than etcd accepts"):
+            await store.commit({"/isthmus/test/too-large": b"x" * (ETCD_MAX_REQUEST_BYTES + 1)}, [])
+        assert await store.get("/isthmus/test/too-large") is None
+    finally:
+        await store.close()

@@ -73,7 +73,7 @@ def _push(seq: int, *rules: RateLimitRule) -> Push:
 def test_router_follows_pushes_and_keeps_buckets_of_unchanged_rules() -> None:
     state = ConfigState()
     router = LocalAppRouter("127.0.0.1", 8080, "reviews", state, "ns", labels={"app": "reviews"})
-    assert router.limiter is None and router.pick(head()) is router.target
+    assert router.limiter is None and not router.configured  # before the first push nothing is admitted
     mine = RateLimitRule(name="ns/a", selector={"app": "reviews"}, max_tokens=1)
     other = RateLimitRule(name="ns/b", selector={"app": "ratings"}, max_tokens=1)
     state.apply(_push(1, mine, other))

@@ -111,3 +111,20 @@ async def test_an_audited_request_passes_and_its_line_names_the_audit_policy(sta
     await asyncio.sleep(0)
     assert ok.status == 200
     assert records[0].details == "rbac_audit_matched_policy[ns[foo]-policy[audit-get]-rule[0]]"
+
+
+def test_before_the_first_push_nothing_is_admitted_so_a_restart_without_pilot_does_not_fail_open():
+    """A sidecar restarted while pilot was down served /admin past a DENY policy (200) until pilot answered:
+    with no push yet it admits nothing (503), over HTTP and TCP, and the first push lifts that."""
+    from proxy.inbound.local_app import NotConfigured
+    state = ConfigState(workload_id="w1")
+    router = LocalAppRouter("127.0.0.1", 8080, "app", state, "foo")
+    assert not router.configured
+    with pytest.raises(NotConfigured) as refused:
+        router.pick(head("/admin"))
+    assert refused.value.status == 503
+    state.apply(push(1, DENY_ADMIN))
+    assert router.configured and router.pick(head("/x")) is router.target
+    with pytest.raises(AccessDenied):
+        router.pick(head("/admin"))
+    assert LocalAppRouter("127.0.0.1", 8080, "app").pick(head("/admin")).port == 8080  # no control plane: as before

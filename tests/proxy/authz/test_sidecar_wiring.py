@@ -15,7 +15,9 @@ def test_one_push_reaches_the_http_stage_and_the_tcp_listeners() -> None:
     car = Sidecar(options)
     assert car.inbound.state.app_port == 8080  # destination.port of HTTP callers: the app port
     tcp = car.tcp_in[5432]
-    assert tcp.app_port == 15432 and tcp.authorize is not None and tcp.authorize() is None
+    assert tcp.app_port == 15432 and tcp.authorize is not None
+    before = tcp.authorize()  # no push yet: the policies are unknown, every connection is closed
+    assert before is not None and before(caller(port=15432)) == (False, "inbound_config_not_received")
     ports_only = policy("foo/pg", "ALLOW", {"to": [{"operation": {"ports": ["15432"]}}]})
     car.state.apply(Push(epoch="e", seq=1, version=1, full=True,
                          security=[WorkloadSecurity(workload=options.id, version=1, authorization=[ports_only])]))

@@ -246,3 +246,11 @@ def test_a_token_in_a_cookie_authenticates_and_the_cookie_stays_as_in_envoy():
     assert refused(check, head(headers=[(b"cookie", b"session=expired.or.bad")])).detail == status.HEADER_BAD_JSON
     assert refused(check, head(headers=[(b"cookie", b"session=" + sign(claims(exp=NOW - 3600)).encode())])
                    ).detail == status.EXPIRED
+
+
+@pytest.mark.parametrize("extra", [0, 1])
+def test_the_realm_keeps_a_path_of_max_realm_path_bytes_whole_and_cuts_one_over(extra):
+    from proxy.inbound.jwt.authn import MAX_REALM_PATH
+    path = "/" + "p" * (MAX_REALM_PATH - 1 + extra)
+    value = refused(authn(), head("bad", path=path)).headers.decode()
+    assert value.startswith('www-authenticate: Bearer realm="http://app:8000/' + "p" * (MAX_REALM_PATH - 1) + '", ')
