@@ -54,8 +54,9 @@ OPERATOR = Permissions(
 
 def _service(name: str, serves: tuple[str, ...], publishes: tuple[str, ...] = (),
              listens: tuple[str, ...] = ()) -> Permissions:
-    """A control-plane service: answers `serves` (and its health subject), publishes `publishes`,
-    receives `listens`; its own inbox for any request it makes."""
+    """A control-plane service: answers `serves` (and its health subject), publishes `publishes` and its own
+    metrics (ServiceMetrics on its own subject only), receives `listens`; its own inbox for any request it makes."""
+    publishes = tuple(dict.fromkeys((*publishes, s.service_metrics_subject(name))))
     return Permissions(publish=publishes,
                        subscribe=(*serves, *listens, s.health_subject(name), f"{inbox_prefix(name)}.>"),
                        responses=True)
@@ -77,8 +78,11 @@ SERVICES: dict[str, Permissions] = {
     # signing (proxies), bundle (anyone with a role), tokens and rotation (operator); bundle updates out
     "ca": _service("ca", (s.CA_SIGN, s.CA_BUNDLE, s.CA_TOKEN_CREATE, s.CA_TOKEN_LIST, s.CA_TOKEN_REVOKE,
                           s.CA_ROTATE), publishes=(s.CA_BUNDLE_UPDATES,)),
-    # telemetry serves HTTP; on the bus it only answers health (telemetry subjects come with their own issue)
-    "telemetry": _service("telemetry", ()),
+    # telemetry serves HTTP (the dashboard, /metrics, Zipkin's API); on the bus it receives every proxy's
+    # metrics, spans and access logs and every service's metrics, and asks pilot for the proxies' sync status
+    "telemetry": _service("telemetry", (), publishes=(s.XDS_STATUS, s.service_metrics_subject("telemetry")),
+                          listens=(f"{s.TELEMETRY_METRICS}.>", f"{s.TELEMETRY_SPANS}.>", f"{s.TELEMETRY_LOGS}.>",
+                                   f"{s.TELEMETRY_SERVICE_METRICS}.*")),
     # the auth service: nats-server's callout, bus credentials for proxies (operator, joining proxies)
     "auth": _service("auth", (s.AUTH_CALLOUT, s.BUS_CREDS_ISSUE, s.BUS_CREDS_REVOKE, s.BUS_CREDS_LIST, s.BUS_JOIN)),
 }
@@ -95,12 +99,16 @@ AUTH_SYSTEM = Permissions(publish=(s.SYS_CONNZ_PING, s.SYS_KICK_ANY),
 def proxy_permissions(cred_id: str, namespace: str, service_account: str) -> Permissions:
     """A sidecar: register/heartbeat/deregister workloads of its own namespace and service account
     (the identity-scoped registry subjects), ask for snapshots, ACK, ask the ca to sign and for the
-    bundle; receive pushes and bundle updates, and replies on its own inbox only. It may not publish
+    bundle, publish its telemetry (identity-scoped); receive pushes and bundle updates, and replies on its own inbox only. It may not publish
     pushes, use the config API, answer on any service's subject, or read another proxy's replies."""
     own = (namespace, service_account)
     return Permissions(
         publish=(s.identity_subject(s.REGISTRY_REGISTER, *own), s.identity_subject(s.REGISTRY_HEARTBEAT, *own),
-                 s.identity_subject(s.REGISTRY_DEREGISTER, *own), s.XDS_SNAPSHOT, s.XDS_ACK, s.CA_SIGN, s.CA_BUNDLE),
+                 s.identity_subject(s.REGISTRY_DEREGISTER, *own), s.XDS_SNAPSHOT, s.XDS_ACK, s.CA_SIGN, s.CA_BUNDLE,
+                 # its metrics, spans and access logs, under its own identity only (the telemetry service
+                 # takes the namespace of the subject, not of the payload, as the source namespace)
+                 s.identity_subject(s.TELEMETRY_METRICS, *own), s.identity_subject(s.TELEMETRY_SPANS, *own),
+                 s.identity_subject(s.TELEMETRY_LOGS, *own)),
         subscribe=(s.XDS_PUSH, s.CA_BUNDLE_UPDATES, f"{proxy_inbox_prefix(cred_id)}.>"),
     )
 

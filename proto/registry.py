@@ -29,6 +29,11 @@ class Workload(Message):
     # service port -> the port the app listens on (the workload port that PeerAuthentication portLevelMtls
     # names, as Istio's targetPort); a port missing here is taken to be the service port itself
     app_ports: dict[int, int] = {}
+    # Istio's workload name (source_workload / destination_workload: a Deployment's name in Kubernetes):
+    # `proxy run --workload-name`, by default "<service>-<version label>" or "<service>" (proto.observations
+    # workload_name_of); `cluster`: source_cluster / destination_cluster (`--cluster`, default "unknown")
+    workload_name: str = ""
+    cluster: str = ""
 
 
 class RegisterRequest(Message):

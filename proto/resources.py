@@ -10,6 +10,7 @@ from proto.base import IstioStruct
 from proto.networking import DestinationRuleSpec, ServiceEntrySpec, VirtualServiceSpec, WorkloadEntrySpec
 from proto.ratelimit import RateLimitSpec
 from proto.security import AuthorizationPolicySpec, PeerAuthenticationSpec, RequestAuthenticationSpec
+from proto.telemetry import TelemetrySpec
 
 
 class ObjectMeta(IstioStruct):
@@ -64,6 +65,10 @@ class RequestAuthentication(Resource, kw_only=True):
     spec: RequestAuthenticationSpec
 
 
+class Telemetry(Resource, kw_only=True):
+    spec: TelemetrySpec
+
+
 class KindInfo(msgspec.Struct, frozen=True):
     kind: str
     group: str
@@ -74,6 +79,7 @@ class KindInfo(msgspec.Struct, frozen=True):
 
 NETWORKING_VERSIONS = ("v1", "v1beta1", "v1alpha3")
 SECURITY_VERSIONS = ("v1", "v1beta1")
+TELEMETRY_VERSIONS = ("v1", "v1alpha1")
 ISTHMUS_GROUP = "isthmus.io"  # Isthmus's own kinds (RateLimit), not Istio's
 
 KINDS: dict[str, KindInfo] = {
@@ -93,6 +99,7 @@ KINDS: dict[str, KindInfo] = {
                  ("authorizationpolicy", "authorizationpolicies", "ap")),
         KindInfo("RequestAuthentication", "security.istio.io", SECURITY_VERSIONS, RequestAuthentication,
                  ("requestauthentication", "requestauthentications", "ra")),
+        KindInfo("Telemetry", "telemetry.istio.io", TELEMETRY_VERSIONS, Telemetry, ("telemetry", "telemetries")),
         KindInfo("RateLimit", ISTHMUS_GROUP, ("v1alpha1",), RateLimit, ("ratelimit", "ratelimits", "rl")),
     )
 }

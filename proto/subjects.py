@@ -43,6 +43,15 @@ AUTH_CALLOUT = "$SYS.REQ.USER.AUTH"
 SYS_CONNZ_PING = "$SYS.REQ.SERVER.PING.CONNZ"  # {"user": ..., "limit": N} -> every server's CONNZ reply
 SYS_KICK_ANY = "$SYS.REQ.SERVER.*.KICK"  # the allow-list entry for kick_subject()
 
+# telemetry (services/telemetry; proto/observations.py), published; every telemetry replica subscribes (no
+# queue group), so replicas hold the same state. A proxy publishes only below its own identity:
+# f"{TELEMETRY_METRICS}.<namespace>.<service account>" (identity_subject), as for registration.
+TELEMETRY_METRICS = f"{PREFIX}.telemetry.metrics"  # MetricsSnapshot (proxies)
+TELEMETRY_SPANS = f"{PREFIX}.telemetry.spans"  # SpanBatch (proxies)
+TELEMETRY_LOGS = f"{PREFIX}.telemetry.logs"  # AccessLogBatch (proxies)
+# f"{TELEMETRY_SERVICE_METRICS}.<service>": ServiceMetrics, each control-plane service its own
+TELEMETRY_SERVICE_METRICS = f"{PREFIX}.telemetry.services"
+
 # readiness: request/reply, every instance answers
 HEALTH = f"{PREFIX}.health"  # f"{HEALTH}.{service}" -> HealthReply
 
@@ -54,6 +63,11 @@ QUEUE_AUTH = "auth"
 
 def health_subject(service: str) -> str:
     return f"{HEALTH}.{service}"
+
+
+def service_metrics_subject(service: str) -> str:
+    """Where a control-plane service publishes its own metrics (ServiceMetrics)."""
+    return f"{TELEMETRY_SERVICE_METRICS}.{service}"
 
 
 def kick_subject(server_id: str) -> str:

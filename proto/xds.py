@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from proto.base import Message
 from proto.security import AuthzRule, JwtRule
+from proto.telemetry import TelemetryPolicy
 
 
 class StringMatch(Message):
@@ -171,6 +172,10 @@ class Endpoint(Message):
     # service ports on which auto mTLS sends ISTIO_MUTUAL here: it has a sidecar and its workload's effective
     # PeerAuthentication mode for the port is not DISABLE (and the service is not MESH_EXTERNAL); others: plaintext
     auto_mtls: list[int] = []
+    # Istio's destination_* metric labels for this endpoint: its workload's name (Workload.workload_name, or
+    # the WorkloadEntry's name) and cluster; app/version/canonical labels are read from `labels`
+    workload_name: str = ""
+    cluster: str = ""
 
 
 # ClientTls modes (DestinationRule trafficPolicy.tls, Istio's ClientTLSSettings.TLSmode)
@@ -412,6 +417,9 @@ class WorkloadSecurity(Message):
     # those whose selector its labels match), oldest first, and the RequestAuthentications' JWT rules.
     authorization: list[AuthzPolicy] = []
     jwt: list[JwtProvider] = []
+    # The Telemetry resources that apply to this workload, merged (proto/telemetry.py); None: the mesh defaults.
+    # (The entry is the workload's whole pushed policy, security and telemetry alike.)
+    telemetry: TelemetryPolicy | None = None
 
     def mode_for(self, port: int) -> str:
         """The inbound mode for connections to the app's `port`."""
@@ -429,6 +437,9 @@ class MeshConfig(Message):
     # meshConfig.outboundTrafficPolicy.mode: what a sidecar does with a host the registry does not know.
     # ALLOW_ANY: pass it through (PassthroughCluster); REGISTRY_ONLY: refuse it, 502 (BlackHoleCluster).
     outbound_traffic_policy: str = ALLOW_ANY
+    # meshConfig.defaultConfig.tracing.sampling: the percentage (0..100) of requests without a sampling decision
+    # that a sidecar samples when no Telemetry resource sets randomSamplingPercentage (Istio's default: 1)
+    trace_sampling: float = 1.0
 
 
 class Push(Message):

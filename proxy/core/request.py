@@ -20,7 +20,7 @@ class RequestHead:
     """
 
     __slots__ = ("method", "host", "port", "path", "headers", "client", "set_cookie", "downstream", "auth",
-                 "details", "edited")
+                 "details", "edited", "trace", "peer")
 
     def __init__(self, method: str, host: str, port: int, path: str, headers: list[tuple[bytes, bytes]],
                  client: str = "", downstream: Downstream = PLAINTEXT) -> None:
@@ -39,6 +39,10 @@ class RequestHead:
         # An inbound stage changed `headers` or `path` (JWT: token removed, claims added): the exchange sends
         # them as changed, not the head as received (proxy/http/exchange_connect.py start).
         self.edited = False
+        # The request's trace context once the tracing stage read or made it (proxy/telemetry/, None: not traced)
+        self.trace: object = None
+        # The calling sidecar's workload (proto.observations.PeerMetadata) when it said so (inbound), else None
+        self.peer: object = None
 
     def header(self, name: bytes) -> bytes | None:
         """First value of a lower-case header name, trailing whitespace trimmed, or None."""

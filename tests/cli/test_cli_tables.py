@@ -45,7 +45,8 @@ def test_every_kind_has_a_third_column_filled_from_its_spec() -> None:
              "ServiceEntry": {"hosts": ["api.example.com"]}, "WorkloadEntry": {"address": "10.0.0.1"},
              "RateLimit": {"selector": {"matchLabels": {"app": "reviews"}}},
              "PeerAuthentication": {"mtls": {"mode": "STRICT"}}, "AuthorizationPolicy": {},
-             "RequestAuthentication": {"jwtRules": [{"issuer": "a"}]}}
+             "RequestAuthentication": {"jwtRules": [{"issuer": "a"}]},
+             "Telemetry": {"selector": {"matchLabels": {"app": "reviews"}}}}
     assert set(specs) == set(KINDS)  # a new kind needs its column here too
     for kind, spec in specs.items():
         row = render_table(kind, [{"metadata": {"name": "x"}, "spec": spec}]).splitlines()[1].split()
