@@ -95,6 +95,8 @@ class State:
     config_version: int = 7
     proxies: list[ProxyStatus] = field(default_factory=list)
     traces: dict[str, list[Span]] = field(default_factory=dict)
+    graph_fails: bool = False  # /api/graph answers 500
+    pilot_error: str = ""  # /api/proxies says pilot did not answer
 
     @classmethod
     def bookinfo(cls) -> "State":
@@ -136,12 +138,16 @@ def app(state: State) -> web.Application:
         return web.Response(body=enc.encode(value), content_type="application/json")
 
     async def api_graph(request: web.Request) -> web.Response:
+        if state.graph_fails:
+            raise web.HTTPInternalServerError(text="telemetry: graph failed\n")
         return json(graph(time.time(), state.frontend_rps))
 
     async def api_series(request: web.Request) -> web.Response:
         return json(series(request.query["service"], time.time(), int(request.query.get("minutes", "15"))))
 
     async def api_proxies(request: web.Request) -> web.Response:
+        if state.pilot_error:
+            return json(ProxyStatusReply(ok=False, error=state.pilot_error))
         return json(ProxyStatusReply(ok=True, version=state.config_version, proxies=state.proxies))
 
     async def api_logs(request: web.Request) -> web.Response:

@@ -187,3 +187,24 @@ async def test_the_page_follows_the_api_without_a_reload(dashboard: Dashboard) -
     assert split["label"].startswith("21.0 rps")
     assert await page.evaluate("() => window.sameDocument") is True
     await dashboard.shot("graph-after-change")
+
+
+async def test_an_api_failure_is_shown_and_the_page_recovers_by_itself(dashboard: Dashboard) -> None:
+    page = dashboard.page
+    live = page.locator("#live")
+    await dashboard.open("#/graph")
+    await page.wait_for_function("() => window.isthmusGraph.edges().length === 10")
+    dashboard.state.graph_fails = True
+    await live.get_by_text("not updating: /api/graph: HTTP 500").wait_for()
+    assert len(await graph_edges(page)) == 10  # the last graph stays on screen
+    await dashboard.shot("graph-api-failing")
+    dashboard.state.graph_fails = False
+    await live.get_by_text("live · updated").wait_for()
+
+    dashboard.state.pilot_error = "pilot: no responders on xds.status"
+    await page.locator("header nav a", has_text="Proxies").click()
+    banner = page.locator("#proxy-error")
+    await banner.get_by_text("pilot did not answer: pilot: no responders on xds.status").wait_for()
+    assert await page.locator("#proxies tbody tr").count() == 0
+    # the browser logs each failed fetch of the outage; nothing else
+    dashboard.errors[:] = [e for e in dashboard.errors if "status of 500" not in e]

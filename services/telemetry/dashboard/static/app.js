@@ -1,6 +1,7 @@
 // The page's router and poller: the view named by the URL's hash (#/graph, #/services/<ns>/<name>,
-// #/traces[/<trace id>], #/proxies) is refreshed now and then every REFRESH seconds (?refresh=N, default 3),
-// without reloading the page; the header says when data last arrived or why it did not.
+// #/traces[/<trace id>], #/proxies) is refreshed now and then every REFRESH_S seconds (?refresh=N, default 3),
+// without reloading the page, and not while the tab is hidden; the header says when data last arrived or why
+// it did not (the last data stays on screen).
 import { getGraph } from './api.js';
 import { initGraph, redrawGraph, renderGraph } from './graph.js';
 import { refreshProxies } from './proxies.js';
@@ -49,6 +50,10 @@ async function tick() {
     for (const link of document.querySelectorAll('header nav a')) link.classList.toggle('active', link.dataset.view === name);
     VIEWS[name].shown();
   }
+  if (document.hidden) { // a background tab asks nothing; it refreshes when shown again
+    timer = setTimeout(tick, REFRESH_S * 1000);
+    return;
+  }
   try {
     await VIEWS[name].refresh(args);
     if (mine === generation) setLive(true, `live · updated ${new Date().toLocaleTimeString([], { hour12: false })} · every ${REFRESH_S}s`);
@@ -64,4 +69,5 @@ initGraph(document.getElementById('graph'), document.getElementById('graph-detai
 initTraces(tick);
 document.getElementById('graph-window').addEventListener('change', tick);
 window.addEventListener('hashchange', tick);
+document.addEventListener('visibilitychange', () => { if (!document.hidden) tick(); });
 tick();

@@ -15,14 +15,14 @@ const COLORS = { rate: '#2b6cb0', errors: '#c9190b', p50: '#3e8635', p90: '#e39d
 let selectedKey = '';
 
 function layout(title, yTitle, extra = {}) {
-  return { ...BASE_LAYOUT, title: { text: title, font: { size: 14 }, x: 0, xref: 'paper' },
+  return { ...BASE_LAYOUT, title: { text: title, font: { size: 14 }, x: 0.02, xref: 'container' },
     yaxis: { title: { text: yTitle }, rangemode: 'tozero', gridcolor: '#eceef0', ...extra } };
 }
 
 function line(points, x, field, name, color, scale = 1) {
   return { type: 'scatter', mode: 'lines+markers', name, x,
     y: points.map((p) => (p[field] === null || p[field] === undefined ? null : p[field] * scale)),
-    line: { color, width: 2, shape: 'linear' }, marker: { size: 4 }, connectgaps: false,
+    line: { color, width: 2, shape: 'linear' }, marker: { size: 3 }, connectgaps: false,
     hovertemplate: `%{y:.2f}<extra>${name}</extra>` };
 }
 
@@ -59,12 +59,19 @@ function workloadsLine(graph, service) {
   }).join(' · ');
 }
 
+// ISO 8601 UTC -> the browser's local time with milliseconds, as the charts' time axis shows it
+function fmtStamp(iso) {
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return iso || '–';
+  return `${date.toLocaleTimeString([], { hour12: false })}.${String(date.getMilliseconds()).padStart(3, '0')}`;
+}
+
 function logRow(entry) {
   const code = entry.response_code || 0;
   const trace = entry.trace_id ? el('a', { href: `#/traces/${entry.trace_id}`, class: 'mono' },
     entry.trace_id.slice(0, 12)) : '–';
   return el('tr', { class: code >= 500 ? 'bad' : null },
-    el('td', { class: 'mono nowrap' }, (entry.start_time || '').replace('T', ' ').replace(/\.\d+Z$|Z$/, '')),
+    el('td', { class: 'mono nowrap', title: entry.start_time }, fmtStamp(entry.start_time)),
     el('td', {}, entry.listener || '–'), el('td', {}, entry.method || entry.protocol || '–'),
     el('td', { class: 'mono clip', title: entry.path || '' }, entry.path || '–'),
     el('td', { class: code >= 500 ? 'code bad' : 'code' }, code || '–'), el('td', { class: 'mono' }, entry.response_flags),

@@ -85,7 +85,8 @@ function drawTrace(spans) {
     el('td', { class: 'nowrap' }, el('span', { class: 'dot', style: `background:${colors.get(serviceOf(span))}` }), serviceOf(span)),
     el('td', { style: `padding-left:${0.6 + depth * 1.2}em` }, span.name || '–'), el('td', {}, span.kind || '–'),
     el('td', { class: 'num' }, fmtMs(offset(span))), el('td', { class: 'num' }, fmtMs((span.duration || 0) / 1000)),
-    el('td', { class: 'mono tags' }, Object.entries(span.tags || {}).map(([k, v]) => `${k}=${v}`).join('  ')))));
+    el('td', { class: 'tags' }, ...Object.entries(span.tags || {}).map(([k, v]) => el('span', { class: 'tag' },
+      el('b', {}, k), ` ${v}`))))));
 }
 
 function drawServices(names) {
