@@ -22,6 +22,10 @@ NACK = ("VirtualService default/reviews: route 0 destination subset 'v4' is not 
         "DestinationRule for reviews.default.svc.cluster.local")
 
 
+DEEP_TRACE = "5e1c0d7f00000000a1b2c3d4e5f60718"
+LOOP_TRACE = "00000000000000000000000000000bad"
+
+
 def _workload(app: str, version: str) -> GraphNode:
     return GraphNode(id=f"default/{app}/{version}", kind="workload", namespace="default", app=app, version=version,
                      workload=f"{app}-{version}")
@@ -87,6 +91,20 @@ def trace(trace_id: str, start_us: int, slow: bool = False) -> list[Span]:
     return [client, server]
 
 
+def deep_trace(trace_id: str, start_us: int) -> list[Span]:
+    """frontend -> reviews -> ratings: four spans, two levels of calls, listed out of order as a store may."""
+    front, review = trace(trace_id, start_us)
+    out = Span(trace_id=trace_id, id=trace_id[-16:-8] + "00000003", parent_id=review.id,
+               name="ratings.default.svc.cluster.local:9080/*", kind="CLIENT", timestamp=start_us + 4_000,
+               duration=5_200, local_endpoint=ZipkinEndpoint(service_name="reviews.default"),
+               tags={"http.status_code": "503", "response_flags": "UF"})
+    inbound = Span(trace_id=trace_id, id=trace_id[-16:-8] + "00000004", parent_id=out.id,
+                   name="ratings.default.svc.cluster.local:9080/*", kind="SERVER", timestamp=start_us + 4_600,
+                   duration=4_100, local_endpoint=ZipkinEndpoint(service_name="ratings.default"),
+                   tags={"http.status_code": "503"})
+    return [inbound, review, out, front]
+
+
 @dataclass
 class State:
     """What the stand-in API answers; tests change it."""
@@ -112,6 +130,12 @@ class State:
         start = int(now * 1e6)
         ids = ["4bf92f3577b34da6a3ce929d0e0e4736", "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331b7ad6b7169203331"]
         traces = {tid: trace(tid, start - (i + 1) * 7_000_000, slow=i == 1) for i, tid in enumerate(ids)}
+        traces[DEEP_TRACE] = deep_trace(DEEP_TRACE, start - 2_000_000)
+        # bad data a store may hold: two spans each naming the other as parent
+        looped = [Span(trace_id=LOOP_TRACE, id=f"{n:016x}", parent_id=f"{3 - n:016x}", name=f"loop {n}", kind="SERVER",
+                       timestamp=start - 30_000_000 + n * 1000, duration=2000,
+                       local_endpoint=ZipkinEndpoint(service_name="loop.default")) for n in (1, 2)]
+        traces[LOOP_TRACE] = looped
         return cls(proxies=proxies, traces=traces)
 
 

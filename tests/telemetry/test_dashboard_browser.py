@@ -16,7 +16,7 @@ from aiohttp import web
 from playwright.async_api import Browser, Page, async_playwright
 
 from proto.xds import ProxyStatus
-from tests.telemetry.dashboard_api import NACK, State, app
+from tests.telemetry.dashboard_api import DEEP_TRACE, LOOP_TRACE, NACK, State, app
 
 CHROMIUM = "/usr/bin/chromium"
 # Playwright's own browser download cannot reach its servers here: Debian's chromium, kept off the network
@@ -140,8 +140,8 @@ async def test_service_page_charts_rate_errors_latency_and_lists_its_access_logs
 async def test_a_trace_opens_as_a_waterfall_with_both_spans(dashboard: Dashboard) -> None:
     page = dashboard.page
     await dashboard.open("#/traces")
-    await page.locator("#traces tbody tr").nth(2).wait_for()
-    assert await page.locator("#traces tbody tr").count() == 3
+    await page.locator("#traces tbody tr").nth(4).wait_for()
+    assert await page.locator("#traces tbody tr").count() == 5
     await page.locator('#traces tr[data-trace="0af7651916cd43dd8448eb211c80319c"]').click()
     await page.wait_for_function("() => document.querySelectorAll('#waterfall .barlayer .point').length === 2")
     starts, lengths = await page.evaluate("() => { const t = document.getElementById('waterfall').data[0]; return [t.base, t.x]; }")
@@ -151,6 +151,25 @@ async def test_a_trace_opens_as_a_waterfall_with_both_spans(dashboard: Dashboard
     assert "reviews.default" in spans[1] and "SERVER" in spans[1]
     assert "2 spans, 2 services, 96 ms" in await page.locator("#trace-title").inner_text()
     await dashboard.shot("trace-waterfall")
+
+
+async def test_a_deeper_trace_nests_each_span_under_its_parent_and_marks_the_5xx(dashboard: Dashboard) -> None:
+    page = dashboard.page
+    await dashboard.open(f"#/traces/{DEEP_TRACE}")
+    await page.wait_for_function("() => document.querySelectorAll('#waterfall .barlayer .point').length === 4")
+    rows = [await row.inner_text() for row in await page.locator("#spans tbody tr").all()]
+    assert [" ".join(r.split()[:1] + r.split()[2:3]) for r in rows] == [
+        "frontend.default CLIENT", "reviews.default SERVER", "reviews.default CLIENT", "ratings.default SERVER"]
+    assert await page.locator("#spans tbody tr.bad").count() == 2  # the 503s
+    assert await page.locator(f'#traces tr.active[data-trace="{DEEP_TRACE}"]').count() == 1
+    await dashboard.shot("trace-waterfall-nested")
+
+
+async def test_spans_whose_parents_loop_are_still_shown(dashboard: Dashboard) -> None:
+    page = dashboard.page
+    await dashboard.open(f"#/traces/{LOOP_TRACE}")
+    await page.wait_for_function("() => document.querySelectorAll('#waterfall .barlayer .point').length === 2")
+    assert await page.locator("#spans tbody tr").count() == 2
 
 
 async def test_proxy_table_shows_synced_stale_and_rejected_with_the_nack_error(dashboard: Dashboard) -> None:

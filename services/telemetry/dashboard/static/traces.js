@@ -4,7 +4,8 @@ import { el, fillTable, fmtMs, getJSON, plotText } from './api.js';
 
 const LOOKBACK_MS = 15 * 60 * 1000;
 const LIMIT = 25;
-const PALETTE = ['#2b6cb0', '#3e8635', '#8f4700', '#6753ac', '#009596', '#c9190b', '#e39d00', '#4f5255'];
+// red is kept for spans that failed
+const PALETTE = ['#2b6cb0', '#3e8635', '#6753ac', '#009596', '#8f4700', '#1f6f8b', '#7a4f9e', '#4c7a34'];
 const CONFIG = { displaylogo: false, responsive: true, displayModeBar: false };
 
 let openTraceId = '';
@@ -12,12 +13,20 @@ const serviceOf = (span) => (span.localEndpoint && span.localEndpoint.serviceNam
 const isError = (span) => Boolean(span.tags && (span.tags.error !== undefined
   || Number(span.tags['http.status_code']) >= 500));
 
+// one colour per service name, the same in every trace
+function colorOf(service) {
+  let hash = 0;
+  for (const ch of service) hash = (hash * 31 + ch.charCodeAt(0)) >>> 0;
+  return PALETTE[hash % PALETTE.length];
+}
+
 function summary(spans) {
   const start = Math.min(...spans.map((s) => s.timestamp || Infinity));
   const end = Math.max(...spans.map((s) => (s.timestamp || 0) + (s.duration || 0)));
   const root = spans.find((s) => !s.parentId) || spans.reduce((a, b) => ((a.timestamp || 0) <= (b.timestamp || 0) ? a : b));
   return { traceId: spans[0].traceId, start, durationMs: (end - start) / 1000, root,
-    services: [...new Set(spans.map(serviceOf))], count: spans.length, error: spans.some(isError) };
+    services: [...new Set(ordered(spans).map(({ span }) => serviceOf(span)))], count: spans.length,
+    error: spans.some(isError) };
 }
 
 function traceRow(t) {
@@ -42,13 +51,16 @@ function ordered(spans) {
   const seen = new Set();
   const walk = (parent, depth) => {
     for (const span of (children.get(parent) || []).sort((a, b) => (a.timestamp || 0) - (b.timestamp || 0))) {
-      if (seen.has(span)) continue; // a span that is its own ancestor in bad data
+      if (seen.has(span)) continue;
       seen.add(span);
       out.push({ span, depth });
       walk(span.id, depth + 1);
     }
   };
   walk('', 0);
+  for (const span of spans) { // spans in a parent cycle (bad data) reach no root: shown last, not lost
+    if (!seen.has(span)) { seen.add(span); out.push({ span, depth: 0 }); walk(span.id, 1); }
+  }
   return out;
 }
 
@@ -58,15 +70,15 @@ function drawTrace(spans) {
   detail.hidden = false;
   const t = summary(spans);
   const rows = ordered(spans);
-  const colors = new Map(t.services.map((s, i) => [s, PALETTE[i % PALETTE.length]]));
   document.getElementById('trace-title').textContent =
     `Trace ${t.traceId} — ${t.count} spans, ${t.services.length} services, ${fmtMs(t.durationMs)}`;
   const offset = (s) => ((s.timestamp || t.start) - t.start) / 1000;
-  const labels = rows.map(({ span, depth }) => `${'\u00a0\u00a0\u00a0'.repeat(depth)}${plotText(serviceOf(span))}: ${plotText(span.name || '–')}`);
+  // plotly right-aligns these: nesting shows in the bars' places and in the span table's indentation
+  const labels = rows.map(({ span }) => `${plotText(serviceOf(span))}: ${plotText(span.name || '–')}`);
   const trace = {
     type: 'bar', orientation: 'h', y: rows.map((_, i) => i), base: rows.map(({ span }) => offset(span)),
     x: rows.map(({ span }) => Math.max((span.duration || 0) / 1000, t.durationMs / 500)),
-    marker: { color: rows.map(({ span }) => (isError(span) ? '#c9190b' : colors.get(serviceOf(span)))) },
+    marker: { color: rows.map(({ span }) => (isError(span) ? '#c9190b' : colorOf(serviceOf(span)))) },
     text: rows.map(({ span }) => `${fmtMs((span.duration || 0) / 1000)} ${span.kind ? span.kind.toLowerCase() : ''}`),
     textposition: 'auto', insidetextanchor: 'start', cliponaxis: false,
     hovertext: rows.map(({ span }) => `${plotText(serviceOf(span))} ${plotText(span.name || '')}<br>`
@@ -82,7 +94,7 @@ function drawTrace(spans) {
     showlegend: false,
   }, CONFIG);
   fillTable(document.getElementById('spans'), rows.map(({ span, depth }) => el('tr', { class: isError(span) ? 'bad' : null },
-    el('td', { class: 'nowrap' }, el('span', { class: 'dot', style: `background:${colors.get(serviceOf(span))}` }), serviceOf(span)),
+    el('td', { class: 'nowrap' }, el('span', { class: 'dot', style: `background:${colorOf(serviceOf(span))}` }), serviceOf(span)),
     el('td', { style: `padding-left:${0.6 + depth * 1.2}em` }, span.name || '–'), el('td', {}, span.kind || '–'),
     el('td', { class: 'num' }, fmtMs(offset(span))), el('td', { class: 'num' }, fmtMs((span.duration || 0) / 1000)),
     el('td', { class: 'tags' }, ...Object.entries(span.tags || {}).map(([k, v]) => el('span', { class: 'tag' },
