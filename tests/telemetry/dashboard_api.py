@@ -113,6 +113,8 @@ class State:
     config_version: int = 7
     proxies: list[ProxyStatus] = field(default_factory=list)
     traces: dict[str, list[Span]] = field(default_factory=dict)
+    extra_nodes: list[GraphNode] = field(default_factory=list)  # added to the graph
+    extra_edges: list[GraphEdge] = field(default_factory=list)
     graph_fails: bool = False  # /api/graph answers 500
     pilot_error: str = ""  # /api/proxies says pilot did not answer
 
@@ -164,7 +166,10 @@ def app(state: State) -> web.Application:
     async def api_graph(request: web.Request) -> web.Response:
         if state.graph_fails:
             raise web.HTTPInternalServerError(text="telemetry: graph failed\n")
-        return json(graph(time.time(), state.frontend_rps))
+        answer = graph(time.time(), state.frontend_rps)
+        answer.nodes.extend(state.extra_nodes)
+        answer.edges.extend(state.extra_edges)
+        return json(answer)
 
     async def api_series(request: web.Request) -> web.Response:
         return json(series(request.query["service"], time.time(), int(request.query.get("minutes", "15"))))

@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 from playwright.async_api import Browser, Page, async_playwright
 
+from proto.observations import GraphEdge, GraphNode
 from proto.xds import ProxyStatus
 from tests.telemetry.dashboard_api import DEEP_TRACE, LOOP_TRACE, NACK, State, app
 
@@ -118,6 +119,27 @@ async def test_graph_shows_services_and_edges_with_rates_and_opens_a_service(das
     await page.wait_for_function("() => document.getElementById('chart-latency').data?.length === 3")
     assert page.url.endswith("#/services/default/reviews")
     assert await page.locator("#service-title").inner_text() == "reviews.default.svc.cluster.local"
+
+
+async def test_calls_in_a_cycle_keep_the_graph_left_to_right(dashboard: Dashboard) -> None:
+    """vis-network's own ordering stacks nodes of a cycle without a caller in one column: ratings v1 calls
+    the frontend back, and two workers outside bookinfo call each other (no caller from outside)."""
+    edge = lambda source, target: GraphEdge(source=source, target=target, protocol="http", rps=0.5,  # noqa: E731
+                                            error_rate=0.0, mtls=1.0)
+    dashboard.state.extra_nodes = [GraphNode(id=f"default/{app}", kind="service", namespace="default", app=app)
+                                   for app in ("jobs", "queue")]
+    dashboard.state.extra_edges = [edge("default/ratings/v1", "default/frontend"), edge("default/jobs", "default/queue"),
+                                   edge("default/queue", "default/jobs")]
+    page = dashboard.page
+    await dashboard.open("#/graph")
+    await page.wait_for_function("() => window.isthmusGraph && window.isthmusGraph.edges().length === 13")
+    x = await page.evaluate("""() => Object.fromEntries(Object.entries(window.isthmusGraph.network.getPositions())
+        .map(([id, p]) => [id, p.x]))""")
+    chain = ["unknown", "default/frontend", "default/frontend/v1", "default/reviews", "default/reviews/v2",
+             "default/ratings", "default/ratings/v1", "default/mongodb"]
+    assert [x[a] < x[b] for a, b in zip(chain, chain[1:])] == [True] * 7, x
+    assert x["default/jobs"] < x["default/queue"], x
+    await dashboard.shot("graph-with-cycles")
 
 
 async def test_service_page_charts_rate_errors_latency_and_lists_its_access_logs(dashboard: Dashboard) -> None:

@@ -54,23 +54,55 @@ function edgeLabel(edge) {
 
 const edgeId = (edge) => `${edge.source}->${edge.target}/${edge.protocol}`;
 
-function nodeView(node) {
+function nodeView(node, level) {
   return {
-    id: node.id, label: nodeLabel(node), shape: SHAPES[node.kind] || 'dot',
+    id: node.id, level, label: nodeLabel(node), shape: SHAPES[node.kind] || 'dot',
     color: NODE_COLORS[node.kind] || NODE_COLORS.unknown,
     title: `${node.kind} ${node.id}${node.workload ? `\nworkload ${node.workload}` : ''}`,
   };
 }
 
-function edgeView(edge) {
+function edgeView(edge, curve) {
   const color = HEALTH_COLORS[healthOf(edge)];
   return {
+    smooth: curve ? { type: 'curvedCW', roundness: curve } : OPTIONS.edges.smooth,
     id: edgeId(edge), from: edge.source, to: edge.target, label: edgeLabel(edge),
     dashes: edge.mtls < 0.999 ? [8, 6] : false,
     width: 1.5 + Math.min(5, Math.log10(1 + edge.rps) * 2),
     color: { color, highlight: color, hover: color },
     title: `${edge.source} → ${edge.target}\n${edgeLabel(edge)}`,
   };
+}
+
+// Left-to-right levels: callers before callees. vis-network's own 'directed' sort needs a DAG and stacks a
+// graph with a cycle (A calls B calls A) in one column, so the edges that close a cycle (found by a depth-first
+// walk from the callers) are left out and each node goes one level right of its furthest caller.
+function levels(graph) {
+  const out = new Map(graph.nodes.map((n) => [n.id, []]));
+  const incoming = new Map(graph.nodes.map((n) => [n.id, 0]));
+  for (const e of graph.edges) {
+    if (e.source === e.target || !out.has(e.source) || !out.has(e.target)) continue;
+    out.get(e.source).push(e.target);
+    incoming.set(e.target, incoming.get(e.target) + 1);
+  }
+  const roots = graph.nodes.filter((n) => incoming.get(n.id) === 0).map((n) => n.id);
+  const state = new Map(); // 1: on the walk's path, 2: done
+  const order = []; // reverse post-order: a topological order of the graph less its cycle-closing edges
+  const forward = new Map(graph.nodes.map((n) => [n.id, []]));
+  const visit = (id) => {
+    state.set(id, 1);
+    for (const next of out.get(id)) {
+      if (state.get(next) === 1) continue; // closes a cycle
+      forward.get(id).push(next);
+      if (!state.has(next)) visit(next);
+    }
+    state.set(id, 2);
+    order.push(id);
+  };
+  for (const id of [...roots, ...graph.nodes.map((n) => n.id)]) if (!state.has(id)) visit(id);
+  const level = new Map(graph.nodes.map((n) => [n.id, 0]));
+  for (const id of order.reverse()) for (const next of forward.get(id)) level.set(next, Math.max(level.get(next), level.get(id) + 1));
+  return level;
 }
 
 function sync(dataset, items) {
@@ -125,9 +157,16 @@ export function initGraph(container, detailPane) {
 // Updates in place (positions, zoom and selection stay); re-lays out and fits only when nodes come or go.
 export function renderGraph(graph) {
   latest = graph;
-  sync(nodes, graph.nodes.map(nodeView));
-  sync(edges, graph.edges.map(edgeView));
-  const ids = graph.nodes.map((n) => n.id).sort().join('|');
+  const level = levels(graph);
+  sync(nodes, graph.nodes.map((node) => nodeView(node, level.get(node.id))));
+  const pairs = new Set(graph.edges.map((e) => `${e.source}\n${e.target}`));
+  // a call back to the left arcs wide, clear of the calls it passes; a call each way between two
+  // neighbours: two arcs, one on each side, instead of one line drawn twice
+  const curve = (e) => (e.source === e.target ? 0
+    : level.get(e.target) < level.get(e.source) - 1 ? 0.3
+      : pairs.has(`${e.target}\n${e.source}`) || level.get(e.target) <= level.get(e.source) ? 0.25 : 0);
+  sync(edges, graph.edges.map((e) => edgeView(e, curve(e))));
+  const ids = graph.nodes.map((n) => `${n.id}@${level.get(n.id)}`).sort().join('|');
   if (ids !== shownIds) {
     shownIds = ids;
     network.setData({ nodes, edges });
