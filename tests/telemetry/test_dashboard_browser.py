@@ -194,6 +194,16 @@ async def test_spans_whose_parents_loop_are_still_shown(dashboard: Dashboard) ->
     assert await page.locator("#spans tbody tr").count() == 2
 
 
+async def test_a_trace_the_store_no_longer_holds_is_said_so(dashboard: Dashboard) -> None:
+    page = dashboard.page
+    await dashboard.open("#/traces/ffffffffffffffffffffffffffffffff")
+    await page.locator("#trace-missing").get_by_text("Trace ffffffffffffffffffffffffffffffff is not in the store").wait_for()
+    assert await page.locator("#traces tbody tr").count() == 5  # the list still shows
+    assert await page.locator("#trace-detail").is_hidden()
+    await page.locator("#live").get_by_text("live · updated").wait_for()  # not an outage
+    dashboard.errors[:] = [e for e in dashboard.errors if "status of 404" not in e]  # the browser logs the 404
+
+
 async def test_proxy_table_shows_synced_stale_and_rejected_with_the_nack_error(dashboard: Dashboard) -> None:
     page = dashboard.page
     await dashboard.open("#/proxies")

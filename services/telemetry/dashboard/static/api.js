@@ -7,8 +7,15 @@ export async function getJSON(path, params = {}) {
     if (value !== undefined && value !== null && value !== '') url.searchParams.set(key, value);
   }
   const response = await fetch(url, { cache: 'no-store' });
-  if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
+  if (!response.ok) throw new ApiError(path, response.status);
   return response.json();
+}
+
+export class ApiError extends Error {
+  constructor(path, status) {
+    super(`${path}: HTTP ${status}`);
+    this.status = status;
+  }
 }
 
 // The API's structs leave out fields at their default (msgspec omit_defaults): put them back once here.

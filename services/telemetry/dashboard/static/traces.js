@@ -1,6 +1,6 @@
 // Traces from the service's Zipkin v2 API: the recent traces (newest first) and, for the one opened, its
 // waterfall (a plotly.js bar per span, offset from the trace's start, nested under its parent) and spans.
-import { el, fillTable, fmtMs, getJSON, plotText } from './api.js';
+import { ApiError, el, fillTable, fmtMs, getJSON, plotText } from './api.js';
 
 const LOOKBACK_MS = 15 * 60 * 1000;
 const LIMIT = 25;
@@ -64,9 +64,22 @@ function ordered(spans) {
   return out;
 }
 
+// a trace the store no longer holds (a link from an old access log): null, said on the page, not an outage
+async function getTrace(id) {
+  try {
+    return await getJSON(`/api/v2/trace/${encodeURIComponent(id)}`);
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) return null;
+    throw error;
+  }
+}
+
 function drawTrace(spans) {
   const detail = document.getElementById('trace-detail');
-  if (!spans.length) { detail.hidden = true; return; }
+  const missing = document.getElementById('trace-missing');
+  missing.hidden = spans !== null;
+  missing.textContent = spans === null ? `Trace ${openTraceId} is not in the store (older traces are dropped).` : '';
+  if (!spans || !spans.length) { detail.hidden = true; return; }
   detail.hidden = false;
   const t = summary(spans);
   const rows = ordered(spans);
@@ -114,7 +127,7 @@ export async function refreshTraces(route) {
   const [names, traces, opened] = await Promise.all([
     getJSON('/api/v2/services'),
     getJSON('/api/v2/traces', { serviceName, limit: LIMIT, lookback: LOOKBACK_MS, endTs: Date.now() }),
-    openTraceId ? getJSON(`/api/v2/trace/${encodeURIComponent(openTraceId)}`) : Promise.resolve([]),
+    openTraceId ? getTrace(openTraceId) : Promise.resolve([]),
   ]);
   drawServices(names);
   const summaries = traces.filter((spans) => spans.length).map(summary).sort((a, b) => b.start - a.start);
