@@ -11,7 +11,7 @@ const NODE_COLORS = {
 };
 const OPTIONS = {
   layout: {
-    hierarchical: { direction: 'LR', sortMethod: 'directed', levelSeparation: 240, nodeSpacing: 150,
+    hierarchical: { direction: 'LR', sortMethod: 'directed', levelSeparation: 220, nodeSpacing: 150,
       treeSpacing: 150, shakeTowards: 'roots' },
   },
   physics: false,
@@ -31,6 +31,7 @@ let network = null;
 let nodes = null;
 let edges = null;
 let shownIds = '';
+let container = null;
 let latest = { nodes: [], edges: [] };
 let detail = null;
 
@@ -140,11 +141,12 @@ function table(rows) {
   return el('table', { class: 'kv' }, ...rows.map(([k, v]) => el('tr', {}, el('th', {}, k), el('td', {}, v))));
 }
 
-export function initGraph(container, detailPane) {
+export function initGraph(element, detailPane) {
+  container = element;
   nodes = new vis.DataSet();
   edges = new vis.DataSet();
   detail = detailPane;
-  network = new vis.Network(container, { nodes, edges }, OPTIONS);
+  network = new vis.Network(element, { nodes, edges }, OPTIONS);
   network.on('click', (params) => showDetail(params));
   // read-only handle for the browser console and the browser test: what the graph draws on its canvas
   window.isthmusGraph = { nodes: () => nodes.get(), edges: () => edges.get(), network };
@@ -166,9 +168,13 @@ export function renderGraph(graph) {
     : level.get(e.target) < level.get(e.source) - 1 ? 0.3
       : pairs.has(`${e.target}\n${e.source}`) || level.get(e.target) <= level.get(e.source) ? 0.25 : 0);
   sync(edges, graph.edges.map((e) => edgeView(e, curve(e))));
-  const ids = graph.nodes.map((n) => `${n.id}@${level.get(n.id)}`).sort().join('|');
+  // spread the levels over the width (fit never zooms in past 1), but no closer than an edge label is wide
+  const depth = Math.max(1, ...level.values());
+  const separation = Math.round(Math.max(205, Math.min(260, (container.clientWidth - 140) / depth)));
+  const ids = `${separation}|${graph.nodes.map((n) => `${n.id}@${level.get(n.id)}`).sort().join('|')}`;
   if (ids !== shownIds) {
     shownIds = ids;
+    network.setOptions({ layout: { hierarchical: { levelSeparation: separation } } });
     network.setData({ nodes, edges });
     network.fit({ animation: false });
   }
