@@ -7,6 +7,7 @@ nothing of another origin and logged no error (a CSP violation, a failed load, a
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,7 +226,7 @@ async def test_the_page_follows_the_api_without_a_reload(dashboard: Dashboard) -
     await page.evaluate("() => { window.sameDocument = true; }")  # a reload would drop it
 
     dashboard.state.proxies[3] = ProxyStatus(proxy_id="reviews-v3-c4d2", service="reviews", namespace="default",
-                                             version=7, updated_at=0.0)
+                                             version=7, updated_at=time.time())
     await page.locator('#proxies tr[data-proxy="reviews-v3-c4d2"] .badge').get_by_text("SYNCED").wait_for()
     assert NACK not in await page.locator("#proxies").inner_text()
     await dashboard.shot("proxies-after-change")
