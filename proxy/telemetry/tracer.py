@@ -144,6 +144,8 @@ class Tracer:
         else:  # undecided on arrival, decided here: the same ids go on with the decision
             parent.sampled = sampled
             ctx, formats, state = parent, got.formats, None
+        if not formats & W3C and TRACEPARENT in found:  # a malformed traceparent: its tracestate goes with it
+            kept = [h for h in kept if h[0] != TRACESTATE]
         kept.extend(header_lines(ctx, formats))
         return None, kept, state
 
