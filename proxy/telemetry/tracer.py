@@ -27,6 +27,7 @@ USE_B3_WITH_W3C_PROPAGATION); `b3` single is written only when it came in.
 from __future__ import annotations
 
 import random
+import re
 import time
 from typing import TYPE_CHECKING
 
@@ -105,11 +106,11 @@ class Tracer:
 
     def _start(self, headers: list[tuple[bytes, bytes]], sampled: bool, report: bool) -> Answer:
         """A new trace on a request without context: header lines to splice, and the span's state."""
-        if not sampled:
-            traceparent = b"00-%032x-%016x-00" % (_bits(128) or 1, _bits(64) or 1)
-            headers.append((TRACEPARENT, traceparent))
+        if not sampled:  # the lines in one format operation, the traceparent value sliced out of them
+            extra = _UNSAMPLED % (_bits(128) or 1, _bits(64) or 1)
+            headers.append((TRACEPARENT, extra[13:68]))
             headers.append((B3_SAMPLED, b"0"))
-            return b"traceparent: %s\r\nx-b3-sampled: 0\r\n" % traceparent, None, None
+            return extra, None, None
         ctx = SpanContext(new_trace_id(), new_span_id(), None, True)
         lines = header_lines(ctx, NEW_FORMATS)
         headers.extend(lines)
@@ -150,10 +151,20 @@ class Tracer:
         return None, kept, state
 
 
+_UNSAMPLED = b"traceparent: 00-%032x-%016x-00\r\nx-b3-sampled: 0\r\n"
+# A valid version-00 traceparent whose sampled flag is off (ids not all zeros), in one C-level match
+_TRACEPARENT_UNSAMPLED = re.compile(
+    rb"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f][02468ace][ \t]*").fullmatch
+
+
 def _decided_not(found: dict[bytes, bytes]) -> bool:
-    """The common unsampled case, as sidecars propagate it: `x-b3-sampled: 0` without `b3` or debug flags
-    decides for every format (B3 is read first, as Envoy does), so nothing else needs reading."""
-    return found.get(B3_SAMPLED) == b"0" and B3 not in found and B3_FLAGS not in found
+    """The common unsampled cases, read without parsing: as sidecars propagate it, `x-b3-sampled: 0` without
+    `b3` or debug flags (it decides for every format: B3 is read first, as Envoy does); as OpenTelemetry
+    apps send it, a lone traceparent with its sampled flag off."""
+    if found.get(B3_SAMPLED) == b"0":
+        return B3 not in found and B3_FLAGS not in found
+    traceparent = found.get(TRACEPARENT)
+    return traceparent is not None and len(found) == 1 and _TRACEPARENT_UNSAMPLED(traceparent) is not None
 
 
 def end_trace(head: RequestHead, upstream: Target | None, status: int, flag: str, bytes_sent: int) -> None:

@@ -176,3 +176,13 @@ async def test_a_local_answer_ends_the_span_too():
     assert side.client.data[-1].startswith(b"HTTP/1.1 418") and not side.upstream.data
     (span,) = reporter.spans
     assert span.tags["http.status_code"] == "418" and span.tags["response_flags"] == "FI" and "error" not in span.tags
+
+
+async def test_the_unsampled_fast_path_takes_only_a_valid_traceparent():
+    side, reporter = traced(percent=100.0)
+    for bad in (f"00-{'0' * 32}-{SPAN}-00", f"00-{TRACE}-{'0' * 16}-00", f"00-{TRACE.upper()}-{SPAN}-00",
+                f"00-{TRACE}-{SPAN}-00-more"):
+        (head,) = side.send(get(extra=b"traceparent: %s\r\n" % bad.encode()))
+        got = context_of(head)  # malformed: a new trace, decided here (100%), never the bad value passed on
+        assert got.sampled is True and got.context.trace_id != TRACE and bad.encode() not in head
+    assert len(reporter.spans) == 4
