@@ -206,3 +206,24 @@ async def test_an_unsampled_request_reports_nothing_yet_propagates_its_decision(
     # every sidecar queued spans in order: those of the first request, had there been any, came before these
     assert sink.spans(unsampled) == []
     assert sum(chain.tracing(name)["reporter"]["sent"] for name in chain.sides) == 4
+
+
+async def test_a_proxy_publishes_spans_only_under_its_own_identity(mesh: ControlPlane, sink: SpanSink) -> None:
+    """Checked with nats-py as an attacker would (not our sidecar): a forged trace under another namespace
+    or service account is refused by nats-server and never reaches the telemetry service."""
+    from tests.integration.test_bus_lockdown import Violations, connect_as, issue
+
+    errors = Violations()
+    proxy = await connect_as(mesh, await issue(mesh, "spans-a", "web"), errors)
+    forged = msgspec.json.encode(SpanBatch(proxy_id="x", spans=[Span(trace_id="f" * 32, id="e" * 16)]))
+    own = msgspec.json.encode(SpanBatch(proxy_id="x", spans=[Span(trace_id="a" * 32, id="b" * 16)]))
+    try:
+        for subject in (f"{TELEMETRY_SPANS}.spans-b.web", f"{TELEMETRY_SPANS}.spans-a.db", TELEMETRY_SPANS):
+            await proxy.publish(subject, forged)
+            await errors.seen(f'permissions violation for publish to "{subject}"')
+        await proxy.publish(f"{TELEMETRY_SPANS}.spans-a.web", own)
+        await proxy.flush()
+        await sink.trace("a" * 32, 1)  # its own subject reaches the telemetry service: after the forged ones
+        assert sink.spans("f" * 32) == []
+    finally:
+        await proxy.close()
