@@ -185,7 +185,7 @@ def _ip_address(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--max-pending-heads-mb", envvar="ISTHMUS_MAX_PENDING_HEADS_MB", type=click.IntRange(0),
               default=32, show_default=True, help="Incomplete request heads held per listener, MiB; the head "
                                                   "past it gets 503 (flag OM) and a close. 0: unlimited.")
-@click.option("--span-flush-interval", envvar="ISTHMUS_SPAN_FLUSH_INTERVAL", type=click.FloatRange(0.01, 3600),
+@click.option("--span-flush-interval", envvar="ISTHMUS_SPAN_FLUSH_INTERVAL", type=Finite(0.01, 3600),
               default=1.0, show_default=True, help="Seconds a finished span waits at most before its batch goes "
                                                    "to the telemetry service (docs/tracing.md).")
 @click.option("--span-batch", envvar="ISTHMUS_SPAN_BATCH", type=click.IntRange(1, 10_000), default=100,
@@ -224,7 +224,7 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
         extra[name] = limit_flags.pop(name)
     if extra["span_queue"] < extra["span_batch"]:
         raise click.BadParameter(f"{extra['span_queue']} is less than --span-batch {extra['span_batch']}",
-                                 param_hint="--span-queue")
+                                 param_hint="'--span-queue'")
     extra.update(_identity_env())
     options = ProxyOptions(
         service=service,
