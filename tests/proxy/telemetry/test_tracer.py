@@ -186,3 +186,12 @@ async def test_the_unsampled_fast_path_takes_only_a_valid_traceparent():
         got = context_of(head)  # malformed: a new trace, decided here (100%), never the bad value passed on
         assert got.sampled is True and got.context.trace_id != TRACE and bad.encode() not in head
     assert len(reporter.spans) == 4
+
+
+async def test_a_head_rebuilt_for_another_reason_carries_the_new_context_too():
+    side, reporter = traced(percent=0.0)
+    (head,) = side.send(get(extra=b"Connection: keep-alive\r\n"))  # a hop-by-hop header: rebuilt from the list
+    assert rebuilt(head) and b"connection" not in head.lower()
+    sent = headers_of(head)
+    assert sent[b"x-b3-sampled"] == b"0" and context_of(head).context is not None
+    assert head.count(b"traceparent") == 1
