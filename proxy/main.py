@@ -37,6 +37,7 @@ from proxy.outbound.router import MeshRouter
 from proxy.core.target import Target
 from proxy.outbound.self_loop import OwnListeners
 from proxy.settings import ProxyOptions
+from proxy.telemetry.tracing import SidecarTracing
 from proxy.tcp.listener import TcpListener
 from proxy.tcp.relay import Picker
 from proxy.tls import transport as tls_transport
@@ -128,6 +129,15 @@ class Sidecar:
         self.inbound = Listener(options.inbound_host, options.inbound_port, self.app_router,
                                 self.pool, "inbound", on_complete=log_for("inbound"), limits=limits,
                                 tls_mode=lambda: self.modes.mode(options.app_port), tls_context=server_context)
+        # distributed tracing (proxy/telemetry/, docs/tracing.md): a client span outbound, a server span inbound
+        self.tracing = SidecarTracing(
+            proxy_id=options.id, service=options.service, namespace=options.namespace,
+            service_account=options.service_account, labels=dict(options.labels), address=options.address,
+            service_port=options.service_port, domain_suffix=options.domain_suffix, trust_domain=options.trust_domain,
+            locality=options.locality, batch=options.span_batch, max_queue=options.span_queue,
+            interval=options.span_flush_interval, max_tag=options.span_max_tag_length)
+        self.outbound.state.tracer, self.inbound.state.tracer = self.tracing.client, self.tracing.server
+        self.state.on_apply.append(lambda: self.tracing.update(self.state.security, self.state.mesh))
         # opaque TCP (proxy/tcp/relay.py): outbound per --tcp, inbound per --app-tcp
         self.tcp_out = [TcpListener(options.outbound_host, local, self._tcp_picker(host, port),
                                     f"outbound {host}:{port}", f"{host}:{port}", log_for("outbound"),
@@ -207,6 +217,7 @@ class Sidecar:
                 "bus_connected": bool(self.bus and self.bus.connected),
                 "inbound_mtls": self.inbound_mtls(),
                 "inbound_authz": self.inbound_authz(),
+                "tracing": self.tracing.dump(),
                 "synced": self.is_ready(), "uptime_s": round(time.time() - self.started_at, 1)}
 
     def inbound_mtls(self) -> dict[str, Any]:
@@ -312,6 +323,7 @@ class Sidecar:
         await self.xds.attach(self.bus)
         self.tasks.append(asyncio.create_task(self.registration.run(self.bus)))
         self.tasks.append(asyncio.create_task(self._identity(self.bus)))
+        self.tasks.append(asyncio.create_task(self.tracing.reporter.run(self.bus)))
 
     async def _identity(self, bus: busmod.Bus) -> None:
         """The identity loop; a refusal it cannot get past (IdentityFatal) stops the sidecar, and `run` raises it."""

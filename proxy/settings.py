@@ -106,6 +106,13 @@ class ProxyOptions:
     # seconds a PeerAuthentication switch into or out of DISABLE is held at PERMISSIVE, so client sidecars move
     # to (or off) mutual TLS before this one requires it (proxy/tls/modes.py; ISTHMUS_MTLS_SWITCH_HOLD); 0: at once
     mtls_switch_hold: float = field(default_factory=lambda: float(os.environ.get("ISTHMUS_MTLS_SWITCH_HOLD", "10")))
+    # spans (proxy/telemetry/, docs/tracing.md): a batch goes to the telemetry service when `span_batch` spans wait
+    # or `span_flush_interval` seconds passed; at most `span_queue` wait (the oldest dropped past it); a tag
+    # value keeps `span_max_tag_length` characters (ISTHMUS_SPAN_FLUSH_INTERVAL, _BATCH, _QUEUE, _MAX_TAG_LENGTH)
+    span_flush_interval: float = 1.0
+    span_batch: int = 100
+    span_queue: int = 1000
+    span_max_tag_length: int = 256
     # the transport of TLS connections (proxy/tls/transport.py): "aiofastnet" or "uvloop" (ISTHMUS_TLS_TRANSPORT)
     tls_transport: str = field(default_factory=lambda: os.environ.get("ISTHMUS_TLS_TRANSPORT", "aiofastnet"))
 

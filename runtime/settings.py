@@ -9,6 +9,7 @@
 | ISTHMUS_LOG_LEVEL        | info                     | debug, info, warning, error                   |
 | ISTHMUS_INSTANCE         | <hostname>-<pid>         | this process's name on the bus                |
 | ISTHMUS_OUTBOUND_TRAFFIC_POLICY | ALLOW_ANY         | pilot: meshConfig.outboundTrafficPolicy.mode  |
+| ISTHMUS_TRACE_SAMPLING   | 1.0                      | pilot: the mesh's default trace sampling, percent (Istio's PILOT_TRACE_SAMPLING) |
 | ISTHMUS_TRUST_DOMAIN     | cluster.local            | SPIFFE trust domain (meshConfig.trustDomain)  |
 | ISTHMUS_ROOT_NAMESPACE   | istio-system             | mesh-wide policies live here (meshConfig.rootNamespace) |
 | ISTHMUS_STATE_DIR        | .isthmus                 | a service's files (the ca's keys: <dir>/ca/); `isthmus up` passes its --state-dir |
@@ -92,6 +93,17 @@ def _instance_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+def _percent(text: str, name: str) -> float:
+    """A percentage 0..100 from an env var; ValueError naming it otherwise."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 100.0:  # also NaN
+        raise ValueError(f"{name} is {text!r}: give a percentage from 0 to 100")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     nats_url: str = DEFAULT_NATS_URL
@@ -102,6 +114,9 @@ class Settings:
     instance: str = field(default_factory=_instance_name)
     # pilot: what sidecars do with hosts the registry does not know (ALLOW_ANY or REGISTRY_ONLY), pushed to all
     outbound_traffic_policy: str = "ALLOW_ANY"
+    # pilot: the percentage of requests without a sampling decision that sidecars sample when no Telemetry
+    # resource says (MeshConfig.trace_sampling; Istio's PILOT_TRACE_SAMPLING, 1), pushed to all
+    trace_sampling: float = 1.0
     config_limits: ConfigLimits = field(default_factory=ConfigLimits)
     # identities are spiffe://<trust_domain>/ns/<ns>/sa/<sa>; policies in root_namespace apply mesh-wide (Istio's
     # meshConfig.trustDomain and meshConfig.rootNamespace)
@@ -122,6 +137,7 @@ class Settings:
             instance=env.get("ISTHMUS_INSTANCE") or _instance_name(),
             outbound_traffic_policy=env.get("ISTHMUS_OUTBOUND_TRAFFIC_POLICY", "ALLOW_ANY").strip().upper(),
             config_limits=ConfigLimits.from_env(),
+            trace_sampling=_percent(env.get("ISTHMUS_TRACE_SAMPLING", "1.0"), "ISTHMUS_TRACE_SAMPLING"),
             trust_domain=env.get("ISTHMUS_TRUST_DOMAIN", "cluster.local"),
             root_namespace=env.get("ISTHMUS_ROOT_NAMESPACE", "istio-system"),
             state_dir=env.get("ISTHMUS_STATE_DIR") or ".isthmus",

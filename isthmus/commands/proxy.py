@@ -185,6 +185,15 @@ def _ip_address(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--max-pending-heads-mb", envvar="ISTHMUS_MAX_PENDING_HEADS_MB", type=click.IntRange(0),
               default=32, show_default=True, help="Incomplete request heads held per listener, MiB; the head "
                                                   "past it gets 503 (flag OM) and a close. 0: unlimited.")
+@click.option("--span-flush-interval", envvar="ISTHMUS_SPAN_FLUSH_INTERVAL", type=Finite(0.01, 3600),
+              default=1.0, show_default=True, help="Seconds a finished span waits at most before its batch goes "
+                                                   "to the telemetry service (docs/tracing.md).")
+@click.option("--span-batch", envvar="ISTHMUS_SPAN_BATCH", type=click.IntRange(1, 10_000), default=100,
+              show_default=True, help="Spans per batch; a full batch goes at once.")
+@click.option("--span-queue", envvar="ISTHMUS_SPAN_QUEUE", type=click.IntRange(1, 1_000_000), default=1000,
+              show_default=True, help="Spans held while the bus is away; past it the oldest are dropped (counted).")
+@click.option("--span-max-tag-length", envvar="ISTHMUS_SPAN_MAX_TAG_LENGTH", type=click.IntRange(16, 65_536),
+              default=256, show_default=True, help="Characters a span tag value keeps (Envoy's max_path_tag_length).")
 @click.pass_obj
 def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: int, app_port: int, app_host: str,
               labels: dict[str, str], inbound_port: int, outbound_port: int, admin_port: int, address: str,
@@ -211,6 +220,11 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
                           *(("--app-tcp", inbound) for _, _, inbound in app_tcp)])
     bus_token, bus_token_problem = _bootstrap_token(token, token_file)
     extra: dict[str, Any] = {"log_level": log_level} if log_level else {}
+    for name in ("span_flush_interval", "span_batch", "span_queue", "span_max_tag_length"):
+        extra[name] = limit_flags.pop(name)
+    if extra["span_queue"] < extra["span_batch"]:
+        raise click.BadParameter(f"{extra['span_queue']} is less than --span-batch {extra['span_batch']}",
+                                 param_hint="'--span-queue'")
     extra.update(_identity_env())
     options = ProxyOptions(
         service=service,

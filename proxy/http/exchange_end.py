@@ -107,6 +107,7 @@ class ExchangeEnd:
 
     def _log(self) -> None:
         on_complete = self.proto.shared.on_complete
-        if on_complete is not None:
-            telemetry.report(on_complete, self.head, self.upstream, self.status, self.flag, self.bytes_sent,
+        head = self.head
+        if on_complete is not None or (head is not None and head.trace is not None):  # a span to end
+            telemetry.report(on_complete, head, self.upstream, self.status, self.flag, self.bytes_sent,
                              (self.proto.loop.time() - self.t0) * 1000.0, self.details)

@@ -115,7 +115,7 @@ class ResponseSide:
         proto = self.proto
         if proto.gate.reasons & PEER_FULL:
             proto.gate.resume(PEER_FULL)
-        if proto.shared.on_complete is not None:  # no access log or telemetry: nothing to report
+        if proto.shared.on_complete is not None or self.head.trace is not None:  # access log, telemetry, a span
             self._log()
         if (self.req_done or self.close_after) and not self.released:  # _release, inline
             self.released = True

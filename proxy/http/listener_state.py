@@ -14,6 +14,7 @@ from proxy.http.head import Mode
 from proxy.http.head_budget import HeadBudget
 from proxy.http.limits import DEFAULT, Limits
 from proxy.http.upstream_pool import ConnectionPool
+from proxy.telemetry.tracer import Tracer
 
 OnComplete = Callable[[AccessRecord], None]
 
@@ -23,7 +24,7 @@ class ServerState:
 
     __slots__ = ("router", "pool", "mode", "on_complete", "response_timeout", "keepalive_timeout",
                  "connections", "drained", "limits", "refused", "refused_logged", "caller", "retry_pick",
-                 "mirror_pick", "head_budget", "app_port")
+                 "mirror_pick", "head_budget", "app_port", "tracer")
 
     def __init__(self, router: Router, pool: ConnectionPool, mode: Mode, on_complete: OnComplete | None,
                  response_timeout: float | None, keepalive_timeout: float, limits: Limits = DEFAULT) -> None:
@@ -44,6 +45,9 @@ class ServerState:
         self.refused = 0  # connections closed at once because max_connections were open
         self.refused_logged = float("-inf")  # loop time of the last log line about them
         self.head_budget = HeadBudget(limits.max_pending_head_bytes)  # incomplete heads' bytes (head_budget.py)
+        # this side's tracing stage (proxy/telemetry/tracer.py), set by the sidecar; None: trace headers go
+        # through untouched and no span is made
+        self.tracer: Tracer | None = None
 
 
 class Downstream(Protocol):

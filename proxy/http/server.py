@@ -38,12 +38,13 @@ from proxy.http.listener_state import ServerState
 from proxy.http.server_lifecycle import LINGER, ConnectionLifecycle
 from proxy.http.server_pipeline import RequestPipeline
 from proxy.http.upstream import UpstreamConnection
+from proxy.telemetry.trace_context import TRACE_HEADERS
 
 __all__ = ["HttpProxyProtocol", "LINGER"]
 
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 # The header names on_headers_complete looks at; any other name costs it one set lookup.
-_NOTED = REQUEST_DROP | {b"host", b"content-length", b"x-request-id"}
+_NOTED = REQUEST_DROP | {b"host", b"content-length", b"x-request-id"} | TRACE_HEADERS
 
 
 class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, asyncio.Protocol):
@@ -165,11 +166,17 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
         host = None
         has_body = chunked = expect = has_id = hop = False
         drop = None
+        noted: dict[bytes, bytes] | None = None  # trace headers (proxy/telemetry/trace_context.py): first values
         error: BadRequest | None = None
         for name, value in headers:
             if name not in _NOTED:  # most headers (user-agent, accept ...): one set lookup
                 continue
-            if name == b"host":
+            if name in TRACE_HEADERS:
+                if noted is None:
+                    noted = {name: value}
+                elif name not in noted:  # only the first value counts (Envoy: an untrusted header)
+                    noted[name] = value
+            elif name == b"host":
                 if host is None:
                     host = value
                 else:  # RFC 9112 3.2: more than one Host is a bad request, never routed by either
@@ -229,16 +236,24 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
                 if host_override is not None:
                     headers = [h for h in headers if h[0] != b"host"]
                     headers.append((b"host", host_override))
+                tracer = self.shared.tracer
+                trace = extra = None
+                if tracer is not None:  # (proxy/telemetry/tracer.py): mostly nothing to do, or lines to splice
+                    extra, rebuilt, trace = tracer.begin(noted, headers)
+                    if rebuilt is not None:  # a sampled (or malformed) context: the head is rebuilt
+                        headers, end = rebuilt, 0
                 if has_id:
                     if end:
-                        raw_head = raw[:end]  # type: ignore[index]
+                        raw_head = raw[:end] if extra is None else b"".join((raw[:end - 2], extra, b"\r\n"))  # type: ignore[index]
                 else:
                     request_id = new_request_id()
                     headers.append((b"x-request-id", request_id))
-                    if end:  # spliced in before the blank line
-                        raw_head = b"".join((raw[:end - 2], b"x-request-id: ", request_id, b"\r\n\r\n"))  # type: ignore[index]
+                    if end:  # spliced in before the blank line (after a new trace context's lines, if any)
+                        raw_head = b"".join((raw[:end - 2], extra or b"", b"x-request-id: ", request_id, b"\r\n\r\n"))  # type: ignore[index]
                 head = RequestHead(_METHODS.get(method) or method.decode("latin-1"), host_s, port,
                                    target.decode("latin-1"), headers, self.client, self.downstream)
+                if trace is not None:
+                    head.trace = trace
         pipeline = self.pipeline
         if pipeline and len(pipeline) >= self.shared.limits.max_pipelined:  # max_pipelined >= 1 (limits.py)
             # Read no further: answer what is queued, then close; the client retries the rest (RFC 9112 9.3.2).

@@ -1,6 +1,8 @@
 """Telemetry: what every exchange reports once it is over. Today the access record handed to the
-listener's `on_complete` (proxy/access_log.py writes it); metrics and spans plug in here, observing the
-same exchange, so no stage has to know about them.
+listener's `on_complete` (proxy/access_log.py writes it) and the span of a sampled request
+(proxy/telemetry/tracer.py end_trace); metrics plug in here, observing the same exchange, so no stage has
+to know about them. Called when the listener has an `on_complete` or the request carries a span
+(RequestHead.trace).
 """
 
 from __future__ import annotations
@@ -10,10 +12,15 @@ from collections.abc import Callable
 from proxy.core.access import AccessRecord
 from proxy.core.request import RequestHead
 from proxy.core.target import Target
+from proxy.telemetry.tracer import end_trace
 
 
-def report(on_complete: Callable[[AccessRecord], None], head: RequestHead | None, upstream: Target | None,
+def report(on_complete: Callable[[AccessRecord], None] | None, head: RequestHead | None, upstream: Target | None,
            status: int, flag: str, bytes_sent: int, duration_ms: float, details: str = "") -> None:
+    if head is not None and head.trace is not None:  # a sampled request's span ends with its exchange
+        end_trace(head, upstream, status, flag, bytes_sent)
+    if on_complete is None:
+        return
     on_complete(AccessRecord(
         head.method if head is not None else "-",
         head.host if head is not None else "-",

@@ -37,16 +37,25 @@ def test_a_request_timeout_at_its_bounds_is_accepted() -> None:
 
 
 @pytest.mark.parametrize("flag", ["--request-headers-timeout", "--request-timeout", "--stream-idle-timeout",
-                                  "--pending-grace"])
+                                  "--pending-grace", "--span-flush-interval"])
 @pytest.mark.parametrize("value", ["nan", "inf"])
 def test_proxy_run_timeouts_refuse_nan_and_infinity(flag: str, value: str) -> None:
     assert_usage_error(isthmus("--nats", UNREACHABLE, *RUN, flag, value), flag, "finite")
 
 
 @pytest.mark.parametrize("flag, value", [("--lease-ttl", "301"), ("--retry-buffer-limit", str(2**40)),
-                                         ("--max-connections", "10000000")])
+                                         ("--max-connections", "10000000"), ("--span-batch", "0"),
+                                         ("--span-queue", "0"), ("--span-max-tag-length", "15"),
+                                         ("--span-flush-interval", "0")])
 def test_proxy_run_integers_refuse_absurd_values(flag: str, value: str) -> None:
     assert_usage_error(isthmus("--nats", UNREACHABLE, *RUN, flag, value), flag)
+
+
+def test_proxy_run_refuses_a_span_queue_smaller_than_a_batch() -> None:
+    env_run = subprocess.run([sys.executable, "-m", "isthmus.cli", "--nats", UNREACHABLE, *RUN],
+                             capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "ISTHMUS_SPAN_BATCH": "101", "ISTHMUS_SPAN_QUEUE": "100"})
+    assert_usage_error(env_run, "--span-queue", "less than --span-batch 101")
 
 
 @pytest.mark.parametrize("flag, value, words", [
