@@ -88,6 +88,17 @@ class ConfigLimits:
         )
 
 
+def _percent(text: str, name: str) -> float:
+    """A percentage 0..100 read from a setting; ValueError naming the setting otherwise."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{name} is {text!r}: a percentage 0..100 is needed") from None
+    if not 0.0 <= value <= 100.0:  # also refuses nan
+        raise ValueError(f"{name} is {text!r}: a percentage 0..100 is needed")
+    return value
+
+
 def _instance_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -108,6 +119,9 @@ class Settings:
     trust_domain: str = "cluster.local"
     root_namespace: str = "istio-system"
     state_dir: str = ".isthmus"
+    # pilot: the percentage (0..100) of requests without a sampling decision that sidecars trace when no Telemetry
+    # sets randomSamplingPercentage (Istio's meshConfig.defaultConfig.tracing.sampling, default 1), pushed to all
+    trace_sampling: float = 1.0
 
     @classmethod
     def load(cls, **flags: Any) -> "Settings":
@@ -125,12 +139,14 @@ class Settings:
             trust_domain=env.get("ISTHMUS_TRUST_DOMAIN", "cluster.local"),
             root_namespace=env.get("ISTHMUS_ROOT_NAMESPACE", "istio-system"),
             state_dir=env.get("ISTHMUS_STATE_DIR") or ".isthmus",
+            trace_sampling=_percent(env.get("ISTHMUS_TRACE_SAMPLING", "1.0"), "ISTHMUS_TRACE_SAMPLING"),
         )
         given = {k: v for k, v in flags.items() if v is not None}
         settings = replace(base, **given)
         if settings.outbound_traffic_policy not in ("ALLOW_ANY", "REGISTRY_ONLY"):
             raise ValueError(f"ISTHMUS_OUTBOUND_TRAFFIC_POLICY is {settings.outbound_traffic_policy!r}: "
                              "use ALLOW_ANY or REGISTRY_ONLY")
+        _percent(str(settings.trace_sampling), "trace_sampling")
         return settings
 
     @property

@@ -39,7 +39,8 @@ class PilotService(ServiceProcess):
         self.inputs = Inputs()
         # jwksUri key sets are fetched in the background; a changed key set (or fetch error) recompiles
         self.jwks = JwksResolver(JwksSettings.from_env(), lambda: self._on_change(CONFIG))
-        self.pusher = Pusher(MeshConfig(outbound_traffic_policy=self.settings.outbound_traffic_policy),
+        self.pusher = Pusher(MeshConfig(outbound_traffic_policy=self.settings.outbound_traffic_policy,
+                                        trace_sampling=self.settings.trace_sampling),
                              self.jwks.lookup, (self.jwks.begin, self.jwks.end))
         self.changed = asyncio.Event()
         self.config_changed = False
