@@ -150,6 +150,10 @@ def _ip_address(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--access-log", envvar="ISTHMUS_ACCESS_LOG", default="", metavar="-|PATH",
               help="Write an access line per request and TCP connection: - for stdout, or a file (env "
                    "ISTHMUS_ACCESS_LOG). Off by default.")
+@click.option("--access-log-format", type=click.Choice(["text", "json"]), envvar="ISTHMUS_ACCESS_LOG_FORMAT",
+              default="text", show_default=True,
+              help="Access log lines: Istio's default text format, or JSON with Istio's keys, one object a line "
+                   "(env ISTHMUS_ACCESS_LOG_FORMAT). Also for a Telemetry's `envoy` provider.")
 @click.option("--retry-buffer-limit", type=click.IntRange(0, 1 << 30), envvar="ISTHMUS_RETRY_BUFFER_LIMIT",
               default=1024 * 1024, show_default=True, metavar="BYTES",
               help="Request body bytes kept so a retry can resend them; a larger body is not retried "
@@ -190,7 +194,7 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
               labels: dict[str, str], inbound_port: int, outbound_port: int, admin_port: int, address: str,
               service_account: str, token: str, token_file: str, state_dir: str,
               locality: str, lease_ttl: int | None, pending_grace: float, mtls_switch_hold: float, tls_transport: str,
-              log_level: str | None, access_log: str, retry_buffer_limit: int,
+              log_level: str | None, access_log: str, access_log_format: str, retry_buffer_limit: int,
               tcp: tuple[tuple[str, int, int], ...],
               app_tcp: tuple[tuple[int, int, int], ...], **limit_flags: Any) -> None:
     """Run a sidecar beside one workload until SIGINT/SIGTERM."""
@@ -239,6 +243,7 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
         tcp_routes=tcp,
         app_tcp=app_tcp,
         access_log=access_log,
+        access_log_format=access_log_format,
         retry_buffer_limit=retry_buffer_limit,
         limits=build_limits(**limit_flags),
         **extra,

@@ -14,7 +14,7 @@ import asyncio
 import ssl
 from collections.abc import Callable
 
-from proxy.access_log import ListenerLog
+from proxy.core.access import AccessRecord, OnComplete, upstream_of
 from proxy.core.downstream import Downstream
 from proxy.tcp.relay import Picker, Relay, TcpCheck
 from proxy.tls.acceptor import TlsAcceptor
@@ -29,7 +29,7 @@ class TcpListener:
     """A listening port whose connections are relayed to where `pick` says."""
 
     def __init__(self, host: str, port: int, pick: Picker, name: str, target: str = "",
-                 access_log: ListenerLog | None = None, max_connections: int = 10_000,
+                 access_log: OnComplete | None = None, max_connections: int = 10_000,
                  tls_mode: Callable[[], str] | None = None,
                  tls_context: Callable[[], ssl.SSLContext | None] | None = None,
                  authorize: Callable[[], TcpCheck | None] | None = None, app_port: int = 0) -> None:
@@ -41,7 +41,7 @@ class TcpListener:
         self.pick = pick
         self.name = name  # for logs: "outbound reviews:9080" or "inbound 5432"
         self.target = target  # what a connection here reaches, for the access log: "db:5432"
-        self.access_log = access_log
+        self.access_log = access_log  # called with each ended connection's AccessRecord; set again on a push
         self.relays: set[Relay] = set()
         self.max_connections = max_connections  # 0: unlimited
         self.refused = 0
@@ -54,11 +54,9 @@ class TcpListener:
 
     def _closed(self, relay: Relay) -> None:
         self.relays.discard(relay)
-        if self.access_log is not None:
-            up = relay.up
-            cluster = relay.target.cluster if relay.target is not None else "-"
-            self.access_log.tcp(self.target, relay.flag, up.read if up is not None else 0, relay.down.read,
-                                relay.duration_ms(), cluster, relay.details)
+        access_log = self.access_log
+        if access_log is not None:
+            access_log(tcp_record(relay, self.target, self.tls_mode is not None))
 
     def _accept(self) -> asyncio.Protocol:
         if self.max_connections and len(self.relays) >= self.max_connections:
@@ -112,6 +110,23 @@ class TcpListener:
             relay.close()
         if server is not None:
             await server.wait_closed()
+
+
+def tcp_record(relay: Relay, target: str, inbound: bool) -> AccessRecord:
+    """The access record of a relayed connection that ended: `target` what it reached ("db:5432"); bytes sent
+    are those to the client, received those from it; on an inbound listener the caller's mTLS principal."""
+    up = relay.up
+    transport = relay.down.transport
+    downstream = None
+    if transport is not None:
+        peer = transport.get_extra_info("peername")
+        principal = peer_principal(transport) if inbound else None
+        downstream = Downstream(principal, peer[0] if isinstance(peer, tuple) else "")
+    host, peer_id = upstream_of(relay.target) if relay.target is not None and up is not None else ("", "")
+    return AccessRecord("-", target, "", 0, relay.flag, relay.target.cluster if relay.target is not None else "-",
+                        up.read if up is not None else 0, relay.duration_ms(), relay.details, protocol="TCP",
+                        bytes_received=relay.down.read, upstream_host=host, upstream_peer=peer_id,
+                        downstream=downstream)
 
 
 class _Refused(asyncio.Protocol):
