@@ -56,7 +56,7 @@ class TcpListener:
         self.relays.discard(relay)
         access_log = self.access_log
         if access_log is not None:
-            access_log(tcp_record(relay, self.target, self.tls_mode is not None))
+            access_log(tcp_record(relay, self.target))
 
     def _accept(self) -> asyncio.Protocol:
         if self.max_connections and len(self.relays) >= self.max_connections:
@@ -66,19 +66,25 @@ class TcpListener:
     def _opened(self, relay: Relay) -> None:
         """The downstream connection is made (a TLS one has shaken hands): authorize it, hold it, route it."""
         self.relays.add(relay)
+        if self.tls_mode is not None:  # inbound: who calls, read while the connection is open (for authz, the log)
+            relay.caller = self._caller(relay)
         check = self.authorize() if self.authorize is not None else None
         if check is not None and not self._authorized(relay, check):
             return
         relay.start()
 
-    def _authorized(self, relay: Relay, check: TcpCheck) -> bool:
-        """Run the policy check on the new connection; a denied one is closed (and logged by _closed)."""
+    def _caller(self, relay: Relay) -> Downstream:
+        """The inbound connection's caller: its mTLS principal, addresses, the app port it reaches, its SNI."""
         transport = relay.down.transport
         assert transport is not None
         peer, local = transport.get_extra_info("peername"), transport.get_extra_info("sockname")
-        ds = Downstream(peer_principal(transport), peer[0] if isinstance(peer, tuple) else "",
-                        local[0] if isinstance(local, tuple) else "",
-                        self.app_port or (local[1] if isinstance(local, tuple) else 0), relay.down.sni)
+        return Downstream(peer_principal(transport), peer[0] if isinstance(peer, tuple) else "",
+                          local[0] if isinstance(local, tuple) else "",
+                          self.app_port or (local[1] if isinstance(local, tuple) else 0), relay.down.sni)
+
+    def _authorized(self, relay: Relay, check: TcpCheck) -> bool:
+        """Run the policy check on the new connection; a denied one is closed (and logged by _closed)."""
+        ds = relay.caller if relay.caller is not None else self._caller(relay)
         allowed, relay.details = check(ds)
         if allowed:
             return True
@@ -112,21 +118,15 @@ class TcpListener:
             await server.wait_closed()
 
 
-def tcp_record(relay: Relay, target: str, inbound: bool) -> AccessRecord:
+def tcp_record(relay: Relay, target: str) -> AccessRecord:
     """The access record of a relayed connection that ended: `target` what it reached ("db:5432"); bytes sent
-    are those to the client, received those from it; on an inbound listener the caller's mTLS principal."""
+    are those to the client, received those from it; inbound, the caller (its mTLS principal) read at accept."""
     up = relay.up
-    transport = relay.down.transport
-    downstream = None
-    if transport is not None:
-        peer = transport.get_extra_info("peername")
-        principal = peer_principal(transport) if inbound else None
-        downstream = Downstream(principal, peer[0] if isinstance(peer, tuple) else "")
     host, peer_id = upstream_of(relay.target) if relay.target is not None and up is not None else ("", "")
     return AccessRecord("-", target, "", 0, relay.flag, relay.target.cluster if relay.target is not None else "-",
                         up.read if up is not None else 0, relay.duration_ms(), relay.details, protocol="TCP",
                         bytes_received=relay.down.read, upstream_host=host, upstream_peer=peer_id,
-                        downstream=downstream)
+                        downstream=relay.caller)
 
 
 class _Refused(asyncio.Protocol):
