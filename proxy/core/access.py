@@ -20,17 +20,19 @@ class AccessRecord:
     `bytes_received` request body bytes (TCP: bytes from the client); `upstream_ms` ms from the request's start to
     the upstream's response head (Envoy's x-envoy-upstream-service-time; -1: no upstream answered);
     `upstream_host` address:port of the endpoint; `upstream_peer` the SPIFFE ID the upstream proved over
-    mutual TLS (""); `head` the request (headers, trace, caller), read only when a line or filter needs them;
+    mutual TLS (""), both read from `target` (the chosen proxy.core.target.Target) only when asked, else as
+    given; `head` the request (headers, trace, caller), read only when a line or filter needs them;
     `downstream` the caller of a TCP connection (HTTP: head.downstream)."""
 
     __slots__ = ("method", "host", "path", "status", "flag", "cluster", "bytes_sent", "duration_ms", "details",
-                 "protocol", "bytes_received", "upstream_ms", "upstream_host", "upstream_peer", "head", "downstream")
+                 "protocol", "bytes_received", "upstream_ms", "_upstream_host", "_upstream_peer", "target", "head",
+                 "downstream")
 
     def __init__(self, method: str, host: str, path: str, status: int, flag: str, cluster: str,
                  bytes_sent: int, duration_ms: float, details: str = "", *, protocol: str = "HTTP/1.1",
                  bytes_received: int = 0, upstream_ms: float = -1.0, upstream_host: str = "",
                  upstream_peer: str = "", head: RequestHead | None = None,
-                 downstream: Downstream | None = None) -> None:
+                 downstream: Downstream | None = None, target: object = None) -> None:
         self.method = method
         self.host = host
         self.path = path
@@ -43,10 +45,23 @@ class AccessRecord:
         self.protocol = protocol
         self.bytes_received = bytes_received
         self.upstream_ms = upstream_ms
-        self.upstream_host = upstream_host
-        self.upstream_peer = upstream_peer
+        self._upstream_host = upstream_host
+        self._upstream_peer = upstream_peer
+        self.target = target
         self.head = head
         self.downstream = downstream if downstream is not None or head is None else head.downstream
+
+
+    @property
+    def upstream_host(self) -> str:
+        return upstream_of(self.target)[0] if self.target is not None else self._upstream_host
+
+    @property
+    def upstream_peer(self) -> str:
+        """The upstream's proved SPIFFE ID: only once it answered (a failed connect proved nothing)."""
+        if self.target is None:
+            return self._upstream_peer
+        return upstream_of(self.target)[1] if self.upstream_ms >= 0 else ""
 
 
 OnComplete = Callable[[AccessRecord], None]  # a listener's on_complete: the access log, telemetry

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from proxy.core.access import AccessRecord, upstream_of
+from proxy.core.access import AccessRecord
 from proxy.core.request import RequestHead
 from proxy.core.target import Target
 
@@ -16,7 +16,6 @@ def report(on_complete: Callable[[AccessRecord], None], head: RequestHead | None
            status: int, flag: str, bytes_sent: int, duration_ms: float, details: str = "",
            protocol: str = "HTTP/1.1", bytes_received: int = 0, upstream_ms: float = -1.0) -> None:
     """`upstream_ms`: ms from the start to the upstream's response head (-1: no upstream answered)."""
-    upstream_host, upstream_peer = upstream_of(upstream) if upstream is not None else ("", "")
     on_complete(AccessRecord(
         head.method if head is not None else "-",
         head.host if head is not None else "-",
@@ -26,6 +25,5 @@ def report(on_complete: Callable[[AccessRecord], None], head: RequestHead | None
         bytes_sent,
         duration_ms,
         details or (head.details if head is not None else ""),
-        protocol=protocol, bytes_received=bytes_received, upstream_ms=upstream_ms, upstream_host=upstream_host,
-        upstream_peer=upstream_peer if upstream_ms >= 0 else "", head=head,
+        protocol=protocol, bytes_received=bytes_received, upstream_ms=upstream_ms, head=head, target=upstream,
     ))
