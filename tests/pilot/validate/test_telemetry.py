@@ -165,3 +165,14 @@ def test_the_mesh_default_sampling_setting_is_a_percentage(monkeypatch, value, o
 def test_the_mesh_default_sampling_is_istios_one_percent(monkeypatch):
     monkeypatch.delenv("ISTHMUS_TRACE_SAMPLING", raising=False)
     assert Settings.load().trace_sampling == 1.0
+
+
+def test_the_yaml_in_docs_access_logs_applies():
+    import pathlib
+    import re
+    text = (pathlib.Path(__file__).parents[3] / "docs" / "access-logs.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    assert len(blocks) == 2
+    for block in blocks:
+        resources, errors, warnings = decode(block)
+        assert errors == [] and warnings == [] and resources
