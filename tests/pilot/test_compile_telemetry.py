@@ -78,6 +78,7 @@ def test_no_telemetry_no_policy():
 # --- accessLogging: Istio's TestAccessLogging cases, with our providers (isthmus for envoy-json) -----------------
 @pytest.mark.parametrize("policies, expected", [
     ([logging(log("envoy"))], [("envoy", "CLIENT_AND_SERVER", False, "")]),
+    ([logging(log("Envoy"))], [("envoy", "CLIENT_AND_SERVER", False, "")]),  # Istio's fetchProvider: EqualFold
     ([logging(log("envoy", "CLIENT"))], [("envoy", "CLIENT", False, "")]),  # inbound: the sidecar's own setting
     ([logging(log("envoy", "SERVER"))], [("envoy", "SERVER", False, "")]),
     ([logging(log("envoy", "CLIENT", True))], [("envoy", "CLIENT", True, "")]),

@@ -146,7 +146,7 @@ def _matches(entry: AccessLogging, side: str) -> bool:
 
 
 def _names(entry: AccessLogging) -> list[str]:
-    return [p.name for p in entry.providers or [] if p.name]
+    return [p.name.lower() for p in entry.providers or [] if p.name]  # Istio matches names case-insensitively
 
 
 def merge_logs(logs: list[list[AccessLogging]], side: str) -> dict[str, tuple[bool, str]]:

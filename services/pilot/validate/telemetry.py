@@ -77,7 +77,7 @@ def _providers(providers: list[ProviderRef] | None, known: tuple[str, ...], path
         here = f"{path}[{k}].name"
         if not provider.name:
             f.error(here, "providers.name may not be empty")
-        elif provider.name not in known:
+        elif provider.name.lower() not in known:  # Istio finds providers by name case-insensitively
             f.error(here, f"provider `{provider.name}` is not one of Isthmus's built-in providers "
                           f"({', '.join(known)}); Isthmus has no meshConfig.extensionProviders")
 
