@@ -78,6 +78,8 @@ class TracingPolicy(Message):
     report: bool = True
     custom_tags: dict[str, str] = {}  # tag -> literal value (header/environment tags resolved by the sidecar)
     header_tags: dict[str, str] = {}  # tag -> request header name (lower case)
+    environment_tags: dict[str, str] = {}  # tag -> the sidecar's environment variable it reads
+    tag_defaults: dict[str, str] = {}  # tag -> its defaultValue when the header or variable is absent
 
 
 class AccessLogPolicy(Message):
@@ -97,4 +99,7 @@ class TelemetryPolicy(Message):
 
     sources: list[str] = []
     tracing: TracingPolicy | None = None  # None: the mesh default (sampling from MeshConfig, spans reported)
+    # set only when the outbound (CLIENT) and inbound (SERVER) sides both differ from the default and from each
+    # other (entries with match.mode): then `tracing` is the CLIENT side's policy and this the SERVER side's
+    tracing_server: TracingPolicy | None = None
     access_logs: list[AccessLogPolicy] = []  # empty: the sidecar's own --access-log setting alone

@@ -1,24 +1,35 @@
-"""The sidecar's access log: one line per HTTP request and per opaque TCP connection, as Envoy's.
+"""The sidecar's access log: one line per HTTP request and per opaque TCP connection, in Envoy's and Istio's terms.
 
 Off unless asked for (`proxy run --access-log -|PATH`, env ISTHMUS_ACCESS_LOG), as Istio's
-meshConfig.accessLogFile: a line nobody reads is per-request work the hot path should not do. A line:
+meshConfig.accessLogFile, or turned on per workload by a Telemetry resource's `accessLogging` (provider `envoy`:
+proxy/telemetry/access_logging.py): a line nobody reads is per-request work the hot path should not do.
+Text (`--access-log-format text`, the default) follows Istio's default format (pilot/pkg/model/telemetry_logging.go
+EnvoyTextLogFormat, itself Envoy's default with response code details and more) field by field, with the
+listener's name after the time and, at the end, the trace id and the peer principals:
 
-    [2026-11-27T07:55:14.123Z] outbound "GET reviews/r" 503 UO 0 0.4ms outbound|9080|v1|reviews.default.svc...
-    [2026-11-27T07:55:15.002Z] outbound "TCP db:5432" - - 1520/88 3002.1ms outbound|5432||db.default.svc...
+    [START_TIME] LISTENER "METHOD PATH PROTOCOL" RESPONSE_CODE RESPONSE_FLAGS RESPONSE_CODE_DETAILS
+    CONNECTION_TERMINATION_DETAILS BYTES_RECEIVED BYTES_SENT DURATION UPSTREAM_SERVICE_TIME "X-FORWARDED-FOR"
+    "USER-AGENT" "X-REQUEST-ID" "AUTHORITY" "UPSTREAM_HOST" UPSTREAM_CLUSTER DOWNSTREAM_REMOTE_ADDRESS TRACE_ID
+    DOWNSTREAM_PEER_PRINCIPAL UPSTREAM_PEER_PRINCIPAL
 
-status (`-` for TCP), Envoy's response flag (`-` when none: UO overflow, UH no healthy upstream, UF connect
-failure, UT timeout, DI delay, FI abort, RL rate limited, NR no route, ...), response body bytes relayed
-from the upstream (0 for an answer the sidecar made itself; TCP: bytes to the client/from the client),
-duration, cluster, and, only when there are some, Envoy's response code details (HTTP) or connection
-termination details (TCP) as one last field, e.g. an AuthorizationPolicy denial (Envoy has no RBAC response
-flag: the flag stays `-`, as in Istio's default access log):
+    [2026-11-27T07:55:14.123Z] outbound "GET /r HTTP/1.1" 200 - via_upstream - 0 13 4 3 "-" "curl/8.5.0"
+      "6d0f...-..." "reviews:9080" "10.0.0.7:15006" outbound|9080|v1|reviews.default.svc.cluster.local 127.0.0.1
+      4bf92f3577b34da6a3ce929d0e0e4736 - spiffe://cluster.local/ns/default/sa/reviews
+    [...] inbound "- - -" 0 - - rbac_access_denied_matched_policy[none] 0 0 0 - "-" "-" "-" "127.0.0.1:5432" "-" ...
 
-    [...] inbound "GET app/admin" 403 - 0 0.2ms inbound|8080||app rbac_access_denied_matched_policy[ns[foo]-policy[deny-admin]-rule[0]]
-    [...] inbound "TCP 127.0.0.1:5432" - - 0/0 0.1ms inbound|5432|| rbac_access_denied_matched_policy[none]
-
-A JWT refusal has `jwt_authn_access_denied{Jwt_is_expired}` (whitespace made `_` as Envoy does).
-An AUDIT match adds rbac_audit_matched_policy[...] there (comma-separated from a denial). Lines are buffered
-and written at most every FLUSH_INTERVAL seconds, or when BUFFER_LINES pile up, so logging costs no syscall per request.
+(one line each; wrapped here). START_TIME is when the request began (UTC, ms); DURATION and
+UPSTREAM_SERVICE_TIME are whole milliseconds (`-` when no upstream answered); BYTES_* are body bytes (TCP:
+bytes from / to the client); RESPONSE_FLAGS are Envoy's (`-` when none: UO overflow, UH no healthy upstream, UF
+connect failure, UT timeout, DI delay, FI abort, RL rate limited, NR no route, ...); RESPONSE_CODE_DETAILS is
+`via_upstream` for a response the upstream gave, the stage's details for one the sidecar made (an
+AuthorizationPolicy denial `rbac_access_denied_matched_policy[ns[foo]-policy[deny-admin]-rule[0]]`, a JWT
+refusal `jwt_authn_access_denied{Jwt_is_expired}`, an AUDIT match `rbac_audit_matched_policy[...]`), else `-`; a
+TCP connection has `"- - -"`, code 0, what it reached as AUTHORITY and its details as
+CONNECTION_TERMINATION_DETAILS; a CONNECT tunnel has its authority as PATH. Absent values are `-`.
+JSON (`--access-log-format json`, env ISTHMUS_ACCESS_LOG_FORMAT) writes one object per line with Istio's JSON keys
+(proto.observations.AccessLogEntry, every key present, null when absent).
+Lines are buffered and written at most every FLUSH_INTERVAL seconds, or when BUFFER_LINES pile up, so logging
+costs no syscall per request.
 """
 
 from __future__ import annotations
@@ -26,41 +37,74 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
-if TYPE_CHECKING:
-    from proxy.core.access import AccessRecord
+import msgspec
+
+from proxy.core.access import AccessRecord, Stamp, downstream_principal, entry_of, remote_address, \
+    request_headers, trace_id
 
 FLUSH_INTERVAL = 0.5
 BUFFER_LINES = 256
+FORMATS = ("text", "json")
+_json = msgspec.json.Encoder()
+
+
+def _q(value: str | None) -> str:
+    return value if value else "-"
+
+
+def text_line(listener: str, r: AccessRecord, start: str) -> str:
+    """One line of the text format (module docstring), without its newline."""
+    tcp = r.protocol == "TCP"
+    xff, ua, rid, authority = request_headers(r)
+    if tcp:
+        request, code, details, termination = "- - -", 0, "-", r.details or "-"
+    else:
+        path = r.host if r.method == "CONNECT" else r.path
+        request, code, termination = f"{r.method} {path} {r.protocol}", r.status, "-"
+        details = r.details or ("via_upstream" if r.upstream_ms >= 0 else "-")
+    service = int(r.upstream_ms) if r.upstream_ms >= 0 else "-"
+    return (f'[{start}] {listener} "{request}" {code} {r.flag} {details} {termination} {r.bytes_received} '
+            f'{r.bytes_sent} {int(r.duration_ms)} {service} "{_q(xff)}" "{_q(ua)}" "{_q(rid)}" "{_q(authority)}" '
+            f'"{_q(r.upstream_host)}" {r.cluster} {_q(remote_address(r))} {_q(trace_id(r))} '
+            f'{_q(downstream_principal(r))} {_q(r.upstream_peer)}')
+
+
+def json_line(listener: str, r: AccessRecord, start: str) -> str:
+    return _json.encode(msgspec.structs.asdict(entry_of(listener, r, start))).decode()
 
 
 class AccessLog:
-    def __init__(self, destination: str) -> None:
-        """`destination`: "-" for stdout, else a file path (appended to)."""
+    def __init__(self, destination: str, fmt: str = "text") -> None:
+        """`destination`: "-" for stdout, else a file path (appended to); `fmt`: "text" or "json" (ValueError)."""
+        if fmt not in FORMATS:
+            raise ValueError(f"access log format {fmt!r} is not one of {', '.join(FORMATS)}")
         self.stream: IO[str] = sys.stdout if destination == "-" else open(destination, "a", encoding="utf-8")
         self.owned = destination != "-"
+        self.format = text_line if fmt == "text" else json_line
         self.lines: list[str] = []
         self.timer: asyncio.TimerHandle | None = None
-        self._second = -1
-        self._stamp = ""
+        self.stamp = Stamp()
         self.closed = False
 
     def for_listener(self, name: str) -> "ListenerLog":
         return ListenerLog(self, name)
 
-    def _time(self) -> str:
-        now = time.time()
-        second = int(now)
-        if second != self._second:  # the date part changes once a second: format it once
-            self._second = second
-            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._stamp}.{int((now - second) * 1000):03d}Z"
+    def record(self, listener: str, r: AccessRecord) -> None:
+        """A request or connection is over: its line, timed from its start."""
+        if self.closed:
+            return
+        self._add(self.format(listener, r, self.stamp(time.time() - r.duration_ms / 1000.0)) + "\n")
 
     def write(self, line: str) -> None:
-        if self.closed:  # a connection cut at shutdown, logging after the log closed: dropped
+        """A line of free text, stamped now."""
+        if self.closed:
             return
-        self.lines.append(f"[{self._time()}] {line}\n")
+        self._add(f"[{self.stamp(time.time())}] {line}\n")
+
+    def _add(self, line: str) -> None:
+        self.lines.append(line)
         if len(self.lines) >= BUFFER_LINES:
             self.flush()
         elif self.timer is None:
@@ -86,7 +130,8 @@ class AccessLog:
 
 
 class ListenerLog:
-    """The access log as one listener writes to it: its name leads every line."""
+    """The access log as one listener writes to it: its name leads every line. Called with each AccessRecord
+    (the Listener's on_complete, the TCP listener's access_log)."""
 
     __slots__ = ("log", "name")
 
@@ -94,12 +139,4 @@ class ListenerLog:
         self.log, self.name = log, name
 
     def __call__(self, r: AccessRecord) -> None:
-        """An HTTP request is over (the Listener's on_complete)."""
-        self.log.write(f'{self.name} "{r.method} {r.host}{r.path}" {r.status} {r.flag} {r.bytes_sent} '
-                       f"{r.duration_ms:.1f}ms {r.cluster}" + (f" {r.details}" if r.details else ""))
-
-    def tcp(self, target: str, flag: str, sent: int, received: int, duration_ms: float, cluster: str,
-            details: str = "") -> None:
-        """An opaque TCP connection is over (proxy/tcp/relay.py)."""
-        self.log.write(f'{self.name} "TCP {target}" - {flag} {sent}/{received} {duration_ms:.1f}ms {cluster}'
-                       + (f" {details}" if details else ""))
+        self.log.record(self.name, r)

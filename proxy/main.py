@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from proto.registry import Workload
-from proxy.access_log import AccessLog
+from proxy.access_log import AccessLog, ListenerLog
 from proxy.admin import AdminServer
 from proxy.control import buscreds
 from proxy.control.config_state import ConfigState
@@ -38,6 +38,8 @@ from proxy.core.target import Target
 from proxy.outbound.self_loop import OwnListeners
 from proxy.settings import ProxyOptions
 from proxy.telemetry.tracing import SidecarTracing
+from proxy.telemetry.access_logging import AccessLogging
+from proxy.telemetry.log_shipper import LogShipper
 from proxy.tcp.listener import TcpListener
 from proxy.tcp.relay import Picker
 from proxy.tls import transport as tls_transport
@@ -97,10 +99,17 @@ class Sidecar:
         self.registration = Registration(workload, options.app_host, options.app_port, options.lease_ttl,
                                          options.health_interval)
         try:
-            self.access_log = AccessLog(options.access_log) if options.access_log else None
+            self.access_log = AccessLog(options.access_log, options.access_log_format) if options.access_log else None
         except OSError as exc:
             raise StartError(f"--access-log {options.access_log}: {reason(exc)}") from exc
+        except ValueError as exc:
+            raise StartError(f"--access-log-format {options.access_log_format}: {exc}") from exc
         log_for = self.access_log.for_listener if self.access_log is not None else lambda name: None
+        # Telemetry accessLogging (proxy/telemetry/access_logging.py): per side, the --access-log alone, or the
+        # providers pushed for this workload (envoy: this log, stdout without one; isthmus: the shipper)
+        self.shipper = LogShipper(options.id, options.namespace, options.service, options.service_account)
+        self.logging = AccessLogging(log_for, self._envoy_log, self.shipper.sink)
+        self.state.on_apply.append(self._apply_logging)
         # workload identity (proxy/identity/agent.py): loaded from --state-dir before the listeners, then obtained
         # and renewed beside them; the listeners never wait for it
         self.identity = IdentityAgent(IdentityConfig(
@@ -158,6 +167,23 @@ class Sidecar:
         self.started_at = time.time()
         self.tasks: list[asyncio.Task[Any]] = []
 
+    def _envoy_log(self, listener: str) -> ListenerLog:
+        """The Telemetry `envoy` provider's sink: the --access-log destination, else stdout (opened on first use)."""
+        if self.access_log is None:
+            self.access_log = AccessLog("-", self.options.access_log_format)
+        return self.access_log.for_listener(listener)
+
+    def _apply_logging(self) -> None:
+        """After a push: each listener's on_complete / access_log as the workload's Telemetry says."""
+        self.logging.apply(self.state.security)
+        outbound, inbound = self.logging.sink("outbound"), self.logging.sink("inbound")
+        self.outbound.state.on_complete = outbound
+        self.inbound.state.on_complete = inbound
+        for listener in self.tcp_out:
+            listener.access_log = outbound
+        for listener in self.tcp_in.values():
+            listener.access_log = inbound
+
     def _mint_with_operator_config(self) -> Callable[[], Awaitable[str]] | None:
         """With the operator's client config and no token, the sidecar creates its own bootstrap token (the local
         convenience of `proxy run`), over a short connection as the operator: its own bus credentials may not."""
@@ -205,7 +231,9 @@ class Sidecar:
         return self.xds.synced.is_set() and self.identity.provider.current is not None
 
     def config_dump(self) -> dict[str, Any]:
-        return {"proxy": self.server_info(), **self.state.dump()}
+        return {"proxy": self.server_info(), **self.state.dump(), "access_logging": self.logging.dump(),
+                "access_log_shipping": {"queued": len(self.shipper.queue), "shipped": self.shipper.shipped,
+                                        "dropped": self.shipper.dropped}}
 
     def server_info(self) -> dict[str, Any]:
         o = self.options
@@ -321,6 +349,8 @@ class Sidecar:
         self.bus = await busmod.connect(self.options.nats_url, f"proxy-{self.options.id}", wait=None,
                                         on_reconnect=self._on_reconnect, auth=self.bus_auth)
         await self.xds.attach(self.bus)
+        self.shipper.attach(self.bus.publish, self.bus.max_payload)
+        self.tasks.append(asyncio.create_task(self.shipper.run()))
         self.tasks.append(asyncio.create_task(self.registration.run(self.bus)))
         self.tasks.append(asyncio.create_task(self._identity(self.bus)))
         self.tasks.append(asyncio.create_task(self.tracing.reporter.run(self.bus)))
@@ -350,6 +380,7 @@ class Sidecar:
         if self.access_log is not None:
             self.access_log.close()
         if self.bus is not None:
+            await self.shipper.ship()  # what the last requests logged for the telemetry service
             await self.bus.close()
 
 

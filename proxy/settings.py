@@ -79,6 +79,8 @@ class ProxyOptions:
     proxy_id: str = ""
     # access log: "" off, "-" stdout, else a file path (proxy/access_log.py)
     access_log: str = field(default_factory=lambda: os.environ.get("ISTHMUS_ACCESS_LOG", ""))
+    # its lines: "text" (Istio's default format) or "json" (Istio's JSON keys), also for the Telemetry `envoy` provider
+    access_log_format: str = field(default_factory=lambda: os.environ.get("ISTHMUS_ACCESS_LOG_FORMAT", "text"))
     # request body bytes kept per request so a retry can resend it (Envoy's per_connection_buffer_limit_bytes,
     # 1 MiB); a larger body streams and is not retried; 0: bodies are never kept
     retry_buffer_limit: int = field(default_factory=lambda: int(os.environ.get("ISTHMUS_RETRY_BUFFER_LIMIT",

@@ -89,19 +89,19 @@ class ConfigLimits:
         )
 
 
-def _instance_name() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
-
-
 def _percent(text: str, name: str) -> float:
-    """A percentage 0..100 from an env var; ValueError naming it otherwise."""
+    """A percentage 0..100 read from a setting; ValueError naming the setting otherwise."""
     try:
         value = float(text)
     except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 100.0:  # also NaN
-        raise ValueError(f"{name} is {text!r}: give a percentage from 0 to 100")
+        raise ValueError(f"{name} is {text!r}: a percentage 0..100 is needed") from None
+    if not 0.0 <= value <= 100.0:  # also refuses nan
+        raise ValueError(f"{name} is {text!r}: a percentage 0..100 is needed")
     return value
+
+
+def _instance_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 @dataclass(frozen=True)
@@ -147,6 +147,7 @@ class Settings:
         if settings.outbound_traffic_policy not in ("ALLOW_ANY", "REGISTRY_ONLY"):
             raise ValueError(f"ISTHMUS_OUTBOUND_TRAFFIC_POLICY is {settings.outbound_traffic_policy!r}: "
                              "use ALLOW_ANY or REGISTRY_ONLY")
+        _percent(str(settings.trace_sampling), "trace_sampling")
         return settings
 
     @property

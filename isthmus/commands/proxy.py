@@ -12,6 +12,7 @@ import click
 from isthmus import pilot_client
 from isthmus.errors import CliError
 from isthmus.options import Finite, check_distinct_ports, check_proxy_identity, parse_labels
+from isthmus.commands.proxy_telemetry import span_settings, telemetry_options
 from isthmus.output import format_table
 from isthmus.pilot_client import REQUEST_TIMEOUT, quiet_logs
 
@@ -150,6 +151,10 @@ def _ip_address(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--access-log", envvar="ISTHMUS_ACCESS_LOG", default="", metavar="-|PATH",
               help="Write an access line per request and TCP connection: - for stdout, or a file (env "
                    "ISTHMUS_ACCESS_LOG). Off by default.")
+@click.option("--access-log-format", type=click.Choice(["text", "json"]), envvar="ISTHMUS_ACCESS_LOG_FORMAT",
+              default="text", show_default=True,
+              help="Access log lines: Istio's default text format, or JSON with Istio's keys, one object a line "
+                   "(env ISTHMUS_ACCESS_LOG_FORMAT). Also for a Telemetry's `envoy` provider.")
 @click.option("--retry-buffer-limit", type=click.IntRange(0, 1 << 30), envvar="ISTHMUS_RETRY_BUFFER_LIMIT",
               default=1024 * 1024, show_default=True, metavar="BYTES",
               help="Request body bytes kept so a retry can resend them; a larger body is not retried "
@@ -185,21 +190,13 @@ def _ip_address(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--max-pending-heads-mb", envvar="ISTHMUS_MAX_PENDING_HEADS_MB", type=click.IntRange(0),
               default=32, show_default=True, help="Incomplete request heads held per listener, MiB; the head "
                                                   "past it gets 503 (flag OM) and a close. 0: unlimited.")
-@click.option("--span-flush-interval", envvar="ISTHMUS_SPAN_FLUSH_INTERVAL", type=Finite(0.01, 3600),
-              default=1.0, show_default=True, help="Seconds a finished span waits at most before its batch goes "
-                                                   "to the telemetry service (docs/tracing.md).")
-@click.option("--span-batch", envvar="ISTHMUS_SPAN_BATCH", type=click.IntRange(1, 10_000), default=100,
-              show_default=True, help="Spans per batch; a full batch goes at once.")
-@click.option("--span-queue", envvar="ISTHMUS_SPAN_QUEUE", type=click.IntRange(1, 1_000_000), default=1000,
-              show_default=True, help="Spans held while the bus is away; past it the oldest are dropped (counted).")
-@click.option("--span-max-tag-length", envvar="ISTHMUS_SPAN_MAX_TAG_LENGTH", type=click.IntRange(16, 65_536),
-              default=256, show_default=True, help="Characters a span tag value keeps (Envoy's max_path_tag_length).")
+@telemetry_options
 @click.pass_obj
 def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: int, app_port: int, app_host: str,
               labels: dict[str, str], inbound_port: int, outbound_port: int, admin_port: int, address: str,
               service_account: str, token: str, token_file: str, state_dir: str,
               locality: str, lease_ttl: int | None, pending_grace: float, mtls_switch_hold: float, tls_transport: str,
-              log_level: str | None, access_log: str, retry_buffer_limit: int,
+              log_level: str | None, access_log: str, access_log_format: str, retry_buffer_limit: int,
               tcp: tuple[tuple[str, int, int], ...],
               app_tcp: tuple[tuple[int, int, int], ...], **limit_flags: Any) -> None:
     """Run a sidecar beside one workload until SIGINT/SIGTERM."""
@@ -220,11 +217,7 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
                           *(("--app-tcp", inbound) for _, _, inbound in app_tcp)])
     bus_token, bus_token_problem = _bootstrap_token(token, token_file)
     extra: dict[str, Any] = {"log_level": log_level} if log_level else {}
-    for name in ("span_flush_interval", "span_batch", "span_queue", "span_max_tag_length"):
-        extra[name] = limit_flags.pop(name)
-    if extra["span_queue"] < extra["span_batch"]:
-        raise click.BadParameter(f"{extra['span_queue']} is less than --span-batch {extra['span_batch']}",
-                                 param_hint="'--span-queue'")
+    extra.update(span_settings(limit_flags))
     extra.update(_identity_env())
     options = ProxyOptions(
         service=service,
@@ -253,6 +246,7 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
         tcp_routes=tcp,
         app_tcp=app_tcp,
         access_log=access_log,
+        access_log_format=access_log_format,
         retry_buffer_limit=retry_buffer_limit,
         limits=build_limits(**limit_flags),
         **extra,

@@ -12,7 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from proto.telemetry import MODE_CLIENT, MODE_CLIENT_AND_SERVER, MODE_SERVER
 from proto.xds import INBOUND_MTLS_MODES, MTLS_PERMISSIVE, Push, WorkloadSecurity
+
+ACCESS_LOG_PROVIDERS = ("envoy", "isthmus")  # Telemetry accessLogging providers (docs/access-logs.md)
+TELEMETRY_MODES = (MODE_CLIENT_AND_SERVER, MODE_CLIENT, MODE_SERVER)
 
 
 def own_security(push: Push, workload_id: str, current: WorkloadSecurity | None) -> WorkloadSecurity | None:
@@ -24,6 +28,11 @@ def own_security(push: Push, workload_id: str, current: WorkloadSecurity | None)
             if mode not in INBOUND_MTLS_MODES:
                 raise ValueError(f"security of {own.workload}: mTLS mode {mode!r} is not one of "
                                  f"{', '.join(INBOUND_MTLS_MODES)}")
+        for entry in own.telemetry.access_logs if own.telemetry is not None else ():
+            if entry.provider not in ACCESS_LOG_PROVIDERS or entry.mode not in TELEMETRY_MODES:
+                raise ValueError(f"telemetry of {own.workload}: access log provider {entry.provider!r} / mode "
+                                 f"{entry.mode!r} is not one this sidecar has ({', '.join(ACCESS_LOG_PROVIDERS)} / "
+                                 f"{', '.join(TELEMETRY_MODES)})")
         return own
     if push.full or workload_id in push.removed_security:
         return None
@@ -36,11 +45,12 @@ def security_dump(security: WorkloadSecurity | None) -> dict[str, Any]:
     themselves, nor the rules' values) and why a jwksUri fetch failed."""
     if security is None:
         return {"mtls_mode": MTLS_PERMISSIVE, "port_mtls": {}, "peer_authentications": [], "authorization": [],
-                "jwt": [], "version": 0}
+                "jwt": [], "telemetry": [], "version": 0}
     return {"mtls_mode": security.mtls_mode, "port_mtls": dict(security.port_mtls),
             "peer_authentications": list(security.peer_authentications),
             "authorization": [{"name": p.name, "action": p.action, "rules": len(p.rules)}
                               for p in security.authorization],
             "jwt": [{"source": j.source, "issuer": j.rule.issuer, "jwks_uri": j.rule.jwks_uri,
                      "keys": j.rule.jwks is not None, "jwks_error": j.jwks_error} for j in security.jwt],
+            "telemetry": list(security.telemetry.sources) if security.telemetry is not None else [],
             "version": security.version}

@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from proxy.core.errors import BadRequest, BlackHole, ProxyError, UpstreamConnectError
-from proxy.core.access import AccessRecord
+from proxy.core.access import AccessRecord, upstream_of
 from proxy.http.head import split_authority
 from proxy.http.rescue import rescue
 from proxy.outbound.passthrough import BLACKHOLE_CLUSTER
@@ -145,15 +145,19 @@ class ConnectExchange:
                                                f"{error or 'connection closed'}"))
             return
         up = relay.up
-        self.log(relay.flag, relay.target.cluster if relay.target is not None else "-", up.read if up else 0)
+        self.log(relay.flag, relay.target.cluster if relay.target is not None else "-", up.read if up else 0,
+                 relay.down.read, relay.target)
         self.taken = False
         self.proto.connection_lost(None)  # the transport is the relay's: tell the server protocol once
 
-    def log(self, flag: str, cluster: str, sent: int) -> None:
+    def log(self, flag: str, cluster: str, sent: int, received: int = 0, target: Target | None = None) -> None:
+        """`sent`/`received`: bytes to/from the client through the tunnel; `target`: the upstream it reached."""
         on_complete = self.proto.shared.on_complete
         if on_complete is not None:
+            host, peer = upstream_of(target) if target is not None else ("", "")
             on_complete(AccessRecord("CONNECT", self.authority.decode("latin-1"), "", self.status, flag, cluster,
-                                     sent, (self.proto.loop.time() - self.t0) * 1000.0))
+                                     sent, (self.proto.loop.time() - self.t0) * 1000.0, bytes_received=received,
+                                     upstream_host=host, upstream_peer=peer))
 
 
 class TunnelRelay(Relay):

@@ -51,6 +51,7 @@ class Exchange(UpstreamConnect, ResponseSide, ExchangeEnd):
         # request
         "proto", "head", "method", "target", "headers", "drop", "chunked", "http11", "keep_alive",
         "expect_continue", "is_head", "req_done", "pending", "replay", "error", "upgrade",
+        "bytes_received",  # request body bytes from the client (Envoy's %BYTES_RECEIVED%)
         "raw_head",  # the request head as received (+ x-request-id) when it may go upstream as is, else None
         # upstream
         "upstream", "conn", "timer", "deadline",
@@ -75,6 +76,7 @@ class Exchange(UpstreamConnect, ResponseSide, ExchangeEnd):
     flag = "-"  # the access log's response flags (Envoy's), set by a failure
     details = ""  # Envoy's response code details when a failure has some (proxy/core/errors.py ProxyError.details)
     t0 = 0.0  # loop time the exchange began, with an access log or telemetry to report it to
+    upstream_at = 0.0  # loop time the upstream's response head came, with t0 set (Envoy's upstream service time)
 
     def __init__(self, proto: Downstream, head: RequestHead | None, method: bytes, target: bytes,
                  headers: list[tuple[bytes, bytes]], drop: frozenset[bytes] | None, has_body: bool,
@@ -98,6 +100,7 @@ class Exchange(UpstreamConnect, ResponseSide, ExchangeEnd):
         self.replay: bytes | None = None  # what went out in the first write, if it can be sent again
         self.error = error
         self.upgrade: bytes | None = None  # the Upgrade value of a websocket request (set by the server)
+        self.bytes_received = 0
         self.raw_head: bytes | None = None  # set by the server; dropped when a rewrite or header edit applies
         # upstream
         self.upstream: Target | None = None
@@ -129,6 +132,7 @@ class Exchange(UpstreamConnect, ResponseSide, ExchangeEnd):
     def feed_body(self, chunk: bytes) -> None:
         if self.resp_done:  # answered already (early response or error): drop the rest
             return
+        self.bytes_received += len(chunk)
         if self.chunked:  # one write per chunk rather than three
             self._to_upstream(b"".join((b"%x\r\n" % len(chunk), chunk, CRLF)), len(chunk))
         else:

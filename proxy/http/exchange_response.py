@@ -33,6 +33,8 @@ class ResponseSide:
         if head is not None and head.set_cookie is not None:  # a generated consistentHash httpCookie
             headers = [*headers, (b"set-cookie", head.set_cookie)]
         self.status = status
+        if self.t0:  # timed for the access log: Envoy's upstream service time
+            self.upstream_at = self.proto.loop.time()
         proto = self.proto
         close = not self.keep_alive or proto.stopping
         if framing == STREAM:
@@ -57,6 +59,8 @@ class ResponseSide:
         if policy is not None and status >= policy.retry_from and self._control().on_response(status):
             return True
         self.status = status
+        if self.t0:
+            self.upstream_at = self.proto.loop.time()
         close = not self.keep_alive or self.proto.stopping
         if framing == STREAM:
             if self.http11:

@@ -16,7 +16,9 @@ from proxy.telemetry.tracer import end_trace
 
 
 def report(on_complete: Callable[[AccessRecord], None] | None, head: RequestHead | None, upstream: Target | None,
-           status: int, flag: str, bytes_sent: int, duration_ms: float, details: str = "") -> None:
+           status: int, flag: str, bytes_sent: int, duration_ms: float, details: str = "",
+           protocol: str = "HTTP/1.1", bytes_received: int = 0, upstream_ms: float = -1.0) -> None:
+    """`upstream_ms`: ms from the start to the upstream's response head (-1: no upstream answered)."""
     if head is not None and head.trace is not None:  # a sampled request's span ends with its exchange
         end_trace(head, upstream, status, flag, bytes_sent)
     if on_complete is None:
@@ -30,4 +32,5 @@ def report(on_complete: Callable[[AccessRecord], None] | None, head: RequestHead
         bytes_sent,
         duration_ms,
         details or (head.details if head is not None else ""),
+        protocol=protocol, bytes_received=bytes_received, upstream_ms=upstream_ms, head=head, target=upstream,
     ))

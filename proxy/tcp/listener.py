@@ -14,7 +14,7 @@ import asyncio
 import ssl
 from collections.abc import Callable
 
-from proxy.access_log import ListenerLog
+from proxy.core.access import AccessRecord, OnComplete, upstream_of
 from proxy.core.downstream import Downstream
 from proxy.tcp.relay import Picker, Relay, TcpCheck
 from proxy.tls.acceptor import TlsAcceptor
@@ -29,7 +29,7 @@ class TcpListener:
     """A listening port whose connections are relayed to where `pick` says."""
 
     def __init__(self, host: str, port: int, pick: Picker, name: str, target: str = "",
-                 access_log: ListenerLog | None = None, max_connections: int = 10_000,
+                 access_log: OnComplete | None = None, max_connections: int = 10_000,
                  tls_mode: Callable[[], str] | None = None,
                  tls_context: Callable[[], ssl.SSLContext | None] | None = None,
                  authorize: Callable[[], TcpCheck | None] | None = None, app_port: int = 0) -> None:
@@ -41,7 +41,7 @@ class TcpListener:
         self.pick = pick
         self.name = name  # for logs: "outbound reviews:9080" or "inbound 5432"
         self.target = target  # what a connection here reaches, for the access log: "db:5432"
-        self.access_log = access_log
+        self.access_log = access_log  # called with each ended connection's AccessRecord; set again on a push
         self.relays: set[Relay] = set()
         self.max_connections = max_connections  # 0: unlimited
         self.refused = 0
@@ -54,11 +54,9 @@ class TcpListener:
 
     def _closed(self, relay: Relay) -> None:
         self.relays.discard(relay)
-        if self.access_log is not None:
-            up = relay.up
-            cluster = relay.target.cluster if relay.target is not None else "-"
-            self.access_log.tcp(self.target, relay.flag, up.read if up is not None else 0, relay.down.read,
-                                relay.duration_ms(), cluster, relay.details)
+        access_log = self.access_log
+        if access_log is not None:
+            access_log(tcp_record(relay, self.target))
 
     def _accept(self) -> asyncio.Protocol:
         if self.max_connections and len(self.relays) >= self.max_connections:
@@ -68,19 +66,25 @@ class TcpListener:
     def _opened(self, relay: Relay) -> None:
         """The downstream connection is made (a TLS one has shaken hands): authorize it, hold it, route it."""
         self.relays.add(relay)
+        if self.tls_mode is not None:  # inbound: who calls, read while the connection is open (for authz, the log)
+            relay.caller = self._caller(relay)
         check = self.authorize() if self.authorize is not None else None
         if check is not None and not self._authorized(relay, check):
             return
         relay.start()
 
-    def _authorized(self, relay: Relay, check: TcpCheck) -> bool:
-        """Run the policy check on the new connection; a denied one is closed (and logged by _closed)."""
+    def _caller(self, relay: Relay) -> Downstream:
+        """The inbound connection's caller: its mTLS principal, addresses, the app port it reaches, its SNI."""
         transport = relay.down.transport
         assert transport is not None
         peer, local = transport.get_extra_info("peername"), transport.get_extra_info("sockname")
-        ds = Downstream(peer_principal(transport), peer[0] if isinstance(peer, tuple) else "",
-                        local[0] if isinstance(local, tuple) else "",
-                        self.app_port or (local[1] if isinstance(local, tuple) else 0), relay.down.sni)
+        return Downstream(peer_principal(transport), peer[0] if isinstance(peer, tuple) else "",
+                          local[0] if isinstance(local, tuple) else "",
+                          self.app_port or (local[1] if isinstance(local, tuple) else 0), relay.down.sni)
+
+    def _authorized(self, relay: Relay, check: TcpCheck) -> bool:
+        """Run the policy check on the new connection; a denied one is closed (and logged by _closed)."""
+        ds = relay.caller if relay.caller is not None else self._caller(relay)
         allowed, relay.details = check(ds)
         if allowed:
             return True
@@ -112,6 +116,17 @@ class TcpListener:
             relay.close()
         if server is not None:
             await server.wait_closed()
+
+
+def tcp_record(relay: Relay, target: str) -> AccessRecord:
+    """The access record of a relayed connection that ended: `target` what it reached ("db:5432"); bytes sent
+    are those to the client, received those from it; inbound, the caller (its mTLS principal) read at accept."""
+    up = relay.up
+    host, peer_id = upstream_of(relay.target) if relay.target is not None and up is not None else ("", "")
+    return AccessRecord("-", target, "", 0, relay.flag, relay.target.cluster if relay.target is not None else "-",
+                        up.read if up is not None else 0, relay.duration_ms(), relay.details, protocol="TCP",
+                        bytes_received=relay.down.read, upstream_host=host, upstream_peer=peer_id,
+                        downstream=relay.caller)
 
 
 class _Refused(asyncio.Protocol):

@@ -113,7 +113,7 @@ async def test_mesh_wide_strict_then_a_workload_disable_reach_each_running_sidec
         policies.clear()
         await fin.holds(deleted["revision"])
         assert fin.config_dump()["security"] == {"mtls_mode": "PERMISSIVE", "port_mtls": {}, "peer_authentications": [],
-                                                 "authorization": [], "jwt": [], "version": 0}
+                                                 "authorization": [], "jwt": [], "telemetry": [], "version": 0}
     finally:
         await sub.unsubscribe()
         if policies:

@@ -10,7 +10,7 @@ array. Each document is checked in three passes, and each pass reports all it fi
      error with its path instead of being ignored;
   3. semantics: Istio's validation rules, one module per kind (virtual_service.py, destination_rule.py,
      service_entry.py, workload_entry.py, ratelimit.py, peer_authentication.py,
-     authorization_policy.py, request_authentication.py).
+     authorization_policy.py, request_authentication.py, telemetry.py).
 Before any of that, the submission is held to ConfigLimits (size, documents, nesting, items,
 expanded nodes, aliasing, duplicate keys, integers too long to read: runtime/doc_limits.py, read
 by runtime/documents.py, which the CLI shares); a submission over a limit gets one error
@@ -39,6 +39,7 @@ from services.pilot.validate.ratelimit import rate_limit
 from services.pilot.validate.request_authentication import request_authentication
 from services.pilot.validate.schema import check_shape, from_msgspec_error
 from services.pilot.validate.service_entry import service_entry
+from services.pilot.validate.telemetry import telemetry
 from services.pilot.validate.virtual_service import virtual_service
 from services.pilot.validate.workload_entry import workload_entry
 
@@ -51,6 +52,7 @@ VALIDATORS = {
     "PeerAuthentication": peer_authentication,
     "AuthorizationPolicy": authorization_policy,
     "RequestAuthentication": request_authentication,
+    "Telemetry": telemetry,
 }
 # what a kind's document needs before its shape is checked (YAML's `8080:` map keys read as numbers)
 NORMALIZERS = {"PeerAuthentication": normalize_peer_authentication}

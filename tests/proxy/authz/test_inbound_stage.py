@@ -92,9 +92,10 @@ async def test_a_denied_request_gets_403_rbac_access_denied_and_its_policy_in_th
     log.for_listener("inbound")(records[1])
     log.close()
     first, second = (tmp_path / "access.log").read_text().splitlines()
-    assert first.endswith('"GET app/admin/x" 403 - 0 ' + first.split()[-3] +
-                          " - rbac_access_denied_matched_policy[ns[foo]-policy[deny-admin]-rule[0]]")
-    assert second.endswith("inbound|%d||app" % app.port)  # unchanged when there is nothing to add
+    assert ('inbound "GET /admin/x HTTP/1.1" 403 - rbac_access_denied_matched_policy[ns[foo]-policy[deny-admin]-'
+            'rule[0]] - 0 0 ') in first
+    assert ' "GET /ok HTTP/1.1" 200 - via_upstream - 0 ' in second  # a response of the app's: Envoy's details
+    assert " inbound|%d||app " % app.port in second
 
 
 async def test_an_audited_request_passes_and_its_line_names_the_audit_policy(start_proxy, connect):

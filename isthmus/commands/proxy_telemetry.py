@@ -1,0 +1,43 @@
+"""`isthmus proxy run`'s tracing flags (docs/tracing.md): how a sidecar batches the spans it reports."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from isthmus.options import Finite
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+SPAN_FLAGS = ("span_flush_interval", "span_batch", "span_queue", "span_max_tag_length")
+
+
+def telemetry_options(command: F) -> F:
+    """The span flags, in the order `--help` shows them."""
+    for option in reversed(_OPTIONS):
+        command = option(command)
+    return command
+
+
+def span_settings(flags: dict[str, Any]) -> dict[str, Any]:
+    """Pops the span flags from the command's keyword arguments; a queue smaller than a batch is a usage error."""
+    out = {name: flags.pop(name) for name in SPAN_FLAGS}
+    if out["span_queue"] < out["span_batch"]:
+        raise click.BadParameter(f"{out['span_queue']} is less than --span-batch {out['span_batch']}",
+                                 param_hint="'--span-queue'")
+    return out
+
+
+_OPTIONS = [
+    click.option("--span-flush-interval", envvar="ISTHMUS_SPAN_FLUSH_INTERVAL", type=Finite(0.01, 3600),
+                 default=1.0, show_default=True, help="Seconds a finished span waits at most before its batch goes "
+                                                      "to the telemetry service (docs/tracing.md)."),
+    click.option("--span-batch", envvar="ISTHMUS_SPAN_BATCH", type=click.IntRange(1, 10_000), default=100,
+                 show_default=True, help="Spans per batch; a full batch goes at once."),
+    click.option("--span-queue", envvar="ISTHMUS_SPAN_QUEUE", type=click.IntRange(1, 1_000_000), default=1000,
+                 show_default=True, help="Spans held while the bus is away; past it the oldest are dropped (counted)."),
+    click.option("--span-max-tag-length", envvar="ISTHMUS_SPAN_MAX_TAG_LENGTH", type=click.IntRange(16, 65_536),
+                 default=256, show_default=True, help="Characters a span tag value keeps (Envoy's max_path_tag_length)."),
+]
