@@ -120,7 +120,8 @@ class Routes:
             return _error(400, str(exc))
         traces = self.t.traces.query(request.query.get("serviceName", ""), request.query.get("spanName", ""),
                                      end_ts, lookback, min_d, max_d, limit,
-                                     _annotation_query(request.query.get("annotationQuery", "")))
+                                     _annotation_query(request.query.get("annotationQuery", "")),
+                                     request.query.get("remoteServiceName", ""))
         return _json(traces)
 
     async def zipkin_trace(self, request: web.Request) -> web.Response:

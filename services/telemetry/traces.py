@@ -139,10 +139,10 @@ class TraceStore:
 
     def query(self, service: str = "", span_name: str = "", end_ts_ms: int = 0, lookback_ms: int = 0,
               min_duration_us: int = 0, max_duration_us: int = 0, limit: int = 10,
-              tags: dict[str, str] | None = None) -> list[list[Span]]:
+              tags: dict[str, str] | None = None, remote_service: str = "") -> list[list[Span]]:
         """Traces (newest first, at most `limit`) holding a span that matches every given criterion, within
         [end_ts - lookback, end_ts] (ms), as Zipkin's GET /api/v2/traces selects them."""
-        service, span_name = service.lower(), span_name.lower()
+        service, span_name, remote_service = service.lower(), span_name.lower(), remote_service.lower()
         if span_name == "all":
             span_name = ""
         low, high = (end_ts_ms - lookback_ms) * 1000, end_ts_ms * 1000
@@ -151,14 +151,18 @@ class TraceStore:
             start = min((s.timestamp for s in spans if s.timestamp is not None), default=None)
             if start is None or not low <= start <= high:
                 continue
-            if any(_matches(s, service, span_name, min_duration_us, max_duration_us, tags or {}) for s in spans):
+            if any(_matches(s, service, span_name, min_duration_us, max_duration_us, tags or {}, remote_service)
+                   for s in spans):
                 found.append((start, spans))
         found.sort(key=lambda item: item[0], reverse=True)
         return [spans for _, spans in found[:limit]]
 
 
-def _matches(span: Span, service: str, span_name: str, min_d: int, max_d: int, tags: dict[str, str]) -> bool:
+def _matches(span: Span, service: str, span_name: str, min_d: int, max_d: int, tags: dict[str, str],
+             remote_service: str = "") -> bool:
     if service and service_of(span) != service:
+        return False
+    if remote_service and (span.remote_endpoint is None or span.remote_endpoint.service_name != remote_service):
         return False
     if span_name and span.name != span_name:
         return False
