@@ -17,7 +17,8 @@ demo: $(BIN)/isthmus
 up: $(BIN)/isthmus
 	$(BIN)/isthmus up
 
-# The data-plane smoke test (tests/bench) drives wrk, hey, haproxy and nginx: `deps` installs the
+# The data-plane smoke test (tests/bench) drives wrk, hey, haproxy and nginx, and tests/integration/
+# test_prometheus.py a real Prometheus (Debian's `prometheus`): `deps` installs the
 # missing ones with apt-get (as root, or with sudo -n) and does nothing when all are there.
 deps: $(BIN)/isthmus
 	$(BIN)/python -m bench.dataplane.tools

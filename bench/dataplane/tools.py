@@ -6,8 +6,9 @@ import os
 import shutil
 import subprocess
 
-# program -> Debian package
-TOOLS = {"wrk": "wrk", "hey": "hey", "haproxy": "haproxy", "nginx": "nginx", "taskset": "util-linux"}
+# program -> Debian package. prometheus: tests/integration/test_prometheus.py scrapes the telemetry service with it
+TOOLS = {"wrk": "wrk", "hey": "hey", "haproxy": "haproxy", "nginx": "nginx", "taskset": "util-linux",
+         "prometheus": "prometheus"}
 
 
 class ToolsMissing(RuntimeError):

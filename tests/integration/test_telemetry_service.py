@@ -1,0 +1,143 @@
+"""The telemetry service as `isthmus up` runs it, on a locked-down bus: proxies' snapshots published with their
+own bus credentials, the services' own metrics (pilot_proxy_convergence_time after a real sidecar's ACK,
+pilot_xds_pushes, citadel_server_*), spans and access logs, /api/proxies from pilot."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from isthmus.launch import free_port
+from proto import subjects
+from proto.observations import AccessLogBatch, AccessLogEntry, Span, SpanBatch, ZipkinEndpoint
+from tests.integration.conftest import ControlPlane, apply_ok, eventually, route_to
+from tests.integration.httpclient import Backend
+from tests.telemetry.fixtures import encoded, http, snapshot
+
+
+def fetch(port: int, path: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def metric(port: int, name: str, **labels: str) -> float:
+    """The sum of `name`'s samples whose labels include `labels` (0 when none). prometheus-client's parser
+    names a counter's samples <name>_total, as OpenMetrics does: either is taken."""
+    text = fetch(port, "/metrics")[1].decode()
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name in (name, f"{name}_total") and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+@pytest.fixture(scope="module")
+def telemetry_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ControlPlane, int]]:
+    port = free_port()
+    saved = {k: os.environ.get(k) for k in ("ISTHMUS_DASHBOARD_PORT", "ISTHMUS_METRICS_INTERVAL")}
+    os.environ.update(ISTHMUS_DASHBOARD_PORT=str(port), ISTHMUS_METRICS_INTERVAL="0.5")
+    cp = ControlPlane(tmp_path_factory.mktemp("telemetry"))
+    try:
+        for name in ("auth", "registry", "pilot", "ca", "telemetry"):
+            cp.start_service(name)
+        yield cp, port
+    finally:
+        cp.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+async def test_a_proxys_snapshots_on_its_own_subject_are_merged_into_metrics(
+        telemetry_plane: tuple[ControlPlane, int]) -> None:
+    plane, port = telemetry_plane
+    bus = await plane.bus("test-proxy", role="proxy")  # a proxy credential of default/default
+    try:
+        subject = subjects.identity_subject(subjects.TELEMETRY_METRICS, "default", "default")
+        await bus.publish(subject, encoded(snapshot(1, [http(12)], proxy="reviews-a")))
+        await bus.publish(subject, encoded(snapshot(2, [http(20)], proxy="reviews-a")))
+        await bus.flush()
+        await eventually(lambda: metric(port, "istio_requests_total", destination_service_name="reviews") == 20, 10)
+        # a payload claiming another namespace than its subject's is dropped
+        await bus.publish(subject, encoded(snapshot(3, [http(99)], proxy="reviews-a", namespace="prod")))
+        await bus.flush()
+        await eventually(lambda: metric(port, "isthmus_telemetry_dropped_messages", kind="metrics") >= 1, 10)
+        assert metric(port, "istio_requests_total", destination_service_name="reviews") == 20
+    finally:
+        await bus.close()
+
+
+async def test_control_plane_metrics_are_merged_per_replica(telemetry_plane: tuple[ControlPlane, int]) -> None:
+    _, port = telemetry_plane
+    for component in ("pilot", "registry", "ca", "telemetry", "auth"):
+        await eventually(lambda: metric(port, "process_resident_memory_bytes", component=component) > 0, 10)
+    text = fetch(port, "/metrics")[1].decode()
+    assert "# TYPE pilot_proxy_convergence_time histogram" in text
+    assert 'replica="' in text and "# TYPE pilot_xds gauge" in text
+
+
+async def test_convergence_pushes_and_csrs_after_a_real_sidecar_acks_config(
+        telemetry_plane: tuple[ControlPlane, int]) -> None:
+    plane, port = telemetry_plane
+    backend = await Backend("v1").start()
+    sidecar = plane.proxy("reviews", backend.port, 9080, "conv", "app=reviews,version=v1")
+    try:
+        await sidecar.ready()
+        await eventually(lambda: metric(port, "citadel_server_success_cert_issuance_count", component="ca") >= 1, 15)
+        assert metric(port, "citadel_server_csr_count", component="ca") >= 1
+        before = metric(port, "pilot_proxy_convergence_time_count", component="pilot")
+        await apply_ok(plane, route_to("conv"), sidecar)
+        await eventually(lambda: metric(port, "pilot_proxy_convergence_time_count", component="pilot") > before, 15)
+        assert metric(port, "pilot_xds_pushes", component="pilot", type="rds") >= 1
+        assert metric(port, "galley_validation_passed", component="pilot") >= 1
+        assert metric(port, "auto_registration_success_total", component="registry") >= 1
+        slow = metric(port, "pilot_proxy_convergence_time_bucket", component="pilot", le="30.0")
+        assert slow == metric(port, "pilot_proxy_convergence_time_count", component="pilot")  # under 30 s
+        status, body = await asyncio.to_thread(fetch, port, "/api/proxies")
+        reply = json.loads(body)
+        assert status == 200 and reply["ok"] and any(p["namespace"] == "conv" for p in reply["proxies"])
+    finally:
+        sidecar.process.stop(5)
+        await backend.stop()
+
+
+async def test_spans_and_access_logs_from_the_bus_are_served(telemetry_plane: tuple[ControlPlane, int]) -> None:
+    plane, port = telemetry_plane
+    bus = await plane.bus("test-proxy-spans", role="proxy")
+    try:
+        span = Span(trace_id="4e441824ec2b6a44ffdc9bb9a6453df3", id="ffdc9bb9a6453df3", name="get /reviews",
+                    kind="SERVER", timestamp=1, duration=5, local_endpoint=ZipkinEndpoint(service_name="reviews"))
+        await bus.publish(subjects.identity_subject(subjects.TELEMETRY_SPANS, "default", "default"),
+                          msgspec.json.encode(SpanBatch(proxy_id="p", spans=[span])))
+        batch = AccessLogBatch(proxy_id="p", namespace="default", service="reviews",
+                               entries=[AccessLogEntry(start_time="2026-11-30T12:00:00.000Z", path="/reviews/1")])
+        await bus.publish(subjects.identity_subject(subjects.TELEMETRY_LOGS, "default", "default"),
+                          msgspec.json.encode(batch))
+        await bus.flush()
+        await eventually(lambda: fetch(port, "/api/v2/trace/4e441824ec2b6a44ffdc9bb9a6453df3")[0] == 200, 10)
+        assert json.loads(fetch(port, "/api/v2/services")[1]) == ["reviews"]
+        await eventually(lambda: json.loads(fetch(port, "/api/logs?service=reviews")[1]), 10)
+    finally:
+        await bus.close()
+
+
+def test_healthz_and_the_page(telemetry_plane: tuple[ControlPlane, int]) -> None:
+    _, port = telemetry_plane
+    assert fetch(port, "/healthz") == (200, b"ok\n")
+    assert fetch(port, "/")[0] == 200
+
+
+def test_the_port_listens_on_loopback_only_by_default(telemetry_plane: tuple[ControlPlane, int]) -> None:
+    plane, port = telemetry_plane
+    log = Path(plane.state_dir / "logs" / "telemetry.log").read_text()
+    assert f"http://127.0.0.1:{port}/" in log
