@@ -274,3 +274,21 @@ async def test_access_logs_per_service_at_the_bound_and_one_over() -> None:
         assert (await get(f"{s.url}/api/logs?service=reviews"))[1] == []  # one service held: the older went
     finally:
         await s.http.stop()
+
+
+async def test_a_gzip_body_is_read_and_its_bound_counts_after_decompression() -> None:
+    import gzip
+
+    body = json.dumps([span("ffdc9bb9a6453df3")]).encode()
+    s = await started(TelemetrySettings(port=0, max_body_bytes=len(body)))
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{s.url}/api/v2/spans", data=gzip.compress(body),
+                                    headers={"Content-Type": "application/json", "Content-Encoding": "gzip"}) as r:
+                assert r.status == 202
+            bomb = gzip.compress(b"[" + b" " * (50 * 1024 * 1024) + b"]")  # 50 MiB of spaces, ~50 KiB sent
+            async with session.post(f"{s.url}/api/v2/spans", data=bomb,
+                                    headers={"Content-Type": "application/json", "Content-Encoding": "gzip"}) as r:
+                assert r.status == 413
+    finally:
+        await s.http.stop()
