@@ -205,6 +205,7 @@ class GraphNode(Message):
     app: str
     version: str = ""
     workload: str = ""
+    service: str = ""  # a service node: its FQDN (destination_service), the key /api/series?service= takes
 
 
 class GraphEdge(Message):

@@ -48,7 +48,8 @@ class _Nodes:
 
     def workload(self, ns: str, app: str, version: str, workload: str) -> str:
         if workload in ("", "unknown") and app in ("", "unknown"):
-            self.nodes.setdefault("unknown", GraphNode(id="unknown", kind="unknown", namespace="", app="unknown"))
+            self.nodes.setdefault("unknown", GraphNode(id="unknown", kind="unknown", namespace="unknown",
+                                                       app="unknown"))
             return "unknown"
         app = workload if app in ("", "unknown") else app
         node_id = f"{ns}/{app}/{version or 'unknown'}"  # three parts: never a service node's id
@@ -56,9 +57,9 @@ class _Nodes:
                                                  version="" if version == "unknown" else version, workload=workload))
         return node_id
 
-    def service(self, ns: str, name: str) -> str:
+    def service(self, ns: str, name: str, fqdn: str) -> str:
         node_id = f"{ns}/{name}"
-        self.nodes.setdefault(node_id, GraphNode(id=node_id, kind="service", namespace=ns, app=name))
+        self.nodes.setdefault(node_id, GraphNode(id=node_id, kind="service", namespace=ns, app=name, service=fqdn))
         return node_id
 
 
@@ -80,7 +81,7 @@ def fold(totals: dict[Key, Vector]) -> tuple[Folded, Folded, dict[str, GraphNode
                                 get("source_workload"))
         svc_ns = get("destination_service_namespace")
         svc_name = get("destination_service_name")
-        service = nodes.service(svc_ns, svc_name)
+        service = nodes.service(svc_ns, svc_name, get("destination_service"))
         target = nodes.workload(get("destination_workload_namespace"), get("destination_app"),
                                 get("destination_version"), get("destination_workload"))
         folded = [0.0] * FOLD_WIDTH

@@ -126,13 +126,13 @@ class MetricsMerger:
             if vector is None:
                 self.stats.invalid_series += 1
                 continue
-            values[(HTTP, _own_namespace(h.labels, namespace, LABEL_INDEX))] = vector
+            _put(values, (HTTP, _own_namespace(h.labels, namespace, LABEL_INDEX)), vector)
         for t in snapshot.tcp:
             vector = tcp_vector(t) if _labels_ok(t.labels, _TCP_LABELS) else None
             if vector is None:
                 self.stats.invalid_series += 1
                 continue
-            values[(TCP, _own_namespace(t.labels, namespace, TCP_LABEL_INDEX))] = vector
+            _put(values, (TCP, _own_namespace(t.labels, namespace, TCP_LABEL_INDEX)), vector)
         return values
 
     def retire(self, now: float) -> int:
@@ -144,6 +144,17 @@ class MetricsMerger:
             self.retired.popitem(last=False)
         self.stats.retired += len(gone)
         return len(gone)
+
+
+def _put(values: dict[Key, Vector], key: Key, vector: Vector) -> None:
+    """One label set twice in a snapshot (two listeners of one proxy, or labels made equal by the subject's
+    namespace) is one series: their counts add."""
+    known = values.get(key)
+    if known is None:
+        values[key] = vector
+    else:
+        for i, v in enumerate(vector):
+            known[i] += v
 
 
 def _own_namespace(labels: list[str], namespace: str, index: dict[str, int]) -> tuple[str, ...]:

@@ -30,7 +30,7 @@ def test_graph_shows_caller_service_and_versions_with_rates_errors_mtls_and_late
           "default", "reviews", 1.0)
     graph = h.graph(now=30.0, window=60, totals=m.totals)
     nodes = {n.id: n for n in graph.nodes}
-    assert nodes["default/reviews"].kind == "service"
+    assert nodes["default/reviews"].kind == "service" and nodes["default/reviews"].service == REVIEWS
     assert nodes["default/reviews/v1"].kind == "workload" and nodes["default/reviews/v1"].version == "v1"
     assert nodes["default/productpage/v1"].app == "productpage"
     edges = {(e.source, e.target): e for e in graph.edges}

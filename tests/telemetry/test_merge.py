@@ -27,6 +27,13 @@ def test_snapshots_of_one_instance_add_their_increase_only() -> None:
     assert requests_total(m) == 25
 
 
+def test_one_label_set_twice_in_a_snapshot_adds_up() -> None:
+    m = MetricsMerger()
+    m.add(snapshot(1, [http(10), http(5)]), "default", "reviews", 0)
+    m.add(snapshot(2, [http(11), http(6)]), "default", "reviews", 5)
+    assert requests_total(m) == 17
+
+
 def test_two_proxies_are_summed() -> None:
     m = MetricsMerger()
     m.add(snapshot(1, [http(10)], proxy="a"), "default", "reviews", 0)
