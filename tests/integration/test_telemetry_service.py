@@ -15,7 +15,7 @@ import msgspec
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from isthmus.launch import free_port
+from isthmus.launch import free_port, service_process
 from proto import subjects
 from proto.observations import AccessLogBatch, AccessLogEntry, Span, SpanBatch, ZipkinEndpoint
 from tests.integration.conftest import ControlPlane, apply_ok, eventually, route_to
@@ -141,3 +141,42 @@ def test_the_port_listens_on_loopback_only_by_default(telemetry_plane: tuple[Con
     plane, port = telemetry_plane
     log = Path(plane.state_dir / "logs" / "telemetry.log").read_text()
     assert f"http://127.0.0.1:{port}/" in log
+
+
+def istio_lines(port: int) -> list[str]:
+    """The Istio series of this test's label sets (the first replica also holds earlier tests')."""
+    return [line for line in fetch(port, "/metrics")[1].decode().splitlines()
+            if line.startswith("istio_") and 'response_code="418"' in line]
+
+
+async def test_two_replicas_fed_by_the_bus_serve_the_same_istio_series(telemetry_plane: tuple[ControlPlane, int]) -> None:
+    plane, port = telemetry_plane
+    other_port = free_port()
+    os.environ["ISTHMUS_DASHBOARD_PORT"] = str(other_port)
+    try:
+        replica = service_process("telemetry", plane.nats_url, plane.etcd_url, plane.state_dir / "replica2",
+                                  credentials=plane.creds).start()
+    finally:
+        os.environ["ISTHMUS_DASHBOARD_PORT"] = str(port)
+    bus = await plane.bus("test-proxy-replicas", role="proxy")
+    try:
+        await eventually(lambda: _answers(other_port), 30, 0.2)
+        subject = subjects.identity_subject(subjects.TELEMETRY_METRICS, "default", "default")
+        for seq, (count, instance) in enumerate([(5, "r1"), (9, "r1"), (2, "r2"), (7, "r2")], start=1):
+            await bus.publish(subject, encoded(snapshot(seq, [http(count, response_code="418")], proxy="replicated",
+                                                        instance=instance)))
+        await bus.flush()
+        await eventually(lambda: metric(port, "istio_requests_total", response_code="418") == 16, 10)
+        await eventually(lambda: metric(other_port, "istio_requests_total", response_code="418") == 16, 10)
+        await eventually(lambda: istio_lines(port) == istio_lines(other_port), 10)
+        assert len(istio_lines(port)) == 1 + 3 * 22  # requests, and three histograms of 20 buckets, sum, count
+    finally:
+        await bus.close()
+        replica.stop(5)
+
+
+def _answers(port: int) -> bool:
+    try:
+        return fetch(port, "/healthz")[0] == 200
+    except OSError:
+        return False
