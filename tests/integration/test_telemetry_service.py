@@ -180,3 +180,27 @@ def _answers(port: int) -> bool:
         return fetch(port, "/healthz")[0] == 200
     except OSError:
         return False
+
+
+async def test_the_cas_refusals_are_counted_by_kind(telemetry_plane: tuple[ControlPlane, int]) -> None:
+    from proto.ca import SignReply
+    from tests.ca import pki
+
+    plane, port = telemetry_plane
+    bus = await plane.bus("test-proxy-csr", role="proxy")
+    try:
+        before = {name: metric(port, name, component="ca") for name in (
+            "citadel_server_csr_count", "citadel_server_csr_parsing_err_count",
+            "citadel_server_authentication_failure_count")}
+        garbage = await bus.call(subjects.CA_SIGN, {"csr_pem": "not a csr", "token": "x"}, SignReply, timeout=10)
+        csr_pem, _ = pki.csr()
+        forged = await bus.call(subjects.CA_SIGN, {"csr_pem": csr_pem, "token": "not-a-token"}, SignReply, timeout=10)
+        assert not garbage.ok and not forged.ok
+        await eventually(lambda: metric(port, "citadel_server_csr_count", component="ca")
+                         == before["citadel_server_csr_count"] + 2, 10)
+        await eventually(lambda: metric(port, "citadel_server_csr_parsing_err_count", component="ca")
+                         == before["citadel_server_csr_parsing_err_count"] + 1, 10)
+        await eventually(lambda: metric(port, "citadel_server_authentication_failure_count", component="ca")
+                         == before["citadel_server_authentication_failure_count"] + 1, 10)
+    finally:
+        await bus.close()
