@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from proto.observations import GraphEdge, GraphNode, SeriesPoint, ServiceGraph, ServiceSeries
 from services.telemetry.istio import BUCKETS, HTTP, LABEL_INDEX, NB, TCP, TCP_LABEL_INDEX, Key, Vector
 
-# a folded vector: [requests, 5xx, mTLS requests, tcp bytes, duration bucket counts...]
+# a folded vector: [requests, 5xx, mTLS requests (TCP: mTLS bytes), tcp bytes, duration bucket counts...]
 REQ, ERR, MTLS, BYTES, DUR = 0, 1, 2, 3, 4
 FOLD_WIDTH = DUR + NB
 EdgeKey = tuple[str, str, str]  # (source node id, target node id, protocol)
@@ -91,10 +91,9 @@ def fold(totals: dict[Key, Vector]) -> tuple[Folded, Folded, dict[str, GraphNode
             folded[MTLS] = v[0] if labels[index["connection_security_policy"]] == "mutual_tls" else 0.0
             folded[DUR:] = v[1:1 + NB]
             protocol = "http"
-        else:
+        else:  # TCP: bytes both ways; MTLS holds the bytes that went over mutual TLS
             folded[BYTES] = v[0] + v[1]
-            folded[MTLS] = v[2] if labels[index["connection_security_policy"]] == "mutual_tls" else 0.0
-            folded[REQ] = 0.0
+            folded[MTLS] = folded[BYTES] if labels[index["connection_security_policy"]] == "mutual_tls" else 0.0
             protocol = "tcp"
         for key in ((source, service, protocol), (service, target, protocol)):
             _add(edges.setdefault(key, [0.0] * FOLD_WIDTH), folded)
@@ -188,5 +187,6 @@ def _edge(source: str, target: str, protocol: str, d: Vector, elapsed: float) ->
     return GraphEdge(source=source, target=target, protocol=protocol, rps=requests / elapsed,
                      error_rate=d[ERR] / requests if requests else 0.0,
                      p50_ms=None if p50 is None or math.isnan(p50) else p50, p99_ms=p99,
-                     mtls=(d[MTLS] / requests if requests else (1.0 if d[MTLS] > 0 else 0.0)),
+                     mtls=(d[MTLS] / requests if protocol == "http" and requests
+                           else d[MTLS] / d[BYTES] if protocol == "tcp" and d[BYTES] else 0.0),
                      tcp_bytes_per_s=d[BYTES] / elapsed)

@@ -7,7 +7,9 @@ A batch whose namespace is not the one of the identity that published it is drop
 
 from __future__ import annotations
 
+import heapq
 from collections import OrderedDict, deque
+from itertools import chain
 
 import msgspec
 
@@ -59,9 +61,6 @@ class LogStore:
         if "." in service:
             service, namespace_of_fqdn = service.split(".")[:2]
             namespace = namespace or namespace_of_fqdn
-        chosen: list[AccessLogEntry] = []
-        for (ns, name), entries in self.services.items():
-            if (not service or name == service) and (not namespace or ns == namespace):
-                chosen.extend(entries)
-        chosen.sort(key=lambda e: e.start_time, reverse=True)
-        return chosen[:limit]
+        chosen = [entries for (ns, name), entries in self.services.items()
+                  if (not service or name == service) and (not namespace or ns == namespace)]
+        return heapq.nlargest(limit, chain.from_iterable(chosen), key=lambda e: e.start_time)

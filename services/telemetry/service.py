@@ -15,6 +15,7 @@ Settings: services/telemetry/settings.py; docs/telemetry-service.md.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -66,7 +67,10 @@ class TelemetryService(ServiceProcess):
             self.log.error("the telemetry service cannot listen", address=f"{settings.bind}:{settings.port}",
                            error=str(exc), fix="free the port or set --dashboard-port / ISTHMUS_DASHBOARD_PORT")
             raise SystemExit(1) from None
-        self.log.info("http listening", url=f"http://{_host(settings.bind)}:{self.http.port}/")
+        self.log.info("http listening", url=f"http://{_host(settings.bind)}:{self.http.port}/", bind=settings.bind)
+        if not ipaddress.ip_address(settings.bind).is_loopback:
+            self.log.warning("the telemetry port is reachable from other hosts: anyone who reaches it reads the "
+                             "mesh's metrics, traces and access logs (docs/telemetry-service.md)", bind=settings.bind)
         self.spawn(self._ticks(settings.interval))
 
     async def stop(self) -> None:

@@ -71,3 +71,21 @@ def test_history_keeps_at_most_its_points() -> None:
     for t in range(5):
         h.record(float(t), {})
     assert [p[0] for p in h.points] == [2.0, 3.0, 4.0]
+
+
+def test_a_tcp_edge_carries_bytes_per_second_and_its_mtls_share() -> None:
+    from proto.observations import TcpSeries
+    from tests.telemetry.fixtures import tcp_labels
+
+    m, h = MetricsMerger(), History()
+    h.record(0.0, m.totals)
+    m.add(snapshot(1, [], tcp=[TcpSeries(labels=tcp_labels(request_protocol="tcp"), sent_bytes=3000,
+                                         received_bytes=1000, opened=1),
+                               TcpSeries(labels=tcp_labels(request_protocol="tcp", connection_security_policy="none",
+                                                           source_workload="legacy", source_app="legacy"),
+                                         sent_bytes=1000, received_bytes=0, opened=1)]),
+          "default", "reviews", 1.0)
+    graph = h.graph(now=10.0, window=60, totals=m.totals)
+    into = next(e for e in graph.edges if e.target == "default/reviews/v1")
+    assert into.protocol == "tcp" and into.rps == 0 and into.tcp_bytes_per_s == 500.0
+    assert into.mtls == 0.8  # 4000 of 5000 bytes over mutual TLS
