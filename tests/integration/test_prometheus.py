@@ -133,13 +133,17 @@ async def test_prometheus_reads_rate_and_p99_of_what_proxies_sent_through_a_rest
             await bus.flush()
             await asyncio.sleep(1.0)
         ended = time.time()
+        # 10 requests per publish, a publish a second, or slower on a loaded machine: what was sent per second
+        sent = sum(PER_SECOND) * FEED_SECONDS / (ended - began)
         rate = await asyncio.to_thread(prometheus.query, RATE)
-        assert rate is not None and 8.0 <= rate <= 12.0, rate  # 10 requests per second were sent
+        assert rate is not None and 0.8 * sent <= rate <= 1.2 * sent, (rate, sent)
         p99 = await asyncio.to_thread(prometheus.query, P99)
         assert p99 is not None and 9.0 <= p99 <= 10.0, p99  # Prometheus' interpolation in (5, 10]: 9.95
         assert await asyncio.to_thread(prometheus.query, RESETS) == 0  # the restart is no reset for Prometheus
         # rate() over the whole run, through the restart: never negative, never a jump
         rates = await asyncio.to_thread(prometheus.query_range, RATE.replace("[1m]", "[10s]"), began + 15, ended - 1)
-        assert rates and min(rates) >= 0 and max(rates) <= 15.0, rates
+        # (summing the proxies' raw values instead would drop at the restart: Prometheus would count the whole new
+        # sum, ~1600 requests, as an increase, over 100 per second in a 10 s window)
+        assert rates and min(rates) >= 0 and max(rates) <= 2 * sum(PER_SECOND), rates
     finally:
         await bus.close()
