@@ -212,7 +212,7 @@ class HttpServer:
         self.app = web.Application(client_max_size=self.settings.max_body_bytes)
         self.app.add_routes(Routes(telemetry, proxy_status, healthy).table())
         self.app.add_routes(dashboard_routes())
-        self.runner = web.AppRunner(self.app, access_log=None)
+        self.runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0)  # stop promptly
         self.server: asyncio.base_events.Server | None = None
         self.refused = 0
 
