@@ -16,6 +16,7 @@ never raised into the bus client.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import msgspec
@@ -35,6 +36,7 @@ from services.telemetry.settings import TelemetrySettings
 from services.telemetry.traces import SpanRefused, TraceStore, check
 
 log = get_logger("telemetry")
+LOG_EVERY = 10.0  # seconds between log lines about dropped messages of one kind
 _snapshot = msgspec.json.Decoder(MetricsSnapshot)
 _spans = msgspec.json.Decoder(SpanBatch)
 _logs = msgspec.json.Decoder(AccessLogBatch)
@@ -52,10 +54,20 @@ class Telemetry:
         self.otlp = otlp
         self.dropped: dict[str, int] = {"metrics": 0, "spans": 0, "logs": 0, "service_metrics": 0}
         self.spans_received = 0
+        self._logged: dict[str, float] = {}
+        self._unlogged: dict[str, int] = {}
 
     def _drop(self, kind: str, subject: str, error: object) -> None:
+        """Count a dropped message; log it, at most one line per kind every LOG_EVERY seconds (a proxy sending
+        garbage in a loop must not fill the log), with how many went unlogged since."""
         self.dropped[kind] += 1
-        log.warning("telemetry message dropped", subject=subject[:300], error=str(error)[:300])
+        now = time.monotonic()
+        if now - self._logged.get(kind, -LOG_EVERY) < LOG_EVERY:
+            self._unlogged[kind] = self._unlogged.get(kind, 0) + 1
+            return
+        self._logged[kind] = now
+        log.warning("telemetry message dropped", subject=subject[:300], error=str(error)[:300],
+                    also_dropped_unlogged=self._unlogged.pop(kind, 0))
 
     def on_metrics(self, subject: str, data: bytes, now: float) -> None:
         identity = subjects.identity_of(subject, subjects.TELEMETRY_METRICS)

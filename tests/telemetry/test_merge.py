@@ -169,3 +169,17 @@ def test_two_replicas_fed_the_same_messages_serve_identical_metrics() -> None:
     assert 'response_code="200"' in one.exposition() and "istio_requests_total{" in one.exposition()
     family = next(f for f in text_string_to_metric_families(one.exposition()) if f.name == "istio_requests")
     assert sorted(s.value for s in family.samples) == [3, 11]
+
+
+def test_dropped_messages_are_all_counted_and_logged_at_most_once_per_interval(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from services.telemetry import state
+
+    lines: list[dict] = []
+    monkeypatch.setattr(state.log, "warning", lambda event, **fields: lines.append(fields))
+    t = Telemetry(TelemetrySettings())
+    for _ in range(50):
+        t.on_metrics(SUBJECT, b"garbage", 0)
+    assert t.dropped["metrics"] == 50 and len(lines) == 1
+    monkeypatch.setattr(state.time, "monotonic", lambda: 10**9)  # the interval has passed
+    t.on_metrics(SUBJECT, b"garbage", 0)
+    assert len(lines) == 2 and lines[1]["also_dropped_unlogged"] == 49
