@@ -97,7 +97,7 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ControlP
     cp = ControlPlane(tmp_path_factory.mktemp("prometheus"))
     prometheus = None
     try:
-        for name in ("auth", "telemetry"):
+        for name in ("auth", "registry", "pilot", "ca", "telemetry"):  # every service's own metrics in the scrape too
             cp.start_service(name)
         prometheus = Prometheus(cp.state_dir, port)
         yield cp, prometheus
@@ -147,3 +147,15 @@ async def test_prometheus_reads_rate_and_p99_of_what_proxies_sent_through_a_rest
         assert rates and min(rates) >= 0 and max(rates) <= 2 * sum(PER_SECOND), rates
     finally:
         await bus.close()
+
+
+async def test_prometheus_takes_the_whole_scrape_with_every_services_own_metrics(
+        scraped: tuple[ControlPlane, Prometheus]) -> None:
+    _, prometheus = scraped
+    await eventually(prometheus.ready, 30, 0.2)
+    await eventually(lambda: prometheus.query('up{job="isthmus"}') == 1, 30, 0.5)  # a scrape that fails to parse: 0
+    for component in ("auth", "registry", "pilot", "ca", "telemetry"):
+        await eventually(lambda: prometheus.query(
+            f'sum(process_resident_memory_bytes{{component="{component}"}})'), 30, 0.5)
+    assert await asyncio.to_thread(prometheus.query, 'sum(pilot_xds{component="pilot"})') is not None
+    assert await asyncio.to_thread(prometheus.query, 'count(pilot_proxy_convergence_time_bucket)') == 9
