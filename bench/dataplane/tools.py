@@ -1,4 +1,4 @@
-"""The external programs the data-plane benchmark drives, installed with apt-get where missing."""
+"""The external programs the data-plane benchmark and the tests drive, installed with apt-get where missing."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import os
 import shutil
 import subprocess
 
-# program -> Debian package. prometheus: tests/integration/test_prometheus.py scrapes the telemetry service with it
-TOOLS = {"wrk": "wrk", "hey": "hey", "haproxy": "haproxy", "nginx": "nginx", "taskset": "util-linux",
-         "prometheus": "prometheus"}
+# program -> Debian package
+TOOLS = {"wrk": "wrk", "hey": "hey", "haproxy": "haproxy", "nginx": "nginx", "taskset": "util-linux"}
+# the real Prometheus that tests/integration/test_prometheus.py scrapes the telemetry service with
+PROMETHEUS_TOOLS = {"prometheus": "prometheus"}
 
 
 class ToolsMissing(RuntimeError):
@@ -20,16 +21,16 @@ def which(program: str) -> str | None:
     return shutil.which(program) or shutil.which(program, path="/usr/sbin:/sbin:/usr/local/sbin")
 
 
-def missing_tools() -> list[str]:
-    return [program for program in TOOLS if which(program) is None]
+def missing_tools(tools: dict[str, str] = TOOLS) -> list[str]:
+    return [program for program in tools if which(program) is None]
 
 
-def ensure_tools(install: bool = True) -> dict[str, str]:
+def ensure_tools(install: bool = True, tools: dict[str, str] = TOOLS) -> dict[str, str]:
     """Path of every tool; installs what is missing with `apt-get update && apt-get install -y ...`.
 
     Raises ToolsMissing when some stay missing (no apt-get, not root, no network...), with the reason.
     """
-    missing = missing_tools()
+    missing = missing_tools(tools)
     if missing and install:
         apt = shutil.which("apt-get")
         if apt is None:
@@ -40,27 +41,28 @@ def ensure_tools(install: bool = True) -> dict[str, str]:
                 raise ToolsMissing(f"missing {', '.join(missing)}; installing them needs root (or sudo)")
             sudo = ["sudo", "-n"]
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        packages = sorted({TOOLS[p] for p in missing})
+        packages = sorted({tools[p] for p in missing})
         for argv in ([*sudo, apt, "update"], [*sudo, apt, "install", "-y", "--no-install-recommends", *packages]):
             done = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                   timeout=600, check=False)
             if done.returncode != 0:
                 tail = "\n".join(done.stdout.splitlines()[-10:])
                 raise ToolsMissing(f"`{' '.join(argv)}` failed ({done.returncode}):\n{tail}")
-        missing = missing_tools()
+        missing = missing_tools(tools)
     if missing:
         raise ToolsMissing(f"missing {', '.join(missing)} (install: apt-get install -y "
-                           f"{' '.join(sorted({TOOLS[p] for p in missing}))})")
-    return {program: which(program) or "" for program in TOOLS}
+                           f"{' '.join(sorted({tools[p] for p in missing}))})")
+    return {program: which(program) or "" for program in tools}
 
 
 def main() -> int:
     """`make deps`: install the missing tools (apt-get, visible), or say what is missing; 0 when all are there."""
-    missing = missing_tools()
+    tools = {**TOOLS, **PROMETHEUS_TOOLS}
+    missing = missing_tools(tools)
     if missing:
-        print(f"data-plane benchmark tools missing: {', '.join(missing)}; installing with apt-get", flush=True)
+        print(f"benchmark and test tools missing: {', '.join(missing)}; installing with apt-get", flush=True)
     try:
-        paths = ensure_tools()
+        paths = ensure_tools(tools=tools)
     except ToolsMissing as exc:
         print(f"error: {exc}", flush=True)
         return 1
