@@ -18,8 +18,9 @@ up: $(BIN)/isthmus
 	$(BIN)/isthmus up
 
 # The data-plane smoke test (tests/bench) drives wrk, hey, haproxy and nginx, the dashboard's browser test
-# (tests/telemetry) Debian's chromium: `deps` installs the missing ones with apt-get (as root, or with sudo -n)
-# and does nothing when all are there.
+# (tests/telemetry) Debian's chromium, and tests/integration/test_prometheus.py a real Prometheus (Debian's
+# `prometheus`): `deps` installs the missing ones with apt-get (as root, or with sudo -n) and does nothing
+# when all are there.
 deps: $(BIN)/isthmus
 	$(BIN)/python -m bench.dataplane.tools
 

@@ -20,6 +20,7 @@ import click
 from isthmus.commands.ca import ca, token
 from isthmus.commands.config import apply, delete, get
 from isthmus.commands.credentials import credentials
+from isthmus.commands.dashboard import dashboard
 from isthmus.commands.proxy import proxy, proxy_status
 from isthmus.commands.up import up
 from isthmus.errors import CliError
@@ -59,10 +60,11 @@ __all__ = [
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, nats_url: str | None, request_timeout: float) -> None:
     """Isthmus: Istio's traffic management and security (mTLS, authorization, JWT) for VMs and bare metal, with
-    Istio's YAML and without Kubernetes. (Telemetry is not built yet.)"""
+    Istio's YAML and without Kubernetes; Istio's metrics, traces and a dashboard (`isthmus dashboard`)."""
     from runtime.clientconfig import ConfigFileError, exposure, find_config, load
 
     auth = None
+    config = None
     if ctx.invoked_subcommand != "up":  # `up` writes the config; it reads none
         try:
             path = find_config(config_path, env={})  # click already read ISTHMUS_CONFIG into config_path
@@ -75,10 +77,11 @@ def cli(ctx: click.Context, config_path: str | None, nats_url: str | None, reque
                 click.echo(warning, err=True)
         auth = config.nats if config else None
     url = nats_url or (auth.url if auth and auth.url else DEFAULT_NATS_URL)
-    ctx.obj = {"nats_url": url, "timeout": request_timeout, "auth": auth}
+    ctx.obj = {"nats_url": url, "timeout": request_timeout, "auth": auth,
+               "dashboard": config.dashboard if config else ""}
 
 
-for command in (up, apply, delete, get, proxy_status, proxy, token, ca):
+for command in (up, apply, delete, get, proxy_status, proxy, token, ca, dashboard):
     cli.add_command(command)
 proxy.add_command(credentials)  # `isthmus proxy credentials list|revoke`, beside `proxy run`
 

@@ -60,11 +60,21 @@ def warn(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def check_ports(nats_port: int, etcd_port: int) -> str | None:
+def dashboard_url(bind: str, port: int) -> str:
+    """Where a browser on this host reaches the telemetry service listening on `bind`:`port`."""
+    host = LOOPBACK if bind in ("0.0.0.0", "::") else (f"[{bind}]" if ":" in bind else bind)
+    return f"http://{host}:{port}/"
+
+
+def check_ports(nats_port: int, etcd_port: int, dashboard_port: int | None = None) -> str | None:
     """The first problem with the requested ports, as one line that names the flag to change
     (`--nats-port 4222: address already in use`)."""
     if nats_port in (etcd_port, etcd_port + 1):
         return f"--nats-port {nats_port}: collides with etcd's ports {etcd_port} and {etcd_port + 1} (--etcd-port)"
+    if dashboard_port is not None and dashboard_port in (nats_port, etcd_port, etcd_port + 1):
+        return f"--dashboard-port {dashboard_port}: collides with the bus's or etcd's ports (--nats-port, --etcd-port)"
+    if dashboard_port is not None and port_in_use(dashboard_port):
+        return f"--dashboard-port {dashboard_port}: address already in use"
     if port_in_use(nats_port):
         return f"--nats-port {nats_port}: address already in use"
     if port_in_use(etcd_port):
@@ -76,11 +86,15 @@ def check_ports(nats_port: int, etcd_port: int) -> str | None:
 
 def run_up(state_dir: str | Path = ".isthmus", *, nats_port: int = 4222, etcd_port: int = 2379,
            demo: bool = False, outbound_traffic_policy: str | None = None,
-           ca_env: dict[str, str] | None = None, nats_tls: bool = False) -> int:
+           ca_env: dict[str, str] | None = None, nats_tls: bool = False, dashboard_port: int = 20001,
+           dashboard_bind: str = LOOPBACK) -> int:
     """Run the control plane until a stop signal; returns the exit code. `outbound_traffic_policy`: pilot's
     mesh-wide ALLOW_ANY or REGISTRY_ONLY (None: ISTHMUS_OUTBOUND_TRAFFIC_POLICY or ALLOW_ANY). `ca_env`:
     ISTHMUS_TRUST_DOMAIN, ISTHMUS_ROOT_NAMESPACE (every service), the ca's certificate lifetime and plug-in
-    CA files (services/ca/config.py), checked by the caller."""
+    CA files (services/ca/config.py), checked by the caller. `dashboard_port`, `dashboard_bind`: where the
+    telemetry service listens (ISTHMUS_DASHBOARD_PORT / _BIND, which it reads)."""
+    os.environ["ISTHMUS_DASHBOARD_PORT"] = str(dashboard_port)
+    os.environ["ISTHMUS_DASHBOARD_BIND"] = dashboard_bind
     if outbound_traffic_policy is not None:  # the services inherit it (pilot reads it; runtime/settings.py)
         os.environ["ISTHMUS_OUTBOUND_TRAFFIC_POLICY"] = outbound_traffic_policy
     os.environ.update({k: v for k, v in (ca_env or {}).items() if v})  # the services inherit these too
@@ -94,19 +108,21 @@ def run_up(state_dir: str | Path = ".isthmus", *, nats_port: int = 4222, etcd_po
         return 1
     try:
         say(f"isthmus: state directory {state}")
-        problem = check_ports(nats_port, etcd_port)
+        problem = check_ports(nats_port, etcd_port, dashboard_port)
         if problem:
             warn(f"error: {problem}")
             return 2  # as a usage error: the flag names the fix
         from runtime.log import configure
 
         configure("error")  # this terminal is for people; the services log to their own files
-        return asyncio.run(_main(state, nats_port, etcd_port, demo, nats_tls))
+        return asyncio.run(_main(state, nats_port, etcd_port, demo, nats_tls, dashboard_url(dashboard_bind,
+                                                                                          dashboard_port)))
     finally:
         lock.close()
 
 
-async def _main(state: Path, nats_port: int, etcd_port: int, demo: bool, nats_tls: bool = False) -> int:
+async def _main(state: Path, nats_port: int, etcd_port: int, demo: bool, nats_tls: bool = False,
+                dashboard: str = "") -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -133,9 +149,11 @@ async def _main(state: Path, nats_port: int, etcd_port: int, demo: bool, nats_tl
             warn(f"error: startup failed: {type(exc).__name__}: {exc}")
             return 1
         operator = state / "isthmus.yaml"
-        save_config(operator, creds.client_config("operator", nats_url))
+        config = creds.client_config("operator", nats_url)
+        config.dashboard = dashboard  # `isthmus dashboard` reads it
+        save_config(operator, config)
         os.environ[CONFIG_ENV] = str(operator)  # the demo and the sidecars it starts use the operator's config
-        _print_ready(state, nats_url, f"http://{LOOPBACK}:{etcd_port}", demo, operator)
+        _print_ready(state, nats_url, f"http://{LOOPBACK}:{etcd_port}", demo, operator, dashboard)
         health_bus = await _watch_health(supervisor, nats_url, creds)
         tasks.append(asyncio.ensure_future(supervisor.run()))
         if demo:
@@ -232,7 +250,8 @@ def _started(proc: ManagedProcess, began: float, detail: str = "") -> None:
     say(f"  {proc.name:<10} ready   pid {proc.pid:<7} {where:<28} ({time.monotonic() - began:.1f}s)")
 
 
-def _print_ready(state: Path, nats_url: str, etcd_url: str, demo: bool, operator_config: Path) -> None:
+def _print_ready(state: Path, nats_url: str, etcd_url: str, demo: bool, operator_config: Path,
+                 dashboard: str = "") -> None:
     from isthmus.hints import isthmus, shown
 
     cli = isthmus()  # `.venv/bin/isthmus` unless PATH finds it; the URL comes from the export below
@@ -241,6 +260,8 @@ def _print_ready(state: Path, nats_url: str, etcd_url: str, demo: bool, operator
     say(f"  NATS:  {nats_url}")
     say(f"  etcd:  {etcd_url}")
     say(f"  logs:  {state / 'logs'}/")
+    if dashboard:
+        say(f"  dashboard: {dashboard}   (Prometheus: {dashboard}metrics, Zipkin API: {dashboard}api/v2/)")
     say("")
     say("Point the CLI and sidecars at it:")
     say(f"  export ISTHMUS_CONFIG={operator_config}")

@@ -14,6 +14,7 @@ same way. Shape (YAML; every key optional but nats.url):
       url: http://127.0.0.1:2379
       user: isthmus
       password: ...
+    dashboard: http://127.0.0.1:20001/   # the telemetry service's HTTP port (`isthmus dashboard` opens it)
 
 Where it is read from: `--config`, else ISTHMUS_CONFIG, else `.isthmus/isthmus.yaml` under the working
 directory if it exists (find_config). Errors: ConfigFileError naming the file and what is wrong.
@@ -64,6 +65,7 @@ class EtcdClient(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknow
 class ClientConfig(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
     nats: NatsClient = msgspec.field(default_factory=NatsClient)
     etcd: EtcdClient | None = None
+    dashboard: str = ""  # the telemetry service's URL, as `isthmus up` started it
 
 
 def find_config(flag: str | None = None, env: dict[str, str] | None = None, cwd: Path | None = None) -> Path | None:

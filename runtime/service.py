@@ -19,6 +19,7 @@ from proto.subjects import health_subject
 from runtime import bus as busmod
 from runtime.clientconfig import ConfigFileError, load_optional
 from runtime.log import configure
+from runtime.metrics import MetricsPublisher, interval_from_env, service_registry
 from runtime.settings import Settings
 from runtime.store import Store, StoreError
 
@@ -36,6 +37,8 @@ class ServiceProcess:
         self.store: Store
         self.ready = False
         self.tasks: list[asyncio.Task[None]] = []
+        # this service's own metrics (prometheus-client), published for the telemetry service (runtime/metrics.py)
+        self.metrics = service_registry()
 
     async def start(self) -> None:
         """Subscribe and spawn background work. Runs after bus (and store) are connected."""
@@ -58,6 +61,12 @@ class ServiceProcess:
             self.log.error(f"the {self.name} cannot start", error=str(exc)[:500])
             raise SystemExit(1) from None
         await self.start()
+        try:
+            interval = interval_from_env()
+        except ValueError as exc:
+            self.log.warning("metrics published every 5 s", error=str(exc))
+            interval = 5.0
+        self.spawn(MetricsPublisher(self.bus, self.name, self.settings.instance, self.metrics, interval).run())
         await self._serve()
 
     async def _connect(self) -> None:

@@ -10,6 +10,8 @@ import subprocess
 TOOLS = {"wrk": "wrk", "hey": "hey", "haproxy": "haproxy", "nginx": "nginx", "taskset": "util-linux"}
 # the dashboard's headless-browser test (tests/telemetry/test_dashboard_browser.py): Debian's chromium
 BROWSER_TOOLS = {"chromium": "chromium"}
+# the real Prometheus that tests/integration/test_prometheus.py scrapes the telemetry service with
+PROMETHEUS_TOOLS = {"prometheus": "prometheus"}
 
 
 class ToolsMissing(RuntimeError):
@@ -57,7 +59,7 @@ def ensure_tools(install: bool = True, tools: dict[str, str] = TOOLS) -> dict[st
 
 def main() -> int:
     """`make deps`: install the missing tools (apt-get, visible), or say what is missing; 0 when all are there."""
-    tools = {**TOOLS, **BROWSER_TOOLS}
+    tools = {**TOOLS, **BROWSER_TOOLS, **PROMETHEUS_TOOLS}
     missing = missing_tools(tools)
     if missing:
         print(f"benchmark and test tools missing: {', '.join(missing)}; installing with apt-get", flush=True)

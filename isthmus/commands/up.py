@@ -20,6 +20,17 @@ def check_trust_domain(ctx: click.Context, param: click.Parameter, value: str) -
     return value
 
 
+def check_bind(value: str) -> str:
+    """An IP address to listen on (BadParameter otherwise)."""
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise click.BadParameter(f"{value[:80]!r} is not an IP address (127.0.0.1, ::1, 0.0.0.0)") from None
+    return value
+
+
 def check_plugin_ca(cert: str | None, key: str | None, root: str | None, chain: str | None) -> dict[str, str]:
     """The ca's environment for a plug-in CA, after checking the files as the ca will use them; {} without one.
     BadParameter (one line, exit 2) naming the flag and the fault."""
@@ -113,13 +124,20 @@ def check_kek(state_dir: str, generate: bool, path: str | None, previous: str | 
 @click.option("--ca-previous-kek-file", type=click.Path(dir_okay=False), metavar="PATH",
               help="Rotating the KEK: the old one; the ca seals the keys in etcd again with the new one at start "
                    "(docs/security.md).")
+@click.option("--dashboard-port", type=click.IntRange(1, 65535), envvar="ISTHMUS_DASHBOARD_PORT", default=20001,
+              show_default=True, help="The telemetry service's HTTP port: the dashboard, /metrics for Prometheus, "
+                                      "Zipkin's API (Kiali's port; env ISTHMUS_DASHBOARD_PORT).")
+@click.option("--dashboard-bind", envvar="ISTHMUS_DASHBOARD_BIND", default="127.0.0.1", show_default=True,
+              callback=lambda ctx, param, value: check_bind(value), metavar="ADDRESS",
+              help="The address the dashboard port listens on; 0.0.0.0 lets other hosts read the mesh's metrics, "
+                   "traces and access logs (docs/telemetry-service.md; env ISTHMUS_DASHBOARD_BIND).")
 @click.option("--nats-tls", is_flag=True,
               help="Clients must reach the bus over TLS (a bus CA and server certificate are made at start; the "
                    "CA's path goes into isthmus.yaml).")
 def up(state_dir: str, nats_port: int, etcd_port: int, demo: bool, outbound_traffic_policy: str, trust_domain: str,
        root_namespace: str, workload_cert_ttl: int, plugin_ca_cert: str | None, plugin_ca_key: str | None,
        plugin_root_cert: str | None, plugin_cert_chain: str | None, ca_kek: bool, ca_kek_file: str | None,
-       ca_previous_kek_file: str | None, nats_tls: bool) -> None:
+       ca_previous_kek_file: str | None, nats_tls: bool, dashboard_port: int, dashboard_bind: str) -> None:
     """Run a local control plane (nats-server, etcd, auth, registry, pilot, ca, telemetry) until Ctrl-C."""
     from isthmus.up import run_up
 
@@ -128,5 +146,6 @@ def up(state_dir: str, nats_port: int, etcd_port: int, demo: bool, outbound_traf
     plugin.update(check_kek(state_dir, ca_kek, ca_kek_file, ca_previous_kek_file))
     sys.exit(run_up(state_dir, nats_port=nats_port, etcd_port=etcd_port, demo=demo,
                     outbound_traffic_policy=outbound_traffic_policy.upper(), nats_tls=nats_tls,
+                    dashboard_port=dashboard_port, dashboard_bind=dashboard_bind,
                     ca_env={"ISTHMUS_TRUST_DOMAIN": trust_domain, "ISTHMUS_ROOT_NAMESPACE": root_namespace,
                             "ISTHMUS_WORKLOAD_CERT_TTL": str(workload_cert_ttl), **plugin}))

@@ -33,6 +33,7 @@ from proto.subjects import (
 )
 from runtime.bus import decode, deadline_passed, encode
 from runtime.kek import load_kek
+from runtime.metrics import IstioSum
 from runtime.service import ServiceProcess
 from runtime.store import StoreError
 from services.ca import bundle, signer, tokens
@@ -54,6 +55,17 @@ class CaService(ServiceProcess):
     }
 
     async def start(self) -> None:
+        # istiod's CA metrics (security/pkg/server/ca/monitoring.go), named as istiod exposes them
+        self.csr_count = IstioSum("citadel_server_csr_count", "The number of CSRs received by the CA.",
+                                  registry=self.metrics)
+        self.authn_failures = IstioSum("citadel_server_authentication_failure_count", "CSRs refused: the proof of "
+                                       "identity (token or renewal proof) was missing or not valid.", registry=self.metrics)
+        self.csr_parsing_errors = IstioSum("citadel_server_csr_parsing_err_count", "CSRs that could not be read.",
+                                           registry=self.metrics)
+        self.sign_errors = IstioSum("citadel_server_csr_sign_err_count", "CSRs not signed for an error of the CA "
+                                    "(its store or keys unavailable).", registry=self.metrics)
+        self.issued = IstioSum("citadel_server_success_cert_issuance_count", "Certificates issued.",
+                               registry=self.metrics)
         try:
             self.config = CaConfig.from_env()
             self.trust_domain = self.settings.trust_domain
@@ -117,10 +129,17 @@ class CaService(ServiceProcess):
     # signing
 
     async def _sign(self, data: bytes) -> bytes:
+        self.csr_count.inc()
         request = decode(data, SignRequest)  # malformed: runtime/bus.py logs it and answers the reason
         who, claimed = "", ""
+        parsed = False
         try:
-            csr = signer.load_csr(request.csr_pem)
+            try:
+                csr = signer.load_csr(request.csr_pem)
+            except signer.SignRefused:
+                self.csr_parsing_errors.inc()
+                raise
+            parsed = True
             claimed = ",".join(_claimed(csr))
             if request.token and (request.proof_chain_pem or request.proof_signature):
                 who = f"token:{tokens.token_id_of(request.token)}"
@@ -143,12 +162,17 @@ class CaService(ServiceProcess):
             else:
                 raise signer.SignRefused("no proof of identity: give a bootstrap token (isthmus token create) or, "
                                          "to renew, the current certificate chain and a signature over the CSR")
-            return await self._issue(csr, identity, request.ttl_seconds, who, claimed, now)
+            reply = await self._issue(csr, identity, request.ttl_seconds, who, claimed, now)
+            self.issued.inc()
+            return reply
         except (signer.SignRefused, tokens.TokenRefused) as exc:
+            if parsed:  # refused for its proof of identity (or a deadline the ca could not meet)
+                self.authn_failures.inc()
             self.log.warning("ca audit", action="sign", outcome="refused", who=who or "<unknown>",
                              claimed=claimed, reason=str(exc))
             return encode(SignReply(ok=False, error=str(exc)))
         except (StoreError, AuthorityError) as exc:
+            self.sign_errors.inc()
             self.log.error("ca audit", action="sign", outcome="failed", who=who or "<unknown>", claimed=claimed,
                            reason=str(exc)[:300])
             return encode(SignReply(ok=False, error="the ca cannot reach its store right now; try again"))

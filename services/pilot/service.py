@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from proto import subjects
 from proto.config_api import ConfigEvent
-from proto.xds import MeshConfig, ProxyStatusReply, ProxyStatusRequest, SnapshotRequest
+from proto.xds import Ack, MeshConfig, ProxyStatusReply, ProxyStatusRequest, SnapshotRequest
 from runtime.bus import BusError, decode, encode
 from runtime.leader import LeaderElection
 from runtime.lease_hold import LeaseHold
@@ -22,6 +22,7 @@ from services.pilot.config_api import ConfigApi
 from services.pilot.decode_worker import DecodeWorker
 from services.pilot.inputs import CONFIG, Inputs, InputWatcher, ResourceKey
 from services.pilot.jwks_resolver import JwksResolver, JwksSettings
+from services.pilot.metrics import PilotMetrics
 from services.pilot.proxy_status import ProxyStatusRecorder
 from services.pilot.pusher import Pusher
 
@@ -37,6 +38,7 @@ class PilotService(ServiceProcess):
 
     async def start(self) -> None:
         self.inputs = Inputs()
+        self.stats = PilotMetrics(self.metrics, lambda: len(self.inputs.workloads) if self.is_leader() else 0)
         # jwksUri key sets are fetched in the background; a changed key set (or fetch error) recompiles
         self.jwks = JwksResolver(JwksSettings.from_env(), lambda: self._on_change(CONFIG))
         self.pusher = Pusher(MeshConfig(outbound_traffic_policy=self.settings.outbound_traffic_policy,
@@ -58,10 +60,10 @@ class PilotService(ServiceProcess):
                                        on_elected=self._on_elected, on_deposed=self._on_deposed)
         self.watcher = InputWatcher(self.store, self.inputs, self._on_change, self._on_config_event)
         q = subjects.QUEUE_PILOT
-        await self.bus.serve(subjects.CONFIG_APPLY, self.api.apply, queue=q)
+        await self.bus.serve(subjects.CONFIG_APPLY, self._apply, queue=q)
         await self.bus.serve(subjects.CONFIG_DELETE, self.api.delete, queue=q)
         await self.bus.serve(subjects.CONFIG_GET, self.api.get, queue=q)
-        await self.bus.listen(subjects.XDS_ACK, self.status.on_ack, queue=q)
+        await self.bus.listen(subjects.XDS_ACK, self._on_ack, queue=q)
         await self.bus.serve(subjects.XDS_STATUS, self._proxy_status, queue=q)
         self.spawn(self.watcher.run())
         await asyncio.wait_for(self.watcher.synced.wait(), timeout=30)
@@ -101,7 +103,17 @@ class PilotService(ServiceProcess):
         self.config_changed = self.config_changed or what == CONFIG
         self.changed.set()
 
+    async def _apply(self, data: bytes) -> bytes:
+        reply = await self.api.apply(data)
+        self.stats.applied(reply)
+        return reply
+
+    async def _on_ack(self, data: bytes) -> None:
+        await self.status.on_ack(data)  # raises on a malformed ACK: the bus logs and drops it
+        self.stats.ack(decode(data, Ack))
+
     def _on_config_event(self, type_: str, key: ResourceKey, revision: int) -> None:
+        self.stats.committed(revision)
         kind, namespace, name = key
         self.pending_events.append(ConfigEvent(type=type_, kind=kind, namespace=namespace, name=name,
                                                revision=revision))
@@ -141,6 +153,7 @@ class PilotService(ServiceProcess):
             try:
                 if push is not None:
                     await self.bus.publish(subjects.XDS_PUSH, encode(push))
+                    self.stats.pushed(push)
                     self.log.info("pushed", seq=push.seq, version=push.version, clusters=len(push.clusters),
                                   routes=len(push.routes),
                                   removed=len(push.removed_clusters) + len(push.removed_routes))
@@ -162,7 +175,10 @@ class PilotService(ServiceProcess):
 
     async def _snapshot(self, data: bytes) -> bytes:
         decode(data, SnapshotRequest)
-        return self.pusher.snapshot_bytes()
+        reply = self.pusher.snapshot_bytes()
+        p = self.pusher
+        self.stats.served_snapshot(bool(p.clusters), bool(p.routes), bool(p.security))
+        return reply
 
     async def _on_elected(self) -> None:
         self.snapshot_sub = await self.bus.serve(subjects.XDS_SNAPSHOT, self._snapshot)

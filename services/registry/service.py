@@ -14,7 +14,10 @@ once however many replicas run. Request handlers are stateless (queue group "reg
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import ClassVar
+
+import msgspec
 
 from proto import subjects
 from proto.registry import (
@@ -29,11 +32,19 @@ from proto.registry import (
 from runtime.bus import decode, encode, request_subject
 from runtime.lease_hold import LeaseHold
 from runtime.leader import LeaderElection
+from runtime.metrics import IstioSum
 from runtime.service import ServiceProcess
 from runtime.store import REGISTRY_PREFIX, StoreError
 
 MAX_TTL = 300
 REQUEST_CONCURRENCY = 64
+
+
+class _Outcome(msgspec.Struct):
+    ok: bool = False
+
+
+_outcome = msgspec.json.Decoder(_Outcome)
 
 
 def workload_key(namespace: str, service: str, workload_id: str) -> str:
@@ -55,6 +66,21 @@ def _not_own(namespace: str, service_account: str) -> str:
     return ""
 
 
+def _counted(handler: Callable[[bytes], Awaitable[bytes]], ok: IstioSum,
+             failed: IstioSum | None) -> Callable[[bytes], Awaitable[bytes]]:
+    """`handler`, counting its replies by their `ok` (a request that raised is counted by neither)."""
+
+    async def counted(data: bytes) -> bytes:
+        reply = await handler(data)
+        if _outcome.decode(reply).ok:
+            ok.inc()
+        elif failed is not None:
+            failed.inc()
+        return reply
+
+    return counted
+
+
 class RegistryService(ServiceProcess):
     name: ClassVar[str] = "registry"
 
@@ -63,13 +89,19 @@ class RegistryService(ServiceProcess):
         self.election = LeaderElection(self.store, self.name, self.settings.instance, ttl=max(2, self.settings.lease_ttl),
                                        on_elected=self._on_elected)
         q = subjects.QUEUE_REGISTRY
+        # Istio's WorkloadEntry auto-registration metrics (pilot/pkg/autoregistration/controller.go)
+        success = IstioSum("auto_registration_success_total", "Workloads registered.", registry=self.metrics)
+        errors = IstioSum("auto_registration_errors_total", "Registrations refused or failed.", registry=self.metrics)
+        unregister = IstioSum("auto_registration_unregister_total", "Workloads deregistered.", registry=self.metrics)
+        register = _counted(self._register, success, errors)
+        deregister = _counted(self._deregister, unregister, None)
         # each request waits on etcd round trips: handle many at once
         # plain subjects, and identity-scoped ones (<subject>.<namespace>.<service account>): on a locked-down
         # bus a proxy may publish only on its own identity's, and a request there must be about a workload
         # of that identity (proto/busauth.py)
-        for subject, handler in ((subjects.REGISTRY_REGISTER, self._register),
+        for subject, handler in ((subjects.REGISTRY_REGISTER, register),
                                  (subjects.REGISTRY_HEARTBEAT, self._heartbeat),
-                                 (subjects.REGISTRY_DEREGISTER, self._deregister)):
+                                 (subjects.REGISTRY_DEREGISTER, deregister)):
             await self.bus.serve(subject, handler, queue=q, concurrency=REQUEST_CONCURRENCY)
             # `.>`: a service account is a DNS subdomain and may span tokens (proto/subjects.py identity_subject)
             await self.bus.serve(f"{subject}.*.>", handler, queue=q, concurrency=REQUEST_CONCURRENCY)

@@ -53,8 +53,8 @@ def test_every_kind_has_a_third_column_filled_from_its_spec() -> None:
         assert row[2] != "-", kind
 
 
-def test_help_does_not_advertise_security_or_telemetry_as_working() -> None:
+def test_help_names_what_isthmus_does_and_nothing_as_unbuilt() -> None:
     text = CliRunner().invoke(cli, ["--help"]).output
-    assert "traffic management" in text and "security and telemetry for" not in text
-    assert "not built yet" in text
+    assert "traffic management" in text and "metrics, traces and a dashboard" in text
+    assert "not built yet" not in text and "dashboard" in text
     assert "rl" in CliRunner().invoke(cli, ["get", "--help"]).output
