@@ -133,6 +133,20 @@ def _ip_address(ctx: click.Context, param: click.Parameter, value: str) -> str:
                    "certificate's life needs no token.")
 @click.option("--locality", envvar="ISTHMUS_LOCALITY", default="", metavar="REGION/ZONE/SUBZONE",
               help="Where this workload runs, for localityLbSetting (env ISTHMUS_LOCALITY).")
+@click.option("--workload-name", envvar="ISTHMUS_WORKLOAD_NAME", default="", metavar="NAME",
+              help="The workload's name in metrics (source_workload / destination_workload, a Deployment's name in "
+                   "Kubernetes); default <service>-<version label>, else <service> (env ISTHMUS_WORKLOAD_NAME).")
+@click.option("--cluster", envvar="ISTHMUS_CLUSTER", default="", metavar="NAME",
+              help="The cluster the workload runs in, for metrics (source_cluster / destination_cluster); default "
+                   "unknown (env ISTHMUS_CLUSTER).")
+@click.option("--metrics-interval", type=Finite(0.1, 3600), envvar="ISTHMUS_METRICS_INTERVAL", default=5.0,
+              show_default=True, metavar="SECONDS",
+              help="Seconds between metrics snapshots published to the telemetry service (env "
+                   "ISTHMUS_METRICS_INTERVAL).")
+@click.option("--metrics-max-series", type=click.IntRange(1, 1_000_000), envvar="ISTHMUS_METRICS_MAX_SERIES",
+              default=1000, show_default=True,
+              help="Label sets per listener's metrics; more fold into one overflow series (env "
+                   "ISTHMUS_METRICS_MAX_SERIES).")
 @click.option("--lease-ttl", type=click.IntRange(1, 300), help="Seconds the registration lives without heartbeats.")
 @click.option("--pending-grace", type=Finite(0, 3600), envvar="ISTHMUS_PENDING_GRACE", default=15.0,
               show_default=True, help="Seconds a route waits for a cluster or subset it names before it applies "
@@ -189,7 +203,8 @@ def _ip_address(ctx: click.Context, param: click.Parameter, value: str) -> str:
 def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: int, app_port: int, app_host: str,
               labels: dict[str, str], inbound_port: int, outbound_port: int, admin_port: int, address: str,
               service_account: str, token: str, token_file: str, state_dir: str,
-              locality: str, lease_ttl: int | None, pending_grace: float, mtls_switch_hold: float, tls_transport: str,
+              locality: str, workload_name: str, cluster: str, metrics_interval: float, metrics_max_series: int,
+              lease_ttl: int | None, pending_grace: float, mtls_switch_hold: float, tls_transport: str,
               log_level: str | None, access_log: str, retry_buffer_limit: int,
               tcp: tuple[tuple[str, int, int], ...],
               app_tcp: tuple[tuple[int, int, int], ...], **limit_flags: Any) -> None:
@@ -197,6 +212,10 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
     from proxy.settings import ProxyOptions, build_limits
 
     check_proxy_identity(service, namespace, address, locality, service_account)
+    for flag, value in (("--workload-name", workload_name), ("--cluster", cluster)):
+        if value and (len(value) > 253 or not value.isprintable() or value != value.strip()):
+            raise click.BadParameter(f"{value[:80]!r} is not a name (at most 253 printable characters)",
+                                     param_hint=f"'{flag}'")
     if token and token_file:
         raise click.BadParameter("give --token (or ISTHMUS_TOKEN) or --token-file, not both", param_hint="--token-file")
     if token.strip():  # checked here, before the bus sees it (a 70 KiB one overflows NATS's control line)
@@ -230,6 +249,10 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
         bus_token_problem=bus_token_problem,
         state_dir=state_dir,
         locality=locality,
+        workload_name=workload_name,
+        cluster=cluster,
+        metrics_interval=metrics_interval,
+        metrics_max_series=metrics_max_series,
         lease_ttl=lease_ttl,
         pending_grace=pending_grace,
         mtls_switch_hold=mtls_switch_hold,

@@ -106,7 +106,6 @@ class ExchangeEnd:
             self.proto.exchange_done(self)
 
     def _log(self) -> None:
-        on_complete = self.proto.shared.on_complete
-        if on_complete is not None:
-            telemetry.report(on_complete, self.head, self.upstream, self.status, self.flag, self.bytes_sent,
-                             (self.proto.loop.time() - self.t0) * 1000.0, self.details)
+        proto = self.proto
+        telemetry.report(proto.shared, self.head, self.upstream, self.status, self.flag, self.bytes_received,
+                         self.bytes_sent, (proto.loop.time() - self.t0) * 1000.0, self.details)

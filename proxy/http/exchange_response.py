@@ -115,8 +115,7 @@ class ResponseSide:
         proto = self.proto
         if proto.gate.reasons & PEER_FULL:
             proto.gate.resume(PEER_FULL)
-        if proto.shared.on_complete is not None:  # no access log or telemetry: nothing to report
-            self._log()
+        self._log()  # telemetry (proxy/http/telemetry.py): metrics, access log
         if (self.req_done or self.close_after) and not self.released:  # _release, inline
             self.released = True
             proto.exchange_done(self)

@@ -118,7 +118,8 @@ class Relay:
     """A downstream connection and its upstream: routed once, then bytes both ways until either closes."""
 
     __slots__ = ("loop", "pick", "down", "up", "target", "holds_slot", "last_active", "timer", "deadline",
-                 "closed", "connecting", "halves", "on_close", "started", "flag", "error", "on_open", "details")
+                 "closed", "connecting", "halves", "on_close", "started", "flag", "error", "on_open", "details",
+                 "peer", "seen")
 
     def __init__(self, pick: Picker, on_close: Callable[[Relay], None],
                  on_open: Callable[[Relay], None] | None = None) -> None:
@@ -141,6 +142,9 @@ class Relay:
         self.flag = "-"  # Envoy's response flag for the access log: UO, UF, NR, UH, or "-"
         self.error: BaseException | None = None  # why the upstream could not be reached, if it could not
         self.details = ""  # Envoy's connection termination details for the access log (authorization)
+        # metrics (proxy/tcp/metrics.py): the Peer its labels are, and the (received, sent) bytes counted so far
+        self.peer: object = None
+        self.seen: tuple[int, int] | None = None
 
     def start(self) -> None:
         self.connecting = self.loop.create_task(self._connect())
