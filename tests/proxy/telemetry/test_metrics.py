@@ -230,3 +230,17 @@ def test_the_admin_port_serves_them_at_envoys_path():
     assert b'istio_requests_total{' in body and b'reporter="source"' in body
     assert admin.respond("GET", "/stats/prometheus?usedonly")[0] == 200
     assert AdminServer("127.0.0.1", 0, lambda: True, dict, dict).respond("GET", "/stats/prometheus")[0] == 404
+
+
+def test_the_snapshot_docs_bus_shows_is_one_a_sidecar_sends():
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "bus.md").read_text()
+    [example] = [b for b in re.findall(r"```json\n(.*?)```", doc, re.S) if '"instance"' in b]
+    snapshot = msgspec.json.decode(example, type=MetricsSnapshot)
+    (http,), (tcp,) = snapshot.http, snapshot.tcp
+    assert len(http.labels) == len(HTTP_LABELS) and len(tcp.labels) == len(TCP_LABELS)
+    assert labels_of(http.labels)["connection_security_policy"] == "mutual_tls"
+    assert labels_of(tcp.labels, TCP_LABELS)["request_protocol"] == "tcp"
+    assert sum(http.duration_ms.counts) == http.requests and len(http.duration_ms.counts) == len(BUCKETS) + 1
