@@ -162,7 +162,9 @@ class Sidecar:
                        for service_port, app_port, listen in options.app_tcp}
         self.fatal: IdentityFatal | None = None
         self.stopping = asyncio.Event()
+        self.outbound.state.tunnel_metrics = tcp_out_metrics  # CONNECT tunnels (HTTPS_PROXY) count as outbound TCP
         self.metrics.before_read += [listener.sweep_metrics for listener in [*self.tcp_out, *self.tcp_in.values()]]
+        self.metrics.before_read.append(tcp_out_metrics.sweep_tunnels)
         self.admin = AdminServer("127.0.0.1", options.admin_port, self.is_ready, self.config_dump, self.server_info,
                                  self.state.clusters_status, lambda: certs_dump(self.identity),
                                  self.metrics.prometheus)

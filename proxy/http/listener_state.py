@@ -14,6 +14,7 @@ from proxy.http.head import Mode
 from proxy.http.head_budget import HeadBudget
 from proxy.http.limits import DEFAULT, Limits
 from proxy.http.upstream_pool import ConnectionPool
+from proxy.tcp.metrics import TcpMetrics
 from proxy.telemetry.peer_metadata import PeerMetadataCache
 
 OnComplete = Callable[[AccessRecord], None]
@@ -31,7 +32,7 @@ class ServerState:
 
     __slots__ = ("router", "pool", "mode", "on_complete", "response_timeout", "keepalive_timeout",
                  "connections", "drained", "limits", "refused", "refused_logged", "caller", "retry_pick",
-                 "mirror_pick", "head_budget", "app_port", "metrics", "peer_line", "peers")
+                 "mirror_pick", "head_budget", "app_port", "metrics", "peer_line", "peers", "tunnel_metrics")
 
     def __init__(self, router: Router, pool: ConnectionPool, mode: Mode, on_complete: OnComplete | None,
                  response_timeout: float | None, keepalive_timeout: float, limits: Limits = DEFAULT,
@@ -60,6 +61,8 @@ class ServerState:
         self.metrics = metrics
         self.peer_line = peer_line
         self.peers = peers
+        # Istio's TCP metrics of the CONNECT tunnels (HTTPS_PROXY) through the outbound listener (proxy/tcp/metrics.py)
+        self.tunnel_metrics: TcpMetrics | None = None
 
 
 class Downstream(Protocol):

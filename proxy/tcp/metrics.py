@@ -2,8 +2,10 @@
 istio_tcp_connections_closed_total, istio_tcp_sent_bytes_total (to the downstream), istio_tcp_received_bytes_total
 (from the downstream), reporter=source on `--tcp` listeners and destination on `--app-tcp` ones.
 
-    TcpMetrics(recorder, me, outbound, host)   one per direction, shared by that direction's TcpListeners
+    TcpMetrics(recorder, me, outbound)   one per direction, shared by that direction's TcpListeners (and,
+                                         outbound, the outbound listener's CONNECT tunnels: HTTPS_PROXY)
         .opened(relay)     the downstream connection is made (inbound: its caller's principal read now)
+        .track(relay, host)  a CONNECT tunnel began (swept by sweep_tunnels until it closes)
         .closed(relay)     the relay is over: the rest of its bytes, and closed += 1
         .sweep(relays)     before a scrape or snapshot: open, connected relays' bytes so far (and opened)
 
@@ -34,6 +36,17 @@ class TcpMetrics:
         self.me = me
         self.outbound = outbound
         self.by_endpoint: dict[int, tuple[object, str, object, Peer]] = {}
+        self.tunnels: dict[Relay, str] = {}  # open CONNECT tunnels (no listener of their own) -> the host asked
+
+    def track(self, relay: Relay, asked: str) -> None:
+        """A CONNECT tunnel of the outbound listener (proxy/http/connect_tunnel.py), swept with the listeners'
+        relays until `closed`."""
+        self.tunnels[relay] = asked
+
+    def sweep_tunnels(self) -> None:
+        for relay, asked in list(self.tunnels.items()):
+            if relay.up is not None and not relay.closed:
+                self._account(relay, asked)
 
     def opened(self, relay: Relay) -> None:
         if not self.outbound and relay.down.transport is not None:  # the caller is known once, now
@@ -41,6 +54,7 @@ class TcpMetrics:
             relay.peer = self.recorder.peer(labels.inbound(self.me, "tcp", principal, None))
 
     def closed(self, relay: Relay, asked: str = "") -> None:
+        asked = self.tunnels.pop(relay, asked)
         self._account(relay, asked).closed += 1
 
     def sweep(self, relays: set[Relay], asked: str = "") -> None:
@@ -72,9 +86,7 @@ class TcpMetrics:
             found = self.by_endpoint.get(id(endpoint))
             if found is not None and found[0] is endpoint and found[2] is target.tls and found[1] == target.cluster:
                 return found[3]
-        host, name, namespace = target_host(self.me, target, None)
-        if not host:
-            host = name = asked
+        host, name, namespace = target_host(self.me, target, asked)
         peer = self.recorder.peer(labels.outbound(self.me, "tcp", host, name, namespace, endpoint,
                                                   target is not None and target.tls is not None))
         if endpoint is not None:

@@ -24,11 +24,10 @@ from proxy.telemetry.metrics import BYTES_BOUNDS, DURATION_BOUNDS, MAX_SERIES, H
 PEER_CACHE = 4096  # endpoints / callers whose Peer is kept at hand
 
 
-def target_host(me: LocalWorkload, target: Target | None, head: RequestHead | None) -> tuple[str, str, str]:
+def target_host(me: LocalWorkload, target: Target | None, asked: str) -> tuple[str, str, str]:
     """(destination_service, destination_service_name, destination_service_namespace) for an outbound call:
-    the cluster's host for a mesh cluster (`outbound|<port>|<subset>|<host>`), else what the app asked for, with
-    Istio's PassthroughCluster / BlackHoleCluster as the name for those."""
-    asked = head.host if head is not None else ""
+    the cluster's host for a mesh cluster (`outbound|<port>|<subset>|<host>`), else `asked` (the host the app
+    asked for), with Istio's PassthroughCluster / BlackHoleCluster as the name for those."""
     cluster = target.cluster if target is not None else ""
     if cluster.startswith("outbound|"):
         host = cluster.split("|", 3)[3]
@@ -75,7 +74,7 @@ class OutboundMetrics(HttpRecorder):
         series.response_bytes_sum += sent
 
     def _endpoint_peer(self, endpoint: object, target: Target, head: RequestHead | None) -> Peer:
-        host, name, namespace = target_host(self.me, target, head)
+        host, name, namespace = target_host(self.me, target, head.host if head is not None else "")
         peer = self.peer(labels.outbound(self.me, "http", host, name, namespace, endpoint, target.tls is not None))
         if len(self.by_endpoint) >= PEER_CACHE:
             self.by_endpoint.clear()
@@ -86,7 +85,7 @@ class OutboundMetrics(HttpRecorder):
         key = (target.cluster if target is not None else "", head.host if head is not None else "")
         peer = self.by_host.get(key)
         if peer is None:
-            host, name, namespace = target_host(self.me, target, head)
+            host, name, namespace = target_host(self.me, target, key[1])
             peer = self.peer(labels.outbound(self.me, "http", host, name, namespace))
             if len(self.by_host) >= PEER_CACHE:
                 self.by_host.clear()

@@ -115,3 +115,29 @@ async def test_inbound_connections_are_reported_by_the_destination_without_peer_
     found = labels(counts)
     assert (counts.received, found["reporter"], found["source_workload"], found["destination_workload"],
             found["connection_security_policy"]) == (5, "destination", "unknown", "db-v1", "none")
+
+
+async def test_a_connect_tunnel_through_the_outbound_listener_counts_as_outbound_tcp(start_proxy, connect):
+    from tests.proxy.test_connect_tunnel import Echo, TunnelRouter
+
+    recorder = TcpRecorder("outbound_tcp", "source")
+    metrics = TcpMetrics(recorder, ME, outbound=True)
+    async with Echo() as echo:
+        router = TunnelRouter({"api.example.com": Target("127.0.0.1", echo.port, "PassthroughCluster")})
+        proxy = await start_proxy(router)
+        proxy.state.tunnel_metrics = metrics
+        reader, writer = await connect(proxy.port)
+        writer.write(b"CONNECT api.example.com:443 HTTP/1.1\r\nhost: api.example.com:443\r\n\r\n")
+        assert await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5) == b"HTTP/1.1 200 Connection Established\r\n\r\n"
+        writer.write(b"ping")
+        assert await asyncio.wait_for(reader.readexactly(4), 5) == b"ping"
+        metrics.sweep_tunnels()  # as a scrape does, while it is open
+        (counts,) = recorder.all()
+        assert (counts.opened, counts.closed, counts.received, counts.sent) == (1, 0, 4, 4)
+        writer.write_eof()
+        assert await asyncio.wait_for(reader.read(), 5) == b"bye"
+        await eventually(lambda: counts.closed == 1)
+    assert (counts.opened, counts.received, counts.sent) == (1, 4, 7) and not metrics.tunnels
+    found = labels(counts)
+    assert (found["destination_service"], found["destination_service_name"]) == ("api.example.com",
+                                                                                 "PassthroughCluster")
