@@ -141,8 +141,7 @@ def _ip_address(ctx: click.Context, param: click.Parameter, value: str) -> str:
                    "unknown (env ISTHMUS_CLUSTER).")
 @click.option("--metrics-interval", type=Finite(0.1, 3600), envvar="ISTHMUS_METRICS_INTERVAL", default=5.0,
               show_default=True, metavar="SECONDS",
-              help="Seconds between metrics snapshots published to the telemetry service (env "
-                   "ISTHMUS_METRICS_INTERVAL).")
+              help="Seconds between metrics snapshots to the telemetry service (env ISTHMUS_METRICS_INTERVAL).")
 @click.option("--metrics-max-series", type=click.IntRange(1, 1_000_000), envvar="ISTHMUS_METRICS_MAX_SERIES",
               default=1000, show_default=True,
               help="Label sets per listener's metrics; more fold into one overflow series (env "
@@ -211,11 +210,7 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
     """Run a sidecar beside one workload until SIGINT/SIGTERM."""
     from proxy.settings import ProxyOptions, build_limits
 
-    check_proxy_identity(service, namespace, address, locality, service_account)
-    for flag, value in (("--workload-name", workload_name), ("--cluster", cluster)):
-        if value and (len(value) > 253 or not value.isprintable() or value != value.strip()):
-            raise click.BadParameter(f"{value[:80]!r} is not a name (at most 253 printable characters)",
-                                     param_hint=f"'{flag}'")
+    check_proxy_identity(service, namespace, address, locality, service_account, workload_name, cluster)
     if token and token_file:
         raise click.BadParameter("give --token (or ISTHMUS_TOKEN) or --token-file, not both", param_hint="--token-file")
     if token.strip():  # checked here, before the bus sees it (a 70 KiB one overflows NATS's control line)

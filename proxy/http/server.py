@@ -38,15 +38,14 @@ from proxy.http.listener_state import ServerState
 from proxy.http.server_lifecycle import LINGER, ConnectionLifecycle
 from proxy.http.server_pipeline import RequestPipeline
 from proxy.http.upstream import UpstreamConnection
+from proxy.telemetry import peer_metadata
 from proxy.telemetry.peer_metadata import HEADER as PEER_HEADER
-from proxy.telemetry.peer_metadata import without_header
 
 __all__ = ["HttpProxyProtocol", "LINGER"]
 
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 # The header names on_headers_complete looks at; any other name costs it one set lookup.
 _NOTED = REQUEST_DROP | {b"host", b"content-length", b"x-request-id", PEER_HEADER}
-_PEER_DROP = frozenset((PEER_HEADER,))
 
 
 class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, asyncio.Protocol):
@@ -244,8 +243,9 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
                         raw_head = b"".join((raw[:end - 2], b"x-request-id: ", request_id, b"\r\n\r\n"))  # type: ignore[index]
                 head = RequestHead(_METHODS.get(method) or method.decode("latin-1"), host_s, port,
                                    target.decode("latin-1"), headers, self.client, self.downstream)
-                if peer is not None:  # never passed on: read here (inbound), stripped either way
-                    headers, drop, raw_head = self._peer_metadata(head, peer, headers, drop, raw_head)
+                if peer is not None:  # never passed on: read here (inbound: shared.peers), stripped either way
+                    headers, drop, raw_head = peer_metadata.on_request(self.shared.peers, head, peer, headers, drop,
+                                                                       raw_head)
         pipeline = self.pipeline
         if pipeline and len(pipeline) >= self.shared.limits.max_pipelined:  # max_pipelined >= 1 (limits.py)
             # Read no further: answer what is queued, then close; the client retries the rest (RFC 9112 9.3.2).
@@ -280,26 +280,6 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
             self._advance()
         else:
             self.gate.pause(PIPELINE)
-
-    def _peer_metadata(self, head: RequestHead, value: bytes, headers: list[tuple[bytes, bytes]],
-                       drop: frozenset[bytes] | None, raw_head: bytes | None
-                       ) -> tuple[list[tuple[bytes, bytes]], frozenset[bytes] | None, bytes | None]:
-        """A request with the peer metadata header (proxy/telemetry/peer_metadata.py). Inbound: its value
-        becomes head.peer (decoded once per distinct value) and the header is dropped before the app: cut out
-        of a head forwarded as received (two finds, a slice, a concatenation: ~0.3 us on a 1 KiB head), else
-        left out when the head is rebuilt (`drop`). Outbound, where only an app can have sent it: removed from
-        the headers, so the one this sidecar adds for a sidecar endpoint is the only one."""
-        if self.mode is Mode.INBOUND:
-            peers = self.shared.peers
-            if peers is not None and value:
-                head.peer = peers.get(value)
-            drop = _PEER_DROP if drop is None else drop | _PEER_DROP
-        else:
-            headers = [h for h in headers if h[0] != PEER_HEADER]
-            head.headers = headers
-        if raw_head is not None:  # more than one (value b""): rebuilt without any of them
-            raw_head = without_header(raw_head, value) if value else None
-        return headers, drop, raw_head
 
     def on_body(self, body: bytes) -> None:
         if self.current is not None:

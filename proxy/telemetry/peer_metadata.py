@@ -23,6 +23,7 @@ import binascii
 import msgspec
 
 from proto.observations import PEER_METADATA_HEADER, PeerMetadata
+from proxy.core.request import RequestHead
 
 HEADER = PEER_METADATA_HEADER.encode()
 _NAME_SP = b"\r\n" + HEADER + b": "  # the line as a sidecar writes it, from the end of the line before
@@ -72,6 +73,31 @@ class PeerMetadataCache:
             self.values.clear()
         self.values[value] = found
         return found
+
+
+_DROP = frozenset((HEADER,))
+Headers = list[tuple[bytes, bytes]]
+
+
+def on_request(peers: PeerMetadataCache | None, head: RequestHead, value: bytes, headers: Headers,
+               drop: frozenset[bytes] | None, raw_head: bytes | None
+               ) -> tuple[Headers, frozenset[bytes] | None, bytes | None]:
+    """A request with the header (`value`; b"" when it came more than once: none is believed), as the server
+    reads it (proxy/http/server.py): (headers, drop, raw_head) to send it on with. `peers` (the inbound
+    listener's cache): its value becomes head.peer and the header is dropped before the app, cut out of a head
+    forwarded as received (`without_header`), else left out when the head is rebuilt (`drop`). None (outbound,
+    where only an app can have sent it): removed from the headers, so the one this sidecar adds for a sidecar
+    endpoint is the only one."""
+    if peers is not None:
+        if value:
+            head.peer = peers.get(value)
+        drop = _DROP if drop is None else drop | _DROP
+    else:
+        headers = [h for h in headers if h[0] != HEADER]
+        head.headers = headers
+    if raw_head is not None:  # more than one: rebuilt without any of them
+        raw_head = without_header(raw_head, value) if value else None
+    return headers, drop, raw_head
 
 
 def without_header(raw_head: bytes, value: bytes) -> bytes | None:
