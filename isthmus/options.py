@@ -70,8 +70,13 @@ def check_dns_label(flag: str, value: str) -> None:
                          "starting and ending with a letter or digit)")
 
 
-def check_proxy_identity(service: str, namespace: str, address: str, locality: str, service_account: str) -> None:
-    """BadParameter naming the flag for the first value the registry or the mesh would not accept."""
+def check_proxy_identity(service: str, namespace: str, address: str, locality: str, service_account: str,
+                         workload_name: str = "", cluster: str = "") -> None:
+    """BadParameter naming the flag for the first value the registry or the mesh would not accept (the metric
+    label values --workload-name and --cluster: at most 253 printable characters, no edge whitespace)."""
+    for flag, value in (("--workload-name", workload_name), ("--cluster", cluster)):
+        if value and (len(value) > 253 or not value.isprintable() or value != value.strip()):
+            raise _bad(flag, f"{value[:80]!r} is not a name (at most 253 printable characters)")
     check_dns_label("--service", service)
     check_dns_label("--namespace", namespace)
     if not service_account or len(service_account) > 253 or not DNS1123_SUBDOMAIN.match(service_account):

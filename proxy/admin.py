@@ -1,4 +1,5 @@
-"""The admin listener (default 127.0.0.1:15000): /ready, /config_dump, /server_info, /clusters, /certs.
+"""The admin listener (default 127.0.0.1:15000): /ready, /config_dump, /server_info, /clusters, /certs,
+/stats/prometheus (Envoy's path: the sidecar's Istio standard metrics in Prometheus text, proxy/telemetry/).
 
 Not the hot path: plain asyncio streams, one request per connection. Bounded like the listeners, if
 loosely: a request head of at most MAX_HEAD bytes (431 past it) read within HEAD_TIMEOUT seconds, and at
@@ -20,12 +21,14 @@ _REASONS = {200: b"OK", 404: b"Not Found", 405: b"Method Not Allowed", 503: b"Se
 MAX_HEAD = 16 * 1024  # bytes of request line + headers
 HEAD_TIMEOUT = 5.0  # seconds to receive them
 MAX_CONNECTIONS = 64
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"  # the exposition format /stats/prometheus serves
 
 
 class AdminServer:
     def __init__(self, host: str, port: int, is_ready: Callable[[], bool],
                  config_dump: Callable[[], dict[str, Any]], server_info: Callable[[], dict[str, Any]],
-                 clusters: Callable[[], Any] | None = None, certs: Callable[[], Any] | None = None) -> None:
+                 clusters: Callable[[], Any] | None = None, certs: Callable[[], Any] | None = None,
+                 prometheus: Callable[[], bytes] | None = None) -> None:
         self.host = host
         self.port = port
         self.is_ready = is_ready
@@ -33,6 +36,7 @@ class AdminServer:
         self.server_info = server_info
         self.clusters = clusters  # /clusters: circuit breakers and outlier state per cluster
         self.certs = certs  # /certs: the workload certificate and the roots trusted (Envoy's shape)
+        self.prometheus = prometheus  # /stats/prometheus: Prometheus text format 0.0.4
         self.server: asyncio.Server | None = None
         self.open = 0  # connections being served
 
@@ -59,7 +63,10 @@ class AdminServer:
             return 200, "application/json", _json.encode(self.clusters()) + b"\n"
         if path == "/certs" and self.certs is not None:
             return 200, "application/json", _json.encode(self.certs()) + b"\n"
-        return 404, "text/plain", b"unknown admin path; try /ready, /config_dump, /server_info, /clusters, /certs\n"
+        if path == "/stats/prometheus" and self.prometheus is not None:
+            return 200, PROMETHEUS_TEXT, self.prometheus()
+        return 404, "text/plain", (b"unknown admin path; try /ready, /config_dump, /server_info, /clusters, /certs, "
+                                   b"/stats/prometheus\n")
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.open >= MAX_CONNECTIONS:

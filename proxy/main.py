@@ -41,6 +41,13 @@ from proxy.telemetry.tracing import SidecarTracing
 from proxy.telemetry.access_logging import AccessLogging
 from proxy.telemetry.log_shipper import LogShipper
 from proxy.tcp.listener import TcpListener
+from proxy.tcp.metrics import TcpMetrics
+from proxy.telemetry import peer_metadata
+from proxy.telemetry.exposition import SidecarMetrics
+from proxy.telemetry.http_metrics import InboundMetrics, OutboundMetrics
+from proxy.telemetry.labels import LocalWorkload
+from proxy.telemetry.metrics import TcpRecorder
+from proxy.telemetry.publisher import SnapshotPublisher
 from proxy.tcp.relay import Picker
 from proxy.tls import transport as tls_transport
 from proxy.tls.modes import InboundModes
@@ -90,12 +97,24 @@ class Sidecar:
         self.pool.resolver = DnsCache()  # names of hosts outside the mesh (passthrough), off the loop
         self.router = MeshRouter(self.state, options.namespace, options.domain_suffix, options.labels, options.locality)
         self.xds = XdsClient(self.state, options.id, options.service, options.namespace)
+        # Istio's standard metrics (proxy/telemetry/): one recorder per listener direction and protocol, read by
+        # the admin port's /stats/prometheus and published on the bus every metrics_interval seconds
+        self.me = LocalWorkload(options.service, options.namespace, options.labels, options.workload_name,
+                                options.cluster, options.service_account, options.trust_domain, options.domain_suffix)
+        cap = options.metrics_max_series
+        self.http_out, self.http_in = OutboundMetrics(self.me, cap), InboundMetrics(self.me, cap)
+        tcp_out, tcp_in = TcpRecorder("outbound_tcp", "source", cap), TcpRecorder("inbound_tcp", "destination", cap)
+        self.metrics = SidecarMetrics([self.http_out, self.http_in], [tcp_out, tcp_in])
+        self.snapshots = SnapshotPublisher(self.metrics, options.id, options.namespace, options.service_account,
+                                           options.metrics_interval)
+        tcp_out_metrics, tcp_in_metrics = TcpMetrics(tcp_out, self.me, True), TcpMetrics(tcp_in, self.me, False)
         workload = Workload(id=options.id, service=options.service, namespace=options.namespace,
                             address=options.address, service_port=options.service_port,
                             inbound_port=options.inbound_port, labels=dict(options.labels),
                             service_account=options.service_account, locality=options.locality,
                             app_ports={options.service_port: options.app_port,
-                                       **{svc: app for svc, app, _ in options.app_tcp}})
+                                       **{svc: app for svc, app, _ in options.app_tcp}},
+                            workload_name=self.me.workload, cluster=options.cluster)
         self.registration = Registration(workload, options.app_host, options.app_port, options.lease_ttl,
                                          options.health_interval)
         try:
@@ -132,12 +151,14 @@ class Sidecar:
             return current.server if current is not None else None
 
         self.outbound = Listener(options.outbound_host, options.outbound_port, self.router, self.pool, "outbound",
-                                 on_complete=log_for("outbound"), limits=limits)
+                                 on_complete=log_for("outbound"), limits=limits, metrics=self.http_out,
+                                 peer_line=peer_metadata.header_line(self.me.peer_metadata()))
         self.app_router = LocalAppRouter(options.app_host, options.app_port, options.service, self.state,
                                          options.namespace, options.domain_suffix, options.labels)
         self.inbound = Listener(options.inbound_host, options.inbound_port, self.app_router,
                                 self.pool, "inbound", on_complete=log_for("inbound"), limits=limits,
-                                tls_mode=lambda: self.modes.mode(options.app_port), tls_context=server_context)
+                                tls_mode=lambda: self.modes.mode(options.app_port), tls_context=server_context,
+                                metrics=self.http_in, peers=peer_metadata.PeerMetadataCache())
         # distributed tracing (proxy/telemetry/, docs/tracing.md): a client span outbound, a server span inbound
         self.tracing = SidecarTracing(
             proxy_id=options.id, service=options.service, namespace=options.namespace,
@@ -150,18 +171,22 @@ class Sidecar:
         # opaque TCP (proxy/tcp/relay.py): outbound per --tcp, inbound per --app-tcp
         self.tcp_out = [TcpListener(options.outbound_host, local, self._tcp_picker(host, port),
                                     f"outbound {host}:{port}", f"{host}:{port}", log_for("outbound"),
-                                    limits.max_connections)
+                                    limits.max_connections, metrics=tcp_out_metrics)
                         for host, port, local in options.tcp_routes]
         self.tcp_in = {service_port: TcpListener(options.inbound_host, listen, self._app_picker(app_port),
                                                  f"inbound {service_port}", f"{options.app_host}:{app_port}",
                                                  log_for("inbound"), limits.max_connections,
                                                  self._app_mode(app_port), server_context,
-                                                 self._tcp_authz, app_port)
+                                                 self._tcp_authz, app_port, metrics=tcp_in_metrics)
                        for service_port, app_port, listen in options.app_tcp}
         self.fatal: IdentityFatal | None = None
         self.stopping = asyncio.Event()
+        self.outbound.state.tunnel_metrics = tcp_out_metrics  # CONNECT tunnels (HTTPS_PROXY) count as outbound TCP
+        self.metrics.before_read += [listener.sweep_metrics for listener in [*self.tcp_out, *self.tcp_in.values()]]
+        self.metrics.before_read.append(tcp_out_metrics.sweep_tunnels)
         self.admin = AdminServer("127.0.0.1", options.admin_port, self.is_ready, self.config_dump, self.server_info,
-                                 self.state.clusters_status, lambda: certs_dump(self.identity))
+                                 self.state.clusters_status, lambda: certs_dump(self.identity),
+                                 self.metrics.prometheus)
         self.bus: busmod.Bus | None = None
         self.bus_auth: Any = None  # this sidecar's bus credentials, obtained in run() (proxy/control/buscreds.py)
         self.started_at = time.time()
@@ -352,6 +377,7 @@ class Sidecar:
         self.shipper.attach(self.bus.publish, self.bus.max_payload)
         self.tasks.append(asyncio.create_task(self.shipper.run()))
         self.tasks.append(asyncio.create_task(self.registration.run(self.bus)))
+        self.tasks.append(asyncio.create_task(self.snapshots.run(self.bus)))
         self.tasks.append(asyncio.create_task(self._identity(self.bus)))
         self.tasks.append(asyncio.create_task(self.tracing.reporter.run(self.bus)))
 
@@ -381,6 +407,7 @@ class Sidecar:
             self.access_log.close()
         if self.bus is not None:
             await self.shipper.ship()  # what the last requests logged for the telemetry service
+            await self.snapshots.publish(self.bus)  # the last counts, drained requests included
             await self.bus.close()
 
 

@@ -7,6 +7,8 @@ import socket
 from dataclasses import dataclass, field
 
 from proxy.http.limits import KIB, Limits
+from proxy.telemetry.metrics import max_series_from_env
+from proxy.telemetry.publisher import interval_from_env
 from runtime.clientconfig import NatsClient
 from runtime.settings import DEFAULT_NATS_URL
 
@@ -115,6 +117,15 @@ class ProxyOptions:
     span_batch: int = 100
     span_queue: int = 1000
     span_max_tag_length: int = 256
+    # Istio's workload name and cluster for metrics (source_workload / destination_workload, *_cluster): `proxy run
+    # --workload-name` (ISTHMUS_WORKLOAD_NAME; "": proto.observations.workload_name_of) and --cluster (ISTHMUS_CLUSTER;
+    # "": "unknown"), registered with the workload so pilot pushes them on its Endpoint
+    workload_name: str = field(default_factory=lambda: os.environ.get("ISTHMUS_WORKLOAD_NAME", ""))
+    cluster: str = field(default_factory=lambda: os.environ.get("ISTHMUS_CLUSTER", ""))
+    # seconds between metrics snapshots on the bus (proxy/telemetry/publisher.py; ISTHMUS_METRICS_INTERVAL)
+    metrics_interval: float = field(default_factory=interval_from_env)
+    # label sets per metrics recorder (proxy/telemetry/metrics.py; ISTHMUS_METRICS_MAX_SERIES)
+    metrics_max_series: int = field(default_factory=max_series_from_env)
     # the transport of TLS connections (proxy/tls/transport.py): "aiofastnet" or "uvloop" (ISTHMUS_TLS_TRANSPORT)
     tls_transport: str = field(default_factory=lambda: os.environ.get("ISTHMUS_TLS_TRANSPORT", "aiofastnet"))
 

@@ -4,6 +4,9 @@ Drives one HttpProxyProtocol (inbound or outbound listener) and one pooled Upstr
 fake transports, feeding a keep-alive GET and nginx's response, so what is timed is the Python and
 httptools work per request and none of the kernel's. `--profile` ranks functions by own time with
 cProfile (deterministic, so it inflates many small calls; use it to rank, not to measure).
+Istio's standard metrics are recorded as in every sidecar (proxy/telemetry/); `--no-metrics` leaves them off,
+to measure what they cost. `--peer-metadata`: the request comes from a sidecar with its peer metadata header
+(inbound), or goes to an endpoint with a sidecar, which gets it (outbound).
 Measure before and after a hot-path change with this and with the data-plane benchmark.
 """
 
@@ -55,14 +58,14 @@ class FakeTransport:
 
 
 class _Table:
-    def __init__(self, lb: str) -> None:
+    def __init__(self, lb: str, sidecar: bool = False) -> None:
         from proto.xds import ClusterConfig, Endpoint, HttpRule, RouteConfig, WeightedDestination
         from proxy.outbound.route import CompiledRoute
         from proxy.outbound.table import build_table
 
         fqdn = "bench-backend.default.svc.cluster.local"
         cluster = ClusterConfig(host=fqdn, version=1, ports=[9080], lb=lb,
-                                endpoints=[Endpoint(address="127.0.0.1", ports={9080: 8080})])
+                                endpoints=[Endpoint(address="127.0.0.1", ports={9080: 8080}, sidecar=sidecar)])
         route = RouteConfig(host=fqdn, version=1, source="default/bench-backend",
                             rules=[HttpRule(destinations=[WeightedDestination(host=fqdn)])])
         self.table = build_table({fqdn: cluster}, {fqdn: CompiledRoute(route)})
@@ -70,9 +73,10 @@ class _Table:
 
 async def drive(mode: str, requests: int, profile: bool, lb: str = "LEAST_REQUEST", access_log: str = "",
                 chunks: int = 1, router: object | None = None, request: bytes = REQUEST,
-                downstream: object | None = None) -> float:
+                downstream: object | None = None, metrics: bool = True, peer_metadata: bool = False) -> float:
     """CPU µs per request. `router`: the inbound router to use (bench/dataplane/authz.py gives one holding
-    AuthorizationPolicies), `request` the bytes of one request, `downstream` the caller the connection has."""
+    AuthorizationPolicies), `request` the bytes of one request, `downstream` the caller the connection has;
+    `metrics`: Istio's metrics recorded, as a sidecar records them; `peer_metadata`: see the module docstring."""
     from proxy.http.server import HttpProxyProtocol
     from proxy.http.listener_state import ServerState
     from proxy.http.head import Mode
@@ -86,13 +90,27 @@ async def drive(mode: str, requests: int, profile: bool, lb: str = "LEAST_REQUES
     if router is None and mode == "inbound":
         router = LocalAppRouter("127.0.0.1", 8080, "bench-backend")
     elif router is None:  # what the client sidecar holds in the benchmark: bench-backend's cluster and VirtualService
-        router = MeshRouter(_Table(lb), "default")
+        router = MeshRouter(_Table(lb, sidecar=peer_metadata), "default")
     key = ("127.0.0.1", 8080)
     log = None
     if access_log:  # `--access-log PATH`: what `proxy run --access-log` adds per request
         from proxy.access_log import AccessLog
         log = AccessLog(access_log)
     shared = ServerState(router, pool, Mode(mode), log.for_listener(mode) if log else None, None, 60.0)
+    if metrics:  # as proxy/main.py sets them up
+        from proxy.telemetry import peer_metadata as exchange
+        from proxy.telemetry.http_metrics import InboundMetrics, OutboundMetrics
+        from proxy.telemetry.labels import LocalWorkload
+
+        me = LocalWorkload("bench-client" if mode == "outbound" else "bench-backend", "default", {"app": "bench"})
+        if mode == "outbound":
+            shared.metrics = OutboundMetrics(me)
+            shared.peer_line = exchange.header_line(me.peer_metadata())
+        else:
+            shared.metrics, shared.peers = InboundMetrics(me), exchange.PeerMetadataCache()
+            if peer_metadata:  # last, where the calling sidecar writes it
+                request = request[:-2] + exchange.header_line(LocalWorkload("bench-client", "default", {
+                    "app": "bench-client"}).peer_metadata()) + b"\r\n"
     proto = HttpProxyProtocol(shared)
     proto.connection_made(FakeTransport())  # type: ignore[arg-type]
     if downstream is not None:
@@ -134,6 +152,10 @@ def main() -> None:
                              "noisy machine: e.g. --requests 200000 --chunks 40)")
     parser.add_argument("--access-log", default="", metavar="PATH",
                         help="with the sidecar's access log on, written to PATH (/dev/null measures the formatting)")
+    parser.add_argument("--no-metrics", action="store_true", help="without Istio's metrics (a sidecar records them)")
+    parser.add_argument("--peer-metadata", action="store_true",
+                        help="inbound: the request carries a calling sidecar's peer metadata header; outbound: the "
+                             "endpoint has a sidecar, so the header is added")
     parser.add_argument("--lb", choices=["ROUND_ROBIN", "LEAST_REQUEST", "RANDOM"], default="LEAST_REQUEST",
                         help="the outbound cluster's balancer (pilot's default when a DestinationRule sets none: "
                              "LEAST_REQUEST)")
@@ -141,7 +163,8 @@ def main() -> None:
     import uvloop
 
     uvloop.install()
-    us = asyncio.run(drive(args.mode, args.requests, args.profile, args.lb, args.access_log, args.chunks))
+    us = asyncio.run(drive(args.mode, args.requests, args.profile, args.lb, args.access_log, args.chunks,
+                           metrics=not args.no_metrics, peer_metadata=args.peer_metadata))
     print(f"{args.mode}: {us:.2f} us of CPU per proxied request (Python + httptools, no syscalls)")
 
 

@@ -12,7 +12,7 @@ import click
 from isthmus import pilot_client
 from isthmus.errors import CliError
 from isthmus.options import Finite, check_distinct_ports, check_proxy_identity, parse_labels
-from isthmus.commands.proxy_telemetry import span_settings, telemetry_options
+from isthmus.commands.proxy_telemetry import telemetry_settings, telemetry_options
 from isthmus.output import format_table
 from isthmus.pilot_client import REQUEST_TIMEOUT, quiet_logs
 
@@ -134,6 +134,12 @@ def _ip_address(ctx: click.Context, param: click.Parameter, value: str) -> str:
                    "certificate's life needs no token.")
 @click.option("--locality", envvar="ISTHMUS_LOCALITY", default="", metavar="REGION/ZONE/SUBZONE",
               help="Where this workload runs, for localityLbSetting (env ISTHMUS_LOCALITY).")
+@click.option("--workload-name", envvar="ISTHMUS_WORKLOAD_NAME", default="", metavar="NAME",
+              help="The workload's name in metrics (source_workload / destination_workload, a Deployment's name in "
+                   "Kubernetes); default <service>-<version label>, else <service> (env ISTHMUS_WORKLOAD_NAME).")
+@click.option("--cluster", envvar="ISTHMUS_CLUSTER", default="", metavar="NAME",
+              help="The cluster the workload runs in, for metrics (source_cluster / destination_cluster); default "
+                   "unknown (env ISTHMUS_CLUSTER).")
 @click.option("--lease-ttl", type=click.IntRange(1, 300), help="Seconds the registration lives without heartbeats.")
 @click.option("--pending-grace", type=Finite(0, 3600), envvar="ISTHMUS_PENDING_GRACE", default=15.0,
               show_default=True, help="Seconds a route waits for a cluster or subset it names before it applies "
@@ -195,14 +201,14 @@ def _ip_address(ctx: click.Context, param: click.Parameter, value: str) -> str:
 def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: int, app_port: int, app_host: str,
               labels: dict[str, str], inbound_port: int, outbound_port: int, admin_port: int, address: str,
               service_account: str, token: str, token_file: str, state_dir: str,
-              locality: str, lease_ttl: int | None, pending_grace: float, mtls_switch_hold: float, tls_transport: str,
+              locality: str, workload_name: str, cluster: str, lease_ttl: int | None, pending_grace: float, mtls_switch_hold: float, tls_transport: str,
               log_level: str | None, access_log: str, access_log_format: str, retry_buffer_limit: int,
               tcp: tuple[tuple[str, int, int], ...],
               app_tcp: tuple[tuple[int, int, int], ...], **limit_flags: Any) -> None:
     """Run a sidecar beside one workload until SIGINT/SIGTERM."""
     from proxy.settings import ProxyOptions, build_limits
 
-    check_proxy_identity(service, namespace, address, locality, service_account)
+    check_proxy_identity(service, namespace, address, locality, service_account, workload_name, cluster)
     if token and token_file:
         raise click.BadParameter("give --token (or ISTHMUS_TOKEN) or --token-file, not both", param_hint="--token-file")
     if token.strip():  # checked here, before the bus sees it (a 70 KiB one overflows NATS's control line)
@@ -217,7 +223,7 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
                           *(("--app-tcp", inbound) for _, _, inbound in app_tcp)])
     bus_token, bus_token_problem = _bootstrap_token(token, token_file)
     extra: dict[str, Any] = {"log_level": log_level} if log_level else {}
-    extra.update(span_settings(limit_flags))
+    extra.update(telemetry_settings(limit_flags))
     extra.update(_identity_env())
     options = ProxyOptions(
         service=service,
@@ -237,6 +243,8 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
         bus_token_problem=bus_token_problem,
         state_dir=state_dir,
         locality=locality,
+        workload_name=workload_name,
+        cluster=cluster,
         lease_ttl=lease_ttl,
         pending_grace=pending_grace,
         mtls_switch_hold=mtls_switch_hold,

@@ -1,4 +1,5 @@
-"""`isthmus proxy run`'s tracing flags (docs/tracing.md): how a sidecar batches the spans it reports."""
+"""`isthmus proxy run`'s telemetry flags: how often a sidecar reports its metrics and how many label sets it keeps
+(docs/observability.md), how it batches the spans it reports (docs/tracing.md)."""
 
 from __future__ import annotations
 
@@ -11,19 +12,21 @@ from isthmus.options import Finite
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-SPAN_FLAGS = ("span_flush_interval", "span_batch", "span_queue", "span_max_tag_length")
+FLAGS = ("metrics_interval", "metrics_max_series", "span_flush_interval", "span_batch", "span_queue",
+         "span_max_tag_length")
 
 
 def telemetry_options(command: F) -> F:
-    """The span flags, in the order `--help` shows them."""
+    """The metrics and span flags, in the order `--help` shows them."""
     for option in reversed(_OPTIONS):
         command = option(command)
     return command
 
 
-def span_settings(flags: dict[str, Any]) -> dict[str, Any]:
-    """Pops the span flags from the command's keyword arguments; a queue smaller than a batch is a usage error."""
-    out = {name: flags.pop(name) for name in SPAN_FLAGS}
+def telemetry_settings(flags: dict[str, Any]) -> dict[str, Any]:
+    """Pops these flags from the command's keyword arguments (ProxyOptions fields); a span queue smaller than a
+    batch is a usage error."""
+    out = {name: flags.pop(name) for name in FLAGS}
     if out["span_queue"] < out["span_batch"]:
         raise click.BadParameter(f"{out['span_queue']} is less than --span-batch {out['span_batch']}",
                                  param_hint="'--span-queue'")
@@ -31,6 +34,13 @@ def span_settings(flags: dict[str, Any]) -> dict[str, Any]:
 
 
 _OPTIONS = [
+    click.option("--metrics-interval", type=Finite(0.1, 3600), envvar="ISTHMUS_METRICS_INTERVAL", default=5.0,
+                 show_default=True, metavar="SECONDS",
+                 help="Seconds between metrics snapshots to the telemetry service (env ISTHMUS_METRICS_INTERVAL)."),
+    click.option("--metrics-max-series", type=click.IntRange(1, 1_000_000), envvar="ISTHMUS_METRICS_MAX_SERIES",
+                 default=1000, show_default=True,
+                 help="Label sets per listener's metrics; more fold into one overflow series (env "
+                      "ISTHMUS_METRICS_MAX_SERIES)."),
     click.option("--span-flush-interval", envvar="ISTHMUS_SPAN_FLUSH_INTERVAL", type=Finite(0.01, 3600),
                  default=1.0, show_default=True, help="Seconds a finished span waits at most before its batch goes "
                                                       "to the telemetry service (docs/tracing.md)."),

@@ -85,6 +85,9 @@ class ConnectExchange:
             self.fail(exc)
             return
         self.relay = TunnelRelay(self, target)
+        metrics = proto.shared.tunnel_metrics
+        if metrics is not None:  # Istio's TCP metrics count what the tunnel carries (proxy/tcp/metrics.py)
+            metrics.track(self.relay, host)
         self.relay.start()
 
     def feed_body(self, chunk: bytes) -> None:
@@ -136,6 +139,9 @@ class ConnectExchange:
     def ended(self, relay: TunnelRelay) -> None:
         """The relay closed: after a tunnel, log it and let the server protocol forget the connection; before,
         the upstream could not be reached (or the client left): answer that."""
+        metrics = self.proto.shared.tunnel_metrics
+        if metrics is not None:
+            metrics.closed(relay)
         if not self.taken:
             error = relay.error
             if isinstance(error, ProxyError):

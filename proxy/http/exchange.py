@@ -59,8 +59,8 @@ class Exchange(UpstreamConnect, ResponseSide, ExchangeEnd):
         "policy", "ctl",
         # response
         "status", "stream_chunked", "head_sent", "resp_done", "close_after", "out", "bytes_sent",
-        # bookkeeping
-        "started", "released",
+        # bookkeeping; telemetry: request body bytes, loop time of the request's first byte
+        "started", "released", "bytes_received", "t0",
         "__dict__",  # the fields below, once a request sets one
     )
 
@@ -75,8 +75,7 @@ class Exchange(UpstreamConnect, ResponseSide, ExchangeEnd):
     timeout = 0.0  # the response timeout in seconds, when `deadline` is set
     flag = "-"  # the access log's response flags (Envoy's), set by a failure
     details = ""  # Envoy's response code details when a failure has some (proxy/core/errors.py ProxyError.details)
-    t0 = 0.0  # loop time the exchange began, with an access log or telemetry to report it to
-    upstream_at = 0.0  # loop time the upstream's response head came, with t0 set (Envoy's upstream service time)
+    upstream_at = 0.0  # loop time the upstream's response head came (Envoy's upstream service time); 0: none
 
     def __init__(self, proto: Downstream, head: RequestHead | None, method: bytes, target: bytes,
                  headers: list[tuple[bytes, bytes]], drop: frozenset[bytes] | None, has_body: bool,
@@ -124,15 +123,15 @@ class Exchange(UpstreamConnect, ResponseSide, ExchangeEnd):
         # bookkeeping
         self.started = False
         self.released = False
-        if proto.shared.on_complete is not None:
-            self.t0 = proto.loop.time()
+        self.bytes_received = 0
+        self.t0 = proto.t_begin  # taken by the server when the head began (metrics need every duration)
 
     # --- request side (called by the server protocol) ---------------------------------------------
 
     def feed_body(self, chunk: bytes) -> None:
+        self.bytes_received += len(chunk)
         if self.resp_done:  # answered already (early response or error): drop the rest
             return
-        self.bytes_received += len(chunk)
         if self.chunked:  # one write per chunk rather than three
             self._to_upstream(b"".join((b"%x\r\n" % len(chunk), chunk, CRLF)), len(chunk))
         else:

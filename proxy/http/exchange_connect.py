@@ -44,6 +44,11 @@ class UpstreamConnect:
             self.raw_head = None
             self.headers = head.headers
             self.target = head.path.encode("latin-1")
+        peer_line = shared.peer_line
+        if peer_line is not None:  # outbound: tell a sidecar who calls (proxy/telemetry/peer_metadata.py)
+            endpoint = target.endpoint
+            if endpoint is not None and endpoint.sidecar:  # type: ignore[attr-defined]
+                self._add_peer_metadata(peer_line)
         policy = self.policy = target.policy
         if target.breaker is None and (policy is None or policy.plain):
             # The common request (no shaping, fault, breaker or per-try timer): what _go and _dispatch do for
@@ -72,6 +77,16 @@ class UpstreamConnect:
         if policy is not None and policy.fault is not None and self._control().inject_fault(policy.fault):
             return
         self._go()
+
+    def _add_peer_metadata(self, line: bytes) -> None:
+        """Add this sidecar's peer metadata header (`line`, CRLF-ended): spliced before the blank line of a head
+        forwarded as received (one slice and one concatenation), else one more parsed header."""
+        raw = self.raw_head
+        if raw is not None:
+            self.raw_head = b"".join((raw[:-2], line, b"\r\n"))
+        else:
+            name, _, value = line[:-2].partition(b": ")
+            self.headers.append((name, value))
 
     def _go(self) -> None:
         """Start the response timeout (the route's, else the listener's) and send the first try."""

@@ -106,11 +106,9 @@ class ExchangeEnd:
             self.proto.exchange_done(self)
 
     def _log(self) -> None:
-        on_complete = self.proto.shared.on_complete
-        head = self.head
-        if on_complete is not None or (head is not None and head.trace is not None):  # a span to end
-            t0 = self.t0
-            telemetry.report(on_complete, head, self.upstream, self.status, self.flag, self.bytes_sent,
-                             (self.proto.loop.time() - t0) * 1000.0 if t0 else 0.0, self.details,
-                             "HTTP/1.1" if self.http11 else "HTTP/1.0", self.bytes_received,
-                             (self.upstream_at - t0) * 1000.0 if self.upstream_at and t0 else -1.0)
+        proto = self.proto
+        t0 = self.t0
+        telemetry.report(proto.shared, self.head, self.upstream, self.status, self.flag, self.bytes_received,
+                         self.bytes_sent, (proto.loop.time() - t0) * 1000.0, self.details,
+                         "HTTP/1.1" if self.http11 else "HTTP/1.0",
+                         (self.upstream_at - t0) * 1000.0 if self.upstream_at else -1.0)

@@ -33,7 +33,7 @@ class ResponseSide:
         if head is not None and head.set_cookie is not None:  # a generated consistentHash httpCookie
             headers = [*headers, (b"set-cookie", head.set_cookie)]
         self.status = status
-        if self.t0:  # timed for the access log: Envoy's upstream service time
+        if self.proto.shared.on_complete is not None:  # the access log's upstream service time (Envoy's)
             self.upstream_at = self.proto.loop.time()
         proto = self.proto
         close = not self.keep_alive or proto.stopping
@@ -59,7 +59,7 @@ class ResponseSide:
         if policy is not None and status >= policy.retry_from and self._control().on_response(status):
             return True
         self.status = status
-        if self.t0:
+        if self.proto.shared.on_complete is not None:
             self.upstream_at = self.proto.loop.time()
         close = not self.keep_alive or self.proto.stopping
         if framing == STREAM:
@@ -119,8 +119,7 @@ class ResponseSide:
         proto = self.proto
         if proto.gate.reasons & PEER_FULL:
             proto.gate.resume(PEER_FULL)
-        if proto.shared.on_complete is not None or self.head.trace is not None:  # access log, telemetry, a span
-            self._log()
+        self._log()  # telemetry (proxy/http/telemetry.py): metrics, the access log, a sampled request's span
         if (self.req_done or self.close_after) and not self.released:  # _release, inline
             self.released = True
             proto.exchange_done(self)

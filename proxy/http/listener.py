@@ -14,9 +14,10 @@ from collections.abc import Callable
 from proxy.core.target import Router
 from proxy.http.head import Mode
 from proxy.http.limits import DEFAULT, Limits
-from proxy.http.listener_state import OnComplete, ServerState
+from proxy.http.listener_state import Metrics, OnComplete, ServerState
 from proxy.http.server import HttpProxyProtocol
 from proxy.http.upstream_pool import ConnectionPool
+from proxy.telemetry.peer_metadata import PeerMetadataCache
 from proxy.tls.acceptor import TlsAcceptor
 from proxy.tls.listen import listening_socket
 
@@ -30,12 +31,15 @@ class Listener:
                  on_complete: OnComplete | None = None, response_timeout: float | None = None,
                  keepalive_timeout: float = 60.0, backlog: int = 1024, limits: Limits = DEFAULT,
                  tls_mode: Callable[[], str] | None = None,
-                 tls_context: Callable[[], ssl.SSLContext | None] | None = None) -> None:
+                 tls_context: Callable[[], ssl.SSLContext | None] | None = None, metrics: Metrics | None = None,
+                 peer_line: bytes | None = None, peers: PeerMetadataCache | None = None) -> None:
+        """`metrics`: Istio's metrics recorder of this listener; `peer_line` (outbound) / `peers` (inbound): the
+        peer metadata exchange (proxy/telemetry/peer_metadata.py); None: none."""
         self.host = host
         self.port = port  # the bound port once started (useful with port 0)
         self.backlog = backlog
         self.state = ServerState(router, pool, Mode(mode), on_complete, response_timeout, keepalive_timeout,
-                                 limits)
+                                 limits, metrics, peer_line, peers)
         self._server: asyncio.Server | None = None
         self.tls_mode, self.tls_context = tls_mode, tls_context
         self.acceptor: TlsAcceptor | None = None  # with tls_mode: what accepts (its stats: the admin port)

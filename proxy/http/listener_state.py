@@ -7,16 +7,25 @@ from collections.abc import Callable
 from typing import Protocol
 
 from proxy.core.access import AccessRecord
-from proxy.core.request import NO_CALLER, Caller
-from proxy.core.target import Router
+from proxy.core.request import NO_CALLER, Caller, RequestHead
+from proxy.core.target import Router, Target
 from proxy.http.flow import ReadGate
 from proxy.http.head import Mode
 from proxy.http.head_budget import HeadBudget
 from proxy.http.limits import DEFAULT, Limits
 from proxy.http.upstream_pool import ConnectionPool
 from proxy.telemetry.tracer import Tracer
+from proxy.tcp.metrics import TcpMetrics
+from proxy.telemetry.peer_metadata import PeerMetadataCache
 
 OnComplete = Callable[[AccessRecord], None]
+
+
+class Metrics(Protocol):
+    """A listener's metrics recorder (proxy/telemetry/http_metrics.py): one call per finished exchange."""
+
+    def record(self, head: RequestHead | None, target: Target | None, status: int, flag: str, received: int,
+               sent: int, duration_ms: float) -> None: ...
 
 
 class ServerState:
@@ -24,10 +33,13 @@ class ServerState:
 
     __slots__ = ("router", "pool", "mode", "on_complete", "response_timeout", "keepalive_timeout",
                  "connections", "drained", "limits", "refused", "refused_logged", "caller", "retry_pick",
-                 "mirror_pick", "head_budget", "app_port", "tracer")
+                 "mirror_pick", "head_budget", "app_port", "tracer", "metrics", "peer_line", "peers",
+                 "tunnel_metrics")
 
     def __init__(self, router: Router, pool: ConnectionPool, mode: Mode, on_complete: OnComplete | None,
-                 response_timeout: float | None, keepalive_timeout: float, limits: Limits = DEFAULT) -> None:
+                 response_timeout: float | None, keepalive_timeout: float, limits: Limits = DEFAULT,
+                 metrics: Metrics | None = None, peer_line: bytes | None = None,
+                 peers: PeerMetadataCache | None = None) -> None:
         self.router = router
         # The router's optional parts (MeshRouter has them), looked up once rather than per request.
         self.caller: Caller = getattr(router, "caller", NO_CALLER)
@@ -48,6 +60,14 @@ class ServerState:
         # this side's tracing stage (proxy/telemetry/tracer.py), set by the sidecar; None: trace headers go
         # through untouched and no span is made
         self.tracer: Tracer | None = None
+        # telemetry (proxy/http/telemetry.py): Istio's metrics of this listener (proxy/telemetry/http_metrics.py),
+        # None: none; the peer metadata exchange (proxy/telemetry/peer_metadata.py): outbound, the header line
+        # this sidecar adds to requests to sidecars; inbound, the cache that reads the callers' into head.peer
+        self.metrics = metrics
+        self.peer_line = peer_line
+        self.peers = peers
+        # Istio's TCP metrics of the CONNECT tunnels (HTTPS_PROXY) through the outbound listener (proxy/tcp/metrics.py)
+        self.tunnel_metrics: TcpMetrics | None = None
 
 
 class Downstream(Protocol):
@@ -58,6 +78,7 @@ class Downstream(Protocol):
     transport: asyncio.Transport
     gate: ReadGate
     client: str  # the peer's IP address
+    t_begin: float  # loop time the request head being read began
     stopping: bool  # close once the active request is answered
     closing: bool
     write_paused: bool  # the client cannot take more: pause the upstream's reading

@@ -39,12 +39,14 @@ from proxy.http.server_lifecycle import LINGER, ConnectionLifecycle
 from proxy.http.server_pipeline import RequestPipeline
 from proxy.http.upstream import UpstreamConnection
 from proxy.telemetry.trace_context import TRACE_HEADERS
+from proxy.telemetry import peer_metadata
+from proxy.telemetry.peer_metadata import HEADER as PEER_HEADER
 
 __all__ = ["HttpProxyProtocol", "LINGER"]
 
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 # The header names on_headers_complete looks at; any other name costs it one set lookup.
-_NOTED = REQUEST_DROP | {b"host", b"content-length", b"x-request-id"} | TRACE_HEADERS
+_NOTED = REQUEST_DROP | {b"host", b"content-length", b"x-request-id", PEER_HEADER} | TRACE_HEADERS
 
 
 class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, asyncio.Protocol):
@@ -163,7 +165,7 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
         headers = self.headers
         if self.mid_head:
             self._check_head_size(method, headers)
-        host = None
+        host = peer = None
         has_body = chunked = expect = has_id = hop = False
         drop = None
         noted: dict[bytes, bytes] | None = None  # trace headers (proxy/telemetry/trace_context.py): first values
@@ -192,6 +194,8 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
                 hop = True
             elif name == b"x-request-id":
                 has_id = True
+            elif name == PEER_HEADER:  # the calling sidecar's metadata (inbound); from an app, a forgery
+                peer = value if peer is None else b""  # more than one: none is believed
             elif name == b"connection":
                 drop = more_tokens(drop, value)
                 hop = True
@@ -254,6 +258,9 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
                                    target.decode("latin-1"), headers, self.client, self.downstream)
                 if trace is not None:
                     head.trace = trace
+                if peer is not None:  # never passed on: read here (inbound: shared.peers), stripped either way
+                    headers, drop, raw_head = peer_metadata.on_request(self.shared.peers, head, peer, headers, drop,
+                                                                       raw_head)
         pipeline = self.pipeline
         if pipeline and len(pipeline) >= self.shared.limits.max_pipelined:  # max_pipelined >= 1 (limits.py)
             # Read no further: answer what is queued, then close; the client retries the rest (RFC 9112 9.3.2).

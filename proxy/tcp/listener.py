@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from proxy.core.access import AccessRecord, OnComplete, upstream_of
 from proxy.core.downstream import Downstream
+from proxy.tcp.metrics import TcpMetrics
 from proxy.tcp.relay import Picker, Relay, TcpCheck
 from proxy.tls.acceptor import TlsAcceptor
 from proxy.tls.listen import listening_socket
@@ -32,10 +33,12 @@ class TcpListener:
                  access_log: OnComplete | None = None, max_connections: int = 10_000,
                  tls_mode: Callable[[], str] | None = None,
                  tls_context: Callable[[], ssl.SSLContext | None] | None = None,
-                 authorize: Callable[[], TcpCheck | None] | None = None, app_port: int = 0) -> None:
+                 authorize: Callable[[], TcpCheck | None] | None = None, app_port: int = 0,
+                 metrics: TcpMetrics | None = None) -> None:
         """`tls_mode` and `tls_context` (an inbound listener): accept through a TlsAcceptor (its `acceptor`).
         `authorize`: the AuthorizationPolicy check in force (None: none), asked per accepted connection;
-        `app_port`: the workload port this listener serves (destination.port for it)."""
+        `app_port`: the workload port this listener serves (destination.port for it); `metrics`: Istio's TCP
+        metrics of this listener's direction (proxy/tcp/metrics.py), None: none."""
         self.host = host
         self.port = port  # the bound port once started (useful with port 0)
         self.pick = pick
@@ -51,9 +54,18 @@ class TcpListener:
         self.acceptor: TlsAcceptor | None = None
         self.authorize, self.app_port = authorize, app_port
         self.denied = 0  # connections closed by an AuthorizationPolicy
+        self.metrics = metrics
+        self.asked = target.rpartition(":")[0]  # the host a connection here asks for ("db"), for its labels
+
+    def sweep_metrics(self) -> None:
+        """Before metrics are read: open connections' bytes so far (proxy/tcp/metrics.py)."""
+        if self.metrics is not None:
+            self.metrics.sweep(self.relays, self.asked)
 
     def _closed(self, relay: Relay) -> None:
         self.relays.discard(relay)
+        if self.metrics is not None:
+            self.metrics.closed(relay, self.asked)
         access_log = self.access_log
         if access_log is not None:
             access_log(tcp_record(relay, self.target))
@@ -68,6 +80,8 @@ class TcpListener:
         self.relays.add(relay)
         if self.tls_mode is not None:  # inbound: who calls, read while the connection is open (for authz, the log)
             relay.caller = self._caller(relay)
+        if self.metrics is not None:
+            self.metrics.opened(relay)
         check = self.authorize() if self.authorize is not None else None
         if check is not None and not self._authorized(relay, check):
             return

@@ -119,7 +119,7 @@ class Relay:
 
     __slots__ = ("loop", "pick", "down", "up", "target", "holds_slot", "last_active", "timer", "deadline",
                  "closed", "connecting", "halves", "on_close", "started", "flag", "error", "on_open", "details",
-                 "caller")
+                 "caller", "peer", "seen")
 
     def __init__(self, pick: Picker, on_close: Callable[[Relay], None],
                  on_open: Callable[[Relay], None] | None = None) -> None:
@@ -143,6 +143,9 @@ class Relay:
         self.error: BaseException | None = None  # why the upstream could not be reached, if it could not
         self.details = ""  # Envoy's connection termination details for the access log (authorization)
         self.caller: Downstream | None = None  # an inbound connection's caller, read at accept (authz, access log)
+        # metrics (proxy/tcp/metrics.py): the Peer its labels are, and the (received, sent) bytes counted so far
+        self.peer: object = None
+        self.seen: tuple[int, int] | None = None
 
     def start(self) -> None:
         self.connecting = self.loop.create_task(self._connect())

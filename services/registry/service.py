@@ -230,7 +230,8 @@ def _invalid(workload: Workload) -> str:
                     "prefix of up to 253, value up to 63)")
     for field, text in (("id", workload.id), ("service", workload.service), ("namespace", workload.namespace),
                         ("address", workload.address), ("service_account", workload.service_account),
-                        ("locality", workload.locality)):
+                        ("locality", workload.locality), ("workload_name", workload.workload_name),
+                        ("cluster", workload.cluster)):
         if len(text) > 253:
             return f"{field} is {len(text)} characters, more than 253"
     if len(workload.tcp_ports) > MAX_LABELS:

@@ -212,3 +212,11 @@ def test_names_ending_in_a_newline_are_refused_by_the_cli_checks() -> None:
     assert options.DNS1123_LABEL.match("web") and not options.DNS1123_LABEL.match("web\n")
     assert not options.DNS1123_SUBDOMAIN.match("a.b\n") and not options.LABEL_NAME.match("app\n")
     assert not TRUST_DOMAIN.match("cluster.local\n")
+
+
+@pytest.mark.parametrize("flag, value", [("--metrics-interval", "nan"), ("--metrics-interval", "0.05"),
+                                         ("--metrics-interval", "3601"), ("--metrics-max-series", "0"),
+                                         ("--workload-name", "w" * 254), ("--workload-name", " padded"),
+                                         ("--cluster", "east\nwest")])
+def test_proxy_run_metrics_flags_refuse_what_metrics_could_not_carry(flag: str, value: str) -> None:
+    assert_usage_error(isthmus("--nats", UNREACHABLE, *RUN, flag, value), flag)

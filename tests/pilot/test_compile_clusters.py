@@ -57,9 +57,9 @@ def test_registered_workloads_form_a_cluster_per_service_with_sorted_endpoints()
     sidecar = {"sidecar": True, "identity": "spiffe://cluster.local/ns/prod/sa/default", "auto_mtls": [9080]}
     assert cluster.endpoints == [
         Endpoint(address="10.0.0.1", ports={9080: 15006}, labels={"app": "reviews", "version": "v1"},
-                 healthy=False, workload="r1", **sidecar),
+                 healthy=False, workload="r1", workload_name="reviews-v1", **sidecar),
         Endpoint(address="10.0.0.2", ports={9080: 15006}, labels={"app": "reviews", "version": "v2"},
-                 workload="r2", **sidecar),
+                 workload="r2", workload_name="reviews-v2", **sidecar),
     ]
     assert cluster.version == 5  # the newest workload
 
@@ -149,6 +149,16 @@ def test_a_workload_selector_picks_workload_entries_and_workloads_of_its_namespa
         ("10.3.0.1", {9080: 15106}, "rt-1"),
     ]
     assert cluster.version == 8
+
+
+def test_endpoints_carry_their_workloads_name_and_cluster_for_metrics():
+    """The registered name and cluster (`proxy run --workload-name/--cluster`), else <service>-<version>; a
+    WorkloadEntry's endpoint is named after the entry (Istio's destination_workload for a VM)."""
+    named = Workload(id="rt-1", service="ratings-vm", namespace="prod", address="10.3.0.1",
+                     labels={"app": "ratings"}, workload_name="ratings-vm-blue", cluster="east")
+    cluster = compile_mesh(make_state([(SE_SELECTOR, 6)], [(named, 8)]))[0]["ratings.prod.svc.cluster.local"]
+    assert [(e.workload, e.workload_name, e.cluster) for e in cluster.endpoints] == [
+        ("WorkloadEntry prod/vm-1", "vm-1", ""), ("rt-1", "ratings-vm-blue", "east")]
 
 
 def test_a_dns_service_entry_without_endpoints_uses_its_host_as_the_endpoint():

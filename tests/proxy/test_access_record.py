@@ -4,6 +4,8 @@ headers and trace), on a completed request, a failed one and a CONNECT tunnel.""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from proxy.core.access import AccessRecord
 from proxy.core.errors import NoHealthyUpstream
 from proxy.core.target import Target
@@ -48,8 +50,9 @@ async def test_a_request_no_upstream_answered_has_no_service_time(start_proxy, c
 def test_the_upstream_identity_is_named_only_once_the_upstream_answered():
     target = Target("10.0.0.7", 15006, "outbound|9080||reviews", tls=Tls())
     records: list[AccessRecord] = []
-    report(records.append, None, target, 200, "-", 3, 2.0, upstream_ms=1.0)
-    report(records.append, None, target, 503, "UF", 0, 2.0)  # the connect (and its handshake) failed
+    shared = SimpleNamespace(metrics=None, on_complete=records.append)  # a listener's state, as report() reads it
+    report(shared, None, target, 200, "-", 0, 3, 2.0, upstream_ms=1.0)  # type: ignore[arg-type]
+    report(shared, None, target, 503, "UF", 0, 0, 2.0)  # type: ignore[arg-type]  # the connect (and its handshake) failed
     answered, failed = records
     assert (answered.upstream_host, answered.upstream_peer) == ("10.0.0.7:15006", Tls.expected_id)
     assert (failed.upstream_host, failed.upstream_peer) == ("10.0.0.7:15006", "")

@@ -21,3 +21,10 @@ def test_app_ports_outside_1_to_65535_are_refused():
     for bad in ({0: 80}, {80: 65536}, {-1: 80}):
         assert _invalid(workload(bad)) == "app ports must be 1-65535"
     assert _invalid(workload({1: 65535})) == ""
+
+
+def test_the_metric_names_a_workload_registers_are_bounded_like_its_other_names():
+    for field in ("workload_name", "cluster"):
+        assert _invalid(Workload(id="w1", service="fin", namespace="foo", **{field: "x" * 253})) == ""
+        assert _invalid(Workload(id="w1", service="fin", namespace="foo", **{field: "x" * 254})) == \
+            f"{field} is 254 characters, more than 253"

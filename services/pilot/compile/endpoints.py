@@ -9,7 +9,10 @@
   else P itself.
 A host that a registered service and a ServiceEntry share merges ports and endpoints; when several
 ServiceEntries claim a host, the oldest wins (as for DestinationRules and VirtualServices).
-Each endpoint carries its auto mTLS inputs (sidecar, identity, auto_mtls: automtls.py says what decides them).
+Each endpoint carries its auto mTLS inputs (sidecar, identity, auto_mtls: automtls.py says what decides them),
+and its workload's name and cluster for Istio's destination_workload / destination_cluster metric labels: a
+registered workload's own (Workload.workload_name, else proto.observations.workload_name_of), a WorkloadEntry's
+name (as Istio names a WorkloadEntry's workload), none for a ServiceEntry's inline endpoints.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from proto.networking import ServicePort, WorkloadEntrySpec
+from proto.observations import workload_name_of
 from proto.registry import Workload
 from proto.xds import Endpoint
 from services.pilot.hosts import fqdn, service_host
@@ -57,12 +61,15 @@ def workload_endpoint(w: Workload, ports: dict[int, int], peers: PeerAuthn | Non
     sidecar, identity, auto = endpoint_security(w.labels, True, w.namespace, w.service_account or "default", ports,
                                                 w.app_ports, peers, trust_domain)
     return Endpoint(address=w.address, ports=ports, labels=dict(w.labels), healthy=w.healthy, workload=w.id,
-                    locality=w.locality, sidecar=sidecar, identity=identity, auto_mtls=auto)
+                    locality=w.locality, sidecar=sidecar, identity=identity, auto_mtls=auto,
+                    workload_name=workload_name_of(w.service, w.labels, w.workload_name), cluster=w.cluster)
 
 
 def entry_endpoint(ep: WorkloadEntrySpec, ports: list[ServicePort], workload: str, namespace: str = "default",
-                   peers: PeerAuthn | None = None, trust_domain: str = "cluster.local") -> Endpoint:
-    """A WorkloadEntry, or an endpoint of a ServiceEntry in `namespace`, for the ServiceEntry's `ports`."""
+                   peers: PeerAuthn | None = None, trust_domain: str = "cluster.local",
+                   workload_name: str = "") -> Endpoint:
+    """A WorkloadEntry (`workload_name`: its name), or an endpoint of a ServiceEntry in `namespace`, for the
+    ServiceEntry's `ports`."""
     mapping = {}
     for port in ports:
         if port.name and port.name in ep.ports:
@@ -73,7 +80,7 @@ def entry_endpoint(ep: WorkloadEntrySpec, ports: list[ServicePort], workload: st
                                                 ep.service_account or "", mapping, mapping, peers, trust_domain)
     return Endpoint(address=ep.address or "", ports=mapping, labels=dict(ep.labels), workload=workload,
                     locality=ep.locality or "", weight=ep.weight or 1, sidecar=sidecar, identity=identity,
-                    auto_mtls=auto)
+                    auto_mtls=auto, workload_name=workload_name)
 
 
 def collect_services(state: MeshState, peers: PeerAuthn | None = None) -> dict[str, Service]:
@@ -132,7 +139,8 @@ def _selected_endpoints(state: MeshState, stored: Stored, peers: PeerAuthn) -> t
     for entry in state.of_kind("WorkloadEntry"):
         we = entry.resource
         if we.metadata.namespace == namespace and we.spec.address and selects(selector, we.spec.labels):
-            found.append(entry_endpoint(we.spec, spec.ports, f"WorkloadEntry {entry.source}", namespace, peers, td))
+            found.append(entry_endpoint(we.spec, spec.ports, f"WorkloadEntry {entry.source}", namespace, peers, td,
+                                        we.metadata.name))
             revision = max(revision, entry.revision)
     for _, (w, w_revision) in sorted(state.workloads.items()):
         if w.namespace == namespace and selects(selector, w.labels):

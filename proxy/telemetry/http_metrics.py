@@ -1,0 +1,137 @@
+"""The two HTTP listeners' metrics: which peer a finished exchange counts for, then HttpRecorder.count.
+
+    OutboundMetrics.record(head, target, status, flag, received, sent, ms)   reporter=source
+    InboundMetrics.record(head, target, status, flag, received, sent, ms)    reporter=destination
+
+The peer is found from objects the request already holds, and its label values are worked out once:
+outbound per picked endpoint (the proto.xds.Endpoint object, its cluster and its TLS origination; a push makes
+new ones), or per (cluster, requested host) when no endpoint was picked (the sidecar answered: 404 NR, 503 UH,
+a fault abort, a direct response; passthrough); inbound per (caller principal, peer metadata object). These
+caches are bounded (PEER_CACHE entries, then started over); the label sets they lead to are bounded by the
+recorder (proxy/telemetry/metrics.py).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left as bucket
+
+from proxy.core.request import RequestHead
+from proxy.core.target import Target
+from proxy.telemetry import labels
+from proxy.telemetry.labels import LocalWorkload
+from proxy.telemetry.metrics import BYTES_BOUNDS, DURATION_BOUNDS, MAX_SERIES, HttpRecorder, Peer
+
+PEER_CACHE = 4096  # endpoints / callers whose Peer is kept at hand
+
+
+def target_host(me: LocalWorkload, target: Target | None, asked: str) -> tuple[str, str, str]:
+    """(destination_service, destination_service_name, destination_service_namespace) for an outbound call:
+    the cluster's host for a mesh cluster (`outbound|<port>|<subset>|<host>`), else `asked` (the host the app
+    asked for), with Istio's PassthroughCluster / BlackHoleCluster as the name for those."""
+    cluster = target.cluster if target is not None else ""
+    if cluster.startswith("outbound|"):
+        host = cluster.split("|", 3)[3]
+        return (host, *me.service_parts(host))
+    if cluster in labels.PASSTHROUGH_CLUSTERS:
+        return asked, cluster, labels.UNKNOWN
+    return asked, asked, labels.UNKNOWN
+
+
+class OutboundMetrics(HttpRecorder):
+    """reporter=source: requests this workload's app sent through the outbound listener."""
+
+    def __init__(self, me: LocalWorkload, max_series: int = MAX_SERIES) -> None:
+        super().__init__("outbound", "source", max_series)
+        self.me = me
+        # id(endpoint) -> (endpoint, cluster, tls, Peer); the endpoint is held, so its id is not reused meanwhile
+        self.by_endpoint: dict[int, tuple[object, str, object, Peer]] = {}
+        self.by_host: dict[tuple[str, str], Peer] = {}  # (cluster, requested host) -> Peer, no endpoint picked
+
+    def record(self, head: RequestHead | None, target: Target | None, status: int, flag: str, received: int,
+               sent: int, duration_ms: float) -> None:
+        endpoint = target.endpoint if target is not None else None
+        if endpoint is not None:
+            found = self.by_endpoint.get(id(endpoint))
+            if found is not None and found[0] is endpoint and found[2] is target.tls and found[1] == target.cluster:
+                peer = found[3]
+            else:
+                peer = self._endpoint_peer(endpoint, target, head)  # type: ignore[arg-type]
+        else:
+            peer = self._other_peer(target, head)
+        # HttpRecorder.count, inline (one call less per request)
+        series = self.series.get((peer, status, flag))
+        if series is None:
+            series = self._add(peer, status, flag)
+        series.requests += 1
+        series.duration[bucket(DURATION_BOUNDS, duration_ms)] += 1
+        series.duration_sum += duration_ms
+        if received:
+            series.request_bytes[bucket(BYTES_BOUNDS, received)] += 1
+            series.request_bytes_sum += received
+        else:
+            series.request_bytes[0] += 1
+        series.response_bytes[bucket(BYTES_BOUNDS, sent)] += 1
+        series.response_bytes_sum += sent
+
+    def _endpoint_peer(self, endpoint: object, target: Target, head: RequestHead | None) -> Peer:
+        host, name, namespace = target_host(self.me, target, head.host if head is not None else "")
+        peer = self.peer(labels.outbound(self.me, "http", host, name, namespace, endpoint, target.tls is not None))
+        if len(self.by_endpoint) >= PEER_CACHE:
+            self.by_endpoint.clear()
+        self.by_endpoint[id(endpoint)] = (endpoint, target.cluster, target.tls, peer)
+        return peer
+
+    def _other_peer(self, target: Target | None, head: RequestHead | None) -> Peer:
+        key = (target.cluster if target is not None else "", head.host if head is not None else "")
+        peer = self.by_host.get(key)
+        if peer is None:
+            host, name, namespace = target_host(self.me, target, key[1])
+            peer = self.peer(labels.outbound(self.me, "http", host, name, namespace))
+            if len(self.by_host) >= PEER_CACHE:
+                self.by_host.clear()
+            self.by_host[key] = peer
+        return peer
+
+
+class InboundMetrics(HttpRecorder):
+    """reporter=destination: requests that reached this workload's inbound listener (answered by the app or by
+    the sidecar: 403 denied, 429 rate limited, 503 before the first push)."""
+
+    def __init__(self, me: LocalWorkload, max_series: int = MAX_SERIES) -> None:
+        super().__init__("inbound", "destination", max_series)
+        self.me = me
+        # (principal, id(PeerMetadata or None)) -> (that PeerMetadata, Peer): held, so its id is not reused meanwhile
+        # (PeerMetadata, a msgspec Struct, is not hashable)
+        self.by_caller: dict[tuple[str | None, int], tuple[object, Peer]] = {}
+
+    def record(self, head: RequestHead | None, target: Target | None, status: int, flag: str, received: int,
+               sent: int, duration_ms: float) -> None:
+        if head is not None:
+            principal, metadata = head.downstream.principal, head.peer
+        else:  # a request refused before its head was read (400): nothing known of the caller
+            principal = metadata = None
+        found = self.by_caller.get((principal, id(metadata)))
+        if found is not None and found[0] is metadata:
+            peer = found[1]
+        else:
+            peer = self._caller_peer(principal, metadata)
+        series = self.series.get((peer, status, flag))
+        if series is None:
+            series = self._add(peer, status, flag)
+        series.requests += 1
+        series.duration[bucket(DURATION_BOUNDS, duration_ms)] += 1
+        series.duration_sum += duration_ms
+        if received:
+            series.request_bytes[bucket(BYTES_BOUNDS, received)] += 1
+            series.request_bytes_sum += received
+        else:
+            series.request_bytes[0] += 1
+        series.response_bytes[bucket(BYTES_BOUNDS, sent)] += 1
+        series.response_bytes_sum += sent
+
+    def _caller_peer(self, principal: str | None, metadata: object) -> Peer:
+        peer = self.peer(labels.inbound(self.me, "http", principal, metadata))  # type: ignore[arg-type]
+        if len(self.by_caller) >= PEER_CACHE:
+            self.by_caller.clear()
+        self.by_caller[(principal, id(metadata))] = (metadata, peer)
+        return peer
