@@ -95,6 +95,19 @@ def client_lock(log_dir: Path, user: str | None) -> tuple[str, IO[str]]:
 # --------------------------------------------------------------------------------------------- run
 
 
+def dashboard_url() -> str:
+    """Where the telemetry service's dashboard is, as `isthmus dashboard` finds it: the client config `isthmus
+    up` wrote (ISTHMUS_CONFIG, ./.isthmus/isthmus.yaml), else ISTHMUS_DASHBOARD_URL, else its default."""
+    from isthmus.commands.dashboard import DEFAULT_URL
+    from runtime.clientconfig import ConfigFileError, load_optional
+
+    try:
+        config = load_optional()
+    except ConfigFileError:
+        config = None
+    return (config.dashboard if config else "") or os.environ.get("ISTHMUS_DASHBOARD_URL") or DEFAULT_URL
+
+
 def _hints(nats_url: str, url: str, log_dir: Path) -> list[str]:
     cli = hints.isthmus(nats_url)
     demo = f"{hints.program('python')} -m examples.bookinfo.demo"
@@ -102,7 +115,9 @@ def _hints(nats_url: str, url: str, log_dir: Path) -> list[str]:
         demo += f" --nats {nats_url}"
     if log_dir.resolve() != Path(DEFAULT_LOG_DIR).resolve():
         demo += f" --log-dir {hints.shown(log_dir)}"
-    return [f"  try: curl -s {url}",
+    return [f"  dashboard: {dashboard_url()}  (service graph with the split and mTLS, traces, access logs; "
+            f"`{hints.isthmus()} dashboard` opens it)",
+            f"  try: curl -s {url}",
             f"  try: {cli} apply -f {hints.shown(HERE / 'virtual-service-reviews-v1.yaml')}",
             f"  as user jason, beside this one: {demo} --user jason"]
 
