@@ -108,6 +108,11 @@ def dashboard_url() -> str:
     return (config.dashboard if config else "") or os.environ.get("ISTHMUS_DASHBOARD_URL") or DEFAULT_URL
 
 
+def dashboard_hint() -> str:
+    return (f"  dashboard: {dashboard_url()}  (service graph with the split and mTLS, traces, access logs; "
+            f"`{hints.isthmus()} dashboard` opens it)")
+
+
 def _hints(nats_url: str, url: str, log_dir: Path) -> list[str]:
     cli = hints.isthmus(nats_url)
     demo = f"{hints.program('python')} -m examples.bookinfo.demo"
@@ -115,8 +120,7 @@ def _hints(nats_url: str, url: str, log_dir: Path) -> list[str]:
         demo += f" --nats {nats_url}"
     if log_dir.resolve() != Path(DEFAULT_LOG_DIR).resolve():
         demo += f" --log-dir {hints.shown(log_dir)}"
-    return [f"  dashboard: {dashboard_url()}  (service graph with the split and mTLS, traces, access logs; "
-            f"`{hints.isthmus()} dashboard` opens it)",
+    return [dashboard_hint(),
             f"  try: curl -s {url}",
             f"  try: {cli} apply -f {hints.shown(HERE / 'virtual-service-reviews-v1.yaml')}",
             f"  as user jason, beside this one: {demo} --user jason"]
@@ -182,6 +186,7 @@ async def _run_client(nats_url: str, supervisor: Supervisor, log_dir: Path, rate
         url = f"http://127.0.0.1:{frontend.app_port}/"
         out("")
         out(f"traffic: {rate:g} req/s to the frontend at {url}" + (f" as end-user {user}" if user else ""))
+        out(dashboard_hint())
         out("")
         await _traffic_with_mtls([frontend], url, rate, user, out)
     finally:
