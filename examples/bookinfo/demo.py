@@ -95,6 +95,24 @@ def client_lock(log_dir: Path, user: str | None) -> tuple[str, IO[str]]:
 # --------------------------------------------------------------------------------------------- run
 
 
+def dashboard_url() -> str:
+    """Where the telemetry service's dashboard is, as `isthmus dashboard` finds it: the client config `isthmus
+    up` wrote (ISTHMUS_CONFIG, ./.isthmus/isthmus.yaml), else ISTHMUS_DASHBOARD_URL, else its default."""
+    from isthmus.commands.dashboard import DEFAULT_URL
+    from runtime.clientconfig import ConfigFileError, load_optional
+
+    try:
+        config = load_optional()
+    except ConfigFileError:
+        config = None
+    return (config.dashboard if config else "") or os.environ.get("ISTHMUS_DASHBOARD_URL") or DEFAULT_URL
+
+
+def dashboard_hint() -> str:
+    return (f"  dashboard: {dashboard_url()}  (service graph with the split and mTLS, traces, access logs; "
+            f"`{hints.isthmus()} dashboard` opens it)")
+
+
 def _hints(nats_url: str, url: str, log_dir: Path) -> list[str]:
     cli = hints.isthmus(nats_url)
     demo = f"{hints.program('python')} -m examples.bookinfo.demo"
@@ -102,7 +120,8 @@ def _hints(nats_url: str, url: str, log_dir: Path) -> list[str]:
         demo += f" --nats {nats_url}"
     if log_dir.resolve() != Path(DEFAULT_LOG_DIR).resolve():
         demo += f" --log-dir {hints.shown(log_dir)}"
-    return [f"  try: curl -s {url}",
+    return [dashboard_hint(),
+            f"  try: curl -s {url}",
             f"  try: {cli} apply -f {hints.shown(HERE / 'virtual-service-reviews-v1.yaml')}",
             f"  as user jason, beside this one: {demo} --user jason"]
 
@@ -167,6 +186,7 @@ async def _run_client(nats_url: str, supervisor: Supervisor, log_dir: Path, rate
         url = f"http://127.0.0.1:{frontend.app_port}/"
         out("")
         out(f"traffic: {rate:g} req/s to the frontend at {url}" + (f" as end-user {user}" if user else ""))
+        out(dashboard_hint())
         out("")
         await _traffic_with_mtls([frontend], url, rate, user, out)
     finally:

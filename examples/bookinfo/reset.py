@@ -9,7 +9,10 @@ resource that would change its traffic and is not its own:
     RateLimit                                         selecting a demo workload (docs/ratelimit.md)
     AuthorizationPolicy / RequestAuthentication       in `default`, selecting a demo workload or with no
                                                       selector (a deny-all would stop the demo's traffic)
-Its own two resources are replaced by the apply (`configured` when a walk-through had changed them).
+    Telemetry                                         in `default`, selecting a demo workload or with no
+                                                      selector (it would override the demo's tracing and
+                                                      access logs; the root namespace's mesh default stays)
+Its own three resources are replaced by the apply (`configured` when a walk-through had changed them).
 Everything else in the mesh is left alone.
 """
 
@@ -25,16 +28,20 @@ from proto.subjects import CONFIG_DELETE, CONFIG_GET
 from services.pilot.hosts import fqdn
 
 HERE = Path(__file__).resolve().parent
-CONFIG = (HERE / "destination-rule-reviews.yaml", HERE / "virtual-service-reviews-80-10-10.yaml")
+CONFIG = (HERE / "destination-rule-reviews.yaml", HERE / "virtual-service-reviews-80-10-10.yaml",
+          HERE / "telemetry.yaml")
 NAMESPACE = "default"
 SERVICES = ("frontend", "reviews")
 WORKLOAD_LABELS = ({"app": "frontend", "version": "v1"},
                    *({"app": "reviews", "version": v} for v in ("v1", "v2", "v3")))
-OWN = {("DestinationRule", NAMESPACE, "reviews"), ("VirtualService", NAMESPACE, "reviews")}
+OWN = {("DestinationRule", NAMESPACE, "reviews"), ("VirtualService", NAMESPACE, "reviews"),
+       ("Telemetry", NAMESPACE, "bookinfo")}
 KINDS = ("VirtualService", "DestinationRule", "ServiceEntry", "RateLimit", "AuthorizationPolicy",
-         "RequestAuthentication")
-SELECTING = ("RateLimit", "AuthorizationPolicy", "RequestAuthentication")  # kinds that pick workloads by labels
+         "RequestAuthentication", "Telemetry")
+SELECTING = ("RateLimit", "AuthorizationPolicy", "RequestAuthentication", "Telemetry")  # kinds that pick workloads by labels
 TIMEOUT = 10.0
+WHAT_OWN_IS = {"VirtualService": "80/10/10 split", "DestinationRule": "subsets",
+               "Telemetry": "tracing and access logs"}
 
 
 
@@ -110,5 +117,5 @@ async def reset(bus: Any) -> tuple[list[str], int]:
 def replaced(reply: ApplyReply) -> list[str]:
     """The demo's own resources that the apply put back (a walk-through had changed them)."""
     return [f"{r.ref.kind} {r.ref.namespace}/{r.ref.name} was changed since: back to the demo's "
-            f"{'80/10/10 split' if r.ref.kind == 'VirtualService' else 'subsets'}"
+            f"{WHAT_OWN_IS.get(r.ref.kind, 'config')}"
             for r in reply.results if r.action == "configured"]

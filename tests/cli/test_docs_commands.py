@@ -45,3 +45,11 @@ def test_every_doc_path_a_readme_names_exists() -> None:
     for path in READMES:
         for name in re.findall(r"`?(docs/[\w.-]+\.md)`?", path.read_text()):
             assert (ROOT / name).exists(), f"{path.name} names {name}"
+
+
+def test_every_image_a_readme_shows_exists_and_is_small() -> None:
+    for path in READMES:
+        for name in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", path.read_text()):
+            image = path.parent / name
+            assert image.exists(), f"{path.name} shows {name}"
+            assert image.stat().st_size < 150_000, f"{name}: {image.stat().st_size} bytes; keep the clone small"

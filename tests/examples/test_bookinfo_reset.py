@@ -70,3 +70,33 @@ def test_authorization_and_jwt_policies_on_demo_workloads_are_leftovers_and_othe
     assert names(found) == ["AuthorizationPolicy default/allow-nothing",
                             "AuthorizationPolicy default/reviews-from-frontend",
                             "RequestAuthentication default/frontend-jwt"]
+
+
+def test_telemetry_on_demo_workloads_is_a_leftover_and_the_demos_own_and_the_mesh_default_are_not() -> None:
+    found = {"Telemetry": [
+        res("Telemetry", "bookinfo", tracing=[{"randomSamplingPercentage": 100.0}]),  # the demo's own
+        res("Telemetry", "no-logs", accessLogging=[{"disabled": True}]),  # namespace-wide: would hide the logs
+        res("Telemetry", "reviews-sampling", selector={"matchLabels": {"app": "reviews"}},
+            tracing=[{"randomSamplingPercentage": 0.0}]),
+        res("Telemetry", "ratings", selector={"matchLabels": {"app": "ratings"}}),
+        res("Telemetry", "mesh-default", "istio-system", tracing=[{"randomSamplingPercentage": 1.0}]),
+    ]}
+    assert names(found) == ["Telemetry default/no-logs", "Telemetry default/reviews-sampling"]
+
+
+def test_the_demos_own_telemetry_put_back_is_said_so() -> None:
+    reply = ApplyReply(ok=True, results=[
+        AppliedResource(ref=ResourceRef(kind="Telemetry", name="bookinfo"), action="configured")])
+    assert replaced(reply) == ["Telemetry default/bookinfo was changed since: back to the demo's tracing and access logs"]
+
+
+def test_the_demos_config_includes_its_telemetry_resource_as_istio_writes_it() -> None:
+    import yaml
+
+    from examples.bookinfo.reset import CONFIG
+
+    [telemetry] = [yaml.safe_load(p.read_text()) for p in CONFIG if p.name == "telemetry.yaml"]
+    assert telemetry["apiVersion"] == "telemetry.istio.io/v1" and telemetry["kind"] == "Telemetry"
+    assert telemetry["metadata"] == {"name": "bookinfo", "namespace": "default"}
+    assert telemetry["spec"]["tracing"] == [{"randomSamplingPercentage": 100.0}]  # Istio's demo profile
+    assert telemetry["spec"]["accessLogging"] == [{"providers": [{"name": "envoy"}, {"name": "isthmus"}]}]

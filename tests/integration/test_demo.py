@@ -142,6 +142,7 @@ async def test_a_demo_resets_what_a_walk_through_left_and_a_second_one_joins_as_
         second = demo(mesh, log_dir, "second", "--user", "jason")
         await eventually(lambda: "traffic:" in output(second) or not second.is_running, 60)
         assert "joining the mesh as a client only" in output(second), output(second)
+        await eventually(lambda: "  dashboard: http" in output(second).split("traffic:", 1)[1], 10)  # a client's too
         await eventually(lambda: mtls_said(second) and mtls_said(second)[-1] == "mTLS: 1/1 sidecars hold a "
                          "certificate, all hops mutual TLS", 30)
         jasons = await counted_next(second, 2)
