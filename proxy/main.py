@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from proto.observations import workload_name_of
 from proto.registry import Workload
 from proxy.access_log import AccessLog, ListenerLog
 from proxy.admin import AdminServer
@@ -36,18 +37,9 @@ from proxy.outbound.dns_cache import DnsCache
 from proxy.outbound.router import MeshRouter
 from proxy.core.target import Target
 from proxy.outbound.self_loop import OwnListeners
+from proxy.observability import SidecarTelemetry
 from proxy.settings import ProxyOptions
-from proxy.telemetry.tracing import SidecarTracing
-from proxy.telemetry.access_logging import AccessLogging
-from proxy.telemetry.log_shipper import LogShipper
 from proxy.tcp.listener import TcpListener
-from proxy.tcp.metrics import TcpMetrics
-from proxy.telemetry import peer_metadata
-from proxy.telemetry.exposition import SidecarMetrics
-from proxy.telemetry.http_metrics import InboundMetrics, OutboundMetrics
-from proxy.telemetry.labels import LocalWorkload
-from proxy.telemetry.metrics import TcpRecorder
-from proxy.telemetry.publisher import SnapshotPublisher
 from proxy.tcp.relay import Picker
 from proxy.tls import transport as tls_transport
 from proxy.tls.modes import InboundModes
@@ -97,24 +89,14 @@ class Sidecar:
         self.pool.resolver = DnsCache()  # names of hosts outside the mesh (passthrough), off the loop
         self.router = MeshRouter(self.state, options.namespace, options.domain_suffix, options.labels, options.locality)
         self.xds = XdsClient(self.state, options.id, options.service, options.namespace)
-        # Istio's standard metrics (proxy/telemetry/): one recorder per listener direction and protocol, read by
-        # the admin port's /stats/prometheus and published on the bus every metrics_interval seconds
-        self.me = LocalWorkload(options.service, options.namespace, options.labels, options.workload_name,
-                                options.cluster, options.service_account, options.trust_domain, options.domain_suffix)
-        cap = options.metrics_max_series
-        self.http_out, self.http_in = OutboundMetrics(self.me, cap), InboundMetrics(self.me, cap)
-        tcp_out, tcp_in = TcpRecorder("outbound_tcp", "source", cap), TcpRecorder("inbound_tcp", "destination", cap)
-        self.metrics = SidecarMetrics([self.http_out, self.http_in], [tcp_out, tcp_in])
-        self.snapshots = SnapshotPublisher(self.metrics, options.id, options.namespace, options.service_account,
-                                           options.metrics_interval)
-        tcp_out_metrics, tcp_in_metrics = TcpMetrics(tcp_out, self.me, True), TcpMetrics(tcp_in, self.me, False)
         workload = Workload(id=options.id, service=options.service, namespace=options.namespace,
                             address=options.address, service_port=options.service_port,
                             inbound_port=options.inbound_port, labels=dict(options.labels),
                             service_account=options.service_account, locality=options.locality,
                             app_ports={options.service_port: options.app_port,
                                        **{svc: app for svc, app, _ in options.app_tcp}},
-                            workload_name=self.me.workload, cluster=options.cluster)
+                            workload_name=workload_name_of(options.service, options.labels, options.workload_name),
+                            cluster=options.cluster)
         self.registration = Registration(workload, options.app_host, options.app_port, options.lease_ttl,
                                          options.health_interval)
         try:
@@ -124,11 +106,8 @@ class Sidecar:
         except ValueError as exc:
             raise StartError(f"--access-log-format {options.access_log_format}: {exc}") from exc
         log_for = self.access_log.for_listener if self.access_log is not None else lambda name: None
-        # Telemetry accessLogging (proxy/telemetry/access_logging.py): per side, the --access-log alone, or the
-        # providers pushed for this workload (envoy: this log, stdout without one; isthmus: the shipper)
-        self.shipper = LogShipper(options.id, options.namespace, options.service, options.service_account)
-        self.logging = AccessLogging(log_for, self._envoy_log, self.shipper.sink)
-        self.state.on_apply.append(self._apply_logging)
+        # metrics, access logging and tracing (proxy/observability.py)
+        self.telemetry = telemetry = SidecarTelemetry(options, self.state, log_for, self._envoy_log)
         # workload identity (proxy/identity/agent.py): loaded from --state-dir before the listeners, then obtained
         # and renewed beside them; the listeners never wait for it
         self.identity = IdentityAgent(IdentityConfig(
@@ -151,42 +130,30 @@ class Sidecar:
             return current.server if current is not None else None
 
         self.outbound = Listener(options.outbound_host, options.outbound_port, self.router, self.pool, "outbound",
-                                 on_complete=log_for("outbound"), limits=limits, metrics=self.http_out,
-                                 peer_line=peer_metadata.header_line(self.me.peer_metadata()))
+                                 limits=limits, **telemetry.outbound_options())
         self.app_router = LocalAppRouter(options.app_host, options.app_port, options.service, self.state,
                                          options.namespace, options.domain_suffix, options.labels)
         self.inbound = Listener(options.inbound_host, options.inbound_port, self.app_router,
-                                self.pool, "inbound", on_complete=log_for("inbound"), limits=limits,
-                                tls_mode=lambda: self.modes.mode(options.app_port), tls_context=server_context,
-                                metrics=self.http_in, peers=peer_metadata.PeerMetadataCache())
-        # distributed tracing (proxy/telemetry/, docs/tracing.md): a client span outbound, a server span inbound
-        self.tracing = SidecarTracing(
-            proxy_id=options.id, service=options.service, namespace=options.namespace,
-            service_account=options.service_account, labels=dict(options.labels), address=options.address,
-            service_port=options.service_port, domain_suffix=options.domain_suffix, trust_domain=options.trust_domain,
-            locality=options.locality, batch=options.span_batch, max_queue=options.span_queue,
-            interval=options.span_flush_interval, max_tag=options.span_max_tag_length)
-        self.outbound.state.tracer, self.inbound.state.tracer = self.tracing.client, self.tracing.server
-        self.state.on_apply.append(lambda: self.tracing.update(self.state.security, self.state.mesh))
+                                self.pool, "inbound", limits=limits, tls_mode=lambda: self.modes.mode(options.app_port),
+                                tls_context=server_context, **telemetry.inbound_options())
         # opaque TCP (proxy/tcp/relay.py): outbound per --tcp, inbound per --app-tcp
         self.tcp_out = [TcpListener(options.outbound_host, local, self._tcp_picker(host, port),
-                                    f"outbound {host}:{port}", f"{host}:{port}", log_for("outbound"),
-                                    limits.max_connections, metrics=tcp_out_metrics)
+                                    f"outbound {host}:{port}", f"{host}:{port}",
+                                    max_connections=limits.max_connections, **telemetry.tcp_options(True))
                         for host, port, local in options.tcp_routes]
         self.tcp_in = {service_port: TcpListener(options.inbound_host, listen, self._app_picker(app_port),
                                                  f"inbound {service_port}", f"{options.app_host}:{app_port}",
-                                                 log_for("inbound"), limits.max_connections,
-                                                 self._app_mode(app_port), server_context,
-                                                 self._tcp_authz, app_port, metrics=tcp_in_metrics)
+                                                 max_connections=limits.max_connections,
+                                                 tls_mode=self._app_mode(app_port), tls_context=server_context,
+                                                 authorize=self._tcp_authz, app_port=app_port,
+                                                 **telemetry.tcp_options(False))
                        for service_port, app_port, listen in options.app_tcp}
         self.fatal: IdentityFatal | None = None
         self.stopping = asyncio.Event()
-        self.outbound.state.tunnel_metrics = tcp_out_metrics  # CONNECT tunnels (HTTPS_PROXY) count as outbound TCP
-        self.metrics.before_read += [listener.sweep_metrics for listener in [*self.tcp_out, *self.tcp_in.values()]]
-        self.metrics.before_read.append(tcp_out_metrics.sweep_tunnels)
+        telemetry.attach(self.outbound, self.inbound, self.tcp_out, list(self.tcp_in.values()))
         self.admin = AdminServer("127.0.0.1", options.admin_port, self.is_ready, self.config_dump, self.server_info,
                                  self.state.clusters_status, lambda: certs_dump(self.identity),
-                                 self.metrics.prometheus)
+                                 telemetry.metrics.prometheus)
         self.bus: busmod.Bus | None = None
         self.bus_auth: Any = None  # this sidecar's bus credentials, obtained in run() (proxy/control/buscreds.py)
         self.started_at = time.time()
@@ -197,17 +164,6 @@ class Sidecar:
         if self.access_log is None:
             self.access_log = AccessLog("-", self.options.access_log_format)
         return self.access_log.for_listener(listener)
-
-    def _apply_logging(self) -> None:
-        """After a push: each listener's on_complete / access_log as the workload's Telemetry says."""
-        self.logging.apply(self.state.security)
-        outbound, inbound = self.logging.sink("outbound"), self.logging.sink("inbound")
-        self.outbound.state.on_complete = outbound
-        self.inbound.state.on_complete = inbound
-        for listener in self.tcp_out:
-            listener.access_log = outbound
-        for listener in self.tcp_in.values():
-            listener.access_log = inbound
 
     def _mint_with_operator_config(self) -> Callable[[], Awaitable[str]] | None:
         """With the operator's client config and no token, the sidecar creates its own bootstrap token (the local
@@ -256,9 +212,7 @@ class Sidecar:
         return self.xds.synced.is_set() and self.identity.provider.current is not None
 
     def config_dump(self) -> dict[str, Any]:
-        return {"proxy": self.server_info(), **self.state.dump(), "access_logging": self.logging.dump(),
-                "access_log_shipping": {"queued": len(self.shipper.queue), "shipped": self.shipper.shipped,
-                                        "dropped": self.shipper.dropped}}
+        return {"proxy": self.server_info(), **self.state.dump(), **self.telemetry.dump()}
 
     def server_info(self) -> dict[str, Any]:
         o = self.options
@@ -270,7 +224,7 @@ class Sidecar:
                 "bus_connected": bool(self.bus and self.bus.connected),
                 "inbound_mtls": self.inbound_mtls(),
                 "inbound_authz": self.inbound_authz(),
-                "tracing": self.tracing.dump(),
+                "tracing": self.telemetry.tracing.dump(),
                 "synced": self.is_ready(), "uptime_s": round(time.time() - self.started_at, 1)}
 
     def inbound_mtls(self) -> dict[str, Any]:
@@ -374,12 +328,9 @@ class Sidecar:
         self.bus = await busmod.connect(self.options.nats_url, f"proxy-{self.options.id}", wait=None,
                                         on_reconnect=self._on_reconnect, auth=self.bus_auth)
         await self.xds.attach(self.bus)
-        self.shipper.attach(self.bus.publish, self.bus.max_payload)
-        self.tasks.append(asyncio.create_task(self.shipper.run()))
         self.tasks.append(asyncio.create_task(self.registration.run(self.bus)))
-        self.tasks.append(asyncio.create_task(self.snapshots.run(self.bus)))
         self.tasks.append(asyncio.create_task(self._identity(self.bus)))
-        self.tasks.append(asyncio.create_task(self.tracing.reporter.run(self.bus)))
+        self.tasks += self.telemetry.start(self.bus)
 
     async def _identity(self, bus: busmod.Bus) -> None:
         """The identity loop; a refusal it cannot get past (IdentityFatal) stops the sidecar, and `run` raises it."""
@@ -406,8 +357,7 @@ class Sidecar:
         if self.access_log is not None:
             self.access_log.close()
         if self.bus is not None:
-            await self.shipper.ship()  # what the last requests logged for the telemetry service
-            await self.snapshots.publish(self.bus)  # the last counts, drained requests included
+            await self.telemetry.stop(self.bus)  # the last access logs and counts, drained requests included
             await self.bus.close()
 
 

@@ -210,3 +210,16 @@ os.register_at_fork(after_in_child=_reseed)  # a forked worker must not repeat i
 
 def new_request_id() -> bytes:
     return b"%s%012x" % (_prefix, next(_counter))
+
+
+def head_end(raw: bytes, method: bytes, count: int) -> int:
+    """Where the head at the start of `raw` ends (0: not usable as received), when it is certainly the head
+    llhttp parsed: it starts with the method (no leading blank lines), and up to the first CRLF CRLF there
+    are exactly as many LFs as the parsed head has lines (`count` headers, the request line, the blank
+    line). Header values hold no CR or LF, so the parsed head ends at or before that CRLF CRLF; had it ended
+    before (bare LF line ends), the LFs after it would make the count too high. An obs-fold makes it differ
+    too. Then 0, and the head is rebuilt from the parsed headers."""
+    end = raw.find(b"\r\n\r\n") + 4
+    if end < 4 or raw.count(b"\n", 0, end) != count + 2 or not raw.startswith(method):
+        return 0
+    return end

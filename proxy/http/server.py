@@ -33,7 +33,7 @@ from proxy.http.conn_guard import ConnectionGuard
 from proxy.http.connect_tunnel import ConnectExchange
 from proxy.http.exchange import Exchange
 from proxy.http.flow import PIPELINE, ReadGate
-from proxy.http.head import REQUEST_DROP, Mode, cached_authority, more_tokens, new_request_id, resolve
+from proxy.http.head import REQUEST_DROP, Mode, cached_authority, head_end, more_tokens, new_request_id, resolve
 from proxy.http.listener_state import ServerState
 from proxy.http.server_lifecycle import LINGER, ConnectionLifecycle
 from proxy.http.server_pipeline import RequestPipeline
@@ -236,7 +236,7 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
             if error is None:
                 end = 0
                 if raw is not None and not hop and http11 and host_override is None and origin:  # origin-form as sent
-                    end = _head_end(raw, method, len(headers))
+                    end = head_end(raw, method, len(headers))
                 if host_override is not None:
                     headers = [h for h in headers if h[0] != b"host"]
                     headers.append((b"host", host_override))
@@ -311,15 +311,3 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
             if not ex.req_done:  # one without a body was complete when it began: feed_end would do nothing
                 ex.feed_end()
 
-
-def _head_end(raw: bytes, method: bytes, count: int) -> int:
-    """Where the head at the start of `raw` ends (0: not usable as received), when it is certainly the head
-    llhttp parsed: it starts with the method (no leading blank lines), and up to the first CRLF CRLF there
-    are exactly as many LFs as the parsed head has lines (`count` headers, the request line, the blank
-    line). Header values hold no CR or LF, so the parsed head ends at or before that CRLF CRLF; had it ended
-    before (bare LF line ends), the LFs after it would make the count too high. An obs-fold makes it differ
-    too. Then 0, and the head is rebuilt from the parsed headers."""
-    end = raw.find(b"\r\n\r\n") + 4
-    if end < 4 or raw.count(b"\n", 0, end) != count + 2 or not raw.startswith(method):
-        return 0
-    return end

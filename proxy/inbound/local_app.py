@@ -39,7 +39,7 @@ class LocalAppRouter:
     def __init__(self, host: str, port: int, service: str, state: ConfigState | None = None,
                  namespace: str = "default", domain_suffix: str = "svc.cluster.local",
                  labels: dict[str, str] | None = None) -> None:
-        self.target = Target(host, port, f"inbound|{port}||{service}")
+        self.target = Target(host, port, f"inbound|{port}||")  # Istio's inbound cluster name (1.10+: no host)
         self.app_port = port  # the workload port callers reach (destination.port, ports: proxy/http/server_lifecycle.py)
         self.authz: Authorization | None = None  # AuthorizationPolicies compiled (proxy/inbound/authz/), None: none
         self.limiter: RateLimiter | None = None

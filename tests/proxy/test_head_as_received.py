@@ -168,7 +168,7 @@ async def test_a_head_split_over_reads_or_behind_another_request_is_rebuilt():
 
 
 def test_only_a_head_whose_every_line_ends_in_crlf_is_taken_as_received():
-    from proxy.http.server import _head_end
+    from proxy.http.head import head_end as _head_end
     head = b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 12\r\n\r\n"
     assert _head_end(head + b"body\r\n\r\nmore", b"POST", 2) == len(head)
     # bare LF in the head: the first CRLFCRLF is in the body, which must never pass for part of the head

@@ -50,19 +50,9 @@ class Applied(NamedTuple):
 NONE = Applied()
 
 
-def _order(stored: Stored) -> tuple[int, str, str]:
-    meta = stored.resource.metadata
-    return (stored.created or stored.revision, meta.name, meta.namespace)
-
-
-def _labels(stored: Stored) -> dict[str, str]:
-    selector = stored.resource.spec.selector
-    return dict(selector.match_labels or {}) if selector is not None else {}
-
-
 def _by_namespace(state: MeshState, kind: str) -> dict[str, list[Stored]]:
     out: dict[str, list[Stored]] = {}
-    for stored in sorted(state.resources.get(kind, {}).values(), key=_order):
+    for stored in sorted(state.resources.get(kind, {}).values(), key=lambda stored: stored.policy_order):
         out.setdefault(stored.resource.metadata.namespace, []).append(stored)
     return out
 
@@ -114,7 +104,7 @@ class Authz:
         out: list[Stored] = []
         for ns in dict.fromkeys(namespaces):  # the workload may live in the root namespace
             for stored in index.get(ns, ()):
-                if all(labels.get(k) == v for k, v in _labels(stored).items()):
+                if all(labels.get(k) == v for k, v in stored.selector_labels.items()):
                     out.append(stored)
         return out
 

@@ -41,11 +41,6 @@ class Effective(NamedTuple):
 DEFAULT = Effective(MTLS_PERMISSIVE)
 
 
-def _order(stored: Stored) -> tuple[int, str, str]:
-    meta = stored.resource.metadata
-    return (stored.created or stored.revision, meta.name, meta.namespace)
-
-
 def _selector(spec: PeerAuthenticationSpec) -> dict[str, str]:
     return dict(spec.selector.match_labels or {}) if spec.selector is not None else {}
 
@@ -62,7 +57,8 @@ class PeerAuthn:
         self.mesh: Stored | None = None
         self.namespaces: dict[str, Stored] = {}  # namespace -> its namespace-wide policy
         self.selecting: dict[str, list[Stored]] = {}  # namespace -> its workload policies, oldest first
-        for stored in sorted(state.resources.get("PeerAuthentication", {}).values(), key=_order):
+        policies = state.resources.get("PeerAuthentication", {}).values()
+        for stored in sorted(policies, key=lambda stored: stored.policy_order):
             namespace = stored.resource.metadata.namespace
             if _selector(stored.resource.spec):
                 if namespace != self.root:  # a selector in the root namespace selects nothing, as in Istio

@@ -27,6 +27,18 @@ class Stored(NamedTuple):
         return (self.created or self.revision, meta.namespace, meta.name)
 
     @property
+    def policy_order(self) -> tuple[int, str, str]:
+        """Istio's order among policies: the oldest first, then by name, then namespace."""
+        meta = self.resource.metadata
+        return (self.created or self.revision, meta.name, meta.namespace)
+
+    @property
+    def selector_labels(self) -> dict[str, str]:
+        """A policy's workload selector (`spec.selector.matchLabels`); {} without one."""
+        selector = getattr(self.resource.spec, "selector", None)  # type: ignore[attr-defined]
+        return dict(selector.match_labels or {}) if selector is not None else {}
+
+    @property
     def source(self) -> str:
         return f"{self.resource.metadata.namespace}/{self.resource.metadata.name}"
 

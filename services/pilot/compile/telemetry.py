@@ -40,23 +40,13 @@ class Resolved(NamedTuple):
 NONE = Resolved()
 
 
-def _order(stored: Stored) -> tuple[int, str, str]:
-    meta = stored.resource.metadata
-    return (stored.created or stored.revision, meta.name, meta.namespace)
-
-
-def _labels(stored: Stored) -> dict[str, str]:
-    selector = stored.resource.spec.selector
-    return dict(selector.match_labels or {}) if selector is not None else {}
-
-
 class Telemetries:
     """The state's Telemetry resources, indexed by namespace, oldest first."""
 
     def __init__(self, state: MeshState) -> None:
         self.root = state.root_namespace
         self.by_namespace: dict[str, list[Stored]] = {}
-        for stored in sorted(state.resources.get("Telemetry", {}).values(), key=_order):
+        for stored in sorted(state.resources.get("Telemetry", {}).values(), key=lambda stored: stored.policy_order):
             self.by_namespace.setdefault(stored.resource.metadata.namespace, []).append(stored)
         self._memo: dict[tuple[str, frozenset[tuple[str, str]]], Resolved] = {}
 
@@ -73,11 +63,11 @@ class Telemetries:
         """The Telemetries that apply to a workload, most general first."""
         out: list[Stored] = []
         for ns in dict.fromkeys((self.root, namespace)):
-            wide = next((s for s in self.by_namespace.get(ns, ()) if not _labels(s)), None)
+            wide = next((s for s in self.by_namespace.get(ns, ()) if not s.selector_labels), None)
             if wide is not None:
                 out.append(wide)
         for stored in self.by_namespace.get(namespace, ()):
-            selected = _labels(stored)
+            selected = stored.selector_labels
             if selected and all(labels.get(k) == v for k, v in selected.items()):
                 out.append(stored)
         return out

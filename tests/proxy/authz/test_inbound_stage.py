@@ -95,7 +95,7 @@ async def test_a_denied_request_gets_403_rbac_access_denied_and_its_policy_in_th
     assert ('inbound "GET /admin/x HTTP/1.1" 403 - rbac_access_denied_matched_policy[ns[foo]-policy[deny-admin]-'
             'rule[0]] - 0 0 ') in first
     assert ' "GET /ok HTTP/1.1" 200 - via_upstream - 0 ' in second  # a response of the app's: Envoy's details
-    assert " inbound|%d||app " % app.port in second
+    assert " inbound|%d|| " % app.port in second
 
 
 async def test_an_audited_request_passes_and_its_line_names_the_audit_policy(start_proxy, connect):
