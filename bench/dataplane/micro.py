@@ -73,10 +73,13 @@ class _Table:
 
 async def drive(mode: str, requests: int, profile: bool, lb: str = "LEAST_REQUEST", access_log: str = "",
                 chunks: int = 1, router: object | None = None, request: bytes = REQUEST,
-                downstream: object | None = None, metrics: bool = True, peer_metadata: bool = False) -> float:
+                downstream: object | None = None, metrics: bool = True, peer_metadata: bool = False,
+                tracing: bool = True) -> float:
     """CPU µs per request. `router`: the inbound router to use (bench/dataplane/authz.py gives one holding
     AuthorizationPolicies), `request` the bytes of one request, `downstream` the caller the connection has;
-    `metrics`: Istio's metrics recorded, as a sidecar records them; `peer_metadata`: see the module docstring."""
+    `metrics`: Istio's metrics recorded, as a sidecar records them; `peer_metadata`: see the module docstring;
+    `tracing`: the tracing stage at the mesh default (1% of requests without a decision sampled), as a sidecar
+    has it; a request from a sidecar (`peer_metadata`, inbound) carries the unsampled decision it propagates."""
     from proxy.http.server import HttpProxyProtocol
     from proxy.http.listener_state import ServerState
     from proxy.http.head import Mode
@@ -111,6 +114,18 @@ async def drive(mode: str, requests: int, profile: bool, lb: str = "LEAST_REQUES
             if peer_metadata:  # last, where the calling sidecar writes it
                 request = request[:-2] + exchange.header_line(LocalWorkload("bench-client", "default", {
                     "app": "bench-client"}).peer_metadata()) + b"\r\n"
+    if tracing:  # as proxy/observability.py sets it up; spans go to the reporter's bounded queue (no bus here)
+        from proxy.telemetry.tracing import SidecarTracing
+
+        tracer = SidecarTracing(proxy_id="bench", service="bench", namespace="default", service_account="default",
+                                labels={"app": "bench"}, address="127.0.0.1", service_port=8080,
+                                domain_suffix="svc.cluster.local", trust_domain="cluster.local")
+        shared.tracer = tracer.client if mode == "outbound" else tracer.server
+        if peer_metadata and mode == "inbound":  # what a calling sidecar propagates for an unsampled request,
+            # spliced where it splices it: before its peer metadata line, which it writes last
+            at = request.find(b"x-isthmus-peer-metadata:") if metrics else len(request) - 2
+            request = request[:at] + (b"traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00\r\n"
+                                      b"x-b3-sampled: 0\r\n") + request[at:]
     proto = HttpProxyProtocol(shared)
     proto.connection_made(FakeTransport())  # type: ignore[arg-type]
     if downstream is not None:
@@ -153,6 +168,8 @@ def main() -> None:
     parser.add_argument("--access-log", default="", metavar="PATH",
                         help="with the sidecar's access log on, written to PATH (/dev/null measures the formatting)")
     parser.add_argument("--no-metrics", action="store_true", help="without Istio's metrics (a sidecar records them)")
+    parser.add_argument("--no-tracing", action="store_true",
+                        help="without the tracing stage (a sidecar has it, sampling 1%% by default)")
     parser.add_argument("--peer-metadata", action="store_true",
                         help="inbound: the request carries a calling sidecar's peer metadata header; outbound: the "
                              "endpoint has a sidecar, so the header is added")
@@ -164,7 +181,8 @@ def main() -> None:
 
     uvloop.install()
     us = asyncio.run(drive(args.mode, args.requests, args.profile, args.lb, args.access_log, args.chunks,
-                           metrics=not args.no_metrics, peer_metadata=args.peer_metadata))
+                           metrics=not args.no_metrics, peer_metadata=args.peer_metadata,
+                           tracing=not args.no_tracing))
     print(f"{args.mode}: {us:.2f} us of CPU per proxied request (Python + httptools, no syscalls)")
 
 
