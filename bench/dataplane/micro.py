@@ -100,6 +100,7 @@ async def drive(mode: str, requests: int, profile: bool, lb: str = "LEAST_REQUES
         from proxy.access_log import AccessLog
         log = AccessLog(access_log)
     shared = ServerState(router, pool, Mode(mode), log.for_listener(mode) if log else None, None, 60.0)
+    told: bytes | None = None  # inbound --peer-metadata: the first request, which carries the caller's metadata
     if metrics:  # as proxy/main.py sets them up
         from proxy.telemetry import peer_metadata as exchange
         from proxy.telemetry.http_metrics import InboundMetrics, OutboundMetrics
@@ -111,8 +112,8 @@ async def drive(mode: str, requests: int, profile: bool, lb: str = "LEAST_REQUES
             shared.peer_line = exchange.header_line(me.peer_metadata())
         else:
             shared.metrics, shared.peers = InboundMetrics(me), exchange.PeerMetadataCache()
-            if peer_metadata:  # last, where the calling sidecar writes it
-                request = request[:-2] + exchange.header_line(LocalWorkload("bench-client", "default", {
+            if peer_metadata:  # the calling sidecar tells who it is on the connection's first request, last
+                told = request[:-2] + exchange.header_line(LocalWorkload("bench-client", "default", {
                     "app": "bench-client"}).peer_metadata()) + b"\r\n"
     if tracing:  # as proxy/observability.py sets it up; spans go to the reporter's bounded queue (no bus here)
         from proxy.telemetry.tracing import SidecarTracing
@@ -123,9 +124,12 @@ async def drive(mode: str, requests: int, profile: bool, lb: str = "LEAST_REQUES
         shared.tracer = tracer.client if mode == "outbound" else tracer.server
         if peer_metadata and mode == "inbound":  # what a calling sidecar propagates for an unsampled request,
             # spliced where it splices it: before its peer metadata line, which it writes last
-            at = request.find(b"x-isthmus-peer-metadata:") if metrics else len(request) - 2
-            request = request[:at] + (b"traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00\r\n"
-                                      b"x-b3-sampled: 0\r\n") + request[at:]
+            lines = (b"traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00\r\n"
+                     b"x-b3-sampled: 0\r\n")
+            request = request[:-2] + lines + b"\r\n"
+            if told is not None:
+                at = told.find(b"x-isthmus-peer-metadata:")
+                told = told[:at] + lines + told[at:]
     proto = HttpProxyProtocol(shared)
     proto.connection_made(FakeTransport())  # type: ignore[arg-type]
     if downstream is not None:
@@ -134,6 +138,9 @@ async def drive(mode: str, requests: int, profile: bool, lb: str = "LEAST_REQUES
     conn.connection_made(FakeTransport())  # type: ignore[arg-type]
     pool.release(conn)
     profiler = cProfile.Profile() if profile else None
+    if told is not None:  # the connection's first request
+        proto.data_received(told)
+        conn.data_received(RESPONSE)
     for _ in range(1000):  # warm up
         proto.data_received(request)
         conn.data_received(RESPONSE)

@@ -60,7 +60,7 @@ class Exchange(UpstreamConnect, ResponseSide, ExchangeEnd):
         # response
         "status", "stream_chunked", "head_sent", "resp_done", "close_after", "out", "bytes_sent",
         # bookkeeping; telemetry: request body bytes, loop time of the request's first byte
-        "started", "released", "bytes_received", "t0",
+        "started", "released", "t0",
         "__dict__",  # the fields below, once a request sets one
     )
 
@@ -191,6 +191,8 @@ class Exchange(UpstreamConnect, ResponseSide, ExchangeEnd):
             if self.kept:
                 data = b"".join((data, *self.kept))
         else:
+            if not conn.peer_told:  # a new connection: tell a sidecar who calls, once (peer_metadata.py)
+                self._tell_peer(conn)
             # raw_head: the head as received, nothing to drop, add or change but x-request-id (spliced in
             # already); alone (no body yet, no upgrade: the usual GET) it goes out as it is, without a join.
             data = self.raw_head

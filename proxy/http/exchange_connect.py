@@ -44,11 +44,6 @@ class UpstreamConnect:
             self.raw_head = None
             self.headers = head.headers
             self.target = head.path.encode("latin-1")
-        peer_line = shared.peer_line
-        if peer_line is not None:  # outbound: tell a sidecar who calls (proxy/telemetry/peer_metadata.py)
-            endpoint = target.endpoint
-            if endpoint is not None and endpoint.sidecar:  # type: ignore[attr-defined]
-                self._add_peer_metadata(peer_line)
         policy = self.policy = target.policy
         if target.breaker is None and (policy is None or policy.plain):
             # The common request (no shaping, fault, breaker or per-try timer): what _go and _dispatch do for
@@ -77,6 +72,18 @@ class UpstreamConnect:
         if policy is not None and policy.fault is not None and self._control().inject_fault(policy.fault):
             return
         self._go()
+
+    def _tell_peer(self, conn: UpstreamConnection) -> None:
+        """The first request on an upstream connection (outbound) carries this sidecar's peer metadata header
+        when the endpoint has a sidecar: the called sidecar keeps it for the connection, whose requests all
+        come from this workload, so later requests on it need none (proxy/telemetry/peer_metadata.py)."""
+        conn.peer_told = True
+        line = self.proto.shared.peer_line
+        target = self.upstream
+        if line is not None and target is not None:
+            endpoint = target.endpoint
+            if endpoint is not None and endpoint.sidecar:  # type: ignore[attr-defined]
+                self._add_peer_metadata(line)
 
     def _add_peer_metadata(self, line: bytes) -> None:
         """Add this sidecar's peer metadata header (`line`, CRLF-ended): spliced before the blank line of a head

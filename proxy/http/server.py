@@ -62,6 +62,7 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
         # per-connection
         "transport", "parser", "gate", "write_paused", "closing", "stopping", "broken", "active",
         "pipeline", "advancing", "client", "downstream", "sni",
+        "peer",  # inbound: the calling sidecar's PeerMetadata, told on the connection's first request (None: none)
         # the head being read: bytes it may still take, whether we are between requests or in a head,
         # and the loop time its first byte was parsed (0.0: no request is arriving)
         "head_left", "in_head", "t_begin",
@@ -109,6 +110,7 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
         self.client = ""  # the peer's IP, once per connection (consistentHash useSourceIp)
         self.downstream = PLAINTEXT  # inbound: the caller (principal, addresses), set in connection_made
         self.sni = ""  # inbound TLS: the ClientHello's server name, set by the acceptor (proxy/tls/acceptor.py)
+        self.peer: object = None
         self.tunnel: UpstreamConnection | None = None
         self.early = b""
         self.head_left = self.max_head
@@ -261,6 +263,9 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
                 if peer is not None:  # never passed on: read here (inbound: shared.peers), stripped either way
                     headers, drop, raw_head = peer_metadata.on_request(self.shared.peers, head, peer, headers, drop,
                                                                        raw_head)
+                    self.peer = head.peer  # the caller told it once for the connection (peer_metadata.py)
+                elif self.peer is not None:
+                    head.peer = self.peer
         pipeline = self.pipeline
         if pipeline and len(pipeline) >= self.shared.limits.max_pipelined:  # max_pipelined >= 1 (limits.py)
             # Read no further: answer what is queued, then close; the client retries the rest (RFC 9112 9.3.2).

@@ -58,7 +58,7 @@ STREAM = 2  # chunked, or read until the upstream closes: the exchange chooses h
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         # per-connection
-        "pool", "key", "transport", "parser", "gate", "write_paused", "reused", "closed", "in_pool",
+        "pool", "key", "transport", "parser", "gate", "write_paused", "reused", "closed", "in_pool", "peer_told",
         "idle_since", "idle_timeout", "limited", "requests_left", "expires",
         # per-exchange
         "exchange", "got_bytes", "status", "until_close", "head_done", "head_left", "in_head",
@@ -77,6 +77,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.write_paused = False
         self.reused = False
         self.closed = False
+        # the peer metadata exchange was settled on this connection: the called sidecar was told who calls, or
+        # the endpoint has no sidecar to tell (proxy/http/exchange.py _send, proxy/telemetry/peer_metadata.py)
+        self.peer_told = False
         self.in_pool = False
         self.idle_since = 0.0
         self.idle_timeout = pool.idle_timeout

@@ -8,9 +8,12 @@ The value is base64url (no padding) of PeerMetadata's fields as a JSON array, in
 defaults left out (`["productpage-v1","default","productpage","v1","productpage","v1","unknown","productpage"]`,
 ~120 bytes encoded): every request between sidecars carries it and both sidecars parse and move it, so it is
 kept short (as JSON with its keys it was twice that). New PeerMetadata fields are appended to _Wire. The outbound
-listener adds it to requests it sends to endpoints with a sidecar (Endpoint.sidecar) and strips any copy the
-app sent; the inbound listener reads it into RequestHead.peer and removes it before the request reaches the
-app (proxy/http/server.py). It is a claim, not a proof: anyone who can reach an inbound listener can send one.
+listener adds it to the first request of each upstream connection to an endpoint with a sidecar
+(Endpoint.sidecar: proxy/http/exchange_connect.py `_tell_peer`) and strips any copy the app sent; the inbound
+listener reads it, keeps it for the connection (every request on it comes from the sidecar that opened it) and
+sets RequestHead.peer on each of its requests, and removes it before the request reaches the app
+(proxy/http/server.py). Istio's Envoy sends x-envoy-peer-metadata on every request; once per connection gives
+the same labels for a request's cost of one attribute check. It is a claim, not a proof: anyone who can reach an inbound listener can send one.
 What mutual TLS proves wins: source_principal and source_workload_namespace come from the caller's certificate
 when there is one (proxy/telemetry/labels.py); the workload, app, version and cluster are as the caller says.
 

@@ -1,6 +1,7 @@
 """The peer metadata exchange: the header's encoding and its bounds, and the listeners over loopback sockets --
-outbound adds it for sidecar endpoints only and strips an app's forgery, inbound reads it into head.peer and
-never lets it reach the app -- and the metrics both listeners record through report()."""
+outbound adds it for sidecar endpoints only, once per upstream connection, and strips an app's forgery, inbound
+reads it into head.peer for every request of the connection and never lets it reach the app -- and the metrics
+both listeners record through report()."""
 
 from __future__ import annotations
 
@@ -77,9 +78,9 @@ async def test_outbound_adds_its_metadata_for_a_sidecar_endpoint_and_strips_the_
                 body = b"0\r\n\r\n" if b"chunked" in extra else b""
                 writer.write(b"GET /x HTTP/1.1\r\nhost: %s\r\n%s\r\n%s" % (host, extra, body))
                 assert (await read_response(reader)).status == 200
-    for request in sidecar.requests:
-        assert [v for n, v in request.headers if n == HEADER] == [VALUE]
-    assert len(sidecar.requests) == 3
+    # told once per upstream connection (its first request), never the app's forgery
+    told = [[v for n, v in request.headers if n == HEADER] for request in sidecar.requests]
+    assert told == [[VALUE], [], []]
     for request in plain.requests:
         assert request.header(HEADER) is None
     assert len(plain.requests) == 3
@@ -129,3 +130,29 @@ async def test_both_listeners_record_every_exchange_through_report(start_proxy, 
     assert by_code["503"].labels[23] == "UF" and by_code["404"].labels[23] == "NR"
     (received,) = inbound.all()
     assert received.requests == 1 and received.labels[1] == "productpage-v1"  # source_workload from the header
+
+
+async def test_a_connection_told_once_names_its_caller_on_every_request_and_a_new_connection_is_told_again(
+        start_proxy, connect):
+    async with Upstream(keep_alive_echo) as app, Upstream(keep_alive_echo) as sidecar:
+        inbound_router = StubRouter({"reviews": app.target})
+        inbound = await start_proxy(inbound_router, Mode.INBOUND, peers=PeerMetadataCache())
+        reader, writer = await connect(inbound.port)
+        for first in (True, False, False):  # as the calling sidecar sends them on one connection
+            writer.write(b"GET /r HTTP/1.1\r\nhost: reviews\r\n%s\r\n" % (LINE if first else b""))
+            assert (await read_response(reader)).status == 200
+        other_reader, other_writer = await connect(inbound.port)  # another caller, never told: unknown
+        other_writer.write(b"GET /r HTTP/1.1\r\nhost: reviews\r\n\r\n")
+        assert (await read_response(other_reader)).status == 200
+        assert [head.peer for head in inbound_router.heads] == [ME.peer_metadata()] * 3 + [None]
+
+        # outbound: each new upstream connection's first request tells, whatever the client connection
+        target = Target("127.0.0.1", sidecar.port, "outbound|9080||reviews", Endpoint(address="127.0.0.1", sidecar=True))
+        outbound = await start_proxy(StubRouter({"reviews": target}), peer_line=LINE)
+        for _ in range(2):
+            out_reader, out_writer = await connect(outbound.port)
+            out_writer.write(b"GET /x HTTP/1.1\r\nhost: reviews\r\n\r\nGET /y HTTP/1.1\r\nhost: reviews\r\n\r\n")
+            assert (await read_response(out_reader)).status == 200
+            assert (await read_response(out_reader)).status == 200
+    told = [[v for n, v in request.headers if n == HEADER] for request in sidecar.requests]
+    assert told == [[VALUE], [], [], []]  # one pooled upstream connection carried all four
