@@ -188,6 +188,8 @@ class Exchange(UpstreamConnect, ResponseSide, ExchangeEnd):
         conn.attach(self)
         if self.replay is not None:  # a retry: resend exactly what went out, then what was kept since
             data = self.replay
+            if not conn.peer_told:  # a new connection: its first request tells who calls, a retry's too
+                data = self.replay = self._tell_peer_replay(conn, data)
             if self.kept:
                 data = b"".join((data, *self.kept))
         else:

@@ -85,6 +85,20 @@ class UpstreamConnect:
             if endpoint is not None and endpoint.sidecar:  # type: ignore[attr-defined]
                 self._add_peer_metadata(line)
 
+    def _tell_peer_replay(self, conn: UpstreamConnection, data: bytes) -> bytes:
+        """A retry sent on a connection not told yet: the request as it went out (`data`, head first), with the
+        peer metadata line spliced before the head's blank line unless the first try carried it already."""
+        conn.peer_told = True
+        line = self.proto.shared.peer_line
+        target = self.upstream
+        endpoint = target.endpoint if target is not None else None
+        if line is None or endpoint is None or not endpoint.sidecar:  # type: ignore[attr-defined]
+            return data
+        end = data.find(b"\r\n\r\n") + 2
+        if end < 2 or line in data[:end + 2]:
+            return data
+        return b"".join((data[:end], line, data[end:]))
+
     def _add_peer_metadata(self, line: bytes) -> None:
         """Add this sidecar's peer metadata header (`line`, CRLF-ended): spliced before the blank line of a head
         forwarded as received (one slice and one concatenation), else one more parsed header."""
