@@ -136,7 +136,10 @@ class Routes:
         if kind not in (JSON, "application/octet-stream", "text/plain") and not kind.endswith("+json"):
             return _error(415, f"Content-Type {kind[:80]} is not taken: send a JSON list of Zipkin v2 spans "
                                "(application/json)")
-        body = await request.read()  # 413 past client_max_size (max_body_bytes), decompressed if gzip
+        try:
+            body = await request.read()  # 413 past client_max_size (max_body_bytes), decompressed if gzip
+        except web.RequestPayloadError as exc:  # a body that does not decode as its Content-Encoding says
+            return _error(400, f"the body cannot be read: {' '.join(str(exc).split())[:200]}")
         try:
             spans = _span_list.decode(body)
         except (msgspec.DecodeError, RecursionError, ValueError) as exc:

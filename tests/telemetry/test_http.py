@@ -292,3 +292,16 @@ async def test_a_gzip_body_is_read_and_its_bound_counts_after_decompression() ->
                 assert r.status == 413
     finally:
         await s.http.stop()
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_a_body_that_is_not_its_content_encoding_is_a_400_not_a_500(encoding: str) -> None:
+    s = await started()
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{s.url}/api/v2/spans", data=b"[not compressed at all]",
+                                    headers={"Content-Type": "application/json", "Content-Encoding": encoding}) as r:
+                assert r.status == 400 and "cannot be read" in await r.text()
+            assert await post(f"{s.url}/api/v2/spans", json.dumps([span("ffdc9bb9a6453df3")]).encode()) == (202, "")
+    finally:
+        await s.http.stop()
