@@ -14,6 +14,7 @@
 | ISTHMUS_TELEMETRY_PROXY_RETIRE        | 600       | seconds a silent proxy's state is kept                 |
 | ISTHMUS_TRACE_STORE_MAX_SPANS         | 100000    | spans held                                             |
 | ISTHMUS_TRACE_STORE_MAX_TRACES        | 10000     | traces held                                            |
+| ISTHMUS_TRACE_STORE_MAX_BYTES         | 268435456 | bytes of spans held (their JSON; 256 MiB)              |
 | ISTHMUS_TELEMETRY_LOGS_PER_SERVICE    | 1000      | access-log entries held per service                    |
 | ISTHMUS_TELEMETRY_LOG_SERVICES        | 1000      | services whose access logs are held                    |
 | ISTHMUS_OTLP_ENDPOINT                 | (none)    | OTLP/HTTP traces URL, e.g. http://collector:4318/v1/traces |
@@ -46,6 +47,7 @@ class TelemetrySettings:
     proxy_retire: float = 600.0
     max_spans: int = 100_000
     max_traces: int = 10_000
+    max_trace_bytes: int = 256 * 1024 * 1024
     logs_per_service: int = 1000
     log_services: int = 1000
     otlp_endpoint: str = ""
@@ -65,6 +67,7 @@ class TelemetrySettings:
             "history_points": "ISTHMUS_TELEMETRY_HISTORY_POINTS", "max_proxies": "ISTHMUS_TELEMETRY_MAX_PROXIES",
             "max_series": "ISTHMUS_TELEMETRY_MAX_SERIES", "proxy_retire": "ISTHMUS_TELEMETRY_PROXY_RETIRE",
             "max_spans": "ISTHMUS_TRACE_STORE_MAX_SPANS", "max_traces": "ISTHMUS_TRACE_STORE_MAX_TRACES",
+            "max_trace_bytes": "ISTHMUS_TRACE_STORE_MAX_BYTES",
             "logs_per_service": "ISTHMUS_TELEMETRY_LOGS_PER_SERVICE", "log_services": "ISTHMUS_TELEMETRY_LOG_SERVICES",
             "otlp_endpoint": "ISTHMUS_OTLP_ENDPOINT", "otlp_max_queue": "ISTHMUS_OTLP_MAX_QUEUE",
             "otlp_batch": "ISTHMUS_OTLP_BATCH", "otlp_timeout": "ISTHMUS_OTLP_TIMEOUT",

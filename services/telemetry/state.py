@@ -49,7 +49,7 @@ class Telemetry:
         self.merger = MetricsMerger(settings.max_proxies, settings.max_series, settings.proxy_retire)
         self.services = ServiceMetricsMerge(stale_after=max(60.0, 6 * settings.interval))
         self.history = History(settings.history_points)
-        self.traces = TraceStore(settings.max_spans, settings.max_traces)
+        self.traces = TraceStore(settings.max_spans, settings.max_traces, settings.max_trace_bytes)
         self.logs = LogStore(settings.logs_per_service, settings.log_services)
         self.otlp = otlp
         self.dropped: dict[str, int] = {"metrics": 0, "spans": 0, "logs": 0, "service_metrics": 0}
@@ -147,7 +147,7 @@ class TelemetryCollector(Collector):
             dropped.add_metric([kind], count)
         held = GaugeMetricFamily("isthmus_telemetry_held", "What this replica holds now.", labels=["what"])
         for what, value in (("proxies", len(self.t.merger.proxies)), ("series", len(self.t.merger.totals)),
-                            ("spans", self.t.traces.spans), ("traces", len(self.t.traces.traces)),
+                            ("spans", self.t.traces.spans), ("span_bytes", self.t.traces.bytes), ("traces", len(self.t.traces.traces)),
                             ("log_services", len(self.t.logs.services))):
             held.add_metric([what], value)
         spans = CounterMetricFamily("isthmus_telemetry_spans_received", "Spans received (bus and POST).")

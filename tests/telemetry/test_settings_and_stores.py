@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from proto.observations import Span, ZipkinEndpoint
@@ -13,6 +14,7 @@ def test_defaults_are_the_documented_ones() -> None:
     s = TelemetrySettings.from_env({})
     assert (s.port, s.bind, s.max_body_bytes, s.max_connections) == (20001, "127.0.0.1", 1024 * 1024, 256)
     assert (s.interval, s.history_points, s.max_spans, s.max_traces, s.otlp_endpoint) == (5.0, 720, 100_000, 10_000, "")
+    assert s.max_trace_bytes == 256 * 1024 * 1024
 
 
 def test_every_variable_is_read() -> None:
@@ -57,3 +59,28 @@ def test_names_disappear_with_the_last_span_holding_them() -> None:
     store.add([check(Span(trace_id=f"{2:032x}", id=f"{2:016x}", name="other",
                           local_endpoint=ZipkinEndpoint(service_name="else")))])
     assert store.services() == ["else"] and store.span_names("svc") == []
+
+
+def test_span_bytes_at_the_bound_and_one_over_evict_the_oldest_trace_whole() -> None:
+    """Counts alone bound no memory: one span may carry 128 tags of 8 KiB. The store also bounds the spans' JSON
+    bytes (ISTHMUS_TRACE_STORE_MAX_BYTES)."""
+    size = len(msgspec.json.encode(span(1, 1)))
+    store = TraceStore(max_spans=100, max_traces=100, max_bytes=2 * size)
+    store.add([span(1, 1), span(2, 2)])
+    assert store.bytes == 2 * size and len(store.traces) == 2 and store.evicted == 0  # at the bound: all kept
+    store.add([span(3, 3)])
+    assert store.bytes == 2 * size and list(store.traces) == [f"{2:016x}", f"{3:016x}"] and store.evicted == 1
+    big = check(Span(trace_id=f"{9:032x}", id=f"{9:016x}", tags={f"t{i}": "v" * 8192 for i in range(128)}))
+    assert len(msgspec.json.encode(big)) > 1_000_000  # within every per-span bound
+    store.add([big])
+    assert store.bytes <= 2 * size and f"{9:016x}" not in store.traces  # larger than the whole bound: not held
+
+
+def test_an_endpoint_address_that_is_not_one_is_left_out_as_zipkin_does() -> None:
+    endpoint = ZipkinEndpoint(service_name="a", ipv4="not-an-ip", ipv6="x" * 10_000, port=80)
+    checked = check(Span(trace_id="a" * 32, id="b" * 16, local_endpoint=endpoint,
+                         remote_endpoint=ZipkinEndpoint(ipv4="10.0.0.1", ipv6="::1")))
+    assert checked.local_endpoint == ZipkinEndpoint(service_name="a", port=80)
+    assert checked.remote_endpoint == ZipkinEndpoint(ipv4="10.0.0.1", ipv6="::1")
+    swapped = check(Span(trace_id="a" * 32, id="b" * 16, local_endpoint=ZipkinEndpoint(ipv4="::1", ipv6="10.0.0.1")))
+    assert swapped.local_endpoint == ZipkinEndpoint()
