@@ -17,6 +17,7 @@
 | ISTHMUS_TRACE_STORE_MAX_BYTES         | 268435456 | bytes of spans held (their JSON; 256 MiB)              |
 | ISTHMUS_TELEMETRY_LOGS_PER_SERVICE    | 1000      | access-log entries held per service                    |
 | ISTHMUS_TELEMETRY_LOG_SERVICES        | 1000      | services whose access logs are held                    |
+| ISTHMUS_TELEMETRY_LOG_MAX_BYTES       | 67108864  | bytes of access-log entries held (their JSON; 64 MiB)  |
 | ISTHMUS_OTLP_ENDPOINT                 | (none)    | OTLP/HTTP traces URL, e.g. http://collector:4318/v1/traces |
 | ISTHMUS_OTLP_MAX_QUEUE                | 10000     | spans waiting for export (more are dropped and counted) |
 | ISTHMUS_OTLP_BATCH                    | 512       | spans per export request                               |
@@ -50,6 +51,7 @@ class TelemetrySettings:
     max_trace_bytes: int = 256 * 1024 * 1024
     logs_per_service: int = 1000
     log_services: int = 1000
+    log_max_bytes: int = 64 * 1024 * 1024
     otlp_endpoint: str = ""
     otlp_max_queue: int = 10_000
     otlp_batch: int = 512
@@ -69,6 +71,7 @@ class TelemetrySettings:
             "max_spans": "ISTHMUS_TRACE_STORE_MAX_SPANS", "max_traces": "ISTHMUS_TRACE_STORE_MAX_TRACES",
             "max_trace_bytes": "ISTHMUS_TRACE_STORE_MAX_BYTES",
             "logs_per_service": "ISTHMUS_TELEMETRY_LOGS_PER_SERVICE", "log_services": "ISTHMUS_TELEMETRY_LOG_SERVICES",
+            "log_max_bytes": "ISTHMUS_TELEMETRY_LOG_MAX_BYTES",
             "otlp_endpoint": "ISTHMUS_OTLP_ENDPOINT", "otlp_max_queue": "ISTHMUS_OTLP_MAX_QUEUE",
             "otlp_batch": "ISTHMUS_OTLP_BATCH", "otlp_timeout": "ISTHMUS_OTLP_TIMEOUT",
         }

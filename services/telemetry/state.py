@@ -50,7 +50,7 @@ class Telemetry:
         self.services = ServiceMetricsMerge(stale_after=max(60.0, 6 * settings.interval))
         self.history = History(settings.history_points)
         self.traces = TraceStore(settings.max_spans, settings.max_traces, settings.max_trace_bytes)
-        self.logs = LogStore(settings.logs_per_service, settings.log_services)
+        self.logs = LogStore(settings.logs_per_service, settings.log_services, settings.log_max_bytes)
         self.otlp = otlp
         self.dropped: dict[str, int] = {"metrics": 0, "spans": 0, "logs": 0, "service_metrics": 0}
         self.spans_received = 0
@@ -148,7 +148,7 @@ class TelemetryCollector(Collector):
         held = GaugeMetricFamily("isthmus_telemetry_held", "What this replica holds now.", labels=["what"])
         for what, value in (("proxies", len(self.t.merger.proxies)), ("series", len(self.t.merger.totals)),
                             ("spans", self.t.traces.spans), ("span_bytes", self.t.traces.bytes), ("traces", len(self.t.traces.traces)),
-                            ("log_services", len(self.t.logs.services))):
+                            ("log_services", len(self.t.logs.services)), ("log_bytes", self.t.logs.bytes)):
             held.add_metric([what], value)
         spans = CounterMetricFamily("isthmus_telemetry_spans_received", "Spans received (bus and POST).")
         spans.add_metric([], self.t.spans_received)
