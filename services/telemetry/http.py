@@ -24,6 +24,7 @@ from services.telemetry.traces import SpanRefused, check
 
 JSON = "application/json"
 MAX_LIMIT = 1000
+METRICS_CHUNK = 256 * 1024  # bytes of /metrics text written at a time
 _encoder = msgspec.json.Encoder()
 _span_list = msgspec.json.Decoder(list[Span])
 StatusFetch = Callable[[], Awaitable[bytes]]
@@ -86,9 +87,27 @@ class Routes:
         ok = self.healthy()
         return web.Response(text="ok\n" if ok else "bus disconnected\n", status=200 if ok else 503)
 
-    async def metrics(self, _: web.Request) -> web.Response:
-        return web.Response(body=self.t.exposition().encode(),
-                            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+    async def metrics(self, request: web.Request) -> web.StreamResponse:
+        """Streamed in chunks of METRICS_CHUNK bytes, yielding to the loop after each: an exposition of
+        max_series histogram series is hundreds of MB of text and seconds of CPU; built whole it held that
+        memory per scrape and blocked the loop until the health checks failed and the service was killed."""
+        response = web.StreamResponse(headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+        await response.prepare(request)
+        chunk: list[str] = []
+        size = 0
+        for line in self.t.exposition_lines():
+            chunk.append(line)
+            size += len(line) + 1
+            if size >= METRICS_CHUNK:
+                chunk.append("")
+                await response.write("\n".join(chunk).encode())
+                chunk.clear()
+                size = 0
+                await asyncio.sleep(0)  # a write to a fast reader does not yield by itself
+        chunk.append("")
+        await response.write("\n".join(chunk).encode())
+        await response.write_eof()
+        return response
 
     async def empty_list(self, _: web.Request) -> web.Response:
         return _json([])

@@ -118,11 +118,14 @@ class Telemetry:
         self.merger.retire(now)
         self.services.expire(now)
 
+    def exposition_lines(self) -> Iterator[str]:
+        """/metrics line by line (no newlines): the merged Istio series, then every service replica's own
+        metrics. A generator, so the HTTP handler can stream a large exposition and yield to the loop."""
+        yield from render(self.merger.totals)
+        yield from self.services.render()
+
     def exposition(self) -> str:
-        """/metrics: the merged Istio series, then every service replica's own metrics."""
-        lines = list(render(self.merger.totals))
-        lines.extend(self.services.render())
-        return "\n".join(lines) + "\n"
+        return "\n".join(self.exposition_lines()) + "\n"
 
 
 class TelemetryCollector(Collector):
