@@ -46,7 +46,8 @@ _service_metrics = msgspec.json.Decoder(ServiceMetrics)
 class Telemetry:
     def __init__(self, settings: TelemetrySettings, otlp: OtlpExporter | None = None) -> None:
         self.settings = settings
-        self.merger = MetricsMerger(settings.max_proxies, settings.max_series, settings.proxy_retire)
+        self.merger = MetricsMerger(settings.max_proxies, settings.max_series, settings.proxy_retire,
+                                    settings.max_proxy_series)
         self.services = ServiceMetricsMerge(stale_after=max(60.0, 6 * settings.interval))
         self.history = History(settings.history_points)
         self.traces = TraceStore(settings.max_spans, settings.max_traces, settings.max_trace_bytes)
