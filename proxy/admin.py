@@ -10,7 +10,8 @@ on the host may read it, nobody else.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import inspect
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -28,7 +29,7 @@ class AdminServer:
     def __init__(self, host: str, port: int, is_ready: Callable[[], bool],
                  config_dump: Callable[[], dict[str, Any]], server_info: Callable[[], dict[str, Any]],
                  clusters: Callable[[], Any] | None = None, certs: Callable[[], Any] | None = None,
-                 prometheus: Callable[[], bytes] | None = None) -> None:
+                 prometheus: Callable[[], bytes | Awaitable[bytes]] | None = None) -> None:
         self.host = host
         self.port = port
         self.is_ready = is_ready
@@ -36,7 +37,8 @@ class AdminServer:
         self.server_info = server_info
         self.clusters = clusters  # /clusters: circuit breakers and outlier state per cluster
         self.certs = certs  # /certs: the workload certificate and the roots trusted (Envoy's shape)
-        self.prometheus = prometheus  # /stats/prometheus: Prometheus text format 0.0.4
+        # /stats/prometheus: Prometheus text format 0.0.4; may be a coroutine (the sidecar renders it off the loop)
+        self.prometheus = prometheus
         self.server: asyncio.Server | None = None
         self.open = 0  # connections being served
 
@@ -48,7 +50,7 @@ class AdminServer:
         if self.server is not None:
             self.server.close()
 
-    def respond(self, method: str, path: str) -> tuple[int, str, bytes]:
+    def respond(self, method: str, path: str) -> tuple[int, str, bytes | Awaitable[bytes]]:
         if method not in ("GET", "HEAD"):
             return 405, "text/plain", b"only GET\n"
         path = path.split("?", 1)[0]
@@ -87,7 +89,8 @@ class AdminServer:
                 elif len(parts) != 3:
                     status, ctype, body = 400, "text/plain", b"bad request line\n"
                 else:
-                    status, ctype, body = self.respond(parts[0], parts[1])
+                    status, ctype, answer = self.respond(parts[0], parts[1])
+                    body = await answer if inspect.isawaitable(answer) else answer
             writer.write(b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
                          % (status, _REASONS.get(status, b""), ctype.encode(), len(body)) + body)
             await writer.drain()

@@ -153,7 +153,7 @@ class Sidecar:
         telemetry.attach(self.outbound, self.inbound, self.tcp_out, list(self.tcp_in.values()))
         self.admin = AdminServer("127.0.0.1", options.admin_port, self.is_ready, self.config_dump, self.server_info,
                                  self.state.clusters_status, lambda: certs_dump(self.identity),
-                                 telemetry.metrics.prometheus)
+                                 telemetry.metrics.prometheus_off_loop)
         self.bus: busmod.Bus | None = None
         self.bus_auth: Any = None  # this sidecar's bus credentials, obtained in run() (proxy/control/buscreds.py)
         self.started_at = time.time()

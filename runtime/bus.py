@@ -317,6 +317,24 @@ RECONNECT_WAIT = 0.25  # seconds between reconnect attempts while the bus is awa
 REFUSED_WAIT_MAX = 5.0  # seconds: a client the bus refuses (revoked, unknown) retries at most this often
 
 
+class _Client(Client):
+    """nats-py's client, reconnecting when nats-server ends a session whose credentials expired.
+
+    The auth callout gives a proxy connection a session of at most SESSION_SECONDS (services/auth): then
+    nats-server sends `-ERR 'User Authentication Expired'` and closes the connection, and the client must
+    connect again through the callout (nats.go does: it treats the error as an auth error and reconnects).
+    nats-py closes the client for good on any -ERR it does not know, so every sidecar lost the bus ten
+    minutes after it connected (found by an attack on issue 12: pushes, heartbeats and telemetry stopped).
+    Here that error is an operational one: the usual reconnect, subscriptions kept; a refusal then is
+    handled as any refusal (connect()'s error callback backs off)."""
+
+    async def _process_err(self, err_msg: str) -> None:
+        if "user authentication expired" in err_msg.lower():
+            await self._process_op_err(nats.errors.Error(f"nats: {err_msg.strip(chr(39))}"))
+            return
+        await super()._process_err(err_msg)
+
+
 def refused_wait(refusals: int) -> float:
     """Seconds before the next attempt after `refusals` refusals in a row: RECONNECT_WAIT doubled per refusal,
     at most REFUSED_WAIT_MAX. The exponent is capped: 2 ** 1024 is past a float (OverflowError), which a
@@ -358,7 +376,7 @@ async def connect(
     user = auth.user if auth and auth.user else "(anonymous)"
     refusals = 0
     last_error = ""
-    client = Client()
+    client = _Client()
 
     async def reconnected() -> None:
         nonlocal refusals
@@ -420,5 +438,5 @@ async def connect(
         except Exception as exc:
             if deadline is not None and loop.time() > deadline:
                 raise BusError(f"cannot reach the bus at {url}: {str(exc) or last_error or type(exc).__name__}") from exc
-            client = Client()
+            client = _Client()
             await asyncio.sleep(RECONNECT_WAIT)

@@ -16,6 +16,7 @@ sampling and propagation but reports nothing.
 
 from __future__ import annotations
 
+import os
 import random
 
 from proto.telemetry import MODE_CLIENT, MODE_CLIENT_AND_SERVER, MODE_SERVER, TelemetryPolicy
@@ -29,17 +30,28 @@ _random = random.random
 class SidePolicy:
     """`enabled`: this side traces (mode covers it); `percent` (0..100) of undecided requests sampled;
     `report`: sampled spans are reported; `custom_tags` (tag -> literal) and `header_tags` (tag -> lower-case
-    request header) added to every span."""
+    request header) added to every span, `header_defaults` (tag -> value) when that header is absent.
 
-    __slots__ = ("enabled", "percent", "report", "custom_tags", "header_tags", "_ratio")
+    `environment_tags` (tag -> variable) are read once here from the sidecar's environment, as Envoy's
+    EnvironmentCustomTag reads them once: the variable's value, else the tag's `tag_defaults` entry, becomes a
+    literal. Like Envoy's custom tags, an empty value sets no tag."""
+
+    __slots__ = ("enabled", "percent", "report", "custom_tags", "header_tags", "header_defaults", "_ratio")
 
     def __init__(self, enabled: bool = True, percent: float = 1.0, report: bool = True,
-                 custom_tags: dict[str, str] | None = None, header_tags: dict[str, str] | None = None) -> None:
+                 custom_tags: dict[str, str] | None = None, header_tags: dict[str, str] | None = None,
+                 environment_tags: dict[str, str] | None = None, tag_defaults: dict[str, str] | None = None) -> None:
         self.enabled = enabled
         self.percent = min(100.0, max(0.0, percent))
         self.report = report
-        self.custom_tags = dict(custom_tags or {})
+        defaults = tag_defaults or {}
+        self.custom_tags = {tag: value for tag, value in (custom_tags or {}).items() if value}
+        for tag, variable in (environment_tags or {}).items():
+            value = os.environ.get(variable) or defaults.get(tag, "")
+            if value:
+                self.custom_tags[tag] = value
         self.header_tags = {tag: name.lower() for tag, name in (header_tags or {}).items()}
+        self.header_defaults = {tag: defaults[tag] for tag in self.header_tags if defaults.get(tag)}
         self._ratio = self.percent / 100.0
 
     def decide(self) -> bool:
@@ -51,7 +63,8 @@ class SidePolicy:
 
     def __repr__(self) -> str:
         return (f"SidePolicy(enabled={self.enabled}, percent={self.percent}, report={self.report}, "
-                f"custom_tags={self.custom_tags}, header_tags={self.header_tags})")
+                f"custom_tags={self.custom_tags}, header_tags={self.header_tags}, "
+                f"header_defaults={self.header_defaults})")
 
 
 def side_policy(telemetry: TelemetryPolicy | None, mesh_sampling: float, side: str) -> SidePolicy:
@@ -64,4 +77,5 @@ def side_policy(telemetry: TelemetryPolicy | None, mesh_sampling: float, side: s
     enabled = mode == MODE_CLIENT_AND_SERVER or (mode == MODE_CLIENT and side == CLIENT) \
         or (mode == MODE_SERVER and side == SERVER)
     percent = tracing.sampling_percent if tracing.sampling_percent is not None else mesh_sampling
-    return SidePolicy(enabled, percent, tracing.report, tracing.custom_tags, tracing.header_tags)
+    return SidePolicy(enabled, percent, tracing.report, tracing.custom_tags, tracing.header_tags,
+                      tracing.environment_tags, tracing.tag_defaults)

@@ -116,6 +116,8 @@ def build_span(site: SpanSite, policy: SidePolicy, ctx: SpanContext, timestamp: 
         value = head.header(name.encode("latin-1"))
         if value:
             tags[tag] = _cut(value.decode("latin-1"), limit)
+        elif tag in policy.header_defaults:  # Envoy's RequestHeaderCustomTag: default_value when absent
+            tags[tag] = _cut(policy.header_defaults[tag], limit)
     if site.kind == CLIENT:
         name = _outbound_name(head, upstream)
         remote = _endpoint(upstream.address, upstream.port) if upstream is not None else None

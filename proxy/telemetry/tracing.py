@@ -45,5 +45,6 @@ class SidecarTracing:
         def side(tracer: Tracer) -> dict[str, Any]:
             p = tracer.policy
             return {"enabled": p.enabled, "sampling_percent": p.percent, "report": p.report,
-                    "custom_tags": p.custom_tags, "header_tags": p.header_tags}
+                    "custom_tags": p.custom_tags, "header_tags": p.header_tags,
+                    "header_defaults": p.header_defaults}
         return {"client": side(self.client), "server": side(self.server), "reporter": self.reporter.stats()}

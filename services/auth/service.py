@@ -62,7 +62,21 @@ from services.auth.sweep import SweepConfig, Sweeper
 
 SEED_ENV = "ISTHMUS_AUTH_SEED_FILE"
 SYSTEM_CONFIG_ENV = "ISTHMUS_AUTH_SYSTEM_CONFIG"
-SESSION_SECONDS = 600  # the longest a proxy connection lives on one callout answer (revocation bound if a kick fails)
+SESSION_ENV = "ISTHMUS_AUTH_SESSION_SECONDS"
+
+
+def _session_seconds() -> int:
+    """The longest a proxy connection lives on one callout answer (revocation bound if a kick fails): 600 s,
+    else ISTHMUS_AUTH_SESSION_SECONDS (10 to 86400; tests shorten it to see sessions end and resume)."""
+    text = os.environ.get(SESSION_ENV, "").strip()
+    if not text:
+        return 600
+    if not (text.isdigit() and 10 <= int(text) <= 86400):
+        raise SystemExit(f"auth: {SESSION_ENV} is {text[:40]!r}: give whole seconds, 10 to 86400")
+    return int(text)
+
+
+SESSION_SECONDS = _session_seconds()
 JOIN_SECONDS = 60  # a token-only connection: enough to ask for credentials
 KICK_AGAIN = 3.0  # seconds: past nats-server's authorization timeout (2 s), a callout under way has finished
 

@@ -24,6 +24,7 @@ from services.telemetry.traces import SpanRefused, check
 
 JSON = "application/json"
 MAX_LIMIT = 1000
+METRICS_CHUNK = 256 * 1024  # bytes of /metrics text written at a time
 _encoder = msgspec.json.Encoder()
 _span_list = msgspec.json.Decoder(list[Span])
 StatusFetch = Callable[[], Awaitable[bytes]]
@@ -86,9 +87,27 @@ class Routes:
         ok = self.healthy()
         return web.Response(text="ok\n" if ok else "bus disconnected\n", status=200 if ok else 503)
 
-    async def metrics(self, _: web.Request) -> web.Response:
-        return web.Response(body=self.t.exposition().encode(),
-                            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+    async def metrics(self, request: web.Request) -> web.StreamResponse:
+        """Streamed in chunks of METRICS_CHUNK bytes, yielding to the loop after each: an exposition of
+        max_series histogram series is hundreds of MB of text and seconds of CPU; built whole it held that
+        memory per scrape and blocked the loop until the health checks failed and the service was killed."""
+        response = web.StreamResponse(headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+        await response.prepare(request)
+        chunk: list[str] = []
+        size = 0
+        for line in self.t.exposition_lines():
+            chunk.append(line)
+            size += len(line) + 1
+            if size >= METRICS_CHUNK:
+                chunk.append("")
+                await response.write("\n".join(chunk).encode())
+                chunk.clear()
+                size = 0
+                await asyncio.sleep(0)  # a write to a fast reader does not yield by itself
+        chunk.append("")
+        await response.write("\n".join(chunk).encode())
+        await response.write_eof()
+        return response
 
     async def empty_list(self, _: web.Request) -> web.Response:
         return _json([])
@@ -136,7 +155,10 @@ class Routes:
         if kind not in (JSON, "application/octet-stream", "text/plain") and not kind.endswith("+json"):
             return _error(415, f"Content-Type {kind[:80]} is not taken: send a JSON list of Zipkin v2 spans "
                                "(application/json)")
-        body = await request.read()  # 413 past client_max_size (max_body_bytes), decompressed if gzip
+        try:
+            body = await request.read()  # 413 past client_max_size (max_body_bytes), decompressed if gzip
+        except web.RequestPayloadError as exc:  # a body that does not decode as its Content-Encoding says
+            return _error(400, f"the body cannot be read: {' '.join(str(exc).split())[:200]}")
         try:
             spans = _span_list.decode(body)
         except (msgspec.DecodeError, RecursionError, ValueError) as exc:

@@ -1,7 +1,9 @@
 """Recent access-log entries per service, from the sidecars' AccessLogBatch messages (GET /api/logs).
 
 Bounded: `per_service` entries per (namespace, service) (the oldest go first), `max_services` services (the
-one written to least recently goes whole), entries larger than MAX_ENTRY_BYTES encoded are dropped.
+one written to least recently goes whole), entries larger than MAX_ENTRY_BYTES encoded are dropped, and at
+most `max_bytes` of entries (as JSON) in all: past it the oldest entries of the service written to least
+recently go first (the counts alone allow 1000 x 1000 entries of 16 KiB: 16 GB).
 A batch whose namespace is not the one of the identity that published it is dropped whole.
 """
 
@@ -24,10 +26,13 @@ class BatchRefused(ValueError):
 
 
 class LogStore:
-    def __init__(self, per_service: int = 1000, max_services: int = 1000) -> None:
+    def __init__(self, per_service: int = 1000, max_services: int = 1000, max_bytes: int = 64 * 1024 * 1024) -> None:
         self.per_service = per_service
         self.max_services = max_services
+        self.max_bytes = max_bytes
         self.services: OrderedDict[tuple[str, str], deque[AccessLogEntry]] = OrderedDict()
+        self._sizes: dict[tuple[str, str], deque[int]] = {}  # each held entry's JSON bytes, in the same order
+        self.bytes = 0
         self.dropped = 0
         self._encoder = msgspec.json.Encoder()
 
@@ -41,18 +46,34 @@ class LogStore:
         key = (namespace, batch.service)
         entries = self.services.get(key)
         if entries is None:
-            entries = self.services[key] = deque(maxlen=self.per_service)
+            entries = self.services[key] = deque()
+            sizes = self._sizes[key] = deque()
             while len(self.services) > self.max_services:
-                self.services.popitem(last=False)
+                gone, _ = self.services.popitem(last=False)
+                self.bytes -= sum(self._sizes.pop(gone))
         else:
             self.services.move_to_end(key)
+            sizes = self._sizes[key]
         kept = 0
         for entry in batch.entries:
-            if len(self._encoder.encode(entry)) > MAX_ENTRY_BYTES:
+            size = len(self._encoder.encode(entry))
+            if size > MAX_ENTRY_BYTES:
                 self.dropped += 1
                 continue
             entries.append(entry)
+            sizes.append(size)
+            self.bytes += size
+            if len(entries) > self.per_service:
+                entries.popleft()
+                self.bytes -= sizes.popleft()
             kept += 1
+        while self.bytes > self.max_bytes and self.services:  # the least recently written service's oldest first
+            oldest_key = next(iter(self.services))
+            oldest, oldest_sizes = self.services[oldest_key], self._sizes[oldest_key]
+            oldest.popleft()
+            self.bytes -= oldest_sizes.popleft()
+            if not oldest:
+                del self.services[oldest_key], self._sizes[oldest_key]
         return kept
 
     def recent(self, service: str = "", namespace: str = "", limit: int = 100) -> list[AccessLogEntry]:

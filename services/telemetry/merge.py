@@ -12,8 +12,10 @@ set is the sum over proxies, kept so it never goes down, as Prometheus' rate() r
 - a snapshot whose seq is not newer than the last of its instance is a duplicate and ignored.
 
 Bounds (docs/telemetry-service.md): at most `max_proxies` proxies held (a snapshot of one more is dropped
-and counted), at most `max_series` merged label sets (label sets past it are dropped and counted), label
-values at most MAX_LABEL characters. Proxies are keyed by the identity of the subject they published on and
+and counted), at most `max_series` merged label sets (label sets past it are dropped and counted), at most
+`max_held` label sets remembered over all proxies (each proxy's last values, needed for its next delta; one
+identity may publish under many proxy ids, so max_proxies x max_series alone bounded nothing: past it a
+proxy's new label sets are dropped and counted), label values at most MAX_LABEL characters. Proxies are keyed by the identity of the subject they published on and
 their proxy id, so one proxy cannot reset another identity's counts; the namespace of that subject is the
 reporter's own workload namespace in every series (a payload that claims another is dropped).
 
@@ -61,9 +63,12 @@ def _labels_ok(labels: list[str], width: int) -> bool:
 
 
 class MetricsMerger:
-    def __init__(self, max_proxies: int = 10_000, max_series: int = 100_000, retire_after: float = 600.0) -> None:
+    def __init__(self, max_proxies: int = 10_000, max_series: int = 100_000, retire_after: float = 600.0,
+                 max_held: int = 1_000_000) -> None:
         self.max_proxies = max_proxies
         self.max_series = max_series
+        self.max_held = max_held
+        self.held = 0  # label sets remembered over all proxies (sum of len(proxy.values))
         self.retire_after = retire_after
         self.totals: dict[Key, Vector] = {}
         self.proxies: dict[tuple[str, str, str], _Proxy] = {}
@@ -89,10 +94,14 @@ class MetricsMerger:
             returning = proxy is None and snapshot.instance in self.retired
             if proxy is not None:
                 self.stats.resets += 1  # a restart: the old instance's values stay in the totals
+                self.held -= len(proxy.values)
             proxy = self.proxies[key] = _Proxy(snapshot.instance, snapshot.seq, now)
             self.retired.pop(snapshot.instance, None)
             if returning:  # counted up to its retirement; what it sends now is its new zero
-                proxy.values = {k: v for k, v in values.items() if k in self.totals}
+                for k, v in values.items():
+                    if k in self.totals and self.held < self.max_held:
+                        proxy.values[k] = v
+                        self.held += 1
                 return
         elif snapshot.seq <= proxy.seq:
             self.stats.duplicates += 1
@@ -101,6 +110,9 @@ class MetricsMerger:
         self.stats.snapshots += 1
         for k, new in values.items():
             old = proxy.values.get(k)
+            if old is None and self.held >= self.max_held:
+                self.stats.refused_series += 1
+                continue
             total = self.totals.get(k)
             if total is None:
                 if len(self.totals) >= self.max_series:
@@ -115,6 +127,8 @@ class MetricsMerger:
             else:
                 for i, n in enumerate(new):
                     total[i] += n - old[i]
+            if old is None:
+                self.held += 1
             proxy.values[k] = new
 
     def _values(self, snapshot: MetricsSnapshot, namespace: str) -> dict[Key, Vector]:
@@ -139,7 +153,9 @@ class MetricsMerger:
         """Free the state of proxies silent for retire_after seconds (their values stay in the totals)."""
         gone = [k for k, p in self.proxies.items() if now - p.last_seen > self.retire_after]
         for k in gone:
-            self.retired[self.proxies.pop(k).instance] = None
+            proxy = self.proxies.pop(k)
+            self.held -= len(proxy.values)
+            self.retired[proxy.instance] = None
         while len(self.retired) > 2 * self.max_proxies:
             self.retired.popitem(last=False)
         self.stats.retired += len(gone)

@@ -11,11 +11,14 @@
 | ISTHMUS_TELEMETRY_HISTORY_POINTS      | 720       | history points kept (one hour at 5 s)                  |
 | ISTHMUS_TELEMETRY_MAX_PROXIES         | 10000     | proxies whose snapshots are merged                     |
 | ISTHMUS_TELEMETRY_MAX_SERIES          | 100000    | merged Istio label sets                                |
+| ISTHMUS_TELEMETRY_MAX_PROXY_SERIES    | 1000000   | label sets remembered over all proxies                 |
 | ISTHMUS_TELEMETRY_PROXY_RETIRE        | 600       | seconds a silent proxy's state is kept                 |
 | ISTHMUS_TRACE_STORE_MAX_SPANS         | 100000    | spans held                                             |
 | ISTHMUS_TRACE_STORE_MAX_TRACES        | 10000     | traces held                                            |
+| ISTHMUS_TRACE_STORE_MAX_BYTES         | 268435456 | bytes of spans held (their JSON; 256 MiB)              |
 | ISTHMUS_TELEMETRY_LOGS_PER_SERVICE    | 1000      | access-log entries held per service                    |
 | ISTHMUS_TELEMETRY_LOG_SERVICES        | 1000      | services whose access logs are held                    |
+| ISTHMUS_TELEMETRY_LOG_MAX_BYTES       | 67108864  | bytes of access-log entries held (their JSON; 64 MiB)  |
 | ISTHMUS_OTLP_ENDPOINT                 | (none)    | OTLP/HTTP traces URL, e.g. http://collector:4318/v1/traces |
 | ISTHMUS_OTLP_MAX_QUEUE                | 10000     | spans waiting for export (more are dropped and counted) |
 | ISTHMUS_OTLP_BATCH                    | 512       | spans per export request                               |
@@ -43,11 +46,14 @@ class TelemetrySettings:
     history_points: int = 720
     max_proxies: int = 10_000
     max_series: int = 100_000
+    max_proxy_series: int = 1_000_000
     proxy_retire: float = 600.0
     max_spans: int = 100_000
     max_traces: int = 10_000
+    max_trace_bytes: int = 256 * 1024 * 1024
     logs_per_service: int = 1000
     log_services: int = 1000
+    log_max_bytes: int = 64 * 1024 * 1024
     otlp_endpoint: str = ""
     otlp_max_queue: int = 10_000
     otlp_batch: int = 512
@@ -63,9 +69,12 @@ class TelemetrySettings:
             "max_body_bytes": "ISTHMUS_TELEMETRY_MAX_BODY_BYTES", "max_post_spans": "ISTHMUS_TELEMETRY_MAX_POST_SPANS",
             "max_connections": "ISTHMUS_TELEMETRY_MAX_CONNECTIONS", "interval": "ISTHMUS_METRICS_INTERVAL",
             "history_points": "ISTHMUS_TELEMETRY_HISTORY_POINTS", "max_proxies": "ISTHMUS_TELEMETRY_MAX_PROXIES",
-            "max_series": "ISTHMUS_TELEMETRY_MAX_SERIES", "proxy_retire": "ISTHMUS_TELEMETRY_PROXY_RETIRE",
+            "max_series": "ISTHMUS_TELEMETRY_MAX_SERIES",
+            "max_proxy_series": "ISTHMUS_TELEMETRY_MAX_PROXY_SERIES", "proxy_retire": "ISTHMUS_TELEMETRY_PROXY_RETIRE",
             "max_spans": "ISTHMUS_TRACE_STORE_MAX_SPANS", "max_traces": "ISTHMUS_TRACE_STORE_MAX_TRACES",
+            "max_trace_bytes": "ISTHMUS_TRACE_STORE_MAX_BYTES",
             "logs_per_service": "ISTHMUS_TELEMETRY_LOGS_PER_SERVICE", "log_services": "ISTHMUS_TELEMETRY_LOG_SERVICES",
+            "log_max_bytes": "ISTHMUS_TELEMETRY_LOG_MAX_BYTES",
             "otlp_endpoint": "ISTHMUS_OTLP_ENDPOINT", "otlp_max_queue": "ISTHMUS_OTLP_MAX_QUEUE",
             "otlp_batch": "ISTHMUS_OTLP_BATCH", "otlp_timeout": "ISTHMUS_OTLP_TIMEOUT",
         }

@@ -46,11 +46,12 @@ _service_metrics = msgspec.json.Decoder(ServiceMetrics)
 class Telemetry:
     def __init__(self, settings: TelemetrySettings, otlp: OtlpExporter | None = None) -> None:
         self.settings = settings
-        self.merger = MetricsMerger(settings.max_proxies, settings.max_series, settings.proxy_retire)
+        self.merger = MetricsMerger(settings.max_proxies, settings.max_series, settings.proxy_retire,
+                                    settings.max_proxy_series)
         self.services = ServiceMetricsMerge(stale_after=max(60.0, 6 * settings.interval))
         self.history = History(settings.history_points)
-        self.traces = TraceStore(settings.max_spans, settings.max_traces)
-        self.logs = LogStore(settings.logs_per_service, settings.log_services)
+        self.traces = TraceStore(settings.max_spans, settings.max_traces, settings.max_trace_bytes)
+        self.logs = LogStore(settings.logs_per_service, settings.log_services, settings.log_max_bytes)
         self.otlp = otlp
         self.dropped: dict[str, int] = {"metrics": 0, "spans": 0, "logs": 0, "service_metrics": 0}
         self.spans_received = 0
@@ -118,11 +119,14 @@ class Telemetry:
         self.merger.retire(now)
         self.services.expire(now)
 
+    def exposition_lines(self) -> Iterator[str]:
+        """/metrics line by line (no newlines): the merged Istio series, then every service replica's own
+        metrics. A generator, so the HTTP handler can stream a large exposition and yield to the loop."""
+        yield from render(self.merger.totals)
+        yield from self.services.render()
+
     def exposition(self) -> str:
-        """/metrics: the merged Istio series, then every service replica's own metrics."""
-        lines = list(render(self.merger.totals))
-        lines.extend(self.services.render())
-        return "\n".join(lines) + "\n"
+        return "\n".join(self.exposition_lines()) + "\n"
 
 
 class TelemetryCollector(Collector):
@@ -147,8 +151,8 @@ class TelemetryCollector(Collector):
             dropped.add_metric([kind], count)
         held = GaugeMetricFamily("isthmus_telemetry_held", "What this replica holds now.", labels=["what"])
         for what, value in (("proxies", len(self.t.merger.proxies)), ("series", len(self.t.merger.totals)),
-                            ("spans", self.t.traces.spans), ("traces", len(self.t.traces.traces)),
-                            ("log_services", len(self.t.logs.services))):
+                            ("spans", self.t.traces.spans), ("span_bytes", self.t.traces.bytes), ("traces", len(self.t.traces.traces)),
+                            ("log_services", len(self.t.logs.services)), ("log_bytes", self.t.logs.bytes)):
             held.add_metric([what], value)
         spans = CounterMetricFamily("isthmus_telemetry_spans_received", "Spans received (bus and POST).")
         spans.add_metric([], self.t.spans_received)

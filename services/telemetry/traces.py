@@ -2,13 +2,16 @@
 
 Spans come from the sidecars' SpanBatch messages and from POST /api/v2/spans. Each is checked (ids as Zipkin
 requires them: lower-case hex, trace 16 or 32 digits, span and parent 16; times in microseconds, not
-negative; bounded text, tags and annotations) and kept under its trace; when more than `max_spans` spans or
-`max_traces` traces are held, the oldest traces (by first arrival) go whole. Service and span names are
-lower-cased as Zipkin's collector does.
+negative; bounded text, tags and annotations; an endpoint's ipv4/ipv6 that is not such an address is left
+out, as Zipkin's Endpoint builder leaves it out) and kept under its trace; when more than `max_spans` spans,
+`max_traces` traces or `max_bytes` bytes of spans (each counted as its JSON) are held, the oldest traces (by
+first arrival) go whole: a span may be ~2 MB within the per-span bounds, so a count alone bounds no memory.
+Service and span names are lower-cased as Zipkin's collector does.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections import Counter, OrderedDict
 
@@ -25,6 +28,17 @@ MAX_ANNOTATIONS = 128
 MAX_MICROS = 2**63 - 1
 _TRACE_ID = re.compile(r"[0-9a-f]{16}|[0-9a-f]{32}")
 _SPAN_ID = re.compile(r"[0-9a-f]{16}")
+_size = msgspec.json.Encoder().encode
+
+
+def _address(text: str | None, version: int) -> str | None:
+    """The address if `text` is an IPv4 (version 4) or IPv6 address, else None (Zipkin drops it)."""
+    if text is None or len(text) > 45:
+        return None
+    try:
+        return text if ipaddress.ip_address(text).version == version else None
+    except ValueError:
+        return None
 
 
 class SpanRefused(ValueError):
@@ -77,8 +91,17 @@ def check(span: Span) -> Span:
         changes["name"] = span.name.lower()
     for side in ("local_endpoint", "remote_endpoint"):
         endpoint = getattr(span, side)
-        if endpoint is not None and endpoint.service_name is not None:
-            changes[side] = msgspec.structs.replace(endpoint, service_name=endpoint.service_name.lower())
+        if endpoint is None:
+            continue
+        fixed: dict[str, object] = {}
+        if endpoint.service_name is not None:
+            fixed["service_name"] = endpoint.service_name.lower()
+        for version, field in ((4, "ipv4"), (6, "ipv6")):
+            value = getattr(endpoint, field)
+            if value is not None and _address(value, version) is None:
+                fixed[field] = None
+        if fixed:
+            changes[side] = msgspec.structs.replace(endpoint, **fixed)
     return msgspec.structs.replace(span, **changes)
 
 
@@ -87,11 +110,14 @@ def service_of(span: Span) -> str:
 
 
 class TraceStore:
-    def __init__(self, max_spans: int = 100_000, max_traces: int = 10_000) -> None:
+    def __init__(self, max_spans: int = 100_000, max_traces: int = 10_000, max_bytes: int = 256 * 1024 * 1024) -> None:
         self.max_spans = max_spans
         self.max_traces = max_traces
+        self.max_bytes = max_bytes
         self.traces: OrderedDict[str, list[Span]] = OrderedDict()
         self.spans = 0
+        self.bytes = 0  # the held spans' JSON bytes
+        self._trace_bytes: dict[str, int] = {}
         self.evicted = 0
         self._names: Counter[tuple[str, str]] = Counter()  # (service, span name) -> spans held
         self._remote: Counter[tuple[str, str]] = Counter()  # (service, remote service) -> spans held
@@ -103,11 +129,16 @@ class TraceStore:
             if trace is None:
                 trace = self.traces[span.trace_id] = []
             trace.append(span)
+            size = len(_size(span))
+            self._trace_bytes[span.trace_id] = self._trace_bytes.get(span.trace_id, 0) + size
+            self.bytes += size
             self.spans += 1
             self._index(span, 1)
-        while self.traces and (self.spans > self.max_spans or len(self.traces) > self.max_traces):
-            _, gone = self.traces.popitem(last=False)
+        while self.traces and (self.spans > self.max_spans or len(self.traces) > self.max_traces
+                               or self.bytes > self.max_bytes):
+            trace_id, gone = self.traces.popitem(last=False)
             self.spans -= len(gone)
+            self.bytes -= self._trace_bytes.pop(trace_id, 0)
             self.evicted += 1
             for span in gone:
                 self._index(span, -1)

@@ -292,3 +292,52 @@ async def test_a_gzip_body_is_read_and_its_bound_counts_after_decompression() ->
                 assert r.status == 413
     finally:
         await s.http.stop()
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_a_body_that_is_not_its_content_encoding_is_a_400_not_a_500(encoding: str) -> None:
+    s = await started()
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{s.url}/api/v2/spans", data=b"[not compressed at all]",
+                                    headers={"Content-Type": "application/json", "Content-Encoding": encoding}) as r:
+                assert r.status == 400 and "cannot be read" in await r.text()
+            assert await post(f"{s.url}/api/v2/spans", json.dumps([span("ffdc9bb9a6453df3")]).encode()) == (202, "")
+    finally:
+        await s.http.stop()
+
+
+async def test_a_large_metrics_scrape_streams_and_leaves_the_loop_responsive() -> None:
+    """An exposition of many histogram series is seconds of CPU: built whole in one call it blocked the loop
+    (the supervisor's health checks failed and it killed the service, losing every count). Streamed in
+    chunks, the loop keeps turning and the text is the same. Bound relative to the render's own time on this
+    machine: built whole, the loop stalls for at least that long; streamed, for one chunk's share."""
+    from proto.observations import HTTP_LABELS
+    from services.telemetry.istio import HTTP, HTTP_WIDTH
+
+    s = await started()
+    for i in range(2000):
+        s.t.merger.totals[(HTTP, (f"{i}", *["v"] * (len(HTTP_LABELS) - 1)))] = [1.0] * HTTP_WIDTH
+    start = time.monotonic()
+    expected = s.t.exposition()
+    render = time.monotonic() - start
+    gaps: list[float] = []
+
+    async def ticker() -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0.001)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    try:
+        tick = asyncio.create_task(ticker())
+        await asyncio.sleep(0.05)
+        async with aiohttp.ClientSession() as session, session.get(f"{s.url}/metrics") as r:
+            body = await r.read()
+        tick.cancel()
+        assert r.status == 200 and body.decode() == expected and len(body) > 50_000_000
+        assert max(gaps) < render / 2, (max(gaps), render)  # the loop turned all along the scrape
+    finally:
+        await s.http.stop()

@@ -115,6 +115,25 @@ def test_max_series_at_the_bound_and_one_over() -> None:
     assert requests_total(m, response_code="200") == 2
 
 
+def test_label_sets_held_over_all_proxies_at_the_bound_and_one_over() -> None:
+    """One identity publishing the same label sets under many proxy ids: max_series bounds the totals, but
+    every proxy also remembers its last values; max_held bounds those over all proxies."""
+    m = MetricsMerger(max_series=10, max_held=3)
+    m.add(snapshot(1, [http(1, response_code="200"), http(1, response_code="503")], proxy="a"), "default", "x", 0)
+    m.add(snapshot(1, [http(1, response_code="200")], proxy="b"), "default", "x", 0)
+    assert m.held == 3 and m.stats.refused_series == 0  # at the bound
+    m.add(snapshot(1, [http(1, response_code="200")], proxy="c"), "default", "x", 0)
+    assert m.held == 3 and m.stats.refused_series == 1 and requests_total(m, response_code="200") == 2  # one over
+    m.add(snapshot(2, [http(5, response_code="200"), http(1, response_code="503")], proxy="a"), "default", "x", 0)
+    assert requests_total(m, response_code="200") == 6  # held ones still merge
+    m.add(snapshot(1, [http(1, response_code="200")], proxy="a", instance="i2"), "default", "x", 0)  # a restarts
+    assert m.held == 2
+    m.retire(10_000.0)
+    assert m.held == 0 and not m.proxies
+    m.add(snapshot(1, [http(1, response_code="404")], proxy="d", instance="i9"), "default", "x", 10_000.0)
+    assert m.held == 1 and requests_total(m, response_code="404") == 1
+
+
 def test_label_values_at_the_bound_and_one_over() -> None:
     m = MetricsMerger()
     m.add(snapshot(1, [http(1, source_principal="x" * MAX_LABEL),

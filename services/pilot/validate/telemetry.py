@@ -29,6 +29,13 @@ from proto.telemetry import MODE_CLIENT, MODE_CLIENT_AND_SERVER, MODE_SERVER, Ac
 from services.pilot.validate.checks import HEADER_NAME, check_percent, check_selector
 from services.pilot.validate.findings import Findings
 
+# Bounds the telemetry service puts on a span (services/telemetry/traces.py MAX_TAGS, MAX_TAG_KEY): a Telemetry
+# past them made every span of its workloads refused, their bus batches dropped whole. The sidecar sets at most
+# 21 tags of its own (proxy/telemetry/spans.py; tests/pilot/validate/test_telemetry.py checks the sum).
+MAX_SPAN_TAGS = 128
+MAX_CUSTOM_TAGS = 100
+MAX_TAG_NAME = 256
+
 TRACING_PROVIDERS = ("zipkin", "isthmus")  # both: spans in batches to the telemetry service
 ACCESS_LOG_PROVIDERS = ("envoy", "isthmus")  # the sidecar's own log; batches to the telemetry service
 MODES = (MODE_CLIENT_AND_SERVER, MODE_CLIENT, MODE_SERVER)
@@ -95,13 +102,21 @@ def _tracing(entry: Tracing, path: str, f: Findings) -> None:
                                                         "a request without a sampling decision is sampled at random")
     if entry.enable_istio_tags is not None:
         f.warn(f"{path}.enableIstioTags", "enableIstioTags is accepted and ignored by Isthmus")
-    for name, tag in (entry.custom_tags or {}).items():
+    tags = entry.custom_tags or {}
+    if len(tags) > MAX_CUSTOM_TAGS:
+        f.error(f"{path}.customTags", f"{len(tags)} custom tags; at most {MAX_CUSTOM_TAGS} (the telemetry service "
+                                      f"refuses a span with more than {MAX_SPAN_TAGS} tags, and the sidecar sets up "
+                                      f"to {MAX_SPAN_TAGS - MAX_CUSTOM_TAGS} of its own)")
+    for name, tag in tags.items():
         _custom_tag(name, tag, f"{path}.customTags[{name}]", f)
 
 
 def _custom_tag(name: str, tag: Any, path: str, f: Findings) -> None:
     if name == "":
         f.error(path, "tag name may not be empty")
+    elif len(name) > MAX_TAG_NAME:
+        f.error(path, f"tag name is {len(name)} characters; at most {MAX_TAG_NAME} (the telemetry service refuses a "
+                      "span with a longer tag key)")
     if tag is None:
         f.error(path, f"tag '{name}' may not have a nil value")
         return

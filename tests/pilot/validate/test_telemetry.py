@@ -176,3 +176,44 @@ def test_the_yaml_in_docs_access_logs_applies():
     for block in blocks:
         resources, errors, warnings = decode(block)
         assert errors == [] and warnings == [] and resources
+
+
+def _tags(count: int, name_length: int = 4) -> str:
+    return "{tracing: [{customTags: {" + ", ".join(
+        f"t{'k' * (name_length - 4)}{i:03d}: {{literal: {{value: v}}}}" for i in range(count)) + "}}]}"
+
+
+def test_custom_tags_at_the_bound_and_one_over():
+    """Past the telemetry service's span bounds the sidecar's every span was refused (the bus batch dropped
+    whole): pilot refuses such a Telemetry with its path."""
+    from services.pilot.validate.telemetry import MAX_CUSTOM_TAGS, MAX_TAG_NAME
+
+    resources, errors, _ = decode(_tm(_tags(MAX_CUSTOM_TAGS)))
+    assert errors == [] and len(resources) == 1
+    resources, errors, _ = decode(_tm(_tags(MAX_CUSTOM_TAGS + 1)))
+    assert resources == [] and "at most 100" in by_path(errors, "spec.tracing[0].customTags").message
+    assert decode(_tm(_tags(1, MAX_TAG_NAME)))[1] == []
+    _, errors, _ = decode(_tm(_tags(1, MAX_TAG_NAME + 1)))
+    assert "at most 256" in by_path(errors, f"spec.tracing[0].customTags[t{'k' * (MAX_TAG_NAME - 3)}000]").message
+
+
+def test_a_span_with_the_most_custom_tags_pilot_takes_is_one_the_telemetry_service_takes():
+    from proxy.core.request import RequestHead
+    from proxy.core.target import Target
+    from proxy.telemetry.sampling import CLIENT, SidePolicy
+    from proxy.telemetry.spans import build_span, site_for
+    from proxy.telemetry.trace_context import SpanContext
+    from services.pilot.validate.telemetry import MAX_CUSTOM_TAGS, MAX_SPAN_TAGS, MAX_TAG_NAME
+    from services.telemetry.traces import MAX_TAG_KEY, MAX_TAGS, check
+
+    assert (MAX_SPAN_TAGS, MAX_TAG_NAME) == (MAX_TAGS, MAX_TAG_KEY)
+    site = site_for(CLIENT, service="r", namespace="n", labels={"app": "r"}, workload="r", node_id="x",
+                    address="10.0.0.1", service_port=80, domain_suffix="svc.cluster.local", mesh_id="cluster.local",
+                    locality="eu/z/s")
+    policy = SidePolicy(custom_tags={f"{'k' * (MAX_TAG_NAME - 3)}{i:03d}": "v" for i in range(MAX_CUSTOM_TAGS)})
+    head = RequestHead("GET", "r", 80, "/", [(b"host", b"r"), (b"user-agent", b"u"), (b"x-request-id", b"i")],
+                       client="10.0.0.2")
+    span = build_span(site, policy, SpanContext("a" * 32, "b" * 16, "c" * 16, True), 1, 1, head,
+                      Target("10.0.0.3", 80, "outbound|80||r.n.svc.cluster.local"), 503, "UF", 5)
+    assert MAX_CUSTOM_TAGS + 21 == len(span.tags) <= MAX_TAGS  # every tag of its own (a zone, an error) and ours
+    check(span)  # taken

@@ -244,3 +244,36 @@ def test_the_snapshot_docs_bus_shows_is_one_a_sidecar_sends():
     assert labels_of(http.labels)["connection_security_policy"] == "mutual_tls"
     assert labels_of(tcp.labels, TCP_LABELS)["request_protocol"] == "tcp"
     assert sum(http.duration_ms.counts) == http.requests and len(http.duration_ms.counts) == len(BUCKETS) + 1
+
+
+async def test_a_scrape_at_the_series_bound_is_rendered_off_the_loop():
+    """At ISTHMUS_METRICS_MAX_SERIES label sets (any caller can get there by forging peer metadata) the text is
+    tens of MB; rendered on the loop it stalled every request of the sidecar for as long as the render took.
+    Bound relative to that render's own time here: off the loop, the loop keeps turning."""
+    import asyncio
+    import time
+
+    recorder = HttpRecorder("inbound", "destination")
+    for i in range(1000):
+        recorder.count(recorder.peer((f"caller-{i}", *["spiffe://cluster.local/ns/x/sa/y"] * (len(HTTP_LABELS) - 1))),
+                       200, "-", 1, 2, 3.0)
+    metrics = SidecarMetrics([recorder], [])
+    start = time.monotonic()
+    expected = metrics.prometheus()
+    render = time.monotonic() - start
+    gaps: list[float] = []
+
+    async def ticker() -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0.001)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    tick = asyncio.create_task(ticker())
+    await asyncio.sleep(0.05)
+    body = await metrics.prometheus_off_loop()
+    tick.cancel()
+    assert body == expected and len(body) > 20_000_000
+    assert max(gaps) < render / 2, (max(gaps), render)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import msgspec
 
 from proto.observations import Span
+from proto.telemetry import TelemetryPolicy, TracingPolicy
 from proxy.core.request import RequestHead
 from proxy.core.target import Target
-from proxy.telemetry.sampling import CLIENT, SERVER, SidePolicy
+from proxy.telemetry.sampling import CLIENT, SERVER, SidePolicy, side_policy
 from proxy.telemetry.spans import MAX_TAG_LENGTH, build_span, site_for
 from proxy.telemetry.trace_context import SpanContext
 
@@ -95,3 +96,20 @@ def test_a_tag_keeps_max_tag_characters_and_is_cut_one_over():
         assert tags["user_agent"] == "u" * MAX_TAG_LENGTH
     small = build_span(site(CLIENT, max_tag=64), SidePolicy(), CTX, 1, 1, head(at), UPSTREAM, 200, "-", 0)
     assert len(small.tags["http.url"]) == 64  # ISTHMUS_SPAN_MAX_TAG_LENGTH
+
+
+def test_environment_tags_and_default_values_as_istios_customizing_tracing_example(monkeypatch):
+    """Istio's "Configure tracing with Telemetry API" example: an environment tag with a defaultValue, a header
+    tag with a defaultValue. Pilot pushes environment_tags and tag_defaults; the sidecar must apply them."""
+    monkeypatch.setenv("ISTHMUS_TEST_ZONE_TAG", "z1")
+    monkeypatch.delenv("ISTIO_META_CLUSTER_ID", raising=False)
+    telemetry = TelemetryPolicy(tracing=TracingPolicy(
+        custom_tags={"provider": "zipkin"}, header_tags={"group": "grp", "tenant": "x-tenant"},
+        environment_tags={"cluster_id": "ISTIO_META_CLUSTER_ID", "zone_tag": "ISTHMUS_TEST_ZONE_TAG"},
+        tag_defaults={"cluster_id": "Kubernetes", "group": "unknown", "zone_tag": "ignored"}))
+    policy = side_policy(telemetry, 100.0, CLIENT)
+    tags = build_span(site(CLIENT), policy, CTX, 1, 1, head(), UPSTREAM, 200, "-", 0).tags
+    assert tags["provider"] == "zipkin" and tags["cluster_id"] == "Kubernetes" and tags["zone_tag"] == "z1"
+    assert tags["group"] == "unknown" and "tenant" not in tags  # absent header: its default, else no tag
+    tags = build_span(site(CLIENT), policy, CTX, 1, 1, head(grp=b"g7"), UPSTREAM, 200, "-", 0).tags
+    assert tags["group"] == "g7"  # a present header wins over the default
