@@ -3,8 +3,10 @@ and, when services/telemetry/dashboard is installed, the dashboard page (`/`, `/
 
 Everything is read-only but POST /api/v2/spans (Zipkin's collector endpoint, for apps that report their own
 spans): bounded by max_body_bytes (413), max_post_spans (413), each span checked (400 naming the first bad
-one), 202 when taken. Connections past max_connections are closed as soon as they open. aiohttp's own
-bounds stay in force: a request line or header at most 8190 bytes (400), keep-alive 75 s.
+one), 202 when taken. Connections past max_connections are closed as soon as they open, and a connection on
+which no request has started for idle_timeout seconds (a head sent a byte at a time, an idle keep-alive) and
+none is being answered is closed (ConnectionReaper), so slow clients cannot hold the connection bound. aiohttp's
+own bounds stay in force: a request line or header at most 8190 bytes (400).
 docs/telemetry-service.md lists the routes and who may reach them.
 """
 
@@ -219,6 +221,54 @@ def dashboard_routes() -> list[web.RouteDef]:
     return list(dashboard.routes())
 
 
+class ConnectionReaper:
+    """Closes connections no request has started on for `timeout` seconds while none is in progress: aiohttp
+    has no timeout on a request's head, so without it 256 clients sending a byte every few seconds would hold
+    every connection (slowloris). A request starting (the middleware: its head is complete) renews the
+    connection; one being answered (a long /metrics stream) is never cut. Checked every timeout / 2."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.opened: dict[asyncio.BaseTransport, float] = {}  # connection -> loop time a request last started
+        self.busy: dict[asyncio.BaseTransport, int] = {}  # connection -> requests being answered
+        self.reaped = 0
+        self.task: asyncio.Task[None] | None = None
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        transport = request.transport
+        if transport is None:
+            return await handler(request)
+        self.opened[transport] = asyncio.get_running_loop().time()
+        self.busy[transport] = self.busy.get(transport, 0) + 1
+        try:
+            return await handler(request)
+        finally:
+            left = self.busy.get(transport, 1) - 1
+            if left:
+                self.busy[transport] = left
+            else:
+                self.busy.pop(transport, None)
+            self.opened[transport] = asyncio.get_running_loop().time()
+
+    async def run(self, connections: Callable[[], list[Any]]) -> None:
+        """`connections()`: aiohttp's live RequestHandlers (web.Server.connections); one first seen starts its
+        idle clock then, so a silent connection is closed between `timeout` and 1.5 x `timeout` after accept."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.timeout / 2)
+            now = loop.time()
+            live = {protocol.transport for protocol in connections() if protocol.transport is not None}
+            for transport in live:
+                since = self.opened.setdefault(transport, now)
+                if transport not in self.busy and now - since >= self.timeout and not transport.is_closing():
+                    self.reaped += 1
+                    transport.close()
+            for transport in [t for t in self.opened if t not in live]:  # gone: forget them
+                self.opened.pop(transport, None)
+                self.busy.pop(transport, None)
+
+
 class _Refused(asyncio.Protocol):
     """A connection past max_connections: closed at once."""
 
@@ -231,7 +281,8 @@ class HttpServer:
 
     def __init__(self, telemetry: Telemetry, proxy_status: StatusFetch, healthy: Callable[[], bool]) -> None:
         self.settings = telemetry.settings
-        self.app = web.Application(client_max_size=self.settings.max_body_bytes)
+        self.reaper = ConnectionReaper(self.settings.idle_timeout)
+        self.app = web.Application(client_max_size=self.settings.max_body_bytes, middlewares=[self.reaper.middleware])
         self.app.add_routes(Routes(telemetry, proxy_status, healthy).table())
         self.app.add_routes(dashboard_routes())
         self.runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0)  # stop promptly
@@ -257,8 +308,11 @@ class HttpServer:
 
         self.server = await asyncio.get_running_loop().create_server(
             factory, self.settings.bind, self.settings.port, reuse_address=True)
+        self.reaper.task = asyncio.get_running_loop().create_task(self.reaper.run(lambda: handler.connections))
 
     async def stop(self) -> None:
+        if self.reaper.task is not None:
+            self.reaper.task.cancel()
         if self.server is not None:
             self.server.close()
         await self.runner.cleanup()

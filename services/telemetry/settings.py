@@ -7,6 +7,7 @@
 | ISTHMUS_TELEMETRY_MAX_BODY_BYTES      | 1048576   | a POST /api/v2/spans body (413 past it)                |
 | ISTHMUS_TELEMETRY_MAX_POST_SPANS      | 1000      | spans in one POST (413 past it)                        |
 | ISTHMUS_TELEMETRY_MAX_CONNECTIONS     | 256       | open HTTP connections (more are closed at once)        |
+| ISTHMUS_TELEMETRY_IDLE_TIMEOUT        | 15        | seconds a connection may go without a request starting (a slow head, an idle keep-alive) |
 | ISTHMUS_METRICS_INTERVAL              | 5         | seconds between history points and service publishes  |
 | ISTHMUS_TELEMETRY_HISTORY_POINTS      | 720       | history points kept (one hour at 5 s)                  |
 | ISTHMUS_TELEMETRY_MAX_PROXIES         | 10000     | proxies whose snapshots are merged                     |
@@ -42,6 +43,7 @@ class TelemetrySettings:
     max_body_bytes: int = 1024 * 1024
     max_post_spans: int = 1000
     max_connections: int = 256
+    idle_timeout: float = 15.0
     interval: float = 5.0
     history_points: int = 720
     max_proxies: int = 10_000
@@ -68,6 +70,7 @@ class TelemetrySettings:
             "port": "ISTHMUS_DASHBOARD_PORT", "bind": "ISTHMUS_DASHBOARD_BIND",
             "max_body_bytes": "ISTHMUS_TELEMETRY_MAX_BODY_BYTES", "max_post_spans": "ISTHMUS_TELEMETRY_MAX_POST_SPANS",
             "max_connections": "ISTHMUS_TELEMETRY_MAX_CONNECTIONS", "interval": "ISTHMUS_METRICS_INTERVAL",
+            "idle_timeout": "ISTHMUS_TELEMETRY_IDLE_TIMEOUT",
             "history_points": "ISTHMUS_TELEMETRY_HISTORY_POINTS", "max_proxies": "ISTHMUS_TELEMETRY_MAX_PROXIES",
             "max_series": "ISTHMUS_TELEMETRY_MAX_SERIES",
             "max_proxy_series": "ISTHMUS_TELEMETRY_MAX_PROXY_SERIES", "proxy_retire": "ISTHMUS_TELEMETRY_PROXY_RETIRE",

@@ -196,6 +196,40 @@ async def test_connections_at_the_bound_and_one_over() -> None:
         await s.http.stop()
 
 
+async def test_a_slow_head_cannot_hold_the_connections_past_the_idle_timeout() -> None:
+    """Slowloris: clients holding every connection with heads sent a byte at a time are closed after the idle
+    timeout, while a request that keeps its connection busy answering (or a client that keeps asking) is not."""
+    s = await started(TelemetrySettings(port=0, max_connections=2, idle_timeout=0.6))
+    writers = []
+    try:
+        slow = []
+        for _ in range(2):
+            reader, writer = await asyncio.open_connection("127.0.0.1", s.http.port)
+            writer.write(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")  # never ends its head
+            writers.append(writer)
+            slow.append(reader)
+        await asyncio.sleep(0.2)
+        reader, writer = await asyncio.open_connection("127.0.0.1", s.http.port)
+        writers.append(writer)
+        assert await asyncio.wait_for(reader.read(), 5) == b"" and s.http.refused == 1  # locked out meanwhile
+        for reader in slow:  # the reaper closes them, unanswered, well within a few timeouts
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+        assert s.http.reaper.reaped == 2
+        assert (await get(f"{s.url}/healthz"))[0] == 200  # room again
+        # a client that keeps asking keeps its connection: three requests 0.4 s apart on one connection
+        reader, writer = await asyncio.open_connection("127.0.0.1", s.http.port)
+        writers.append(writer)
+        for _ in range(3):
+            writer.write(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+            assert (await asyncio.wait_for(reader.readuntil(b"ok\n"), 5)).startswith(b"HTTP/1.1 200")
+            await asyncio.sleep(0.4)
+        assert s.http.reaper.reaped == 2
+    finally:
+        for writer in writers:
+            writer.close()
+        await s.http.stop()
+
+
 async def test_trace_store_keeps_at_most_its_spans_and_traces_evicting_the_oldest() -> None:
     s = await started(TelemetrySettings(port=0, max_spans=4, max_traces=3))
     try:
