@@ -33,10 +33,22 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import msgspec
-import nats
-import nats.errors
-from nats.aio.client import Client
-from nats.aio.msg import Msg
+
+# nats-py imports aiohttp for its WebSocket transport whenever aiohttp is installed (it is: the telemetry service
+# serves HTTP with it). Isthmus never dials ws://, and aiohttp costs every process that loads it ~15 MB of RSS,
+# every sidecar included: it is hidden while nats loads, unless this process has loaded it already (the
+# telemetry service then keeps it). nats.aio.transport sets aiohttp = None on the ImportError it then gets.
+_HIDE_AIOHTTP = "aiohttp" not in sys.modules
+if _HIDE_AIOHTTP:
+    sys.modules["aiohttp"] = None  # type: ignore[assignment]  # `import aiohttp` raises ImportError
+try:
+    import nats
+    import nats.errors
+    from nats.aio.client import Client
+    from nats.aio.msg import Msg
+finally:
+    if _HIDE_AIOHTTP:
+        del sys.modules["aiohttp"]
 
 from runtime.clientconfig import NatsClient
 from runtime.log import get_logger

@@ -1,0 +1,19 @@
+"""What a sidecar process loads: not the libraries only other processes or rare configs need, each of which
+would cost every sidecar its memory (docs/performance.md: RSS per proxy)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_a_sidecar_loads_neither_aiohttp_nor_cel_python_until_it_needs_them() -> None:
+    """aiohttp (the telemetry service's server, which nats-py would load for WebSockets we never dial) and
+    cel-python with lark (Telemetry access-log filters, loaded at the first push that has one): ~15 MB each."""
+    code = ("import sys, proxy.main, runtime.bus\n"
+            "print(sorted(m for m in ('aiohttp', 'celpy', 'lark') if m in sys.modules))\n"
+            "import aiohttp\n"  # hidden only while nats loaded: still importable by whoever needs it
+            "from proxy.telemetry.log_filter import LogFilter\n"
+            "print(LogFilter('response.code >= 400') is not None)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.split("\n")[:2] == ["[]", "True"], out.stdout + out.stderr
