@@ -75,8 +75,8 @@ class SpanReporter:
             if self.spans and bus.connected:
                 try:
                     await asyncio.shield(self.flush(bus))
-                except Exception:  # stopping: what cannot go now is lost
-                    pass
+                except Exception as exc:  # stopping: what cannot go now is lost, and said so
+                    log.warning("spans_lost_at_stop", spans=len(self.spans), error=str(exc))
 
     async def flush(self, bus: busmod.Bus) -> None:
         """Publish what waits, a batch per message, while the bus is connected; on a failed publish the

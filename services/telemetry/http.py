@@ -41,7 +41,7 @@ def _error(status: int, message: str) -> web.Response:
 
 
 class BadParam(ValueError):
-    pass
+    """A query parameter out of its range or not a number: 400 with the message."""
 
 
 def _number(request: web.Request, name: str, default: float | None, low: float, high: float,

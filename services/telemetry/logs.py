@@ -22,7 +22,7 @@ MAX_NAME = 253
 
 
 class BatchRefused(ValueError):
-    pass
+    """An access-log batch that is malformed or passes a bound: logged and dropped."""
 
 
 class LogStore:

@@ -28,7 +28,7 @@ MAX_NAME = 253
 
 
 class ExpositionRefused(ValueError):
-    pass
+    """A service's exposition that does not parse or passes a bound: logged and dropped."""
 
 
 @dataclass
