@@ -79,6 +79,9 @@ def _host_column(kind: str) -> tuple[str, Callable[[dict[str, Any]], str]]:
     if kind == "RequestAuthentication":  # the issuers its jwtRules accept
         return "ISSUERS", lambda spec: ",".join(
             str(r.get("issuer")) for r in spec.get("jwtRules") or [] if isinstance(r, dict)) or "-"
+    if kind == "Gateway":  # the gateway workloads it selects
+        return "SELECTOR", lambda spec: ",".join(
+            f"{k}={v}" for k, v in sorted((spec.get("selector") or {}).items())) or "<none>"
     if kind == "Telemetry":  # which workloads it selects (none: its namespace, or the mesh from the root namespace)
         return "SELECTOR", lambda spec: ",".join(
             f"{k}={v}" for k, v in sorted(((spec.get("selector") or {}).get("matchLabels") or {}).items())) or "<all>"

@@ -47,6 +47,7 @@ _HEALTH_ALL = f"{s.HEALTH}.*"
 OPERATOR = Permissions(
     publish=(s.CONFIG_APPLY, s.CONFIG_DELETE, s.CONFIG_GET, s.XDS_STATUS,
              s.CA_TOKEN_CREATE, s.CA_TOKEN_LIST, s.CA_TOKEN_REVOKE, s.CA_ROTATE, s.CA_BUNDLE,
+             s.CA_SECRET_PUT, s.CA_SECRET_LIST, s.CA_SECRET_DELETE,
              s.BUS_CREDS_ISSUE, s.BUS_CREDS_REVOKE, s.BUS_CREDS_LIST, _HEALTH_ALL),
     subscribe=(f"{inbox_prefix('operator')}.>", s.CONFIG_EVENTS, s.REGISTRY_EVENTS, s.CA_BUNDLE_UPDATES),
 )
@@ -75,9 +76,12 @@ SERVICES: dict[str, Permissions] = {
                                 s.XDS_ACK),
                       # the registry's health: pilot holds leases while no registry answers (runtime/lease_hold.py)
                       publishes=(s.XDS_PUSH, s.CONFIG_EVENTS, s.health_subject("registry"))),
-    # signing (proxies), bundle (anyone with a role), tokens and rotation (operator); bundle updates out
+    # signing (proxies), bundle (anyone with a role), tokens and rotation (operator), the secret store (operator
+    # writes and lists; a proxy fetches its own namespace's on its identity subject); bundle and secret events out
     "ca": _service("ca", (s.CA_SIGN, s.CA_BUNDLE, s.CA_TOKEN_CREATE, s.CA_TOKEN_LIST, s.CA_TOKEN_REVOKE,
-                          s.CA_ROTATE), publishes=(s.CA_BUNDLE_UPDATES,)),
+                          s.CA_ROTATE, s.CA_SECRET_PUT, s.CA_SECRET_LIST, s.CA_SECRET_DELETE,
+                          f"{s.CA_SECRET_FETCH}.*.>"),
+                   publishes=(s.CA_BUNDLE_UPDATES, f"{s.CA_SECRET_EVENTS}.*")),
     # telemetry serves HTTP (the dashboard, /metrics, Zipkin's API); on the bus it receives every proxy's
     # metrics, spans and access logs and every service's metrics, and asks pilot for the proxies' sync status
     "telemetry": _service("telemetry", (), publishes=(s.XDS_STATUS, s.service_metrics_subject("telemetry")),
@@ -99,7 +103,8 @@ AUTH_SYSTEM = Permissions(publish=(s.SYS_CONNZ_PING, s.SYS_KICK_ANY),
 def proxy_permissions(cred_id: str, namespace: str, service_account: str) -> Permissions:
     """A sidecar: register/heartbeat/deregister workloads of its own namespace and service account
     (the identity-scoped registry subjects), ask for snapshots, ACK, ask the ca to sign and for the
-    bundle, publish its telemetry (identity-scoped); receive pushes and bundle updates, and replies on its own inbox only. It may not publish
+    bundle, publish its telemetry and fetch its namespace's TLS secrets (identity-scoped); receive pushes, bundle
+    updates and its namespace's secret events, and replies on its own inbox only. It may not publish
     pushes, use the config API, answer on any service's subject, or read another proxy's replies."""
     own = (namespace, service_account)
     return Permissions(
@@ -108,8 +113,11 @@ def proxy_permissions(cred_id: str, namespace: str, service_account: str) -> Per
                  # its metrics, spans and access logs, under its own identity only (the telemetry service
                  # takes the namespace of the subject, not of the payload, as the source namespace)
                  s.identity_subject(s.TELEMETRY_METRICS, *own), s.identity_subject(s.TELEMETRY_SPANS, *own),
-                 s.identity_subject(s.TELEMETRY_LOGS, *own)),
-        subscribe=(s.XDS_PUSH, s.CA_BUNDLE_UPDATES, f"{proxy_inbox_prefix(cred_id)}.>"),
+                 s.identity_subject(s.TELEMETRY_LOGS, *own),
+                 # a gateway's TLS secrets (credentialName): the ca serves only this identity's namespace's
+                 s.identity_subject(s.CA_SECRET_FETCH, *own)),
+        subscribe=(s.XDS_PUSH, s.CA_BUNDLE_UPDATES, s.secret_events_subject(namespace),
+                   f"{proxy_inbox_prefix(cred_id)}.>"),
     )
 
 

@@ -177,12 +177,32 @@ class TCPRoute(IstioStruct):
     route: list[RouteDestination] | None = None
 
 
+class TLSMatchAttributes(IstioStruct):
+    """A tls route's match (Istio's TLSMatchAttributes): the ClientHello's SNI against sniHosts (wildcards as
+    the VirtualService's hosts), and the port. destinationSubnets is not declared: rejected."""
+
+    sni_hosts: list[str] = []
+    port: int | None = None
+    source_labels: dict[str, str] | None = None
+    gateways: list[str] | None = None
+    source_namespace: str | None = None
+
+
+class TLSRoute(IstioStruct):
+    """Unterminated TLS (a PASSTHROUGH gateway server, or a TLS service port), routed by SNI."""
+
+    match: list[TLSMatchAttributes] = []
+    route: list[RouteDestination] | None = None
+
+
 class VirtualServiceSpec(IstioStruct):
-    """tls routes, exportTo are not declared: rejected."""
+    """exportTo is not declared: rejected. `gateways`: unset means `mesh` (every sidecar); names are
+    `<gateway>` (the VirtualService's namespace), `<namespace>/<gateway>`, or `mesh`."""
 
     hosts: list[str] = []
     gateways: list[str] | None = None
     http: list[HTTPRoute] = []
+    tls: list[TLSRoute] = []
     tcp: list[TCPRoute] = []
 
 

@@ -34,6 +34,11 @@ class Workload(Message):
     # workload_name_of); `cluster`: source_cluster / destination_cluster (`--cluster`, default "unknown")
     workload_name: str = ""
     cluster: str = ""
+    # A gateway (`isthmus gateway run`), not a sidecar: it has no app and no inbound listener; peers reach
+    # Gateway port P at `address`:gateway_ports[P] (`--port LISTEN:P`). Pilot makes its endpoint without a
+    # sidecar (auto mTLS sends plaintext to it unless a DestinationRule says ISTIO_MUTUAL, as Istio's gateways).
+    gateway: bool = False
+    gateway_ports: dict[int, int] = {}
 
 
 class RegisterRequest(Message):

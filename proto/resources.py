@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 
 from proto.base import IstioStruct
+from proto.gateway import GatewaySpec
 from proto.networking import DestinationRuleSpec, ServiceEntrySpec, VirtualServiceSpec, WorkloadEntrySpec
 from proto.ratelimit import RateLimitSpec
 from proto.security import AuthorizationPolicySpec, PeerAuthenticationSpec, RequestAuthenticationSpec
@@ -39,6 +40,10 @@ class VirtualService(Resource, kw_only=True):
 
 class DestinationRule(Resource, kw_only=True):
     spec: DestinationRuleSpec
+
+
+class Gateway(Resource, kw_only=True):
+    spec: GatewaySpec
 
 
 class ServiceEntry(Resource, kw_only=True):
@@ -89,6 +94,7 @@ KINDS: dict[str, KindInfo] = {
                  ("virtualservice", "virtualservices", "vs")),
         KindInfo("DestinationRule", "networking.istio.io", NETWORKING_VERSIONS, DestinationRule,
                  ("destinationrule", "destinationrules", "dr")),
+        KindInfo("Gateway", "networking.istio.io", NETWORKING_VERSIONS, Gateway, ("gateway", "gateways", "gw")),
         KindInfo("ServiceEntry", "networking.istio.io", NETWORKING_VERSIONS, ServiceEntry,
                  ("serviceentry", "serviceentries", "se")),
         KindInfo("WorkloadEntry", "networking.istio.io", NETWORKING_VERSIONS, WorkloadEntry,

@@ -30,6 +30,15 @@ CA_TOKEN_CREATE = f"{PREFIX}.ca.token.create"  # TokenCreateRequest -> TokenCrea
 CA_TOKEN_LIST = f"{PREFIX}.ca.token.list"  # any payload -> TokenListReply (operator)
 CA_TOKEN_REVOKE = f"{PREFIX}.ca.token.revoke"  # TokenRevokeRequest -> TokenRevokeReply (operator)
 CA_ROTATE = f"{PREFIX}.ca.rotate"  # any payload -> RotateRootReply (operator)
+# the ca's secret store for gateways' credentialName (proto/secrets.py)
+CA_SECRET_PUT = f"{PREFIX}.ca.secret.put"  # TlsSecretPut -> SecretPutReply (operator)
+CA_SECRET_LIST = f"{PREFIX}.ca.secret.list"  # SecretListRequest -> SecretListReply (operator)
+CA_SECRET_DELETE = f"{PREFIX}.ca.secret.delete"  # SecretDeleteRequest -> SecretDeleteReply (operator)
+# f"{CA_SECRET_FETCH}.<namespace>.<service account>" (identity_subject): SecretFetchRequest -> SecretFetchReply,
+# a proxy on its own identity only; the ca serves secrets of that namespace only
+CA_SECRET_FETCH = f"{PREFIX}.ca.secret.fetch"
+# f"{CA_SECRET_EVENTS}.<namespace>": SecretEvent, published by the ca; proxies of that namespace subscribe
+CA_SECRET_EVENTS = f"{PREFIX}.ca.secret.events"
 
 # bus credentials (services/auth; proto/busauth.py), request/reply, queue group "auth"
 BUS_CREDS_ISSUE = f"{PREFIX}.bus.creds.issue"  # BusCredsRequest -> BusCredsReply (operator)
@@ -68,6 +77,11 @@ def health_subject(service: str) -> str:
 def service_metrics_subject(service: str) -> str:
     """Where a control-plane service publishes its own metrics (ServiceMetrics)."""
     return f"{TELEMETRY_SERVICE_METRICS}.{service}"
+
+
+def secret_events_subject(namespace: str) -> str:
+    """Where the ca announces changes to the secrets of `namespace` (SecretEvent)."""
+    return f"{CA_SECRET_EVENTS}.{namespace}"
 
 
 def kick_subject(server_id: str) -> str:

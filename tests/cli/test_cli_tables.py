@@ -46,7 +46,8 @@ def test_every_kind_has_a_third_column_filled_from_its_spec() -> None:
              "RateLimit": {"selector": {"matchLabels": {"app": "reviews"}}},
              "PeerAuthentication": {"mtls": {"mode": "STRICT"}}, "AuthorizationPolicy": {},
              "RequestAuthentication": {"jwtRules": [{"issuer": "a"}]},
-             "Telemetry": {"selector": {"matchLabels": {"app": "reviews"}}}}
+             "Telemetry": {"selector": {"matchLabels": {"app": "reviews"}}},
+             "Gateway": {"selector": {"istio": "ingressgateway"}}}
     assert set(specs) == set(KINDS)  # a new kind needs its column here too
     for kind, spec in specs.items():
         row = render_table(kind, [{"metadata": {"name": "x"}, "spec": spec}]).splitlines()[1].split()

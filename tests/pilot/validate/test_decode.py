@@ -19,9 +19,9 @@ def test_a_valid_virtual_service_decodes_to_its_typed_struct():
 
 
 def test_an_unknown_kind_is_named_and_the_supported_kinds_listed():
-    _, errors, _ = decode("apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec: {}\n")
+    _, errors, _ = decode("apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: sc}\nspec: {}\n")
     error = by_path(errors, "kind")
-    assert "`Gateway`" in error.message
+    assert "`Sidecar`" in error.message
     for kind in ("VirtualService", "DestinationRule", "ServiceEntry", "WorkloadEntry"):
         assert kind in error.message
 
