@@ -19,6 +19,7 @@ before a KEK was given still open.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import msgspec
@@ -38,6 +39,23 @@ def record_key(namespace: str, name: str) -> str:
     return f"{PREFIX}{namespace}/{name}"
 
 
+def _make_local_key(path: Path) -> None:
+    """A new local key at `path` unless one exists, appearing whole: written to a temporary file, then
+    hard-linked into place (which fails if another replica on this machine got there first), so a
+    replica starting at the same moment never reads a half-written key."""
+    if path.exists():
+        return
+    temp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    temp.unlink(missing_ok=True)
+    keks.make_kek(temp)
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        pass
+    finally:
+        temp.unlink(missing_ok=True)
+
+
 class Keyring:
     """The key that seals (first) and every key that may open: {kek id: key}."""
 
@@ -50,7 +68,7 @@ class Keyring:
         """The KEK seals; without one the local key (made if absent). ValueError: a bad local key file."""
         local_path = Path(state_dir) / "ca" / LOCAL_KEY
         if kek is None:
-            keks.make_kek(local_path)
+            _make_local_key(local_path)
         local = keks.load_kek(local_path) if kek is None or local_path.exists() else None
         sealing = kek if kek is not None else local
         assert sealing is not None
