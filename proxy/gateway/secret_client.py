@@ -186,10 +186,20 @@ class SecretClient:
             batch = names[start:start + BATCH]
             try:
                 await self._fetch(bus, batch)
+                continue
             except Exception as exc:
-                log.warning("secret fetch failed; retrying", secrets=",".join(batch)[:300], error=str(exc)[:300])
-                self._due |= set(batch) & self._names()
-                ok = False
+                if len(batch) == 1 or not bus.connected:
+                    log.warning("secret fetch failed; retrying", secrets=",".join(batch)[:300], error=str(exc)[:300])
+                    self._due |= set(batch) & self._names()
+                    ok = False
+                    continue
+            for name in batch:  # one at a time: large CA bundles together may pass the bus's max_payload
+                try:
+                    await self._fetch(bus, [name])
+                except Exception as exc:
+                    log.warning("secret fetch failed; retrying", secrets=name, error=str(exc)[:300])
+                    self._due |= {name} & self._names()
+                    ok = False
         self._publish()
         return ok
 

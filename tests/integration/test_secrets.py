@@ -184,3 +184,47 @@ async def test_a_secret_client_follows_rotation_deletion_and_the_cacert_companio
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await bus.close()
+
+
+async def test_with_a_kek_keys_are_sealed_with_it_and_the_count_is_bounded(tmp_path_factory: pytest.TempPathFactory,
+                                                                          tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from proto.secrets import SecretRecord
+    from runtime import kek as keks
+    from runtime.bus import decode
+
+    kek_file = tmp_path / "kek"
+    keks.make_kek(kek_file)
+    monkeypatch.setenv("ISTHMUS_CA_KEK_FILE", str(kek_file))
+    monkeypatch.setenv("ISTHMUS_CA_MAX_SECRETS", "2")
+    plane = await asyncio.to_thread(ControlPlane, tmp_path_factory.mktemp("secrets-kek"))  # it runs its own loop
+    try:
+        await plane.start_service_async("auth")
+        await plane.start_service_async("ca")
+        crt, key, _, key_pem = files(tmp_path, "k")
+        for name in ("one", "two"):  # at the limit: stored
+            made = cli(plane, "create", "secret", "tls", name, "-n", "gw", "--cert", crt, "--key", key)
+            assert made.returncode == 0, made.stderr
+        over = cli(plane, "create", "secret", "tls", "three", "-n", "gw", "--cert", crt, "--key", key)
+        assert over.returncode == 1 and "2 secrets exist (ISTHMUS_CA_MAX_SECRETS)" in over.stderr
+        assert cli(plane, "create", "secret", "tls", "two", "-n", "gw", "--cert", crt, "--key", key).returncode == 0
+        store = await plane.store()
+        try:
+            raw = (await store.get(record_key("gw", "one"))).value  # type: ignore[union-attr]
+        finally:
+            await store.close()
+        assert decode(raw, SecretRecord).kek_id == keks.kek_id(keks.load_kek(kek_file))
+        assert not (plane.state_dir / "ca" / "secrets.kek").exists()  # the KEK seals: no local key made
+        bus = await plane.bus("test-proxy-kek", role="proxy:gw")
+        client = SecretClient("gw", "default")
+        client.want({"one"})
+        task = asyncio.create_task(client.run(bus))
+        try:
+            await eventually(lambda: "one" in client.current, 10)
+            assert client.current["one"].key_pem == key_pem
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await bus.close()
+    finally:
+        await asyncio.to_thread(plane.stop)
