@@ -157,3 +157,15 @@ async def test_the_client_opens_sealed_keys_joins_companions_and_keeps_the_last_
     assert client.current["cred"].version == 5  # a key that does not match its chain: dropped
     client.want({"gone"})
     assert client.current == {} and "cred" not in client._held and "cred-cacert" not in client._held
+
+
+@pytest.mark.parametrize("value, ok", [("1", True), ("10000", True), ("0", False), ("x", False), ("-1", False)])
+def test_max_secrets_setting(monkeypatch: pytest.MonkeyPatch, value: str, ok: bool) -> None:
+    from services.ca.config import CaConfig
+
+    monkeypatch.setenv("ISTHMUS_CA_MAX_SECRETS", value)
+    if ok:
+        assert CaConfig.from_env().max_secrets == int(value)
+    else:
+        with pytest.raises(ValueError, match="ISTHMUS_CA_MAX_SECRETS"):
+            CaConfig.from_env()
