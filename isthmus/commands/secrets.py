@@ -29,6 +29,7 @@ from isthmus.output import dump_reply, format_table, utc_when
 SECRET_KINDS = ("secret", "secrets")
 # per file, as the ca accepts them (proto/secrets.py)
 MAX_CERT, MAX_KEY, MAX_CA = 64 * 1024, 16 * 1024, 256 * 1024
+LIST_LIMIT = 1000  # secrets one `get secrets` shows: ~300 bytes each keeps the reply far below max_payload
 
 
 def is_secret_kind(kind: str) -> bool:
@@ -155,10 +156,13 @@ def get_secrets(obj: dict[str, Any], name: str | None, namespace: str, all_names
 
     if not all_namespaces:
         check_dns_label("--namespace", namespace)
-    request = SecretListRequest(namespace="" if all_namespaces else namespace, limit=10_000)
+    request = SecretListRequest(namespace="" if all_namespaces else namespace, limit=LIST_LIMIT)
     reply = _ask(obj, CA_SECRET_LIST, request, SecretListReply)
     if not reply.ok:
         raise CliError(reply.error or "the ca could not list the secrets")
+    if reply.total > len(reply.secrets):
+        click.echo(f"Warning: showing the {len(reply.secrets)} oldest of {reply.total} secrets; name a namespace "
+                   "(-n) to see the others", err=True)
     infos = [i for i in reply.secrets if name is None or i.name == name]
     if name is not None and not infos:
         where = "any namespace" if all_namespaces else f"namespace {namespace}"

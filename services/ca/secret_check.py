@@ -86,7 +86,7 @@ def load_key(key_pem: str) -> object:
                             "kubectl create secret tls needs")
     try:
         return serialization.load_pem_private_key(key_pem.encode(), password=None)
-    except (ValueError, TypeError, Exception):  # cryptography's errors would quote nothing of the key, but be sure
+    except Exception:  # ValueError, TypeError, UnsupportedAlgorithm; their text is not passed on, to be sure
         raise SecretRefused("key: not a valid PEM private key") from None
 
 
