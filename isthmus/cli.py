@@ -6,7 +6,8 @@ says where. docs/cli.md is the user's reference. Exit codes: 0 ok, 1 error (bad 
 not found, control plane unreachable), 2 usage error.
 
 This module is the root group and the console script's entry point (`isthmus.cli:main`); the commands
-live in isthmus/commands/ (config.py, proxy.py, up.py, ca.py: `token` and `ca`, credentials.py: `proxy credentials`), the helpers they share in isthmus/manifests.py
+live in isthmus/commands/ (config.py, proxy.py, up.py, ca.py: `token` and `ca`, credentials.py: `proxy credentials`,
+secrets.py: `create secret` and the secret kind of `get`/`delete`), the helpers they share in isthmus/manifests.py
 (reading -f sources), isthmus/output.py (tables, printing) and isthmus/pilot_client.py (the bus). The
 helpers are re-exported here so the demo, the tests and scripts can keep importing them from isthmus.cli.
 """
@@ -20,6 +21,7 @@ import click
 from isthmus.commands.ca import ca, token
 from isthmus.commands.config import apply, delete, get
 from isthmus.commands.credentials import credentials
+from isthmus.commands.secrets import create
 from isthmus.commands.dashboard import dashboard
 from isthmus.commands.proxy import proxy, proxy_status
 from isthmus.commands.up import up
@@ -81,7 +83,7 @@ def cli(ctx: click.Context, config_path: str | None, nats_url: str | None, reque
                "dashboard": config.dashboard if config else ""}
 
 
-for command in (up, apply, delete, get, proxy_status, proxy, token, ca, dashboard):
+for command in (up, apply, create, delete, get, proxy_status, proxy, token, ca, dashboard):
     cli.add_command(command)
 proxy.add_command(credentials)  # `isthmus proxy credentials list|revoke`, beside `proxy run`
 

@@ -30,6 +30,7 @@ import msgspec
 from proto.base import Message
 
 SECRET_TYPE_TLS = "kubernetes.io/tls"
+SECRET_TYPE_OPAQUE = "Opaque"  # `create secret generic NAME-cacert --from-file=ca.crt=...`: a CA only
 CACERT_SUFFIX = "-cacert"  # Istio: a MUTUAL server's CA may come from a second secret `<credentialName>-cacert`
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=253)]
@@ -72,6 +73,7 @@ class SecretPutReply(Message):
     error: str = ""  # one line: what is wrong with the input (never echoes the key)
     info: SecretInfo | None = None
     created: bool = False  # False: an existing secret was replaced
+    warnings: list[str] = []  # accepted, but worth a look (an expired leaf: kubectl accepts it, Envoy serves it)
 
 
 class SecretListRequest(Message):
@@ -138,3 +140,16 @@ class SecretEvent(Message):
     name: str
     version: int = 0
     deleted: bool = False
+
+
+class SecretRecord(Message):
+    """One secret as etcd holds it (/isthmus/secrets/<namespace>/<name>, services/ca/secret_store.py): the
+    certificates in the clear, the private key only sealed with the ca's KEK (runtime/kek.py, `where` = the
+    etcd key). `info.version` is filled from the entry's mod_revision when read."""
+
+    info: SecretInfo
+    cert_chain_pem: str = ""
+    ca_cert_pem: str = ""
+    kek_id: str = ""
+    nonce: bytes = b""
+    sealed_key: bytes = b""  # empty for an Opaque (CA-only) secret

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from isthmus import pilot_client
+from isthmus.commands.secrets import delete_secrets, get_secrets, is_secret_kind
 from isthmus.errors import CliError
 from isthmus.manifests import collect_refs, join_documents, read_manifests, resolve_kind
 from isthmus.output import not_reconciled, print_apply_reply, qualified, render_output, render_table
@@ -55,6 +56,9 @@ def delete(obj: dict[str, Any], files: tuple[str, ...], kind_and_names: tuple[st
         refs = collect_refs(read_manifests(files))
         if not refs:
             raise CliError("no objects passed to delete")
+    elif len(kind_and_names) >= 2 and is_secret_kind(kind_and_names[0]):  # the ca's store, not pilot's config
+        delete_secrets(obj, kind_and_names[1:], namespace, ignore_not_found)
+        return
     elif len(kind_and_names) >= 2:
         kind = resolve_kind(kind_and_names[0])
         refs = [ResourceRef(kind=kind, name=name, namespace=namespace) for name in kind_and_names[1:]]
@@ -90,11 +94,18 @@ def delete(obj: dict[str, Any], files: tuple[str, ...], kind_and_names: tuple[st
 @click.argument("name", required=False)
 @click.option("-n", "--namespace", default="default", show_default=True)
 @click.option("-A", "--all-namespaces", is_flag=True, help="List across every namespace.")
-@click.option("-o", "--output", type=click.Choice(["yaml", "json"]), help="Print whole resources.")
+@click.option("-o", "--output", type=click.Choice(["table", "yaml", "json"]),
+              help="Print whole resources (yaml, json), or the table (the default).")
 @click.pass_obj
 def get(obj: dict[str, Any], kind: str, name: str | None, namespace: str, all_namespaces: bool,
         output: str | None) -> None:
-    """List resources of KIND (vs, dr, se, we, pa, ap, ra, rl, or the full name), or show one by NAME."""
+    """List resources of KIND (vs, dr, se, we, pa, ap, ra, rl, or the full name), or show one by NAME.
+    `secrets`: the gateways' TLS secrets in the ca's store (never a key)."""
+    if output == "table":
+        output = None
+    if is_secret_kind(kind):  # the ca's store, not pilot's config
+        get_secrets(obj, name, namespace, all_namespaces, output)
+        return
     canonical = resolve_kind(kind)
     request = GetRequest(kind=canonical, namespace=None if all_namespaces else namespace, name=name)
     quiet_logs()

@@ -7,6 +7,7 @@
 | ISTHMUS_MAX_WORKLOAD_CERT_TTL  | 90d     | the longest lifetime granted (Istio's MAX_WORKLOAD_CERT_TTL)   |
 | ISTHMUS_PLUGIN_CA_CERT, _KEY, _ROOT_CERT, _CERT_CHAIN | (none) | sign as an intermediate under the operator's root |
 | ISTHMUS_CA_MAX_TOKENS          | 1000    | bootstrap tokens that may exist at once                        |
+| ISTHMUS_CA_MAX_SECRETS         | 10000   | TLS secrets (gateways' credentialName) the store may hold, all namespaces (docs/secrets.md) |
 | ISTHMUS_CA_KEK_FILE            | (none)  | the operator's KEK (64 hex digits, mode 0600): the signing key is also kept in etcd, sealed with it, for replicas on other machines (runtime/kek.py; `--ca-kek-file`) |
 | ISTHMUS_CA_PREVIOUS_KEK_FILE   | (none)  | rotating the KEK: keys in etcd sealed with this one are sealed again with ISTHMUS_CA_KEK_FILE at start |
 
@@ -47,6 +48,7 @@ class CaConfig:
     plugin_root: str = ""
     plugin_chain: str = ""
     max_tokens: int = 1000
+    max_secrets: int = 10_000
     kek_file: str = ""  # the KEK's path (never the KEK: it is read once, by the ca, at start)
     previous_kek_file: str = ""
 
@@ -70,10 +72,14 @@ class CaConfig:
         text = env.get("ISTHMUS_CA_MAX_TOKENS", "1000")
         if not text.isdigit() or not 1 <= int(text) <= 100_000:
             raise ValueError(f"ISTHMUS_CA_MAX_TOKENS is {text[:40]!r}: give 1 to 100000")
+        secrets = env.get("ISTHMUS_CA_MAX_SECRETS", "10000")
+        if not secrets.isdigit() or not 1 <= int(secrets) <= 1_000_000:
+            raise ValueError(f"ISTHMUS_CA_MAX_SECRETS is {secrets[:40]!r}: give 1 to 1000000")
         kek, previous = env.get("ISTHMUS_CA_KEK_FILE", ""), env.get("ISTHMUS_CA_PREVIOUS_KEK_FILE", "")
         if previous and not kek:
             raise ValueError("ISTHMUS_CA_PREVIOUS_KEK_FILE (--ca-previous-kek-file) needs the new KEK in "
                              "ISTHMUS_CA_KEK_FILE (--ca-kek-file)")
         return cls(workload_cert_ttl=ttl, max_workload_cert_ttl=top, plugin_cert=files[0], plugin_key=files[1],
                    plugin_root=files[2], plugin_chain=files[3], max_tokens=int(text),
+                   max_secrets=int(secrets),
                    kek_file=kek, previous_kek_file=previous)

@@ -5,6 +5,7 @@ bundle, mints bootstrap tokens, rotates the root. Replicas share queue group `ca
     isthmus.ca.bundle          any -> TrustBundle                  proxies, the operator
     isthmus.ca.bundle.updates  TrustBundle, published on each change of the roots
     isthmus.ca.token.create / .list / .revoke, isthmus.ca.rotate   the operator only (docs/bus.md)
+    isthmus.ca.secret.*        gateways' TLS secrets (secret_service.py; docs/secrets.md)
 
 Keys: material.py (disk), sealed.py (etcd, with the KEK only); who signs: authority.py; tokens: tokens.py; the rules
 of issuing and of a renewal proof: signer.py; of the bundle and retirement: bundle.py.
@@ -40,6 +41,8 @@ from services.ca import bundle, signer, tokens
 from services.ca.authority import AuthorityError, Keeper
 from services.ca.config import CaConfig
 from services.ca.material import Material
+from services.ca.secret_service import SecretService
+from services.ca.secret_store import Keyring, SecretStore
 
 HOUSEKEEPING = 30.0  # seconds between sweeps of expired tokens and checks for a root to retire
 CONCURRENCY = 16  # requests handled at once per replica (each waits on etcd)
@@ -74,6 +77,7 @@ class CaService(ServiceProcess):
             self.keeper = Keeper(self.store, Material(self.settings.state_dir), self.config, self.trust_domain,
                                  self.log, kek=kek, previous_kek=previous)
             await self.keeper.start()
+            keyring = Keyring.for_ca(self.settings.state_dir, kek, previous)
         except (ValueError, AuthorityError, OSError) as exc:  # bad settings or files: one line, not a traceback
             self.log.error("the ca cannot start", error=str(exc)[:500])
             raise SystemExit(1) from None
@@ -82,6 +86,9 @@ class CaService(ServiceProcess):
                                  (CA_TOKEN_CREATE, self._token_create), (CA_TOKEN_LIST, self._token_list),
                                  (CA_TOKEN_REVOKE, self._token_revoke)):
             await self.bus.serve(subject, handler, queue=QUEUE_CA, concurrency=CONCURRENCY)
+        self.secrets = SecretService(self.bus, SecretStore(self.store, keyring, self.config.max_secrets), self.log,
+                                     self.metrics)
+        await self.secrets.start()
         await self._publish(self.keeper.state)
         self.spawn(self.keeper.follow(self._followed))
         self.spawn(self._housekeeping())
