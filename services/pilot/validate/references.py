@@ -6,7 +6,7 @@ Istio's analyzer IST0101 (ReferencedResourceNotFound, "host+subset in destinatio
 subset that no DestinationRule for its host defines gets 503 NC on every proxy until one does. The
 check runs against the DestinationRules stored plus those in the same submission (which replace stored
 ones of the same name): a submitted VirtualService is warned about each such destination (route and
-mirror, http and tcp), and a submitted DestinationRule about each stored VirtualService destination of
+mirror, http, tls and tcp), and a submitted DestinationRule about each stored VirtualService destination of
 its host that it leaves undefined. Hosts resolve as the compiler resolves them (services/pilot/hosts.py).
 """
 
@@ -33,10 +33,12 @@ def _subset_refs(vs: Resource) -> Iterator[tuple[str, str, str]]:
             if m.destination.subset:
                 yield f"spec.http[{i}].mirrors[{k}].destination.subset", fqdn(m.destination.host, ns), \
                     m.destination.subset
-    for i, tcp in enumerate(vs.spec.tcp or []):
-        for j, r in enumerate(tcp.route or []):
-            if r.destination.subset:
-                yield f"spec.tcp[{i}].route[{j}].destination.subset", fqdn(r.destination.host, ns), r.destination.subset
+    for field in ("tls", "tcp"):
+        for i, l4 in enumerate(getattr(vs.spec, field) or []):
+            for j, r in enumerate(l4.route or []):
+                if r.destination.subset:
+                    yield (f"spec.{field}[{i}].route[{j}].destination.subset", fqdn(r.destination.host, ns),
+                           r.destination.subset)
 
 
 def _key(res: Resource) -> tuple[str, str, str]:
