@@ -34,8 +34,8 @@ def gateway(spec: GatewaySpec, f: Findings) -> None:
     if f.name and "." in f.name:  # VirtualServices name it `namespace/name`: Istio wants a DNS label
         f.error("metadata.name", f"invalid gateway name `{f.name}`: a Gateway's name must be a DNS-1123 label (no dots)")
     if not spec.selector:
-        f.warn("spec.selector", "a Gateway without a selector selects no gateway workload here (Istio's "
-                                "would select every gateway pod in the mesh); add e.g. `istio: ingressgateway`")
+        f.warn("spec.selector", "a Gateway without a selector applies to every gateway workload of the mesh "
+                                "(as Istio's); add e.g. `istio: ingressgateway` to pick one")
     if not spec.servers:
         f.error("spec.servers", "gateway must have at least one server")
     names: dict[str, int] = {}

@@ -41,6 +41,7 @@ def virtual_service(spec: VirtualServiceSpec, f: Findings) -> None:
             f.error(f"spec.hosts[{i}]", f"duplicate host `{host}` in virtual service")
         seen.add(host.lower())
     check_gateway_names(spec.gateways or [], "spec.gateways", f)
+    _unbound_match_gateways(spec, f)
     if not spec.http and not spec.tcp and not spec.tls:
         f.error("spec", "http, tcp or tls must be provided in virtual service")
     for i, tls in enumerate(spec.tls):
@@ -92,6 +93,24 @@ def check_gateway_names(names: list[str], path: str, f: Findings) -> None:
             f.error(f"{path}[{i}]", f"invalid value for namespace: `{ns}`")
         if not DNS1123_LABEL.match(gw):
             f.error(f"{path}[{i}]", f"invalid value for gateway name: `{gw}`")
+
+
+def _unbound_match_gateways(spec: VirtualServiceSpec, f: Findings) -> None:
+    """A match naming only gateways the VirtualService is not bound to applies nowhere (Istio binds by the
+    VirtualService's `gateways`, `mesh` when unset, then filters matches by theirs)."""
+    bound = {_short(g) for g in spec.gateways or ["mesh"]}
+    for field in ("http", "tls", "tcp"):
+        for i, route in enumerate(getattr(spec, field)):
+            for j, match in enumerate(route.match or []):
+                if match.gateways and not any(_short(g) in bound for g in match.gateways):
+                    f.warn(f"spec.{field}[{i}].match[{j}].gateways",
+                           f"this match names only gateways the virtual service is not bound to "
+                           f"({', '.join(match.gateways)} not in {', '.join(spec.gateways or ['mesh'])}): it never "
+                           "applies")
+
+
+def _short(name: str) -> str:
+    return name.rpartition("/")[2]
 
 
 def _tls_route(route: TLSRoute, spec: VirtualServiceSpec, path: str, f: Findings) -> None:
