@@ -35,7 +35,7 @@ from proto.routes import HttpRule, RouteConfig, TcpRule
 from services.pilot.compile.endpoints import selects
 from services.pilot.compile.routes import destinations, http_rule, tcp_rule
 from services.pilot.compile.state import MeshState, Stored
-from services.pilot.hosts import fqdn
+from services.pilot.hosts import fqdn, gateway_ref
 from services.pilot.validate.values import effective_mode
 from services.pilot.wildcard import intersection
 
@@ -44,18 +44,7 @@ HTTP_PROTOCOLS = ("HTTP", "HTTP2", "GRPC")
 
 def gateway_names(names: list[str], namespace: str) -> set[str]:
     """`gateways:` entries as "namespace/name" (and "mesh")."""
-    out: set[str] = set()
-    for name in names:
-        if name.startswith("./"):
-            out.add(f"{namespace}/{name[2:]}")
-        elif name == "mesh" or "/" in name:
-            out.add(name)
-        elif "." in name:  # legacy name.namespace
-            gw, ns = name.split(".")[:2]
-            out.add(f"{ns}/{gw}")
-        else:
-            out.add(f"{namespace}/{name}")
-    return out
+    return {gateway_ref(name, namespace) for name in names}
 
 
 @dataclass

@@ -319,3 +319,16 @@ def test_a_tls_match_bound_to_a_gateway_in_a_mesh_vs_is_accepted():
     _, errors, _ = decode(vs(body))
     assert errors == []
     assert "spec.tls[0].match[0]" not in paths(errors)
+
+
+def test_a_binding_to_a_gateway_that_does_not_exist_is_a_warning_only():
+    from services.pilot.validate import gateway_warnings
+    text = vs("  hosts: [a.example.com]\n  gateways: [gw, istio-system/edge, mesh]\n  http:\n  - match:\n"
+              "    - gateways: [other]\n" + ROUTE)
+    resources, errors, _ = decode(text)
+    assert errors == []
+    warnings = gateway_warnings(resources, [])
+    assert paths(warnings) == ["spec.gateways[0]", "spec.gateways[1]", "spec.http[0].match[0].gateways[0]"]
+    assert "prod/gw does not exist" in warnings[0].message
+    stored, _, _ = decode(gw(HTTP, name="edge") + "---\n" + gw(HTTP, name="gw").replace("istio-system", "prod"))
+    assert paths(gateway_warnings(resources, stored)) == ["spec.http[0].match[0].gateways[0]"]
