@@ -255,3 +255,29 @@ def test_pusher_carries_gateways_as_deltas_and_in_snapshots_and_removes_them():
     gone = pusher.recompile(MeshState.build(resources_, {"ingress-1": (INGRESS, 5)}, revision=42), 42)
     assert gone is not None and gone.removed_gateways == ["egress-1"] and gone.gateways == []
     assert msgspec.json.decode(msgspec.json.encode(pusher.snapshot())) is not None
+
+
+def test_a_gateway_endpoint_has_no_sidecar_even_with_a_tls_mode_label_and_serves_service_entry_ports():
+    labelled = msgspec.structs.replace(EGRESS, labels={"istio": "egressgateway", "security.istio.io/tlsMode": "istio"})
+    se = """
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: egress, namespace: istio-system}
+spec:
+  hosts: [egress.example.internal]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  workloadSelector: {labels: {istio: egressgateway}}
+"""
+    clusters, _, _ = compile_with_gateways(state(se, workloads=(labelled,)))
+    [ep] = clusters["istio-egressgateway.istio-system.svc.cluster.local"].endpoints
+    assert (ep.sidecar, ep.identity, ep.auto_mtls, ep.ports) == (False, "", [], {80: 8080})
+    [selected] = clusters["egress.example.internal"].endpoints
+    assert (selected.sidecar, selected.ports) == (False, {80: 8080})
+
+
+def test_a_gateway_route_to_a_subset_no_destination_rule_defines_is_marked_undefined():
+    text = task("httpbin-gateway.yaml").replace("        host: httpbin\n", "        host: httpbin\n        subset: v9\n")
+    _, _, gateways = compile_with_gateways(state(text))
+    [dest] = only_port(gateways["ingress-1"], 80).virtual_hosts[0].route.rules[0].destinations
+    assert dest.subset == "v9" and dest.undefined
