@@ -31,7 +31,7 @@ from proto.resources import KINDS, Resource, kind_from_alias
 from runtime.bus import decode, deadline_passed, encode, request_deadline, request_header
 from runtime.settings import ConfigLimits
 from runtime.store import CONFIG_PREFIX, Store, StoreError, StoreTooLarge
-from services.pilot.validate import decode_documents, placement_warnings, subset_warnings
+from services.pilot.validate import decode_documents, gateway_warnings, placement_warnings, subset_warnings
 
 # (text, seconds it may take or None) -> (resources, errors, warnings)
 # (text, timeout, default namespace) -> (resources, errors, warnings)
@@ -152,13 +152,16 @@ class ConfigApi:
         return encode(ApplyReply(ok=True, revision=revision, results=results, warnings=warnings))
 
     async def _reference_warnings(self, resources: list[Resource]) -> list[ConfigError]:
-        """Subsets no DestinationRule defines (validate/references.py); none when the store cannot be read."""
+        """Subsets no DestinationRule defines, Gateways that do not exist (validate/references.py); none when the
+        store cannot be read."""
         if not any(r.kind in ("VirtualService", "DestinationRule") for r in resources):
             return []
         stored: list[Resource] = []
         try:
             kinds = ["DestinationRule"] + (["VirtualService"] if any(r.kind == "DestinationRule" for r in resources)
                                            else [])
+            if gateway_warnings(resources, []):  # a Gateway named that the submission does not hold: is it stored?
+                kinds.append("Gateway")
             for kind in kinds:
                 entries, _ = await self.store.list(f"{CONFIG_PREFIX}{kind}/")
                 for entry in entries:
@@ -168,7 +171,9 @@ class ConfigApi:
                         continue  # not written by us; pilot's watcher logs it
         except StoreError:
             return []  # the commit that follows reports the store
-        return subset_warnings(resources, stored)
+        gateways = [r for r in stored if r.kind == "Gateway"]
+        return subset_warnings(resources, [r for r in stored if r.kind != "Gateway"]) + \
+            gateway_warnings(resources, gateways)
 
     async def _placement_warnings(self, resources: list[Resource]) -> list[ConfigError]:
         """PeerAuthentications a selector in the root namespace, or an older namespace-wide policy, leaves without

@@ -22,3 +22,17 @@ def service_host(service: str, namespace: str, suffix: str = "svc.cluster.local"
     """The host of a registered service: `reviews` in `prod` -> reviews.prod.<suffix>."""
     return f"{service}.{namespace}.{suffix}".lower()
 
+
+
+def gateway_ref(name: str, namespace: str) -> str:
+    """A VirtualService's `gateways:` entry as "namespace/name" (Istio's resolveGatewayName): `gw` and `./gw` are
+    in the VirtualService's `namespace`, legacy `gw.ns[.svc...]` is `ns/gw`; `mesh` stays `mesh`."""
+    if name == "mesh":
+        return name
+    if "/" in name:
+        ns, _, gw = name.partition("/")
+        return f"{namespace if ns == '.' else ns}/{gw}"
+    if "." in name:
+        gw, ns = name.split(".")[:2]
+        return f"{ns}/{gw}"
+    return f"{namespace}/{name}"

@@ -1,8 +1,8 @@
 """Compiled config and its distribution: deltas on xds.push, full snapshots on request.
 
 Pilot recompiles the mesh after a debounce and diffs the result against what it published last,
-so one change becomes one message holding only the resources it touched (clusters, routes, and the
-per-workload security entries). Only the leader
+so one change becomes one message holding only the resources it touched (clusters, routes, the
+per-workload security entries and the gateway workloads' listeners). Only the leader
 publishes; every push increments `seq` within the leader's `epoch`, so a proxy that misses one
 sees the gap and asks for a snapshot.
 """
@@ -12,10 +12,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
+from proto.gateway_xds import GatewayListeners
 from proto.xds import ClusterConfig, MeshConfig, Push, RouteConfig, WorkloadSecurity
 from runtime.bus import encode
-from services.pilot.compile import Authz, JwksLookup, MeshState, PeerAuthn, compile_mesh, compile_security, diff, \
-    diff_security
+from services.pilot.compile import Authz, JwksLookup, MeshState, PeerAuthn, compile_security, compile_with_gateways, \
+    diff, diff_gateways, diff_security
 
 
 class Pusher:
@@ -30,6 +31,7 @@ class Pusher:
         self.clusters: dict[str, ClusterConfig] = {}
         self.routes: dict[str, RouteConfig] = {}
         self.security: dict[str, WorkloadSecurity] = {}  # workload id -> its sidecar's inbound policy
+        self.gateways: dict[str, GatewayListeners] = {}  # gateway workload id -> what it serves
         self.epoch = uuid.uuid4().hex[:12]
         self.seq = 0
         self.version = 0
@@ -46,7 +48,7 @@ class Pusher:
     def recompile(self, state: MeshState, revision: int) -> Push | None:
         """Compile, diff against the last result and return the delta (None when nothing changed)."""
         peers = PeerAuthn(state)  # indexed once: endpoints (auto mTLS) and workloads (inbound mode) share it
-        clusters, routes = compile_mesh(state, (self.clusters, self.routes), peers)
+        clusters, routes, gateways = compile_with_gateways(state, (self.clusters, self.routes, self.gateways), peers)
         if self.jwks_sweep is not None:
             self.jwks_sweep[0]()
         security = compile_security(state, self.security, peers, Authz(state, self.jwks))
@@ -55,17 +57,19 @@ class Pusher:
         changed_clusters, changed_routes, removed_clusters, removed_routes = diff(
             self.clusters, self.routes, clusters, routes)
         changed_security, removed_security = diff_security(self.security, security)
-        self.clusters, self.routes, self.security = clusters, routes, security
+        changed_gateways, removed_gateways = diff_gateways(self.gateways, gateways)
+        self.clusters, self.routes, self.security, self.gateways = clusters, routes, security, gateways
         self.version = max(self.version, revision)
         if not (changed_clusters or changed_routes or removed_clusters or removed_routes or changed_security
-                or removed_security):
+                or removed_security or changed_gateways or removed_gateways):
             return None
         self.seq += 1
         self.pushed_version = self.version
         return Push(epoch=self.epoch, seq=self.seq, version=self.version,
                     clusters=changed_clusters, routes=changed_routes,
                     removed_clusters=removed_clusters, removed_routes=removed_routes, mesh=self.mesh,
-                    security=changed_security, removed_security=removed_security)
+                    security=changed_security, removed_security=removed_security,
+                    gateways=changed_gateways, removed_gateways=removed_gateways)
 
     def snapshot_bytes(self) -> bytes:
         """The encoded snapshot, built once per push: a thousand proxies starting together ask for
@@ -80,4 +84,5 @@ class Pusher:
         return Push(epoch=self.epoch, seq=self.seq, version=self.version, full=True,
                     clusters=sorted(self.clusters.values(), key=lambda c: c.host),
                     routes=sorted(self.routes.values(), key=lambda r: r.host), mesh=self.mesh,
-                    security=[self.security[k] for k in sorted(self.security)])
+                    security=[self.security[k] for k in sorted(self.security)],
+                    gateways=[self.gateways[k] for k in sorted(self.gateways)])

@@ -76,10 +76,10 @@ async def test_get_returns_the_stored_resource_and_delete_removes_it(mesh: Contr
 
 async def test_a_submission_with_one_bad_document_stores_nothing(mesh: ControlPlane) -> None:
     good = VS.replace("name: ratings\n", "name: details\n", 1)
-    bad = VS.replace("name: ratings\n", "name: broken\n", 1).replace("  http:", "  tls: []\n  http:")
+    bad = VS.replace("name: ratings\n", "name: broken\n", 1).replace("  http:", "  tls: [{route: [{destination: {host: x}}]}]\n  http:")
     reply = await apply(mesh, good + "---\n" + bad)
     assert not reply["ok"]
-    assert reply["errors"][0]["document"] == 2 and reply["errors"][0]["path"] == "spec.tls"
+    assert reply["errors"][0]["document"] == 2 and reply["errors"][0]["path"] == "spec.tls[0].match"
     got = await request(mesh, "isthmus.config.get", b'{"kind": "vs", "namespace": "api", "name": "details"}')
     assert got["resources"] == []
 

@@ -80,7 +80,7 @@ def test_a_match_for_other_gateways_is_dropped_and_a_rule_left_without_matches_n
     """
     resources, errors, warnings = decode(text)
     assert errors == []
-    assert "never to sidecars" in by_path(warnings, "spec.http[0].match[0].gateways").message
+    assert "never applies" in by_path(warnings, "spec.http[0].match[0].gateways").message  # VS not bound to edge
     _, routes = compiled(text)
     rules = routes[REVIEWS].rules
     assert len(rules) == 1 and rules[0].destinations[0].subset == "v1"  # not a catch-all to `reviews`

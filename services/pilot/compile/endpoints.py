@@ -1,7 +1,10 @@
 """Services and their endpoints: from registered workloads and from ServiceEntries.
 
 - A registered workload is an endpoint of `<service>.<namespace>.<suffix>` on its service_port,
-  reached at its address on its sidecar's inbound port.
+  reached at its address on its sidecar's inbound port. A registered gateway (Workload.gateway) is an
+  endpoint of its service on every Gateway port of `gateway_ports`, reached at the listen port it maps to,
+  without a sidecar (no auto mTLS to it); its ports are HTTP-routed service ports (a TCP/TLS server on it
+  is reached as an opaque stream only if a ServiceEntry says so).
 - A ServiceEntry's hosts get the SE's ports and, as endpoints, its `endpoints` (STATIC, DNS), the
   WorkloadEntries and registered workloads of its namespace that its `workloadSelector` selects, or, for
   DNS/NONE with neither, the host itself on each port.
@@ -56,10 +59,15 @@ def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
 
 def workload_endpoint(w: Workload, ports: dict[int, int], peers: PeerAuthn | None = None,
                       trust_domain: str = "cluster.local") -> Endpoint:
-    """A registered workload (it has an Isthmus sidecar) as an endpoint; `ports`: service port -> port to
-    connect to (its sidecar's listener)."""
-    sidecar, identity, auto = endpoint_security(w.labels, True, w.namespace, w.service_account or "default", ports,
-                                                w.app_ports, peers, trust_domain)
+    """A registered workload as an endpoint; `ports`: service port -> port to connect to (its sidecar's
+    listener, or a gateway's listen port). A gateway has no sidecar, so no identity is checked and no auto
+    mTLS is sent to it (Istio's gateway pods carry no tlsMode label): plaintext unless a DestinationRule says
+    ISTIO_MUTUAL."""
+    if w.gateway:
+        sidecar, identity, auto = False, "", []
+    else:
+        sidecar, identity, auto = endpoint_security(w.labels, True, w.namespace, w.service_account or "default",
+                                                    ports, w.app_ports, peers, trust_domain)
     return Endpoint(address=w.address, ports=ports, labels=dict(w.labels), healthy=w.healthy, workload=w.id,
                     locality=w.locality, sidecar=sidecar, identity=identity, auto_mtls=auto,
                     workload_name=workload_name_of(w.service, w.labels, w.workload_name), cluster=w.cluster)
@@ -90,12 +98,16 @@ def collect_services(state: MeshState, peers: PeerAuthn | None = None) -> dict[s
     for _, (w, revision) in sorted(state.workloads.items()):
         host = service_host(w.service, w.namespace, state.domain_suffix)
         svc = services.get(host) or services.setdefault(host, Service(host))
+        svc.revision = max(svc.revision, revision)
+        if w.gateway:  # Gateway port -> listen port, every port HTTP-routed (as the sidecar's service port)
+            svc.ports.update(w.gateway_ports)
+            svc.endpoints.append(workload_endpoint(w, dict(w.gateway_ports), peers, state.trust_domain))
+            continue
         svc.ports.add(w.service_port)
         svc.ports.update(w.tcp_ports)  # opaque TCP service ports, each to its own inbound TCP listener
         svc.tcp_ports.update(w.tcp_ports)
         svc.endpoints.append(workload_endpoint(w, {w.service_port: w.inbound_port, **w.tcp_ports}, peers,
                                                state.trust_domain))
-        svc.revision = max(svc.revision, revision)
     for stored in state.of_kind("ServiceEntry"):
         _add_service_entry(state, stored, services, peers)
     return services
@@ -145,7 +157,8 @@ def _selected_endpoints(state: MeshState, stored: Stored, peers: PeerAuthn) -> t
     for _, (w, w_revision) in sorted(state.workloads.items()):
         if w.namespace == namespace and selects(selector, w.labels):
             # a port the workload serves as opaque TCP goes to its inbound TCP listener, the rest to its HTTP one
-            ports = {p.number: w.tcp_ports.get(p.number, w.inbound_port) for p in spec.ports}
+            ports = {p.number: (w.gateway_ports.get(p.number, p.number) if w.gateway
+                                else w.tcp_ports.get(p.number, w.inbound_port)) for p in spec.ports}
             found.append(workload_endpoint(w, ports, peers, td))
             revision = max(revision, w_revision)
     return found, revision

@@ -5,11 +5,14 @@ VirtualServices claim a host, the oldest wins and the other is ignored for that 
 VirtualServices only for gateways. Header names are lower-cased; the header keys Istio ignores in a
 match (uri, scheme, method, authority) are dropped. A lone destination gets weight 100 (it takes all
 traffic whatever its weight); with several, an unset weight is 0. A match whose own `gateways` leave
-out `mesh` is dropped (Istio applies it on those gateways only, and Isthmus runs none); a rule left with
-no match is dropped whole, never turned into a catch-all.
+out `mesh` is dropped here (Istio applies it on those gateways only: compile/gateway.py compiles it for them
+with http_rule/tcp_rule), as is a VirtualService bound to gateways only; a rule left with no match is dropped
+whole, never turned into a catch-all.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import msgspec
 
@@ -51,7 +54,7 @@ def _for_sidecars(m: HTTPMatchRequest | L4MatchAttributes) -> bool:
     return not m.gateways or "mesh" in m.gateways
 
 
-def _destinations(routes: list[HTTPRouteDestination] | list[RouteDestination], namespace: str,
+def destinations(routes: list[HTTPRouteDestination] | list[RouteDestination], namespace: str,
                   suffix: str) -> list[WeightedDestination]:
     lone = len(routes) == 1
     return [
@@ -66,22 +69,26 @@ def _destinations(routes: list[HTTPRouteDestination] | list[RouteDestination], n
     ]
 
 
-def _tcp_rule(route: TCPRoute, namespace: str, suffix: str) -> TcpRule | None:
-    sidecar = [m for m in route.match or [] if _for_sidecars(m)]
+def tcp_rule(route: TCPRoute, namespace: str, suffix: str,
+             applies: Callable[[L4MatchAttributes], bool] = _for_sidecars) -> TcpRule | None:
+    """`applies`: which matches are for the proxy being compiled (sidecars by default; a gateway's own filter)."""
+    sidecar = [m for m in route.match or [] if applies(m)]
     if route.match and not sidecar:
         return None
     return TcpRule(matches=[TcpMatch(port=m.port, source_labels=dict(m.source_labels or {}),
                                      source_namespace=m.source_namespace) for m in sidecar],
-                   destinations=_destinations(route.route or [], namespace, suffix))
+                   destinations=destinations(route.route or [], namespace, suffix))
 
 
-def _rule(route: HTTPRoute, namespace: str, suffix: str) -> HttpRule | None:
-    """None when every match of the rule is for gateways only (the rule then never applies here)."""
-    sidecar = [m for m in route.match or [] if _for_sidecars(m)]
+def http_rule(route: HTTPRoute, namespace: str, suffix: str,
+              applies: Callable[[HTTPMatchRequest], bool] = _for_sidecars) -> HttpRule | None:
+    """None when no match of the rule applies to the proxy being compiled (`applies`: sidecars by default,
+    compile/gateway.py passes a gateway's); the rule then never applies there."""
+    sidecar = [m for m in route.match or [] if applies(m)]
     if route.match and not sidecar:
         return None
     return HttpRule(name=route.name or "", matches=[_match(m) for m in sidecar],
-                    destinations=_destinations(route.route or [], namespace, suffix),
+                    destinations=destinations(route.route or [], namespace, suffix),
                     mirrors=mirrors(route, namespace, suffix),
                     **resilience(route), **shaping(route))  # type: ignore[arg-type]  # timeout, retries, fault
 
@@ -93,8 +100,8 @@ def build_routes(state: MeshState) -> dict[str, RouteConfig]:
         if vs.spec.gateways and "mesh" not in vs.spec.gateways:
             continue  # bound to gateways only: not sidecar config
         namespace = vs.metadata.namespace
-        rules = [rule for rule in (_rule(r, namespace, state.domain_suffix) for r in vs.spec.http) if rule]
-        tcp = [rule for rule in (_tcp_rule(r, namespace, state.domain_suffix) for r in vs.spec.tcp) if rule]
+        rules = [rule for rule in (http_rule(r, namespace, state.domain_suffix) for r in vs.spec.http) if rule]
+        tcp = [rule for rule in (tcp_rule(r, namespace, state.domain_suffix) for r in vs.spec.tcp) if rule]
         for written in vs.spec.hosts:
             host = fqdn(written, namespace, state.domain_suffix)
             if host not in routes:  # else an older VirtualService owns it

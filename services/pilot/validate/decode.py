@@ -10,7 +10,7 @@ array. Each document is checked in three passes, and each pass reports all it fi
      error with its path instead of being ignored;
   3. semantics: Istio's validation rules, one module per kind (virtual_service.py, destination_rule.py,
      service_entry.py, workload_entry.py, ratelimit.py, peer_authentication.py,
-     authorization_policy.py, request_authentication.py, telemetry.py).
+     authorization_policy.py, request_authentication.py, telemetry.py, gateway.py).
 Before any of that, the submission is held to ConfigLimits (size, documents, nesting, items,
 expanded nodes, aliasing, duplicate keys, integers too long to read: runtime/doc_limits.py, read
 by runtime/documents.py, which the CLI shares); a submission over a limit gets one error
@@ -33,6 +33,7 @@ from services.pilot.validate.checks import DNS1123_LABEL, DNS1123_SUBDOMAIN
 from services.pilot.validate.authorization_policy import authorization_policy
 from services.pilot.validate.destination_rule import destination_rule
 from services.pilot.validate.findings import Findings
+from services.pilot.validate.gateway import gateway
 from services.pilot.validate.peer_authentication import normalize as normalize_peer_authentication
 from services.pilot.validate.peer_authentication import peer_authentication
 from services.pilot.validate.ratelimit import rate_limit
@@ -53,8 +54,7 @@ VALIDATORS = {
     "AuthorizationPolicy": authorization_policy,
     "RequestAuthentication": request_authentication,
     "Telemetry": telemetry,
-    # until pilot compiles Gateways (issue 13, in progress), one is refused whole rather than stored and ignored
-    "Gateway": lambda spec, f: f.error("spec", "Gateway is not supported yet"),
+    "Gateway": gateway,
 }
 # what a kind's document needs before its shape is checked (YAML's `8080:` map keys read as numbers)
 NORMALIZERS = {"PeerAuthentication": normalize_peer_authentication}

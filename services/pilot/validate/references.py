@@ -1,12 +1,17 @@
-"""Warnings about what a submission refers to: VirtualService subsets no DestinationRule defines.
+"""Warnings about what a submission refers to: VirtualService subsets no DestinationRule defines, and
+Gateways a VirtualService binds to that do not exist.
 
     subset_warnings(submitted, stored) -> [ConfigError]   (warnings, never errors: order of applies is free)
+    gateway_warnings(submitted, stored) -> [ConfigError]
+
+A VirtualService naming a Gateway that does not exist is valid (Istio's too): it binds nothing there until the
+Gateway is applied; the warning says so (as Istio's analyzer IST0101 does for a gateway reference).
 
 Istio's analyzer IST0101 (ReferencedResourceNotFound, "host+subset in destinationrule"): a route to a
 subset that no DestinationRule for its host defines gets 503 NC on every proxy until one does. The
 check runs against the DestinationRules stored plus those in the same submission (which replace stored
 ones of the same name): a submitted VirtualService is warned about each such destination (route and
-mirror, http and tcp), and a submitted DestinationRule about each stored VirtualService destination of
+mirror, http, tls and tcp), and a submitted DestinationRule about each stored VirtualService destination of
 its host that it leaves undefined. Hosts resolve as the compiler resolves them (services/pilot/hosts.py).
 """
 
@@ -16,7 +21,7 @@ from collections.abc import Iterator
 
 from proto.config_api import ConfigError
 from proto.resources import Resource
-from services.pilot.hosts import fqdn
+from services.pilot.hosts import fqdn, gateway_ref
 
 
 def _subset_refs(vs: Resource) -> Iterator[tuple[str, str, str]]:
@@ -33,10 +38,12 @@ def _subset_refs(vs: Resource) -> Iterator[tuple[str, str, str]]:
             if m.destination.subset:
                 yield f"spec.http[{i}].mirrors[{k}].destination.subset", fqdn(m.destination.host, ns), \
                     m.destination.subset
-    for i, tcp in enumerate(vs.spec.tcp or []):
-        for j, r in enumerate(tcp.route or []):
-            if r.destination.subset:
-                yield f"spec.tcp[{i}].route[{j}].destination.subset", fqdn(r.destination.host, ns), r.destination.subset
+    for field in ("tls", "tcp"):
+        for i, l4 in enumerate(getattr(vs.spec, field) or []):
+            for j, r in enumerate(l4.route or []):
+                if r.destination.subset:
+                    yield (f"spec.{field}[{i}].route[{j}].destination.subset", fqdn(r.destination.host, ns),
+                           r.destination.subset)
 
 
 def _key(res: Resource) -> tuple[str, str, str]:
@@ -77,4 +84,27 @@ def subset_warnings(submitted: list[Resource], stored: list[Resource]) -> list[C
                         warn(document, res, "spec.subsets", f"subset {subset!r} of host {host}, used by "
                              f"VirtualService {vs.metadata.namespace}/{vs.metadata.name} at {path}, is not defined "
                              f"by any DestinationRule: requests routed to it get 503 (NC) until one defines it")
+    return warnings
+
+
+def gateway_warnings(submitted: list[Resource], stored: list[Resource]) -> list[ConfigError]:
+    """`submitted` in document order; `stored`: the stored Gateways (a submitted one replaces or adds to them)."""
+    known = {f"{r.metadata.namespace}/{r.metadata.name}" for r in [*stored, *submitted] if r.kind == "Gateway"}
+    warnings: list[ConfigError] = []
+    for document, res in enumerate(submitted, 1):
+        if res.kind != "VirtualService":
+            continue
+        refs = [("spec.gateways", res.spec.gateways or [])]
+        for field in ("http", "tls", "tcp"):
+            for i, route in enumerate(getattr(res.spec, field) or []):
+                refs += [(f"spec.{field}[{i}].match[{j}].gateways", m.gateways or [])
+                         for j, m in enumerate(route.match or [])]
+        for path, names in refs:
+            for k, name in enumerate(names):
+                ref = gateway_ref(name, res.metadata.namespace)
+                if ref != "mesh" and ref not in known:
+                    warnings.append(ConfigError(
+                        document=document, kind=res.kind, name=res.metadata.name, namespace=res.metadata.namespace,
+                        path=f"{path}[{k}]", message=f"Gateway {ref} does not exist: the virtual service binds to "
+                        "nothing there until it is applied"))
     return warnings

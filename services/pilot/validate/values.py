@@ -2,6 +2,7 @@
 
     retry_on("5xx,503,reset") -> (conditions, status codes, problems)   an HTTPRetry's `retryOn`
     body_bytes(direct) -> bytes                                         a validated directResponse body
+    effective_mode(tls) -> str                                          a Gateway server's TLS mode
 
 A leaf beside durations.py: the compilers (services/pilot/compile/) import it, so a value is read the
 same way where it is checked and where it is compiled.
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import base64
 
+from proto.gateway import ServerTLSSettings
+from proto.gateway_xds import SERVER_TLS_PASSTHROUGH, SERVER_TLS_SIMPLE
 from proto.networking import HTTPDirectResponse
 
 RETRY_ON = frozenset(("5xx", "gateway-error", "reset", "connect-failure", "retriable-4xx", "refused-stream",
@@ -52,3 +55,11 @@ def body_bytes(direct: HTTPDirectResponse) -> bytes:
     if body.string_ is not None:
         return body.string_.encode()
     return base64.b64decode(body.bytes_ or "", validate=True)
+
+
+def effective_mode(tls: ServerTLSSettings) -> str:
+    """A Gateway server's TLS mode: `mode`, else SIMPLE when a certificate is given, else PASSTHROUGH (Istio's
+    enum default). Validation and the gateway compiler read it the same way."""
+    if tls.mode:
+        return tls.mode
+    return SERVER_TLS_SIMPLE if (tls.credential_name or tls.server_certificate) else SERVER_TLS_PASSTHROUGH

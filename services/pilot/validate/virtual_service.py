@@ -1,5 +1,5 @@
-"""Semantic checks of a VirtualService (Istio's ValidateVirtualService, validateHTTPRoute, validateTCPRoute
-and the analyzer's unreachable rules), for the fields Isthmus supports, plus errors for values Istio
+"""Semantic checks of a VirtualService (Istio's ValidateVirtualService, validateGatewayNames, validateHTTPRoute,
+validateTLSRoute, validateTCPRoute and the analyzer's unreachable rules), for the fields Isthmus supports, plus errors for values Istio
 accepts but Isthmus does not implement yet ("not supported yet"). An HTTP rule's route/redirect/
 directResponse, rewrite, headers, CORS and mirrors are checked in shaping.py, its timeout, retries and
 fault in resilience.py.
@@ -11,36 +11,41 @@ import msgspec
 
 from proto.networking import (
     HTTPMatchRequest, HTTPRoute, HTTPRouteDestination, L4MatchAttributes, RouteDestination, TCPRoute,
-    VirtualServiceSpec,
+    TLSMatchAttributes, TLSRoute, VirtualServiceSpec,
 )
 from services.pilot.validate.checks import (
     DNS1123_LABEL, HEADER_NAME, IGNORED_HEADER_KEYS, check_destination, check_host, check_labels, check_port,
-    check_string_match,
+    check_string_match, host_problem,
 )
+from services.pilot.wildcard import subset_of
 from services.pilot.validate.findings import Findings
 from services.pilot.validate.resilience import http_resilience
 from services.pilot.validate.shaping import http_shaping
 
 
 def virtual_service(spec: VirtualServiceSpec, f: Findings) -> None:
+    to_gateways_only = bool(spec.gateways) and "mesh" not in (spec.gateways or [])  # Istio's isGateway()
     if not spec.hosts:
         f.error("spec.hosts", "at least one host is required (delegate VirtualServices are not supported yet)")
     seen: set[str] = set()
     for i, host in enumerate(spec.hosts):
         if host == "*":
-            f.error(f"spec.hosts[{i}]", "wildcard host * is not allowed for virtual services bound to the mesh")
+            if not to_gateways_only:
+                f.error(f"spec.hosts[{i}]", "wildcard host * is not allowed for virtual services bound to the mesh")
             continue
-        check_host(host, f"spec.hosts[{i}]", f, allow_ip=True)
+        if to_gateways_only and host.startswith("*."):  # a gateway serves wildcard domains
+            check_host(host[2:], f"spec.hosts[{i}]", f)
+        else:
+            check_host(host, f"spec.hosts[{i}]", f, allow_ip=True)
         if host.lower() in seen:
             f.error(f"spec.hosts[{i}]", f"duplicate host `{host}` in virtual service")
         seen.add(host.lower())
-    for i, gateway in enumerate(spec.gateways or []):
-        if gateway != "mesh":
-            f.error(f"spec.gateways[{i}]", f"gateway `{gateway}` is not supported yet (only `mesh`, the sidecars)")
-    if spec.tls:  # until pilot compiles tls routes (issue 13, in progress)
-        f.error("spec.tls", "tls routes are not supported yet")
+    check_gateway_names(spec.gateways or [], "spec.gateways", f)
+    _unbound_match_gateways(spec, f)
     if not spec.http and not spec.tcp and not spec.tls:
-        f.error("spec", "http or tcp must be provided in virtual service (tls routes are not supported yet)")
+        f.error("spec", "http, tcp or tls must be provided in virtual service")
+    for i, tls in enumerate(spec.tls):
+        _tls_route(tls, spec, f"spec.tls[{i}]", f)
     for i, route in enumerate(spec.http):
         path = f"spec.http[{i}]"
         for j, match in enumerate(route.match or []):
@@ -64,17 +69,89 @@ def _tcp_route(route: TCPRoute, path: str, f: Findings) -> None:
     _destinations(route.route, f"{path}.route", f)
 
 
-def _port_and_caller(match: L4MatchAttributes | HTTPMatchRequest, path: str, f: Findings) -> None:
+def check_gateway_names(names: list[str], path: str, f: Findings) -> None:
+    """`mesh`, `<gateway>` (the VirtualService's namespace) or `<namespace>/<gateway>` (Istio's
+    validateGatewayNames). A Gateway that does not exist is no error: the binding then applies nowhere."""
+    for i, name in enumerate(names):
+        if name == "mesh":
+            continue
+        ns, slash, gw = name.partition("/")
+        if not slash:
+            if "." in name:  # Istio's legacy `name.namespace` form
+                parts = name.split(".")
+                f.warn(f"{path}[{i}]", f"using legacy gatewayName format `{name}`; prefer the <namespace>/<name> "
+                                       f"format: `{parts[1]}/{parts[0]}`")
+                if host_problem(name):
+                    f.error(f"{path}[{i}]", f"`{name}` is not a valid gateway name")
+            elif not DNS1123_LABEL.match(name):
+                f.error(f"{path}[{i}]", f"invalid value for gateway name: `{name}`")
+            continue
+        if not ns or not gw:
+            f.error(f"{path}[{i}]", "config namespace and gateway name cannot be empty")
+            continue
+        if not DNS1123_LABEL.match(ns):
+            f.error(f"{path}[{i}]", f"invalid value for namespace: `{ns}`")
+        if not DNS1123_LABEL.match(gw):
+            f.error(f"{path}[{i}]", f"invalid value for gateway name: `{gw}`")
+
+
+def _unbound_match_gateways(spec: VirtualServiceSpec, f: Findings) -> None:
+    """A match naming only gateways the VirtualService is not bound to applies nowhere (Istio binds by the
+    VirtualService's `gateways`, `mesh` when unset, then filters matches by theirs)."""
+    bound = {_short(g) for g in spec.gateways or ["mesh"]}
+    for field in ("http", "tls", "tcp"):
+        for i, route in enumerate(getattr(spec, field)):
+            for j, match in enumerate(route.match or []):
+                if match.gateways and not any(_short(g) in bound for g in match.gateways):
+                    f.warn(f"spec.{field}[{i}].match[{j}].gateways",
+                           f"this match names only gateways the virtual service is not bound to "
+                           f"({', '.join(match.gateways)} not in {', '.join(spec.gateways or ['mesh'])}): it never "
+                           "applies")
+
+
+def _short(name: str) -> str:
+    return name.rpartition("/")[2]
+
+
+def _tls_route(route: TLSRoute, spec: VirtualServiceSpec, path: str, f: Findings) -> None:
+    """Istio's validateTLSRoute/validateTLSMatch/validateSniHost: sniHosts required, each a subset of a host of
+    the VirtualService; a route is required. Sidecars do not route TLS by SNI yet: a tls match that applies to
+    them (its own `gateways`, else the VirtualService's, name `mesh` or are unset) is refused."""
+    if not route.match:
+        f.error(f"{path}.match", "TLS route must have at least one match condition")
+    for j, match in enumerate(route.match):
+        mpath = f"{path}.match[{j}]"
+        gateways = match.gateways if match.gateways else spec.gateways
+        if not gateways or "mesh" in gateways:
+            f.error(mpath, "tls routes are served by gateways only: Isthmus's sidecars do not route TLS by SNI yet; "
+                           "bind the VirtualService (or this match's `gateways`) to gateways without `mesh`")
+        if not match.sni_hosts:
+            f.error(f"{mpath}.sniHosts", "TLS match must have at least one SNI host")
+        for k, sni in enumerate(match.sni_hosts):
+            spath = f"{mpath}.sniHosts[{k}]"
+            if sni != "*":
+                problem = host_problem(sni[2:] if sni.startswith("*.") else sni)
+                if problem:
+                    f.error(spath, problem)
+                    continue
+            if not any(subset_of(sni, host) for host in spec.hosts):
+                f.error(spath, f"SNI host `{sni}` is not a compatible subset of any of the virtual service hosts: "
+                               f"[{', '.join(spec.hosts)}]")
+        _port_and_caller(match, mpath, f)
+    if not route.route:
+        f.error(f"{path}.route", "TLS route is required")
+        return
+    _destinations(route.route, f"{path}.route", f)
+
+
+def _port_and_caller(match: L4MatchAttributes | HTTPMatchRequest | TLSMatchAttributes, path: str, f: Findings) -> None:
     """The match fields tcp and http routes share: port, sourceLabels, sourceNamespace, gateways."""
     if match.port is not None:
         check_port(match.port, f"{path}.port", f)
     check_labels(match.source_labels or {}, f"{path}.sourceLabels", f)
     if match.source_namespace is not None and not DNS1123_LABEL.match(match.source_namespace):
         f.error(f"{path}.sourceNamespace", f"`{match.source_namespace}` is not a valid namespace name")
-    gateways = match.gateways or []
-    if gateways and "mesh" not in gateways:
-        f.warn(f"{path}.gateways", f"this match applies only to gateways {', '.join(gateways)}, never to sidecars; "
-                                   "Isthmus runs no gateways, so it is dropped")
+    check_gateway_names(match.gateways or [], f"{path}.gateways", f)  # they replace the VirtualService's here
 
 
 def _http_match(match: HTTPMatchRequest, path: str, f: Findings) -> None:

@@ -53,7 +53,7 @@ def test_all_errors_of_a_submission_are_reported_at_once_with_document_numbers()
     metadata: {name: a}
     spec:
       hosts: [reviews]
-      gateways: [ingress-gw]
+      gateways: [Ingress_GW]
       http:
       - match:
         - uri: {prefix: /api, exact: /api}
@@ -84,7 +84,7 @@ def test_all_errors_of_a_submission_are_reported_at_once_with_document_numbers()
         (2, "spec.trafficPolicy.loadBalancer.simple"),
         (2, "spec.subsets[1].name"),
     } <= found
-    assert "not supported yet" in by_path(errors, "spec.gateways[0]").message
+    assert "invalid value for gateway name" in by_path(errors, "spec.gateways[0]").message
     assert "unknown load balancer" in by_path(errors, "spec.trafficPolicy.loadBalancer.simple").message
 
 

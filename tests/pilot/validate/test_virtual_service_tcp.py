@@ -57,11 +57,12 @@ def test_fields_of_tcp_routes_isthmus_cannot_honour_are_rejected_by_name():
     _, errors, _ = decode_documents(vs("tcp:\n- match: [{destinationSubnets: [10.0.0.0/8]}]\n"
                                        "  route: [{destination: {host: db}}]\n"))
     assert [e.path for e in errors] == ["spec.tcp[0].match[0].destinationSubnets"]
-    _, errors, _ = decode_documents(vs("tls:\n- route: [{destination: {host: db}}]\n"))
-    assert [e.path for e in errors] == ["spec.tls"]
+    _, errors, _ = decode_documents(vs("tls:\n- match: [{sniHosts: [db.example.com], destinationSubnets: [10.0.0.0/8]}]\n"
+                                       "  route: [{destination: {host: db}}]\n"))
+    assert [e.path for e in errors] == ["spec.tls[0].match[0].destinationSubnets"]
 
 
 def test_a_virtual_service_needs_http_or_tcp_routes():
     _, errors, _ = decode_documents(vs(""))
     assert [(e.path, e.message) for e in errors] == [
-        ("spec", "http or tcp must be provided in virtual service (tls routes are not supported yet)")]
+        ("spec", "http, tcp or tls must be provided in virtual service")]
