@@ -24,8 +24,10 @@ up: $(BIN)/isthmus
 deps: $(BIN)/isthmus
 	$(BIN)/python -m bench.dataplane.tools
 
+# Three workers on two cores: the integration tests mostly wait on nats-server, etcd and proxies; a file's
+# tests stay together in one worker (--dist loadfile), so module fixtures start once.
 test: $(BIN)/isthmus deps
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 3 --dist loadfile
 
 # QUICK=1 for a development run (under two minutes); the full run takes under fifteen.
 bench: $(BIN)/isthmus

@@ -73,7 +73,7 @@ async def test_pilot_records_each_proxys_ack_in_etcd(mesh: ControlPlane) -> None
         entry = await store.get(f"{STATUS_PREFIX}{proxy_id}")
         return json.loads(entry.value) if entry else None
 
-    status = await eventually(recorded, timeout=LEASE_TTL + 3)
+    status = await eventually(recorded, timeout=LEASE_TTL + 20)  # a loaded machine: generous, still bounded
     assert status["ok"] is True and status["version"] >= version
     assert (status["service"], status["namespace"]) == ("status-app", "reg")
     await store.close()
