@@ -11,7 +11,8 @@ from typing import Any
 
 import click
 
-from isthmus.commands.proxy import _ip_address, _labels, proxy_settings, run_or_exit, shared_options
+from isthmus.commands.proxy import _ip_address, _labels
+from isthmus.commands.proxy_options import proxy_settings, run_or_exit, shared_options
 from isthmus.options import check_distinct_ports, check_proxy_identity
 
 
