@@ -18,11 +18,11 @@ from collections.abc import Callable
 from proto.gateway_xds import (
     SERVER_TLS_ISTIO_MUTUAL, SERVER_TLS_PASSTHROUGH, GatewayListeners, GatewayPortConfig, GatewayServer,
 )
-from proto.routes import HttpRule, Redirect
+from proto.routes import HttpRule, Redirect, TcpRule
 from proxy.core.target import Target
 from proxy.gateway.hosts import DomainTable
 from proxy.gateway.tls_context import check_settings, file_material, server_context
-from proxy.outbound.route import CompiledRoute, CompiledRule
+from proxy.outbound.route import CompiledRoute, CompiledRule, CompiledTcpRule
 
 TERMINATED_PROTOCOLS = ("HTTPS", "TLS")  # TLS servers (PASSTHROUGH aside) terminate here
 HTTP_PROTOCOLS = ("HTTP", "HTTPS", "HTTP2", "GRPC")
@@ -49,7 +49,8 @@ class CompiledPort:
     """What one Gateway port serves. `tls`: TLS is required (its servers terminate TLS); `passthrough`: its
     servers pass TLS through by SNI (proxy/gateway/passthrough.py)."""
 
-    __slots__ = ("port", "config", "vhosts", "redirects", "servers", "default", "tls", "passthrough", "tcp_only")
+    __slots__ = ("port", "config", "vhosts", "redirects", "servers", "default", "tls", "passthrough", "tcp_only",
+                 "sni_routes", "tcp_rules")
 
     def __init__(self, config: GatewayPortConfig, gateway_id: str) -> None:
         self.port = config.port
@@ -89,6 +90,15 @@ class CompiledPort:
                              "one port are not supported")
         self.tls = bool(tls_servers)
         self.tcp_only = bool(config.servers) and all(s.protocol == "TCP" for s in config.servers)
+        if self.tcp_only and tls_servers:
+            raise ValueError(f"gateway {gateway_id} port {config.port}: TCP and TLS servers on one port")
+        try:  # tls routes by SNI (PASSTHROUGH), tcp routes (TCP servers): weighted picks as a sidecar's tcp routes
+            self.sni_routes: DomainTable[CompiledTcpRule] = DomainTable(
+                (host, CompiledTcpRule(TcpRule(destinations=r.destinations))) for r in config.tls_routes
+                for host in r.sni_hosts)
+            self.tcp_rules = tuple(CompiledTcpRule(r) for r in config.tcp_routes)
+        except ValueError as exc:
+            raise ValueError(f"gateway {gateway_id} port {config.port}: {exc}") from exc
         self.servers: DomainTable[TlsServer] = DomainTable((host, s) for s in tls_servers for host in s.server.hosts)
         self.default = next((s for s in tls_servers if "*" in s.server.hosts), tls_servers[0] if tls_servers else None)
 

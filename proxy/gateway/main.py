@@ -20,16 +20,20 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 from proto.registry import Workload
 from proxy.gateway.compiled import compile_gateway
 from proxy.gateway.credentials import Secrets, ServerContexts
+from proxy.gateway.passthrough import relay_factory
 from proxy.gateway.router import GatewayRouter
 from proxy.http.listener import Listener
+from proxy.http.server import HttpProxyProtocol
 from proxy.main import Sidecar, log_loop_error
 from proxy.outbound.self_loop import OwnListeners
 from proxy.settings import ProxyOptions
+from proxy.tcp.listener import TcpListener
 from proxy.tls.acceptor import DISABLE, STRICT
 
 
@@ -50,14 +54,21 @@ class Gateway(Sidecar):
         state.on_apply.append(self._applied)
         telemetry = self.telemetry
         self.http: dict[int, Listener] = {}
+        self.tcp: dict[int, TcpListener] = {}
+        o = options
         for listen, gateway_port in ports:
             router = GatewayRouter(gateway_port, state, self.router, self.app_router)
             listener = Listener(listen_host, listen, router, self.pool, "inbound", limits=options.limits,
                                 tls_mode=self._mode(gateway_port), tls_context=self.contexts.for_port(gateway_port),
                                 tls_by_sni=True, **telemetry.outbound_options())
             listener.state.tracer = telemetry.tracing.client
-            self.http[gateway_port] = listener
-        o = options
+            # opaque connections (PASSTHROUGH, TCP servers): relays held by a TcpListener that is never bound
+            tcp = TcpListener(listen_host, listen, lambda client: None, f"gateway {gateway_port}",  # type: ignore[arg-type,return-value]
+                              f"{o.service}:{gateway_port}", max_connections=options.limits.max_connections,
+                              **telemetry.tcp_options(True))
+            listener.factory = self._factory(gateway_port, listener, tcp)
+            self.http[gateway_port], self.tcp[gateway_port] = listener, tcp
+        telemetry.metrics.before_read += [tcp.sweep_metrics for tcp in self.tcp.values()]
         self.registration.workload = Workload(
             id=o.id, service=o.service, namespace=o.namespace, address=o.address,
             service_port=ports[0][1], inbound_port=ports[0][0], labels=dict(o.labels),
@@ -72,6 +83,18 @@ class Gateway(Sidecar):
             return STRICT if port is not None and port.tls else DISABLE
         return mode
 
+    def _factory(self, gateway_port: int, listener: Listener, tcp: TcpListener) -> Callable[[], asyncio.Protocol]:
+        """Per accepted connection: a relay on a PASSTHROUGH or TCP port (as the push has it now), else HTTP."""
+        state, mesh, http_state = self.state, self.router, listener.state
+
+        def factory() -> asyncio.Protocol:
+            compiled = state.gateway_compiled
+            port = compiled.ports.get(gateway_port) if compiled is not None else None
+            if port is not None and (port.passthrough or port.tcp_only):
+                return relay_factory(gateway_port, state, mesh, tcp)
+            return HttpProxyProtocol(http_state)
+        return factory
+
     def _applied(self) -> None:
         """After each push: the TLS contexts of the new servers, and the access log the Telemetry says."""
         if self.contexts.compiled is not self.state.gateway_compiled:
@@ -79,6 +102,8 @@ class Gateway(Sidecar):
         sink = self.telemetry.logging.sink("outbound")
         for listener in self.http.values():
             listener.state.on_complete = sink
+        for tcp in self.tcp.values():
+            tcp.access_log = sink
 
     def listeners(self) -> list[tuple[str, Any]]:
         return [*((f"--port {listener.port}:{gw}", listener) for gw, listener in self.http.items()),
@@ -97,6 +122,9 @@ class Gateway(Sidecar):
 
     async def _stop_listeners(self, grace: float) -> None:
         await asyncio.gather(*(listener.stop(grace) for listener in self.http.values()), self.admin.stop())
+        for tcp in self.tcp.values():  # never bound: stop() would not close its relays
+            for relay in list(tcp.relays):
+                relay.close()
         for _ in range(3):
             await asyncio.sleep(0)
 

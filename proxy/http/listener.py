@@ -46,6 +46,9 @@ class Listener:
         self.tls_mode, self.tls_context = tls_mode, tls_context
         self.tls_by_sni = tls_by_sni  # tls_context takes the SNI (a gateway's TLS port: proxy/gateway/)
         self.acceptor: TlsAcceptor | None = None  # with tls_mode: what accepts (its stats: the admin port)
+        # with tls_mode: makes each accepted connection's protocol (a gateway port may relay some opaque: proxy/
+        # gateway/main.py); None: an HTTP connection of this listener
+        self.factory: Callable[[], asyncio.Protocol] | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -53,7 +56,8 @@ class Listener:
         if self.tls_mode is not None and self.tls_context is not None:
             sock = listening_socket(self.host, self.port, self.backlog)
             self.port = sock.getsockname()[1]
-            self.acceptor = TlsAcceptor(sock, lambda: HttpProxyProtocol(state), self.tls_mode, self.tls_context,
+            self.acceptor = TlsAcceptor(sock, self.factory or (lambda: HttpProxyProtocol(state)), self.tls_mode,
+                                        self.tls_context,
                                         name=state.mode.value, by_sni=self.tls_by_sni)
             self.acceptor.start()
             return

@@ -232,7 +232,9 @@ class TlsAcceptor:
             return
         else:
             self.stats.plaintext += 1
-        task = asyncio.ensure_future(self._hand_over(conn, context, sni if context is not None else ""))
+        # by_sni: the SNI is told even to a connection not terminated here (a gateway's TLS passthrough)
+        task = asyncio.ensure_future(self._hand_over(conn, context, sni if context is not None or self.by_sni
+                                                     else ""))
         self._handing.add(task)
         task.add_done_callback(self._handing.discard)
 

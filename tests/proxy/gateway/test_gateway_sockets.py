@@ -230,3 +230,85 @@ async def test_a_credential_serves_when_it_arrives_rotates_in_place_and_a_missin
     dump = gateway.config_dump()
     assert any(s["certificate"] == "credential cred-secret" and s["serving"] for s in dump["gateway_tls"]["servers"])
     assert "PRIVATE KEY" not in str(dump)
+
+
+async def _tls_backend(ca: TestCa, name: str):
+    """A backend that terminates TLS itself (the passthrough task's nginx): answers `backend <sni>`."""
+    cert, key = ca.leaf("", name, dns=(f"{name}.example.com",))
+    import ssl as ssl_
+
+    ctx = ssl_.SSLContext(ssl_.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        body = f"backend {name}".encode()
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(serve, "127.0.0.1", 0, ssl=ctx)
+
+
+def tls_cluster(host: str, port: int) -> ClusterConfig:
+    return ClusterConfig(host=host, version=1, ports=[443], endpoints=[Endpoint(address="127.0.0.1", ports={443: port})])
+
+
+async def test_passthrough_relays_tls_by_sni_to_a_backend_that_terminates_it_and_closes_an_unmatched_sni(
+        gateway, tmp_path):
+    from proto.gateway_xds import TlsRule
+
+    ca = TestCa(tmp_path)
+    (tmp_path / "root.pem").write_text(ca.root_pem)
+    root = str(tmp_path / "root.pem")
+    nginx = await _tls_backend(ca, "nginx")
+    other = await _tls_backend(ca, "other")
+    try:
+        port = gateway.http[443].port
+        ports = {"nginx.default.svc.cluster.local": nginx.sockets[0].getsockname()[1],
+                 "other.default.svc.cluster.local": other.sockets[0].getsockname()[1]}
+        config = GatewayPortConfig(
+            port=443, servers=[server(443, "TLS", ["nginx.example.com", "*.other.example.com"],
+                                      ServerTls(mode="PASSTHROUGH"))],
+            tls_routes=[TlsRule(sni_hosts=["nginx.example.com"], source="default/nginx", destinations=[
+                            WeightedDestination(host="nginx.default.svc.cluster.local", weight=100)]),
+                        TlsRule(sni_hosts=["*.other.example.com"], source="default/other", destinations=[
+                            WeightedDestination(host="other.default.svc.cluster.local", port=443, weight=100)])])
+        gateway.state.apply(Push(epoch="e", seq=1, version=1, full=True,
+                                 clusters=[tls_cluster(h, p) for h, p in ports.items()],
+                                 gateways=[GatewayListeners(workload=gateway.options.id, version=1, ports=[config])]))
+        code, out = await curl(f"https://nginx.example.com:{port}/", port, "--cacert", root)
+        assert "backend nginx" in out and "status=200" in out, out  # the backend's own certificate verified
+        # a wildcard sni host; curl sends the SNI a.other.example.com, the backend's cert is for other.example.com
+        code, out = await curl(f"https://a.other.example.com:{port}/", port, "--cacert", root, "-k")
+        assert "backend other" in out, out
+        code, out = await curl(f"https://nope.example.com:{port}/", port, "--cacert", root)
+        assert code != 0 and "status=000" in out, out
+    finally:
+        nginx.close()
+        other.close()
+
+
+async def test_a_tcp_server_relays_bytes_to_its_tcp_route(gateway):
+    from proto.routes import TcpRule
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"echo:" + await reader.readline())
+        await writer.drain()
+        writer.close()
+
+    backend = await asyncio.start_server(echo, "127.0.0.1", 0)
+    try:
+        host = "tcp-echo.default.svc.cluster.local"
+        cluster = ClusterConfig(host=host, version=1, ports=[9000],
+                                endpoints=[Endpoint(address="127.0.0.1", ports={9000: backend.sockets[0].getsockname()[1]})])
+        config = GatewayPortConfig(port=80, servers=[server(80, "TCP", ["*"])],
+                                   tcp_routes=[TcpRule(destinations=[WeightedDestination(host=host, weight=100)])])
+        gateway.state.apply(Push(epoch="e", seq=1, version=1, full=True, clusters=[cluster],
+                                 gateways=[GatewayListeners(workload=gateway.options.id, version=1, ports=[config])]))
+        reader, writer = await asyncio.open_connection("127.0.0.1", gateway.http[80].port)
+        writer.write(b"hello\n")
+        assert await asyncio.wait_for(reader.read(100), 10) == b"echo:hello\n"
+        writer.close()
+    finally:
+        backend.close()
