@@ -50,7 +50,7 @@ class CompiledPort:
     servers pass TLS through by SNI (proxy/gateway/passthrough.py)."""
 
     __slots__ = ("port", "config", "vhosts", "redirects", "servers", "default", "tls", "passthrough", "tcp_only",
-                 "sni_routes", "tcp_rules")
+                 "sni_routes", "tcp_rules", "san_check")
 
     def __init__(self, config: GatewayPortConfig, gateway_id: str) -> None:
         self.port = config.port
@@ -89,6 +89,7 @@ class CompiledPort:
             raise ValueError(f"gateway {gateway_id} port {config.port}: PASSTHROUGH and terminating TLS servers on "
                              "one port are not supported")
         self.tls = bool(tls_servers)
+        self.san_check = any(s.server.tls.subject_alt_names for s in tls_servers)  # type: ignore[union-attr]
         self.tcp_only = bool(config.servers) and all(s.protocol == "TCP" for s in config.servers)
         if self.tcp_only and tls_servers:
             raise ValueError(f"gateway {gateway_id} port {config.port}: TCP and TLS servers on one port")

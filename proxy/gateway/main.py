@@ -23,10 +23,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from proto.gateway_xds import SERVER_TLS_OPTIONAL_MUTUAL
 from proto.registry import Workload
 from proxy.gateway.compiled import compile_gateway
 from proxy.gateway.credentials import Secrets, ServerContexts
+from proxy.gateway.hosts import pick_by_name
 from proxy.gateway.passthrough import relay_factory
+from proxy.gateway.san_check import checked_protocol
 from proxy.gateway.router import GatewayRouter
 from proxy.http.listener import Listener
 from proxy.http.server import HttpProxyProtocol
@@ -87,11 +90,22 @@ class Gateway(Sidecar):
         """Per accepted connection: a relay on a PASSTHROUGH or TCP port (as the push has it now), else HTTP."""
         state, mesh, http_state = self.state, self.router, listener.state
 
+        def names(sni: str) -> tuple[list[str], bool] | None:
+            compiled = state.gateway_compiled
+            port = compiled.ports.get(gateway_port) if compiled is not None else None
+            server = pick_by_name(port.servers, sni, port.default) if port is not None else None
+            tls = server.server.tls if server is not None else None
+            return (tls.subject_alt_names, tls.mode != SERVER_TLS_OPTIONAL_MUTUAL) if tls is not None else None
+        checked = checked_protocol(names)
+
         def factory() -> asyncio.Protocol:
             compiled = state.gateway_compiled
             port = compiled.ports.get(gateway_port) if compiled is not None else None
-            if port is not None and (port.passthrough or port.tcp_only):
-                return relay_factory(gateway_port, state, mesh, tcp)
+            if port is not None:
+                if port.passthrough or port.tcp_only:
+                    return relay_factory(gateway_port, state, mesh, tcp)
+                if port.san_check:
+                    return checked(http_state)
             return HttpProxyProtocol(http_state)
         return factory
 

@@ -312,3 +312,23 @@ async def test_a_tcp_server_relays_bytes_to_its_tcp_route(gateway):
         writer.close()
     finally:
         backend.close()
+
+
+async def test_mutual_with_subject_alt_names_takes_only_a_client_certificate_carrying_one(gateway, tmp_path):
+    ca = TestCa(tmp_path)
+    (tmp_path / "root.pem").write_text(ca.root_pem)
+    root = str(tmp_path / "root.pem")
+    cert, key = ca.leaf("", "m", dns=("m.example.com",))
+    good_cert, good_key = ca.leaf("", "good", dns=("client.example.com",))
+    bad_cert, bad_key = ca.leaf("", "bad", dns=("intruder.example.com",))
+    port = gateway.http[443].port
+    apply(gateway, 1, GatewayPortConfig(port=443, servers=[
+        server(443, "HTTPS", ["m.example.com"], tls("MUTUAL", cert, key, ca_certificates=root,
+                                                     subject_alt_names=["client.example.com"]))],
+        virtual_hosts=vhosts("m.example.com")))
+    code, out = await curl(f"https://m.example.com:{port}/", port, "--cacert", root, "--cert", str(good_cert),
+                           "--key", str(good_key))
+    assert "status=200" in out, out
+    code, out = await curl(f"https://m.example.com:{port}/", port, "--cacert", root, "--cert", str(bad_cert),
+                           "--key", str(bad_key))
+    assert code != 0 and "status=000" in out, out
