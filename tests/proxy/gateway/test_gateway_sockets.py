@@ -332,3 +332,29 @@ async def test_mutual_with_subject_alt_names_takes_only_a_client_certificate_car
     code, out = await curl(f"https://m.example.com:{port}/", port, "--cacert", root, "--cert", str(bad_cert),
                            "--key", str(bad_key))
     assert code != 0 and "status=000" in out, out
+
+
+async def test_istio_mutual_uses_the_workload_certificate_and_requires_a_mesh_client_certificate(gateway, tmp_path):
+    from proxy.identity.tls import TlsContexts
+
+    mesh_ca = TestCa(tmp_path)
+    (tmp_path / "root.pem").write_text(mesh_ca.root_pem)
+    root = str(tmp_path / "root.pem")
+    port = gateway.http[443].port
+    apply(gateway, 1, GatewayPortConfig(port=443, servers=[
+        server(443, "HTTPS", ["*"], ServerTls(mode="ISTIO_MUTUAL"))], virtual_hosts=vhosts("*")))
+    spiffe = "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
+    code, out = await curl(f"https://mesh.example.com:{port}/", port, "-k")
+    assert code != 0, out  # no workload certificate yet: nothing to serve with
+    gateway.xds.synced.set()
+    assert not gateway.is_ready()  # config, but an ISTIO_MUTUAL server waits for the workload certificate
+    gateway.identity.provider.current = TlsContexts(
+        server=mesh_ca.context(spiffe, "gw", server=True), client=mesh_ca.context(spiffe, "gwc", server=False),
+        spiffe_id=spiffe, serial="1", bundle_version=1)
+    client_cert, client_key = mesh_ca.leaf("spiffe://cluster.local/ns/default/sa/sleep", "sleep")
+    code, out = await curl(f"https://mesh.example.com:{port}/", port, "-k", "--cert", str(client_cert),
+                           "--key", str(client_key))
+    assert "status=200" in out, out
+    assert gateway.is_ready()
+    code, out = await curl(f"https://mesh.example.com:{port}/", port, "-k")
+    assert code != 0 and "status=000" in out, out  # a client certificate from the mesh is required
