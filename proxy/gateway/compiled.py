@@ -50,7 +50,7 @@ class CompiledPort:
     servers pass TLS through by SNI (proxy/gateway/passthrough.py)."""
 
     __slots__ = ("port", "config", "vhosts", "redirects", "servers", "default", "tls", "passthrough", "tcp_only",
-                 "sni_routes", "tcp_rules", "san_check")
+                 "sni_routes", "tcp_rules", "san_check", "relays")
 
     def __init__(self, config: GatewayPortConfig, gateway_id: str) -> None:
         self.port = config.port
@@ -100,6 +100,11 @@ class CompiledPort:
             self.tcp_rules = tuple(CompiledTcpRule(r) for r in config.tcp_routes)
         except ValueError as exc:
             raise ValueError(f"gateway {gateway_id} port {config.port}: {exc}") from exc
+        # opaque relays instead of HTTP: PASSTHROUGH, TCP servers, and TLS servers (protocol TLS) that terminate
+        # and have tcp routes, no http ones (TLS terminated here, then opaque TCP)
+        self.relays = self.passthrough or self.tcp_only or (
+            bool(tls_servers) and bool(self.tcp_rules) and not config.virtual_hosts
+            and all(s.server.protocol == "TLS" for s in tls_servers))
         self.servers: DomainTable[TlsServer] = DomainTable((host, s) for s in tls_servers for host in s.server.hosts)
         self.default = next((s for s in tls_servers if "*" in s.server.hosts), tls_servers[0] if tls_servers else None)
 

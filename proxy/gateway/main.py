@@ -102,7 +102,7 @@ class Gateway(Sidecar):
             compiled = state.gateway_compiled
             port = compiled.ports.get(gateway_port) if compiled is not None else None
             if port is not None:
-                if port.passthrough or port.tcp_only:
+                if port.relays:
                     return relay_factory(gateway_port, state, mesh, tcp)
                 if port.san_check:
                     return checked(http_state)

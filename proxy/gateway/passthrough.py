@@ -7,7 +7,8 @@ TlsAcceptor (proxy/tls/acceptor.py) without consuming a byte, is matched against
 sniHosts (exact, longest wildcard, `*`: proxy/gateway/hosts.py); the connection is relayed whole to a
 destination picked by weight, whose own server terminates the client's TLS. No match (or no SNI): closed,
 as Envoy closes a connection no filter chain matches (flag NR in the access log). TCP servers: the port's
-first tcp route that matches the port and the gateway picks a destination by weight. The destination's
+first tcp route that matches the port and the gateway picks a destination by weight; so do TLS servers
+that terminate here on a port with tcp routes only (the relay then carries the decrypted bytes). The destination's
 endpoint is chosen by its cluster's balancer, with its circuit breaker and outlier detection, exactly as a
 sidecar's tcp routes (MeshRouter.tcp_pick) do.
 """

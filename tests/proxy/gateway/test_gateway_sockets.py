@@ -358,3 +358,34 @@ async def test_istio_mutual_uses_the_workload_certificate_and_requires_a_mesh_cl
     assert gateway.is_ready()
     code, out = await curl(f"https://mesh.example.com:{port}/", port, "-k")
     assert code != 0 and "status=000" in out, out  # a client certificate from the mesh is required
+
+
+async def test_a_tls_server_that_terminates_relays_the_decrypted_bytes_by_its_tcp_route(gateway, tmp_path):
+    import ssl as ssl_
+
+    from proto.routes import TcpRule
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"echo:" + await reader.readline())
+        await writer.drain()
+        writer.close()
+
+    ca = TestCa(tmp_path)
+    cert, key = ca.leaf("", "t", dns=("tcp.example.com",))
+    backend = await asyncio.start_server(echo, "127.0.0.1", 0)
+    try:
+        host = "tcp-echo.default.svc.cluster.local"
+        cluster = ClusterConfig(host=host, version=1, ports=[9000],
+                                endpoints=[Endpoint(address="127.0.0.1", ports={9000: backend.sockets[0].getsockname()[1]})])
+        config = GatewayPortConfig(port=443, servers=[server(443, "TLS", ["tcp.example.com"], tls("SIMPLE", cert, key))],
+                                   tcp_routes=[TcpRule(destinations=[WeightedDestination(host=host, weight=100)])])
+        gateway.state.apply(Push(epoch="e", seq=1, version=1, full=True, clusters=[cluster],
+                                 gateways=[GatewayListeners(workload=gateway.options.id, version=1, ports=[config])]))
+        client = ssl_.create_default_context(cadata=ca.root_pem)
+        reader, writer = await asyncio.open_connection("127.0.0.1", gateway.http[443].port, ssl=client,
+                                                       server_hostname="tcp.example.com")
+        writer.write(b"hello\n")
+        assert await asyncio.wait_for(reader.read(100), 10) == b"echo:hello\n"
+        writer.close()
+    finally:
+        backend.close()
