@@ -119,6 +119,11 @@ class Gateway(Sidecar):
         for tcp in self.tcp.values():
             tcp.access_log = sink
 
+    def ready_fields(self) -> dict[str, Any]:
+        return {"gateway_ports": {gw: listener.port for gw, listener in self.http.items()},
+                "admin": self.options.admin_port, "service": self.options.service,
+                "namespace": self.options.namespace}
+
     def listeners(self) -> list[tuple[str, Any]]:
         return [*((f"--port {listener.port}:{gw}", listener) for gw, listener in self.http.items()),
                 (f"--admin-port {self.options.admin_port}", self.admin)]
