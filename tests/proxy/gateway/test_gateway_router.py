@@ -55,7 +55,8 @@ def gateway_state() -> ConfigState:
 
 
 def router(state: ConfigState, port: int = 80) -> GatewayRouter:
-    policies = LocalAppRouter("127.0.0.1", 15000, "istio-ingressgateway", state, "istio-system")
+    policies = LocalAppRouter("127.0.0.1", 15000, "istio-ingressgateway", state, "istio-system",
+                              labels={"istio": "ingressgateway"})
     mesh = MeshRouter(state, "istio-system", labels={"istio": "ingressgateway"})
     return GatewayRouter(port, state, mesh, policies)
 
@@ -157,3 +158,22 @@ def test_the_gateways_own_authorization_policy_runs_before_routing():
     assert getattr(caught.value, "status", None) == 403
     state.apply(push(listeners()))  # a snapshot without the policy: admitted again
     assert r.pick(head("bookinfo.example.com")).address == "10.0.0.1"
+
+
+def test_a_rate_limit_selecting_the_gateway_answers_429_before_routing():
+    from proto.xds import RateLimitRule
+    from proxy.core.errors import RateLimited
+
+    state = gateway_state()
+    r = router(state)
+    own = ClusterConfig(host="istio-ingressgateway.istio-system.svc.cluster.local", version=1, ports=[80],
+                        ratelimits=[RateLimitRule(name="istio-system/edge", selector={"istio": "ingressgateway"},
+                                                  max_tokens=2, tokens_per_fill=1, fill_interval_ms=3_600_000)])
+    state.apply(Push(epoch="e", seq=1, version=3, full=True,
+                     clusters=[cluster(PRODUCTPAGE, "10.0.0.1"), cluster(REVIEWS, "10.0.0.2"), own],
+                     gateways=[listeners()]))
+    assert r.pick(head("bookinfo.example.com")).address == "10.0.0.1"
+    assert r.pick(head("bookinfo.example.com")).address == "10.0.0.1"
+    with pytest.raises(RateLimited) as caught:
+        r.pick(head("bookinfo.example.com"))
+    assert caught.value.status == 429
