@@ -23,6 +23,7 @@ from isthmus.commands.config import apply, delete, get
 from isthmus.commands.credentials import credentials
 from isthmus.commands.secrets import create
 from isthmus.commands.dashboard import dashboard
+from isthmus.commands.gateway import gateway
 from isthmus.commands.proxy import proxy, proxy_status
 from isthmus.commands.up import up
 from isthmus.errors import CliError
@@ -83,7 +84,7 @@ def cli(ctx: click.Context, config_path: str | None, nats_url: str | None, reque
                "dashboard": config.dashboard if config else ""}
 
 
-for command in (up, apply, create, delete, get, proxy_status, proxy, token, ca, dashboard):
+for command in (up, apply, create, delete, get, proxy_status, proxy, gateway, token, ca, dashboard):
     cli.add_command(command)
 proxy.add_command(credentials)  # `isthmus proxy credentials list|revoke`, beside `proxy run`
 

@@ -159,6 +159,11 @@ class Sidecar:
         self.started_at = time.time()
         self.tasks: list[asyncio.Task[Any]] = []
 
+    def ready_fields(self) -> dict[str, Any]:
+        """What the "ready" log line says: the bound ports (a gateway says its own: proxy/gateway/main.py)."""
+        return {"outbound": self.outbound.port, "inbound": self.inbound.port, "admin": self.options.admin_port,
+                "service": self.options.service, "namespace": self.options.namespace}
+
     def _envoy_log(self, listener: str) -> ListenerLog:
         """The Telemetry `envoy` provider's sink: the --access-log destination, else stdout (opened on first use)."""
         if self.access_log is None:
@@ -305,8 +310,7 @@ class Sidecar:
         self.tasks.append(asyncio.create_task(self._control_plane()))
         self.tasks.append(asyncio.create_task(self.xds.run()))
         gc.freeze()  # what start-up allocated is never garbage: keep it out of every collection
-        self.log.info("ready", outbound=self.outbound.port, inbound=self.inbound.port, admin=self.options.admin_port,
-                      service=self.options.service, namespace=self.options.namespace)
+        self.log.info("ready", **self.ready_fields())
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stopping.set)

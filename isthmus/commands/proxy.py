@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import sys
-from pathlib import Path
 from typing import Any
 
 import click
@@ -12,7 +10,7 @@ import click
 from isthmus import pilot_client
 from isthmus.errors import CliError
 from isthmus.options import Finite, check_distinct_ports, check_proxy_identity, parse_labels
-from isthmus.commands.proxy_telemetry import telemetry_settings, telemetry_options
+from isthmus.commands.proxy_options import proxy_settings, run_or_exit, shared_options
 from isthmus.output import format_table
 from isthmus.pilot_client import REQUEST_TIMEOUT, quiet_logs
 
@@ -71,32 +69,6 @@ def _app_tcp(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
         raise click.BadParameter(str(exc)) from exc
 
 
-def _identity_env() -> dict[str, Any]:
-    """ISTHMUS_SECRET_TTL and ISTHMUS_SECRET_GRACE_PERIOD_RATIO[_JITTER] (Istio's SECRET_TTL and
-    SECRET_GRACE_PERIOD_RATIO[_JITTER]), checked here so a bad value is one line, not a traceback."""
-    import os
-
-    from proxy.identity.schedule import GRACE_JITTER, GRACE_RATIO, check_grace
-
-    values: dict[str, Any] = {}
-    for name, key, default, kind in (
-            ("ISTHMUS_SECRET_TTL", "secret_ttl", "0", int),
-            ("ISTHMUS_SECRET_GRACE_PERIOD_RATIO", "secret_grace_ratio", str(GRACE_RATIO), float),
-            ("ISTHMUS_SECRET_GRACE_PERIOD_RATIO_JITTER", "secret_grace_jitter", str(GRACE_JITTER), float)):
-        text = os.environ.get(name, default)
-        try:
-            values[key] = kind(text)
-        except ValueError:
-            raise CliError(f"{name} is {text[:40]!r}: give a {'whole number of seconds' if kind is int else 'number'}")
-    if values["secret_ttl"] < 0:
-        raise CliError(f"ISTHMUS_SECRET_TTL is {values['secret_ttl']}: give seconds (0: the ca's default)")
-    try:
-        check_grace(values["secret_grace_ratio"], values["secret_grace_jitter"])
-    except ValueError as exc:
-        raise CliError(f"ISTHMUS_SECRET_GRACE_PERIOD_RATIO and _JITTER: {exc}") from None
-    return values
-
-
 def _ip_address(ctx: click.Context, param: click.Parameter, value: str) -> str:
     """An IPv4 or IPv6 address, as the sidecar connects to it (no name: nothing to resolve per connection)."""
     try:
@@ -123,108 +95,31 @@ def _ip_address(ctx: click.Context, param: click.Parameter, value: str) -> str:
               help="The address peers use to reach this workload's inbound port.")
 @click.option("--service-account", default="default", show_default=True,
               help="The workload's identity: spiffe://<trust domain>/ns/<namespace>/sa/<this>.")
-@click.option("--token", envvar="ISTHMUS_TOKEN", default="", metavar="TOKEN",
-              help="Bootstrap token for the first certificate (`isthmus token create`; env ISTHMUS_TOKEN). Not needed "
-                   "while --state-dir holds a valid certificate. Without one the proxy creates its own where the bus "
-                   "allows it.")
-@click.option("--token-file", type=click.Path(dir_okay=False), default="", metavar="FILE",
-              help="Read the bootstrap token from FILE (kept out of `ps`; read again at each try).")
-@click.option("--state-dir", type=click.Path(file_okay=False), default="", metavar="DIR",
-              help="Keep the workload key and certificate here (0700 dir, 0600 files), so a restart within the "
-                   "certificate's life needs no token.")
-@click.option("--locality", envvar="ISTHMUS_LOCALITY", default="", metavar="REGION/ZONE/SUBZONE",
-              help="Where this workload runs, for localityLbSetting (env ISTHMUS_LOCALITY).")
-@click.option("--workload-name", envvar="ISTHMUS_WORKLOAD_NAME", default="", metavar="NAME",
-              help="The workload's name in metrics (source_workload / destination_workload, a Deployment's name in "
-                   "Kubernetes); default <service>-<version label>, else <service> (env ISTHMUS_WORKLOAD_NAME).")
-@click.option("--cluster", envvar="ISTHMUS_CLUSTER", default="", metavar="NAME",
-              help="The cluster the workload runs in, for metrics (source_cluster / destination_cluster); default "
-                   "unknown (env ISTHMUS_CLUSTER).")
-@click.option("--lease-ttl", type=click.IntRange(1, 300), help="Seconds the registration lives without heartbeats.")
-@click.option("--pending-grace", type=Finite(0, 3600), envvar="ISTHMUS_PENDING_GRACE", default=15.0,
-              show_default=True, help="Seconds a route waits for a cluster or subset it names before it applies "
-                                      "anyway (requests to what is missing get 503 NC); env ISTHMUS_PENDING_GRACE.")
 @click.option("--mtls-switch-hold", type=Finite(0, 3600), envvar="ISTHMUS_MTLS_SWITCH_HOLD", default=10.0,
               show_default=True, metavar="SECONDS",
               help="A PeerAuthentication switch into or out of DISABLE waits this long at PERMISSIVE, so client "
                    "sidecars move to (or off) mutual TLS first; env ISTHMUS_MTLS_SWITCH_HOLD. 0: at once.")
-@click.option("--tls-transport", type=click.Choice(["aiofastnet", "uvloop"]), envvar="ISTHMUS_TLS_TRANSPORT",
-              default="aiofastnet", show_default=True,
-              help="What carries mutual TLS connections: aio-libs' aiofastnet or uvloop's SSL transport (both on "
-                   "the uvloop event loop); env ISTHMUS_TLS_TRANSPORT.")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
-              help="Env ISTHMUS_LOG_LEVEL; default info.")
-@click.option("--access-log", envvar="ISTHMUS_ACCESS_LOG", default="", metavar="-|PATH",
-              help="Write an access line per request and TCP connection: - for stdout, or a file (env "
-                   "ISTHMUS_ACCESS_LOG). Off by default.")
-@click.option("--access-log-format", type=click.Choice(["text", "json"]), envvar="ISTHMUS_ACCESS_LOG_FORMAT",
-              default="text", show_default=True,
-              help="Access log lines: Istio's default text format, or JSON with Istio's keys, one object a line "
-                   "(env ISTHMUS_ACCESS_LOG_FORMAT). Also for a Telemetry's `envoy` provider.")
-@click.option("--retry-buffer-limit", type=click.IntRange(0, 1 << 30), envvar="ISTHMUS_RETRY_BUFFER_LIMIT",
-              default=1024 * 1024, show_default=True, metavar="BYTES",
-              help="Request body bytes kept so a retry can resend them; a larger body is not retried "
-                   "(env ISTHMUS_RETRY_BUFFER_LIMIT).")
 @click.option("--tcp", multiple=True, callback=_tcp_routes, metavar="HOST:PORT=LOCAL_PORT",
               help="Opaque TCP out: the app connects to 127.0.0.1:LOCAL_PORT to reach HOST:PORT (tcp routes apply). "
                    "Repeatable.")
 @click.option("--app-tcp", multiple=True, callback=_app_tcp, metavar="SERVICE_PORT=APP_PORT[@INBOUND_PORT]",
               help="Opaque TCP in: serve the app's APP_PORT as the service's SERVICE_PORT through an inbound TCP "
                    "listener (any free port unless given). Repeatable.")
-@click.option("--max-request-headers-kb", envvar="ISTHMUS_MAX_REQUEST_HEADERS_KB", type=click.IntRange(1, 8192),
-              default=60, show_default=True, help="Request line + headers, KiB; more gets 431 (Envoy's default).")
-@click.option("--max-request-headers", envvar="ISTHMUS_MAX_REQUEST_HEADERS", type=click.IntRange(1, 10_000),
-              default=100, show_default=True, help="Headers per request; more gets 431 (Envoy's default).")
-@click.option("--max-request-url-kb", envvar="ISTHMUS_MAX_REQUEST_URL_KB", type=click.IntRange(1, 8192),
-              default=60, show_default=True, help="Request target, KiB; longer gets 414.")
-@click.option("--max-pipelined-requests", envvar="ISTHMUS_MAX_PIPELINED_REQUESTS", type=click.IntRange(1, 1000),
-              default=16, show_default=True, help="Requests parsed ahead of the one in flight; then the "
-                                                   "connection closes once they are answered.")
-@click.option("--request-headers-timeout", envvar="ISTHMUS_REQUEST_HEADERS_TIMEOUT", type=Finite(0, 86400),
-              default=10.0, show_default=True, metavar="SECONDS", help="To receive a request head; 408. 0: off.")
-@click.option("--request-timeout", envvar="ISTHMUS_REQUEST_TIMEOUT", type=Finite(0, 86400), default=300.0,
-              show_default=True, metavar="SECONDS", help="To receive a whole request (head and body); 408. 0: off.")
-@click.option("--stream-idle-timeout", envvar="ISTHMUS_STREAM_IDLE_TIMEOUT", type=Finite(0, 86400),
-              default=300.0, show_default=True, metavar="SECONDS",
-              help="A request with no byte either way for this long ends: 408, or a close. 0: off.")
-@click.option("--max-connections", envvar="ISTHMUS_MAX_CONNECTIONS", type=click.IntRange(0, 1_000_000), default=10_000,
-              show_default=True, help="Open connections per listener; more are closed at once. 0: unlimited.")
-@click.option("--max-response-headers-kb", envvar="ISTHMUS_MAX_RESPONSE_HEADERS_KB", type=click.IntRange(1, 8192),
-              default=60, show_default=True, help="An upstream's status line + headers, KiB; more gets 502.")
-@click.option("--max-response-headers", envvar="ISTHMUS_MAX_RESPONSE_HEADERS", type=click.IntRange(1, 10_000),
-              default=100, show_default=True, help="Headers per upstream response; more gets 502.")
-@click.option("--max-pending-heads-mb", envvar="ISTHMUS_MAX_PENDING_HEADS_MB", type=click.IntRange(0),
-              default=32, show_default=True, help="Incomplete request heads held per listener, MiB; the head "
-                                                  "past it gets 503 (flag OM) and a close. 0: unlimited.")
-@telemetry_options
+@shared_options
 @click.pass_obj
 def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: int, app_port: int, app_host: str,
               labels: dict[str, str], inbound_port: int, outbound_port: int, admin_port: int, address: str,
-              service_account: str, token: str, token_file: str, state_dir: str,
-              locality: str, workload_name: str, cluster: str, lease_ttl: int | None, pending_grace: float, mtls_switch_hold: float, tls_transport: str,
-              log_level: str | None, access_log: str, access_log_format: str, retry_buffer_limit: int,
-              tcp: tuple[tuple[str, int, int], ...],
-              app_tcp: tuple[tuple[int, int, int], ...], **limit_flags: Any) -> None:
+              service_account: str, mtls_switch_hold: float, tcp: tuple[tuple[str, int, int], ...],
+              app_tcp: tuple[tuple[int, int, int], ...], **flags: Any) -> None:
     """Run a sidecar beside one workload until SIGINT/SIGTERM."""
-    from proxy.settings import ProxyOptions, build_limits
+    from proxy.settings import ProxyOptions
 
-    check_proxy_identity(service, namespace, address, locality, service_account, workload_name, cluster)
-    if token and token_file:
-        raise click.BadParameter("give --token (or ISTHMUS_TOKEN) or --token-file, not both", param_hint="--token-file")
-    if token.strip():  # checked here, before the bus sees it (a 70 KiB one overflows NATS's control line)
-        from runtime.bootstrap_tokens import TokenRefused, split
-        try:
-            split(token)
-        except TokenRefused as exc:
-            raise click.BadParameter(str(exc), param_hint="'--token'") from None
+    check_proxy_identity(service, namespace, address, flags["locality"], service_account, flags["workload_name"],
+                         flags["cluster"])
     check_distinct_ports([("--app-port", app_port), ("--inbound-port", inbound_port),
                           ("--outbound-port", outbound_port), ("--admin-port", admin_port),
                           *(("--tcp", local) for _, _, local in tcp),
                           *(("--app-tcp", inbound) for _, _, inbound in app_tcp)])
-    bus_token, bus_token_problem = _bootstrap_token(token, token_file)
-    extra: dict[str, Any] = {"log_level": log_level} if log_level else {}
-    extra.update(telemetry_settings(limit_flags))
-    extra.update(_identity_env())
     options = ProxyOptions(
         service=service,
         namespace=namespace,
@@ -237,62 +132,11 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
         admin_port=admin_port,
         address=address,
         service_account=service_account,
-        token=token.strip(),
-        token_file=token_file,
-        bus_token=bus_token,
-        bus_token_problem=bus_token_problem,
-        state_dir=state_dir,
-        locality=locality,
-        workload_name=workload_name,
-        cluster=cluster,
-        lease_ttl=lease_ttl,
-        pending_grace=pending_grace,
         mtls_switch_hold=mtls_switch_hold,
-        tls_transport=tls_transport,
-        nats_url=obj["nats_url"],
-        bus_auth=obj.get("auth"),
         tcp_routes=tcp,
         app_tcp=app_tcp,
-        access_log=access_log,
-        access_log_format=access_log_format,
-        retry_buffer_limit=retry_buffer_limit,
-        limits=build_limits(**limit_flags),
-        **extra,
+        **proxy_settings(obj, flags),
     )
-    from proxy.identity.agent import IdentityFatal
-    from proxy.main import CredentialsError, StartError, run_proxy
+    from proxy.main import run_proxy
 
-    try:
-        run_proxy(options)
-    except CredentialsError as exc:  # no bus credentials, or the control plane refused them
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-    except StartError as exc:  # a port in use, an unwritable access log: one line naming the flag
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    except IdentityFatal as exc:  # the ca refused the token (its reason), or no token and none may be made
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-
-
-def _bootstrap_token(token: str, token_file: str) -> tuple[str, str]:
-    """(token, why there is none): the bootstrap token the sidecar joins the bus with (proxy/control/buscreds.py)
-    before the ca spends it on its first certificate: --token (env ISTHMUS_TOKEN), else what --token-file holds
-    now. An unreadable or empty file is not an error yet (a --state-dir may make the token unnecessary): the
-    reason is said if the token is needed. A file that holds something else than a token is a usage error, as a
-    malformed --token is (read at most MAX_TOKEN_FILE bytes of it)."""
-    if token.strip():
-        return token.strip(), ""
-    if not token_file:
-        return "", ""
-    from runtime.bootstrap_tokens import TokenRefused, read_token_file, split
-
-    try:
-        text = read_token_file(token_file)
-        if text:
-            split(text)
-    except OSError as exc:
-        return "", f"--token-file {token_file}: {exc.strerror or exc}"
-    except TokenRefused as exc:
-        raise click.BadParameter(f"{token_file}: {exc}", param_hint="'--token-file'") from None
-    return text, "" if text else f"--token-file {token_file} is empty"
+    run_or_exit(lambda: run_proxy(options))

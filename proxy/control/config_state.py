@@ -29,6 +29,8 @@ import msgspec
 from proto.xds import (
     OUTBOUND_TRAFFIC_POLICIES, ClusterConfig, MeshConfig, Push, RouteConfig, WeightedDestination, WorkloadSecurity,
 )
+from proto.gateway_xds import GatewayListeners
+from proxy.control.gateway_state import gateway_dump, own_gateway
 from proxy.control.security_state import own_security, security_dump
 from proxy.outbound.upstream_tls import Originate, TlsCheck, tls_problem
 from proxy.outbound.balancer import policy_problem
@@ -164,6 +166,11 @@ class ConfigState:
         # loads a DestinationRule's SIMPLE/MUTUAL files when a push names them ("" or why not: NACK); set by the
         # sidecar
         self.tls_check: TlsCheck | None = None
+        # gateway mode (proxy/gateway/): this gateway's own Push.gateways entry, and its compiled form made by
+        # `compile_gateway` (set by the gateway; ValueError: the push is refused), swapped in with the rest
+        self.gateway: GatewayListeners | None = None
+        self.compile_gateway: Callable[[GatewayListeners | None], Any] | None = None
+        self.gateway_compiled: Any = None
 
     def pending_routes(self) -> dict[str, Pending]:
         return dict(self._pending)
@@ -184,6 +191,13 @@ class ConfigState:
             security = own_security(push, self.workload_id, self.security)
         except ValueError as exc:
             raise ConfigRejected(str(exc)) from exc
+        gateway = own_gateway(push, self.workload_id, self.gateway)
+        gateway_compiled = self.gateway_compiled
+        if gateway is not self.gateway and self.compile_gateway is not None:
+            try:
+                gateway_compiled = self.compile_gateway(gateway)
+            except ValueError as exc:
+                raise ConfigRejected(str(exc)) from exc
         compiled = {id(r): c for r, c in ((r, _compile(r)) for r in push.routes)}
         if push.full:
             clusters = {c.host: c for c in push.clusters}
@@ -194,6 +208,7 @@ class ConfigState:
             routes = {h: r for h, r in self.desired_routes.items() if h not in push.removed_routes}
             routes.update((r.host, r) for r in push.routes)
         self.security = security  # before _install: its on_apply callbacks read it (the inbound mTLS modes)
+        self.gateway, self.gateway_compiled = gateway, gateway_compiled
         self._install(clusters, routes, {**self._compiled, **compiled}, mesh)
         self.epoch, self.seq, self.version = push.epoch, push.seq, max(self.version, push.version)
 
@@ -310,5 +325,6 @@ class ConfigState:
                         for h, p in sorted(self._pending.items())],
             "pending_grace_s": self.grace_s,
             "security": security_dump(self.security),
+            **({"gateway": gateway_dump(self.gateway)} if self.compile_gateway is not None else {}),
         }
 

@@ -32,8 +32,10 @@ class Listener:
                  keepalive_timeout: float = 60.0, backlog: int = 1024, limits: Limits = DEFAULT,
                  tls_mode: Callable[[], str] | None = None,
                  tls_context: Callable[[], ssl.SSLContext | None] | None = None, metrics: Metrics | None = None,
-                 peer_line: bytes | None = None, peers: PeerMetadataCache | None = None) -> None:
-        """`metrics`: Istio's metrics recorder of this listener; `peer_line` (outbound) / `peers` (inbound): the
+                 peer_line: bytes | None = None, peers: PeerMetadataCache | None = None,
+                 tls_by_sni: bool = False) -> None:
+        """`tls_by_sni`: `tls_context(sni)` picks the context per ClientHello (TlsAcceptor's by_sni).
+        `metrics`: Istio's metrics recorder of this listener; `peer_line` (outbound) / `peers` (inbound): the
         peer metadata exchange (proxy/telemetry/peer_metadata.py); None: none."""
         self.host = host
         self.port = port  # the bound port once started (useful with port 0)
@@ -42,7 +44,11 @@ class Listener:
                                  limits, metrics, peer_line, peers)
         self._server: asyncio.Server | None = None
         self.tls_mode, self.tls_context = tls_mode, tls_context
+        self.tls_by_sni = tls_by_sni  # tls_context takes the SNI (a gateway's TLS port: proxy/gateway/)
         self.acceptor: TlsAcceptor | None = None  # with tls_mode: what accepts (its stats: the admin port)
+        # with tls_mode: makes each accepted connection's protocol (a gateway port may relay some opaque: proxy/
+        # gateway/main.py); None: an HTTP connection of this listener
+        self.factory: Callable[[], asyncio.Protocol] | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -50,8 +56,9 @@ class Listener:
         if self.tls_mode is not None and self.tls_context is not None:
             sock = listening_socket(self.host, self.port, self.backlog)
             self.port = sock.getsockname()[1]
-            self.acceptor = TlsAcceptor(sock, lambda: HttpProxyProtocol(state), self.tls_mode, self.tls_context,
-                                        name=state.mode.value)
+            self.acceptor = TlsAcceptor(sock, self.factory or (lambda: HttpProxyProtocol(state)), self.tls_mode,
+                                        self.tls_context,
+                                        name=state.mode.value, by_sni=self.tls_by_sni)
             self.acceptor.start()
             return
         self._server = await loop.create_server(

@@ -84,8 +84,11 @@ class TlsAcceptor:
     def __init__(self, sock: socket.socket, factory: Callable[[], asyncio.Protocol], mode: Callable[[], str],
                  context: Callable[[], ssl.SSLContext | None], *, first_byte_timeout: float = FIRST_BYTE_TIMEOUT,
                  handshake_timeout: float = HANDSHAKE_TIMEOUT, max_pending: int = MAX_PENDING,
-                 name: str = "inbound", layered: bool = False, linger: float = LINGER) -> None:
-        """`layered`: TLS runs in the protocol's own layer (proxy/tls/bio.py, which passes half-closes: the
+                 name: str = "inbound", layered: bool = False, linger: float = LINGER,
+                 by_sni: bool = False) -> None:
+        """`by_sni`: `context` takes the ClientHello's SNI ("" for none) and picks the context for it (a
+        gateway's servers: proxy/gateway/); None closes the connection with a handshake_failure alert.
+        `layered`: TLS runs in the protocol's own layer (proxy/tls/bio.py, which passes half-closes: the
         opaque-TCP listeners) instead of the loop's TLS transport. `linger`: seconds a refused TLS connection
         is drained after its alert."""
         self.sock = sock
@@ -98,6 +101,7 @@ class TlsAcceptor:
         self.name = name
         self.layered = layered
         self.linger = linger
+        self.by_sni = by_sni
         self.stats = AcceptStats()
         self.loop = asyncio.get_running_loop()
         self._pending: dict[int, tuple[socket.socket, asyncio.TimerHandle]] = {}  # fd -> waiting for a byte
@@ -210,10 +214,14 @@ class TlsAcceptor:
         mode = self.mode()
         context = None
         if tls and mode != DISABLE:
-            context = self.context()
+            context = self.context(sni or "") if self.by_sni else self.context()  # type: ignore[call-arg]
             if context is None:
                 self.stats.tls_refused += 1
-                log.warning("TLS connection refused: this workload has no certificate yet", listener=self.name)
+                if self.by_sni:  # any client picks its SNI: not worth a line each (counted in tls_refused)
+                    log.debug("TLS connection refused: no server with a certificate for its SNI",
+                              listener=self.name, sni=(sni or "")[:253])
+                else:
+                    log.warning("TLS connection refused: this workload has no certificate yet", listener=self.name)
                 self._linger(Lingering(self.loop, conn, HANDSHAKE_FAILURE, self.linger))
                 return
             self.stats.tls += 1
@@ -224,7 +232,9 @@ class TlsAcceptor:
             return
         else:
             self.stats.plaintext += 1
-        task = asyncio.ensure_future(self._hand_over(conn, context, sni if context is not None else ""))
+        # by_sni: the SNI is told even to a connection not terminated here (a gateway's TLS passthrough)
+        task = asyncio.ensure_future(self._hand_over(conn, context, sni if context is not None or self.by_sni
+                                                     else ""))
         self._handing.add(task)
         task.add_done_callback(self._handing.discard)
 

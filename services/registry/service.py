@@ -240,4 +240,8 @@ def _invalid(workload: Workload) -> str:
         return f"{len(workload.app_ports)} app ports, more than {MAX_LABELS + 1}"
     if not all(0 < port < 65536 for pair in workload.app_ports.items() for port in pair):
         return "app ports must be 1-65535"
+    if len(workload.gateway_ports) > MAX_LABELS:  # a gateway (`isthmus gateway run`): Gateway port -> listen port
+        return f"{len(workload.gateway_ports)} gateway ports, more than {MAX_LABELS}"
+    if not all(0 < port < 65536 for pair in workload.gateway_ports.items() for port in pair):
+        return "gateway ports must be 1-65535"
     return ""

@@ -28,3 +28,17 @@ def test_the_metric_names_a_workload_registers_are_bounded_like_its_other_names(
         assert _invalid(Workload(id="w1", service="fin", namespace="foo", **{field: "x" * 253})) == ""
         assert _invalid(Workload(id="w1", service="fin", namespace="foo", **{field: "x" * 254})) == \
             f"{field} is 254 characters, more than 253"
+
+
+def test_a_gateways_ports_are_bounded_in_count_and_range() -> None:
+    def gateway(ports: dict[int, int]) -> Workload:
+        return Workload(id="gw", service="istio-ingressgateway", namespace="istio-system", gateway=True,
+                        gateway_ports=ports)
+
+    assert _invalid(gateway({80: 8080, 443: 8443})) == ""
+    at_limit = {p: p + 1000 for p in range(1, MAX_LABELS + 1)}
+    assert _invalid(gateway(at_limit)) == ""
+    over = {p: p + 1000 for p in range(1, MAX_LABELS + 2)}
+    assert _invalid(gateway(over)) == f"{MAX_LABELS + 1} gateway ports, more than {MAX_LABELS}"
+    assert _invalid(gateway({80: 0})) == "gateway ports must be 1-65535"
+    assert _invalid(gateway({0: 8080})) == "gateway ports must be 1-65535"
