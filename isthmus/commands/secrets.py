@@ -3,6 +3,7 @@ the ca's secret store (proto/secrets.py; docs/secrets.md), with kubectl's flags:
 
     isthmus create secret tls NAME -n NS --cert FILE --key FILE [--ca-cert FILE]
     isthmus create secret generic NAME-cacert -n NS --from-file=ca.crt=FILE     (Istio's MUTUAL companion)
+    isthmus create secret generic NAME -n NS --from-file=tls.crt=F --from-file=tls.key=F [--from-file=ca.crt=F]
     isthmus get secrets [NAME] [-n NS | -A] [-o table|yaml|json]                (never a key)
     isthmus delete secret NAME... -n NS
 
@@ -120,24 +121,45 @@ def create_tls(obj: dict[str, Any], name: str, namespace: str, cert: str, key: s
 @secret.command("generic")
 @click.argument("name")
 @NAMESPACE
-@click.option("--from-file", "from_file", multiple=True, required=True, metavar="ca.crt=FILE",
-              help="Only ca.crt=FILE: Istio's `<credentialName>-cacert` secret holding a MUTUAL server's CAs.")
+@click.option("--from-file", "from_file", multiple=True, required=True, metavar="KEY=FILE",
+              help="tls.crt=FILE, tls.key=FILE and optionally ca.crt=FILE (Istio's MUTUAL task: one secret with "
+                   "all three; also Istio's cert/key/cacert names), or only ca.crt=FILE for a NAME ending in "
+                   "-cacert (Istio's companion holding a MUTUAL server's CAs).")
 @click.pass_obj
 def create_generic(obj: dict[str, Any], name: str, namespace: str, from_file: tuple[str, ...]) -> None:
-    """Store NAME-cacert (holding only ca.crt), as Istio's docs create it with kubectl."""
+    """Store NAME from files, as Istio's docs create it with `kubectl create secret generic`: a certificate and key
+    (and CA), or NAME-cacert holding only ca.crt."""
     from proto.secrets import CACERT_SUFFIX
 
     _check_name(name)
     check_dns_label("--namespace", namespace)
-    if len(from_file) != 1 or not from_file[0].startswith("ca.crt="):
-        raise click.BadParameter("give exactly --from-file=ca.crt=FILE: the secret store holds TLS material only, "
-                                 "and a generic secret only as Istio's <credentialName>-cacert",
-                                 param_hint="'--from-file'")
-    if not name.endswith(CACERT_SUFFIX):
-        raise click.BadParameter(f"a generic secret must be named <credentialName>{CACERT_SUFFIX}, as Istio looks it "
-                                 "up; for a certificate and key use `isthmus create secret tls`", param_hint="'NAME'")
-    path = from_file[0].partition("=")[2]
-    _put(obj, namespace, name, "", "", read_pem("--from-file", path, MAX_CA))
+    files: dict[str, str] = {}
+    for item in from_file:
+        key, sep, path = item.partition("=")
+        key = GENERIC_KEYS.get(key, "")
+        if not sep or not key or key in files:
+            raise click.BadParameter(f"{item[:80]!r}: give tls.crt=FILE and tls.key=FILE (and ca.crt=FILE), or only "
+                                     "ca.crt=FILE for a <credentialName>-cacert secret, each once: the secret "
+                                     "store holds TLS material only", param_hint="'--from-file'")
+        files[key] = path
+    if set(files) == {"ca.crt"}:
+        if not name.endswith(CACERT_SUFFIX):
+            raise click.BadParameter(f"a secret of ca.crt alone must be named <credentialName>{CACERT_SUFFIX}, as "
+                                     "Istio looks it up; for a certificate and key add tls.crt=FILE and tls.key=FILE",
+                                     param_hint="'NAME'")
+        _put(obj, namespace, name, "", "", read_pem("--from-file", files["ca.crt"], MAX_CA))
+        return
+    if "tls.crt" not in files or "tls.key" not in files:
+        raise click.BadParameter("give both tls.crt=FILE and tls.key=FILE (or only ca.crt=FILE for a "
+                                 "<credentialName>-cacert secret)", param_hint="'--from-file'")
+    ca_text = read_pem("--from-file", files["ca.crt"], MAX_CA) if "ca.crt" in files else ""
+    _put(obj, namespace, name, read_pem("--from-file", files["tls.crt"], MAX_CERT),
+         read_pem("--from-file", files["tls.key"], MAX_KEY), ca_text)
+
+
+# the generic secret keys Istio's gateways read (istio.io secure-ingress "Key formats"), as the store names them
+GENERIC_KEYS = {"tls.crt": "tls.crt", "tls.key": "tls.key", "ca.crt": "ca.crt",
+                "cert": "tls.crt", "key": "tls.key", "cacert": "ca.crt"}
 
 
 def _age(seconds: float) -> str:
