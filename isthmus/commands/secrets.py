@@ -86,13 +86,27 @@ def _put(obj: dict[str, Any], namespace: str, name: str, chain: str, key: str, c
     click.echo(f"secret/{name} {'created' if reply.created else 'replaced'}")
 
 
-NAMESPACE = click.option("-n", "--namespace", default="default", show_default=True,
-                         help="The namespace of the gateway that uses it (Istio reads a gateway's own namespace).")
+NAMESPACE = click.option("-n", "--namespace", default=None,
+                         help="The namespace of the gateway that uses it (Istio reads a gateway's own namespace); "
+                              "default: `create -n`'s, else default.")
 
 
 @click.group()
-def create() -> None:
+@click.option("-n", "--namespace", "create_namespace", default=None, metavar="NS",
+              help="As kubectl takes it before the kind (`kubectl create -n istio-system secret tls ...`, Istio's "
+                   "docs); a -n after the kind wins.")
+@click.pass_context
+def create(ctx: click.Context, create_namespace: str | None) -> None:
     """Create a secret: gateways' TLS credentials (Istio's credentialName)."""
+    if isinstance(ctx.obj, dict):
+        ctx.obj["create_namespace"] = create_namespace
+
+
+def _namespace(obj: dict[str, Any], namespace: str | None) -> str:
+    """The -n given after the kind, else the one given to `create`, else default."""
+    chosen = namespace or (obj.get("create_namespace") if isinstance(obj, dict) else None) or "default"
+    check_dns_label("--namespace", chosen)
+    return chosen
 
 
 @create.group("secret")
@@ -108,10 +122,11 @@ def secret() -> None:
 @click.option("--ca-cert", "ca_cert", metavar="FILE",
               help="The CAs client certificates must chain to, for MUTUAL servers (Istio's ca.crt).")
 @click.pass_obj
-def create_tls(obj: dict[str, Any], name: str, namespace: str, cert: str, key: str, ca_cert: str | None) -> None:
+def create_tls(obj: dict[str, Any], name: str, namespace: str | None, cert: str, key: str,
+               ca_cert: str | None) -> None:
     """Store a kubernetes.io/tls secret NAME (tls.crt, tls.key, ca.crt) in namespace NS; an existing one is replaced."""
     _check_name(name)
-    check_dns_label("--namespace", namespace)
+    namespace = _namespace(obj, namespace)
     chain = read_pem("--cert", cert, MAX_CERT)
     key_text = read_pem("--key", key, MAX_KEY)
     ca_text = read_pem("--ca-cert", ca_cert, MAX_CA) if ca_cert else ""
@@ -126,13 +141,13 @@ def create_tls(obj: dict[str, Any], name: str, namespace: str, cert: str, key: s
                    "all three; also Istio's cert/key/cacert names), or only ca.crt=FILE for a NAME ending in "
                    "-cacert (Istio's companion holding a MUTUAL server's CAs).")
 @click.pass_obj
-def create_generic(obj: dict[str, Any], name: str, namespace: str, from_file: tuple[str, ...]) -> None:
+def create_generic(obj: dict[str, Any], name: str, namespace: str | None, from_file: tuple[str, ...]) -> None:
     """Store NAME from files, as Istio's docs create it with `kubectl create secret generic`: a certificate and key
     (and CA), or NAME-cacert holding only ca.crt."""
     from proto.secrets import CACERT_SUFFIX
 
     _check_name(name)
-    check_dns_label("--namespace", namespace)
+    namespace = _namespace(obj, namespace)
     files: dict[str, str] = {}
     for item in from_file:
         key, sep, path = item.partition("=")
