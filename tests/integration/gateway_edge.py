@@ -26,12 +26,14 @@ def task(name: str) -> str:
 
 class Httpbin(AppServer):
     """httpbin as the tasks use it: /status/<code> answers that status (418 with httpbin's teapot), /hello 200
-    (helloworld), /headers echoes the request head; anything else 200 with `name`. `requests` keeps each head."""
+    (helloworld), /headers echoes the request head; anything else 200 with `name`. `requests` keeps each head.
+    `fail_next`: that many requests for /flaky get 503 first (a flaky upstream for retries)."""
 
     def __init__(self, name: str = "httpbin") -> None:
         super().__init__()
         self.name = name
         self.requests: list[dict[str, str]] = []
+        self.fail_next = 0
 
     async def serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
@@ -42,7 +44,10 @@ class Httpbin(AppServer):
             await reader.readexactly(int(headers["content-length"]))
         self.requests.append({":method": method, ":path": path, **headers})
         code, body = 200, self.name.encode()
-        if path.startswith("/status/"):
+        if path.startswith("/flaky") and self.fail_next > 0:
+            self.fail_next -= 1
+            code, body, self.requests[-1]["failed"] = 503, b"", "503"
+        elif path.startswith("/status/"):
             code = int(path.split("?")[0].rsplit("/", 1)[1])
             body = b"-=[ teapot ]=-" if code == 418 else b""
         elif path.startswith("/headers"):
