@@ -96,6 +96,51 @@ async def test_ingress_gateways_task(edge: Edge) -> None:
     assert "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account" in line, line
 
 
+BROWSER = """
+apiVersion: networking.istio.io/v1alpha3
+kind: Gateway
+metadata:
+  name: httpbin-gateway
+spec:
+  selector:
+    istio: ingressgateway # use Istio default gateway implementation
+  servers:
+  - port:
+      number: 80
+      name: http
+      protocol: HTTP
+    hosts:
+    - "*"
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata:
+  name: httpbin
+spec:
+  hosts:
+  - "*"
+  gateways:
+  - httpbin-gateway
+  http:
+  - match:
+    - uri:
+        prefix: /headers
+    route:
+    - destination:
+        port:
+          number: 8000
+        host: httpbin
+"""  # snip_accessing_ingress_services_using_a_browser_1, verbatim
+
+
+async def test_ingress_gateways_task_for_a_browser(edge: Edge) -> None:
+    # "Accessing ingress services using a browser": any host, /headers, no Host header to set
+    await apply_task(edge.plane, BROWSER, edge.gateway)
+    out = await until_status(200, f"http://127.0.0.1:{edge.http}/headers")
+    assert f'"host": "127.0.0.1:{edge.http}"' in out, out
+    assert (await curl(f"http://127.0.0.1:{edge.http}/status/200"))[0] == 404  # only /headers is routed now
+
+
 async def test_secure_gateways_task(edge: Edge) -> None:
     c1, c2, port = edge.certs / "example_certs1", edge.certs / "example_certs2", edge.https
     await isthmus(edge.plane, "create", "-n", "istio-system", "secret", "tls", "httpbin-credential",
