@@ -4,8 +4,8 @@
 - its access log lines, `istio_requests_total` with reporter="source" and the gateway as source_workload on its
   /stats/prometheus, and a trace: the request's sampled traceparent -> the gateway's span -> the sidecar's span;
 - a VirtualService bound to the gateway with a fault abort, a retry, CORS and a mirror, each seen taking effect;
-- an AuthorizationPolicy and a RequestAuthentication selecting `istio: ingressgateway` (JWT at the edge, Istio's
-  sample issuer and tokens).
+- an AuthorizationPolicy, a RequestAuthentication (JWT at the edge, Istio's sample issuer and tokens) and a
+  RateLimit selecting `istio: ingressgateway`.
 """
 
 from __future__ import annotations
@@ -198,6 +198,22 @@ spec:
     to:
     - operation:
         paths: ["/status/201"]
+---
+apiVersion: isthmus.io/v1alpha1
+kind: RateLimit
+metadata:
+  name: edge-limit
+  namespace: istio-system
+spec:
+  selector:
+    matchLabels:
+      istio: ingressgateway
+  match:
+  - uri: {prefix: /status/204}
+  tokenBucket:
+    maxTokens: 2
+    tokensPerFill: 2
+    fillInterval: 1h
 """
 
 
@@ -227,7 +243,7 @@ async def test_faults_retries_cors_and_mirroring_at_the_gateway(edge: Edge) -> N
     assert copy["host"].startswith("httpbin.example.com-shadow"), copy
 
 
-async def test_authorization_and_jwt_at_the_gateway(edge: Edge) -> None:
+async def test_authorization_jwt_and_rate_limits_at_the_gateway(edge: Edge) -> None:
     jwks = JwksServer(ISTIO_JWKS)
     try:
         await apply_task(edge.plane, EDGE_POLICIES % jwks.url, edge.gateway)
@@ -240,5 +256,9 @@ async def test_authorization_and_jwt_at_the_gateway(edge: Edge) -> None:
         assert (await curl(*edge.host, edge.url("/status/201")))[0] == 403
         await until_status(201, *edge.host, "-H", f"Authorization: Bearer {DEMO_JWT}", edge.url("/status/201"))
         assert (await curl(*edge.host, edge.url("/status/200")))[0] == 200  # no token, no rule: allowed
+        # a RateLimit selecting the gateway: two tokens an hour for /status/204, then 429 from the gateway
+        seen = len(edge.app.requests)
+        codes = [(await curl(*edge.host, edge.url("/status/204")))[0] for _ in range(3)]
+        assert codes == [204, 204, 429] and len(edge.app.requests) == seen + 2, codes
     finally:
         jwks.stop()
