@@ -8,7 +8,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -186,7 +185,3 @@ async def apply_task(plane: ControlPlane, text: str, *proxies: GatewayProcess, n
     for proxy in proxies:
         await proxy.holds(reply["revision"])
     return int(reply["revision"])
-
-
-def seconds_since(start: float) -> float:
-    return time.monotonic() - start

@@ -22,7 +22,7 @@ import pytest_asyncio
 
 from tests.integration.conftest import ControlPlane, Sidecar, eventually, fqdn
 from tests.integration.gateway_edge import (GatewayProcess, Httpbin, apply_task, curl, isthmus, istio_certs,
-                                            served_subject, task, until_status)
+                                            run, served_subject, task, until_status)
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"),
               pytest.mark.skipif(not (shutil.which("curl") and shutil.which("openssl")), reason="curl, openssl")]
@@ -253,8 +253,6 @@ openssl x509 -req -sha256 -days 365 -CA example_certs/example.com.crt -CAkey exa
 
 
 async def test_ingress_gateway_without_tls_termination_task(edge: Edge, tmp_path: Path) -> None:
-    from tests.integration.gateway_edge import run
-
     done = await run("sh", "-ec", NGINX_CERTS, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     certs = tmp_path / "example_certs"
