@@ -3,6 +3,7 @@ the ca's secret store (proto/secrets.py; docs/secrets.md), with kubectl's flags:
 
     isthmus create secret tls NAME -n NS --cert FILE --key FILE [--ca-cert FILE]
     isthmus create secret generic NAME-cacert -n NS --from-file=ca.crt=FILE     (Istio's MUTUAL companion)
+    isthmus create secret generic NAME -n NS --from-file=tls.crt=F --from-file=tls.key=F [--from-file=ca.crt=F]
     isthmus get secrets [NAME] [-n NS | -A] [-o table|yaml|json]                (never a key)
     isthmus delete secret NAME... -n NS
 
@@ -85,13 +86,27 @@ def _put(obj: dict[str, Any], namespace: str, name: str, chain: str, key: str, c
     click.echo(f"secret/{name} {'created' if reply.created else 'replaced'}")
 
 
-NAMESPACE = click.option("-n", "--namespace", default="default", show_default=True,
-                         help="The namespace of the gateway that uses it (Istio reads a gateway's own namespace).")
+NAMESPACE = click.option("-n", "--namespace", default=None,
+                         help="The namespace of the gateway that uses it (Istio reads a gateway's own namespace); "
+                              "default: `create -n`'s, else default.")
 
 
 @click.group()
-def create() -> None:
+@click.option("-n", "--namespace", "create_namespace", default=None, metavar="NS",
+              help="As kubectl takes it before the kind (`kubectl create -n istio-system secret tls ...`, Istio's "
+                   "docs); a -n after the kind wins.")
+@click.pass_context
+def create(ctx: click.Context, create_namespace: str | None) -> None:
     """Create a secret: gateways' TLS credentials (Istio's credentialName)."""
+    if isinstance(ctx.obj, dict):
+        ctx.obj["create_namespace"] = create_namespace
+
+
+def _namespace(obj: dict[str, Any], namespace: str | None) -> str:
+    """The -n given after the kind, else the one given to `create`, else default."""
+    chosen = namespace or (obj.get("create_namespace") if isinstance(obj, dict) else None) or "default"
+    check_dns_label("--namespace", chosen)
+    return chosen
 
 
 @create.group("secret")
@@ -107,10 +122,11 @@ def secret() -> None:
 @click.option("--ca-cert", "ca_cert", metavar="FILE",
               help="The CAs client certificates must chain to, for MUTUAL servers (Istio's ca.crt).")
 @click.pass_obj
-def create_tls(obj: dict[str, Any], name: str, namespace: str, cert: str, key: str, ca_cert: str | None) -> None:
+def create_tls(obj: dict[str, Any], name: str, namespace: str | None, cert: str, key: str,
+               ca_cert: str | None) -> None:
     """Store a kubernetes.io/tls secret NAME (tls.crt, tls.key, ca.crt) in namespace NS; an existing one is replaced."""
     _check_name(name)
-    check_dns_label("--namespace", namespace)
+    namespace = _namespace(obj, namespace)
     chain = read_pem("--cert", cert, MAX_CERT)
     key_text = read_pem("--key", key, MAX_KEY)
     ca_text = read_pem("--ca-cert", ca_cert, MAX_CA) if ca_cert else ""
@@ -120,24 +136,45 @@ def create_tls(obj: dict[str, Any], name: str, namespace: str, cert: str, key: s
 @secret.command("generic")
 @click.argument("name")
 @NAMESPACE
-@click.option("--from-file", "from_file", multiple=True, required=True, metavar="ca.crt=FILE",
-              help="Only ca.crt=FILE: Istio's `<credentialName>-cacert` secret holding a MUTUAL server's CAs.")
+@click.option("--from-file", "from_file", multiple=True, required=True, metavar="KEY=FILE",
+              help="tls.crt=FILE, tls.key=FILE and optionally ca.crt=FILE (Istio's MUTUAL task: one secret with "
+                   "all three; also Istio's cert/key/cacert names), or only ca.crt=FILE for a NAME ending in "
+                   "-cacert (Istio's companion holding a MUTUAL server's CAs).")
 @click.pass_obj
-def create_generic(obj: dict[str, Any], name: str, namespace: str, from_file: tuple[str, ...]) -> None:
-    """Store NAME-cacert (holding only ca.crt), as Istio's docs create it with kubectl."""
+def create_generic(obj: dict[str, Any], name: str, namespace: str | None, from_file: tuple[str, ...]) -> None:
+    """Store NAME from files, as Istio's docs create it with `kubectl create secret generic`: a certificate and key
+    (and CA), or NAME-cacert holding only ca.crt."""
     from proto.secrets import CACERT_SUFFIX
 
     _check_name(name)
-    check_dns_label("--namespace", namespace)
-    if len(from_file) != 1 or not from_file[0].startswith("ca.crt="):
-        raise click.BadParameter("give exactly --from-file=ca.crt=FILE: the secret store holds TLS material only, "
-                                 "and a generic secret only as Istio's <credentialName>-cacert",
-                                 param_hint="'--from-file'")
-    if not name.endswith(CACERT_SUFFIX):
-        raise click.BadParameter(f"a generic secret must be named <credentialName>{CACERT_SUFFIX}, as Istio looks it "
-                                 "up; for a certificate and key use `isthmus create secret tls`", param_hint="'NAME'")
-    path = from_file[0].partition("=")[2]
-    _put(obj, namespace, name, "", "", read_pem("--from-file", path, MAX_CA))
+    namespace = _namespace(obj, namespace)
+    files: dict[str, str] = {}
+    for item in from_file:
+        key, sep, path = item.partition("=")
+        key = GENERIC_KEYS.get(key, "")
+        if not sep or not key or key in files:
+            raise click.BadParameter(f"{item[:80]!r}: give tls.crt=FILE and tls.key=FILE (and ca.crt=FILE), or only "
+                                     "ca.crt=FILE for a <credentialName>-cacert secret, each once: the secret "
+                                     "store holds TLS material only", param_hint="'--from-file'")
+        files[key] = path
+    if set(files) == {"ca.crt"}:
+        if not name.endswith(CACERT_SUFFIX):
+            raise click.BadParameter(f"a secret of ca.crt alone must be named <credentialName>{CACERT_SUFFIX}, as "
+                                     "Istio looks it up; for a certificate and key add tls.crt=FILE and tls.key=FILE",
+                                     param_hint="'NAME'")
+        _put(obj, namespace, name, "", "", read_pem("--from-file", files["ca.crt"], MAX_CA))
+        return
+    if "tls.crt" not in files or "tls.key" not in files:
+        raise click.BadParameter("give both tls.crt=FILE and tls.key=FILE (or only ca.crt=FILE for a "
+                                 "<credentialName>-cacert secret)", param_hint="'--from-file'")
+    ca_text = read_pem("--from-file", files["ca.crt"], MAX_CA) if "ca.crt" in files else ""
+    _put(obj, namespace, name, read_pem("--from-file", files["tls.crt"], MAX_CERT),
+         read_pem("--from-file", files["tls.key"], MAX_KEY), ca_text)
+
+
+# the generic secret keys Istio's gateways read (istio.io secure-ingress "Key formats"), as the store names them
+GENERIC_KEYS = {"tls.crt": "tls.crt", "tls.key": "tls.key", "ca.crt": "ca.crt",
+                "cert": "tls.crt", "key": "tls.key", "cacert": "ca.crt"}
 
 
 def _age(seconds: float) -> str:

@@ -32,7 +32,8 @@ class TlsServer:
     """One TLS server of a port: the context new handshakes get (None: it cannot serve TLS now: a credential
     not received, no workload certificate yet)."""
 
-    __slots__ = ("server", "where", "fixed", "credential", "istio", "context_of_credential", "credential_version")
+    __slots__ = ("server", "where", "fixed", "credential", "istio", "context_of_credential", "credential_version",
+                 "credential_ca_version")
 
     def __init__(self, server: GatewayServer, where: str) -> None:
         assert server.tls is not None
@@ -43,6 +44,7 @@ class TlsServer:
         self.istio = server.tls.mode == SERVER_TLS_ISTIO_MUTUAL
         self.context_of_credential: ssl.SSLContext | None = None  # (re)built when the credential changes
         self.credential_version = -1
+        self.credential_ca_version = -1  # the `-cacert` companion's version the context was built with
 
 
 class CompiledPort:

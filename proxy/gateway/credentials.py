@@ -37,6 +37,7 @@ class Credential(Protocol):
     cert_chain_pem: str
     key_pem: str
     ca_cert_pem: str
+    ca_version: int  # the `-cacert` companion's version its CA came from, else 0
 
 
 class Secrets(Protocol):
@@ -78,6 +79,7 @@ class ServerContexts:
                     if before is not None:
                         server.context_of_credential = before.context_of_credential
                         server.credential_version = before.credential_version
+                        server.credential_ca_version = before.credential_ca_version
         self.compiled = compiled
         if self.secrets is not None:
             self.secrets.want(compiled.credentials() if compiled is not None else set())
@@ -99,18 +101,20 @@ class ServerContexts:
             if server.context_of_credential is not None:
                 log.warning("credential gone: its server stops serving TLS", credential=server.credential,
                             server=server.where)
-            server.context_of_credential, server.credential_version = None, -1
+            server.context_of_credential, server.credential_version, server.credential_ca_version = None, -1, -1
             return
-        if credential.version == server.credential_version:
+        # the primary's version and its companion's: a `-cacert` secret created or rotated alone rebuilds too
+        stamp = (credential.version, credential.ca_version)
+        if stamp == (server.credential_version, server.credential_ca_version):
             return
         assert server.server.tls is not None
+        server.credential_version, server.credential_ca_version = stamp
         try:
             server.context_of_credential = server_context(server.server.tls, credential.cert_chain_pem,
                                                           credential.key_pem, credential.ca_cert_pem, server.where)
-            server.credential_version = credential.version
             self.errors.pop(server.credential, None)
         except ValueError as exc:  # a secret OpenSSL refuses: that server does not serve, the others do
-            server.context_of_credential, server.credential_version = None, credential.version
+            server.context_of_credential = None
             self.errors[server.credential] = str(exc)
             log.warning("credential cannot be used", credential=server.credential, error=str(exc))
 

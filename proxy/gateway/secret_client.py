@@ -47,6 +47,9 @@ class TlsCredential:
     key_pem: str
     ca_cert_pem: str  # the secret's own CA cert, else its `<name>-cacert` companion's, else ""
     not_after: float
+    # the companion's version when ca_cert_pem is the companion's, else 0: a companion created, rotated or
+    # deleted changes what a MUTUAL server verifies with while `version` (the primary's) stays the same
+    ca_version: int = 0
 
 
 @dataclass(frozen=True)
@@ -123,10 +126,12 @@ class SecretClient:
             if held is None:
                 continue
             companion = self._held.get(name + CACERT_SUFFIX)
-            ca = held.ca_cert_pem or (companion.ca_cert_pem if companion else "")
+            from_companion = not held.ca_cert_pem and companion is not None and bool(companion.ca_cert_pem)
+            ca = companion.ca_cert_pem if from_companion and companion else held.ca_cert_pem
             current[name] = TlsCredential(name=name, namespace=self.namespace, version=held.version,
                                           cert_chain_pem=held.cert_chain_pem, key_pem=held.key_pem,
-                                          ca_cert_pem=ca, not_after=held.not_after)
+                                          ca_cert_pem=ca, not_after=held.not_after,
+                                          ca_version=companion.version if from_companion and companion else 0)
         missing = {n for n in self._wanted if n in self._absent and n not in self._held}
         if current == self.current and missing == self.missing:
             return

@@ -54,5 +54,12 @@ def test_the_cli_exits_1_on_a_bad_file_and_2_on_a_bad_name_or_from_file(tmp_path
     not_cacert = isthmus("create", "secret", "generic", "cred", "--from-file=ca.crt=" + str(plain))
     assert not_cacert.returncode == 2 and "-cacert" in not_cacert.stderr
     other_key = isthmus("create", "secret", "generic", "cred-cacert", "--from-file=tls.key=" + str(plain))
-    assert other_key.returncode == 2 and "ca.crt=FILE" in other_key.stderr
+    assert other_key.returncode == 2 and "tls.crt=FILE and tls.key=FILE" in other_key.stderr
+    before_kind = isthmus("create", "-n", "a.b", "secret", "tls", "cred", "--cert", str(plain), "--key", str(plain))
+    assert before_kind.returncode == 2 and "DNS-1123 label" in before_kind.stderr  # kubectl's `create -n NS secret`
+    unknown_key = isthmus("create", "secret", "generic", "cred", "--from-file=password=" + str(plain))
+    assert unknown_key.returncode == 2 and "TLS material only" in unknown_key.stderr
+    twice = isthmus("create", "secret", "generic", "cred", "--from-file=tls.crt=" + str(plain),
+                    "--from-file=cert=" + str(plain))
+    assert twice.returncode == 2 and "each once" in twice.stderr
     assert "unknown resource kind" in isthmus("get", "nosuch").stderr  # config kinds still go to pilot

@@ -31,6 +31,7 @@ class FakeCredential:  # proxy/gateway/secret_client.TlsCredential's fields, as 
     key_pem: str
     ca_cert_pem: str = ""
     not_after: float = 0.0
+    ca_version: int = 0
 
 
 @dataclass
@@ -230,6 +231,30 @@ async def test_a_credential_serves_when_it_arrives_rotates_in_place_and_a_missin
     dump = gateway.config_dump()
     assert any(s["certificate"] == "credential cred-secret" and s["serving"] for s in dump["gateway_tls"]["servers"])
     assert "PRIVATE KEY" not in str(dump)
+
+
+async def test_a_mutual_credential_serves_once_its_cacert_companion_arrives_with_the_same_primary_version(
+        gateway, tmp_path):
+    """Istio's `<credentialName>-cacert`: created after the primary, it changes only the CA (the primary's
+    version stays): the server must rebuild and serve."""
+    ca = TestCa(tmp_path)
+    (tmp_path / "root.pem").write_text(ca.root_pem)
+    root = str(tmp_path / "root.pem")
+    cert, key = ca.leaf("", "m", dns=("m.example.com",))
+    client_cert, client_key = ca.leaf("", "client", dns=("client.example.com",))
+    port = gateway.http[443].port
+    apply(gateway, 1, GatewayPortConfig(port=443, servers=[
+        server(443, "HTTPS", ["m.example.com"], ServerTls(mode="MUTUAL", credential_name="m-cred"))],
+        virtual_hosts=vhosts("m.example.com")))
+    secrets = gateway.fake_secrets
+    secrets.put(FakeCredential("m-cred", "istio-system", 4, cert.read_text(), key.read_text()))  # no CA yet
+    client = ("--cacert", root, "--cert", str(client_cert), "--key", str(client_key))
+    code, out = await curl(f"https://m.example.com:{port}/", port, *client)
+    assert code != 0, out  # MUTUAL without a CA does not serve
+    secrets.put(FakeCredential("m-cred", "istio-system", 4, cert.read_text(), key.read_text(), ca.root_pem,
+                               ca_version=9))  # the companion arrived: same primary version
+    code, out = await curl(f"https://m.example.com:{port}/", port, *client)
+    assert "status=200" in out, out
 
 
 async def _tls_backend(ca: TestCa, name: str):
