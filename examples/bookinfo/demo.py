@@ -4,10 +4,12 @@ each version gets.
 
 `isthmus up --demo` runs it once the control plane is ready; against a running control plane:
 
-    .venv/bin/python -m examples.bookinfo.demo [--nats nats://127.0.0.1:4222] [--user jason] [--ingress-port 8080]
+    .venv/bin/python -m examples.bookinfo.demo [--nats nats://127.0.0.1:4222] [--user jason]
+        [--ingress-port 8080] [--ingress-https-port 8443]
 
 The first demo on a log directory holds <log-dir>/demo.lock. It starts the four apps and their sidecars and
-the ingress gateway `istio-ingressgateway` (ingress.py: Gateway port 80 on 127.0.0.1:8080), starts the mesh
+the ingress gateway `istio-ingressgateway` (ingress.py: Gateway port 80 on 127.0.0.1:8080, 443 on 8443), makes
+a certificate for bookinfo.example.com and stores it with `isthmus create secret tls` (ingress_tls.py), starts the mesh
 config from its own (examples/bookinfo/reset.py: it deletes what an earlier walk-through left for its hosts
 and its gateway, and says so), applies the DestinationRule, the 80/10/10 VirtualService, the Telemetry and
 bookinfo-gateway.yaml (a Gateway and the VirtualService bound to it, as Istio's bookinfo), and drives
@@ -33,8 +35,10 @@ from pathlib import Path
 from typing import IO
 
 from examples.bookinfo import reset
+from examples.bookinfo import ingress_tls
+from examples.bookinfo.ingress import DEFAULT_HTTPS_PORT as DEFAULT_INGRESS_HTTPS_PORT
 from examples.bookinfo.ingress import DEFAULT_PORT as DEFAULT_INGRESS_PORT
-from examples.bookinfo.ingress import check_port, start_ingress, wait_ingress
+from examples.bookinfo.ingress import check_ports, start_ingress, wait_ingress
 from examples.bookinfo.mtls import MtlsWatch
 from examples.bookinfo.traffic import Out, _print, drive_traffic, wait_first_answer
 from examples.bookinfo.workloads import Workload, start_workloads, wait_converged, wait_sidecars_ready
@@ -125,7 +129,13 @@ def ingress_hint(gateway_url: str) -> str:
             "examples/bookinfo/bookinfo-gateway.yaml)")
 
 
-def _hints(nats_url: str, url: str, log_dir: Path, gateway_url: str | None = None) -> list[str]:
+def https_hint(port: int, ca: Path) -> str:
+    return (f"  ingress gateway, HTTPS: curl -s --cacert {hints.shown(ca)} --resolve {ingress_tls.HOST}:{port}:127.0.0.1 "
+            f"https://{ingress_tls.HOST}:{port}/productpage")
+
+
+def _hints(nats_url: str, url: str, log_dir: Path, gateway_url: str | None = None,
+           https: str | None = None) -> list[str]:
     cli = hints.isthmus(nats_url)
     demo = f"{hints.program('python')} -m examples.bookinfo.demo"
     if nats_url != DEFAULT_NATS_URL:
@@ -134,6 +144,7 @@ def _hints(nats_url: str, url: str, log_dir: Path, gateway_url: str | None = Non
         demo += f" --log-dir {hints.shown(log_dir)}"
     return [dashboard_hint(),
             *([ingress_hint(gateway_url)] if gateway_url else []),
+            *([https] if https else []),
             f"  try: curl -s {url}",
             f"  try: {cli} apply -f {hints.shown(HERE / 'virtual-service-reviews-v1.yaml')}",
             f"  as user jason, beside this one: {demo} --user jason"]
@@ -141,10 +152,10 @@ def _hints(nats_url: str, url: str, log_dir: Path, gateway_url: str | None = Non
 
 async def run_demo(nats_url: str, supervisor: Supervisor, log_dir: Path, *, rate: float = 50.0,
                    user: str | None = None, client: bool = False, ingress_port: int = DEFAULT_INGRESS_PORT,
-                   out: Out = _print) -> None:
-    """Start the workloads and the ingress gateway (Gateway port 80 on 127.0.0.1:`ingress_port`; LaunchError
-    naming --ingress-port when it is taken) under `supervisor`, start the mesh config from the demo's own, then
-    drive traffic until cancelled. With another demo on `log_dir` running (or `client`), join as a client
+                   ingress_https_port: int = DEFAULT_INGRESS_HTTPS_PORT, out: Out = _print) -> None:
+    """Start the workloads and the ingress gateway (Gateway port 80 on 127.0.0.1:`ingress_port`, 443 on
+    `ingress_https_port`; LaunchError naming the flag when one is taken) under `supervisor`, store the demo's
+    certificate for it, start the mesh config from the demo's own, then drive traffic until cancelled. With another demo on `log_dir` running (or `client`), join as a client
     only (no gateway). The caller stops the supervisor's processes."""
     log_dir.mkdir(parents=True, exist_ok=True)
     lock = None if client else hold(log_dir / "demo.lock")
@@ -152,30 +163,36 @@ async def run_demo(nats_url: str, supervisor: Supervisor, log_dir: Path, *, rate
         if lock is None:
             await _run_client(nats_url, supervisor, log_dir, rate, user, out)
             return
-        problem = check_port(ingress_port)
+        problem = check_ports(ingress_port, ingress_https_port)
         if problem:  # before anything starts
             raise LaunchError(problem)
         out("")
         out("bookinfo demo: starting frontend and reviews v1, v2, v3, each with a sidecar, and an ingress gateway")
         workloads = start_workloads(nats_url, supervisor, log_dir)
-        ingress = start_ingress(nats_url, supervisor, log_dir, ingress_port)
+        ingress = start_ingress(nats_url, supervisor, log_dir, ingress_port, ingress_https_port)
         for w in workloads:
             out(f"  {w.service + '-' + w.version:<12} app 127.0.0.1:{w.app_port:<6} sidecar inbound :{w.inbound_port:<6} "
                 f"outbound :{w.outbound_port:<6} admin :{w.admin_port}")
-        out(f"  istio-ingressgateway (istio-system): Gateway port 80 on 127.0.0.1:{ingress.port}, admin :{ingress.admin_port}")
+        out(f"  istio-ingressgateway (istio-system): Gateway port 80 on 127.0.0.1:{ingress.port}, 443 on "
+            f"127.0.0.1:{ingress.https_port}, admin :{ingress.admin_port}")
         await wait_sidecars_ready(workloads)
         await wait_ingress(ingress)
         out("  sidecars and gateway ready")
+        ca, cert, key = ingress_tls.make_certs(log_dir.parent / "demo-certs")
+        out(f"$ isthmus create secret tls {ingress_tls.SECRET} -n {ingress_tls.NAMESPACE} --cert {hints.shown(cert)} "
+            f"--key {hints.shown(key)}")
+        out(f"  {await ingress_tls.create_secret(nats_url, cert, key)}  (signed by {hints.shown(ca)}, the demo's CA)")
         revision = await apply_demo_config(nats_url, out)
         await wait_converged(workloads, revision)  # no request runs under what was just reset
         await wait_ingress(ingress, revision)
         url = f"http://127.0.0.1:{workloads[0].app_port}/"
         await wait_first_answer(url)
         await wait_first_answer(ingress.url)
+        await ingress_tls.wait_https(ingress.https_port, ca)
         out("")
         out(f"traffic: {rate:g} req/s to the frontend" + (f" as end-user {user}" if user else "")
             + f", half at its app {url}, half through the ingress gateway at {ingress.url}")
-        for line in _hints(nats_url, url, log_dir, ingress.url):
+        for line in _hints(nats_url, url, log_dir, ingress.url, https_hint(ingress.https_port, ca)):
             out(line)
         out("")
         await _traffic_with_mtls(workloads, [url, ingress.url], rate, user, out)
@@ -226,7 +243,8 @@ async def _standalone(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
     demo = asyncio.ensure_future(run_demo(args.nats, supervisor, Path(args.log_dir).resolve(), rate=args.rate,
-                                          user=args.user, client=args.client, ingress_port=args.ingress_port))
+                                          user=args.user, client=args.client, ingress_port=args.ingress_port,
+                                          ingress_https_port=args.ingress_https_port))
     watcher = asyncio.ensure_future(supervisor.run())
     stopper = asyncio.ensure_future(stop.wait())
     code = 0
@@ -255,13 +273,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ingress-port", type=int, default=DEFAULT_INGRESS_PORT,
                         help="where the ingress gateway serves its Gateway port 80, on 127.0.0.1 (default "
                              f"{DEFAULT_INGRESS_PORT}; a client demo starts no gateway)")
+    parser.add_argument("--ingress-https-port", type=int, default=DEFAULT_INGRESS_HTTPS_PORT,
+                        help=f"... and its Gateway port 443 (default {DEFAULT_INGRESS_HTTPS_PORT})")
     parser.add_argument("--client", action="store_true",
                         help="join as a client only (what a demo does anyway while another one runs)")
     args = parser.parse_args(argv)
     if not 0 < args.rate <= 10_000:  # also refuses nan; inf would make the pacing sleep 0 forever
         parser.error(f"--rate {args.rate}: give 0 < requests per second <= 10000")
-    if not 1 <= args.ingress_port <= 65535:
-        parser.error(f"--ingress-port {args.ingress_port}: give a port 1-65535")
+    for flag, port in (("--ingress-port", args.ingress_port), ("--ingress-https-port", args.ingress_https_port)):
+        if not 1 <= port <= 65535:
+            parser.error(f"{flag} {port}: give a port 1-65535")
     sys.exit(asyncio.run(_standalone(args)))
 
 

@@ -1,7 +1,8 @@
 """The demo's ingress gateway: `isthmus gateway run --name istio-ingressgateway` (namespace istio-system, labels
 istio=ingressgateway), a supervised process beside the demo's apps and sidecars, serving Gateway port 80 on
-127.0.0.1:<port> (default 8080, Istio's ingress gateway's container port for 80). What it serves comes from
-bookinfo-gateway.yaml, which the demo applies with its other config (docs/gateways.md)."""
+127.0.0.1:<port> (default 8080) and 443 on 127.0.0.1:<https port> (default 8443), Istio's ingress gateway's
+container ports for them. What it serves comes from bookinfo-gateway.yaml, which the demo applies with its
+other config, and the certificate of ingress_tls.py (docs/gateways.md)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from isthmus.launch import LaunchError, ManagedProcess, Supervisor, free_port, p
 NAME = "istio-ingressgateway"
 NAMESPACE = "istio-system"
 DEFAULT_PORT = 8080  # Gateway port 80 listens here (Istio's ingress gateway: targetPort 8080 for port 80)
-GATEWAY_PORT = 80
+DEFAULT_HTTPS_PORT = 8443  # ... and 443 here
 READY_TIMEOUT = 60.0
 
 
@@ -24,6 +25,7 @@ READY_TIMEOUT = 60.0
 class Ingress:
     process: ManagedProcess
     port: int  # where Gateway port 80 listens, on 127.0.0.1
+    https_port: int  # where Gateway port 443 listens
     admin_port: int
 
     @property
@@ -31,30 +33,36 @@ class Ingress:
         return f"http://127.0.0.1:{self.port}/"
 
 
-def check_port(port: int, flag: str = "--ingress-port") -> str | None:
-    """The problem with serving the gateway on `port`, as one line naming `flag`; None when it is free."""
-    if port_in_use(port):
-        return f"{flag} {port}: address already in use (the demo's ingress gateway listens there; pick another)"
+def check_ports(port: int, https_port: int) -> str | None:
+    """The problem with serving the gateway on `port` and `https_port`, as one line naming the flag to change;
+    None when both are free."""
+    if port == https_port:
+        return f"--ingress-https-port {https_port}: the same as --ingress-port"
+    for flag, value in (("--ingress-port", port), ("--ingress-https-port", https_port)):
+        if port_in_use(value):
+            return f"{flag} {value}: address already in use (the demo's ingress gateway listens there; pick another)"
     return None
 
 
-def gateway_argv(nats_url: str, port: int, admin_port: int) -> list[str]:
+def gateway_argv(nats_url: str, port: int, https_port: int, admin_port: int) -> list[str]:
     return [sys.executable, "-m", "isthmus.cli", "--nats", nats_url, "gateway", "run", "--name", NAME,
-            "--namespace", NAMESPACE, "--port", f"{port}:{GATEWAY_PORT}", "--admin-port", str(admin_port),
+            "--namespace", NAMESPACE, "--port", f"{port}:80", "--port", f"{https_port}:443",
+            "--admin-port", str(admin_port),
             "--listen-host", "127.0.0.1",  # loopback only: the demo's "outside the mesh" is this host
             "--access-log", "-"]  # into its log file, as the sidecars'
 
 
-def start_ingress(nats_url: str, supervisor: Supervisor, log_dir: Path, port: int = DEFAULT_PORT) -> Ingress:
+def start_ingress(nats_url: str, supervisor: Supervisor, log_dir: Path, port: int = DEFAULT_PORT,
+                  https_port: int = DEFAULT_HTTPS_PORT) -> Ingress:
     """Start the gateway under `supervisor` (log <log_dir>/demo-istio-ingressgateway.log). LaunchError naming
-    --ingress-port when `port` is taken."""
-    problem = check_port(port)
+    --ingress-port or --ingress-https-port when a port is taken."""
+    problem = check_ports(port, https_port)
     if problem:
         raise LaunchError(problem)
     admin = free_port()
-    process = supervisor.add(ManagedProcess(NAME, gateway_argv(nats_url, port, admin),
+    process = supervisor.add(ManagedProcess(NAME, gateway_argv(nats_url, port, https_port, admin),
                                             log_path=log_dir / f"demo-{NAME}.log", env=project_env()))
-    return Ingress(process, port, admin)
+    return Ingress(process, port, https_port, admin)
 
 
 async def wait_ingress(ingress: Ingress, revision: int = 0, timeout: float = READY_TIMEOUT) -> None:

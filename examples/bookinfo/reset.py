@@ -48,7 +48,7 @@ WHAT_OWN_IS = {("DestinationRule", NAMESPACE, "reviews"): "subsets",
                ("VirtualService", NAMESPACE, "reviews"): "80/10/10 split",
                ("Telemetry", NAMESPACE, "bookinfo"): "tracing and access logs",
                ("Telemetry", GATEWAY_NAMESPACE, "bookinfo-ingressgateway"): "tracing and access logs at the gateway",
-               ("Gateway", NAMESPACE, "bookinfo-gateway"): "ingress on port 80",
+               ("Gateway", NAMESPACE, "bookinfo-gateway"): "ingress on ports 80 and 443",
                ("VirtualService", NAMESPACE, "bookinfo"): "routes from the ingress gateway to the frontend"}
 OWN = set(WHAT_OWN_IS)
 KINDS = ("VirtualService", "DestinationRule", "ServiceEntry", "Gateway", "RateLimit", "AuthorizationPolicy",

@@ -113,7 +113,10 @@ def test_the_demos_ingress_is_istios_bookinfo_gateway_for_the_frontend() -> None
 
     [gateway, vs] = [list(yaml.safe_load_all(p.read_text())) for p in CONFIG if p.name == "bookinfo-gateway.yaml"][0]
     assert gateway["kind"] == "Gateway" and gateway["spec"]["selector"] == {"istio": "ingressgateway"}
-    assert gateway["spec"]["servers"] == [{"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}]
+    assert gateway["spec"]["servers"] == [
+        {"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]},
+        {"port": {"number": 443, "name": "https", "protocol": "HTTPS"}, "hosts": ["*"],
+         "tls": {"mode": "SIMPLE", "credentialName": "bookinfo-credential"}}]  # the secret the demo stores
     assert vs["kind"] == "VirtualService" and vs["spec"]["gateways"] == ["bookinfo-gateway"]
     assert {r["route"][0]["destination"]["host"] for r in vs["spec"]["http"]} == {"frontend"}
     # every resource the demo applies is its own: a new demo replaces it, never deletes it as a leftover
@@ -159,4 +162,5 @@ def test_the_demos_own_gateway_resources_put_back_are_said_so() -> None:
         AppliedResource(ref=ResourceRef(kind="Gateway", name="bookinfo-gateway"), action="configured")])
     assert replaced(reply) == [
         "VirtualService default/bookinfo was changed since: back to the demo's routes from the ingress gateway to "
-        "the frontend", "Gateway default/bookinfo-gateway was changed since: back to the demo's ingress on port 80"]
+        "the frontend",
+        "Gateway default/bookinfo-gateway was changed since: back to the demo's ingress on ports 80 and 443"]

@@ -7,8 +7,10 @@ page (bookinfo-gateway.yaml), and a client demo starts no gateway of its own."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from runtime import bus as busmod
 from tests.integration.conftest import ControlPlane, apply, delete, eventually
 from tests.integration.httpclient import Client, Response
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.skipif(not shutil.which("curl"), reason="needs curl")]
 ROOT = Path(__file__).resolve().parents[2]
 BOOKINFO = ROOT / "examples" / "bookinfo"
 TOTALS = re.compile(r"total \d+ \(v1=(\d+) v2=(\d+) v3=(\d+) errors=(\d+)\)")
@@ -85,6 +87,15 @@ spec:
 """
 
 
+async def curl(*argv: str) -> tuple[int, str]:
+    """curl's exit code and output (a client nobody here wrote)."""
+    proc = await asyncio.create_subprocess_exec("curl", "-sS", "--max-time", "10", *argv,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(errors="replace")
+
+
 async def get(port: int, path: str) -> Response:
     client = Client("127.0.0.1", port)
     try:
@@ -114,8 +125,8 @@ async def test_a_demo_resets_what_a_walk_through_left_and_a_second_one_joins_as_
     # ... and a gateway walk-through's Gateway on the ingress gateway, whose `*` route would merge with the demo's
     assert (await apply(mesh, GATEWAY_LEFTOVER))["ok"]
     log_dir = tmp_path / "logs"
-    ingress_port = free_port()
-    first = demo(mesh, log_dir, "first", "--ingress-port", str(ingress_port))
+    ingress_port, https_port = free_port(), free_port()
+    first = demo(mesh, log_dir, "first", "--ingress-port", str(ingress_port), "--ingress-https-port", str(https_port))
     second = None
     try:
         await eventually(lambda: "traffic:" in output(first) or not first.is_running, 90)
@@ -143,6 +154,19 @@ async def test_a_demo_resets_what_a_walk_through_left_and_a_second_one_joins_as_
         gateway_log = log_dir / "demo-istio-ingressgateway.log"
         await eventually(lambda: "outbound|9080||frontend.default.svc.cluster.local" in gateway_log.read_text(),
                          10)  # its access log (written in batches)
+
+        # HTTPS at the gateway with the demo's certificate (`isthmus create secret tls`, credentialName), as the
+        # demo's line says: curl trusts it with --cacert, and not without
+        ca = tmp_path / "demo-certs" / "example.com.crt"
+        assert "secret/bookinfo-credential created" in said, said
+        assert (f"  ingress gateway, HTTPS: curl -s --cacert {ca} --resolve bookinfo.example.com:{https_port}:127.0.0.1 "
+                f"https://bookinfo.example.com:{https_port}/productpage") in said, said
+        resolve = ["--resolve", f"bookinfo.example.com:{https_port}:127.0.0.1",
+                   f"https://bookinfo.example.com:{https_port}/productpage"]
+        code, text = await curl("--cacert", str(ca), *resolve)
+        assert code == 0 and json.loads(text)["service"] == "frontend", (code, text)
+        code, text = await curl(*resolve)
+        assert code == 60, (code, text)  # curl: the peer's certificate cannot be verified with the system's CAs
         counts = await counted_next(first, 2)
         assert counts["errors"] == 0 and counts["v1"] > 0, output(first)
         assert totals(first)[0][3] == 0, output(first)  # no 429 from a leftover, from the first second

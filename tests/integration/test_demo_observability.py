@@ -101,7 +101,8 @@ async def test_make_demo_shows_the_split_mtls_a_trace_and_prometheus_agrees(
     artifacts.mkdir(parents=True, exist_ok=True)
     up = ManagedProcess("up", [sys.executable, "-m", "isthmus.cli", "up", "--demo", "--state-dir", str(state),
                                "--nats-port", str(nats_port), "--etcd-port", str(etcd_port),
-                               "--dashboard-port", str(dashboard_port), "--ingress-port", str(ingress_port)],
+                               "--dashboard-port", str(dashboard_port), "--ingress-port", str(ingress_port),
+                               "--ingress-https-port", str(free_port())],
                         log_path=tmp_path / "up.out", env=project_env(), cwd=ROOT).start()
     prometheus = Prometheus(tmp_path, dashboard_port)  # scrapes every second from the start
 
