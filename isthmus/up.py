@@ -66,9 +66,21 @@ def dashboard_url(bind: str, port: int) -> str:
     return f"http://{host}:{port}/"
 
 
-def check_ports(nats_port: int, etcd_port: int, dashboard_port: int | None = None) -> str | None:
+def check_ports(nats_port: int, etcd_port: int, dashboard_port: int | None = None,
+                ingress: tuple[int, int] | None = None) -> str | None:
     """The first problem with the requested ports, as one line that names the flag to change
-    (`--nats-port 4222: address already in use`)."""
+    (`--nats-port 4222: address already in use`). `ingress`: the demo's ingress gateway's HTTP and HTTPS
+    ports (with --demo)."""
+    if ingress is not None:
+        for flag, port in zip(("--ingress-port", "--ingress-https-port"), ingress):
+            if port in (nats_port, etcd_port, etcd_port + 1, dashboard_port):
+                return (f"{flag} {port}: collides with the bus's, etcd's or the dashboard's ports "
+                        "(--nats-port, --etcd-port, --dashboard-port)")
+        from examples.bookinfo.ingress import check_ports as check_ingress_ports
+
+        problem = check_ingress_ports(*ingress)
+        if problem:
+            return problem
     if nats_port in (etcd_port, etcd_port + 1):
         return f"--nats-port {nats_port}: collides with etcd's ports {etcd_port} and {etcd_port + 1} (--etcd-port)"
     if dashboard_port is not None and dashboard_port in (nats_port, etcd_port, etcd_port + 1):
@@ -87,12 +99,13 @@ def check_ports(nats_port: int, etcd_port: int, dashboard_port: int | None = Non
 def run_up(state_dir: str | Path = ".isthmus", *, nats_port: int = 4222, etcd_port: int = 2379,
            demo: bool = False, outbound_traffic_policy: str | None = None,
            ca_env: dict[str, str] | None = None, nats_tls: bool = False, dashboard_port: int = 20001,
-           dashboard_bind: str = LOOPBACK) -> int:
+           dashboard_bind: str = LOOPBACK, ingress_port: int = 8080, ingress_https_port: int = 8443) -> int:
     """Run the control plane until a stop signal; returns the exit code. `outbound_traffic_policy`: pilot's
     mesh-wide ALLOW_ANY or REGISTRY_ONLY (None: ISTHMUS_OUTBOUND_TRAFFIC_POLICY or ALLOW_ANY). `ca_env`:
     ISTHMUS_TRUST_DOMAIN, ISTHMUS_ROOT_NAMESPACE (every service), the ca's certificate lifetime and plug-in
     CA files (services/ca/config.py), checked by the caller. `dashboard_port`, `dashboard_bind`: where the
-    telemetry service listens (ISTHMUS_DASHBOARD_PORT / _BIND, which it reads)."""
+    telemetry service listens (ISTHMUS_DASHBOARD_PORT / _BIND, which it reads). `ingress_port`, `ingress_https_port`:
+    with `demo`, where the demo's ingress gateway serves Gateway ports 80 and 443 on 127.0.0.1."""
     os.environ["ISTHMUS_DASHBOARD_PORT"] = str(dashboard_port)
     os.environ["ISTHMUS_DASHBOARD_BIND"] = dashboard_bind
     if outbound_traffic_policy is not None:  # the services inherit it (pilot reads it; runtime/settings.py)
@@ -108,7 +121,7 @@ def run_up(state_dir: str | Path = ".isthmus", *, nats_port: int = 4222, etcd_po
         return 1
     try:
         say(f"isthmus: state directory {state}")
-        problem = check_ports(nats_port, etcd_port, dashboard_port)
+        problem = check_ports(nats_port, etcd_port, dashboard_port, (ingress_port, ingress_https_port) if demo else None)
         if problem:
             warn(f"error: {problem}")
             return 2  # as a usage error: the flag names the fix
@@ -116,13 +129,14 @@ def run_up(state_dir: str | Path = ".isthmus", *, nats_port: int = 4222, etcd_po
 
         configure("error")  # this terminal is for people; the services log to their own files
         return asyncio.run(_main(state, nats_port, etcd_port, demo, nats_tls, dashboard_url(dashboard_bind,
-                                                                                          dashboard_port)))
+                                                                                          dashboard_port),
+                                 (ingress_port, ingress_https_port)))
     finally:
         lock.close()
 
 
 async def _main(state: Path, nats_port: int, etcd_port: int, demo: bool, nats_tls: bool = False,
-                dashboard: str = "") -> int:
+                dashboard: str = "", ingress: tuple[int, int] = (8080, 8443)) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -159,7 +173,8 @@ async def _main(state: Path, nats_port: int, etcd_port: int, demo: bool, nats_tl
         if demo:
             from examples.bookinfo.demo import run_demo
 
-            demo_task = asyncio.ensure_future(run_demo(nats_url, supervisor, state / "logs"))
+            demo_task = asyncio.ensure_future(run_demo(nats_url, supervisor, state / "logs", ingress_port=ingress[0],
+                                                       ingress_https_port=ingress[1]))
             tasks.append(demo_task)
             await asyncio.wait({demo_task, stopper}, return_when=asyncio.FIRST_COMPLETED)
             if demo_task.done() and not demo_task.cancelled() and demo_task.exception() is not None:

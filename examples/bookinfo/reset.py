@@ -1,18 +1,26 @@
 """The demo starts from its own known config, and says what it reset.
 
 A walk-through leaves config behind (a RateLimit, a fault, a route by header...); the next demo must not
-start under it. Before it applies its DestinationRule and 80/10/10 VirtualService, the demo deletes every
-resource that would change its traffic and is not its own:
+start under it. Before it applies its DestinationRule, 80/10/10 VirtualService, Telemetry and ingress
+(bookinfo-gateway.yaml), the demo deletes every resource that would change its traffic and is not its own:
     VirtualService / DestinationRule / ServiceEntry   naming a demo host (reviews or frontend in the
                                                       `default` namespace, short, long or `*` form), in
-                                                      any namespace (the oldest claim on a host wins)
+                                                      any namespace (the oldest claim on a host wins; a
+                                                      `*` VirtualService bound to a gateway would merge
+                                                      with the demo's at its ingress gateway)
+    Gateway                                           selecting the demo's ingress gateway (its labels
+                                                      istio=ingressgateway, app=istio-ingressgateway) or
+                                                      every gateway (no selector), in any namespace: its
+                                                      servers would merge with the demo's on port 80
     RateLimit                                         selecting a demo workload (docs/ratelimit.md)
     AuthorizationPolicy / RequestAuthentication       in `default`, selecting a demo workload or with no
                                                       selector (a deny-all would stop the demo's traffic)
     Telemetry                                         in `default`, selecting a demo workload or with no
                                                       selector (it would override the demo's tracing and
                                                       access logs; the root namespace's mesh default stays)
-Its own three resources are replaced by the apply (`configured` when a walk-through had changed them).
+The last four also in istio-system, the gateway's namespace, when they select the ingress gateway (there,
+one without a selector is the mesh-wide default of Istio's root namespace, and stays).
+Its own resources are replaced by the apply (`configured` when a walk-through had changed them).
 Everything else in the mesh is left alone.
 """
 
@@ -29,20 +37,24 @@ from services.pilot.hosts import fqdn
 
 HERE = Path(__file__).resolve().parent
 CONFIG = (HERE / "destination-rule-reviews.yaml", HERE / "virtual-service-reviews-80-10-10.yaml",
-          HERE / "telemetry.yaml")
+          HERE / "telemetry.yaml", HERE / "bookinfo-gateway.yaml")
 NAMESPACE = "default"
 SERVICES = ("frontend", "reviews")
 WORKLOAD_LABELS = ({"app": "frontend", "version": "v1"},
                    *({"app": "reviews", "version": v} for v in ("v1", "v2", "v3")))
-OWN = {("DestinationRule", NAMESPACE, "reviews"), ("VirtualService", NAMESPACE, "reviews"),
-       ("Telemetry", NAMESPACE, "bookinfo")}
-KINDS = ("VirtualService", "DestinationRule", "ServiceEntry", "RateLimit", "AuthorizationPolicy",
+GATEWAY_NAMESPACE = "istio-system"  # where the demo's ingress gateway runs (Istio's install)
+GATEWAY_LABELS = {"istio": "ingressgateway", "app": "istio-ingressgateway"}  # `gateway run`'s defaults
+WHAT_OWN_IS = {("DestinationRule", NAMESPACE, "reviews"): "subsets",
+               ("VirtualService", NAMESPACE, "reviews"): "80/10/10 split",
+               ("Telemetry", NAMESPACE, "bookinfo"): "tracing and access logs",
+               ("Telemetry", GATEWAY_NAMESPACE, "bookinfo-ingressgateway"): "tracing and access logs at the gateway",
+               ("Gateway", NAMESPACE, "bookinfo-gateway"): "ingress on ports 80 and 443",
+               ("VirtualService", NAMESPACE, "bookinfo"): "routes from the ingress gateway to the frontend"}
+OWN = set(WHAT_OWN_IS)
+KINDS = ("VirtualService", "DestinationRule", "ServiceEntry", "Gateway", "RateLimit", "AuthorizationPolicy",
          "RequestAuthentication", "Telemetry")
 SELECTING = ("RateLimit", "AuthorizationPolicy", "RequestAuthentication", "Telemetry")  # kinds that pick workloads by labels
 TIMEOUT = 10.0
-WHAT_OWN_IS = {"VirtualService": "80/10/10 split", "DestinationRule": "subsets",
-               "Telemetry": "tracing and access logs"}
-
 
 
 def demo_hosts(suffix: str | None = None) -> set[str]:
@@ -59,11 +71,22 @@ def names_a_demo_host(written: Iterable[str], namespace: str, hosts: set[str], s
 
 
 def selects_a_demo_workload(spec: dict[str, Any], namespace: str) -> bool:
-    if namespace != NAMESPACE:
-        return False
-    selector = spec.get("selector")
-    wanted = (selector or {}).get("matchLabels") or {}
-    return any(all(labels.get(k) == v for k, v in wanted.items()) for labels in WORKLOAD_LABELS)
+    """A policy (`selector.matchLabels`, none: the whole namespace) that applies to a demo workload or to the
+    demo's ingress gateway."""
+    wanted = (spec.get("selector") or {}).get("matchLabels") or {}
+    if namespace == NAMESPACE:
+        return any(all(labels.get(k) == v for k, v in wanted.items()) for labels in WORKLOAD_LABELS)
+    if namespace == GATEWAY_NAMESPACE:
+        if not wanted:  # the root namespace's mesh-wide default stays; another namespace's applies to the gateway
+            return namespace != os.environ.get("ISTHMUS_ROOT_NAMESPACE", "istio-system")
+        return all(GATEWAY_LABELS.get(k) == v for k, v in wanted.items())
+    return False
+
+
+def selects_the_demo_gateway(spec: dict[str, Any]) -> bool:
+    """A Gateway whose `selector` (plain labels, Istio's; none: every gateway) picks the demo's ingress gateway."""
+    wanted = spec.get("selector") or {}
+    return all(GATEWAY_LABELS.get(str(k)) == v for k, v in wanted.items())
 
 
 def leftovers(found: dict[str, list[dict[str, Any]]], suffix: str | None = None) -> list[ResourceRef]:
@@ -80,6 +103,8 @@ def leftovers(found: dict[str, list[dict[str, Any]]], suffix: str | None = None)
                 continue
             if kind in SELECTING:
                 hit = selects_a_demo_workload(spec, namespace)
+            elif kind == "Gateway":
+                hit = selects_the_demo_gateway(spec)
             elif kind == "DestinationRule":
                 hit = names_a_demo_host([spec.get("host") or ""], namespace, hosts, suffix)
             else:
@@ -117,5 +142,5 @@ async def reset(bus: Any) -> tuple[list[str], int]:
 def replaced(reply: ApplyReply) -> list[str]:
     """The demo's own resources that the apply put back (a walk-through had changed them)."""
     return [f"{r.ref.kind} {r.ref.namespace}/{r.ref.name} was changed since: back to the demo's "
-            f"{WHAT_OWN_IS.get(r.ref.kind, 'config')}"
+            f"{WHAT_OWN_IS.get((r.ref.kind, r.ref.namespace, r.ref.name), 'config')}"
             for r in reply.results if r.action == "configured"]

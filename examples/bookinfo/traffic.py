@@ -1,6 +1,6 @@
 """The demo's traffic: GETs to a frontend at a steady rate, and the share of each reviews version it got.
 
-    drive_traffic        forever (cancel to stop), a status line a second
+    drive_traffic        forever (cancel to stop), a status line a second; to one URL or several in turn
     wait_first_answer    until reviews answers through the mesh
     one_request          what one GET got: "v1".."v3", or a short name of what went wrong
 """
@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from examples.bookinfo.app import HttpClient
@@ -69,18 +70,20 @@ async def one_request(client: HttpClient, url: str, headers: dict[str, str]) -> 
     return f"reviews {reviews.get('status', '?')}"
 
 
-async def drive_traffic(url: str, *, rate: float = 50.0, concurrency: int = 8, window: int = 200,
+async def drive_traffic(urls: str | Sequence[str], *, rate: float = 50.0, concurrency: int = 8, window: int = 200,
                         headers: dict[str, str] | None = None, out: Out = _print,
                         status: Callable[[], str] | None = None) -> None:
-    """GET url about `rate` times a second with at most `concurrency` in flight, forever (cancel to
-    stop); prints the share of each reviews version once a second, then what `status()` says (mtls.py)."""
+    """GET `urls` in turn (one URL, or several: the frontend's app port and the ingress gateway) about `rate`
+    times a second in all, with at most `concurrency` in flight, forever (cancel to stop); prints the share of
+    each reviews version once a second, then what `status()` says (mtls.py)."""
+    targets = itertools.cycle([urls] if isinstance(urls, str) else list(urls))
     client = HttpClient(timeout=5.0)
     stats = Stats(window=window)
     slots = asyncio.Semaphore(concurrency)
     loop = asyncio.get_running_loop()
     in_flight: set[asyncio.Task[None]] = set()
 
-    async def send() -> None:
+    async def send(url: str) -> None:
         try:
             stats.record(await one_request(client, url, headers or {}))
         finally:
@@ -101,7 +104,7 @@ async def drive_traffic(url: str, *, rate: float = 50.0, concurrency: int = 8, w
         tick = loop.time()
         while True:
             await slots.acquire()
-            task = asyncio.ensure_future(send())
+            task = asyncio.ensure_future(send(next(targets)))
             in_flight.add(task)
             task.add_done_callback(in_flight.discard)
             tick = max(tick + 1.0 / rate, loop.time() - 1.0)  # after a stall, do not burst to catch up

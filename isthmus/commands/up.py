@@ -131,13 +131,19 @@ def check_kek(state_dir: str, generate: bool, path: str | None, previous: str | 
               callback=lambda ctx, param, value: check_bind(value), metavar="ADDRESS",
               help="The address the dashboard port listens on; 0.0.0.0 lets other hosts read the mesh's metrics, "
                    "traces and access logs (docs/telemetry-service.md; env ISTHMUS_DASHBOARD_BIND).")
+@click.option("--ingress-port", type=click.IntRange(1, 65535), default=8080, show_default=True,
+              help="With --demo: where the demo's ingress gateway (istio-ingressgateway) serves its Gateway port 80, "
+                   "on 127.0.0.1.")
+@click.option("--ingress-https-port", type=click.IntRange(1, 65535), default=8443, show_default=True,
+              help="With --demo: where the demo's ingress gateway serves its Gateway port 443 (HTTPS), on 127.0.0.1.")
 @click.option("--nats-tls", is_flag=True,
               help="Clients must reach the bus over TLS (a bus CA and server certificate are made at start; the "
                    "CA's path goes into isthmus.yaml).")
 def up(state_dir: str, nats_port: int, etcd_port: int, demo: bool, outbound_traffic_policy: str, trust_domain: str,
        root_namespace: str, workload_cert_ttl: int, plugin_ca_cert: str | None, plugin_ca_key: str | None,
        plugin_root_cert: str | None, plugin_cert_chain: str | None, ca_kek: bool, ca_kek_file: str | None,
-       ca_previous_kek_file: str | None, nats_tls: bool, dashboard_port: int, dashboard_bind: str) -> None:
+       ca_previous_kek_file: str | None, nats_tls: bool, dashboard_port: int, dashboard_bind: str,
+       ingress_port: int, ingress_https_port: int) -> None:
     """Run a local control plane (nats-server, etcd, auth, registry, pilot, ca, telemetry) until Ctrl-C."""
     from isthmus.up import run_up
 
@@ -146,6 +152,7 @@ def up(state_dir: str, nats_port: int, etcd_port: int, demo: bool, outbound_traf
     plugin.update(check_kek(state_dir, ca_kek, ca_kek_file, ca_previous_kek_file))
     sys.exit(run_up(state_dir, nats_port=nats_port, etcd_port=etcd_port, demo=demo,
                     outbound_traffic_policy=outbound_traffic_policy.upper(), nats_tls=nats_tls,
-                    dashboard_port=dashboard_port, dashboard_bind=dashboard_bind,
+                    dashboard_port=dashboard_port, dashboard_bind=dashboard_bind, ingress_port=ingress_port,
+                    ingress_https_port=ingress_https_port,
                     ca_env={"ISTHMUS_TRUST_DOMAIN": trust_domain, "ISTHMUS_ROOT_NAMESPACE": root_namespace,
                             "ISTHMUS_WORKLOAD_CERT_TTL": str(workload_cert_ttl), **plugin}))

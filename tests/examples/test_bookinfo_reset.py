@@ -95,8 +95,72 @@ def test_the_demos_config_includes_its_telemetry_resource_as_istio_writes_it() -
 
     from examples.bookinfo.reset import CONFIG
 
-    [telemetry] = [yaml.safe_load(p.read_text()) for p in CONFIG if p.name == "telemetry.yaml"]
+    [telemetry, gateway] = [list(yaml.safe_load_all(p.read_text())) for p in CONFIG if p.name == "telemetry.yaml"][0]
     assert telemetry["apiVersion"] == "telemetry.istio.io/v1" and telemetry["kind"] == "Telemetry"
     assert telemetry["metadata"] == {"name": "bookinfo", "namespace": "default"}
     assert telemetry["spec"]["tracing"] == [{"randomSamplingPercentage": 100.0}]  # Istio's demo profile
     assert telemetry["spec"]["accessLogging"] == [{"providers": [{"name": "envoy"}, {"name": "isthmus"}]}]
+    # the same at the ingress gateway, so a request entering there is traced from its first hop
+    assert gateway["metadata"] == {"name": "bookinfo-ingressgateway", "namespace": "istio-system"}
+    assert gateway["spec"]["selector"] == {"matchLabels": {"istio": "ingressgateway"}}
+    assert gateway["spec"]["tracing"] == telemetry["spec"]["tracing"]
+
+
+def test_the_demos_ingress_is_istios_bookinfo_gateway_for_the_frontend() -> None:
+    import yaml
+
+    from examples.bookinfo.reset import CONFIG, OWN
+
+    [gateway, vs] = [list(yaml.safe_load_all(p.read_text())) for p in CONFIG if p.name == "bookinfo-gateway.yaml"][0]
+    assert gateway["kind"] == "Gateway" and gateway["spec"]["selector"] == {"istio": "ingressgateway"}
+    assert gateway["spec"]["servers"] == [
+        {"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]},
+        {"port": {"number": 443, "name": "https", "protocol": "HTTPS"}, "hosts": ["*"],
+         "tls": {"mode": "SIMPLE", "credentialName": "bookinfo-credential"}}]  # the secret the demo stores
+    assert vs["kind"] == "VirtualService" and vs["spec"]["gateways"] == ["bookinfo-gateway"]
+    assert {r["route"][0]["destination"]["host"] for r in vs["spec"]["http"]} == {"frontend"}
+    # every resource the demo applies is its own: a new demo replaces it, never deletes it as a leftover
+    for path in CONFIG:
+        for doc in yaml.safe_load_all(path.read_text()):
+            assert (doc["kind"], doc["metadata"].get("namespace", "default"), doc["metadata"]["name"]) in OWN, path
+
+
+def test_gateways_and_policies_at_the_demos_ingress_gateway_are_leftovers_and_others_are_not() -> None:
+    found = {
+        "Gateway": [
+            res("Gateway", "bookinfo-gateway", selector={"istio": "ingressgateway"}),  # the demo's own
+            res("Gateway", "httpbin-gateway", "shop", selector={"istio": "ingressgateway"}),  # any namespace
+            res("Gateway", "by-app", selector={"app": "istio-ingressgateway"}),
+            res("Gateway", "every-gateway"),  # no selector: every gateway workload
+            res("Gateway", "egress", "istio-system", selector={"istio": "egressgateway"}),
+            res("Gateway", "mine", selector={"istio": "ingressgateway", "team": "a"}),  # a gateway of its own
+        ],
+        "VirtualService": [
+            res("VirtualService", "bookinfo", hosts=["*"], gateways=["bookinfo-gateway"]),  # the demo's own
+            res("VirtualService", "catch-all-at-gateway", "shop", hosts=["*"], gateways=["shop/httpbin-gateway"]),
+            res("VirtualService", "httpbin", "shop", hosts=["httpbin.example.com"], gateways=["httpbin-gateway"]),
+        ],
+        "AuthorizationPolicy": [
+            res("AuthorizationPolicy", "ingress-deny", "istio-system",
+                selector={"matchLabels": {"istio": "ingressgateway"}}),
+            res("AuthorizationPolicy", "egress-only", "istio-system",
+                selector={"matchLabels": {"istio": "egressgateway"}}),
+            res("AuthorizationPolicy", "mesh-wide", "istio-system"),  # the root namespace's: mesh-wide, stays
+        ],
+        "RateLimit": [res("RateLimit", "edge", "istio-system", selector={"matchLabels": {"app": "istio-ingressgateway"}})],
+        "Telemetry": [res("Telemetry", "bookinfo-ingressgateway", "istio-system",  # the demo's own
+                          selector={"matchLabels": {"istio": "ingressgateway"}})],
+    }
+    assert names(found) == ["VirtualService shop/catch-all-at-gateway", "Gateway default/by-app",
+                            "Gateway default/every-gateway", "Gateway shop/httpbin-gateway",
+                            "RateLimit istio-system/edge", "AuthorizationPolicy istio-system/ingress-deny"]
+
+
+def test_the_demos_own_gateway_resources_put_back_are_said_so() -> None:
+    reply = ApplyReply(ok=True, results=[
+        AppliedResource(ref=ResourceRef(kind="VirtualService", name="bookinfo"), action="configured"),
+        AppliedResource(ref=ResourceRef(kind="Gateway", name="bookinfo-gateway"), action="configured")])
+    assert replaced(reply) == [
+        "VirtualService default/bookinfo was changed since: back to the demo's routes from the ingress gateway to "
+        "the frontend",
+        "Gateway default/bookinfo-gateway was changed since: back to the demo's ingress on ports 80 and 443"]

@@ -2,23 +2,26 @@
 config whatever an earlier walk-through left (and says what it reset), and a second demo with
 `--user jason` joins as a client only, so the walk-through's "route by header" step shows v2 for jason
 while the first demo's config and logs stay its own. Every hop between the demo's sidecars is mutual TLS,
-and the live line says so."""
+and the live line says so. The first demo's ingress gateway answers from outside the mesh with the frontend's
+page (bookinfo-gateway.yaml), and a client demo starts no gateway of its own."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
-from isthmus.launch import ManagedProcess, project_env
+from isthmus.launch import ManagedProcess, free_port, project_env
 from runtime import bus as busmod
 from tests.integration.conftest import ControlPlane, apply, delete, eventually
-from tests.integration.httpclient import Client
+from tests.integration.httpclient import Client, Response
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.skipif(not shutil.which("curl"), reason="needs curl")]
 ROOT = Path(__file__).resolve().parents[2]
 BOOKINFO = ROOT / "examples" / "bookinfo"
 TOTALS = re.compile(r"total \d+ \(v1=(\d+) v2=(\d+) v3=(\d+) errors=(\d+)\)")
@@ -62,6 +65,45 @@ def mtls_said(proc: ManagedProcess) -> list[str]:
     return MTLS.findall(output(proc))
 
 
+GATEWAY_LEFTOVER = """\
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: httpbin-gateway}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: httpbin}
+spec:
+  hosts: ["*"]
+  gateways: [httpbin-gateway]
+  http:
+  - route:
+    - destination: {host: httpbin, port: {number: 8000}}
+"""
+
+
+async def curl(*argv: str) -> tuple[int, str]:
+    """curl's exit code and output (a client nobody here wrote)."""
+    proc = await asyncio.create_subprocess_exec("curl", "-sS", "--max-time", "10", *argv,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(errors="replace")
+
+
+async def get(port: int, path: str) -> Response:
+    client = Client("127.0.0.1", port)
+    try:
+        return await client.request("GET", path, {"host": f"127.0.0.1:{port}"})
+    finally:
+        await client.close()
+
+
 async def config_of(plane: ControlPlane, kind: str) -> list[dict]:
     bus = await plane.bus("test-demo")
     try:
@@ -80,8 +122,11 @@ async def test_a_demo_resets_what_a_walk_through_left_and_a_second_one_joins_as_
     # ... and a deny-all an authorization walk-through left in the demo's namespace
     assert (await apply(mesh, "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
                               "metadata: {name: allow-nothing, namespace: default}\nspec: {}\n"))["ok"]
+    # ... and a gateway walk-through's Gateway on the ingress gateway, whose `*` route would merge with the demo's
+    assert (await apply(mesh, GATEWAY_LEFTOVER))["ok"]
     log_dir = tmp_path / "logs"
-    first = demo(mesh, log_dir, "first")
+    ingress_port, https_port = free_port(), free_port()
+    first = demo(mesh, log_dir, "first", "--ingress-port", str(ingress_port), "--ingress-https-port", str(https_port))
     second = None
     try:
         await eventually(lambda: "traffic:" in output(first) or not first.is_running, 90)
@@ -91,7 +136,37 @@ async def test_a_demo_resets_what_a_walk_through_left_and_a_second_one_joins_as_
         assert "deleted RateLimit default/reviews" in said, said
         assert "deleted AuthorizationPolicy default/allow-nothing" in said, said
         assert "VirtualService default/reviews was changed since: back to the demo's 80/10/10 split" in said, said
+        assert "deleted Gateway default/httpbin-gateway" in said, said
+        assert "deleted VirtualService default/httpbin" in said, said
+        assert "gateway.networking.istio.io/bookinfo-gateway created" in said, said
         assert await config_of(mesh, "RateLimit") == []
+
+        # from outside the mesh, through the ingress gateway, as the README's curl: the frontend's page; reviews
+        # is not exposed (404 from the gateway: no route of bookinfo-gateway's VirtualService matches)
+        assert f"  ingress gateway: curl -s http://127.0.0.1:{ingress_port}/  (from outside the mesh" in said, said
+        assert f"Gateway port 80 on 127.0.0.1:{ingress_port}" in said, said
+        for path in ("/", "/productpage"):
+            page = await get(ingress_port, path)
+            assert page.status == 200, page.text
+            assert json.loads(page.text)["service"] == "frontend" and json.loads(page.text)["reviews"]["status"] == 200
+        hidden = await get(ingress_port, "/reviews")
+        assert hidden.status == 404 and "VirtualService default/bookinfo" in hidden.text, hidden.text
+        gateway_log = log_dir / "demo-istio-ingressgateway.log"
+        await eventually(lambda: "outbound|9080||frontend.default.svc.cluster.local" in gateway_log.read_text(),
+                         10)  # its access log (written in batches)
+
+        # HTTPS at the gateway with the demo's certificate (`isthmus create secret tls`, credentialName), as the
+        # demo's line says: curl trusts it with --cacert, and not without
+        ca = tmp_path / "demo-certs" / "example.com.crt"
+        assert "secret/bookinfo-credential created" in said, said
+        assert (f"  ingress gateway, HTTPS: curl -s --cacert {ca} --resolve bookinfo.example.com:{https_port}:127.0.0.1 "
+                f"https://bookinfo.example.com:{https_port}/productpage") in said, said
+        resolve = ["--resolve", f"bookinfo.example.com:{https_port}:127.0.0.1",
+                   f"https://bookinfo.example.com:{https_port}/productpage"]
+        code, text = await curl("--cacert", str(ca), *resolve)
+        assert code == 0 and json.loads(text)["service"] == "frontend", (code, text)
+        code, text = await curl(*resolve)
+        assert code == 60, (code, text)  # curl: the peer's certificate cannot be verified with the system's CAs
         counts = await counted_next(first, 2)
         assert counts["errors"] == 0 and counts["v1"] > 0, output(first)
         assert totals(first)[0][3] == 0, output(first)  # no 429 from a leftover, from the first second
@@ -142,6 +217,7 @@ async def test_a_demo_resets_what_a_walk_through_left_and_a_second_one_joins_as_
         second = demo(mesh, log_dir, "second", "--user", "jason")
         await eventually(lambda: "traffic:" in output(second) or not second.is_running, 60)
         assert "joining the mesh as a client only" in output(second), output(second)
+        assert "ingress gateway" not in output(second), output(second)  # the first demo's serves
         await eventually(lambda: "  dashboard: http" in output(second).split("traffic:", 1)[1], 10)  # a client's too
         await eventually(lambda: mtls_said(second) and mtls_said(second)[-1] == "mTLS: 1/1 sidecars hold a "
                          "certificate, all hops mutual TLS", 30)

@@ -1,10 +1,14 @@
 """Issue 12's "done means", end to end: `isthmus up --demo` as `make demo` runs it (real nats-server, etcd,
-control plane, telemetry service, the demo's four apps and sidecars, its own traffic driver), a real Prometheus
-scraping the telemetry service, and the real dashboard in headless Chromium. After about a minute of traffic:
+control plane, telemetry service, the demo's four apps and sidecars, its ingress gateway, its own traffic
+driver: half of it straight to the frontend, half through the gateway), a real Prometheus scraping the telemetry
+service, and the real dashboard in headless Chromium. After about a minute of traffic:
 
-- /api/graph: frontend -> reviews -> reviews v1/v2/v3 with the 80/10/10 split the demo configures, all mTLS;
+- the gateway's URL, as the README curls it: the frontend's page;
+- /api/graph: istio-ingressgateway -> frontend -> frontend v1 at half the driver's rate, frontend v1 -> reviews
+  -> reviews v1/v2/v3 at all of it, with the 80/10/10 split the demo configures, all mTLS;
 - /api/v2/traces: one request's CLIENT span on the frontend's sidecar and SERVER span on a reviews sidecar,
-  parent and child (the demo's Telemetry samples 100%, as Istio's demo profile);
+  parent and child (the demo's Telemetry samples 100%, as Istio's demo profile), and a request that entered
+  through the gateway traced from the gateway's CLIENT span to reviews;
 - /api/logs: the reviews sidecars' access logs (the demo's Telemetry ships them with the `isthmus` provider);
 - Prometheus: Istio's two queries of the issue match what the demo's driver sent;
 - the dashboard page draws those services and edges, and a trace as a waterfall.
@@ -57,8 +61,11 @@ def split_of(graph: dict) -> dict[str, float]:
 
 
 def linked_trace(traces: list[list[dict]]) -> tuple[dict, dict] | None:
-    """The frontend sidecar's CLIENT span and the reviews sidecar's SERVER span under it, from one trace."""
+    """The frontend sidecar's CLIENT span and the reviews sidecar's SERVER span under it, from one trace of a
+    request sent straight to the frontend (those two spans only)."""
     for spans in traces:
+        if len(spans) != 2:
+            continue
         clients = {s["id"]: s for s in spans if s.get("kind") == "CLIENT"
                    and s["localEndpoint"]["serviceName"] == "frontend.default"}
         for span in spans:
@@ -68,11 +75,25 @@ def linked_trace(traces: list[list[dict]]) -> tuple[dict, dict] | None:
     return None
 
 
+def through_the_gateway(spans: list[dict]) -> bool:
+    """One request's trace: gateway CLIENT -> frontend SERVER -> frontend CLIENT -> reviews SERVER, each the
+    child of the one before."""
+    def one(service: str, kind: str) -> dict | None:
+        found = [s for s in spans if s["localEndpoint"]["serviceName"] == service and s.get("kind") == kind]
+        return found[0] if len(found) == 1 else None
+    chain = [one("istio-ingressgateway.istio-system", "CLIENT"), one("frontend.default", "SERVER"),
+             one("frontend.default", "CLIENT"), one("reviews.default", "SERVER")]
+    if len(spans) != 4 or None in chain:
+        return False
+    return chain[0].get("parentId") is None and all(  # type: ignore[union-attr]
+        child["parentId"] == parent["id"] for parent, child in zip(chain, chain[1:]))  # type: ignore[index]
+
+
 async def test_make_demo_shows_the_split_mtls_a_trace_and_prometheus_agrees(
         tmp_path: Path, browser: Browser, request: pytest.FixtureRequest) -> None:  # noqa: F811
     state = tmp_path / "state"
     (tmp_path / "logs").mkdir()
-    nats_port, etcd_port, dashboard_port = free_port(), free_port(), free_port()
+    nats_port, etcd_port, dashboard_port, ingress_port = free_port(), free_port(), free_port(), free_port()
     while etcd_port + 1 in (nats_port, dashboard_port):
         etcd_port = free_port()
     base = f"http://127.0.0.1:{dashboard_port}"
@@ -80,7 +101,8 @@ async def test_make_demo_shows_the_split_mtls_a_trace_and_prometheus_agrees(
     artifacts.mkdir(parents=True, exist_ok=True)
     up = ManagedProcess("up", [sys.executable, "-m", "isthmus.cli", "up", "--demo", "--state-dir", str(state),
                                "--nats-port", str(nats_port), "--etcd-port", str(etcd_port),
-                               "--dashboard-port", str(dashboard_port)],
+                               "--dashboard-port", str(dashboard_port), "--ingress-port", str(ingress_port),
+                               "--ingress-https-port", str(free_port())],
                         log_path=tmp_path / "up.out", env=project_env(), cwd=ROOT).start()
     prometheus = Prometheus(tmp_path, dashboard_port)  # scrapes every second from the start
 
@@ -97,8 +119,12 @@ async def test_make_demo_shows_the_split_mtls_a_trace_and_prometheus_agrees(
         demo_said = said().split("bookinfo demo:", 1)[1]
         assert "-f examples/bookinfo/telemetry.yaml" in demo_said and "telemetry.telemetry.istio.io/bookinfo" in demo_said
         assert f"  dashboard: {base}/" in demo_said, demo_said  # the demo's own lines say where to look
+        gateway_url = f"http://127.0.0.1:{ingress_port}/"
+        assert f"  ingress gateway: curl -s {gateway_url}  " in demo_said, demo_said  # ... and where to come in
         for name in ("frontend-v1", "reviews-v1", "reviews-v2", "reviews-v3"):
             assert re.search(rf"^  {name} +app 127\.0\.0\.1:", demo_said, re.M), demo_said
+        page = await asyncio.to_thread(get_json, gateway_url)  # from outside the mesh, through the gateway
+        assert isinstance(page, dict) and page["service"] == "frontend" and page["reviews"]["status"] == 200, page
         await eventually(lambda: running() and any(s >= TRAFFIC_SECONDS for s, _ in status_lines(said())),
                          TRAFFIC_SECONDS + 60, 1.0)
         lines = status_lines(said())
@@ -106,14 +132,23 @@ async def test_make_demo_shows_the_split_mtls_a_trace_and_prometheus_agrees(
         (t1, n1), (t0, n0) = lines[-1], next(line for line in reversed(lines) if line[0] <= lines[-1][0] - 60)
         sent_rate = (n1 - n0) / (t1 - t0)  # what the demo's driver sent per second over the last minute
 
-        # the graph: frontend -> reviews -> v1/v2/v3, the configured split, every edge mutual TLS
+        # the graph: istio-ingressgateway -> frontend -> frontend v1 (half the traffic), frontend v1 -> reviews ->
+        # v1/v2/v3 (all of it), the configured split, every edge mutual TLS
         graph = get_json(f"{base}/api/graph?window=60")
         assert isinstance(graph, dict)
         workloads = {n["id"]: n.get("workload") for n in graph["nodes"] if n["kind"] == "workload"}
         assert workloads == {"default/frontend/v1": "frontend-v1", "default/reviews/v1": "reviews-v1",
-                             "default/reviews/v2": "reviews-v2", "default/reviews/v3": "reviews-v3"}, graph
+                             "default/reviews/v2": "reviews-v2", "default/reviews/v3": "reviews-v3",
+                             "istio-system/istio-ingressgateway/unknown": "istio-ingressgateway"}, graph
+        assert {n["id"] for n in graph["nodes"] if n["kind"] == "service"} == {"default/frontend", "default/reviews"}
+        assert len(graph["edges"]) == 6, graph["edges"]
         [front] = [e for e in graph["edges"] if (e["source"], e["target"]) == ("default/frontend/v1", "default/reviews")]
         assert 0.6 * sent_rate <= front["rps"] <= 1.4 * sent_rate, (front, sent_rate)
+        [ingress] = [e for e in graph["edges"]
+                     if (e["source"], e["target"]) == ("istio-system/istio-ingressgateway/unknown", "default/frontend")]
+        [into] = [e for e in graph["edges"] if (e["source"], e["target"]) == ("default/frontend", "default/frontend/v1")]
+        assert 0.3 * sent_rate <= ingress["rps"] <= 0.7 * sent_rate, (ingress, sent_rate)  # half the driver's
+        assert 0.8 <= into["rps"] / ingress["rps"] <= 1.25, (into, ingress)
         split = split_of(graph)
         total = sum(split.values())
         assert set(split) == set(VERSIONS) and min(split.values()) > 0, graph
@@ -129,6 +164,8 @@ async def test_make_demo_shows_the_split_mtls_a_trace_and_prometheus_agrees(
         client, server = pair
         assert client["traceId"] == server["traceId"] and server["tags"]["istio.canonical_service"] == "reviews"
         assert client["timestamp"] <= server["timestamp"]  # one clock: the server span starts after the client's
+        entered = get_json(f"{base}/api/v2/traces?serviceName=istio-ingressgateway.istio-system&limit=50")
+        assert isinstance(entered, list) and any(through_the_gateway(spans) for spans in entered), entered[:3]
 
         # the reviews sidecars' access logs, shipped by the demo's Telemetry (provider `isthmus`)
         logs = get_json(f"{base}/api/logs?service=reviews&limit=5")
@@ -167,13 +204,15 @@ async def the_dashboard_shows_it(browser: Browser, base: str, artifacts: Path, t
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     try:
         await page.goto(f"{base}/#/graph")
-        await page.wait_for_function("() => window.isthmusGraph && window.isthmusGraph.edges().length >= 4")
+        await page.wait_for_function("() => window.isthmusGraph && window.isthmusGraph.edges().length >= 6")
         edges = {e["id"]: e for e in await page.evaluate("() => window.isthmusGraph.edges()")}
         labels = {n["id"]: n["label"] for n in await page.evaluate("() => window.isthmusGraph.nodes()")}
         assert labels["default/frontend/v1"] == "frontend v1" and labels["default/reviews"] == "reviews"
         assert [labels[f"default/reviews/{v}"] for v in VERSIONS] == ["reviews v1", "reviews v2", "reviews v3"]
         wanted = ["default/frontend/v1->default/reviews/http", *(f"default/reviews->default/reviews/{v}/http"
-                                                               for v in VERSIONS)]
+                                                               for v in VERSIONS),
+                  "istio-system/istio-ingressgateway/unknown->default/frontend/http",
+                  "default/frontend->default/frontend/v1/http"]
         for edge_id in wanted:
             label = edges[edge_id]["label"]
             assert float(label.split()[0]) > 0 and label.splitlines()[-1] == "mTLS", label
@@ -197,7 +236,7 @@ async def the_dashboard_shows_it(browser: Browser, base: str, artifacts: Path, t
         # the README's picture: the graph, small
         await page.set_viewport_size({"width": 1000, "height": 600})
         await page.goto(f"{base}/#/graph")
-        await page.wait_for_function("() => window.isthmusGraph && window.isthmusGraph.edges().length >= 4")
+        await page.wait_for_function("() => window.isthmusGraph && window.isthmusGraph.edges().length >= 6")
         await asyncio.sleep(1.0)  # vis-network's layout settles
         await page.screenshot(path=str(artifacts / "readme-dashboard.png"))
         assert errors == [], errors
