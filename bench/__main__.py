@@ -1,6 +1,6 @@
 """`make bench` / `python -m bench`: the data-plane, gateway and control-plane benchmarks in one run.
 
-    python -m bench            full run (3 repetitions; under 15 minutes on 2 cores)
+    python -m bench            full run (3 repetitions; under 18 minutes on 2 cores: the gateway part ~3-5)
     python -m bench --quick    development run (under 2 minutes)
     python -m bench --smoke    the harness only, tiny loads (what CI runs; no speed asserted)
 
