@@ -1,6 +1,6 @@
-"""`make bench` / `python -m bench`: the data-plane and control-plane benchmarks in one run.
+"""`make bench` / `python -m bench`: the data-plane, gateway and control-plane benchmarks in one run.
 
-    python -m bench            full run (3 repetitions; under 15 minutes on 2 cores)
+    python -m bench            full run (3 repetitions; under 18 minutes on 2 cores: the gateway part ~3-5)
     python -m bench --quick    development run (under 2 minutes)
     python -m bench --smoke    the harness only, tiny loads (what CI runs; no speed asserted)
 
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short run for development")
     parser.add_argument("--smoke", action="store_true", help="tiny loads: checks the harness works")
-    parser.add_argument("--only", choices=("dataplane", "controlplane"), help="run one part")
+    parser.add_argument("--only", choices=("dataplane", "gateway", "controlplane"), help="run one part")
     parser.add_argument("--results", type=Path, default=HERE / "results", help="where the JSON goes")
     args = parser.parse_args(argv)
 
@@ -55,10 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict[str, Any] = {"mode": mode, "started": stamp, "machine": machine()}
     print(f"isthmus bench ({mode}) on {summary['machine']['cpus']} cpus, {summary['machine']['cpu_model']}")
     began = time.monotonic()
-    parts = [args.only] if args.only else ["dataplane", "controlplane"]
+    parts = [args.only] if args.only else ["dataplane", "gateway", "controlplane"]
     for part in parts:
         if part == "dataplane":
             from bench.dataplane.run import run
+        elif part == "gateway":  # issue 13: the ingress gateway against HAProxy as an edge proxy
+            from bench.gateway.run import run  # type: ignore[no-redef]
         else:
             from bench.controlplane.run import run  # type: ignore[no-redef]
         print(f"\n=== {part} ===", flush=True)

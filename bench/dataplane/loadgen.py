@@ -99,12 +99,15 @@ def parse_wrk(text: str) -> WrkResult:
 
 
 def wrk(url: str, *, connections: int = 32, duration: int = 5, threads: int = 1, host: str | None = None,
-        core: int | None = None, timeout_s: float = 2.0) -> WrkResult:
+        core: int | None = None, timeout_s: float = 2.0, headers: tuple[str, ...] = ()) -> WrkResult:
+    """`headers`: more `Name: value` request headers (e.g. `Connection: close`: a new connection per request)."""
     duration = max(1, int(duration))  # wrk takes whole seconds
     argv = [*_pin(core), "wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s",
             "--timeout", f"{timeout_s:g}s", "--latency"]
     if host:
         argv += ["-H", f"Host: {host}"]
+    for header in headers:
+        argv += ["-H", header]
     argv.append(url)
     return parse_wrk(_run(argv, duration + 30))
 

@@ -200,12 +200,12 @@ def stats_socket(work: Path) -> Path:
     return work / "haproxy-tls-server.sock"
 
 
-def haproxy_ssl_info(work: Path) -> dict[str, int]:
-    """The TLS server side's `show info` counters: CumSslConns (TLS connections accepted) and
-    SslFrontendSessionReuse_pct (share of resumed sessions)."""
+def haproxy_ssl_info(work: Path, path: Path | None = None) -> dict[str, int]:
+    """The TLS server side's `show info` counters (or those of the HAProxy whose stats socket is `path`):
+    CumSslConns (TLS connections accepted) and SslFrontendSessionReuse_pct (share of resumed sessions)."""
     with socket.socket(socket.AF_UNIX) as sock:
         sock.settimeout(2)
-        sock.connect(str(stats_socket(work)))
+        sock.connect(str(path or stats_socket(work)))
         sock.sendall(b"show info\n")
         data = b""
         while chunk := sock.recv(65536):
