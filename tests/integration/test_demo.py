@@ -129,7 +129,8 @@ async def test_a_demo_resets_what_a_walk_through_left_and_a_second_one_joins_as_
     first = demo(mesh, log_dir, "first", "--ingress-port", str(ingress_port), "--ingress-https-port", str(https_port))
     second = None
     try:
-        await eventually(lambda: "traffic:" in output(first) or not first.is_running, 90)
+        # "as user jason" is the last hint line: everything the checks below read is printed by then
+        await eventually(lambda: "as user jason" in output(first) or not first.is_running, 90)
         said = output(first)
         assert ("$ isthmus apply -f examples/bookinfo/destination-rule-reviews.yaml "
                 "-f examples/bookinfo/virtual-service-reviews-80-10-10.yaml") in said, said
