@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from proxy.core.errors import NoRoute, ProxyError
+from proxy.core.errors import HOST_SHOWN, NoRoute, ProxyError
 from proxy.core.request import RequestHead
 from proxy.core.target import Target
 from proxy.gateway.compiled import CompiledGateway
@@ -69,7 +69,7 @@ class GatewayRouter:
                 return redirect
         route = port.vhosts.lookup(head.host)
         if route is None:
-            raise NoRoute(f"no virtual host for {head.host!r} on gateway port {self.port}")
+            raise NoRoute(f"no virtual host for {head.host[:HOST_SHOWN]!r} on gateway port {self.port}")
         rule = logical.http_rule(route, head.host, head, self.caller)
         if rule.local is not None:
             return rule.local
