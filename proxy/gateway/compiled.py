@@ -12,6 +12,7 @@ server context as the identity agent keeps it. Nothing of this is done per conne
 
 from __future__ import annotations
 
+import itertools
 import ssl
 from collections.abc import Callable
 
@@ -140,9 +141,18 @@ class CompiledGateway:
                 raise ValueError(f"gateway {config.workload}: port {port_config.port} is pushed twice")
             self.ports[port_config.port] = CompiledPort(port_config, config.workload)
 
-    def credentials(self) -> set[str]:
-        """The credentialName of every server that terminates TLS with one."""
-        return {s.credential for p in self.ports.values() for s in p.tls_servers() if s.credential}
+    def credentials(self) -> list[str]:
+        """The credentialName of every server that terminates TLS with one, once each, in precedence order: the
+        first TLS server of every port, then the second ... (pilot lists a port's servers oldest Gateway first),
+        so when there are more than the SecretClient holds (MAX_WANTED), a newer Gateway's crowd out only each
+        other, never the credentials older Gateways' servers already serve."""
+        columns = [[s.credential for s in p.tls_servers() if s.credential] for p in self.ports.values()]
+        ordered: dict[str, None] = {}
+        for row in itertools.zip_longest(*columns):
+            for name in row:
+                if name:
+                    ordered.setdefault(name, None)
+        return list(ordered)
 
     def needs_workload_certificate(self) -> bool:
         return any(s.istio for p in self.ports.values() for s in p.tls_servers())
