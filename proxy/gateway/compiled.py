@@ -34,7 +34,7 @@ class TlsServer:
     not received, no workload certificate yet)."""
 
     __slots__ = ("server", "where", "fixed", "credential", "istio", "context_of_credential", "credential_version",
-                 "credential_ca_version")
+                 "credential_ca_version", "hosts")
 
     def __init__(self, server: GatewayServer, where: str) -> None:
         assert server.tls is not None
@@ -46,6 +46,9 @@ class TlsServer:
         self.context_of_credential: ssl.SSLContext | None = None  # (re)built when the credential changes
         self.credential_version = -1
         self.credential_ca_version = -1  # the `-cacert` companion's version the context was built with
+        # the Hosts a request on a connection this server terminated may name (its own hosts: Istio gives each
+        # server its own filter chain and route config, so another server's Host is a 404 there)
+        self.hosts: DomainTable[bool] = DomainTable((host, True) for host in server.hosts)
 
 
 class CompiledPort:
