@@ -33,6 +33,11 @@ The flag is Envoy's response flag, so access logs read the way Istio users expec
 from __future__ import annotations
 
 
+# characters of a client-chosen name (Host, SNI) an error message quotes: a DNS name is at most 253, and a
+# 60 KiB Host is not echoed back into the response body or the log line
+HOST_SHOWN = 253
+
+
 class ProxyError(Exception):
     status: int = 500
     flag: str = "-"

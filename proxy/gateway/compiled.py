@@ -12,6 +12,7 @@ server context as the identity agent keeps it. Nothing of this is done per conne
 
 from __future__ import annotations
 
+import itertools
 import ssl
 from collections.abc import Callable
 
@@ -33,7 +34,7 @@ class TlsServer:
     not received, no workload certificate yet)."""
 
     __slots__ = ("server", "where", "fixed", "credential", "istio", "context_of_credential", "credential_version",
-                 "credential_ca_version")
+                 "credential_ca_version", "hosts")
 
     def __init__(self, server: GatewayServer, where: str) -> None:
         assert server.tls is not None
@@ -45,6 +46,9 @@ class TlsServer:
         self.context_of_credential: ssl.SSLContext | None = None  # (re)built when the credential changes
         self.credential_version = -1
         self.credential_ca_version = -1  # the `-cacert` companion's version the context was built with
+        # the Hosts a request on a connection this server terminated may name (its own hosts: Istio gives each
+        # server its own filter chain and route config, so another server's Host is a 404 there)
+        self.hosts: DomainTable[bool] = DomainTable((host, True) for host in server.hosts)
 
 
 class CompiledPort:
@@ -140,9 +144,18 @@ class CompiledGateway:
                 raise ValueError(f"gateway {config.workload}: port {port_config.port} is pushed twice")
             self.ports[port_config.port] = CompiledPort(port_config, config.workload)
 
-    def credentials(self) -> set[str]:
-        """The credentialName of every server that terminates TLS with one."""
-        return {s.credential for p in self.ports.values() for s in p.tls_servers() if s.credential}
+    def credentials(self) -> list[str]:
+        """The credentialName of every server that terminates TLS with one, once each, in precedence order: the
+        first TLS server of every port, then the second ... (pilot lists a port's servers oldest Gateway first),
+        so when there are more than the SecretClient holds (MAX_WANTED), a newer Gateway's crowd out only each
+        other, never the credentials older Gateways' servers already serve."""
+        columns = [[s.credential for s in p.tls_servers() if s.credential] for p in self.ports.values()]
+        ordered: dict[str, None] = {}
+        for row in itertools.zip_longest(*columns):
+            for name in row:
+                if name:
+                    ordered.setdefault(name, None)
+        return list(ordered)
 
     def needs_workload_certificate(self) -> bool:
         return any(s.istio for p in self.ports.values() for s in p.tls_servers())

@@ -16,7 +16,7 @@ context (client certificate required, the mesh trust bundle: proxy/identity/tls.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import msgspec
@@ -47,7 +47,7 @@ class Secrets(Protocol):
     missing: set[str]
     listeners: list[Callable[[], None]]
 
-    def want(self, names: set[str]) -> None: ...
+    def want(self, wanted: Iterable[str]) -> None: ...
 
 
 class CertificateSource(Protocol):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 
-from proxy.core.errors import NoCluster, NoRoute
+from proxy.core.errors import HOST_SHOWN, NoCluster, NoRoute
 from proxy.core.request import RequestHead
 from proxy.core.target import Target
 from proxy.gateway.router import CompiledSource
@@ -38,7 +38,7 @@ def pick(port: int, source: CompiledSource, mesh: MeshRouter, sni: str, client: 
     if entry.passthrough:
         rule = entry.sni_routes.lookup(sni) if sni else None
         if rule is None:
-            raise NoRoute(f"no tls route of gateway port {port} matches SNI {sni!r}")
+            raise NoRoute(f"no tls route of gateway port {port} matches SNI {sni[:HOST_SHOWN]!r}")
     else:
         rule = next((r for r in entry.tcp_rules if r.applies(port, mesh.caller)), None)
         if rule is None:

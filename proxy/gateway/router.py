@@ -4,6 +4,7 @@ the same stages as a sidecar's outbound side (proxy/outbound/router.py):
     policies  proxy/inbound/local_app.py  the gateway's RequestAuthentication (401), AuthorizationPolicies
                                           (403), RateLimits (429) from its own WorkloadSecurity and cluster,
                                           as a sidecar's inbound side runs them; 503 before the first push
+    sni       proxy/gateway/compiled.py   on a TLS port, a Host the SNI-picked server does not list: 404 NR
     https     proxy/gateway/compiled.py   an httpsRedirect server's host: 301 to https://
     vhost     proxy/gateway/hosts.py      the Host (no port, any case) -> the port's RouteConfig: exact,
                                           longest wildcard, `*`; none: 404 NR
@@ -14,17 +15,18 @@ the same stages as a sidecar's outbound side (proxy/outbound/router.py):
                                           mTLS to sidecars with the gateway's workload certificate)
 
 Retries and mirrors pick through the sidecar's MeshRouter (the same table). Per request: one attribute read
-for the policies, two cached dict lookups (redirect hosts, virtual host), then the sidecar's own stages.
+for the policies, two cached dict lookups (redirect hosts, virtual host; on TLS ports two more: SNI, Host), then the sidecar's own stages.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from proxy.core.errors import NoRoute, ProxyError
+from proxy.core.errors import HOST_SHOWN, NoRoute, ProxyError
 from proxy.core.request import RequestHead
 from proxy.core.target import Target
 from proxy.gateway.compiled import CompiledGateway
+from proxy.gateway.hosts import pick_by_name
 from proxy.inbound.local_app import LocalAppRouter
 from proxy.outbound import concrete, endpoint, logical
 from proxy.outbound.router import MeshRouter
@@ -63,13 +65,20 @@ class GatewayRouter:
         port = compiled.ports.get(self.port) if compiled is not None else None
         if port is None:
             raise GatewayNotConfigured(f"no Gateway server for port {self.port} on this gateway")
+        if port.tls:  # terminated here: only the hosts of the server the ClientHello's SNI picked (and so its
+            # certificate, client certificate checks and subjectAltNames): SNI a.example.com (SIMPLE) with
+            # `Host: b.example.com` must not reach the routes of b's MUTUAL server
+            server = pick_by_name(port.servers, head.downstream.sni, port.default)
+            if server is None or server.hosts.lookup(head.host) is None:
+                raise NoRoute(f"host {head.host[:HOST_SHOWN]!r} is not served by the TLS server this connection's "
+                              f"SNI {head.downstream.sni[:HOST_SHOWN]!r} chose on gateway port {self.port}")
         if port.redirects is not None:
             redirect = port.redirects.lookup(head.host)
             if redirect is not None:
                 return redirect
         route = port.vhosts.lookup(head.host)
         if route is None:
-            raise NoRoute(f"no virtual host for {head.host!r} on gateway port {self.port}")
+            raise NoRoute(f"no virtual host for {head.host[:HOST_SHOWN]!r} on gateway port {self.port}")
         rule = logical.http_rule(route, head.host, head, self.caller)
         if rule.local is not None:
             return rule.local

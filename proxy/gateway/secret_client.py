@@ -16,7 +16,7 @@ certificate, is logged and dropped: the last good credential stays. Only names f
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,11 +92,14 @@ class SecretClient:
         """Every name held or fetched: the wanted ones and their companions."""
         return self._wanted | {n + CACERT_SUFFIX for n in self._wanted if not n.endswith(CACERT_SUFFIX)}
 
-    def want(self, names: set[str]) -> None:
-        """What the gateway's servers name now; anything else is forgotten at once."""
-        if len(names) > MAX_WANTED:
-            log.warning("too many secrets wanted; some are ignored", wanted=len(names), limit=MAX_WANTED)
-            names = set(sorted(names)[:MAX_WANTED])
+    def want(self, wanted: Iterable[str]) -> None:
+        """What the gateway's servers name now, most important first (CompiledGateway.credentials: older Gateways'
+        first); anything else is forgotten at once. Beyond MAX_WANTED the later names are ignored, with a warning."""
+        ordered = list(dict.fromkeys(wanted))
+        if len(ordered) > MAX_WANTED:
+            log.warning("too many secrets wanted; the later ones are ignored", wanted=len(ordered), limit=MAX_WANTED,
+                        ignored=",".join(ordered[MAX_WANTED:])[:300])
+        names = set(ordered[:MAX_WANTED])
         if names == self._wanted:
             return
         added = names - self._wanted

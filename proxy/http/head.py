@@ -13,7 +13,7 @@ import os
 
 import httptools
 
-from proxy.core.errors import BadRequest
+from proxy.core.errors import HOST_SHOWN, BadRequest
 
 CRLF = b"\r\n"
 COLON_SP = b": "
@@ -67,21 +67,29 @@ def more_tokens(drop: frozenset[bytes] | None, value: bytes) -> frozenset[bytes]
     return drop | tokens
 
 
+# RFC 3986 3.2.2: unreserved, pct-encoded, sub-delims, and ':' inside an IP literal (no '@', '/', '?', '#', '\\',
+# spaces or controls). Checked once per distinct valid Host (the _AUTHORITIES cache), not per request.
+_HOST_CHARS = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~%!$&'()*+,;=:"
+
+
 def split_authority(authority: bytes) -> tuple[str, int]:
     """`host[:port]` or `[v6]:port` -> (host, port); the port defaults to 80."""
     if authority[:1] == b"[":
         end = authority.find(b"]")
         if end < 0 or (len(authority) > end + 1 and authority[end + 1 : end + 2] != b":"):
-            raise BadRequest("invalid host %r" % authority.decode("latin-1"))
+            raise BadRequest("invalid host %r" % authority[:HOST_SHOWN].decode("latin-1"))
         host, port_b = authority[1:end], authority[end + 2 :]
     else:
         host, _, port_b = authority.partition(b":")
-    if not host or b"@" in host:  # userinfo (`evil@reviews`) is not part of a Host (RFC 9110 7.2)
-        raise BadRequest("invalid host %r" % authority.decode("latin-1"))
+    # userinfo (`evil@reviews`) is not part of a Host (RFC 9110 7.2); nor is any byte outside RFC 3986's
+    # reg-name / IP-literal set (Envoy's authorityIsValid: a 400): `evil.com/.example.com` would otherwise match
+    # a `*.example.com` virtual host and go on into a Location (httpsRedirect) or upstream as the authority.
+    if not host or host.translate(None, _HOST_CHARS):
+        raise BadRequest("invalid host %r" % authority[:HOST_SHOWN].decode("latin-1"))
     if not port_b:
         return host.decode("latin-1"), 80
     if not port_b.isdigit() or not 0 < int(port_b) < 65536:
-        raise BadRequest("invalid port in host %r" % authority.decode("latin-1"))
+        raise BadRequest("invalid port in host %r" % authority[:HOST_SHOWN].decode("latin-1"))
     return host.decode("latin-1"), int(port_b)
 
 

@@ -7,7 +7,7 @@ Raises NoCluster (a destination with no cluster) and NoRoute (no service, or a p
 
 from __future__ import annotations
 
-from proxy.core.errors import NoCluster, NoRoute
+from proxy.core.errors import HOST_SHOWN, NoCluster, NoRoute
 from proxy.core.request import RequestHead
 from proxy.outbound.policy import DEFAULT_POLICY
 from proxy.outbound.route import CompiledRoute, CompiledRule
@@ -36,7 +36,7 @@ def service(table: RoutingTable, host: str, head: RequestHead) -> Backend:
     """A host with no http route: its own cluster, the whole of it, with the default policy."""
     entry = table.clusters.get(host)
     if entry is None:
-        raise NoRoute(f"no http route and no service for host {head.host!r}")
+        raise NoRoute(f"no http route and no service for host {head.host[:HOST_SHOWN]!r}")
     return checked(entry, host, "", head.port, DEFAULT_POLICY)
 
 

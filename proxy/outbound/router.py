@@ -12,7 +12,7 @@ a push swaps it in one assignment, and the router reads it once per request.
 from __future__ import annotations
 
 from proto.xds import ALLOW_ANY
-from proxy.core.errors import NoCluster, NoRoute
+from proxy.core.errors import HOST_SHOWN, NoCluster, NoRoute
 from proxy.core.request import Caller, RequestHead
 from proxy.core.target import Target
 from proxy.outbound import concrete, endpoint, logical
@@ -87,7 +87,7 @@ class MeshRouter:
         table = self.source.table
         fqdn = self.resolve(table, host)
         if not fqdn:
-            raise NoRoute(f"no service or route for host {host!r}")
+            raise NoRoute(f"no service or route for host {host[:HOST_SHOWN]!r}")
         subset = ""
         route = table.routes.get(fqdn)
         rule = route.tcp_rule_for(port, self.caller) if route is not None and route.tcp else None

@@ -27,7 +27,8 @@ handshake still gets every byte; proxy/tls/client_hello.py), waiting for a hello
 (within `first_byte_timeout`); a hello over 64 KiB is closed, as Envoy's. The protocol gets it as its `sni`.
 
 Bounded: at most `max_pending` accepted connections waiting for a first byte or a handshake, or lingering after
-a refusal (more are closed at once), each for at most `first_byte_timeout` seconds (Envoy's
+a refusal (one more closes the one waiting longest for its first bytes, else itself: so a client holding
+`max_pending` silent connections cannot lock new clients out), each for at most `first_byte_timeout` seconds (Envoy's
 listener_filters_timeout, 15 s, with continue_on_listener_filters_timeout false: close), `handshake_timeout`
 for the TLS handshake and `linger` after a refusal.
 """
@@ -150,8 +151,13 @@ class TlsAcceptor:
                 return
             if self.pending >= self.max_pending:
                 self.stats.overflow += 1
-                conn.close()
-                continue
+                if not self._pending:  # all are in handshakes or lingering: the new one goes
+                    conn.close()
+                    continue
+                # else the one that has waited longest for its first bytes goes: a client holding max_pending
+                # silent or half-sent hellos would otherwise lock every new client out for first_byte_timeout
+                oldest = next(iter(self._pending))
+                self._drop(oldest, *self._pending[oldest])
             conn.setblocking(False)
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             fd = conn.fileno()

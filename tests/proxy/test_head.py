@@ -15,6 +15,8 @@ from proxy.http.head import (
     (b"reviews:9080", ("reviews", 9080)),
     (b"[::1]:8080", ("::1", 8080)),
     (b"[fe80::1]", ("fe80::1", 80)),
+    (b"my_host.example.com", ("my_host.example.com", 80)),
+    (b"[fe80::1%25eth0]:80", ("fe80::1%25eth0", 80)),
 ])
 def test_split_authority_reads_host_and_port_with_80_by_default(authority, expected):
     assert split_authority(authority) == expected
@@ -23,6 +25,17 @@ def test_split_authority_reads_host_and_port_with_80_by_default(authority, expec
 @pytest.mark.parametrize("authority", [b"", b":80", b"reviews:http", b"reviews:70000", b"[::1", b"[::1]x"])
 def test_split_authority_rejects_what_is_not_a_host(authority):
     with pytest.raises(BadRequest):
+        split_authority(authority)
+
+
+@pytest.mark.parametrize("authority", [
+    b"evil.com/.example.com", b"evil.com#.example.com", b"evil.com?.example.com", b"evil.com\\.example.com",
+    b"evil.com .example.com", b"a.example.com\x00", b"a\tb.example.com", b"<script>.example.com", b"[::1/x]:80",
+])
+def test_split_authority_rejects_bytes_no_host_has(authority):
+    """Envoy answers 400 (authorityIsValid); a `*.example.com` virtual host must never see `evil.com/.example.com`,
+    which httpsRedirect would send to https://evil.com/ (an open redirect)."""
+    with pytest.raises(BadRequest, match="invalid host"):
         split_authority(authority)
 
 

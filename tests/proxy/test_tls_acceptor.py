@@ -172,14 +172,30 @@ def test_silent_connections_are_bounded_in_time_and_number(run: Run) -> None:
     async def body(setup: Setup) -> None:
         silent = [await asyncio.open_connection("127.0.0.1", setup.port) for _ in range(6)]
         await asyncio.sleep(0.2)
-        assert setup.acceptor.pending <= 4  # max_pending: the rest were closed at once
+        assert setup.acceptor.pending <= 4  # max_pending: the oldest were closed at once
         assert setup.acceptor.stats.overflow == 2
+        for reader, _ in silent[:2]:
+            assert await asyncio.wait_for(reader.read(10), 5) == b""
         await asyncio.sleep(0.8)  # past first_byte_timeout
         assert setup.acceptor.pending == 0 and setup.acceptor.stats.timed_out == 4
         for reader, writer in silent:
             assert await asyncio.wait_for(reader.read(10), 5) == b""  # each was closed
             writer.close()
         assert await setup.plaintext() == b"plaintext|hello"  # and the listener still serves
+
+    run(body)
+
+
+def test_a_client_holding_max_pending_silent_connections_does_not_lock_new_clients_out(run: Run) -> None:
+    async def body(setup: Setup) -> None:
+        silent = [await asyncio.open_connection("127.0.0.1", setup.port) for _ in range(4)]  # at max_pending
+        await asyncio.sleep(0.2)
+        assert setup.acceptor.pending == 4 and setup.acceptor.stats.overflow == 0
+        assert await setup.plaintext() == b"plaintext|hello"  # one over: served, the oldest silent one closed
+        assert await asyncio.wait_for(silent[0][0].read(10), 5) == b""
+        assert setup.acceptor.stats.overflow == 1
+        for _, writer in silent:
+            writer.close()
 
     run(body)
 

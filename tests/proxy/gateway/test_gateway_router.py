@@ -10,6 +10,7 @@ from proto.xds import (
     ClusterConfig, Endpoint, HttpRule, Push, RouteConfig, RouteMatch, StringMatch, WeightedDestination,
 )
 from proxy.control.config_state import ConfigRejected, ConfigState
+from proxy.core.downstream import Downstream
 from proxy.core.errors import NoRoute
 from proxy.core.request import RequestHead
 from proxy.gateway.compiled import compile_gateway
@@ -94,6 +95,9 @@ def test_hosts_route_to_their_virtual_host_and_an_unknown_host_is_404_NR():
     with pytest.raises(NoRoute) as caught:
         r.pick(head("unknown.example.com"))
     assert (caught.value.status, caught.value.flag) == (404, "NR")
+    with pytest.raises(NoRoute) as caught:  # a client's 10 KB Host is not echoed back whole in the 404's body
+        r.pick(head("a" * 10_000 + ".example.com"))
+    assert len(str(caught.value)) < 400
 
 
 def test_https_redirect_answers_301_to_https_with_the_host_as_sent():
@@ -177,3 +181,31 @@ def test_a_rate_limit_selecting_the_gateway_answers_429_before_routing():
     with pytest.raises(RateLimited) as caught:
         r.pick(head("bookinfo.example.com"))
     assert caught.value.status == 429
+
+
+def test_on_a_tls_port_a_host_of_another_server_than_the_sni_picked_is_404():
+    """SNI reviews.example.com (SIMPLE) with `Host: mtls.example.com` must not reach the MUTUAL server's routes:
+    Istio gives each server its own filter chain and route config. Before, the port's virtual hosts were shared,
+    so a client with no certificate reached the MUTUAL server's backend this way."""
+    https = GatewayPortConfig(
+        port=443,
+        servers=[GatewayServer(gateway="istio-system/simple", port=443, protocol="HTTPS", hosts=["bookinfo.example.com"],
+                               tls=ServerTls(mode="SIMPLE", credential_name="simple")),
+                 GatewayServer(gateway="istio-system/mutual", port=443, protocol="HTTPS", hosts=["*.reviews.example.com"],
+                               tls=ServerTls(mode="MUTUAL", credential_name="mutual"))],
+        virtual_hosts=[VirtualHost(domains=["bookinfo.example.com"], route=route("default/bookinfo", PRODUCTPAGE)),
+                       VirtualHost(domains=["*.reviews.example.com"], route=route("default/reviews", REVIEWS))])
+    state = gateway_state()
+    r = router(state, port=443)
+    state.apply(push(listeners(ports=[https])))
+
+    def on(sni: str, host: str) -> RequestHead:
+        return RequestHead("GET", host, 443, "/", [(b"host", host.encode())], downstream=Downstream(sni=sni))
+    assert r.pick(on("bookinfo.example.com", "bookinfo.example.com")).address == "10.0.0.1"
+    assert r.pick(on("v1.reviews.example.com", "V2.reviews.example.com")).address == "10.0.0.2"  # same server
+    assert r.pick(on("", "bookinfo.example.com")).address == "10.0.0.1"  # no SNI: the port's first server
+    for sni, host in (("bookinfo.example.com", "v1.reviews.example.com"), ("", "v1.reviews.example.com"),
+                      ("v1.reviews.example.com", "bookinfo.example.com")):
+        with pytest.raises(NoRoute) as caught:
+            r.pick(on(sni, host))
+        assert (caught.value.status, caught.value.flag) == (404, "NR")
