@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 import click
+import msgspec
 
 from isthmus import pilot_client
 from isthmus.errors import CliError
@@ -205,7 +206,8 @@ def get_secrets(obj: dict[str, Any], name: str | None, namespace: str, all_names
         where = "any namespace" if all_namespaces else f"namespace {namespace}"
         raise CliError(f'secret "{name}" not found in {where}')
     if output in ("yaml", "json"):
-        value: Any = infos[0] if name is not None else infos
+        shown = [_with_times(i) for i in infos]
+        value: Any = shown[0] if name is not None else shown
         click.echo(dump_reply(value, output))
         return
     if not infos:
@@ -245,3 +247,15 @@ def delete_secrets(obj: dict[str, Any], names: tuple[str, ...], namespace: str, 
             raise CliError(reply.error)
     if failed:
         sys.exit(1)
+
+
+_TIMES = ("not_before", "not_after", "created", "updated")
+
+
+def _with_times(info: Any) -> dict[str, Any]:
+    """A SecretInfo for -o yaml|json with its times as RFC 3339 UTC (as kubectl prints them), not Unix seconds."""
+    shown: dict[str, Any] = msgspec.to_builtins(info)
+    for key in _TIMES:
+        if shown.get(key):
+            shown[key] = utc_when(shown[key])
+    return shown

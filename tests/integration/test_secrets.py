@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -81,6 +82,9 @@ async def test_create_list_and_no_key_in_the_output_in_etcd_or_the_log(secrets_p
     one = yaml.safe_load(cli(secrets_plane, "get", "secret", "httpbin-credential", "-n", "istio-system",
                              "-o", "yaml").stdout)
     assert one["hosts"] == ["httpbin.example.com"]
+    # times as kubectl prints them (RFC 3339 UTC), not Unix seconds
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", one["not_after"]), one["not_after"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", as_json[0]["created"]), as_json[0]
     everywhere = cli(secrets_plane, "get", "secrets", "-A", "-o", "table")
     assert everywhere.stdout.splitlines()[0].split()[0] == "NAMESPACE" and "istio-system" in everywhere.stdout
     body = key_body(key_pem)
