@@ -25,6 +25,7 @@ from proxy.control import buscreds
 from proxy.control.config_state import ConfigState
 from proxy.control.registration import Registration
 from proxy.control.xds_client import XdsClient
+from proxy.dns.sidecar import SidecarDns
 from proxy.http import exchange
 from proxy.http.listener import Listener
 from proxy.http.upstream_pool import ConnectionPool
@@ -151,6 +152,13 @@ class Sidecar:
         self.fatal: IdentityFatal | None = None
         self.stopping = asyncio.Event()
         telemetry.attach(self.outbound, self.inbound, self.tcp_out, list(self.tcp_in.values()))
+        # DNS for mesh names (proxy/dns/, --dns-port): a loopback address per service, listened on for its ports
+        self.dns: SidecarDns | None = None
+        if options.dns_port:
+            self.dns = SidecarDns(options.dns_port, self.state, self.router, self.outbound.state, self._dns_tcp,
+                                  options.namespace, options.domain_suffix)
+            self.state.on_apply.append(self._dns_push)  # after telemetry's: the outbound sink is the new one
+            telemetry.metrics.before_read.append(self.dns.listeners.sweep_metrics)
         self.admin = AdminServer("127.0.0.1", options.admin_port, self.is_ready, self.config_dump, self.server_info,
                                  self.state.clusters_status, lambda: certs_dump(self.identity),
                                  telemetry.metrics.prometheus_off_loop)
@@ -161,8 +169,11 @@ class Sidecar:
 
     def ready_fields(self) -> dict[str, Any]:
         """What the "ready" log line says: the bound ports (a gateway says its own: proxy/gateway/main.py)."""
-        return {"outbound": self.outbound.port, "inbound": self.inbound.port, "admin": self.options.admin_port,
-                "service": self.options.service, "namespace": self.options.namespace}
+        fields = {"outbound": self.outbound.port, "inbound": self.inbound.port, "admin": self.options.admin_port,
+                  "service": self.options.service, "namespace": self.options.namespace}
+        if self.dns is not None:
+            fields["dns"] = self.dns.port
+        return fields
 
     def _envoy_log(self, listener: str) -> ListenerLog:
         """The Telemetry `envoy` provider's sink: the --access-log destination, else stdout (opened on first use)."""
@@ -195,6 +206,17 @@ class Sidecar:
             return target
         return pick
 
+    def _dns_tcp(self, fqdn: str, address: str, port: int) -> TcpListener:
+        """The listener for an opaque TCP port of a service on its DNS loopback address: as a --tcp one."""
+        return TcpListener(address, port, self._tcp_picker(fqdn, port), f"outbound {fqdn}:{port}", f"{fqdn}:{port}",
+                           access_log=self.outbound.state.on_complete,
+                           max_connections=self.options.limits.max_connections, metrics=self.telemetry.tcp_out)
+
+    def _dns_push(self) -> None:
+        assert self.dns is not None
+        self.dns.listeners.set_access_log(self.outbound.state.on_complete)
+        self.dns.changed()
+
     def _tcp_authz(self) -> TcpCheck | None:
         """The AuthorizationPolicy check for inbound TCP connections, as the last push compiled it; before the
         first push every connection is closed (the policies are unknown: proxy/inbound/local_app.py)."""
@@ -217,7 +239,8 @@ class Sidecar:
         return self.xds.synced.is_set() and self.identity.provider.current is not None
 
     def config_dump(self) -> dict[str, Any]:
-        return {"proxy": self.server_info(), **self.state.dump(), **self.telemetry.dump()}
+        dns = {"dns": self.dns.dump()} if self.dns is not None else {}
+        return {"proxy": self.server_info(), **self.state.dump(), **self.telemetry.dump(), **dns}
 
     def server_info(self) -> dict[str, Any]:
         o = self.options
@@ -256,7 +279,8 @@ class Sidecar:
         tcp_in = [(f"--app-tcp {svc}={app}" + (f"@{listen}" if listen else ""), self.tcp_in[svc])
                   for svc, app, listen in o.app_tcp]
         return [(f"--outbound-port {o.outbound_port}", self.outbound), (f"--inbound-port {o.inbound_port}", self.inbound),
-                *tcp_out, *tcp_in, (f"--admin-port {o.admin_port}", self.admin)]
+                *tcp_out, *tcp_in, (f"--admin-port {o.admin_port}", self.admin),
+                *([(f"--dns-port {o.dns_port}", self.dns)] if self.dns is not None else [])]
 
     async def start_listeners(self) -> None:
         """Bind every listener; if one cannot, close those already bound and raise StartError."""
@@ -321,7 +345,10 @@ class Sidecar:
 
     async def _stop_listeners(self, grace: float) -> None:
         """Stop all listeners together (in flight: `grace` s, then cut), then let the cut connections' callbacks
-        run, so what they log reaches the access log before it closes."""
+        run, so what they log reaches the access log before it closes. The DNS server and the services'
+        listeners stop first: their HTTP connections are the outbound listener's, drained with it."""
+        if self.dns is not None:
+            await self.dns.stop()
         await asyncio.gather(self.outbound.stop(grace), self.inbound.stop(grace),
                              *(listener.stop() for listener in [*self.tcp_out, *self.tcp_in.values()]),
                              self.admin.stop())
