@@ -15,7 +15,7 @@ import signal
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from proto.observations import workload_name_of
 from proto.registry import Workload
@@ -25,7 +25,6 @@ from proxy.control import buscreds
 from proxy.control.config_state import ConfigState
 from proxy.control.registration import Registration
 from proxy.control.xds_client import XdsClient
-from proxy.dns.sidecar import SidecarDns
 from proxy.http import exchange
 from proxy.http.listener import Listener
 from proxy.http.upstream_pool import ConnectionPool
@@ -48,6 +47,9 @@ from proxy.tls.upstream import UpstreamTls
 from runtime import bus as busmod
 from runtime.log import configure, get_logger
 
+
+if TYPE_CHECKING:
+    from proxy.dns.sidecar import SidecarDns
 
 STOP_GRACE = 5.0  # seconds a stopping sidecar lets requests in flight finish (Istio's terminationDrainDuration)
 
@@ -155,6 +157,8 @@ class Sidecar:
         # DNS for mesh names (proxy/dns/, --dns-port): a loopback address per service, listened on for its ports
         self.dns: SidecarDns | None = None
         if options.dns_port:
+            from proxy.dns.sidecar import SidecarDns  # dnspython (~1 MB) only in sidecars that answer DNS
+
             self.dns = SidecarDns(options.dns_port, self.state, self.router, self.outbound.state, self._dns_tcp,
                                   options.namespace, options.domain_suffix)
             self.state.on_apply.append(self._dns_push)  # after telemetry's: the outbound sink is the new one
