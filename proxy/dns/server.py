@@ -43,24 +43,34 @@ class DnsServer:
         self._tcp: asyncio.Server | None = None
 
     async def start(self) -> None:
-        """Bind UDP, then TCP on the same port; OSError (the port is taken) with nothing left bound."""
+        """Bind UDP, then TCP on the same port; OSError (the port is taken) with nothing left bound. With port 0
+        the pair is tried up to 8 times (the free UDP port may be taken over TCP)."""
+        for attempt in range(8 if self.port == 0 else 1):
+            try:
+                await self._bind(self.port)
+                return
+            except OSError:
+                if self.port != 0 or attempt == 7:
+                    raise
+
+    async def _bind(self, port: int) -> None:
         loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            sock.bind((self.host, self.port))
+            sock.bind((self.host, port))
             sock.setblocking(False)
         except OSError:
             sock.close()
             raise
-        self._udp, _ = await loop.create_datagram_endpoint(lambda: _UdpQueries(self), sock=sock)
-        self.port = sock.getsockname()[1]
+        udp, _ = await loop.create_datagram_endpoint(lambda: _UdpQueries(self), sock=sock)
+        bound = sock.getsockname()[1]
         try:
-            self._tcp = await loop.create_server(lambda: _TcpQueries(self), self.host, self.port, reuse_address=True)
+            self._tcp = await loop.create_server(lambda: _TcpQueries(self), self.host, bound, reuse_address=True)
         except OSError:
-            self._udp.close()
-            self._udp = None
+            udp.close()
             await asyncio.sleep(0)  # the transport closes its socket a loop turn later: free the port now
             raise
+        self._udp, self.port = udp, bound  # type: ignore[assignment]
 
     async def stop(self) -> None:
         udp, self._udp = self._udp, None
