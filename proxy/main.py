@@ -14,7 +14,7 @@ import os
 import signal
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from proto.observations import workload_name_of
@@ -156,11 +156,12 @@ class Sidecar:
         telemetry.attach(self.outbound, self.inbound, self.tcp_out, list(self.tcp_in.values()))
         # DNS for mesh names (proxy/dns/, --dns-port): a loopback address per service, listened on for its ports
         self.dns: SidecarDns | None = None
+        self.dns_listening: tuple[tuple[str, int], ...] = ()  # (address, port) its listeners hold now
         if options.dns_port:
             from proxy.dns.sidecar import SidecarDns  # dnspython (~1 MB) only in sidecars that answer DNS
 
             self.dns = SidecarDns(options.dns_port, self.state, self.router, self.outbound.state, self._dns_tcp,
-                                  options.namespace, options.domain_suffix)
+                                  options.namespace, options.domain_suffix, self._dns_listening)
             self.state.on_apply.append(self._dns_push)  # after telemetry's: the outbound sink is the new one
             telemetry.metrics.before_read.append(self.dns.listeners.sweep_metrics)
         self.admin = AdminServer("127.0.0.1", options.admin_port, self.is_ready, self.config_dump, self.server_info,
@@ -215,6 +216,11 @@ class Sidecar:
         return TcpListener(address, port, self._tcp_picker(fqdn, port), f"outbound {fqdn}:{port}", f"{fqdn}:{port}",
                            access_log=self.outbound.state.on_complete,
                            max_connections=self.options.limits.max_connections, metrics=self.telemetry.tcp_out)
+
+    def _dns_listening(self, keys: Iterable[tuple[str, int]]) -> None:
+        """The DNS listeners bound now are our own too: an endpoint at one of them would loop."""
+        self.dns_listening = tuple(keys)
+        self.pool.resolver.own = self.own_listeners()  # type: ignore[union-attr]
 
     def _dns_push(self) -> None:
         assert self.dns is not None
@@ -302,10 +308,11 @@ class Sidecar:
         self.pool.resolver.own = self.own_listeners()  # type: ignore[union-attr]
 
     def own_listeners(self) -> OwnListeners:
-        """The bound ports whose traffic goes out again, at our own addresses (proxy/outbound/self_loop.py)."""
+        """The bound ports whose traffic goes out again, at our own addresses (proxy/outbound/self_loop.py),
+        and the DNS listeners (proxy/dns/), which loop at their exact address:port only."""
         o = self.options
         return OwnListeners((o.address, o.outbound_host, o.inbound_host),
-                            (self.outbound.port, *(listener.port for listener in self.tcp_out)))
+                            (self.outbound.port, *(listener.port for listener in self.tcp_out)), self.dns_listening)
 
     async def run(self) -> None:
         asyncio.get_running_loop().set_exception_handler(log_loop_error)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from proxy.dns.addresses import LoopbackAddresses
@@ -54,8 +55,12 @@ def _is_ip(host: str) -> bool:
 
 class SidecarDns:
     def __init__(self, port: int, source: TableSource, router: MeshRouter, http_state: ServerState,
-                 make_tcp: MakeTcp, namespace: str, domain_suffix: str) -> None:
+                 make_tcp: MakeTcp, namespace: str, domain_suffix: str,
+                 on_listeners: Callable[[Iterable[Key]], None] | None = None) -> None:
+        """`on_listeners(keys)`: after each reconcile, the (address, port) bound now (the sidecar refuses
+        upstream connections to them: proxy/outbound/self_loop.py)."""
         self.source, self.router = source, router
+        self.on_listeners = on_listeners
         self.addresses = LoopbackAddresses()
         self.names = NameForms(namespace, domain_suffix)
         self.known: dict[str, str] = {}  # service FQDN -> the address DNS answers for it
@@ -107,6 +112,8 @@ class SidecarDns:
         wanted: dict[Key, Spec] = {(addresses[fqdn], port): (fqdn, kind)
                                    for fqdn, ports in services.items() if fqdn in addresses for port, kind in ports}
         await self.listeners.update(wanted)
+        if self.on_listeners is not None:
+            self.on_listeners(self.listeners.specs.keys())
         self.known = addresses
 
     def dump(self) -> dict[str, Any]:
