@@ -144,3 +144,47 @@ async def test_a_taken_port_raises_and_leaves_nothing_bound(dns_server: DnsServe
         probe.close()
     finally:
         tcp_taken.close()
+
+
+class FakeTransport:
+    """A transport whose write buffer holds `buffered` bytes; records what was sent and whether it was cut."""
+
+    def __init__(self, buffered: int) -> None:
+        self.buffered, self.sent, self.aborted = buffered, [], False  # type: ignore[var-annotated]
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def sendto(self, data: bytes, addr: object) -> None:
+        self.sent.append(data)
+
+    def write(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    def is_closing(self) -> bool:
+        return self.aborted
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+@pytest.mark.parametrize("buffered, sent", [(server_mod.UDP_WRITE_BUFFER_MAX - 1, 1), (server_mod.UDP_WRITE_BUFFER_MAX, 0)])
+def test_udp_responses_are_dropped_not_buffered_once_the_limit_waits(buffered: int, sent: int) -> None:
+    server = DnsServer("127.0.0.1", 0, lookup)
+    udp = server_mod._UdpQueries(server)
+    transport = FakeTransport(buffered)
+    udp.connection_made(transport)  # type: ignore[arg-type]
+    udp.datagram_received(dns.message.make_query("reviews", "A").to_wire(), ("127.0.0.1", 5353))
+    assert len(transport.sent) == sent and server.dropped == 1 - sent
+
+
+@pytest.mark.parametrize("buffered, cut", [(server_mod.TCP_WRITE_BUFFER_MAX, False),
+                                           (server_mod.TCP_WRITE_BUFFER_MAX + 1, True)])
+async def test_a_tcp_client_that_lets_answers_pile_up_is_cut(buffered: int, cut: bool) -> None:
+    server = DnsServer("127.0.0.1", 0, lookup)
+    tcp = server_mod._TcpQueries(server)
+    transport = FakeTransport(buffered)
+    tcp.connection_made(transport)  # type: ignore[arg-type]
+    tcp.data_received(framed(dns.message.make_query("reviews", "A").to_wire()))
+    assert len(transport.sent) == 1 and transport.aborted is cut
+    tcp.connection_lost(None)
