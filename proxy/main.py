@@ -14,8 +14,8 @@ import os
 import signal
 import ssl
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from proto.observations import workload_name_of
 from proto.registry import Workload
@@ -47,6 +47,9 @@ from proxy.tls.upstream import UpstreamTls
 from runtime import bus as busmod
 from runtime.log import configure, get_logger
 
+
+if TYPE_CHECKING:
+    from proxy.dns.sidecar import SidecarDns
 
 STOP_GRACE = 5.0  # seconds a stopping sidecar lets requests in flight finish (Istio's terminationDrainDuration)
 
@@ -151,6 +154,16 @@ class Sidecar:
         self.fatal: IdentityFatal | None = None
         self.stopping = asyncio.Event()
         telemetry.attach(self.outbound, self.inbound, self.tcp_out, list(self.tcp_in.values()))
+        # DNS for mesh names (proxy/dns/, --dns-port): a loopback address per service, listened on for its ports
+        self.dns: SidecarDns | None = None
+        self.dns_listening: tuple[tuple[str, int], ...] = ()  # (address, port) its listeners hold now
+        if options.dns_port:
+            from proxy.dns.sidecar import SidecarDns  # dnspython (~1 MB) only in sidecars that answer DNS
+
+            self.dns = SidecarDns(options.dns_port, self.state, self.router, self.outbound.state, self._dns_tcp,
+                                  options.namespace, options.domain_suffix, self._dns_listening)
+            self.state.on_apply.append(self._dns_push)  # after telemetry's: the outbound sink is the new one
+            telemetry.metrics.before_read.append(self.dns.listeners.sweep_metrics)
         self.admin = AdminServer("127.0.0.1", options.admin_port, self.is_ready, self.config_dump, self.server_info,
                                  self.state.clusters_status, lambda: certs_dump(self.identity),
                                  telemetry.metrics.prometheus_off_loop)
@@ -161,8 +174,11 @@ class Sidecar:
 
     def ready_fields(self) -> dict[str, Any]:
         """What the "ready" log line says: the bound ports (a gateway says its own: proxy/gateway/main.py)."""
-        return {"outbound": self.outbound.port, "inbound": self.inbound.port, "admin": self.options.admin_port,
-                "service": self.options.service, "namespace": self.options.namespace}
+        fields = {"outbound": self.outbound.port, "inbound": self.inbound.port, "admin": self.options.admin_port,
+                  "service": self.options.service, "namespace": self.options.namespace}
+        if self.dns is not None:
+            fields["dns"] = self.dns.port
+        return fields
 
     def _envoy_log(self, listener: str) -> ListenerLog:
         """The Telemetry `envoy` provider's sink: the --access-log destination, else stdout (opened on first use)."""
@@ -195,6 +211,22 @@ class Sidecar:
             return target
         return pick
 
+    def _dns_tcp(self, fqdn: str, address: str, port: int) -> TcpListener:
+        """The listener for an opaque TCP port of a service on its DNS loopback address: as a --tcp one."""
+        return TcpListener(address, port, self._tcp_picker(fqdn, port), f"outbound {fqdn}:{port}", f"{fqdn}:{port}",
+                           access_log=self.outbound.state.on_complete,
+                           max_connections=self.options.limits.max_connections, metrics=self.telemetry.tcp_out)
+
+    def _dns_listening(self, keys: Iterable[tuple[str, int]]) -> None:
+        """The DNS listeners bound now are our own too: an endpoint at one of them would loop."""
+        self.dns_listening = tuple(keys)
+        self.pool.resolver.own = self.own_listeners()  # type: ignore[union-attr]
+
+    def _dns_push(self) -> None:
+        assert self.dns is not None
+        self.dns.listeners.set_access_log(self.outbound.state.on_complete)
+        self.dns.changed()
+
     def _tcp_authz(self) -> TcpCheck | None:
         """The AuthorizationPolicy check for inbound TCP connections, as the last push compiled it; before the
         first push every connection is closed (the policies are unknown: proxy/inbound/local_app.py)."""
@@ -217,7 +249,8 @@ class Sidecar:
         return self.xds.synced.is_set() and self.identity.provider.current is not None
 
     def config_dump(self) -> dict[str, Any]:
-        return {"proxy": self.server_info(), **self.state.dump(), **self.telemetry.dump()}
+        dns = {"dns": self.dns.dump()} if self.dns is not None else {}
+        return {"proxy": self.server_info(), **self.state.dump(), **self.telemetry.dump(), **dns}
 
     def server_info(self) -> dict[str, Any]:
         o = self.options
@@ -256,7 +289,8 @@ class Sidecar:
         tcp_in = [(f"--app-tcp {svc}={app}" + (f"@{listen}" if listen else ""), self.tcp_in[svc])
                   for svc, app, listen in o.app_tcp]
         return [(f"--outbound-port {o.outbound_port}", self.outbound), (f"--inbound-port {o.inbound_port}", self.inbound),
-                *tcp_out, *tcp_in, (f"--admin-port {o.admin_port}", self.admin)]
+                *tcp_out, *tcp_in, (f"--admin-port {o.admin_port}", self.admin),
+                *([(f"--dns-port {o.dns_port}", self.dns)] if self.dns is not None else [])]
 
     async def start_listeners(self) -> None:
         """Bind every listener; if one cannot, close those already bound and raise StartError."""
@@ -274,10 +308,11 @@ class Sidecar:
         self.pool.resolver.own = self.own_listeners()  # type: ignore[union-attr]
 
     def own_listeners(self) -> OwnListeners:
-        """The bound ports whose traffic goes out again, at our own addresses (proxy/outbound/self_loop.py)."""
+        """The bound ports whose traffic goes out again, at our own addresses (proxy/outbound/self_loop.py),
+        and the DNS listeners (proxy/dns/), which loop at their exact address:port only."""
         o = self.options
         return OwnListeners((o.address, o.outbound_host, o.inbound_host),
-                            (self.outbound.port, *(listener.port for listener in self.tcp_out)))
+                            (self.outbound.port, *(listener.port for listener in self.tcp_out)), self.dns_listening)
 
     async def run(self) -> None:
         asyncio.get_running_loop().set_exception_handler(log_loop_error)
@@ -321,7 +356,10 @@ class Sidecar:
 
     async def _stop_listeners(self, grace: float) -> None:
         """Stop all listeners together (in flight: `grace` s, then cut), then let the cut connections' callbacks
-        run, so what they log reaches the access log before it closes."""
+        run, so what they log reaches the access log before it closes. The DNS server and the services'
+        listeners stop first: their HTTP connections are the outbound listener's, drained with it."""
+        if self.dns is not None:
+            await self.dns.stop()
         await asyncio.gather(self.outbound.stop(grace), self.inbound.stop(grace),
                              *(listener.stop() for listener in [*self.tcp_out, *self.tcp_in.values()]),
                              self.admin.stop())

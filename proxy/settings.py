@@ -94,6 +94,9 @@ class ProxyOptions:
     tcp_routes: tuple[tuple[str, int, int], ...] = ()
     # opaque TCP in: (service port, app port, inbound listener port; 0: any free port)
     app_tcp: tuple[tuple[int, int, int], ...] = ()
+    # DNS for mesh names on 127.0.0.1:<dns_port>, UDP and TCP, with a listener per service on its loopback address
+    # (proxy/dns/, docs/dns.md; `proxy run --dns-port`, ISTHMUS_DNS_PORT); 0: off
+    dns_port: int = 0
     # what one client may make a listener hold, and for how long (proxy/http/limits.py)
     limits: Limits = field(default_factory=Limits)
     # workload identity (proxy/identity/): spiffe://<trust_domain>/ns/<namespace>/sa/<service_account>

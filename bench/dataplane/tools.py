@@ -12,6 +12,8 @@ TOOLS = {"wrk": "wrk", "hey": "hey", "haproxy": "haproxy", "nginx": "nginx", "ta
 BROWSER_TOOLS = {"chromium": "chromium"}
 # the real Prometheus that tests/integration/test_prometheus.py scrapes the telemetry service with
 PROMETHEUS_TOOLS = {"prometheus": "prometheus"}
+# the sidecar's DNS test (tests/integration/test_dns.py): dig asks it, curl fetches by the address it gave
+DNS_TOOLS = {"dig": "dnsutils", "curl": "curl"}
 
 
 class ToolsMissing(RuntimeError):
@@ -59,7 +61,7 @@ def ensure_tools(install: bool = True, tools: dict[str, str] = TOOLS) -> dict[st
 
 def main() -> int:
     """`make deps`: install the missing tools (apt-get, visible), or say what is missing; 0 when all are there."""
-    tools = {**TOOLS, **BROWSER_TOOLS, **PROMETHEUS_TOOLS}
+    tools = {**TOOLS, **BROWSER_TOOLS, **PROMETHEUS_TOOLS, **DNS_TOOLS}
     missing = missing_tools(tools)
     if missing:
         print(f"benchmark and test tools missing: {', '.join(missing)}; installing with apt-get", flush=True)

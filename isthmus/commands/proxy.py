@@ -105,12 +105,18 @@ def _ip_address(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--app-tcp", multiple=True, callback=_app_tcp, metavar="SERVICE_PORT=APP_PORT[@INBOUND_PORT]",
               help="Opaque TCP in: serve the app's APP_PORT as the service's SERVICE_PORT through an inbound TCP "
                    "listener (any free port unless given). Repeatable.")
+@click.option("--dns-port", type=click.IntRange(0, 65535), envvar="ISTHMUS_DNS_PORT", default=0, show_default=True,
+              metavar="PORT",
+              help="Answer DNS (UDP and TCP) on 127.0.0.1:PORT for mesh names (reviews, reviews.default, "
+                   "reviews.default.svc.cluster.local, ServiceEntry hosts) with a loopback address per service, on "
+                   "which the sidecar listens for the service's ports: apps use plain URLs (http://reviews:9080/). "
+                   "docs/dns.md; env ISTHMUS_DNS_PORT. 0: off.")
 @shared_options
 @click.pass_obj
 def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: int, app_port: int, app_host: str,
               labels: dict[str, str], inbound_port: int, outbound_port: int, admin_port: int, address: str,
               service_account: str, mtls_switch_hold: float, tcp: tuple[tuple[str, int, int], ...],
-              app_tcp: tuple[tuple[int, int, int], ...], **flags: Any) -> None:
+              app_tcp: tuple[tuple[int, int, int], ...], dns_port: int, **flags: Any) -> None:
     """Run a sidecar beside one workload until SIGINT/SIGTERM."""
     from proxy.settings import ProxyOptions
 
@@ -119,7 +125,7 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
     check_distinct_ports([("--app-port", app_port), ("--inbound-port", inbound_port),
                           ("--outbound-port", outbound_port), ("--admin-port", admin_port),
                           *(("--tcp", local) for _, _, local in tcp),
-                          *(("--app-tcp", inbound) for _, _, inbound in app_tcp)])
+                          *(("--app-tcp", inbound) for _, _, inbound in app_tcp), ("--dns-port", dns_port)])
     options = ProxyOptions(
         service=service,
         namespace=namespace,
@@ -135,6 +141,7 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
         mtls_switch_hold=mtls_switch_hold,
         tcp_routes=tcp,
         app_tcp=app_tcp,
+        dns_port=dns_port,
         **proxy_settings(obj, flags),
     )
     from proxy.main import run_proxy

@@ -43,6 +43,11 @@ class MeshRouter:
         """The FQDN the table knows `host` by, or "" when it knows none."""
         return self.hosts.resolve(table, host)
 
+    def set_aliases(self, aliases: dict[str, str]) -> None:
+        """Loopback address -> service FQDN, for requests whose Host is the address (proxy/dns/); plans go."""
+        self.hosts.set_aliases(aliases)
+        self._plans, self._plans_table = {}, None
+
     def pick(self, head: RequestHead) -> Target:
         table = self.source.table
         key = (head.host, head.port)

@@ -13,7 +13,9 @@ sends traffic out again (the outbound port, --tcp locals) fails at once with Loo
 Envoy has no analogue). The inbound, admin and --app-tcp ports end at the app or answer themselves, so a
 connection to them is not a loop (and a service calling itself through the mesh lands on its own inbound
 port): those stay allowed. An own address the host has on other interfaces (bind host 0.0.0.0) is only
-known when given as --address.
+known when given as --address. The listeners of the sidecar's DNS (proxy/dns/: a service's loopback address
+at its ports) loop too, but only at their exact address:port (`exact`): another loopback address at a
+service's port (an app on 127.0.0.1:9080) is someone else's.
 """
 
 from __future__ import annotations
@@ -25,14 +27,20 @@ from proxy.core.errors import LoopDetected
 
 
 class OwnListeners:
-    __slots__ = ("hosts", "ports")
+    __slots__ = ("hosts", "ports", "loop_ports", "exact")
 
-    def __init__(self, hosts: Iterable[str], ports: Iterable[int]) -> None:
+    def __init__(self, hosts: Iterable[str], ports: Iterable[int], exact: Iterable[tuple[str, int]] = ()) -> None:
         self.hosts = frozenset(hosts)
-        self.ports = frozenset(port for port in ports if port)
+        self.loop_ports = frozenset(port for port in ports if port)
+        self.exact = frozenset(exact)
+        self.ports = self.loop_ports | {port for _, port in self.exact}
 
     def loops(self, address: str, port: int) -> bool:
         if port not in self.ports:  # the common case: one set lookup
+            return False
+        if (address, port) in self.exact:
+            return True
+        if port not in self.loop_ports:
             return False
         if address in self.hosts:
             return True

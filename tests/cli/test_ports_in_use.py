@@ -60,6 +60,7 @@ CASES: dict[str, Callable[[int], tuple[list[str], str]]] = {
     "tcp": lambda p: (proxy_run(*ports(), "--tcp", f"db:5432={p}"), f"--tcp db:5432={p}: address already in use"),
     "app-tcp": lambda p: (proxy_run(*ports(), "--app-tcp", f"5432=5433@{p}"),
                           f"--app-tcp 5432=5433@{p}: address already in use"),
+    "dns": lambda p: (proxy_run(*ports(), "--dns-port", str(p)), f"--dns-port {p}: address already in use"),
 }
 
 
@@ -68,6 +69,14 @@ def test_proxy_run_on_a_taken_port_names_the_flag_and_exits_2(which: str) -> Non
     with held_port() as port:
         argv, line = CASES[which](port)
         assert_one_error_line(run(argv), line)
+
+
+def test_proxy_run_on_a_dns_port_taken_over_udp_names_the_flag() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as holder:  # a resolver already answers there
+        holder.bind(("127.0.0.1", free_port()))
+        port = holder.getsockname()[1]
+        assert_one_error_line(run(proxy_run(*ports(), "--dns-port", str(port))),
+                              f"--dns-port {port}: address already in use")
 
 
 def test_proxy_run_on_an_inbound_port_taken_on_every_address_names_the_flag() -> None:

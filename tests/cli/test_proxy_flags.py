@@ -54,3 +54,21 @@ def test_limit_flags_read_their_environment_variables(monkeypatch):
                                 env={"ISTHMUS_MAX_REQUEST_HEADERS_KB": "8", "ISTHMUS_STREAM_IDLE_TIMEOUT": "30"})
     assert result.exit_code == 0, result.output
     assert seen["limits"].max_head_bytes == 8192 and seen["limits"].stream_idle_timeout == 30.0
+
+
+def test_dns_port_is_off_by_default_and_reaches_the_sidecars_options(monkeypatch):
+    seen = []
+    monkeypatch.setattr("proxy.main.run_proxy", lambda options: seen.append(options.dns_port))
+    base = ["proxy", "run", "--service", "a", "--service-port", "80", "--app-port", "81"]
+    assert CliRunner().invoke(cli, base).exit_code == 0
+    assert CliRunner().invoke(cli, [*base, "--dns-port", "15053"]).exit_code == 0
+    assert CliRunner().invoke(cli, base, env={"ISTHMUS_DNS_PORT": "15054"}).exit_code == 0
+    assert seen == [0, 15053, 15054]
+
+
+@pytest.mark.parametrize("value, words", [("65536", "--dns-port"), ("x", "--dns-port"),
+                                          ("15001", "--outbound-port and --dns-port are both port 15001")])
+def test_a_bad_dns_port_is_a_usage_error(value: str, words: str):
+    result = CliRunner().invoke(cli, ["proxy", "run", "--service", "a", "--service-port", "80", "--app-port", "81",
+                                      "--dns-port", value])
+    assert result.exit_code == 2 and words in result.output, result.output

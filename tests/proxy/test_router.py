@@ -331,3 +331,13 @@ def test_a_virtual_service_with_only_tcp_routes_leaves_http_requests_to_the_clus
     router = router_for([reviews_cluster()], [orphan])
     with pytest.raises(NoRoute, match="no http route"):
         router.pick(head("db"))
+
+
+def test_a_dns_loopback_address_in_host_routes_as_its_service_and_set_aliases_drops_cached_plans():
+    router = router_for([reviews_cluster()])
+    assert router.pick(head("127.240.3.7")).address == "127.240.3.7"  # no alias yet: outside the mesh (passthrough)
+    router.set_aliases({"127.240.3.7": REVIEWS})
+    assert router.pick(head("127.240.3.7")).cluster.endswith(f"|{REVIEWS}")
+    router.set_aliases({"127.240.3.8": "gone.default.svc.cluster.local"})  # an alias the table lacks: ignored
+    assert router.resolve(router.source.table, "127.240.3.8") == ""
+    assert router.pick(head("127.240.3.7")).address == "127.240.3.7"

@@ -30,6 +30,13 @@ def test_own_listener_ports_at_own_addresses_loop() -> None:
         own.check("127.0.0.1", 15001)
 
 
+def test_dns_listeners_loop_at_their_exact_address_and_port_only() -> None:
+    own = OwnListeners(("127.0.0.1",), (15001,), [("127.240.3.7", 9080)])
+    assert own.loops("127.240.3.7", 9080) and own.loops("127.0.0.1", 15001)
+    assert not own.loops("127.0.0.1", 9080)  # an app on 127.0.0.1:9080 is not the service's listener
+    assert not own.loops("127.240.3.8", 9080) and not own.loops("127.240.3.7", 9081)
+
+
 async def test_dns_cache_refuses_resolved_own_address_before_connecting() -> None:
     cache = DnsCache()
     cache.own = OwnListeners(("127.0.0.1",), (1,))  # port 1: nothing listens, so a connect would fail otherwise
@@ -149,4 +156,40 @@ async def test_a_tcp_route_to_the_sidecar_own_tcp_port_is_closed_not_looped() ->
         await car.inbound.stop(grace=0.5)
         await car.tcp_out[0].stop()
         await car.admin.stop()
+        car.pool.close()
+
+
+async def test_an_endpoint_at_a_dns_listener_of_the_sidecar_is_refused_not_looped(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A ServiceEntry whose endpoint is the loopback address the sidecar's DNS gave that very service (or any
+    address:port its DNS listeners hold): 508 LD at once, not a request looping through the listener."""
+    import socket
+
+    from proto.xds import ClusterConfig, Endpoint, Push
+    from proxy.dns.addresses import LoopbackAddresses
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        dns_port = probe.getsockname()[1]
+    options = ProxyOptions(service="loop", service_port=9080, app_port=1, inbound_host="127.0.0.1", inbound_port=0,
+                           outbound_port=0, admin_port=0, access_log="", dns_port=dns_port)
+    car = Sidecar(options)
+    await car.start_listeners()
+    clients = Clients()
+    try:
+        host, port = "loopy.example", 18080
+        address = LoopbackAddresses().home(host)
+        car.state.apply(Push(epoch="e", seq=1, version=1, full=True, clusters=[ClusterConfig(
+            host=host, version=1, ports=[port], endpoints=[Endpoint(address=address, ports={port: port})])]))
+        for _ in range(300):
+            await asyncio.sleep(0.01)
+            if (address, port) in car.dns_listening:
+                break
+        assert car.pool.resolver.own.loops(address, port)  # type: ignore[union-attr]
+        reader, writer = await clients(car.outbound.port)
+        writer.write(b"GET http://%s:%d/ HTTP/1.1\r\nhost: %s:%d\r\n\r\n" % (host.encode(), port, host.encode(), port))
+        response = await asyncio.wait_for(read_response(reader), 5.0)
+        assert response.status == 508 and b"loop" in response.body
+    finally:
+        await clients.close()
+        await car._stop_listeners(0.5)
         car.pool.close()

@@ -17,3 +17,15 @@ def test_a_sidecar_loads_neither_aiohttp_nor_cel_python_until_it_needs_them() ->
             "print(LogFilter('response.code >= 400') is not None)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.split("\n")[:2] == ["[]", "True"], out.stdout + out.stderr
+
+
+def test_a_sidecar_loads_dnspython_only_with_dns_port() -> None:
+    """proxy/dns/ and dnspython (~1 MB) are loaded by the sidecars that answer DNS (--dns-port), not by all."""
+    code = ("import sys, proxy.main\n"
+            "print(sorted(m for m in ('dns', 'proxy.dns.sidecar') if m in sys.modules))\n"
+            "from proxy.main import Sidecar\n"
+            "from proxy.settings import ProxyOptions\n"
+            "Sidecar(ProxyOptions(service='a', service_port=80, app_port=81, dns_port=15053))\n"
+            "print(sorted(m for m in ('dns', 'proxy.dns.sidecar') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.split("\n")[:2] == ["[]", "['dns', 'proxy.dns.sidecar']"], out.stdout + out.stderr
