@@ -92,14 +92,15 @@ def decode(item: Any, index: int) -> tuple[Any, ConfigError]:
 
 def overlay(live: list[Entry], files: list[Entry]) -> list[Entry]:
     """The live config with the files' resources added, a file's replacing the live one of the same name
-    (istioctl: "simulating the effect of applying additional yaml files")."""
+    (istioctl: "simulating the effect of applying additional yaml files"); of two documents naming the same
+    resource, the later one, as applying the files one after another would leave it."""
     keyed = {(e.kind, e.namespace, e.name): e for e in live}
     keyed.update(((e.kind, e.namespace, e.name), e) for e in files)
     return list(keyed.values())
 
 
 def offline(files: Files) -> Inputs:
-    return Inputs(resources=files.entries, validation=files.local_errors, available={"config"})
+    return Inputs(resources=overlay([], files.entries), validation=files.local_errors, available={"config"})
 
 
 async def read_live(bus: Any, timeout: float, files: Files, notes: list[str]) -> Inputs:

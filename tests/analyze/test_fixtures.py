@@ -79,3 +79,14 @@ def test_messages_of_other_namespaces_are_left_out_unless_all_are_asked() -> Non
     assert len(run(inputs, "default").messages) == 2
     assert run(inputs, "prod").messages == []
     assert len(run(inputs, None).messages) == 2
+
+
+def test_of_two_documents_naming_one_resource_the_later_is_analyzed_as_applying_them_in_turn_leaves_it() -> None:
+    vs = ("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews}\nspec:\n"
+          "  hosts: [reviews]\n  http: [{route: [{destination: {host: reviews, subset: %s}}]}]\n")
+    dr = ("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews}\nspec:\n"
+          "  host: reviews\n  subsets: [{name: v1, labels: {version: v1}}]\n")
+    files = read_files([("a.yaml", vs % "v1"), ("b.yaml", vs % "v2"), ("c.yaml", dr)], "default")
+    messages = run(offline(files)).messages
+    assert [(m.code, m.origin, m.message) for m in messages] == [
+        ("IST0101", "b.yaml", 'Referenced host+subset in destinationrule not found: "reviews+v2"')]

@@ -34,4 +34,4 @@ class ConflictingMeshGatewayHostsAnalyzer:
             for vs in group:
                 if (vs.namespace, vs.name) not in reported:  # once per VirtualService, as Istio
                     reported.add((vs.namespace, vs.name))
-                    ctx.report("IST0109", vs, names, host)
+                    ctx.report("IST0109", vs, names, f"*/{host}")  # Istio's ScopedFqdn: exported to all
