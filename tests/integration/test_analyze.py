@@ -137,3 +137,23 @@ async def test_a_proxy_may_not_list_the_registry_nor_ask_pilot_to_validate(mesh:
             await errors.seen(f'permissions violation for publish to "{subject}"')
     finally:
         await proxy.close()
+
+
+async def test_config_validate_answers_as_apply_would_and_stores_nothing(mesh: ControlPlane) -> None:
+    good = "kind: VirtualService\napiVersion: networking.istio.io/v1\nmetadata: {name: dry, namespace: dry}\n" \
+           "spec:\n  hosts: [dry]\n  http: [{route: [{destination: {host: dry}}]}]\n"
+    bus = await mesh.bus("test-validate")
+    try:
+        reply = json.loads(await bus.request(CONFIG_VALIDATE, good.encode(), timeout=10))
+        assert reply["ok"] and reply["dry_run"] and reply["revision"] == 0, reply
+        assert [r["action"] for r in reply["results"]] == ["created"]
+        bad = json.loads(await bus.request(CONFIG_VALIDATE, good.replace("[dry]", "[dry, dry]").encode(), timeout=10))
+        assert not bad["ok"] and "duplicate host" in bad["errors"][0]["message"], bad
+        listed = await bus.call(CONFIG_GET, GetRequest(kind="VirtualService", namespace="dry"), GetReply)
+        assert listed.resources == []
+        applied = json.loads(await bus.request("isthmus.config.apply", good.encode(), timeout=10))
+        assert applied["ok"] and not applied["dry_run"] and applied["revision"] > 0
+        again = json.loads(await bus.request(CONFIG_VALIDATE, good.encode(), timeout=10))
+        assert [r["action"] for r in again["results"]] == ["unchanged"]
+    finally:
+        await bus.close()
