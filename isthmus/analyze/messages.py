@@ -91,6 +91,9 @@ _TABLE = (
     MessageType("IST0174", "UnknownDestinationRuleHost", WARNING,
                 "The host %s defined in the DestinationRule does not match any services in the mesh.",
                 "Host defined in destination rule does not match any services in the mesh."),
+    MessageType("IST0177", "ConflictingServiceEntryProtocol", WARNING,
+                "Multiple ServiceEntries (%s) define the same host %q and port %d with conflicting protocols (%s).",
+                "Multiple ServiceEntries define the same host and port with conflicting protocols."),
 )
 
 TYPES: dict[str, MessageType] = {t.code: t for t in _TABLE}

@@ -11,6 +11,7 @@ from isthmus.analyze.analyzers.gateway_secrets import SecretAnalyzer
 from isthmus.analyze.analyzers.gateways import GatewayAnalyzer
 from isthmus.analyze.analyzers.mtls_conflict import MTLSPolicyConflictAnalyzer
 from isthmus.analyze.analyzers.schema import SchemaAnalyzer
+from isthmus.analyze.analyzers.serviceentry_protocols import ConflictingServiceEntryProtocolAnalyzer
 from isthmus.analyze.analyzers.subsets import SubsetSelectAnalyzer
 from isthmus.analyze.analyzers.unreachable_rules import VirtualServiceRuleAnalyzer
 from isthmus.analyze.context import Analyzer
@@ -22,6 +23,7 @@ ALL: tuple[Analyzer, ...] = (
     ConflictingGatewayAnalyzer(),
     SecretAnalyzer(),
     SchemaAnalyzer(),
+    ConflictingServiceEntryProtocolAnalyzer(),
     ConflictingMeshGatewayHostsAnalyzer(),
     DestinationHostAnalyzer(),
     DestinationRuleAnalyzer(),
