@@ -59,6 +59,7 @@ class Inputs(msgspec.Struct):
     # (file, ConfigError, is_error) from pilot's validation of the files, when "validation" is available
     validation: list[tuple[str, ConfigError, bool]] = []
     available: set[str] = msgspec.field(default_factory=lambda: {"config"})
+    root_namespace: str = "istio-system"  # where mesh-wide policies live (ISTHMUS_ROOT_NAMESPACE, as pilot reads it)
 
 
 class Context:

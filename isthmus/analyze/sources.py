@@ -16,6 +16,7 @@ answer is left out of `available`: the analyzers that need it are skipped, and t
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import msgspec
@@ -99,8 +100,14 @@ def overlay(live: list[Entry], files: list[Entry]) -> list[Entry]:
     return list(keyed.values())
 
 
+def root_namespace() -> str:
+    """Where mesh-wide policies live: ISTHMUS_ROOT_NAMESPACE, as pilot reads it (runtime/settings.py)."""
+    return os.environ.get("ISTHMUS_ROOT_NAMESPACE", "istio-system")
+
+
 def offline(files: Files) -> Inputs:
-    return Inputs(resources=overlay([], files.entries), validation=files.local_errors, available={"config"})
+    return Inputs(resources=overlay([], files.entries), validation=files.local_errors, available={"config"},
+                  root_namespace=root_namespace())
 
 
 async def read_live(bus: Any, timeout: float, files: Files, notes: list[str]) -> Inputs:
@@ -123,7 +130,7 @@ async def read_live(bus: Any, timeout: float, files: Files, notes: list[str]) ->
                 unreadable += 1
     if unreadable:
         notes.append(f"{unreadable} stored resources could not be read and were left out (`isthmus get` shows them)")
-    inputs = Inputs(resources=overlay(live, files.entries), available={"config"})
+    inputs = Inputs(resources=overlay(live, files.entries), available={"config"}, root_namespace=root_namespace())
     try:
         workloads = await bus.call(REGISTRY_LIST, WorkloadListRequest(), WorkloadListReply, timeout)
         if workloads.ok and workloads.total <= len(workloads.workloads):

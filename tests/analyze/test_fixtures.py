@@ -90,3 +90,9 @@ def test_of_two_documents_naming_one_resource_the_later_is_analyzed_as_applying_
     messages = run(offline(files)).messages
     assert [(m.code, m.origin, m.message) for m in messages] == [
         ("IST0101", "b.yaml", 'Referenced host+subset in destinationrule not found: "reviews+v2"')]
+
+
+def test_the_mesh_wide_peer_authentication_is_the_root_namespaces() -> None:
+    inputs, _ = load(FIXTURES / "IST0113_mtls.yaml")
+    inputs.root_namespace = "mesh-root"  # ISTHMUS_ROOT_NAMESPACE: istio-system/mesh is then a namespace's policy
+    assert [m.resource for m in run(inputs).messages] == ["DestinationRule default/reviews"]

@@ -12,7 +12,6 @@ PeerAuthentication's portLevelMtls for the same port number. Config only (worklo
 
 from __future__ import annotations
 
-import os
 from typing import ClassVar
 
 from isthmus.analyze.context import SUFFIX, Context, Entry
@@ -26,7 +25,7 @@ class MTLSPolicyConflictAnalyzer:
     inputs: ClassVar[frozenset[str]] = frozenset()
 
     def analyze(self, ctx: Context) -> None:
-        root = os.environ.get("ISTHMUS_ROOT_NAMESPACE", "istio-system")
+        root = ctx.inputs.root_namespace
         for dr in ctx.of("DestinationRule"):
             policy = dr.spec.traffic_policy
             host = fqdn(dr.spec.host, dr.namespace)
