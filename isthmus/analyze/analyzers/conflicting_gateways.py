@@ -1,7 +1,8 @@
 """IST0145: two Gateways with the same workload selector expose the same host on the same port (and bind); which
 one serves it is undefined (Istio's gateway.ConflictingGatewayAnalyzer, analyzers/gateway/conflictinggateway.go,
-with pilot's CheckDuplicates: the same host string with the same bind). Istio also compares selectors that are
-subsets of each other through the pods both select; Isthmus compares equal selectors only. Config only."""
+with pilot's CheckDuplicates: the same host string with the same bind). Gateways with equal selectors always
+pick the same workloads; with different selectors, when the registry is read, they conflict if a registered
+workload carries both (Istio compares such selectors through the pods both select)."""
 
 from __future__ import annotations
 
@@ -22,21 +23,32 @@ class ConflictingGatewayAnalyzer:
     inputs: ClassVar[frozenset[str]] = frozenset()
 
     def analyze(self, ctx: Context) -> None:
-        # (selector, port) -> gateway "ns/name" -> {host: bind}
-        known: dict[tuple[str, int], dict[str, dict[str, str]]] = {}
+        # port -> gateway "ns/name" -> {host: bind}
+        known: dict[int, dict[str, dict[str, str]]] = {}
+        selectors = {_full(gw): gw.spec.selector for gw in ctx.of("Gateway")}
         for gw in ctx.of("Gateway"):
             for server in gw.spec.servers or []:
-                hosts = known.setdefault((selector_text(gw.spec.selector), server.port.number), {})
+                hosts = known.setdefault(server.port.number, {})
                 hosts.setdefault(_full(gw), {}).update({h: server.bind or "" for h in server.hosts})
+        labels = [w.labels for w in ctx.inputs.workloads] if "registry" in ctx.inputs.available else []
+
+        def same_workloads(a: dict[str, str], b: dict[str, str]) -> bool:
+            return a == b or any(_selects(a, have) and _selects(b, have) for have in labels)
+
         for gw in ctx.of("Gateway"):
             selector = selector_text(gw.spec.selector)
             for server in gw.spec.servers or []:
-                others = known.get((selector, server.port.number), {})
-                conflicting = sorted(name for name, hosts in others.items() if name != _full(gw) and any(
-                    hosts.get(h) == (server.bind or "") for h in server.hosts if h in hosts))
+                others = known.get(server.port.number, {})
+                conflicting = sorted(name for name, hosts in others.items() if name != _full(gw)
+                                     and same_workloads(gw.spec.selector, selectors[name]) and any(
+                                         hosts.get(h) == (server.bind or "") for h in server.hosts if h in hosts))
                 if conflicting:
                     ctx.report("IST0145", gw, ",".join(conflicting), selector, str(server.port.number),
                                ",".join(server.hosts))
+
+
+def _selects(want: dict[str, str], have: dict[str, str]) -> bool:
+    return all(have.get(k) == v for k, v in want.items())
 
 
 def _full(gw: Entry) -> str:
