@@ -1,7 +1,7 @@
 """`isthmus analyze`: istioctl analyze for Isthmus (isthmus/analyze/; docs/analyze.md lists the codes).
 
     isthmus analyze [-f FILE|DIR|- ...] [--live/--no-live] [-n NS | -A] [-o table|yaml|json]
-                    [--failure-threshold Info|Warning|Error] [-L] [-v]
+                    [--failure-threshold Info|Warning|Error] [-S CODE=RESOURCE ...] [-L] [-v]
 
 As istioctl: the live mesh is analyzed by default, with the files (-f) laid over it ("what if I applied
 these?"); `--no-live` (istioctl's --use-kube=false) analyzes the files alone, without a control plane.
@@ -40,11 +40,15 @@ THRESHOLDS = ("Info", "Warning", "Error")
               help="One line per message (istioctl's log format), or a yaml/json list.")
 @click.option("--failure-threshold", type=click.Choice(THRESHOLDS), default="Error", show_default=True,
               help="The level at which messages make the exit code 79.")
+@click.option("-S", "--suppress", "suppress", multiple=True, metavar="CODE=RESOURCE",
+              help='Do not report CODE on RESOURCE (`Kind ns/name` or istioctl\'s `Kind name.ns`; `*` matches any '
+                   'part), e.g. -S "IST0128=DestinationRule default/*". Repeatable.')
 @click.option("-L", "--list-analyzers", is_flag=True, help="List the analyzers and their codes, and exit.")
 @click.option("-v", "--verbose", is_flag=True, help="Say which analyzers ran and which were skipped (and why).")
 @click.pass_obj
 def analyze(obj: dict[str, Any], files: tuple[str, ...], live: bool, namespace: str, all_namespaces: bool,
-            output: str, failure_threshold: str, list_analyzers: bool, verbose: bool) -> None:
+            output: str, failure_threshold: str, suppress: tuple[str, ...], list_analyzers: bool,
+            verbose: bool) -> None:
     """Analyze Istio config (the live mesh, and/or files) and print coded messages (IST0101 ...)."""
     from isthmus.analyze import ALL, run
     from isthmus.analyze.messages import LEVEL_ORDER, TYPES
@@ -59,6 +63,7 @@ def analyze(obj: dict[str, Any], files: tuple[str, ...], live: bool, namespace: 
         return
     if not files and not live:
         raise click.UsageError("--no-live needs files to analyze: give -f FILE|DIR|-")
+    suppressions = [_suppression(text, TYPES) for text in suppress]
     sources = read_manifests(files)
     loaded = read_files(sources, namespace)
     for problem in loaded.parse_errors:
@@ -77,6 +82,8 @@ def analyze(obj: dict[str, Any], files: tuple[str, ...], live: bool, namespace: 
         notes.append("--no-live: the registry, the ca's secrets and pilot's validation were not read (schema errors "
                      "come from decoding the files only)")
     result = run(inputs, None if all_namespaces else namespace)
+    result.messages = [m for m in result.messages if not any(_suppressed(m, code, pattern)
+                                                             for code, pattern in suppressions)]
     target = "all namespaces" if all_namespaces else f"namespace: {namespace}"
     if verbose:
         click.echo(f"Analyzed resources in {target}", err=True)
@@ -103,3 +110,25 @@ def analyze(obj: dict[str, Any], files: tuple[str, ...], live: bool, namespace: 
     if loaded.parse_errors:
         click.echo("Some files couldn't be parsed.", err=True)
         sys.exit(EXIT_PARSE)
+
+
+def _suppression(text: str, types: dict[str, Any]) -> tuple[str, str]:
+    """`CODE=RESOURCE` -> (code, pattern); an unknown code is a warning, as istioctl's (it suppresses nothing)."""
+    code, sep, pattern = text.partition("=")
+    if not sep or not code or not pattern:
+        raise click.BadParameter(f"{text!r} is not CODE=RESOURCE (e.g. 'IST0128=DestinationRule default/api')",
+                                 param_hint="'--suppress'")
+    if code not in types:
+        click.echo(f"Warning: Supplied message code '{code}' is an unknown message code and will not have any "
+                   "effect.", err=True)
+    return code, pattern
+
+
+def _suppressed(message: Any, code: str, pattern: str) -> bool:
+    """Whether `pattern` names the message's resource, as `Kind ns/name` or as istioctl's `Kind name.ns`."""
+    from fnmatch import fnmatchcase
+
+    kind, _, full = message.resource.partition(" ")
+    ns, _, name = full.partition("/")
+    return message.code == code and (fnmatchcase(message.resource, pattern) or
+                                     fnmatchcase(f"{kind} {name}.{ns}", pattern))

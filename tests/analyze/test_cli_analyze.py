@@ -99,3 +99,17 @@ def test_list_analyzers_names_each_with_its_codes() -> None:
     assert "* virtualservice.DestinationRuleAnalyzer:" in result.stdout
     assert "IST0101 ReferencedResourceNotFound" in result.stdout
     assert "(needs registry)" in result.stdout
+
+
+def test_suppress_drops_a_code_on_the_resources_it_names_in_either_spelling(tmp_path: Path) -> None:
+    path = body(tmp_path, "IST0145_conflicting_gateways.yaml")
+    result = run("analyze", "--no-live", "-f", path, "-S", "IST0145=Gateway default/a")
+    assert result.exit_code == 79 and "(Gateway default/a " not in result.stdout and "(Gateway default/b " in \
+        result.stdout
+    result = run("analyze", "--no-live", "-f", path, "-S", "IST0145=Gateway *.default")  # istioctl's name.namespace
+    assert result.exit_code == 0 and result.stdout == "", result.output
+    result = run("analyze", "--no-live", "-f", path, "-S", "IST0101=Gateway *")  # another code: nothing dropped
+    assert result.exit_code == 79
+    result = run("analyze", "--no-live", "-f", path, "-S", "IST9999=Gateway *")
+    assert "unknown message code" in result.stderr
+    assert run("analyze", "--no-live", "-f", path, "-S", "IST0145").exit_code == 2
