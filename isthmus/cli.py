@@ -1,4 +1,4 @@
-"""The `isthmus` command: a local mesh (`up`), config (`apply`, `get`, `delete`) and sidecars (`proxy run`,
+"""The `isthmus` command: a local mesh (`up`), config (`apply`, `get`, `delete`, `analyze`) and sidecars (`proxy run`,
 `proxy-status`).
 
 Every command but `up` talks to the control plane over NATS only; `--nats URL` (or ISTHMUS_NATS_URL)
@@ -6,7 +6,7 @@ says where. docs/cli.md is the user's reference. Exit codes: 0 ok, 1 error (bad 
 not found, control plane unreachable), 2 usage error.
 
 This module is the root group and the console script's entry point (`isthmus.cli:main`); the commands
-live in isthmus/commands/ (config.py, proxy.py, up.py, ca.py: `token` and `ca`, credentials.py: `proxy credentials`,
+live in isthmus/commands/ (config.py, proxy.py, up.py, analyze.py, ca.py: `token` and `ca`, credentials.py: `proxy credentials`,
 secrets.py: `create secret` and the secret kind of `get`/`delete`), the helpers they share in isthmus/manifests.py
 (reading -f sources), isthmus/output.py (tables, printing) and isthmus/pilot_client.py (the bus). The
 helpers are re-exported here so the demo, the tests and scripts can keep importing them from isthmus.cli.
@@ -18,6 +18,7 @@ import sys
 
 import click
 
+from isthmus.commands.analyze import analyze
 from isthmus.commands.ca import ca, token
 from isthmus.commands.config import apply, delete, get
 from isthmus.commands.credentials import credentials
@@ -84,7 +85,7 @@ def cli(ctx: click.Context, config_path: str | None, nats_url: str | None, reque
                "dashboard": config.dashboard if config else ""}
 
 
-for command in (up, apply, create, delete, get, proxy_status, proxy, gateway, token, ca, dashboard):
+for command in (up, apply, create, delete, get, analyze, proxy_status, proxy, gateway, token, ca, dashboard):
     cli.add_command(command)
 proxy.add_command(credentials)  # `isthmus proxy credentials list|revoke`, beside `proxy run`
 

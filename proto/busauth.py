@@ -45,7 +45,7 @@ _HEALTH_ALL = f"{s.HEALTH}.*"
 
 # The operator: `isthmus` CLI commands, `isthmus up`'s health checks, scripts holding isthmus.yaml.
 OPERATOR = Permissions(
-    publish=(s.CONFIG_APPLY, s.CONFIG_DELETE, s.CONFIG_GET, s.XDS_STATUS,
+    publish=(s.CONFIG_APPLY, s.CONFIG_DELETE, s.CONFIG_GET, s.CONFIG_VALIDATE, s.XDS_STATUS, s.REGISTRY_LIST,
              s.CA_TOKEN_CREATE, s.CA_TOKEN_LIST, s.CA_TOKEN_REVOKE, s.CA_ROTATE, s.CA_BUNDLE,
              s.CA_SECRET_PUT, s.CA_SECRET_LIST, s.CA_SECRET_DELETE,
              s.BUS_CREDS_ISSUE, s.BUS_CREDS_REVOKE, s.BUS_CREDS_LIST, _HEALTH_ALL),
@@ -66,14 +66,14 @@ def _service(name: str, serves: tuple[str, ...], publishes: tuple[str, ...] = ()
 SERVICES: dict[str, Permissions] = {
     # registration: proxies register, heartbeat and deregister (each on its identity-scoped subject, and
     # the plain ones for buses without lockdown); endpoint events out
-    "registry": _service("registry", (s.REGISTRY_REGISTER, s.REGISTRY_HEARTBEAT, s.REGISTRY_DEREGISTER,
+    "registry": _service("registry", (s.REGISTRY_REGISTER, s.REGISTRY_HEARTBEAT, s.REGISTRY_DEREGISTER, s.REGISTRY_LIST,
                                       f"{s.REGISTRY_REGISTER}.*.>", f"{s.REGISTRY_HEARTBEAT}.*.>",
                                       f"{s.REGISTRY_DEREGISTER}.*.>"),
                          # its own health subject too: the lease hold's probe of the bus (runtime/lease_hold.py)
                          publishes=(s.REGISTRY_EVENTS, s.health_subject("registry"))),
     # config API (operator), snapshots (proxies), ACKs (proxies), proxy status (operator); pushes out
-    "pilot": _service("pilot", (s.CONFIG_APPLY, s.CONFIG_DELETE, s.CONFIG_GET, s.XDS_SNAPSHOT, s.XDS_STATUS,
-                                s.XDS_ACK),
+    "pilot": _service("pilot", (s.CONFIG_APPLY, s.CONFIG_DELETE, s.CONFIG_GET, s.CONFIG_VALIDATE, s.XDS_SNAPSHOT,
+                                s.XDS_STATUS, s.XDS_ACK),
                       # the registry's health: pilot holds leases while no registry answers (runtime/lease_hold.py)
                       publishes=(s.XDS_PUSH, s.CONFIG_EVENTS, s.health_subject("registry"))),
     # signing (proxies), bundle (anyone with a role), tokens and rotation (operator), the secret store (operator

@@ -42,6 +42,7 @@ class ApplyReply(Message, omit_defaults=False):
     errors: list[ConfigError] = []
     warnings: list[ConfigError] = []
     error: str = ""  # a failure that is not about one document (the generic error reply, a deadline)
+    dry_run: bool = False  # the reply of config.validate: checked as apply checks, nothing stored
 
 
 class DeleteRequest(Message):

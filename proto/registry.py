@@ -73,6 +73,25 @@ class DeregisterRequest(Message):
     lease_id: LeaseId = 0
 
 
+# the most workloads one REGISTRY_LIST reply carries (~400 bytes each: well under NATS's 1 MiB max_payload)
+MAX_LIST = 2000
+
+
+class WorkloadListRequest(Message):
+    """REGISTRY_LIST (operator: `isthmus analyze`) -> WorkloadListReply. `namespace` None: every namespace."""
+
+    namespace: str | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_LIST)] = MAX_LIST
+
+
+class WorkloadListReply(Message, omit_defaults=False):
+    ok: bool
+    workloads: list[Workload] = []
+    total: int = 0  # how many are registered; more than len(workloads) when `limit` cut the list
+    revision: int = 0
+    error: str = ""
+
+
 class EndpointEvent(Message):
     """Published on registry.events when a workload appears, changes health, or goes away."""
 

@@ -8,6 +8,10 @@ PREFIX = "isthmus"
 CONFIG_APPLY = f"{PREFIX}.config.apply"  # payload: YAML/JSON text -> ApplyReply
 CONFIG_DELETE = f"{PREFIX}.config.delete"  # DeleteRequest -> ApplyReply
 CONFIG_GET = f"{PREFIX}.config.get"  # GetRequest -> GetReply
+# apply's payload and headers -> ApplyReply (dry_run true): what apply would answer, nothing stored (isthmus analyze).
+# A subject of its own, not a flag on apply: a pilot that predates it has no responder here, where it would ignore
+# a flag and store the config.
+CONFIG_VALIDATE = f"{PREFIX}.config.validate"
 CONFIG_EVENTS = f"{PREFIX}.config.events"  # ConfigEvent, published
 
 # registry, request/reply, queue group "registry"
@@ -15,6 +19,7 @@ REGISTRY_REGISTER = f"{PREFIX}.registry.register"  # RegisterRequest -> Register
 REGISTRY_HEARTBEAT = f"{PREFIX}.registry.heartbeat"  # Heartbeat -> HeartbeatReply
 REGISTRY_DEREGISTER = f"{PREFIX}.registry.deregister"  # DeregisterRequest -> HeartbeatReply
 REGISTRY_EVENTS = f"{PREFIX}.registry.events"  # EndpointEvent, published
+REGISTRY_LIST = f"{PREFIX}.registry.list"  # WorkloadListRequest -> WorkloadListReply (operator: isthmus analyze)
 
 # push (pilot leader -> proxies), and proxies -> pilot
 XDS_PUSH = f"{PREFIX}.xds.push"  # Push (delta), published

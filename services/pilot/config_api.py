@@ -85,7 +85,12 @@ class ConfigApi:
                            ) -> tuple[list[Resource], list[ConfigError], list[ConfigError]]:
         return decode_documents(text, limits=self.limits, default_namespace=default_namespace)
 
-    async def apply(self, data: bytes) -> bytes:
+    async def validate(self, data: bytes) -> bytes:
+        """config.validate: what apply would answer for `data` (errors, warnings, created/configured/unchanged),
+        with dry_run true and nothing stored (kubectl's --dry-run=server; `isthmus analyze` asks it)."""
+        return await self.apply(data, dry_run=True)
+
+    async def apply(self, data: bytes, dry_run: bool = False) -> bytes:
         if len(data) > self.limits.max_bytes:
             return encode(ApplyReply(ok=False, errors=[ConfigError(
                 document=0, message=f"the submission is {len(data)} bytes, larger than {self.limits.max_bytes} "
@@ -141,6 +146,8 @@ class ConfigApi:
                     continue
                 puts[key] = value
                 results.append(AppliedResource(ref=ref, action="created" if existing is None else "configured"))
+            if dry_run:
+                return encode(ApplyReply(ok=True, results=results, warnings=warnings, dry_run=True))
             if deadline_passed():
                 return encode(ApplyReply(ok=False, error=DEADLINE_PASSED))
             revision = await self.store.commit(puts, []) if puts else 0

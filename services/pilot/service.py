@@ -63,6 +63,7 @@ class PilotService(ServiceProcess):
         await self.bus.serve(subjects.CONFIG_APPLY, self._apply, queue=q)
         await self.bus.serve(subjects.CONFIG_DELETE, self.api.delete, queue=q)
         await self.bus.serve(subjects.CONFIG_GET, self.api.get, queue=q)
+        await self.bus.serve(subjects.CONFIG_VALIDATE, self.api.validate, queue=q)  # apply's checks, nothing stored
         await self.bus.listen(subjects.XDS_ACK, self._on_ack, queue=q)
         await self.bus.serve(subjects.XDS_STATUS, self._proxy_status, queue=q)
         self.spawn(self.watcher.run())

@@ -28,6 +28,8 @@ from proto.registry import (
     RegisterReply,
     RegisterRequest,
     Workload,
+    WorkloadListReply,
+    WorkloadListRequest,
 )
 from runtime.bus import decode, encode, request_subject
 from runtime.lease_hold import LeaseHold
@@ -105,6 +107,8 @@ class RegistryService(ServiceProcess):
             await self.bus.serve(subject, handler, queue=q, concurrency=REQUEST_CONCURRENCY)
             # `.>`: a service account is a DNS subdomain and may span tokens (proto/subjects.py identity_subject)
             await self.bus.serve(f"{subject}.*.>", handler, queue=q, concurrency=REQUEST_CONCURRENCY)
+        # the operator's read of what is registered (`isthmus analyze`); proxies may not publish here
+        await self.bus.serve(subjects.REGISTRY_LIST, self._list, queue=q)
         self.spawn(self.election.run())
         ttl = self.settings.lease_ttl
         # Probe every third of the TTL (1 s at most), so a lease is held before it can lapse after the last
@@ -181,6 +185,22 @@ class RegistryService(ServiceProcess):
             return encode(HeartbeatReply(ok=False, error=str(exc)))
         self.log.info("deregistered", workload=request.workload_id)
         return encode(HeartbeatReply(ok=True))
+
+    async def _list(self, data: bytes) -> bytes:
+        """The registered workloads (of one namespace, or all), at most `limit`, in key order."""
+        request = decode(data, WorkloadListRequest)
+        prefix = REGISTRY_PREFIX + (f"{request.namespace}/" if request.namespace else "")
+        try:
+            entries, revision = await self.store.list(prefix)
+        except StoreError as exc:
+            return encode(WorkloadListReply(ok=False, error=str(exc)))
+        workloads: list[Workload] = []
+        for entry in entries[:request.limit]:
+            try:
+                workloads.append(decode(entry.value, Workload))
+            except msgspec.DecodeError:
+                continue  # not written by us
+        return encode(WorkloadListReply(ok=True, workloads=workloads, total=len(entries), revision=revision))
 
     async def _on_elected(self) -> None:
         if self._publisher is None or self._publisher.done():

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import msgspec
+import pytest
+
 from proto.registry import Workload
 from services.registry.service import MAX_LABELS, _invalid
 
@@ -42,3 +45,11 @@ def test_a_gateways_ports_are_bounded_in_count_and_range() -> None:
     assert _invalid(gateway(over)) == f"{MAX_LABELS + 1} gateway ports, more than {MAX_LABELS}"
     assert _invalid(gateway({80: 0})) == "gateway ports must be 1-65535"
     assert _invalid(gateway({0: 8080})) == "gateway ports must be 1-65535"
+
+
+def test_a_registry_list_asks_for_at_most_max_list_workloads() -> None:
+    from proto.registry import MAX_LIST, WorkloadListRequest
+
+    assert msgspec.json.decode(b'{"limit": %d}' % MAX_LIST, type=WorkloadListRequest).limit == MAX_LIST
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.json.decode(b'{"limit": %d}' % (MAX_LIST + 1), type=WorkloadListRequest)
