@@ -92,6 +92,16 @@ def _etcd_probe(port: int) -> Callable[[], bool]:
     return probe
 
 
+def nats_base_config(listen: str, server_name: str) -> str:
+    """The head of every nats-server config we write (`isthmus up`, the loopback cluster, `isthmus cluster
+    nats`): where clients connect, the payload and pending bounds, the server's name."""
+    return ("# written by isthmus; rewritten on every start\n"
+            f"listen: {json.dumps(listen)}\n"
+            "max_payload: 8MB\n"
+            "max_pending: 64MB\n"
+            f"server_name: {json.dumps(server_name)}\n")
+
+
 def start_nats(state_dir: str | Path, port: int = 0, *, wait: bool = True, timeout: float = 15.0,
                authorization: str = "", tls: tuple[Path, Path] | None = None, name: str = "nats",
                cluster: str = "") -> ManagedProcess:
@@ -110,11 +120,7 @@ def start_nats(state_dir: str | Path, port: int = 0, *, wait: bool = True, timeo
     conf_dir = state / name
     conf_dir.mkdir(parents=True, exist_ok=True)
     conf = conf_dir / "nats.conf"
-    text = ("# written by isthmus; rewritten on every start\n"
-            f'listen: "{LOOPBACK}:{port}"\n'
-            "max_payload: 8MB\n"
-            "max_pending: 64MB\n"
-            f'server_name: "isthmus-{port}"\n')
+    text = nats_base_config(f"{LOOPBACK}:{port}", f"isthmus-{port}")
     if tls is not None:
         text += f"tls {{\n  cert_file: {json.dumps(str(tls[0]))}\n  key_file: {json.dumps(str(tls[1]))}\n  timeout: 2\n}}\n"
     fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the roles' passwords
@@ -174,29 +180,10 @@ def start_etcd(
     os.chmod(data_dir, 0o700)  # etcd warns (and may refuse) otherwise
     client_url = f"http://{LOOPBACK}:{client_port}"
     peer_url = f"http://{LOOPBACK}:{peer_port}"
-    argv = [
-        etcd_binary(),
-        "--name", member or "isthmus",
-        "--data-dir", str(data_dir),
-        "--listen-client-urls", client_url,
-        "--advertise-client-urls", client_url,
-        "--listen-peer-urls", peer_url,
-        "--initial-advertise-peer-urls", peer_url,
-        "--initial-cluster", initial_cluster or f"isthmus={peer_url}",
-        "--initial-cluster-state", "new",
-        "--initial-cluster-token", "isthmus",
-        "--logger", "zap",
-        "--log-outputs", "stderr",
-        "--log-level", "warn",
-        # etcd refuses a request over 1.5 MiB by default, so a submission within ISTHMUS_CONFIG_MAX_BYTES (3 MiB,
-        # Kubernetes' API bound) failed at commit as "store unavailable"; the stored JSON can outgrow its YAML
-        "--max-request-bytes", str(ETCD_MAX_REQUEST_BYTES),
-    ]
+    argv = etcd_argv(member or "isthmus", data_dir, client_url, peer_url,
+                     initial_cluster or f"isthmus={peer_url}", jwt_keys)
     if unsafe_no_fsync:
         argv.append("--unsafe-no-fsync")
-    if jwt_keys is not None:
-        argv += ["--auth-token", f"jwt,pub-key={jwt_keys[1]},priv-key={jwt_keys[0]},sign-method=ES256,"
-                                 f"ttl={ETCD_TOKEN_TTL}"]
     proc = ManagedProcess(
         member or "etcd",
         argv,
@@ -208,6 +195,35 @@ def start_etcd(
     if wait:
         _ready_or_stop(proc, timeout)
     return proc
+
+
+def etcd_argv(name: str, data_dir: str | Path, client_url: str, peer_url: str, initial_cluster: str,
+              jwt_keys: tuple[Path, Path] | None, *, listen_client_url: str = "", listen_peer_url: str = "") -> list[str]:
+    """etcd's command line as we run it (`isthmus up`, the loopback cluster, `isthmus cluster etcd`):
+    `client_url`/`peer_url` are advertised, and listened on unless `listen_*` say otherwise (0.0.0.0 in a
+    container, where the advertised name is the container's)."""
+    argv = [
+        etcd_binary(),
+        "--name", name,
+        "--data-dir", str(data_dir),
+        "--listen-client-urls", listen_client_url or client_url,
+        "--advertise-client-urls", client_url,
+        "--listen-peer-urls", listen_peer_url or peer_url,
+        "--initial-advertise-peer-urls", peer_url,
+        "--initial-cluster", initial_cluster,
+        "--initial-cluster-state", "new",
+        "--initial-cluster-token", "isthmus",
+        "--logger", "zap",
+        "--log-outputs", "stderr",
+        "--log-level", "warn",
+        # etcd refuses a request over 1.5 MiB by default, so a submission within ISTHMUS_CONFIG_MAX_BYTES (3 MiB,
+        # Kubernetes' API bound) failed at commit as "store unavailable"; the stored JSON can outgrow its YAML
+        "--max-request-bytes", str(ETCD_MAX_REQUEST_BYTES),
+    ]
+    if jwt_keys is not None:
+        argv += ["--auth-token", f"jwt,pub-key={jwt_keys[1]},priv-key={jwt_keys[0]},sign-method=ES256,"
+                                 f"ttl={ETCD_TOKEN_TTL}"]
+    return argv
 
 
 def _ready_or_stop(proc: ManagedProcess, timeout: float) -> None:

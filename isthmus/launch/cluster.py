@@ -14,51 +14,49 @@ test_cluster_faults.py) and for trying it out.
 Start it from synchronous code (not inside a running event loop): `plane = ClusterPlane.start(dir)`, then
 `await plane.start_services()`; `plane.stop()` stops everything in reverse. The layout under dir:
 
-    logs/nats-<i>.log, etcd-<i>.log, <service>-<r>.log
-    nats-<i>/nats.conf, etcd-<i>/ (data), secrets/ (as `isthmus up`), isthmus.yaml (the operator's: every node),
-    machines/<service>-<r>/ (ISTHMUS_STATE_DIR of a replica), ca-kek (the ca replicas' KEK, 0600)
+    logs/nats-<i>.log, etcd-<i>.log, <service>-<r>.log, cluster-init.log, cluster-etcd-auth.log
+    cluster/        what `isthmus cluster init` writes: secrets/ (as `isthmus up`), nats/<node>.conf,
+                    isthmus.yaml (the operator's: every node's URL), ca-kek (the ca replicas' KEK, 0600)
+    data/etcd-<i>/  each member's data
+    machines/<service>-<r>/ (ISTHMUS_STATE_DIR of a replica)
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import secrets
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from isthmus.launch.binaries import start_etcd, start_nats
-from isthmus.launch.credentials import ETCD_SERVICE_USER, MeshCredentials
-from isthmus.launch.etcdauth import enable_auth
+from isthmus.launch.binaries import _etcd_probe, _nats_probe
+from isthmus.launch.credentials import MeshCredentials
+from isthmus.launch.errors import LaunchError
 from isthmus.launch.ports import LOOPBACK, free_port
 from isthmus.launch.process import ManagedProcess
-from isthmus.launch.services import SERVICES, service_process, wait_ready
-from runtime.clientconfig import save
+from isthmus.launch.services import SERVICES, project_env, service_process, wait_ready
+from isthmus.launch.topology import Layout, etcd_auth_command, etcd_command, init_command, local, nats_command
+from runtime.clientconfig import NatsClient, load
 
 CLUSTER_NAME = "isthmus"  # the NATS cluster's name and etcd's --initial-cluster-token
 ROUTE_USER = "route"  # the user NATS nodes authenticate each other's routes with (never a client)
 
 
-def nats_cluster_block(cluster_port: int, route_ports: list[int], route_password: str,
-                       host: str = LOOPBACK) -> str:
-    """nats-server's `cluster { }` block for one node: its route listener, the credentials routes must present,
-    and the routes to the other nodes (nats-route://route:PASSWORD@host:port; nats-server retries them until
-    the peer is up, so nodes may start in any order)."""
-    routes = [f"nats-route://{ROUTE_USER}:{route_password}@{host}:{p}" for p in route_ports]
-    return (f"cluster {{\n  name: {json.dumps(CLUSTER_NAME)}\n  listen: \"{host}:{cluster_port}\"\n"
+def nats_cluster_block(listen: str, routes: list[str], route_password: str) -> str:
+    """nats-server's `cluster { }` block for one node: its route listener (HOST:PORT), the credentials routes
+    must present, and the routes to the other nodes (HOST:PORT each, made nats-route://route:PASSWORD@HOST:PORT;
+    nats-server retries them until the peer is up, so nodes may start in any order; a route to itself is
+    recognised and dropped, so every node may be given the same list)."""
+    routes = [f"nats-route://{ROUTE_USER}:{route_password}@{r}" for r in routes]
+    return (f"cluster {{\n  name: {json.dumps(CLUSTER_NAME)}\n  listen: {json.dumps(listen)}\n"
             f"  authorization {{\n    user: {json.dumps(ROUTE_USER)}\n    password: {json.dumps(route_password)}\n"
             f"    timeout: 2\n  }}\n  routes: {json.dumps(routes)}\n}}\n")
-
-
-def etcd_initial_cluster(peers: dict[str, int], host: str = LOOPBACK) -> str:
-    """etcd's --initial-cluster: name=http://host:peer_port for every member."""
-    return ",".join(f"{name}=http://{host}:{port}" for name, port in peers.items())
 
 
 @dataclass
 class ClusterPlane:
     state_dir: Path
-    creds: MeshCredentials
+    layout: Layout
+    creds: MeshCredentials  # secrets_dir only: the passwords are in the files `isthmus cluster init` wrote
     nats: list[ManagedProcess]
     etcd: list[ManagedProcess]
     operator_config: Path
@@ -69,48 +67,58 @@ class ClusterPlane:
     @property
     def nats_url(self) -> str:
         """Every node's client URL, comma-separated (what services, the CLI and sidecars may be given)."""
-        return ",".join(proc.url or "" for proc in self.nats)
+        return self.layout.nats_url
 
     @property
     def etcd_url(self) -> str:
-        return ",".join(proc.url or "" for proc in self.etcd)
+        return self.layout.etcd_url
+
+    @property
+    def operator(self) -> NatsClient:
+        """The operator's bus credentials (isthmus.yaml)."""
+        return load(self.operator_config).nats
+
+    @property
+    def etcd_service_password(self) -> str:
+        return str(json.loads((self.creds.secrets_dir / "etcd.json").read_text())["service"])
 
     @classmethod
-    def start(cls, state_dir: str | Path, *, nats_nodes: int = 3, etcd_members: int = 3, lease_ttl: int = 5,
-              unsafe_no_fsync: bool = False) -> "ClusterPlane":
-        """Start the NATS and etcd clusters, locked down as `isthmus up` locks down its single nodes; write
-        every service's client config and the operator's (isthmus.yaml). Not from a running event loop."""
+    def start(cls, state_dir: str | Path, *, nats_nodes: int = 3, etcd_members: int = 3,
+              lease_ttl: int = 5) -> "ClusterPlane":
+        """Start the NATS and etcd clusters with the commands of isthmus/launch/topology.py (`isthmus cluster
+        init`, `nats`, `etcd`, `etcd-auth`), locked down as `isthmus up` locks down its single nodes. Not from
+        a running event loop."""
         state = Path(state_dir).resolve()
         (state / "logs").mkdir(parents=True, exist_ok=True)
-        creds = MeshCredentials.create(state)
+        nats_ports = [(free_port(), free_port()) for _ in range(nats_nodes)]
+        etcd_ports = [(free_port(), free_port()) for _ in range(etcd_members)]
+        layout = Layout(directory=str(state / "cluster"), data=str(state / "data"),
+                        nats_client=tuple(f"{LOOPBACK}:{c}" for c, _ in nats_ports),
+                        nats_routes=tuple(f"{LOOPBACK}:{r}" for _, r in nats_ports),
+                        etcd_client=tuple(f"http://{LOOPBACK}:{c}" for c, _ in etcd_ports),
+                        etcd_peer=tuple(f"http://{LOOPBACK}:{p}" for _, p in etcd_ports))
+        env = project_env()
+        _run(local(init_command(layout)), env, state / "logs" / "cluster-init.log")
         started: list[ManagedProcess] = []
         try:
-            client_ports = [free_port() for _ in range(nats_nodes)]
-            cluster_ports = [free_port() for _ in range(nats_nodes)]
-            route_password = secrets.token_urlsafe(24)
             nats = []
-            for i, (port, cport) in enumerate(zip(client_ports, cluster_ports), 1):
-                block = nats_cluster_block(cport, [p for p in cluster_ports if p != cport], route_password)
-                nats.append(start_nats(state, port, wait=False, authorization=creds.nats_authorization(),
-                                       name=f"nats-{i}", cluster=block))
+            for i, (port, _) in enumerate(nats_ports):
+                nats.append(ManagedProcess(layout.nats_name(i), local(nats_command(layout, i)), env=env,
+                                           log_path=state / "logs" / f"{layout.nats_name(i)}.log",
+                                           url=f"nats://{layout.nats_client[i]}", probe=_nats_probe(port)).start())
                 started.append(nats[-1])
-            peers = {f"etcd-{i}": free_port() for i in range(1, etcd_members + 1)}
-            initial = etcd_initial_cluster(peers)
             etcd = []
-            for name, peer in peers.items():  # all before waiting: a member is healthy only with a quorum
-                etcd.append(start_etcd(state, free_port(), peer, wait=False, unsafe_no_fsync=unsafe_no_fsync,
-                                       jwt_keys=creds.etcd_jwt_keys, member=name, initial_cluster=initial))
+            for i, (port, _) in enumerate(etcd_ports):  # all before waiting: a member is healthy only with a quorum
+                etcd.append(ManagedProcess(layout.etcd_name(i), local(etcd_command(layout, i)), env=env, url=layout.etcd_client[i],
+                                           log_path=state / "logs" / f"{layout.etcd_name(i)}.log",
+                                           probe=_etcd_probe(port)).start())
                 started.append(etcd[-1])
             for proc in started:
                 proc.wait_ready(30.0)
-            asyncio.run(enable_auth(etcd[0].url or "", creds.etcd_root, ETCD_SERVICE_USER, creds.etcd_service))
-            plane = cls(state, creds, nats, etcd, state / "isthmus.yaml", state / "ca-kek", lease_ttl)
-            creds.write_service_configs(plane.nats_url, plane.etcd_url)
-            save(plane.operator_config, creds.client_config("operator", plane.nats_url))
-            from runtime.kek import make_kek
-
-            make_kek(plane.kek)
-            return plane
+            _run(local(etcd_auth_command(layout)), env, state / "logs" / "cluster-etcd-auth.log")
+            root = Path(layout.directory)
+            return cls(state, layout, MeshCredentials(root / "secrets"), nats, etcd, root / "isthmus.yaml",
+                       root / "ca-kek", lease_ttl)
         except BaseException:
             for proc in reversed(started):
                 proc.stop(2.0)
@@ -136,8 +144,7 @@ class ClusterPlane:
         into etcd; the others read it), each waited on through isthmus.health.<name>."""
         from runtime import bus as busmod
 
-        bus = await busmod.connect(self.nats_url, "cluster-start",
-                                   auth=self.creds.client_config("operator", self.nats_url).nats)
+        bus = await busmod.connect(self.nats_url, "cluster-start", auth=self.operator)
         try:
             for replica in range(1, replicas + 1):
                 procs = [self.service_replica(name, replica).start() for name in SERVICES]
@@ -154,3 +161,11 @@ class ClusterPlane:
                 proc.stop(5.0)
         for proc in [*reversed(self.etcd), *reversed(self.nats)]:
             proc.stop(5.0)
+
+
+def _run(argv: list[str], env: dict[str, str], log: Path, timeout: float = 90.0) -> None:
+    """Run one command to its end, its output to `log`; LaunchError with the output when it fails."""
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+    log.write_text(result.stdout + result.stderr)
+    if result.returncode != 0:
+        raise LaunchError(f"{' '.join(argv[2:5])} failed ({result.returncode}): {(result.stderr or result.stdout)[-2000:]}")

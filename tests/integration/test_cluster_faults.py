@@ -142,11 +142,11 @@ class Topology:
 
     @property
     def operator(self) -> Any:
-        return self.plane.creds.client_config("operator", self.plane.nats_url).nats
+        return self.plane.operator
 
     async def store(self) -> Store:
         return await Store.connect(*grpc_target(etcd_endpoints(self.plane.etcd_url)), wait=10,
-                                   user=ETCD_SERVICE_USER, password=self.plane.creds.etcd_service)
+                                   user=ETCD_SERVICE_USER, password=self.plane.etcd_service_password)
 
     async def apply(self, text: str, attempts_for: float = 15.0) -> tuple[int, int]:
         """Apply through the config API; retried while pilot fails over. (revision, attempts)."""
@@ -224,7 +224,7 @@ class Topology:
 @pytest.fixture(scope="module")
 def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
     began = time.monotonic()
-    plane = ClusterPlane.start(tmp_path_factory.mktemp("cluster"), lease_ttl=LEASE_TTL, unsafe_no_fsync=True)
+    plane = ClusterPlane.start(tmp_path_factory.mktemp("cluster"), lease_ttl=LEASE_TTL)
     saved = os.environ.get(CONFIG_ENV)
     os.environ[CONFIG_ENV] = str(plane.operator_config)  # the sidecars mint their bus credentials with it
     supervisor = Supervisor(report=lambda line: None)  # tracks and stops; run() is never called: no restarts
