@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from isthmus.launch.services import SERVICES
+from isthmus.launch.services import SERVICES, service_argv
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def etcd_auth_command(layout: Layout) -> list[str]:
 def service_command(layout: Layout, name: str) -> list[str]:
     """A control-plane service; its credentials come from ISTHMUS_CONFIG=<dir>/secrets/<name>.yaml."""
     assert name in SERVICES, name
-    return ["python", "-m", f"services.{name}", "--nats", layout.nats_url, "--etcd", layout.etcd_url]
+    return ["python", *service_argv(name, layout.nats_url, layout.etcd_url)[1:]]  # as `isthmus up` runs it
 
 
 def local(command: list[str]) -> list[str]:
