@@ -8,17 +8,16 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import warnings
 from pathlib import Path
 
 import click
 import pytest
 import yaml
 
-from isthmus.cli import cli
 from isthmus.launch import SERVICES
 from isthmus.launch.compose import CLUSTER, LAYOUT, NODES, REPLICAS, compose, render
 from isthmus.launch.topology import etcd_command, nats_command, service_command
+from tests.deploy.cli_parse import parse
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -65,19 +64,6 @@ def test_prometheus_scrapes_both_telemetry_replicas_with_a_config_that_exists() 
     targets = config["scrape_configs"][0]["static_configs"][0]["targets"]
     assert targets == [f"telemetry-{r}:20001" for r in range(1, REPLICAS + 1)]
     assert config["scrape_configs"][0]["metrics_path"] == "/metrics"
-
-
-def parse(args: list[str]) -> None:
-    """Parse `isthmus ARGS` down to the last subcommand as the CLI would (callbacks included), without running it."""
-    group: click.Command = cli
-    ctx = group.make_context("isthmus", list(args), resilient_parsing=False)
-    while isinstance(group, click.Group):
-        with warnings.catch_warnings():  # click 8.2 deprecates protected_args; 8.1 still needs it
-            warnings.simplefilter("ignore", DeprecationWarning)
-            name, command, rest = group.resolve_command(ctx, [*ctx.protected_args, *ctx.args])
-        assert command is not None, args
-        ctx = command.make_context(name, rest, parent=ctx)
-        group = command
 
 
 def test_every_isthmus_command_in_it_parses_with_our_cli(tmp_path: Path) -> None:
