@@ -20,6 +20,7 @@ import click
 
 from isthmus.commands.analyze import analyze
 from isthmus.commands.ca import ca, token
+from isthmus.commands.cluster import cluster
 from isthmus.commands.config import apply, delete, get
 from isthmus.commands.credentials import credentials
 from isthmus.commands.secrets import create
@@ -85,7 +86,8 @@ def cli(ctx: click.Context, config_path: str | None, nats_url: str | None, reque
                "dashboard": config.dashboard if config else ""}
 
 
-for command in (up, apply, create, delete, get, analyze, proxy_status, proxy, gateway, token, ca, dashboard):
+for command in (up, apply, create, delete, get, analyze, proxy_status, proxy, gateway, token, ca, dashboard,
+                cluster):
     cli.add_command(command)
 proxy.add_command(credentials)  # `isthmus proxy credentials list|revoke`, beside `proxy run`
 

@@ -21,7 +21,7 @@ async def connect_cli(url: str, timeout: float = 3.0, auth: Any = None) -> Any:
     client config's NatsClient; None: the config find_config() finds (ISTHMUS_CONFIG, .isthmus/isthmus.yaml)."""
     import nats
 
-    from runtime.bus import Bus, BusError, connect_options
+    from runtime.bus import Bus, BusError, connect_options, servers
     from runtime.clientconfig import ConfigFileError, load_optional
 
     if auth is None:
@@ -36,7 +36,7 @@ async def connect_cli(url: str, timeout: float = 3.0, auth: Any = None) -> Any:
 
     try:
         client = await asyncio.wait_for(
-            nats.connect(servers=[url], name="isthmus-cli", allow_reconnect=False, connect_timeout=2,
+            nats.connect(servers=servers(url), name="isthmus-cli", allow_reconnect=False, connect_timeout=2,
                          max_reconnect_attempts=1, reconnect_time_wait=0.2, error_cb=quiet,
                          **connect_options(auth)),
             timeout,

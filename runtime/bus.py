@@ -160,6 +160,13 @@ def decode(data: bytes, type_: type[T]) -> T:
         raise MalformedRequest(f"a value cannot be read: {str(exc)[:200]}") from None
 
 
+def servers(url: str) -> list[str]:
+    """The server URLs of a bus URL: one, or several comma-separated (the nodes of a NATS cluster; nats-py
+    picks one and moves to another when it fails, and also learns the cluster's other nodes from the one it
+    reached: nats-server's INFO connect_urls)."""
+    return [part.strip() for part in url.split(",") if part.strip()]
+
+
 def connect_options(auth: NatsClient | None) -> dict[str, Any]:
     """nats-py connect() keyword arguments for a client config's credentials (none without one)."""
     if auth is None:
@@ -430,7 +437,7 @@ async def connect(
         try:
             # nats-py retries a first connect forever when reconnects are unlimited: bound it here
             await asyncio.wait_for(client.connect(
-                servers=[url],
+                servers=servers(url),
                 **connect_options(auth),
                 name=name,
                 max_reconnect_attempts=-1,

@@ -21,7 +21,7 @@ from runtime.clientconfig import ConfigFileError, load_optional
 from runtime.log import configure
 from runtime.metrics import MetricsPublisher, interval_from_env, service_registry
 from runtime.settings import Settings
-from runtime.store import Store, StoreError
+from runtime.store import Store, StoreError, grpc_target
 
 
 class ServiceProcess:
@@ -74,7 +74,7 @@ class ServiceProcess:
         self.bus = await busmod.connect(self.settings.nats_url, f"{self.name}-{self.settings.instance}",
                                         auth=config.nats if config else None)
         if self.uses_store:
-            host, port = self.settings.etcd_host_port
+            host, port = grpc_target(self.settings.etcd_endpoints)  # one member, or a cluster's
             etcd = config.etcd if config and config.etcd else None
             self.store = await Store.connect(host, port, user=etcd.user if etcd else "",
                                              password=etcd.password if etcd else "")

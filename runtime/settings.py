@@ -2,8 +2,8 @@
 
 | env var                  | default                  | meaning                                       |
 | ------------------------ | ------------------------ | --------------------------------------------- |
-| ISTHMUS_NATS_URL         | nats://127.0.0.1:4222    | the bus                                       |
-| ISTHMUS_ETCD_URL         | http://127.0.0.1:2379    | etcd (control-plane services only)            |
+| ISTHMUS_NATS_URL         | nats://127.0.0.1:4222    | the bus; a cluster's nodes comma-separated    |
+| ISTHMUS_ETCD_URL         | http://127.0.0.1:2379    | etcd (control-plane services only); a cluster's members comma-separated |
 | ISTHMUS_DOMAIN_SUFFIX    | svc.cluster.local        | `reviews` -> reviews.<ns>.<suffix>            |
 | ISTHMUS_LEASE_TTL        | 5                        | seconds a registration lives without heartbeat|
 | ISTHMUS_LOG_LEVEL        | info                     | debug, info, warning, error                   |
@@ -148,9 +148,31 @@ class Settings:
             raise ValueError(f"ISTHMUS_OUTBOUND_TRAFFIC_POLICY is {settings.outbound_traffic_policy!r}: "
                              "use ALLOW_ANY or REGISTRY_ONLY")
         _percent(str(settings.trace_sampling), "trace_sampling")
+        etcd_endpoints(settings.etcd_url)  # a bad etcd URL is a usage error now, not a traceback at connect
         return settings
 
     @property
     def etcd_host_port(self) -> tuple[str, int]:
-        parsed = urlparse(self.etcd_url if "://" in self.etcd_url else f"http://{self.etcd_url}")
-        return parsed.hostname or "127.0.0.1", parsed.port or 2379
+        """The first etcd member's host and port."""
+        return self.etcd_endpoints[0]
+
+    @property
+    def etcd_endpoints(self) -> list[tuple[str, int]]:
+        """(host, port) of every etcd member named in etcd_url (comma-separated: an etcd cluster)."""
+        return etcd_endpoints(self.etcd_url)
+
+
+def etcd_endpoints(url: str) -> list[tuple[str, int]]:
+    """(host, port) of each comma-separated etcd URL (`http://` may be left out; port default 2379).
+    ValueError for a URL without a host or with a bad port."""
+    endpoints = []
+    for part in [p.strip() for p in url.split(",") if p.strip()] or [DEFAULT_ETCD_URL]:
+        parsed = urlparse(part if "://" in part else f"http://{part}")
+        try:
+            port = parsed.port or 2379
+        except ValueError as exc:
+            raise ValueError(f"etcd URL {part[:200]!r}: {exc}") from None
+        if not parsed.hostname:
+            raise ValueError(f"etcd URL {part[:200]!r} names no host")
+        endpoints.append((parsed.hostname, port))
+    return endpoints

@@ -14,6 +14,8 @@ Keys are laid out under /isthmus/:
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -63,6 +65,32 @@ def _entry(kv: object) -> Entry:
 # range holds is bounded where it is written (MAX_CREDENTIALS, ISTHMUS_CA_MAX_TOKENS, pilot's limits).
 MAX_RECEIVE = 2**31 - 1
 CHANNEL_OPTIONS = {"grpc.max_receive_message_length": MAX_RECEIVE}
+
+
+def grpc_target(endpoints: list[tuple[str, int]]) -> tuple[str, int]:
+    """The (host, port) to give aetcd for several etcd members. aetcd dials one gRPC target, f"{host}:{port}";
+    for a cluster that target is gRPC's `ipv4:` name listing every member's address (names resolved now),
+    which gRPC's default pick_first policy dials in order, moving to the next when the one it uses fails
+    (etcd's own Go client balances over its endpoints the same way). One endpoint is returned as it is."""
+    if len(endpoints) == 1:
+        return endpoints[0]
+    addresses: list[str] = []
+    for host, port in endpoints:
+        try:
+            ipaddress.IPv4Address(host)
+            ips = [host]
+        except ValueError:
+            try:
+                ips = sorted({info[4][0] for info in socket.getaddrinfo(host, port, socket.AF_INET,
+                                                                          socket.SOCK_STREAM)})
+            except OSError as exc:  # a member not resolvable now: the others still serve
+                log.warning("etcd member not resolvable", host=host, error=str(exc))
+                continue
+        addresses += [f"{ip}:{port}" for ip in ips]
+    if not addresses:
+        return endpoints[0]
+    last_host, last_port = addresses[-1].rsplit(":", 1)
+    return "ipv4:" + ",".join([*addresses[:-1], last_host]), int(last_port)
 
 
 class Store:

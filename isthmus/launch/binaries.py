@@ -92,38 +92,47 @@ def _etcd_probe(port: int) -> Callable[[], bool]:
     return probe
 
 
+def nats_base_config(listen: str, server_name: str) -> str:
+    """The head of every nats-server config we write (`isthmus up`, the loopback cluster, `isthmus cluster
+    nats`): where clients connect, the payload and pending bounds, the server's name."""
+    return ("# written by isthmus; rewritten on every start\n"
+            f"listen: {json.dumps(listen)}\n"
+            "max_payload: 8MB\n"
+            "max_pending: 64MB\n"
+            f"server_name: {json.dumps(server_name)}\n")
+
+
 def start_nats(state_dir: str | Path, port: int = 0, *, wait: bool = True, timeout: float = 15.0,
-               authorization: str = "", tls: tuple[Path, Path] | None = None) -> ManagedProcess:
+               authorization: str = "", tls: tuple[Path, Path] | None = None, name: str = "nats",
+               cluster: str = "") -> ManagedProcess:
     """nats-server on 127.0.0.1:port (0: a free port), config and log under state_dir.
 
     `authorization`: the config's authorization block (isthmus/launch/credentials.py); the config file
     is then mode 0600. `tls`: (certificate, key) files: every client must then speak TLS.
+    `name`: the process's name, its config directory (state_dir/<name>/nats.conf) and log (logs/<name>.log);
+    `cluster`: a `cluster { ... }` block for a node of a NATS cluster (isthmus/launch/cluster.py).
     Returns once the server greets clients (unless wait=False); `.url` is nats://127.0.0.1:port.
     """
     state = Path(state_dir)
     port = port or free_port()
     if port_in_use(port):
         raise PortInUse(port, "nats")
-    conf_dir = state / "nats"
+    conf_dir = state / name
     conf_dir.mkdir(parents=True, exist_ok=True)
     conf = conf_dir / "nats.conf"
-    text = ("# written by isthmus; rewritten on every start\n"
-            f'listen: "{LOOPBACK}:{port}"\n'
-            "max_payload: 8MB\n"
-            "max_pending: 64MB\n"
-            f'server_name: "isthmus-{port}"\n')
+    text = nats_base_config(f"{LOOPBACK}:{port}", f"isthmus-{port}")
     if tls is not None:
         text += f"tls {{\n  cert_file: {json.dumps(str(tls[0]))}\n  key_file: {json.dumps(str(tls[1]))}\n  timeout: 2\n}}\n"
     fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the roles' passwords
     try:
         os.fchmod(fd, 0o600)
-        os.write(fd, (text + authorization).encode())
+        os.write(fd, (text + authorization + cluster).encode())
     finally:
         os.close(fd)
     proc = ManagedProcess(
-        "nats",
+        name,
         [nats_server_binary(), "-c", str(conf)],
-        log_path=state / "logs" / "nats.log",
+        log_path=state / "logs" / f"{name}.log",
         url=f"nats://{LOOPBACK}:{port}",
         probe=_nats_probe(port),
     )
@@ -145,6 +154,8 @@ def start_etcd(
     timeout: float = 30.0,
     unsafe_no_fsync: bool = False,
     jwt_keys: tuple[Path, Path] | None = None,
+    member: str = "",
+    initial_cluster: str = "",
 ) -> ManagedProcess:
     """A one-member etcd on 127.0.0.1 (0: free ports), data in state_dir/etcd, log in state_dir/logs.
 
@@ -153,6 +164,9 @@ def start_etcd(
     PEM files): etcd hands out signed JWT auth tokens instead of its default "simple" tokens, which live
     in etcd's memory (lost when etcd restarts) and expire after 5 idle minutes; our client (aetcd) never
     re-authenticates, so a service would lose etcd after either (isthmus/launch/etcdauth.py).
+    `member`, `initial_cluster`: one member of an etcd cluster (isthmus/launch/cluster.py): its name (etcd's
+    --name, the process's name, data in state_dir/<member>, log logs/<member>.log) and etcd's
+    --initial-cluster (name=peer URL,...).
     """
     state = Path(state_dir)
     client_port = client_port or free_port()
@@ -161,20 +175,42 @@ def start_etcd(
         raise PortInUse(client_port, "etcd client")
     if port_in_use(peer_port):
         raise PortInUse(peer_port, "etcd peer")
-    data_dir = state / "etcd"
+    data_dir = state / (member or "etcd")
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)  # etcd warns (and may refuse) otherwise
     client_url = f"http://{LOOPBACK}:{client_port}"
     peer_url = f"http://{LOOPBACK}:{peer_port}"
+    argv = etcd_argv(member or "isthmus", data_dir, client_url, peer_url,
+                     initial_cluster or f"isthmus={peer_url}", jwt_keys)
+    if unsafe_no_fsync:
+        argv.append("--unsafe-no-fsync")
+    proc = ManagedProcess(
+        member or "etcd",
+        argv,
+        log_path=state / "logs" / f"{member or 'etcd'}.log",
+        url=client_url,
+        probe=_etcd_probe(client_port),
+    )
+    proc.start()
+    if wait:
+        _ready_or_stop(proc, timeout)
+    return proc
+
+
+def etcd_argv(name: str, data_dir: str | Path, client_url: str, peer_url: str, initial_cluster: str,
+              jwt_keys: tuple[Path, Path] | None, *, listen_client_url: str = "", listen_peer_url: str = "") -> list[str]:
+    """etcd's command line as we run it (`isthmus up`, the loopback cluster, `isthmus cluster etcd`):
+    `client_url`/`peer_url` are advertised, and listened on unless `listen_*` say otherwise (0.0.0.0 in a
+    container, where the advertised name is the container's)."""
     argv = [
         etcd_binary(),
-        "--name", "isthmus",
+        "--name", name,
         "--data-dir", str(data_dir),
-        "--listen-client-urls", client_url,
+        "--listen-client-urls", listen_client_url or client_url,
         "--advertise-client-urls", client_url,
-        "--listen-peer-urls", peer_url,
+        "--listen-peer-urls", listen_peer_url or peer_url,
         "--initial-advertise-peer-urls", peer_url,
-        "--initial-cluster", f"isthmus={peer_url}",
+        "--initial-cluster", initial_cluster,
         "--initial-cluster-state", "new",
         "--initial-cluster-token", "isthmus",
         "--logger", "zap",
@@ -184,22 +220,10 @@ def start_etcd(
         # Kubernetes' API bound) failed at commit as "store unavailable"; the stored JSON can outgrow its YAML
         "--max-request-bytes", str(ETCD_MAX_REQUEST_BYTES),
     ]
-    if unsafe_no_fsync:
-        argv.append("--unsafe-no-fsync")
     if jwt_keys is not None:
         argv += ["--auth-token", f"jwt,pub-key={jwt_keys[1]},priv-key={jwt_keys[0]},sign-method=ES256,"
                                  f"ttl={ETCD_TOKEN_TTL}"]
-    proc = ManagedProcess(
-        "etcd",
-        argv,
-        log_path=state / "logs" / "etcd.log",
-        url=client_url,
-        probe=_etcd_probe(client_port),
-    )
-    proc.start()
-    if wait:
-        _ready_or_stop(proc, timeout)
-    return proc
+    return argv
 
 
 def _ready_or_stop(proc: ManagedProcess, timeout: float) -> None:

@@ -45,6 +45,12 @@ class Pusher:
         self.seq += 1
         return Push(epoch=self.epoch, seq=self.seq, version=self.version, mesh=self.mesh)
 
+    def nudge(self) -> Push:
+        """An empty push, the next in sequence (services/pilot/resync.py): a no-op for proxies that hold
+        everything, a gap for those that missed a push."""
+        self.seq += 1
+        return Push(epoch=self.epoch, seq=self.seq, version=self.version, mesh=self.mesh)
+
     def recompile(self, state: MeshState, revision: int) -> Push | None:
         """Compile, diff against the last result and return the delta (None when nothing changed)."""
         peers = PeerAuthn(state)  # indexed once: endpoints (auto mTLS) and workloads (inbound mode) share it

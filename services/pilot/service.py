@@ -25,6 +25,7 @@ from services.pilot.jwks_resolver import JwksResolver, JwksSettings
 from services.pilot.metrics import PilotMetrics
 from services.pilot.proxy_status import ProxyStatusRecorder
 from services.pilot.pusher import Pusher
+from services.pilot.resync import StaleWatch, interval_from_env
 
 # Coalesce a burst of etcd events into one compile. Config changes go out almost at once; endpoint
 # changes wait a little longer (Istio waits 100 ms), so a thousand workloads registering together
@@ -37,6 +38,11 @@ class PilotService(ServiceProcess):
     name: ClassVar[str] = "pilot"
 
     async def start(self) -> None:
+        try:
+            self.resync_interval = interval_from_env()
+        except ValueError as exc:  # the operator's to fix: one line, exit 1
+            self.log.error("the pilot cannot start", error=str(exc))
+            raise SystemExit(1) from None
         self.inputs = Inputs()
         self.stats = PilotMetrics(self.metrics, lambda: len(self.inputs.workloads) if self.is_leader() else 0)
         # jwksUri key sets are fetched in the background; a changed key set (or fetch error) recompiles
@@ -77,6 +83,7 @@ class PilotService(ServiceProcess):
         self.spawn(self._compile_loop())
         self.spawn(self.status.run())
         self.spawn(self.election.run())
+        self.spawn(self._resync_loop(StaleWatch(self.resync_interval)))
         # With every registry replica down, no heartbeat refreshes a lease: hold them (runtime/lease_hold.py)
         # rather than push the removal of every healthy workload once they expire.
         ttl = self.settings.lease_ttl
@@ -162,6 +169,25 @@ class PilotService(ServiceProcess):
                     await self.bus.publish(subjects.CONFIG_EVENTS, encode(event))
             except BusError as exc:  # e.g. larger than max_payload: proxies see the gap and ask for a snapshot
                 self.log.error("push not sent", error=str(exc))
+
+    async def _resync_loop(self, watch: StaleWatch) -> None:
+        """The leader wakes proxies that missed a push with an empty one (services/pilot/resync.py)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(watch.interval / 2)
+            if not self.election.is_leader:
+                watch.behind_since.clear()
+                continue
+            try:
+                due = watch.needs_resync(await self.status.stored(), self.pusher.pushed_version, loop.time(),
+                                         set(self.inputs.workloads))
+                if due:
+                    push = self.pusher.nudge()
+                    await self.bus.publish(subjects.XDS_PUSH, encode(push))
+                    self.log.info("proxies behind the pushed version: empty push to resync them", seq=push.seq,
+                                  version=push.version, proxies=due[:10], behind=len(due))
+            except (StoreError, BusError) as exc:
+                self.log.warning("resync check", error=str(exc))
 
     async def _proxy_status(self, data: bytes) -> bytes:
         """xds.status: every proxy's last ACK/NACK and the version pilot pushes now."""
