@@ -26,6 +26,8 @@ from isthmus.commands.dashboard import dashboard
 from isthmus.commands.gateway import gateway
 from isthmus.commands.proxy import proxy, proxy_status
 from isthmus.commands.proxy_config import proxy_config, proxy_log
+from isthmus.commands.admin import admin
+from isthmus.commands.version import version
 from isthmus.commands.up import up
 from isthmus.errors import CliError
 from isthmus.options import Finite, check_nats_url
@@ -85,7 +87,8 @@ def cli(ctx: click.Context, config_path: str | None, nats_url: str | None, reque
                "dashboard": config.dashboard if config else ""}
 
 
-for command in (up, apply, create, delete, get, proxy_status, proxy_config, proxy, gateway, token, ca, dashboard):
+for command in (up, apply, create, delete, get, proxy_status, proxy_config, proxy, gateway, token, ca, dashboard,
+                admin, version):
     cli.add_command(command)
 proxy.add_command(credentials)  # `isthmus proxy credentials list|revoke`, beside `proxy run`
 proxy.add_command(proxy_log)  # `isthmus proxy log PROXY --level`
