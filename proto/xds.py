@@ -374,6 +374,9 @@ class ProxyStatusRequest(Message):
 
     namespace: str | None = None
     snapshot_for: str = ""
+    # `isthmus x describe service`: a service's FQDN whose compiled cluster (policy, subsets, endpoints with their
+    # health) and routes pilot adds to the reply
+    host: str = ""
 
 
 class ProxyStatusReply(Message, omit_defaults=False):
@@ -388,3 +391,5 @@ class ProxyStatusReply(Message, omit_defaults=False):
     # with ProxyStatusRequest.snapshot_for: what pilot would send that proxy (clusters, routes, its security and
     # gateway entries), as JSON text; "" when pilot knows no such proxy
     snapshot: str = ""
+    # with ProxyStatusRequest.host: {"cluster": ClusterConfig | null, "route": RouteConfig | null} as JSON text
+    service: str = ""

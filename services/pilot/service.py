@@ -172,7 +172,7 @@ class PilotService(ServiceProcess):
             return encode(ProxyStatusReply(ok=False, error=f"store unavailable: {exc}"))
         if request.namespace is not None:
             proxies = [p for p in proxies if p.namespace == request.namespace]
-        return encode(status_reply(self.pusher, proxies, request.snapshot_for))
+        return encode(status_reply(self.pusher, proxies, request.snapshot_for, request.host))
 
     async def _snapshot(self, data: bytes) -> bytes:
         decode(data, SnapshotRequest)
