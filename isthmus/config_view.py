@@ -118,14 +118,17 @@ def listener_rows(section: dict[str, Any]) -> Rows:
     for service_port, port in (info.get("tcp_inbound") or {}).items():
         mode = (security.get("port_mtls") or {}).get(str(service_port), security.get("mtls_mode", "PERMISSIVE"))
         rows.append([f"tcp inbound {service_port}", f":{port}", f"opaque TCP, mTLS {mode}"])
-    for gw_port, address in (info.get("ports") or {}).items():
-        rows.append([f"gateway {gw_port}", str(address), ""])
-    gateway = section.get("gateway") or {}
-    for port in gateway.get("ports") or []:
+    addresses = {str(port): str(address) for port, address in (info.get("ports") or {}).items()}
+    servers: dict[str, list[str]] = {port: [] for port in addresses}
+    for port in (section.get("gateway") or {}).get("ports") or []:
         for server in port.get("servers") or []:
-            tls = server.get("tls") or {}
-            rows.append([f"gateway {port.get('port')}", f"{server.get('protocol', '')} {_join(server.get('hosts'))}",
-                         f"{server.get('gateway', '')}" + (f" tls {tls.get('mode', '')}" if tls else "")])
+            mode = (server.get("tls") or {}).get("mode")
+            servers.setdefault(str(port.get("port")), []).append(
+                f"{server.get('protocol', '')} {_join(server.get('hosts'))} ({server.get('gateway', '')})"
+                + (f" tls {mode}" if mode else ""))
+    for port in sorted(servers, key=lambda p: int(p) if p.isdigit() else 0):
+        rows.append([f"gateway {port}", addresses.get(port, "-"),
+                     "; ".join(servers[port]) or "no Gateway server on this port"])
     return headers, rows
 
 

@@ -68,7 +68,6 @@ def set_level(level: str) -> str:
     for alias, name in _ALIASES.items():
         setattr(RuntimeLevelLogger, alias, getattr(RuntimeLevelLogger, name))
         setattr(RuntimeLevelLogger, f"a{alias}", getattr(RuntimeLevelLogger, f"a{name}"))
-    logging.getLogger().setLevel(numeric)  # libraries that log through the standard library (nats-py)
     return before
 
 

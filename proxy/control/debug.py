@@ -169,4 +169,5 @@ async def serve_debug(sidecar: Any) -> None:
                                lambda: secret_section(sidecar.identity, getattr(sidecar, "secrets", None)))
     user = getattr(sidecar.bus_auth, "user", "") or ""
     sidecar.xds.bus_user = user
+    sidecar.xds.gateway = kind == "gateway"
     await responder.attach(sidecar.bus, user)

@@ -118,3 +118,12 @@ def test_a_proxy_is_named_by_id_service_namespace_or_unique_prefix() -> None:
         subject_of(proxies[1])
     with pytest.raises(CliError):
         subject_of(status("x", 1, bus_user="proxy.a.>"))  # never a wildcard or a second token
+
+
+def test_a_gateways_listeners_name_each_port_with_its_servers() -> None:
+    section = {"proxy": {"gateway": True, "ports": {"80": "0.0.0.0:8080", "443": "0.0.0.0:8443"}},
+               "gateway": {"ports": [{"port": 443, "servers": [
+                   {"gateway": "default/edge", "protocol": "HTTPS", "hosts": ["a.example"], "tls": {"mode": "SIMPLE"}}]}]}}
+    _, rows = listener_rows(section)
+    assert rows == [["gateway 80", "0.0.0.0:8080", "no Gateway server on this port"],
+                    ["gateway 443", "0.0.0.0:8443", "HTTPS a.example (default/edge) tls SIMPLE"]]

@@ -112,3 +112,36 @@ async def test_only_the_operator_asks_and_only_the_proxy_answers_on_its_debug_su
             await operator.request(subject, b'{"proxy_id": "x"}', timeout=2)
     finally:
         await operator.close()
+
+
+GATEWAY = """
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: pc-gateway, namespace: default}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: ["*"]
+"""
+
+
+async def test_a_gateway_answers_too_and_its_gateway_listeners_are_synced(mesh: ControlPlane) -> None:
+    from tests.integration.gateway_edge import GatewayProcess
+
+    gateway = await GatewayProcess(mesh, "istio-ingressgateway", (80,)).ready()
+    gateway_id = gateway.config_dump()["proxy"]["id"]
+    reply = await apply_ok(mesh, GATEWAY)
+    await gateway.holds(reply["revision"])
+
+    async def synced() -> list[str] | None:
+        wide = await run(mesh, "proxy-status", "-o", "wide")
+        lines = [line.split() for line in wide.stdout.splitlines() if line.startswith(gateway_id)]
+        return lines[0] if lines and lines[0][-6] == "SYNCED" else None  # GATEWAYS, before VERSION..LAST REPORT
+
+    await eventually(synced, timeout=20, interval=0.5)
+    listeners = await run(mesh, "proxy-config", "listeners", gateway_id)
+    assert listeners.returncode == 0, listeners.stderr
+    assert "default/pc-gateway" in line_of(listeners.stdout, "gateway 80"), listeners.stdout
+    info = json.loads((await run(mesh, "proxy-status", "-o", "json")).stdout)
+    assert next(r for r in info if r["proxy"] == gateway_id)["type"] == "gateway"
