@@ -98,3 +98,29 @@ def test_the_secret_section_names_certificates_and_holds_no_key(tmp_path: Path) 
     assert summary["sans"] == ["URI:spiffe://cluster.local/ns/a/sa/web", "DNS:web.a"]
     assert summary["serial"] == format(cert.serial_number, "x") and summary["expires_in_s"] > 0
     assert section["credentials"][0]["chain"][0]["subject"] == cert_summary(cert)["subject"]
+
+
+def test_the_admin_ports_logging_endpoint_changes_the_level_as_envoys_does() -> None:
+    from proxy.admin import AdminServer
+
+    admin = AdminServer("127.0.0.1", 0, lambda: True, dict, dict)
+    runtime_log.set_level("info")
+    assert admin.respond("GET", "/logging")[2] == b"active loggers:\n  isthmus: info\n"
+    status, _, body = admin.respond("POST", "/logging?level=debug")
+    assert status == 200 and body.endswith(b"debug (was info)\n") and runtime_log.level_name() == "debug"  # type: ignore[union-attr]
+    assert admin.respond("POST", "/logging?level=loud")[0] == 400 and runtime_log.level_name() == "debug"
+    assert admin.respond("POST", "/logging")[0] == 400
+    assert admin.respond("PUT", "/logging?level=info")[0] == 405
+    assert admin.respond("POST", "/config_dump")[0] == 405  # every other path stays GET only
+    runtime_log.set_level("info")
+
+
+async def test_a_chunk_of_the_worst_text_still_fits_the_bus() -> None:
+    """Quotes double when the body is carried as a JSON string, a non-ASCII character takes 4 bytes: the chunk
+    size leaves room for both."""
+    hosts = ['"\\\U0001F600' * 50 for _ in range(200)]
+    r = responder({**DUMP, "routes": [{"host": h, "version": 1} for h in hosts]})
+    r.max_payload = 64 * 1024
+    reply = await r.handle(encode(ProxyDebugRequest(proxy_id="p1", section="routes", chunk=10**9)))
+    assert reply is not None and len(reply) <= r.max_payload - 1024
+    assert len(decode(reply, ProxyDebugReply).body) > 1000
