@@ -27,6 +27,11 @@ from isthmus.commands.secrets import create
 from isthmus.commands.dashboard import dashboard
 from isthmus.commands.gateway import gateway
 from isthmus.commands.proxy import proxy, proxy_status
+from isthmus.commands.proxy_config import proxy_config, proxy_log
+from isthmus.commands.admin import admin
+from isthmus.commands.version import version
+from isthmus.commands.describe import experimental
+from isthmus.commands.bug_report import bug_report
 from isthmus.commands.up import up
 from isthmus.errors import CliError
 from isthmus.options import Finite, check_nats_url
@@ -86,10 +91,11 @@ def cli(ctx: click.Context, config_path: str | None, nats_url: str | None, reque
                "dashboard": config.dashboard if config else ""}
 
 
-for command in (up, apply, create, delete, get, analyze, proxy_status, proxy, gateway, token, ca, dashboard,
-                cluster):
+for command in (up, apply, create, delete, get, analyze, proxy_status, proxy_config, proxy, gateway, token, ca,
+                dashboard, admin, version, experimental, bug_report, cluster):
     cli.add_command(command)
 proxy.add_command(credentials)  # `isthmus proxy credentials list|revoke`, beside `proxy run`
+proxy.add_command(proxy_log)  # `isthmus proxy log PROXY --level`
 
 
 def main() -> None:

@@ -48,7 +48,9 @@ OPERATOR = Permissions(
     publish=(s.CONFIG_APPLY, s.CONFIG_DELETE, s.CONFIG_GET, s.CONFIG_VALIDATE, s.XDS_STATUS, s.REGISTRY_LIST,
              s.CA_TOKEN_CREATE, s.CA_TOKEN_LIST, s.CA_TOKEN_REVOKE, s.CA_ROTATE, s.CA_BUNDLE,
              s.CA_SECRET_PUT, s.CA_SECRET_LIST, s.CA_SECRET_DELETE,
-             s.BUS_CREDS_ISSUE, s.BUS_CREDS_REVOKE, s.BUS_CREDS_LIST, _HEALTH_ALL),
+             s.BUS_CREDS_ISSUE, s.BUS_CREDS_REVOKE, s.BUS_CREDS_LIST, _HEALTH_ALL,
+             # troubleshooting: one proxy's config dump and log level, every service's log level (proto/debug.py)
+             f"{s.PROXY_DEBUG}.*", f"{s.ADMIN_LOG}.*"),
     subscribe=(f"{inbox_prefix('operator')}.>", s.CONFIG_EVENTS, s.REGISTRY_EVENTS, s.CA_BUNDLE_UPDATES),
 )
 
@@ -59,7 +61,8 @@ def _service(name: str, serves: tuple[str, ...], publishes: tuple[str, ...] = ()
     metrics (ServiceMetrics on its own subject only), receives `listens`; its own inbox for any request it makes."""
     publishes = tuple(dict.fromkeys((*publishes, s.service_metrics_subject(name))))
     return Permissions(publish=publishes,
-                       subscribe=(*serves, *listens, s.health_subject(name), f"{inbox_prefix(name)}.>"),
+                       subscribe=(*serves, *listens, s.health_subject(name), s.admin_log_subject(name),
+                                  f"{inbox_prefix(name)}.>"),
                        responses=True)
 
 
@@ -117,7 +120,8 @@ def proxy_permissions(cred_id: str, namespace: str, service_account: str) -> Per
                  # a gateway's TLS secrets (credentialName): the ca serves only this identity's namespace's
                  s.identity_subject(s.CA_SECRET_FETCH, *own)),
         subscribe=(s.XDS_PUSH, s.CA_BUNDLE_UPDATES, s.secret_events_subject(namespace),
-                   f"{proxy_inbox_prefix(cred_id)}.>"),
+                   f"{proxy_inbox_prefix(cred_id)}.>", s.proxy_debug_subject(cred_id)),
+        responses=True,
     )
 
 

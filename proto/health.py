@@ -13,3 +13,4 @@ class HealthReply(Message, omit_defaults=False):
     ready: bool
     leader: bool = False
     detail: str = ""
+    version: str = ""  # the replica's Isthmus version (`isthmus version`); "" from a replica older than the field

@@ -66,6 +66,14 @@ TELEMETRY_LOGS = f"{PREFIX}.telemetry.logs"  # AccessLogBatch (proxies)
 # f"{TELEMETRY_SERVICE_METRICS}.<service>": ServiceMetrics, each control-plane service its own
 TELEMETRY_SERVICE_METRICS = f"{PREFIX}.telemetry.services"
 
+# troubleshooting (proto/debug.py): f"{PROXY_DEBUG}.<bus credential id>" (proxy_debug_subject): ProxyDebugRequest ->
+# ProxyDebugReply, the operator asks one proxy what it holds (its config dump, by section) or to change its log
+# level; only the proxy holding that bus credential may subscribe (proto/busauth.py), and it answers only a
+# request naming its own proxy id
+PROXY_DEBUG = f"{PREFIX}.proxy.debug"
+# f"{ADMIN_LOG}.<service>" (admin_log_subject): LogLevelRequest -> LogLevelReply, every replica answers (operator)
+ADMIN_LOG = f"{PREFIX}.admin.log"
+
 # readiness: request/reply, every instance answers
 HEALTH = f"{PREFIX}.health"  # f"{HEALTH}.{service}" -> HealthReply
 
@@ -77,6 +85,16 @@ QUEUE_AUTH = "auth"
 
 def health_subject(service: str) -> str:
     return f"{HEALTH}.{service}"
+
+
+def proxy_debug_subject(cred_id: str) -> str:
+    """Where the proxy holding bus credential `cred_id` (user `proxy.<cred_id>`) answers ProxyDebugRequests."""
+    return f"{PROXY_DEBUG}.{cred_id}"
+
+
+def admin_log_subject(service: str) -> str:
+    """Where every replica of a control-plane service answers LogLevelRequests."""
+    return f"{ADMIN_LOG}.{service}"
 
 
 def service_metrics_subject(service: str) -> str:

@@ -345,6 +345,10 @@ class Ack(Message):
     error: str = ""
     service: str = ""
     namespace: str = ""
+    # the proxy's bus user (`proxy.<credential id>`): the operator asks it on isthmus.proxy.debug.<credential id>
+    bus_user: str = ""
+    proxy_version: str = ""  # the proxy's Isthmus version (`isthmus version`)
+    gateway: bool = False  # a gateway (`isthmus gateway run`), not a sidecar
 
 
 class ProxyStatus(Message, omit_defaults=False):
@@ -359,12 +363,20 @@ class ProxyStatus(Message, omit_defaults=False):
     ok: bool = True
     error: str = ""
     updated_at: float = 0.0
+    bus_user: str = ""
+    proxy_version: str = ""
+    gateway: bool = False
 
 
 class ProxyStatusRequest(Message):
-    """Asks pilot (xds.status) for every proxy's last report; `namespace` None: all."""
+    """Asks pilot (xds.status) for every proxy's last report; `namespace` None: all. `snapshot_for`: a proxy
+    id whose compiled snapshot pilot adds to the reply (`isthmus proxy-status PROXY`'s diff)."""
 
     namespace: str | None = None
+    snapshot_for: str = ""
+    # `isthmus x describe service`: a service's FQDN whose compiled cluster (policy, subsets, endpoints with their
+    # health) and routes pilot adds to the reply
+    host: str = ""
 
 
 class ProxyStatusReply(Message, omit_defaults=False):
@@ -372,3 +384,12 @@ class ProxyStatusReply(Message, omit_defaults=False):
     version: int = 0  # the config version pilot pushes now: a proxy that ACKed less is STALE
     proxies: list[ProxyStatus] = []
     error: str = ""
+    # per kind of config, the version of pilot's last push that changed it: "clusters" and "routes" (the same
+    # for every proxy), and per proxy id its own "security" and "gateways" entries (absent: none is sent to it)
+    kinds: dict[str, int] = {}
+    workload_kinds: dict[str, dict[str, int]] = {}
+    # with ProxyStatusRequest.snapshot_for: what pilot would send that proxy (clusters, routes, its security and
+    # gateway entries), as JSON text; "" when pilot knows no such proxy
+    snapshot: str = ""
+    # with ProxyStatusRequest.host: {"cluster": ClusterConfig | null, "route": RouteConfig | null} as JSON text
+    service: str = ""

@@ -1,5 +1,6 @@
 """The admin listener (default 127.0.0.1:15000): /ready, /config_dump, /server_info, /clusters, /certs,
-/stats/prometheus (Envoy's path: the sidecar's Istio standard metrics in Prometheus text, proxy/telemetry/).
+/logging (GET; POST ?level=LEVEL changes the log level at runtime, as Envoy's), /stats/prometheus (Envoy's
+path: the sidecar's Istio standard metrics in Prometheus text, proxy/telemetry/).
 
 Not the hot path: plain asyncio streams, one request per connection. Bounded like the listeners, if
 loosely: a request head of at most MAX_HEAD bytes (431 past it) read within HEAD_TIMEOUT seconds, and at
@@ -51,9 +52,11 @@ class AdminServer:
             self.server.close()
 
     def respond(self, method: str, path: str) -> tuple[int, str, bytes | Awaitable[bytes]]:
+        path, _, query = path.partition("?")
+        if path == "/logging":
+            return logging_endpoint(method, query)
         if method not in ("GET", "HEAD"):
             return 405, "text/plain", b"only GET\n"
-        path = path.split("?", 1)[0]
         if path == "/ready":
             ready = self.is_ready()
             return (200, "text/plain", b"LIVE\n") if ready else (503, "text/plain", b"NOT READY: no config from pilot yet\n")
@@ -67,7 +70,7 @@ class AdminServer:
             return 200, "application/json", _json.encode(self.certs()) + b"\n"
         if path == "/stats/prometheus" and self.prometheus is not None:
             return 200, PROMETHEUS_TEXT, self.prometheus()
-        return 404, "text/plain", (b"unknown admin path; try /ready, /config_dump, /server_info, /clusters, /certs, "
+        return 404, "text/plain", (b"unknown admin path; try /ready, /config_dump, /server_info, /clusters, /certs, /logging, "
                                    b"/stats/prometheus\n")
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -99,6 +102,27 @@ class AdminServer:
         finally:
             self.open -= 1
             writer.close()
+
+
+def logging_endpoint(method: str, query: str) -> tuple[int, str, bytes]:
+    """Envoy's /logging: GET shows the level, `POST /logging?level=debug` changes it for the whole process, at
+    runtime (runtime/log.py set_level; `isthmus proxy log` changes it over the bus, the same way)."""
+    from urllib.parse import parse_qs
+
+    from runtime.log import level_name, set_level
+
+    if method in ("GET", "HEAD"):
+        return 200, "text/plain", f"active loggers:\n  isthmus: {level_name()}\n".encode()
+    if method != "POST":
+        return 405, "text/plain", b"GET or POST /logging?level=LEVEL\n"
+    levels = parse_qs(query).get("level") or []
+    if len(levels) != 1:
+        return 400, "text/plain", b"give one level: POST /logging?level=debug|info|warning|error\n"
+    try:
+        before = set_level(levels[0])
+    except ValueError as exc:
+        return 400, "text/plain", f"{exc}\n".encode()
+    return 200, "text/plain", f"active loggers:\n  isthmus: {level_name()} (was {before})\n".encode()
 
 
 BARE_LF = b"\n"  # read_head's answer for a line not ended by CRLF

@@ -22,6 +22,7 @@ from proto.registry import Workload
 from proxy.access_log import AccessLog, ListenerLog
 from proxy.admin import AdminServer
 from proxy.control import buscreds
+from proxy.control.debug import serve_debug
 from proxy.control.config_state import ConfigState
 from proxy.control.registration import Registration
 from proxy.control.xds_client import XdsClient
@@ -369,6 +370,7 @@ class Sidecar:
     async def _control_plane(self) -> None:
         self.bus = await busmod.connect(self.options.nats_url, f"proxy-{self.options.id}", wait=None,
                                         on_reconnect=self._on_reconnect, auth=self.bus_auth)
+        await serve_debug(self)  # `isthmus proxy-config`, `proxy log` over the bus (before the first ACK names it)
         await self.xds.attach(self.bus)
         self.tasks.append(asyncio.create_task(self.registration.run(self.bus)))
         self.tasks.append(asyncio.create_task(self._identity(self.bus)))

@@ -14,14 +14,16 @@ import signal
 from collections.abc import Coroutine
 from typing import Any, ClassVar
 
+from proto.debug import LogLevelReply, LogLevelRequest
 from proto.health import HealthReply
-from proto.subjects import health_subject
+from proto.subjects import admin_log_subject, health_subject
 from runtime import bus as busmod
 from runtime.clientconfig import ConfigFileError, load_optional
-from runtime.log import configure
+from runtime.log import configure, level_name, set_level
 from runtime.metrics import MetricsPublisher, interval_from_env, service_registry
 from runtime.settings import Settings
 from runtime.store import Store, StoreError, grpc_target
+from runtime.version import VERSION
 
 
 class ServiceProcess:
@@ -81,6 +83,7 @@ class ServiceProcess:
 
     async def _serve(self) -> None:
         await self.bus.serve(health_subject(self.name), self._health)
+        await self.bus.serve(admin_log_subject(self.name), self._log_level)  # every replica: no queue group
         await self.bus.flush()
         self.ready = True
         self.log.info("ready", instance=self.settings.instance)
@@ -103,8 +106,21 @@ class ServiceProcess:
 
     async def _health(self, _: bytes) -> bytes:
         reply = HealthReply(service=self.name, instance=self.settings.instance, ready=self.ready,
-                            leader=self.is_leader())
+                            leader=self.is_leader(), version=VERSION)
         return busmod.encode(reply)
+
+    async def _log_level(self, data: bytes) -> bytes:
+        """isthmus.admin.log.<service> (operator): this replica's log level, changed when the request names one."""
+        request = busmod.decode(data, LogLevelRequest)
+        base = {"service": self.name, "instance": self.settings.instance, "version": VERSION}
+        if not request.level:
+            return busmod.encode(LogLevelReply(ok=True, level=level_name(), **base))
+        try:
+            before = set_level(request.level)
+        except ValueError as exc:
+            return busmod.encode(LogLevelReply(ok=False, error=str(exc), level=level_name(), **base))
+        self.log.warning("log level changed by the operator", level=request.level, previous=before)
+        return busmod.encode(LogLevelReply(ok=True, level=level_name(), previous_level=before, **base))
 
     @classmethod
     def main(cls, argv: list[str] | None = None) -> None:

@@ -16,30 +16,68 @@ from isthmus.pilot_client import REQUEST_TIMEOUT, quiet_logs
 
 
 @click.command("proxy-status")
+@click.argument("proxy_name", metavar="[PROXY]", required=False)
 @click.option("-n", "--namespace", default=None, help="Only proxies in this namespace (default: all).")
+@click.option("-o", "--output", type=click.Choice(["table", "wide", "yaml", "json"]), default="table",
+              show_default=True, help="wide: the state of each kind of config (clusters, routes, security, gateways).")
 @click.pass_obj
-def proxy_status(obj: dict[str, Any], namespace: str | None) -> None:
-    """Show each proxy's sync state: SYNCED, STALE or REJECTED (with the proxy's reason)."""
-    from isthmus.proxy_status import HEADERS, rejections, status_rows
-    from proto.subjects import XDS_STATUS
-    from proto.xds import ProxyStatusReply, ProxyStatusRequest
+def proxy_status(obj: dict[str, Any], proxy_name: str | None, namespace: str | None, output: str) -> None:
+    """Show each proxy's sync state: SYNCED, STALE or REJECTED (with the proxy's reason), per kind of config
+    with -o wide. With PROXY (an id, a unique prefix, or SERVICE.NAMESPACE): the difference between what pilot
+    would send it and what it holds, read from the proxy over the bus."""
+    from isthmus.proxy_status import HEADERS, WIDE_HEADERS, as_records, rejections, status_rows, wide_rows
+    from isthmus.proxy_debug import proxy_statuses
 
     quiet_logs()
     timeout = obj.get("timeout", REQUEST_TIMEOUT)
+    if proxy_name:
+        _proxy_diff(obj, proxy_name, timeout)
+        return
 
-    async def work(bus: Any) -> ProxyStatusReply:
-        return await bus.call(XDS_STATUS, ProxyStatusRequest(namespace=namespace), ProxyStatusReply, timeout)
+    async def work(bus: Any) -> Any:
+        return await proxy_statuses(bus, timeout, namespace)
 
     reply = pilot_client.with_bus(obj["nats_url"], work, timeout=timeout, auth=obj.get("auth"))
-    if not reply.ok:
-        raise CliError(reply.error or "pilot could not list the proxies")
+    if output in ("yaml", "json"):
+        from isthmus.commands.proxy_config import dump_text
+
+        click.echo(dump_text(as_records(reply), output))
+        return
     if not reply.proxies:
         click.echo("No proxies have reported.", err=True)
         return
-    click.echo(format_table(HEADERS, status_rows(reply)))
+    if output == "wide":
+        from isthmus.tables import render
+
+        click.echo(render(WIDE_HEADERS, wide_rows(reply)))
+    else:
+        click.echo(format_table(HEADERS, status_rows(reply)))
     for line in rejections(reply):
         click.echo(f"Warning: {line}", err=True)
 
+
+def _proxy_diff(obj: dict[str, Any], name: str, timeout: float) -> None:
+    """Pilot's snapshot for one proxy against the proxy's own dump (exit 0 either way, as istioctl)."""
+    from isthmus.proxy_debug import fetch_section, proxy_statuses, resolve
+    from isthmus.proxy_diff import diff, pilot_view, proxy_view
+    from isthmus.proxy_status import kind_states, sync_state
+
+    async def work(bus: Any) -> Any:
+        status = resolve((await proxy_statuses(bus, timeout)).proxies, name)
+        reply = await proxy_statuses(bus, timeout, snapshot_for=status.proxy_id)
+        return status, reply, await fetch_section(bus, status, "all", timeout)
+
+    status, reply, dump = pilot_client.with_bus(obj["nats_url"], work, timeout=timeout, auth=obj.get("auth"))
+    if not reply.snapshot:
+        raise CliError(f"pilot holds no snapshot for {status.proxy_id}")
+    states = ", ".join(f"{k} {v}" for k, v in kind_states(reply, status).items())
+    click.echo(f"{status.proxy_id}: {sync_state(status, reply.version)} (proxy at version {status.version}, pilot at "
+               f"{reply.version}; {states})")
+    if not status.ok:
+        click.echo(f"Warning: the proxy rejected version {status.version}: {status.error or 'no error text'}", err=True)
+    _, lines = diff(pilot_view(reply.snapshot), proxy_view(dump), status.proxy_id)
+    for line in lines:
+        click.echo(line)
 
 
 @click.group()

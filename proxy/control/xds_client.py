@@ -21,6 +21,7 @@ from proto.xds import Ack, Push, SnapshotRequest
 from proxy.control.config_state import ConfigRejected, ConfigState
 from runtime.bus import Bus, BusError, decode, encode
 from runtime.log import get_logger
+from runtime.version import VERSION
 
 MAX_ACK_ERROR = 4096  # characters of a rejection's reason sent in the NACK: it must fit the bus's max_payload
 
@@ -38,6 +39,8 @@ class XdsClient:
         self.namespace = namespace
         self.on_applied = on_applied
         self.bus: Bus | None = None
+        self.bus_user = ""  # named in every ACK: where the operator asks this proxy (proxy/control/debug.py)
+        self.gateway = False
         self.epoch = ""
         self.seq = 0
         self.synced = asyncio.Event()  # set once a snapshot was applied
@@ -155,7 +158,8 @@ class XdsClient:
             self.on_applied()
         if self.bus is not None:
             ack = Ack(proxy_id=self.proxy_id, epoch=push.epoch, seq=push.seq, version=push.version, ok=not error,
-                      error=error[:MAX_ACK_ERROR], service=self.service, namespace=self.namespace)
+                      error=error[:MAX_ACK_ERROR], service=self.service, namespace=self.namespace,
+                      bus_user=self.bus_user, proxy_version=VERSION, gateway=self.gateway)
             try:
                 await self.bus.publish(subjects.XDS_ACK, encode(ack))
             except Exception as exc:

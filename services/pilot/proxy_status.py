@@ -33,7 +33,7 @@ def _refusal(ack: Ack) -> str:
     """Why a received ACK is not recorded ("" when it is): the fields that are stored and shown are
     bounded, so a forged ACK cannot make pilot hold or `isthmus proxy-status` print unbounded text."""
     for field, text in (("proxy_id", ack.proxy_id), ("service", ack.service), ("namespace", ack.namespace),
-                        ("epoch", ack.epoch)):
+                        ("epoch", ack.epoch), ("bus_user", ack.bus_user), ("proxy_version", ack.proxy_version)):
         if len(text) > MAX_NAME:
             return f"{field} is {len(text)} characters, more than {MAX_NAME}"
         if not text.isprintable():
@@ -70,7 +70,8 @@ class ProxyStatusRecorder:
             return
         status = ProxyStatus(
             proxy_id=ack.proxy_id, service=ack.service, namespace=ack.namespace, epoch=ack.epoch,
-            seq=ack.seq, version=ack.version, ok=ack.ok, error=ack.error[:MAX_ERROR], updated_at=time.time())
+            seq=ack.seq, version=ack.version, ok=ack.ok, error=ack.error[:MAX_ERROR], updated_at=time.time(),
+            bus_user=ack.bus_user, proxy_version=ack.proxy_version, gateway=ack.gateway)
         if not self.registered(ack.proxy_id):
             if ack.proxy_id in self.waiting or len(self.waiting) < MAX_WAITING:
                 self.waiting[ack.proxy_id] = status

@@ -36,6 +36,10 @@ class Pusher:
         self.seq = 0
         self.version = 0
         self.pushed_version = 0  # the version of the last push that changed something: proxy-status's SYNCED
+        # per kind, the version of the last push that changed it (proxy-status per kind): "clusters" and
+        # "routes" for every proxy, "security" and "gateways" per workload id
+        self.changed: dict[str, int] = {}
+        self.changed_for: dict[str, dict[str, int]] = {}
         self._snapshot_key: tuple[str, int, int] = ("", -1, -1)
         self._snapshot_cache = b""
 
@@ -71,11 +75,28 @@ class Pusher:
             return None
         self.seq += 1
         self.pushed_version = self.version
+        self._note_changes(bool(changed_clusters or removed_clusters), bool(changed_routes or removed_routes),
+                           [s.workload for s in changed_security] + removed_security,
+                           [g.workload for g in changed_gateways] + removed_gateways)
         return Push(epoch=self.epoch, seq=self.seq, version=self.version,
                     clusters=changed_clusters, routes=changed_routes,
                     removed_clusters=removed_clusters, removed_routes=removed_routes, mesh=self.mesh,
                     security=changed_security, removed_security=removed_security,
                     gateways=changed_gateways, removed_gateways=removed_gateways)
+
+    def _note_changes(self, clusters: bool, routes: bool, security: list[str], gateways: list[str]) -> None:
+        if clusters:
+            self.changed["clusters"] = self.version
+        if routes:
+            self.changed["routes"] = self.version
+        for kind, ids, held in (("security", security, self.security), ("gateways", gateways, self.gateways)):
+            for workload in ids:
+                if workload in held:
+                    self.changed_for.setdefault(workload, {})[kind] = self.version
+                else:  # removed: nothing of that kind is sent to it any more
+                    self.changed_for.get(workload, {}).pop(kind, None)
+        for workload in [w for w, kinds in self.changed_for.items() if not kinds]:
+            del self.changed_for[workload]
 
     def snapshot_bytes(self) -> bytes:
         """The encoded snapshot, built once per push: a thousand proxies starting together ask for

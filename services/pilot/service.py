@@ -24,6 +24,7 @@ from services.pilot.inputs import CONFIG, Inputs, InputWatcher, ResourceKey
 from services.pilot.jwks_resolver import JwksResolver, JwksSettings
 from services.pilot.metrics import PilotMetrics
 from services.pilot.proxy_status import ProxyStatusRecorder
+from services.pilot.proxy_view import status_reply
 from services.pilot.pusher import Pusher
 from services.pilot.resync import StaleWatch, interval_from_env
 
@@ -198,7 +199,7 @@ class PilotService(ServiceProcess):
             return encode(ProxyStatusReply(ok=False, error=f"store unavailable: {exc}"))
         if request.namespace is not None:
             proxies = [p for p in proxies if p.namespace == request.namespace]
-        return encode(ProxyStatusReply(ok=True, version=self.pusher.pushed_version, proxies=proxies))
+        return encode(status_reply(self.pusher, proxies, request.snapshot_for, request.host))
 
     async def _snapshot(self, data: bytes) -> bytes:
         decode(data, SnapshotRequest)

@@ -66,4 +66,4 @@ def test_every_health_reply_carries_leader_even_when_false() -> None:
     from runtime.bus import encode
 
     assert json.loads(encode(HealthReply(service="ca", instance="i", ready=True))) == {
-        "service": "ca", "instance": "i", "ready": True, "leader": False, "detail": ""}
+        "service": "ca", "instance": "i", "ready": True, "leader": False, "detail": "", "version": ""}

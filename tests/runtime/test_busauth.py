@@ -38,8 +38,9 @@ def test_a_user_jwt_is_signed_by_the_account_key_and_carries_the_permissions() -
     assert json.loads(_unb64(header)) == {"typ": "JWT", "alg": "ed25519-nkey"}
     assert (body["iss"], body["sub"], body["aud"], body["exp"]) == (account, user, "$G", 2_000_000_000)
     assert body["nats"]["type"] == "user" and body["nats"]["pub"]["allow"] == list(proxy_permissions("x", "ns", "sa").publish)
-    assert body["nats"]["sub"]["allow"][-1] == "_INBOX.proxy.x.>"
-    assert "resp" not in body["nats"]  # a proxy answers nothing
+    assert body["nats"]["sub"]["allow"][-2:] == ["_INBOX.proxy.x.>", "isthmus.proxy.debug.x"]
+    # it answers the requests it was sent (only the operator may send on its debug subject), one reply each
+    assert body["nats"]["resp"] == {"max": 1, "ttl": 0}
 
 
 def test_an_authorization_response_names_the_server_and_the_connection() -> None:
@@ -64,8 +65,11 @@ def test_a_proxy_may_not_push_configure_answer_services_or_read_other_inboxes() 
         assert forbidden not in proxy.publish
     for forbidden in (s.CA_SIGN, s.REGISTRY_REGISTER, s.XDS_SNAPSHOT, s.XDS_ACK, "_INBOX.>", ">", s.AUTH_CALLOUT):
         assert forbidden not in proxy.subscribe
-    assert not proxy.responses
-    assert proxy.subscribe[-1] == f"{proxy_inbox_prefix('abc')}.>"
+    # it answers only what it was sent: its own debug subject (operator only) is the one it serves
+    assert proxy.responses
+    assert proxy.subscribe[-2:] == (f"{proxy_inbox_prefix('abc')}.>", s.proxy_debug_subject("abc"))
+    assert not any(p.startswith(s.PROXY_DEBUG) for p in proxy.publish)
+    assert s.proxy_debug_subject("*") not in proxy.subscribe and f"{s.PROXY_DEBUG}.>" not in proxy.subscribe
     # registry requests only on its own identity's subjects
     assert [p for p in proxy.publish if p.startswith("isthmus.registry")] == [
         "isthmus.registry.register.ns.sa", "isthmus.registry.heartbeat.ns.sa", "isthmus.registry.deregister.ns.sa"]
