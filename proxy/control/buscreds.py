@@ -105,8 +105,9 @@ async def _connect(url: str, config: NatsClient | None, *, token: str = "", inbo
     while True:
         started = loop.time()
         try:
-            client = await asyncio.wait_for(nats.connect(servers=[url], name="proxy-credentials", allow_reconnect=False,
-                                                         connect_timeout=2, **options), 5)
+            # several comma-separated nodes of a NATS cluster: any one of them mints (runtime/bus.servers)
+            client = await asyncio.wait_for(nats.connect(servers=busmod.servers(url), name="proxy-credentials",
+                                                         allow_reconnect=False, connect_timeout=2, **options), 5)
             return busmod.Bus(client)
         except Exception as exc:
             if "authorization violation" in str(exc).lower():
