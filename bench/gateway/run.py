@@ -70,6 +70,12 @@ class Counters:
         return edge["CumSslConns"], side["CumSslConns"], edge["SslFrontendSessionReuse_pct"]
 
 
+# HAProxy's SslFrontendSessionReuse_pct is 100 x (1 - key computations / TLS connections) over its last second, so
+# handshakes a loaded client aborts before the key exchange read as "reuse" (6% seen on a loaded CI machine);
+# a session cache or tickets left on shows as ~98% (wrk resumes whatever it may). Above this: not full handshakes.
+MAX_APPARENT_REUSE_PCT = 25
+
+
 def check_handshakes(name: str, requests: int, before: tuple[int, int, int],
                      after: tuple[int, int, int]) -> tuple[int, int]:
     """(new TLS connections at the edge, at the sidecar) over a `Connection: close` run, from Counters.read()
@@ -78,7 +84,7 @@ def check_handshakes(name: str, requests: int, before: tuple[int, int, int],
     edge_new, side_new = after[0] - before[0], after[1] - before[1]
     if edge_new < 0.9 * requests:
         raise RuntimeError(f"{name}: {requests} requests with Connection: close but {edge_new} new TLS connections")
-    if after[2]:
+    if after[2] > MAX_APPARENT_REUSE_PCT:
         raise RuntimeError(f"{name}: the edge resumed {after[2]}% of TLS sessions: not full handshakes")
     return edge_new, side_new
 
