@@ -14,6 +14,9 @@ BROWSER_TOOLS = {"chromium": "chromium"}
 PROMETHEUS_TOOLS = {"prometheus": "prometheus"}
 # the sidecar's DNS test (tests/integration/test_dns.py): dig asks it, curl fetches by the address it gave
 DNS_TOOLS = {"dig": "dnsutils", "curl": "curl"}
+# the deployment tests (tests/deploy/): `docker-compose config` checks docker-compose.yml, `systemd-analyze verify`
+# the units (the package brings the tool; no systemd needs to run)
+DEPLOY_TOOLS = {"docker-compose": "docker-compose", "systemd-analyze": "systemd"}
 
 
 class ToolsMissing(RuntimeError):
@@ -61,7 +64,7 @@ def ensure_tools(install: bool = True, tools: dict[str, str] = TOOLS) -> dict[st
 
 def main() -> int:
     """`make deps`: install the missing tools (apt-get, visible), or say what is missing; 0 when all are there."""
-    tools = {**TOOLS, **BROWSER_TOOLS, **PROMETHEUS_TOOLS, **DNS_TOOLS}
+    tools = {**TOOLS, **BROWSER_TOOLS, **PROMETHEUS_TOOLS, **DNS_TOOLS, **DEPLOY_TOOLS}
     missing = missing_tools(tools)
     if missing:
         print(f"benchmark and test tools missing: {', '.join(missing)}; installing with apt-get", flush=True)
