@@ -71,15 +71,17 @@ def check_ports_free(ports: list[tuple[str, str, int]]) -> None:
                                    "sidecar or app? pick a free port)") from None
 
 
-def redeem(nats_url: str, token: str, namespace: str, service_account: str, wait: float) -> Any:
+def redeem(nats_url: str, token: str, namespace: str, service_account: str, wait: float, tls_ca: str = "") -> Any:
     """This workload's bus credentials for `token` (a NatsClient); CliError with the bus's reason when refused."""
     from proxy.control import buscreds
+    from runtime.clientconfig import NatsClient
     from runtime.log import configure
 
     configure("warning")  # buscreds logs at info; the operator sees our lines, not JSON
     buscreds.CONNECT_WAIT = wait  # a CLI waits briefly; the sidecar itself waits longer
     try:
-        return asyncio.run(buscreds.obtain(nats_url, None, namespace, service_account, token))
+        return asyncio.run(buscreds.obtain(nats_url, NatsClient(tls_ca=tls_ca) if tls_ca else None, namespace,
+                                           service_account, token))
     except buscreds.CredentialsError as exc:
         raise CliError(str(exc)) from None
 
@@ -87,10 +89,13 @@ def redeem(nats_url: str, token: str, namespace: str, service_account: str, wait
 @click.command("join")
 @click.option("--token", envvar="ISTHMUS_TOKEN", default="", metavar="TOKEN",
               help="The bootstrap token (`isthmus token create`; env ISTHMUS_TOKEN). Never printed.")
-@click.option("--token-file", type=click.Path(dir_okay=False, exists=True), default="", metavar="FILE",
+@click.option("--token-file", type=click.Path(dir_okay=False), default="", metavar="FILE",
               help="Read the token from FILE instead (kept out of `ps` and shell history).")
 @click.option("--control-plane", "nats_url", required=True, callback=check_nats_url, metavar="URL[,URL...]",
               help="The bus: one or more NATS nodes, comma-separated (nats://10.0.0.11:4222,...).")
+@click.option("--tls-ca", type=click.Path(dir_okay=False, exists=True), default=None, metavar="FILE",
+              help="The CA of the bus's TLS certificate (tls:// URLs; `isthmus up --nats-tls`, nats-ca.pem); copied "
+                   "beside the sidecar's bus credentials.")
 @click.option("--service", required=True, help="The service this workload serves (reviews).")
 @click.option("--service-port", type=click.IntRange(1, 65535), required=True, help="The port clients use (9080).")
 @click.option("--app-port", type=click.IntRange(1, 65535), required=True, help="Where the app listens on 127.0.0.1.")
@@ -115,7 +120,7 @@ def redeem(nats_url: str, token: str, namespace: str, service_account: str, wait
 @click.option("--force", is_flag=True, help="Replace an earlier join of this service on this machine.")
 @click.option("--wait", type=click.FloatRange(0.5, 300), default=30.0, show_default=True, metavar="SECONDS",
               help="How long to wait for the control plane's credentials.")
-def join(token: str, token_file: str, nats_url: str, service: str, service_port: int, app_port: int, namespace: str,
+def join(token: str, token_file: str, nats_url: str, tls_ca: str | None, service: str, service_port: int, app_port: int, namespace: str,
          labels: str, service_account: str, dns_port: int, address: str, inbound_port: int, outbound_port: int,
          admin_port: int, state_dir: str, root: str, systemd: bool, run_now: bool, force: bool, wait: float) -> None:
     """Join this machine's workload to the mesh: check the bus, redeem the token for the sidecar's bus
@@ -168,13 +173,18 @@ def join(token: str, token_file: str, nats_url: str, service: str, service_port:
     check_ports_free([("--inbound-port", listen, inbound_port), ("--outbound-port", "127.0.0.1", outbound_port),
                       ("--admin-port", "127.0.0.1", admin_port), ("--dns-port", "127.0.0.1", dns_port)])
     check_reachable(nats_url)
-    creds = redeem(nats_url, token, namespace, service_account, wait)
+    creds = redeem(nats_url, token, namespace, service_account, wait, tls_ca or "")
     from proxy.control import buscreds
 
     program = jf.isthmus_program()
     try:
         written = jf.write(files, nats_url, args, token, program)
         jf.private_dir(files.state_dir)
+        if tls_ca:  # where the sidecar's user reads it (not /etc/isthmus, 0700 root's)
+            ca = files.state_dir / "bus-ca.pem"
+            jf.write_private(ca, Path(tls_ca).read_text())
+            creds.tls_ca = str(ca.absolute())
+            written.append(ca)
         buscreds.save(str(files.state_dir), creds)
     except OSError as exc:
         raise CliError(f"cannot write the sidecar's files: {exc.strerror or exc} ({getattr(exc, 'filename', '')})")
