@@ -120,7 +120,8 @@ def redeem(nats_url: str, token: str, namespace: str, service_account: str, wait
 @click.option("--force", is_flag=True, help="Replace an earlier join of this service on this machine.")
 @click.option("--wait", type=click.FloatRange(0.5, 300), default=30.0, show_default=True, metavar="SECONDS",
               help="How long to wait for the control plane's credentials.")
-def join(token: str, token_file: str, nats_url: str, tls_ca: str | None, service: str, service_port: int, app_port: int, namespace: str,
+def join(token: str, token_file: str, nats_url: str, tls_ca: str | None, service: str, service_port: int,
+         app_port: int, namespace: str,
          labels: str, service_account: str, dns_port: int, address: str, inbound_port: int, outbound_port: int,
          admin_port: int, state_dir: str, root: str, systemd: bool, run_now: bool, force: bool, wait: float) -> None:
     """Join this machine's workload to the mesh: check the bus, redeem the token for the sidecar's bus

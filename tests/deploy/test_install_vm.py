@@ -41,7 +41,8 @@ def test_the_loopback_walkthrough_gets_frontend_to_reviews_through_both_sidecars
         for app in ("app1", "app2"):  # what the joins wrote: secrets 0600 in 0700 directories
             root = tmp_path / "cp" / app
             name = "reviews" if app == "app1" else "frontend"
-            for path in (root / f"etc/isthmus/sidecar-{name}.token", root / f"var/lib/isthmus-sidecar-{name}/bus-client.yaml"):
+            for path in (root / f"etc/isthmus/sidecar-{name}.token",
+                         root / f"var/lib/isthmus-sidecar-{name}/bus-client.yaml"):
                 assert path.stat().st_mode & 0o777 == 0o600 and path.parent.stat().st_mode & 0o777 == 0o700, path
     finally:
         stop([int(p) for p in (tmp_path / "cp" / "pids").read_text().split()] if (tmp_path / "cp" / "pids").exists()
