@@ -26,6 +26,7 @@ from isthmus.commands.credentials import credentials
 from isthmus.commands.secrets import create
 from isthmus.commands.dashboard import dashboard
 from isthmus.commands.gateway import gateway
+from isthmus.commands.join import join
 from isthmus.commands.proxy import proxy, proxy_status
 from isthmus.commands.proxy_config import proxy_config, proxy_log
 from isthmus.commands.admin import admin
@@ -92,7 +93,7 @@ def cli(ctx: click.Context, config_path: str | None, nats_url: str | None, reque
 
 
 for command in (up, apply, create, delete, get, analyze, proxy_status, proxy_config, proxy, gateway, token, ca,
-                dashboard, admin, version, experimental, bug_report, cluster):
+                dashboard, admin, version, experimental, bug_report, cluster, join):
     cli.add_command(command)
 proxy.add_command(credentials)  # `isthmus proxy credentials list|revoke`, beside `proxy run`
 proxy.add_command(proxy_log)  # `isthmus proxy log PROXY --level`

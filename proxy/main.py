@@ -326,7 +326,9 @@ class Sidecar:
             o = self.options  # a taken port is reported before the bus is asked for anything
             try:
                 tls_ca = o.bus_auth.tls_ca if o.bus_auth is not None else ""
-                kept = None if o.bus_token else await buscreds.saved(o.nats_url, o.state_dir, tls_ca)
+                # saved credentials first, even with a token: `isthmus join` already spent the token's join on
+                # them, and a unit restarts with the same --token-file (a second join of a one-use token is refused)
+                kept = await buscreds.saved(o.nats_url, o.state_dir, tls_ca)
                 if kept is None and not o.bus_token and o.bus_token_problem and not (o.bus_auth and o.bus_auth.user):
                     raise CredentialsError(f"no bus credentials: {o.bus_token_problem}")
                 self.bus_auth = kept or await buscreds.obtain(o.nats_url, o.bus_auth, o.namespace, o.service_account,

@@ -1,6 +1,8 @@
 """docs/install-vm.md's "Try it on one host" block, run as written (bash, from a directory beside this checkout's
 .venv): three "machines" as three directories, a clustered control plane on loopback with the cluster commands,
-and two workloads whose sidecars carry frontend -> reviews."""
+and two workloads joined with `isthmus join --run` whose sidecars carry frontend -> reviews; then app2 calls reviews by
+plain name (`http://reviews:9080/`), the name answered by its sidecar's DNS port (`dig`, as systemd-resolved would ask).
+The joins' files are checked too: tokens and bus credentials 0600 in 0700 directories."""
 
 from __future__ import annotations
 
@@ -30,10 +32,18 @@ def test_the_loopback_walkthrough_gets_frontend_to_reviews_through_both_sidecars
     try:
         result = subprocess.run(["bash", "-c", "set -e\n" + loopback_block()], cwd=tmp_path, env=env,
                                 capture_output=True, text=True, timeout=140)
-        last = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
-        logs = {p.name: p.read_text()[-600:] for p in (tmp_path / "cp").rglob("*.log")} if result.returncode else {}
+        lines = result.stdout.strip().splitlines() or ["", ""]
+        logs = {str(p.relative_to(tmp_path)): p.read_text()[-600:] for p in (tmp_path / "cp").rglob("*.log")}
         assert result.returncode == 0, (result.stderr[-2000:], logs)
-        assert re.search(r'"reviews": \{"status": 200, "version": "v1"\}', last), (last, result.stderr[-2000:])
+        page, by_name = lines[-2], lines[-1]
+        assert re.search(r'"reviews": \{"status": 200, "version": "v1"\}', page), (page, result.stderr[-2000:], logs)
+        assert re.fullmatch(r'\{"service": "reviews", "version": "v1"\}', by_name.strip()), (by_name, logs)
+        for app in ("app1", "app2"):  # what the joins wrote: secrets 0600 in 0700 directories
+            root = tmp_path / "cp" / app
+            name = "reviews" if app == "app1" else "frontend"
+            for path in (root / f"etc/isthmus/sidecar-{name}.token",
+                         root / f"var/lib/isthmus-sidecar-{name}/bus-client.yaml"):
+                assert path.stat().st_mode & 0o777 == 0o600 and path.parent.stat().st_mode & 0o777 == 0o700, path
     finally:
         stop([int(p) for p in (tmp_path / "cp" / "pids").read_text().split()] if (tmp_path / "cp" / "pids").exists()
              else [])
