@@ -45,7 +45,11 @@ def security_dump(security: WorkloadSecurity | None) -> dict[str, Any]:
     themselves, nor the rules' values) and why a jwksUri fetch failed."""
     if security is None:
         return {"mtls_mode": MTLS_PERMISSIVE, "port_mtls": {}, "peer_authentications": [], "authorization": [],
-                "jwt": [], "telemetry": [], "probe": None, "version": 0}
+                "jwt": [], "telemetry": [], "version": 0}
+    # a WorkloadGroup's probe only when one is pushed (the key is absent otherwise, so dumps of sidecars that
+    # predate it compare equal: `isthmus proxy-status PROXY`)
+    probe = ({"probe": {"source": security.probe.source, "kind": security.probe.kind}}
+             if security.probe is not None else {})
     return {"mtls_mode": security.mtls_mode, "port_mtls": dict(security.port_mtls),
             "peer_authentications": list(security.peer_authentications),
             "authorization": [{"name": p.name, "action": p.action, "rules": len(p.rules)}
@@ -53,6 +57,4 @@ def security_dump(security: WorkloadSecurity | None) -> dict[str, Any]:
             "jwt": [{"source": j.source, "issuer": j.rule.issuer, "jwks_uri": j.rule.jwks_uri,
                      "keys": j.rule.jwks is not None, "jwks_error": j.jwks_error} for j in security.jwt],
             "telemetry": list(security.telemetry.sources) if security.telemetry is not None else [],
-            "probe": ({"source": security.probe.source, "kind": security.probe.kind}
-                      if security.probe is not None else None),
-            "version": security.version}
+            **probe, "version": security.version}
