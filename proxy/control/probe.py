@@ -102,6 +102,8 @@ async def _http(probe: Probe, host: str) -> tuple[bool, str]:
             status = await reader.readuntil(b"\r\n")
         except (asyncio.LimitOverrunError, asyncio.IncompleteReadError):
             return False, "no valid HTTP status line"
+        if len(status) > MAX_STATUS_LINE:  # the reader's limit lets a little more through
+            return False, "no valid HTTP status line"
         parts = status.split(b" ", 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
             return False, "no valid HTTP status line"

@@ -193,3 +193,22 @@ async def test_exec_output_is_read_to_the_end_and_kept_bounded():
 async def test_exec_of_a_missing_program_fails_with_the_reason():
     ok, why = await probe_once(Probe(source="s", kind="exec", command=["/nonexistent/check"]), "")
     assert not ok and "No such file" in why
+
+
+@pytest.mark.parametrize(("length", "healthy"), [(4096, True), (4097, False)])
+async def test_an_http_get_status_line_of_up_to_4_kib_is_read(length, healthy):
+    from proxy.control.probe import MAX_STATUS_LINE
+
+    assert MAX_STATUS_LINE == 4096
+    line = b"HTTP/1.1 200 " + b"x" * (length - len(b"HTTP/1.1 200 \r\n")) + b"\r\n"
+    assert len(line) == length
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(line + b"content-length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        ok, _ = await probe_once(Probe(source="s", kind="http", port=port, timeout_s=3), "127.0.0.1")
+    assert ok is healthy
