@@ -64,8 +64,11 @@ async def probe_once(probe: Probe, default_host: str) -> tuple[bool, str]:
     try:
         if probe.kind == "exec":
             return await _exec(probe.command, float(probe.timeout_s))
-        return await asyncio.wait_for(_http(probe, host) if probe.kind == "http" else _tcp(host, probe.port),
-                                      probe.timeout_s)
+        if probe.kind == "http":
+            return await asyncio.wait_for(_http(probe, host), probe.timeout_s)
+        if probe.kind == "tcp":
+            return await asyncio.wait_for(_tcp(host, probe.port), probe.timeout_s)
+        return False, f"unknown probe kind {probe.kind!r}"  # NACKed before it gets here (security_state.py)
     except asyncio.TimeoutError:
         return False, f"no answer within {probe.timeout_s}s"
     except (OSError, ssl.SSLError) as exc:

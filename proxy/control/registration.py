@@ -10,9 +10,9 @@ import asyncio
 import random
 
 from proto import subjects
+from proto.registry import DeregisterRequest, Heartbeat, HeartbeatReply, RegisterReply, RegisterRequest, Workload
 from proto.workload_group import Probe
 from proxy.control.probe import ProbeRunner
-from proto.registry import DeregisterRequest, Heartbeat, HeartbeatReply, RegisterReply, RegisterRequest, Workload
 from runtime.bus import Bus, BusError
 from runtime.log import get_logger
 

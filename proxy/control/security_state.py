@@ -17,6 +17,7 @@ from proto.xds import INBOUND_MTLS_MODES, MTLS_PERMISSIVE, Push, WorkloadSecurit
 
 ACCESS_LOG_PROVIDERS = ("envoy", "isthmus")  # Telemetry accessLogging providers (docs/access-logs.md)
 TELEMETRY_MODES = (MODE_CLIENT_AND_SERVER, MODE_CLIENT, MODE_SERVER)
+PROBE_KINDS = ("http", "tcp", "exec")  # a WorkloadGroup's probe methods (proxy/control/probe.py)
 
 
 def own_security(push: Push, workload_id: str, current: WorkloadSecurity | None) -> WorkloadSecurity | None:
@@ -33,6 +34,9 @@ def own_security(push: Push, workload_id: str, current: WorkloadSecurity | None)
                 raise ValueError(f"telemetry of {own.workload}: access log provider {entry.provider!r} / mode "
                                  f"{entry.mode!r} is not one this sidecar has ({', '.join(ACCESS_LOG_PROVIDERS)} / "
                                  f"{', '.join(TELEMETRY_MODES)})")
+        if own.probe is not None and own.probe.kind not in PROBE_KINDS:
+            raise ValueError(f"probe of {own.workload}: kind {own.probe.kind!r} is not one this sidecar runs "
+                             f"({', '.join(PROBE_KINDS)})")
         return own
     if push.full or workload_id in push.removed_security:
         return None
