@@ -69,6 +69,8 @@ def _host_column(kind: str) -> tuple[str, Callable[[dict[str, Any]], str]]:
         return "HOST", lambda spec: str(spec.get("host") or "-")
     if kind == "WorkloadEntry":
         return "ADDRESS", lambda spec: str(spec.get("address") or "-")
+    if kind == "WorkloadGroup":  # the probe its sidecars run (none: the default TCP check of the app port)
+        return "PROBE", _probe_column
     if kind == "RateLimit":  # no hosts: which workloads it selects (none: every workload of its namespace)
         return "SELECTOR", lambda spec: ",".join(
             f"{k}={v}" for k, v in sorted(((spec.get("selector") or {}).get("matchLabels") or {}).items())) or "<all>"
@@ -86,6 +88,21 @@ def _host_column(kind: str) -> tuple[str, Callable[[dict[str, Any]], str]]:
         return "SELECTOR", lambda spec: ",".join(
             f"{k}={v}" for k, v in sorted(((spec.get("selector") or {}).get("matchLabels") or {}).items())) or "<all>"
     return "HOSTS", joined("hosts")
+
+
+def _probe_column(spec: dict[str, Any]) -> str:
+    probe = spec.get("probe") or {}
+    if not isinstance(probe, dict) or not probe:
+        return "-"
+    for method in ("httpGet", "tcpSocket", "exec", "grpc"):
+        given = probe.get(method)
+        if isinstance(given, dict):
+            if method == "httpGet":
+                return f"httpGet :{given.get('port')}{given.get('path') or '/'}"
+            if method == "exec":
+                return "exec " + " ".join(str(a) for a in given.get("command") or [])[:40]
+            return f"{method} :{given.get('port')}"
+    return "-"
 
 
 def render_table(kind: str, resources: Sequence[dict[str, Any]], now: datetime | None = None) -> str:

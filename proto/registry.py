@@ -39,6 +39,9 @@ class Workload(Message):
     # sidecar (auto mTLS sends plaintext to it unless a DestinationRule says ISTIO_MUTUAL, as Istio's gateways).
     gateway: bool = False
     gateway_ports: dict[int, int] = {}
+    # the WorkloadGroup of the workload's namespace it belongs to (`proxy run --workload-group NAME`; "": none):
+    # the registry applies the group's template (Istio's auto-registration), pilot pushes its probe
+    workload_group: str = ""
 
 
 class RegisterRequest(Message):

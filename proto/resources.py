@@ -12,6 +12,7 @@ from proto.networking import DestinationRuleSpec, ServiceEntrySpec, VirtualServi
 from proto.ratelimit import RateLimitSpec
 from proto.security import AuthorizationPolicySpec, PeerAuthenticationSpec, RequestAuthenticationSpec
 from proto.telemetry import TelemetrySpec
+from proto.workload_group import WorkloadGroupSpec
 
 
 class ObjectMeta(IstioStruct):
@@ -52,6 +53,10 @@ class ServiceEntry(Resource, kw_only=True):
 
 class WorkloadEntry(Resource, kw_only=True):
     spec: WorkloadEntrySpec
+
+
+class WorkloadGroup(Resource, kw_only=True):
+    spec: WorkloadGroupSpec
 
 
 class RateLimit(Resource, kw_only=True):
@@ -99,6 +104,8 @@ KINDS: dict[str, KindInfo] = {
                  ("serviceentry", "serviceentries", "se")),
         KindInfo("WorkloadEntry", "networking.istio.io", NETWORKING_VERSIONS, WorkloadEntry,
                  ("workloadentry", "workloadentries", "we")),
+        KindInfo("WorkloadGroup", "networking.istio.io", NETWORKING_VERSIONS, WorkloadGroup,
+                 ("workloadgroup", "workloadgroups", "wg")),
         KindInfo("PeerAuthentication", "security.istio.io", SECURITY_VERSIONS, PeerAuthentication,
                  ("peerauthentication", "peerauthentications", "pa")),
         KindInfo("AuthorizationPolicy", "security.istio.io", SECURITY_VERSIONS, AuthorizationPolicy,

@@ -19,6 +19,7 @@ from proto.routes import (  # noqa: F401 (re-exported: the route types of a push
     WeightedDestination,
 )
 from proto.telemetry import TelemetryPolicy
+from proto.workload_group import Probe
 
 
 class Endpoint(Message):
@@ -283,6 +284,9 @@ class WorkloadSecurity(Message):
     # The Telemetry resources that apply to this workload, merged (proto/telemetry.py); None: the mesh defaults.
     # (The entry is the workload's whole pushed policy, security and telemetry alike.)
     telemetry: TelemetryPolicy | None = None
+    # The readiness probe of the WorkloadGroup the workload is bound to (Workload.workload_group), which its
+    # sidecar runs instead of its TCP check of the app's port; None: no group, or a group without a probe.
+    probe: Probe | None = None
 
     def mode_for(self, port: int) -> str:
         """The inbound mode for connections to the app's `port`."""

@@ -100,9 +100,12 @@ class Sidecar:
                             app_ports={options.service_port: options.app_port,
                                        **{svc: app for svc, app, _ in options.app_tcp}},
                             workload_name=workload_name_of(options.service, options.labels, options.workload_name),
-                            cluster=options.cluster)
+                            cluster=options.cluster, workload_group=options.workload_group)
         self.registration = Registration(workload, options.app_host, options.app_port, options.lease_ttl,
                                          options.health_interval)
+        # a WorkloadGroup's probe arrives in this workload's pushed entry (docs/workload-group.md)
+        self.state.on_apply.append(lambda: self.registration.set_probe(
+            self.state.security.probe if self.state.security is not None else None))
         try:
             self.access_log = AccessLog(options.access_log, options.access_log_format) if options.access_log else None
         except OSError as exc:

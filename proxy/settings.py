@@ -97,6 +97,9 @@ class ProxyOptions:
     # DNS for mesh names on 127.0.0.1:<dns_port>, UDP and TCP, with a listener per service on its loopback address
     # (proxy/dns/, docs/dns.md; `proxy run --dns-port`, ISTHMUS_DNS_PORT); 0: off
     dns_port: int = 0
+    # the WorkloadGroup (of --namespace) this workload belongs to (docs/workload-group.md); "": none. Bound, the
+    # sidecar runs the group's probe (pushed by pilot) instead of its TCP check of the app port
+    workload_group: str = ""
     # what one client may make a listener hold, and for how long (proxy/http/limits.py)
     limits: Limits = field(default_factory=Limits)
     # workload identity (proxy/identity/): spiffe://<trust_domain>/ns/<namespace>/sa/<service_account>

@@ -115,6 +115,22 @@ def _ip_address(ctx: click.Context, param: click.Parameter, value: str) -> str:
         raise click.BadParameter(f"{value!r} is not an IP address") from None
 
 
+def workload_group_name(text: str, namespace: str) -> str:
+    """--workload-group's NAME (a WorkloadGroup binds workloads of its own namespace, as Istio's auto-registration
+    looks the group up in the proxy's namespace); NAMESPACE/NAME must name --namespace."""
+    import re
+
+    group_ns, _, name = text.rpartition("/")
+    if group_ns and group_ns != namespace:
+        raise click.BadParameter(f"the group must be in --namespace {namespace!r}, not {group_ns!r}",
+                                 param_hint="--workload-group")
+    if text and not (len(name) <= 253 and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*",
+                                                         name)):
+        raise click.BadParameter(f"{name[:80]!r} is not a WorkloadGroup name (a DNS-1123 subdomain)",
+                                 param_hint="--workload-group")
+    return name
+
+
 @proxy.command("run")
 @click.option("--service", required=True, help="The service this workload belongs to.")
 @click.option("-n", "--namespace", default="default", show_default=True)
@@ -149,17 +165,22 @@ def _ip_address(ctx: click.Context, param: click.Parameter, value: str) -> str:
                    "reviews.default.svc.cluster.local, ServiceEntry hosts) with a loopback address per service, on "
                    "which the sidecar listens for the service's ports: apps use plain URLs (http://reviews:9080/). "
                    "docs/dns.md; env ISTHMUS_DNS_PORT. 0: off.")
+@click.option("--workload-group", envvar="ISTHMUS_WORKLOAD_GROUP", default="", metavar="[NAMESPACE/]NAME",
+              help="The WorkloadGroup of --namespace this workload belongs to: its template's labels apply to the "
+                   "registration, and the sidecar runs its probe for the workload's health (docs/workload-group.md; "
+                   "env ISTHMUS_WORKLOAD_GROUP).")
 @shared_options
 @click.pass_obj
 def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: int, app_port: int, app_host: str,
               labels: dict[str, str], inbound_port: int, outbound_port: int, admin_port: int, address: str,
               service_account: str, mtls_switch_hold: float, tcp: tuple[tuple[str, int, int], ...],
-              app_tcp: tuple[tuple[int, int, int], ...], dns_port: int, **flags: Any) -> None:
+              app_tcp: tuple[tuple[int, int, int], ...], dns_port: int, workload_group: str, **flags: Any) -> None:
     """Run a sidecar beside one workload until SIGINT/SIGTERM."""
     from proxy.settings import ProxyOptions
 
     check_proxy_identity(service, namespace, address, flags["locality"], service_account, flags["workload_name"],
                          flags["cluster"])
+    group = workload_group_name(workload_group, namespace)
     check_distinct_ports([("--app-port", app_port), ("--inbound-port", inbound_port),
                           ("--outbound-port", outbound_port), ("--admin-port", admin_port),
                           *(("--tcp", local) for _, _, local in tcp),
@@ -180,6 +201,7 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
         tcp_routes=tcp,
         app_tcp=app_tcp,
         dns_port=dns_port,
+        workload_group=group,
         **proxy_settings(obj, flags),
     )
     from proxy.main import run_proxy

@@ -1,6 +1,8 @@
 """Registers this workload with the registry and keeps its lease alive with heartbeats that carry
-the app's health (a TCP connect probe of the app's port). Registers again when the registry says
-the lease is gone (expired while the bus was away, or etcd was reset)."""
+the app's health: by default a TCP connect probe of the app's port; for a workload bound to a WorkloadGroup
+with a probe (pushed by pilot: set_probe), that probe's state (proxy/control/probe.py), the default check
+replaced. Registers again when the registry says the lease is gone (expired while the bus was away, or etcd
+was reset)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import random
 
 from proto import subjects
 from proto.registry import DeregisterRequest, Heartbeat, HeartbeatReply, RegisterReply, RegisterRequest, Workload
+from proto.workload_group import Probe
+from proxy.control.probe import ProbeRunner
 from runtime.bus import Bus, BusError
 from runtime.log import get_logger
 
@@ -42,6 +46,30 @@ class Registration:
         self.bus: Bus | None = None
         self.lease_id = 0
         self.granted_ttl = 0
+        self.probe: ProbeRunner | None = None  # the WorkloadGroup's probe, while one is pushed
+        self._probe_task: asyncio.Task[None] | None = None
+
+    def set_probe(self, probe: Probe | None) -> None:
+        """Run `probe` (None: back to the TCP check of the app's port); the same probe again changes nothing,
+        a changed one starts over (its initial delay, undefined state: unhealthy until it passes)."""
+        current = self.probe.probe if self.probe is not None else None
+        if probe == current:
+            return
+        if self._probe_task is not None:
+            self._probe_task.cancel()
+            self._probe_task = None
+        self.probe = None
+        if probe is not None:
+            self.probe = ProbeRunner(probe, self.app_host)
+            self._probe_task = asyncio.get_running_loop().create_task(self.probe.run())
+        log.info("health check", probe=probe.source if probe is not None else None,
+                 kind=probe.kind if probe is not None else "tcp app port")
+
+    async def check(self) -> bool:
+        """The health to report now."""
+        if self.probe is not None:
+            return self.probe.healthy
+        return await probe_tcp(self.app_host, self.app_port)
 
     def _subject(self, base: str) -> str:
         """The identity-scoped subject: the only registry subjects our bus credentials may publish on."""
@@ -71,7 +99,7 @@ class Registration:
 
     async def _register(self) -> None:
         assert self.bus is not None
-        self.workload.healthy = await probe_tcp(self.app_host, self.app_port)
+        self.workload.healthy = await self.check()
         reply = await self.bus.call(self._subject(subjects.REGISTRY_REGISTER), RegisterRequest(workload=self.workload, ttl=self.ttl),
                                     RegisterReply)
         if not reply.ok:
@@ -82,7 +110,7 @@ class Registration:
 
     async def _heartbeat(self) -> None:
         assert self.bus is not None
-        healthy = await probe_tcp(self.app_host, self.app_port)
+        healthy = await self.check()
         if healthy != self.workload.healthy:
             log.info("app health changed", healthy=healthy)
         self.workload.healthy = healthy
@@ -94,6 +122,8 @@ class Registration:
             self.lease_id = 0
 
     async def deregister(self) -> None:
+        if self._probe_task is not None:
+            self._probe_task.cancel()
         if self.bus is None or not self.lease_id:
             return
         request = DeregisterRequest(workload_id=self.workload.id, namespace=self.workload.namespace,

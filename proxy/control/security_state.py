@@ -17,6 +17,7 @@ from proto.xds import INBOUND_MTLS_MODES, MTLS_PERMISSIVE, Push, WorkloadSecurit
 
 ACCESS_LOG_PROVIDERS = ("envoy", "isthmus")  # Telemetry accessLogging providers (docs/access-logs.md)
 TELEMETRY_MODES = (MODE_CLIENT_AND_SERVER, MODE_CLIENT, MODE_SERVER)
+PROBE_KINDS = ("http", "tcp", "exec")  # a WorkloadGroup's probe methods (proxy/control/probe.py)
 
 
 def own_security(push: Push, workload_id: str, current: WorkloadSecurity | None) -> WorkloadSecurity | None:
@@ -33,6 +34,9 @@ def own_security(push: Push, workload_id: str, current: WorkloadSecurity | None)
                 raise ValueError(f"telemetry of {own.workload}: access log provider {entry.provider!r} / mode "
                                  f"{entry.mode!r} is not one this sidecar has ({', '.join(ACCESS_LOG_PROVIDERS)} / "
                                  f"{', '.join(TELEMETRY_MODES)})")
+        if own.probe is not None and own.probe.kind not in PROBE_KINDS:
+            raise ValueError(f"probe of {own.workload}: kind {own.probe.kind!r} is not one this sidecar runs "
+                             f"({', '.join(PROBE_KINDS)})")
         return own
     if push.full or workload_id in push.removed_security:
         return None
@@ -46,6 +50,10 @@ def security_dump(security: WorkloadSecurity | None) -> dict[str, Any]:
     if security is None:
         return {"mtls_mode": MTLS_PERMISSIVE, "port_mtls": {}, "peer_authentications": [], "authorization": [],
                 "jwt": [], "telemetry": [], "version": 0}
+    # a WorkloadGroup's probe only when one is pushed (the key is absent otherwise, so dumps of sidecars that
+    # predate it compare equal: `isthmus proxy-status PROXY`)
+    probe = ({"probe": {"source": security.probe.source, "kind": security.probe.kind}}
+             if security.probe is not None else {})
     return {"mtls_mode": security.mtls_mode, "port_mtls": dict(security.port_mtls),
             "peer_authentications": list(security.peer_authentications),
             "authorization": [{"name": p.name, "action": p.action, "rules": len(p.rules)}
@@ -53,4 +61,4 @@ def security_dump(security: WorkloadSecurity | None) -> dict[str, Any]:
             "jwt": [{"source": j.source, "issuer": j.rule.issuer, "jwks_uri": j.rule.jwks_uri,
                      "keys": j.rule.jwks is not None, "jwks_error": j.jwks_error} for j in security.jwt],
             "telemetry": list(security.telemetry.sources) if security.telemetry is not None else [],
-            "version": security.version}
+            **probe, "version": security.version}

@@ -37,6 +37,7 @@ from runtime.leader import LeaderElection
 from runtime.metrics import IstioSum
 from runtime.service import ServiceProcess
 from runtime.store import REGISTRY_PREFIX, StoreError
+from services.registry.groups import bind
 
 MAX_TTL = 300
 REQUEST_CONCURRENCY = 64
@@ -132,6 +133,10 @@ class RegistryService(ServiceProcess):
         ttl = min(MAX_TTL, max(1, request.ttl or self.settings.lease_ttl))
         key = workload_key(workload.namespace, workload.service, workload.id)
         try:
+            workload, problem = await bind(self.store, workload)  # its WorkloadGroup's template, if it names one
+            problem = problem or _invalid(workload)  # the template's labels count toward the limit too
+            if problem:
+                return encode(RegisterReply(ok=False, error=problem))
             # the workload this would replace must be of the same identity (as heartbeats and deregistrations):
             # else a sidecar could re-register another service account's workload under its own, and peers
             # would accept its certificate there; compare-and-swap, so the check holds at the write
@@ -251,7 +256,7 @@ def _invalid(workload: Workload) -> str:
     for field, text in (("id", workload.id), ("service", workload.service), ("namespace", workload.namespace),
                         ("address", workload.address), ("service_account", workload.service_account),
                         ("locality", workload.locality), ("workload_name", workload.workload_name),
-                        ("cluster", workload.cluster)):
+                        ("cluster", workload.cluster), ("workload_group", workload.workload_group)):
         if len(text) > 253:
             return f"{field} is {len(text)} characters, more than 253"
     if len(workload.tcp_ports) > MAX_LABELS:

@@ -11,6 +11,7 @@ import msgspec
 from isthmus.analyze.sources import read_files, read_live
 from proto.config_api import ApplyReply, ConfigError, GetReply
 from proto.registry import Workload, WorkloadListReply
+from proto.resources import KINDS
 from proto.secrets import SecretInfo, SecretListReply
 from proto.subjects import CA_SECRET_LIST, CONFIG_GET, CONFIG_VALIDATE, REGISTRY_LIST
 from runtime.bus import NoResponders
@@ -64,7 +65,7 @@ def test_every_source_that_answers_is_available_and_a_file_replaces_the_live_res
     assert vs.origin == "f.yaml" and vs.spec.http[0].route[0].destination.host == "ratings"
     assert [(origin, e.message, is_error) for origin, e, is_error in inputs.validation] == [
         ("f.yaml", "bad", True), ("f.yaml", "hmm", False)]
-    assert sum(1 for subject, _ in bus.sent if subject == CONFIG_GET) == 10  # every kind, every namespace
+    assert sum(1 for subject, _ in bus.sent if subject == CONFIG_GET) == len(KINDS)  # every kind, every namespace
     assert all(message.namespace is None for subject, message in bus.sent if subject == CONFIG_GET)
 
 

@@ -47,7 +47,8 @@ def test_every_kind_has_a_third_column_filled_from_its_spec() -> None:
              "PeerAuthentication": {"mtls": {"mode": "STRICT"}}, "AuthorizationPolicy": {},
              "RequestAuthentication": {"jwtRules": [{"issuer": "a"}]},
              "Telemetry": {"selector": {"matchLabels": {"app": "reviews"}}},
-             "Gateway": {"selector": {"istio": "ingressgateway"}}}
+             "Gateway": {"selector": {"istio": "ingressgateway"}},
+             "WorkloadGroup": {"template": {}, "probe": {"httpGet": {"port": 9080, "path": "/ready"}}}}
     assert set(specs) == set(KINDS)  # a new kind needs its column here too
     for kind, spec in specs.items():
         row = render_table(kind, [{"metadata": {"name": "x"}, "spec": spec}]).splitlines()[1].split()
@@ -59,3 +60,14 @@ def test_help_names_what_isthmus_does_and_nothing_as_unbuilt() -> None:
     assert "traffic management" in text and "metrics, traces and a dashboard" in text
     assert "not built yet" not in text and "dashboard" in text
     assert "rl" in CliRunner().invoke(cli, ["get", "--help"]).output
+
+
+def test_the_workload_group_table_shows_its_probe() -> None:
+    groups = [{"metadata": {"name": "http"}, "spec": {"probe": {"httpGet": {"port": 9080, "path": "/ready"}}}},
+              {"metadata": {"name": "none"}, "spec": {"template": {}}},
+              {"metadata": {"name": "run"}, "spec": {"probe": {"exec": {"command": ["check", "--quick"]}}}},
+              {"metadata": {"name": "tcp"}, "spec": {"probe": {"tcpSocket": {"port": 22}}}}]
+    table = render_table("WorkloadGroup", groups).splitlines()
+    assert table[0].split()[2] == "PROBE"
+    assert [line.split(None, 2)[2].rsplit(None, 1)[0].strip() for line in table[1:]] == [
+        "httpGet :9080/ready", "-", "exec check --quick", "tcpSocket :22"]

@@ -72,3 +72,22 @@ def test_a_bad_dns_port_is_a_usage_error(value: str, words: str):
     result = CliRunner().invoke(cli, ["proxy", "run", "--service", "a", "--service-port", "80", "--app-port", "81",
                                       "--dns-port", value])
     assert result.exit_code == 2 and words in result.output, result.output
+
+
+@pytest.mark.parametrize("value, words", [
+    ("other/reviews", "must be in --namespace 'shop', not 'other'"),
+    ("Reviews!", "is not a WorkloadGroup name"),
+    ("shop/", "is not a WorkloadGroup name"),
+])
+def test_a_workload_group_of_another_namespace_or_a_bad_name_is_a_usage_error(value: str, words: str):
+    result = CliRunner().invoke(cli, ["proxy", "run", "--service", "a", "--namespace", "shop", "--service-port", "80",
+                                      "--app-port", "81", "--workload-group", value])
+    assert result.exit_code == 2 and words in result.output
+
+
+def test_a_workload_group_is_named_alone_or_with_its_own_namespace():
+    from isthmus.commands.proxy import workload_group_name
+
+    assert workload_group_name("reviews", "shop") == "reviews"
+    assert workload_group_name("shop/reviews", "shop") == "reviews"
+    assert workload_group_name("", "shop") == ""

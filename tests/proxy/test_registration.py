@@ -61,3 +61,27 @@ async def test_an_unreachable_registry_is_still_reported_as_unreachable(monkeypa
     bus = ScriptedBus([BusError("no responders on isthmus.registry.register")])
     recorder = await run_briefly(bus, monkeypatch, 0.5)
     assert [event for _, event, _ in recorder.lines][:1] == ["registry unreachable"]
+
+
+async def test_a_pushed_probe_replaces_the_tcp_check_until_it_is_withdrawn():
+    from proto.workload_group import Probe
+
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reg = registration.Registration(Workload(id="w", service="s"), "127.0.0.1", port)
+    async with server:
+        assert await reg.check() is True  # the default: a TCP connect to the app's port
+        failing = Probe(source="ns/g", kind="exec", command=["false"], period_s=1)
+        reg.set_probe(failing)
+        runner = reg.probe
+        assert await reg.check() is False  # undefined until the failure threshold: unhealthy
+        for _ in range(100):
+            if runner.thresholds.state is False:
+                break
+            await asyncio.sleep(0.05)
+        assert runner.thresholds.state is False and await reg.check() is False
+        reg.set_probe(Probe(source="ns/g", kind="exec", command=["false"], period_s=1))
+        assert reg.probe is runner  # the same probe again: not restarted
+        reg.set_probe(None)
+        assert reg.probe is None and await reg.check() is True
+        assert runner is not None and reg._probe_task is None

@@ -77,3 +77,18 @@ def test_config_dump_names_authorization_policies_and_jwt_providers_without_thei
         {"source": "foo/jwt", "issuer": "b", "jwks_uri": "https://b/k", "keys": False,
          "jwks_error": "GET https://b/k: status 500, want 200"}]
     assert "keys\": [" not in json.dumps(dumped)
+
+
+def test_a_probe_in_its_own_entry_is_kept_shown_and_an_unknown_kind_rejected():
+    from proto.workload_group import Probe
+
+    state = ConfigState(workload_id="me")
+    probed = WorkloadSecurity(workload="me", version=1, probe=Probe(source="foo/g", kind="http", port=80))
+    state.apply(push(1, probed, full=True))
+    assert state.dump()["security"]["probe"] == {"source": "foo/g", "kind": "http"}
+    grpc = WorkloadSecurity(workload="me", version=2, probe=Probe(source="foo/g", kind="grpc", port=80))
+    with pytest.raises(ConfigRejected, match="probe of me: kind 'grpc'"):
+        state.apply(push(2, grpc))
+    assert state.security.probe.kind == "http"
+    state.apply(push(2, WorkloadSecurity(workload="me", version=3), full=True))
+    assert "probe" not in state.dump()["security"]  # no probe pushed: the key is absent, as before probes

@@ -9,7 +9,7 @@ Layout, each module importing only those below it (tests/test_import_contracts.p
   decode.py          the entry: parse and limits (runtime/documents.py, shared with the CLI), envelope, shape, then the validator of the document's kind
   references.py      across resources: VirtualService subsets no DestinationRule defines, Gateways that do not
                      exist (warnings)
-  virtual_service.py, destination_rule.py, service_entry.py, workload_entry.py, ratelimit.py,
+  virtual_service.py, destination_rule.py, service_entry.py, workload_entry.py, workload_group.py, ratelimit.py,
   peer_authentication.py, authorization_policy.py, request_authentication.py, telemetry.py, gateway.py
                      one per kind; shaping.py and resilience.py check parts of a VirtualService's HTTP rule,
                      client_tls.py a DestinationRule's tls at any level

@@ -9,7 +9,7 @@ array. Each document is checked in three passes, and each pass reports all it fi
   2. shape: every field against the msgspec schema (schema.py), so an unsupported field is an
      error with its path instead of being ignored;
   3. semantics: Istio's validation rules, one module per kind (virtual_service.py, destination_rule.py,
-     service_entry.py, workload_entry.py, ratelimit.py, peer_authentication.py,
+     service_entry.py, workload_entry.py, workload_group.py, ratelimit.py, peer_authentication.py,
      authorization_policy.py, request_authentication.py, telemetry.py, gateway.py).
 Before any of that, the submission is held to ConfigLimits (size, documents, nesting, items,
 expanded nodes, aliasing, duplicate keys, integers too long to read: runtime/doc_limits.py, read
@@ -43,12 +43,14 @@ from services.pilot.validate.service_entry import service_entry
 from services.pilot.validate.telemetry import telemetry
 from services.pilot.validate.virtual_service import virtual_service
 from services.pilot.validate.workload_entry import workload_entry
+from services.pilot.validate.workload_group import workload_group
 
 VALIDATORS = {
     "VirtualService": virtual_service,
     "DestinationRule": destination_rule,
     "ServiceEntry": service_entry,
     "WorkloadEntry": workload_entry,
+    "WorkloadGroup": workload_group,
     "RateLimit": rate_limit,
     "PeerAuthentication": peer_authentication,
     "AuthorizationPolicy": authorization_policy,
