@@ -52,7 +52,9 @@ def known_secrets(state_dir: Path) -> set[str]:
     """The secret strings the state directory's config and secret files hold (isthmus.yaml, secrets/*, the ca's
     KEK): redacted wherever they appear, even under a field name the patterns would miss."""
     found: set[str] = set()
-    files = [state_dir / "isthmus.yaml", state_dir / "ca" / "kek", *sorted((state_dir / "secrets").glob("*"))]
+    # `isthmus up`'s layout (ca/kek) and `isthmus cluster init`'s (ca-kek)
+    files = [state_dir / "isthmus.yaml", state_dir / "ca" / "kek", state_dir / "ca-kek",
+             *sorted((state_dir / "secrets").glob("*"))]
     for path in files:
         try:
             if not path.is_file() or path.stat().st_size > MAX_SECRET_FILE:
@@ -65,7 +67,7 @@ def known_secrets(state_dir: Path) -> set[str]:
                 found.update(_secret_values(yaml.safe_load(text)))
             except yaml.YAMLError:
                 pass
-        elif path.suffix in (".nk", ".seed", "") or path.name == "kek":
+        elif path.suffix in (".nk", ".seed", ".key", "") or path.name in ("kek", "ca-kek"):
             found.update(line.strip() for line in text.splitlines() if len(line.strip()) >= 16)
     return found
 

@@ -100,3 +100,14 @@ def test_redaction_is_linear_in_long_runs() -> None:
         started = time.monotonic()
         redact(text)
         assert time.monotonic() - started < 5.0, text[:40]
+
+
+def test_a_cluster_directorys_kek_and_keys_are_known_secrets(tmp_path: Path) -> None:
+    """`isthmus cluster init` writes the KEK as ca-kek (not ca/kek) and etcd's JWT signing key as secrets/*.key."""
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "ca-kek").write_text("Kek0123456789abcdefKEKkek0123456789\n")
+    (tmp_path / "secrets" / "etcd-jwt.key").write_text("-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n"
+                                                        "-----END PRIVATE KEY-----\n")
+    found = known_secrets(tmp_path)
+    assert "Kek0123456789abcdefKEKkek0123456789" in found
+    assert "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC" in found
