@@ -34,6 +34,8 @@ def test_the_loopback_walkthrough_gets_frontend_to_reviews_through_both_sidecars
         logs = {p.name: p.read_text()[-600:] for p in (tmp_path / "cp").rglob("*.log")} if result.returncode else {}
         assert result.returncode == 0, (result.stderr[-2000:], logs)
         assert re.search(r'"reviews": \{"status": 200, "version": "v1"\}', last), (last, result.stderr[-2000:])
+        for name in ("sidecar-reviews.log", "sidecar-frontend.log"):  # they joined with the tokens, as a VM does
+            assert "no token given" not in (tmp_path / "cp" / name).read_text(), name
     finally:
         stop([int(p) for p in (tmp_path / "cp" / "pids").read_text().split()] if (tmp_path / "cp" / "pids").exists()
              else [])
