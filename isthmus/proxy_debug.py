@@ -12,6 +12,7 @@ from proto.subjects import XDS_STATUS, proxy_debug_subject
 from proto.xds import ProxyStatus, ProxyStatusReply, ProxyStatusRequest
 
 MAX_CHUNKS = 256  # requests for one dump; with the proxy's chunk size this covers MAX_DUMP
+DUMP_DEADLINE_FACTOR = 6  # one dump's chunks all arrive within this many request timeouts (a trickling proxy)
 
 
 async def proxy_statuses(bus: Any, timeout: float, namespace: str | None = None,
@@ -65,24 +66,44 @@ async def ask(bus: Any, status: ProxyStatus, request: ProxyDebugRequest, timeout
 
 
 async def fetch_section(bus: Any, status: ProxyStatus, section: str, timeout: float) -> Any:
-    """One section of the proxy's config dump, decoded; gathered from chunks that all belong to one dump (a
-    dump that changed between two chunks is asked for again, once)."""
+    """One section of the proxy's config dump, decoded (a JSON object); gathered from chunks that all belong to
+    one dump (a dump that changed between two chunks is asked for again, once). The proxy is not trusted: a
+    chunk at another offset than asked, an empty chunk before `total`, text that is no JSON object, or a dump
+    not complete within DUMP_DEADLINE_FACTOR x `timeout` seconds in all ends in one CliError."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DUMP_DEADLINE_FACTOR * timeout
+    who = f"proxy {status.proxy_id}"
     for _attempt in range(2):
         parts: list[str] = []
         digest = ""
         offset = 0
         for _ in range(MAX_CHUNKS):
+            left = deadline - loop.time()
+            if left <= 0:
+                raise CliError(f"{who}: the {section} dump did not arrive within {DUMP_DEADLINE_FACTOR * timeout:g}s")
             reply = await ask(bus, status, ProxyDebugRequest(proxy_id=status.proxy_id, section=section,
-                                                             offset=offset), timeout)
+                                                             offset=offset), min(timeout, left))
             if reply.total > MAX_DUMP:
-                raise CliError(f"proxy {status.proxy_id}: the {section} dump is {reply.total} characters")
+                raise CliError(f"{who}: the {section} dump is {reply.total} characters")
+            if reply.offset != offset or offset + len(reply.body) > reply.total or (
+                    not reply.body and offset < reply.total):
+                raise CliError(f"{who} answered a malformed chunk of its {section} dump (offset {reply.offset}, "
+                               f"{len(reply.body)} characters of {reply.total}; {offset} asked)")
             if digest and reply.digest != digest:
                 break  # the proxy's config changed between chunks: start again
             digest = digest or reply.digest
             parts.append(reply.body)
             offset += len(reply.body)
-            if offset >= reply.total or not reply.body:
-                return json.loads("".join(parts))
+            if offset >= reply.total:
+                try:
+                    value = json.loads("".join(parts))
+                except ValueError as exc:
+                    raise CliError(f"{who}: its {section} dump is not JSON ({exc})") from None
+                if not isinstance(value, dict):
+                    raise CliError(f"{who}: its {section} dump is not a JSON object")
+                return value
         else:
-            raise CliError(f"proxy {status.proxy_id}: the {section} dump did not arrive in {MAX_CHUNKS} chunks")
-    raise CliError(f"proxy {status.proxy_id}: its config changed while it was read twice; try again")
+            raise CliError(f"{who}: the {section} dump did not arrive in {MAX_CHUNKS} chunks")
+    raise CliError(f"{who}: its config changed while it was read twice; try again")

@@ -124,6 +124,9 @@ def bug_report(obj: dict[str, Any], output: str, state_dir: str, tail: int, max_
     except CliError as exc:  # the control plane is away: the logs are what the report needs most
         problems.append(str(exc))
     logs = state / "logs"
+    if not logs.is_dir():  # a cluster (docs/install-vm.md) keeps its logs elsewhere: say so, not silently none
+        problems.append(f"no logs: {logs} is not a directory (give --state-dir the directory whose logs/ holds "
+                        "the services' logs)")
     for path in sorted(logs.glob("*.log")) if logs.is_dir() else []:
         try:
             archive.add(f"logs/{path.name}", tail_lines(path, tail))

@@ -51,7 +51,11 @@ def _section_command(section: str, text: str) -> click.Command:
         if output != "table" or section not in VIEWS:
             click.echo(dump_text(value, "json" if section == "all" and output == "table" else output))
             return
-        headers, rows = VIEWS[section](value)
+        try:
+            headers, rows = VIEWS[section](value)
+        except (AttributeError, TypeError, KeyError, ValueError) as exc:  # the proxy is not trusted to send our shape
+            raise CliError(f"proxy {proxy_name}: its {section} dump is not in the shape this client reads ({exc}); "
+                           "see it with -o json") from None
         if not rows:
             click.echo(f"proxy {value.get('proxy', {}).get('id', proxy_name)} holds no {section}.", err=True)
             return

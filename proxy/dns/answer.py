@@ -8,13 +8,14 @@ What is answered, per the question (one question, class IN or ANY):
   NOERROR with no data, so a client asking A and AAAA together takes the A and moves on;
 - an unknown name under the domain suffix: NXDOMAIN (AA); any other unknown name: REFUSED (no recursion);
 - more or fewer than one question: FORMERR; an opcode other than QUERY: NOTIMP; an EDNS version above 0: BADVERS.
-Dropped with a debug log: a packet over MAX_QUERY_BYTES, one dnspython cannot parse, a response (QR set).
+Dropped with a debug log (at most one line per DROP_LOG_INTERVAL, with a count): a packet over MAX_QUERY_BYTES, one dnspython cannot parse, a response (QR set).
 A response longer than `max_size` is cut to fit with TC set (RFC 1035 4.2.1), and the client asks again over
 TCP. Over UDP `max_size` is 512 bytes, or the EDNS payload size the client offers up to UDP_PAYLOAD_MAX.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import dns.exception
@@ -34,6 +35,7 @@ ANSWER_TTL = 30  # seconds; Istio's DNS proxy answers with 30 s (pkg/dns/server 
 MAX_QUERY_BYTES = 512  # a query (one question, an OPT record) fits easily: a longer packet is no query of ours
 UDP_PAYLOAD_MAX = 1232  # largest UDP response, whatever EDNS payload a client offers (DNS Flag Day 2020)
 UDP_PLAIN = 512  # a client without EDNS takes at most this over UDP (RFC 1035 4.2.1)
+DROP_LOG_INTERVAL = 1.0  # seconds between two debug lines about dropped packets (each gives the count)
 
 Lookup = Callable[[str], tuple[str, bool]]
 
@@ -48,18 +50,38 @@ def udp_limit(query: dns.message.Message) -> int:
     return max(UDP_PLAIN, min(query.payload, UDP_PAYLOAD_MAX))
 
 
+class _DropLog:
+    """At most one debug line per DROP_LOG_INTERVAL seconds for dropped packets, with the count since the last:
+    with the level at debug, a flood of junk packets wrote one line each (the log's volume was the sender's)."""
+
+    def __init__(self) -> None:
+        self.dropped = 0
+        self.next_at = 0.0
+
+    def __call__(self, event: str, **fields: object) -> None:
+        self.dropped += 1
+        now = time.monotonic()
+        if now < self.next_at:
+            return
+        log.debug(event, dropped=self.dropped, **fields)
+        self.dropped, self.next_at = 0, now + DROP_LOG_INTERVAL
+
+
+_dropped = _DropLog()
+
+
 def parse(wire: bytes) -> dns.message.Message | None:
-    """The query in `wire`, or None (logged at debug) when it is too long, malformed or not a query."""
+    """The query in `wire`, or None (logged at debug, rate-limited) when it is too long, malformed or not a query."""
     if len(wire) > MAX_QUERY_BYTES:
-        log.debug("dns packet dropped: too long", bytes=len(wire), max_bytes=MAX_QUERY_BYTES)
+        _dropped("dns packet dropped: too long", bytes=len(wire), max_bytes=MAX_QUERY_BYTES)
         return None
     try:
         query = dns.message.from_wire(wire)
     except _MALFORMED as exc:
-        log.debug("dns packet dropped: malformed", bytes=len(wire), error=str(exc) or type(exc).__name__)
+        _dropped("dns packet dropped: malformed", bytes=len(wire), error=str(exc) or type(exc).__name__)
         return None
     if query.flags & dns.flags.QR:
-        log.debug("dns packet dropped: a response, not a query", id=query.id)
+        _dropped("dns packet dropped: a response, not a query", id=query.id)
         return None
     return query
 

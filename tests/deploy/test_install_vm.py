@@ -44,6 +44,8 @@ def test_the_loopback_walkthrough_gets_frontend_to_reviews_through_both_sidecars
             for path in (root / f"etc/isthmus/sidecar-{name}.token",
                          root / f"var/lib/isthmus-sidecar-{name}/bus-client.yaml"):
                 assert path.stat().st_mode & 0o777 == 0o600 and path.parent.stat().st_mode & 0o777 == 0o700, path
+        for app in ("app1", "app2"):  # they joined with the tokens, as a VM does, not the operator's config
+            assert "no token given" not in (tmp_path / "cp" / app / "sidecar.log").read_text(), app
     finally:
         stop([int(p) for p in (tmp_path / "cp" / "pids").read_text().split()] if (tmp_path / "cp" / "pids").exists()
              else [])
