@@ -30,6 +30,7 @@ CONFIG_PREFIX = "/isthmus/config/"
 REGISTRY_PREFIX = "/isthmus/registry/"
 STATUS_PREFIX = "/isthmus/status/proxies/"
 LEADER_PREFIX = "/isthmus/leader/"
+BUS_CREDS_PREFIX = "/isthmus/bus/creds/"  # proxies' bus credentials (services/auth), BusCredsRecord per id
 
 
 class StoreError(Exception):

@@ -17,13 +17,14 @@ import re
 import secrets
 
 from proto.busauth import BusCredsRecord
+from runtime.store import BUS_CREDS_PREFIX
 from proto.ca import TokenRecord
 from proto.subjects import identity_name_error
 from runtime import bootstrap_tokens
 from runtime.bus import decode, encode
 from runtime.store import Store
 
-PREFIX = "/isthmus/bus/creds/"
+PREFIX = BUS_CREDS_PREFIX
 JOINS = "/isthmus/bus/joins/"  # <token id>: how many times that token joined (services/auth: _count_join)
 JOINS_KEPT = 3600  # seconds a token's join count outlives the token (the ca sweeps a token an hour after expiry)
 USER_PREFIX = "proxy."

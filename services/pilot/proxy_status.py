@@ -16,10 +16,12 @@ from collections.abc import Callable
 
 import msgspec
 
+from proto.busauth import BusCredsRecord
+from proto.registry import Workload
 from proto.xds import Ack, ProxyStatus
 from runtime.bus import decode, encode
 from runtime.log import get_logger
-from runtime.store import STATUS_PREFIX, Store, StoreError
+from runtime.store import BUS_CREDS_PREFIX, STATUS_PREFIX, Store, StoreError
 
 log = get_logger("pilot.status")
 TXN_OPS = 100
@@ -27,6 +29,8 @@ MAX_ERROR = 4096  # characters of a NACK's error that are kept (a proxy bounds i
 MAX_NAME = 253  # characters of proxy_id, service, namespace and epoch (a DNS name's length); longer: dropped
 MAX_SEQ = 2**63 - 1  # seq and version are int64 counters
 MAX_WAITING = 1024  # ACKs of proxies not (yet) registered, held in memory until they register or `grace` passes
+PROXY_USER = "proxy."  # a proxy's own bus credential: `proxy.<credential id>` (services/auth)
+MAX_CRED_CACHE = 4096  # bus credentials' identities kept (credential id -> (namespace, service account))
 
 
 def _refusal(ack: Ack) -> str:
@@ -49,8 +53,13 @@ class ProxyStatusRecorder:
     """`registered(proxy_id)`: whether the proxy still has a registration (pilot's view of the registry)."""
 
     def __init__(self, store: Store, flush_interval: float = 1.0,
-                 registered: Callable[[str], bool] | None = None, grace: float = 60.0) -> None:
+                 registered: Callable[[str], bool] | None = None, grace: float = 60.0,
+                 workload: Callable[[str], Workload | None] | None = None) -> None:
+        """`workload(proxy_id)`: the registered Workload (None: unknown); with it, an ACK's `bus_user` is kept only
+        when that credential's identity is the workload's (bus_user_for)."""
         self.store = store
+        self.workload = workload
+        self.cred_identity: dict[str, tuple[str, str] | None] = {}  # credential id -> (namespace, service account)
         self.flush_interval = flush_interval
         self.registered = registered or (lambda proxy_id: True)
         self.grace = grace
@@ -71,7 +80,7 @@ class ProxyStatusRecorder:
         status = ProxyStatus(
             proxy_id=ack.proxy_id, service=ack.service, namespace=ack.namespace, epoch=ack.epoch,
             seq=ack.seq, version=ack.version, ok=ack.ok, error=ack.error[:MAX_ERROR], updated_at=time.time(),
-            bus_user=ack.bus_user, proxy_version=ack.proxy_version, gateway=ack.gateway)
+            bus_user=await self.bus_user_for(ack), proxy_version=ack.proxy_version, gateway=ack.gateway)
         if not self.registered(ack.proxy_id):
             if ack.proxy_id in self.waiting or len(self.waiting) < MAX_WAITING:
                 self.waiting[ack.proxy_id] = status
@@ -82,6 +91,37 @@ class ProxyStatusRecorder:
         if not ack.ok:
             log.warning("proxy rejected config", proxy=ack.proxy_id, seq=ack.seq, error=ack.error[:MAX_ERROR])
         self.dirty[ack.proxy_id] = status
+
+    async def bus_user_for(self, ack: Ack) -> str:
+        """The ACK's `bus_user` if it may be believed, else "". It names the debug subject the operator's
+        `proxy-config`/`proxy log` ask (isthmus.proxy.debug.<credential id>), and the shared ACK subject proves no
+        sender: any proxy could claim another's id with its own credential and answer the operator as it. So a
+        proxy credential is kept only when its record (etcd, written by the auth service) has the namespace and
+        service account of the workload registered under the ACK's proxy_id; unknown workloads get none (their
+        next ACK after registering brings it). Without `workload` (tests of the recorder alone): kept."""
+        user = ack.bus_user
+        if not user or self.workload is None:
+            return user
+        if not user.startswith(PROXY_USER):
+            return ""  # the operator's or a service's credential is never a proxy's debug subject
+        workload = self.workload(ack.proxy_id)
+        if workload is None:
+            return ""
+        cred_id = user[len(PROXY_USER):]
+        if cred_id not in self.cred_identity:
+            try:
+                entry = await self.store.get(BUS_CREDS_PREFIX + cred_id)
+                record = decode(entry.value, BusCredsRecord) if entry is not None else None
+            except (StoreError, msgspec.ValidationError, msgspec.DecodeError):
+                return ""  # not cached: asked again at the next ACK
+            if len(self.cred_identity) >= MAX_CRED_CACHE:
+                self.cred_identity.clear()
+            self.cred_identity[cred_id] = None if record is None or record.revoked else \
+                (record.namespace, record.service_account)
+        if self.cred_identity[cred_id] != (workload.namespace, workload.service_account or "default"):
+            log.debug("ack's bus_user is not the workload's identity: not recorded", proxy=ack.proxy_id, user=user)
+            return ""
+        return user
 
     def _admit_waiting(self) -> None:
         """Waiting ACKs of proxies that registered meanwhile become status; those older than `grace` go."""

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from proto import subjects
 from proto.config_api import ConfigEvent
+from proto.registry import Workload
 from proto.xds import Ack, MeshConfig, ProxyStatusReply, ProxyStatusRequest, SnapshotRequest
 from runtime.bus import BusError, decode, encode
 from runtime.leader import LeaderElection
@@ -61,7 +62,7 @@ class PilotService(ServiceProcess):
         self.api = ConfigApi(self.store, self.decoder.decode, self.settings.config_limits, self._not_in_effect,
                              self.settings.root_namespace)
         self.status = ProxyStatusRecorder(self.store, registered=lambda pid: pid in self.inputs.workloads,
-                                          grace=3.0 * self.settings.lease_ttl)
+                                          grace=3.0 * self.settings.lease_ttl, workload=self._registered_workload)
         self.election = LeaderElection(self.store, self.name, self.settings.instance,
                                        ttl=max(2, self.settings.lease_ttl),
                                        on_elected=self._on_elected, on_deposed=self._on_deposed)
@@ -189,6 +190,10 @@ class PilotService(ServiceProcess):
                                   version=push.version, proxies=due[:10], behind=len(due))
             except (StoreError, BusError) as exc:
                 self.log.warning("resync check", error=str(exc))
+
+    def _registered_workload(self, proxy_id: str) -> Workload | None:
+        held = self.inputs.workloads.get(proxy_id)
+        return held[0] if held is not None else None
 
     async def _proxy_status(self, data: bytes) -> bytes:
         """xds.status: every proxy's last ACK/NACK and the version pilot pushes now."""

@@ -1,9 +1,10 @@
 """A proxy that forges another proxy's ACK naming its own bus credential: pilot records it, so `isthmus
 proxy-config VICTIM` (and `proxy log VICTIM`, `bug-report`) asks the forger, who answers as the victim.
 
-Known hole (attack14): the ACK subject (isthmus.xds.ack) is shared by every proxy and carries no proof of who
-sent it; pilot stores `bus_user` from the payload. Fixing it needs the ACK on an identity-scoped subject (as
-registration is) or the credential bound to the workload at registration. xfail(strict) until then."""
+Found by attack14: the ACK subject (isthmus.xds.ack) is shared by every proxy and carries no proof of who sent
+it, and pilot stored `bus_user` from the payload. Pilot now keeps an ACK's bus_user only when that credential's
+record has the identity (namespace, service account) of the workload registered under the ACK's proxy_id
+(services/pilot/proxy_status.py bus_user_for), so a proxy of another identity cannot take the victim's place."""
 
 from __future__ import annotations
 
@@ -25,8 +26,6 @@ from tests.integration.test_bus_lockdown import connect_as
 pytestmark = pytest.mark.asyncio
 
 
-@pytest.mark.xfail(strict=True, reason="ACKs are not bound to their sender: a proxy can redirect the operator's "
-                                       "debug requests for another proxy to itself (reported by attack14)")
 async def test_a_forged_ack_does_not_redirect_the_operators_debug_requests(mesh: ControlPlane) -> None:
     backend = await Backend("sp").start()
     victim = await mesh.proxy("sp-app", backend.port, 9080, "sp").ready()
