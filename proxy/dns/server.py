@@ -6,7 +6,9 @@ Each query is answered in the callback that received it (proxy/dns/answer.py), s
 sidecar: the kernel's socket buffer is the only queue, and what overflows it is dropped by the kernel (the
 client asks again). Bounds, each a constant documented in docs/dns.md:
 - UDP: a response is dropped, not buffered, while UDP_WRITE_BUFFER_MAX bytes already wait to be sent;
-- TCP (RFC 7766, for answers cut to fit UDP): at most MAX_TCP_CONNECTIONS open (more are closed at once); a
+- TCP (RFC 7766, for answers cut to fit UDP): at most MAX_TCP_CONNECTIONS open; at the cap a new connection
+  closes the one least recently active (RFC 7766 6.2.2 lets a server close idle ones), so a process holding
+  the cap with idle connections cannot lock others out of DNS over TCP (a tester did); a
   length prefix above answer.MAX_QUERY_BYTES, or a malformed query, closes the connection; a connection
   with no complete query for TCP_IDLE_TIMEOUT seconds is closed; one whose reader lets TCP_WRITE_BUFFER_MAX
   bytes of answers pile up is cut.
@@ -36,8 +38,9 @@ class DnsServer:
     def __init__(self, host: str, port: int, lookup: Lookup) -> None:
         self.host, self.port = host, port
         self.lookup = lookup
-        self.tcp_connections: set[_TcpQueries] = set()
-        self.refused = 0  # TCP connections closed at once: MAX_TCP_CONNECTIONS were open
+        # open TCP connections, least recently active first (a query answered moves its connection to the end)
+        self.tcp_connections: dict[_TcpQueries, None] = {}
+        self.refused = 0  # TCP connections closed to make room: MAX_TCP_CONNECTIONS were open
         self.dropped = 0  # UDP responses dropped: the transport's buffer was full
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
@@ -120,9 +123,10 @@ class _TcpQueries(asyncio.Protocol):
         server = self.server
         if len(server.tcp_connections) >= MAX_TCP_CONNECTIONS:
             server.refused += 1
-            transport.abort()  # type: ignore[attr-defined]
-            return
-        server.tcp_connections.add(self)
+            oldest = next(iter(server.tcp_connections))
+            server.tcp_connections.pop(oldest)
+            oldest.close()
+        server.tcp_connections[self] = None
         self.idle = asyncio.get_running_loop().call_later(TCP_IDLE_TIMEOUT, self.close)
 
     def data_received(self, data: bytes) -> None:
@@ -150,13 +154,16 @@ class _TcpQueries(asyncio.Protocol):
             if self.idle is not None:
                 self.idle.cancel()
             self.idle = asyncio.get_running_loop().call_later(TCP_IDLE_TIMEOUT, self.close)
+            connections = self.server.tcp_connections
+            if connections.pop(self, 0) is None:  # still held: now the most recently active
+                connections[self] = None
 
     def close(self) -> None:
         if self.transport is not None:
             self.transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.server.tcp_connections.discard(self)
+        self.server.tcp_connections.pop(self, None)
         if self.idle is not None:
             self.idle.cancel()
             self.idle = None

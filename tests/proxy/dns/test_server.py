@@ -98,16 +98,20 @@ async def test_a_malformed_tcp_query_closes_the_connection(dns_server: DnsServer
     writer.close()
 
 
-async def test_tcp_connections_past_the_cap_are_closed_at_once(dns_server: DnsServer,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_past_the_cap_a_new_tcp_connection_closes_the_least_recently_active(
+        dns_server: DnsServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(server_mod, "MAX_TCP_CONNECTIONS", 2)
     held = [await tcp_connect(dns_server.port) for _ in range(2)]
-    for reader, writer in held:  # both served: at the cap, not past it
+    for reader, writer in reversed(held):  # both served: at the cap, not past it; the first asked last
         writer.write(framed(dns.message.make_query("reviews", "A").to_wire()))
         assert addresses(await tcp_read(reader)) == ["127.240.3.7"]
-    reader, writer = await tcp_connect(dns_server.port)
-    assert await is_closed(reader)
-    assert dns_server.refused == 1
+    reader, writer = await tcp_connect(dns_server.port)  # one over: served, and the second (idle longest) goes
+    writer.write(framed(dns.message.make_query("reviews", "A").to_wire()))
+    assert addresses(await tcp_read(reader)) == ["127.240.3.7"]
+    assert await is_closed(held[1][0])
+    assert dns_server.refused == 1 and len(dns_server.tcp_connections) == 2
+    held[0][1].write(framed(dns.message.make_query("reviews", "A").to_wire()))  # the recently active one stays
+    assert addresses(await tcp_read(held[0][0])) == ["127.240.3.7"]
     for _, w in [*held, (reader, writer)]:
         w.close()
 
