@@ -33,7 +33,7 @@ from typing import Any
 
 from proto.config_api import ApplyReply, DeleteRequest, GetReply, GetRequest, ResourceRef
 from proto.subjects import CONFIG_DELETE, CONFIG_GET
-from services.pilot.hosts import fqdn
+from runtime.hostnames import fqdn
 
 HERE = Path(__file__).resolve().parent
 CONFIG = (HERE / "destination-rule-reviews.yaml", HERE / "virtual-service-reviews-80-10-10.yaml",

@@ -1,12 +1,12 @@
-"""The analyzers resolve hosts and gateway names as pilot does (the CLI may not import services/, so
-isthmus/analyze/hosts.py repeats services/pilot/hosts.py: held to the same answers here)."""
+"""The analyzers resolve hosts and gateway names as pilot does (both through runtime/hostnames.py; the
+analyzers add the domain suffix they read)."""
 
 from __future__ import annotations
 
 import pytest
 
 from isthmus.analyze import hosts
-from services.pilot import hosts as pilot_hosts
+from runtime import hostnames as pilot_hosts
 
 NAMES = ["reviews", "reviews.prod", "reviews.prod.svc.cluster.local", "API.Example.com", "*", "*.example.com",
          "10.0.0.1", "::1", ""]

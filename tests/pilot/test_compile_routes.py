@@ -6,7 +6,7 @@ import textwrap
 
 from proto import xds
 from services.pilot.compile import MeshState, Stored, compile_mesh, diff
-from services.pilot.hosts import fqdn
+from runtime.hostnames import fqdn
 from services.pilot.compile.routes import build_routes
 from services.pilot.validate import decode_documents
 

@@ -22,7 +22,7 @@ from proto.xds import (
 )
 from proto.xds import RetryBudget as BudgetPolicy
 from services.pilot.compile.endpoints import Service
-from services.pilot.hosts import fqdn
+from runtime.hostnames import fqdn
 from services.pilot.compile.state import MeshState, Stored
 from services.pilot.compile.tls import level_tls
 from services.pilot.validate.durations import parse_duration, to_ms

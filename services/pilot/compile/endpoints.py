@@ -28,7 +28,7 @@ from proto.networking import ServicePort, WorkloadEntrySpec
 from proto.observations import workload_name_of
 from proto.registry import Workload
 from proto.xds import Endpoint
-from services.pilot.hosts import fqdn, service_host
+from runtime.hostnames import fqdn, service_host
 from services.pilot.compile.automtls import endpoint_security
 from services.pilot.compile.peer_authn import PeerAuthn
 from services.pilot.compile.state import MeshState, Stored

@@ -13,7 +13,7 @@ Istio's semantics (pilot/pkg/model/gateway.go MergeGateways, pilot/pkg/networkin
   match (a gateway the VirtualService is not bound to is never reached), and a match `port` other than the Gateway port drops the match. It binds to a server when the
   server host's namespace part allows the VirtualService's namespace (`*`, `.` = the Gateway's, or the name)
   and a VirtualService host intersects the server's dnsName: the virtual host's domain is the more specific
-  of the two (services/pilot/wildcard.py).
+  of the two (runtime/hostnames.py).
 - Per port: virtual hosts for HTTP/HTTP2/GRPC and terminated HTTPS servers (several VirtualServices for one
   domain merged, oldest first, as Istio merges them at gateways), tls routes for PASSTHROUGH servers (by
   sniHosts), tcp routes for TCP servers and terminated TLS servers. Rules compile with routes.py's compiler.
@@ -35,9 +35,9 @@ from proto.routes import HttpRule, RouteConfig, TcpRule
 from services.pilot.compile.endpoints import selects
 from services.pilot.compile.routes import destinations, http_rule, tcp_rule
 from services.pilot.compile.state import MeshState, Stored
-from services.pilot.hosts import fqdn, gateway_ref
+from runtime.hostnames import fqdn, gateway_ref
 from services.pilot.validate.values import effective_mode
-from services.pilot.wildcard import intersection
+from runtime.hostnames import intersection
 
 HTTP_PROTOCOLS = ("HTTP", "HTTP2", "GRPC")
 

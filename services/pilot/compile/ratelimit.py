@@ -14,7 +14,7 @@ from proto import xds
 from proto.ratelimit import RateLimitSpec
 from proto.xds import ClusterConfig, RateLimitRule
 from services.pilot.compile.endpoints import selects
-from services.pilot.hosts import service_host
+from runtime.hostnames import service_host
 from services.pilot.compile.routes import IGNORED_HEADER_KEYS, _string_match
 from services.pilot.compile.state import MeshState
 from services.pilot.validate.durations import to_ms

@@ -21,7 +21,7 @@ from proto.networking import (
     HTTPMatchRequest, HTTPRoute, HTTPRouteDestination, L4MatchAttributes, RouteDestination, StringMatch, TCPRoute,
 )
 from proto.xds import HttpRule, RouteConfig, RouteMatch, TcpMatch, TcpRule, WeightedDestination
-from services.pilot.hosts import fqdn
+from runtime.hostnames import fqdn
 from services.pilot.compile.resilience import resilience
 from services.pilot.compile.shaping import headers, mirrors, shaping
 from services.pilot.compile.state import MeshState

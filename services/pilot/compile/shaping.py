@@ -31,7 +31,7 @@ def headers(given: Headers | None) -> xds.Headers | None:
 
 def mirrors(route: HTTPRoute, namespace: str, suffix: str) -> list[xds.MirrorPolicy]:
     """`mirror` (with `mirrorPercentage`, default 100) or `mirrors`, hosts resolved as destinations are."""
-    from services.pilot.hosts import fqdn
+    from runtime.hostnames import fqdn
 
     given = []
     if route.mirror is not None:

@@ -12,7 +12,7 @@ subset that no DestinationRule for its host defines gets 503 NC on every proxy u
 check runs against the DestinationRules stored plus those in the same submission (which replace stored
 ones of the same name): a submitted VirtualService is warned about each such destination (route and
 mirror, http, tls and tcp), and a submitted DestinationRule about each stored VirtualService destination of
-its host that it leaves undefined. Hosts resolve as the compiler resolves them (services/pilot/hosts.py).
+its host that it leaves undefined. Hosts resolve as the compiler resolves them (runtime/hostnames.py).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 from proto.config_api import ConfigError
 from proto.resources import Resource
-from services.pilot.hosts import fqdn, gateway_ref
+from runtime.hostnames import fqdn, gateway_ref
 
 
 def _subset_refs(vs: Resource) -> Iterator[tuple[str, str, str]]:

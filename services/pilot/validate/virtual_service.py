@@ -17,7 +17,7 @@ from services.pilot.validate.checks import (
     DNS1123_LABEL, HEADER_NAME, IGNORED_HEADER_KEYS, check_destination, check_host, check_labels, check_port,
     check_string_match, host_problem,
 )
-from services.pilot.wildcard import subset_of
+from runtime.hostnames import subset_of
 from services.pilot.validate.findings import Findings
 from services.pilot.validate.resilience import http_resilience
 from services.pilot.validate.shaping import http_shaping
