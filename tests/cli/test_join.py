@@ -136,10 +136,14 @@ def test_a_taken_port_is_refused_naming_the_flag(tmp_path: Path, bus_ok: list) -
 
 
 def test_the_dns_port_is_checked_for_udp_too(tmp_path: Path, bus_ok: list) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
-        taken.bind(("127.0.0.1", 0))
-        port = taken.getsockname()[1]
-        result = run(*base(tmp_path, "--dns-port", str(port)))
+    # a UDP port whose TCP twin is free (other test workers bind TCP ports meanwhile: try another if taken)
+    for _ in range(20):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+            taken.bind(("127.0.0.1", 0))
+            port = taken.getsockname()[1]
+            result = run(*base(tmp_path, "--dns-port", str(port)))
+        if "(TCP) is taken" not in result.output:
+            break
     assert result.exit_code == 1 and f"--dns-port {port}: 127.0.0.1:{port} (UDP) is taken" in result.output
 
 
