@@ -9,18 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import ipaddress
-import os
 import ssl
 import sys
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
 
 from isthmus.launch import LaunchError, project_env
+from isthmus.launch.bustls import ca_and_server, key_pem, write_private
 
 HOST = "bookinfo.example.com"
 SECRET = "bookinfo-credential"  # bookinfo-gateway.yaml's credentialName
@@ -28,45 +24,14 @@ NAMESPACE = "istio-system"  # the gateway's: credentialName secrets live in the 
 LIFETIME = datetime.timedelta(days=90)
 
 
-def _name(common: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Isthmus demo"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, common)])
-
-
-def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.fchmod(fd, mode)
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-
-
 def make_certs(directory: Path) -> tuple[Path, Path, Path]:
     """(example.com.crt, bookinfo.example.com.crt, bookinfo.example.com.key) under `directory`, made anew."""
     directory.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(_name("example.com")).issuer_name(_name("example.com"))
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + LIFETIME)
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    key = ec.generate_private_key(ec.SECP256R1())
-    leaf = (x509.CertificateBuilder().subject_name(_name(HOST)).issuer_name(ca.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + LIFETIME)
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(HOST),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    ca, leaf, key = ca_and_server("Isthmus demo", "example.com", HOST, [HOST], LIFETIME)
     paths = directory / "example.com.crt", directory / f"{HOST}.crt", directory / f"{HOST}.key"
-    _write(paths[0], ca.public_bytes(serialization.Encoding.PEM))
-    _write(paths[1], leaf.public_bytes(serialization.Encoding.PEM))
-    _write(paths[2], key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()), 0o600)
+    write_private(paths[0], ca.public_bytes(serialization.Encoding.PEM), 0o644)
+    write_private(paths[1], leaf.public_bytes(serialization.Encoding.PEM), 0o644)
+    write_private(paths[2], key_pem(key))
     return paths
 
 
