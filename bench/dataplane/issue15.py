@@ -85,7 +85,7 @@ def rows_table(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     reps = result["plan"]["repetitions"]
     fixed = result["plan"]["fixed_rps"]
     header = ["issue 15", "max rps", "CPU µs/req @max (client + server)", f"CPU µs/req @{fixed:g}",
-              "RSS MB (worst of two runs)"]
+              "RSS MB (peak of the two runs)"]
     body = []
     for topology in TOPOLOGIES:
         for kind in KINDS:

@@ -134,8 +134,7 @@ http {{
     keepalive_timeout 75s;
     keepalive_requests 10000000;  # the default (1000) would make every client reconnect mid-run
     server {{
-        listen 127.0.0.1:{port} backlog=4096;
-        listen 127.0.0.1:{tcp_port} backlog=4096;  # the Isthmus TCP pair's app port
+{listen}
         location / {{
             default_type text/plain;
             return 200 "{body}";
@@ -145,23 +144,30 @@ http {{
 """
 
 
-def start_nginx(work: Path, pin: Pinning) -> tuple[ManagedProcess, int, int]:
-    """nginx on two ports (the same server): (process, port, the TCP pair's port)."""
+def start_nginx(work: Path, pin: Pinning) -> tuple[ManagedProcess, int]:
+    """nginx on a free port: (process, port)."""
+    proc, ports = start_nginx_ports(work, pin, 1)
+    return proc, ports[0]
+
+
+def start_nginx_ports(work: Path, pin: Pinning, count: int) -> tuple[ManagedProcess, list[int]]:
+    """nginx listening on `count` free ports, the same server on each: (process, ports)."""
     d = work / "nginx"
     d.mkdir(parents=True, exist_ok=True)
-    port, tcp_port = free_port(), free_port()
+    ports = [free_port() for _ in range(count)]
     conf = d / "nginx.conf"
     body = BODY.decode().rstrip("\n") + "\\n"
-    conf.write_text(NGINX_CONF.format(dir=d, port=port, tcp_port=tcp_port, body=body))
+    listen = "\n".join(f"        listen 127.0.0.1:{port} backlog=4096;" for port in ports)
+    conf.write_text(NGINX_CONF.format(dir=d, listen=listen, body=body))
     proc = ManagedProcess("nginx", [*pin.prefix(pin.load_core), "nginx", "-c", str(conf), "-p", str(d),
                                     "-g", "daemon off;"], log_path=work / "logs" / "nginx.log")
     proc.start()
     try:
-        _wait(lambda: _body_ok(port) and _body_ok(tcp_port), "nginx serving", 10, proc)
+        _wait(lambda: all(_body_ok(port) for port in ports), "nginx serving", 10, proc)
     except BaseException:
         proc.stop(2)
         raise
-    return proc, port, tcp_port
+    return proc, ports
 
 
 # ---------------------------------------------------------------------------------------- haproxy
@@ -436,7 +442,8 @@ class Topology:
 
     def start(self) -> None:
         self.work.mkdir(parents=True, exist_ok=True)
-        nginx, self.nginx_port, self.nginx_tcp_port = start_nginx(self.work, self.pin)
+        # the Isthmus TCP pair has its own nginx port, so that the policy's `ports` rule names it alone
+        nginx, (self.nginx_port, self.nginx_tcp_port) = start_nginx_ports(self.work, self.pin, 2)
         self.processes.append(nginx)
         self.haproxy_server, self.haproxy_server_port = start_haproxy(self.work, "haproxy-server", self.nginx_port,
                                                                       self.pin)

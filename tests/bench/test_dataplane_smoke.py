@@ -144,7 +144,9 @@ def test_smoke_run_yields_figures_for_every_row(tools: None, tmp_path, capsys) -
         assert rep["conns_per_s"] > 0 and rep["errors"] == 0, name
         assert rep["conns_per_request"] >= 0.9, name
         assert rep["server.cpu_ms_per_conn"] >= 0, name
-    assert result["handshakes"]["haproxy-tls-handshake"]["reps"][0]["session_reuse_pct"] == 0
+    # HAProxy computes this from two per-second rate counters (100 - 100 * key rate / TLS session rate, stats.c),
+    # read a moment apart: it reads 1 now and then with no session resumed (the parallel run's flake)
+    assert result["handshakes"]["haproxy-tls-handshake"]["reps"][0]["session_reuse_pct"] <= 2
     for key in ("rps_ratio_mtls_pair", "rps_ratio_mtls_plain_pair", "conns_ratio_mtls", "cpu_ratio_mtls_pair"):
         assert result["ratios"][key]["median"] > 0, key
     out = capsys.readouterr().out
