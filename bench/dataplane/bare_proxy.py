@@ -12,21 +12,74 @@ is passed on as one), so no connection hangs on what the parsers misread. Flow c
 writes back up pauses reading on the other side.
 
     python -m bench.dataplane.bare_proxy --port PORT --upstream PORT     # both on 127.0.0.1, until SIGTERM
+
+Mutual TLS (the `bare-tls-pair` row), either hop or both, TLS 1.3 only:
+    --tls-server CERT.pem --ca CA.pem     the listener terminates TLS and requires a client certificate that
+                                          CA.pem signed (CERT.pem: certificate and key)
+    --tls-client CERT.pem --ca CA.pem --server-name NAME
+                                          the upstream connection originates TLS with CERT.pem as client
+                                          certificate and verifies the upstream's chain against CA.pem and its
+                                          name against NAME
+    --tls-transport uvloop|aiofastnet     whose TLS transport (default uvloop's SSL transport; aiofastnet: the
+                                          aio-libs C transports the sidecar uses by default, proxy/tls/transport.py)
+Nothing else changes: TLS records in, bytes forwarded as decrypted, the same framing.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ssl
 from collections import deque
 from collections.abc import Callable
-from typing import cast
+from dataclasses import dataclass
+from typing import Any, cast
 
 import httptools
 import uvloop
 
 HOST = "127.0.0.1"
 _PARSE_ENDS = (httptools.HttpParserError, httptools.HttpParserUpgrade)
+TRANSPORTS = ("uvloop", "aiofastnet")
+
+
+@dataclass(frozen=True)
+class Tls:
+    """The TLS of both hops: `server` terminates on the listener, `client` originates to the upstream (None:
+    that hop is plaintext); `transport`: whose TLS transport carries them (one of TRANSPORTS)."""
+
+    server: ssl.SSLContext | None = None
+    client: ssl.SSLContext | None = None
+    server_name: str | None = None  # the name the upstream's certificate must carry
+    transport: str = "uvloop"
+
+
+PLAINTEXT = Tls()
+
+
+def server_context(cert: str, ca: str) -> ssl.SSLContext:
+    """TLS 1.3, `cert` (certificate and key in one PEM) as ours, a client certificate signed by `ca` required."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_cert_chain(cert)
+    ctx.load_verify_locations(ca)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def client_context(cert: str, ca: str) -> ssl.SSLContext:
+    """TLS 1.3, `cert` as our client certificate, the server's chain verified against `ca` and its name checked."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # check_hostname and CERT_REQUIRED by default
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_cert_chain(cert)
+    ctx.load_verify_locations(ca)
+    return ctx
+
+
+def _afn() -> Any:
+    import aiofastnet  # the sidecar's dependency (pyproject.toml); loaded only when chosen
+
+    return aiofastnet
 
 
 class Downstream(asyncio.Protocol):
@@ -34,30 +87,44 @@ class Downstream(asyncio.Protocol):
 
     transport: asyncio.Transport  # set by connection_made, before any other callback
 
-    def __init__(self, upstream_port: int) -> None:
+    def __init__(self, upstream_port: int, tls: Tls = PLAINTEXT) -> None:
         self.upstream_port = upstream_port
+        self.tls = tls
         self.upstream: Upstream | None = None  # set once connected
         self.early: list[bytes] = []  # what the client sent before that (reading pauses meanwhile) ...
         self.early_eof = False  # ... and whether it half-closed
+        self.client_done = False  # half-closed and the upstream cannot be: close after the last response
         self.forward: Callable[[bytes], object] = self._hold  # then: the upstream transport's write
         self.parser = httptools.HttpRequestParser(self)
         self.parsing = True  # False: a plain byte relay from now on (both directions)
         self.keep_alive: deque[bool] = deque()  # per request in flight: may the connection stay open after it
+        # aiofastnet's TLS transport, once resumed, does not deliver what it decrypted while paused (in TLS 1.3 the
+        # first request comes with the client's Finished): it is never paused before the upstream is connected
+        self.hold_paused = tls.server is None or tls.transport != "aiofastnet"
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transport is no asyncio.Transport subclass
-        self.transport.pause_reading()  # nothing to forward to yet (uvloop may deliver a first read anyway)
+        if self.hold_paused:
+            self.transport.pause_reading()  # nothing to forward to yet (uvloop may deliver a first read anyway)
         asyncio.get_running_loop().create_task(self._connect())
 
     def _hold(self, data: bytes) -> None:
         self.early.append(data)
-        self.transport.pause_reading()
+        if self.hold_paused:
+            self.transport.pause_reading()
 
     async def _connect(self) -> None:
+        loop, tls = asyncio.get_running_loop(), self.tls
         try:
-            _, upstream = await asyncio.get_running_loop().create_connection(
-                lambda: Upstream(self), HOST, self.upstream_port)
-        except OSError:
+            if tls.client is None:
+                _, upstream = await loop.create_connection(lambda: Upstream(self), HOST, self.upstream_port)
+            elif tls.transport == "aiofastnet":
+                _, upstream = await _afn().create_connection(loop, lambda: Upstream(self), HOST, self.upstream_port,
+                                                             ssl=tls.client, server_hostname=tls.server_name)
+            else:
+                _, upstream = await loop.create_connection(lambda: Upstream(self), HOST, self.upstream_port,
+                                                           ssl=tls.client, server_hostname=tls.server_name)
+        except (OSError, ssl.SSLError):  # ssl.SSLError: an upstream whose certificate we refuse
             self.transport.abort()  # nothing to proxy to; the client sees a reset, not a hang
             return
         self.upstream = upstream
@@ -69,7 +136,7 @@ class Downstream(asyncio.Protocol):
             self.eof_received()
         if self.transport.is_closing():
             upstream.transport.close()
-        else:
+        elif self.hold_paused:
             self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
@@ -95,9 +162,16 @@ class Downstream(asyncio.Protocol):
         up = self.upstream
         if up is None:
             self.early_eof = True
+        elif up.transport.is_closing():
+            pass
         elif up.transport.can_write_eof():
             up.transport.write_eof()  # the client is done sending; its responses still come back
-        return True
+        else:  # a TLS upstream has no half-close: close both once the requests in flight are answered
+            self.client_done = True
+            if not self.keep_alive:
+                up.transport.close()
+                self.transport.close()
+        return self.tls.server is None  # keep the half-open connection; TLS has no half-close (True is ignored)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.upstream is not None:
@@ -141,8 +215,9 @@ class Upstream(asyncio.Protocol):
             if status == 101:
                 self.down.relay_only()
             return
-        wanted = self.down.keep_alive.popleft() if self.down.keep_alive else True
-        if not (wanted and self.parser.should_keep_alive()):
+        down = self.down
+        wanted = down.keep_alive.popleft() if down.keep_alive else True
+        if not (wanted and self.parser.should_keep_alive()) or (down.client_done and not down.keep_alive):
             self.client.close()  # after the bytes already written
             self.transport.close()
 
@@ -159,15 +234,29 @@ class Upstream(asyncio.Protocol):
         self.client.resume_reading()
 
 
-async def serve(port: int, upstream_port: int) -> asyncio.Server:
+async def serve(port: int, upstream_port: int, tls: Tls = PLAINTEXT) -> asyncio.Server:
     """Listen on 127.0.0.1:port (0: any free port), each connection passed through to 127.0.0.1:upstream_port."""
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: Downstream(upstream_port), HOST, port, backlog=4096,
-                                    reuse_address=True)
+    if tls.server is not None and tls.transport == "aiofastnet":
+        server: asyncio.Server = await _afn().create_server(loop, lambda: Downstream(upstream_port, tls), HOST, port,
+                                                            backlog=4096, reuse_address=True, ssl=tls.server)
+        return server
+    return await loop.create_server(lambda: Downstream(upstream_port, tls), HOST, port, backlog=4096,
+                                    reuse_address=True, ssl=tls.server)
 
 
-async def _main(port: int, upstream_port: int) -> None:
-    server = await serve(port, upstream_port)
+def tls_from(args: argparse.Namespace) -> Tls:
+    if (args.tls_server or args.tls_client) and not args.ca:
+        raise SystemExit("--tls-server and --tls-client need --ca")
+    if args.tls_client and not args.server_name:
+        raise SystemExit("--tls-client needs --server-name (the upstream certificate's name)")
+    return Tls(server_context(args.tls_server, args.ca) if args.tls_server else None,
+               client_context(args.tls_client, args.ca) if args.tls_client else None,
+               args.server_name or None, args.tls_transport)
+
+
+async def _main(port: int, upstream_port: int, tls: Tls) -> None:
+    server = await serve(port, upstream_port, tls)
     async with server:
         await server.serve_forever()
 
@@ -177,8 +266,14 @@ def main() -> None:
                                      description="A bare HTTP/1.1 pass-through proxy on 127.0.0.1 (the benchmark's).")
     parser.add_argument("--port", type=int, required=True, help="listen on 127.0.0.1:PORT")
     parser.add_argument("--upstream", type=int, required=True, help="forward to 127.0.0.1:PORT")
+    parser.add_argument("--tls-server", metavar="CERT", help="terminate TLS 1.3 (certificate + key PEM), client "
+                        "certificate required")
+    parser.add_argument("--tls-client", metavar="CERT", help="originate TLS 1.3 upstream with this client certificate")
+    parser.add_argument("--ca", help="the CA (PEM) both hops verify the peer's certificate against")
+    parser.add_argument("--server-name", help="the name the upstream's certificate must carry (and the SNI)")
+    parser.add_argument("--tls-transport", choices=TRANSPORTS, default="uvloop", help="whose TLS transport")
     args = parser.parse_args()
-    uvloop.run(_main(args.port, args.upstream))
+    uvloop.run(_main(args.port, args.upstream, tls_from(args)))
 
 
 if __name__ == "__main__":

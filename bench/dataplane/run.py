@@ -15,6 +15,14 @@ Rows, measured in one run and alternated (rep 1: every row, rep 2: every row, ..
     isthmus-mtls-pair  load -> client sidecar -> mutual TLS (pooled) -> server sidecar -> nginx (namespace bench-mtls,
                     PeerAuthentication STRICT); the server sidecar's counters must show TLS connections only
     haproxy-tls-pair   load -> HAProxy -> TLS 1.3, client certificate verified, keep-alive -> HAProxy -> nginx
+    bare-tls-pair      load -> bare client-side -> TLS 1.3, client certificate verified -> bare server-side -> nginx
+
+Every Isthmus sidecar runs with the features a real mesh has on (issue 15; `features=False`, `--features off`,
+leaves the AuthorizationPolicy out): mutual TLS on the mTLS pair, an AuthorizationPolicy of ten ALLOW rules on
+both server sidecars whose last rule allows the benchmark's request, Istio's metrics, tracing at the mesh
+default 1% sampling, no access log (bench/dataplane/features.py). The harness reads each sidecar's state before
+and after the run (/config_dump, /proc) and fails unless it is so, checks that a request no rule allows is
+denied, and fails an Isthmus row whose sidecars' istio_requests_total did not count every measured request.
 
 New mutual TLS connections per second (isthmus-mtls-handshake, haproxy-tls-handshake): wrk through each TLS pair
 on a path that takes one request per connection between the pair (the load generator's connections stay open),
@@ -43,7 +51,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.dataplane import loadgen
+from bench.dataplane import issue15, loadgen
+from bench.dataplane.features import RULES, check_counted, check_sidecar, requests_total
 from bench.dataplane.procstat import MachineSampler, Sampler
 from bench.dataplane.tools import ensure_tools
 from bench.dataplane.mtls import check_mtls, haproxy_ssl_info, inbound_mtls
@@ -52,7 +61,7 @@ from bench.dataplane.topology import BODY, HOST_HEADER, Pinning, Topology
 __all__ = ["run", "ensure_tools", "Plan", "PLANS"]
 
 ROWS = ("direct", "isthmus-pair", "haproxy-pair", "bare-pair", "isthmus-single", "haproxy-single", "bare-single",
-        "isthmus-tcp-pair", "haproxy-tcp-pair", "isthmus-mtls-pair", "haproxy-tls-pair")
+        "isthmus-tcp-pair", "haproxy-tcp-pair", "isthmus-mtls-pair", "haproxy-tls-pair", "bare-tls-pair")
 ISTHMUS_ROWS = ("isthmus-pair", "isthmus-single", "isthmus-tcp-pair", "isthmus-mtls-pair")
 HANDSHAKE_ROWS = ("isthmus-mtls-handshake", "haproxy-tls-handshake")  # new mutual TLS connections per second
 
@@ -101,6 +110,7 @@ TARGETS = [
     ("isthmus_vcpu_1k", "<= 0.15 vCPU per Isthmus proxy at 1,000 rps (worst of the pair)", 0.15, False),
     ("isthmus_rss_mb_1k", "<= 45 MB RSS per Isthmus proxy at 1,000 rps (worst of the pair)", 45.0, False),
     ("rps_ratio_mtls_pair", "Isthmus mTLS pair >= 50% of the HAProxy TLS pair's rps", 0.5, True),
+    *issue15.TARGETS,
 ]
 
 
@@ -284,6 +294,8 @@ def ratios(per_rep: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, floa
             key = f"lat_{pct}_ms"
             if key in m and key in pair:
                 add(f"mtls_added_{pct}_ms_pair", m[key] - pair[key])  # over the plaintext Isthmus pair
+        for key, value in issue15.per_rep(rows).items():
+            add(key, value)
         hs = rows.get("handshakes")
         if hs and hs["haproxy-tls-handshake"]["conns_per_s"] > 0:
             add("conns_ratio_mtls", hs["isthmus-mtls-handshake"]["conns_per_s"] / hs["haproxy-tls-handshake"]["conns_per_s"])
@@ -322,7 +334,9 @@ def render(result: dict[str, Any]) -> str:
     reps = result["plan"]["repetitions"]
     rows = result["rows"]
     note = "median (min-max) of %d repetitions" % reps if reps > 1 else "1 repetition"
-    parts = [f"Isthmus data plane, mode {result['mode']}, {note}; pinning: {result['env']['pinning']}"]
+    features = ("features on: mTLS (mTLS pair), AuthorizationPolicy of %d rules, metrics, tracing 1%%, access log off"
+                % RULES if result["features"]["on"] else "features off: no AuthorizationPolicy")
+    parts = [f"Isthmus data plane, mode {result['mode']}, {note}; pinning: {result['env']['pinning']}; {features}"]
     fixed = result["plan"]["fixed_rps"]
     header = ["row", "max rps (wrk)", "wrk p99 ms", f"rps @{fixed:g}", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors",
               "other load"]
@@ -388,6 +402,8 @@ def render(result: dict[str, Any]) -> str:
                          _fmt(s.get("client.cpu_ms_per_conn"), 3, reps), _fmt(s.get("server.cpu_ms_per_conn"), 3, reps),
                          _fmt(s.get("client.cpu_util"), 2, reps), _fmt(s.get("server.cpu_util"), 2, reps)])
         parts.append(_table(header, body))
+    parts.append(_table(*issue15.rows_table(result)))
+    parts.append(_table(["issue 15 ratio", "value"], issue15.ratio_rows(result)))
     body = [[t["target"], "-" if t["value"] is None else f"{t['value']:.3g}", "PASS" if t["pass"] else "MISS"]
             for t in result["targets"]]
     parts.append(_table(["target (informational)", "median", "result"], body))
@@ -428,8 +444,29 @@ def environment(pin: Pinning) -> dict[str, Any]:
     }
 
 
-def run(quick: bool, results_dir: Path, smoke: bool = False) -> dict[str, Any]:
-    """Run every row (quick: 1 repetition, short; full: 3; smoke: tiny loads), print tables, return figures."""
+def sidecar_states(topo: Topology, features: bool) -> dict[str, dict[str, Any]]:
+    """Every sidecar's features as read from it (features.check_sidecar raises unless as the run claims)."""
+    m = topo.mesh
+    rules = RULES if features else 0
+    found = {}
+    for name, sidecar, expected in (("server", m.server, rules), ("client", m.client, 0),
+                                    ("mtls-server", m.mtls_server, rules), ("mtls-client", m.mtls_client, 0)):
+        assert sidecar is not None
+        found[name] = check_sidecar(sidecar, expected)
+    return found
+
+
+def counted_sidecars(topo: Topology, name: str) -> list[tuple[str, Any]]:
+    """(role, Sidecar) of an Isthmus HTTP row: whose metrics must count every request of the row."""
+    m = topo.mesh
+    return {"isthmus-pair": [("client", m.client), ("server", m.server)],
+            "isthmus-single": [("server", m.server)],
+            "isthmus-mtls-pair": [("client", m.mtls_client), ("server", m.mtls_server)]}.get(name, [])
+
+
+def run(quick: bool, results_dir: Path, smoke: bool = False, features: bool = True) -> dict[str, Any]:
+    """Run every row (quick: 1 repetition, short; full: 3; smoke: tiny loads), print tables, return figures.
+    `features`: the Isthmus rows with issue 15's features on (the AuthorizationPolicy; False leaves it out)."""
     plan = PLANS["smoke" if smoke else "quick" if quick else "full"]
     started = time.monotonic()
     ensure_tools()
@@ -443,8 +480,9 @@ def run(quick: bool, results_dir: Path, smoke: bool = False) -> dict[str, Any]:
     per_rep: list[dict[str, dict[str, Any]]] = []
     proxies: dict[str, list[str]] = {}
     try:
-        with Topology(work, pin) as topo:
+        with Topology(work, pin, features) as topo:
             setup_s = time.monotonic() - started
+            states = {"start": sidecar_states(topo, features)}
             targets_by_row = topo.rows
             proxies = {name: [role for role, _ in targets_by_row[name][1]] for name in ROWS}
             ours = topo.pids()
@@ -462,7 +500,11 @@ def run(quick: bool, results_dir: Path, smoke: bool = False) -> dict[str, Any]:
                     attempts = []
                     while True:
                         before = inbound_mtls(mtls_server) if name == "isthmus-mtls-pair" else {}
+                        counted = [(role, sc, requests_total(sc)) for role, sc in counted_sidecars(topo, name)]
                         row = measure_row(name, port, pids, plan, pin, log, rep, ours)
+                        for role, sc, was in counted:  # the metrics stage ran for every request
+                            row[f"{role}.requests_counted"] = check_counted(
+                                name, role, was, requests_total(sc), row["wrk_requests"] + row["fixed_requests"])
                         if name == "isthmus-mtls-pair":
                             mtls_seen = check_mtls(before, inbound_mtls(mtls_server), row["wrk_requests"], False)
                         row["disturbance"] = max(row["other_cores_max"], row["other_cores_1k"])
@@ -479,6 +521,7 @@ def run(quick: bool, results_dir: Path, smoke: bool = False) -> dict[str, Any]:
                     rows[name] = best
                 rows["handshakes"] = handshakes(topo, plan, pin, log, rep, ours)
                 per_rep.append(rows)
+            states["end"] = sidecar_states(topo, features)
         keep_work = False
     finally:
         if keep_work:
@@ -490,6 +533,7 @@ def run(quick: bool, results_dir: Path, smoke: bool = False) -> dict[str, Any]:
         "mode": plan.name,
         "plan": {**asdict(plan), "fixed_rps": plan.fixed_rps},
         "env": env,
+        "features": {"on": features, "authz_rules": RULES if features else 0, "sidecars": states},
         "rows": {name: {"proxies": proxies[name],
                         "summary": summarize([rep[name] for rep in per_rep]),
                         "reps": [rep[name] for rep in per_rep]} for name in ROWS},
@@ -507,13 +551,20 @@ def run(quick: bool, results_dir: Path, smoke: bool = False) -> dict[str, Any]:
     return result
 
 
-if __name__ == "__main__":  # python -m bench.dataplane.run [--full|--smoke] [results_dir, default bench/results/dataplane]
-    args = sys.argv[1:]
-    mode_full, mode_smoke = "--full" in args, "--smoke" in args
-    rest = [a for a in args if not a.startswith("--")]
+if __name__ == "__main__":
+    import argparse
     import json
 
-    out_dir = Path(rest[0]) if rest else Path(__file__).resolve().parent.parent / "results" / "dataplane"
+    parser = argparse.ArgumentParser(prog="python -m bench.dataplane.run", description="The data-plane benchmark.")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--full", action="store_true", help="3 repetitions, ~13 min (default: quick)")
+    group.add_argument("--smoke", action="store_true", help="tiny loads: the harness works")
+    parser.add_argument("--features", choices=("on", "off"), default="on",
+                        help="off: the Isthmus rows without the AuthorizationPolicy (the configuration before issue 15)")
+    parser.add_argument("results_dir", nargs="?", type=Path,
+                        default=Path(__file__).resolve().parent.parent / "results" / "dataplane")
+    args = parser.parse_args()
+    out_dir = args.results_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    figures = run(quick=not mode_full, results_dir=out_dir, smoke=mode_smoke)
+    figures = run(quick=not args.full, results_dir=out_dir, smoke=args.smoke, features=args.features == "on")
     (out_dir / "dataplane.json").write_text(json.dumps(figures, indent=1) + "\n")

@@ -5,12 +5,16 @@
     HAProxy TCP pair       the same in `mode tcp`: bytes relayed, no HTTP parsing
     bare pair              client-side -> server-side -> nginx, each `python -m bench.dataplane.bare_proxy`:
                            uvloop + httptools, framing parsed, bytes forwarded as received (what Python allows)
+    bare TLS pair          the same with mutual TLS 1.3 between them (BARE_TLS_TRANSPORT's SSL transport, the
+                           HAProxy TLS pair's certificates)
     Isthmus mesh           nats + etcd + registry + pilot + ca (a sidecar is ready once it holds a certificate),
                            and two sidecars started as a user would
                            (`python -m isthmus.cli proxy run ...`): `bench-backend` beside nginx and
-                           `bench-client`, configured through the config API (a VirtualService);
+                           `bench-client`, configured through the config API (a VirtualService, and with
+                           features on an AuthorizationPolicy of ten rules: bench/dataplane/features.py);
                            the client also has `--tcp bench-backend:9090=<port>` and the server
-                           `--app-tcp 9090=<nginx>`: the Isthmus TCP pair (HTTP carried as opaque bytes)
+                           `--app-tcp 9090=<nginx's second port>`: the Isthmus TCP pair (HTTP carried as opaque
+                           bytes; its own nginx port so that the policy's `ports` rule names it alone)
     Isthmus mTLS pair      two more sidecars, the same services in namespace bench-mtls, where a PeerAuthentication
                            STRICT makes their traffic mutual TLS (bench/dataplane/mtls.py)
     HAProxy TLS pair       TLS 1.3 between the pair, client certificates verified (bench/dataplane/mtls.py)
@@ -32,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.dataplane.features import DENIED_PATH, RULES, authz_policy
 from bench.dataplane.procstat import children
 from isthmus.launch import (
     LaunchError,
@@ -44,8 +49,8 @@ from isthmus.launch import (
 )
 from isthmus.launch.secure import start_secure
 
-from bench.dataplane.mtls import (HANDSHAKE_PATH, MTLS_CONFIG, MTLS_NAMESPACE, http_get_path, make_certs,
-                                  start_haproxy_tls)
+from bench.dataplane.mtls import (HANDSHAKE_PATH, MTLS_CONFIG, MTLS_NAMESPACE, SERVER_NAME, Certs, http_get_path,
+                                  make_certs, start_haproxy_tls)
 
 BODY = b"isthmus-bench " + b"x" * 83 + b"\n"  # 98 bytes, like a small JSON answer
 SERVICE = "bench-backend"
@@ -54,6 +59,7 @@ HOST_HEADER = f"{SERVICE}:{SERVICE_PORT}"
 TCP_SERVICE_PORT = 9090  # bench-backend's opaque TCP port (nginx again, its bytes relayed unparsed)
 NAMESPACE = "default"
 FQDN = f"{SERVICE}.{NAMESPACE}.svc.cluster.local"
+BARE_TLS_TRANSPORT = "uvloop"  # the bare TLS pair's transport (issue 15 measured 0.73x HAProxy TLS on uvloop's)
 
 
 @dataclass(frozen=True)
@@ -128,7 +134,7 @@ http {{
     keepalive_timeout 75s;
     keepalive_requests 10000000;  # the default (1000) would make every client reconnect mid-run
     server {{
-        listen 127.0.0.1:{port} backlog=4096;
+{listen}
         location / {{
             default_type text/plain;
             return 200 "{body}";
@@ -139,21 +145,29 @@ http {{
 
 
 def start_nginx(work: Path, pin: Pinning) -> tuple[ManagedProcess, int]:
+    """nginx on a free port: (process, port)."""
+    proc, ports = start_nginx_ports(work, pin, 1)
+    return proc, ports[0]
+
+
+def start_nginx_ports(work: Path, pin: Pinning, count: int) -> tuple[ManagedProcess, list[int]]:
+    """nginx listening on `count` free ports, the same server on each: (process, ports)."""
     d = work / "nginx"
     d.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    ports = [free_port() for _ in range(count)]
     conf = d / "nginx.conf"
     body = BODY.decode().rstrip("\n") + "\\n"
-    conf.write_text(NGINX_CONF.format(dir=d, port=port, body=body))
+    listen = "\n".join(f"        listen 127.0.0.1:{port} backlog=4096;" for port in ports)
+    conf.write_text(NGINX_CONF.format(dir=d, listen=listen, body=body))
     proc = ManagedProcess("nginx", [*pin.prefix(pin.load_core), "nginx", "-c", str(conf), "-p", str(d),
                                     "-g", "daemon off;"], log_path=work / "logs" / "nginx.log")
     proc.start()
     try:
-        _wait(lambda: _body_ok(port), "nginx serving", 10, proc)
+        _wait(lambda: all(_body_ok(port) for port in ports), "nginx serving", 10, proc)
     except BaseException:
         proc.stop(2)
         raise
-    return proc, port
+    return proc, ports
 
 
 # ---------------------------------------------------------------------------------------- haproxy
@@ -204,11 +218,21 @@ def start_haproxy(work: Path, name: str, upstream: int, pin: Pinning, mode: str 
 # ------------------------------------------------------------------------------------- bare proxy
 
 
-def start_bare(work: Path, name: str, upstream: int, pin: Pinning) -> tuple[ManagedProcess, int]:
+def bare_tls_flags(certs: Certs, client: bool) -> tuple[str, ...]:
+    """The bare TLS pair's flags: the client side originates with its certificate and verifies the server's
+    (name bench-backend), the server side terminates and requires a client certificate from the same CA."""
+    common = ("--ca", str(certs.ca), "--tls-transport", BARE_TLS_TRANSPORT)
+    if client:
+        return (*common, "--tls-client", str(certs.client), "--server-name", SERVER_NAME)
+    return (*common, "--tls-server", str(certs.server))
+
+
+def start_bare(work: Path, name: str, upstream: int, pin: Pinning,
+               tls: tuple[str, ...] = ()) -> tuple[ManagedProcess, int]:
     """bench/dataplane/bare_proxy.py on a free port, forwarding to 127.0.0.1:upstream, on the proxy core."""
     port = free_port()
     argv = [*pin.prefix(pin.proxy_core), sys.executable, "-m", "bench.dataplane.bare_proxy", "--port", str(port),
-            "--upstream", str(upstream)]
+            "--upstream", str(upstream), *tls]
     proc = ManagedProcess(name, argv, log_path=work / "logs" / f"{name}.log", env=project_env())
     proc.start()
     try:
@@ -286,11 +310,17 @@ class Sidecar:
         return False
 
 
+def authz_rules(sidecar: Sidecar) -> int:
+    """The AuthorizationPolicy rules the sidecar compiled from its last push."""
+    return int(json.loads(sidecar.admin("/server_info")[1])["inbound_authz"]["rules"])
+
+
 class Mesh:
     """The Isthmus control plane and the two sidecars; stop() stops whatever was started."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, features: bool = True) -> None:
         self.work = work
+        self.features = features  # the AuthorizationPolicy of ten rules on both server sidecars (features.py)
         self.processes: list[ManagedProcess] = []
         self.nats_url = ""
         self.server: Sidecar | None = None
@@ -300,7 +330,9 @@ class Mesh:
         self.tcp_port = 0  # the client sidecar's TCP listener for bench-backend:TCP_SERVICE_PORT
         self.operator: Any = None  # the operator's bus credentials (the benchmark applies its config with them)
 
-    def start(self, app_port: int, pin: Pinning, timeout: float = 60.0) -> "Mesh":
+    def start(self, app_port: int, pin: Pinning, tcp_app_port: int, timeout: float = 60.0) -> "Mesh":
+        """Start it all and wait until every path answers nginx's body (and, with features, the policies are in
+        force: the benchmark's request allowed, DENIED_PATH denied, on every Isthmus path)."""
         plane = start_secure(self.work, unsafe_no_fsync=True)  # locked down, as `isthmus up` runs it
         self.processes += [plane.nats, plane.etcd]
         self.nats_url, etcd_url = plane.nats.url or "", plane.etcd.url or ""
@@ -313,7 +345,7 @@ class Mesh:
         self.tcp_port = free_port()
         self.server = Sidecar(self.work, plane.operator_config, self.nats_url, SERVICE, app_port,
                               f"app={SERVICE},version=v1", pin,
-                              ("--app-tcp", f"{TCP_SERVICE_PORT}={app_port}"))
+                              ("--app-tcp", f"{TCP_SERVICE_PORT}={tcp_app_port}"))
         self.client = Sidecar(self.work, plane.operator_config, self.nats_url, "bench-client", app_port,
                               "app=bench-client", pin,
                               ("--tcp", f"{SERVICE}:{TCP_SERVICE_PORT}={self.tcp_port}"))
@@ -323,10 +355,17 @@ class Mesh:
                                    "app=bench-client", pin, namespace=MTLS_NAMESPACE)
         for sidecar in (self.server, self.client, self.mtls_server, self.mtls_client):
             self.processes.append(sidecar.process.start())
-        asyncio.run(self._configure(services, timeout))
+        configs = [VIRTUAL_SERVICE, MTLS_CONFIG]
+        if self.features:
+            configs += [authz_policy(NAMESPACE, False, tcp_app_port), authz_policy(MTLS_NAMESPACE, True)]
+        asyncio.run(self._configure(services, configs, timeout))
         server, client = self.server, self.client
         _wait(server.ready, "server sidecar /ready", timeout, server.process)
         _wait(client.ready, "client sidecar /ready", timeout, client.process)
+        rules = RULES if self.features else 0
+        for sidecar in (server, self.mtls_server):
+            _wait(lambda: authz_rules(sidecar) == rules, f"{sidecar.process.name}: {rules} authorization rules",
+                  timeout, sidecar.process)
         _wait(lambda: client.routes_to(server.inbound_port), "client sidecar holds the route and endpoint",
               timeout, client.process)
         _wait(lambda: _body_ok(client.outbound_port), "nginx's body through the sidecar pair", timeout,
@@ -342,16 +381,23 @@ class Mesh:
         for path in ("/", HANDSHAKE_PATH):
             _wait(lambda: _body_ok(mc.outbound_port, path), f"nginx's body through the mTLS sidecar pair ({path})",
                   timeout, mc.process)
+        if self.features:  # the policy is in force: what no rule allows is denied, on every Isthmus path
+            for what, port in (("pair", client.outbound_port), ("single", server.inbound_port),
+                               ("mTLS pair", mc.outbound_port)):
+                status, body = http_get_path(port, DENIED_PATH, HOST_HEADER)
+                if status != 403:
+                    raise LaunchError(f"the AuthorizationPolicy is not in force on the {what}: GET {DENIED_PATH} "
+                                      f"answered {status} {body[:200]!r}, not 403")
         return self
 
-    async def _configure(self, services: dict[str, ManagedProcess], timeout: float) -> None:
+    async def _configure(self, services: dict[str, ManagedProcess], configs: list[str], timeout: float) -> None:
         from runtime import bus as busmod
 
         bus = await busmod.connect(self.nats_url, "bench-dataplane", auth=self.operator)
         try:
             for name, proc in services.items():
                 await wait_ready(bus, name, timeout, process=proc)
-            for config in (VIRTUAL_SERVICE, MTLS_CONFIG):
+            for config in configs:
                 reply = json.loads(await bus.request("isthmus.config.apply", config.encode(), timeout=10))
                 if not reply.get("ok"):
                     raise LaunchError(f"config apply refused the benchmark's config: {reply}")
@@ -369,16 +415,17 @@ class Mesh:
 class Topology:
     """Everything the benchmark drives. Use as a context manager: __exit__ stops it all, even on error."""
 
-    def __init__(self, work: Path, pin: Pinning) -> None:
+    def __init__(self, work: Path, pin: Pinning, features: bool = True) -> None:
         self.work = work
         self.pin = pin
         self.processes: list[ManagedProcess] = []
-        self.mesh = Mesh(work / "mesh")
-        self.nginx_port = self.haproxy_client_port = self.haproxy_server_port = 0
+        self.mesh = Mesh(work / "mesh", features)
+        self.nginx_port = self.nginx_tcp_port = self.haproxy_client_port = self.haproxy_server_port = 0
         self.haproxy_client: ManagedProcess | None = None
         self.haproxy_server: ManagedProcess | None = None
         self.haproxy_tcp: dict[str, tuple[ManagedProcess, int]] = {}  # "client"/"server" -> (process, port)
         self.bare: dict[str, tuple[ManagedProcess, int]] = {}  # "client"/"server" -> (process, port)
+        self.bare_tls: dict[str, tuple[ManagedProcess, int]] = {}  # "client"/"server" -> (process, port)
         self.haproxy_tls: dict[str, tuple[ManagedProcess, int]] = {}  # "client"/"server" -> (process, port)
         self.haproxy_tls_handshake_port = 0  # the TLS client side's one-request-per-connection frontend
 
@@ -395,7 +442,8 @@ class Topology:
 
     def start(self) -> None:
         self.work.mkdir(parents=True, exist_ok=True)
-        nginx, self.nginx_port = start_nginx(self.work, self.pin)
+        # the Isthmus TCP pair has its own nginx port, so that the policy's `ports` rule names it alone
+        nginx, (self.nginx_port, self.nginx_tcp_port) = start_nginx_ports(self.work, self.pin, 2)
         self.processes.append(nginx)
         self.haproxy_server, self.haproxy_server_port = start_haproxy(self.work, "haproxy-server", self.nginx_port,
                                                                       self.pin)
@@ -428,7 +476,14 @@ class Topology:
         _wait(lambda: _body_ok(port), "nginx's body through the HAProxy TLS pair", 10, tls_client)
         _wait(lambda: _body_ok(self.haproxy_tls_handshake_port, HANDSHAKE_PATH),
               "nginx's body through the HAProxy TLS pair (a handshake per request)", 10, tls_client)
-        self.mesh.start(self.nginx_port, self.pin)
+        bare_server = self.bare_tls["server"] = start_bare(self.work, "bare-tls-server", self.nginx_port, self.pin,
+                                                           bare_tls_flags(certs, False))
+        self.processes.append(bare_server[0])
+        bare_client = self.bare_tls["client"] = start_bare(self.work, "bare-tls-client", bare_server[1], self.pin,
+                                                           bare_tls_flags(certs, True))
+        self.processes.append(bare_client[0])
+        _wait(lambda: _body_ok(bare_client[1]), "nginx's body through the bare TLS pair", 10, bare_client[0])
+        self.mesh.start(self.nginx_port, self.pin, self.nginx_tcp_port)
 
     def stop(self) -> None:
         self.mesh.stop()
@@ -469,6 +524,8 @@ class Topology:
             "isthmus-mtls-pair": (mc.outbound_port, [("client", mc.pid), ("server", ms.pid)]),
             "haproxy-tls-pair": (self.haproxy_tls["client"][1], [("client", self.haproxy_tls["client"][0].pid or 0),
                                                                  ("server", self.haproxy_tls["server"][0].pid or 0)]),
+            "bare-tls-pair": (self.bare_tls["client"][1], [("client", self.bare_tls["client"][0].pid or 0),
+                                                           ("server", self.bare_tls["server"][0].pid or 0)]),
         }
 
     @property

@@ -1,17 +1,25 @@
 """bench/dataplane/bare_proxy.py, the benchmark's bare pass-through: correct for the benchmark's traffic
 (keep-alive GETs with fixed-size bodies) and never hanging on chunked responses or on a connection that
 ends, whichever side ends it. On loopback, against a tiny upstream of our own; the proxy runs both
-in-process (asyncio's loop) and as the benchmark runs it (`python -m bench.dataplane.bare_proxy`, uvloop)."""
+in-process (asyncio's loop) and as the benchmark runs it (`python -m bench.dataplane.bare_proxy`, uvloop), and as
+the `bare-tls-pair` row runs it: two processes with mutual TLS 1.3 between them (the client side originating with
+its certificate and verifying the server's, the server side requiring and verifying the client's), on uvloop's
+SSL transport and on aiofastnet's, so the framing tests cross a TLS hop both ways."""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
 from bench.dataplane.bare_proxy import Downstream, serve
+from bench.dataplane.mtls import SERVER_NAME, Certs, make_certs
 from isthmus.launch import ManagedProcess, accepts, free_port, project_env
 
 FIXED = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
@@ -39,27 +47,50 @@ async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -
         writer.close()
 
 
-@pytest.fixture(params=["in-process", "uvloop process"])
-async def proxy(request: pytest.FixtureRequest) -> AsyncIterator[int]:
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return make_certs(tmp_path_factory.mktemp("tls"))  # the throwaway CA the benchmark's TLS rows use
+
+
+@contextmanager
+def bare(upstream: int, *tls: str) -> Iterator[int]:
+    """`python -m bench.dataplane.bare_proxy` forwarding to 127.0.0.1:upstream, with the TLS flags given: its port."""
+    port = free_port()
+    proc = ManagedProcess("bare-proxy", [sys.executable, "-m", "bench.dataplane.bare_proxy", "--port", str(port),
+                                         "--upstream", str(upstream), *tls], env=project_env()).start()
+    try:
+        for _ in range(200):  # up to ~10 s on a loaded machine
+            if accepts(port) or not proc.is_running:
+                break
+            time.sleep(0.05)
+        assert proc.is_running, f"the bare proxy exited with {proc.returncode}:\n{proc.log_tail()}"
+        yield port
+    finally:
+        proc.stop(2)
+
+
+def tls_pair_flags(certs: Certs, transport: str) -> tuple[list[str], list[str]]:
+    """(the client side's flags, the server side's): the benchmark's bare-tls-pair."""
+    common = ["--ca", str(certs.ca), "--tls-transport", transport]
+    return ([*common, "--tls-client", str(certs.client), "--server-name", SERVER_NAME],
+            [*common, "--tls-server", str(certs.server)])
+
+
+@pytest.fixture(params=["in-process", "uvloop process", "mTLS pair, uvloop", "mTLS pair, aiofastnet"])
+async def proxy(request: pytest.FixtureRequest, certs: Certs) -> AsyncIterator[int]:
     origin = await asyncio.start_server(upstream, "127.0.0.1", 0)
     origin_port = origin.sockets[0].getsockname()[1]
     if request.param == "in-process":
         server = await serve(0, origin_port)
         yield server.sockets[0].getsockname()[1]
         server.close()
-    else:
-        port = free_port()
-        proc = ManagedProcess("bare-proxy", [sys.executable, "-m", "bench.dataplane.bare_proxy", "--port", str(port),
-                                             "--upstream", str(origin_port)], env=project_env()).start()
-        try:
-            for _ in range(200):  # up to ~10 s on a loaded machine
-                if accepts(port) or not proc.is_running:
-                    break
-                await asyncio.sleep(0.05)
-            assert proc.is_running, f"the bare proxy exited with {proc.returncode}"
+    elif request.param == "uvloop process":
+        with bare(origin_port) as port:
             yield port
-        finally:
-            proc.stop(2)
+    else:  # load -> client side (plaintext in, mutual TLS out) -> server side (TLS in) -> origin
+        client_flags, server_flags = tls_pair_flags(certs, request.param.rsplit(" ", 1)[1])
+        with bare(origin_port, *server_flags) as server_port, bare(server_port, *client_flags) as port:
+            yield port
     origin.close()
 
 
@@ -170,5 +201,64 @@ async def test_bytes_and_eof_that_arrive_before_the_upstream_connection_wait_for
             await asyncio.sleep(0.05)
         assert bytes(client.written) == FIXED + CHUNKED
         assert client.closed  # the upstream got the half-close, answered, closed: so did the proxy
+    finally:
+        origin.close()
+
+
+def _client_context(certs: Certs, cert: Path | None) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(certs.ca)
+    if cert is not None:
+        ctx.load_cert_chain(cert)
+    return ctx
+
+
+@pytest.mark.parametrize("transport", ["uvloop", "aiofastnet"])
+async def test_the_tls_server_side_requires_a_client_certificate_from_its_ca(certs: Certs, transport: str) -> None:
+    """Mutual TLS as the row claims: with the CA's client certificate a request passes; without one, or with a
+    certificate from another CA, no request reaches the upstream."""
+    origin = await asyncio.start_server(upstream, "127.0.0.1", 0)
+    other = make_certs(certs.ca.parent / f"other-{transport}")
+    try:
+        _, server_flags = tls_pair_flags(certs, transport)
+        with bare(origin.sockets[0].getsockname()[1], *server_flags) as port:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=_client_context(certs, certs.client),
+                                                           server_hostname=SERVER_NAME)
+            writer.write(get("/fixed"))
+            await read_exactly(reader, FIXED)
+            assert writer.get_extra_info("ssl_object").version() == "TLSv1.3"
+            writer.close()
+            for cert in (None, other.client):
+                ctx = _client_context(certs, cert)
+                try:
+                    reader, writer = await asyncio.wait_for(asyncio.open_connection(
+                        "127.0.0.1", port, ssl=ctx, server_hostname=SERVER_NAME), WAIT)
+                    writer.write(get("/fixed"))  # TLS 1.3: the server's refusal may come after our handshake
+                    assert await asyncio.wait_for(reader.read(), WAIT) == b""
+                except (ssl.SSLError, ConnectionError):
+                    pass  # refused: the alert, or the connection reset
+                else:
+                    writer.close()
+    finally:
+        origin.close()
+
+
+@pytest.mark.parametrize("transport", ["uvloop", "aiofastnet"])
+async def test_the_tls_client_side_refuses_an_upstream_whose_certificate_names_another_host(
+        certs: Certs, transport: str) -> None:
+    """The client side verifies the server: an upstream presenting a valid certificate for another name (here the
+    client certificate, CN bench-client) gets no request; the client sees its connection closed, not a hang."""
+    origin = await asyncio.start_server(upstream, "127.0.0.1", 0)
+    try:
+        client_flags, _ = tls_pair_flags(certs, transport)
+        wrong = ["--ca", str(certs.ca), "--tls-transport", transport, "--tls-server", str(certs.client)]
+        with bare(origin.sockets[0].getsockname()[1], *wrong) as server_port, bare(server_port, *client_flags) as port:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(get("/fixed"))
+            try:
+                assert await asyncio.wait_for(reader.read(), WAIT) == b""
+            except ConnectionResetError:
+                pass
+            writer.close()
     finally:
         origin.close()
