@@ -3,6 +3,7 @@ would cost every sidecar its memory (docs/performance.md: RSS per proxy)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -29,3 +30,24 @@ def test_a_sidecar_loads_dnspython_only_with_dns_port() -> None:
             "print(sorted(m for m in ('dns', 'proxy.dns.sidecar') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.split("\n")[:2] == ["[]", "['dns', 'proxy.dns.sidecar']"], out.stdout + out.stderr
+
+
+def test_a_sidecar_loads_neither_rich_nor_pygments_and_logs_tracebacks_without_them() -> None:
+    """structlog would import rich (and pygments) for its dev console renderer whenever it is installed (~4 MB);
+    the sidecar logs JSON lines with stdlib-formatted tracebacks, and rich stays importable for the CLI."""
+    code = ("import sys, proxy.main\n"
+            "from runtime.log import configure\n"
+            "log = configure('info', 'svc')\n"
+            "try:\n"
+            "    1 / 0\n"
+            "except ZeroDivisionError:\n"
+            "    log.exception('boom')\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'rich', 'pygments', 'better_exceptions'}))\n"
+            "import rich.table\n"
+            "print('rich ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.split("\n")[:2] == ["[]", "rich ok"], out.stdout + out.stderr
+    line = json.loads(out.stderr.strip().splitlines()[-1])
+    assert line["event"] == "boom" and line["service"] == "svc" and line["level"] == "error"
+    assert line["exception"].startswith("Traceback (most recent call last):")
+    assert line["exception"].rstrip().endswith("ZeroDivisionError: division by zero")
