@@ -51,3 +51,29 @@ def test_a_sidecar_loads_neither_rich_nor_pygments_and_logs_tracebacks_without_t
     assert line["event"] == "boom" and line["service"] == "svc" and line["level"] == "error"
     assert line["exception"].startswith("Traceback (most recent call last):")
     assert line["exception"].rstrip().endswith("ZeroDivisionError: division by zero")
+
+
+def test_a_sidecar_loads_pyjwt_prometheus_client_and_importlib_metadata_only_when_used() -> None:
+    """PyJWT (a RequestAuthentication for this workload), prometheus_client with email/wsgiref/html (a scrape)
+    and importlib.metadata (nats-py's and our version: read from the dist-info without it) stay out of a
+    sidecar that does not need them (~5 MB together); each loads, and works, when needed."""
+    code = ("import sys, proxy.main, runtime.bus, nats.aio.client\n"
+            "from runtime.log import configure\n"
+            "configure()\n"  # log lines on stderr
+            "from runtime.version import VERSION\n"
+            "out = lambda: sorted(m for m in ('jwt', 'prometheus_client', 'wsgiref', 'importlib.metadata')"
+            " if m in sys.modules)\n"
+            "print(out())\n"
+            "from importlib.metadata import version\n"
+            "print(nats.aio.client.__version__ == version('nats-py') != '0.0.0', VERSION == version('isthmus'))\n"
+            "from proto.security import JwtRule\n"
+            "from proto.xds import JwtProvider\n"
+            "from proxy.inbound.jwt.authn import Authenticator\n"
+            "rule = JwtRule(issuer='https://issuer.example', jwks='{\"keys\": []}')\n"
+            "Authenticator([JwtProvider(source='ns/ra', rule=rule)])\n"
+            "from proxy.telemetry.exposition import SidecarMetrics\n"
+            "print(SidecarMetrics([], []).prometheus().decode().count('# TYPE'))\n"
+            "print(out())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.split("\n")[:4] == [
+        "[]", "True True", "9", "['importlib.metadata', 'jwt', 'prometheus_client', 'wsgiref']"], out.stdout + out.stderr
