@@ -77,3 +77,22 @@ def test_a_sidecar_loads_pyjwt_prometheus_client_and_importlib_metadata_only_whe
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.split("\n")[:4] == [
         "[]", "True True", "9", "['importlib.metadata', 'jwt', 'prometheus_client', 'wsgiref']"], out.stdout + out.stderr
+
+
+def test_isthmus_proxy_run_loads_the_proxy_commands_only() -> None:
+    """A sidecar is `isthmus proxy run`: the CLI's other command modules (up, analyze, gateway, ca...: ~2.3 MB)
+    are imported when their command runs or help lists them, never by a sidecar; `proxy` keeps its
+    `credentials` and `log` subcommands."""
+    code = ("import sys, click, isthmus.cli\n"
+            "ctx = click.Context(isthmus.cli.cli)\n"
+            "proxy = isthmus.cli.cli.get_command(ctx, 'proxy')\n"
+            "print(proxy.get_command(ctx, 'run').name, sorted(proxy.commands))\n"
+            "print(sorted(m for m in sys.modules if m.startswith('isthmus.commands.')))\n"
+            "print(isthmus.cli.cli.list_commands(ctx) == sorted(isthmus.cli.COMMANDS))\n"
+            "print(all(isthmus.cli.cli.get_command(ctx, name).name == name for name in isthmus.cli.COMMANDS))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.split("\n")[:4] == [
+        "run ['credentials', 'log', 'run']",
+        "['isthmus.commands.credentials', 'isthmus.commands.proxy', 'isthmus.commands.proxy_config', "
+        "'isthmus.commands.proxy_options', 'isthmus.commands.proxy_telemetry']",
+        "True", "True"], out.stdout + out.stderr
