@@ -38,17 +38,27 @@ import msgspec
 # serves HTTP with it). Isthmus never dials ws://, and aiohttp costs every process that loads it ~15 MB of RSS,
 # every sidecar included: it is hidden while nats loads, unless this process has loaded it already (the
 # telemetry service then keeps it). nats.aio.transport sets aiohttp = None on the ImportError it then gets.
-_HIDE_AIOHTTP = "aiohttp" not in sys.modules
-if _HIDE_AIOHTTP:
-    sys.modules["aiohttp"] = None  # type: ignore[assignment]  # `import aiohttp` raises ImportError
+# Likewise importlib.metadata (with zipfile, csv, email, lzma and bz2: ~2 MB), which nats.aio.client imports only to
+# read its own version for the CONNECT message: it is hidden too, and the version (which then falls back to
+# "0.0.0") is read as importlib.metadata would (runtime/version.py), so the server sees the same client version.
+_HIDE = [name for name in ("aiohttp", "importlib.metadata") if name not in sys.modules]
+for _name in _HIDE:
+    sys.modules[_name] = None  # type: ignore[assignment]  # `import aiohttp` raises ImportError
 try:
     import nats
+    import nats.aio.client
     import nats.errors
     from nats.aio.client import Client
     from nats.aio.msg import Msg
 finally:
-    if _HIDE_AIOHTTP:
-        del sys.modules["aiohttp"]
+    for _name in _HIDE:
+        del sys.modules[_name]
+
+
+if "importlib.metadata" in _HIDE:
+    from runtime.version import dist_version
+
+    nats.aio.client.__version__ = dist_version("nats-py")
 
 from runtime.clientconfig import NatsClient
 from runtime.log import get_logger

@@ -20,16 +20,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterator
-
-from prometheus_client import generate_latest
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.utils import floatToGoString
+from typing import TYPE_CHECKING
 
 from proto.observations import HTTP_LABELS, TCP_LABELS, Histogram, HttpSeries, MetricsSnapshot, TcpSeries
 from proxy.telemetry.metrics import BUCKETS, HttpRecorder, TcpRecorder
 
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
+
+# prometheus_client (with the email, wsgiref, html and http.server modules it imports: ~2 MB of RSS) is loaded at
+# the first render, a scrape or a test, not by every sidecar at start (tests/proxy/test_sidecar_imports.py)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # prometheus_client's CONTENT_TYPE_LATEST for 0.0.4
-_LE = [floatToGoString(bound) for bound in BUCKETS] + ["+Inf"]
+_LE: list[str] = []  # the buckets' `le` labels as prometheus_client writes them, +Inf last (made at the first render)
 
 
 class SidecarMetrics:
@@ -84,6 +86,11 @@ def _buckets(counts: list[int]) -> list[tuple[str, float]]:
 def render(snapshot: MetricsSnapshot, overflowed: list[tuple[str, int]]) -> bytes:
     """Prometheus text format 0.0.4 of a snapshot (prometheus_client's generate_latest; safe in a thread: the
     snapshot is a copy nobody else changes)."""
+    from prometheus_client import generate_latest
+    from prometheus_client.utils import floatToGoString
+
+    if not _LE:  # two threads may both fill it: with the same values, and the assignment is atomic
+        _LE[:] = [floatToGoString(bound) for bound in BUCKETS] + ["+Inf"]
     return generate_latest(_Collector(snapshot, overflowed))  # type: ignore[arg-type]  # it only calls .collect()
 
 
@@ -95,6 +102,8 @@ class _Collector:
         self.overflowed = overflowed
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
         http_labels, tcp_labels = list(HTTP_LABELS), list(TCP_LABELS)
         requests = CounterMetricFamily("istio_requests_total", "Requests handled by the sidecar (Istio's standard "
                                        "metric)", labels=http_labels)

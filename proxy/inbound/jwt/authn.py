@@ -43,7 +43,6 @@ from proxy.core.errors import AudienceNotAllowed, Unauthenticated
 from proxy.core.request import RequestHead
 from proxy.inbound.jwt import status
 from proxy.inbound.jwt.locations import remove
-from proxy.inbound.jwt.provider import Provider
 from proxy.inbound.jwt.status import JwtFailure
 from runtime.log import get_logger
 
@@ -91,6 +90,10 @@ class Authenticator:
     __slots__ = ("providers", "sanitize", "wanted", "clock")
 
     def __init__(self, providers: Sequence[JwtProvider], clock: Callable[[], float] = time.time) -> None:
+        # PyJWT and cryptography (~1.5 MB with the JWKS parsing) load at the first push with a RequestAuthentication
+        # for this workload, not in every sidecar (tests/proxy/test_sidecar_imports.py)
+        from proxy.inbound.jwt.provider import Provider
+
         self.providers = tuple(sorted((Provider(p) for p in providers), key=lambda p: p.issuer))
         for p in self.providers:
             if p.keys.problem:
