@@ -8,7 +8,8 @@ outbound per picked endpoint (the proto.xds.Endpoint object, its cluster and its
 new ones), or per (cluster, requested host) when no endpoint was picked (the sidecar answered: 404 NR, 503 UH,
 a fault abort, a direct response; passthrough); inbound per (caller principal, peer metadata object). These
 caches are bounded (PEER_CACHE entries, then started over); the label sets they lead to are bounded by the
-recorder (proxy/telemetry/metrics.py).
+recorder (proxy/telemetry/metrics.py). On top, `hot` keeps per (endpoint or caller, status, flag) the series
+itself (HOT_CACHE entries, then started over), so a request does one dict lookup and its adds.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from proxy.core.request import RequestHead
 from proxy.core.target import Target
 from proxy.telemetry import labels
 from proxy.telemetry.labels import LocalWorkload
-from proxy.telemetry.metrics import BYTES_BOUNDS, DURATION_BOUNDS, MAX_SERIES, HttpRecorder, Peer
+from proxy.telemetry.metrics import BYTES_BOUNDS, DURATION_BOUNDS, MAX_SERIES, HttpCounts, HttpRecorder, Peer
 
 PEER_CACHE = 4096  # endpoints / callers whose Peer is kept at hand
+HOT_CACHE = 4096  # (endpoint or caller, status, flag) whose series is kept at hand (then started over)
 
 
 def target_host(me: LocalWorkload, target: Target | None, asked: str) -> tuple[str, str, str]:
@@ -46,22 +48,24 @@ class OutboundMetrics(HttpRecorder):
         # id(endpoint) -> (endpoint, cluster, tls, Peer); the endpoint is held, so its id is not reused meanwhile
         self.by_endpoint: dict[int, tuple[object, str, object, Peer]] = {}
         self.by_host: dict[tuple[str, str], Peer] = {}  # (cluster, requested host) -> Peer, no endpoint picked
+        # (id(endpoint), status, flag) -> (endpoint, tls, cluster, HttpCounts): a request's series in one lookup
+        self.hot: dict[tuple[int, int, str], tuple[object, object, str, HttpCounts]] = {}
 
     def record(self, head: RequestHead | None, target: Target | None, status: int, flag: str, received: int,
                sent: int, duration_ms: float) -> None:
         endpoint = target.endpoint if target is not None else None
-        if endpoint is not None:
-            found = self.by_endpoint.get(id(endpoint))
-            if found is not None and found[0] is endpoint and found[2] is target.tls and found[1] == target.cluster:
-                peer = found[3]
+        if endpoint is not None:  # the usual case: one lookup to the series (HOT below)
+            hot = self.hot.get((id(endpoint), status, flag))
+            if hot is not None and hot[0] is endpoint and hot[1] is target.tls and hot[2] == target.cluster:
+                series = hot[3]
             else:
-                peer = self._endpoint_peer(endpoint, target, head)  # type: ignore[arg-type]
+                series = self._endpoint_series(endpoint, target, head, status, flag)  # type: ignore[arg-type]
         else:
             peer = self._other_peer(target, head)
-        # HttpRecorder.count, inline (one call less per request)
-        series = self.series.get((peer, status, flag))
-        if series is None:
-            series = self._add(peer, status, flag)
+            series = self.series.get((peer, status, flag))
+            if series is None:
+                series = self._add(peer, status, flag)
+        # HttpRecorder.count's adds, inline (one call less per request)
         series.requests += 1
         series.duration[bucket(DURATION_BOUNDS, duration_ms)] += 1
         series.duration_sum += duration_ms
@@ -72,6 +76,25 @@ class OutboundMetrics(HttpRecorder):
             series.request_bytes[0] += 1
         series.response_bytes[bucket(BYTES_BOUNDS, sent)] += 1
         series.response_bytes_sum += sent
+
+    def _endpoint_series(self, endpoint: object, target: Target, head: RequestHead | None, status: int,
+                         flag: str) -> HttpCounts:
+        """The series of a (picked endpoint, status, flag) not in `hot` yet: found through its Peer, then kept
+        in `hot` (the overflow series never is: each recording folded into it is counted in `overflowed`)."""
+        found = self.by_endpoint.get(id(endpoint))
+        if found is not None and found[0] is endpoint and found[2] is target.tls and found[1] == target.cluster:
+            peer = found[3]
+        else:
+            peer = self._endpoint_peer(endpoint, target, head)
+        series = self.series.get((peer, status, flag))
+        if series is None:
+            series = self._add(peer, status, flag)
+            if series is self.overflow:
+                return series
+        if len(self.hot) >= HOT_CACHE:
+            self.hot.clear()
+        self.hot[(id(endpoint), status, flag)] = (endpoint, target.tls, target.cluster, series)
+        return series
 
     def _endpoint_peer(self, endpoint: object, target: Target, head: RequestHead | None) -> Peer:
         host, name, namespace = target_host(self.me, target, head.host if head is not None else "")
@@ -103,6 +126,8 @@ class InboundMetrics(HttpRecorder):
         # (principal, id(PeerMetadata or None)) -> (that PeerMetadata, Peer): held, so its id is not reused meanwhile
         # (PeerMetadata, a msgspec Struct, is not hashable)
         self.by_caller: dict[tuple[str | None, int], tuple[object, Peer]] = {}
+        # (principal, id(PeerMetadata or None), status, flag) -> (that PeerMetadata, HttpCounts)
+        self.hot: dict[tuple[str | None, int, int, str], tuple[object, HttpCounts]] = {}
 
     def record(self, head: RequestHead | None, target: Target | None, status: int, flag: str, received: int,
                sent: int, duration_ms: float) -> None:
@@ -110,14 +135,11 @@ class InboundMetrics(HttpRecorder):
             principal, metadata = head.downstream.principal, head.peer
         else:  # a request refused before its head was read (400): nothing known of the caller
             principal = metadata = None
-        found = self.by_caller.get((principal, id(metadata)))
-        if found is not None and found[0] is metadata:
-            peer = found[1]
+        hot = self.hot.get((principal, id(metadata), status, flag))
+        if hot is not None and hot[0] is metadata:  # the usual case: one lookup to the series
+            series = hot[1]
         else:
-            peer = self._caller_peer(principal, metadata)
-        series = self.series.get((peer, status, flag))
-        if series is None:
-            series = self._add(peer, status, flag)
+            series = self._caller_series(principal, metadata, status, flag)
         series.requests += 1
         series.duration[bucket(DURATION_BOUNDS, duration_ms)] += 1
         series.duration_sum += duration_ms
@@ -128,6 +150,23 @@ class InboundMetrics(HttpRecorder):
             series.request_bytes[0] += 1
         series.response_bytes[bucket(BYTES_BOUNDS, sent)] += 1
         series.response_bytes_sum += sent
+
+    def _caller_series(self, principal: str | None, metadata: object, status: int, flag: str) -> HttpCounts:
+        """As OutboundMetrics._endpoint_series, per (caller principal, peer metadata object, status, flag)."""
+        found = self.by_caller.get((principal, id(metadata)))
+        if found is not None and found[0] is metadata:
+            peer = found[1]
+        else:
+            peer = self._caller_peer(principal, metadata)
+        series = self.series.get((peer, status, flag))
+        if series is None:
+            series = self._add(peer, status, flag)
+            if series is self.overflow:
+                return series
+        if len(self.hot) >= HOT_CACHE:
+            self.hot.clear()
+        self.hot[(principal, id(metadata), status, flag)] = (metadata, series)
+        return series
 
     def _caller_peer(self, principal: str | None, metadata: object) -> Peer:
         peer = self.peer(labels.inbound(self.me, "http", principal, metadata))  # type: ignore[arg-type]

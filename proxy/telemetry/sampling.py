@@ -36,7 +36,7 @@ class SidePolicy:
     EnvironmentCustomTag reads them once: the variable's value, else the tag's `tag_defaults` entry, becomes a
     literal. Like Envoy's custom tags, an empty value sets no tag."""
 
-    __slots__ = ("enabled", "percent", "report", "custom_tags", "header_tags", "header_defaults", "_ratio")
+    __slots__ = ("enabled", "percent", "report", "custom_tags", "header_tags", "header_defaults", "ratio")
 
     def __init__(self, enabled: bool = True, percent: float = 1.0, report: bool = True,
                  custom_tags: dict[str, str] | None = None, header_tags: dict[str, str] | None = None,
@@ -52,11 +52,11 @@ class SidePolicy:
                 self.custom_tags[tag] = value
         self.header_tags = {tag: name.lower() for tag, name in (header_tags or {}).items()}
         self.header_defaults = {tag: defaults[tag] for tag in self.header_tags if defaults.get(tag)}
-        self._ratio = self.percent / 100.0
+        self.ratio = self.percent / 100.0  # read inline by Tracer.begin
 
     def decide(self) -> bool:
         """One random draw against `percent`: 0 never samples, 100 always does."""
-        return _random() < self._ratio
+        return _random() < self.ratio
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, SidePolicy) and all(getattr(self, s) == getattr(other, s) for s in self.__slots__)

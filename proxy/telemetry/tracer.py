@@ -7,7 +7,7 @@
 or None when it held none. The answer says how the head goes upstream:
 - PASS (None, None, None): unchanged, as received. Every request that arrives with a decision not to
   sample, every request on a side the Telemetry mode leaves out, every sampled request when reporting is off.
-  Cost: the header loop's notes and two dict lookups (module `_decided_not`), no allocation past the notes.
+  Cost: the header loop's notes and two dict lookups (inline in `begin`), no allocation past the notes.
 - `extra`: header lines (bytes, CRLF-terminated) to splice in before the blank line, as x-request-id is,
   the same headers appended to `headers`: a request without any context. The first sidecar decides and
   propagates the decision: unsampled, `traceparent` (flags 00) and `x-b3-sampled: 0` (B3 lets a decision
@@ -47,6 +47,7 @@ PASS: Answer = (None, None, None)
 NEW_FORMATS = W3C | B3_MULTI
 
 _bits = random.getrandbits
+_random = random.random
 _now = time.time
 _clock = time.monotonic
 
@@ -99,17 +100,28 @@ class Tracer:
         if not policy.enabled:
             return PASS
         if found is None:  # no context: this sidecar starts the trace
-            return self._start(headers, policy.decide(), policy.report)
-        if _decided_not(found):
-            return PASS
+            if _random() < policy.ratio:  # SidePolicy.decide, inline
+                return self._start(headers, True, policy.report)
+            # unsampled (the 99%): the lines in one format operation, the traceparent value sliced out of them;
+            # an all-zero id (2**-64) becomes 1. Two draws: one 192-bit draw split by >> and & costs more here
+            extra = _UNSAMPLED % (_bits(128) or 1, _bits(64) or 1)
+            headers += ((TRACEPARENT, extra[13:68]), _B3_UNSAMPLED)
+            return extra, None, None
+        # the common unsampled contexts, read without parsing (see _TRACEPARENT_UNSAMPLED)
+        if found.get(B3_SAMPLED) == b"0":
+            if B3 not in found and B3_FLAGS not in found:
+                return PASS
+        elif len(found) == 1:
+            traceparent = found.get(TRACEPARENT)
+            if traceparent is not None and _TRACEPARENT_UNSAMPLED(traceparent) is not None:
+                return PASS
         return self._received(found, headers, policy)
 
     def _start(self, headers: list[tuple[bytes, bytes]], sampled: bool, report: bool) -> Answer:
         """A new trace on a request without context: header lines to splice, and the span's state."""
-        if not sampled:  # the lines in one format operation, the traceparent value sliced out of them
+        if not sampled:  # as begin's unsampled branch
             extra = _UNSAMPLED % (_bits(128) or 1, _bits(64) or 1)
-            headers.append((TRACEPARENT, extra[13:68]))
-            headers.append((B3_SAMPLED, b"0"))
+            headers += ((TRACEPARENT, extra[13:68]), _B3_UNSAMPLED)
             return extra, None, None
         ctx = SpanContext(new_trace_id(), new_span_id(), None, True)
         lines = header_lines(ctx, NEW_FORMATS)
@@ -118,7 +130,7 @@ class Tracer:
         return extra, None, (SpanState(self, ctx) if report and self.reporter is not None else None)
 
     def _received(self, found: dict[bytes, bytes], headers: list[tuple[bytes, bytes]], policy: SidePolicy) -> Answer:
-        """A request that carried trace headers (found), not the plain `not sampled` of _decided_not."""
+        """A request that carried trace headers (found), not the plain `not sampled` begin passes."""
         got = extract(found)
         sampled = got.sampled
         if sampled is False:
@@ -152,19 +164,13 @@ class Tracer:
 
 
 _UNSAMPLED = b"traceparent: 00-%032x-%016x-00\r\nx-b3-sampled: 0\r\n"
-# A valid version-00 traceparent whose sampled flag is off (ids not all zeros), in one C-level match
+_B3_UNSAMPLED = (B3_SAMPLED, b"0")
+# The common unsampled contexts `begin` passes without parsing: as sidecars propagate it, `x-b3-sampled: 0`
+# without `b3` or debug flags (it decides for every format: B3 is read first, as Envoy does); as OpenTelemetry
+# apps send it, a lone traceparent with its sampled flag off: a valid version-00 traceparent whose sampled
+# flag is off (ids not all zeros), in one C-level match
 _TRACEPARENT_UNSAMPLED = re.compile(
     rb"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f][02468ace][ \t]*").fullmatch
-
-
-def _decided_not(found: dict[bytes, bytes]) -> bool:
-    """The common unsampled cases, read without parsing: as sidecars propagate it, `x-b3-sampled: 0` without
-    `b3` or debug flags (it decides for every format: B3 is read first, as Envoy does); as OpenTelemetry
-    apps send it, a lone traceparent with its sampled flag off."""
-    if found.get(B3_SAMPLED) == b"0":
-        return B3 not in found and B3_FLAGS not in found
-    traceparent = found.get(TRACEPARENT)
-    return traceparent is not None and len(found) == 1 and _TRACEPARENT_UNSAMPLED(traceparent) is not None
 
 
 def end_trace(head: RequestHead, upstream: Target | None, status: int, flag: str, bytes_sent: int) -> None:

@@ -163,6 +163,41 @@ def test_peers_are_bounded_too_so_metadata_from_callers_cannot_grow_memory():
     assert len(inbound.peers) == 2 and len(inbound.series) == 2 and inbound.overflowed == 3
 
 
+def test_the_per_request_memo_keeps_series_apart_follows_pushes_and_is_bounded(monkeypatch):  # type: ignore[no-untyped-def]
+    from proxy.telemetry import http_metrics
+
+    out = OutboundMetrics(ME)
+    target = Target("10.0.0.2", 15006, f"outbound|9080||{REVIEWS}", REVIEWS_V2)
+    for status, flag in ((200, "-"), (200, "-"), (503, "-"), (503, "UF"), (200, "-")):
+        out.record(head(), target, status, flag, 0, 0, 1.0)
+    counts = {(labels_of(s.labels)["response_code"], labels_of(s.labels)["response_flags"]): s.requests
+              for s in out.all()}
+    assert counts == {("200", "-"): 3, ("503", "-"): 1, ("503", "UF"): 1}
+    # a push makes a new endpoint object (another version label): its own series, never the memo's old one
+    v3 = msgspec.structs.replace(REVIEWS_V2, labels={"app": "reviews", "version": "v3"})
+    out.record(head(), Target("10.0.0.2", 15006, f"outbound|9080||{REVIEWS}", v3), 200, "-", 0, 0, 1.0)
+    assert sorted(labels_of(s.labels)["destination_version"] for s in out.all()
+                  if labels_of(s.labels)["response_code"] == "200") == ["v2", "v3"]
+    # the same endpoint reached over TLS now (a push turned on mTLS): the memo's plaintext entry is not used
+    plain = out.hot[(id(REVIEWS_V2), 200, "-")][3]
+    tls = Target("10.0.0.2", 15006, f"outbound|9080||{REVIEWS}", REVIEWS_V2, tls=object())
+    out.record(head(), tls, 200, "-", 0, 0, 1.0)
+    mtls = out.hot[(id(REVIEWS_V2), 200, "-")][3]
+    assert mtls is not plain and mtls.requests == 1 and plain.requests == 3
+    assert labels_of(mtls.labels)["source_principal"] != labels_of(plain.labels)["source_principal"]
+    # bounded: past HOT_CACHE entries it starts over, counting on
+    monkeypatch.setattr(http_metrics, "HOT_CACHE", 2)
+    inbound = InboundMetrics(ME)
+    for status in (200, 201, 202, 203, 200):
+        inbound.record(head(principal="cluster.local/ns/a/sa/b"), None, status, "-", 0, 0, 1.0)
+        assert len(inbound.hot) <= 2
+    assert sum(s.requests for s in inbound.all()) == 5 and len(inbound.all()) == 4
+    # callers differing only in principal or metadata never share a series
+    for principal in ("cluster.local/ns/a/sa/b", "cluster.local/ns/a/sa/c"):
+        inbound.record(head(principal=principal), None, 200, "-", 0, 0, 1.0)
+    assert len({s.labels for s in inbound.all()}) == len(inbound.all()) == 5
+
+
 def test_tcp_label_sets_are_bounded_at_max_series():
     tcp = TcpRecorder("outbound_tcp", "source", max_series=1)
     peer = tcp.peer(tuple(HTTP_LABELS))  # any values

@@ -195,3 +195,36 @@ async def test_a_head_rebuilt_for_another_reason_carries_the_new_context_too():
     sent = headers_of(head)
     assert sent[b"x-b3-sampled"] == b"0" and context_of(head).context is not None
     assert head.count(b"traceparent") == 1
+
+
+async def test_the_unsampled_new_context_lines_have_one_exact_shape_and_fresh_ids(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import re
+
+    from proxy.telemetry import tracer
+
+    shape = re.compile(rb"traceparent: 00-([0-9a-f]{32})-([0-9a-f]{16})-00\r\nx-b3-sampled: 0\r\n")
+    side, reporter = traced(percent=0.0)
+    seen = set()
+    for _ in range(50):
+        (head,) = side.send(get())
+        # the client's head as sent, then exactly the two lines, then the blank line
+        assert head.startswith(get()[:-2]) and head.endswith(b"\r\n\r\n")
+        found = shape.fullmatch(head[len(get()) - 2:-2])
+        assert found is not None
+        trace_id, span_id = found.groups()
+        assert trace_id != b"0" * 32 and span_id != b"0" * 16
+        seen.add((trace_id, span_id))
+    assert len(seen) == 50 and len({t for t, _ in seen}) == 50 and len({s for _, s in seen}) == 50
+    assert not reporter.spans
+    # the header list carries the same two headers the lines splice in (a later stage may rebuild from it)
+    headers: list[tuple[bytes, bytes]] = []
+    extra, rebuilt_list, state = tracer.Tracer(side.proto.shared.tracer.site, SidePolicy(True, 0.0)).begin(
+        None, headers)
+    assert rebuilt_list is None and state is None and extra is not None and shape.fullmatch(extra)
+    assert headers == [(b"traceparent", extra[13:68]), (b"x-b3-sampled", b"0")]
+    # a draw of all zeros still writes valid, non-zero ids; the largest ids keep their width
+    for draw in (lambda bits: 0, lambda bits: (1 << bits) - 1):
+        monkeypatch.setattr(tracer, "_bits", draw)
+        extra, _, _ = tracer.Tracer(side.proto.shared.tracer.site, SidePolicy(True, 0.0)).begin(None, [])
+        found = shape.fullmatch(extra)  # type: ignore[arg-type]
+        assert found is not None and found[1] != b"0" * 32 and found[2] != b"0" * 16
