@@ -5,8 +5,9 @@ connection over fake transports, CPU time, no syscalls) with the sidecar's polic
 100 rules, as pilot would push them (WorkloadSecurity.authorization). A realistic mix, every rule with a
 principal, a method (GET, POST, PUT, DELETE in turn), a path and a header condition; a tenth of the rules are DENY rules the request does not
 match, the rest ALLOW rules, and the request is allowed by the last ALLOW rule only (the worst case: every
-rule is evaluated). The caller has an mTLS identity (the principal the last rule names). Prints µs of CPU per
-proxied request for each, and the ratio to 0 rules.
+rule is evaluated, once: the sidecar then memoises the decision per distinct combination of the attributes the
+rules read, proxy/inbound/authz/memo.py). The caller has an mTLS identity (the principal the last rule names).
+Prints µs of CPU per proxied request for each, and the ratio to 0 rules.
 """
 
 from __future__ import annotations

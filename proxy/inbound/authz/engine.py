@@ -16,6 +16,8 @@ RBAC filters (pilot/pkg/security/authz/builder/builder.go) and Envoy runs them
   connection is accepted; Envoy's network RBAC filter checks on the first byte and closes the connection.
 - paths: a request is checked under each reading of its path (paths.py) and passes only if it passes
   under both: denied when any reading is denied, audited when any reading is audited.
+- the HTTP decision is memoised per distinct combination of the attributes the rules read (memo.py), unless
+  a rule reads request.auth.* (a verified JWT's claims); the memo is per push, bounded.
 
     Authorization(policies)            .http(head) raises AccessDenied; .tcp(downstream) -> (allowed, details);
                                        .rules: the compiled rule count (for /config_dump)
@@ -32,6 +34,7 @@ from proxy.core.downstream import Downstream
 from proxy.core.errors import AccessDenied
 from proxy.core.request import RequestHead
 from proxy.inbound.authz.leaves import Leaf
+from proxy.inbound.authz.memo import Decision, Memo, decision_key
 from proxy.inbound.authz.paths import readings
 from proxy.inbound.authz.rules import compile_rule
 
@@ -75,11 +78,15 @@ class Authorization:
     def __init__(self, policies: Sequence[AuthzPolicy]) -> None:
         self.policies = list(policies)
         self.rules = 0
+        self.reads: set[str] = set()  # the attribute names the HTTP rules read
         http = {action: self._compile(action, False) for action in (AUDIT, DENY, ALLOW)}
         tcp = {action: self._compile(action, True) for action in (AUDIT, DENY, ALLOW)}
         has_allow = any(p.action == ALLOW for p in policies)
-        self.http: Check | None = _http_check(http[AUDIT], http[DENY], http[ALLOW], has_allow,
-                                              _uses_paths(policies)) if policies else None
+        self.http: Check | None = None
+        if policies:
+            decide = _http_decision(http[AUDIT], http[DENY], http[ALLOW], has_allow, _uses_paths(policies))
+            key = decision_key(self.reads)
+            self.http = _http_check(decide) if key is None else _memoised_check(decide, key, Memo())
         self.tcp: TcpCheck | None = _tcp_check(tcp[AUDIT], tcp[DENY], tcp[ALLOW], has_allow) if policies else None
 
     def _compile(self, action: str, for_tcp: bool) -> Entries:
@@ -88,7 +95,7 @@ class Authorization:
             if policy.action != action:
                 continue
             for index, rule in enumerate(policy.rules):
-                pred = compile_rule(rule, action, for_tcp)
+                pred = compile_rule(rule, action, for_tcp, self.reads if not for_tcp else set())
                 if pred is not None:
                     entries.append((policy_id(policy.name, index), pred))
             if not for_tcp:
@@ -98,8 +105,10 @@ class Authorization:
         return tuple(entries)
 
 
-def _http_check(audits: Entries, denies: Entries, allows: Entries, has_allow: bool, uses_paths: bool) -> Check:
-    def check(head: RequestHead) -> None:
+def _http_decision(audits: Entries, denies: Entries, allows: Entries, has_allow: bool,
+                   uses_paths: bool) -> Callable[[RequestHead], Decision]:
+    """head -> (details for the access log or "", the denying policy id or None); reads the head only."""
+    def decide(head: RequestHead) -> Decision:
         ds = head.downstream
         if uses_paths:
             path, strict = readings(head.path)
@@ -111,7 +120,7 @@ def _http_check(audits: Entries, denies: Entries, allows: Entries, has_allow: bo
             if audited is None and strict is not None:
                 audited = _first(audits, ds, head, strict)
             if audited is not None:
-                details = head.details = audit_detail(audited)
+                details = audit_detail(audited)
         policy = None
         if denies:
             policy = _first(denies, ds, head, path)
@@ -122,7 +131,38 @@ def _http_check(audits: Entries, denies: Entries, allows: Entries, has_allow: bo
                                                           is None):
                 policy = NONE
         if policy is not None:
-            head.details = f"{details},{denied_detail(policy)}" if details else denied_detail(policy)
+            details = f"{details},{denied_detail(policy)}" if details else denied_detail(policy)
+        return details, policy
+
+    return decide
+
+
+def _apply(head: RequestHead, decision: Decision) -> None:
+    details, policy = decision
+    if details:
+        head.details = details
+    if policy is not None:
+        raise AccessDenied(policy)
+
+
+def _http_check(decide: Callable[[RequestHead], Decision]) -> Check:
+    return lambda head: _apply(head, decide(head))
+
+
+def _memoised_check(decide: Callable[[RequestHead], Decision], key_of: Callable[[RequestHead], object],
+                    memo: Memo) -> Check:
+    decisions = memo.decisions
+
+    def check(head: RequestHead) -> None:
+        key = key_of(head)
+        decision = decisions.get(key)
+        if decision is None:
+            decision = decide(head)
+            memo.put(key, decision)
+        details, policy = decision
+        if details:
+            head.details = details
+        if policy is not None:
             raise AccessDenied(policy)
 
     return check

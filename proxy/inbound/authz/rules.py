@@ -11,7 +11,8 @@ Fields Istio cannot generate for the filter chain at hand (model.go `checkError`
   TCP, `DENY methods: [GET]` denies every connection the rest of its rule matches;
 - an unknown `when` key drops the rule whatever the action (model.New fails: builder.go skips the rule).
 
-    compile_rule(rule, action, for_tcp) -> Leaf | None      None: the rule never matches
+    compile_rule(rule, action, for_tcp, reads) -> Leaf | None   None: the rule never matches; the attribute
+                                                              names its leaves read are added to `reads`
 """
 
 from __future__ import annotations
@@ -73,9 +74,10 @@ def _negated(inner: Leaf) -> Leaf:
 class _Builder:
     """Collects the ANDed leaves of one `from` / `to` entry or of the `when` list for one action and protocol."""
 
-    def __init__(self, action: str, for_tcp: bool) -> None:
+    def __init__(self, action: str, for_tcp: bool, reads: set[str]) -> None:
         self.action, self.for_tcp = action, for_tcp
         self.leaves: list[Leaf] = []
+        self.reads = reads  # the attribute names of the leaves made (authz/memo.py keys decisions by them)
 
     def add(self, key: str, values: Sequence[Any] | None, not_values: Sequence[Any] | None) -> None:
         for found, negate in ((values, False), (not_values, True)):
@@ -88,6 +90,7 @@ class _Builder:
                     raise  # the rule is dropped
                 continue  # DENY / AUDIT: this field is dropped, the rest of the rule stays
             self.leaves.append(_negated(one) if negate else one)
+            self.reads.add(key)
 
 
 def _source(b: _Builder, s: Any) -> None:
@@ -110,25 +113,27 @@ KNOWN_WHEN = ("request.headers[", "source.ip", "remote.ip", "source.namespace", 
               "destination.ip", "destination.port", "connection.sni")
 
 
-def compile_rule(rule: AuthzRule, action: str, for_tcp: bool) -> Leaf | None:
+def compile_rule(rule: AuthzRule, action: str, for_tcp: bool, reads: set[str] | None = None) -> Leaf | None:
     """The rule's predicate for `action` on an HTTP (for_tcp False) or TCP filter chain; None when it can
-    never match there (dropped)."""
+    never match there (dropped). The attribute names of the leaves it makes are added to `reads`."""
+    if reads is None:
+        reads = set()
     for cond in rule.when or ():
         if not any(cond.key == k or (k.endswith("[") and cond.key.startswith(k)) for k in KNOWN_WHEN):
             return None  # model.New: "unknown attribute": the rule is skipped
     try:
-        when = _Builder(action, for_tcp)
+        when = _Builder(action, for_tcp, reads)
         for cond in rule.when or ():
             when.add(cond.key, cond.values, cond.not_values)
         sources: list[list[Leaf]] = []  # per `from` entry, its ANDed leaves
         for entry in rule.from_ or ():
-            b = _Builder(action, for_tcp)
+            b = _Builder(action, for_tcp, reads)
             if entry.source is not None:
                 _source(b, entry.source)
             sources.append(b.leaves)
         operations: list[list[Leaf]] = []
         for entry in rule.to or ():
-            b = _Builder(action, for_tcp)
+            b = _Builder(action, for_tcp, reads)
             if entry.operation is not None:
                 _operation(b, entry.operation)
             operations.append(b.leaves)

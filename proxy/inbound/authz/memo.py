@@ -1,0 +1,75 @@
+"""A bounded memo of authorization decisions, keyed by exactly the request attributes the policies read.
+
+A workload's policies are a pure function of a handful of attributes (its rules' keys: the peer's principal,
+source IP, the method, path, host, a few headers ...); a sidecar sees the same few combinations again and
+again (one caller, one route), so the decision is computed once per distinct combination and looked up after.
+Envoy evaluates its RBAC matchers on every request; this is the same answer, cached.
+
+    decision_key(keys) -> (head -> key) | None      None when a key cannot be part of a memo key
+                                                    (request.auth.*: a verified JWT's claims)
+    Memo(limit)                                     .get(key) / .put(key, decision); cleared whole when full
+
+The memo lives in the compiled check, so every config push (a new Authorization) starts an empty one. A
+hostile caller varying its path costs a miss and an insert per request, never unbounded memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from operator import attrgetter
+from typing import Any
+
+from proxy.core.request import RequestHead, header_value
+
+MEMO_LIMIT = 4096  # distinct attribute combinations kept per workload's policies
+Decision = tuple[str, "str | None"]  # (the access log's details, or ""; the denying policy id, or None)
+
+# Istio attribute (leaves.py) -> the RequestHead attribute its leaf reads (a dotted path: operator.attrgetter
+# builds the key in C). Peer identity leaves read the principal only; `:authority` also reads the Host header.
+_ATTRIBUTES = {
+    "source.principal": "downstream.principal", "source.namespace": "downstream.principal",
+    "source.ip": "downstream.source_ip", "remote.ip": "downstream.source_ip",
+    "destination.ip": "downstream.destination_ip", "destination.port": "downstream.destination_port",
+    "connection.sni": "downstream.sni", ":method": "method", "path": "path",  # both path readings derive from it
+    ":authority": "host",
+}
+_HEADER = "request.headers["
+
+
+def decision_key(keys: Iterable[str]) -> Callable[[RequestHead], Any] | None:
+    """The memo key function for a set of attribute names (leaves.py's keys), or None if one of them cannot be
+    keyed (request.auth.*: a verified JWT's claims, a per-token tree)."""
+    attributes: set[str] = set()
+    headers: set[bytes] = set()
+    for key in keys:
+        if key in _ATTRIBUTES:
+            attributes.add(_ATTRIBUTES[key])
+            if key == ":authority":
+                headers.add(b"host")  # HostMatcher reads the Host header as sent (its port included)
+        elif key.startswith(_HEADER) and key.endswith("]"):
+            headers.add(key[len(_HEADER):-1].lower().encode("latin-1"))
+        else:
+            return None
+    get = attrgetter(*sorted(attributes)) if attributes else (lambda head: None)
+    names = tuple(sorted(headers))
+    if not names:
+        return get
+    if len(names) == 1:
+        name = names[0]
+        return lambda head: (get(head), header_value(head, name))  # all values joined: finer than a leaf reads
+    return lambda head: (get(head), *[header_value(head, n) for n in names])
+
+
+class Memo:
+    """Decisions by key, at most `limit` of them: full, it is cleared whole (no per-hit bookkeeping)."""
+
+    __slots__ = ("decisions", "limit")
+
+    def __init__(self, limit: int = MEMO_LIMIT) -> None:
+        self.decisions: dict[Any, Decision] = {}
+        self.limit = limit
+
+    def put(self, key: Any, decision: Decision) -> None:
+        if len(self.decisions) >= self.limit:
+            self.decisions.clear()
+        self.decisions[key] = decision

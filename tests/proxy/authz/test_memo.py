@@ -1,0 +1,110 @@
+"""proxy/inbound/authz/memo.py: a memoised decision is always the decision the rules make for that request.
+
+Differential: one Authorization's memoised check against the same rules evaluated afresh (a new
+Authorization per request), over requests that differ in one attribute at a time, in an order that fills the
+memo first. A key that left out any attribute a rule reads would hand one request another's decision."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+
+from tests.proxy.authz.helpers import caller, decide, jwt, policy, request
+from proxy.core.errors import AccessDenied
+from proxy.core.request import RequestHead
+from proxy.inbound.authz.engine import Authorization
+from proxy.inbound.authz.memo import Memo, decision_key
+
+# Rules that between them read every attribute a memo key can hold.
+POLICIES = [
+    policy("foo/audit", "AUDIT", {"to": [{"operation": {"paths": ["/audit*"]}}]}),
+    policy("foo/deny", "DENY",
+           {"from": [{"source": {"ipBlocks": ["10.9.0.0/16"]}}]},
+           {"to": [{"operation": {"hosts": ["evil.example"], "ports": ["9090"]}}]},
+           {"when": [{"key": "connection.sni", "values": ["bad.sni"]}]},
+           {"when": [{"key": "destination.ip", "values": ["10.0.0.99"]}]}),
+    policy("foo/allow", "ALLOW",
+           {"from": [{"source": {"principals": ["cluster.local/ns/foo/sa/sleep"]}}],
+            "to": [{"operation": {"methods": ["GET"], "paths": ["/api/*", "/audit/x"]}}]},
+           {"from": [{"source": {"namespaces": ["bar"]}}], "to": [{"operation": {"methods": ["POST"]}}]},
+           {"when": [{"key": "request.headers[x-tenant]", "values": ["blue"]}]},
+           {"to": [{"operation": {"hosts": ["*.open.example"]}}]},
+           {"from": [{"source": {"remoteIpBlocks": ["192.168.0.0/24"]}}]}),
+]
+
+PRINCIPALS = ["cluster.local/ns/foo/sa/sleep", "cluster.local/ns/bar/sa/x", "cluster.local/ns/baz/sa/y", None]
+IPS = ["10.0.0.1", "10.9.1.1", "192.168.0.7"]
+DEST_IPS = ["10.0.0.2", "10.0.0.99"]
+PORTS = [8080, 9090]
+SNIS = ["", "bad.sni"]
+METHODS = ["GET", "POST", "PUT"]
+PATHS = ["/api/x", "/audit/x", "/audit/y", "/other", "/api/%2e%2e/admin", "/API/x"]
+HOSTS = ["app.foo", "evil.example", "a.open.example", "evil.example:9090"]
+TENANTS = [None, "blue", "red", "blue,red"]
+
+
+def _head(p: str | None, ip: str, dip: str, port: int, sni: str, method: str, path: str, host: str,
+          tenant: str | None) -> RequestHead:
+    headers = [("x-tenant", v) for v in (tenant.split(",") if tenant else [])]
+    return request(path, method, host, headers, caller(p, ip, dip, port, sni))
+
+
+def _outcome(check, head: RequestHead) -> tuple[str | None, str]:
+    try:
+        check(head)
+    except AccessDenied as exc:
+        return exc.policy, head.details
+    return None, head.details
+
+
+def test_the_memo_never_hands_a_request_another_requests_decision():
+    memoised = Authorization(POLICIES).http
+    assert memoised is not None
+    combos = list(itertools.product(PRINCIPALS, IPS, DEST_IPS, PORTS, SNIS, METHODS, PATHS, HOSTS, TENANTS))
+    rng = random.Random(15)
+    sample = rng.sample(combos, 3000)
+    outcomes = set()
+    for args in sample + sample[:500]:  # the repeats are memo hits
+        fresh = Authorization(POLICIES).http
+        expected = _outcome(fresh, _head(*args))
+        got = _outcome(memoised, _head(*args))
+        assert got == expected, args
+        outcomes.add(expected[0])
+    assert {None, "none", "ns[foo]-policy[deny]-rule[0]", "ns[foo]-policy[deny]-rule[1]",
+            "ns[foo]-policy[deny]-rule[2]", "ns[foo]-policy[deny]-rule[3]"} <= outcomes
+
+
+def test_rules_reading_a_jwt_are_never_memoised():
+    rules = [policy("foo/a", "ALLOW", {"when": [{"key": "request.auth.claims[group]", "values": ["admin"]}]})]
+    check = Authorization(rules).http
+    assert check is not None
+    assert _outcome(check, request(auth=jwt(group="admin")))[0] is None
+    assert _outcome(check, request(auth=jwt(group="guest")))[0] == "none"  # same request, another token
+    assert _outcome(check, request(auth=jwt(group="admin")))[0] is None
+    assert decision_key({"request.auth.principal", ":method"}) is None
+    assert decision_key({"request.auth.claims[group]"}) is None
+
+
+def test_a_new_push_decides_afresh():
+    head = request("/api/x")
+    assert decide([policy("foo/a", "ALLOW", {"to": [{"operation": {"paths": ["/api/*"]}}]})], head) is None
+    assert decide([policy("foo/a", "ALLOW", {"to": [{"operation": {"paths": ["/v2/*"]}}]})], head) == "none"
+
+
+@pytest.mark.parametrize("limit", [1, 3])
+def test_the_memo_is_bounded(limit: int):
+    memo = Memo(limit)
+    for i in range(50):
+        memo.put((i,), ("", None))
+        assert len(memo.decisions) <= limit
+    assert memo.decisions == {(49,): ("", None)} if limit == 1 else len(memo.decisions) == 2
+
+
+def test_the_key_holds_each_attribute_a_rule_reads_and_nothing_else():
+    key = decision_key({":method", "request.headers[X-Tenant]"})
+    assert key is not None
+    head = request("/p", "GET", headers=[("x-tenant", "a"), ("x-tenant", "b")])
+    assert key(head) == ("GET", "a,b")
+    assert key(request("/other", "GET", headers=[("x-tenant", "a"), ("x-tenant", "b")])) == key(head)
