@@ -10,7 +10,8 @@ Envoy evaluates its RBAC matchers on every request; this is the same answer, cac
     Memo(limit)                                     .get(key) / .put(key, decision); cleared whole when full
 
 The memo lives in the compiled check, so every config push (a new Authorization) starts an empty one. A
-hostile caller varying its path costs a miss and an insert per request, never unbounded memory.
+hostile caller varying its path costs a miss and an insert per request, never unbounded memory: at most
+MEMO_LIMIT keys of at most KEY_MAX_CHARS characters each.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from typing import Any
 
 from proxy.core.request import RequestHead, header_value
 
-MEMO_LIMIT = 4096  # distinct attribute combinations kept per workload's policies
+MEMO_LIMIT = 1024  # distinct attribute combinations kept per workload's policies
+KEY_MAX_CHARS = 512  # a key with longer strings (a 60 KiB path) is not kept: the memo holds at most ~0.5 MiB
 Decision = tuple[str, "str | None"]  # (the access log's details, or ""; the denying policy id, or None)
 
 # Istio attribute (leaves.py) -> the RequestHead attribute its leaf reads (a dotted path: operator.attrgetter
@@ -60,8 +62,17 @@ def decision_key(keys: Iterable[str]) -> Callable[[RequestHead], Any] | None:
     return lambda head: (get(head), *[header_value(head, n) for n in names])
 
 
+def _chars(key: Any) -> int:
+    if isinstance(key, str):
+        return len(key)
+    if isinstance(key, tuple):
+        return sum(_chars(part) for part in key)
+    return 0  # a port, None
+
+
 class Memo:
-    """Decisions by key, at most `limit` of them: full, it is cleared whole (no per-hit bookkeeping)."""
+    """Decisions by key, at most `limit` of them, each key's strings at most KEY_MAX_CHARS long (longer ones
+    are decided every time): full, it is cleared whole (no per-hit bookkeeping)."""
 
     __slots__ = ("decisions", "limit")
 
@@ -70,6 +81,8 @@ class Memo:
         self.limit = limit
 
     def put(self, key: Any, decision: Decision) -> None:
+        if _chars(key) > KEY_MAX_CHARS:
+            return
         if len(self.decisions) >= self.limit:
             self.decisions.clear()
         self.decisions[key] = decision

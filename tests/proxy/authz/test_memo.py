@@ -15,7 +15,7 @@ from tests.proxy.authz.helpers import caller, decide, jwt, policy, request
 from proxy.core.errors import AccessDenied
 from proxy.core.request import RequestHead
 from proxy.inbound.authz.engine import Authorization
-from proxy.inbound.authz.memo import Memo, decision_key
+from proxy.inbound.authz.memo import KEY_MAX_CHARS, Memo, decision_key
 
 # Rules that between them read every attribute a memo key can hold.
 POLICIES = [
@@ -97,9 +97,9 @@ def test_a_new_push_decides_afresh():
 def test_the_memo_is_bounded(limit: int):
     memo = Memo(limit)
     for i in range(50):
-        memo.put((i,), ("", None))
+        memo.put(("/p", i), ("", None))
         assert len(memo.decisions) <= limit
-    assert memo.decisions == {(49,): ("", None)} if limit == 1 else len(memo.decisions) == 2
+    assert memo.decisions == {("/p", 49): ("", None)} if limit == 1 else len(memo.decisions) == 2
 
 
 def test_the_key_holds_each_attribute_a_rule_reads_and_nothing_else():
@@ -108,3 +108,13 @@ def test_the_key_holds_each_attribute_a_rule_reads_and_nothing_else():
     head = request("/p", "GET", headers=[("x-tenant", "a"), ("x-tenant", "b")])
     assert key(head) == ("GET", "a,b")
     assert key(request("/other", "GET", headers=[("x-tenant", "a"), ("x-tenant", "b")])) == key(head)
+
+
+def test_a_key_with_long_strings_is_decided_every_time_and_never_kept():
+    memo = Memo(8)
+    memo.put(("GET", "/" + "a" * (KEY_MAX_CHARS - 4)), ("", None))  # at the bound: kept
+    memo.put((("GET", "/"), "x" * (KEY_MAX_CHARS - 3)), ("", None))  # one over: not kept
+    assert len(memo.decisions) == 1
+    check = Authorization([policy("foo/a", "ALLOW", {"to": [{"operation": {"paths": ["/ok*"]}}]})]).http
+    assert _outcome(check, request("/ok" + "a" * 60_000))[0] is None
+    assert _outcome(check, request("/no" + "a" * 60_000))[0] == "none"
