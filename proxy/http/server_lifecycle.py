@@ -139,8 +139,8 @@ class ConnectionLifecycle:
         if not self.closing:
             self.ticks += 1
             if self.tls:
-                # A TLS transport (aiofastnet's, uvloop's) seals each item of writelines as a record of its own:
-                # a response head of ~20 parts cost both sides ~12 µs (docs/performance.md, "TLS writes").
+                # A TLS transport (aiofastnet's, uvloop's) seals each item of writelines as a record of its own,
+                # which both ends pay for (~8k instructions each): one record (docs/performance.md, "TLS writes")
                 self.transport.write(b"".join(data))
             else:
                 self.transport.writelines(data)  # plaintext: one writev, no copy of a large body

@@ -2,8 +2,8 @@
 
 The listener writes a response as a list of pieces (status line, header names and values, body:
 proxy/http/exchange_response.py) with writelines; a TLS transport (aiofastnet's, uvloop's) seals each item
-of writelines as a record of its own, and each record costs both ends a seal or an open (~12 µs a response
-across the pair: docs/performance.md, "TLS writes"). So on TLS the listener joins them into one write. Here a
+of writelines as a record of its own, and each record costs both ends a seal or an open (~8k instructions
+each in OpenSSL 3.0: docs/performance.md, "TLS writes"). So on TLS the listener joins them into one write. Here a
 client with its own memory-BIO TLS counts the records the sidecar's answer arrives in, over real sockets, on
 either transport proxy/tls/transport.py can choose, and checks the bytes are those plaintext gets.
 """
