@@ -62,6 +62,7 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
         # per-connection
         "transport", "parser", "gate", "write_paused", "closing", "stopping", "broken", "active",
         "pipeline", "advancing", "client", "downstream", "sni",
+        "tls",  # the transport seals each write as TLS records of its own: writelines joins (server_lifecycle.py)
         "peer",  # inbound: the calling sidecar's PeerMetadata, told on the connection's first request (None: none)
         # the head being read: bytes it may still take, whether we are between requests or in a head,
         # and the loop time its first byte was parsed (0.0: no request is arriving)
@@ -109,6 +110,7 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
         self.advancing = False
         self.client = ""  # the peer's IP, once per connection (consistentHash useSourceIp)
         self.downstream = PLAINTEXT  # inbound: the caller (principal, addresses), set in connection_made
+        self.tls = False
         self.sni = ""  # inbound TLS: the ClientHello's server name, set by the acceptor (proxy/tls/acceptor.py)
         self.peer: object = None
         self.tunnel: UpstreamConnection | None = None
