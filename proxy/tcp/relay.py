@@ -215,7 +215,8 @@ class Relay:
             if dst.transport is None:
                 continue
             if src.early:
-                dst.transport.writelines(src.early)
+                # one write: a TLS transport would seal each writelines item as a TLS record of its own
+                dst.transport.write(b"".join(src.early))
                 src.early = []
                 if src.early_size > EARLY_LIMIT and src.transport is not None:
                     src.transport.resume_reading()
