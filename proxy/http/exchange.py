@@ -123,7 +123,6 @@ class Exchange(UpstreamConnect, ResponseSide, ExchangeEnd):
         # bookkeeping
         self.started = False
         self.released = False
-        self.bytes_received = 0
         self.t0 = proto.t_begin  # taken by the server when the head began (metrics need every duration)
 
     # --- request side (called by the server protocol) ---------------------------------------------

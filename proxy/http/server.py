@@ -33,7 +33,7 @@ from proxy.http.conn_guard import ConnectionGuard
 from proxy.http.connect_tunnel import ConnectExchange
 from proxy.http.exchange import Exchange
 from proxy.http.flow import PIPELINE, ReadGate
-from proxy.http.head import REQUEST_DROP, Mode, cached_authority, head_end, more_tokens, new_request_id, resolve
+from proxy.http.head import REQUEST_DROP, Mode, cached_authority, more_tokens, new_request_id, resolve
 from proxy.http.listener_state import ServerState
 from proxy.http.server_lifecycle import LINGER, ConnectionLifecycle
 from proxy.http.server_pipeline import RequestPipeline
@@ -44,6 +44,7 @@ from proxy.telemetry.peer_metadata import HEADER as PEER_HEADER
 
 __all__ = ["HttpProxyProtocol", "LINGER"]
 
+_HTTP11 = b" HTTP/1.1\r\n"
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 # The header names on_headers_complete looks at; any other name costs it one set lookup.
 _NOTED = REQUEST_DROP | {b"host", b"content-length", b"x-request-id", PEER_HEADER} | TRACE_HEADERS
@@ -163,8 +164,17 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
             else:
                 self.gate.pause(PIPELINE)
             return
-        version = parser.get_http_version()
-        http11 = version == "1.1"
+        url = target = self.url
+        # A head parsed from raw[0] whose request line is `method SP target SP HTTP/1.1 CRLF` (the target cannot
+        # hold a space, and llhttp parsed these very bytes) is HTTP/1.1: one startswith instead of llhttp's
+        # version through str.format on every request. Leading blank lines or extra spaces: asked of llhttp.
+        from_raw = raw is not None and raw.startswith(method)
+        if from_raw and raw.startswith(_HTTP11, len(method) + 1 + len(url)):  # type: ignore[union-attr]
+            version = "1.1"
+            http11 = True
+        else:
+            version = parser.get_http_version()
+            http11 = version == "1.1"
         keep_alive = http11 and parser.should_keep_alive()  # HTTP/1.0 clients: close after each
         headers = self.headers
         if self.mid_head:
@@ -212,7 +222,6 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
                 error = BadRequest("Transfer-Encoding in an HTTP/1.0 request")
         head = None
         raw_head = None
-        url = target = self.url
         if error is None and b"#" in url:  # RFC 9112 3.2 has no fragment; Envoy refuses one (400), as an app
             error = BadRequest("a #fragment in the request target")  # may read `/ok#/../admin` as /admin
         upgrade = None
@@ -239,8 +248,11 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
                     error = exc
             if error is None:
                 end = 0
-                if raw is not None and not hop and http11 and host_override is None and origin:  # origin-form as sent
-                    end = head_end(raw, method, len(headers))
+                if from_raw and not hop and http11 and host_override is None and origin:  # origin-form as sent
+                    # head.head_end inline (it starts with the method: checked above)
+                    end = raw.find(b"\r\n\r\n") + 4  # type: ignore[union-attr]
+                    if end < 4 or raw.count(b"\n", 0, end) != len(headers) + 2:  # type: ignore[union-attr]
+                        end = 0
                 if host_override is not None:
                     headers = [h for h in headers if h[0] != b"host"]
                     headers.append((b"host", host_override))

@@ -186,6 +186,26 @@ def test_a_head_seen_before_but_for_its_digits_is_split_as_if_new():
     assert scan(heads[0], 200, 2, True) is None  # the memo keeps the header count bound (max_headers)
 
 
+def test_the_head_answered_last_is_answered_again_as_a_fresh_scan_would():
+    """The one-entry memo of the last head (response_head._last) answers only the very same head, with the same
+    keep-alive and header bound; its answer equals a fresh scan's, however often it is asked."""
+    heads = [b"HTTP/1.1 200 OK\r\nDate: 1\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\n",
+             b"HTTP/1.1 200 OK\r\nDate: 2\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\n",
+             b"HTTP/1.1 200 OK\r\nConnection: x-v1\r\nX-V1: a\r\nX-V2: b\r\n\r\n"]
+    for keep_alive in (True, False):
+        for head in heads:
+            for max_headers in (100, 1):
+                response_head._SHAPES.clear()
+                response_head._last = (b"", False, 0, None)
+                fresh = scan(head + b"ok", 200, max_headers, keep_alive)
+                for _ in range(3):
+                    for other in heads:  # the memo keeps another head, then this one again
+                        scan(other + b"ok", 200, 100, not keep_alive)
+                    assert scan(head + b"ok", 200, max_headers, keep_alive) == fresh
+                    assert scan(head + b"ok", 200, max_headers, keep_alive) == fresh
+    assert scan(heads[0], 200, 1, True) is None  # the bound is part of what the memo matches
+
+
 def test_head_shapes_are_bounded():
     for i in range(response_head.SHAPES_SIZE + 10):
         scan(b"HTTP/1.1 200 OK\r\nX-%s: 1\r\n\r\n" % (b"a" * i), 200, 100, True)
