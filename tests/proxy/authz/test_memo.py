@@ -12,7 +12,7 @@ import random
 import pytest
 
 from tests.proxy.authz.helpers import caller, decide, jwt, policy, request
-from proxy.core.errors import AccessDenied
+from proxy.core.errors import AccessDenied, BadRequest
 from proxy.core.request import RequestHead
 from proxy.inbound.authz.engine import Authorization
 from proxy.inbound.authz.memo import KEY_MAX_CHARS, Memo, decision_key
@@ -118,3 +118,16 @@ def test_a_key_with_long_strings_is_decided_every_time_and_never_kept():
     check = Authorization([policy("foo/a", "ALLOW", {"to": [{"operation": {"paths": ["/ok*"]}}]})]).http
     assert _outcome(check, request("/ok" + "a" * 60_000))[0] is None
     assert _outcome(check, request("/no" + "a" * 60_000))[0] == "none"
+
+
+def test_a_path_is_read_whenever_a_policy_has_paths_even_if_no_path_leaf_was_compiled():
+    # The ALLOW rule with `paths` is dropped (its port is unusable), so no leaf reads the path; the path is still
+    # read for the %00 check (paths.readings): a memoised "allowed" must not answer a %00 path.
+    rules = [policy("foo/allow", "ALLOW", {"to": [{"operation": {"ports": ["http"], "paths": ["/x"]}}]},
+                    {"from": [{"source": {"ipBlocks": ["10.0.0.0/8"]}}]})]
+    memoised = Authorization(rules).http
+    assert memoised is not None
+    ok = caller(None, "10.0.0.1", "10.0.0.2", 80, "")
+    memoised(request("/ok", "GET", "a", [], ok))
+    with pytest.raises(BadRequest):
+        memoised(request("/a%00", "GET", "a", [], ok))
