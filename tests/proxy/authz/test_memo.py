@@ -131,3 +131,34 @@ def test_a_path_is_read_whenever_a_policy_has_paths_even_if_no_path_leaf_was_com
     memoised(request("/ok", "GET", "a", [], ok))
     with pytest.raises(BadRequest):
         memoised(request("/a%00", "GET", "a", [], ok))
+
+
+# The not-forms, a header name in capitals, and paths the two readings (paths.py) tell apart.
+NOT_POLICIES = [
+    policy("foo/audit", "AUDIT", {"to": [{"operation": {"notPaths": ["/api/*"]}}]}),
+    policy("foo/deny", "DENY",
+           {"to": [{"operation": {"paths": ["/admin*"]}}]},
+           {"from": [{"source": {"notNamespaces": ["foo"]}}], "to": [{"operation": {"notMethods": ["GET"]}}]},
+           {"when": [{"key": "request.headers[X-Tenant]", "notValues": ["blue", "red"]}]}),
+    policy("foo/allow", "ALLOW",
+           {"from": [{"source": {"notPrincipals": ["cluster.local/ns/bar/sa/x"]}}],
+            "to": [{"operation": {"notHosts": ["evil.example*"], "notPaths": ["/private/*"]}}]}),
+]
+NOT_PATHS = ["/api/x", "/api/x?a=/admin", "/admin", "/Admin", "/api/..%2Fadmin", "/api/../admin", "/api;x=1/../admin",
+             "//admin", "/private/x", "/private%2Fx", "/x/../private/y", "/ok?/private/"]
+NOT_HOSTS = ["app.foo", "evil.example", "evil.example:8080", "EVIL.example"]
+
+
+def test_the_memo_agrees_on_not_forms_header_case_and_path_readings():
+    memoised = Authorization(NOT_POLICIES).http
+    assert memoised is not None
+    combos = list(itertools.product(PRINCIPALS, ["10.0.0.1"], ["10.0.0.2"], [8080], [""], METHODS, NOT_PATHS,
+                                    NOT_HOSTS, TENANTS))
+    rng = random.Random(16)
+    sample = rng.sample(combos, 1500)
+    outcomes = set()
+    for args in sample + sample[:300]:
+        expected = _outcome(Authorization(NOT_POLICIES).http, _head(*args))
+        assert _outcome(memoised, _head(*args)) == expected, args
+        outcomes.add(expected)
+    assert len({o[0] for o in outcomes}) >= 4 and any(o[1].startswith("rbac_audit") for o in outcomes)
