@@ -84,8 +84,10 @@ class Authorization:
         has_allow = any(p.action == ALLOW for p in policies)
         self.http: Check | None = None
         if policies:
-            decide = _http_decision(http[AUDIT], http[DENY], http[ALLOW], has_allow, _uses_paths(policies))
-            key = decision_key(self.reads)
+            uses_paths = _uses_paths(policies)
+            decide = _http_decision(http[AUDIT], http[DENY], http[ALLOW], has_allow, uses_paths)
+            # a path is read (and %00 refused) whenever a policy has paths, even if no path leaf was compiled
+            key = decision_key(self.reads | {"path"} if uses_paths else self.reads)
             self.http = _http_check(decide) if key is None else _memoised_check(decide, key, Memo())
         self.tcp: TcpCheck | None = _tcp_check(tcp[AUDIT], tcp[DENY], tcp[ALLOW], has_allow) if policies else None
 

@@ -12,7 +12,7 @@ import random
 import pytest
 
 from tests.proxy.authz.helpers import caller, decide, jwt, policy, request
-from proxy.core.errors import AccessDenied
+from proxy.core.errors import AccessDenied, BadRequest
 from proxy.core.request import RequestHead
 from proxy.inbound.authz.engine import Authorization
 from proxy.inbound.authz.memo import KEY_MAX_CHARS, Memo, decision_key
@@ -118,3 +118,47 @@ def test_a_key_with_long_strings_is_decided_every_time_and_never_kept():
     check = Authorization([policy("foo/a", "ALLOW", {"to": [{"operation": {"paths": ["/ok*"]}}]})]).http
     assert _outcome(check, request("/ok" + "a" * 60_000))[0] is None
     assert _outcome(check, request("/no" + "a" * 60_000))[0] == "none"
+
+
+def test_a_path_is_read_whenever_a_policy_has_paths_even_if_no_path_leaf_was_compiled():
+    # The ALLOW rule with `paths` is dropped (its port is unusable), so no leaf reads the path; the path is still
+    # read for the %00 check (paths.readings): a memoised "allowed" must not answer a %00 path.
+    rules = [policy("foo/allow", "ALLOW", {"to": [{"operation": {"ports": ["http"], "paths": ["/x"]}}]},
+                    {"from": [{"source": {"ipBlocks": ["10.0.0.0/8"]}}]})]
+    memoised = Authorization(rules).http
+    assert memoised is not None
+    ok = caller(None, "10.0.0.1", "10.0.0.2", 80, "")
+    memoised(request("/ok", "GET", "a", [], ok))
+    with pytest.raises(BadRequest):
+        memoised(request("/a%00", "GET", "a", [], ok))
+
+
+# The not-forms, a header name in capitals, and paths the two readings (paths.py) tell apart.
+NOT_POLICIES = [
+    policy("foo/audit", "AUDIT", {"to": [{"operation": {"notPaths": ["/api/*"]}}]}),
+    policy("foo/deny", "DENY",
+           {"to": [{"operation": {"paths": ["/admin*"]}}]},
+           {"from": [{"source": {"notNamespaces": ["foo"]}}], "to": [{"operation": {"notMethods": ["GET"]}}]},
+           {"when": [{"key": "request.headers[X-Tenant]", "notValues": ["blue", "red"]}]}),
+    policy("foo/allow", "ALLOW",
+           {"from": [{"source": {"notPrincipals": ["cluster.local/ns/bar/sa/x"]}}],
+            "to": [{"operation": {"notHosts": ["evil.example*"], "notPaths": ["/private/*"]}}]}),
+]
+NOT_PATHS = ["/api/x", "/api/x?a=/admin", "/admin", "/Admin", "/api/..%2Fadmin", "/api/../admin", "/api;x=1/../admin",
+             "//admin", "/private/x", "/private%2Fx", "/x/../private/y", "/ok?/private/"]
+NOT_HOSTS = ["app.foo", "evil.example", "evil.example:8080", "EVIL.example"]
+
+
+def test_the_memo_agrees_on_not_forms_header_case_and_path_readings():
+    memoised = Authorization(NOT_POLICIES).http
+    assert memoised is not None
+    combos = list(itertools.product(PRINCIPALS, ["10.0.0.1"], ["10.0.0.2"], [8080], [""], METHODS, NOT_PATHS,
+                                    NOT_HOSTS, TENANTS))
+    rng = random.Random(16)
+    sample = rng.sample(combos, 1500)
+    outcomes = set()
+    for args in sample + sample[:300]:
+        expected = _outcome(Authorization(NOT_POLICIES).http, _head(*args))
+        assert _outcome(memoised, _head(*args)) == expected, args
+        outcomes.add(expected)
+    assert len({o[0] for o in outcomes}) >= 4 and any(o[1].startswith("rbac_audit") for o in outcomes)
