@@ -23,7 +23,7 @@ from proxy.telemetry.labels import LocalWorkload
 from proxy.telemetry.metrics import BYTES_BOUNDS, DURATION_BOUNDS, MAX_SERIES, HttpCounts, HttpRecorder, Peer
 
 PEER_CACHE = 4096  # endpoints / callers whose Peer is kept at hand
-HOT_CACHE = 4096  # (endpoint or caller, status, flag) whose series is kept at hand (then started over)
+HOT_CACHE = 1024  # (endpoint or caller, status, flag) whose series is kept at hand (then started over)
 
 
 def target_host(me: LocalWorkload, target: Target | None, asked: str) -> tuple[str, str, str]:
