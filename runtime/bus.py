@@ -34,6 +34,8 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from runtime.hidden_imports import modules_hidden
+
 # nats-py imports aiohttp for its WebSocket transport whenever aiohttp is installed (it is: the telemetry service
 # serves HTTP with it). Isthmus never dials ws://, and aiohttp costs every process that loads it ~15 MB of RSS,
 # every sidecar included: it is hidden while nats loads, unless this process has loaded it already (the
@@ -41,18 +43,12 @@ import msgspec
 # Likewise importlib.metadata (with zipfile, csv, email, lzma and bz2: ~2 MB), which nats.aio.client imports only to
 # read its own version for the CONNECT message: it is hidden too, and the version (which then falls back to
 # "0.0.0") is read as importlib.metadata would (runtime/version.py), so the server sees the same client version.
-_HIDE = [name for name in ("aiohttp", "importlib.metadata") if name not in sys.modules]
-for _name in _HIDE:
-    sys.modules[_name] = None  # type: ignore[assignment]  # `import aiohttp` raises ImportError
-try:
+with modules_hidden("aiohttp", "importlib.metadata") as _HIDE:
     import nats
     import nats.aio.client
     import nats.errors
     from nats.aio.client import Client
     from nats.aio.msg import Msg
-finally:
-    for _name in _HIDE:
-        del sys.modules[_name]
 
 
 if "importlib.metadata" in _HIDE:

@@ -12,19 +12,15 @@ import logging
 import sys
 from typing import Any
 
+from runtime.hidden_imports import modules_hidden
+
 # structlog's package imports structlog.dev (ConsoleRenderer) and structlog.tracebacks, which import rich (and
 # pygments through it) whenever it is installed (it is: the CLI's tables). Our processes log JSON lines and
 # format tracebacks with the stdlib (format_exc_info), never through rich, which costs every process that loads
 # it ~5 MB of RSS: it is hidden while structlog loads, unless this process has loaded it already. Both modules
 # set rich = None on the ImportError they then get; rich stays importable afterwards (isthmus/tables.py).
-_HIDDEN = [name for name in ("rich", "better_exceptions") if name not in sys.modules]
-for _name in _HIDDEN:
-    sys.modules[_name] = None  # type: ignore[assignment]  # `import rich` raises ImportError
-try:
+with modules_hidden("rich", "better_exceptions"):
     import structlog
-finally:
-    for _name in _HIDDEN:
-        del sys.modules[_name]
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 LEVELS = tuple(_LEVELS)  # the names set_level accepts

@@ -15,6 +15,7 @@ itself (HOT_CACHE entries, then started over), so a request does one dict lookup
 from __future__ import annotations
 
 from bisect import bisect_left as bucket
+from typing import Any
 
 from proxy.core.request import RequestHead
 from proxy.core.target import Target
@@ -86,15 +87,8 @@ class OutboundMetrics(HttpRecorder):
             peer = found[3]
         else:
             peer = self._endpoint_peer(endpoint, target, head)
-        series = self.series.get((peer, status, flag))
-        if series is None:
-            series = self._add(peer, status, flag)
-            if series is self.overflow:
-                return series
-        if len(self.hot) >= HOT_CACHE:
-            self.hot.clear()
-        self.hot[(id(endpoint), status, flag)] = (endpoint, target.tls, target.cluster, series)
-        return series
+        return _kept(self, peer, status, flag, self.hot, (id(endpoint), status, flag),
+                     (endpoint, target.tls, target.cluster))
 
     def _endpoint_peer(self, endpoint: object, target: Target, head: RequestHead | None) -> Peer:
         host, name, namespace = target_host(self.me, target, head.host if head is not None else "")
@@ -158,15 +152,7 @@ class InboundMetrics(HttpRecorder):
             peer = found[1]
         else:
             peer = self._caller_peer(principal, metadata)
-        series = self.series.get((peer, status, flag))
-        if series is None:
-            series = self._add(peer, status, flag)
-            if series is self.overflow:
-                return series
-        if len(self.hot) >= HOT_CACHE:
-            self.hot.clear()
-        self.hot[(principal, id(metadata), status, flag)] = (metadata, series)
-        return series
+        return _kept(self, peer, status, flag, self.hot, (principal, id(metadata), status, flag), (metadata,))
 
     def _caller_peer(self, principal: str | None, metadata: object) -> Peer:
         peer = self.peer(labels.inbound(self.me, "http", principal, metadata))  # type: ignore[arg-type]
@@ -174,3 +160,19 @@ class InboundMetrics(HttpRecorder):
             self.by_caller.clear()
         self.by_caller[(principal, id(metadata))] = (metadata, peer)
         return peer
+
+
+def _kept(recorder: HttpRecorder, peer: Peer, status: int, flag: str, hot: dict[Any, Any], key: tuple[Any, ...],
+          checks: tuple[object, ...]) -> HttpCounts:
+    """The series of (peer, status, flag), made if new, kept in `hot` under `key` with `checks` (what a hit
+    compares) in front: a miss's second half. The overflow series is never kept (each recording folded into it
+    must reach _add, which counts it in `overflowed`)."""
+    series = recorder.series.get((peer, status, flag))
+    if series is None:
+        series = recorder._add(peer, status, flag)
+        if series is recorder.overflow:
+            return series
+    if len(hot) >= HOT_CACHE:
+        hot.clear()
+    hot[key] = (*checks, series)
+    return series
