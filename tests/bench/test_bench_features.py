@@ -143,3 +143,14 @@ def test_the_issue_15_ratios_compare_like_with_like() -> None:
     assert r["cpu_max_ratio_single"] == pytest.approx(2.0)
     assert r["isthmus_rss_mb_worst"] == 70
     assert {key for key, *_ in issue15.TARGETS} <= {*r, "rps_ratio_pair", "rps_ratio_single", "rps_ratio_mtls_pair"}
+
+
+def test_the_full_plan_leaves_room_to_measure_a_disturbed_row_again():
+    """A budget below the undisturbed run's own estimate would never allow the retries the plan promises."""
+    from bench.dataplane.run import PLANS, ROWS
+
+    full = PLANS["full"]
+    undisturbed = full.repetitions * (len(ROWS) + 1) * full.row_s
+    assert full.retries > 0
+    assert full.budget_s >= undisturbed + 3 * full.row_s
+    assert full.budget_s <= 16 * 60  # the README's bound on a full data-plane run
