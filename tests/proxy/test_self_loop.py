@@ -167,13 +167,23 @@ async def test_an_endpoint_at_a_dns_listener_of_the_sidecar_is_refused_not_loope
     from proto.xds import ClusterConfig, Endpoint, Push
     from proxy.dns.addresses import LoopbackAddresses
 
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        dns_port = probe.getsockname()[1]
-    options = ProxyOptions(service="loop", service_port=9080, app_port=1, inbound_host="127.0.0.1", inbound_port=0,
-                           outbound_port=0, admin_port=0, access_log="", dns_port=dns_port)
-    car = Sidecar(options)
-    await car.start_listeners()
+    from proxy.main import StartError
+
+    for attempt in range(10):  # the DNS listener binds UDP and TCP: another test may hold the TCP twin of a free UDP port
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            dns_port = probe.getsockname()[1]
+        options = ProxyOptions(service="loop", service_port=9080, app_port=1, inbound_host="127.0.0.1",
+                               inbound_port=0, outbound_port=0, admin_port=0, access_log="", dns_port=dns_port)
+        car = Sidecar(options)
+        try:
+            await car.start_listeners()
+            break
+        except StartError as exc:
+            if "address already in use" not in str(exc) or attempt == 9:
+                raise
+            await car._stop_listeners(0.1)
+            car.pool.close()
     clients = Clients()
     try:
         host, port = "loopy.example", 18080
