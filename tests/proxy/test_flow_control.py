@@ -17,6 +17,19 @@ pytestmark = pytest.mark.timeout(30)
 BOUND = 1 << 20  # what the proxy may hold for one slow side: its high-water mark plus a read or two
 
 
+def _kernel_can_hold() -> int:
+    """The most one loopback TCP hop's kernel buffers can soak up (receive + send maxima, autotuned): a payload
+    larger than this cannot all leave its sender while the proxy reads nothing of it."""
+    total = 0
+    for name in ("tcp_rmem", "tcp_wmem"):
+        try:
+            with open(f"/proc/sys/net/ipv4/{name}") as f:
+                total += int(f.read().split()[2])
+        except (OSError, ValueError, IndexError):
+            total += 8 << 20
+    return total
+
+
 class FakeTransport:
     def __init__(self) -> None:
         self.reading = True
@@ -56,7 +69,9 @@ def small_buffer_client_socket(port: int) -> socket.socket:
 
 
 async def test_a_client_that_does_not_read_stops_the_proxy_reading_the_upstream():
-    payload = b"x" * (8 << 20)
+    # the proxy's upstream socket is not ours to shrink, and its receive buffer autotunes (tcp_rmem max, 32 MiB
+    # here): 8 MiB once fitted in it whole and the upstream finished though the proxy had stopped reading
+    payload = b"x" * (_kernel_can_hold() + (8 << 20))
     upstream_done = asyncio.Event()
 
     async def firehose(up, reader, writer):
