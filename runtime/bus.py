@@ -40,21 +40,11 @@ from runtime.hidden_imports import modules_hidden
 # serves HTTP with it). Isthmus never dials ws://, and aiohttp costs every process that loads it ~15 MB of RSS,
 # every sidecar included: it is hidden while nats loads, unless this process has loaded it already (the
 # telemetry service then keeps it). nats.aio.transport sets aiohttp = None on the ImportError it then gets.
-# Likewise importlib.metadata (with zipfile, csv, email, lzma and bz2: ~2 MB), which nats.aio.client imports only to
-# read its own version for the CONNECT message: it is hidden too, and the version (which then falls back to
-# "0.0.0") is read as importlib.metadata would (runtime/version.py), so the server sees the same client version.
-with modules_hidden("aiohttp", "importlib.metadata") as _HIDE:
+with modules_hidden("aiohttp"):
     import nats
-    import nats.aio.client
     import nats.errors
     from nats.aio.client import Client
     from nats.aio.msg import Msg
-
-
-if "importlib.metadata" in _HIDE:
-    from runtime.version import dist_version
-
-    nats.aio.client.__version__ = dist_version("nats-py")
 
 from runtime.clientconfig import NatsClient
 from runtime.log import get_logger

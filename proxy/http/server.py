@@ -33,7 +33,7 @@ from proxy.http.conn_guard import ConnectionGuard
 from proxy.http.connect_tunnel import ConnectExchange
 from proxy.http.exchange import Exchange
 from proxy.http.flow import PIPELINE, ReadGate
-from proxy.http.head import REQUEST_DROP, Mode, cached_authority, more_tokens, new_request_id, resolve
+from proxy.http.head import REQUEST_DROP, Mode, cached_authority, head_end, more_tokens, new_request_id, resolve
 from proxy.http.listener_state import ServerState
 from proxy.http.server_lifecycle import LINGER, ConnectionLifecycle
 from proxy.http.server_pipeline import RequestPipeline
@@ -249,10 +249,7 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
             if error is None:
                 end = 0
                 if from_raw and not hop and http11 and host_override is None and origin:  # origin-form as sent
-                    # head.head_end inline (it starts with the method: checked above)
-                    end = raw.find(b"\r\n\r\n") + 4  # type: ignore[union-attr]
-                    if end < 4 or raw.count(b"\n", 0, end) != len(headers) + 2:  # type: ignore[union-attr]
-                        end = 0
+                    end = head_end(raw, method, len(headers))  # type: ignore[arg-type]
                 if host_override is not None:
                     headers = [h for h in headers if h[0] != b"host"]
                     headers.append((b"host", host_override))

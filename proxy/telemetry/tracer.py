@@ -102,11 +102,7 @@ class Tracer:
         if found is None:  # no context: this sidecar starts the trace
             if _random() < policy.ratio:  # SidePolicy.decide, inline
                 return self._start(headers, True, policy.report)
-            # unsampled (the 99%): the lines in one format operation, the traceparent value sliced out of them;
-            # an all-zero id (2**-64) becomes 1. Two draws: one 192-bit draw split by >> and & costs more here
-            extra = _UNSAMPLED % (_bits(128) or 1, _bits(64) or 1)
-            headers += ((TRACEPARENT, extra[13:68]), _B3_UNSAMPLED)
-            return extra, None, None
+            return _unsampled(headers)  # the 99%
         # the common unsampled contexts, read without parsing (see _TRACEPARENT_UNSAMPLED)
         if found.get(B3_SAMPLED) == b"0":
             if B3 not in found and B3_FLAGS not in found:
@@ -119,10 +115,8 @@ class Tracer:
 
     def _start(self, headers: list[tuple[bytes, bytes]], sampled: bool, report: bool) -> Answer:
         """A new trace on a request without context: header lines to splice, and the span's state."""
-        if not sampled:  # as begin's unsampled branch
-            extra = _UNSAMPLED % (_bits(128) or 1, _bits(64) or 1)
-            headers += ((TRACEPARENT, extra[13:68]), _B3_UNSAMPLED)
-            return extra, None, None
+        if not sampled:
+            return _unsampled(headers)
         ctx = SpanContext(new_trace_id(), new_span_id(), None, True)
         lines = header_lines(ctx, NEW_FORMATS)
         headers.extend(lines)
@@ -171,6 +165,14 @@ _B3_UNSAMPLED = (B3_SAMPLED, b"0")
 # flag is off (ids not all zeros), in one C-level match
 _TRACEPARENT_UNSAMPLED = re.compile(
     rb"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f][02468ace][ \t]*").fullmatch
+
+
+def _unsampled(headers: list[tuple[bytes, bytes]]) -> Answer:
+    """A new trace not sampled: its lines in one format operation, the traceparent value sliced out of them; an
+    all-zero id (2**-64) becomes 1. Two draws: one 192-bit draw split by >> and & costs more."""
+    extra = _UNSAMPLED % (_bits(128) or 1, _bits(64) or 1)
+    headers += ((TRACEPARENT, extra[13:68]), _B3_UNSAMPLED)
+    return extra, None, None
 
 
 def end_trace(head: RequestHead, upstream: Target | None, status: int, flag: str, bytes_sent: int) -> None:
