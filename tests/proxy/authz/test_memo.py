@@ -15,7 +15,7 @@ from tests.proxy.authz.helpers import caller, decide, jwt, policy, request
 from proxy.core.errors import AccessDenied, BadRequest
 from proxy.core.request import RequestHead
 from proxy.inbound.authz.engine import Authorization
-from proxy.inbound.authz.memo import KEY_MAX_CHARS, Memo, decision_key
+from proxy.inbound.authz.memo import KEY_MAX_CHARS, MEMO_LIMIT, Memo, decision_key
 
 # Rules that between them read every attribute a memo key can hold.
 POLICIES = [
@@ -162,3 +162,40 @@ def test_the_memo_agrees_on_not_forms_header_case_and_path_readings():
         assert _outcome(memoised, _head(*args)) == expected, args
         outcomes.add(expected)
     assert len({o[0] for o in outcomes}) >= 4 and any(o[1].startswith("rbac_audit") for o in outcomes)
+
+
+def test_a_key_of_exactly_key_max_chars_is_kept_and_one_more_is_not():
+    assert (KEY_MAX_CHARS, MEMO_LIMIT) == (512, 1024)
+    memo = Memo()
+    memo.put("/" * KEY_MAX_CHARS, ("", None))
+    assert "/" * KEY_MAX_CHARS in memo.decisions
+    memo.put("/" * (KEY_MAX_CHARS + 1), ("", None))
+    memo.put(("GET", "x" * (KEY_MAX_CHARS - 3), 8080, None), ("", None))  # 3 + 509 chars: kept
+    memo.put(("GET", "x" * (KEY_MAX_CHARS - 2), 8080, None), ("", None))  # 3 + 510 chars: not kept
+    assert len(memo.decisions) == 2
+
+
+def test_the_memo_holds_memo_limit_keys_and_the_next_one_clears_it():
+    memo = Memo()
+    for i in range(MEMO_LIMIT):
+        memo.put(f"/p{i}", ("", None))
+    assert len(memo.decisions) == MEMO_LIMIT and "/p0" in memo.decisions
+    memo.put(f"/p{MEMO_LIMIT}", ("", None))
+    assert memo.decisions == {f"/p{MEMO_LIMIT}": ("", None)}
+
+
+def test_a_memoised_decision_is_not_reused_for_a_request_that_differs_in_one_attribute():
+    rules = [policy("foo/allow", "ALLOW",
+                    {"from": [{"source": {"principals": ["cluster.local/ns/foo/sa/sleep"]}}],
+                     "to": [{"operation": {"paths": ["/api/*"]}}],
+                     "when": [{"key": "request.headers[x-tenant]", "values": ["blue"]}]})]
+    check = Authorization(rules).http
+    sleep = caller("cluster.local/ns/foo/sa/sleep", "10.0.0.1", "10.0.0.2", 80, "")
+    other = caller("cluster.local/ns/foo/sa/other", "10.0.0.1", "10.0.0.2", 80, "")
+    blue = [("x-tenant", "blue")]
+    assert _outcome(check, request("/api/x", "GET", "a", blue, sleep))[0] is None
+    assert _outcome(check, request("/api/x", "GET", "a", [("x-tenant", "red")], sleep))[0] == "none"
+    assert _outcome(check, request("/api/x", "GET", "a", blue + [("x-tenant", "red")], sleep))[0] == "none"
+    assert _outcome(check, request("/api/x", "GET", "a", blue, other))[0] == "none"
+    assert _outcome(check, request("/api/..%2Fadmin", "GET", "a", blue, sleep))[0] == "none"
+    assert _outcome(check, request("/api/x", "GET", "a", blue, sleep))[0] is None
