@@ -1,6 +1,8 @@
 """CPU time and memory of a process, read from /proc (Linux only).
 
     cpu_seconds(pid)    utime + stime of the process, all its threads, in seconds
+    cpu_split(pid)      (utime, stime) in seconds: user space and kernel apart
+    context_switches(pid)  (voluntary, involuntary) context switches since start
     rss_peak_kb(pid)    VmHWM: the peak resident set size (kB) since start or the last reset
     reset_peak(pid)     write 5 to /proc/<pid>/clear_refs so VmHWM restarts from the current RSS
     Sampler             a CPU-time window: start(), stop() -> ProcWindow(cpu_s, wall_s, peak_rss_kb)
@@ -24,6 +26,18 @@ def cpu_seconds(pid: int) -> float:
     fields = data[data.rindex(b")") + 2 :].split()
     utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of stat(5)
     return (utime + stime) / _TICKS
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        data = fh.read()
+    fields = data[data.rindex(b")") + 2 :].split()
+    return int(fields[11]) / _TICKS, int(fields[12]) / _TICKS
+
+
+def context_switches(pid: int) -> tuple[int, int]:
+    """(voluntary, involuntary): the process's main thread, from /proc/<pid>/status (proc(5))."""
+    return _status_kb(pid, b"voluntary_ctxt_switches:"), _status_kb(pid, b"nonvoluntary_ctxt_switches:")
 
 
 def _status_kb(pid: int, key: bytes) -> int:

@@ -9,8 +9,10 @@ the mutual TLS pair instead (bench/dataplane/mtls.py).
 
 `--cpu ROW [ROW ...]` profiles nothing: it drives each row in turn with wrk at max for `--seconds`,
 `--rounds` times (rows alternated, the first second of each run left out), and prints each proxy
-process's CPU µs per request (utime + stime from /proc, the steadier figure on a shared machine) and
-the rps, e.g. `--cpu isthmus-mtls-pair haproxy-tls-pair isthmus-pair`.
+process's CPU µs per request (utime + stime from /proc, the steadier figure on a shared machine), user and
+kernel apart, with system calls and context switches per request (bench/dataplane/cpu_split.py), and the
+rps, e.g. `--cpu isthmus-mtls-pair haproxy-tls-pair isthmus-pair`. `--rate 1000` drives them at make
+bench's fixed rate instead of at max.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import argparse
 import collections
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,7 +28,7 @@ import threading
 from pathlib import Path
 
 from bench.dataplane import loadgen
-from bench.dataplane.procstat import cpu_seconds
+from bench.dataplane.cpu_split import cpu_per_request, print_medians
 from bench.dataplane.tools import ensure_tools
 from bench.dataplane.topology import HOST_HEADER, Pinning, Topology
 
@@ -100,26 +101,6 @@ def perf(pid: int, out: Path, seconds: int) -> str:
     return text
 
 
-def cpu_per_request(topo: Topology, rows: list[str], seconds: int, rounds: int,
-                    core: int | None) -> dict[str, list[tuple[float, dict[str, float]]]]:
-    """row -> [(rps, {role: CPU µs per request})] per round: wrk at max on the row for `seconds` (after a
-    one-second run that warms the pools and is not counted), each proxy's CPU read from /proc around it."""
-    found: dict[str, list[tuple[float, dict[str, float]]]] = {row: [] for row in rows}
-    for _ in range(rounds):
-        for row in rows:
-            port, procs = topo.rows[row]
-            url = f"http://127.0.0.1:{port}/"
-            loadgen.wrk(url, duration=1, host=HOST_HEADER, core=core)
-            before = {role: cpu_seconds(pid) for role, pid in procs}
-            result = loadgen.wrk(url, duration=seconds, host=HOST_HEADER, core=core)
-            after = {role: cpu_seconds(pid) for role, pid in procs}
-            per = {role: (after[role] - before[role]) / max(result.requests, 1) * 1e6 for role, _ in procs}
-            found[row].append((result.rps, per))
-            print(f"{row:<20} rps {result.rps:>9.0f}  " + "  ".join(f"{role} {us:6.1f} us/req"
-                                                                   for role, us in per.items()), flush=True)
-    return found
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10)
@@ -133,6 +114,8 @@ def main() -> None:
     parser.add_argument("--cpu", nargs="+", metavar="ROW",
                         help="no profile: CPU µs per request per proxy on these rows (topology row names)")
     parser.add_argument("--rounds", type=int, default=3, help="with --cpu: rounds, the rows alternated in each")
+    parser.add_argument("--rate", type=int, default=0, metavar="RPS",
+                        help="with --cpu: this fixed rate (make bench's pacing) instead of wrk at max")
     args = parser.parse_args()
     ensure_tools()
     out: Path = args.out
@@ -145,12 +128,7 @@ def main() -> None:
                 unknown = set(args.cpu) - set(topo.rows)
                 if unknown:
                     parser.error(f"unknown rows {sorted(unknown)}: one of {sorted(topo.rows)}")
-                found = cpu_per_request(topo, args.cpu, args.seconds, args.rounds, pin.load_core)
-                print("\nmedian of rounds (CPU µs per request per proxy; rps)")
-                for row, runs in found.items():
-                    roles = runs[0][1]
-                    print(f"{row:<20} rps {statistics.median(r for r, _ in runs):>9.0f}  " + "  ".join(
-                        f"{role} {statistics.median(per[role] for _, per in runs):6.1f}" for role in roles))
+                print_medians(cpu_per_request(topo, args.cpu, args.seconds, args.rounds, pin.load_core, args.rate))
                 return
             mtls = args.row == "isthmus-mtls-pair"
             which = "server" if args.row == "isthmus-single" else args.which
