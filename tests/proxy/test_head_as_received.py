@@ -171,6 +171,7 @@ def test_only_a_head_whose_every_line_ends_in_crlf_is_taken_as_received():
     from proxy.http.head import head_end as _head_end
     head = b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 12\r\n\r\n"
     assert _head_end(head + b"body\r\n\r\nmore", b"POST", 2) == len(head)
+    assert _head_end(head, b"POST", 2) == len(head)  # a read holding just the head (LFs counted in all of it)
     # bare LF in the head: the first CRLFCRLF is in the body, which must never pass for part of the head
     smuggle = b"POST /a HTTP/1.1\nHost: h\nContent-Length: 12\n\nx\r\ny\r\nz\r\n\r\n"  # 4 CRLFs, as 2 headers make
     assert _head_end(smuggle, b"POST", 2) == 0
