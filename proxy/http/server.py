@@ -275,7 +275,9 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
                     headers.append((b"x-request-id", request_id))
                     if end:  # spliced in before the blank line (after a new trace context's lines, if any)
                         raw_head = b"".join((raw[:end - 2], extra or b"", b"x-request-id: ", request_id, b"\r\n\r\n"))  # type: ignore[index]
-                head = RequestHead(_METHODS.get(method) or method.decode("latin-1"), host_s, port,
+                # GET compared first: a dict lookup hashes the freshly parsed method every request
+                head = RequestHead("GET" if method == b"GET" else _METHODS.get(method) or method.decode("latin-1"),
+                                   host_s, port,
                                    path if target is url else target.decode("latin-1"), headers, self.client,
                                    self.downstream)
                 if trace is not None:
