@@ -46,6 +46,7 @@ from proxy.telemetry.peer_metadata import HEADER as PEER_HEADER
 __all__ = ["HttpProxyProtocol", "LINGER"]
 
 _HTTP11 = b" HTTP/1.1\r\n"
+_new = object.__new__
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 # The header names on_headers_complete looks at; any other name costs it one set lookup.
 _NOTED = REQUEST_DROP | {b"host", b"content-length", b"x-request-id", PEER_HEADER} | TRACE_HEADERS
@@ -305,8 +306,9 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
             # Read no further: answer what is queued, then close; the client retries the rest (RFC 9112 9.3.2).
             self._stop_reading()  # _advance closes once the queue is answered
             return
-        ex = Exchange(self, head, method, target, headers, drop, has_body, chunked, http11,
-                      keep_alive and error is None and upgrade is None, expect, error)
+        ex = _new(Exchange)  # Exchange.init says why not Exchange(...)
+        ex.init(self, head, method, target, headers, drop, has_body, chunked, http11,
+                keep_alive and error is None and upgrade is None, expect, error)
         if upgrade is not None:
             ex.upgrade = upgrade
         if raw_head is not None:
