@@ -289,10 +289,10 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
                     if end:  # spliced in before the blank line (after a new trace context's lines, if any)
                         raw_head = b"".join((raw[:end - 2], extra or b"", b"x-request-id: ", request_id, b"\r\n\r\n"))  # type: ignore[index]
                 # GET compared first: a dict lookup hashes the freshly parsed method every request
-                head = RequestHead("GET" if method == b"GET" else _METHODS.get(method) or method.decode("latin-1"),
-                                   host_s, port,
-                                   path if target is url else target.decode("latin-1"), headers, self.client,
-                                   self.downstream)
+                head = _new(RequestHead)  # RequestHead.init says why not RequestHead(...)
+                head.init("GET" if method == b"GET" else _METHODS.get(method) or method.decode("latin-1"),
+                          host_s, port, path if target is url else target.decode("latin-1"), headers, self.client,
+                          self.downstream)
                 if trace is not None:
                     head.trace = trace
                 if peer is not None:  # never passed on: read here (inbound: shared.peers), stripped either way
