@@ -143,7 +143,9 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
         self.mid_head = self.reads == self.done_read
 
     def on_url(self, url: bytes) -> None:
-        url = self.url + url
+        prior = self.url  # b"" but for a target split across reads (concatenating b"" still costs a call)
+        if prior:
+            url = prior + url
         if len(url) > self.max_url:
             raise UriTooLong(f"request target longer than {self.max_url} bytes")
         self.url = url
@@ -249,7 +251,7 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
                                    if method == b"CONNECT" else "protocol upgrade is not supported")
         # error: a bad header found above (two Hosts, a transfer coding), answered as it is
         if error is None:
-            origin = url[:1] == b"/"
+            origin = url[0] == 0x2F if url else False  # starts with "/" (an index, not a slice object and a compare)
             # The common case, resolve()'s own first step inlined: origin-form and a Host seen before.
             found = None
             if origin and host is not None:

@@ -178,3 +178,10 @@ def test_only_a_head_whose_every_line_ends_in_crlf_is_taken_as_received():
     assert _head_end(b"\r\n" + head, b"POST", 2) == 0  # a leading blank line
     assert _head_end(head, b"POST", 3) == 0  # a folded line: fewer lines than headers parsed
     assert _head_end(head[:-2], b"POST", 2) == 0  # no end in this read
+
+
+async def test_a_request_target_split_over_reads_goes_upstream_whole():
+    # llhttp hands the target over in pieces when it spans reads: each piece is appended to the ones before
+    first = get(b"/split/target?q=1")
+    (head,) = Side().send(*(first[i:i + 1] for i in range(12)), first[12:])
+    assert head.startswith(b"GET /split/target?q=1 HTTP/1.1\r\n")
