@@ -44,6 +44,10 @@ class RequestHead:
         # The calling sidecar's workload (proto.observations.PeerMetadata) when it said so (inbound), else None
         self.peer: object = None
 
+    # The listener makes its heads as `object.__new__(RequestHead)` then `init(...)`: calling the class goes
+    # through type_call and slot_tp_init, which pack the arguments into a tuple and a malloc'ed array (CPython 3.11).
+    init = __init__
+
     def header(self, name: bytes) -> bytes | None:
         """First value of a lower-case header name, trailing whitespace trimmed, or None."""
         for key, value in self.headers:

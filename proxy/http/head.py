@@ -8,8 +8,8 @@ origin-form. Inbound, we front the local app: the path goes through as is, the h
 from __future__ import annotations
 
 import enum
-import itertools
 import os
+from collections.abc import Iterator
 
 import httptools
 
@@ -200,16 +200,29 @@ def write_response_head(out: list[bytes], status: int, reason: bytes, headers: l
     append(CRLF)
 
 
-# x-request-id: a per-process random UUID-shaped prefix plus a counter, instead of uuid4() per request.
+# x-request-id: a per-process random UUID-shaped prefix plus a counter, instead of uuid4() per request. The ids
+# are made _BATCH at a time (the counter's last two hex digits from a table): one %-format of an int per batch
+# instead of one per request (~2k instructions each), the same bytes as `b"%s%012x" % (_prefix, n)`, n from 1.
 _prefix = b""
-_counter = itertools.count(1)
+_LOW = tuple(b"%02x" % i for i in range(256))
+_BATCH = len(_LOW)
+_batch = 0  # the next batch: ids _BATCH * _batch .. _BATCH * _batch + 255
+_ids: Iterator[bytes] = iter(())
 
 
 def _reseed() -> None:
-    global _prefix, _counter
+    global _prefix, _batch, _ids
     r = os.urandom(10).hex()
     _prefix = f"{r[:8]}-{r[8:12]}-4{r[13:16]}-{'89ab'[int(r[16], 16) & 3]}{r[17:20]}-".encode()
-    _counter = itertools.count(1)
+    _batch = 0
+    _ids = iter(_next_batch()[1:])  # the counter starts at 1
+
+
+def _next_batch() -> list[bytes]:
+    global _batch
+    high = b"%s%010x" % (_prefix, _batch)
+    _batch += 1
+    return [high + low for low in _LOW]
 
 
 _reseed()
@@ -217,7 +230,12 @@ os.register_at_fork(after_in_child=_reseed)  # a forked worker must not repeat i
 
 
 def new_request_id() -> bytes:
-    return b"%s%012x" % (_prefix, next(_counter))
+    global _ids
+    rid = next(_ids, None)
+    if rid is None:
+        _ids = iter(_next_batch())
+        rid = next(_ids)
+    return rid
 
 
 def head_end(raw: bytes, method: bytes, count: int) -> int:
@@ -227,7 +245,15 @@ def head_end(raw: bytes, method: bytes, count: int) -> int:
     line). Header values hold no CR or LF, so the parsed head ends at or before that CRLF CRLF; had it ended
     before (bare LF line ends), the LFs after it would make the count too high. An obs-fold makes it differ
     too. Then 0, and the head is rebuilt from the parsed headers."""
+    return head_end_after_method(raw, count) if raw.startswith(method) else 0
+
+
+def head_end_after_method(raw: bytes, count: int) -> int:
+    """head_end for a `raw` already known to start with the parsed method (the listener checks that first)."""
     end = raw.find(b"\r\n\r\n") + 4
-    if end < 4 or raw.count(b"\n", 0, end) != count + 2 or not raw.startswith(method):
+    if end < 4:
+        return 0
+    # a read holding just the head (the usual GET): count without start/end (their parsing costs ~400 instructions)
+    if (raw.count(b"\n") if end == len(raw) else raw.count(b"\n", 0, end)) != count + 2:
         return 0
     return end

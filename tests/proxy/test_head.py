@@ -98,6 +98,22 @@ def test_request_ids_are_unique_and_uuid_shaped():
     assert all([len(part) for part in i.split(b"-")] == [8, 4, 4, 4, 12] for i in ids)
 
 
+def test_request_ids_made_in_batches_are_the_prefix_and_a_counter_from_one():
+    # the ids are made 256 at a time: the same bytes, in the same order, as one `%012x` per request,
+    # across batch boundaries, after a reseed (a forked worker), and where the counter outgrows 12 digits
+    from proxy.http import head as head_module
+    head_module._reseed()
+    prefix = head_module._prefix
+    assert [new_request_id() for _ in range(1000)] == [b"%s%012x" % (prefix, n) for n in range(1, 1001)]
+    head_module._reseed()
+    assert head_module._prefix != prefix and new_request_id() == head_module._prefix + b"000000000001"
+    head_module._batch, head_module._ids = (1 << 40) - 1, iter(())
+    prefix = head_module._prefix
+    assert [new_request_id() for _ in range(257)] == [b"%s%012x" % (prefix, n)
+                                                      for n in range((1 << 48) - 256, (1 << 48) + 1)]
+    head_module._reseed()  # a fresh prefix from 1 for whatever runs next
+
+
 @pytest.mark.parametrize("value", [b"keep-alive", b"Keep-Alive", b"close", b"Close", b"upgrade", b"Upgrade",
                                    b"KEEP-ALIVE", b"keep-alive, upgrade"])
 def test_plain_connection_values_name_no_header_whichever_path_reads_them(value):

@@ -171,9 +171,17 @@ def test_only_a_head_whose_every_line_ends_in_crlf_is_taken_as_received():
     from proxy.http.head import head_end as _head_end
     head = b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 12\r\n\r\n"
     assert _head_end(head + b"body\r\n\r\nmore", b"POST", 2) == len(head)
+    assert _head_end(head, b"POST", 2) == len(head)  # a read holding just the head (LFs counted in all of it)
     # bare LF in the head: the first CRLFCRLF is in the body, which must never pass for part of the head
     smuggle = b"POST /a HTTP/1.1\nHost: h\nContent-Length: 12\n\nx\r\ny\r\nz\r\n\r\n"  # 4 CRLFs, as 2 headers make
     assert _head_end(smuggle, b"POST", 2) == 0
     assert _head_end(b"\r\n" + head, b"POST", 2) == 0  # a leading blank line
     assert _head_end(head, b"POST", 3) == 0  # a folded line: fewer lines than headers parsed
     assert _head_end(head[:-2], b"POST", 2) == 0  # no end in this read
+
+
+async def test_a_request_target_split_over_reads_goes_upstream_whole():
+    # llhttp hands the target over in pieces when it spans reads: each piece is appended to the ones before
+    first = get(b"/split/target?q=1")
+    (head,) = Side().send(*(first[i:i + 1] for i in range(12)), first[12:])
+    assert head.startswith(b"GET /split/target?q=1 HTTP/1.1\r\n")

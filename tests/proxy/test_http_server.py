@@ -56,6 +56,24 @@ async def test_absolute_form_is_routed_by_its_url_and_sent_upstream_in_origin_fo
     assert up.requests[0].header(b"host") == b"reviews:9080"
 
 
+async def test_each_request_on_a_connection_is_routed_by_its_own_host(start_proxy, connect):
+    # the connection remembers the last Host it resolved: a different one (or a bad one) after it is read anew
+    async with Upstream(keep_alive_echo) as up:
+        router = StubRouter({"reviews": up.target, "ratings": up.target})
+        proxy = await start_proxy(router)
+        reader, writer = await connect(proxy.port)
+        statuses = []
+        for host in (b"reviews:9080", b"reviews:9080", b"ratings", b"reviews:9080", b"reviews:9081"):
+            writer.write(get(b"/", host))
+            statuses.append((await read_response(reader)).status)
+        writer.write(get(b"/", b"evil@reviews:9080"))
+        statuses.append((await read_response(reader)).status)
+        writer.close()
+    assert statuses == [200] * 5 + [400]
+    assert [(h.host, h.port) for h in router.heads] == [("reviews", 9080), ("reviews", 9080), ("ratings", 80),
+                                                         ("reviews", 9080), ("reviews", 9081)]
+
+
 async def test_host_header_names_the_destination_and_port_defaults_to_80(start_proxy, connect):
     async with Upstream(keep_alive_echo) as up:
         router = StubRouter({"ratings": up.target})
