@@ -14,14 +14,13 @@ itself (HOT_CACHE entries, then started over), so a request does one dict lookup
 
 from __future__ import annotations
 
-from bisect import bisect_left as bucket
 from typing import Any
 
 from proxy.core.request import RequestHead
 from proxy.core.target import Target
 from proxy.telemetry import labels
 from proxy.telemetry.labels import LocalWorkload
-from proxy.telemetry.metrics import BYTES_BOUNDS, DURATION_BOUNDS, MAX_SERIES, HttpCounts, HttpRecorder, Peer
+from proxy.telemetry.metrics import FOLD, MAX_SERIES, HttpCounts, HttpRecorder, Peer
 
 PEER_CACHE = 4096  # endpoints / callers whose Peer is kept at hand
 HOT_CACHE = 1024  # (endpoint or caller, status, flag) whose series is kept at hand (then started over)
@@ -66,17 +65,10 @@ class OutboundMetrics(HttpRecorder):
             series = self.series.get((peer, status, flag))
             if series is None:
                 series = self._add(peer, status, flag)
-        # HttpRecorder.count's adds, inline (one call less per request)
-        series.requests += 1
-        series.duration[bucket(DURATION_BOUNDS, duration_ms)] += 1
-        series.duration_sum += duration_ms
-        if received:
-            series.request_bytes[bucket(BYTES_BOUNDS, received)] += 1
-            series.request_bytes_sum += received
-        else:
-            series.request_bytes[0] += 1
-        series.response_bytes[bucket(BYTES_BOUNDS, sent)] += 1
-        series.response_bytes_sum += sent
+        pending = series.pending  # HttpCounts.add, inline (one call less per request)
+        pending.append((duration_ms, received, sent))
+        if len(pending) >= FOLD:
+            series.fold()
 
     def _endpoint_series(self, endpoint: object, target: Target, head: RequestHead | None, status: int,
                          flag: str) -> HttpCounts:
@@ -134,16 +126,10 @@ class InboundMetrics(HttpRecorder):
             series = hot[1]
         else:
             series = self._caller_series(principal, metadata, status, flag)
-        series.requests += 1
-        series.duration[bucket(DURATION_BOUNDS, duration_ms)] += 1
-        series.duration_sum += duration_ms
-        if received:
-            series.request_bytes[bucket(BYTES_BOUNDS, received)] += 1
-            series.request_bytes_sum += received
-        else:
-            series.request_bytes[0] += 1
-        series.response_bytes[bucket(BYTES_BOUNDS, sent)] += 1
-        series.response_bytes_sum += sent
+        pending = series.pending  # HttpCounts.add, inline
+        pending.append((duration_ms, received, sent))
+        if len(pending) >= FOLD:
+            series.fold()
 
     def _caller_series(self, principal: str | None, metadata: object, status: int, flag: str) -> HttpCounts:
         """As OutboundMetrics._endpoint_series, per (caller principal, peer metadata object, status, flag)."""

@@ -20,7 +20,8 @@ count body bytes, as Istio's metric reference defines them ("HTTP request body s
 records the downstream wire bytes (head included); bodies are what this proxy counts on its hot path.
 
 Hot path. Per request: one key tuple of objects already at hand (the interned Peer, the status int, the flag
-str), one dict.get, `requests += 1`, a bisect per histogram into BUCKETS and three sums. Nothing is formatted.
+str), one dict.get, and one (duration, request bytes, response bytes) tuple appended to the series' pending
+list; every FOLD requests (or when read) they are counted in bulk (HttpCounts.fold). Nothing is formatted.
 
 Cardinality is bounded per recorder: at most `max_series` label sets (ISTHMUS_METRICS_MAX_SERIES, default
 MAX_SERIES). What would make one more is folded into one overflow series whose every label but reporter and
@@ -32,6 +33,10 @@ from __future__ import annotations
 
 import os
 from bisect import bisect_left as bucket
+from bisect import bisect_right as at_or_below
+from functools import reduce
+from operator import add
+from typing import Any
 
 from proxy.telemetry.labels import GRPC_STATUS, RESPONSE_CODE, RESPONSE_FLAGS, Values, tcp_values
 
@@ -44,6 +49,7 @@ DURATION_BOUNDS: tuple[float, ...] = tuple(float(bound) for bound in BUCKETS)
 BYTES_BOUNDS: tuple[int, ...] = tuple(int(bound) for bound in BUCKETS)
 SLOTS = len(BUCKETS) + 1  # a count per bucket, the last one +Inf
 MAX_SERIES = 1000  # label sets per recorder (ISTHMUS_METRICS_MAX_SERIES)
+FOLD = 32  # requests a series holds pending before they are folded into its counts (HttpCounts)
 OVERFLOW = "overflow"
 
 
@@ -95,20 +101,99 @@ class _Recorder:
 
 
 class HttpCounts:
-    """One HTTP label set's counts: requests, and per histogram the count per bucket (not cumulative) and sum."""
+    """One HTTP label set's counts: requests, and per histogram the count per bucket (not cumulative) and sum.
 
-    __slots__ = ("labels", "requests", "duration", "duration_sum", "request_bytes", "request_bytes_sum",
-                 "response_bytes", "response_bytes_sum")
+    A request's figures are appended to `pending` (`add`, or inline on the hot path: append, then `fold` at
+    FOLD), and folded into the counts in bulk: sorted, so a batch's buckets are a few bisects, and the sums
+    added in arrival order (each sum is the same float as adding one request at a time). Reading any count
+    folds first, so what is read is always every request recorded."""
+
+    __slots__ = ("labels", "pending", "_requests", "_duration", "_duration_sum", "_request_bytes",
+                 "_request_bytes_sum", "_response_bytes", "_response_bytes_sum")
 
     def __init__(self, labels: Values) -> None:
         self.labels = labels  # every value, HTTP_LABELS order
-        self.requests = 0
-        self.duration = [0] * SLOTS
-        self.duration_sum = 0.0
-        self.request_bytes = [0] * SLOTS
-        self.request_bytes_sum = 0
-        self.response_bytes = [0] * SLOTS
-        self.response_bytes_sum = 0
+        self.pending: list[tuple[float, int, int]] = []  # (duration ms, request bytes, response bytes) each
+        self._requests = 0
+        self._duration = [0] * SLOTS
+        self._duration_sum = 0.0
+        self._request_bytes = [0] * SLOTS
+        self._request_bytes_sum = 0
+        self._response_bytes = [0] * SLOTS
+        self._response_bytes_sum = 0
+
+    def add(self, duration_ms: float, received: int, sent: int) -> None:
+        """One request is over: its duration, request and response body bytes."""
+        pending = self.pending
+        pending.append((duration_ms, received, sent))
+        if len(pending) >= FOLD:
+            self.fold()
+
+    def fold(self) -> None:
+        """The pending requests into the counts."""
+        pending = self.pending
+        if not pending:
+            return
+        self.pending = []
+        durations, received, sent = zip(*pending)
+        self._requests += len(pending)
+        _into(self._duration, sorted(durations), DURATION_BOUNDS)
+        self._duration_sum = reduce(add, durations, self._duration_sum)  # in order, as one at a time
+        if any(received):
+            _into(self._request_bytes, sorted(received), BYTES_BOUNDS)
+            self._request_bytes_sum += sum(received)
+        else:  # most requests have no body: the first bucket
+            self._request_bytes[0] += len(pending)
+        _into(self._response_bytes, sorted(sent), BYTES_BOUNDS)
+        self._response_bytes_sum += sum(sent)
+
+    @property
+    def requests(self) -> int:
+        self.fold()
+        return self._requests
+
+    @property
+    def duration(self) -> list[int]:
+        self.fold()
+        return self._duration
+
+    @property
+    def duration_sum(self) -> float:
+        self.fold()
+        return self._duration_sum
+
+    @property
+    def request_bytes(self) -> list[int]:
+        self.fold()
+        return self._request_bytes
+
+    @property
+    def request_bytes_sum(self) -> int:
+        self.fold()
+        return self._request_bytes_sum
+
+    @property
+    def response_bytes(self) -> list[int]:
+        self.fold()
+        return self._response_bytes
+
+    @property
+    def response_bytes_sum(self) -> int:
+        self.fold()
+        return self._response_bytes_sum
+
+
+def _into(counts: list[int], values: list[Any], bounds: tuple[Any, ...]) -> None:
+    """Count sorted `values` into their buckets (the first whose bound is >= the value, as `bucket` finds it):
+    a bisect per bucket from the smallest value's to the largest's, usually one or two."""
+    first = bucket(bounds, values[0])
+    last = bucket(bounds, values[-1])
+    at = 0
+    for slot in range(first, last):
+        end = at_or_below(values, bounds[slot], at)
+        counts[slot] += end - at
+        at = end
+    counts[last] += len(values) - at
 
 
 class HttpRecorder(_Recorder):
@@ -122,16 +207,7 @@ class HttpRecorder(_Recorder):
         series = self.series.get((peer, status, flag))
         if series is None:
             series = self._add(peer, status, flag)
-        series.requests += 1
-        series.duration[bucket(DURATION_BOUNDS, duration_ms)] += 1
-        series.duration_sum += duration_ms
-        if received:
-            series.request_bytes[bucket(BYTES_BOUNDS, received)] += 1
-            series.request_bytes_sum += received
-        else:  # most requests have no body: the first bucket, no bisect
-            series.request_bytes[0] += 1
-        series.response_bytes[bucket(BYTES_BOUNDS, sent)] += 1
-        series.response_bytes_sum += sent
+        series.add(duration_ms, received, sent)
 
     def _add(self, peer: Peer, status: int, flag: str) -> HttpCounts:
         if len(self.series) >= self.max_series or peer is self.overflow_peer:

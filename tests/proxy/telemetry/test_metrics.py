@@ -312,3 +312,50 @@ async def test_a_scrape_at_the_series_bound_is_rendered_off_the_loop():
     tick.cancel()
     assert body == expected and len(body) > 20_000_000
     assert max(gaps) < render / 2, (max(gaps), render)
+
+
+def test_counts_folded_in_batches_are_exactly_those_of_one_request_at_a_time():
+    """HttpCounts folds pending requests in bulk (sorted, bisected, sums in arrival order): every bucket and
+    every sum equals counting each request alone, across fold boundaries, values on the bounds and past them."""
+    import random
+    from bisect import bisect_left
+
+    from proxy.telemetry.metrics import BYTES_BOUNDS, DURATION_BOUNDS, FOLD, SLOTS, HttpCounts
+
+    rnd = random.Random(15)
+    edges = [float(b) for b in BUCKETS]
+    counts = HttpCounts(())
+    duration, request_bytes, response_bytes = [0] * SLOTS, [0] * SLOTS, [0] * SLOTS
+    duration_sum, request_sum, response_sum = 0.0, 0, 0
+    for i in range(FOLD * 7 + 5):
+        ms = rnd.choice((rnd.random() * 3.0, rnd.choice(edges), rnd.random() * 4e6, 0.0))
+        received = 0 if i < FOLD * 2 else rnd.choice((0, 0, 1, 5, 6, 612, 3600000, 3600001))
+        sent = rnd.choice((612, 612, 0, 1, int(rnd.random() * 10 ** 7)))
+        if i % 3 == 0:  # the recorder's inline path and `add` are one path
+            counts.add(ms, received, sent)
+        else:
+            counts.pending.append((ms, received, sent))
+            if len(counts.pending) >= FOLD:
+                counts.fold()
+        duration[bisect_left(DURATION_BOUNDS, ms)] += 1
+        duration_sum += ms
+        request_bytes[bisect_left(BYTES_BOUNDS, received)] += 1
+        request_sum += received
+        response_bytes[bisect_left(BYTES_BOUNDS, sent)] += 1
+        response_sum += sent
+        if i in (3, FOLD - 1, FOLD, FOLD * 3 + 1):  # read mid-batch: what is read includes every request so far
+            assert counts.requests == i + 1 and counts.duration == duration and counts.duration_sum == duration_sum
+    assert counts.requests == FOLD * 7 + 5 and not counts.pending
+    assert (counts.duration, counts.request_bytes, counts.response_bytes) == (duration, request_bytes, response_bytes)
+    assert counts.duration_sum == duration_sum  # the same float, bit for bit: added in the same order
+    assert (counts.request_bytes_sum, counts.response_bytes_sum) == (request_sum, response_sum)
+
+
+def test_a_series_holds_at_most_fold_requests_pending():
+    from proxy.telemetry.metrics import FOLD
+
+    out = OutboundMetrics(ME)
+    target = Target("10.0.0.2", 15006, f"outbound|9080||{REVIEWS}", REVIEWS_V2)
+    for i in range(FOLD * 3):
+        out.record(head(), target, 200, "-", 0, 612, 1.5)
+        assert len(out.hot[(id(REVIEWS_V2), 200, "-")][3].pending) == (i + 1) % FOLD

@@ -205,7 +205,7 @@ async def test_the_unsampled_new_context_lines_have_one_exact_shape_and_fresh_id
     shape = re.compile(rb"traceparent: 00-([0-9a-f]{32})-([0-9a-f]{16})-00\r\nx-b3-sampled: 0\r\n")
     side, reporter = traced(percent=0.0)
     seen = set()
-    for _ in range(50):
+    for _ in range(150):  # more than two batches of drawn ids (tracer.DRAWN)
         (head,) = side.send(get())
         # the client's head as sent, then exactly the two lines, then the blank line
         assert head.startswith(get()[:-2]) and head.endswith(b"\r\n\r\n")
@@ -214,7 +214,7 @@ async def test_the_unsampled_new_context_lines_have_one_exact_shape_and_fresh_id
         trace_id, span_id = found.groups()
         assert trace_id != b"0" * 32 and span_id != b"0" * 16
         seen.add((trace_id, span_id))
-    assert len(seen) == 50 and len({t for t, _ in seen}) == 50 and len({s for _, s in seen}) == 50
+    assert len(seen) == 150 and len({t for t, _ in seen}) == 150 and len({s for _, s in seen}) == 150
     assert not reporter.spans
     # the header list carries the same two headers the lines splice in (a later stage may rebuild from it)
     headers: list[tuple[bytes, bytes]] = []
@@ -222,9 +222,44 @@ async def test_the_unsampled_new_context_lines_have_one_exact_shape_and_fresh_id
         None, headers)
     assert rebuilt_list is None and state is None and extra is not None and shape.fullmatch(extra)
     assert headers == [(b"traceparent", extra[13:68]), (b"x-b3-sampled", b"0")]
-    # a draw of all zeros still writes valid, non-zero ids; the largest ids keep their width
-    for draw in (lambda bits: 0, lambda bits: (1 << bits) - 1):
-        monkeypatch.setattr(tracer, "_bits", draw)
-        extra, _, _ = tracer.Tracer(side.proto.shared.tracer.site, SidePolicy(True, 0.0)).begin(None, [])
-        found = shape.fullmatch(extra)  # type: ignore[arg-type]
-        assert found is not None and found[1] != b"0" * 32 and found[2] != b"0" * 16
+    # a draw of all zeros still writes valid, non-zero ids (...01, as before); the largest ids keep their width;
+    # only an id that is all zeros is changed
+    some = bytes(range(1, 25))
+    for draw, trace_id, span_id in ((bytes, b"0" * 31 + b"1", b"0" * 15 + b"1"),
+                                    (lambda n: b"\xff" * n, b"f" * 32, b"f" * 16),
+                                    (lambda n: (bytes(16) + some[:8]) * (n // 24), b"0" * 31 + b"1", some[:8].hex().encode()),
+                                    (lambda n: (some[:16] + bytes(8)) * (n // 24), some[:16].hex().encode(), b"0" * 15 + b"1")):
+        monkeypatch.setattr(tracer, "_entropy", draw)
+        monkeypatch.setattr(tracer, "_drawn", iter(()))  # the batch drawn before
+        for _ in range(tracer.DRAWN + 1):  # through a whole batch and into the next
+            extra, _, _ = tracer.Tracer(side.proto.shared.tracer.site, SidePolicy(True, 0.0)).begin(None, [])
+            found = shape.fullmatch(extra)  # type: ignore[arg-type]
+            assert found is not None and found[1] == trace_id and found[2] == span_id
+
+
+def test_a_forked_child_never_repeats_its_parents_unsampled_ids() -> None:
+    import os
+
+    from proxy.telemetry import tracer
+
+    side = tracer.Tracer(site_for(CLIENT, service="reviews", namespace="default", labels={}, workload="reviews-v1",
+                                  node_id="proxy-1", address="10.0.0.1", service_port=9080,
+                                  domain_suffix="svc.cluster.local", mesh_id="cluster.local"), SidePolicy(True, 0.0))
+    side.begin(None, [])  # a batch is drawn, most of it still to be used
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, to the parent
+        try:
+            os.write(write, b"".join(side.begin(None, [])[0] for _ in range(tracer.DRAWN)))  # type: ignore[misc]
+        finally:
+            os._exit(0)
+    os.close(write)
+    got = b""
+    while chunk := os.read(read, 65536):
+        got += chunk
+    os.close(read)
+    os.waitpid(pid, 0)
+    mine = b"".join(side.begin(None, [])[0] for _ in range(tracer.DRAWN))  # type: ignore[misc]
+    assert len(got) == len(mine) and got.count(b"traceparent") == tracer.DRAWN
+    assert not {line for line in got.split(b"\r\n") if line.startswith(b"traceparent")} & {
+        line for line in mine.split(b"\r\n") if line.startswith(b"traceparent")}
