@@ -227,7 +227,11 @@ class UpstreamConnection(asyncio.Protocol):
             found = scan(data, status, self.pool.max_headers, self.parser.should_keep_alive())
         if found is not None:  # the head as received (the usual case): no header list is built
             parts, has_length, chunked = found
-            if exchange.on_raw_response_head(status, parts, self._framing(exchange, status, has_length, chunked)):
+            if has_length and not chunked and not exchange.is_head and status != 204 and status != 304:
+                framing = LENGTH  # _framing's answer for the usual head, without the call
+            else:
+                framing = self._framing(exchange, status, has_length, chunked)
+            if exchange.on_raw_response_head(status, parts, framing):
                 return
         # Rebuilt from the parsed headers: a head after a 1xx, an HTTP/1.0 one, one past max_headers (parse
         # raises), or an exchange that edits response headers.
@@ -257,8 +261,7 @@ class UpstreamConnection(asyncio.Protocol):
         exchange = self.exchange
         if exchange is None or self.status < 200 or self.head_done:
             return
-        self.exchange = None
-        self.until_close = False
+        self.exchange = None  # connection_lost reads until_close only with an exchange: attach resets it
         if keep_alive is None:
             keep_alive = self.parser.should_keep_alive()
         # Reusable only if the whole request went out too (an early answer leaves it half-sent).
