@@ -122,6 +122,13 @@ LAST_NONE: _Last = (0, b"", 0, False, 0, None)  # no status is 0: never a hit
 _last: _Last = LAST_NONE
 
 
+def last_answer() -> _Last:
+    """The head scan answered last from its memos, and its answer (LAST_NONE before any). An upstream connection
+    keeps it to answer its upstream's next head, which repeats it as a rule, without calling scan: matched as
+    scan matches it (its max_headers is the connection pool's, fixed)."""
+    return _last
+
+
 # Heads an upstream sends repeat but for their digits (Date, Content-Length, ids...): each shape is split
 # once. The key is the head with every digit made `0`. A digit never changes where _HOP_LINE splits (no
 # hop-by-hop name has one), nor a line count, nor a Content-Length's presence. It could change what a cut
