@@ -113,10 +113,14 @@ class ResponseSide:
             return
         self.conn = None
         self._finish()  # one place that settles an exchange: the stages to come (telemetry) extend it
+        out = self.out
         if self.stream_chunked:
-            self.out.append(LAST_CHUNK)
-        self.flush()
+            out.append(LAST_CHUNK)
         proto = self.proto
+        if out:  # flush(), inline: one call less on every response
+            self.head_sent = True
+            proto.writelines(out)
+            out.clear()
         if proto.gate.reasons & PEER_FULL:
             proto.gate.resume(PEER_FULL)
         self._log()  # telemetry (proxy/http/telemetry.py): metrics, the access log, a sampled request's span

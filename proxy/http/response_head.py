@@ -57,15 +57,15 @@ def scan(data: bytes, status: int, max_headers: int, keep_alive: bool) -> tuple[
     and is framed by Content-Length or chunked (RFC 9112 6.3), so a head without Transfer-Encoding that
     llhttp keeps alive has a Content-Length, and only the others are searched for one."""
     global _last
+    size, whole, last_status, last_keep_alive, last_max, last_found = _last
+    if data[:size] == whole and status == last_status and keep_alive == last_keep_alive and max_headers == last_max:
+        return last_found  # the very head answered last (an upstream repeats it within its Date's second)
     end = data.find(b"\r\n\r\n") + 2  # the head up to its final CRLF
     if end < 2 or data[:13] != _STARTS.get(status):
         return None
     head = data[:end]
     key = None
     if end <= SHAPE_KEY_MAX:
-        last = _last  # the very head answered last (an upstream repeats it within its Date's second)
-        if last[0] == head and last[1] == keep_alive and last[2] == max_headers:
-            return last[3]
         key = head.translate(_MASK_DIGITS)
         shape = _SHAPES.get(key)
         if shape is not None and shape[0] == keep_alive and shape[1] == max_headers:
@@ -76,7 +76,7 @@ def scan(data: bytes, status: int, max_headers: int, keep_alive: bool) -> tuple[
                 found = [head[:cuts[0]], head[cuts[1]:]], shape[3], shape[4]
             else:
                 found = [head[a:b] for a, b in cuts], shape[3], shape[4]
-            _last = (head, keep_alive, max_headers, found)
+            _last = (end + 2, data[:end + 2], status, keep_alive, max_headers, found)
             return found
     # Count lines only when the head is long enough to hold too many (each header line takes 4 bytes or more).
     if end > _MIN_STATUS_LINE + _MIN_HEADER_LINE * max_headers and head.count(b"\n") > max_headers + 1:
@@ -107,13 +107,26 @@ def scan(data: bytes, status: int, max_headers: int, keep_alive: bool) -> tuple[
     return parts, has_length, chunked
 
 
-# Before the shapes, the head answered last: an upstream sends the same head bytes (Date, Content-Length and
-# all) for a second at a time, so a hit costs one bytes comparison, without the digit mask (bytes.translate), the
-# shape's hash and the slicing a shape hit costs. One entry, compared rather than hashed: a head that differs
-# (another upstream, another length) costs a comparison that stops at its first differing byte. Only a head whose
-# shape was seen is kept. The answer is shared by every hit: its parts list is only read (the exchange copies it
-# into its output: exchange_response.py).
-_last: tuple[bytes, bool, int, tuple[list[bytes], bool, bool] | None] = (b"", False, 0, None)
+# First, the head answered last: an upstream sends the same head bytes (Date, Content-Length and all) for a
+# second at a time, so a hit costs one slice and one bytes comparison, without the search for the head's end
+# (bytes.find parses its arguments the old way: ~400 instructions), the digit mask (bytes.translate), the shape's
+# hash and the slicing a shape hit costs. One entry, compared rather than hashed: a head that differs (another
+# upstream, another length) costs a comparison that stops at its first differing byte. Only a head whose shape was
+# seen is kept. It is kept whole, final CRLF included, so `data` starting with it is exactly that head: it has no
+# CRLFCRLF but at its end, which is then the first in `data`; and its status line is the one `_STARTS[status]`
+# checks, so the status llhttp parsed must be its status too. The answer is shared by every hit: its parts list is
+# only read (the exchange copies it into its output: exchange_response.py).
+# (size of the head with its final CRLF, those bytes, status, keep_alive, max_headers, the answer)
+_Last = tuple[int, bytes, int, bool, int, "tuple[list[bytes], bool, bool] | None"]
+LAST_NONE: _Last = (0, b"", 0, False, 0, None)  # no status is 0: never a hit
+_last: _Last = LAST_NONE
+
+
+def last_answer() -> _Last:
+    """The head scan answered last from its memos, and its answer (LAST_NONE before any). An upstream connection
+    keeps it to answer its upstream's next head, which repeats it as a rule, without calling scan: matched as
+    scan matches it (its max_headers is the connection pool's, fixed)."""
+    return _last
 
 
 # Heads an upstream sends repeat but for their digits (Date, Content-Length, ids...): each shape is split

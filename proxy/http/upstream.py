@@ -25,7 +25,7 @@ from proxy.core.errors import UpstreamProtocolError, UpstreamReset
 from proxy.core.sink import Client, ResponseSink
 from proxy.http.flow import PEER_FULL, ReadGate
 from proxy.http.head import more_tokens
-from proxy.http.response_head import parse, scan
+from proxy.http.response_head import LAST_NONE, last_answer, parse, scan
 
 
 # TRANSFER_CODING: a response in any transfer coding but chunked (gzip, `gzip, chunked`...) is refused with 502
@@ -63,6 +63,9 @@ class UpstreamConnection(asyncio.Protocol):
         # per-exchange
         "exchange", "got_bytes", "status", "until_close", "head_done", "head_left", "in_head",
         "reads",  # the reads the response head has arrived in so far
+        # the head this upstream sent last and scan's answer for it (response_head._last's shape): its next head,
+        # the same bytes as a rule, is answered without calling scan (and whatever other upstreams send meanwhile)
+        "last_head",
         # websocket: the client connection raw bytes are relayed to after a 101 (never pooled again)
         "tunnel",
     )
@@ -96,6 +99,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.head_left = 0  # bytes the response head may still take
         self.in_head = False
         self.tunnel: Client | None = None
+        self.last_head = LAST_NONE
 
     # --- driven by the exchange -------------------------------------------------------------------
 
@@ -224,10 +228,23 @@ class UpstreamConnection(asyncio.Protocol):
             raise UpstreamProtocolError("upstream sent a response nothing asked for")  # _fail aborts
         found = None
         if not interim_before:
-            found = scan(data, status, self.pool.max_headers, self.parser.should_keep_alive())
+            keep_alive = self.parser.should_keep_alive()
+            last = self.last_head  # as scan's own memo matches it; max_headers is the pool's, the same for every head
+            if data[:last[0]] == last[1] and status == last[2] and keep_alive == last[3]:
+                found = last[5]
+            else:
+                found = scan(data, status, self.pool.max_headers, keep_alive)
+                if found is not None:
+                    last = last_answer()
+                    if last[5] is found:  # scan remembered this head: so does the connection
+                        self.last_head = last
         if found is not None:  # the head as received (the usual case): no header list is built
             parts, has_length, chunked = found
-            if exchange.on_raw_response_head(status, parts, self._framing(exchange, status, has_length, chunked)):
+            if has_length and not chunked and not exchange.is_head and status != 204 and status != 304:
+                framing = LENGTH  # _framing's answer for the usual head, without the call
+            else:
+                framing = self._framing(exchange, status, has_length, chunked)
+            if exchange.on_raw_response_head(status, parts, framing):
                 return
         # Rebuilt from the parsed headers: a head after a 1xx, an HTTP/1.0 one, one past max_headers (parse
         # raises), or an exchange that edits response headers.
@@ -257,8 +274,7 @@ class UpstreamConnection(asyncio.Protocol):
         exchange = self.exchange
         if exchange is None or self.status < 200 or self.head_done:
             return
-        self.exchange = None
-        self.until_close = False
+        self.exchange = None  # connection_lost reads until_close only with an exchange: attach resets it
         if keep_alive is None:
             keep_alive = self.parser.should_keep_alive()
         # Reusable only if the whole request went out too (an early answer leaves it half-sent).

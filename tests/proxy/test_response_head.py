@@ -196,7 +196,7 @@ def test_the_head_answered_last_is_answered_again_as_a_fresh_scan_would():
         for head in heads:
             for max_headers in (100, 1):
                 response_head._SHAPES.clear()
-                response_head._last = (b"", False, 0, None)
+                response_head._last = response_head.LAST_NONE
                 fresh = scan(head + b"ok", 200, max_headers, keep_alive)
                 for _ in range(3):
                     for other in heads:  # the memo keeps another head, then this one again
@@ -375,3 +375,36 @@ async def test_hostile_upstream_heads_reach_the_client_as_pinned(response, expec
         side.conn.connection_lost(None)
         out += b"".join(side.client.data)
     assert out == expected
+
+
+def test_the_head_answered_last_matches_only_whole_and_with_the_status_llhttp_parsed():
+    """The last head is matched against the start of what the upstream sent, its final CRLF included: a longer head
+    that starts with its lines, or the same bytes parsed with another status, is scanned afresh."""
+    head = b"HTTP/1.1 200 OK\r\nDate: 1\r\nConnection: keep-alive\r\nContent-Length: 2\r\n"
+    for data, status in [(head + b"X: 1\r\n\r\nok", 200), (head + b"\r\nok", 404), (head + b"\r\n", 200)]:
+        response_head._SHAPES.clear()
+        response_head._last = response_head.LAST_NONE
+        fresh = scan(data, status, 100, True)
+        for _ in range(2):
+            scan(head + b"\r\nok", 200, 100, True)  # a shape hit: now the head answered last
+        assert response_head._last[1] == head + b"\r\n"
+        assert scan(data, status, 100, True) == fresh
+    assert scan(head + b"\r\nok", 404, 100, True) is None
+
+
+async def test_each_upstream_connection_answers_its_repeated_head_as_a_fresh_scan_would():
+    """A connection keeps the head its upstream sent last (UpstreamConnection.last_head): its next head is answered
+    from it whatever other upstreams sent meanwhile, only when the same bytes come again, and as before."""
+    one, two = Side(), Side()
+    heads = {one: b"HTTP/1.1 200 OK\r\nServer: a\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\n",
+             two: b"HTTP/1.1 404 Not Found\r\nServer: b\r\nKeep-Alive: timeout=5\r\nContent-Length: 2\r\n\r\n"}
+    sent = {one: b"HTTP/1.1 200 OK\r\nServer: a\r\nContent-Length: 2\r\n\r\nok",
+            two: b"HTTP/1.1 404 Not Found\r\nServer: b\r\nContent-Length: 2\r\n\r\nok"}
+    for _ in range(3):
+        for side in (one, two):
+            assert answer(side, heads[side] + b"ok") == sent[side]
+    assert one.conn.last_head[1] == heads[one] and two.conn.last_head[1] == heads[two]
+    longer = heads[one][:-2] + b"X: 1\r\n\r\nok"  # starts with the kept head's lines: scanned afresh
+    assert answer(one, longer) == sent[one][:-4] + b"X: 1\r\n\r\nok"
+    interim = b"HTTP/1.1 100 Continue\r\n\r\n" + heads[two] + b"ok"  # after a 1xx the head is rebuilt
+    assert meaning(answer(two, interim)) == meaning(sent[two])
