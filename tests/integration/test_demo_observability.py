@@ -115,7 +115,8 @@ async def test_make_demo_shows_the_split_mtls_a_trace_and_prometheus_agrees(
         return True
 
     try:
-        await eventually(lambda: running() and "traffic:" in said(), 120, 0.5)
+        # the hints end with "as user jason" (examples/bookinfo/demo.py): "traffic:" alone can be read before them
+        await eventually(lambda: running() and "as user jason" in said(), 120, 0.5)
         demo_said = said().split("bookinfo demo:", 1)[1]
         assert "-f examples/bookinfo/telemetry.yaml" in demo_said and "telemetry.telemetry.istio.io/bookinfo" in demo_said
         assert f"  dashboard: {base}/" in demo_said, demo_said  # the demo's own lines say where to look
