@@ -166,11 +166,11 @@ def hey(url: str, *, workers: int = 10, rate_per_worker: float = 100, duration: 
     argv = [*_pin(core), "hey", "-c", str(workers), "-q", f"{rate_per_worker:g}", "-t", str(timeout_s)]
     if requests is not None:
         argv += ["-n", str(requests)]
-        limit = requests / max(workers * rate_per_worker, 1) + 30
+        limit = requests / max(workers * rate_per_worker, 1) + 30 + 2 * timeout_s
     else:
         assert duration is not None
         argv += ["-z", f"{duration:g}s"]
-        limit = duration + 30
+        limit = duration + 30 + 2 * timeout_s
     if host:
         argv += ["-host", host]
     argv.append(url)
@@ -224,7 +224,7 @@ def hey_paced(url: str, *, streams: int = 10, rate_per_stream: float = 100, dura
     if host:
         argv += ["-host", host]
     argv.append(url)
-    limit = per_stream / rate_per_stream + 30
+    limit = per_stream / rate_per_stream + 30 + 2 * timeout_s  # room for two requests that time out
     offset = 1.0 / rate_per_stream / streams
     procs: list[tuple[subprocess.Popen[bytes], object]] = []
     started = time.monotonic()

@@ -81,6 +81,11 @@ class Plan:
     fixed_method: str = "paced"  # "paced": loadgen.hey_paced (even arrivals); "hey": one hey -c N -q R
     retries: int = 0  # re-measure a row whose windows saw other work take > DISTURBED cores ...
     budget_s: float = 0.0  # ... if the run still ends within this many seconds (estimated)
+    # A request unanswered this long is an error (wrk's --timeout, hey's -t). The smoke plan checks the harness
+    # on loaded test machines, where a request can stall for seconds: its requests wait long enough that only a
+    # lost request counts as one.
+    wrk_timeout_s: float = 2.0
+    hey_timeout_s: int = 5
 
     @property
     def fixed_s(self) -> float:
@@ -97,7 +102,8 @@ class Plan:
 
 
 PLANS = {
-    "smoke": Plan("smoke", 1, warmup_s=0, wrk_s=1, hey_s=None, hey_requests=200, pause_s=0.1),
+    "smoke": Plan("smoke", 1, warmup_s=0, wrk_s=1, hey_s=None, hey_requests=200, pause_s=0.1, wrk_timeout_s=30,
+                  hey_timeout_s=30),
     "quick": Plan("quick", 1, warmup_s=1, wrk_s=3, hey_s=3),
     "full": Plan("full", 3, warmup_s=1, wrk_s=8, hey_s=10, retries=2, budget_s=960),  # ~13 min undisturbed
 }
@@ -143,7 +149,8 @@ def measure_row(name: str, port: int, proxies: list[tuple[str, int]], plan: Plan
 
     machine = MachineSampler(ours).start()
     samplers = [(role, Sampler(pid).start()) for role, pid in proxies]
-    w = loadgen.wrk(url, connections=plan.connections, duration=plan.wrk_s, host=HOST_HEADER, core=core)
+    w = loadgen.wrk(url, connections=plan.connections, duration=plan.wrk_s, host=HOST_HEADER, core=core,
+                    timeout_s=plan.wrk_timeout_s)
     windows = [(role, s.stop()) for role, s in samplers]
     around = machine.stop()
     out["other_cores_max"] = around.other_cores
@@ -165,10 +172,11 @@ def measure_row(name: str, port: int, proxies: list[tuple[str, int]], plan: Plan
     samplers = [(role, Sampler(pid).start()) for role, pid in proxies]
     if plan.fixed_method == "paced":
         h = loadgen.hey_paced(url, streams=plan.hey_workers, rate_per_stream=plan.hey_rate_per_worker,
-                              duration=plan.hey_s, requests=plan.hey_requests, host=HOST_HEADER, core=core)
+                              duration=plan.hey_s, requests=plan.hey_requests, host=HOST_HEADER, core=core,
+                              timeout_s=plan.hey_timeout_s)
     else:
         h = loadgen.hey(url, workers=plan.hey_workers, rate_per_worker=plan.hey_rate_per_worker, duration=plan.hey_s,
-                        requests=plan.hey_requests, host=HOST_HEADER, core=core)
+                        requests=plan.hey_requests, host=HOST_HEADER, core=core, timeout_s=plan.hey_timeout_s)
     windows = [(role, s.stop()) for role, s in samplers]
     around = machine.stop()
     out["other_cores_1k"] = around.other_cores
@@ -197,7 +205,8 @@ def measure_handshakes(name: str, url: str, proxies: list[tuple[str, int]], plan
     CPU cores busy and CPU ms per connection."""
     machine = MachineSampler(ours).start()
     samplers = [(role, Sampler(pid).start()) for role, pid in proxies]
-    w = loadgen.wrk(url, connections=plan.connections, duration=plan.wrk_s, host=HOST_HEADER, core=pin.load_core)
+    w = loadgen.wrk(url, connections=plan.connections, duration=plan.wrk_s, host=HOST_HEADER, core=pin.load_core,
+                    timeout_s=plan.wrk_timeout_s)
     windows = [(role, s.stop()) for role, s in samplers]
     around = machine.stop()
     log.add(f"rep {rep} {name} wrk", w.raw)
