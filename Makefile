@@ -25,9 +25,11 @@ deps: $(BIN)/isthmus
 	$(BIN)/python -m bench.dataplane.tools
 
 # Three workers on two cores: the integration tests mostly wait on nats-server, etcd and proxies; a file's
-# tests stay together in one worker (--dist loadfile), so module fixtures start once.
+# tests stay together in one worker (--dist loadfile), so module fixtures start once. The suite takes 6-10
+# minutes: a run still going at 30 is hung outside any one test (each has pytest-timeout's limit), and is
+# interrupted so pytest prints what failed so far.
 test: $(BIN)/isthmus deps
-	$(BIN)/pytest -q -n 3 --dist loadfile
+	timeout --signal=INT --kill-after=60 1800 $(BIN)/pytest -q -n 3 --dist loadfile
 
 # QUICK=1 for a development run (under two minutes); the full run takes under fifteen.
 bench: $(BIN)/isthmus
