@@ -132,6 +132,19 @@ async def test_each_method_is_named_as_sent_and_odd_targets_go_upstream_as_sent(
         b"OPTIONS /a%00b HTTP/1.1", b"OPTIONS /p?q=%23x&r=/../admin HTTP/1.1", b"OPTIONS * HTTP/1.1"]
 
 
+@pytest.mark.parametrize("line", [b"GET  /x HTTP/1.1", b"GET /x  HTTP/1.1", b"GET /x RTSP/1.1"])
+async def test_a_request_line_llhttp_tolerates_goes_upstream_canonical_not_as_received(start_proxy, connect, line):
+    # llhttp takes extra spaces and an RTSP/1.1 version for HTTP/1.1; the head must not go upstream as received
+    # (the upstream may read the line otherwise than the routing did), but rebuilt as `GET /x HTTP/1.1`
+    async with Upstream(keep_alive_echo) as up:
+        proxy = await start_proxy(StubRouter({"reviews": up.target}))
+        reader, writer = await connect(proxy.port)
+        writer.write(line + b"\r\nHost: reviews:9080\r\n\r\n")
+        assert (await read_response(reader)).status == 200
+    (request,) = up.requests
+    assert request.raw_head.startswith(b"GET /x HTTP/1.1\r\n")
+
+
 async def short_answer(up: Upstream, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """keep_alive_echo without the path in a response header (a 60 KiB one is past the response head limit)."""
     while True:
