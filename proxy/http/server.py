@@ -184,6 +184,9 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
             version = "1.1"
             http11 = True
         else:
+            # Not that canonical line: llhttp also takes extra spaces and `RTSP/1.1` as HTTP/1.1, which an
+            # upstream may read otherwise than we routed it: such a head is rebuilt, never sent as received.
+            from_raw = False
             version = parser.get_http_version()
             http11 = version == "1.1"
         keep_alive = http11 and parser.should_keep_alive()  # HTTP/1.0 clients: close after each
