@@ -15,13 +15,14 @@ The names below are the package's interface; import them from `isthmus.launch`.
 
 from isthmus.launch.binaries import _is_native, etcd_binary, nats_server_binary, start_etcd, start_nats
 from isthmus.launch.errors import LaunchError, PortInUse
-from isthmus.launch.ports import LOOPBACK, PORT_FLOOR, _ephemeral_floor, accepts, free_port, port_in_use
+from isthmus.launch.ports import (LOOPBACK, PORT_FLOOR, _ephemeral_floor, accepts, free_port, free_port_pair,
+                                  port_in_use)
 from isthmus.launch.process import ManagedProcess
 from isthmus.launch.services import SERVICES, project_env, service_argv, service_process, wait_ready
 from isthmus.launch.supervisor import HealthProbe, Supervisor, bus_health_probe
 
 __all__ = [  # _is_native and _ephemeral_floor are imported too, for the tests only
     "LOOPBACK", "PORT_FLOOR", "SERVICES", "HealthProbe", "LaunchError", "ManagedProcess", "PortInUse", "Supervisor",
-    "accepts", "bus_health_probe", "etcd_binary", "free_port", "nats_server_binary", "port_in_use", "project_env",
-    "service_argv", "service_process", "start_etcd", "start_nats", "wait_ready",
+    "accepts", "bus_health_probe", "etcd_binary", "free_port", "free_port_pair", "nats_server_binary", "port_in_use",
+    "project_env", "service_argv", "service_process", "start_etcd", "start_nats", "wait_ready",
 ]

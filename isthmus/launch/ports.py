@@ -45,6 +45,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def free_port_pair() -> int:
+    """A port p on 127.0.0.1 with p and p + 1 both free right now, as free_port picks them: for etcd, whose
+    peer port is its client port + 1 (`isthmus up --etcd-port`). Neither is handed out again in this process.
+    Tries free_port's picks until one's successor binds too; RuntimeError after 200 tries."""
+    for _ in range(200):
+        port = free_port()
+        if port + 1 in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((LOOPBACK, port + 1))
+            except OSError:
+                continue
+        _handed_out.add(port + 1)
+        return port
+    raise RuntimeError("no two adjacent free ports on 127.0.0.1")
+
+
 def port_in_use(port: int, host: str = LOOPBACK) -> bool:
     """True when a listener holds host:port (TIME_WAIT leftovers do not count)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -241,6 +241,26 @@ def test_free_ports_are_distinct_and_below_the_kernels_ephemeral_range():
     assert all(10_000 <= p < _ephemeral_floor() for p in ports)
 
 
+def test_a_free_port_pair_has_its_successor_free_too_and_neither_is_handed_out_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """For `isthmus up --etcd-port`, whose peer port is the next one: a port whose successor is held is passed
+    over (here every other port is held), and neither port of a pair comes back from free_port."""
+    import socket
+
+    from isthmus.launch import free_port_pair, ports
+
+    picks = iter(range(20_000, 20_100))
+    monkeypatch.setattr(ports.random, "randrange", lambda low, high: next(picks))
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 20_001))  # 20,000's successor
+        port = free_port_pair()
+    assert port != 20_000 and port >= 20_002
+    for p in (port, port + 1):
+        with socket.socket() as check:
+            check.bind(("127.0.0.1", p))
+    assert not {port, port + 1} & {free_port() for _ in range(20)}
+
+
 # --------------------------------------------------------------------------- health supervision
 
 

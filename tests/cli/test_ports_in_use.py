@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from isthmus.launch import free_port, project_env
+from isthmus.launch import free_port, free_port_pair, project_env
 
 ROOT = Path(__file__).resolve().parents[2]
 NO_BUS = "nats://127.0.0.1:1"  # never reached: binding fails first
@@ -105,7 +105,7 @@ def up(tmp_path: Path, nats: int, etcd: int) -> list[str]:
 
 def test_up_on_a_taken_nats_port_names_the_flag_and_exits_2(tmp_path: Path) -> None:
     with held_port() as port:
-        assert_one_error_line(run(up(tmp_path, port, free_port())), f"--nats-port {port}: address already in use")
+        assert_one_error_line(run(up(tmp_path, port, free_port_pair())), f"--nats-port {port}: address already in use")
 
 
 def test_up_on_a_taken_etcd_port_names_the_flag_and_exits_2(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from isthmus.launch import free_port
+from isthmus.launch import free_port, free_port_pair
 from isthmus.up import check_ports
 from tests.cli.test_cli_options import assert_usage_error, isthmus
 
@@ -18,7 +18,7 @@ def test_a_taken_ingress_port_is_refused_before_anything_starts(tmp_path: Path) 
         port = held.getsockname()[1]
         result = isthmus("up", "--demo", "--state-dir", str(tmp_path / "state"), "--ingress-port", str(port),
                          "--ingress-https-port", str(free_port()), "--nats-port", str(free_port()),
-                         "--etcd-port", str(free_port()),
+                         "--etcd-port", str(free_port_pair()),
                          "--dashboard-port", str(free_port()))
     assert result.returncode == 2, result
     assert f"error: --ingress-port {port}: address already in use" in result.stderr, result.stderr
@@ -31,7 +31,7 @@ def test_the_ingress_port_is_checked_only_with_the_demo_and_against_the_other_po
         held.bind(("127.0.0.1", 0))
         held.listen()
         port = held.getsockname()[1]
-        nats, etcd, dashboard = free_port(), free_port(), free_port()
+        nats, etcd, dashboard = free_port(), free_port_pair(), free_port()
         assert check_ports(nats, etcd, dashboard) is None  # `isthmus up` alone starts no gateway
         https = free_port()
         assert (check_ports(nats, etcd, dashboard, (port, https)) or "").startswith(

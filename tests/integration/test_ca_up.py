@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from isthmus.launch import free_port
+from isthmus.launch import free_port, free_port_pair
 from proto.ca import SignReply, TrustBundle
 from proxy.control import buscreds
 from runtime import bus as busmod
@@ -26,9 +26,7 @@ pytestmark = pytest.mark.asyncio
 
 async def test_up_passes_its_identity_flags_and_state_directory_to_the_ca(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    nats_port, etcd_port = free_port(), free_port()
-    while etcd_port + 1 == nats_port:
-        etcd_port = free_port()
+    nats_port, etcd_port = free_port(), free_port_pair()  # etcd's peer port is --etcd-port + 1
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "isthmus.cli", "up", "--state-dir", str(state), "--nats-port", str(nats_port),
         "--etcd-port", str(etcd_port), "--trust-domain", "example.org", "--workload-cert-ttl", "2h",

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser
 
-from isthmus.launch import ManagedProcess, free_port, project_env
+from isthmus.launch import ManagedProcess, free_port, free_port_pair, project_env
 from tests.integration.conftest import eventually
 from tests.integration.test_prometheus import P99, RATE, Prometheus, prometheus_binary
 from tests.telemetry.test_dashboard_browser import browser  # noqa: F401  (Debian's chromium, off the network)
@@ -93,9 +93,8 @@ async def test_make_demo_shows_the_split_mtls_a_trace_and_prometheus_agrees(
         tmp_path: Path, browser: Browser, request: pytest.FixtureRequest) -> None:  # noqa: F811
     state = tmp_path / "state"
     (tmp_path / "logs").mkdir()
-    nats_port, etcd_port, dashboard_port, ingress_port = free_port(), free_port(), free_port(), free_port()
-    while etcd_port + 1 in (nats_port, dashboard_port):
-        etcd_port = free_port()
+    # etcd's peer port is --etcd-port + 1
+    nats_port, etcd_port, dashboard_port, ingress_port = free_port(), free_port_pair(), free_port(), free_port()
     base = f"http://127.0.0.1:{dashboard_port}"
     artifacts = request.config.rootpath / "test-artifacts" / "demo"
     artifacts.mkdir(parents=True, exist_ok=True)

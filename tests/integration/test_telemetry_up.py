@@ -12,16 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from isthmus.launch import free_port
+from isthmus.launch import free_port, free_port_pair
 from isthmus.up import _print_ready
 
 
 
 async def test_up_serves_the_dashboard_port_it_prints_and_dashboard_reads_it(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    nats_port, etcd_port, dashboard_port = free_port(), free_port(), free_port()
-    while etcd_port + 1 in (nats_port, dashboard_port):
-        etcd_port = free_port()
+    nats_port, etcd_port, dashboard_port = free_port(), free_port_pair(), free_port()  # etcd's peer: + 1
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "isthmus.cli", "up", "--state-dir", str(state), "--nats-port", str(nats_port),
         "--etcd-port", str(etcd_port), "--dashboard-port", str(dashboard_port),

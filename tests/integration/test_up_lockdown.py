@@ -15,7 +15,7 @@ from pathlib import Path
 import nats
 import pytest
 
-from isthmus.launch import free_port, project_env
+from isthmus.launch import free_port, free_port_pair, project_env
 from runtime.clientconfig import load
 from runtime.store import Store, StoreError
 
@@ -23,9 +23,7 @@ pytestmark = pytest.mark.asyncio
 
 
 async def test_isthmus_up_with_nats_tls_writes_a_config_that_the_cli_uses(tmp_path: Path) -> None:
-    nats_port, etcd_port = free_port(), free_port()
-    while etcd_port + 1 == nats_port:
-        etcd_port = free_port()
+    nats_port, etcd_port = free_port(), free_port_pair()  # etcd's peer port is --etcd-port + 1
     env = project_env()
     env.pop("ISTHMUS_CONFIG", None)
     env.pop("ISTHMUS_NATS_URL", None)
