@@ -40,7 +40,8 @@ from bench.gateway.topology import GW_HOST, GatewayTopology, edge_socket
 
 ROWS = ("isthmus-gateway", "haproxy-edge")
 PLANS = {
-    "smoke": Plan("smoke", 1, warmup_s=0, wrk_s=1, hey_s=None, hey_requests=200, pause_s=0.1),
+    "smoke": Plan("smoke", 1, warmup_s=0, wrk_s=1, hey_s=None, hey_requests=200, pause_s=0.1, wrk_timeout_s=30,
+                  hey_timeout_s=30),  # on a loaded test machine only a lost request is an error
     "quick": Plan("quick", 1, warmup_s=1, wrk_s=3, hey_s=3),
     "full": Plan("full", 3, warmup_s=1, wrk_s=8, hey_s=10, retries=1, budget_s=300),
 }
@@ -101,7 +102,8 @@ def measure(name: str, port: int, proxies: list[tuple[str, int]], counters: Coun
         loadgen.wrk(url, connections=plan.connections, duration=plan.warmup_s, host=GW_HOST, core=core)
     # 1. keep-alive TLS connections, closed loop
     machine, samplers = _window(proxies, ours)
-    w = loadgen.wrk(url, connections=plan.connections, duration=plan.wrk_s, host=GW_HOST, core=core)
+    w = loadgen.wrk(url, connections=plan.connections, duration=plan.wrk_s, host=GW_HOST, core=core,
+                    timeout_s=plan.wrk_timeout_s)
     windows, around = [(role, s.stop()) for role, s in samplers], machine.stop()
     log.add(f"rep {rep} {name} wrk keep-alive", w.raw)
     out.update(rps=w.rps, wrk_requests=w.requests, wrk_errors=w.errors, other_cores_max=around.other_cores)
@@ -115,7 +117,7 @@ def measure(name: str, port: int, proxies: list[tuple[str, int]], counters: Coun
     before = counters.read()
     machine, samplers = _window(proxies, ours)
     h = loadgen.wrk(url, connections=plan.connections, duration=plan.wrk_s, host=GW_HOST, core=core,
-                    headers=("Connection: close",))
+                    headers=("Connection: close",), timeout_s=plan.wrk_timeout_s)
     windows, around = [(role, s.stop()) for role, s in samplers], machine.stop()
     after = counters.read()
     log.add(f"rep {rep} {name} wrk Connection: close", h.raw)
@@ -131,7 +133,8 @@ def measure(name: str, port: int, proxies: list[tuple[str, int]], counters: Coun
     # 3. latency at a fixed 1,000 rps over keep-alive TLS
     machine, samplers = _window(proxies, ours)
     f = loadgen.hey_paced(url, streams=plan.hey_workers, rate_per_stream=plan.hey_rate_per_worker,
-                          duration=plan.hey_s, requests=plan.hey_requests, host=GW_HOST, core=core)
+                          duration=plan.hey_s, requests=plan.hey_requests, host=GW_HOST, core=core,
+                          timeout_s=plan.hey_timeout_s)
     windows, around = [(role, s.stop()) for role, s in samplers], machine.stop()
     log.add(f"rep {rep} {name} hey", f.raw)
     out.update(fixed_rps=f.rps, fixed_requests=f.requests, fixed_errors=f.errors, other_cores_1k=around.other_cores)
