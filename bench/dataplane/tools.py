@@ -15,8 +15,10 @@ PROMETHEUS_TOOLS = {"prometheus": "prometheus"}
 # the sidecar's DNS test (tests/integration/test_dns.py): dig asks it, curl fetches by the address it gave
 DNS_TOOLS = {"dig": "dnsutils", "curl": "curl"}
 # the deployment tests (tests/deploy/): `docker-compose config` checks docker-compose.yml, `systemd-analyze verify`
-# the units (the package brings the tool; no systemd needs to run)
-DEPLOY_TOOLS = {"docker-compose": "docker-compose", "systemd-analyze": "systemd"}
+# the units (the package brings the tool; no systemd needs to run); docs/install-vm.md's walkthrough runs in a
+# network namespace of its own (unshare, ip)
+DEPLOY_TOOLS = {"docker-compose": "docker-compose", "systemd-analyze": "systemd", "unshare": "util-linux",
+                "ip": "iproute2"}
 
 
 class ToolsMissing(RuntimeError):

@@ -30,7 +30,11 @@ def test_the_loopback_walkthrough_gets_frontend_to_reviews_through_both_sidecars
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("ISTHMUS_CONFIG", None)
     try:
-        result = subprocess.run(["bash", "-c", "set -e\n" + loopback_block()], cwd=tmp_path, env=env,
+        # in a network namespace of its own (util-linux's unshare, iproute2's ip): the doc's fixed ports (14222,
+        # 16222, 12379, ...) lie in the range free_port picks from, so another test's process could hold one
+        # (nats-1 once failed to bind 16222 this way)
+        result = subprocess.run(["unshare", "--map-root-user", "--net", "bash", "-c",
+                                 "ip link set lo up\nset -e\n" + loopback_block()], cwd=tmp_path, env=env,
                                 capture_output=True, text=True, timeout=140)
         lines = result.stdout.strip().splitlines() or ["", ""]
         logs = {str(p.relative_to(tmp_path)): p.read_text()[-600:] for p in (tmp_path / "cp").rglob("*.log")}
