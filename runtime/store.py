@@ -19,8 +19,10 @@ import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import aetcd
-import aetcd.exceptions
+import runtime.grpc_fork  # noqa: F401  (before aetcd: gRPC's fork handlers off)
+
+import aetcd  # noqa: E402
+import aetcd.exceptions  # noqa: E402
 
 from runtime.log import get_logger
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
-import aetcd
-from aetcd import rpc
+import runtime.grpc_fork  # noqa: F401  (before aetcd: gRPC's fork handlers off)
+
+import aetcd  # noqa: E402
+from aetcd import rpc  # noqa: E402
 
 SERVICE_ROLE = "isthmus"
 KEY_PREFIX = b"/isthmus/"
