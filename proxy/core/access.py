@@ -110,13 +110,13 @@ def request_headers(r: AccessRecord) -> tuple[str | None, str | None, str | None
     xff = ua = rid = host = None
     for key, value in head.headers:
         if key == _XFF:
-            xff = value.rstrip(b" \t").decode("latin-1")
+            xff = value.decode("latin-1")
         elif key == _UA:
-            ua = value.rstrip(b" \t").decode("latin-1")
+            ua = value.decode("latin-1")
         elif key == _RID:
-            rid = value.rstrip(b" \t").decode("latin-1")
+            rid = value.decode("latin-1")
         elif key == _HOST:
-            host = value.rstrip(b" \t").decode("latin-1")
+            host = value.decode("latin-1")
     return xff, ua, rid, host or r.host
 
 

@@ -222,6 +222,8 @@ class _Collector:
         headers = self.headers
         if len(headers) >= self.limit:
             raise UpstreamProtocolError(f"upstream response has more than {self.limit} headers")
+        if value and value[-1] < 33:  # trailing OWS, which llhttp keeps (proxy/http/server.py on_header)
+            value = value.rstrip(b" \t")
         headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:

@@ -154,6 +154,12 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
         headers = self.headers
         if len(headers) >= self.max_headers:
             raise HeadersTooLarge(f"more than {self.max_headers} request headers")
+        # RFC 9110 5.5: a field value has no trailing whitespace (OWS), but llhttp keeps it (`Host: reviews `);
+        # Envoy strips it, and so must we before routing, policy, JWTs and tracing read it (a head forwarded as
+        # received keeps it: harmless). llhttp strips the leading OWS and refuses every other control byte, so a
+        # last byte below b"!" is SP or HTAB: one int compare in the usual case. Trailers pass here too.
+        if value and value[-1] < 33:
+            value = value.rstrip(b" \t")
         headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:

@@ -52,7 +52,7 @@ def attributes(r: AccessRecord) -> dict[str, Any]:
             headers: dict[Any, Any] = {}
             for key, value in head.headers:
                 name = _s(key.decode("latin-1"))
-                text = value.rstrip(b" \t").decode("latin-1")
+                text = value.decode("latin-1")
                 headers[name] = _s(f"{headers[name]},{text}") if name in headers else _s(text)
             request[_s("headers")] = celtypes.MapType(headers)
             for attr, header in (("useragent", "user-agent"), ("id", "x-request-id")):

@@ -137,7 +137,7 @@ def test_a_push_with_an_unknown_provider_or_mode_is_refused():
     ("response.code >= 400", 200, None, None, False),
     ("request.method == 'GET' && request.path.startsWith('/r')", 200, None, None, True),
     ("request.url_path == '/r'", 200, None, None, True),
-    ("request.headers['x-debug'] == 'on'", 200, [(b"x-debug", b"on ")], None, True),
+    ("request.headers['x-debug'] == 'on'", 200, [(b"x-debug", b"on")], None, True),
     ("request.headers['x-debug'] == 'on'", 200, [], None, False),  # a missing header: an error, not logged
     ("request.headers['x-a'] == '1,2'", 200, [(b"x-a", b"1"), (b"x-a", b"2")], None, True),  # joined as Envoy
     ("request.useragent.startsWith('curl')", 200, None, None, True),

@@ -104,7 +104,7 @@ class Locations:
         for name, prefix in self.headers:
             for have, value in seen:
                 if have == name:
-                    token = header_token(value.rstrip(b" \t"), prefix)
+                    token = header_token(value, prefix)
                     if token is not None:
                         found.append((token, HEADER, name))
         if self.params and "?" in head.path:
