@@ -291,8 +291,8 @@ class MirroredExchange(Exchange):
         _mirror_copies.pop(self, None)
         super().client_gone()
 
-    def on_response_end(self) -> None:
-        super().on_response_end()
+    def on_response_end(self, now: float = 0.0) -> None:
+        super().on_response_end(now)
         if self.released:  # released inline there, past _release below
             _mirror_copies.pop(self, None)
 

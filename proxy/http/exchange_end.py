@@ -105,10 +105,11 @@ class ExchangeEnd:
             self.released = True
             self.proto.exchange_done(self)
 
-    def _log(self) -> None:
+    def _log(self, now: float = 0.0) -> None:
+        """`now`: the loop time the exchange ended, if the caller read it already."""
         proto = self.proto
         t0 = self.t0
         telemetry.report(proto.shared, self.head, self.upstream, self.status, self.flag, self.bytes_received,
-                         self.bytes_sent, (proto.loop.time() - t0) * 1000.0, self.details,
+                         self.bytes_sent, ((now or proto.loop.time()) - t0) * 1000.0, self.details,
                          "HTTP/1.1" if self.http11 else "HTTP/1.0",
                          (self.upstream_at - t0) * 1000.0 if self.upstream_at else -1.0)
