@@ -6,7 +6,9 @@ httptools work per request and none of the kernel's. `--profile` ranks functions
 cProfile (deterministic, so it inflates many small calls; use it to rank, not to measure).
 Istio's standard metrics are recorded as in every sidecar (proxy/telemetry/); `--no-metrics` leaves them off,
 to measure what they cost. `--peer-metadata`: the request comes from a sidecar with its peer metadata header
-(inbound), or goes to an endpoint with a sidecar, which gets it (outbound).
+(inbound), or goes to an endpoint with a sidecar, which gets it (outbound). `--policy` (inbound): the listener
+under the full bench's AuthorizationPolicy (bench/dataplane/features.py: ten ALLOW rules, the request allowed
+by the last one only), the caller the mTLS identity its last rule names.
 Measure before and after a hot-path change with this and with the data-plane benchmark.
 """
 
@@ -55,6 +57,32 @@ class FakeTransport:
 
     def get_extra_info(self, name: str, default: object = None) -> object:
         return default
+
+
+def policy_router() -> tuple[object, object]:
+    """`--policy`: the inbound router after a push of the full bench's AuthorizationPolicy (the mTLS pair's: rules
+    on principals and namespaces too), as pilot compiles it (the spec's rules as they are), and the caller its last
+    rule allows (bench/dataplane/features.py)."""
+    import msgspec
+    import yaml
+
+    from bench.dataplane.features import RULES, authz_policy
+    from proto.security import AuthzRule
+    from proto.xds import AuthzPolicy, Push, WorkloadSecurity
+    from proxy.control.config_state import ConfigState
+    from proxy.core.downstream import Downstream
+    from proxy.inbound.local_app import LocalAppRouter
+
+    spec = yaml.safe_load(authz_policy("default", mtls=True))["spec"]
+    rules = [msgspec.convert(rule, AuthzRule) for rule in spec["rules"]]
+    assert spec["action"] == "ALLOW" and len(rules) == RULES
+    state = ConfigState(workload_id="bench")
+    router = LocalAppRouter("127.0.0.1", 8080, "bench-backend", state)
+    policy = AuthzPolicy("default/bench-backend", "ALLOW", rules)
+    state.apply(Push(epoch="bench", seq=1, version=1, full=True,
+                     security=[WorkloadSecurity(workload="bench", version=1, authorization=[policy])]))
+    assert router.admit is not None
+    return router, Downstream("cluster.local/ns/default/sa/default", "10.0.0.7", "10.0.0.8", 8080)
 
 
 class _Table:
@@ -180,16 +208,24 @@ def main() -> None:
     parser.add_argument("--peer-metadata", action="store_true",
                         help="inbound: the request carries a calling sidecar's peer metadata header; outbound: the "
                              "endpoint has a sidecar, so the header is added")
+    parser.add_argument("--policy", action="store_true",
+                        help="inbound: under the full bench's AuthorizationPolicy of ten ALLOW rules, the request "
+                             "allowed by the last (bench/dataplane/features.py), from the mTLS caller it names")
     parser.add_argument("--lb", choices=["ROUND_ROBIN", "LEAST_REQUEST", "RANDOM"], default="LEAST_REQUEST",
                         help="the outbound cluster's balancer (pilot's default when a DestinationRule sets none: "
                              "LEAST_REQUEST)")
     args = parser.parse_args()
+    if args.policy and args.mode != "inbound":
+        parser.error("--policy is an inbound listener's: use it with --mode inbound")
     import uvloop
 
     uvloop.install()
+    router = downstream = None
+    if args.policy:
+        router, downstream = policy_router()
     us = asyncio.run(drive(args.mode, args.requests, args.profile, args.lb, args.access_log, args.chunks,
-                           metrics=not args.no_metrics, peer_metadata=args.peer_metadata,
-                           tracing=not args.no_tracing))
+                           router=router, downstream=downstream, metrics=not args.no_metrics,
+                           peer_metadata=args.peer_metadata, tracing=not args.no_tracing))
     print(f"{args.mode}: {us:.2f} us of CPU per proxied request (Python + httptools, no syscalls)")
 
 

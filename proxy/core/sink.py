@@ -6,7 +6,10 @@ client connection (proxy/http/server.py) implement them. Neither side imports th
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import asyncio
 
 
 class Gate(Protocol):
@@ -21,6 +24,7 @@ class Client(Protocol):
     is paused while the upstream cannot take more."""
 
     gate: Gate
+    loop: asyncio.AbstractEventLoop  # whose time() the end of a response is stamped with
 
     def write(self, data: bytes) -> None: ...
 
@@ -44,6 +48,6 @@ class ResponseSink(Protocol):
     def on_raw_response_head(self, status: int, parts: list[bytes], framing: int) -> bool: ...
     def on_upgrade(self, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None: ...
     def on_response_body(self, body: bytes) -> None: ...
-    def on_response_end(self) -> None: ...
+    def on_response_end(self, now: float = 0.0) -> None: ...
     def flush(self) -> None: ...
     def upstream_lost(self, exc: BaseException, retryable: bool) -> None: ...

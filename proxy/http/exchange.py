@@ -59,8 +59,9 @@ class Exchange(UpstreamConnect, ResponseSide, ExchangeEnd):
         "policy", "ctl",
         # response
         "status", "stream_chunked", "head_sent", "resp_done", "close_after", "out", "bytes_sent",
-        # bookkeeping; telemetry: request body bytes, loop time of the request's first byte
-        "started", "released", "t0",
+        # bookkeeping; telemetry: request body bytes, loop time of the request's first byte, the access log's
+        # response flags (Envoy's, set by a failure): read by every end's metrics, so a slot
+        "started", "released", "t0", "flag",
         "__dict__",  # the fields below, once a request sets one
     )
 
@@ -73,7 +74,6 @@ class Exchange(UpstreamConnect, ResponseSide, ExchangeEnd):
     connecting: asyncio.Task[UpstreamConnection] | None = None  # a new upstream connection being opened
     retried = False  # a reused connection the upstream closed as we sent was retried once
     timeout = 0.0  # the response timeout in seconds, when `deadline` is set
-    flag = "-"  # the access log's response flags (Envoy's), set by a failure
     details = ""  # Envoy's response code details when a failure has some (proxy/core/errors.py ProxyError.details)
     upstream_at = 0.0  # loop time the upstream's response head came (Envoy's upstream service time); 0: none
 
@@ -124,6 +124,7 @@ class Exchange(UpstreamConnect, ResponseSide, ExchangeEnd):
         self.started = False
         self.released = False
         self.t0 = proto.t_begin  # taken by the server when the head began (metrics need every duration)
+        self.flag = "-"
 
     # The listener makes its exchanges as `new(Exchange)` then `init(...)`: calling the class goes through
     # type_call and slot_tp_init, which pack the 12 arguments into a tuple and a malloc'ed array (~450
@@ -291,8 +292,8 @@ class MirroredExchange(Exchange):
         _mirror_copies.pop(self, None)
         super().client_gone()
 
-    def on_response_end(self) -> None:
-        super().on_response_end()
+    def on_response_end(self, now: float = 0.0) -> None:
+        super().on_response_end(now)
         if self.released:  # released inline there, past _release below
             _mirror_copies.pop(self, None)
 

@@ -108,7 +108,8 @@ class ResponseSide:
         else:
             self.out.append(body)
 
-    def on_response_end(self) -> None:
+    def on_response_end(self, now: float = 0.0) -> None:
+        """`now`: the loop time the response ended, if the caller read it (0.0: read here when needed)."""
         if self.resp_done:
             return
         self.conn = None
@@ -123,10 +124,12 @@ class ResponseSide:
             out.clear()
         if proto.gate.reasons & PEER_FULL:
             proto.gate.resume(PEER_FULL)
-        self._log()  # telemetry (proxy/http/telemetry.py): metrics, the access log, a sampled request's span
+        if not now:
+            now = proto.loop.time()
+        self._log(now)  # telemetry (proxy/http/telemetry.py): metrics, the access log, a sampled request's span
         if (self.req_done or self.close_after) and not self.released:  # _release, inline
             self.released = True
-            proto.exchange_done(self)
+            proto.exchange_done(self, now)
 
     def flush(self) -> None:
         out = self.out

@@ -250,10 +250,12 @@ def head_end(raw: bytes, method: bytes, count: int) -> int:
 
 def head_end_after_method(raw: bytes, count: int) -> int:
     """head_end for a `raw` already known to start with the parsed method (the listener checks that first)."""
+    # A read holding just the head (the usual GET), without the search (~190 ns): the parsed head starts at
+    # raw[0], ends in a LF and holds at least count + 2 of them; if all of raw holds exactly that many and ends
+    # in one, the parsed head is all of raw. Its first CRLF CRLF is then its end (an empty line ends a head).
+    if raw[-4:] == b"\r\n\r\n" and raw.count(b"\n") == count + 2:
+        return len(raw)
     end = raw.find(b"\r\n\r\n") + 4
     if end < 4:
         return 0
-    # a read holding just the head (the usual GET): count without start/end (their parsing costs ~400 instructions)
-    if (raw.count(b"\n") if end == len(raw) else raw.count(b"\n", 0, end)) != count + 2:
-        return 0
-    return end
+    return end if raw.count(b"\n", 0, end) == count + 2 else 0

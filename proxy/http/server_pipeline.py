@@ -15,7 +15,8 @@ from proxy.http.flow import PIPELINE
 class RequestPipeline:
     __slots__ = ()
 
-    def exchange_done(self, ex: Exchange) -> None:
+    def exchange_done(self, ex: Exchange, now: float = 0.0) -> None:
+        """`ex` is over; `now`: the loop time it ended, if the caller read it (the idle clock starts there)."""
         if ex is self.active:
             self.active = None
             if not (ex.close_after or self.advancing or self.pipeline or self.closing or self.stopping
@@ -24,7 +25,7 @@ class RequestPipeline:
                 # _arm_keepalive inline.
                 if self.gate.reasons & PIPELINE:
                     self.gate.resume(PIPELINE)
-                self.idle_since = self.loop.time()
+                self.idle_since = now or self.loop.time()
                 if self.keepalive_handle is None:
                     self.keepalive_handle = self.loop.call_later(self._idle_wait(), self._keepalive_check)
                 return

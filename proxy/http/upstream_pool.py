@@ -116,7 +116,8 @@ class ConnectionPool:
             if sock is not None:
                 set_keepalive(sock, *policy.keepalive)
 
-    def release(self, conn: UpstreamConnection) -> None:
+    def release(self, conn: UpstreamConnection, now: float = 0.0) -> None:
+        """Back to the idle pool (or closed, past max_idle_per_key); `now`: the loop time, if the caller has it."""
         if conn.closed or conn.in_pool:
             return
         idle = self._idle.get(conn.key)
@@ -130,7 +131,7 @@ class ConnectionPool:
             conn.gate.clear()  # read while idle, so a close by the peer is noticed and the conn dropped
         conn.in_pool = True
         assert self._loop is not None
-        conn.idle_since = now = self._loop.time()
+        conn.idle_since = now = now or self._loop.time()
         idle.append(conn)
         due = now + conn.idle_timeout
         if due < self._sweep_at:  # only a shorter idle timeout than any pooled so far moves the sweep

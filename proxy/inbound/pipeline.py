@@ -29,6 +29,14 @@ def build(checks: Sequence[Check], last: Admit | None, target: Target) -> Admit 
     """The pipeline's entry, or None when no stage is configured (the caller then returns `target`)."""
     if not checks:
         return last
+    if len(checks) == 1 and last is None:  # one stage (an AuthorizationPolicy, the usual case): no loop, no lambda
+        only = checks[0]
+
+        def check_then_target(head: RequestHead) -> Target:
+            only(head)
+            return target
+
+        return check_then_target
     final = last if last is not None else (lambda head: target)
     ordered = tuple(checks)
 

@@ -50,10 +50,18 @@ async def test_a_request_no_upstream_answered_has_no_service_time(start_proxy, c
 def test_the_upstream_identity_is_named_only_once_the_upstream_answered():
     target = Target("10.0.0.7", 15006, "outbound|9080||reviews", tls=Tls())
     records: list[AccessRecord] = []
-    shared = SimpleNamespace(metrics=None, on_complete=records.append)  # a listener's state, as report() reads it
-    report(shared, None, target, 200, "-", 0, 3, 2.0, upstream_ms=1.0)  # type: ignore[arg-type]
-    report(shared, None, target, 503, "UF", 0, 0, 2.0)  # type: ignore[arg-type]  # the connect (and its handshake) failed
+    proto = SimpleNamespace(shared=SimpleNamespace(metrics=None, on_complete=records.append))  # as report() reads it
+
+    def ended(status: int, flag: str, sent: int, upstream_at: float) -> SimpleNamespace:
+        """An exchange at its end as report() reads it: began at loop time 1.0, upstream answered at `upstream_at`."""
+        return SimpleNamespace(proto=proto, head=None, upstream=target, status=status, flag=flag, bytes_received=0,
+                               bytes_sent=sent, t0=1.0, http11=True, details="", upstream_at=upstream_at)
+
+    report(ended(200, "-", 3, 1.001), 1.002)  # type: ignore[arg-type]
+    report(ended(503, "UF", 0, 0.0), 1.002)  # type: ignore[arg-type]  # the connect (and its handshake) failed
     answered, failed = records
+    assert round(answered.duration_ms, 6) == 2.0 and round(answered.upstream_ms, 6) == 1.0
+    assert failed.upstream_ms == -1.0 and answered.protocol == "HTTP/1.1"
     assert (answered.upstream_host, answered.upstream_peer) == ("10.0.0.7:15006", Tls.expected_id)
     assert (failed.upstream_host, failed.upstream_peer) == ("10.0.0.7:15006", "")
     v6 = AccessRecord("GET", "h", "/", 200, "-", "c", 0, 1.0, upstream_ms=0.5, target=Target("::1", 80, "c"))

@@ -50,3 +50,14 @@ def test_checks_run_in_order_before_the_last_stage_and_a_refusal_stops_it():
         admit(RequestHead("GET", "app", 80, "/denied", []))
     assert seen == ["authn", "authz"]
     assert pipeline.build((authn,), None, APP)(head()) is APP  # type: ignore[misc]
+
+
+def test_a_lone_check_without_a_last_stage_refuses_or_gives_the_app():
+    def authz(h: RequestHead) -> None:
+        if h.path == "/denied":
+            raise RateLimited("refused")
+
+    admit = pipeline.build([authz], None, APP)  # a list, as LocalAppRouter passes a tuple: either is read once
+    assert admit is not None and admit(head()) is APP
+    with pytest.raises(RateLimited):
+        admit(RequestHead("GET", "app", 80, "/denied", []))

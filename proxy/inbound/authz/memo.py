@@ -59,7 +59,32 @@ def decision_key(keys: Iterable[str]) -> Callable[[RequestHead], Any] | None:
     if len(names) == 1:
         name = names[0]
         return lambda head: (get(head), header_value(head, name))  # all values joined: finer than a leaf reads
-    return lambda head: (get(head), *[header_value(head, n) for n in names])
+    return _headers_key(get, names)
+
+
+def _headers_key(get: Callable[[RequestHead], Any], names: tuple[bytes, ...]) -> Callable[[RequestHead], Any]:
+    """`(get(head), header_value(head, name) for each name)`, the headers walked once for all the names rather
+    than once per name (`:authority` alone reads Host and a header condition: two walks, ~1.2 us a request)."""
+    where = {name: i for i, name in enumerate(names)}
+    none = (None,) * len(names)
+
+    def key(head: RequestHead) -> Any:
+        found: list[Any] | None = None
+        for name, value in head.headers:
+            i = where.get(name)
+            if i is not None:  # as header_value: each value right-stripped, every one joined with ","
+                if found is None:
+                    found = list(none)
+                value = value.rstrip(b" \t")
+                found[i] = value if found[i] is None else found[i] + b"," + value
+        if found is None:
+            return (get(head), *none)
+        for i, value in enumerate(found):
+            if value is not None:
+                found[i] = value.decode("latin-1")
+        return (get(head), *found)
+
+    return key
 
 
 def _chars(key: Any) -> int:

@@ -199,3 +199,29 @@ def test_a_memoised_decision_is_not_reused_for_a_request_that_differs_in_one_att
     assert _outcome(check, request("/api/x", "GET", "a", blue, other))[0] == "none"
     assert _outcome(check, request("/api/..%2Fadmin", "GET", "a", blue, sleep))[0] == "none"
     assert _outcome(check, request("/api/x", "GET", "a", blue, sleep))[0] is None
+
+
+def test_a_key_reading_several_headers_holds_what_header_value_reads_of_each():
+    # One walk over the headers for all the names a key reads (memo._headers_key) against header_value per name
+    from operator import attrgetter
+
+    from proxy.core.request import header_value
+
+    rng = random.Random(15)
+    names = ["host", "x-tenant", "x-user-role", "x-other"]
+    values = ["a", "b ", "a\t", " c", "", "é", "a,b"]
+    for reads in ({":authority", "request.headers[x-user-role]"},
+                  {":method", "request.headers[X-Tenant]", "request.headers[x-user-role]"},
+                  {":authority", "request.headers[x-tenant]", "request.headers[x-user-role]", "path"}):
+        key = decision_key(reads)
+        assert key is not None
+        wanted = sorted(({b"host"} if ":authority" in reads else set())
+                        | {r[16:-1].lower().encode() for r in reads if r.startswith("request.headers[")})
+        plain = sorted({"host" if r == ":authority" else "method" if r == ":method" else r
+                        for r in reads if not r.startswith("request.headers[")})
+        for _ in range(300):
+            head = request(rng.choice(["/", "/p"]), rng.choice(["GET", "POST"]),
+                           headers=[(rng.choice(names), rng.choice(values)) for _ in range(rng.randrange(5))])
+            if rng.random() < 0.3:
+                head.headers = [h for h in head.headers if h[0] != b"host"]  # no Host at all
+            assert key(head) == (attrgetter(*plain)(head), *[header_value(head, n) for n in wanted])
