@@ -138,7 +138,8 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
 
     def on_message_begin(self) -> None:
         self.url = b""
-        self.headers = []
+        if self.headers:  # the last message's trailers (on_headers_complete left an empty list for the head)
+            self.headers = []
         self.t_begin = self.loop.time()
         self.mid_head = self.reads == self.done_read
 
@@ -197,6 +198,10 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
             http11 = version == "1.1"
         keep_alive = http11 and parser.should_keep_alive()  # HTTP/1.0 clients: close after each
         headers = self.headers
+        # a chunked body's trailers come through on_header too: into a list of their own, counted against the same
+        # limit and dropped (Envoy's HTTP/1 default), never into this head, which routing, policy, retries and
+        # the access log read after the body
+        self.headers = []
         if self.mid_head:
             self._check_head_size(method, headers)
         host = peer = None
