@@ -72,10 +72,9 @@ def _headers_key(get: Callable[[RequestHead], Any], names: tuple[bytes, ...]) ->
         found: list[Any] | None = None
         for name, value in head.headers:
             i = where.get(name)
-            if i is not None:  # as header_value: each value right-stripped, every one joined with ","
+            if i is not None:  # as header_value: every value joined with "," (the listener stripped their OWS)
                 if found is None:
                     found = list(none)
-                value = value.rstrip(b" \t")
                 found[i] = value if found[i] is None else found[i] + b"," + value
         if found is None:
             return (get(head), *none)
