@@ -1,4 +1,5 @@
-"""A last-resort watchdog per test, for hangs that pytest-timeout cannot end.
+"""Per test run: a slice of the free-port range per xdist worker, and a last-resort watchdog per test for
+hangs that pytest-timeout cannot end.
 
 pytest-timeout's thread needs the GIL to act; a thread stuck in C while holding it (a fork blocked in a
 library's prefork handler, as gRPC's once did: runtime/grpc_fork.py) leaves it waiting forever, and CI then
@@ -9,12 +10,32 @@ every thread's Python stack and ends the worker (xdist reports the test as crash
 from __future__ import annotations
 
 import faulthandler
+import os
 import sys
 from collections.abc import Iterator
 
 import pytest
 
+from isthmus.launch.ports import PORT_FLOOR, PORT_RANGE_VARIABLE, port_range
+
 GRACE_S = 60  # after pytest-timeout's own limit, which acts first whenever it can
+
+
+def _worker_port_range() -> None:
+    """Each xdist worker (and every process it starts, which inherits the variable) picks free ports from a
+    slice of its own, so two workers cannot pick the same port in the moment before it is bound: a demo's
+    sidecar once lost its port that way."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if not (worker.startswith("gw") and worker[2:].isdigit() and count.isdigit()) or os.environ.get(
+            PORT_RANGE_VARIABLE):
+        return
+    low, top = PORT_FLOOR, port_range()[1]
+    span = (top - low) // int(count)
+    first = low + int(worker[2:]) * span
+    os.environ[PORT_RANGE_VARIABLE] = f"{first}-{first + span - 1}"
+
+
+_worker_port_range()
 
 
 def _timeout_of(item: pytest.Item) -> float:

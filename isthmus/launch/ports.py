@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 
 LOOPBACK = "127.0.0.1"
 
 PORT_FLOOR = 10_000  # free_port's range starts here and ends below the kernel's ephemeral range
+# "LOW-HIGH" (inclusive): where free_port picks instead. Processes that pick at the same moment from disjoint
+# ranges cannot pick the same port (the tests give each pytest worker its own: tests/conftest.py).
+PORT_RANGE_VARIABLE = "ISTHMUS_PORT_RANGE"
 _handed_out: set[int] = set()
 
 
@@ -19,18 +23,32 @@ def _ephemeral_floor() -> int:
         return 32_768  # Linux's default
 
 
+def port_range() -> tuple[int, int]:
+    """[low, high) that free_port picks from: ISTHMUS_PORT_RANGE's "LOW-HIGH", else PORT_FLOOR up to the kernel's
+    ephemeral range. ValueError naming the variable for a value that is not two ports, low <= high, in order."""
+    given = os.environ.get(PORT_RANGE_VARIABLE, "")
+    if not given:
+        return PORT_FLOOR, _ephemeral_floor()
+    low, sep, high = given.partition("-")
+    if not (sep and low.strip().isdigit() and high.strip().isdigit() and 1 <= int(low) <= int(high) <= 65_535):
+        raise ValueError(f"{PORT_RANGE_VARIABLE}={given!r}: expected LOW-HIGH, two ports with LOW <= HIGH")
+    return int(low), int(high) + 1
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing holds right now, for a process to bind a moment later.
 
     Picked below the kernel's ephemeral range, so the gap before the bind cannot be lost to a port the
     kernel hands out meanwhile (an outgoing connection's source port, or another process's bind to port
-    0); never the same port twice in one process. Falls back to the kernel's pick when that range is
-    too small.
+    0); never the same port twice in one process. ISTHMUS_PORT_RANGE narrows the range (port_range). Falls
+    back to the kernel's pick when the default range is too small; RuntimeError when a given range has no
+    free port left.
     """
-    top = _ephemeral_floor()
-    if top - PORT_FLOOR >= 1_000:
+    low, top = port_range()
+    given = bool(os.environ.get(PORT_RANGE_VARIABLE))
+    if given or top - low >= 1_000:
         for _ in range(200):
-            port = random.randrange(PORT_FLOOR, top)
+            port = random.randrange(low, top)
             if port in _handed_out:
                 continue
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -40,6 +58,8 @@ def free_port() -> int:
                     continue
             _handed_out.add(port)
             return port
+        if given:  # the kernel's pick would leave the range that keeps this process apart from others
+            raise RuntimeError(f"no free port found in {PORT_RANGE_VARIABLE}={os.environ[PORT_RANGE_VARIABLE]}")
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LOOPBACK, 0))
         return sock.getsockname()[1]
@@ -49,9 +69,10 @@ def free_port_pair() -> int:
     """A port p on 127.0.0.1 with p and p + 1 both free right now, as free_port picks them: for etcd, whose
     peer port is its client port + 1 (`isthmus up --etcd-port`). Neither is handed out again in this process.
     Tries free_port's picks until one's successor binds too; RuntimeError after 200 tries."""
+    top = port_range()[1]
     for _ in range(200):
         port = free_port()
-        if port + 1 in _handed_out:
+        if port + 1 in _handed_out or port + 1 >= top:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:

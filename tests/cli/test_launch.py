@@ -250,6 +250,7 @@ def test_a_free_port_pair_has_its_successor_free_too_and_neither_is_handed_out_a
     from isthmus.launch import free_port_pair, ports
 
     picks = iter(range(20_000, 20_100))
+    monkeypatch.setenv(ports.PORT_RANGE_VARIABLE, "20000-20199")
     monkeypatch.setattr(ports.random, "randrange", lambda low, high: next(picks))
     with socket.socket() as held:
         held.bind(("127.0.0.1", 20_001))  # 20,000's successor
@@ -351,3 +352,24 @@ def test_a_long_run_that_never_answered_health_does_not_reset_the_backoff(tmp_pa
         assert supervisor.healthy_run(proc, time.monotonic()) and supervisor.failures(proc) == 0
     finally:
         supervisor.stop_all()
+
+
+def test_the_port_range_variable_bounds_every_pick_and_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ISTHMUS_PORT_RANGE (tests/conftest.py gives each xdist worker a slice): picks stay inside it; a full
+    range is an error, never a port from elsewhere; a malformed value names the variable."""
+    import socket
+
+    from isthmus.launch import ports
+
+    monkeypatch.setenv(ports.PORT_RANGE_VARIABLE, "21000-21049")
+    assert ports.port_range() == (21_000, 21_050)
+    assert all(21_000 <= free_port() <= 21_049 for _ in range(20))
+    monkeypatch.setenv(ports.PORT_RANGE_VARIABLE, "21100-21100")
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 21_100))
+        with pytest.raises(RuntimeError, match="ISTHMUS_PORT_RANGE=21100-21100"):
+            free_port()
+    for bad in ("21000", "x-y", "30000-20000", "0-10", "1-70000"):
+        monkeypatch.setenv(ports.PORT_RANGE_VARIABLE, bad)
+        with pytest.raises(ValueError, match="ISTHMUS_PORT_RANGE"):
+            ports.port_range()
