@@ -155,8 +155,10 @@ async def test_both_sidecars_report_the_call_and_the_snapshot_on_the_bus_agrees(
         # the caller's interval is an hour: what it sends when it stops is its one snapshot, with every count
         subject = f"{TELEMETRY_METRICS}.{ns}.bookinfo-productpage"
         assert not any(subj == subject for subj, _ in snapshots)
-        client.process.stop(10)
-        snapshot = (await eventually(lambda: [snap for subj, snap in snapshots if subj == subject], 15))[-1]
+        # a graceful stop drains for up to 5 s (Istio's terminationDrainDuration) and then publishes; on a loaded
+        # machine that can take well over 10 s, and a SIGKILL after the wait would lose the snapshot
+        client.process.stop(40)
+        snapshot = (await eventually(lambda: [snap for subj, snap in snapshots if subj == subject], 30))[-1]
         assert (snapshot.seq, snapshot.namespace) == (1, ns)
         by_code = {}
         for series in snapshot.http:
