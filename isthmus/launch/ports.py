@@ -49,9 +49,12 @@ def free_port_pair() -> int:
     """A port p on 127.0.0.1 with p and p + 1 both free right now, as free_port picks them: for etcd, whose
     peer port is its client port + 1 (`isthmus up --etcd-port`). Neither is handed out again in this process.
     Tries free_port's picks until one's successor binds too; RuntimeError after 200 tries."""
+    top = _ephemeral_floor()
     for _ in range(200):
         port = free_port()
-        if port + 1 in _handed_out:
+        # the successor of free_port's highest pick is the ephemeral range's first port (the kernel's to hand out
+        # meanwhile), and that of a kernel pick may be past 65535
+        if port + 1 in _handed_out or port < top <= port + 1 or port >= 65_535:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:

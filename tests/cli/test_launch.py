@@ -351,3 +351,15 @@ def test_a_long_run_that_never_answered_health_does_not_reset_the_backoff(tmp_pa
         assert supervisor.healthy_run(proc, time.monotonic()) and supervisor.failures(proc) == 0
     finally:
         supervisor.stop_all()
+
+
+def test_a_free_port_pairs_successor_is_below_the_kernels_ephemeral_range_too(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pair's second port (etcd's peer port) must not be the ephemeral range's first: there the kernel may
+    hand it out (a source port, a bind to 0) before etcd binds it, which is what free_port's range avoids."""
+    from isthmus.launch import free_port_pair, ports
+
+    picks = iter([29_999, 25_000])
+    monkeypatch.setattr(ports, "_ephemeral_floor", lambda: 30_000)
+    monkeypatch.setattr(ports.random, "randrange", lambda low, high: next(picks))
+    assert free_port_pair() == 25_000
