@@ -270,3 +270,27 @@ async def test_a_value_split_right_before_its_trailing_whitespace(start_proxy, c
         writer.write(head[at:])
         assert (await read_response(reader)).status == 200
     assert router.heads[0].header(b"x-a") == b"v" and router.heads[0].host == "reviews"
+
+
+async def test_trailers_refused_mid_body_leave_no_half_sent_request_in_the_pool(start_proxy, connect) -> None:
+    async with Upstream(keep_alive_echo) as up:
+        router, reader, writer = await _proxy(start_proxy, connect, up)
+        writer.write(b"GET /warm HTTP/1.1\r\nHost: reviews:9080\r\n\r\n")
+        assert (await read_response(reader)).status == 200
+        writer.write(HEAD)
+        await asyncio.sleep(0.05)
+        writer.write(b"0\r\n")
+        await asyncio.sleep(0.05)
+        try:
+            for _ in range(8):
+                writer.write(b"x-t: " + b"a" * 16384)
+                await writer.drain()
+                await asyncio.sleep(0.01)
+        except ConnectionError:
+            pass
+        got = await asyncio.wait_for(reader.read(), 5)
+        assert got.startswith(b"HTTP/1.1 431"), got[:200]
+        reader2, writer2 = await connect((await start_proxy(router)).port)
+        writer2.write(b"GET /next HTTP/1.1\r\nHost: reviews:9080\r\n\r\n")
+        assert (await read_response(reader2)).status == 200
+    assert [r.line.split()[1] for r in up.requests] == [b"/warm", b"/next"]
