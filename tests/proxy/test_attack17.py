@@ -294,3 +294,18 @@ async def test_trailers_refused_mid_body_leave_no_half_sent_request_in_the_pool(
         writer2.write(b"GET /next HTTP/1.1\r\nHost: reviews:9080\r\n\r\n")
         assert (await read_response(reader2)).status == 200
     assert [r.line.split()[1] for r in up.requests] == [b"/warm", b"/next"]
+
+
+@pytest.mark.parametrize("first", [b"", _INTERIM])
+@pytest.mark.parametrize("te", [b"chunked\t", b"chunked \t", b"chunked\t "])
+async def test_a_response_coding_llhttp_does_not_take_as_chunked_is_refused(start_proxy, connect, first, te) -> None:
+    """llhttp takes `chunked` with trailing spaces as chunked, but not with a tab: it then reads the body until the
+    upstream closes. Stripped, the value read as chunked, and the client got the upstream's chunk framing as the
+    body of a response of ours that ended only with the upstream's close (truncated). Refused instead (502)."""
+    async with Upstream(_replier(first + b"HTTP/1.1 200 OK\r\nTransfer-Encoding: " + te + b"\r\n\r\n"
+                                 b"5\r\nhello\r\n0\r\n\r\n")) as up:
+        proxy = await start_proxy(StubRouter({"reviews": up.target}))
+        reader, writer = await connect(proxy.port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: reviews:9080\r\n\r\n")
+        response = await asyncio.wait_for(read_response(reader), 5)
+    assert response.status == 502, response
