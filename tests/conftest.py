@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterator
 
 import pytest
+from pytest_timeout import get_env_settings
 
 from isthmus.launch.ports import PORT_FLOOR, PORT_RANGE_VARIABLE, port_range
 
@@ -42,7 +43,8 @@ def _timeout_of(item: pytest.Item) -> float:
     marker = item.get_closest_marker("timeout")
     if marker is not None and (marker.args or "timeout" in marker.kwargs):
         return float(marker.kwargs.get("timeout", marker.args[0] if marker.args else 0))
-    return float(item.config.getini("timeout") or 0)
+    # as pytest-timeout resolves it: `--timeout`, else PYTEST_TIMEOUT, else the ini value (`--timeout 0`: none)
+    return float(get_env_settings(item.config).timeout or 0)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -72,7 +72,9 @@ def free_port_pair() -> int:
     top = port_range()[1]
     for _ in range(200):
         port = free_port()
-        if port + 1 in _handed_out or port + 1 >= top:
+        # the successor of free_port's highest pick is past its range (the ephemeral range's first port, the
+        # kernel's to hand out meanwhile, or another worker's slice), and that of a kernel pick may be past 65535
+        if port + 1 in _handed_out or port < top <= port + 1 or port >= 65_535:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:

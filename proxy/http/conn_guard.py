@@ -88,6 +88,15 @@ class ConnectionGuard(_Base):
         elif not self.shared.head_budget.charge(self, self.max_head - self.head_left):
             self._reject(Overloaded("too many incomplete request heads held by this listener"))
 
+    def _count_trailers(self, data: bytes) -> None:
+        """A read wholly after a chunk-size line (no chunk data in it): the rest of that line or the last chunk's
+        trailers. httptools joins a trailer line's pieces until the line ends, so these bytes count against
+        max_head as a head's do; else a trailer that never ends was held without a bound."""
+        left = self.head_left - len(data)
+        self.head_left = left
+        if left < 0:
+            self._reject(HeadersTooLarge(f"request trailers larger than {self.max_head} bytes"))
+
     # --- connections and timeouts -----------------------------------------------------------------
 
     def _refuse_connection(self, cap: int) -> None:

@@ -172,7 +172,7 @@ def _meaning(line: bytes) -> tuple[bool, bool | frozenset[bytes] | None]:
     name, _, rest = line[2:].partition(b":")
     name = name.lower()
     if name == b"transfer-encoding":  # (True, None): a coding we cannot forward (upstream.TRANSFER_CODING)
-        chunked = rest.strip().lower() == b"chunked"
+        chunked = is_chunked(rest.lstrip(b" \t"))
         meaning: tuple[bool, bool | frozenset[bytes] | None] = (True, True if chunked else None)
     elif name == b"connection":  # llhttp's value: the rest without its leading OWS
         meaning = (False, connection_tokens(rest.lstrip(b" \t")))
@@ -183,6 +183,13 @@ def _meaning(line: bytes) -> tuple[bool, bool | frozenset[bytes] | None]:
             _MEANINGS.clear()
         _MEANINGS[line] = meaning
     return meaning
+
+
+def is_chunked(value: bytes) -> bool:
+    """Whether a response's Transfer-Encoding value (llhttp's: no leading OWS, the trailing kept) frames its body
+    as chunked for llhttp: `chunked` and trailing spaces, but no tab (llhttp then reads the body until the upstream
+    closes, and a body we framed as chunked would carry the upstream's chunk lines to the client)."""
+    return value.rstrip(b" ").lower() == b"chunked"
 
 
 def _cut(head: bytes, drop: frozenset[bytes]) -> bytes:
@@ -222,9 +229,12 @@ class _Collector:
         headers = self.headers
         if len(headers) >= self.limit:
             raise UpstreamProtocolError(f"upstream response has more than {self.limit} headers")
-        if value and value[-1] < 33:  # trailing OWS, which llhttp keeps (proxy/http/server.py on_header)
+        name = name.lower()
+        # trailing OWS, which llhttp keeps (proxy/http/server.py on_header); Transfer-Encoding's is kept for
+        # is_chunked (llhttp frames `chunked\t` otherwise than `chunked`), and the header is never forwarded
+        if value and value[-1] < 33 and name != b"transfer-encoding":
             value = value.rstrip(b" \t")
-        headers.append((name.lower(), value))
+        headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         assert self.parser is not None

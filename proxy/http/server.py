@@ -75,6 +75,9 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
         "done_read", "mid_head",
         # websocket tunnel (after the upstream's 101): the upstream connection, and client bytes read early
         "tunnel", "early",
+        # a chunked body: the read its last chunk-size line was parsed in while no chunk data has come since (0: none),
+        # so a later read without data is in the trailers, whose lines httptools holds whole (conn_guard.py)
+        "trailing",
         # the last Host this connection sent that the authority cache knew, and its (host, port): a client sends
         # the same Host on every request, so one bytes comparison instead of hashing a fresh value in the cache
         "seen_host", "seen_authority",
@@ -121,6 +124,7 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
         self.peer: object = None
         self.tunnel: UpstreamConnection | None = None
         self.early = b""
+        self.trailing = 0
         self.head_left = self.max_head
         self.in_head = True
         self.t_begin = 0.0
@@ -353,7 +357,15 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
         else:
             self.gate.pause(PIPELINE)
 
+    def on_chunk_header(self) -> None:  # a chunk-size line; the last one's trailers follow it (head_left: unused)
+        self.trailing = self.reads
+        self.head_left = self.max_head
+
+    def on_chunk_complete(self) -> None:
+        self.trailing = 0
+
     def on_body(self, body: bytes) -> None:
+        self.trailing = 0
         if self.current is not None:
             self.current.feed_body(body)
 

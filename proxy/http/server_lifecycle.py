@@ -105,8 +105,11 @@ class ConnectionLifecycle:
         except httptools.HttpParserError as exc:
             self._malformed(exc)
         else:
-            if self.in_head and self.t_begin:  # a head split across reads
-                self._check_partial_head(data)
+            if self.in_head:
+                if self.t_begin:  # a head split across reads
+                    self._check_partial_head(data)
+            elif self.trailing and self.trailing != self.reads:  # a read with no chunk data, after a chunk-size line
+                self._count_trailers(data)
 
     def eof_received(self) -> bool | None:
         if self.closing:

@@ -25,7 +25,7 @@ from proxy.core.errors import UpstreamProtocolError, UpstreamReset
 from proxy.core.sink import Client, ResponseSink
 from proxy.http.flow import PEER_FULL, ReadGate
 from proxy.http.head import more_tokens
-from proxy.http.response_head import LAST_NONE, last_answer, parse, scan
+from proxy.http.response_head import LAST_NONE, is_chunked, last_answer, parse, scan
 
 
 # TRANSFER_CODING: a response in any transfer coding but chunked (gzip, `gzip, chunked`...) is refused with 502
@@ -255,7 +255,7 @@ class UpstreamConnection(asyncio.Protocol):
             if name == b"content-length":
                 has_length = True
             elif name == b"transfer-encoding":
-                if value.strip().lower() != b"chunked":  # TRANSFER_CODING
+                if not is_chunked(value):  # TRANSFER_CODING
                     raise UpstreamProtocolError(f"upstream sent transfer coding {value.decode('latin-1')!r}: "
                                                 "only chunked is implemented")
                 chunked = True

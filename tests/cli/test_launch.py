@@ -373,3 +373,16 @@ def test_the_port_range_variable_bounds_every_pick_and_is_checked(monkeypatch: p
         monkeypatch.setenv(ports.PORT_RANGE_VARIABLE, bad)
         with pytest.raises(ValueError, match="ISTHMUS_PORT_RANGE"):
             ports.port_range()
+
+
+def test_a_free_port_pairs_successor_is_below_the_kernels_ephemeral_range_too(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pair's second port (etcd's peer port) must not be the ephemeral range's first: there the kernel may
+    hand it out (a source port, a bind to 0) before etcd binds it, which is what free_port's range avoids."""
+    from isthmus.launch import free_port_pair, ports
+
+    picks = iter([29_999, 25_000])
+    monkeypatch.delenv(ports.PORT_RANGE_VARIABLE, raising=False)  # the default range, up to the ephemeral one
+    monkeypatch.setattr(ports, "_ephemeral_floor", lambda: 30_000)
+    monkeypatch.setattr(ports.random, "randrange", lambda low, high: next(picks))
+    assert free_port_pair() == 25_000
