@@ -5,10 +5,10 @@ exchange / request head made as `object.__new__` + `init` (proxy/http/server.py,
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 
 import pytest
+from tests.proxy.fork_helpers import from_forked_child
 from tests.proxy.http_helpers import StubRouter, Upstream, closed, keep_alive_echo, read_request, read_response
 
 from proxy.core.access import AccessRecord
@@ -231,20 +231,7 @@ async def test_request_ids_are_unique_across_connections_and_an_incoming_one_is_
 
 def test_a_forked_child_never_repeats_its_parents_request_ids():
     new_request_id()  # a batch under way in the parent
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.write(write, b"\n".join(new_request_id() for _ in range(600)))
-        finally:
-            os._exit(0)
-    os.close(write)
-    got = b""
-    while chunk := os.read(read, 65536):
-        got += chunk
-    os.close(read)
-    os.waitpid(pid, 0)
-    child = got.split(b"\n")
+    child = from_forked_child(lambda: b"\n".join(new_request_id() for _ in range(600))).split(b"\n")
     parent = [new_request_id() for _ in range(600)]
     assert len(child) == 600 and not set(child) & set(parent)
     assert {i[:24] for i in child} != {i[:24] for i in parent} and head_module._prefix == parent[0][:24]

@@ -238,27 +238,14 @@ async def test_the_unsampled_new_context_lines_have_one_exact_shape_and_fresh_id
 
 
 def test_a_forked_child_never_repeats_its_parents_unsampled_ids() -> None:
-    import os
-
     from proxy.telemetry import tracer
+    from tests.proxy.fork_helpers import from_forked_child
 
     side = tracer.Tracer(site_for(CLIENT, service="reviews", namespace="default", labels={}, workload="reviews-v1",
                                   node_id="proxy-1", address="10.0.0.1", service_port=9080,
                                   domain_suffix="svc.cluster.local", mesh_id="cluster.local"), SidePolicy(True, 0.0))
     side.begin(None, [])  # a batch is drawn, most of it still to be used
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: its next ids, to the parent
-        try:
-            os.write(write, b"".join(side.begin(None, [])[0] for _ in range(tracer.DRAWN)))  # type: ignore[misc]
-        finally:
-            os._exit(0)
-    os.close(write)
-    got = b""
-    while chunk := os.read(read, 65536):
-        got += chunk
-    os.close(read)
-    os.waitpid(pid, 0)
+    got = from_forked_child(lambda: b"".join(side.begin(None, [])[0] for _ in range(tracer.DRAWN)))  # type: ignore[misc]
     mine = b"".join(side.begin(None, [])[0] for _ in range(tracer.DRAWN))  # type: ignore[misc]
     assert len(got) == len(mine) and got.count(b"traceparent") == tracer.DRAWN
     assert not {line for line in got.split(b"\r\n") if line.startswith(b"traceparent")} & {
