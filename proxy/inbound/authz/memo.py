@@ -43,23 +43,51 @@ def decision_key(keys: Iterable[str]) -> Callable[[RequestHead], Any] | None:
     keyed (request.auth.*: a verified JWT's claims, a per-token tree)."""
     attributes: set[str] = set()
     headers: set[bytes] = set()
+    authority = False
     for key in keys:
         if key in _ATTRIBUTES:
             attributes.add(_ATTRIBUTES[key])
-            if key == ":authority":
-                headers.add(b"host")  # HostMatcher reads the Host header as sent (its port included)
+            authority = authority or key == ":authority"
         elif key.startswith(_HEADER) and key.endswith("]"):
             headers.add(key[len(_HEADER):-1].lower().encode("latin-1"))
         else:
             return None
+    if authority and not headers:  # rules on hosts, none on a header: the one string HostMatcher reads
+        attributes.discard("host")
+        return _authority_key(attrgetter(*sorted(attributes)) if attributes else None)
+    if authority:
+        headers.add(b"host")  # HostMatcher reads the Host header as sent (its port included)
     get = attrgetter(*sorted(attributes)) if attributes else (lambda head: None)
     names = tuple(sorted(headers))
     if not names:
         return get
-    if len(names) == 1:
+    if len(names) == 1:  # a header condition reads every value joined
         name = names[0]
-        return lambda head: (get(head), header_value(head, name))  # all values joined: finer than a leaf reads
+        return lambda head: (get(head), header_value(head, name))
     return _headers_key(get, names)
+
+
+def _authority_key(get: Callable[[RequestHead], Any] | None) -> Callable[[RequestHead], Any]:
+    """`(get(head), what HostMatcher reads)`: the first Host header's bytes, else head.host, a str (leaves.py's
+    _host matches the same string either way, so a bytes and a str key that decide alike are two entries). Not
+    every Host value joined: `a` and `b` would key as one `a,b`, which HostMatcher does not read. The walk stops
+    at Host, mostly the first header."""
+    if get is None:
+        def host_only(head: RequestHead) -> Any:
+            for name, value in head.headers:
+                if name == b"host":
+                    return value
+            return head.host
+
+        return host_only
+
+    def key(head: RequestHead) -> Any:
+        for name, value in head.headers:
+            if name == b"host":
+                return get(head), value
+        return get(head), head.host
+
+    return key
 
 
 def _headers_key(get: Callable[[RequestHead], Any], names: tuple[bytes, ...]) -> Callable[[RequestHead], Any]:
@@ -70,24 +98,31 @@ def _headers_key(get: Callable[[RequestHead], Any], names: tuple[bytes, ...]) ->
 
     def key(head: RequestHead) -> Any:
         found: list[Any] | None = None
+        twice = False
         for name, value in head.headers:
             i = where.get(name)
             if i is not None:  # as header_value: every value joined with "," (the listener stripped their OWS)
                 if found is None:
                     found = list(none)
-                found[i] = value if found[i] is None else found[i] + b"," + value
+                if found[i] is None:
+                    found[i] = value
+                else:
+                    found[i] += b"," + value
+                    twice = True
         if found is None:
             return (get(head), *none)
         for i, value in enumerate(found):
             if value is not None:
                 found[i] = value.decode("latin-1")
+        if twice:  # `a` and `b` join as `a,b` does, but HostMatcher reads the first: the first values too
+            return (get(head), *found, tuple(head.header(name) for name in names))
         return (get(head), *found)
 
     return key
 
 
 def _chars(key: Any) -> int:
-    if isinstance(key, str):
+    if isinstance(key, (str, bytes)):  # bytes: a Host header's value
         return len(key)
     if isinstance(key, tuple):
         return sum(_chars(part) for part in key)
