@@ -36,7 +36,7 @@ from proxy.core.errors import AccessDenied
 from proxy.core.request import RequestHead
 from proxy.core.target import Target
 from proxy.inbound.authz.leaves import Leaf
-from proxy.inbound.authz.memo import Decision, Memo, decision_key
+from proxy.inbound.authz.memo import ALLOWED, Decision, Memo, decision_key
 from proxy.inbound.authz.paths import readings
 from proxy.inbound.authz.rules import compile_rule
 
@@ -136,7 +136,7 @@ def _http_decision(audits: Entries, denies: Entries, allows: Entries, has_allow:
                 policy = NONE
         if policy is not None:
             details = f"{details},{denied_detail(policy)}" if details else denied_detail(policy)
-        return details, policy
+        return (details, policy) if details else ALLOWED
 
     return decide
 
@@ -169,6 +169,8 @@ def _memoised(decide: Callable[[RequestHead], Decision], key_of: Callable[[Reque
     def check(head: RequestHead) -> Any:
         key = key_of(head)
         decision = decisions.get(key)
+        if decision is ALLOWED:  # the usual answer, one identity test: nothing to log, nothing to raise
+            return target
         if decision is None:
             decision = decide(head)
             memo.put(key, decision)

@@ -25,6 +25,7 @@ from proxy.core.request import RequestHead, header_value
 MEMO_LIMIT = 1024  # distinct attribute combinations kept per workload's policies
 KEY_MAX_CHARS = 512  # a key with longer strings (a 60 KiB path) is not kept: the memo holds at most ~0.5 MiB
 Decision = tuple[str, "str | None"]  # (the access log's details, or ""; the denying policy id, or None)
+ALLOWED: Decision = ("", None)  # the one object every plain "allowed" decision is (engine.py tests it by identity)
 
 # Istio attribute (leaves.py) -> the RequestHead attribute its leaf reads (a dotted path: operator.attrgetter
 # builds the key in C). Peer identity leaves read the principal only; `:authority` also reads the Host header.
