@@ -109,6 +109,18 @@ def _headers_key(get: Callable[[RequestHead], Any], names: tuple[bytes, ...]) ->
         # longer than the dict path's, so the two never meet)
         return (get(head), *found, tuple(head.header(name) for name in names))
 
+    if len(names) == 2:  # Host and one header condition, the usual pair: no map, no unpacking
+        one, two = names
+
+        def pair(head: RequestHead) -> Any:
+            headers = head.headers
+            seen = dict(headers)
+            if len(seen) == len(headers):
+                return get(head), seen.get(one), seen.get(two)
+            return joined(head)
+
+        return pair
+
     def key(head: RequestHead) -> Any:
         headers = head.headers
         seen = dict(headers)
