@@ -50,7 +50,7 @@ class LocalAppRouter:
         self.state = state
         self.configured = state is None  # False until the first push: nothing is admitted (module docstring)
         if state is not None:
-            self.admit = _not_configured
+            self._admit_by(_not_configured)
             state.on_apply.append(self.refresh)
 
     def pick(self, head: RequestHead) -> Target:
@@ -58,6 +58,15 @@ class LocalAppRouter:
         if admit is None:
             return self.target
         return admit(head)
+
+    def _admit_by(self, admit: pipeline.Admit | None) -> None:
+        """With stages, their entry is this router's `pick` itself, an instance attribute over the method: the
+        listener's call reaches the first stage with no layer between (without, the method returns target)."""
+        self.admit = admit
+        if admit is not None:
+            self.pick = admit  # type: ignore[method-assign]
+        else:
+            self.__dict__.pop("pick", None)
 
     def refresh(self) -> None:
         """Rebuild the limiter from the config state's cluster of this workload's service."""
@@ -74,8 +83,8 @@ class LocalAppRouter:
         authz = self.authz.http if self.authz is not None else None
         # authentication (JWT) first, then authorization, then the rate limit (proxy/inbound/pipeline.py)
         authn = self.authn.update(self.state.security)
-        self.admit = pipeline.build(tuple(c for c in (authn, authz) if c is not None),
-                                    self.limiter.admit if self.limiter is not None else None, self.target)
+        self._admit_by(pipeline.build(tuple(c for c in (authn, authz) if c is not None),
+                                      self.limiter.admit if self.limiter is not None else None, self.target))
         self.configured = True
 
     def _refresh_authz(self) -> None:

@@ -8,6 +8,7 @@ from proxy.core.errors import RateLimited
 from proxy.core.request import RequestHead
 from proxy.core.target import Target
 from proxy.inbound import pipeline
+from proxy.inbound.authz.engine import Authorization
 
 APP = Target("127.0.0.1", 8080, "inbound|8080||app")
 
@@ -61,3 +62,21 @@ def test_a_lone_check_without_a_last_stage_refuses_or_gives_the_app():
     assert admit is not None and admit(head()) is APP
     with pytest.raises(RateLimited):
         admit(RequestHead("GET", "app", 80, "/denied", []))
+
+
+def test_a_lone_memoised_authorization_is_the_entry_itself_and_shares_the_checks_memo():
+    from proxy.core.errors import AccessDenied
+    from tests.proxy.authz.helpers import policy, request
+
+    authz = Authorization([policy("foo/a", "ALLOW", {"to": [{"operation": {"paths": ["/ok"]}}]})]).http
+    assert authz is not None
+    entry = pipeline.build((authz,), None, APP)
+    assert entry is not None and entry.__qualname__ != "build.<locals>.check_then_target"  # no layer between
+    assert entry(request("/ok")) is APP
+    assert authz(request("/ok")) is None
+    with pytest.raises(AccessDenied):
+        entry(request("/no"))
+    decisions = authz.__closure__  # one memo: what the entry decided the check finds
+    assert decisions is not None
+    memo = next(c.cell_contents for c in decisions if isinstance(c.cell_contents, dict))
+    assert len(memo) == 2

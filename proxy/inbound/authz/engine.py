@@ -27,14 +27,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from proto.security import ALLOW, AUDIT, DENY
 from proto.xds import AuthzPolicy
 from proxy.core.downstream import Downstream
 from proxy.core.errors import AccessDenied
 from proxy.core.request import RequestHead
+from proxy.core.target import Target
 from proxy.inbound.authz.leaves import Leaf
-from proxy.inbound.authz.memo import Decision, Memo, decision_key
+from proxy.inbound.authz.memo import ALLOWED, Decision, Memo, decision_key
 from proxy.inbound.authz.paths import readings
 from proxy.inbound.authz.rules import compile_rule
 
@@ -134,7 +136,7 @@ def _http_decision(audits: Entries, denies: Entries, allows: Entries, has_allow:
                 policy = NONE
         if policy is not None:
             details = f"{details},{denied_detail(policy)}" if details else denied_detail(policy)
-        return details, policy
+        return (details, policy) if details else ALLOWED
 
     return decide
 
@@ -153,11 +155,22 @@ def _http_check(decide: Callable[[RequestHead], Decision]) -> Check:
 
 def _memoised_check(decide: Callable[[RequestHead], Decision], key_of: Callable[[RequestHead], object],
                     memo: Memo) -> Check:
+    """The check; its `then(target)` (proxy/inbound/pipeline.py) is the same check returning the target itself,
+    the pipeline's entry when it is the only stage: one call layer less a request. Both share the one memo."""
+    check = _memoised(decide, key_of, memo, None)
+    check.then = lambda target: _memoised(decide, key_of, memo, target)  # type: ignore[attr-defined]
+    return check
+
+
+def _memoised(decide: Callable[[RequestHead], Decision], key_of: Callable[[RequestHead], object], memo: Memo,
+              target: Target | None) -> Callable[[RequestHead], Any]:
     decisions = memo.decisions
 
-    def check(head: RequestHead) -> None:
+    def check(head: RequestHead) -> Any:
         key = key_of(head)
         decision = decisions.get(key)
+        if decision is ALLOWED:  # the usual answer, one identity test: nothing to log, nothing to raise
+            return target
         if decision is None:
             decision = decide(head)
             memo.put(key, decision)
@@ -166,6 +179,7 @@ def _memoised_check(decide: Callable[[RequestHead], Decision], key_of: Callable[
             head.details = details
         if policy is not None:
             raise AccessDenied(policy)
+        return target
 
     return check
 

@@ -40,6 +40,7 @@ def test_no_policy_no_stage_and_policy_changes_swap_the_check_without_a_restart(
     state.apply(push(1))
     assert router.admit is None and router.authz is None
     state.apply(push(2, DENY_ADMIN))
+    assert router.pick is router.admit  # the pipeline's entry is pick itself, no layer between
     with pytest.raises(AccessDenied):
         router.pick(head("/admin"))
     assert router.pick(head("/x")) is router.target

@@ -14,6 +14,7 @@ import pytest
 from tests.proxy.authz.helpers import caller, decide, jwt, policy, request
 from proxy.core.errors import AccessDenied, BadRequest
 from proxy.core.request import RequestHead
+from proxy.core.target import Target
 from proxy.inbound.authz.engine import Authorization
 from proxy.inbound.authz.memo import KEY_MAX_CHARS, MEMO_LIMIT, Memo, decision_key
 
@@ -66,11 +67,15 @@ def test_the_memo_never_hands_a_request_another_requests_decision():
     rng = random.Random(15)
     sample = rng.sample(combos, 3000)
     outcomes = set()
-    for args in sample + sample[:500]:  # the repeats are memo hits
+    app = Target("127.0.0.1", 8080, "inbound|8080||")
+    entry = memoised.then(app)  # the pipeline's entry when authorization is the only stage: the same memo
+    for n, args in enumerate(sample + sample[:500]):  # the repeats are memo hits
         fresh = Authorization(POLICIES).http
         expected = _outcome(fresh, _head(*args))
-        got = _outcome(memoised, _head(*args))
+        got = _outcome(memoised if n % 2 else entry, _head(*args))
         assert got == expected, args
+        if expected[0] is None:
+            assert entry(_head(*args)) is app
         outcomes.add(expected[0])
     assert {None, "none", "ns[foo]-policy[deny]-rule[0]", "ns[foo]-policy[deny]-rule[1]",
             "ns[foo]-policy[deny]-rule[2]", "ns[foo]-policy[deny]-rule[3]"} <= outcomes
@@ -224,4 +229,49 @@ def test_a_key_reading_several_headers_holds_what_header_value_reads_of_each():
                            headers=[(rng.choice(names), rng.choice(values)) for _ in range(rng.randrange(5))])
             if rng.random() < 0.3:
                 head.headers = [h for h in head.headers if h[0] != b"host"]  # no Host at all
-            assert key(head) == (attrgetter(*plain)(head), *[header_value(head, n) for n in wanted])
+            read = [header_value(head, n) for n in wanted]
+            joined = (attrgetter(*plain)(head), *[v if v is None else v.encode("latin-1") for v in read])
+            if len({h[0] for h in head.headers}) < len(head.headers):  # a name twice: the first values too
+                joined += (tuple(head.header(n) for n in wanted),)
+            assert key(head) == joined
+
+
+# Rules on hosts, with and without a header condition: the key holds what HostMatcher reads (the first Host
+# header, else head.host), not only every Host value joined (memo._authority_key, memo._headers_key).
+HOST_POLICIES = [
+    policy("foo/deny", "DENY", {"to": [{"operation": {"hosts": ["evil.example", "*.bad"], "methods": ["POST"]}}]}),
+    policy("foo/allow", "ALLOW",
+           {"from": [{"source": {"principals": ["cluster.local/ns/foo/sa/sleep"]}}],
+            "to": [{"operation": {"hosts": ["app.foo", "app.foo:*"], "paths": ["/api/*"]}}]},
+           {"to": [{"operation": {"notHosts": ["evil.example*", "*.bad", "app.foo*"]}}]}),
+]
+HOST_HEADERS = [[], ["app.foo"], ["app.foo:8080"], ["evil.example"], ["Evil.Example"], ["x.bad"], ["other"],
+                ["app.foo", "evil.example"], ["evil.example", "app.foo"], ["app.foo,evil.example"]]
+
+
+def _host_head(p: str | None, method: str, path: str, head_host: str, host_headers: list[str]) -> RequestHead:
+    head = request(path, method, "x", [], caller(p))
+    head.host = head_host  # as the listener derives it (an absolute-form target's authority, say)
+    head.headers = [(b"host", h.encode()) for h in host_headers] + [(b"accept", b"*/*"), (b"x-tenant", b"red")]
+    return head
+
+
+TENANT_RULE = policy("foo/tenant", "ALLOW", {"when": [{"key": "request.headers[x-tenant]", "values": ["blue"]}]})
+
+
+@pytest.mark.parametrize("policies", [HOST_POLICIES, HOST_POLICIES[1:], HOST_POLICIES + [TENANT_RULE]])
+def test_the_memo_agrees_with_fresh_rules_on_hosts_as_sent_and_as_derived(policies):
+    # Heads with no Host header (head.host is read), two of them (the first is read: the listener refuses the
+    # second, these are built by hand), a head.host that is not the header's, and a header that is another's host
+    assert decision_key({":authority", ":method"}) is not None
+    memoised = Authorization(policies).http
+    assert memoised is not None
+    combos = list(itertools.product(PRINCIPALS, METHODS, ["/api/x", "/other"], ["app.foo", "evil.example", "other"],
+                                    HOST_HEADERS))
+    random.Random(17).shuffle(combos)
+    outcomes = set()
+    for args in combos + combos[:300]:
+        expected = _outcome(Authorization(policies).http, _host_head(*args))
+        assert _outcome(memoised, _host_head(*args)) == expected, args
+        outcomes.add(expected[0])
+    assert len(outcomes) >= 2
