@@ -149,9 +149,12 @@ class Gateway(Sidecar):
             await asyncio.sleep(0)
 
     def is_ready(self) -> bool:
-        """Config from pilot, and the workload certificate when something needs it: an ISTIO_MUTUAL server, or
-        an endpoint reached with auto mTLS (as Envoy waits for the SDS secrets its config names)."""
-        if not self.xds.synced.is_set():
+        """Config from pilot including this gateway's own listeners, and the workload certificate when something
+        needs it: an ISTIO_MUTUAL server, or an endpoint reached with auto mTLS (as Envoy waits for the SDS
+        secrets its config names). Pilot compiles a gateway's listeners once its registration is known (an empty
+        entry when no Gateway selects it): a push before that has routes but no Gateway server, and traffic let
+        in then was answered 503 gateway_port_not_configured (as Envoy is not ready before its first LDS)."""
+        if not self.xds.synced.is_set() or self.state.gateway is None:
             return False
         if self.identity.provider.current is not None:
             return True

@@ -106,6 +106,18 @@ def vhosts(*domains: str) -> list[VirtualHost]:
     return [VirtualHost(domains=list(domains), route=route())]
 
 
+async def test_the_gateway_is_not_ready_before_pilot_pushed_its_own_listeners(gateway):
+    # pilot compiles a gateway's listeners once its registration is known: a push before that (routes and
+    # clusters, no entry for this gateway) left traffic let in to 503 gateway_port_not_configured
+    cluster = ClusterConfig(host=APP, version=1, ports=[9080],
+                            endpoints=[Endpoint(address="127.0.0.1", ports={9080: gateway.app_port})])
+    gateway.state.apply(Push(epoch="e", seq=1, version=1, full=True, clusters=[cluster]))
+    gateway.xds.synced.set()
+    assert not gateway.is_ready()
+    apply(gateway, 2)  # its entry, no Gateway selecting it: no ports, but pilot knows it
+    assert gateway.is_ready()
+
+
 async def test_http_routes_by_host_404_for_an_unknown_one_and_503_before_config(gateway):
     port = gateway.http[80].port
     code, out = await curl(f"http://bookinfo.example.com:{port}/productpage", port)
