@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from isthmus.launch import free_port, free_port_pair
 from tests.ca import pki
 from tests.cli.test_cli_options import UNREACHABLE, assert_usage_error, isthmus
 
@@ -27,7 +28,8 @@ def plugin_files(tmp_path: Path, *, ca: bool = True, signed_by_root: bool = True
 
 
 def up(tmp_path: Path, *args: str) -> list[str]:
-    return ["up", "--state-dir", str(tmp_path / "state"), *args]
+    return ["up", "--state-dir", str(tmp_path / "state"), "--nats-port", str(free_port()), "--etcd-port",
+            str(free_port_pair()), "--dashboard-port", str(free_port()), *args]  # none of the fixed defaults
 
 
 def test_a_plugin_ca_needs_all_three_files(tmp_path: Path) -> None:

@@ -249,13 +249,15 @@ def test_a_free_port_pair_has_its_successor_free_too_and_neither_is_handed_out_a
 
     from isthmus.launch import free_port_pair, ports
 
-    picks = iter(range(20_000, 20_100))
-    monkeypatch.setenv(ports.PORT_RANGE_VARIABLE, "20000-20199")
+    base = free_port_pair()  # this worker's own ports (not fixed ones another process may hold), base + 1 free
+    picks = iter(range(base, base + 100))
+    monkeypatch.setenv(ports.PORT_RANGE_VARIABLE, f"{base}-{base + 199}")
     monkeypatch.setattr(ports.random, "randrange", lambda low, high: next(picks))
+    ports._handed_out.difference_update({base, base + 1})  # picks to be made again
     with socket.socket() as held:
-        held.bind(("127.0.0.1", 20_001))  # 20,000's successor
+        held.bind(("127.0.0.1", base + 1))  # base's successor
         port = free_port_pair()
-    assert port != 20_000 and port >= 20_002
+    assert port != base and port >= base + 2
     for p in (port, port + 1):
         with socket.socket() as check:
             check.bind(("127.0.0.1", p))

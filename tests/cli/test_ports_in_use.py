@@ -100,7 +100,7 @@ def test_proxy_run_frees_the_ports_it_bound_before_the_one_it_could_not(tmp_path
 
 def up(tmp_path: Path, nats: int, etcd: int) -> list[str]:
     return [sys.executable, "-m", "isthmus.cli", "up", "--state-dir", str(tmp_path / "state"),
-            "--nats-port", str(nats), "--etcd-port", str(etcd)]
+            "--nats-port", str(nats), "--etcd-port", str(etcd), "--dashboard-port", str(free_port())]  # not 20001
 
 
 def test_up_on_a_taken_nats_port_names_the_flag_and_exits_2(tmp_path: Path) -> None:
@@ -114,7 +114,11 @@ def test_up_on_a_taken_etcd_port_names_the_flag_and_exits_2(tmp_path: Path) -> N
 
 
 def test_up_on_a_taken_etcd_peer_port_names_etcd_port_and_exits_2(tmp_path: Path) -> None:
-    with held_port() as peer:
+    client = free_port_pair()  # the client port free, its successor held: not a port another process may hold
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", client + 1))
+        holder.listen()
+        peer = client + 1
         assert_one_error_line(run(up(tmp_path, free_port(), peer - 1)),
                               f"--etcd-port {peer - 1}: etcd's peer port {peer} (--etcd-port + 1): "
                               "address already in use")

@@ -30,7 +30,7 @@ async def test_up_passes_its_identity_flags_and_state_directory_to_the_ca(tmp_pa
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "isthmus.cli", "up", "--state-dir", str(state), "--nats-port", str(nats_port),
         "--etcd-port", str(etcd_port), "--trust-domain", "example.org", "--workload-cert-ttl", "2h",
-        "--ca-kek", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        "--ca-kek", "--dashboard-port", str(free_port()), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     assert proc.stdout is not None
     url = f"nats://127.0.0.1:{nats_port}"
     try:

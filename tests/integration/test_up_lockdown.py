@@ -30,7 +30,8 @@ async def test_isthmus_up_with_nats_tls_writes_a_config_that_the_cli_uses(tmp_pa
     log = tmp_path / "up.log"
     with open(log, "wb") as out:
         up = subprocess.Popen([sys.executable, "-m", "isthmus.cli", "up", "--state-dir", str(tmp_path / "state"),
-                               "--nats-port", str(nats_port), "--etcd-port", str(etcd_port), "--nats-tls"],
+                               "--nats-port", str(nats_port), "--etcd-port", str(etcd_port), "--nats-tls",
+                               "--dashboard-port", str(free_port())],
                               env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
