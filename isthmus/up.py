@@ -40,6 +40,7 @@ from isthmus.launch import (
     start_nats,
     wait_ready,
 )
+from isthmus.launch.ports import port_range
 from isthmus.launch.bustls import make_bus_tls
 from isthmus.launch.credentials import ETCD_SERVICE_USER, MeshCredentials
 from isthmus.launch.etcdauth import enable_auth
@@ -68,9 +69,13 @@ def dashboard_url(bind: str, port: int) -> str:
 
 def check_ports(nats_port: int, etcd_port: int, dashboard_port: int | None = None,
                 ingress: tuple[int, int] | None = None) -> str | None:
-    """The first problem with the requested ports, as one line that names the flag to change
+    """The first problem with the requested ports, as one line that names the flag (or variable) to change
     (`--nats-port 4222: address already in use`). `ingress`: the demo's ingress gateway's HTTP and HTTPS
     ports (with --demo)."""
+    try:
+        port_range()  # ISTHMUS_PORT_RANGE: the ports the demo and the dashboard's helpers pick; checked up front
+    except ValueError as exc:
+        return str(exc)
     if ingress is not None:
         for flag, port in zip(("--ingress-port", "--ingress-https-port"), ingress):
             if port in (nats_port, etcd_port, etcd_port + 1, dashboard_port):

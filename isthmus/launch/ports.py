@@ -30,7 +30,8 @@ def port_range() -> tuple[int, int]:
     if not given:
         return PORT_FLOOR, _ephemeral_floor()
     low, sep, high = given.partition("-")
-    if not (sep and low.strip().isdigit() and high.strip().isdigit() and 1 <= int(low) <= int(high) <= 65_535):
+    ascii_digits = sep and all(part.strip().isascii() and part.strip().isdigit() for part in (low, high))
+    if not (ascii_digits and 1 <= int(low) <= int(high) <= 65_535):
         raise ValueError(f"{PORT_RANGE_VARIABLE}={given!r}: expected LOW-HIGH, two ports with LOW <= HIGH")
     return int(low), int(high) + 1
 

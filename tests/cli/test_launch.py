@@ -371,7 +371,7 @@ def test_the_port_range_variable_bounds_every_pick_and_is_checked(monkeypatch: p
         held.bind(("127.0.0.1", 21_100))
         with pytest.raises(RuntimeError, match="ISTHMUS_PORT_RANGE=21100-21100"):
             free_port()
-    for bad in ("21000", "x-y", "30000-20000", "0-10", "1-70000"):
+    for bad in ("21000", "x-y", "30000-20000", "0-10", "1-70000", "²-5", "20000-²"):  # str.isdigit takes "²"
         monkeypatch.setenv(ports.PORT_RANGE_VARIABLE, bad)
         with pytest.raises(ValueError, match="ISTHMUS_PORT_RANGE"):
             ports.port_range()

@@ -130,3 +130,11 @@ def test_the_example_apps_on_a_taken_port_name_the_flag_and_exit_2() -> None:
         assert_one_error_line(app, f"--port {port}: address already in use")
         echo = run([sys.executable, "examples/tcp-echo/echo.py", "--port", str(port)])
         assert_one_error_line(echo, f"--port {port}: address already in use")
+
+
+def test_up_with_a_malformed_port_range_names_the_variable_and_starts_nothing(tmp_path: Path) -> None:
+    env = {**project_env(), "ISTHMUS_PORT_RANGE": "x"}
+    done = subprocess.run([*up(tmp_path, free_port(), free_port_pair()), "--demo"], capture_output=True, text=True,
+                          timeout=60, env=env, cwd=ROOT)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "ISTHMUS_PORT_RANGE='x'" in done.stderr and "ready" not in done.stdout, (done.stdout, done.stderr)
