@@ -43,8 +43,8 @@ def _cut(text: str) -> str:
 
 # Per kind of config (`isthmus proxy-status`'s wide table and -o yaml|json), as Istio's CDS/LDS/EDS/RDS columns:
 # SYNCED (the proxy ACKed a version at least as new as pilot's last change of that kind), STALE (older),
-# NOT SENT (pilot sends this proxy nothing of that kind: a sidecar gets no gateway listeners, a workload no
-# policy applies to gets no security entry), REJECTED (the proxy NACKed the push that last changed it).
+# NOT SENT (pilot sends this proxy nothing of that kind: a sidecar gets no gateway listeners, a proxy whose
+# registration pilot has not seen gets no security entry), REJECTED (the proxy NACKed the push that last changed it).
 KINDS = ("clusters", "routes", "security", "gateways")
 WIDE_HEADERS = ("NAME", "NAMESPACE", "SERVICE", "STATUS", "CLUSTERS", "ROUTES", "SECURITY", "GATEWAYS", "VERSION",
                 "PILOT", "PROXY VERSION", "LAST REPORT")

@@ -260,9 +260,10 @@ INBOUND_MTLS_MODES = (MTLS_STRICT, MTLS_PERMISSIVE, MTLS_DISABLE)
 
 class WorkloadSecurity(Message):
     """The security policy of one registered workload, for its own sidecar's inbound side; keyed by `workload`
-    (the registration id, which is the proxy's id). Only workloads some PeerAuthentication applies to have
-    one: no entry means PERMISSIVE on every port (Istio's default), and an entry that goes back to that is
-    removed (Push.removed_security).
+    (the registration id, which is the proxy's id). Every registered workload has one, the default (PERMISSIVE
+    on every port, Istio's default; no authorization, JWT or probe) when no policy applies; a sidecar without
+    its entry admits nothing (pilot has not seen its registration) and keeps its last entry after a removal
+    (services/pilot/compile/security.py, proxy/control/security_state.py).
 
     mtls_mode: the effective PeerAuthentication mode of the workload (workload-selector policy, else its
     namespace's, else the root namespace's mesh-wide one, UNSET inheriting the level above; no policy:
@@ -323,9 +324,8 @@ class Push(Message):
     # The pilot's mesh settings, on every push; None (a pilot older than the field): a delta changes nothing,
     # a snapshot means the defaults.
     mesh: MeshConfig | None = None
-    # per registered workload a policy applies to, its sidecar's inbound policy (a sidecar reads the entry with
-    # its own id; none: PERMISSIVE, Istio's default); a delta carries the entries that changed and the ids of
-    # removed ones (the workload left, or no policy applies to it any more)
+    # per registered workload, its sidecar's inbound policy (a sidecar reads the entry with its own id; none yet:
+    # it admits nothing); a delta carries the entries that changed and the ids of workloads that left
     security: list[WorkloadSecurity] = []
     removed_security: list[str] = []
     # per registered gateway workload, what it serves (proto/gateway_xds.GatewayListeners, keyed by workload id,

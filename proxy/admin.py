@@ -59,7 +59,7 @@ class AdminServer:
             return 405, "text/plain", b"only GET\n"
         if path == "/ready":
             ready = self.is_ready()
-            return (200, "text/plain", b"LIVE\n") if ready else (503, "text/plain", b"NOT READY: no config from pilot yet\n")
+            return (200, "text/plain", b"LIVE\n") if ready else (503, "text/plain", b"NOT READY: no config from pilot for this workload yet\n")
         if path == "/config_dump":
             return 200, "application/json", _json.encode(self.config_dump()) + b"\n"
         if path == "/server_info":

@@ -248,9 +248,10 @@ class Sidecar:
         return lambda client: target
 
     def is_ready(self) -> bool:
-        """Config from pilot and a workload certificate (as Envoy is not ready before its SDS secrets): before
-        it, mutual TLS could be neither offered nor originated."""
-        return self.xds.synced.is_set() and self.identity.provider.current is not None
+        """Config from pilot including this workload's own security entry (before it the inbound listener admits
+        nothing: proxy/inbound/local_app.py), and a workload certificate (as Envoy is not ready before its SDS
+        secrets): before it, mutual TLS could be neither offered nor originated."""
+        return self.xds.synced.is_set() and self.app_router.configured and self.identity.provider.current is not None
 
     def config_dump(self) -> dict[str, Any]:
         dns = {"dns": self.dns.dump()} if self.dns is not None else {}

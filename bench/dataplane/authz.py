@@ -64,7 +64,8 @@ def router_with(count: int) -> object:
 
     state = ConfigState(workload_id="bench")
     router = LocalAppRouter("127.0.0.1", 8080, "bench-backend", state)
-    security = [WorkloadSecurity(workload="bench", version=1, authorization=policies(count))] if count else []
+    # pilot's entry for this workload; with no rules, the default one (no policy applies)
+    security = [WorkloadSecurity(workload="bench", version=1, authorization=policies(count))]
     state.apply(Push(epoch="bench", seq=1, version=1, full=True, security=security))
     assert (router.admit is None) == (count == 0)
     return router

@@ -4,8 +4,13 @@ reads it: `mode_for(app_port)`).
     own_security(push, workload_id, current) -> WorkloadSecurity | None    ValueError for an unknown mode
     security_dump(security) -> dict                                         for /config_dump
 
-Pilot pushes one entry per registered workload (proto.xds.WorkloadSecurity); a sidecar keeps only its own.
-None means no entry: PERMISSIVE, Istio's mode when no PeerAuthentication applies.
+Pilot pushes one entry per registered workload (proto.xds.WorkloadSecurity), the default one when no policy
+applies; a sidecar keeps only its own. None means pilot has sent none yet: it has not compiled this workload's
+registration (it is on its way, or the registry is unreachable), so its policies are unknown and the inbound
+listener admits nothing (proxy/inbound/local_app.py). Once held, an entry is only ever replaced by a newer
+one: a removal or a snapshot without it (the workload's lease lapsed while the registry was away, pilot
+restarted before it saw the registration) means pilot no longer knows the workload, not that no policy
+applies, so the last entry stays in force until the registration is back and pilot sends the next.
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ from typing import Any
 
 from proto.telemetry import MODE_CLIENT, MODE_CLIENT_AND_SERVER, MODE_SERVER
 from proto.xds import INBOUND_MTLS_MODES, MTLS_PERMISSIVE, Push, WorkloadSecurity
+from runtime.log import get_logger
+
+log = get_logger("proxy.security")
 
 ACCESS_LOG_PROVIDERS = ("envoy", "isthmus")  # Telemetry accessLogging providers (docs/access-logs.md)
 TELEMETRY_MODES = (MODE_CLIENT_AND_SERVER, MODE_CLIENT, MODE_SERVER)
@@ -21,8 +29,8 @@ PROBE_KINDS = ("http", "tcp", "exec")  # a WorkloadGroup's probe methods (proxy/
 
 
 def own_security(push: Push, workload_id: str, current: WorkloadSecurity | None) -> WorkloadSecurity | None:
-    """The entry in force after `push`: the push's entry for `workload_id`, else None after a snapshot without
-    one or a removal, else `current`."""
+    """The entry in force after `push`: the push's entry for `workload_id`, else `current` (module docstring:
+    a removal never drops it). ValueError for an entry this sidecar cannot enforce."""
     own = next((s for s in push.security if s.workload == workload_id), None)
     if own is not None:
         for mode in (own.mtls_mode, *own.port_mtls.values()):
@@ -38,8 +46,9 @@ def own_security(push: Push, workload_id: str, current: WorkloadSecurity | None)
             raise ValueError(f"probe of {own.workload}: kind {own.probe.kind!r} is not one this sidecar runs "
                              f"({', '.join(PROBE_KINDS)})")
         return own
-    if push.full or workload_id in push.removed_security:
-        return None
+    if current is not None and (push.full or workload_id in push.removed_security):
+        log.warning("pilot no longer has this workload's security entry: the last one stays in force until the "
+                    "registration is back", workload=workload_id, version=current.version)
     return current
 
 

@@ -153,8 +153,10 @@ class Gateway(Sidecar):
         needs it: an ISTIO_MUTUAL server, or an endpoint reached with auto mTLS (as Envoy waits for the SDS
         secrets its config names). Pilot compiles a gateway's listeners once its registration is known (an empty
         entry when no Gateway selects it): a push before that has routes but no Gateway server, and traffic let
-        in then was answered 503 gateway_port_not_configured (as Envoy is not ready before its first LDS)."""
-        if not self.xds.synced.is_set() or self.state.gateway is None:
+        in then was answered 503 gateway_port_not_configured (as Envoy is not ready before its first LDS). Its
+        security entry (the AuthorizationPolicies that select it) comes in the same push; without it nothing is
+        admitted (proxy/inbound/local_app.py)."""
+        if not self.xds.synced.is_set() or self.state.gateway is None or not self.app_router.configured:
             return False
         if self.identity.provider.current is not None:
             return True

@@ -3,9 +3,12 @@ through the stages of the inbound pipeline (proxy/inbound/pipeline.py), composed
 
 RequestAuthentication (proxy/inbound/jwt/), AuthorizationPolicy (proxy/inbound/authz/) and RateLimits (isthmus.io, proxy/inbound/ratelimit.py) are its
 configured stages: with none for this sidecar, `admit` is None and a request pays that one attribute check.
-Until the first push is applied the policies of this workload are unknown, so nothing is admitted (503
+Until a push holds this workload's own security entry its policies are unknown, so nothing is admitted (503
 NotConfigured): Envoy has no inbound listener before its first LDS, and a sidecar restarted while pilot is
 down must not fail open past the AuthorizationPolicies and RequestAuthentications it was started to enforce.
+A push without the entry is not enough: pilot compiles an entry (the default one when no policy applies) only
+once it has seen the workload's registration, which may come after the sidecar's first push, or never while
+the registry is unreachable (proxy/control/security_state.py).
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ class LocalAppRouter:
         self.host = f"{service}.{namespace}.{domain_suffix}".lower()  # this workload's service (ClusterConfig)
         self.labels = dict(labels or {})
         self.state = state
-        self.configured = state is None  # False until the first push: nothing is admitted (module docstring)
+        self.configured = state is None  # False until this workload's entry is pushed: nothing is admitted
         if state is not None:
             self._admit_by(_not_configured)
             state.on_apply.append(self.refresh)
@@ -69,8 +72,11 @@ class LocalAppRouter:
             self.__dict__.pop("pick", None)
 
     def refresh(self) -> None:
-        """Rebuild the limiter from the config state's cluster of this workload's service."""
+        """Rebuild the stages from the config state: JWT and authorization from this workload's security entry,
+        the limiter from its service's cluster; without the entry, nothing is admitted (module docstring)."""
         assert self.state is not None
+        if self.state.security is None:
+            return
         cluster = self.state.clusters.get(self.host)
         labels = self.labels
         rules = [r for r in (cluster.ratelimits if cluster is not None else ())

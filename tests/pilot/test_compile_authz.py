@@ -123,17 +123,20 @@ def test_applying_changing_and_deleting_each_kind_changes_the_pushed_entry(first
     pusher = Pusher()
     workloads = [(FIN, 2), (PAY, 2)]
     applied = pusher.recompile(state((first, 5), workloads=workloads, revision=5), 5)
-    assert applied is not None and [(e.workload, e.version) for e in applied.security] == [("f1", 5)]
-    (entry,) = applied.security
+    # every registered workload gets an entry: p1's is the default one (no policy applies to it)
+    assert applied is not None and [(e.workload, e.version) for e in applied.security] == [("f1", 5), ("p1", 2)]
+    entry, default = applied.security
     assert entry.mtls_mode == "PERMISSIVE" and (len(entry.authorization) + len(entry.jwt)) == 1
+    assert (default.authorization, default.jwt, default.mtls_mode) == ([], [], "PERMISSIVE")
     assert pusher.recompile(state((first, 5), workloads=workloads, revision=6), 6) is None  # unchanged: no push
     again = pusher.recompile(state((changed, 7), workloads=workloads, revision=7), 7)
     assert again is not None and [(e.workload, e.version) for e in again.security] == [("f1", 7)]
     assert again.security[0] != entry
     deleted = pusher.recompile(state(workloads=workloads, revision=8), 8)
-    # istio/istio#53071: the deleted policy's entry goes at once (its sidecar drops it on removed_security)
-    assert deleted is not None and (deleted.security, deleted.removed_security) == ([], ["f1"])
-    assert pusher.snapshot().security == []
+    # istio/istio#53071: the deleted policy goes at once: the entry is the default one again, at a newer version
+    assert deleted is not None and deleted.removed_security == []
+    assert [(e.workload, e.version, e.authorization, e.jwt) for e in deleted.security] == [("f1", 8, [], [])]
+    assert [e.workload for e in pusher.snapshot().security] == ["f1", "p1"]
 
 
 def test_deleting_one_of_two_policies_updates_the_entry_with_a_higher_version():

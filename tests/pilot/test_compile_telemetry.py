@@ -186,9 +186,10 @@ def test_a_workload_with_only_a_telemetry_gets_an_entry_and_loses_it_with_the_la
     workloads = [(FIN, 2), (PAY, 2)]
     wl = tm("wl", "foo", logging(log("envoy", expr="response.code >= 400"), selector=SEL))
     applied = pusher.recompile(state((wl, 5), workloads=workloads, revision=5), 5)
-    assert applied is not None and [(e.workload, e.version) for e in applied.security] == [("f1", 5)]
-    (entry,) = applied.security
+    assert applied is not None and [(e.workload, e.version) for e in applied.security] == [("f1", 5), ("p1", 2)]
+    entry, default = applied.security
     assert entry.mtls_mode == "PERMISSIVE" and entry.authorization == [] and entry.telemetry.sources == ["foo/wl"]
+    assert default.telemetry is None  # no Telemetry applies to p1: the mesh's defaults
     assert entry.telemetry.access_logs == [AccessLogPolicy(provider="envoy", filter="response.code >= 400")]
     assert pusher.recompile(state((wl, 5), workloads=workloads, revision=6), 6) is None  # unchanged: no push
     changed = tm("wl", "foo", logging(log("envoy", disabled=True), selector=SEL))
@@ -196,7 +197,8 @@ def test_a_workload_with_only_a_telemetry_gets_an_entry_and_loses_it_with_the_la
     assert again is not None and [(e.workload, e.version) for e in again.security] == [("f1", 7)]
     assert again.security[0].telemetry.access_logs[0].disabled
     deleted = pusher.recompile(state(workloads=workloads, revision=8), 8)
-    assert deleted is not None and (deleted.security, deleted.removed_security) == ([], ["f1"])
+    assert deleted is not None and deleted.removed_security == []
+    assert [(e.workload, e.version, e.telemetry) for e in deleted.security] == [("f1", 8, None)]
 
 
 def test_a_telemetry_rides_on_the_entry_a_peer_authentication_already_makes():

@@ -140,11 +140,13 @@ def finance(wid: str = "f1", namespace: str = "foo", labels: dict[str, str] = FI
     return Workload(id=wid, service="finance", namespace=namespace, labels=labels)
 
 
-def test_every_registered_workload_a_policy_applies_to_gets_its_security_entry_keyed_by_its_id():
+def test_every_registered_workload_gets_its_security_entry_keyed_by_its_id():
     s = state((MESH_STRICT, 3), (WL_UNSET_PORT, 4),
               workloads=[(finance("f1"), 7), (finance("p1", labels={"app": "payroll"}), 2)])
     security = compile_security(s)
-    assert compile_security(state(workloads=[(finance("f1"), 7)])) == {}  # no policy: no entry (PERMISSIVE)
+    # no policy: the default entry (PERMISSIVE), so its sidecar can tell it from "not registered yet"
+    assert compile_security(state(workloads=[(finance("f1"), 7)])) == {
+        "f1": WorkloadSecurity(workload="f1", version=7, namespace="foo", mtls_mode="PERMISSIVE")}
     assert security["f1"] == WorkloadSecurity(workload="f1", version=7, namespace="foo", mtls_mode="STRICT",
                                               port_mtls={8080: "DISABLE", 9090: "STRICT"},
                                               peer_authentications=["istio-system/default", "foo/finance"])
@@ -156,7 +158,8 @@ def test_a_mode_change_is_a_push_of_the_entries_it_changes_and_the_snapshot_hold
     workloads = [(finance("f1"), 2), (finance("p1", labels={"app": "payroll"}), 2)]
     pusher = Pusher()
     first = pusher.recompile(state(workloads=workloads, revision=2), 2)
-    assert first is not None and first.security == []  # no policy: no entry, which means PERMISSIVE
+    assert first is not None and [(e.workload, e.mtls_mode) for e in first.security] == [
+        ("f1", "PERMISSIVE"), ("p1", "PERMISSIVE")]  # no policy: the default entries
     strict = pusher.recompile(state((MESH_STRICT, 5), workloads=workloads, revision=5), 5)
     assert strict is not None and [(e.workload, e.mtls_mode, e.version) for e in strict.security] == [
         ("f1", "STRICT", 5), ("p1", "STRICT", 5)]
@@ -169,15 +172,17 @@ def test_a_mode_change_is_a_push_of_the_entries_it_changes_and_the_snapshot_hold
     assert {e.workload: e.mtls_mode for e in snapshot.security} == {"f1": "DISABLE", "p1": "STRICT"}
 
 
-def test_a_workload_back_to_no_policy_and_a_gone_workload_lose_their_entries():
+def test_a_gone_workload_loses_its_entry_and_one_back_to_no_policy_gets_the_default_at_a_newer_version():
     workloads = [(finance("f1"), 2), (finance("p1", labels={"app": "payroll"}), 2)]
     pusher = Pusher()
     pusher.recompile(state((MESH_STRICT, 5), workloads=workloads, revision=5), 5)
     gone = pusher.recompile(state((MESH_STRICT, 5), workloads=workloads[:1], revision=6), 6)
     assert gone is not None and (gone.security, gone.removed_security) == ([], ["p1"])
     back = pusher.recompile(state(workloads=workloads[:1], revision=9), 9)
-    assert back is not None and (back.security, back.removed_security) == ([], ["f1"])
-    assert pusher.snapshot().security == []
+    assert back is not None and back.removed_security == []
+    assert [(e.workload, e.mtls_mode, e.peer_authentications, e.version) for e in back.security] == [
+        ("f1", "PERMISSIVE", [], 9)]
+    assert [e.workload for e in pusher.snapshot().security] == ["f1"]
 
 
 def test_deleting_a_policy_gives_the_entries_it_changes_a_version_above_the_old_one():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proto.xds import ClusterConfig, Push, RateLimitRule, RouteMatch, StringMatch
+from proto.xds import ClusterConfig, Push, RateLimitRule, RouteMatch, StringMatch, WorkloadSecurity
 from proxy.control.config_state import ConfigRejected, ConfigState
 from proxy.core.errors import RateLimited
 from proxy.http.rescue import rescue
@@ -66,12 +66,12 @@ def test_limiter_answers_429_with_headers_once_the_bucket_is_empty() -> None:
 
 
 def _push(seq: int, *rules: RateLimitRule) -> Push:
-    return Push(epoch="e", seq=seq, version=seq, full=True,
+    return Push(epoch="e", seq=seq, version=seq, full=True, security=[WorkloadSecurity(workload="r1", version=seq)],
                 clusters=[ClusterConfig(host="reviews.ns.svc.cluster.local", version=seq, ratelimits=list(rules))])
 
 
 def test_router_follows_pushes_and_keeps_buckets_of_unchanged_rules() -> None:
-    state = ConfigState()
+    state = ConfigState(workload_id="r1")
     router = LocalAppRouter("127.0.0.1", 8080, "reviews", state, "ns", labels={"app": "reviews"})
     assert router.limiter is None and not router.configured  # before the first push nothing is admitted
     mine = RateLimitRule(name="ns/a", selector={"app": "reviews"}, max_tokens=1)

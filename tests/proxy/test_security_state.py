@@ -29,22 +29,28 @@ def test_a_sidecar_keeps_only_its_own_entry_and_reads_its_mode_per_app_port():
     assert (dumped["mtls_mode"], dumped["port_mtls"]) == ("STRICT", {"8080": "DISABLE"})
 
 
-def test_a_delta_without_the_entry_keeps_it_a_newer_one_replaces_it_a_removal_drops_it():
+def test_a_delta_without_the_entry_keeps_it_a_newer_one_replaces_it_a_removal_keeps_it_too():
     state = ConfigState(workload_id="me")
     state.apply(push(1, entry("me", "STRICT"), full=True))
     state.apply(push(2, entry("other", "DISABLE")))
     assert state.security.mtls_mode == "STRICT"
     state.apply(push(3, entry("me", "DISABLE", version=3)))
     assert (state.security.mtls_mode, state.security.version) == ("DISABLE", 3)
+    # removed: pilot no longer knows the workload (its lease lapsed while the registry was away), which does not
+    # mean no policy applies to it: the last entry stays in force (proxy/control/security_state.py)
     state.apply(push(4, removed=("me",)))
-    assert state.security is None
+    assert (state.security.mtls_mode, state.security.version) == ("DISABLE", 3)
+    state.apply(push(5, entry("me", "PERMISSIVE", version=5)))  # back: the next entry replaces it
+    assert state.security.mtls_mode == "PERMISSIVE"
 
 
-def test_a_snapshot_without_the_entry_means_permissive():
+def test_a_snapshot_without_the_entry_keeps_the_last_one_and_before_any_there_is_none():
     state = ConfigState(workload_id="me")
-    state.apply(push(1, entry("me", "STRICT"), full=True))
-    state.apply(push(2, entry("other", "STRICT"), full=True))
-    assert state.security is None
+    state.apply(push(1, entry("other", "STRICT"), full=True))
+    assert state.security is None  # pilot has not compiled this workload's registration yet
+    state.apply(push(2, entry("me", "STRICT"), full=True))
+    state.apply(push(3, entry("other", "STRICT"), full=True))
+    assert state.security is not None and state.security.mtls_mode == "STRICT"
 
 
 @pytest.mark.parametrize("bad", [entry("me", "strict"), entry("me", "STRICT", p80="UNSET")])

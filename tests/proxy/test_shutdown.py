@@ -10,7 +10,7 @@ from tests.proxy.http_helpers import (Clients, Upstream, keep_alive_echo, read_r
                                       stall)
 
 from proxy.access_log import AccessLog
-from proto.xds import Push
+from proto.xds import Push, WorkloadSecurity
 from proxy.main import Sidecar, log_loop_error
 from proxy.settings import ProxyOptions
 
@@ -86,7 +86,8 @@ async def test_the_inbound_listener_accepting_through_its_tls_acceptor_drains_as
             options = ProxyOptions(service="drain", service_port=9080, app_port=app.port, inbound_host="127.0.0.1",
                                    inbound_port=0, outbound_port=0, admin_port=0)
             car = Sidecar(options)
-            car.state.apply(Push(epoch="e", seq=1, version=1, full=True))  # configured: the inbound side admits
+            car.state.apply(Push(epoch="e", seq=1, version=1, full=True,  # its entry: the inbound side admits
+                                 security=[WorkloadSecurity(workload=options.id, version=1)]))
             await car.start_listeners()
             assert car.inbound.acceptor is not None and car.inbound.acceptor.accepting
             port = car.inbound.port

@@ -1,16 +1,19 @@
-"""Security generator: one WorkloadSecurity per registered workload whose policy is not the default, keyed by
-its id (the proxy's id).
+"""Security generator: one WorkloadSecurity per registered workload, keyed by its id (the proxy's id).
 
 It carries the workload's effective PeerAuthentication (peer_authn.py): its mode, and per workload port the
 modes portLevelMtls sets; the AuthorizationPolicies and RequestAuthentication jwtRules that apply to it
 (authz.py); the Telemetry resources that apply to it, merged (telemetry.py); and the probe of the
 WorkloadGroup it is bound to (Workload.workload_group, a group of its namespace). A workload none of these
-applies to gets no entry: no entry means PERMISSIVE (Istio's default), no authorization, no JWT and the
-mesh's telemetry defaults, so a mesh without policies pushes nothing more than before, and deleting a
-workload's last policy removes its entry (Push.removed_security): the sidecar drops it at once.
-Its version is the highest revision of the workload's registration and of the policies that decided it; an entry whose content
-did not change keeps its object and version, and a changed one gets a version above its old one even when
-what changed was a deletion or a jwksUri's fetched keys (as diff.keep_versions does for clusters and routes).
+applies to gets the default entry (PERMISSIVE, Istio's default; no authorization, no JWT, the mesh's
+telemetry defaults), not none: a sidecar reads a missing entry as "pilot has not compiled my registration
+yet" and admits nothing until its entry arrives (proxy/inbound/local_app.py), so it never serves between its
+first push and pilot seeing it register with none of the policies that apply to it. A workload that leaves
+the registry loses its entry (Push.removed_security); its sidecar keeps the last one it had
+(proxy/control/security_state.py).
+Its version is the highest revision of the workload's registration and of the policies that decided it; an
+entry whose content did not change keeps its object and version, and a changed one gets a version above its
+old one even when what changed was a deletion or a jwksUri's fetched keys (as diff.keep_versions does for
+clusters and routes).
 """
 
 from __future__ import annotations
@@ -41,9 +44,6 @@ def build_security(state: MeshState, peers: PeerAuthn | None = None,
         applied = authz.resolve(w.namespace, w.labels)
         observed = telemetry.resolve(w.namespace, w.labels)
         probe, group_revision = _probe(groups, w.namespace, w.workload_group)
-        if not effective.sources and not applied.authorization and not applied.jwt and observed.policy is None \
-                and probe is None:
-            continue  # no policy applies: PERMISSIVE, no authorization, no JWT, default telemetry, no probe: no entry
         entry = WorkloadSecurity(workload=workload_id, version=0, namespace=w.namespace,
                                  mtls_mode=effective.mode if effective.sources else MTLS_PERMISSIVE,
                                  port_mtls=dict(effective.ports), peer_authentications=list(effective.sources),

@@ -25,7 +25,7 @@ ALLOW_GET = policy("foo/allow-get", "ALLOW", {"to": [{"operation": {"methods": [
 
 
 def push(seq: int, *policies, ratelimits=()) -> Push:
-    security = [WorkloadSecurity(workload="w1", version=seq, authorization=list(policies))] if policies else []
+    security = [WorkloadSecurity(workload="w1", version=seq, authorization=list(policies))]  # none: the default
     clusters = [ClusterConfig(host="app.foo.svc.cluster.local", version=seq, ratelimits=list(ratelimits))]
     return Push(epoch="e", seq=seq, version=seq, full=True, security=security, clusters=clusters)
 
@@ -51,7 +51,7 @@ def test_no_policy_no_stage_and_policy_changes_swap_the_check_without_a_restart(
     assert router.pick(head("/admin")) is router.target
     with pytest.raises(AccessDenied):
         router.pick(head("/", "POST"))
-    state.apply(push(5))  # deleted: its denials stop at once (istio/istio#53071)
+    state.apply(push(5))  # deleted (the entry back to the default): its denials stop at once (istio/istio#53071)
     assert router.admit is None and router.pick(head("/", "POST")) is router.target
 
 
@@ -130,3 +130,31 @@ def test_before_the_first_push_nothing_is_admitted_so_a_restart_without_pilot_do
     with pytest.raises(AccessDenied):
         router.pick(head("/admin"))
     assert LocalAppRouter("127.0.0.1", 8080, "app").pick(head("/admin")).port == 8080  # no control plane: as before
+
+
+def test_a_push_before_pilot_knows_the_registration_admits_nothing_and_a_lost_entry_stays_in_force():
+    """A sidecar's first push can come before pilot has seen its registration (or while the registry is down):
+    that push has no entry for it, which once meant "no policy" and admitted /admin past a DENY policy until
+    the next push. Pilot sends every registered workload an entry, so none means "not known yet"; and once
+    known, a removal (the lease lapsed while the registry was away) keeps the last policy in force."""
+    from proxy.inbound.local_app import NotConfigured
+    state = ConfigState(workload_id="w1")
+    router = LocalAppRouter("127.0.0.1", 8080, "app", state, "foo")
+    other = WorkloadSecurity(workload="w2", version=1)
+    state.apply(Push(epoch="e", seq=1, version=1, full=True, security=[other],
+                     clusters=[ClusterConfig(host="app.foo.svc.cluster.local", version=1)]))
+    assert not router.configured
+    with pytest.raises(NotConfigured):
+        router.pick(head("/admin"))
+    state.apply(Push(epoch="e", seq=2, version=2))  # a delta without it: still unknown
+    with pytest.raises(NotConfigured):
+        router.pick(head("/admin"))
+    state.apply(push(3, DENY_ADMIN))
+    assert router.configured and router.pick(head("/x")) is router.target
+    state.apply(Push(epoch="e", seq=4, version=4, removed_security=["w1"]))
+    with pytest.raises(AccessDenied):
+        router.pick(head("/admin"))
+    state.apply(Push(epoch="f", seq=1, version=5, full=True, security=[other]))  # a new pilot that lost it too
+    with pytest.raises(AccessDenied):
+        router.pick(head("/admin"))
+    assert router.configured and state.security is not None and state.security.version == 3

@@ -26,6 +26,7 @@ def test_one_push_reaches_the_http_stage_and_the_tcp_listeners() -> None:
     assert check(caller(port=8080))[0] is False
     assert car.app_router.admit is not None
     assert car.server_info()["inbound_authz"] == {"rules": 1, "tcp_denied": {5432: 0}}
-    car.state.apply(Push(epoch="e", seq=2, version=2, full=True))
+    car.state.apply(Push(epoch="e", seq=2, version=2, full=True,
+                         security=[WorkloadSecurity(workload=options.id, version=2)]))  # the policy deleted
     assert tcp.authorize() is None and car.app_router.admit is None
     assert car.server_info()["inbound_authz"]["rules"] == 0

@@ -8,6 +8,7 @@ import pytest
 from proto.gateway_xds import GatewayListeners, GatewayPortConfig, GatewayServer, ServerTls, VirtualHost
 from proto.xds import (
     ClusterConfig, Endpoint, HttpRule, Push, RouteConfig, RouteMatch, StringMatch, WeightedDestination,
+    WorkloadSecurity,
 )
 from proxy.control.config_state import ConfigRejected, ConfigState
 from proxy.core.downstream import Downstream
@@ -66,7 +67,13 @@ def head(host: str, path: str = "/", port: int = 80) -> RequestHead:
     return RequestHead("GET", host, port, path, [(b"host", host.encode())])
 
 
+def own_security(version: int = 3) -> WorkloadSecurity:
+    """The default entry pilot pushes for a registered gateway no policy selects."""
+    return WorkloadSecurity(workload=GW_ID, version=version, namespace="istio-system")
+
+
 def push(*gateways: GatewayListeners, **more) -> Push:
+    more.setdefault("security", [own_security()])
     return Push(epoch="e", seq=1, version=3, full=True,
                 clusters=[cluster(PRODUCTPAGE, "10.0.0.1"), cluster(REVIEWS, "10.0.0.2")],
                 gateways=list(gateways), **more)
@@ -149,7 +156,7 @@ def test_a_bad_gateway_entry_is_refused_whole_and_the_previous_one_keeps_serving
 
 
 def test_the_gateways_own_authorization_policy_runs_before_routing():
-    from proto.xds import AuthzPolicy, AuthzRule, WorkloadSecurity
+    from proto.xds import AuthzPolicy, AuthzRule
 
     state = gateway_state()
     r = router(state)
@@ -160,7 +167,7 @@ def test_the_gateways_own_authorization_policy_runs_before_routing():
     with pytest.raises(Exception) as caught:
         r.pick(head("bookinfo.example.com"))
     assert getattr(caught.value, "status", None) == 403
-    state.apply(push(listeners()))  # a snapshot without the policy: admitted again
+    state.apply(push(listeners()))  # a snapshot whose entry has no policy: admitted again
     assert r.pick(head("bookinfo.example.com")).address == "10.0.0.1"
 
 
@@ -175,7 +182,7 @@ def test_a_rate_limit_selecting_the_gateway_answers_429_before_routing():
                                                   max_tokens=2, tokens_per_fill=1, fill_interval_ms=3_600_000)])
     state.apply(Push(epoch="e", seq=1, version=3, full=True,
                      clusters=[cluster(PRODUCTPAGE, "10.0.0.1"), cluster(REVIEWS, "10.0.0.2"), own],
-                     gateways=[listeners()]))
+                     gateways=[listeners()], security=[own_security()]))
     assert r.pick(head("bookinfo.example.com")).address == "10.0.0.1"
     assert r.pick(head("bookinfo.example.com")).address == "10.0.0.1"
     with pytest.raises(RateLimited) as caught:

@@ -13,7 +13,7 @@ from tests.proxy.http_helpers import Upstream, keep_alive_echo
 from tests.proxy.tls_certs import TestCa
 
 from proto.gateway_xds import GatewayListeners, GatewayPortConfig, GatewayServer, ServerTls, VirtualHost
-from proto.xds import ClusterConfig, Endpoint, HttpRule, Push, RouteConfig, WeightedDestination
+from proto.xds import ClusterConfig, Endpoint, HttpRule, Push, RouteConfig, WeightedDestination, WorkloadSecurity
 from proxy.gateway.main import Gateway
 from proxy.settings import ProxyOptions
 
@@ -99,7 +99,13 @@ def apply(gw: Gateway, version: int, *ports: GatewayPortConfig) -> None:
                             endpoints=[Endpoint(address="127.0.0.1", ports={9080: gw.app_port})])
     gw.state.apply(Push(epoch="e", seq=version, version=version, full=True, clusters=[cluster],
                         gateways=[GatewayListeners(workload=gw.options.id, version=version, namespace="istio-system",
-                                                   ports=list(ports))]))
+                                                   ports=list(ports))],
+                        security=[own_security(gw, version)]))
+
+
+def own_security(gw: Gateway, version: int = 1) -> WorkloadSecurity:
+    """The default entry pilot pushes, with its listeners, for a registered gateway no policy selects."""
+    return WorkloadSecurity(workload=gw.options.id, version=version, namespace="istio-system")
 
 
 def vhosts(*domains: str) -> list[VirtualHost]:
@@ -114,7 +120,12 @@ async def test_the_gateway_is_not_ready_before_pilot_pushed_its_own_listeners(ga
     gateway.state.apply(Push(epoch="e", seq=1, version=1, full=True, clusters=[cluster]))
     gateway.xds.synced.set()
     assert not gateway.is_ready()
-    apply(gateway, 2)  # its entry, no Gateway selecting it: no ports, but pilot knows it
+    # its listeners without its security entry (a push no pilot sends, as both come from its registration):
+    # the AuthorizationPolicies that select it are unknown, so it admits nothing and is not ready
+    gateway.state.apply(Push(epoch="e", seq=2, version=2, full=True, clusters=[cluster],
+                             gateways=[GatewayListeners(workload=gateway.options.id, version=2)]))
+    assert not gateway.is_ready()
+    apply(gateway, 3)  # its entries, no Gateway selecting it: no ports, but pilot knows it
     assert gateway.is_ready()
 
 
@@ -313,7 +324,8 @@ async def test_passthrough_relays_tls_by_sni_to_a_backend_that_terminates_it_and
                             WeightedDestination(host="other.default.svc.cluster.local", port=443, weight=100)])])
         gateway.state.apply(Push(epoch="e", seq=1, version=1, full=True,
                                  clusters=[tls_cluster(h, p) for h, p in ports.items()],
-                                 gateways=[GatewayListeners(workload=gateway.options.id, version=1, ports=[config])]))
+                                 gateways=[GatewayListeners(workload=gateway.options.id, version=1, ports=[config])],
+                                 security=[own_security(gateway)]))
         code, out = await curl(f"https://nginx.example.com:{port}/", port, "--cacert", root)
         assert "backend nginx" in out and "status=200" in out, out  # the backend's own certificate verified
         # a wildcard sni host; curl sends the SNI a.other.example.com, the backend's cert is for other.example.com
@@ -342,7 +354,8 @@ async def test_a_tcp_server_relays_bytes_to_its_tcp_route(gateway):
         config = GatewayPortConfig(port=80, servers=[server(80, "TCP", ["*"])],
                                    tcp_routes=[TcpRule(destinations=[WeightedDestination(host=host, weight=100)])])
         gateway.state.apply(Push(epoch="e", seq=1, version=1, full=True, clusters=[cluster],
-                                 gateways=[GatewayListeners(workload=gateway.options.id, version=1, ports=[config])]))
+                                 gateways=[GatewayListeners(workload=gateway.options.id, version=1, ports=[config])],
+                                 security=[own_security(gateway)]))
         reader, writer = await asyncio.open_connection("127.0.0.1", gateway.http[80].port)
         writer.write(b"hello\n")
         assert await asyncio.wait_for(reader.read(100), 10) == b"echo:hello\n"
@@ -417,7 +430,8 @@ async def test_a_tls_server_that_terminates_relays_the_decrypted_bytes_by_its_tc
         config = GatewayPortConfig(port=443, servers=[server(443, "TLS", ["tcp.example.com"], tls("SIMPLE", cert, key))],
                                    tcp_routes=[TcpRule(destinations=[WeightedDestination(host=host, weight=100)])])
         gateway.state.apply(Push(epoch="e", seq=1, version=1, full=True, clusters=[cluster],
-                                 gateways=[GatewayListeners(workload=gateway.options.id, version=1, ports=[config])]))
+                                 gateways=[GatewayListeners(workload=gateway.options.id, version=1, ports=[config])],
+                                 security=[own_security(gateway)]))
         client = ssl_.create_default_context(cadata=ca.root_pem)
         reader, writer = await asyncio.open_connection("127.0.0.1", gateway.http[443].port, ssl=client,
                                                        server_hostname="tcp.example.com")

@@ -37,6 +37,6 @@ def test_the_mesh_default_then_the_workloads_telemetry_then_back():
     assert (client.enabled, client.percent, client.report) == (True, 100.0, False)
     assert not server.enabled
     assert tracing.dump()["client"]["sampling_percent"] == 100.0
-    state.apply(Push(epoch="e", seq=3, version=3, mesh=MeshConfig(trace_sampling=5.0),
-                     removed_security=["reviews-1"]))
+    state.apply(Push(epoch="e", seq=3, version=3, mesh=MeshConfig(trace_sampling=5.0),  # the Telemetry deleted
+                     security=[WorkloadSecurity(workload="reviews-1", version=3)]))
     assert tracing.client.policy.percent == 5.0 and tracing.server.policy.enabled and tracing.client.policy.report
