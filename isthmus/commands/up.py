@@ -144,7 +144,13 @@ def up(state_dir: str, nats_port: int, etcd_port: int, demo: bool, outbound_traf
        plugin_root_cert: str | None, plugin_cert_chain: str | None, ca_kek: bool, ca_kek_file: str | None,
        ca_previous_kek_file: str | None, nats_tls: bool, dashboard_port: int, dashboard_bind: str,
        ingress_port: int, ingress_https_port: int) -> None:
-    """Run a local control plane (nats-server, etcd, auth, registry, pilot, ca, telemetry) until Ctrl-C."""
+    """Run a local control plane (nats-server, etcd, auth, registry, pilot, ca, telemetry) until Ctrl-C.
+
+    \b
+    Environment: ISTHMUS_PORT_RANGE=LOW-HIGH bounds the loopback ports picked
+    for what has no port flag (the demo's apps, sidecars, gateway admin port);
+    default: 10000 up to the kernel's ephemeral range (docs/cli.md).
+    """
     from isthmus.up import run_up
 
     check_dns_label("--root-namespace", root_namespace)

@@ -220,3 +220,10 @@ def test_names_ending_in_a_newline_are_refused_by_the_cli_checks() -> None:
                                          ("--cluster", "east\nwest")])
 def test_proxy_run_metrics_flags_refuse_what_metrics_could_not_carry(flag: str, value: str) -> None:
     assert_usage_error(isthmus("--nats", UNREACHABLE, *RUN, flag, value), flag)
+
+
+def test_up_help_names_the_port_range_variable() -> None:
+    """ISTHMUS_PORT_RANGE is read by `up` (checked before it starts anything): its help says so."""
+    result = isthmus("up", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "ISTHMUS_PORT_RANGE=LOW-HIGH" in result.stdout
