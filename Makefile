@@ -27,9 +27,10 @@ deps: $(BIN)/isthmus
 # Three workers on two cores: the integration tests mostly wait on nats-server, etcd and proxies; a file's
 # tests stay together in one worker (--dist loadfile), so module fixtures start once. The suite takes 6-10
 # minutes: a run still going at 30 is hung outside any one test (each has pytest-timeout's limit), and is
-# interrupted so pytest prints what failed so far.
+# interrupted so pytest prints what failed so far. `make test WORKERS=N` for another count (more cores).
+WORKERS ?= 3
 test: $(BIN)/isthmus deps
-	timeout --signal=INT --kill-after=60 1800 $(BIN)/pytest -q -n 3 --dist loadfile
+	timeout --signal=INT --kill-after=60 1800 $(BIN)/pytest -q -n $(WORKERS) --dist loadfile
 
 # QUICK=1 for a development run (under two minutes); the full run takes under fifteen.
 bench: $(BIN)/isthmus
