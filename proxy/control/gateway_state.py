@@ -4,7 +4,12 @@
     gateway_dump(config) -> dict | None                                    for /config_dump (no keys: paths only)
 
 Pilot pushes one entry per registered gateway workload (Push.gateways, keyed by its registration id, as
-Push.security); a gateway keeps only its own. None: no entry, nothing is served on any Gateway port.
+Push.security), an empty one when no Gateway selects it; a gateway keeps only its own. None: no entry yet
+(pilot has not seen its registration), nothing is served on any Gateway port and it is not ready. Once held,
+an entry is replaced only by a newer one: a removal or a snapshot without it means pilot no longer knows the
+workload (its lease lapsed while the registry was away), not that no Gateway selects it (that is an empty
+entry), so the edge keeps serving what it was given, as a sidecar keeps its security entry
+(proxy/control/security_state.py).
 """
 
 from __future__ import annotations
@@ -18,14 +23,10 @@ from proto.xds import Push
 
 
 def own_gateway(push: Push, workload_id: str, current: GatewayListeners | None) -> GatewayListeners | None:
-    """The entry in force after `push`: the push's entry for `workload_id`, else None after a snapshot without
-    one or a removal, else `current`."""
+    """The entry in force after `push`: the push's entry for `workload_id`, else `current` (module docstring: a
+    removal never drops it)."""
     own = next((g for g in push.gateways if g.workload == workload_id), None)
-    if own is not None:
-        return own
-    if push.full or workload_id in push.removed_gateways:
-        return None
-    return current
+    return own if own is not None else current
 
 
 def gateway_dump(config: GatewayListeners | None) -> dict[str, Any] | None:

@@ -121,7 +121,7 @@ def test_https_redirect_answers_301_to_https_with_the_host_as_sent():
     assert b"location: https://secure.example.com/\r\n" in target.policy.local.respond(plain, False, False)[1]
 
 
-def test_only_this_gateways_entry_applies_and_a_removal_or_snapshot_without_it_clears_it():
+def test_only_this_gateways_entry_applies_and_a_removal_or_snapshot_without_it_keeps_it():
     state = gateway_state()
     r = router(state)
     state.apply(push(listeners(workload="other-gateway")))
@@ -129,10 +129,15 @@ def test_only_this_gateways_entry_applies_and_a_removal_or_snapshot_without_it_c
         r.pick(head("bookinfo.example.com"))
     state.apply(push(listeners()))
     assert r.pick(head("bookinfo.example.com")).address == "10.0.0.1"
+    # pilot forgot the gateway (its lease lapsed while the registry was away): the edge keeps serving
     state.apply(Push(epoch="e", seq=2, version=4, removed_gateways=[GW_ID]))
+    assert r.pick(head("bookinfo.example.com")).address == "10.0.0.1"
+    state.apply(push(listeners(workload="other-gateway")))  # a snapshot without it: the same
+    assert r.pick(head("bookinfo.example.com")).address == "10.0.0.1"
+    state.apply(push(listeners(ports=[])))  # no Gateway selects it any more: an empty entry
     with pytest.raises(GatewayNotConfigured):
         r.pick(head("bookinfo.example.com"))
-    assert state.dump()["gateway"] is None
+    assert state.dump()["gateway"] is not None
 
 
 def test_a_bad_gateway_entry_is_refused_whole_and_the_previous_one_keeps_serving():
