@@ -40,6 +40,8 @@ _worker_port_range()
 
 
 def _timeout_of(item: pytest.Item) -> float:
+    if item.config.getoption("usepdb", False) or item.config.getoption("trace", False):
+        return 0.0  # under a debugger a test may stop for as long as one looks at it (pytest-timeout: the same)
     marker = item.get_closest_marker("timeout")
     if marker is not None and (marker.args or "timeout" in marker.kwargs):
         return float(marker.kwargs.get("timeout", marker.args[0] if marker.args else 0))

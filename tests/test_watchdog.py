@@ -23,3 +23,12 @@ def test_the_watchdog_takes_the_command_lines_and_the_environments_timeout(reque
 def test_a_marker_wins_over_the_command_line(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(request.config.option, "timeout", 900.0)
     assert _timeout_of(request.node) == 5.0
+
+
+def test_no_watchdog_under_a_debugger(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(request.config.option, "timeout", 900.0)
+    monkeypatch.setattr(request.config.option, "usepdb", True)  # `pytest --pdb`
+    assert _timeout_of(request.node) == 0.0
+    monkeypatch.setattr(request.config.option, "usepdb", False)
+    monkeypatch.setattr(request.config.option, "trace", True)  # `pytest --trace`
+    assert _timeout_of(request.node) == 0.0
