@@ -28,14 +28,14 @@ import httptools
 
 from proxy.core.downstream import PLAINTEXT
 from proxy.core.errors import BadRequest, HeadersTooLarge, UnsupportedCoding, UriTooLong
-from proxy.core.request import RequestHead
+from proxy.core.request import PickedHead, RequestHead
 from proxy.http.conn_guard import ConnectionGuard
 from proxy.http.connect_tunnel import ConnectExchange
 from proxy.http.exchange import Exchange
 from proxy.http.flow import PIPELINE, ReadGate
 from proxy.http.head import (REQUEST_DROP, Mode, cached_authority, head_end_after_method, more_tokens, new_request_id,
                              resolve)
-from proxy.http.listener_state import ServerState
+from proxy.http.listener_state import NOTED, ServerState
 from proxy.http.server_lifecycle import LINGER, ConnectionLifecycle
 from proxy.http.server_pipeline import RequestPipeline
 from proxy.http.upstream import UpstreamConnection
@@ -48,8 +48,6 @@ __all__ = ["HttpProxyProtocol", "LINGER"]
 _HTTP11 = b" HTTP/1.1\r\n"
 _new = object.__new__
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
-# The header names on_headers_complete looks at; any other name costs it one set lookup.
-_NOTED = REQUEST_DROP | {b"host", b"content-length", b"x-request-id", PEER_HEADER} | TRACE_HEADERS
 
 
 class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, asyncio.Protocol):
@@ -213,8 +211,10 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
         drop = None
         noted: dict[bytes, bytes] | None = None  # trace headers (proxy/telemetry/trace_context.py): first values
         error: BadRequest | None = None
+        stops = self.shared.picks.noted  # NOTED, and the names an inbound stage reads (HeaderPicks), if any
+        picked: dict[bytes, bytes] | None = None  # the values of those names, each name's joined
         for name, value in headers:
-            if name not in _NOTED:  # most headers (user-agent, accept ...): one set lookup
+            if name not in stops:  # most headers (user-agent, accept ...): one set lookup
                 continue
             if name in TRACE_HEADERS:
                 if noted is None:
@@ -242,8 +242,14 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
             elif name == b"connection":
                 drop = more_tokens(drop, value)
                 hop = True
-            else:  # the rest of REQUEST_DROP
+            elif name in REQUEST_DROP:  # the rest of it
                 hop = True
+            elif picked is None:  # a name of picks.names: every value joined with ",", as header_value does
+                picked = {name: value}
+            elif name in picked:
+                picked[name] += b"," + value
+            else:
+                picked[name] = value
         if not http11 and error is None:
             if version != "1.0":  # HTTP/0.9 (no version) or a version this listener does not speak
                 error = BadRequest(f"HTTP/{version} is not supported")
@@ -308,8 +314,12 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
                     headers.append((b"x-request-id", request_id))
                     if end:  # spliced in before the blank line (after a new trace context's lines, if any)
                         raw_head = b"".join((raw[:end - 2], extra or b"", b"x-request-id: ", request_id, b"\r\n\r\n"))  # type: ignore[index]
+                if stops is NOTED:  # RequestHead.init says why not RequestHead(...)
+                    head = _new(RequestHead)
+                else:  # an inbound stage reads header values noted above (core/request.py HeaderPicks)
+                    head = _new(PickedHead)
+                    head.picked, head.picked_by = picked, self.shared.picks.names
                 # GET compared first: a dict lookup hashes the freshly parsed method every request
-                head = _new(RequestHead)  # RequestHead.init says why not RequestHead(...)
                 head.init("GET" if method == b"GET" else _METHODS.get(method) or method.decode("latin-1"),
                           host_s, port, path if target is url else target.decode("latin-1"), headers, self.client,
                           self.downstream)

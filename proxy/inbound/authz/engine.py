@@ -86,12 +86,15 @@ class Authorization:
         tcp = {action: self._compile(action, True) for action in (AUDIT, DENY, ALLOW)}
         has_allow = any(p.action == ALLOW for p in policies)
         self.http: Check | None = None
+        # the header names the HTTP check reads that the listener may note for it (core/request.py HeaderPicks)
+        self.picks: frozenset[bytes] | None = None
         if policies:
             uses_paths = _uses_paths(policies)
             decide = _http_decision(http[AUDIT], http[DENY], http[ALLOW], has_allow, uses_paths)
             # a path is read (and %00 refused) whenever a policy has paths, even if no path leaf was compiled
             spec = key_spec(self.reads | {"path"} if uses_paths else self.reads)
             self.http = _http_check(decide) if spec is None else _memoised_check(decide, spec, Memo())
+            self.picks = None if spec is None else spec.picks
         self.tcp: TcpCheck | None = _tcp_check(tcp[AUDIT], tcp[DENY], tcp[ALLOW], has_allow) if policies else None
 
     def _compile(self, action: str, for_tcp: bool) -> Entries:

@@ -28,11 +28,16 @@ from typing import Any
 from proxy.core.request import RequestHead, header_value
 
 
+_EMPTY: dict[bytes, bytes] = {}  # RequestHead.picked when the listener found none of the names (never written)
+
+
 class KeySpec:
     """`attributes`: dotted RequestHead attribute paths, in key order; `headers`: lower-case header names;
-    `authority`: a rule reads the host and no header condition does (the key reads only the first Host)."""
+    `authority`: a rule reads the host and no header condition does (the key reads only the first Host);
+    `picks`: the header names the listener may note for it (RequestHead.picked): all but Host, whose first value
+    the key reads; None when there are none. The check compares the head's picked_by with this very object."""
 
-    __slots__ = ("attributes", "headers", "authority")
+    __slots__ = ("attributes", "headers", "authority", "picks")
 
     def __init__(self, attributes: tuple[str, ...], headers: tuple[bytes, ...], authority: bool) -> None:
         for path in attributes:  # the source text holds nothing but identifiers
@@ -41,6 +46,7 @@ class KeySpec:
         self.attributes = attributes
         self.headers = headers
         self.authority = authority
+        self.picks = frozenset(headers) - {b"host"} or None
 
 
 def _joined(names: tuple[bytes, ...]) -> Callable[[list[tuple[bytes, bytes]]], tuple[Any, ...]]:
@@ -63,6 +69,25 @@ def _joined(names: tuple[bytes, ...]) -> Callable[[list[tuple[bytes, bytes]]], t
     return joined
 
 
+def _picked(spec: KeySpec, parts: list[str]) -> list[str]:
+    """Lines that leave the key in `key` from RequestHead.picked, when the listener noted exactly the names of
+    `PICKS` (spec.picks) and no stage changed the headers since: the same key the walk makes of a head without
+    a name twice (a value the listener joined is what header_value reads too: the rules decide alike)."""
+    values = []
+    for i, name in enumerate(spec.headers):
+        values.append("host" if name == b"host" else f"found.get(h{i})")
+    lines = ["found = head.picked or EMPTY"]
+    if b"host" in spec.headers:  # the first Host (the listener refuses a second), mostly the first header
+        lines += ["for name, host in head.headers:",
+                  "    if name == b'host':",
+                  "        break",
+                  "else:",
+                  "    host = None"]
+    if len(spec.headers) == 1:  # header_value's str, as the walk's key has it
+        values = ["None if (value := found.get(h0)) is None else value.decode('latin-1')"]
+    return lines + [f"key = ({', '.join(parts + values)},)"]
+
+
 def _source(spec: KeySpec) -> str:
     """The body lines that leave the key in `key` (indented for the generated function)."""
     lines = []
@@ -71,6 +96,20 @@ def _source(spec: KeySpec) -> str:
         lines.append("ds = head.downstream")
     for path in spec.attributes:
         parts.append("ds." + path[len("downstream."):] if path.startswith("downstream.") else "head." + path)
+    walk = _walk(spec, parts)
+    if spec.picks is None:
+        return "\n".join(lines + walk)
+    lines.append("if head.picked_by is PICKS and not head.edited:")
+    lines += ["    " + line for line in _picked(spec, parts)]
+    lines.append("else:")
+    lines += ["    " + line for line in walk]
+    return "\n".join(lines)
+
+
+def _walk(spec: KeySpec, parts: list[str]) -> list[str]:
+    """Lines that leave the key in `key` from head.headers."""
+    lines: list[str] = []
+    parts = list(parts)
     if spec.authority:
         lines += ["for name, host in head.headers:",
                   "    if name == b'host':",
@@ -88,13 +127,14 @@ def _source(spec: KeySpec) -> str:
                   f"    key = ({', '.join(parts + [found])},)",
                   "else:",
                   f"    key = ({''.join(p + ', ' for p in parts)}*joined(headers),)"]
-        return "\n".join(lines)
+        return lines
     lines.append(f"key = ({''.join(p + ', ' for p in parts)})")
-    return "\n".join(lines)
+    return lines
 
 
 def _namespace(spec: KeySpec) -> dict[str, Any]:
-    names: dict[str, Any] = {"header_value": header_value, "joined": _joined(spec.headers)}
+    names: dict[str, Any] = {"header_value": header_value, "joined": _joined(spec.headers), "PICKS": spec.picks,
+                             "EMPTY": _EMPTY}
     names.update({f"h{i}": name for i, name in enumerate(spec.headers)})
     return names
 
