@@ -62,9 +62,10 @@ class PickedHead(RequestHead):
     """A RequestHead with the values of the header names an inbound stage reads (HeaderPicks), noted by the
     listener in its own walk over the head: `picked`, each name's values joined with ",", as header_value reads
     them (None: none came); `picked_by`, the names they are of (the listener's HeaderPicks.names when it parsed
-    the head). A reader wanting other names (a push changed them since) reads `headers`."""
+    the head). A reader wanting other names (a push changed them since) reads `headers`. `authority`: the Host
+    header's value, the one a listener's head has (it refuses a second; an absolute-form target's replaces it)."""
 
-    __slots__ = ("picked", "picked_by")
+    __slots__ = ("picked", "picked_by", "authority")
 
 
 class Caller:

@@ -319,6 +319,7 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
                 else:  # an inbound stage reads header values noted above (core/request.py HeaderPicks)
                     head = _new(PickedHead)
                     head.picked, head.picked_by = picked, self.shared.picks.names
+                    head.authority = host if host_override is None else host_override
                 # GET compared first: a dict lookup hashes the freshly parsed method every request
                 head.init("GET" if method == b"GET" else _METHODS.get(method) or method.decode("latin-1"),
                           host_s, port, path if target is url else target.decode("latin-1"), headers, self.client,

@@ -77,12 +77,8 @@ def _picked(spec: KeySpec, parts: list[str]) -> list[str]:
     for i, name in enumerate(spec.headers):
         values.append("host" if name == b"host" else f"found.get(h{i})")
     lines = ["found = head.picked or EMPTY"]
-    if b"host" in spec.headers:  # the first Host (the listener refuses a second), mostly the first header
-        lines += ["for name, host in head.headers:",
-                  "    if name == b'host':",
-                  "        break",
-                  "else:",
-                  "    host = None"]
+    if b"host" in spec.headers:  # the Host header's value (the listener refuses a second: the first one)
+        lines.append("host = head.authority")
     if len(spec.headers) == 1:  # header_value's str, as the walk's key has it
         values = ["None if (value := found.get(h0)) is None else value.decode('latin-1')"]
     return lines + [f"key = ({', '.join(parts + values)},)"]

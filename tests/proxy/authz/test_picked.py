@@ -27,7 +27,7 @@ def _picked(head: RequestHead, by: frozenset[bytes] | None, values: dict[bytes, 
     """`head` as the listener makes it when it picks `by`, having noted `values`."""
     new = object.__new__(PickedHead)
     new.init(head.method, head.host, head.port, head.path, head.headers, head.client, head.downstream)
-    new.picked, new.picked_by = values, by
+    new.picked, new.picked_by, new.authority = values, by, head.header(b"host")
     return new
 
 
