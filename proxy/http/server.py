@@ -296,7 +296,11 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
             if error is None:
                 end = 0
                 if from_raw and not hop and http11 and host_override is None and origin:  # origin-form as sent
-                    end = head_end_after_method(raw, len(headers))  # type: ignore[arg-type]
+                    # head_end_after_method's first case inline (a read holding just the head): no call
+                    if raw[-4:] == b"\r\n\r\n" and raw.count(b"\n") == len(headers) + 2:  # type: ignore[index]
+                        end = len(raw)  # type: ignore[arg-type]
+                    else:
+                        end = head_end_after_method(raw, len(headers))  # type: ignore[arg-type]
                 if host_override is not None:
                     headers = [h for h in headers if h[0] != b"host"]
                     headers.append((b"host", host_override))
