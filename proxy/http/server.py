@@ -32,8 +32,9 @@ from proxy.core.request import PickedHead, RequestHead
 from proxy.http.conn_guard import ConnectionGuard
 from proxy.http.connect_tunnel import ConnectExchange
 from proxy.http.exchange import Exchange
+from proxy.http import head as head_module
 from proxy.http.flow import PIPELINE, ReadGate
-from proxy.http.head import (REQUEST_DROP, Mode, cached_authority, head_end_after_method, more_tokens, new_request_id,
+from proxy.http.head import (REQUEST_DROP, Mode, cached_authority, head_end_after_method, more_tokens,
                              resolve)
 from proxy.http.listener_state import NOTED, ServerState
 from proxy.http.server_lifecycle import LINGER, ConnectionLifecycle
@@ -314,7 +315,7 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
                     if end:
                         raw_head = raw[:end] if extra is None else b"".join((raw[:end - 2], extra, b"\r\n"))  # type: ignore[index]
                 else:
-                    request_id = new_request_id()
+                    request_id = next(head_module.request_ids)  # head.new_request_id without its frame
                     headers.append((b"x-request-id", request_id))
                     if end:  # spliced in before the blank line (after a new trace context's lines, if any)
                         raw_head = b"".join((raw[:end - 2], extra or b"", b"x-request-id: ", request_id, b"\r\n\r\n"))  # type: ignore[index]

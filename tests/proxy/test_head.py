@@ -107,10 +107,11 @@ def test_request_ids_made_in_batches_are_the_prefix_and_a_counter_from_one():
     assert [new_request_id() for _ in range(1000)] == [b"%s%012x" % (prefix, n) for n in range(1, 1001)]
     head_module._reseed()
     assert head_module._prefix != prefix and new_request_id() == head_module._prefix + b"000000000001"
-    head_module._batch, head_module._ids = (1 << 40) - 1, iter(())
+    head_module.request_ids = head_module._ids_from((1 << 40) - 1)
     prefix = head_module._prefix
     assert [new_request_id() for _ in range(257)] == [b"%s%012x" % (prefix, n)
                                                       for n in range((1 << 48) - 256, (1 << 48) + 1)]
+    assert new_request_id() == b"%s%012x" % (prefix, (1 << 48) + 1)
     head_module._reseed()  # a fresh prefix from 1 for whatever runs next
 
 
