@@ -75,12 +75,16 @@ def _picked(spec: KeySpec, parts: list[str]) -> list[str]:
     a name twice (a value the listener joined is what header_value reads too: the rules decide alike)."""
     values = []
     for i, name in enumerate(spec.headers):
-        values.append("host" if name == b"host" else f"found.get(h{i})")
+        # Host: the one value the listener let through (it refuses a second)
+        values.append("head.authority" if name == b"host" else f"found.get(h{i})")
     lines = ["found = head.picked or EMPTY"]
-    if b"host" in spec.headers:  # the Host header's value (the listener refuses a second: the first one)
-        lines.append("host = head.authority")
+    if len(spec.picks) == 1:  # one header condition (the usual case), mostly absent: no dict.get call then
+        i = next(i for i, name in enumerate(spec.headers) if name != b"host")
+        values[i] = f"None if (found := head.picked) is None else found.get(h{i})"
+        lines = []
     if len(spec.headers) == 1:  # header_value's str, as the walk's key has it
-        values = ["None if (value := found.get(h0)) is None else value.decode('latin-1')"]
+        values = ["None if (found := head.picked) is None or (value := found.get(h0)) is None"
+                  " else value.decode('latin-1')"]
     return lines + [f"key = ({', '.join(parts + values)},)"]
 
 
