@@ -145,3 +145,24 @@ def test_the_listeners_inline_host_lookup_reads_the_cache_resolve_fills():
     host = b"inline-cache-check:8123"
     assert resolve(Mode.INBOUND, b"/", host) == ("inline-cache-check", 8123, b"/", None)
     assert cached_authority(host) == ("inline-cache-check", 8123)
+
+
+async def test_the_listener_sets_every_slot_of_its_heads_as_request_head_init_does(start_proxy, connect):
+    # proxy/http/server.py writes RequestHead.__init__'s stores inline: a slot added to RequestHead and not there
+    # would be unset (AttributeError on first read), a default written otherwise would differ from __init__'s
+    from tests.proxy.http_helpers import StubRouter, read_response
+
+    from proxy.core.request import RequestHead
+
+    router = StubRouter({})
+    listener = await start_proxy(router)
+    reader, writer = await connect(listener.port)
+    writer.write(b"GET /p?q=1 HTTP/1.1\r\nHost: app.test:8080\r\nX-A: b\r\n\r\n")
+    assert (await read_response(reader)).status == 404
+    made = router.heads[0]
+    init = RequestHead(made.method, made.host, made.port, made.path, made.headers, made.client, made.downstream)
+    assert (made.method, made.host, made.port, made.path, made.client) == ("GET", "app.test", 8080, "/p?q=1", "127.0.0.1")
+    for name in RequestHead.__slots__:
+        if name != "trace":  # the tracing stage's, when the listener has one (none here: None either way)
+            assert getattr(made, name) == getattr(init, name), name
+    assert made.trace is None
