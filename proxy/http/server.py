@@ -40,7 +40,7 @@ from proxy.http.listener_state import NOTED, ServerState
 from proxy.http.server_lifecycle import LINGER, ConnectionLifecycle
 from proxy.http.server_pipeline import RequestPipeline
 from proxy.http.upstream import UpstreamConnection
-from proxy.telemetry.trace_context import TRACE_HEADERS
+from proxy.telemetry.trace_context import B3, B3_FLAGS, B3_SAMPLED, TRACE_HEADERS
 from proxy.telemetry import peer_metadata
 from proxy.telemetry.peer_metadata import HEADER as PEER_HEADER
 
@@ -307,7 +307,11 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
                     headers.append((b"host", host_override))
                 tracer = self.shared.tracer
                 trace = extra = None
-                if tracer is not None:  # (proxy/telemetry/tracer.py): mostly nothing to do, or lines to splice
+                # (proxy/telemetry/tracer.py): mostly nothing to do, or lines to splice. A decision not to sample
+                # propagated as sidecars send it (x-b3-sampled: 0, no b3 or flags) is Tracer.begin's PASS whatever
+                # its policy: answered here, without the call (every inbound request from a sidecar, unsampled)
+                if tracer is not None and (noted is None or noted.get(B3_SAMPLED) != b"0" or B3 in noted
+                                           or B3_FLAGS in noted):
                     extra, rebuilt, trace = tracer.begin(noted, headers)
                     if rebuilt is not None:  # a sampled (or malformed) context: the head is rebuilt
                         headers, end = rebuilt, 0
