@@ -131,7 +131,12 @@ class ResponseSide:
         proto = self.proto
         if out:  # flush(), inline: one call less on every response
             self.head_sent = True
-            proto.writelines(out)
+            if not proto.closing:  # and the connection's writelines (server_lifecycle.py; change both together)
+                proto.ticks += 1
+                if proto.tls:  # one TLS record, not one per item
+                    proto.transport.write(b"".join(out))
+                else:
+                    proto.transport.writelines(out)
             out.clear()
         if proto.gate.reasons & PEER_FULL:
             proto.gate.resume(PEER_FULL)

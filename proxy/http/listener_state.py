@@ -91,6 +91,8 @@ class Downstream(Protocol):
     write_paused: bool  # the client cannot take more: pause the upstream's reading
     early: bytes  # bytes read after a websocket/CONNECT head, before the tunnel is up
     tunnel: object  # the upstream side raw bytes are relayed to, once a tunnel is up
+    tls: bool  # the transport seals each write as TLS records of its own (writelines joins)
+    ticks: int  # writes counted for the idle timeouts (conn_guard.py)
 
     def write(self, data: bytes) -> None: ...
     def writelines(self, data: list[bytes]) -> None: ...
