@@ -101,3 +101,32 @@ def test_names_the_listener_notes_for_itself_are_never_picked():
     assert picks.names is None and picks.noted is NOTED
     picks.pick(None)
     assert picks.names is None and picks.noted is NOTED
+
+
+def _as_listener_picks(head: RequestHead, names: frozenset[bytes] | None) -> PickedHead:
+    """`head` as the listener makes it when it picks `names`: each name's values joined with "," (None: none)."""
+    found: dict[bytes, bytes] = {}
+    for name, value in head.headers:
+        if names is not None and name in names:
+            found[name] = found[name] + b"," + value if name in found else value
+    return _picked(head, names, found or None)
+
+
+def test_picked_heads_get_the_decisions_fresh_rules_make_over_every_attribute():
+    # test_memo.py's differential, on heads as the listener notes them: the memo fills from picked heads and from
+    # walked ones (the same memo), and neither hands a request another's decision
+    import itertools
+    import random
+
+    from tests.proxy.authz.test_memo import PATHS, POLICIES, PRINCIPALS, TENANTS, _head, _outcome
+
+    memoised = Authorization(POLICIES)
+    assert memoised.picks == {b"x-tenant"}
+    combos = list(itertools.product(PRINCIPALS, ["10.0.0.1", "10.9.1.1"], ["10.0.0.2", "10.0.0.99"], [8080, 9090],
+                                    ["", "bad.sni"], ["GET", "POST"], PATHS, ["app.foo", "evil.example:9090"],
+                                    TENANTS))
+    sample = random.Random(18).sample(combos, 1500)
+    for n, args in enumerate(sample + sample[:400]):
+        expected = _outcome(Authorization(POLICIES).http, _head(*args))
+        head = _head(*args) if n % 3 == 0 else _as_listener_picks(_head(*args), memoised.picks)
+        assert _outcome(memoised.http, head) == expected, args
