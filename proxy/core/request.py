@@ -20,6 +20,10 @@ class RequestHead:
     __slots__ = ("method", "host", "port", "path", "headers", "client", "set_cookie", "downstream", "auth",
                  "details", "edited", "trace", "peer")
 
+    # A head the listener noted header values in for an inbound stage is a PickedHead; any other reads as not
+    # picked (a class attribute: no store, and no slot to free, on every head that is not).
+    picked_by: frozenset[bytes] | None = None
+
     def __init__(self, method: str, host: str, port: int, path: str, headers: list[tuple[bytes, bytes]],
                  client: str = "", downstream: Downstream = PLAINTEXT) -> None:
         self.method = method
@@ -54,6 +58,16 @@ class RequestHead:
         return None
 
 
+class PickedHead(RequestHead):
+    """A RequestHead with the values of the header names an inbound stage reads (HeaderPicks), noted by the
+    listener in its own walk over the head: `picked`, each name's values joined with ",", as header_value reads
+    them (None: none came); `picked_by`, the names they are of (the listener's HeaderPicks.names when it parsed
+    the head). A reader wanting other names (a push changed them since) reads `headers`. `authority`: the Host
+    header's value, the one a listener's head has (it refuses a second; an absolute-form target's replaces it)."""
+
+    __slots__ = ("picked", "picked_by", "authority")
+
+
 class Caller:
     """The workload whose proxy routes the request (sourceLabels, sourceNamespace)."""
 
@@ -65,6 +79,33 @@ class Caller:
 
 
 NO_CALLER = Caller()
+
+
+class HeaderPicks:
+    """Header names an inbound stage reads on every request (authorization's header conditions), which the
+    listener notes in the walk it makes over every head anyway (proxy/http/server.py) into RequestHead.picked,
+    so the stage does not walk the headers a second time. The stage sets the names (`pick`), the listener binds
+    the names it notes for itself (`bind`): a name among those is not picked, and then none is (`names` None),
+    so a reader finds every name it asked for in `picked` or reads `headers`."""
+
+    __slots__ = ("base", "wanted", "names", "noted")
+
+    def __init__(self) -> None:
+        self.base: frozenset[bytes] = frozenset()  # what the listener notes for itself
+        self.wanted: frozenset[bytes] | None = None  # what the stage asked for
+        self.names: frozenset[bytes] | None = None  # what the listener picks now (the `wanted` object) or None
+        self.noted = self.base  # every name the listener's walk stops at: base | names
+
+    def bind(self, base: frozenset[bytes]) -> None:
+        self.base = base
+        self.pick(self.wanted)
+
+    def pick(self, names: frozenset[bytes] | None) -> None:
+        self.wanted = names
+        if names and self.base and names.isdisjoint(self.base):
+            self.names, self.noted = names, self.base | names
+        else:
+            self.names, self.noted = None, self.base
 
 
 def header_value(head: RequestHead, name: bytes) -> str | None:

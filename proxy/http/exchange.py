@@ -190,7 +190,13 @@ class Exchange(UpstreamConnect, ResponseSide, ExchangeEnd):
 
     def _send(self, conn: UpstreamConnection) -> None:
         self.conn = conn
-        conn.attach(self)
+        # UpstreamConnection.attach inline (one call less on every request; change both together)
+        conn.exchange = self
+        conn.got_bytes = False
+        conn.until_close = False
+        conn.status = 0
+        conn.head_left = conn.pool.max_head_bytes
+        conn.in_head = True
         if self.replay is not None:  # a retry: resend exactly what went out, then what was kept since
             data = self.replay
             if not conn.peer_told:  # a new connection: its first request tells who calls, a retry's too

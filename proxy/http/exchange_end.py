@@ -76,7 +76,8 @@ class ExchangeEnd:
 
     def _finish(self) -> None:
         """The response is settled (complete, failed, or the client left): stop the timers and give
-        the endpoint's in-flight slot back. Runs once; every path that ends an exchange calls it."""
+        the endpoint's in-flight slot back. Runs once; every path that ends an exchange calls it (a complete
+        response, ExchangeResponse.on_response_end, has it inline: change both together)."""
         self.resp_done = True
         target = self.upstream
         if target is not None and (target.held or target.slot):  # Target.release, called only when it has work

@@ -113,14 +113,30 @@ class ResponseSide:
         if self.resp_done:
             return
         self.conn = None
-        self._finish()  # one place that settles an exchange: the stages to come (telemetry) extend it
+        # ExchangeEnd._finish, inline (one call less on every response; change both together): the response is
+        # settled, the timers stop and the endpoint's in-flight slot goes back
+        self.resp_done = True
+        target = self.upstream
+        if target is not None and (target.held or target.slot):  # Target.release, called only when it has work
+            target.release()
+        if self.ctl is not None:
+            self.ctl.finish()
+        self.deadline = 0.0
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         out = self.out
         if self.stream_chunked:
             out.append(LAST_CHUNK)
         proto = self.proto
         if out:  # flush(), inline: one call less on every response
             self.head_sent = True
-            proto.writelines(out)
+            if not proto.closing:  # and the connection's writelines (server_lifecycle.py; change both together)
+                proto.ticks += 1
+                if proto.tls:  # one TLS record, not one per item
+                    proto.transport.write(b"".join(out))
+                else:
+                    proto.transport.writelines(out)
             out.clear()
         if proto.gate.reasons & PEER_FULL:
             proto.gate.resume(PEER_FULL)

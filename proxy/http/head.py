@@ -8,6 +8,7 @@ origin-form. Inbound, we front the local app: the path goes through as is, the h
 from __future__ import annotations
 
 import enum
+import itertools
 import os
 from collections.abc import Iterator
 
@@ -203,25 +204,30 @@ def write_response_head(out: list[bytes], status: int, reason: bytes, headers: l
 # x-request-id: a per-process random UUID-shaped prefix plus a counter, instead of uuid4() per request. The ids
 # are made _BATCH at a time (the counter's last two hex digits from a table): one %-format of an int per batch
 # instead of one per request (~2k instructions each), the same bytes as `b"%s%012x" % (_prefix, n)`, n from 1.
+# `request_ids` is an iterator in C (a chain over the batches) the listener takes `next` of: no Python frame per
+# request; rebound after a fork, so the listener reads it through this module.
 _prefix = b""
 _LOW = tuple(b"%02x" % i for i in range(256))
 _BATCH = len(_LOW)
-_batch = 0  # the next batch: ids _BATCH * _batch .. _BATCH * _batch + 255
-_ids: Iterator[bytes] = iter(())
+request_ids: Iterator[bytes] = iter(())
 
 
 def _reseed() -> None:
-    global _prefix, _batch, _ids
+    global _prefix, request_ids
     r = os.urandom(10).hex()
     _prefix = f"{r[:8]}-{r[8:12]}-4{r[13:16]}-{'89ab'[int(r[16], 16) & 3]}{r[17:20]}-".encode()
-    _batch = 0
-    _ids = iter(_next_batch()[1:])  # the counter starts at 1
+    request_ids = _ids_from(0)
 
 
-def _next_batch() -> list[bytes]:
-    global _batch
-    high = b"%s%010x" % (_prefix, _batch)
-    _batch += 1
+def _ids_from(batch: int) -> Iterator[bytes]:
+    """The ids from batch `batch` on; the counter starts at 1 (batch 0 without its first id)."""
+    first = _batch_of(batch)
+    return itertools.chain(first[1:] if batch == 0 else first,
+                           itertools.chain.from_iterable(map(_batch_of, itertools.count(batch + 1))))
+
+
+def _batch_of(batch: int) -> list[bytes]:
+    high = b"%s%010x" % (_prefix, batch)
     return [high + low for low in _LOW]
 
 
@@ -230,12 +236,7 @@ os.register_at_fork(after_in_child=_reseed)  # a forked worker must not repeat i
 
 
 def new_request_id() -> bytes:
-    global _ids
-    rid = next(_ids, None)
-    if rid is None:
-        _ids = iter(_next_batch())
-        rid = next(_ids)
-    return rid
+    return next(request_ids)
 
 
 def head_end(raw: bytes, method: bytes, count: int) -> int:

@@ -7,18 +7,22 @@ from collections.abc import Callable
 from typing import Protocol
 
 from proxy.core.access import AccessRecord
-from proxy.core.request import NO_CALLER, Caller, RequestHead
+from proxy.core.request import NO_CALLER, Caller, HeaderPicks, RequestHead
 from proxy.core.target import Router, Target
 from proxy.http.flow import ReadGate
-from proxy.http.head import Mode
+from proxy.http.head import REQUEST_DROP, Mode
 from proxy.http.head_budget import HeadBudget
 from proxy.http.limits import DEFAULT, Limits
 from proxy.http.upstream_pool import ConnectionPool
 from proxy.telemetry.tracer import Tracer
 from proxy.tcp.metrics import TcpMetrics
-from proxy.telemetry.peer_metadata import PeerMetadataCache
+from proxy.telemetry.peer_metadata import HEADER as PEER_HEADER, PeerMetadataCache
+from proxy.telemetry.trace_context import TRACE_HEADERS
 
 OnComplete = Callable[[AccessRecord], None]
+# The header names the listener's walk over a head looks at for itself (proxy/http/server.py on_headers_complete);
+# any other name costs it one set lookup, unless an inbound stage asked for it (HeaderPicks).
+NOTED = REQUEST_DROP | {b"host", b"content-length", b"x-request-id", PEER_HEADER} | TRACE_HEADERS
 
 
 class Metrics(Protocol):
@@ -34,7 +38,7 @@ class ServerState:
     __slots__ = ("router", "pool", "mode", "on_complete", "response_timeout", "keepalive_timeout",
                  "connections", "drained", "limits", "refused", "refused_logged", "caller", "retry_pick",
                  "mirror_pick", "head_budget", "app_port", "tracer", "metrics", "peer_line", "peers",
-                 "tunnel_metrics")
+                 "tunnel_metrics", "picks")
 
     def __init__(self, router: Router, pool: ConnectionPool, mode: Mode, on_complete: OnComplete | None,
                  response_timeout: float | None, keepalive_timeout: float, limits: Limits = DEFAULT,
@@ -46,6 +50,9 @@ class ServerState:
         self.retry_pick = getattr(router, "retry_pick", None)
         self.mirror_pick = getattr(router, "mirror_pick", None)
         self.app_port: int = getattr(router, "app_port", 0)  # inbound: the workload port it serves (0: none)
+        # inbound: the header names the router's stages read, noted in the listener's own walk (HeaderPicks)
+        self.picks: HeaderPicks = getattr(router, "picks", None) or HeaderPicks()
+        self.picks.bind(NOTED)
         self.pool = pool
         self.mode = mode
         self.on_complete = on_complete
@@ -84,6 +91,8 @@ class Downstream(Protocol):
     write_paused: bool  # the client cannot take more: pause the upstream's reading
     early: bytes  # bytes read after a websocket/CONNECT head, before the tunnel is up
     tunnel: object  # the upstream side raw bytes are relayed to, once a tunnel is up
+    tls: bool  # the transport seals each write as TLS records of its own (writelines joins)
+    ticks: int  # writes counted for the idle timeouts (conn_guard.py)
 
     def write(self, data: bytes) -> None: ...
     def writelines(self, data: list[bytes]) -> None: ...

@@ -28,18 +28,19 @@ import httptools
 
 from proxy.core.downstream import PLAINTEXT
 from proxy.core.errors import BadRequest, HeadersTooLarge, UnsupportedCoding, UriTooLong
-from proxy.core.request import RequestHead
+from proxy.core.request import PickedHead, RequestHead
 from proxy.http.conn_guard import ConnectionGuard
 from proxy.http.connect_tunnel import ConnectExchange
 from proxy.http.exchange import Exchange
+from proxy.http import head as head_module
 from proxy.http.flow import PIPELINE, ReadGate
-from proxy.http.head import (REQUEST_DROP, Mode, cached_authority, head_end_after_method, more_tokens, new_request_id,
+from proxy.http.head import (REQUEST_DROP, Mode, cached_authority, head_end_after_method, more_tokens,
                              resolve)
-from proxy.http.listener_state import ServerState
+from proxy.http.listener_state import NOTED, ServerState
 from proxy.http.server_lifecycle import LINGER, ConnectionLifecycle
 from proxy.http.server_pipeline import RequestPipeline
 from proxy.http.upstream import UpstreamConnection
-from proxy.telemetry.trace_context import TRACE_HEADERS
+from proxy.telemetry.trace_context import B3, B3_FLAGS, B3_SAMPLED, TRACE_HEADERS
 from proxy.telemetry import peer_metadata
 from proxy.telemetry.peer_metadata import HEADER as PEER_HEADER
 
@@ -48,8 +49,6 @@ __all__ = ["HttpProxyProtocol", "LINGER"]
 _HTTP11 = b" HTTP/1.1\r\n"
 _new = object.__new__
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
-# The header names on_headers_complete looks at; any other name costs it one set lookup.
-_NOTED = REQUEST_DROP | {b"host", b"content-length", b"x-request-id", PEER_HEADER} | TRACE_HEADERS
 
 
 class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, asyncio.Protocol):
@@ -213,8 +212,10 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
         drop = None
         noted: dict[bytes, bytes] | None = None  # trace headers (proxy/telemetry/trace_context.py): first values
         error: BadRequest | None = None
+        stops = self.shared.picks.noted  # NOTED, and the names an inbound stage reads (HeaderPicks), if any
+        picked: dict[bytes, bytes] | None = None  # the values of those names, each name's joined
         for name, value in headers:
-            if name not in _NOTED:  # most headers (user-agent, accept ...): one set lookup
+            if name not in stops:  # most headers (user-agent, accept ...): one set lookup
                 continue
             if name in TRACE_HEADERS:
                 if noted is None:
@@ -242,8 +243,14 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
             elif name == b"connection":
                 drop = more_tokens(drop, value)
                 hop = True
-            else:  # the rest of REQUEST_DROP
+            elif name in REQUEST_DROP:  # the rest of it
                 hop = True
+            elif picked is None:  # a name of picks.names: every value joined with ",", as header_value does
+                picked = {name: value}
+            elif name in picked:
+                picked[name] += b"," + value
+            else:
+                picked[name] = value
         if not http11 and error is None:
             if version != "1.0":  # HTTP/0.9 (no version) or a version this listener does not speak
                 error = BadRequest(f"HTTP/{version} is not supported")
@@ -290,13 +297,21 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
             if error is None:
                 end = 0
                 if from_raw and not hop and http11 and host_override is None and origin:  # origin-form as sent
-                    end = head_end_after_method(raw, len(headers))  # type: ignore[arg-type]
+                    # head_end_after_method's first case inline (a read holding just the head): no call
+                    if raw[-4:] == b"\r\n\r\n" and raw.count(b"\n") == len(headers) + 2:  # type: ignore[index]
+                        end = len(raw)  # type: ignore[arg-type]
+                    else:
+                        end = head_end_after_method(raw, len(headers))  # type: ignore[arg-type]
                 if host_override is not None:
                     headers = [h for h in headers if h[0] != b"host"]
                     headers.append((b"host", host_override))
                 tracer = self.shared.tracer
                 trace = extra = None
-                if tracer is not None:  # (proxy/telemetry/tracer.py): mostly nothing to do, or lines to splice
+                # (proxy/telemetry/tracer.py): mostly nothing to do, or lines to splice. A decision not to sample
+                # propagated as sidecars send it (x-b3-sampled: 0, no b3 or flags) is Tracer.begin's PASS whatever
+                # its policy: answered here, without the call (every inbound request from a sidecar, unsampled)
+                if tracer is not None and (noted is None or noted.get(B3_SAMPLED) != b"0" or B3 in noted
+                                           or B3_FLAGS in noted):
                     extra, rebuilt, trace = tracer.begin(noted, headers)
                     if rebuilt is not None:  # a sampled (or malformed) context: the head is rebuilt
                         headers, end = rebuilt, 0
@@ -304,23 +319,38 @@ class HttpProxyProtocol(ConnectionLifecycle, RequestPipeline, ConnectionGuard, a
                     if end:
                         raw_head = raw[:end] if extra is None else b"".join((raw[:end - 2], extra, b"\r\n"))  # type: ignore[index]
                 else:
-                    request_id = new_request_id()
+                    request_id = next(head_module.request_ids)  # head.new_request_id without its frame
                     headers.append((b"x-request-id", request_id))
                     if end:  # spliced in before the blank line (after a new trace context's lines, if any)
                         raw_head = b"".join((raw[:end - 2], extra or b"", b"x-request-id: ", request_id, b"\r\n\r\n"))  # type: ignore[index]
-                # GET compared first: a dict lookup hashes the freshly parsed method every request
-                head = _new(RequestHead)  # RequestHead.init says why not RequestHead(...)
-                head.init("GET" if method == b"GET" else _METHODS.get(method) or method.decode("latin-1"),
-                          host_s, port, path if target is url else target.decode("latin-1"), headers, self.client,
-                          self.downstream)
-                if trace is not None:
-                    head.trace = trace
-                if peer is not None:  # never passed on: read here (inbound: shared.peers), stripped either way
+                if stops is NOTED:  # RequestHead.init says why not RequestHead(...)
+                    head = _new(RequestHead)
+                else:  # an inbound stage reads header values noted above (core/request.py HeaderPicks)
+                    head = _new(PickedHead)
+                    head.picked, head.picked_by = picked, self.shared.picks.names
+                    head.authority = host if host_override is None else host_override
+                # RequestHead.__init__ inline, every slot (one frame less per request; tests/proxy/test_head.py checks
+                # that a listener's head sets each one as __init__ does). GET compared first: a dict lookup hashes
+                # the freshly parsed method every request.
+                head.method = "GET" if method == b"GET" else _METHODS.get(method) or method.decode("latin-1")
+                head.host = host_s
+                head.port = port
+                head.path = path if target is url else target.decode("latin-1")
+                head.headers = headers
+                head.client = self.client
+                head.set_cookie = None
+                head.downstream = self.downstream
+                head.auth = None
+                head.details = ""
+                head.edited = False
+                head.trace = trace
+                if peer is None:
+                    head.peer = self.peer  # the caller told it once for the connection (peer_metadata.py)
+                else:  # never passed on: read here (inbound: shared.peers), stripped either way
+                    head.peer = None
                     headers, drop, raw_head = peer_metadata.on_request(self.shared.peers, head, peer, headers, drop,
                                                                        raw_head)
-                    self.peer = head.peer  # the caller told it once for the connection (peer_metadata.py)
-                elif self.peer is not None:
-                    head.peer = self.peer
+                    self.peer = head.peer
         pipeline = self.pipeline
         if pipeline and len(pipeline) >= self.shared.limits.max_pipelined:  # max_pipelined >= 1 (limits.py)
             # Read no further: answer what is queued, then close; the client retries the rest (RFC 9112 9.3.2).

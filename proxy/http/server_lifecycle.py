@@ -139,6 +139,7 @@ class ConnectionLifecycle:
             self.transport.write(data)
 
     def writelines(self, data: list[bytes]) -> None:
+        # ExchangeResponse.on_response_end has this inline for the end of every response: change both together
         if not self.closing:
             self.ticks += 1
             if self.tls:

@@ -104,6 +104,7 @@ class UpstreamConnection(asyncio.Protocol):
     # --- driven by the exchange -------------------------------------------------------------------
 
     def attach(self, exchange: ResponseSink) -> None:
+        """Ready for `exchange`'s response (Exchange._send has this inline: change both together)."""
         self.exchange = exchange
         self.got_bytes = False
         self.until_close = False

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from proxy.core.errors import ProxyError
-from proxy.core.request import RequestHead
+from proxy.core.request import HeaderPicks, RequestHead
 from proxy.core.target import Target
 from proxy.inbound import pipeline
 from proxy.inbound.authz.engine import Authorization
@@ -48,6 +48,7 @@ class LocalAppRouter:
         self.limiter: RateLimiter | None = None
         self.authn = JwtStage()  # RequestAuthentication (proxy/inbound/jwt/), recompiled when its rules change
         self.admit: pipeline.Admit | None = None  # the composed stages, None when none is configured
+        self.picks = HeaderPicks()  # the header names authorization reads, noted by the listener (ServerState)
         self.host = f"{service}.{namespace}.{domain_suffix}".lower()  # this workload's service (ClusterConfig)
         self.labels = dict(labels or {})
         self.state = state
@@ -87,6 +88,7 @@ class LocalAppRouter:
             self.limiter = RateLimiter(rules, self.target, self.limiter)
         self._refresh_authz()
         authz = self.authz.http if self.authz is not None else None
+        self.picks.pick(self.authz.picks if self.authz is not None else None)  # before the check that reads them
         # authentication (JWT) first, then authorization, then the rate limit (proxy/inbound/pipeline.py)
         authn = self.authn.update(self.state.security)
         self._admit_by(pipeline.build(tuple(c for c in (authn, authz) if c is not None),

@@ -113,7 +113,8 @@ class Tracer:
             answer, pair = drawn
             headers += pair
             return answer
-        # the common unsampled contexts, read without parsing (see _TRACEPARENT_UNSAMPLED)
+        # the common unsampled contexts, read without parsing (see _TRACEPARENT_UNSAMPLED); the first is answered
+        # by the listener itself too (proxy/http/server.py on_headers_complete): change both together
         if found.get(B3_SAMPLED) == b"0":
             if B3 not in found and B3_FLAGS not in found:
                 return PASS

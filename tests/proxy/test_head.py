@@ -107,10 +107,11 @@ def test_request_ids_made_in_batches_are_the_prefix_and_a_counter_from_one():
     assert [new_request_id() for _ in range(1000)] == [b"%s%012x" % (prefix, n) for n in range(1, 1001)]
     head_module._reseed()
     assert head_module._prefix != prefix and new_request_id() == head_module._prefix + b"000000000001"
-    head_module._batch, head_module._ids = (1 << 40) - 1, iter(())
+    head_module.request_ids = head_module._ids_from((1 << 40) - 1)
     prefix = head_module._prefix
     assert [new_request_id() for _ in range(257)] == [b"%s%012x" % (prefix, n)
                                                       for n in range((1 << 48) - 256, (1 << 48) + 1)]
+    assert new_request_id() == b"%s%012x" % (prefix, (1 << 48) + 1)
     head_module._reseed()  # a fresh prefix from 1 for whatever runs next
 
 
@@ -144,3 +145,24 @@ def test_the_listeners_inline_host_lookup_reads_the_cache_resolve_fills():
     host = b"inline-cache-check:8123"
     assert resolve(Mode.INBOUND, b"/", host) == ("inline-cache-check", 8123, b"/", None)
     assert cached_authority(host) == ("inline-cache-check", 8123)
+
+
+async def test_the_listener_sets_every_slot_of_its_heads_as_request_head_init_does(start_proxy, connect):
+    # proxy/http/server.py writes RequestHead.__init__'s stores inline: a slot added to RequestHead and not there
+    # would be unset (AttributeError on first read), a default written otherwise would differ from __init__'s
+    from tests.proxy.http_helpers import StubRouter, read_response
+
+    from proxy.core.request import RequestHead
+
+    router = StubRouter({})
+    listener = await start_proxy(router)
+    reader, writer = await connect(listener.port)
+    writer.write(b"GET /p?q=1 HTTP/1.1\r\nHost: app.test:8080\r\nX-A: b\r\n\r\n")
+    assert (await read_response(reader)).status == 404
+    made = router.heads[0]
+    init = RequestHead(made.method, made.host, made.port, made.path, made.headers, made.client, made.downstream)
+    assert (made.method, made.host, made.port, made.path, made.client) == ("GET", "app.test", 8080, "/p?q=1", "127.0.0.1")
+    for name in RequestHead.__slots__:
+        if name != "trace":  # the tracing stage's, when the listener has one (none here: None either way)
+            assert getattr(made, name) == getattr(init, name), name
+    assert made.trace is None

@@ -4,11 +4,12 @@ error line with the traceback, and closes the connection. Limits we raise on pur
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import pytest
 from tests.proxy.http_helpers import BOTH, StubRouter, Upstream, closed, keep_alive_echo, read_response, recorded_logs
 
-import proxy.http.server as server
+import proxy.http.head as head_module
 from proxy.core.errors import UpstreamTimeout
 from proxy.http.exchange import Exchange
 from proxy.http.rescue import rescue
@@ -50,10 +51,11 @@ async def test_a_router_that_raises_answers_500_logs_the_traceback_and_closes(st
 
 @BOTH
 async def test_a_bug_inside_a_parser_callback_is_a_500_not_the_clients_400(start_proxy, connect, mode, monkeypatch):
-    def broken_request_id() -> bytes:
+    def broken_request_ids() -> Iterator[bytes]:
         raise ValueError("a bug while reading the head")
+        yield b""
 
-    monkeypatch.setattr(server, "new_request_id", broken_request_id)
+    monkeypatch.setattr(head_module, "request_ids", broken_request_ids())  # what the listener takes next() of
     proxy = await start_proxy(StubRouter({}), mode)
     reader, writer = await connect(proxy.port)
     with recorded_logs() as logs:

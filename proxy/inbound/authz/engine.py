@@ -36,7 +36,8 @@ from proxy.core.errors import AccessDenied
 from proxy.core.request import RequestHead
 from proxy.core.target import Target
 from proxy.inbound.authz.leaves import Leaf
-from proxy.inbound.authz.memo import ALLOWED, Decision, Memo, decision_key
+from proxy.inbound.authz.keyed import KeySpec, memoised
+from proxy.inbound.authz.memo import ALLOWED, Decision, Memo, key_spec
 from proxy.inbound.authz.paths import readings
 from proxy.inbound.authz.rules import compile_rule
 
@@ -85,12 +86,15 @@ class Authorization:
         tcp = {action: self._compile(action, True) for action in (AUDIT, DENY, ALLOW)}
         has_allow = any(p.action == ALLOW for p in policies)
         self.http: Check | None = None
+        # the header names the HTTP check reads that the listener may note for it (core/request.py HeaderPicks)
+        self.picks: frozenset[bytes] | None = None
         if policies:
             uses_paths = _uses_paths(policies)
             decide = _http_decision(http[AUDIT], http[DENY], http[ALLOW], has_allow, uses_paths)
             # a path is read (and %00 refused) whenever a policy has paths, even if no path leaf was compiled
-            key = decision_key(self.reads | {"path"} if uses_paths else self.reads)
-            self.http = _http_check(decide) if key is None else _memoised_check(decide, key, Memo())
+            spec = key_spec(self.reads | {"path"} if uses_paths else self.reads)
+            self.http = _http_check(decide) if spec is None else _memoised_check(decide, spec, Memo())
+            self.picks = None if spec is None else spec.picks
         self.tcp: TcpCheck | None = _tcp_check(tcp[AUDIT], tcp[DENY], tcp[ALLOW], has_allow) if policies else None
 
     def _compile(self, action: str, for_tcp: bool) -> Entries:
@@ -153,24 +157,11 @@ def _http_check(decide: Callable[[RequestHead], Decision]) -> Check:
     return lambda head: _apply(head, decide(head))
 
 
-def _memoised_check(decide: Callable[[RequestHead], Decision], key_of: Callable[[RequestHead], object],
-                    memo: Memo) -> Check:
+def _memoised_check(decide: Callable[[RequestHead], Decision], spec: KeySpec, memo: Memo) -> Check:
     """The check; its `then(target)` (proxy/inbound/pipeline.py) is the same check returning the target itself,
-    the pipeline's entry when it is the only stage: one call layer less a request. Both share the one memo."""
-    check = _memoised(decide, key_of, memo, None)
-    check.then = lambda target: _memoised(decide, key_of, memo, target)  # type: ignore[attr-defined]
-    return check
-
-
-def _memoised(decide: Callable[[RequestHead], Decision], key_of: Callable[[RequestHead], object], memo: Memo,
-              target: Target | None) -> Callable[[RequestHead], Any]:
-    decisions = memo.decisions
-
-    def check(head: RequestHead) -> Any:
-        key = key_of(head)
-        decision = decisions.get(key)
-        if decision is ALLOWED:  # the usual answer, one identity test: nothing to log, nothing to raise
-            return target
+    the pipeline's entry when it is the only stage: one call layer less a request. Both share the one memo.
+    The hit path (key, lookup, an ALLOWED decision) is one generated frame (keyed.py); the rest is `settle`."""
+    def settle(head: RequestHead, key: object, decision: Decision | None) -> None:
         if decision is None:
             decision = decide(head)
             memo.put(key, decision)
@@ -179,8 +170,10 @@ def _memoised(decide: Callable[[RequestHead], Decision], key_of: Callable[[Reque
             head.details = details
         if policy is not None:
             raise AccessDenied(policy)
-        return target
 
+    check = memoised(spec, memo.decisions, ALLOWED, settle, None)
+    check.then = lambda target: memoised(spec, memo.decisions, ALLOWED, settle, target)  # type: ignore[attr-defined]
+    check.memo = memo  # type: ignore[attr-defined]  # the one memo both share (tests)
     return check
 
 

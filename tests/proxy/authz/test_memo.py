@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-from tests.proxy.authz.helpers import caller, decide, jwt, policy, request
+from tests.proxy.authz.helpers import SLEEP, caller, decide, jwt, policy, request
 from proxy.core.errors import AccessDenied, BadRequest
 from proxy.core.request import RequestHead
 from proxy.core.target import Target
@@ -208,8 +208,6 @@ def test_a_memoised_decision_is_not_reused_for_a_request_that_differs_in_one_att
 
 def test_a_key_reading_several_headers_holds_what_header_value_reads_of_each():
     # One walk over the headers for all the names a key reads (memo._headers_key) against header_value per name
-    from operator import attrgetter
-
     from proxy.core.request import header_value
 
     rng = random.Random(15)
@@ -230,7 +228,7 @@ def test_a_key_reading_several_headers_holds_what_header_value_reads_of_each():
             if rng.random() < 0.3:
                 head.headers = [h for h in head.headers if h[0] != b"host"]  # no Host at all
             read = [header_value(head, n) for n in wanted]
-            joined = (attrgetter(*plain)(head), *[v if v is None else v.encode("latin-1") for v in read])
+            joined = (*(getattr(head, a) for a in plain), *[v if v is None else v.encode("latin-1") for v in read])
             if len({h[0] for h in head.headers}) < len(head.headers):  # a name twice: the first values too
                 joined += (tuple(head.header(n) for n in wanted),)
             assert key(head) == joined
@@ -275,3 +273,20 @@ def test_the_memo_agrees_with_fresh_rules_on_hosts_as_sent_and_as_derived(polici
         assert _outcome(memoised, _host_head(*args)) == expected, args
         outcomes.add(expected[0])
     assert len(outcomes) >= 2
+
+
+def test_the_generated_check_holds_only_attribute_paths_and_keys_each_shape_flat():
+    # keyed.py writes the key's attribute reads into source text: anything but a dotted identifier is refused;
+    # header names are constants passed in, never source (a header condition on `x'); import os; '` is a name)
+    from proxy.inbound.authz.keyed import KeySpec, key_function
+
+    with pytest.raises(ValueError):
+        KeySpec(("method; import os",), (), False)
+    odd = b"x'); import os; ('"
+    key = key_function(KeySpec(("method",), (b"host", odd), False))
+    head = request("/p", "POST", "h:1", [(odd.decode(), "v")])
+    assert key(head) == ("POST", b"h:1", b"v")
+    assert key_function(KeySpec((), (), False))(head) == ()
+    assert key_function(KeySpec(("downstream.principal", "path"), (), True))(head) == (SLEEP, "/p", b"h:1")
+    head.headers = []
+    assert key_function(KeySpec(("path",), (), True))(head) == ("/p", "h")  # no Host header: head.host

@@ -250,3 +250,29 @@ def test_a_forked_child_never_repeats_its_parents_unsampled_ids() -> None:
     assert len(got) == len(mine) and got.count(b"traceparent") == tracer.DRAWN
     assert not {line for line in got.split(b"\r\n") if line.startswith(b"traceparent")} & {
         line for line in mine.split(b"\r\n") if line.startswith(b"traceparent")}
+
+
+def test_what_the_listener_passes_without_calling_begin_is_what_begin_passes() -> None:
+    # proxy/http/server.py answers a propagated "not sampled" (x-b3-sampled: 0 without b3 or x-b3-flags) itself;
+    # begin must answer PASS for exactly such notes, whatever the policy (on, off, 100%, not reporting)
+    from proxy.telemetry.tracer import PASS
+
+    site = site_for(SERVER, service="reviews", namespace="default", labels={}, workload="reviews-v1",
+                    node_id="proxy-1", address="10.0.0.1", service_port=9080, domain_suffix="svc.cluster.local",
+                    mesh_id="cluster.local")
+    parent = f"00-{TRACE}-{SPAN}-01".encode()
+    for policy in (SidePolicy(True, 100.0), SidePolicy(False, 100.0), SidePolicy(True, 0.0)):
+        tracer = Tracer(site, policy, SpanReporter("proxy-1", "s"))
+        for found in ({b"x-b3-sampled": b"0"}, {b"x-b3-sampled": b"0", b"traceparent": parent},
+                      {b"x-b3-sampled": b"0", b"x-b3-traceid": TRACE.encode(), b"x-b3-spanid": SPAN.encode()}):
+            headers: list[tuple[bytes, bytes]] = list(found.items())
+            assert tracer.begin(dict(found), headers) is PASS and headers == list(found.items())
+
+
+async def test_a_propagated_unsampled_decision_with_b3_flags_is_still_the_tracers_to_read() -> None:
+    # x-b3-flags: 1 (debug) beside x-b3-sampled: 0 is sampled (B3): the listener must not pass it itself
+    side, reporter = traced(percent=0.0)
+    side.send(get(extra=b"x-b3-traceid: %s\r\nx-b3-spanid: %s\r\nx-b3-sampled: 0\r\nx-b3-flags: 1\r\n"
+                  % (TRACE.encode(), SPAN.encode())))
+    (span,) = reporter.spans
+    assert (span.trace_id, span.parent_id) == (TRACE, SPAN)
