@@ -86,7 +86,8 @@ class Sidecar:
         self.options = options
         self.log = configure(options.log_level, "proxy")
         exchange.RETRY_BUFFER_LIMIT = options.retry_buffer_limit  # read by every exchange with a body
-        self.state = ConfigState(options.pending_grace, workload_id=options.id)
+        self.state = ConfigState(options.pending_grace, workload_id=options.id,
+                                 owner=(options.namespace, options.service, options.service_account))
         limits = options.limits
         self.pool = ConnectionPool(max_head_bytes=limits.max_response_head_bytes,
                                    max_headers=limits.max_response_headers)

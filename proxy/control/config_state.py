@@ -139,11 +139,14 @@ class ConfigState:
     """`grace_s`: the longest a route waits for a missing cluster/subset; `clock`: seconds, monotonic."""
 
     def __init__(self, grace_s: float = PENDING_GRACE_S, clock: Callable[[], float] = time.monotonic,
-                 workload_id: str = "") -> None:
-        """`workload_id`: this sidecar's registration id, whose WorkloadSecurity entry it keeps from pushes."""
+                 workload_id: str = "", owner: tuple[str, str, str] | None = None) -> None:
+        """`workload_id`: this sidecar's registration id, whose WorkloadSecurity entry it keeps from pushes;
+        `owner`: the namespace, service and service account it registers, which that entry must be compiled
+        from (proxy/control/security_state.py; None: not checked)."""
         self.grace_s = grace_s
         self.clock = clock
         self.workload_id = workload_id
+        self.owner = owner
         # this workload's inbound policy from pilot (PeerAuthentication resolved); None: none pushed, PERMISSIVE
         self.security: WorkloadSecurity | None = None
         self.epoch = ""
@@ -188,7 +191,7 @@ class ConfigState:
         for cluster in push.clusters:
             _check_cluster(cluster, self.tls_check)
         try:
-            security = own_security(push, self.workload_id, self.security)
+            security = own_security(push, self.workload_id, self.security, self.owner)
         except ValueError as exc:
             raise ConfigRejected(str(exc)) from exc
         gateway = own_gateway(push, self.workload_id, self.gateway)

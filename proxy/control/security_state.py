@@ -1,7 +1,7 @@
 """This sidecar's own WorkloadSecurity entry, kept from pushes (ConfigState holds it; the inbound data path
 reads it: `mode_for(app_port)`).
 
-    own_security(push, workload_id, current) -> WorkloadSecurity | None    ValueError for an unknown mode
+    own_security(push, workload_id, current, owner) -> WorkloadSecurity | None    ValueError for an unknown mode
     security_dump(security) -> dict                                         for /config_dump
 
 Pilot pushes one entry per registered workload (proto.xds.WorkloadSecurity), the default one when no policy
@@ -11,6 +11,11 @@ listener admits nothing (proxy/inbound/local_app.py). Once held, an entry is onl
 one: a removal or a snapshot without it (the workload's lease lapsed while the registry was away, pilot
 restarted before it saw the registration) means pilot no longer knows the workload, not that no policy
 applies, so the last entry stays in force until the registration is back and pilot sends the next.
+An entry compiled from another registration under the same id (the registry keys a workload by
+namespace/service/id, so a workload of another namespace or service account may register this id too, and
+pilot keys workloads by id) is not this workload's: its policies are another's, and taking it would drop
+those that select this one. It is ignored as an absent entry is (`owner`: this sidecar's namespace, service
+and service account, as it registers them).
 """
 
 from __future__ import annotations
@@ -28,10 +33,19 @@ TELEMETRY_MODES = (MODE_CLIENT_AND_SERVER, MODE_CLIENT, MODE_SERVER)
 PROBE_KINDS = ("http", "tcp", "exec")  # a WorkloadGroup's probe methods (proxy/control/probe.py)
 
 
-def own_security(push: Push, workload_id: str, current: WorkloadSecurity | None) -> WorkloadSecurity | None:
-    """The entry in force after `push`: the push's entry for `workload_id`, else `current` (module docstring:
-    a removal never drops it). ValueError for an entry this sidecar cannot enforce."""
+def own_security(push: Push, workload_id: str, current: WorkloadSecurity | None,
+                 owner: tuple[str, str, str] | None = None) -> WorkloadSecurity | None:
+    """The entry in force after `push`: the push's entry for `workload_id` compiled from `owner`'s registration
+    (None: any), else `current` (module docstring: a removal never drops it). ValueError for an entry this
+    sidecar cannot enforce."""
     own = next((s for s in push.security if s.workload == workload_id), None)
+    if own is not None and owner is not None and own.service \
+            and (own.namespace, own.service, own.service_account) != owner:
+        log.warning("pilot's security entry for this workload id was compiled from another workload's registration "
+                    "(the same id registered twice): not taken", workload=workload_id,
+                    registered=f"{own.namespace}/{own.service} (service account {own.service_account})",
+                    own=f"{owner[0]}/{owner[1]} (service account {owner[2]})")
+        return current
     if own is not None:
         for mode in (own.mtls_mode, *own.port_mtls.values()):
             if mode not in INBOUND_MTLS_MODES:

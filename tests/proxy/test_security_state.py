@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import msgspec
 import pytest
 
 from proto.xds import Push, WorkloadSecurity
@@ -98,3 +99,24 @@ def test_a_probe_in_its_own_entry_is_kept_shown_and_an_unknown_kind_rejected():
     assert state.security.probe.kind == "http"
     state.apply(push(2, WorkloadSecurity(workload="me", version=3), full=True))
     assert "probe" not in state.dump()["security"]  # no probe pushed: the key is absent, as before probes
+
+
+def test_an_entry_compiled_from_another_registration_under_its_id_is_not_taken():
+    # the registry keys a workload by namespace/service/id: another identity may register the same id in its own
+    # namespace or service, and pilot (keyed by id) then compiles the entry from that registration
+    state = ConfigState(workload_id="me", owner=("foo", "fin", "fin-sa"))
+    other = WorkloadSecurity(workload="me", version=2, namespace="evil", service="x", service_account="default")
+    state.apply(push(1, other, full=True))
+    assert state.security is None  # not this workload's: still nothing admitted
+    mine = WorkloadSecurity(workload="me", version=3, namespace="foo", service="fin", service_account="fin-sa",
+                            mtls_mode="STRICT")
+    state.apply(push(2, mine, full=True))
+    assert state.security is mine
+    for impostor in (other, msgspec.structs.replace(mine, version=4, service="x", mtls_mode="PERMISSIVE"),
+                     msgspec.structs.replace(mine, version=4, service_account="other", mtls_mode="PERMISSIVE")):
+        state.apply(push(3, impostor))
+        assert state.security is mine
+    # an entry of an older pilot (no service) is taken as before
+    older = WorkloadSecurity(workload="me", version=5, namespace="foo", mtls_mode="DISABLE")
+    state.apply(push(4, older))
+    assert state.security is older
