@@ -1,9 +1,10 @@
 """The proxy's applied config: pushes in, one immutable routing table out, make before break.
 
-    ConfigRejected   a push the proxy refuses; nothing of it was applied (the proxy NACKs it)
+    ConfigRejected   a push the proxy refuses; nothing of it was applied but its valid security entry (NACKed)
 
 apply(push) is all or nothing: every route is compiled and every cluster checked before anything
-changes. Then, as in istio/istio#12252 (make before break):
+changes; only this workload's own security entry, when valid, is taken from a push refused for the rest
+(ConfigState.apply says why). Then, as in istio/istio#12252 (make before break):
 - clusters apply before routes;
 - a route whose destinations name a cluster or subset the proxy does not hold waits as *pending*
   while the previous route for its host keeps serving; a later push that brings the missing
@@ -183,17 +184,31 @@ class ConfigState:
         return min(p.since for p in self._pending.values()) + self.grace_s if self._pending else None
 
     def apply(self, push: Push) -> None:
-        """Apply a delta (or a full snapshot); raises ConfigRejected and changes nothing if invalid."""
+        """Apply a delta (or a full snapshot); raises ConfigRejected if invalid, having changed nothing but this
+        workload's own security entry: a valid one is taken even when the rest of its push is refused, as
+        Envoy's listeners (RBAC) do not wait on its clusters. Pilot sends an entry only when it changes, so one
+        dropped with a refused cluster would stay missing after the cluster is fixed, and the policies it added
+        unenforced (tests/integration/test_nacked_security.py)."""
+        try:
+            security = own_security(push, self.workload_id, self.security, self.owner)
+        except ValueError as exc:
+            raise ConfigRejected(str(exc)) from exc
+        try:
+            self._apply(push, security)
+        except ConfigRejected:
+            if security is not self.security:
+                self.security = security
+                for callback in self.on_apply:  # the rest as it was: they rebuild the same from it
+                    callback()
+            raise
+
+    def _apply(self, push: Push, security: WorkloadSecurity | None) -> None:
         mesh = push.mesh if push.mesh is not None else (MeshConfig() if push.full else self.mesh)
         if mesh.outbound_traffic_policy not in OUTBOUND_TRAFFIC_POLICIES:
             raise ConfigRejected(f"mesh: outbound traffic policy {mesh.outbound_traffic_policy!r} is not one of "
                                  f"{', '.join(OUTBOUND_TRAFFIC_POLICIES)}")
         for cluster in push.clusters:
             _check_cluster(cluster, self.tls_check)
-        try:
-            security = own_security(push, self.workload_id, self.security, self.owner)
-        except ValueError as exc:
-            raise ConfigRejected(str(exc)) from exc
         gateway = own_gateway(push, self.workload_id, self.gateway)
         gateway_compiled = self.gateway_compiled
         if gateway is not self.gateway and self.compile_gateway is not None:

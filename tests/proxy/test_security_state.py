@@ -120,3 +120,22 @@ def test_an_entry_compiled_from_another_registration_under_its_id_is_not_taken()
     older = WorkloadSecurity(workload="me", version=5, namespace="foo", mtls_mode="DISABLE")
     state.apply(push(4, older))
     assert state.security is older
+
+
+def test_a_push_refused_for_a_cluster_still_brings_its_valid_security_entry():
+    # pilot sends an entry only when it changes: dropped with a refused cluster, it would never come back
+    from proto.xds import ClusterConfig, Endpoint
+
+    state = ConfigState(workload_id="me")
+    applied = []
+    state.on_apply.append(lambda: applied.append(state.security))
+    state.apply(push(1, entry("me", "PERMISSIVE"), full=True))
+    bad = ClusterConfig(host="db.foo.svc.cluster.local", version=2, ports=[5432], endpoints=[Endpoint(address="")])
+    with pytest.raises(ConfigRejected, match="no address"):
+        state.apply(Push(epoch="e", seq=2, version=2, clusters=[bad], security=[entry("me", "STRICT", version=2)]))
+    assert (state.security.mtls_mode, state.version, state.clusters) == ("STRICT", 1, {})
+    assert applied[-1] is state.security  # the inbound side rebuilt from it
+    # an entry it cannot enforce is refused with the push: the last one stays
+    with pytest.raises(ConfigRejected, match="mTLS mode"):
+        state.apply(Push(epoch="e", seq=3, version=3, clusters=[bad], security=[entry("me", "strict", version=3)]))
+    assert state.security.version == 2
