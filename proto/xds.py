@@ -280,6 +280,7 @@ class WorkloadSecurity(Message):
     # sidecar takes only an entry of its own registration (proxy/control/security_state.py); "": an older pilot
     service: str = ""
     service_account: str = ""
+    instance: str = ""  # the registration's Workload.instance: the sidecar run that registered it ("": unknown)
     mtls_mode: str = MTLS_PERMISSIVE
     port_mtls: dict[int, str] = {}
     peer_authentications: list[str] = []

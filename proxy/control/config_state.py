@@ -32,7 +32,7 @@ from proto.xds import (
 )
 from proto.gateway_xds import GatewayListeners
 from proxy.control.gateway_state import gateway_dump, own_gateway
-from proxy.control.security_state import own_security, security_dump
+from proxy.control.security_state import Owner, own_security, security_dump
 from proxy.outbound.upstream_tls import Originate, TlsCheck, tls_problem
 from proxy.outbound.balancer import policy_problem
 from proxy.outbound.route_match import CompiledMatch
@@ -140,10 +140,10 @@ class ConfigState:
     """`grace_s`: the longest a route waits for a missing cluster/subset; `clock`: seconds, monotonic."""
 
     def __init__(self, grace_s: float = PENDING_GRACE_S, clock: Callable[[], float] = time.monotonic,
-                 workload_id: str = "", owner: tuple[str, str, str] | None = None) -> None:
+                 workload_id: str = "", owner: Owner | None = None) -> None:
         """`workload_id`: this sidecar's registration id, whose WorkloadSecurity entry it keeps from pushes;
-        `owner`: the namespace, service and service account it registers, which that entry must be compiled
-        from (proxy/control/security_state.py; None: not checked)."""
+        `owner`: the registration it makes, which that entry must be compiled from
+        (proxy/control/security_state.py; None: not checked)."""
         self.grace_s = grace_s
         self.clock = clock
         self.workload_id = workload_id

@@ -79,7 +79,8 @@ class Gateway(Sidecar):
             id=o.id, service=o.service, namespace=o.namespace, address=o.address,
             service_port=ports[0][1], inbound_port=ports[0][0], labels=dict(o.labels),
             service_account=o.service_account, locality=o.locality, workload_name=o.workload_name or o.service,
-            cluster=o.cluster, gateway=True, gateway_ports={gw: listen for listen, gw in ports})
+            cluster=o.cluster, gateway=True, gateway_ports={gw: listen for listen, gw in ports},
+            instance=self.instance)
         self.registration.app_host, self.registration.app_port = "127.0.0.1", o.admin_port  # health: we answer
 
     def _mode(self, gateway_port: int) -> Any:

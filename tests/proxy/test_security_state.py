@@ -9,6 +9,7 @@ import pytest
 
 from proto.xds import Push, WorkloadSecurity
 from proxy.control.config_state import ConfigRejected, ConfigState
+from proxy.control.security_state import Owner
 
 
 def entry(workload: str, mode: str, version: int = 1, **ports: str) -> WorkloadSecurity:
@@ -104,21 +105,25 @@ def test_a_probe_in_its_own_entry_is_kept_shown_and_an_unknown_kind_rejected():
 def test_an_entry_compiled_from_another_registration_under_its_id_is_not_taken():
     # the registry keys a workload by namespace/service/id: another identity may register the same id in its own
     # namespace or service, and pilot (keyed by id) then compiles the entry from that registration
-    state = ConfigState(workload_id="me", owner=("foo", "fin", "fin-sa"))
+    state = ConfigState(workload_id="me", owner=Owner("foo", "fin", "fin-sa", "run2"))
     other = WorkloadSecurity(workload="me", version=2, namespace="evil", service="x", service_account="default")
     state.apply(push(1, other, full=True))
     assert state.security is None  # not this workload's: still nothing admitted
     mine = WorkloadSecurity(workload="me", version=3, namespace="foo", service="fin", service_account="fin-sa",
-                            mtls_mode="STRICT")
+                            instance="run2", mtls_mode="STRICT")
     state.apply(push(2, mine, full=True))
     assert state.security is mine
     for impostor in (other, msgspec.structs.replace(mine, version=4, service="x", mtls_mode="PERMISSIVE"),
-                     msgspec.structs.replace(mine, version=4, service_account="other", mtls_mode="PERMISSIVE")):
+                     msgspec.structs.replace(mine, version=4, service_account="other", mtls_mode="PERMISSIVE"),
+                     # a previous run of this sidecar (other labels) whose registration outlived it
+                     msgspec.structs.replace(mine, version=4, instance="run1", mtls_mode="PERMISSIVE")):
         state.apply(push(3, impostor))
         assert state.security is mine
-    # an entry of an older pilot (no service) is taken as before
-    older = WorkloadSecurity(workload="me", version=5, namespace="foo", mtls_mode="DISABLE")
-    state.apply(push(4, older))
+    # an entry of an older pilot (no service), or of an older sidecar's registration (no instance), is taken
+    state.apply(push(4, msgspec.structs.replace(mine, version=5, instance="")))
+    assert state.security.version == 5
+    older = WorkloadSecurity(workload="me", version=6, namespace="foo", mtls_mode="DISABLE")
+    state.apply(push(5, older))
     assert state.security is older
 
 
