@@ -32,7 +32,7 @@ from proto.xds import (
 )
 from proto.gateway_xds import GatewayListeners
 from proxy.control.gateway_state import gateway_dump, own_gateway
-from proxy.control.security_state import Owner, own_security, security_dump
+from proxy.control.security_state import Owner, not_own, own_security, security_dump
 from proxy.outbound.upstream_tls import Originate, TlsCheck, tls_problem
 from proxy.outbound.balancer import policy_problem
 from proxy.outbound.route_match import CompiledMatch
@@ -210,6 +210,11 @@ class ConfigState:
         for cluster in push.clusters:
             _check_cluster(cluster, self.tls_check)
         gateway = own_gateway(push, self.workload_id, self.gateway)
+        why = not_own(gateway, self.owner) if gateway is not None and self.owner is not None else ""
+        if why:  # another workload's listeners (as its security entry: proxy/control/security_state.py)
+            log.warning("pilot's listeners entry for this gateway id is not this gateway's: not taken",
+                        workload=self.workload_id, reason=why, version=gateway.version)  # type: ignore[union-attr]
+            gateway = self.gateway
         gateway_compiled = self.gateway_compiled
         if gateway is not self.gateway and self.compile_gateway is not None:
             try:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from proto.gateway_xds import GatewayListeners
 from proto.telemetry import MODE_CLIENT, MODE_CLIENT_AND_SERVER, MODE_SERVER
 from proto.xds import INBOUND_MTLS_MODES, MTLS_PERMISSIVE, Push, WorkloadSecurity
 from runtime.log import get_logger
@@ -45,9 +46,9 @@ class Owner(NamedTuple):
     instance: str = ""  # Workload.instance, drawn at start
 
 
-def not_own(entry: WorkloadSecurity, owner: Owner) -> str:
-    """Why `entry` was not compiled from `owner`'s registration ("" when it was, or when pilot or the registry
-    is too old to say: no service, no instance)."""
+def not_own(entry: WorkloadSecurity | GatewayListeners, owner: Owner) -> str:
+    """Why `entry` (a gateway's listeners too) was not compiled from `owner`'s registration ("" when it was, or
+    when pilot or the registry is too old to say: no service, no instance)."""
     if entry.service and (entry.namespace, entry.service, entry.service_account) != owner[:3]:
         return (f"compiled from a workload of {entry.namespace}/{entry.service} (service account "
                 f"{entry.service_account}) registered under this id")
