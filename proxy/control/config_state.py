@@ -150,6 +150,10 @@ class ConfigState:
         self.owner = owner
         # this workload's inbound policy from pilot (PeerAuthentication resolved); None: none pushed, PERMISSIVE
         self.security: WorkloadSecurity | None = None
+        # whether pilot knows this workload's registration now (its last push of our entry was not followed by
+        # a removal or a snapshot without it): what pilot compiles from the registration (the RateLimits on our
+        # service's cluster) is then current; while it is not, the inbound side keeps what it had
+        self.registered = False
         self.epoch = ""
         self.seq = 0
         self.version = 0
@@ -193,16 +197,21 @@ class ConfigState:
             security = own_security(push, self.workload_id, self.security, self.owner)
         except ValueError as exc:
             raise ConfigRejected(str(exc)) from exc
+        own = next((s for s in push.security if s.workload == self.workload_id), None)
+        if own is not None:
+            registered = security is own  # not taken: another registration's (security_state.not_own)
+        else:
+            registered = self.registered and not (push.full or self.workload_id in push.removed_security)
         try:
-            self._apply(push, security)
+            self._apply(push, security, registered)
         except ConfigRejected:
             if security is not self.security:
-                self.security = security
+                self.security, self.registered = security, registered
                 for callback in self.on_apply:  # the rest as it was: they rebuild the same from it
                     callback()
             raise
 
-    def _apply(self, push: Push, security: WorkloadSecurity | None) -> None:
+    def _apply(self, push: Push, security: WorkloadSecurity | None, registered: bool) -> None:
         mesh = push.mesh if push.mesh is not None else (MeshConfig() if push.full else self.mesh)
         if mesh.outbound_traffic_policy not in OUTBOUND_TRAFFIC_POLICIES:
             raise ConfigRejected(f"mesh: outbound traffic policy {mesh.outbound_traffic_policy!r} is not one of "
@@ -231,6 +240,7 @@ class ConfigState:
             routes = {h: r for h, r in self.desired_routes.items() if h not in push.removed_routes}
             routes.update((r.host, r) for r in push.routes)
         self.security = security  # before _install: its on_apply callbacks read it (the inbound mTLS modes)
+        self.registered = registered
         self.gateway, self.gateway_compiled = gateway, gateway_compiled
         self._install(clusters, routes, {**self._compiled, **compiled}, mesh)
         self.epoch, self.seq, self.version = push.epoch, push.seq, max(self.version, push.version)

@@ -77,6 +77,20 @@ class LocalAppRouter:
         assert self.state is not None
         if self.state.security is None:
             return
+        if self.state.registered:  # else pilot forgot our registration: its RateLimits no longer select us, and
+            # the security entry is kept (proxy/control/security_state.py): so are the limits and their buckets
+            self._refresh_limiter()
+        self._refresh_authz()
+        authz = self.authz.http if self.authz is not None else None
+        # authentication (JWT) first, then authorization, then the rate limit (proxy/inbound/pipeline.py)
+        authn = self.authn.update(self.state.security)
+        self._admit_by(pipeline.build(tuple(c for c in (authn, authz) if c is not None),
+                                      self.limiter.admit if self.limiter is not None else None, self.target))
+        self.configured = True
+
+    def _refresh_limiter(self) -> None:
+        """The RateLimits on our service's cluster that select our labels (kept buckets for unchanged rules)."""
+        assert self.state is not None
         cluster = self.state.clusters.get(self.host)
         labels = self.labels
         rules = [r for r in (cluster.ratelimits if cluster is not None else ())
@@ -85,13 +99,6 @@ class LocalAppRouter:
             self.limiter = None
         elif self.limiter is None or [lim.rule for lim in self.limiter.limits] != rules:
             self.limiter = RateLimiter(rules, self.target, self.limiter)
-        self._refresh_authz()
-        authz = self.authz.http if self.authz is not None else None
-        # authentication (JWT) first, then authorization, then the rate limit (proxy/inbound/pipeline.py)
-        authn = self.authn.update(self.state.security)
-        self._admit_by(pipeline.build(tuple(c for c in (authn, authz) if c is not None),
-                                      self.limiter.admit if self.limiter is not None else None, self.target))
-        self.configured = True
 
     def _refresh_authz(self) -> None:
         """Recompile the AuthorizationPolicies when a push changed them (TCP listeners read `authz` too)."""
