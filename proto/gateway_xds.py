@@ -97,5 +97,9 @@ class GatewayListeners(Message):
     workload: str
     version: int
     namespace: str = ""  # the gateway workload's namespace: where credentialName secrets are looked up
+    # the registration it was compiled from, as WorkloadSecurity's (a gateway takes only its own registration's)
+    service: str = ""
+    service_account: str = ""
+    instance: str = ""
     gateways: list[str] = []  # "namespace/name" of every Gateway whose selector picks this workload
     ports: list[GatewayPortConfig] = []

@@ -42,6 +42,10 @@ class Workload(Message):
     # the WorkloadGroup of the workload's namespace it belongs to (`proxy run --workload-group NAME`; "": none):
     # the registry applies the group's template (Istio's auto-registration), pilot pushes its probe
     workload_group: str = ""
+    # drawn by the sidecar at each start: pilot copies it into the workload's security entry, which the sidecar
+    # takes only with its own, so a new run never takes the entry compiled from a previous run's registration
+    # (other labels) that outlived it (proxy/control/security_state.py); "": an older sidecar
+    instance: str = ""
 
 
 class RegisterRequest(Message):

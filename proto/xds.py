@@ -275,6 +275,12 @@ class WorkloadSecurity(Message):
     workload: str
     version: int
     namespace: str = ""
+    # the service and service account of the registration it was compiled from (with `namespace`): the registry
+    # keys a workload by namespace/service/id, so another identity may register the same id elsewhere, and a
+    # sidecar takes only an entry of its own registration (proxy/control/security_state.py); "": an older pilot
+    service: str = ""
+    service_account: str = ""
+    instance: str = ""  # the registration's Workload.instance: the sidecar run that registered it ("": unknown)
     mtls_mode: str = MTLS_PERMISSIVE
     port_mtls: dict[int, str] = {}
     peer_authentications: list[str] = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import secrets
 import signal
 import ssl
 import time
@@ -25,6 +26,7 @@ from proxy.control import buscreds
 from proxy.control.debug import serve_debug
 from proxy.control.config_state import ConfigState
 from proxy.control.registration import Registration
+from proxy.control.security_state import Owner
 from proxy.control.xds_client import XdsClient
 from proxy.http import exchange
 from proxy.http.listener import Listener
@@ -86,7 +88,10 @@ class Sidecar:
         self.options = options
         self.log = configure(options.log_level, "proxy")
         exchange.RETRY_BUFFER_LIMIT = options.retry_buffer_limit  # read by every exchange with a body
-        self.state = ConfigState(options.pending_grace, workload_id=options.id)
+        # drawn per run: this run takes only the security entry pilot compiled from its own registration
+        self.instance = secrets.token_hex(8)
+        self.state = ConfigState(options.pending_grace, workload_id=options.id,
+                                 owner=Owner(options.namespace, options.service, options.service_account, self.instance))
         limits = options.limits
         self.pool = ConnectionPool(max_head_bytes=limits.max_response_head_bytes,
                                    max_headers=limits.max_response_headers)
@@ -100,7 +105,8 @@ class Sidecar:
                             app_ports={options.service_port: options.app_port,
                                        **{svc: app for svc, app, _ in options.app_tcp}},
                             workload_name=workload_name_of(options.service, options.labels, options.workload_name),
-                            cluster=options.cluster, workload_group=options.workload_group)
+                            cluster=options.cluster, workload_group=options.workload_group,
+                            instance=self.instance)
         self.registration = Registration(workload, options.app_host, options.app_port, options.lease_ttl,
                                          options.health_interval)
         # a WorkloadGroup's probe arrives in this workload's pushed entry (docs/workload-group.md)

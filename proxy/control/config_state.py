@@ -1,9 +1,10 @@
 """The proxy's applied config: pushes in, one immutable routing table out, make before break.
 
-    ConfigRejected   a push the proxy refuses; nothing of it was applied (the proxy NACKs it)
+    ConfigRejected   a push the proxy refuses; nothing of it was applied but its valid security entry (NACKed)
 
 apply(push) is all or nothing: every route is compiled and every cluster checked before anything
-changes. Then, as in istio/istio#12252 (make before break):
+changes; only this workload's own security entry, when valid, is taken from a push refused for the rest
+(ConfigState.apply says why). Then, as in istio/istio#12252 (make before break):
 - clusters apply before routes;
 - a route whose destinations name a cluster or subset the proxy does not hold waits as *pending*
   while the previous route for its host keeps serving; a later push that brings the missing
@@ -31,7 +32,7 @@ from proto.xds import (
 )
 from proto.gateway_xds import GatewayListeners
 from proxy.control.gateway_state import gateway_dump, own_gateway
-from proxy.control.security_state import own_security, security_dump
+from proxy.control.security_state import Owner, not_own, own_security, security_dump
 from proxy.outbound.upstream_tls import Originate, TlsCheck, tls_problem
 from proxy.outbound.balancer import policy_problem
 from proxy.outbound.route_match import CompiledMatch
@@ -139,13 +140,20 @@ class ConfigState:
     """`grace_s`: the longest a route waits for a missing cluster/subset; `clock`: seconds, monotonic."""
 
     def __init__(self, grace_s: float = PENDING_GRACE_S, clock: Callable[[], float] = time.monotonic,
-                 workload_id: str = "") -> None:
-        """`workload_id`: this sidecar's registration id, whose WorkloadSecurity entry it keeps from pushes."""
+                 workload_id: str = "", owner: Owner | None = None) -> None:
+        """`workload_id`: this sidecar's registration id, whose WorkloadSecurity entry it keeps from pushes;
+        `owner`: the registration it makes, which that entry must be compiled from
+        (proxy/control/security_state.py; None: not checked)."""
         self.grace_s = grace_s
         self.clock = clock
         self.workload_id = workload_id
+        self.owner = owner
         # this workload's inbound policy from pilot (PeerAuthentication resolved); None: none pushed, PERMISSIVE
         self.security: WorkloadSecurity | None = None
+        # whether pilot knows this workload's registration now (its last push of our entry was not followed by
+        # a removal or a snapshot without it): what pilot compiles from the registration (the RateLimits on our
+        # service's cluster) is then current; while it is not, the inbound side keeps what it had
+        self.registered = False
         self.epoch = ""
         self.seq = 0
         self.version = 0
@@ -180,18 +188,42 @@ class ConfigState:
         return min(p.since for p in self._pending.values()) + self.grace_s if self._pending else None
 
     def apply(self, push: Push) -> None:
-        """Apply a delta (or a full snapshot); raises ConfigRejected and changes nothing if invalid."""
+        """Apply a delta (or a full snapshot); raises ConfigRejected if invalid, having changed nothing but this
+        workload's own security entry: a valid one is taken even when the rest of its push is refused, as
+        Envoy's listeners (RBAC) do not wait on its clusters. Pilot sends an entry only when it changes, so one
+        dropped with a refused cluster would stay missing after the cluster is fixed, and the policies it added
+        unenforced (tests/integration/test_nacked_security.py)."""
+        try:
+            security = own_security(push, self.workload_id, self.security, self.owner)
+        except ValueError as exc:
+            raise ConfigRejected(str(exc)) from exc
+        own = next((s for s in push.security if s.workload == self.workload_id), None)
+        if own is not None:
+            registered = security is own  # not taken: another registration's (security_state.not_own)
+        else:
+            registered = self.registered and not (push.full or self.workload_id in push.removed_security)
+        try:
+            self._apply(push, security, registered)
+        except ConfigRejected:
+            if security is not self.security:
+                self.security, self.registered = security, registered
+                for callback in self.on_apply:  # the rest as it was: they rebuild the same from it
+                    callback()
+            raise
+
+    def _apply(self, push: Push, security: WorkloadSecurity | None, registered: bool) -> None:
         mesh = push.mesh if push.mesh is not None else (MeshConfig() if push.full else self.mesh)
         if mesh.outbound_traffic_policy not in OUTBOUND_TRAFFIC_POLICIES:
             raise ConfigRejected(f"mesh: outbound traffic policy {mesh.outbound_traffic_policy!r} is not one of "
                                  f"{', '.join(OUTBOUND_TRAFFIC_POLICIES)}")
         for cluster in push.clusters:
             _check_cluster(cluster, self.tls_check)
-        try:
-            security = own_security(push, self.workload_id, self.security)
-        except ValueError as exc:
-            raise ConfigRejected(str(exc)) from exc
         gateway = own_gateway(push, self.workload_id, self.gateway)
+        why = not_own(gateway, self.owner) if gateway is not None and self.owner is not None else ""
+        if why:  # another workload's listeners (as its security entry: proxy/control/security_state.py)
+            log.warning("pilot's listeners entry for this gateway id is not this gateway's: not taken",
+                        workload=self.workload_id, reason=why, version=gateway.version)  # type: ignore[union-attr]
+            gateway = self.gateway
         gateway_compiled = self.gateway_compiled
         if gateway is not self.gateway and self.compile_gateway is not None:
             try:
@@ -208,6 +240,7 @@ class ConfigState:
             routes = {h: r for h, r in self.desired_routes.items() if h not in push.removed_routes}
             routes.update((r.host, r) for r in push.routes)
         self.security = security  # before _install: its on_apply callbacks read it (the inbound mTLS modes)
+        self.registered = registered
         self.gateway, self.gateway_compiled = gateway, gateway_compiled
         self._install(clusters, routes, {**self._compiled, **compiled}, mesh)
         self.epoch, self.seq, self.version = push.epoch, push.seq, max(self.version, push.version)

@@ -1,7 +1,8 @@
 """This sidecar's own WorkloadSecurity entry, kept from pushes (ConfigState holds it; the inbound data path
 reads it: `mode_for(app_port)`).
 
-    own_security(push, workload_id, current) -> WorkloadSecurity | None    ValueError for an unknown mode
+    own_security(push, workload_id, current, owner) -> WorkloadSecurity | None    ValueError for an unknown mode
+    not_own(entry, owner) -> str                                            why an entry is another registration's
     security_dump(security) -> dict                                         for /config_dump
 
 Pilot pushes one entry per registered workload (proto.xds.WorkloadSecurity), the default one when no policy
@@ -11,12 +12,20 @@ listener admits nothing (proxy/inbound/local_app.py). Once held, an entry is onl
 one: a removal or a snapshot without it (the workload's lease lapsed while the registry was away, pilot
 restarted before it saw the registration) means pilot no longer knows the workload, not that no policy
 applies, so the last entry stays in force until the registration is back and pilot sends the next.
+An entry compiled from another registration under the same id (the registry keys a workload by
+namespace/service/id, so a workload of another namespace or service account may register this id too, and
+pilot keys workloads by id) is not this workload's: its policies are another's, and taking it would drop
+those that select this one. So is an entry compiled from a previous run of this sidecar whose registration
+outlived it (it crashed, or could not deregister while no registry answered: pilot then holds its lease) with
+other labels: each run registers its own `instance`, which pilot copies into the entry. Either is ignored as
+an absent entry is (`owner`: the registration this sidecar makes).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
+from proto.gateway_xds import GatewayListeners
 from proto.telemetry import MODE_CLIENT, MODE_CLIENT_AND_SERVER, MODE_SERVER
 from proto.xds import INBOUND_MTLS_MODES, MTLS_PERMISSIVE, Push, WorkloadSecurity
 from runtime.log import get_logger
@@ -28,10 +37,37 @@ TELEMETRY_MODES = (MODE_CLIENT_AND_SERVER, MODE_CLIENT, MODE_SERVER)
 PROBE_KINDS = ("http", "tcp", "exec")  # a WorkloadGroup's probe methods (proxy/control/probe.py)
 
 
-def own_security(push: Push, workload_id: str, current: WorkloadSecurity | None) -> WorkloadSecurity | None:
-    """The entry in force after `push`: the push's entry for `workload_id`, else `current` (module docstring:
-    a removal never drops it). ValueError for an entry this sidecar cannot enforce."""
+class Owner(NamedTuple):
+    """The registration this sidecar makes (proto.registry.Workload): its entry must be compiled from it."""
+
+    namespace: str
+    service: str
+    service_account: str
+    instance: str = ""  # Workload.instance, drawn at start
+
+
+def not_own(entry: WorkloadSecurity | GatewayListeners, owner: Owner) -> str:
+    """Why `entry` (a gateway's listeners too) was not compiled from `owner`'s registration ("" when it was, or
+    when pilot or the registry is too old to say: no service, no instance)."""
+    if entry.service and (entry.namespace, entry.service, entry.service_account) != owner[:3]:
+        return (f"compiled from a workload of {entry.namespace}/{entry.service} (service account "
+                f"{entry.service_account}) registered under this id")
+    if entry.instance and owner.instance and entry.instance != owner.instance:
+        return "compiled from an earlier run's registration, which outlived it (pilot has not seen this run's yet)"
+    return ""
+
+
+def own_security(push: Push, workload_id: str, current: WorkloadSecurity | None,
+                 owner: Owner | None = None) -> WorkloadSecurity | None:
+    """The entry in force after `push`: the push's entry for `workload_id` compiled from `owner`'s registration
+    (None: any), else `current` (module docstring: a removal never drops it). ValueError for an entry this
+    sidecar cannot enforce."""
     own = next((s for s in push.security if s.workload == workload_id), None)
+    why = not_own(own, owner) if own is not None and owner is not None else ""
+    if why:
+        log.warning("pilot's security entry for this workload id is not this sidecar's: not taken",
+                    workload=workload_id, reason=why, version=own.version)  # type: ignore[union-attr]
+        return current
     if own is not None:
         for mode in (own.mtls_mode, *own.port_mtls.values()):
             if mode not in INBOUND_MTLS_MODES:

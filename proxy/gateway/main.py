@@ -66,10 +66,12 @@ class Gateway(Sidecar):
                                 tls_mode=self._mode(gateway_port), tls_context=self.contexts.for_port(gateway_port),
                                 tls_by_sni=True, **telemetry.outbound_options())
             listener.state.tracer = telemetry.tracing.client
-            # opaque connections (PASSTHROUGH, TCP servers): relays held by a TcpListener that is never bound
+            # opaque connections (PASSTHROUGH, TCP servers): relays held by a TcpListener that is never bound; each
+            # is checked against the gateway's AuthorizationPolicies (Envoy's network RBAC filter), and closed
+            # before its security entry arrives, as the HTTP requests are (proxy/inbound/local_app.py)
             tcp = TcpListener(listen_host, listen, lambda client: None, f"gateway {gateway_port}",  # type: ignore[arg-type,return-value]
                               f"{o.service}:{gateway_port}", max_connections=options.limits.max_connections,
-                              **telemetry.tcp_options(True))
+                              authorize=self._tcp_authz, **telemetry.tcp_options(True))
             listener.factory = self._factory(gateway_port, listener, tcp)
             self.http[gateway_port], self.tcp[gateway_port] = listener, tcp
         telemetry.metrics.before_read += [tcp.sweep_metrics for tcp in self.tcp.values()]
@@ -77,7 +79,8 @@ class Gateway(Sidecar):
             id=o.id, service=o.service, namespace=o.namespace, address=o.address,
             service_port=ports[0][1], inbound_port=ports[0][0], labels=dict(o.labels),
             service_account=o.service_account, locality=o.locality, workload_name=o.workload_name or o.service,
-            cluster=o.cluster, gateway=True, gateway_ports={gw: listen for listen, gw in ports})
+            cluster=o.cluster, gateway=True, gateway_ports={gw: listen for listen, gw in ports},
+            instance=self.instance)
         self.registration.app_host, self.registration.app_port = "127.0.0.1", o.admin_port  # health: we answer
 
     def _mode(self, gateway_port: int) -> Any:

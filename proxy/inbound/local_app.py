@@ -78,14 +78,9 @@ class LocalAppRouter:
         assert self.state is not None
         if self.state.security is None:
             return
-        cluster = self.state.clusters.get(self.host)
-        labels = self.labels
-        rules = [r for r in (cluster.ratelimits if cluster is not None else ())
-                 if all(labels.get(k) == v for k, v in r.selector.items())]
-        if not rules:
-            self.limiter = None
-        elif self.limiter is None or [lim.rule for lim in self.limiter.limits] != rules:
-            self.limiter = RateLimiter(rules, self.target, self.limiter)
+        if self.state.registered:  # else pilot forgot our registration: its RateLimits no longer select us, and
+            # the security entry is kept (proxy/control/security_state.py): so are the limits and their buckets
+            self._refresh_limiter()
         self._refresh_authz()
         authz = self.authz.http if self.authz is not None else None
         self.picks.pick(self.authz.picks if self.authz is not None else None)  # before the check that reads them
@@ -94,6 +89,18 @@ class LocalAppRouter:
         self._admit_by(pipeline.build(tuple(c for c in (authn, authz) if c is not None),
                                       self.limiter.admit if self.limiter is not None else None, self.target))
         self.configured = True
+
+    def _refresh_limiter(self) -> None:
+        """The RateLimits on our service's cluster that select our labels (kept buckets for unchanged rules)."""
+        assert self.state is not None
+        cluster = self.state.clusters.get(self.host)
+        labels = self.labels
+        rules = [r for r in (cluster.ratelimits if cluster is not None else ())
+                 if all(labels.get(k) == v for k, v in r.selector.items())]
+        if not rules:
+            self.limiter = None
+        elif self.limiter is None or [lim.rule for lim in self.limiter.limits] != rules:
+            self.limiter = RateLimiter(rules, self.target, self.limiter)
 
     def _refresh_authz(self) -> None:
         """Recompile the AuthorizationPolicies when a push changed them (TCP listeners read `authz` too)."""

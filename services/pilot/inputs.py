@@ -27,7 +27,12 @@ class Inputs:
 
     def __init__(self) -> None:
         self.resources: dict[ResourceKey, Stored] = {}
-        self.workloads: dict[str, tuple[Workload, int]] = {}
+        self.workloads: dict[str, tuple[Workload, int]] = {}  # by id: the registration compiled for it
+        # every registration by its registry key (namespace/service/id) with its create revision, and the keys
+        # of each id: the registry checks the identity of one key only, so a workload of another namespace or
+        # service may register an id that is already registered (_elect)
+        self._registrations: dict[str, tuple[Workload, int, int]] = {}
+        self._keys: dict[str, set[str]] = {}
         self.unreadable: dict[ResourceKey, str] = {}  # stored by something else, not in the schema: why
         self.revision = 0
 
@@ -57,16 +62,47 @@ class Inputs:
         change, and must not cost a compile and a push to every proxy."""
         workload_id = entry.key.rsplit("/", 1)[-1]
         self.revision = max(self.revision, entry.mod_revision)
-        if deleted:
-            return self.workloads.pop(workload_id, None) is not None
-        try:
-            workload = msgspec.json.decode(entry.value, type=Workload)
-        except msgspec.ValidationError as exc:
-            log.warning("unreadable workload in store", key=entry.key, error=str(exc))
-            return False
         previous = self.workloads.get(workload_id)
-        self.workloads[workload_id] = (workload, entry.mod_revision)
-        return previous is None or previous[0] != workload
+        if deleted:
+            if self._registrations.pop(entry.key, None) is None:
+                return False
+            self._keys[workload_id].discard(entry.key)
+        else:
+            try:
+                workload = msgspec.json.decode(entry.value, type=Workload)
+            except msgspec.ValidationError as exc:
+                log.warning("unreadable workload in store", key=entry.key, error=str(exc))
+                return False
+            self._registrations[entry.key] = (workload, entry.mod_revision, entry.create_revision)
+            self._keys.setdefault(workload_id, set()).add(entry.key)
+        current = self._elect(workload_id)
+        if current is None or previous is None:
+            return current is not previous
+        return current[0] != previous[0]
+
+    def _elect(self, workload_id: str) -> tuple[Workload, int] | None:
+        """The registration compiled for `workload_id`: the oldest of its keys (create revision, then key).
+        Another registered later under the same id (another namespace or service: another key) must not
+        displace it: pilot would compile the first one's endpoint away and its security entry from the
+        other's labels, which its sidecar refuses (proxy/control/security_state.py), so its policies would
+        stay frozen for as long as the other stays registered; and the other's deregistration must not drop it."""
+        keys = self._keys.get(workload_id)
+        if not keys:
+            self._keys.pop(workload_id, None)
+            self.workloads.pop(workload_id, None)
+            return None
+        key = min(keys, key=lambda k: (self._registrations[k][2], k))
+        workload, revision, _ = self._registrations[key]
+        if len(keys) > 1:
+            log.warning("workload id registered under more than one key: the oldest is compiled",
+                        workload=workload_id, compiled=key, others=sorted(keys - {key}))
+        self.workloads[workload_id] = (workload, revision)
+        return self.workloads[workload_id]
+
+    def clear_workloads(self) -> None:
+        self.workloads.clear()
+        self._registrations.clear()
+        self._keys.clear()
 
     def mesh_state(self, domain_suffix: str, trust_domain: str = "cluster.local",
                    root_namespace: str = "istio-system") -> MeshState:
@@ -127,7 +163,7 @@ class InputWatcher:
             for entry in entries:
                 self.inputs.apply_config(entry, False)
         else:
-            self.inputs.workloads.clear()
+            self.inputs.clear_workloads()
             for entry in entries:
                 self.inputs.apply_workload(entry, False)
 

@@ -256,7 +256,8 @@ def _invalid(workload: Workload) -> str:
     for field, text in (("id", workload.id), ("service", workload.service), ("namespace", workload.namespace),
                         ("address", workload.address), ("service_account", workload.service_account),
                         ("locality", workload.locality), ("workload_name", workload.workload_name),
-                        ("cluster", workload.cluster), ("workload_group", workload.workload_group)):
+                        ("cluster", workload.cluster), ("workload_group", workload.workload_group),
+                        ("instance", workload.instance)):
         if len(text) > 253:
             return f"{field} is {len(text)} characters, more than 253"
     if len(workload.tcp_ports) > MAX_LABELS:

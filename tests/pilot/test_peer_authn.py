@@ -146,8 +146,11 @@ def test_every_registered_workload_gets_its_security_entry_keyed_by_its_id():
     security = compile_security(s)
     # no policy: the default entry (PERMISSIVE), so its sidecar can tell it from "not registered yet"
     assert compile_security(state(workloads=[(finance("f1"), 7)])) == {
-        "f1": WorkloadSecurity(workload="f1", version=7, namespace="foo", mtls_mode="PERMISSIVE")}
-    assert security["f1"] == WorkloadSecurity(workload="f1", version=7, namespace="foo", mtls_mode="STRICT",
+        "f1": WorkloadSecurity(workload="f1", version=7, namespace="foo", service="finance",
+                               service_account="default", mtls_mode="PERMISSIVE")}
+    # the registration it was compiled from (its sidecar takes only an entry of its own registration)
+    assert security["f1"] == WorkloadSecurity(workload="f1", version=7, namespace="foo", service="finance",
+                                              service_account="default", mtls_mode="STRICT",
                                               port_mtls={8080: "DISABLE", 9090: "STRICT"},
                                               peer_authentications=["istio-system/default", "foo/finance"])
     assert (security["p1"].mtls_mode, security["p1"].port_mtls, security["p1"].version) == ("STRICT", {}, 3)

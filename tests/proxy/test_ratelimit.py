@@ -91,3 +91,24 @@ def test_router_follows_pushes_and_keeps_buckets_of_unchanged_rules() -> None:
 def test_a_push_with_a_broken_bucket_is_rejected() -> None:
     with pytest.raises(ConfigRejected):
         ConfigState().apply(_push(1, RateLimitRule(name="ns/a", max_tokens=0)))
+
+
+def test_the_limits_stay_while_pilot_has_forgotten_the_workload_and_follow_it_again_once_back() -> None:
+    # pilot forgets a running workload when its lease lapses while the registry is away: the RateLimits on its
+    # service's cluster then select nothing of it, as its security entry is removed (and kept: 3a42c45)
+    state = ConfigState(workload_id="r1")
+    router = LocalAppRouter("127.0.0.1", 8080, "reviews", state, "ns", labels={"app": "reviews"})
+    mine = RateLimitRule(name="ns/a", selector={"app": "reviews"}, max_tokens=1)
+    state.apply(_push(1, mine))
+    router.pick(head())
+    forgotten = Push(epoch="e", seq=2, version=2, removed_security=["r1"],
+                     clusters=[ClusterConfig(host="reviews.ns.svc.cluster.local", version=2)])
+    state.apply(forgotten)
+    with pytest.raises(RateLimited):  # the same bucket, still empty
+        router.pick(head())
+    state.apply(Push(epoch="e", seq=3, version=3, full=True,
+                     clusters=[ClusterConfig(host="reviews.ns.svc.cluster.local", version=3)]))
+    with pytest.raises(RateLimited):
+        router.pick(head())
+    state.apply(_push(4))  # registered again, no RateLimit selects it any more
+    assert router.limiter is None

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import msgspec
 import pytest
 
 from proto.xds import Push, WorkloadSecurity
 from proxy.control.config_state import ConfigRejected, ConfigState
+from proxy.control.security_state import Owner
 
 
 def entry(workload: str, mode: str, version: int = 1, **ports: str) -> WorkloadSecurity:
@@ -98,3 +100,47 @@ def test_a_probe_in_its_own_entry_is_kept_shown_and_an_unknown_kind_rejected():
     assert state.security.probe.kind == "http"
     state.apply(push(2, WorkloadSecurity(workload="me", version=3), full=True))
     assert "probe" not in state.dump()["security"]  # no probe pushed: the key is absent, as before probes
+
+
+def test_an_entry_compiled_from_another_registration_under_its_id_is_not_taken():
+    # the registry keys a workload by namespace/service/id: another identity may register the same id in its own
+    # namespace or service, and pilot (keyed by id) then compiles the entry from that registration
+    state = ConfigState(workload_id="me", owner=Owner("foo", "fin", "fin-sa", "run2"))
+    other = WorkloadSecurity(workload="me", version=2, namespace="evil", service="x", service_account="default")
+    state.apply(push(1, other, full=True))
+    assert state.security is None  # not this workload's: still nothing admitted
+    mine = WorkloadSecurity(workload="me", version=3, namespace="foo", service="fin", service_account="fin-sa",
+                            instance="run2", mtls_mode="STRICT")
+    state.apply(push(2, mine, full=True))
+    assert state.security is mine
+    for impostor in (other, msgspec.structs.replace(mine, version=4, service="x", mtls_mode="PERMISSIVE"),
+                     msgspec.structs.replace(mine, version=4, service_account="other", mtls_mode="PERMISSIVE"),
+                     # a previous run of this sidecar (other labels) whose registration outlived it
+                     msgspec.structs.replace(mine, version=4, instance="run1", mtls_mode="PERMISSIVE")):
+        state.apply(push(3, impostor))
+        assert state.security is mine
+    # an entry of an older pilot (no service), or of an older sidecar's registration (no instance), is taken
+    state.apply(push(4, msgspec.structs.replace(mine, version=5, instance="")))
+    assert state.security.version == 5
+    older = WorkloadSecurity(workload="me", version=6, namespace="foo", mtls_mode="DISABLE")
+    state.apply(push(5, older))
+    assert state.security is older
+
+
+def test_a_push_refused_for_a_cluster_still_brings_its_valid_security_entry():
+    # pilot sends an entry only when it changes: dropped with a refused cluster, it would never come back
+    from proto.xds import ClusterConfig, Endpoint
+
+    state = ConfigState(workload_id="me")
+    applied = []
+    state.on_apply.append(lambda: applied.append(state.security))
+    state.apply(push(1, entry("me", "PERMISSIVE"), full=True))
+    bad = ClusterConfig(host="db.foo.svc.cluster.local", version=2, ports=[5432], endpoints=[Endpoint(address="")])
+    with pytest.raises(ConfigRejected, match="no address"):
+        state.apply(Push(epoch="e", seq=2, version=2, clusters=[bad], security=[entry("me", "STRICT", version=2)]))
+    assert (state.security.mtls_mode, state.version, state.clusters) == ("STRICT", 1, {})
+    assert applied[-1] is state.security  # the inbound side rebuilt from it
+    # an entry it cannot enforce is refused with the push: the last one stays
+    with pytest.raises(ConfigRejected, match="mTLS mode"):
+        state.apply(Push(epoch="e", seq=3, version=3, clusters=[bad], security=[entry("me", "strict", version=3)]))
+    assert state.security.version == 2

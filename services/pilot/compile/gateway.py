@@ -189,7 +189,8 @@ def gateway_listeners(workload_id: str, w: Workload, revision: int, gateways: li
         config, vs_revision = _port_config(port, virtual_services, suffix)
         ports.append(config)
         version = max(version, vs_revision)
-    return GatewayListeners(workload=workload_id, version=version, namespace=w.namespace,
+    return GatewayListeners(workload=workload_id, version=version, namespace=w.namespace, service=w.service,
+                            service_account=w.service_account, instance=w.instance,
                             gateways=[g.source for g in selected], ports=ports)
 
 

@@ -44,7 +44,8 @@ def build_security(state: MeshState, peers: PeerAuthn | None = None,
         applied = authz.resolve(w.namespace, w.labels)
         observed = telemetry.resolve(w.namespace, w.labels)
         probe, group_revision = _probe(groups, w.namespace, w.workload_group)
-        entry = WorkloadSecurity(workload=workload_id, version=0, namespace=w.namespace,
+        entry = WorkloadSecurity(workload=workload_id, version=0, namespace=w.namespace, service=w.service,
+                                 service_account=w.service_account, instance=w.instance,
                                  mtls_mode=effective.mode if effective.sources else MTLS_PERMISSIVE,
                                  port_mtls=dict(effective.ports), peer_authentications=list(effective.sources),
                                  authorization=list(applied.authorization), jwt=list(applied.jwt),

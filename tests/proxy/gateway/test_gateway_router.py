@@ -221,3 +221,20 @@ def test_on_a_tls_port_a_host_of_another_server_than_the_sni_picked_is_404():
         with pytest.raises(NoRoute) as caught:
             r.pick(on(sni, host))
         assert (caught.value.status, caught.value.flag) == (404, "NR")
+
+
+def test_a_gateway_takes_only_the_listeners_compiled_from_its_own_registration():
+    # as its security entry: another identity's registration under its id, or its previous run's (other labels,
+    # so other Gateways select it), must not give it their servers (a plaintext one where its own is MUTUAL)
+    from proxy.control.security_state import Owner
+
+    state = gateway_state()
+    state.owner = Owner("istio-system", "istio-ingressgateway", "gw-sa", "run2")
+    mine = listeners(service="istio-ingressgateway", service_account="gw-sa", instance="run2")
+    state.apply(Push(epoch="e", seq=1, version=3, full=True, gateways=[mine]))
+    assert state.gateway is mine
+    for other in (listeners(version=4, namespace="evil", service="x", service_account="default", ports=[]),
+                  listeners(version=4, service="istio-ingressgateway", service_account="gw-sa", instance="run1",
+                            ports=[])):
+        state.apply(Push(epoch="e", seq=2, version=4, gateways=[other]))
+        assert state.gateway is mine and state.gateway_compiled.ports

@@ -8,6 +8,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
 import pytest
 from tests.proxy.http_helpers import Upstream, keep_alive_echo
 from tests.proxy.tls_certs import TestCa
@@ -438,5 +439,52 @@ async def test_a_tls_server_that_terminates_relays_the_decrypted_bytes_by_its_tc
         writer.write(b"hello\n")
         assert await asyncio.wait_for(reader.read(100), 10) == b"echo:hello\n"
         writer.close()
+    finally:
+        backend.close()
+
+
+async def test_a_tcp_server_runs_the_gateways_authorization_policies_and_admits_nothing_before_them(gateway):
+    # Istio's AuthorizationPolicies selecting a gateway apply to its TCP and PASSTHROUGH connections too (Envoy's
+    # network RBAC filter): the relays checked none, and before the gateway's security entry took every one
+    from proto.routes import TcpRule
+    from proto.security import AuthzRule
+    from proto.xds import AuthzPolicy
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"echo:" + await reader.readline())
+        await writer.drain()
+        writer.close()
+
+    async def exchange() -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", gateway.http[80].port)
+        writer.write(b"hello\n")
+        try:
+            return await asyncio.wait_for(reader.read(100), 10)
+        except ConnectionError:
+            return b""
+        finally:
+            writer.close()
+
+    backend = await asyncio.start_server(echo, "127.0.0.1", 0)
+    try:
+        host = "tcp-echo.default.svc.cluster.local"
+        cluster = ClusterConfig(host=host, version=1, ports=[9000],
+                                endpoints=[Endpoint(address="127.0.0.1", ports={9000: backend.sockets[0].getsockname()[1]})])
+        config = GatewayPortConfig(port=80, servers=[server(80, "TCP", ["*"])],
+                                   tcp_routes=[TcpRule(destinations=[WeightedDestination(host=host, weight=100)])])
+        listeners = GatewayListeners(workload=gateway.options.id, version=1, ports=[config])
+        # its listeners without its security entry: the policies that select it are unknown
+        gateway.state.apply(Push(epoch="e", seq=1, version=1, full=True, clusters=[cluster], gateways=[listeners]))
+        assert await exchange() == b""
+        deny = WorkloadSecurity(workload=gateway.options.id, version=2, namespace="istio-system",
+                                authorization=[AuthzPolicy(name="istio-system/deny-local", action="DENY", rules=[
+                                    msgspec.convert({"from": [{"source": {"ipBlocks": ["127.0.0.1"]}}]}, AuthzRule)])])
+        gateway.state.apply(Push(epoch="e", seq=2, version=2, full=True, clusters=[cluster], gateways=[listeners],
+                                 security=[deny]))
+        assert await exchange() == b""
+        assert gateway.tcp[80].denied == 2
+        gateway.state.apply(Push(epoch="e", seq=3, version=3, full=True, clusters=[cluster], gateways=[listeners],
+                                 security=[own_security(gateway, 3)]))
+        assert await exchange() == b"echo:hello\n"
     finally:
         backend.close()
