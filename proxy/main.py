@@ -13,6 +13,7 @@ import gc
 import os
 import signal
 import ssl
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -413,7 +414,14 @@ class Sidecar:
 
 def log_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
     """The sidecar's loop exception handler: what escapes a callback or a protocol (a bug of ours) is one
-    JSON error line with the traceback, like every other internal error (proxy/http/rescue.py)."""
+    JSON error line with the traceback, like every other internal error (proxy/http/rescue.py).
+
+    Nothing at interpreter exit: the loop is gone, and the garbage collected then is finalized in no set order.
+    A connection the bus refused leaves a StreamReaderProtocol whose `_closed` future holds the reset; the
+    protocol marks it retrieved when it goes first, else asyncio reported "Future exception was never retrieved"
+    after the sidecar's last line (`error: ...` when it cannot start), as the allocation pattern happened to fall."""
+    if sys.is_finalizing():
+        return
     exc = context.get("exception")
     get_logger("proxy").error("internal_error", error=context.get("message", "") or repr(exc),
                               exc_info=exc if exc is not None else False)
