@@ -60,7 +60,7 @@ def with_bus(nats_url: str, work: Callable[[Any], Awaitable[T]], *, changes: boo
              timeout: float = REQUEST_TIMEOUT, service: str = "pilot", auth: Any = None) -> T:
     """Connect, run `work(bus)`, close; bus failures become one `error:` line and exit code 1.
     `changes`: the request changes config, so a timeout says it was not (and will not be) applied:
-    pilot refuses a request whose deadline passed (runtime/bus.py, Isthmus-Deadline).
+    pilot refuses a request whose deadline passed (runtime/bus_deadline.py, Isthmus-Deadline).
     `service`: who answers (named in the error lines: pilot, or the ca)."""
     from runtime.bus import BusError, BusTimeout, NoResponders, PayloadTooLarge
 

@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
 import secrets
 import signal
 import ssl
+import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from proto.observations import workload_name_of
 from proto.registry import Workload
-from proxy.access_log import AccessLog, ListenerLog
+from proxy.access_log import AccessLog
 from proxy.admin import AdminServer
 from proxy.control import buscreds
-from proxy.control.debug import serve_debug
 from proxy.control.config_state import ConfigState
 from proxy.control.registration import Registration
 from proxy.control.security_state import Owner
@@ -32,18 +30,17 @@ from proxy.http import exchange
 from proxy.http.listener import Listener
 from proxy.http.upstream_pool import ConnectionPool
 from proxy.identity.agent import IdentityAgent, IdentityConfig, IdentityFatal
-from proxy.identity.ca_client import CaRefused
 from proxy.identity.certs import certs_dump
-from proxy.inbound.authz.engine import TcpCheck
 from proxy.inbound.local_app import LocalAppRouter
 from proxy.outbound.dns_cache import DnsCache
 from proxy.outbound.router import MeshRouter
-from proxy.core.target import Target
-from proxy.outbound.self_loop import OwnListeners
 from proxy.observability import SidecarTelemetry
 from proxy.settings import ProxyOptions
+from proxy.sidecar.control_plane import SidecarControlPlane
+from proxy.sidecar.errors import CredentialsError, StartError, reason
+from proxy.sidecar.listeners import SidecarListeners
+from proxy.sidecar.status import SidecarStatus
 from proxy.tcp.listener import TcpListener
-from proxy.tcp.relay import Picker
 from proxy.tls import transport as tls_transport
 from proxy.tls.modes import InboundModes
 from proxy.tls.upstream import UpstreamTls
@@ -54,36 +51,15 @@ from runtime.log import configure, get_logger
 if TYPE_CHECKING:
     from proxy.dns.sidecar import SidecarDns
 
+# what the CLI, the gateway, tests and bench/ import from here (some defined in proxy/sidecar/ or below)
+__all__ = ["CredentialsError", "LocalAppRouter", "Sidecar", "StartError", "log_loop_error", "reason", "run_proxy"]
+
 STOP_GRACE = 5.0  # seconds a stopping sidecar lets requests in flight finish (Istio's terminationDrainDuration)
 
 
-CredentialsError = buscreds.CredentialsError  # no bus credentials, or refused: exit 1 with the reason
+class Sidecar(SidecarListeners, SidecarControlPlane, SidecarStatus):
+    """Built here from ProxyOptions, run and stopped here; its other methods by concern in proxy/sidecar/."""
 
-
-def _refuse_unconfigured(downstream: object) -> tuple[bool, str]:
-    return False, "inbound_config_not_received"
-
-
-class StartError(Exception):
-    """The sidecar cannot start as asked: a port is taken, the access log cannot be opened. The message is
-    one line that names the flag (`--inbound-port 15006: address already in use`); `proxy run` prints it
-    and exits 2."""
-
-
-def reason(exc: OSError) -> str:
-    """`address already in use` for EADDRINUSE: the OS's words, without asyncio's wrapping."""
-    return os.strerror(exc.errno).lower() if exc.errno else str(exc)
-
-
-async def bind(start: Callable[[], Awaitable[None]], flag: str) -> None:
-    """Run a listener's start(); an OSError (the port is taken, not ours to bind...) becomes a StartError."""
-    try:
-        await start()
-    except OSError as exc:
-        raise StartError(f"{flag}: {reason(exc)}") from exc
-
-
-class Sidecar:
     def __init__(self, options: ProxyOptions) -> None:
         self.options = options
         self.log = configure(options.log_level, "proxy")
@@ -182,149 +158,6 @@ class Sidecar:
         self.started_at = time.time()
         self.tasks: list[asyncio.Task[Any]] = []
 
-    def ready_fields(self) -> dict[str, Any]:
-        """What the "ready" log line says: the bound ports (a gateway says its own: proxy/gateway/main.py)."""
-        fields = {"outbound": self.outbound.port, "inbound": self.inbound.port, "admin": self.options.admin_port,
-                  "service": self.options.service, "namespace": self.options.namespace}
-        if self.dns is not None:
-            fields["dns"] = self.dns.port
-        return fields
-
-    def _envoy_log(self, listener: str) -> ListenerLog:
-        """The Telemetry `envoy` provider's sink: the --access-log destination, else stdout (opened on first use)."""
-        if self.access_log is None:
-            self.access_log = AccessLog("-", self.options.access_log_format)
-        return self.access_log.for_listener(listener)
-
-    def _mint_with_operator_config(self) -> Callable[[], Awaitable[str]] | None:
-        """With the operator's client config and no token, the sidecar creates its own bootstrap token (the local
-        convenience of `proxy run`), over a short connection as the operator: its own bus credentials may not."""
-        o = self.options
-        if o.bus_auth is None or o.bus_auth.user != "operator":
-            return None
-
-        async def mint() -> str:
-            try:
-                return await buscreds.mint_ca_token(o.nats_url, o.bus_auth, o.namespace, o.service_account)
-            except CredentialsError as exc:
-                raise CaRefused(str(exc)) from None
-        return mint
-
-    def _tcp_picker(self, host: str, port: int) -> Picker:
-        tcp_pick = self.router.tcp_pick
-        resolver = self.pool.resolver
-
-        def pick(client: str) -> Target:
-            target = tcp_pick(host, port, client)
-            if resolver is not None and resolver.own is not None:  # an endpoint at our own --tcp/outbound port
-                resolver.own.check(target.address, target.port)
-            return target
-        return pick
-
-    def _dns_tcp(self, fqdn: str, address: str, port: int) -> TcpListener:
-        """The listener for an opaque TCP port of a service on its DNS loopback address: as a --tcp one."""
-        return TcpListener(address, port, self._tcp_picker(fqdn, port), f"outbound {fqdn}:{port}", f"{fqdn}:{port}",
-                           access_log=self.outbound.state.on_complete,
-                           max_connections=self.options.limits.max_connections, metrics=self.telemetry.tcp_out)
-
-    def _dns_listening(self, keys: Iterable[tuple[str, int]]) -> None:
-        """The DNS listeners bound now are our own too: an endpoint at one of them would loop."""
-        self.dns_listening = tuple(keys)
-        self.pool.resolver.own = self.own_listeners()  # type: ignore[union-attr]
-
-    def _dns_push(self) -> None:
-        assert self.dns is not None
-        self.dns.listeners.set_access_log(self.outbound.state.on_complete)
-        self.dns.changed()
-
-    def _tcp_authz(self) -> TcpCheck | None:
-        """The AuthorizationPolicy check for inbound TCP connections, as the last push compiled it; before the
-        first push every connection is closed (the policies are unknown: proxy/inbound/local_app.py)."""
-        if not self.app_router.configured:
-            return _refuse_unconfigured
-        authz = self.app_router.authz
-        return authz.tcp if authz is not None else None
-
-    def _app_mode(self, app_port: int) -> Callable[[], str]:
-        mode = self.modes.mode
-        return lambda: mode(app_port)
-
-    def _app_picker(self, app_port: int) -> Picker:
-        target = Target(self.options.app_host, app_port, f"inbound|{app_port}||")
-        return lambda client: target
-
-    def is_ready(self) -> bool:
-        """Config from pilot including this workload's own security entry (before it the inbound listener admits
-        nothing: proxy/inbound/local_app.py), and a workload certificate (as Envoy is not ready before its SDS
-        secrets): before it, mutual TLS could be neither offered nor originated."""
-        return self.xds.synced.is_set() and self.app_router.configured and self.identity.provider.current is not None
-
-    def config_dump(self) -> dict[str, Any]:
-        dns = {"dns": self.dns.dump()} if self.dns is not None else {}
-        return {"proxy": self.server_info(), **self.state.dump(), **self.telemetry.dump(), **dns}
-
-    def server_info(self) -> dict[str, Any]:
-        o = self.options
-        return {"id": o.id, "service": o.service, "namespace": o.namespace, "labels": o.labels,
-                "outbound": f"{o.outbound_host}:{self.outbound.port}", "inbound": f"{o.inbound_host}:{self.inbound.port}",
-                "app": f"{o.app_host}:{o.app_port}",
-                "tcp_outbound": {listener.name: listener.port for listener in self.tcp_out},
-                "tcp_inbound": {port: listener.port for port, listener in self.tcp_in.items()},
-                "bus_connected": bool(self.bus and self.bus.connected),
-                "inbound_mtls": self.inbound_mtls(),
-                "inbound_authz": self.inbound_authz(),
-                "tracing": self.telemetry.tracing.dump(),
-                "synced": self.is_ready(), "uptime_s": round(time.time() - self.started_at, 1)}
-
-    def inbound_mtls(self) -> dict[str, Any]:
-        """What each inbound listener's TlsAcceptor took (tls, plaintext) and closed (plaintext_refused in
-        STRICT, tls_refused before a certificate, handshake_failed, timed_out, overflow), and the mode per app
-        port (with switches still held at PERMISSIVE); one entry per listener the flags made."""
-        acceptors = {"inbound": self.inbound.acceptor,
-                     **{f"tcp {port}": listener.acceptor for port, listener in self.tcp_in.items()}}
-        return {"listeners": {name: acceptor.stats.as_dict() for name, acceptor in acceptors.items()
-                              if acceptor is not None}, **self.modes.dump()}
-
-    def inbound_authz(self) -> dict[str, Any]:
-        """The AuthorizationPolicy rules compiled from the last push (proxy/inbound/authz/) and the TCP
-        connections each inbound TCP listener closed by a policy."""
-        authz = self.app_router.authz
-        return {"rules": authz.rules if authz is not None else 0,
-                "tcp_denied": {port: listener.denied for port, listener in self.tcp_in.items()}}
-
-    def listeners(self) -> list[tuple[str, Any]]:
-        """(the flag that sets its port, listener) for every socket the sidecar binds, in start order."""
-        o = self.options
-        tcp_out = [(f"--tcp {host}:{port}={local}", listener)
-                   for (host, port, local), listener in zip(o.tcp_routes, self.tcp_out)]
-        tcp_in = [(f"--app-tcp {svc}={app}" + (f"@{listen}" if listen else ""), self.tcp_in[svc])
-                  for svc, app, listen in o.app_tcp]
-        return [(f"--outbound-port {o.outbound_port}", self.outbound), (f"--inbound-port {o.inbound_port}", self.inbound),
-                *tcp_out, *tcp_in, (f"--admin-port {o.admin_port}", self.admin),
-                *([(f"--dns-port {o.dns_port}", self.dns)] if self.dns is not None else [])]
-
-    async def start_listeners(self) -> None:
-        """Bind every listener; if one cannot, close those already bound and raise StartError."""
-        started: list[Any] = []
-        try:
-            for flag, listener in self.listeners():
-                await bind(listener.start, flag)
-                started.append(listener)
-        except StartError:
-            for listener in reversed(started):
-                await listener.stop()
-            raise
-        for service_port, listener in self.tcp_in.items():
-            self.registration.workload.tcp_ports[service_port] = listener.port  # registered with the real port
-        self.pool.resolver.own = self.own_listeners()  # type: ignore[union-attr]
-
-    def own_listeners(self) -> OwnListeners:
-        """The bound ports whose traffic goes out again, at our own addresses (proxy/outbound/self_loop.py),
-        and the DNS listeners (proxy/dns/), which loop at their exact address:port only."""
-        o = self.options
-        return OwnListeners((o.address, o.outbound_host, o.inbound_host),
-                            (self.outbound.port, *(listener.port for listener in self.tcp_out)), self.dns_listening)
-
     async def run(self) -> None:
         asyncio.get_running_loop().set_exception_handler(log_loop_error)
         try:
@@ -367,39 +200,6 @@ class Sidecar:
         if self.fatal is not None:
             raise self.fatal
 
-    async def _stop_listeners(self, grace: float) -> None:
-        """Stop all listeners together (in flight: `grace` s, then cut), then let the cut connections' callbacks
-        run, so what they log reaches the access log before it closes. The DNS server and the services'
-        listeners stop first: their HTTP connections are the outbound listener's, drained with it."""
-        if self.dns is not None:
-            await self.dns.stop()
-        await asyncio.gather(self.outbound.stop(grace), self.inbound.stop(grace),
-                             *(listener.stop() for listener in [*self.tcp_out, *self.tcp_in.values()]),
-                             self.admin.stop())
-        for _ in range(3):  # connection_lost runs a loop turn after abort(); a tunnel's relay one more
-            await asyncio.sleep(0)
-
-    async def _control_plane(self) -> None:
-        self.bus = await busmod.connect(self.options.nats_url, f"proxy-{self.options.id}", wait=None,
-                                        on_reconnect=self._on_reconnect, auth=self.bus_auth)
-        await serve_debug(self)  # `isthmus proxy-config`, `proxy log` over the bus (before the first ACK names it)
-        await self.xds.attach(self.bus)
-        self.tasks.append(asyncio.create_task(self.registration.run(self.bus)))
-        self.tasks.append(asyncio.create_task(self._identity(self.bus)))
-        self.tasks += self.telemetry.start(self.bus)
-
-    async def _identity(self, bus: busmod.Bus) -> None:
-        """The identity loop; a refusal it cannot get past (IdentityFatal) stops the sidecar, and `run` raises it."""
-        try:
-            await self.identity.run(bus)
-        except IdentityFatal as exc:
-            self.log.error("no workload identity", error=str(exc), spiffe_id=self.identity.identity)
-            self.fatal = exc
-            self.stopping.set()
-
-    async def _on_reconnect(self) -> None:
-        self.xds.request_resync()  # pushes may have been missed while away
-
     async def stop(self, grace: float = STOP_GRACE) -> None:
         """Deregister, then drain every listener at once; all within about `grace` seconds."""
         self.log.info("stopping")
@@ -419,7 +219,14 @@ class Sidecar:
 
 def log_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
     """The sidecar's loop exception handler: what escapes a callback or a protocol (a bug of ours) is one
-    JSON error line with the traceback, like every other internal error (proxy/http/rescue.py)."""
+    JSON error line with the traceback, like every other internal error (proxy/http/rescue.py).
+
+    Nothing at interpreter exit: the loop is gone, and the garbage collected then is finalized in no set order.
+    A connection the bus refused leaves a StreamReaderProtocol whose `_closed` future holds the reset; the
+    protocol marks it retrieved when it goes first, else asyncio reported "Future exception was never retrieved"
+    after the sidecar's last line (`error: ...` when it cannot start), as the allocation pattern happened to fall."""
+    if sys.is_finalizing():
+        return
     exc = context.get("exception")
     get_logger("proxy").error("internal_error", error=context.get("message", "") or repr(exc),
                               exc_info=exc if exc is not None else False)

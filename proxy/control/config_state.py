@@ -3,8 +3,8 @@
     ConfigRejected   a push the proxy refuses; nothing of it was applied but its valid security entry (NACKed)
 
 apply(push) is all or nothing: every route is compiled and every cluster checked before anything
-changes; only this workload's own security entry, when valid, is taken from a push refused for the rest
-(ConfigState.apply says why). Then, as in istio/istio#12252 (make before break):
+changes (proxy/control/push_check.py); only this workload's own security entry, when valid, is taken from a
+push refused for the rest (ConfigState.apply says why). Then, as in istio/istio#12252 (make before break):
 - clusters apply before routes;
 - a route whose destinations name a cluster or subset the proxy does not hold waits as *pending*
   while the previous route for its host keeps serving; a later push that brings the missing
@@ -20,7 +20,6 @@ The new RoutingTable is swapped in with one assignment, so the hot path never se
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
@@ -32,10 +31,9 @@ from proto.xds import (
 )
 from proto.gateway_xds import GatewayListeners
 from proxy.control.gateway_state import gateway_dump, own_gateway
+from proxy.control.push_check import ConfigRejected, _check_cluster, _compile
 from proxy.control.security_state import Owner, not_own, own_security, security_dump
-from proxy.outbound.upstream_tls import Originate, TlsCheck, tls_problem
-from proxy.outbound.balancer import policy_problem
-from proxy.outbound.route_match import CompiledMatch
+from proxy.outbound.upstream_tls import Originate, TlsCheck
 from proxy.outbound.route import CompiledRoute
 from proxy.outbound.table import RoutingTable, build_table
 from runtime.log import get_logger
@@ -45,69 +43,10 @@ log = get_logger("proxy.config")
 PENDING_GRACE_S = 15.0  # Envoy's initial_fetch_timeout: how long a resource is waited for before moving on
 
 
-class ConfigRejected(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
 class Pending(NamedTuple):
     route: RouteConfig
     missing: tuple[str, ...]  # "cluster <host>" or "subset <name> of <host>"
     since: float = 0.0  # clock time the host started waiting (kept across new versions while it waits)
-
-
-def _check_cluster(cluster: ClusterConfig, tls_check: TlsCheck | None = None) -> None:
-    where = f"cluster {cluster.host}"
-    if not cluster.host:
-        raise ConfigRejected("a cluster has an empty host")
-    policies = [("", cluster.lb, cluster.hash)]
-    policies += [(f" port {port}", p.lb, p.hash) for port, p in cluster.port_lb.items()]
-    names = set()
-    for subset in cluster.subsets:
-        if subset.name in names or not subset.name:
-            raise ConfigRejected(f"{where}: subset name {subset.name!r} is empty or repeated")
-        names.add(subset.name)
-        if subset.lb is not None:
-            policies.append((f" subset {subset.name}", subset.lb, subset.hash))
-        policies += [(f" subset {subset.name} port {port}", p.lb, p.hash) for port, p in subset.port_lb.items()]
-    for at, lb, hash_policy in policies:
-        problem = policy_problem(lb, hash_policy)
-        if problem:
-            raise ConfigRejected(f"{where}{at}: {problem}")
-    limits = [cluster.limits, *cluster.port_limits.values()]
-    for subset in cluster.subsets:
-        limits += [subset.limits, *subset.port_limits.values()]
-    if any(lim is not None and min(lim.max_connections, lim.max_pending, lim.connect_timeout_ms) < 0
-           for lim in limits):
-        raise ConfigRejected(f"{where}: connection pool limits must be non-negative")
-    for od in [cluster.outlier, *(s.outlier for s in cluster.subsets)]:
-        if od is not None and (od.interval_ms <= 0 or od.base_ejection_ms <= 0):
-            raise ConfigRejected(f"{where}: outlier detection interval and base ejection time must be positive")
-    for port in cluster.ports:
-        if not 1 <= port <= 65535:
-            raise ConfigRejected(f"{where}: port {port} is out of range")
-    for ep in cluster.endpoints:
-        if not ep.address:
-            raise ConfigRejected(f"{where}: an endpoint has no address")
-    problem = tls_problem(cluster, tls_check)
-    if problem:
-        raise ConfigRejected(problem)
-    for rl in cluster.ratelimits:
-        if rl.max_tokens < 1 or rl.tokens_per_fill < 1 or rl.fill_interval_ms < 1:
-            raise ConfigRejected(f"{where}: rate limit {rl.name}: the token bucket needs positive values")
-        for m in rl.matches:
-            try:
-                CompiledMatch(m)
-            except (ValueError, re.error) as exc:
-                raise ConfigRejected(f"{where}: rate limit {rl.name}: {exc}") from exc
-
-
-def _compile(route: RouteConfig) -> CompiledRoute:
-    try:
-        return CompiledRoute(route)
-    except ValueError as exc:
-        raise ConfigRejected(f"route {route.host}: {exc}") from exc
 
 
 def _destinations(route: RouteConfig) -> Iterator[WeightedDestination]:
@@ -360,4 +299,3 @@ class ConfigState:
             "security": security_dump(self.security),
             **({"gateway": gateway_dump(self.gateway)} if self.compile_gateway is not None else {}),
         }
-

@@ -68,7 +68,7 @@ class IdentityConfig:
     rotation_spread: float = ROTATION_SPREAD
     # How to create a token for ourselves when none is given (the local convenience): a coroutine giving one,
     # raising CaRefused when refused; None: not possible (the bus lets only the operator create tokens, and
-    # this sidecar does not hold the operator's client config). proxy/main.py supplies it.
+    # this sidecar does not hold the operator's client config). proxy/sidecar/control_plane.py supplies it.
     mint: Callable[[], Awaitable[str]] | None = None
 
     @property

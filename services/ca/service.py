@@ -137,7 +137,7 @@ class CaService(ServiceProcess):
 
     async def _sign(self, data: bytes) -> bytes:
         self.csr_count.inc()
-        request = decode(data, SignRequest)  # malformed: runtime/bus.py logs it and answers the reason
+        request = decode(data, SignRequest)  # malformed: runtime/bus_core.py logs it and answers the reason
         who, claimed = "", ""
         parsed = False
         try:

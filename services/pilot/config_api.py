@@ -2,7 +2,7 @@
 
 A submission is validated whole (services/pilot/validate/, in a worker process bounded by
 ConfigLimits: services/pilot/decode_worker.py) and written in one etcd transaction, so it is stored
-entirely or not at all. A request whose sender's deadline has passed (runtime/bus.py: the
+entirely or not at all. A request whose sender's deadline has passed (runtime/bus_deadline.py: the
 Isthmus-Deadline header) is refused just before its transaction, so a change its client gave up on
 never takes effect later. Resources are stored as their JSON under
 /isthmus/config/<Kind>/<namespace>/<name>; the reply carries the etcd revision that holds them.

@@ -20,6 +20,7 @@ import pytest
 from isthmus.launch import project_env
 from proto.busauth import BusCredsRecord, BusCredsReply
 from runtime import bus as busmod
+from runtime import bus_connect
 from runtime.clientconfig import NatsClient
 from services.auth.service import SESSION_SECONDS
 from tests.integration.conftest import ControlPlane, eventually
@@ -219,7 +220,7 @@ async def test_a_revoked_client_says_why_once_and_backs_off(plane: ControlPlane,
         def __getattr__(self, level: str):  # type: ignore[no-untyped-def]
             return lambda event, **fields: logs.append({"event": event, "level": level, **fields})
 
-    monkeypatch.setattr(busmod, "log", Recorder())
+    monkeypatch.setattr(bus_connect, "log", Recorder())  # connect() logs the refusal
 
     def refusals() -> int:
         tail = plane.services["auth"].log_tail(2000)

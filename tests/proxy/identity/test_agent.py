@@ -43,7 +43,8 @@ class CaStandIn:
         self.listeners: dict[str, Callable[[bytes], Any]] = {}
 
     async def mint(self) -> str:
-        """What proxy/main.py gives the agent with the operator's client config: a token for shop/cart."""
+        """What proxy/sidecar/control_plane.py gives the agent with the operator's client config: a token for
+        shop/cart."""
         message = TokenCreateRequest(namespace="shop", service_account="cart", ttl_seconds=600, uses=1)
         self.mints.append(message)
         if self.refuse_mint:
