@@ -111,8 +111,11 @@ def listener_rows(section: dict[str, Any]) -> Rows:
         rows.append(["outbound", str(info["outbound"]), "HTTP proxy and per-host routes"])
     if info.get("inbound"):
         authz = ",".join(f"{p.get('name')}({p.get('action')})" for p in security.get("authorization") or [])
-        rows.append(["inbound", str(info["inbound"]), f"mTLS {security.get('mtls_mode', 'PERMISSIVE')} -> app "
-                     f"{info.get('app', '')}" + (f"; authz {authz}" if authz else "")])
+        if security.get("pending"):  # no entry from pilot yet: the defaults beside it are not in force
+            rows.append(["inbound", str(info["inbound"]), f"admits nothing: {security['pending']}"])
+        else:
+            rows.append(["inbound", str(info["inbound"]), f"mTLS {security.get('mtls_mode', 'PERMISSIVE')} -> app "
+                         f"{info.get('app', '')}" + (f"; authz {authz}" if authz else "")])
     for name, port in (info.get("tcp_outbound") or {}).items():
         rows.append([f"tcp outbound {name}", f"127.0.0.1:{port}", "opaque TCP"])
     for service_port, port in (info.get("tcp_inbound") or {}).items():

@@ -34,6 +34,8 @@ log = get_logger("proxy.security")
 
 ACCESS_LOG_PROVIDERS = ("envoy", "isthmus")  # Telemetry accessLogging providers (docs/access-logs.md)
 TELEMETRY_MODES = (MODE_CLIENT_AND_SERVER, MODE_CLIENT, MODE_SERVER)
+# /config_dump's `pending` before this workload's entry arrives: nothing reads the defaults beside it as in force
+PENDING = "no security entry from pilot for this workload yet (its registration not seen): inbound admits nothing"
 PROBE_KINDS = ("http", "tcp", "exec")  # a WorkloadGroup's probe methods (proxy/control/probe.py)
 
 
@@ -92,9 +94,9 @@ def security_dump(security: WorkloadSecurity | None) -> dict[str, Any]:
     """The sidecar's inbound policy as /config_dump shows it, defaults spelled out: authorization policies by
     name, action and rule count; JWT providers by source and issuer, whether keys are present (never the keys
     themselves, nor the rules' values) and why a jwksUri fetch failed."""
-    if security is None:
+    if security is None:  # none received: the inbound side admits nothing (`pending` says so; the rest as before)
         return {"mtls_mode": MTLS_PERMISSIVE, "port_mtls": {}, "peer_authentications": [], "authorization": [],
-                "jwt": [], "telemetry": [], "version": 0}
+                "jwt": [], "telemetry": [], "version": 0, "pending": PENDING}
     # a WorkloadGroup's probe only when one is pushed (the key is absent otherwise, so dumps of sidecars that
     # predate it compare equal: `isthmus proxy-status PROXY`)
     probe = ({"probe": {"source": security.probe.source, "kind": security.probe.kind}}

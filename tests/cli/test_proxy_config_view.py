@@ -53,6 +53,13 @@ def test_listener_rows_show_the_inbound_mode_and_policies() -> None:
     assert rows[2] == ["tcp inbound 3306", ":15306", "opaque TCP, mTLS PERMISSIVE"]
 
 
+def test_listener_rows_say_a_sidecar_without_its_security_entry_admits_nothing() -> None:
+    from proxy.control.security_state import security_dump
+    section = {"proxy": {"inbound": "0.0.0.0:15006", "app": "127.0.0.1:9080"}, "security": security_dump(None)}
+    _, rows = listener_rows(section)
+    assert rows[0][0] == "inbound" and rows[0][2].startswith("admits nothing: no security entry from pilot")
+
+
 def test_secret_rows_name_each_certificate() -> None:
     cert = {"subject": "O=isthmus", "sans": ["URI:spiffe://cluster.local/ns/a/sa/web"], "serial": "ab",
             "not_after": "2026-12-01T00:00:00+00:00", "expires_in_s": 7200}

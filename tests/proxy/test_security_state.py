@@ -50,6 +50,7 @@ def test_a_snapshot_without_the_entry_keeps_the_last_one_and_before_any_there_is
     state = ConfigState(workload_id="me")
     state.apply(push(1, entry("other", "STRICT"), full=True))
     assert state.security is None  # pilot has not compiled this workload's registration yet
+    assert "admits nothing" in state.dump()["security"]["pending"]  # /config_dump says so beside the defaults
     state.apply(push(2, entry("me", "STRICT"), full=True))
     state.apply(push(3, entry("other", "STRICT"), full=True))
     assert state.security is not None and state.security.mtls_mode == "STRICT"
