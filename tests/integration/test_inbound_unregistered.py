@@ -16,29 +16,18 @@ import pytest
 from runtime.store import REGISTRY_PREFIX
 from services.registry.service import workload_key
 from tests.integration.conftest import ControlPlane, Sidecar, apply, eventually
-from tests.integration.httpclient import Backend, Client
+from tests.integration.httpclient import Backend
+from tests.integration.inbound_policy import deny_admin, inbound_get
 
 pytestmark = pytest.mark.asyncio
 
 NS = "unreg"
-DENY_ADMIN = f"""apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {{name: deny-admin, namespace: {NS}}}
-spec:
-  selector: {{matchLabels: {{app: fin}}}}
-  action: DENY
-  rules: [{{to: [{{operation: {{paths: ["/admin*"]}}}}]}}]
-"""
+DENY_ADMIN = deny_admin(NS)
 
 
 async def _status(port: int, path: str) -> tuple[int, str]:
-    """A plaintext request straight to the sidecar's inbound listener (PERMISSIVE takes it), as a caller
-    outside the mesh would send it: status and the body's first line."""
-    client = Client("127.0.0.1", port)
-    try:
-        response = await client.request("GET", path, {"host": f"fin.{NS}.svc.cluster.local"})
-    finally:
-        await client.close()
+    """Status and the body's first line of a request straight to the sidecar's inbound listener."""
+    response = await inbound_get(port, path, f"fin.{NS}.svc.cluster.local")
     return response.status, response.text.split("\n", 1)[0]
 
 

@@ -12,19 +12,13 @@ from __future__ import annotations
 import pytest
 
 from tests.integration.conftest import ControlPlane, apply, delete, eventually
-from tests.integration.httpclient import Backend, Client
+from tests.integration.httpclient import Backend
+from tests.integration.inbound_policy import deny_admin, inbound_get
 
 pytestmark = pytest.mark.asyncio
 
 NS = "nacked"
-DENY_ADMIN = f"""apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {{name: deny-admin, namespace: {NS}}}
-spec:
-  selector: {{matchLabels: {{app: fin}}}}
-  action: DENY
-  rules: [{{to: [{{operation: {{paths: ["/admin*"]}}}}]}}]
-"""
+DENY_ADMIN = deny_admin(NS)
 MISSING_CA = f"""apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {{name: fin-tls, namespace: {NS}}}
@@ -35,11 +29,7 @@ spec:
 
 
 async def _status(port: int, path: str) -> int:
-    client = Client("127.0.0.1", port)
-    try:
-        return (await client.request("GET", path, {"host": f"fin.{NS}.svc.cluster.local"})).status
-    finally:
-        await client.close()
+    return (await inbound_get(port, path, f"fin.{NS}.svc.cluster.local")).status
 
 
 async def test_a_push_refused_for_a_cluster_still_brings_the_policy_it_carries(mesh: ControlPlane) -> None:

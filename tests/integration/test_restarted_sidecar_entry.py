@@ -14,27 +14,17 @@ import asyncio
 import pytest
 
 from tests.integration.conftest import ControlPlane, apply, eventually
-from tests.integration.httpclient import Backend, Client
+from tests.integration.httpclient import Backend
+from tests.integration.inbound_policy import deny_admin, inbound_get
 
 pytestmark = pytest.mark.asyncio
 
 NS = "rerun"
-DENY_ADMIN = f"""apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {{name: deny-admin, namespace: {NS}}}
-spec:
-  selector: {{matchLabels: {{role: admin}}}}
-  action: DENY
-  rules: [{{to: [{{operation: {{paths: ["/admin*"]}}}}]}}]
-"""
+DENY_ADMIN = deny_admin(NS, "role: admin")
 
 
 async def _status(port: int, path: str) -> int:
-    client = Client("127.0.0.1", port)
-    try:
-        return (await client.request("GET", path, {"host": f"fin.{NS}.svc.cluster.local"})).status
-    finally:
-        await client.close()
+    return (await inbound_get(port, path, f"fin.{NS}.svc.cluster.local")).status
 
 
 async def test_a_restarted_sidecar_does_not_take_the_entry_of_its_previous_registration(mesh: ControlPlane) -> None:

@@ -17,27 +17,17 @@ from proto import subjects
 from proto.registry import RegisterReply, RegisterRequest, Workload
 from runtime import bus as busmod
 from tests.integration.conftest import ControlPlane, apply
-from tests.integration.httpclient import Backend, Client
+from tests.integration.httpclient import Backend
+from tests.integration.inbound_policy import deny_admin, inbound_get
 
 pytestmark = pytest.mark.asyncio
 
 NS = "owner"
-DENY_ADMIN = f"""apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {{name: deny-admin, namespace: {NS}}}
-spec:
-  selector: {{matchLabels: {{app: fin}}}}
-  action: DENY
-  rules: [{{to: [{{operation: {{paths: ["/admin*"]}}}}]}}]
-"""
+DENY_ADMIN = deny_admin(NS)
 
 
 async def _status(port: int, path: str, service: str = "fin") -> int:
-    client = Client("127.0.0.1", port)
-    try:
-        return (await client.request("GET", path, {"host": f"{service}.{NS}.svc.cluster.local"})).status
-    finally:
-        await client.close()
+    return (await inbound_get(port, path, f"{service}.{NS}.svc.cluster.local")).status
 
 
 async def _impostor(mesh: ControlPlane, workload_id: str) -> None:
