@@ -5,7 +5,12 @@ and a plaintext request straight to a sidecar's inbound listener, as a caller ou
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tests.integration.httpclient import Client, Response
+
+if TYPE_CHECKING:
+    from tests.integration.conftest import Sidecar
 
 
 def deny_admin(namespace: str, selector: str = "app: fin") -> str:
@@ -28,3 +33,12 @@ async def inbound_get(port: int, path: str, host: str) -> Response:
         return await client.request("GET", path, {"host": host})
     finally:
         await client.close()
+
+
+def held_version(sidecar: Sidecar) -> int:
+    """The version of the config the sidecar holds; -1 while its admin port is not up yet (a sidecar that is
+    not ready cannot be waited for with Sidecar.ready)."""
+    try:
+        return int(sidecar.config_dump()["version"])
+    except OSError:
+        return -1

@@ -15,9 +15,9 @@ import pytest
 
 from runtime.store import REGISTRY_PREFIX
 from services.registry.service import workload_key
-from tests.integration.conftest import ControlPlane, Sidecar, apply, eventually
+from tests.integration.conftest import ControlPlane, apply, eventually
 from tests.integration.httpclient import Backend
-from tests.integration.inbound_policy import deny_admin, inbound_get
+from tests.integration.inbound_policy import deny_admin, held_version, inbound_get
 
 pytestmark = pytest.mark.asyncio
 
@@ -31,14 +31,6 @@ async def _status(port: int, path: str) -> tuple[int, str]:
     return response.status, response.text.split("\n", 1)[0]
 
 
-def _version(sidecar: Sidecar) -> int:
-    """The version of the config the sidecar holds; -1 while its admin port is not up yet."""
-    try:
-        return int(sidecar.config_dump()["version"])
-    except OSError:
-        return -1
-
-
 async def test_an_unregistered_sidecar_admits_nothing_and_a_removed_entry_keeps_its_policy(mesh: ControlPlane) -> None:
     reply = await apply(mesh, DENY_ADMIN)
     assert reply["ok"], reply
@@ -47,7 +39,7 @@ async def test_an_unregistered_sidecar_admits_nothing_and_a_removed_entry_keeps_
     try:
         fin = mesh.proxy("fin", app.port, 9080, NS, "app=fin")
         # it holds pilot's config, policy included, but pilot has not seen it register: nothing is admitted
-        await eventually(lambda: _version(fin) >= reply["revision"], timeout=20)
+        await eventually(lambda: held_version(fin) >= reply["revision"], timeout=20)
         await asyncio.sleep(0.5)  # a push that lifted the refusal would have come by now
         assert fin.admin("/ready")[0] == 503
         assert await _status(fin.inbound_port, "/admin") == (503, "no config received from pilot yet")

@@ -16,9 +16,9 @@ from isthmus.launch import free_port
 from proto import subjects
 from proto.registry import RegisterReply, RegisterRequest, Workload
 from runtime import bus as busmod
-from tests.integration.conftest import ControlPlane, apply
+from tests.integration.conftest import ControlPlane, apply, eventually
 from tests.integration.httpclient import Backend
-from tests.integration.inbound_policy import deny_admin, inbound_get
+from tests.integration.inbound_policy import deny_admin, held_version, inbound_get
 
 pytestmark = pytest.mark.asyncio
 
@@ -78,14 +78,7 @@ async def test_an_id_another_identity_registered_first_gets_a_sidecar_that_admit
         port = free_port()
         await _impostor(mesh, f"fin-{socket.gethostname()}-{port}.{NS}")  # the id the sidecar will take
         fin = mesh.proxy("fin", app.port, 9080, NS, "app=fin", extra=("--inbound-port", str(port)))
-        deadline = asyncio.get_running_loop().time() + 20
-        while asyncio.get_running_loop().time() < deadline:
-            try:
-                if fin.config_dump()["version"] >= reply["revision"]:
-                    break
-            except OSError:
-                pass
-            await asyncio.sleep(0.1)
+        await eventually(lambda: held_version(fin) >= reply["revision"], timeout=20)
         await asyncio.sleep(1.0)  # its registration reached pilot, which compiles the one that came first
         assert fin.config_dump()["proxy"]["id"] == f"fin-{socket.gethostname()}-{port}.{NS}"
         assert fin.config_dump()["security"]["version"] == 0  # the impostor's entry not taken
