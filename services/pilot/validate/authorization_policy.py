@@ -242,6 +242,10 @@ def _map_key_problem(key: str) -> str | None:
         return f"bad key `{key}`: should have format a[b]"
     if len(names) > 1 and not key.startswith("request.auth.claims["):
         return f"bad key `{key}`: only request.auth.claims takes nested names (claims[a][b])"
+    if key.startswith("request.headers[:"):  # Envoy reads its pseudo-headers here; HTTP/1 heads carry none, so a
+        # rule on one would never match: a DENY would pass everything
+        return (f"`{key}`: pseudo-headers are not supported in request.headers yet; use `hosts`, `methods` or "
+                "`paths` in `to.operation`")
     return None
 
 

@@ -122,6 +122,11 @@ def test_rules_are_kept_as_written():
      "should have format a[b]"),
     ("spec: {rules: [{when: [{key: 'request.headers[a][b]', values: [a]}]}]}", "spec.rules[0].when[0].key",
      "only request.auth.claims takes nested names"),
+    # Envoy's pseudo-headers: an HTTP/1 head has none, so a DENY on one would let everything through (attack19)
+    ("spec: {action: DENY, rules: [{when: [{key: 'request.headers[:authority]', values: [evil]}]}]}",
+     "spec.rules[0].when[0].key", "pseudo-headers are not supported in request.headers"),
+    ("spec: {rules: [{when: [{key: 'request.headers[:path]', values: [/a]}]}]}", "spec.rules[0].when[0].key",
+     "pseudo-headers are not supported"),
     ("spec: {rules: [{when: [{key: 'request.auth.claims[a]]', values: [a]}]}]}", "spec.rules[0].when[0].key",
      "should have format a[b]"),
     ("spec: {rules: [{when: [{key: 'experimental.envoy.filters.a.b[c]', values: [a]}]}]}",
