@@ -40,7 +40,11 @@ def resolve(proxies: list[ProxyStatus], name: str) -> ProxyStatus:
             names = ", ".join(p.proxy_id for p in found[:10])
             raise CliError(f"{name!r} names {len(found)} proxies ({names}{', ...' if len(found) > 10 else ''}): "
                            "give one proxy id")
-    raise CliError(f"no proxy {name!r} has reported to pilot: see `isthmus proxy-status`")
+    # pilot names a proxy's debug subject only once the proxy is registered (services/pilot/proxy_status.py
+    # bus_user_for); before that, its own admin port is the one place that shows what it holds
+    raise CliError(f"no proxy {name!r} has reported to pilot: see `isthmus proxy-status`. A sidecar whose "
+                   "registration has not reached pilot yet (the registry unreachable) is read on its admin port "
+                   "on its own host: curl http://127.0.0.1:15000/config_dump (its --admin-port)")
 
 
 def subject_of(status: ProxyStatus) -> str:
