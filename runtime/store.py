@@ -262,3 +262,19 @@ class Store:
         except aetcd.exceptions.ClientError as exc:
             raise StoreError(f"writing {key}: {exc}") from exc
         return bool(ok)
+
+    async def swap(self, expect: dict[str, int], puts: dict[str, bytes], deletes: tuple[str, ...] = (),
+                   lease: int = 0) -> bool:
+        """One transaction: if every key of `expect` is still at its mod_revision (0: still absent), write `puts`
+        (all under `lease`, if given) and delete `deletes`; False, and nothing written, when any of them changed
+        (compare-and-swap over several keys: re-read and retry)."""
+        tx = self.client.transactions
+        compare = [tx.create(key.encode()) == 0 if revision == 0 else tx.mod(key.encode()) == revision
+                   for key, revision in expect.items()]
+        ops = ([tx.put(key.encode(), value, lease=lease or None) for key, value in puts.items()]
+               + [tx.delete(key.encode()) for key in deletes])
+        try:
+            ok, _ = await self.client.transaction(compare=compare, success=ops, failure=[])
+        except aetcd.exceptions.ClientError as exc:
+            raise StoreError(f"writing {', '.join([*puts, *deletes])}: {exc}") from exc
+        return bool(ok)
