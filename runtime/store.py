@@ -5,6 +5,7 @@
 Keys are laid out under /isthmus/:
     /isthmus/config/<Kind>/<namespace>/<name>            an applied resource (JSON)
     /isthmus/registry/<namespace>/<service>/<id>         a registered workload, under its lease
+    /isthmus/workload-ids/<id>                           which registry key holds that id, under the same lease
     /isthmus/status/proxies/<id>                         what a proxy last ACKed/NACKed
     /isthmus/leader/<service>                            the leader's instance name, under a lease
     /isthmus/ca/bundle                                   the ca's roots and signer (CaState; public certs only)
@@ -30,6 +31,9 @@ log = get_logger("store")
 
 CONFIG_PREFIX = "/isthmus/config/"
 REGISTRY_PREFIX = "/isthmus/registry/"
+# the registry's id index (services/registry/ids.py): not under REGISTRY_PREFIX, so what watches or lists the
+# registrations (pilot, the registry's events, its list, lease holding) never sees it
+WORKLOAD_ID_PREFIX = "/isthmus/workload-ids/"
 STATUS_PREFIX = "/isthmus/status/proxies/"
 LEADER_PREFIX = "/isthmus/leader/"
 BUS_CREDS_PREFIX = "/isthmus/bus/creds/"  # proxies' bus credentials (services/auth), BusCredsRecord per id
