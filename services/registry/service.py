@@ -170,12 +170,14 @@ class RegistryService(ServiceProcess):
     async def _deregister(self, data: bytes) -> bytes:
         request = decode(data, DeregisterRequest)
         try:
-            _, problem = await ids.deregister(self.store, request.namespace, request.service, request.workload_id,
-                                              _not_own)
+            entry, problem = await ids.deregister(self.store, request.namespace, request.service,
+                                                  request.workload_id, _not_own)
             if problem:
                 return encode(HeartbeatReply(ok=False, error=problem))
-            if request.lease_id:
-                await self.store.revoke(request.lease_id)
+            # the lease of the registration deleted, not the one the request names: naming another's lease id
+            # would drop its registration (or a leader's key, or any leased key) with no check of whose it is
+            if entry is not None and entry.lease:
+                await self.store.revoke(entry.lease)
         except StoreError as exc:
             return encode(HeartbeatReply(ok=False, error=str(exc)))
         self.log.info("deregistered", workload=request.workload_id)

@@ -184,3 +184,20 @@ async def test_the_claims_are_neither_listed_nor_announced_as_workloads(mesh: Co
         await nc.close()
     finally:
         await operator.close()
+
+
+async def test_a_deregistration_naming_another_registrations_lease_leaves_that_lease_alone(mesh: ControlPlane) -> None:
+    held = await register(mesh, "victim", "a", "x9")
+    assert held.ok, held
+    # another namespace deregisters a workload of its own (registered or not) and names the victim's lease
+    assert (await register(mesh, "squat", "b", "y9")).ok
+    for workload_id in ("y9", "never-registered"):
+        assert (await deregister(mesh, "squat", "b", workload_id, lease_id=held.lease_id)).ok
+    store = await mesh.store()
+    try:
+        entry = await store.get(workload_key("victim", "a", "x9"))
+        assert entry is not None and entry.lease == held.lease_id
+        assert await store.refresh(held.lease_id) > 0
+        assert await store.get(workload_key("squat", "b", "y9")) is None
+    finally:
+        await store.close()
