@@ -18,6 +18,11 @@ sidecar never got its own entry and admitted nothing, with no error anywhere it 
 - deregister(store, namespace, service, id, not_own) -> (entry deleted | None, "") | (None, why refused)
   deletes the workload and, when it holds the id, the claim, in one transaction. A lease that lapses takes both
   with it.
+- backfill(store) -> how many ids it claimed: the registry leader, once elected, claims each registered id that
+  has no claim (registered before the index existed: a running sidecar registers again only when its lease is
+  lost) for its oldest registration (create revision, then key: the one pilot compiles), under that
+  registration's lease. Else, after an upgrade, another key could claim a running sidecar's id, and refuse
+  that sidecar once it restarts.
 
 Only the registry writes this prefix (the services' etcd user may: etcd's role covers /isthmus/; proxies and the
 CLI never reach etcd). Not under REGISTRY_PREFIX, so pilot's registry watch, the registry's events and list, and
@@ -135,3 +140,30 @@ async def deregister(store: Store, namespace: str, service: str, workload_id: st
         if await store.swap(expect, {}, deletes=(key, id_key(workload_id)) if ours else (key,)):
             return entry, ""
     return None, f"workload {workload_id!r} changed while deregistering; try again"
+
+
+async def backfill(store: Store) -> int:
+    """Claim each registered id without a claim for its oldest registration, under that registration's lease
+    (compare-and-swap: a registration racing it, or a claim written meanwhile, wins). Returns how many it
+    claimed."""
+    entries, _ = await store.list(REGISTRY_PREFIX)
+    claimed = {key[len(WORKLOAD_ID_PREFIX):] for key in await store.keys(WORKLOAD_ID_PREFIX)}
+    oldest: dict[str, Entry] = {}
+    for entry in entries:
+        workload_id = entry.key.rsplit("/", 1)[-1]
+        held = oldest.get(workload_id)
+        if workload_id not in claimed and entry.lease and (
+                held is None or (entry.create_revision, entry.key) < (held.create_revision, held.key)):
+            oldest[workload_id] = entry
+    count = 0
+    for workload_id, entry in oldest.items():
+        try:
+            workload = _workload.decode(entry.value)
+        except msgspec.DecodeError:
+            continue  # not written by us
+        claim = WorkloadIdClaim(namespace=workload.namespace, service=workload.service,
+                                service_account=workload.service_account)
+        if await store.swap({id_key(workload_id): 0, entry.key: entry.mod_revision},
+                            {id_key(workload_id): encode(claim)}, lease=entry.lease):
+            count += 1
+    return count

@@ -202,6 +202,17 @@ class RegistryService(ServiceProcess):
     async def _on_elected(self) -> None:
         if self._publisher is None or self._publisher.done():
             self._publisher = self.spawn(self._publish_events())
+        self.spawn(self._backfill_ids())
+
+    async def _backfill_ids(self) -> None:
+        """Leader only, once per election: claim the ids of registrations older than the id index (ids.py)."""
+        try:
+            count = await ids.backfill(self.store)
+        except StoreError as exc:  # the next election tries again; until then such an id goes to whoever claims it
+            self.log.warning("claiming registered workload ids failed", error=str(exc))
+            return
+        if count:
+            self.log.info("claimed registered workload ids", count=count)
 
     async def _publish_events(self) -> None:
         """Leader only: turn etcd changes under the registry prefix into EndpointEvents."""

@@ -17,6 +17,7 @@ from proto.registry import (DeregisterRequest, HeartbeatReply, RegisterReply, Re
 from runtime import bus as busmod
 from runtime.bus import encode
 from runtime.store import WORKLOAD_ID_PREFIX
+from services.registry import ids
 from services.registry.ids import workload_key
 from tests.integration.conftest import ControlPlane, eventually
 
@@ -199,5 +200,42 @@ async def test_a_deregistration_naming_another_registrations_lease_leaves_that_l
         assert entry is not None and entry.lease == held.lease_id
         assert await store.refresh(held.lease_id) > 0
         assert await store.get(workload_key("squat", "b", "y9")) is None
+    finally:
+        await store.close()
+
+
+async def test_ids_registered_before_the_index_are_claimed_for_their_oldest_registration(mesh: ControlPlane) -> None:
+    store = await mesh.store()
+    try:
+        leases = [await store.grant(60), await store.grant(60)]
+        # as a registry older than the index left them: one id under two keys (the later one another
+        # namespace's), and neither claimed
+        for (namespace, service), lease in zip((("first", "a"), ("later", "b")), leases):
+            workload = Workload(id="z1", service=service, namespace=namespace, address="127.0.0.1",
+                                service_account="sa-" + namespace)
+            await store.put(workload_key(namespace, service, "z1"), encode(workload), lease)
+        assert await ids.backfill(store) >= 1
+        claim = await store.get(WORKLOAD_ID_PREFIX + "z1")
+        assert claim is not None and claim.lease == leases[0]  # the registration pilot compiles
+        assert json.loads(claim.value) == {"namespace": "first", "service": "a", "service_account": "sa-first"}
+        assert await ids.backfill(store) == 0  # claimed once
+    finally:
+        await store.close()
+
+
+async def test_the_registry_leader_claims_ids_registered_before_the_index_once_elected(mesh: ControlPlane) -> None:
+    store = await mesh.store()
+    try:
+        lease = await store.grant(60)
+        workload = Workload(id="z2", service="a", namespace="victim", address="127.0.0.1")
+        await store.put(workload_key("victim", "a", "z2"), encode(workload), lease)  # a running sidecar's
+        await mesh.restart_service("registry")  # the upgrade
+
+        async def claimed() -> bool:
+            return await store.get(WORKLOAD_ID_PREFIX + "z2") is not None
+
+        await eventually(claimed, timeout=15)
+        refused = await register(mesh, "squat", "b", "z2")
+        assert not refused.ok and "namespace 'victim', service 'a'" in refused.error, refused
     finally:
         await store.close()
