@@ -103,8 +103,8 @@ async def register(store: Store, workload: Workload, ttl: int,
                     held = await store.get(holder_key)
                     if held is not None:
                         return 0, held_by(workload.id, _workload.decode(held.value))
-                    # a claim whose registration is gone (deleted by a registry older than the index, which
-                    # left the claim to its lease): taken, as long as that registration stays gone
+                    # a claim whose registration is gone (deleted without it: by a registry older than the index,
+                    # or by hand): taken, as long as that registration stays gone
                     expect[holder_key] = 0
             if not lease:
                 lease = await store.grant(ttl)
