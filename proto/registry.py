@@ -48,6 +48,16 @@ class Workload(Message):
     instance: str = ""
 
 
+class WorkloadIdClaim(Message):
+    """Which registration holds a workload id, as etcd keeps it (/isthmus/workload-ids/<id>, written by the
+    registry in the registration's transaction and under its lease: services/registry/ids.py). Pilot and the
+    sidecars know a workload by its id alone, so one id is one registration across namespaces and services."""
+
+    namespace: str
+    service: str
+    service_account: str = "default"
+
+
 class RegisterRequest(Message):
     workload: Workload
     ttl: int | None = None  # seconds; None: the registry's default

@@ -23,6 +23,7 @@ _REASONS = {200: b"OK", 404: b"Not Found", 405: b"Method Not Allowed", 503: b"Se
 MAX_HEAD = 16 * 1024  # bytes of request line + headers
 HEAD_TIMEOUT = 5.0  # seconds to receive them
 MAX_CONNECTIONS = 64
+NOT_READY = "no config from pilot for this workload yet"  # /ready's 503 body, unless `not_ready` says more
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"  # the exposition format /stats/prometheus serves
 
 
@@ -30,7 +31,8 @@ class AdminServer:
     def __init__(self, host: str, port: int, is_ready: Callable[[], bool],
                  config_dump: Callable[[], dict[str, Any]], server_info: Callable[[], dict[str, Any]],
                  clusters: Callable[[], Any] | None = None, certs: Callable[[], Any] | None = None,
-                 prometheus: Callable[[], bytes | Awaitable[bytes]] | None = None) -> None:
+                 prometheus: Callable[[], bytes | Awaitable[bytes]] | None = None,
+                 not_ready: Callable[[], str] | None = None) -> None:
         self.host = host
         self.port = port
         self.is_ready = is_ready
@@ -40,6 +42,7 @@ class AdminServer:
         self.certs = certs  # /certs: the workload certificate and the roots trusted (Envoy's shape)
         # /stats/prometheus: Prometheus text format 0.0.4; may be a coroutine (the sidecar renders it off the loop)
         self.prometheus = prometheus
+        self.not_ready = not_ready  # why /ready is 503, when something more precise than the default is known
         self.server: asyncio.Server | None = None
         self.open = 0  # connections being served
 
@@ -58,8 +61,10 @@ class AdminServer:
         if method not in ("GET", "HEAD"):
             return 405, "text/plain", b"only GET\n"
         if path == "/ready":
-            ready = self.is_ready()
-            return (200, "text/plain", b"LIVE\n") if ready else (503, "text/plain", b"NOT READY: no config from pilot for this workload yet\n")
+            if self.is_ready():
+                return 200, "text/plain", b"LIVE\n"
+            why = (self.not_ready() if self.not_ready is not None else "") or NOT_READY
+            return 503, "text/plain", f"NOT READY: {why}\n".encode()
         if path == "/config_dump":
             return 200, "application/json", _json.encode(self.config_dump()) + b"\n"
         if path == "/server_info":

@@ -152,7 +152,7 @@ class Sidecar(SidecarListeners, SidecarControlPlane, SidecarStatus):
             telemetry.metrics.before_read.append(self.dns.listeners.sweep_metrics)
         self.admin = AdminServer("127.0.0.1", options.admin_port, self.is_ready, self.config_dump, self.server_info,
                                  self.state.clusters_status, lambda: certs_dump(self.identity),
-                                 telemetry.metrics.prometheus_off_loop)
+                                 telemetry.metrics.prometheus_off_loop, not_ready=self.not_ready)
         self.bus: busmod.Bus | None = None
         self.bus_auth: Any = None  # this sidecar's bus credentials, obtained in run() (proxy/control/buscreds.py)
         self.started_at = time.time()

@@ -5,6 +5,7 @@
 Keys are laid out under /isthmus/:
     /isthmus/config/<Kind>/<namespace>/<name>            an applied resource (JSON)
     /isthmus/registry/<namespace>/<service>/<id>         a registered workload, under its lease
+    /isthmus/workload-ids/<id>                           which registry key holds that id, under the same lease
     /isthmus/status/proxies/<id>                         what a proxy last ACKed/NACKed
     /isthmus/leader/<service>                            the leader's instance name, under a lease
     /isthmus/ca/bundle                                   the ca's roots and signer (CaState; public certs only)
@@ -30,6 +31,9 @@ log = get_logger("store")
 
 CONFIG_PREFIX = "/isthmus/config/"
 REGISTRY_PREFIX = "/isthmus/registry/"
+# the registry's id index (services/registry/ids.py): not under REGISTRY_PREFIX, so what watches or lists the
+# registrations (pilot, the registry's events, its list, lease holding) never sees it
+WORKLOAD_ID_PREFIX = "/isthmus/workload-ids/"
 STATUS_PREFIX = "/isthmus/status/proxies/"
 LEADER_PREFIX = "/isthmus/leader/"
 BUS_CREDS_PREFIX = "/isthmus/bus/creds/"  # proxies' bus credentials (services/auth), BusCredsRecord per id
@@ -261,4 +265,20 @@ class Store:
                                                   failure=[])
         except aetcd.exceptions.ClientError as exc:
             raise StoreError(f"writing {key}: {exc}") from exc
+        return bool(ok)
+
+    async def swap(self, expect: dict[str, int], puts: dict[str, bytes], deletes: tuple[str, ...] = (),
+                   lease: int = 0) -> bool:
+        """One transaction: if every key of `expect` is still at its mod_revision (0: still absent), write `puts`
+        (all under `lease`, if given) and delete `deletes`; False, and nothing written, when any of them changed
+        (compare-and-swap over several keys: re-read and retry)."""
+        tx = self.client.transactions
+        compare = [tx.create(key.encode()) == 0 if revision == 0 else tx.mod(key.encode()) == revision
+                   for key, revision in expect.items()]
+        ops = ([tx.put(key.encode(), value, lease=lease or None) for key, value in puts.items()]
+               + [tx.delete(key.encode()) for key in deletes])
+        try:
+            ok, _ = await self.client.transaction(compare=compare, success=ops, failure=[])
+        except aetcd.exceptions.ClientError as exc:
+            raise StoreError(f"writing {', '.join([*puts, *deletes])}: {exc}") from exc
         return bool(ok)

@@ -22,8 +22,10 @@ REFUSED_BACKOFF_MAX = 30.0  # seconds between tries once the registry refused us
 
 
 class RegistrationRefused(Exception):
-    """The registry answered and said no (a bad label, name or TTL): not a bus problem, so it is logged as
-    what it is, and retried slowly (an operator must change the workload's flags)."""
+    """The registry answered and said no (a bad label, name or TTL; the workload id registered by another
+    namespace or service): not a bus problem, so it is logged as what it is, at error level on every try, kept
+    for /ready (`refused`), and retried slowly (an operator must change the workload's flags, or the other
+    registration must end)."""
 
 
 async def probe_tcp(host: str, port: int, timeout: float = 1.0) -> bool:
@@ -46,6 +48,7 @@ class Registration:
         self.bus: Bus | None = None
         self.lease_id = 0
         self.granted_ttl = 0
+        self.refused = ""  # the registry's reason while it refuses our registration ("": not refused)
         self.probe: ProbeRunner | None = None  # the WorkloadGroup's probe, while one is pushed
         self._probe_task: asyncio.Task[None] | None = None
 
@@ -103,7 +106,9 @@ class Registration:
         reply = await self.bus.call(self._subject(subjects.REGISTRY_REGISTER), RegisterRequest(workload=self.workload, ttl=self.ttl),
                                     RegisterReply)
         if not reply.ok:
-            raise RegistrationRefused(reply.error or "no reason given by the registry")
+            self.refused = reply.error or "no reason given by the registry"
+            raise RegistrationRefused(self.refused)
+        self.refused = ""
         self.lease_id, self.granted_ttl = reply.lease_id, reply.ttl
         log.info("registered", workload=self.workload.id, lease=self.lease_id, ttl=reply.ttl,
                  healthy=self.workload.healthy)

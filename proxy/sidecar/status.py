@@ -24,6 +24,13 @@ class SidecarStatus(SidecarParts):
         secrets): before it, mutual TLS could be neither offered nor originated."""
         return self.xds.synced.is_set() and self.app_router.configured and self.identity.provider.current is not None
 
+    def not_ready(self) -> str:
+        """Why /ready is 503, when the registry refuses our registration (another namespace or service holds
+        this workload id, a bad label...): pilot sends no security entry to a workload it does not know, so this
+        sidecar admits nothing until that changes. "": the admin port's default reason."""
+        refused = self.registration.refused
+        return f"the registry refuses this workload's registration: {refused}" if refused else ""
+
     def config_dump(self) -> dict[str, Any]:
         dns = {"dns": self.dns.dump()} if self.dns is not None else {}
         return {"proxy": self.server_info(), **self.state.dump(), **self.telemetry.dump(), **dns}
@@ -39,7 +46,7 @@ class SidecarStatus(SidecarParts):
                 "inbound_mtls": self.inbound_mtls(),
                 "inbound_authz": self.inbound_authz(),
                 "tracing": self.telemetry.tracing.dump(),
-                "synced": self.is_ready(), "uptime_s": round(time.time() - self.started_at, 1)}
+                "synced": self.is_ready(), "registration_refused": self.registration.refused, "uptime_s": round(time.time() - self.started_at, 1)}
 
     def inbound_mtls(self) -> dict[str, Any]:
         """What each inbound listener's TlsAcceptor took (tls, plaintext) and closed (plaintext_refused in

@@ -37,7 +37,9 @@ from runtime.leader import LeaderElection
 from runtime.metrics import IstioSum
 from runtime.service import ServiceProcess
 from runtime.store import REGISTRY_PREFIX, StoreError
+from services.registry import ids
 from services.registry.groups import bind
+from services.registry.ids import workload_key
 
 MAX_TTL = 300
 REQUEST_CONCURRENCY = 64
@@ -48,10 +50,6 @@ class _Outcome(msgspec.Struct):
 
 
 _outcome = msgspec.json.Decoder(_Outcome)
-
-
-def workload_key(namespace: str, service: str, workload_id: str) -> str:
-    return f"{REGISTRY_PREFIX}{namespace}/{service}/{workload_id}"
 
 
 def _not_own(namespace: str, service_account: str) -> str:
@@ -131,27 +129,20 @@ class RegistryService(ServiceProcess):
         if problem:
             return encode(RegisterReply(ok=False, error=problem))
         ttl = min(MAX_TTL, max(1, request.ttl or self.settings.lease_ttl))
-        key = workload_key(workload.namespace, workload.service, workload.id)
         try:
             workload, problem = await bind(self.store, workload)  # its WorkloadGroup's template, if it names one
             problem = problem or _invalid(workload)  # the template's labels count toward the limit too
             if problem:
                 return encode(RegisterReply(ok=False, error=problem))
-            # the workload this would replace must be of the same identity (as heartbeats and deregistrations):
-            # else a sidecar could re-register another service account's workload under its own, and peers
-            # would accept its certificate there; compare-and-swap, so the check holds at the write
-            entry = await self.store.get(key)
-            stored = decode(entry.value, Workload) if entry is not None else None
-            problem = _not_own(stored.namespace, stored.service_account) if stored is not None else ""
-            if problem:
-                return encode(RegisterReply(ok=False, error=problem))
-            lease = await self.store.grant(ttl)
-            if not await self.store.put_if_revision(key, encode(workload), entry.mod_revision if entry else 0, lease):
-                await self.store.revoke(lease)
-                return encode(RegisterReply(ok=False, error=f"workload {workload.id!r} changed while registering; "
-                                                            "try again"))
+            # one transaction: the workload (of the identity it replaces, if any) and its id's claim (an id held
+            # by another namespace or service is refused, naming the holder), compare-and-swap on both
+            lease, problem = await ids.register(self.store, workload, ttl, _not_own)
         except StoreError as exc:
             return encode(RegisterReply(ok=False, error=str(exc)))
+        if problem:
+            self.log.warning("registration refused", workload=workload.id, service=workload.service,
+                             namespace=workload.namespace, error=problem)
+            return encode(RegisterReply(ok=False, error=problem))
         self.log.info("registered", workload=workload.id, service=workload.service, namespace=workload.namespace,
                       address=f"{workload.address}:{workload.inbound_port}", ttl=ttl)
         return encode(RegisterReply(ok=True, lease_id=lease, ttl=ttl))
@@ -179,13 +170,14 @@ class RegistryService(ServiceProcess):
     async def _deregister(self, data: bytes) -> bytes:
         request = decode(data, DeregisterRequest)
         try:
-            entry = await self.store.get(workload_key(request.namespace, request.service, request.workload_id))
-            problem = _not_own(request.namespace, decode(entry.value, Workload).service_account) if entry else ""
+            entry, problem = await ids.deregister(self.store, request.namespace, request.service,
+                                                  request.workload_id, _not_own)
             if problem:
                 return encode(HeartbeatReply(ok=False, error=problem))
-            await self.store.delete(workload_key(request.namespace, request.service, request.workload_id))
-            if request.lease_id:
-                await self.store.revoke(request.lease_id)
+            # the lease of the registration deleted, not the one the request names: naming another's lease id
+            # would drop its registration (or a leader's key, or any leased key) with no check of whose it is
+            if entry is not None and entry.lease:
+                await self.store.revoke(entry.lease)
         except StoreError as exc:
             return encode(HeartbeatReply(ok=False, error=str(exc)))
         self.log.info("deregistered", workload=request.workload_id)
@@ -210,6 +202,17 @@ class RegistryService(ServiceProcess):
     async def _on_elected(self) -> None:
         if self._publisher is None or self._publisher.done():
             self._publisher = self.spawn(self._publish_events())
+        self.spawn(self._backfill_ids())
+
+    async def _backfill_ids(self) -> None:
+        """Leader only, once per election: claim the ids of registrations older than the id index (ids.py)."""
+        try:
+            count = await ids.backfill(self.store)
+        except StoreError as exc:  # the next election tries again; until then such an id goes to whoever claims it
+            self.log.warning("claiming registered workload ids failed", error=str(exc))
+            return
+        if count:
+            self.log.info("claimed registered workload ids", count=count)
 
     async def _publish_events(self) -> None:
         """Leader only: turn etcd changes under the registry prefix into EndpointEvents."""

@@ -85,3 +85,16 @@ async def test_a_pushed_probe_replaces_the_tcp_check_until_it_is_withdrawn():
         reg.set_probe(None)
         assert reg.probe is None and await reg.check() is True
         assert runner is not None and reg._probe_task is None
+
+
+async def test_the_refusal_is_kept_for_ready_until_a_registration_succeeds(monkeypatch):
+    holder = "workload id 'w' is already registered by namespace 'other', service 'x', service account 'default'"
+    bus = ScriptedBus([RegisterReply(ok=False, error=holder), RegisterReply(ok=True, lease_id=7, ttl=5)])
+    monkeypatch.setattr(registration, "probe_tcp", lambda host, port: asyncio.sleep(0, True))
+    reg = registration.Registration(Workload(id="w", service="s", namespace="ns"), "127.0.0.1", 1)
+    reg.bus = bus  # type: ignore[assignment]
+    with pytest.raises(registration.RegistrationRefused, match="namespace 'other'"):
+        await reg._register()
+    assert reg.refused == holder
+    await reg._register()
+    assert (reg.refused, reg.lease_id) == ("", 7)
