@@ -118,14 +118,16 @@ async def register(store: Store, workload: Workload, ttl: int,
 
 
 async def deregister(store: Store, namespace: str, service: str, workload_id: str,
-                     not_own: Callable[[str, str], str]) -> tuple[Entry | None, str]:
+                     not_own: Callable[[str, str], str], lease_id: int = 0) -> tuple[Entry | None, str]:
     """Delete the workload registered as namespace/service/workload_id and, when it holds the id, the id's claim,
-    in one transaction, unless `not_own` refuses the stored workload's identity. Returns (the entry deleted, "")
-    (None: nothing was registered there) or (None, why refused)."""
+    in one transaction, unless `not_own` refuses the stored workload's identity. With `lease_id` (a proxy names the
+    lease of its own registration), only a registration under that lease is deleted: a sidecar's earlier run that
+    deregisters as it stops, after its restart registered again, leaves the new registration alone. Returns (the
+    entry deleted, "") (None: nothing of that lease was registered there) or (None, why refused)."""
     key = workload_key(namespace, service, workload_id)
     for _ in range(ATTEMPTS):
         entry = await store.get(key)
-        if entry is None:
+        if entry is None or (lease_id and entry.lease != lease_id):
             return None, ""
         stored = _workload.decode(entry.value)
         problem = not_own(stored.namespace, stored.service_account)

@@ -171,7 +171,7 @@ class RegistryService(ServiceProcess):
         request = decode(data, DeregisterRequest)
         try:
             entry, problem = await ids.deregister(self.store, request.namespace, request.service,
-                                                  request.workload_id, _not_own)
+                                                  request.workload_id, _not_own, request.lease_id)
             if problem:
                 return encode(HeartbeatReply(ok=False, error=problem))
             # the lease of the registration deleted, not the one the request names: naming another's lease id

@@ -199,7 +199,31 @@ async def test_a_deregistration_naming_another_registrations_lease_leaves_that_l
         entry = await store.get(workload_key("victim", "a", "x9"))
         assert entry is not None and entry.lease == held.lease_id
         assert await store.refresh(held.lease_id) > 0
-        assert await store.get(workload_key("squat", "b", "y9")) is None
+        # and its own workload was not registered under the lease it named: it stays
+        assert (await store.get(workload_key("squat", "b", "y9"))) is not None
+    finally:
+        await store.close()
+
+
+async def test_an_earlier_runs_deregistration_leaves_the_restarted_sidecars_registration(mesh: ControlPlane) -> None:
+    """A sidecar restarted on the same id registers again (a new lease) while its earlier run still stops: that
+    run's deregistration names its own, older lease and must not delete the new registration or its claim."""
+    earlier = await register(mesh, "restart", "a", "x10")
+    later = await register(mesh, "restart", "a", "x10")
+    assert earlier.ok and later.ok and earlier.lease_id != later.lease_id
+    assert (await deregister(mesh, "restart", "a", "x10", lease_id=earlier.lease_id)).ok
+    store = await mesh.store()
+    try:
+        entry = await store.get(workload_key("restart", "a", "x10"))
+        assert entry is not None and entry.lease == later.lease_id
+        assert await store.get(ids.id_key("x10")) is not None
+    finally:
+        await store.close()
+    assert (await deregister(mesh, "restart", "a", "x10", lease_id=later.lease_id)).ok
+    store = await mesh.store()
+    try:
+        assert await store.get(workload_key("restart", "a", "x10")) is None
+        assert await store.get(ids.id_key("x10")) is None
     finally:
         await store.close()
 
