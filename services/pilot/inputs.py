@@ -118,7 +118,13 @@ ENDPOINTS = "endpoints"
 
 
 class InputWatcher:
-    """Keeps an Inputs current; calls on_change(CONFIG or ENDPOINTS) after every change that matters."""
+    """Keeps an Inputs current; calls on_change(CONFIG or ENDPOINTS) after every change that matters.
+
+    Per prefix it knows the revision its inputs are complete through (`through`): the revision of the last
+    list it applied, or of the last watch event after it. `relist()` reads both prefixes afresh; a newly
+    elected leader calls it so it compiles nothing older than the store it was elected in, however far its
+    watches lag (PilotService._take_over). A list never replaces inputs that are already newer than it,
+    and watch events a list already holds are skipped, so the watches and a relist can run side by side."""
 
     def __init__(self, store: Store, inputs: Inputs, on_change: Callable[[str], None],
                  on_config_event: ConfigListener | None = None) -> None:
@@ -127,36 +133,48 @@ class InputWatcher:
         self.on_change = on_change
         self.on_config_event = on_config_event
         self.synced = asyncio.Event()
+        self.through: dict[str, int] = {}  # prefix -> revision its inputs are complete through (0: never listed)
+        self._listed_at: dict[str, int] = {}  # prefix -> revision of the list applied last: events up to it skipped
 
     async def run(self) -> None:
         await asyncio.gather(self._follow(CONFIG_PREFIX, True), self._follow(REGISTRY_PREFIX, False))
 
+    async def relist(self) -> int:
+        """List every prefix now and apply what is newer than the inputs; returns the lowest revision the inputs
+        are complete through afterwards, which is at least the store's revision when relist() was called
+        (etcd's reads are linearizable). Raises StoreError."""
+        for prefix, is_config in ((CONFIG_PREFIX, True), (REGISTRY_PREFIX, False)):
+            entries, revision = await self.store.list(prefix)
+            if self._replace(prefix, entries, revision, is_config):
+                self.on_change(CONFIG if is_config else ENDPOINTS)
+        return min(self.through.get(CONFIG_PREFIX, 0), self.through.get(REGISTRY_PREFIX, 0))
+
     async def _follow(self, prefix: str, is_config: bool) -> None:
-        listed = False
         while True:
             try:
                 entries, revision = await self.store.list(prefix)
-                self._replace(entries, is_config)
-                if not listed:
-                    listed = True
-                    self._mark_listed(prefix)
+                self._replace(prefix, entries, revision, is_config)
+                if not self.synced.is_set() and len(self.through) == 2:
+                    self.synced.set()
                 what = CONFIG if is_config else ENDPOINTS
                 self.on_change(what)
                 async for change in self.store.watch(prefix, revision + 1):
+                    if change.entry.mod_revision <= self._listed_at[prefix]:
+                        continue  # a relist since holds it (one etcd transaction may hold several such events)
+                    self.through[prefix] = max(self.through[prefix], change.entry.mod_revision)
                     if self._apply(change, is_config):
                         self.on_change(what)
             except StoreError as exc:
                 log.warning("watch restarting", prefix=prefix, error=str(exc))
                 await asyncio.sleep(0.5)
 
-    _listed: set[str] = set()
-
-    def _mark_listed(self, prefix: str) -> None:
-        self._listed = self._listed | {prefix}
-        if len(self._listed) == 2:
-            self.synced.set()
-
-    def _replace(self, entries: list[Entry], is_config: bool) -> None:
+    def _replace(self, prefix: str, entries: list[Entry], revision: int, is_config: bool) -> bool:
+        """Replace the prefix's inputs with a list read at `revision`, all at once (nothing is compiled from a
+        half-replaced set); False, and nothing changed, when the inputs are already complete through a later
+        revision (a watch applied events past it while the list was in flight)."""
+        if revision < self.through.get(prefix, 0):
+            return False
+        self.through[prefix] = self._listed_at[prefix] = revision
         if is_config:
             self.inputs.resources.clear()
             self.inputs.unreadable.clear()
@@ -166,6 +184,7 @@ class InputWatcher:
             self.inputs.clear_workloads()
             for entry in entries:
                 self.inputs.apply_workload(entry, False)
+        return True
 
     def _apply(self, change: Change, is_config: bool) -> bool:
         if not is_config:

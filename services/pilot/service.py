@@ -2,7 +2,10 @@
 
 Every replica serves the config API (queue group "pilot"), keeps its inputs current from etcd and
 compiles; only the leader publishes pushes and config events and answers snapshot requests, so
-proxies see one sequence of pushes.
+proxies see one sequence of pushes. A replica that wins the election first re-reads its inputs from
+the store (`_take_over`): its watches may lag the store, and proxies take a new epoch's snapshot
+wholesale, so serving at once could send them older config than the previous leader pushed (a DENY
+policy applied just before the failover, gone from every sidecar until the watch caught up).
 """
 
 from __future__ import annotations
@@ -56,6 +59,10 @@ class PilotService(ServiceProcess):
         self.config_changed = False
         self.pending_events: list[ConfigEvent] = []
         self.snapshot_sub: Any = None
+        # leader, and its inputs caught up with the store it was elected in: only then does it publish or answer
+        # snapshots. `_term` counts elections and depositions, so a takeover of a term that ended stops.
+        self.serving = False
+        self._term = 0
         self.compile_errors: dict[ResourceKey, str] = {}
         self.decoder = DecodeWorker(self.settings.config_limits)
         await self.decoder.start()
@@ -76,12 +83,7 @@ class PilotService(ServiceProcess):
         await self.bus.serve(subjects.XDS_STATUS, self._proxy_status, queue=q)
         self.spawn(self.watcher.run())
         await asyncio.wait_for(self.watcher.synced.wait(), timeout=30)
-        try:
-            self._compile()
-        except Exception as exc:  # a stored resource the compiler cannot handle must not stop pilot
-            self.log.exception("compile failed")
-            error = _compile_failure(exc)
-            self.compile_errors = {key: error for key in self.inputs.resources}
+        self._compile_or_keep("compile failed")
         self.spawn(self._compile_loop())
         self.spawn(self.status.run())
         self.spawn(self.election.run())
@@ -93,7 +95,9 @@ class PilotService(ServiceProcess):
                              interval=min(1.0, max(0.2, ttl / 3)), grace=2.0 * ttl, nobody_is_down=True).run())
 
     def is_leader(self) -> bool:
-        return self.election.is_leader
+        """Acting as leader: elected, lease valid by our clock, inputs caught up (health replies, metrics, and
+        every publish: pushes, config events, resync nudges, snapshot replies)."""
+        return self.serving and self.election.is_leader
 
     async def stop(self) -> None:
         await self.status.flush()
@@ -150,7 +154,7 @@ class PilotService(ServiceProcess):
                     if event.type != "DELETED":
                         self.compile_errors[key] = error
                     event.compiled, event.error = False, error
-                if self.election.is_leader:
+                if self.is_leader():
                     try:
                         for event in events:
                             await self.bus.publish(subjects.CONFIG_EVENTS, encode(event))
@@ -158,7 +162,7 @@ class PilotService(ServiceProcess):
                         self.log.error("config events not sent", error=str(error_sending))
                 continue
             self.compile_errors.clear()
-            if not self.election.is_leader:
+            if not self.is_leader():
                 continue
             try:
                 if push is not None:
@@ -177,7 +181,7 @@ class PilotService(ServiceProcess):
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(watch.interval / 2)
-            if not self.election.is_leader:
+            if not self.is_leader():
                 watch.behind_since.clear()
                 continue
             try:
@@ -206,18 +210,72 @@ class PilotService(ServiceProcess):
             proxies = [p for p in proxies if p.namespace == request.namespace]
         return encode(status_reply(self.pusher, proxies, request.snapshot_for, request.host))
 
-    async def _snapshot(self, data: bytes) -> bytes:
+    async def _snapshot(self, data: bytes) -> bytes | None:
         decode(data, SnapshotRequest)
+        if not self.is_leader():  # deposed (or lapsed by our clock) while still subscribed: the leader answers
+            return None
         reply = self.pusher.snapshot_bytes()
         p = self.pusher
         self.stats.served_snapshot(bool(p.clusters), bool(p.routes), bool(p.security))
         return reply
 
     async def _on_elected(self) -> None:
-        self.snapshot_sub = await self.bus.serve(subjects.XDS_SNAPSHOT, self._snapshot)
-        await self.bus.publish(subjects.XDS_PUSH, encode(self.pusher.new_epoch()))
+        # in a task of its own: the election loop awaits this callback and must keep our lease alive meanwhile
+        self._term += 1
+        self.spawn(self._take_over(self._term))
+
+    async def _take_over(self, term: int) -> None:
+        """Start serving as leader once the inputs are at least as new as the store was when we were elected:
+        re-list every prefix pilot compiles from (a linearizable read, so at or past the revision any push of
+        the previous leader came from; our watches may lag it), compile, then answer snapshots and announce the
+        new epoch. Until then nothing is published (is_leader() is False). A store that cannot be read is
+        retried while we lead, logged at error: our lease is kept alive through the same etcd, so a replica that
+        cannot read etcd loses its lease too and another takes over; the watches play no part in catching up,
+        so a watch that never catches up cannot hold the leadership. A bus that refuses the subscription (its
+        connection closed for good) makes us resign: another replica can serve."""
+        delay = 0.1
+        while True:
+            try:
+                revision = await self.watcher.relist()
+                break
+            except StoreError as exc:
+                if term != self._term:
+                    return
+                self.log.error("elected but not serving yet: the store cannot be read", error=str(exc),
+                               retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 2.0)
+        if term != self._term:
+            return
+        self._compile_or_keep("compile on election failed")
+        try:
+            sub = await self.bus.serve(subjects.XDS_SNAPSHOT, self._snapshot)
+        except BusError as exc:
+            self.log.error("elected but cannot serve snapshots: resigning", error=str(exc))
+            await self.election.resign()
+            return
+        if term != self._term:
+            await sub.unsubscribe()
+            return
+        self.snapshot_sub, self.serving = sub, True
+        self.log.info("leading: inputs caught up with the store", revision=revision)
+        try:
+            await self.bus.publish(subjects.XDS_PUSH, encode(self.pusher.new_epoch()))
+        except BusError as exc:  # proxies learn of the new epoch from the next push or resync nudge instead
+            self.log.error("new epoch not announced", error=str(exc))
+
+    def _compile_or_keep(self, message: str) -> None:
+        """Compile now; on a compiler failure keep the last good config and mark every resource with the error."""
+        try:
+            self._compile()
+        except Exception as exc:  # a stored resource the compiler cannot handle must not stop pilot
+            self.log.exception(message)
+            error = _compile_failure(exc)
+            self.compile_errors = {key: error for key in self.inputs.resources}
 
     async def _on_deposed(self) -> None:
+        self._term += 1
+        self.serving = False
         if self.snapshot_sub is not None:
             await self.snapshot_sub.unsubscribe()
             self.snapshot_sub = None
