@@ -345,7 +345,8 @@ async def test_a_large_metrics_scrape_streams_and_leaves_the_loop_responsive() -
     """An exposition of many histogram series is seconds of CPU: built whole in one call it blocked the loop
     (the supervisor's health checks failed and it killed the service, losing every count). Streamed in
     chunks, the loop keeps turning and the text is the same. Bound relative to the render's own time on this
-    machine: built whole, the loop stalls for at least that long; streamed, for one chunk's share."""
+    machine: built whole, the loop stalls for at least that long; streamed, for one chunk's share (plus
+    the scheduler's delays on a loaded machine)."""
     from proto.observations import HTTP_LABELS
     from services.telemetry.istio import HTTP, HTTP_WIDTH
 
@@ -372,6 +373,9 @@ async def test_a_large_metrics_scrape_streams_and_leaves_the_loop_responsive() -
             body = await r.read()
         tick.cancel()
         assert r.status == 200 and body.decode() == expected and len(body) > 50_000_000
-        assert max(gaps) < render / 2, (max(gaps), render)  # the loop turned all along the scrape
+        # the loop turned all along the scrape: built whole, one stall would last the whole render (>= render);
+        # streamed, the longest is a chunk's share plus what a loaded machine's scheduler adds (seen: 0.107 s
+        # against a 0.21 s render with two other test workers on two cores), so the bound sits between the two
+        assert max(gaps) < 0.8 * render, (max(gaps), render)
     finally:
         await s.http.stop()

@@ -311,7 +311,10 @@ async def test_a_scrape_at_the_series_bound_is_rendered_off_the_loop():
     body = await metrics.prometheus_off_loop()
     tick.cancel()
     assert body == expected and len(body) > 20_000_000
-    assert max(gaps) < render / 2, (max(gaps), render)
+    # on the loop, one stall would last the whole render (>= render); off it, the longest is the GIL's switch
+    # interval plus what a loaded machine's scheduler adds (it failed under load at render / 2), so the bound
+    # sits between the two
+    assert max(gaps) < 0.8 * render, (max(gaps), render)
 
 
 def test_counts_folded_in_batches_are_exactly_those_of_one_request_at_a_time():
