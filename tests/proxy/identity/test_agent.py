@@ -1,5 +1,6 @@
 """proxy/identity/agent.py: what the sidecar does with the ca's answers, driven through a stand-in for the
-bus that answers with a CA made in the test (the real ca and bus: tests/integration/test_proxy_identity.py)."""
+bus that answers with a CA made in the test (the real ca and bus: tests/integration/test_proxy_identity.py).
+The agent's X.509 work runs in real worker children (proxy/identity/x509_worker.py)."""
 
 from __future__ import annotations
 
@@ -194,9 +195,9 @@ async def test_renewal_proves_with_the_current_certificate_never_the_token_and_u
     second = await until(lambda: a.material if a.material is not first else None)
     await stop(task)
     renewal = bus.signs[1]
-    assert renewal.token == "" and renewal.proof_chain_pem == first.chain_pem()  # the stand-in verified the proof
+    assert renewal.token == "" and renewal.proof_chain_pem == first.chain_pem  # the stand-in verified the proof
     assert second.spiffe_id == ID and second.serial != first.serial and a.renewals == 1
-    assert second.key.private_numbers() != first.key.private_numbers()
+    assert second.key_pem != first.key_pem
     assert a.provider.builds == 2 and a.provider.current.serial == second.serial  # type: ignore[union-attr]
 
 
@@ -221,7 +222,7 @@ async def test_an_expired_certificate_is_logged_kept_trying_and_shown(monkeypatc
     monkeypatch.setattr(agent_module, "log", _Recorder(entries))
     ca = TestCa()
     bus, a = CaStandIn(ca), agent(token="spent")
-    a._adopt(ca.material(ID, ttl=60, start=time.time() - 120), [ca.pem], fresh=False)  # held, then expired
+    a._adopt(ca.checked(ID, ttl=60, start=time.time() - 120), [ca.pem], fresh=False)  # held, then expired
     bus.refuse_sign = "the proof certificate expired"
     task = await running(a, bus)
     await until(lambda: len(bus.signs) >= 3)
@@ -239,7 +240,7 @@ async def test_a_restart_with_a_stored_certificate_needs_no_token(tmp_path: Path
     issued = await until(lambda: first.material)
     await stop(task)
     again = agent(token="", state_dir=str(tmp_path))
-    again.load_stored()
+    await again.load_stored()
     assert again.material is not None and again.material.serial == issued.serial
     assert again.provider.current is not None  # TLS ready before the bus is reached
     task = await running(again, bus)
@@ -273,7 +274,7 @@ async def test_a_rotation_renews_soon_onto_the_new_root() -> None:
     update = bus.listeners["isthmus.ca.bundle.updates"]
     await update(msgspec.json.encode(TrustBundle(trust_domain="cluster.local", roots_pem=bus.roots, version=2)))
     second = await until(lambda: a.material if a.material is not first else None)
-    assert second.leaf.issuer == new.cert.subject
+    assert second.leaf.issuer == new.subject and a.issuer == new.fingerprint
     renewals = a.renewals
     await update(msgspec.json.encode(TrustBundle(trust_domain="cluster.local", roots_pem=bus.roots, version=3)))
     await asyncio.sleep(0.2)
@@ -284,8 +285,9 @@ async def test_a_rotation_renews_soon_onto_the_new_root() -> None:
 def test_certs_shows_envoys_shape_with_the_identity_serial_validity_and_roots() -> None:
     ca = TestCa()
     a = agent()
-    material = ca.material(ID, ttl=86400 * 3)
-    a._adopt(material, [ca.pem], fresh=False)
+    checked = ca.checked(ID, ttl=86400 * 3)
+    material = checked.material
+    a._adopt(checked, [ca.pem], fresh=False)
     dump = certs_dump(a)
     (entry,) = dump["certificates"]
     (leaf,) = entry["cert_chain"]
@@ -335,10 +337,10 @@ async def test_a_stored_certificate_no_root_in_the_bundle_signed_is_replaced_wit
 
     bus.call = refusing_old_proofs  # type: ignore[method-assign]
     again = agent(state_dir=str(tmp_path), rotation_spread=0.05)
-    again.load_stored()
-    assert again.material is not None and again.material.leaf.issuer == old_mesh.cert.subject
+    await again.load_stored()
+    assert again.material is not None and again.material.leaf.issuer == old_mesh.subject
     task = await running(again, bus)
-    fresh = await until(lambda: again.material if again.material.leaf.issuer == bus.ca.cert.subject else None)
+    fresh = await until(lambda: again.material if again.material.leaf.issuer == bus.ca.subject else None)
     await stop(task)
     assert fresh.spiffe_id == ID and bus.signs[-1].token == "good"
     assert not [s for s in bus.signs if not s.token]  # not even one renewal asked with the untrusted proof

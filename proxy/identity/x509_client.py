@@ -1,0 +1,145 @@
+"""The sidecar's side of the X.509 worker (x509_worker.py): a child process per request, so `cryptography` never
+loads into the long-lived sidecar. The sidecar holds only PEM texts and the fields the child parsed.
+
+    made = await make_key(identity, proof_key_pem="")                      -> KeyMade (key, CSR, proof)
+    checked = await check_chain(key_pem, chain_pem, expected_id, roots_pem) -> material.Checked
+    read = await read_roots(roots_pem, chain_pem)                          -> RootsRead
+    worker = await Worker.start()   # start a child before its request is known (while the ca signs), then
+    await check_chain(..., worker=worker)                                  # (or `await worker.close()`)
+
+Errors:
+    MaterialError      the child read the request and refused it (its words): not our key, another identity,
+                       an unreadable key, chain or root
+    X509WorkerError    the child could not be started, died, took longer than `timeout`, or answered with
+                       something that is not a reply (or over MAX_REPLY bytes)
+
+The child is `sys.executable -m proxy.identity.x509_worker`, exec'd directly (never a shell); its stdin gets the
+request (with a key only to sign a proof or to check a stored chain against), its stdout brings the reply
+(with a new key: the only way a new key reaches this process), its stderr only a traceback on a crash. A
+child not answered in time, or no longer needed, is killed and reaped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+from typing import TypeVar
+
+import msgspec
+
+from proto.identity_worker import (MAX_REPLY, ChainChecked, CheckChain, KeyMade, MakeKey, ReadRoots, RootsRead,
+                                   WorkerFailed, WorkerReply, WorkerRequest)
+from proxy.identity.material import Checked, MaterialError
+
+MODULE = "proxy.identity.x509_worker"
+TIMEOUT = 10.0  # seconds from the request to the reply: the work takes milliseconds, Python's start ~0.1 s
+STDERR_KEPT = 4096  # bytes of a crashed child's stderr kept for the error
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(WorkerReply)  # type: ignore[arg-type]
+R = TypeVar("R", KeyMade, ChainChecked, RootsRead)
+
+
+class X509WorkerError(Exception):
+    """The X.509 worker child did not answer: the work was not done (try again later)."""
+
+
+async def _read_at_most(stream: asyncio.StreamReader, limit: int) -> bytes:
+    """Until EOF, but no more than limit + 1 bytes (one more says "over the limit")."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = await stream.read(limit + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+class Worker:
+    """One child process, for one request."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    @classmethod
+    async def start(cls) -> "Worker":
+        """X509WorkerError when the child cannot be started."""
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", MODULE, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE)
+        except OSError as exc:
+            raise X509WorkerError(f"the X.509 worker cannot be started: {exc}") from exc
+        return cls(process)
+
+    async def ask(self, request: WorkerRequest, timeout: float = TIMEOUT) -> WorkerReply:
+        """The child's reply (a WorkerFailed too: the caller maps it); X509WorkerError. The child is gone after."""
+        try:
+            return await asyncio.wait_for(self._exchange(_encoder.encode(request)), timeout)
+        except asyncio.TimeoutError:
+            raise X509WorkerError(f"the X.509 worker did not answer in {timeout:g} s") from None
+        finally:
+            await self.close()
+
+    async def _exchange(self, data: bytes) -> WorkerReply:
+        process = self.process
+        assert process.stdin is not None and process.stdout is not None and process.stderr is not None
+        try:
+            process.stdin.write(data)
+            await process.stdin.drain()
+            process.stdin.close()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # it died before reading: what it wrote on stderr says why (below)
+        out, err = await asyncio.gather(_read_at_most(process.stdout, MAX_REPLY),
+                                        _read_at_most(process.stderr, STDERR_KEPT))
+        code = await process.wait()
+        if len(out) > MAX_REPLY:
+            raise X509WorkerError(f"the X.509 worker's reply is over {MAX_REPLY} bytes")
+        try:
+            return _decoder.decode(out)
+        except msgspec.DecodeError as exc:
+            last = err.decode(errors="replace").strip().splitlines()[-1:] or [f"no reply ({str(exc)[:100]})"]
+            raise X509WorkerError(f"the X.509 worker failed (exit {code}): {last[0][:300]}") from None
+
+    async def close(self) -> None:
+        """Kill the child if it still runs, and reap it."""
+        process = self.process
+        if process.returncode is None:
+            try:
+                process.kill()
+            except ProcessLookupError:
+                pass
+        await process.wait()
+
+
+async def _ask(request: WorkerRequest, expected: type[R], worker: Worker | None, timeout: float) -> R:
+    reply = await (worker or await Worker.start()).ask(request, timeout)
+    if isinstance(reply, expected):
+        return reply
+    if isinstance(reply, WorkerFailed):
+        if reply.kind == "material":
+            raise MaterialError(reply.error)
+        raise X509WorkerError(f"the X.509 worker failed ({reply.kind}): {reply.error}")
+    raise X509WorkerError(f"the X.509 worker answered {type(reply).__name__}, not {expected.__name__}")
+
+
+async def make_key(identity: str, proof_key_pem: str = "", worker: Worker | None = None,
+                   timeout: float = TIMEOUT) -> KeyMade:
+    """A new key and its CSR for `identity`; with `proof_key_pem` (the current key), the renewal proof too."""
+    return await _ask(MakeKey(identity=identity, proof_key_pem=proof_key_pem), KeyMade, worker, timeout)
+
+
+async def check_chain(key_pem: str, chain_pem: Sequence[str], expected_id: str, roots_pem: Sequence[str] = (),
+                      worker: Worker | None = None, timeout: float = TIMEOUT) -> Checked:
+    """The chain checked against `key_pem` and `expected_id`, with the root among `roots_pem` that issued it."""
+    reply = await _ask(CheckChain(key_pem=key_pem, chain_pem=list(chain_pem), expected_id=expected_id,
+                                  roots_pem=list(roots_pem)), ChainChecked, worker, timeout)
+    return Checked.of(key_pem, reply)
+
+
+async def read_roots(roots_pem: Sequence[str], chain_pem: Sequence[str] = (),
+                     worker: Worker | None = None, timeout: float = TIMEOUT) -> RootsRead:
+    """Every root parsed (MaterialError when one cannot be read) and the one that issued `chain_pem`'s top."""
+    return await _ask(ReadRoots(roots_pem=list(roots_pem), chain_pem=list(chain_pem)), RootsRead, worker, timeout)
