@@ -5,9 +5,12 @@ tenth of a second an issuance takes, never by the long-lived proxy. Never on the
 Both travel as msgpack over the child's stdin and stdout pipes, a request of at most MAX_REQUEST bytes, a
 reply of at most MAX_REPLY bytes. Requests (tagged by `op`):
 
-    MakeKey(identity, proof_key_pem)        -> KeyMade: a new ECDSA P-256 key (PKCS#8 PEM), its CSR, and for a
+    MakeKey(identity, proof_key_pem, roots_pem)
+                                            -> KeyMade: a new ECDSA P-256 key (PKCS#8 PEM), its CSR, and for a
                                                renewal the proof: ECDSA-SHA256 over the CSR's DER by the
-                                               current key (proto/ca.py SignRequest.proof_signature)
+                                               current key (proto/ca.py SignRequest.proof_signature); with
+                                               roots_pem, those read as ReadRoots does (the first bundle and
+                                               the first key take one child at start)
     CheckChain(key_pem, chain_pem, expected_id, roots_pem)
                                             -> ChainChecked: the chain parsed and checked against the key and
                                                the SPIFFE ID; the roots parsed (unreadable texts left out) and
@@ -53,6 +56,7 @@ class CertFields(Message, frozen=True):
 class MakeKey(Message, tag_field="op", tag="make_key"):
     identity: Annotated[str, msgspec.Meta(max_length=2048)]  # the CSR's only URI SAN
     proof_key_pem: Pem = ""  # renewal: the current key, which signs the proof; "": a first certificate
+    roots_pem: PemList = []  # a bundle's roots to read too (KeyMade.roots, or .roots_error when one is unreadable)
 
 
 class CheckChain(Message, tag_field="op", tag="check_chain"):
@@ -74,6 +78,8 @@ class KeyMade(Message, tag_field="op", tag="key_made"):
     key_pem: str  # PKCS#8, unencrypted: this pipe is the only way it leaves the child
     csr_pem: str
     proof_signature: bytes = b""  # with MakeKey.proof_key_pem only
+    roots: list[CertFields] = []  # MakeKey.roots_pem read (all of them, or none and roots_error says why)
+    roots_error: str = ""
 
 
 class ChainChecked(Message, tag_field="op", tag="chain_checked"):

@@ -97,7 +97,7 @@ class Sidecar(SidecarListeners, SidecarControlPlane, SidecarStatus):
         log_for = self.access_log.for_listener if self.access_log is not None else lambda name: None
         # metrics, access logging and tracing (proxy/observability.py)
         self.telemetry = telemetry = SidecarTelemetry(options, self.state, log_for, self._envoy_log)
-        # workload identity (proxy/identity/agent.py): loaded from --state-dir beside the listeners' start, then obtained
+        # workload identity (proxy/identity/agent.py): loaded from --state-dir as the listeners start, then obtained
         # and renewed beside them; the listeners never wait for it
         self.identity = IdentityAgent(IdentityConfig(
             trust_domain=options.trust_domain, namespace=options.namespace, service_account=options.service_account,
@@ -164,9 +164,9 @@ class Sidecar(SidecarListeners, SidecarControlPlane, SidecarStatus):
             self.identity.prepare()
         except OSError as exc:
             raise StartError(f"--state-dir {self.options.state_dir}: {reason(exc)}") from exc
-        # an X.509 worker child checks the stored certificate (or makes the first key) while the listeners start
-        # and the bus credentials are checked; awaited before the control plane (TLS first, then the bus)
-        loading = asyncio.create_task(self.identity.load_stored())
+        # an X.509 worker child checks the stored certificate (or makes the first key) while the listeners start,
+        # the bus credentials are checked and the bus is reached; the workload registers after (control_plane.py)
+        self.loading = loading = asyncio.create_task(self.identity.load_stored())
         try:
             await self.start_listeners()
             o = self.options  # a taken port is reported before the bus is asked for anything
@@ -193,7 +193,6 @@ class Sidecar(SidecarListeners, SidecarControlPlane, SidecarStatus):
             if self.access_log is not None:
                 self.access_log.close()
             raise
-        await loading
         self.tasks.append(asyncio.create_task(self._control_plane()))
         self.tasks.append(asyncio.create_task(self.xds.run()))
         gc.freeze()  # what start-up allocated is never garbage: keep it out of every collection

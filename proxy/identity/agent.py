@@ -14,14 +14,15 @@ token's expiry never stops rotation (istio/istio#49202). Failed renewals retry w
 certificate that expires anyway is logged as an error at every try, shown by /certs, and the agent falls
 back to the bootstrap sources (a refreshed --token-file, a mint) without ever exiting.
 
-Bundle: fetched at start (CA_BUNDLE), then followed (CA_BUNDLE_UPDATES; older versions ignored). When a new
-bundle's newest root did not sign our certificate (a root rotation), renewal moves to within
-ROTATION_SPREAD seconds (jittered), so the mesh moves to the new root while both are trusted.
+Bundle (bundle_follow.py): fetched at start, then followed. When a new bundle's newest root did not sign our
+certificate (a root rotation), renewal moves to within ROTATION_SPREAD seconds (jittered), so the mesh moves to
+the new root while both are trusted.
 
 X.509 work (the key, the CSR, the proof, reading chains and roots) runs in a short-lived child per step
 (x509_client.py), so `cryptography` never loads into the sidecar: the agent holds PEM texts and parsed fields.
-The first key is made while the sidecar reaches the bus (prefetch_key), and each check's child is started
-before the ca is asked, so its start overlaps the signing. Checks and bundle changes run one at a time (a
+At start-up two children are started ahead while the sidecar reaches the bus (prefetch): one makes the first
+key and reads the first bundle, one checks the first certificate; later, each check's child is started before
+the ca is asked, so its start overlaps the signing. Checks and bundle changes run one at a time (a
 lock), so the root a certificate is said to come from is always read against the roots in force.
 """
 
@@ -32,28 +33,27 @@ import ssl
 import time
 from collections.abc import Callable
 
-import msgspec
-
-from proto.ca import SignReply, TrustBundle
+from proto.ca import SignReply
 from proto.identity_worker import CertFields, KeyMade
 from proto.subjects import CA_BUNDLE_UPDATES
 from proxy.identity import ca_client, x509_client
-from proxy.identity.bundle import Bundle, BundleError
+from proxy.identity.bundle import Bundle
+from proxy.identity.bundle_follow import BundleFollower
 from proxy.identity.ca_client import CaRefused
 from proxy.identity.config import IdentityConfig, IdentityFatal, bootstrap_token
 from proxy.identity.material import Checked, Material, MaterialError
-from proxy.identity.schedule import Backoff, renew_at, rotation_delay
+from proxy.identity.schedule import Backoff, renew_at
 from proxy.identity.state_dir import StateDir
 from proxy.identity.tls import TlsProvider
 from proxy.identity.x509_client import Worker, X509WorkerError
-from runtime.bus import Bus, BusError, decode
+from runtime.bus import Bus, BusError
 from runtime.log import get_logger
 
 log = get_logger("proxy.identity")
-BUNDLE_RETRY = 5.0  # seconds before a bundle the X.509 worker failed to read is fetched again
+SPARE_SECONDS = 10.0  # the longest an X.509 worker started ahead at start-up waits for its request
 
 
-class IdentityAgent:
+class IdentityAgent(BundleFollower):
     def __init__(self, config: IdentityConfig, provider: TlsProvider | None = None,
                  clock: Callable[[], float] = time.time, backoff: Backoff | None = None) -> None:
         self.config = config
@@ -74,7 +74,8 @@ class IdentityAgent:
         self.backoff = backoff or Backoff()
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()  # a chain check and its adoption, or a bundle change: one at a time
-        self._key: asyncio.Task[KeyMade] | None = None  # the first key, made ahead (prefetch_key)
+        self._key: KeyMade | None = None  # the first key, made with the first bundle's roots (take_bundle)
+        self._ahead = x509_client.Ahead()  # children started at start-up for the first key and check (prefetch)
         self._bundle_stale = False  # a bundle could not be read: fetch the one in force again
 
     # --- start-up: before the bus, so /certs and TLS are ready before the control plane is reached ---
@@ -85,8 +86,7 @@ class IdentityAgent:
             self.state.prepare()
 
     async def load_stored(self) -> None:
-        """Adopt the certificate in --state-dir if it is usable (an X.509 worker checks it); else start making the
-        first key at once (prefetch_key)."""
+        """Adopt the certificate in --state-dir if it is usable (an X.509 worker checks it); else prefetch()."""
         if self.state is not None:
             roots = self.state.roots()
             checked, why = await self.state.load(self.identity, self.clock(), roots)
@@ -98,18 +98,22 @@ class IdentityAgent:
                 return
             if why:
                 log.warning("stored certificate not used", state_dir=str(self.state.path), reason=why)
-        self.prefetch_key()
+        await self.prefetch()
 
-    def prefetch_key(self) -> None:
-        """Start making the first key and CSR in a child now (the sidecar reaches the bus meanwhile)."""
-        if self._key is None and self.material is None:
-            self._key = asyncio.ensure_future(x509_client.make_key(self.identity))
-            self._key.add_done_callback(lambda task: task.cancelled() or task.exception())  # awaited, or dropped
+    async def prefetch(self) -> None:
+        """No certificate held: start two X.509 workers now, which load `cryptography` while the sidecar reaches
+        the bus: one makes the first key and reads the first bundle (take_bundle), one checks the first
+        certificate. Those not used by the end of the first try, or after SPARE_SECONDS, are closed."""
+        if self.material is None and not self._ahead.workers:
+            try:
+                await self._ahead.start(2, SPARE_SECONDS)
+            except X509WorkerError:
+                pass  # started when needed instead (and that failure reported then)
 
     async def _take_key(self) -> KeyMade:
-        """The key made ahead, else a new one (each is used once)."""
-        task, self._key = self._key, None
-        return await task if task is not None else await x509_client.make_key(self.identity)
+        """The key made with the first bundle, else a new one (each is used once)."""
+        made, self._key = self._key, None
+        return made if made is not None else await x509_client.make_key(self.identity, worker=await self._ahead.take())
 
     # --- the loop ---
 
@@ -144,11 +148,6 @@ class IdentityAgent:
                 self._log_failure(exc, material, now, wait)
                 await self._sleep(wait)
 
-    def renew_soon(self, delay: float = 0.0) -> None:
-        """Move the next renewal to `delay` seconds from now (a root rotation; tests drive the timer so)."""
-        self.due = min(self.due, self.clock() + delay) if self.material is not None else self.due
-        self._wake.set()
-
     async def _sleep(self, seconds: float) -> None:
         self._wake.clear()
         try:
@@ -174,12 +173,16 @@ class IdentityAgent:
     async def _bootstrap(self) -> None:
         assert self.bus is not None
         first = not self.ever_held
-        token, minted = await bootstrap_token(self.config, first)
-        checker = await Worker.start()  # started now: Python's start overlaps the key and the ca's signing
+        minted = False
         try:
-            made = await self._take_key()
-            reply = await ca_client.sign_with_token(self.bus, made.csr_pem, token, self.config.ttl_seconds)
-            material = await self._take_issued(made.key_pem, reply, checker)
+            token, minted = await bootstrap_token(self.config, first)
+            checker = await self._ahead.take()  # started ahead, or now: Python's start overlaps the key and the signing
+            try:
+                made = await self._take_key()
+                reply = await ca_client.sign_with_token(self.bus, made.csr_pem, token, self.config.ttl_seconds)
+                material = await self._take_issued(made.key_pem, reply, checker)
+            finally:
+                await checker.close()
         except CaRefused as exc:
             if first:
                 what = "the token minted for this proxy" if minted else "the token"
@@ -191,7 +194,7 @@ class IdentityAgent:
                                     f"{self.config.how_to_get_a_token()}") from None
             raise
         finally:
-            await checker.close()
+            await self._ahead.close()  # a start-up thing: none outlives the first try
         log.info("certificate issued", spiffe_id=material.spiffe_id, serial=material.serial,
                  expires_in_s=round(material.not_after - self.clock()), minted_token=minted)
 
@@ -239,74 +242,6 @@ class IdentityAgent:
                 self.state.save(material, self.roots())
             except OSError as exc:  # we keep serving from memory; a restart will need a token
                 log.error("cannot save the certificate", state_dir=str(self.state.path), error=str(exc))
-
-    # --- bundle ---
-
-    def roots(self) -> list[str]:
-        return self.bundle.roots_pem or self.roots_unversioned
-
-    def _rebuild(self) -> None:
-        roots = self.roots()
-        if self.material is None or not roots:
-            return
-        try:
-            self.provider.update(self.material, roots, self.bundle.version)
-        except ssl.SSLError as exc:
-            self.error = f"TLS contexts cannot be built: {exc}"
-            log.error("TLS contexts cannot be built", error=str(exc))
-
-    async def _ensure_bundle(self) -> None:
-        if (self.bundle.held and not self._bundle_stale) or self.bus is None:
-            return
-        self._bundle_stale = False  # set again if the X.509 worker fails to read this one
-        try:
-            await self.take_bundle(await ca_client.fetch_bundle(self.bus))
-        except (BusError, CaRefused) as exc:
-            log.debug("trust bundle not fetched", error=str(exc))
-
-    async def _on_bundle_update(self, data: bytes) -> None:
-        try:
-            bundle = decode(data, TrustBundle)
-        except msgspec.DecodeError as exc:
-            log.warning("trust bundle update ignored", error=str(exc)[:200])
-            return
-        await self.take_bundle(bundle)
-
-    async def take_bundle(self, bundle: TrustBundle) -> bool:
-        """Hold `bundle` if it is newer (its roots read by an X.509 worker, with which of them issued our chain);
-        rebuild the contexts; renew soon if the newest root did not sign us."""
-        async with self._lock:
-            try:
-                if not self.bundle.wanted(bundle):
-                    return False
-                held = self.material
-                read = await x509_client.read_roots(bundle.roots_pem, held.chain_pem if held is not None else [])
-                self.bundle.hold(bundle, read.roots)
-            except MaterialError as exc:
-                log.warning("trust bundle refused", error=f"bundle version {bundle.version}: {exc}")
-                return False
-            except BundleError as exc:
-                log.warning("trust bundle refused", error=str(exc))
-                return False
-            except X509WorkerError as exc:  # not the bundle's fault: fetch the one in force again soon
-                log.warning("trust bundle not read", error=str(exc), retry_in_s=BUNDLE_RETRY)
-                self._bundle_stale = True
-                asyncio.get_running_loop().call_later(BUNDLE_RETRY, self._wake.set)
-                return False
-            self.issuer = read.issuer if held is not None else ""
-            self.roots_unversioned, self.roots_unversioned_read = [], []
-        log.info("trust bundle", version=bundle.version, roots=len(bundle.roots_pem))
-        self._rebuild()
-        if self.material is not None and self.bundle.needs_rotation(self.issuer):
-            delay = rotation_delay(self.config.rotation_spread)
-            log.info("root rotation: renewing with the new root", in_s=round(delay, 1), serial=self.material.serial)
-            self.renew_soon(delay)
-        if self.state is not None and self.material is not None:
-            try:
-                self.state.save(self.material, self.roots())
-            except OSError as exc:
-                log.error("cannot save the trust bundle", state_dir=str(self.state.path), error=str(exc))
-        return True
 
 
 __all__ = ["IdentityAgent", "IdentityConfig", "IdentityFatal"]

@@ -1,7 +1,7 @@
 """The sidecar's side of the X.509 worker (x509_worker.py): a child process per request, so `cryptography` never
 loads into the long-lived sidecar. The sidecar holds only PEM texts and the fields the child parsed.
 
-    made = await make_key(identity, proof_key_pem="")                      -> KeyMade (key, CSR, proof)
+    made = await make_key(identity, proof_key_pem="", roots_pem=())        -> KeyMade (key, CSR, proof, roots)
     checked = await check_chain(key_pem, chain_pem, expected_id, roots_pem) -> material.Checked
     read = await read_roots(roots_pem, chain_pem)                          -> RootsRead
     worker = await Worker.start()   # start a child before its request is known (while the ca signs), then
@@ -114,6 +114,31 @@ class Worker:
         await process.wait()
 
 
+class Ahead:
+    """Workers started before their requests are known, so their start (Python, `cryptography`: ~0.1 s) overlaps
+    other work; taken in order, else a new one is started. close() kills those not taken (an idle one holds
+    ~30 MB), as does the timer start() sets."""
+
+    def __init__(self) -> None:
+        self.workers: list[Worker] = []
+
+    async def start(self, count: int, life: float) -> None:
+        """Start `count` workers; close them after `life` seconds if still not taken. X509WorkerError."""
+        try:
+            for _ in range(count):
+                self.workers.append(await Worker.start())
+        finally:
+            asyncio.get_running_loop().call_later(life, lambda: asyncio.ensure_future(self.close()))
+
+    async def take(self) -> Worker:
+        return self.workers.pop(0) if self.workers else await Worker.start()
+
+    async def close(self) -> None:
+        workers, self.workers = self.workers, []
+        for worker in workers:
+            await worker.close()
+
+
 async def _ask(request: WorkerRequest, expected: type[R], worker: Worker | None, timeout: float) -> R:
     reply = await (worker or await Worker.start()).ask(request, timeout)
     if isinstance(reply, expected):
@@ -126,9 +151,11 @@ async def _ask(request: WorkerRequest, expected: type[R], worker: Worker | None,
 
 
 async def make_key(identity: str, proof_key_pem: str = "", worker: Worker | None = None,
-                   timeout: float = TIMEOUT) -> KeyMade:
-    """A new key and its CSR for `identity`; with `proof_key_pem` (the current key), the renewal proof too."""
-    return await _ask(MakeKey(identity=identity, proof_key_pem=proof_key_pem), KeyMade, worker, timeout)
+                   timeout: float = TIMEOUT, roots_pem: Sequence[str] = ()) -> KeyMade:
+    """A new key and its CSR for `identity`; with `proof_key_pem` (the current key), the renewal proof too; with
+    `roots_pem`, those roots read (KeyMade.roots, or KeyMade.roots_error)."""
+    return await _ask(MakeKey(identity=identity, proof_key_pem=proof_key_pem, roots_pem=list(roots_pem)), KeyMade,
+                      worker, timeout)
 
 
 async def check_chain(key_pem: str, chain_pem: Sequence[str], expected_id: str, roots_pem: Sequence[str] = (),

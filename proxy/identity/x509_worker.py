@@ -40,7 +40,13 @@ def handle(request: WorkerRequest) -> WorkerReply:
                 key = new_key()  # a new key for every certificate
                 csr = csr_pem(key, identity)
                 proof = proof_signature(load_key(proof_key_pem.encode()), csr) if proof_key_pem else b""
-                return KeyMade(key_pem=key_pem(key).decode(), csr_pem=csr, proof_signature=proof)
+                made = KeyMade(key_pem=key_pem(key).decode(), csr_pem=csr, proof_signature=proof)
+                if request.roots_pem:
+                    try:
+                        made.roots = read_roots(request.roots_pem, []).roots
+                    except MaterialError as exc:
+                        made.roots_error = str(exc)
+                return made
             case CheckChain():
                 return check_chain(load_key(request.key_pem.encode()), request.chain_pem, request.expected_id,
                                    request.roots_pem)

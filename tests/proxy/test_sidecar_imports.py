@@ -148,7 +148,8 @@ def test_a_started_sidecar_with_a_certificate_has_no_cryptography_mapped(tmp_pat
 
     identity = "spiffe://cluster.local/ns/default/sa/default"
     _stored_certificate(tmp_path / "state", identity)
-    save(tmp_path / "client.yaml", ClientConfig(nats=NatsClient(url="nats://127.0.0.1:1", user="proxy.t", password="x")))
+    client = NatsClient(url="nats://127.0.0.1:1", user="proxy.t", password="x")  # a proxy's: nothing asked at start
+    save(tmp_path / "client.yaml", ClientConfig(nats=client))
     admin = free_port()
     argv = [sys.executable, "-m", "isthmus.cli", "--config", str(tmp_path / "client.yaml"),
             "--nats", f"nats://127.0.0.1:{free_port()}", "proxy", "run", "--service", "idle", "--service-port", "9080",

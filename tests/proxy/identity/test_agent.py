@@ -90,7 +90,7 @@ def agent(token: str = "good", **config: Any) -> IdentityAgent:
                          backoff=Backoff(first=0.01, cap=0.05))
 
 
-async def until(check: Callable[[], Any], timeout: float = 5.0) -> Any:
+async def until(check: Callable[[], Any], timeout: float = 10.0) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if value := check():
@@ -207,7 +207,7 @@ async def test_a_refused_renewal_retries_with_backoff_and_keeps_the_certificate(
     first = await until(lambda: a.material)
     bus.refuse_sign = "the ca is rotating"
     a.renew_soon()
-    await until(lambda: len(bus.signs) >= 4)  # kept trying
+    await until(lambda: len(bus.signs) >= 4, timeout=20)  # kept trying (each try starts two X.509 workers)
     assert a.material is first and a.error == "the ca is rotating" and not task.done()
     bus.refuse_sign = ""
     await until(lambda: a.material is not first)
@@ -225,7 +225,7 @@ async def test_an_expired_certificate_is_logged_kept_trying_and_shown(monkeypatc
     a._adopt(ca.checked(ID, ttl=60, start=time.time() - 120), [ca.pem], fresh=False)  # held, then expired
     bus.refuse_sign = "the proof certificate expired"
     task = await running(a, bus)
-    await until(lambda: len(bus.signs) >= 3)
+    await until(lambda: len(bus.signs) >= 3, timeout=20)  # each try starts two X.509 worker children
     assert not task.done()  # never fatal once a certificate was held
     await stop(task)
     assert certs_dump(a)["workload"]["state"] == "expired"
@@ -344,3 +344,55 @@ async def test_a_stored_certificate_no_root_in_the_bundle_signed_is_replaced_wit
     await stop(task)
     assert fresh.spiffe_id == ID and bus.signs[-1].token == "good"
     assert not [s for s in bus.signs if not s.token]  # not even one renewal asked with the untrusted proof
+
+
+async def test_a_first_certificate_takes_two_children_both_started_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing stored: load_stored starts two X.509 workers at once (the sidecar reaches the bus meanwhile); the
+    first makes the key and reads the first bundle, the second checks the certificate; none is left after."""
+    from proxy.identity import x509_client
+
+    started: list[x509_client.Worker] = []
+    start = x509_client.Worker.start
+
+    async def counted() -> x509_client.Worker:
+        started.append(await start())
+        return started[-1]
+
+    monkeypatch.setattr(x509_client.Worker, "start", counted)
+    bus, a = CaStandIn(TestCa()), agent()
+    await a.load_stored()
+    assert len(started) == 2 and a._ahead.workers == started
+    task = await running(a, bus)
+    material = await until(lambda: a.material)
+    await stop(task)
+    assert len(started) == 2 and a._ahead.workers == [] and all(w.process.returncode is not None for w in started)
+    assert a.bundle.held and [root.subject for root in a.bundle.roots] == [bus.ca.subject]
+    assert a.issuer == bus.ca.fingerprint and material.spiffe_id == ID and a.provider.builds == 1
+
+
+async def test_an_x509_worker_that_fails_is_not_fatal_and_is_tried_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from proxy.identity import x509_client
+
+    monkeypatch.setattr(x509_client, "MODULE", "tests.proxy.identity.no_such_worker")
+    bus, a = CaStandIn(TestCa()), agent()
+    task = await running(a, bus)
+    await until(lambda: a.error)
+    assert "X.509 worker failed" in a.error and "No module named" in a.error and not task.done()
+    assert bus.signs == []  # no CSR, nothing asked of the ca (nor the token spent)
+    monkeypatch.setattr(x509_client, "MODULE", "proxy.identity.x509_worker")
+    await until(lambda: a.material, timeout=10)
+    await stop(task)
+    assert a.error == ""
+
+
+async def test_a_bundle_with_an_unreadable_root_is_refused_and_the_held_one_kept() -> None:
+    ca = TestCa()
+    bus, a = CaStandIn(ca), agent()
+    task = await running(a, bus)
+    await until(lambda: a.material and a.bundle.held)
+    update = bus.listeners["isthmus.ca.bundle.updates"]
+    garbage = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+    await update(msgspec.json.encode(TrustBundle(trust_domain="cluster.local", roots_pem=[ca.pem, garbage], version=9)))
+    await update(msgspec.json.encode(TrustBundle(trust_domain="elsewhere", roots_pem=[ca.pem], version=9)))
+    await stop(task)
+    assert a.bundle.version == 1 and a.bundle.roots_pem == [ca.pem] and a.issuer == ca.fingerprint

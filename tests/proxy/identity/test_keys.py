@@ -65,7 +65,8 @@ def test_proof_is_an_ecdsa_sha256_signature_over_the_csr_der_by_the_current_key(
         load_key(made.key_pem.encode()).public_key().verify(made.proof_signature, der, ec.ECDSA(hashes.SHA256()))
 
 
-def check(key: ec.EllipticCurvePrivateKey, chain: list[str], expected: str = ID, roots: list[str] = ()) -> WorkerReply:  # type: ignore[assignment]
+def check(key: ec.EllipticCurvePrivateKey, chain: list[str], expected: str = ID,
+          roots: tuple[str, ...] | list[str] = ()) -> WorkerReply:
     return handle(CheckChain(key_pem=key_pem(key).decode(), chain_pem=chain, expected_id=expected,
                              roots_pem=list(roots)))
 
@@ -90,7 +91,8 @@ def test_a_checked_chain_gives_identity_serial_validity_and_the_root_that_issued
 def test_a_root_with_the_issuers_name_but_another_key_did_not_issue_it() -> None:
     ca, impostor = TestCa("mesh root"), TestCa("mesh root")  # same subject, another key
     key = new_key()
-    assert check(key, [ca.sign_key(key.public_key(), ID)], roots=[impostor.pem]).issuer == ""  # type: ignore[union-attr]
+    reply = check(key, [ca.sign_key(key.public_key(), ID)], roots=[impostor.pem])
+    assert isinstance(reply, ChainChecked) and reply.issuer == "" and reply.roots[0].subject == ca.subject
 
 
 def test_a_chain_for_another_key_is_refused() -> None:
@@ -137,3 +139,15 @@ def test_a_request_one_byte_over_the_bound_or_unreadable_is_refused() -> None:
     unreadable = decode(answer(b"\x81\xa2op\xa4nope"))
     assert isinstance(unreadable, WorkerFailed) and unreadable.kind == "request"
     assert isinstance(decode(answer(at)), KeyMade)
+
+
+def test_a_new_key_may_come_with_a_bundles_roots_read_all_or_none() -> None:
+    """The first key and the first bundle take one child at start-up (agent.py)."""
+    ca = TestCa()
+    made = handle(MakeKey(identity=ID, roots_pem=[ca.pem]))
+    assert isinstance(made, KeyMade) and not made.roots_error
+    assert [r.fingerprint for r in made.roots] == [ca.fingerprint]
+    refused = handle(MakeKey(identity=ID, roots_pem=[ca.pem, GARBAGE]))
+    assert isinstance(refused, KeyMade) and refused.roots == []
+    assert refused.roots_error.startswith("a certificate cannot be read")
+    assert load_key(refused.key_pem.encode())  # the key is made all the same

@@ -22,7 +22,8 @@ async def test_a_key_made_in_a_child_is_checked_in_another_against_its_chain_and
     ca = TestCa()
     made = await x509_client.make_key(ID)
     public = x509.load_pem_x509_csr(made.csr_pem.encode()).public_key()
-    checked = await x509_client.check_chain(made.key_pem, [ca.sign_key(public, ID)], ID, [ca.pem])  # type: ignore[arg-type]
+    chain = [ca.sign_key(public, ID)]  # type: ignore[arg-type]
+    checked = await x509_client.check_chain(made.key_pem, chain, ID, [ca.pem])
     assert checked.material.spiffe_id == ID and checked.material.key_pem == made.key_pem
     assert checked.issuer == ca.fingerprint and [r.subject for r in checked.roots] == [ca.subject]
     load_key(made.key_pem.encode())  # a usable PKCS#8 key came over the pipe
