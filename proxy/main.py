@@ -213,6 +213,7 @@ class Sidecar(SidecarListeners, SidecarControlPlane, SidecarStatus):
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.identity.close()
         await self._stop_listeners(max(0.1, deadline - asyncio.get_running_loop().time()))
         self.pool.close()
         if self.access_log is not None:

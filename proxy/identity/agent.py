@@ -110,6 +110,10 @@ class IdentityAgent(BundleFollower):
             except X509WorkerError:
                 pass  # started when needed instead (and that failure reported then)
 
+    async def close(self) -> None:
+        """Kill the workers started ahead that are still waiting (a sidecar that stops before its first try)."""
+        await self._ahead.close()
+
     async def _take_key(self) -> KeyMade:
         """The key made with the first bundle, else a new one (each is used once)."""
         made, self._key = self._key, None
