@@ -70,8 +70,10 @@ async def test_pilot_records_each_proxys_ack_in_etcd(mesh: ControlPlane) -> None
     store = await mesh.store()
 
     async def recorded() -> dict | None:
+        """The record once it holds the ACK of the version the sidecar showed (an earlier ACK's may come first)."""
         entry = await store.get(f"{STATUS_PREFIX}{proxy_id}")
-        return json.loads(entry.value) if entry else None
+        status = json.loads(entry.value) if entry else None
+        return status if status is not None and status["version"] >= version else None
 
     status = await eventually(recorded, timeout=LEASE_TTL + 20)  # a loaded machine: generous, still bounded
     assert status["ok"] is True and status["version"] >= version

@@ -225,12 +225,18 @@ async def test_an_expired_certificate_is_logged_kept_trying_and_shown(monkeypatc
     a._adopt(ca.checked(ID, ttl=60, start=time.time() - 120), [ca.pem], fresh=False)  # held, then expired
     bus.refuse_sign = "the proof certificate expired"
     task = await running(a, bus)
-    await until(lambda: len(bus.signs) >= 3, timeout=20)  # each try starts two X.509 worker children
+
+    def expired() -> list[dict]:
+        return [e for e in entries
+                if e["log_level"] == "error" and e["event"].startswith("workload certificate expired")]
+
+    # waited for by its log lines: a try's line follows its sign by the closing of its X.509 worker
+    await until(lambda: len(expired()) >= 3, timeout=20)
     assert not task.done()  # never fatal once a certificate was held
     await stop(task)
     assert certs_dump(a)["workload"]["state"] == "expired"
-    expired = [e for e in entries if e["log_level"] == "error" and e["event"].startswith("workload certificate expired")]
-    assert len(expired) >= 3 and expired[0]["error"] == "the proof certificate expired"  # one line per try
+    lines = expired()  # one line per try
+    assert len(bus.signs) >= len(lines) >= 3 and lines[0]["error"] == "the proof certificate expired"
 
 
 async def test_a_restart_with_a_stored_certificate_needs_no_token(tmp_path: Path) -> None:
