@@ -402,3 +402,23 @@ async def test_a_bundle_with_an_unreadable_root_is_refused_and_the_held_one_kept
     await update(msgspec.json.encode(TrustBundle(trust_domain="elsewhere", roots_pem=[ca.pem], version=9)))
     await stop(task)
     assert a.bundle.version == 1 and a.bundle.roots_pem == [ca.pem] and a.issuer == ca.fingerprint
+
+
+async def test_a_bundle_the_worker_failed_to_read_is_fetched_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that fails is not the bundle's fault: the update is not lost, the bundle in force is fetched again."""
+    from proxy.identity import bundle_follow, x509_client
+
+    monkeypatch.setattr(bundle_follow, "BUNDLE_RETRY", 0.1)
+    ca = TestCa()
+    bus, a = CaStandIn(ca), agent()
+    task = await running(a, bus)
+    await until(lambda: a.material and a.bundle.held)
+    new = TestCa("new root")
+    bus.roots, bus.version = [ca.pem, new.pem], 2
+    monkeypatch.setattr(x509_client, "MODULE", "tests.proxy.identity.no_such_worker")
+    assert not await a.take_bundle(TrustBundle(trust_domain="cluster.local", roots_pem=bus.roots, version=2))
+    assert a.bundle.version == 1 and a._bundle_stale
+    monkeypatch.setattr(x509_client, "MODULE", "proxy.identity.x509_worker")
+    await until(lambda: a.bundle.version == 2)  # fetched again (CA_BUNDLE), not published again
+    await stop(task)
+    assert [root.subject for root in a.bundle.roots] == [ca.subject, new.subject] and not a._bundle_stale
