@@ -20,9 +20,9 @@ the new root while both are trusted.
 
 X.509 work (the key, the CSR, the proof, reading chains and roots) runs in a short-lived child per step
 (x509_client.py), so `cryptography` never loads into the sidecar: the agent holds PEM texts and parsed fields.
-At start-up two children are started ahead while the sidecar reaches the bus (prefetch): one makes the first
-key and reads the first bundle, one checks the first certificate; later, each check's child is started before
-the ca is asked, so its start overlaps the signing. Checks and bundle changes run one at a time (a
+At start-up two children are ready ahead (`proxy run` starts them before its imports: load_stored's `early`;
+else prefetch): one makes the first key and reads the first bundle, one checks the first certificate (on a
+restart: the stored one, and the first bundle); later, each check's child is started before the ca is asked. Checks and bundle changes run one at a time (a
 lock), so the root a certificate is said to come from is always read against the roots in force.
 """
 
@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from proto.ca import SignReply
 from proto.identity_worker import CertFields, KeyMade
@@ -85,11 +86,17 @@ class IdentityAgent(BundleFollower):
         if self.state is not None:
             self.state.prepare()
 
-    async def load_stored(self) -> None:
-        """Adopt the certificate in --state-dir if it is usable (an X.509 worker checks it); else prefetch()."""
-        if self.state is not None:
+    async def load_stored(self, early: Sequence[subprocess.Popen[bytes]] = ()) -> None:
+        """Adopt the certificate in --state-dir if it is usable (an X.509 worker checks it); else prefetch().
+        `early`: workers `proxy run` started before its own imports (x509_client.spawn_early), used first."""
+        if early:
+            try:
+                await self._ahead.start(len(early), SPARE_SECONDS, early)
+            except X509WorkerError:
+                pass
+        if self.state is not None and self.state.stored():
             roots = self.state.roots()
-            checked, why = await self.state.load(self.identity, self.clock(), roots)
+            checked, why = await self.state.load(self.identity, self.clock(), roots, worker=await self._ahead.take())
             if checked is not None:
                 material = checked.material
                 self._adopt(checked, roots, fresh=False)
@@ -101,10 +108,11 @@ class IdentityAgent(BundleFollower):
         await self.prefetch()
 
     async def prefetch(self) -> None:
-        """No certificate held: start two X.509 workers now, which load `cryptography` while the sidecar reaches
-        the bus: one makes the first key and reads the first bundle (take_bundle), one checks the first
-        certificate. Those not used by the end of the first try, or after SPARE_SECONDS, are closed."""
-        if self.material is None and not self._ahead.workers:
+        """No certificate held: have two X.509 workers ahead (start those missing now), which load `cryptography`
+        while the sidecar reaches the bus: one makes the first key and reads the first bundle (take_bundle), one
+        checks the first certificate. Those not used by the end of the first try, or after SPARE_SECONDS, are
+        closed."""
+        if self.material is None:
             try:
                 await self._ahead.start(2, SPARE_SECONDS)
             except X509WorkerError:

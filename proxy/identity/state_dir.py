@@ -62,15 +62,21 @@ class StateDir:
         if roots_pem:
             write_private(self.path / ROOTS_FILE, "".join(roots_pem).encode())
 
-    async def load(self, expected_id: str, now: float, roots_pem: Sequence[str] = ()) -> tuple[Checked | None, str]:
+    def stored(self) -> bool:
+        """True when a key or a chain is stored (load() has something to check)."""
+        return (self.path / KEY_FILE).exists() or (self.path / CHAIN_FILE).exists()
+
+    async def load(self, expected_id: str, now: float, roots_pem: Sequence[str] = (),
+                   worker: x509_client.Worker | None = None) -> tuple[Checked | None, str]:
         """(the stored material checked against `roots_pem`, "") when it is there, readable, ours and unexpired
-        at `now`; else (None, why not) - "" when nothing is stored."""
+        at `now`; else (None, why not) - "" when nothing is stored. `worker`: the X.509 worker to check it in (a new
+        one by default)."""
         key_path, chain_path = self.path / KEY_FILE, self.path / CHAIN_FILE
-        if not key_path.exists() and not chain_path.exists():
+        if not self.stored():
             return None, ""
         try:
             checked = await x509_client.check_chain(key_path.read_text(), [chain_path.read_text()], expected_id,
-                                                    roots_pem)
+                                                    roots_pem, worker=worker)
         except (OSError, ValueError, X509WorkerError) as exc:  # MaterialError is a ValueError
             return None, f"the stored certificate cannot be used: {exc}"
         if checked.material.expired(now):

@@ -6,6 +6,8 @@ loads into the long-lived sidecar. The sidecar holds only PEM texts and the fiel
     read = await read_roots(roots_pem, chain_pem)                          -> RootsRead
     worker = await Worker.start()   # start a child before its request is known (while the ca signs), then
     await check_chain(..., worker=worker)                                  # (or `await worker.close()`)
+    popens = spawn_early(2)         # before the event loop (`proxy run`, before the sidecar's imports), then
+    worker = await Worker.adopt(popens[0])                                 # in the loop
 
 Errors:
     MaterialError      the child read the request and refused it (its words): not our key, another identity,
@@ -22,6 +24,7 @@ child not answered in time, or no longer needed, is killed and reaped.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import sys
 from collections.abc import Sequence
 from typing import TypeVar
@@ -57,11 +60,57 @@ async def _read_at_most(stream: asyncio.StreamReader, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def spawn_early(count: int) -> list[subprocess.Popen[bytes]]:
+    """Start `count` workers now, without an event loop: `proxy run` calls this before it imports the sidecar, so
+    `cryptography` loads in the children while the sidecar loads its own modules (~0.2 s). [] when they cannot be
+    started (then they are started when needed). Hand them to Worker.adopt() in the loop."""
+    try:
+        return [subprocess.Popen([sys.executable, "-m", MODULE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE) for _ in range(count)]
+    except OSError:
+        return []
+
+
+class _Adopted:
+    """A child spawn_early() started, with the part of asyncio.subprocess.Process that Worker uses."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], stdin: asyncio.StreamWriter, stdout: asyncio.StreamReader,
+                 stderr: asyncio.StreamReader) -> None:
+        self.popen, self.stdin, self.stdout, self.stderr = popen, stdin, stdout, stderr
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.poll()
+
+    def kill(self) -> None:
+        self.popen.kill()
+        self.stdin.close()
+
+    async def wait(self) -> int:
+        while (code := self.popen.poll()) is None:  # it has closed its stdout, or was killed: a few ms at most
+            await asyncio.sleep(0.005)
+        return code
+
+
+async def _reader(loop: asyncio.AbstractEventLoop, pipe: object) -> asyncio.StreamReader:
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
+    return reader
+
+
 class Worker:
     """One child process, for one request."""
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
+    def __init__(self, process: asyncio.subprocess.Process | _Adopted) -> None:
         self.process = process
+
+    @classmethod
+    async def adopt(cls, popen: subprocess.Popen[bytes]) -> "Worker":
+        """A worker spawn_early() started, its pipes now on this event loop."""
+        loop = asyncio.get_running_loop()
+        transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, popen.stdin)
+        stdin = asyncio.StreamWriter(transport, protocol, None, loop)
+        return cls(_Adopted(popen, stdin, await _reader(loop, popen.stdout), await _reader(loop, popen.stderr)))
 
     @classmethod
     async def start(cls) -> "Worker":
@@ -122,10 +171,13 @@ class Ahead:
     def __init__(self) -> None:
         self.workers: list[Worker] = []
 
-    async def start(self, count: int, life: float) -> None:
-        """Start `count` workers; close them after `life` seconds if still not taken. X509WorkerError."""
+    async def start(self, count: int, life: float, early: Sequence[subprocess.Popen[bytes]] = ()) -> None:
+        """Adopt the `early` workers (spawn_early), then start more up to `count`; close them after `life` seconds
+        if still not taken. X509WorkerError."""
         try:
-            for _ in range(count):
+            for popen in early:
+                self.workers.append(await Worker.adopt(popen))
+            while len(self.workers) < count:
                 self.workers.append(await Worker.start())
         finally:
             asyncio.get_running_loop().call_later(life, lambda: asyncio.ensure_future(self.close()))

@@ -86,3 +86,16 @@ async def test_a_cancelled_request_leaves_no_child(monkeypatch: pytest.MonkeyPat
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert worker.process.returncode is not None
+
+
+async def test_workers_spawned_before_the_loop_are_adopted_and_answer_or_are_killed() -> None:
+    """`proxy run` starts two before it imports the sidecar (spawn_early); the agent adopts them (Ahead.start)."""
+    early = x509_client.spawn_early(2)
+    assert len(early) == 2 and all(popen.poll() is None for popen in early)
+    ahead = x509_client.Ahead()
+    await ahead.start(2, 30.0, early)
+    assert [worker.process.popen for worker in ahead.workers] == early  # type: ignore[union-attr]
+    made = await x509_client.make_key(ID, worker=await ahead.take())
+    assert "PRIVATE KEY" in made.key_pem and early[0].poll() == 0
+    await ahead.close()
+    assert early[1].poll() is not None and ahead.workers == []
