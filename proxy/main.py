@@ -13,8 +13,10 @@ import gc
 import secrets
 import signal
 import ssl
+import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from proto.observations import workload_name_of
@@ -60,8 +62,10 @@ STOP_GRACE = 5.0  # seconds a stopping sidecar lets requests in flight finish (I
 class Sidecar(SidecarListeners, SidecarControlPlane, SidecarStatus):
     """Built here from ProxyOptions, run and stopped here; its other methods by concern in proxy/sidecar/."""
 
-    def __init__(self, options: ProxyOptions) -> None:
+    def __init__(self, options: ProxyOptions, early: Sequence[subprocess.Popen[bytes]] = ()) -> None:
+        """`early`: X.509 workers `proxy run` started before importing this (proxy/identity/x509_client.py)."""
         self.options = options
+        self.early = early
         self.log = configure(options.log_level, "proxy")
         exchange.RETRY_BUFFER_LIMIT = options.retry_buffer_limit  # read by every exchange with a body
         # drawn per run: this run takes only the security entry pilot compiled from its own registration
@@ -97,7 +101,7 @@ class Sidecar(SidecarListeners, SidecarControlPlane, SidecarStatus):
         log_for = self.access_log.for_listener if self.access_log is not None else lambda name: None
         # metrics, access logging and tracing (proxy/observability.py)
         self.telemetry = telemetry = SidecarTelemetry(options, self.state, log_for, self._envoy_log)
-        # workload identity (proxy/identity/agent.py): loaded from --state-dir before the listeners, then obtained
+        # workload identity (proxy/identity/agent.py): loaded from --state-dir as the listeners start, then obtained
         # and renewed beside them; the listeners never wait for it
         self.identity = IdentityAgent(IdentityConfig(
             trust_domain=options.trust_domain, namespace=options.namespace, service_account=options.service_account,
@@ -161,9 +165,12 @@ class Sidecar(SidecarListeners, SidecarControlPlane, SidecarStatus):
     async def run(self) -> None:
         asyncio.get_running_loop().set_exception_handler(log_loop_error)
         try:
-            self.identity.load_stored()
+            self.identity.prepare()
         except OSError as exc:
             raise StartError(f"--state-dir {self.options.state_dir}: {reason(exc)}") from exc
+        # an X.509 worker child checks the stored certificate (or makes the first key) while the listeners start,
+        # the bus credentials are checked and the bus is reached; the workload registers after (control_plane.py)
+        self.loading = loading = asyncio.create_task(self.identity.load_stored(self.early))
         try:
             await self.start_listeners()
             o = self.options  # a taken port is reported before the bus is asked for anything
@@ -185,6 +192,8 @@ class Sidecar(SidecarListeners, SidecarControlPlane, SidecarStatus):
                 await self._stop_listeners(0)
                 raise
         except (StartError, CredentialsError):
+            loading.cancel()
+            await asyncio.gather(loading, return_exceptions=True)
             if self.access_log is not None:
                 self.access_log.close()
             raise
@@ -208,6 +217,7 @@ class Sidecar(SidecarListeners, SidecarControlPlane, SidecarStatus):
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.identity.close()
         await self._stop_listeners(max(0.1, deadline - asyncio.get_running_loop().time()))
         self.pool.close()
         if self.access_log is not None:
@@ -232,13 +242,13 @@ def log_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> 
                               exc_info=exc if exc is not None else False)
 
 
-def run_proxy(options: ProxyOptions) -> None:
+def run_proxy(options: ProxyOptions, early: Sequence[subprocess.Popen[bytes]] = ()) -> None:
     """Run a sidecar until SIGINT/SIGTERM. Raises StartError (one line naming the flag) when it cannot start,
-    IdentityFatal (one line) when the ca refuses it an identity for good."""
+    IdentityFatal (one line) when the ca refuses it an identity for good. `early`: x509_client.spawn_early()'s."""
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(Sidecar(options).run())
+    asyncio.run(Sidecar(options, early).run())

@@ -204,6 +204,9 @@ def proxy_run(obj: dict[str, Any], service: str, namespace: str, service_port: i
         workload_group=group,
         **proxy_settings(obj, flags),
     )
+    from proxy.identity.x509_client import spawn_early
+
+    early = spawn_early(2)  # `cryptography` loads in the sidecar's X.509 workers while it imports its own modules
     from proxy.main import run_proxy
 
-    run_or_exit(lambda: run_proxy(options))
+    run_or_exit(lambda: run_proxy(options, early))

@@ -11,6 +11,7 @@ hold keys either).
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from typing import Any
 import msgspec
 
 from proto.debug import MAX_DUMP, SECTIONS, ProxyDebugReply, ProxyDebugRequest
+from proto.identity_worker import CertFields
 from proto.subjects import proxy_debug_subject
 from runtime.bus import Bus, decode, encode
 from runtime.log import get_logger, level_name, set_level
@@ -29,8 +31,23 @@ CACHE_SECONDS = 30.0
 _json = msgspec.json.Encoder()
 
 
+def fields_summary(cert: CertFields, now: float | None = None) -> dict[str, Any]:
+    """A certificate the sidecar holds parsed (its workload chain and roots: proxy/identity/) as the operator reads
+    it: subject, issuer, SANs, serial (hex), validity; never a key. No `cryptography`: the X.509 worker parsed it."""
+    now = time.time() if now is None else now
+    return {"subject": cert.subject, "issuer": cert.issuer,
+            "sans": [*(f"URI:{u}" for u in cert.uris), *(f"DNS:{d}" for d in cert.dns), *(f"IP:{i}" for i in cert.ips)],
+            "serial": cert.serial, "not_before": _iso(cert.not_before), "not_after": _iso(cert.not_after),
+            "expires_in_s": int(cert.not_after - now)}
+
+
+def _iso(when: float) -> str:
+    return datetime.datetime.fromtimestamp(when, datetime.timezone.utc).isoformat()
+
+
 def cert_summary(pem_or_der: Any, now: float | None = None) -> dict[str, Any]:
-    """A certificate as the operator reads it: subject, issuer, SANs, serial (hex), validity; never a key."""
+    """A gateway credential's certificate (PEM or parsed), as fields_summary() shows one. Loads `cryptography`:
+    only gateways hold credentials, a sidecar never calls this."""
     from cryptography import x509
 
     cert = pem_or_der if isinstance(pem_or_der, x509.Certificate) else x509.load_pem_x509_certificate(pem_or_der)
@@ -64,9 +81,9 @@ def secret_section(identity: Any, gateway_secrets: Any = None) -> dict[str, Any]
     roots = list(getattr(getattr(identity, "bundle", None), "roots", None) or [])
     out: dict[str, Any] = {
         "workload": {"spiffe_id": getattr(identity, "identity", ""),
-                     "chain": [cert_summary(c) for c in (material.chain if material is not None else [])],
+                     "chain": [fields_summary(c) for c in (material.chain if material is not None else [])],
                      "error": getattr(identity, "error", "") or ""},
-        "roots": [cert_summary(r) for r in roots],
+        "roots": [fields_summary(r) for r in roots],
     }
     current = getattr(gateway_secrets, "current", None)
     if current:

@@ -2,85 +2,59 @@
 half life, the trust bundle, and the TLS contexts built from them. Runs beside the listeners; nothing here
 is on the request path, and the listeners do not wait for it.
 
-First certificate, in this order:
-1. a usable certificate in `--state-dir` (ours, unexpired, matching its key): no token needed;
-2. `--token` / ISTHMUS_TOKEN, else `--token-file` (read at each try, so an operator can drop a new one);
-3. else a token minted for our own namespace and service account over CA_TOKEN_CREATE (the local
-   convenience; logged as a warning).
-Until this process has held a certificate, a refusal is fatal (IdentityFatal: `proxy run` prints its one
-line and exits 1): the ca's reason for a bad, expired, revoked or used-up token; for a refused mint, how
-to get a token; for a token of another identity, which one it was. The ca not answering is not a refusal:
-the proxy keeps serving and tries again with backoff (schedule.py).
+First certificate: from a usable certificate in `--state-dir` (ours, unexpired, matching its key), else with a
+bootstrap token (config.py: --token, --token-file, or one minted). Until this process has held a certificate, a
+refusal is fatal (IdentityFatal: `proxy run` prints its one line and exits 1): the ca's reason for a bad,
+expired, revoked or used-up token; for a refused mint, how to get a token; for a token of another identity,
+which one it was. The ca not answering is not a refusal: the proxy keeps serving and tries again with backoff
+(schedule.py).
 
 Renewal: with the current certificate as proof and a new key each time, never the bootstrap token, so a
 token's expiry never stops rotation (istio/istio#49202). Failed renewals retry with bounded backoff. A
 certificate that expires anyway is logged as an error at every try, shown by /certs, and the agent falls
 back to the bootstrap sources (a refreshed --token-file, a mint) without ever exiting.
 
-Bundle: fetched at start (CA_BUNDLE), then followed (CA_BUNDLE_UPDATES; older versions ignored). When a new
-bundle's newest root did not sign our certificate (a root rotation), renewal moves to within
-ROTATION_SPREAD seconds (jittered), so the mesh moves to the new root while both are trusted.
+Bundle (bundle_follow.py): fetched at start, then followed. When a new bundle's newest root did not sign our
+certificate (a root rotation), renewal moves to within ROTATION_SPREAD seconds (jittered), so the mesh moves to
+the new root while both are trusted.
+
+X.509 work (the key, the CSR, the proof, reading chains and roots) runs in a short-lived child per step
+(x509_client.py), so `cryptography` never loads into the sidecar: the agent holds PEM texts and parsed fields.
+At start-up two children are ready ahead (`proxy run` starts them before its imports: load_stored's `early`;
+else prefetch): one makes the first key and reads the first bundle, one checks the first certificate (on a
+restart: the stored one, and the first bundle); later, each check's child is started before the ca is asked. Checks and bundle changes run one at a time (a
+lock), so the root a certificate is said to come from is always read against the roots in force.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+import subprocess
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 
-import msgspec
-
-from proto.ca import TrustBundle
+from proto.ca import SignReply
+from proto.identity_worker import CertFields, KeyMade
 from proto.subjects import CA_BUNDLE_UPDATES
-from proxy.identity import ca_client
-from proxy.identity.bundle import Bundle, BundleError
+from proxy.identity import ca_client, x509_client
+from proxy.identity.bundle import Bundle
+from proxy.identity.bundle_follow import BundleFollower
 from proxy.identity.ca_client import CaRefused
-from proxy.identity.keys import new_key
-from proxy.identity.material import Material, MaterialError
-from proxy.identity.schedule import GRACE_JITTER, GRACE_RATIO, ROTATION_SPREAD, Backoff, renew_at, rotation_delay
-from proxy.identity.spiffe import spiffe_id
+from proxy.identity.config import IdentityConfig, IdentityFatal, bootstrap_token
+from proxy.identity.material import Checked, Material, MaterialError
+from proxy.identity.schedule import Backoff, renew_at
 from proxy.identity.state_dir import StateDir
 from proxy.identity.tls import TlsProvider
-from runtime.bootstrap_tokens import TokenRefused, read_token_file
-from runtime.bus import Bus, BusError, decode
+from proxy.identity.x509_client import Worker, X509WorkerError
+from runtime.bus import Bus, BusError
 from runtime.log import get_logger
 
 log = get_logger("proxy.identity")
+SPARE_SECONDS = 10.0  # the longest an X.509 worker started ahead at start-up waits for its request
 
 
-class IdentityFatal(Exception):
-    """The proxy cannot get its identity as started and waiting will not help: one line for `proxy run`."""
-
-
-@dataclass(frozen=True)
-class IdentityConfig:
-    trust_domain: str
-    namespace: str
-    service_account: str
-    token: str = ""  # --token / ISTHMUS_TOKEN
-    token_file: str = ""  # --token-file
-    state_dir: str = ""  # --state-dir; "" keeps key and certificate in memory only
-    ttl_seconds: int = 0  # asked certificate lifetime; 0: the ca's default
-    grace_ratio: float = GRACE_RATIO
-    grace_jitter: float = GRACE_JITTER
-    rotation_spread: float = ROTATION_SPREAD
-    # How to create a token for ourselves when none is given (the local convenience): a coroutine giving one,
-    # raising CaRefused when refused; None: not possible (the bus lets only the operator create tokens, and
-    # this sidecar does not hold the operator's client config). proxy/sidecar/control_plane.py supplies it.
-    mint: Callable[[], Awaitable[str]] | None = None
-
-    @property
-    def spiffe_id(self) -> str:
-        return spiffe_id(self.trust_domain, self.namespace, self.service_account)
-
-    def how_to_get_a_token(self) -> str:
-        return (f"get one with `isthmus token create --namespace {self.namespace} --service-account "
-                f"{self.service_account}` and pass it with --token (or --token-file, env ISTHMUS_TOKEN)")
-
-
-class IdentityAgent:
+class IdentityAgent(BundleFollower):
     def __init__(self, config: IdentityConfig, provider: TlsProvider | None = None,
                  clock: Callable[[], float] = time.time, backoff: Backoff | None = None) -> None:
         self.config = config
@@ -91,6 +65,8 @@ class IdentityAgent:
         self.state = StateDir(config.state_dir) if config.state_dir else None
         self.material: Material | None = None
         self.roots_unversioned: list[str] = []  # the roots a SignReply named, until a versioned bundle arrives
+        self.roots_unversioned_read: list[CertFields] = []  # ... as the X.509 worker read them (for /certs)
+        self.issuer = ""  # fingerprint of the root in force that issued our certificate's chain; "" none
         self.due = 0.0  # Unix time of the next renewal
         self.error = ""  # the last problem, for /certs; "" once resolved
         self.renewals = 0
@@ -98,22 +74,58 @@ class IdentityAgent:
         self.bus: Bus | None = None
         self.backoff = backoff or Backoff()
         self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()  # a chain check and its adoption, or a bundle change: one at a time
+        self._key: KeyMade | None = None  # the first key, made with the first bundle's roots (take_bundle)
+        self._ahead = x509_client.Ahead()  # children started at start-up for the first key and check (prefetch)
+        self._bundle_stale = False  # a bundle could not be read: fetch the one in force again
 
-    # --- start-up (synchronous: before the listeners, so /certs and TLS are ready at once) ---
+    # --- start-up: before the bus, so /certs and TLS are ready before the control plane is reached ---
 
-    def load_stored(self) -> None:
-        """Adopt the certificate in --state-dir if it is usable. OSError when the directory cannot be made."""
-        if self.state is None:
-            return
-        self.state.prepare()
-        material, why = self.state.load(self.identity, self.clock())
-        if material is None:
+    def prepare(self) -> None:
+        """Make --state-dir (0700). OSError when it cannot be, or is shared (state_dir.py)."""
+        if self.state is not None:
+            self.state.prepare()
+
+    async def load_stored(self, early: Sequence[subprocess.Popen[bytes]] = ()) -> None:
+        """Adopt the certificate in --state-dir if it is usable (an X.509 worker checks it); else prefetch().
+        `early`: workers `proxy run` started before its own imports (x509_client.spawn_early), used first."""
+        if early:
+            try:
+                await self._ahead.start(len(early), SPARE_SECONDS, early)
+            except X509WorkerError:
+                pass
+        if self.state is not None and self.state.stored():
+            roots = self.state.roots()
+            checked, why = await self.state.load(self.identity, self.clock(), roots, worker=await self._ahead.take())
+            if checked is not None:
+                material = checked.material
+                self._adopt(checked, roots, fresh=False)
+                log.info("certificate loaded", spiffe_id=material.spiffe_id, serial=material.serial,
+                         expires_in_s=round(material.not_after - self.clock()), state_dir=str(self.state.path))
+                return
             if why:
                 log.warning("stored certificate not used", state_dir=str(self.state.path), reason=why)
-            return
-        self._adopt(material, self.state.roots(), fresh=False)
-        log.info("certificate loaded", spiffe_id=material.spiffe_id, serial=material.serial,
-                 expires_in_s=round(material.not_after - self.clock()), state_dir=str(self.state.path))
+        await self.prefetch()
+
+    async def prefetch(self) -> None:
+        """No certificate held: have two X.509 workers ahead (start those missing now), which load `cryptography`
+        while the sidecar reaches the bus: one makes the first key and reads the first bundle (take_bundle), one
+        checks the first certificate. Those not used by the end of the first try, or after SPARE_SECONDS, are
+        closed."""
+        if self.material is None:
+            try:
+                await self._ahead.start(2, SPARE_SECONDS)
+            except X509WorkerError:
+                pass  # started when needed instead (and that failure reported then)
+
+    async def close(self) -> None:
+        """Kill the workers started ahead that are still waiting (a sidecar that stops before its first try)."""
+        await self._ahead.close()
+
+    async def _take_key(self) -> KeyMade:
+        """The key made with the first bundle, else a new one (each is used once)."""
+        made, self._key = self._key, None
+        return made if made is not None else await x509_client.make_key(self.identity, worker=await self._ahead.take())
 
     # --- the loop ---
 
@@ -132,7 +144,7 @@ class IdentityAgent:
                 elif self.due > now:
                     await self._sleep(self.due - now)
                     continue
-                elif self.bundle.held and self.bundle.root_of(material) is None:
+                elif self.bundle.held and not self.bundle.holds(self.issuer):
                     # no root in force signed it (a --state-dir certificate from a control plane made anew, or
                     # before a switch to a plug-in CA): the ca refuses it as a proof, so only a token can help
                     log.warning("the certificate is not under the trust bundle in force: asking for a new one with "
@@ -141,17 +153,12 @@ class IdentityAgent:
                 else:
                     await self._renew(material)
                 backoff.reset()
-            except (BusError, CaRefused, MaterialError, ssl.SSLError, OSError) as exc:
+            except (BusError, CaRefused, MaterialError, X509WorkerError, ssl.SSLError, OSError) as exc:
                 self.error = str(exc) or type(exc).__name__
                 remaining = material.not_after - now if material is not None else None
                 wait = backoff.next(remaining)
                 self._log_failure(exc, material, now, wait)
                 await self._sleep(wait)
-
-    def renew_soon(self, delay: float = 0.0) -> None:
-        """Move the next renewal to `delay` seconds from now (a root rotation; tests drive the timer so)."""
-        self.due = min(self.due, self.clock() + delay) if self.material is not None else self.due
-        self._wake.set()
 
     async def _sleep(self, seconds: float) -> None:
         self._wake.clear()
@@ -161,7 +168,8 @@ class IdentityAgent:
             pass
 
     def _log_failure(self, exc: Exception, material: Material | None, now: float, wait: float) -> None:
-        kind = "refused" if isinstance(exc, (CaRefused, MaterialError)) else "unreachable"
+        kind = "refused" if isinstance(exc, (CaRefused, MaterialError)) else \
+            "could not be asked (the X.509 worker failed)" if isinstance(exc, X509WorkerError) else "unreachable"
         fields = {"error": self.error, "retry_in_s": round(wait, 1), "spiffe_id": self.identity}
         if material is not None and material.expired(now):
             log.error("workload certificate expired: cannot renew it; peers will refuse this workload until it "
@@ -177,11 +185,16 @@ class IdentityAgent:
     async def _bootstrap(self) -> None:
         assert self.bus is not None
         first = not self.ever_held
-        token, minted = await self._token(first)
-        key = new_key()
+        minted = False
         try:
-            reply = await ca_client.sign_with_token(self.bus, key, self.identity, token, self.config.ttl_seconds)
-            material = Material.build(key, reply.cert_chain_pem, self.identity)
+            token, minted = await bootstrap_token(self.config, first)
+            checker = await self._ahead.take()  # started ahead, or now: Python's start overlaps the key and the signing
+            try:
+                made = await self._take_key()
+                reply = await ca_client.sign_with_token(self.bus, made.csr_pem, token, self.config.ttl_seconds)
+                material = await self._take_issued(made.key_pem, reply, checker)
+            finally:
+                await checker.close()
         except CaRefused as exc:
             if first:
                 what = "the token minted for this proxy" if minted else "the token"
@@ -192,68 +205,49 @@ class IdentityAgent:
                 raise IdentityFatal(f"the token does not give this workload its identity: {exc}; "
                                     f"{self.config.how_to_get_a_token()}") from None
             raise
-        self._adopt(material, reply.roots_pem)
+        finally:
+            await self._ahead.close()  # a start-up thing: none outlives the first try
         log.info("certificate issued", spiffe_id=material.spiffe_id, serial=material.serial,
                  expires_in_s=round(material.not_after - self.clock()), minted_token=minted)
-
-    async def _token(self, first: bool) -> tuple[str, bool]:
-        """(token, minted). IdentityFatal (first time) or CaRefused/OSError when none can be had."""
-        if self.config.token:
-            return self.config.token, False
-        if self.config.token_file:
-            try:
-                text = read_token_file(self.config.token_file)
-            except OSError as exc:
-                if first:
-                    raise IdentityFatal(f"--token-file {self.config.token_file}: {exc.strerror or exc}") from None
-                raise
-            except TokenRefused as exc:  # more than a token's bytes, or not a token
-                if first:
-                    raise IdentityFatal(f"--token-file {self.config.token_file}: {exc}") from None
-                raise CaRefused(f"--token-file {self.config.token_file}: {exc}") from None
-            if text:
-                return text, False
-            if first:
-                raise IdentityFatal(f"--token-file {self.config.token_file} is empty")
-            raise CaRefused(f"--token-file {self.config.token_file} is empty")
-        if self.config.mint is None:
-            reason = "no operator client config to create one with"
-            if first:
-                raise IdentityFatal(f"this proxy has no token and may not create one ({reason}): "
-                                    f"{self.config.how_to_get_a_token()}")
-            raise CaRefused(reason)
-        log.warning("no token given: creating one for this workload with the operator's client config (local "
-                    "convenience)", spiffe_id=self.identity)
-        try:
-            return await self.config.mint(), True
-        except CaRefused as exc:
-            if first:
-                raise IdentityFatal(f"this proxy has no token and may not create one ({exc.reason}): "
-                                    f"{self.config.how_to_get_a_token()}") from None
-            raise
 
     # --- renewal ---
 
     async def _renew(self, current: Material) -> None:
         assert self.bus is not None
-        key = new_key()  # a new key per certificate
-        reply = await ca_client.renew(self.bus, current, key, self.config.ttl_seconds)
-        material = Material.build(key, reply.cert_chain_pem, self.identity)
-        self._adopt(material, reply.roots_pem)
+        checker = await Worker.start()  # started now: Python's start overlaps the key and the ca's signing
+        try:
+            made = await x509_client.make_key(current.spiffe_id, proof_key_pem=current.key_pem)  # a new key each time
+            reply = await ca_client.renew(self.bus, current, made.csr_pem, made.proof_signature,
+                                          self.config.ttl_seconds)
+            material = await self._take_issued(made.key_pem, reply, checker)
+        finally:
+            await checker.close()
         self.renewals += 1
         log.info("certificate renewed", spiffe_id=material.spiffe_id, serial=material.serial,
                  expires_in_s=round(material.not_after - self.clock()))
 
-    def _adopt(self, material: Material, roots_pem: list[str], fresh: bool = True) -> None:
-        """Hold `material`; fresh: just received from the ca (saved to --state-dir), else loaded from it."""
+    async def _take_issued(self, key_pem: str, reply: SignReply, checker: Worker) -> Material:
+        """Check the ca's chain against our key and identity (in `checker`), and hold it. MaterialError."""
+        async with self._lock:
+            roots = self.bundle.roots_pem if self.bundle.held else reply.roots_pem
+            checked = await x509_client.check_chain(key_pem, reply.cert_chain_pem, self.identity, roots,
+                                                    worker=checker)
+            self._adopt(checked, reply.roots_pem)
+        return checked.material
+
+    def _adopt(self, checked: Checked, roots_pem: list[str], fresh: bool = True) -> None:
+        """Hold the checked material; fresh: just received from the ca (saved to --state-dir), else loaded from
+        it. `roots_pem`: the roots named with it (used until a versioned bundle is held)."""
+        material = checked.material
         self.material = material
+        self.issuer = checked.issuer
         self.ever_held = True
         self.error = ""
         # a fresh certificate's life counts from now: the ca backdates notBefore (schedule.py)
         start = max(material.not_before, self.clock()) if fresh else material.not_before
         self.due = renew_at(start, material.not_after, self.config.grace_ratio, self.config.grace_jitter)
         if roots_pem and not self.bundle.held:
-            self.roots_unversioned = list(roots_pem)
+            self.roots_unversioned, self.roots_unversioned_read = list(roots_pem), list(checked.roots)
         self._rebuild()
         if fresh and self.state is not None:
             try:
@@ -261,55 +255,5 @@ class IdentityAgent:
             except OSError as exc:  # we keep serving from memory; a restart will need a token
                 log.error("cannot save the certificate", state_dir=str(self.state.path), error=str(exc))
 
-    # --- bundle ---
 
-    def roots(self) -> list[str]:
-        return self.bundle.roots_pem or self.roots_unversioned
-
-    def _rebuild(self) -> None:
-        roots = self.roots()
-        if self.material is None or not roots:
-            return
-        try:
-            self.provider.update(self.material, roots, self.bundle.version)
-        except ssl.SSLError as exc:
-            self.error = f"TLS contexts cannot be built: {exc}"
-            log.error("TLS contexts cannot be built", error=str(exc))
-
-    async def _ensure_bundle(self) -> None:
-        if self.bundle.held or self.bus is None:
-            return
-        try:
-            self.take_bundle(await ca_client.fetch_bundle(self.bus))
-        except (BusError, CaRefused) as exc:
-            log.debug("trust bundle not fetched", error=str(exc))
-
-    async def _on_bundle_update(self, data: bytes) -> None:
-        try:
-            bundle = decode(data, TrustBundle)
-        except msgspec.DecodeError as exc:
-            log.warning("trust bundle update ignored", error=str(exc)[:200])
-            return
-        self.take_bundle(bundle)
-
-    def take_bundle(self, bundle: TrustBundle) -> bool:
-        """Hold `bundle` if it is newer; rebuild the contexts; renew soon if the new root did not sign us."""
-        try:
-            if not self.bundle.accept(bundle):
-                return False
-        except BundleError as exc:
-            log.warning("trust bundle refused", error=str(exc))
-            return False
-        log.info("trust bundle", version=bundle.version, roots=len(bundle.roots_pem))
-        self.roots_unversioned = []
-        self._rebuild()
-        if self.material is not None and self.bundle.needs_rotation(self.material):
-            delay = rotation_delay(self.config.rotation_spread)
-            log.info("root rotation: renewing with the new root", in_s=round(delay, 1), serial=self.material.serial)
-            self.renew_soon(delay)
-        if self.state is not None and self.material is not None:
-            try:
-                self.state.save(self.material, self.roots())
-            except OSError as exc:
-                log.error("cannot save the trust bundle", state_dir=str(self.state.path), error=str(exc))
-        return True
+__all__ = ["IdentityAgent", "IdentityConfig", "IdentityFatal"]

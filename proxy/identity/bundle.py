@@ -1,17 +1,16 @@
-"""The trust bundle this proxy holds: every root it trusts, by version (proto/ca.py TrustBundle).
+"""The trust bundle this proxy holds: every root it trusts, by version (proto/ca.py TrustBundle), as PEM texts and
+the fields the X.509 worker read of them (the agent has them read before it holds a bundle).
 
 A bundle arrives as the reply to CA_BUNDLE at start and on CA_BUNDLE_UPDATES after every change; updates can
 cross on the bus, so one whose version is not above the held one is ignored (msgspec already bounds
 sizes; an unreadable root refuses the whole bundle, so a bad publish cannot empty the trust we hold).
+Roots are named by fingerprint (SHA-256 of the DER, hex).
 """
 
 from __future__ import annotations
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-
 from proto.ca import TrustBundle
-from proxy.identity.material import Material, MaterialError, load_chain
+from proto.identity_worker import CertFields
 
 
 class BundleError(ValueError):
@@ -23,46 +22,38 @@ class Bundle:
         self.trust_domain = trust_domain
         self.version = -1  # nothing held yet
         self.roots_pem: list[str] = []
-        self.roots: list[x509.Certificate] = []
+        self.roots: list[CertFields] = []
 
     @property
     def held(self) -> bool:
         return bool(self.roots)
 
-    def accept(self, bundle: TrustBundle) -> bool:
-        """True when `bundle` replaced what was held; False when it is not newer. BundleError when it is for
-        another trust domain, has no root, or a root cannot be read."""
+    def wanted(self, bundle: TrustBundle) -> bool:
+        """True when `bundle` is newer than what is held (then read its roots and hold() it); False when not.
+        BundleError when it is for another trust domain."""
         if bundle.version <= self.version:
             return False
         if bundle.trust_domain != self.trust_domain:
             raise BundleError(f"the bundle is for trust domain {bundle.trust_domain!r}, this proxy is in "
                               f"{self.trust_domain!r}")
-        try:
-            roots = load_chain(bundle.roots_pem)
-        except MaterialError as exc:
-            raise BundleError(f"bundle version {bundle.version}: {exc}") from None
-        self.version, self.roots_pem, self.roots = bundle.version, list(bundle.roots_pem), roots
         return True
 
-    def root_of(self, material: Material) -> x509.Certificate | None:
-        """The held root that issued the top of `material`'s chain, or None."""
-        top = material.chain[-1]
-        for root in self.roots:
-            if root.subject != top.issuer:
-                continue
-            try:
-                top.verify_directly_issued_by(root)
-            except (ValueError, TypeError, InvalidSignature):
-                continue
-            return root
-        return None
+    def hold(self, bundle: TrustBundle, roots: list[CertFields]) -> None:
+        """Hold `bundle`, whose roots the worker read as `roots` (BundleError when it has none)."""
+        if not roots:
+            raise BundleError(f"bundle version {bundle.version}: no certificate")
+        self.version, self.roots_pem, self.roots = bundle.version, list(bundle.roots_pem), list(roots)
 
-    def needs_rotation(self, material: Material) -> bool:
-        """True when `material` was not signed by the newest root held (by notBefore): the bundle gained a root
-        (a rotation under way) or lost ours (retired), and the workload should move to the new root. Called
-        once per bundle change, so a ca that still signs with the old root costs one renewal, not a loop."""
+    def holds(self, fingerprint: str) -> bool:
+        """True when the root of that fingerprint is in the bundle ("" is never held)."""
+        return any(root.fingerprint == fingerprint for root in self.roots) if fingerprint else False
+
+    def needs_rotation(self, issuer: str) -> bool:
+        """True when the root that issued our certificate (`issuer`, a fingerprint; "" none of these) is not the
+        newest root held (by notBefore): the bundle gained a root (a rotation under way) or lost ours (retired),
+        and the workload should move to the new root. Called once per bundle change, so a ca that still signs
+        with the old root costs one renewal, not a loop."""
         if not self.roots:
             return False
-        ours = self.root_of(material)
-        newest = max(self.roots, key=lambda root: root.not_valid_before_utc)
-        return ours is None or ours != newest
+        newest = max(self.roots, key=lambda root: root.not_before)
+        return not self.holds(issuer) or issuer != newest.fingerprint

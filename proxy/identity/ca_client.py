@@ -12,7 +12,6 @@ import msgspec
 
 from proto import subjects
 from proto.ca import SignReply, SignRequest, TrustBundle
-from proxy.identity.keys import PrivateKey, csr_pem, proof_signature
 from proxy.identity.material import Material
 from runtime.bus import Bus, decode
 
@@ -33,21 +32,18 @@ async def _sign(bus: Bus, request: SignRequest, timeout: float) -> SignReply:
     return reply
 
 
-async def sign_with_token(bus: Bus, key: PrivateKey, identity: str, token: str, ttl_seconds: int = 0,
+async def sign_with_token(bus: Bus, csr_pem: str, token: str, ttl_seconds: int = 0,
                           timeout: float = SIGN_TIMEOUT) -> SignReply:
-    """A first certificate for `key`, paid for by a bootstrap token. CaRefused, BusError."""
-    return await _sign(bus, SignRequest(csr_pem=csr_pem(key, identity), token=token, ttl_seconds=ttl_seconds),
-                       timeout)
+    """A first certificate for the key of `csr_pem`, paid for by a bootstrap token. CaRefused, BusError."""
+    return await _sign(bus, SignRequest(csr_pem=csr_pem, token=token, ttl_seconds=ttl_seconds), timeout)
 
 
-async def renew(bus: Bus, current: Material, key: PrivateKey, ttl_seconds: int = 0,
+async def renew(bus: Bus, current: Material, csr_pem: str, proof_signature: bytes, ttl_seconds: int = 0,
                 timeout: float = SIGN_TIMEOUT) -> SignReply:
-    """A certificate for the new `key`, proven by the current certificate (its chain, and its key's
-    signature over the new CSR). CaRefused, BusError."""
-    csr = csr_pem(key, current.spiffe_id)
-    return await _sign(bus, SignRequest(csr_pem=csr, proof_chain_pem=current.chain_pem(),
-                                        proof_signature=proof_signature(current.key, csr),
-                                        ttl_seconds=ttl_seconds), timeout)
+    """A certificate for the new key of `csr_pem`, proven by the current certificate: its chain, and
+    `proof_signature`, its key's signature over the CSR's DER (x509_client.make_key). CaRefused, BusError."""
+    return await _sign(bus, SignRequest(csr_pem=csr_pem, proof_chain_pem=list(current.chain_pem),
+                                        proof_signature=proof_signature, ttl_seconds=ttl_seconds), timeout)
 
 
 async def fetch_bundle(bus: Bus, timeout: float = BUNDLE_TIMEOUT) -> TrustBundle:

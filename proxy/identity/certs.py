@@ -10,7 +10,8 @@
 
 `path` is the file in --state-dir the certificate is kept in, or "<inline>" (Envoy's word for material that
 came over the wire). An expired certificate is still listed (days_until_expiration "0") and
-`workload.state` says "expired", so an operator sees why peers refuse the workload.
+`workload.state` says "expired", so an operator sees why peers refuse the workload. Rendered from the fields the
+X.509 worker parsed when the certificates arrived (no `cryptography` in the sidecar).
 """
 
 from __future__ import annotations
@@ -18,26 +19,23 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from cryptography import x509
-
+from proto.identity_worker import CertFields
 from proxy.identity.agent import IdentityAgent
-from proxy.identity.material import load_chain
-from proxy.identity.spiffe import cert_spiffe_ids
+from proxy.identity.spiffe import PREFIX
 from proxy.identity.state_dir import CHAIN_FILE, ROOTS_FILE
 
 DAY = 86400.0
 
 
-def _rfc3339(when: datetime.datetime) -> str:
-    return when.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _rfc3339(when: float) -> str:
+    return datetime.datetime.fromtimestamp(when, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def details(cert: x509.Certificate, path: str, now: float) -> dict[str, Any]:
-    not_after = cert.not_valid_after_utc
-    return {"path": path, "serial_number": format(cert.serial_number, "x"),
-            "subject_alt_names": [{"uri": uri} for uri in cert_spiffe_ids(cert)],
-            "days_until_expiration": str(max(0, int((not_after.timestamp() - now) // DAY))),
-            "valid_from": _rfc3339(cert.not_valid_before_utc), "expiration_time": _rfc3339(not_after)}
+def details(cert: CertFields, path: str, now: float) -> dict[str, Any]:
+    return {"path": path, "serial_number": cert.serial,
+            "subject_alt_names": [{"uri": uri} for uri in cert.uris if uri.startswith(PREFIX)],
+            "days_until_expiration": str(max(0, int((cert.not_after - now) // DAY))),
+            "valid_from": _rfc3339(cert.not_before), "expiration_time": _rfc3339(cert.not_after)}
 
 
 def certs_dump(agent: IdentityAgent) -> dict[str, Any]:
@@ -46,9 +44,7 @@ def certs_dump(agent: IdentityAgent) -> dict[str, Any]:
     state = agent.state
     chain_path = str(state.path / CHAIN_FILE) if state is not None else "<inline>"
     roots_path = str(state.path / ROOTS_FILE) if state is not None else "<inline>"
-    roots = agent.bundle.roots or []
-    if not roots and agent.roots_unversioned:
-        roots = load_chain(agent.roots_unversioned)  # the roots a SignReply named, before any bundle
+    roots = agent.bundle.roots or agent.roots_unversioned_read  # before any bundle: the roots a SignReply named
     certificates = []
     if material is not None or roots:
         certificates.append({"ca_cert": [details(root, roots_path, now) for root in roots],

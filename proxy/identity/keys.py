@@ -1,8 +1,10 @@
-"""The workload's key pair, its CSR and the renewal proof.
+"""The workload's key pair, its CSR and the renewal proof, with `cryptography`: in the X.509 worker child only
+(x509_worker.py), never in the long-lived sidecar.
 
-The key is ECDSA P-256 (what Istio's agent makes by default, ECC_SIGNATURE_ALGORITHM=ECDSA), made in this
-process; it leaves the process only into the proxy's own state directory (state_dir.py) and, for the time
-a `load_cert_chain` takes, a private 0700 directory (tls.py). A new key is made for every renewal.
+The key is ECDSA P-256 (what Istio's agent makes by default, ECC_SIGNATURE_ALGORITHM=ECDSA), made on this
+host in the sidecar's own child process; it reaches the sidecar over that child's stdout pipe, and leaves
+the sidecar only into its own state directory (state_dir.py) and, for the time a `load_cert_chain` takes, a
+private 0700 directory (tls.py). A new key is made for every certificate.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ def proof_signature(current_key: PrivateKey, csr: str) -> bytes:
 
 
 def key_pem(key: PrivateKey) -> bytes:
-    """PKCS#8 PEM, unencrypted: only ever written to 0600 files in 0700 directories."""
+    """PKCS#8 PEM, unencrypted: only ever sent to the parent sidecar over a pipe, and written by it to 0600 files
+    in 0700 directories."""
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
 

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 
-from proxy.identity.keys import key_pem, load_key
-from proxy.identity.material import Material, MaterialError
+from proxy.identity import x509_client
+from proxy.identity.material import Checked, Material, MaterialError
+from proxy.identity.x509_client import X509WorkerError
 
 KEY_FILE = "key.pem"
 CHAIN_FILE = "cert-chain.pem"
@@ -55,25 +57,31 @@ class StateDir:
 
     def save(self, material: Material, roots_pem: list[str]) -> None:
         """OSError when the disk refuses (the caller logs it: the proxy keeps serving from memory)."""
-        write_private(self.path / KEY_FILE, key_pem(material.key))
-        write_private(self.path / CHAIN_FILE, "".join(material.chain_pem()).encode())
+        write_private(self.path / KEY_FILE, material.key_pem.encode())
+        write_private(self.path / CHAIN_FILE, "".join(material.chain_pem).encode())
         if roots_pem:
             write_private(self.path / ROOTS_FILE, "".join(roots_pem).encode())
 
-    def load(self, expected_id: str, now: float) -> tuple[Material | None, str]:
-        """(the stored material, "") when it is there, readable, ours and unexpired at `now`; else
-        (None, why not) - "" when nothing is stored."""
+    def stored(self) -> bool:
+        """True when a key or a chain is stored (load() has something to check)."""
+        return (self.path / KEY_FILE).exists() or (self.path / CHAIN_FILE).exists()
+
+    async def load(self, expected_id: str, now: float, roots_pem: Sequence[str] = (),
+                   worker: x509_client.Worker | None = None) -> tuple[Checked | None, str]:
+        """(the stored material checked against `roots_pem`, "") when it is there, readable, ours and unexpired
+        at `now`; else (None, why not) - "" when nothing is stored. `worker`: the X.509 worker to check it in (a new
+        one by default)."""
         key_path, chain_path = self.path / KEY_FILE, self.path / CHAIN_FILE
-        if not key_path.exists() and not chain_path.exists():
+        if not self.stored():
             return None, ""
         try:
-            key = load_key(key_path.read_bytes())
-            material = Material.build(key, [chain_path.read_text()], expected_id)
-        except (OSError, ValueError) as exc:  # MaterialError is a ValueError
+            checked = await x509_client.check_chain(key_path.read_text(), [chain_path.read_text()], expected_id,
+                                                    roots_pem, worker=worker)
+        except (OSError, ValueError, X509WorkerError) as exc:  # MaterialError is a ValueError
             return None, f"the stored certificate cannot be used: {exc}"
-        if material.expired(now):
+        if checked.material.expired(now):
             return None, "the stored certificate has expired"
-        return material, ""
+        return checked, ""
 
     def roots(self) -> list[str]:
         try:

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from proxy.identity.keys import key_pem
 from proxy.identity.material import Material
 from proxy.identity.spiffe import peer_spiffe_ids
 
@@ -69,7 +68,7 @@ def _context(purpose: int, material: Material, roots_pem: list[str], private_dir
     fd, name = tempfile.mkstemp(dir=private_dir, suffix=".pem")  # 0600
     try:
         with os.fdopen(fd, "wb") as out:
-            out.write(key_pem(material.key) + "".join(material.chain_pem()).encode())
+            out.write((material.key_pem + "".join(material.chain_pem)).encode())
         ctx.load_cert_chain(name)
     finally:
         os.unlink(name)

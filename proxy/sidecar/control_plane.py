@@ -35,6 +35,7 @@ class SidecarControlPlane(SidecarParts):
                                         on_reconnect=self._on_reconnect, auth=self.bus_auth)
         await serve_debug(self)  # `isthmus proxy-config`, `proxy log` over the bus (before the first ACK names it)
         await self.xds.attach(self.bus)
+        await self.loading  # the stored certificate, if any, is held (TLS ready) before peers learn of us
         self.tasks.append(asyncio.create_task(self.registration.run(self.bus)))
         self.tasks.append(asyncio.create_task(self._identity(self.bus)))
         self.tasks += self.telemetry.start(self.bus)

@@ -53,3 +53,4 @@ class SidecarParts:
     bus_auth: Any
     started_at: float
     tasks: list[asyncio.Task[Any]]
+    loading: asyncio.Task[None]  # the identity's start-up (load_stored), made by run()

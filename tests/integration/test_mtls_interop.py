@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.identity import ca_client
-from proxy.identity.keys import key_pem, new_key
+from proxy.identity import ca_client, x509_client
 from proxy.identity.spiffe import spiffe_id
 from runtime import bus as busmod
 from tests.integration.conftest import ControlPlane, Sidecar, eventually, fqdn
@@ -74,17 +73,18 @@ async def s_client(port: int, tmp: Path, cert: Path | None = None, key: Path | N
 
 async def mesh_client_cert(plane: ControlPlane, tmp: Path, service_account: str) -> tuple[Path, Path]:
     """A workload certificate for `service_account`, got as a proxy gets one: a bootstrap token from
-    `isthmus token create`, a key made here and a CSR through the ca over the bus with proxy credentials."""
+    `isthmus token create`, a key and CSR made by the X.509 worker child and sent to the ca over the bus with proxy
+    credentials."""
     made = await cli(plane, "token", "create", "-n", NS, "--service-account", service_account, "--ttl", "10m")
     assert made.returncode == 0, made.stderr
-    key = new_key()
+    made_key = await x509_client.make_key(spiffe_id(TD, NS, service_account))
     bus = await busmod.connect(plane.nats_url, "test-openssl-client",
                                auth=await plane.proxy_auth(NS, service_account))
     try:
-        reply = await ca_client.sign_with_token(bus, key, spiffe_id(TD, NS, service_account), made.stdout.strip())
+        reply = await ca_client.sign_with_token(bus, made_key.csr_pem, made.stdout.strip())
     finally:
         await bus.close()
-    (tmp / "client-key.pem").write_bytes(key_pem(key))
+    (tmp / "client-key.pem").write_text(made_key.key_pem)
     (tmp / "client-chain.pem").write_text("".join(reply.cert_chain_pem))
     return tmp / "client-chain.pem", tmp / "client-key.pem"
 

@@ -228,6 +228,7 @@ async def test_a_root_rotation_moves_workloads_to_the_new_root_while_both_are_tr
         after = mover.material
         assert after is not None and len(mover.bundle.roots) == 2
         assert after.leaf.issuer != before.leaf.issuer  # signed by the new root
+        assert mover.issuer != stayer.issuer and mover.bundle.holds(mover.issuer) and mover.bundle.holds(stayer.issuer)
         assert stayer.material is not None and stayer.material.leaf.issuer == before.leaf.issuer
         new_mover, old_stayer = mover.provider.current, stayer.provider.current
         assert new_mover is not None and old_stayer is not None and old_stayer.bundle_version > version

@@ -14,6 +14,7 @@ from cryptography import x509
 from proto.debug import ProxyDebugReply, ProxyDebugRequest
 from proxy.control import debug
 from proxy.control.debug import DebugResponder, cert_summary, secret_section, section_of
+from proxy.identity.x509_read import cert_fields
 from runtime import log as runtime_log
 from runtime.bus import decode, encode
 from tests.proxy.tls_certs import TestCa
@@ -86,7 +87,8 @@ def test_the_secret_section_names_certificates_and_holds_no_key(tmp_path: Path) 
     ca = TestCa(tmp_path)
     cert_path, key_path = ca.leaf("spiffe://cluster.local/ns/a/sa/web", "web", dns=("web.a",))
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-    identity = SimpleNamespace(material=SimpleNamespace(chain=[cert]), bundle=SimpleNamespace(roots=[]),
+    # the sidecar holds its chain as the X.509 worker parsed it (proxy/identity/x509_read.py)
+    identity = SimpleNamespace(material=SimpleNamespace(chain=[cert_fields(cert)]), bundle=SimpleNamespace(roots=[]),
                                identity="spiffe://cluster.local/ns/a/sa/web", error="")
     gateway = SimpleNamespace(current={"edge": SimpleNamespace(name="edge", namespace="a", version=2,
                                                                cert_chain_pem=cert_path.read_text(),
@@ -98,6 +100,8 @@ def test_the_secret_section_names_certificates_and_holds_no_key(tmp_path: Path) 
     assert summary["sans"] == ["URI:spiffe://cluster.local/ns/a/sa/web", "DNS:web.a"]
     assert summary["serial"] == format(cert.serial_number, "x") and summary["expires_in_s"] > 0
     assert section["credentials"][0]["chain"][0]["subject"] == cert_summary(cert)["subject"]
+    # the held fields render as the parsed certificate does (expires_in_s aside: two clocks read)
+    assert {**summary, "expires_in_s": 0} == {**cert_summary(cert), "expires_in_s": 0}
 
 
 def test_the_admin_ports_logging_endpoint_changes_the_level_as_envoys_does() -> None:

@@ -1,5 +1,6 @@
 """proxy/identity/agent.py: what the sidecar does with the ca's answers, driven through a stand-in for the
-bus that answers with a CA made in the test (the real ca and bus: tests/integration/test_proxy_identity.py)."""
+bus that answers with a CA made in the test (the real ca and bus: tests/integration/test_proxy_identity.py).
+The agent's X.509 work runs in real worker children (proxy/identity/x509_worker.py)."""
 
 from __future__ import annotations
 
@@ -89,7 +90,7 @@ def agent(token: str = "good", **config: Any) -> IdentityAgent:
                          backoff=Backoff(first=0.01, cap=0.05))
 
 
-async def until(check: Callable[[], Any], timeout: float = 5.0) -> Any:
+async def until(check: Callable[[], Any], timeout: float = 10.0) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if value := check():
@@ -194,9 +195,9 @@ async def test_renewal_proves_with_the_current_certificate_never_the_token_and_u
     second = await until(lambda: a.material if a.material is not first else None)
     await stop(task)
     renewal = bus.signs[1]
-    assert renewal.token == "" and renewal.proof_chain_pem == first.chain_pem()  # the stand-in verified the proof
+    assert renewal.token == "" and renewal.proof_chain_pem == first.chain_pem  # the stand-in verified the proof
     assert second.spiffe_id == ID and second.serial != first.serial and a.renewals == 1
-    assert second.key.private_numbers() != first.key.private_numbers()
+    assert second.key_pem != first.key_pem
     assert a.provider.builds == 2 and a.provider.current.serial == second.serial  # type: ignore[union-attr]
 
 
@@ -206,7 +207,7 @@ async def test_a_refused_renewal_retries_with_backoff_and_keeps_the_certificate(
     first = await until(lambda: a.material)
     bus.refuse_sign = "the ca is rotating"
     a.renew_soon()
-    await until(lambda: len(bus.signs) >= 4)  # kept trying
+    await until(lambda: len(bus.signs) >= 4, timeout=20)  # kept trying (each try starts two X.509 workers)
     assert a.material is first and a.error == "the ca is rotating" and not task.done()
     bus.refuse_sign = ""
     await until(lambda: a.material is not first)
@@ -221,15 +222,21 @@ async def test_an_expired_certificate_is_logged_kept_trying_and_shown(monkeypatc
     monkeypatch.setattr(agent_module, "log", _Recorder(entries))
     ca = TestCa()
     bus, a = CaStandIn(ca), agent(token="spent")
-    a._adopt(ca.material(ID, ttl=60, start=time.time() - 120), [ca.pem], fresh=False)  # held, then expired
+    a._adopt(ca.checked(ID, ttl=60, start=time.time() - 120), [ca.pem], fresh=False)  # held, then expired
     bus.refuse_sign = "the proof certificate expired"
     task = await running(a, bus)
-    await until(lambda: len(bus.signs) >= 3)
+
+    def expired() -> list[dict]:
+        return [e for e in entries
+                if e["log_level"] == "error" and e["event"].startswith("workload certificate expired")]
+
+    # waited for by its log lines: a try's line follows its sign by the closing of its X.509 worker
+    await until(lambda: len(expired()) >= 3, timeout=20)
     assert not task.done()  # never fatal once a certificate was held
     await stop(task)
     assert certs_dump(a)["workload"]["state"] == "expired"
-    expired = [e for e in entries if e["log_level"] == "error" and e["event"].startswith("workload certificate expired")]
-    assert len(expired) >= 3 and expired[0]["error"] == "the proof certificate expired"  # one line per try
+    lines = expired()  # one line per try
+    assert len(bus.signs) >= len(lines) >= 3 and lines[0]["error"] == "the proof certificate expired"
 
 
 async def test_a_restart_with_a_stored_certificate_needs_no_token(tmp_path: Path) -> None:
@@ -239,7 +246,7 @@ async def test_a_restart_with_a_stored_certificate_needs_no_token(tmp_path: Path
     issued = await until(lambda: first.material)
     await stop(task)
     again = agent(token="", state_dir=str(tmp_path))
-    again.load_stored()
+    await again.load_stored()
     assert again.material is not None and again.material.serial == issued.serial
     assert again.provider.current is not None  # TLS ready before the bus is reached
     task = await running(again, bus)
@@ -273,7 +280,7 @@ async def test_a_rotation_renews_soon_onto_the_new_root() -> None:
     update = bus.listeners["isthmus.ca.bundle.updates"]
     await update(msgspec.json.encode(TrustBundle(trust_domain="cluster.local", roots_pem=bus.roots, version=2)))
     second = await until(lambda: a.material if a.material is not first else None)
-    assert second.leaf.issuer == new.cert.subject
+    assert second.leaf.issuer == new.subject and a.issuer == new.fingerprint
     renewals = a.renewals
     await update(msgspec.json.encode(TrustBundle(trust_domain="cluster.local", roots_pem=bus.roots, version=3)))
     await asyncio.sleep(0.2)
@@ -284,8 +291,9 @@ async def test_a_rotation_renews_soon_onto_the_new_root() -> None:
 def test_certs_shows_envoys_shape_with_the_identity_serial_validity_and_roots() -> None:
     ca = TestCa()
     a = agent()
-    material = ca.material(ID, ttl=86400 * 3)
-    a._adopt(material, [ca.pem], fresh=False)
+    checked = ca.checked(ID, ttl=86400 * 3)
+    material = checked.material
+    a._adopt(checked, [ca.pem], fresh=False)
     dump = certs_dump(a)
     (entry,) = dump["certificates"]
     (leaf,) = entry["cert_chain"]
@@ -335,10 +343,82 @@ async def test_a_stored_certificate_no_root_in_the_bundle_signed_is_replaced_wit
 
     bus.call = refusing_old_proofs  # type: ignore[method-assign]
     again = agent(state_dir=str(tmp_path), rotation_spread=0.05)
-    again.load_stored()
-    assert again.material is not None and again.material.leaf.issuer == old_mesh.cert.subject
+    await again.load_stored()
+    assert again.material is not None and again.material.leaf.issuer == old_mesh.subject
     task = await running(again, bus)
-    fresh = await until(lambda: again.material if again.material.leaf.issuer == bus.ca.cert.subject else None)
+    fresh = await until(lambda: again.material if again.material.leaf.issuer == bus.ca.subject else None)
     await stop(task)
     assert fresh.spiffe_id == ID and bus.signs[-1].token == "good"
     assert not [s for s in bus.signs if not s.token]  # not even one renewal asked with the untrusted proof
+
+
+async def test_a_first_certificate_takes_two_children_both_started_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing stored: load_stored starts two X.509 workers at once (the sidecar reaches the bus meanwhile); the
+    first makes the key and reads the first bundle, the second checks the certificate; none is left after."""
+    from proxy.identity import x509_client
+
+    started: list[x509_client.Worker] = []
+    start = x509_client.Worker.start
+
+    async def counted() -> x509_client.Worker:
+        started.append(await start())
+        return started[-1]
+
+    monkeypatch.setattr(x509_client.Worker, "start", counted)
+    bus, a = CaStandIn(TestCa()), agent()
+    await a.load_stored()
+    assert len(started) == 2 and a._ahead.workers == started
+    task = await running(a, bus)
+    material = await until(lambda: a.material)
+    await stop(task)
+    assert len(started) == 2 and a._ahead.workers == [] and all(w.process.returncode is not None for w in started)
+    assert a.bundle.held and [root.subject for root in a.bundle.roots] == [bus.ca.subject]
+    assert a.issuer == bus.ca.fingerprint and material.spiffe_id == ID and a.provider.builds == 1
+
+
+async def test_an_x509_worker_that_fails_is_not_fatal_and_is_tried_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from proxy.identity import x509_client
+
+    monkeypatch.setattr(x509_client, "MODULE", "tests.proxy.identity.no_such_worker")
+    bus, a = CaStandIn(TestCa()), agent()
+    task = await running(a, bus)
+    await until(lambda: a.error)
+    assert "X.509 worker failed" in a.error and "No module named" in a.error and not task.done()
+    assert bus.signs == []  # no CSR, nothing asked of the ca (nor the token spent)
+    monkeypatch.setattr(x509_client, "MODULE", "proxy.identity.x509_worker")
+    await until(lambda: a.material, timeout=10)
+    await stop(task)
+    assert a.error == ""
+
+
+async def test_a_bundle_with_an_unreadable_root_is_refused_and_the_held_one_kept() -> None:
+    ca = TestCa()
+    bus, a = CaStandIn(ca), agent()
+    task = await running(a, bus)
+    await until(lambda: a.material and a.bundle.held)
+    update = bus.listeners["isthmus.ca.bundle.updates"]
+    garbage = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+    await update(msgspec.json.encode(TrustBundle(trust_domain="cluster.local", roots_pem=[ca.pem, garbage], version=9)))
+    await update(msgspec.json.encode(TrustBundle(trust_domain="elsewhere", roots_pem=[ca.pem], version=9)))
+    await stop(task)
+    assert a.bundle.version == 1 and a.bundle.roots_pem == [ca.pem] and a.issuer == ca.fingerprint
+
+
+async def test_a_bundle_the_worker_failed_to_read_is_fetched_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that fails is not the bundle's fault: the update is not lost, the bundle in force is fetched again."""
+    from proxy.identity import bundle_follow, x509_client
+
+    monkeypatch.setattr(bundle_follow, "BUNDLE_RETRY", 0.1)
+    ca = TestCa()
+    bus, a = CaStandIn(ca), agent()
+    task = await running(a, bus)
+    await until(lambda: a.material and a.bundle.held)
+    new = TestCa("new root")
+    bus.roots, bus.version = [ca.pem, new.pem], 2
+    monkeypatch.setattr(x509_client, "MODULE", "tests.proxy.identity.no_such_worker")
+    assert not await a.take_bundle(TrustBundle(trust_domain="cluster.local", roots_pem=bus.roots, version=2))
+    assert a.bundle.version == 1 and a._bundle_stale
+    monkeypatch.setattr(x509_client, "MODULE", "proxy.identity.x509_worker")
+    await until(lambda: a.bundle.version == 2)  # fetched again (CA_BUNDLE), not published again
+    await stop(task)
+    assert [root.subject for root in a.bundle.roots] == [ca.subject, new.subject] and not a._bundle_stale

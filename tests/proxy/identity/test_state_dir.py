@@ -1,4 +1,5 @@
-"""proxy/identity/state_dir.py: key and chain kept in --state-dir with tight modes; what a restart reuses."""
+"""proxy/identity/state_dir.py: key and chain kept in --state-dir with tight modes; what a restart reuses (checked
+by a real X.509 worker child)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def test_save_writes_key_chain_and_roots_0600_in_a_0700_dir(tmp_path: Path) -> N
     for name in (KEY_FILE, CHAIN_FILE, ROOTS_FILE):
         assert mode(store.path / name) == 0o600, name
     assert sorted(os.listdir(store.path)) == sorted([KEY_FILE, CHAIN_FILE, ROOTS_FILE])  # no temporary left
-    assert (store.path / KEY_FILE).read_bytes() == key_pem(material.key)
+    assert (store.path / KEY_FILE).read_text() == material.key_pem and "PRIVATE KEY" in material.key_pem
 
 
 def test_prepare_tightens_an_existing_open_dir(tmp_path: Path) -> None:
@@ -62,50 +63,51 @@ def test_a_private_file_is_0600_even_under_a_permissive_umask(tmp_path: Path) ->
     assert mode(tmp_path / "f") == 0o600 and (tmp_path / "f").read_bytes() == b"secret"
 
 
-def test_load_returns_the_stored_certificate_within_its_life(tmp_path: Path) -> None:
+async def test_load_returns_the_stored_certificate_within_its_life(tmp_path: Path) -> None:
     ca = TestCa()
     store = StateDir(tmp_path)
     saved = ca.material(ID, ttl=600)
     store.save(saved, [ca.pem])
-    loaded, why = StateDir(tmp_path).load(ID, time.time())
-    assert why == "" and loaded is not None
-    assert loaded.serial == saved.serial and loaded.key.private_numbers() == saved.key.private_numbers()
-    assert store.roots() == [ca.pem]
+    checked, why = await StateDir(tmp_path).load(ID, time.time(), store.roots())
+    assert why == "" and checked is not None
+    loaded = checked.material
+    assert loaded.serial == saved.serial and loaded.key_pem == saved.key_pem and loaded.chain == saved.chain
+    assert store.roots() == [ca.pem] and checked.issuer == ca.fingerprint
 
 
-def test_nothing_stored_is_not_a_problem(tmp_path: Path) -> None:
-    assert StateDir(tmp_path).load(ID, time.time()) == (None, "")
+async def test_nothing_stored_is_not_a_problem(tmp_path: Path) -> None:
+    assert await StateDir(tmp_path).load(ID, time.time()) == (None, "")
 
 
-def test_an_expired_certificate_is_not_reused(tmp_path: Path) -> None:
+async def test_an_expired_certificate_is_not_reused(tmp_path: Path) -> None:
     ca = TestCa()
     store = StateDir(tmp_path)
     store.save(ca.material(ID, ttl=60, start=time.time() - 120), [ca.pem])
-    assert store.load(ID, time.time()) == (None, "the stored certificate has expired")
+    assert await store.load(ID, time.time()) == (None, "the stored certificate has expired")
 
 
-def test_a_certificate_of_another_identity_is_not_reused(tmp_path: Path) -> None:
+async def test_a_certificate_of_another_identity_is_not_reused(tmp_path: Path) -> None:
     ca = TestCa()
     store = StateDir(tmp_path)
     store.save(ca.material(ID), [ca.pem])
-    material, why = store.load("spiffe://cluster.local/ns/default/sa/other", time.time())
+    material, why = await store.load("spiffe://cluster.local/ns/default/sa/other", time.time())
     assert material is None and "this workload is spiffe://cluster.local/ns/default/sa/other" in why
 
 
-def test_a_key_that_does_not_match_the_chain_is_not_reused(tmp_path: Path) -> None:
+async def test_a_key_that_does_not_match_the_chain_is_not_reused(tmp_path: Path) -> None:
     """A crash between the two renames leaves a new key beside the old chain."""
     ca = TestCa()
     store = StateDir(tmp_path)
     store.save(ca.material(ID), [ca.pem])
     write_private(tmp_path / KEY_FILE, key_pem(new_key()))
-    material, why = store.load(ID, time.time())
+    material, why = await store.load(ID, time.time())
     assert material is None and "not for our key" in why
 
 
-def test_a_damaged_file_is_not_reused(tmp_path: Path) -> None:
+async def test_a_damaged_file_is_not_reused(tmp_path: Path) -> None:
     ca = TestCa()
     store = StateDir(tmp_path)
     store.save(ca.material(ID), [ca.pem])
     write_private(tmp_path / KEY_FILE, b"garbage")
-    material, why = store.load(ID, time.time())
+    material, why = await store.load(ID, time.time())
     assert material is None and why.startswith("the stored certificate cannot be used")

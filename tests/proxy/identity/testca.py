@@ -1,5 +1,6 @@
 """A CA made in the test with `cryptography`, for unit tests of the proxy's identity logic (the real ca
-service is used by tests/integration/test_identity.py)."""
+service is used by tests/integration/test_identity.py). Its material is checked in-process by the code the
+X.509 worker child runs (proxy/identity/x509_read.py), so tests that only need a certificate start no child."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from proxy.identity.keys import PrivateKey, new_key
-from proxy.identity.material import Material, pem
+from proxy.identity.keys import PrivateKey, key_pem, new_key
+from proxy.identity.material import Checked, Material
+from proxy.identity.x509_read import check_chain, pem
 
 UTC = datetime.timezone.utc
 
@@ -55,8 +57,24 @@ class TestCa:
 
     def material(self, identity: str, ttl: float = 3600, start: float | None = None,
                  key: PrivateKey | None = None) -> Material:
+        return self.checked(identity, ttl, start, key).material
+
+    def checked(self, identity: str, ttl: float = 3600, start: float | None = None, key: PrivateKey | None = None,
+                roots_pem: list[str] | None = None) -> Checked:
+        """A leaf for `key` (a new one by default) checked as the agent has it checked, against `roots_pem`
+        (this CA's root by default)."""
         key = key or new_key()
-        return Material.build(key, [self.sign_key(key.public_key(), identity, ttl, start)], identity)
+        chain = [self.sign_key(key.public_key(), identity, ttl, start)]
+        reply = check_chain(key, chain, identity, [self.pem] if roots_pem is None else roots_pem)
+        return Checked.of(key_pem(key).decode(), reply)
+
+    @property
+    def fingerprint(self) -> str:
+        return self.cert.fingerprint(hashes.SHA256()).hex()
+
+    @property
+    def subject(self) -> str:
+        return self.cert.subject.rfc4514_string()
 
 
 def key_der(key: PrivateKey) -> bytes:

@@ -1,0 +1,101 @@
+"""proxy/identity/x509_client.py: the sidecar's side of the X.509 worker, with real child processes (the real
+worker, and tests/proxy/identity/misbehaving_worker.py for what a broken child may do)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from cryptography import x509
+
+from proxy.identity import x509_client
+from proxy.identity.keys import load_key
+from proxy.identity.material import MaterialError
+from proxy.identity.x509_client import Worker, X509WorkerError
+from tests.proxy.identity.testca import TestCa
+
+ID = "spiffe://cluster.local/ns/default/sa/reviews"
+
+
+async def test_a_key_made_in_a_child_is_checked_in_another_against_its_chain_and_roots() -> None:
+    ca = TestCa()
+    made = await x509_client.make_key(ID)
+    public = x509.load_pem_x509_csr(made.csr_pem.encode()).public_key()
+    chain = [ca.sign_key(public, ID)]  # type: ignore[arg-type]
+    checked = await x509_client.check_chain(made.key_pem, chain, ID, [ca.pem])
+    assert checked.material.spiffe_id == ID and checked.material.key_pem == made.key_pem
+    assert checked.issuer == ca.fingerprint and [r.subject for r in checked.roots] == [ca.subject]
+    load_key(made.key_pem.encode())  # a usable PKCS#8 key came over the pipe
+    read = await x509_client.read_roots([ca.pem], checked.material.chain_pem)
+    assert read.issuer == ca.fingerprint
+
+
+async def test_the_childs_refusal_is_a_material_error_in_its_words() -> None:
+    other = "spiffe://cluster.local/ns/b/sa/reviews"
+    material = TestCa().material(other)
+    with pytest.raises(MaterialError, match=f"^the certificate is for {other}, this workload is {ID}$"):
+        await x509_client.check_chain(material.key_pem, material.chain_pem, ID)
+    with pytest.raises(MaterialError, match="cannot be read"):
+        await x509_client.read_roots(["-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"])
+
+
+@pytest.mark.parametrize(("how", "error"), [
+    ("garbage", "the X.509 worker failed (exit 0): no reply"),
+    ("flood", "reply is over"),
+    ("crash", "RuntimeError: the worker broke"),
+    ("wrong", "the X.509 worker answered RootsRead, not KeyMade"),
+])
+async def test_a_child_that_answers_wrongly_or_dies_is_a_worker_error(monkeypatch: pytest.MonkeyPatch, how: str,
+                                                                      error: str) -> None:
+    monkeypatch.setattr(x509_client, "MODULE", "tests.proxy.identity.misbehaving_worker")
+    monkeypatch.setenv("X509_TEST_WORKER", how)
+    with pytest.raises(X509WorkerError) as caught:
+        await x509_client.make_key(ID)
+    assert error in str(caught.value)
+
+
+async def test_a_child_that_does_not_answer_in_time_is_killed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(x509_client, "MODULE", "tests.proxy.identity.misbehaving_worker")
+    monkeypatch.setenv("X509_TEST_WORKER", "sleep")
+    worker = await Worker.start()
+    started = time.monotonic()
+    with pytest.raises(X509WorkerError, match="did not answer in 1 s"):
+        await x509_client.make_key(ID, worker=worker, timeout=1.0)
+    assert time.monotonic() - started < 5 and worker.process.returncode is not None  # killed and reaped
+
+
+async def test_a_missing_worker_module_is_a_worker_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(x509_client, "MODULE", "tests.proxy.identity.no_such_worker")
+    with pytest.raises(X509WorkerError, match="No module named"):
+        await x509_client.make_key(ID)
+
+
+async def test_a_worker_started_ahead_and_not_needed_is_killed_and_reaped() -> None:
+    worker = await Worker.start()
+    await worker.close()
+    assert worker.process.returncode is not None
+
+
+async def test_a_cancelled_request_leaves_no_child(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(x509_client, "MODULE", "tests.proxy.identity.misbehaving_worker")
+    monkeypatch.setenv("X509_TEST_WORKER", "sleep")
+    worker = await Worker.start()
+    task = asyncio.create_task(x509_client.make_key(ID, worker=worker))
+    await asyncio.sleep(0.3)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert worker.process.returncode is not None
+
+
+async def test_workers_spawned_before_the_loop_are_adopted_and_answer_or_are_killed() -> None:
+    """`proxy run` starts two before it imports the sidecar (spawn_early); the agent adopts them (Ahead.start)."""
+    early = x509_client.spawn_early(2)
+    assert len(early) == 2 and all(popen.poll() is None for popen in early)
+    ahead = x509_client.Ahead()
+    await ahead.start(2, 30.0, early)
+    assert [worker.process.popen for worker in ahead.workers] == early  # type: ignore[union-attr]
+    made = await x509_client.make_key(ID, worker=await ahead.take())
+    assert "PRIVATE KEY" in made.key_pem and early[0].poll() == 0
+    await ahead.close()
+    assert early[1].poll() is not None and ahead.workers == []
