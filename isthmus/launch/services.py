@@ -34,8 +34,10 @@ def project_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def service_argv(name: str, nats_url: str, etcd_url: str, extra: Iterable[str] = ()) -> list[str]:
-    """argv of one control-plane service: `python -m services.<name> --nats URL --etcd URL ...`."""
-    return [sys.executable, "-m", f"services.{name}", "--nats", nats_url, "--etcd", etcd_url, *extra]
+    """argv of one control-plane service: `python -P -m services.<name> --nats URL --etcd URL ...`. `-P`: the
+    working directory is not put first on sys.path, so a `services/` (or `proxy/`, `runtime/`) folder where
+    `isthmus up` runs cannot stand in for ours."""
+    return [sys.executable, "-P", "-m", f"services.{name}", "--nats", nats_url, "--etcd", etcd_url, *extra]
 
 
 def service_process(

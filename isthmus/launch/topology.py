@@ -85,7 +85,7 @@ def service_command(layout: Layout, name: str) -> list[str]:
 def local(command: list[str]) -> list[str]:
     """argv for this checkout: `isthmus` -> python -m isthmus.cli, `python` -> this interpreter."""
     if command[0] == "isthmus":
-        return [sys.executable, "-m", "isthmus.cli", *command[1:]]
+        return [sys.executable, "-P", "-m", "isthmus.cli", *command[1:]]  # -P: as service_argv
     if command[0] == "python":
         return [sys.executable, *command[1:]]
     return command

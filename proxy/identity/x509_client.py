@@ -15,7 +15,7 @@ Errors:
     X509WorkerError    the child could not be started, died, took longer than `timeout`, or answered with
                        something that is not a reply (or over MAX_REPLY bytes)
 
-The child is `sys.executable -m proxy.identity.x509_worker`, exec'd directly (never a shell); its stdin gets the
+The child is `sys.executable -P -m proxy.identity.x509_worker` (argv()), exec'd directly (never a shell); its stdin gets the
 request (with a key only to sign a proof or to check a stored chain against), its stdout brings the reply
 (with a new key: the only way a new key reaches this process), its stderr only a traceback on a crash. A
 child not answered in time, or no longer needed, is killed and reaped.
@@ -60,12 +60,18 @@ async def _read_at_most(stream: asyncio.StreamReader, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def argv() -> list[str]:
+    """The child's command line. `-P`: the sidecar's working directory is not put first on sys.path, so a
+    `proxy/` folder there cannot stand in for the worker (it would be handed the key to sign with)."""
+    return [sys.executable, "-P", "-m", MODULE]
+
+
 def spawn_early(count: int) -> list[subprocess.Popen[bytes]]:
     """Start `count` workers now, without an event loop: `proxy run` calls this before it imports the sidecar, so
     `cryptography` loads in the children while the sidecar loads its own modules (~0.2 s). [] when they cannot be
     started (then they are started when needed). Hand them to Worker.adopt() in the loop."""
     try:
-        return [subprocess.Popen([sys.executable, "-m", MODULE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        return [subprocess.Popen(argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE) for _ in range(count)]
     except OSError:
         return []
@@ -117,7 +123,7 @@ class Worker:
         """X509WorkerError when the child cannot be started."""
         try:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", MODULE, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                *argv(), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE)
         except OSError as exc:
             raise X509WorkerError(f"the X.509 worker cannot be started: {exc}") from exc

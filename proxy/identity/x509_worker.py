@@ -2,7 +2,7 @@
 CSR, the renewal proof, reading chains and roots), so the long-lived sidecar never loads that library (~7 MB
 of RSS per sidecar, docs/performance.md). Run by x509_client.py only, as
 
-    sys.executable -m proxy.identity.x509_worker      (no shell, no arguments)
+    sys.executable -P -m proxy.identity.x509_worker   (no shell, no arguments; -P: not from the working directory)
 
 It reads ONE request (proto/identity_worker.py, msgpack, at most MAX_REQUEST bytes) on stdin until EOF,
 writes one reply on stdout and exits 0; a request it cannot read gets WorkerFailed("request"). Nothing is

@@ -75,7 +75,7 @@ def test_the_binaries_found_are_native_programs_not_wrapper_scripts() -> None:
 
 def test_service_argv_runs_the_service_module_with_bus_and_store() -> None:
     assert service_argv("pilot", "nats://n", "http://e", ["--lease-ttl", "2"]) == [
-        sys.executable, "-m", "services.pilot", "--nats", "nats://n", "--etcd", "http://e", "--lease-ttl", "2"]
+        sys.executable, "-P", "-m", "services.pilot", "--nats", "nats://n", "--etcd", "http://e", "--lease-ttl", "2"]
 
 
 # ------------------------------------------------------------------------------- nats + etcd
@@ -388,3 +388,16 @@ def test_a_free_port_pairs_successor_is_below_the_kernels_ephemeral_range_too(
     monkeypatch.setattr(ports, "_ephemeral_floor", lambda: 30_000)
     monkeypatch.setattr(ports.random, "randrange", lambda low, high: next(picks))
     assert free_port_pair() == 25_000
+
+
+def test_a_services_folder_where_up_runs_does_not_stand_in_for_the_control_plane(tmp_path: Path) -> None:
+    """`python -m` puts the working directory first on sys.path: run from a project with a `services/` folder,
+    `isthmus up` ran that project's code as the registry, pilot, ca... The services run with -P."""
+    (tmp_path / "services").mkdir()
+    marker = tmp_path / "ran"
+    (tmp_path / "services" / "__init__.py").write_text(f"open({str(marker)!r}, 'w').write('shadowed')\n")
+    argv = service_argv("registry", "nats://127.0.0.1:1", "http://127.0.0.1:1")
+    done = subprocess.run([*argv[:argv.index("--nats")], "--help"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and "usage:" in done.stdout, done.stderr
+    assert not marker.exists()

@@ -4,7 +4,9 @@ worker, and tests/proxy/identity/misbehaving_worker.py for what a broken child m
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -14,6 +16,15 @@ from proxy.identity.keys import load_key
 from proxy.identity.material import MaterialError
 from proxy.identity.x509_client import Worker, X509WorkerError
 from tests.proxy.identity.testca import TestCa
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(autouse=True)
+def tests_importable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The child runs with -P (not from its working directory): tests.proxy.identity.misbehaving_worker is found
+    through PYTHONPATH, as a test's own module."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
 
 ID = "spiffe://cluster.local/ns/default/sa/reviews"
 
@@ -99,3 +110,19 @@ async def test_workers_spawned_before_the_loop_are_adopted_and_answer_or_are_kil
     assert "PRIVATE KEY" in made.key_pem and early[0].poll() == 0
     await ahead.close()
     assert early[1].poll() is not None and ahead.workers == []
+
+
+async def test_a_proxy_folder_in_the_working_directory_does_not_stand_in_for_the_worker(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`python -m` puts the working directory first on sys.path: a `proxy/` folder where the sidecar runs would be
+    run as the worker, and be handed the current key to sign the renewal proof with. The child runs with -P."""
+    fake = tmp_path / "proxy" / "identity"
+    fake.mkdir(parents=True)
+    marker = tmp_path / "ran"
+    for init in (tmp_path / "proxy" / "__init__.py", fake / "__init__.py"):
+        init.write_text("")
+    (fake / "x509_worker.py").write_text(f"open({str(marker)!r}, 'w').write('the key')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PYTHONPATH")
+    made = await x509_client.make_key(ID)
+    assert made.key_pem.startswith("-----BEGIN PRIVATE KEY-----") and not marker.exists()
