@@ -15,7 +15,7 @@ import pytest
 from isthmus.launch.credentials import ETCD_SERVICE_USER
 from proto import subjects
 from proto.registry import RegisterReply, RegisterRequest, Workload
-from proto.xds import ProxyStatus, Push
+from proto.xds import ProxyStatus, Push, SnapshotRequest
 from runtime import bus as busmod
 from runtime.bus import decode, encode
 from runtime.settings import Settings
@@ -107,6 +107,13 @@ async def test_a_replica_deposed_and_reelected_while_its_resync_check_waits_publ
         await asyncio.sleep(1.0)
         assert not pilot.serving
         assert pushes == [] and nudges == [], f"published while not caught up: {pushes}"
+        epoch, version = pilot.pusher.epoch, pilot.pusher.version
+        store.release(CONFIG_PREFIX)  # its re-list completes: it serves, in a new epoch
+        await eventually(pilot.is_leader, LEASE_TTL * 2)
+        snapshot = decode(await watcher.request(subjects.XDS_SNAPSHOT, encode(SnapshotRequest(proxy_id="flap-p1")),
+                                                timeout=5), Push)
+        assert snapshot.full and snapshot.epoch != epoch and snapshot.version >= version
+        assert any(p.epoch == snapshot.epoch for p in pushes)  # the new epoch announced
     finally:
         for prefix in list(store.open):
             store.release(prefix)
