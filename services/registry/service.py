@@ -137,8 +137,8 @@ class RegistryService(ServiceProcess):
             # one transaction: the workload (of the identity it replaces, if any) and its id's claim (an id held
             # by another namespace or service is refused, naming the holder), compare-and-swap on both
             lease, problem = await ids.register(self.store, workload, ttl, _not_own)
-        except StoreError as exc:
-            return encode(RegisterReply(ok=False, error=str(exc)))
+        except StoreError as exc:  # etcd away: no refusal, the sidecar tries again
+            return encode(RegisterReply(ok=False, error=str(exc), transient=True))
         if problem:
             self.log.warning("registration refused", workload=workload.id, service=workload.service,
                              namespace=workload.namespace, error=problem)

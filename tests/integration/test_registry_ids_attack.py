@@ -4,6 +4,7 @@ so its own control plane; each test uses ids of its own."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -110,3 +111,35 @@ async def test_a_duplicate_left_from_before_the_index_cannot_take_the_id_once_it
         assert not (again.ok and squatter_left), (again, "the squatter's older registration is still stored")
     finally:
         await store.close()
+
+
+async def test_a_configured_sidecar_stays_ready_while_etcd_is_down(mesh: ControlPlane) -> None:
+    """Static stability: with etcd down the registry answers a registration with etcd's error (its heartbeat
+    fails the same way, so the sidecar registers again). That is no refusal: a configured sidecar keeps /ready
+    200 (a load balancer must not pull every workload out of service for a control-plane outage), and does not
+    say the registry refuses it. Last in this module: it stops the plane's etcd."""
+    app = await Backend("calm").start()
+    try:
+        sidecar = await mesh.proxy("calm", app.port, 9080, "calmns", "app=calm").ready()
+        await mesh.proxy_auth("calmns")  # issued now: the auth service needs etcd too
+        mesh.etcd.stop()
+        try:
+            def tried_again() -> bool:  # its heartbeat failed, and it registered again, in vain
+                events = [line.get("event") for line in _log_lines(sidecar)]
+                return "lease lost, registering again" in events
+
+            await eventually(tried_again, timeout=15)
+            await asyncio.sleep(2.0)  # its registration's answer
+            status, body = sidecar.admin("/ready")
+            assert status == 200, (status, body)
+            assert sidecar.config_dump()["proxy"]["registration_refused"] == ""
+        finally:
+            mesh.etcd.start()
+
+        async def registered_again() -> bool:
+            return (await _register(mesh, "calmns", "other", "calm-after")).ok
+
+        await eventually(registered_again, timeout=30, interval=0.5)
+        await eventually(lambda: not sidecar.config_dump()["proxy"]["registration_refused"], timeout=20)
+    finally:
+        await app.stop()
