@@ -125,3 +125,40 @@ async def test_a_replica_deposed_and_reelected_while_its_resync_check_waits_publ
         await pilot.bus.close()
         await store.close()
         await mesh.start_service_async("pilot")
+
+
+async def test_a_replica_elected_whose_bus_is_closed_resigns_so_another_serves(mesh: ControlPlane) -> None:
+    """A replica whose bus connection closed for good cannot answer snapshots: elected, it must resign
+    (services/pilot/service.py `_take_over`), not keep the leadership it holds through etcd while serving no
+    proxy, so that another replica takes over."""
+    pilot = PilotService(Settings(nats_url=mesh.nats_url, etcd_url=mesh.etcd_url, lease_ttl=LEASE_TTL,
+                                  instance="pilot-closed"))
+    pilot.bus = await mesh.bus("pilot-closed", "pilot")
+    host, port = mesh.etcd_url.removeprefix("http://").split(":")
+    pilot.store = await Store.connect(host, int(port), user=ETCD_SERVICE_USER, password=mesh.creds.etcd_service)
+    await pilot.start()
+    asker = await mesh.bus("test-closed", "proxy")
+    try:
+        assert not pilot.election.is_leader  # the plane's pilot leads
+        await pilot.bus.close()
+        mesh.services["pilot"].stop(5)
+        await eventually(lambda: pilot._term >= 1, LEASE_TTL * 4)  # elected, and its take-over cannot serve
+        await mesh.start_service_async("pilot")
+
+        async def answered() -> bool:
+            try:
+                reply = await asker.request(subjects.XDS_SNAPSHOT, encode(SnapshotRequest(proxy_id="x")), timeout=1)
+            except busmod.BusError:
+                return False
+            return decode(reply, Push).full
+
+        await eventually(answered, LEASE_TTL * 8, interval=0.5)
+    finally:
+        await asker.close()
+        await pilot.stop()
+        for task in pilot.tasks:
+            task.cancel()
+        await asyncio.gather(*pilot.tasks, return_exceptions=True)
+        await pilot.store.close()
+        if not mesh.services["pilot"].is_running:
+            await mesh.start_service_async("pilot")
