@@ -93,8 +93,15 @@ class Bus:
                                   f"{limit} (nats-server max_payload {self.max_payload} bytes, less headers)")
 
     async def publish(self, subject: str, payload: bytes) -> None:
+        """BusError when the message cannot be sent: too large, the connection closed for good, or away with
+        nats-py's reconnect buffer full (it raised its own errors, which callers' `except BusError` missed)."""
         self.check_size(subject, payload)
-        await self.client.publish(subject, payload)
+        try:
+            await self.client.publish(subject, payload)
+        except nats.errors.OutboundBufferLimitError as exc:
+            raise BusError(f"the bus is away and its reconnect buffer is full: {subject} not sent") from exc
+        except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError) as exc:
+            raise BusError(f"bus connection closed: {subject} not sent") from exc
 
     async def request(self, subject: str, payload: bytes, timeout: float = 5.0,
                       headers: dict[str, str] | None = None) -> bytes:

@@ -162,3 +162,103 @@ async def test_a_replica_elected_whose_bus_is_closed_resigns_so_another_serves(m
         await pilot.store.close()
         if not mesh.services["pilot"].is_running:
             await mesh.start_service_async("pilot")
+
+
+class Cut:
+    """A TCP forwarder to the plane's nats-server that can be cut and restored (one client's bus outage)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self.server: asyncio.Server | None = None
+        self.writers: set[asyncio.StreamWriter] = set()
+
+    async def restore(self) -> None:
+        self.server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for writer in list(self.writers):
+            writer.close()
+        self.writers.clear()
+        await self.server.wait_closed()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self.writers |= {writer, up_writer}
+
+        async def copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(copy(reader, up_writer), copy(up_reader, writer))
+
+
+async def test_a_leader_whose_push_finds_its_bus_away_pushes_again_once_it_is_back(mesh: ControlPlane) -> None:
+    """The leader compiles a change while its bus connection is away and nats-py's reconnect buffer is full:
+    the push is lost (proxies resync by the next one's gap), but its compile loop must live on and push the
+    changes after the bus is back (nats-py's OutboundBufferLimitError escaped `except BusError`, and the loop's
+    task ended: that pilot never pushed again, while it kept the leadership)."""
+    cut = Cut(int(mesh.nats_url.rsplit(":", 1)[1]))
+    await cut.restore()
+    pilot = PilotService(Settings(nats_url=mesh.nats_url, etcd_url=mesh.etcd_url, lease_ttl=LEASE_TTL,
+                                  instance="pilot-cut"))
+    pilot.bus = await busmod.connect(f"nats://127.0.0.1:{cut.port}", "pilot-cut", auth=await mesh.auth("pilot"))
+    host, port = mesh.etcd_url.removeprefix("http://").split(":")
+    pilot.store = await Store.connect(host, int(port), user=ETCD_SERVICE_USER, password=mesh.creds.etcd_service)
+    mesh.services["pilot"].stop(5)
+    await pilot.start()
+    watcher = await mesh.bus("test-cut", "proxy")
+    pushes: list[Push] = []
+
+    async def seen(data: bytes) -> None:
+        pushes.append(decode(data, Push))
+
+    async def register(service: str) -> None:
+        proxy = await busmod.connect(mesh.nats_url, service, auth=await mesh.proxy_auth("cutns"))
+        try:
+            workload = Workload(id=f"{service}-1", service=service, namespace="cutns", address="127.0.0.1")
+            reply = await proxy.call(subjects.identity_subject(subjects.REGISTRY_REGISTER, "cutns", "default"),
+                                     RegisterRequest(workload=workload, ttl=60), RegisterReply)
+            assert reply.ok, reply
+        finally:
+            await proxy.close()
+
+    def pushed(service: str) -> bool:
+        return any(c.host.startswith(f"{service}.cutns.") for p in pushes for c in p.clusters)
+
+    try:
+        await watcher.listen(subjects.XDS_PUSH, seen)
+        await eventually(pilot.is_leader, LEASE_TTL * 4)
+        await register("before")
+        await eventually(lambda: pushed("before"))
+        await cut.cut()
+        await eventually(lambda: not pilot.bus.client.is_connected)
+        pilot.bus.client._max_pending_size = 1  # its reconnect buffer is full (a large push during an outage)
+        await register("during")
+        await eventually(lambda: "during-1" in pilot.inputs.workloads)
+        await asyncio.sleep(0.5)  # compiled, and its push refused by nats-py
+        await cut.restore()
+        await eventually(lambda: pilot.bus.client.is_connected, 15)
+        assert pilot.is_leader()
+        await register("after")
+        await eventually(lambda: pushed("after"), 10)
+    finally:
+        await watcher.close()
+        await pilot.stop()
+        for task in pilot.tasks:
+            task.cancel()
+        await asyncio.gather(*pilot.tasks, return_exceptions=True)
+        await pilot.bus.close()
+        await pilot.store.close()
+        if cut.server is not None:
+            await cut.cut()
+        await mesh.start_service_async("pilot")
