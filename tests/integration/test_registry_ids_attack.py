@@ -10,7 +10,7 @@ import json
 import pytest
 
 from proto import subjects
-from proto.registry import RegisterReply, RegisterRequest, Workload
+from proto.registry import DeregisterRequest, HeartbeatReply, RegisterReply, RegisterRequest, Workload
 from runtime import bus as busmod
 from runtime.bus import encode
 from runtime.store import WORKLOAD_ID_PREFIX
@@ -109,6 +109,58 @@ async def test_a_duplicate_left_from_before_the_index_cannot_take_the_id_once_it
         # another registration, so that the victim's sidecar admits nothing with no reason anywhere.
         squatter_left = await store.get(workload_key("squatns", "x", "dup1")) is not None
         assert not (again.ok and squatter_left), (again, "the squatter's older registration is still stored")
+    finally:
+        await store.close()
+
+
+
+@pytest.mark.parametrize("workload_id", ["odd.", "caf\u00e9-\u0301", "a\u0000b", " ", "x" * 253, "*", ">", ".."])
+async def test_an_odd_id_is_claimed_like_any_other(mesh: ControlPlane, workload_id: str) -> None:
+    assert (await _register(mesh, "oddns", "a", workload_id)).ok
+    refused = await _register(mesh, "otherns", "b", workload_id)
+    assert not refused.ok and "namespace 'oddns', service 'a'" in refused.error, refused
+
+
+async def test_an_id_longer_than_a_dns_name_is_refused(mesh: ControlPlane) -> None:
+    refused = await _register(mesh, "oddns", "a", "x" * 254)
+    assert not refused.ok and "more than 253" in refused.error, refused
+
+
+async def test_registrations_and_deregistrations_of_one_id_racing_from_two_namespaces_leave_one_holder(
+        mesh: ControlPlane) -> None:
+    """Two members register, deregister and register again one id as fast as they can: whatever interleaving,
+    afterwards at most one namespace holds it, its claim names that registration, and no claim is left behind
+    without its registration."""
+    for namespace in ("racea", "raceb"):
+        await mesh.proxy_auth(namespace)
+
+    async def churn(namespace: str) -> None:
+        bus = await busmod.connect(mesh.nats_url, namespace, auth=await mesh.proxy_auth(namespace))
+        try:
+            for _ in range(15):
+                workload = Workload(id="churn", service="s", namespace=namespace, address="127.0.0.1")
+                reply = await bus.call(subjects.identity_subject(subjects.REGISTRY_REGISTER, namespace, "default"),
+                                       RegisterRequest(workload=workload, ttl=60), RegisterReply)
+                if reply.ok:
+                    request = DeregisterRequest(workload_id="churn", namespace=namespace, service="s",
+                                                lease_id=reply.lease_id)
+                    await bus.call(subjects.identity_subject(subjects.REGISTRY_DEREGISTER, namespace, "default"),
+                                   request, HeartbeatReply)
+            workload = Workload(id="churn", service="s", namespace=namespace, address="127.0.0.1")
+            await bus.call(subjects.identity_subject(subjects.REGISTRY_REGISTER, namespace, "default"),
+                           RegisterRequest(workload=workload, ttl=60), RegisterReply)
+        finally:
+            await bus.close()
+
+    await asyncio.gather(churn("racea"), churn("raceb"))
+    store = await mesh.store()
+    try:
+        held = [ns for ns in ("racea", "raceb") if await store.get(workload_key(ns, "s", "churn")) is not None]
+        assert len(held) == 1, held
+        claim = await store.get(WORKLOAD_ID_PREFIX + "churn")
+        entry = await store.get(workload_key(held[0], "s", "churn"))
+        assert claim is not None and entry is not None
+        assert json.loads(claim.value)["namespace"] == held[0] and claim.lease == entry.lease
     finally:
         await store.close()
 
