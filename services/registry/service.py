@@ -31,7 +31,7 @@ from proto.registry import (
     WorkloadListReply,
     WorkloadListRequest,
 )
-from runtime.bus import decode, encode, request_subject
+from runtime.bus import BusError, decode, encode, request_subject
 from runtime.lease_hold import LeaseHold
 from runtime.leader import LeaderElection
 from runtime.metrics import IstioSum
@@ -233,7 +233,7 @@ class RegistryService(ServiceProcess):
                                               revision=change.entry.mod_revision,
                                               workload=decode(change.entry.value, Workload))
                     await self.bus.publish(subjects.REGISTRY_EVENTS, encode(event))
-            except (StoreError, ValueError) as exc:
+            except (StoreError, ValueError, BusError) as exc:  # BusError: an event not sent (the bus away)
                 self.log.warning("registry watch restarting", error=str(exc))
                 await asyncio.sleep(0.5)
 

@@ -21,6 +21,7 @@ from runtime.bus import decode, encode
 from runtime.settings import Settings
 from runtime.store import CONFIG_PREFIX, LEADER_PREFIX, STATUS_PREFIX, Entry, Store
 from services.pilot.service import PilotService
+from tests.integration.buscut import Cut
 from tests.integration.conftest import LEASE_TTL, ControlPlane, eventually
 
 pytestmark = pytest.mark.asyncio
@@ -162,44 +163,6 @@ async def test_a_replica_elected_whose_bus_is_closed_resigns_so_another_serves(m
         await pilot.store.close()
         if not mesh.services["pilot"].is_running:
             await mesh.start_service_async("pilot")
-
-
-class Cut:
-    """A TCP forwarder to the plane's nats-server that can be cut and restored (one client's bus outage)."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = 0
-        self.server: asyncio.Server | None = None
-        self.writers: set[asyncio.StreamWriter] = set()
-
-    async def restore(self) -> None:
-        self.server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def cut(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        for writer in list(self.writers):
-            writer.close()
-        self.writers.clear()
-        await self.server.wait_closed()
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        self.writers |= {writer, up_writer}
-
-        async def copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            try:
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                dst.close()
-
-        await asyncio.gather(copy(reader, up_writer), copy(up_reader, writer))
 
 
 async def test_a_leader_whose_push_finds_its_bus_away_pushes_again_once_it_is_back(mesh: ControlPlane) -> None:
