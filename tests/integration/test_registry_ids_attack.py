@@ -165,6 +165,27 @@ async def test_registrations_and_deregistrations_of_one_id_racing_from_two_names
         await store.close()
 
 
+
+async def test_a_backfill_racing_new_registrations_of_an_unclaimed_id_leaves_a_claim_naming_a_registration(
+        mesh: ControlPlane) -> None:
+    store = await mesh.store()
+    try:
+        for round_ in range(5):
+            workload_id = f"bf-{round_}"
+            lease = await store.grant(60)  # a registration older than the index: no claim
+            legacy = Workload(id=workload_id, service="a", namespace="bfold", address="127.0.0.1")
+            await store.put(workload_key("bfold", "a", workload_id), encode(legacy), lease)
+            await asyncio.gather(ids.backfill(store), _register(mesh, "bfold", "a", workload_id),
+                                 _register(mesh, "bfnew", "b", workload_id), ids.backfill(store))
+            claim = await store.get(WORKLOAD_ID_PREFIX + workload_id)
+            assert claim is not None
+            holder = json.loads(claim.value)
+            entry = await store.get(workload_key(holder["namespace"], holder["service"], workload_id))
+            assert entry is not None and entry.lease == claim.lease, (holder, entry, claim)
+    finally:
+        await store.close()
+
+
 async def test_a_configured_sidecar_stays_ready_while_etcd_is_down(mesh: ControlPlane) -> None:
     """Static stability: with etcd down the registry answers a registration with etcd's error (its heartbeat
     fails the same way, so the sidecar registers again). That is no refusal: a configured sidecar keeps /ready
