@@ -68,6 +68,9 @@ class RegisterReply(Message):
     lease_id: int = 0
     ttl: int = 0
     error: str = ""
+    # not ok because the registry could not reach etcd (or etcd failed): no refusal, try again as when the
+    # registry does not answer (a configured sidecar stays ready meanwhile); False from a registry older than it
+    transient: bool = False
 
 
 class Heartbeat(Message):

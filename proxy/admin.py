@@ -42,7 +42,9 @@ class AdminServer:
         self.certs = certs  # /certs: the workload certificate and the roots trusted (Envoy's shape)
         # /stats/prometheus: Prometheus text format 0.0.4; may be a coroutine (the sidecar renders it off the loop)
         self.prometheus = prometheus
-        self.not_ready = not_ready  # why /ready is 503, when something more precise than the default is known
+        # why /ready is 503 ("": no reason known, the default's when not ready): a reason (the registry refuses this
+        # workload's registration) makes /ready 503 even with config held, which the sidecar keeps serving with
+        self.not_ready = not_ready
         self.server: asyncio.Server | None = None
         self.open = 0  # connections being served
 
@@ -61,10 +63,10 @@ class AdminServer:
         if method not in ("GET", "HEAD"):
             return 405, "text/plain", b"only GET\n"
         if path == "/ready":
-            if self.is_ready():
+            why = self.not_ready() if self.not_ready is not None else ""
+            if self.is_ready() and not why:
                 return 200, "text/plain", b"LIVE\n"
-            why = (self.not_ready() if self.not_ready is not None else "") or NOT_READY
-            return 503, "text/plain", f"NOT READY: {why}\n".encode()
+            return 503, "text/plain", f"NOT READY: {why or NOT_READY}\n".encode()
         if path == "/config_dump":
             return 200, "application/json", _json.encode(self.config_dump()) + b"\n"
         if path == "/server_info":

@@ -93,8 +93,15 @@ class Bus:
                                   f"{limit} (nats-server max_payload {self.max_payload} bytes, less headers)")
 
     async def publish(self, subject: str, payload: bytes) -> None:
+        """BusError when the message cannot be sent: too large, the connection closed for good, or away with
+        nats-py's reconnect buffer full (it raised its own errors, which callers' `except BusError` missed)."""
         self.check_size(subject, payload)
-        await self.client.publish(subject, payload)
+        try:
+            await self.client.publish(subject, payload)
+        except nats.errors.OutboundBufferLimitError as exc:
+            raise BusError(f"the bus is away and its reconnect buffer is full: {subject} not sent") from exc
+        except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError) as exc:
+            raise BusError(f"bus connection closed: {subject} not sent") from exc
 
     async def request(self, subject: str, payload: bytes, timeout: float = 5.0,
                       headers: dict[str, str] | None = None) -> bytes:
@@ -172,7 +179,7 @@ class Bus:
                 await msg.respond(reply)
 
         if concurrency <= 1:
-            return await self.client.subscribe(subject, queue=queue, cb=answer)
+            return await self._subscribe(subject, queue, answer)
         slots = asyncio.Semaphore(concurrency)
         running: set[asyncio.Task[None]] = set()
 
@@ -187,7 +194,7 @@ class Bus:
             running.add(task)
             task.add_done_callback(running.discard)
 
-        return await self.client.subscribe(subject, queue=queue, cb=on_msg)
+        return await self._subscribe(subject, queue, on_msg)
 
     async def listen(self, subject: str, listener: Listener, queue: str = "") -> Any:
         """Receive published messages; errors are logged and the message dropped."""
@@ -198,7 +205,15 @@ class Bus:
             except Exception as exc:
                 log.warning("message dropped", subject=msg.subject, error=str(exc))
 
-        return await self.client.subscribe(subject, queue=queue, cb=on_msg)
+        return await self._subscribe(subject, queue, on_msg)
+
+    async def _subscribe(self, subject: str, queue: str, cb: Callable[[Msg], Awaitable[None]]) -> Any:
+        """nats-py's subscribe; BusError when the connection is closed for good (or draining): callers such as
+        a newly elected pilot catch it and stand down, where nats-py's own error went unhandled."""
+        try:
+            return await self.client.subscribe(subject, queue=queue, cb=cb)
+        except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError) as exc:
+            raise BusError(f"bus connection closed: cannot subscribe to {subject}") from exc
 
     async def flush(self, timeout: float = 2.0) -> None:
         await self.client.flush(timeout=timeout)

@@ -28,6 +28,11 @@ class RegistrationRefused(Exception):
     registration must end)."""
 
 
+class RegistryUnavailable(Exception):
+    """The registry answered that it cannot reach its store (RegisterReply.transient): no refusal, so it is
+    retried as an unreachable registry is, and /ready is not told the registry refuses us."""
+
+
 async def probe_tcp(host: str, port: int, timeout: float = 1.0) -> bool:
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
@@ -92,6 +97,9 @@ class Registration:
                 log.error("registration refused", workload=self.workload.id, error=str(exc), retry_in_s=refused_wait)
                 await asyncio.sleep(refused_wait * random.uniform(0.75, 1.25))
                 refused_wait = min(refused_wait * 2, REFUSED_BACKOFF_MAX)
+            except RegistryUnavailable as exc:
+                log.warning("registry cannot reach its store", error=str(exc))
+                await asyncio.sleep(random.uniform(0.25, 1.0))
             except BusError as exc:
                 log.warning("registry unreachable", error=str(exc))
                 await asyncio.sleep(random.uniform(0.25, 1.0))  # jitter: a restarted registry is not stampeded
@@ -105,6 +113,8 @@ class Registration:
         self.workload.healthy = await self.check()
         reply = await self.bus.call(self._subject(subjects.REGISTRY_REGISTER), RegisterRequest(workload=self.workload, ttl=self.ttl),
                                     RegisterReply)
+        if not reply.ok and reply.transient:
+            raise RegistryUnavailable(reply.error)
         if not reply.ok:
             self.refused = reply.error or "no reason given by the registry"
             raise RegistrationRefused(self.refused)

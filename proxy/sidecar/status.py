@@ -27,7 +27,9 @@ class SidecarStatus(SidecarParts):
     def not_ready(self) -> str:
         """Why /ready is 503, when the registry refuses our registration (another namespace or service holds
         this workload id, a bad label...): pilot sends no security entry to a workload it does not know, so this
-        sidecar admits nothing until that changes. "": the admin port's default reason."""
+        sidecar admits nothing until that changes. Also once configured (its lease was lost, and another took the
+        id meanwhile): it keeps enforcing the config it holds, but it is out of the mesh, so /ready is 503 with
+        this. "": the admin port's default reason, when not ready."""
         refused = self.registration.refused
         return f"the registry refuses this workload's registration: {refused}" if refused else ""
 

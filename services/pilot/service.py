@@ -185,8 +185,10 @@ class PilotService(ServiceProcess):
                 watch.behind_since.clear()
                 continue
             try:
-                due = watch.needs_resync(await self.status.stored(), self.pusher.pushed_version, loop.time(),
-                                         set(self.inputs.workloads))
+                statuses = await self.status.stored()
+                if not self.is_leader():  # deposed while reading, maybe elected again and not caught up yet
+                    continue
+                due = watch.needs_resync(statuses, self.pusher.pushed_version, loop.time(), set(self.inputs.workloads))
                 if due:
                     push = self.pusher.nudge()
                     await self.bus.publish(subjects.XDS_PUSH, encode(push))

@@ -31,7 +31,7 @@ from proto.registry import (
     WorkloadListReply,
     WorkloadListRequest,
 )
-from runtime.bus import decode, encode, request_subject
+from runtime.bus import BusError, decode, encode, request_subject
 from runtime.lease_hold import LeaseHold
 from runtime.leader import LeaderElection
 from runtime.metrics import IstioSum
@@ -137,8 +137,8 @@ class RegistryService(ServiceProcess):
             # one transaction: the workload (of the identity it replaces, if any) and its id's claim (an id held
             # by another namespace or service is refused, naming the holder), compare-and-swap on both
             lease, problem = await ids.register(self.store, workload, ttl, _not_own)
-        except StoreError as exc:
-            return encode(RegisterReply(ok=False, error=str(exc)))
+        except StoreError as exc:  # etcd away: no refusal, the sidecar tries again
+            return encode(RegisterReply(ok=False, error=str(exc), transient=True))
         if problem:
             self.log.warning("registration refused", workload=workload.id, service=workload.service,
                              namespace=workload.namespace, error=problem)
@@ -233,7 +233,7 @@ class RegistryService(ServiceProcess):
                                               revision=change.entry.mod_revision,
                                               workload=decode(change.entry.value, Workload))
                     await self.bus.publish(subjects.REGISTRY_EVENTS, encode(event))
-            except (StoreError, ValueError) as exc:
+            except (StoreError, ValueError, BusError) as exc:  # BusError: an event not sent (the bus away)
                 self.log.warning("registry watch restarting", error=str(exc))
                 await asyncio.sleep(0.5)
 

@@ -19,3 +19,13 @@ def test_a_not_ready_sidecar_says_why_when_it_knows() -> None:
     status, _, body = AdminServer("127.0.0.1", 0, lambda: False, dict, dict, not_ready=lambda: why).respond(
         "GET", "/ready")
     assert (status, body) == (503, f"NOT READY: {why}\n".encode())
+
+
+def test_a_sidecar_with_config_whose_registration_is_refused_is_not_ready() -> None:
+    """Its lease was lost and another took its id: it keeps its config, but it is out of the mesh."""
+    why = "the registry refuses this workload's registration: workload id 'w' is already registered by ..."
+    status, _, body = AdminServer("127.0.0.1", 0, lambda: True, dict, dict, not_ready=lambda: why).respond(
+        "GET", "/ready")
+    assert (status, body) == (503, f"NOT READY: {why}\n".encode())
+    assert AdminServer("127.0.0.1", 0, lambda: True, dict, dict, not_ready=lambda: "").respond(
+        "GET", "/ready")[0] == 200
