@@ -35,6 +35,7 @@ revoked.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import msgspec
 
@@ -144,28 +145,50 @@ async def deregister(store: Store, namespace: str, service: str, workload_id: st
     return None, f"workload {workload_id!r} changed while deregistering; try again"
 
 
-async def backfill(store: Store) -> int:
-    """Claim each registered id without a claim for its oldest registration, under that registration's lease
-    (compare-and-swap: a registration racing it, or a claim written meanwhile, wins). Returns how many it
-    claimed."""
+class Backfilled(NamedTuple):
+    claimed: int  # ids claimed for their oldest registration
+    removed: list[str]  # registry keys deleted: another registration of an id already held
+
+
+async def backfill(store: Store) -> Backfilled:
+    """Bring registrations older than the index under its rule, one registration per id: claim each registered
+    id without a claim for its oldest registration (the one pilot compiles), under that registration's lease, and
+    delete the id's other registrations (left by a registry older than the index, from another namespace or
+    service). Pilot never compiled those; kept, one would take the id the moment its holder restarts (the
+    holder's earlier run deregisters, the new run's registration finds no claim), and pilot would compile it
+    instead: the holder's sidecar would admit nothing. Deleted, their sidecars' next heartbeat finds no lease,
+    they register again and are refused, naming the holder (/ready says so). Every write is a compare-and-swap:
+    a registration racing it, or a claim written meanwhile, wins."""
     entries, _ = await store.list(REGISTRY_PREFIX)
-    claimed = {key[len(WORKLOAD_ID_PREFIX):] for key in await store.keys(WORKLOAD_ID_PREFIX)}
-    oldest: dict[str, Entry] = {}
+    claims, _ = await store.list(WORKLOAD_ID_PREFIX)
+    holder_of = {entry.key[len(WORKLOAD_ID_PREFIX):]: _decoded_claim(entry) for entry in claims}
+    by_id: dict[str, list[Entry]] = {}
     for entry in entries:
-        workload_id = entry.key.rsplit("/", 1)[-1]
-        held = oldest.get(workload_id)
-        if workload_id not in claimed and entry.lease and (
-                held is None or (entry.create_revision, entry.key) < (held.create_revision, held.key)):
-            oldest[workload_id] = entry
-    count = 0
-    for workload_id, entry in oldest.items():
-        try:
-            workload = _workload.decode(entry.value)
-        except msgspec.DecodeError:
-            continue  # not written by us
-        claim = WorkloadIdClaim(namespace=workload.namespace, service=workload.service,
-                                service_account=workload.service_account)
-        if await store.swap({id_key(workload_id): 0, entry.key: entry.mod_revision},
-                            {id_key(workload_id): encode(claim)}, lease=entry.lease):
-            count += 1
-    return count
+        by_id.setdefault(entry.key.rsplit("/", 1)[-1], []).append(entry)
+    claimed, removed = 0, []
+    for workload_id, registered in by_id.items():
+        holder = holder_of.get(workload_id)
+        if workload_id in holder_of:
+            kept = workload_key(holder.namespace, holder.service, workload_id) if holder is not None else ""
+        else:
+            oldest = min((e for e in registered if e.lease), key=lambda e: (e.create_revision, e.key), default=None)
+            if oldest is None or not await _claim_for(store, workload_id, oldest):
+                continue  # nothing to claim with, or it changed meanwhile: the next election looks again
+            claimed, kept = claimed + 1, oldest.key
+        if not any(e.key == kept for e in registered):
+            continue  # the claim's registration is gone (the next registration takes the id): nothing to keep
+        for other in registered:
+            if other.key != kept and await store.swap({other.key: other.mod_revision}, {}, deletes=(other.key,)):
+                removed.append(other.key)
+    return Backfilled(claimed, removed)
+
+
+async def _claim_for(store: Store, workload_id: str, entry: Entry) -> bool:
+    try:
+        workload = _workload.decode(entry.value)
+    except msgspec.DecodeError:
+        return False  # not written by us
+    claim = WorkloadIdClaim(namespace=workload.namespace, service=workload.service,
+                            service_account=workload.service_account)
+    return await store.swap({id_key(workload_id): 0, entry.key: entry.mod_revision},
+                            {id_key(workload_id): encode(claim)}, lease=entry.lease)

@@ -207,12 +207,15 @@ class RegistryService(ServiceProcess):
     async def _backfill_ids(self) -> None:
         """Leader only, once per election: claim the ids of registrations older than the id index (ids.py)."""
         try:
-            count = await ids.backfill(self.store)
+            done = await ids.backfill(self.store)
         except StoreError as exc:  # the next election tries again; until then such an id goes to whoever claims it
             self.log.warning("claiming registered workload ids failed", error=str(exc))
             return
-        if count:
-            self.log.info("claimed registered workload ids", count=count)
+        if done.claimed:
+            self.log.info("claimed registered workload ids", count=done.claimed)
+        if done.removed:  # their sidecars register again and are refused, naming the holder
+            self.log.warning("deleted registrations of ids another registration holds", keys=done.removed[:20],
+                             count=len(done.removed))
 
     async def _publish_events(self) -> None:
         """Leader only: turn etcd changes under the registry prefix into EndpointEvents."""

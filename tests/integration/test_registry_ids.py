@@ -238,11 +238,11 @@ async def test_ids_registered_before_the_index_are_claimed_for_their_oldest_regi
             workload = Workload(id="z1", service=service, namespace=namespace, address="127.0.0.1",
                                 service_account="sa-" + namespace)
             await store.put(workload_key(namespace, service, "z1"), encode(workload), lease)
-        assert await ids.backfill(store) >= 1
+        assert (await ids.backfill(store)).claimed >= 1
         claim = await store.get(WORKLOAD_ID_PREFIX + "z1")
         assert claim is not None and claim.lease == leases[0]  # the registration pilot compiles
         assert json.loads(claim.value) == {"namespace": "first", "service": "a", "service_account": "sa-first"}
-        assert await ids.backfill(store) == 0  # claimed once
+        assert (await ids.backfill(store)).claimed == 0  # claimed once
     finally:
         await store.close()
 
