@@ -28,7 +28,8 @@ Only the registry writes this prefix (the services' etcd user may: etcd's role c
 CLI never reach etcd). Not under REGISTRY_PREFIX, so pilot's registry watch, the registry's events and list, and
 its lease holding never see it.
 
-Raises StoreError (etcd unreachable or refusing) from either call; a lease granted by a failed register is
+Raises StoreError (etcd unreachable or refusing) from either call, and register Contended when every round lost
+a race; a lease granted by a failed register is
 revoked.
 """
 
@@ -42,6 +43,11 @@ import msgspec
 from proto.registry import Workload, WorkloadIdClaim
 from runtime.bus import encode
 from runtime.store import REGISTRY_PREFIX, WORKLOAD_ID_PREFIX, Entry, Store
+
+class Contended(Exception):
+    """Every compare-and-swap round of a registration lost a race (writes of the same key or id meanwhile): no
+    refusal, the caller tries again (RegisterReply.transient)."""
+
 
 ATTEMPTS = 3  # compare-and-swap rounds before "try again": a loser of a race re-reads and is told who won
 
@@ -112,7 +118,7 @@ async def register(store: Store, workload: Workload, ttl: int,
             if await store.swap(expect, {key: encode(workload), id_key(workload.id): claim}, lease=lease):
                 granted, lease = lease, 0
                 return granted, ""
-        return 0, f"workload {workload.id!r} changed while registering; try again"
+        raise Contended(f"workload {workload.id!r} changed while registering; try again")
     finally:
         if lease:  # refused, lost every race, or etcd failed: nothing holds this lease
             await store.revoke(lease)

@@ -137,7 +137,7 @@ class RegistryService(ServiceProcess):
             # one transaction: the workload (of the identity it replaces, if any) and its id's claim (an id held
             # by another namespace or service is refused, naming the holder), compare-and-swap on both
             lease, problem = await ids.register(self.store, workload, ttl, _not_own)
-        except StoreError as exc:  # etcd away: no refusal, the sidecar tries again
+        except (StoreError, ids.Contended) as exc:  # etcd away, or lost every race: no refusal, the sidecar retries
             return encode(RegisterReply(ok=False, error=str(exc), transient=True))
         if problem:
             self.log.warning("registration refused", workload=workload.id, service=workload.service,

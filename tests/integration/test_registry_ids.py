@@ -263,3 +263,27 @@ async def test_the_registry_leader_claims_ids_registered_before_the_index_once_e
         assert not refused.ok and "namespace 'victim', service 'a'" in refused.error, refused
     finally:
         await store.close()
+
+
+async def test_a_registration_that_loses_every_race_is_contended_not_refused(mesh: ControlPlane) -> None:
+    """Writes of the same id between each read and its compare-and-swap (real etcd, a competing write before every
+    swap): the registration ends in Contended, which the registry answers as transient (the sidecar retries, and
+    /ready does not call it a refusal), and the lease it took is revoked."""
+    store = await mesh.store()
+    swap = store.swap
+    leases: list[int] = []
+
+    async def raced(expect: dict[str, int], puts: dict[str, bytes], deletes: tuple[str, ...] = (),
+                    lease: int = 0) -> bool:
+        leases.append(lease)
+        await store.put(ids.id_key("x11"), b"{}")  # another writer got there first
+        return await swap(expect, puts, deletes, lease)
+
+    store.swap = raced  # type: ignore[method-assign]
+    try:
+        workload = Workload(id="x11", service="a", namespace="race", address="127.0.0.1")
+        with pytest.raises(ids.Contended, match="changed while registering"):
+            await ids.register(store, workload, 60, lambda namespace, account: "")
+        assert len(leases) == ids.ATTEMPTS and await store.refresh(leases[0]) == 0  # revoked
+    finally:
+        await store.close()
