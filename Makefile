@@ -11,11 +11,13 @@ $(BIN)/isthmus: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	@touch $@
 
+# UP_ARGS: more `isthmus up` flags, e.g. make demo UP_ARGS="--nats-port 14222 --etcd-port 12379 --ingress-port 18080"
+UP_ARGS ?=
 demo: $(BIN)/isthmus
-	$(BIN)/isthmus up --demo
+	$(BIN)/isthmus up --demo $(UP_ARGS)
 
 up: $(BIN)/isthmus
-	$(BIN)/isthmus up
+	$(BIN)/isthmus up $(UP_ARGS)
 
 # The data-plane smoke test (tests/bench) drives wrk, hey, haproxy and nginx, the dashboard's browser test
 # (tests/telemetry) Debian's chromium, and tests/integration/test_prometheus.py a real Prometheus (Debian's

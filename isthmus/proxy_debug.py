@@ -51,8 +51,10 @@ def subject_of(status: ProxyStatus) -> str:
     user = status.bus_user
     cred = user.removeprefix("proxy.")
     if not user.startswith("proxy.") or not cred or not cred.replace("-", "").replace("_", "").isalnum():
-        raise CliError(f"proxy {status.proxy_id} did not name its bus credential in its reports (a proxy older "
-                       "than `isthmus proxy-config`): it cannot be asked over the bus")
+        raise CliError(f"pilot holds no bus credential it could verify for proxy {status.proxy_id}: the proxy did "
+                       "not name one (older than `isthmus proxy-config`), or the one it named is not of the identity "
+                       "registered under its id (revoked, or another workload's); it cannot be asked over the bus. "
+                       "Its admin port's /config_dump shows the same, on its own host")
     return proxy_debug_subject(cred)
 
 

@@ -94,7 +94,8 @@ def check_kek(state_dir: str, generate: bool, path: str | None, previous: str | 
 @click.command()
 @click.option("--state-dir", type=click.Path(file_okay=False), default=".isthmus", show_default=True,
               help="Where config, data (etcd) and logs live.")
-@click.option("--nats-port", type=click.IntRange(1, 65535), default=4222, show_default=True)
+@click.option("--nats-port", type=click.IntRange(1, 65535), default=4222, show_default=True,
+              help="nats-server's client port: the bus every service, sidecar and command connects to.")
 @click.option("--etcd-port", type=click.IntRange(1, 65534), default=2379, show_default=True,
               help="etcd client port; the peer port is this + 1.")
 @click.option("--demo", is_flag=True, help="Also run the bookinfo demo and show live traffic.")

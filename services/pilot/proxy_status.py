@@ -88,6 +88,14 @@ class ProxyStatusRecorder:
                 self.refused_waiting += 1
             return
         self.waiting.pop(ack.proxy_id, None)
+        registered = self.workload(ack.proxy_id) if self.workload is not None else None
+        if registered is not None and ((ack.namespace and ack.namespace != registered.namespace)
+                                       or (ack.service and ack.service != registered.service)):
+            # a proxy of another namespace or service under this id: the registry refused its registration (one
+            # registration per id), so its ACK must not stand in for the registered proxy's row in proxy-status
+            log.warning("ack dropped: another workload's id", proxy=ack.proxy_id, namespace=ack.namespace[:MAX_NAME],
+                        service=ack.service[:MAX_NAME], registered=f"{registered.namespace}/{registered.service}")
+            return
         if not ack.ok:
             log.warning("proxy rejected config", proxy=ack.proxy_id, seq=ack.seq, error=ack.error[:MAX_ERROR])
         self.dirty[ack.proxy_id] = status

@@ -121,7 +121,7 @@ def test_a_proxy_is_named_by_id_service_namespace_or_unique_prefix() -> None:
     with pytest.raises(CliError, match=r"no proxy .details.*admin port .*config_dump"):
         resolve(proxies, "details")
     assert subject_of(proxies[0]) == "isthmus.proxy.debug.ab12"
-    with pytest.raises(CliError, match="did not name its bus credential"):
+    with pytest.raises(CliError, match="no bus credential it could verify"):
         subject_of(proxies[1])
     with pytest.raises(CliError):
         subject_of(status("x", 1, bus_user="proxy.a.>"))  # never a wildcard or a second token

@@ -63,3 +63,21 @@ def test_a_credentials_identity_is_read_once() -> None:
         assert await recorder.bus_user_for(ack) == "proxy.own"
     asyncio.run(twice())
     assert store.reads == 1
+
+
+def test_an_ack_from_another_namespace_or_service_under_a_registered_id_does_not_replace_its_row() -> None:
+    """A proxy whose registration the registry refused (its id is another workload's) still gets pushes and ACKs
+    them: its ACK took the registered proxy's row in `isthmus proxy-status` (shown SYNCED, under its own
+    namespace; the registered one hidden). Only an ACK naming the registered namespace and service is kept."""
+    store = Records({"own": record("own", "shop", "cart")})
+    recorder = ProxyStatusRecorder(store, workload=WORKLOADS.get)  # type: ignore[arg-type]
+
+    def ack(namespace: str, service: str) -> bytes:
+        return encode(Ack(proxy_id="victim", epoch="e", seq=1, version=1, namespace=namespace, service=service,
+                          bus_user="proxy.own"))
+
+    for namespace, service in (("other", "app"), ("shop", "intruder")):
+        asyncio.run(recorder.on_ack(ack(namespace, service)))
+        assert recorder.dirty == {}, (namespace, service)
+    asyncio.run(recorder.on_ack(ack("shop", "app")))
+    assert recorder.dirty["victim"].namespace == "shop" and recorder.dirty["victim"].bus_user == "proxy.own"
