@@ -183,6 +183,20 @@ class Sidecar:
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()
 
+    def log_lines(self) -> list[dict]:
+        """The sidecar's JSON log lines so far (its stderr, as `isthmus proxy run` prints them)."""
+        path = self.process.log_path
+        assert path is not None
+        lines = []
+        for text in path.read_text(errors="replace").splitlines():
+            try:
+                line = json.loads(text)
+            except ValueError:
+                continue
+            if isinstance(line, dict):
+                lines.append(line)
+        return lines
+
     def config_dump(self) -> dict:
         return json.loads(self.admin("/config_dump")[1])
 

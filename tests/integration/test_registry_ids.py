@@ -12,7 +12,7 @@ import json
 import pytest
 
 from proto import subjects
-from proto.registry import (DeregisterRequest, HeartbeatReply, RegisterReply, RegisterRequest, Workload,
+from proto.registry import (DeregisterRequest, HeartbeatReply, Workload,
                             WorkloadIdClaim, WorkloadListReply, WorkloadListRequest)
 from runtime import bus as busmod
 from runtime.bus import encode
@@ -20,33 +20,9 @@ from runtime.store import WORKLOAD_ID_PREFIX
 from services.registry import ids
 from services.registry.ids import workload_key
 from tests.integration.conftest import ControlPlane, eventually
+from tests.integration.registry_client import deregister, register
 
 pytestmark = pytest.mark.asyncio
-
-
-async def register(mesh: ControlPlane, namespace: str, service: str, workload_id: str, ttl: int = 60,
-                   service_account: str = "default") -> RegisterReply:
-    """Register as a proxy of that namespace and service account does, with its own bus credentials."""
-    bus = await busmod.connect(mesh.nats_url, f"{namespace}-{service}",
-                               auth=await mesh.proxy_auth(namespace, service_account))
-    try:
-        workload = Workload(id=workload_id, service=service, namespace=namespace, address="127.0.0.1",
-                            service_account=service_account)
-        return await bus.call(subjects.identity_subject(subjects.REGISTRY_REGISTER, namespace, service_account),
-                              RegisterRequest(workload=workload, ttl=ttl), RegisterReply)
-    finally:
-        await bus.close()
-
-
-async def deregister(mesh: ControlPlane, namespace: str, service: str, workload_id: str,
-                     lease_id: int = 0) -> HeartbeatReply:
-    bus = await busmod.connect(mesh.nats_url, f"{namespace}-{service}", auth=await mesh.proxy_auth(namespace))
-    try:
-        request = DeregisterRequest(workload_id=workload_id, namespace=namespace, service=service, lease_id=lease_id)
-        return await bus.call(subjects.identity_subject(subjects.REGISTRY_DEREGISTER, namespace, "default"),
-                              request, HeartbeatReply)
-    finally:
-        await bus.close()
 
 
 async def test_an_id_registered_by_another_namespace_is_refused_naming_who_holds_it(mesh: ControlPlane) -> None:

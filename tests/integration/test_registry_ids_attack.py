@@ -16,36 +16,12 @@ from runtime.bus import encode
 from runtime.store import WORKLOAD_ID_PREFIX
 from services.registry import ids
 from services.registry.ids import workload_key
-from tests.integration.conftest import ControlPlane, Sidecar, eventually
+from tests.integration.registry_client import register
+from tests.integration.conftest import ControlPlane, eventually
 from tests.integration.httpclient import Backend
 
 pytestmark = pytest.mark.asyncio
 
-
-async def _register(mesh: ControlPlane, namespace: str, service: str, workload_id: str,
-                    ttl: int = 60) -> RegisterReply:
-    """Register as a proxy of `namespace` (service account default) does, with its own bus credentials."""
-    bus = await busmod.connect(mesh.nats_url, f"{namespace}-{service}", auth=await mesh.proxy_auth(namespace))
-    try:
-        workload = Workload(id=workload_id, service=service, namespace=namespace, address="127.0.0.1")
-        return await bus.call(subjects.identity_subject(subjects.REGISTRY_REGISTER, namespace, "default"),
-                              RegisterRequest(workload=workload, ttl=ttl), RegisterReply)
-    finally:
-        await bus.close()
-
-
-def _log_lines(sidecar: Sidecar) -> list[dict]:
-    path = sidecar.process.log_path
-    assert path is not None
-    lines = []
-    for text in path.read_text(errors="replace").splitlines():
-        try:
-            line = json.loads(text)
-        except ValueError:
-            continue
-        if isinstance(line, dict):
-            lines.append(line)
-    return lines
 
 
 async def test_a_configured_sidecar_whose_id_is_taken_while_its_lease_was_lost_says_so_on_ready(
@@ -66,13 +42,13 @@ async def test_a_configured_sidecar_whose_id_is_taken_while_its_lease_was_lost_s
             await store.revoke(entry.lease)  # as if it lapsed while the sidecar could not reach the bus
         finally:
             await store.close()
-        squat = await _register(mesh, "squatns", "x", workload_id)
+        squat = await register(mesh, "squatns", "x", workload_id)
         assert squat.ok, squat  # in the window before the sidecar's next heartbeat finds its lease gone
         holder = "namespace 'squatns', service 'x'"
 
         def refusal_logged() -> bool:
             return any(line.get("event") == "registration refused" and holder in line.get("error", "")
-                       for line in _log_lines(victim))
+                       for line in victim.log_lines())
 
         await eventually(refusal_logged, timeout=10)
         assert holder in victim.config_dump()["proxy"]["registration_refused"]
@@ -103,7 +79,7 @@ async def test_a_duplicate_left_from_before_the_index_cannot_take_the_id_once_it
         # the new run registers the same key again
         entry, problem = await ids.deregister(store, "victimns", "a", "dup1", lambda ns, sa: "", victim_lease)
         assert entry is not None and not problem
-        again = await _register(mesh, "victimns", "a", "dup1")
+        again = await register(mesh, "victimns", "a", "dup1")
         # Either refused, naming the squatter whose registration pilot compiles for the id (the victim would then
         # see why on /ready), or registered as the only registration of the id: never accepted while pilot compiles
         # another registration, so that the victim's sidecar admits nothing with no reason anywhere.
@@ -116,13 +92,13 @@ async def test_a_duplicate_left_from_before_the_index_cannot_take_the_id_once_it
 
 @pytest.mark.parametrize("workload_id", ["odd.", "caf\u00e9-\u0301", "a\u0000b", " ", "x" * 253, "*", ">", ".."])
 async def test_an_odd_id_is_claimed_like_any_other(mesh: ControlPlane, workload_id: str) -> None:
-    assert (await _register(mesh, "oddns", "a", workload_id)).ok
-    refused = await _register(mesh, "otherns", "b", workload_id)
+    assert (await register(mesh, "oddns", "a", workload_id)).ok
+    refused = await register(mesh, "otherns", "b", workload_id)
     assert not refused.ok and "namespace 'oddns', service 'a'" in refused.error, refused
 
 
 async def test_an_id_longer_than_a_dns_name_is_refused(mesh: ControlPlane) -> None:
-    refused = await _register(mesh, "oddns", "a", "x" * 254)
+    refused = await register(mesh, "oddns", "a", "x" * 254)
     assert not refused.ok and "more than 253" in refused.error, refused
 
 
@@ -175,8 +151,8 @@ async def test_a_backfill_racing_new_registrations_of_an_unclaimed_id_leaves_a_c
             lease = await store.grant(60)  # a registration older than the index: no claim
             legacy = Workload(id=workload_id, service="a", namespace="bfold", address="127.0.0.1")
             await store.put(workload_key("bfold", "a", workload_id), encode(legacy), lease)
-            await asyncio.gather(ids.backfill(store), _register(mesh, "bfold", "a", workload_id),
-                                 _register(mesh, "bfnew", "b", workload_id), ids.backfill(store))
+            await asyncio.gather(ids.backfill(store), register(mesh, "bfold", "a", workload_id),
+                                 register(mesh, "bfnew", "b", workload_id), ids.backfill(store))
             claim = await store.get(WORKLOAD_ID_PREFIX + workload_id)
             assert claim is not None
             holder = json.loads(claim.value)
@@ -198,7 +174,7 @@ async def test_a_configured_sidecar_stays_ready_while_etcd_is_down(mesh: Control
         mesh.etcd.stop()
         try:
             def tried_again() -> bool:  # its heartbeat failed, and it registered again, in vain
-                events = [line.get("event") for line in _log_lines(sidecar)]
+                events = [line.get("event") for line in sidecar.log_lines()]
                 return "lease lost, registering again" in events
 
             await eventually(tried_again, timeout=15)
@@ -210,7 +186,7 @@ async def test_a_configured_sidecar_stays_ready_while_etcd_is_down(mesh: Control
             mesh.etcd.start()
 
         async def registered_again() -> bool:
-            return (await _register(mesh, "calmns", "other", "calm-after")).ok
+            return (await register(mesh, "calmns", "other", "calm-after")).ok
 
         await eventually(registered_again, timeout=30, interval=0.5)
         await eventually(lambda: not sidecar.config_dump()["proxy"]["registration_refused"], timeout=20)

@@ -10,7 +10,6 @@ workload that registers an id second is told who holds it. Own module, so its ow
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 
 import pytest
@@ -19,7 +18,7 @@ from isthmus.launch import free_port
 from proto import subjects
 from proto.registry import RegisterReply, RegisterRequest, Workload
 from runtime import bus as busmod
-from tests.integration.conftest import ControlPlane, Sidecar, apply, eventually
+from tests.integration.conftest import ControlPlane, apply, eventually
 from tests.integration.httpclient import Backend
 from tests.integration.inbound_policy import deny_admin, held_version, inbound_get
 
@@ -86,7 +85,7 @@ async def test_a_sidecar_whose_id_another_identity_registered_first_says_who_hol
 
         def refusal_logged() -> bool:
             return any(line.get("level") == "error" and line.get("event") == "registration refused"
-                       and holder in line.get("error", "") for line in _log_lines(fin))
+                       and holder in line.get("error", "") for line in fin.log_lines())
 
         await eventually(refusal_logged, timeout=10)
         status, body = fin.admin("/ready")
@@ -98,17 +97,3 @@ async def test_a_sidecar_whose_id_another_identity_registered_first_says_who_hol
     finally:
         await app.stop()
 
-
-def _log_lines(sidecar: Sidecar) -> list[dict]:
-    """The sidecar's JSON log lines so far (its stderr, as `isthmus proxy run` prints them)."""
-    path = sidecar.process.log_path
-    assert path is not None
-    lines = []
-    for text in path.read_text(errors="replace").splitlines():
-        try:
-            line = json.loads(text)
-        except ValueError:
-            continue
-        if isinstance(line, dict):
-            lines.append(line)
-    return lines
