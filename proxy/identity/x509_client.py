@@ -145,8 +145,10 @@ class Worker:
             process.stdin.write(data)
             await process.stdin.drain()
             process.stdin.close()
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # it died before reading: what it wrote on stderr says why (below)
+        except (OSError, RuntimeError):
+            # it died before reading: what it wrote on stderr says why (below). asyncio raises BrokenPipeError or
+            # ConnectionResetError; uvloop (`proxy run`'s loop) RuntimeError, its pipe transport already closed
+            pass
         out, err = await asyncio.gather(_read_at_most(process.stdout, MAX_REPLY),
                                         _read_at_most(process.stderr, STDERR_KEPT))
         code = await process.wait()

@@ -126,3 +126,25 @@ async def test_a_proxy_folder_in_the_working_directory_does_not_stand_in_for_the
     monkeypatch.delenv("PYTHONPATH")
     made = await x509_client.make_key(ID)
     assert made.key_pem.startswith("-----BEGIN PRIVATE KEY-----") and not marker.exists()
+
+
+@pytest.mark.parametrize("adopted", [False, True], ids=["started", "adopted"])
+def test_a_child_gone_before_its_request_is_a_worker_error_on_uvloop(monkeypatch: pytest.MonkeyPatch,
+                                                                      adopted: bool) -> None:
+    """`proxy run` runs the sidecar on uvloop, whose pipe transport raises RuntimeError ("the handler is closed"),
+    not BrokenPipeError, when a request is written to a child that already died (the OOM killer took it while the
+    ca signed). That is the worker's failure (X509WorkerError, tried again later), not an exception that ends the
+    identity loop or the sidecar's start-up."""
+    uvloop = pytest.importorskip("uvloop")
+    monkeypatch.setattr(x509_client, "MODULE", "tests.proxy.identity.misbehaving_worker")
+    monkeypatch.setenv("X509_TEST_WORKER", "exit")
+
+    async def main() -> None:
+        worker = await (Worker.adopt(x509_client.spawn_early(1)[0]) if adopted else Worker.start())
+        while worker.process.returncode is None:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # the loop sees the pipe's reader gone
+        with pytest.raises(X509WorkerError, match=r"\(exit 3\)"):
+            await x509_client.make_key(ID, worker=worker)
+
+    uvloop.run(main())
