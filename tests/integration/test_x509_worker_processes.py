@@ -222,3 +222,31 @@ async def test_a_restart_whose_first_worker_dies_still_uses_the_stored_certifica
     reused = await has_cert(again, timeout=30)
     assert reused["serial_number"] == issued["serial_number"]
     assert not os.listdir(tmp_path / "faults")  # the faults did happen
+
+
+async def test_workers_killed_during_renewals_delay_them_but_do_not_stop_them(mesh: ControlPlane) -> None:
+    """For 4 s an X.509 worker child is SIGKILLed once a newer one is seen (the OOM killer on a crowded VM): a
+    renewal starts its chain checker, then the child that makes the key, so the checker dies idle, before its
+    request is written. The renewals that failed are tried again; once children live again, renewals go on (on
+    uvloop the write to the dead child raised RuntimeError, which ended the identity loop for good)."""
+    sidecar = mesh.proxy("kl", free_port(), namespace="x509p",
+                         env={"ISTHMUS_SECRET_TTL": "60", "ISTHMUS_SECRET_GRACE_PERIOD_RATIO": "0.98",
+                              "ISTHMUS_SECRET_GRACE_PERIOD_RATIO_JITTER": "0.005"})
+    pid = sidecar.process.pid
+    assert pid is not None
+    await has_cert(sidecar)
+    await eventually(lambda: certs(sidecar)["workload"]["renewals"] >= 2, timeout=30)
+    killed: set[int] = set()
+    seen: list[int] = []
+    until = time.monotonic() + 4
+    while time.monotonic() < until:
+        seen += [kid for kid in children(pid) if kid not in seen and WORKER in proc_file(kid, "cmdline")]
+        for kid in seen[:-1]:  # all but the newest
+            if kid not in killed and kid in children(pid):
+                os.kill(kid, signal.SIGKILL)
+                killed.add(kid)
+        await asyncio.sleep(0.001)
+    after = certs(sidecar)["workload"]["renewals"]
+    assert killed
+    await eventually(lambda: certs(sidecar)["workload"]["renewals"] >= after + 2, timeout=40)
+    assert sidecar.process.is_running
