@@ -11,7 +11,8 @@ loads into the long-lived sidecar. The sidecar holds only PEM texts and the fiel
 
 Errors:
     MaterialError      the child read the request and refused it (its words): not our key, another identity,
-                       an unreadable key, chain or root
+                       an unreadable key, chain or root; or the request is over the child's bounds (said here,
+                       no child started: it would refuse it at every try)
     X509WorkerError    the child could not be started, died, took longer than `timeout`, or answered with
                        something that is not a reply (or over MAX_REPLY bytes)
 
@@ -31,7 +32,7 @@ from typing import TypeVar
 
 import msgspec
 
-from proto.identity_worker import (MAX_REPLY, ChainChecked, CheckChain, KeyMade, MakeKey, ReadRoots, RootsRead,
+from proto.identity_worker import (MAX_REPLY, MAX_REQUEST, ChainChecked, CheckChain, KeyMade, MakeKey, ReadRoots, RootsRead,
                                    WorkerFailed, WorkerReply, WorkerRequest)
 from proxy.identity.material import Checked, MaterialError
 
@@ -40,6 +41,7 @@ TIMEOUT = 10.0  # seconds from the request to the reply: the work takes millisec
 STDERR_KEPT = 4096  # bytes of a crashed child's stderr kept for the error
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(WorkerReply)  # type: ignore[arg-type]
+_request_decoder = msgspec.msgpack.Decoder(WorkerRequest)  # type: ignore[arg-type]
 R = TypeVar("R", KeyMade, ChainChecked, RootsRead)
 
 
@@ -199,7 +201,26 @@ class Ahead:
             await worker.close()
 
 
+def _within_bounds(request: WorkerRequest) -> None:
+    """MaterialError when the child would refuse `request` at every try (over MAX_REQUEST bytes, or a list or text
+    over proto/identity_worker.py's bounds: a bundle of more than 32 roots, say): the bundle's or chain's fault,
+    said once here, rather than a worker failure tried again (and a child started) every few seconds."""
+    data = _encoder.encode(request)
+    if len(data) > MAX_REQUEST:
+        raise MaterialError(f"the X.509 worker cannot take it: the request is over {MAX_REQUEST} bytes")
+    try:
+        _request_decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise MaterialError(f"the X.509 worker cannot take it: {exc}") from None
+
+
 async def _ask(request: WorkerRequest, expected: type[R], worker: Worker | None, timeout: float) -> R:
+    try:
+        _within_bounds(request)
+    except MaterialError:
+        if worker is not None:
+            await worker.close()  # handed to us for this request: no one else will close it
+        raise
     reply = await (worker or await Worker.start()).ask(request, timeout)
     if isinstance(reply, expected):
         return reply

@@ -148,3 +148,15 @@ def test_a_child_gone_before_its_request_is_a_worker_error_on_uvloop(monkeypatch
             await x509_client.make_key(ID, worker=worker)
 
     uvloop.run(main())
+
+
+async def test_a_request_over_the_workers_bounds_is_refused_before_any_child_and_its_worker_closed() -> None:
+    """The child would refuse it at every try ("request"): the parent says so at once, as the bundle's or chain's
+    fault (MaterialError), and kills the worker it was handed."""
+    pem = TestCa().pem
+    worker = await Worker.start()
+    with pytest.raises(MaterialError, match=r"the X\.509 worker cannot take it: .*length <= 32"):
+        await x509_client.read_roots([pem] * 33, worker=worker)
+    assert worker.process.returncode is not None
+    with pytest.raises(MaterialError, match=r"the X\.509 worker cannot take it: the request is over 524288 bytes"):
+        await x509_client.read_roots([pem * 60] * 30)
