@@ -162,11 +162,11 @@ async def test_children_started_ahead_do_not_outlive_their_time_when_the_bus_is_
         samples = []
         started = time.monotonic()
         while time.monotonic() - started < 16 and proc.poll() is None:
-            samples.append((round(time.monotonic() - started, 1), len(children(proc.pid))))
+            samples.append((round(time.monotonic() - started, 1), len(children(proc.pid)), fds(proc.pid)))
             await asyncio.sleep(0.5)
         print(samples)
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
-        assert max(n for _, n in samples[:6]) >= 1  # started ahead
+        assert max(n for _, n, _ in samples[:6]) >= 1  # started ahead
         assert children(proc.pid) == []  # ... and gone after SPARE_SECONDS
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -236,6 +236,7 @@ async def test_workers_killed_during_renewals_delay_them_but_do_not_stop_them(me
     assert pid is not None
     await has_cert(sidecar)
     await eventually(lambda: certs(sidecar)["workload"]["renewals"] >= 2, timeout=30)
+    base_fds = await eventually(lambda: fds(pid) if not children(pid) else None, timeout=10, interval=0.01)
     killed: set[int] = set()
     seen: list[int] = []
     until = time.monotonic() + 4
@@ -250,3 +251,6 @@ async def test_workers_killed_during_renewals_delay_them_but_do_not_stop_them(me
     assert killed
     await eventually(lambda: certs(sidecar)["workload"]["renewals"] >= after + 2, timeout=40)
     assert sidecar.process.is_running
+    quiet_fds = await eventually(lambda: fds(pid) if not children(pid) else None, timeout=10, interval=0.01)
+    print(f"killed {len(killed)} workers; fds {base_fds} -> {quiet_fds}")
+    assert quiet_fds <= base_fds + 2, os.listdir(f"/proc/{pid}/fd")  # the dead children's pipes are closed
