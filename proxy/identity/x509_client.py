@@ -32,8 +32,8 @@ from typing import TypeVar
 
 import msgspec
 
-from proto.identity_worker import (MAX_REPLY, MAX_REQUEST, ChainChecked, CheckChain, KeyMade, MakeKey, ReadRoots, RootsRead,
-                                   WorkerFailed, WorkerReply, WorkerRequest)
+from proto.identity_worker import (MAX_REPLY, MAX_REQUEST, ChainChecked, CheckChain, KeyMade, MakeKey, ReadRoots,
+                                   RootsRead, WorkerFailed, WorkerReply, WorkerRequest)
 from proxy.identity.material import Checked, MaterialError
 
 MODULE = "proxy.identity.x509_worker"
@@ -83,8 +83,9 @@ class _Adopted:
     """A child spawn_early() started, with the part of asyncio.subprocess.Process that Worker uses."""
 
     def __init__(self, popen: subprocess.Popen[bytes], stdin: asyncio.StreamWriter, stdout: asyncio.StreamReader,
-                 stderr: asyncio.StreamReader) -> None:
+                 stderr: asyncio.StreamReader, reading: Sequence[asyncio.BaseTransport] = ()) -> None:
         self.popen, self.stdin, self.stdout, self.stderr = popen, stdin, stdout, stderr
+        self.reading = reading  # the stdout and stderr transports: closed once the child is reaped
 
     @property
     def returncode(self) -> int | None:
@@ -97,13 +98,17 @@ class _Adopted:
     async def wait(self) -> int:
         while (code := self.popen.poll()) is None:  # it has closed its stdout, or was killed: a few ms at most
             await asyncio.sleep(0.005)
+        for transport in self.reading:
+            # uvloop keeps a pipe transport open after EOF (StreamReaderProtocol asks to stay half-open), and with it
+            # the pipe's fd until the loop closes; asyncio closed it at EOF (then this does nothing)
+            transport.close()
         return code
 
 
-async def _reader(loop: asyncio.AbstractEventLoop, pipe: object) -> asyncio.StreamReader:
+async def _reader(loop: asyncio.AbstractEventLoop, pipe: object) -> tuple[asyncio.BaseTransport, asyncio.StreamReader]:
     reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
-    return reader
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
+    return transport, reader
 
 
 class Worker:
@@ -118,7 +123,8 @@ class Worker:
         loop = asyncio.get_running_loop()
         transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, popen.stdin)
         stdin = asyncio.StreamWriter(transport, protocol, None, loop)
-        return cls(_Adopted(popen, stdin, await _reader(loop, popen.stdout), await _reader(loop, popen.stderr)))
+        (out_pipe, stdout), (err_pipe, stderr) = await _reader(loop, popen.stdout), await _reader(loop, popen.stderr)
+        return cls(_Adopted(popen, stdin, stdout, stderr, (out_pipe, err_pipe)))
 
     @classmethod
     async def start(cls) -> "Worker":

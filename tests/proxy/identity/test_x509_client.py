@@ -162,12 +162,9 @@ async def test_a_request_over_the_workers_bounds_is_refused_before_any_child_and
         await x509_client.read_roots([pem * 60] * 30)
 
 
-@pytest.mark.xfail(strict=True, reason="on uvloop (`proxy run`'s loop) the Popen stdout/stderr file objects of the "
-                   "workers spawn_early() started stay open after Worker.adopt()'s read transports saw EOF and the "
-                   "child was reaped, until the loop closes (the sidecar's life): 4 fds and 4 pipes per sidecar (2 "
-                   "per early worker; a constant, not growing with renewals). asyncio's own loop closes them at EOF. "
-                   "A fix must not close an fd that asyncio's transport still owns (it reads the same file object).")
 def test_workers_spawned_early_leave_no_open_pipe_once_gone_on_uvloop() -> None:
+    """On uvloop (`proxy run`'s loop) a pipe transport stays open after EOF, and with it the Popen's stdout/stderr
+    of the workers spawn_early() started, until the loop closes (the sidecar's life): 4 fds per sidecar."""
     uvloop = pytest.importorskip("uvloop")
     early = x509_client.spawn_early(2)
 
