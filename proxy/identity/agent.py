@@ -2,7 +2,8 @@
 half life, the trust bundle, and the TLS contexts built from them. Runs beside the listeners; nothing here
 is on the request path, and the listeners do not wait for it.
 
-First certificate: from a usable certificate in `--state-dir` (ours, unexpired, matching its key), else with a
+First certificate: from a usable certificate in `--state-dir` (ours, unexpired, matching its key; checked again
+with backoff while the X.509 worker fails, never dropped for a token on that account), else with a
 bootstrap token (config.py: --token, --token-file, or one minted). Until this process has held a certificate, a
 refusal is fatal (IdentityFatal: `proxy run` prints its one line and exits 1): the ca's reason for a bad,
 expired, revoked or used-up token; for a refused mint, how to get a token; for a token of another identity,
@@ -78,6 +79,9 @@ class IdentityAgent(BundleFollower):
         self._key: KeyMade | None = None  # the first key, made with the first bundle's roots (take_bundle)
         self._ahead = x509_client.Ahead()  # children started at start-up for the first key and check (prefetch)
         self._bundle_stale = False  # a bundle could not be read: fetch the one in force again
+        # the X.509 worker failed to check the --state-dir certificate at start: check it again before any token (a
+        # sidecar on a workload's host often has none: it would exit for want of one, its valid certificate unused)
+        self._stored_unchecked = False
 
     # --- start-up: before the bus, so /certs and TLS are ready before the control plane is reached ---
 
@@ -95,17 +99,31 @@ class IdentityAgent(BundleFollower):
             except X509WorkerError:
                 pass
         if self.state is not None and self.state.stored():
-            roots = self.state.roots()
-            checked, why = await self.state.load(self.identity, self.clock(), roots, worker=await self._ahead.take())
-            if checked is not None:
-                material = checked.material
-                self._adopt(checked, roots, fresh=False)
-                log.info("certificate loaded", spiffe_id=material.spiffe_id, serial=material.serial,
-                         expires_in_s=round(material.not_after - self.clock()), state_dir=str(self.state.path))
-                return
-            if why:
-                log.warning("stored certificate not used", state_dir=str(self.state.path), reason=why)
+            try:
+                if await self._load(await self._ahead.take()):
+                    return
+            except X509WorkerError as exc:  # not the certificate's fault: run() checks it again before any token
+                self._stored_unchecked = True
+                log.warning("stored certificate not checked yet: the X.509 worker failed",
+                            state_dir=str(self.state.path), error=str(exc))
         await self.prefetch()
+
+    async def _load(self, worker: Worker | None = None) -> bool:
+        """Adopt the stored certificate if usable; True when it was. X509WorkerError: not checked (try later)."""
+        assert self.state is not None
+        # checked again in run(), the first bundle may be held by then: the issuer is named among its roots
+        roots = self.bundle.roots_pem if self.bundle.held else self.state.roots()
+        checked, why = await self.state.load(self.identity, self.clock(), roots, worker=worker)
+        self._stored_unchecked = False
+        if checked is not None:
+            material = checked.material
+            self._adopt(checked, roots, fresh=False)
+            log.info("certificate loaded", spiffe_id=material.spiffe_id, serial=material.serial,
+                     expires_in_s=round(material.not_after - self.clock()), state_dir=str(self.state.path))
+            return True
+        if why:
+            log.warning("stored certificate not used", state_dir=str(self.state.path), reason=why)
+        return False
 
     async def prefetch(self) -> None:
         """No certificate held: have two X.509 workers ahead (start those missing now), which load `cryptography`
@@ -139,6 +157,9 @@ class IdentityAgent(BundleFollower):
             now = self.clock()
             material = self.material
             try:
+                if material is None and self._stored_unchecked:
+                    await self._load()  # X509WorkerError: again after the backoff
+                    continue
                 if material is None or material.expired(now):
                     await self._bootstrap()
                 elif self.due > now:

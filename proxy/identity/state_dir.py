@@ -20,7 +20,6 @@ from pathlib import Path
 
 from proxy.identity import x509_client
 from proxy.identity.material import Checked, Material, MaterialError
-from proxy.identity.x509_client import X509WorkerError
 
 KEY_FILE = "key.pem"
 CHAIN_FILE = "cert-chain.pem"
@@ -70,14 +69,15 @@ class StateDir:
                    worker: x509_client.Worker | None = None) -> tuple[Checked | None, str]:
         """(the stored material checked against `roots_pem`, "") when it is there, readable, ours and unexpired
         at `now`; else (None, why not) - "" when nothing is stored. `worker`: the X.509 worker to check it in (a new
-        one by default)."""
+        one by default). X509WorkerError when the worker failed: nothing was learnt of the stored certificate (the
+        caller checks it again later rather than drop it for a token)."""
         key_path, chain_path = self.path / KEY_FILE, self.path / CHAIN_FILE
         if not self.stored():
             return None, ""
         try:
             checked = await x509_client.check_chain(key_path.read_text(), [chain_path.read_text()], expected_id,
                                                     roots_pem, worker=worker)
-        except (OSError, ValueError, X509WorkerError) as exc:  # MaterialError is a ValueError
+        except (OSError, ValueError) as exc:  # MaterialError is a ValueError
             return None, f"the stored certificate cannot be used: {exc}"
         if checked.material.expired(now):
             return None, "the stored certificate has expired"

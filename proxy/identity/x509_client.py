@@ -11,7 +11,8 @@ loads into the long-lived sidecar. The sidecar holds only PEM texts and the fiel
 
 Errors:
     MaterialError      the child read the request and refused it (its words): not our key, another identity,
-                       an unreadable key, chain or root
+                       an unreadable key, chain or root; or the request is over the child's bounds (said here,
+                       no child started: it would refuse it at every try)
     X509WorkerError    the child could not be started, died, took longer than `timeout`, or answered with
                        something that is not a reply (or over MAX_REPLY bytes)
 
@@ -31,8 +32,8 @@ from typing import TypeVar
 
 import msgspec
 
-from proto.identity_worker import (MAX_REPLY, ChainChecked, CheckChain, KeyMade, MakeKey, ReadRoots, RootsRead,
-                                   WorkerFailed, WorkerReply, WorkerRequest)
+from proto.identity_worker import (MAX_REPLY, MAX_REQUEST, ChainChecked, CheckChain, KeyMade, MakeKey, ReadRoots,
+                                   RootsRead, WorkerFailed, WorkerReply, WorkerRequest)
 from proxy.identity.material import Checked, MaterialError
 
 MODULE = "proxy.identity.x509_worker"
@@ -40,6 +41,7 @@ TIMEOUT = 10.0  # seconds from the request to the reply: the work takes millisec
 STDERR_KEPT = 4096  # bytes of a crashed child's stderr kept for the error
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(WorkerReply)  # type: ignore[arg-type]
+_request_decoder = msgspec.msgpack.Decoder(WorkerRequest)  # type: ignore[arg-type]
 R = TypeVar("R", KeyMade, ChainChecked, RootsRead)
 
 
@@ -81,8 +83,9 @@ class _Adopted:
     """A child spawn_early() started, with the part of asyncio.subprocess.Process that Worker uses."""
 
     def __init__(self, popen: subprocess.Popen[bytes], stdin: asyncio.StreamWriter, stdout: asyncio.StreamReader,
-                 stderr: asyncio.StreamReader) -> None:
+                 stderr: asyncio.StreamReader, reading: Sequence[asyncio.BaseTransport] = ()) -> None:
         self.popen, self.stdin, self.stdout, self.stderr = popen, stdin, stdout, stderr
+        self.reading = reading  # the stdout and stderr transports: closed once the child is reaped
 
     @property
     def returncode(self) -> int | None:
@@ -95,13 +98,17 @@ class _Adopted:
     async def wait(self) -> int:
         while (code := self.popen.poll()) is None:  # it has closed its stdout, or was killed: a few ms at most
             await asyncio.sleep(0.005)
+        for transport in self.reading:
+            # uvloop keeps a pipe transport open after EOF (StreamReaderProtocol asks to stay half-open), and with it
+            # the pipe's fd until the loop closes; asyncio closed it at EOF (then this does nothing)
+            transport.close()
         return code
 
 
-async def _reader(loop: asyncio.AbstractEventLoop, pipe: object) -> asyncio.StreamReader:
+async def _reader(loop: asyncio.AbstractEventLoop, pipe: object) -> tuple[asyncio.BaseTransport, asyncio.StreamReader]:
     reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
-    return reader
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
+    return transport, reader
 
 
 class Worker:
@@ -116,7 +123,8 @@ class Worker:
         loop = asyncio.get_running_loop()
         transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, popen.stdin)
         stdin = asyncio.StreamWriter(transport, protocol, None, loop)
-        return cls(_Adopted(popen, stdin, await _reader(loop, popen.stdout), await _reader(loop, popen.stderr)))
+        (out_pipe, stdout), (err_pipe, stderr) = await _reader(loop, popen.stdout), await _reader(loop, popen.stderr)
+        return cls(_Adopted(popen, stdin, stdout, stderr, (out_pipe, err_pipe)))
 
     @classmethod
     async def start(cls) -> "Worker":
@@ -145,8 +153,10 @@ class Worker:
             process.stdin.write(data)
             await process.stdin.drain()
             process.stdin.close()
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # it died before reading: what it wrote on stderr says why (below)
+        except (OSError, RuntimeError):
+            # it died before reading: what it wrote on stderr says why (below). asyncio raises BrokenPipeError or
+            # ConnectionResetError; uvloop (`proxy run`'s loop) RuntimeError, its pipe transport already closed
+            pass
         out, err = await asyncio.gather(_read_at_most(process.stdout, MAX_REPLY),
                                         _read_at_most(process.stderr, STDERR_KEPT))
         code = await process.wait()
@@ -197,7 +207,26 @@ class Ahead:
             await worker.close()
 
 
+def _within_bounds(request: WorkerRequest) -> None:
+    """MaterialError when the child would refuse `request` at every try (over MAX_REQUEST bytes, or a list or text
+    over proto/identity_worker.py's bounds: a bundle of more than 32 roots, say): the bundle's or chain's fault,
+    said once here, rather than a worker failure tried again (and a child started) every few seconds."""
+    data = _encoder.encode(request)
+    if len(data) > MAX_REQUEST:
+        raise MaterialError(f"the X.509 worker cannot take it: the request is over {MAX_REQUEST} bytes")
+    try:
+        _request_decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise MaterialError(f"the X.509 worker cannot take it: {exc}") from None
+
+
 async def _ask(request: WorkerRequest, expected: type[R], worker: Worker | None, timeout: float) -> R:
+    try:
+        _within_bounds(request)
+    except MaterialError:
+        if worker is not None:
+            await worker.close()  # handed to us for this request: no one else will close it
+        raise
     reply = await (worker or await Worker.start()).ask(request, timeout)
     if isinstance(reply, expected):
         return reply

@@ -422,3 +422,15 @@ async def test_a_bundle_the_worker_failed_to_read_is_fetched_again(monkeypatch: 
     await until(lambda: a.bundle.version == 2)  # fetched again (CA_BUNDLE), not published again
     await stop(task)
     assert [root.subject for root in a.bundle.roots] == [ca.subject, new.subject] and not a._bundle_stale
+
+
+async def test_a_bundle_over_the_workers_bounds_is_refused_once_not_fetched_again_forever() -> None:
+    """A bundle the X.509 worker can never take (over its bounds, proto/identity_worker.py: here 33 roots, over
+    its 32) is refused with that reason, and the trust held is kept; it is not taken for a failing worker, whose
+    bundle is fetched again every BUNDLE_RETRY seconds, a child started each time, forever."""
+    ca = TestCa()
+    a = agent()
+    assert await a.take_bundle(TrustBundle(trust_domain="cluster.local", roots_pem=[ca.pem], version=1))
+    many = [ca.pem] + [TestCa(f"root {i}").pem for i in range(32)]
+    assert not await a.take_bundle(TrustBundle(trust_domain="cluster.local", roots_pem=many, version=2))
+    assert a.bundle.version == 1 and a.bundle.roots_pem == [ca.pem] and not a._bundle_stale

@@ -126,3 +126,55 @@ async def test_a_proxy_folder_in_the_working_directory_does_not_stand_in_for_the
     monkeypatch.delenv("PYTHONPATH")
     made = await x509_client.make_key(ID)
     assert made.key_pem.startswith("-----BEGIN PRIVATE KEY-----") and not marker.exists()
+
+
+@pytest.mark.parametrize("adopted", [False, True], ids=["started", "adopted"])
+def test_a_child_gone_before_its_request_is_a_worker_error_on_uvloop(monkeypatch: pytest.MonkeyPatch,
+                                                                      adopted: bool) -> None:
+    """`proxy run` runs the sidecar on uvloop, whose pipe transport raises RuntimeError ("the handler is closed"),
+    not BrokenPipeError, when a request is written to a child that already died (the OOM killer took it while the
+    ca signed). That is the worker's failure (X509WorkerError, tried again later), not an exception that ends the
+    identity loop or the sidecar's start-up."""
+    uvloop = pytest.importorskip("uvloop")
+    monkeypatch.setattr(x509_client, "MODULE", "tests.proxy.identity.misbehaving_worker")
+    monkeypatch.setenv("X509_TEST_WORKER", "exit")
+
+    async def main() -> None:
+        worker = await (Worker.adopt(x509_client.spawn_early(1)[0]) if adopted else Worker.start())
+        while worker.process.returncode is None:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # the loop sees the pipe's reader gone
+        with pytest.raises(X509WorkerError, match=r"\(exit 3\)"):
+            await x509_client.make_key(ID, worker=worker)
+
+    uvloop.run(main())
+
+
+async def test_a_request_over_the_workers_bounds_is_refused_before_any_child_and_its_worker_closed() -> None:
+    """The child would refuse it at every try ("request"): the parent says so at once, as the bundle's or chain's
+    fault (MaterialError), and kills the worker it was handed."""
+    pem = TestCa().pem
+    worker = await Worker.start()
+    with pytest.raises(MaterialError, match=r"the X\.509 worker cannot take it: .*length <= 32"):
+        await x509_client.read_roots([pem] * 33, worker=worker)
+    assert worker.process.returncode is not None
+    with pytest.raises(MaterialError, match=r"the X\.509 worker cannot take it: the request is over 524288 bytes"):
+        await x509_client.read_roots([pem * 60] * 30)
+
+
+def test_workers_spawned_early_leave_no_open_pipe_once_gone_on_uvloop() -> None:
+    """On uvloop (`proxy run`'s loop) a pipe transport stays open after EOF, and with it the Popen's stdout/stderr
+    of the workers spawn_early() started, until the loop closes (the sidecar's life): 4 fds per sidecar."""
+    uvloop = pytest.importorskip("uvloop")
+    early = x509_client.spawn_early(2)
+
+    async def main() -> None:
+        ahead = x509_client.Ahead()
+        await ahead.start(2, 0.1, early)
+        await x509_client.make_key(ID, worker=await ahead.take())  # one used, one killed after its life
+        await asyncio.sleep(1.0)
+        assert [popen.poll() is not None for popen in early] == [True, True]
+        # while the loop runs (the sidecar's life): its closing closes them
+        assert [(p.stdout.closed, p.stderr.closed) for p in early] == [(True, True)] * 2  # type: ignore[union-attr]
+
+    uvloop.run(main())
