@@ -75,12 +75,19 @@ def find_config(flag: str | None = None, env: dict[str, str] | None = None, cwd:
     named = flag or env.get(ENV) or ""
     if named:
         path = Path(named).expanduser()
-        if not path.is_file():
-            source = "--config" if flag else ENV
+        source = "--config" if flag else ENV
+        try:
+            found = path.is_file()
+        except OSError as exc:  # a directory on the way we may not enter, a name too long
+            raise ConfigFileError(f"{source} {named}: cannot be read ({exc.strerror or exc})") from None
+        if not found:
             raise ConfigFileError(f"{source} {named}: no such file (`isthmus up` writes it and prints its path)")
         return path
-    default = (cwd or Path.cwd()) / DEFAULT_RELATIVE
-    return default if default.is_file() else None
+    try:  # run from a directory this user may not enter (or one since deleted): no default config there
+        default = (cwd or Path.cwd()) / DEFAULT_RELATIVE
+        return default if default.is_file() else None
+    except OSError:
+        return None
 
 
 def load(path: str | Path) -> ClientConfig:

@@ -151,3 +151,15 @@ def test_only_the_operator_lists_and_revokes_bus_credentials_and_only_auth_syste
     assert AUTH_SYSTEM.publish == (s.SYS_CONNZ_PING, s.SYS_KICK_ANY) and not AUTH_SYSTEM.responses
     assert AUTH_SYSTEM.subscribe == ("_INBOX.auth-system.>",)
     assert s.kick_subject("NABC") == "$SYS.REQ.SERVER.NABC.KICK"
+
+
+def test_a_config_path_that_cannot_be_looked_at_is_an_error_or_no_default_never_a_traceback(tmp_path: Path) -> None:
+    """A working directory this user may not enter made every `isthmus` command print a PermissionError traceback
+    (the default ./.isthmus/isthmus.yaml looked up there). Root enters every directory, so the same OSError is
+    made with a name longer than a file name may be (ENAMETOOLONG)."""
+    unreadable = tmp_path / ("x" * 300)
+    assert find_config(env={}, cwd=unreadable) is None
+    with pytest.raises(ConfigFileError, match="cannot be read"):
+        find_config(flag=str(unreadable / "isthmus.yaml"), env={})
+    with pytest.raises(ConfigFileError, match="ISTHMUS_CONFIG .* cannot be read"):
+        find_config(env={"ISTHMUS_CONFIG": str(unreadable / "isthmus.yaml")})
