@@ -180,6 +180,14 @@ class IdentityAgent(BundleFollower):
                 wait = backoff.next(remaining)
                 self._log_failure(exc, material, now, wait)
                 await self._sleep(wait)
+            except IdentityFatal:
+                raise
+            except Exception as exc:  # a bug of ours: renewals must not stop in silence (the certificate would lapse)
+                self.error = f"internal error: {type(exc).__name__}: {exc}"
+                wait = backoff.next(material.not_after - now if material is not None else None)
+                log.exception("the identity loop failed (a bug): trying again", retry_in_s=round(wait, 1),
+                              spiffe_id=self.identity)
+                await self._sleep(wait)
 
     async def _sleep(self, seconds: float) -> None:
         self._wake.clear()

@@ -25,6 +25,7 @@ child not answered in time, or no longer needed, is killed and reaped.
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -68,13 +69,22 @@ def argv() -> list[str]:
     return [sys.executable, "-P", "-m", MODULE]
 
 
+CHILD_ENV_DROPPED = ("ISTHMUS_TOKEN",)  # the bootstrap token: the worker never asks the ca, so it is not handed it
+
+
+def child_env() -> dict[str, str]:
+    """The sidecar's environment (PATH, PYTHONPATH, locale...) without what the worker has no use for and must not
+    hold: the bootstrap token (readable in /proc/<pid>/environ by whoever may read the child's)."""
+    return {name: value for name, value in os.environ.items() if name not in CHILD_ENV_DROPPED}
+
+
 def spawn_early(count: int) -> list[subprocess.Popen[bytes]]:
     """Start `count` workers now, without an event loop: `proxy run` calls this before it imports the sidecar, so
     `cryptography` loads in the children while the sidecar loads its own modules (~0.2 s). [] when they cannot be
     started (then they are started when needed). Hand them to Worker.adopt() in the loop."""
     try:
-        return [subprocess.Popen(argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE) for _ in range(count)]
+        return [subprocess.Popen(argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 env=child_env()) for _ in range(count)]
     except OSError:
         return []
 
@@ -132,7 +142,7 @@ class Worker:
         try:
             process = await asyncio.create_subprocess_exec(
                 *argv(), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE)
+                stderr=asyncio.subprocess.PIPE, env=child_env())
         except OSError as exc:
             raise X509WorkerError(f"the X.509 worker cannot be started: {exc}") from exc
         return cls(process)

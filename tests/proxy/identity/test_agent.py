@@ -434,3 +434,28 @@ async def test_a_bundle_over_the_workers_bounds_is_refused_once_not_fetched_agai
     many = [ca.pem] + [TestCa(f"root {i}").pem for i in range(32)]
     assert not await a.take_bundle(TrustBundle(trust_domain="cluster.local", roots_pem=many, version=2))
     assert a.bundle.version == 1 and a.bundle.roots_pem == [ca.pem] and not a._bundle_stale
+
+
+async def test_a_bug_in_a_renewal_is_logged_and_tried_again_never_ending_renewals(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception the loop does not expect (a bug of ours; the X.509 worker's uvloop RuntimeError was one) ended
+    the identity loop in silence: no renewal again, the certificate left to lapse. It is logged and tried again."""
+    bus, a = CaStandIn(TestCa()), agent()
+    task = await running(a, bus)
+    first = await until(lambda: a.material)
+    renew = a._renew
+    failures = []
+
+    async def buggy(material: Any) -> None:
+        if not failures:
+            failures.append(material)
+            raise KeyError("a bug")
+        await renew(material)
+
+    monkeypatch.setattr(a, "_renew", buggy)
+    a.renew_soon()
+    await until(lambda: a.error.startswith("internal error: KeyError"))
+    assert not task.done()
+    await until(lambda: a.material is not first, timeout=20)
+    await stop(task)
+    assert failures == [first] and a.error == ""

@@ -178,3 +178,19 @@ def test_workers_spawned_early_leave_no_open_pipe_once_gone_on_uvloop() -> None:
         assert [(p.stdout.closed, p.stderr.closed) for p in early] == [(True, True)] * 2  # type: ignore[union-attr]
 
     uvloop.run(main())
+
+
+async def test_the_bootstrap_token_is_not_in_a_workers_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ISTHMUS_TOKEN (a `proxy run` token from the environment) stays in the sidecar: its workers never ask the ca,
+    and a child's environment is one more place to read it from. Both ways of starting one."""
+    monkeypatch.setenv("ISTHMUS_TOKEN", "bootstrap-secret")
+    early = x509_client.spawn_early(1)
+    workers = [await Worker.start(), await Worker.adopt(early[0])]
+    try:
+        for worker in workers:
+            pid = worker.process.popen.pid if hasattr(worker.process, "popen") else worker.process.pid
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            assert b"ISTHMUS_TOKEN=bootstrap-secret" not in environ and any(e.startswith(b"PATH=") for e in environ)
+    finally:
+        for worker in workers:
+            await worker.close()
