@@ -307,7 +307,8 @@ def test_proxy_run_builds_options_from_flags(monkeypatch: pytest.MonkeyPatch) ->
     import proxy.main
 
     seen: list[Any] = []
-    monkeypatch.setattr(proxy.main, "run_proxy", seen.append)
+    monkeypatch.setattr("proxy.identity.x509_client.spawn_early", lambda count: [])  # no X.509 workers to reap
+    monkeypatch.setattr(proxy.main, "run_proxy", lambda options, early: seen.append(options))
     result = run("--nats", "nats://n:1", "proxy", "run", "--service", "reviews", "--service-port", "9080",
                  "--app-port", "9081", "--labels", "app=reviews,version=v2", "--admin-port", "15100",
                  "--lease-ttl", "3")

@@ -49,7 +49,8 @@ def test_a_bad_limit_flag_is_a_usage_error(flag: str, value: str):
 
 def test_limit_flags_read_their_environment_variables(monkeypatch):
     seen = {}
-    monkeypatch.setattr("proxy.main.run_proxy", lambda options: seen.setdefault("limits", options.limits))
+    monkeypatch.setattr("proxy.identity.x509_client.spawn_early", lambda count: [])  # no X.509 workers to reap
+    monkeypatch.setattr("proxy.main.run_proxy", lambda options, early: seen.setdefault("limits", options.limits))
     result = CliRunner().invoke(cli, ["proxy", "run", "--service", "a", "--service-port", "80", "--app-port", "81"],
                                 env={"ISTHMUS_MAX_REQUEST_HEADERS_KB": "8", "ISTHMUS_STREAM_IDLE_TIMEOUT": "30"})
     assert result.exit_code == 0, result.output
@@ -58,7 +59,8 @@ def test_limit_flags_read_their_environment_variables(monkeypatch):
 
 def test_dns_port_is_off_by_default_and_reaches_the_sidecars_options(monkeypatch):
     seen = []
-    monkeypatch.setattr("proxy.main.run_proxy", lambda options: seen.append(options.dns_port))
+    monkeypatch.setattr("proxy.identity.x509_client.spawn_early", lambda count: [])  # no X.509 workers to reap
+    monkeypatch.setattr("proxy.main.run_proxy", lambda options, early: seen.append(options.dns_port))
     base = ["proxy", "run", "--service", "a", "--service-port", "80", "--app-port", "81"]
     assert CliRunner().invoke(cli, base).exit_code == 0
     assert CliRunner().invoke(cli, [*base, "--dns-port", "15053"]).exit_code == 0
