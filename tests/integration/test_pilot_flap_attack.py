@@ -12,17 +12,15 @@ import time
 
 import pytest
 
-from isthmus.launch.credentials import ETCD_SERVICE_USER
 from proto import subjects
 from proto.registry import RegisterReply, RegisterRequest, Workload
 from proto.xds import ProxyStatus, Push, SnapshotRequest
 from runtime import bus as busmod
 from runtime.bus import decode, encode
-from runtime.settings import Settings
 from runtime.store import CONFIG_PREFIX, LEADER_PREFIX, STATUS_PREFIX, Entry, Store
-from services.pilot.service import PilotService
 from tests.integration.buscut import Cut
 from tests.integration.conftest import LEASE_TTL, ControlPlane, eventually
+from tests.integration.pilot_replica import pilot_replica, stop_replica
 
 pytestmark = pytest.mark.asyncio
 
@@ -53,12 +51,9 @@ class GatedStore(Store):
 async def test_a_replica_deposed_and_reelected_while_its_resync_check_waits_publishes_nothing_before_catching_up(
         mesh: ControlPlane, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ISTHMUS_PUSH_RESYNC_INTERVAL", "0.2")
-    pilot = PilotService(Settings(nats_url=mesh.nats_url, etcd_url=mesh.etcd_url, lease_ttl=LEASE_TTL,
-                                  instance="pilot-flapping"))
-    pilot.bus = await mesh.bus("pilot-flapping", "pilot")
-    host, port = mesh.etcd_url.removeprefix("http://").split(":")
-    store = await GatedStore.connect(host, int(port), user=ETCD_SERVICE_USER, password=mesh.creds.etcd_service)
-    pilot.store = store
+    pilot = await pilot_replica(mesh, "pilot-flapping", GatedStore)
+    store = pilot.store
+    assert isinstance(store, GatedStore)
     mesh.services["pilot"].stop(5)  # our replica is the only one
     await pilot.start()
     watcher = await mesh.bus("test-flap", "proxy")  # sees what every proxy is sent
@@ -119,12 +114,7 @@ async def test_a_replica_deposed_and_reelected_while_its_resync_check_waits_publ
         for prefix in list(store.open):
             store.release(prefix)
         await watcher.close()
-        await pilot.stop()
-        for task in pilot.tasks:
-            task.cancel()
-        await asyncio.gather(*pilot.tasks, return_exceptions=True)
-        await pilot.bus.close()
-        await store.close()
+        await stop_replica(pilot)
         await mesh.start_service_async("pilot")
 
 
@@ -132,11 +122,7 @@ async def test_a_replica_elected_whose_bus_is_closed_resigns_so_another_serves(m
     """A replica whose bus connection closed for good cannot answer snapshots: elected, it must resign
     (services/pilot/service.py `_take_over`), not keep the leadership it holds through etcd while serving no
     proxy, so that another replica takes over."""
-    pilot = PilotService(Settings(nats_url=mesh.nats_url, etcd_url=mesh.etcd_url, lease_ttl=LEASE_TTL,
-                                  instance="pilot-closed"))
-    pilot.bus = await mesh.bus("pilot-closed", "pilot")
-    host, port = mesh.etcd_url.removeprefix("http://").split(":")
-    pilot.store = await Store.connect(host, int(port), user=ETCD_SERVICE_USER, password=mesh.creds.etcd_service)
+    pilot = await pilot_replica(mesh, "pilot-closed")
     await pilot.start()
     asker = await mesh.bus("test-closed", "proxy")
     try:
@@ -156,11 +142,7 @@ async def test_a_replica_elected_whose_bus_is_closed_resigns_so_another_serves(m
         await eventually(answered, LEASE_TTL * 8, interval=0.5)
     finally:
         await asker.close()
-        await pilot.stop()
-        for task in pilot.tasks:
-            task.cancel()
-        await asyncio.gather(*pilot.tasks, return_exceptions=True)
-        await pilot.store.close()
+        await stop_replica(pilot, close_bus=False)  # closed by the test
         if not mesh.services["pilot"].is_running:
             await mesh.start_service_async("pilot")
 
@@ -172,11 +154,8 @@ async def test_a_leader_whose_push_finds_its_bus_away_pushes_again_once_it_is_ba
     task ended: that pilot never pushed again, while it kept the leadership)."""
     cut = Cut(int(mesh.nats_url.rsplit(":", 1)[1]))
     await cut.restore()
-    pilot = PilotService(Settings(nats_url=mesh.nats_url, etcd_url=mesh.etcd_url, lease_ttl=LEASE_TTL,
-                                  instance="pilot-cut"))
-    pilot.bus = await busmod.connect(f"nats://127.0.0.1:{cut.port}", "pilot-cut", auth=await mesh.auth("pilot"))
-    host, port = mesh.etcd_url.removeprefix("http://").split(":")
-    pilot.store = await Store.connect(host, int(port), user=ETCD_SERVICE_USER, password=mesh.creds.etcd_service)
+    pilot = await pilot_replica(mesh, "pilot-cut", bus=await busmod.connect(
+        f"nats://127.0.0.1:{cut.port}", "pilot-cut", auth=await mesh.auth("pilot")))
     mesh.services["pilot"].stop(5)
     await pilot.start()
     watcher = await mesh.bus("test-cut", "proxy")
@@ -216,12 +195,7 @@ async def test_a_leader_whose_push_finds_its_bus_away_pushes_again_once_it_is_ba
         await eventually(lambda: pushed("after"), 10)
     finally:
         await watcher.close()
-        await pilot.stop()
-        for task in pilot.tasks:
-            task.cancel()
-        await asyncio.gather(*pilot.tasks, return_exceptions=True)
-        await pilot.bus.close()
-        await pilot.store.close()
+        await stop_replica(pilot)
         if cut.server is not None:
             await cut.cut()
         await mesh.start_service_async("pilot")

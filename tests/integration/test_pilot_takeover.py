@@ -16,15 +16,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from isthmus.launch.credentials import ETCD_SERVICE_USER
 from proto import subjects
 from proto.xds import Push, SnapshotRequest
 from runtime.bus import decode, encode
-from runtime.settings import Settings
 from runtime.store import Change, Store
 from services.pilot.service import PilotService
 from tests.integration.conftest import LEASE_TTL, ControlPlane, apply_ok, eventually
 from tests.integration.httpclient import Backend
+from tests.integration.pilot_replica import pilot_replica, stop_replica
 
 pytestmark = pytest.mark.asyncio
 
@@ -45,22 +44,13 @@ class LaggingStore(Store):
 
 async def lagging_pilot(mesh: ControlPlane) -> PilotService:
     """A second pilot replica, started as `python -m services.pilot` starts one, on the plane's bus and etcd."""
-    pilot = PilotService(Settings(nats_url=mesh.nats_url, etcd_url=mesh.etcd_url, lease_ttl=LEASE_TTL,
-                                  instance="pilot-lagging"))
-    pilot.bus = await mesh.bus("pilot-lagging", "pilot")
-    host, port = mesh.etcd_url.removeprefix("http://").split(":")
-    pilot.store = await LaggingStore.connect(host, int(port), user=ETCD_SERVICE_USER, password=mesh.creds.etcd_service)
+    pilot = await pilot_replica(mesh, "pilot-lagging", LaggingStore)
     await pilot.start()
     return pilot
 
 
 async def stop(pilot: PilotService) -> None:
-    await pilot.stop()
-    for task in pilot.tasks:
-        task.cancel()
-    await asyncio.gather(*pilot.tasks, return_exceptions=True)
-    await pilot.bus.close()
-    await pilot.store.close()
+    await stop_replica(pilot)
 
 
 DENY = """
