@@ -45,19 +45,19 @@ log = get_logger("bus")
 
 
 class BusError(Exception):
-    pass
+    """The bus could not carry a message: away, closed, refused (every bus failure below is one)."""
 
 
 class BusTimeout(BusError):
-    pass
+    """A request's reply did not come within its timeout."""
 
 
 class NoResponders(BusError):
-    pass
+    """No subscriber serves the subject a request was sent on (nats-server's no-responders status)."""
 
 
 class PayloadTooLarge(BusError):
-    pass
+    """A message over the server's max_payload, refused before it was sent."""
 
 
 HEADER_ALLOWANCE = 128  # bytes the NATS headers we send may take, counted against max_payload
@@ -228,7 +228,7 @@ class Bus:
             try:
                 await asyncio.wait_for(self.client.close(), timeout)
             except Exception:
-                pass
+                pass  # closing after a failed drain: the connection is dropped either way
 
 
 def _store_error(exc: BaseException) -> bool:

@@ -97,7 +97,7 @@ class IdentityAgent(BundleFollower):
             try:
                 await self._ahead.start(len(early), SPARE_SECONDS, early)
             except X509WorkerError:
-                pass
+                pass  # started when needed instead (and that failure reported then)
         if self.state is not None and self.state.stored():
             try:
                 if await self._load(await self._ahead.take()):

@@ -36,7 +36,9 @@ import msgspec
 from proto.identity_worker import (MAX_REPLY, MAX_REQUEST, ChainChecked, CheckChain, KeyMade, MakeKey, ReadRoots,
                                    RootsRead, WorkerFailed, WorkerReply, WorkerRequest)
 from proxy.identity.material import Checked, MaterialError
+from runtime.log import get_logger
 
+log = get_logger("proxy.identity")
 MODULE = "proxy.identity.x509_worker"
 TIMEOUT = 10.0  # seconds from the request to the reply: the work takes milliseconds, Python's start ~0.1 s
 STDERR_KEPT = 4096  # bytes of a crashed child's stderr kept for the error
@@ -185,7 +187,7 @@ class Worker:
             try:
                 process.kill()
             except ProcessLookupError:
-                pass
+                pass  # it exited between the check and the kill: reaped below all the same
         await process.wait()
 
 
@@ -202,7 +204,12 @@ class Ahead:
         if still not taken. X509WorkerError."""
         try:
             for popen in early:
-                self.workers.append(await Worker.adopt(popen))
+                try:
+                    self.workers.append(await Worker.adopt(popen))
+                except OSError as exc:  # its pipes cannot join this loop: killed, and one started when needed
+                    log.warning("an X.509 worker started early cannot be used", error=str(exc))
+                    popen.kill()
+                    popen.wait(timeout=5)
             while len(self.workers) < count:
                 self.workers.append(await Worker.start())
         finally:

@@ -77,6 +77,15 @@ class ProxyStatusRecorder:
         if problem:
             log.warning("ack dropped", reason=problem, proxy=ack.proxy_id[:MAX_NAME])
             return
+        # before bus_user_for's etcd read: a dropped ACK costs none
+        registered = self.workload(ack.proxy_id) if self.workload is not None else None
+        if registered is not None and ((ack.namespace and ack.namespace != registered.namespace)
+                                       or (ack.service and ack.service != registered.service)):
+            # a proxy of another namespace or service under this id: the registry refused its registration (one
+            # registration per id), so its ACK must not stand in for the registered proxy's row in proxy-status
+            log.warning("ack dropped: another workload's id", proxy=ack.proxy_id, namespace=ack.namespace[:MAX_NAME],
+                        service=ack.service[:MAX_NAME], registered=f"{registered.namespace}/{registered.service}")
+            return
         status = ProxyStatus(
             proxy_id=ack.proxy_id, service=ack.service, namespace=ack.namespace, epoch=ack.epoch,
             seq=ack.seq, version=ack.version, ok=ack.ok, error=ack.error[:MAX_ERROR], updated_at=time.time(),
@@ -88,14 +97,6 @@ class ProxyStatusRecorder:
                 self.refused_waiting += 1
             return
         self.waiting.pop(ack.proxy_id, None)
-        registered = self.workload(ack.proxy_id) if self.workload is not None else None
-        if registered is not None and ((ack.namespace and ack.namespace != registered.namespace)
-                                       or (ack.service and ack.service != registered.service)):
-            # a proxy of another namespace or service under this id: the registry refused its registration (one
-            # registration per id), so its ACK must not stand in for the registered proxy's row in proxy-status
-            log.warning("ack dropped: another workload's id", proxy=ack.proxy_id, namespace=ack.namespace[:MAX_NAME],
-                        service=ack.service[:MAX_NAME], registered=f"{registered.namespace}/{registered.service}")
-            return
         if not ack.ok:
             log.warning("proxy rejected config", proxy=ack.proxy_id, seq=ack.seq, error=ack.error[:MAX_ERROR])
         self.dirty[ack.proxy_id] = status

@@ -37,7 +37,7 @@ class Cut:
                     dst.write(data)
                     await dst.drain()
             except (ConnectionError, OSError):
-                pass
+                pass  # either side closed: the finally closes the other
             finally:
                 dst.close()
 

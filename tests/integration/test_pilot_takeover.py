@@ -10,36 +10,20 @@ resumed, it reads the watch events waiting in its socket before the answers of i
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
 from proto import subjects
 from proto.xds import Push, SnapshotRequest
 from runtime.bus import decode, encode
-from runtime.store import Change, Store
 from services.pilot.service import PilotService
 from tests.integration.conftest import LEASE_TTL, ControlPlane, apply_ok, eventually
 from tests.integration.httpclient import Backend
 from tests.integration.pilot_replica import pilot_replica, stop_replica
+from tests.lagging_store import LaggingStore
 
 pytestmark = pytest.mark.asyncio
-
-
-class LaggingStore(Store):
-    """The real etcd client; while `flowing` is clear its watches hold their events back (none is lost)."""
-
-    def __init__(self, client) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(client)
-        self.flowing = asyncio.Event()
-        self.flowing.set()
-
-    async def watch(self, prefix: str, start_revision: int) -> AsyncIterator[Change]:
-        async for change in super().watch(prefix, start_revision):
-            await self.flowing.wait()
-            yield change
 
 
 async def lagging_pilot(mesh: ControlPlane) -> PilotService:
@@ -47,10 +31,6 @@ async def lagging_pilot(mesh: ControlPlane) -> PilotService:
     pilot = await pilot_replica(mesh, "pilot-lagging", LaggingStore)
     await pilot.start()
     return pilot
-
-
-async def stop(pilot: PilotService) -> None:
-    await stop_replica(pilot)
 
 
 DENY = """
@@ -105,6 +85,6 @@ async def test_a_replica_elected_while_its_watch_lags_serves_nothing_older_than_
     finally:
         lagging.store.flowing.set()  # type: ignore[attr-defined]
         await watcher.close()
-        await stop(lagging)
+        await stop_replica(lagging)
         await app.stop()
         await mesh.start_service_async("pilot")

@@ -22,6 +22,9 @@ from tests.integration.test_proxy_identity import certs, has_cert, leaf
 
 pytestmark = pytest.mark.asyncio
 WORKER = b"proxy.identity.x509_worker"
+# 60 s certificates renewed when 98% of their life remains: a renewal every ~1.2 s
+RENEW_FAST = {"ISTHMUS_SECRET_TTL": "60", "ISTHMUS_SECRET_GRACE_PERIOD_RATIO": "0.98",
+              "ISTHMUS_SECRET_GRACE_PERIOD_RATIO_JITTER": "0.005"}
 
 
 def children(pid: int) -> list[int]:
@@ -32,7 +35,7 @@ def children(pid: int) -> list[int]:
             with open(f"/proc/{pid}/task/{task}/children") as f:
                 found += [int(p) for p in f.read().split()]
     except OSError:
-        pass
+        pass  # the process (or one of its threads) is gone: what was read so far
     return found
 
 
@@ -94,8 +97,7 @@ async def test_many_renewals_leave_no_fd_child_or_zombie_and_never_map_cryptogra
     most) the sidecar holds as many fds as after its first few, has no child left, and never mapped
     `cryptography`; no child ever had the key in its argv or environment."""
     sidecar = mesh.proxy("rn", free_port(), namespace="x509p", extra=("--state-dir", str(tmp_path / "st")),
-                         env={"ISTHMUS_SECRET_TTL": "60", "ISTHMUS_SECRET_GRACE_PERIOD_RATIO": "0.98",
-                              "ISTHMUS_SECRET_GRACE_PERIOD_RATIO_JITTER": "0.005"})
+                         env=RENEW_FAST)
     pid = sidecar.process.pid
     assert pid is not None
     watcher = Watcher(pid)
@@ -132,8 +134,7 @@ async def test_many_renewals_leave_no_fd_child_or_zombie_and_never_map_cryptogra
 async def test_a_sidecar_stopped_mid_renewal_leaves_no_worker(mesh: ControlPlane) -> None:
     """SIGTERM while renewals run back to back: every X.509 worker it started is gone soon after it exits."""
     sidecar = mesh.proxy("st", free_port(), namespace="x509p",
-                         env={"ISTHMUS_SECRET_TTL": "60", "ISTHMUS_SECRET_GRACE_PERIOD_RATIO": "0.98",
-                              "ISTHMUS_SECRET_GRACE_PERIOD_RATIO_JITTER": "0.005"})
+                         env=RENEW_FAST)
     pid = sidecar.process.pid
     assert pid is not None
     watcher = Watcher(pid)
@@ -230,8 +231,7 @@ async def test_workers_killed_during_renewals_delay_them_but_do_not_stop_them(me
     request is written. The renewals that failed are tried again; once children live again, renewals go on (on
     uvloop the write to the dead child raised RuntimeError, which ended the identity loop for good)."""
     sidecar = mesh.proxy("kl", free_port(), namespace="x509p",
-                         env={"ISTHMUS_SECRET_TTL": "60", "ISTHMUS_SECRET_GRACE_PERIOD_RATIO": "0.98",
-                              "ISTHMUS_SECRET_GRACE_PERIOD_RATIO_JITTER": "0.005"})
+                         env=RENEW_FAST)
     pid = sidecar.process.pid
     assert pid is not None
     await has_cert(sidecar)

@@ -6,15 +6,16 @@ older than what the inputs hold replaces nothing."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from isthmus.launch import ManagedProcess, start_etcd
 from proto.registry import Workload
 from runtime.bus import encode
-from runtime.store import REGISTRY_PREFIX, Change, Store
+from runtime.store import REGISTRY_PREFIX
 from services.pilot.inputs import Inputs, InputWatcher
+from tests.lagging_store import LaggingStore
 
 pytestmark = pytest.mark.asyncio
 
@@ -24,22 +25,6 @@ def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagedProcess]:
     proc = start_etcd(tmp_path_factory.mktemp("relist"), unsafe_no_fsync=True)
     yield proc
     proc.stop(5)
-
-
-class LaggingStore(Store):
-    """The real etcd client; while `flowing` is clear its watches hold their events back (none is lost)."""
-
-    def __init__(self, client) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(client)
-        self.flowing = asyncio.Event()
-        self.flowing.set()
-        self.yielded: list[Change] = []
-
-    async def watch(self, prefix: str, start_revision: int) -> AsyncIterator[Change]:
-        async for change in super().watch(prefix, start_revision):
-            await self.flowing.wait()
-            self.yielded.append(change)
-            yield change
 
 
 def key(wid: str) -> str:
