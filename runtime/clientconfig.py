@@ -77,11 +77,14 @@ def find_config(flag: str | None = None, env: dict[str, str] | None = None, cwd:
         path = Path(named).expanduser()
         source = "--config" if flag else ENV
         try:
-            found = path.is_file()
+            found, kind = path.is_file(), "a directory" if path.is_dir() else "not a regular file (a device, a pipe?)"
+            missing = not found and not path.exists()
         except OSError as exc:  # a directory on the way we may not enter, a name too long
             raise ConfigFileError(f"{source} {named}: cannot be read ({exc.strerror or exc})") from None
-        if not found:
+        if missing:
             raise ConfigFileError(f"{source} {named}: no such file (`isthmus up` writes it and prints its path)")
+        if not found:  # "no such file" sent users looking for a file that is there
+            raise ConfigFileError(f"{source} {named}: {kind}, not a client config file")
         return path
     try:  # run from a directory this user may not enter (or one since deleted): no default config there
         default = (cwd or Path.cwd()) / DEFAULT_RELATIVE

@@ -41,7 +41,7 @@ from runtime.log import get_logger
 log = get_logger("proxy.identity")
 MODULE = "proxy.identity.x509_worker"
 TIMEOUT = 10.0  # seconds from the request to the reply: the work takes milliseconds, Python's start ~0.1 s
-STDERR_KEPT = 4096  # bytes of a crashed child's stderr kept for the error
+STDERR_KEPT = 4096  # bytes of a crashed child's stderr kept for the error: its last ones (a traceback ends with why)
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(WorkerReply)  # type: ignore[arg-type]
 _request_decoder = msgspec.msgpack.Decoder(WorkerRequest)  # type: ignore[arg-type]
@@ -63,6 +63,15 @@ async def _read_at_most(stream: asyncio.StreamReader, limit: int) -> bytes:
         chunks.append(chunk)
         size += len(chunk)
     return b"".join(chunks)
+
+
+async def _read_tail(stream: asyncio.StreamReader, keep: int) -> bytes:
+    """Until EOF, keeping only the last `keep` bytes. Read to the end: a child blocked on a full stderr pipe would
+    never close its stdout (a timeout with no reason), and a traceback's last line is the one that says why."""
+    tail = b""
+    while chunk := await stream.read(64 * 1024):
+        tail = (tail + chunk)[-keep:]
+    return tail
 
 
 def argv() -> list[str]:
@@ -170,7 +179,7 @@ class Worker:
             # ConnectionResetError; uvloop (`proxy run`'s loop) RuntimeError, its pipe transport already closed
             pass
         out, err = await asyncio.gather(_read_at_most(process.stdout, MAX_REPLY),
-                                        _read_at_most(process.stderr, STDERR_KEPT))
+                                        _read_tail(process.stderr, STDERR_KEPT))
         code = await process.wait()
         if len(out) > MAX_REPLY:
             raise X509WorkerError(f"the X.509 worker's reply is over {MAX_REPLY} bytes")

@@ -115,3 +115,28 @@ async def test_a_stopped_etcd_is_store_unavailable_not_an_internal_error(plane: 
         os.kill(plane.etcd.pid, signal.SIGCONT)
     assert reply["ok"] is False and reply["error"].startswith(f"store unavailable on {CA_TOKEN_CREATE}: "), reply
     assert "internal error" not in reply["error"]
+
+
+BAD_REGISTRY_PAYLOADS = [b"", b"null", b"[]", b"\xff\xfe\x00", b'{"workload": null}', b'{"workload": {"id": 5}}',
+                         b'{"workload": {"id": "w", "service": "s", "namespace": "default", "inbound_port": "80"}}',
+                         b'{"workload": {"id": "w", "service": "s", "namespace": "default"}, "ttl": 1e400}',
+                         b'{"workload_id": ["w"], "namespace": "default", "service": "s"}',
+                         b'{"workload_id": "w", "namespace": "default", "service": "s", "lease_id": -1}',
+                         b"\x82\xa2id\xa1w\xa7service\xa1s"]  # msgpack, not JSON
+
+
+@pytest.mark.parametrize("verb", ["register", "deregister"])
+async def test_malformed_registrations_and_deregistrations_are_answered_and_the_registry_goes_on(
+        plane: ControlPlane, verb: str) -> None:
+    """Bytes that are not a RegisterRequest / DeregisterRequest, on the identity subject a proxy may use: each is
+    answered "malformed request", none is stored, and the same registry process then registers a valid one."""
+    from tests.integration.registry_client import register
+
+    subject = f"isthmus.registry.{verb}.default.default"
+    registry = plane.services["registry"].popen
+    assert registry is not None
+    for payload in BAD_REGISTRY_PAYLOADS:
+        reply = await ask(plane, subject, payload)
+        assert reply["ok"] is False and reply["error"].startswith(f"malformed request on {subject}:"), (payload, reply)
+    assert registry.poll() is None and plane.services["registry"].popen is registry
+    assert (await register(plane, "default", "s", f"after-malformed-{verb}")).ok

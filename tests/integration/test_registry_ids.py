@@ -263,3 +263,30 @@ async def test_a_registration_that_loses_every_race_is_contended_not_refused(mes
         assert len(leases) == ids.ATTEMPTS and await store.refresh(leases[0]) == 0  # revoked
     finally:
         await store.close()
+
+
+async def test_a_registration_that_loses_all_but_its_last_race_is_registered(mesh: ControlPlane) -> None:
+    """The limit's other side: ATTEMPTS - 1 rounds lost (a competing write before each of those swaps), the last
+    round wins; the registration holds the id under the one lease left, the lost rounds' lease revoked or reused."""
+    store = await mesh.store()
+    swap = store.swap
+    rounds: list[int] = []
+
+    async def raced(expect: dict[str, int], puts: dict[str, bytes], deletes: tuple[str, ...] = (),
+                    lease: int = 0) -> bool:
+        rounds.append(lease)
+        if len(rounds) < ids.ATTEMPTS:
+            await store.put(ids.id_key("x12"), b"{}")  # another writer got there first
+        return await swap(expect, puts, deletes, lease)
+
+    store.swap = raced  # type: ignore[method-assign]
+    try:
+        workload = Workload(id="x12", service="a", namespace="race", address="127.0.0.1")
+        lease, problem = await ids.register(store, workload, 60, lambda namespace, account: "")
+        assert lease > 0 and problem == "" and len(rounds) == ids.ATTEMPTS
+        claim = await store.get(ids.id_key("x12"))
+        assert claim is not None and claim.lease == lease
+        assert json.loads(claim.value)["namespace"] == "race"
+    finally:
+        store.swap = swap  # type: ignore[method-assign]
+        await store.close()

@@ -163,3 +163,12 @@ def test_a_config_path_that_cannot_be_looked_at_is_an_error_or_no_default_never_
         find_config(flag=str(unreadable / "isthmus.yaml"), env={})
     with pytest.raises(ConfigFileError, match="ISTHMUS_CONFIG .* cannot be read"):
         find_config(env={"ISTHMUS_CONFIG": str(unreadable / "isthmus.yaml")})
+
+
+def test_a_config_path_that_is_a_directory_or_a_device_is_named_as_such_not_missing(tmp_path: Path) -> None:
+    """`isthmus --config /tmp` said "/tmp: no such file", which sends the user looking for a file that is not
+    missing: a directory, or a device such as /dev/null, is not a client config, and the error says so."""
+    with pytest.raises(ConfigFileError, match=f"^--config {tmp_path}: a directory, not a client config file$"):
+        find_config(str(tmp_path), env={})
+    with pytest.raises(ConfigFileError, match="^ISTHMUS_CONFIG /dev/null: not a regular file"):
+        find_config(env={"ISTHMUS_CONFIG": "/dev/null"})
