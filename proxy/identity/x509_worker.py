@@ -22,7 +22,7 @@ import sys
 
 import msgspec
 
-from proto.identity_worker import (MAX_REQUEST, CheckChain, KeyMade, MakeKey, ReadRoots, WorkerFailed, WorkerReply,
+from proto.identity_worker import (MAX_REPLY, MAX_REQUEST, CheckChain, KeyMade, MakeKey, ReadRoots, WorkerFailed, WorkerReply,
                                    WorkerRequest)
 from proxy.identity.keys import csr_pem, key_pem, load_key, new_key, proof_signature
 from proxy.identity.material import MaterialError
@@ -67,7 +67,14 @@ def answer(data: bytes) -> bytes:
         request = _decoder.decode(data)
     except msgspec.DecodeError as exc:
         return _encoder.encode(WorkerFailed(kind="request", error=f"unreadable request: {str(exc)[:200]}"))
-    return _encoder.encode(handle(request))
+    reply = _encoder.encode(handle(request))
+    if len(reply) > MAX_REPLY:
+        # a reply echoes the chain and adds each certificate's names as text, so a request within every bound
+        # can still read back over MAX_REPLY (~1.75x: hundreds of SANs): the certificates' fault, said once as
+        # such, never a reply the sidecar refuses as a broken worker and asks for again at every backoff
+        return _encoder.encode(WorkerFailed(kind="material", error=f"the certificates' fields read back over "
+                                            f"{MAX_REPLY} bytes: not a workload chain or trust bundle"))
+    return reply
 
 
 def main() -> int:
